@@ -1,0 +1,60 @@
+# Every target installs what it needs: a fresh clone on a fresh machine runs `make demo` or `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# The local cluster's scripts live in hack/ (test and demo infrastructure, not product).
+export PYTHONPATH := $(CURDIR)/hack
+CLUSTER := $(PY) -m localcluster
+
+.PHONY: help venv binaries cluster-up cluster-down test unit demo crds chart-check e2e-kind bench clean
+
+help:
+	@echo "make demo          bring up a local cluster, run the operator, run and cancel an example"
+	@echo "make test          every test: unit, then the local cluster (built on first use)"
+	@echo "make cluster-up    start the local control plane and process node (.cluster/kubeconfig)"
+	@echo "make cluster-down  stop everything cluster-up started"
+	@echo "make e2e-kind      the demo scenario on kind (needs Docker)"
+	@echo "make bench         cancel-latency benchmark"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==25.3
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+binaries:
+	@hack/build-binaries.sh >/dev/null
+
+cluster-up: venv binaries
+	$(CLUSTER) up
+
+cluster-down: venv
+	$(CLUSTER) down
+
+unit: venv
+	$(PY) -m pytest -m unit
+
+test: venv binaries
+	$(PY) -m pytest
+
+demo: venv binaries
+	hack/demo.sh
+
+crds: venv
+	$(PY) -m flux_operator.api.crd --write
+
+bench: venv binaries
+	$(PY) bench/cancel_latency.py
+
+e2e-kind:
+	hack/e2e-kind.sh
+
+clean: cluster-down
+	rm -rf .cluster $(VENV)

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds the pinned control plane, etcd, helm and kubeconform from the Go module proxy
+# into ~/.cache/flux-operator/<version>/bin. Only the first run pays; a half-made cache
+# (interrupted build, missing or altered binary) is detected by its stamp and rebuilt.
+# Prints the bin directory on stdout; progress goes to stderr.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+k8s_version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/k8s/go.mod")
+[ -n "$k8s_version" ] || { echo "cannot read the pinned k8s.io/kubernetes version from hack/k8s/go.mod" >&2; exit 1; }
+cache_root=${FLUX_CACHE_DIR:-$HOME/.cache/flux-operator}
+bin_dir="$cache_root/$k8s_version/bin"
+stamp="$bin_dir/.complete"
+
+# name|module dir|package
+targets=(
+  "etcd|k8s|go.etcd.io/etcd/server/v3"
+  "kube-apiserver|k8s|k8s.io/kubernetes/cmd/kube-apiserver"
+  "kube-controller-manager|k8s|k8s.io/kubernetes/cmd/kube-controller-manager"
+  "kube-scheduler|k8s|k8s.io/kubernetes/cmd/kube-scheduler"
+  "kubectl|k8s|k8s.io/kubernetes/cmd/kubectl"
+  "helm|tools|helm.sh/helm/v3/cmd/helm"
+  "kubeconform|tools|github.com/yannh/kubeconform/cmd/kubeconform"
+)
+
+log() { printf '[build-binaries] %s\n' "$*" >&2; }
+
+# The pins are part of the key: editing a go.mod invalidates the cache.
+pins_digest() { cat "$here/k8s/go.mod" "$here/k8s/go.sum" "$here/tools/go.mod" "$here/tools/go.sum" | sha256sum | cut -d' ' -f1; }
+
+stamp_is_valid() {
+  [ -f "$stamp" ] || return 1
+  [ "$(head -n1 "$stamp")" = "pins $(pins_digest)" ] || return 1
+  (cd "$bin_dir" && tail -n +2 "$stamp" | sha256sum --check --status) || return 1
+  local t name
+  for t in "${targets[@]}"; do
+    name=${t%%|*}
+    grep -q "  $name\$" "$stamp" || return 1
+  done
+}
+
+if stamp_is_valid; then
+  echo "$bin_dir"
+  exit 0
+fi
+
+command -v go >/dev/null || { log "go is required (the polyglot machine ships it)"; exit 1; }
+mkdir -p "$bin_dir"
+rm -f "$stamp"
+minor=${k8s_version#v1.}; minor=${minor%%.*}
+version_flags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  version_flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
+export CGO_ENABLED=0 GOFLAGS=-mod=mod
+total=${#targets[@]}
+i=0
+start_all=$SECONDS
+for t in "${targets[@]}"; do
+  i=$((i + 1))
+  IFS='|' read -r name module pkg <<<"$t"
+  if [ -x "$bin_dir/$name" ] && [ -f "$bin_dir/.$name.pins" ] && [ "$(cat "$bin_dir/.$name.pins")" = "$(pins_digest)" ]; then
+    log "[$i/$total] $name: cached"
+    continue
+  fi
+  log "[$i/$total] building $name ($pkg); a cold build of the control plane takes ~10 min on 2 cores"
+  started=$SECONDS
+  # A heartbeat, so a long compile is never a silent terminal.
+  ( while sleep 30; do log "      still building $name ($((SECONDS - started))s)"; done ) &
+  ticker=$!
+  # Build beside the cache and rename into place: a killed build never leaves a half binary.
+  if ! (cd "$here/$module" && go build -trimpath -ldflags "-s -w $version_flags" -o "$bin_dir/.$name.partial" "$pkg"); then
+    kill "$ticker" 2>/dev/null || true
+    log "building $name failed"
+    exit 1
+  fi
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  mv -f "$bin_dir/.$name.partial" "$bin_dir/$name"
+  pins_digest >"$bin_dir/.$name.pins"
+  log "[$i/$total] $name built in $((SECONDS - started))s"
+done
+
+{
+  echo "pins $(pins_digest)"
+  (cd "$bin_dir" && for t in "${targets[@]}"; do sha256sum "${t%%|*}"; done)
+} >"$stamp.tmp"
+mv -f "$stamp.tmp" "$stamp"
+log "all binaries ready in $bin_dir ($((SECONDS - start_all))s)"
+echo "$bin_dir"

@@ -1,0 +1,177 @@
+"""`up`, `down` and the supervisor that owns every control-plane process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from localcluster import procs
+from localcluster.layout import Layout, Ports, binaries_dir, component_commands, write_kubeconfigs
+from localcluster.pki import make_pki
+
+READY_TIMEOUT = 120
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def _https_ok(layout: Layout, path: str) -> bool:
+    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+    ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
+    try:
+        with urllib.request.urlopen(f"{layout.server}{path}", context=ctx, timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def is_up(layout: Layout | None) -> bool:
+    return bool(layout and layout.supervisor_pid and procs.alive(layout.supervisor_pid)
+                and _https_ok(layout, "/readyz"))
+
+
+# --- the supervisor: a session leader whose children die with it -------------------------------
+
+def supervise(root: Path) -> int:
+    layout = Layout.load(root)
+    assert layout is not None, "supervise runs only after up wrote state.json"
+    children: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    health = {
+        "etcd": lambda: _http_ok(f"http://127.0.0.1:{layout.ports.etcd_client}/health"),
+        "kube-apiserver": lambda: _https_ok(layout, "/readyz"),
+    }
+    try:
+        for name, argv in component_commands(layout).items():
+            log = open(layout.logs / f"{name}.log", "ab")
+            children[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              preexec_fn=procs.die_with_parent, cwd=layout.root)
+            check = health.get(name)
+            deadline = time.monotonic() + 60
+            while check and not check() and not stopping:
+                if children[name].poll() is not None or time.monotonic() > deadline:
+                    print(f"supervisor: {name} did not become healthy", flush=True)
+                    return 1
+                time.sleep(0.1)
+            print(f"supervisor: started {name} (pid {children[name].pid})", flush=True)
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    print(f"supervisor: {name} exited with {child.returncode}; stopping the cluster", flush=True)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        _stop_children(children)
+
+
+def _stop_children(children: dict[str, subprocess.Popen]) -> None:
+    # Reverse order: the node stops its pods first, and the apiserver outlives its clients.
+    for name in reversed(list(children)):
+        child = children[name]
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+# --- up / down -----------------------------------------------------------------------------------
+
+def up(root: Path) -> Layout:
+    existing = Layout.load(root)
+    if is_up(existing):
+        print(f"cluster already up: KUBECONFIG={existing.kubeconfig}")
+        return existing
+    if existing:
+        down(root, quiet=True)
+    started = time.monotonic()
+    bin_dir = binaries_dir()
+    if root.exists():
+        shutil.rmtree(root)
+    ports = Ports(*(procs.free_port() for _ in range(5)))
+    layout = Layout(root=root, bin=bin_dir, ports=ports)
+    layout.logs.mkdir(parents=True)
+    make_pki(layout.pki)
+    write_kubeconfigs(layout)
+    layout.save()
+    log = open(layout.logs / "supervisor.log", "ab")
+    supervisor = subprocess.Popen([sys.executable, "-m", "localcluster", "supervise", f"--dir={root}"],
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  start_new_session=True, cwd=root)
+    layout.supervisor_pid = supervisor.pid
+    layout.save()
+    try:
+        _wait_ready(layout, supervisor)
+    except ClusterError:
+        down(root, quiet=True)
+        raise
+    print(f"cluster up in {time.monotonic() - started:.1f}s: export KUBECONFIG={layout.kubeconfig}")
+    return layout
+
+
+def _wait_ready(layout: Layout, supervisor: subprocess.Popen) -> None:
+    from localcluster import kube  # the Python client is slow to import; only up needs it
+
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if supervisor.poll() is not None:
+            raise ClusterError(f"the supervisor exited ({supervisor.returncode}); see {layout.logs}")
+        if _https_ok(layout, "/readyz") and kube.cluster_ready(layout.kubeconfig):
+            return
+        time.sleep(0.2)
+    raise ClusterError(f"cluster not ready after {READY_TIMEOUT}s; see {layout.logs}")
+
+
+def down(root: Path, quiet: bool = False) -> list[int]:
+    """Stops the supervisor, then kills anything left in its session. Returns what had to be killed."""
+    layout = Layout.load(root)
+    if layout is None or not layout.supervisor_pid:
+        if not quiet:
+            print("cluster is not up")
+        return []
+    sid = layout.supervisor_pid
+    if procs.alive(sid):
+        try:
+            os.kill(sid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 30
+    while procs.session_members(sid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftovers = procs.session_members(sid)
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    (root / "state.json").unlink(missing_ok=True)
+    if not quiet:
+        print("cluster down" + (f" (killed {len(leftovers)} stragglers)" if leftovers else ""))
+    return leftovers

@@ -1,0 +1,1 @@
+"""Flux: Kubernetes-native workflow executions you can cancel (operator and kubectl plugin)."""

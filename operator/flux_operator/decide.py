@@ -1,0 +1,365 @@
+"""The execution state machine: observed state in, actions out. Pure: no I/O, no clock.
+
+The operator calls `decide()` on every change of an execution, its runner pod or its children,
+and on a periodic resync. Every decision depends only on what is observed now, so running it
+twice, or after an operator restart in any phase, does nothing twice (level-triggered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flux_operator.api import CANCEL_ANNOTATION, TERMINAL_PHASES, CancelSource, Execution, Outcome, Phase
+from flux_operator.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
+from flux_operator.timefmt import format_time, parse_time
+
+# Set by the operator on a child it cancels, so the child reports source `parent`.
+CANCELLED_BY_ANNOTATION = "workflows.flux.dev/cancelled-by"
+DEADLINE_REASON = "DeadlineExceeded"
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EnsureRunner:
+    """Create the runner's ServiceAccount, Role, RoleBinding and pod (each idempotently)."""
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+    grace_seconds: int
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    patch: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CancelChild:
+    name: str
+    reason: str
+    force: bool
+
+
+@dataclass(frozen=True)
+class CreateChild:
+    name: str
+    workflow: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+@dataclass(frozen=True)
+class Observe:
+    """A metric to record: `name` is signal_seconds, complete_seconds or outcome."""
+
+    name: str
+    source: str
+    value: float | str
+
+
+Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | Observe
+
+
+@dataclass(frozen=True)
+class CancelIntent:
+    reason: str
+    source: CancelSource
+    cascade: bool
+    force: bool
+
+
+@dataclass
+class PodView:
+    """What the state machine needs of the runner pod."""
+
+    name: str
+    phase: str = "Pending"  # the pod's status.phase
+    terminating: bool = False
+    started: bool = False  # a container has ever run
+    exit_message: str = ""  # termination message or reason of the last terminated container
+
+
+@dataclass
+class _Plan:
+    status: dict[str, Any] = field(default_factory=dict)
+    actions: list[Action] = field(default_factory=list)
+
+    def event(self, reason: str, message: str, type_: str = "Normal") -> None:
+        self.actions.append(EmitEvent(reason, message, type_))
+
+
+# --- observing --------------------------------------------------------------------------------------
+
+def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
+    """The cancel asked for, from whichever way in came first; None when nobody asked."""
+    recorded = ex.status.cancellation
+    if recorded is not None:
+        spec_cancel = ex.spec.cancel
+        return CancelIntent(recorded.reason, recorded.source, spec_cancel.cascade if spec_cancel else True,
+                            spec_cancel.force if spec_cancel else False)
+    annotations = ex.metadata.get("annotations") or {}
+    if ex.spec.cancel is not None:
+        source = CancelSource.PARENT if annotations.get(CANCELLED_BY_ANNOTATION) else CancelSource.SPEC
+        return CancelIntent(ex.spec.cancel.reason, source, ex.spec.cancel.cascade, ex.spec.cancel.force)
+    if annotations.get(CANCEL_ANNOTATION, "").strip():
+        return CancelIntent(annotations[CANCEL_ANNOTATION].strip()[:1024], CancelSource.ANNOTATION, True, False)
+    deadline = deadline_at(ex)
+    if deadline is not None and now >= deadline:
+        return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE, True, False)
+    return None
+
+
+def deadline_at(ex: Execution) -> datetime | None:
+    if ex.spec.activeDeadlineSeconds is None:
+        return None
+    start = parse_time(ex.status.startedAt) or parse_time(ex.metadata.get("creationTimestamp"))
+    return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
+
+
+_FIELD_PATHS = {
+    CancelSource.SPEC: ("f:spec", "f:cancel"),
+    CancelSource.PARENT: ("f:spec", "f:cancel"),
+    CancelSource.ANNOTATION: ("f:metadata", "f:annotations", f"f:{CANCEL_ANNOTATION}"),
+}
+
+
+def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime:
+    """When the request reached the API: the managedFields entry that first set it (second precision)."""
+    if intent.source == CancelSource.DEADLINE:
+        return deadline_at(ex) or now
+    times = []
+    for entry in ex.metadata.get("managedFields") or []:
+        node = entry.get("fieldsV1") or {}
+        for key in _FIELD_PATHS[intent.source]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None and entry.get("time"):
+            times.append(parse_time(entry["time"]))
+    return min(times, default=now)
+
+
+def _checkpoint_state(ex: Execution) -> str | None:
+    return ex.status.checkpoint.state if ex.status.checkpoint else None
+
+
+def _children_view(children: list[Execution]) -> list[dict[str, Any]]:
+    return [{"name": c.name, "phase": c.phase.value} for c in sorted(children, key=lambda c: c.name)]
+
+
+def _mirror_children(children: list[Execution]) -> list[dict[str, Any]]:
+    out = []
+    for c in sorted(children, key=lambda c: c.name):
+        entry: dict[str, Any] = {"name": c.name, "phase": c.phase.value}
+        if c.status.checkpoint is not None and c.status.checkpoint.result is not None:
+            entry["result"] = c.status.checkpoint.result
+        if c.phase in (Phase.FAILED, Phase.CANCELLED) and c.status.message:
+            entry["error"] = c.status.message
+        out.append(entry)
+    return out
+
+
+# --- deciding -----------------------------------------------------------------------------------
+
+def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime) -> list[Action]:
+    plan = _Plan()
+    phase = ex.phase
+    intent = cancel_intent(ex, now)
+    if phase in TERMINAL_PHASES:
+        _terminal(ex, intent, plan, now)
+    elif phase == Phase.CANCELLING:
+        _cancelling(ex, intent, pod, children, plan, now)
+    else:
+        _active(ex, intent, pod, children, plan, now)
+    return _finish(ex, plan)
+
+
+def _finish(ex: Execution, plan: _Plan) -> list[Action]:
+    generation = ex.metadata.get("generation")
+    if not plan.status:
+        if ex.status.observedGeneration == generation:
+            return plan.actions
+        plan.status["observedGeneration"] = generation
+    plan.status["observedGeneration"] = generation
+    # Status goes first: if the operator dies right after, the next run resumes from it.
+    return [PatchStatus(plan.status), *plan.actions]
+
+
+def _conditions(ex: Execution, plan: _Plan) -> list[dict[str, Any]]:
+    if "conditions" not in plan.status:
+        plan.status["conditions"] = [c.model_dump(exclude_none=True) for c in ex.status.conditions]
+    return plan.status["conditions"]
+
+
+def _condition(ex: Execution, plan: _Plan, now: datetime, type_: str, ok: bool, reason: str, message: str) -> None:
+    set_condition(_conditions(ex, plan), type_, ok, reason, message, ex.metadata.get("generation"), format_time(now))
+
+
+def _terminal(ex: Execution, intent: CancelIntent | None, plan: _Plan, now: datetime) -> None:
+    """A finished execution stays as it is; a late cancel is answered once, with an Event."""
+    if intent is None or ex.status.cancellation is not None:
+        return
+    if any(c.type == CANCEL_REQUESTED for c in ex.status.conditions):
+        return
+    message = f"already finished ({ex.phase.value}): cancel ignored"
+    _condition(ex, plan, now, CANCEL_REQUESTED, False, "AlreadyFinished", message)
+    plan.event("CancelIgnored", message, "Warning")
+
+
+def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
+            plan: _Plan, now: datetime) -> None:
+    """Pending or Running."""
+    checkpoint = _checkpoint_state(ex)
+    if checkpoint in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+        _complete(ex, Phase(checkpoint), ex.status.checkpoint.error, intent, plan, now)
+        return
+    if intent is not None:
+        _request_cancel(ex, intent, pod, children, plan, now)
+        return
+    if pod is None:
+        if ex.status.podName and ex.phase == Phase.RUNNING:
+            _complete(ex, Phase.FAILED, f"runner pod {ex.status.podName} disappeared before the workflow finished",
+                      None, plan, now)
+            return
+        plan.actions.append(EnsureRunner())
+        if ex.status.phase is None:
+            plan.status["phase"] = Phase.PENDING.value
+            plan.status["podName"] = runner_pod_name(ex.name)
+        return
+    if pod.phase == "Failed":
+        _complete(ex, Phase.FAILED, pod.exit_message or "runner pod failed", None, plan, now)
+        return
+    if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+        _complete(ex, Phase.FAILED, "runner exited without a final checkpoint", None, plan, now)
+        return
+    if pod.started and ex.phase == Phase.PENDING:
+        plan.status.update(phase=Phase.RUNNING.value, startedAt=format_time(now), podName=pod.name)
+        _condition(ex, plan, now, STARTED, True, "RunnerStarted", f"runner pod {pod.name} started")
+        plan.event("Started", f"runner pod {pod.name} started")
+    if ex.phase == Phase.RUNNING or pod.started:
+        _spawn_children(ex, children, plan)
+
+
+def _spawn_children(ex: Execution, children: list[Execution], plan: _Plan) -> None:
+    existing = {c.name for c in children}
+    for request in ex.status.spawnRequests:
+        if request.name not in existing:
+            plan.actions.append(CreateChild(request.name, request.workflow, request.input))
+    mirror = _mirror_children(children)
+    if mirror != [c.model_dump(exclude_none=True) for c in ex.status.children]:
+        plan.status["children"] = mirror
+
+
+def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelIntent | None, plan: _Plan,
+              now: datetime) -> None:
+    """The workflow finished on its own. A cancel that arrived meanwhile came too late."""
+    plan.status.update(phase=phase.value, finishedAt=format_time(now))
+    if error:
+        plan.status["message"] = error
+    elif ex.status.checkpoint and ex.status.checkpoint.result is not None:
+        plan.status["message"] = "workflow succeeded"
+    if intent is not None:
+        plan.status["cancellation"] = {"reason": intent.reason, "source": intent.source.value,
+                                       "requestedAt": format_time(now), "completedAt": format_time(now),
+                                       "outcome": Outcome.TOO_LATE.value, "children": []}
+        _condition(ex, plan, now, CANCEL_REQUESTED, True, _source_reason(intent), intent.reason)
+        plan.event("CancelIgnored", f"workflow finished ({phase.value}) before the cancel took effect")
+        plan.actions.append(Observe("outcome", intent.source.value, Outcome.TOO_LATE.value))
+    _condition(ex, plan, now, FINISHED, True, phase.value, error or f"execution {phase.value.lower()}")
+
+
+def _source_reason(intent: CancelIntent) -> str:
+    return f"By{intent.source.value.capitalize()}"
+
+
+def _request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
+                    plan: _Plan, now: datetime) -> None:
+    stamp = format_time(now)
+    cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source.value, "requestedAt": stamp,
+                                    "children": _children_view(children)}
+    _condition(ex, plan, now, CANCEL_REQUESTED, True, _source_reason(intent), intent.reason)
+    plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
+    if pod is None and not children:
+        # Nothing ever ran (or everything is already gone): straight to Cancelled.
+        cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED.value)
+        plan.status.update(phase=Phase.CANCELLED.value, finishedAt=stamp, cancellation=cancellation,
+                           message=f"cancelled before it started: {intent.reason}")
+        _condition(ex, plan, now, FINISHED, True, Phase.CANCELLED.value, "cancelled before the runner started")
+        plan.event("Cancelled", "cancelled before it started (NotStarted)")
+        plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
+        return
+    cancellation["signalledAt"] = stamp
+    plan.status.update(phase=Phase.CANCELLING.value, cancellation=cancellation)
+    _signal(ex, intent, pod, children, plan)
+    waited = (now - requested_at(ex, intent, now)).total_seconds()
+    plan.actions.append(Observe("signal_seconds", intent.source.value, max(waited, 0.0)))
+
+
+def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: _Plan) -> None:
+    """Idempotent: cascade to live children, then SIGTERM the runner through a graceful pod delete."""
+    if intent.cascade:
+        reason = f"parent {ex.name} cancelled: {intent.reason}"[:1024]
+        for child in children:
+            if child.phase not in TERMINAL_PHASES and child.spec.cancel is None:
+                plan.actions.append(CancelChild(child.name, reason, intent.force))
+    if pod is not None and not pod.terminating:
+        grace = 0 if intent.force else ex.spec.gracePeriodSeconds
+        plan.actions.append(DeletePod(pod.name, grace))
+        plan.event("Signalled", f"runner pod {pod.name} deleted with grace period {grace}s (SIGTERM)")
+
+
+def _cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
+                plan: _Plan, now: datetime) -> None:
+    assert intent is not None, "Cancelling always has a recorded cancellation"
+    _signal(ex, intent, pod, children, plan)
+    recorded = ex.status.cancellation
+    cancellation = recorded.model_dump(exclude_none=True, mode="json")
+    checkpoint = ex.status.checkpoint
+    if checkpoint is not None and checkpoint.state == Phase.CANCELLED.value and not recorded.acknowledgedAt:
+        cancellation["acknowledgedAt"] = checkpoint.updatedAt or format_time(now)
+    cancellation["children"] = _children_view(children)
+    live_children = [c for c in children if c.phase not in TERMINAL_PHASES]
+    if pod is None and not live_children:
+        _conclude(ex, intent, cancellation, plan, now)
+        return
+    if cancellation != recorded.model_dump(exclude_none=True, mode="json"):
+        plan.status["cancellation"] = cancellation
+
+
+def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: _Plan, now: datetime) -> None:
+    """The pod is gone and every child has stopped: record how it ended."""
+    stamp = format_time(now)
+    state = _checkpoint_state(ex)
+    if state in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+        phase, outcome = Phase(state), Outcome.TOO_LATE
+    elif state == Phase.CANCELLED.value:
+        phase, outcome = Phase.CANCELLED, Outcome.GRACEFUL
+    elif ex.status.startedAt is None and state is None:
+        phase, outcome = Phase.CANCELLED, Outcome.NOT_STARTED
+    else:
+        phase, outcome = Phase.CANCELLED, Outcome.KILLED
+    cancellation.update(completedAt=stamp, outcome=outcome.value)
+    plan.status.update(phase=phase.value, finishedAt=stamp, cancellation=cancellation)
+    if phase == Phase.CANCELLED:
+        plan.status["message"] = f"cancelled ({outcome.value}): {intent.reason}"
+    elif ex.status.checkpoint and ex.status.checkpoint.error:
+        plan.status["message"] = ex.status.checkpoint.error
+    _condition(ex, plan, now, FINISHED, True, phase.value, f"{phase.value} (cancel outcome {outcome.value})")
+    plan.event("Cancelled" if phase == Phase.CANCELLED else "CancelIgnored",
+               f"{phase.value}: outcome {outcome.value}")
+    plan.actions.append(Observe("outcome", intent.source.value, outcome.value))
+    waited = (now - requested_at(ex, intent, now)).total_seconds()
+    plan.actions.append(Observe("complete_seconds", intent.source.value, max(waited, 0.0)))
+
+
+def runner_pod_name(execution: str) -> str:
+    return f"{execution}-runner"
