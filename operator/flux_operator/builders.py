@@ -19,6 +19,15 @@ class RunnerSettings:
     cpu_request: str = "50m"
     memory_request: str = "64Mi"
     memory_limit: str = "512Mi"
+    default_grace_period: int = 30
+
+
+def with_defaults(ex: Execution, settings: RunnerSettings) -> Execution:
+    """Fills what the spec leaves to operator settings, so every later step sees one value."""
+    if ex.spec.gracePeriodSeconds is not None:
+        return ex
+    spec = ex.spec.model_copy(update={"gracePeriodSeconds": settings.default_grace_period})
+    return ex.model_copy(update={"spec": spec})
 
 
 def owner_reference(ex: Execution) -> dict[str, Any]:

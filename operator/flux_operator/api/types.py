@@ -62,7 +62,10 @@ class ExecutionSpec(_Model):
     )
     input: dict[str, Any] = Field(default_factory=dict, description="JSON object passed to the workflow.")
     image: str | None = Field(None, min_length=1, description="Runner image; defaults from operator settings.")
-    gracePeriodSeconds: int = Field(30, ge=0, le=3600, description="SIGTERM to SIGKILL on cancel.")
+    gracePeriodSeconds: int | None = Field(
+        None, ge=0, le=3600,
+        description="SIGTERM to SIGKILL on cancel; unset means the operator's default (30 unless configured).",
+    )
     activeDeadlineSeconds: int | None = Field(
         None, ge=1, description="Once exceeded, the execution is cancelled with reason DeadlineExceeded."
     )

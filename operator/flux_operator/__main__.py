@@ -1,0 +1,3 @@
+from flux_operator.main import main
+
+main()

@@ -1,0 +1,142 @@
+"""Fixtures: one real local cluster per run (reused when already up), a fresh namespace per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from localcluster import cluster as localcluster
+from localcluster.kube import api_client
+from localcluster.layout import Layout, cluster_dir
+from localcluster.procs import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+CRD = REPO / "crds" / "executions.workflows.flux.dev.yaml"
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Layout:
+    root = cluster_dir()
+    existing = Layout.load(root)
+    if localcluster.is_up(existing):
+        yield existing
+        return
+    layout = localcluster.up(root)
+    try:
+        yield layout
+    finally:
+        localcluster.down(root)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: Layout) -> Path:
+    return cluster.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kube_env(cluster: Layout) -> dict[str, str]:
+    """Environment for kubectl and plugins: our kubectl first on PATH, our kubeconfig."""
+    path = f"{cluster.bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": path}
+
+
+@pytest.fixture(scope="session")
+def kubectl(kube_env: dict[str, str]):
+    def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(["kubectl", *args], env=kube_env, capture_output=True, text=True, input=input,
+                                timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+    return run
+
+
+@pytest.fixture(scope="session")
+def api(kubeconfig: Path) -> client.ApiClient:
+    with api_client(kubeconfig) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def core(api) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def custom(api) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"flux.dev/test": "true"}}})
+
+    def default_sa():
+        try:
+            return core.read_namespaced_service_account("default", name)
+        except ApiException:
+            return None
+
+    # Pods are refused until the controller-manager has made the default ServiceAccount.
+    wait_for(default_sa, timeout=30, what=f"default ServiceAccount in {name}")
+    yield name
+    try:
+        core.delete_namespace(name, propagation_policy="Background")
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+@pytest.fixture(scope="session")
+def crd_installed(kubectl) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Layout, crd_installed, kube_env) -> dict:
+    """The operator as a local process against the cluster; runner pods run on the process node."""
+    metrics_port, health_port = free_port(), free_port()
+    log_path = cluster.logs / f"operator-{os.getpid()}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "flux_operator", "--metrics-port", str(metrics_port),
+                                 "--health-port", str(health_port), "--resync-seconds", "2"],
+                                env=kube_env, stdout=log, stderr=subprocess.STDOUT)
+    import urllib.request
+
+    def healthy():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"operator exited: {log_path.read_text()[-3000:]}")
+            return False
+
+    wait_for(healthy, timeout=60, what="operator liveness")
+    yield {"proc": proc, "metrics_port": metrics_port, "log": log_path}
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
