@@ -92,6 +92,8 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        # The root filesystem is read-only; Python and workflows still need somewhere to write.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     return {
         "apiVersion": "v1", "kind": "Pod",
@@ -105,6 +107,7 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
             "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
         },
     }
 
