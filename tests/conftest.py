@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -113,30 +114,54 @@ def crd_installed(kubectl) -> None:
     kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev", "--timeout=60s")
 
 
-@pytest.fixture(scope="session")
-def operator(cluster: Layout, crd_installed, kube_env) -> dict:
+class OperatorProcess:
     """The operator as a local process against the cluster; runner pods run on the process node."""
-    metrics_port, health_port = free_port(), free_port()
-    log_path = cluster.logs / f"operator-{os.getpid()}.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "flux_operator", "--metrics-port", str(metrics_port),
-                                 "--health-port", str(health_port), "--resync-seconds", "2"],
-                                env=kube_env, stdout=log, stderr=subprocess.STDOUT)
-    import urllib.request
 
-    def healthy():
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.metrics_port = self.health_port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path = logs / f"operator-{os.getpid()}.log"
+
+    def start(self, *extra: str) -> None:
+        self.metrics_port, self.health_port = free_port(), free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flux_operator", "--metrics-port", str(self.metrics_port),
+                 "--health-port", str(self.health_port), "--resync-seconds", "2", *extra],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._healthy, timeout=60, what="operator liveness")
+
+    def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
                 return r.status == 200
         except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(f"operator exited: {log_path.read_text()[-3000:]}")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}")
             return False
 
-    wait_for(healthy, timeout=60, what="operator liveness")
-    yield {"proc": proc, "metrics_port": metrics_port, "log": log_path}
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Layout, crd_installed, kube_env) -> OperatorProcess:
+    op = OperatorProcess(kube_env, cluster.logs)
+    op.start()
+    yield op
+    op.stop()

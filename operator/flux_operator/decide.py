@@ -327,7 +327,8 @@ def _cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None,
     if checkpoint is not None and checkpoint.state == Phase.CANCELLED.value and not recorded.acknowledgedAt:
         cancellation["acknowledgedAt"] = checkpoint.updatedAt or format_time(now)
     cancellation["children"] = _children_view(children)
-    live_children = [c for c in children if c.phase not in TERMINAL_PHASES]
+    # Without cascade the children are not ours to stop, so they are not waited for either.
+    live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
     if pod is None and not live_children:
         _conclude(ex, intent, cancellation, plan, now)
         return

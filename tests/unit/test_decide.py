@@ -293,6 +293,13 @@ def test_cancelled_only_once_children_are_terminal():
     assert status_patch(done)["phase"] == "Cancelled"
 
 
+def test_without_cascade_the_parent_does_not_wait_for_children():
+    ex = execution("Running", cancel={"reason": "stop", "cascade": False})
+    ex = apply(ex, decide(ex, running_pod(), [child("job-a", "Running")], NOW))
+    patch = status_patch(decide(ex, None, [child("job-a", "Running")], NOW))
+    assert patch["phase"] == "Cancelled"
+
+
 def test_workflow_finishing_during_grace_is_too_late():
     patch = status_patch(decide(cancelling(checkpoint={"state": "Succeeded", "result": 1}), None, [], NOW))
     assert (patch["phase"], patch["cancellation"]["outcome"]) == ("Succeeded", "TooLate")

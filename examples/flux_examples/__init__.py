@@ -1,0 +1,1 @@
+"""Example workflows for flux-runner: `spec.workflow: flux_examples.<module>:main`."""

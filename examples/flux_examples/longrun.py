@@ -1,0 +1,29 @@
+"""A long, cancellable workflow: `steps` steps of `stepSeconds` seconds, with visible cleanup.
+
+Input: {"steps": 60, "stepSeconds": 1}
+"""
+
+import asyncio
+
+
+async def work(index: int, seconds: float) -> dict:
+    await asyncio.sleep(seconds)  # stands in for real work; an await is where a cancel lands
+    return {"step": index, "seconds": seconds}
+
+
+async def main(ctx, input):
+    steps = int(input.get("steps", 60))
+    seconds = float(input.get("stepSeconds", 1))
+    if steps < 0 or seconds < 0:
+        raise ValueError("input.steps and input.stepSeconds must not be negative")
+    done = 0
+    try:
+        for index in range(1, steps + 1):
+            await ctx.step(f"step-{index}", work, index, seconds)
+            done = index
+    except asyncio.CancelledError:
+        # Cleanup runs inside the grace period; record it so the cancel is visibly graceful.
+        ctx.log.info("cancelled after %d of %d steps: cleaning up", done, steps)
+        await ctx.checkpoint({"cleanedUp": True, "completedSteps": done})
+        raise  # re-raise: the runner then records the execution as Cancelled
+    return {"completedSteps": done}

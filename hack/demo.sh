@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# `make demo`: a local cluster of its own, the operator, the `longrun` example, a cancel.
+# Shows the phases as they change, then the cancellation record and the final checkpoint,
+# and fails unless the cancel was Graceful. The cluster and the operator are always
+# stopped on exit, also after a failure or Ctrl-C; their logs stay in .cluster-demo/.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+readonly NAMESPACE=flux-demo
+readonly EXECUTION=longrun
+readonly RUN_BEFORE_CANCEL=4 # seconds of work before the cancel
+readonly PY=$repo/.venv/bin/python
+
+# Its own cluster directory: never the one the tests or a developer use.
+export FLUX_CLUSTER_DIR=$repo/.cluster-demo
+export KUBECONFIG=$FLUX_CLUSTER_DIR/kubeconfig
+export PYTHONPATH=$repo/hack${PYTHONPATH:+:$PYTHONPATH}
+
+if [[ -t 1 ]]; then bold=$'\e[1m' dim=$'\e[2m' red=$'\e[31m' green=$'\e[32m' reset=$'\e[0m'
+else bold="" dim="" red="" green="" reset=""; fi
+section() { printf '\n%s==> %s%s\n' "$bold" "$*" "$reset"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf '\n%sFAILED: %s%s\n' "$red" "$*" "$reset" >&2; exit 1; }
+clock() { date +%H:%M:%S.%3N; }
+
+[[ -x $PY ]] || die "no virtualenv at .venv: run 'make demo' (it creates one)"
+bin_dir=$(hack/build-binaries.sh) # a cache hit after the first build
+export PATH=$bin_dir:$repo/.venv/bin:$PATH
+
+operator_pid=""
+watcher_pid=""
+started=$SECONDS
+
+stop_process() {
+  local pid=$1 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  pkill -TERM -P "$pid" 2>/dev/null || true # a pipeline's members (the watcher's kubectl) first
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 150; i++)); do # up to 15 s, then no more patience
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  if ((rc != 0)) && [[ -f $FLUX_CLUSTER_DIR/logs/operator.log ]]; then
+    printf '\n%sLast lines of the operator log:%s\n' "$dim" "$reset" >&2
+    tail -n 30 "$FLUX_CLUSTER_DIR/logs/operator.log" >&2
+  fi
+  section "Cleaning up"
+  stop_process "$watcher_pid"
+  stop_process "$operator_pid"
+  [[ -n $operator_pid ]] && info "operator stopped"
+  "$PY" -m localcluster down | sed 's/^/    /'
+  info "logs kept in ${FLUX_CLUSTER_DIR#"$repo"/}/logs and ${FLUX_CLUSTER_DIR#"$repo"/}/node/logs"
+  info "$( ((rc == 0)) && echo "demo passed" || echo "demo FAILED (exit $rc)") in $((SECONDS - started))s"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Prints the phase once it matches the pattern $1; fails on a terminal phase that does not.
+await_phase() {
+  local want=$1 timeout=$2 phase="" deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    phase=$(kubectl get fx "$EXECUTION" -n "$NAMESPACE" -o jsonpath='{.status.phase}')
+    if [[ $phase =~ ^($want)$ ]]; then
+      echo "$phase"
+      return 0
+    fi
+    case $phase in
+      Cancelled | Succeeded | Failed) die "$EXECUTION ended $phase while waiting for $want" ;;
+      *) sleep 0.3 ;;
+    esac
+  done
+  die "$EXECUTION not $want after ${timeout}s (last phase: ${phase:-none})"
+}
+
+# One line per phase change, with the time it was seen (runs in the background).
+watch_phases() {
+  local last="" phase
+  kubectl get fx "$EXECUTION" -n "$NAMESPACE" --watch -o jsonpath='{.status.phase}{"\n"}' |
+    while IFS= read -r phase; do
+      [[ -z $phase || $phase == "$last" ]] && continue
+      info "$(clock)  ${last:-(created)} -> $bold$phase$reset"
+      last=$phase
+    done
+}
+
+section "Starting a local cluster (control plane + process node) in ${FLUX_CLUSTER_DIR#"$repo"/}/"
+"$PY" -m localcluster down >/dev/null # a leftover from an interrupted run: start clean
+"$PY" -m localcluster up | sed 's/^/    /'
+kubectl apply --server-side --force-conflicts -f crds/ | sed 's/^/    /'
+kubectl wait --for=condition=Established crd/executions.workflows.flux.dev --timeout=60s | sed 's/^/    /'
+
+section "Starting the operator (log: ${FLUX_CLUSTER_DIR#"$repo"/}/logs/operator.log)"
+read -r metrics_port health_port < <("$PY" -c \
+  'from localcluster.procs import free_port; print(free_port(), free_port())')
+"$PY" -m flux_operator --metrics-port "$metrics_port" --health-port "$health_port" \
+  >"$FLUX_CLUSTER_DIR/logs/operator.log" 2>&1 &
+operator_pid=$!
+"$PY" - "$health_port" "$operator_pid" <<'EOF' || die "the operator did not become healthy"
+import os, sys, time, urllib.request
+port, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+            sys.exit(0)
+    except OSError:
+        os.kill(pid, 0)  # raises (and fails the check) once the operator has exited
+        time.sleep(0.2)
+sys.exit(1)
+EOF
+info "operator running (pid $operator_pid, liveness on :$health_port, metrics on :$metrics_port)"
+
+section "Running examples/manifests/$EXECUTION.yaml in namespace $NAMESPACE"
+kubectl create namespace "$NAMESPACE" | sed 's/^/    /'
+kubectl apply -n "$NAMESPACE" -f "examples/manifests/$EXECUTION.yaml" | sed 's/^/    /'
+info "phase changes as they happen:"
+watch_phases &
+watcher_pid=$!
+await_phase Running 90 >/dev/null
+sleep "$RUN_BEFORE_CANCEL"
+
+section "Cancelling after ${RUN_BEFORE_CANCEL}s of work"
+info "\$ kubectl patch fx longrun -n flux-demo --type merge -p '{\"spec\":{\"cancel\":{\"reason\":\"demo\"}}}'"
+kubectl patch fx longrun -n flux-demo --type merge -p '{"spec":{"cancel":{"reason":"demo"}}}' | sed 's/^/    /'
+final=$(await_phase 'Cancelled|Succeeded|Failed' 90)
+sleep 1 # let the watcher print the last change before it is stopped
+stop_process "$watcher_pid"
+watcher_pid=""
+
+section "What the runner logged"
+runner_log=$(ls -t "$FLUX_CLUSTER_DIR"/node/logs/"$NAMESPACE"_*_runner.log 2>/dev/null | head -n 1)
+if [[ -n $runner_log ]]; then
+  tail -n 6 "$runner_log" | sed 's/^/    /'
+  info "${dim}(${runner_log#"$repo"/})$reset"
+fi
+
+section "status.cancellation and status.checkpoint"
+kubectl get fx "$EXECUTION" -n "$NAMESPACE" -o json | "$PY" -c '
+import json, sys
+status = json.load(sys.stdin)["status"]
+full = status.get("checkpoint") or {}
+# The full list of steps is long and says little here: its length does.
+checkpoint = {"state": full.get("state"), "sequence": full.get("sequence"),
+              "steps": "%d completed" % len(full.get("steps") or []), "data": full.get("data")}
+checkpoint.update((k, v) for k, v in full.items() if k not in checkpoint)
+for title, block in (("cancellation", status.get("cancellation") or {}), ("checkpoint", checkpoint)):
+    print(f"    {title}:")
+    for line in json.dumps(block, indent=2).splitlines():
+        print(f"      {line}")
+'
+outcome=$(kubectl get fx "$EXECUTION" -n "$NAMESPACE" -o jsonpath='{.status.cancellation.outcome}')
+
+section "Result"
+[[ $final == Cancelled ]] || die "phase is $final, expected Cancelled"
+[[ $outcome == Graceful ]] || die "cancellation outcome is $outcome, expected Graceful"
+printf '    %sphase Cancelled, outcome Graceful: the workflow cleaned up and stopped%s\n' "$green" "$reset"

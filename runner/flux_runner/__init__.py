@@ -1,0 +1,25 @@
+"""flux-runner: runs one workflow inside an Execution's pod and checkpoints it into the status."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from flux_runner.context import WorkflowContext
+from flux_runner.errors import (
+    ApiError,
+    ApiUnavailable,
+    ChildFailed,
+    DuplicateStep,
+    NotJsonSerialisable,
+    SpawnConflict,
+    WorkflowLoadError,
+)
+
+try:
+    # The runner ships inside the flux-operator distribution (one pyproject for the repo).
+    __version__ = version("flux-operator")
+except PackageNotFoundError:
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "ApiError", "ApiUnavailable", "ChildFailed", "DuplicateStep", "NotJsonSerialisable",
+    "SpawnConflict", "WorkflowContext", "WorkflowLoadError", "__version__",
+]

@@ -1,0 +1,70 @@
+"""One switch for every way a cancel arrives: SIGTERM/SIGINT, spec.cancel or the cancel annotation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from flux_operator.api import CANCEL_ANNOTATION
+
+log = logging.getLogger("flux.runner")
+
+
+def cancel_reason(execution: dict[str, Any]) -> str | None:
+    """Why the Execution is cancelled, or None. A blank annotation is no cancel, as for the operator."""
+    cancel = (execution.get("spec") or {}).get("cancel")
+    if cancel:
+        return cancel.get("reason") or "spec.cancel"
+    annotations = (execution.get("metadata") or {}).get("annotations") or {}
+    reason = (annotations.get(CANCEL_ANNOTATION) or "").strip()
+    if reason:
+        return reason
+    return None
+
+
+class CancelSwitch:
+    """Flipped once; flipping cancels the workflow task, whichever way the cancel came in."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def attach(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
+        if self.requested:
+            task.cancel(self.reason)
+
+    def request(self, reason: str) -> None:
+        # Only the first request cancels: cleanup code must be free to await without being cut again.
+        if self.requested:
+            log.info("cancel already in progress; ignoring: %s", reason)
+            return
+        self.reason = reason
+        if self._task is not None and self._task.done():
+            log.info("%s after the workflow ended; finishing up", reason)
+            return
+        log.info("cancelling the workflow: %s", reason)
+        if self._task is not None:
+            self._task.cancel(reason)
+
+    def observe(self, execution: dict[str, Any]) -> bool:
+        """Requests a cancel if the Execution asks for one; True if it newly did."""
+        if self.requested:
+            return False
+        reason = cancel_reason(execution)
+        if reason is None:
+            return False
+        self.request(reason)
+        return True
+
+    async def enforce(self, execution: dict[str, Any]) -> None:
+        """Like observe, and a cancel it requests lands here: the caller never carries on past it."""
+        if self.observe(execution):
+            await asyncio.sleep(0)  # the task.cancel() just made raises CancelledError at this await
+            # Reached only in a task the cancel did not target (one the workflow made itself).
+            raise asyncio.CancelledError(self.reason)

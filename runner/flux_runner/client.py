@@ -1,0 +1,180 @@
+"""The runner's whole view of the API server: GET its Execution, merge-patch its status.
+
+RBAC grants nothing else (get on the own Execution, patch on its status), so nothing else is here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from flux_operator.api import GROUP, PLURAL, VERSION
+from flux_runner.errors import (
+    ApiError,
+    ApiUnavailable,
+    ConfigError,
+    CredentialsError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthorized,
+)
+from flux_runner.settings import Settings
+
+log = logging.getLogger("flux.runner.client")
+
+MERGE_PATCH = "application/merge-patch+json"
+_ERRORS_BY_STATUS: dict[int, type[ApiError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 422: Invalid}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff: long enough to ride out an API server restart."""
+
+    attempts: int = 7
+    first_delay: float = 0.25
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        backoff = min(self.max_delay, self.first_delay * 2 ** (attempt - 1))
+        if retry_after is not None:
+            return min(self.max_delay, max(backoff, retry_after))
+        # Jitter keeps many runners from hammering a recovering API server in step.
+        return backoff * random.uniform(0.5, 1.0)
+
+
+class TokenFile:
+    """The projected service account token: kubelet rotates it, so read it on every request."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> str:
+        try:
+            token = self.path.read_text().strip()
+        except OSError as exc:
+            raise CredentialsError(f"cannot read service account token {self.path}: {exc.strerror}") from exc
+        if not token:
+            raise CredentialsError(f"service account token {self.path} is empty")
+        return token
+
+
+def ssl_context(ca_path: Path) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=str(ca_path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the cluster CA {ca_path}: {exc}") from exc
+
+
+def execution_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
+class ExecutionClient:
+    """Reads and patches one Execution; retries what is worth retrying."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token: TokenFile,
+        namespace: str,
+        name: str,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self._http = http
+        self._token = token
+        self._retry = retry
+        self.namespace = namespace
+        self.name = name
+        self.path = execution_path(namespace, name)
+
+    @classmethod
+    def in_cluster(cls, settings: Settings, retry: RetryPolicy = RetryPolicy()) -> ExecutionClient:
+        http = httpx.AsyncClient(
+            base_url=settings.api_url,
+            verify=ssl_context(settings.ca_path),
+            timeout=httpx.Timeout(15.0, connect=5.0),
+        )
+        return cls(http, TokenFile(settings.token_path), settings.namespace, settings.name, retry)
+
+    async def __aenter__(self) -> ExecutionClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def get(self) -> dict[str, Any]:
+        return await self._request("GET", self.path)
+
+    async def patch_status(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patches `status` (keys set to None are removed); returns the whole object."""
+        return await self._request("PATCH", f"{self.path}/status", {"status": status})
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        content = None if body is None else json.dumps(body).encode()
+        for attempt in range(1, self._retry.attempts + 1):
+            headers = self._headers(content_type=MERGE_PATCH if body is not None else None)
+            try:
+                response = await self._http.request(method, path, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                problem, retry_after = f"{type(exc).__name__}: {exc}".rstrip(": "), None
+            else:
+                if response.is_success:
+                    return _json_object(response)
+                if not _retryable(response.status_code):
+                    raise _error(method, path, response)
+                problem, retry_after = f"HTTP {response.status_code}", _retry_after(response)
+            if attempt == self._retry.attempts:
+                raise ApiUnavailable(f"{method} {path} failed {attempt} times, last: {problem}")
+            delay = self._retry.delay(attempt, retry_after)
+            log.warning("%s %s: %s; retry %d in %.1fs", method, path, problem, attempt, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self._token.read()}", "Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ApiError(f"the API server answered with invalid JSON: {exc}", response.status_code) from exc
+    if not isinstance(body, dict):
+        raise ApiError("the API server answered with JSON that is not an object", response.status_code)
+    return body
+
+
+def _error(method: str, path: str, response: httpx.Response) -> ApiError:
+    # The API server explains itself in a metav1.Status; fall back to the raw text.
+    try:
+        reason = response.json().get("message") or response.text
+    except (ValueError, AttributeError):
+        reason = response.text
+    error_type = _ERRORS_BY_STATUS.get(response.status_code, ApiError)
+    return error_type(f"{method} {path}: HTTP {response.status_code}: {reason}".strip(), response.status_code)

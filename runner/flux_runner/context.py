@@ -1,0 +1,105 @@
+"""`ctx`, the workflow's handle on the runner: steps, checkpoints, children, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flux_runner.cancel import CancelSwitch
+from flux_runner.client import ExecutionClient
+from flux_runner.errors import DuplicateStep
+from flux_runner.journal import Journal
+from flux_runner.jsonvalue import json_value
+from flux_runner.spawner import POLL_INTERVAL, Spawner, requested_children
+
+
+class WorkflowContext:
+    """Passed to `async def main(ctx, input)`.
+
+    Steps are identified by name: after a restart a step whose name is recorded in the
+    checkpoint is not run again, its recorded result is returned.
+    """
+
+    def __init__(
+        self,
+        api: ExecutionClient,
+        journal: Journal,
+        switch: CancelSwitch,
+        spawner: Spawner,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self._api = api
+        self._journal = journal
+        self._switch = switch
+        self._spawner = spawner
+        self._started: set[str] = set()
+        self.log = log or logging.getLogger("flux.workflow")
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel arrived (signal, spec.cancel or annotation), also during cleanup."""
+        return self._switch.requested
+
+    def raise_if_cancelled(self) -> None:
+        if self._switch.requested:
+            raise asyncio.CancelledError(self._switch.reason)
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Runs `fn(*args)` (sync or async) once; checkpoints and returns its JSON result.
+
+        Sync functions run on the event loop and delay cancellation until they return:
+        keep them short, or make long work `async`.
+        """
+        self._claim(name)
+        recorded = self._journal.recorded(name)
+        if recorded is not None:
+            self.log.info("step %s: done before the restart, reusing its result", name)
+            return recorded.result
+        await self._check_cancel()
+        self.log.info("step %s: started", name)
+        value = fn(*args)
+        if inspect.isawaitable(value):
+            value = await value
+        result = json_value(value, f"the result of step {name!r}")
+        await self._switch.enforce(await self._journal.record_step(name, result))
+        self.log.info("step %s: done", name)
+        return result
+
+    async def checkpoint(self, data: Any) -> None:
+        """Stores `data` (JSON) in status.checkpoint.data; it is kept until replaced."""
+        payload = json_value(data, "checkpoint data")
+        await self._switch.enforce(await self._journal.save_data(payload))
+
+    async def spawn(self, workflow: str, input: Mapping[str, Any] | None = None, name: str | None = None) -> Any:
+        """Runs a child Execution `<this name>-<name>` and returns its result.
+
+        `name` defaults to `child-<n>` (n counts spawn calls, stable across restarts).
+        Raises ChildFailed if the child ends Failed or Cancelled.
+        """
+        return await self._spawner.spawn(workflow, input, name)
+
+    def _claim(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a step name must be a non-empty string, got {name!r}")
+        if name in self._started:
+            raise DuplicateStep(f"step {name!r} already ran in this execution; step names must be unique")
+        self._started.add(name)
+
+    async def _check_cancel(self) -> None:
+        # A step boundary: a lost SIGTERM must not let the work go on, so ask the API server too.
+        if not self._switch.requested:
+            await self._switch.enforce(await self._api.get())
+
+
+def create_context(
+    api: ExecutionClient,
+    execution: dict[str, Any],
+    journal: Journal,
+    switch: CancelSwitch,
+    poll_interval: float = POLL_INTERVAL,
+) -> WorkflowContext:
+    spawner = Spawner(api, switch, requested_children(execution), poll_interval)
+    return WorkflowContext(api, journal, switch, spawner)

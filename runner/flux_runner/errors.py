@@ -1,0 +1,83 @@
+"""Every error the runner raises, so workflows and tests can catch them by type."""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """The pod's environment is incomplete: nothing can run (exit non-zero)."""
+
+
+# --- The API server. Any ApiError that ends a workflow is treated as infrastructure
+# trouble: the runner exits non-zero and the pod restarts, reusing completed steps.
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiUnavailable(ApiError):
+    """Connection errors, 5xx or 429 persisted through every retry."""
+
+
+class CredentialsError(ApiError):
+    """The service account token cannot be read."""
+
+
+class Unauthorized(ApiError):
+    """401: the token was rejected."""
+
+
+class Forbidden(ApiError):
+    """403: RBAC allows only get on the own Execution and patch on its status."""
+
+
+class NotFound(ApiError):
+    """404: the Execution is gone (deleted while running)."""
+
+
+class Invalid(ApiError):
+    """422: the API server's schema rejected a status patch."""
+
+
+# --- The workflow. These end the workflow as Failed (exit 0: retrying cannot help).
+
+
+class WorkflowError(Exception):
+    """Base of the errors a workflow sees from its context."""
+
+
+class WorkflowLoadError(WorkflowError):
+    """spec.workflow is not an importable `async def main(ctx, input)`."""
+
+
+class InvalidSpec(WorkflowError):
+    """spec (or spec.input) is not what the runner can run."""
+
+
+class NotJsonSerialisable(WorkflowError, TypeError):
+    """A step result, checkpoint data, spawn input or workflow result is not JSON."""
+
+
+class DuplicateStep(WorkflowError, ValueError):
+    """Step names identify recorded results across restarts, so they must be unique."""
+
+
+class CheckpointRejected(WorkflowError):
+    """The API server refused a checkpoint (e.g. a result too large or off-schema)."""
+
+
+class SpawnConflict(WorkflowError, ValueError):
+    """A child name was already requested with a different workflow or input."""
+
+
+class ChildFailed(WorkflowError):
+    """A spawned child ended Failed or Cancelled."""
+
+    def __init__(self, name: str, phase: str, error: str | None) -> None:
+        detail = f": {error}" if error else ""
+        super().__init__(f"child execution {name} ended {phase}{detail}")
+        self.name = name
+        self.phase = phase
+        self.error = error

@@ -1,0 +1,152 @@
+"""`flux-runner`: the entry point of an Execution's pod.
+
+Reads its Execution, runs the workflow as an asyncio task, turns SIGTERM into task
+cancellation, and writes the final checkpoint. Exit 0 whenever the outcome is recorded
+(even Failed: retrying cannot fix a bad workflow); non-zero only when the API server could
+not be reached, so the pod restarts and completed steps are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flux_operator.api import Phase
+from flux_runner import __version__
+from flux_runner.cancel import CancelSwitch
+from flux_runner.client import ExecutionClient
+from flux_runner.context import WorkflowContext, create_context
+from flux_runner.ending import Ending, describe, ending_of, infrastructure_error
+from flux_runner.errors import ApiError, ConfigError, InvalidSpec
+from flux_runner.journal import FINAL_STATES, Journal, recorded_checkpoint
+from flux_runner.settings import Settings
+from flux_runner.spawner import POLL_INTERVAL
+from flux_runner.termination import TERMINATION_LOG, write_termination_message
+from flux_runner.workflow import load_workflow, parse_spec
+
+EXIT_OK = 0
+EXIT_API_ERROR = 1
+EXIT_CONFIG_ERROR = 2
+
+log = logging.getLogger("flux.runner")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flux-runner", description="Runs the workflow of one Execution.")
+    parser.add_argument("--version", action="version", version=f"flux-runner {__version__}")
+    parser.parse_args(argv)
+    configure_logging()
+    try:
+        settings = Settings.from_env()
+        api = ExecutionClient.in_cluster(settings)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        write_termination_message(f"Error: {exc}")
+        return EXIT_CONFIG_ERROR
+    log.info("flux-runner %s: execution %s/%s, pod %s", __version__, settings.namespace, settings.name,
+             settings.pod_name or "-")
+    return asyncio.run(run(api))
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime  # the Z above must be true
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # One line per poll request would drown the workflow's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def run(
+    api: ExecutionClient,
+    termination_log: Path = TERMINATION_LOG,
+    poll_interval: float = POLL_INTERVAL,
+) -> int:
+    """Runs the Execution behind `api` to a recorded end; returns the exit code."""
+    switch = CancelSwitch()
+    with signals_cancel(switch):
+        async with api:
+            try:
+                ending = await run_execution(api, switch, poll_interval)
+            except ApiError as exc:
+                log.error("the API server failed us, exiting for a restart: %s", exc)
+                write_termination_message(f"Error: {exc}", termination_log)
+                return EXIT_API_ERROR
+    log.info("finished: %s", ending.summary)
+    write_termination_message(ending.summary, termination_log)
+    return EXIT_OK
+
+
+@contextmanager
+def signals_cancel(switch: CancelSwitch) -> Iterator[None]:
+    # Essential: as PID 1 of its container the runner would otherwise ignore SIGTERM
+    # and only the SIGKILL at the end of the grace period would stop it.
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, switch.request, f"received {signum.name}")
+    try:
+        yield
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interval: float) -> Ending:
+    execution = await api.get()
+    try:
+        previous = recorded_checkpoint(execution)
+    except InvalidSpec as exc:
+        return await finish(Journal(api), Ending.failed(str(exc)))
+    if previous is not None and previous.state in FINAL_STATES:
+        # Restarted after the final checkpoint was written: it stands.
+        log.info("already finished as %s before this start; nothing to do", previous.state)
+        return Ending(Phase(previous.state), previous.result, previous.error)
+    journal = Journal(api, previous)
+    switch.observe(execution)
+    if switch.requested:
+        log.info("cancelled before the workflow started: %s", switch.reason)
+        return await finish(journal, Ending.cancelled(switch.reason))
+    try:
+        spec = parse_spec(execution)
+    except InvalidSpec as exc:
+        return await finish(journal, Ending.failed(str(exc)))
+    ctx = create_context(api, execution, journal, switch, poll_interval)
+    return await finish(journal, await run_workflow(spec.workflow, ctx, spec.input, switch))
+
+
+async def run_workflow(ref: str, ctx: WorkflowContext, input: dict[str, Any], switch: CancelSwitch) -> Ending:
+    task = asyncio.create_task(execute(ref, ctx, input), name=f"workflow {ref}")
+    switch.attach(task)
+    await asyncio.wait([task])
+    broken = infrastructure_error(task)
+    if broken is not None:
+        raise broken
+    if not task.cancelled() and task.exception() is not None:
+        log.error("workflow raised %s", describe(task.exception()), exc_info=task.exception())
+    return ending_of(task, switch)
+
+
+async def execute(ref: str, ctx: WorkflowContext, input: dict[str, Any]) -> Any:
+    # Imported inside the task: an import error is the workflow's failure, recorded like any other.
+    workflow = load_workflow(ref)
+    log.info("running %s", ref)
+    return await workflow(ctx, input)
+
+
+async def finish(journal: Journal, ending: Ending) -> Ending:
+    await journal.finish(ending.state, ending.result, ending.error)
+    return ending
+
+
+if __name__ == "__main__":
+    sys.exit(main())

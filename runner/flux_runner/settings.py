@@ -1,0 +1,65 @@
+"""The pod environment the operator gives the runner (see the runner contract)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flux_runner.errors import ConfigError
+
+DEFAULT_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    namespace: str
+    pod_name: str | None
+    api_host: str
+    api_port: str
+    sa_dir: Path
+
+    @property
+    def api_url(self) -> str:
+        # IPv6 service addresses need brackets in a URL, as client-go does.
+        host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
+        return f"https://{host}:{self.api_port}"
+
+    @property
+    def token_path(self) -> Path:
+        return self.sa_dir / "token"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.sa_dir / "ca.crt"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        sa_dir = Path(env.get("FLUX_SA_DIR") or DEFAULT_SA_DIR)
+        values = {
+            "FLUX_EXECUTION_NAME": env.get("FLUX_EXECUTION_NAME"),
+            "FLUX_EXECUTION_NAMESPACE": env.get("FLUX_EXECUTION_NAMESPACE") or _namespace_file(sa_dir),
+            "KUBERNETES_SERVICE_HOST": env.get("KUBERNETES_SERVICE_HOST"),
+            "KUBERNETES_SERVICE_PORT": env.get("KUBERNETES_SERVICE_PORT"),
+        }
+        missing = [key for key, value in values.items() if not value]
+        if missing:
+            raise ConfigError(f"missing environment: {', '.join(missing)} (the operator sets these in the pod)")
+        return cls(
+            name=values["FLUX_EXECUTION_NAME"],
+            namespace=values["FLUX_EXECUTION_NAMESPACE"],
+            pod_name=env.get("FLUX_POD_NAME") or None,
+            api_host=values["KUBERNETES_SERVICE_HOST"],
+            api_port=values["KUBERNETES_SERVICE_PORT"],
+            sa_dir=sa_dir,
+        )
+
+
+def _namespace_file(sa_dir: Path) -> str | None:
+    # Same fallback as in-cluster clients: the service account volume names the namespace.
+    try:
+        return (sa_dir / "namespace").read_text().strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,139 @@
+"""An in-memory API server holding one Execution: test workflows and the runner without a cluster.
+
+    api = FakeExecutionApi(new_execution("demo", "flux_examples.quick:main"))
+    exit_code = await run(api.client(token_file))
+    assert api.checkpoint["state"] == "Succeeded"
+
+It serves exactly what the runner's RBAC allows (get the Execution, merge-patch its status)
+and answers 403 to anything else, as the API server would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from flux_operator.api import API_VERSION, KIND
+from flux_runner.client import MERGE_PATCH, ExecutionClient, RetryPolicy, TokenFile, execution_path
+
+FAST_RETRY = RetryPolicy(attempts=4, first_delay=0.001, max_delay=0.01)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+# Runs after each served request, before the answer: plays the operator or a user.
+Hook = Callable[["FakeExecutionApi", Recorded], None]
+
+
+def new_execution(name: str, workflow: str, input: Any = None, namespace: str = "default", **spec: Any) -> dict:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}", "generation": 1},
+        "spec": {"workflow": workflow, "input": {} if input is None else input, **spec},
+        "status": {},
+    }
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge, None removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+class FakeExecutionApi:
+    def __init__(self, execution: dict[str, Any]) -> None:
+        self.execution = copy.deepcopy(execution)
+        meta = self.execution["metadata"]
+        self.path = execution_path(meta["namespace"], meta["name"])
+        self.requests: list[Recorded] = []
+        # Answered in order before normal service resumes: an HTTP status code, or an
+        # exception to raise (e.g. httpx.ConnectError) from the MockTransport.
+        self.failures: list[int | Exception] = []
+        self.hooks: list[Hook] = []
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.execution.setdefault("status", {})
+
+    @property
+    def checkpoint(self) -> dict[str, Any] | None:
+        return self.status.get("checkpoint")
+
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint the runner patched, in order."""
+        return [r.body["status"]["checkpoint"] for r in self.requests
+                if r.method == "PATCH" and "checkpoint" in (r.body or {}).get("status", {})]
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        record = Recorded(method, path, {k.lower(): v for k, v in headers.items()}, json.loads(body) if body else None)
+        self.requests.append(record)
+        if self.failures:
+            failure = self.failures.pop(0)
+            if isinstance(failure, Exception):
+                raise failure
+            return failure, _status_body(failure, "injected failure")
+        if method == "GET" and path == self.path:
+            pass
+        elif method == "PATCH" and path == f"{self.path}/status":
+            if record.headers.get("content-type") != MERGE_PATCH:
+                return 415, _status_body(415, f"unsupported media type {record.headers.get('content-type')}")
+            # The status subresource ignores everything but status, as the API server does.
+            self.execution["status"] = merge_patch(self.status, (record.body or {}).get("status") or {})
+        else:
+            return 403, _status_body(403, f"{method} {path} is forbidden")
+        for hook in list(self.hooks):
+            hook(self, record)
+        return 200, copy.deepcopy(self.execution)
+
+    def transport(self) -> httpx.MockTransport:
+        def serve(request: httpx.Request) -> httpx.Response:
+            code, body = self.handle(request.method, request.url.path, dict(request.headers), request.content)
+            return httpx.Response(code, json=body)
+
+        return httpx.MockTransport(serve)
+
+    def client(self, token: Path | TokenFile, retry: RetryPolicy = FAST_RETRY) -> ExecutionClient:
+        meta = self.execution["metadata"]
+        token_file = token if isinstance(token, TokenFile) else TokenFile(token)
+        http = httpx.AsyncClient(base_url="https://fake-apiserver", transport=self.transport())
+        return ExecutionClient(http, token_file, meta["namespace"], meta["name"], retry)
+
+
+def operator_finishes_children(phase: str = "Succeeded", result: Callable[[dict], Any] | None = None,
+                               error: str | None = None) -> Hook:
+    """A hook that plays the operator: every spawn request ends at once in `phase`."""
+
+    def finish(api: FakeExecutionApi, _: Recorded) -> None:
+        children = api.status.setdefault("children", [])
+        known = {child["name"] for child in children}
+        for request in api.status.get("spawnRequests") or []:
+            if request["name"] not in known:
+                value = result(request) if result else {"echo": request["input"]}
+                children.append({"name": request["name"], "phase": phase, "result": value, "error": error})
+
+    return finish
+
+
+def _status_body(code: int, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "code": code}

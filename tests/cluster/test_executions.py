@@ -1,0 +1,346 @@
+"""Executions run and are cancelled on a real cluster: every behaviour of the core issue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from flux_operator.api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
+from tests.cluster.flux import TERMINAL, Executions, longrun, manifest
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def fx(custom, core, namespace, operator) -> Executions:
+    return Executions(custom, core, namespace)
+
+
+def at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+# --- running to completion --------------------------------------------------------------------------
+
+def test_workflow_runs_to_success_with_checkpoints(fx):
+    fx.create(manifest("quick", "flux_examples.quick:main", {"name": "k8s"}))
+    status = fx.wait_phase("quick", "Succeeded")
+    checkpoint = status["checkpoint"]
+    assert checkpoint["state"] == "Succeeded"
+    assert checkpoint["result"] == {"greeting": "hello, k8s", "shout": "HELLO, K8S", "length": 10}
+    assert [s["name"] for s in checkpoint["steps"]] == ["greet", "shout", "measure"]
+    assert status["observedGeneration"] == 1 and status["startedAt"] and status["finishedAt"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Started"]["status"] == "True"
+    assert conditions["Finished"]["reason"] == "Succeeded"
+    assert "cancellation" not in status
+
+
+def test_failing_workflow_fails_with_its_error(fx):
+    fx.create(manifest("failing", "flux_examples.failing:main"))
+    status = fx.wait_phase("failing", "Failed")
+    assert status["checkpoint"]["state"] == "Failed"
+    assert status["message"], "the error reaches status.message"
+
+
+@pytest.mark.parametrize("workflow,expected", [
+    ("flux_examples.nosuchmodule:main", "nosuchmodule"),
+    ("flux_examples.quick:nosuchfunction", "nosuchfunction"),
+])
+def test_unimportable_workflow_fails_clearly_without_a_crash_loop(fx, workflow, expected):
+    fx.create(manifest("broken", workflow))
+    status = fx.wait_phase("broken", "Failed")
+    assert expected in status["message"]
+    pod = fx.pod("broken")
+    assert pod is None or all(s.restart_count == 0 for s in pod.status.container_statuses or [])
+
+
+# --- the runner's pod, identity and permissions ----------------------------------------------------
+
+def test_runner_pod_is_locked_down_and_owned(fx, api):
+    fx.create(longrun("locked", gracePeriodSeconds=7))
+    fx.wait_step("locked")
+    ex = fx.get("locked")
+    pod = fx.pod("locked")
+    assert pod.spec.termination_grace_period_seconds == 7
+    assert pod.spec.security_context.run_as_non_root is True
+    container = pod.spec.containers[0]
+    assert container.security_context.allow_privilege_escalation is False
+    assert container.security_context.capabilities.drop == ["ALL"]
+    assert pod.metadata.labels[EXECUTION_LABEL] == "locked"
+    rbac = client.RbacAuthorizationV1Api(api)
+    core = client.CoreV1Api(api)
+    owned = [pod, core.read_namespaced_service_account("flux-runner-locked", fx.ns),
+             rbac.read_namespaced_role("flux-runner-locked", fx.ns),
+             rbac.read_namespaced_role_binding("flux-runner-locked", fx.ns)]
+    for obj in owned:
+        assert obj.metadata.owner_references[0].uid == ex["metadata"]["uid"]
+
+
+@pytest.mark.parametrize("verb,resource,name,allowed", [
+    ("get", "executions", "locked", "yes"),
+    ("patch", "executions/status", "locked", "yes"),
+    ("get", "executions", "other", "no"),
+    ("patch", "executions/status", "other", "no"),
+    ("patch", "executions", "locked", "no"),
+    ("list", "executions", "", "no"),
+    ("create", "executions", "", "no"),
+    ("delete", "executions", "locked", "no"),
+    ("get", "secrets", "", "no"),
+])
+def test_runner_may_touch_only_its_own_execution(fx, kubectl, verb, resource, name, allowed):
+    fx.create(longrun("locked"))
+    wait_for(lambda: fx.pod("locked"), what="runner pod")
+    base = resource.split("/")[0]
+    target = (f"{base}.{GROUP}" if base == "executions" else base) + (f"/{name}" if name else "")
+    args = ["auth", "can-i", verb, target, "-n", fx.ns, f"--as=system:serviceaccount:{fx.ns}:flux-runner-locked"]
+    if "/" in resource:
+        args.append(f"--subresource={resource.split('/')[1]}")
+    assert kubectl(*args, check=False).stdout.strip() == allowed
+
+
+# --- cancelling ------------------------------------------------------------------------------------
+
+def test_cancel_running_is_graceful_and_recorded(fx, cluster):
+    fx.create(longrun("job"))
+    fx.wait_step("job")
+    fx.cancel("job", "user asked")
+    status = fx.wait_phase("job", "Cancelled")
+    c = status["cancellation"]
+    assert (c["reason"], c["source"], c["outcome"]) == ("user asked", "spec", "Graceful")
+    assert at(c["requestedAt"]) <= at(c["signalledAt"]) <= at(c["completedAt"])
+    assert c["acknowledgedAt"]
+    assert status["checkpoint"]["state"] == "Cancelled"
+    assert status["checkpoint"]["data"]["cleanedUp"] is True, "the workflow's except/finally ran"
+    assert fx.pod("job") is None, "Cancelled only once the pod is gone"
+    events = fx.events("job")
+    assert [events.count(e) for e in ("CancelRequested", "Signalled", "Cancelled")] == [1, 1, 1]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["CancelRequested"]["status"] == "True"
+    assert conditions["Finished"]["reason"] == "Cancelled"
+    log = next((cluster.root / "node" / "logs").glob(f"{fx.ns}_job-runner_*_runner.log")).read_text()
+    assert "received SIGTERM" in log
+
+
+def test_cancelling_is_observed_between_request_and_end(fx):
+    fx.create(manifest("stubborn", "flux_examples.stubborn:main", {"onCancel": "ignore"}, gracePeriodSeconds=3))
+    fx.wait_step("stubborn")
+    fx.cancel("stubborn")
+    fx.wait_phase("stubborn", "Cancelling", timeout=10)
+    status = fx.wait_phase("stubborn", "Cancelled", timeout=30)
+    assert status["cancellation"]["outcome"] == "Killed", "the grace period ran out"
+    assert "acknowledgedAt" not in status["cancellation"]
+
+
+def test_force_skips_the_grace_period(fx):
+    fx.create(longrun("forced", gracePeriodSeconds=600))
+    fx.wait_step("forced")
+    started = time.monotonic()
+    fx.cancel("forced", force=True)
+    status = fx.wait_phase("forced", "Cancelled", timeout=20)
+    assert time.monotonic() - started < 10
+    assert status["cancellation"]["outcome"] == "Killed"
+
+
+def test_annotation_cancels_like_the_spec(fx, kubectl):
+    fx.create(longrun("annotated"))
+    fx.wait_step("annotated")
+    kubectl("annotate", "fx", "annotated", "-n", fx.ns, f"{CANCEL_ANNOTATION}=via annotation")
+    c = fx.wait_phase("annotated", "Cancelled")["cancellation"]
+    assert (c["reason"], c["source"], c["outcome"]) == ("via annotation", "annotation", "Graceful")
+
+
+def test_pending_execution_never_runs(fx):
+    fx.create(longrun("never", cancel={"reason": "changed my mind"}))
+    status = fx.wait_phase("never", "Cancelled", timeout=20)
+    assert status["cancellation"]["outcome"] == "NotStarted"
+    assert "checkpoint" not in status
+    time.sleep(1)
+    assert fx.pod("never") is None, "no runner pod was ever made"
+
+
+def test_finished_execution_gets_already_finished_answer(fx):
+    fx.create(manifest("done", "flux_examples.quick:main"))
+    fx.wait_phase("done", "Succeeded")
+    fx.cancel("done", "too late")
+    wait_for(lambda: "CancelIgnored" in fx.events("done"), timeout=20, what="CancelIgnored event")
+    status = fx.status("done")
+    assert status["phase"] == "Succeeded", "a finished execution keeps its phase"
+    condition = next(c for c in status["conditions"] if c["type"] == "CancelRequested")
+    assert condition["reason"] == "AlreadyFinished" and "already finished (Succeeded)" in condition["message"]
+
+
+def test_workflow_that_finishes_anyway_is_too_late(fx):
+    fx.create(manifest("racer", "flux_examples.stubborn:main", {"onCancel": "finish"}))
+    fx.wait_step("racer")
+    fx.cancel("racer")
+    status = fx.wait_phase("racer", *TERMINAL, timeout=30)
+    assert status["phase"] == "Succeeded", "exactly one terminal phase: the workflow's"
+    assert status["cancellation"]["outcome"] == "TooLate"
+    time.sleep(2)
+    assert fx.phase("racer") == "Succeeded"
+
+
+def test_active_deadline_cancels_with_source_deadline(fx):
+    fx.create(longrun("slow", activeDeadlineSeconds=3))
+    status = fx.wait_phase("slow", "Cancelled", timeout=30)
+    c = status["cancellation"]
+    assert (c["source"], c["reason"], c["outcome"]) == ("deadline", "DeadlineExceeded", "Graceful")
+
+
+# --- the API rejects bad input with clear messages --------------------------------------------------
+
+def test_cancel_cannot_be_removed_or_changed(fx):
+    fx.create(longrun("sticky", cancel={"reason": "first"}))
+    for patch in ({"spec": {"cancel": None}}, {"spec": {"cancel": {"reason": "second"}}}):
+        with pytest.raises(ApiException) as err:
+            fx.patch("sticky", patch)
+        assert err.value.status == 422
+        assert "cannot be removed or changed once set" in err.value.body
+    assert fx.get("sticky")["spec"]["cancel"]["reason"] == "first"
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"workflow": "not a reference"}, "spec.workflow"),
+    ({"workflow": "a.b:c", "gracePeriodSeconds": 4000}, "spec.gracePeriodSeconds"),
+    ({"workflow": "a.b:c", "cancel": {"reason": ""}}, "spec.cancel.reason"),
+    ({"workflow": "a.b:c", "input": [1, 2]}, "spec.input"),
+    ({}, "spec.workflow: Required value"),
+])
+def test_invalid_specs_are_rejected_with_the_field_named(fx, spec, message):
+    with pytest.raises(ApiException) as err:
+        fx.create({"apiVersion": f"{GROUP}/v1alpha1", "kind": "Execution", "metadata": {"name": "bad"},
+                   "spec": spec})
+    assert err.value.status == 422
+    assert message in err.value.body
+
+
+def test_crd_printer_columns_short_name_and_phase_selector(fx, kubectl):
+    fx.create(longrun("listed", cancel={"reason": "shown in the table"}))
+    fx.wait_phase("listed", "Cancelled")
+    table = kubectl("get", "fx", "-n", fx.ns).stdout
+    assert table.split("\n")[0].split() == ["NAME", "PHASE", "REASON", "AGE"]
+    assert "shown in the table" in table
+    selected = kubectl("get", "fx", "-n", fx.ns, "--field-selector=status.phase=Cancelled", "-o", "name").stdout
+    assert selected.strip() == "execution.workflows.flux.dev/listed"
+    assert kubectl("get", "fx", "-n", fx.ns, "--field-selector=status.phase=Running", "-o", "name").stdout == ""
+
+
+# --- children -----------------------------------------------------------------------------------------
+
+def family(fx, steps: int = 600) -> None:
+    fx.create(manifest("tree", "flux_examples.tree:main", {"steps": steps, "stepSeconds": 0.5}))
+    leaves = ["tree-left-leaf", "tree-right-leaf"]
+    for leaf in leaves:
+        wait_for(lambda: _exists(fx, leaf), timeout=60, what=f"{leaf} to be spawned")
+        fx.wait_step(leaf)
+
+
+def _exists(fx, name: str) -> bool:
+    try:
+        fx.get(name)
+        return True
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+
+
+def test_spawned_children_carry_owner_and_parent_label_and_return_results(fx):
+    fx.create(manifest("small", "flux_examples.tree:main", {"steps": 1, "stepSeconds": 0.1}))
+    status = fx.wait_phase("small", "Succeeded", timeout=90)
+    assert status["checkpoint"]["result"]["left"]["leaf"] == {"completedSteps": 1}
+    parent_uid = fx.get("small")["metadata"]["uid"]
+    for child in ("small-left", "small-right"):
+        obj = fx.get(child)
+        assert obj["metadata"]["labels"][PARENT_LABEL] == "small"
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == parent_uid
+        assert obj["status"]["phase"] == "Succeeded"
+
+
+def test_cancel_cascades_to_every_descendant(fx):
+    family(fx)
+    fx.cancel("tree", "stop the family")
+    status = fx.wait_phase("tree", "Cancelled", timeout=90)
+    assert status["cancellation"]["outcome"] == "Graceful"
+    assert sorted(c["name"] for c in status["cancellation"]["children"]) == ["tree-left", "tree-right"]
+    done_at = at(status["cancellation"]["completedAt"])
+    for name in ("tree-left", "tree-right", "tree-left-leaf", "tree-right-leaf"):
+        child = fx.status(name)
+        assert child["phase"] == "Cancelled", name
+        assert child["cancellation"]["source"] == "parent"
+        assert at(child["cancellation"]["completedAt"]) <= done_at, "the parent ends after its children"
+    assert fx.status("tree-left")["cancellation"]["reason"] == "parent tree cancelled: stop the family"
+    assert fx.status("tree-left-leaf")["cancellation"]["reason"].startswith("parent tree-left cancelled: ")
+
+
+def test_no_cascade_leaves_children_running(fx):
+    family(fx)
+    fx.cancel("tree", "only the parent", cascade=False)
+    fx.wait_phase("tree", "Cancelled", timeout=60)
+    time.sleep(2)
+    assert fx.phase("tree-left-leaf") == "Running"
+    assert "cancel" not in fx.get("tree-left")["spec"]
+
+
+# --- robustness ---------------------------------------------------------------------------------------
+
+def test_restarted_runner_skips_completed_steps(fx, cluster):
+    fx.create(longrun("resume", steps=8, seconds=0.5))
+    before = fx.wait_step("resume", steps=3)["checkpoint"]["steps"]
+    container_id = fx.pod("resume").status.container_statuses[0].container_id
+    os.kill(int(container_id.split("://")[1]), signal.SIGKILL)  # a crash, not a cancel
+    status = fx.wait_phase("resume", "Succeeded", timeout=90)
+    names = [s["name"] for s in status["checkpoint"]["steps"]]
+    assert names == [f"step-{i}" for i in range(1, 9)], "no step twice, none lost"
+    assert status["checkpoint"]["steps"][: len(before)] == before, "completed steps were reused, not rerun"
+    assert fx.pod("resume").status.container_statuses[0].restart_count == 1
+
+
+def test_operator_restart_mid_cancel_finishes_without_doing_anything_twice(fx, operator):
+    fx.create(manifest("restart", "flux_examples.stubborn:main", {"onCancel": "ignore"}, gracePeriodSeconds=4))
+    fx.wait_step("restart")
+    fx.cancel("restart")
+    fx.wait_phase("restart", "Cancelling", timeout=10)
+    operator.stop(kill=True)
+    try:
+        wait_for(lambda: fx.pod("restart") is None, timeout=30, what="the runner pod to go")
+        assert fx.phase("restart") == "Cancelling", "nobody finished it while the operator was down"
+    finally:
+        operator.start()
+    status = fx.wait_phase("restart", "Cancelled", timeout=30)
+    assert status["cancellation"]["outcome"] == "Killed"
+    events = fx.events("restart")
+    assert events.count("CancelRequested") == 1 and events.count("Signalled") == 1
+    assert events.count("Cancelled") == 1
+
+
+def test_metrics_count_cancellations(fx, operator):
+    fx.create(longrun("measured"))
+    fx.wait_step("measured")
+    fx.cancel("measured")
+    fx.wait_phase("measured", "Cancelled")
+    def counted() -> str | None:
+        text = operator.metrics()
+        return text if 'outcome="Graceful"' in text else None
+
+    text = wait_for(counted, timeout=10, what="the cancellation counter")
+    assert 'flux_cancellations_total{outcome="Graceful",source="spec"}' in text
+    assert 'flux_cancel_signal_seconds_count{source="spec"}' in text
+    assert 'flux_cancel_complete_seconds_count{source="spec"}' in text
+    wait_for(lambda: 'flux_executions{phase="Cancelled"}' in operator.metrics(), timeout=10, what="phase gauge")
+
+
+def test_status_is_valid_json_for_tools(fx, kubectl):
+    fx.create(manifest("jq", "flux_examples.quick:main"))
+    fx.wait_phase("jq", "Succeeded")
+    out = json.loads(kubectl("get", "fx", "jq", "-n", fx.ns, "-o", "json").stdout)
+    assert out["status"]["phase"] == "Succeeded"
