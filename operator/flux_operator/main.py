@@ -30,14 +30,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runner-command", default=os.environ.get("FLUX_RUNNER_COMMAND", "flux-runner"),
                    help="the runner container's command [FLUX_RUNNER_COMMAND]")
     p.add_argument("--default-grace-period", type=int,
-                   default=int(os.environ.get("FLUX_DEFAULT_GRACE_PERIOD", "30")),
+                   default=os.environ.get("FLUX_DEFAULT_GRACE_PERIOD", "30"),
                    help="grace period for executions that leave spec.gracePeriodSeconds unset [FLUX_DEFAULT_GRACE_PERIOD]")
-    p.add_argument("--metrics-port", type=int, default=int(os.environ.get("FLUX_METRICS_PORT", "9090")),
+    p.add_argument("--metrics-port", type=int, default=os.environ.get("FLUX_METRICS_PORT", "9090"),
                    help="Prometheus /metrics port; 0 disables [FLUX_METRICS_PORT]")
-    p.add_argument("--health-port", type=int, default=int(os.environ.get("FLUX_HEALTH_PORT", "8081")),
+    p.add_argument("--health-port", type=int, default=os.environ.get("FLUX_HEALTH_PORT", "8081"),
                    help="kopf liveness endpoint /healthz; 0 disables [FLUX_HEALTH_PORT]")
-    p.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("FLUX_LOG_FORMAT", "text"))
-    p.add_argument("--resync-seconds", type=float, default=float(os.environ.get("FLUX_RESYNC_SECONDS", "5")))
+    # String defaults go through `type`, so a bad environment value gets the same clear error as a flag.
+    p.add_argument("--log-format", default=os.environ.get("FLUX_LOG_FORMAT", "text"), help="text or json")
+    p.add_argument("--resync-seconds", type=float, default=os.environ.get("FLUX_RESYNC_SECONDS", "5"))
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     args.namespaces = args.namespaces or _env_list("FLUX_NAMESPACES")
