@@ -15,10 +15,11 @@ import signal
 import sys
 from pathlib import Path
 
+STAGING = "/mnt"  # an empty directory on every Debian system; only used inside the new mount namespace
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWPID = 0x20000000
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 1, 32, 4096, 8192, 16384, 1 << 18
 PR_SET_PDEATHSIG = 1
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -48,17 +49,41 @@ def _prepare_mount_point(target: Path, is_file: bool) -> None:
         target.mkdir(parents=True, exist_ok=True)
 
 
+def _reachable_for_everyone(path: Path) -> None:
+    """Makes `path` exist and every ancestor traversable, inside this mount namespace only.
+
+    The process node runs programs from the host (the project's virtualenv): a non-root
+    container user must reach them even when the checkout sits under a private directory,
+    or under a directory a volume (an emptyDir on /tmp) now covers.
+    """
+    current = Path("/")
+    for part in path.parts[1:-1]:
+        current = current / part
+        if not current.exists():
+            current.mkdir(mode=0o755)
+        elif not current.stat().st_mode & 0o001:
+            _mount("tmpfs", str(current), "tmpfs", 0)  # an empty, traversable stand-in
+            os.chmod(current, 0o755)
+    path.mkdir(mode=0o755, exist_ok=True)
+
+
 def _become_container(spec: dict) -> None:
     """In the child: PID 1 of the new namespace. Never returns."""
     _die_with_parent()
     _mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing we mount leaks to the host
     _mount("proc", "/proc", "proc", 0)  # /proc of the new PID namespace: `ps` shows the container only
+    expose = spec.get("expose")
+    if expose:
+        _mount(expose, STAGING, None, MS_BIND | MS_REC)  # hold on to it before volumes may cover it
     for m in spec["mounts"]:
         target = Path(m["target"])
         _prepare_mount_point(target, Path(m["source"]).is_file())
         _mount(m["source"], str(target), None, MS_BIND | MS_REC)
         if m.get("readOnly"):
             _mount("none", str(target), None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    if expose:
+        _reachable_for_everyone(Path(expose))
+        _check(libc.mount(STAGING.encode(), expose.encode(), None, MS_MOVE, None), f"move {expose}")
     hostname = spec["hostname"].encode()
     _check(libc.sethostname(hostname, len(hostname)), "sethostname")
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

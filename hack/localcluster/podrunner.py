@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from localcluster import podspec, procs
+from localcluster.layout import REPO
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 BACKOFF_BASE, BACKOFF_MAX = 10.0, 300.0  # kubelet's crash-loop back-off
@@ -171,7 +172,7 @@ class PodRunner:
         log_path = self.api.log_path(self.pod, c.name)
         payload = {"argv": argv, "env": env, "mounts": mounts, "hostname": self.pod["metadata"]["name"][:63],
                    "log": str(log_path), "uid": uid, "gid": sc.get("runAsGroup", uid),
-                   "workingDir": spec.get("workingDir")}
+                   "workingDir": spec.get("workingDir"), "expose": str(REPO)}
         spec_file = cdir / "spec.json"
         spec_file.write_text(json.dumps(payload))
         c.proc = subprocess.Popen([sys.executable, "-m", "localcluster.pid1", str(spec_file)],
