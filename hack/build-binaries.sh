@@ -61,7 +61,9 @@ start_all=$SECONDS
 for t in "${targets[@]}"; do
   i=$((i + 1))
   IFS='|' read -r name module pkg <<<"$t"
-  if [ -x "$bin_dir/$name" ] && [ -f "$bin_dir/.$name.pins" ] && [ "$(cat "$bin_dir/.$name.pins")" = "$(pins_digest)" ]; then
+  # Cached only if built from these pins AND still the very bytes that build produced.
+  if [ -x "$bin_dir/$name" ] && [ -f "$bin_dir/.$name.sum" ] && \
+     [ "$(cat "$bin_dir/.$name.sum")" = "$(pins_digest) $(sha256sum <"$bin_dir/$name" | cut -d' ' -f1)" ]; then
     log "[$i/$total] $name: cached"
     continue
   fi
@@ -78,8 +80,8 @@ for t in "${targets[@]}"; do
   fi
   kill "$ticker" 2>/dev/null || true
   wait "$ticker" 2>/dev/null || true
+  echo "$(pins_digest) $(sha256sum <"$bin_dir/.$name.partial" | cut -d' ' -f1)" >"$bin_dir/.$name.sum"
   mv -f "$bin_dir/.$name.partial" "$bin_dir/$name"
-  pins_digest >"$bin_dir/.$name.pins"
   log "[$i/$total] $name built in $((SECONDS - started))s"
 done
 

@@ -29,8 +29,10 @@ clock() { date +%H:%M:%S.%3N; }
 bin_dir=$(hack/build-binaries.sh) # a cache hit after the first build
 export PATH=$bin_dir:$repo/.venv/bin:$PATH
 
+exec 3>&1 # the terminal, for the cleanup
 operator_pid=""
 watcher_pid=""
+phase=""
 started=$SECONDS
 
 stop_process() {
@@ -48,9 +50,12 @@ stop_process() {
 
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  trap - EXIT
+  trap '' INT TERM # a second Ctrl-C must not cut the teardown short
   set +e
-  if ((rc != 0)) && [[ -f $FLUX_CLUSTER_DIR/logs/operator.log ]]; then
+  exec 1>&3 # the trap may fire inside a redirected call: print to the terminal again
+  local interrupted=$((rc == 130 || rc == 143))
+  if ((rc != 0 && !interrupted)) && [[ -f $FLUX_CLUSTER_DIR/logs/operator.log ]]; then
     printf '\n%sLast lines of the operator log:%s\n' "$dim" "$reset" >&2
     tail -n 30 "$FLUX_CLUSTER_DIR/logs/operator.log" >&2
   fi
@@ -60,22 +65,23 @@ cleanup() {
   [[ -n $operator_pid ]] && info "operator stopped"
   "$PY" -m localcluster down | sed 's/^/    /'
   info "logs kept in ${FLUX_CLUSTER_DIR#"$repo"/}/logs and ${FLUX_CLUSTER_DIR#"$repo"/}/node/logs"
-  info "$( ((rc == 0)) && echo "demo passed" || echo "demo FAILED (exit $rc)") in $((SECONDS - started))s"
+  local verdict="demo passed"
+  ((rc == 0)) || verdict="demo FAILED (exit $rc)"
+  ((interrupted)) && verdict="demo interrupted"
+  info "$verdict after $((SECONDS - started))s"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Prints the phase once it matches the pattern $1; fails on a terminal phase that does not.
+# Returns once the phase matches the pattern $1 (left in $phase); fails on any other end.
 await_phase() {
-  local want=$1 timeout=$2 phase="" deadline=$((SECONDS + $2))
+  local want=$1 timeout=$2 deadline=$((SECONDS + $2))
+  phase=""
   while ((SECONDS < deadline)); do
     phase=$(kubectl get fx "$EXECUTION" -n "$NAMESPACE" -o jsonpath='{.status.phase}')
-    if [[ $phase =~ ^($want)$ ]]; then
-      echo "$phase"
-      return 0
-    fi
+    [[ $phase =~ ^($want)$ ]] && return 0
     case $phase in
       Cancelled | Succeeded | Failed) die "$EXECUTION ended $phase while waiting for $want" ;;
       *) sleep 0.3 ;;
@@ -116,7 +122,10 @@ while time.monotonic() < deadline:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
             sys.exit(0)
     except OSError:
-        os.kill(pid, 0)  # raises (and fails the check) once the operator has exited
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            sys.exit("the operator exited early")
         time.sleep(0.2)
 sys.exit(1)
 EOF
@@ -128,13 +137,13 @@ kubectl apply -n "$NAMESPACE" -f "examples/manifests/$EXECUTION.yaml" | sed 's/^
 info "phase changes as they happen:"
 watch_phases &
 watcher_pid=$!
-await_phase Running 90 >/dev/null
+await_phase Running 90
 sleep "$RUN_BEFORE_CANCEL"
 
 section "Cancelling after ${RUN_BEFORE_CANCEL}s of work"
 info "\$ kubectl patch fx longrun -n flux-demo --type merge -p '{\"spec\":{\"cancel\":{\"reason\":\"demo\"}}}'"
 kubectl patch fx longrun -n flux-demo --type merge -p '{"spec":{"cancel":{"reason":"demo"}}}' | sed 's/^/    /'
-final=$(await_phase 'Cancelled|Succeeded|Failed' 90)
+await_phase 'Cancelled|Succeeded|Failed' 90
 sleep 1 # let the watcher print the last change before it is stopped
 stop_process "$watcher_pid"
 watcher_pid=""
@@ -163,6 +172,6 @@ for title, block in (("cancellation", status.get("cancellation") or {}), ("check
 outcome=$(kubectl get fx "$EXECUTION" -n "$NAMESPACE" -o jsonpath='{.status.cancellation.outcome}')
 
 section "Result"
-[[ $final == Cancelled ]] || die "phase is $final, expected Cancelled"
+[[ $phase == Cancelled ]] || die "phase is $phase, expected Cancelled"
 [[ $outcome == Graceful ]] || die "cancellation outcome is $outcome, expected Graceful"
 printf '    %sphase Cancelled, outcome Graceful: the workflow cleaned up and stopped%s\n' "$green" "$reset"

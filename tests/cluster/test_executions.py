@@ -345,3 +345,20 @@ def test_status_is_valid_json_for_tools(fx, kubectl):
     fx.wait_phase("jq", "Succeeded")
     out = json.loads(kubectl("get", "fx", "jq", "-n", fx.ns, "-o", "json").stdout)
     assert out["status"]["phase"] == "Succeeded"
+
+
+def test_runner_stops_by_itself_when_the_signal_is_lost(fx, operator):
+    """With the operator down nobody signals; the runner sees spec.cancel at a step boundary."""
+    fx.create(longrun("unsignalled", seconds=0.5))
+    fx.wait_step("unsignalled")
+    operator.stop(kill=True)
+    try:
+        fx.cancel("unsignalled", "noticed at a step boundary")
+        wait_for(lambda: (fx.status("unsignalled").get("checkpoint") or {}).get("state") == "Cancelled",
+                 timeout=20, what="the runner's own final checkpoint")
+        assert fx.phase("unsignalled") == "Running", "the operator did nothing: it is down"
+    finally:
+        operator.start()
+    status = fx.wait_phase("unsignalled", "Cancelled", timeout=30)
+    assert status["cancellation"]["outcome"] == "Graceful"
+    assert status["checkpoint"]["data"]["cleanedUp"] is True

@@ -278,3 +278,30 @@ def test_cluster_down_leaves_no_process_behind(tmp_path, cluster):
     assert down.returncode == 0, down.stderr
     assert session_members(sid) == []
     assert not (Path(root) / "state.json").exists()
+
+
+def test_no_container_outlives_a_crashed_node(tmp_path, cluster):
+    """SIGKILL the process node itself: the kernel takes its containers down with it."""
+    root = tmp_path / "crash"
+    env = {**os.environ, "FLUX_CLUSTER_DIR": str(root)}
+    up = subprocess.run([sys.executable, "-m", "localcluster", "up"], env=env, capture_output=True, text=True,
+                        timeout=180)
+    assert up.returncode == 0, up.stdout + up.stderr
+    layout = localcluster.Layout.load(root)
+    from localcluster.kube import api_client
+
+    try:
+        with api_client(layout.kubeconfig) as c:
+            core = client.CoreV1Api(c)
+            core.create_namespaced_pod("default", pod_manifest("orphan", IGNORE_SCRIPT))
+            wait_for(lambda: pod_phase(core, "default", "orphan") == "Running", timeout=60, what="Running")
+            container_pid = int(core.read_namespaced_pod("orphan", "default").status.container_statuses[0]
+                                .container_id.split("://")[1])
+        node_pid = next(pid for pid in session_members(layout.supervisor_pid)
+                        if b"localcluster\x00node" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        assert Path(f"/proc/{container_pid}").exists()
+        os.kill(node_pid, 9)
+        wait_for(lambda: not Path(f"/proc/{container_pid}").exists(), timeout=5, what="the container to die")
+    finally:
+        subprocess.run([sys.executable, "-m", "localcluster", "down"], env=env, capture_output=True, timeout=120)
+    assert session_members(layout.supervisor_pid) == []

@@ -1,0 +1,57 @@
+"""The binary cache: reused when whole, rebuilt where damaged, never used half-made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.cluster
+
+BUILD = REPO / "hack" / "build-binaries.sh"
+
+
+def build(cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BUILD)], env={**os.environ, "FLUX_CACHE_DIR": str(cache)}, capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_damaged_binary_is_rebuilt_and_the_rest_reused(cluster, tmp_path):
+    version = cluster.bin.parent.name
+    cache = tmp_path / "cache"
+    shutil.copytree(cluster.bin.parent, cache / version, symlinks=True)
+    damaged = cache / version / "bin" / "kube-scheduler"
+    with open(damaged, "ab") as f:
+        f.write(b"half a write")
+
+    result = build(cache)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(cache / version / "bin")
+    assert "building kube-scheduler" in result.stderr
+    assert "kube-apiserver: cached" in result.stderr and "helm: cached" in result.stderr
+    assert not damaged.read_bytes().endswith(b"half a write")
+    version_out = subprocess.run([str(damaged), "--version"], capture_output=True, text=True)
+    assert version_out.stdout.strip() == f"Kubernetes {version}"
+
+    again = build(cache)
+    assert again.returncode == 0 and "building" not in again.stderr, "a whole cache costs no build"
+
+
+def test_interrupted_build_leaves_no_binary_behind(cluster, tmp_path):
+    """A build killed mid-way leaves only a .partial file, which is never taken for a binary."""
+    version = cluster.bin.parent.name
+    cache = tmp_path / "cache"
+    shutil.copytree(cluster.bin.parent, cache / version, symlinks=True)
+    (cache / version / "bin" / "kubectl").unlink()
+    (cache / version / "bin" / ".kubectl.partial").write_bytes(b"\x7fELF truncated")
+    result = build(cache)
+    assert result.returncode == 0, result.stderr
+    assert "building kubectl" in result.stderr
+    out = subprocess.run([str(cache / version / "bin" / "kubectl"), "version", "--client"], capture_output=True,
+                         text=True)
+    assert f"Client Version: {version}" in out.stdout
