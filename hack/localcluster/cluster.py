@@ -65,6 +65,7 @@ def supervise(root: Path) -> int:
         "etcd": lambda: _http_ok(f"http://127.0.0.1:{layout.ports.etcd_client}/health"),
         "kube-apiserver": lambda: _https_ok(layout, "/readyz"),
     }
+    began = time.monotonic()
     try:
         for name, argv in component_commands(layout).items():
             log = open(layout.logs / f"{name}.log", "ab")
@@ -77,7 +78,8 @@ def supervise(root: Path) -> int:
                     print(f"supervisor: {name} did not become healthy", flush=True)
                     return 1
                 time.sleep(0.1)
-            print(f"supervisor: started {name} (pid {children[name].pid})", flush=True)
+            print(f"supervisor: started {name} (pid {children[name].pid}) at {time.monotonic() - began:.2f}s",
+                  flush=True)
         while not stopping:
             for name, child in children.items():
                 if child.poll() is not None:

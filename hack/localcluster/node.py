@@ -166,7 +166,8 @@ class ProcessNode:
             for uid, runner in list(self.pods.items()):
                 try:
                     runner.sync()
-                except (ApiException, HTTPError) as err:
+                except (ApiException, HTTPError, OSError) as err:
+                    # One pod's trouble must not take the node, and every other pod, down with it.
                     print(f"process-node: {runner.key}: {err}", flush=True)
                 if runner.removed:
                     del self.pods[uid]

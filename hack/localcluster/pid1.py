@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -72,13 +73,17 @@ def _become_container(spec: dict) -> None:
     _die_with_parent()
     _mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing we mount leaks to the host
     _mount("proc", "/proc", "proc", 0)  # /proc of the new PID namespace: `ps` shows the container only
+    # Open everything we need from the host first: a volume mounted on /tmp may cover the
+    # cluster directory itself, and with it the sources of later mounts and the log file.
+    log_fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    sources = [os.open(m["source"], os.O_PATH | os.O_CLOEXEC) for m in spec["mounts"]]
     expose = spec.get("expose")
     if expose:
         _mount(expose, STAGING, None, MS_BIND | MS_REC)  # hold on to it before volumes may cover it
-    for m in spec["mounts"]:
+    for m, fd in zip(spec["mounts"], sources):
         target = Path(m["target"])
-        _prepare_mount_point(target, Path(m["source"]).is_file())
-        _mount(m["source"], str(target), None, MS_BIND | MS_REC)
+        _prepare_mount_point(target, stat.S_ISREG(os.fstat(fd).st_mode))
+        _mount(f"/proc/self/fd/{fd}", str(target), None, MS_BIND | MS_REC)
         if m.get("readOnly"):
             _mount("none", str(target), None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     if expose:
@@ -86,8 +91,7 @@ def _become_container(spec: dict) -> None:
         _check(libc.mount(STAGING.encode(), expose.encode(), None, MS_MOVE, None), f"move {expose}")
     hostname = spec["hostname"].encode()
     _check(libc.sethostname(hostname, len(hostname)), "sethostname")
-    log_fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    null_fd = os.open("/dev/null", os.O_RDONLY)
+    null_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     os.dup2(null_fd, 0)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)

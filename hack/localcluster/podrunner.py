@@ -198,7 +198,8 @@ class PodRunner:
     def _terminated_state(self, c: Container, code: int) -> dict:
         message = (self.workdir / "containers" / c.name / "termination-log").read_text()[-4096:]
         if not message and code != 0 and c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
-            message = self.api.log_path(self.pod, c.name).read_text()[-2048:]
+            log = self.api.log_path(self.pod, c.name)
+            message = log.read_text(errors="replace")[-2048:] if log.exists() else ""
         state = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                  "startedAt": c.started_at, "finishedAt": now_iso(), "containerID": f"process://{c.host_pid}"}
         if code >= 128 and code - 128 in (signal.SIGKILL, signal.SIGTERM):

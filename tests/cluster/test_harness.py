@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from localcluster import cluster as localcluster
-from localcluster.procs import session_members
+from localcluster.procs import alive, session_members
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -301,7 +301,8 @@ def test_no_container_outlives_a_crashed_node(tmp_path, cluster):
                         if b"localcluster\x00node" in Path(f"/proc/{pid}/cmdline").read_bytes())
         assert Path(f"/proc/{container_pid}").exists()
         os.kill(node_pid, 9)
-        wait_for(lambda: not Path(f"/proc/{container_pid}").exists(), timeout=5, what="the container to die")
+        # alive() counts a zombie as dead: the kernel has killed it, only reaping is left to init.
+        wait_for(lambda: not alive(container_pid), timeout=5, what="the container to die")
     finally:
         subprocess.run([sys.executable, "-m", "localcluster", "down"], env=env, capture_output=True, timeout=120)
     assert session_members(layout.supervisor_pid) == []
