@@ -119,3 +119,29 @@ def test_missing_kubeconfig_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_pat
     result = invoke("list", "--kubeconfig", str(tmp_path / "absent"))
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: kubeconfig {tmp_path / 'absent'} does not exist"
+
+
+def test_cancel_failures_are_error_lines_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flux_operator.plugin.actions import CancelRun
+    from flux_operator.plugin.cancelling import CancelResult
+
+    missing = CancelResult("gone", "ns", error=True, message='execution "gone" in namespace "ns" not found')
+    done = CancelResult("etl", "ns", phase="Running", accepted=True, cancelled_count=1, reason="r",
+                        message="cancel requested")
+
+    class Kube:
+        default_namespace = "ns"
+
+    monkeypatch.setattr(plugin_main, "connect", lambda **kwargs: Kube())
+    monkeypatch.setattr(plugin_main.actions, "cancel", lambda *args, **kwargs: CancelRun([done, missing]))
+    text = invoke("cancel", "etl", "gone")
+    assert text.exit_code == 1
+    assert text.stderr == 'error: execution "gone" in namespace "ns" not found\n'
+    assert text.stdout.startswith("etl  cancel requested") and "gone" not in text.stdout
+    as_json = invoke("cancel", "etl", "gone", "-o", "json")
+    assert as_json.exit_code == 1 and '"name": "gone"' in as_json.stdout
+    assert as_json.stderr == text.stderr
+
+    monkeypatch.setattr(plugin_main.actions, "cancel", lambda *args, **kwargs: CancelRun([missing]))
+    only = invoke("cancel", "gone")
+    assert only.exit_code == 1 and only.stdout == "" and len(only.stderr.splitlines()) == 1

@@ -227,7 +227,16 @@ def cancel(
         run = actions.cancel(kube, selection, namespace or kube.default_namespace, options)
     for note in run.notes:
         print_note(note)
-    emit(output, render.cancel_text(run.results), render.cancel_json(run.results))
+    # Like kubectl: a target that failed (not found, forbidden, rejected) is an error line on stderr;
+    # JSON keeps it in the array too, so a script sees every target in one place.
+    for result in run.results:
+        if result.error:
+            print_error(result.message)
+    shown = [result for result in run.results if not result.error]
+    if output is OutputFormat.JSON:
+        emit(output, None, render.cancel_json(run.results))
+    elif shown:
+        emit(output, render.cancel_text(shown), None)
     return run.exit_code
 
 
