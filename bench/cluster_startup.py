@@ -24,21 +24,27 @@ from localcluster.layout import Layout  # noqa: E402
 from localcluster.procs import session_members  # noqa: E402
 
 
+def component_name(argv: list[str]) -> str | None:
+    """By the program itself, never by its flags: the apiserver's flags mention etcd too."""
+    program = Path(argv[0]).name
+    if program in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        return program
+    if argv[1:3] == ["-m", "localcluster"]:
+        return {"node": "process-node", "supervise": "supervisor"}.get(argv[3] if len(argv) > 3 else "")
+    return None
+
+
 def rss_by_component(layout: Layout) -> dict[str, float]:
-    names = {"etcd": "etcd", "kube-apiserver": "kube-apiserver", "kube-controller-manager": "kube-controller-manager",
-             "kube-scheduler": "kube-scheduler", "localcluster\x00node": "process-node",
-             "localcluster\x00supervise": "supervisor"}
     out: dict[str, float] = {}
     for pid in session_members(layout.supervisor_pid):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_text()
+            argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-        for needle, name in names.items():
-            if needle in cmdline:
-                out[name] = rss_kb / 1024
+        name = component_name(argv)
+        if name:
+            out[name] = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
     return out
 
 

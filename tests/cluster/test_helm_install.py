@@ -1,0 +1,323 @@
+"""The chart installed for real: its operator runs as a pod, with only the chart's RBAC, and does the demo.
+
+The session's operator process is stopped for this module, so every Execution here is reconciled by
+the operator pod the chart made (the process node runs its `command`; the image is irrelevant).
+Tests run in file order on one release: install, use, break one rule, upgrade to JSON logs, uninstall.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from flux_operator.api import GROUP
+from localcluster.procs import free_port
+from tests.cluster.flux import Executions, manifest
+from tests.conftest import REPO, wait_for
+
+pytestmark = pytest.mark.cluster
+
+CHART = REPO / "charts" / "flux-operator"
+RELEASE = "flux-operator"  # a release named after the chart: object names are just "flux-operator"
+FULLNAME = "flux-operator"
+NODE_NAME = "flux-node"
+OPERATOR_UID = 65532
+
+
+@dataclass
+class Install:
+    release_ns: str  # where the operator runs
+    ns: str  # the one namespace it watches
+    metrics_port: int
+    health_port: int
+    logs: Path
+    uninstalled: bool = False
+
+    @property
+    def subject(self) -> str:
+        return f"system:serviceaccount:{self.release_ns}:{FULLNAME}"
+
+
+def create_namespace(core: client.CoreV1Api) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"flux.dev/test": "true"}}})
+    return name
+
+
+def delete_namespace(core: client.CoreV1Api, name: str) -> None:
+    try:
+        core.delete_namespace(name, propagation_policy="Background")
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+@pytest.fixture(scope="module")
+def helm(cluster, kube_env):
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(cluster.bin / "helm"), *args], env=kube_env, capture_output=True, text=True,
+                                timeout=180)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed: {result.stdout}{result.stderr}")
+        return result
+    return run
+
+
+@pytest.fixture(scope="module")
+def install(cluster, core, operator, helm):
+    operator.stop()  # only the chart's operator may reconcile from here on
+    release_ns, ns = create_namespace(core), create_namespace(core)
+    chart = Install(release_ns, ns, free_port(), free_port(), cluster.root / "node" / "logs")
+    try:
+        helm("install", RELEASE, str(CHART), "-n", release_ns, "--wait", "--timeout", "120s",
+             "--set", f"watchNamespaces={{{ns}}}", "--set", f"metrics.port={chart.metrics_port}",
+             "--set", f"health.port={chart.health_port}", "--set", "runner.image=flux-runner:irrelevant")
+        yield chart
+    finally:
+        if not chart.uninstalled:
+            helm("uninstall", RELEASE, "-n", release_ns, "--wait", check=False)
+        delete_namespace(core, ns)
+        delete_namespace(core, release_ns)
+        operator.start()
+
+
+@pytest.fixture(scope="module")
+def fx(custom, core, install) -> Executions:
+    return Executions(custom, core, install.ns)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def operator_pods(core, install: Install) -> list[client.V1Pod]:
+    return core.list_namespaced_pod(install.release_ns, label_selector=f"app.kubernetes.io/instance={RELEASE}").items
+
+
+def running_operator_pod(core, install: Install, timeout: float = 90) -> client.V1Pod:
+    """The one operator pod, Running, its container up and kopf answering /healthz."""
+    def ready():
+        pods = [p for p in operator_pods(core, install) if not p.metadata.deletion_timestamp]
+        if len(pods) != 1 or pods[0].status.phase != "Running":
+            return None
+        statuses = pods[0].status.container_statuses or []
+        return pods[0] if statuses and statuses[0].state.running and healthy(install.health_port) else None
+    return wait_for(ready, timeout=timeout, interval=0.5, what="the chart's operator pod to run and be healthy")
+
+
+def host_pid(pod: client.V1Pod) -> int:
+    container_id = pod.status.container_statuses[0].container_id
+    assert container_id.startswith("process://"), container_id
+    return int(container_id.removeprefix("process://"))
+
+
+def operator_log(install: Install, pod: client.V1Pod) -> str:
+    path = install.logs / f"{install.release_ns}_{pod.metadata.name}_{pod.metadata.uid[:8]}_operator.log"
+    return path.read_text() if path.exists() else ""
+
+
+def operator_processes(install: Install) -> list[int]:
+    """Live processes that are this release's operator, found by their unique metrics port."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"flux-operator") for a in argv) and \
+                f"--metrics-port={install.metrics_port}".encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def samples(metrics: str, name: str) -> dict[frozenset, float]:
+    """Prometheus text -> {frozenset of (label, value): sample value} for one metric name."""
+    out = {}
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        labels, _, value = line[len(name) + 1:].rpartition("} ")
+        pairs = (item.split("=", 1) for item in labels.split(","))
+        out[frozenset((k, v.strip('"')) for k, v in pairs)] = float(value)
+    return out
+
+
+def scrape(host: str, port: int) -> str:
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def longrun_example(name: str) -> str:
+    """examples/manifests/longrun.yaml, shorter steps, as a user would apply it."""
+    doc = yaml.safe_load((REPO / "examples" / "manifests" / "longrun.yaml").read_text())
+    assert doc["spec"]["workflow"] == "flux_examples.longrun:main"
+    doc["metadata"]["name"] = name
+    doc["spec"]["input"] = {"steps": 600, "stepSeconds": 0.5}
+    return yaml.safe_dump(doc)
+
+
+def cancel_with_kubectl(kubectl, install: Install, name: str) -> None:
+    kubectl("patch", "fx", name, "-n", install.ns, "--type", "merge", "-p", '{"spec":{"cancel":{"reason":"helm"}}}')
+
+
+# --- the installed operator -----------------------------------------------------------------------
+
+def test_operator_runs_as_a_pod_under_the_charts_service_account(core, install):
+    pod = running_operator_pod(core, install)
+    assert pod.spec.service_account_name == FULLNAME
+    assert pod.spec.node_name == NODE_NAME
+    assert pod.metadata.owner_references[0].kind == "ReplicaSet"
+    assert pod.status.container_statuses[0].restart_count == 0
+    volumes = [v for v in pod.spec.volumes if v.projected]
+    assert any(s.service_account_token for v in volumes for s in v.projected.sources), "an SA token is projected"
+    # The process behind the pod: the chart's command and args, as the chart's non-root uid.
+    pid = host_pid(pod)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert argv[1].endswith("flux-operator") or argv[0].endswith("flux-operator"), argv
+    assert f"--namespace={install.ns}" in argv and f"--metrics-port={install.metrics_port}" in argv
+    uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
+    assert uid_line.split()[1:] == [str(OPERATOR_UID)] * 4
+
+
+@pytest.mark.parametrize("verb,resource,where,allowed", [
+    # what the operator needs, in the namespace it watches
+    ("watch", f"executions.{GROUP}", "watched", "yes"),
+    ("patch", f"executions.{GROUP}", "watched", "yes"),
+    ("create", f"executions.{GROUP}", "watched", "yes"),
+    ("patch", f"executions.{GROUP}/status", "watched", "yes"),
+    ("create", "pods", "watched", "yes"),
+    ("delete", "pods", "watched", "yes"),
+    ("create", "serviceaccounts", "watched", "yes"),
+    ("create", "roles", "watched", "yes"),
+    ("create", "rolebindings", "watched", "yes"),
+    ("create", "events", "watched", "yes"),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster", "yes"),
+    # nothing more
+    ("delete", f"executions.{GROUP}", "watched", "no"),
+    ("get", "secrets", "watched", "no"),
+    ("list", "configmaps", "watched", "no"),
+    ("update", "pods", "watched", "no"),
+    ("bind", "roles", "watched", "no"),
+    ("escalate", "roles", "watched", "no"),
+    ("create", "pods", "release", "no"),
+    ("list", f"executions.{GROUP}", "release", "no"),
+    ("get", "secrets", "cluster", "no"),
+    ("delete", "namespaces", "cluster", "no"),
+])
+def test_service_account_holds_exactly_what_the_operator_needs(kubectl, install, verb, resource, where, allowed):
+    scope = {"watched": ["-n", install.ns], "release": ["-n", install.release_ns], "cluster": ["--all-namespaces"]}
+    base, _, sub = resource.partition("/")
+    args = ["auth", "can-i", verb, base, *scope[where], f"--as={install.subject}"]
+    if sub:
+        args.append(f"--subresource={sub}")
+    assert kubectl(*args, check=False).stdout.strip() == allowed
+
+
+def test_demo_scenario_cancels_gracefully_and_is_counted(core, kubectl, install, fx):
+    kubectl("apply", "-n", install.ns, "-f", "-", input=longrun_example("longrun"))
+    fx.wait_step("longrun")
+    assert fx.phase("longrun") == "Running"
+    assert fx.pod("longrun").spec.service_account_name == "flux-runner-longrun", "made by the operator pod"
+    cancel_with_kubectl(kubectl, install, "longrun")
+    status = fx.wait_phase("longrun", "Cancelled", timeout=60)
+    c = status["cancellation"]
+    assert (c["reason"], c["source"], c["outcome"]) == ("helm", "spec", "Graceful")
+    assert status["checkpoint"]["data"]["cleanedUp"] is True
+    assert fx.pod("longrun") is None
+    counted = samples(scrape("127.0.0.1", install.metrics_port), "flux_cancellations_total")
+    assert counted[frozenset({("outcome", "Graceful"), ("source", "spec")})] == 1.0
+
+
+def test_metrics_service_selects_the_operator_on_the_metrics_port(core, install):
+    pod = running_operator_pod(core, install)
+    service = core.read_namespaced_service(f"{FULLNAME}-metrics", install.release_ns)
+    ports = {p.name: p for p in service.spec.ports}
+    assert ports["metrics"].port == install.metrics_port and ports["metrics"].target_port == "metrics"
+    assert service.spec.selector.items() <= pod.metadata.labels.items()
+    # Resolved as the endpoints controller would: the selected pod's IP and its port named "metrics".
+    # (The process node's pods have IP 127.0.0.1, which EndpointSlices refuse, so we resolve it here.)
+    container_ports = {p.name: p.container_port for p in pod.spec.containers[0].ports}
+    assert container_ports["metrics"] == install.metrics_port
+    assert "flux_cancellations_total" in scrape(pod.status.pod_ip, container_ports[ports["metrics"].target_port])
+
+
+def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, install, fx):
+    rbac = client.RbacAuthorizationV1Api(api)
+    role_name = f"{FULLNAME}-application"
+    original = api.sanitize_for_serialization(rbac.read_namespaced_role(role_name, install.ns))
+    broken = json.loads(json.dumps(original))
+    pod_rules = [r for r in broken["rules"] if r["resources"] == ["pods"]]
+    assert len(pod_rules) == 1 and "delete" in pod_rules[0]["verbs"]
+    pod_rules[0]["verbs"].remove("delete")
+    kubectl("replace", "-f", "-", input=json.dumps(broken))
+    try:
+        wait_for(lambda: kubectl("auth", "can-i", "delete", "pods", "-n", install.ns, f"--as={install.subject}",
+                                 check=False).stdout.strip() == "no", timeout=10, what="the rule to be gone")
+        kubectl("apply", "-n", install.ns, "-f", "-", input=longrun_example("stuck"))
+        fx.wait_step("stuck")
+        cancel_with_kubectl(kubectl, install, "stuck")
+        fx.wait_phase("stuck", "Cancelling", timeout=15)
+        phases = set()
+        for _ in range(30):  # 15 s: it must stay Cancelling, its pod in place
+            phases.add(fx.phase("stuck"))
+            assert fx.pod("stuck") is not None
+            time.sleep(0.5)
+        assert phases == {"Cancelling"}
+        log = operator_log(install, running_operator_pod(core, install))
+        assert "403" in log and "Forbidden" in log
+        assert install.subject in log and "cannot delete resource" in log, \
+            "the operator calls the API as the chart's ServiceAccount"
+    finally:
+        for key in ("resourceVersion", "managedFields"):  # replace unconditionally, as the chart wrote it
+            original["metadata"].pop(key, None)
+        kubectl("replace", "-f", "-", input=json.dumps(original))
+    # The one rule was the cause: with it back, the stuck cancel completes.
+    assert fx.wait_phase("stuck", "Cancelled", timeout=30)["cancellation"]["outcome"] == "Graceful"
+
+
+def test_upgrade_to_json_logs_restarts_the_operator_logging_json(core, helm, install, fx):
+    before = running_operator_pod(core, install)
+    helm("upgrade", RELEASE, str(CHART), "-n", install.release_ns, "--reuse-values", "--set", "logFormat=json",
+         "--wait", "--timeout", "120s")
+    wait_for(lambda: before.metadata.name not in {p.metadata.name for p in operator_pods(core, install)},
+             timeout=60, interval=0.5, what="the old operator pod to go (Recreate)")
+    pod = running_operator_pod(core, install)
+    assert "--log-format=json" in pod.spec.containers[0].args
+    fx.create(manifest("quick", "flux_examples.quick:main", {"name": "helm"}))
+    assert fx.wait_phase("quick", "Succeeded", timeout=60)["checkpoint"]["result"]["greeting"] == "hello, helm"
+    lines = [line for line in operator_log(install, pod).splitlines() if line.strip()]
+    assert len(lines) >= 3
+    records = [json.loads(line) for line in lines]  # every line, not just some
+    assert all("message" in r and "timestamp" in r for r in records)
+    assert any((r.get("object") or {}).get("name") == "quick" for r in records)
+
+
+def test_uninstall_leaves_no_operator_running(core, helm, install):
+    pid = host_pid(running_operator_pod(core, install))
+    assert pid in operator_processes(install)
+    helm("uninstall", RELEASE, "-n", install.release_ns, "--wait", "--timeout", "120s")
+    install.uninstalled = True
+    wait_for(lambda: not operator_pods(core, install), timeout=60, interval=0.5, what="the operator pod to go")
+    wait_for(lambda: not operator_processes(install), timeout=30, interval=0.5, what="the operator process to exit")
+    assert not healthy(install.health_port)
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_service_account(FULLNAME, install.release_ns)
+    assert gone.value.status == 404
