@@ -138,7 +138,7 @@ class OperatorProcess:
                 return r.status == 200
         except OSError:
             if self.proc.poll() is not None:
-                raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}")
+                raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}") from None
             return False
 
     def stop(self, kill: bool = False) -> None:

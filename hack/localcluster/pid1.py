@@ -80,7 +80,7 @@ def _become_container(spec: dict) -> None:
     expose = spec.get("expose")
     if expose:
         _mount(expose, STAGING, None, MS_BIND | MS_REC)  # hold on to it before volumes may cover it
-    for m, fd in zip(spec["mounts"], sources):
+    for m, fd in zip(spec["mounts"], sources, strict=True):
         target = Path(m["target"])
         _prepare_mount_point(target, stat.S_ISREG(os.fstat(fd).st_mode))
         _mount(f"/proc/self/fd/{fd}", str(target), None, MS_BIND | MS_REC)

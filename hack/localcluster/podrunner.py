@@ -12,9 +12,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localcluster import podspec, procs
 from localcluster.layout import REPO
+
+if TYPE_CHECKING:
+    from localcluster.node import NodeApi
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 BACKOFF_BASE, BACKOFF_MAX = 10.0, 300.0  # kubelet's crash-loop back-off
@@ -117,22 +121,19 @@ class PodRunner:
         return self.workdir / "volumes" / name
 
     def _write_volumes(self) -> None:
-        refresh_in = float("inf")
+        lifetimes: list[int] = []
+
+        def request_token(sat: dict) -> str:
+            lifetimes.append(sat.get("expirationSeconds", 3600))
+            return self.api.request_token(self.pod, sat)
+
         for volume in self.pod["spec"].get("volumes") or []:
             if "emptyDir" in volume:
                 self._volume_dir(volume["name"]).mkdir(parents=True, exist_ok=True)
-                continue
-            if "hostPath" in volume:
-                continue
-            lifetimes: list[int] = []
-
-            def request_token(sat: dict) -> str:
-                lifetimes.append(sat.get("expirationSeconds", 3600))
-                return self.api.request_token(self.pod, sat)
-
-            podspec.write_volume(self.pod, volume, self._volume_dir(volume["name"]), self.api.read_object,
-                                 request_token)
-            refresh_in = min([refresh_in, *(s * TOKEN_REFRESH_FRACTION for s in lifetimes)])
+            elif "hostPath" not in volume:
+                podspec.write_volume(self.pod, volume, self._volume_dir(volume["name"]), self.api.read_object,
+                                     request_token)
+        refresh_in = min(lifetimes, default=float("inf")) * TOKEN_REFRESH_FRACTION
         self.token_refresh_at = time.monotonic() + refresh_in
 
     def _refresh_tokens_if_due(self) -> None:

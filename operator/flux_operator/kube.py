@@ -15,7 +15,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from flux_operator.api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
+from flux_operator.api import GROUP, PARENT_LABEL, PLURAL, VERSION
 from flux_operator.timefmt import format_time, utcnow
 
 TEMPORARY_STATUSES = {409, 429, 500, 502, 503, 504}
@@ -136,7 +136,3 @@ class KubeApi:
         }
         with sorted_failures(f"post event {reason} for {meta['namespace']}/{meta['name']}"):
             self.core.create_namespaced_event(meta["namespace"], body)
-
-
-def runner_label_selector(execution: str) -> str:
-    return f"{EXECUTION_LABEL}={execution}"

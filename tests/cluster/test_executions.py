@@ -241,7 +241,7 @@ def family(fx, steps: int = 600) -> None:
     fx.create(manifest("tree", "flux_examples.tree:main", {"steps": steps, "stepSeconds": 0.5}))
     leaves = ["tree-left-leaf", "tree-right-leaf"]
     for leaf in leaves:
-        wait_for(lambda: _exists(fx, leaf), timeout=60, what=f"{leaf} to be spawned")
+        wait_for(lambda leaf=leaf: _exists(fx, leaf), timeout=60, what=f"{leaf} to be spawned")
         fx.wait_step(leaf)
 
 

@@ -137,7 +137,7 @@ def spec_cancel(fx: Executions, name: str) -> dict | None:
 def tree_family(fx: Executions) -> None:
     fx.create(manifest("tree", "flux_examples.tree:main", {"steps": 600, "stepSeconds": 0.5}, gracePeriodSeconds=5))
     for leaf in ("tree-left-leaf", "tree-right-leaf"):
-        wait_for(lambda: _exists(fx, leaf), timeout=60, what=f"{leaf} to be spawned")
+        wait_for(lambda leaf=leaf: _exists(fx, leaf), timeout=60, what=f"{leaf} to be spawned")
         fx.wait_step(leaf)
 
 
