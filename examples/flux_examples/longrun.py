@@ -16,14 +16,13 @@ async def main(ctx, input):
     seconds = float(input.get("stepSeconds", 1))
     if steps < 0 or seconds < 0:
         raise ValueError("input.steps and input.stepSeconds must not be negative")
-    done = 0
     try:
         for index in range(1, steps + 1):
             await ctx.step(f"step-{index}", work, index, seconds)
-            done = index
     except asyncio.CancelledError:
         # Cleanup runs inside the grace period; record it so the cancel is visibly graceful.
+        done = len(ctx.completed_steps)
         ctx.log.info("cancelled after %d of %d steps: cleaning up", done, steps)
         await ctx.checkpoint({"cleanedUp": True, "completedSteps": done})
         raise  # re-raise: the runner then records the execution as Cancelled
-    return {"completedSteps": done}
+    return {"completedSteps": len(ctx.completed_steps)}

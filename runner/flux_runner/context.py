@@ -43,6 +43,15 @@ class WorkflowContext:
         """True once a cancel arrived (signal, spec.cancel or annotation), also during cleanup."""
         return self._switch.requested
 
+    @property
+    def completed_steps(self) -> list[str]:
+        """Names of the steps recorded in the checkpoint, in order, restarts included.
+
+        A cancel can land just after a step was recorded and before the workflow sees its
+        result, so cleanup code should count from here rather than from its own variables.
+        """
+        return [step.name for step in self._journal.steps]
+
     def raise_if_cancelled(self) -> None:
         if self._switch.requested:
             raise asyncio.CancelledError(self._switch.reason)

@@ -89,6 +89,20 @@ def test_a_restart_skips_recorded_steps_and_reuses_their_results(api, token):
     assert api.checkpoint["data"] == {"kept": True}
 
 
+def test_completed_steps_include_those_from_before_a_restart(api, token):
+    api.status["checkpoint"] = {"state": "Running", "sequence": 1,
+                                "steps": [{"name": "fetch", "result": 1, "completedAt": "2025-01-01T00:00:00Z"}]}
+
+    async def workflow(ctx, input):
+        before = list(ctx.completed_steps)
+        await ctx.step("fetch", lambda: 2)
+        await ctx.step("count", lambda: 3)
+        return [before, ctx.completed_steps]
+
+    task, _ = run_workflow(api, token, workflow)
+    assert task.result() == [["fetch"], ["fetch", "count"]]
+
+
 def test_a_step_returns_what_a_replay_would_return(api, token):
     async def workflow(ctx, input):
         return await ctx.step("pair", lambda: (1, 2))
