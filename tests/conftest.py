@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -87,8 +88,8 @@ def custom(api) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-@pytest.fixture
-def namespace(core: client.CoreV1Api) -> str:
+@contextlib.contextmanager
+def fresh_namespace(core: client.CoreV1Api):
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name, "labels": {"flux.dev/test": "true"}}})
 
@@ -100,12 +101,20 @@ def namespace(core: client.CoreV1Api) -> str:
 
     # Pods are refused until the controller-manager has made the default ServiceAccount.
     wait_for(default_sa, timeout=30, what=f"default ServiceAccount in {name}")
-    yield name
     try:
-        core.delete_namespace(name, propagation_policy="Background")
-    except ApiException as err:
-        if err.status != 404:
-            raise
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> str:
+    with fresh_namespace(core) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,23 @@ class Executions:
                 return None
             raise
 
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+            return True
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+
+    def spawn_tree(self, grace: int | None = None) -> None:
+        """The tree example as `tree`, running until both leaves have checkpointed a step."""
+        spec = {"gracePeriodSeconds": grace} if grace is not None else {}
+        self.create(manifest("tree", "flux_examples.tree:main", {"steps": 600, "stepSeconds": 0.5}, **spec))
+        for leaf in ("tree-left-leaf", "tree-right-leaf"):
+            wait_for(lambda leaf=leaf: self.exists(leaf), timeout=60, what=f"{leaf} to be spawned")
+            self.wait_step(leaf)
+
     def children(self, parent: str) -> list[dict]:
         return self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.ns, PLURAL, label_selector=f"{GROUP}/parent={parent}")["items"]

@@ -237,24 +237,6 @@ def test_crd_printer_columns_short_name_and_phase_selector(fx, kubectl):
 
 # --- children -----------------------------------------------------------------------------------------
 
-def family(fx, steps: int = 600) -> None:
-    fx.create(manifest("tree", "flux_examples.tree:main", {"steps": steps, "stepSeconds": 0.5}))
-    leaves = ["tree-left-leaf", "tree-right-leaf"]
-    for leaf in leaves:
-        wait_for(lambda leaf=leaf: _exists(fx, leaf), timeout=60, what=f"{leaf} to be spawned")
-        fx.wait_step(leaf)
-
-
-def _exists(fx, name: str) -> bool:
-    try:
-        fx.get(name)
-        return True
-    except ApiException as err:
-        if err.status == 404:
-            return False
-        raise
-
-
 def test_spawned_children_carry_owner_and_parent_label_and_return_results(fx):
     fx.create(manifest("small", "flux_examples.tree:main", {"steps": 1, "stepSeconds": 0.1}))
     status = fx.wait_phase("small", "Succeeded", timeout=90)
@@ -268,7 +250,7 @@ def test_spawned_children_carry_owner_and_parent_label_and_return_results(fx):
 
 
 def test_cancel_cascades_to_every_descendant(fx):
-    family(fx)
+    fx.spawn_tree()
     fx.cancel("tree", "stop the family")
     status = fx.wait_phase("tree", "Cancelled", timeout=90)
     assert status["cancellation"]["outcome"] == "Graceful"
@@ -284,7 +266,7 @@ def test_cancel_cascades_to_every_descendant(fx):
 
 
 def test_no_cascade_leaves_children_running(fx):
-    family(fx)
+    fx.spawn_tree()
     fx.cancel("tree", "only the parent", cascade=False)
     fx.wait_phase("tree", "Cancelled", timeout=60)
     time.sleep(2)
@@ -311,6 +293,8 @@ def test_operator_restart_mid_cancel_finishes_without_doing_anything_twice(fx, o
     fx.wait_step("restart")
     fx.cancel("restart")
     fx.wait_phase("restart", "Cancelling", timeout=10)
+    # Kill it once its side effects are out: Events are best effort, posted after the status.
+    wait_for(lambda: "Signalled" in fx.events("restart"), timeout=10, what="the Signalled event")
     operator.stop(kill=True)
     try:
         wait_for(lambda: fx.pod("restart") is None, timeout=30, what="the runner pod to go")

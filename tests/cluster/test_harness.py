@@ -257,52 +257,53 @@ def _created(create, spec) -> bool:
         raise
 
 
-def test_cluster_down_leaves_no_process_behind(tmp_path, cluster):
-    """A second, throwaway cluster: up, run a pod, down, and nothing of its session survives."""
-    root = tmp_path / "cluster"
-    env = {**os.environ, "FLUX_CLUSTER_DIR": str(root)}
-    up = subprocess.run([sys.executable, "-m", "localcluster", "up"], env=env, capture_output=True, text=True,
-                        timeout=180)
+def localcluster_cli(root: Path, command: str) -> subprocess.CompletedProcess:
+    """`python -m localcluster up|down` for a throwaway cluster in `root`, as make runs it."""
+    return subprocess.run([sys.executable, "-m", "localcluster", command], capture_output=True, text=True,
+                          env={**os.environ, "FLUX_CLUSTER_DIR": str(root)}, timeout=180)
+
+
+def start_throwaway_cluster_with_pod(root: Path, pod: str) -> tuple[localcluster.Layout, int]:
+    """Returns the cluster's layout and the host PID of `pod`'s running container."""
+    up = localcluster_cli(root, "up")
     assert up.returncode == 0, up.stdout + up.stderr
     layout = localcluster.Layout.load(root)
-    sid = layout.supervisor_pid
     from localcluster.kube import api_client
 
     with api_client(layout.kubeconfig) as c:
         core = client.CoreV1Api(c)
-        core.create_namespaced_pod("default", pod_manifest("sleeper", IGNORE_SCRIPT))
-        wait_for(lambda: pod_phase(core, "default", "sleeper") == "Running", timeout=60, what="Running")
-    assert len(session_members(sid)) >= 6, "etcd, apiserver, controller-manager, scheduler, node, container"
-    down = subprocess.run([sys.executable, "-m", "localcluster", "down"], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert down.returncode == 0, down.stderr
-    assert session_members(sid) == []
-    assert not (Path(root) / "state.json").exists()
+        core.create_namespaced_pod("default", pod_manifest(pod, IGNORE_SCRIPT))
+        wait_for(lambda: pod_phase(core, "default", pod) == "Running", timeout=60, what="Running")
+        status = core.read_namespaced_pod(pod, "default").status.container_statuses[0]
+    return layout, int(status.container_id.split("://")[1])
+
+
+def test_cluster_down_leaves_no_process_behind(tmp_path, cluster):
+    """A second, throwaway cluster: up, run a pod, down, and nothing of its session survives."""
+    root = tmp_path / "cluster"
+    try:
+        layout, _ = start_throwaway_cluster_with_pod(root, "sleeper")
+        sid = layout.supervisor_pid
+        assert len(session_members(sid)) >= 6, "etcd, apiserver, controller-manager, scheduler, node, container"
+        down = localcluster_cli(root, "down")
+        assert down.returncode == 0, down.stderr
+        assert session_members(sid) == []
+        assert not (root / "state.json").exists()
+    finally:
+        localcluster_cli(root, "down")  # a no-op unless an assertion above failed first
 
 
 def test_no_container_outlives_a_crashed_node(tmp_path, cluster):
     """SIGKILL the process node itself: the kernel takes its containers down with it."""
     root = tmp_path / "crash"
-    env = {**os.environ, "FLUX_CLUSTER_DIR": str(root)}
-    up = subprocess.run([sys.executable, "-m", "localcluster", "up"], env=env, capture_output=True, text=True,
-                        timeout=180)
-    assert up.returncode == 0, up.stdout + up.stderr
-    layout = localcluster.Layout.load(root)
-    from localcluster.kube import api_client
-
     try:
-        with api_client(layout.kubeconfig) as c:
-            core = client.CoreV1Api(c)
-            core.create_namespaced_pod("default", pod_manifest("orphan", IGNORE_SCRIPT))
-            wait_for(lambda: pod_phase(core, "default", "orphan") == "Running", timeout=60, what="Running")
-            container_pid = int(core.read_namespaced_pod("orphan", "default").status.container_statuses[0]
-                                .container_id.split("://")[1])
+        layout, container_pid = start_throwaway_cluster_with_pod(root, "orphan")
         node_pid = next(pid for pid in session_members(layout.supervisor_pid)
                         if b"localcluster\x00node" in Path(f"/proc/{pid}/cmdline").read_bytes())
-        assert Path(f"/proc/{container_pid}").exists()
+        assert alive(container_pid)
         os.kill(node_pid, 9)
         # alive() counts a zombie as dead: the kernel has killed it, only reaping is left to init.
         wait_for(lambda: not alive(container_pid), timeout=5, what="the container to die")
     finally:
-        subprocess.run([sys.executable, "-m", "localcluster", "down"], env=env, capture_output=True, timeout=120)
+        localcluster_cli(root, "down")
     assert session_members(layout.supervisor_pid) == []

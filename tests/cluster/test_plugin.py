@@ -17,12 +17,11 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from kubernetes.client.rest import ApiException
 
 from flux_operator.api import CANCEL_ANNOTATION, GROUP
 from localcluster.procs import free_port
 from tests.cluster.flux import Executions, longrun, manifest
-from tests.conftest import wait_for
+from tests.conftest import fresh_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -57,19 +56,9 @@ def fx(custom, core, namespace, operator) -> Executions:
 
 @pytest.fixture
 def other_namespace(core) -> Iterator[str]:
-    """A second test namespace (same recipe as the `namespace` fixture)."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"flux.dev/test": "true"}}})
-
-    def default_sa():
-        try:
-            return core.read_namespaced_service_account("default", name)
-        except ApiException:
-            return None
-
-    wait_for(default_sa, timeout=30, what=f"default ServiceAccount in {name}")
-    yield name
-    core.delete_namespace(name, propagation_policy="Background")
+    """A second test namespace, made like the `namespace` fixture's."""
+    with fresh_namespace(core) as name:
+        yield name
 
 
 def one_error_line(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -132,23 +121,6 @@ def labelled(body: dict, **labels: str) -> dict:
 
 def spec_cancel(fx: Executions, name: str) -> dict | None:
     return fx.get(name)["spec"].get("cancel")
-
-
-def tree_family(fx: Executions) -> None:
-    fx.create(manifest("tree", "flux_examples.tree:main", {"steps": 600, "stepSeconds": 0.5}, gracePeriodSeconds=5))
-    for leaf in ("tree-left-leaf", "tree-right-leaf"):
-        wait_for(lambda leaf=leaf: _exists(fx, leaf), timeout=60, what=f"{leaf} to be spawned")
-        fx.wait_step(leaf)
-
-
-def _exists(fx: Executions, name: str) -> bool:
-    try:
-        fx.get(name)
-        return True
-    except ApiException as err:
-        if err.status == 404:
-            return False
-        raise
 
 
 def kubeconfig_copy(source: Path, path: Path, change: Callable[[dict], None]) -> Path:
@@ -256,7 +228,7 @@ def test_cancel_across_all_namespaces_by_label(fx, flux, custom, core, other_nam
 # --- cancel: cascade, force, wait ------------------------------------------------------------------
 
 def test_dry_run_shows_the_tree_with_pods_and_changes_nothing_then_cancel_cascades(fx, flux):
-    tree_family(fx)
+    fx.spawn_tree(grace=5)
     dry = flux("cancel", "tree", "-n", fx.ns, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     block = cancel_blocks(dry.stdout)["tree"]
@@ -286,7 +258,7 @@ def test_dry_run_shows_the_tree_with_pods_and_changes_nothing_then_cancel_cascad
 
 
 def test_no_cascade_cancels_only_the_parent(fx, flux):
-    tree_family(fx)
+    fx.spawn_tree(grace=5)
     result = flux("cancel", "tree", "-n", fx.ns, "--no-cascade", "--wait", "--timeout", "60s")
     assert result.returncode == 0, result.stderr
     block = cancel_blocks(result.stdout)["tree"]
@@ -518,7 +490,7 @@ def test_status_before_the_operator_handles_a_cancel_and_children(fx, flux):
     fx.create(longrun("fresh"))
     fresh = sections(flux("status", "fresh", "-n", fx.ns).stdout)
     assert fresh["Cancellation"].strip() == "not requested"
-    tree_family(fx)
+    fx.spawn_tree(grace=5)
     part = sections(flux("status", "tree", "-n", fx.ns).stdout)
     header, rows = table(part["Children"])
     assert header == ["NAME", "PHASE"] and rows == [["tree-left", "Running"], ["tree-right", "Running"]]
@@ -555,7 +527,7 @@ def test_list_columns_filters_and_all_namespaces(fx, flux, custom, core, other_n
 
 
 def test_tree_shows_descendants_with_phases(fx, flux):
-    tree_family(fx)
+    fx.spawn_tree(grace=5)
     result = flux("tree", "tree", "-n", fx.ns)
     assert result.returncode == 0, result.stderr
     lines = [re.sub(r"^[\s│├└─]+", "", line) for line in result.stdout.splitlines()]
