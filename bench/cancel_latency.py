@@ -45,7 +45,7 @@ from flux_operator.api import GROUP, PLURAL, VERSION  # noqa: E402
 from localcluster import cluster as localcluster  # noqa: E402
 from localcluster.kube import api_client  # noqa: E402
 from localcluster.layout import Layout  # noqa: E402
-from localcluster.procs import free_port  # noqa: E402
+from localcluster.procs import free_port, stop  # noqa: E402
 
 SIGTERM_MARK = "received SIGTERM"
 FIRST_STEP_MARK = "step step-1: started"
@@ -163,12 +163,7 @@ def running_operator(layout: Layout, namespace: str) -> Iterator[Path]:
         wait_until(healthy, 60, "the operator's liveness endpoint", interval=0.2)
         yield log_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=15)
 
 
 # --- observing: a container log and an Execution's phases ----------------------------------------

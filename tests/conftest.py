@@ -18,7 +18,7 @@ from kubernetes.client.rest import ApiException
 from localcluster import cluster as localcluster
 from localcluster.kube import api_client
 from localcluster.layout import Layout, cluster_dir
-from localcluster.procs import free_port
+from localcluster.procs import free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "executions.workflows.flux.dev.yaml"
@@ -151,17 +151,12 @@ class OperatorProcess:
             return False
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
         if kill:
             self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
             self.proc.wait()
+        stop(self.proc, timeout=15)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:

@@ -94,14 +94,7 @@ def supervise(root: Path) -> int:
 def _stop_children(children: dict[str, subprocess.Popen]) -> None:
     # Reverse order: the node stops its pods first, and the apiserver outlives its clients.
     for name in reversed(list(children)):
-        child = children[name]
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        procs.stop(children[name], timeout=10)
 
 
 # --- up / down -----------------------------------------------------------------------------------

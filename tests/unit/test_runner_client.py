@@ -17,13 +17,6 @@ PATH = "/apis/workflows.flux.dev/v1alpha1/namespaces/team-a/executions/demo"
 
 
 @pytest.fixture
-def token(tmp_path: Path) -> Path:
-    path = tmp_path / "token"
-    path.write_text("token-1\n")
-    return path
-
-
-@pytest.fixture
 def api() -> FakeExecutionApi:
     return FakeExecutionApi(new_execution("demo", "flux_examples.quick:main", namespace="team-a"))
 

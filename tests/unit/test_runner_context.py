@@ -2,7 +2,6 @@
 
 import asyncio
 import re
-from pathlib import Path
 
 import pytest
 
@@ -15,13 +14,6 @@ from flux_runner.testing import FakeExecutionApi, new_execution, operator_finish
 pytestmark = pytest.mark.unit
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-@pytest.fixture
-def token(tmp_path: Path) -> Path:
-    path = tmp_path / "token"
-    path.write_text("t")
-    return path
 
 
 @pytest.fixture

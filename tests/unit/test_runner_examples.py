@@ -11,13 +11,6 @@ from flux_runner.testing import FakeExecutionApi, new_execution, operator_finish
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture
-def token(tmp_path: Path) -> Path:
-    path = tmp_path / "token"
-    path.write_text("t")
-    return path
-
-
 def run_example(token: Path, name: str, workflow: str, input: dict, operator=None) -> FakeExecutionApi:
     api = FakeExecutionApi(new_execution(name, workflow, input))
     if operator:

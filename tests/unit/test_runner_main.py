@@ -16,13 +16,6 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def token(tmp_path: Path) -> Path:
-    path = tmp_path / "token"
-    path.write_text("t")
-    return path
-
-
-@pytest.fixture
 def termination_log(tmp_path: Path) -> Path:
     path = tmp_path / "termination-log"
     path.touch()  # kubelet provides the file; the runner never creates it
