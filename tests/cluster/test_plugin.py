@@ -273,7 +273,8 @@ def test_no_cascade_cancels_only_the_parent(fx, flux):
 
 
 def test_force_kills_without_waiting_for_the_grace_period(fx, flux):
-    fx.create(longrun("forced", gracePeriodSeconds=600))
+    # stubborn has no step boundary where the runner could notice the cancel itself and end Graceful.
+    fx.create(manifest("forced", "flux_examples.stubborn:main", {"onCancel": "ignore"}, gracePeriodSeconds=600))
     fx.wait_step("forced")
     started = time.monotonic()
     result = flux("cancel", "forced", "-n", fx.ns, "--force", "--wait", "--timeout", "60s")
