@@ -9,8 +9,6 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# The local cluster's scripts live in hack/ (test and demo infrastructure, not product).
-export PYTHONPATH := $(CURDIR)/hack
 CLUSTER := $(PY) -m localcluster
 
 .PHONY: help venv binaries cluster-up cluster-down test unit demo crds chart-check e2e-kind bench clean
@@ -23,11 +21,13 @@ help:
 	@echo "make e2e-kind      the demo scenario on kind (needs Docker)"
 	@echo "make bench         cancel-latency benchmark"
 
-$(VENV)/.installed: pyproject.toml
+ROLE_PROJECTS := $(wildcard */pyproject.toml)
+
+$(VENV)/.installed: requirements-dev.txt $(ROLE_PROJECTS)
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==25.3
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -51,7 +51,7 @@ demo: venv binaries
 	hack/demo.sh
 
 crds: venv
-	$(PY) -m flux_operator.api.crd --write
+	$(PY) -m flux_api.crd --write
 
 bench: venv binaries
 	$(PY) bench/cancel_latency.py

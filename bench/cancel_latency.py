@@ -35,17 +35,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))  # localcluster, also when run without `make`
 
-from kubernetes import client, watch  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
-from urllib3.exceptions import HTTPError  # noqa: E402
-
-from flux_operator.api import GROUP, PLURAL, VERSION  # noqa: E402
-from localcluster import cluster as localcluster  # noqa: E402
-from localcluster.kube import api_client  # noqa: E402
-from localcluster.layout import Layout  # noqa: E402
-from localcluster.procs import free_port, stop  # noqa: E402
+from flux_api import GROUP, PLURAL, VERSION
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+from localcluster import cluster as localcluster
+from localcluster.kube import api_client
+from localcluster.layout import Layout
+from localcluster.procs import free_port, stop
+from urllib3.exceptions import HTTPError
 
 SIGTERM_MARK = "received SIGTERM"
 FIRST_STEP_MARK = "step step-1: started"

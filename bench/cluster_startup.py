@@ -17,11 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack"))
-
-from localcluster import cluster  # noqa: E402
-from localcluster.layout import Layout  # noqa: E402
-from localcluster.procs import session_members  # noqa: E402
+from localcluster import cluster
+from localcluster.layout import Layout
+from localcluster.procs import session_members
 
 
 def component_name(argv: list[str]) -> str | None:

@@ -16,7 +16,6 @@ readonly PY=$repo/.venv/bin/python
 # Its own cluster directory: never the one the tests or a developer use.
 export FLUX_CLUSTER_DIR=$repo/.cluster-demo
 export KUBECONFIG=$FLUX_CLUSTER_DIR/kubeconfig
-export PYTHONPATH=$repo/hack${PYTHONPATH:+:$PYTHONPATH}
 
 if [[ -t 1 ]]; then bold=$'\e[1m' dim=$'\e[2m' red=$'\e[31m' green=$'\e[32m' reset=$'\e[0m'
 else bold="" dim="" red="" green="" reset=""; fi

@@ -117,12 +117,9 @@ def up(root: Path) -> Layout:
     write_kubeconfigs(layout)
     layout.save()
     log = open(layout.logs / "supervisor.log", "ab")
-    # Absolute, because the supervisor runs from the cluster directory, not from the caller's.
-    hack = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [hack, os.environ.get("PYTHONPATH")]))}
     supervisor = subprocess.Popen([sys.executable, "-m", "localcluster", "supervise", f"--dir={root}"],
                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  start_new_session=True, cwd=root, env=env)
+                                  start_new_session=True, cwd=root)
     layout.supervisor_pid = supervisor.pid
     layout.save()
     try:

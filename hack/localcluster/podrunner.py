@@ -10,23 +10,15 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from localcluster import podspec, procs
 from localcluster.layout import REPO
-
-if TYPE_CHECKING:
-    from localcluster.node import NodeApi
+from localcluster.nodeapi import NodeApi, now_iso
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 BACKOFF_BASE, BACKOFF_MAX = 10.0, 300.0  # kubelet's crash-loop back-off
 TOKEN_REFRESH_FRACTION = 0.8  # kubelet renews projected tokens at 80% of their lifetime
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -55,7 +47,7 @@ class PodRunner:
     pod: dict
     workdir: Path
     node_env: dict[str, str]
-    api: "NodeApi"
+    api: NodeApi
     containers: list[Container] = field(default_factory=list)
     started: bool = False
     waiting_reason: str = "ContainerCreating"

@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flux_operator.api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution
-from flux_operator.decide import CANCELLED_BY_ANNOTATION, runner_pod_name
-
-RUNNER_UID = 65532  # the distroless "nonroot" user; the runner image runs as it too
-MANAGED_BY = {"app.kubernetes.io/managed-by": "flux-operator"}
+from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution
+from flux_api.names import CANCELLED_BY_ANNOTATION, MANAGED_BY, RUNNER_UID, runner_account_name, runner_pod_name
 
 
 @dataclass(frozen=True)
@@ -40,10 +37,6 @@ def _metadata(ex: Execution, name: str, component: str) -> dict[str, Any]:
             "labels": {EXECUTION_LABEL: ex.name, "app.kubernetes.io/name": "flux-runner",
                        "app.kubernetes.io/component": component, **MANAGED_BY},
             "ownerReferences": [owner_reference(ex)]}
-
-
-def runner_account_name(execution: str) -> str:
-    return f"flux-runner-{execution}"
 
 
 def service_account(ex: Execution) -> dict[str, Any]:

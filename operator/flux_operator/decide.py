@@ -11,14 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from flux_operator.api import CANCEL_ANNOTATION, TERMINAL_PHASES, CancelSource, Execution, Outcome, Phase
-from flux_operator.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
-from flux_operator.timefmt import format_time, parse_time
-
-# Set by the operator on a child it cancels, so the child reports source `parent`.
-CANCELLED_BY_ANNOTATION = "workflows.flux.dev/cancelled-by"
-DEADLINE_REASON = "DeadlineExceeded"
-
+from flux_api import CANCEL_ANNOTATION, TERMINAL_PHASES, CancelSource, Execution, Outcome, Phase
+from flux_api.cancel import CancelIntent, recorded_or_requested
+from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
+from flux_api.names import DEADLINE_REASON, runner_pod_name
+from flux_api.timefmt import format_time, parse_time
+from flux_api.types import status_patch
 
 # --- actions --------------------------------------------------------------------------------------
 
@@ -35,6 +33,8 @@ class DeletePod:
 
 @dataclass(frozen=True)
 class PatchStatus:
+    """A merge patch of status, built by `status_patch` so every field is checked against the models."""
+
     patch: dict[str, Any]
 
 
@@ -71,14 +71,6 @@ class Observe:
 Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | Observe
 
 
-@dataclass(frozen=True)
-class CancelIntent:
-    reason: str
-    source: CancelSource
-    cascade: bool
-    force: bool
-
-
 @dataclass
 class PodView:
     """What the state machine needs of the runner pod."""
@@ -104,19 +96,16 @@ class _Plan:
 def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
     """The cancel asked for, from whichever way in came first; None when nobody asked."""
     recorded = ex.status.cancellation
-    if recorded is not None:
-        spec_cancel = ex.spec.cancel
-        return CancelIntent(recorded.reason, recorded.source, spec_cancel.cascade if spec_cancel else True,
-                            spec_cancel.force if spec_cancel else False)
-    annotations = ex.metadata.get("annotations") or {}
-    if ex.spec.cancel is not None:
-        source = CancelSource.PARENT if annotations.get(CANCELLED_BY_ANNOTATION) else CancelSource.SPEC
-        return CancelIntent(ex.spec.cancel.reason, source, ex.spec.cancel.cascade, ex.spec.cancel.force)
-    if annotations.get(CANCEL_ANNOTATION, "").strip():
-        return CancelIntent(annotations[CANCEL_ANNOTATION].strip()[:1024], CancelSource.ANNOTATION, True, False)
+    found = recorded_or_requested({
+        "metadata": ex.metadata,
+        "spec": {"cancel": ex.spec.cancel.model_dump() if ex.spec.cancel else None},
+        "status": {"cancellation": recorded.model_dump(mode="json") if recorded else None},
+    })
+    if found is not None:
+        return found
     deadline = deadline_at(ex)
     if deadline is not None and now >= deadline:
-        return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE, True, False)
+        return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE)
     return None
 
 
@@ -191,7 +180,7 @@ def _finish(ex: Execution, plan: _Plan) -> list[Action]:
         plan.status["observedGeneration"] = generation
     plan.status["observedGeneration"] = generation
     # Status goes first: if the operator dies right after, the next run resumes from it.
-    return [PatchStatus(plan.status), *plan.actions]
+    return [PatchStatus(status_patch(plan.status)), *plan.actions]
 
 
 def _conditions(ex: Execution, plan: _Plan) -> list[dict[str, Any]]:
@@ -361,6 +350,3 @@ def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any],
     waited = (now - requested_at(ex, intent, now)).total_seconds()
     plan.actions.append(Observe("complete_seconds", intent.source.value, max(waited, 0.0)))
 
-
-def runner_pod_name(execution: str) -> str:
-    return f"{execution}-runner"

@@ -6,8 +6,8 @@ import logging
 import threading
 
 import kopf
+from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
 
-from flux_operator.api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
 from flux_operator.resync import Resync
 
 log = logging.getLogger("flux_operator")

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import kopf
+from flux_api import GROUP, PARENT_LABEL, PLURAL, VERSION
+from flux_api.timefmt import format_time, utcnow
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
-
-from flux_operator.api import GROUP, PARENT_LABEL, PLURAL, VERSION
-from flux_operator.timefmt import format_time, utcnow
 
 TEMPORARY_STATUSES = {409, 429, 500, 502, 503, 504}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 
+from flux_api import Phase
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from flux_operator.api import Phase
 from flux_operator.decide import Observe
 
 # Cancels are meant to take seconds; the top buckets catch long grace periods.

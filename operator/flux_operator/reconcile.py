@@ -8,12 +8,14 @@ from collections import defaultdict
 from typing import Any
 
 import pydantic
+from flux_api import Execution, Phase
+from flux_api.names import runner_pod_name
+from flux_api.timefmt import utcnow
 
-from flux_operator import builders, decide as machine
-from flux_operator.api import Execution, Phase
+from flux_operator import builders
+from flux_operator import decide as machine
 from flux_operator.kube import KubeApi
 from flux_operator.metrics import Metrics
-from flux_operator.timefmt import utcnow
 
 log = logging.getLogger("flux_operator")
 
@@ -58,7 +60,7 @@ class Reconciler:
                 # The CRD schema admits nothing this rejects, so this is an object from a newer version.
                 log.error("execution %s/%s does not parse, left alone: %s", namespace, name, err)
                 return None
-            pod = pod_view(self.api.get_pod(namespace, machine.runner_pod_name(name)))
+            pod = pod_view(self.api.get_pod(namespace, runner_pod_name(name)))
             children = [Execution.model_validate(c) for c in self.api.list_children(namespace, name)]
             actions = machine.decide(ex, pod, children, utcnow())
             for action in actions:

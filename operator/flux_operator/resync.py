@@ -6,8 +6,8 @@ import logging
 import threading
 
 import kopf
+from flux_api import TERMINAL_PHASES
 
-from flux_operator.api import TERMINAL_PHASES
 from flux_operator.kube import KubeApi
 from flux_operator.metrics import Metrics
 

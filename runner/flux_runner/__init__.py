@@ -14,8 +14,7 @@ from flux_runner.errors import (
 )
 
 try:
-    # The runner ships inside the flux-operator distribution (one pyproject for the repo).
-    __version__ = version("flux-operator")
+    __version__ = version("flux-runner")
 except PackageNotFoundError:
     __version__ = "0.0.0+unknown"
 

@@ -6,21 +6,15 @@ import asyncio
 import logging
 from typing import Any
 
-from flux_operator.api import CANCEL_ANNOTATION
+from flux_api.cancel import requested_cancel
 
 log = logging.getLogger("flux.runner")
 
 
 def cancel_reason(execution: dict[str, Any]) -> str | None:
-    """Why the Execution is cancelled, or None. A blank annotation is no cancel, as for the operator."""
-    cancel = (execution.get("spec") or {}).get("cancel")
-    if cancel:
-        return cancel.get("reason") or "spec.cancel"
-    annotations = (execution.get("metadata") or {}).get("annotations") or {}
-    reason = (annotations.get(CANCEL_ANNOTATION) or "").strip()
-    if reason:
-        return reason
-    return None
+    """Why the Execution is cancelled, or None: the same reading as the operator's and the plugin's."""
+    intent = requested_cancel(execution)
+    return intent.reason if intent else None
 
 
 class CancelSwitch:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from flux_api import GROUP, PLURAL, VERSION
 
-from flux_operator.api import GROUP, PLURAL, VERSION
 from flux_runner.errors import (
     ApiError,
     ApiUnavailable,

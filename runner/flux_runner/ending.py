@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from flux_operator.api import Phase
+from flux_api import Phase
+
 from flux_runner.cancel import CancelSwitch
 from flux_runner.errors import ApiError, NotJsonSerialisable
 from flux_runner.jsonvalue import json_value

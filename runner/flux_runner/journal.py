@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 from typing import Any
 
+from flux_api import TERMINAL_PHASES, Checkpoint, Phase, StepRecord
+from flux_api.timefmt import now_text
 from pydantic import ValidationError
 
-from flux_operator.api import TERMINAL_PHASES, Checkpoint, Phase, StepRecord
 from flux_runner.client import ExecutionClient
 from flux_runner.errors import CheckpointRejected, Invalid, InvalidSpec
 
 FINAL_STATES = frozenset(phase.value for phase in TERMINAL_PHASES)
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def recorded_checkpoint(execution: dict[str, Any]) -> Checkpoint | None:
@@ -45,7 +41,7 @@ class Journal:
         return self._recorded.get(name)
 
     async def record_step(self, name: str, result: Any) -> dict[str, Any]:
-        step = StepRecord(name=name, result=result, completedAt=utc_now())
+        step = StepRecord(name=name, result=result, completedAt=now_text())
         self.steps.append(step)
         try:
             return await self._write(Phase.RUNNING)
@@ -75,7 +71,7 @@ class Journal:
                 data=self.data,
                 result=result,
                 error=error,
-                updatedAt=utc_now(),
+                updatedAt=now_text(),
             )
             # Every key is sent, None included: in a merge patch None deletes a stale value.
             return await self._api.patch_status({"checkpoint": checkpoint.model_dump(mode="json")})

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flux_operator.api import Phase
+from flux_api import Phase
+
 from flux_runner import __version__
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient

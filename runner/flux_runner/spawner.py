@@ -12,9 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from flux_api import TERMINAL_PHASES, ChildStatus, Phase, SpawnRequest
 from pydantic import ValidationError
 
-from flux_operator.api import TERMINAL_PHASES, ChildStatus, Phase, SpawnRequest
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
 from flux_runner.errors import ChildFailed, SpawnConflict

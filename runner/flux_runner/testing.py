@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from flux_api import API_VERSION, KIND
 
-from flux_operator.api import API_VERSION, KIND
 from flux_runner.client import MERGE_PATCH, ExecutionClient, RetryPolicy, TokenFile, execution_path
 
 FAST_RETRY = RetryPolicy(attempts=4, first_delay=0.001, max_delay=0.01)

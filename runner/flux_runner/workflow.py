@@ -7,9 +7,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from flux_api import ExecutionSpec
 from pydantic import ValidationError
 
-from flux_operator.api import ExecutionSpec
 from flux_runner.errors import InvalidSpec, WorkflowLoadError
 from flux_runner.jsonvalue import json_type
 

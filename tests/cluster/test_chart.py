@@ -1,6 +1,6 @@
 """The chart renders only objects the API server would accept as written, checked offline and strictly.
 
-Schemas come from the local API server's own OpenAPI document (hack/openapi_schemas.py) plus the
+Schemas come from the local API server's own OpenAPI document (localcluster.openapi_schemas) plus the
 Execution CRD, so kubeconform needs no network, knows every kind the chart renders (nothing skipped),
 and rejects unknown fields.
 """
@@ -33,7 +33,7 @@ def run(*argv: str, input: str | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def schemas(cluster, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("schemas")
-    result = run(sys.executable, str(REPO / "hack" / "openapi_schemas.py"), "--kubeconfig", str(cluster.kubeconfig),
+    result = run(sys.executable, "-m", "localcluster.openapi_schemas", "--kubeconfig", str(cluster.kubeconfig),
                  "--out", str(out), "--crd", str(CRD))
     assert result.returncode == 0, result.stderr
     return out

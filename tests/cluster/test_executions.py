@@ -9,11 +9,11 @@ import time
 from datetime import datetime
 
 import pytest
+from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from flux_operator.api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
 from tests.cluster.flux import TERMINAL, Executions, longrun, manifest
+
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.cluster

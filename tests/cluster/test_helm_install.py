@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from flux_api import GROUP
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from flux_operator.api import GROUP
 from localcluster.procs import free_port
 from tests.cluster.flux import Executions, manifest
+
 from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -17,10 +17,10 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
-from flux_operator.api import CANCEL_ANNOTATION, GROUP
+from flux_api import CANCEL_ANNOTATION, GROUP
 from localcluster.procs import free_port
 from tests.cluster.flux import Executions, longrun, manifest
+
 from tests.conftest import fresh_namespace, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-
-from flux_operator.api import CANCEL_ANNOTATION
+from flux_api import CANCEL_ANNOTATION
 from tests.cluster.flux import Executions, longrun
+
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.cluster

@@ -1,0 +1,38 @@
+"""The Execution API: the one definition that the operator, the runner and the plugin share."""
+
+from flux_api.names import (
+    API_VERSION,
+    CANCEL_ANNOTATION,
+    EXECUTION_LABEL,
+    GROUP,
+    KIND,
+    PARENT_LABEL,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+)
+from flux_api.types import (
+    TERMINAL_PHASES,
+    Cancellation,
+    CancelRequest,
+    CancelSource,
+    Checkpoint,
+    ChildRef,
+    ChildStatus,
+    Condition,
+    Execution,
+    ExecutionSpec,
+    ExecutionStatus,
+    Outcome,
+    Phase,
+    SpawnRequest,
+    StepRecord,
+)
+
+__all__ = [
+    "API_VERSION", "CANCEL_ANNOTATION", "EXECUTION_LABEL", "GROUP", "KIND", "PARENT_LABEL",
+    "PLURAL", "SHORT_NAMES", "SINGULAR", "VERSION", "TERMINAL_PHASES", "CancelRequest",
+    "CancelSource", "Cancellation", "Checkpoint", "ChildRef", "ChildStatus", "Condition", "Execution",
+    "ExecutionSpec", "ExecutionStatus", "Outcome", "Phase", "SpawnRequest", "StepRecord",
+]

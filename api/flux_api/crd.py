@@ -1,0 +1,165 @@
+"""Generates the Execution CRD from the pydantic models, so the two cannot drift.
+
+`python -m flux_api.crd --write` (`make crds`) rewrites crds/ and the chart's copy;
+`--check` exits 1 when either differs from what the models generate. Writing needs the
+`crd` extra (PyYAML); building the schema itself needs nothing beyond the models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from flux_api.names import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from flux_api.types import ExecutionSpec, ExecutionStatus
+
+REPO = Path(__file__).resolve().parents[2]  # a development tool: run from the checkout
+CRD_FILE = f"{PLURAL}.{GROUP}.yaml"
+CANONICAL = REPO / "crds" / CRD_FILE
+CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / CRD_FILE
+
+CANCEL_IMMUTABLE = {
+    "rule": "!has(oldSelf.cancel) || (has(self.cancel) && self.cancel == oldSelf.cancel)",
+    "message": "spec.cancel cannot be removed or changed once set: cancellation cannot be undone",
+    "reason": "FieldValueForbidden",
+    "fieldPath": ".cancel",
+}
+# The name becomes a label value on the runner's objects, and label values stop at 63 characters.
+NAME_FITS_LABEL = {
+    "rule": "self.metadata.name.size() <= 63",
+    "message": "Execution names are at most 63 characters: the name is used as a label value",
+}
+# Keys of JSON Schema that a structural CRD schema accepts as they are.
+_KEEP = {"type", "description", "minimum", "maximum", "minLength", "maxLength", "pattern", "enum", "default",
+         "minItems", "maxItems", "format"}
+
+
+def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Turns pydantic's JSON Schema into a Kubernetes structural schema (no $ref, no null types)."""
+    if "$ref" in node:
+        merged = {**defs[node["$ref"].split("/")[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in node:  # `X | None`: optional in Kubernetes terms
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf" and not (k == "default" and v is None)}
+        return _structural({**options[0], **rest}, defs) if len(options) == 1 else {
+            "x-kubernetes-preserve-unknown-fields": True}
+    out = {k: v for k, v in node.items() if k in _KEEP}
+    if "default" in out and out["default"] in (None, [], {}):
+        del out["default"]  # an empty default adds nothing but noise to every object
+    kind = node.get("type")
+    if kind is None and "enum" not in node:
+        return {"x-kubernetes-preserve-unknown-fields": True, **out}  # `Any`: free-form JSON
+    if kind is None:
+        out["type"] = "string"
+    if kind == "object":
+        props = node.get("properties")
+        if props:
+            out["properties"] = {k: _structural(v, defs) for k, v in props.items()}
+            required = [r for r in node.get("required", []) if r in props]
+            if required:
+                out["required"] = required
+        else:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    if kind == "array":
+        out["items"] = _structural(node.get("items", {}), defs)
+    return out
+
+
+def _schema_of(model) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="validation")
+    for section in ("title",):
+        schema.pop(section, None)
+    return _structural(schema, schema.get("$defs", {}))
+
+
+def _strip_titles(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_titles(v) for k, v in node.items() if k != "title"}
+    if isinstance(node, list):
+        return [_strip_titles(v) for v in node]
+    return node
+
+
+def open_api_schema() -> dict[str, Any]:
+    spec = _schema_of(ExecutionSpec)
+    spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE]
+    status = _schema_of(ExecutionStatus)
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return _strip_titles({
+        "type": "object",
+        "description": "A workflow execution run by the flux operator. Cancel it by setting spec.cancel.",
+        "required": ["spec"],
+        "x-kubernetes-validations": [NAME_FITS_LABEL],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    })
+
+
+def crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": SINGULAR,
+                      "shortNames": SHORT_NAMES, "categories": ["flux"]},
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": open_api_schema()},
+                "selectableFields": [{"jsonPath": ".status.phase"}, {"jsonPath": ".spec.workflow"}],
+                "additionalPrinterColumns": [
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Reason", "type": "string", "jsonPath": ".status.cancellation.reason"},
+                    {"name": "Workflow", "type": "string", "jsonPath": ".spec.workflow", "priority": 1},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+            }],
+        },
+    }
+
+
+def render() -> str:
+    import yaml  # the `crd` extra: only development needs the YAML form
+
+    header = "# Generated from api/flux_api/types.py by `make crds`. Do not edit by hand.\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    text = render()
+    targets = [CANONICAL, CHART_COPY]
+    if args.write:
+        for path in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return 0
+    if args.check:
+        stale = [str(p) for p in targets if not p.exists() or p.read_text() != text]
+        for path in stale:
+            print(f"{path} is out of date: run `make crds`", file=sys.stderr)
+        return 1 if stale else 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Fixed names that other tools (kubectl, GitOps repos, dashboards) and all four roles depend on."""
+
+GROUP = "workflows.flux.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Execution"
+PLURAL = "executions"
+SINGULAR = "execution"
+SHORT_NAMES = ["fx"]
+
+# Children carry their parent's name here; `kubectl get fx -l workflows.flux.dev/parent=X`.
+PARENT_LABEL = f"{GROUP}/parent"
+# Every object the operator makes for an execution (pod, ServiceAccount, Role, RoleBinding).
+EXECUTION_LABEL = f"{GROUP}/execution"
+# The annotation way in: `kubectl annotate fx NAME workflows.flux.dev/cancel=<reason>`.
+CANCEL_ANNOTATION = f"{GROUP}/cancel"
+# Set by the operator on a child it cancels, so the child reports source `parent`.
+CANCELLED_BY_ANNOTATION = f"{GROUP}/cancelled-by"
+# The reason recorded when activeDeadlineSeconds runs out.
+DEADLINE_REASON = "DeadlineExceeded"
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "flux-operator"}
+# The distroless "nonroot" user; the runner image runs as it too.
+RUNNER_UID = 65532
+
+
+def runner_pod_name(execution: str) -> str:
+    return f"{execution}-runner"
+
+
+def runner_account_name(execution: str) -> str:
+    """The runner's ServiceAccount, Role and RoleBinding share this name."""
+    return f"flux-runner-{execution}"

@@ -1,0 +1,333 @@
+"""Everything that talks to the API server, and the translation of its failures into one line.
+
+Cluster tests can use this module directly:
+
+    kube = connect(kubeconfig="/path/to/kubeconfig")
+    kube.get_execution("default", "demo")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+import yaml
+from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from flux_cli import facts
+from flux_cli.errors import FluxCliError
+
+# (connect, read) seconds: an unreachable server fails fast instead of hanging the terminal.
+DEFAULT_REQUEST_TIMEOUT = (10.0, 60.0)
+IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+# Label values are at most 63 characters; longer names can never appear in a selector.
+_MAX_LABEL_VALUE = 63
+# Keeps label selectors (and so URLs) short however many executions are asked about.
+_SELECTOR_CHUNK = 50
+_PAGE_SIZE = 500
+_CONNECTION_REPR = re.compile(r"^\w*Connection\w*\(.*?\):\s*")
+
+
+class KubeError(FluxCliError):
+    """An API or configuration failure, already phrased for the user."""
+
+
+class KubeconfigError(KubeError):
+    pass
+
+
+class UnreachableError(KubeError):
+    pass
+
+
+class UnauthorizedError(KubeError):
+    pass
+
+
+class ForbiddenError(KubeError):
+    pass
+
+
+class NotFoundError(KubeError):
+    pass
+
+
+class ApiNotInstalledError(KubeError):
+    pass
+
+
+class RejectedError(KubeError):
+    """409/422: the server refused the change (validation, CEL rule, conflict)."""
+
+
+# Failures that concern the whole command, not one execution: stop at once.
+_WHOLE_COMMAND_ERRORS = (KubeconfigError, UnreachableError, UnauthorizedError, ApiNotInstalledError)
+
+
+def concerns_one_object(error: KubeError) -> bool:
+    """True for errors about one execution (not found, forbidden, rejected, a 5xx on that call)."""
+    return not isinstance(error, _WHOLE_COMMAND_ERRORS)
+
+
+def _status_body(error: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def translate_api_error(error: ApiException, *, what: str, host: str = "") -> KubeError:
+    """One line for an ApiException; `what` names the object or list, e.g. 'execution "x" in namespace "y"'."""
+    body = _status_body(error)
+    message = str(body.get("message") or error.reason or "").strip()
+    code = error.status
+    if code == 401:
+        return UnauthorizedError(f"unauthorized: the API server{' ' + host if host else ''} rejected the credentials")
+    if code == 403:
+        return ForbiddenError(f"forbidden: {message}" if message and "forbidden" not in message else message or f"forbidden: {what}")
+    if code == 404:
+        details = body.get("details") if isinstance(body.get("details"), dict) else {}
+        if details.get("name"):
+            return NotFoundError(f"{what} not found")
+        return ApiNotInstalledError(
+            f"the Execution API ({GROUP}/{VERSION}) is not served by this cluster: is the Flux CRD installed?"
+        )
+    if code in (409, 422):
+        return RejectedError(f"rejected by the API server: {message}")
+    return KubeError(f"API server error {code} {error.reason or ''}".rstrip() + (f": {message}" if message else ""))
+
+
+def describe_connection_error(error: urllib3.exceptions.HTTPError, host: str) -> UnreachableError:
+    reason = getattr(error, "reason", None) or error
+    text = _CONNECTION_REPR.sub("", str(reason)).strip() or type(reason).__name__
+    return UnreachableError(f"cannot reach the API server {host}: {text}")
+
+
+@dataclass
+class Kube:
+    """The API calls of the plugin. Every method returns plain camelCase dicts as on the wire."""
+
+    api_client: k8s.ApiClient
+    default_namespace: str = "default"
+    request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT
+
+    @property
+    def host(self) -> str:
+        return str(self.api_client.configuration.host or "")
+
+    @property
+    def _custom(self) -> k8s.CustomObjectsApi:
+        return k8s.CustomObjectsApi(self.api_client)
+
+    @property
+    def _core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api_client)
+
+    @contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ApiException as error:
+            raise translate_api_error(error, what=what, host=self.host) from None
+        except urllib3.exceptions.HTTPError as error:
+            raise describe_connection_error(error, self.host) from None
+
+    # Executions
+
+    def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
+        with self._calling(f'execution "{name}" in namespace "{namespace}"'):
+            return self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.request_timeout
+            )
+
+    def list_executions(self, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
+        """Executions in one namespace, or in all of them when `namespace` is None."""
+        where = f'in namespace "{namespace}"' if namespace else "in all namespaces"
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        with self._calling(f"executions {where}"):
+            while True:
+                kwargs: dict[str, Any] = {"limit": _PAGE_SIZE, "_request_timeout": self.request_timeout}
+                if selector:
+                    kwargs["label_selector"] = selector
+                if token:
+                    kwargs["_continue"] = token
+                if namespace:
+                    page = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+                else:
+                    page = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+                items.extend(page.get("items") or [])
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    break
+        # List items carry no kind; set it so objects look the same whichever call made them.
+        for item in items:
+            item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+            item.setdefault("kind", "Execution")
+        return items
+
+    def list_children(self, namespace: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        """Direct children of the named executions (by the parent label)."""
+        found: list[dict[str, Any]] = []
+        for chunk in _label_value_chunks(names):
+            found.extend(self.list_executions(namespace, f"{PARENT_LABEL} in ({','.join(chunk)})"))
+        return found
+
+    def list_descendants(self, namespace: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        """Children, grandchildren, ... of the named executions: one list call per generation."""
+        found: dict[str, dict[str, Any]] = {}
+        generation = list(dict.fromkeys(names))
+        seen = set(generation)
+        while generation:
+            children = self.list_children(namespace, generation)
+            generation = []
+            for child in children:
+                name = facts.name_of(child)
+                found[name] = child
+                if name not in seen:
+                    seen.add(name)
+                    generation.append(name)
+        return list(found.values())
+
+    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """JSON merge patch on the Execution (not its status)."""
+        with self._calling(f'execution "{name}" in namespace "{namespace}"'):
+            return self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                _content_type="application/merge-patch+json",
+                _request_timeout=self.request_timeout,
+            )
+
+    # Pods and server
+
+    def list_pods(self, namespace: str, execution_names: Sequence[str]) -> list[dict[str, Any]]:
+        """Pods labelled with one of the executions' names."""
+        pods: list[dict[str, Any]] = []
+        with self._calling(f'pods in namespace "{namespace}"'):
+            for chunk in _label_value_chunks(execution_names):
+                # Raw JSON keeps the wire's camelCase keys, like the custom objects.
+                response = self._core.list_namespaced_pod(
+                    namespace,
+                    label_selector=f"{EXECUTION_LABEL} in ({','.join(chunk)})",
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
+                pods.extend(json.loads(response.data).get("items") or [])
+        return pods
+
+    def server_version(self) -> str:
+        try:
+            with self._calling("the server version"):
+                return str(k8s.VersionApi(self.api_client).get_code(_request_timeout=self.request_timeout).git_version)
+        except ApiNotInstalledError:
+            # A 404 here is about /version, not about the Execution API.
+            raise KubeError(f"the API server {self.host} does not serve /version") from None
+
+    def execution_api_served(self) -> bool:
+        """Whether the cluster serves executions.workflows.flux.dev (discovery needs no special RBAC)."""
+        try:
+            with self._calling("the Execution API"):
+                resources = self._custom.get_api_resources(GROUP, VERSION, _request_timeout=self.request_timeout)
+        except (NotFoundError, ApiNotInstalledError):
+            return False
+        return any(resource.name == PLURAL for resource in resources.resources or [])
+
+
+def _label_value_chunks(names: Sequence[str]) -> Iterator[list[str]]:
+    usable = [name for name in dict.fromkeys(names) if len(name) <= _MAX_LABEL_VALUE]
+    for start in range(0, len(usable), _SELECTOR_CHUNK):
+        yield usable[start : start + _SELECTOR_CHUNK]
+
+
+# Connecting
+
+
+def _kubeconfig_paths(kubeconfig: str | None) -> str | None:
+    """The kubeconfig to load like kubectl picks it; None means "none found"."""
+    if kubeconfig:
+        path = Path(kubeconfig).expanduser()
+        if not path.is_file():
+            raise KubeconfigError(f"kubeconfig {kubeconfig} does not exist")
+        return str(path)
+    env = os.environ.get("KUBECONFIG", "")
+    if env.strip():
+        # kubectl skips missing entries in a KUBECONFIG list, but not a list that names nothing.
+        existing = [p for p in env.split(os.pathsep) if p and Path(p).expanduser().is_file()]
+        if not existing:
+            raise KubeconfigError(f"KUBECONFIG={env} names no existing file")
+        return os.pathsep.join(existing)
+    default = Path("~/.kube/config").expanduser()
+    return str(default) if default.is_file() else None
+
+
+def connect(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+) -> Kube:
+    """A Kube for --kubeconfig/--context as kubectl would resolve them.
+
+    Order: the given file, else $KUBECONFIG, else ~/.kube/config, else the in-cluster service account.
+    The default namespace is the context's namespace, else "default".
+    """
+    configuration = k8s.Configuration()
+    paths = _kubeconfig_paths(kubeconfig)
+    if paths is None:
+        return _connect_in_cluster(configuration, context, request_timeout)
+    try:
+        contexts, current = k8s_config.list_kube_config_contexts(paths)
+        chosen = current
+        if context:
+            chosen = next((c for c in contexts if c.get("name") == context), None)
+            if chosen is None:
+                known = ", ".join(sorted(str(c.get("name")) for c in contexts)) or "none"
+                raise KubeconfigError(f'context "{context}" not found in {paths} (contexts: {known})')
+        k8s_config.load_kube_config(
+            config_file=paths, context=context, client_configuration=configuration, persist_config=False
+        )
+    except ConfigException as error:
+        raise KubeconfigError(f"kubeconfig {paths}: {_one_line(str(error))}") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise KubeconfigError(f"cannot read kubeconfig {paths}: {_one_line(str(error))}") from None
+    namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
+    return Kube(k8s.ApiClient(configuration), default_namespace=namespace, request_timeout=request_timeout)
+
+
+def _connect_in_cluster(
+    configuration: k8s.Configuration, context: str | None, request_timeout: tuple[float, float]
+) -> Kube:
+    if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise KubeconfigError("no kubeconfig found: use --kubeconfig, set KUBECONFIG or create ~/.kube/config")
+    if context:
+        raise KubeconfigError(f'--context "{context}" needs a kubeconfig, and none was found')
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except ConfigException as error:
+        raise KubeconfigError(f"in-cluster configuration: {_one_line(str(error))}") from None
+    try:
+        namespace = Path(IN_CLUSTER_NAMESPACE_FILE).read_text().strip() or "default"
+    except OSError:
+        namespace = "default"
+    return Kube(k8s.ApiClient(configuration), default_namespace=namespace, request_timeout=request_timeout)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

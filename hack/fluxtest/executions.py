@@ -1,0 +1,90 @@
+"""Helpers for tests that drive Executions on the local cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flux_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from fluxtest.waiting import wait_for
+
+TERMINAL = ("Cancelled", "Succeeded", "Failed")
+
+
+def manifest(name: str, workflow: str, input_: dict | None = None, **spec: Any) -> dict:
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name},
+            "spec": {"workflow": workflow, "input": input_ or {}, **spec}}
+
+
+def longrun(name: str, steps: int = 600, seconds: float = 0.5, **spec: Any) -> dict:
+    return manifest(name, "flux_examples.longrun:main", {"steps": steps, "stepSeconds": seconds}, **spec)
+
+
+class Executions:
+    def __init__(self, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str) -> None:
+        self.custom, self.core, self.ns = custom, core, namespace
+
+    def create(self, body: dict) -> dict:
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
+
+    def get(self, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+
+    def patch(self, name: str, body: dict) -> dict:
+        return self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, body)
+
+    def cancel(self, name: str, reason: str = "test", **extra: Any) -> dict:
+        return self.patch(name, {"spec": {"cancel": {"reason": reason, **extra}}})
+
+    def status(self, name: str) -> dict:
+        return self.get(name).get("status") or {}
+
+    def phase(self, name: str) -> str | None:
+        return self.status(name).get("phase")
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 60) -> dict:
+        return wait_for(lambda: self.status(name) if self.phase(name) in phases else None, timeout=timeout,
+                        what=f"{name} to reach {phases} (now {self.phase(name)})")
+
+    def wait_step(self, name: str, steps: int = 1, timeout: float = 60) -> dict:
+        """Running with at least `steps` checkpointed steps: the runner's SIGTERM handler is in place."""
+        def progressed():
+            status = self.status(name)
+            return status if len((status.get("checkpoint") or {}).get("steps") or []) >= steps else None
+        return wait_for(progressed, timeout=timeout, what=f"{name} to checkpoint {steps} step(s)")
+
+    def events(self, name: str) -> list[str]:
+        items = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
+        return [e.reason for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)
+                if e.involved_object.kind == KIND]
+
+    def pod(self, name: str) -> client.V1Pod | None:
+        try:
+            return self.core.read_namespaced_pod(f"{name}-runner", self.ns)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+            return True
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+
+    def spawn_tree(self, grace: int | None = None) -> None:
+        """The tree example as `tree`, running until both leaves have checkpointed a step."""
+        spec = {"gracePeriodSeconds": grace} if grace is not None else {}
+        self.create(manifest("tree", "flux_examples.tree:main", {"steps": 600, "stepSeconds": 0.5}, **spec))
+        for leaf in ("tree-left-leaf", "tree-right-leaf"):
+            wait_for(lambda leaf=leaf: self.exists(leaf), timeout=60, what=f"{leaf} to be spawned")
+            self.wait_step(leaf)
+
+    def children(self, parent: str) -> list[dict]:
+        return self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, label_selector=f"{GROUP}/parent={parent}")["items"]

@@ -1,0 +1,159 @@
+"""The pytest plugin of the test suite: one real local cluster per run (reused when already up),
+a fresh namespace per test, the operator as a local process. Enabled by tests/conftest.py."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from localcluster import cluster as localcluster
+from localcluster.kube import api_client
+from localcluster.layout import Layout, cluster_dir
+from localcluster.procs import free_port, stop
+
+from fluxtest.paths import CRD
+from fluxtest.waiting import wait_for
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Layout:
+    root = cluster_dir()
+    existing = Layout.load(root)
+    if localcluster.is_up(existing):
+        yield existing
+        return
+    layout = localcluster.up(root)
+    try:
+        yield layout
+    finally:
+        localcluster.down(root)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: Layout) -> Path:
+    return cluster.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kube_env(cluster: Layout) -> dict[str, str]:
+    """Environment for kubectl and plugins: our kubectl first on PATH, our kubeconfig."""
+    path = f"{cluster.bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": path}
+
+
+@pytest.fixture(scope="session")
+def kubectl(kube_env: dict[str, str]):
+    def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(["kubectl", *args], env=kube_env, capture_output=True, text=True, input=input,
+                                timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+    return run
+
+
+@pytest.fixture(scope="session")
+def api(kubeconfig: Path) -> client.ApiClient:
+    with api_client(kubeconfig) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def core(api) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def custom(api) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+@contextlib.contextmanager
+def fresh_namespace(core: client.CoreV1Api):
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"flux.dev/test": "true"}}})
+
+    def default_sa():
+        try:
+            return core.read_namespaced_service_account("default", name)
+        except ApiException:
+            return None
+
+    # Pods are refused until the controller-manager has made the default ServiceAccount.
+    wait_for(default_sa, timeout=30, what=f"default ServiceAccount in {name}")
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> str:
+    with fresh_namespace(core) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def crd_installed(kubectl) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev", "--timeout=60s")
+
+
+class OperatorProcess:
+    """The operator as a local process against the cluster; runner pods run on the process node."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.metrics_port = self.health_port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path = logs / f"operator-{os.getpid()}.log"
+
+    def start(self, *extra: str) -> None:
+        self.metrics_port, self.health_port = free_port(), free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flux_operator", "--metrics-port", str(self.metrics_port),
+                 "--health-port", str(self.health_port), "--resync-seconds", "2", *extra],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._healthy, timeout=60, what="operator liveness")
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}") from None
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+            self.proc.wait()
+        stop(self.proc, timeout=15)
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Layout, crd_installed, kube_env) -> OperatorProcess:
+    op = OperatorProcess(kube_env, cluster.logs)
+    op.start()
+    yield op
+    op.stop()

@@ -1,0 +1,122 @@
+"""Manifest builders are pure: an execution in, dicts out."""
+
+from __future__ import annotations
+
+import pytest
+from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
+from flux_operator import builders
+from flux_api.names import CANCELLED_BY_ANNOTATION
+from flux_operator.main import parse_args
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = builders.RunnerSettings(image="registry.example/runner:1", command=("flux-runner",))
+
+
+def execution(**spec) -> Execution:
+    return Execution.model_validate({
+        "metadata": {"name": "job", "namespace": "team", "uid": "uid-1"},
+        "spec": {"workflow": "pkg.mod:main", **spec},
+    })
+
+
+def test_pod_is_owned_labelled_and_locked_down():
+    pod = builders.runner_pod(execution(gracePeriodSeconds=45), SETTINGS)
+    meta, spec = pod["metadata"], pod["spec"]
+    assert meta["name"] == "job-runner" and meta["namespace"] == "team"
+    assert meta["labels"][EXECUTION_LABEL] == "job"
+    assert meta["ownerReferences"] == [{"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
+                                        "name": "job", "uid": "uid-1", "controller": True,
+                                        "blockOwnerDeletion": True}]
+    assert spec["terminationGracePeriodSeconds"] == 45
+    assert spec["restartPolicy"] == "OnFailure"
+    assert spec["serviceAccountName"] == "flux-runner-job"
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65532
+    container = spec["containers"][0]
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert container["image"] == "registry.example/runner:1"
+    assert container["command"] == ["flux-runner"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["FLUX_EXECUTION_NAME"]["value"] == "job"
+    assert env["FLUX_EXECUTION_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_spec_image_overrides_the_default():
+    pod = builders.runner_pod(execution(image="mine:2"), SETTINGS)
+    assert pod["spec"]["containers"][0]["image"] == "mine:2"
+
+
+def test_default_grace_period_comes_from_settings_when_unset():
+    ex = builders.with_defaults(execution(), builders.RunnerSettings(default_grace_period=90))
+    assert ex.spec.gracePeriodSeconds == 90
+    assert builders.with_defaults(execution(gracePeriodSeconds=0), SETTINGS).spec.gracePeriodSeconds == 0
+
+
+def test_role_grants_get_on_itself_and_patch_on_its_status_only():
+    rules = builders.role(execution())["rules"]
+    assert rules == [
+        {"apiGroups": ["workflows.flux.dev"], "resources": ["executions"], "resourceNames": ["job"],
+         "verbs": ["get"]},
+        {"apiGroups": ["workflows.flux.dev"], "resources": ["executions/status"], "resourceNames": ["job"],
+         "verbs": ["patch"]},
+    ]
+    assert all("*" not in rule["verbs"] for rule in rules)
+
+
+def test_role_binding_binds_the_runner_account():
+    binding = builders.role_binding(execution())
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "flux-runner-job"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "flux-runner-job", "namespace": "team"}]
+    assert builders.service_account(execution())["metadata"]["name"] == "flux-runner-job"
+
+
+def test_child_execution_is_owned_labelled_and_inherits_grace_and_image():
+    parent = builders.with_defaults(execution(image="mine:2"), SETTINGS)
+    child = builders.child_execution(parent, "job-left", "pkg.mod:branch", {"x": 1})
+    assert child["metadata"]["labels"] == {PARENT_LABEL: "job"}
+    assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert child["spec"] == {"workflow": "pkg.mod:branch", "input": {"x": 1}, "gracePeriodSeconds": 30,
+                             "image": "mine:2"}
+
+
+def test_child_cancel_patch_marks_the_parent_as_source():
+    patch = builders.child_cancel_patch("job", "parent job cancelled: x", force=True)
+    assert patch == {"metadata": {"annotations": {CANCELLED_BY_ANNOTATION: "job"}},
+                     "spec": {"cancel": {"reason": "parent job cancelled: x", "cascade": True, "force": True}}}
+
+
+def test_builders_do_not_mutate_their_input():
+    ex = execution()
+    before = ex.model_dump()
+    builders.runner_pod(ex, SETTINGS)
+    builders.role(ex)
+    assert ex.model_dump() == before
+
+
+# --- the operator's command line ----------------------------------------------------------------------
+
+def test_operator_flags_and_env_fallbacks(monkeypatch):
+    monkeypatch.setenv("FLUX_NAMESPACES", "a, b")
+    monkeypatch.setenv("FLUX_LOG_FORMAT", "json")
+    args = parse_args([])
+    assert args.namespaces == ["a", "b"] and args.log_format == "json"
+    args = parse_args(["--namespace", "x", "--log-format", "text", "--metrics-port", "0"])
+    assert args.namespaces == ["x"] and args.log_format == "text" and args.metrics_port == 0
+
+
+@pytest.mark.parametrize("argv", [["--log-format", "xml"], ["--default-grace-period", "4000"],
+                                  ["--metrics-port", "many"]])
+def test_operator_rejects_bad_flags(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2
+    assert "flux-operator: error:" in capsys.readouterr().err
+
+
+def test_operator_rejects_bad_environment_values_clearly(monkeypatch, capsys):
+    monkeypatch.setenv("FLUX_METRICS_PORT", "nine")
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "--metrics-port: invalid int value: 'nine'" in capsys.readouterr().err

@@ -1,0 +1,388 @@
+"""The state machine, phase by phase and event by event, with no cluster."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from flux_api import CANCEL_ANNOTATION, PARENT_LABEL, Execution
+from flux_api.names import CANCELLED_BY_ANNOTATION
+from flux_operator.decide import (
+    CancelChild,
+    CreateChild,
+    DeletePod,
+    EmitEvent,
+    EnsureRunner,
+    Observe,
+    PatchStatus,
+    PodView,
+    decide,
+    requested_at,
+)
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
+POD = "job-runner"
+
+
+def execution(phase: str | None = None, cancel: dict | None = None, annotations: dict | None = None,
+              checkpoint: dict | None = None, status: dict | None = None, grace: int = 30,
+              deadline: int | None = None, name: str = "job", labels: dict | None = None) -> Execution:
+    st: dict[str, Any] = dict(status or {})
+    if phase:
+        st.setdefault("phase", phase)
+        if phase != "Pending":
+            st.setdefault("startedAt", "2026-11-21T11:59:00.000Z")
+            st.setdefault("podName", POD)
+    if checkpoint:
+        st["checkpoint"] = {"sequence": 3, "updatedAt": "2026-11-21T11:59:59.500Z", **checkpoint}
+    spec: dict[str, Any] = {"workflow": "pkg.mod:main", "gracePeriodSeconds": grace}
+    if cancel:
+        spec["cancel"] = {"cascade": True, "force": False, **cancel}
+    if deadline:
+        spec["activeDeadlineSeconds"] = deadline
+    return Execution.model_validate({
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1,
+                     "creationTimestamp": "2026-11-21T11:58:00Z", "annotations": annotations or {},
+                     "labels": labels or {}},
+        "spec": spec, "status": st,
+    })
+
+
+def child(name: str, phase: str, cancel: dict | None = None) -> Execution:
+    return execution(phase=phase, cancel=cancel, name=name, labels={PARENT_LABEL: "job"})
+
+
+def running_pod(**kw) -> PodView:
+    return PodView(name=POD, phase="Running", started=True, **kw)
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def status_patch(actions) -> dict:
+    patches = of(actions, PatchStatus)
+    assert len(patches) <= 1
+    return patches[0].patch if patches else {}
+
+
+def events(actions) -> list[str]:
+    return [a.reason for a in of(actions, EmitEvent)]
+
+
+def apply(ex: Execution, actions) -> Execution:
+    """What the API server would hold after the operator's status patch (merge semantics)."""
+    patch = status_patch(actions)
+    merged = {**ex.status.model_dump(exclude_none=True, mode="json"), **patch}
+    return Execution.model_validate({**ex.model_dump(mode="json"), "status": merged})
+
+
+# --- starting and running ---------------------------------------------------------------------------
+
+def test_new_execution_gets_a_runner_and_is_pending():
+    actions = decide(execution(), None, [], NOW)
+    assert of(actions, EnsureRunner)
+    assert status_patch(actions)["phase"] == "Pending"
+    assert status_patch(actions)["podName"] == POD
+    assert isinstance(actions[0], PatchStatus), "status is written before any side effect"
+
+
+def test_pending_with_unstarted_pod_waits():
+    assert decide(execution("Pending", status={"observedGeneration": 1}), PodView(POD), [], NOW) == []
+
+
+def test_started_pod_moves_to_running_once():
+    ex = execution("Pending")
+    actions = decide(ex, running_pod(), [], NOW)
+    patch = status_patch(actions)
+    assert patch["phase"] == "Running" and patch["startedAt"].startswith("2026-11-21T12:00:00")
+    assert [c["type"] for c in patch["conditions"]] == ["Started"]
+    assert events(actions) == ["Started"]
+    assert decide(apply(ex, actions), running_pod(), [], NOW) == []
+
+
+@pytest.mark.parametrize("state,phase", [("Succeeded", "Succeeded"), ("Failed", "Failed")])
+def test_final_checkpoint_finishes_the_execution(state, phase):
+    ex = execution("Running", checkpoint={"state": state, "error": "boom" if state == "Failed" else None,
+                                          "result": {"n": 1} if state == "Succeeded" else None})
+    patch = status_patch(decide(ex, running_pod(), [], NOW))
+    assert patch["phase"] == phase and "finishedAt" in patch
+    assert any(c["type"] == "Finished" and c["reason"] == phase for c in patch["conditions"])
+    if state == "Failed":
+        assert patch["message"] == "boom"
+
+
+def test_pod_failure_without_checkpoint_fails_with_the_exit_message():
+    pod = PodView(POD, phase="Failed", started=True, exit_message="runner exited with code 137")
+    patch = status_patch(decide(execution("Running"), pod, [], NOW))
+    assert patch["phase"] == "Failed" and "137" in patch["message"]
+
+
+def test_vanished_pod_fails_a_running_execution_and_is_not_recreated():
+    actions = decide(execution("Running"), None, [], NOW)
+    assert status_patch(actions)["phase"] == "Failed"
+    assert not of(actions, EnsureRunner)
+
+
+def test_pod_succeeded_without_final_checkpoint_is_a_failure():
+    pod = PodView(POD, phase="Succeeded", started=True)
+    assert status_patch(decide(execution("Running"), pod, [], NOW))["phase"] == "Failed"
+
+
+# --- cancel while pending -------------------------------------------------------------------------
+
+def test_cancel_before_any_pod_never_runs():
+    actions = decide(execution(cancel={"reason": "no"}), None, [], NOW)
+    patch = status_patch(actions)
+    assert patch["phase"] == "Cancelled"
+    assert patch["cancellation"]["outcome"] == "NotStarted"
+    assert patch["cancellation"]["source"] == "spec"
+    assert not of(actions, EnsureRunner), "a pending execution never runs"
+    assert events(actions) == ["CancelRequested", "Cancelled"]
+    assert ("outcome", "NotStarted") in [(o.name, o.value) for o in of(actions, Observe)]
+
+
+def test_cancel_pending_with_a_scheduled_pod_stops_it_and_reports_not_started():
+    ex = execution("Pending", cancel={"reason": "no"})
+    actions = decide(ex, PodView(POD), [], NOW)
+    assert status_patch(actions)["phase"] == "Cancelling"
+    assert of(actions, DeletePod) == [DeletePod(POD, 30)]
+    done = decide(apply(ex, actions), None, [], NOW)
+    assert status_patch(done)["phase"] == "Cancelled"
+    assert status_patch(done)["cancellation"]["outcome"] == "NotStarted"
+
+
+# --- cancel while running ---------------------------------------------------------------------------
+
+def test_cancel_running_moves_to_cancelling_and_signals_with_grace():
+    ex = execution("Running", cancel={"reason": "stop"}, grace=12)
+    actions = decide(ex, running_pod(), [], NOW)
+    patch = status_patch(actions)
+    assert patch["phase"] == "Cancelling"
+    c = patch["cancellation"]
+    assert c["reason"] == "stop" and c["source"] == "spec"
+    assert c["requestedAt"] == c["signalledAt"] == "2026-11-21T12:00:00.000Z"
+    assert of(actions, DeletePod) == [DeletePod(POD, 12)]
+    assert events(actions) == ["CancelRequested", "Signalled"]
+    assert any(co["type"] == "CancelRequested" and co["status"] == "True" for co in patch["conditions"])
+
+
+def test_force_means_grace_zero():
+    actions = decide(execution("Running", cancel={"reason": "now", "force": True}), running_pod(), [], NOW)
+    assert of(actions, DeletePod) == [DeletePod(POD, 0)]
+
+
+def test_annotation_behaves_like_spec_with_its_own_source():
+    actions = decide(execution("Running", annotations={CANCEL_ANNOTATION: "via annotation"}), running_pod(), [],
+                     NOW)
+    c = status_patch(actions)["cancellation"]
+    assert (c["source"], c["reason"]) == ("annotation", "via annotation")
+    assert of(actions, DeletePod)
+
+
+def test_empty_annotation_is_not_a_cancel():
+    assert not of(decide(execution("Running", annotations={CANCEL_ANNOTATION: " "}), running_pod(), [], NOW),
+                  DeletePod)
+
+
+def test_spec_wins_over_annotation():
+    ex = execution("Running", cancel={"reason": "spec"}, annotations={CANCEL_ANNOTATION: "ann"})
+    assert status_patch(decide(ex, running_pod(), [], NOW))["cancellation"]["source"] == "spec"
+
+
+def test_parent_cancel_reports_source_parent():
+    ex = execution("Running", cancel={"reason": "parent p cancelled: x"}, annotations={CANCELLED_BY_ANNOTATION: "p"})
+    assert status_patch(decide(ex, running_pod(), [], NOW))["cancellation"]["source"] == "parent"
+
+
+def test_active_deadline_cancels_with_source_deadline():
+    ex = execution("Running", deadline=30)  # started 11:59:00, so the deadline was 11:59:30
+    c = status_patch(decide(ex, running_pod(), [], NOW))["cancellation"]
+    assert (c["source"], c["reason"]) == ("deadline", "DeadlineExceeded")
+
+
+def test_deadline_not_yet_reached_does_nothing():
+    ex = execution("Running", deadline=3600, status={"observedGeneration": 1})
+    assert decide(ex, running_pod(), [], NOW) == []
+
+
+def test_cascade_cancels_live_children_only():
+    kids = [child("job-a", "Running"), child("job-b", "Succeeded"), child("job-c", "Running", cancel={"reason": "x"}),
+            child("job-d", "Pending")]
+    actions = decide(execution("Running", cancel={"reason": "stop"}), running_pod(), kids, NOW)
+    assert of(actions, CancelChild) == [CancelChild("job-a", "parent job cancelled: stop", False),
+                                        CancelChild("job-d", "parent job cancelled: stop", False)]
+    assert status_patch(actions)["cancellation"]["children"] == [
+        {"name": n, "phase": p} for n, p in [("job-a", "Running"), ("job-b", "Succeeded"), ("job-c", "Running"),
+                                             ("job-d", "Pending")]]
+
+
+def test_no_cascade_leaves_children_alone():
+    actions = decide(execution("Running", cancel={"reason": "stop", "cascade": False}), running_pod(),
+                     [child("job-a", "Running")], NOW)
+    assert not of(actions, CancelChild)
+    assert of(actions, DeletePod)
+
+
+def test_force_cascades_force():
+    actions = decide(execution("Running", cancel={"reason": "x", "force": True}), running_pod(),
+                     [child("job-a", "Running")], NOW)
+    assert of(actions, CancelChild)[0].force is True
+
+
+# --- cancelling -------------------------------------------------------------------------------------
+
+def cancelling(checkpoint: dict | None = None) -> Execution:
+    """An execution the operator already moved to Cancelling; the runner may write afterwards."""
+    ex = execution("Running", cancel={"reason": "stop"})
+    ex = apply(ex, decide(ex, running_pod(), [], NOW - timedelta(seconds=2)))
+    if checkpoint:
+        cp = {"sequence": 3, "updatedAt": "2026-11-21T11:59:59.500Z", **checkpoint}
+        ex = Execution.model_validate({**ex.model_dump(mode="json"),
+                                       "status": {**ex.status.model_dump(mode="json"), "checkpoint": cp}})
+    return ex
+
+
+def test_cancelling_waits_for_the_pod_without_signalling_twice():
+    ex = cancelling()
+    assert ex.phase == "Cancelling"
+    assert decide(ex, running_pod(terminating=True), [], NOW) == []
+
+
+def test_cancelling_after_operator_restart_signals_again_if_the_delete_was_lost():
+    actions = decide(cancelling(), running_pod(), [], NOW)
+    assert of(actions, DeletePod) == [DeletePod(POD, 30)]
+    assert not of(actions, PatchStatus), "requestedAt and signalledAt are kept, not rewritten"
+
+
+def test_graceful_outcome_when_the_runner_acknowledged():
+    ex = cancelling(checkpoint={"state": "Cancelled", "updatedAt": "2026-11-21T11:59:59.900Z"})
+    actions = decide(ex, None, [], NOW)
+    patch = status_patch(actions)
+    assert patch["phase"] == "Cancelled"
+    c = patch["cancellation"]
+    assert c["outcome"] == "Graceful"
+    assert c["acknowledgedAt"] == "2026-11-21T11:59:59.900Z"
+    assert c["completedAt"] == "2026-11-21T12:00:00.000Z"
+    assert "Cancelled" in events(actions)
+    assert [o.name for o in of(actions, Observe)] == ["outcome", "complete_seconds"]
+
+
+def test_acknowledgement_is_recorded_while_the_pod_is_still_stopping():
+    ex = cancelling(checkpoint={"state": "Cancelled", "updatedAt": "2026-11-21T11:59:59.900Z"})
+    patch = status_patch(decide(ex, running_pod(terminating=True), [], NOW))
+    assert patch["cancellation"]["acknowledgedAt"] == "2026-11-21T11:59:59.900Z"
+    assert "phase" not in patch
+
+
+def test_killed_outcome_without_a_final_checkpoint():
+    patch = status_patch(decide(cancelling(checkpoint={"state": "Running"}), None, [], NOW))
+    assert (patch["phase"], patch["cancellation"]["outcome"]) == ("Cancelled", "Killed")
+
+
+def test_cancelled_only_once_children_are_terminal():
+    ex = cancelling()
+    actions = decide(ex, None, [child("job-a", "Cancelling", cancel={"reason": "r"})], NOW)
+    assert status_patch(actions).get("phase") is None
+    assert status_patch(actions)["cancellation"]["children"] == [{"name": "job-a", "phase": "Cancelling"}]
+    done = decide(ex, None, [child("job-a", "Cancelled", cancel={"reason": "r"})], NOW)
+    assert status_patch(done)["phase"] == "Cancelled"
+
+
+def test_without_cascade_the_parent_does_not_wait_for_children():
+    ex = execution("Running", cancel={"reason": "stop", "cascade": False})
+    ex = apply(ex, decide(ex, running_pod(), [child("job-a", "Running")], NOW))
+    patch = status_patch(decide(ex, None, [child("job-a", "Running")], NOW))
+    assert patch["phase"] == "Cancelled"
+
+
+def test_workflow_finishing_during_grace_is_too_late():
+    patch = status_patch(decide(cancelling(checkpoint={"state": "Succeeded", "result": 1}), None, [], NOW))
+    assert (patch["phase"], patch["cancellation"]["outcome"]) == ("Succeeded", "TooLate")
+
+
+def test_cancel_racing_completion_gives_exactly_one_terminal_phase():
+    ex = execution("Running", cancel={"reason": "late"}, checkpoint={"state": "Succeeded", "result": 3})
+    actions = decide(ex, running_pod(), [], NOW)
+    patch = status_patch(actions)
+    assert (patch["phase"], patch["cancellation"]["outcome"]) == ("Succeeded", "TooLate")
+    assert not of(actions, DeletePod)
+    assert decide(apply(ex, actions), running_pod(), [], NOW) == []
+
+
+# --- already finished -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed", "Cancelled"])
+def test_cancel_of_a_finished_execution_is_answered_once(phase):
+    ex = execution(phase, annotations={CANCEL_ANNOTATION: "too late"}, status={"observedGeneration": 1})
+    actions = decide(ex, None, [], NOW)
+    patch = status_patch(actions)
+    assert "phase" not in patch, "a finished execution keeps its phase"
+    assert events(actions) == ["CancelIgnored"]
+    assert phase in of(actions, EmitEvent)[0].message
+    assert decide(apply(ex, actions), None, [], NOW) == []
+
+
+def test_finished_execution_without_cancel_is_left_alone():
+    assert decide(execution("Succeeded", status={"observedGeneration": 1}), None, [], NOW) == []
+
+
+# --- children -------------------------------------------------------------------------------------
+
+def test_spawn_requests_become_children_and_are_mirrored():
+    ex = execution("Running", status={"spawnRequests": [{"name": "job-a", "workflow": "p.m:f", "input": {"x": 1}},
+                                                        {"name": "job-b", "workflow": "p.m:f"}]})
+    done = child("job-a", "Succeeded")
+    done = Execution.model_validate({**done.model_dump(mode="json"),
+                                     "status": {**done.status.model_dump(mode="json"),
+                                                "checkpoint": {"state": "Succeeded", "result": 42}}})
+    actions = decide(ex, running_pod(), [done], NOW)
+    assert of(actions, CreateChild) == [CreateChild("job-b", "p.m:f", {})]
+    assert status_patch(actions)["children"] == [{"name": "job-a", "phase": "Succeeded", "result": 42}]
+
+
+def test_no_children_are_created_while_cancelling():
+    ex = cancelling()
+    ex = Execution.model_validate({**ex.model_dump(mode="json"),
+                                   "status": {**ex.status.model_dump(mode="json"),
+                                              "spawnRequests": [{"name": "job-z", "workflow": "p.m:f"}]}})
+    assert not of(decide(ex, running_pod(terminating=True), [], NOW), CreateChild)
+
+
+# --- bookkeeping ------------------------------------------------------------------------------------
+
+def test_observed_generation_follows_the_spec():
+    ex = execution("Running", status={"observedGeneration": 0})
+    assert status_patch(decide(ex, running_pod(), [], NOW)) == {"observedGeneration": 1}
+
+
+def test_request_time_comes_from_managed_fields():
+    ex = execution("Running", cancel={"reason": "x"})
+    ex.metadata["managedFields"] = [
+        {"manager": "kubectl-create", "time": "2026-11-21T11:00:00Z", "fieldsV1": {"f:spec": {"f:workflow": {}}}},
+        {"manager": "kubectl-patch", "time": "2026-11-21T11:59:58Z", "fieldsV1": {"f:spec": {"f:cancel": {}}}},
+    ]
+    from flux_operator.decide import cancel_intent
+    assert requested_at(ex, cancel_intent(ex, NOW), NOW) == datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc)
+    signal = [o for o in of(decide(ex, running_pod(), [], NOW), Observe) if o.name == "signal_seconds"]
+    assert signal[0].value == pytest.approx(2.0)
+
+
+SCENARIOS = [
+    (execution(), None, []),
+    (execution("Pending"), running_pod(), []),
+    (execution("Running", cancel={"reason": "r"}), running_pod(), [child("job-a", "Running")]),
+    (execution("Running", annotations={CANCEL_ANNOTATION: "r"}), None, []),
+    (execution("Running", checkpoint={"state": "Succeeded"}), running_pod(), []),
+    (execution("Succeeded", cancel={"reason": "r"}), None, []),
+]
+
+
+@pytest.mark.parametrize("ex,pod,kids", SCENARIOS)
+def test_deciding_again_on_the_result_changes_no_status(ex, pod, kids):
+    """Level-triggered: once the status is written, the same observation asks for no new status."""
+    after = apply(ex, decide(ex, pod, kids, NOW))
+    assert status_patch(decide(after, pod, kids, NOW)) == {}
