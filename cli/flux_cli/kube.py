@@ -20,6 +20,7 @@ from typing import Any
 import urllib3
 import yaml
 from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
+from flux_api.errors import Failure, classify
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -92,21 +93,21 @@ def translate_api_error(error: ApiException, *, what: str, host: str = "") -> Ku
     """One line for an ApiException; `what` names the object or list, e.g. 'execution "x" in namespace "y"'."""
     body = _status_body(error)
     message = str(body.get("message") or error.reason or "").strip()
-    code = error.status
-    if code == 401:
+    kind = classify(error.status, message)
+    if kind is Failure.UNAUTHORIZED:
         return UnauthorizedError(f"unauthorized: the API server{' ' + host if host else ''} rejected the credentials")
-    if code == 403:
+    if kind is Failure.FORBIDDEN:
         return ForbiddenError(f"forbidden: {message}" if message and "forbidden" not in message else message or f"forbidden: {what}")
-    if code == 404:
+    if kind is Failure.NOT_FOUND:
         details = body.get("details") if isinstance(body.get("details"), dict) else {}
         if details.get("name"):
             return NotFoundError(f"{what} not found")
         return ApiNotInstalledError(
             f"the Execution API ({GROUP}/{VERSION}) is not served by this cluster: is the Flux CRD installed?"
         )
-    if code in (409, 422):
+    if kind in (Failure.CONFLICT, Failure.INVALID):
         return RejectedError(f"rejected by the API server: {message}")
-    return KubeError(f"API server error {code} {error.reason or ''}".rstrip() + (f": {message}" if message else ""))
+    return KubeError(f"API server error {error.status} {error.reason or ''}".rstrip() + (f": {message}" if message else ""))
 
 
 def describe_connection_error(error: urllib3.exceptions.HTTPError, host: str) -> UnreachableError:

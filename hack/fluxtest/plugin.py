@@ -125,7 +125,7 @@ class OperatorProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flux_operator", "--metrics-port", str(self.metrics_port),
-                 "--health-port", str(self.health_port), "--resync-seconds", "2", *extra],
+                 "--health-port", str(self.health_port), "--lease-seconds", "5", *extra],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._healthy, timeout=60, what="operator liveness")
 

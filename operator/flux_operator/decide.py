@@ -29,6 +29,7 @@ class EnsureRunner:
 class DeletePod:
     name: str
     grace_seconds: int
+    uid: str = ""  # delete only this pod, never a successor of the same name
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ class PodView:
     terminating: bool = False
     started: bool = False  # a container has ever run
     exit_message: str = ""  # termination message or reason of the last terminated container
+    uid: str = ""
+    owner_uid: str = ""  # the controlling owner: the Execution this pod belongs to
+    deletion_at: str | None = None  # metadata.deletionTimestamp: when the kubelet must be done
+    node: str = ""
+    reason: str = ""  # status.reason, e.g. Evicted
 
 
 @dataclass
@@ -116,25 +122,30 @@ def deadline_at(ex: Execution) -> datetime | None:
     return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
 
 
-_FIELD_PATHS = {
-    CancelSource.SPEC: ("f:spec", "f:cancel"),
-    CancelSource.PARENT: ("f:spec", "f:cancel"),
-    CancelSource.ANNOTATION: ("f:metadata", "f:annotations", f"f:{CANCEL_ANNOTATION}"),
-}
+# Where a cancel request lands in managedFields, and where the watch cache keeps its time.
+_CANCEL_FIELD_PATHS = (("f:spec", "f:cancel"), ("f:metadata", "f:annotations", f"f:{CANCEL_ANNOTATION}"))
+CANCEL_REQUESTED_AT = "flux.internal/cancelRequestedAt"
+
+
+def first_cancel_time(managed_fields: list[dict[str, Any]] | None) -> datetime | None:
+    """When a cancel request first reached the API: the managedFields entry that set it (second precision)."""
+    times = []
+    for entry in managed_fields or []:
+        for path in _CANCEL_FIELD_PATHS:
+            node: Any = entry.get("fieldsV1") or {}
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            moment = parse_time(entry.get("time")) if node is not None else None
+            if moment is not None:
+                times.append(moment)
+    return min(times, default=None)
 
 
 def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime:
-    """When the request reached the API: the managedFields entry that first set it (second precision)."""
     if intent.source == CancelSource.DEADLINE:
         return deadline_at(ex) or now
-    times = []
-    for entry in ex.metadata.get("managedFields") or []:
-        node = entry.get("fieldsV1") or {}
-        for key in _FIELD_PATHS[intent.source]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if node is not None and entry.get("time"):
-            times.append(parse_time(entry["time"]))
-    return min(times, default=now)
+    return parse_time(ex.metadata.get(CANCEL_REQUESTED_AT)) or first_cancel_time(ex.metadata.get("managedFields")) \
+        or now
 
 
 def _checkpoint_state(ex: Execution) -> str | None:
@@ -174,13 +185,21 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
 
 def _finish(ex: Execution, plan: _Plan) -> list[Action]:
     generation = ex.metadata.get("generation")
-    if not plan.status:
-        if ex.status.observedGeneration == generation:
-            return plan.actions
-        plan.status["observedGeneration"] = generation
+    if not plan.status and ex.status.observedGeneration == generation:
+        return _ordered(plan.actions, None)
     plan.status["observedGeneration"] = generation
-    # Status goes first: if the operator dies right after, the next run resumes from it.
-    return [PatchStatus(status_patch(plan.status)), *plan.actions]
+    return _ordered(plan.actions, PatchStatus(status_patch(plan.status)))
+
+
+def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
+    """Signals first, so a SIGTERM never waits behind other writes; then the other side effects and the
+    Events (each posted under a fixed name, so posting twice is harmless); the status write last. An
+    operator that dies anywhere in between decides the same again from what is left, and finishes."""
+    signals = [a for a in actions if isinstance(a, (DeletePod, CancelChild))]
+    effects = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild))]
+    events = [a for a in actions if isinstance(a, EmitEvent)]
+    after = [a for a in actions if isinstance(a, Observe)]  # metrics count once: only after the write
+    return [*signals, *effects, *events, *([status] if status else []), *after]
 
 
 def _conditions(ex: Execution, plan: _Plan) -> list[dict[str, Any]]:
@@ -270,6 +289,10 @@ def _source_reason(intent: CancelIntent) -> str:
     return f"By{intent.source.value.capitalize()}"
 
 
+def _ran(ex: Execution) -> bool:
+    return ex.status.startedAt is not None or ex.status.checkpoint is not None
+
+
 def _request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
                     plan: _Plan, now: datetime) -> None:
     stamp = format_time(now)
@@ -277,8 +300,8 @@ def _request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, ch
                                     "children": _children_view(children)}
     _condition(ex, plan, now, CANCEL_REQUESTED, True, _source_reason(intent), intent.reason)
     plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
-    if pod is None and not children:
-        # Nothing ever ran (or everything is already gone): straight to Cancelled.
+    if pod is None and not children and not _ran(ex):
+        # Nothing ever ran: straight to Cancelled.
         cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED.value)
         plan.status.update(phase=Phase.CANCELLED.value, finishedAt=stamp, cancellation=cancellation,
                            message=f"cancelled before it started: {intent.reason}")
@@ -287,10 +310,17 @@ def _request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, ch
         plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
         return
     cancellation["signalledAt"] = stamp
-    plan.status.update(phase=Phase.CANCELLING.value, cancellation=cancellation)
     _signal(ex, intent, pod, children, plan)
+    if pod is not None:  # also when already terminating: a restarted operator deleted it but did not say so
+        _signalled_event(ex, intent, pod, plan)
     waited = (now - requested_at(ex, intent, now)).total_seconds()
     plan.actions.append(Observe("signal_seconds", intent.source.value, max(waited, 0.0)))
+    live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
+    if pod is None and not live_children:
+        # The runner is already gone (an operator restart after the signal, or it just ended): conclude now.
+        _conclude(ex, intent, cancellation, plan, now)
+        return
+    plan.status.update(phase=Phase.CANCELLING.value, cancellation=cancellation)
 
 
 def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: _Plan) -> None:
@@ -300,10 +330,20 @@ def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: 
         for child in children:
             if child.phase not in TERMINAL_PHASES and child.spec.cancel is None:
                 plan.actions.append(CancelChild(child.name, reason, intent.force))
-    if pod is not None and not pod.terminating:
-        grace = 0 if intent.force else ex.spec.gracePeriodSeconds
-        plan.actions.append(DeletePod(pod.name, grace))
-        plan.event("Signalled", f"runner pod {pod.name} deleted with grace period {grace}s (SIGTERM)")
+    if pod is None:
+        return
+    if not pod.terminating:
+        plan.actions.append(DeletePod(pod.name, _grace(ex, intent), pod.uid))
+        _signalled_event(ex, intent, pod, plan)
+
+
+def _grace(ex: Execution, intent: CancelIntent) -> int:
+    return 0 if intent.force else ex.spec.gracePeriodSeconds
+
+
+def _signalled_event(ex: Execution, intent: CancelIntent, pod: PodView, plan: _Plan) -> None:
+    if not any(isinstance(a, EmitEvent) and a.reason == "Signalled" for a in plan.actions):
+        plan.event("Signalled", f"runner pod {pod.name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
 
 
 def _cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],

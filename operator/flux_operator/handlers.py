@@ -1,46 +1,44 @@
-"""kopf handlers: thin on purpose. Each one names the execution to reconcile, nothing more."""
+"""kopf handlers: thin on purpose. Each one stores what the watch delivered and names the keys to
+reconcile; the workers (controller.py) do the rest. No handler calls the API."""
 
 from __future__ import annotations
 
 import logging
-import threading
+from typing import Any
 
 import kopf
-from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
-
-from flux_operator.resync import Resync
+from flux_api import EXECUTION_LABEL, GROUP, PLURAL, VERSION
 
 log = logging.getLogger("flux_operator")
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # our Events are deliberate; handler chatter stays in logs
-    settings.execution.max_workers = 16
-    settings.watching.server_timeout = 300
+    # Every request has a timeout; a watch that hears nothing is restarted, which also re-lists.
+    settings.networking.connect_timeout = 5
+    settings.networking.request_timeout = 60
+    settings.watching.server_timeout = 240
+    settings.watching.client_timeout = 270
+    settings.watching.connect_timeout = 5
     settings.persistence.finalizer = f"{GROUP}/operator"
-    if memo.metrics_port:
-        memo.metrics.serve(memo.metrics_port)
-    memo.resync = Resync(memo.reconciler, memo.api, memo.metrics, memo.namespaces, memo.resync_seconds)
-    memo.resync_thread = threading.Thread(target=memo.resync.run, name="resync", daemon=True)
-    memo.resync_thread.start()
+    memo.runtime.start()
 
 
 @kopf.on.cleanup()
-def stop(memo: kopf.Memo, **_) -> None:
-    memo.resync.stop()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.stop()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def execution_changed(type: str, name: str, namespace: str, labels: dict, memo: kopf.Memo, **_) -> None:
-    if type == "DELETED":
-        return
-    memo.reconciler.reconcile(namespace, name)
-    parent = labels.get(PARENT_LABEL)
-    if parent:  # a child's phase decides when its parent may finish cancelling
-        memo.reconciler.reconcile(namespace, parent)
+async def execution_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    world, raw = memo.runtime.world, event["object"]
+    keys = world.execution_gone(raw) if event["type"] == "DELETED" else world.execution_seen(raw)
+    memo.runtime.controller.enqueue(keys)
 
 
 @kopf.on.event("", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT})
-def runner_pod_changed(labels: dict, namespace: str, memo: kopf.Memo, **_) -> None:
-    memo.reconciler.reconcile(namespace, labels[EXECUTION_LABEL])
+async def runner_pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    world, raw = memo.runtime.world, event["object"]
+    key = world.pod_gone(raw) if event["type"] == "DELETED" else world.pod_seen(raw)
+    memo.runtime.controller.enqueue([key])

@@ -1,23 +1,61 @@
-"""The operator's calls to the API server, with failures sorted into kopf's two kinds.
+"""The operator's writes to the API server (and the one read it allows itself: after a conflict).
 
-Conflicts, throttling and server errors are temporary (kopf or the resync retries);
-a request the server rejects as invalid is permanent: retrying cannot make it valid.
+Every call has a timeout and passes a client-side rate limit; every failure becomes one
+`ApiFailure` whose kind (flux_api.errors) tells the work queue whether to retry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
-import kopf
-from flux_api import GROUP, PARENT_LABEL, PLURAL, VERSION
-from flux_api.timefmt import format_time, utcnow
+from flux_api import GROUP, PLURAL, VERSION
+from flux_api.errors import Failure, classify, is_transient
+from flux_api.timefmt import now_text
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-TEMPORARY_STATUSES = {409, 429, 500, 502, 503, 504}
+# (connect, read) seconds: a hung connection fails the call instead of stalling a worker forever.
+DEFAULT_TIMEOUT = (5.0, 15.0)
+
+
+class ApiFailure(Exception):
+    def __init__(self, what: str, kind: Failure, detail: str = "") -> None:
+        super().__init__(f"{what}: {kind.value}{': ' + detail if detail else ''}")
+        self.kind = kind
+
+    @property
+    def transient(self) -> bool:
+        return is_transient(self.kind)
+
+
+class RateLimiter:
+    """A token bucket shared by every worker: `qps` sustained, `burst` at once (client-go's model)."""
+
+    def __init__(self, qps: float, burst: int, clock=time.monotonic, sleep=time.sleep) -> None:
+        self.qps, self.burst = qps, max(1, burst)
+        self._tokens, self._clock, self._sleep = float(self.burst), clock, sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Blocks until a request may go; returns the seconds waited."""
+        if self.qps <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+        if wait:
+            self._sleep(wait)
+        return wait
 
 
 def load_client_config() -> client.ApiClient:
@@ -28,77 +66,83 @@ def load_client_config() -> client.ApiClient:
     return client.ApiClient()
 
 
-@contextlib.contextmanager
-def sorted_failures(what: str) -> Iterator[None]:
+def _status_message(err: ApiException) -> str:
     try:
-        yield
-    except ApiException as err:
-        if err.status in TEMPORARY_STATUSES:
-            raise kopf.TemporaryError(f"{what}: {err.status} {err.reason}", delay=2) from err
-        raise kopf.PermanentError(f"{what}: {err.status} {err.reason}: {err.body}") from err
-    except HTTPError as err:
-        raise kopf.TemporaryError(f"{what}: {err}", delay=2) from err
+        body = json.loads(err.body or "")
+    except (TypeError, ValueError):
+        return str(err.reason or "")
+    return str(body.get("message") or err.reason or "") if isinstance(body, dict) else str(err.reason or "")
 
 
 class KubeApi:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, limiter: RateLimiter | None = None,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+        self.api_client = api
         self.core = client.CoreV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.coordination = client.CoordinationV1Api(api)
+        self.limiter = limiter or RateLimiter(qps=0, burst=1)
+        self.timeout = timeout
+        self.calls = 0
+        self.last_success = 0.0  # monotonic; health reads it
 
-    # --- reads: absent objects are None, not errors ---------------------------------------------
+    @contextlib.contextmanager
+    def call(self, what: str, tolerate: tuple[Failure, ...] = ()) -> Iterator[dict[str, Any]]:
+        """Runs one request; failures in `tolerate` are not raised (the block sees `outcome['failure']`)."""
+        self.limiter.acquire()
+        self.calls += 1
+        outcome: dict[str, Any] = {"failure": None}
+        try:
+            yield outcome
+        except ApiException as err:
+            message = _status_message(err)
+            kind = classify(err.status, message)
+            if err.status and err.status < 500:
+                self.last_success = time.monotonic()  # it answered: the connection works
+            if kind not in tolerate:
+                raise ApiFailure(what, kind, message) from err
+            outcome["failure"] = kind
+        except (HTTPError, OSError) as err:
+            raise ApiFailure(what, Failure.UNREACHABLE, str(err)) from err
+        else:
+            self.last_success = time.monotonic()
+
+    # --- the one read: after a conflict, to learn what changed ------------------------------
 
     def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
-        with sorted_failures(f"get execution {namespace}/{name}"):
-            try:
-                return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            except ApiException as err:
-                if err.status == 404:
-                    return None
-                raise
+        with self.call(f"get execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                            _request_timeout=self.timeout)
+        return None  # not found
 
-    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        with sorted_failures(f"get pod {namespace}/{name}"):
-            try:
-                pod = self.core.read_namespaced_pod(name, namespace)
-            except ApiException as err:
-                if err.status == 404:
-                    return None
-                raise
-        return client.ApiClient().sanitize_for_serialization(pod)
+    # --- writes: each one idempotent ---------------------------------------------------------
 
-    def list_children(self, namespace: str, parent: str) -> list[dict[str, Any]]:
-        with sorted_failures(f"list children of {namespace}/{parent}"):
-            result = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                               label_selector=f"{PARENT_LABEL}={parent}")
-        return result["items"]
-
-    def list_executions(self, namespace: str | None) -> list[dict[str, Any]]:
-        with sorted_failures("list executions"):
-            if namespace is None:
-                return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
-            return self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-
-    # --- writes: each one idempotent -------------------------------------------------------------
-
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        with sorted_failures(f"patch status of {namespace}/{name}"):
-            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
-                                                              {"status": status})
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any],
+                     resource_version: str | None) -> dict[str, Any]:
+        """A merge patch of status that fails with Conflict if the object moved past `resource_version`."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        with self.call(f"patch status of {namespace}/{name}"):
+            return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body,
+                                                                     _request_timeout=self.timeout)
 
     def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        with sorted_failures(f"patch execution {namespace}/{name}"):
-            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+        with self.call(f"patch execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch,
+                                                       _request_timeout=self.timeout)
 
-    def create_execution(self, namespace: str, body: dict[str, Any]) -> None:
-        with sorted_failures(f"create execution {namespace}/{body['metadata']['name']}"):
-            try:
-                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-            except ApiException as err:
-                if err.status != 409:
-                    raise
+    def create_execution(self, namespace: str, body: dict[str, Any]) -> bool:
+        """False if it already existed."""
+        with self.call(f"create execution {namespace}/{body['metadata']['name']}",
+                       tolerate=(Failure.CONFLICT,)) as out:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body,
+                                                        _request_timeout=self.timeout)
+        return out["failure"] is None
 
-    def create_if_absent(self, body: dict[str, Any]) -> None:
+    def create(self, body: dict[str, Any]) -> bool:
+        """Creates a ServiceAccount, Role, RoleBinding or Pod; False if one of that name already existed."""
         namespace, kind = body["metadata"]["namespace"], body["kind"]
         create = {
             "ServiceAccount": self.core.create_namespaced_service_account,
@@ -106,32 +150,29 @@ class KubeApi:
             "Role": self.rbac.create_namespaced_role,
             "RoleBinding": self.rbac.create_namespaced_role_binding,
         }[kind]
-        with sorted_failures(f"create {kind} {namespace}/{body['metadata']['name']}"):
-            try:
-                create(namespace, body)
-            except ApiException as err:
-                if err.status != 409:  # already there: a previous run created it
-                    raise
+        with self.call(f"create {kind} {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)) as out:
+            create(namespace, body, _request_timeout=self.timeout)
+        return out["failure"] is None
 
-    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
-        with sorted_failures(f"delete pod {namespace}/{name}"):
-            try:
-                self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
-            except ApiException as err:
-                if err.status != 404:
-                    raise
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
+        """Deletes the pod if it is still the one we mean (`uid`); False if it was already gone."""
+        options = client.V1DeleteOptions(grace_period_seconds=grace_seconds,
+                                         preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        with self.call(f"delete pod {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT)) as out:
+            self.core.delete_namespaced_pod(name, namespace, body=options, _request_timeout=self.timeout)
+        return out["failure"] is None
 
-    def emit_event(self, execution: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        meta = execution["metadata"]
-        now = format_time(utcnow())
+    def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str) -> bool:
+        """Posts an Event under a fixed name: posting it again (after a crash) is a harmless Conflict."""
+        now = now_text()
         body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": execution["apiVersion"], "kind": execution["kind"],
-                               "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
-                               "resourceVersion": meta.get("resourceVersion")},
+            "metadata": {"name": name, "namespace": involved["namespace"]},
+            "involvedObject": involved,
             "reason": reason, "message": message[:1024], "type": type_,
             "source": {"component": "flux-operator"}, "reportingComponent": "flux-operator",
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
-        with sorted_failures(f"post event {reason} for {meta['namespace']}/{meta['name']}"):
-            self.core.create_namespaced_event(meta["namespace"], body)
+        with self.call(f"post event {reason} for {involved['namespace']}/{involved['name']}",
+                       tolerate=(Failure.CONFLICT,)) as out:
+            self.core.create_namespaced_event(involved["namespace"], body, _request_timeout=self.timeout)
+        return out["failure"] is None

@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 
 import kopf
 
 from flux_operator import handlers  # noqa: F401 - registers the handlers with kopf
 from flux_operator.builders import RunnerSettings
-from flux_operator.kube import KubeApi, load_client_config
-from flux_operator.metrics import Metrics
-from flux_operator.reconcile import Reconciler
+from flux_operator.kube import KubeApi, RateLimiter, load_client_config
+from flux_operator.runtime import Options, Runtime
 
 DEFAULT_RUNNER_IMAGE = "ghcr.io/flux-dev/flux-runner:0.1.0"
 
@@ -22,23 +22,41 @@ def _env_list(name: str) -> list[str]:
     return [n.strip() for n in os.environ.get(name, "").split(",") if n.strip()]
 
 
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="flux-operator", description="Runs Flux Executions and cancels them.")
     p.add_argument("--namespace", action="append", dest="namespaces", default=None,
                    help="watch this namespace (repeatable); default: all namespaces [FLUX_NAMESPACES]")
-    p.add_argument("--runner-image", default=os.environ.get("FLUX_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE))
-    p.add_argument("--runner-command", default=os.environ.get("FLUX_RUNNER_COMMAND", "flux-runner"),
+    p.add_argument("--runner-image", default=_env("FLUX_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE))
+    p.add_argument("--runner-command", default=_env("FLUX_RUNNER_COMMAND", "flux-runner"),
                    help="the runner container's command [FLUX_RUNNER_COMMAND]")
-    p.add_argument("--default-grace-period", type=int,
-                   default=os.environ.get("FLUX_DEFAULT_GRACE_PERIOD", "30"),
+    p.add_argument("--default-grace-period", type=int, default=_env("FLUX_DEFAULT_GRACE_PERIOD", "30"),
                    help="grace period for executions that leave spec.gracePeriodSeconds unset [FLUX_DEFAULT_GRACE_PERIOD]")
-    p.add_argument("--metrics-port", type=int, default=os.environ.get("FLUX_METRICS_PORT", "9090"),
+    p.add_argument("--metrics-port", type=int, default=_env("FLUX_METRICS_PORT", "9090"),
                    help="Prometheus /metrics port; 0 disables [FLUX_METRICS_PORT]")
-    p.add_argument("--health-port", type=int, default=os.environ.get("FLUX_HEALTH_PORT", "8081"),
-                   help="kopf liveness endpoint /healthz; 0 disables [FLUX_HEALTH_PORT]")
+    p.add_argument("--health-port", type=int, default=_env("FLUX_HEALTH_PORT", "8081"),
+                   help="/healthz port (red when this replica cannot make progress); 0 disables [FLUX_HEALTH_PORT]")
     # String defaults go through `type`, so a bad environment value gets the same clear error as a flag.
-    p.add_argument("--log-format", default=os.environ.get("FLUX_LOG_FORMAT", "text"), help="text or json")
-    p.add_argument("--resync-seconds", type=float, default=os.environ.get("FLUX_RESYNC_SECONDS", "5"))
+    p.add_argument("--log-format", default=_env("FLUX_LOG_FORMAT", "text"), help="text or json")
+    p.add_argument("--resync-seconds", type=float, default=_env("FLUX_RESYNC_SECONDS", "60"),
+                   help="safety pass over the watched state (no API reads) [FLUX_RESYNC_SECONDS]")
+    p.add_argument("--workers", type=int, default=_env("FLUX_WORKERS", "4"), help="reconcile workers [FLUX_WORKERS]")
+    p.add_argument("--qps", type=float, default=_env("FLUX_API_QPS", "50"),
+                   help="sustained API requests per second of the workers; 0: unlimited [FLUX_API_QPS]")
+    p.add_argument("--burst", type=int, default=_env("FLUX_API_BURST", "100"),
+                   help="API requests the workers may make at once [FLUX_API_BURST]")
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction,
+                   default=_env("FLUX_LEADER_ELECT", "true").lower() == "true",
+                   help="act only while holding the leader Lease [FLUX_LEADER_ELECT]")
+    p.add_argument("--leader-election-namespace", default=_env("POD_NAMESPACE", "default"),
+                   help="namespace of the Lease [POD_NAMESPACE]")
+    p.add_argument("--leader-election-id", default=_env("FLUX_LEADER_ELECTION_ID", "flux-operator"),
+                   help="name of the Lease: replicas sharing it elect one leader [FLUX_LEADER_ELECTION_ID]")
+    p.add_argument("--lease-seconds", type=float, default=_env("FLUX_LEASE_SECONDS", "15"),
+                   help="how long a leader's Lease lasts without renewal [FLUX_LEASE_SECONDS]")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     args.namespaces = args.namespaces or _env_list("FLUX_NAMESPACES")
@@ -46,7 +64,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--log-format must be text or json, not {args.log_format!r}")
     if not 0 <= args.default_grace_period <= 3600:
         p.error("--default-grace-period must be between 0 and 3600")
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
+    if args.qps < 0 or args.burst < 1:
+        p.error("--qps must be 0 or more and --burst at least 1")
+    if not 3 <= args.lease_seconds <= 300:
+        p.error("--lease-seconds must be between 3 and 300")
     return args
+
+
+def identity() -> str:
+    """The pod's name in a cluster (POD_NAME/POD_ID); host and pid for an operator run by hand."""
+    return os.environ.get("POD_NAME") or os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def options(args: argparse.Namespace) -> Options:
+    lease = args.lease_seconds
+    runner = RunnerSettings(image=args.runner_image, command=tuple(args.runner_command.split()),
+                            default_grace_period=args.default_grace_period)
+    # Renew well inside the lease (step down at 2/3 of it); a standby polls every 2 s so that it
+    # takes over within lease + 2 s of the leader's last renewal.
+    return Options(identity=identity(), runner=runner, workers=args.workers, safety_seconds=args.resync_seconds,
+                   leader_election=args.leader_elect, lease_namespace=args.leader_election_namespace,
+                   lease_name=args.leader_election_id, lease_seconds=lease, renew_deadline=lease * 2 / 3,
+                   retry_seconds=min(2.0, lease / 5), renew_seconds=lease * 0.4, metrics_port=args.metrics_port,
+                   health_port=args.health_port, stale_after=max(30.0, 2 * lease))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,17 +96,12 @@ def main(argv: list[str] | None = None) -> None:
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
     logging.getLogger("flux_operator").setLevel(logging.INFO)
-    api = KubeApi(load_client_config())
-    metrics = Metrics()
-    runner = RunnerSettings(image=args.runner_image, command=tuple(args.runner_command.split()),
-                            default_grace_period=args.default_grace_period)
-    memo = kopf.Memo(api=api, metrics=metrics, reconciler=Reconciler(api, runner, metrics),
-                     namespaces=args.namespaces, metrics_port=args.metrics_port, resync_seconds=args.resync_seconds)
-    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    api = KubeApi(load_client_config(), RateLimiter(args.qps, args.burst))
+    runtime = Runtime(api, options(args))
+    runtime.serve_endpoints()
     asyncio.run(kopf.operator(
-        standalone=True,  # one replica by design (Recreate): no peering objects needed
+        standalone=True,  # kopf's own peering is off: our Lease decides who acts
         clusterwide=not args.namespaces,
         namespaces=args.namespaces,
-        memo=memo,
-        liveness_endpoint=liveness,
+        memo=kopf.Memo(runtime=runtime),
     ))

@@ -1,11 +1,13 @@
-"""Prometheus metrics: what a platform team graphs and alerts on for cancellation."""
+"""Prometheus metrics: what a platform team graphs and alerts on."""
 
 from __future__ import annotations
 
-from collections import Counter as Tally
+from collections.abc import Callable, Iterator
 
 from flux_api import Phase
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from flux_operator.decide import Observe
 
@@ -24,8 +26,11 @@ class Metrics:
         self.complete_seconds = Histogram("flux_cancel_complete_seconds",
                                           "From the cancel request reaching the API to a terminal phase.",
                                           ["source"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.executions = Gauge("flux_executions", "Executions the operator watches, by phase.", ["phase"],
-                                registry=self.registry)
+        self.reconcile_errors = Counter("flux_reconcile_errors", "Reconciles that failed, by kind of failure.",
+                                        ["kind"], registry=self.registry)
+        self.leader = Gauge("flux_leader", "1 while this replica holds the leader lease.", registry=self.registry)
+        self.api_requests = Gauge("flux_api_requests", "API requests this replica's workers made (total).",
+                                  registry=self.registry)
 
     def observe(self, event: Observe) -> None:
         if event.name == "outcome":
@@ -35,10 +40,21 @@ class Metrics:
         elif event.name == "complete_seconds":
             self.complete_seconds.labels(event.source).observe(float(event.value))
 
-    def count_phases(self, phases: list[str]) -> None:
-        tally = Tally(phases)
-        for phase in Phase:
-            self.executions.labels(phase.value).set(tally.get(phase.value, 0))
+    def watch_phases(self, counts: Callable[[], dict[str, int]]) -> None:
+        """flux_executions{phase}: counted from the watched state at each scrape."""
+        self.registry.register(_PhaseCollector(counts))
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
+
+
+class _PhaseCollector(Collector):
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("flux_executions", "Executions the operator watches, by phase.", labels=["phase"])
+        counts = self.counts()
+        for phase in Phase:
+            family.add_metric([phase.value], counts.get(phase.value, 0))
+        yield family

@@ -1,90 +1,111 @@
-"""Reads what is, asks `decide()` what to do, and does it. One execution at a time."""
+"""One reconcile: the watched state of an execution in, `decide()`, its actions out to the API.
+
+No reads here: the state comes from the World. The one exception is a Conflict on the status
+write, which means our copy is stale; the fresh object goes into the World and the key is
+retried. Failures are classified once (kube.ApiFailure) and answered by the work queue.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
-import pydantic
-from flux_api import Execution, Phase
-from flux_api.names import runner_pod_name
+from flux_api import TERMINAL_PHASES
+from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
 from flux_operator import builders
 from flux_operator import decide as machine
-from flux_operator.kube import KubeApi
+from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.metrics import Metrics
+from flux_operator.world import Key, Snapshot, World
 
 log = logging.getLogger("flux_operator")
 
 
-def pod_view(pod: dict[str, Any] | None) -> machine.PodView | None:
-    if pod is None:
-        return None
-    status = pod.get("status") or {}
-    statuses = status.get("containerStatuses") or []
-    started = any("running" in (s.get("state") or {}) or "terminated" in (s.get("state") or {})
-                  or s.get("restartCount", 0) > 0 for s in statuses)
-    message = ""
-    for s in statuses:
-        terminated = (s.get("state") or {}).get("terminated") or (s.get("lastState") or {}).get("terminated")
-        if terminated:
-            message = (terminated.get("message") or "").strip() or \
-                f"runner exited with code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
-    return machine.PodView(name=pod["metadata"]["name"], phase=status.get("phase", "Pending"),
-                           terminating=bool(pod["metadata"].get("deletionTimestamp")), started=started,
-                           exit_message=message)
+@dataclass(frozen=True)
+class Result:
+    """What the worker does next with the key: nothing, or look again after `requeue_after` seconds."""
+
+    requeue_after: float | None = None
+
+
+def event_name(snapshot: Snapshot, reason: str) -> str:
+    """One Event per execution and reason: a second post after a crash is a harmless Conflict."""
+    meta = snapshot.raw["metadata"]
+    return f"{meta['name']}.{meta['uid'][:8]}.{reason.lower()}"
 
 
 class Reconciler:
-    def __init__(self, api: KubeApi, runner: builders.RunnerSettings, metrics: Metrics) -> None:
-        self.api, self.runner, self.metrics = api, runner, metrics
-        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-        self._locks_guard = threading.Lock()
+    def __init__(self, world: World, api: KubeApi, runner: builders.RunnerSettings, metrics: Metrics,
+                 clock=utcnow) -> None:
+        self.world, self.api, self.runner, self.metrics, self.clock = world, api, runner, metrics, clock
 
-    def _lock(self, namespace: str, name: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks[(namespace, name)]
+    def reconcile(self, key: Key) -> Result:
+        snapshot = self.world.snapshot(key)
+        if snapshot is None:
+            broken = self.world.unparseable(key)
+            if broken:
+                # The CRD schema admits nothing this rejects, so this comes from a newer version: left alone.
+                log.error("execution %s/%s does not parse, left alone: %s", *key, broken)
+                self.metrics.reconcile_errors.labels("Unparseable").inc()
+            return Result()
+        if snapshot.raw["metadata"].get("deletionTimestamp"):
+            return Result()  # being deleted: the garbage collector takes the pod and children with it
+        ex = builders.with_defaults(snapshot.execution, self.runner)
+        now = self.clock()
+        actions = machine.decide(ex, snapshot.pod, snapshot.children, now)
+        for action in actions:
+            if not self._apply(snapshot, ex, action):
+                return Result(requeue_after=0)  # the status moved on: decide again from the fresh copy
+        return Result(requeue_after=_next_wakeup(ex, now))
 
-    def reconcile(self, namespace: str, name: str) -> Phase | None:
-        """Serialised per execution: two triggers at once must not both act on one observation."""
-        with self._lock(namespace, name):
-            raw = self.api.get_execution(namespace, name)
-            if raw is None or raw["metadata"].get("deletionTimestamp"):
-                return None
-            try:
-                ex = builders.with_defaults(Execution.model_validate(raw), self.runner)
-            except pydantic.ValidationError as err:
-                # The CRD schema admits nothing this rejects, so this is an object from a newer version.
-                log.error("execution %s/%s does not parse, left alone: %s", namespace, name, err)
-                return None
-            pod = pod_view(self.api.get_pod(namespace, runner_pod_name(name)))
-            children = [Execution.model_validate(c) for c in self.api.list_children(namespace, name)]
-            actions = machine.decide(ex, pod, children, utcnow())
-            for action in actions:
-                self._apply(raw, ex, action)
-            return ex.phase
-
-    def _apply(self, raw: dict[str, Any], ex: Execution, action: machine.Action) -> None:
+    def _apply(self, snapshot: Snapshot, ex, action: machine.Action) -> bool:
+        """False when the status write met a newer object (a Conflict): nothing after it may run."""
         ns, name = ex.namespace, ex.name
         match action:
             case machine.PatchStatus(patch=patch):
-                self.api.patch_status(ns, name, patch)
+                rv = snapshot.raw["metadata"].get("resourceVersion")
+                try:
+                    written = self.api.patch_status(ns, name, patch, rv)
+                except ApiFailure as err:
+                    if err.kind is not Failure.CONFLICT:
+                        raise
+                    fresh = self.api.get_execution(ns, name)
+                    if fresh is not None:
+                        self.world.execution_seen(fresh)
+                    return False
+                self.world.execution_seen(written)
                 if "phase" in patch:
                     log.info("execution %s/%s: %s -> %s", ns, name, ex.phase.value, patch["phase"])
             case machine.EnsureRunner():
                 for body in (builders.service_account(ex), builders.role(ex), builders.role_binding(ex),
                              builders.runner_pod(ex, self.runner)):
-                    self.api.create_if_absent(body)
-            case machine.DeletePod(name=pod, grace_seconds=grace):
-                self.api.delete_pod(ns, pod, grace)
+                    self.api.create(body)
+            case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
+                self.api.delete_pod(ns, pod, grace, uid or None)
             case machine.CancelChild(name=child, reason=reason, force=force):
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(name, reason, force))
             case machine.CreateChild(name=child, workflow=workflow, input=input_):
                 self.api.create_execution(ns, builders.child_execution(ex, child, workflow, input_))
             case machine.EmitEvent(reason=reason, message=message, type=type_):
-                self.api.emit_event(raw, type_, reason, message)
+                self.api.emit_event(_involved(snapshot), event_name(snapshot, reason), type_, reason, message)
             case machine.Observe():
                 self.metrics.observe(action)
+        return True
+
+
+def _involved(snapshot: Snapshot) -> dict[str, str]:
+    raw = snapshot.raw
+    meta = raw["metadata"]
+    return {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "", "name": meta["name"],
+            "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")}
+
+
+def _next_wakeup(ex, now: datetime) -> float | None:
+    """Seconds until the deadline, the one thing that changes with no event to announce it."""
+    if ex.phase in TERMINAL_PHASES or ex.spec.cancel is not None:
+        return None
+    deadline = machine.deadline_at(ex)
+    return max(0.0, (deadline - now).total_seconds()) if deadline else None

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from flux_api import GROUP, PLURAL, VERSION
+from flux_api.errors import Failure, classify, is_transient
 
 from flux_runner.errors import (
     ApiError,
@@ -32,7 +33,10 @@ from flux_runner.settings import Settings
 log = logging.getLogger("flux.runner.client")
 
 MERGE_PATCH = "application/merge-patch+json"
-_ERRORS_BY_STATUS: dict[int, type[ApiError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 422: Invalid}
+_ERRORS_BY_KIND: dict[Failure, type[ApiError]] = {
+    Failure.UNAUTHORIZED: Unauthorized, Failure.FORBIDDEN: Forbidden, Failure.NOT_FOUND: NotFound,
+    Failure.INVALID: Invalid,
+}
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ class ExecutionClient:
 
 
 def _retryable(status: int) -> bool:
-    return status == 429 or status >= 500
+    return is_transient(classify(status))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -176,5 +180,5 @@ def _error(method: str, path: str, response: httpx.Response) -> ApiError:
         reason = response.json().get("message") or response.text
     except (ValueError, AttributeError):
         reason = response.text
-    error_type = _ERRORS_BY_STATUS.get(response.status_code, ApiError)
+    error_type = _ERRORS_BY_KIND.get(classify(response.status_code, str(reason)), ApiError)
     return error_type(f"{method} {path}: HTTP {response.status_code}: {reason}".strip(), response.status_code)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from flux_api import CANCEL_ANNOTATION, CancelSource
 from flux_api.cancel import CancelIntent, recorded_or_requested, requested_cancel
 from flux_api.names import CANCELLED_BY_ANNOTATION

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from flux_api.types import status_patch
+from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 

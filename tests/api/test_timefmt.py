@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from flux_api.timefmt import format_time, now_text, parse_time
 
 pytestmark = pytest.mark.unit

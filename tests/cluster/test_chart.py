@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.conftest import CRD, REPO
+from fluxtest import CRD, REPO
 
 pytestmark = pytest.mark.cluster
 

@@ -10,11 +10,9 @@ from datetime import datetime
 
 import pytest
 from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
+from fluxtest import TERMINAL, Executions, longrun, manifest, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from tests.cluster.flux import TERMINAL, Executions, longrun, manifest
-
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.cluster
 

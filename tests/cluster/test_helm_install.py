@@ -18,12 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 from flux_api import GROUP
+from fluxtest import REPO, Executions, manifest, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.procs import free_port
-from tests.cluster.flux import Executions, manifest
-
-from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 from flux_api import CANCEL_ANNOTATION, GROUP
+from fluxtest import Executions, longrun, manifest, wait_for
+from fluxtest.plugin import fresh_namespace
 from localcluster.procs import free_port
-from tests.cluster.flux import Executions, longrun, manifest
-
-from tests.conftest import fresh_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 from flux_api import CANCEL_ANNOTATION
-from tests.cluster.flux import Executions, longrun
-
-from tests.conftest import REPO
+from fluxtest import REPO, Executions, longrun
 
 pytestmark = pytest.mark.cluster
 

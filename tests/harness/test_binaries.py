@@ -8,8 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO
+from fluxtest import REPO
 
 pytestmark = pytest.mark.cluster
 

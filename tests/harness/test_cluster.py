@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fluxtest import wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster import cluster as localcluster
 from localcluster.procs import alive, session_members
-
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.cluster
 

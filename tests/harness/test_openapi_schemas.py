@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from localcluster import openapi_schemas as schemas
 import pytest
+from localcluster import openapi_schemas as schemas
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
-from flux_operator import builders
 from flux_api.names import CANCELLED_BY_ANNOTATION
+from flux_operator import builders
 from flux_operator.main import parse_args
 
 pytestmark = pytest.mark.unit

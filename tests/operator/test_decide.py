@@ -87,7 +87,7 @@ def test_new_execution_gets_a_runner_and_is_pending():
     assert of(actions, EnsureRunner)
     assert status_patch(actions)["phase"] == "Pending"
     assert status_patch(actions)["podName"] == POD
-    assert isinstance(actions[0], PatchStatus), "status is written before any side effect"
+    assert isinstance(actions[-1], PatchStatus), "status is the last write: a crash before it redoes the rest"
 
 
 def test_pending_with_unstarted_pod_waits():

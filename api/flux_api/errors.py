@@ -1,0 +1,46 @@
+"""One classification of API server failures, shared by the operator, the runner and the plugin.
+
+Every role turns an HTTP status (or no answer at all) into one of these kinds, and decides from
+the kind alone whether to retry, to re-read, to give up on one object, or to stop.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Failure(StrEnum):
+    UNREACHABLE = "Unreachable"  # no answer: connection refused, reset, timed out
+    THROTTLED = "Throttled"  # 429: the server asks us to slow down
+    SERVER = "ServerError"  # 5xx: the server (or etcd behind it) failed this time
+    CONFLICT = "Conflict"  # 409: our view was stale, or the object already exists
+    NOT_FOUND = "NotFound"  # 404: the object (or the whole API, if the CRD is missing) is not there
+    GONE = "Gone"  # 410: a watch's resourceVersion is too old
+    UNAUTHORIZED = "Unauthorized"  # 401: the credentials are rejected
+    FORBIDDEN = "Forbidden"  # 403: RBAC or an admission policy says no
+    INVALID = "Invalid"  # 400/422: the request itself is wrong (schema, CEL rule)
+    TOO_LARGE = "TooLarge"  # 413, or etcd's object limit
+    OTHER = "Other"
+
+
+_BY_STATUS = {429: Failure.THROTTLED, 409: Failure.CONFLICT, 404: Failure.NOT_FOUND, 410: Failure.GONE,
+              401: Failure.UNAUTHORIZED, 403: Failure.FORBIDDEN, 400: Failure.INVALID, 422: Failure.INVALID,
+              413: Failure.TOO_LARGE}
+
+# Worth the same request again after a backoff: nothing about the request was wrong.
+TRANSIENT = frozenset({Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER})
+
+
+def classify(status: int | None, message: str = "") -> Failure:
+    """The kind of failure for an HTTP status; None means the server never answered."""
+    if status is None:
+        return Failure.UNREACHABLE
+    if status == 500 and "too large" in message.lower():
+        return Failure.TOO_LARGE  # etcd refuses objects over its limit with a 500
+    if status >= 500:
+        return Failure.SERVER
+    return _BY_STATUS.get(status, Failure.OTHER)
+
+
+def is_transient(kind: Failure) -> bool:
+    return kind in TRANSIENT

@@ -1,0 +1,98 @@
+"""Workers that drain the work queue, only while this replica leads.
+
+A failure on one execution is logged with its key, counted, and retried with backoff for that
+key alone; the other keys carry on. Nothing here reads the API: the handlers fill the World.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+import pydantic
+from flux_api import TERMINAL_PHASES
+from flux_api.errors import Failure
+
+from flux_operator.kube import ApiFailure
+from flux_operator.metrics import Metrics
+from flux_operator.reconcile import Reconciler
+from flux_operator.workqueue import WorkQueue
+from flux_operator.world import Key, World
+
+log = logging.getLogger("flux_operator")
+
+# What a malformed object can make decide() or a builder raise. A bug must not stop the other keys.
+POISON = (ValueError, TypeError, KeyError, AttributeError, OverflowError, pydantic.ValidationError)
+
+
+class Controller:
+    def __init__(self, world: World, reconciler: Reconciler, queue: WorkQueue, metrics: Metrics,
+                 workers: int = 4, leading: Callable[[], bool] = lambda: True) -> None:
+        self.world, self.reconciler, self.queue, self.metrics = world, reconciler, queue, metrics
+        self.workers, self.leading = workers, leading
+        self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+
+    def enqueue(self, keys: Iterable[Key | None]) -> None:
+        for key in keys:
+            if key is not None:
+                self.queue.add(key)
+
+    def enqueue_live(self) -> int:
+        """Every execution not yet finished, from the World (never the API): the safety pass."""
+        live = [k for k in self.world.keys() if (s := self.world.snapshot(k)) is None
+                or s.execution.phase not in TERMINAL_PHASES]
+        self.enqueue(live)
+        return len(live)
+
+    def start(self, safety_seconds: float) -> None:
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        thread = threading.Thread(target=self._safety_pass, args=(safety_seconds,), name="safety-pass", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.queue.shutdown()
+
+    def _safety_pass(self, seconds: float) -> None:
+        while not self._stopped.wait(seconds):
+            if self.leading():
+                self.enqueue_live()
+
+    def _work(self) -> None:
+        while not self._stopped.is_set():
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                continue
+            try:
+                if self.leading():
+                    self.process(key)
+            finally:
+                self.queue.done(key)
+
+    def process(self, key: Key) -> None:
+        """One reconcile of `key`, with every failure answered by a retry of that key alone."""
+        try:
+            result = self.reconciler.reconcile(key)
+        except ApiFailure as err:
+            self.metrics.reconcile_errors.labels(err.kind.value).inc()
+            if err.kind is Failure.NOT_FOUND:
+                log.info("execution %s/%s: %s (gone meanwhile)", *key, err)
+                return
+            delay = self.queue.retry(key)
+            level = logging.INFO if err.transient or err.kind is Failure.CONFLICT else logging.ERROR
+            log.log(level, "execution %s/%s: %s; retry in %.2fs", *key, err, delay)
+            return
+        except POISON as err:
+            self.metrics.reconcile_errors.labels("Poison").inc()
+            delay = self.queue.retry(key)
+            log.error("execution %s/%s cannot be reconciled: %r; retry in %.1fs", *key, err, delay, exc_info=True)
+            return
+        self.queue.forget(key)
+        if result.requeue_after is not None:
+            self.queue.add_after(key, result.requeue_after)

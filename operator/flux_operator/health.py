@@ -1,0 +1,64 @@
+"""/healthz: red when this replica cannot make progress, and it says who leads.
+
+Red when: the Execution API is not served (CRD missing), a permission the operator needs is
+missing, or the API server has not answered for `stale_after` seconds (a dropped or hung
+connection). Served on its own small HTTP server so a stuck event loop cannot fake health.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Health:
+    def __init__(self, identity: str, last_contact: Callable[[], float], leading: Callable[[], bool],
+                 holder: Callable[[], str | None], queue_depth: Callable[[], int], stale_after: float = 30.0) -> None:
+        self.identity, self.last_contact, self.leading, self.holder = identity, last_contact, leading, holder
+        self.queue_depth, self.stale_after = queue_depth, stale_after
+        self.problems: dict[str, str] = {}  # set by start-up checks, e.g. {"crd": "..."}
+        self._lock = threading.Lock()
+
+    def set_problem(self, name: str, message: str | None) -> None:
+        with self._lock:
+            if message:
+                self.problems[name] = message
+            else:
+                self.problems.pop(name, None)
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        silent = time.monotonic() - self.last_contact()
+        with self._lock:
+            problems = dict(self.problems)
+        if silent > self.stale_after:
+            problems["api"] = f"no answer from the API server for {silent:.0f}s"
+        return not problems, {"identity": self.identity, "leader": self.leading(), "holder": self.holder(),
+                              "queue": self.queue_depth(), "lastApiContactSeconds": round(silent, 1),
+                              "problems": problems}
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+        health = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                if self.path.split("?")[0] not in ("/healthz", "/livez", "/"):
+                    self.send_error(404)
+                    return
+                ok, body = health.report()
+                data = json.dumps(body).encode()
+                self.send_response(200 if ok else 500)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: Any) -> None:
+                pass  # probes every few seconds would drown the log
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+        return server

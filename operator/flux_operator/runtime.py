@@ -1,0 +1,112 @@
+"""Everything one operator replica runs beside kopf's watches, wired together once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from flux_api import GROUP, VERSION
+from flux_api.errors import Failure
+
+from flux_operator.builders import RunnerSettings
+from flux_operator.controller import Controller
+from flux_operator.health import Health
+from flux_operator.kube import ApiFailure, KubeApi
+from flux_operator.leader import LeaderElector
+from flux_operator.metrics import Metrics
+from flux_operator.reconcile import Reconciler
+from flux_operator.workqueue import WorkQueue
+from flux_operator.world import World
+
+log = logging.getLogger("flux_operator")
+
+
+@dataclass
+class Options:
+    identity: str
+    runner: RunnerSettings
+    workers: int = 4
+    safety_seconds: float = 60.0
+    leader_election: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "flux-operator"
+    lease_seconds: float = 15.0
+    renew_deadline: float = 10.0
+    retry_seconds: float = 2.0
+    renew_seconds: float = 6.0
+    metrics_port: int = 0
+    health_port: int = 0
+    stale_after: float = 30.0
+
+
+class Runtime:
+    def __init__(self, api: KubeApi, options: Options) -> None:
+        self.api, self.options = api, options
+        self.metrics = Metrics()
+        self.world = World()
+        self.queue = WorkQueue()
+        self.elector = LeaderElector(api, options.lease_namespace, options.lease_name, options.identity,
+                                     options.lease_seconds, options.renew_deadline, options.retry_seconds,
+                                     options.renew_seconds,
+                                     on_started=self._started_leading, on_stopped=self._stopped_leading)
+        leading = (lambda: self.elector.leading) if options.leader_election else (lambda: True)
+        self.reconciler = Reconciler(self.world, api, options.runner, self.metrics)
+        self.controller = Controller(self.world, self.reconciler, self.queue, self.metrics, options.workers, leading)
+        self.health = Health(options.identity, lambda: api.last_success, leading,
+                             lambda: self.elector.holder if options.leader_election else options.identity,
+                             lambda: len(self.queue), options.stale_after)
+        self._stopped = threading.Event()
+
+    def serve_endpoints(self) -> None:
+        """Before kopf starts, so the probe answers (red) even while the CRD is missing."""
+        if self.options.health_port:
+            self.health.serve(self.options.health_port)
+        if self.options.metrics_port:
+            self.metrics.serve(self.options.metrics_port)
+        self.metrics.api_requests.set_function(lambda: self.api.calls)
+        self.metrics.leader.set_function(lambda: 1 if self.health.leading() else 0)
+        self.metrics.watch_phases(self.world.phase_counts)
+
+    def start(self) -> None:
+        self.controller.start(self.options.safety_seconds)
+        if self.options.leader_election:
+            threading.Thread(target=self.elector.run, name="leader-election", daemon=True).start()
+        threading.Thread(target=self._watch_api_served, name="crd-check", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.elector.stop()
+        self.controller.stop()
+        if self.elector.leading:
+            self.elector.release()  # hand over now: the standby need not wait the lease out
+
+    def _started_leading(self) -> None:
+        # What the standby watched meanwhile is in the World: act on all of it now.
+        self.controller.enqueue(self.world.keys())
+
+    def _stopped_leading(self) -> None:
+        log.warning("%s stopped acting: another replica leads", self.options.identity)
+
+    def _watch_api_served(self) -> None:
+        """One clear line and a red probe while the Execution CRD is not installed."""
+        said = False
+        while not self._stopped.is_set():
+            try:
+                with self.api.call("discover the Execution API", tolerate=(Failure.NOT_FOUND,)) as out:
+                    self.api.custom.api_client.call_api(f"/apis/{GROUP}/{VERSION}", "GET", auth_settings=["BearerToken"],
+                                                        _request_timeout=self.api.timeout, _preload_content=False)
+                missing = out["failure"] is Failure.NOT_FOUND
+            except ApiFailure as err:
+                log.warning("discovery of the Execution API: %s", err)
+                self._stopped.wait(5)
+                continue
+            if missing and not said:
+                log.error("the Execution API (%s/%s) is not served: install the CRD (kubectl apply -f crds/)",
+                          GROUP, VERSION)
+            said = missing
+            self.health.set_problem("crd", f"{GROUP}/{VERSION} is not served: the CRD is not installed"
+                                    if missing else None)
+            if not missing:
+                return  # found once: from here kopf's watch reports trouble with it
+            self._stopped.wait(10)

@@ -1,0 +1,116 @@
+"""A work queue of execution keys, as client-go has it: each key at most once in the queue, never
+handed to two workers at once, re-queued when it changed while being worked on, delayed adds
+for deadlines and per-key exponential backoff for failures."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Hashable
+
+Key = Hashable
+
+
+class WorkQueue:
+    def __init__(self, base_delay: float = 0.05, max_delay: float = 30.0, clock=time.monotonic) -> None:
+        self.base_delay, self.max_delay, self._clock = base_delay, max_delay, clock
+        self._ready: deque[Key] = deque()
+        self._queued: set[Key] = set()
+        self._processing: set[Key] = set()
+        self._dirty: set[Key] = set()  # added while processing: goes back in when done
+        self._delayed: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, float] = {}  # earliest pending delayed add per key
+        self._failures: dict[Key, int] = {}
+        self._seq = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._ready) + len(self._due)
+
+    def add(self, key: Key) -> None:
+        with self._cond:
+            self._add(key)
+
+    def _add(self, key: Key) -> None:
+        if self._closed or key in self._queued:
+            return
+        if key in self._processing:
+            self._dirty.add(key)
+            return
+        self._queued.add(key)
+        self._ready.append(key)
+        self._cond.notify()
+
+    def add_after(self, key: Key, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        with self._cond:
+            when = self._clock() + delay
+            if self._due.get(key, float("inf")) <= when:
+                return  # an earlier wake-up is already set; it will reconsider
+            self._due[key] = when
+            self._seq += 1
+            heapq.heappush(self._delayed, (when, self._seq, key))
+            self._cond.notify()
+
+    def retry(self, key: Key) -> float:
+        """Back off exponentially per key; returns the delay chosen."""
+        with self._cond:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+        delay = min(self.max_delay, self.base_delay * 2 ** failures)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Key) -> None:
+        """The key succeeded: its next failure starts from the base delay again."""
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def failures(self, key: Key) -> int:
+        with self._cond:
+            return self._failures.get(key, 0)
+
+    def get(self, timeout: float | None = None) -> Key | None:
+        """The next key to work on, or None on timeout or shutdown. Call `done(key)` after."""
+        deadline = None if timeout is None else self._clock() + timeout
+        with self._cond:
+            while True:
+                self._promote_due()
+                if self._ready:
+                    key = self._ready.popleft()
+                    self._queued.discard(key)
+                    self._processing.add(key)
+                    return key
+                if self._closed:
+                    return None
+                waits = [w for w in (self._delayed[0][0] if self._delayed else None, deadline) if w is not None]
+                wait = max(0.0, min(waits) - self._clock()) if waits else None
+                if deadline is not None and self._clock() >= deadline:
+                    return None
+                self._cond.wait(wait)
+
+    def _promote_due(self) -> None:
+        now = self._clock()
+        while self._delayed and self._delayed[0][0] <= now:
+            when, _, key = heapq.heappop(self._delayed)
+            if self._due.get(key) == when:
+                del self._due[key]
+                self._add(key)
+
+    def done(self, key: Key) -> None:
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self._add(key)
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

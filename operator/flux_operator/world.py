@@ -1,0 +1,198 @@
+"""What the watches delivered, kept small: the operator decides from this, never from fresh reads.
+
+Each Execution is kept as a trimmed copy (no input, no step records, no managed fields: decide()
+needs none of them), each runner pod as a PodView, and children by their parent. Writes the
+operator makes feed their answers back in, so its own next decision never sees its past.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
+from flux_api.timefmt import format_time
+
+from flux_operator.decide import CANCEL_REQUESTED_AT, PodView, first_cancel_time
+
+Key = tuple[str, str]  # (namespace, execution name)
+
+_KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "labels", "annotations",
+                  "creationTimestamp", "deletionTimestamp", "ownerReferences")
+def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
+    """The part of an Execution that decisions read. The rest stays on the server."""
+    meta = raw.get("metadata") or {}
+    kept_meta = {k: meta[k] for k in _KEPT_METADATA if k in meta}
+    requested = first_cancel_time(meta.get("managedFields"))
+    if requested:
+        kept_meta[CANCEL_REQUESTED_AT] = format_time(requested)
+    spec = {k: v for k, v in (raw.get("spec") or {}).items() if k != "input"}
+    status = dict(raw.get("status") or {})
+    checkpoint = status.get("checkpoint")
+    if isinstance(checkpoint, dict):
+        status["checkpoint"] = {k: v for k, v in checkpoint.items() if k not in ("steps", "data")}
+    return {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"), "metadata": kept_meta,
+            "spec": spec, "status": status}
+
+
+def pod_view(pod: dict[str, Any]) -> PodView:
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    started = any("running" in (s.get("state") or {}) or "terminated" in (s.get("state") or {})
+                  or s.get("restartCount", 0) > 0 for s in statuses)
+    message = ""
+    for s in statuses:
+        terminated = (s.get("state") or {}).get("terminated") or (s.get("lastState") or {}).get("terminated")
+        if terminated:
+            message = (terminated.get("message") or "").strip() or \
+                f"runner exited with code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
+    owners = [o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")]
+    return PodView(name=meta.get("name", ""), phase=status.get("phase", "Pending"),
+                   terminating=bool(meta.get("deletionTimestamp")), started=started, exit_message=message,
+                   uid=meta.get("uid", ""), owner_uid=owners[0] if owners else "",
+                   deletion_at=meta.get("deletionTimestamp"), node=(pod.get("spec") or {}).get("nodeName") or "",
+                   reason=status.get("reason") or "")
+
+
+@dataclass
+class Snapshot:
+    execution: Execution
+    raw: dict[str, Any]  # the trimmed object, for Events' involvedObject
+    pod: PodView | None
+    children: list[Execution]
+
+
+class World:
+    """Thread-safe: kopf's watch handlers write, the workers read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executions: dict[Key, dict[str, Any]] = {}
+        self._models: dict[Key, Execution | None] = {}  # parsed lazily; None: does not parse
+        self._pods: dict[Key, dict[str, PodView]] = {}  # by execution, then pod name
+        self._children: dict[Key, set[str]] = {}
+
+    # --- fed by the watches and by the operator's own writes ----------------------------------
+
+    def execution_seen(self, raw: dict[str, Any]) -> list[Key]:
+        """Stores the object; returns the keys to reconcile (it, and its parent if it has one)."""
+        trimmed = trim_execution(raw)
+        meta = trimmed["metadata"]
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        parent = (meta.get("labels") or {}).get(PARENT_LABEL)
+        with self._lock:
+            old = self._executions.get(key)
+            if old is not None and _newer(old, trimmed) is old:
+                return []  # a late event behind what our own write already told us
+            self._executions[key] = trimmed
+            self._models.pop(key, None)
+            if parent:
+                self._children.setdefault((key[0], parent), set()).add(key[1])
+        return [key, (key[0], parent)] if parent else [key]
+
+    def execution_gone(self, raw: dict[str, Any]) -> list[Key]:
+        meta = raw.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        parent = (meta.get("labels") or {}).get(PARENT_LABEL)
+        with self._lock:
+            current = self._executions.get(key)
+            if current is not None and current["metadata"].get("uid") != meta.get("uid"):
+                return []  # a successor of the same name already took its place
+            self._executions.pop(key, None)
+            self._models.pop(key, None)
+            if parent:
+                self._children.get((key[0], parent), set()).discard(key[1])
+        return [(key[0], parent)] if parent else []
+
+    def pod_seen(self, raw: dict[str, Any]) -> Key | None:
+        key = _pod_key(raw)
+        if key is not None:
+            view = pod_view(raw)
+            with self._lock:
+                self._pods.setdefault(key, {})[view.name] = view
+        return key
+
+    def pod_gone(self, raw: dict[str, Any]) -> Key | None:
+        key = _pod_key(raw)
+        if key is not None:
+            with self._lock:
+                pods = self._pods.get(key, {})
+                pods.pop((raw.get("metadata") or {}).get("name", ""), None)
+                if not pods:
+                    self._pods.pop(key, None)
+        return key
+
+    # --- read by the workers -----------------------------------------------------------------
+
+    def snapshot(self, key: Key) -> Snapshot | None:
+        """The execution, its own runner pod (matched by owner UID), and its children; None if unknown."""
+        with self._lock:
+            raw = self._executions.get(key)
+            if raw is None:
+                return None
+            execution = self._model(key)
+            if execution is None:
+                return None
+            uid = raw["metadata"].get("uid")
+            pods = [p for p in self._pods.get(key, {}).values() if p.owner_uid == uid]
+            children = [c for c in (self._model((key[0], n)) for n in sorted(self._children.get(key, ())))
+                        if c is not None and _owned_by(c, uid)]
+        return Snapshot(execution, raw, pods[0] if pods else None, children)
+
+    def unparseable(self, key: Key) -> str | None:
+        """Why the stored object does not parse, or None."""
+        with self._lock:
+            raw = self._executions.get(key)
+        if raw is None:
+            return None
+        try:
+            Execution.model_validate(raw)
+        except pydantic.ValidationError as err:
+            return str(err).splitlines()[0] + f" ({err.error_count()} errors)"
+        return None
+
+    def phase_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            for raw in self._executions.values():
+                phase = (raw.get("status") or {}).get("phase") or "Pending"
+                counts[phase] = counts.get(phase, 0) + 1
+        return counts
+
+    def keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._executions)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._executions)
+
+    def _model(self, key: Key) -> Execution | None:
+        if key not in self._models:
+            try:
+                self._models[key] = Execution.model_validate(self._executions[key])
+            except pydantic.ValidationError:
+                self._models[key] = None
+        return self._models[key]
+
+
+def _pod_key(raw: dict[str, Any]) -> Key | None:
+    meta = raw.get("metadata") or {}
+    execution = (meta.get("labels") or {}).get(EXECUTION_LABEL)
+    return (meta.get("namespace", ""), execution) if execution else None
+
+
+def _owned_by(child: Execution, uid: str | None) -> bool:
+    return any(o.get("uid") == uid for o in child.metadata.get("ownerReferences") or [])
+
+
+def _newer(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Of two versions of one object, the later; resourceVersions compare as integers on etcd."""
+    if a["metadata"].get("uid") != b["metadata"].get("uid"):
+        return b  # a new object under the same name
+    try:
+        return a if int(a["metadata"]["resourceVersion"]) > int(b["metadata"]["resourceVersion"]) else b
+    except (KeyError, TypeError, ValueError):
+        return b

@@ -1,0 +1,26 @@
+"""The one classification of API failures that every role decides from."""
+
+from __future__ import annotations
+
+import pytest
+from flux_api.errors import Failure, classify, is_transient
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("status, kind", [
+    (None, Failure.UNREACHABLE), (429, Failure.THROTTLED), (500, Failure.SERVER), (503, Failure.SERVER),
+    (504, Failure.SERVER), (409, Failure.CONFLICT), (404, Failure.NOT_FOUND), (410, Failure.GONE),
+    (401, Failure.UNAUTHORIZED), (403, Failure.FORBIDDEN), (400, Failure.INVALID), (422, Failure.INVALID),
+    (413, Failure.TOO_LARGE), (418, Failure.OTHER),
+])
+def test_status_to_kind(status, kind) -> None:
+    assert classify(status) is kind
+
+
+def test_etcd_size_limit_is_too_large_not_a_server_hiccup() -> None:
+    assert classify(500, "etcdserver: request is too large") is Failure.TOO_LARGE
+
+
+def test_only_what_a_retry_can_fix_is_transient() -> None:
+    assert {k for k in Failure if is_transient(k)} == {Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER}
