@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo scenario on a real kind cluster (needs a Docker engine):
-# build both images, install the chart, run the `longrun` example, cancel it,
+# build the operator, runner and example-workflow images, install the chart, run the `longrun` example, cancel it,
 # and require phase Cancelled with outcome Graceful. The cluster is deleted on exit
 # (set KEEP_CLUSTER=1 to keep it for debugging).
 set -euo pipefail
@@ -13,7 +13,8 @@ readonly OPERATOR_NAMESPACE=flux-system
 readonly EXEC_NAMESPACE=default
 readonly EXECUTION=longrun
 readonly OPERATOR_IMAGE=flux-operator:dev
-readonly RUNNER_IMAGE=flux-runner:dev
+readonly BASE_RUNNER_IMAGE=flux-runner:dev
+readonly RUNNER_IMAGE=flux-examples:dev # the runner image plus the example workflows
 
 log() { printf '[e2e-kind] %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -75,7 +76,9 @@ kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 120s
 
 log "building images"
 docker build -f operator/Dockerfile -t "$OPERATOR_IMAGE" .
-docker build -f runner/Dockerfile -t "$RUNNER_IMAGE" .
+docker build -f runner/Dockerfile -t "$BASE_RUNNER_IMAGE" .
+# The example workflows on top of the runner: the way users build their own workflow images.
+docker build -f examples/Dockerfile --build-arg RUNNER_IMAGE="$BASE_RUNNER_IMAGE" -t "$RUNNER_IMAGE" .
 kind load docker-image --name "$CLUSTER" "$OPERATOR_IMAGE" "$RUNNER_IMAGE"
 
 log "installing the chart"

@@ -140,6 +140,7 @@ class LeaderElector:
                 lease = self.api.coordination.read_namespaced_lease(self.name, self.namespace,
                                                                     _request_timeout=self.api.timeout)
                 if lease.spec.holder_identity == self.identity:
+                    lease.spec.holder_identity = ""  # nobody holds it: the next to ask gets it at once
                     lease.spec.renew_time = _micro(self.clock() - timedelta(seconds=self.duration + 1))
                     lease.spec.lease_duration_seconds = 1
                     if isinstance(lease.spec.acquire_time, datetime):

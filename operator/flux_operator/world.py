@@ -150,7 +150,9 @@ class World:
         try:
             Execution.model_validate(raw)
         except pydantic.ValidationError as err:
-            return str(err).splitlines()[0] + f" ({err.error_count()} errors)"
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return f"{where}: {first['msg']}" + (f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else "")
         return None
 
     def phase_counts(self) -> dict[str, int]:

@@ -99,6 +99,11 @@ Every verb is listed: no wildcards.
 - apiGroups: ["workflows.flux.dev"]
   resources: ["executions/status"]
   verbs: ["get", "patch", "update"]
+# Owner references with blockOwnerDeletion (pods, runner RBAC, children) need this where the
+# OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters).
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["executions/finalizers"]
+  verbs: ["update"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete"]

@@ -1,0 +1,100 @@
+"""An in-memory stand-in for the operator's API client (unit tests of the operator shell), recording every call."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flux_api.errors import Failure
+from flux_operator.kube import ApiFailure
+
+
+class FakeKubeApi:
+    """Holds Executions by (namespace, name) and applies merge patches with resourceVersion checks."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[tuple] = []
+        self.fail_next: dict[str, list[Failure]] = {}  # method name -> failures to raise, in order
+        self.events: dict[str, dict[str, Any]] = {}
+        self.created: list[dict[str, Any]] = []
+        self._rv = 100
+
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        meta = obj["metadata"]
+        self.objects[(meta["namespace"], meta["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def _maybe_fail(self, method: str, what: str) -> None:
+        pending = self.fail_next.get(method)
+        if pending:
+            raise ApiFailure(what, pending.pop(0), "injected")
+
+    def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_execution", name))
+        self._maybe_fail("get_execution", name)
+        obj = self.objects.get((namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None):
+        self.calls.append(("patch_status", name, resource_version))
+        self._maybe_fail("patch_status", name)
+        obj = self.objects.get((namespace, name))
+        if obj is None:
+            raise ApiFailure(name, Failure.NOT_FOUND)
+        if resource_version and obj["metadata"]["resourceVersion"] != resource_version:
+            raise ApiFailure(name, Failure.CONFLICT, "the object has been modified")
+        merged = copy.deepcopy(obj)
+        current = merged.setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        return self.put(merged)
+
+    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.calls.append(("patch_execution", name))
+        self._maybe_fail("patch_execution", name)
+        obj = self.objects.get((namespace, name))
+        if obj is not None:
+            obj = copy.deepcopy(obj)
+            obj.setdefault("metadata", {}).setdefault("annotations", {}).update(
+                patch.get("metadata", {}).get("annotations", {}))
+            obj["spec"].update(patch.get("spec", {}))
+            self.put(obj)
+
+    def create_execution(self, namespace: str, body: dict[str, Any]) -> bool:
+        self.calls.append(("create_execution", body["metadata"]["name"]))
+        self._maybe_fail("create_execution", body["metadata"]["name"])
+        if (namespace, body["metadata"]["name"]) in self.objects:
+            return False
+        body = copy.deepcopy(body)
+        body["metadata"].setdefault("uid", f"uid-{body['metadata']['name']}")
+        self.put(body)
+        return True
+
+    def create(self, body: dict[str, Any]) -> bool:
+        self.calls.append(("create", body["kind"], body["metadata"]["name"]))
+        self._maybe_fail("create", body["metadata"]["name"])
+        self.created.append(body)
+        return True
+
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
+        self.calls.append(("delete_pod", name, grace_seconds, uid))
+        self._maybe_fail("delete_pod", name)
+        return True
+
+    def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str) -> bool:
+        self.calls.append(("emit_event", reason, name))
+        self._maybe_fail("emit_event", name)
+        if name in self.events:
+            return False
+        self.events[name] = {"reason": reason, "message": message, "type": type_, "involved": involved}
+        return True
+
+    def names(self) -> list[str]:
+        return [c[0] for c in self.calls]

@@ -1,0 +1,56 @@
+"""kopf handlers only store what the watch delivered and name keys: no API call, no decision."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import kopf
+import pytest
+
+from flux_operator import handlers
+from flux_operator.world import World
+
+pytestmark = pytest.mark.unit
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.keys: list = []
+
+    def enqueue(self, keys) -> None:
+        self.keys.extend(k for k in keys if k is not None)
+
+
+def memo() -> kopf.Memo:
+    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder()))
+
+
+def execution(name: str, parent: str | None = None) -> dict:
+    labels = {"workflows.flux.dev/parent": parent} if parent else {}
+    return {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
+            "metadata": {"name": name, "namespace": "ns", "uid": f"u-{name}", "resourceVersion": "1",
+                         "labels": labels}, "spec": {"workflow": "a:b"}}
+
+
+def test_an_execution_event_stores_it_and_names_it_and_its_parent() -> None:
+    m = memo()
+    asyncio.run(handlers.execution_event(event={"type": "ADDED", "object": execution("kid", parent="job")}, memo=m))
+    assert m.runtime.controller.keys == [("ns", "kid"), ("ns", "job")]
+    assert m.runtime.world.keys() == [("ns", "kid")]
+
+
+def test_a_deleted_execution_leaves_the_world() -> None:
+    m = memo()
+    asyncio.run(handlers.execution_event(event={"type": None, "object": execution("job")}, memo=m))
+    asyncio.run(handlers.execution_event(event={"type": "DELETED", "object": execution("job")}, memo=m))
+    assert m.runtime.world.keys() == []
+
+
+def test_a_pod_event_names_its_execution() -> None:
+    m = memo()
+    pod = {"metadata": {"name": "job-runner", "namespace": "ns", "uid": "p",
+                        "labels": {"workflows.flux.dev/execution": "job"}}, "status": {"phase": "Running"}}
+    asyncio.run(handlers.runner_pod_event(event={"type": "MODIFIED", "object": pod}, memo=m))
+    asyncio.run(handlers.runner_pod_event(event={"type": "DELETED", "object": pod}, memo=m))
+    assert m.runtime.controller.keys == [("ns", "job"), ("ns", "job")]

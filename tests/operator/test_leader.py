@@ -1,0 +1,152 @@
+"""Lease election: one leader, a standby that waits the lease out, compare-and-swap on every write."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from flux_operator.health import Health
+from flux_operator.kube import KubeApi, RateLimiter
+from flux_operator.leader import LeaderElector
+
+pytestmark = pytest.mark.unit
+
+
+class FakeLeases:
+    """coordination.k8s.io/v1 as the API server does it: resourceVersion checked on replace."""
+
+    def __init__(self) -> None:
+        self.lease: client.V1Lease | None = None
+        self.rv = 0
+        self.requests = 0
+
+    def read_namespaced_lease(self, name, namespace, **_):
+        self.requests += 1
+        if self.lease is None:
+            raise ApiException(status=404, reason="Not Found")
+        return copy.deepcopy(self.lease)
+
+    def create_namespaced_lease(self, namespace, body, **_):
+        self.requests += 1
+        if self.lease is not None:
+            raise ApiException(status=409, reason="AlreadyExists")
+        spec = body["spec"]
+        self.rv += 1
+        self.lease = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=body["metadata"]["name"], namespace=namespace, resource_version=str(self.rv)),
+            spec=client.V1LeaseSpec(holder_identity=spec["holderIdentity"],
+                                    lease_duration_seconds=spec["leaseDurationSeconds"],
+                                    renew_time=spec["renewTime"], acquire_time=spec["acquireTime"], lease_transitions=0))
+        return copy.deepcopy(self.lease)
+
+    def replace_namespaced_lease(self, name, namespace, body, **_):
+        self.requests += 1
+        if body.metadata.resource_version != self.lease.metadata.resource_version:
+            raise ApiException(status=409, reason="Conflict")
+        self.rv += 1
+        self.lease = copy.deepcopy(body)
+        self.lease.metadata.resource_version = str(self.rv)
+        return copy.deepcopy(self.lease)
+
+
+def elector(leases: FakeLeases, identity: str, duration: float = 1.0) -> LeaderElector:
+    api = KubeApi(client.ApiClient())
+    api.coordination = leases
+    return LeaderElector(api, "ns", "flux-operator", identity, duration=duration, renew_deadline=duration * 2 / 3,
+                         retry=0.05, renew_every=0.1)
+
+
+def step(e: LeaderElector) -> bool:
+    won = e.try_acquire_or_renew()
+    if won and not e.leading:
+        e._leading.set()
+    return won
+
+
+def test_first_comer_leads_and_the_other_waits() -> None:
+    leases = FakeLeases()
+    a, b = elector(leases, "a"), elector(leases, "b")
+    assert step(a)
+    assert not step(b)
+    assert b.holder == "a"
+
+
+def test_the_leader_renews_without_reading() -> None:
+    leases = FakeLeases()
+    a = elector(leases, "a")
+    step(a)
+    before = leases.requests
+    assert step(a)
+    assert leases.requests == before + 1, "one write per renewal, no read"
+
+
+def test_a_standby_takes_over_once_the_lease_runs_out() -> None:
+    leases = FakeLeases()
+    a, b = elector(leases, "a"), elector(leases, "b")
+    step(a)
+    assert not step(b)
+    time.sleep(1.1)  # a is dead: no renewal for longer than the lease
+    assert step(b)
+    assert leases.lease.spec.holder_identity == "b"
+    assert leases.lease.spec.lease_transitions == 1
+
+
+def test_a_renewing_leader_keeps_the_lease() -> None:
+    leases = FakeLeases()
+    a, b = elector(leases, "a"), elector(leases, "b")
+    step(a)
+    for _ in range(4):
+        time.sleep(0.4)
+        assert step(a)
+        assert not step(b)
+
+
+def test_two_racing_for_one_lease_cannot_both_win() -> None:
+    leases = FakeLeases()
+    a, b = elector(leases, "a"), elector(leases, "b")
+    step(a)
+    assert not step(b)
+    time.sleep(1.1)
+    stale = copy.deepcopy(leases.lease)
+    assert step(b)
+    # a writes from what it read before b took over: a Conflict, not a second leader
+    a._lease = stale
+    assert not a.try_acquire_or_renew()
+
+
+def test_release_hands_over_at_once() -> None:
+    leases = FakeLeases()
+    a, b = elector(leases, "a", duration=30), elector(leases, "b", duration=30)
+    step(a)
+    step(b)
+    a.release()
+    assert not a.leading
+    assert step(b), "no need to wait out the 30 s lease"
+
+
+def test_rate_limiter_allows_a_burst_then_spaces_requests() -> None:
+    now, slept = [0.0], []
+    limiter = RateLimiter(qps=10, burst=3, clock=lambda: now[0], sleep=slept.append)
+    assert [limiter.acquire() for _ in range(3)] == [0, 0, 0]
+    assert limiter.acquire() == pytest.approx(0.1)
+    now[0] += 1.0  # refills, up to the burst
+    assert [limiter.acquire() for _ in range(3)] == [0, 0, 0]
+
+
+def test_health_is_red_while_the_api_is_silent_or_a_problem_is_set() -> None:
+    contact = [time.monotonic()]
+    health = Health("me", lambda: contact[0], lambda: True, lambda: "me", lambda: 0, stale_after=30)
+    ok, body = health.report()
+    assert ok and body["leader"] and body["holder"] == "me"
+    contact[0] -= 31
+    ok, body = health.report()
+    assert not ok and "api" in body["problems"]
+    contact[0] = time.monotonic()
+    health.set_problem("crd", "not installed")
+    assert health.report()[0] is False
+    health.set_problem("crd", None)
+    assert health.report()[0] is True

@@ -1,0 +1,282 @@
+"""The operator shell: World -> decide() -> API, against an in-memory API (no cluster)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fluxtest.fakeapi import FakeKubeApi
+
+from flux_api.errors import Failure
+from flux_operator.builders import RunnerSettings
+from flux_operator.controller import Controller
+from flux_operator.metrics import Metrics
+from flux_operator.reconcile import Reconciler
+from flux_operator.workqueue import WorkQueue
+from flux_operator.world import World
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
+KEY = ("ns", "job")
+
+
+def execution(name="job", phase=None, cancel=None, deadline=None, started=None, uid=None, labels=None,
+              owner_uid=None, checkpoint=None) -> dict:
+    spec = {"workflow": "pkg.mod:main", "input": {"big": "x" * 100}, "gracePeriodSeconds": 30}
+    if cancel:
+        spec["cancel"] = {"reason": cancel, "cascade": True, "force": False}
+    if deadline:
+        spec["activeDeadlineSeconds"] = deadline
+    status = {}
+    if phase:
+        status.update(phase=phase, podName=f"{name}-runner", observedGeneration=1)
+    if started:
+        status["startedAt"] = started
+    if checkpoint:
+        status["checkpoint"] = checkpoint
+    meta = {"name": name, "namespace": "ns", "uid": uid or f"uid-{name}", "generation": 1,
+            "creationTimestamp": "2026-11-21T11:58:00Z", "labels": labels or {}}
+    if owner_uid:
+        meta["ownerReferences"] = [{"uid": owner_uid, "controller": True, "kind": "Execution", "name": "p"}]
+    return {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution", "metadata": meta, "spec": spec,
+            "status": status}
+
+
+def pod(name="job", uid="pod-uid", owner="uid-job", terminating=False, running=True) -> dict:
+    meta = {"name": f"{name}-runner", "namespace": "ns", "uid": uid,
+            "labels": {"workflows.flux.dev/execution": name},
+            "ownerReferences": [{"uid": owner, "controller": True, "kind": "Execution", "name": name}]}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-11-21T12:00:00Z"
+    statuses = [{"name": "runner", "state": {"running": {}}, "restartCount": 0}] if running else []
+    return {"metadata": meta, "status": {"phase": "Running" if running else "Pending",
+                                         "containerStatuses": statuses}}
+
+
+@pytest.fixture
+def api() -> FakeKubeApi:
+    return FakeKubeApi()
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+def reconciler(world, api) -> Reconciler:
+    return Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: NOW)
+
+
+def seed(api: FakeKubeApi, world: World, obj: dict) -> dict:
+    stored = api.put(obj)
+    world.execution_seen(stored)
+    return stored
+
+
+def test_new_execution_creates_its_runner_then_writes_pending(api, world, reconciler):
+    seed(api, world, execution())
+    reconciler.reconcile(KEY)
+    kinds = [c[1] for c in api.calls if c[0] == "create"]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Pod"]
+    assert api.names()[-1] == "patch_status", "status is the last write"
+    assert api.objects[KEY]["status"]["phase"] == "Pending"
+
+
+def test_no_reads_in_steady_state(api, world, reconciler):
+    seed(api, world, execution(phase="Running", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    api.calls.clear()
+    reconciler.reconcile(KEY)
+    assert api.calls == [], "nothing changed: nothing read, nothing written"
+
+
+def test_status_write_carries_the_resource_version_it_decided_on(api, world, reconciler):
+    stored = seed(api, world, execution())
+    reconciler.reconcile(KEY)
+    patch = [c for c in api.calls if c[0] == "patch_status"][0]
+    assert patch[2] == stored["metadata"]["resourceVersion"]
+
+
+def test_own_write_feeds_the_world(api, world, reconciler):
+    seed(api, world, execution())
+    reconciler.reconcile(KEY)
+    assert world.snapshot(KEY).execution.status.phase == "Pending"
+
+
+def test_cancel_signals_before_any_other_write(api, world, reconciler):
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    reconciler.reconcile(KEY)
+    names = api.names()
+    assert names[0] == "delete_pod", "the SIGTERM waits behind no other write"
+    assert api.calls[0] == ("delete_pod", "job-runner", 30, "pod-uid"), "deleted only if still our pod"
+    assert names[-1] == "patch_status"
+    assert {e["reason"] for e in api.events.values()} == {"CancelRequested", "Signalled"}
+    assert api.objects[KEY]["status"]["phase"] == "Cancelling"
+
+
+def test_a_crash_before_the_status_write_ends_the_same_with_each_event_once(api, world, reconciler):
+    """The operator died after deleting the pod and posting Events, before writing Cancelling."""
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    api.fail_next["patch_status"] = [Failure.UNREACHABLE]
+    with pytest.raises(Exception):
+        reconciler.reconcile(KEY)
+    # Restarted: the pod is terminating now; then it is gone with a graceful final checkpoint.
+    world.pod_seen(pod(terminating=True))
+    reconciler.reconcile(KEY)
+    assert api.objects[KEY]["status"]["phase"] == "Cancelling"
+    world.pod_gone(pod())
+    stored = api.objects[KEY]
+    stored["status"]["checkpoint"] = {"state": "Cancelled", "sequence": 4, "updatedAt": "2026-11-21T12:00:00.500Z"}
+    world.execution_seen(api.put(stored))
+    reconciler.reconcile(KEY)
+    status = api.objects[KEY]["status"]
+    assert (status["phase"], status["cancellation"]["outcome"]) == ("Cancelled", "Graceful")
+    reasons = [e["reason"] for e in api.events.values()]
+    assert sorted(reasons) == ["CancelRequested", "Cancelled", "Signalled"], "each Event exactly once"
+    assert len([c for c in api.calls if c[0] == "delete_pod"]) == 1
+
+
+def test_runner_gone_before_the_cancel_was_recorded_is_not_reported_as_never_started(api, world, reconciler):
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
+                               checkpoint={"state": "Cancelled", "sequence": 3}))
+    reconciler.reconcile(KEY)
+    status = api.objects[KEY]["status"]
+    assert (status["phase"], status["cancellation"]["outcome"]) == ("Cancelled", "Graceful")
+
+
+def test_conflict_reads_once_refreshes_and_asks_to_decide_again(api, world, reconciler):
+    stored = seed(api, world, execution())
+    newer = dict(stored, status={"checkpoint": {"state": "Running", "sequence": 1}})
+    api.put(newer)  # the runner wrote meanwhile; our copy is stale
+    result = reconciler.reconcile(KEY)
+    assert result.requeue_after == 0
+    assert [c[0] for c in api.calls].count("get_execution") == 1
+    assert world.snapshot(KEY).execution.status.checkpoint.sequence == 1
+    result = reconciler.reconcile(KEY)
+    assert api.objects[KEY]["status"]["phase"] == "Pending"
+
+
+def test_a_pod_of_a_predecessor_with_the_same_name_is_not_ours(api, world, reconciler):
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
+                               checkpoint={"state": "Running", "sequence": 1}))
+    world.pod_seen(pod(owner="uid-of-the-deleted-one"))
+    reconciler.reconcile(KEY)
+    assert "delete_pod" not in api.names()
+
+
+def test_deadline_is_a_timer_not_a_poll(api, world, reconciler):
+    seed(api, world, execution(phase="Running", deadline=90, started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    result = reconciler.reconcile(KEY)
+    assert result.requeue_after == pytest.approx(30.0)
+
+
+def test_deleted_execution_is_left_to_the_garbage_collector(api, world, reconciler):
+    obj = execution()
+    obj["metadata"]["deletionTimestamp"] = "2026-11-21T12:00:00Z"
+    seed(api, world, obj)
+    reconciler.reconcile(KEY)
+    assert api.calls == []
+
+
+def test_child_event_names_its_parent_too(world):
+    keys = world.execution_seen(execution(name="kid", labels={"workflows.flux.dev/parent": "job"},
+                                          owner_uid="uid-job"))
+    assert keys == [("ns", "kid"), ("ns", "job")]
+
+
+# --- the controller: failures of one key never stop the others ---------------------------------
+
+@pytest.fixture
+def controller(world, api, reconciler) -> Controller:
+    return Controller(world, reconciler, WorkQueue(base_delay=0.01), Metrics(), workers=1)
+
+
+def drain(controller: Controller, limit: int = 20) -> list:
+    seen = []
+    for _ in range(limit):
+        key = controller.queue.get(timeout=0)
+        if key is None:
+            break
+        seen.append(key)
+        try:
+            controller.process(key)
+        finally:
+            controller.queue.done(key)
+    return seen
+
+
+def test_transient_failure_is_retried_with_backoff_and_others_go_on(api, world, controller):
+    seed(api, world, execution())
+    seed(api, world, execution(name="other"))
+    api.fail_next["create"] = [Failure.SERVER]
+    controller.enqueue([KEY, ("ns", "other")])
+    drain(controller)
+    assert api.objects[("ns", "other")]["status"]["phase"] == "Pending"
+    assert controller.queue.failures(KEY) == 1
+    assert "phase" not in api.objects[KEY]["status"]
+    key = controller.queue.get(timeout=1)  # the retry comes back by itself, after its backoff
+    assert key == KEY
+    controller.process(key)
+    controller.queue.done(key)
+    assert api.objects[KEY]["status"]["phase"] == "Pending"
+    assert controller.queue.failures(KEY) == 0, "success resets the backoff"
+
+
+def test_a_poison_object_is_retried_alone(api, world, controller, monkeypatch):
+    seed(api, world, execution())
+    seed(api, world, execution(name="other"))
+    real = controller.reconciler.reconcile
+
+    def explode(key):
+        if key == KEY:
+            raise KeyError("boom")
+        return real(key)
+
+    monkeypatch.setattr(controller.reconciler, "reconcile", explode)
+    controller.enqueue([KEY, ("ns", "other")])
+    drain(controller)
+    assert api.objects[("ns", "other")]["status"]["phase"] == "Pending"
+    assert controller.queue.failures(KEY) == 1
+    assert controller.metrics.reconcile_errors.labels("Poison")._value.get() == 1
+
+
+def test_nothing_acts_without_the_lease(api, world, reconciler):
+    controller = Controller(world, reconciler, WorkQueue(), Metrics(), workers=1, leading=lambda: False)
+    seed(api, world, execution())
+    controller.enqueue([KEY])
+    controller.start(safety_seconds=3600)
+    try:
+        import time
+        time.sleep(0.3)
+    finally:
+        controller.stop()
+    assert api.calls == []
+
+
+def test_safety_pass_walks_the_world_not_the_api(api, world, controller):
+    seed(api, world, execution())
+    seed(api, world, execution(name="done", phase="Succeeded"))
+    api.calls.clear()
+    assert controller.enqueue_live() == 1
+    assert api.calls == []
+
+
+def test_deadline_fires_from_the_queue(api, world):
+    clock = [NOW]
+    reconciler = Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: clock[0])
+    controller = Controller(world, reconciler, WorkQueue(), Metrics(), workers=1)
+    seed(api, world, execution(phase="Running", deadline=61, started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    controller.process(KEY)
+    assert controller.queue.get(timeout=0) is None, "nothing due yet"
+    clock[0] = NOW + timedelta(seconds=1)
+    key = controller.queue.get(timeout=2)
+    assert key == KEY
+    controller.process(key)
+    assert api.calls[0][0] == "delete_pod"
+    assert api.objects[KEY]["status"]["cancellation"]["source"] == "deadline"

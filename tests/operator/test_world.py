@@ -1,0 +1,91 @@
+"""The watched state: small, ordered by resourceVersion, matched by UID."""
+
+from __future__ import annotations
+
+import pytest
+
+from flux_operator.world import World, trim_execution
+
+pytestmark = pytest.mark.unit
+
+
+def execution(name="job", rv="10", uid="u1", phase=None, labels=None, owner=None, **extra) -> dict:
+    meta = {"name": name, "namespace": "ns", "uid": uid, "resourceVersion": rv, "generation": 1,
+            "labels": labels or {}, "managedFields": [
+                {"manager": "kubectl", "time": "2026-11-21T11:59:58Z", "fieldsV1": {"f:spec": {"f:cancel": {}}}}]}
+    if owner:
+        meta["ownerReferences"] = [{"uid": owner, "controller": True}]
+    return {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution", "metadata": meta,
+            "spec": {"workflow": "a:b", "input": {"huge": "x" * 10_000}},
+            "status": {"phase": phase, "checkpoint": {"state": "Running", "steps": [{"name": "s"}] * 100,
+                                                      "data": "d" * 10_000}} if phase else {}, **extra}
+
+
+def test_trim_keeps_what_decisions_read_and_drops_the_rest() -> None:
+    trimmed = trim_execution(execution(phase="Running"))
+    assert "input" not in trimmed["spec"]
+    assert "managedFields" not in trimmed["metadata"]
+    assert trimmed["metadata"]["flux.internal/cancelRequestedAt"] == "2026-11-21T11:59:58.000Z"
+    assert trimmed["status"]["checkpoint"] == {"state": "Running"}
+    assert len(repr(trimmed)) < 1000
+
+
+def test_a_late_event_never_overwrites_a_newer_copy() -> None:
+    world = World()
+    world.execution_seen(execution(rv="20", phase="Cancelling"))
+    assert world.execution_seen(execution(rv="15", phase="Running")) == []
+    assert world.snapshot(("ns", "job")).execution.status.phase == "Cancelling"
+
+
+def test_a_new_object_under_the_same_name_replaces_the_old() -> None:
+    world = World()
+    world.execution_seen(execution(rv="20", uid="old", phase="Cancelled"))
+    world.execution_seen(execution(rv="5", uid="new"))
+    assert world.snapshot(("ns", "job")).execution.metadata["uid"] == "new"
+
+
+def test_deleting_a_predecessor_keeps_its_successor() -> None:
+    world = World()
+    world.execution_seen(execution(uid="new"))
+    world.execution_gone(execution(uid="old"))
+    assert world.snapshot(("ns", "job")) is not None
+
+
+def test_children_are_found_by_parent_and_owner_uid() -> None:
+    world = World()
+    world.execution_seen(execution())
+    world.execution_seen(execution(name="kid", labels={"workflows.flux.dev/parent": "job"}, owner="u1"))
+    world.execution_seen(execution(name="stray", labels={"workflows.flux.dev/parent": "job"}, owner="other"))
+    assert [c.name for c in world.snapshot(("ns", "job")).children] == ["kid"]
+    world.execution_gone(execution(name="kid", labels={"workflows.flux.dev/parent": "job"}))
+    assert world.snapshot(("ns", "job")).children == []
+
+
+def test_pods_come_and_go() -> None:
+    world = World()
+    world.execution_seen(execution())
+    pod = {"metadata": {"name": "job-runner", "namespace": "ns", "uid": "p1",
+                        "labels": {"workflows.flux.dev/execution": "job"},
+                        "ownerReferences": [{"uid": "u1", "controller": True}]},
+           "status": {"phase": "Running", "containerStatuses": [{"state": {"running": {}}}]}}
+    assert world.pod_seen(pod) == ("ns", "job")
+    view = world.snapshot(("ns", "job")).pod
+    assert (view.name, view.uid, view.started) == ("job-runner", "p1", True)
+    world.pod_gone(pod)
+    assert world.snapshot(("ns", "job")).pod is None
+
+
+def test_an_object_that_does_not_parse_is_reported_not_raised() -> None:
+    world = World()
+    bad = execution()
+    bad["spec"]["workflow"] = "not a workflow reference"
+    world.execution_seen(bad)
+    assert world.snapshot(("ns", "job")) is None
+    assert "workflow" in world.unparseable(("ns", "job"))
+
+
+def test_phase_counts() -> None:
+    world = World()
+    world.execution_seen(execution(phase="Running"))
+    world.execution_seen(execution(name="b"))
+    assert world.phase_counts() == {"Running": 1, "Pending": 1}
