@@ -25,9 +25,10 @@ DEFAULT_TIMEOUT = (5.0, 15.0)
 
 
 class ApiFailure(Exception):
-    def __init__(self, what: str, kind: Failure, detail: str = "") -> None:
-        super().__init__(f"{what}: {kind.value}{': ' + detail if detail else ''}")
-        self.kind = kind
+    def __init__(self, what: str, kind: Failure, detail: str = "", status: int | None = None) -> None:
+        code = f"{status} " if status else ""
+        super().__init__(f"{what}: {code}{kind.value}{': ' + detail if detail else ''}")
+        self.kind, self.status = kind, status
 
     @property
     def transient(self) -> bool:
@@ -101,7 +102,7 @@ class KubeApi:
             if err.status and err.status < 500:
                 self.last_success = time.monotonic()  # it answered: the connection works
             if kind not in tolerate:
-                raise ApiFailure(what, kind, message) from err
+                raise ApiFailure(what, kind, message, err.status) from err
             outcome["failure"] = kind
         except (HTTPError, OSError) as err:
             raise ApiFailure(what, Failure.UNREACHABLE, str(err)) from err

@@ -56,9 +56,22 @@ class Reconciler:
         ex = builders.with_defaults(snapshot.execution, self.runner)
         now = self.clock()
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now)
+        failed_signal: ApiFailure | None = None
         for action in actions:
-            if not self._apply(snapshot, ex, action):
-                return Result(requeue_after=0)  # the status moved on: decide again from the fresh copy
+            if isinstance(action, machine.EmitEvent) and action.reason == "Signalled" and failed_signal:
+                continue  # it was not delivered: say that instead
+            try:
+                if not self._apply(snapshot, ex, action):
+                    return Result(requeue_after=0)  # the status moved on: decide again from the fresh copy
+            except ApiFailure as err:
+                if not isinstance(action, (machine.DeletePod, machine.CancelChild)):
+                    raise
+                # The cancel is still recorded (Cancelling) so users see it; the signal is retried.
+                failed_signal = failed_signal or err
+                self.api.emit_event(_involved(snapshot), event_name(snapshot, "SignalFailed"), "Warning",
+                                    "SignalFailed", f"could not signal: {err}; retrying")
+        if failed_signal is not None:
+            raise failed_signal
         return Result(requeue_after=_next_wakeup(ex, now))
 
     def _apply(self, snapshot: Snapshot, ex, action: machine.Action) -> bool:

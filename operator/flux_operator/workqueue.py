@@ -14,7 +14,7 @@ Key = Hashable
 
 
 class WorkQueue:
-    def __init__(self, base_delay: float = 0.05, max_delay: float = 30.0, clock=time.monotonic) -> None:
+    def __init__(self, base_delay: float = 0.05, max_delay: float = 10.0, clock=time.monotonic) -> None:
         self.base_delay, self.max_delay, self._clock = base_delay, max_delay, clock
         self._ready: deque[Key] = deque()
         self._queued: set[Key] = set()

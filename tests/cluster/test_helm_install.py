@@ -79,7 +79,9 @@ def install(cluster, core, operator, helm):
     try:
         helm("install", RELEASE, str(CHART), "-n", release_ns, "--wait", "--timeout", "120s",
              "--set", f"watchNamespaces={{{ns}}}", "--set", f"metrics.port={chart.metrics_port}",
-             "--set", f"health.port={chart.health_port}", "--set", "runner.image=flux-runner:irrelevant")
+             "--set", f"health.port={chart.health_port}", "--set", "runner.image=flux-runner:irrelevant",
+             # The process node shares the host's network: two replicas would want one health port.
+             "--set", "replicaCount=1")
         yield chart
     finally:
         if not chart.uninstalled:

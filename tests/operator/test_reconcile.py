@@ -280,3 +280,14 @@ def test_deadline_fires_from_the_queue(api, world):
     controller.process(key)
     assert api.calls[0][0] == "delete_pod"
     assert api.objects[KEY]["status"]["cancellation"]["source"] == "deadline"
+
+
+def test_a_signal_that_fails_still_records_the_cancel_and_is_retried(api, world, reconciler):
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    api.fail_next["delete_pod"] = [Failure.FORBIDDEN]
+    with pytest.raises(Exception, match="Forbidden"):
+        reconciler.reconcile(KEY)
+    assert api.objects[KEY]["status"]["phase"] == "Cancelling", "users see the cancel was taken"
+    reasons = {e["reason"] for e in api.events.values()}
+    assert "SignalFailed" in reasons and "Signalled" not in reasons
