@@ -103,8 +103,13 @@ def test_every_rendered_object_is_strictly_valid_and_none_is_skipped(helm, kubec
 def test_watch_namespaces_render_roles_in_exactly_those_namespaces(helm):
     rendered = documents(render(helm, "--set", "watchNamespaces={a,b}", "--set", "logFormat=json"))
     roles = sorted((d["metadata"]["namespace"], d["metadata"]["name"]) for d in rendered if d["kind"] == "Role")
+    # ...and the leader-election Role, on leases only, in the release namespace.
     assert roles == [("a", "t-flux-operator-application"), ("a", "t-flux-operator-framework"),
-                     ("b", "t-flux-operator-application"), ("b", "t-flux-operator-framework")]
+                     ("b", "t-flux-operator-application"), ("b", "t-flux-operator-framework"),
+                     ("default", "t-flux-operator-leader-election")]
+    election = next(d for d in rendered if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election"))
+    assert election["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                  "verbs": ["get", "create", "update"]}]
     deployment = next(d for d in rendered if d["kind"] == "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert {"--namespace=a", "--namespace=b", "--log-format=json"} <= set(args)
