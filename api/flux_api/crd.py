@@ -26,6 +26,14 @@ CANCEL_IMMUTABLE = {
     "reason": "FieldValueForbidden",
     "fieldPath": ".cancel",
 }
+# A finished execution stays finished, whoever writes: a stale or forged write cannot revive it.
+TERMINAL_IS_FINAL = {
+    "rule": "!has(oldSelf.phase) || !(oldSelf.phase in ['Cancelled', 'Succeeded', 'Failed'])"
+            " || (has(self.phase) && self.phase == oldSelf.phase)",
+    "message": "status.phase cannot change once the execution has finished (Cancelled, Succeeded or Failed)",
+    "reason": "FieldValueForbidden",
+    "fieldPath": ".phase",
+}
 # The name becomes a label value on the runner's objects, and label values stop at 63 characters.
 NAME_FITS_LABEL = {
     "rule": "self.metadata.name.size() <= 63",
@@ -87,6 +95,7 @@ def open_api_schema() -> dict[str, Any]:
     spec = _schema_of(ExecutionSpec)
     spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE]
     status = _schema_of(ExecutionStatus)
+    status["x-kubernetes-validations"] = [TERMINAL_IS_FINAL]
     conditions = status["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]

@@ -344,3 +344,15 @@ def test_runner_stops_by_itself_when_the_signal_is_lost(fx, operator):
     status = fx.wait_phase("unsignalled", "Cancelled", timeout=30)
     assert status["cancellation"]["outcome"] == "Graceful"
     assert status["checkpoint"]["data"]["cleanedUp"] is True
+
+
+def test_a_finished_phase_is_final_whoever_writes(fx):
+    """A CEL transition rule on status: no stale operator write or forged one can revive it."""
+    fx.create(manifest("final", "flux_examples.quick:main"))
+    fx.wait_phase("final", "Succeeded")
+    with pytest.raises(ApiException) as refused:
+        fx.custom.patch_namespaced_custom_object_status(GROUP, "v1alpha1", fx.ns, "executions", "final",
+                                                        {"status": {"phase": "Running"}})
+    assert refused.value.status == 422
+    assert "cannot change once the execution has finished" in refused.value.body
+    assert fx.phase("final") == "Succeeded"
