@@ -34,6 +34,12 @@ TERMINAL_IS_FINAL = {
     "reason": "FieldValueForbidden",
     "fieldPath": ".phase",
 }
+CANCELLING_HAS_CANCELLATION = {
+    "rule": "!has(self.phase) || self.phase != 'Cancelling' || has(self.cancellation)",
+    "message": "status.phase Cancelling needs status.cancellation (reason and source)",
+    "reason": "FieldValueRequired",
+    "fieldPath": ".cancellation",
+}
 # The name becomes a label value on the runner's objects, and label values stop at 63 characters.
 NAME_FITS_LABEL = {
     "rule": "self.metadata.name.size() <= 63",
@@ -95,7 +101,7 @@ def open_api_schema() -> dict[str, Any]:
     spec = _schema_of(ExecutionSpec)
     spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE]
     status = _schema_of(ExecutionStatus)
-    status["x-kubernetes-validations"] = [TERMINAL_IS_FINAL]
+    status["x-kubernetes-validations"] = [TERMINAL_IS_FINAL, CANCELLING_HAS_CANCELLATION]
     conditions = status["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]

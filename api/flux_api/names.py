@@ -10,6 +10,8 @@ SHORT_NAMES = ["fx"]
 
 # Children carry their parent's name here; `kubectl get fx -l workflows.flux.dev/parent=X`.
 PARENT_LABEL = f"{GROUP}/parent"
+# How deep a child sits in its tree (the root is 0): caps runaway recursion.
+DEPTH_LABEL = f"{GROUP}/depth"
 # Every object the operator makes for an execution (pod, ServiceAccount, Role, RoleBinding).
 EXECUTION_LABEL = f"{GROUP}/execution"
 # The annotation way in: `kubectl annotate fx NAME workflows.flux.dev/cancel=<reason>`.
@@ -31,3 +33,11 @@ def runner_pod_name(execution: str) -> str:
 def runner_account_name(execution: str) -> str:
     """The runner's ServiceAccount, Role and RoleBinding share this name."""
     return f"flux-runner-{execution}"
+
+
+def tree_depth(labels: dict[str, str] | None, deepest: int) -> int:
+    """An execution's depth in its tree from its label (0 for a root); a mangled label reads as `deepest`."""
+    try:
+        return int((labels or {}).get(DEPTH_LABEL, "0"))
+    except ValueError:
+        return deepest

@@ -8,10 +8,14 @@ Field names are the wire names (camelCase), as in every Kubernetes API.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600  # bounded so no admitted value can overflow a datetime
+# Caps on what one workflow may ask for: children per execution, and depth of the tree.
+MAX_CHILDREN = 50
+MAX_DEPTH = 5
 WORKFLOW_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -29,7 +33,9 @@ TERMINAL_PHASES = frozenset({Phase.CANCELLED, Phase.SUCCEEDED, Phase.FAILED})
 
 class Outcome(StrEnum):
     GRACEFUL = "Graceful"  # the runner acknowledged with a final checkpoint
-    KILLED = "Killed"  # the grace period ran out
+    CLEANUP_FAILED = "CleanupFailed"  # it stopped, but the workflow's cleanup raised
+    KILLED = "Killed"  # the grace period ran out before the workflow finished cleaning up
+    FORCE_DELETED = "ForceDeleted"  # the pod outlived its grace period + margin (a dead node?): force-deleted
     NOT_STARTED = "NotStarted"  # cancelled while Pending: the workflow never ran
     TOO_LATE = "TooLate"  # the workflow finished before the cancel took effect
 
@@ -39,6 +45,12 @@ class CancelSource(StrEnum):
     ANNOTATION = "annotation"
     DEADLINE = "deadline"
     PARENT = "parent"
+
+
+# Every string in status is bounded, so nothing admitted can bloat the object or a decision.
+Name = Annotated[str, Field(max_length=253)]
+Stamp = Annotated[str, Field(max_length=64)]
+Text = Annotated[str, Field(max_length=8192)]
 
 
 class _Model(BaseModel):
@@ -67,7 +79,8 @@ class ExecutionSpec(_Model):
         description="SIGTERM to SIGKILL on cancel; unset means the operator's default (30 unless configured).",
     )
     activeDeadlineSeconds: int | None = Field(
-        None, ge=1, description="Once exceeded, the execution is cancelled with reason DeadlineExceeded."
+        None, ge=1, le=MAX_DEADLINE_SECONDS,
+        description="Once exceeded, the execution is cancelled with reason DeadlineExceeded (at most 10 years).",
     )
     cancel: CancelRequest | None = Field(None, description="Set to cancel. Cannot be undone.")
 
@@ -78,43 +91,44 @@ class Condition(_Model):
     type: str = Field(max_length=316)
     status: Literal["True", "False", "Unknown"]
     observedGeneration: int | None = Field(None, ge=0)
-    lastTransitionTime: str
+    lastTransitionTime: Stamp
     reason: str = Field(max_length=1024)
     message: str = Field("", max_length=32768)
 
 
 class StepRecord(_Model):
-    name: str
+    name: Name
     result: Any = None
-    completedAt: str | None = None
+    completedAt: Stamp | None = None
 
 
 class Checkpoint(_Model):
     """Written by the runner after every step and once more when it stops."""
 
-    state: str = Field(description="Running, Succeeded, Failed or Cancelled.")
+    state: str = Field(max_length=32, description="Running, Succeeded, Failed or Cancelled.")
     sequence: int = Field(0, ge=0)
     steps: list[StepRecord] = Field(default_factory=list)
     data: Any = None
     result: Any = None
-    error: str | None = None
-    updatedAt: str | None = None
+    error: Text | None = None
+    updatedAt: Stamp | None = None
 
 
 class ChildRef(_Model):
-    name: str
-    phase: str | None = None
+    name: Name
+    phase: Name | None = None
 
 
 class Cancellation(_Model):
-    reason: str
+    reason: str = Field(max_length=1024)
     source: CancelSource
-    requestedAt: str | None = None
-    signalledAt: str | None = None
-    acknowledgedAt: str | None = None
-    completedAt: str | None = None
+    requestedAt: Stamp | None = None
+    signalledAt: Stamp | None = None
+    acknowledgedAt: Stamp | None = None
+    completedAt: Stamp | None = None
+    forcedAt: Stamp | None = Field(None, description="When the operator force-deleted a pod that would not go.")
     outcome: Outcome | None = None
-    children: list[ChildRef] = Field(default_factory=list)
+    children: list[ChildRef] = Field(default_factory=list, max_length=MAX_CHILDREN)
 
 
 class SpawnRequest(_Model):
@@ -128,24 +142,27 @@ class SpawnRequest(_Model):
 class ChildStatus(_Model):
     """The operator mirrors each spawned child here so the runner can read its result."""
 
-    name: str
-    phase: str | None = None
+    name: Name
+    phase: Name | None = None
     result: Any = None
-    error: str | None = None
+    error: Text | None = None
 
 
 class ExecutionStatus(_Model):
     phase: Phase | None = None
     observedGeneration: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    podName: str | None = None
-    startedAt: str | None = None
-    finishedAt: str | None = None
-    message: str | None = None
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    podName: Name | None = None
+    startedAt: Stamp | None = None
+    finishedAt: Stamp | None = None
+    message: Text | None = None
     checkpoint: Checkpoint | None = None
     cancellation: Cancellation | None = None
-    spawnRequests: list[SpawnRequest] = Field(default_factory=list)
-    children: list[ChildStatus] = Field(default_factory=list)
+    spawnRequests: list[SpawnRequest] = Field(
+        default_factory=list, max_length=MAX_CHILDREN,
+        description=f"Children the runner asks for; at most {MAX_CHILDREN} per execution.")
+    children: list[ChildStatus] = Field(default_factory=list, max_length=MAX_CHILDREN)
+    resumes: int = Field(0, ge=0, description="Runner pods started again after an eviction or a drain.")
 
 
 class Execution(_Model):

@@ -18,6 +18,7 @@ class FakeKubeApi:
         self.fail_next: dict[str, list[Failure]] = {}  # method name -> failures to raise, in order
         self.events: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []
+        self.owners: dict[tuple[str, str], str] = {}  # (kind, name) -> controlling owner UID
         self._rv = 100
 
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -77,11 +78,20 @@ class FakeKubeApi:
         self.put(body)
         return True
 
-    def create(self, body: dict[str, Any]) -> bool:
+    def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
         self.calls.append(("create", body["kind"], body["metadata"]["name"]))
         self._maybe_fail("create", body["metadata"]["name"])
+        key = (body["kind"], body["metadata"]["name"])
+        if key in self.owners:
+            return None
         self.created.append(body)
-        return True
+        owner = next((r["uid"] for r in body["metadata"].get("ownerReferences", []) if r.get("controller")), "")
+        self.owners[key] = owner
+        return {**copy.deepcopy(body), "metadata": {**body["metadata"], "uid": f"uid-{key[1]}"}}
+
+    def controller_uid(self, kind: str, namespace: str, name: str) -> str | None:
+        self.calls.append(("controller_uid", kind, name))
+        return self.owners.get((kind, name))
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
         self.calls.append(("delete_pod", name, grace_seconds, uid))

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution
-from flux_api.names import CANCELLED_BY_ANNOTATION, MANAGED_BY, RUNNER_UID, runner_account_name, runner_pod_name
+from flux_api.names import (
+    CANCELLED_BY_ANNOTATION,
+    DEPTH_LABEL,
+    MANAGED_BY,
+    RUNNER_UID,
+    runner_account_name,
+    runner_pod_name,
+    tree_depth,
+)
+from flux_api.types import MAX_DEPTH
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,8 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
 def child_execution(parent: Execution, name: str, workflow: str, input_: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION, "kind": KIND,
-        "metadata": {"name": name, "namespace": parent.namespace, "labels": {PARENT_LABEL: parent.name},
+        "metadata": {"name": name, "namespace": parent.namespace,
+                     "labels": {PARENT_LABEL: parent.name, DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
                      "ownerReferences": [owner_reference(parent)]},
         "spec": {"workflow": workflow, "input": input_, "gracePeriodSeconds": parent.spec.gracePeriodSeconds,
                  **({"image": parent.spec.image} if parent.spec.image else {})},

@@ -1,189 +1,65 @@
 """The execution state machine: observed state in, actions out. Pure: no I/O, no clock.
 
-The operator calls `decide()` on every change of an execution, its runner pod or its children,
-and on a periodic resync. Every decision depends only on what is observed now, so running it
-twice, or after an operator restart in any phase, does nothing twice (level-triggered).
+The operator calls `decide()` on every change of an execution, its runner pod or its children.
+Every decision depends only on what is observed now, so running it twice, or after an operator
+restart in any phase, does nothing twice (level-triggered). Cancels are decided in cancelling.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from flux_api import CANCEL_ANNOTATION, TERMINAL_PHASES, CancelSource, Execution, Outcome, Phase
-from flux_api.cancel import CancelIntent, recorded_or_requested
-from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
-from flux_api.names import DEADLINE_REASON, runner_pod_name
-from flux_api.timefmt import format_time, parse_time
-from flux_api.types import status_patch
+from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase
+from flux_api.cancel import CancelIntent
+from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED
+from flux_api.names import runner_pod_name, tree_depth
+from flux_api.timefmt import format_time
+from flux_api.types import MAX_DEPTH, status_patch
 
-# --- actions --------------------------------------------------------------------------------------
+from flux_operator.actions import (
+    Action,
+    CancelChild,
+    CreateChild,
+    DeletePod,
+    EmitEvent,
+    EnsureRunner,
+    Observe,
+    PatchStatus,
+    Plan,
+    PodView,
+)
+from flux_operator.cancelling import cancelling, request_cancel, source_reason
+from flux_operator.observing import (
+    CANCEL_REQUESTED_AT,
+    cancel_intent,
+    checkpoint_state,
+    deadline_at,
+    first_cancel_time,
+    mirror_children,
+    requested_at,
+)
 
-@dataclass(frozen=True)
-class EnsureRunner:
-    """Create the runner's ServiceAccount, Role, RoleBinding and pod (each idempotently)."""
-
-
-@dataclass(frozen=True)
-class DeletePod:
-    name: str
-    grace_seconds: int
-    uid: str = ""  # delete only this pod, never a successor of the same name
-
-
-@dataclass(frozen=True)
-class PatchStatus:
-    """A merge patch of status, built by `status_patch` so every field is checked against the models."""
-
-    patch: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CancelChild:
-    name: str
-    reason: str
-    force: bool
-
-
-@dataclass(frozen=True)
-class CreateChild:
-    name: str
-    workflow: str
-    input: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class EmitEvent:
-    reason: str
-    message: str
-    type: str = "Normal"
-
-
-@dataclass(frozen=True)
-class Observe:
-    """A metric to record: `name` is signal_seconds, complete_seconds or outcome."""
-
-    name: str
-    source: str
-    value: float | str
-
-
-Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | Observe
-
-
-@dataclass
-class PodView:
-    """What the state machine needs of the runner pod."""
-
-    name: str
-    phase: str = "Pending"  # the pod's status.phase
-    terminating: bool = False
-    started: bool = False  # a container has ever run
-    exit_message: str = ""  # termination message or reason of the last terminated container
-    uid: str = ""
-    owner_uid: str = ""  # the controlling owner: the Execution this pod belongs to
-    deletion_at: str | None = None  # metadata.deletionTimestamp: when the kubelet must be done
-    node: str = ""
-    reason: str = ""  # status.reason, e.g. Evicted
-
-
-@dataclass
-class _Plan:
-    status: dict[str, Any] = field(default_factory=dict)
-    actions: list[Action] = field(default_factory=list)
-
-    def event(self, reason: str, message: str, type_: str = "Normal") -> None:
-        self.actions.append(EmitEvent(reason, message, type_))
-
-
-# --- observing --------------------------------------------------------------------------------------
-
-def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
-    """The cancel asked for, from whichever way in came first; None when nobody asked."""
-    recorded = ex.status.cancellation
-    found = recorded_or_requested({
-        "metadata": ex.metadata,
-        "spec": {"cancel": ex.spec.cancel.model_dump() if ex.spec.cancel else None},
-        "status": {"cancellation": recorded.model_dump(mode="json") if recorded else None},
-    })
-    if found is not None:
-        return found
-    deadline = deadline_at(ex)
-    if deadline is not None and now >= deadline:
-        return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE)
-    return None
-
-
-def deadline_at(ex: Execution) -> datetime | None:
-    if ex.spec.activeDeadlineSeconds is None:
-        return None
-    start = parse_time(ex.status.startedAt) or parse_time(ex.metadata.get("creationTimestamp"))
-    return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
-
-
-# Where a cancel request lands in managedFields, and where the watch cache keeps its time.
-_CANCEL_FIELD_PATHS = (("f:spec", "f:cancel"), ("f:metadata", "f:annotations", f"f:{CANCEL_ANNOTATION}"))
-CANCEL_REQUESTED_AT = "flux.internal/cancelRequestedAt"
-
-
-def first_cancel_time(managed_fields: list[dict[str, Any]] | None) -> datetime | None:
-    """When a cancel request first reached the API: the managedFields entry that set it (second precision)."""
-    times = []
-    for entry in managed_fields or []:
-        for path in _CANCEL_FIELD_PATHS:
-            node: Any = entry.get("fieldsV1") or {}
-            for part in path:
-                node = node.get(part) if isinstance(node, dict) else None
-            moment = parse_time(entry.get("time")) if node is not None else None
-            if moment is not None:
-                times.append(moment)
-    return min(times, default=None)
-
-
-def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime:
-    if intent.source == CancelSource.DEADLINE:
-        return deadline_at(ex) or now
-    return parse_time(ex.metadata.get(CANCEL_REQUESTED_AT)) or first_cancel_time(ex.metadata.get("managedFields")) \
-        or now
-
-
-def _checkpoint_state(ex: Execution) -> str | None:
-    return ex.status.checkpoint.state if ex.status.checkpoint else None
-
-
-def _children_view(children: list[Execution]) -> list[dict[str, Any]]:
-    return [{"name": c.name, "phase": c.phase.value} for c in sorted(children, key=lambda c: c.name)]
-
-
-def _mirror_children(children: list[Execution]) -> list[dict[str, Any]]:
-    out = []
-    for c in sorted(children, key=lambda c: c.name):
-        entry: dict[str, Any] = {"name": c.name, "phase": c.phase.value}
-        if c.status.checkpoint is not None and c.status.checkpoint.result is not None:
-            entry["result"] = c.status.checkpoint.result
-        if c.phase in (Phase.FAILED, Phase.CANCELLED) and c.status.message:
-            entry["error"] = c.status.message
-        out.append(entry)
-    return out
+__all__ = ["Action", "CancelChild", "CreateChild", "DeletePod", "EmitEvent", "EnsureRunner", "Observe",
+           "PatchStatus", "PodView", "CANCEL_REQUESTED_AT", "cancel_intent", "deadline_at", "decide",
+           "first_cancel_time", "requested_at"]
 
 
 # --- deciding -----------------------------------------------------------------------------------
 
 def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime) -> list[Action]:
-    plan = _Plan()
+    plan = Plan()
     phase = ex.phase
     intent = cancel_intent(ex, now)
     if phase in TERMINAL_PHASES:
         _terminal(ex, intent, plan, now)
     elif phase == Phase.CANCELLING:
-        _cancelling(ex, intent, pod, children, plan, now)
+        cancelling(ex, intent, pod, children, plan, now)
     else:
         _active(ex, intent, pod, children, plan, now)
     return _finish(ex, plan)
 
 
-def _finish(ex: Execution, plan: _Plan) -> list[Action]:
+def _finish(ex: Execution, plan: Plan) -> list[Action]:
     generation = ex.metadata.get("generation")
     if not plan.status and ex.status.observedGeneration == generation:
         return _ordered(plan.actions, None)
@@ -202,46 +78,44 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     return [*signals, *effects, *events, *([status] if status else []), *after]
 
 
-def _conditions(ex: Execution, plan: _Plan) -> list[dict[str, Any]]:
-    if "conditions" not in plan.status:
-        plan.status["conditions"] = [c.model_dump(exclude_none=True) for c in ex.status.conditions]
-    return plan.status["conditions"]
-
-
-def _condition(ex: Execution, plan: _Plan, now: datetime, type_: str, ok: bool, reason: str, message: str) -> None:
-    set_condition(_conditions(ex, plan), type_, ok, reason, message, ex.metadata.get("generation"), format_time(now))
-
-
-def _terminal(ex: Execution, intent: CancelIntent | None, plan: _Plan, now: datetime) -> None:
+def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datetime) -> None:
     """A finished execution stays as it is; a late cancel is answered once, with an Event."""
     if intent is None or ex.status.cancellation is not None:
         return
     if any(c.type == CANCEL_REQUESTED for c in ex.status.conditions):
         return
     message = f"already finished ({ex.phase.value}): cancel ignored"
-    _condition(ex, plan, now, CANCEL_REQUESTED, False, "AlreadyFinished", message)
+    plan.condition(ex, now, CANCEL_REQUESTED, False, "AlreadyFinished", message)
     plan.event("CancelIgnored", message, "Warning")
 
 
 def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
-            plan: _Plan, now: datetime) -> None:
+            plan: Plan, now: datetime) -> None:
     """Pending or Running."""
-    checkpoint = _checkpoint_state(ex)
+    checkpoint = checkpoint_state(ex)
     if checkpoint in (Phase.SUCCEEDED.value, Phase.FAILED.value):
         _complete(ex, Phase(checkpoint), ex.status.checkpoint.error, intent, plan, now)
         return
     if intent is not None:
-        _request_cancel(ex, intent, pod, children, plan, now)
+        request_cancel(ex, intent, pod, children, plan, now)
         return
     if pod is None:
         if ex.status.podName and ex.phase == Phase.RUNNING:
-            _complete(ex, Phase.FAILED, f"runner pod {ex.status.podName} disappeared before the workflow finished",
-                      None, plan, now)
+            _resume_or_fail(ex, f"runner pod {ex.status.podName} disappeared before the workflow finished",
+                            plan, now)
             return
         plan.actions.append(EnsureRunner())
         if ex.status.phase is None:
             plan.status["phase"] = Phase.PENDING.value
             plan.status["podName"] = runner_pod_name(ex.name)
+        return
+    if ex.status.phase is None:  # the pod was made, but the write that said so did not land
+        plan.status.update(phase=Phase.PENDING.value, podName=pod.name)
+    if pod.phase == "Failed" and pod.reason in DISRUPTIONS:
+        # Evicted (node pressure, API eviction, taint manager): not the workflow's fault. Free the name;
+        # once the pod is gone a new one resumes from the checkpoint.
+        if not pod.terminating:
+            plan.actions.append(DeletePod(pod.name, 0, pod.uid))
         return
     if pod.phase == "Failed":
         _complete(ex, Phase.FAILED, pod.exit_message or "runner pod failed", None, plan, now)
@@ -251,23 +125,49 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
         return
     if pod.started and ex.phase == Phase.PENDING:
         plan.status.update(phase=Phase.RUNNING.value, startedAt=format_time(now), podName=pod.name)
-        _condition(ex, plan, now, STARTED, True, "RunnerStarted", f"runner pod {pod.name} started")
+        plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod.name} started")
         plan.event("Started", f"runner pod {pod.name} started")
     if ex.phase == Phase.RUNNING or pod.started:
         _spawn_children(ex, children, plan)
 
 
-def _spawn_children(ex: Execution, children: list[Execution], plan: _Plan) -> None:
+def _spawn_children(ex: Execution, children: list[Execution], plan: Plan) -> None:
     existing = {c.name for c in children}
+    mirror = mirror_children(children)
+    too_deep = tree_depth(ex.metadata.get("labels"), MAX_DEPTH) + 1 > MAX_DEPTH
     for request in ex.status.spawnRequests:
-        if request.name not in existing:
+        if request.name in existing:
+            continue
+        if too_deep:
+            error = f"refused: a tree of executions is at most {MAX_DEPTH} levels deep"
+            mirror.append({"name": request.name, "phase": Phase.FAILED.value, "error": error})
+            plan.event("SpawnRefused", f"child {request.name} {error}", "Warning", key=request.name)
+        else:
             plan.actions.append(CreateChild(request.name, request.workflow, request.input))
-    mirror = _mirror_children(children)
+    mirror.sort(key=lambda c: c["name"])
     if mirror != [c.model_dump(exclude_none=True) for c in ex.status.children]:
         plan.status["children"] = mirror
 
 
-def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelIntent | None, plan: _Plan,
+# Pod failures that say nothing about the workflow: it resumes from its checkpoint in a new pod.
+DISRUPTIONS = frozenset({"Evicted", "Preempting", "Terminated", "DeletionByTaintManager", "NodeShutdown",
+                         "NodeLost"})
+# A runner pod lost this many times (evictions, drains) ends the execution as Failed.
+MAX_RESUMES = 5
+
+
+def _resume_or_fail(ex: Execution, why: str, plan: Plan, now: datetime) -> None:
+    """The pod went away with no cancel asked for (a drain or an eviction): start a new one."""
+    if ex.status.resumes >= MAX_RESUMES:
+        _complete(ex, Phase.FAILED, f"{why}; given up after {MAX_RESUMES} resumes", None, plan, now)
+        return
+    plan.actions.append(EnsureRunner())
+    plan.status["resumes"] = ex.status.resumes + 1
+    plan.event("Resumed", f"{why}: resuming from the last checkpoint in a new pod "
+               f"({ex.status.resumes + 1} of at most {MAX_RESUMES})", key=str(ex.status.resumes + 1))
+
+
+def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelIntent | None, plan: Plan,
               now: datetime) -> None:
     """The workflow finished on its own. A cancel that arrived meanwhile came too late."""
     plan.status.update(phase=phase.value, finishedAt=format_time(now))
@@ -279,114 +179,9 @@ def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelInte
         plan.status["cancellation"] = {"reason": intent.reason, "source": intent.source.value,
                                        "requestedAt": format_time(now), "completedAt": format_time(now),
                                        "outcome": Outcome.TOO_LATE.value, "children": []}
-        _condition(ex, plan, now, CANCEL_REQUESTED, True, _source_reason(intent), intent.reason)
+        plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
         plan.event("CancelIgnored", f"workflow finished ({phase.value}) before the cancel took effect")
         plan.actions.append(Observe("outcome", intent.source.value, Outcome.TOO_LATE.value))
-    _condition(ex, plan, now, FINISHED, True, phase.value, error or f"execution {phase.value.lower()}")
+    plan.condition(ex, now, FINISHED, True, phase.value, error or f"execution {phase.value.lower()}")
 
-
-def _source_reason(intent: CancelIntent) -> str:
-    return f"By{intent.source.value.capitalize()}"
-
-
-def _ran(ex: Execution) -> bool:
-    return ex.status.startedAt is not None or ex.status.checkpoint is not None
-
-
-def _request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
-                    plan: _Plan, now: datetime) -> None:
-    stamp = format_time(now)
-    cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source.value, "requestedAt": stamp,
-                                    "children": _children_view(children)}
-    _condition(ex, plan, now, CANCEL_REQUESTED, True, _source_reason(intent), intent.reason)
-    plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
-    if pod is None and not children and not _ran(ex):
-        # Nothing ever ran: straight to Cancelled.
-        cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED.value)
-        plan.status.update(phase=Phase.CANCELLED.value, finishedAt=stamp, cancellation=cancellation,
-                           message=f"cancelled before it started: {intent.reason}")
-        _condition(ex, plan, now, FINISHED, True, Phase.CANCELLED.value, "cancelled before the runner started")
-        plan.event("Cancelled", "cancelled before it started (NotStarted)")
-        plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
-        return
-    cancellation["signalledAt"] = stamp
-    _signal(ex, intent, pod, children, plan)
-    if pod is not None:  # also when already terminating: a restarted operator deleted it but did not say so
-        _signalled_event(ex, intent, pod, plan)
-    waited = (now - requested_at(ex, intent, now)).total_seconds()
-    plan.actions.append(Observe("signal_seconds", intent.source.value, max(waited, 0.0)))
-    live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
-    if pod is None and not live_children:
-        # The runner is already gone (an operator restart after the signal, or it just ended): conclude now.
-        _conclude(ex, intent, cancellation, plan, now)
-        return
-    plan.status.update(phase=Phase.CANCELLING.value, cancellation=cancellation)
-
-
-def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: _Plan) -> None:
-    """Idempotent: cascade to live children, then SIGTERM the runner through a graceful pod delete."""
-    if intent.cascade:
-        reason = f"parent {ex.name} cancelled: {intent.reason}"[:1024]
-        for child in children:
-            if child.phase not in TERMINAL_PHASES and child.spec.cancel is None:
-                plan.actions.append(CancelChild(child.name, reason, intent.force))
-    if pod is None:
-        return
-    if not pod.terminating:
-        plan.actions.append(DeletePod(pod.name, _grace(ex, intent), pod.uid))
-        _signalled_event(ex, intent, pod, plan)
-
-
-def _grace(ex: Execution, intent: CancelIntent) -> int:
-    return 0 if intent.force else ex.spec.gracePeriodSeconds
-
-
-def _signalled_event(ex: Execution, intent: CancelIntent, pod: PodView, plan: _Plan) -> None:
-    if not any(isinstance(a, EmitEvent) and a.reason == "Signalled" for a in plan.actions):
-        plan.event("Signalled", f"runner pod {pod.name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
-
-
-def _cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
-                plan: _Plan, now: datetime) -> None:
-    assert intent is not None, "Cancelling always has a recorded cancellation"
-    _signal(ex, intent, pod, children, plan)
-    recorded = ex.status.cancellation
-    cancellation = recorded.model_dump(exclude_none=True, mode="json")
-    checkpoint = ex.status.checkpoint
-    if checkpoint is not None and checkpoint.state == Phase.CANCELLED.value and not recorded.acknowledgedAt:
-        cancellation["acknowledgedAt"] = checkpoint.updatedAt or format_time(now)
-    cancellation["children"] = _children_view(children)
-    # Without cascade the children are not ours to stop, so they are not waited for either.
-    live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
-    if pod is None and not live_children:
-        _conclude(ex, intent, cancellation, plan, now)
-        return
-    if cancellation != recorded.model_dump(exclude_none=True, mode="json"):
-        plan.status["cancellation"] = cancellation
-
-
-def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: _Plan, now: datetime) -> None:
-    """The pod is gone and every child has stopped: record how it ended."""
-    stamp = format_time(now)
-    state = _checkpoint_state(ex)
-    if state in (Phase.SUCCEEDED.value, Phase.FAILED.value):
-        phase, outcome = Phase(state), Outcome.TOO_LATE
-    elif state == Phase.CANCELLED.value:
-        phase, outcome = Phase.CANCELLED, Outcome.GRACEFUL
-    elif ex.status.startedAt is None and state is None:
-        phase, outcome = Phase.CANCELLED, Outcome.NOT_STARTED
-    else:
-        phase, outcome = Phase.CANCELLED, Outcome.KILLED
-    cancellation.update(completedAt=stamp, outcome=outcome.value)
-    plan.status.update(phase=phase.value, finishedAt=stamp, cancellation=cancellation)
-    if phase == Phase.CANCELLED:
-        plan.status["message"] = f"cancelled ({outcome.value}): {intent.reason}"
-    elif ex.status.checkpoint and ex.status.checkpoint.error:
-        plan.status["message"] = ex.status.checkpoint.error
-    _condition(ex, plan, now, FINISHED, True, phase.value, f"{phase.value} (cancel outcome {outcome.value})")
-    plan.event("Cancelled" if phase == Phase.CANCELLED else "CancelIgnored",
-               f"{phase.value}: outcome {outcome.value}")
-    plan.actions.append(Observe("outcome", intent.source.value, outcome.value))
-    waited = (now - requested_at(ex, intent, now)).total_seconds()
-    plan.actions.append(Observe("complete_seconds", intent.source.value, max(waited, 0.0)))
 

@@ -142,8 +142,8 @@ class KubeApi:
                                                         _request_timeout=self.timeout)
         return out["failure"] is None
 
-    def create(self, body: dict[str, Any]) -> bool:
-        """Creates a ServiceAccount, Role, RoleBinding or Pod; False if one of that name already existed."""
+    def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Creates a ServiceAccount, Role, RoleBinding or Pod; None if one of that name already existed."""
         namespace, kind = body["metadata"]["namespace"], body["kind"]
         create = {
             "ServiceAccount": self.core.create_namespaced_service_account,
@@ -151,9 +151,24 @@ class KubeApi:
             "Role": self.rbac.create_namespaced_role,
             "RoleBinding": self.rbac.create_namespaced_role_binding,
         }[kind]
-        with self.call(f"create {kind} {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)) as out:
-            create(namespace, body, _request_timeout=self.timeout)
-        return out["failure"] is None
+        with self.call(f"create {kind} {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)):
+            created = create(namespace, body, _request_timeout=self.timeout)
+            return self.api_client.sanitize_for_serialization(created)
+        return None
+
+    def controller_uid(self, kind: str, namespace: str, name: str) -> str | None:
+        """The UID of the object's controlling owner ("" if none); None if the object is gone.
+        The one read besides a status conflict: after a create met an object of the same name."""
+        read = {
+            "ServiceAccount": self.core.read_namespaced_service_account,
+            "Pod": self.core.read_namespaced_pod,
+            "Role": self.rbac.read_namespaced_role,
+            "RoleBinding": self.rbac.read_namespaced_role_binding,
+        }[kind]
+        with self.call(f"read {kind} {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
+            found = read(name, namespace, _request_timeout=self.timeout)
+            return next((r.uid for r in found.metadata.owner_references or [] if r.controller), "")
+        return None
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
         """Deletes the pod if it is still the one we mean (`uid`); False if it was already gone."""

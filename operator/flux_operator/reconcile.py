@@ -11,12 +11,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from flux_api import TERMINAL_PHASES
+from flux_api import TERMINAL_PHASES, Phase
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
 from flux_operator import builders
 from flux_operator import decide as machine
+from flux_operator.cancelling import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.metrics import Metrics
 from flux_operator.world import Key, Snapshot, World
@@ -72,7 +73,7 @@ class Reconciler:
                                     "SignalFailed", f"could not signal: {err}; retrying")
         if failed_signal is not None:
             raise failed_signal
-        return Result(requeue_after=_next_wakeup(ex, now))
+        return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now))
 
     def _apply(self, snapshot: Snapshot, ex, action: machine.Action) -> bool:
         """False when the status write met a newer object (a Conflict): nothing after it may run."""
@@ -93,9 +94,7 @@ class Reconciler:
                 if "phase" in patch:
                     log.info("execution %s/%s: %s -> %s", ns, name, ex.phase.value, patch["phase"])
             case machine.EnsureRunner():
-                for body in (builders.service_account(ex), builders.role(ex), builders.role_binding(ex),
-                             builders.runner_pod(ex, self.runner)):
-                    self.api.create(body)
+                self._ensure_runner(ex)
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
                 self.api.delete_pod(ns, pod, grace, uid or None)
             case machine.CancelChild(name=child, reason=reason, force=force):
@@ -109,6 +108,22 @@ class Reconciler:
         return True
 
 
+    def _ensure_runner(self, ex) -> None:
+        """Creates what the runner needs, each only if it is ours: ownership goes by UID, never by name."""
+        for body in (builders.service_account(ex), builders.role(ex), builders.role_binding(ex),
+                     builders.runner_pod(ex, self.runner)):
+            created = self.api.create(body)
+            kind, name = body["kind"], body["metadata"]["name"]
+            if created is None:
+                owner = self.api.controller_uid(kind, ex.namespace, name)
+                if owner not in (None, ex.metadata.get("uid")):
+                    # A deleted predecessor of the same name still owns it: wait for the garbage collector.
+                    raise ApiFailure(f"create {kind} {ex.namespace}/{name}", Failure.CONFLICT,
+                                     "still owned by a deleted execution of the same name")
+            elif kind == "Pod":
+                self.world.pod_seen(created)  # what the write returned: no second create while the watch lags
+
+
 def _involved(snapshot: Snapshot) -> dict[str, str]:
     raw = snapshot.raw
     meta = raw["metadata"]
@@ -116,9 +131,12 @@ def _involved(snapshot: Snapshot) -> dict[str, str]:
             "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")}
 
 
-def _next_wakeup(ex, now: datetime) -> float | None:
-    """Seconds until the deadline, the one thing that changes with no event to announce it."""
-    if ex.phase in TERMINAL_PHASES or ex.spec.cancel is not None:
+def _next_wakeup(ex, pod, now: datetime) -> float | None:
+    """Seconds until something changes with no event to announce it: a deadline, or a pod overdue."""
+    if ex.phase in TERMINAL_PHASES:
         return None
-    deadline = machine.deadline_at(ex)
-    return max(0.0, (deadline - now).total_seconds()) if deadline else None
+    moments = [escalation_due(pod)] if ex.phase == Phase.CANCELLING else []
+    if ex.phase in (Phase.PENDING, Phase.RUNNING) and ex.spec.cancel is None:
+        moments.append(machine.deadline_at(ex))
+    due = [m for m in moments if m is not None]
+    return max(0.0, (min(due) - now).total_seconds()) if due else None

@@ -15,7 +15,8 @@ import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
 from flux_api.timefmt import format_time
 
-from flux_operator.decide import CANCEL_REQUESTED_AT, PodView, first_cancel_time
+from flux_operator.actions import PodView
+from flux_operator.observing import CANCEL_REQUESTED_AT, first_cancel_time
 
 Key = tuple[str, str]  # (namespace, execution name)
 

@@ -10,6 +10,7 @@ from flux_runner.errors import (
     DuplicateStep,
     NotJsonSerialisable,
     SpawnConflict,
+    SpawnLimit,
     WorkflowLoadError,
 )
 
@@ -20,5 +21,5 @@ except PackageNotFoundError:
 
 __all__ = [
     "ApiError", "ApiUnavailable", "ChildFailed", "DuplicateStep", "NotJsonSerialisable",
-    "SpawnConflict", "WorkflowContext", "WorkflowLoadError", "__version__",
+    "SpawnConflict", "SpawnLimit", "WorkflowContext", "WorkflowLoadError", "__version__",
 ]

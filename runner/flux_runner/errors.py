@@ -72,6 +72,10 @@ class SpawnConflict(WorkflowError, ValueError):
     """A child name was already requested with a different workflow or input."""
 
 
+class SpawnLimit(WorkflowError):
+    """The workflow asked for more children than one execution may have."""
+
+
 class ChildFailed(WorkflowError):
     """A spawned child ended Failed or Cancelled."""
 

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, ChildStatus, Phase, SpawnRequest
+from flux_api.types import MAX_CHILDREN
 from pydantic import ValidationError
 
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
-from flux_runner.errors import ChildFailed, SpawnConflict
+from flux_runner.errors import ChildFailed, SpawnConflict, SpawnLimit
 from flux_runner.jsonvalue import json_value
 
 POLL_INTERVAL = 0.5
@@ -90,6 +91,8 @@ class Spawner:
                 )
             log.info("child %s: already requested, waiting for it", request.name)
             return
+        if len(self._requests) >= MAX_CHILDREN:
+            raise SpawnLimit(f"cannot spawn {request.name!r}: an execution may have at most {MAX_CHILDREN} children")
         self._requests.append(request)
         log.info("child %s: requesting %s", request.name, request.workflow)
         # A merge patch replaces the whole list: send the full list, one patch at a time.

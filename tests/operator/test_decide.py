@@ -121,10 +121,32 @@ def test_pod_failure_without_checkpoint_fails_with_the_exit_message():
     assert patch["phase"] == "Failed" and "137" in patch["message"]
 
 
-def test_vanished_pod_fails_a_running_execution_and_is_not_recreated():
-    actions = decide(execution("Running"), None, [], NOW)
+def test_vanished_pod_resumes_in_a_new_pod_from_the_checkpoint():
+    """A drain or an eviction deleted the pod: not the workflow's fault, and no cancel was asked for."""
+    actions = decide(execution("Running", checkpoint={"state": "Running"}), None, [], NOW)
+    assert of(actions, EnsureRunner)
+    assert status_patch(actions) == {"resumes": 1, "observedGeneration": 1}
+    assert [(e.reason, e.key) for e in of(actions, EmitEvent)] == [("Resumed", "1")]
+
+
+def test_resumes_are_bounded():
+    actions = decide(execution("Running", status={"resumes": 5}), None, [], NOW)
     assert status_patch(actions)["phase"] == "Failed"
+    assert "given up after 5 resumes" in status_patch(actions)["message"]
     assert not of(actions, EnsureRunner)
+
+
+def test_an_evicted_pod_is_cleared_away_for_its_successor():
+    evicted = PodView(POD, phase="Failed", started=True, reason="Evicted", uid="p1")
+    actions = decide(execution("Running"), evicted, [], NOW)
+    assert of(actions, DeletePod) == [DeletePod(POD, 0, "p1")]
+    assert "phase" not in status_patch(actions), "not Failed: it resumes"
+
+
+def test_a_cancelled_execution_whose_pod_vanished_is_not_resumed():
+    actions = decide(execution("Running", cancel={"reason": "r"}, checkpoint={"state": "Running"}), None, [], NOW)
+    assert not of(actions, EnsureRunner)
+    assert status_patch(actions)["phase"] == "Cancelled"
 
 
 def test_pod_succeeded_without_final_checkpoint_is_a_failure():
@@ -386,3 +408,64 @@ def test_deciding_again_on_the_result_changes_no_status(ex, pod, kids):
     """Level-triggered: once the status is written, the same observation asks for no new status."""
     after = apply(ex, decide(ex, pod, kids, NOW))
     assert status_patch(decide(after, pod, kids, NOW)) == {}
+
+
+# --- hardening: outcomes that tell the truth, nothing stuck, caps ------------------------------------
+
+def test_a_cleanup_that_raised_is_its_own_outcome():
+    ex = cancelling({"state": "Cancelled", "error": "cleanup failed: OSError: disk full"})
+    patch = status_patch(decide(ex, None, [], NOW))
+    assert patch["cancellation"]["outcome"] == "CleanupFailed"
+    assert "cleanup raised: cleanup failed: OSError: disk full" in patch["message"]
+
+
+def test_clean_stop_cut_cleanup_and_failed_cleanup_read_differently():
+    messages = {
+        "Graceful": status_patch(decide(cancelling({"state": "Cancelled"}), None, [], NOW))["message"],
+        "CleanupFailed": status_patch(decide(cancelling({"state": "Cancelled", "error": "x"}), None, [], NOW))["message"],
+        "Killed": status_patch(decide(cancelling({"state": "Running"}), None, [], NOW))["message"],
+    }
+    assert messages["Graceful"] == "cancelled (Graceful): stop"
+    assert "(CleanupFailed)" in messages["CleanupFailed"] and "raised" in messages["CleanupFailed"]
+    assert "(Killed)" in messages["Killed"] and "grace period ran out" in messages["Killed"]
+
+
+def overdue_pod(seconds_past_grace: float) -> PodView:
+    deadline = NOW - timedelta(seconds=seconds_past_grace)
+    return running_pod(terminating=True, deletion_at=deadline.isoformat().replace("+00:00", "Z"), uid="p1")
+
+
+def test_a_pod_that_will_not_go_is_force_deleted_after_the_margin():
+    ex = cancelling({"state": "Running"})
+    assert not of(decide(ex, overdue_pod(14), [], NOW), DeletePod), "inside the margin: wait"
+    actions = decide(ex, overdue_pod(16), [], NOW)
+    assert of(actions, DeletePod) == [DeletePod(POD, 0, "p1")]
+    assert [e.reason for e in of(actions, EmitEvent)] == ["ForceDeleted"]
+    forced = apply(ex, actions)
+    assert forced.status.cancellation.forcedAt
+    patch = status_patch(decide(forced, None, [], NOW))
+    assert (patch["phase"], patch["cancellation"]["outcome"]) == ("Cancelled", "ForceDeleted")
+    assert "not confirmed by the node" in patch["message"]
+
+
+def test_cancelling_without_its_block_still_finishes():
+    ex = execution("Cancelling")
+    patch = status_patch(decide(ex, None, [], NOW))
+    assert patch["phase"] == "Cancelled"
+    assert patch["cancellation"]["reason"].startswith("unknown")
+
+
+def test_a_spawn_past_the_depth_limit_is_refused_with_a_clear_error():
+    deep = execution("Running", labels={"workflows.flux.dev/depth": "5"},
+                     status={"spawnRequests": [{"name": "job-kid", "workflow": "a.b:c"}]})
+    actions = decide(deep, running_pod(), [], NOW)
+    assert not of(actions, CreateChild)
+    assert status_patch(actions)["children"] == [
+        {"name": "job-kid", "phase": "Failed", "error": "refused: a tree of executions is at most 5 levels deep"}]
+    assert [(e.reason, e.type, e.key) for e in of(actions, EmitEvent)] == [("SpawnRefused", "Warning", "job-kid")]
+
+
+def test_a_spawn_within_the_depth_limit_goes_ahead():
+    ok = execution("Running", labels={"workflows.flux.dev/depth": "4"},
+                   status={"spawnRequests": [{"name": "job-kid", "workflow": "a.b:c"}]})
+    assert of(decide(ok, running_pod(), [], NOW), CreateChild)

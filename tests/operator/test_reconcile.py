@@ -291,3 +291,33 @@ def test_a_signal_that_fails_still_records_the_cancel_and_is_retried(api, world,
     assert api.objects[KEY]["status"]["phase"] == "Cancelling", "users see the cancel was taken"
     reasons = {e["reason"] for e in api.events.values()}
     assert "SignalFailed" in reasons and "Signalled" not in reasons
+
+
+def test_a_predecessors_leftovers_are_never_adopted(api, world, reconciler):
+    """Deleted and recreated under the same name: the old pod still terminates, owned by the old UID."""
+    api.owners[("Pod", "job-runner")] = "uid-of-the-deleted-one"
+    seed(api, world, execution())
+    with pytest.raises(Exception, match="still owned by a deleted execution"):
+        reconciler.reconcile(KEY)
+    del api.owners[("Pod", "job-runner")]  # the garbage collector took it
+    reconciler.reconcile(KEY)
+    assert ("Pod", "job-runner") in api.owners and api.owners[("Pod", "job-runner")] == "uid-job"
+
+
+def test_the_created_pod_is_known_at_once(api, world, reconciler):
+    seed(api, world, execution())
+    reconciler.reconcile(KEY)
+    assert world.snapshot(KEY).pod is not None, "no second create while the watch catches up"
+
+
+def test_an_overdue_pod_wakes_the_operator_on_time(api, world):
+    clock = NOW
+    reconciler = Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: clock)
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    reconciler.reconcile(KEY)  # -> Cancelling
+    terminating = pod(terminating=True)
+    terminating["metadata"]["deletionTimestamp"] = "2026-11-21T12:00:30Z"  # grace ends in 30 s
+    world.pod_seen(terminating)
+    result = reconciler.reconcile(KEY)
+    assert result.requeue_after == pytest.approx(45.0), "grace + the escalation margin"

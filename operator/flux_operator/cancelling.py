@@ -1,0 +1,161 @@
+"""Deciding a cancel: record it, signal the runner and the children, escalate, conclude."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flux_api import TERMINAL_PHASES, Cancellation, CancelSource, Execution, Outcome, Phase
+from flux_api.cancel import CancelIntent
+from flux_api.conditions import CANCEL_REQUESTED, FINISHED
+from flux_api.timefmt import format_time, parse_time
+
+from flux_operator.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
+from flux_operator.observing import children_view, requested_at
+
+
+def source_reason(intent: CancelIntent) -> str:
+    return f"By{intent.source.value.capitalize()}"
+
+
+def _ran(ex: Execution) -> bool:
+    return ex.status.startedAt is not None or ex.status.checkpoint is not None
+
+
+def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
+                    plan: Plan, now: datetime) -> None:
+    stamp = format_time(now)
+    cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source.value, "requestedAt": stamp,
+                                    "children": children_view(children)}
+    plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
+    plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
+    if pod is None and not children and not _ran(ex):
+        # Nothing ever ran: straight to Cancelled.
+        cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED.value)
+        plan.status.update(phase=Phase.CANCELLED.value, finishedAt=stamp, cancellation=cancellation,
+                           message=f"cancelled before it started: {intent.reason}")
+        plan.condition(ex, now, FINISHED, True, Phase.CANCELLED.value, "cancelled before the runner started")
+        plan.event("Cancelled", "cancelled before it started (NotStarted)")
+        plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
+        return
+    cancellation["signalledAt"] = stamp
+    _signal(ex, intent, pod, children, plan)
+    if pod is not None:  # also when already terminating: a restarted operator deleted it but did not say so
+        _signalled_event(ex, intent, pod, plan)
+    waited = (now - requested_at(ex, intent, now)).total_seconds()
+    plan.actions.append(Observe("signal_seconds", intent.source.value, max(waited, 0.0)))
+    live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
+    if pod is None and not live_children:
+        # The runner is already gone (an operator restart after the signal, or it just ended): conclude now.
+        _conclude(ex, intent, cancellation, plan, now)
+        return
+    plan.status.update(phase=Phase.CANCELLING.value, cancellation=cancellation)
+
+
+def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan) -> None:
+    """Idempotent: cascade to live children, then SIGTERM the runner through a graceful pod delete."""
+    if intent.cascade:
+        reason = f"parent {ex.name} cancelled: {intent.reason}"[:1024]
+        for child in children:
+            if child.phase not in TERMINAL_PHASES and child.spec.cancel is None:
+                plan.actions.append(CancelChild(child.name, reason, intent.force))
+    if pod is None:
+        return
+    if not pod.terminating:
+        plan.actions.append(DeletePod(pod.name, _grace(ex, intent), pod.uid))
+        _signalled_event(ex, intent, pod, plan)
+
+
+def _grace(ex: Execution, intent: CancelIntent) -> int:
+    return 0 if intent.force else ex.spec.gracePeriodSeconds
+
+
+def _signalled_event(ex: Execution, intent: CancelIntent, pod: PodView, plan: Plan) -> None:
+    if not any(isinstance(a, EmitEvent) and a.reason == "Signalled" for a in plan.actions):
+        plan.event("Signalled", f"runner pod {pod.name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
+
+
+# Past the pod's own deadline (deletionTimestamp = delete + grace), how long to wait for the kubelet
+# to confirm before force-deleting: a pod on a dead node never goes by itself.
+ESCALATION_MARGIN_SECONDS = 15
+
+
+def escalation_due(pod: PodView | None) -> datetime | None:
+    """When a terminating pod becomes overdue; None if it is not terminating."""
+    deadline = parse_time(pod.deletion_at) if pod is not None and pod.terminating else None
+    return deadline + timedelta(seconds=ESCALATION_MARGIN_SECONDS) if deadline else None
+
+
+def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
+               plan: Plan, now: datetime) -> None:
+    recorded = ex.status.cancellation
+    if intent is None or recorded is None:
+        # A Cancelling status without its block (the schema forbids it; an old object may have it):
+        # finish the cancel anyway rather than stop on it.
+        intent = intent or CancelIntent("unknown: status.cancellation was missing", CancelSource.SPEC)
+        recorded = Cancellation(reason=intent.reason, source=intent.source)
+        plan.status["cancellation"] = recorded.model_dump(exclude_none=True, mode="json")
+    _signal(ex, intent, pod, children, plan)
+    cancellation = recorded.model_dump(exclude_none=True, mode="json")
+    checkpoint = ex.status.checkpoint
+    if checkpoint is not None and checkpoint.state == Phase.CANCELLED.value and not recorded.acknowledgedAt:
+        cancellation["acknowledgedAt"] = checkpoint.updatedAt or format_time(now)
+    cancellation["children"] = children_view(children)
+    due = escalation_due(pod)
+    if pod is not None and due is not None and now >= due:
+        plan.actions.append(DeletePod(pod.name, 0, pod.uid))
+        cancellation.setdefault("forcedAt", format_time(now))
+        plan.event("ForceDeleted", f"runner pod {pod.name} was still terminating {ESCALATION_MARGIN_SECONDS}s past "
+                   f"its grace period (is its node down?): force-deleted", "Warning")
+    # Without cascade the children are not ours to stop, so they are not waited for either.
+    live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
+    if pod is None and not live_children:
+        _conclude(ex, intent, cancellation, plan, now)
+        return
+    if cancellation != recorded.model_dump(exclude_none=True, mode="json"):
+        plan.status["cancellation"] = cancellation
+
+
+def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: Plan, now: datetime) -> None:
+    """The pod is gone and every child has stopped: record how it ended."""
+    stamp = format_time(now)
+    phase, outcome = _ending(ex, cancellation)
+    cancellation.update(completedAt=stamp, outcome=outcome.value)
+    plan.status.update(phase=phase.value, finishedAt=stamp, cancellation=cancellation)
+    if phase == Phase.CANCELLED:
+        plan.status["message"] = f"cancelled ({outcome.value}): {intent.reason}{_MESSAGES[outcome](ex)}"[:8192]
+    elif ex.status.checkpoint and ex.status.checkpoint.error:
+        plan.status["message"] = ex.status.checkpoint.error
+    plan.condition(ex, now, FINISHED, True, phase.value, f"{phase.value} (cancel outcome {outcome.value})")
+    plan.event("Cancelled" if phase == Phase.CANCELLED else "CancelIgnored",
+               f"{phase.value}: outcome {outcome.value}")
+    plan.actions.append(Observe("outcome", intent.source.value, outcome.value))
+    waited = (now - requested_at(ex, intent, now)).total_seconds()
+    plan.actions.append(Observe("complete_seconds", intent.source.value, max(waited, 0.0)))
+
+
+
+def _ending(ex: Execution, cancellation: dict[str, Any]) -> tuple[Phase, Outcome]:
+    """Tells apart a clean stop, a cleanup that raised, one cut by the grace period, and a forced one."""
+    checkpoint = ex.status.checkpoint
+    state = checkpoint.state if checkpoint else None
+    if state in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+        return Phase(state), Outcome.TOO_LATE
+    if state == Phase.CANCELLED.value:
+        return Phase.CANCELLED, Outcome.CLEANUP_FAILED if checkpoint.error else Outcome.GRACEFUL
+    if ex.status.startedAt is None and state is None:
+        return Phase.CANCELLED, Outcome.NOT_STARTED
+    if cancellation.get("forcedAt"):
+        return Phase.CANCELLED, Outcome.FORCE_DELETED
+    return Phase.CANCELLED, Outcome.KILLED
+
+
+_MESSAGES = {
+    Outcome.GRACEFUL: lambda ex: "",
+    Outcome.CLEANUP_FAILED: lambda ex: f"; the workflow stopped but its cleanup raised: {ex.status.checkpoint.error}",
+    Outcome.KILLED: lambda ex: "; the grace period ran out before the workflow finished cleaning up (SIGKILL)",
+    Outcome.FORCE_DELETED: lambda ex: "; its pod outlived the grace period and was force-deleted, so the stop "
+                                      "is not confirmed by the node",
+    Outcome.NOT_STARTED: lambda ex: "",
+    Outcome.TOO_LATE: lambda ex: "",
+}

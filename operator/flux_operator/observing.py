@@ -1,0 +1,81 @@
+"""What decisions read off an execution: the cancel asked for, its deadline, when it was requested."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flux_api import CANCEL_ANNOTATION, CancelSource, Execution, Phase
+from flux_api.cancel import CancelIntent, recorded_or_requested
+from flux_api.names import DEADLINE_REASON
+from flux_api.timefmt import parse_time
+
+# --- observing --------------------------------------------------------------------------------------
+
+def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
+    """The cancel asked for, from whichever way in came first; None when nobody asked."""
+    recorded = ex.status.cancellation
+    found = recorded_or_requested({
+        "metadata": ex.metadata,
+        "spec": {"cancel": ex.spec.cancel.model_dump() if ex.spec.cancel else None},
+        "status": {"cancellation": recorded.model_dump(mode="json") if recorded else None},
+    })
+    if found is not None:
+        return found
+    deadline = deadline_at(ex)
+    if deadline is not None and now >= deadline:
+        return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE)
+    return None
+
+
+def deadline_at(ex: Execution) -> datetime | None:
+    if ex.spec.activeDeadlineSeconds is None:
+        return None
+    start = parse_time(ex.status.startedAt) or parse_time(ex.metadata.get("creationTimestamp"))
+    return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
+
+
+# Where a cancel request lands in managedFields, and where the watch cache keeps its time.
+_CANCEL_FIELD_PATHS = (("f:spec", "f:cancel"), ("f:metadata", "f:annotations", f"f:{CANCEL_ANNOTATION}"))
+CANCEL_REQUESTED_AT = "flux.internal/cancelRequestedAt"
+
+
+def first_cancel_time(managed_fields: list[dict[str, Any]] | None) -> datetime | None:
+    """When a cancel request first reached the API: the managedFields entry that set it (second precision)."""
+    times = []
+    for entry in managed_fields or []:
+        for path in _CANCEL_FIELD_PATHS:
+            node: Any = entry.get("fieldsV1") or {}
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            moment = parse_time(entry.get("time")) if node is not None else None
+            if moment is not None:
+                times.append(moment)
+    return min(times, default=None)
+
+
+def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime:
+    if intent.source == CancelSource.DEADLINE:
+        return deadline_at(ex) or now
+    return parse_time(ex.metadata.get(CANCEL_REQUESTED_AT)) or first_cancel_time(ex.metadata.get("managedFields")) \
+        or now
+
+
+def checkpoint_state(ex: Execution) -> str | None:
+    return ex.status.checkpoint.state if ex.status.checkpoint else None
+
+
+def children_view(children: list[Execution]) -> list[dict[str, Any]]:
+    return [{"name": c.name, "phase": c.phase.value} for c in sorted(children, key=lambda c: c.name)]
+
+
+def mirror_children(children: list[Execution]) -> list[dict[str, Any]]:
+    out = []
+    for c in sorted(children, key=lambda c: c.name):
+        entry: dict[str, Any] = {"name": c.name, "phase": c.phase.value}
+        if c.status.checkpoint is not None and c.status.checkpoint.result is not None:
+            entry["result"] = c.status.checkpoint.result
+        if c.phase in (Phase.FAILED, Phase.CANCELLED) and c.status.message:
+            entry["error"] = c.status.message
+        out.append(entry)
+    return out
