@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flux_api import policy
 from flux_api.names import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from flux_api.types import ExecutionSpec, ExecutionStatus
 
@@ -19,6 +20,8 @@ REPO = Path(__file__).resolve().parents[2]  # a development tool: run from the c
 CRD_FILE = f"{PLURAL}.{GROUP}.yaml"
 CANONICAL = REPO / "crds" / CRD_FILE
 CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / CRD_FILE
+POLICY = REPO / "crds" / "runner-status-policy.yaml"
+CHART_POLICY = REPO / "charts" / "flux-operator" / "crds" / "runner-status-policy.yaml"
 
 CANCEL_IMMUTABLE = {
     "rule": "!has(oldSelf.cancel) || (has(self.cancel) && self.cancel == oldSelf.cancel)",
@@ -155,24 +158,36 @@ def render() -> str:
     return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
 
 
+def render_policy() -> str:
+    import yaml
+
+    header = "# Generated from api/flux_api/policy.py by `make crds`. Do not edit by hand.\n"
+    return header + yaml.safe_dump_all([policy.policy(), policy.binding()], sort_keys=False, width=120)
+
+
+def outputs() -> dict[Path, str]:
+    """Every generated file and its text: the CRD and the runner policy, in crds/ and in the chart."""
+    crd_text, policy_text = render(), render_policy()
+    return {CANONICAL: crd_text, CHART_COPY: crd_text, POLICY: policy_text, CHART_POLICY: policy_text}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    text = render()
-    targets = [CANONICAL, CHART_COPY]
+    files = outputs()
     if args.write:
-        for path in targets:
+        for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
         return 0
     if args.check:
-        stale = [str(p) for p in targets if not p.exists() or p.read_text() != text]
+        stale = [str(p) for p, text in files.items() if not p.exists() or p.read_text() != text]
         for path in stale:
             print(f"{path} is out of date: run `make crds`", file=sys.stderr)
         return 1 if stale else 0
-    sys.stdout.write(text)
+    sys.stdout.write(files[CANONICAL])
     return 0
 
 

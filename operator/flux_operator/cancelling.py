@@ -42,6 +42,9 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
     _signal(ex, intent, pod, children, plan)
     if pod is not None:  # also when already terminating: a restarted operator deleted it but did not say so
         _signalled_event(ex, intent, pod, plan)
+    elif _ran(ex):
+        # It ran and its pod is gone: an operator that died after the delete, before saying so.
+        plan.event("Signalled", f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
     waited = (now - requested_at(ex, intent, now)).total_seconds()
     plan.actions.append(Observe("signal_seconds", intent.source.value, max(waited, 0.0)))
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []

@@ -30,6 +30,21 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.stop()
 
 
+# Index handlers fill the World. kopf runs them for every object before any event handler, and
+# starts event handlers only once the first full listing of BOTH kinds is indexed: so no decision
+# is ever made from an execution whose pod has not been listed yet (a cold start after failover).
+# They return None: the World is the store, kopf keeps no second copy.
+
+@kopf.index(GROUP, VERSION, PLURAL)
+async def executions_watched(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.world.execution_seen(dict(body))
+
+
+@kopf.index("", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT})
+async def runner_pods_watched(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.world.pod_seen(dict(body))
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def execution_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     world, raw = memo.runtime.world, event["object"]

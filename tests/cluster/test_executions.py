@@ -105,6 +105,41 @@ def test_runner_may_touch_only_its_own_execution(fx, kubectl, verb, resource, na
     assert kubectl(*args, check=False).stdout.strip() == allowed
 
 
+def _as_runner(kubectl, fx, name: str, target: str, status: dict):
+    return kubectl("patch", f"executions.{GROUP}", target, "-n", fx.ns, "--subresource=status", "--type=merge",
+                   "-p", json.dumps({"status": status}), f"--as=system:serviceaccount:{fx.ns}:flux-runner-{name}",
+                   check=False)
+
+
+@pytest.mark.parametrize("forged", [
+    {"phase": "Succeeded"},
+    {"startedAt": "2030-01-01T00:00:00.000Z"},
+    {"cancellation": {"reason": "mine", "source": "spec"}},
+    {"conditions": []},
+    {"children": [{"name": "x", "phase": "Succeeded"}]},
+    {"message": "all good"},
+])
+def test_a_runner_cannot_forge_what_the_operator_owns(fx, kubectl, forged):
+    """Enforced by the API server (a ValidatingAdmissionPolicy), not by the runner's good manners."""
+    fx.create(longrun("forger"))
+    fx.wait_step("forger")
+    refused = _as_runner(kubectl, fx, "forger", "forger", forged)
+    assert refused.returncode != 0
+    field = next(iter(forged))
+    assert f"not status.{field}" in refused.stderr, refused.stderr
+    assert fx.phase("forger") == "Running"
+
+
+def test_a_runner_may_write_its_checkpoint_but_not_anothers_status(fx, kubectl):
+    fx.create(longrun("honest"))
+    fx.create(longrun("victim", steps=1, seconds=0.1))
+    fx.wait_step("honest")
+    own = _as_runner(kubectl, fx, "honest", "honest", {"checkpoint": {"state": "Running", "sequence": 999}})
+    assert own.returncode == 0, own.stderr
+    other = _as_runner(kubectl, fx, "honest", "victim", {"checkpoint": {"state": "Succeeded", "sequence": 1}})
+    assert other.returncode != 0 and "forbidden" in other.stderr.lower()
+
+
 # --- cancelling ------------------------------------------------------------------------------------
 
 def test_cancel_running_is_graceful_and_recorded(fx, cluster):

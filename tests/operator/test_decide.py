@@ -469,3 +469,11 @@ def test_a_spawn_within_the_depth_limit_goes_ahead():
     ok = execution("Running", labels={"workflows.flux.dev/depth": "4"},
                    status={"spawnRequests": [{"name": "job-kid", "workflow": "a.b:c"}]})
     assert of(decide(ok, running_pod(), [], NOW), CreateChild)
+
+
+def test_the_signal_is_reported_once_even_if_the_operator_died_right_after_the_delete():
+    """Restarted: a cancel requested, the runner ran, its pod is already gone, nothing recorded yet."""
+    ex = execution("Running", cancel={"reason": "r"}, checkpoint={"state": "Cancelled"})
+    actions = decide(ex, None, [], NOW)
+    assert [e.reason for e in of(actions, EmitEvent)] == ["CancelRequested", "Signalled", "Cancelled"]
+    assert status_patch(actions)["cancellation"]["outcome"] == "Graceful"

@@ -54,3 +54,14 @@ def test_a_pod_event_names_its_execution() -> None:
     asyncio.run(handlers.runner_pod_event(event={"type": "MODIFIED", "object": pod}, memo=m))
     asyncio.run(handlers.runner_pod_event(event={"type": "DELETED", "object": pod}, memo=m))
     assert m.runtime.controller.keys == [("ns", "job"), ("ns", "job")]
+
+
+def test_index_handlers_fill_the_world_before_any_event_handler() -> None:
+    m = memo()
+    asyncio.run(handlers.executions_watched(body=kopf.Body(execution("job")), memo=m))
+    pod = {"metadata": {"name": "job-runner", "namespace": "ns", "uid": "p", "ownerReferences": [
+        {"uid": "u-job", "controller": True}], "labels": {"workflows.flux.dev/execution": "job"}},
+        "status": {"phase": "Running"}}
+    asyncio.run(handlers.runner_pods_watched(body=kopf.Body(pod), memo=m))
+    assert m.runtime.world.snapshot(("ns", "job")).pod.name == "job-runner"
+    assert m.runtime.controller.keys == [], "indexing names nothing: event handlers do, once all is listed"
