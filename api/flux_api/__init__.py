@@ -27,12 +27,14 @@ from flux_api.types import (
     Outcome,
     Phase,
     SpawnRequest,
+    StepLedger,
     StepRecord,
+    StepRun,
 )
 
 __all__ = [
     "API_VERSION", "CANCEL_ANNOTATION", "EXECUTION_LABEL", "GROUP", "KIND", "PARENT_LABEL",
     "PLURAL", "SHORT_NAMES", "SINGULAR", "VERSION", "TERMINAL_PHASES", "CancelRequest",
     "CancelSource", "Cancellation", "Checkpoint", "ChildRef", "ChildStatus", "Condition", "Execution",
-    "ExecutionSpec", "ExecutionStatus", "Outcome", "Phase", "SpawnRequest", "StepRecord",
+    "ExecutionSpec", "ExecutionStatus", "Outcome", "Phase", "SpawnRequest", "StepLedger", "StepRecord", "StepRun",
 ]

@@ -102,12 +102,37 @@ class StepRecord(_Model):
     completedAt: Stamp | None = None
 
 
+class StepRun(_Model):
+    """Consecutive numbered steps: prefix + first ... prefix + last."""
+
+    prefix: Name
+    first: int = Field(ge=0)
+    last: int = Field(ge=0)
+
+
+class StepLedger(_Model):
+    """Every finished step, compactly (flux_api.ledger): numbered runs, then other names."""
+
+    runs: list[StepRun] = Field(default_factory=list)
+    names: list[Name] = Field(default_factory=list)
+
+
+# The runner keeps its checkpoint (step ledger, results, data, recent steps) within this many bytes
+# of JSON; a workflow that would need more fails once with CheckpointTooLarge (no crash loop).
+CHECKPOINT_BUDGET = 256 * 1024
+RECENT_STEPS = 20
+
+
 class Checkpoint(_Model):
     """Written by the runner after every step and once more when it stops."""
 
     state: str = Field(max_length=32, description="Running, Succeeded, Failed or Cancelled.")
     sequence: int = Field(0, ge=0)
-    steps: list[StepRecord] = Field(default_factory=list)
+    steps: list[StepRecord] = Field(
+        default_factory=list, description=f"The latest steps (at most {RECENT_STEPS}), for people to read.")
+    stepCount: int = Field(0, ge=0, description="How many steps have finished in all.")
+    done: StepLedger | None = Field(None, description="Every finished step, so a restart skips them.")
+    results: dict[str, Any] = Field(default_factory=dict, description="Results of finished steps, by name.")
     data: Any = None
     result: Any = None
     error: Text | None = None

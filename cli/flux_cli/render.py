@@ -245,7 +245,7 @@ def _checkpoint_json(checkpoint: dict[str, Any] | None) -> dict[str, Any] | None
     return {
         "state": checkpoint.get("state"),
         "sequence": checkpoint.get("sequence"),
-        "stepsCount": len(steps),
+        "stepsCount": checkpoint.get("stepCount") or len(steps),  # steps lists only the latest ones
         "lastStep": {"name": last.get("name"), "completedAt": last.get("completedAt")} if last else None,
         "data": checkpoint.get("data"),
         "result": checkpoint.get("result"),

@@ -7,6 +7,7 @@ restart in any phase, does nothing twice (level-triggered). Cancels are decided 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase
@@ -149,6 +150,7 @@ def _spawn_children(ex: Execution, children: list[Execution], plan: Plan) -> Non
         plan.status["children"] = mirror
 
 
+REASON_PREFIX = re.compile(r"^[A-Z][A-Za-z]{2,63}:")
 # Pod failures that say nothing about the workflow: it resumes from its checkpoint in a new pod.
 DISRUPTIONS = frozenset({"Evicted", "Preempting", "Terminated", "DeletionByTaintManager", "NodeShutdown",
                          "NodeLost"})
@@ -182,6 +184,8 @@ def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelInte
         plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
         plan.event("CancelIgnored", f"workflow finished ({phase.value}) before the cancel took effect")
         plan.actions.append(Observe("outcome", intent.source.value, Outcome.TOO_LATE.value))
-    plan.condition(ex, now, FINISHED, True, phase.value, error or f"execution {phase.value.lower()}")
+    # A runner's error may name its reason ("CheckpointTooLarge: ..."): the condition carries it.
+    reason = error.split(":", 1)[0] if error and REASON_PREFIX.match(error) else phase.value
+    plan.condition(ex, now, FINISHED, True, reason, error or f"execution {phase.value.lower()}")
 
 

@@ -26,6 +26,7 @@ from flux_runner.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    TooLarge,
     Unauthorized,
 )
 from flux_runner.settings import Settings
@@ -136,6 +137,8 @@ class ExecutionClient:
             else:
                 if response.is_success:
                     return _json_object(response)
+                if classify(response.status_code, response.text) is Failure.TOO_LARGE:
+                    raise _error(method, path, response, TooLarge)  # retrying cannot make it smaller
                 if not _retryable(response.status_code):
                     raise _error(method, path, response)
                 problem, retry_after = f"HTTP {response.status_code}", _retry_after(response)
@@ -174,11 +177,11 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _error(method: str, path: str, response: httpx.Response) -> ApiError:
+def _error(method: str, path: str, response: httpx.Response, error_type: type[ApiError] | None = None) -> ApiError:
     # The API server explains itself in a metav1.Status; fall back to the raw text.
     try:
         reason = response.json().get("message") or response.text
     except (ValueError, AttributeError):
         reason = response.text
-    error_type = _ERRORS_BY_KIND.get(classify(response.status_code, str(reason)), ApiError)
+    error_type = error_type or _ERRORS_BY_KIND.get(classify(response.status_code, str(reason)), ApiError)
     return error_type(f"{method} {path}: HTTP {response.status_code}: {reason}".strip(), response.status_code)

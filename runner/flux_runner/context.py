@@ -50,7 +50,7 @@ class WorkflowContext:
         A cancel can land just after a step was recorded and before the workflow sees its
         result, so cleanup code should count from here rather than from its own variables.
         """
-        return [step.name for step in self._journal.steps]
+        return self._journal.step_names
 
     def raise_if_cancelled(self) -> None:
         if self._switch.requested:
@@ -63,18 +63,17 @@ class WorkflowContext:
         keep them short, or make long work `async`.
         """
         self._claim(name)
-        recorded = self._journal.recorded(name)
-        if recorded is not None:
-            self.log.info("step %s: done before the restart, reusing its result", name)
-            return recorded.result
+        if self._journal.done(name):
+            self.log.debug("step %s: done before the restart, reusing its result", name)
+            return self._journal.result(name)
         await self._check_cancel()
-        self.log.info("step %s: started", name)
+        self.log.debug("step %s: started", name)
         value = fn(*args)
         if inspect.isawaitable(value):
             value = await value
         result = json_value(value, f"the result of step {name!r}")
         await self._switch.enforce(await self._journal.record_step(name, result))
-        self.log.info("step %s: done", name)
+        self.log.debug("step %s: done", name)
         return result
 
     async def checkpoint(self, data: Any) -> None:

@@ -44,6 +44,10 @@ class Invalid(ApiError):
 # --- The workflow. These end the workflow as Failed (exit 0: retrying cannot help).
 
 
+class TooLarge(ApiError):
+    """The API server (or etcd behind it) refused the object as too large."""
+
+
 class WorkflowError(Exception):
     """Base of the errors a workflow sees from its context."""
 
@@ -70,6 +74,14 @@ class CheckpointRejected(WorkflowError):
 
 class SpawnConflict(WorkflowError, ValueError):
     """A child name was already requested with a different workflow or input."""
+
+
+class CheckpointTooLarge(WorkflowError):
+    """The checkpoint would outgrow its budget (flux_api.types.CHECKPOINT_BUDGET)."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if text.startswith("CheckpointTooLarge") else f"CheckpointTooLarge: {text}"
 
 
 class SpawnLimit(WorkflowError):

@@ -1,16 +1,19 @@
-"""The checkpoint: kept in memory, written whole to status.checkpoint on every change."""
+"""The checkpoint: kept in memory, written whole (and bounded) to status.checkpoint on every change."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, Checkpoint, Phase, StepRecord
+from flux_api.ledger import Ledger
 from flux_api.timefmt import now_text
+from flux_api.types import CHECKPOINT_BUDGET, RECENT_STEPS
 from pydantic import ValidationError
 
 from flux_runner.client import ExecutionClient
-from flux_runner.errors import CheckpointRejected, Invalid, InvalidSpec
+from flux_runner.errors import CheckpointRejected, CheckpointTooLarge, Invalid, InvalidSpec, TooLarge
 
 FINAL_STATES = frozenset(phase.value for phase in TERMINAL_PHASES)
 
@@ -26,52 +29,93 @@ def recorded_checkpoint(execution: dict[str, Any]) -> Checkpoint | None:
 
 
 class Journal:
-    def __init__(self, api: ExecutionClient, previous: Checkpoint | None = None) -> None:
+    """Steps done (a compact ledger), their results, the workflow's data: the bounded checkpoint.
+
+    Each write sends the whole checkpoint, which never grows past CHECKPOINT_BUDGET: what would
+    push it past is refused here with CheckpointTooLarge, before the API server has to.
+    """
+
+    def __init__(self, api: ExecutionClient, previous: Checkpoint | None = None,
+                 budget: int = CHECKPOINT_BUDGET) -> None:
         self._api = api
         previous = previous or Checkpoint(state=Phase.RUNNING)
+        self.budget = budget
         self.sequence = previous.sequence  # continues across restarts: strictly increasing
-        self.steps: list[StepRecord] = list(previous.steps)
+        self.recent: list[StepRecord] = list(previous.steps)[-RECENT_STEPS:]
+        legacy = [] if previous.done is not None else [step.name for step in previous.steps]
+        self.ledger = Ledger(previous.done, legacy)
+        self.results: dict[str, Any] = dict(previous.results)
+        for step in previous.steps:  # older checkpoints kept results on the step records
+            if step.result is not None:
+                self.results.setdefault(step.name, step.result)
+        self.count = max(previous.stepCount, len(self.ledger))
         self.data: Any = previous.data
-        self._recorded = {step.name: step for step in previous.steps}
         # Concurrent steps (asyncio.gather) must not interleave: sequence order = write order.
         self._lock = asyncio.Lock()
 
-    def recorded(self, name: str) -> StepRecord | None:
-        """The step's record from an earlier run of this Execution (before a restart)."""
-        return self._recorded.get(name)
+    def done(self, name: str) -> bool:
+        """The step finished in an earlier run of this Execution (before a restart)."""
+        return name in self.ledger
+
+    def result(self, name: str) -> Any:
+        return self.results.get(name)
+
+    @property
+    def step_names(self) -> list[str]:
+        return list(self.ledger)
 
     async def record_step(self, name: str, result: Any) -> dict[str, Any]:
-        step = StepRecord(name=name, result=result, completedAt=now_text())
-        self.steps.append(step)
+        self.ledger.add(name)
+        if result is not None:
+            self.results[name] = result
+        self.recent = [*self.recent, StepRecord(name=name, completedAt=now_text())][-RECENT_STEPS:]
+        self.count += 1
         try:
             return await self._write(Phase.RUNNING)
-        except Invalid as exc:
+        except (Invalid, CheckpointTooLarge) as exc:
             # Without the offending step the final Failed checkpoint can still be written.
-            self.steps.remove(step)
+            self.ledger.discard_last(name)
+            self.results.pop(name, None)
+            self.recent = [r for r in self.recent if r.name != name]
+            self.count -= 1
+            if isinstance(exc, CheckpointTooLarge):
+                raise CheckpointTooLarge(f"the result of step {name!r} does not fit: {exc}") from None
             raise CheckpointRejected(f"the API server rejected the checkpoint of step {name!r}: {exc}") from exc
 
     async def save_data(self, data: Any) -> dict[str, Any]:
         previous, self.data = self.data, data
         try:
             return await self._write(Phase.RUNNING)
-        except Invalid as exc:
+        except (Invalid, CheckpointTooLarge) as exc:
             self.data = previous
+            if isinstance(exc, CheckpointTooLarge):
+                raise CheckpointTooLarge(f"the checkpoint data does not fit: {exc}") from None
             raise CheckpointRejected(f"the API server rejected the checkpoint data: {exc}") from exc
 
     async def finish(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
-        return await self._write(state, result, error)
+        try:
+            return await self._write(state, result, error)
+        except CheckpointTooLarge as exc:
+            # The final word must land: the result goes, the reason stays.
+            return await self._write(Phase.FAILED, None, f"CheckpointTooLarge: the workflow result does not fit: {exc}")
+
+    def checkpoint(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
+        return Checkpoint(
+            state=state, sequence=self.sequence, steps=self.recent, stepCount=self.count,
+            done=self.ledger.stored(), results=self.results, data=self.data, result=result, error=error,
+            updatedAt=now_text(),
+        ).model_dump(mode="json")
 
     async def _write(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
         async with self._lock:
+            checkpoint = self.checkpoint(state, result, error)
+            size = len(json.dumps(checkpoint, separators=(",", ":")))
+            if size > self.budget:
+                raise CheckpointTooLarge(f"{size} bytes of checkpoint, the budget is {self.budget}")
             self.sequence += 1
-            checkpoint = Checkpoint(
-                state=state,
-                sequence=self.sequence,
-                steps=self.steps,
-                data=self.data,
-                result=result,
-                error=error,
-                updatedAt=now_text(),
-            )
+            checkpoint["sequence"] = self.sequence
             # Every key is sent, None included: in a merge patch None deletes a stale value.
-            return await self._api.patch_status({"checkpoint": checkpoint.model_dump(mode="json")})
+            try:
+                return await self._api.patch_status({"checkpoint": checkpoint})
+            except TooLarge as exc:
+                raise CheckpointTooLarge(f"the API server refused {size} bytes: {exc}") from exc

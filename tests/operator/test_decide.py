@@ -477,3 +477,14 @@ def test_the_signal_is_reported_once_even_if_the_operator_died_right_after_the_d
     actions = decide(ex, None, [], NOW)
     assert [e.reason for e in of(actions, EmitEvent)] == ["CancelRequested", "Signalled", "Cancelled"]
     assert status_patch(actions)["cancellation"]["outcome"] == "Graceful"
+
+
+def test_a_named_runner_error_becomes_the_finished_reason():
+    ex = execution("Running", checkpoint={"state": "Failed", "error": "CheckpointTooLarge: 300000 bytes"})
+    patch = status_patch(decide(ex, running_pod(), [], NOW))
+    finished = next(c for c in patch["conditions"] if c["type"] == "Finished")
+    assert (patch["phase"], finished["reason"]) == ("Failed", "CheckpointTooLarge")
+    plain = execution("Running", checkpoint={"state": "Failed", "error": "ValueError: bad"})
+    finished = next(c for c in status_patch(decide(plain, running_pod(), [], NOW))["conditions"]
+                    if c["type"] == "Finished")
+    assert finished["reason"] == "ValueError"

@@ -1,6 +1,7 @@
 """ctx: steps and their replay after a restart, checkpoints, cancel at step boundaries, spawn."""
 
 import asyncio
+import json
 import re
 
 import pytest
@@ -57,7 +58,10 @@ def test_each_step_is_checkpointed_with_an_increasing_sequence(api, token):
     checkpoints = api.checkpoints
     assert [c["sequence"] for c in checkpoints] == [1, 2]
     assert {c["state"] for c in checkpoints} == {"Running"}
-    assert [(s["name"], s["result"]) for s in checkpoints[-1]["steps"]] == [("one", 1), ("two", 2)]
+    assert [s["name"] for s in checkpoints[-1]["steps"]] == ["one", "two"]
+    assert checkpoints[-1]["results"] == {"one": 1, "two": 2}
+    assert checkpoints[-1]["done"] == {"runs": [], "names": ["one", "two"]}
+    assert checkpoints[-1]["stepCount"] == 2
     assert all(RFC3339_UTC.match(c["updatedAt"]) for c in checkpoints)
     assert all(RFC3339_UTC.match(s["completedAt"]) for s in checkpoints[-1]["steps"])
 
@@ -344,3 +348,62 @@ def test_a_bad_spawn_is_refused_before_anything_is_requested(api, token, workflo
     with pytest.raises(ValueError, match=message):
         task.result()
     assert not [r for r in api.requests if r.method == "PATCH"]
+
+
+# --- bounded checkpoint -----------------------------------------------------------------------------
+
+def test_a_hundred_thousand_small_steps_cost_the_same_at_the_end_as_at_the_start(api, token):
+    async def workflow(ctx, input):
+        for i in range(100_000):
+            await ctx.step(f"step-{i}", lambda: None)
+        return "done"
+
+    task, _ = run_workflow(api, token, workflow)
+    assert task.result() == "done"
+    sizes = [len(json.dumps(r.body)) for r in api.requests if r.method == "PATCH"]
+    assert len(sizes) == 100_000
+    # Past the first 20 (the recent-steps list filling up), only the step numbers' digits grow.
+    assert max(sizes[-100:]) - min(sizes[1000:1100]) <= 40, "each write costs the same at step 100,000"
+    final = api.checkpoint
+    assert final["stepCount"] == 100_000 and len(final["steps"]) == 20
+    assert final["done"]["runs"] == [{"prefix": "step-", "first": 0, "last": 99_999}]
+
+
+def test_a_restart_after_many_steps_runs_none_of_them_again(api, token):
+    api.status["checkpoint"] = {"state": "Running", "sequence": 5, "stepCount": 50_000,
+                                "done": {"runs": [{"prefix": "step-", "first": 0, "last": 49_999}], "names": []},
+                                "results": {"step-7": 7}}
+    ran = []
+
+    async def workflow(ctx, input):
+        seven = None
+        for i in range(50_001):
+            value = await ctx.step(f"step-{i}", lambda i=i: ran.append(i) or i)
+            seven = value if i == 7 else seven
+        return seven
+
+    task, _ = run_workflow(api, token, workflow)
+    assert ran == [50_000], "only the step that had not finished ran"
+    assert task.result() == 7, "a replayed step returns its recorded result"
+
+
+def test_a_step_result_over_the_budget_fails_the_workflow_once_with_a_clear_reason(api, token):
+    async def workflow(ctx, input):
+        await ctx.step("small", lambda: 1)
+        await ctx.step("huge", lambda: "x" * 300_000)
+        return "never"
+
+    task, _ = run_workflow(api, token, workflow)
+    error = task.exception()
+    assert "CheckpointTooLarge" in str(error) and "'huge'" in str(error)
+    assert api.checkpoint["results"] == {"small": 1}, "the refused step is not half-recorded"
+
+
+def test_the_runner_records_checkpoint_too_large_and_exits_cleanly(token):
+    from flux_runner.main import run
+
+    api = FakeExecutionApi(new_execution("big", "flux_examples.bigresults:main", {"steps": 3, "kilobytes": 200}))
+    code = asyncio.run(run(api.client(token), termination_log=token.parent / "termination"))
+    assert code == 0, "no crash loop: the outcome is recorded"
+    assert api.checkpoint["state"] == "Failed"
+    assert api.checkpoint["error"].startswith("CheckpointTooLarge")
