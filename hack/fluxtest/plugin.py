@@ -4,9 +4,11 @@ a fresh namespace per test, the operator as a local process. Enabled by tests/co
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -121,14 +123,25 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
         self.log_path = logs / f"operator-{os.getpid()}.log"
 
-    def start(self, *extra: str) -> None:
+    def health(self) -> tuple[int, dict]:
+        """/healthz as (HTTP status, JSON body); (0, {}) while nothing answers."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+        except OSError:
+            return 0, {}
+
+    def start(self, *extra: str, wait_healthy: bool = True) -> None:
         self.metrics_port, self.health_port = free_port(), free_port()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flux_operator", "--metrics-port", str(self.metrics_port),
                  "--health-port", str(self.health_port), "--lease-seconds", "5", *extra],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout=60, what="operator liveness")
+        if wait_healthy:
+            wait_for(self._healthy, timeout=60, what="operator liveness")
 
     def _healthy(self) -> bool:
         try:

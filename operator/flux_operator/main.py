@@ -88,7 +88,7 @@ def options(args: argparse.Namespace) -> Options:
                    leader_election=args.leader_elect, lease_namespace=args.leader_election_namespace,
                    lease_name=args.leader_election_id, lease_seconds=lease, renew_deadline=lease * 2 / 3,
                    retry_seconds=min(2.0, lease / 5), renew_seconds=lease * 0.4, metrics_port=args.metrics_port,
-                   health_port=args.health_port, stale_after=max(30.0, 2 * lease))
+                   health_port=args.health_port, stale_after=max(30.0, 2 * lease), namespaces=args.namespaces)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flux_api import GROUP, VERSION
-from flux_api.errors import Failure
 
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
@@ -16,6 +15,7 @@ from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.leader import LeaderElector
 from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
+from flux_operator.startup import api_served, missing_permissions
 from flux_operator.workqueue import WorkQueue
 from flux_operator.world import World
 
@@ -38,6 +38,7 @@ class Options:
     metrics_port: int = 0
     health_port: int = 0
     stale_after: float = 30.0
+    namespaces: list[str] = field(default_factory=list)
 
 
 class Runtime:
@@ -72,7 +73,7 @@ class Runtime:
         self.controller.start(self.options.safety_seconds)
         if self.options.leader_election:
             threading.Thread(target=self.elector.run, name="leader-election", daemon=True).start()
-        threading.Thread(target=self._watch_api_served, name="crd-check", daemon=True).start()
+        threading.Thread(target=self._startup_checks, name="startup-checks", daemon=True).start()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -88,25 +89,28 @@ class Runtime:
     def _stopped_leading(self) -> None:
         log.warning("%s stopped acting: another replica leads", self.options.identity)
 
-    def _watch_api_served(self) -> None:
-        """One clear line and a red probe while the Execution CRD is not installed."""
-        said = False
+    def _startup_checks(self) -> None:
+        """One clear line and a red probe while the CRD is missing or a permission is; re-checked until fixed."""
+        said: dict[str, str] = {}
         while not self._stopped.is_set():
             try:
-                with self.api.call("discover the Execution API", tolerate=(Failure.NOT_FOUND,)) as out:
-                    self.api.custom.api_client.call_api(f"/apis/{GROUP}/{VERSION}", "GET", auth_settings=["BearerToken"],
-                                                        _request_timeout=self.api.timeout, _preload_content=False)
-                missing = out["failure"] is Failure.NOT_FOUND
+                served = api_served(self.api)
+                missing = missing_permissions(self.api, self.options.namespaces,
+                                              self.options.lease_namespace if self.options.leader_election else None)
             except ApiFailure as err:
-                log.warning("discovery of the Execution API: %s", err)
+                log.warning("start-up checks could not run: %s", err)
                 self._stopped.wait(5)
                 continue
-            if missing and not said:
-                log.error("the Execution API (%s/%s) is not served: install the CRD (kubectl apply -f crds/)",
-                          GROUP, VERSION)
-            said = missing
-            self.health.set_problem("crd", f"{GROUP}/{VERSION} is not served: the CRD is not installed"
-                                    if missing else None)
-            if not missing:
-                return  # found once: from here kopf's watch reports trouble with it
+            problems = {
+                "crd": None if served else f"the Execution API ({GROUP}/{VERSION}) is not served: "
+                                           "install the CRD (kubectl apply -f crds/)",
+                "permissions": None if not missing else "missing permissions: " + "; ".join(missing),
+            }
+            for name, problem in problems.items():
+                if problem and said.get(name) != problem:
+                    log.error("%s", problem)
+                said[name] = problem or ""
+                self.health.set_problem(name, problem)
+            if not any(problems.values()):
+                return
             self._stopped.wait(10)

@@ -1,0 +1,49 @@
+"""Start-up checks: is the Execution API served, and may this operator do its job? Each problem is
+one clear log line and a red /healthz until it is fixed; the checks repeat until then."""
+
+from __future__ import annotations
+
+import logging
+
+from flux_api import GROUP, PLURAL, VERSION
+from flux_api.errors import Failure
+from kubernetes import client
+
+from flux_operator.kube import KubeApi
+
+log = logging.getLogger("flux_operator")
+
+# (verb, API group, resource): what the operator's actions need, in every namespace it watches.
+REQUIRED = (
+    ("list", GROUP, PLURAL), ("watch", GROUP, PLURAL), ("patch", GROUP, PLURAL), ("create", GROUP, PLURAL),
+    ("patch", GROUP, f"{PLURAL}/status"),
+    ("list", "", "pods"), ("watch", "", "pods"), ("create", "", "pods"), ("delete", "", "pods"),
+    ("create", "", "serviceaccounts"), ("create", "rbac.authorization.k8s.io", "roles"),
+    ("create", "rbac.authorization.k8s.io", "rolebindings"), ("create", "", "events"),
+)
+
+
+def api_served(api: KubeApi) -> bool | None:
+    """True or False; None when the API server could not be asked."""
+    with api.call("discover the Execution API", tolerate=(Failure.NOT_FOUND,)) as out:
+        api.api_client.call_api(f"/apis/{GROUP}/{VERSION}", "GET", auth_settings=["BearerToken"],
+                                _request_timeout=api.timeout, _preload_content=False)
+    return out["failure"] is not Failure.NOT_FOUND
+
+
+def missing_permissions(api: KubeApi, namespaces: list[str], lease_namespace: str | None) -> list[str]:
+    """What this identity may not do, as 'verb resource in namespace' lines (SelfSubjectAccessReview)."""
+    checks = [(verb, group, resource, ns) for ns in (namespaces or [""]) for verb, group, resource in REQUIRED]
+    if lease_namespace:
+        checks += [(verb, "coordination.k8s.io", "leases", lease_namespace) for verb in ("get", "create", "update")]
+    authz = client.AuthorizationV1Api(api.api_client)
+    missing = []
+    for verb, group, resource, ns in checks:
+        name, _, sub = resource.partition("/")
+        body = {"spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": name,
+                                                "subresource": sub or None, "namespace": ns or None}}}
+        with api.call(f"can-i {verb} {resource}"):
+            review = authz.create_self_subject_access_review(body, _request_timeout=api.timeout)
+        if not review.status.allowed:
+            missing.append(f"{verb} {resource}{'.' + group if group else ''} in {ns or 'all namespaces'}")
+    return missing

@@ -1,0 +1,62 @@
+"""Start-up problems are one clear log line and a red /healthz, and clear by themselves once fixed."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from fluxtest import wait_for
+from fluxtest.plugin import OperatorProcess
+from kubernetes import client
+
+from flux_api import GROUP, PLURAL
+
+pytestmark = pytest.mark.cluster
+
+
+def token_kubeconfig(cluster, core, namespace: str, account: str, path) -> None:
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+    token = core.create_namespaced_service_account_token(
+        account, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config))
+
+
+def grant(rbac: client.RbacAuthorizationV1Api, namespace: str, account: str) -> None:
+    rules = [
+        {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["list", "watch", "patch", "create"]},
+        {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "create", "delete"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts", "events"], "verbs": ["create"]},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+    ]
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+
+
+def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, core, namespace, kube_env,
+                                                                crd_installed, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    token_kubeconfig(cluster, core, namespace, "weak", kubeconfig)
+    op = OperatorProcess({**kube_env, "KUBECONFIG": str(kubeconfig)}, tmp_path)
+    op.start("--namespace", namespace, "--leader-election-namespace", namespace,
+             "--leader-election-id", "weak", wait_healthy=False)
+    try:
+        def red():
+            code, body = op.health()
+            return body if code == 500 and "permissions" in body.get("problems", {}) else None
+
+        body = wait_for(red, timeout=60, what="a red probe naming the missing permissions")
+        assert "delete pods in " + namespace in body["problems"]["permissions"]
+        lines = [line for line in op.log_path.read_text().splitlines() if "missing permissions:" in line]
+        assert len(lines) == 1, "said once, not every retry"
+        grant(client.RbacAuthorizationV1Api(api), namespace, "weak")
+        wait_for(lambda: op.health()[0] == 200, timeout=60, what="the probe to turn green once granted")
+    finally:
+        op.stop()
