@@ -363,7 +363,7 @@ def test_a_hundred_thousand_small_steps_cost_the_same_at_the_end_as_at_the_start
     sizes = [len(json.dumps(r.body)) for r in api.requests if r.method == "PATCH"]
     assert len(sizes) == 100_000
     # Past the first 20 (the recent-steps list filling up), only the step numbers' digits grow.
-    assert max(sizes[-100:]) - min(sizes[1000:1100]) <= 40, "each write costs the same at step 100,000"
+    assert max(sizes[-100:]) <= 1.05 * min(sizes[1000:1100]), "each write costs the same at step 100,000"
     final = api.checkpoint
     assert final["stepCount"] == 100_000 and len(final["steps"]) == 20
     assert final["done"]["runs"] == [{"prefix": "step-", "first": 0, "last": 99_999}]
