@@ -14,78 +14,23 @@ from typing import Any
 from flux_api import CANCEL_ANNOTATION, TERMINAL_PHASES, CancelSource, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent, recorded_or_requested
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
-from flux_api.names import DEADLINE_REASON, runner_pod_name
+from flux_api.names import DEADLINE_REASON, runner_pod_name_for
 from flux_api.timefmt import format_time, parse_time
 from flux_api.types import status_patch
 
-# --- actions --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class EnsureRunner:
-    """Create the runner's ServiceAccount, Role, RoleBinding and pod (each idempotently)."""
-
-
-@dataclass(frozen=True)
-class DeletePod:
-    name: str
-    grace_seconds: int
-    uid: str = ""  # delete only this pod, never a successor of the same name
-
-
-@dataclass(frozen=True)
-class PatchStatus:
-    """A merge patch of status, built by `status_patch` so every field is checked against the models."""
-
-    patch: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CancelChild:
-    name: str
-    reason: str
-    force: bool
-
-
-@dataclass(frozen=True)
-class CreateChild:
-    name: str
-    workflow: str
-    input: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class EmitEvent:
-    reason: str
-    message: str
-    type: str = "Normal"
-
-
-@dataclass(frozen=True)
-class Observe:
-    """A metric to record: `name` is signal_seconds, complete_seconds or outcome."""
-
-    name: str
-    source: str
-    value: float | str
-
-
-Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | Observe
-
-
-@dataclass
-class PodView:
-    """What the state machine needs of the runner pod."""
-
-    name: str
-    phase: str = "Pending"  # the pod's status.phase
-    terminating: bool = False
-    started: bool = False  # a container has ever run
-    exit_message: str = ""  # termination message or reason of the last terminated container
-    uid: str = ""
-    owner_uid: str = ""  # the controlling owner: the Execution this pod belongs to
-    deletion_at: str | None = None  # metadata.deletionTimestamp: when the kubelet must be done
-    node: str = ""
-    reason: str = ""  # status.reason, e.g. Evicted
+from flux_operator import timing
+from flux_operator.actions import (  # noqa: F401 - re-exported: decide's callers name the actions here
+    Action,
+    CancelChild,
+    CreateChild,
+    DeleteExecution,
+    DeletePod,
+    EmitEvent,
+    EnsureRunner,
+    Observe,
+    PatchStatus,
+    PodView,
+)
 
 
 @dataclass
@@ -109,6 +54,8 @@ def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
     })
     if found is not None:
         return found
+    if ex.status.unscheduleRequest is not None:  # the workflow asked: ctx.unschedule(reason)
+        return CancelIntent(ex.status.unscheduleRequest.reason, CancelSource.UNSCHEDULE)
     deadline = deadline_at(ex)
     if deadline is not None and now >= deadline:
         return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE)
@@ -144,6 +91,8 @@ def first_cancel_time(managed_fields: list[dict[str, Any]] | None) -> datetime |
 def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime:
     if intent.source == CancelSource.DEADLINE:
         return deadline_at(ex) or now
+    if intent.source == CancelSource.UNSCHEDULE:
+        return parse_time(ex.status.unscheduleRequest.requestedAt) or now
     return parse_time(ex.metadata.get(CANCEL_REQUESTED_AT)) or first_cancel_time(ex.metadata.get("managedFields")) \
         or now
 
@@ -175,6 +124,9 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
     phase = ex.phase
     intent = cancel_intent(ex, now)
     if phase in TERMINAL_PHASES:
+        expires = timing.expires_at(ex)
+        if expires is not None and now >= expires:
+            return [DeleteExecution(ex.name, ex.metadata.get("uid", ""))]
         _terminal(ex, intent, plan, now)
     elif phase == Phase.CANCELLING:
         _cancelling(ex, intent, pod, children, plan, now)
@@ -196,7 +148,7 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     Events (each posted under a fixed name, so posting twice is harmless); the status write last. An
     operator that dies anywhere in between decides the same again from what is left, and finishes."""
     signals = [a for a in actions if isinstance(a, (DeletePod, CancelChild))]
-    effects = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild))]
+    effects = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild, DeleteExecution))]
     events = [a for a in actions if isinstance(a, EmitEvent)]
     after = [a for a in actions if isinstance(a, Observe)]  # metrics count once: only after the write
     return [*signals, *effects, *events, *([status] if status else []), *after]
@@ -227,34 +179,74 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
             plan: _Plan, now: datetime) -> None:
     """Pending or Running."""
     checkpoint = _checkpoint_state(ex)
-    if checkpoint in (Phase.SUCCEEDED.value, Phase.FAILED.value):
-        _complete(ex, Phase(checkpoint), ex.status.checkpoint.error, intent, plan, now)
+    if checkpoint == Phase.SUCCEEDED.value:
+        _complete(ex, Phase.SUCCEEDED, None, intent, plan, now)
+        return
+    if checkpoint == Phase.FAILED.value:
+        _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
         return
     if intent is not None:
         _request_cancel(ex, intent, pod, children, plan, now)
         return
     if pod is None:
         if ex.status.podName and ex.phase == Phase.RUNNING:
-            _complete(ex, Phase.FAILED, f"runner pod {ex.status.podName} disappeared before the workflow finished",
-                      None, plan, now)
+            _failed(ex, f"runner pod {ex.status.podName} disappeared before the workflow finished", None, pod,
+                    plan, now)
             return
-        plan.actions.append(EnsureRunner())
-        if ex.status.phase is None:
-            plan.status["phase"] = Phase.PENDING.value
-            plan.status["podName"] = runner_pod_name(ex.name)
+        _start_when_due(ex, plan, now)
         return
     if pod.phase == "Failed":
-        _complete(ex, Phase.FAILED, pod.exit_message or "runner pod failed", None, plan, now)
+        _failed(ex, pod.exit_message or "runner pod failed", None, pod, plan, now)
         return
     if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED.value, Phase.FAILED.value):
-        _complete(ex, Phase.FAILED, "runner exited without a final checkpoint", None, plan, now)
+        _failed(ex, "runner exited without a final checkpoint", None, pod, plan, now)
         return
     if pod.started and ex.phase == Phase.PENDING:
-        plan.status.update(phase=Phase.RUNNING.value, startedAt=format_time(now), podName=pod.name)
+        plan.status.update(phase=Phase.RUNNING.value, startedAt=ex.status.startedAt or format_time(now),
+                           podName=pod.name)
+        if ex.status.nextRetryAt is not None:
+            plan.status["nextRetryAt"] = None
         _condition(ex, plan, now, STARTED, True, "RunnerStarted", f"runner pod {pod.name} started")
-        plan.event("Started", f"runner pod {pod.name} started")
+        plan.event("Started" if not ex.status.retries else "RetryStarted", f"runner pod {pod.name} started")
     if ex.phase == Phase.RUNNING or pod.started:
         _spawn_children(ex, children, plan)
+
+
+def _start_when_due(ex: Execution, plan: _Plan, now: datetime) -> None:
+    """Creates the runner, unless spec.startAt or a retry's backoff says not yet: then Pending, saying when."""
+    if ex.status.phase is None:
+        plan.status["phase"] = Phase.PENDING.value
+        plan.status["podName"] = runner_pod_name_for(ex.name, ex.status.retries)
+    wait = timing.waiting_until(ex, now)
+    if wait is None:
+        plan.actions.append(EnsureRunner())
+        return
+    reason = "RetryBackoff" if timing.in_backoff(ex) else "StartAtNotReached"
+    message = f"waiting: starts at {format_time(wait)}"
+    if reason == "StartAtNotReached" and ex.status.message != message:
+        plan.status["message"] = message
+        _condition(ex, plan, now, STARTED, False, reason, message)
+
+
+def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView | None, plan: _Plan,
+            now: datetime) -> None:
+    """A run failed: retry it from its checkpoint in a new pod if the policy allows, else Failed.
+    A cancelled execution is never retried."""
+    if intent is not None or not timing.can_retry(ex):
+        _complete(ex, Phase.FAILED, error, intent, plan, now)
+        return
+    retries = (ex.status.retries or 0) + 1
+    at = now + timing.backoff(ex)
+    message = f"run {retries} of {ex.spec.retry.limit + 1} failed: {error}; retry at {format_time(at)}"[:4000]
+    plan.status.update(phase=Phase.PENDING.value, retries=retries, nextRetryAt=format_time(at),
+                       podName=runner_pod_name_for(ex.name, retries), message=message)
+    if ex.status.checkpoint is not None:
+        # The steps stay: the new runner skips every recorded one. Only the verdict is taken back.
+        plan.status["checkpoint"] = {"state": Phase.RUNNING.value, "error": None, "result": None}
+    if pod is not None and not pod.terminating:
+        plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # it has finished: nothing to wait for
+    _condition(ex, plan, now, STARTED, False, "RetryBackoff", message)
+    plan.event("RetryScheduled", message, "Warning")
 
 
 def _spawn_children(ex: Execution, children: list[Execution], plan: _Plan) -> None:
@@ -300,13 +292,17 @@ def _request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, ch
                                     "children": _children_view(children)}
     _condition(ex, plan, now, CANCEL_REQUESTED, True, _source_reason(intent), intent.reason)
     plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
-    if pod is None and not children and not _ran(ex):
-        # Nothing ever ran: straight to Cancelled.
+    backoff = pod is None and timing.in_backoff(ex)
+    if pod is None and not [c for c in children if c.phase not in TERMINAL_PHASES] and (not _ran(ex) or backoff):
+        # Nothing runs (never started, or a retry waits for its backoff): straight to Cancelled.
+        when = "during the retry backoff" if backoff else "before it started"
         cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED.value)
         plan.status.update(phase=Phase.CANCELLED.value, finishedAt=stamp, cancellation=cancellation,
-                           message=f"cancelled before it started: {intent.reason}")
-        _condition(ex, plan, now, FINISHED, True, Phase.CANCELLED.value, "cancelled before the runner started")
-        plan.event("Cancelled", "cancelled before it started (NotStarted)")
+                           message=f"cancelled {when}: {intent.reason}")
+        if backoff:
+            plan.status["nextRetryAt"] = None
+        _condition(ex, plan, now, FINISHED, True, Phase.CANCELLED.value, f"cancelled {when}")
+        plan.event("Cancelled", f"cancelled {when} (NotStarted)")
         plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
         return
     cancellation["signalledAt"] = stamp

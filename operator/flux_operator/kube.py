@@ -142,6 +142,16 @@ class KubeApi:
                                                         _request_timeout=self.timeout)
         return out["failure"] is None
 
+    def delete_execution(self, namespace: str, name: str, uid: str) -> bool:
+        """Deletes this execution (not a successor of the same name); its pods, RBAC and children go with it
+        through their ownerReferences. False if it was already gone."""
+        options = client.V1DeleteOptions(propagation_policy="Background",
+                                         preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        with self.call(f"delete execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT)) as out:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=options,
+                                                        _request_timeout=self.timeout)
+        return out["failure"] is None
+
     def create(self, body: dict[str, Any]) -> bool:
         """Creates a ServiceAccount, Role, RoleBinding or Pod; False if one of that name already existed."""
         namespace, kind = body["metadata"]["namespace"], body["kind"]

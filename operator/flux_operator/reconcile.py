@@ -11,11 +11,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from flux_api import TERMINAL_PHASES
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
-from flux_operator import builders
+from flux_operator import builders, timing
 from flux_operator import decide as machine
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.metrics import Metrics
@@ -102,6 +101,9 @@ class Reconciler:
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(name, reason, force))
             case machine.CreateChild(name=child, workflow=workflow, input=input_):
                 self.api.create_execution(ns, builders.child_execution(ex, child, workflow, input_))
+            case machine.DeleteExecution(name=name_, uid=uid):
+                self.api.delete_execution(ns, name_, uid)
+                log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_)
             case machine.EmitEvent(reason=reason, message=message, type=type_):
                 self.api.emit_event(_involved(snapshot), event_name(snapshot, reason), type_, reason, message)
             case machine.Observe():
@@ -117,8 +119,6 @@ def _involved(snapshot: Snapshot) -> dict[str, str]:
 
 
 def _next_wakeup(ex, now: datetime) -> float | None:
-    """Seconds until the deadline, the one thing that changes with no event to announce it."""
-    if ex.phase in TERMINAL_PHASES or ex.spec.cancel is not None:
-        return None
-    deadline = machine.deadline_at(ex)
-    return max(0.0, (deadline - now).total_seconds()) if deadline else None
+    """Seconds until the deadline, the start time, the end of a backoff or of the TTL: the things that
+    change with no event to announce them."""
+    return timing.next_wakeup(ex, now, machine.deadline_at(ex))

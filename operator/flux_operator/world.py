@@ -137,6 +137,9 @@ class World:
                 return None
             uid = raw["metadata"].get("uid")
             pods = [p for p in self._pods.get(key, {}).values() if p.owner_uid == uid]
+            current = (raw.get("status") or {}).get("podName")
+            if current:  # after a retry the finished pod of an earlier run is not the runner
+                pods = [p for p in pods if p.name == current]
             children = [c for c in (self._model((key[0], n)) for n in sorted(self._children.get(key, ())))
                         if c is not None and _owned_by(c, uid)]
         return Snapshot(execution, raw, pods[0] if pods else None, children)

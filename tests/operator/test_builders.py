@@ -208,3 +208,15 @@ def test_default_ttl_applies_to_top_level_executions_only():
 def test_children_inherit_the_pod_template():
     body = builders.child_execution(execution(podTemplate=TEMPLATE), "job-child-1", "pkg.mod:child", {})
     assert body["spec"]["podTemplate"]["envFrom"] == TEMPLATE["envFrom"]
+
+
+def test_operator_flags_set_runner_defaults():
+    args = parse_args(["--runner-resources", '{"requests": {"cpu": "1"}}', "--default-ttl-seconds-after-finished",
+                       "3600"])
+    assert args.runner_resources == {"requests": {"cpu": "1"}}
+    assert args.default_ttl_seconds_after_finished == 3600
+    assert parse_args([]).default_ttl_seconds_after_finished is None
+    for bad in (["--runner-resources", "{"], ["--runner-resources", '{"cpu": 1}'],
+                ["--default-ttl-seconds-after-finished", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
