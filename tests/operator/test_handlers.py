@@ -9,6 +9,7 @@ import kopf
 import pytest
 
 from flux_operator import handlers
+from flux_operator.schedules import ScheduleStore
 from flux_operator.world import World
 
 pytestmark = pytest.mark.unit
@@ -23,7 +24,8 @@ class Recorder:
 
 
 def memo() -> kopf.Memo:
-    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder()))
+    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder(), schedules=ScheduleStore(),
+                                             schedule_controller=Recorder()))
 
 
 def execution(name: str, parent: str | None = None) -> dict:
@@ -54,3 +56,23 @@ def test_a_pod_event_names_its_execution() -> None:
     asyncio.run(handlers.runner_pod_event(event={"type": "MODIFIED", "object": pod}, memo=m))
     asyncio.run(handlers.runner_pod_event(event={"type": "DELETED", "object": pod}, memo=m))
     assert m.runtime.controller.keys == [("ns", "job"), ("ns", "job")]
+
+
+def test_a_run_of_a_schedule_names_the_schedule_too() -> None:
+    m = memo()
+    run = execution("nightly-29000000")
+    run["metadata"]["labels"] = {"workflows.flux.dev/schedule": "nightly"}
+    asyncio.run(handlers.execution_event(event={"type": "MODIFIED", "object": run}, memo=m))
+    asyncio.run(handlers.execution_event(event={"type": "DELETED", "object": run}, memo=m))
+    assert m.runtime.schedule_controller.keys == [("ns", "nightly"), ("ns", "nightly")]
+
+
+def test_a_schedule_event_stores_it_and_names_it() -> None:
+    m = memo()
+    schedule = {"metadata": {"name": "nightly", "namespace": "ns", "uid": "s", "resourceVersion": "3"},
+                "spec": {"schedule": "@daily", "executionTemplate": {"spec": {"workflow": "a:b"}}}}
+    asyncio.run(handlers.schedule_event(event={"type": "ADDED", "object": schedule}, memo=m))
+    assert m.runtime.schedules.keys() == [("ns", "nightly")]
+    asyncio.run(handlers.schedule_event(event={"type": "DELETED", "object": schedule}, memo=m))
+    assert m.runtime.schedules.keys() == []
+    assert m.runtime.schedule_controller.keys == [("ns", "nightly"), ("ns", "nightly")]
