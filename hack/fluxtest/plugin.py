@@ -19,7 +19,7 @@ from localcluster.kube import api_client
 from localcluster.layout import Layout, cluster_dir
 from localcluster.procs import free_port, stop
 
-from fluxtest.paths import CRD
+from fluxtest.paths import CRD, SCHEDULE_CRD
 from fluxtest.waiting import wait_for
 
 
@@ -107,8 +107,9 @@ def namespace(core: client.CoreV1Api) -> str:
 
 @pytest.fixture(scope="session")
 def crd_installed(kubectl) -> None:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev", "--timeout=60s")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), "-f", str(SCHEDULE_CRD))
+    kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev",
+            "crd/schedules.workflows.flux.dev", "--timeout=60s")
 
 
 class OperatorProcess:
