@@ -55,6 +55,7 @@ class ScheduleStatus(_Model):
     lastSuccessfulTime: str | None = None
     active: list[ActiveRef] = Field(default_factory=list)
     lastUnschedule: LastUnschedule | None = None
+    resumedAt: str | None = Field(None, description="When it was last resumed: runs missed before are not made up.")
     message: str | None = None
 
 

@@ -177,8 +177,11 @@ def decide_schedule(schedule: Schedule, runs: list[Execution], now: datetime) ->
         status.update(active=[{"name": n} for n in active], nextScheduleTime=None, message="suspended")
         return _finish(decision, schedule, old, status, conditions)
 
-    since = parse_time(schedule.status.lastScheduleTime) or parse_time(schedule.metadata.get("creationTimestamp")) \
-        or now
+    if any(c.type == READY and c.reason == "Suspended" for c in schedule.status.conditions):
+        status["resumedAt"] = format_time(now)  # the times missed while suspended are not made up
+    moments = [parse_time(t) for t in (status.get("resumedAt") or schedule.status.resumedAt,
+                                       schedule.status.lastScheduleTime, schedule.metadata.get("creationTimestamp"))]
+    since = max((m for m in moments if m is not None), default=now)
     due = latest_due(expression, tz, now)
     upcoming = next_due(expression, tz, now)
     message = None

@@ -192,3 +192,17 @@ def test_deciding_again_writes_nothing():
     written = Schedule.model_validate({**sched.model_dump(mode="json"),
                                        "status": {**sched.status.model_dump(mode="json"), **patch(decision)}})
     assert not of(decide_schedule(written, [run(NAME, "Running")], NOW), PatchScheduleStatus)
+
+
+def test_resuming_does_not_make_up_the_runs_missed_while_suspended():
+    suspended = schedule(suspend=True, status={"lastScheduleTime": "2026-11-21T10:00:00.000Z"})
+    decision = decide_schedule(suspended, [], NOW)
+    status = {**suspended.status.model_dump(mode="json"), **patch(decision)}
+    resumed = schedule(status=status)
+    decision = decide_schedule(resumed, [], NOW + timedelta(seconds=5))
+    assert not of(decision, CreateRun)
+    assert patch(decision)["nextScheduleTime"] == "2026-11-21T12:05:00.000Z"
+    # And not on the next look either; the next cron time does run.
+    again = schedule(status={**status, **patch(decision)})
+    assert not of(decide_schedule(again, [], NOW + timedelta(seconds=20)), CreateRun)
+    assert of(decide_schedule(again, [], NOW + timedelta(minutes=5)), CreateRun)
