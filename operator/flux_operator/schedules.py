@@ -37,7 +37,8 @@ class ScheduleStore:
         with self._lock:
             old = self._raw.get(key)
             if old is None or _not_older(raw, old):
-                self._raw[key] = {k: raw.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
+                self._raw[key] = {k: raw[k] for k in ("apiVersion", "kind", "metadata", "spec", "status")
+                                  if raw.get(k) is not None}
         return key
 
     def gone(self, raw: dict[str, Any]) -> Key:

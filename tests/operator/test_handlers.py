@@ -76,3 +76,13 @@ def test_a_schedule_event_stores_it_and_names_it() -> None:
     asyncio.run(handlers.schedule_event(event={"type": "DELETED", "object": schedule}, memo=m))
     assert m.runtime.schedules.keys() == []
     assert m.runtime.schedule_controller.keys == [("ns", "nightly"), ("ns", "nightly")]
+
+
+def test_a_new_schedule_without_status_is_stored_parseable() -> None:
+    from flux_api.schedule import Schedule
+
+    store = ScheduleStore()
+    key = store.seen({"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Schedule",
+                      "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
+                      "spec": {"schedule": "@daily", "executionTemplate": {"spec": {"workflow": "a:b"}}}})
+    assert Schedule.model_validate(store.get(key)).status.active == []
