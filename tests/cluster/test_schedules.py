@@ -141,3 +141,35 @@ def test_bad_schedules_are_refused_whole(sched, spec, message):
 def test_the_example_schedule_applies(kubectl, namespace, operator):
     kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "manifests" / "schedule.yaml"))
     kubectl("patch", "fxs", "every-minute", "-n", namespace, "--type", "merge", "-p", '{"spec":{"suspend":true}}')
+
+
+def test_after_operator_downtime_one_missed_run_starts_never_a_burst(sched, fx, operator, core, namespace):
+    """Down over two cron times: the schedule within its deadline starts exactly the latest missed run;
+    one whose deadline passed starts none and says so."""
+    import time
+    from datetime import datetime, timezone
+
+    sched.create(schedule("patient", "flux_examples.quick:main", startingDeadlineSeconds=600))
+    sched.create(schedule("strict", "flux_examples.quick:main", startingDeadlineSeconds=5))
+    wait_for(lambda: sched.status("patient").get("nextScheduleTime") and sched.status("strict").get(
+        "nextScheduleTime"), timeout=30, what="both schedules to be seen")
+    operator.stop()
+    try:
+        time.sleep(125)  # two or three minute boundaries pass unseen
+        # Come back well inside a minute, so the latest missed time is more than 5 s late.
+        while not 20 <= datetime.now(timezone.utc).second <= 40:
+            time.sleep(1)
+    finally:
+        operator.start()
+    runs = sched.wait_runs("patient", 1, timeout=30)
+    time.sleep(5)
+    runs = sched.runs("patient")
+    assert len(runs) == 1, [r["metadata"]["name"] for r in runs]
+    scheduled = runs[0]["metadata"]["annotations"]["workflows.flux.dev/scheduled-at"]
+    latest = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    assert scheduled == latest.strftime("%Y-%m-%dT%H:%M:00.000Z")
+    assert sched.runs("strict") == []
+    reasons = [e.reason for e in core.list_namespaced_event(namespace).items if e.involved_object.name == "strict"]
+    assert "MissedSchedule" in reasons
+    for name in ("patient", "strict"):
+        sched.patch(name, {"spec": {"suspend": True}})
