@@ -108,6 +108,10 @@ class Schedules:
     def status(self, name: str) -> dict:
         return self.get(name).get("status") or {}
 
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, "schedules", name,
+                                                    propagation_policy="Background")
+
     def runs(self, name: str) -> list[dict]:
         items = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.ns, PLURAL, label_selector=f"{GROUP}/schedule={name}")["items"]

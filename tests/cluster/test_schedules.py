@@ -57,6 +57,27 @@ def test_runs_start_on_cron_times_owned_by_the_schedule_with_history_kept(sched,
                       interval=0.5, what="the second run")[0]["metadata"]["name"]
     fx.wait_phase(second, "Succeeded")
     wait_for(lambda: not fx.exists(name), timeout=30, what="the oldest run to go (history limit 1)")
+    # Deleting the Schedule deletes its runs: they are its dependents.
+    sched.delete("quick")
+    wait_for(lambda: not fx.exists(second), timeout=60, what="the runs to go with their Schedule")
+
+
+def test_forbid_waits_for_the_active_run_then_starts(sched, fx, core, namespace):
+    sched.create(schedule("single", "flux_examples.longrun:main", {"steps": 600, "stepSeconds": 0.5},
+                          concurrencyPolicy="Forbid"))
+    first = sched.wait_runs("single", 1)[0]["metadata"]["name"]
+    fx.wait_step(first)
+    def skipped():
+        events = core.list_namespaced_event(namespace).items
+        return any(e.reason == "SkippedForbid" and e.involved_object.name == "single" for e in events)
+    wait_for(skipped, timeout=75, interval=0.5, what="the next cron time to be held back")
+    assert [r["metadata"]["name"] for r in sched.runs("single")] == [first]
+    assert sched.status("single")["active"] == [{"name": first}]
+    fx.cancel(first, "make room")
+    fx.wait_phase(first, "Cancelled")
+    runs = sched.wait_runs("single", 2, timeout=30)  # the held-back run starts once the first finished
+    assert fx.wait_phase(runs[-1]["metadata"]["name"], "Pending", "Running")
+    sched.patch("single", {"spec": {"suspend": True}})
 
 
 def test_replace_cancels_the_running_run_saying_it_was_replaced(sched, fx):
