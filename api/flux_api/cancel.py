@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flux_api.names import CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION
+from flux_api.names import CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION, REPLACED_BY_ANNOTATION
 from flux_api.types import CancelSource
 
 MAX_REASON = 1024
@@ -37,7 +37,8 @@ def requested_cancel(obj: Mapping[str, Any]) -> CancelIntent | None:
     spec_cancel = _mapping(obj.get("spec")).get("cancel")
     annotations = _mapping(_mapping(obj.get("metadata")).get("annotations"))
     if isinstance(spec_cancel, Mapping):
-        source = CancelSource.PARENT if annotations.get(CANCELLED_BY_ANNOTATION) else CancelSource.SPEC
+        source = CancelSource.PARENT if annotations.get(CANCELLED_BY_ANNOTATION) else \
+            CancelSource.REPLACED if annotations.get(REPLACED_BY_ANNOTATION) else CancelSource.SPEC
         reason = str(spec_cancel.get("reason") or "spec.cancel")[:MAX_REASON]
         return CancelIntent(reason, source, bool(spec_cancel.get("cascade", True)),
                             bool(spec_cancel.get("force", False)))

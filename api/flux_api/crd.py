@@ -1,6 +1,6 @@
-"""Generates the Execution CRD from the pydantic models, so the two cannot drift.
+"""Generates the Execution and Schedule CRDs from the pydantic models, so they cannot drift.
 
-`python -m flux_api.crd --write` (`make crds`) rewrites crds/ and the chart's copy;
+`python -m flux_api.crd --write` (`make crds`) rewrites crds/ and the chart's copies;
 `--check` exits 1 when either differs from what the models generate. Writing needs the
 `crd` extra (PyYAML); building the schema itself needs nothing beyond the models.
 """
@@ -12,8 +12,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flux_api import policy
-from flux_api.names import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from flux_api import crd_rules, policy
+from flux_api.names import (
+    GROUP,
+    KIND,
+    PLURAL,
+    SCHEDULE_KIND,
+    SCHEDULE_PLURAL,
+    SCHEDULE_SHORT_NAMES,
+    SCHEDULE_SINGULAR,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+)
+from flux_api.schedule import ScheduleSpec, ScheduleStatus
 from flux_api.types import ExecutionSpec, ExecutionStatus
 
 REPO = Path(__file__).resolve().parents[2]  # a development tool: run from the checkout
@@ -22,6 +34,9 @@ CANONICAL = REPO / "crds" / CRD_FILE
 CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / CRD_FILE
 POLICY = REPO / "crds" / "runner-status-policy.yaml"
 CHART_POLICY = REPO / "charts" / "flux-operator" / "crds" / "runner-status-policy.yaml"
+SCHEDULE_CRD_FILE = f"{SCHEDULE_PLURAL}.{GROUP}.yaml"
+SCHEDULE_CANONICAL = REPO / "crds" / SCHEDULE_CRD_FILE
+SCHEDULE_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / SCHEDULE_CRD_FILE
 
 CANCEL_IMMUTABLE = {
     "rule": "!has(oldSelf.cancel) || (has(self.cancel) && self.cancel == oldSelf.cancel)",
@@ -50,7 +65,7 @@ NAME_FITS_LABEL = {
 }
 # Keys of JSON Schema that a structural CRD schema accepts as they are.
 _KEEP = {"type", "description", "minimum", "maximum", "minLength", "maxLength", "pattern", "enum", "default",
-         "minItems", "maxItems", "format"}
+         "minItems", "maxItems", "format", "maxProperties"}
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +76,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "anyOf" in node:  # `X | None`: optional in Kubernetes terms
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf" and not (k == "default" and v is None)}
+        if sorted(o.get("type", "") for o in options) == ["integer", "string"]:  # a resource quantity
+            return {"x-kubernetes-int-or-string": True, **{k: v for k, v in rest.items() if k in _KEEP}}
         return _structural({**options[0], **rest}, defs) if len(options) == 1 else {
             "x-kubernetes-preserve-unknown-fields": True}
     out = {k: v for k, v in node.items() if k in _KEEP}
@@ -73,11 +90,16 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         out["type"] = "string"
     if kind == "object":
         props = node.get("properties")
+        extra = node.get("additionalProperties")
         if props:
             out["properties"] = {k: _structural(v, defs) for k, v in props.items()}
             required = [r for r in node.get("required", []) if r in props]
             if required:
                 out["required"] = required
+            if extra is True:  # a Kubernetes object passed through: keep what we do not model
+                out["x-kubernetes-preserve-unknown-fields"] = True
+        elif isinstance(extra, dict) and (extra.get("type") in ("string", "integer", "boolean") or "anyOf" in extra):
+            out["additionalProperties"] = _structural(extra, defs)  # a typed map (labels, selectors)
         else:
             out["x-kubernetes-preserve-unknown-fields"] = True
     if kind == "array":
@@ -103,6 +125,7 @@ def _strip_titles(node: Any) -> Any:
 def open_api_schema() -> dict[str, Any]:
     spec = _schema_of(ExecutionSpec)
     spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE]
+    crd_rules.add_spec_rules(spec)
     status = _schema_of(ExecutionStatus)
     status["x-kubernetes-validations"] = [TERMINAL_IS_FINAL, CANCELLING_HAS_CANCELLATION]
     conditions = status["properties"]["conditions"]
@@ -121,6 +144,58 @@ def open_api_schema() -> dict[str, Any]:
             "status": status,
         },
     })
+
+
+def schedule_schema() -> dict[str, Any]:
+    spec = _schema_of(ScheduleSpec)
+    props = spec["properties"]
+    props["schedule"]["x-kubernetes-validations"] = [crd_rules.CRON_RULE]
+    props["timeZone"]["x-kubernetes-validations"] = [crd_rules.time_zone_rule()]
+    template_spec = props["executionTemplate"]["properties"]["spec"]
+    crd_rules.add_spec_rules(template_spec)
+    template_spec["x-kubernetes-validations"] = [crd_rules.TEMPLATE_NO_CANCEL]
+    status = _schema_of(ScheduleStatus)
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return _strip_titles({
+        "type": "object",
+        "description": "Starts an Execution from its template at every time its cron expression names.",
+        "required": ["spec"],
+        "x-kubernetes-validations": [crd_rules.SCHEDULE_NAME_FITS],
+        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                       "metadata": {"type": "object"}, "spec": spec, "status": status},
+    })
+
+
+def schedule_crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{SCHEDULE_PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": SCHEDULE_KIND, "listKind": f"{SCHEDULE_KIND}List", "plural": SCHEDULE_PLURAL,
+                      "singular": SCHEDULE_SINGULAR, "shortNames": SCHEDULE_SHORT_NAMES, "categories": ["flux"]},
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": schedule_schema()},
+                "additionalPrinterColumns": [
+                    {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+                    {"name": "TimeZone", "type": "string", "jsonPath": ".spec.timeZone"},
+                    {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+                    {"name": "Active", "type": "integer", "jsonPath": ".status.active.length()", "priority": 1},
+                    {"name": "Last", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+                    {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+            }],
+        },
+    }
 
 
 def crd() -> dict[str, Any]:
@@ -151,11 +226,11 @@ def crd() -> dict[str, Any]:
     }
 
 
-def render() -> str:
+def render(document: dict[str, Any] | None = None, source: str = "api/flux_api/types.py") -> str:
     import yaml  # the `crd` extra: only development needs the YAML form
 
-    header = "# Generated from api/flux_api/types.py by `make crds`. Do not edit by hand.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
+    header = f"# Generated from {source} by `make crds`. Do not edit by hand.\n"
+    return header + yaml.safe_dump(document or crd(), sort_keys=False, width=120)
 
 
 def render_policy() -> str:
@@ -166,9 +241,10 @@ def render_policy() -> str:
 
 
 def outputs() -> dict[Path, str]:
-    """Every generated file and its text: the CRD and the runner policy, in crds/ and in the chart."""
-    crd_text, policy_text = render(), render_policy()
-    return {CANONICAL: crd_text, CHART_COPY: crd_text, POLICY: policy_text, CHART_POLICY: policy_text}
+    """Every generated file and its text: both CRDs and the runner policy, in crds/ and in the chart."""
+    execution, schedule, policy_text = render(), render(schedule_crd(), "api/flux_api/schedule.py"), render_policy()
+    return {CANONICAL: execution, CHART_COPY: execution, SCHEDULE_CANONICAL: schedule, SCHEDULE_CHART_COPY: schedule,
+            POLICY: policy_text, CHART_POLICY: policy_text}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,18 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    files = outputs()
+    targets = outputs()
     if args.write:
-        for path, text in files.items():
+        for path, text in targets.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
         return 0
     if args.check:
-        stale = [str(p) for p, text in files.items() if not p.exists() or p.read_text() != text]
+        stale = [str(p) for p, text in targets.items() if not p.exists() or p.read_text() != text]
         for path in stale:
             print(f"{path} is out of date: run `make crds`", file=sys.stderr)
         return 1 if stale else 0
-    sys.stdout.write(files[CANONICAL])
+    sys.stdout.write(targets[CANONICAL] + "---\n" + targets[SCHEDULE_CANONICAL])
     return 0
 
 

@@ -41,3 +41,25 @@ def tree_depth(labels: dict[str, str] | None, deepest: int) -> int:
         return int((labels or {}).get(DEPTH_LABEL, "0"))
     except ValueError:
         return deepest
+
+
+# --- Schedules ---------------------------------------------------------------------------------
+SCHEDULE_KIND = "Schedule"
+SCHEDULE_PLURAL = "schedules"
+SCHEDULE_SINGULAR = "schedule"
+SCHEDULE_SHORT_NAMES = ["fxs"]
+# Executions a Schedule starts carry its name here (and an ownerReference to it).
+SCHEDULE_LABEL = f"{GROUP}/schedule"
+# The cron time an execution was started for (RFC 3339).
+SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"
+# Set with spec.cancel when concurrencyPolicy Replace stops a run: the source becomes `replaced`.
+REPLACED_BY_ANNOTATION = f"{GROUP}/replaced-by"
+# Set by `kubectl flux unschedule --reason`: why the Schedule was suspended.
+UNSCHEDULE_REASON_ANNOTATION = f"{GROUP}/unschedule-reason"
+# A Schedule's name plus "-" and a 10-digit minute count must stay a 63-character label value.
+MAX_SCHEDULE_NAME = 52
+
+
+def runner_pod_name_for(execution: str, retries: int | None) -> str:
+    """The runner pod of a retry gets a fresh name, so the finished one can be told apart."""
+    return runner_pod_name(execution) if not retries else f"{execution}-runner-{retries}"

@@ -15,7 +15,7 @@ from flux_api.types import ExecutionStatus
 
 NAME = "flux-runner-writes-only-its-own-status"
 # What a runner may write. Every other status field is the operator's.
-RUNNER_OWNED = ("checkpoint", "spawnRequests")
+RUNNER_OWNED = ("checkpoint", "spawnRequests", "unscheduleRequest")
 
 
 def operator_owned() -> list[str]:
@@ -41,7 +41,7 @@ def policy() -> dict[str, Any]:
             }],
             "validations": [{
                 "expression": f"object.?status.?{field} == oldObject.?status.?{field}",
-                "message": f"a runner may write only status.checkpoint and status.spawnRequests, "
+                "message": "a runner may write only status.checkpoint, status.spawnRequests and status.unscheduleRequest, "
                            f"not status.{field}",
                 "reason": "Forbidden",
             } for field in operator_owned()],

@@ -45,6 +45,8 @@ class CancelSource(StrEnum):
     ANNOTATION = "annotation"
     DEADLINE = "deadline"
     PARENT = "parent"
+    REPLACED = "replaced"  # a Schedule with concurrencyPolicy Replace started the next run
+    UNSCHEDULE = "unschedule"  # the workflow called ctx.unschedule(reason)
 
 
 # Every string in status is bounded, so nothing admitted can bloat the object or a decision.
@@ -66,6 +68,66 @@ class CancelRequest(_Model):
     force: bool = Field(False, description="Skip the grace period: SIGKILL at once.")
 
 
+class _Open(BaseModel):
+    """Kubernetes objects passed through to the runner pod as they are: unknown keys are kept."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class EnvVar(_Open):
+    name: str = Field(min_length=1, max_length=253)
+
+
+class Volume(_Open):
+    name: str = Field(min_length=1, max_length=63)
+
+
+class VolumeMount(_Open):
+    name: str = Field(min_length=1, max_length=63)
+    mountPath: str = Field(min_length=1, max_length=4096)
+
+
+class LocalObjectReference(_Model):
+    name: str = Field(min_length=1, max_length=253)
+
+
+class PodMetadata(_Model):
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+class ResourceRequirements(_Model):
+    requests: dict[str, str | int] = Field(default_factory=dict)
+    limits: dict[str, str | int] = Field(default_factory=dict)
+
+
+class PodTemplate(_Model):
+    """What a user may set on the runner pod. The command, the token, the grace period, the labels the
+    operator selects by and the security context are the operator's: CEL rules on the CRD refuse them."""
+
+    metadata: PodMetadata | None = Field(None, description="Extra labels and annotations of the runner pod.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=256, description="Extra environment variables (not FLUX_*).")
+    envFrom: list[dict[str, Any]] = Field(default_factory=list, max_length=64, description="Secrets and ConfigMaps as env.")
+    resources: ResourceRequirements | None = Field(None, description="Replaces the operator's default resources.")
+    volumes: list[Volume] = Field(default_factory=list, max_length=64)
+    volumeMounts: list[VolumeMount] = Field(default_factory=list, max_length=64, description="Mounts in the runner container.")
+    nodeSelector: dict[str, str] = Field(default_factory=dict, max_length=64)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
+    affinity: dict[str, Any] | None = None
+    priorityClassName: str | None = Field(None, max_length=253)
+    imagePullSecrets: list[LocalObjectReference] = Field(default_factory=list, max_length=16)
+    serviceAccountAnnotations: dict[str, str] = Field(
+        default_factory=dict, max_length=64,
+        description="Annotations of the runner's ServiceAccount (cloud workload identity); "
+                    "its Kubernetes RBAC stays the same.")
+
+
+class RetryPolicy(_Model):
+    limit: int = Field(ge=0, le=100, description="Retries after a failed run (0: none).")
+    backoffSeconds: int = Field(10, ge=0, le=3600,
+                                description="Wait before the first retry; doubles each retry, at most 1 hour.")
+
+
 class ExecutionSpec(_Model):
     workflow: str = Field(
         pattern=WORKFLOW_PATTERN,
@@ -83,6 +145,15 @@ class ExecutionSpec(_Model):
         description="Once exceeded, the execution is cancelled with reason DeadlineExceeded (at most 10 years).",
     )
     cancel: CancelRequest | None = Field(None, description="Set to cancel. Cannot be undone.")
+    podTemplate: PodTemplate | None = Field(None, description="Settings of the runner pod.")
+    startAt: str | None = Field(
+        None, max_length=64,
+        description="RFC 3339 time: the execution stays Pending until then (cancelling before ends NotStarted).")
+    retry: RetryPolicy | None = Field(None, description="Retry failed runs from the last checkpoint.")
+    ttlSecondsAfterFinished: int | None = Field(
+        None, ge=0, le=31536000,
+        description="Delete the execution (and what it owns) this long after it finished; unset: the "
+                    "operator's default.")
 
 
 class Condition(_Model):
@@ -173,6 +244,13 @@ class ChildStatus(_Model):
     error: Text | None = None
 
 
+class UnscheduleRequest(_Model):
+    """Written by the runner (ctx.unschedule): the operator suspends the Schedule and cancels this run."""
+
+    reason: str = Field(min_length=1, max_length=1024)
+    requestedAt: str | None = None
+
+
 class ExecutionStatus(_Model):
     phase: Phase | None = None
     observedGeneration: int | None = None
@@ -188,6 +266,9 @@ class ExecutionStatus(_Model):
         description=f"Children the runner asks for; at most {MAX_CHILDREN} per execution.")
     children: list[ChildStatus] = Field(default_factory=list, max_length=MAX_CHILDREN)
     resumes: int = Field(0, ge=0, description="Runner pods started again after an eviction or a drain.")
+    retries: int | None = Field(None, ge=0, description="Retries started so far.")
+    nextRetryAt: Stamp | None = Field(None, description="When the pending retry starts.")
+    unscheduleRequest: UnscheduleRequest | None = None
 
 
 class Execution(_Model):
@@ -240,10 +321,12 @@ def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
             _reject_unknown(inner, item, f"{path}{key}[{i}]." if isinstance(value, list) else f"{path}{key}.")
 
 
-def status_patch(fields: dict[str, Any]) -> dict[str, Any]:
+def status_patch(fields: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
     """A merge patch of status, checked against the models: a misspelt or ill-typed field raises.
 
     Only the fields given are written (a None removes the field, as merge patch says).
+    `model` is the status model (ExecutionStatus unless given).
     """
-    _reject_unknown(ExecutionStatus, fields, "status.")
-    return ExecutionStatus.model_validate(fields).model_dump(mode="json", exclude_unset=True)
+    model = model or ExecutionStatus
+    _reject_unknown(model, fields, "status.")
+    return model.model_validate(fields).model_dump(mode="json", exclude_unset=True)

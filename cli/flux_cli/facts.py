@@ -11,6 +11,7 @@ from typing import Any
 
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Phase
 from flux_api.cancel import recorded_or_requested
+from flux_api.names import SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
 from flux_api.timefmt import parse_time
 
 
@@ -103,10 +104,13 @@ def conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def reason_of(obj: dict[str, Any]) -> str | None:
-    """Why it is (being) stopped: the cancel reason first, else why it finished."""
+    """Why it is (being) stopped: the cancel reason first, else why it finished, else why it waits."""
     intent = recorded_or_requested(obj)
     if intent is not None:
         return intent.reason
+    waiting = waiting_reason(obj)
+    if waiting:
+        return waiting
     if is_terminal(obj):
         for condition in conditions(obj):
             if condition.get("type") == "Finished" and condition.get("reason"):
@@ -133,3 +137,32 @@ def last_progress(obj: dict[str, Any]) -> datetime | None:
 
 def seconds_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else (now - moment).total_seconds()
+
+
+def waiting_reason(obj: dict[str, Any]) -> str | None:
+    """Why a Pending execution has no runner yet: its start time, or a retry's backoff."""
+    st = status(obj)
+    if phase_of(obj) != Phase.PENDING.value:
+        return None
+    if st.get("nextRetryAt"):
+        return f"retry {st.get('retries')} at {st['nextRetryAt']}"
+    message = st.get("message")
+    if isinstance(message, str) and message.startswith("waiting: "):
+        return message.removeprefix("waiting: ")
+    return None
+
+
+def scheduling(obj: dict[str, Any]) -> dict[str, Any]:
+    """The fields of delayed start, retries, retention and Schedules, as `status` shows them."""
+    sp, st = spec(obj), status(obj)
+    retry = sp.get("retry") if isinstance(sp.get("retry"), dict) else None
+    return {
+        "schedule": labels_of(obj).get(SCHEDULE_LABEL),
+        "scheduledAt": annotations_of(obj).get(SCHEDULED_AT_ANNOTATION),
+        "startAt": sp.get("startAt"),
+        "retry": retry,
+        "retries": st.get("retries"),
+        "nextRetryAt": st.get("nextRetryAt"),
+        "ttlSecondsAfterFinished": sp.get("ttlSecondsAfterFinished"),
+        "unscheduleRequest": st.get("unscheduleRequest"),
+    }

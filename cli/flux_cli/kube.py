@@ -21,6 +21,7 @@ import urllib3
 import yaml
 from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
 from flux_api.errors import Failure, classify
+from flux_api.names import SCHEDULE_PLURAL
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -214,6 +215,33 @@ class Kube:
                 patch,
                 _content_type="application/merge-patch+json",
                 _request_timeout=self.request_timeout,
+            )
+
+    # Schedules
+
+    def get_schedule(self, namespace: str, name: str) -> dict[str, Any]:
+        with self._calling(f'schedule "{name}" in namespace "{namespace}"'):
+            return self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, _request_timeout=self.request_timeout
+            )
+
+    def list_schedules(self, namespace: str | None) -> list[dict[str, Any]]:
+        where = f'in namespace "{namespace}"' if namespace else "in all namespaces"
+        with self._calling(f"schedules {where}"):
+            if namespace:
+                page = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, SCHEDULE_PLURAL,
+                                                                  _request_timeout=self.request_timeout)
+            else:
+                page = self._custom.list_cluster_custom_object(GROUP, VERSION, SCHEDULE_PLURAL,
+                                                               _request_timeout=self.request_timeout)
+        return list(page.get("items") or [])
+
+    def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """JSON merge patch on the Schedule (suspend, the unschedule annotation)."""
+        with self._calling(f'schedule "{name}" in namespace "{namespace}"'):
+            return self._custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, patch,
+                _content_type="application/merge-patch+json", _request_timeout=self.request_timeout,
             )
 
     # Pods and server

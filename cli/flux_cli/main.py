@@ -341,6 +341,10 @@ def plugin_version() -> str:
         return "unknown"
 
 
+# The Schedule verbs register themselves on `app`; they use the shared flags above.
+from flux_cli import schedule_commands  # noqa: E402,F401
+
+
 def run() -> None:
     """Console script entry point (`kubectl-flux`; kubectl finds it on PATH as `kubectl flux`)."""
     app(prog_name=PROG)

@@ -276,6 +276,7 @@ def status_json(view: StatusView) -> dict[str, Any]:
         "cancellation": facts.cancellation(obj),
         "checkpoint": _checkpoint_json(facts.checkpoint(obj)),
         "children": merge_children(status.get("children") or [], view.children),
+        "scheduling": facts.scheduling(obj),
     }
 
 
@@ -304,6 +305,9 @@ def status_text(view: StatusView, now: datetime) -> RenderableType:
         )
     ]
     parts += [Text(""), Text("Conditions:", style="bold"), _indent(_conditions_table(data["conditions"], now))]
+    from flux_cli.render_schedules import scheduling_fields  # that module builds on this one
+
+    parts += [Text(""), Text("Scheduling:", style="bold"), _indent(scheduling_fields(data["scheduling"], now))]
     parts += [Text(""), Text("Cancellation:", style="bold"), _indent(_cancellation_fields(data, now))]
     parts += [Text(""), Text("Checkpoint:", style="bold"), _indent(_checkpoint_fields(data["checkpoint"], now))]
     parts += [Text(""), Text("Children:", style="bold"), _indent(_children_table(data["children"]))]

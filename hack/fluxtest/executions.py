@@ -88,3 +88,41 @@ class Executions:
     def children(self, parent: str) -> list[dict]:
         return self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.ns, PLURAL, label_selector=f"{GROUP}/parent={parent}")["items"]
+
+
+class Schedules:
+    """Schedules on the cluster, and the runs they started."""
+
+    def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:
+        self.custom, self.ns = custom, namespace
+
+    def create(self, body: dict) -> dict:
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "schedules", body)
+
+    def get(self, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "schedules", name)
+
+    def patch(self, name: str, body: dict) -> dict:
+        return self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "schedules", name, body)
+
+    def status(self, name: str) -> dict:
+        return self.get(name).get("status") or {}
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, "schedules", name,
+                                                    propagation_policy="Background")
+
+    def runs(self, name: str) -> list[dict]:
+        items = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, label_selector=f"{GROUP}/schedule={name}")["items"]
+        return sorted(items, key=lambda r: r["metadata"]["name"])
+
+    def wait_runs(self, name: str, count: int, timeout: float = 150) -> list[dict]:
+        return wait_for(lambda: (runs := self.runs(name)) and len(runs) >= count and runs, timeout=timeout,
+                        interval=0.5, what=f"{count} run(s) of schedule {name}")
+
+
+def schedule(name: str, workflow: str, input_: dict | None = None, cron: str = "* * * * *", **spec: Any) -> dict:
+    return {"apiVersion": API_VERSION, "kind": "Schedule", "metadata": {"name": name},
+            "spec": {"schedule": cron, "executionTemplate": {"spec": {"workflow": workflow, "input": input_ or {}}},
+                     **spec}}

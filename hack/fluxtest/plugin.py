@@ -109,9 +109,10 @@ def namespace(core: client.CoreV1Api) -> str:
 
 @pytest.fixture(scope="session")
 def crd_installed(kubectl) -> None:
-    # The CRD and the admission policy that keeps runners to their own part of status.
+    # Both CRDs and the admission policy that keeps runners to their own part of status.
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD.parent))
-    kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev", "--timeout=60s")
+    kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev",
+            "crd/schedules.workflows.flux.dev", "--timeout=60s")
 
 
 class OperatorProcess:

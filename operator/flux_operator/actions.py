@@ -54,6 +54,14 @@ class EmitEvent:
 
 
 @dataclass(frozen=True)
+class DeleteExecution:
+    """ttlSecondsAfterFinished ran out: delete it; the garbage collector removes what it owns."""
+
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
 class Observe:
     """A metric to record: `name` is signal_seconds, complete_seconds or outcome."""
 
@@ -62,7 +70,7 @@ class Observe:
     value: float | str
 
 
-Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | Observe
+Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | DeleteExecution | Observe
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution
@@ -12,10 +12,13 @@ from flux_api.names import (
     MANAGED_BY,
     RUNNER_UID,
     runner_account_name,
-    runner_pod_name,
+    runner_pod_name_for,
     tree_depth,
 )
-from flux_api.types import MAX_DEPTH
+from flux_api.types import MAX_DEPTH, PodTemplate
+
+# Environment the operator sets: a template cannot replace it (the CRD refuses it; this is the backstop).
+OWNED_ENV_PREFIX = "FLUX_"
 
 
 @dataclass(frozen=True)
@@ -26,14 +29,38 @@ class RunnerSettings:
     memory_request: str = "64Mi"
     memory_limit: str = "512Mi"
     default_grace_period: int = 30
+    # The chart's runner.resources: replaces the three values above when given.
+    resources: dict[str, Any] | None = field(default=None, hash=False)
+    # The chart's runner.ttlSecondsAfterFinished, for executions that leave it unset (not children:
+    # they go with their parent).
+    default_ttl: int | None = None
+
+    def default_resources(self) -> dict[str, Any]:
+        if self.resources is not None:
+            return self.resources
+        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+                "limits": {"memory": self.memory_limit}}
 
 
 def with_defaults(ex: Execution, settings: RunnerSettings) -> Execution:
     """Fills what the spec leaves to operator settings, so every later step sees one value."""
-    if ex.spec.gracePeriodSeconds is not None:
+    update: dict[str, Any] = {}
+    if ex.spec.gracePeriodSeconds is None:
+        update["gracePeriodSeconds"] = settings.default_grace_period
+    is_child = PARENT_LABEL in (ex.metadata.get("labels") or {})
+    if ex.spec.ttlSecondsAfterFinished is None and settings.default_ttl is not None and not is_child:
+        update["ttlSecondsAfterFinished"] = settings.default_ttl
+    if not update:
         return ex
-    spec = ex.spec.model_copy(update={"gracePeriodSeconds": settings.default_grace_period})
-    return ex.model_copy(update={"spec": spec})
+    return ex.model_copy(update={"spec": ex.spec.model_copy(update=update)})
+
+
+def _template(ex: Execution) -> PodTemplate:
+    return ex.spec.podTemplate or PodTemplate()
+
+
+def _dump(items: list[Any]) -> list[dict[str, Any]]:
+    return [i.model_dump(mode="json", exclude_none=True) if hasattr(i, "model_dump") else dict(i) for i in items]
 
 
 def owner_reference(ex: Execution) -> dict[str, Any]:
@@ -49,8 +76,12 @@ def _metadata(ex: Execution, name: str, component: str) -> dict[str, Any]:
 
 
 def service_account(ex: Execution) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": _metadata(ex, runner_account_name(ex.name), "identity")}
+    """Annotations (cloud workload identity) may name a cloud role; the Kubernetes Role stays the same."""
+    metadata = _metadata(ex, runner_account_name(ex.name), "identity")
+    annotations = dict(_template(ex).serviceAccountAnnotations)
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}
 
 
 def role(ex: Execution) -> dict[str, Any]:
@@ -77,41 +108,61 @@ def role_binding(ex: Execution) -> dict[str, Any]:
 
 
 def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
-    env = [
+    """The runner pod: the template's settings, then everything the operator owns on top (it wins)."""
+    template = _template(ex)
+    owned_env = [
         {"name": "FLUX_EXECUTION_NAME", "value": ex.name},
         {"name": "FLUX_EXECUTION_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "FLUX_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},  # the root filesystem is read-only
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    owned_names = {e["name"] for e in owned_env}
+    user_env = [e for e in _dump(template.env)
+                if e["name"] not in owned_names and not e["name"].startswith(OWNED_ENV_PREFIX)]
+    resources = template.resources.model_dump(mode="json", exclude_defaults=True) if template.resources \
+        else settings.default_resources()
     container = {
         "name": "runner",
         "image": ex.spec.image or settings.image,
         "command": list(settings.command),
-        "env": env,
-        "resources": {"requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
-                      "limits": {"memory": settings.memory_limit}},
+        "env": owned_env + user_env,
+        "resources": resources,
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
         # The root filesystem is read-only; Python and workflows still need somewhere to write.
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         *[m for m in _dump(template.volumeMounts) if m["name"] != "tmp"]],
     }
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": _metadata(ex, runner_pod_name(ex.name), "runner"),
-        "spec": {
-            "serviceAccountName": runner_account_name(ex.name),
-            # A crashed runner restarts in place and skips the steps it already checkpointed.
-            "restartPolicy": "OnFailure",
-            "terminationGracePeriodSeconds": ex.spec.gracePeriodSeconds,
-            "enableServiceLinks": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
-        },
+    if template.envFrom:
+        container["envFrom"] = _dump(template.envFrom)
+    metadata = _metadata(ex, runner_pod_name_for(ex.name, ex.status.retries), "runner")
+    if template.metadata is not None:
+        metadata["labels"] = {**template.metadata.labels, **metadata["labels"]}  # ours win
+        if template.metadata.annotations:
+            metadata["annotations"] = dict(template.metadata.annotations)
+    spec: dict[str, Any] = {
+        "serviceAccountName": runner_account_name(ex.name),
+        # A crashed runner restarts in place and skips the steps it already checkpointed.
+        "restartPolicy": "OnFailure",
+        "terminationGracePeriodSeconds": ex.spec.gracePeriodSeconds,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                    *[v for v in _dump(template.volumes) if v["name"] != "tmp"]],
     }
+    for key in ("nodeSelector", "priorityClassName", "affinity"):
+        value = getattr(template, key)
+        if value:
+            spec[key] = value
+    if template.tolerations:
+        spec["tolerations"] = _dump(template.tolerations)
+    if template.imagePullSecrets:
+        spec["imagePullSecrets"] = _dump(template.imagePullSecrets)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
 def child_execution(parent: Execution, name: str, workflow: str, input_: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +172,10 @@ def child_execution(parent: Execution, name: str, workflow: str, input_: dict[st
                      "labels": {PARENT_LABEL: parent.name, DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
                      "ownerReferences": [owner_reference(parent)]},
         "spec": {"workflow": workflow, "input": input_, "gracePeriodSeconds": parent.spec.gracePeriodSeconds,
-                 **({"image": parent.spec.image} if parent.spec.image else {})},
+                 **({"image": parent.spec.image} if parent.spec.image else {}),
+                 # A child needs the same secrets, volumes and identity as the workflow that spawned it.
+                 **({"podTemplate": parent.spec.podTemplate.model_dump(mode="json", exclude_none=True)}
+                    if parent.spec.podTemplate else {})},
     }
 
 

@@ -10,6 +10,7 @@ from flux_api.cancel import CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED
 from flux_api.timefmt import format_time, parse_time
 
+from flux_operator import timing
 from flux_operator.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
 from flux_operator.observing import children_view, requested_at
 
@@ -29,13 +30,17 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
                                     "children": children_view(children)}
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
     plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
-    if pod is None and not children and not _ran(ex):
-        # Nothing ever ran: straight to Cancelled.
+    backoff = pod is None and timing.in_backoff(ex)
+    if pod is None and not [c for c in children if c.phase not in TERMINAL_PHASES] and (not _ran(ex) or backoff):
+        # Nothing runs (never started, or a retry waits for its backoff): straight to Cancelled.
+        when = "during the retry backoff" if backoff else "before it started"
         cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED.value)
         plan.status.update(phase=Phase.CANCELLED.value, finishedAt=stamp, cancellation=cancellation,
-                           message=f"cancelled before it started: {intent.reason}")
-        plan.condition(ex, now, FINISHED, True, Phase.CANCELLED.value, "cancelled before the runner started")
-        plan.event("Cancelled", "cancelled before it started (NotStarted)")
+                           message=f"cancelled {when}: {intent.reason}")
+        if backoff:
+            plan.status["nextRetryAt"] = None
+        plan.condition(ex, now, FINISHED, True, Phase.CANCELLED.value, f"cancelled {when}")
+        plan.event("Cancelled", f"cancelled {when} (NotStarted)")
         plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
         return
     cancellation["signalledAt"] = stamp

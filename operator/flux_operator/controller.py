@@ -28,9 +28,10 @@ POISON = (ValueError, TypeError, KeyError, AttributeError, OverflowError, pydant
 
 class Controller:
     def __init__(self, world: World, reconciler: Reconciler, queue: WorkQueue, metrics: Metrics,
-                 workers: int = 4, leading: Callable[[], bool] = lambda: True) -> None:
+                 workers: int = 4, leading: Callable[[], bool] = lambda: True, kind: str = "execution",
+                 live: Callable[[], list[Key]] | None = None) -> None:
         self.world, self.reconciler, self.queue, self.metrics = world, reconciler, queue, metrics
-        self.workers, self.leading = workers, leading
+        self.workers, self.leading, self.kind, self.live = workers, leading, kind, live
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
 
@@ -41,6 +42,10 @@ class Controller:
 
     def enqueue_live(self) -> int:
         """Every execution not yet finished, from the World (never the API): the safety pass."""
+        if self.live is not None:
+            keys = self.live()
+            self.enqueue(keys)
+            return len(keys)
         live = [k for k in self.world.keys() if (s := self.world.snapshot(k)) is None
                 or s.execution.phase not in TERMINAL_PHASES]
         self.enqueue(live)
@@ -48,10 +53,11 @@ class Controller:
 
     def start(self, safety_seconds: float) -> None:
         for i in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            thread = threading.Thread(target=self._work, name=f"{self.kind}-worker-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        thread = threading.Thread(target=self._safety_pass, args=(safety_seconds,), name="safety-pass", daemon=True)
+        thread = threading.Thread(target=self._safety_pass, args=(safety_seconds,), name=f"{self.kind}-safety-pass",
+                                  daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -82,16 +88,17 @@ class Controller:
         except ApiFailure as err:
             self.metrics.reconcile_errors.labels(err.kind.value).inc()
             if err.kind is Failure.NOT_FOUND:
-                log.info("execution %s/%s: %s (gone meanwhile)", *key, err)
+                log.info("%s %s/%s: %s (gone meanwhile)", self.kind, *key, err)
                 return
             delay = self.queue.retry(key)
             level = logging.INFO if err.transient or err.kind is Failure.CONFLICT else logging.ERROR
-            log.log(level, "execution %s/%s: %s; retry in %.2fs", *key, err, delay)
+            log.log(level, "%s %s/%s: %s; retry in %.2fs", self.kind, *key, err, delay)
             return
         except POISON as err:
             self.metrics.reconcile_errors.labels("Poison").inc()
             delay = self.queue.retry(key)
-            log.error("execution %s/%s cannot be reconciled: %r; retry in %.1fs", *key, err, delay, exc_info=True)
+            log.error("%s %s/%s cannot be reconciled: %r; retry in %.1fs", self.kind, *key, err, delay,
+                      exc_info=True)
             return
         self.queue.forget(key)
         if result.requeue_after is not None:

@@ -13,14 +13,16 @@ from datetime import datetime
 from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED
-from flux_api.names import runner_pod_name, tree_depth
+from flux_api.names import runner_pod_name_for, tree_depth
 from flux_api.timefmt import format_time
 from flux_api.types import MAX_DEPTH, status_patch
 
+from flux_operator import timing
 from flux_operator.actions import (
     Action,
     CancelChild,
     CreateChild,
+    DeleteExecution,
     DeletePod,
     EmitEvent,
     EnsureRunner,
@@ -40,7 +42,7 @@ from flux_operator.observing import (
     requested_at,
 )
 
-__all__ = ["Action", "CancelChild", "CreateChild", "DeletePod", "EmitEvent", "EnsureRunner", "Observe",
+__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Observe",
            "PatchStatus", "PodView", "CANCEL_REQUESTED_AT", "cancel_intent", "deadline_at", "decide",
            "first_cancel_time", "requested_at"]
 
@@ -52,6 +54,9 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
     phase = ex.phase
     intent = cancel_intent(ex, now)
     if phase in TERMINAL_PHASES:
+        expires = timing.expires_at(ex)
+        if expires is not None and now >= expires:
+            return [DeleteExecution(ex.name, ex.metadata.get("uid", ""))]
         _terminal(ex, intent, plan, now)
     elif phase == Phase.CANCELLING:
         cancelling(ex, intent, pod, children, plan, now)
@@ -73,7 +78,7 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     Events (each posted under a fixed name, so posting twice is harmless); the status write last. An
     operator that dies anywhere in between decides the same again from what is left, and finishes."""
     signals = [a for a in actions if isinstance(a, (DeletePod, CancelChild))]
-    effects = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild))]
+    effects = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild, DeleteExecution))]
     events = [a for a in actions if isinstance(a, EmitEvent)]
     after = [a for a in actions if isinstance(a, Observe)]  # metrics count once: only after the write
     return [*signals, *effects, *events, *([status] if status else []), *after]
@@ -94,8 +99,11 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
             plan: Plan, now: datetime) -> None:
     """Pending or Running."""
     checkpoint = checkpoint_state(ex)
-    if checkpoint in (Phase.SUCCEEDED.value, Phase.FAILED.value):
-        _complete(ex, Phase(checkpoint), ex.status.checkpoint.error, intent, plan, now)
+    if checkpoint == Phase.SUCCEEDED.value:
+        _complete(ex, Phase.SUCCEEDED, None, intent, plan, now)
+        return
+    if checkpoint == Phase.FAILED.value:
+        _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
         return
     if intent is not None:
         request_cancel(ex, intent, pod, children, plan, now)
@@ -105,10 +113,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
             _resume_or_fail(ex, f"runner pod {ex.status.podName} disappeared before the workflow finished",
                             plan, now)
             return
-        plan.actions.append(EnsureRunner())
-        if ex.status.phase is None:
-            plan.status["phase"] = Phase.PENDING.value
-            plan.status["podName"] = runner_pod_name(ex.name)
+        _start_when_due(ex, plan, now)
         return
     if ex.status.phase is None:  # the pod was made, but the write that said so did not land
         plan.status.update(phase=Phase.PENDING.value, podName=pod.name)
@@ -119,17 +124,58 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
             plan.actions.append(DeletePod(pod.name, 0, pod.uid))
         return
     if pod.phase == "Failed":
-        _complete(ex, Phase.FAILED, pod.exit_message or "runner pod failed", None, plan, now)
+        _failed(ex, pod.exit_message or "runner pod failed", None, pod, plan, now)
         return
     if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED.value, Phase.FAILED.value):
-        _complete(ex, Phase.FAILED, "runner exited without a final checkpoint", None, plan, now)
+        _failed(ex, "runner exited without a final checkpoint", None, pod, plan, now)
         return
     if pod.started and ex.phase == Phase.PENDING:
-        plan.status.update(phase=Phase.RUNNING.value, startedAt=format_time(now), podName=pod.name)
+        plan.status.update(phase=Phase.RUNNING.value, startedAt=ex.status.startedAt or format_time(now),
+                           podName=pod.name)
+        if ex.status.nextRetryAt is not None:
+            plan.status["nextRetryAt"] = None
         plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod.name} started")
-        plan.event("Started", f"runner pod {pod.name} started")
+        plan.event("Started" if not ex.status.retries else "RetryStarted", f"runner pod {pod.name} started",
+                   key=str(ex.status.retries or ""))
     if ex.phase == Phase.RUNNING or pod.started:
         _spawn_children(ex, children, plan)
+
+
+def _start_when_due(ex: Execution, plan: Plan, now: datetime) -> None:
+    """Creates the runner, unless spec.startAt or a retry's backoff says not yet: then Pending, saying when."""
+    if ex.status.phase is None:
+        plan.status["phase"] = Phase.PENDING.value
+        plan.status["podName"] = runner_pod_name_for(ex.name, ex.status.retries)
+    wait = timing.waiting_until(ex, now)
+    if wait is None:
+        plan.actions.append(EnsureRunner())
+        return
+    reason = "RetryBackoff" if timing.in_backoff(ex) else "StartAtNotReached"
+    message = f"waiting: starts at {format_time(wait)}"
+    if reason == "StartAtNotReached" and ex.status.message != message:
+        plan.status["message"] = message
+        plan.condition(ex, now, STARTED, False, reason, message)
+
+
+def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView | None, plan: Plan,
+            now: datetime) -> None:
+    """A run failed: retry it from its checkpoint in a new pod if the policy allows, else Failed.
+    A cancelled execution is never retried."""
+    if intent is not None or not timing.can_retry(ex):
+        _complete(ex, Phase.FAILED, error, intent, plan, now)
+        return
+    retries = (ex.status.retries or 0) + 1
+    at = now + timing.backoff(ex)
+    message = f"run {retries} of {ex.spec.retry.limit + 1} failed: {error}; retry at {format_time(at)}"[:4000]
+    plan.status.update(phase=Phase.PENDING.value, retries=retries, nextRetryAt=format_time(at),
+                       podName=runner_pod_name_for(ex.name, retries), message=message)
+    if ex.status.checkpoint is not None:
+        # The steps stay: the new runner skips every recorded one. Only the verdict is taken back.
+        plan.status["checkpoint"] = {"state": Phase.RUNNING.value, "error": None, "result": None}
+    if pod is not None and not pod.terminating:
+        plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # it has finished: nothing to wait for
+    plan.condition(ex, now, STARTED, False, "RetryBackoff", message)
+    plan.event("RetryScheduled", message, "Warning", key=str(retries))
 
 
 def _spawn_children(ex: Execution, children: list[Execution], plan: Plan) -> None:

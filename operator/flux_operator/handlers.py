@@ -8,6 +8,9 @@ from typing import Any
 
 import kopf
 from flux_api import EXECUTION_LABEL, GROUP, PLURAL, VERSION
+from flux_api.names import SCHEDULE_PLURAL
+
+from flux_operator.schedules import schedule_of
 
 log = logging.getLogger("flux_operator")
 
@@ -50,6 +53,14 @@ async def execution_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
     world, raw = memo.runtime.world, event["object"]
     keys = world.execution_gone(raw) if event["type"] == "DELETED" else world.execution_seen(raw)
     memo.runtime.controller.enqueue(keys)
+    memo.runtime.schedule_controller.enqueue([schedule_of(raw)])  # a run started, ended or went away
+
+
+@kopf.on.event(GROUP, VERSION, SCHEDULE_PLURAL)
+async def schedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    store, raw = memo.runtime.schedules, event["object"]
+    key = store.gone(raw) if event["type"] == "DELETED" else store.seen(raw)
+    memo.runtime.schedule_controller.enqueue([key])
 
 
 @kopf.on.event("", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT})

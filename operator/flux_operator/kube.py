@@ -15,6 +15,7 @@ from typing import Any
 
 from flux_api import GROUP, PLURAL, VERSION
 from flux_api.errors import Failure, classify, is_transient
+from flux_api.names import SCHEDULE_PLURAL
 from flux_api.timefmt import now_text
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -139,6 +140,38 @@ class KubeApi:
         with self.call(f"create execution {namespace}/{body['metadata']['name']}",
                        tolerate=(Failure.CONFLICT,)) as out:
             self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body,
+                                                        _request_timeout=self.timeout)
+        return out["failure"] is None
+
+    # --- Schedules ----------------------------------------------------------------------------
+
+    def get_schedule(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self.call(f"get schedule {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, SCHEDULE_PLURAL, name,
+                                                            _request_timeout=self.timeout)
+        return None
+
+    def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        with self.call(f"patch schedule {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, patch,
+                                                       _request_timeout=self.timeout)
+
+    def patch_schedule_status(self, namespace: str, name: str, status: dict[str, Any],
+                              resource_version: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        with self.call(f"patch status of schedule {namespace}/{name}"):
+            return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, SCHEDULE_PLURAL,
+                                                                     name, body, _request_timeout=self.timeout)
+
+    def delete_execution(self, namespace: str, name: str, uid: str) -> bool:
+        """Deletes this execution (not a successor of the same name); its pods, RBAC and children go with it
+        through their ownerReferences. False if it was already gone."""
+        options = client.V1DeleteOptions(propagation_policy="Background",
+                                         preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        with self.call(f"delete execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT)) as out:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=options,
                                                         _request_timeout=self.timeout)
         return out["failure"] is None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -26,6 +27,31 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _resources(text: str) -> dict | None:
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    if not isinstance(value, dict) or set(value) - {"requests", "limits"} or \
+            not all(isinstance(v, dict) for v in value.values()):
+        raise argparse.ArgumentTypeError('expected {"requests": {...}, "limits": {...}}')
+    return value
+
+
+def _optional_int(text: str) -> int | None:
+    if not str(text).strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="flux-operator", description="Runs Flux Executions and cancels them.")
     p.add_argument("--namespace", action="append", dest="namespaces", default=None,
@@ -35,6 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the runner container's command [FLUX_RUNNER_COMMAND]")
     p.add_argument("--default-grace-period", type=int, default=_env("FLUX_DEFAULT_GRACE_PERIOD", "30"),
                    help="grace period for executions that leave spec.gracePeriodSeconds unset [FLUX_DEFAULT_GRACE_PERIOD]")
+    p.add_argument("--runner-resources", type=_resources, default=_env("FLUX_RUNNER_RESOURCES", ""),
+                   help='resources of every runner container as JSON ({"requests": {...}, "limits": {...}}); '
+                        "an Execution's spec.podTemplate.resources replaces them [FLUX_RUNNER_RESOURCES]")
+    p.add_argument("--default-ttl-seconds-after-finished", type=_optional_int,
+                   default=_env("FLUX_DEFAULT_TTL_SECONDS_AFTER_FINISHED", ""),
+                   help="delete finished top-level executions that leave spec.ttlSecondsAfterFinished unset "
+                        "this long after they finish; empty: keep them [FLUX_DEFAULT_TTL_SECONDS_AFTER_FINISHED]")
     p.add_argument("--metrics-port", type=int, default=_env("FLUX_METRICS_PORT", "9090"),
                    help="Prometheus /metrics port; 0 disables [FLUX_METRICS_PORT]")
     p.add_argument("--health-port", type=int, default=_env("FLUX_HEALTH_PORT", "8081"),
@@ -81,7 +114,8 @@ def identity() -> str:
 def options(args: argparse.Namespace) -> Options:
     lease = args.lease_seconds
     runner = RunnerSettings(image=args.runner_image, command=tuple(args.runner_command.split()),
-                            default_grace_period=args.default_grace_period)
+                            default_grace_period=args.default_grace_period, resources=args.runner_resources,
+                            default_ttl=args.default_ttl_seconds_after_finished)
     # Renew well inside the lease (step down at 2/3 of it); a standby polls every 2 s so that it
     # takes over within lease + 2 s of the leader's last renewal.
     return Options(identity=identity(), runner=runner, workers=args.workers, safety_seconds=args.resync_seconds,

@@ -22,6 +22,8 @@ def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
     })
     if found is not None:
         return found
+    if ex.status.unscheduleRequest is not None:  # the workflow asked: ctx.unschedule(reason)
+        return CancelIntent(ex.status.unscheduleRequest.reason, CancelSource.UNSCHEDULE)
     deadline = deadline_at(ex)
     if deadline is not None and now >= deadline:
         return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE)
@@ -57,6 +59,8 @@ def first_cancel_time(managed_fields: list[dict[str, Any]] | None) -> datetime |
 def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime:
     if intent.source == CancelSource.DEADLINE:
         return deadline_at(ex) or now
+    if intent.source == CancelSource.UNSCHEDULE:
+        return parse_time(ex.status.unscheduleRequest.requestedAt) or now
     return parse_time(ex.metadata.get(CANCEL_REQUESTED_AT)) or first_cancel_time(ex.metadata.get("managedFields")) \
         or now
 

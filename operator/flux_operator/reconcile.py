@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from flux_api import TERMINAL_PHASES, Phase
+from flux_api import Phase
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
-from flux_operator import builders
+from flux_operator import builders, timing
 from flux_operator import decide as machine
 from flux_operator.cancelling import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
@@ -101,6 +101,9 @@ class Reconciler:
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(name, reason, force))
             case machine.CreateChild(name=child, workflow=workflow, input=input_):
                 self.api.create_execution(ns, builders.child_execution(ex, child, workflow, input_))
+            case machine.DeleteExecution(name=name_, uid=uid):
+                self.api.delete_execution(ns, name_, uid)
+                log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_)
             case machine.EmitEvent(reason=reason, message=message, type=type_):
                 self.api.emit_event(_involved(snapshot), event_name(snapshot, reason), type_, reason, message)
             case machine.Observe():
@@ -132,11 +135,10 @@ def _involved(snapshot: Snapshot) -> dict[str, str]:
 
 
 def _next_wakeup(ex, pod, now: datetime) -> float | None:
-    """Seconds until something changes with no event to announce it: a deadline, or a pod overdue."""
-    if ex.phase in TERMINAL_PHASES:
-        return None
-    moments = [escalation_due(pod)] if ex.phase == Phase.CANCELLING else []
-    if ex.phase in (Phase.PENDING, Phase.RUNNING) and ex.spec.cancel is None:
-        moments.append(machine.deadline_at(ex))
-    due = [m for m in moments if m is not None]
-    return max(0.0, (min(due) - now).total_seconds()) if due else None
+    """Seconds until something changes with no event to announce it: a deadline, a start time, the end of a
+    backoff or of the TTL (timing.py), or a terminating pod becoming overdue."""
+    due = timing.next_wakeup(ex, now, machine.deadline_at(ex))
+    if ex.phase == Phase.CANCELLING and (overdue := escalation_due(pod)) is not None:
+        escalate = max(0.0, (overdue - now).total_seconds())
+        due = escalate if due is None else min(due, escalate)
+    return due

@@ -15,6 +15,7 @@ from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.leader import LeaderElector
 from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
+from flux_operator.schedules import ScheduleReconciler, ScheduleStore
 from flux_operator.startup import api_served, missing_permissions
 from flux_operator.workqueue import WorkQueue
 from flux_operator.world import World
@@ -54,6 +55,12 @@ class Runtime:
         leading = (lambda: self.elector.leading) if options.leader_election else (lambda: True)
         self.reconciler = Reconciler(self.world, api, options.runner, self.metrics)
         self.controller = Controller(self.world, self.reconciler, self.queue, self.metrics, options.workers, leading)
+        # Schedules get their own queue and one worker: a burst of executions never delays a cron time.
+        self.schedules = ScheduleStore()
+        self.schedule_queue = WorkQueue()
+        self.schedule_controller = Controller(self.world, ScheduleReconciler(self.schedules, self.world, api),
+                                              self.schedule_queue, self.metrics, 1, leading, kind="schedule",
+                                              live=self.schedules.keys)
         self.health = Health(options.identity, lambda: api.last_success, leading,
                              lambda: self.elector.holder if options.leader_election else options.identity,
                              lambda: len(self.queue), options.stale_after)
@@ -71,6 +78,7 @@ class Runtime:
 
     def start(self) -> None:
         self.controller.start(self.options.safety_seconds)
+        self.schedule_controller.start(self.options.safety_seconds)
         if self.options.leader_election:
             threading.Thread(target=self.elector.run, name="leader-election", daemon=True).start()
         threading.Thread(target=self._startup_checks, name="startup-checks", daemon=True).start()
@@ -79,12 +87,14 @@ class Runtime:
         self._stopped.set()
         self.elector.stop()
         self.controller.stop()
+        self.schedule_controller.stop()
         if self.elector.leading:
             self.elector.release()  # hand over now: the standby need not wait the lease out
 
     def _started_leading(self) -> None:
         # What the standby watched meanwhile is in the World: act on all of it now.
         self.controller.enqueue(self.world.keys())
+        self.schedule_controller.enqueue(self.schedules.keys())
 
     def _stopped_leading(self) -> None:
         log.warning("%s stopped acting: another replica leads", self.options.identity)

@@ -7,6 +7,7 @@ import logging
 
 from flux_api import GROUP, PLURAL, VERSION
 from flux_api.errors import Failure
+from flux_api.names import SCHEDULE_PLURAL
 from kubernetes import client
 
 from flux_operator.kube import KubeApi
@@ -18,6 +19,9 @@ REQUIRED = (
     ("list", GROUP, PLURAL), ("watch", GROUP, PLURAL), ("patch", GROUP, PLURAL), ("create", GROUP, PLURAL),
     ("patch", GROUP, f"{PLURAL}/status"),
     ("list", "", "pods"), ("watch", "", "pods"), ("create", "", "pods"), ("delete", "", "pods"),
+    ("delete", GROUP, PLURAL),  # ttlSecondsAfterFinished and Schedules' history limits
+    ("list", GROUP, SCHEDULE_PLURAL), ("watch", GROUP, SCHEDULE_PLURAL), ("patch", GROUP, SCHEDULE_PLURAL),
+    ("patch", GROUP, f"{SCHEDULE_PLURAL}/status"),
     ("create", "", "serviceaccounts"), ("create", "rbac.authorization.k8s.io", "roles"),
     ("create", "rbac.authorization.k8s.io", "rolebindings"), ("create", "", "events"),
 )

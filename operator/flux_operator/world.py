@@ -13,6 +13,7 @@ from typing import Any
 
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
+from flux_api.names import SCHEDULE_LABEL
 from flux_api.timefmt import format_time
 
 from flux_operator.actions import PodView
@@ -138,6 +139,9 @@ class World:
                 return None
             uid = raw["metadata"].get("uid")
             pods = [p for p in self._pods.get(key, {}).values() if p.owner_uid == uid]
+            current = (raw.get("status") or {}).get("podName")
+            if current:  # after a retry the finished pod of an earlier run is not the runner
+                pods = [p for p in pods if p.name == current]
             children = [c for c in (self._model((key[0], n)) for n in sorted(self._children.get(key, ())))
                         if c is not None and _owned_by(c, uid)]
         return Snapshot(execution, raw, pods[0] if pods else None, children)
@@ -155,6 +159,14 @@ class World:
             where = ".".join(str(part) for part in first["loc"])
             return f"{where}: {first['msg']}" + (f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else "")
         return None
+
+    def runs_of(self, schedule: Key, uid: str | None) -> list[Execution]:
+        """The executions a Schedule started (its label and its ownerReference)."""
+        with self._lock:
+            names = [k for k, raw in self._executions.items() if k[0] == schedule[0]
+                     and (raw["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule[1]]
+            runs = [self._model(k) for k in names]
+        return [r for r in runs if r is not None and _owned_by(r, uid)]
 
     def phase_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -8,9 +8,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from flux_api.names import SCHEDULE_LABEL
+from flux_api.timefmt import now_text
+from flux_api.types import status_patch
+
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
-from flux_runner.errors import DuplicateStep
+from flux_runner.errors import DuplicateStep, NotScheduled
 from flux_runner.journal import Journal
 from flux_runner.jsonvalue import json_value
 from flux_runner.spawner import POLL_INTERVAL, Spawner, requested_children
@@ -30,8 +34,10 @@ class WorkflowContext:
         switch: CancelSwitch,
         spawner: Spawner,
         log: logging.Logger | None = None,
+        schedule: str | None = None,
     ) -> None:
         self._api = api
+        self._schedule = schedule
         self._journal = journal
         self._switch = switch
         self._spawner = spawner
@@ -89,6 +95,28 @@ class WorkflowContext:
         """
         return await self._spawner.spawn(workflow, input, name)
 
+    @property
+    def schedule(self) -> str | None:
+        """The Schedule that started this execution, or None."""
+        return self._schedule
+
+    async def unschedule(self, reason: str) -> None:
+        """Suspends the Schedule that started this execution and ends this run as Cancelled with `reason`.
+
+        The runner may only write its own status, so it asks (status.unscheduleRequest) and the operator
+        suspends the Schedule. The cancel lands here: cleanup in `except CancelledError`/`finally` runs.
+        """
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > 1024:
+            raise ValueError("ctx.unschedule needs a reason of 1 to 1024 characters")
+        if self._schedule is None:
+            raise NotScheduled("ctx.unschedule(): this execution was not started by a Schedule")
+        request = status_patch({"unscheduleRequest": {"reason": reason, "requestedAt": now_text()}})
+        await self._api.patch_status(request)
+        self.log.info("asked to unschedule %s: %s", self._schedule, reason)
+        self._switch.request(reason)
+        await asyncio.sleep(0)  # the task.cancel() just made raises CancelledError here
+        raise asyncio.CancelledError(reason)  # reached only in a task the workflow made itself
+
     def _claim(self, name: str) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a step name must be a non-empty string, got {name!r}")
@@ -110,4 +138,5 @@ def create_context(
     poll_interval: float = POLL_INTERVAL,
 ) -> WorkflowContext:
     spawner = Spawner(api, switch, requested_children(execution), poll_interval)
-    return WorkflowContext(api, journal, switch, spawner)
+    labels = (execution.get("metadata") or {}).get("labels") or {}
+    return WorkflowContext(api, journal, switch, spawner, schedule=labels.get(SCHEDULE_LABEL))

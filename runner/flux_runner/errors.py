@@ -97,3 +97,7 @@ class ChildFailed(WorkflowError):
         self.name = name
         self.phase = phase
         self.error = error
+
+
+class NotScheduled(WorkflowError, RuntimeError):
+    """ctx.unschedule() in an execution no Schedule started: there is nothing to unschedule."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from flux_api.ledger import Ledger
 from flux_api.types import StepLedger
 

@@ -210,8 +210,14 @@ def test_operator_runs_as_a_pod_under_the_charts_service_account(core, install):
     ("create", "rolebindings", "watched", "yes"),
     ("create", "events", "watched", "yes"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster", "yes"),
+    # ttlSecondsAfterFinished and Schedule history limits; Schedules are watched, suspended, their status written
+    ("delete", f"executions.{GROUP}", "watched", "yes"),
+    ("watch", f"schedules.{GROUP}", "watched", "yes"),
+    ("patch", f"schedules.{GROUP}", "watched", "yes"),
+    ("patch", f"schedules.{GROUP}/status", "watched", "yes"),
     # nothing more
-    ("delete", f"executions.{GROUP}", "watched", "no"),
+    ("create", f"schedules.{GROUP}", "watched", "no"),
+    ("delete", f"schedules.{GROUP}", "watched", "no"),
     ("get", "secrets", "watched", "no"),
     ("list", "configmaps", "watched", "no"),
     ("update", "pods", "watched", "no"),

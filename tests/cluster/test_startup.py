@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from flux_api import GROUP, PLURAL
 from fluxtest import wait_for
 from fluxtest.plugin import OperatorProcess
 from kubernetes import client
-
-from flux_api import GROUP, PLURAL
 
 pytestmark = pytest.mark.cluster
 
@@ -26,8 +25,9 @@ def token_kubeconfig(cluster, core, namespace: str, account: str, path) -> None:
 
 def grant(rbac: client.RbacAuthorizationV1Api, namespace: str, account: str) -> None:
     rules = [
-        {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["list", "watch", "patch", "create"]},
-        {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["patch"]},
+        {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["list", "watch", "patch", "create", "delete"]},
+        {"apiGroups": [GROUP], "resources": ["schedules"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status", "schedules/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "create", "delete"]},
         {"apiGroups": [""], "resources": ["serviceaccounts", "events"], "verbs": ["create"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create"]},

@@ -120,3 +120,103 @@ def test_operator_rejects_bad_environment_values_clearly(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parse_args([])
     assert "--metrics-port: invalid int value: 'nine'" in capsys.readouterr().err
+
+
+# --- spec.podTemplate -----------------------------------------------------------------------------
+
+TEMPLATE = {
+    "metadata": {"labels": {"team": "data", EXECUTION_LABEL: "forged"}, "annotations": {"a": "b"}},
+    "env": [{"name": "MODE", "value": "fast"}, {"name": "FLUX_EXECUTION_NAME", "value": "forged"},
+            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
+    "envFrom": [{"configMapRef": {"name": "settings"}}, {"secretRef": {"name": "creds", "optional": True}}],
+    "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi", "cpu": 1}},
+    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+    "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True}],
+    "nodeSelector": {"pool": "batch"},
+    "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+    "priorityClassName": "batch-low",
+    "imagePullSecrets": [{"name": "registry"}],
+    "serviceAccountAnnotations": {"iam.gke.io/gcp-service-account": "runner@p.iam.gserviceaccount.com"},
+}
+
+
+def test_pod_template_settings_reach_the_pod():
+    pod = builders.runner_pod(execution(podTemplate=TEMPLATE), SETTINGS)
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    assert pod["metadata"]["labels"]["team"] == "data"
+    assert pod["metadata"]["annotations"] == {"a": "b"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MODE"] == {"name": "MODE", "value": "fast"}
+    assert env["PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "db", "key": "password"}}
+    assert container["envFrom"] == TEMPLATE["envFrom"]
+    assert container["resources"] == TEMPLATE["resources"]
+    assert {"name": "data", "mountPath": "/data", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "data"}} in spec["volumes"]
+    assert spec["nodeSelector"] == {"pool": "batch"}
+    assert spec["tolerations"] == TEMPLATE["tolerations"]
+    assert spec["affinity"] == TEMPLATE["affinity"]
+    assert spec["priorityClassName"] == "batch-low"
+    assert spec["imagePullSecrets"] == [{"name": "registry"}]
+
+
+def test_owned_fields_win_over_the_template():
+    pod = builders.runner_pod(execution(podTemplate=TEMPLATE, gracePeriodSeconds=7), SETTINGS)
+    container = pod["spec"]["containers"][0]
+    assert pod["metadata"]["labels"][EXECUTION_LABEL] == "job"
+    names = [e["name"] for e in container["env"]]
+    assert names.count("FLUX_EXECUTION_NAME") == 1
+    assert {"name": "FLUX_EXECUTION_NAME", "value": "job"} in container["env"]
+    assert container["command"] == ["flux-runner"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 7
+    assert pod["spec"]["serviceAccountName"] == "flux-runner-job"
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_service_account_annotations_do_not_widen_the_role():
+    ex = execution(podTemplate=TEMPLATE)
+    account = builders.service_account(ex)
+    assert account["metadata"]["annotations"] == TEMPLATE["serviceAccountAnnotations"]
+    assert builders.role(ex) == builders.role(execution())
+    assert "annotations" not in builders.service_account(execution())["metadata"]
+
+
+def test_default_resources_come_from_settings_unless_the_template_sets_them():
+    chart = builders.RunnerSettings(resources={"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}})
+    assert builders.runner_pod(execution(), chart)["spec"]["containers"][0]["resources"] == \
+        {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}
+    assert builders.runner_pod(execution(), SETTINGS)["spec"]["containers"][0]["resources"]["requests"] == \
+        {"cpu": "50m", "memory": "64Mi"}
+
+
+def test_a_retry_gets_a_fresh_pod_name():
+    ex = execution().model_copy(update={"status": execution().status.model_copy(update={"retries": 2})})
+    assert builders.runner_pod(ex, SETTINGS)["metadata"]["name"] == "job-runner-2"
+
+
+def test_default_ttl_applies_to_top_level_executions_only():
+    settings = builders.RunnerSettings(default_ttl=600)
+    assert builders.with_defaults(execution(), settings).spec.ttlSecondsAfterFinished == 600
+    assert builders.with_defaults(execution(ttlSecondsAfterFinished=5), settings).spec.ttlSecondsAfterFinished == 5
+    child = Execution.model_validate({"metadata": {"name": "c", "labels": {PARENT_LABEL: "p"}},
+                                      "spec": {"workflow": "pkg.mod:main"}})
+    assert builders.with_defaults(child, settings).spec.ttlSecondsAfterFinished is None
+
+
+def test_children_inherit_the_pod_template():
+    body = builders.child_execution(execution(podTemplate=TEMPLATE), "job-child-1", "pkg.mod:child", {})
+    assert body["spec"]["podTemplate"]["envFrom"] == TEMPLATE["envFrom"]
+
+
+def test_operator_flags_set_runner_defaults():
+    args = parse_args(["--runner-resources", '{"requests": {"cpu": "1"}}', "--default-ttl-seconds-after-finished",
+                       "3600"])
+    assert args.runner_resources == {"requests": {"cpu": "1"}}
+    assert args.default_ttl_seconds_after_finished == 3600
+    assert parse_args([]).default_ttl_seconds_after_finished is None
+    for bad in (["--runner-resources", "{"], ["--runner-resources", '{"cpu": 1}'],
+                ["--default-ttl-seconds-after-finished", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import kopf
 import pytest
-
 from flux_operator import handlers
+from flux_operator.schedules import ScheduleStore
 from flux_operator.world import World
 
 pytestmark = pytest.mark.unit
@@ -23,7 +23,8 @@ class Recorder:
 
 
 def memo() -> kopf.Memo:
-    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder()))
+    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder(), schedules=ScheduleStore(),
+                                             schedule_controller=Recorder()))
 
 
 def execution(name: str, parent: str | None = None) -> dict:
@@ -65,3 +66,33 @@ def test_index_handlers_fill_the_world_before_any_event_handler() -> None:
     asyncio.run(handlers.runner_pods_watched(body=kopf.Body(pod), memo=m))
     assert m.runtime.world.snapshot(("ns", "job")).pod.name == "job-runner"
     assert m.runtime.controller.keys == [], "indexing names nothing: event handlers do, once all is listed"
+
+
+def test_a_run_of_a_schedule_names_the_schedule_too() -> None:
+    m = memo()
+    run = execution("nightly-29000000")
+    run["metadata"]["labels"] = {"workflows.flux.dev/schedule": "nightly"}
+    asyncio.run(handlers.execution_event(event={"type": "MODIFIED", "object": run}, memo=m))
+    asyncio.run(handlers.execution_event(event={"type": "DELETED", "object": run}, memo=m))
+    assert m.runtime.schedule_controller.keys == [("ns", "nightly"), ("ns", "nightly")]
+
+
+def test_a_schedule_event_stores_it_and_names_it() -> None:
+    m = memo()
+    schedule = {"metadata": {"name": "nightly", "namespace": "ns", "uid": "s", "resourceVersion": "3"},
+                "spec": {"schedule": "@daily", "executionTemplate": {"spec": {"workflow": "a:b"}}}}
+    asyncio.run(handlers.schedule_event(event={"type": "ADDED", "object": schedule}, memo=m))
+    assert m.runtime.schedules.keys() == [("ns", "nightly")]
+    asyncio.run(handlers.schedule_event(event={"type": "DELETED", "object": schedule}, memo=m))
+    assert m.runtime.schedules.keys() == []
+    assert m.runtime.schedule_controller.keys == [("ns", "nightly"), ("ns", "nightly")]
+
+
+def test_a_new_schedule_without_status_is_stored_parseable() -> None:
+    from flux_api.schedule import Schedule
+
+    store = ScheduleStore()
+    key = store.seen({"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Schedule",
+                      "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
+                      "spec": {"schedule": "@daily", "executionTemplate": {"spec": {"workflow": "a:b"}}}})
+    assert Schedule.model_validate(store.get(key)).status.active == []

@@ -6,12 +6,11 @@ import copy
 import time
 
 import pytest
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-
 from flux_operator.health import Health
 from flux_operator.kube import KubeApi, RateLimiter
 from flux_operator.leader import LeaderElector
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from fluxtest.fakeapi import FakeKubeApi
-
 from flux_api.errors import Failure
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
@@ -14,6 +12,7 @@ from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
 from flux_operator.workqueue import WorkQueue
 from flux_operator.world import World
+from fluxtest.fakeapi import FakeKubeApi
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from flux_operator.workqueue import WorkQueue
 
 pytestmark = pytest.mark.unit

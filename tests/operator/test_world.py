@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from flux_operator.world import World, trim_execution
 
 pytestmark = pytest.mark.unit

@@ -407,3 +407,53 @@ def test_the_runner_records_checkpoint_too_large_and_exits_cleanly(token):
     assert code == 0, "no crash loop: the outcome is recorded"
     assert api.checkpoint["state"] == "Failed"
     assert api.checkpoint["error"].startswith("CheckpointTooLarge")
+
+
+# --- ctx.unschedule
+
+
+def scheduled_api() -> FakeExecutionApi:
+    execution = new_execution("nightly-1", "tests:unused")
+    execution["metadata"]["labels"] = {"workflows.flux.dev/schedule": "nightly"}
+    return FakeExecutionApi(execution)
+
+
+def test_unschedule_asks_the_operator_and_ends_the_run_cancelled(token):
+    api = scheduled_api()
+    cleaned = []
+
+    async def workflow(ctx, input):
+        assert ctx.schedule == "nightly"
+        await ctx.step("one", lambda: 1)
+        try:
+            await ctx.unschedule("quota reached")
+            cleaned.append("not reached")
+        except asyncio.CancelledError:
+            cleaned.append(ctx.cancelled)
+            raise
+
+    task, _ = run_workflow(api, token, workflow)
+    assert task.cancelled()
+    assert cleaned == [True]
+    request = api.execution["status"]["unscheduleRequest"]
+    assert request["reason"] == "quota reached"
+    assert RFC3339_UTC.match(request["requestedAt"])
+
+
+def test_unschedule_outside_a_schedule_is_a_clear_error(api, token):
+    from flux_runner.errors import NotScheduled
+
+    async def workflow(ctx, input):
+        await ctx.unschedule("why")
+
+    task, _ = run_workflow(api, token, workflow)
+    assert isinstance(task.exception(), NotScheduled)
+    assert "unscheduleRequest" not in api.execution["status"]
+
+
+def test_unschedule_needs_a_reason(token):
+    async def workflow(ctx, input):
+        await ctx.unschedule(" ")
+
+    task, _ = run_workflow(scheduled_api(), token, workflow)
+    assert isinstance(task.exception(), ValueError)

@@ -90,10 +90,22 @@ Every verb is listed: no wildcards.
 
 {{/* What the operator itself does. */}}
 {{- define "flux-operator.rules.application" -}}
-# create: child Executions requested by runners.
+# create: child Executions requested by runners and runs of Schedules; delete: ttlSecondsAfterFinished
+# and Schedule history limits.
 - apiGroups: ["workflows.flux.dev"]
   resources: ["executions"]
-  verbs: ["get", "list", "watch", "patch", "update", "create"]
+  verbs: ["get", "list", "watch", "patch", "update", "create", "delete"]
+# patch: suspend on ctx.unschedule; the status is the operator's alone.
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["schedules"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["schedules/status"]
+  verbs: ["get", "patch"]
+# Executions carry a blockOwnerDeletion ownerReference to their Schedule.
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["schedules/finalizers"]
+  verbs: ["update"]
 # The operator owns every status key except checkpoint and spawnRequests; holding get and
 # patch here also lets it grant them to runners (RBAC escalation prevention).
 - apiGroups: ["workflows.flux.dev"]

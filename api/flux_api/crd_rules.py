@@ -1,0 +1,114 @@
+"""Validation the API server applies (CEL rules and patterns), kept apart from the schema generator.
+
+Each rule carries the message a user sees on `kubectl apply`: bad input is refused whole, never
+half-created. The cron and time zone checks are exact enough for the API server to refuse what the
+operator's cron library would refuse.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from flux_api.names import GROUP, MAX_SCHEDULE_NAME
+
+# --- cron ---------------------------------------------------------------------------------------
+
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_DAYS = "sun|mon|tue|wed|thu|fri|sat"
+
+
+def _field(value: str) -> str:
+    """One cron field: comma-separated items, each `*`, `V` or `V-V`, optionally `/step`."""
+    item = f"(\\*|({value})(-({value}))?)(/[0-9]{{1,2}})?"
+    return f"{item}(,{item})*"
+
+
+CRON_FIELDS = (
+    _field("[0-5]?[0-9]"),  # minute
+    _field("[01]?[0-9]|2[0-3]"),  # hour
+    _field("0?[1-9]|[12][0-9]|3[01]|\\?"),  # day of month
+    _field(f"0?[1-9]|1[0-2]|{_MONTHS}|{_MONTHS.upper()}"),  # month
+    _field(f"[0-7]|{_DAYS}|{_DAYS.upper()}|\\?"),  # day of week
+)
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+CRON_PATTERN = "^(" + "|".join(CRON_MACROS) + "|" + " +".join(f"({f})" for f in CRON_FIELDS) + ")$"
+
+CRON_RULE = {
+    "rule": f"self.trim().matches('{CRON_PATTERN}')".replace("\\", "\\\\"),
+    "message": "spec.schedule must be a cron expression of 5 fields (minute hour day-of-month month "
+               "day-of-week, e.g. \"*/5 * * * *\") or one of " + ", ".join(CRON_MACROS),
+    "reason": "FieldValueInvalid",
+}
+
+
+def time_zones() -> list[str]:
+    """Every IANA zone of the pinned `tzdata` package: the operator loads zones from the same one."""
+    text = resources.files("tzdata").joinpath("zones").read_text()
+    return sorted(z for z in text.split() if z)
+
+
+def time_zone_rule() -> dict[str, Any]:
+    zones = ", ".join(f"'{z}'" for z in time_zones())
+    return {"rule": f"self in [{zones}]",
+            "message": "spec.timeZone must be an IANA time zone name such as Europe/Berlin, America/New_York or UTC",
+            "reason": "FieldValueInvalid"}
+
+
+# --- Execution spec -----------------------------------------------------------------------------
+
+RFC3339 = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)" \
+          r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+START_AT_RULE = {
+    "rule": f"self.matches('{RFC3339}')".replace("\\", "\\\\"),
+    "message": "spec.startAt must be an RFC 3339 time such as 2026-12-01T09:00:00Z",
+    "reason": "FieldValueInvalid",
+}
+_OWNED_ENV = "['PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED']"
+ENV_RULE = {
+    "rule": f"self.all(e, !e.name.startsWith('FLUX_') && !(e.name in {_OWNED_ENV}))",
+    "message": "spec.podTemplate.env cannot set FLUX_* variables, PYTHONDONTWRITEBYTECODE or PYTHONUNBUFFERED: "
+               "the operator sets them",
+    "reason": "FieldValueForbidden",
+}
+VOLUMES_RULE = {
+    "rule": "self.all(v, v.name != 'tmp')",
+    "message": "spec.podTemplate.volumes cannot use the name tmp: the operator's /tmp volume has it",
+    "reason": "FieldValueForbidden",
+}
+MOUNTS_RULE = {
+    "rule": "self.all(m, m.name != 'tmp' && m.mountPath != '/tmp' && !m.mountPath.startsWith('/tmp/')"
+            " && !m.mountPath.startsWith('/var/run/secrets/kubernetes.io'))",
+    "message": "spec.podTemplate.volumeMounts cannot cover /tmp or the service account token "
+               "(/var/run/secrets/kubernetes.io): the operator owns them",
+    "reason": "FieldValueForbidden",
+}
+_OWNED_LABELS = "['app.kubernetes.io/name', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by']"
+LABELS_RULE = {
+    "rule": f"self.all(k, !k.startsWith('{GROUP}/') && !(k in {_OWNED_LABELS}))",
+    "message": f"spec.podTemplate.metadata.labels cannot set {GROUP}/* or app.kubernetes.io/name, component or "
+               "managed-by: the operator selects runner pods by them",
+    "reason": "FieldValueForbidden",
+}
+TEMPLATE_NO_CANCEL = {
+    "rule": "!has(self.cancel) && !has(self.startAt)",
+    "message": "spec.executionTemplate.spec cannot set cancel or startAt: the Schedule decides when runs start, "
+               "cancel the executions themselves",
+    "reason": "FieldValueForbidden",
+}
+SCHEDULE_NAME_FITS = {
+    "rule": f"self.metadata.name.size() <= {MAX_SCHEDULE_NAME}",
+    "message": f"Schedule names are at most {MAX_SCHEDULE_NAME} characters: each run is named "
+               "<schedule>-<minutes since 1970>, and that must fit a 63-character label value",
+}
+
+
+def add_spec_rules(spec: dict[str, Any]) -> None:
+    """The rules on an ExecutionSpec schema node (an Execution's spec, or a Schedule's template)."""
+    props = spec["properties"]
+    props["startAt"]["x-kubernetes-validations"] = [START_AT_RULE]
+    template = props["podTemplate"]["properties"]
+    template["env"]["x-kubernetes-validations"] = [ENV_RULE]
+    template["volumes"]["x-kubernetes-validations"] = [VOLUMES_RULE]
+    template["volumeMounts"]["x-kubernetes-validations"] = [MOUNTS_RULE]
+    template["metadata"]["properties"]["labels"]["x-kubernetes-validations"] = [LABELS_RULE]

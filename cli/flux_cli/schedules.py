@@ -1,0 +1,86 @@
+"""Schedules in the plugin: pure logic (patches, rows) and the actions that call Kube.
+
+`unschedule` and `schedule suspend` set spec.suspend, exactly what `kubectl patch` of suspend does;
+the reason goes into an annotation so `schedule list` and `status` can say why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flux_api.names import SCHEDULE_LABEL, UNSCHEDULE_REASON_ANNOTATION
+
+from flux_cli import facts
+from flux_cli.cancelling import build_cancel_patch
+from flux_cli.durations import human_age
+from flux_cli.kube import Kube
+
+MAX_REASON = 1024
+
+
+def suspend_patch(reason: str | None) -> dict[str, Any]:
+    if reason is not None and not (0 < len(reason.strip()) and len(reason) <= MAX_REASON):
+        from flux_cli.errors import ArgumentError
+        raise ArgumentError(f"--reason must be 1 to {MAX_REASON} characters")
+    return {"metadata": {"annotations": {UNSCHEDULE_REASON_ANNOTATION: reason}}, "spec": {"suspend": True}}
+
+
+def resume_patch() -> dict[str, Any]:
+    return {"metadata": {"annotations": {UNSCHEDULE_REASON_ANNOTATION: None}}, "spec": {"suspend": False}}
+
+
+@dataclass
+class UnscheduleResult:
+    schedule: str
+    namespace: str
+    reason: str | None
+    cancelled: list[str] = field(default_factory=list)
+    already_suspended: bool = False
+
+
+def unschedule(kube: Kube, namespace: str, name: str, reason: str | None, cancel_running: bool) -> UnscheduleResult:
+    patch = suspend_patch(reason)
+    if cancel_running:
+        build_cancel_patch(reason or "unscheduled")  # checks the reason before any change
+    before = kube.get_schedule(namespace, name)
+    kube.patch_schedule(namespace, name, patch)
+    result = UnscheduleResult(name, namespace, reason,
+                              already_suspended=bool(facts.spec(before).get("suspend")))
+    if cancel_running:
+        runs = kube.list_executions(namespace, f"{SCHEDULE_LABEL}={name}")
+        for run in sorted(runs, key=facts.name_of):
+            if not facts.is_terminal(run) and not facts.spec_cancel(run):
+                kube.patch_execution(namespace, facts.name_of(run),
+                                     build_cancel_patch(f"unscheduled: {reason}" if reason else "unscheduled"))
+                result.cancelled.append(facts.name_of(run))
+    return result
+
+
+def resume(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    kube.get_schedule(namespace, name)  # a clear "not found" before anything else
+    return kube.patch_schedule(namespace, name, resume_patch())
+
+
+def rows(schedules: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    out = []
+    for obj in sorted(schedules, key=facts.key_of):
+        spec, status = facts.spec(obj), facts.status(obj)
+        last = facts.parse_time(status.get("lastScheduleTime"))
+        created = facts.created_at(obj)
+        out.append({
+            "name": facts.name_of(obj),
+            "namespace": facts.namespace_of(obj),
+            "schedule": spec.get("schedule"),
+            "timeZone": spec.get("timeZone") or "UTC",
+            "suspend": bool(spec.get("suspend")),
+            "reason": facts.annotations_of(obj).get(UNSCHEDULE_REASON_ANNOTATION)
+            or (status.get("lastUnschedule") or {}).get("reason") if spec.get("suspend") else None,
+            "active": [a.get("name") for a in status.get("active") or [] if isinstance(a, dict)],
+            "lastScheduleTime": status.get("lastScheduleTime"),
+            "lastAgo": human_age((now - last).total_seconds()) if last else None,
+            "nextScheduleTime": status.get("nextScheduleTime"),
+            "age": human_age((now - created).total_seconds()) if created else None,
+        })
+    return out

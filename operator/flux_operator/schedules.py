@@ -1,0 +1,125 @@
+"""Schedules: what the watch delivered (ScheduleStore) and one reconcile of a Schedule.
+
+Like the execution side, the state comes from the watches (the Schedule here, its runs from the
+World) and the decision is pure (scheduling.decide_schedule); this only carries out the actions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pydantic
+from flux_api.errors import Failure
+from flux_api.names import REPLACED_BY_ANNOTATION, SCHEDULE_LABEL, UNSCHEDULE_REASON_ANNOTATION
+from flux_api.schedule import Schedule
+from flux_api.timefmt import utcnow
+
+from flux_operator import scheduling as plan
+from flux_operator.kube import ApiFailure, KubeApi
+from flux_operator.reconcile import Result
+from flux_operator.world import Key, World
+
+log = logging.getLogger("flux_operator")
+
+
+class ScheduleStore:
+    """Thread-safe: kopf's watch handler writes, the schedule worker reads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._raw: dict[Key, dict[str, Any]] = {}
+
+    def seen(self, raw: dict[str, Any]) -> Key:
+        meta = raw.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            old = self._raw.get(key)
+            if old is None or _not_older(raw, old):
+                self._raw[key] = {k: raw[k] for k in ("apiVersion", "kind", "metadata", "spec", "status")
+                                  if raw.get(k) is not None}
+        return key
+
+    def gone(self, raw: dict[str, Any]) -> Key:
+        meta = raw.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            if (self._raw.get(key) or {}).get("metadata", {}).get("uid") == meta.get("uid"):
+                self._raw.pop(key, None)
+        return key
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        with self._lock:
+            return self._raw.get(key)
+
+    def keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._raw)
+
+
+def _not_older(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    if new["metadata"].get("uid") != old["metadata"].get("uid"):
+        return True
+    try:
+        return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return True
+
+
+def schedule_of(raw_execution: dict[str, Any]) -> Key | None:
+    """The Schedule that started this execution, from its label."""
+    meta = raw_execution.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(SCHEDULE_LABEL)
+    return (meta.get("namespace", ""), name) if name else None
+
+
+class ScheduleReconciler:
+    def __init__(self, store: ScheduleStore, world: World, api: KubeApi, clock=utcnow) -> None:
+        self.store, self.world, self.api, self.clock = store, world, api, clock
+
+    def reconcile(self, key: Key) -> Result:
+        raw = self.store.get(key)
+        if raw is None or raw["metadata"].get("deletionTimestamp"):
+            return Result()
+        try:
+            schedule = Schedule.model_validate(raw)
+        except pydantic.ValidationError as err:
+            log.error("schedule %s/%s does not parse, left alone: %s", *key, err.errors()[0]["msg"])
+            return Result()
+        runs = self.world.runs_of(key, schedule.metadata.get("uid"))
+        decision = plan.decide_schedule(schedule, runs, self.clock())
+        ns, name = key
+        for action in decision.actions:
+            match action:
+                case plan.ReplaceRun(name=run, reason=reason):
+                    self.api.patch_execution(ns, run, {"metadata": {"annotations": {REPLACED_BY_ANNOTATION: name}},
+                                                       "spec": {"cancel": {"reason": reason}}})
+                case plan.CreateRun(name=run, body=body):
+                    if self.api.create_execution(ns, body):
+                        log.info("schedule %s/%s: started %s", ns, name, run)
+                case plan.DeleteRun(name=run, uid=uid):
+                    self.api.delete_execution(ns, run, uid)
+                case plan.Suspend(reason=reason):
+                    self.api.patch_schedule(ns, name, {"metadata": {"annotations": {UNSCHEDULE_REASON_ANNOTATION:
+                                                                                     reason[:1024]}},
+                                                       "spec": {"suspend": True}})
+                case plan.ScheduleEvent(reason=reason, message=message, type=type_):
+                    meta = raw["metadata"]
+                    involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
+                                "name": name, "namespace": ns, "uid": meta.get("uid", ""),
+                                "resourceVersion": meta.get("resourceVersion", "")}
+                    self.api.emit_event(involved, f"{name}.{meta.get('uid', '')[:8]}.{reason.lower()}", type_,
+                                        reason, message)
+                case plan.PatchScheduleStatus(patch=patch):
+                    try:
+                        written = self.api.patch_schedule_status(ns, name, patch, raw["metadata"].get("resourceVersion"))
+                    except ApiFailure as err:
+                        if err.kind is not Failure.CONFLICT:
+                            raise
+                        fresh = self.api.get_schedule(ns, name)
+                        if fresh is not None:
+                            self.store.seen(fresh)
+                        return Result(requeue_after=0)
+                    self.store.seen(written)
+        return Result(requeue_after=decision.requeue_after)

@@ -1,0 +1,70 @@
+"""The times an execution waits for: its start time, a retry's backoff, its TTL. Pure, like decide().
+
+Nothing announces these moments with an event, so the reconciler asks `next_wakeup` and puts the key
+back on the queue for then; after an operator restart the same times are read from the object again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flux_api import TERMINAL_PHASES, Execution, Phase
+from flux_api.timefmt import parse_time
+
+MAX_BACKOFF_SECONDS = 3600
+
+
+def start_at(ex: Execution) -> datetime | None:
+    """When the first run may start: spec.startAt, for an execution that has never run."""
+    if ex.status.startedAt is not None or ex.status.checkpoint is not None:
+        return None
+    return parse_time(ex.spec.startAt)
+
+
+def retry_at(ex: Execution) -> datetime | None:
+    """When the pending retry starts; None unless a retry is waiting for its pod."""
+    if ex.phase != Phase.PENDING:
+        return None
+    return parse_time(ex.status.nextRetryAt)
+
+
+def waiting_until(ex: Execution, now: datetime) -> datetime | None:
+    """The moment the runner pod may be created, if that is still in the future."""
+    moment = retry_at(ex) or start_at(ex)
+    return moment if moment is not None and moment > now else None
+
+
+def in_backoff(ex: Execution) -> bool:
+    """A retry is scheduled and its pod not started: nothing runs now."""
+    return retry_at(ex) is not None
+
+
+def can_retry(ex: Execution) -> bool:
+    return ex.spec.retry is not None and (ex.status.retries or 0) < ex.spec.retry.limit
+
+
+def backoff(ex: Execution) -> timedelta:
+    """backoffSeconds, doubled for each retry already made, at most an hour."""
+    assert ex.spec.retry is not None
+    seconds = ex.spec.retry.backoffSeconds * 2 ** (ex.status.retries or 0)
+    return timedelta(seconds=min(seconds, max(MAX_BACKOFF_SECONDS, ex.spec.retry.backoffSeconds)))
+
+
+def expires_at(ex: Execution) -> datetime | None:
+    """When a finished execution is deleted (ttlSecondsAfterFinished); None: kept."""
+    if ex.phase not in TERMINAL_PHASES or ex.spec.ttlSecondsAfterFinished is None:
+        return None
+    finished = parse_time(ex.status.finishedAt)
+    return finished + timedelta(seconds=ex.spec.ttlSecondsAfterFinished) if finished else None
+
+
+def next_wakeup(ex: Execution, now: datetime, deadline: datetime | None) -> float | None:
+    """Seconds until the next moment that changes a decision with no event to announce it."""
+    if ex.phase in TERMINAL_PHASES:
+        moments = [expires_at(ex)]
+    elif ex.phase == Phase.CANCELLING or ex.spec.cancel is not None:
+        return None  # a deadline already fired, or a cancel is on its way: nothing to wait for here
+    else:
+        moments = [deadline, waiting_until(ex, now)]
+    found = [m for m in moments if m is not None]
+    return max(0.0, (min(found) - now).total_seconds()) if found else None

@@ -1,0 +1,78 @@
+"""Plugin logic for Schedules and the scheduling fields of executions: patches, rows, reasons, rendering."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from flux_cli import facts, render, render_schedules, schedules
+from flux_cli.actions import StatusView
+from flux_cli.errors import ArgumentError
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 21, 12, 0, 30, tzinfo=UTC)
+
+
+def sched(name: str = "nightly", suspend: bool = False, annotations: dict | None = None, **status) -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "creationTimestamp": "2026-11-21T11:00:00Z",
+                         "annotations": annotations or {}},
+            "spec": {"schedule": "0 2 * * *", "timeZone": "Europe/Berlin", "suspend": suspend},
+            "status": status}
+
+
+def test_suspend_and_resume_patches_are_what_kubectl_patch_would_send():
+    assert schedules.suspend_patch("maintenance") == {
+        "metadata": {"annotations": {"workflows.flux.dev/unschedule-reason": "maintenance"}},
+        "spec": {"suspend": True}}
+    assert schedules.resume_patch() == {"metadata": {"annotations": {"workflows.flux.dev/unschedule-reason": None}},
+                                        "spec": {"suspend": False}}
+    for bad in (" ", "x" * 1025):
+        with pytest.raises(ArgumentError):
+            schedules.suspend_patch(bad)
+
+
+def test_rows_show_cron_zone_active_last_next_and_why_suspended():
+    [row] = schedules.rows([sched(suspend=True, annotations={"workflows.flux.dev/unschedule-reason": "done"},
+                                  lastScheduleTime="2026-11-21T11:00:00Z", active=[{"name": "nightly-1"}])], NOW)
+    assert row["schedule"] == "0 2 * * *" and row["timeZone"] == "Europe/Berlin"
+    assert row["suspend"] is True and row["reason"] == "done"
+    assert row["active"] == ["nightly-1"] and row["lastAgo"] == "60m"
+    [running] = schedules.rows([sched(nextScheduleTime="2026-11-22T01:00:00.000Z")], NOW)
+    assert running["reason"] is None and running["nextScheduleTime"] == "2026-11-22T01:00:00.000Z"
+    table = render.to_text(render_schedules.schedule_table(schedules.rows([sched()], NOW), False))
+    assert "NAME" in table and "nightly" in table and "Europe/Berlin" in table
+
+
+def test_an_unschedule_by_the_workflow_is_the_reason_when_no_annotation_says_otherwise():
+    [row] = schedules.rows([sched(suspend=True, lastUnschedule={"execution": "nightly-1", "reason": "quota"})], NOW)
+    assert row["reason"] == "quota"
+
+
+def execution(phase: str = "Pending", spec: dict | None = None, **status) -> dict:
+    return {"metadata": {"name": "job", "namespace": "ns", "labels": {"workflows.flux.dev/schedule": "nightly"},
+                         "annotations": {"workflows.flux.dev/scheduled-at": "2026-11-21T12:00:00.000Z"}},
+            "spec": {"workflow": "a.b:c", **(spec or {})}, "status": {"phase": phase, **status}}
+
+
+def test_list_and_tree_say_when_a_pending_execution_starts_or_retries():
+    assert facts.reason_of(execution(message="waiting: starts at 2026-11-21T13:00:00.000Z")) == \
+        "starts at 2026-11-21T13:00:00.000Z"
+    assert facts.reason_of(execution(retries=2, nextRetryAt="2026-11-21T12:01:00.000Z")) == \
+        "retry 2 at 2026-11-21T12:01:00.000Z"
+    assert facts.reason_of(execution("Running", message="waiting: x")) is None
+
+
+def test_status_shows_schedule_start_retry_ttl_and_unschedule():
+    obj = execution("Running", spec={"startAt": "2026-11-21T11:00:00Z", "retry": {"limit": 3, "backoffSeconds": 5},
+                                     "ttlSecondsAfterFinished": 600},
+                    retries=1, unscheduleRequest={"reason": "quota reached"})
+    data = render.status_json(StatusView(obj, []))
+    assert data["scheduling"]["schedule"] == "nightly"
+    assert data["scheduling"]["retries"] == 1
+    text = render.to_text(render.status_text(StatusView(obj, []), NOW))
+    assert "Scheduling:" in text
+    for shown in ("nightly", "limit 3, backoff 5s", "600s after finishing", "quota reached"):
+        assert shown in text
+    plain = render.to_text(render.status_text(StatusView({"metadata": {"name": "x"}, "spec": {}}, []), NOW))
+    assert "Scheduling:" in plain
