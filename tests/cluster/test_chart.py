@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fluxtest import CRD, REPO
+from fluxtest.paths import SCHEDULE_CRD
 
 pytestmark = pytest.mark.cluster
 
@@ -33,7 +34,7 @@ def run(*argv: str, input: str | None = None) -> subprocess.CompletedProcess:
 def schemas(cluster, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("schemas")
     result = run(sys.executable, "-m", "localcluster.openapi_schemas", "--kubeconfig", str(cluster.kubeconfig),
-                 "--out", str(out), "--crd", str(CRD))
+                 "--out", str(out), "--crd", str(CRD), "--crd", str(SCHEDULE_CRD))
     assert result.returncode == 0, result.stderr
     return out
 
