@@ -1,7 +1,8 @@
 """longrun whose steps say when their work begins: counting those lines in the runner's log counts how
 often each step's work really ran, across restarts, evictions and resumes (the fault tests use it).
 
-Input: {"steps": 10, "stepSeconds": 0.5}
+Input: {"steps": 10, "stepSeconds": 0.5, "cleanupSeconds": 0}; cleanupSeconds makes a cancel's cleanup
+take that long (still within the grace period: the outcome stays Graceful).
 """
 
 import asyncio
@@ -20,6 +21,7 @@ async def main(ctx, input):
         for index in range(1, steps + 1):
             await ctx.step(f"step-{index}", work, ctx, index, seconds)
     except asyncio.CancelledError:
+        await asyncio.sleep(float(input.get("cleanupSeconds", 0)))
         await ctx.checkpoint({"cleanedUp": True, "completedSteps": len(ctx.completed_steps)})
         raise
     return {"completedSteps": len(ctx.completed_steps)}

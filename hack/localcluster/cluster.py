@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from localcluster import procs
+from localcluster.faults import Components
 from localcluster.layout import Layout, Ports, binaries_dir, component_commands, write_kubeconfigs
 from localcluster.pki import make_pki
 
@@ -66,11 +67,19 @@ def supervise(root: Path) -> int:
         "kube-apiserver": lambda: _https_ok(layout, "/readyz"),
     }
     began = time.monotonic()
+    components = Components(root)  # fault tests read pids here and may hold a component down
+    commands = component_commands(layout)
+
+    def start(name: str) -> subprocess.Popen:
+        log = open(layout.logs / f"{name}.log", "ab")
+        child = subprocess.Popen(commands[name], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 preexec_fn=procs.die_with_parent, cwd=layout.root)
+        components.started(name, child.pid)
+        return child
+
     try:
-        for name, argv in component_commands(layout).items():
-            log = open(layout.logs / f"{name}.log", "ab")
-            children[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              preexec_fn=procs.die_with_parent, cwd=layout.root)
+        for name in commands:
+            children[name] = start(name)
             check = health.get(name)
             deadline = time.monotonic() + 60
             while check and not check() and not stopping:
@@ -83,6 +92,13 @@ def supervise(root: Path) -> int:
         while not stopping:
             for name, child in children.items():
                 if child.poll() is not None:
+                    verdict = components.exited(name, child.returncode)
+                    if verdict == "hold":
+                        continue
+                    if verdict == "restart":
+                        children[name] = start(name)
+                        print(f"supervisor: restarted {name} (pid {children[name].pid})", flush=True)
+                        continue
                     print(f"supervisor: {name} exited with {child.returncode}; stopping the cluster", flush=True)
                     return 1
             time.sleep(0.5)

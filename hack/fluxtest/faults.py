@@ -1,0 +1,228 @@
+"""Helpers for the fault tests (tests/faults): operators confined to one namespace with a Lease of their
+own, their health and metrics, a watch that records every phase an Execution went through, and step
+runs counted from the runner logs the process node keeps."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from flux_api import GROUP, PLURAL, VERSION
+from kubernetes import client, watch
+from localcluster.layout import Layout
+
+from fluxtest.plugin import OperatorProcess
+from fluxtest.waiting import wait_for
+
+LEASE_SECONDS = 5  # what OperatorProcess passes as --lease-seconds
+
+
+def health(op: OperatorProcess) -> tuple[int, dict]:
+    """(HTTP status, JSON) of the replica's /healthz; (0, {}) if it does not answer at all."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/healthz", timeout=2) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+    except OSError:
+        return 0, {}
+
+
+def metric(op: OperatorProcess, name: str, labels: str = "") -> float:
+    """One sample of the operator's /metrics (0 if absent); `labels` as printed, e.g. 'phase="Running"'."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in op.metrics().splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        if key == wanted:
+            return float(value)
+    return 0.0
+
+
+def log_tail(op: OperatorProcess, chars: int = 3000) -> str:
+    return op.log_path.read_text(errors="replace")[-chars:] if op.log_path.exists() else "(no log)"
+
+
+class Operators:
+    """Operators that watch only `namespace` and elect among themselves with a Lease of their own there,
+    so nothing of another test (or another operator on the cluster) is touched."""
+
+    def __init__(self, env: dict[str, str], layout: Layout, namespace: str) -> None:
+        self.env, self.layout, self.namespace = env, layout, namespace
+        self.lease = f"faults-{uuid.uuid4().hex[:8]}"
+        self.started: list[OperatorProcess] = []
+
+    @property
+    def args(self) -> list[str]:
+        return ["--namespace", self.namespace, "--leader-election-namespace", self.namespace,
+                "--leader-election-id", self.lease]
+
+    def start(self, env: dict[str, str] | None = None, lead: bool = True, *extra: str) -> OperatorProcess:
+        op = OperatorProcess(env or self.env, self.layout.logs)
+        op.log_path = self.layout.logs / f"{self.lease}-{len(self.started)}.log"
+        self.started.append(op)
+        op.start(*self.args, *extra)
+        if lead:
+            wait_for(lambda: health(op)[1].get("leader"), timeout=60,
+                     what=f"operator {op.log_path.name} to lead")
+        return op
+
+    def leader(self) -> OperatorProcess | None:
+        for op in self.started:
+            if op.proc and op.proc.poll() is None and health(op)[1].get("leader"):
+                return op
+        return None
+
+    def stop_all(self) -> None:
+        for op in self.started:
+            op.stop(kill=True)
+
+
+class PhaseWatch:
+    """Records, per Execution of a namespace, every phase a watch event showed, in order."""
+
+    def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:
+        self.custom, self.namespace = custom, namespace
+        self.phases: dict[str, list[str]] = defaultdict(list)
+        self.terminal_seen: dict[str, set[str]] = defaultdict(set)
+        self._stop = threading.Event()
+        self._watch = watch.Watch()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"phase-watch-{namespace}")
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        version = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+                    for item in listing["items"]:
+                        self._record(item)
+                    version = listing["metadata"]["resourceVersion"]
+                    self._ready.set()
+                for event in self._watch.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION,
+                                                self.namespace, PLURAL, resource_version=version,
+                                                timeout_seconds=60, allow_watch_bookmarks=True):
+                    obj = event["object"]
+                    version = obj.get("metadata", {}).get("resourceVersion", version)
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._record(obj)
+                    if self._stop.is_set():
+                        return
+            except Exception as err:  # noqa: BLE001 - a watch that breaks is re-listed, as an informer does
+                if getattr(err, "status", None) == 410:
+                    version = None
+                time.sleep(0.5)
+
+    def _record(self, obj: dict) -> None:
+        name = obj["metadata"]["name"]
+        phase = (obj.get("status") or {}).get("phase")
+        if phase and (not self.phases[name] or self.phases[name][-1] != phase):
+            self.phases[name].append(phase)
+        if phase in ("Cancelled", "Succeeded", "Failed"):
+            self.terminal_seen[name].add(phase)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._watch.stop()
+
+
+# What flux_examples.counted logs each time a step's work begins (a recorded step is skipped).
+_STEP_STARTED = re.compile(r"flux\.workflow: work (\S+) begins")
+_RUNNER_START = re.compile(r"flux-runner \S+: execution ")
+
+
+def runner_logs(layout: Layout, namespace: str, execution: str) -> list[Path]:
+    """The runner's log files of every pod the execution had (one per pod UID; restarts append)."""
+    return sorted((layout.root / "node" / "logs").glob(f"{namespace}_{execution}-runner_*_runner.log"))
+
+
+def counted(name: str, steps: int = 10, seconds: float = 0.5, cleanup: float = 0, **spec) -> dict:
+    """An Execution of flux_examples.counted: longrun whose step runs `step_runs` can count, and whose
+    cleanup after a cancel takes `cleanup` seconds."""
+    from fluxtest.executions import manifest
+    return manifest(name, "flux_examples.counted:main",
+                    {"steps": steps, "stepSeconds": seconds, "cleanupSeconds": cleanup}, **spec)
+
+
+def step_runs(layout: Layout, namespace: str, execution: str) -> Counter:
+    """How many times each step's work started (flux_examples.counted), over every pod and restart."""
+    runs: Counter = Counter()
+    for path in runner_logs(layout, namespace, execution):
+        runs.update(_STEP_STARTED.findall(path.read_text(errors="replace")))
+    return runs
+
+
+def runner_starts(layout: Layout, namespace: str, execution: str) -> int:
+    """How many runner processes started for the execution (every pod, every container restart)."""
+    return sum(len(_RUNNER_START.findall(p.read_text(errors="replace")))
+               for p in runner_logs(layout, namespace, execution))
+
+
+def statuses(fx, names=None) -> dict[str, dict]:
+    """Every Execution's status in the namespace (one LIST), or only `names`'."""
+    items = fx.custom.list_namespaced_custom_object(GROUP, VERSION, fx.ns, PLURAL)["items"]
+    found = {i["metadata"]["name"]: i.get("status") or {} for i in items}
+    return found if names is None else {n: found.get(n, {}) for n in names}
+
+
+def wait_all(fx, names, *phases: str, timeout: float = 120, interval: float = 0.5) -> dict[str, dict]:
+    """Waits until every one of `names` is in one of `phases`; returns their statuses."""
+    names = list(names)
+    left: list[str] = names
+
+    def done():
+        nonlocal left
+        now = statuses(fx, names)
+        left = [n for n in names if now[n].get("phase") not in phases]
+        return now if not left else None
+
+    try:
+        return wait_for(done, timeout=timeout, interval=interval, what=f"{len(names)} executions to reach {phases}")
+    except AssertionError as err:
+        now = statuses(fx, left)
+        raise AssertionError(f"{err}; {len(left)} did not: " + ", ".join(
+            f"{n}={now[n].get('phase')}" for n in left[:20])) from None
+
+
+def parse_stamp(text: str | None):
+    from flux_api.timefmt import parse_time
+    return parse_time(text)
+
+
+def finished_steps(checkpoint: dict | None) -> list[str]:
+    """Every finished step a checkpoint records, in order: from the compact ledger (`done`) when there
+    is one, else from the step records."""
+    checkpoint = checkpoint or {}
+    done = checkpoint.get("done")
+    if done is not None:
+        return [f"{run['prefix']}{n}" for run in done.get("runs") or [] for n in range(run["first"], run["last"] + 1)] \
+            + list(done.get("names") or [])
+    return [step["name"] for step in checkpoint.get("steps") or []]
+
+
+def step_results(checkpoint: dict | None) -> dict:
+    """Results of finished steps by name: `results` when the checkpoint has it, else the step records'."""
+    checkpoint = checkpoint or {}
+    found = {step["name"]: step.get("result") for step in checkpoint.get("steps") or [] if "result" in step}
+    found.update(checkpoint.get("results") or {})
+    return found
+
+
+def as_runner(kubeconfig: Path, namespace: str, execution: str) -> client.ApiClient:
+    """An API client that impersonates the runner of `execution` (its ServiceAccount), as `kubectl --as`
+    does, but sends each request as it is: kubectl's patch first GETs the object, which a runner may not."""
+    from localcluster.kube import api_client
+    api = api_client(kubeconfig)
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:flux-runner-{execution}")
+    return api

@@ -1,0 +1,170 @@
+"""Fixtures of the fault tests, and the results table they fill (tests/faults/RESULTS.md, also printed).
+
+Every test names its row with `@pytest.mark.row(key)` and records its figure through the `result`
+fixture; the row's verdict is the test's outcome. The fault tests break the cluster on purpose
+(etcd paused, the API server restarted, the process node killed), so `make faults` runs them on a
+cluster of their own (.cluster-faults) whose supervisor has the fault hooks (localcluster.faults).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from fluxtest import Executions
+from fluxtest.faults import Operators
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from localcluster.faults import ClusterFaults
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "RESULTS.md"
+
+# (key, fault, must hold, what the figure is), in the issue's order.
+ROWS = [
+    ("operator-kill", "operator killed -9 mid-cancel, ×10", "0 stuck, each Event once", "time to recover"),
+    ("apiserver-restart", "apiserver restarted mid-cancel", "0 lost cancels", "requests in the minute after"),
+    ("etcd-pause", "etcd paused 20 s during runs", "at most one step re-run per runner", "re-runs"),
+    ("api-unreachable", "API unreachable to the operator for 60 s (drop, not refuse)",
+     "all cancels concluded within grace + 30 s after; health red meanwhile", "recovery time"),
+    ("cancel-race", "cancel racing completion, ×100", "exactly one terminal phase each", "–"),
+    ("concurrent-cancels", "200 concurrent cancels", "0 lost", "–"),
+    ("poison", "poison objects beside a healthy one with a 5 s deadline", "the healthy one is Cancelled on time",
+     "lateness"),
+    ("forgery", "runner forges phase, timestamps, or another object's status", "denied by the API server", "–"),
+    ("spawn-bomb", "spawn bomb", "capped, clear error", "objects created"),
+    ("node-killed", "process node killed, then cancel", "terminal within grace + escalation margin", "time"),
+    ("status-growth", "status growth to the budget", "CheckpointTooLarge once, no restart loop", "restarts"),
+    ("recreate", "recreate under the same name", "new execution uses its own pod", "–"),
+    ("eviction", "runner pod evicted mid-run", "resumes, no finished step re-run", "re-runs"),
+]
+_KEYS = {row[0] for row in ROWS}
+_results: dict[str, dict] = {}
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "row(key): the row of tests/faults/RESULTS.md this test fills")
+
+
+class Result:
+    """What a test reports for its row: the figure, and notes (what it used, what it saw)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.entry = _results.setdefault(key, {"figure": "", "notes": [], "outcome": "not run"})
+
+    def figure(self, text: str) -> None:
+        self.entry["figure"] = text
+        print(f"\n[{self.key}] figure: {text}")
+
+    def note(self, text: str) -> None:
+        self.entry["notes"].append(text)
+        print(f"\n[{self.key}] {text}")
+
+
+@pytest.fixture
+def result(request) -> Result:
+    marker = request.node.get_closest_marker("row")
+    assert marker and marker.args[0] in _KEYS, f"{request.node.nodeid} needs @pytest.mark.row(<one of {_KEYS}>)"
+    return Result(marker.args[0])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("row")
+    if marker is None:
+        return
+    entry = _results.setdefault(marker.args[0], {"figure": "", "notes": [], "outcome": "not run"})
+    if report.failed:
+        message = str(report.longrepr.reprcrash.message) if hasattr(report.longrepr, "reprcrash") else str(
+            report.longrepr)
+        entry["outcome"] = f"FAILED ({report.when}): {message.splitlines()[0][:300]}" if message else "FAILED"
+    elif report.skipped:
+        entry["outcome"] = "skipped"
+    elif report.when == "call" and not entry["outcome"].startswith("FAILED"):
+        entry["outcome"] = "held"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table() -> str:
+    lines = ["| fault | must hold | result | figure |", "|---|---|---|---|"]
+    for key, fault, must, what in ROWS:
+        entry = _results.get(key, {"figure": "", "outcome": "not run"})
+        figure = entry["figure"] or ("–" if what == "–" else "")
+        lines.append(f"| {_cell(fault)} | {_cell(must)} | {_cell(entry['outcome'])} | {_cell(figure)} |")
+    return "\n".join(lines)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if not _results:
+        return
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    notes = [f"- **{key}**: {note}" for key, *_ in ROWS for note in _results.get(key, {}).get("notes", [])]
+    RESULTS.write_text(f"# Fault tests: results\n\nGenerated by `make faults` (tests/faults/conftest.py) on {stamp}."
+                       f"\n\n{table()}\n\n## Notes\n\n" + "\n".join(notes) + "\n")
+    (HERE / "RESULTS.json").write_text(json.dumps(_results, indent=2) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _results:
+        terminalreporter.write_sep("=", "fault tests: results table (tests/faults/RESULTS.md)")
+        terminalreporter.write_line(table())
+
+
+# --- fixtures -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def faults(cluster) -> ClusterFaults:
+    injector = ClusterFaults(cluster)
+    if not injector.supported:
+        pytest.fail(f"the cluster in {cluster.root} was started by a supervisor without the fault hooks "
+                    f"(no components.json): stop it (FLUX_CLUSTER_DIR={cluster.root} make cluster-down) and run again")
+    return injector
+
+
+@pytest.fixture(scope="session")
+def alone(api, crd_installed) -> None:
+    """Fails if an operator watching every namespace (another session's) is active on this cluster: it would
+    act on our namespaces too and no fault here would mean anything."""
+    try:
+        spec = client.CoordinationV1Api(api).read_namespaced_lease("flux-operator", "default").spec
+    except ApiException as err:
+        if err.status == 404:
+            return
+        raise
+    if spec.holder_identity and spec.renew_time:
+        age = (datetime.now(timezone.utc) - spec.renew_time).total_seconds()
+        if age <= (spec.lease_duration_seconds or 0) + 2:
+            pytest.fail(f"operator {spec.holder_identity} acts on every namespace of this cluster; run the fault "
+                        f"tests on a cluster of their own (make faults uses .cluster-faults)")
+
+
+@pytest.fixture
+def operators(kube_env, cluster, namespace, alone, faults) -> Operators:
+    ops = Operators(kube_env, cluster, namespace)
+    yield ops
+    ops.stop_all()
+
+
+@pytest.fixture
+def fx(custom, core, namespace) -> Executions:
+    return Executions(custom, core, namespace)
+
+
+@pytest.fixture(autouse=True)
+def _cluster_restored(request, faults):
+    """Whatever a test held down comes back before the next one starts."""
+    yield
+    faults.release_all()
+    deadline = time.monotonic() + 120
+    for name in ("etcd", "kube-apiserver", "process-node"):
+        while not faults.healthy(name) and time.monotonic() < deadline:
+            time.sleep(0.5)
