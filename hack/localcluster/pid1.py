@@ -100,6 +100,7 @@ def _become_container(spec: dict) -> None:
         os.setgid(spec["gid"])
     if spec.get("uid") is not None:
         os.setuid(spec["uid"])
+    _die_with_parent()  # a change of credentials clears the parent-death signal: set it again
     os.chdir(spec.get("workingDir") or "/")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)

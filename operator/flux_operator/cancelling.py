@@ -107,7 +107,7 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     cancellation = recorded.model_dump(exclude_none=True, mode="json")
     checkpoint = ex.status.checkpoint
     if checkpoint is not None and checkpoint.state == Phase.CANCELLED.value and not recorded.acknowledgedAt:
-        cancellation["acknowledgedAt"] = checkpoint.updatedAt or format_time(now)
+        cancellation["acknowledgedAt"] = _acknowledged(checkpoint.updatedAt, recorded, now)
     cancellation["children"] = children_view(children)
     due = escalation_due(pod)
     if pod is not None and due is not None and now >= due:
@@ -141,6 +141,16 @@ def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any],
     waited = (now - requested_at(ex, intent, now)).total_seconds()
     plan.actions.append(Observe("complete_seconds", intent.source.value, max(waited, 0.0)))
 
+
+
+def _acknowledged(written: str | None, recorded: Cancellation, now: datetime) -> str:
+    """The runner's own timestamp when it is plausible (after the signal, not in the future); else now.
+    A runner owns its checkpoint, so it must not be able to move an operator-owned time."""
+    moment = parse_time(written)
+    floor = parse_time(recorded.signalledAt) or parse_time(recorded.requestedAt)
+    if moment is None or moment > now or (floor is not None and moment < floor):
+        return format_time(now)
+    return format_time(moment)
 
 
 def _ending(ex: Execution, cancellation: dict[str, Any]) -> tuple[Phase, Outcome]:

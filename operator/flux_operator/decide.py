@@ -108,6 +108,16 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
     if intent is not None:
         request_cancel(ex, intent, pod, children, plan, now)
         return
+    if checkpoint == Phase.CANCELLED.value:
+        # The runner stopped for a SIGTERM that was no cancel (an eviction, a drain, a node shutdown):
+        # once its pod is gone, a new one resumes from the checkpoint.
+        if pod is not None:
+            if not pod.terminating and pod.phase in ("Succeeded", "Failed"):
+                plan.actions.append(DeletePod(pod.name, 0, pod.uid))
+            return
+        _resume_or_fail(ex, "the runner was stopped without a cancel (evicted, drained or its node shut down)",
+                        plan, now)
+        return
     if pod is None:
         if ex.status.podName and ex.phase == Phase.RUNNING:
             _resume_or_fail(ex, f"runner pod {ex.status.podName} disappeared before the workflow finished",
@@ -211,6 +221,9 @@ def _resume_or_fail(ex: Execution, why: str, plan: Plan, now: datetime) -> None:
         return
     plan.actions.append(EnsureRunner())
     plan.status["resumes"] = ex.status.resumes + 1
+    if checkpoint_state(ex) == Phase.CANCELLED.value:
+        # It wrote its cleanup checkpoint on the way out; that was no verdict: the steps stay, the run goes on.
+        plan.status["checkpoint"] = {"state": Phase.RUNNING.value, "error": None, "result": None}
     plan.event("Resumed", f"{why}: resuming from the last checkpoint in a new pod "
                f"({ex.status.resumes + 1} of at most {MAX_RESUMES})", key=str(ex.status.resumes + 1))
 

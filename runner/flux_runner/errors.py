@@ -77,11 +77,8 @@ class SpawnConflict(WorkflowError, ValueError):
 
 
 class CheckpointTooLarge(WorkflowError):
-    """The checkpoint would outgrow its budget (flux_api.types.CHECKPOINT_BUDGET)."""
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        return text if text.startswith("CheckpointTooLarge") else f"CheckpointTooLarge: {text}"
+    """The checkpoint would outgrow its budget (flux_api.types.CHECKPOINT_BUDGET); the error's type name
+    is the reason the execution reports."""
 
 
 class SpawnLimit(WorkflowError):

@@ -79,7 +79,7 @@ class Journal:
             self.recent = [r for r in self.recent if r.name != name]
             self.count -= 1
             if isinstance(exc, CheckpointTooLarge):
-                raise CheckpointTooLarge(f"the result of step {name!r} does not fit: {exc}") from None
+                raise CheckpointTooLarge(f"the result of step {name!r} does not fit: {exc.args[0]}") from None
             raise CheckpointRejected(f"the API server rejected the checkpoint of step {name!r}: {exc}") from exc
 
     async def save_data(self, data: Any) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class Journal:
         except (Invalid, CheckpointTooLarge) as exc:
             self.data = previous
             if isinstance(exc, CheckpointTooLarge):
-                raise CheckpointTooLarge(f"the checkpoint data does not fit: {exc}") from None
+                raise CheckpointTooLarge(f"the checkpoint data does not fit: {exc.args[0]}") from None
             raise CheckpointRejected(f"the API server rejected the checkpoint data: {exc}") from exc
 
     async def finish(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
@@ -97,7 +97,8 @@ class Journal:
             return await self._write(state, result, error)
         except CheckpointTooLarge as exc:
             # The final word must land: the result goes, the reason stays.
-            return await self._write(Phase.FAILED, None, f"CheckpointTooLarge: the workflow result does not fit: {exc}")
+            return await self._write(Phase.FAILED, None,
+                                     f"CheckpointTooLarge: the workflow result does not fit: {exc.args[0]}")
 
     def checkpoint(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
         return Checkpoint(

@@ -488,3 +488,27 @@ def test_a_named_runner_error_becomes_the_finished_reason():
     finished = next(c for c in status_patch(decide(plain, running_pod(), [], NOW))["conditions"]
                     if c["type"] == "Finished")
     assert finished["reason"] == "ValueError"
+
+
+def test_a_runner_stopped_without_a_cancel_resumes_instead_of_failing():
+    """An eviction's SIGTERM: the runner cleaned up and wrote Cancelled, but nobody asked for a cancel."""
+    exited = PodView(POD, phase="Succeeded", started=True, uid="p1")
+    ex = execution("Running", checkpoint={"state": "Cancelled"})
+    actions = decide(ex, exited, [], NOW)
+    assert of(actions, DeletePod) == [DeletePod(POD, 0, "p1")]
+    assert "phase" not in status_patch(actions), "not Failed"
+    actions = decide(ex, None, [], NOW)
+    assert of(actions, EnsureRunner)
+    patch = status_patch(actions)
+    assert patch["resumes"] == 1
+    assert patch["checkpoint"] == {"state": "Running", "error": None, "result": None}, "steps kept, verdict gone"
+
+
+def test_acknowledged_at_cannot_be_moved_by_the_runners_clock():
+    forged = cancelling({"state": "Cancelled", "updatedAt": "2000-01-01T00:00:00.000Z"})
+    ack = status_patch(decide(forged, None, [], NOW))["cancellation"]["acknowledgedAt"]
+    assert ack == "2026-11-21T12:00:00.000Z"
+    future = cancelling({"state": "Cancelled", "updatedAt": "2099-01-01T00:00:00.000Z"})
+    assert status_patch(decide(future, None, [], NOW))["cancellation"]["acknowledgedAt"] == ack
+    honest = cancelling({"state": "Cancelled", "updatedAt": "2026-11-21T11:59:59.500Z"})
+    assert status_patch(decide(honest, None, [], NOW))["cancellation"]["acknowledgedAt"] == "2026-11-21T11:59:59.500Z"

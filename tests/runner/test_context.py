@@ -395,7 +395,9 @@ def test_a_step_result_over_the_budget_fails_the_workflow_once_with_a_clear_reas
 
     task, _ = run_workflow(api, token, workflow)
     error = task.exception()
-    assert "CheckpointTooLarge" in str(error) and "'huge'" in str(error)
+    from flux_runner.errors import CheckpointTooLarge
+
+    assert isinstance(error, CheckpointTooLarge) and "'huge'" in str(error)
     assert api.checkpoint["results"] == {"small": 1}, "the refused step is not half-recorded"
 
 
@@ -406,7 +408,8 @@ def test_the_runner_records_checkpoint_too_large_and_exits_cleanly(token):
     code = asyncio.run(run(api.client(token), termination_log=token.parent / "termination"))
     assert code == 0, "no crash loop: the outcome is recorded"
     assert api.checkpoint["state"] == "Failed"
-    assert api.checkpoint["error"].startswith("CheckpointTooLarge")
+    assert api.checkpoint["error"].startswith("CheckpointTooLarge: the result of step 'chunk-1' does not fit: ")
+    assert api.checkpoint["error"].count("CheckpointTooLarge") == 1, "said once"
 
 
 # --- ctx.unschedule
