@@ -19,6 +19,7 @@ class FakeKubeApi:
         self.events: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []
         self.owners: dict[tuple[str, str], str] = {}  # (kind, name) -> controlling owner UID
+        self.schedules: dict[tuple[str, str], dict[str, Any]] = {}
         self._rv = 100
 
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +106,51 @@ class FakeKubeApi:
             return False
         self.events[name] = {"reason": reason, "message": message, "type": type_, "involved": involved}
         return True
+
+    def delete_execution(self, namespace: str, name: str, uid: str) -> bool:
+        self.calls.append(("delete_execution", name, uid))
+        self._maybe_fail("delete_execution", name)
+        obj = self.objects.get((namespace, name))
+        if obj is None or (uid and obj["metadata"].get("uid") != uid):
+            return False
+        del self.objects[(namespace, name)]
+        return True
+
+    # --- Schedules, kept apart from Executions -------------------------------------------------
+
+    def put_schedule(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self.schedules[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def get_schedule(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_schedule", name))
+        obj = self.schedules.get((namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.calls.append(("patch_schedule", name))
+        obj = copy.deepcopy(self.schedules[(namespace, name)])
+        obj["metadata"].setdefault("annotations", {}).update(patch.get("metadata", {}).get("annotations", {}))
+        obj["spec"].update(patch.get("spec", {}))
+        self.put_schedule(obj)
+
+    def patch_schedule_status(self, namespace: str, name: str, status: dict[str, Any],
+                              resource_version: str | None) -> dict[str, Any]:
+        self.calls.append(("patch_schedule_status", name, resource_version))
+        self._maybe_fail("patch_schedule_status", name)
+        obj = copy.deepcopy(self.schedules[(namespace, name)])
+        if resource_version and obj["metadata"]["resourceVersion"] != resource_version:
+            raise ApiFailure(name, Failure.CONFLICT, "the object has been modified")
+        current = obj.setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        return self.put_schedule(obj)
 
     def names(self) -> list[str]:
         return [c[0] for c in self.calls]

@@ -73,6 +73,8 @@ class Reconciler:
                                     "SignalFailed", f"could not signal: {err}; retrying")
         if failed_signal is not None:
             raise failed_signal
+        if any(isinstance(a, machine.DeleteExecution) for a in actions):
+            return Result()  # gone: its DELETED event takes it out of the World
         return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now))
 
     def _apply(self, snapshot: Snapshot, ex, action: machine.Action) -> bool:

@@ -166,3 +166,14 @@ def test_example_manifests_are_valid(kubectl, namespace, operator):
     for name in ("delayed-retry.yaml", "pod-template.yaml", "schedule.yaml", "unschedule.yaml"):
         text = (REPO / "examples" / "manifests" / name).read_text().replace("START_AT", "2030-01-01T00:00:00Z")
         kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=text)
+
+
+def test_the_delayed_retry_and_pod_template_examples_run_end_to_end(fx, kubectl, namespace):
+    start = (datetime.now(timezone.utc) + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = (REPO / "examples" / "manifests" / "delayed-retry.yaml").read_text().replace("START_AT", start)
+    kubectl("apply", "-n", namespace, "-f", "-", input=text)
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "manifests" / "pod-template.yaml"))
+    assert fx.wait_phase("quick-template", "Succeeded", "Failed")["phase"] == "Succeeded"
+    status = fx.wait_phase("delayed-retry", "Succeeded", "Failed", timeout=90)
+    assert status["phase"] == "Succeeded" and status["retries"] == 1, status.get("message")
+    assert status["startedAt"] >= start.replace("Z", "")

@@ -159,9 +159,16 @@ def test_bad_schedules_are_refused_whole(sched, spec, message):
         sched.get("bad")
 
 
-def test_the_example_schedule_applies(kubectl, namespace, operator):
+def test_the_example_schedules_run_end_to_end(kubectl, namespace, sched, fx):
     kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "manifests" / "schedule.yaml"))
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "manifests" / "unschedule.yaml"))
+    run = sched.wait_runs("every-minute", 1)[0]
+    assert run["metadata"]["labels"]["team"] == "examples"
+    fx.wait_step(run["metadata"]["name"])
     kubectl("patch", "fxs", "every-minute", "-n", namespace, "--type", "merge", "-p", '{"spec":{"suspend":true}}')
+    stopped = sched.wait_runs("self-stopping", 1)[0]["metadata"]["name"]
+    assert fx.wait_phase(stopped, "Cancelled", "Failed", "Succeeded")["cancellation"]["reason"] == "quota reached"
+    wait_for(lambda: sched.get("self-stopping")["spec"].get("suspend") is True, timeout=30, what="suspended")
 
 
 def test_after_operator_downtime_one_missed_run_starts_never_a_burst(sched, fx, operator, core, namespace):
