@@ -22,6 +22,8 @@ from flux_operator.world import Key, World
 
 log = logging.getLogger("flux_operator")
 
+# Transient failures this many times in a row are worth an Event on the object, not only a log line.
+PERSISTENT_FAILURES = 5
 # What a malformed object can make decide() or a builder raise. A bug must not stop the other keys.
 POISON = (ValueError, TypeError, KeyError, AttributeError, OverflowError, pydantic.ValidationError)
 
@@ -29,9 +31,11 @@ POISON = (ValueError, TypeError, KeyError, AttributeError, OverflowError, pydant
 class Controller:
     def __init__(self, world: World, reconciler: Reconciler, queue: WorkQueue, metrics: Metrics,
                  workers: int = 4, leading: Callable[[], bool] = lambda: True, kind: str = "execution",
-                 live: Callable[[], list[Key]] | None = None) -> None:
+                 live: Callable[[], list[Key]] | None = None,
+                 on_failure: Callable[[Key, str], None] | None = None) -> None:
         self.world, self.reconciler, self.queue, self.metrics = world, reconciler, queue, metrics
         self.workers, self.leading, self.kind, self.live = workers, leading, kind, live
+        self.on_failure = on_failure  # makes a persistent failure visible on the object itself
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
 
@@ -81,6 +85,14 @@ class Controller:
             finally:
                 self.queue.done(key)
 
+    def _report(self, key: Key, message: str) -> None:
+        if self.on_failure is None:
+            return
+        try:
+            self.on_failure(key, message)
+        except ApiFailure as err:
+            log.warning("%s %s/%s: could not post the failure as an Event: %s", self.kind, *key, err)
+
     def process(self, key: Key) -> None:
         """One reconcile of `key`, with every failure answered by a retry of that key alone."""
         try:
@@ -93,12 +105,15 @@ class Controller:
             delay = self.queue.retry(key)
             level = logging.INFO if err.transient or err.kind is Failure.CONFLICT else logging.ERROR
             log.log(level, "%s %s/%s: %s; retry in %.2fs", self.kind, *key, err, delay)
+            if level == logging.ERROR or self.queue.failures(key) >= PERSISTENT_FAILURES:
+                self._report(key, str(err))
             return
         except POISON as err:
             self.metrics.reconcile_errors.labels("Poison").inc()
             delay = self.queue.retry(key)
             log.error("%s %s/%s cannot be reconciled: %r; retry in %.1fs", self.kind, *key, err, delay,
                       exc_info=True)
+            self._report(key, f"cannot be reconciled: {err!r}")
             return
         self.queue.forget(key)
         if result.requeue_after is not None:

@@ -113,6 +113,13 @@ class Reconciler:
         return True
 
 
+    def report_failure(self, key: Key, message: str) -> None:
+        """A Warning Event on the execution: a failure that keeps coming back is seen where users look."""
+        snapshot = self.world.snapshot(key)
+        if snapshot is not None:
+            self.api.emit_event(_involved(snapshot), event_name(snapshot, "ReconcileFailed"), "Warning",
+                                "ReconcileFailed", f"{message}; retrying with backoff")
+
     def _ensure_runner(self, ex) -> None:
         """Creates what the runner needs, each only if it is ours: ownership goes by UID, never by name."""
         for body in (builders.service_account(ex), builders.role(ex), builders.role_binding(ex),

@@ -54,7 +54,8 @@ class Runtime:
                                      on_started=self._started_leading, on_stopped=self._stopped_leading)
         leading = (lambda: self.elector.leading) if options.leader_election else (lambda: True)
         self.reconciler = Reconciler(self.world, api, options.runner, self.metrics)
-        self.controller = Controller(self.world, self.reconciler, self.queue, self.metrics, options.workers, leading)
+        self.controller = Controller(self.world, self.reconciler, self.queue, self.metrics, options.workers, leading,
+                                     on_failure=self.reconciler.report_failure)
         # Schedules get their own queue and one worker: a burst of executions never delays a cron time.
         self.schedules = ScheduleStore()
         self.schedule_queue = WorkQueue()

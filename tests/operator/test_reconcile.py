@@ -320,3 +320,15 @@ def test_an_overdue_pod_wakes_the_operator_on_time(api, world):
     world.pod_seen(terminating)
     result = reconciler.reconcile(KEY)
     assert result.requeue_after == pytest.approx(45.0), "grace + the escalation margin"
+
+
+def test_a_failure_that_is_not_transient_is_an_event_on_the_object(api, world, reconciler):
+    controller = Controller(world, reconciler, WorkQueue(base_delay=0.01), Metrics(), workers=1,
+                            on_failure=reconciler.report_failure)
+    seed(api, world, execution())
+    api.fail_next["create"] = [Failure.FORBIDDEN]
+    controller.enqueue([KEY])
+    drain(controller)
+    events = [e for e in api.events.values() if e["reason"] == "ReconcileFailed"]
+    assert len(events) == 1 and events[0]["type"] == "Warning"
+    assert "Forbidden" in events[0]["message"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from fluxtest.fakeapi import FakeKubeApi
-
 from flux_api.errors import Failure
 from flux_operator.builders import RunnerSettings
 from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedules import ScheduleReconciler, ScheduleStore
 from flux_operator.world import World
+from fluxtest.fakeapi import FakeKubeApi
 
 pytestmark = pytest.mark.unit
 
