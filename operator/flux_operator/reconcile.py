@@ -94,7 +94,7 @@ class Reconciler:
                 if "phase" in patch:
                     log.info("execution %s/%s: %s -> %s", ns, name, ex.phase.value, patch["phase"])
             case machine.EnsureRunner():
-                for body in (builders.service_account(ex), builders.role(ex), builders.role_binding(ex),
+                for body in (builders.service_account(ex, self.runner), builders.role(ex), builders.role_binding(ex),
                              builders.runner_pod(ex, self.runner)):
                     self.api.create(body)
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
