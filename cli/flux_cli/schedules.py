@@ -15,6 +15,7 @@ from flux_api.names import SCHEDULE_LABEL, UNSCHEDULE_REASON_ANNOTATION
 from flux_cli import facts
 from flux_cli.cancelling import build_cancel_patch
 from flux_cli.durations import human_age
+from flux_cli.errors import ArgumentError
 from flux_cli.kube import Kube
 
 MAX_REASON = 1024
@@ -22,7 +23,6 @@ MAX_REASON = 1024
 
 def suspend_patch(reason: str | None) -> dict[str, Any]:
     if reason is not None and not (0 < len(reason.strip()) and len(reason) <= MAX_REASON):
-        from flux_cli.errors import ArgumentError
         raise ArgumentError(f"--reason must be 1 to {MAX_REASON} characters")
     return {"metadata": {"annotations": {UNSCHEDULE_REASON_ANNOTATION: reason}}, "spec": {"suspend": True}}
 

@@ -19,6 +19,8 @@ from flux_api.types import MAX_DEPTH, PodTemplate
 
 # Environment the operator sets: a template cannot replace it (the CRD refuses it; this is the backstop).
 OWNED_ENV_PREFIX = "FLUX_"
+_OWNED_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
+_OWNED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/managed-by")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class RunnerSettings:
     # The chart's runner.ttlSecondsAfterFinished, for executions that leave it unset (not children:
     # they go with their parent).
     default_ttl: int | None = None
+    # The chart's runner.podTemplate: defaults under every execution's spec.podTemplate.
+    pod_template: PodTemplate | None = field(default=None, hash=False)
 
     def default_resources(self) -> dict[str, Any]:
         if self.resources is not None:
@@ -55,8 +59,41 @@ def with_defaults(ex: Execution, settings: RunnerSettings) -> Execution:
     return ex.model_copy(update={"spec": ex.spec.model_copy(update=update)})
 
 
-def _template(ex: Execution) -> PodTemplate:
-    return ex.spec.podTemplate or PodTemplate()
+def owned_field_problems(template: PodTemplate) -> list[str]:
+    """What the CRD's CEL rules refuse, for templates that do not pass the API server (operator flags)."""
+    problems = []
+    if any(e.name.startswith(OWNED_ENV_PREFIX) or e.name in _OWNED_ENV for e in template.env):
+        problems.append("env cannot set FLUX_* variables, PYTHONDONTWRITEBYTECODE or PYTHONUNBUFFERED")
+    labels = template.metadata.labels if template.metadata else {}
+    if any(k.startswith(f"{GROUP}/") or k in _OWNED_LABELS for k in labels):
+        problems.append(f"labels cannot set {GROUP}/* or app.kubernetes.io/name, component or managed-by")
+    if any(v.name == "tmp" for v in template.volumes) or any(
+            m.name == "tmp" or m.mountPath == "/tmp" or m.mountPath.startswith(("/tmp/", "/var/run/secrets/kubernetes.io"))
+            for m in template.volumeMounts):
+        problems.append("volumes cannot use the name tmp or cover /tmp or the service account token")
+    return problems
+
+
+def merged_template(defaults: PodTemplate | None, own: PodTemplate | None) -> PodTemplate:
+    """The execution's template over the operator's defaults: maps merge key by key (the execution's
+    keys win), env merges by name, any other field the execution sets replaces the default."""
+    if defaults is None:
+        return own or PodTemplate()
+    if own is None:
+        return defaults
+    base, top = defaults.model_dump(exclude_defaults=True), own.model_dump(exclude_defaults=True)
+    merged = {**base, **top}
+    for key in ("nodeSelector", "serviceAccountAnnotations"):
+        merged[key] = {**base.get(key, {}), **top.get(key, {})}
+    meta_base, meta_top = base.get("metadata") or {}, top.get("metadata") or {}
+    merged["metadata"] = {k: {**meta_base.get(k, {}), **meta_top.get(k, {})} for k in ("labels", "annotations")}
+    names = {e["name"] for e in top.get("env", [])}
+    merged["env"] = [e for e in base.get("env", []) if e["name"] not in names] + top.get("env", [])
+    return PodTemplate.model_validate(merged)
+
+
+def _template(ex: Execution, settings: RunnerSettings | None = None) -> PodTemplate:
+    return merged_template(settings.pod_template if settings else None, ex.spec.podTemplate)
 
 
 def _dump(items: list[Any]) -> list[dict[str, Any]]:
@@ -75,10 +112,10 @@ def _metadata(ex: Execution, name: str, component: str) -> dict[str, Any]:
             "ownerReferences": [owner_reference(ex)]}
 
 
-def service_account(ex: Execution) -> dict[str, Any]:
+def service_account(ex: Execution, settings: RunnerSettings | None = None) -> dict[str, Any]:
     """Annotations (cloud workload identity) may name a cloud role; the Kubernetes Role stays the same."""
     metadata = _metadata(ex, runner_account_name(ex.name), "identity")
-    annotations = dict(_template(ex).serviceAccountAnnotations)
+    annotations = dict(_template(ex, settings).serviceAccountAnnotations)
     if annotations:
         metadata["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}
@@ -109,7 +146,7 @@ def role_binding(ex: Execution) -> dict[str, Any]:
 
 def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
     """The runner pod: the template's settings, then everything the operator owns on top (it wins)."""
-    template = _template(ex)
+    template = _template(ex, settings)
     owned_env = [
         {"name": "FLUX_EXECUTION_NAME", "value": ex.name},
         {"name": "FLUX_EXECUTION_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},

@@ -10,9 +10,11 @@ import os
 import socket
 
 import kopf
+import pydantic
+from flux_api.types import PodTemplate
 
 from flux_operator import handlers  # noqa: F401 - registers the handlers with kopf
-from flux_operator.builders import RunnerSettings
+from flux_operator.builders import RunnerSettings, owned_field_problems
 from flux_operator.kube import KubeApi, RateLimiter, load_client_config
 from flux_operator.runtime import Options, Runtime
 
@@ -40,6 +42,20 @@ def _resources(text: str) -> dict | None:
     return value
 
 
+def _pod_template(text: str) -> PodTemplate | None:
+    if not text.strip():
+        return None
+    try:
+        template = PodTemplate.model_validate_json(text)
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        raise argparse.ArgumentTypeError(f"{'.'.join(map(str, first['loc'])) or 'template'}: {first['msg']}") from None
+    problems = owned_field_problems(template)
+    if problems:
+        raise argparse.ArgumentTypeError("; ".join(problems) + ": the operator owns them")
+    return template
+
+
 def _optional_int(text: str) -> int | None:
     if not str(text).strip():
         return None
@@ -64,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runner-resources", type=_resources, default=_env("FLUX_RUNNER_RESOURCES", ""),
                    help='resources of every runner container as JSON ({"requests": {...}, "limits": {...}}); '
                         "an Execution's spec.podTemplate.resources replaces them [FLUX_RUNNER_RESOURCES]")
+    p.add_argument("--runner-pod-template", type=_pod_template, default=_env("FLUX_RUNNER_POD_TEMPLATE", ""),
+                   help="defaults for every runner pod as JSON, in the shape of spec.podTemplate; an "
+                        "Execution's own podTemplate wins [FLUX_RUNNER_POD_TEMPLATE]")
     p.add_argument("--default-ttl-seconds-after-finished", type=_optional_int,
                    default=_env("FLUX_DEFAULT_TTL_SECONDS_AFTER_FINISHED", ""),
                    help="delete finished top-level executions that leave spec.ttlSecondsAfterFinished unset "
@@ -115,7 +134,8 @@ def options(args: argparse.Namespace) -> Options:
     lease = args.lease_seconds
     runner = RunnerSettings(image=args.runner_image, command=tuple(args.runner_command.split()),
                             default_grace_period=args.default_grace_period, resources=args.runner_resources,
-                            default_ttl=args.default_ttl_seconds_after_finished)
+                            default_ttl=args.default_ttl_seconds_after_finished,
+                            pod_template=args.runner_pod_template)
     # Renew well inside the lease (step down at 2/3 of it); a standby polls every 2 s so that it
     # takes over within lease + 2 s of the leader's last renewal.
     return Options(identity=identity(), runner=runner, workers=args.workers, safety_seconds=args.resync_seconds,

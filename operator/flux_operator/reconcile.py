@@ -122,7 +122,7 @@ class Reconciler:
 
     def _ensure_runner(self, ex) -> None:
         """Creates what the runner needs, each only if it is ours: ownership goes by UID, never by name."""
-        for body in (builders.service_account(ex), builders.role(ex), builders.role_binding(ex),
+        for body in (builders.service_account(ex, self.runner), builders.role(ex), builders.role_binding(ex),
                      builders.runner_pod(ex, self.runner)):
             created = self.api.create(body)
             kind, name = body["kind"], body["metadata"]["name"]

@@ -180,3 +180,20 @@ def test_values_schema_rejects_unknown_keys(helm):
     result = helm("template", "t", str(CHART), "--set", "logformat=json")
     assert result.returncode != 0
     assert "logformat" in result.stderr, result.stderr
+
+
+def test_runner_defaults_reach_the_operator_as_flags_it_accepts(helm):
+    from flux_operator.main import parse_args
+
+    manifests = render(helm, "--set-json", 'runner.podTemplate={"nodeSelector":{"pool":"batch: a #b"},'
+                                           '"imagePullSecrets":[{"name":"reg"}]}',
+                       "--set", "runner.ttlSecondsAfterFinished=600", "--set", "runner.resources.limits.memory=1Gi")
+    deployment = next(d for d in documents(manifests) if d["kind"] == "Deployment")
+    argv = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = parse_args(argv)
+    assert args.runner_pod_template.nodeSelector == {"pool": "batch: a #b"}
+    assert args.runner_resources["limits"] == {"memory": "1Gi"}
+    assert args.default_ttl_seconds_after_finished == 600
+    plain = next(d for d in documents(render(helm)) if d["kind"] == "Deployment")
+    defaults = parse_args(plain["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert defaults.runner_pod_template is None and defaults.default_ttl_seconds_after_finished is None

@@ -220,3 +220,36 @@ def test_operator_flags_set_runner_defaults():
                 ["--default-ttl-seconds-after-finished", "-1"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_chart_pod_template_defaults_sit_under_the_executions_own():
+    from flux_api.types import PodTemplate
+
+    defaults = PodTemplate.model_validate({
+        "metadata": {"labels": {"tier": "batch", "team": "default"}},
+        "env": [{"name": "REGION", "value": "eu"}, {"name": "MODE", "value": "slow"}],
+        "nodeSelector": {"pool": "batch"}, "imagePullSecrets": [{"name": "registry"}],
+        "tolerations": [{"key": "batch", "operator": "Exists"}],
+        "serviceAccountAnnotations": {"cloud/role": "default"}})
+    settings = builders.RunnerSettings(pod_template=defaults)
+    ex = execution(podTemplate={"metadata": {"labels": {"team": "data"}}, "env": [{"name": "MODE", "value": "fast"}],
+                                "tolerations": [{"key": "gpu", "operator": "Exists"}]})
+    pod = builders.runner_pod(ex, settings)
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    assert pod["metadata"]["labels"]["tier"] == "batch" and pod["metadata"]["labels"]["team"] == "data"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["REGION"] == "eu" and env["MODE"] == "fast"
+    assert spec["nodeSelector"] == {"pool": "batch"} and spec["imagePullSecrets"] == [{"name": "registry"}]
+    assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists"}]  # a list the execution sets replaces
+    assert builders.service_account(ex, settings)["metadata"]["annotations"] == {"cloud/role": "default"}
+    assert builders.runner_pod(execution(), settings)["spec"]["nodeSelector"] == {"pool": "batch"}
+
+
+def test_a_pod_template_flag_with_owned_fields_is_refused():
+    args = parse_args(["--runner-pod-template", '{"nodeSelector": {"pool": "batch"}}'])
+    assert args.runner_pod_template.nodeSelector == {"pool": "batch"}
+    for bad in ('{"env": [{"name": "FLUX_POD_NAME", "value": "x"}]}',
+                '{"metadata": {"labels": {"workflows.flux.dev/execution": "x"}}}',
+                '{"volumeMounts": [{"name": "t", "mountPath": "/tmp"}]}', '{"env": [{}]}', "not json"):
+        with pytest.raises(SystemExit):
+            parse_args(["--runner-pod-template", bad])
