@@ -8,6 +8,8 @@ retried. Failures are classified once (kube.ApiFailure) and answered by the work
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,16 +34,27 @@ class Result:
     requeue_after: float | None = None
 
 
-def event_name(snapshot: Snapshot, reason: str) -> str:
-    """One Event per execution and reason: a second post after a crash is a harmless Conflict."""
+def event_name(snapshot: Snapshot, reason: str, key: str = "") -> str:
+    """One Event per execution, reason (and key): a second post after a crash is a harmless Conflict."""
     meta = snapshot.raw["metadata"]
-    return f"{meta['name']}.{meta['uid'][:8]}.{reason.lower()}"
+    return f"{meta['name']}.{meta['uid'][:8]}.{reason.lower()}" + (f".{key}" if key else "")
+
+
+# After a Conflict the watch normally delivers the newer object within milliseconds: wait this long
+# for it before reading the object ourselves.
+CONFLICT_SETTLE_SECONDS = 0.1
+# Events this replica already posted, so a decision repeated after a Conflict does not post them again.
+# Bounded: after a restart (or when full) a repeat is only a harmless 409 on the Event's fixed name.
+POSTED_EVENTS_KEPT = 50_000
 
 
 class Reconciler:
     def __init__(self, world: World, api: KubeApi, runner: builders.RunnerSettings, metrics: Metrics,
                  clock=utcnow) -> None:
         self.world, self.api, self.runner, self.metrics, self.clock = world, api, runner, metrics, clock
+        self._posted: OrderedDict[str, None] = OrderedDict()
+        self._conflicted: dict[Key, str] = {}  # key -> the resourceVersion a status write met a Conflict on
+        self._lock = threading.Lock()
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)
@@ -54,6 +67,7 @@ class Reconciler:
             return Result()
         if snapshot.raw["metadata"].get("deletionTimestamp"):
             return Result()  # being deleted: the garbage collector takes the pod and children with it
+        snapshot = self._after_conflict(key, snapshot)
         ex = builders.with_defaults(snapshot.execution, self.runner)
         now = self.clock()
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now)
@@ -63,7 +77,8 @@ class Reconciler:
                 continue  # it was not delivered: say that instead
             try:
                 if not self._apply(snapshot, ex, action):
-                    return Result(requeue_after=0)  # the status moved on: decide again from the fresh copy
+                    # The status moved on: decide again once the watch has brought the newer copy.
+                    return Result(requeue_after=CONFLICT_SETTLE_SECONDS)
             except ApiFailure as err:
                 if not isinstance(action, (machine.DeletePod, machine.CancelChild)):
                     raise
@@ -88,9 +103,8 @@ class Reconciler:
                 except ApiFailure as err:
                     if err.kind is not Failure.CONFLICT:
                         raise
-                    fresh = self.api.get_execution(ns, name)
-                    if fresh is not None:
-                        self.world.execution_seen(fresh)
+                    with self._lock:
+                        self._conflicted[(ns, name)] = rv or ""
                     return False
                 self.world.execution_seen(written)
                 if "phase" in patch:
@@ -106,12 +120,33 @@ class Reconciler:
             case machine.DeleteExecution(name=name_, uid=uid):
                 self.api.delete_execution(ns, name_, uid)
                 log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_)
-            case machine.EmitEvent(reason=reason, message=message, type=type_):
-                self.api.emit_event(_involved(snapshot), event_name(snapshot, reason), type_, reason, message)
+            case machine.EmitEvent(reason=reason, message=message, type=type_, key=event_key):
+                self._emit_once(snapshot, event_name(snapshot, reason, event_key), type_, reason, message)
             case machine.Observe():
                 self.metrics.observe(action)
         return True
 
+
+    def _after_conflict(self, key: Key, snapshot: Snapshot) -> Snapshot:
+        """If the watch has not brought anything newer since a Conflict, read the object once ourselves."""
+        with self._lock:
+            stale = self._conflicted.pop(key, None)
+        if stale is None or snapshot.raw["metadata"].get("resourceVersion") != stale:
+            return snapshot
+        fresh = self.api.get_execution(*key)
+        if fresh is not None:
+            self.world.execution_seen(fresh)
+        return self.world.snapshot(key) or snapshot
+
+    def _emit_once(self, snapshot: Snapshot, name: str, type_: str, reason: str, message: str) -> None:
+        with self._lock:
+            if name in self._posted:
+                return
+        self.api.emit_event(_involved(snapshot), name, type_, reason, message)
+        with self._lock:
+            self._posted[name] = None
+            while len(self._posted) > POSTED_EVENTS_KEPT:
+                self._posted.popitem(last=False)
 
     def report_failure(self, key: Key, message: str) -> None:
         """A Warning Event on the execution: a failure that keeps coming back is seen where users look."""

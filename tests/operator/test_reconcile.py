@@ -147,16 +147,39 @@ def test_runner_gone_before_the_cancel_was_recorded_is_not_reported_as_never_sta
     assert (status["phase"], status["cancellation"]["outcome"]) == ("Cancelled", "Graceful")
 
 
-def test_conflict_reads_once_refreshes_and_asks_to_decide_again(api, world, reconciler):
+def test_conflict_waits_for_the_watch_and_reads_only_if_it_brought_nothing(api, world, reconciler):
     stored = seed(api, world, execution())
     newer = dict(stored, status={"checkpoint": {"state": "Running", "sequence": 1}})
     api.put(newer)  # the runner wrote meanwhile; our copy is stale
     result = reconciler.reconcile(KEY)
-    assert result.requeue_after == 0
-    assert [c[0] for c in api.calls].count("get_execution") == 1
+    assert result.requeue_after == pytest.approx(0.1), "decide again shortly, from what the watch brings"
+    assert "get_execution" not in api.names()
+    reconciler.reconcile(KEY)  # the watch brought nothing: read once, then write
+    assert api.names().count("get_execution") == 1
     assert world.snapshot(KEY).execution.status.checkpoint.sequence == 1
-    result = reconciler.reconcile(KEY)
     assert api.objects[KEY]["status"]["phase"] == "Pending"
+
+
+def test_conflict_then_the_watch_delivers_means_no_read_at_all(api, world, reconciler):
+    stored = seed(api, world, execution())
+    newer = api.put(dict(stored, status={"checkpoint": {"state": "Running", "sequence": 1}}))
+    reconciler.reconcile(KEY)
+    world.execution_seen(newer)  # the watch event
+    reconciler.reconcile(KEY)
+    assert "get_execution" not in api.names()
+    assert api.objects[KEY]["status"]["phase"] == "Pending"
+
+
+def test_events_are_not_posted_again_when_a_conflict_repeats_the_decision(api, world, reconciler):
+    stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    newer = api.put(dict(stored, status={**stored["status"], "checkpoint": {"state": "Running", "sequence": 2}}))
+    reconciler.reconcile(KEY)  # delete, events, then a Conflict on the status
+    world.execution_seen(newer)
+    world.pod_seen(pod(terminating=True))
+    reconciler.reconcile(KEY)
+    assert [c[1] for c in api.calls if c[0] == "emit_event"] == ["CancelRequested", "Signalled"]
+    assert api.objects[KEY]["status"]["phase"] == "Cancelling"
 
 
 def test_a_pod_of_a_predecessor_with_the_same_name_is_not_ours(api, world, reconciler):
