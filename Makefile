@@ -11,15 +11,17 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv binaries cluster-up cluster-down test unit demo crds chart-check e2e-kind bench clean
+.PHONY: help venv binaries cluster-up cluster-down test unit demo crds chart-check e2e-kind bench bench-scale faults clean
 
 help:
 	@echo "make demo          bring up a local cluster, run the operator, run and cancel an example"
-	@echo "make test          every test: unit, then the local cluster (built on first use)"
+	@echo "make test          unit and cluster tests (the local cluster is built on first use)"
 	@echo "make cluster-up    start the local control plane and process node (.cluster/kubeconfig)"
 	@echo "make cluster-down  stop everything cluster-up started"
 	@echo "make e2e-kind      the demo scenario on kind (needs Docker)"
-	@echo "make bench         cancel-latency benchmark"
+	@echo "make bench         the benchmark suite (bench/run.py): every figure against a same-run baseline"
+	@echo "make bench-scale   only its KWOK part: 1,000/5,000 executions (requests/min, deadlines, RSS)"
+	@echo "make faults        the fault suite on a cluster of its own (tests/faults/RESULTS.md)"
 
 ROLE_PROJECTS := $(wildcard */pyproject.toml)
 
@@ -45,7 +47,7 @@ unit: venv
 	$(PY) -m pytest -m unit
 
 test: venv binaries
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/faults
 
 demo: venv binaries
 	hack/demo.sh
@@ -53,11 +55,25 @@ demo: venv binaries
 crds: venv
 	$(PY) -m flux_api.crd --write
 
+# Both build kwok (hack/kwok/go.mod) into the binary cache on first use, for the KWOK node of the scale part.
 bench: venv binaries
-	$(PY) bench/cancel_latency.py
+	@hack/build-binaries.sh --with-kwok >/dev/null
+	$(PY) bench/run.py
+
+bench-scale: venv binaries
+	@hack/build-binaries.sh --with-kwok >/dev/null
+	$(PY) bench/run.py --scale-only
 
 e2e-kind:
 	hack/e2e-kind.sh
 
 clean: cluster-down
 	rm -rf .cluster $(VENV)
+
+# Fault injection (tests/faults): stops, pauses and kills parts of the control plane, so it runs on a
+# cluster of its own; writes tests/faults/RESULTS.md. `make test` leaves tests/faults out.
+FAULTS_CLUSTER ?= $(CURDIR)/.cluster-faults
+
+faults: venv binaries
+	FLUX_CLUSTER_DIR=$(FAULTS_CLUSTER) $(PY) -m pytest tests/faults -p no:cacheprovider -q
+

@@ -2,7 +2,8 @@
 
 Each of N rounds measures, one right after the other:
   cancel  an Execution of flux_examples.longrun (one-hour steps, so only the signal can stop it) runs
-          until its runner logged its first step; t0 is taken right before the PATCH of spec.cancel.
+          until its runner logged that it runs the workflow (its SIGTERM handler is in place; step 1
+          starts right after); t0 is taken right before the PATCH of spec.cancel.
           patch->SIGTERM:   t0 until this process first reads "received SIGTERM" in the runner's
                             container log (polled every 5 ms; the log's own timestamps have whole seconds).
           patch->Cancelled: t0 until a watch on the Execution delivers phase Cancelled.
@@ -46,7 +47,9 @@ from localcluster.procs import free_port, stop
 from urllib3.exceptions import HTTPError
 
 SIGTERM_MARK = "received SIGTERM"
-FIRST_STEP_MARK = "step step-1: started"
+# Logged once the runner's SIGTERM handler is in place, right before the workflow's first step.
+# (Step starts are logged at DEBUG only, so they cannot be the mark.)
+FIRST_STEP_MARK = "flux.runner: running flux_examples.longrun:main"
 FLOOR_READY_MARK = "floor: ready"
 LOG_POLL_SECONDS = 0.005
 RUNNER_UID = 65532  # the user the operator gives runner pods

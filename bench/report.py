@@ -1,0 +1,136 @@
+"""Turns the raw results of bench/run.py into rows: figure, measured, baseline, ratio, target, met."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def _ms(x: float) -> str:
+    return f"{x:.0f} ms" if x >= 100 else f"{x:.1f} ms"
+
+
+def _s(x: float) -> str:
+    return f"{x:.2f} s" if x < 10 else f"{x:.1f} s"
+
+
+def _row(figure: str, source: str, measured: str, baseline: str, ratio: str, target: str, met: bool | None,
+         note: str = "") -> dict:
+    return {"figure": figure, "source": source, "measured": measured, "baseline": baseline, "ratio": ratio,
+            "target": target, "met": met, "note": note}
+
+
+def figures(results: dict) -> list[dict]:
+    parts, rows = results.get("parts", {}), []
+    c = parts.get("cancel")
+    if c:
+        s = c["summaryMs"]
+        for metric, base, label, base_label in (
+                ("patch_to_sigterm", "floor", "patch -> SIGTERM", "DELETE bare pod -> SIGTERM"),
+                ("patch_to_cancelled", "job_delete", "patch -> Cancelled", "DELETE Job (foreground) -> pod gone")):
+            ratios = {p: s[metric][p] / s[base][p] for p in ("p50", "p99")}
+            rows.append(_row(f"{label} p50, p99 (N={s[metric]['n']})", c["source"],
+                             f"{_ms(s[metric]['p50'])}, {_ms(s[metric]['p99'])}",
+                             f"{base_label}: {_ms(s[base]['p50'])}, {_ms(s[base]['p99'])}",
+                             f"{ratios['p50']:.2f}x, {ratios['p99']:.2f}x", "<= 1.5x",
+                             max(ratios.values()) <= 1.5))
+    t = parts.get("throughput")
+    if t:
+        if "jobs_all_running_s" in t:
+            r = t["executions_all_running_s"] / t["jobs_all_running_s"]
+            rows.append(_row(f"start: {t['n']} executions at once, all Running", t["source"],
+                             _s(t["executions_all_running_s"]),
+                             f"{t['n']} Jobs at once, all pods Running: {_s(t['jobs_all_running_s'])}",
+                             f"{r:.2f}x", "<= 1.2x", r <= 1.2))
+        if "bare_delete_all_gone_s" in t:
+            r = t["bulk_cancel_all_cancelled_s"] / t["bare_delete_all_gone_s"]
+            rows.append(_row(f"bulk: {t['n']} running, kubectl flux cancel -l, all Cancelled", t["source"],
+                             _s(t["bulk_cancel_all_cancelled_s"]),
+                             f"{t['n']} bare pods, kubectl delete pods -l, all gone: {_s(t['bare_delete_all_gone_s'])}",
+                             f"{r:.2f}x", "<= 2x", r <= 2.0, note=str(t.get("bulk_cancel_outcomes", ""))))
+    k = parts.get("cascade")
+    if k and k.get("tree_s"):
+        tree, single = statistics.median(k["tree_s"]), statistics.median(k["single_s"])
+        r = tree / single
+        rows.append(_row(f"cascade: tree of {k.get('size')} (depth {k['depth']}, fanout {k['fanout']}) all Cancelled, "
+                         f"median of {len(k['tree_s'])}", k["source"], _s(tree),
+                         f"one execution patch -> Cancelled: {_s(single)}", f"{r:.2f}x", "<= 3x", r <= 3.0))
+    w = parts.get("writes")
+    if w:
+        writes, reads = w["writes"], w["reads"]
+        rows.append(_row(f"API requests by the operator per leaf cancel (N={len(w['perCancel'])})", w["source"],
+                         f"writes median {writes['median']:g} (max {writes['max']}), "
+                         f"reads median {reads['median']:g} (max {reads['max']})", "-", "-",
+                         "<= 4 writes, 0 reads", writes["max"] <= 4 and reads["max"] == 0,
+                         note=str(w["perCancel"][0]["byKind"]) if w["perCancel"] else ""))
+    sc = parts.get("scale")
+    if sc:
+        src = "KWOK"
+        first = sc.get("config", {}).get("first", 1000)
+        total = sc.get("config", {}).get("total", 5000)
+        idle = sc.get("idle_requests")
+        if idle:
+            rows.append(_row(f"operator requests/minute, {first} running executions, nothing changing", src,
+                             f"{idle['perMinute']:.1f}/min ({idle['perMinuteWithoutLease']:.1f} without the "
+                             f"leader Lease)", "-", "-", "<= 10", idle["perMinute"] <= 10,
+                             note=str(idle["byKind"])))
+        d = sc.get("deadline")
+        if d:
+            obs = d["observed"]
+            rows.append(_row(f"deadline lateness p99, {obs['n']} executions with deadlines", src,
+                             f"p99 {_s(obs['p99'])} (p50 {_s(obs['p50'])}, max {_s(obs['max'])})", "-", "-",
+                             "<= 1 s", obs["p99"] <= 1.0 and d.get("missing", 0) == 0,
+                             note=f"outcomes {d['outcomes']}"))
+        m1, m5 = sc.get("memory_at_first"), sc.get("memory_at_total")
+        if m1:
+            measured = f"{m1['VmHWM']:.0f} MB at {first}"
+            if m5:
+                measured += f", {m5['VmHWM']:.0f} MB at {total}"
+            rows.append(_row(f"operator RSS (VmHWM) at {first} and {total} executions", src, measured, "-", "-",
+                             f"<= 120 MB at {total}", (m5["VmHWM"] <= 120) if m5 else None))
+    f = parts.get("failover")
+    if f:
+        lease = f["leaseSeconds"]
+        # The operator's promise is counted from the dead leader's last renewal (its Lease's renewTime) to
+        # the new leader's acquireTime; the time from the kill is shorter and shown beside it.
+        took = f.get("takeover_after_last_renewal_s", f["takeover_after_kill_s"])
+        all_done = f["cancelled"] == f["n"]
+        rows.append(_row(f"failover: leader kill -9 during {f['n']} cancels", f["source"],
+                         f"{f['cancelled']}/{f['n']} Cancelled; takeover {_s(took)} after the last renewal "
+                         f"({_s(f['takeover_after_kill_s'])} after the kill); all Cancelled "
+                         f"{_s(f['all_cancelled_after_first_patch_s'])} after the first patch",
+                         f"lease {lease:g} s", f"{took / lease:.2f}x",
+                         "all Cancelled; takeover <= lease + 2 s", all_done and took <= lease + 2,
+                         note=str(f.get("outcomes", ""))))
+    return rows
+
+
+def markdown(results: dict) -> str:
+    rows = results.get("figures") or figures(results)
+    m = results.get("machine", {})
+    lines = [f"Benchmark run {results.get('startedAt', '?')}: {m.get('cpus', '?')} CPUs, {m.get('memTotal', '?')}, "
+             f"load average at start {' '.join(m.get('loadavgAtStart', []))}"
+             + (f", took {results['duration_s'] / 60:.1f} min" if "duration_s" in results else ""), "",
+             *([f"Every operator ran with extra flags `{results['config']['operator_args']}`: a diagnosis, not "
+                "the figures (the targets are about the defaults).", ""]
+               if (results.get("config") or {}).get("operator_args") else []),
+             "| figure | on | measured | baseline (same run) | ratio | target | met |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        lines.append(f"| {r['figure']} | {r['source'].split(' (')[0]} | {r['measured']} | {r['baseline']} | "
+                     f"{r['ratio']} | {r['target']} | {met} |")
+    lines += ["", "process node: real runner processes (hack/localcluster), real SIGTERMs."]
+    sc = results.get("parts", {}).get("scale")
+    if sc:
+        lines += [f"KWOK: {sc['source']}. Scale part took {sc.get('duration_s', 0) / 60:.1f} min."]
+    if sc and sc.get("stuckPending"):
+        lines += ["Executions that never left Pending although KWOK ran their pods (an operator finding): " + "; ".join(
+            f"{ns}: {v['pending']} of {v['expected']} (e.g. {', '.join(v['examples'][:3])})"
+            for ns, v in sc["stuckPending"].items())]
+    if results.get("load"):
+        lines += ["Load average (1 min) at the start and end of each part: " + ", ".join(
+            f"{part} {a}->{b}" for part, (a, b) in results["load"].items())]
+    if results.get("errors"):
+        lines += ["", "Parts that failed (no figure):"]
+        lines += [f"- {part}: {err}" for part, err in results["errors"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The benchmark suite of issue 9: every figure next to a baseline measured in the same run.
+
+    .venv/bin/python bench/run.py                 # everything (make bench)
+    .venv/bin/python bench/run.py --scale-only    # the KWOK figures only (make bench-scale)
+    .venv/bin/python bench/run.py --parts cancel,failover --rounds 10
+
+Brings up its own throwaway local cluster in .cluster-bench/ (or $FLUX_BENCH_DIR) and takes it down
+at the end, unless it was already up there. Runs its own operators, each limited to fresh namespaces
+and holding a Lease of its own. Writes bench/results/<UTC time>.json (every raw figure) and
+bench/results/<UTC time>.md (the table that is also printed).
+
+Figures from the process node run real runner processes; the 1,000/5,000 figures run on a KWOK node
+(bench/scale.py) whose pods report Running without any process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from flux_api import GROUP, PLURAL  # noqa: E402
+from localcluster import cluster as localcluster  # noqa: E402
+from localcluster.kube import api_client  # noqa: E402
+from localcluster.layout import Layout  # noqa: E402
+
+from benchkit import RESULTS, BenchError, log  # noqa: E402
+
+PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover")
+ALL_PARTS = (*PROCESS_PARTS, "scale")
+
+
+def cluster_root() -> Path:
+    return Path(os.environ.get("FLUX_BENCH_DIR", REPO / ".cluster-bench")).resolve()
+
+
+def install_crd(layout: Layout) -> None:
+    env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
+    kubectl = str(layout.bin / "kubectl")
+    for args in (["apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
+                 ["wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s"]):
+        subprocess.run([kubectl, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", default=",".join(ALL_PARTS), help=f"comma-separated, of {', '.join(ALL_PARTS)}")
+    p.add_argument("--scale-only", action="store_true", help="only the KWOK part (make bench-scale)")
+    p.add_argument("--rounds", type=int, default=20, help="cancel-latency rounds (default 20)")
+    p.add_argument("--grace", type=int, default=30, help="grace period of executions and baseline pods (30)")
+    p.add_argument("--bulk", type=int, default=200, help="executions/Jobs/pods in the throughput+bulk part (200)")
+    p.add_argument("--tree-rounds", type=int, default=3, help="cascade rounds (default 3)")
+    p.add_argument("--tree-depth", type=int, default=4)
+    p.add_argument("--tree-fanout", type=int, default=2)
+    p.add_argument("--writes-rounds", type=int, default=10, help="leaf cancels counted (default 10)")
+    p.add_argument("--failover-n", type=int, default=20)
+    p.add_argument("--failover-lease", type=float, default=5.0, help="--lease-seconds of both replicas (5)")
+    p.add_argument("--scale-first", type=int, default=1000)
+    p.add_argument("--scale-deadline", type=int, default=1000)
+    p.add_argument("--scale-total", type=int, default=5000)
+    p.add_argument("--idle-window", type=float, default=240, help="seconds of counting idle requests (240)")
+    p.add_argument("--operator-args", default="",
+                   help="extra flags for every operator started, e.g. '--qps 0' (a diagnosis, not the figures)")
+    args = p.parse_args(argv)
+    args.parts = ["scale"] if args.scale_only else [x.strip() for x in args.parts.split(",") if x.strip()]
+    unknown = set(args.parts) - set(ALL_PARTS)
+    if unknown:
+        p.error(f"unknown parts {sorted(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Runner pods find `flux-runner` on the PATH of whoever started the process node.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    import benchkit
+    benchkit.OPERATOR_EXTRA[:] = shlex.split(args.operator_args)
+    root = cluster_root()
+    os.environ["FLUX_CLUSTER_DIR"] = str(root)
+    os.environ.pop("KUBECONFIG", None)
+    began = time.monotonic()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    results: dict = {"startedAt": stamp, "parts": {}, "errors": {}, "config": vars(args).copy(),
+                     "machine": machine()}
+    was_up = localcluster.is_up(Layout.load(root))
+    layout = localcluster.up(root)
+    try:
+        install_crd(layout)
+        results["cluster"] = str(layout.root)
+        with api_client(layout.kubeconfig) as api:
+            for part in args.parts:
+                log(f"=== part {part} ===")
+                started = time.monotonic()
+                load_before = Path("/proc/loadavg").read_text().split()[0]
+                try:
+                    results["parts"][part] = run_part(part, layout, api, args)
+                except (BenchError, Exception) as err:  # noqa: BLE001 - one failed part must not lose the others
+                    traceback.print_exc()
+                    results["errors"][part] = f"{type(err).__name__}: {err}"
+                    log(f"part {part} failed: {err}")
+                results.setdefault("load", {})[part] = [load_before, Path("/proc/loadavg").read_text().split()[0]]
+                log(f"=== part {part} took {time.monotonic() - started:.0f}s ===")
+                write(results, stamp)  # after every part: an interrupted run keeps what it measured
+    finally:
+        if not was_up:
+            localcluster.down(root, quiet=True)
+    results["duration_s"] = time.monotonic() - began
+    from report import figures, markdown
+    results["figures"] = figures(results)
+    json_path, md_path = write(results, stamp)
+    print()
+    print(markdown(results))
+    print(f"\nresults: {json_path.relative_to(REPO)} and {md_path.relative_to(REPO)}")
+    print(f"took {results['duration_s'] / 60:.1f} min")
+    return 1 if results["errors"] else 0
+
+
+def run_part(part: str, layout: Layout, api, args: argparse.Namespace) -> dict:
+    if part == "scale":
+        from scale import run_scale
+        return run_scale(layout, api, n_first=args.scale_first, n_deadline=args.scale_deadline,
+                         n_total=args.scale_total, idle_window=args.idle_window)
+    import process_parts
+    return getattr(process_parts, f"run_{part}")(layout, api, args)
+
+
+def machine() -> dict:
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    return {"cpus": os.cpu_count(), "memTotal": mem.split(":")[1].strip(), "loadavgAtStart": load}
+
+
+def write(results: dict, stamp: str) -> tuple[Path, Path]:
+    from report import markdown
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"{stamp}.json"
+    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    md_path = RESULTS / f"{stamp}.md"
+    if "figures" in results:
+        md_path.write_text(markdown(results) + "\n")
+    return json_path, md_path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
