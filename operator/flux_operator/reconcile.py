@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from flux_api import Phase
+from flux_api import EXECUTION_LABEL, Phase
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
@@ -112,7 +112,11 @@ class Reconciler:
             case machine.EnsureRunner():
                 self._ensure_runner(ex)
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
-                self.api.delete_pod(ns, pod, grace, uid or None)
+                if not self.api.delete_pod(ns, pod, grace, uid or None):
+                    # Already gone: a watch that broke (an API server restart) can miss a deletion,
+                    # and a re-list never reports one. The delete's answer is news: take it.
+                    self.world.pod_gone({"metadata": {"name": pod, "namespace": ns,
+                                                      "labels": {EXECUTION_LABEL: name}}})
             case machine.CancelChild(name=child, reason=reason, force=force):
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(name, reason, force))
             case machine.CreateChild(name=child, workflow=workflow, input=input_):
@@ -183,6 +187,7 @@ def _next_wakeup(ex, pod, now: datetime) -> float | None:
     backoff or of the TTL (timing.py), or a terminating pod becoming overdue."""
     due = timing.next_wakeup(ex, now, machine.deadline_at(ex))
     if ex.phase == Phase.CANCELLING and (overdue := escalation_due(pod)) is not None:
-        escalate = max(0.0, (overdue - now).total_seconds())
+        # Already overdue (the force delete went out): look again in a moment, not in a tight loop.
+        escalate = (overdue - now).total_seconds() if overdue > now else 2.0
         due = escalate if due is None else min(due, escalate)
     return due

@@ -355,3 +355,19 @@ def test_a_failure_that_is_not_transient_is_an_event_on_the_object(api, world, r
     events = [e for e in api.events.values() if e["reason"] == "ReconcileFailed"]
     assert len(events) == 1 and events[0]["type"] == "Warning"
     assert "Forbidden" in events[0]["message"]
+
+
+def test_a_pod_the_watch_missed_going_is_learned_from_the_delete(api, world, reconciler):
+    """After an API server restart the watch can miss a DELETED event; the escalation's delete says 404."""
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
+                               checkpoint={"state": "Running", "sequence": 1}))
+    world.pod_seen(pod())
+    reconciler.reconcile(KEY)  # Cancelling
+    stale = pod(terminating=True)
+    stale["metadata"]["deletionTimestamp"] = "2026-11-21T11:59:00Z"  # long overdue
+    world.pod_seen(stale)
+    api.delete_pod = lambda *a, **k: False  # the server: 404, it is gone already
+    reconciler.reconcile(KEY)
+    assert world.snapshot(KEY).pod is None
+    reconciler.reconcile(KEY)
+    assert api.objects[KEY]["status"]["phase"] == "Cancelled"
