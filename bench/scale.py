@@ -73,9 +73,11 @@ def _start(custom: client.CustomObjectsApi, book: PhaseBook, namespace: str, bod
     except BenchError as err:
         running = book.count(["Running"])
         pending = sorted(n for n, p in book.phase.items() if p in (None, "Pending"))
+        waited = time.monotonic() - started
         stuck[namespace] = {"expected": total, "running": running, "pending": len(pending),
-                            "examples": pending[:10], "waitedSeconds": timeout}
-        log(f"  only {running}/{total} Running after {timeout:.0f}s; {len(pending)} stay Pending: {err}")
+                            "examples": pending[:10], "waitedSeconds": round(waited)}
+        log(f"  only {running}/{total} Running after {waited:.0f}s (none more for {STALL}s); "
+            f"{len(pending)} stay Pending: {err}")
         return float("nan")
     log(f"  {len(bodies)} created in {created:.1f}s, {total} Running after {done - started:.1f}s")
     return done - started
@@ -142,7 +144,9 @@ def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_dead
                 f"({out['idle_requests']['perMinuteWithoutLease']:.1f} without the leader Lease)")
 
             # 2. deadlines, all falling after every one of them is Running.
-            took = out["start_first_s"] if out["start_first_s"] == out["start_first_s"] else max(600, n_first)
+            took = out["start_first_s"]
+            if took != took:  # NaN: some never went Running; the others took at most this long
+                took = stuck[ns_idle]["waitedSeconds"] - STALL
             base = max(60, math.ceil(took * n_deadline / max(n_first, 1) * 1.3) + 30)
             deadlines = {f"dl-{i:05d}": base + (i % spread) for i in range(n_deadline)}
             log(f"scale 2/3: {n_deadline} executions with activeDeadlineSeconds {base}..{base + spread - 1}")
