@@ -226,6 +226,20 @@ def tree_names(root: str, depth: int, fanout: int) -> list[str]:
     return names
 
 
+def _levels(book: PhaseBook, names: list[str], t0: float) -> dict[int, dict[str, float]]:
+    """Per depth of the tree: when (s after the root's PATCH) its executions went Cancelling and Cancelled."""
+    levels: dict[int, dict[str, list[float]]] = {}
+    for name in names:
+        depth = name.count("-c")
+        for phase in ("Cancelling", "Cancelled"):
+            seen = book.reached(name, phase)
+            if seen is not None:
+                levels.setdefault(depth, {}).setdefault(phase, []).append(seen[0] - t0)
+    return {depth: {f"{phase}{edge}": round(fn(times), 3) for phase, times in by_phase.items()
+                    for edge, fn in (("First", min), ("Last", max))}
+            for depth, by_phase in sorted(levels.items())}
+
+
 def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     grace, depth, fanout = args.grace, args.tree_depth, args.tree_fanout
@@ -253,6 +267,7 @@ def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
                 done = book.wait_count(["Cancelled"], len(names), grace + 600, f"{root} all Cancelled", names=names)
                 out["tree_s"].append(done - t0)
                 out["outcomes"].append(_outcomes(book, names))
+                out.setdefault("levels", []).append(_levels(book, names, t0))
 
                 single = f"single-{r}"
                 create_executions(custom, ns, [execution(single, LONGRUN, ONE_LONG_STEP, grace)])

@@ -30,6 +30,7 @@ from kwoknode import kwok_node
 
 LEAF = "flux_examples.longrun:main"
 LEAF_INPUT = {"steps": 1, "stepSeconds": 3600}
+STARTED = ("Running", "Cancelling", "Cancelled")
 STALL = 120  # seconds of an idle operator while some executions are not Running: those are stuck
 
 
@@ -64,7 +65,8 @@ def _start(custom: client.CustomObjectsApi, book: PhaseBook, namespace: str, bod
     try:
         while True:  # in slices, so that a stall ends the wait early
             try:
-                done = book.wait_count(["Running"], total, 30, f"{total} Running executions in {namespace}")
+                # Past Running counts too: a deadline may fall before the last of them has started.
+                done = book.wait_count(STARTED, total, 30, f"{total} Running executions in {namespace}")
                 break
             except BenchError:
                 now, work = time.monotonic(), _work_requests(proxy)
@@ -73,7 +75,7 @@ def _start(custom: client.CustomObjectsApi, book: PhaseBook, namespace: str, bod
                 if now > limit or now - busy_at > STALL:
                     raise
     except BenchError as err:
-        running = book.count(["Running"])
+        running = book.count(STARTED)
         pending = sorted(n for n, p in book.phase.items() if p in (None, "Pending"))
         waited = time.monotonic() - started
         stuck[namespace] = {"expected": total, "running": running, "pending": len(pending),
