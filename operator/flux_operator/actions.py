@@ -87,6 +87,7 @@ class PodView:
     deletion_at: str | None = None  # metadata.deletionTimestamp: when the kubelet must be done
     node: str = ""
     reason: str = ""  # status.reason, e.g. Evicted
+    resource_version: str = ""  # orders two views of one pod: an older one never replaces a newer
 
 
 @dataclass

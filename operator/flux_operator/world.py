@@ -55,7 +55,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
                    terminating=bool(meta.get("deletionTimestamp")), started=started, exit_message=message,
                    uid=meta.get("uid", ""), owner_uid=owners[0] if owners else "",
                    deletion_at=meta.get("deletionTimestamp"), node=(pod.get("spec") or {}).get("nodeName") or "",
-                   reason=status.get("reason") or "")
+                   reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "")
 
 
 @dataclass
@@ -113,7 +113,11 @@ class World:
         if key is not None:
             view = pod_view(raw)
             with self._lock:
-                self._pods.setdefault(key, {})[view.name] = view
+                pods = self._pods.setdefault(key, {})
+                old = pods.get(view.name)
+                if old is not None and _later_pod(old, view) is old:
+                    return None  # e.g. a create's answer arriving after the watch reported the pod Running
+                pods[view.name] = view
         return key
 
     def pod_gone(self, raw: dict[str, Any]) -> Key | None:
@@ -197,6 +201,15 @@ def _pod_key(raw: dict[str, Any]) -> Key | None:
     meta = raw.get("metadata") or {}
     execution = (meta.get("labels") or {}).get(EXECUTION_LABEL)
     return (meta.get("namespace", ""), execution) if execution else None
+
+
+def _later_pod(a: PodView, b: PodView) -> PodView:
+    if a.uid != b.uid:
+        return b  # a new pod under the same name
+    try:
+        return a if int(a.resource_version) > int(b.resource_version) else b
+    except ValueError:
+        return b
 
 
 def _owned_by(child: Execution, uid: str | None) -> bool:

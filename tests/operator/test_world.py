@@ -74,6 +74,31 @@ def test_pods_come_and_go() -> None:
     assert world.snapshot(("ns", "job")).pod is None
 
 
+def runner_pod(rv: str, running: bool, uid: str = "p1") -> dict:
+    status = {"phase": "Running", "containerStatuses": [{"state": {"running": {}}}]} if running else {"phase": "Pending"}
+    return {"metadata": {"name": "job-runner", "namespace": "ns", "uid": uid, "resourceVersion": rv,
+                         "labels": {"workflows.flux.dev/execution": "job"},
+                         "ownerReferences": [{"uid": "u1", "controller": True}]}, "status": status}
+
+
+def test_a_create_answer_arriving_after_the_watch_never_hides_a_running_pod() -> None:
+    # The create's response (rv 100, Pending) reached the worker after the watch had already
+    # delivered the pod Running (rv 102): the World must keep Running, or no event ever comes again.
+    world = World()
+    world.execution_seen(execution())
+    assert world.pod_seen(runner_pod("102", running=True)) == ("ns", "job")
+    assert world.pod_seen(runner_pod("100", running=False)) is None
+    assert world.snapshot(("ns", "job")).pod.started
+
+
+def test_a_new_pod_under_the_same_name_replaces_the_old_view() -> None:
+    world = World()
+    world.execution_seen(execution())
+    world.pod_seen(runner_pod("500", running=True, uid="old"))
+    world.pod_seen(runner_pod("20", running=False, uid="p1"))
+    assert world.snapshot(("ns", "job")).pod.uid == "p1"
+
+
 def test_an_object_that_does_not_parse_is_reported_not_raised() -> None:
     world = World()
     bad = execution()
