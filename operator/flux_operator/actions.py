@@ -73,7 +73,7 @@ class Observe:
 Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | DeleteExecution | Observe
 
 
-@dataclass
+@dataclass(slots=True)  # one per runner pod in the World: thousands of them
 class PodView:
     """What the state machine needs of the runner pod."""
 
