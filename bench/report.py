@@ -85,8 +85,13 @@ def figures(results: dict) -> list[dict]:
             measured = f"{m1['VmHWM']:.0f} MB at {first}"
             if m5:
                 measured += f", {m5['VmHWM']:.0f} MB at {total}"
-            rows.append(_row(f"operator RSS (VmHWM) at {first} and {total} executions", src, measured, "-", "-",
-                             f"<= 120 MB at {total}", (m5["VmHWM"] <= 120) if m5 else None))
+            m0 = sc.get("memory_at_zero")
+            baseline = f"{m0['VmHWM']:.0f} MB at 0 executions" if m0 else "-"
+            ratio = f"{m5['VmHWM'] / m0['VmHWM']:.2f}x" if m0 and m5 else "-"
+            note = (f"{(m5['VmHWM'] - m0['VmHWM']) * 1024 / total:.1f} KB per execution above the baseline"
+                    if m0 and m5 else "")
+            rows.append(_row(f"operator RSS (VmHWM) at {first} and {total} executions", src, measured, baseline,
+                             ratio, f"<= 120 MB at {total}", (m5["VmHWM"] <= 120) if m5 else None, note=note))
     f = parts.get("failover")
     if f:
         lease = f["leaseSeconds"]

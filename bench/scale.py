@@ -140,6 +140,10 @@ def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_dead
             wait_until(op.leading, 60, "the scale operator to lead", interval=0.2)
             log(f"scale: operator pid {op.pid} (log {op.log_path}), namespaces {ns_idle} {ns_dl}")
             stuck = out["stuckPending"] = {}
+            # The baseline: the same process leading, watching, with nothing to hold yet.
+            time.sleep(5)
+            out["memory_at_zero"] = op.memory()
+            log(f"  RSS at 0 executions: {out['memory_at_zero']}")
 
             # 1. 1,000 at once, then nothing changes.
             bodies = [execution(f"idle-{i:05d}", LEAF, LEAF_INPUT, 30) for i in range(n_first)]
