@@ -66,7 +66,8 @@ class LeaderElector:
                     self.on_started()
             elif self.leading and time.monotonic() - self._last_renew > self.renew_deadline:
                 self._step_down("could not renew the lease in time")
-            self._stopped.wait(self.renew_every if self.leading else self.retry)
+            # A failed renewal is retried at once (every `retry` s), not a whole renewal period later.
+            self._stopped.wait(self.renew_every if self.leading and won else self.retry)
         if self.leading:
             self.release()
 
