@@ -190,7 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 runs = lookup()
             except LogError:
-                return  # the pod left the node: its log ends here
+                # The pod left the node (deleted with grace 0): what its run wrote last is still sent.
+                self._send(_read(runs.path, position, None), budget)
+                return
             # This run is over once a later one began or it stopped; read what it wrote, then end.
             later = runs.starts[index + 1] if len(runs.starts) > index + 1 else None
             over = later is not None or not runs.running
