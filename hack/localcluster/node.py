@@ -65,7 +65,8 @@ class ProcessNode:
         c = next((c for c in runner.containers if c.name == container), None)
         if c is None:
             raise LogError(HTTPStatus.BAD_REQUEST, f'container "{container}" is not in pod "{pod}"')
-        return Runs(self.api.log_path(runner.pod, container), list(c.log_starts), c.running,
+        starts = list(c.log_starts)
+        return Runs(self.api.log_path(runner.pod, container), starts, bool(starts) and c.terminated is None,
                     runner.waiting_reason)
 
     def run(self, apiserver_port: int, log_server: LogServer) -> None:

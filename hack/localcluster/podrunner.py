@@ -171,7 +171,9 @@ class PodRunner:
                    "workingDir": spec.get("workingDir"), "expose": str(REPO)}
         spec_file = cdir / "spec.json"
         spec_file.write_text(json.dumps(payload))
-        c.log_starts.append(log_start)  # before the run exists: a reader never takes it for the last one's
+        # The new run is live from here on: a log reader follows it, never mistakes it for the last one.
+        c.terminated = None
+        c.log_starts.append(log_start)
         c.proc = subprocess.Popen([sys.executable, "-m", "localcluster.pid1", str(spec_file)],
                                   stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=procs.die_with_parent,
                                   cwd=self.workdir)
