@@ -128,6 +128,9 @@ def pending_message(execution: dict[str, Any], run: Run | None) -> str:
 def gone_message(execution: dict[str, Any], pod_name: str) -> str:
     """The execution finished and its runner pod is gone, and with it the log."""
     st = facts.status(execution)
+    if not st.get("startedAt"):
+        return (f"execution {facts.name_of(execution)} finished ({facts.phase_of(execution)}) before a runner "
+                "started: there is no log")
     detail = [f"phase {facts.phase_of(execution)}"]
     outcome = (facts.cancellation(execution) or {}).get("outcome")
     if outcome:

@@ -114,8 +114,8 @@ def test_a_follow_stops_when_the_execution_is_terminal_and_its_runs_were_read():
 
 @pytest.mark.parametrize("follow", [True, False])
 def test_a_finished_execution_without_its_pod_has_no_log_left(follow):
-    ex = execution("Cancelled", message="stopped", cancellation={"reason": "x", "source": "spec",
-                                                                 "outcome": "Graceful"})
+    ex = execution("Cancelled", message="stopped", startedAt="2030-01-01T00:00:00Z",
+                   cancellation={"reason": "x", "source": "spec", "outcome": "Graceful"})
     step = next_step(ex, None, follow=follow, read=set())
     assert isinstance(step, Fail)
     assert "the log of execution etl is gone: its runner pod etl-runner no longer exists" in step.message
@@ -134,3 +134,8 @@ def test_notes_name_what_a_follow_moved_to():
 
 def test_not_found_mentions_the_ttl():
     assert "ttlSecondsAfterFinished" in logs.not_found_message("ns", "etl")
+
+
+def test_an_execution_that_never_started_says_there_was_never_a_log():
+    step = next_step(execution("Cancelled"), None, follow=False, read=set())
+    assert step == Fail("execution etl finished (Cancelled) before a runner started: there is no log")
