@@ -83,3 +83,76 @@ class LogFollower:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), f"the log of {self.namespace}/{self.pod} still streams after {timeout}s"
         return self.text
+
+
+class RunnerLogs:
+    """Every run of an execution's runner, through the API: each pod (by UID) and each container restart
+    in it is followed from its start, in a thread of its own, so nothing is lost when a pod is deleted.
+    Start it before the execution's first pod; `text` joins the runs in the order they were seen."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str, execution: str, container: str = "runner",
+                 poll_seconds: float = 0.2) -> None:
+        from flux_api import EXECUTION_LABEL
+        self.core, self.namespace, self.container = core, namespace, container
+        self.selector = f"{EXECUTION_LABEL}={execution}"
+        self.poll_seconds = poll_seconds
+        self.runs: dict[tuple[str, int], _RunStream] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._discover, daemon=True, name=f"runner-logs-{execution}")
+        self._thread.start()
+
+    def _discover(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                pods = self.core.list_namespaced_pod(self.namespace, label_selector=self.selector).items
+            except (ApiException, HTTPError, OSError):
+                continue  # a fault test may hold the API server down: look again
+            for pod in pods:
+                status = next((s for s in pod.status.container_statuses or [] if s.name == self.container), None)
+                if status is None:
+                    continue
+                started = bool(status.state.running or status.state.terminated or
+                               (status.last_state and status.last_state.terminated))
+                key = (pod.metadata.uid, status.restart_count or 0)
+                if started and key not in self.runs:
+                    self.runs[key] = _RunStream(self.core, self.namespace, pod.metadata.name, self.container)
+
+    @property
+    def texts(self) -> list[str]:
+        return [run.text for run in list(self.runs.values())]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class _RunStream:
+    """One run of a container, followed until it exits (a 400 while it is only starting is tried again)."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str, pod: str, container: str) -> None:
+        self.core, self.namespace, self.pod, self.container = core, namespace, pod, container
+        self._chunks: list[bytes] = []
+        threading.Thread(target=self._run, daemon=True, name=f"run-{pod}").start()
+
+    def _run(self) -> None:
+        for _ in range(50):
+            try:
+                response = self.core.read_namespaced_pod_log(self.pod, self.namespace, container=self.container,
+                                                             follow=True, _preload_content=False)
+                for chunk in response.stream(amt=None, decode_content=False):
+                    self._chunks.append(chunk)
+                return
+            except ApiException as err:
+                if err.status != 400:
+                    return  # 404: the pod is gone; what came so far is kept
+            except (HTTPError, OSError):
+                return
+            threading.Event().wait(0.1)
+
+    @property
+    def text(self) -> str:
+        return b"".join(list(self._chunks)).decode(errors="replace")
