@@ -53,11 +53,16 @@ class LogFollower:
         self._chunks: list[bytes] = []
         self._lock = threading.Lock()
         self.error: str | None = None
-        # A follow of a container not started yet is refused: wait until its log is readable.
-        wait_for(lambda: _read(core, namespace, pod, container, False) is not None, timeout=60, interval=0.1,
-                 what=f"the log of {namespace}/{pod} to be readable")
+        # Before its container starts a pod has no log to follow (before it is scheduled, the API server
+        # even answers with an empty log): wait for the start.
+        wait_for(self._started, timeout=60, interval=0.1, what=f"a container of {namespace}/{pod} to start")
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"follow-{pod}")
         self._thread.start()
+
+    def _started(self) -> bool:
+        statuses = self.core.read_namespaced_pod(self.pod, self.namespace).status.container_statuses or []
+        return any((s.state.running or s.state.terminated) and s.name == (self.container or s.name)
+                   for s in statuses)
 
     def _run(self) -> None:
         try:
