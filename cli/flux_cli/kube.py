@@ -261,6 +261,28 @@ class Kube:
                 pods.extend(json.loads(response.data).get("items") or [])
         return pods
 
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One pod as raw JSON (camelCase keys); None when there is no such pod."""
+        try:
+            with self._calling(f'pod "{name}" in namespace "{namespace}"'):
+                response = self._core.read_namespaced_pod(name, namespace, _preload_content=False,
+                                                          _request_timeout=self.request_timeout)
+                return json.loads(response.data)
+        except NotFoundError:
+            return None
+
+    def pod_log(self, namespace: str, name: str, container: str, follow: bool) -> Iterator[bytes]:
+        """A container's log in chunks as the API server sends them (from the node's kubelet)."""
+        with self._calling(f'the log of pod "{name}" in namespace "{namespace}"'):
+            # No read timeout while following: a quiet workflow is not a dead connection.
+            response = self._core.read_namespaced_pod_log(
+                name, namespace, container=container, follow=follow, _preload_content=False,
+                _request_timeout=(self.request_timeout[0], None) if follow else self.request_timeout)
+            try:
+                yield from response.stream(amt=None, decode_content=False)
+            finally:
+                response.release_conn()
+
     def server_version(self) -> str:
         try:
             with self._calling("the server version"):

@@ -19,7 +19,7 @@ from flux_api import API_VERSION, Phase
 from rich.console import Console, RenderableType
 from typer.core import TyperGroup
 
-from flux_cli import actions, render
+from flux_cli import actions, following, render
 from flux_cli.cancelling import DEFAULT_REASON, ExitCode, build_cancel_patch
 from flux_cli.durations import DURATION_HELP, DurationError, parse_duration
 from flux_cli.errors import ArgumentError, FluxCliError
@@ -305,6 +305,38 @@ def tree(
         kube = _connect(kubeconfig, context)
         root = actions.tree(kube, namespace or kube.default_namespace, name)
     emit(output, render.execution_tree(root), render.tree_json(root))
+    return ExitCode.OK
+
+
+LOGS_EPILOG = """Examples:
+  kubectl flux logs etl-nightly
+  kubectl flux logs etl-nightly -f -n data
+
+With -f the log is followed until the execution finishes: a retry's new runner pod, a pod resumed
+after an eviction and a restarted container are followed too (a note on stderr marks each).
+Without -f, the current runner's log is printed; an execution with no runner pod yet is an error."""
+
+
+@app.command(epilog=LOGS_EPILOG)
+def logs(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The execution.", parser=_name, show_default=False)],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow the log until the execution finishes.")] = False,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+) -> int:
+    """The runner's log of an execution, read through the API server (like kubectl logs)."""
+
+    def write(chunk: bytes) -> None:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()  # a follow shows each line as it comes
+
+    with reporting():
+        kube = _connect(kubeconfig, context)
+        try:
+            following.show_logs(kube, namespace or kube.default_namespace, name, follow, write, print_note)
+        except KeyboardInterrupt:
+            return ExitCode.OK  # Ctrl-C ends a follow, as with kubectl logs -f
     return ExitCode.OK
 
 

@@ -1,6 +1,6 @@
 """Helpers for the fault tests (tests/faults): operators confined to one namespace with a Lease of their
 own, their health and metrics, a watch that records every phase an Execution went through, and step
-runs counted from the runner logs the process node keeps."""
+runs counted from the runner logs, read through the API (fluxtest.podlogs.RunnerLogs)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from kubernetes import client, watch
 from localcluster.layout import Layout
 
 from fluxtest.plugin import OperatorProcess
+from fluxtest.podlogs import RunnerLogs
 from fluxtest.waiting import wait_for
 
 LEASE_SECONDS = 5  # what OperatorProcess passes as --lease-seconds
@@ -142,11 +143,6 @@ _STEP_STARTED = re.compile(r"flux\.workflow: work (\S+) begins")
 _RUNNER_START = re.compile(r"flux-runner \S+: execution ")
 
 
-def runner_logs(layout: Layout, namespace: str, execution: str) -> list[Path]:
-    """The runner's log files of every pod the execution had (one per pod UID; restarts append)."""
-    return sorted((layout.root / "node" / "logs").glob(f"{namespace}_{execution}-runner_*_runner.log"))
-
-
 def counted(name: str, steps: int = 10, seconds: float = 0.5, cleanup: float = 0, **spec) -> dict:
     """An Execution of flux_examples.counted: longrun whose step runs `step_runs` can count, and whose
     cleanup after a cancel takes `cleanup` seconds."""
@@ -155,18 +151,18 @@ def counted(name: str, steps: int = 10, seconds: float = 0.5, cleanup: float = 0
                     {"steps": steps, "stepSeconds": seconds, "cleanupSeconds": cleanup}, **spec)
 
 
-def step_runs(layout: Layout, namespace: str, execution: str) -> Counter:
-    """How many times each step's work started (flux_examples.counted), over every pod and restart."""
+def step_runs(logs: RunnerLogs) -> Counter:
+    """How many times each step's work started (flux_examples.counted), over every pod and restart, from
+    the runner logs read through the API (start the RunnerLogs before the execution)."""
     runs: Counter = Counter()
-    for path in runner_logs(layout, namespace, execution):
-        runs.update(_STEP_STARTED.findall(path.read_text(errors="replace")))
+    for text in logs.texts:
+        runs.update(_STEP_STARTED.findall(text))
     return runs
 
 
-def runner_starts(layout: Layout, namespace: str, execution: str) -> int:
+def runner_starts(logs: RunnerLogs) -> int:
     """How many runner processes started for the execution (every pod, every container restart)."""
-    return sum(len(_RUNNER_START.findall(p.read_text(errors="replace")))
-               for p in runner_logs(layout, namespace, execution))
+    return sum(len(_RUNNER_START.findall(text)) for text in logs.texts)
 
 
 def statuses(fx, names=None) -> dict[str, dict]:

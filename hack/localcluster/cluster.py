@@ -15,7 +15,7 @@ from pathlib import Path
 
 from localcluster import procs
 from localcluster.faults import Components
-from localcluster.layout import Layout, Ports, binaries_dir, component_commands, write_kubeconfigs
+from localcluster.layout import NODE_NAME, Layout, Ports, binaries_dir, component_commands, write_kubeconfigs
 from localcluster.pki import make_pki
 
 READY_TIMEOUT = 120
@@ -129,7 +129,7 @@ def up(root: Path) -> Layout:
     ports = Ports(*(procs.free_port() for _ in range(5)))
     layout = Layout(root=root, bin=bin_dir, ports=ports)
     layout.logs.mkdir(parents=True)
-    make_pki(layout.pki)
+    make_pki(layout.pki, NODE_NAME)
     write_kubeconfigs(layout)
     layout.save()
     log = open(layout.logs / "supervisor.log", "ab")

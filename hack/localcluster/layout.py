@@ -121,6 +121,12 @@ def component_commands(layout: Layout) -> dict[str, list[str]]:
             f"--service-account-signing-key-file={pki / 'sa.key'}", f"--service-cluster-ip-range={SERVICE_CIDR}",
             # No kube-proxy here, so the `kubernetes` Service endpoints would point nowhere useful.
             "--endpoint-reconciler-type=none", "--allow-privileged=true", "--profiling=false",
+            # `kubectl logs`: the API server reaches the node's kubelet endpoint on loopback, by the
+            # Hostname address `localhost` (InternalIP 127.0.0.1 as the fallback), over verified TLS.
+            "--kubelet-preferred-address-types=Hostname,InternalIP",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
         ],
         "kube-controller-manager": [
             str(b / "kube-controller-manager"), *secure_kubeconfig("controller-manager"),
@@ -136,6 +142,7 @@ def component_commands(layout: Layout) -> dict[str, list[str]]:
         "process-node": [
             sys.executable, "-m", "localcluster", "node", f"--kubeconfig={layout.kubeconfig}",
             f"--name={NODE_NAME}", f"--dir={root / 'node'}", f"--apiserver-port={p.apiserver}",
-            f"--ca={pki / 'ca.crt'}",
+            f"--ca={pki / 'ca.crt'}", f"--serving-cert={pki / 'kubelet.crt'}",
+            f"--serving-key={pki / 'kubelet.key'}",
         ],
     }

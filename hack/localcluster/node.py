@@ -13,6 +13,7 @@ import queue
 import signal
 import threading
 import time
+from http import HTTPStatus
 from pathlib import Path
 
 from kubernetes import watch
@@ -20,6 +21,7 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from localcluster.kube import api_client
+from localcluster.logserver import LogError, LogServer, Runs
 from localcluster.nodeapi import NodeApi
 from localcluster.podrunner import PodRunner
 
@@ -54,7 +56,22 @@ class ProcessNode:
         self.events: queue.Queue[tuple[str, dict]] = queue.Queue()
         self.stopping = threading.Event()
 
-    def run(self, apiserver_port: int) -> None:
+    def runs(self, namespace: str, pod: str, container: str) -> Runs:
+        """What the log server serves; called from its threads, so it only reads (a copy of) the pods."""
+        found = [r for r in list(self.pods.values()) if not r.removed and r.key == f"{namespace}/{pod}"]
+        if not found:
+            raise LogError(HTTPStatus.NOT_FOUND, f'pod "{pod}" in namespace "{namespace}" not found on this node')
+        runner = found[-1]
+        c = next((c for c in runner.containers if c.name == container), None)
+        if c is None:
+            raise LogError(HTTPStatus.BAD_REQUEST, f'container "{container}" is not in pod "{pod}"')
+        starts = list(c.log_starts)
+        return Runs(self.api.log_path(runner.pod, container), starts, bool(starts) and c.terminated is None,
+                    runner.waiting_reason)
+
+    def run(self, apiserver_port: int, log_server: LogServer) -> None:
+        log_server.start()
+        self.api.kubelet_port = log_server.port
         self.api.register(apiserver_port)
         threading.Thread(target=_watch_pods, args=(self.api, self.events, self.stopping), daemon=True).start()
         next_beat = time.monotonic() + HEARTBEAT_SECONDS
@@ -114,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--apiserver-port", required=True, type=int)
     parser.add_argument("--ca", required=True, type=Path)
+    parser.add_argument("--serving-cert", required=True, type=Path, help="the log server's certificate")
+    parser.add_argument("--serving-key", required=True, type=Path)
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     # What kubelet injects into every container; PATH stands in for the image's.
@@ -124,5 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     node = ProcessNode(NodeApi(api_client(args.kubeconfig), args.name, args.dir), args.dir, node_env)
     signal.signal(signal.SIGTERM, lambda *_: node.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: node.stopping.set())
-    node.run(args.apiserver_port)
+    log_server = LogServer(node.runs, args.serving_cert, args.serving_key, args.ca)
+    try:
+        node.run(args.apiserver_port, log_server)
+    finally:
+        log_server.stop()
     return 0

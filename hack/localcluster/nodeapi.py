@@ -29,6 +29,7 @@ class NodeApi:
         self.node_name = node_name
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.kubelet_port = 0  # where the log server listens; published in status.daemonEndpoints
 
     def log_path(self, pod: dict, container: str) -> Path:
         m = pod["metadata"]
@@ -93,8 +94,10 @@ class NodeApi:
                     for t, r in (("MemoryPressure", "SufficientMemory"), ("DiskPressure", "NoDiskPressure"),
                                  ("PIDPressure", "SufficientPID"))]
         status = {"capacity": CAPACITY, "allocatable": CAPACITY, "conditions": [ready, *pressure],
+                  # Loopback only: the API server dials these to reach the log server.
                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                                {"type": "Hostname", "address": self.node_name}],
+                                {"type": "Hostname", "address": "localhost"}],
+                  "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
                   "nodeInfo": {"kubeletVersion": "v1.35.4-process-node", "kubeProxyVersion": "",
                                "operatingSystem": "linux", "architecture": "amd64",
                                "containerRuntimeVersion": "process://0.1", "kernelVersion": platform.release(),

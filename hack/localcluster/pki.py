@@ -40,8 +40,9 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.Certific
             .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + VALIDITY))
 
 
-def make_pki(directory: Path) -> None:
-    """Writes ca, apiserver, admin, controller-manager, scheduler certs and the sa key pair."""
+def make_pki(directory: Path, node_name: str = "flux-node") -> None:
+    """Writes ca, apiserver, admin, controller-manager, scheduler, kubelet and apiserver-kubelet-client
+    certs and the sa key pair."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
     ca_name = _name("flux-local-ca")
@@ -71,6 +72,12 @@ def make_pki(directory: Path) -> None:
     # kubeadm's identities: the bootstrap RBAC policy grants these users exactly what they need.
     issue("controller-manager", "system:kube-controller-manager", None, ExtendedKeyUsageOID.CLIENT_AUTH)
     issue("scheduler", "system:kube-scheduler", None, ExtendedKeyUsageOID.CLIENT_AUTH)
+    # The process node's kubelet endpoint (logs), reached as localhost or 127.0.0.1 only, and the
+    # API server's client certificate for it (--kubelet-client-certificate), as kubeadm names them.
+    loopback = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    issue("kubelet", f"system:node:{node_name}", "system:nodes", ExtendedKeyUsageOID.SERVER_AUTH, loopback)
+    issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters",
+          ExtendedKeyUsageOID.CLIENT_AUTH)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(directory / "sa.key", sa_key)

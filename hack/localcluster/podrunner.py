@@ -32,6 +32,8 @@ class Container:
     last_terminated: dict | None = None
     restart_at: float = 0.0
     term_sent: bool = False
+    # Byte offset in the (append-only) log file where each run began: the log server's runs.
+    log_starts: list[int] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -163,11 +165,15 @@ class PodRunner:
         mounts = self._mounts(spec) + [{"source": str(termination_log),
                                         "target": spec.get("terminationMessagePath", "/dev/termination-log")}]
         log_path = self.api.log_path(self.pod, c.name)
+        log_start = log_path.stat().st_size if log_path.exists() else 0
         payload = {"argv": argv, "env": env, "mounts": mounts, "hostname": self.pod["metadata"]["name"][:63],
                    "log": str(log_path), "uid": uid, "gid": sc.get("runAsGroup", uid),
                    "workingDir": spec.get("workingDir"), "expose": str(REPO)}
         spec_file = cdir / "spec.json"
         spec_file.write_text(json.dumps(payload))
+        # The new run is live from here on: a log reader follows it, never mistakes it for the last one.
+        c.terminated = None
+        c.log_starts.append(log_start)
         c.proc = subprocess.Popen([sys.executable, "-m", "localcluster.pid1", str(spec_file)],
                                   stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=procs.die_with_parent,
                                   cwd=self.workdir)

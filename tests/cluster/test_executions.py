@@ -11,6 +11,7 @@ from datetime import datetime
 import pytest
 from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
 from fluxtest import TERMINAL, Executions, longrun, manifest, wait_for
+from fluxtest.podlogs import LogFollower
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -148,9 +149,10 @@ def test_a_runner_may_write_its_checkpoint_but_not_anothers_status(fx, api):
 
 # --- cancelling ------------------------------------------------------------------------------------
 
-def test_cancel_running_is_graceful_and_recorded(fx, cluster):
+def test_cancel_running_is_graceful_and_recorded(fx, core):
     fx.create(longrun("job"))
     fx.wait_step("job")
+    log = LogFollower(core, fx.ns, "job-runner", "runner")  # through the API: the log goes with the pod
     fx.cancel("job", "user asked")
     status = fx.wait_phase("job", "Cancelled")
     c = status["cancellation"]
@@ -165,8 +167,7 @@ def test_cancel_running_is_graceful_and_recorded(fx, cluster):
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["CancelRequested"]["status"] == "True"
     assert conditions["Finished"]["reason"] == "Cancelled"
-    log = next((cluster.root / "node" / "logs").glob(f"{fx.ns}_job-runner_*_runner.log")).read_text()
-    assert "received SIGTERM" in log
+    assert "received SIGTERM" in log.finish()
 
 
 def test_cancelling_is_observed_between_request_and_end(fx):

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from flux_api import GROUP
 from fluxtest import REPO, Executions, manifest, wait_for
+from fluxtest.podlogs import pod_log, wait_log
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.procs import free_port
@@ -38,7 +39,6 @@ class Install:
     ns: str  # the one namespace it watches
     metrics_port: int
     health_port: int
-    logs: Path
     uninstalled: bool = False
 
     @property
@@ -75,7 +75,7 @@ def helm(cluster, kube_env):
 def install(cluster, core, operator, helm):
     operator.stop()  # only the chart's operator may reconcile from here on
     release_ns, ns = create_namespace(core), create_namespace(core)
-    chart = Install(release_ns, ns, free_port(), free_port(), cluster.root / "node" / "logs")
+    chart = Install(release_ns, ns, free_port(), free_port())
     try:
         helm("install", RELEASE, str(CHART), "-n", release_ns, "--wait", "--timeout", "120s",
              "--set", f"watchNamespaces={{{ns}}}", "--set", f"metrics.port={chart.metrics_port}",
@@ -127,9 +127,9 @@ def host_pid(pod: client.V1Pod) -> int:
     return int(container_id.removeprefix("process://"))
 
 
-def operator_log(install: Install, pod: client.V1Pod) -> str:
-    path = install.logs / f"{install.release_ns}_{pod.metadata.name}_{pod.metadata.uid[:8]}_operator.log"
-    return path.read_text() if path.exists() else ""
+def operator_log(core, install: Install, pod: client.V1Pod) -> str:
+    """The operator container's log, through the API server (`kubectl logs`)."""
+    return pod_log(core, install.release_ns, pod.metadata.name, "operator")
 
 
 def operator_processes(install: Install) -> list[int]:
@@ -287,7 +287,8 @@ def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, insta
             assert fx.pod("stuck") is not None
             time.sleep(0.5)
         assert phases == {"Cancelling"}
-        log = operator_log(install, running_operator_pod(core, install))
+        log = wait_log(core, install.release_ns, running_operator_pod(core, install).metadata.name, "Forbidden",
+                       "operator", timeout=15)
         assert "403" in log and "Forbidden" in log
         assert install.subject in log and "cannot delete resource" in log, \
             "the operator calls the API as the chart's ServiceAccount"
@@ -309,7 +310,8 @@ def test_upgrade_to_json_logs_restarts_the_operator_logging_json(core, helm, ins
     assert "--log-format=json" in pod.spec.containers[0].args
     fx.create(manifest("quick", "flux_examples.quick:main", {"name": "helm"}))
     assert fx.wait_phase("quick", "Succeeded", timeout=60)["checkpoint"]["result"]["greeting"] == "hello, helm"
-    lines = [line for line in operator_log(install, pod).splitlines() if line.strip()]
+    wait_log(core, install.release_ns, pod.metadata.name, '"quick"', "operator", timeout=15)
+    lines = [line for line in operator_log(core, install, pod).splitlines() if line.strip()]
     assert len(lines) >= 3
     records = [json.loads(line) for line in lines]  # every line, not just some
     assert all("message" in r and "timestamp" in r for r in records)

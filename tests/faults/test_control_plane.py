@@ -11,6 +11,7 @@ import pytest
 from flux_operator.cancelling import ESCALATION_MARGIN_SECONDS
 from fluxtest import TERMINAL, longrun, manifest, wait_for
 from fluxtest.faults import counted, finished_steps, log_tail, metric, runner_starts, statuses, step_runs, wait_all
+from fluxtest.podlogs import RunnerLogs
 from localcluster.layout import NODE_NAME
 
 pytestmark = pytest.mark.faults
@@ -75,6 +76,7 @@ def test_etcd_paused_during_runs(fx, operators, faults, cluster, result):
     still succeed with each step recorded once, and no runner may redo more than one step."""
     operators.start()
     names = [f"etcd-{i}" for i in range(4)]
+    logs = {name: RunnerLogs(fx.core, fx.ns, name) for name in names}  # every run's log, through the API
     for name in names:
         fx.create(counted(name, steps=STEPS, seconds=0.5))
     for name in names:
@@ -84,9 +86,9 @@ def test_etcd_paused_during_runs(fx, operators, faults, cluster, result):
     final = wait_all(fx, names, *TERMINAL, timeout=240)
     reruns, starts, problems = {}, {}, {}
     for name in names:
-        runs = step_runs(cluster, fx.ns, name)
+        runs = step_runs(logs[name])
         reruns[name] = sum(n - 1 for n in runs.values() if n > 1)
-        starts[name] = runner_starts(cluster, fx.ns, name)
+        starts[name] = runner_starts(logs[name])
         recorded = finished_steps(final[name].get("checkpoint"))
         expected = [f"step-{i}" for i in range(1, STEPS + 1)]
         if final[name].get("phase") != "Succeeded" or recorded != expected or sorted(runs) != sorted(expected):

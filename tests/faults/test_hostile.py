@@ -12,6 +12,7 @@ from flux_api.names import DEPTH_LABEL
 from flux_api.types import MAX_CHILDREN, MAX_DEPTH
 from fluxtest import TERMINAL, longrun, manifest, wait_for
 from fluxtest.faults import as_runner, health, log_tail, metric, parse_stamp, runner_starts, statuses, wait_all
+from fluxtest.podlogs import RunnerLogs
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -286,19 +287,20 @@ def test_status_growth_to_the_budget_fails_once(fx, operators, cluster, result):
     """Every step returns ~200 KB: the checkpoint outgrows its budget (256 KiB) at the second step. The
     execution must end Failed with CheckpointTooLarge, once: no crash loop of the runner pod."""
     operators.start()
+    logs = RunnerLogs(fx.core, fx.ns, "grower")  # every runner start, through the API
     fx.create(manifest("grower", "flux_examples.growth:main", {"steps": 20, "kilobytes": 200}))
     try:
         status = fx.wait_phase("grower", *TERMINAL, timeout=120)
     finally:
         pod = fx.pod("grower")
         restarts = sum(s.restart_count for s in (pod.status.container_statuses or [])) if pod else None
-        starts = runner_starts(cluster, fx.ns, "grower")
+        starts = runner_starts(logs)
         result.figure(f"{restarts} pod restarts, {starts} runner start(s); "
                       f"phase {fx.phase('grower')}")
     time.sleep(12)  # longer than the first crash-loop back-off (10 s): a restart would show by now
     pod = fx.pod("grower")
     restarts = sum(s.restart_count for s in (pod.status.container_statuses or [])) if pod else 0
-    starts = runner_starts(cluster, fx.ns, "grower")
+    starts = runner_starts(logs)
     result.figure(f"{restarts} pod restarts, {starts} runner start(s)")
     message = status.get("message") or ""
     finished = next((c for c in status.get("conditions", []) if c["type"] == "Finished"), {})

@@ -10,6 +10,7 @@ import pytest
 from flux_api import GROUP, PLURAL, VERSION
 from fluxtest import TERMINAL
 from fluxtest.faults import counted, finished_steps, log_tail, step_results, step_runs
+from fluxtest.podlogs import RunnerLogs
 from kubernetes import client, watch
 
 pytestmark = pytest.mark.faults
@@ -89,6 +90,7 @@ def test_evicted_runner_resumes_without_rerunning_finished_steps(fx, operators, 
     The operator must resume the execution in a new pod, once, and no finished step may run again."""
     op = operators.start()
     steps = 10
+    logs = RunnerLogs(core, fx.ns, "evictee")  # both pods' runs, through the API
     fx.create(counted("evictee", steps=steps, seconds=0.5, gracePeriodSeconds=10))
     before = finished_steps(fx.wait_step("evictee", steps=3, timeout=120)["checkpoint"])
     pod = fx.pod("evictee")
@@ -97,7 +99,7 @@ def test_evicted_runner_resumes_without_rerunning_finished_steps(fx, operators, 
     evicted = time.monotonic()
     status = fx.wait_phase("evictee", *TERMINAL, timeout=120)
     took = time.monotonic() - evicted
-    runs = step_runs(cluster, fx.ns, "evictee")
+    runs = step_runs(logs)
     again = {name: n - 1 for name, n in runs.items() if n > 1}
     finished_again = {name: n for name, n in again.items() if name in before}
     events = fx.events("evictee")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fluxtest import wait_for
+from fluxtest.podlogs import LogFollower, pod_log, wait_log
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster import cluster as localcluster
@@ -33,11 +34,6 @@ def pod_phase(core, ns: str, name: str) -> str | None:
         if err.status == 404:
             return None
         raise
-
-
-def container_log(cluster, ns: str, pod: str) -> str:
-    logs = list((cluster.root / "node" / "logs").glob(f"{ns}_{pod}_*_main.log"))
-    return logs[0].read_text() if logs else ""
 
 
 def final_state_watch(core, ns: str, name: str, timeout: int = 60) -> dict:
@@ -84,12 +80,13 @@ def test_scheduler_binds_a_pod_to_the_process_node_and_it_runs(core, namespace, 
     status = pod.status.container_statuses[0]
     assert status.state.running is not None and status.ready
     assert pod.status.pod_ip == "127.0.0.1"
-    wait_for(lambda: "hi" in container_log(cluster, namespace, "hello"), what="container output in its log")
+    wait_log(core, namespace, "hello", "hi")  # through the API server and the node's log endpoint
 
 
 def test_graceful_delete_sends_sigterm_to_pid_1_and_records_its_exit_code(core, namespace, cluster, kubectl):
     core.create_namespaced_pod(namespace, pod_manifest("graceful", SIGNAL_SCRIPT))
-    wait_for(lambda: "ready pid 1" in container_log(cluster, namespace, "graceful"), what="PID 1 ready")
+    log = LogFollower(core, namespace, "graceful")
+    log.wait_for("ready pid 1")
     watcher = __import__("concurrent.futures").futures.ThreadPoolExecutor(1).submit(
         final_state_watch, core, namespace, "graceful")
     started = time.monotonic()
@@ -97,13 +94,13 @@ def test_graceful_delete_sends_sigterm_to_pid_1_and_records_its_exit_code(core, 
     state = watcher.result(timeout=60).state.terminated
     assert state.exit_code == 42, "the exit code the process chose is the one recorded"
     assert time.monotonic() - started < 5, "SIGTERM was handled, so no SIGKILL wait"
-    assert "SIGTERM as pid 1" in container_log(cluster, namespace, "graceful")
+    assert "SIGTERM as pid 1" in log.finish()
     assert pod_phase(core, namespace, "graceful") is None, "the node removed the pod"
 
 
 def test_process_ignoring_sigterm_is_killed_after_the_grace_period(core, namespace, cluster, kubectl):
     core.create_namespaced_pod(namespace, pod_manifest("stubborn", IGNORE_SCRIPT))
-    wait_for(lambda: "ready" in container_log(cluster, namespace, "stubborn"), what="ready")
+    wait_log(core, namespace, "stubborn", "ready")
     watcher = __import__("concurrent.futures").futures.ThreadPoolExecutor(1).submit(
         final_state_watch, core, namespace, "stubborn")
     started = time.monotonic()
@@ -118,7 +115,7 @@ def test_pid_1_without_a_handler_ignores_sigterm_like_in_a_container(core, names
     """The PID-1 rule: a signal with no handler does nothing, so only SIGKILL ends it."""
     core.create_namespaced_pod(namespace, pod_manifest("nohandler", "import time; print('ready', flush=True); "
                                                                     "time.sleep(600)"))
-    wait_for(lambda: "ready" in container_log(cluster, namespace, "nohandler"), what="ready")
+    wait_log(core, namespace, "nohandler", "ready")
     watcher = __import__("concurrent.futures").futures.ThreadPoolExecutor(1).submit(
         final_state_watch, core, namespace, "nohandler")
     kubectl("delete", "pod", "nohandler", "-n", namespace, "--grace-period=1", "--wait=true")
@@ -132,11 +129,14 @@ def test_restart_policy_on_failure_restarts_and_never_does_not(core, namespace, 
     status = core.read_namespaced_pod("never", namespace).status.container_statuses[0]
     assert status.state.terminated.exit_code == 3 and status.restart_count == 0
     core.create_namespaced_pod(namespace, pod_manifest("onfailure", script, restartPolicy="OnFailure"))
-    wait_for(lambda: container_log(cluster, namespace, "onfailure").count("run") >= 2, timeout=40,
-             what="a restart after the back-off")
+    wait_for(lambda: any(s.restart_count for s in
+                         core.read_namespaced_pod("onfailure", namespace).status.container_statuses or []),
+             timeout=40, what="a restart after the back-off")
     status = core.read_namespaced_pod("onfailure", namespace).status.container_statuses[0]
-    assert status.restart_count >= 1
     assert status.last_state.terminated.exit_code == 3
+    # Each run has its own log, as on a kubelet: the current one, and the previous one with -p.
+    assert pod_log(core, namespace, "onfailure", previous=True) == "run\n"
+    assert wait_log(core, namespace, "onfailure", "run") == "run\n"
 
 
 def test_termination_message_and_downward_api_env(core, namespace, cluster):
