@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
     logging.getLogger("flux_operator").setLevel(logging.INFO)
+    # httpx logs every request at INFO: thousands of lines a minute at scale. Failures reach our own logs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         config = load_client_config()
     except ConfigError as err:
