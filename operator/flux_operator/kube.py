@@ -111,7 +111,8 @@ class KubeApi:
         self.config = config
         # One pooled client for every worker thread (httpx's sync client is safe to share); tests pass a
         # MockTransport instead of the network.
-        self.http = httpx.Client(base_url=config.server, transport=transport,
+        # trust_env=False: no proxy or netrc from the environment, as kopf's session (handlers.login) has none.
+        self.http = httpx.Client(base_url=config.server, transport=transport, trust_env=False,
                                  verify=config.ssl_context() if transport is None else True,
                                  headers={"Accept": "application/json", "User-Agent": "flux-operator"})
         self.limiter = limiter or RateLimiter(qps=0, burst=1)

@@ -155,11 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         config = load_client_config()
+        # kopf logs in through handlers.login, from this same config: one server, one identity.
+        api = KubeApi(config, RateLimiter(args.qps, args.burst))
     except ConfigError as err:
         raise SystemExit(f"flux-operator: {err}") from None
     logging.getLogger("flux_operator").info("API server %s, credentials from %s", config.server, config.source)
-    # kopf logs in through handlers.login, from this same config: one server, one identity.
-    api = KubeApi(config, RateLimiter(args.qps, args.burst))
     runtime = Runtime(api, options(args))
     runtime.serve_endpoints()
     asyncio.run(kopf.operator(

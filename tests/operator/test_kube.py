@@ -262,3 +262,33 @@ def test_each_request_carries_the_connect_and_read_timeouts() -> None:
     api = KubeApi(ClientConfig(server="https://api.test"), timeout=(2.0, 9.0), transport=httpx.MockTransport(record))
     api.get_schedule("ns", "s")
     assert seen == [{"connect": 2.0, "read": 9.0, "write": 9.0, "pool": 9.0}]
+
+
+def test_tls_from_inline_certificate_data_and_insecure() -> None:
+    pytest.importorskip("cryptography")  # a dev dependency (hack/), not the operator's
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flux-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    cfg = parse_kubeconfig(kubeconfig({"client-certificate-data": b64(cert_pem), "client-key-data": b64(key_pem)},
+                                      {"server": "https://x", "certificate-authority-data": b64(cert_pem)}), Path("/"))
+    context = cfg.ssl_context()
+    assert context.check_hostname and context.get_ca_certs()[0]["subject"] == ((("commonName", "flux-test"),),)
+    insecure = parse_kubeconfig(kubeconfig({}, {"server": "https://x", "insecure-skip-tls-verify": True}), Path("/"))
+    assert not insecure.ssl_context().check_hostname
+    broken = parse_kubeconfig(kubeconfig({}, {"server": "https://x", "certificate-authority-data": b64(PEM)}), Path("/"))
+    with pytest.raises(ConfigError, match="cannot set up TLS"):
+        broken.ssl_context()
