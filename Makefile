@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv binaries cluster-up cluster-down test unit demo crds chart-check e2e-kind bench bench-scale faults clean
+.PHONY: help venv operator-venv binaries cluster-up cluster-down test unit demo crds chart-check e2e-kind bench bench-scale faults clean
 
 help:
 	@echo "make demo          bring up a local cluster, run the operator, run and cancel an example"
@@ -21,6 +21,7 @@ help:
 	@echo "make e2e-kind      the demo scenario on kind (needs Docker)"
 	@echo "make bench         the benchmark suite (bench/run.py): every figure against a same-run baseline"
 	@echo "make bench-scale   only its KWOK part: 1,000/5,000 executions (requests/min, deadlines, RSS)"
+	@echo "make operator-venv .venv-operator: the operator alone, as its image has it (the benchmark runs it)"
 	@echo "make faults        the fault suite on a cluster of its own (tests/faults/RESULTS.md)"
 
 ROLE_PROJECTS := $(wildcard */pyproject.toml)
@@ -33,6 +34,21 @@ $(VENV)/.installed: requirements-dev.txt $(ROLE_PROJECTS)
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# The operator alone (api + operator, editable, with their pinned dependencies), as its image has it:
+# the benchmark runs its operators from here, so that RSS figures carry none of the dev tools (the
+# dev venv has the `kubernetes` package for hack/ and the tests, and kopf imports it when present).
+OPERATOR_VENV := .venv-operator
+$(OPERATOR_VENV)/.installed: api/pyproject.toml operator/pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	@test -x $(OPERATOR_VENV)/bin/python || $(PYTHON) -m venv $(OPERATOR_VENV)
+	$(OPERATOR_VENV)/bin/python -m pip install -q --upgrade pip==25.3
+	$(OPERATOR_VENV)/bin/python -m pip install -q -e ./api -e ./operator
+	@if $(OPERATOR_VENV)/bin/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("kubernetes") is None)'; \
+		then echo "$(OPERATOR_VENV) has the kubernetes package: the operator must not depend on it" >&2; exit 1; fi
+	@touch $@
+
+operator-venv: $(OPERATOR_VENV)/.installed
 
 binaries:
 	@hack/build-binaries.sh >/dev/null
@@ -56,11 +72,11 @@ crds: venv
 	$(PY) -m flux_api.crd --write
 
 # Both build kwok (hack/kwok/go.mod) into the binary cache on first use, for the KWOK node of the scale part.
-bench: venv binaries
+bench: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
 	$(PY) bench/run.py
 
-bench-scale: venv binaries
+bench-scale: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
 	$(PY) bench/run.py --scale-only
 
@@ -68,7 +84,7 @@ e2e-kind:
 	hack/e2e-kind.sh
 
 clean: cluster-down
-	rm -rf .cluster $(VENV)
+	rm -rf .cluster $(VENV) $(OPERATOR_VENV)
 
 # Fault injection (tests/faults): stops, pauses and kills parts of the control plane, so it runs on a
 # cluster of its own; writes tests/faults/RESULTS.md. `make test` leaves tests/faults out.

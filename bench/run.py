@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     import benchkit
     benchkit.OPERATOR_EXTRA[:] = shlex.split(args.operator_args)
+    operator = benchkit.ensure_operator_venv()
     root = cluster_root()
     os.environ["FLUX_CLUSTER_DIR"] = str(root)
     os.environ.pop("KUBECONFIG", None)
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     results: dict = {"startedAt": stamp, "parts": {}, "errors": {}, "config": vars(args).copy(),
                      "machine": machine()}
+    results["config"]["operatorCommand"] = operator
     was_up = localcluster.is_up(Layout.load(root))
     layout = localcluster.up(root)
     try:

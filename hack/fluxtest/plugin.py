@@ -115,6 +115,13 @@ def crd_installed(kubectl) -> None:
             "crd/schedules.workflows.flux.dev", "--timeout=60s")
 
 
+def operator_command() -> list[str]:
+    """$FLUX_TEST_OPERATOR (e.g. .venv-operator/bin/flux-operator: the operator without the dev packages,
+    as its image has it), else this interpreter's flux_operator."""
+    command = os.environ.get("FLUX_TEST_OPERATOR", "").split()
+    return command or [sys.executable, "-m", "flux_operator"]
+
+
 class OperatorProcess:
     """The operator as a local process against the cluster; runner pods run on the process node."""
 
@@ -138,7 +145,7 @@ class OperatorProcess:
         self.metrics_port, self.health_port = free_port(), free_port()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flux_operator", "--metrics-port", str(self.metrics_port),
+                [*operator_command(), "--metrics-port", str(self.metrics_port),
                  "--health-port", str(self.health_port), "--lease-seconds", "5", *extra],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if wait_healthy:

@@ -10,9 +10,25 @@ import kopf
 from flux_api import EXECUTION_LABEL, GROUP, PLURAL, VERSION
 from flux_api.names import SCHEDULE_PLURAL
 
+from flux_operator.kubeconfig import ClientConfig
 from flux_operator.schedules import schedule_of
 
 log = logging.getLogger("flux_operator")
+
+
+@kopf.on.login()
+async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the config KubeApi uses (main.py), so both reach one server as one identity.
+    kopf calls this again after a 401: the token file is re-read then, since projected tokens rotate."""
+    cfg: ClientConfig = memo.runtime.api.config
+    return kopf.ConnectionInfo(
+        server=cfg.server, insecure=cfg.insecure or None, token=cfg.bearer_token(fresh=True),
+        # kopf takes a path or data, not both; inline data wins, as in kubectl.
+        ca_data=cfg.ca_data, ca_path=None if cfg.ca_data else cfg.ca_file,
+        certificate_data=cfg.cert_data, certificate_path=None if cfg.cert_data else cfg.cert_file,
+        private_key_data=cfg.key_data, private_key_path=None if cfg.key_data else cfg.key_file,
+        default_namespace=cfg.namespace,
+    )
 
 
 @kopf.on.startup()

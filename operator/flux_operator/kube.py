@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 from flux_api import GROUP, PLURAL, VERSION
 from flux_api.errors import Failure, classify, is_transient
 from flux_api.names import SCHEDULE_PLURAL
 from flux_api.timefmt import now_text
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
-from urllib3.exceptions import HTTPError
+
+from flux_operator.kubeconfig import ClientConfig, ConfigError
 
 # (connect, read) seconds: a hung connection fails the call instead of stalling a worker forever.
 DEFAULT_TIMEOUT = (5.0, 15.0)
@@ -60,30 +60,61 @@ class RateLimiter:
         return wait
 
 
-def load_client_config() -> client.ApiClient:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+MERGE_PATCH = "application/merge-patch+json"
+CORE = "/api/v1"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+PATHS_BY_KIND = {"ServiceAccount": (CORE, "serviceaccounts"), "Pod": (CORE, "pods"),
+                 "Role": (RBAC, "roles"), "RoleBinding": (RBAC, "rolebindings"), "Event": (CORE, "events"),
+                 "Lease": ("/apis/coordination.k8s.io/v1", "leases")}
 
 
-def _status_message(err: ApiException) -> str:
+def custom_path(namespace: str, plural: str, name: str = "", sub: str = "") -> str:
+    """The path of one of our custom resources (or of their collection, without a name)."""
+    return _join(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}", name, sub)
+
+
+def kind_path(kind: str, namespace: str, name: str = "") -> str:
+    prefix, plural = PATHS_BY_KIND[kind]
+    return _join(f"{prefix}/namespaces/{namespace}/{plural}", name)
+
+
+def _join(collection: str, *parts: str) -> str:
+    # Names are DNS labels or subdomains: nothing in them needs escaping in a path.
+    return "/".join([collection, *(p for p in parts if p)])
+
+
+class StatusError(Exception):
+    """The API server answered with an error status; `message` is its metav1.Status message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status} {message}")
+        self.status, self.message = status, message
+
+
+class InvalidAnswer(Exception):
+    """A success status with a body that is not a JSON object."""
+
+
+def status_error(status: int, text: str, reason: str = "") -> StatusError:
+    """The error for an answer that is not 2xx: the Status message when the body is one, else the reason."""
     try:
-        body = json.loads(err.body or "")
-    except (TypeError, ValueError):
-        return str(err.reason or "")
-    return str(body.get("message") or err.reason or "") if isinstance(body, dict) else str(err.reason or "")
+        body = json.loads(text or "")
+    except ValueError:
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    return StatusError(status, str(message or reason or text or ""))
 
 
 class KubeApi:
-    def __init__(self, api: client.ApiClient, limiter: RateLimiter | None = None,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
-        self.api_client = api
-        self.core = client.CoreV1Api(api)
-        self.rbac = client.RbacAuthorizationV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.coordination = client.CoordinationV1Api(api)
+    def __init__(self, config: ClientConfig, limiter: RateLimiter | None = None,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None) -> None:
+        self.config = config
+        # One pooled client for every worker thread (httpx's sync client is safe to share); tests pass a
+        # MockTransport instead of the network.
+        # trust_env=False: no proxy or netrc from the environment, as kopf's session (handlers.login) has none.
+        self.http = httpx.Client(base_url=config.server, transport=transport, trust_env=False,
+                                 verify=config.ssl_context() if transport is None else True,
+                                 headers={"Accept": "application/json", "User-Agent": "flux-operator"})
         self.limiter = limiter or RateLimiter(qps=0, burst=1)
         self.timeout = timeout
         self.calls = 0
@@ -97,25 +128,54 @@ class KubeApi:
         outcome: dict[str, Any] = {"failure": None}
         try:
             yield outcome
-        except ApiException as err:
-            message = _status_message(err)
-            kind = classify(err.status, message)
-            if err.status and err.status < 500:
+        except StatusError as err:
+            kind = classify(err.status, err.message)
+            if err.status < 500:
                 self.last_success = time.monotonic()  # it answered: the connection works
             if kind not in tolerate:
-                raise ApiFailure(what, kind, message, err.status) from err
+                raise ApiFailure(what, kind, err.message, err.status) from err
             outcome["failure"] = kind
-        except (HTTPError, OSError) as err:
-            raise ApiFailure(what, Failure.UNREACHABLE, str(err)) from err
+        except (httpx.TransportError, OSError) as err:
+            # TransportError covers refused and reset connections, TLS failures and every timeout.
+            raise ApiFailure(what, Failure.UNREACHABLE, f"{type(err).__name__}: {err}".rstrip(": ")) from err
+        except InvalidAnswer as err:  # a 2xx that is not a JSON object: a broken proxy or server, worth a retry
+            raise ApiFailure(what, Failure.SERVER, str(err)) from err
+        except ConfigError as err:  # the token file went away: no request could be sent
+            raise ApiFailure(what, Failure.UNAUTHORIZED, str(err)) from err
         else:
             self.last_success = time.monotonic()
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                params: dict[str, str] | None = None) -> dict[str, Any]:
+        """One HTTP request; the decoded JSON answer, or StatusError. Use it inside `call()`."""
+        headers = {}
+        token = self.config.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        content = None
+        if body is not None:
+            content, headers["Content-Type"] = json.dumps(body).encode(), content_type
+        connect, read = self.timeout
+        response = self.http.request(method, path, content=content, headers=headers, params=params,
+                                     timeout=httpx.Timeout(read, connect=connect))
+        if not response.is_success:
+            raise status_error(response.status_code, response.text, response.reason_phrase)
+        try:
+            answer = response.json()
+        except ValueError as err:
+            raise InvalidAnswer(f"{method} {path}: the answer is not JSON: {err}") from err
+        if not isinstance(answer, dict):
+            raise InvalidAnswer(f"{method} {path}: the answer is not a JSON object")
+        return answer
+
+    def close(self) -> None:
+        self.http.close()
 
     # --- the one read: after a conflict, to learn what changed ------------------------------
 
     def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self.call(f"get execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                            _request_timeout=self.timeout)
+            return self.request("GET", custom_path(namespace, PLURAL, name))
         return None  # not found
 
     # --- writes: each one idempotent ---------------------------------------------------------
@@ -123,98 +183,74 @@ class KubeApi:
     def patch_status(self, namespace: str, name: str, status: dict[str, Any],
                      resource_version: str | None) -> dict[str, Any]:
         """A merge patch of status that fails with Conflict if the object moved past `resource_version`."""
-        body: dict[str, Any] = {"status": status}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
         with self.call(f"patch status of {namespace}/{name}"):
-            return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body,
-                                                                     _request_timeout=self.timeout)
+            return self.request("PATCH", custom_path(namespace, PLURAL, name, "status"),
+                                _status_patch(status, resource_version), MERGE_PATCH)
 
     def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         with self.call(f"patch execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
-            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch,
-                                                       _request_timeout=self.timeout)
+            self.request("PATCH", custom_path(namespace, PLURAL, name), patch, MERGE_PATCH)
 
     def create_execution(self, namespace: str, body: dict[str, Any]) -> bool:
         """False if it already existed."""
         with self.call(f"create execution {namespace}/{body['metadata']['name']}",
                        tolerate=(Failure.CONFLICT,)) as out:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body,
-                                                        _request_timeout=self.timeout)
+            self.request("POST", custom_path(namespace, PLURAL), body)
         return out["failure"] is None
 
     # --- Schedules ----------------------------------------------------------------------------
 
     def get_schedule(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self.call(f"get schedule {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, SCHEDULE_PLURAL, name,
-                                                            _request_timeout=self.timeout)
+            return self.request("GET", custom_path(namespace, SCHEDULE_PLURAL, name))
         return None
 
     def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         with self.call(f"patch schedule {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
-            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, patch,
-                                                       _request_timeout=self.timeout)
+            self.request("PATCH", custom_path(namespace, SCHEDULE_PLURAL, name), patch, MERGE_PATCH)
 
     def patch_schedule_status(self, namespace: str, name: str, status: dict[str, Any],
                               resource_version: str | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": status}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
         with self.call(f"patch status of schedule {namespace}/{name}"):
-            return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, SCHEDULE_PLURAL,
-                                                                     name, body, _request_timeout=self.timeout)
+            return self.request("PATCH", custom_path(namespace, SCHEDULE_PLURAL, name, "status"),
+                                _status_patch(status, resource_version), MERGE_PATCH)
 
     def delete_execution(self, namespace: str, name: str, uid: str) -> bool:
         """Deletes this execution (not a successor of the same name); its pods, RBAC and children go with it
         through their ownerReferences. False if it was already gone."""
-        options = client.V1DeleteOptions(propagation_policy="Background",
-                                         preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        options = delete_options(uid, propagation="Background")
         with self.call(f"delete execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT)) as out:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=options,
-                                                        _request_timeout=self.timeout)
+            self.request("DELETE", custom_path(namespace, PLURAL, name), options)
         return out["failure"] is None
 
     def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """Creates a ServiceAccount, Role, RoleBinding or Pod; None if one of that name already existed."""
         namespace, kind = body["metadata"]["namespace"], body["kind"]
-        create = {
-            "ServiceAccount": self.core.create_namespaced_service_account,
-            "Pod": self.core.create_namespaced_pod,
-            "Role": self.rbac.create_namespaced_role,
-            "RoleBinding": self.rbac.create_namespaced_role_binding,
-        }[kind]
         with self.call(f"create {kind} {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)):
-            created = create(namespace, body, _request_timeout=self.timeout)
-            return self.api_client.sanitize_for_serialization(created)
+            return self.request("POST", kind_path(kind, namespace), body)
         return None
 
     def controller_uid(self, kind: str, namespace: str, name: str) -> str | None:
         """The UID of the object's controlling owner ("" if none); None if the object is gone.
         The one read besides a status conflict: after a create met an object of the same name."""
-        read = {
-            "ServiceAccount": self.core.read_namespaced_service_account,
-            "Pod": self.core.read_namespaced_pod,
-            "Role": self.rbac.read_namespaced_role,
-            "RoleBinding": self.rbac.read_namespaced_role_binding,
-        }[kind]
         with self.call(f"read {kind} {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
-            found = read(name, namespace, _request_timeout=self.timeout)
-            return next((r.uid for r in found.metadata.owner_references or [] if r.controller), "")
+            found = self.request("GET", kind_path(kind, namespace, name))
+            owners = (found.get("metadata") or {}).get("ownerReferences") or []
+            return next((r.get("uid", "") for r in owners if r.get("controller")), "")
         return None
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
         """Deletes the pod if it is still the one we mean (`uid`); False if it was already gone."""
-        options = client.V1DeleteOptions(grace_period_seconds=grace_seconds,
-                                         preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        options = delete_options(uid, grace_seconds=grace_seconds)
         with self.call(f"delete pod {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT)) as out:
-            self.core.delete_namespaced_pod(name, namespace, body=options, _request_timeout=self.timeout)
+            self.request("DELETE", kind_path("Pod", namespace, name), options)
         return out["failure"] is None
 
     def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str) -> bool:
         """Posts an Event under a fixed name: posting it again (after a crash) is a harmless Conflict."""
         now = now_text()
         body = {
+            "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": involved["namespace"]},
             "involvedObject": involved,
             "reason": reason, "message": message[:1024], "type": type_,
@@ -223,5 +259,61 @@ class KubeApi:
         }
         with self.call(f"post event {reason} for {involved['namespace']}/{involved['name']}",
                        tolerate=(Failure.CONFLICT,)) as out:
-            self.core.create_namespaced_event(involved["namespace"], body, _request_timeout=self.timeout)
+            self.request("POST", kind_path("Event", involved["namespace"]), body)
         return out["failure"] is None
+
+    # --- the leader Lease (leader.py): None where the API said NotFound or Conflict ------------
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self.call(f"get lease {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
+            return self.request("GET", kind_path("Lease", namespace, name))
+        return None
+
+    def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        with self.call(f"create lease {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)):
+            return self.request("POST", kind_path("Lease", namespace), {"apiVersion": "coordination.k8s.io/v1",
+                                                                         "kind": "Lease", **body})
+        return None
+
+    def replace_lease(self, namespace: str, name: str, body: dict[str, Any],
+                      tolerate: tuple[Failure, ...] = (Failure.CONFLICT,)) -> dict[str, Any] | None:
+        """A PUT carrying metadata.resourceVersion: a concurrent writer makes it a Conflict (None)."""
+        with self.call(f"write lease {namespace}/{name}", tolerate=tolerate):
+            return self.request("PUT", kind_path("Lease", namespace, name), body)
+        return None
+
+    # --- start-up checks (startup.py) ----------------------------------------------------------
+
+    def served(self, path: str) -> bool:
+        """Whether the API server serves this discovery path (e.g. /apis/group/version)."""
+        with self.call(f"discover {path}", tolerate=(Failure.NOT_FOUND,)) as out:
+            self.request("GET", path)
+        return out["failure"] is None
+
+    def allowed(self, attributes: dict[str, Any]) -> bool:
+        """A SelfSubjectAccessReview: may this identity do what `attributes` describe?"""
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes}}
+        with self.call(f"can-i {attributes.get('verb')} {attributes.get('resource')}"):
+            review = self.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body)
+        return bool((review.get("status") or {}).get("allowed"))
+
+
+def _status_patch(status: dict[str, Any], resource_version: str | None) -> dict[str, Any]:
+    # A resourceVersion in a merge patch is a precondition: the server answers Conflict if it moved on.
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    return body
+
+
+def delete_options(uid: str | None, propagation: str | None = None, grace_seconds: int | None = None) -> dict:
+    """DeleteOptions: a uid precondition makes the delete miss a successor of the same name (Conflict)."""
+    options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+    if propagation:
+        options["propagationPolicy"] = propagation
+    if grace_seconds is not None:
+        options["gracePeriodSeconds"] = grace_seconds
+    if uid:
+        options["preconditions"] = {"uid": uid}
+    return options

@@ -9,6 +9,7 @@ Every write is a compare-and-swap on the Lease's resourceVersion, so two can nev
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flux_api.errors import Failure
-from flux_api.timefmt import parse_time, utcnow
+from flux_api.timefmt import utcnow
 
 from flux_operator.kube import ApiFailure, KubeApi
 
@@ -43,7 +44,7 @@ class LeaderElector:
         self._last_renew = 0.0  # monotonic
         self.holder: str | None = None
         self.transitions = 0
-        self._lease = None  # the Lease as our last successful write returned it
+        self._lease: dict | None = None  # the Lease as our last successful write returned it
         self._observed: tuple[str | None, str] | None = None
         self._observed_at = 0.0
 
@@ -84,37 +85,30 @@ class LeaderElector:
         # The leader renews from the copy its last write returned: one request per renewal, no read.
         lease = self._lease if self.leading else None
         if lease is None:
-            with self.api.call(f"get lease {self.namespace}/{self.name}", tolerate=(Failure.NOT_FOUND,)):
-                lease = self.api.coordination.read_namespaced_lease(self.name, self.namespace,
-                                                                    _request_timeout=self.api.timeout)
-        if lease is None or getattr(lease, "metadata", None) is None:
+            lease = self.api.get_lease(self.namespace, self.name)
+        if lease is None or not lease.get("metadata"):
             return self._create(now)
-        spec = lease.spec
-        self.holder = spec.holder_identity
+        lease = copy.deepcopy(lease)
+        spec = lease.setdefault("spec", {})
+        holder = spec.get("holderIdentity")
+        self.holder = holder
         # Expiry by our own clock since we last saw the record change, as client-go does: the
         # holder's clock may differ from ours, but the time between two of our reads does not.
-        record = (spec.holder_identity, str(spec.renew_time))
+        record = (holder, str(spec.get("renewTime")))
         if record != self._observed:
             self._observed, self._observed_at = record, time.monotonic()
-        expired = time.monotonic() - self._observed_at > (spec.lease_duration_seconds or 0)
-        if spec.holder_identity not in (self.identity, None, "") and not expired:
+        expired = time.monotonic() - self._observed_at > (spec.get("leaseDurationSeconds") or 0)
+        if holder not in (self.identity, None, "") and not expired:
             return False
-        if spec.holder_identity != self.identity:
-            spec.acquire_time = _micro(now)
-            spec.lease_transitions = (spec.lease_transitions or 0) + 1
-        spec.holder_identity = self.identity
-        spec.lease_duration_seconds = int(self.duration)
-        spec.renew_time = _micro(now)
-        if isinstance(spec.acquire_time, datetime):
-            spec.acquire_time = _micro(_aware(spec.acquire_time))
-        # replace carries metadata.resourceVersion: a concurrent writer makes this a Conflict.
-        self._lease = None
-        with self.api.call(f"renew lease {self.namespace}/{self.name}", tolerate=(Failure.CONFLICT,)) as out:
-            self._lease = self.api.coordination.replace_namespaced_lease(self.name, self.namespace, lease,
-                                                                         _request_timeout=self.api.timeout)
-        if out["failure"] is None:
+        if holder != self.identity:
+            spec["acquireTime"] = _micro(now)
+            spec["leaseTransitions"] = (spec.get("leaseTransitions") or 0) + 1
+        spec.update(holderIdentity=self.identity, leaseDurationSeconds=int(self.duration), renewTime=_micro(now))
+        # The PUT carries metadata.resourceVersion: a concurrent writer makes this a Conflict (None).
+        self._lease = self.api.replace_lease(self.namespace, self.name, lease)
+        if self._lease is not None:
             self.holder = self.identity
-            self.transitions = spec.lease_transitions or 0
+            self.transitions = spec.get("leaseTransitions") or 0
             return True
         return False
 
@@ -122,10 +116,8 @@ class LeaderElector:
         body = {"metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.duration),
                          "acquireTime": _micro(now), "renewTime": _micro(now), "leaseTransitions": 0}}
-        with self.api.call(f"create lease {self.namespace}/{self.name}", tolerate=(Failure.CONFLICT,)) as out:
-            self._lease = self.api.coordination.create_namespaced_lease(self.namespace, body,
-                                                                        _request_timeout=self.api.timeout)
-        if out["failure"] is None:
+        self._lease = self.api.create_lease(self.namespace, body)
+        if self._lease is not None:
             self.holder = self.identity
             return True
         return False
@@ -136,26 +128,14 @@ class LeaderElector:
             return
         self._step_down("shutting down")
         try:
-            with self.api.call(f"release lease {self.namespace}/{self.name}",
-                               tolerate=(Failure.CONFLICT, Failure.NOT_FOUND)):
-                lease = self.api.coordination.read_namespaced_lease(self.name, self.namespace,
-                                                                    _request_timeout=self.api.timeout)
-                if lease.spec.holder_identity == self.identity:
-                    lease.spec.holder_identity = ""  # nobody holds it: the next to ask gets it at once
-                    lease.spec.renew_time = _micro(self.clock() - timedelta(seconds=self.duration + 1))
-                    lease.spec.lease_duration_seconds = 1
-                    if isinstance(lease.spec.acquire_time, datetime):
-                        lease.spec.acquire_time = _micro(_aware(lease.spec.acquire_time))
-                    self.api.coordination.replace_namespaced_lease(self.name, self.namespace, lease,
-                                                                   _request_timeout=self.api.timeout)
+            lease = self.api.get_lease(self.namespace, self.name)
+            spec = (lease or {}).get("spec") or {}
+            if lease is not None and spec.get("holderIdentity") == self.identity:
+                # Nobody holds it, and it ran out long ago: the next to ask gets it at once.
+                spec.update(holderIdentity="", leaseDurationSeconds=1,
+                            renewTime=_micro(self.clock() - timedelta(seconds=self.duration + 1)))
+                lease["spec"] = spec
+                self.api.replace_lease(self.namespace, self.name, lease,
+                                       tolerate=(Failure.CONFLICT, Failure.NOT_FOUND))
         except ApiFailure as err:
             log.warning("could not release the lease: %s", err)
-
-
-def _aware(moment: datetime | str) -> datetime:
-    if isinstance(moment, str):
-        parsed = parse_time(moment)
-        assert parsed is not None
-        return parsed
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
-

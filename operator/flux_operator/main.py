@@ -15,7 +15,8 @@ from flux_api.types import PodTemplate
 
 from flux_operator import handlers  # noqa: F401 - registers the handlers with kopf
 from flux_operator.builders import RunnerSettings, owned_field_problems
-from flux_operator.kube import KubeApi, RateLimiter, load_client_config
+from flux_operator.kube import KubeApi, RateLimiter
+from flux_operator.kubeconfig import ConfigError, load_client_config
 from flux_operator.runtime import Options, Runtime
 
 DEFAULT_RUNNER_IMAGE = "ghcr.io/flux-dev/flux-runner:0.1.0"
@@ -151,7 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
     logging.getLogger("flux_operator").setLevel(logging.INFO)
-    api = KubeApi(load_client_config(), RateLimiter(args.qps, args.burst))
+    # httpx logs every request at INFO: thousands of lines a minute at scale. Failures reach our own logs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        config = load_client_config()
+        # kopf logs in through handlers.login, from this same config: one server, one identity.
+        api = KubeApi(config, RateLimiter(args.qps, args.burst))
+    except ConfigError as err:
+        raise SystemExit(f"flux-operator: {err}") from None
+    logging.getLogger("flux_operator").info("API server %s, credentials from %s", config.server, config.source)
     runtime = Runtime(api, options(args))
     runtime.serve_endpoints()
     asyncio.run(kopf.operator(

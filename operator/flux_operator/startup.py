@@ -6,9 +6,7 @@ from __future__ import annotations
 import logging
 
 from flux_api import GROUP, PLURAL, VERSION
-from flux_api.errors import Failure
 from flux_api.names import SCHEDULE_PLURAL
-from kubernetes import client
 
 from flux_operator.kube import KubeApi
 
@@ -27,12 +25,9 @@ REQUIRED = (
 )
 
 
-def api_served(api: KubeApi) -> bool | None:
-    """True or False; None when the API server could not be asked."""
-    with api.call("discover the Execution API", tolerate=(Failure.NOT_FOUND,)) as out:
-        api.api_client.call_api(f"/apis/{GROUP}/{VERSION}", "GET", auth_settings=["BearerToken"],
-                                _request_timeout=api.timeout, _preload_content=False)
-    return out["failure"] is not Failure.NOT_FOUND
+def api_served(api: KubeApi) -> bool:
+    """Whether the Execution API is served (its CRD installed); ApiFailure when the server could not be asked."""
+    return api.served(f"/apis/{GROUP}/{VERSION}")
 
 
 def missing_permissions(api: KubeApi, namespaces: list[str], lease_namespace: str | None) -> list[str]:
@@ -40,14 +35,14 @@ def missing_permissions(api: KubeApi, namespaces: list[str], lease_namespace: st
     checks = [(verb, group, resource, ns) for ns in (namespaces or [""]) for verb, group, resource in REQUIRED]
     if lease_namespace:
         checks += [(verb, "coordination.k8s.io", "leases", lease_namespace) for verb in ("get", "create", "update")]
-    authz = client.AuthorizationV1Api(api.api_client)
     missing = []
     for verb, group, resource, ns in checks:
         name, _, sub = resource.partition("/")
-        body = {"spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": name,
-                                                "subresource": sub or None, "namespace": ns or None}}}
-        with api.call(f"can-i {verb} {resource}"):
-            review = authz.create_self_subject_access_review(body, _request_timeout=api.timeout)
-        if not review.status.allowed:
+        attributes = {"verb": verb, "group": group, "resource": name}
+        if sub:
+            attributes["subresource"] = sub
+        if ns:
+            attributes["namespace"] = ns
+        if not api.allowed(attributes):
             missing.append(f"{verb} {resource}{'.' + group if group else ''} in {ns or 'all namespaces'}")
     return missing

@@ -62,3 +62,11 @@ def test_the_runner_installs_no_operator_or_cli_dependency() -> None:
 
 def test_the_api_package_needs_only_pydantic() -> None:
     assert requirements("flux-workflows-api") - {"flux-workflows-api"} <= requirements("pydantic")
+
+
+def test_the_operator_installs_no_kubernetes_client() -> None:
+    # kopf imports `kubernetes` whenever it is installed, and its models alone cost ~55 MB of RSS:
+    # the operator's own client is httpx (flux_operator.kube).
+    installed = requirements("flux-operator")
+    assert {"flux-workflows-api", "kopf", "httpx", "prometheus-client", "pyyaml"} <= installed
+    assert not installed & {"kubernetes", "kubernetes-asyncio", "pykube-ng", "typer", "rich", "kubectl-flux"}

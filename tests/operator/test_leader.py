@@ -3,58 +3,61 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 
+import httpx
 import pytest
 from flux_operator.health import Health
 from flux_operator.kube import KubeApi, RateLimiter
+from flux_operator.kubeconfig import ClientConfig
 from flux_operator.leader import LeaderElector
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.unit
 
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/ns/leases"
+
 
 class FakeLeases:
-    """coordination.k8s.io/v1 as the API server does it: resourceVersion checked on replace."""
+    """coordination.k8s.io/v1 over HTTP as the API server does it: resourceVersion checked on PUT."""
 
     def __init__(self) -> None:
-        self.lease: client.V1Lease | None = None
+        self.lease: dict | None = None
         self.rv = 0
         self.requests = 0
 
-    def read_namespaced_lease(self, name, namespace, **_):
+    def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
-        if self.lease is None:
-            raise ApiException(status=404, reason="Not Found")
-        return copy.deepcopy(self.lease)
+        path, method = request.url.path, request.method
+        if method == "GET" and path == f"{LEASES}/flux-operator":
+            return self._answer(200) if self.lease else self._status(404, "NotFound")
+        if method == "POST" and path == LEASES:
+            if self.lease is not None:
+                return self._status(409, "AlreadyExists")
+            return self._store(json.loads(request.content))
+        if method == "PUT" and path == f"{LEASES}/flux-operator":
+            body = json.loads(request.content)
+            if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+                return self._status(409, "Conflict")
+            return self._store(body)
+        return self._status(405, "MethodNotAllowed")
 
-    def create_namespaced_lease(self, namespace, body, **_):
-        self.requests += 1
-        if self.lease is not None:
-            raise ApiException(status=409, reason="AlreadyExists")
-        spec = body["spec"]
+    def _store(self, body: dict) -> httpx.Response:
         self.rv += 1
-        self.lease = client.V1Lease(
-            metadata=client.V1ObjectMeta(name=body["metadata"]["name"], namespace=namespace, resource_version=str(self.rv)),
-            spec=client.V1LeaseSpec(holder_identity=spec["holderIdentity"],
-                                    lease_duration_seconds=spec["leaseDurationSeconds"],
-                                    renew_time=spec["renewTime"], acquire_time=spec["acquireTime"], lease_transitions=0))
-        return copy.deepcopy(self.lease)
+        self.lease = {**copy.deepcopy(body), "metadata": {**body["metadata"], "resourceVersion": str(self.rv)}}
+        return self._answer(200)
 
-    def replace_namespaced_lease(self, name, namespace, body, **_):
-        self.requests += 1
-        if body.metadata.resource_version != self.lease.metadata.resource_version:
-            raise ApiException(status=409, reason="Conflict")
-        self.rv += 1
-        self.lease = copy.deepcopy(body)
-        self.lease.metadata.resource_version = str(self.rv)
-        return copy.deepcopy(self.lease)
+    def _answer(self, code: int) -> httpx.Response:
+        return httpx.Response(code, json=self.lease)
+
+    @staticmethod
+    def _status(code: int, reason: str) -> httpx.Response:
+        return httpx.Response(code, json={"kind": "Status", "status": "Failure", "reason": reason, "code": code,
+                                          "message": reason})
 
 
 def elector(leases: FakeLeases, identity: str, duration: float = 1.0) -> LeaderElector:
-    api = KubeApi(client.ApiClient())
-    api.coordination = leases
+    api = KubeApi(ClientConfig(server="https://api.test"), transport=httpx.MockTransport(leases))
     return LeaderElector(api, "ns", "flux-operator", identity, duration=duration, renew_deadline=duration * 2 / 3,
                          retry=0.05, renew_every=0.1)
 
@@ -90,8 +93,8 @@ def test_a_standby_takes_over_once_the_lease_runs_out() -> None:
     assert not step(b)
     time.sleep(1.1)  # a is dead: no renewal for longer than the lease
     assert step(b)
-    assert leases.lease.spec.holder_identity == "b"
-    assert leases.lease.spec.lease_transitions == 1
+    assert leases.lease["spec"]["holderIdentity"] == "b"
+    assert leases.lease["spec"]["leaseTransitions"] == 1
 
 
 def test_a_renewing_leader_keeps_the_lease() -> None:
