@@ -29,6 +29,12 @@ base_mirror=http://deb.debian.org/debian
 # buildah keeps its layers in the cache, not in /var/lib/containers.
 storage=(--root "$cache/storage" --runroot "$cache/storage-run" --storage-driver overlay)
 bh() { buildah "${storage[@]}" "$@"; }
+# skopeo and buildah also create these whatever they are told (a blob-info cache, a CNI config
+# dir); the ones this run creates are removed when it ends, so a build leaves the host as it was.
+residue=()
+for d in /var/lib/containers /etc/cni; do [ -e "$d" ] || residue+=("$d"); done
+cleanup() { [ ${#residue[@]} -eq 0 ] || rm -rf "${residue[@]}"; }
+trap cleanup EXIT
 
 digest() { sha256sum | cut -c1-16; }
 # Bump when a recipe below changes in a way its inputs do not show (keys hold no script digest, so
@@ -116,8 +122,10 @@ build() {  # $1 = name, $2 = Dockerfile, $3 = key, $4 = build arg; prints nothin
   local started=$SECONDS
   # --network host only so pip can reach PyPI: buildah's default would create a bridge, iptables
   # chains and turn on ip_forward. Our runc runs the RUN steps (Debian's buildah recommends its own);
-  # it warns, harmlessly, that it cannot raise ambient capabilities here.
+  # it keeps its state in the cache, not /run/runc, and warns, harmlessly, that it cannot raise
+  # ambient capabilities here.
   (cd "$repo" && bh bud --quiet --pull-never --network host --runtime "$bin_dir/runc" \
+      --runtime-flag "root=$cache/runc-state" \
       --layers=false "${pip_mounts[@]}" --build-arg "$arg" -f "$dockerfile" -t "localhost/$name:dev" . \
       2> >(grep -v "can't raise ambient capability" >&2) >/dev/null)
   bh push --quiet "localhost/$name:dev" "docker-archive:$out.partial:localhost/$name:dev"

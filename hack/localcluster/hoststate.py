@@ -72,13 +72,19 @@ def _mounts(watched: list[str]) -> list[str]:
     return points
 
 
+def _paths(cluster_root: Path) -> list[str]:
+    from localcluster.realnode import Paths
+
+    return [*PATHS, str(Paths(cluster_root).run_dir)]
+
+
 def snapshot(cluster_root: Path) -> dict:
-    watched = [str(cluster_root), *PATHS]
+    watched = [str(cluster_root), *_paths(cluster_root)]
     return {
         "sysctls": {name: _sysctl_path(name).read_text().strip() for name in SYSCTLS if _sysctl_path(name).exists()},
         "iptables": {f"{tool}/{table}": _iptables_rules(tool, table) for tool in IPTABLES for table in TABLES},
         "cgroups": {str(h): sorted(p.name for p in h.iterdir() if p.is_dir()) for h in _hierarchies()},
-        "paths": {p: os.path.lexists(p) for p in PATHS},
+        "paths": {p: os.path.lexists(p) for p in _paths(cluster_root)},
         "mounts": _mounts(watched),
     }
 
@@ -151,7 +157,7 @@ def restore(cluster_root: Path, before: dict) -> list[str]:
     now = snapshot(cluster_root)
     new_mounts = [m for m in now["mounts"] if m not in before["mounts"]]
     if new_mounts:
-        unmount_under([str(cluster_root), *[p for p in PATHS if not before["paths"].get(p)]], problems)
+        unmount_under([str(cluster_root), *[p for p in _paths(cluster_root) if not before["paths"].get(p)]], problems)
     for hierarchy, names in now["cgroups"].items():
         for name in set(names) - set(before["cgroups"].get(hierarchy, [])):
             _kill_cgroup_tree(Path(hierarchy) / name)

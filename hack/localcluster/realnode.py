@@ -12,6 +12,7 @@ pods that address as KUBERNETES_SERVICE_HOST; pods use the host network, so no k
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -60,7 +61,10 @@ class Paths:
         self.containerd_state = self.dir / "containerd" / "state"
         self.containerd_opt = self.dir / "containerd" / "opt"
         self.containerd_config = self.dir / "containerd" / "config.toml"
-        self.socket = self.dir / "containerd" / "containerd.sock"
+        # Unix socket paths are limited to 108 bytes and a cluster dir can be deep: the sockets live
+        # in a short directory of this cluster's own under /run (removed by down).
+        self.run_dir = Path("/run") / f"flux-node-{hashlib.sha256(str(root).encode()).hexdigest()[:10]}"
+        self.socket = self.run_dir / "containerd.sock"
         self.cni_conf_dir = self.dir / "cni"
         self.kubelet_root = self.dir / "kubelet"
         self.kubelet_certs = self.dir / "kubelet-pki"
@@ -218,7 +222,7 @@ def prepare(paths: Paths, bin_dir: Path, pki: Path, server: str, port: int, heal
     """Writes every config before anything starts: containerd reads the CNI dir only at start."""
     from localcluster.layout import write_kubeconfig
 
-    for d in (paths.containerd_root, paths.containerd_state, paths.cni_conf_dir, paths.kubelet_root,
+    for d in (paths.run_dir, paths.containerd_root, paths.containerd_state, paths.cni_conf_dir, paths.kubelet_root,
               paths.kubelet_certs, paths.pod_logs):
         d.mkdir(parents=True, exist_ok=True)
     paths.containerd_config.write_text(containerd_config(paths, bin_dir))
