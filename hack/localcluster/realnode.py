@@ -250,10 +250,16 @@ def image_archives() -> list[Path]:
 
 
 def import_images(bin_dir: Path, paths: Paths, archives: list[Path]) -> None:
-    for archive in archives:
-        if archive.name.startswith("base-"):
-            continue  # only the images built on it run in pods
-        result = ctr(bin_dir, paths, "images", "import", str(archive), timeout=300)
-        if result.returncode != 0:
-            raise RuntimeError(f"importing {archive} into containerd failed: {result.stderr.strip()}")
+    """All at once: each import mostly waits on reading and unpacking its layers."""
+    wanted = [a for a in archives if not a.name.startswith("base-")]  # only images built on it run
+    running = [(a, subprocess.Popen([str(bin_dir / "ctr"), f"--address={paths.socket}", "--namespace=k8s.io",
+                                     "images", "import", str(a)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)) for a in wanted]
+    failed = []
+    for archive, proc in running:
+        _, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            failed.append(f"{archive.name}: {err.strip()}")
+    if failed:
+        raise RuntimeError(f"importing images into containerd failed: {'; '.join(failed)}")
 
