@@ -164,7 +164,9 @@ def kubelet_config(paths: Paths, pki: Path, port: int, healthz_port: int) -> dic
         "serializeImagePulls": False,
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
-        "nodeStatusReportFrequency": "10s",
+        # Ready shows as soon as the runtime is; the status is still posted only when it changes.
+        "nodeStatusUpdateFrequency": "1s",
+        "nodeStatusReportFrequency": "1m",
     }
 
 
