@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from fluxtest import wait_for
 from localcluster import hoststate
+from localcluster.procs import alive
 
 pytestmark = pytest.mark.cluster
 
@@ -28,7 +30,11 @@ def localcluster(root: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_down_restores_the_host() -> None:
+def components(root: Path) -> dict:
+    return json.loads((root / "components.json").read_text())["components"]
+
+
+def run_pod_then_down(crash_kubelet: bool) -> None:
     if os.environ.get("FLUX_NODE") != "real":
         pytest.skip("set FLUX_NODE=real to run the real-node tests")
     if os.path.exists("/var/lib/kubelet"):
@@ -53,10 +59,21 @@ def test_down_restores_the_host() -> None:
             return out.stdout == "Running"
 
         wait_for(running, timeout=60, what="a pod running on the real node")
-        during = hoststate.snapshot(root)
-        assert hoststate.differences(before, during), "the node changed nothing on the host: nothing was tested"
+        assert hoststate.differences(before, hoststate.snapshot(root)), "the node changed nothing: nothing tested"
+        if crash_kubelet:  # the supervisor then stops the cluster itself, with the pod still running
+            os.kill(components(root)["kubelet"]["pid"], signal.SIGKILL)
+            wait_for(lambda: not alive(state["supervisor_pid"]), timeout=60, what="the supervisor to stop")
     finally:
         down = localcluster(root, "down")
     assert down.returncode == 0 and "not fully restored" not in down.stderr, down.stderr
     assert hoststate.differences(before, hoststate.snapshot(root)) == []
     shutil.rmtree(root.parent)
+
+
+def test_down_restores_the_host() -> None:
+    run_pod_then_down(crash_kubelet=False)
+
+
+def test_down_restores_the_host_after_the_kubelet_died() -> None:
+    """Nothing drains the pods: containerd's sweep and the cgroup cleanup must still leave nothing."""
+    run_pod_then_down(crash_kubelet=True)
