@@ -18,7 +18,8 @@ mkdir -p "$cache"
 log() { printf '[build-images] %s\n' "$*" >&2; }
 
 "$here/node-deps.sh"
-bin_dir=$("$here/build-binaries.sh" --with-node)
+# localcluster passes the bin dir it has just checked; on its own the script checks (or builds) it.
+bin_dir=${FLUX_NODE_BIN_DIR:-$("$here/build-binaries.sh" --with-node)}
 
 # Debian's python3 has no `python` command and the essential variant no groupadd: the two extra
 # packages let the Dockerfiles' public-base steps run unchanged on this base.

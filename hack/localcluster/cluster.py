@@ -67,11 +67,12 @@ def supervise(root: Path) -> int:
         "kube-apiserver": lambda: _https_ok(layout, "/readyz"),
     }
     after_start: dict = {}  # name -> what to do once it is healthy
+    before_start: dict = {}  # name -> what must be done before it starts
     before_stop: dict = {}  # name -> what to do just before it is stopped
     if layout.real_node:
         from localcluster import realcluster
 
-        realcluster.supervisor_hooks(layout, health, after_start, before_stop)
+        realcluster.supervisor_hooks(layout, health, after_start, before_start, before_stop)
     began = time.monotonic()
     components = Components(root)  # fault tests read pids here and may hold a component down
     commands = component_commands(layout)
@@ -85,6 +86,12 @@ def supervise(root: Path) -> int:
 
     try:
         for name in commands:
+            if name in before_start:
+                try:
+                    before_start[name]()
+                except RuntimeError as err:
+                    print(f"supervisor: cannot start {name}: {err}", flush=True)
+                    return 1
             children[name] = start(name)
             check = health.get(name)
             deadline = time.monotonic() + 60

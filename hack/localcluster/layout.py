@@ -163,5 +163,8 @@ def _real_node_commands(layout: Layout, commands: dict[str, list[str]]) -> None:
     commands["kube-apiserver"] = apiserver + realnode.apiserver_flags(layout.extra["slot"], layout.pki)
     del commands["process-node"]
     paths = realnode.Paths(layout.root)
-    commands["containerd"] = realnode.containerd_command(layout.bin, paths)
-    commands["kubelet"] = realnode.kubelet_command(layout.bin, paths)
+    # containerd first: our images import into it while the control plane starts.
+    ordered = {"containerd": realnode.containerd_command(layout.bin, paths), **commands,
+               "kubelet": realnode.kubelet_command(layout.bin, paths)}
+    commands.clear()
+    commands.update(ordered)

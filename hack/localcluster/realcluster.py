@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ def plan(layout: Layout) -> None:
     """Before any process starts: the host snapshot, the Service slot, ports and images."""
     hoststate.save(layout.root, layout.root / HOST_BEFORE)
     started = time.monotonic()
-    archives = realnode.image_archives()
+    archives = realnode.image_archives(layout.bin)
     print(f"images ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
     layout.extra.update(node="real", slot=realnode.service_slot(), kubelet_port=procs.free_port(),
                         kubelet_healthz_port=procs.free_port(), images=[str(a) for a in archives])
@@ -44,20 +45,34 @@ def write_configs(layout: Layout) -> None:
 
 # --- the supervisor's hooks ----------------------------------------------------------------------
 
-def supervisor_hooks(layout: Layout, health: dict[str, Callable[[], bool]],
-                     after_start: dict[str, Callable[[], None]], before_stop: dict[str, Callable[[], None]]) -> None:
+def supervisor_hooks(layout: Layout, health: dict[str, Callable[[], bool]], after_start: dict[str, Callable[[], None]],
+                     before_start: dict[str, Callable[[], None]], before_stop: dict[str, Callable[[], None]]) -> None:
     from localcluster.cluster import _http_ok
 
     paths = realnode.Paths(layout.root)
     health["containerd"] = lambda: realnode.containerd_ready(layout.bin, paths)
     health["kubelet"] = lambda: _http_ok(f"http://127.0.0.1:{layout.extra['kubelet_healthz_port']}/healthz")
 
+    failures: list[Exception] = []
+
     def import_images() -> None:
         started = time.monotonic()
-        realnode.import_images(layout.bin, paths, [Path(a) for a in layout.extra["images"]])
+        try:
+            realnode.import_images(layout.bin, paths, [Path(a) for a in layout.extra["images"]])
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+            failures.append(err)
+            return
         print(f"supervisor: images imported in {time.monotonic() - started:.1f}s", flush=True)
 
-    after_start["containerd"] = import_images
+    importer = threading.Thread(target=import_images, daemon=True)
+
+    def images_imported() -> None:  # the kubelet starts only once its images are there
+        importer.join()
+        if failures:
+            raise RuntimeError(str(failures[0]))
+
+    after_start["containerd"] = importer.start
+    before_start["kubelet"] = images_imported
     before_stop["containerd"] = lambda: remove_containers(layout.bin, paths)
 
 

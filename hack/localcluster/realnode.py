@@ -243,11 +243,13 @@ def containerd_ready(bin_dir: Path, paths: Paths) -> bool:
     return paths.socket.exists() and ctr(bin_dir, paths, "version", timeout=5).returncode == 0
 
 
-def image_archives() -> list[Path]:
+def image_archives(bin_dir: Path) -> list[Path]:
     """Builds (or finds in the cache) the images the node runs; see hack/build-images.sh."""
     from localcluster.layout import REPO
 
-    out = subprocess.run([str(REPO / "hack" / "build-images.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "FLUX_NODE_BIN_DIR": str(bin_dir)}  # already checked: skip the second check
+    out = subprocess.run([str(REPO / "hack" / "build-images.sh")], check=True, stdout=subprocess.PIPE, text=True,
+                         env=env)
     return [Path(line) for line in out.stdout.split() if line]
 
 
