@@ -168,8 +168,8 @@ def up(root: Path) -> Layout:
         if real:
             ready = time.monotonic()
             realcluster.install_host_network_policy(layout)
-            print(f"ready at {ready - started:.1f}s, host-network policy in effect {time.monotonic() - ready:.1f}s later",
-                  file=sys.stderr)
+            print(f"ready at {ready - started:.1f}s, host-network policy in effect "
+                  f"{time.monotonic() - ready:.1f}s later", file=sys.stderr)
     except (ClusterError, RuntimeError) as err:
         down(root, quiet=True)
         raise ClusterError(str(err)) from err

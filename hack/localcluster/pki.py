@@ -76,7 +76,7 @@ def make_pki(directory: Path, extra_ips: tuple[str, ...] = (), real_node: str | 
     issue("scheduler", "system:kube-scheduler", None, ExtendedKeyUsageOID.CLIENT_AUTH)
     if real_node:
         # The Node authorizer knows a kubelet by this name and group.
-        issue("kubelet", f"system:node:{real_node}", "system:nodes", ExtendedKeyUsageOID.CLIENT_AUTH)
+        issue("kubelet-client", f"system:node:{real_node}", "system:nodes", ExtendedKeyUsageOID.CLIENT_AUTH)
         issue("kubelet-serving", real_node, None, ExtendedKeyUsageOID.SERVER_AUTH,
               [x509.DNSName(real_node), *ips(["127.0.0.1"])])
         # logs/exec/port-forward: the API server's identity towards the kubelet's webhook authorizer.

@@ -230,8 +230,8 @@ def prepare(paths: Paths, bin_dir: Path, pki: Path, server: str, port: int, heal
     paths.containerd_config.write_text(containerd_config(paths, bin_dir))
     (paths.cni_conf_dir / "10-flux-loopback.conflist").write_text(json.dumps(cni_conflist(), indent=2))
     paths.kubelet_config.write_text(json.dumps(kubelet_config(paths, pki, port, healthz_port), indent=2))
-    write_kubeconfig(paths.kubelet_kubeconfig, server, pki / "ca.crt", pki / "kubelet.crt", pki / "kubelet.key",
-                     f"system:node:{NODE_NAME}")
+    write_kubeconfig(paths.kubelet_kubeconfig, server, pki / "ca.crt", pki / "kubelet-client.crt",
+                     pki / "kubelet-client.key", f"system:node:{NODE_NAME}")
 
 
 def ctr(bin_dir: Path, paths: Paths, *args: str, **kwargs) -> subprocess.CompletedProcess:

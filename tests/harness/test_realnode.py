@@ -132,3 +132,13 @@ def test_failing_liveness_probe_restarts_the_container(core, namespace) -> None:
         return bool(statuses) and statuses[0].restart_count >= 1
 
     wait_for(restarted, timeout=60, what="a restart after the liveness probe failed")
+
+
+def test_workflow_image_extends_the_runner_image(core, namespace) -> None:
+    """examples/Dockerfile is the pattern users follow: the runner image plus their own package."""
+    script = "import flux_examples.quick, flux_runner, shutil; print('workflow image ok', shutil.which('flux-runner'))"
+    pod = python_pod("workflow", script)
+    pod["spec"]["containers"][0]["image"] = "localhost/flux-examples:dev"
+    core.create_namespaced_pod(namespace, pod)
+    wait_for(lambda: "workflow image ok /opt/flux/bin/flux-runner" in log(core, namespace, "workflow"), timeout=60,
+             what="the workflow image's own package and the runner")
