@@ -93,3 +93,37 @@ def test_snapshot_differences_name_the_section() -> None:
     after = {"sysctls": {"kernel.panic": "10"}, "paths": {"/var/lib/kubelet": False}}
     assert differences(before, before) == []
     assert [d.split(":")[0] for d in differences(before, after)] == ["sysctls"]
+
+
+def test_pki_for_the_real_node(tmp_path) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from localcluster.pki import make_pki
+
+    make_pki(tmp_path, extra_ips=("127.0.117.1",), real_node="localhost")
+
+    def cert(stem: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate((tmp_path / f"{stem}.crt").read_bytes())
+
+    def names(c: x509.Certificate, oid) -> list[str]:
+        return [a.value for a in c.subject.get_attributes_for_oid(oid)]
+
+    def sans(c: x509.Certificate) -> list[str]:
+        ext = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [str(v) for v in ext.get_values_for_type(x509.DNSName)] + \
+            [str(v) for v in ext.get_values_for_type(x509.IPAddress)]
+
+    assert "127.0.117.1" in sans(cert("apiserver"))
+    client = cert("kubelet-client")
+    assert names(client, NameOID.COMMON_NAME) == ["system:node:localhost"]
+    assert names(client, NameOID.ORGANIZATION_NAME) == ["system:nodes"]
+    assert set(sans(cert("kubelet-serving"))) == {"localhost", "127.0.0.1"}
+    assert names(cert("apiserver-kubelet-client"), NameOID.ORGANIZATION_NAME) == ["system:masters"]
+
+
+def test_pki_without_the_real_node_is_unchanged(tmp_path) -> None:
+    from localcluster.pki import make_pki
+
+    make_pki(tmp_path)
+    assert not (tmp_path / "kubelet-client.crt").exists()
+    assert not (tmp_path / "apiserver-kubelet-client.crt").exists()
