@@ -6,13 +6,19 @@
 #
 #   hack/build-binaries.sh              the control plane and tools
 #   hack/build-binaries.sh --with-kwok  also kwok (hack/kwok/go.mod), for the scale benchmarks
+#   hack/build-binaries.sh --with-node  also the real node: kubelet (hack/kubelet), containerd with its
+#                                       shim and ctr (hack/containerd), runc (hack/runc); run
+#                                       hack/node-deps.sh first (runc needs cgo and libseccomp)
+# The node set has a stamp of its own (.complete-node), so it never invalidates the control plane's.
 set -euo pipefail
 
 with_kwok=false
+with_node=false
 for arg in "$@"; do
   case $arg in
     --with-kwok) with_kwok=true ;;
-    *) echo "usage: $0 [--with-kwok]" >&2; exit 2 ;;
+    --with-node) with_node=true ;;
+    *) echo "usage: $0 [--with-kwok] [--with-node]" >&2; exit 2 ;;
   esac
 done
 
@@ -22,20 +28,30 @@ k8s_version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2} $1 == "requ
 cache_root=${FLUX_CACHE_DIR:-$HOME/.cache/flux-operator}
 bin_dir="$cache_root/$k8s_version/bin"
 stamp="$bin_dir/.complete"
+node_stamp="$bin_dir/.complete-node"
 
-# name|module dir|package
+# name|module dir|package|cgo|build tags
 targets=(
-  "etcd|k8s|go.etcd.io/etcd/server/v3"
-  "kube-apiserver|k8s|k8s.io/kubernetes/cmd/kube-apiserver"
-  "kube-controller-manager|k8s|k8s.io/kubernetes/cmd/kube-controller-manager"
-  "kube-scheduler|k8s|k8s.io/kubernetes/cmd/kube-scheduler"
-  "kubectl|k8s|k8s.io/kubernetes/cmd/kubectl"
-  "helm|tools|helm.sh/helm/v3/cmd/helm"
-  "kubeconform|tools|github.com/yannh/kubeconform/cmd/kubeconform"
+  "etcd|k8s|go.etcd.io/etcd/server/v3|0|"
+  "kube-apiserver|k8s|k8s.io/kubernetes/cmd/kube-apiserver|0|"
+  "kube-controller-manager|k8s|k8s.io/kubernetes/cmd/kube-controller-manager|0|"
+  "kube-scheduler|k8s|k8s.io/kubernetes/cmd/kube-scheduler|0|"
+  "kubectl|k8s|k8s.io/kubernetes/cmd/kubectl|0|"
+  "helm|tools|helm.sh/helm/v3/cmd/helm|0|"
+  "kubeconform|tools|github.com/yannh/kubeconform/cmd/kubeconform|0|"
 )
 if $with_kwok; then
-  targets+=("kwok|kwok|sigs.k8s.io/kwok/cmd/kwok")
+  targets+=("kwok|kwok|sigs.k8s.io/kwok/cmd/kwok|0|")
 fi
+# Without cgo containerd drops only the snapshotters it cannot use here; runc needs cgo for
+# seccomp, which containerd 2 applies to every sandbox.
+node_targets=(
+  "kubelet|kubelet|k8s.io/kubernetes/cmd/kubelet|0|"
+  "containerd|containerd|github.com/containerd/containerd/v2/cmd/containerd|0|no_btrfs,no_devmapper,no_zfs"
+  "containerd-shim-runc-v2|containerd|github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2|0|no_btrfs,no_devmapper,no_zfs"
+  "ctr|containerd|github.com/containerd/containerd/v2/cmd/ctr|0|no_btrfs,no_devmapper,no_zfs"
+  "runc|runc|github.com/opencontainers/runc|1|seccomp"
+)
 
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
 
@@ -43,7 +59,10 @@ log() { printf '[build-binaries] %s\n' "$*" >&2; }
 pins_digest() { cat "$here/k8s/go.mod" "$here/k8s/go.sum" "$here/tools/go.mod" "$here/tools/go.sum" | sha256sum | cut -d' ' -f1; }
 # kwok has pins of its own: editing them rebuilds kwok alone, not the control plane.
 kwok_pins_digest() { cat "$here/kwok/go.mod" "$here/kwok/go.sum" | sha256sum | cut -d' ' -f1; }
-module_digest() { if [ "$1" = kwok ]; then kwok_pins_digest; else pins_digest; fi; }
+# Each node module likewise: its own go.mod/go.sum are its key.
+own_pins_digest() { cat "$here/$1/go.mod" "$here/$1/go.sum" | sha256sum | cut -d' ' -f1; }
+module_digest() { case $1 in k8s|tools) pins_digest ;; kwok) kwok_pins_digest ;; *) own_pins_digest "$1" ;; esac; }
+node_digest() { echo "$(own_pins_digest kubelet)+$(own_pins_digest containerd)+$(own_pins_digest runc)"; }
 # The stamp covers every pin a requested target was built from.
 stamp_digest() { if $with_kwok; then echo "$(pins_digest)+$(kwok_pins_digest)"; else pins_digest; fi; }
 
@@ -61,14 +80,24 @@ stamp_is_valid() {
   done
 }
 
-if stamp_is_valid; then
+node_stamp_is_valid() {
+  [ -f "$node_stamp" ] && [ "$(head -n1 "$node_stamp")" = "pins $(node_digest)" ] || return 1
+  (cd "$bin_dir" && tail -n +2 "$node_stamp" | sha256sum --check --status) || return 1
+  local t
+  for t in "${node_targets[@]}"; do grep -q "  ${t%%|*}\$" "$node_stamp" || return 1; done
+}
+
+if stamp_is_valid && { ! $with_node || node_stamp_is_valid; }; then
   echo "$bin_dir"
   exit 0
 fi
 
 command -v go >/dev/null || { log "go is required (the polyglot machine ships it)"; exit 1; }
 mkdir -p "$bin_dir"
-rm -f "$stamp"
+# A valid control-plane stamp is left exactly as it is (it may also vouch for kwok).
+main_ok=false
+if stamp_is_valid; then main_ok=true; else rm -f "$stamp"; fi
+$with_node && rm -f "$node_stamp"
 minor=${k8s_version#v1.}; minor=${minor%%.*}
 version_flags=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -76,13 +105,18 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   version_flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
-export CGO_ENABLED=0 GOFLAGS=-mod=mod
-total=${#targets[@]}
+# The module's own version string, for the binaries that stamp one (`containerd --version`, `runc --version`).
+pinned() { awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2}' "$here/$1/go.mod"; }
+
+export GOFLAGS=-mod=mod
+all_targets=("${targets[@]}")
+$with_node && all_targets+=("${node_targets[@]}")
+total=${#all_targets[@]}
 i=0
 start_all=$SECONDS
-for t in "${targets[@]}"; do
+for t in "${all_targets[@]}"; do
   i=$((i + 1))
-  IFS='|' read -r name module pkg <<<"$t"
+  IFS='|' read -r name module pkg cgo tags <<<"$t"
   # Cached only if built from these pins AND still the very bytes that build produced.
   if [ -x "$bin_dir/$name" ] && [ -f "$bin_dir/.$name.sum" ] && \
      [ "$(cat "$bin_dir/.$name.sum")" = "$(module_digest "$module") $(sha256sum <"$bin_dir/$name" | cut -d' ' -f1)" ]; then
@@ -95,9 +129,14 @@ for t in "${targets[@]}"; do
   ( while sleep 30; do log "      still building $name ($((SECONDS - started))s)"; done ) &
   ticker=$!
   # Build beside the cache and rename into place: a killed build never leaves a half binary.
-  ldflags="-s -w $version_flags"
-  [ "$module" = kwok ] && ldflags="-s -w"  # kwok stamps its own version (pkg/consts)
-  if ! (cd "$here/$module" && go build -trimpath -ldflags "$ldflags" -o "$bin_dir/.$name.partial" "$pkg"); then
+  case $module in
+    k8s|kubelet) ldflags="-s -w $version_flags" ;;
+    kwok) ldflags="-s -w" ;;  # kwok stamps its own version (pkg/consts)
+    containerd) ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$(pinned containerd github.com/containerd/containerd/v2)" ;;
+    runc) v=$(pinned runc github.com/opencontainers/runc); ldflags="-s -w -X main.version=${v#v}" ;;
+    *) ldflags="-s -w" ;;
+  esac
+  if ! (cd "$here/$module" && CGO_ENABLED=$cgo go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$bin_dir/.$name.partial" "$pkg"); then
     kill "$ticker" 2>/dev/null || true
     log "building $name failed"
     exit 1
@@ -109,10 +148,19 @@ for t in "${targets[@]}"; do
   log "[$i/$total] $name built in $((SECONDS - started))s"
 done
 
-{
-  echo "pins $(stamp_digest)"
-  (cd "$bin_dir" && for t in "${targets[@]}"; do sha256sum "${t%%|*}"; done)
-} >"$stamp.tmp"
-mv -f "$stamp.tmp" "$stamp"
+if ! $main_ok; then
+  {
+    echo "pins $(stamp_digest)"
+    (cd "$bin_dir" && for t in "${targets[@]}"; do sha256sum "${t%%|*}"; done)
+  } >"$stamp.tmp"
+  mv -f "$stamp.tmp" "$stamp"
+fi
+if $with_node; then
+  {
+    echo "pins $(node_digest)"
+    (cd "$bin_dir" && for t in "${node_targets[@]}"; do sha256sum "${t%%|*}"; done)
+  } >"$node_stamp.tmp"
+  mv -f "$node_stamp.tmp" "$node_stamp"
+fi
 log "all binaries ready in $bin_dir ($((SECONDS - start_all))s)"
 echo "$bin_dir"

@@ -24,6 +24,8 @@ from localcluster.procs import free_port, stop
 from fluxtest.paths import CRD
 from fluxtest.waiting import wait_for
 
+REAL_NODE_RUNNER_IMAGE = "localhost/flux-examples:dev"
+
 
 @pytest.fixture(scope="session")
 def cluster() -> Layout:
@@ -48,7 +50,10 @@ def kubeconfig(cluster: Layout) -> Path:
 def kube_env(cluster: Layout) -> dict[str, str]:
     """Environment for kubectl and plugins: our kubectl first on PATH, our kubeconfig."""
     path = f"{cluster.bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": path}
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": path}
+    if cluster.real_node:  # runner pods run our example workflow image (hack/build-images.sh)
+        env.setdefault("FLUX_RUNNER_IMAGE", REAL_NODE_RUNNER_IMAGE)
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from localcluster import procs
+from localcluster import procs, realnode
 from localcluster.faults import Components
 from localcluster.layout import NODE_NAME, Layout, Ports, binaries_dir, component_commands, write_kubeconfigs
 from localcluster.pki import make_pki
@@ -66,6 +66,13 @@ def supervise(root: Path) -> int:
         "etcd": lambda: _http_ok(f"http://127.0.0.1:{layout.ports.etcd_client}/health"),
         "kube-apiserver": lambda: _https_ok(layout, "/readyz"),
     }
+    after_start: dict = {}  # name -> what to do once it is healthy
+    before_start: dict = {}  # name -> what must be done before it starts
+    before_stop: dict = {}  # name -> what to do just before it is stopped
+    if layout.real_node:
+        from localcluster import realcluster
+
+        realcluster.supervisor_hooks(layout, health, after_start, before_start, before_stop)
     began = time.monotonic()
     components = Components(root)  # fault tests read pids here and may hold a component down
     commands = component_commands(layout)
@@ -79,6 +86,12 @@ def supervise(root: Path) -> int:
 
     try:
         for name in commands:
+            if name in before_start:
+                try:
+                    before_start[name]()
+                except RuntimeError as err:
+                    print(f"supervisor: cannot start {name}: {err}", flush=True)
+                    return 1
             children[name] = start(name)
             check = health.get(name)
             deadline = time.monotonic() + 60
@@ -87,6 +100,8 @@ def supervise(root: Path) -> int:
                     print(f"supervisor: {name} did not become healthy", flush=True)
                     return 1
                 time.sleep(0.1)
+            if name in after_start:
+                after_start[name]()
             print(f"supervisor: started {name} (pid {children[name].pid}) at {time.monotonic() - began:.2f}s",
                   flush=True)
         while not stopping:
@@ -104,12 +119,14 @@ def supervise(root: Path) -> int:
             time.sleep(0.5)
         return 0
     finally:
-        _stop_children(children)
+        _stop_children(children, before_stop)
 
 
-def _stop_children(children: dict[str, subprocess.Popen]) -> None:
+def _stop_children(children: dict[str, subprocess.Popen], before_stop: dict) -> None:
     # Reverse order: the node stops its pods first, and the apiserver outlives its clients.
     for name in reversed(list(children)):
+        if name in before_stop and children[name].poll() is None:
+            before_stop[name]()
         procs.stop(children[name], timeout=10)
 
 
@@ -123,13 +140,21 @@ def up(root: Path) -> Layout:
     if existing:
         down(root, quiet=True)
     started = time.monotonic()
-    bin_dir = binaries_dir()
+    real = realnode.node_mode() == "real"
+    bin_dir = binaries_dir(with_node=real)
     if root.exists():
         shutil.rmtree(root)
     ports = Ports(*(procs.free_port() for _ in range(5)))
     layout = Layout(root=root, bin=bin_dir, ports=ports)
     layout.logs.mkdir(parents=True)
-    make_pki(layout.pki, NODE_NAME)
+    if real:
+        from localcluster import realcluster
+
+        realcluster.plan(layout)
+        make_pki(layout.pki, NODE_NAME, **realcluster.pki_args(layout))
+        realcluster.write_configs(layout)
+    else:
+        make_pki(layout.pki, NODE_NAME)
     write_kubeconfigs(layout)
     layout.save()
     log = open(layout.logs / "supervisor.log", "ab")
@@ -140,9 +165,14 @@ def up(root: Path) -> Layout:
     layout.save()
     try:
         _wait_ready(layout, supervisor)
-    except ClusterError:
+        if real:
+            ready = time.monotonic()
+            realcluster.install_host_network_policy(layout)
+            print(f"ready at {ready - started:.1f}s, host-network policy in effect "
+                  f"{time.monotonic() - ready:.1f}s later", file=sys.stderr)
+    except (ClusterError, RuntimeError) as err:
         down(root, quiet=True)
-        raise
+        raise ClusterError(str(err)) from err
     print(f"cluster up in {time.monotonic() - started:.1f}s: export KUBECONFIG={layout.kubeconfig}")
     return layout
 
@@ -168,6 +198,10 @@ def down(root: Path, quiet: bool = False) -> list[int]:
             print("cluster is not up")
         return []
     sid = layout.supervisor_pid
+    if layout.real_node and procs.alive(sid) and _https_ok(layout, "/readyz"):
+        from localcluster import realcluster
+
+        realcluster.drain(layout)
     if procs.alive(sid):
         try:
             os.kill(sid, signal.SIGTERM)
@@ -182,6 +216,10 @@ def down(root: Path, quiet: bool = False) -> list[int]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    if layout.real_node:
+        from localcluster import realcluster
+
+        realcluster.restore_host(root)
     (root / "state.json").unlink(missing_ok=True)
     if not quiet:
         print("cluster down" + (f" (killed {len(leftovers)} stragglers)" if leftovers else ""))

@@ -19,9 +19,12 @@ def cluster_dir() -> Path:
     return Path(os.environ.get("FLUX_CLUSTER_DIR", REPO / ".cluster")).resolve()
 
 
-def binaries_dir() -> Path:
+def binaries_dir(with_node: bool = False) -> Path:
     """Builds the pinned binaries on first use; afterwards this is a cache hit in milliseconds."""
-    out = subprocess.run([str(REPO / "hack" / "build-binaries.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    if with_node:
+        subprocess.run([str(REPO / "hack" / "node-deps.sh")], check=True)
+    args = [str(REPO / "hack" / "build-binaries.sh"), *(["--with-node"] if with_node else [])]
+    out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -55,7 +58,13 @@ class Layout:
         return self.root / "kubeconfig"
 
     @property
+    def real_node(self) -> bool:
+        return self.extra.get("node") == "real"
+
+    @property
     def server(self) -> str:
+        if self.real_node:  # the API server sits on the loopback Service address, see realnode
+            return f"https://127.0.{self.extra['slot']}.1:443"
         return f"https://127.0.0.1:{self.ports.apiserver}"
 
     def save(self) -> None:
@@ -105,7 +114,7 @@ def component_commands(layout: Layout) -> dict[str, list[str]]:
         f"--authentication-kubeconfig={root / f'{who}.kubeconfig'}",
         f"--authorization-kubeconfig={root / f'{who}.kubeconfig'}",
     ]
-    return {
+    commands = {
         "etcd": [
             str(b / "etcd"), "--name=default", f"--data-dir={root / 'etcd'}",
             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
@@ -146,3 +155,23 @@ def component_commands(layout: Layout) -> dict[str, list[str]]:
             f"--serving-key={pki / 'kubelet.key'}",
         ],
     }
+    if layout.real_node:
+        _real_node_commands(layout, commands)
+    return commands
+
+
+def _real_node_commands(layout: Layout, commands: dict[str, list[str]]) -> None:
+    """The API server moves to the loopback Service address; containerd and a kubelet replace the process node."""
+    from localcluster import realnode
+
+    apiserver = [f for f in commands["kube-apiserver"]
+                 if not f.startswith(("--bind-address=", "--advertise-address=", "--secure-port=",
+                                      "--service-cluster-ip-range=", "--kubelet-"))]
+    commands["kube-apiserver"] = apiserver + realnode.apiserver_flags(layout.extra["slot"], layout.pki)
+    del commands["process-node"]
+    paths = realnode.Paths(layout.root)
+    # containerd first: our images import into it while the control plane starts.
+    ordered = {"containerd": realnode.containerd_command(layout.bin, paths), **commands,
+               "kubelet": realnode.kubelet_command(layout.bin, paths)}
+    commands.clear()
+    commands.update(ordered)

@@ -40,9 +40,12 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.Certific
             .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + VALIDITY))
 
 
-def make_pki(directory: Path, node_name: str = "flux-node") -> None:
-    """Writes ca, apiserver, admin, controller-manager, scheduler, kubelet and apiserver-kubelet-client
-    certs and the sa key pair."""
+def make_pki(directory: Path, node_name: str = "flux-node", extra_ips: tuple[str, ...] = (),
+             real_node: str | None = None) -> None:
+    """Writes ca, apiserver, admin, controller-manager, scheduler certs, the sa key pair, the process
+    node's serving cert and the API server's kubelet client cert; with `real_node` (its name) also the
+    real kubelet's client and serving certs. `extra_ips` are more SANs on the API server's cert (its
+    loopback Service address)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
     ca_name = _name("flux-local-ca")
@@ -66,7 +69,8 @@ def make_pki(directory: Path, node_name: str = "flux-node") -> None:
         (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(directory / f"{stem}.key", key)
 
-    sans = [x509.DNSName(n) for n in SERVING_NAMES] + [x509.IPAddress(ipaddress.ip_address(i)) for i in SERVING_IPS]
+    ips = lambda names: [x509.IPAddress(ipaddress.ip_address(i)) for i in names]  # noqa: E731
+    sans = [x509.DNSName(n) for n in SERVING_NAMES] + ips([*SERVING_IPS, *extra_ips])
     issue("apiserver", "kube-apiserver", None, ExtendedKeyUsageOID.SERVER_AUTH, sans)
     issue("admin", "flux-admin", "system:masters", ExtendedKeyUsageOID.CLIENT_AUTH)
     # kubeadm's identities: the bootstrap RBAC policy grants these users exactly what they need.
@@ -78,6 +82,11 @@ def make_pki(directory: Path, node_name: str = "flux-node") -> None:
     issue("kubelet", f"system:node:{node_name}", "system:nodes", ExtendedKeyUsageOID.SERVER_AUTH, loopback)
     issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters",
           ExtendedKeyUsageOID.CLIENT_AUTH)
+    if real_node:
+        # The Node authorizer knows a kubelet by this name and group.
+        issue("kubelet-client", f"system:node:{real_node}", "system:nodes", ExtendedKeyUsageOID.CLIENT_AUTH)
+        issue("kubelet-serving", real_node, None, ExtendedKeyUsageOID.SERVER_AUTH,
+              [x509.DNSName(real_node), *ips(["127.0.0.1"])])
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(directory / "sa.key", sa_key)
