@@ -99,6 +99,10 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
             plan: Plan, now: datetime) -> None:
     """Pending or Running."""
     checkpoint = checkpoint_state(ex)
+    if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+        # A verdict can only come from this run's runner (a retry takes the last one back), even when
+        # the kubelet has not yet reported its container running: it started, and the status says so.
+        _mark_started(ex, pod.name if pod else ex.status.podName or "", plan, now)
     if checkpoint == Phase.SUCCEEDED.value:
         _complete(ex, Phase.SUCCEEDED, None, intent, plan, now)
         return
@@ -140,15 +144,19 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
         _failed(ex, "runner exited without a final checkpoint", None, pod, plan, now)
         return
     if pod.started and ex.phase == Phase.PENDING:
-        plan.status.update(phase=Phase.RUNNING.value, startedAt=ex.status.startedAt or format_time(now),
-                           podName=pod.name)
-        if ex.status.nextRetryAt is not None:
-            plan.status["nextRetryAt"] = None
-        plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod.name} started")
-        plan.event("Started" if not ex.status.retries else "RetryStarted", f"runner pod {pod.name} started",
-                   key=str(ex.status.retries or ""))
+        _mark_started(ex, pod.name, plan, now)
     if ex.phase == Phase.RUNNING or pod.started:
         _spawn_children(ex, children, plan)
+
+
+def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:
+    plan.status.update(phase=Phase.RUNNING.value, startedAt=ex.status.startedAt or format_time(now),
+                       podName=pod_name)
+    if ex.status.nextRetryAt is not None:
+        plan.status["nextRetryAt"] = None
+    plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod_name} started")
+    plan.event("Started" if not ex.status.retries else "RetryStarted", f"runner pod {pod_name} started",
+               key=str(ex.status.retries or ""))
 
 
 def _start_when_due(ex: Execution, plan: Plan, now: datetime) -> None:

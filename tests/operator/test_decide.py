@@ -115,6 +115,19 @@ def test_final_checkpoint_finishes_the_execution(state, phase):
         assert patch["message"] == "boom"
 
 
+@pytest.mark.parametrize("state,phase", [("Succeeded", "Succeeded"), ("Failed", "Failed")])
+def test_a_verdict_before_the_kubelet_reports_the_start_still_records_the_start(state, phase):
+    # The runner finished before the node said its container was running: the execution must not
+    # end with no startedAt and no Started condition, as if it had never run.
+    ex = execution("Pending", status={"podName": POD},
+                   checkpoint={"state": state, "error": "boom" if state == "Failed" else None})
+    actions = decide(ex, PodView(name=POD, phase="Pending", started=False), [], NOW)
+    patch = status_patch(actions)
+    assert patch["phase"] == phase and patch["startedAt"] and patch["finishedAt"]
+    assert {c["type"]: c["status"] for c in patch["conditions"]} == {"Started": "True", "Finished": "True"}
+    assert events(actions)[0] == "Started"
+
+
 def test_pod_failure_without_checkpoint_fails_with_the_exit_message():
     pod = PodView(POD, phase="Failed", started=True, exit_message="runner exited with code 137")
     patch = status_patch(decide(execution("Running"), pod, [], NOW))
