@@ -41,6 +41,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 270
     settings.watching.connect_timeout = 5
     settings.persistence.finalizer = f"{GROUP}/operator"
+    # kopf keeps a worker task (and its queue) per object until it has been idle this long: 5 s by
+    # default, so a burst of thousands of objects holds thousands of them. Our handlers only store and
+    # enqueue, so a short wait loses nothing.
+    settings.batching.idle_timeout = 1.0
     memo.runtime.start()
 
 

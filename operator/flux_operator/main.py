@@ -17,6 +17,7 @@ from flux_operator import handlers  # noqa: F401 - registers the handlers with k
 from flux_operator.builders import RunnerSettings, owned_field_problems
 from flux_operator.kube import KubeApi, RateLimiter
 from flux_operator.kubeconfig import ConfigError, load_client_config
+from flux_operator.memory import limit_malloc_arenas
 from flux_operator.runtime import Options, Runtime
 
 DEFAULT_RUNNER_IMAGE = "ghcr.io/flux-dev/flux-runner:0.1.0"
@@ -149,6 +150,7 @@ def options(args: argparse.Namespace) -> Options:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    limit_malloc_arenas()  # before any thread starts
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
     logging.getLogger("flux_operator").setLevel(logging.INFO)
