@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 load_before = Path("/proc/loadavg").read_text().split()[0]
                 try:
-                    results["parts"][part] = run_part(part, layout, api, args)
+                    last = part == args.parts[-1] and not was_up
+                    results["parts"][part] = run_part(part, layout, api, args, cluster_goes_down=last)
                 except (BenchError, Exception) as err:  # noqa: BLE001 - one failed part must not lose the others
                     traceback.print_exc()
                     results["errors"][part] = f"{type(err).__name__}: {err}"
@@ -127,11 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if results["errors"] else 0
 
 
-def run_part(part: str, layout: Layout, api, args: argparse.Namespace) -> dict:
+def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_goes_down: bool = False) -> dict:
     if part == "scale":
         from scale import run_scale
         return run_scale(layout, api, n_first=args.scale_first, n_deadline=args.scale_deadline,
-                         n_total=args.scale_total, idle_window=args.idle_window)
+                         n_total=args.scale_total, idle_window=args.idle_window,
+                         wait_clean_up=not cluster_goes_down)
     import process_parts
     return getattr(process_parts, f"run_{part}")(layout, api, args)
 

@@ -123,7 +123,8 @@ def _lateness(book: PhaseBook, deadlines: dict[str, int]) -> dict:
 
 
 def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_deadline: int = 1000,
-              n_total: int = 5000, idle_window: float = 240, settle: float = 30, spread: int = 300) -> dict:
+              n_total: int = 5000, idle_window: float = 240, settle: float = 30, spread: int = 300,
+              wait_clean_up: bool = True) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     out: dict = {"source": "KWOK node (pods report Running without a process; no runner ever checkpoints)",
                  "config": {"first": n_first, "deadline": n_deadline, "total": n_total,
@@ -194,11 +195,13 @@ def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_dead
             # Delete while kwok still runs: only it finishes the pods' deletion.
             for ns in (ns_idle, ns_dl):
                 core.delete_namespace(ns, propagation_policy="Background")
-            try:
-                wait_until(lambda: not [n for n in core.list_namespace().items if n.metadata.name in (ns_idle, ns_dl)],
-                           600, "the scale namespaces to be deleted", interval=2)
-            except Exception as err:  # noqa: BLE001 - a slow clean-up must not lose the figures
-                log(f"  clean-up: {err}")
+            if wait_clean_up:  # when the cluster goes down next, ten minutes of deletions buy nothing
+                try:
+                    wait_until(lambda: not [n for n in core.list_namespace().items
+                                            if n.metadata.name in (ns_idle, ns_dl)],
+                               600, "the scale namespaces to be deleted", interval=2)
+                except Exception as err:  # noqa: BLE001 - a slow clean-up must not lose the figures
+                    log(f"  clean-up: {err}")
     out["duration_s"] = time.monotonic() - began
     out["finishedAt"] = datetime.now().isoformat(timespec="seconds")
     return out
