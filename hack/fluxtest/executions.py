@@ -52,6 +52,10 @@ class Executions:
         """Running with at least `steps` checkpointed steps: the runner's SIGTERM handler is in place."""
         def progressed():
             status = self.status(name)
+            # A real kubelet may report the pod Running (so the operator says Running) a moment after the
+            # runner's first checkpoint: wait for both.
+            if status.get("phase") in (None, "Pending"):
+                return None
             return status if len((status.get("checkpoint") or {}).get("steps") or []) >= steps else None
         return wait_for(progressed, timeout=timeout, what=f"{name} to checkpoint {steps} step(s)")
 

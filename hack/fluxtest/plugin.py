@@ -27,6 +27,20 @@ from fluxtest.waiting import wait_for
 REAL_NODE_RUNNER_IMAGE = "localhost/flux-examples:dev"
 
 
+NODE_MARKERS = {"real_node_only": "real", "process_node_only": "process"}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked for one node kind fails on the other, loudly: the Makefile's targets deselect them
+    with -m (a skip at run time would hide a test that never runs)."""
+    from localcluster.realnode import node_mode
+
+    for marker, kind in NODE_MARKERS.items():
+        if item.get_closest_marker(marker) and node_mode() != kind:
+            pytest.fail(f"{item.nodeid} runs only on the {kind} node (FLUX_NODE={kind}); "
+                        f"deselect it with -m 'not {marker}'", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Layout:
     root = cluster_dir()

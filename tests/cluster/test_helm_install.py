@@ -1,13 +1,18 @@
 """The chart installed for real: its operator runs as a pod, with only the chart's RBAC, and does the demo.
 
 The session's operator process is stopped for this module, so every Execution here is reconciled by
-the operator pod the chart made (the process node runs its `command`; the image is irrelevant).
-Tests run in file order on one release: install, use, break one rule, upgrade to JSON logs, uninstall.
+the operator pod the chart made. Both nodes get the same values. On the real node (FLUX_NODE=real) the
+kubelet runs the operator image built from operator/Dockerfile with the chart's security context and
+liveness probe, and runner pods from the example workflow image; the process node runs the chart's
+`command` from this checkout and ignores images, probes and the read-only root (the tests marked
+`real_node_only` check those). Tests run in file order on one release: install, use, break one rule,
+upgrade to JSON logs, uninstall.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -19,9 +24,11 @@ import pytest
 import yaml
 from flux_api import GROUP
 from fluxtest import REPO, Executions, manifest, wait_for
-from fluxtest.podlogs import pod_log, wait_log
+from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE
+from fluxtest.podlogs import LogFollower, pod_log, wait_log
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from localcluster import layout, realnode
 from localcluster.procs import free_port
 
 pytestmark = pytest.mark.cluster
@@ -29,8 +36,8 @@ pytestmark = pytest.mark.cluster
 CHART = REPO / "charts" / "flux-operator"
 RELEASE = "flux-operator"  # a release named after the chart: object names are just "flux-operator"
 FULLNAME = "flux-operator"
-NODE_NAME = "flux-node"
 OPERATOR_UID = 65532
+OPERATOR_IMAGE = "localhost/flux-operator:dev"  # hack/build-images.sh, imported into the node's containerd
 
 
 @dataclass
@@ -76,11 +83,19 @@ def install(cluster, core, operator, helm):
     operator.stop()  # only the chart's operator may reconcile from here on
     release_ns, ns = create_namespace(core), create_namespace(core)
     chart = Install(release_ns, ns, free_port(), free_port())
+    repository, tag = OPERATOR_IMAGE.rsplit(":", 1)
     try:
         helm("install", RELEASE, str(CHART), "-n", release_ns, "--wait", "--timeout", "120s",
              "--set", f"watchNamespaces={{{ns}}}", "--set", f"metrics.port={chart.metrics_port}",
-             "--set", f"health.port={chart.health_port}", "--set", "runner.image=flux-runner:irrelevant",
-             # The process node shares the host's network: two replicas would want one health port.
+             "--set", f"health.port={chart.health_port}", "--set", f"runner.image={REAL_NODE_RUNNER_IMAGE}",
+             # Our images are imported into containerd, never pulled (the process node ignores images).
+             "--set", f"image.repository={repository}", "--set-string", f"image.tag={tag}",
+             "--set", "image.pullPolicy=Never",
+             # Every pod here is on the host's network (the process node by construction, the real node by
+             # the local cluster's admission policy, hostPort = containerPort), so a second replica would
+             # want the first one's ports: the scheduler keeps it Pending on the real node, on the process
+             # node it cannot bind. Hence one replica, on ports free on this host; the chart's default of
+             # two is right where pods have their own network.
              "--set", "replicaCount=1")
         yield chart
     finally:
@@ -121,10 +136,31 @@ def running_operator_pod(core, install: Install, timeout: float = 90) -> client.
     return wait_for(ready, timeout=timeout, interval=0.5, what="the chart's operator pod to run and be healthy")
 
 
-def host_pid(pod: client.V1Pod) -> int:
-    container_id = pod.status.container_statuses[0].container_id
-    assert container_id.startswith("process://"), container_id
-    return int(container_id.removeprefix("process://"))
+# What PID 1 of the operator container is, as JSON: argv, the Uid and CapEff lines of its status, and
+# whether the root filesystem is mounted read-only (statvfs, not a write: uid 65532 may not write / anyway).
+PROCESS_FACTS = """
+import json, os
+status = dict(line.split(":", 1) for line in open("/proc/{pid}/status").read().splitlines() if ":" in line)
+print(json.dumps({{"argv": open("/proc/{pid}/cmdline", "rb").read().decode().split("\\0"),
+                  "uid": status["Uid"].split(), "capeff": status["CapEff"].strip(),
+                  "read_only_root": bool(os.statvfs("/").f_flag & os.ST_RDONLY)}}))
+"""
+
+
+def operator_process(cluster, kubectl, install: Install, pod: client.V1Pod) -> dict:
+    """PROCESS_FACTS of the operator pod's process: on the real node read inside the container through
+    `kubectl exec` (the kubelet's view: its mounts, its PID 1); the process node serves no exec, and its
+    container ID is the host PID, so the same script runs on the host."""
+    if cluster.real_node:
+        out = kubectl("exec", "-n", install.release_ns, pod.metadata.name, "-c", "operator", "--",
+                      "python3", "-c", PROCESS_FACTS.format(pid=1))
+    else:
+        container_id = pod.status.container_statuses[0].container_id
+        assert container_id.startswith("process://"), container_id
+        pid = int(container_id.removeprefix("process://"))
+        out = subprocess.run(["python3", "-c", PROCESS_FACTS.format(pid=pid)], capture_output=True, text=True,
+                             check=True)
+    return json.loads(out.stdout)
 
 
 def operator_log(core, install: Install, pod: client.V1Pod) -> str:
@@ -165,12 +201,12 @@ def scrape(host: str, port: int) -> str:
         return r.read().decode()
 
 
-def longrun_example(name: str) -> str:
+def longrun_example(name: str, step_seconds: float = 0.5) -> str:
     """examples/manifests/longrun.yaml, shorter steps, as a user would apply it."""
     doc = yaml.safe_load((REPO / "examples" / "manifests" / "longrun.yaml").read_text())
     assert doc["spec"]["workflow"] == "flux_examples.longrun:main"
     doc["metadata"]["name"] = name
-    doc["spec"]["input"] = {"steps": 600, "stepSeconds": 0.5}
+    doc["spec"]["input"] = {"steps": 600, "stepSeconds": step_seconds}
     return yaml.safe_dump(doc)
 
 
@@ -180,21 +216,54 @@ def cancel_with_kubectl(kubectl, install: Install, name: str) -> None:
 
 # --- the installed operator -----------------------------------------------------------------------
 
-def test_operator_runs_as_a_pod_under_the_charts_service_account(core, install):
+def test_operator_runs_as_a_pod_under_the_charts_service_account(cluster, core, kubectl, install):
     pod = running_operator_pod(core, install)
     assert pod.spec.service_account_name == FULLNAME
-    assert pod.spec.node_name == NODE_NAME
+    assert pod.spec.node_name == (realnode.NODE_NAME if cluster.real_node else layout.NODE_NAME)
     assert pod.metadata.owner_references[0].kind == "ReplicaSet"
     assert pod.status.container_statuses[0].restart_count == 0
+    container = pod.spec.containers[0]
+    assert (container.image, container.image_pull_policy) == (OPERATOR_IMAGE, "Never")
     volumes = [v for v in pod.spec.volumes if v.projected]
     assert any(s.service_account_token for v in volumes for s in v.projected.sources), "an SA token is projected"
-    # The process behind the pod: the chart's command and args, as the chart's non-root uid.
-    pid = host_pid(pod)
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    # The process behind the pod: the chart's command and args, as the chart's non-root uid, no capabilities.
+    facts = operator_process(cluster, kubectl, install, pod)
+    argv = facts["argv"]
     assert argv[1].endswith("flux-operator") or argv[0].endswith("flux-operator"), argv
     assert f"--namespace={install.ns}" in argv and f"--metrics-port={install.metrics_port}" in argv
-    uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
-    assert uid_line.split()[1:] == [str(OPERATOR_UID)] * 4
+    assert f"--runner-image={REAL_NODE_RUNNER_IMAGE}" in argv
+    assert facts["uid"] == [str(OPERATOR_UID)] * 4
+    assert int(facts["capeff"], 16) == 0, "no effective capabilities"
+
+
+@pytest.mark.real_node_only
+def test_the_kubelet_runs_the_operator_image_read_only_and_probes_its_liveness(cluster, core, kubectl, install):
+    """What only a kubelet does: the image's own files, a read-only root and the liveness probe."""
+    pod = running_operator_pod(core, install)
+    status = pod.status.container_statuses[0]
+    assert status.image == OPERATOR_IMAGE and status.container_id.startswith("containerd://")
+    facts = operator_process(cluster, kubectl, install, pod)
+    argv = facts["argv"]
+    assert argv[0].startswith("/opt/flux/bin/python") and argv[1] == "/opt/flux/bin/flux-operator", argv
+    assert facts["read_only_root"] is True
+    probe = pod.spec.containers[0].liveness_probe
+    assert (probe.http_get.path, probe.http_get.port) == ("/healthz", "health")
+    # The kubelet's own count of the probes it ran: the chart's probe reaches /healthz on the health port and
+    # passes (initialDelaySeconds 10, every 10 s). Read from the kubelet itself on loopback, with the admin
+    # certificate: the API server's node proxy refuses loopback addresses.
+    wanted = ('probe_type="Liveness",result="successful"', f'pod="{pod.metadata.name}"')
+    tls = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
+    tls.load_cert_chain(str(cluster.pki / "admin.crt"), str(cluster.pki / "admin.key"))
+
+    def probed() -> bool:
+        url = f"https://localhost:{cluster.extra['kubelet_port']}/metrics/probes"
+        with urllib.request.urlopen(url, context=tls, timeout=5) as r:
+            raw = r.read().decode()
+        return any(all(w in line for w in wanted) and float(line.rsplit(" ", 1)[1]) >= 1
+                   for line in raw.splitlines() if line.startswith("prober_probe_total{"))
+    wait_for(probed, timeout=45, interval=1, what="a successful liveness probe of the operator pod")
+    assert core.read_namespaced_pod(pod.metadata.name, install.release_ns).status.container_statuses[0] \
+        .restart_count == 0
 
 
 @pytest.mark.parametrize("verb,resource,where,allowed", [
@@ -238,16 +307,22 @@ def test_service_account_holds_exactly_what_the_operator_needs(kubectl, install,
 
 
 def test_demo_scenario_cancels_gracefully_and_is_counted(core, kubectl, install, fx):
-    kubectl("apply", "-n", install.ns, "-f", "-", input=longrun_example("longrun"))
+    # Steps of 5 s: the runner also reads spec.cancel at every step boundary, and the cancel below lands
+    # just after one, so the SIGTERM (about a second away on the real node) comes first.
+    kubectl("apply", "-n", install.ns, "-f", "-", input=longrun_example("longrun", step_seconds=5))
     fx.wait_step("longrun")
     assert fx.phase("longrun") == "Running"
-    assert fx.pod("longrun").spec.service_account_name == "flux-runner-longrun", "made by the operator pod"
+    runner = fx.pod("longrun")
+    assert runner.spec.service_account_name == "flux-runner-longrun", "made by the operator pod"
+    assert runner.spec.containers[0].image == REAL_NODE_RUNNER_IMAGE, "the chart's runner.image"
+    log = LogFollower(core, install.ns, "longrun-runner", "runner")  # through the API: the log goes with the pod
     cancel_with_kubectl(kubectl, install, "longrun")
     status = fx.wait_phase("longrun", "Cancelled", timeout=60)
     c = status["cancellation"]
     assert (c["reason"], c["source"], c["outcome"]) == ("helm", "spec", "Graceful")
     assert status["checkpoint"]["data"]["cleanedUp"] is True
     assert fx.pod("longrun") is None
+    assert "received SIGTERM" in log.finish(), "the kubelet's SIGTERM reached the runner"
     counted = samples(scrape("127.0.0.1", install.metrics_port), "flux_cancellations_total")
     assert counted[frozenset({("outcome", "Graceful"), ("source", "spec")})] == 1.0
 
@@ -258,11 +333,13 @@ def test_metrics_service_selects_the_operator_on_the_metrics_port(core, install)
     ports = {p.name: p for p in service.spec.ports}
     assert ports["metrics"].port == install.metrics_port and ports["metrics"].target_port == "metrics"
     assert service.spec.selector.items() <= pod.metadata.labels.items()
-    # Resolved as the endpoints controller would: the selected pod's IP and its port named "metrics".
-    # (The process node's pods have IP 127.0.0.1, which EndpointSlices refuse, so we resolve it here.)
+    # Resolved as the endpoints controller would: the selected pod and its port named "metrics". (The
+    # process node's pods have IP 127.0.0.1, which EndpointSlices refuse, so we resolve it here.)
     container_ports = {p.name: p.container_port for p in pod.spec.containers[0].ports}
     assert container_ports["metrics"] == install.metrics_port
-    assert "flux_cancellations_total" in scrape(pod.status.pod_ip, container_ports[ports["metrics"].target_port])
+    # Scraped on loopback: every pod here is on the host network, and the network rule keeps traffic off
+    # the host's other addresses (on the real node the pod IP is the node's InternalIP).
+    assert "flux_cancellations_total" in scrape("127.0.0.1", container_ports[ports["metrics"].target_port])
 
 
 def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, install, fx):
@@ -302,10 +379,14 @@ def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, insta
 
 def test_upgrade_to_json_logs_restarts_the_operator_logging_json(core, helm, install, fx):
     before = running_operator_pod(core, install)
+    # The chart's rolling update starts the new pod before the old one goes (maxUnavailable 0): on the host
+    # network it must not want the old pod's ports, or the scheduler would hold it Pending for good.
+    install.metrics_port, install.health_port = free_port(), free_port()
     helm("upgrade", RELEASE, str(CHART), "-n", install.release_ns, "--reuse-values", "--set", "logFormat=json",
+         "--set", f"metrics.port={install.metrics_port}", "--set", f"health.port={install.health_port}",
          "--wait", "--timeout", "120s")
     wait_for(lambda: before.metadata.name not in {p.metadata.name for p in operator_pods(core, install)},
-             timeout=60, interval=0.5, what="the old operator pod to go (Recreate)")
+             timeout=60, interval=0.5, what="the old operator pod to go (rolling update)")
     pod = running_operator_pod(core, install)
     assert "--log-format=json" in pod.spec.containers[0].args
     fx.create(manifest("quick", "flux_examples.quick:main", {"name": "helm"}))
@@ -319,8 +400,8 @@ def test_upgrade_to_json_logs_restarts_the_operator_logging_json(core, helm, ins
 
 
 def test_uninstall_leaves_no_operator_running(core, helm, install):
-    pid = host_pid(running_operator_pod(core, install))
-    assert pid in operator_processes(install)
+    running_operator_pod(core, install)
+    assert len(operator_processes(install)) == 1  # the host sees the container's processes on both nodes
     helm("uninstall", RELEASE, "-n", install.release_ns, "--wait", "--timeout", "120s")
     install.uninstalled = True
     wait_for(lambda: not operator_pods(core, install), timeout=60, interval=0.5, what="the operator pod to go")
