@@ -11,11 +11,12 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv operator-venv binaries cluster-up cluster-down test unit demo crds chart-check e2e-kind bench bench-scale faults clean
+.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node unit demo crds chart-check e2e-kind bench bench-scale faults clean
 
 help:
 	@echo "make demo          bring up a local cluster, run the operator, run and cancel an example"
 	@echo "make test          unit and cluster tests (the local cluster is built on first use)"
+	@echo "make test-real-node the real node's tests and a product subset on a real kubelet (.cluster-real)"
 	@echo "make cluster-up    start the local control plane and process node (.cluster/kubeconfig)"
 	@echo "make cluster-down  stop everything cluster-up started"
 	@echo "make e2e-kind      the demo scenario on kind (needs Docker)"
@@ -62,8 +63,23 @@ cluster-down: venv
 unit: venv
 	$(PY) -m pytest -m unit
 
+# The process node: tests marked real_node_only run in test-real-node.
 test: venv binaries
-	$(PY) -m pytest --ignore=tests/faults
+	$(PY) -m pytest --ignore=tests/faults -m 'not real_node_only'
+
+# The real node (containerd, runc, a kubelet at the pinned version, our images) on a cluster of its own:
+# its own tests and the product's cancel, logs, chart and execution tests on it, minus the tests about
+# the process node itself. Then, with that cluster down (one real kubelet per machine), the host-clean
+# test in a run of its own: it brings up and takes down clusters of its own.
+REAL_CLUSTER ?= $(CURDIR)/.cluster-real
+REAL_NODE_TESTS := tests/harness/test_realnode.py tests/cluster/test_ways_to_cancel.py tests/cluster/test_logs.py \
+	tests/cluster/test_helm_install.py tests/cluster/test_executions.py
+
+test-real-node: venv binaries
+	@FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(CLUSTER) down >/dev/null # what an interrupted run left up
+	FLUX_NODE=real FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(PY) -m pytest -p no:cacheprovider \
+		-m 'not process_node_only' $(REAL_NODE_TESTS)
+	FLUX_NODE=real $(PY) -m pytest -p no:cacheprovider tests/harness/test_host_clean.py
 
 demo: venv binaries
 	hack/demo.sh

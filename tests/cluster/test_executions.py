@@ -11,6 +11,7 @@ from datetime import datetime
 import pytest
 from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
 from fluxtest import TERMINAL, Executions, longrun, manifest, wait_for
+from fluxtest.hostprocs import container_pids
 from fluxtest.podlogs import LogFollower
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -150,7 +151,9 @@ def test_a_runner_may_write_its_checkpoint_but_not_anothers_status(fx, api):
 # --- cancelling ------------------------------------------------------------------------------------
 
 def test_cancel_running_is_graceful_and_recorded(fx, core):
-    fx.create(longrun("job"))
+    # Steps of 5 s: the runner also reads spec.cancel at every step boundary, and the cancel below lands
+    # just after one, so the SIGTERM (about a second away on the real node) comes first.
+    fx.create(longrun("job", seconds=5))
     fx.wait_step("job")
     log = LogFollower(core, fx.ns, "job-runner", "runner")  # through the API: the log goes with the pod
     fx.cancel("job", "user asked")
@@ -319,8 +322,10 @@ def test_no_cascade_leaves_children_running(fx):
 def test_restarted_runner_skips_completed_steps(fx, cluster):
     fx.create(longrun("resume", steps=8, seconds=0.5))
     before = fx.wait_step("resume", steps=3)["checkpoint"]["steps"]
-    container_id = fx.pod("resume").status.container_statuses[0].container_id
-    os.kill(int(container_id.split("://")[1]), signal.SIGKILL)  # a crash, not a cancel
+    pids = container_pids(fx.pod("resume").status.container_statuses[0].container_id)
+    assert pids, "the runner container's processes on this host"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)  # a crash, not a cancel
     status = fx.wait_phase("resume", "Succeeded", timeout=90)
     names = [s["name"] for s in status["checkpoint"]["steps"]]
     assert names == [f"step-{i}" for i in range(1, 9)], "no step twice, none lost"

@@ -17,15 +17,9 @@ from kubernetes.client.rest import ApiException
 from localcluster import cluster as localcluster
 from localcluster.procs import alive, session_members
 
-pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(autouse=True)
-def process_node(cluster):
-    # These tests are about the process node itself (host paths, throwaway process-node clusters);
-    # the real node has its own in test_realnode.py and test_host_clean.py.
-    if cluster.real_node:
-        pytest.skip("tests of the process node; the cluster runs the real node (FLUX_NODE=real)")
+# These tests are about the process node itself (host paths, throwaway process-node clusters);
+# the real node has its own in test_realnode.py and test_host_clean.py.
+pytestmark = [pytest.mark.cluster, pytest.mark.process_node_only]
 
 
 def pod_manifest(name: str, script: str, **spec) -> dict:

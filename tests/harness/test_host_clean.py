@@ -1,8 +1,8 @@
 """`down` leaves the host as `up` found it: a real-node cluster of its own, a pod, then a snapshot diff.
 
 Only one real kubelet can run on a machine (its device-plugin directory is hard-coded), so this test
-brings up its own cluster only when no other real node is running; run it on its own with
-`FLUX_NODE=real pytest tests/harness/test_host_clean.py`.
+needs no other real node running: `make test-real-node` runs it in a pytest run of its own once its
+cluster is down (or: `FLUX_NODE=real pytest tests/harness/test_host_clean.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fluxtest import wait_for
 from localcluster import hoststate
 from localcluster.procs import alive
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node_only]
 
 
 def localcluster(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -35,10 +35,8 @@ def components(root: Path) -> dict:
 
 
 def run_pod_then_down(crash_kubelet: bool) -> None:
-    if os.environ.get("FLUX_NODE") != "real":
-        pytest.skip("set FLUX_NODE=real to run the real-node tests")
-    if os.path.exists("/var/lib/kubelet"):
-        pytest.skip("another real node runs on this host (/var/lib/kubelet exists); run this test on its own")
+    assert not os.path.exists("/var/lib/kubelet"), \
+        "another real node runs on this host (/var/lib/kubelet exists): run this test once it is down"
     # A short path: the kubelet's own unix sockets live under its root dir.
     root = Path(tempfile.mkdtemp(prefix="fx-", dir="/tmp")) / "cluster"
     before = hoststate.snapshot(root)

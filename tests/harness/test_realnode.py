@@ -2,7 +2,7 @@
 
 Everything is observed through the API: pod status, `kubectl logs`/read_namespaced_pod_log and
 `kubectl exec`, never host files (the kubelet deletes container logs with the pod).
-Run with: FLUX_NODE=real pytest tests/harness/test_realnode.py
+Run with `make test-real-node` (or FLUX_NODE=real pytest tests/harness/test_realnode.py).
 """
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ import pytest
 from fluxtest import wait_for
 from kubernetes.client.rest import ApiException
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node_only]
 
 IMAGE = "localhost/flux-runner:dev"
-
-
-@pytest.fixture(autouse=True)
-def real_node(cluster):
-    if not cluster.real_node:
-        pytest.skip("the cluster runs the process node; set FLUX_NODE=real")
 
 
 def python_pod(name: str, script: str, **container) -> dict:
