@@ -14,7 +14,8 @@ CLUSTER := $(PY) -m localcluster
 .PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node unit demo crds chart-check e2e-kind bench bench-scale faults clean
 
 help:
-	@echo "make demo          bring up a local cluster, run the operator, run and cancel an example"
+	@echo "make demo          bring up a local cluster (a real kubelet; FLUX_NODE=process: the process node),"
+	@echo "                   run the operator, run and cancel an example"
 	@echo "make test          unit and cluster tests (the local cluster is built on first use)"
 	@echo "make test-real-node the real node's tests and a product subset on a real kubelet (.cluster-real)"
 	@echo "make cluster-up    start the local control plane and process node (.cluster/kubeconfig)"

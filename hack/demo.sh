@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: a local cluster of its own, the operator, the `longrun` example, a cancel.
-# Shows the phases as they change, then the cancellation record and the final checkpoint,
-# and fails unless the cancel was Graceful. The cluster and the operator are always
-# stopped on exit, also after a failure or Ctrl-C; their logs stay in .cluster-demo/.
+# Shows the phases as they change, the runner's log (read through the API, `kubectl flux logs -f`),
+# then the cancellation record and the final checkpoint, and fails unless the cancel was Graceful.
+# The cluster and the operator are always stopped on exit, also after a failure or Ctrl-C; their
+# logs stay in .cluster-demo/. FLUX_NODE=real (the default) runs pods on a real kubelet from our
+# images; FLUX_NODE=process on the process node (see README.md).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,12 +27,28 @@ die() { printf '\n%sFAILED: %s%s\n' "$red" "$*" "$reset" >&2; exit 1; }
 clock() { date +%H:%M:%S.%3N; }
 
 [[ -x $PY ]] || die "no virtualenv at .venv: run 'make demo' (it creates one)"
-bin_dir=$(hack/build-binaries.sh) # a cache hit after the first build
+export FLUX_NODE=${FLUX_NODE:-real}
+case $FLUX_NODE in
+  real)
+    node_args=(--with-node)
+    node_desc="a real node: containerd, runc and a kubelet running our images"
+    # The example workflow image: the runner image plus flux_examples (hack/build-images.sh).
+    export FLUX_RUNNER_IMAGE=localhost/flux-examples:dev
+    # One real kubelet per machine (its device-plugin directory is fixed): say so rather than fail later.
+    [[ ! -e /var/lib/kubelet ]] || [[ -f $FLUX_CLUSTER_DIR/state.json ]] ||
+      die "another real node runs on this machine (/var/lib/kubelet exists): take it down, or run 'make demo FLUX_NODE=process'"
+    hack/node-deps.sh # the Debian packages the node and the image build need (when missing)
+    ;;
+  process) node_args=() node_desc="the process node" ;;
+  *) die "FLUX_NODE must be real or process, not $FLUX_NODE" ;;
+esac
+bin_dir=$(hack/build-binaries.sh "${node_args[@]}") # a cache hit after the first build
 export PATH=$bin_dir:$repo/.venv/bin:$PATH
 
 exec 3>&1 # the terminal, for the cleanup
 operator_pid=""
 watcher_pid=""
+logs_pid=""
 phase=""
 started=$SECONDS
 
@@ -60,10 +78,11 @@ cleanup() {
   fi
   section "Cleaning up"
   stop_process "$watcher_pid"
+  stop_process "$logs_pid"
   stop_process "$operator_pid"
   [[ -n $operator_pid ]] && info "operator stopped"
   "$PY" -m localcluster down | sed 's/^/    /'
-  info "logs kept in ${FLUX_CLUSTER_DIR#"$repo"/}/logs and ${FLUX_CLUSTER_DIR#"$repo"/}/node/logs"
+  info "logs kept in ${FLUX_CLUSTER_DIR#"$repo"/}/logs"
   local verdict="demo passed"
   ((rc == 0)) || verdict="demo FAILED (exit $rc)"
   ((interrupted)) && verdict="demo interrupted"
@@ -100,7 +119,7 @@ watch_phases() {
     done
 }
 
-section "Starting a local cluster (control plane + process node) in ${FLUX_CLUSTER_DIR#"$repo"/}/"
+section "Starting a local cluster (control plane + $node_desc) in ${FLUX_CLUSTER_DIR#"$repo"/}/"
 "$PY" -m localcluster down >/dev/null # a leftover from an interrupted run: start clean
 "$PY" -m localcluster up | sed 's/^/    /'
 kubectl apply --server-side --force-conflicts -f crds/ | sed 's/^/    /'
@@ -133,6 +152,10 @@ info "operator running (pid $operator_pid, liveness on :$health_port, metrics on
 section "Running examples/manifests/$EXECUTION.yaml in namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" | sed 's/^/    /'
 kubectl apply -n "$NAMESPACE" -f "examples/manifests/$EXECUTION.yaml" | sed 's/^/    /'
+# The runner's log through the API server, kept in a file: the pod (and with it its log) goes at the end.
+runner_log=$FLUX_CLUSTER_DIR/logs/runner.log
+kubectl flux logs "$EXECUTION" -n "$NAMESPACE" -f >"$runner_log" 2>"$runner_log.notes" &
+logs_pid=$!
 info "phase changes as they happen:"
 watch_phases &
 watcher_pid=$!
@@ -147,12 +170,15 @@ sleep 1 # let the watcher print the last change before it is stopped
 stop_process "$watcher_pid"
 watcher_pid=""
 
-section "What the runner logged"
-runner_log=$(ls -t "$FLUX_CLUSTER_DIR"/node/logs/"$NAMESPACE"_*_runner.log 2>/dev/null | head -n 1)
-if [[ -n $runner_log ]]; then
-  tail -n 6 "$runner_log" | sed 's/^/    /'
-  info "${dim}(${runner_log#"$repo"/})$reset"
-fi
+section "What the runner logged (kubectl flux logs $EXECUTION -f)"
+for ((i = 0; i < 100; i++)); do # it ends by itself once the execution is terminal
+  kill -0 "$logs_pid" 2>/dev/null || break
+  sleep 0.1
+done
+stop_process "$logs_pid"
+logs_pid=""
+tail -n 6 "$runner_log" | sed 's/^/    /'
+info "${dim}(${runner_log#"$repo"/})$reset"
 
 section "status.cancellation and status.checkpoint"
 kubectl get fx "$EXECUTION" -n "$NAMESPACE" -o json | "$PY" -c '
