@@ -161,6 +161,8 @@ class Operator:
         self.metrics_port, self.health_port = free_port(), free_port()
         self.log_path = self.layout.logs / f"operator-{self.label}.log"
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig or self.layout.kubeconfig)}
+        if self.layout.real_node:  # runner pods from the example workflow image (hack/build-images.sh)
+            env.setdefault("FLUX_RUNNER_IMAGE", "localhost/flux-examples:dev")
         # Each part has a Lease of its own unless it means to share one (failover).
         lease_id = self.lease_id or f"flux-bench-{self.label}"
         argv = [*operator_command(), "--metrics-port", str(self.metrics_port),

@@ -4,16 +4,19 @@ Each of N rounds measures, one right after the other:
   cancel  an Execution of flux_examples.longrun (one-hour steps, so only the signal can stop it) runs
           until its runner logged that it runs the workflow (its SIGTERM handler is in place; step 1
           starts right after); t0 is taken right before the PATCH of spec.cancel.
-          patch->SIGTERM:   t0 until this process first reads "received SIGTERM" in the runner's
-                            container log (polled every 5 ms; the log's own timestamps have whole seconds).
+          patch->SIGTERM:   t0 until "received SIGTERM" arrives in the runner's container log, followed
+                            through the API server (`kubectl logs -f`; the log's own timestamps have
+                            whole seconds).
           patch->Cancelled: t0 until a watch on the Execution delivers phase Cancelled.
-  floor   a bare pod on the same process node, same user and grace period, running a tiny Python
-          that prints a line on SIGTERM; t0 right before the DELETE of the pod, stopped like the
-          first measure. It is what Kubernetes alone costs: the operator's share is the difference.
+  floor   a bare pod on the same node, same user and grace period, running a tiny Python that prints
+          a line on SIGTERM (on the real node from localhost/flux-runner:dev); t0 right before the
+          DELETE of the pod, stopped like the first measure. It is what Kubernetes alone costs: the
+          operator's share is the difference.
 
-Uses the cluster at $KUBECONFIG (a local cluster of hack/localcluster: the runner logs are read from
-its process node) or brings up its own in .cluster-bench/, and always runs its own operator, limited
-to a fresh namespace. Raw samples and the summary go to bench/results/cancel_latency-<time>.json.
+Uses the local cluster at $KUBECONFIG (hack/localcluster, either node) or brings up its own in
+$FLUX_BENCH_DIR (default .cluster-bench/; FLUX_NODE=real for the real node), and always runs its own
+operator, limited to a fresh namespace. Raw samples and the summary go to
+bench/results/cancel_latency-<time>.json.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,21 +40,29 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 from flux_api import GROUP, PLURAL, VERSION
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster import cluster as localcluster
 from localcluster.kube import api_client
 from localcluster.layout import Layout
 from localcluster.procs import free_port, stop
-from urllib3.exceptions import HTTPError
+
+from observe import BenchError, LogTail, PhaseWatch  # noqa: F401 - BenchError is part of this module's API
 
 SIGTERM_MARK = "received SIGTERM"
 # Logged once the runner's SIGTERM handler is in place, right before the workflow's first step.
 # (Step starts are logged at DEBUG only, so they cannot be the mark.)
 FIRST_STEP_MARK = "flux.runner: running flux_examples.longrun:main"
 FLOOR_READY_MARK = "floor: ready"
-LOG_POLL_SECONDS = 0.005
 RUNNER_UID = 65532  # the user the operator gives runner pods
+# On the real node: runner pods run the example workflow image, the floor the bare runner image.
+REAL_NODE_RUNNER_IMAGE = "localhost/flux-examples:dev"
+REAL_NODE_FLOOR_IMAGE = "localhost/flux-runner:dev"
+# A kubelet's pod worker, right after it started a container, waits for its next PLEG relist (every 1 s)
+# before it acts on the pod again: a delete in that second waits for it (about 1 s on every sample). On
+# the real node each t0 therefore comes this long after the mark, when the pod is settled as any pod that
+# has been running a while; the process node has no such wait.
+REAL_NODE_SETTLE_SECONDS = 2.0
 TERMINAL = ("Cancelled", "Succeeded", "Failed")
 METRICS = ("floor", "patch_to_sigterm", "patch_to_cancelled")
 LABELS = {"floor": "floor: delete pod -> SIGTERM", "patch_to_sigterm": "patch -> SIGTERM",
@@ -71,8 +81,13 @@ while True:
 """
 
 
-class BenchError(RuntimeError):
-    pass
+def python_container(real_node: bool, program: str, **fields) -> dict:
+    """A container running `program` in Python: on the real node from our runner image (its python3); on
+    the process node, which ignores images, with this interpreter."""
+    if real_node:
+        return {"image": REAL_NODE_FLOOR_IMAGE, "imagePullPolicy": "Never", "command": ["python3", "-c", program],
+                **fields}
+    return {"image": "flux-bench-floor", "command": [sys.executable, "-c", program], **fields}
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
@@ -93,11 +108,10 @@ def bench_cluster() -> Iterator[Layout]:
         kubeconfig = Path(os.environ["KUBECONFIG"]).resolve()
         layout = Layout.load(kubeconfig.parent)
         if layout is None or not localcluster.is_up(layout):
-            raise BenchError(f"KUBECONFIG={kubeconfig} is not a running local cluster (python -m localcluster up); "
-                             "the runner logs are read from its process node")
+            raise BenchError(f"KUBECONFIG={kubeconfig} is not a running local cluster (python -m localcluster up)")
         yield layout
         return
-    root = REPO / ".cluster-bench"
+    root = Path(os.environ.get("FLUX_BENCH_DIR", REPO / ".cluster-bench")).resolve()
     was_up = localcluster.is_up(Layout.load(root))
     layout = localcluster.up(root)
     try:
@@ -146,6 +160,8 @@ def running_operator(layout: Layout, namespace: str) -> Iterator[Path]:
     health_port = free_port()
     log_path = layout.logs / f"operator-bench-{namespace}.log"
     env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
+    if layout.real_node:
+        env.setdefault("FLUX_RUNNER_IMAGE", REAL_NODE_RUNNER_IMAGE)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "flux_operator", "--namespace", namespace,
                                  "--metrics-port", "0", "--health-port", str(health_port)],
@@ -167,88 +183,6 @@ def running_operator(layout: Layout, namespace: str) -> Iterator[Path]:
         stop(proc, timeout=15)
 
 
-# --- observing: a container log and an Execution's phases ----------------------------------------
-
-class LogTail:
-    """Reads a container log as it grows; the file appears only once the container has started."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.text = ""
-        self._file = None
-
-    def _read(self) -> str:
-        if self._file is None:
-            try:
-                self._file = open(self.path, encoding="utf-8", errors="replace")
-            except FileNotFoundError:
-                return self.text
-        self.text += self._file.read()
-        return self.text
-
-    def wait_for(self, mark: str, timeout: float, interval: float = LOG_POLL_SECONDS) -> float:
-        """perf_counter() of the first read that contains `mark`."""
-        deadline = time.perf_counter() + timeout
-        while True:
-            if mark in self._read():
-                return time.perf_counter()
-            if time.perf_counter() > deadline:
-                raise BenchError(f"{mark!r} not in {self.path} after {timeout:.0f}s; last lines:\n"
-                                 + "\n".join(self.text.splitlines()[-5:]))
-            time.sleep(interval)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-class PhaseWatch:
-    """Watches one Execution and notes when each phase was first delivered (perf_counter())."""
-
-    def __init__(self, custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
-        self.name = name
-        self.seen: dict[str, float] = {}
-        self.latest: dict = {}
-        self.error: Exception | None = None
-        self._changed = threading.Condition()
-        self._watch = watch.Watch()
-        self._thread = threading.Thread(target=self._run, args=(custom, namespace), daemon=True)
-        self._thread.start()
-
-    def _run(self, custom: client.CustomObjectsApi, namespace: str) -> None:
-        try:
-            for event in self._watch.stream(custom.list_namespaced_custom_object, GROUP, VERSION, namespace,
-                                            PLURAL, field_selector=f"metadata.name={self.name}",
-                                            timeout_seconds=600):
-                delivered = time.perf_counter()
-                phase = (event["object"].get("status") or {}).get("phase")
-                with self._changed:
-                    self.latest = event["object"]
-                    self.seen.setdefault(phase, delivered)
-                    self._changed.notify_all()
-                if phase in TERMINAL:
-                    return
-        except (ApiException, HTTPError, OSError) as err:
-            with self._changed:
-                self.error = err
-                self._changed.notify_all()
-        finally:
-            self._watch.stop()
-
-    def wait_for(self, phase: str, timeout: float) -> float:
-        def reached() -> bool:
-            return phase in self.seen or self.error is not None or any(p in self.seen for p in TERMINAL)
-
-        with self._changed:
-            self._changed.wait_for(reached, timeout)
-            if phase in self.seen:
-                return self.seen[phase]
-            ended = [p for p in TERMINAL if p in self.seen]
-            raise BenchError(f"execution {self.name} never reached {phase}: "
-                             + (f"watch failed: {self.error}" if self.error else
-                                f"it ended {ended[0]}" if ended else f"not within {timeout:.0f}s"))
-
-
 # --- one round: a cancel and a floor --------------------------------------------------------------
 
 @dataclass
@@ -256,12 +190,15 @@ class Bench:
     core: client.CoreV1Api
     custom: client.CustomObjectsApi
     namespace: str
-    node_logs: Path
+    real_node: bool
     grace: int
 
     def log_of(self, pod_name: str, container: str) -> LogTail:
-        uid = self.core.read_namespaced_pod(pod_name, self.namespace).metadata.uid
-        return LogTail(self.node_logs / f"{self.namespace}_{pod_name}_{uid[:8]}_{container}.log")
+        return LogTail(self.core, self.namespace, pod_name, container)
+
+    def settle(self) -> None:
+        if self.real_node:
+            time.sleep(REAL_NODE_SETTLE_SECONDS)
 
     def measure_cancel(self, index: int) -> dict:
         name = f"cancel-{index}"
@@ -273,7 +210,8 @@ class Bench:
         phases.wait_for("Running", 60)
         log = self.log_of(phases.latest["status"]["podName"], "runner")
         try:
-            log.wait_for(FIRST_STEP_MARK, 60, interval=0.02)  # the SIGTERM handler is in place by now
+            log.wait_for(FIRST_STEP_MARK, 60)  # the SIGTERM handler is in place by now
+            self.settle()
             t0 = time.perf_counter()
             self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
                                                        {"spec": {"cancel": {"reason": "bench"}}})
@@ -287,8 +225,8 @@ class Bench:
 
     def measure_floor(self, index: int) -> float:
         name = f"floor-{index}"
-        container = {"name": "runner", "image": "flux-bench-floor", "command": [sys.executable, "-c", FLOOR_PROGRAM],
-                     "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}]}
+        container = python_container(self.real_node, FLOOR_PROGRAM, name="runner",
+                                     env=[{"name": "PYTHONUNBUFFERED", "value": "1"}])
         self.core.create_namespaced_pod(self.namespace, {
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"restartPolicy": "OnFailure", "terminationGracePeriodSeconds": self.grace,
@@ -298,7 +236,8 @@ class Bench:
         wait_until(lambda: self.pod_phase(name) == "Running", 60, f"pod {name} to run")
         log = self.log_of(name, "runner")
         try:
-            log.wait_for(FLOOR_READY_MARK, 60, interval=0.02)
+            log.wait_for(FLOOR_READY_MARK, 60)
+            self.settle()
             t0 = time.perf_counter()
             self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=self.grace)
             sigterm = log.wait_for(SIGTERM_MARK, self.grace + 30)
@@ -348,9 +287,9 @@ def ratios_to_floor(summary: dict[str, dict[str, float]]) -> dict[str, dict[str,
     return {metric: {p: summary[metric][p] / floor[p] for p in ("p50", "p95", "p99")} for metric in METRICS[1:]}
 
 
-def print_table(summary: dict, ratios: dict, n: int, grace: int) -> None:
+def print_table(summary: dict, ratios: dict, n: int, grace: int, node: str = "process") -> None:
     columns = ("p50", "p95", "p99", "mean", "min", "max")
-    print(f"\ncancel latency in ms, N={n}, grace period {grace}s")
+    print(f"\ncancel latency in ms on the {node} node, N={n}, grace period {grace}s")
     print(f"{'':30}" + "".join(f"{c:>9}" for c in columns))
     for metric in METRICS:
         print(f"{LABELS[metric]:30}" + "".join(f"{summary[metric][c]:9.1f}" for c in columns))
@@ -402,18 +341,20 @@ def main(argv: list[str] | None = None) -> int:
                 core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
                 with bench_namespace(core, args.keep) as namespace, running_operator(layout, namespace) as op_log:
                     print(f"cluster {layout.root}, namespace {namespace}, operator log {op_log}")
-                    bench = Bench(core, custom, namespace, layout.root / "node" / "logs", args.grace)
+                    bench = Bench(core, custom, namespace, layout.real_node, args.grace)
                     samples = run_rounds(bench, args.n)
     except BenchError as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 1
     summary = {metric: summarize(samples[metric]) for metric in METRICS}
     ratios = ratios_to_floor(summary)
-    print_table(summary, ratios, args.n, args.grace)
+    node = "real" if layout.real_node else "process"
+    print_table(summary, ratios, args.n, args.grace, node)
     not_graceful = [o for o in samples["outcome"] if o != "Graceful"]
     if not_graceful:
         print(f"\nwarning: {len(not_graceful)} cancels were not Graceful: {sorted(set(map(str, not_graceful)))}")
-    config = {"n": args.n, "grace": args.grace, "cluster": str(layout.root), "logPollSeconds": LOG_POLL_SECONDS}
+    config = {"n": args.n, "grace": args.grace, "cluster": str(layout.root), "node": node,
+              "logs": "followed through the API server"}
     print(f"\nraw samples and summary: {write_results(samples, summary, ratios, config).relative_to(REPO)}")
     return 0
 

@@ -7,7 +7,6 @@ returns a dict of raw figures; bench/report.py turns them into rows with ratios 
 from __future__ import annotations
 
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -35,21 +34,19 @@ COMPARABLE_PROGRAM = "import flux_runner.main\n" + cl.FLOOR_PROGRAM
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _pod_spec(grace: int, program: str, restart: str) -> dict:
+def _pod_spec(grace: int, program: str, restart: str, real_node: bool = False) -> dict:
+    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
     return {"restartPolicy": restart, "terminationGracePeriodSeconds": grace,
             "enableServiceLinks": False, "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID},
-            "containers": [{"name": "runner", "image": "flux-bench-baseline",
-                            "command": [sys.executable, "-c", program],
-                            "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
-                                    {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]}]}
+            "containers": [cl.python_container(real_node, program, name="runner", env=env)]}
 
 
-def _job(name: str, grace: int, program: str, labels: dict) -> dict:
+def _job(name: str, grace: int, program: str, labels: dict, real_node: bool = False) -> dict:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": labels},
             "spec": {"backoffLimit": 0, "completions": 1, "parallelism": 1,
                      "template": {"metadata": {"labels": labels},
-                                  "spec": _pod_spec(grace, program, "Never")}}}
+                                  "spec": _pod_spec(grace, program, "Never", real_node)}}}
 
 
 def _logs_with(layout: Layout, namespace: str, mark: str, pod_prefix: str = "") -> int:
@@ -93,16 +90,18 @@ def _wait_no_pods(core: client.CoreV1Api, namespace: str, timeout: float = 300) 
 def measure_job_delete(bench: cl.Bench, batch: client.BatchV1Api, index: int) -> float:
     """A Job whose pod runs the floor program: DELETE (foreground propagation) -> its pod gone."""
     name = f"job-{index}"
-    batch.create_namespaced_job(bench.namespace, _job(name, bench.grace, cl.FLOOR_PROGRAM, {"bench-job": name}))
+    batch.create_namespaced_job(bench.namespace, _job(name, bench.grace, cl.FLOOR_PROGRAM, {"bench-job": name},
+                                                      bench.real_node))
     pods = PodBook(bench.core.api_client, bench.namespace, f"bench-job={name}")
     try:
         pods.wait(lambda b: b.running() == 1, 60, f"the pod of job {name} to run")
         pod_name = next(iter(pods.phase))
         tail = bench.log_of(pod_name, "runner")
         try:
-            tail.wait_for(cl.FLOOR_READY_MARK, 60, interval=0.02)
+            tail.wait_for(cl.FLOOR_READY_MARK, 60)
         finally:
             tail.close()
+        bench.settle()
         t0 = time.monotonic()
         batch.delete_namespaced_job(name, bench.namespace, propagation_policy="Foreground")
         gone = pods.wait(lambda b: pod_name in b.gone_at, bench.grace + 30, f"the pod of job {name} to be gone")
@@ -129,7 +128,7 @@ def run_cancel(layout: Layout, api: client.ApiClient, args) -> dict:
                                 "outcome": []}
     with bench_namespace(core, "cancel") as ns, running_operator(layout, [ns], f"cancel-{ns}") as op:
         log(f"cancel: namespace {ns}, operator log {op.log_path}")
-        bench = cl.Bench(core, custom, ns, layout.root / "node" / "logs", args.grace)
+        bench = cl.Bench(core, custom, ns, layout.real_node, args.grace)
         for i in range(1, args.rounds + 1):
             c = bench.measure_cancel(i)
             f = bench.measure_floor(i)
@@ -143,7 +142,8 @@ def run_cancel(layout: Layout, api: client.ApiClient, args) -> dict:
                 f"pod delete->SIGTERM {f * 1e3:6.1f} ms  patch->Cancelled {c['patch_to_cancelled'] * 1e3:7.1f} ms  "
                 f"job delete->pod gone {j * 1e3:7.1f} ms  {c['outcome']}")
     ms = {k: [round(x * 1e3, 3) for x in v] for k, v in samples.items() if k != "outcome"}
-    return {"source": "process node", "samplesMs": ms, "summaryMs": {k: summary(v) for k, v in ms.items()},
+    source = "real node" if layout.real_node else "process node"
+    return {"source": source, "samplesMs": ms, "summaryMs": {k: summary(v) for k, v in ms.items()},
             "outcomes": samples["outcome"], "grace": args.grace}
 
 

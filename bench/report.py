@@ -124,7 +124,12 @@ def markdown(results: dict) -> str:
         met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['figure']} | {r['source'].split(' (')[0]} | {r['measured']} | {r['baseline']} | "
                      f"{r['ratio']} | {r['target']} | {met} |")
-    lines += ["", "process node: real runner processes (hack/localcluster), real SIGTERMs."]
+    sources = {r["source"].split(" (")[0] for r in rows}
+    lines += [""]
+    if "process node" in sources:
+        lines += ["process node: real runner processes (hack/localcluster), real SIGTERMs."]
+    if "real node" in sources:
+        lines += ["real node: a kubelet, containerd and runc running our images (FLUX_NODE=real), real SIGTERMs."]
     sc = results.get("parts", {}).get("scale")
     if sc:
         lines += [f"KWOK: {sc['source']}. Scale part took {sc.get('duration_s', 0) / 60:.1f} min."]
