@@ -89,9 +89,12 @@ crds: venv
 	$(PY) -m flux_api.crd --write
 
 # Both build kwok (hack/kwok/go.mod) into the binary cache on first use, for the KWOK node of the scale part.
+# Every figure on the process node and KWOK, then the cancel-latency table on the real node against
+# its own floor (a cluster of its own: one real kubelet per machine).
 bench: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
 	$(PY) bench/run.py
+	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) bench/run.py --parts cancel
 
 bench-scale: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
