@@ -64,17 +64,22 @@ cluster-down: venv
 unit: venv
 	$(PY) -m pytest -m unit
 
-# The process node: tests marked real_node_only run in test-real-node.
+# Everything but the fault suite: the unit tests and the cluster tests on the process node, then the
+# product's cancel, logs, chart and execution tests on the real node (test-real-node), where pods are
+# containers run by a kubelet from our own images. Those four files run only there.
+REAL_PRODUCT_TESTS := tests/cluster/test_ways_to_cancel.py tests/cluster/test_logs.py \
+	tests/cluster/test_helm_install.py tests/cluster/test_executions.py
+
 test: venv binaries
-	$(PY) -m pytest --ignore=tests/faults -m 'not real_node_only'
+	$(PY) -m pytest --ignore=tests/faults $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only'
+	$(MAKE) --no-print-directory test-real-node
 
 # The real node (containerd, runc, a kubelet at the pinned version, our images) on a cluster of its own:
 # its own tests and the product's cancel, logs, chart and execution tests on it, minus the tests about
 # the process node itself. Then, with that cluster down (one real kubelet per machine), the host-clean
 # test in a run of its own: it brings up and takes down clusters of its own.
 REAL_CLUSTER ?= $(CURDIR)/.cluster-real
-REAL_NODE_TESTS := tests/harness/test_realnode.py tests/cluster/test_ways_to_cancel.py tests/cluster/test_logs.py \
-	tests/cluster/test_helm_install.py tests/cluster/test_executions.py
+REAL_NODE_TESTS := tests/harness/test_realnode.py $(REAL_PRODUCT_TESTS)
 
 test-real-node: venv binaries
 	@FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(CLUSTER) down >/dev/null # what an interrupted run left up
