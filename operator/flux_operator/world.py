@@ -85,7 +85,9 @@ class World:
         parent = (meta.get("labels") or {}).get(PARENT_LABEL)
         with self._lock:
             old = self._executions.get(key)
-            if old is not None and _newer(old, trimmed) is old:
+            old_meta = old["metadata"] if old is not None else None
+            if old_meta is not None and _stale(meta.get("uid"), meta.get("resourceVersion"),
+                                               old_meta.get("uid"), old_meta.get("resourceVersion")):
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
             if parent:
@@ -112,7 +114,7 @@ class World:
             with self._lock:
                 pods = self._pods.setdefault(key, {})
                 old = pods.get(view.name)
-                if old is not None and _later_pod(old, view) is old:
+                if old is not None and _stale(view.uid, view.resource_version, old.uid, old.resource_version):
                     return None  # e.g. a create's answer arriving after the watch reported the pod Running
                 pods[view.name] = view
         return key
@@ -200,24 +202,17 @@ def _pod_key(raw: dict[str, Any]) -> Key | None:
     return (meta.get("namespace", ""), execution) if execution else None
 
 
-def _later_pod(a: PodView, b: PodView) -> PodView:
-    if a.uid != b.uid:
-        return b  # a new pod under the same name
-    try:
-        return a if int(a.resource_version) > int(b.resource_version) else b
-    except ValueError:
-        return b
-
-
 def _owned_by(child: Execution, uid: str | None) -> bool:
     return any(o.get("uid") == uid for o in child.metadata.get("ownerReferences") or [])
 
 
-def _newer(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Of two versions of one object, the later; resourceVersions compare as integers on etcd."""
-    if a["metadata"].get("uid") != b["metadata"].get("uid"):
-        return b  # a new object under the same name
+def _stale(uid: str | None, rv: str | None, held_uid: str | None, held_rv: str | None) -> bool:
+    """Whether a version of an object (uid, resourceVersion) is older than the one held, so must not
+    replace it. resourceVersions compare as integers on etcd; a new uid is a new object under the same
+    name, and an unreadable version is taken as news."""
+    if uid != held_uid:
+        return False
     try:
-        return a if int(a["metadata"]["resourceVersion"]) > int(b["metadata"]["resourceVersion"]) else b
-    except (KeyError, TypeError, ValueError):
-        return b
+        return int(held_rv) > int(rv)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
