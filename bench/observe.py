@@ -6,16 +6,13 @@ from __future__ import annotations
 import threading
 import time
 
+from benchkit import BenchError
 from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 TERMINAL = ("Cancelled", "Succeeded", "Failed")
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 class LogTail:
