@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node unit demo crds chart-check e2e-kind bench bench-scale faults clean
+.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node unit demo crds chart-check e2e-kind bench bench-scale faults hostile clean
 
 help:
 	@echo "make demo          bring up a local cluster (a real kubelet; FLUX_NODE=process: the process node),"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-scale   only its KWOK part: 1,000/5,000 executions (requests/min, deadlines, RSS)"
 	@echo "make operator-venv .venv-operator: the operator alone, as its image has it (the benchmark runs it)"
 	@echo "make faults        the fault suite on a cluster of its own (tests/faults/RESULTS.md)"
+	@echo "make hostile       the hostile-tenant suite on a cluster of its own (tests/hostile/RESULTS.md)"
 
 ROLE_PROJECTS := $(wildcard */pyproject.toml)
 
@@ -71,7 +72,7 @@ REAL_PRODUCT_TESTS := tests/cluster/test_ways_to_cancel.py tests/cluster/test_lo
 	tests/cluster/test_helm_install.py tests/cluster/test_executions.py
 
 test: venv binaries
-	$(PY) -m pytest --ignore=tests/faults $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only'
+	$(PY) -m pytest --ignore=tests/faults --ignore=tests/hostile $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only'
 	$(MAKE) --no-print-directory test-real-node
 
 # The real node (containerd, runc, a kubelet at the pinned version, our images) on a cluster of its own:
@@ -118,3 +119,11 @@ FAULTS_CLUSTER ?= $(CURDIR)/.cluster-faults
 faults: venv binaries
 	FLUX_CLUSTER_DIR=$(FAULTS_CLUSTER) $(PY) -m pytest tests/faults -p no:cacheprovider -q
 
+
+# The hostile-tenant suite (tests/hostile): attacks by a namespace user with only Execution rights, or by a
+# runner with its own token. Some kill the operators they target, so it runs on a cluster of its own;
+# writes tests/hostile/RESULTS.md.
+HOSTILE_CLUSTER ?= $(CURDIR)/.cluster-hostile
+
+hostile: venv binaries
+	FLUX_CLUSTER_DIR=$(HOSTILE_CLUSTER) $(PY) -m pytest tests/hostile -p no:cacheprovider -q

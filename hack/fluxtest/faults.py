@@ -53,18 +53,18 @@ def log_tail(op: OperatorProcess, chars: int = 3000) -> str:
 
 
 class Operators:
-    """Operators that watch only `namespace` and elect among themselves with a Lease of their own there,
-    so nothing of another test (or another operator on the cluster) is touched."""
+    """Operators that watch only `namespace` (and `also`) and elect among themselves with a Lease of their
+    own in `namespace`, so nothing of another test (or another operator on the cluster) is touched."""
 
-    def __init__(self, env: dict[str, str], layout: Layout, namespace: str) -> None:
-        self.env, self.layout, self.namespace = env, layout, namespace
+    def __init__(self, env: dict[str, str], layout: Layout, namespace: str, also: tuple[str, ...] = ()) -> None:
+        self.env, self.layout, self.namespace, self.also = env, layout, namespace, also
         self.lease = f"faults-{uuid.uuid4().hex[:8]}"
         self.started: list[OperatorProcess] = []
 
     @property
     def args(self) -> list[str]:
-        return ["--namespace", self.namespace, "--leader-election-namespace", self.namespace,
-                "--leader-election-id", self.lease]
+        watched = [arg for ns in (self.namespace, *self.also) for arg in ("--namespace", ns)]
+        return [*watched, "--leader-election-namespace", self.namespace, "--leader-election-id", self.lease]
 
     def start(self, env: dict[str, str] | None = None, lead: bool = True, *extra: str) -> OperatorProcess:
         op = OperatorProcess(env or self.env, self.layout.logs)
