@@ -19,7 +19,7 @@ from typing import Any
 
 import urllib3
 import yaml
-from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
+from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION, nesting
 from flux_api.errors import Failure, classify
 from flux_api.names import SCHEDULE_PLURAL
 from kubernetes import client as k8s
@@ -150,9 +150,9 @@ class Kube:
 
     def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
         with self._calling(f'execution "{name}" in namespace "{namespace}"'):
-            return self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.request_timeout
-            )
+            return _decoded(self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.request_timeout, _preload_content=False
+            ))
 
     def list_executions(self, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
         """Executions in one namespace, or in all of them when `namespace` is None."""
@@ -161,15 +161,17 @@ class Kube:
         token: str | None = None
         with self._calling(f"executions {where}"):
             while True:
-                kwargs: dict[str, Any] = {"limit": _PAGE_SIZE, "_request_timeout": self.request_timeout}
+                kwargs: dict[str, Any] = {"limit": _PAGE_SIZE, "_request_timeout": self.request_timeout,
+                                          "_preload_content": False}
                 if selector:
                     kwargs["label_selector"] = selector
                 if token:
                     kwargs["_continue"] = token
                 if namespace:
-                    page = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+                    page = _decoded(self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                                               **kwargs))
                 else:
-                    page = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+                    page = _decoded(self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs))
                 items.extend(page.get("items") or [])
                 token = (page.get("metadata") or {}).get("continue")
                 if not token:
@@ -206,7 +208,7 @@ class Kube:
     def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch on the Execution (not its status)."""
         with self._calling(f'execution "{name}" in namespace "{namespace}"'):
-            return self._custom.patch_namespaced_custom_object(
+            return _decoded(self._custom.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 namespace,
@@ -215,34 +217,37 @@ class Kube:
                 patch,
                 _content_type="application/merge-patch+json",
                 _request_timeout=self.request_timeout,
-            )
+                _preload_content=False,
+            ))
 
     # Schedules
 
     def get_schedule(self, namespace: str, name: str) -> dict[str, Any]:
         with self._calling(f'schedule "{name}" in namespace "{namespace}"'):
-            return self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, _request_timeout=self.request_timeout
-            )
+            return _decoded(self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, _request_timeout=self.request_timeout,
+                _preload_content=False))
 
     def list_schedules(self, namespace: str | None) -> list[dict[str, Any]]:
         where = f'in namespace "{namespace}"' if namespace else "in all namespaces"
         with self._calling(f"schedules {where}"):
             if namespace:
-                page = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, SCHEDULE_PLURAL,
-                                                                  _request_timeout=self.request_timeout)
+                page = _decoded(self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, SCHEDULE_PLURAL, _request_timeout=self.request_timeout,
+                    _preload_content=False))
             else:
-                page = self._custom.list_cluster_custom_object(GROUP, VERSION, SCHEDULE_PLURAL,
-                                                               _request_timeout=self.request_timeout)
+                page = _decoded(self._custom.list_cluster_custom_object(
+                    GROUP, VERSION, SCHEDULE_PLURAL, _request_timeout=self.request_timeout, _preload_content=False))
         return list(page.get("items") or [])
 
     def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch on the Schedule (suspend, the unschedule annotation)."""
         with self._calling(f'schedule "{name}" in namespace "{namespace}"'):
-            return self._custom.patch_namespaced_custom_object(
+            return _decoded(self._custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, patch,
                 _content_type="application/merge-patch+json", _request_timeout=self.request_timeout,
-            )
+                _preload_content=False,
+            ))
 
     # Pods and server
 
@@ -258,7 +263,7 @@ class Kube:
                     _preload_content=False,
                     _request_timeout=self.request_timeout,
                 )
-                pods.extend(json.loads(response.data).get("items") or [])
+                pods.extend(_decoded(response).get("items") or [])
         return pods
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -267,7 +272,7 @@ class Kube:
             with self._calling(f'pod "{name}" in namespace "{namespace}"'):
                 response = self._core.read_namespaced_pod(name, namespace, _preload_content=False,
                                                           _request_timeout=self.request_timeout)
-                return json.loads(response.data)
+                return _decoded(response)
         except NotFoundError:
             return None
 
@@ -299,6 +304,18 @@ class Kube:
         except (NotFoundError, ApiNotInstalledError):
             return False
         return any(resource.name == PLURAL for resource in resources.resources or [])
+
+
+def _decoded(response: Any) -> dict[str, Any]:
+    """The raw answer decoded by flux_api.nesting (not by the client, whose json.loads dies on an object
+    nested a few thousand levels deep): what is nested deeper than the plugin shows becomes a short stub."""
+    try:
+        body = nesting.loads(response.data)
+    except ValueError as error:
+        raise KubeError(f"the API server answered with invalid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise KubeError("the API server answered with JSON that is not an object")
+    return body
 
 
 def _label_value_chunks(names: Sequence[str]) -> Iterator[list[str]]:

@@ -17,7 +17,7 @@ from flux_api.names import runner_pod_name_for, tree_depth
 from flux_api.timefmt import format_time
 from flux_api.types import MAX_DEPTH, status_patch
 
-from flux_operator import timing
+from flux_operator import payloads, timing
 from flux_operator.actions import (
     Action,
     CancelChild,
@@ -166,6 +166,9 @@ def _start_when_due(ex: Execution, plan: Plan, now: datetime) -> None:
         plan.status["podName"] = runner_pod_name_for(ex.name, ex.status.retries)
     wait = timing.waiting_until(ex, now)
     if wait is None:
+        if (unusable := payloads.depth_problem(ex.metadata, "spec.podTemplate")) is not None:
+            _complete(ex, Phase.FAILED, unusable, None, plan, now)
+            return
         plan.actions.append(EnsureRunner())
         return
     reason = "RetryBackoff" if timing.in_backoff(ex) else "StartAtNotReached"
@@ -203,8 +206,9 @@ def _spawn_children(ex: Execution, children: list[Execution], plan: Plan) -> Non
     for request in ex.status.spawnRequests:
         if request.name in existing:
             continue
-        if too_deep:
-            error = f"refused: a tree of executions is at most {MAX_DEPTH} levels deep"
+        nested = payloads.value_problem(request.input, "its input")
+        if too_deep or nested:
+            error = f"refused: {nested or f'a tree of executions is at most {MAX_DEPTH} levels deep'}"
             mirror.append({"name": request.name, "phase": Phase.FAILED.value, "error": error})
             plan.event("SpawnRefused", f"child {request.name} {error}", "Warning", key=request.name)
         else:

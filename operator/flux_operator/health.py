@@ -1,8 +1,9 @@
 """/healthz: red when this replica cannot make progress, and it says who leads.
 
 Red when: the Execution API is not served (CRD missing), a permission the operator needs is
-missing, or the API server has not answered for `stale_after` seconds (a dropped or hung
-connection). Served on its own small HTTP server so a stuck event loop cannot fake health.
+missing, the API server has not answered for `stale_after` seconds (a dropped or hung
+connection), or a watch stream has failed or stayed silent too long although restarted
+(watches.py). Served on its own small HTTP server so a stuck event loop cannot fake health.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 
 class Health:
     def __init__(self, identity: str, last_contact: Callable[[], float], leading: Callable[[], bool],
-                 holder: Callable[[], str | None], queue_depth: Callable[[], int], stale_after: float = 30.0) -> None:
+                 holder: Callable[[], str | None], queue_depth: Callable[[], int], stale_after: float = 30.0,
+                 watches: Callable[[], dict[str, str]] = dict) -> None:
         self.identity, self.last_contact, self.leading, self.holder = identity, last_contact, leading, holder
-        self.queue_depth, self.stale_after = queue_depth, stale_after
+        self.queue_depth, self.stale_after, self.watches = queue_depth, stale_after, watches
         self.problems: dict[str, str] = {}  # set by start-up checks, e.g. {"crd": "..."}
         self._lock = threading.Lock()
 
@@ -36,6 +38,8 @@ class Health:
             problems = dict(self.problems)
         if silent > self.stale_after:
             problems["api"] = f"no answer from the API server for {silent:.0f}s"
+        if dead := self.watches():
+            problems["watches"] = "; ".join(f"watch {key}: {why}" for key, why in sorted(dead.items()))
         return not problems, {"identity": self.identity, "leader": self.leading(), "holder": self.holder(),
                               "queue": self.queue_depth(), "lastApiContactSeconds": round(silent, 1),
                               "problems": problems}

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from flux_api import GROUP, PLURAL, VERSION
+from flux_api import GROUP, PLURAL, VERSION, nesting
 from flux_api.errors import Failure, classify, is_transient
 from flux_api.names import SCHEDULE_PLURAL
 from flux_api.timefmt import now_text
@@ -98,7 +98,7 @@ class InvalidAnswer(Exception):
 def status_error(status: int, text: str, reason: str = "") -> StatusError:
     """The error for an answer that is not 2xx: the Status message when the body is one, else the reason."""
     try:
-        body = json.loads(text or "")
+        body = nesting.loads(text or "")
     except ValueError:
         body = None
     message = body.get("message") if isinstance(body, dict) else None
@@ -161,7 +161,7 @@ class KubeApi:
         if not response.is_success:
             raise status_error(response.status_code, response.text, response.reason_phrase)
         try:
-            answer = response.json()
+            answer = nesting.loads(response.content)  # no object's nesting can make this raise RecursionError
         except ValueError as err:
             raise InvalidAnswer(f"{method} {path}: the answer is not JSON: {err}") from err
         if not isinstance(answer, dict):

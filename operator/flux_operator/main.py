@@ -13,6 +13,7 @@ import kopf
 import pydantic
 from flux_api.types import PodTemplate
 
+from flux_operator import boundary, watches
 from flux_operator import handlers  # noqa: F401 - registers the handlers with kopf
 from flux_operator.builders import RunnerSettings, owned_field_problems
 from flux_operator.kube import KubeApi, RateLimiter
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"flux-operator: {err}") from None
     logging.getLogger("flux_operator").info("API server %s, credentials from %s", config.server, config.source)
     runtime = Runtime(api, options(args))
+    boundary.install()  # no object's nesting stops a watch
+    watches.install(runtime.watches)  # a watch that stops is restarted, or /healthz says so
     runtime.serve_endpoints()
     asyncio.run(kopf.operator(
         standalone=True,  # kopf's own peering is off: our Lease decides who acts

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 from flux_api import Phase
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from flux_operator.actions import Observe
@@ -44,6 +44,10 @@ class Metrics:
         """flux_executions{phase}: counted from the watched state at each scrape."""
         self.registry.register(_PhaseCollector(counts))
 
+    def watch_restarts(self, restarts: Callable[[], dict[str, int]]) -> None:
+        """flux_watch_restarts{stream}: kopf watchers restarted after they failed, ended or fell silent."""
+        self.registry.register(_WatchRestartCollector(restarts))
+
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
 
@@ -57,4 +61,16 @@ class _PhaseCollector(Collector):
         counts = self.counts()
         for phase in Phase:
             family.add_metric([phase.value], counts.get(phase.value, 0))
+        yield family
+
+
+class _WatchRestartCollector(Collector):
+    def __init__(self, restarts: Callable[[], dict[str, int]]) -> None:
+        self.restarts = restarts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("flux_watch_restarts", "Watch streams restarted after they failed, ended or "
+                                     "fell silent, by stream (resource@namespace).", labels=["stream"])
+        for stream, count in sorted(self.restarts().items()):
+            family.add_metric([stream], count)
         yield family

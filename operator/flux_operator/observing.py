@@ -10,6 +10,8 @@ from flux_api.cancel import CancelIntent, recorded_or_requested
 from flux_api.names import DEADLINE_REASON
 from flux_api.timefmt import parse_time
 
+from flux_operator import payloads
+
 # --- observing --------------------------------------------------------------------------------------
 
 def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
@@ -77,8 +79,13 @@ def mirror_children(children: list[Execution]) -> list[dict[str, Any]]:
     out = []
     for c in sorted(children, key=lambda c: c.name):
         entry: dict[str, Any] = {"name": c.name, "phase": c.phase.value}
-        if c.status.checkpoint is not None and c.status.checkpoint.result is not None:
-            entry["result"] = c.status.checkpoint.result
+        result = c.status.checkpoint.result if c.status.checkpoint is not None else None
+        if (unusable := payloads.value_problem(result, "its result")) is not None:
+            entry.update(phase=Phase.FAILED.value, error=unusable)  # the parent's workflow must not get a stub
+            out.append(entry)
+            continue
+        if result is not None:
+            entry["result"] = result
         if c.phase in (Phase.FAILED, Phase.CANCELLED) and c.status.message:
             entry["error"] = c.status.message
         out.append(entry)

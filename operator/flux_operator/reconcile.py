@@ -13,11 +13,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from flux_api import EXECUTION_LABEL, Phase
+from flux_api import EXECUTION_LABEL, Execution, Phase
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
-from flux_operator import builders, timing
+from flux_operator import builders, payloads, timing
 from flux_operator import decide as machine
 from flux_operator.cancelling import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
@@ -97,6 +97,7 @@ class Reconciler:
         ns, name = ex.namespace, ex.name
         match action:
             case machine.PatchStatus(patch=patch):
+                patch = self._stored_values(ns, patch)
                 rv = snapshot.raw["metadata"].get("resourceVersion")
                 try:
                     written = self.api.patch_status(ns, name, patch, rv)
@@ -110,7 +111,7 @@ class Reconciler:
                 if "phase" in patch:
                     log.info("execution %s/%s: %s -> %s", ns, name, ex.phase.value, patch["phase"])
             case machine.EnsureRunner():
-                self._ensure_runner(ex)
+                self._ensure_runner(self._stored(ex, "spec.podTemplate", "spec.image"))
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
                 if not self.api.delete_pod(ns, pod, grace, uid or None):
                     # Already gone: a watch that broke (an API server restart) can miss a deletion,
@@ -120,7 +121,12 @@ class Reconciler:
             case machine.CancelChild(name=child, reason=reason, force=force):
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(name, reason, force))
             case machine.CreateChild(name=child, workflow=workflow, input=input_):
-                self.api.create_execution(ns, builders.child_execution(ex, child, workflow, input_))
+                parent = self._stored(ex, "spec.podTemplate", "spec.image", stub=input_)
+                if parent is not ex:
+                    input_ = next((r.input for r in parent.status.spawnRequests if r.name == child), input_)
+                    if (problem := payloads.value_problem(payloads.shrink(input_), f"the input of {child}")):
+                        raise ApiFailure(f"create execution {ns}/{child}", Failure.INVALID, problem)
+                self.api.create_execution(ns, builders.child_execution(parent, child, workflow, input_))
             case machine.DeleteExecution(name=name_, uid=uid):
                 self.api.delete_execution(ns, name_, uid)
                 log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_)
@@ -130,6 +136,39 @@ class Reconciler:
                 self.metrics.observe(action)
         return True
 
+
+    # --- values the World keeps only as stubs (payloads.py): read once when an action needs them ---
+
+    def _stored(self, ex, *fields: str, stub=None):
+        """`ex` itself, or as stored on the server when the World's copy lacks one of `fields` or `stub` is a
+        size stub: the one read an action needs to pass a large value on."""
+        if not payloads.kept_out(ex.metadata, *fields) and not payloads.is_size_stub(stub):
+            return ex
+        raw = self.api.get_execution(ex.namespace, ex.name)
+        if raw is None or (raw.get("metadata") or {}).get("uid") != ex.metadata.get("uid"):
+            raise ApiFailure(f"read execution {ex.namespace}/{ex.name}", Failure.NOT_FOUND, "gone meanwhile")
+        stored = builders.with_defaults(Execution.model_validate(raw), self.runner)
+        for field in fields:  # what the World found too deep was refused; a value grown deep since is too
+            if (problem := payloads.value_problem(payloads.shrink(_field(raw, field)), field)) is not None:
+                raise ApiFailure(f"read execution {ex.namespace}/{ex.name}", Failure.INVALID, problem)
+        return stored
+
+    def _stored_values(self, ns: str, patch: dict) -> dict:
+        """The status patch with each mirrored child result that the World holds as a stub read from the child."""
+        children = patch.get("children")
+        if not children or not any(payloads.is_size_stub(c.get("result")) for c in children):
+            return patch
+        resolved = []
+        for entry in children:
+            if payloads.is_size_stub(entry.get("result")):
+                raw = self.api.get_execution(ns, entry["name"]) or {}
+                result = ((raw.get("status") or {}).get("checkpoint") or {}).get("result")
+                problem = payloads.value_problem(payloads.shrink(result), "its result")
+                entry = {**entry, "phase": "Failed", "error": problem} if problem else {**entry, "result": result}
+                if problem:
+                    entry.pop("result", None)
+            resolved.append(entry)
+        return {**patch, "children": resolved}
 
     def _after_conflict(self, key: Key, snapshot: Snapshot) -> Snapshot:
         """If the watch has not brought anything newer since a Conflict, read the object once ourselves."""
@@ -173,6 +212,13 @@ class Reconciler:
                                      "still owned by a deleted execution of the same name")
             elif kind == "Pod":
                 self.world.pod_seen(created)  # what the write returned: no second create while the watch lags
+
+
+def _field(raw: dict, path: str):
+    node = raw
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _involved(snapshot: Snapshot) -> dict[str, str]:

@@ -17,6 +17,7 @@ from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedules import ScheduleReconciler, ScheduleStore
 from flux_operator.startup import api_served, missing_permissions
+from flux_operator.watches import WatchMonitor
 from flux_operator.workqueue import WorkQueue
 from flux_operator.world import World
 
@@ -62,9 +63,10 @@ class Runtime:
         self.schedule_controller = Controller(self.world, ScheduleReconciler(self.schedules, self.world, api),
                                               self.schedule_queue, self.metrics, 1, leading, kind="schedule",
                                               live=self.schedules.keys)
+        self.watches = WatchMonitor()
         self.health = Health(options.identity, lambda: api.last_success, leading,
                              lambda: self.elector.holder if options.leader_election else options.identity,
-                             lambda: len(self.queue), options.stale_after)
+                             lambda: len(self.queue), options.stale_after, self.watches.problems)
         self._stopped = threading.Event()
 
     def serve_endpoints(self) -> None:
@@ -76,6 +78,7 @@ class Runtime:
         self.metrics.api_requests.set_function(lambda: self.api.calls)
         self.metrics.leader.set_function(lambda: 1 if self.health.leading() else 0)
         self.metrics.watch_phases(self.world.phase_counts)
+        self.metrics.watch_restarts(self.watches.restarts)
 
     def start(self) -> None:
         self.controller.start(self.options.safety_seconds)

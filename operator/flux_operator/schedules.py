@@ -12,10 +12,17 @@ from typing import Any
 
 import pydantic
 from flux_api.errors import Failure
-from flux_api.names import REPLACED_BY_ANNOTATION, SCHEDULE_LABEL, UNSCHEDULE_REASON_ANNOTATION
+from flux_api import nesting
+from flux_api.names import (
+    REPLACED_BY_ANNOTATION,
+    SCHEDULE_LABEL,
+    SCHEDULED_AT_ANNOTATION,
+    UNSCHEDULE_REASON_ANNOTATION,
+)
 from flux_api.schedule import Schedule
-from flux_api.timefmt import utcnow
+from flux_api.timefmt import parse_time, utcnow
 
+from flux_operator import payloads
 from flux_operator import scheduling as plan
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.reconcile import Result
@@ -37,8 +44,7 @@ class ScheduleStore:
         with self._lock:
             old = self._raw.get(key)
             if old is None or _not_older(raw, old):
-                self._raw[key] = {k: raw[k] for k in ("apiVersion", "kind", "metadata", "spec", "status")
-                                  if raw.get(k) is not None}
+                self._raw[key] = trim_schedule(raw)
         return key
 
     def gone(self, raw: dict[str, Any]) -> Key:
@@ -56,6 +62,24 @@ class ScheduleStore:
     def keys(self) -> list[Key]:
         with self._lock:
             return list(self._raw)
+
+
+TEMPLATE = "spec.executionTemplate"
+
+
+def trim_schedule(raw: dict[str, Any]) -> dict[str, Any]:
+    """What decisions read of a Schedule: its template only when small (payloads.py); else just the workflow
+    (the model needs one), the rest read from the server when a run is started."""
+    meta = payloads.metadata(raw.get("metadata") or {})
+    spec = dict(raw.get("spec") or {})
+    template = spec.get("executionTemplate")
+    if isinstance(template, dict) and (kept := payloads.shrink(template)) is not template:
+        meta.setdefault(payloads.KEPT_OUT, {})[TEMPLATE] = nesting.elided(kept)
+        spec["executionTemplate"] = {"spec": {"workflow": (template.get("spec") or {}).get("workflow")}}
+    trimmed = {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"), "metadata": meta, "spec": spec}
+    if raw.get("status") is not None:
+        trimmed["status"] = raw["status"]
+    return trimmed
 
 
 def _not_older(new: dict[str, Any], old: dict[str, Any]) -> bool:
@@ -77,6 +101,7 @@ def schedule_of(raw_execution: dict[str, Any]) -> Key | None:
 class ScheduleReconciler:
     def __init__(self, store: ScheduleStore, world: World, api: KubeApi, clock=utcnow) -> None:
         self.store, self.world, self.api, self.clock = store, world, api, clock
+        self._said: set[tuple[str | None, str | None]] = set()  # (uid, resourceVersion) told InvalidTemplate
 
     def reconcile(self, key: Key) -> Result:
         raw = self.store.get(key)
@@ -87,10 +112,17 @@ class ScheduleReconciler:
         except pydantic.ValidationError as err:
             log.error("schedule %s/%s does not parse, left alone: %s", *key, err.errors()[0]["msg"])
             return Result()
+        ns, name = key
+        if (problem := payloads.depth_problem(schedule.metadata, TEMPLATE)) is not None:
+            self._invalid_template(raw, problem)
+            return Result()
         runs = self.world.runs_of(key, schedule.metadata.get("uid"))
         decision = plan.decide_schedule(schedule, runs, self.clock())
-        ns, name = key
         for action in decision.actions:
+            if isinstance(action, plan.CreateRun) and payloads.kept_out(schedule.metadata, TEMPLATE):
+                action = self._with_stored_template(raw, action)
+                if action is None:
+                    return Result()
             match action:
                 case plan.ReplaceRun(name=run, reason=reason):
                     self.api.patch_execution(ns, run, {"metadata": {"annotations": {REPLACED_BY_ANNOTATION: name}},
@@ -105,12 +137,7 @@ class ScheduleReconciler:
                                                                                      reason[:1024]}},
                                                        "spec": {"suspend": True}})
                 case plan.ScheduleEvent(reason=reason, message=message, type=type_):
-                    meta = raw["metadata"]
-                    involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
-                                "name": name, "namespace": ns, "uid": meta.get("uid", ""),
-                                "resourceVersion": meta.get("resourceVersion", "")}
-                    self.api.emit_event(involved, f"{name}.{meta.get('uid', '')[:8]}.{reason.lower()}", type_,
-                                        reason, message)
+                    self._event(raw, reason, message, type_)
                 case plan.PatchScheduleStatus(patch=patch):
                     try:
                         written = self.api.patch_schedule_status(ns, name, patch, raw["metadata"].get("resourceVersion"))
@@ -123,3 +150,35 @@ class ScheduleReconciler:
                         return Result(requeue_after=0)
                     self.store.seen(written)
         return Result(requeue_after=decision.requeue_after)
+
+    def _event(self, raw: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
+        meta = raw["metadata"]
+        involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
+                    "name": meta.get("name", ""), "namespace": meta.get("namespace", ""), "uid": meta.get("uid", ""),
+                    "resourceVersion": meta.get("resourceVersion", "")}
+        self.api.emit_event(involved, f"{meta.get('name')}.{meta.get('uid', '')[:8]}.{reason.lower()}", type_,
+                            reason, message)
+
+    def _invalid_template(self, raw: dict[str, Any], problem: str) -> None:
+        meta = raw["metadata"]
+        said = (meta.get("uid"), meta.get("resourceVersion"))
+        if said in self._said:
+            return  # once per version of the Schedule, not at every safety pass
+        self._said.add(said)
+        log.error("schedule %s/%s starts no run: %s", raw["metadata"].get("namespace"), raw["metadata"].get("name"),
+                  problem)
+        self._event(raw, "InvalidTemplate", f"no run is started: {problem}", "Warning")
+
+    def _with_stored_template(self, raw: dict[str, Any], action: plan.CreateRun) -> plan.CreateRun | None:
+        """The run's body from the template as stored (the store keeps a large one only as a stub)."""
+        meta = raw["metadata"]
+        stored = self.api.get_schedule(meta.get("namespace", ""), meta.get("name", ""))
+        if stored is None or (stored.get("metadata") or {}).get("uid") != meta.get("uid"):
+            return None  # gone meanwhile: its DELETED event follows
+        kept = payloads.shrink((stored.get("spec") or {}).get("executionTemplate"))
+        if payloads.is_deep_stub(kept):
+            self._invalid_template(raw, f"{TEMPLATE} nests deeper than {nesting.PAYLOAD_DEPTH} levels")
+            return None
+        schedule = Schedule.model_validate(stored)
+        moment = parse_time(action.body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION])
+        return plan.CreateRun(action.name, plan.run_body(schedule, action.name, moment))

@@ -1,7 +1,8 @@
 """What the watches delivered, kept small: the operator decides from this, never from fresh reads.
 
-Each Execution is kept as a trimmed copy (no input, no step records, no managed fields: decide()
-needs none of them), each runner pod as a PodView, and children by their parent. Writes the
+Each Execution is kept as a trimmed copy (no input, no step records or data, no managed fields:
+decide() needs none of them; large or deep payloads as stubs, payloads.py), each runner pod as a
+PodView, and children by their parent. Writes the
 operator makes feed their answers back in, so its own next decision never sees its past.
 """
 
@@ -16,25 +17,35 @@ from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
 from flux_api.names import SCHEDULE_LABEL
 from flux_api.timefmt import format_time
 
+from flux_operator import payloads
 from flux_operator.actions import PodView
 from flux_operator.observing import CANCEL_REQUESTED_AT, first_cancel_time
 
 Key = tuple[str, str]  # (namespace, execution name)
 
-_KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "labels", "annotations",
-                  "creationTimestamp", "deletionTimestamp", "ownerReferences")
+# The typed spec fields passed on to the runner pod and children, kept only when small (payloads.py).
+KEPT_OUT_SPEC = ("podTemplate", "image")
+
+
 def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
-    """The part of an Execution that decisions read. The rest stays on the server."""
+    """The part of an Execution that decisions read, bounded in size. The rest stays on the server."""
     meta = raw.get("metadata") or {}
-    kept_meta = {k: meta[k] for k in _KEPT_METADATA if k in meta}
+    kept_meta = payloads.metadata(meta)
     requested = first_cancel_time(meta.get("managedFields"))
     if requested:
         kept_meta[CANCEL_REQUESTED_AT] = format_time(requested)
     spec = {k: v for k, v in (raw.get("spec") or {}).items() if k != "input"}
+    for field in KEPT_OUT_SPEC:
+        payloads.keep_out(spec, field, f"spec.{field}", kept_meta)
     status = dict(raw.get("status") or {})
     checkpoint = status.get("checkpoint")
     if isinstance(checkpoint, dict):
-        status["checkpoint"] = {k: v for k, v in checkpoint.items() if k not in ("steps", "data")}
+        status["checkpoint"] = {k: payloads.shrink(v) if k == "result" else v for k, v in checkpoint.items()
+                                if k not in ("steps", "data", "results")}
+    for field, value in (("spawnRequests", "input"), ("children", "result")):
+        if isinstance(status.get(field), list):
+            status[field] = [{**item, value: payloads.shrink(item[value])}
+                             if isinstance(item, dict) and value in item else item for item in status[field]]
     return {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"), "metadata": kept_meta,
             "spec": spec, "status": status}
 

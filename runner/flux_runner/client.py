@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from flux_api import GROUP, PLURAL, VERSION
+from flux_api import GROUP, PLURAL, VERSION, nesting
 from flux_api.errors import Failure, classify, is_transient
 
 from flux_runner.errors import (
@@ -169,7 +169,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = nesting.loads(response.content)  # never RecursionError, whatever the object's nesting
     except ValueError as exc:
         raise ApiError(f"the API server answered with invalid JSON: {exc}", response.status_code) from exc
     if not isinstance(body, dict):
@@ -180,7 +180,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
 def _error(method: str, path: str, response: httpx.Response, error_type: type[ApiError] | None = None) -> ApiError:
     # The API server explains itself in a metav1.Status; fall back to the raw text.
     try:
-        reason = response.json().get("message") or response.text
+        reason = nesting.loads(response.content).get("message") or response.text
     except (ValueError, AttributeError):
         reason = response.text
     error_type = error_type or _ERRORS_BY_KIND.get(classify(response.status_code, str(reason)), ApiError)

@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from flux_api import TERMINAL_PHASES, Checkpoint, Phase, StepRecord
+from flux_api import TERMINAL_PHASES, Checkpoint, Phase, StepRecord, nesting
 from flux_api.ledger import Ledger
 from flux_api.timefmt import now_text
 from flux_api.types import CHECKPOINT_BUDGET, RECENT_STEPS
@@ -22,6 +22,12 @@ def recorded_checkpoint(execution: dict[str, Any]) -> Checkpoint | None:
     raw = (execution.get("status") or {}).get("checkpoint")
     if raw is None:
         return None
+    # What a restarted runner reads back and writes again (a forger may have put anything there), each
+    # with the levels above its values: results {name: value}, steps [{"result": value}].
+    for field, above in (("data", 0), ("result", 0), ("results", 1), ("steps", 2)):
+        if isinstance(raw, dict) and (problem := nesting.nesting_problem(raw.get(field), f"status.checkpoint.{field}",
+                                                                          above)):
+            raise InvalidSpec(problem)
     try:
         return Checkpoint.model_validate(raw)
     except ValidationError as exc:

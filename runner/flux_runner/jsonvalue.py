@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flux_api import nesting
+
 from flux_runner.errors import NotJsonSerialisable
 
 
@@ -13,6 +15,8 @@ def json_value(value: Any, what: str) -> Any:
 
     Returning the round-tripped value makes a first run and a replay after restart see the same thing.
     """
+    if (problem := nesting.nesting_problem(value, what)) is not None:
+        raise NotJsonSerialisable(problem)  # before json.dumps, which would recurse as deep as the value
     try:
         # allow_nan=False: NaN and Infinity are not JSON and the API server rejects them.
         return json.loads(json.dumps(value, allow_nan=False))

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flux_api import ExecutionSpec
+from flux_api import ExecutionSpec, nesting
 from pydantic import ValidationError
 
 from flux_runner.errors import InvalidSpec, WorkflowLoadError
@@ -24,6 +24,8 @@ def parse_spec(execution: dict[str, Any]) -> ExecutionSpec:
     given = spec.get("input", {})
     if given is not None and not isinstance(given, dict):
         raise InvalidSpec(f"spec.input must be a JSON object, got {json_type(given)}")
+    if (problem := nesting.nesting_problem(given, "spec.input")) is not None:
+        raise InvalidSpec(problem)
     try:
         return ExecutionSpec.model_validate(spec)
     except ValidationError as exc:

@@ -1,0 +1,45 @@
+"""Where kopf's bytes become objects: through flux_api.nesting, so no object kills a watch.
+
+kopf 1.45.2 decodes every watch line with `json.loads` and every other answer (the initial listing
+included) with aiohttp's `response.json()`. An object nested a few thousand levels deep, which the API
+server accepts, makes both raise RecursionError: the watcher task dies, kopf stops the whole operator,
+and after a restart the listing fails on the same object. `install()` points both at `nesting.loads`,
+which decodes anything the API server sends and replaces what is nested too deep with a small stub
+before any code (kopf's, ours) could recurse into it. kopf is pinned: tests/operator/test_boundary.py
+drives kopf's own stream and listing code through this, so an upgrade that moves them fails there.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from flux_api import nesting
+from kopf._cogs.clients import api as kopf_api
+
+_INSTALLED = "_flux_bounded_decoding"
+
+
+def _answer(method: str):
+    async def call(url: str, **kwargs: Any) -> Any:
+        response = await kopf_api.request(method, url, **kwargs)
+        async with response:
+            body = await response.read()
+        return nesting.loads(body) if body.strip() else None
+
+    call.__name__ = call.__qualname__ = method
+    return call
+
+
+def install() -> None:
+    """Idempotent; before kopf starts."""
+    if getattr(kopf_api, _INSTALLED, False):
+        return
+    for name in ("request", "stream", "get", "post", "patch", "delete"):
+        if not callable(getattr(kopf_api, name, None)):
+            raise RuntimeError(f"kopf changed: kopf._cogs.clients.api.{name} is gone; see flux_operator/boundary.py")
+    # `stream` reads `json.loads` from its module at call time: only that name is replaced there.
+    kopf_api.json = SimpleNamespace(loads=nesting.loads)
+    for method in ("get", "post", "patch", "delete"):
+        setattr(kopf_api, method, _answer(method))
+    setattr(kopf_api, _INSTALLED, True)

@@ -1,0 +1,115 @@
+"""flux_api.nesting: anything the API server admits decodes, without recursion, and deep parts become stubs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+import pytest
+from flux_api import nesting
+
+pytestmark = pytest.mark.unit
+
+DEPTH = 9_990  # as deep as an Execution's spec.input can be under the API server's 10,000
+
+
+def nested_text(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+def nested_value(depth: int, leaf=1):
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_the_stdlib_decoder_dies_where_the_api_server_does_not() -> None:
+    """Why the module exists: the API server accepts this, json.loads does not."""
+    with pytest.raises(RecursionError):
+        json.loads(nested_text(DEPTH))
+
+
+def test_an_object_as_deep_as_the_api_server_admits_decodes_with_its_deep_part_as_a_stub() -> None:
+    text = '{"spec": {"workflow": "a:b", "input": {"deep": %s}}, "status": {"phase": "Pending"}}' % nested_text(DEPTH)
+    obj = nesting.loads(text.encode())
+    assert obj["spec"]["workflow"] == "a:b" and obj["status"] == {"phase": "Pending"}
+    node, levels = obj["spec"]["input"]["deep"], 4  # the root is level 1
+    while nesting.elided(node) is None:
+        node, levels = node[0], levels + 1
+    assert levels == nesting.DECODE_DEPTH + 1, "cut just below the decode depth"
+    stub = nesting.elided(node)
+    assert stub["reason"] == "depth" and stub["levels"] == 3 + DEPTH - nesting.DECODE_DEPTH
+    assert stub["bytes"] == 2 * stub["levels"] + 1
+    assert nesting.depth(obj) == 3 + DEPTH, "a stub counts as the depth it stands for"
+
+
+def test_deep_objects_and_mixed_nesting_with_brackets_inside_strings() -> None:
+    deep_dict = '{"a":' * 5000 + '"]]]}}}\\"[{"' + "}" * 5000
+    text = '{"x": ["[", "{\\"", %s, "\\\\"], "y": %s}' % (deep_dict, nested_text(3000, '"}]"'))
+    obj = nesting.loads(text)
+    assert obj["x"][0] == "[" and obj["x"][1] == '{"' and obj["x"][3] == "\\"
+    assert nesting.depth(obj["x"][2]) == 5000 and nesting.depth(obj["y"]) == 3000
+
+
+def test_everything_shallow_decodes_exactly_as_json_does() -> None:
+    value = {"unicode": "grüße ☃ \u0000 😀", "numbers": [0, -1, 1.5e300, 12345678901234567890],
+             "literals": [True, False, None], "escapes": "a\"b\\c\n\t/", "empty": [{}, [], ""],
+             "nested": nested_value(nesting.DECODE_DEPTH - 2, {"leaf": "[]{}"})}
+    for text in (json.dumps(value), json.dumps(value, indent=2), json.dumps(value, ensure_ascii=False)):
+        assert nesting.loads(text) == json.loads(text)
+        assert nesting.loads(text.encode()) == json.loads(text)
+
+
+def test_text_that_is_not_json_is_a_value_error_at_any_depth() -> None:
+    for text in ("", "{", nested_text(DEPTH)[:-1], nested_text(DEPTH) + "]", '{"a": [}' + "]" * 200,
+                 "[" * 200 + "]" * 199 + "x]"):
+        with pytest.raises(ValueError):
+            nesting.loads(text)
+    # What lies inside a part nested too deep is never decoded, so never checked (the API server sent it).
+    assert nesting.elided(nesting.loads("[" * 200 + "x" + "]" * 200, max_depth=2)[0][0]) is not None
+
+
+def test_nothing_recurses_even_on_a_thread_with_a_small_stack() -> None:
+    """Decoding, measuring and checking run on a 256 KiB stack, where any recursion per level would crash."""
+    found: dict = {}
+
+    def work() -> None:
+        obj = nesting.loads('{"v": %s}' % nested_text(DEPTH))
+        found["depth"] = nesting.depth(obj)
+        found["too_deep"] = nesting.too_deep(nested_value(200_000))
+
+    previous = threading.stack_size(256 * 1024)
+    try:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(previous)
+    assert found == {"depth": DEPTH + 1, "too_deep": True}
+
+
+def test_depth_and_the_payload_limit() -> None:
+    assert [nesting.depth(v) for v in (1, "x", None, [], {}, [[]], {"a": {"b": [1]}})] == [0, 0, 0, 1, 1, 2, 3]
+    assert not nesting.too_deep(nested_value(nesting.PAYLOAD_DEPTH))
+    assert nesting.too_deep(nested_value(nesting.PAYLOAD_DEPTH + 1))
+    assert nesting.depth(nested_value(100_000), limit=10) == 11, "stops counting past the limit"
+    problem = nesting.nesting_problem({"a": nested_value(nesting.PAYLOAD_DEPTH)}, "spec.input")
+    assert problem == f"spec.input nests deeper than {nesting.PAYLOAD_DEPTH} levels: Flux passes on at most " \
+                      f"{nesting.PAYLOAD_DEPTH}"
+    assert nesting.nesting_problem({"a": 1}, "spec.input") is None
+
+
+def test_the_decode_depth_leaves_room_for_every_payload_below_its_place() -> None:
+    """A payload sits at most 7 levels down (a list answer: items, item, status, children, entry, result):
+    one within the payload limit is never cut by the decoder, so the roles agree on what is too deep."""
+    assert nesting.PAYLOAD_DEPTH + 7 < nesting.DECODE_DEPTH
+    listing = {"items": [{"status": {"children": [{"result": nested_value(nesting.PAYLOAD_DEPTH)}]}}]}
+    assert nesting.loads(json.dumps(listing)) == listing
+
+
+def test_the_recursion_limit_is_untouched() -> None:
+    before = sys.getrecursionlimit()
+    nesting.loads(nested_text(DEPTH))
+    assert sys.getrecursionlimit() == before

@@ -1,0 +1,201 @@
+"""A watch that stops is restarted, and one that cannot be makes /healthz red (flux_operator/watches.py).
+
+kopf's own watcher (queueing.watcher) runs here against a local HTTP server shaped like the API server's
+list and watch answers, which first sends an ERROR event kopf cannot continue from: without supervision
+that watcher task dies (and kopf stops the operator). The cluster fault tests do it with a real API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import kopf
+import pytest
+from aiohttp import web
+from flux_operator import boundary, watches
+from flux_operator.health import Health
+from kopf._cogs.clients import auth
+from kopf._cogs.clients.errors import APIForbiddenError
+from kopf._cogs.clients import watching as kopf_watching
+from kopf._core.reactor import queueing
+from kopf._cogs.structs import credentials, references
+
+pytestmark = pytest.mark.unit
+
+RESOURCE = references.Resource("workflows.flux.dev", "v1alpha1", "executions", namespaced=True)
+KEY = "executions@ns"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stream_failing_or_silent_too_long_is_a_problem_and_life_clears_it() -> None:
+    clock = Clock()
+    monitor = watches.WatchMonitor(clock, silent_after=200, failing_after=60)
+    monitor.started(KEY)
+    clock.now += 199
+    assert monitor.problems() == {}
+    clock.now += 2
+    assert monitor.problems() == {KEY: "no event or bookmark for 201s"}
+    monitor.alive(KEY)
+    monitor.failed(KEY, "APIForbiddenError: watch executions is forbidden")
+    clock.now += 59
+    assert monitor.problems() == {}, "a failure gets a minute to heal by a restart"
+    monitor.failed(KEY, "APIForbiddenError: still")
+    clock.now += 2
+    assert monitor.problems() == {KEY: "failing for 61s (2 restarts): APIForbiddenError: still"}
+    monitor.alive(KEY)
+    assert monitor.problems() == {} and monitor.restarts() == {KEY: 2}
+    monitor.stopped(KEY)
+    clock.now += 10_000
+    assert monitor.problems() == {}, "a stream kopf stopped on purpose (a namespace gone) is no problem"
+
+
+def test_health_is_red_with_the_streams_problem() -> None:
+    monitor = watches.WatchMonitor(Clock(), silent_after=0)
+    monitor.started(KEY)
+    monitor._streams[KEY].life -= 1
+    health = Health("me", lambda: float("inf"), lambda: True, lambda: "me", lambda: 0, watches=monitor.problems)
+    ok, body = health.report()
+    assert not ok and body["problems"]["watches"] == f"watch {KEY}: no event or bookmark for 1s"
+
+
+async def _supervised(watcher, monitor, **options) -> asyncio.Task:
+    return asyncio.create_task(watches.supervise(watcher, monitor, resource=RESOURCE, namespace="ns", **options))
+
+
+def test_a_watcher_that_fails_or_ends_is_restarted_and_one_silent_too_long_too() -> None:
+    async def scenario() -> tuple[list[str], dict]:
+        monitor, runs = watches.WatchMonitor(), []
+
+        async def watcher(**_) -> None:
+            runs.append(f"run {len(runs) + 1}")
+            if len(runs) == 1:
+                raise RuntimeError("Event processing has failed with an unrecoverable error")
+            if len(runs) == 2:
+                return
+            monitor.alive(KEY)
+            await asyncio.sleep(3600)  # then silent: restarted after restart_after
+
+        task = await _supervised(watcher, monitor, backoff=(0.01,), restart_after=0.3, check_every=0.05)
+        await asyncio.sleep(0.8)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return runs, monitor.restarts()
+
+    runs, restarts = asyncio.run(scenario())
+    assert runs[:4] == ["run 1", "run 2", "run 3", "run 4"], "failed, ended, silent: each one restarted"
+    assert restarts == {}, "the stream is forgotten once its supervisor is cancelled (kopf stopping it)"
+
+
+def test_a_forbidden_observer_is_left_to_kopf() -> None:
+    async def scenario() -> None:
+        async def watcher(**_) -> None:
+            raise APIForbiddenError({"message": "forbidden"}, status=403, headers={})
+
+        await asyncio.wait_for(watches.supervise(watcher, watches.WatchMonitor(), passthrough=(APIForbiddenError,),
+                                                 resource=RESOURCE, namespace=None), timeout=10)
+
+    with pytest.raises(APIForbiddenError):
+        asyncio.run(scenario())
+
+
+async def api_server(watches_served: list[str], over: asyncio.Event | None = None):
+    """An empty list, then watches: the first sends an ERROR event other than 410 (kopf raises WatchingError,
+    its watcher task dies), the next an ADDED event, and stays open."""
+    async def executions(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            return web.json_response({"kind": "ExecutionList", "metadata": {"resourceVersion": "5"}, "items": []})
+        response = web.StreamResponse()
+        await response.prepare(request)
+        watches_served.append(request.query.get("resourceVersion", ""))
+        if len(watches_served) == 1:
+            event = {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "internal error"}}
+        else:
+            event = {"type": "ADDED", "object": {"kind": "Execution", "metadata": {
+                "name": "x", "namespace": "ns", "uid": "u", "resourceVersion": "6"}}}
+        await response.write(json.dumps(event).encode() + b"\n")
+        if len(watches_served) > 1 and over is not None:
+            await over.wait()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/apis/workflows.flux.dev/v1alpha1/namespaces/ns/executions", executions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+
+def test_kopfs_own_watcher_dies_on_an_error_event_and_is_restarted() -> None:
+    async def scenario() -> tuple[list, list, dict]:
+        served: list[str] = []
+        over = asyncio.Event()
+        runner, server = await api_server(served, over)
+        vault = credentials.Vault()
+        await vault.populate({"test": credentials.ConnectionInfo(server=server)})
+        auth.vault_var.set(vault)
+        settings = kopf.OperatorSettings()
+        settings.watching.reconnect_backoff = 0.01
+        processed: list = []
+
+        async def processor(*, raw_event, **_) -> None:
+            processed.append((raw_event["type"], raw_event["object"]["metadata"]["name"]))
+
+        monitor = watches.WatchMonitor()
+        watches.install(monitor)
+        boundary.install()
+        task = asyncio.create_task(queueing.watcher(settings=settings, resource=RESOURCE, namespace="ns",
+                                                    processor=processor))
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if processed:
+                break
+        restarts = monitor.restarts()
+        over.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await vault.close()
+        await runner.cleanup()
+        return processed, served, restarts
+
+    processed, served, restarts = asyncio.run(scenario())
+    assert processed == [("ADDED", "x")], "the restarted watcher listed again and delivered the event"
+    assert len(served) == 2 and restarts == {KEY: 1}
+    assert queueing.watcher is not watches._kopf_watcher and kopf_watching.infinite_watch.__name__ == "watch"
+
+
+def test_without_supervision_kopfs_watcher_task_dies_on_that_event() -> None:
+    """The failure supervise() answers, shown on kopf's own watcher: the task ends with WatchingError."""
+    async def scenario() -> BaseException | None:
+        served: list[str] = []
+        runner, server = await api_server(served)
+        vault = credentials.Vault()
+        await vault.populate({"test": credentials.ConnectionInfo(server=server)})
+        auth.vault_var.set(vault)
+
+        async def processor(**_) -> None:
+            pass
+
+        watches.install(watches.WatchMonitor())
+        original = watches._kopf_watcher
+        task = asyncio.create_task(original(settings=kopf.OperatorSettings(), resource=RESOURCE, namespace="ns",
+                                            processor=processor))
+        done, _ = await asyncio.wait({task}, timeout=10)
+        await vault.close()
+        await runner.cleanup()
+        return task.exception() if done else None
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, kopf_watching.WatchingError)
+
+
+logging.getLogger("kopf").setLevel(logging.CRITICAL)
