@@ -37,7 +37,9 @@ class Executions:
         return nesting.loads(response.data)
 
     def patch(self, name: str, body: dict) -> dict:
-        return self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, body)
+        response = self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, body,
+                                                              _preload_content=False)
+        return nesting.loads(response.data)
 
     def cancel(self, name: str, reason: str = "test", **extra: Any) -> dict:
         return self.patch(name, {"spec": {"cancel": {"reason": reason, **extra}}})

@@ -222,3 +222,43 @@ def as_runner(kubeconfig: Path, namespace: str, execution: str) -> client.ApiCli
     api = api_client(kubeconfig)
     api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:flux-runner-{execution}")
     return api
+
+
+# What the operator may do in one namespace: the chart's application rules (charts/flux-operator/templates/
+# _helpers.tpl) as a Role, with Events and the leader Lease.
+OPERATOR_RULES = [
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch", "update", "create",
+                                                           "delete"]},
+    {"apiGroups": [GROUP], "resources": ["schedules"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status", "schedules/status"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/finalizers", "schedules/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch", "create", "delete",
+                                                                     "patch"]},
+    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+     "verbs": ["get", "list", "watch", "create", "delete", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+]
+
+
+def operator_account(api: client.ApiClient, layout: Layout, namespace: str, account: str, path: Path,
+                     rules: list[dict] | None = None) -> Path:
+    """A ServiceAccount in `namespace` bound to a Role of `rules` (OPERATOR_RULES), and a kubeconfig that
+    authenticates as it with a token: an operator whose rights a test can take away."""
+    import yaml
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": rules or OPERATOR_RULES})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+    token = core.create_namespaced_service_account_token(
+        account, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    config = yaml.safe_load(layout.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -17,7 +17,14 @@ from typing import Any
 from flux_api import nesting
 from kopf._cogs.clients import api as kopf_api
 
+from flux_operator import memory
+
 _INSTALLED = "_flux_bounded_decoding"
+
+
+def _loads(data: bytes | str) -> Any:
+    memory.decoded(len(data))  # large answers leave freed heap behind: the trimmer returns it
+    return nesting.loads(data)
 
 
 def _answer(method: str):
@@ -25,7 +32,7 @@ def _answer(method: str):
         response = await kopf_api.request(method, url, **kwargs)
         async with response:
             body = await response.read()
-        return nesting.loads(body) if body.strip() else None
+        return _loads(body) if body.strip() else None
 
     call.__name__ = call.__qualname__ = method
     return call
@@ -39,7 +46,7 @@ def install() -> None:
         if not callable(getattr(kopf_api, name, None)):
             raise RuntimeError(f"kopf changed: kopf._cogs.clients.api.{name} is gone; see flux_operator/boundary.py")
     # `stream` reads `json.loads` from its module at call time: only that name is replaced there.
-    kopf_api.json = SimpleNamespace(loads=nesting.loads)
+    kopf_api.json = SimpleNamespace(loads=_loads)
     for method in ("get", "post", "patch", "delete"):
         setattr(kopf_api, method, _answer(method))
     setattr(kopf_api, _INSTALLED, True)

@@ -14,7 +14,7 @@ from flux_operator.kubeconfig import ClientConfig
 from flux_operator.schedules import schedule_of
 from flux_operator.watches import INACTIVITY_SECONDS
 
-LIST_CHUNK = 20
+LIST_CHUNK = 10
 
 log = logging.getLogger("flux_operator")
 
@@ -44,6 +44,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 270
     settings.watching.connect_timeout = 5
     settings.watching.inactivity_timeout = INACTIVITY_SECONDS  # no event, no bookmark: reconnect (watches.py)
+    # kopf retries a failed request (a 403 included) for 54 s before its watcher fails; watches.py restarts a
+    # failed watcher, and says so on /healthz, so a shorter round of retries shows a lasting problem sooner.
+    settings.networking.error_backoffs = (1, 2, 4, 8)
     # The initial listing in pages: a cold start holds at most this many objects' text at once, not every
     # object of the cluster (each up to the API server's ~1.5 MB limit).
     settings.watching.chunk_size = LIST_CHUNK

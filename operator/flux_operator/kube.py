@@ -19,6 +19,7 @@ from flux_api.errors import Failure, classify, is_transient
 from flux_api.names import SCHEDULE_PLURAL
 from flux_api.timefmt import now_text
 
+from flux_operator import memory
 from flux_operator.kubeconfig import ClientConfig, ConfigError
 
 # (connect, read) seconds: a hung connection fails the call instead of stalling a worker forever.
@@ -161,6 +162,7 @@ class KubeApi:
         if not response.is_success:
             raise status_error(response.status_code, response.text, response.reason_phrase)
         try:
+            memory.decoded(len(response.content))
             answer = nesting.loads(response.content)  # no object's nesting can make this raise RecursionError
         except ValueError as err:
             raise InvalidAnswer(f"{method} {path}: the answer is not JSON: {err}") from err

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from flux_api import GROUP, VERSION
 
+from flux_operator import memory
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
 from flux_operator.health import Health
@@ -81,6 +82,7 @@ class Runtime:
         self.metrics.watch_restarts(self.watches.restarts)
 
     def start(self) -> None:
+        memory.start_trimmer(self._stopped)
         self.controller.start(self.options.safety_seconds)
         self.schedule_controller.start(self.options.safety_seconds)
         if self.options.leader_election:

@@ -31,7 +31,7 @@ log = logging.getLogger("flux_operator")
 INACTIVITY_SECONDS = 70.0  # kopf's default: reconnect after this long without an event or a bookmark
 RESTART_AFTER = 2 * INACTIVITY_SECONDS + 10  # silent through one reconnect: list again in a new task
 SILENT_AFTER = 3 * INACTIVITY_SECONDS + 10  # and still silent: /healthz red
-FAILING_AFTER = 60.0  # failing without a sign of life this long: /healthz red
+FAILING_AFTER = 30.0  # failing (and restarted) without a sign of life this long: /healthz red
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 

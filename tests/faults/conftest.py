@@ -40,6 +40,10 @@ ROWS = [
     ("status-growth", "status growth to the budget", "CheckpointTooLarge once, no restart loop", "restarts"),
     ("recreate", "recreate under the same name", "new execution uses its own pod", "–"),
     ("eviction", "runner pod evicted mid-run", "resumes, no finished step re-run", "re-runs"),
+    ("watch-silent", "every open connection of the operator dies silently (its watches with them)",
+     "the watches are re-opened; an execution created meanwhile runs", "time to run it"),
+    ("watch-refused", "a watch cannot be re-opened (403 after an API server restart)",
+     "the operator lives; /healthz red naming it; heals once allowed", "time to red, to healed"),
 ]
 _KEYS = {row[0] for row in ROWS}
 _results: dict[str, dict] = {}

@@ -1,15 +1,27 @@
-"""Objects nested as deep as the API server admits (10,000 levels) must not stop the operator."""
+"""Objects nested as deep as the API server admits (10,000 levels), or padded to its size limit, must not stop
+the operator, nor make its memory grow with them.
+
+Every way in is tried: an Execution's spec.input (the tenant), its status.checkpoint.data and
+status.spawnRequests[].input (its runner, with the runner's own token), a Schedule's template (the tenant),
+and an operator (re)started while such objects exist, which must list them and carry on.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+
 import pytest
-from fluxtest import TERMINAL, manifest
-from fluxtest.faults import health, log_tail
+from flux_api import GROUP, PLURAL, VERSION
+from fluxtest import TERMINAL, manifest, wait_for
+from fluxtest.executions import longrun
+from fluxtest.faults import as_runner, health, log_tail
 
-DEPTH = 9_990  # the API server refuses JSON nested deeper than 10,000 levels; spec.input sits 2 below the root
+DEPTH = 9_990  # the API server refuses JSON nested deeper than 10,000 levels; each payload sits at most 5 below the root
 
 
-def nested_list(depth: int) -> str:
+def nested_list(depth: int = DEPTH) -> str:
     """JSON text of a list nested `depth` levels deep (built as text: no encoder recursion)."""
     return "[" * depth + "]" * depth
 
@@ -19,20 +31,160 @@ def deep_execution(name: str, depth: int = DEPTH) -> str:
             '"spec": {"workflow": "flux_examples.quick:main", "input": {"deep": %s}}}' % (name, nested_list(depth)))
 
 
-@pytest.mark.threat("deep-input", "an Execution whose spec.input is a list nested 9,990 levels deep",
-                    "the operator lives on; the bystander's execution runs; the deep one ends with a clear answer")
-@pytest.mark.timeout(240)
-def test_a_deeply_nested_input_does_not_stop_the_operator(tenant, bystander, operators, fx, result):
-    created = tenant.kubectl("create", "-f", "-", input=deep_execution("deep"))
-    assert created.returncode == 0, f"the API server refused it (then there is nothing to survive): {created.stderr}"
-    op = operators.start()
-    bystander.create(manifest("ordinary", "flux_examples.quick:main"))
-    ordinary = bystander.wait_phase("ordinary", *TERMINAL, timeout=90)
-    deep = fx.wait_phase("deep", *TERMINAL, timeout=90)
+def deep_schedule(name: str) -> str:
+    return ('{"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": "%s"}, '
+            '"spec": {"schedule": "* * * * *", "executionTemplate": {"spec": {"workflow": "flux_examples.quick:main", '
+            '"input": {"deep": %s}}}}}' % (name, nested_list()))
+
+
+def raw_request(api, method: str, path: str, text: str, content_type: str = "application/merge-patch+json") -> dict:
+    """Sends `text` as it is (the client would re-encode a body, recursing as deep as it goes), with the
+    client's credentials and impersonation headers."""
+    headers = {**api.default_headers, "Content-Type": content_type, "Accept": "application/json"}
+    answer = api.rest_client.pool_manager.request(method, api.configuration.host + path, body=text.encode(),
+                                                  headers=headers, timeout=150)
+    assert answer.status < 300, f"{method} {path}: {answer.status} {answer.data[:500]!r}"
+    return {"status": answer.status}
+
+
+def status_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+
+
+def quiet_runner(name: str) -> dict:
+    """A running execution whose runner writes no checkpoint for minutes. The API server needs seconds to
+    apply a 9,990-deep write and redoes it whenever another write lands first: against a runner that
+    checkpoints twice a second, the attacker's write never completes (504), and nothing is tested."""
+    return longrun(name, steps=10, seconds=600)
+
+
+def operator_lives(op, bystander, name: str) -> tuple[dict, int, dict]:
+    """An ordinary execution in another namespace runs to its end, and the operator is alive and green."""
+    bystander.create(manifest(name, "flux_examples.quick:main"))
+    ordinary = bystander.wait_phase(name, *TERMINAL, timeout=90)
     code, report = health(op)
-    result.figure(f"bystander {ordinary.get('phase')}; deep one {deep.get('phase')}: "
-                  f"{(deep.get('message') or '')[:120]!r}; operator healthz {code}")
     assert op.proc.poll() is None, f"the operator died: {log_tail(op)}"
     assert ordinary["phase"] == "Succeeded", ordinary
     assert code == 200, report
-    assert deep.get("message"), deep
+    return ordinary, code, report
+
+
+def plugin(kube_env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["kubectl-flux", *args], env=kube_env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.threat("deep-input", "an Execution whose spec.input is a list nested 9,990 levels deep",
+                    "the operator lives on; the bystander's execution runs; the deep one ends with a clear answer")
+@pytest.mark.timeout(240)
+def test_a_deeply_nested_input_does_not_stop_the_operator(tenant, bystander, operators, fx, result, kube_env):
+    created = tenant.kubectl("create", "-f", "-", input=deep_execution("deep"))
+    assert created.returncode == 0, f"the API server refused it (then there is nothing to survive): {created.stderr}"
+    op = operators.start()
+    ordinary, code, _ = operator_lives(op, bystander, "ordinary")
+    deep = fx.wait_phase("deep", *TERMINAL, timeout=90)
+    result.figure(f"bystander {ordinary.get('phase')}; deep one {deep.get('phase')}: "
+                  f"{(deep.get('message') or '')[:120]!r}; operator healthz {code}")
+    assert deep["phase"] == "Failed" and "spec.input nests deeper than 100 levels" in deep.get("message", ""), deep
+    shown = plugin(kube_env, "status", "deep", "-n", tenant.namespace)
+    listed = plugin(kube_env, "list", "-n", tenant.namespace, "-o", "json")
+    assert shown.returncode == 0 and "Failed" in shown.stdout, shown.stderr
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["name"] == "deep", listed.stderr
+    result.note("kubectl flux status and list show the deep execution (its deep part as a stub)")
+
+
+@pytest.mark.threat("deep-checkpoint", "a runner writes status.checkpoint.data nested 9,990 levels deep (its own token)",
+                    "the operator lives on; the bystander's execution runs; the attacked one can still be cancelled")
+@pytest.mark.timeout(240)
+def test_a_runners_deep_checkpoint_does_not_stop_the_operator(tenant, bystander, operators, fx, kubeconfig, result):
+    op = operators.start()
+    tenant.fx.create(quiet_runner("victim"))
+    fx.wait_phase("victim", "Running", timeout=90)
+    runner = as_runner(kubeconfig, tenant.namespace, "victim")
+    try:
+        raw_request(runner, "PATCH", status_path(tenant.namespace, "victim"),
+                    '{"status": {"checkpoint": {"state": "Running", "data": %s}}}' % nested_list())
+    finally:
+        runner.close()
+    ordinary, code, _ = operator_lives(op, bystander, "ordinary")
+    tenant.fx.cancel("victim", reason="after the deep checkpoint")
+    victim = fx.wait_phase("victim", *TERMINAL, timeout=90)
+    result.figure(f"bystander {ordinary['phase']}; attacked one {victim['phase']} "
+                  f"({(victim.get('cancellation') or {}).get('outcome')}); operator healthz {code}")
+    assert victim["phase"] == "Cancelled", victim
+
+
+@pytest.mark.threat("deep-spawn", "a runner asks for a child whose input is nested 9,990 levels deep (own token)",
+                    "the operator lives on; the bystander's execution runs; the child is refused with a clear error")
+@pytest.mark.timeout(240)
+def test_a_deep_spawn_request_is_refused_and_stops_nothing(tenant, bystander, operators, fx, kubeconfig, result):
+    op = operators.start()
+    tenant.fx.create(quiet_runner("parent"))
+    fx.wait_phase("parent", "Running", timeout=90)
+    runner = as_runner(kubeconfig, tenant.namespace, "parent")
+    try:
+        raw_request(runner, "PATCH", status_path(tenant.namespace, "parent"),
+                    '{"status": {"spawnRequests": [{"name": "parent-kid", "workflow": "flux_examples.quick:main", '
+                    '"input": {"deep": %s}}]}}' % nested_list())
+    finally:
+        runner.close()
+    ordinary, code, _ = operator_lives(op, bystander, "ordinary")
+
+    def refused():
+        children = fx.status("parent").get("children") or []
+        return children[0] if children and children[0].get("phase") == "Failed" else None
+
+    child = wait_for(refused, timeout=60, what="the deep spawn to be refused in status.children")
+    result.figure(f"bystander {ordinary['phase']}; child {child['phase']}: {child.get('error', '')[:100]!r}; "
+                  f"operator healthz {code}")
+    assert "its input nests deeper than 100 levels" in child["error"], child
+    assert not fx.exists("parent-kid")
+    assert "SpawnRefused" in fx.events("parent")
+    tenant.fx.cancel("parent", reason="done")
+
+
+@pytest.mark.threat("deep-schedule", "a Schedule whose executionTemplate input is nested 9,990 levels deep",
+                    "the operator lives on; the bystander's execution runs; the Schedule says why it starts no run")
+@pytest.mark.timeout(240)
+def test_a_deep_schedule_template_does_not_stop_the_operator(tenant, bystander, operators, fx, core, result):
+    created = tenant.kubectl("create", "-f", "-", input=deep_schedule("deep-cron"))
+    assert created.returncode == 0, f"the API server refused it: {created.stderr}"
+    op = operators.start()
+    ordinary, code, _ = operator_lives(op, bystander, "ordinary")
+
+    def told():
+        events = core.list_namespaced_event(tenant.namespace, field_selector="involvedObject.name=deep-cron").items
+        return next((e for e in events if e.reason == "InvalidTemplate"), None)
+
+    event = wait_for(told, timeout=90, what="an InvalidTemplate Event on the deep Schedule")
+    result.figure(f"bystander {ordinary['phase']}; Schedule: {event.message[:110]!r}; operator healthz {code}")
+    assert "nests deeper than 100 levels" in event.message
+    runs = tenant.custom.list_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL)["items"]
+    assert runs == [], "no run carries a stub instead of its input"
+
+
+@pytest.mark.threat("deep-restart", "the operator restarted while deep objects of every kind exist (cold listing)",
+                    "the restarted operator lists them and reconciles the bystander's new execution")
+@pytest.mark.timeout(300)
+def test_an_operator_restarted_among_deep_objects_carries_on(tenant, bystander, operators, fx, kubeconfig, result):
+    op = operators.start()
+    tenant.fx.create(quiet_runner("victim"))
+    fx.wait_phase("victim", "Running", timeout=90)
+    for text in (deep_execution("deep"), deep_schedule("deep-cron")):
+        assert tenant.kubectl("create", "-f", "-", input=text).returncode == 0
+    runner = as_runner(kubeconfig, tenant.namespace, "victim")
+    try:
+        raw_request(runner, "PATCH", status_path(tenant.namespace, "victim"),
+                    '{"status": {"spawnRequests": [{"name": "victim-kid", "workflow": "flux_examples.quick:main", '
+                    '"input": {"deep": %s}}]}}' % nested_list())
+    finally:
+        runner.close()
+    fx.wait_phase("deep", *TERMINAL, timeout=90)
+    op.stop(kill=True)
+    started = time.monotonic()
+    restarted = operators.start()
+    ordinary, code, _ = operator_lives(restarted, bystander, "after-restart")
+    seconds = time.monotonic() - started
+    result.figure(f"restarted among 3 deep objects: bystander {ordinary['phase']} {seconds:.0f}s after the start; "
+                  f"healthz {code}")
+    tenant.fx.cancel("victim", reason="done")
+    assert fx.wait_phase("victim", *TERMINAL, timeout=90)["phase"] == "Cancelled"

@@ -112,7 +112,7 @@ def test_install_is_idempotent_and_keeps_kopfs_request() -> None:
     get, request = api.get, api.request
     boundary.install()
     assert api.get is get and api.request is request
-    assert api.json.loads is nesting.loads
+    assert api.json.loads is boundary._loads
 
 
 logging.getLogger("kopf").setLevel(logging.WARNING)

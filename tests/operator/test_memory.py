@@ -19,3 +19,43 @@ def test_the_arena_limit_is_accepted_by_glibc() -> None:
 def test_no_c_library_means_no_limit_and_no_error(monkeypatch) -> None:
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     assert memory.limit_malloc_arenas() is False
+
+
+def test_decoding_much_collects_the_cycles_kopf_leaves_behind(monkeypatch) -> None:
+    """kopf's Body views refer back to the body: a cycle only the cyclic collector frees. After
+    COLLECT_AFTER_BYTES of decoded JSON it runs at once, whatever the count of new containers."""
+    collected = []
+    monkeypatch.setattr(memory.gc, "collect", lambda *a: collected.append(a) or 0)
+    monkeypatch.setattr(memory, "_uncollected", 0)
+    memory.decoded(memory.COLLECT_AFTER_BYTES - 1)
+    assert collected == []
+    memory.decoded(1)
+    assert len(collected) == 1 and memory._uncollected == 0
+
+
+def test_the_trimmer_collects_and_returns_free_pages_after_large_decodes(monkeypatch) -> None:
+    import threading
+    calls: list[str] = []
+    monkeypatch.setattr(memory.gc, "collect", lambda *a: calls.append("collect") or 0)
+    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append("trim") or True)
+    monkeypatch.setattr(memory, "_decoded", 0)
+    stopped = threading.Event()
+    thread = memory.start_trimmer(stopped, every=0.01, after=1000)
+    try:
+        threading.Event().wait(0.05)
+        assert calls == [], "nothing decoded: nothing to return"
+        memory.decoded(1000)
+        for _ in range(100):
+            if calls:
+                break
+            threading.Event().wait(0.01)
+        assert calls[:2] == ["collect", "trim"]
+    finally:
+        stopped.set()
+        thread.join(1)
+
+
+def test_free_pages_go_back_to_the_system_through_glibc() -> None:
+    garbage = [bytearray(64 * 1024) for _ in range(200)]  # 12.5 MB from the heap (under the mmap threshold)
+    del garbage
+    assert memory.release_free_memory() is True, "glibc says it returned memory"

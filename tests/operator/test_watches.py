@@ -38,7 +38,7 @@ class Clock:
 
 def test_a_stream_failing_or_silent_too_long_is_a_problem_and_life_clears_it() -> None:
     clock = Clock()
-    monitor = watches.WatchMonitor(clock, silent_after=200, failing_after=60)
+    monitor = watches.WatchMonitor(clock, silent_after=200, failing_after=60)  # (the defaults are shorter)
     monitor.started(KEY)
     clock.now += 199
     assert monitor.problems() == {}

@@ -1,0 +1,97 @@
+"""A dead watch is seen: a watch stream that goes silent is re-opened, and one that cannot be re-opened keeps
+the operator alive, turns /healthz red, and heals by itself once it can (flux_operator/watches.py).
+
+Both faults are real: the operator's connections to the API server die silently behind a proxy (as after
+a NAT or conntrack flush), and the operator's identity loses `watch` on Executions while the API server
+restarts, so every watch must be opened again and the one on Executions is refused.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from fluxtest import TERMINAL, manifest, wait_for
+from fluxtest.faults import health, log_tail, operator_account
+from kubernetes import client
+from localcluster.faults import BlackholeProxy, proxy_kubeconfig
+
+pytestmark = pytest.mark.faults
+
+INACTIVITY = 70  # flux_operator.watches.INACTIVITY_SECONDS: kopf re-opens a stream silent this long
+
+
+@pytest.mark.row("watch-silent")
+@pytest.mark.timeout(300)
+def test_a_silently_dead_watch_is_reopened(fx, operators, cluster, kube_env, tmp_path, result):
+    """Every connection the operator has open dies without a FIN or RST; new ones work. The watches are
+    re-opened within the inactivity timeout, and an execution created meanwhile is run."""
+    proxy = BlackholeProxy(cluster.ports.apiserver)
+    kubeconfig = proxy_kubeconfig(cluster, proxy.port, tmp_path / "through-proxy.kubeconfig")
+    op = operators.start(env={**kube_env, "KUBECONFIG": str(kubeconfig)})
+    try:
+        fx.create(manifest("before", "flux_examples.quick:main"))
+        fx.wait_phase("before", *TERMINAL, timeout=90)
+        proxy.drop()
+        time.sleep(1)
+        proxy.restore(abandon_held=True)  # what was open stays silent for good
+        cut = time.monotonic()
+        fx.create(manifest("after", "flux_examples.quick:main"))
+        after = fx.wait_phase("after", *TERMINAL, timeout=INACTIVITY + 90)
+        took = time.monotonic() - cut
+        code, report = health(op)
+        result.figure(f"an execution created after its watch died silently ran to {after['phase']} {took:.0f} s later "
+                      f"(kopf re-opens a silent stream after {INACTIVITY} s); healthz {code}")
+        assert op.proc.poll() is None, log_tail(op)
+        assert after["phase"] == "Succeeded", after
+        assert took < INACTIVITY + 60, f"{took:.0f} s"
+        assert code == 200, report
+    finally:
+        proxy.close()
+
+
+@pytest.mark.row("watch-refused")
+@pytest.mark.timeout(420)
+def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operators, namespace, cluster, api, faults,
+                                                                     kube_env, tmp_path, result):
+    """The operator runs as a ServiceAccount; `watch` on Executions is taken from it and the API server
+    restarts, so the stream must be opened again and is refused (403). Before, kopf's watcher task died and
+    took the whole operator down; now the operator lives, restarts the watch with backoff, turns /healthz
+    red naming it, and once `watch` is granted again runs what was created meanwhile."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    kubeconfig = operator_account(api, cluster, namespace, "weak-watcher", tmp_path / "operator.kubeconfig")
+    op = operators.start(env={**kube_env, "KUBECONFIG": str(kubeconfig)})
+    fx.create(manifest("before", "flux_examples.quick:main"))
+    assert fx.wait_phase("before", *TERMINAL, timeout=90)["phase"] == "Succeeded"
+
+    role = rbac.read_namespaced_role("weak-watcher", namespace)
+    rules = [r.to_dict() for r in role.rules]
+    no_watch = [{**r, "verbs": [v for v in r["verbs"] if v != "watch"]} if r["resources"] == ["executions"] else r
+                for r in rules]
+    rbac.patch_namespaced_role("weak-watcher", namespace, {"rules": no_watch})
+    faults.restart("kube-apiserver", sig=signal.SIGTERM, kill_after=5)
+    back = time.monotonic()
+    fx.create(manifest("meanwhile", "flux_examples.quick:main"))
+
+    def red():
+        code, report = health(op)
+        return report if code == 500 and "watches" in report.get("problems", {}) else None
+
+    report = wait_for(red, timeout=150, interval=1, what="/healthz red naming the refused watch")
+    red_after = time.monotonic() - back
+    assert op.proc.poll() is None, f"the operator died: {log_tail(op)}"
+    assert f"executions@{namespace}" in report["problems"]["watches"], report
+    assert fx.phase("meanwhile") is None, "nothing can have seen it"
+
+    rbac.patch_namespaced_role("weak-watcher", namespace, {"rules": rules})
+    granted = time.monotonic()
+    meanwhile = fx.wait_phase("meanwhile", *TERMINAL, timeout=120)
+    wait_for(lambda: health(op)[0] == 200, timeout=60, what="/healthz green again")
+    healed = time.monotonic() - granted
+    result.figure(f"operator alive; /healthz red {red_after:.0f} s after the API server came back refusing the "
+                  f"watch; green and the waiting execution {meanwhile['phase']} {healed:.0f} s after `watch` was "
+                  f"granted again")
+    result.note(f"/healthz said: {report['problems']['watches'][:200]}")
+    assert meanwhile["phase"] == "Succeeded", meanwhile
+    assert op.proc.poll() is None
