@@ -24,8 +24,9 @@ log = logging.getLogger("flux_operator")
 
 # Transient failures this many times in a row are worth an Event on the object, not only a log line.
 PERSISTENT_FAILURES = 5
-# What a malformed object can make decide() or a builder raise. A bug must not stop the other keys.
-POISON = (ValueError, TypeError, KeyError, AttributeError, OverflowError, pydantic.ValidationError)
+# What a malformed object can make decide() or a builder raise. A bug must not stop the other keys (nor kill
+# the worker thread: RecursionError too, although flux_api.nesting bounds every object's depth).
+POISON = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError, pydantic.ValidationError)
 
 
 class Controller:

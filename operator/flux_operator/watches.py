@@ -31,14 +31,20 @@ log = logging.getLogger("flux_operator")
 INACTIVITY_SECONDS = 70.0  # kopf's default: reconnect after this long without an event or a bookmark
 RESTART_AFTER = 2 * INACTIVITY_SECONDS + 10  # silent through one reconnect: list again in a new task
 SILENT_AFTER = 3 * INACTIVITY_SECONDS + 10  # and still silent: /healthz red
-FAILING_AFTER = 30.0  # failing (and restarted) without a sign of life this long: /healthz red
+# A failure that one restart mends is no problem. Failing again within RECOVERED_AFTER of the last failure
+# makes a series (a listing may succeed each time while the watch itself is refused); a series older than
+# FAILING_AFTER turns /healthz red, until RECOVERED_AFTER passes without a failure.
+RECOVERED_AFTER = 60.0
+FAILING_AFTER = 30.0
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 @dataclass
 class Stream:
     life: float  # monotonic: the last event, bookmark or listing (or the start)
-    failing_since: float | None = None
+    failing_since: float | None = None  # the first failure of the current series
+    last_failure: float = 0.0
+    failures: int = 0  # in the current series
     error: str = ""
     restarts: int = 0
 
@@ -47,28 +53,32 @@ class WatchMonitor:
     """Thread-safe: the event loop records, the health endpoint's thread reads."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, silent_after: float = SILENT_AFTER,
-                 failing_after: float = FAILING_AFTER) -> None:
+                 failing_after: float = FAILING_AFTER, recovered_after: float = RECOVERED_AFTER) -> None:
         self.clock, self.silent_after, self.failing_after = clock, silent_after, failing_after
+        self.recovered_after = recovered_after
         self._streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
 
     def started(self, key: str) -> None:
         with self._lock:
-            now = self.clock()
-            self._streams.setdefault(key, Stream(life=now))
+            self._streams.setdefault(key, Stream(life=self.clock()))
 
     def alive(self, key: str) -> None:
         with self._lock:
             stream = self._streams.get(key)
             if stream is not None:
-                stream.life, stream.failing_since, stream.error = self.clock(), None, ""
+                stream.life = self.clock()
 
     def failed(self, key: str, error: str) -> None:
         with self._lock:
             stream = self._streams.get(key)
-            if stream is not None:
-                stream.failing_since = stream.failing_since or self.clock()
-                stream.error, stream.restarts = error, stream.restarts + 1
+            if stream is None:
+                return
+            now = self.clock()
+            if stream.failing_since is None or now - stream.last_failure >= self.recovered_after:
+                stream.failing_since, stream.failures = now, 0
+            stream.last_failure, stream.failures, stream.error = now, stream.failures + 1, error
+            stream.restarts += 1
 
     def stopped(self, key: str) -> None:
         with self._lock:
@@ -79,19 +89,15 @@ class WatchMonitor:
             stream = self._streams.get(key)
             return self.clock() - stream.life if stream is not None else 0.0
 
-    def lived_since(self, key: str, moment: float) -> bool:
-        with self._lock:
-            stream = self._streams.get(key)
-            return stream is not None and stream.life > moment
-
     def problems(self) -> dict[str, str]:
         """{stream: why it is not working}, for the streams failing or silent too long."""
         now, found = self.clock(), {}
         with self._lock:
             for key, stream in self._streams.items():
-                if stream.failing_since is not None and now - stream.failing_since > self.failing_after:
+                series = stream.failing_since is not None and now - stream.last_failure < self.recovered_after
+                if series and stream.failures > 1 and now - stream.failing_since > self.failing_after:
                     found[key] = f"failing for {now - stream.failing_since:.0f}s " \
-                                 f"({stream.restarts} restarts): {stream.error}"
+                                 f"({stream.failures} failures): {stream.error}"
                 elif now - stream.life > self.silent_after:
                     found[key] = f"no event or bookmark for {now - stream.life:.0f}s"
         return found
@@ -121,7 +127,7 @@ async def supervise(watcher: Callable[..., Any], monitor: WatchMonitor, restart_
             if not task.cancelled() and isinstance(task.exception(), passthrough):
                 raise task.exception()
             monitor.failed(key, why)
-            attempt = 0 if monitor.lived_since(key, began) else attempt + 1
+            attempt = 0 if time.monotonic() - began >= monitor.recovered_after else attempt + 1
             delay = backoff[min(attempt, len(backoff) - 1)]
             log.error("watch %s stopped (%s); restarting it in %.0fs", key, why, delay)
             await asyncio.sleep(delay)

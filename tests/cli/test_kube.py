@@ -84,6 +84,7 @@ class FakeApi:
         self.requests: list[dict[str, Any]] = []
         self.after_patch: Callable[[dict[str, Any]], None] | None = None
         self.lock = threading.Lock()
+        self.splice: dict[str, str] = {}  # a string value in an object -> raw JSON text sent in its place
 
     def add(self, name: str, namespace: str = "team-a", phase: str | None = "Running", parent: str | None = None, **extra: Any) -> dict[str, Any]:
         labels = {PARENT_LABEL: parent} if parent else {}
@@ -121,7 +122,10 @@ def _handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _send(self, code: int, body: Any) -> None:
-            data = json.dumps(body).encode()
+            text = json.dumps(body)
+            for placeholder, raw in fake.splice.items():  # JSON too deep for json.dumps to make
+                text = text.replace(json.dumps(placeholder), raw)
+            data = text.encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -549,6 +553,26 @@ def test_cli_status_and_tree(fake: FakeApi, kubeconfig: Path) -> None:
     assert data["checkpoint"]["stepsCount"] == 1 and data["children"] == [{"name": "etl-1", "phase": "Pending", "result": None, "error": None}]
     tree = cli("tree", "etl", "--kubeconfig", str(kubeconfig))
     assert tree.stdout.splitlines() == ["etl  Running", "└── etl-1  Pending"]
+
+
+def test_cli_shows_objects_nested_as_deep_as_the_api_server_admits(fake: FakeApi, kubeconfig: Path) -> None:
+    """The client's own json.loads dies on them (RecursionError); the plugin decodes through flux_api.nesting
+    and shows the deep part as a short stub, in every verb that reads them."""
+    fake.splice["@deep@"] = "[" * 9_990 + "]" * 9_990
+    fake.add("deep", phase="Failed", spec={"input": {"deep": "@deep@"}},
+             status={"message": "spec.input nests deeper than 100 levels", "checkpoint": {"state": "Failed",
+                                                                                       "data": "@deep@"}})
+    fake.add("deep-kid", parent="deep", phase="Running")
+    status = cli("status", "deep", "--kubeconfig", str(kubeconfig))
+    assert status.exit_code == 0 and "spec.input nests deeper than 100 levels" in status.stdout, status.stderr
+    assert "not decoded" in status.stdout, "the checkpoint data shows as the stub"
+    data = json.loads(cli("status", "deep", "-o", "json", "--kubeconfig", str(kubeconfig)).stdout)
+    assert data["phase"] == "Failed"
+    for verb in (("list",), ("tree", "deep"), ("list", "-o", "json")):
+        shown = cli(*verb, "--kubeconfig", str(kubeconfig))
+        assert shown.exit_code == 0 and "deep" in shown.stdout, (verb, shown.stderr)
+    cancelled = cli("cancel", "deep-kid", "--kubeconfig", str(kubeconfig))
+    assert cancelled.exit_code == 0, cancelled.stderr
 
 
 def test_cli_errors_from_the_server_are_one_line(fake: FakeApi, kubeconfig: Path) -> None:
