@@ -123,7 +123,7 @@ async def supervise(watcher: Callable[..., Any], monitor: WatchMonitor, restart_
         while True:
             began = time.monotonic()
             task = asyncio.create_task(watcher(**kwargs), name=f"flux-supervised watcher for {key}")
-            why = await _until_over(task, monitor, key, restart_after, check_every)
+            why = await _until_over(task, monitor, key, began, restart_after, check_every)
             if not task.cancelled() and isinstance(task.exception(), passthrough):
                 raise task.exception()
             monitor.failed(key, why)
@@ -135,7 +135,7 @@ async def supervise(watcher: Callable[..., Any], monitor: WatchMonitor, restart_
         monitor.stopped(key)
 
 
-async def _until_over(task: asyncio.Task, monitor: WatchMonitor, key: str, restart_after: float,
+async def _until_over(task: asyncio.Task, monitor: WatchMonitor, key: str, began: float, restart_after: float,
                       check_every: float) -> str:
     """Waits for the watcher task to end (or cancels it once silent too long); says why it is over."""
     try:
@@ -143,7 +143,8 @@ async def _until_over(task: asyncio.Task, monitor: WatchMonitor, key: str, resta
             done, _ = await asyncio.wait({task}, timeout=check_every)
             if done:
                 break
-            silent = monitor.silent_for(key)
+            # Silent this long, and running this long: each new run gets its own time to list.
+            silent = min(monitor.silent_for(key), time.monotonic() - began)
             if silent > restart_after:
                 task.cancel()
                 await asyncio.wait({task})

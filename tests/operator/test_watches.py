@@ -120,6 +120,25 @@ def test_a_watcher_that_fails_or_ends_is_restarted_and_one_silent_too_long_too()
     assert restarts == {}, "the stream is forgotten once its supervisor is cancelled (kopf stopping it)"
 
 
+def test_a_run_that_never_hears_anything_is_restarted_once_per_restart_after_not_in_a_loop() -> None:
+    async def scenario() -> list[float]:
+        monitor, starts = watches.WatchMonitor(), []
+
+        async def watcher(**_) -> None:
+            starts.append(asyncio.get_running_loop().time())
+            await asyncio.sleep(3600)  # connects, lists nothing, hears nothing
+
+        task = await _supervised(watcher, monitor, backoff=(0.01,), restart_after=0.3, check_every=0.02)
+        await asyncio.sleep(1.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return starts
+
+    starts = asyncio.run(scenario())
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert 2 <= len(starts) <= 4 and all(gap >= 0.3 for gap in gaps), starts
+
+
 def test_a_forbidden_observer_is_left_to_kopf() -> None:
     async def scenario() -> None:
         async def watcher(**_) -> None:
