@@ -74,6 +74,7 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     fx.create(manifest("meanwhile", "flux_examples.quick:main"))
 
     def red():
+        assert op.proc.poll() is None, f"the operator died: {log_tail(op)}"
         code, report = health(op)
         return report if code == 500 and "watches" in report.get("problems", {}) else None
 
