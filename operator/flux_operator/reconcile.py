@@ -136,7 +136,6 @@ class Reconciler:
                 self.metrics.observe(action)
         return True
 
-
     # --- values the World keeps only as stubs (payloads.py): read once when an action needs them ---
 
     def _stored(self, ex, *fields: str, stub=None):
@@ -163,10 +162,9 @@ class Reconciler:
             if payloads.is_size_stub(entry.get("result")):
                 raw = self.api.get_execution(ns, entry["name"]) or {}
                 result = ((raw.get("status") or {}).get("checkpoint") or {}).get("result")
-                problem = payloads.value_problem(payloads.shrink(result), "its result")
-                entry = {**entry, "phase": "Failed", "error": problem} if problem else {**entry, "result": result}
-                if problem:
-                    entry.pop("result", None)
+                problem = payloads.value_problem(payloads.shrink(result), "its result")  # grown deep since
+                entry = {**{k: v for k, v in entry.items() if k != "result"}, "phase": "Failed", "error": problem} \
+                    if problem else {**entry, "result": result}
             resolved.append(entry)
         return {**patch, "children": resolved}
 

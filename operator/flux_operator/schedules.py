@@ -11,8 +11,8 @@ import threading
 from typing import Any
 
 import pydantic
-from flux_api.errors import Failure
 from flux_api import nesting
+from flux_api.errors import Failure
 from flux_api.names import (
     REPLACED_BY_ANNOTATION,
     SCHEDULE_LABEL,
