@@ -16,7 +16,8 @@ executions with activeDeadlineSeconds 20, 21, ... and `--fairness-cancels` to ca
 measures from a watch:
   start     the create call -> Running delivered
   cancel    the merge PATCH of spec.cancel -> Cancelling delivered
-  deadline  Cancelling delivered - (startedAt + activeDeadlineSeconds): the operator's own rule
+  deadline  Cancelling delivered - (startedAt + activeDeadlineSeconds): the operator's own rule (from
+            creationTimestamp for one the deadline ended before it started, as the operator does)
 The bystander's runner pods run on the KWOK node (Running at once, no process); the process node is
 cordoned meanwhile. The baseline is the same code with no storm, in the same run.
 
@@ -25,6 +26,7 @@ cordoned meanwhile. The baseline is the same code with no storm, in the same run
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -37,7 +39,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.layout import Layout
 
-from benchkit import (OPERATOR_EXTRA, OPERATOR_VENV, REPO, BenchError, Operator, PhaseBook, bench_namespace,
+from benchkit import (OPERATOR_EXTRA, OPERATOR_VENV, REPO, RESULTS, BenchError, Operator, PhaseBook, bench_namespace,
                       create_executions, execution, kubectl, log, operator_command, patch_cancel, summary, wait_until)
 from kwoknode import kwok_node
 
@@ -160,17 +162,24 @@ def _round(layout: Layout, api: client.ApiClient, book: PhaseBook, bystander: st
                         if (seen := book.reached(n, "Running") or book.reached(n, "Cancelling"))}
         out["cancel"] = {n: round(seen[1] - asked[n], 3) for n in asked
                          if (seen := book.reached(n, "Cancelling") or book.reached(n, "Cancelled"))}
-        out["deadline"], out["deadlineDecided"] = {}, {}
+        out["deadline"], out["deadlineDecided"], out["deadlineFrom"], out["outcomes"] = {}, {}, {}, {}
         for name, seconds in deadlines.items():
             obj = custom.get_namespaced_custom_object(GROUP, VERSION, bystander, PLURAL, name)
             status = obj.get("status") or {}
+            # The operator's own rule: from startedAt, or from creation for one that never started (then
+            # the deadline ends it Cancelled/NotStarted; creationTimestamp has whole seconds only).
             started = parse_time(status.get("startedAt"))
+            base = started or parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+            cancellation = status.get("cancellation") or {}
+            key = f"{status.get('phase')}/{cancellation.get('source')}/{cancellation.get('outcome')}"
+            out["outcomes"][key] = out["outcomes"].get(key, 0) + 1
             seen = book.reached(name, "Cancelling") or book.reached(name, "Cancelled")
-            if started is None or seen is None:
+            if base is None or seen is None:
                 continue
-            due = started.timestamp() + seconds
+            due = base.timestamp() + seconds
+            out["deadlineFrom"][name] = "startedAt" if started else "creationTimestamp"
             out["deadline"][name] = round(seen[1] - due, 3)
-            decided = parse_time((status.get("cancellation") or {}).get("requestedAt"))
+            decided = parse_time(cancellation.get("requestedAt"))
             if decided is not None:
                 out["deadlineDecided"][name] = round(decided.timestamp() - due, 3)
         out["missing"] = {"start": len(names) - len(out["start"]), "cancel": len(cancels) - len(out["cancel"]),
@@ -214,6 +223,9 @@ def run_fairness(layout: Layout, api: client.ApiClient, args) -> dict:
                 storms.append(kind)
         conditions = [(c, s) for c in codes for s in storms]
         book = PhaseBook(api, bystander)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        progress = RESULTS / f"fairness-rounds-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl"
+        log(f"fairness: each round is appended to {progress.relative_to(REPO)}")
         try:
             index = 0
             for r in range(cfg["rounds"]):
@@ -224,6 +236,8 @@ def run_fairness(layout: Layout, api: client.ApiClient, args) -> dict:
                                     index, cfg)
                     index += 1
                     out["rounds"].append(result)
+                    with progress.open("a") as f:  # every round as it ends: an interrupted run keeps them
+                        f.write(json.dumps(result) + "\n")
                     dl = list(result.get("deadline", {}).values())
                     log(f"  deadline late max {max(dl, default=float('nan')):.2f}s, "
                         f"cancel max {max(result.get('cancel', {}).values(), default=float('nan')):.2f}s, "
