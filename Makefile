@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node unit demo crds chart-check e2e-kind bench bench-scale faults hostile clean
+.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node unit demo crds chart-check e2e-kind bench bench-scale bench-fairness faults hostile clean
 
 help:
 	@echo "make demo          bring up a local cluster (a real kubelet; FLUX_NODE=process: the process node),"
@@ -23,6 +23,7 @@ help:
 	@echo "make e2e-kind      the demo scenario on kind (needs Docker)"
 	@echo "make bench         the benchmark suite (bench/run.py): every figure against a same-run baseline"
 	@echo "make bench-scale   only its KWOK part: 1,000/5,000 executions (requests/min, deadlines, RSS)"
+	@echo "make bench-fairness only its fairness part (KWOK): a storm next door vs deadlines, cancels, starts"
 	@echo "make operator-venv .venv-operator: the operator alone, as its image has it (the benchmark runs it)"
 	@echo "make faults        the fault suite on a cluster of its own (tests/faults/RESULTS.md)"
 	@echo "make hostile       the hostile-tenant suite on a cluster of its own (tests/hostile/RESULTS.md)"
@@ -105,6 +106,12 @@ bench: venv operator-venv binaries
 bench-scale: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
 	$(PY) bench/run.py --scale-only
+
+# Fairness between namespaces (bench/fairness.py, KWOK): FAIRNESS_BEFORE=<commit> also measures that
+# commit's operator, interleaved, in the same conditions.
+bench-fairness: venv operator-venv binaries
+	@hack/build-binaries.sh --with-kwok >/dev/null
+	$(PY) bench/run.py --parts fairness $(if $(FAIRNESS_BEFORE),--fairness-before $(FAIRNESS_BEFORE))
 
 e2e-kind:
 	hack/e2e-kind.sh

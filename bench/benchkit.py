@@ -152,6 +152,7 @@ class Operator:
     extra: tuple[str, ...] = ()
     kubeconfig: Path | None = None  # default: the cluster's; the counting proxy passes its own
     lease_id: str = ""
+    command: tuple[str, ...] = ()  # default: this checkout's operator (operator_command())
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     health_port: int = 0
@@ -165,7 +166,7 @@ class Operator:
             env.setdefault("FLUX_RUNNER_IMAGE", "localhost/flux-examples:dev")
         # Each part has a Lease of its own unless it means to share one (failover).
         lease_id = self.lease_id or f"flux-bench-{self.label}"
-        argv = [*operator_command(), "--metrics-port", str(self.metrics_port),
+        argv = [*(self.command or operator_command()), "--metrics-port", str(self.metrics_port),
                 "--health-port", str(self.health_port), "--leader-election-id", lease_id,
                 *(arg for ns in self.namespaces for arg in ("--namespace", ns)), *OPERATOR_EXTRA, *self.extra]
         with open(self.log_path, "ab") as out:

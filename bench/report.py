@@ -92,6 +92,9 @@ def figures(results: dict) -> list[dict]:
                     if m0 and m5 else "")
             rows.append(_row(f"operator RSS (VmHWM) at {first} and {total} executions", src, measured, baseline,
                              ratio, f"<= 120 MB at {total}", (m5["VmHWM"] <= 120) if m5 else None, note=note))
+    fa = parts.get("fairness")
+    if fa:
+        rows += _fairness_rows(fa)
     f = parts.get("failover")
     if f:
         lease = f["leaseSeconds"]
@@ -106,6 +109,34 @@ def figures(results: dict) -> list[dict]:
                          f"lease {lease:g} s", f"{took / lease:.2f}x",
                          "all Cancelled; takeover <= lease + 2 s", all_done and took <= lease + 2,
                          note=str(f.get("outcomes", ""))))
+    return rows
+
+
+def _fairness_rows(fa: dict) -> list[dict]:
+    """Per operator code and storm: the other namespace's deadline lateness (the target), cancel and start."""
+    rows, summ, n = [], fa.get("summary", {}), fa.get("config", {}).get("storm")
+    storms = {"quota": f"{n} quota-refused (403) executions next door", "invalid": f"{n} 422-refused executions next door"}
+    for code in ("after", "before"):
+        base = summ.get(f"{code}/none")
+        commit = (fa.get("codes", {}).get(code) or {}).get("commit", "?")[:7]
+        if not base:
+            continue
+        for storm, label in storms.items():
+            s = summ.get(f"{code}/{storm}")
+            if not s:
+                continue
+            for what, name, target in (("deadline", "deadline lateness", 1.0), ("cancel", "patch -> Cancelling", None),
+                                       ("start", "create -> Running", None)):
+                got, ref = s[what], base[what]
+                if not got["n"]:
+                    rows.append(_row(f"{name} p99 in another namespace, {label} ({code} {commit})", "KWOK",
+                                     "none measured", "-", "-", "<= 1 s" if target else "-", False if target else None))
+                    continue
+                ratio = f"{got['p99'] / ref['p99']:.2f}x" if ref["n"] and ref["p99"] > 0 else "-"
+                rows.append(_row(f"{name} p99 in another namespace, {label} ({code} {commit}, N={got['n']})", "KWOK",
+                                 f"p99 {_s(got['p99'])} (p50 {_s(got['p50'])}, max {_s(got['max'])})",
+                                 f"no storm: p99 {_s(ref['p99'])} (N={ref['n']})", ratio,
+                                 "<= 1 s" if target else "-", (got["p99"] <= target) if target else None))
     return rows
 
 
@@ -133,6 +164,12 @@ def markdown(results: dict) -> str:
     sc = results.get("parts", {}).get("scale")
     if sc:
         lines += [f"KWOK: {sc['source']}. Scale part took {sc.get('duration_s', 0) / 60:.1f} min."]
+    fa = results.get("parts", {}).get("fairness")
+    if fa:
+        codes = ", ".join(f"{k} = {v['commit'][:12]}{' (uncommitted changes)' if v.get('dirty') else ''}"
+                          for k, v in fa.get("codes", {}).items())
+        lines += [f"Fairness (KWOK): {fa['source']}; operator {fa.get('operatorFlags')}; {codes}; "
+                  f"{len(fa.get('rounds', []))} rounds interleaved; part took {fa.get('duration_s', 0) / 60:.1f} min."]
     if sc and sc.get("stuckPending"):
         lines += ["Executions that never left Pending although KWOK ran their pods (an operator finding): " + "; ".join(
             f"{ns}: {v['pending']} of {v['expected']} (e.g. {', '.join(v['examples'][:3])})"

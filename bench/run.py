@@ -9,8 +9,8 @@ at the end, unless it was already up there. Runs its own operators, each limited
 and holding a Lease of its own. Writes bench/results/<UTC time>.json (every raw figure) and
 bench/results/<UTC time>.md (the table that is also printed).
 
-Figures from the process node run real runner processes; the 1,000/5,000 figures run on a KWOK node
-(bench/scale.py) whose pods report Running without any process.
+Figures from the process node run real runner processes; the 1,000/5,000 figures (bench/scale.py) and
+the fairness figures (bench/fairness.py) run on a KWOK node whose pods report Running without any process.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from localcluster.layout import Layout  # noqa: E402
 from benchkit import RESULTS, BenchError, log  # noqa: E402
 
 PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover")
-ALL_PARTS = (*PROCESS_PARTS, "scale")
+ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
 
 
 def cluster_root() -> Path:
@@ -69,6 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-deadline", type=int, default=1000)
     p.add_argument("--scale-total", type=int, default=5000)
     p.add_argument("--idle-window", type=float, default=240, help="seconds of counting idle requests (240)")
+    p.add_argument("--fairness-storm", type=int, default=300, help="refused executions in a storm namespace (300)")
+    p.add_argument("--fairness-rounds", type=int, default=4, help="rounds of every fairness condition (4)")
+    p.add_argument("--fairness-deadlines", type=int, default=10, help="bystander deadlines per round (10)")
+    p.add_argument("--fairness-cancels", type=int, default=5, help="bystander cancels per round (5)")
+    p.add_argument("--fairness-before", default=None, metavar="REV",
+                   help="also measure the operator of this commit, interleaved (e.g. the commit before a change)")
     p.add_argument("--operator-args", default="",
                    help="extra flags for every operator started, e.g. '--qps 0' (a diagnosis, not the figures)")
     args = p.parse_args(argv)
@@ -129,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_goes_down: bool = False) -> dict:
+    if part == "fairness":
+        from fairness import run_fairness
+        return run_fairness(layout, api, args)
     if part == "scale":
         from scale import run_scale
         return run_scale(layout, api, n_first=args.scale_first, n_deadline=args.scale_deadline,

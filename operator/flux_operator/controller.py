@@ -2,6 +2,8 @@
 
 A failure on one execution is logged with its key, counted, and retried with backoff for that
 key alone; the other keys carry on. Nothing here reads the API: the handlers fill the World.
+Every request made for a key waits in its namespace's lane of the client budget (budget.py), and the
+queue hands keys out by namespace in turn (workqueue.py): one namespace cannot starve another.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import pydantic
 from flux_api import TERMINAL_PHASES
 from flux_api.errors import Failure
 
+from flux_operator.budget import lane
 from flux_operator.kube import ApiFailure
 from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
-from flux_operator.workqueue import WorkQueue
+from flux_operator.workqueue import WorkQueue, namespace_of
 from flux_operator.world import Key, World
 
 log = logging.getLogger("flux_operator")
@@ -95,7 +98,12 @@ class Controller:
             log.warning("%s %s/%s: could not post the failure as an Event: %s", self.kind, *key, err)
 
     def process(self, key: Key) -> None:
-        """One reconcile of `key`, with every failure answered by a retry of that key alone."""
+        """One reconcile of `key`, with every failure answered by a retry of that key alone; its requests
+        (the failure's Event too) wait in the key's namespace's lane of the client budget."""
+        with lane(str(namespace_of(key))):
+            self._process(key)
+
+    def _process(self, key: Key) -> None:
         try:
             result = self.reconciler.reconcile(key)
         except ApiFailure as err:

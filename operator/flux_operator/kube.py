@@ -1,14 +1,13 @@
 """The operator's writes to the API server (and the one read it allows itself: after a conflict).
 
-Every call has a timeout and passes a client-side rate limit; every failure becomes one
-`ApiFailure` whose kind (flux_api.errors) tells the work queue whether to retry.
+Every call has a timeout and passes the client-side budget (budget.py: fair between namespaces); every
+failure becomes one `ApiFailure` whose kind (flux_api.errors) tells the work queue whether to retry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from flux_api.names import SCHEDULE_PLURAL
 from flux_api.timefmt import now_text
 
 from flux_operator import memory
+from flux_operator.budget import RateLimiter
 from flux_operator.kubeconfig import ClientConfig, ConfigError
 
 # (connect, read) seconds: a hung connection fails the call instead of stalling a worker forever.
@@ -35,30 +35,6 @@ class ApiFailure(Exception):
     @property
     def transient(self) -> bool:
         return is_transient(self.kind)
-
-
-class RateLimiter:
-    """A token bucket shared by every worker: `qps` sustained, `burst` at once (client-go's model)."""
-
-    def __init__(self, qps: float, burst: int, clock=time.monotonic, sleep=time.sleep) -> None:
-        self.qps, self.burst = qps, max(1, burst)
-        self._tokens, self._clock, self._sleep = float(self.burst), clock, sleep
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Blocks until a request may go; returns the seconds waited."""
-        if self.qps <= 0:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
-            self._last = now
-            self._tokens -= 1
-            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.qps
-        if wait:
-            self._sleep(wait)
-        return wait
 
 
 MERGE_PATCH = "application/merge-patch+json"

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
+from flux_operator.budget import LEASE_LANE, lane
 from flux_operator.kube import ApiFailure, KubeApi
 
 log = logging.getLogger("flux_operator.leader")
@@ -53,6 +54,10 @@ class LeaderElector:
         return self._leading.is_set()
 
     def run(self) -> None:
+        with lane(LEASE_LANE):  # first in line for the client budget: tenants' traffic never delays a renewal
+            self._run()
+
+    def _run(self) -> None:
         while not self._stopped.is_set():
             try:
                 won = self.try_acquire_or_renew()
@@ -128,14 +133,17 @@ class LeaderElector:
             return
         self._step_down("shutting down")
         try:
-            lease = self.api.get_lease(self.namespace, self.name)
-            spec = (lease or {}).get("spec") or {}
-            if lease is not None and spec.get("holderIdentity") == self.identity:
-                # Nobody holds it, and it ran out long ago: the next to ask gets it at once.
-                spec.update(holderIdentity="", leaseDurationSeconds=1,
-                            renewTime=_micro(self.clock() - timedelta(seconds=self.duration + 1)))
-                lease["spec"] = spec
-                self.api.replace_lease(self.namespace, self.name, lease,
-                                       tolerate=(Failure.CONFLICT, Failure.NOT_FOUND))
+            with lane(LEASE_LANE):
+                self._hand_over()
         except ApiFailure as err:
             log.warning("could not release the lease: %s", err)
+
+    def _hand_over(self) -> None:
+        lease = self.api.get_lease(self.namespace, self.name)
+        spec = (lease or {}).get("spec") or {}
+        if lease is not None and spec.get("holderIdentity") == self.identity:
+            # Nobody holds it, and it ran out long ago: the next to ask gets it at once.
+            spec.update(holderIdentity="", leaseDurationSeconds=1,
+                        renewTime=_micro(self.clock() - timedelta(seconds=self.duration + 1)))
+            lease["spec"] = spec
+            self.api.replace_lease(self.namespace, self.name, lease, tolerate=(Failure.CONFLICT, Failure.NOT_FOUND))

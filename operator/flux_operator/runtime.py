@@ -49,7 +49,9 @@ class Runtime:
         self.api, self.options = api, options
         self.metrics = Metrics()
         self.world = World()
-        self.queue = WorkQueue()
+        # Namespaces take turns for workers, and one namespace never holds all of them: a worker stays
+        # free for another namespace's cancel or deadline while one namespace's keys are slow or failing.
+        self.queue = WorkQueue(shard_limit=max(1, options.workers - 1))
         self.elector = LeaderElector(api, options.lease_namespace, options.lease_name, options.identity,
                                      options.lease_seconds, options.renew_deadline, options.retry_seconds,
                                      options.renew_seconds,

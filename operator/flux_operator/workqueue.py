@@ -1,6 +1,12 @@
 """A work queue of execution keys, as client-go has it: each key at most once in the queue, never
 handed to two workers at once, re-queued when it changed while being worked on, delayed adds
-for deadlines and per-key exponential backoff for failures."""
+for deadlines and per-key exponential backoff for failures.
+
+Fair between namespaces: ready keys wait in one line per shard (the key's namespace), and the lines
+take turns, one key each. A namespace with thousands of keys ready gets no more turns than one with
+a single key, and `shard_limit` keeps one namespace from holding every worker at once, so a worker is
+free for another namespace's cancel or deadline even while one namespace's keys are slow or failing.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,27 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 Key = Hashable
+Shard = Hashable
+
+
+def namespace_of(key: Key) -> Shard:
+    """The shard of a (namespace, name) key; any other key shares one shard (plain FIFO)."""
+    return key[0] if isinstance(key, tuple) and key else None
 
 
 class WorkQueue:
-    def __init__(self, base_delay: float = 0.05, max_delay: float = 10.0, clock=time.monotonic) -> None:
+    def __init__(self, base_delay: float = 0.05, max_delay: float = 10.0, clock=time.monotonic,
+                 shard_of: Callable[[Key], Shard] = namespace_of, shard_limit: int | None = None) -> None:
         self.base_delay, self.max_delay, self._clock = base_delay, max_delay, clock
-        self._ready: deque[Key] = deque()
+        self._shard_of, self.shard_limit = shard_of, shard_limit
+        self._ready: dict[Shard, deque[Key]] = {}  # per shard, only while it has keys
+        self._turns: deque[Shard] = deque()  # the shards in _ready, in the order they take turns
         self._queued: set[Key] = set()
         self._processing: set[Key] = set()
+        self._in_flight: dict[Shard, int] = {}  # keys being worked on, per shard
         self._dirty: set[Key] = set()  # added while processing: goes back in when done
         self._delayed: list[tuple[float, int, Key]] = []
         self._due: dict[Key, float] = {}  # earliest pending delayed add per key
@@ -29,7 +45,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._ready) + len(self._due)
+            return len(self._queued) + len(self._due)
 
     def add(self, key: Key) -> None:
         with self._cond:
@@ -42,7 +58,12 @@ class WorkQueue:
             self._dirty.add(key)
             return
         self._queued.add(key)
-        self._ready.append(key)
+        shard = self._shard_of(key)
+        line = self._ready.get(shard)
+        if line is None:
+            line = self._ready[shard] = deque()
+            self._turns.append(shard)
+        line.append(key)
         self._cond.notify()
 
     def add_after(self, key: Key, delay: float) -> None:
@@ -82,10 +103,8 @@ class WorkQueue:
         with self._cond:
             while True:
                 self._promote_due()
-                if self._ready:
-                    key = self._ready.popleft()
-                    self._queued.discard(key)
-                    self._processing.add(key)
+                key = self._next()
+                if key is not None:
                     return key
                 if self._closed:
                     return None
@@ -94,6 +113,24 @@ class WorkQueue:
                 if deadline is not None and self._clock() >= deadline:
                     return None
                 self._cond.wait(wait)
+
+    def _next(self) -> Key | None:
+        """The first key of the first shard in turn that may take another worker; that shard goes last."""
+        for i, shard in enumerate(self._turns):
+            if self.shard_limit is not None and self._in_flight.get(shard, 0) >= self.shard_limit:
+                continue  # it keeps its place: first in line once one of its keys is done
+            del self._turns[i]
+            line = self._ready[shard]
+            key = line.popleft()
+            if line:
+                self._turns.append(shard)
+            else:
+                del self._ready[shard]
+            self._queued.discard(key)
+            self._processing.add(key)
+            self._in_flight[shard] = self._in_flight.get(shard, 0) + 1
+            return key
+        return None
 
     def _promote_due(self) -> None:
         now = self._clock()
@@ -105,10 +142,20 @@ class WorkQueue:
 
     def done(self, key: Key) -> None:
         with self._cond:
+            if key not in self._processing:
+                return
             self._processing.discard(key)
+            shard = self._shard_of(key)
+            left = self._in_flight[shard] - 1
+            if left:
+                self._in_flight[shard] = left
+            else:
+                del self._in_flight[shard]
             if key in self._dirty:
                 self._dirty.discard(key)
                 self._add(key)
+            if self._queued:
+                self._cond.notify_all()  # a shard at its limit may take a worker again
 
     def shutdown(self) -> None:
         with self._cond:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import time
 
 import httpx
 import pytest
+from flux_operator.budget import LEASE_LANE, current_lane
 from flux_operator.health import Health
-from flux_operator.kube import KubeApi, RateLimiter
+from flux_operator.kube import KubeApi
 from flux_operator.kubeconfig import ClientConfig
 from flux_operator.leader import LeaderElector
 
@@ -130,13 +132,26 @@ def test_release_hands_over_at_once() -> None:
     assert step(b), "no need to wait out the 30 s lease"
 
 
-def test_rate_limiter_allows_a_burst_then_spaces_requests() -> None:
-    now, slept = [0.0], []
-    limiter = RateLimiter(qps=10, burst=3, clock=lambda: now[0], sleep=slept.append)
-    assert [limiter.acquire() for _ in range(3)] == [0, 0, 0]
-    assert limiter.acquire() == pytest.approx(0.1)
-    now[0] += 1.0  # refills, up to the burst
-    assert [limiter.acquire() for _ in range(3)] == [0, 0, 0]
+def test_the_lease_is_written_in_its_own_lane_of_the_budget() -> None:
+    """The Lease's lane goes before every namespace's (budget.py): renewals never queue behind tenants."""
+    leases, lanes = FakeLeases(), []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        lanes.append(current_lane())
+        return leases(request)
+
+    api = KubeApi(ClientConfig(server="https://api.test"), transport=httpx.MockTransport(recording))
+    e = LeaderElector(api, "ns", "flux-operator", "a", duration=1.0, renew_deadline=0.6, retry=0.05,
+                      renew_every=0.05)
+    runner = threading.Thread(target=e.run)
+    runner.start()
+    deadline = time.monotonic() + 5
+    while len(lanes) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    e.stop()
+    runner.join(5)
+    assert len(lanes) >= 4 and set(lanes) == {LEASE_LANE}, lanes
+    assert leases.lease["spec"]["holderIdentity"] == "", "released on the way out, in the same lane"
 
 
 def test_health_is_red_while_the_api_is_silent_or_a_problem_is_set() -> None:

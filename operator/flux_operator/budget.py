@@ -1,0 +1,140 @@
+"""The operator's client budget: one token bucket for every request it makes, shared out fairly.
+
+client-go's model (`qps` sustained, `burst` at once), with one difference: when requests have to wait
+for tokens, they wait in lanes (the namespace being reconciled), and the lanes take turns, one token
+each. A namespace with many requests waiting gets no more of the budget than one with a single request,
+so one namespace's failure storm cannot hold back another namespace's cancel. A lane alone gets all of it.
+
+The lane is set around each reconcile (`with lane(namespace):`) and read where a request is made, so no
+API method takes it as an argument. The leader Lease has a lane of its own that goes before all others
+(its renewals are a few a minute; a late one costs the leadership); requests outside any lane (start-up
+checks) share the budget as one more lane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+# Namespace names cannot contain ':', so these never meet a namespace's lane.
+LEASE_LANE = ":lease"
+OPERATOR_LANE = ":operator"
+
+_current: ContextVar[str] = ContextVar("flux_budget_lane", default=OPERATOR_LANE)
+
+
+@contextlib.contextmanager
+def lane(name: str) -> Iterator[None]:
+    """Requests made inside this block (in this thread) wait in `name`'s lane."""
+    token = _current.set(name)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current_lane() -> str:
+    return _current.get()
+
+
+class FairBucket:
+    """The bucket and the turns, without blocking or a clock of its own: `poll` is told the time.
+
+    Each waiting request holds a ticket in its lane (first come, first served within a lane). Only the
+    head ticket may take a token: the first of the lane whose turn it is (a lane in `first` before any
+    other). Once it has its token, its lane goes to the back of the turns."""
+
+    def __init__(self, qps: float, burst: int, now: float, first: tuple[str, ...] = ()) -> None:
+        self.qps, self.burst, self.first = qps, max(1, burst), first
+        self.tokens, self._last = float(self.burst), now
+        self._lanes: dict[str, deque[int]] = {}  # lane -> its waiting tickets, oldest first
+        self._turns: deque[str] = deque()  # lanes with waiting tickets, in turn order (not `first` lanes)
+        self._lane_of: dict[int, str] = {}
+        self._seq = 0
+
+    def join(self, lane: str) -> int:
+        self._seq += 1
+        ticket = self._seq
+        if lane not in self._lanes:
+            self._lanes[lane] = deque()
+            if lane not in self.first:
+                self._turns.append(lane)
+        self._lanes[lane].append(ticket)
+        self._lane_of[ticket] = lane
+        return ticket
+
+    def head(self) -> int | None:
+        """The ticket that gets the next token."""
+        for lane in self.first:
+            if lane in self._lanes:
+                return self._lanes[lane][0]
+        return self._lanes[self._turns[0]][0] if self._turns else None
+
+    def poll(self, ticket: int, now: float) -> float | None:
+        """0: the token is taken, go. Seconds: the head's wait for a token. None: not this ticket's turn."""
+        if now > self._last:
+            self.tokens = min(self.burst, self.tokens + (now - self._last) * self.qps)
+            self._last = now
+        if ticket != self.head():
+            return None
+        if self.tokens < 1 - 1e-9:  # a whole token, give or take rounding: never a wait of 1e-17 s
+            return (1 - self.tokens) / self.qps
+        self.tokens = max(0.0, self.tokens - 1)
+        self.leave(ticket)
+        return 0.0
+
+    def leave(self, ticket: int) -> None:
+        """The ticket is done (it got its token, or gave up): its lane moves to the back if it waits on."""
+        lane = self._lane_of.pop(ticket, None)
+        if lane is None:
+            return
+        tickets = self._lanes[lane]
+        tickets.remove(ticket)
+        if lane in self.first:
+            if not tickets:
+                del self._lanes[lane]
+            return
+        self._turns.remove(lane)
+        if tickets:
+            self._turns.append(lane)
+        else:
+            del self._lanes[lane]
+
+    def waiting(self) -> int:
+        return len(self._lane_of)
+
+
+class RateLimiter:
+    """The bucket shared by every worker thread; `acquire` blocks until its request may go."""
+
+    def __init__(self, qps: float, burst: int, clock=time.monotonic, first: tuple[str, ...] = (LEASE_LANE,)) -> None:
+        self.qps, self._clock = qps, clock
+        self._bucket = FairBucket(qps, burst, clock(), first) if qps > 0 else None
+        self._cond = threading.Condition()
+
+    def acquire(self, lane_name: str | None = None) -> float:
+        """Waits for a token in the current lane (or `lane_name`); returns the seconds waited."""
+        if self._bucket is None:
+            return 0.0
+        started = self._clock()
+        with self._cond:
+            ticket = self._bucket.join(lane_name or current_lane())
+            try:
+                while (wait := self._bucket.poll(ticket, self._clock())) != 0:
+                    self._cond.wait(wait)  # None: until the head moves on
+            except BaseException:
+                self._bucket.leave(ticket)
+                raise
+            finally:
+                self._cond.notify_all()  # the next head is someone else now
+        return self._clock() - started
+
+    def waiting(self) -> int:
+        if self._bucket is None:
+            return 0
+        with self._cond:
+            return self._bucket.waiting()
