@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flux_api import CANCEL_ANNOTATION, CancelSource, Execution, Phase
+from flux_api import CANCEL_ANNOTATION, CancelSource, Execution
 from flux_api.cancel import CancelIntent, recorded_or_requested
 from flux_api.names import DEADLINE_REASON
 from flux_api.timefmt import parse_time
@@ -67,19 +67,3 @@ def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime
 
 def checkpoint_state(ex: Execution) -> str | None:
     return ex.status.checkpoint.state if ex.status.checkpoint else None
-
-
-def children_view(children: list[Execution]) -> list[dict[str, Any]]:
-    return [{"name": c.name, "phase": c.phase.value} for c in sorted(children, key=lambda c: c.name)]
-
-
-def mirror_children(children: list[Execution]) -> list[dict[str, Any]]:
-    out = []
-    for c in sorted(children, key=lambda c: c.name):
-        entry: dict[str, Any] = {"name": c.name, "phase": c.phase.value}
-        if c.status.checkpoint is not None and c.status.checkpoint.result is not None:
-            entry["result"] = c.status.checkpoint.result
-        if c.phase in (Phase.FAILED, Phase.CANCELLED) and c.status.message:
-            entry["error"] = c.status.message
-        out.append(entry)
-    return out
