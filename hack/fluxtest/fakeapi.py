@@ -115,10 +115,6 @@ class FakeKubeApi:
             return {"name": name, "namespace": namespace, "uid": f"foreign-{name}", "ownerReferences": refs}
         return None
 
-    def controller_uid(self, kind: str, namespace: str, name: str) -> str | None:
-        self.calls.append(("controller_uid", kind, name))
-        return self.owners.get((kind, name))
-
     def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
         self.calls.append(("delete_pod", name, grace_seconds, uid))
         self._maybe_fail("delete_pod", name)

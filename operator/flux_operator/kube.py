@@ -244,15 +244,6 @@ class KubeApi:
             return found.get("metadata") if isinstance(found.get("metadata"), dict) else {}
         return None
 
-    def controller_uid(self, kind: str, namespace: str, name: str) -> str | None:
-        """The UID of the object's controlling owner ("" if none); None if the object is gone.
-        The one read besides a status conflict: after a create met an object of the same name."""
-        with self.call(f"read {kind} {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
-            found = self.request("GET", kind_path(kind, namespace, name))
-            owners = (found.get("metadata") or {}).get("ownerReferences") or []
-            return next((r.get("uid", "") for r in owners if r.get("controller")), "")
-        return None
-
     def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
         """Deletes the pod if it is still the one we mean (`uid`); False if it was already gone."""
         options = delete_options(uid, grace_seconds=grace_seconds)
