@@ -313,7 +313,8 @@ class ExecutionStatus(_Model):
         description=f"Children the runner asks for; at most {MAX_CHILDREN} per execution.")
     children: list[ChildStatus] = Field(
         default_factory=list, max_length=MAX_CHILDREN,
-        description=f"Every child asked for (at most {MAX_CHILDREN}, over every spawnRequests written), made or refused.")
+        description=f"Every child asked for (at most {MAX_CHILDREN}, over every spawnRequests written), made or "
+                    "refused.")
     childrenRefused: int | None = Field(
         None, ge=0, description=f"Spawn requests refused because the execution already had {MAX_CHILDREN} children.")
     runnerObjects: RunnerObjects | None = Field(

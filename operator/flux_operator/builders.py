@@ -215,7 +215,8 @@ def child_execution(parent: Execution, name: str, workflow: str, input_: dict[st
                     token: str = "") -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name, "namespace": parent.namespace,
-        "labels": {PARENT_LABEL: parent.name, DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
+        "labels": {PARENT_LABEL: parent.name,
+                   DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
         "ownerReferences": [owner_reference(parent)]}
     if token:
         meta["annotations"] = {CREATE_TOKEN_ANNOTATION: token}

@@ -29,7 +29,8 @@ def forged_child(name: str, victim: dict) -> dict:
 
 def quota(core: client.CoreV1Api, namespace: str, pods: int) -> None:
     """At most `pods` pods in the namespace: children's runners wait for room instead of running."""
-    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": str(pods)}}})
+    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "pods"},
+                                                      "spec": {"hard": {"pods": str(pods)}}})
 
 
 def patch_status_as(api: client.ApiClient, namespace: str, name: str, status: dict) -> None:

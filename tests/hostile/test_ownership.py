@@ -38,7 +38,8 @@ def forge(tenant, kind: str, victim: dict) -> None:
     elif kind == "Role":
         # Broader than a runner's Role (it may patch every Execution's spec): what the developer holds.
         client.RbacAuthorizationV1Api(tenant.api).create_namespaced_role(tenant.namespace, {
-            "metadata": meta, "rules": [{"apiGroups": [GROUP], "resources": ["executions"], "verbs": ["get", "patch"]}]})
+            "metadata": meta,
+            "rules": [{"apiGroups": [GROUP], "resources": ["executions"], "verbs": ["get", "patch"]}]})
     elif kind == "Pod":
         meta["name"] = f"{name}-runner"
         tenant.core.create_namespaced_pod(tenant.namespace, {"metadata": meta, "spec": {
