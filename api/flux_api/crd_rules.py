@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 from flux_api.names import GROUP, MAX_SCHEDULE_NAME
+from flux_api.timefmt import FIRST_YEAR, LAST_YEAR, STAMP_PATTERN
 
 # --- cron ---------------------------------------------------------------------------------------
 
@@ -57,11 +58,11 @@ def time_zone_rule() -> dict[str, Any]:
 
 # --- Execution spec -----------------------------------------------------------------------------
 
-RFC3339 = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)" \
-          r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+RFC3339 = STAMP_PATTERN  # bounded years: see flux_api.timefmt
 START_AT_RULE = {
     "rule": f"self.matches('{RFC3339}')".replace("\\", "\\\\"),
-    "message": "spec.startAt must be an RFC 3339 time such as 2026-12-01T09:00:00Z",
+    "message": f"spec.startAt must be an RFC 3339 time of the years {FIRST_YEAR}-{LAST_YEAR} such as "
+               "2026-12-01T09:00:00Z",
     "reason": "FieldValueInvalid",
 }
 _OWNED_ENV = "['PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED']"

@@ -18,6 +18,7 @@ class Failure(StrEnum):
     GONE = "Gone"  # 410: a watch's resourceVersion is too old
     UNAUTHORIZED = "Unauthorized"  # 401: the credentials are rejected
     FORBIDDEN = "Forbidden"  # 403: RBAC or an admission policy says no
+    QUOTA = "QuotaExceeded"  # 403 from a ResourceQuota: there is room again once other objects go
     INVALID = "Invalid"  # 400/422: the request itself is wrong (schema, CEL rule)
     TOO_LARGE = "TooLarge"  # 413, or etcd's object limit
     OTHER = "Other"
@@ -27,8 +28,11 @@ _BY_STATUS = {429: Failure.THROTTLED, 409: Failure.CONFLICT, 404: Failure.NOT_FO
               401: Failure.UNAUTHORIZED, 403: Failure.FORBIDDEN, 400: Failure.INVALID, 422: Failure.INVALID,
               413: Failure.TOO_LARGE}
 
-# Worth the same request again after a backoff: nothing about the request was wrong.
-TRANSIENT = frozenset({Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER})
+# Worth the same request again after a backoff: nothing about the request was wrong (or, for a quota, it
+# fits once other objects are gone).
+TRANSIENT = frozenset({Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER, Failure.QUOTA})
+# The API server will not take the request as it is: sending it again cannot help.
+REFUSED = frozenset({Failure.FORBIDDEN, Failure.INVALID, Failure.TOO_LARGE})
 
 
 def classify(status: int | None, message: str = "") -> Failure:
@@ -39,8 +43,14 @@ def classify(status: int | None, message: str = "") -> Failure:
         return Failure.TOO_LARGE  # etcd refuses objects over its limit with a 500
     if status >= 500:
         return Failure.SERVER
+    if status == 403 and "exceeded quota" in message.lower():
+        return Failure.QUOTA  # the ResourceQuota admission plugin's answer
     return _BY_STATUS.get(status, Failure.OTHER)
 
 
 def is_transient(kind: Failure) -> bool:
     return kind in TRANSIENT
+
+
+def is_refusal(kind: Failure) -> bool:
+    return kind in REFUSED

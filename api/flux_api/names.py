@@ -14,6 +14,10 @@ PARENT_LABEL = f"{GROUP}/parent"
 DEPTH_LABEL = f"{GROUP}/depth"
 # Every object the operator makes for an execution (pod, ServiceAccount, Role, RoleBinding).
 EXECUTION_LABEL = f"{GROUP}/execution"
+# On every object the operator makes for an execution (its runner's objects, its children): a random token
+# whose hash the operator recorded in the execution's status before the create. Only the operator ever knew
+# the token before the object existed, so an object under the same name without it is not the operator's.
+CREATE_TOKEN_ANNOTATION = f"{GROUP}/create-token"
 # The annotation way in: `kubectl annotate fx NAME workflows.flux.dev/cancel=<reason>`.
 CANCEL_ANNOTATION = f"{GROUP}/cancel"
 # Set by the operator on a child it cancels, so the child reports source `parent`.

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from flux_api.types import Condition, ExecutionSpec, PodMetadata, _Model
+from flux_api.types import Condition, ExecutionSpec, PodMetadata, Stamp, _Model
 
 
 class ConcurrencyPolicy(StrEnum):
@@ -44,18 +44,18 @@ class ActiveRef(_Model):
 class LastUnschedule(_Model):
     execution: str | None = None
     reason: str
-    at: str | None = None
+    at: Stamp | None = None
 
 
 class ScheduleStatus(_Model):
     observedGeneration: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
-    lastScheduleTime: str | None = None
-    nextScheduleTime: str | None = None
-    lastSuccessfulTime: str | None = None
+    lastScheduleTime: Stamp | None = None
+    nextScheduleTime: Stamp | None = None
+    lastSuccessfulTime: Stamp | None = None
     active: list[ActiveRef] = Field(default_factory=list)
     lastUnschedule: LastUnschedule | None = None
-    resumedAt: str | None = Field(None, description="When it was last resumed: runs missed before are not made up.")
+    resumedAt: Stamp | None = Field(None, description="When it was last resumed: runs missed before are not made up.")
     message: str | None = None
 
 

@@ -8,14 +8,22 @@ Field names are the wire names (camelCase), as in every Kubernetes API.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flux_api.bounds import fit, model_in
+from flux_api.timefmt import STAMP_PATTERN
+
 MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600  # bounded so no admitted value can overflow a datetime
-# Caps on what one workflow may ask for: children per execution, and depth of the tree.
+# Caps on what one workflow may ask for: children per execution (over every spawnRequests it ever wrote),
+# and depth of the tree.
 MAX_CHILDREN = 50
 MAX_DEPTH = 5
+# Children's results mirrored into the parent's status.children, in all (etcd keeps an object within ~1.5 MB;
+# the checkpoint takes up to 256 KiB). A result past it stays on its child, and ctx.spawn says so.
+MIRRORED_RESULTS_BUDGET = 256 * 1024
+MIRRORED_ERROR_CHARS = 2048
 WORKFLOW_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -51,7 +59,8 @@ class CancelSource(StrEnum):
 
 # Every string in status is bounded, so nothing admitted can bloat the object or a decision.
 Name = Annotated[str, Field(max_length=253)]
-Stamp = Annotated[str, Field(max_length=64)]
+# Every timestamp: RFC 3339 within the years flux_api.timefmt admits, so no arithmetic on one can overflow.
+Stamp = Annotated[str, Field(max_length=64, json_schema_extra={"pattern": STAMP_PATTERN})]
 Text = Annotated[str, Field(max_length=8192)]
 
 
@@ -225,6 +234,7 @@ class Cancellation(_Model):
     forcedAt: Stamp | None = Field(None, description="When the operator force-deleted a pod that would not go.")
     outcome: Outcome | None = None
     children: list[ChildRef] = Field(default_factory=list, max_length=MAX_CHILDREN)
+    childrenOmitted: int | None = Field(None, ge=0, description="Children not listed: the list is bounded.")
 
 
 class SpawnRequest(_Model):
@@ -235,20 +245,57 @@ class SpawnRequest(_Model):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
+class ChildRefused(StrEnum):
+    """ChildStatus.reason: why no child was made under a name the runner asked for."""
+
+    TOO_DEEP = "TooDeep"  # the tree would pass MAX_DEPTH
+    NAME_TAKEN = "NameTaken"  # an Execution the operator did not make for this parent has the name
+    REFUSED = "Refused"  # the API server refused the child (an admission policy, a quota that never heals)
+
+
+# A record keeps one creation-token hash per operator that tried to make the object (a restart mid-create
+# adds one): only an object carrying one of them is ever taken for the operator's own.
+MAX_TOKENS = 4
+TokenHash = Annotated[str, Field(max_length=64)]
+
+
 class ChildStatus(_Model):
-    """The operator mirrors each spawned child here so the runner can read its result."""
+    """The operator's record of each child it was asked for, and the mirror of its phase and result for the
+    runner. Only a child whose UID is recorded here (or that carries a creation token recorded here) is one."""
 
     name: Name
+    uid: Name | None = Field(None, description="The child the operator made; no other Execution counts.")
+    tokens: list[TokenHash] = Field(default_factory=list, max_length=MAX_TOKENS,
+                                    description="Hashes of the creation tokens it put on the child (until made).")
     phase: Name | None = None
+    reason: Name | None = Field(None, description="Why it was not made: TooDeep, NameTaken or Refused.")
     result: Any = None
+    resultOmitted: int | None = Field(
+        None, ge=0, description="Size of a result left on the child: the mirrored results have a total budget.")
     error: Text | None = None
+
+
+class Made(_Model):
+    """One object the operator makes for an execution: the hashes of its creation tokens, recorded before
+    the create, then its UID. An object found under its name without either is not the operator's."""
+
+    name: Name | None = None
+    uid: Name | None = None
+    tokens: list[TokenHash] = Field(default_factory=list, max_length=MAX_TOKENS)
+
+
+class RunnerObjects(_Model):
+    serviceAccount: Made | None = None
+    role: Made | None = None
+    roleBinding: Made | None = None
+    pod: Made | None = None
 
 
 class UnscheduleRequest(_Model):
     """Written by the runner (ctx.unschedule): the operator suspends the Schedule and cancels this run."""
 
     reason: str = Field(min_length=1, max_length=1024)
-    requestedAt: str | None = None
+    requestedAt: Stamp | None = None
 
 
 class ExecutionStatus(_Model):
@@ -264,7 +311,14 @@ class ExecutionStatus(_Model):
     spawnRequests: list[SpawnRequest] = Field(
         default_factory=list, max_length=MAX_CHILDREN,
         description=f"Children the runner asks for; at most {MAX_CHILDREN} per execution.")
-    children: list[ChildStatus] = Field(default_factory=list, max_length=MAX_CHILDREN)
+    children: list[ChildStatus] = Field(
+        default_factory=list, max_length=MAX_CHILDREN,
+        description=f"Every child asked for (at most {MAX_CHILDREN}, over every spawnRequests written), made or "
+                    "refused.")
+    childrenRefused: int | None = Field(
+        None, ge=0, description=f"Spawn requests refused because the execution already had {MAX_CHILDREN} children.")
+    runnerObjects: RunnerObjects | None = Field(
+        None, description="What the operator made for the runner: nothing else under those names is used.")
     resumes: int = Field(0, ge=0, description="Runner pods started again after an eviction or a drain.")
     retries: int | None = Field(None, ge=0, description="Retries started so far.")
     nextRetryAt: Stamp | None = Field(None, description="When the pending retry starts.")
@@ -295,17 +349,6 @@ class Execution(_Model):
 
 # --- typed writes ---------------------------------------------------------------------------------
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The model a field holds, through `X | None` and `list[X]`; None for plain values."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
     # Reading ignores unknown fields (newer servers); writing must not: the schema would drop them silently.
     if not isinstance(data, dict):
@@ -314,7 +357,7 @@ def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
         field = model.model_fields.get(key)
         if field is None:
             raise ValueError(f"{path}{key}: {model.__name__} has no such field")
-        inner = _model_in(field.annotation)
+        inner = model_in(field.annotation)
         if inner is None:
             continue
         for i, item in enumerate(value if isinstance(value, list) else [value]):
@@ -324,9 +367,12 @@ def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
 def status_patch(fields: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
     """A merge patch of status, checked against the models: a misspelt or ill-typed field raises.
 
-    Only the fields given are written (a None removes the field, as merge patch says).
-    `model` is the status model (ExecutionStatus unless given).
+    Only the fields given are written (a None removes the field, as merge patch says); strings and lists
+    longer than the schema allows are cut to its bounds. `model` is the status model (ExecutionStatus
+    unless given).
     """
     model = model or ExecutionStatus
     _reject_unknown(model, fields, "status.")
-    return model.model_validate(fields).model_dump(mode="json", exclude_unset=True)
+    # Decisions bound their lists and texts first (with counts); this is the backstop that keeps any value
+    # within the schema's bounds, so no length can make a status write raise or be refused.
+    return model.model_validate(fit(model, fields)).model_dump(mode="json", exclude_unset=True)

@@ -1,7 +1,8 @@
 """A workflow that spawns without restraint: what the spawn caps are for (the fault tests use it).
 
 Input: {"mode": "wide", "width": 60}  spawns `width` trivial children at once; the runner refuses the
-                                       one past the cap of children per execution (SpawnLimit).
+                                       one past the cap of children per execution (SpawnLimit). With
+                                       "kilobytes": k each child returns k KiB (results too big to mirror).
        {"mode": "deep", "levels": 8}   every execution spawns one child of itself, `levels` deep; the
                                        operator refuses the child that would sit below the depth cap
                                        (Event SpawnRefused, the child mirrored as Failed).
@@ -15,14 +16,16 @@ LEAF = "flux_examples.spawnbomb:leaf"
 
 
 async def leaf(ctx, input):
-    return {"leaf": True}
+    size = int(input.get("kilobytes", 0))
+    return {"leaf": True, **({"pad": "x" * (size * 1024)} if size else {})}
 
 
 async def main(ctx, input):
     mode = input.get("mode", "wide")
     if mode == "wide":
         width = int(input.get("width", 60))
-        results = await asyncio.gather(*(ctx.spawn(LEAF, {}, name=f"w{i}") for i in range(width)))
+        leaf_input = {"kilobytes": int(input["kilobytes"])} if input.get("kilobytes") else {}
+        results = await asyncio.gather(*(ctx.spawn(LEAF, leaf_input, name=f"w{i}") for i in range(width)))
         return {"children": len(results)}
     if mode == "deep":
         levels = int(input.get("levels", 8))

@@ -19,6 +19,7 @@ class FakeKubeApi:
         self.events: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []
         self.owners: dict[tuple[str, str], str] = {}  # (kind, name) -> controlling owner UID
+        self.others: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, name) -> what create() made
         self.schedules: dict[tuple[str, str], dict[str, Any]] = {}
         self._rv = 100
 
@@ -79,20 +80,40 @@ class FakeKubeApi:
         self.put(body)
         return True
 
+    def make_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.calls.append(("make_execution", body["metadata"]["name"]))
+        self._maybe_fail("make_execution", body["metadata"]["name"])
+        if (namespace, body["metadata"]["name"]) in self.objects:
+            return None
+        body = copy.deepcopy(body)
+        body["metadata"].setdefault("uid", f"uid-{body['metadata']['name']}")
+        body["metadata"].setdefault("namespace", namespace)
+        return self.put(body)
+
     def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
         self.calls.append(("create", body["kind"], body["metadata"]["name"]))
         self._maybe_fail("create", body["metadata"]["name"])
         key = (body["kind"], body["metadata"]["name"])
-        if key in self.owners:
+        if key in self.owners or key in self.others:
             return None
         self.created.append(body)
         owner = next((r["uid"] for r in body["metadata"].get("ownerReferences", []) if r.get("controller")), "")
         self.owners[key] = owner
-        return {**copy.deepcopy(body), "metadata": {**body["metadata"], "uid": f"uid-{key[1]}"}}
+        stored = {**copy.deepcopy(body), "metadata": {**copy.deepcopy(body["metadata"]), "uid": f"uid-{key[1]}"}}
+        self.others[key] = stored
+        return copy.deepcopy(stored)
 
-    def controller_uid(self, kind: str, namespace: str, name: str) -> str | None:
-        self.calls.append(("controller_uid", kind, name))
-        return self.owners.get((kind, name))
+    def read_metadata(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An object made by create(), or one a test put in `owners` (made by someone else, owned by that UID)."""
+        self.calls.append(("read_metadata", kind, name))
+        self._maybe_fail("read_metadata", name)
+        if (kind, name) in self.others:
+            return copy.deepcopy(self.others[(kind, name)]["metadata"])
+        if (kind, name) in self.owners:
+            owner = self.owners[(kind, name)]
+            refs = [{"uid": owner, "controller": True, "kind": "Execution", "name": "x"}] if owner else []
+            return {"name": name, "namespace": namespace, "uid": f"foreign-{name}", "ownerReferences": refs}
+        return None
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
         self.calls.append(("delete_pod", name, grace_seconds, uid))

@@ -7,14 +7,33 @@ from datetime import datetime
 from typing import Any
 
 from flux_api import Execution
-from flux_api.conditions import set_condition
+from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
 from flux_api.timefmt import format_time
+
+MAX_CONDITIONS = 16  # ExecutionStatus.conditions' bound
+OWN_CONDITIONS = (STARTED, CANCEL_REQUESTED, FINISHED)
 
 # --- actions --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Make:
+    """One of the runner's objects to create, carrying `token`. An object already under its name is the
+    operator's only if it proves so (ownership.proves): a recorded hash or UID, or, for an execution started
+    before records were kept (`trust_owner`), its controlling ownerReference."""
+
+    key: str  # serviceAccount, role, roleBinding or pod (the keys of status.runnerObjects)
+    token: str
+    proofs: tuple[str, ...]
+    uids: tuple[str, ...] = ()
+    trust_owner: bool = False
+
+
+@dataclass(frozen=True)
 class EnsureRunner:
-    """Create the runner's ServiceAccount, Role, RoleBinding and pod (each idempotently)."""
+    """Create what the runner lacks, in order (ServiceAccount, Role, RoleBinding, pod), after the status write
+    that recorded their creation tokens' hashes."""
+
+    makes: tuple[Make, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,9 +59,12 @@ class CancelChild:
 
 @dataclass(frozen=True)
 class CreateChild:
+    """After the status write that recorded the hash of `token`, which the child carries."""
+
     name: str
     workflow: str
     input: dict[str, Any]
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,7 @@ class PodView:
     uid: str = ""
     owner_uid: str = ""  # the controlling owner: the Execution this pod belongs to
     deletion_at: str | None = None  # metadata.deletionTimestamp: when the kubelet must be done
+    token: str = ""  # the creation token annotation: proves the operator made it (ownership.py)
     node: str = ""
     reason: str = ""  # status.reason, e.g. Evicted
     resource_version: str = ""  # orders two views of one pod: an older one never replaces a newer
@@ -99,8 +122,11 @@ class Plan:
         self.actions.append(EmitEvent(reason, message, type_, key))
 
     def condition(self, ex: Execution, now: datetime, type_: str, ok: bool, reason: str, message: str) -> None:
-        """metav1.Condition bookkeeping on the status this plan will write."""
+        """metav1.Condition bookkeeping on the status this plan will write. The list stays within its bound:
+        others' conditions make room for the operator's own."""
         if "conditions" not in self.status:
             self.status["conditions"] = [c.model_dump(exclude_none=True) for c in ex.status.conditions]
-        set_condition(self.status["conditions"], type_, ok, reason, message, ex.metadata.get("generation"),
-                      format_time(now))
+        conditions = self.status["conditions"]
+        set_condition(conditions, type_, ok, reason, message, ex.metadata.get("generation"), format_time(now))
+        while len(conditions) > MAX_CONDITIONS:
+            conditions.remove(next(c for c in conditions if c["type"] not in OWN_CONDITIONS))

@@ -8,6 +8,7 @@ from typing import Any
 from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution
 from flux_api.names import (
     CANCELLED_BY_ANNOTATION,
+    CREATE_TOKEN_ANNOTATION,
     DEPTH_LABEL,
     MANAGED_BY,
     RUNNER_UID,
@@ -202,12 +203,26 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
-def child_execution(parent: Execution, name: str, workflow: str, input_: dict[str, Any]) -> dict[str, Any]:
+def with_token(body: dict[str, Any], token: str) -> dict[str, Any]:
+    """The object carrying its creation token (ownership.py): how the operator knows it made it."""
+    if token:
+        meta = body["metadata"]
+        meta["annotations"] = {**(meta.get("annotations") or {}), CREATE_TOKEN_ANNOTATION: token}
+    return body
+
+
+def child_execution(parent: Execution, name: str, workflow: str, input_: dict[str, Any],
+                    token: str = "") -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name, "namespace": parent.namespace,
+        "labels": {PARENT_LABEL: parent.name,
+                   DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
+        "ownerReferences": [owner_reference(parent)]}
+    if token:
+        meta["annotations"] = {CREATE_TOKEN_ANNOTATION: token}
     return {
         "apiVersion": API_VERSION, "kind": KIND,
-        "metadata": {"name": name, "namespace": parent.namespace,
-                     "labels": {PARENT_LABEL: parent.name, DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
-                     "ownerReferences": [owner_reference(parent)]},
+        "metadata": meta,
         "spec": {"workflow": workflow, "input": input_, "gracePeriodSeconds": parent.spec.gracePeriodSeconds,
                  **({"image": parent.spec.image} if parent.spec.image else {}),
                  # A child needs the same secrets, volumes and identity as the workflow that spawned it.

@@ -12,7 +12,8 @@ from flux_api.timefmt import format_time, parse_time
 
 from flux_operator import timing
 from flux_operator.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
-from flux_operator.observing import children_view, requested_at
+from flux_operator.observing import requested_at
+from flux_operator.spawning import children_view
 
 
 def source_reason(intent: CancelIntent) -> str:
@@ -27,7 +28,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
                     plan: Plan, now: datetime) -> None:
     stamp = format_time(now)
     cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source.value, "requestedAt": stamp,
-                                    "children": children_view(children)}
+                                    **children_view(children)}
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
     plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
     backoff = pod is None and timing.in_backoff(ex)
@@ -108,7 +109,8 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     checkpoint = ex.status.checkpoint
     if checkpoint is not None and checkpoint.state == Phase.CANCELLED.value and not recorded.acknowledgedAt:
         cancellation["acknowledgedAt"] = _acknowledged(checkpoint.updatedAt, recorded, now)
-    cancellation["children"] = children_view(children)
+    cancellation.pop("childrenOmitted", None)
+    cancellation.update(children_view(children))
     due = escalation_due(pod)
     if pod is not None and due is not None and now >= due:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))

@@ -1,8 +1,10 @@
 """The execution state machine: observed state in, actions out. Pure: no I/O, no clock.
 
 The operator calls `decide()` on every change of an execution, its runner pod or its children.
-Every decision depends only on what is observed now, so running it twice, or after an operator
-restart in any phase, does nothing twice (level-triggered). Cancels are decided in cancelling.py.
+Every decision depends only on what is observed now (and on the reconciler's Memory of what it made and
+what the API server refused), so running it twice, or after an operator restart in any phase, does
+nothing twice (level-triggered). Cancels are decided in cancelling.py, children in spawning.py, the
+runner's objects in starting.py. Only the pod and children the operator made count (ownership.py).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from datetime import datetime
 from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED
-from flux_api.names import runner_pod_name_for, tree_depth
+from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
-from flux_api.types import MAX_DEPTH, status_patch
+from flux_api.types import status_patch
 
 from flux_operator import payloads, timing
 from flux_operator.actions import (
@@ -38,9 +40,11 @@ from flux_operator.observing import (
     checkpoint_state,
     deadline_at,
     first_cancel_time,
-    mirror_children,
     requested_at,
 )
+from flux_operator.ownership import Memory
+from flux_operator.spawning import owned_children, spawn
+from flux_operator.starting import WAITING, ensure_runner, own_pod, pod_pending, record_made
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Observe",
            "PatchStatus", "PodView", "CANCEL_REQUESTED_AT", "cancel_intent", "deadline_at", "decide",
@@ -49,23 +53,30 @@ __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod
 
 # --- deciding -----------------------------------------------------------------------------------
 
-def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime) -> list[Action]:
+def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime,
+           memory: Memory | None = None) -> list[Action]:
+    """`pod` is the pod the World found for the execution, `children` the Executions found under the names it
+    asked for (or claiming it as parent): only what the operator provably made of them is used."""
+    memory = memory if memory is not None else Memory()
     plan = Plan()
     phase = ex.phase
     intent = cancel_intent(ex, now)
+    pod = own_pod(ex, pod, memory)
+    owned = owned_children(ex, children)
     if phase in TERMINAL_PHASES:
         expires = timing.expires_at(ex)
         if expires is not None and now >= expires:
             return [DeleteExecution(ex.name, ex.metadata.get("uid", ""))]
         _terminal(ex, intent, plan, now)
     elif phase == Phase.CANCELLING:
-        cancelling(ex, intent, pod, children, plan, now)
+        cancelling(ex, intent, pod, owned, plan, now)
     else:
-        _active(ex, intent, pod, children, plan, now)
-    return _finish(ex, plan)
+        _active(ex, intent, pod, children, owned, memory, plan, now)
+    return _finish(ex, pod, memory, plan)
 
 
-def _finish(ex: Execution, plan: Plan) -> list[Action]:
+def _finish(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> list[Action]:
+    record_made(ex, pod, memory, plan)
     generation = ex.metadata.get("generation")
     if not plan.status and ex.status.observedGeneration == generation:
         return _ordered(plan.actions, None)
@@ -75,13 +86,16 @@ def _finish(ex: Execution, plan: Plan) -> list[Action]:
 
 def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     """Signals first, so a SIGTERM never waits behind other writes; then the other side effects and the
-    Events (each posted under a fixed name, so posting twice is harmless); the status write last. An
-    operator that dies anywhere in between decides the same again from what is left, and finishes."""
+    Events (each posted under a fixed name, so posting twice is harmless); then the status write. Creates
+    come after it: it records the hashes of their creation tokens, and nothing may be created before its
+    token is on record (ownership.py). An operator that dies anywhere in between decides the same again
+    from what is left, and finishes."""
     signals = [a for a in actions if isinstance(a, (DeletePod, CancelChild))]
-    effects = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild, DeleteExecution))]
+    effects = [a for a in actions if isinstance(a, DeleteExecution)]
     events = [a for a in actions if isinstance(a, EmitEvent)]
+    creates = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild))]
     after = [a for a in actions if isinstance(a, Observe)]  # metrics count once: only after the write
-    return [*signals, *effects, *events, *([status] if status else []), *after]
+    return [*signals, *effects, *events, *([status] if status else []), *creates, *after]
 
 
 def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datetime) -> None:
@@ -95,9 +109,9 @@ def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datet
     plan.event("CancelIgnored", message, "Warning")
 
 
-def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
-            plan: Plan, now: datetime) -> None:
-    """Pending or Running."""
+def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, found: list[Execution],
+            children: list[Execution], memory: Memory, plan: Plan, now: datetime) -> None:
+    """Pending or Running. `children` are the owned ones among the `found`."""
     checkpoint = checkpoint_state(ex)
     if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED.value, Phase.FAILED.value):
         # A verdict can only come from this run's runner (a retry takes the last one back), even when
@@ -120,14 +134,14 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
                 plan.actions.append(DeletePod(pod.name, 0, pod.uid))
             return
         _resume_or_fail(ex, "the runner was stopped without a cancel (evicted, drained or its node shut down)",
-                        plan, now)
+                        memory, plan, now)
         return
     if pod is None:
         if ex.status.podName and ex.phase == Phase.RUNNING:
             _resume_or_fail(ex, f"runner pod {ex.status.podName} disappeared before the workflow finished",
-                            plan, now)
+                            memory, plan, now)
             return
-        _start_when_due(ex, plan, now)
+        _start_when_due(ex, memory, plan, now)
         return
     if ex.status.phase is None:  # the pod was made, but the write that said so did not land
         plan.status.update(phase=Phase.PENDING.value, podName=pod.name)
@@ -146,7 +160,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
     if pod.started and ex.phase == Phase.PENDING:
         _mark_started(ex, pod.name, plan, now)
     if ex.phase == Phase.RUNNING or pod.started:
-        _spawn_children(ex, children, plan)
+        spawn(ex, found, children, memory, plan, now)
 
 
 def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:
@@ -154,22 +168,25 @@ def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> No
                        podName=pod_name)
     if ex.status.nextRetryAt is not None:
         plan.status["nextRetryAt"] = None
+    if (ex.status.message or "").startswith(WAITING):
+        plan.status["message"] = None  # it waited (a start time, a full quota): no longer
     plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod_name} started")
     plan.event("Started" if not ex.status.retries else "RetryStarted", f"runner pod {pod_name} started",
                key=str(ex.status.retries or ""))
 
 
-def _start_when_due(ex: Execution, plan: Plan, now: datetime) -> None:
+def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) -> None:
     """Creates the runner, unless spec.startAt or a retry's backoff says not yet: then Pending, saying when."""
+    pod_name = ex.status.podName or runner_pod_name_for(ex.name, ex.status.retries)
     if ex.status.phase is None:
-        plan.status["phase"] = Phase.PENDING.value
-        plan.status["podName"] = runner_pod_name_for(ex.name, ex.status.retries)
+        # runnerObjects (empty until something is asked for) marks an execution whose objects are recorded.
+        plan.status.update(phase=Phase.PENDING.value, podName=pod_name, runnerObjects={})
     wait = timing.waiting_until(ex, now)
     if wait is None:
         if (unusable := payloads.depth_problem(ex.metadata, "spec.podTemplate")) is not None:
             _complete(ex, Phase.FAILED, unusable, None, plan, now)
             return
-        plan.actions.append(EnsureRunner())
+        _start_runner(ex, pod_name, memory, plan, now)
         return
     reason = "RetryBackoff" if timing.in_backoff(ex) else "StartAtNotReached"
     message = f"waiting: starts at {format_time(wait)}"
@@ -199,23 +216,12 @@ def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView
     plan.event("RetryScheduled", message, "Warning", key=str(retries))
 
 
-def _spawn_children(ex: Execution, children: list[Execution], plan: Plan) -> None:
-    existing = {c.name for c in children}
-    mirror = mirror_children(children)
-    too_deep = tree_depth(ex.metadata.get("labels"), MAX_DEPTH) + 1 > MAX_DEPTH
-    for request in ex.status.spawnRequests:
-        if request.name in existing:
-            continue
-        nested = payloads.value_problem(request.input, "its input")
-        if too_deep or nested:
-            error = f"refused: {nested or f'a tree of executions is at most {MAX_DEPTH} levels deep'}"
-            mirror.append({"name": request.name, "phase": Phase.FAILED.value, "error": error})
-            plan.event("SpawnRefused", f"child {request.name} {error}", "Warning", key=request.name)
-        else:
-            plan.actions.append(CreateChild(request.name, request.workflow, request.input))
-    mirror.sort(key=lambda c: c["name"])
-    if mirror != [c.model_dump(exclude_none=True) for c in ex.status.children]:
-        plan.status["children"] = mirror
+def _start_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now: datetime) -> None:
+    """Asks for the runner's objects; a create the API server refused for good ends the execution."""
+    refused = ensure_runner(ex, pod_name, memory, plan, now)
+    if refused:
+        _complete(ex, Phase.FAILED, refused, None, plan, now)
+        plan.event("RunnerRefused", refused, "Warning")
 
 
 REASON_PREFIX = re.compile(r"^[A-Z][A-Za-z]{2,63}:")
@@ -226,12 +232,17 @@ DISRUPTIONS = frozenset({"Evicted", "Preempting", "Terminated", "DeletionByTaint
 MAX_RESUMES = 5
 
 
-def _resume_or_fail(ex: Execution, why: str, plan: Plan, now: datetime) -> None:
+def _resume_or_fail(ex: Execution, why: str, memory: Memory, plan: Plan, now: datetime) -> None:
     """The pod went away with no cancel asked for (a drain or an eviction): start a new one."""
+    if pod_pending(ex, memory):
+        _start_runner(ex, ex.status.podName or "", memory, plan, now)  # never made yet: no resume
+        return
     if ex.status.resumes >= MAX_RESUMES:
         _complete(ex, Phase.FAILED, f"{why}; given up after {MAX_RESUMES} resumes", None, plan, now)
         return
-    plan.actions.append(EnsureRunner())
+    _start_runner(ex, ex.status.podName or "", memory, plan, now)
+    if not any(isinstance(a, EnsureRunner) for a in plan.actions):
+        return  # refused for good (Failed), or waiting to retry a create: no new pod yet
     plan.status["resumes"] = ex.status.resumes + 1
     if checkpoint_state(ex) == Phase.CANCELLED.value:
         # It wrote its cleanup checkpoint on the way out; that was no verdict: the steps stay, the run goes on.

@@ -30,7 +30,7 @@ class ApiFailure(Exception):
     def __init__(self, what: str, kind: Failure, detail: str = "", status: int | None = None) -> None:
         code = f"{status} " if status else ""
         super().__init__(f"{what}: {code}{kind.value}{': ' + detail if detail else ''}")
-        self.kind, self.status = kind, status
+        self.kind, self.status, self.detail = kind, status, detail
 
     @property
     def transient(self) -> bool:
@@ -169,6 +169,12 @@ class KubeApi:
         with self.call(f"patch execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
             self.request("PATCH", custom_path(namespace, PLURAL, name), patch, MERGE_PATCH)
 
+    def make_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Creates an Execution; the object as created, or None if one of that name already existed."""
+        with self.call(f"create execution {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)):
+            return self.request("POST", custom_path(namespace, PLURAL), body)
+        return None
+
     def create_execution(self, namespace: str, body: dict[str, Any]) -> bool:
         """False if it already existed."""
         with self.call(f"create execution {namespace}/{body['metadata']['name']}",
@@ -208,13 +214,12 @@ class KubeApi:
             return self.request("POST", kind_path(kind, namespace), body)
         return None
 
-    def controller_uid(self, kind: str, namespace: str, name: str) -> str | None:
-        """The UID of the object's controlling owner ("" if none); None if the object is gone.
-        The one read besides a status conflict: after a create met an object of the same name."""
+    def read_metadata(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The metadata of a ServiceAccount, Role, RoleBinding or Pod; None if there is none. The one read
+        besides a status conflict: after a create met an object of the same name, to learn whose it is."""
         with self.call(f"read {kind} {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
             found = self.request("GET", kind_path(kind, namespace, name))
-            owners = (found.get("metadata") or {}).get("ownerReferences") or []
-            return next((r.get("uid", "") for r in owners if r.get("controller")), "")
+            return found.get("metadata") if isinstance(found.get("metadata"), dict) else {}
         return None
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flux_api import CANCEL_ANNOTATION, CancelSource, Execution, Phase
+from flux_api import CANCEL_ANNOTATION, CancelSource, Execution
 from flux_api.cancel import CancelIntent, recorded_or_requested
 from flux_api.names import DEADLINE_REASON
 from flux_api.timefmt import parse_time
 
-from flux_operator import payloads
 
 # --- observing --------------------------------------------------------------------------------------
 
@@ -69,24 +68,3 @@ def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime
 
 def checkpoint_state(ex: Execution) -> str | None:
     return ex.status.checkpoint.state if ex.status.checkpoint else None
-
-
-def children_view(children: list[Execution]) -> list[dict[str, Any]]:
-    return [{"name": c.name, "phase": c.phase.value} for c in sorted(children, key=lambda c: c.name)]
-
-
-def mirror_children(children: list[Execution]) -> list[dict[str, Any]]:
-    out = []
-    for c in sorted(children, key=lambda c: c.name):
-        entry: dict[str, Any] = {"name": c.name, "phase": c.phase.value}
-        result = c.status.checkpoint.result if c.status.checkpoint is not None else None
-        if (unusable := payloads.value_problem(result, "its result")) is not None:
-            entry.update(phase=Phase.FAILED.value, error=unusable)  # the parent's workflow must not get a stub
-            out.append(entry)
-            continue
-        if result is not None:
-            entry["result"] = result
-        if c.phase in (Phase.FAILED, Phase.CANCELLED) and c.status.message:
-            entry["error"] = c.status.message
-        out.append(entry)
-    return out

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
-from flux_api import EXECUTION_LABEL, Execution, Phase
+from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
@@ -21,7 +22,9 @@ from flux_operator import builders, payloads, timing
 from flux_operator import decide as machine
 from flux_operator.cancelling import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
+from flux_operator.making import Maker
 from flux_operator.metrics import Metrics
+from flux_operator.ownership import Memories, Memory
 from flux_operator.world import Key, Snapshot, World
 
 log = logging.getLogger("flux_operator")
@@ -48,6 +51,9 @@ CONFLICT_SETTLE_SECONDS = 0.1
 POSTED_EVENTS_KEPT = 50_000
 
 
+PASSED_ON = ("spec.podTemplate", "spec.image")  # what a runner pod and a child take from the execution
+
+
 class Reconciler:
     def __init__(self, world: World, api: KubeApi, runner: builders.RunnerSettings, metrics: Metrics,
                  clock=utcnow) -> None:
@@ -55,6 +61,8 @@ class Reconciler:
         self._posted: OrderedDict[str, None] = OrderedDict()
         self._conflicted: dict[Key, str] = {}  # key -> the resourceVersion a status write met a Conflict on
         self._lock = threading.Lock()
+        self.memories = Memories()  # per execution: creation tokens, what was made, refused creates
+        self.maker = Maker(api, world, runner)
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)
@@ -70,11 +78,19 @@ class Reconciler:
         snapshot = self._after_conflict(key, snapshot)
         ex = builders.with_defaults(snapshot.execution, self.runner)
         now = self.clock()
-        actions = machine.decide(ex, snapshot.pod, snapshot.children, now)
+        memory = self.memories.of(ex)
+        actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory)
         failed_signal: ApiFailure | None = None
+        refused = False
         for action in actions:
             if isinstance(action, machine.EmitEvent) and action.reason == "Signalled" and failed_signal:
                 continue  # it was not delivered: say that instead
+            if isinstance(action, machine.EnsureRunner):
+                refused |= not self.maker.runner(self._stored(ex, *PASSED_ON), action, memory, now)
+                continue
+            if isinstance(action, machine.CreateChild):
+                refused |= not self.maker.child(*self._with_input(ex, action), memory, now)
+                continue
             try:
                 if not self._apply(snapshot, ex, action):
                     # The status moved on: decide again once the watch has brought the newer copy.
@@ -89,8 +105,14 @@ class Reconciler:
         if failed_signal is not None:
             raise failed_signal
         if any(isinstance(a, machine.DeleteExecution) for a in actions):
+            self.memories.forget(ex)
             return Result()  # gone: its DELETED event takes it out of the World
-        return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now))
+        if refused:
+            return Result(requeue_after=0.0)  # decide at once what the refusal means (fail, or wait and retry)
+        written = next((a.patch for a in actions if isinstance(a, machine.PatchStatus)), {})
+        if written.get("phase") in TERMINAL_PHASES:
+            self.memories.forget(ex)
+        return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now, memory))
 
     def _apply(self, snapshot: Snapshot, ex, action: machine.Action) -> bool:
         """False when the status write met a newer object (a Conflict): nothing after it may run."""
@@ -110,8 +132,6 @@ class Reconciler:
                 self.world.execution_seen(written)
                 if "phase" in patch:
                     log.info("execution %s/%s: %s -> %s", ns, name, ex.phase.value, patch["phase"])
-            case machine.EnsureRunner():
-                self._ensure_runner(self._stored(ex, "spec.podTemplate", "spec.image"))
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
                 if not self.api.delete_pod(ns, pod, grace, uid or None):
                     # Already gone: a watch that broke (an API server restart) can miss a deletion,
@@ -120,13 +140,6 @@ class Reconciler:
                                                       "labels": {EXECUTION_LABEL: name}}})
             case machine.CancelChild(name=child, reason=reason, force=force):
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(name, reason, force))
-            case machine.CreateChild(name=child, workflow=workflow, input=input_):
-                parent = self._stored(ex, "spec.podTemplate", "spec.image", stub=input_)
-                if parent is not ex:
-                    input_ = next((r.input for r in parent.status.spawnRequests if r.name == child), input_)
-                    if (problem := payloads.value_problem(payloads.shrink(input_), f"the input of {child}")):
-                        raise ApiFailure(f"create execution {ns}/{child}", Failure.INVALID, problem)
-                self.api.create_execution(ns, builders.child_execution(parent, child, workflow, input_))
             case machine.DeleteExecution(name=name_, uid=uid):
                 self.api.delete_execution(ns, name_, uid)
                 log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_)
@@ -151,6 +164,16 @@ class Reconciler:
             if (problem := payloads.value_problem(payloads.shrink(_field(raw, field)), field)) is not None:
                 raise ApiFailure(f"read execution {ex.namespace}/{ex.name}", Failure.INVALID, problem)
         return stored
+
+    def _with_input(self, ex, action: machine.CreateChild):
+        """The parent as stored and the create with the spawn request's input itself, if the World has stubs."""
+        parent = self._stored(ex, *PASSED_ON, stub=action.input)
+        if parent is ex:
+            return ex, action
+        input_ = next((r.input for r in parent.status.spawnRequests if r.name == action.name), action.input)
+        if (problem := payloads.value_problem(payloads.shrink(input_), f"the input of {action.name}")):
+            raise ApiFailure(f"create execution {ex.namespace}/{action.name}", Failure.INVALID, problem)
+        return parent, dataclasses.replace(action, input=input_)
 
     def _stored_values(self, ns: str, patch: dict) -> dict:
         """The status patch with each mirrored child result that the World holds as a stub read from the child."""
@@ -196,21 +219,6 @@ class Reconciler:
             self.api.emit_event(_involved(snapshot), event_name(snapshot, "ReconcileFailed"), "Warning",
                                 "ReconcileFailed", f"{message}; retrying with backoff")
 
-    def _ensure_runner(self, ex) -> None:
-        """Creates what the runner needs, each only if it is ours: ownership goes by UID, never by name."""
-        for body in (builders.service_account(ex, self.runner), builders.role(ex), builders.role_binding(ex),
-                     builders.runner_pod(ex, self.runner)):
-            created = self.api.create(body)
-            kind, name = body["kind"], body["metadata"]["name"]
-            if created is None:
-                owner = self.api.controller_uid(kind, ex.namespace, name)
-                if owner not in (None, ex.metadata.get("uid")):
-                    # A deleted predecessor of the same name still owns it: wait for the garbage collector.
-                    raise ApiFailure(f"create {kind} {ex.namespace}/{name}", Failure.CONFLICT,
-                                     "still owned by a deleted execution of the same name")
-            elif kind == "Pod":
-                self.world.pod_seen(created)  # what the write returned: no second create while the watch lags
-
 
 def _field(raw: dict, path: str):
     node = raw
@@ -226,10 +234,13 @@ def _involved(snapshot: Snapshot) -> dict[str, str]:
             "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")}
 
 
-def _next_wakeup(ex, pod, now: datetime) -> float | None:
+def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
     """Seconds until something changes with no event to announce it: a deadline, a start time, the end of a
-    backoff or of the TTL (timing.py), or a terminating pod becoming overdue."""
+    backoff or of the TTL (timing.py), a terminating pod becoming overdue, or a refused create's retry."""
     due = timing.next_wakeup(ex, now, machine.deadline_at(ex))
+    retries = [(r.retry_at - now).total_seconds() for r in memory.refusals.values() if r.retry_at is not None]
+    if retries and ex.phase not in TERMINAL_PHASES:
+        due = min([max(0.0, min(retries)), *([due] if due is not None else [])])
     if ex.phase == Phase.CANCELLING and (overdue := escalation_due(pod)) is not None:
         # Already overdue (the force delete went out): look again in a moment, not in a tight loop.
         escalate = (overdue - now).total_seconds() if overdue > now else 2.0

@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
-from flux_api.names import SCHEDULE_LABEL
+from flux_api.names import CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
 from flux_api.timefmt import format_time
 
 from flux_operator import payloads
@@ -66,7 +66,8 @@ def pod_view(pod: dict[str, Any]) -> PodView:
                    terminating=bool(meta.get("deletionTimestamp")), started=started, exit_message=message,
                    uid=meta.get("uid", ""), owner_uid=owners[0] if owners else "",
                    deletion_at=meta.get("deletionTimestamp"), node=(pod.get("spec") or {}).get("nodeName") or "",
-                   reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "")
+                   reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "",
+                   token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""))
 
 
 @dataclass
@@ -143,7 +144,9 @@ class World:
     # --- read by the workers -----------------------------------------------------------------
 
     def snapshot(self, key: Key) -> Snapshot | None:
-        """The execution, its own runner pod (matched by owner UID), and its children; None if unknown."""
+        """The execution, its runner pod (matched by owner UID), and the executions that may be its children:
+        those under the names it asked for or recorded, and those labelled with it. Which of them the
+        operator really made for it, decide() works out (spawning.owned_children); None if unknown."""
         with self._lock:
             raw = self._executions.get(key)
             if raw is None:
@@ -156,8 +159,9 @@ class World:
             current = (raw.get("status") or {}).get("podName")
             if current:  # after a retry the finished pod of an earlier run is not the runner
                 pods = [p for p in pods if p.name == current]
-            children = [c for c in (self._model((key[0], n)) for n in sorted(self._children.get(key, ())))
-                        if c is not None and _owned_by(c, uid)]
+            names = set(self._children.get(key, ())) | _named_children(raw.get("status") or {})
+            children = [c for c in (self._model((key[0], n)) for n in sorted(names) if (key[0], n) in self._executions)
+                        if c is not None]
         return Snapshot(execution, raw, pods[0] if pods else None, children)
 
     def unparseable(self, key: Key) -> str | None:
@@ -211,6 +215,12 @@ def _pod_key(raw: dict[str, Any]) -> Key | None:
     meta = raw.get("metadata") or {}
     execution = (meta.get("labels") or {}).get(EXECUTION_LABEL)
     return (meta.get("namespace", ""), execution) if execution else None
+
+
+def _named_children(status: dict[str, Any]) -> set[str]:
+    """The names an execution asked for as children (spawnRequests) or holds records of (children)."""
+    return {item["name"] for field in ("children", "spawnRequests") for item in status.get(field) or []
+            if isinstance(item, dict) and isinstance(item.get("name"), str)}
 
 
 def _owned_by(child: Execution, uid: str | None) -> bool:

@@ -7,6 +7,7 @@ from flux_runner.errors import (
     ApiError,
     ApiUnavailable,
     ChildFailed,
+    ChildResultNotMirrored,
     DuplicateStep,
     NotJsonSerialisable,
     SpawnConflict,
@@ -20,6 +21,6 @@ except PackageNotFoundError:
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "ApiError", "ApiUnavailable", "ChildFailed", "DuplicateStep", "NotJsonSerialisable",
+    "ApiError", "ApiUnavailable", "ChildFailed", "ChildResultNotMirrored", "DuplicateStep", "NotJsonSerialisable",
     "SpawnConflict", "SpawnLimit", "WorkflowContext", "WorkflowLoadError", "__version__",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flux_api.types import MIRRORED_RESULTS_BUDGET
+
 
 class ConfigError(Exception):
     """The pod's environment is incomplete: nothing can run (exit non-zero)."""
@@ -83,6 +85,18 @@ class CheckpointTooLarge(WorkflowError):
 
 class SpawnLimit(WorkflowError):
     """The workflow asked for more children than one execution may have."""
+
+
+class ChildResultNotMirrored(WorkflowError):
+    """A child succeeded, but its result did not fit the budget of results mirrored into the parent's status
+    (flux_api.types.MIRRORED_RESULTS_BUDGET). Nothing is lost: the result stays on the child."""
+
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(
+            f"child execution {name} succeeded, but its result ({size:,} bytes) was not mirrored: the results of "
+            f"one execution's children are mirrored within {MIRRORED_RESULTS_BUDGET:,} bytes in all; it stays on "
+            f"the child (status.checkpoint.result of Execution {name}): return less, or store it elsewhere")
+        self.name, self.size = name, size
 
 
 class ChildFailed(WorkflowError):

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, ChildStatus, Phase, SpawnRequest
-from flux_api.types import MAX_CHILDREN
+from flux_api.types import MAX_CHILDREN, ChildRefused
 from pydantic import ValidationError
 
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
-from flux_runner.errors import ChildFailed, SpawnConflict, SpawnLimit
+from flux_runner.errors import ChildFailed, ChildResultNotMirrored, SpawnConflict, SpawnLimit
 from flux_runner.jsonvalue import json_value
 
 POLL_INTERVAL = 0.5
@@ -113,6 +113,10 @@ class Spawner:
     @staticmethod
     def _outcome(child: ChildStatus) -> Any:
         log.info("child %s: %s", child.name, child.phase)
+        if child.reason == ChildRefused.NAME_TAKEN:  # never made: the name is another Execution's
+            raise SpawnConflict(f"cannot spawn {child.name!r}: {child.error or 'the name is taken'}")
         if child.phase != Phase.SUCCEEDED:
             raise ChildFailed(child.name, child.phase or "unknown", child.error)
+        if child.resultOmitted is not None:
+            raise ChildResultNotMirrored(child.name, child.resultOmitted)
         return child.result

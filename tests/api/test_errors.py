@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from flux_api.errors import Failure, classify, is_transient
+from flux_api.errors import Failure, classify, is_refusal, is_transient
 
 pytestmark = pytest.mark.unit
 
@@ -23,4 +23,15 @@ def test_etcd_size_limit_is_too_large_not_a_server_hiccup() -> None:
 
 
 def test_only_what_a_retry_can_fix_is_transient() -> None:
-    assert {k for k in Failure if is_transient(k)} == {Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER}
+    assert {k for k in Failure if is_transient(k)} == {Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER,
+                                                       Failure.QUOTA}
+
+
+def test_a_full_quota_heals_but_other_refusals_do_not() -> None:
+    """A ResourceQuota answers 403 too, but there is room again once other objects go."""
+    quota = classify(403, 'pods "x-runner" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=1, '
+                          'limited: pods=1')
+    assert quota is Failure.QUOTA and is_transient(quota) and not is_refusal(quota)
+    assert is_refusal(classify(403, 'pods "x" is forbidden: violates PodSecurity "restricted:latest"'))
+    assert is_refusal(classify(422, 'Pod "x" is invalid: spec.tolerations[0].operator: Unsupported value'))
+    assert {k for k in Failure if is_refusal(k)} == {Failure.FORBIDDEN, Failure.INVALID, Failure.TOO_LARGE}

@@ -39,3 +39,19 @@ def test_a_wrong_value_is_refused() -> None:
         status_patch({"phase": "Finished"})
     with pytest.raises(ValidationError):
         status_patch({"cancellation": {"reason": "r", "source": "telepathy"}})
+
+
+def test_no_length_makes_a_status_write_raise_it_is_cut_to_the_schema() -> None:
+    """Decisions bound their lists themselves (with counts); this is the backstop."""
+    patch = status_patch({
+        "message": "m" * 9000,
+        "children": [{"name": f"c{i}", "error": "e" * 9000, "tokens": ["t" * 100] * 6} for i in range(60)],
+        "cancellation": {"reason": "r" * 2000, "source": "spec", "children": [{"name": f"c{i}"} for i in range(60)]},
+        "conditions": [{"type": f"T{i}", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z",
+                        "reason": "r" * 2000} for i in range(20)],
+    })
+    assert len(patch["message"]) == 8192
+    assert len(patch["children"]) == 50 and len(patch["children"][0]["error"]) == 8192
+    assert patch["children"][0]["tokens"] == ["t" * 64] * 4
+    assert len(patch["cancellation"]["children"]) == 50 and len(patch["cancellation"]["reason"]) == 1024
+    assert len(patch["conditions"]) == 16 and len(patch["conditions"][0]["reason"]) == 1024

@@ -20,6 +20,7 @@ from flux_operator.decide import (
     decide,
     requested_at,
 )
+from flux_operator.ownership import Memory, token_hash
 
 pytestmark = pytest.mark.unit
 
@@ -52,7 +53,23 @@ def execution(phase: str | None = None, cancel: dict | None = None, annotations:
 
 
 def child(name: str, phase: str, cancel: dict | None = None) -> Execution:
-    return execution(phase=phase, cancel=cancel, name=name, labels={PARENT_LABEL: "job"})
+    """A child the operator made for `job`: controlled by it (and recorded by `parent`)."""
+    kid = execution(phase=phase, cancel=cancel, name=name, labels={PARENT_LABEL: "job"})
+    kid.metadata["ownerReferences"] = [{"uid": "uid-job", "controller": True, "kind": "Execution", "name": "job"}]
+    return kid
+
+
+def parent(ex: Execution, *kids: Execution) -> Execution:
+    """`ex` with its record of having made `kids` (status.children with their UIDs)."""
+    entries = [{"name": k.name, "uid": k.metadata["uid"], "phase": k.phase.value} for k in kids]
+    return Execution.model_validate({**ex.model_dump(mode="json"),
+                                     "status": {**ex.status.model_dump(mode="json"), "children": entries}})
+
+
+def tokens() -> Memory:
+    """A Memory whose creation tokens are predictable: t1, t2, ..."""
+    count = iter(range(1, 1_000_000))
+    return Memory(new_token=lambda: f"t{next(count)}")
 
 
 def running_pod(**kw) -> PodView:
@@ -87,7 +104,8 @@ def test_new_execution_gets_a_runner_and_is_pending():
     assert of(actions, EnsureRunner)
     assert status_patch(actions)["phase"] == "Pending"
     assert status_patch(actions)["podName"] == POD
-    assert isinstance(actions[-1], PatchStatus), "status is the last write: a crash before it redoes the rest"
+    assert isinstance(actions[-2], PatchStatus) and isinstance(actions[-1], EnsureRunner), \
+        "the status write records the creation tokens before anything is created"
 
 
 def test_pending_with_unstarted_pod_waits():
@@ -138,7 +156,8 @@ def test_vanished_pod_resumes_in_a_new_pod_from_the_checkpoint():
     """A drain or an eviction deleted the pod: not the workflow's fault, and no cancel was asked for."""
     actions = decide(execution("Running", checkpoint={"state": "Running"}), None, [], NOW)
     assert of(actions, EnsureRunner)
-    assert status_patch(actions) == {"resumes": 1, "observedGeneration": 1}
+    patch = status_patch(actions)
+    assert patch["resumes"] == 1 and patch["runnerObjects"]["pod"]["name"] == POD
     assert [(e.reason, e.key) for e in of(actions, EmitEvent)] == [("Resumed", "1")]
 
 
@@ -247,7 +266,7 @@ def test_deadline_not_yet_reached_does_nothing():
 def test_cascade_cancels_live_children_only():
     kids = [child("job-a", "Running"), child("job-b", "Succeeded"), child("job-c", "Running", cancel={"reason": "x"}),
             child("job-d", "Pending")]
-    actions = decide(execution("Running", cancel={"reason": "stop"}), running_pod(), kids, NOW)
+    actions = decide(parent(execution("Running", cancel={"reason": "stop"}), *kids), running_pod(), kids, NOW)
     assert of(actions, CancelChild) == [CancelChild("job-a", "parent job cancelled: stop", False),
                                         CancelChild("job-d", "parent job cancelled: stop", False)]
     assert status_patch(actions)["cancellation"]["children"] == [
@@ -256,15 +275,17 @@ def test_cascade_cancels_live_children_only():
 
 
 def test_no_cascade_leaves_children_alone():
-    actions = decide(execution("Running", cancel={"reason": "stop", "cascade": False}), running_pod(),
-                     [child("job-a", "Running")], NOW)
+    kid = child("job-a", "Running")
+    actions = decide(parent(execution("Running", cancel={"reason": "stop", "cascade": False}), kid), running_pod(),
+                     [kid], NOW)
     assert not of(actions, CancelChild)
     assert of(actions, DeletePod)
 
 
 def test_force_cascades_force():
-    actions = decide(execution("Running", cancel={"reason": "x", "force": True}), running_pod(),
-                     [child("job-a", "Running")], NOW)
+    kid = child("job-a", "Running")
+    actions = decide(parent(execution("Running", cancel={"reason": "x", "force": True}), kid), running_pod(),
+                     [kid], NOW)
     assert of(actions, CancelChild)[0].force is True
 
 
@@ -319,7 +340,7 @@ def test_killed_outcome_without_a_final_checkpoint():
 
 
 def test_cancelled_only_once_children_are_terminal():
-    ex = cancelling()
+    ex = parent(cancelling(), child("job-a", "Running"))
     actions = decide(ex, None, [child("job-a", "Cancelling", cancel={"reason": "r"})], NOW)
     assert status_patch(actions).get("phase") is None
     assert status_patch(actions)["cancellation"]["children"] == [{"name": "job-a", "phase": "Cancelling"}]
@@ -328,7 +349,7 @@ def test_cancelled_only_once_children_are_terminal():
 
 
 def test_without_cascade_the_parent_does_not_wait_for_children():
-    ex = execution("Running", cancel={"reason": "stop", "cascade": False})
+    ex = parent(execution("Running", cancel={"reason": "stop", "cascade": False}), child("job-a", "Running"))
     ex = apply(ex, decide(ex, running_pod(), [child("job-a", "Running")], NOW))
     patch = status_patch(decide(ex, None, [child("job-a", "Running")], NOW))
     assert patch["phase"] == "Cancelled"
@@ -368,15 +389,17 @@ def test_finished_execution_without_cancel_is_left_alone():
 # --- children -------------------------------------------------------------------------------------
 
 def test_spawn_requests_become_children_and_are_mirrored():
-    ex = execution("Running", status={"spawnRequests": [{"name": "job-a", "workflow": "p.m:f", "input": {"x": 1}},
-                                                        {"name": "job-b", "workflow": "p.m:f"}]})
     done = child("job-a", "Succeeded")
     done = Execution.model_validate({**done.model_dump(mode="json"),
                                      "status": {**done.status.model_dump(mode="json"),
                                                 "checkpoint": {"state": "Succeeded", "result": 42}}})
-    actions = decide(ex, running_pod(), [done], NOW)
-    assert of(actions, CreateChild) == [CreateChild("job-b", "p.m:f", {})]
-    assert status_patch(actions)["children"] == [{"name": "job-a", "phase": "Succeeded", "result": 42}]
+    ex = parent(execution("Running", status={"spawnRequests": [
+        {"name": "job-a", "workflow": "p.m:f", "input": {"x": 1}}, {"name": "job-b", "workflow": "p.m:f"}]}), done)
+    actions = decide(ex, running_pod(), [done], NOW, tokens())
+    assert of(actions, CreateChild) == [CreateChild("job-b", "p.m:f", {}, "t1")]
+    assert status_patch(actions)["children"] == [
+        {"name": "job-a", "uid": "uid-job-a", "phase": "Succeeded", "result": 42},
+        {"name": "job-b", "phase": "Pending", "tokens": [token_hash("t1")]}]
 
 
 def test_no_children_are_created_while_cancelling():
@@ -409,7 +432,8 @@ def test_request_time_comes_from_managed_fields():
 SCENARIOS = [
     (execution(), None, []),
     (execution("Pending"), running_pod(), []),
-    (execution("Running", cancel={"reason": "r"}), running_pod(), [child("job-a", "Running")]),
+    (parent(execution("Running", cancel={"reason": "r"}), child("job-a", "Running")), running_pod(),
+     [child("job-a", "Running")]),
     (execution("Running", annotations={CANCEL_ANNOTATION: "r"}), None, []),
     (execution("Running", checkpoint={"state": "Succeeded"}), running_pod(), []),
     (execution("Succeeded", cancel={"reason": "r"}), None, []),
@@ -419,8 +443,9 @@ SCENARIOS = [
 @pytest.mark.parametrize("ex,pod,kids", SCENARIOS)
 def test_deciding_again_on_the_result_changes_no_status(ex, pod, kids):
     """Level-triggered: once the status is written, the same observation asks for no new status."""
-    after = apply(ex, decide(ex, pod, kids, NOW))
-    assert status_patch(decide(after, pod, kids, NOW)) == {}
+    memory = tokens()
+    after = apply(ex, decide(ex, pod, kids, NOW, memory))
+    assert status_patch(decide(after, pod, kids, NOW, memory)) == {}
 
 
 # --- hardening: outcomes that tell the truth, nothing stuck, caps ------------------------------------
@@ -474,7 +499,8 @@ def test_a_spawn_past_the_depth_limit_is_refused_with_a_clear_error():
     actions = decide(deep, running_pod(), [], NOW)
     assert not of(actions, CreateChild)
     assert status_patch(actions)["children"] == [
-        {"name": "job-kid", "phase": "Failed", "error": "refused: a tree of executions is at most 5 levels deep"}]
+        {"name": "job-kid", "phase": "Failed", "reason": "TooDeep",
+         "error": "refused: a tree of executions is at most 5 levels deep"}]
     assert [(e.reason, e.type, e.key) for e in of(actions, EmitEvent)] == [("SpawnRefused", "Warning", "job-kid")]
 
 

@@ -151,6 +151,8 @@ def test_each_call_builds_its_request() -> None:
     assert rec.last == ("PATCH", f"{FX}/a", MERGE, {"spec": {"cancel": None}})
     assert api.create_execution("ns", {"metadata": {"name": "c"}})
     assert rec.last[:2] == ("POST", FX)
+    assert api.make_execution("ns", {"metadata": {"name": "c"}}) is not None
+    assert rec.last[:2] == ("POST", FX)
     api.delete_execution("ns", "a", "u1")
     assert rec.last[:2] == ("DELETE", f"{FX}/a")
     assert rec.last[3] | {} == {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
@@ -178,7 +180,7 @@ def test_create_and_read_owned_objects(kind: str, path: str) -> None:
     created = api.create({"kind": kind, "metadata": {"name": "r", "namespace": "ns"}})
     assert rec.last[:2] == ("POST", path) and created["metadata"]["name"] == "r"
     assert "authorization" not in rec.requests[-1].headers
-    assert api.controller_uid(kind, "ns", "r") == "owner"
+    assert api.read_metadata(kind, "ns", "r")["ownerReferences"][1] == {"uid": "owner", "controller": True}
     assert rec.last[:2] == ("GET", f"{path}/r")
 
 
@@ -237,6 +239,8 @@ def test_error_answers_are_classified_once(answer: httpx.Response, kind: Failure
 def test_tolerated_failures_come_back_as_values() -> None:
     assert api_with(Recorder(status(404, "gone"))).get_execution("ns", "a") is None
     assert api_with(Recorder(status(409, "exists"))).create_execution("ns", {"metadata": {"name": "a"}}) is False
+    assert api_with(Recorder(status(409, "exists"))).make_execution("ns", {"metadata": {"name": "a"}}) is None
+    assert api_with(Recorder(status(404, "gone"))).read_metadata("Pod", "ns", "p") is None
     assert api_with(Recorder(status(409, "uid mismatch"))).delete_pod("ns", "p", 1, "u") is False
     assert api_with(Recorder(status(404, "not served"))).served("/apis/x/v1") is False
 

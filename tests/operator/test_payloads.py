@@ -188,7 +188,9 @@ def test_a_spawn_input_nested_too_deep_is_refused_with_a_message(api, world, rec
 def parent_with_child(api, world, result) -> None:
     seed(api, world, execution(status={"phase": "Running", "podName": "job-runner", "observedGeneration": 1,
                                        "startedAt": "2026-11-21T11:59:00Z",
-                                       "spawnRequests": [{"name": "job-kid", "workflow": "a.b:c"}]}))
+                                       "spawnRequests": [{"name": "job-kid", "workflow": "a.b:c"}],
+                                       # made by the operator: its UID recorded (spawning.owned_children)
+                                       "children": [{"name": "job-kid", "phase": "Running", "uid": "uid-job-kid"}]}))
     world.pod_seen(running_pod())
     seed(api, world, execution("job-kid", labels={"workflows.flux.dev/parent": "job"}, owner="job",
                                status={"phase": "Succeeded", "observedGeneration": 1,
@@ -196,11 +198,11 @@ def parent_with_child(api, world, result) -> None:
 
 
 def test_a_large_child_result_is_mirrored_whole_once_and_then_left_alone(api, world, reconciler):
-    big = {"rows": ["r" * 1000] * 500}
+    big = {"rows": ["r" * 1000] * 200}  # larger than the World keeps, within the mirrored results' budget
     parent_with_child(api, world, big)
     reconciler.reconcile(("ns", "job"))
     assert api.objects[("ns", "job")]["status"]["children"] == [{"name": "job-kid", "phase": "Succeeded",
-                                                                 "result": big}]
+                                                                 "uid": "uid-job-kid", "result": big}]
     world.execution_seen(api.objects[("ns", "job")])
     api.calls.clear()
     reconciler.reconcile(("ns", "job"))

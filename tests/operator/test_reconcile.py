@@ -6,9 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from flux_api.errors import Failure
+from flux_api.names import CREATE_TOKEN_ANNOTATION
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
 from flux_operator.metrics import Metrics
+from flux_operator.ownership import token_hash
 from flux_operator.reconcile import Reconciler
 from flux_operator.workqueue import WorkQueue
 from flux_operator.world import World
@@ -40,6 +42,19 @@ def execution(name="job", phase=None, cancel=None, deadline=None, started=None, 
         meta["ownerReferences"] = [{"uid": owner_uid, "controller": True, "kind": "Execution", "name": "p"}]
     return {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution", "metadata": meta, "spec": spec,
             "status": status}
+
+
+class Clock:
+    """The reconciler's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def pod(name="job", uid="pod-uid", owner="uid-job", terminating=False, running=True) -> dict:
@@ -74,13 +89,18 @@ def seed(api: FakeKubeApi, world: World, obj: dict) -> dict:
     return stored
 
 
-def test_new_execution_creates_its_runner_then_writes_pending(api, world, reconciler):
+def test_new_execution_records_its_creation_tokens_then_creates_its_runner(api, world, reconciler):
     seed(api, world, execution())
     reconciler.reconcile(KEY)
     kinds = [c[1] for c in api.calls if c[0] == "create"]
     assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Pod"]
-    assert api.names()[-1] == "patch_status", "status is the last write"
-    assert api.objects[KEY]["status"]["phase"] == "Pending"
+    assert api.names()[0] == "patch_status", "the tokens' hashes are on record before anything is created"
+    status = api.objects[KEY]["status"]
+    assert status["phase"] == "Pending"
+    recorded = status["runnerObjects"]
+    for body, key in zip(api.created, ("serviceAccount", "role", "roleBinding", "pod")):
+        token = body["metadata"]["annotations"][CREATE_TOKEN_ANNOTATION]
+        assert recorded[key]["tokens"] == [token_hash(token)], key
 
 
 def test_no_reads_in_steady_state(api, world, reconciler):
@@ -235,7 +255,7 @@ def drain(controller: Controller, limit: int = 20) -> list:
 def test_transient_failure_is_retried_with_backoff_and_others_go_on(api, world, controller):
     seed(api, world, execution())
     seed(api, world, execution(name="other"))
-    api.fail_next["create"] = [Failure.SERVER]
+    api.fail_next["patch_status"] = [Failure.SERVER]
     controller.enqueue([KEY, ("ns", "other")])
     drain(controller)
     assert api.objects[("ns", "other")]["status"]["phase"] == "Pending"
@@ -315,15 +335,20 @@ def test_a_signal_that_fails_still_records_the_cancel_and_is_retried(api, world,
     assert "SignalFailed" in reasons and "Signalled" not in reasons
 
 
-def test_a_predecessors_leftovers_are_never_adopted(api, world, reconciler):
+def test_a_predecessors_leftovers_are_never_adopted(api, world):
     """Deleted and recreated under the same name: the old pod still terminates, owned by the old UID."""
+    clock = Clock()
+    reconciler = Reconciler(world, api, RunnerSettings(), Metrics(), clock=clock)
     api.owners[("Pod", "job-runner")] = "uid-of-the-deleted-one"
     seed(api, world, execution())
-    with pytest.raises(Exception, match="still owned by a deleted execution"):
-        reconciler.reconcile(KEY)
-    del api.owners[("Pod", "job-runner")]  # the garbage collector took it
+    assert reconciler.reconcile(KEY).requeue_after == 0, "decide at once what the refusal means"
     reconciler.reconcile(KEY)
-    assert ("Pod", "job-runner") in api.owners and api.owners[("Pod", "job-runner")] == "uid-job"
+    status = api.objects[KEY]["status"]
+    assert status["phase"] == "Pending" and "waiting for the garbage collector" in status["message"]
+    del api.owners[("Pod", "job-runner")]  # the garbage collector took it
+    clock.advance(1.5)
+    reconciler.reconcile(KEY)
+    assert api.others[("Pod", "job-runner")]["metadata"]["ownerReferences"][0]["uid"] == "uid-job"
 
 
 def test_the_created_pod_is_known_at_once(api, world, reconciler):
@@ -349,7 +374,7 @@ def test_a_failure_that_is_not_transient_is_an_event_on_the_object(api, world, r
     controller = Controller(world, reconciler, WorkQueue(base_delay=0.01), Metrics(), workers=1,
                             on_failure=reconciler.report_failure)
     seed(api, world, execution())
-    api.fail_next["create"] = [Failure.FORBIDDEN]
+    api.fail_next["patch_status"] = [Failure.FORBIDDEN]
     controller.enqueue([KEY])
     drain(controller)
     events = [e for e in api.events.values() if e["reason"] == "ReconcileFailed"]

@@ -50,14 +50,19 @@ def test_deleting_a_predecessor_keeps_its_successor() -> None:
     assert world.snapshot(("ns", "job")) is not None
 
 
-def test_children_are_found_by_parent_and_owner_uid() -> None:
+def test_candidate_children_are_the_labelled_and_the_named_ones() -> None:
+    """Which of them the operator really made, decide() works out (spawning.owned_children)."""
     world = World()
-    world.execution_seen(execution())
+    world.execution_seen(execution(status={"spawnRequests": [{"name": "asked", "workflow": "a:b"}],
+                                           "children": [{"name": "recorded"}]}))
     world.execution_seen(execution(name="kid", labels={"workflows.flux.dev/parent": "job"}, owner="u1"))
     world.execution_seen(execution(name="stray", labels={"workflows.flux.dev/parent": "job"}, owner="other"))
-    assert [c.name for c in world.snapshot(("ns", "job")).children] == ["kid"]
+    world.execution_seen(execution(name="asked", uid="u2"))
+    world.execution_seen(execution(name="recorded", uid="u3"))
+    world.execution_seen(execution(name="unrelated", uid="u4"))
+    assert [c.name for c in world.snapshot(("ns", "job")).children] == ["asked", "kid", "recorded", "stray"]
     world.execution_gone(execution(name="kid", labels={"workflows.flux.dev/parent": "job"}))
-    assert world.snapshot(("ns", "job")).children == []
+    assert "kid" not in [c.name for c in world.snapshot(("ns", "job")).children]
 
 
 def test_pods_come_and_go() -> None:

@@ -1,0 +1,98 @@
+"""Carrying out the creates decide() asks for (the runner's objects, children), and learning from each
+answer: what was made goes into the Memory and the World, a name already taken is looked at once to see
+whose it is, and a refusal is kept for the next decision (which fails the execution, or waits and retries).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flux_api import Execution
+from flux_api.errors import Failure
+
+from flux_operator import builders
+from flux_operator.actions import CreateChild, EnsureRunner, Make
+from flux_operator.kube import ApiFailure, KubeApi
+from flux_operator.ownership import PREDECESSOR_GRACE, Memory, controller_uid, proves, refusal
+from flux_operator.spawning import child_key
+from flux_operator.world import World
+
+
+class Maker:
+    def __init__(self, api: KubeApi, world: World, settings: builders.RunnerSettings) -> None:
+        self.api, self.world, self.settings = api, world, settings
+
+    def _body(self, ex: Execution, key: str) -> dict[str, Any]:
+        match key:
+            case "serviceAccount":
+                return builders.service_account(ex, self.settings)
+            case "role":
+                return builders.role(ex)
+            case "roleBinding":
+                return builders.role_binding(ex)
+        return builders.runner_pod(ex, self.settings)
+
+    def runner(self, ex: Execution, action: EnsureRunner, memory: Memory, now: datetime) -> bool:
+        """Creates each object in order; False at the first that was refused (the rest need it)."""
+        for make in action.makes:
+            body = builders.with_token(self._body(ex, make.key), make.token)
+            kind, name = body["kind"], body["metadata"]["name"]
+            what = f"{kind} {name}"
+            try:
+                made = self.api.create(body)
+                if made is None:  # the name is taken: ours (a create before a restart), or not
+                    made = self._whose(ex, make, kind, name, memory, now)
+                    if made is None:
+                        return False
+            except ApiFailure as err:
+                memory.refusals[make.key] = refusal(what, err.kind, err.detail or str(err), now,
+                                                    memory.refusals.get(make.key))
+                return False
+            memory.made[make.key] = made["metadata"].get("uid", "")
+            memory.refusals.pop(make.key, None)
+            if kind == "Pod" and made.get("spec"):
+                self.world.pod_seen(made)  # what the write returned: no second create while the watch lags
+        return True
+
+    def _whose(self, ex: Execution, make: Make, kind: str, name: str, memory: Memory,
+               now: datetime) -> dict | None:
+        """The object under the name, if it is provably ours; else None, with the refusal recorded: a
+        predecessor's object is waited for (the garbage collector takes it), anything else is final."""
+        what = f"{kind} {name}"
+        meta = self.api.read_metadata(kind, ex.namespace, name)
+        uid, before = ex.metadata.get("uid", ""), memory.refusals.get(make.key)
+        if meta is None:  # gone meanwhile: try again shortly
+            memory.refusals[make.key] = refusal(what, Failure.CONFLICT, f"{what} went away while being created",
+                                                now, before, permanent=False)
+            return None
+        if proves(meta, uid, list(make.proofs), make.uids) or (make.trust_owner and controller_uid(meta) == uid):
+            return {"metadata": meta}
+        owner = controller_uid(meta)
+        if owner and owner != uid and (before is None or now - before.since < PREDECESSOR_GRACE):
+            message = f"{what} still belongs to an execution of the same name that was deleted (uid {owner}): " \
+                      "waiting for the garbage collector"
+            memory.refusals[make.key] = refusal(what, Failure.CONFLICT, message, now, before, permanent=False)
+            return None
+        message = (f"{what} exists and was not made by the operator for this execution (an ownerReference proves "
+                   "nothing): it is not used; delete it, or pick another execution name")
+        memory.refusals[make.key] = refusal(what, Failure.CONFLICT, message, now, before, permanent=True)
+        return None
+
+    def child(self, ex: Execution, action: CreateChild, memory: Memory, now: datetime) -> bool:
+        """Creates the child; False if the API server refused it. A name taken already is looked at once, so
+        the next decision sees whose it is."""
+        key = child_key(action.name)
+        body = builders.child_execution(ex, action.name, action.workflow, action.input, action.token)
+        try:
+            made = self.api.make_execution(ex.namespace, body)
+            if made is None:
+                made = self.api.get_execution(ex.namespace, action.name)
+        except ApiFailure as err:
+            memory.refusals[key] = refusal(f"child {action.name}", err.kind, err.detail or str(err), now,
+                                           memory.refusals.get(key))
+            return False
+        memory.refusals.pop(key, None)
+        if made is not None:
+            self.world.execution_seen(made)
+        return True

@@ -1,0 +1,170 @@
+"""Children: which Executions are an execution's children, making the ones its runner asks for, and the
+mirror of their phases and results that the runner reads. Pure: observed state in, status and actions out.
+
+A child is one only if the operator made it for this parent: its UID is recorded in the parent's
+status.children (operator-owned), or it carries a creation token whose hash is recorded there
+(ownership.py), and it is controlled by the parent. A label and an ownerReference prove nothing.
+
+Every name the runner ever asked for keeps its entry, made or refused, so rewriting status.spawnRequests
+cannot pass MAX_CHILDREN: a name past it is refused and counted (childrenRefused). A name that an
+Execution this parent did not make already has is refused as NameTaken, so ctx.spawn raises instead of
+waiting for a child that will never come. Results are mirrored within MIRRORED_RESULTS_BUDGET in all: once
+mirrored a result stays; one that does not fit is left on its child (resultOmitted), and ctx.spawn says so.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from flux_api import PARENT_LABEL, TERMINAL_PHASES, ChildStatus, Execution, Phase, nesting
+from flux_api.names import tree_depth
+from flux_api.types import MAX_CHILDREN, MAX_DEPTH, MIRRORED_ERROR_CHARS, MIRRORED_RESULTS_BUDGET, ChildRefused
+
+from flux_operator import payloads
+from flux_operator.actions import CreateChild, Plan
+from flux_operator.ownership import Memory, controller_uid, proves, with_token
+
+TOO_DEEP, NAME_TAKEN, REFUSED = ChildRefused.TOO_DEEP.value, ChildRefused.NAME_TAKEN.value, ChildRefused.REFUSED.value
+
+
+def child_key(name: str) -> str:
+    return f"child/{name}"
+
+
+def _entry(child: ChildStatus) -> dict[str, Any]:
+    return child.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+
+
+def owned_children(ex: Execution, candidates: list[Execution]) -> list[Execution]:
+    """Of the Executions found under the names this execution asked for (and those claiming it as their
+    parent), the ones it owns."""
+    uid = ex.metadata.get("uid", "")
+    by_name = {c.name: c for c in candidates}
+    owned = []
+    for entry in ex.status.children:
+        child = by_name.get(entry.name)
+        if child is None or entry.reason:
+            continue
+        meta = child.metadata
+        if entry.uid:
+            mine = meta.get("uid") == entry.uid and controller_uid(meta) == uid
+        elif entry.tokens:
+            mine = proves(meta, uid, entry.tokens)
+        else:  # recorded by an operator before creation tokens: recognised as it did
+            mine = controller_uid(meta) == uid and (meta.get("labels") or {}).get(PARENT_LABEL) == ex.name
+        if mine:
+            owned.append(child)
+    return sorted(owned, key=lambda c: c.name)
+
+
+def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], memory: Memory, plan: Plan,
+          now: datetime) -> None:
+    """Records and makes the children asked for, refuses what may not be, and mirrors the owned ones."""
+    entries = {e.name: _entry(e) for e in ex.status.children}
+    by_name, mine = {c.name: c for c in candidates}, {c.name: c for c in owned}
+    too_deep = tree_depth(ex.metadata.get("labels"), MAX_DEPTH) + 1 > MAX_DEPTH
+    over_cap = 0
+    for request in ex.status.spawnRequests:
+        name = request.name
+        entry = entries.get(name)
+        if entry is None:
+            if len(entries) >= MAX_CHILDREN:
+                over_cap += 1
+                continue
+            if too_deep:
+                _refuse(entries, plan, name, TOO_DEEP, f"refused: a tree of executions is at most {MAX_DEPTH} "
+                                                       "levels deep", "SpawnRefused")
+                continue
+            if (nested := payloads.value_problem(request.input, "its input")) is not None:
+                _refuse(entries, plan, name, REFUSED, f"refused: {nested}", "SpawnRefused")
+                continue
+            entry = entries[name] = {"name": name, "phase": Phase.PENDING.value}
+        elif entry.get("uid") or entry.get("reason") or not entry.get("tokens"):
+            continue  # made, refused, or an older operator's record
+        if name in mine:
+            continue  # made: the mirror records it
+        found = by_name.get(name)
+        if found is not None:
+            if not found.metadata.get("deletionTimestamp"):  # else: a predecessor on its way out; wait
+                _refuse(entries, plan, name, NAME_TAKEN,
+                        f"the name {name} is taken by an Execution this one did not spawn: pass another name= to "
+                        "ctx.spawn", "SpawnConflict")
+            continue
+        _create(entries[name], request, memory, plan, now, entries)
+    _mirror(entries, mine)
+    children = [entries[n] for n in sorted(entries)]
+    if children != sorted((_entry(e) for e in ex.status.children), key=lambda e: e["name"]):
+        plan.status["children"] = children
+    if over_cap != (ex.status.childrenRefused or 0):
+        plan.status["childrenRefused"] = over_cap
+    if over_cap:
+        plan.event("SpawnRefused", f"{over_cap} spawn request(s) refused: an execution may have at most "
+                   f"{MAX_CHILDREN} children, and this one has {MAX_CHILDREN}", "Warning", key="limit")
+
+
+def _create(entry: dict[str, Any], request, memory: Memory, plan: Plan, now: datetime,
+            entries: dict[str, dict[str, Any]]) -> None:
+    """Nothing exists under the name yet: record the creation token's hash (this status write comes first)
+    and create the child carrying the token, unless the API server refused it before."""
+    name, key = request.name, child_key(request.name)
+    refused = memory.refusals.get(key)
+    if refused is not None and refused.permanent:
+        _refuse(entries, plan, name, REFUSED, f"the API server refused child {name}: {refused.message}"[:8192],
+                "SpawnRefused")
+        return
+    if refused is not None and now < refused.retry_at:
+        return
+    token = memory.token(key)
+    entry["tokens"] = with_token(entry.get("tokens", []), token)
+    plan.actions.append(CreateChild(name, request.workflow, request.input, token))
+
+
+def _refuse(entries: dict[str, dict[str, Any]], plan: Plan, name: str, reason: str, error: str, event: str) -> None:
+    entries[name] = {"name": name, "phase": Phase.FAILED.value, "reason": reason, "error": error}
+    plan.event(event, f"child {name}: {error}", "Warning", key=name)
+
+
+def _size(value: Any) -> int:
+    """Bytes of JSON (a size stub's recorded size); anything that does not encode counts as too large."""
+    if payloads.is_size_stub(value):
+        return int(nesting.elided(value).get("bytes") or 0)
+    try:
+        return len(json.dumps(value, separators=(",", ":")))
+    except (ValueError, TypeError, RecursionError):
+        return MIRRORED_RESULTS_BUDGET + 1
+
+
+def _mirror(entries: dict[str, dict[str, Any]], mine: dict[str, Execution]) -> None:
+    """Phases, errors and results of the owned children. A mirrored result stays (a restarted runner reads
+    the same); a new one is mirrored only if it fits what is left of the budget."""
+    used = sum(_size(e["result"]) for e in entries.values() if "result" in e)
+    for name in sorted(entries):
+        child, entry = mine.get(name), entries[name]
+        if child is None:
+            continue
+        entry.pop("tokens", None)
+        entry.update(uid=child.metadata.get("uid"), phase=child.phase.value)
+        result = child.status.checkpoint.result if child.status.checkpoint else None
+        if (unusable := payloads.value_problem(result, "its result")) is not None and "result" not in entry:
+            entry.update(phase=Phase.FAILED.value, error=unusable)  # the parent's workflow must not get a stub
+            continue
+        if child.phase in TERMINAL_PHASES and result is not None and "result" not in entry \
+                and "resultOmitted" not in entry:
+            size = _size(result)
+            if used + size <= MIRRORED_RESULTS_BUDGET:
+                entry["result"], used = result, used + size
+            else:
+                entry["resultOmitted"] = size
+        if child.phase in (Phase.FAILED, Phase.CANCELLED) and child.status.message:
+            entry["error"] = child.status.message[:MIRRORED_ERROR_CHARS]
+
+
+def children_view(children: list[Execution]) -> dict[str, Any]:
+    """status.cancellation's list of children (names and phases), bounded, with a count of the rest."""
+    ordered = sorted(children, key=lambda c: c.name)
+    view: dict[str, Any] = {"children": [{"name": c.name, "phase": c.phase.value} for c in ordered[:MAX_CHILDREN]]}
+    if len(ordered) > MAX_CHILDREN:
+        view["childrenOmitted"] = len(ordered) - MAX_CHILDREN
+    return view

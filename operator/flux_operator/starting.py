@@ -1,0 +1,142 @@
+"""Starting a runner: which pod is the execution's own, asking for the runner's objects, and what a create
+the API server refused does to the execution. Pure: observed state and the reconciler's Memory in.
+
+Each of the runner's objects (ServiceAccount, Role, RoleBinding, pod) is recorded in
+status.runnerObjects: the hash of its creation token before the create, its UID once made (ownership.py).
+A ServiceAccount, Role or RoleBinding already made is never asked for again, so a retried start sends only
+what is missing (usually the pod). An object found under the runner's names that is not provably the
+operator's is never used: the create it blocked is refused, and the execution fails naming it.
+
+A refusal that cannot heal (403/422: the API server's schema or an admission policy said no) ends the
+execution Failed with the API server's message and a Warning Event. One that can (a full ResourceQuota,
+throttling, a 5xx, no answer) leaves it Pending with a message saying so, retried with bounded backoff.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flux_api import Execution
+from flux_api.conditions import STARTED
+from flux_api.errors import Failure
+from flux_api.types import RunnerObjects
+
+from flux_operator.actions import EnsureRunner, Make, Plan, PodView
+from flux_operator.ownership import Memory, Refusal, token_hash, with_token
+
+ACCOUNT_KINDS = ("serviceAccount", "role", "roleBinding")  # made once per execution
+RUNNER_KEYS = (*ACCOUNT_KINDS, "pod")  # the pod is made again for each run, retry and resume
+WAITING = "waiting: "
+
+
+def legacy(ex: Execution) -> bool:
+    """Started by an operator that kept no records of what it made: recognised by ownerReference, as it was."""
+    return ex.status.runnerObjects is None and ex.status.phase is not None
+
+
+def _record(ex: Execution) -> dict[str, Any]:
+    return (ex.status.runnerObjects or RunnerObjects()).model_dump(mode="json", exclude_none=True,
+                                                                  exclude_defaults=True)
+
+
+def own_pod(ex: Execution, pod: PodView | None, memory: Memory) -> PodView | None:
+    """The pod, if it is one the operator made for this execution; else None (it is not used, not even
+    deleted: it is not ours)."""
+    if pod is None or legacy(ex):
+        return pod
+    if pod.uid and pod.uid == memory.made.get("pod"):
+        return pod
+    made = ex.status.runnerObjects.pod if ex.status.runnerObjects else None
+    if made is None or made.name != pod.name:
+        return None
+    if made.uid:
+        return pod if made.uid == pod.uid else None
+    return pod if pod.token and token_hash(pod.token) in made.tokens else None
+
+
+def refused_runner(memory: Memory) -> Refusal | None:
+    """The refusal that decides: a permanent one first."""
+    found = [memory.refusals[k] for k in RUNNER_KEYS if k in memory.refusals]
+    return next((r for r in found if r.permanent), found[0] if found else None)
+
+
+def refusal_message(refused: Refusal) -> str:
+    """The Failed message: the API server's own words, or the object that is not ours."""
+    if refused.failure is Failure.CONFLICT:
+        return f"RunnerRefused: {refused.message}"
+    return f"RunnerRefused: the API server refused the runner's {refused.what}: {refused.message}"
+
+
+def ensure_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now: datetime) -> str | None:
+    """Asks for what the runner lacks, recording each creation token's hash in this decision's status (the
+    creates run after that write). Returns the message to fail with when the API server refused for good."""
+    refused = refused_runner(memory)
+    if refused is not None and refused.permanent:
+        return refusal_message(refused)
+    if refused is not None:
+        _waiting(ex, refused, plan, now)
+        if now < refused.retry_at:
+            return None
+    record = _record(ex)
+    makes = []
+    for key in ACCOUNT_KINDS:
+        made = dict(record.get(key) or {})
+        if made.get("uid") or memory.made.get(key):
+            continue
+        token = memory.token(key)
+        made["tokens"] = with_token(made.get("tokens", []), token)
+        record[key] = made
+        makes.append(Make(key, token, tuple(made["tokens"]), (), legacy(ex)))
+    made = dict(record.get("pod") or {})
+    known = tuple(u for u in (made.get("uid"), memory.made.get("pod")) if u)
+    if made.get("name") != pod_name or known:
+        # A new pod (the first, a retry's or a resume's): a new token, so no earlier pod's token (readable
+        # on that pod) can vouch for an object someone else puts under this name.
+        token = memory.token("pod", renew=True)
+        memory.made.pop("pod", None)
+        made = {"name": pod_name, "tokens": with_token([], token)}
+    else:
+        token = memory.token("pod")
+        made["tokens"] = with_token(made.get("tokens", []), token)
+    record["pod"] = made
+    makes.append(Make("pod", token, tuple(made["tokens"]), known, legacy(ex)))
+    if record != _record(ex) or ex.status.runnerObjects is None:
+        plan.status["runnerObjects"] = record
+    plan.actions.append(EnsureRunner(tuple(makes)))
+    return None
+
+
+def pod_pending(ex: Execution, memory: Memory) -> bool:
+    """The pod asked for has not been made yet (its create failed or is to be retried): not a lost pod."""
+    if legacy(ex) or ex.status.runnerObjects is None:
+        return False
+    made = ex.status.runnerObjects.pod
+    return made is not None and made.name == ex.status.podName and not made.uid and not memory.made.get("pod")
+
+
+def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None:
+    """Pending, saying why and that it is retried: once per message."""
+    reason = "QuotaExceeded" if refused.failure is Failure.QUOTA else "RunnerDelayed"
+    message = (f"{WAITING}could not create the runner's {refused.what} ({refused.failure.value}: "
+               f"{refused.message[:400]}); retrying with backoff")
+    if ex.status.message != message:
+        plan.status["message"] = message
+        plan.condition(ex, now, STARTED, False, reason, message)
+        plan.event("RunnerDelayed", message, "Warning", key=reason.lower())
+
+
+def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
+    """Adds the UIDs of what was made to a status this decision writes anyway (no write of its own: until
+    then the tokens prove the objects, and this replica's Memory skips them)."""
+    if not plan.status or "runnerObjects" in plan.status or ex.status.runnerObjects is None:
+        return  # nothing written anyway, already written, or an older operator's execution (no records)
+    record = _record(ex)
+    for key in ACCOUNT_KINDS:
+        if key in record and not record[key].get("uid") and memory.made.get(key):
+            record[key]["uid"] = memory.made[key]
+    made = record.get("pod")
+    if pod is not None and pod.uid and made is not None and made.get("name") == pod.name and not made.get("uid"):
+        record["pod"] = {"name": pod.name, "uid": pod.uid}
+    if record != _record(ex):
+        plan.status["runnerObjects"] = record

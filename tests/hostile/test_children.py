@@ -1,0 +1,192 @@
+"""Children the operator did not make, lists longer than a status can hold, names already taken, results too
+big to mirror, timestamps past the end of the calendar: none may stop a decision (issue 16 items 3 and 4)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from flux_api import GROUP, PARENT_LABEL, PLURAL, VERSION
+from flux_api.types import MAX_CHILDREN
+from fluxtest import TERMINAL, longrun, manifest, wait_for
+from fluxtest.faults import as_runner, log_tail
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+NEVER = "2099-01-01T00:00:00Z"  # a start time that keeps an execution Pending without a pod
+
+
+def forged_child(name: str, victim: dict) -> dict:
+    """An Execution that claims to be `victim`'s child: its label and a controlling ownerReference."""
+    body = manifest(name, "flux_examples.quick:main", startAt=NEVER)
+    body["metadata"]["labels"] = {PARENT_LABEL: victim["metadata"]["name"]}
+    body["metadata"]["ownerReferences"] = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution",
+                                            "name": victim["metadata"]["name"], "uid": victim["metadata"]["uid"],
+                                            "controller": True}]
+    return body
+
+
+def quota(core: client.CoreV1Api, namespace: str, pods: int) -> None:
+    """At most `pods` pods in the namespace: children's runners wait for room instead of running."""
+    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "pods"},
+                                                      "spec": {"hard": {"pods": str(pods)}}})
+
+
+def patch_status_as(api: client.ApiClient, namespace: str, name: str, status: dict) -> None:
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
+                                                                       {"status": status})
+
+
+@pytest.mark.threat("forged-children", f"{MAX_CHILDREN + 1} Executions labelled parent=victim with a controlling "
+                    "ownerReference to the victim's UID, made by a tenant",
+                    "the victim is cancelled at once; the forged ones are not its children (not listed, not waited "
+                    "for)")
+@pytest.mark.timeout(180)
+def test_forged_children_do_not_make_an_execution_uncancellable(tenant, operators, fx, result):
+    operators.start()
+    victim = tenant.fx.create(longrun("victim", steps=600, seconds=0.5))
+    fx.wait_phase("victim", "Running", timeout=60)
+    made_by = "the tenant"
+    try:
+        for i in range(MAX_CHILDREN + 1):
+            tenant.fx.create(forged_child(f"victim-forged-{i}", victim))
+    except ApiException as err:
+        # The API server refused the forgery (an admission policy): the operator's own check must hold
+        # regardless, so the rest are made with the suite's rights.
+        made_by = f"the admin (the tenant was refused: {err.status})"
+        for i in range(MAX_CHILDREN + 1):
+            if not fx.exists(f"victim-forged-{i}"):
+                fx.create(forged_child(f"victim-forged-{i}", victim))
+    time.sleep(2)  # let the operator see them all
+    started = time.monotonic()
+    tenant.fx.cancel("victim", "stop it")
+    try:
+        status = fx.wait_phase("victim", "Cancelled", timeout=30)
+    except AssertionError:
+        raise AssertionError(f"still {fx.phase('victim')} 30 s after the cancel: "
+                             f"{log_tail(operators.started[0], 1500)}") from None
+    took = time.monotonic() - started
+    listed = [c["name"] for c in status["cancellation"].get("children") or []]
+    forged_cancelled = fx.get("victim-forged-0")["spec"].get("cancel")
+    result.figure(f"{MAX_CHILDREN + 1} forged children (made by {made_by}); victim Cancelled in {took:.1f}s, "
+                  f"{len(listed)} listed as its children")
+    assert not [n for n in listed if "forged" in n], listed
+    assert forged_cancelled is None, "a forged child is not the victim's to cancel"
+
+
+@pytest.mark.threat("spawn-rewrite", "a runner rewrites status.spawnRequests with 50 names, then with 50 new ones",
+                    f"at most {MAX_CHILDREN} children exist; the rest are refused with an Event; the parent still "
+                    "cancels")
+@pytest.mark.timeout(240)
+def test_rewriting_spawn_requests_cannot_pass_the_cap(tenant, operators, fx, core, kubeconfig, result):
+    quota(core, tenant.namespace, 1)  # the parent's runner only: its children wait for room, cheaply
+    operators.start()
+    tenant.fx.create(longrun("greedy", steps=600, seconds=0.5))
+    fx.wait_phase("greedy", "Running", timeout=60)
+    runner = as_runner(kubeconfig, tenant.namespace, "greedy")
+    try:
+        for batch in ("a", "b"):
+            requests = [{"name": f"greedy-{batch}{i}", "workflow": "flux_examples.quick:main", "input": {}}
+                        for i in range(MAX_CHILDREN)]
+            patch_status_as(runner, tenant.namespace, "greedy", {"spawnRequests": requests})
+            time.sleep(5)
+    finally:
+        runner.close()
+
+    def children() -> list[dict]:
+        items = fx.custom.list_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL,
+                                                        label_selector=f"{PARENT_LABEL}=greedy")["items"]
+        return items
+
+    wait_for(lambda: len(children()) >= MAX_CHILDREN, timeout=60, what=f"{MAX_CHILDREN} children")
+    time.sleep(3)
+    made = len(children())
+    status = fx.status("greedy")
+    refused = status.get("childrenRefused")
+    events = fx.events("greedy")
+    fx.cancel("greedy", "enough")
+    ended = fx.wait_phase("greedy", *TERMINAL, timeout=60)
+    result.figure(f"{made} children made for {2 * MAX_CHILDREN} names requested; childrenRefused={refused}; "
+                  f"parent {ended['phase']} after the cancel")
+    assert made == MAX_CHILDREN, f"{made} children exist"
+    assert refused == MAX_CHILDREN, status.get("childrenRefused")
+    assert "SpawnRefused" in events, events
+    assert ended["phase"] == "Cancelled", ended
+
+
+@pytest.mark.threat("spawn-collision", "a tenant makes an Execution under the name a workflow will spawn "
+                    "(<parent>-left)", "ctx.spawn raises, naming the conflict; a Warning Event; never a hang")
+@pytest.mark.timeout(180)
+def test_a_taken_child_name_is_a_clear_error(tenant, operators, fx, result):
+    operators.start()
+    tenant.fx.create(manifest("tree-left", "flux_examples.quick:main", startAt=NEVER))  # unrelated, squatting
+    tenant.fx.create(manifest("tree", "flux_examples.tree:main", {"steps": 1, "stepSeconds": 0.1}))
+    started = time.monotonic()
+    try:
+        status = fx.wait_phase("tree", *TERMINAL, timeout=60)
+    except AssertionError:
+        raise AssertionError(f"tree still {fx.phase('tree')} after 60 s: the spawn hangs") from None
+    took = time.monotonic() - started
+    events = fx.events("tree")
+    result.figure(f"tree {status['phase']} in {took:.0f}s: {(status.get('message') or '')[:160]!r}")
+    assert status["phase"] == "Failed", status
+    assert "tree-left" in status["message"] and "taken" in status["message"], status["message"]
+    assert "SpawnConflict" in events, events
+    assert fx.get("tree-left")["spec"].get("cancel") is None, "the squatter is not the parent's to touch"
+
+
+@pytest.mark.threat("child-results", "14 children each returning ~120 KB: more than an Execution can hold (etcd "
+                    "takes ~1.5 MB)", "results past the budget are not mirrored, and ctx.spawn says so; the parent "
+                    "ends; each result stays on its child")
+@pytest.mark.timeout(300)
+def test_children_results_have_a_total_budget(tenant, operators, fx, result):
+    operators.start()
+    tenant.fx.create(manifest("heavy", "flux_examples.spawnbomb:main", {"mode": "wide", "width": 14,
+                                                                        "kilobytes": 120}))
+    try:
+        status = fx.wait_phase("heavy", *TERMINAL, timeout=200)
+    except AssertionError:
+        raise AssertionError(f"heavy still {fx.phase('heavy')}: {log_tail(operators.started[0], 1500)}") from None
+    size = len(json.dumps(fx.get("heavy")))
+    mirrored = [c for c in status.get("children") or [] if c.get("result") is not None]
+    omitted = [c for c in status.get("children") or [] if c.get("resultOmitted")]
+    assert omitted, "some results must have been left on the children"
+    child = fx.wait_phase(omitted[0]["name"], *TERMINAL, timeout=30)
+    result.figure(f"heavy {status['phase']} ({size // 1024} KiB as stored): {len(mirrored)} results mirrored, "
+                  f"{len(omitted)} left on their children; {(status.get('message') or '')[:140]!r}")
+    assert status["phase"] == "Failed", status.get("phase")
+    assert "not mirrored" in status["message"], status["message"]
+    assert child["phase"] == "Succeeded" and child["checkpoint"]["result"], "the result stays on the child"
+
+
+BEYOND = "9999-12-31T23:59:59-23:59"  # 10000-01-01T23:58:59Z: past what a datetime holds
+
+
+@pytest.mark.threat("overflowing-time", f"a runner writes checkpoint.updatedAt {BEYOND} and state Cancelled",
+                    "refused by the schema, or harmless: the cancel ends, `kubectl flux status` prints")
+@pytest.mark.timeout(120)
+def test_a_timestamp_past_the_calendar_stops_nothing(tenant, operators, fx, kubeconfig, kubectl, result):
+    operators.start()
+    # A runner pod that is never scheduled: nothing but the forged write touches the checkpoint.
+    tenant.fx.create(manifest("late", "flux_examples.quick:main",
+                              podTemplate={"nodeSelector": {"flux.dev/test-no-such-node": "x"}}))
+    fx.wait_phase("late", "Pending", timeout=30)
+    wait_for(lambda: fx.pod("late"), timeout=30, what="the runner pod")
+    runner = as_runner(kubeconfig, tenant.namespace, "late")
+    try:
+        patch_status_as(runner, tenant.namespace, "late", {"checkpoint": {"state": "Cancelled", "updatedAt": BEYOND}})
+        written = "accepted"
+    except ApiException as err:
+        written = f"refused ({err.status}): {json.loads(err.body).get('message', '')[:120]}"
+    finally:
+        runner.close()
+    tenant.fx.cancel("late", "give up")
+    try:
+        status = fx.wait_phase("late", *TERMINAL, timeout=30)
+    except AssertionError:
+        raise AssertionError(f"late still {fx.phase('late')}: {log_tail(operators.started[0], 1500)}") from None
+    shown = kubectl("flux", "status", "late", "-n", tenant.namespace, check=False)
+    result.figure(f"the write was {written}; late {status['phase']}; `kubectl flux status` exit {shown.returncode}")
+    assert status["phase"] == "Cancelled", status
+    assert shown.returncode == 0, shown.stderr[-800:]

@@ -1,0 +1,85 @@
+"""Objects the operator finds under its runner's names must be its own (issue 17 item 6).
+
+The attacker is a namespace developer: besides Executions they may make ServiceAccounts, Roles and pods, but
+not write an Execution's status. Knowing the names the operator will use (`flux-runner-<execution>`,
+`<execution>-runner`) and the UID of an execution that starts later, they make those objects first, with a
+controlling ownerReference to it. The operator must never take them for its own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from flux_api import GROUP, VERSION
+from fluxtest import TERMINAL, manifest
+from fluxtest.faults import log_tail
+from fluxtest.tenancy import execution_rules, grant
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+DEVELOPER_RULES = [{"apiGroups": [""], "resources": ["serviceaccounts", "pods"], "verbs": ["create", "get"]},
+                   {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["create", "get"]}]
+
+
+def owned_by(victim: dict) -> dict:
+    meta = victim["metadata"]
+    return {"ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution", "name": meta["name"],
+                                 "uid": meta["uid"], "controller": True}],
+            "labels": {"workflows.flux.dev/execution": meta["name"]}}
+
+
+def forge(tenant, kind: str, victim: dict) -> None:
+    name = victim["metadata"]["name"]
+    meta = {"name": f"flux-runner-{name}", **owned_by(victim)}
+    if kind == "ServiceAccount":
+        tenant.core.create_namespaced_service_account(tenant.namespace, {"metadata": meta})
+    elif kind == "Role":
+        # Broader than a runner's Role (it may patch every Execution's spec): what the developer holds.
+        client.RbacAuthorizationV1Api(tenant.api).create_namespaced_role(tenant.namespace, {
+            "metadata": meta,
+            "rules": [{"apiGroups": [GROUP], "resources": ["executions"], "verbs": ["get", "patch"]}]})
+    elif kind == "Pod":
+        meta["name"] = f"{name}-runner"
+        tenant.core.create_namespaced_pod(tenant.namespace, {"metadata": meta, "spec": {
+            "nodeSelector": {"flux.dev/test-no-such-node": "x"},  # never runs: it only has to be there
+            "containers": [{"name": "runner", "image": "example.invalid/forged:1"}]}})
+
+
+@pytest.mark.threat("forged-runner-objects", "a developer pre-creates the runner's ServiceAccount, Role or pod of "
+                    "an execution that starts later, with a controlling ownerReference to it",
+                    "never adopted or bound: the execution fails, naming the object; no RoleBinding to a forged "
+                    "Role")
+@pytest.mark.timeout(150)
+def test_forged_runner_objects_are_never_adopted(tenant, api, kubectl, operators, fx, result):
+    grant(api, tenant.namespace, tenant.user, DEVELOPER_RULES + execution_rules())
+    op = operators.start()
+    start = (datetime.now(timezone.utc) + timedelta(seconds=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kinds = {"ServiceAccount": "v-sa", "Role": "v-role", "Pod": "v-pod"}
+    victims = {kind: tenant.fx.create(manifest(name, "flux_examples.quick:main", startAt=start))
+               for kind, name in kinds.items()}
+    for kind, victim in victims.items():
+        forge(tenant, kind, victim)
+    figures = []
+    for kind, name in kinds.items():
+        try:
+            status = fx.wait_phase(name, *TERMINAL, timeout=40)
+        except AssertionError:
+            raise AssertionError(f"{name}: {fx.status(name)}: {log_tail(op, 1500)}") from None
+        figures.append(f"{kind}: {status['phase']} ({status.get('message', '')[:90]!r})")
+        assert status["phase"] == "Failed", (kind, status)
+        assert "not made by the operator" in status["message"], status["message"]
+    rbac = client.RbacAuthorizationV1Api(api)
+    try:
+        binding = rbac.read_namespaced_role_binding("flux-runner-v-role", tenant.namespace)
+        bound = f"RoleBinding {binding.metadata.name} -> {binding.role_ref.name}"
+    except ApiException as err:
+        bound = None if err.status == 404 else f"unreadable: {err.status}"
+    can = subprocess.run(["kubectl", "auth", "can-i", "patch", "executions", "-n", tenant.namespace,
+                          f"--as=system:serviceaccount:{tenant.namespace}:flux-runner-v-role"],
+                         env=operators.env, capture_output=True, text=True).stdout.strip()
+    result.figure("; ".join(figures) + f"; forged Role bound: {bound or 'no'}; its would-be runner may patch "
+                                        f"executions: {can}")
+    assert bound is None, bound
+    assert can == "no", "the runner's identity must not get the forged Role's rights"

@@ -1,0 +1,212 @@
+"""Starting a runner, decided purely: the objects it made and only those, refused creates that end clearly
+or wait visibly, and retries that send only what is missing (starting.py, ownership.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from flux_api import Execution
+from flux_api.errors import Failure
+from flux_operator.decide import EmitEvent, EnsureRunner, PatchStatus, PodView, decide
+from flux_operator.ownership import Memory, refusal, token_hash
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
+POD = "job-runner"
+ACCOUNT = ("serviceAccount", "role", "roleBinding")
+
+
+def tokens() -> Memory:
+    count = iter(range(1, 1_000_000))
+    return Memory(new_token=lambda: f"t{next(count)}")
+
+
+def job(**status: Any) -> Execution:
+    return Execution.model_validate({
+        "metadata": {"name": "job", "namespace": "ns", "uid": "uid-job", "generation": 1,
+                     "creationTimestamp": "2026-11-21T11:58:00Z"},
+        "spec": {"workflow": "pkg.mod:main", "gracePeriodSeconds": 30}, "status": status})
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def patch(actions) -> dict:
+    found = of(actions, PatchStatus)
+    return found[0].patch if found else {}
+
+
+def apply(ex: Execution, actions) -> Execution:
+    return Execution.model_validate({**ex.model_dump(mode="json"),
+                                     "status": {**ex.status.model_dump(mode="json"), **patch(actions)}})
+
+
+def started(memory: Memory) -> Execution:
+    """A new execution after its first decision: Pending, its tokens' hashes recorded, creates sent."""
+    ex = job()
+    return apply(ex, decide(ex, None, [], NOW, memory))
+
+
+def made_everything(memory: Memory) -> None:
+    memory.made.update({k: f"uid-{k}" for k in (*ACCOUNT, "pod")})
+
+
+# --- what is asked for, and in what order ------------------------------------------------------------------
+
+def test_a_new_execution_records_a_token_hash_for_each_object_then_asks_for_them():
+    actions = decide(job(), None, [], NOW, tokens())
+    record = patch(actions)["runnerObjects"]
+    ensure = of(actions, EnsureRunner)[0]
+    assert [m.key for m in ensure.makes] == [*ACCOUNT, "pod"]
+    for make in ensure.makes:
+        assert record[make.key]["tokens"] == [token_hash(make.token)] == list(make.proofs)
+    assert record["pod"]["name"] == POD
+    assert isinstance(actions[-1], EnsureRunner), "created only after the record is written"
+
+
+def test_waiting_for_a_start_time_records_nothing_to_make_but_marks_the_record():
+    ex = Execution.model_validate({**job().model_dump(mode="json"),
+                                   "spec": {"workflow": "pkg.mod:main", "startAt": "2026-11-21T13:00:00Z"}})
+    actions = decide(ex, None, [], NOW, tokens())
+    assert not of(actions, EnsureRunner)
+    assert patch(actions)["runnerObjects"] == {}
+
+
+def test_objects_already_made_are_never_asked_for_again():
+    memory = tokens()
+    ex = started(memory)
+    memory.made.update({k: f"uid-{k}" for k in ACCOUNT})
+    again = of(decide(ex, None, [], NOW, memory), EnsureRunner)[0]
+    assert [m.key for m in again.makes] == ["pod"]
+    recorded = job(phase="Pending", podName=POD, runnerObjects={k: {"uid": f"u-{k}"} for k in ACCOUNT})
+    assert [m.key for m in of(decide(recorded, None, [], NOW, tokens()), EnsureRunner)[0].makes] == ["pod"]
+
+
+# --- which pod is the execution's ----------------------------------------------------------------------------
+
+def test_the_pod_made_is_recognised_by_its_token_even_after_a_restart():
+    memory = tokens()
+    ex = started(memory)
+    pod_token = of(decide(job(), None, [], NOW, tokens()), EnsureRunner)[0].makes[-1].token
+    assert pod_token == "t4"
+    ours = PodView(POD, phase="Running", started=True, uid="p1", token="t4")
+    actions = decide(ex, ours, [], NOW, Memory(new_token=lambda: "fresh"))
+    assert patch(actions)["phase"] == "Running"
+    assert patch(actions)["runnerObjects"]["pod"] == {"name": POD, "uid": "p1"}, "its UID recorded on the way"
+
+
+@pytest.mark.parametrize("forged", [
+    PodView(POD, phase="Running", started=True, uid="p9"),  # a controlling ownerReference and nothing else
+    PodView(POD, phase="Running", started=True, uid="p9", token="guessed"),
+])
+def test_a_pod_the_operator_did_not_make_is_never_taken_for_the_runner(forged):
+    ex = started(tokens())
+    actions = decide(ex, forged, [], NOW, tokens())
+    assert "phase" not in patch(actions), "not Running: it is not the runner"
+    assert of(actions, EnsureRunner), "the operator makes its own (and meets the forged one's name)"
+
+
+def test_a_recorded_pod_uid_is_the_only_pod_of_that_record():
+    ex = job(phase="Running", podName=POD, startedAt="2026-11-21T11:59:00Z", observedGeneration=1,
+             runnerObjects={"pod": {"name": POD, "uid": "p1"}})
+    assert decide(ex, PodView(POD, phase="Running", started=True, uid="p1"), [], NOW, tokens()) == []
+    other = decide(ex, PodView(POD, phase="Running", started=True, uid="p2", token="t"), [], NOW, tokens())
+    assert patch(other)["resumes"] == 1, "the recorded pod is gone: the other one is no runner"
+
+
+def test_an_execution_an_older_operator_started_keeps_its_pod():
+    ex = job(phase="Running", podName=POD, startedAt="2026-11-21T11:59:00Z", observedGeneration=1)
+    assert decide(ex, PodView(POD, phase="Running", started=True, uid="p1"), [], NOW, tokens()) == []
+
+
+# --- refused creates -----------------------------------------------------------------------------------------
+
+def test_a_refusal_that_cannot_heal_fails_the_execution_with_the_api_servers_words():
+    memory = tokens()
+    ex = started(memory)
+    said = 'Pod "job-runner" is invalid: spec.tolerations[0].operator: Unsupported value: "Bogus"'
+    memory.refusals["pod"] = refusal(f"Pod {POD}", Failure.INVALID, said, NOW, None)
+    actions = decide(ex, None, [], NOW, memory)
+    status = patch(actions)
+    assert status["phase"] == "Failed" and said in status["message"]
+    assert status["message"].startswith("RunnerRefused: the API server refused the runner's Pod job-runner")
+    finished = next(c for c in status["conditions"] if c["type"] == "Finished")
+    assert finished["reason"] == "RunnerRefused"
+    assert ("RunnerRefused", "Warning") in [(e.reason, e.type) for e in of(actions, EmitEvent)]
+    assert not of(actions, EnsureRunner)
+
+
+def test_an_object_that_is_not_the_operators_fails_the_execution_naming_it():
+    memory = tokens()
+    ex = started(memory)
+    memory.refusals["serviceAccount"] = refusal(
+        "ServiceAccount flux-runner-job", Failure.CONFLICT,
+        "ServiceAccount flux-runner-job exists and was not made by the operator for this execution", NOW, None,
+        permanent=True)
+    status = patch(decide(ex, None, [], NOW, memory))
+    assert status["phase"] == "Failed"
+    assert status["message"] == ("RunnerRefused: ServiceAccount flux-runner-job exists and was not made by the "
+                                 "operator for this execution")
+
+
+def test_a_full_quota_waits_visibly_and_retries_only_the_pod_after_its_backoff():
+    memory = tokens()
+    ex = started(memory)
+    memory.made.update({k: f"uid-{k}" for k in ACCOUNT})
+    memory.refusals["pod"] = refusal(f"Pod {POD}", Failure.QUOTA, "exceeded quota: pods, limited: pods=1", NOW, None)
+    actions = decide(ex, None, [], NOW, memory)
+    status = patch(actions)
+    assert "phase" not in status and not of(actions, EnsureRunner)
+    assert status["message"].startswith("waiting: could not create the runner's Pod job-runner (QuotaExceeded")
+    assert next(c for c in status["conditions"] if c["type"] == "Started")["reason"] == "QuotaExceeded"
+    assert status["runnerObjects"]["serviceAccount"]["uid"] == "uid-serviceAccount", "what was made is recorded"
+    ex = apply(ex, actions)
+    assert patch(decide(ex, None, [], NOW, memory)) == {}, "said once"
+    later = decide(ex, None, [], NOW + timedelta(seconds=1), memory)
+    assert [m.key for m in of(later, EnsureRunner)[0].makes] == ["pod"]
+
+
+def test_the_backoff_of_a_refusal_for_now_is_bounded():
+    first = refusal("Pod x", Failure.SERVER, "etcd timeout", NOW, None)
+    delays, current = [], first
+    for _ in range(10):
+        delays.append((current.retry_at - NOW).total_seconds())
+        current = refusal("Pod x", Failure.SERVER, "etcd timeout", NOW, current)
+    assert delays[:6] == [1, 2, 4, 8, 16, 30] and max(delays) == 30
+
+
+def test_the_waiting_message_goes_once_the_runner_starts():
+    memory = tokens()
+    ex = started(memory)
+    memory.refusals["pod"] = refusal(f"Pod {POD}", Failure.QUOTA, "exceeded quota", NOW, None)
+    ex = apply(ex, decide(ex, None, [], NOW, memory))
+    del memory.refusals["pod"]
+    memory.made["pod"] = "p1"
+    status = patch(decide(ex, PodView(POD, phase="Running", started=True, uid="p1"), [], NOW, memory))
+    assert status["phase"] == "Running" and status["message"] is None
+
+
+# --- retries and resumes get a pod of their own --------------------------------------------------------------
+
+def test_a_pod_not_made_yet_is_no_lost_pod_and_no_resume():
+    memory = tokens()
+    ex = apply(started(memory), {})
+    ex = Execution.model_validate({**ex.model_dump(mode="json"),
+                                   "status": {**ex.status.model_dump(mode="json"), "phase": "Running"}})
+    actions = decide(ex, None, [], NOW, Memory(new_token=lambda: "fresh"))
+    assert "resumes" not in patch(actions)
+    assert of(actions, EnsureRunner)
+
+
+def test_a_lost_pod_is_replaced_under_a_new_token():
+    memory = tokens()
+    ex = job(phase="Running", podName=POD, startedAt="2026-11-21T11:59:00Z",
+             runnerObjects={**{k: {"uid": f"u-{k}"} for k in ACCOUNT}, "pod": {"name": POD, "uid": "p1"}})
+    actions = decide(ex, None, [], NOW, memory)
+    assert patch(actions)["resumes"] == 1
+    assert patch(actions)["runnerObjects"]["pod"] == {"name": POD, "tokens": [token_hash("t1")]}
+    assert [(m.key, m.uids) for m in of(actions, EnsureRunner)[0].makes] == [("pod", ("p1",))]
