@@ -7,6 +7,7 @@ World) and the decision is pure (scheduling.decide_schedule); this only carries 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from typing import Any
 
@@ -75,8 +76,9 @@ def schedule_of(raw_execution: dict[str, Any]) -> Key | None:
 
 
 class ScheduleReconciler:
-    def __init__(self, store: ScheduleStore, world: World, api: KubeApi, clock=utcnow) -> None:
-        self.store, self.world, self.api, self.clock = store, world, api, clock
+    def __init__(self, store: ScheduleStore, world: World, api: KubeApi, clock=utcnow,
+                 new_token=lambda: secrets.token_hex(16)) -> None:
+        self.store, self.world, self.api, self.clock, self.new_token = store, world, api, clock, new_token
 
     def reconcile(self, key: Key) -> Result:
         raw = self.store.get(key)
@@ -87,30 +89,34 @@ class ScheduleReconciler:
         except pydantic.ValidationError as err:
             log.error("schedule %s/%s does not parse, left alone: %s", *key, err.errors()[0]["msg"])
             return Result()
-        runs = self.world.runs_of(key, schedule.metadata.get("uid"))
-        decision = plan.decide_schedule(schedule, runs, self.clock())
         ns, name = key
+        candidates, present = self.world.labelled_runs(key)
+        decision = plan.decide_schedule(schedule, candidates, self.clock(), token=self.new_token(),
+                                        taken=self.world.names_in(ns), present=present)
         for action in decision.actions:
             match action:
                 case plan.ReplaceRun(name=run, reason=reason):
                     self.api.patch_execution(ns, run, {"metadata": {"annotations": {REPLACED_BY_ANNOTATION: name}},
                                                        "spec": {"cancel": {"reason": reason}}})
                 case plan.CreateRun(name=run, body=body):
-                    if self.api.create_execution(ns, body):
+                    created = self.api.create_run(ns, body)
+                    if created is None:  # the name was taken meanwhile: learn by whom, and decide again
+                        log.info("schedule %s/%s: %s already exists", ns, name, run)
+                        found = self.api.get_execution(ns, run)
+                        if found is not None:
+                            self.world.execution_seen(found)
+                    else:
                         log.info("schedule %s/%s: started %s", ns, name, run)
+                        self.world.execution_seen(created)  # so the next decision records it at once
+                    return Result(requeue_after=0)
                 case plan.DeleteRun(name=run, uid=uid):
                     self.api.delete_execution(ns, run, uid)
                 case plan.Suspend(reason=reason):
                     self.api.patch_schedule(ns, name, {"metadata": {"annotations": {UNSCHEDULE_REASON_ANNOTATION:
                                                                                      reason[:1024]}},
                                                        "spec": {"suspend": True}})
-                case plan.ScheduleEvent(reason=reason, message=message, type=type_):
-                    meta = raw["metadata"]
-                    involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
-                                "name": name, "namespace": ns, "uid": meta.get("uid", ""),
-                                "resourceVersion": meta.get("resourceVersion", "")}
-                    self.api.emit_event(involved, f"{name}.{meta.get('uid', '')[:8]}.{reason.lower()}", type_,
-                                        reason, message)
+                case plan.ScheduleEvent(reason=reason, message=message, type=type_, key=event_key):
+                    self._event(raw, key, reason, message, type_, event_key)
                 case plan.PatchScheduleStatus(patch=patch):
                     try:
                         written = self.api.patch_schedule_status(ns, name, patch, raw["metadata"].get("resourceVersion"))
@@ -122,4 +128,15 @@ class ScheduleReconciler:
                             self.store.seen(fresh)
                         return Result(requeue_after=0)
                     self.store.seen(written)
+                    raw = written
         return Result(requeue_after=decision.requeue_after)
+
+    def _event(self, raw: dict[str, Any], key: Key, reason: str, message: str, type_: str, event_key: str) -> None:
+        ns, name = key
+        meta = raw["metadata"]
+        involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
+                    "name": name, "namespace": ns, "uid": meta.get("uid", ""),
+                    "resourceVersion": meta.get("resourceVersion", "")}
+        # A fixed name per (Schedule, reason, key): posting it again after a crash is a harmless conflict.
+        event_name = f"{name}.{meta.get('uid', '')[:8]}.{reason.lower()}" + (f".{event_key}" if event_key else "")
+        self.api.emit_event(involved, event_name, type_, reason, message)

@@ -8,6 +8,7 @@ operator makes feed their answers back in, so its own next decision never sees i
 from __future__ import annotations
 
 import threading
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,13 +164,23 @@ class World:
             return f"{where}: {first['msg']}" + (f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else "")
         return None
 
-    def runs_of(self, schedule: Key, uid: str | None) -> list[Execution]:
-        """The executions a Schedule started (its label and its ownerReference)."""
+    def labelled_runs(self, schedule: Key) -> tuple[list[Execution], set[str]]:
+        """The executions labelled as a Schedule's runs, whoever made them (the Schedule's decision tells its
+        own from forged ones), and the UIDs of all of them, parsed or not."""
         with self._lock:
-            names = [k for k, raw in self._executions.items() if k[0] == schedule[0]
-                     and (raw["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule[1]]
-            runs = [self._model(k) for k in names]
-        return [r for r in runs if r is not None and _owned_by(r, uid)]
+            keys = [k for k, raw in self._executions.items() if k[0] == schedule[0]
+                    and (raw["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule[1]]
+            uids = {self._executions[k]["metadata"].get("uid", "") for k in keys}
+            runs = [self._model(k) for k in keys]
+        return [r for r in runs if r is not None], uids
+
+    def names_in(self, namespace: str) -> Container[str]:
+        """The names of the executions in a namespace, looked up live (`name in world.names_in(ns)`)."""
+        return _Names(self, namespace)
+
+    def has(self, key: Key) -> bool:
+        with self._lock:
+            return key in self._executions
 
     def phase_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -200,6 +211,14 @@ def _pod_key(raw: dict[str, Any]) -> Key | None:
     meta = raw.get("metadata") or {}
     execution = (meta.get("labels") or {}).get(EXECUTION_LABEL)
     return (meta.get("namespace", ""), execution) if execution else None
+
+
+class _Names:
+    def __init__(self, world: World, namespace: str) -> None:
+        self.world, self.namespace = world, namespace
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.world.has((self.namespace, name))
 
 
 def _owned_by(child: Execution, uid: str | None) -> bool:
