@@ -150,6 +150,12 @@ class _Runs:
 def _sort_out(schedule: Schedule, candidates: list[Execution], present: Collection[str], now: datetime) -> _Runs:
     uid = schedule.metadata.get("uid")
     record = [u for u in schedule.status.runs if u in present]  # a run that is gone is forgotten
+    if "runs" not in schedule.status.model_fields_set:
+        # Written by an operator from before the record: its runs (its own naming, no token) are taken over
+        # once, as that operator took them; from the first write on, only the record counts.
+        record += [r.metadata["uid"] for r in candidates if controlled_by(r, uid) and _scheduled_at(r)
+                   and r.name == run_name(schedule.name, _scheduled_at(r))  # type: ignore[arg-type]
+                   and RUN_TOKEN_ANNOTATION not in (r.metadata.get("annotations") or {})]
     starting = [s.model_dump(mode="json") for s in schedule.status.starting
                 if (parse_time(s.since) or now) > now - STARTING_TTL]
     adopted: list[tuple[Execution, datetime]] = []
@@ -301,6 +307,8 @@ def _finish(decision: Decision, schedule: Schedule, old: dict[str, Any], status:
     status["observedGeneration"] = schedule.metadata.get("generation")
     empty = ([], None)
     changed = {k: v for k, v in status.items() if old.get(k) != v and not (v in empty and old.get(k) in empty)}
+    if "runs" not in schedule.status.model_fields_set:
+        changed["runs"] = status["runs"]  # the record exists from now on, even empty
     if changed:
         decision.actions.append(PatchScheduleStatus(status_patch(changed, ScheduleStatus)))
     if create is not None:

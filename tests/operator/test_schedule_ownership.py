@@ -36,7 +36,7 @@ def schedule(status: dict | None = None, **spec) -> Schedule:
         "metadata": {"name": "nightly", "namespace": "ns", "uid": UID, "generation": 2,
                      "creationTimestamp": "2026-11-21T11:00:00Z"},
         "spec": {"schedule": "*/5 * * * *", "executionTemplate": {"spec": {"workflow": "pkg.mod:main"}}, **spec},
-        "status": {"lastScheduleTime": LAST, **(status or {})}})
+        "status": {"lastScheduleTime": LAST, "runs": [], **(status or {})}})
 
 
 def execution(name: str, phase: str | None = "Running", controller: bool = True, token: str | None = None,
@@ -175,6 +175,20 @@ def test_our_own_run_of_that_time_is_not_a_squatter():
     mine.metadata["annotations"]["workflows.flux.dev/scheduled-at"] = format_time(DUE)
     decision = decide(schedule({"runs": [f"u-{NAME}"]}), [mine], taken={NAME})
     assert not of(decision, CreateRun) and "RunNameTaken" not in events(decision)
+
+
+def test_runs_of_an_operator_from_before_the_record_are_taken_over_once():
+    legacy = Schedule.model_validate({**schedule().model_dump(mode="json", exclude={"status"}),
+                                      "status": {"lastScheduleTime": LAST, "active": [{"name": NAME}]}})
+    old_run = execution(NAME, "Running", uid="u-old")
+    old_run.metadata["annotations"]["workflows.flux.dev/scheduled-at"] = format_time(DUE)
+    lookalike = execution("nightly-forged", "Running", uid="u-fake")  # not the old naming: not taken over
+    decision = decide(legacy, [old_run, lookalike])
+    assert patch(decision)["runs"] == ["u-old"] and not of(decision, CreateRun)
+    # Written once (even empty), the record alone counts from then on.
+    assert patch(decide(Schedule.model_validate({**legacy.model_dump(mode="json", exclude={"status"}),
+                                                 "status": {"lastScheduleTime": LAST}}), []))["runs"] == []
+    assert patch(decide(schedule(), [old_run])).get("runs", []) == []
 
 
 # --- limits, invalid schedules --------------------------------------------------------------------

@@ -31,7 +31,7 @@ UID = "uid-sched"
 
 def schedule(cron: str = "*/5 * * * *", status: dict | None = None, runs: list[Execution] = (), **spec) -> Schedule:
     """A Schedule whose status records `runs` as its own (the operator created them)."""
-    status = {**(status or {}), "runs": [r.metadata["uid"] for r in runs]} if runs else status
+    status = {"runs": [r.metadata["uid"] for r in runs], **(status or {})}
     return Schedule.model_validate({
         "metadata": {"name": "nightly", "namespace": "ns", "uid": UID, "generation": 2,
                      "creationTimestamp": "2026-11-21T11:00:00Z"},
