@@ -49,7 +49,7 @@ class LastUnschedule(_Model):
 
 
 # The record of runs holds every run the history limits keep (3 x 1,000 at most) plus the active ones:
-# about 39 bytes a UID, 156 KB when full. A Schedule whose record is full starts no run until one goes.
+# 40 bytes of JSON a UID, 160 kB when full. A Schedule whose record is full starts no run until one goes.
 MAX_RECORDED_RUNS = 4000
 MAX_STARTING = 3
 Uid = Annotated[str, Field(max_length=36)]

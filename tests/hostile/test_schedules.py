@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 from flux_api import API_VERSION
-from fluxtest import longrun, manifest, schedule, wait_for
+from fluxtest import Schedules, longrun, manifest, schedule, wait_for
 from fluxtest.faults import log_tail, metric
 from kubernetes.client.rest import ApiException
 
@@ -108,6 +108,24 @@ def test_a_squatted_run_name_gets_an_event_and_the_run_still_happens(tenant, ope
     assert warned[0].type == "Warning" and any(s in warned[0].message for s in squatters)
     assert name not in squatters and len(name) <= 63
     assert fx.wait_phase(name, "Succeeded", timeout=60)
+
+
+@pytest.mark.threat("forged-run-unschedule", "a tenant's Execution dressed as a run of a Schedule the platform team "
+                    "made calls ctx.unschedule()", "the Schedule stays active: only its own runs may suspend it")
+@pytest.mark.timeout(180)
+def test_a_forged_run_cannot_suspend_the_schedule(tenant, operators, custom, fx, result):
+    platform = Schedules(custom, tenant.namespace)  # made by the admin: the tenant has no say over it
+    sched = platform.create(schedule("platform", "flux_examples.quick:main", cron="0 0 1 1 *"))
+    tenant.fx.create(forged("platform-stop", manifest("x", "flux_examples.unschedule:main", {"reason": "mine now"}),
+                            sched))
+    operators.start()
+    ended = fx.wait_phase("platform-stop", "Cancelled", "Failed", "Succeeded", timeout=90)
+    assert (ended.get("cancellation") or {}).get("source") == "unschedule", ended  # it did ask
+    time.sleep(5)  # the Schedule hears of the request at once; give it time to (wrongly) act on it
+    spec = platform.get("platform")["spec"]
+    result.figure(f"forged run {ended['phase']} (asked to unschedule); Schedule suspend={spec.get('suspend')}")
+    assert not spec.get("suspend"), "a forged run suspended the Schedule"
+    assert "lastUnschedule" not in platform.status("platform")
 
 
 @pytest.mark.threat("never-firing-cron", "Schedules whose cron can never fire: 0 0 31 2 * (refusable by a CEL rule) "
