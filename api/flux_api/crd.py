@@ -149,7 +149,7 @@ def open_api_schema() -> dict[str, Any]:
 def schedule_schema() -> dict[str, Any]:
     spec = _schema_of(ScheduleSpec)
     props = spec["properties"]
-    props["schedule"]["x-kubernetes-validations"] = [crd_rules.CRON_RULE]
+    props["schedule"]["x-kubernetes-validations"] = [crd_rules.CRON_RULE, crd_rules.CRON_FIRES_RULE]
     props["timeZone"]["x-kubernetes-validations"] = [crd_rules.time_zone_rule()]
     template_spec = props["executionTemplate"]["properties"]["spec"]
     crd_rules.add_spec_rules(template_spec)

@@ -43,6 +43,32 @@ CRON_RULE = {
 }
 
 
+# A day of the month that none of the named months has (`0 0 31 2 *`, `0 0 30 2 *`, `0 0 31 4,6,9,11 *`)
+# never fires. Refused when the day of the week is unrestricted (`*` or `?`: otherwise cron fires on
+# either) and the month field lists single months; ranges and steps of months are left to the operator,
+# which reports what still never fires as Ready=False InvalidSchedule. Never refuses a firing expression.
+_MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+_DAYS_BY_NAME = {name: _MONTH_DAYS[i + 1] for i, name in enumerate(_MONTHS.split("|"))}
+
+
+def _cel_map(mapping: dict) -> str:
+    return "{" + ", ".join(f"{k!r}: {v}" for k, v in mapping.items()) + "}"
+
+
+_FIRST_DAY = "(i.split('/')[0].split('-')[0].matches('^[0-9]+$') ? int(i.split('/')[0].split('-')[0]) : 1)"
+_LONGEST_MONTH = (f"(i.matches('^[0-9]+$') && int(i) >= 1 && int(i) <= 12 ? {_cel_map(_MONTH_DAYS)}[int(i)] : "
+                  f"(i.lowerAscii() in {_cel_map(_DAYS_BY_NAME)} ? {_cel_map(_DAYS_BY_NAME)}[i.lowerAscii()] : 31))")
+_CRON_FIELDS = "self.trim().split(' ').filter(x, x != '')"  # (no cel.bind in CRD rules of this Kubernetes)
+CRON_FIRES_RULE = {
+    "rule": f"{_CRON_FIELDS}.size() != 5 || !({_CRON_FIELDS}[4] in ['*', '?']) || "
+            f"{_CRON_FIELDS}[2].split(',').map(i, {_FIRST_DAY}).min() <= "
+            f"{_CRON_FIELDS}[3].split(',').map(i, {_LONGEST_MONTH}).max()",
+    "message": "spec.schedule never fires: no month it names has the day of the month it names (such as "
+               "\"0 0 31 2 *\"); name a day that exists, or a day of the week",
+    "reason": "FieldValueInvalid",
+}
+
+
 def time_zones() -> list[str]:
     """Every IANA zone of the pinned `tzdata` package: the operator loads zones from the same one."""
     text = resources.files("tzdata").joinpath("zones").read_text()

@@ -62,6 +62,9 @@ REPLACED_BY_ANNOTATION = f"{GROUP}/replaced-by"
 UNSCHEDULE_REASON_ANNOTATION = f"{GROUP}/unschedule-reason"
 # A Schedule's name plus "-" and a 10-digit minute count must stay a 63-character label value.
 MAX_SCHEDULE_NAME = 52
+# On each run the operator creates: a secret whose hash the Schedule's status held before the create, so a
+# run made just before a crash is recognised as the operator's own, and a forged one is not.
+RUN_TOKEN_ANNOTATION = f"{GROUP}/run-token"
 
 
 def runner_pod_name_for(execution: str, retries: int | None) -> str:

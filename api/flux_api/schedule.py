@@ -6,6 +6,7 @@ Like types.py these are the single source of truth for the Schedule CRD (`make c
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
@@ -47,6 +48,23 @@ class LastUnschedule(_Model):
     at: Stamp | None = None
 
 
+# The record of runs holds every run the history limits keep (3 x 1,000 at most) plus the active ones:
+# 40 bytes of JSON a UID, 160 kB when full. A Schedule whose record is full starts no run until one goes.
+MAX_RECORDED_RUNS = 4000
+MAX_STARTING = 3
+Uid = Annotated[str, Field(max_length=36)]
+
+
+class StartingRun(_Model):
+    """A run about to be created, written before the create: after a crash between the two, the run found
+    with a matching proof is the operator's own, and any other object of that name is not."""
+
+    scheduledAt: Stamp = Field(description="The cron time of the run.")
+    proof: str = Field(min_length=64, max_length=64,
+                       description="sha256 of the run's name and of the secret token it carries as an annotation.")
+    since: str = Field(max_length=40, description="When the operator wrote this.")
+
+
 class ScheduleStatus(_Model):
     observedGeneration: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
@@ -57,6 +75,11 @@ class ScheduleStatus(_Model):
     lastUnschedule: LastUnschedule | None = None
     resumedAt: Stamp | None = Field(None, description="When it was last resumed: runs missed before are not made up.")
     message: str | None = None
+    runs: list[Uid] = Field(default_factory=list, max_length=MAX_RECORDED_RUNS,
+                            description="UIDs of the runs the operator created that still exist: only an Execution "
+                                        "listed here, with a controller ownerReference to this Schedule, is its run.")
+    starting: list[StartingRun] = Field(default_factory=list, max_length=MAX_STARTING,
+                                        description="Runs being created (the operator's crash-safe intent).")
 
 
 class Schedule(_Model):

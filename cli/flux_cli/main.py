@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,6 +25,7 @@ from flux_cli.durations import DURATION_HELP, DurationError, parse_duration
 from flux_cli.errors import ArgumentError, FluxCliError
 from flux_cli.kube import Kube, KubeError, connect
 from flux_cli.selection import check_name, make_selection
+from flux_cli.terminal import Guarded, LogWriter, printable
 
 PROG = "kubectl flux"
 DISTRIBUTION = "kubectl-flux"
@@ -119,19 +120,20 @@ def _env_int(name: str) -> int | None:
 
 
 def print_error(message: str) -> None:
+    """One line: API servers quote what they refuse, so the message may carry a tenant's strings."""
     console = make_console(stderr=True)
-    console.print(render.Text.assemble(("error: ", "bold red"), " ".join(message.split())))
+    console.print(Guarded(render.Text.assemble(("error: ", "bold red"), printable(" ".join(message.split())))))
 
 
 def print_note(message: str) -> None:
-    make_console(stderr=True).print(render.Text.assemble(("note: ", "yellow"), message))
+    make_console(stderr=True).print(Guarded(render.Text.assemble(("note: ", "yellow"), printable(message))))
 
 
 def emit(output: OutputFormat, text: RenderableType, json_data: Any) -> None:
     if output is OutputFormat.JSON:
         sys.stdout.write(render.to_json_text(json_data) + "\n")
     else:
-        make_console().print(text)
+        make_console().print(Guarded(text))
 
 
 @contextmanager
@@ -314,13 +316,18 @@ LOGS_EPILOG = """Examples:
 
 With -f the log is followed until the execution finishes: a retry's new runner pod, a pod resumed
 after an eviction and a restarted container are followed too (a note on stderr marks each).
-Without -f, the current runner's log is printed; an execution with no runner pod yet is an error."""
+Without -f, the current runner's log is printed; an execution with no runner pod yet is an error.
+
+On a terminal, control characters in the log (escape sequences, carriage returns) are shown as
+escapes such as \\x1b, since the log is the workflow's output, not yours; --raw prints it as written.
+Piped or redirected, the log is always passed on exactly as written, like kubectl logs."""
 
 
 @app.command(epilog=LOGS_EPILOG)
 def logs(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The execution.", parser=_name, show_default=False)],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow the log until the execution finishes.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="On a terminal too, print control characters as written.")] = False,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     namespace: Namespace = None,
@@ -331,13 +338,23 @@ def logs(
         sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()  # a follow shows each line as it comes
 
+    out = log_sink(write, raw, sys.stdout.isatty())
     with reporting():
         kube = _connect(kubeconfig, context)
         try:
-            following.show_logs(kube, namespace or kube.default_namespace, name, follow, write, print_note)
+            following.show_logs(kube, namespace or kube.default_namespace, name, follow, out, print_note)
         except KeyboardInterrupt:
             return ExitCode.OK  # Ctrl-C ends a follow, as with kubectl logs -f
+        finally:
+            if isinstance(out, LogWriter):
+                out.close()
     return ExitCode.OK
+
+
+def log_sink(write: Callable[[bytes], None], raw: bool, terminal: bool) -> Callable[[bytes], None]:
+    """Where the log's bytes go: escaped on a terminal (the workflow's output must not drive the user's
+    terminal), as written when piped or with --raw (a file or a grep gets the exact log, as kubectl logs)."""
+    return write if raw or not terminal else LogWriter(write)
 
 
 @app.command()

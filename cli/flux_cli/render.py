@@ -1,7 +1,8 @@
 """Turn results and API objects into rich renderables (text) or JSON-ready dicts. No I/O here.
 
 User-controlled strings (names, reasons, messages) are always wrapped in Text, never parsed as
-rich markup, so a reason like "[red]x" prints as typed.
+rich markup, so a reason like "[red]x" prints as typed; and every string from the cluster passes through
+terminal.printable on its way in (`cell`, `_fields`), so its control characters print as escapes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flux_cli.actions import StatusView
 from flux_cli.cancelling import GONE, CancelResult
 from flux_cli.durations import human_age
 from flux_cli.family import Node
+from flux_cli.terminal import Guarded, json_text, printable
 
 NONE = "<none>"
 _PHASE_STYLES = {
@@ -46,34 +48,42 @@ def _kubectl_table(*columns: str, wrap: Sequence[str] = ()) -> Table:
     return table
 
 
+def cell(value: Any, style: str = "") -> Text:
+    """A string from the cluster as a table cell or label: escaped, never markup."""
+    return Text(printable(NONE if value in (None, "") else value), style=style)
+
+
 def phase_text(phase: str | None) -> Text:
-    return Text(str(phase or NONE), style=_PHASE_STYLES.get(phase or "", ""))
+    return cell(phase, _PHASE_STYLES.get(phase or "", ""))
 
 
 def to_text(renderable: RenderableType, width: int = 200) -> str:
     """Plain text, no ANSI codes: for tests and for anyone who needs a string."""
     console = Console(file=io.StringIO(), width=width, color_system=None, markup=False, highlight=False, emoji=False)
-    console.print(renderable)
+    console.print(Guarded(renderable))
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def to_json_text(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    return json_text(data)
 
 
-Field = tuple[str, Text | str | int | None]
+Field = tuple[str, Text | str | int | list[str] | None]
 
 
 def _fields(rows: Iterable[Field]) -> Text:
-    """Aligned "label:  value" lines; a multi-line value continues under the first one."""
+    """Aligned "label:  value" lines; a list value is one line per item, under the first. Strings are
+    escaped here (a newline in one shows as \\n: only a list makes several lines)."""
     rows = list(rows)
     width = max((len(label) for label, _ in rows), default=0) + 3
     out = Text()
     for index, (label, value) in enumerate(rows):
         if index:
             out.append("\n")
-        if not isinstance(value, Text):
-            value = Text(NONE if value in (None, "") else str(value))
+        if isinstance(value, list):
+            value = Text("\n").join(cell(item) for item in value) if value else cell(None)
+        elif not isinstance(value, Text):
+            value = cell(value)
         out.append(f"{label}:".ljust(width), style="bold")
         for number, line in enumerate(value.split("\n")):
             out.append_text(line if number == 0 else Text("\n" + " " * width).append_text(line))
@@ -131,7 +141,7 @@ def _headline_style(result: CancelResult) -> str:
 
 
 def _cancel_block(result: CancelResult) -> RenderableType:
-    headline = Text.assemble((result.name, "bold"), "  ", (result.message, _headline_style(result)))
+    headline = Text.assemble(cell(result.name, "bold"), "  ", cell(result.message, _headline_style(result)))
     if result.error and result.phase is None:
         return Group(headline, _indent(_fields([("namespace", result.namespace)])))
     rows: list[Field] = [
@@ -139,7 +149,7 @@ def _cancel_block(result: CancelResult) -> RenderableType:
         ("status", phase_text(result.phase)),
         ("would cancel" if result.dry_run else "cancelled", _count_text(result.cancelled_count, len(result.children))),
         ("reason", result.reason),
-        ("children", "\n".join(result.children) if result.children else NONE),
+        ("children", list(result.children)),
     ]
     parts: list[RenderableType] = [headline, _indent(_fields(rows))]
     if result.tree is not None:
@@ -165,16 +175,16 @@ def execution_tree(node: Node, pods: bool = False) -> Tree:
 
 
 def _node_label(node: Node) -> Text:
-    label = Text.assemble((node.name, "bold"), "  ", phase_text(node.phase))
+    label = Text.assemble(cell(node.name, "bold"), "  ", phase_text(node.phase))
     if node.reason:
-        label.append(f"  {node.reason}", style="dim")
+        label.append_text(cell(f"  {node.reason}", "dim"))
     return label
 
 
 def _grow(branch: Tree, node: Node, pods: bool) -> None:
     if pods:
         for pod in node.pods:
-            branch.add(Text.assemble(("pod ", "dim"), pod.name, "  ", Text(pod.phase or NONE, style="dim")))
+            branch.add(Text.assemble(("pod ", "dim"), cell(pod.name), "  ", cell(pod.phase, "dim")))
     for child in node.children:
         _grow(branch.add(_node_label(child)), child, pods)
 
@@ -211,8 +221,8 @@ def list_table(executions: Sequence[dict[str, Any]], now: datetime, all_namespac
     columns = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "PHASE", "REASON", "AGE"]
     table = _kubectl_table(*columns, wrap=["REASON"])
     for row in list_rows(executions, now):
-        cells: list[Text] = [Text(row["namespace"])] if all_namespaces else []
-        cells += [Text(row["name"]), phase_text(row["phase"]), Text(row["reason"] or NONE), Text(row["age"] or NONE)]
+        cells: list[Text] = [cell(row["namespace"])] if all_namespaces else []
+        cells += [cell(row["name"]), phase_text(row["phase"]), cell(row["reason"]), cell(row["age"])]
         table.add_row(*cells)
     return table
 
@@ -292,7 +302,7 @@ def status_text(view: StatusView, now: datetime) -> RenderableType:
     parts: list[RenderableType] = [
         _fields(
             [
-                ("Name", Text(data["name"], style="bold")),
+                ("Name", cell(data["name"], "bold")),
                 ("Namespace", data["namespace"]),
                 ("Workflow", data["workflow"]),
                 ("Phase", phase_text(data["phase"])),
@@ -321,10 +331,10 @@ def _conditions_table(conditions: list[dict[str, Any]], now: datetime) -> Render
     table = _kubectl_table("TYPE", "STATUS", "REASON", "AGE", *(["MESSAGE"] if with_message else []), wrap=["MESSAGE"])
     for condition in conditions:
         moment = facts.parse_time(condition.get("lastTransitionTime"))
-        cells = [Text(str(condition.get(key) or "")) for key in ("type", "status", "reason")]
+        cells = [Text(printable(condition.get(key) or "")) for key in ("type", "status", "reason")]
         cells.append(Text(human_age((now - moment).total_seconds()) if moment else NONE))
         if with_message:
-            cells.append(Text(condition.get("message") or ""))
+            cells.append(Text(printable(condition.get("message") or "")))
         table.add_row(*cells)
     return table
 
@@ -334,9 +344,9 @@ def _cancellation_fields(data: dict[str, Any], now: datetime) -> RenderableType:
     request = data["cancelRequest"]
     if cancellation is None:
         if request:
-            return Text(f"requested (reason: {request.get('reason')}), not yet handled by the operator")
+            return cell(f"requested (reason: {request.get('reason')}), not yet handled by the operator")
         if data["cancelAnnotation"]:
-            return Text(f"requested by annotation (reason: {data['cancelAnnotation']}), not yet handled by the operator")
+            return cell(f"requested by annotation (reason: {data['cancelAnnotation']}), not yet handled by the operator")
         return Text("not requested")
     children = [child for child in cancellation.get("children") or [] if isinstance(child, dict)]
     rows: list[Field] = [
@@ -351,7 +361,7 @@ def _cancellation_fields(data: dict[str, Any], now: datetime) -> RenderableType:
     if request:
         rows.append(("Cascade", "yes" if request.get("cascade", True) else "no"))
         rows.append(("Force", "yes" if request.get("force") else "no"))
-    rows.append(("Children", "\n".join(f"{c.get('name')} ({c.get('phase') or NONE})" for c in children) or NONE))
+    rows.append(("Children", [f"{c.get('name')} ({c.get('phase') or NONE})" for c in children]))
     return _fields(rows)
 
 
@@ -384,9 +394,9 @@ def _children_table(children: list[dict[str, Any]]) -> RenderableType:
     with_error = any(child.get("error") for child in children)
     table = _kubectl_table("NAME", "PHASE", *(["ERROR"] if with_error else []), wrap=["ERROR"])
     for child in children:
-        cells = [Text(child["name"]), phase_text(child.get("phase"))]
+        cells = [cell(child["name"]), phase_text(child.get("phase"))]
         if with_error:
-            cells.append(Text(child.get("error") or ""))
+            cells.append(Text(printable(child.get("error") or "")))
         table.add_row(*cells)
     return table
 

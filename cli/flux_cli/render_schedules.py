@@ -8,8 +8,9 @@ from typing import Any
 from rich.console import RenderableType
 from rich.text import Text
 
-from flux_cli.render import NONE, Field, _fields, _kubectl_table, _when
+from flux_cli.render import NONE, Field, _fields, _kubectl_table, _when, cell
 from flux_cli.schedules import UnscheduleResult
+from flux_cli.terminal import printable
 
 
 def schedule_table(rows: list[dict[str, Any]], all_namespaces: bool) -> RenderableType:
@@ -17,11 +18,11 @@ def schedule_table(rows: list[dict[str, Any]], all_namespaces: bool) -> Renderab
         "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE", "REASON"]
     table = _kubectl_table(*columns, wrap=["REASON"])
     for row in rows:
-        cells = [Text(row["namespace"])] if all_namespaces else []
-        cells += [Text(row["name"]), Text(row["schedule"] or NONE), Text(row["timeZone"]),
+        cells = [cell(row["namespace"])] if all_namespaces else []
+        cells += [cell(row["name"]), cell(row["schedule"]), cell(row["timeZone"]),
                   Text("True" if row["suspend"] else "False"), Text(str(len(row["active"]))),
-                  Text(row["lastAgo"] + " ago" if row["lastAgo"] else NONE), Text(row["nextScheduleTime"] or NONE),
-                  Text(row["age"] or NONE), Text(row["reason"] or "")]
+                  cell(row["lastAgo"] + " ago" if row["lastAgo"] else None), cell(row["nextScheduleTime"]),
+                  cell(row["age"]), Text(printable(row["reason"] or ""))]
         table.add_row(*cells)
     return table
 
@@ -30,7 +31,7 @@ def unschedule_text(result: UnscheduleResult) -> RenderableType:
     state = "was already suspended" if result.already_suspended else "suspended"
     lines = [f'schedule "{result.schedule}" {state}' + (f" (reason: {result.reason})" if result.reason else "")]
     lines += [f'execution "{name}" cancel requested' for name in result.cancelled]
-    return Text("\n".join(lines))
+    return Text("\n").join(cell(line) for line in lines)
 
 
 def unschedule_json(result: UnscheduleResult) -> dict[str, Any]:

@@ -49,13 +49,24 @@ def unschedule(kube: Kube, namespace: str, name: str, reason: str | None, cancel
     result = UnscheduleResult(name, namespace, reason,
                               already_suspended=bool(facts.spec(before).get("suspend")))
     if cancel_running:
-        runs = kube.list_executions(namespace, f"{SCHEDULE_LABEL}={name}")
+        runs = own_runs(before, kube.list_executions(namespace, f"{SCHEDULE_LABEL}={name}"))
         for run in sorted(runs, key=facts.name_of):
             if not facts.is_terminal(run) and not facts.spec_cancel(run):
                 kube.patch_execution(namespace, facts.name_of(run),
                                      build_cancel_patch(f"unscheduled: {reason}" if reason else "unscheduled"))
                 result.cancelled.append(facts.name_of(run))
     return result
+
+
+def own_runs(schedule: dict[str, Any], labelled: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Schedule's runs as the operator counts them: in its record (status.runs) and controlled by it.
+    Anyone may label an Execution as a run; --cancel-running must not cancel look-alikes."""
+    uid = facts.metadata(schedule).get("uid")
+    recorded = facts.status(schedule).get("runs")
+    return [run for run in labelled
+            if any(o.get("uid") == uid and o.get("controller") for o in facts.metadata(run).get("ownerReferences") or []
+                   if isinstance(o, dict))
+            and (not isinstance(recorded, list) or facts.metadata(run).get("uid") in recorded)]
 
 
 def resume(kube: Kube, namespace: str, name: str) -> dict[str, Any]:

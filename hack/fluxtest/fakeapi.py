@@ -90,6 +90,12 @@ class FakeKubeApi:
         body["metadata"].setdefault("namespace", namespace)
         return self.put(body)
 
+    def create_run(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A Schedule's run: the created object, or None when the name is taken."""
+        if not self.create_execution(namespace, body):
+            return None
+        return copy.deepcopy(self.objects[(namespace, body["metadata"]["name"])])
+
     def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
         self.calls.append(("create", body["kind"], body["metadata"]["name"]))
         self._maybe_fail("create", body["metadata"]["name"])

@@ -184,6 +184,12 @@ class KubeApi:
 
     # --- Schedules ----------------------------------------------------------------------------
 
+    def create_run(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Creates a Schedule's run; the created object, or None if that name was taken."""
+        with self.call(f"create execution {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)):
+            return self.request("POST", custom_path(namespace, PLURAL), body)
+        return None
+
     def get_schedule(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self.call(f"get schedule {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
             return self.request("GET", custom_path(namespace, SCHEDULE_PLURAL, name))

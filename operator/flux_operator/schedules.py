@@ -7,6 +7,7 @@ World) and the decision is pure (scheduling.decide_schedule); this only carries 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from typing import Any
 
@@ -15,6 +16,7 @@ from flux_api import nesting
 from flux_api.errors import Failure
 from flux_api.names import (
     REPLACED_BY_ANNOTATION,
+    RUN_TOKEN_ANNOTATION,
     SCHEDULE_LABEL,
     SCHEDULED_AT_ANNOTATION,
     UNSCHEDULE_REASON_ANNOTATION,
@@ -99,8 +101,9 @@ def schedule_of(raw_execution: dict[str, Any]) -> Key | None:
 
 
 class ScheduleReconciler:
-    def __init__(self, store: ScheduleStore, world: World, api: KubeApi, clock=utcnow) -> None:
-        self.store, self.world, self.api, self.clock = store, world, api, clock
+    def __init__(self, store: ScheduleStore, world: World, api: KubeApi, clock=utcnow,
+                 new_token=lambda: secrets.token_hex(16)) -> None:
+        self.store, self.world, self.api, self.clock, self.new_token = store, world, api, clock, new_token
         self._said: set[tuple[str | None, str | None]] = set()  # (uid, resourceVersion) told InvalidTemplate
 
     def reconcile(self, key: Key) -> Result:
@@ -116,8 +119,9 @@ class ScheduleReconciler:
         if (problem := payloads.depth_problem(schedule.metadata, TEMPLATE)) is not None:
             self._invalid_template(raw, problem)
             return Result()
-        runs = self.world.runs_of(key, schedule.metadata.get("uid"))
-        decision = plan.decide_schedule(schedule, runs, self.clock())
+        candidates, present = self.world.labelled_runs(key)
+        decision = plan.decide_schedule(schedule, candidates, self.clock(), token=self.new_token(),
+                                        taken=self.world.names_in(ns), present=present)
         for action in decision.actions:
             if isinstance(action, plan.CreateRun) and payloads.kept_out(schedule.metadata, TEMPLATE):
                 action = self._with_stored_template(raw, action)
@@ -128,16 +132,24 @@ class ScheduleReconciler:
                     self.api.patch_execution(ns, run, {"metadata": {"annotations": {REPLACED_BY_ANNOTATION: name}},
                                                        "spec": {"cancel": {"reason": reason}}})
                 case plan.CreateRun(name=run, body=body):
-                    if self.api.create_execution(ns, body):
+                    created = self.api.create_run(ns, body)
+                    if created is None:  # the name was taken meanwhile: learn by whom, and decide again
+                        log.info("schedule %s/%s: %s already exists", ns, name, run)
+                        found = self.api.get_execution(ns, run)
+                        if found is not None:
+                            self.world.execution_seen(found)
+                    else:
                         log.info("schedule %s/%s: started %s", ns, name, run)
+                        self.world.execution_seen(created)  # so the next decision records it at once
+                    return Result(requeue_after=0)
                 case plan.DeleteRun(name=run, uid=uid):
                     self.api.delete_execution(ns, run, uid)
                 case plan.Suspend(reason=reason):
                     self.api.patch_schedule(ns, name, {"metadata": {"annotations": {UNSCHEDULE_REASON_ANNOTATION:
                                                                                      reason[:1024]}},
                                                        "spec": {"suspend": True}})
-                case plan.ScheduleEvent(reason=reason, message=message, type=type_):
-                    self._event(raw, reason, message, type_)
+                case plan.ScheduleEvent(reason=reason, message=message, type=type_, key=event_key):
+                    self._event(raw, key, reason, message, type_, event_key)
                 case plan.PatchScheduleStatus(patch=patch):
                     try:
                         written = self.api.patch_schedule_status(ns, name, patch, raw["metadata"].get("resourceVersion"))
@@ -149,15 +161,18 @@ class ScheduleReconciler:
                             self.store.seen(fresh)
                         return Result(requeue_after=0)
                     self.store.seen(written)
+                    raw = written
         return Result(requeue_after=decision.requeue_after)
 
-    def _event(self, raw: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
+    def _event(self, raw: dict[str, Any], key: Key, reason: str, message: str, type_: str, event_key: str) -> None:
+        ns, name = key
         meta = raw["metadata"]
         involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
-                    "name": meta.get("name", ""), "namespace": meta.get("namespace", ""), "uid": meta.get("uid", ""),
+                    "name": name, "namespace": ns, "uid": meta.get("uid", ""),
                     "resourceVersion": meta.get("resourceVersion", "")}
-        self.api.emit_event(involved, f"{meta.get('name')}.{meta.get('uid', '')[:8]}.{reason.lower()}", type_,
-                            reason, message)
+        # A fixed name per (Schedule, reason, key): posting it again after a crash is a harmless conflict.
+        event_name = f"{name}.{meta.get('uid', '')[:8]}.{reason.lower()}" + (f".{event_key}" if event_key else "")
+        self.api.emit_event(involved, event_name, type_, reason, message)
 
     def _invalid_template(self, raw: dict[str, Any], problem: str) -> None:
         meta = raw["metadata"]
@@ -167,7 +182,8 @@ class ScheduleReconciler:
         self._said.add(said)
         log.error("schedule %s/%s starts no run: %s", raw["metadata"].get("namespace"), raw["metadata"].get("name"),
                   problem)
-        self._event(raw, "InvalidTemplate", f"no run is started: {problem}", "Warning")
+        self._event(raw, (meta.get("namespace", ""), meta.get("name", "")), "InvalidTemplate",
+                    f"no run is started: {problem}", "Warning", "")
 
     def _with_stored_template(self, raw: dict[str, Any], action: plan.CreateRun) -> plan.CreateRun | None:
         """The run's body from the template as stored (the store keeps a large one only as a stub)."""
@@ -181,4 +197,5 @@ class ScheduleReconciler:
             return None
         schedule = Schedule.model_validate(stored)
         moment = parse_time(action.body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION])
-        return plan.CreateRun(action.name, plan.run_body(schedule, action.name, moment))
+        token = action.body["metadata"]["annotations"].get(RUN_TOKEN_ANNOTATION, "")
+        return plan.CreateRun(action.name, plan.run_body(schedule, action.name, moment, token))

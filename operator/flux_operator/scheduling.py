@@ -1,26 +1,45 @@
-"""The Schedule state machine: a Schedule and the runs it owns in, actions out. Pure: no I/O, no clock.
+"""The Schedule state machine: a Schedule and the Executions that look like its runs in, actions out.
+Pure: no I/O, no clock, no randomness (the shell passes `now` and a fresh secret `token`).
 
-Runs are named `<schedule>-<minutes since 1970 of the cron time>`, so creating one twice is a
-harmless conflict, and after any downtime only the latest missed time is considered: at most one
-run starts, never a burst. Cron times come from `croniter`, in the Schedule's time zone.
+Runs are named `<schedule>-<minutes since 1970 of the cron time>`, and after any downtime only the
+latest missed time is considered: at most one run starts, never a burst. Cron times: crontimes.py.
+
+Only the operator's own runs count. Anyone who may create Executions can copy the schedule label and an
+ownerReference to the Schedule; only the operator writes the Schedule's status. So a run counts when it
+has a controller ownerReference to the Schedule and its UID is in `status.runs`, the operator's record.
+Creating a run takes three steps, each safe to repeat after a crash:
+1. write `status.starting`: the cron time and the sha256 of the run's name and a secret token;
+2. create the run, carrying the token as an annotation;
+3. seeing the run (from the create's answer, or the watch after a crash), match it to the proof and move
+   its UID into `status.runs`.
+Nobody else can make an object that matches: the token is secret until the run exists, and the name is
+then taken by the run itself. An object squatting the run's name gets a Warning Event, and the run is
+created under a name nobody can guess in advance.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Collection, Container
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from flux_api import API_VERSION, KIND, TERMINAL_PHASES, Execution, Phase
 from flux_api.conditions import set_condition
-from flux_api.names import SCHEDULE_KIND, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
-from flux_api.schedule import ConcurrencyPolicy, Schedule, ScheduleStatus
+from flux_api.names import RUN_TOKEN_ANNOTATION, SCHEDULE_KIND, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
+from flux_api.schedule import MAX_RECORDED_RUNS, MAX_STARTING, ConcurrencyPolicy, Schedule, ScheduleStatus
 from flux_api.timefmt import format_time, parse_time
 from flux_api.types import status_patch
 
+from flux_operator.crontimes import InvalidSchedule, check_cron, latest_due, next_due, zone
+
 READY = "Ready"
+# A run being created is matched to its proof within this long (a watch lagging after a failover included).
+STARTING_TTL = timedelta(minutes=10)
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+__all__ = ["InvalidSchedule", "decide_schedule", "latest_due", "next_due", "run_name", "zone"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,7 @@ class ScheduleEvent:
     reason: str
     message: str
     type: str = "Normal"
+    key: str = ""  # one Event per key (a run, a cron time); without one, one per Schedule and reason
 
 
 ScheduleAction = CreateRun | ReplaceRun | DeleteRun | Suspend | PatchScheduleStatus | ScheduleEvent
@@ -71,40 +91,26 @@ class Decision:
     requeue_after: float | None = None
 
 
-class InvalidSchedule(ValueError):
-    pass
-
-
-def zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise InvalidSchedule(f"unknown time zone {name!r}") from err
-
-
-def check_cron(expression: str) -> str:
-    expression = expression.strip()
-    if not (expression.startswith("@") or len(expression.split()) == 5) or not croniter.is_valid(expression):
-        raise InvalidSchedule(f"invalid cron expression {expression!r}")
-    return expression
-
-
-def latest_due(expression: str, tz: ZoneInfo, now: datetime) -> datetime:
-    """The latest cron time at or before `now` (UTC)."""
-    moment = croniter(expression, now.astimezone(tz) + timedelta(microseconds=1)).get_prev(datetime)
-    return moment.astimezone(timezone.utc)
-
-
-def next_due(expression: str, tz: ZoneInfo, now: datetime) -> datetime:
-    """The first cron time after `now` (UTC)."""
-    return croniter(expression, now.astimezone(tz)).get_next(datetime).astimezone(timezone.utc)
-
-
 def run_name(schedule: str, moment: datetime) -> str:
     return f"{schedule}-{int(moment.timestamp()) // 60}"
 
 
-def run_body(schedule: Schedule, name: str, moment: datetime) -> dict[str, Any]:
+def spare_name(schedule: str, token: str) -> str:
+    """The name of a run whose own name was squatted: unguessable, never all digits (so never the name of
+    another cron time), and at most 63 characters for a Schedule name of at most 52."""
+    number = int(hashlib.sha256(f"name\n{token}".encode()).hexdigest()[:16], 16)
+    suffix = ""
+    for _ in range(9):
+        number, digit = divmod(number, 36)
+        suffix += _BASE36[digit]
+    return f"{schedule}-x{suffix}"
+
+
+def proof(name: str, token: str) -> str:
+    return hashlib.sha256(f"{name}\n{token}".encode()).hexdigest()
+
+
+def run_body(schedule: Schedule, name: str, moment: datetime, token: str = "") -> dict[str, Any]:
     template = schedule.spec.executionTemplate
     meta = template.metadata
     return {
@@ -112,13 +118,59 @@ def run_body(schedule: Schedule, name: str, moment: datetime) -> dict[str, Any]:
         "metadata": {
             "name": name, "namespace": schedule.namespace,
             "labels": {**(meta.labels if meta else {}), SCHEDULE_LABEL: schedule.name},
-            "annotations": {**(meta.annotations if meta else {}), SCHEDULED_AT_ANNOTATION: format_time(moment)},
+            "annotations": {**(meta.annotations if meta else {}), SCHEDULED_AT_ANNOTATION: format_time(moment),
+                            RUN_TOKEN_ANNOTATION: token},
             "ownerReferences": [{"apiVersion": API_VERSION, "kind": SCHEDULE_KIND, "name": schedule.name,
                                  "uid": schedule.metadata.get("uid", ""), "controller": True,
                                  "blockOwnerDeletion": True}],
         },
         "spec": template.spec.model_dump(mode="json", exclude_none=True),
     }
+
+
+def controlled_by(run: Execution, uid: str | None) -> bool:
+    return bool(uid) and any(o.get("uid") == uid and o.get("controller") is True
+                             for o in run.metadata.get("ownerReferences") or [])
+
+
+def _scheduled_at(run: Execution) -> datetime | None:
+    return parse_time((run.metadata.get("annotations") or {}).get(SCHEDULED_AT_ANNOTATION))
+
+
+@dataclass
+class _Runs:
+    """The Schedule's own runs, after matching new runs to their proofs and forgetting the gone ones."""
+
+    runs: list[Execution]
+    record: list[str]
+    starting: list[dict[str, Any]]
+    adopted: list[tuple[Execution, datetime]]
+
+
+def _sort_out(schedule: Schedule, candidates: list[Execution], present: Collection[str], now: datetime) -> _Runs:
+    uid = schedule.metadata.get("uid")
+    record = [u for u in schedule.status.runs if u in present]  # a run that is gone is forgotten
+    if "runs" not in schedule.status.model_fields_set:
+        # Written by an operator from before the record: its runs (its own naming, no token) are taken over
+        # once, as that operator took them; from the first write on, only the record counts.
+        record += [r.metadata["uid"] for r in candidates if controlled_by(r, uid) and _scheduled_at(r)
+                   and r.name == run_name(schedule.name, _scheduled_at(r))  # type: ignore[arg-type]
+                   and RUN_TOKEN_ANNOTATION not in (r.metadata.get("annotations") or {})]
+    starting = [s.model_dump(mode="json") for s in schedule.status.starting
+                if (parse_time(s.since) or now) > now - STARTING_TTL]
+    adopted: list[tuple[Execution, datetime]] = []
+    for run in sorted(candidates, key=lambda r: r.name):
+        token = (run.metadata.get("annotations") or {}).get(RUN_TOKEN_ANNOTATION)
+        if run.metadata.get("uid") in record or not token or not controlled_by(run, uid):
+            continue
+        match = next((s for s in starting if s["proof"] == proof(run.name, token)), None)
+        if match is not None:
+            starting.remove(match)
+            record.append(run.metadata["uid"])
+            adopted.append((run, parse_time(match["scheduledAt"]) or now))
+    recorded = set(record)
+    runs = [r for r in candidates if r.metadata.get("uid") in recorded and controlled_by(r, uid)]
+    return _Runs(runs, record, starting, adopted)
 
 
 def _history(schedule: Schedule, runs: list[Execution]) -> list[DeleteRun]:
@@ -141,12 +193,29 @@ def _unschedule_request(schedule: Schedule, runs: list[Execution]) -> Execution 
     return min(asking, key=lambda r: r.name) if asking else None
 
 
-def decide_schedule(schedule: Schedule, runs: list[Execution], now: datetime) -> Decision:
+def decide_schedule(schedule: Schedule, candidates: list[Execution], now: datetime, token: str,
+                    taken: Container[str] = frozenset(), present: Collection[str] | None = None) -> Decision:
+    """`candidates`: Executions labelled as this Schedule's runs, whoever made them. `token`: a fresh secret
+    for a run created now. `taken`: names of Executions in the namespace. `present`: UIDs of the labelled
+    Executions that exist (parsed or not); by default those of `candidates`."""
+    if len(token) < 16:
+        raise ValueError("a run token needs at least 16 characters of randomness")
     decision = Decision()
     status: dict[str, Any] = {}
     old = schedule.status.model_dump(mode="json", exclude_none=True)
     conditions = [c.model_dump(exclude_none=True) for c in schedule.status.conditions]
     generation = schedule.metadata.get("generation")
+    own = _sort_out(schedule, candidates, {r.metadata.get("uid") for r in candidates} if present is None
+                    else present, now)
+    runs = own.runs
+    status.update(runs=own.record, starting=own.starting)
+    last = parse_time(schedule.status.lastScheduleTime)
+    for run, moment in own.adopted:
+        decision.actions.append(ScheduleEvent("RunStarted", f"started {run.name} for {format_time(moment)}",
+                                              key=run.name))
+        last = max(last or moment, moment)
+    if last is not None:
+        status["lastScheduleTime"] = format_time(last)
     active = sorted(r.name for r in runs if r.phase not in TERMINAL_PHASES)
     suspended = schedule.spec.suspend
 
@@ -159,17 +228,21 @@ def decide_schedule(schedule: Schedule, runs: list[Execution], now: datetime) ->
         suspended = True
 
     decision.actions += _history(schedule, runs)
-    succeeded = [parse_time(r.metadata.get("annotations", {}).get(SCHEDULED_AT_ANNOTATION))
-                 for r in runs if r.phase == Phase.SUCCEEDED]
-    if any(succeeded):
-        status["lastSuccessfulTime"] = format_time(max(s for s in succeeded if s))
+    succeeded = [s for s in (_scheduled_at(r) for r in runs if r.phase == Phase.SUCCEEDED) if s]
+    if succeeded:
+        status["lastSuccessfulTime"] = format_time(max(succeeded))
 
     try:
         expression, tz = check_cron(schedule.spec.schedule), zone(schedule.spec.timeZone)
+        due, upcoming = latest_due(expression, tz, now), next_due(expression, tz, now)
     except InvalidSchedule as err:
-        set_condition(conditions, READY, False, "InvalidSchedule", str(err), generation, format_time(now))
-        status.update(active=[{"name": n} for n in active], nextScheduleTime=None, message=str(err))
-        decision.actions.append(ScheduleEvent("InvalidSchedule", str(err), "Warning"))
+        message = str(err)
+        said = any(c.type == READY and c.status == "False" and c.reason == "InvalidSchedule" and c.message == message
+                   for c in schedule.status.conditions)
+        set_condition(conditions, READY, False, "InvalidSchedule", message, generation, format_time(now))
+        status.update(active=[{"name": n} for n in active], nextScheduleTime=None, message=message)
+        if not said:  # once: looking again (the safety pass) finds nothing new to say
+            decision.actions.append(ScheduleEvent("InvalidSchedule", message, "Warning", key=str(generation or "")))
         return _finish(decision, schedule, old, status, conditions)
 
     if suspended:
@@ -179,51 +252,65 @@ def decide_schedule(schedule: Schedule, runs: list[Execution], now: datetime) ->
 
     if any(c.type == READY and c.reason == "Suspended" for c in schedule.status.conditions):
         status["resumedAt"] = format_time(now)  # the times missed while suspended are not made up
-    moments = [parse_time(t) for t in (status.get("resumedAt") or schedule.status.resumedAt,
-                                       schedule.status.lastScheduleTime, schedule.metadata.get("creationTimestamp"))]
+    moments = [parse_time(status.get("resumedAt") or schedule.status.resumedAt), last,
+               parse_time(schedule.metadata.get("creationTimestamp"))]
     since = max((m for m in moments if m is not None), default=now)
-    due = latest_due(expression, tz, now)
-    upcoming = next_due(expression, tz, now)
     message = None
+    create: CreateRun | None = None
     if due > since:
-        name = run_name(schedule.name, due)
+        minute = str(int(due.timestamp()) // 60)
         late = (now - due).total_seconds()
         deadline = schedule.spec.startingDeadlineSeconds
-        existing = {r.name for r in runs}
-        if name in existing:
+        if any(_scheduled_at(r) == due for r in runs):
             status["lastScheduleTime"] = format_time(due)
         elif deadline is not None and late > deadline:
             message = f"missed the run of {format_time(due)} by {late:.0f}s (startingDeadlineSeconds {deadline})"
-            decision.actions.append(ScheduleEvent("MissedSchedule", message, "Warning"))
+            decision.actions.append(ScheduleEvent("MissedSchedule", message, "Warning", key=minute))
             status["lastScheduleTime"] = format_time(due)  # skipped for good: never started late
         elif active and schedule.spec.concurrencyPolicy == ConcurrencyPolicy.FORBID:
             message = f"run of {format_time(due)} waits: {', '.join(active)} still active (concurrencyPolicy Forbid)"
-            decision.actions.append(ScheduleEvent("SkippedForbid", message))
+            decision.actions.append(ScheduleEvent("SkippedForbid", message, key=minute))
+            if deadline is not None:  # look again when its deadline passes (a finished run also wakes us)
+                decision.requeue_after = max(1.0, deadline - late)
+        elif len(own.record) >= MAX_RECORDED_RUNS:
+            message = (f"run of {format_time(due)} waits: {len(own.record)} runs exist, at most {MAX_RECORDED_RUNS} "
+                       "are kept (lower the history limits, or let active runs finish)")
+            decision.actions.append(ScheduleEvent("TooManyRuns", message, "Warning", key=minute))
         else:
+            name = run_name(schedule.name, due)
+            if name in taken:
+                spare = spare_name(schedule.name, token)
+                decision.actions.append(ScheduleEvent(
+                    "RunNameTaken", f"{name} already exists and is not a run of this Schedule: the run of "
+                    f"{format_time(due)} starts as {spare}", "Warning", key=name))
+                name = spare
             if schedule.spec.concurrencyPolicy == ConcurrencyPolicy.REPLACE:
                 for run in (r for r in runs if r.name in active and r.spec.cancel is None):
                     decision.actions.append(ReplaceRun(
                         run.name, f"replaced by {name}: schedule {schedule.name} has concurrencyPolicy Replace"))
-            decision.actions.append(CreateRun(name, run_body(schedule, name, due)))
-            decision.actions.append(ScheduleEvent("RunStarted", f"started {name} for {format_time(due)}"))
-            status["lastScheduleTime"] = format_time(due)
-            active = sorted({*active, name})
-        if deadline is not None and message and "waits" in message and late <= deadline:
-            # Forbid: look again when the deadline for this run passes (a finished run also wakes us).
-            decision.requeue_after = max(1.0, deadline - late)
+            intent = {"scheduledAt": format_time(due), "proof": proof(name, token), "since": format_time(now)}
+            status["starting"] = [*own.starting, intent][-MAX_STARTING:]
+            create = CreateRun(name, run_body(schedule, name, due, token))
     set_condition(conditions, READY, True, "Scheduled", f"next run at {format_time(upcoming)}", generation,
                   format_time(now))
     status.update(active=[{"name": n} for n in active], nextScheduleTime=format_time(upcoming), message=message)
     wait = (upcoming - now).total_seconds()
     decision.requeue_after = min(decision.requeue_after or wait, wait)
-    return _finish(decision, schedule, old, status, conditions)
+    return _finish(decision, schedule, old, status, conditions, create)
 
 
 def _finish(decision: Decision, schedule: Schedule, old: dict[str, Any], status: dict[str, Any],
-            conditions: list[dict[str, Any]]) -> Decision:
+            conditions: list[dict[str, Any]], create: CreateRun | None = None) -> Decision:
+    """The status patch goes after the other actions and before the create: the create happens only once
+    its proof is written (a conflict on the patch stops the shell before it)."""
     status["conditions"] = conditions
     status["observedGeneration"] = schedule.metadata.get("generation")
-    changed = {k: v for k, v in status.items() if old.get(k) != v and not (v is None and k not in old)}
+    empty = ([], None)
+    changed = {k: v for k, v in status.items() if old.get(k) != v and not (v in empty and old.get(k) in empty)}
+    if "runs" not in schedule.status.model_fields_set:
+        changed["runs"] = status["runs"]  # the record exists from now on, even empty
     if changed:
         decision.actions.append(PatchScheduleStatus(status_patch(changed, ScheduleStatus)))
+    if create is not None:
+        decision.actions.append(create)
     return decision

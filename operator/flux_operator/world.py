@@ -9,6 +9,7 @@ operator makes feed their answers back in, so its own next decision never sees i
 from __future__ import annotations
 
 import threading
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,13 +179,23 @@ class World:
             return f"{where}: {first['msg']}" + (f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else "")
         return None
 
-    def runs_of(self, schedule: Key, uid: str | None) -> list[Execution]:
-        """The executions a Schedule started (its label and its ownerReference)."""
+    def labelled_runs(self, schedule: Key) -> tuple[list[Execution], set[str]]:
+        """The executions labelled as a Schedule's runs, whoever made them (the Schedule's decision tells its
+        own from forged ones), and the UIDs of all of them, parsed or not."""
         with self._lock:
-            names = [k for k, raw in self._executions.items() if k[0] == schedule[0]
-                     and (raw["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule[1]]
-            runs = [self._model(k) for k in names]
-        return [r for r in runs if r is not None and _owned_by(r, uid)]
+            keys = [k for k, raw in self._executions.items() if k[0] == schedule[0]
+                    and (raw["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule[1]]
+            uids = {self._executions[k]["metadata"].get("uid", "") for k in keys}
+            runs = [self._model(k) for k in keys]
+        return [r for r in runs if r is not None], uids
+
+    def names_in(self, namespace: str) -> Container[str]:
+        """The names of the executions in a namespace, looked up live (`name in world.names_in(ns)`)."""
+        return _Names(self, namespace)
+
+    def has(self, key: Key) -> bool:
+        with self._lock:
+            return key in self._executions
 
     def phase_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -221,6 +232,14 @@ def _named_children(status: dict[str, Any]) -> set[str]:
     """The names an execution asked for as children (spawnRequests) or holds records of (children)."""
     return {item["name"] for field in ("children", "spawnRequests") for item in status.get(field) or []
             if isinstance(item, dict) and isinstance(item.get("name"), str)}
+
+
+class _Names:
+    def __init__(self, world: World, namespace: str) -> None:
+        self.world, self.namespace = world, namespace
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.world.has((self.namespace, name))
 
 
 def _owned_by(child: Execution, uid: str | None) -> bool:

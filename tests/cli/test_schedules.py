@@ -76,3 +76,17 @@ def test_status_shows_schedule_start_retry_ttl_and_unschedule():
         assert shown in text
     plain = render.to_text(render.status_text(StatusView({"metadata": {"name": "x"}, "spec": {}}, []), NOW))
     assert "Scheduling:" in plain
+
+
+def test_cancel_running_counts_only_the_schedules_own_runs():
+    schedule = {"metadata": {"name": "nightly", "uid": "s1"}, "status": {"runs": ["r1"]}}
+
+    def run(uid: str, owner: str = "s1", controller: bool = True) -> dict:
+        return {"metadata": {"name": f"run-{uid}", "uid": uid,
+                             "ownerReferences": [{"uid": owner, "controller": controller}]}}
+
+    labelled = [run("r1"), run("forged"), run("r1-copy", controller=False), run("other", owner="s2")]
+    assert [r["metadata"]["uid"] for r in schedules.own_runs(schedule, labelled)] == ["r1"]
+    # A Schedule written by an operator from before the record: its controlled runs.
+    legacy = {"metadata": {"name": "nightly", "uid": "s1"}, "status": {}}
+    assert [r["metadata"]["uid"] for r in schedules.own_runs(legacy, labelled)] == ["r1", "forged"]

@@ -145,6 +145,10 @@ def test_the_workflow_unschedules_itself(sched, fx, flux):
 @pytest.mark.parametrize("spec, message", [
     ({"schedule": "61 * * * *"}, "spec.schedule must be a cron expression"),
     ({"schedule": "* * * *"}, "spec.schedule must be a cron expression"),
+    ({"schedule": "0 0 31 2 *"}, "spec.schedule never fires"),
+    ({"schedule": "0 0 30,31 FEB ?"}, "spec.schedule never fires"),
+    ({"schedule": "0 0 31 apr,6,9,nov *"}, "spec.schedule never fires"),
+    ({"schedule": "0 0 30-31/2 2 *"}, "spec.schedule never fires"),
     ({"timeZone": "Europe/Atlantis"}, "spec.timeZone must be an IANA time zone"),
     ({"successfulExecutionsHistoryLimit": -1}, "successfulExecutionsHistoryLimit"),
     ({"concurrencyPolicy": "Sometimes"}, "concurrencyPolicy"),
@@ -157,6 +161,15 @@ def test_bad_schedules_are_refused_whole(sched, spec, message):
     assert caught.value.status == 422 and message in caught.value.body
     with pytest.raises(ApiException):
         sched.get("bad")
+
+
+@pytest.mark.parametrize("cron", ["0 0 29 2 *", "0 0 31 2 1", "0 0 31 1,2 *", "0 0 30 feb,MAR *", "0 0 31 */2 *",
+                                  "0 0 31 4-11/5 *", "0 0 ? 2 *", "@yearly"])
+def test_rare_dates_and_what_a_rule_cannot_judge_are_accepted(custom, namespace, cron):
+    """The never-fires rule refuses only what it can prove; the operator reports the rest (0 0 31 4-11/5 *)."""
+    body = schedule("rare", "flux_examples.quick:main", cron=cron)
+    custom.create_namespaced_custom_object("workflows.flux.dev", "v1alpha1", namespace, "schedules", body,
+                                           dry_run="All")
 
 
 def test_the_example_schedules_run_end_to_end(kubectl, namespace, sched, fx):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 from datetime import datetime, timezone
 
 import pytest
@@ -26,25 +28,143 @@ def schedule(**spec) -> dict:
             "spec": {"schedule": "*/5 * * * *", "executionTemplate": {"spec": {"workflow": "pkg.mod:main"}}, **spec}}
 
 
-def setup(**spec):
+class Clock:
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def tokens():
+    counter = itertools.count()
+    return lambda: f"{next(counter):032x}"
+
+
+def setup(clock: Clock | None = None, **spec):
     api, store, world = FakeKubeApi(), ScheduleStore(), World()
     store.seen(api.put_schedule(schedule(**spec)))
-    return api, store, world, ScheduleReconciler(store, world, api, clock=lambda: NOW)
+    return api, store, world, ScheduleReconciler(store, world, api, clock=clock or Clock(), new_token=tokens())
 
 
-def test_a_due_run_is_created_and_the_status_written():
+def settle(reconciler: ScheduleReconciler, key=KEY) -> float | None:
+    """Reconciles until the shell asks for no immediate look again (as the work queue would)."""
+    for _ in range(10):
+        result = reconciler.reconcile(key)
+        if result.requeue_after != 0:
+            return result.requeue_after
+    raise AssertionError("the Schedule never settled")
+
+
+def restarted(api: FakeKubeApi, clock: Clock | None = None) -> tuple[World, ScheduleReconciler]:
+    """A new operator process: its World and store listed from the API, nothing in memory."""
+    store, world = ScheduleStore(), World()
+    for obj in api.schedules.values():
+        store.seen(copy.deepcopy(obj))
+    for obj in api.objects.values():
+        world.execution_seen(copy.deepcopy(obj))
+    return world, ScheduleReconciler(store, world, api, clock=clock or Clock(), new_token=tokens())
+
+
+def forged(name: str, phase: str = "Running", **status) -> dict:
+    """A tenant's Execution dressed as a run: the label and a controller ownerReference to the Schedule."""
+    return {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
+            "metadata": {"name": name, "namespace": "ns", "uid": f"forged-{name}",
+                         "labels": {"workflows.flux.dev/schedule": "nightly"},
+                         "annotations": {"workflows.flux.dev/run-token": "guess",
+                                         "workflows.flux.dev/scheduled-at": "2026-11-21T11:55:00.000Z"},
+                         "ownerReferences": [{"uid": "uid-s", "kind": "Schedule", "name": "nightly",
+                                              "controller": True}]},
+            "spec": {"workflow": "pkg.mod:main"},
+            "status": {"phase": phase, "finishedAt": "2026-11-21T12:00:10.000Z", **status}}
+
+
+def creates(api: FakeKubeApi) -> list[str]:
+    return [c[1] for c in api.calls if c[0] == "create_execution"]
+
+
+def test_a_due_run_is_created_then_recorded_and_the_status_written():
     api, store, world, reconciler = setup()
-    result = reconciler.reconcile(KEY)
-    assert ("create_execution", "nightly-29921040") in api.calls
+    assert reconciler.reconcile(KEY).requeue_after == 0  # the proof written, the run created
+    assert creates(api) == ["nightly-29921040"]
+    assert api.schedules[KEY]["status"]["starting"][0]["scheduledAt"] == "2026-11-21T12:00:00.000Z"
+    result = reconciler.reconcile(KEY)  # the run seen: recorded
     status = api.schedules[KEY]["status"]
     assert status["lastScheduleTime"] == "2026-11-21T12:00:00.000Z"
     assert status["active"] == [{"name": "nightly-29921040"}]
+    assert status["runs"] == ["uid-nightly-29921040"] and status.get("starting", []) == []
     assert store.get(KEY)["status"] == status  # our own write feeds the store
     assert result.requeue_after == pytest.approx(270)
+    assert "RunStarted" in [e["reason"] for e in api.events.values()]
     # Deciding again from the written status creates nothing more.
     api.calls.clear()
     reconciler.reconcile(KEY)
     assert "create_execution" not in api.names()
+
+
+def test_a_crash_between_the_create_and_the_record_adopts_the_run():
+    api, store, world, reconciler = setup()
+    reconciler.reconcile(KEY)  # created; the process dies before it records the run
+    world, again = restarted(api)
+    assert settle(again) == pytest.approx(270)
+    assert creates(api) == ["nightly-29921040"]  # not a second run
+    assert api.schedules[KEY]["status"]["runs"] == ["uid-nightly-29921040"]
+
+
+def test_a_crash_between_the_proof_and_the_create_creates_the_run_once():
+    api, store, world, reconciler = setup()
+    api.fail_next["create_execution"] = [Failure.UNREACHABLE]  # the process died before its create arrived
+    with pytest.raises(Exception, match="injected"):
+        reconciler.reconcile(KEY)
+    world, again = restarted(api)
+    settle(again)
+    assert creates(api) == ["nightly-29921040", "nightly-29921040"]  # the first never reached the server
+    status = api.schedules[KEY]["status"]
+    assert status["runs"] == ["uid-nightly-29921040"] and status["active"] == [{"name": "nightly-29921040"}]
+    assert len(status["starting"]) == 1  # the unmatched proof of the lost attempt, dropped after 10 minutes
+
+
+def test_a_forgery_of_the_run_made_during_the_crash_gap_is_not_adopted():
+    api, store, world, reconciler = setup()
+    api.fail_next["create_execution"] = [Failure.UNREACHABLE]
+    with pytest.raises(Exception, match="injected"):
+        reconciler.reconcile(KEY)
+    # The tenant read the proof in the status and made the run's name first, with a guessed token.
+    api.put(forged("nightly-29921040"))
+    world, again = restarted(api)
+    settle(again)
+    status = api.schedules[KEY]["status"]
+    assert "forged-nightly-29921040" not in status["runs"] and len(status["runs"]) == 1
+    [spare] = [n for n in creates(api) if n != "nightly-29921040"]
+    assert status["active"] == [{"name": spare}]
+    assert any(e["reason"] == "RunNameTaken" and e["type"] == "Warning" for e in api.events.values())
+
+
+def test_a_name_squatted_between_decision_and_create_is_learnt_and_the_run_renamed():
+    api, store, world, reconciler = setup()
+    api.put(forged("nightly-29921040"))  # on the server, not yet in the World
+    assert reconciler.reconcile(KEY).requeue_after == 0
+    assert ("get_execution", "nightly-29921040") in api.calls
+    settle(reconciler)
+    status = api.schedules[KEY]["status"]
+    [spare] = [n for n in creates(api) if n != "nightly-29921040"]
+    assert spare.startswith("nightly-x") and len(spare) == len("nightly-") + 10
+    assert status["active"] == [{"name": spare}] and status["runs"] == [f"uid-{spare}"]
+    [warning] = [e for e in api.events.values() if e["reason"] == "RunNameTaken"]
+    assert "nightly-29921040 already exists" in warning["message"] and spare in warning["message"]
+
+
+def test_forged_runs_neither_hold_back_forbid_nor_push_out_history_nor_unschedule():
+    api, store, world, reconciler = setup(concurrencyPolicy="Forbid", successfulExecutionsHistoryLimit=1)
+    world.execution_seen(api.put(forged("fake-active", "Running", unscheduleRequest={"reason": "stop it"})))
+    for i in range(3):
+        world.execution_seen(api.put(forged(f"fake-done-{i}", "Succeeded")))
+    settle(reconciler)
+    assert creates(api) == ["nightly-29921040"]
+    status = api.schedules[KEY]["status"]
+    assert status["active"] == [{"name": "nightly-29921040"}]
+    assert "delete_execution" not in api.names() and "patch_schedule" not in api.names()
+    assert "lastSuccessfulTime" not in status and "lastUnschedule" not in status
 
 
 def test_a_stale_copy_meets_a_conflict_reads_once_and_decides_again():
@@ -52,6 +172,7 @@ def test_a_stale_copy_meets_a_conflict_reads_once_and_decides_again():
     api.patch_schedule("ns", "nightly", {"spec": {"suspend": True}})  # moved on behind the store's back
     result = reconciler.reconcile(KEY)
     assert result.requeue_after == 0
+    assert "create_execution" not in api.names()  # the proof was not written: no create
     assert store.get(KEY)["spec"]["suspend"] is True
     reconciler.reconcile(KEY)
     assert api.schedules[KEY]["status"]["conditions"][0]["reason"] == "Suspended"
@@ -59,18 +180,27 @@ def test_a_stale_copy_meets_a_conflict_reads_once_and_decides_again():
 
 def test_an_unschedule_request_suspends_the_schedule_with_its_reason():
     api, store, world, reconciler = setup()
-    run = {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
-           "metadata": {"name": "nightly-1", "namespace": "ns", "uid": "uid-r", "resourceVersion": "5",
-                        "labels": {"workflows.flux.dev/schedule": "nightly"},
-                        "ownerReferences": [{"uid": "uid-s", "kind": "Schedule", "name": "nightly"}]},
-           "spec": {"workflow": "pkg.mod:main"},
-           "status": {"phase": "Running", "unscheduleRequest": {"reason": "quota reached"}}}
-    world.execution_seen(run)
+    settle(reconciler)
+    run = copy.deepcopy(api.objects[("ns", "nightly-29921040")])
+    run["status"] = {"phase": "Running", "unscheduleRequest": {"reason": "quota reached"}}
+    world.execution_seen(api.put(run))
     reconciler.reconcile(KEY)
     stored = api.schedules[KEY]
     assert stored["spec"]["suspend"] is True
     assert stored["metadata"]["annotations"]["workflows.flux.dev/unschedule-reason"] == "quota reached"
-    assert "create_execution" not in api.names()
+
+
+def test_a_cron_that_never_fires_is_reported_once_and_never_retried():
+    api, store, world, reconciler = setup(schedule="0 0 31 4-11/5 *")
+    assert reconciler.reconcile(KEY).requeue_after is None
+    status = api.schedules[KEY]["status"]
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSchedule")
+    assert "never fires" in ready["message"] and status["message"] == ready["message"]
+    api.calls.clear()
+    for _ in range(3):  # the safety pass looks again: nothing to write, nothing to post
+        assert reconciler.reconcile(KEY).requeue_after is None
+    assert api.calls == []
 
 
 def test_ttl_deletes_the_execution_by_uid():

@@ -17,6 +17,7 @@ from flux_operator.scheduling import (
     Suspend,
     decide_schedule,
     latest_due,
+    proof,
     next_due,
     run_name,
     zone,
@@ -28,7 +29,9 @@ NOW = datetime(2026, 11, 21, 12, 0, 30, tzinfo=timezone.utc)
 UID = "uid-sched"
 
 
-def schedule(cron: str = "*/5 * * * *", status: dict | None = None, **spec) -> Schedule:
+def schedule(cron: str = "*/5 * * * *", status: dict | None = None, runs: list[Execution] = (), **spec) -> Schedule:
+    """A Schedule whose status records `runs` as its own (the operator created them)."""
+    status = {"runs": [r.metadata["uid"] for r in runs], **(status or {})}
     return Schedule.model_validate({
         "metadata": {"name": "nightly", "namespace": "ns", "uid": UID, "generation": 2,
                      "creationTimestamp": "2026-11-21T11:00:00Z"},
@@ -39,13 +42,36 @@ def schedule(cron: str = "*/5 * * * *", status: dict | None = None, **spec) -> S
     })
 
 
-def run(name: str, phase: str | None = None, finished: str | None = None, **status) -> Execution:
+def run(name: str, phase: str | None = None, finished: str | None = None, scheduled: str | None = None,
+        **status) -> Execution:
     st = {"phase": phase, "finishedAt": finished, **status}
+    annotations = {"workflows.flux.dev/scheduled-at": scheduled} if scheduled else {}
     return Execution.model_validate({
-        "metadata": {"name": name, "namespace": "ns", "uid": f"u-{name}",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"u-{name}", "annotations": annotations,
                      "labels": {"workflows.flux.dev/schedule": "nightly"},
-                     "ownerReferences": [{"uid": UID, "kind": "Schedule", "name": "nightly"}]},
+                     "ownerReferences": [{"uid": UID, "kind": "Schedule", "name": "nightly", "controller": True}]},
         "spec": {"workflow": "pkg.mod:main"}, "status": {k: v for k, v in st.items() if v is not None}})
+
+
+def adopt(sched: Schedule, decision, now: datetime) -> tuple[Schedule, Execution]:
+    """What the shell does with a CreateRun: write the status, create the run; the next decision records it."""
+    [create] = of(decision, CreateRun)
+    written = schedule_from(sched, patch(decision))
+    created = Execution.model_validate({**create.body, "metadata": {**create.body["metadata"], "uid": "u-new"}})
+    return written, created
+
+
+def schedule_from(sched: Schedule, status_patch: dict) -> Schedule:
+    status = {**sched.status.model_dump(mode="json", exclude_none=True), **status_patch}
+    return Schedule.model_validate({**sched.model_dump(mode="json"),
+                                    "status": {k: v for k, v in status.items() if v is not None}})
+
+
+TOKEN = "f00d" * 8
+
+
+def decide(sched: Schedule, runs: list[Execution], now: datetime, **kw):
+    return decide_schedule(sched, runs, now, kw.pop("token", TOKEN), **kw)
 
 
 def of(decision, kind):
@@ -70,7 +96,7 @@ def test_cron_times_in_a_time_zone():
 
 
 def test_a_due_run_is_created_from_the_template_owned_and_labelled():
-    decision = decide_schedule(schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}), [], NOW)
+    decision = decide(schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}), [], NOW)
     [create] = of(decision, CreateRun)
     assert create.name == NAME == "nightly-29921040"
     meta = create.body["metadata"]
@@ -79,40 +105,51 @@ def test_a_due_run_is_created_from_the_template_owned_and_labelled():
     assert meta["ownerReferences"][0]["uid"] == UID and meta["ownerReferences"][0]["kind"] == "Schedule"
     assert create.body["spec"]["input"] == {"x": 1}
     assert create.body["spec"]["retry"] == {"limit": 1, "backoffSeconds": 10}
+    token = meta["annotations"]["workflows.flux.dev/run-token"]
     st = patch(decision)
-    assert st["lastScheduleTime"] == "2026-11-21T12:00:00.000Z"
+    # First the proof of the run about to be made (the status patch comes before the create) ...
+    assert [type(a) for a in decision.actions][-2:] == [PatchScheduleStatus, CreateRun]
+    assert st["starting"] == [{"scheduledAt": "2026-11-21T12:00:00.000Z", "proof": proof(NAME, token),
+                               "since": format_time(NOW)}]
     assert st["nextScheduleTime"] == "2026-11-21T12:05:00.000Z"
-    assert st["active"] == [{"name": NAME}]
     assert decision.requeue_after == pytest.approx(270)
+    # ... then, seeing the run, its UID in the record, and the run counts.
+    written, created = adopt(schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}), decision, NOW)
+    recorded = decide(written, [created], NOW)
+    st = patch(recorded)
+    assert st["runs"] == ["u-new"] and st["starting"] == [] and st["active"] == [{"name": NAME}]
+    assert st["lastScheduleTime"] == "2026-11-21T12:00:00.000Z"
+    assert [e.reason for e in of(recorded, ScheduleEvent)] == ["RunStarted"] and not of(recorded, CreateRun)
 
 
 def test_nothing_due_waits_for_the_next_time():
-    decision = decide_schedule(schedule(status={"lastScheduleTime": format_time(DUE)}), [], NOW)
+    decision = decide(schedule(status={"lastScheduleTime": format_time(DUE)}), [], NOW)
     assert not of(decision, CreateRun)
     assert decision.requeue_after == pytest.approx(270)
 
 
 def test_after_downtime_at_most_one_missed_run_starts():
     # Down for three hours: 36 times were missed; only the latest one runs.
-    decision = decide_schedule(schedule(status={"lastScheduleTime": "2026-11-21T09:00:00.000Z"}), [], NOW)
+    decision = decide(schedule(status={"lastScheduleTime": "2026-11-21T09:00:00.000Z"}), [], NOW)
     assert [c.name for c in of(decision, CreateRun)] == [NAME]
 
 
 def test_a_run_missed_by_more_than_the_starting_deadline_is_skipped():
     late = NOW + timedelta(seconds=100)
-    decision = decide_schedule(schedule(startingDeadlineSeconds=60,
+    decision = decide(schedule(startingDeadlineSeconds=60,
                                         status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}), [], late)
     assert not of(decision, CreateRun)
     assert "MissedSchedule" in [e.reason for e in of(decision, ScheduleEvent)]
     assert patch(decision)["lastScheduleTime"] == format_time(DUE)  # skipped for good, not started late
-    within = decide_schedule(schedule(startingDeadlineSeconds=60,
+    within = decide(schedule(startingDeadlineSeconds=60,
                                       status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}), [], NOW)
     assert of(within, CreateRun)
 
 
 def test_an_existing_run_is_not_created_twice():
-    decision = decide_schedule(schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}),
-                               [run(NAME, "Running")], NOW)
+    mine = run(NAME, "Running", scheduled=format_time(DUE))
+    decision = decide(schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}, runs=[mine]),
+                               [mine], NOW, taken={NAME})
     assert not of(decision, CreateRun)
     assert patch(decision)["lastScheduleTime"] == format_time(DUE)
 
@@ -122,24 +159,30 @@ def prev_active():
 
 
 def test_allow_starts_beside_an_active_run():
-    decision = decide_schedule(schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}), prev_active(), NOW)
+    sched = schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}, runs=prev_active())
+    decision = decide(sched, prev_active(), NOW)
     assert of(decision, CreateRun) and not of(decision, ReplaceRun)
-    assert patch(decision)["active"] == [{"name": "nightly-29395435"}, {"name": NAME}]
+    written, created = adopt(sched, decision, NOW)
+    assert patch(decide(written, [*prev_active(), created], NOW))["active"] == [
+        {"name": "nightly-29395435"}, {"name": NAME}]
 
 
 def test_forbid_waits_while_a_run_is_active():
-    sched = schedule(concurrencyPolicy="Forbid", status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"})
-    decision = decide_schedule(sched, prev_active(), NOW)
+    sched = schedule(concurrencyPolicy="Forbid", status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"},
+                     runs=prev_active())
+    decision = decide(sched, prev_active(), NOW)
     assert not of(decision, CreateRun)
-    assert "SkippedForbid" in [e.reason for e in of(decision, ScheduleEvent)]
+    [event] = [e for e in of(decision, ScheduleEvent) if e.reason == "SkippedForbid"]
+    assert event.key == str(int(DUE.timestamp()) // 60)  # one Event per held-back cron time
     # Once it finished, the waiting run starts (the finished run's event wakes the Schedule).
-    decision = decide_schedule(sched, [run("nightly-29395435", "Succeeded")], NOW + timedelta(seconds=20))
+    decision = decide(sched, [run("nightly-29395435", "Succeeded")], NOW + timedelta(seconds=20))
     assert [c.name for c in of(decision, CreateRun)] == [NAME]
 
 
 def test_replace_cancels_the_active_run_saying_so_and_starts_the_new_one():
-    sched = schedule(concurrencyPolicy="Replace", status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"})
-    decision = decide_schedule(sched, prev_active(), NOW)
+    sched = schedule(concurrencyPolicy="Replace", status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"},
+                     runs=prev_active())
+    decision = decide(sched, prev_active(), NOW)
     [replace] = of(decision, ReplaceRun)
     assert replace.name == "nightly-29395435"
     assert replace.reason == f"replaced by {NAME}: schedule nightly has concurrencyPolicy Replace"
@@ -147,7 +190,7 @@ def test_replace_cancels_the_active_run_saying_so_and_starts_the_new_one():
 
 
 def test_suspended_starts_nothing_and_has_no_next_time():
-    decision = decide_schedule(schedule(suspend=True, status={"lastScheduleTime": "2026-11-21T11:00:00.000Z",
+    decision = decide(schedule(suspend=True, status={"lastScheduleTime": "2026-11-21T11:00:00.000Z",
                                                               "nextScheduleTime": "x"}), [], NOW)
     assert not of(decision, CreateRun)
     assert patch(decision)["nextScheduleTime"] is None
@@ -158,51 +201,54 @@ def test_history_limits_delete_the_oldest_finished_runs():
     runs = [run(f"nightly-{i}", "Succeeded", f"2026-11-21T11:{i:02d}:00Z") for i in range(5)] + \
            [run(f"nightly-f{i}", "Failed", f"2026-11-21T11:{i:02d}:30Z") for i in range(3)] + \
            [run("nightly-c1", "Cancelled", "2026-11-21T11:00:00Z"), run("nightly-r", "Running")]
-    decision = decide_schedule(schedule(successfulExecutionsHistoryLimit=2, failedExecutionsHistoryLimit=0,
+    decision = decide(schedule(successfulExecutionsHistoryLimit=2, failedExecutionsHistoryLimit=0,
                                         cancelledExecutionsHistoryLimit=1,
-                                        status={"lastScheduleTime": format_time(DUE)}), runs, NOW)
+                                        status={"lastScheduleTime": format_time(DUE)}, runs=runs), runs, NOW)
     assert sorted(d.name for d in of(decision, DeleteRun)) == [
         "nightly-0", "nightly-1", "nightly-2", "nightly-f0", "nightly-f1", "nightly-f2"]
 
 
 def test_an_unschedule_request_suspends_the_schedule_once():
     asking = run("nightly-29395435", "Running", unscheduleRequest={"reason": "quota reached"})
-    decision = decide_schedule(schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}), [asking], NOW)
+    decision = decide(schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}, runs=[asking]),
+                               [asking], NOW)
     assert of(decision, Suspend) == [Suspend("quota reached")]
     assert not of(decision, CreateRun)  # suspended from this moment
     assert patch(decision)["lastUnschedule"]["execution"] == "nightly-29395435"
     # Resumed later by a user: the same old request does not suspend it again.
     answered = schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z",
-                                "lastUnschedule": {"execution": "nightly-29395435", "reason": "quota reached"}})
-    assert not of(decide_schedule(answered, [asking], NOW), Suspend)
+                                "lastUnschedule": {"execution": "nightly-29395435", "reason": "quota reached"}},
+                        runs=[asking])
+    assert not of(decide(answered, [asking], NOW), Suspend)
 
 
 def test_an_invalid_cron_or_zone_is_reported_not_raised():
-    decision = decide_schedule(schedule(cron="* * * *"), [], NOW)
+    decision = decide(schedule(cron="* * * *"), [], NOW)
     assert not of(decision, CreateRun)
     ready = patch(decision)["conditions"][0]
     assert ready["status"] == "False" and ready["reason"] == "InvalidSchedule"
-    decision = decide_schedule(schedule(timeZone="Mars/Olympus"), [], NOW)
+    decision = decide(schedule(timeZone="Mars/Olympus"), [], NOW)
     assert "unknown time zone" in patch(decision)["message"]
 
 
 def test_deciding_again_writes_nothing():
     sched = schedule(status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"})
-    decision = decide_schedule(sched, [], NOW)
-    written = Schedule.model_validate({**sched.model_dump(mode="json"),
-                                       "status": {**sched.status.model_dump(mode="json"), **patch(decision)}})
-    assert not of(decide_schedule(written, [run(NAME, "Running")], NOW), PatchScheduleStatus)
+    written, created = adopt(sched, decide(sched, [], NOW), NOW)
+    recorded = schedule_from(written, patch(decide(written, [created], NOW)))
+    again = decide(recorded, [created], NOW + timedelta(seconds=3))
+    assert again.actions == [] and again.requeue_after == pytest.approx(267)
 
 
 def test_resuming_does_not_make_up_the_runs_missed_while_suspended():
     suspended = schedule(suspend=True, status={"lastScheduleTime": "2026-11-21T10:00:00.000Z"})
-    decision = decide_schedule(suspended, [], NOW)
-    status = {**suspended.status.model_dump(mode="json"), **patch(decision)}
+    decision = decide(suspended, [], NOW)
+    status = {k: v for k, v in {**suspended.status.model_dump(mode="json"), **patch(decision)}.items()
+              if v is not None}
     resumed = schedule(status=status)
-    decision = decide_schedule(resumed, [], NOW + timedelta(seconds=5))
+    decision = decide(resumed, [], NOW + timedelta(seconds=5))
     assert not of(decision, CreateRun)
     assert patch(decision)["nextScheduleTime"] == "2026-11-21T12:05:00.000Z"
     # And not on the next look either; the next cron time does run.
-    again = schedule(status={**status, **patch(decision)})
-    assert not of(decide_schedule(again, [], NOW + timedelta(seconds=20)), CreateRun)
-    assert of(decide_schedule(again, [], NOW + timedelta(minutes=5)), CreateRun)
+    again = schedule(status={k: v for k, v in {**status, **patch(decision)}.items() if v is not None})
+    assert not of(decide(again, [], NOW + timedelta(seconds=20)), CreateRun)
+    assert of(decide(again, [], NOW + timedelta(minutes=5)), CreateRun)

@@ -1,0 +1,154 @@
+"""Attacks on Schedules by a namespace user: forged runs (the schedule label and an ownerReference to the
+Schedule, made by the tenant, not the operator), a squatted run name, and a cron that can never fire.
+
+A Schedule run counts only if the operator created it (its own record in the Schedule's status) and it
+has a controller ownerReference to the Schedule; the tenant's look-alikes change nothing. Cron minutes
+are slow, so each test needs at most one firing of an every-minute schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+from flux_api import API_VERSION
+from fluxtest import Schedules, longrun, manifest, schedule, wait_for
+from fluxtest.faults import log_tail, metric
+from kubernetes.client.rest import ApiException
+
+LABEL = "workflows.flux.dev/schedule"
+SCHEDULED_AT = "workflows.flux.dev/scheduled-at"
+ONE_FIRING = 75  # the next minute boundary, plus the time to start a run on 2 busy cores
+
+
+def forged(name: str, body: dict, sched: dict) -> dict:
+    """An Execution dressed as a run of `sched`: its label and a controller ownerReference to it."""
+    meta = sched["metadata"]
+    body["metadata"] = {"name": name, "labels": {LABEL: meta["name"]},
+                        "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Schedule", "name": meta["name"],
+                                             "uid": meta["uid"], "controller": True}]}
+    return body
+
+
+def real_runs(tenant, name: str, uid: str, not_these: set[str]) -> list[dict]:
+    """Runs the operator started (labelled, owned, annotated with their cron time), none of `not_these`."""
+    return [r for r in tenant.schedules.runs(name)
+            if r["metadata"]["name"] not in not_these and SCHEDULED_AT in (r["metadata"].get("annotations") or {})
+            and any(o.get("uid") == uid and o.get("controller") for o in r["metadata"].get("ownerReferences") or [])]
+
+
+def schedule_events(core, namespace: str, name: str) -> list:
+    return [e for e in core.list_namespaced_event(namespace).items
+            if e.involved_object.kind == "Schedule" and e.involved_object.name == name]
+
+
+@pytest.mark.threat("forged-run-forbid", "a tenant's Execution labelled as a run of a Forbid Schedule, owned by it, "
+                    "running for ever", "the forged run does not hold the Schedule back: the next cron time starts a run")
+@pytest.mark.timeout(240)
+def test_a_forged_active_run_does_not_block_a_forbid_schedule(tenant, operators, fx, result):
+    sched = tenant.schedules.create(schedule("guarded", "flux_examples.quick:main", concurrencyPolicy="Forbid"))
+    tenant.fx.create(forged("guarded-forged", longrun("x", steps=600, seconds=0.5), sched))
+    operators.start()
+    began = time.monotonic()
+    runs = wait_for(lambda: real_runs(tenant, "guarded", sched["metadata"]["uid"], {"guarded-forged"}),
+                    timeout=ONE_FIRING, interval=0.5, what="a real run beside the forged active one")
+    result.figure(f"real run {runs[0]['metadata']['name']} started {time.monotonic() - began:.0f}s after the operator; "
+                  f"forged run {fx.phase('guarded-forged')}")
+    assert fx.phase("guarded-forged") in ("Pending", "Running")  # it was active all along
+    assert "guarded-forged" not in [a["name"] for a in tenant.schedules.status("guarded").get("active") or []]
+
+
+@pytest.mark.threat("forged-run-history", "a tenant's finished Executions labelled as runs of a Schedule with "
+                    "successfulExecutionsHistoryLimit 1, finishing after its real run",
+                    "the real run is kept: forged runs neither count against the history limit nor get deleted")
+@pytest.mark.timeout(240)
+def test_forged_finished_runs_do_not_push_the_real_run_out_of_history(tenant, operators, fx, result):
+    sched = tenant.schedules.create(schedule("kept", "flux_examples.quick:main", successfulExecutionsHistoryLimit=1))
+    operators.start()
+    uid = sched["metadata"]["uid"]
+    real = wait_for(lambda: real_runs(tenant, "kept", uid, set()), timeout=ONE_FIRING, interval=0.5,
+                    what="the first run")[0]["metadata"]["name"]
+    fx.wait_phase(real, "Succeeded", timeout=60)
+    fakes = [f"kept-forged-{i}" for i in range(2)]
+    for name in fakes:
+        tenant.fx.create(forged(name, manifest("x", "flux_examples.quick:main"), sched))
+    for name in fakes:  # (a forged run the operator wrongly took for its own may already be gone)
+        wait_for(lambda name=name: not fx.exists(name) or fx.phase(name) == "Succeeded", timeout=60,
+                 what=f"{name} to finish")
+    # The operator hears of each forged run finishing at once; give it ample time to (wrongly) act on it.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert fx.exists(real), f"the real run {real} was deleted to make room for forged ones"
+        time.sleep(0.5)
+    result.figure(f"real run {real} kept 10 s after 2 forged runs finished; forged runs left alone: "
+                  f"{all(fx.exists(n) for n in fakes)}")
+    assert all(fx.exists(n) for n in fakes)  # not the operator's: not its to delete either
+    assert tenant.schedules.status("kept").get("lastSuccessfulTime")
+
+
+@pytest.mark.threat("squatted-run-name", "a tenant pre-creates the next runs' names (<schedule>-<minute>), one plain, "
+                    "one dressed as a run", "the run still happens under another name, with a Warning Event on the Schedule")
+@pytest.mark.timeout(240)
+def test_a_squatted_run_name_gets_an_event_and_the_run_still_happens(tenant, operators, core, fx, result):
+    sched = tenant.schedules.create(schedule("squat", "flux_examples.quick:main"))
+    created = datetime.fromisoformat(sched["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    minute = int(created.timestamp()) // 60
+    squatters = [f"squat-{minute + 1}", f"squat-{minute + 2}"]
+    tenant.fx.create(manifest(squatters[0], "flux_examples.quick:main"))
+    tenant.fx.create(forged(squatters[1], manifest("x", "flux_examples.quick:main"), sched))
+    operators.start()
+    uid = sched["metadata"]["uid"]
+    run = wait_for(lambda: real_runs(tenant, "squat", uid, set(squatters)), timeout=ONE_FIRING, interval=0.5,
+                   what="the run under another name")[0]
+    name = run["metadata"]["name"]
+    warned = wait_for(lambda: [e for e in schedule_events(core, tenant.namespace, "squat")
+                               if e.reason == "RunNameTaken"], timeout=20, what="a RunNameTaken Event")
+    result.figure(f"run {name} ({len(name)} chars); event: {warned[0].message[:140]!r}")
+    assert warned[0].type == "Warning" and any(s in warned[0].message for s in squatters)
+    assert name not in squatters and len(name) <= 63
+    assert fx.wait_phase(name, "Succeeded", timeout=60)
+
+
+@pytest.mark.threat("forged-run-unschedule", "a tenant's Execution dressed as a run of a Schedule the platform team "
+                    "made calls ctx.unschedule()", "the Schedule stays active: only its own runs may suspend it")
+@pytest.mark.timeout(180)
+def test_a_forged_run_cannot_suspend_the_schedule(tenant, operators, custom, fx, result):
+    platform = Schedules(custom, tenant.namespace)  # made by the admin: the tenant has no say over it
+    sched = platform.create(schedule("platform", "flux_examples.quick:main", cron="0 0 1 1 *"))
+    tenant.fx.create(forged("platform-stop", manifest("x", "flux_examples.unschedule:main", {"reason": "mine now"}),
+                            sched))
+    operators.start()
+    ended = fx.wait_phase("platform-stop", "Cancelled", "Failed", "Succeeded", timeout=90)
+    assert (ended.get("cancellation") or {}).get("source") == "unschedule", ended  # it did ask
+    time.sleep(5)  # the Schedule hears of the request at once; give it time to (wrongly) act on it
+    spec = platform.get("platform")["spec"]
+    result.figure(f"forged run {ended['phase']} (asked to unschedule); Schedule suspend={spec.get('suspend')}")
+    assert not spec.get("suspend"), "a forged run suspended the Schedule"
+    assert "lastUnschedule" not in platform.status("platform")
+
+
+@pytest.mark.threat("never-firing-cron", "Schedules whose cron can never fire: 0 0 31 2 * (refusable by a CEL rule) "
+                    "and 0 0 31 4-11/5 * (April and September only)",
+                    "refused by the API server, or Ready=False InvalidSchedule with a message, once: no retry loop")
+@pytest.mark.timeout(180)
+def test_a_cron_that_never_fires_is_refused_or_reported_once(tenant, operators, core, result):
+    with pytest.raises(ApiException) as refused:
+        tenant.schedules.create(schedule("feb31", "flux_examples.quick:main", cron="0 0 31 2 *"))
+    assert refused.value.status == 422 and "never" in refused.value.body, refused.value.body
+    tenant.schedules.create(schedule("aprsep31", "flux_examples.quick:main", cron="0 0 31 4-11/5 *"))
+    op = operators.start()
+    ready = wait_for(lambda: [c for c in tenant.schedules.status("aprsep31").get("conditions") or []
+                              if c["type"] == "Ready" and c["status"] == "False"], timeout=30,
+                     what="Ready=False on the Schedule")[0]
+    errors_before = metric(op, "flux_reconcile_errors_total", 'kind="Poison"')
+    version = tenant.schedules.get("aprsep31")["metadata"]["resourceVersion"]
+    time.sleep(12)  # longer than the queue's 10 s retry ceiling: a loop would show here
+    events = [e for e in schedule_events(core, tenant.namespace, "aprsep31") if e.reason == "InvalidSchedule"]
+    result.figure(f"0 0 31 2 *: HTTP {refused.value.status}; 0 0 31 4-11/5 *: {ready['reason']}: "
+                  f"{ready['message'][:100]!r}; {len(events)} event(s)")
+    assert ready["reason"] == "InvalidSchedule" and "never" in ready["message"], ready
+    assert len(events) == 1 and (events[0].count or 1) == 1, [(e.message, e.count) for e in events]
+    assert tenant.schedules.get("aprsep31")["metadata"]["resourceVersion"] == version  # nothing rewritten
+    assert metric(op, "flux_reconcile_errors_total", 'kind="Poison"') == errors_before == 0
+    assert "Traceback" not in log_tail(op, 200_000)
