@@ -65,7 +65,8 @@ CORE = "/api/v1"
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 PATHS_BY_KIND = {"ServiceAccount": (CORE, "serviceaccounts"), "Pod": (CORE, "pods"),
                  "Role": (RBAC, "roles"), "RoleBinding": (RBAC, "rolebindings"), "Event": (CORE, "events"),
-                 "Lease": ("/apis/coordination.k8s.io/v1", "leases")}
+                 "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+                 "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies")}
 
 
 def custom_path(namespace: str, plural: str, name: str = "", sub: str = "") -> str:
@@ -224,7 +225,7 @@ class KubeApi:
         return out["failure"] is None
 
     def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Creates a ServiceAccount, Role, RoleBinding or Pod; None if one of that name already existed."""
+        """Creates a ServiceAccount, Role, RoleBinding, NetworkPolicy or Pod; None if one of that name already existed."""
         namespace, kind = body["metadata"]["namespace"], body["kind"]
         with self.call(f"create {kind} {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)):
             return self.request("POST", kind_path(kind, namespace), body)

@@ -161,8 +161,9 @@ class Reconciler:
 
     def _ensure_runner(self, ex) -> None:
         """Creates what the runner needs, each only if it is ours: ownership goes by UID, never by name."""
+        policy = builders.network_policy(ex, self.runner)  # before the pod, so the network plugin has it first
         for body in (builders.service_account(ex, self.runner), builders.role(ex), builders.role_binding(ex),
-                     builders.runner_pod(ex, self.runner)):
+                     *([policy] if policy else []), builders.runner_pod(ex, self.runner)):
             created = self.api.create(body)
             kind, name = body["kind"], body["metadata"]["name"]
             if created is None:
