@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,9 @@ def install(layout: Layout, api: client.ApiClient, kube_env: dict[str, str], *va
     docs = render(layout, release, namespace, "--set", f"serviceAccount.name={account}", *values)
     objects = [d for d in docs if d["kind"] in APPLIED_KINDS]
     apply(kube_env, objects)
+    user = f"system:serviceaccount:{namespace}:{account}"
+    if any(d["kind"] == "ValidatingAdmissionPolicyBinding" for d in objects):
+        _wait_policy_in_effect(kube_env, user)
     directory = layout.root / "identity"
     kubeconfig = token_kubeconfig(layout, mint_token(core, namespace, account), directory, f"{release}-{account}")
     env = {"POD_NAMESPACE": namespace}  # the Lease's namespace, as in the chart's Deployment
@@ -131,8 +135,24 @@ def install(layout: Layout, api: client.ApiClient, kube_env: dict[str, str], *va
                    and d["metadata"]["name"].endswith("-metrics-reader")), None)
     if reader:
         env[SCRAPER_TOKEN_ENV] = str(_scraper(layout, core, kube_env, namespace, reader, directory))
-    user = f"system:serviceaccount:{namespace}:{account}"
     return Identity(user, namespace, account, kubeconfig, objects, env)
+
+
+def _wait_policy_in_effect(kube_env: dict[str, str], user: str, timeout: float = 30) -> None:
+    """A new admission policy takes a moment to reach the API server's admission chain: until the operator's
+    own pod in kube-public is refused (its ClusterRole alone would allow it), tests must not rely on it."""
+    probe = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "policy-probe", "namespace": "kube-public"},
+                        "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(["kubectl", "create", f"--as={user}", "--dry-run=server", "-f", "-"], env=kube_env,
+                                input=probe, capture_output=True, text=True, timeout=60)
+        if "never acts in kube-public" in result.stderr:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the namespace policy for {user} is not in effect after {timeout}s: "
+                                 f"{result.stdout}{result.stderr}")
+        time.sleep(0.2)
 
 
 def _scraper(layout: Layout, core: client.CoreV1Api, kube_env: dict[str, str], namespace: str, reader: str,
