@@ -166,7 +166,9 @@ class Operator:
             env.setdefault("FLUX_RUNNER_IMAGE", "localhost/flux-examples:dev")
         # Each part has a Lease of its own unless it means to share one (failover).
         lease_id = self.lease_id or f"flux-bench-{self.label}"
-        argv = [*(self.command or operator_command()), "--metrics-port", str(self.metrics_port),
+        # Plain /metrics on loopback: HTTPS would need a token, and its TokenReviews would add to the
+        # requests the counting proxy counts.
+        argv = [*(self.command or operator_command()), "--metrics-port", str(self.metrics_port), "--no-metrics-secure",
                 "--health-port", str(self.health_port), "--leader-election-id", lease_id,
                 *(arg for ns in self.namespaces for arg in ("--namespace", ns)), *OPERATOR_EXTRA, *self.extra]
         with open(self.log_path, "ab") as out:

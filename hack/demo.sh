@@ -151,6 +151,8 @@ info "operator running (pid $operator_pid, liveness on :$health_port, metrics on
 
 section "Running examples/manifests/$EXECUTION.yaml in namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" | sed 's/^/    /'
+# The operator serves only namespaces that opted in (label mode: it runs without --namespace).
+kubectl label namespace "$NAMESPACE" workflows.flux.dev/enabled=true | sed 's/^/    /'
 kubectl apply -n "$NAMESPACE" -f "examples/manifests/$EXECUTION.yaml" | sed 's/^/    /'
 # The runner's log through the API server, kept in a file: the pod (and with it its log) goes at the end.
 runner_log=$FLUX_CLUSTER_DIR/logs/runner.log

@@ -93,6 +93,8 @@ helm install "$RELEASE" charts/flux-operator \
 kubectl -n "$OPERATOR_NAMESPACE" rollout status "deployment/$RELEASE" --timeout=180s
 
 log "running $EXECUTION"
+# A fresh install serves no namespace until one is labelled.
+kubectl label namespace "$EXEC_NAMESPACE" workflows.flux.dev/enabled=true --overwrite
 kubectl -n "$EXEC_NAMESPACE" apply -f "examples/manifests/$EXECUTION.yaml"
 wait_for_phase Running 180
 

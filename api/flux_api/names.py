@@ -70,3 +70,9 @@ RUN_TOKEN_ANNOTATION = f"{GROUP}/run-token"
 def runner_pod_name_for(execution: str, retries: int | None) -> str:
     """The runner pod of a retry gets a fresh name, so the finished one can be told apart."""
     return runner_pod_name(execution) if not retries else f"{execution}-runner-{retries}"
+
+# --- Opt-in namespaces ---------------------------------------------------------------------------
+# The operator acts only in namespaces labelled `workflows.flux.dev/enabled=true` (or listed with
+# --namespace), and never in a namespace whose name starts with `kube-` (Kubernetes reserves them).
+ENABLED_NAMESPACE_LABEL = f"{GROUP}/enabled"
+RESERVED_NAMESPACE_PREFIX = "kube-"

@@ -18,6 +18,7 @@ from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client, watch
 from localcluster.layout import Layout
 
+from fluxtest.identity import OPERATOR_NAMESPACE
 from fluxtest.plugin import OperatorProcess
 from fluxtest.podlogs import RunnerLogs
 from fluxtest.waiting import wait_for
@@ -54,7 +55,8 @@ def log_tail(op: OperatorProcess, chars: int = 3000) -> str:
 
 class Operators:
     """Operators that watch only `namespace` (and `also`) and elect among themselves with a Lease of their
-    own in `namespace`, so nothing of another test (or another operator on the cluster) is touched."""
+    own (in the release namespace, where the chart's RBAC allows Leases), so nothing of another test (or
+    another operator on the cluster) is touched. Give them `operator_env`: the chart's identity."""
 
     def __init__(self, env: dict[str, str], layout: Layout, namespace: str, also: tuple[str, ...] = ()) -> None:
         self.env, self.layout, self.namespace, self.also = env, layout, namespace, also
@@ -64,7 +66,7 @@ class Operators:
     @property
     def args(self) -> list[str]:
         watched = [arg for ns in (self.namespace, *self.also) for arg in ("--namespace", ns)]
-        return [*watched, "--leader-election-namespace", self.namespace, "--leader-election-id", self.lease]
+        return [*watched, "--leader-election-namespace", OPERATOR_NAMESPACE, "--leader-election-id", self.lease]
 
     def start(self, env: dict[str, str] | None = None, lead: bool = True, *extra: str) -> OperatorProcess:
         op = OperatorProcess(env or self.env, self.layout.logs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -21,6 +22,9 @@ from localcluster.kube import api_client
 from localcluster.layout import Layout, cluster_dir
 from localcluster.procs import free_port, stop
 
+from flux_api.names import ENABLED_NAMESPACE_LABEL
+
+from fluxtest import identity
 from fluxtest.paths import CRD
 from fluxtest.waiting import wait_for
 
@@ -98,9 +102,11 @@ def custom(api) -> client.CustomObjectsApi:
 
 
 @contextlib.contextmanager
-def fresh_namespace(core: client.CoreV1Api):
+def fresh_namespace(core: client.CoreV1Api, enabled: bool = True):
+    """A namespace of its own, opted in to Flux (workflows.flux.dev/enabled=true) unless `enabled` is False."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"flux.dev/test": "true"}}})
+    labels = {"flux.dev/test": "true", **({ENABLED_NAMESPACE_LABEL: "true"} if enabled else {})}
+    core.create_namespace({"metadata": {"name": name, "labels": labels}})
 
     def default_sa():
         try:
@@ -134,6 +140,18 @@ def crd_installed(kubectl) -> None:
             "crd/schedules.workflows.flux.dev", "--timeout=60s")
 
 
+@pytest.fixture(scope="session")
+def operator_identity(cluster: Layout, api, kube_env, crd_installed) -> identity.Identity:
+    """The chart's ServiceAccount and RBAC (cluster mode, its default values), applied as rendered."""
+    return identity.install(cluster, api, kube_env)
+
+
+@pytest.fixture(scope="session")
+def operator_env(kube_env, operator_identity) -> dict[str, str]:
+    """Environment for operator processes: logged in as the chart's ServiceAccount, not as the admin."""
+    return operator_identity.operator_env(kube_env)
+
+
 def operator_command() -> list[str]:
     """$FLUX_TEST_OPERATOR (e.g. .venv-operator/bin/flux-operator: the operator without the dev packages,
     as its image has it), else this interpreter's flux_operator."""
@@ -147,6 +165,7 @@ class OperatorProcess:
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env, self.logs = env, logs
         self.metrics_port = self.health_port = 0
+        self.metrics_secure = True
         self.proc: subprocess.Popen | None = None
         self.log_path = logs / f"operator-{os.getpid()}.log"
 
@@ -162,6 +181,7 @@ class OperatorProcess:
 
     def start(self, *extra: str, wait_healthy: bool = True) -> None:
         self.metrics_port, self.health_port = free_port(), free_port()
+        self.metrics_secure = "--no-metrics-secure" not in extra
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [*operator_command(), "--metrics-port", str(self.metrics_port),
@@ -187,14 +207,31 @@ class OperatorProcess:
             self.proc.wait()
         stop(self.proc, timeout=15)
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+    def metrics(self, token: str | None = None) -> str:
+        """/metrics as Prometheus would scrape it: over HTTPS with the scraper's token (fluxtest.identity)."""
+        if not self.metrics_secure:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+                return r.read().decode()
+        if token is None:
+            token_file = self.env.get(identity.SCRAPER_TOKEN_ENV)
+            assert token_file, "no scraper token in this operator's environment (use the operator_env fixture)"
+            token = Path(token_file).read_text()
+        request = urllib.request.Request(f"https://127.0.0.1:{self.metrics_port}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, context=insecure_tls(), timeout=10) as r:
             return r.read().decode()
 
 
+def insecure_tls() -> ssl.SSLContext:
+    """For the operator's self-signed /metrics certificate, as a scrape config with insecure_skip_verify."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
 @pytest.fixture(scope="session")
-def operator(cluster: Layout, crd_installed, kube_env) -> OperatorProcess:
-    op = OperatorProcess(kube_env, cluster.logs)
+def operator(cluster: Layout, crd_installed, operator_env) -> OperatorProcess:
+    op = OperatorProcess(operator_env, cluster.logs)
     op.start()
     yield op
     op.stop()

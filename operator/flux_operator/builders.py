@@ -39,6 +39,9 @@ class RunnerSettings:
     default_ttl: int | None = None
     # The chart's runner.podTemplate: defaults under every execution's spec.podTemplate.
     pod_template: PodTemplate | None = field(default=None, hash=False)
+    # The chart's runnerNetworkPolicy (--runner-egress): where a runner may connect to (NetworkPolicy egress
+    # rules: the API server and DNS). None: the operator makes no NetworkPolicy for runners.
+    egress: tuple[dict[str, Any], ...] | None = field(default=None, hash=False)
 
     def default_resources(self) -> dict[str, Any]:
         if self.resources is not None:
@@ -142,6 +145,19 @@ def role_binding(ex: Execution) -> dict[str, Any]:
         "metadata": _metadata(ex, name, "identity"),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ex.namespace}],
+    }
+
+
+def network_policy(ex: Execution, settings: RunnerSettings) -> dict[str, Any] | None:
+    """The runner pod's NetworkPolicy: nothing may connect to it; it may connect only where `egress` says.
+    One per execution, owned by it like the runner's RBAC, so it goes with it and never drifts."""
+    if settings.egress is None:
+        return None
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": _metadata(ex, runner_account_name(ex.name), "network"),
+        "spec": {"podSelector": {"matchLabels": {EXECUTION_LABEL: ex.name, "app.kubernetes.io/component": "runner"}},
+                 "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": [dict(r) for r in settings.egress]},
     }
 
 

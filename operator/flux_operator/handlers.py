@@ -93,6 +93,38 @@ async def schedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> Non
     memo.runtime.schedule_controller.enqueue([key])
 
 
+# --- label mode only (main.py registers these when no --namespace is given) --------------------------
+
+def watch_namespaces() -> None:
+    """The namespace watch that tells the operator which namespaces opted in (workflows.flux.dev/enabled).
+    An index too, so no decision is made before the first listing of namespaces is in: an Execution is
+    never told its namespace is not enabled merely because the namespace was listed after it."""
+    if not _registered:
+        kopf.index("", "v1", "namespaces")(namespaces_watched)
+        kopf.on.event("", "v1", "namespaces")(namespace_event)
+        _registered.append(True)
+
+
+_registered: list[bool] = []
+
+
+async def namespaces_watched(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.namespaces.seen(dict(body))
+
+
+async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    runtime, raw = memo.runtime, event["object"]
+    name = (raw.get("metadata") or {}).get("name", "")
+    if event["type"] == "DELETED":
+        runtime.namespaces.gone(raw)
+    else:
+        runtime.namespaces.seen(raw)
+    if runtime.namespaces.take_change(name):
+        # Switched on or off: every execution and schedule there gets a look (a start, or a notice).
+        runtime.controller.enqueue([k for k in runtime.world.keys() if k[0] == name])
+        runtime.schedule_controller.enqueue([k for k in runtime.schedules.keys() if k[0] == name])
+
+
 @kopf.on.event("", "v1", "pods", labels={EXECUTION_LABEL: kopf.PRESENT})
 async def runner_pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     world, raw = memo.runtime.world, event["object"]

@@ -42,7 +42,8 @@ CORE = "/api/v1"
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 PATHS_BY_KIND = {"ServiceAccount": (CORE, "serviceaccounts"), "Pod": (CORE, "pods"),
                  "Role": (RBAC, "roles"), "RoleBinding": (RBAC, "rolebindings"), "Event": (CORE, "events"),
-                 "Lease": ("/apis/coordination.k8s.io/v1", "leases")}
+                 "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+                 "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies")}
 
 
 def custom_path(namespace: str, plural: str, name: str = "", sub: str = "") -> str:
@@ -214,14 +215,14 @@ class KubeApi:
         return out["failure"] is None
 
     def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Creates a ServiceAccount, Role, RoleBinding or Pod; None if one of that name already existed."""
+        """Creates a ServiceAccount, Role, RoleBinding, NetworkPolicy or Pod; None if one of that name already existed."""
         namespace, kind = body["metadata"]["namespace"], body["kind"]
         with self.call(f"create {kind} {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)):
             return self.request("POST", kind_path(kind, namespace), body)
         return None
 
     def read_metadata(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """The metadata of a ServiceAccount, Role, RoleBinding or Pod; None if there is none. The one read
+        """The metadata of a ServiceAccount, Role, RoleBinding, NetworkPolicy or Pod; None if there is none. The one read
         besides a status conflict: after a create met an object of the same name, to learn whose it is."""
         with self.call(f"read {kind} {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
             found = self.request("GET", kind_path(kind, namespace, name))

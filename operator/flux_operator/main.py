@@ -13,6 +13,8 @@ import kopf
 import pydantic
 from flux_api.types import PodTemplate
 
+from flux_api.namespace_policy import reserved
+
 from flux_operator import boundary, watches
 from flux_operator import handlers  # noqa: F401 - registers the handlers with kopf
 from flux_operator.builders import RunnerSettings, owned_field_problems
@@ -59,6 +61,26 @@ def _pod_template(text: str) -> PodTemplate | None:
     return template
 
 
+def _egress(text: str) -> tuple[dict, ...] | None:
+    if not text.strip():
+        return None
+    try:
+        rules = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise argparse.ArgumentTypeError("expected a JSON list of NetworkPolicy egress rules")
+    if not rules:
+        raise argparse.ArgumentTypeError("an empty list would cut runners off from the API server")
+    return tuple(rules)
+
+
+def _namespace(name: str) -> str:
+    if reserved(name):
+        raise argparse.ArgumentTypeError(f"the operator never acts in {name}: kube-* namespaces belong to Kubernetes")
+    return name
+
+
 def _optional_int(text: str) -> int | None:
     if not str(text).strip():
         return None
@@ -73,8 +95,9 @@ def _optional_int(text: str) -> int | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="flux-operator", description="Runs Flux Executions and cancels them.")
-    p.add_argument("--namespace", action="append", dest="namespaces", default=None,
-                   help="watch this namespace (repeatable); default: all namespaces [FLUX_NAMESPACES]")
+    p.add_argument("--namespace", action="append", dest="namespaces", default=None, type=_namespace,
+                   help="serve this namespace, labelled or not (repeatable); default: every namespace labelled "
+                        "workflows.flux.dev/enabled=true, never kube-* [FLUX_NAMESPACES]")
     p.add_argument("--runner-image", default=_env("FLUX_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE))
     p.add_argument("--runner-command", default=_env("FLUX_RUNNER_COMMAND", "flux-runner"),
                    help="the runner container's command [FLUX_RUNNER_COMMAND]")
@@ -90,8 +113,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default=_env("FLUX_DEFAULT_TTL_SECONDS_AFTER_FINISHED", ""),
                    help="delete finished top-level executions that leave spec.ttlSecondsAfterFinished unset "
                         "this long after they finish; empty: keep them [FLUX_DEFAULT_TTL_SECONDS_AFTER_FINISHED]")
+    p.add_argument("--runner-egress", type=_egress, default=_env("FLUX_RUNNER_EGRESS", ""),
+                   help="NetworkPolicy egress rules (JSON list) for a NetworkPolicy per runner pod that also "
+                        "refuses all ingress; empty: none [FLUX_RUNNER_EGRESS]")
     p.add_argument("--metrics-port", type=int, default=_env("FLUX_METRICS_PORT", "9090"),
                    help="Prometheus /metrics port; 0 disables [FLUX_METRICS_PORT]")
+    p.add_argument("--metrics-secure", action=argparse.BooleanOptionalAction,
+                   default=_env("FLUX_METRICS_SECURE", "true").lower() == "true",
+                   help="/metrics over HTTPS, only for bearer tokens the API server authenticates and allows "
+                        "to get /metrics (TokenReview, SubjectAccessReview); --no-metrics-secure: plain HTTP "
+                        "for anyone who reaches the port [FLUX_METRICS_SECURE]")
+    p.add_argument("--metrics-cert-file", default=_env("FLUX_METRICS_CERT_FILE", ""),
+                   help="certificate for /metrics (re-read when it changes); default: self-signed at start-up "
+                        "[FLUX_METRICS_CERT_FILE]")
+    p.add_argument("--metrics-key-file", default=_env("FLUX_METRICS_KEY_FILE", ""),
+                   help="its private key [FLUX_METRICS_KEY_FILE]")
     p.add_argument("--health-port", type=int, default=_env("FLUX_HEALTH_PORT", "8081"),
                    help="/healthz port (red when this replica cannot make progress); 0 disables [FLUX_HEALTH_PORT]")
     # String defaults go through `type`, so a bad environment value gets the same clear error as a flag.
@@ -114,7 +150,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="how long a leader's Lease lasts without renewal [FLUX_LEASE_SECONDS]")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
-    args.namespaces = args.namespaces or _env_list("FLUX_NAMESPACES")
+    try:
+        args.namespaces = args.namespaces or [_namespace(n) for n in _env_list("FLUX_NAMESPACES")]
+    except argparse.ArgumentTypeError as err:
+        p.error(str(err))
+    if bool(args.metrics_cert_file) != bool(args.metrics_key_file):
+        p.error("--metrics-cert-file and --metrics-key-file go together")
     if args.log_format not in ("text", "json"):
         p.error(f"--log-format must be text or json, not {args.log_format!r}")
     if not 0 <= args.default_grace_period <= 3600:
@@ -138,7 +179,7 @@ def options(args: argparse.Namespace) -> Options:
     runner = RunnerSettings(image=args.runner_image, command=tuple(args.runner_command.split()),
                             default_grace_period=args.default_grace_period, resources=args.runner_resources,
                             default_ttl=args.default_ttl_seconds_after_finished,
-                            pod_template=args.runner_pod_template)
+                            pod_template=args.runner_pod_template, egress=args.runner_egress)
     # Renew a little past half the lease (about 7 requests a minute at 15 s), retry a failed renewal
     # every 2 s, and step down at 4/5 of the lease: the leader stops acting before anyone may take
     # over. A standby polls every 2 s, so it takes over within lease + 2 s of the last renewal.
@@ -146,7 +187,9 @@ def options(args: argparse.Namespace) -> Options:
                    leader_election=args.leader_elect, lease_namespace=args.leader_election_namespace,
                    lease_name=args.leader_election_id, lease_seconds=lease, renew_deadline=lease * 0.8,
                    retry_seconds=min(2.0, lease / 5), renew_seconds=lease * 0.55, metrics_port=args.metrics_port,
-                   health_port=args.health_port, stale_after=max(30.0, 2 * lease), namespaces=args.namespaces)
+                   metrics_secure=args.metrics_secure, metrics_cert_file=args.metrics_cert_file,
+                   metrics_key_file=args.metrics_key_file, health_port=args.health_port,
+                   stale_after=max(30.0, 2 * lease), namespaces=args.namespaces)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -167,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     runtime = Runtime(api, options(args))
     boundary.install()  # no object's nesting stops a watch
     watches.install(runtime.watches)  # a watch that stops is restarted, or /healthz says so
+    if not args.namespaces:
+        handlers.watch_namespaces()  # label mode: which namespaces opted in
+    logging.getLogger("flux_operator").info(
+        "serving %s", ", ".join(args.namespaces) if args.namespaces else
+        "namespaces labelled workflows.flux.dev/enabled=true (none until one is)")
     runtime.serve_endpoints()
     asyncio.run(kopf.operator(
         standalone=True,  # kopf's own peering is off: our Lease decides who acts

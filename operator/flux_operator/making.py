@@ -36,6 +36,8 @@ class Maker:
     def runner(self, ex: Execution, action: EnsureRunner, memory: Memory, now: datetime) -> bool:
         """Creates each object in order; False at the first that was refused (the rest need it)."""
         for make in action.makes:
+            if make.key == "pod" and not self._network_policy(ex):
+                return False
             body = builders.with_token(self._body(ex, make.key), make.token)
             kind, name = body["kind"], body["metadata"]["name"]
             what = f"{kind} {name}"
@@ -53,6 +55,18 @@ class Maker:
             memory.refusals.pop(make.key, None)
             if kind == "Pod" and made.get("spec"):
                 self.world.pod_seen(made)  # what the write returned: no second create while the watch lags
+        return True
+
+    def _network_policy(self, ex: Execution) -> bool:
+        """The runner's NetworkPolicy (--runner-egress), before its pod so the network plugin has it first.
+        False (retried) while a deleted predecessor's is still there."""
+        policy = builders.network_policy(ex, self.settings)
+        if policy is None or self.api.create(policy) is not None:
+            return True
+        owner = controller_uid(self.api.read_metadata("NetworkPolicy", ex.namespace, policy["metadata"]["name"]) or {})
+        if owner not in (None, ex.metadata.get("uid")):
+            raise ApiFailure(f"create NetworkPolicy {ex.namespace}/{policy['metadata']['name']}", Failure.CONFLICT,
+                             "still owned by a deleted execution of the same name")
         return True
 
     def _whose(self, ex: Execution, make: Make, kind: str, name: str, memory: Memory,

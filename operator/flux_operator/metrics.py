@@ -29,6 +29,9 @@ class Metrics:
         self.reconcile_errors = Counter("flux_reconcile_errors", "Reconciles that failed, by kind of failure.",
                                         ["kind"], registry=self.registry)
         self.leader = Gauge("flux_leader", "1 while this replica holds the leader lease.", registry=self.registry)
+        self.access_reviews = Counter("flux_metrics_access_reviews",
+                                      "TokenReviews and SubjectAccessReviews /metrics asked the API server for.",
+                                      ["kind"], registry=self.registry)
         self.api_requests = Gauge("flux_api_requests", "API requests this replica's workers made (total).",
                                   registry=self.registry)
 

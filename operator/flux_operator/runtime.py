@@ -14,7 +14,10 @@ from flux_operator.controller import Controller
 from flux_operator.health import Health
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.leader import LeaderElector
+from flux_operator import metrics_server
 from flux_operator.metrics import Metrics
+from flux_operator.metrics_auth import MetricsAccess, api_reviews
+from flux_operator.namespaces import NamespaceGate, Namespaces, Notices
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedules import ScheduleReconciler, ScheduleStore
 from flux_operator.startup import api_served, missing_permissions
@@ -39,6 +42,11 @@ class Options:
     retry_seconds: float = 2.0
     renew_seconds: float = 6.0
     metrics_port: int = 0
+    # /metrics over HTTPS for callers the API server authenticates and authorizes; False: plain HTTP, open
+    # to anyone who reaches the port (only behind a NetworkPolicy).
+    metrics_secure: bool = True
+    metrics_cert_file: str = ""  # empty: a self-signed certificate made at start-up
+    metrics_key_file: str = ""
     health_port: int = 0
     stale_after: float = 30.0
     namespaces: list[str] = field(default_factory=list)
@@ -58,12 +66,20 @@ class Runtime:
                                      on_started=self._started_leading, on_stopped=self._stopped_leading)
         leading = (lambda: self.elector.leading) if options.leader_election else (lambda: True)
         self.reconciler = Reconciler(self.world, api, options.runner, self.metrics)
-        self.controller = Controller(self.world, self.reconciler, self.queue, self.metrics, options.workers, leading,
+        # Only where the operator serves (opt-in namespaces); elsewhere a notice, once.
+        self.namespaces = Namespaces(options.namespaces)
+        notices = Notices(api, self.namespaces)
+        self.controller = Controller(self.world,
+                                     NamespaceGate(self.namespaces, self.reconciler, notices.execution(self.world)),
+                                     self.queue, self.metrics, options.workers, leading,
                                      on_failure=self.reconciler.report_failure)
         # Schedules get their own queue and one worker: a burst of executions never delays a cron time.
         self.schedules = ScheduleStore()
         self.schedule_queue = WorkQueue()
-        self.schedule_controller = Controller(self.world, ScheduleReconciler(self.schedules, self.world, api),
+        self.schedule_controller = Controller(self.world,
+                                              NamespaceGate(self.namespaces,
+                                                            ScheduleReconciler(self.schedules, self.world, api),
+                                                            notices.schedule(self.schedules)),
                                               self.schedule_queue, self.metrics, 1, leading, kind="schedule",
                                               live=self.schedules.keys)
         self.watches = WatchMonitor()
@@ -77,11 +93,30 @@ class Runtime:
         if self.options.health_port:
             self.health.serve(self.options.health_port)
         if self.options.metrics_port:
-            self.metrics.serve(self.options.metrics_port)
+            self._serve_metrics()
         self.metrics.api_requests.set_function(lambda: self.api.calls)
         self.metrics.leader.set_function(lambda: 1 if self.health.leading() else 0)
         self.metrics.watch_phases(self.world.phase_counts)
         self.metrics.watch_restarts(self.watches.restarts)
+
+    def _serve_metrics(self) -> None:
+        port = self.options.metrics_port
+        if not self.options.metrics_secure:
+            log.warning("/metrics on port %d is plain HTTP without authentication: keep it behind a NetworkPolicy",
+                        port)
+            self.metrics.serve(port)
+            return
+        if self.options.metrics_cert_file:
+            files = metrics_server.CertificateFiles(self.options.metrics_cert_file, self.options.metrics_key_file)
+            tls = files.current
+        else:
+            context = metrics_server.self_signed_context()
+            tls = lambda: context  # noqa: E731
+        # A client of its own: flux_api_requests counts the workers' requests, not the scrapes'.
+        token_review, access_review = api_reviews(KubeApi(self.api.config))
+        access = MetricsAccess(token_review, access_review,
+                               on_review=lambda kind: self.metrics.access_reviews.labels(kind).inc())
+        metrics_server.serve(port, self.metrics.registry, access, tls)
 
     def start(self) -> None:
         memory.start_trimmer(self._stopped)
@@ -114,7 +149,8 @@ class Runtime:
             try:
                 served = api_served(self.api)
                 missing = missing_permissions(self.api, self.options.namespaces,
-                                              self.options.lease_namespace if self.options.leader_election else None)
+                                              self.options.lease_namespace if self.options.leader_election else None,
+                                              network_policies=self.options.runner.egress is not None)
             except ApiFailure as err:
                 log.warning("start-up checks could not run: %s", err)
                 self._stopped.wait(5)

@@ -1,5 +1,10 @@
 """Start-up checks: is the Execution API served, and may this operator do its job? Each problem is
-one clear log line and a red /healthz until it is fixed; the checks repeat until then."""
+one clear log line and a red /healthz until it is fixed; the checks repeat until then.
+
+The tables below are the operator's whole list of rights, each for a reason in the code. The chart grants
+exactly these (tests/cluster/test_chart.py compares its rules with them), and the cluster tests run the
+operator as an identity bound to the chart's rules and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,44 @@ from flux_operator.kube import KubeApi
 
 log = logging.getLogger("flux_operator")
 
-# (verb, API group, resource): what the operator's actions need, in every namespace it watches.
-REQUIRED = (
-    ("list", GROUP, PLURAL), ("watch", GROUP, PLURAL), ("patch", GROUP, PLURAL), ("create", GROUP, PLURAL),
+RBAC = "rbac.authorization.k8s.io"
+Right = tuple[str, str, str]  # (verb, API group, resource[/subresource])
+
+# In every namespace the operator serves.
+NAMESPACED: tuple[Right, ...] = (
+    # get: the one read after a status Conflict (reconcile). list, watch: kopf. create: children and Schedule
+    # runs. patch: a cancel on a child or a replaced run. delete: ttlSecondsAfterFinished, history limits.
+    *((verb, GROUP, PLURAL) for verb in ("get", "list", "watch", "create", "patch", "delete")),
     ("patch", GROUP, f"{PLURAL}/status"),
-    ("list", "", "pods"), ("watch", "", "pods"), ("create", "", "pods"), ("delete", "", "pods"),
-    ("delete", GROUP, PLURAL),  # ttlSecondsAfterFinished and Schedules' history limits
-    ("list", GROUP, SCHEDULE_PLURAL), ("watch", GROUP, SCHEDULE_PLURAL), ("patch", GROUP, SCHEDULE_PLURAL),
+    # Owner references with blockOwnerDeletion (pods, runner RBAC, children, Schedule runs) need these where
+    # the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters).
+    ("update", GROUP, f"{PLURAL}/finalizers"),
+    ("update", GROUP, f"{SCHEDULE_PLURAL}/finalizers"),
+    # get: after a status Conflict. list, watch: kopf. patch: suspend on ctx.unschedule.
+    *((verb, GROUP, SCHEDULE_PLURAL) for verb in ("get", "list", "watch", "patch")),
     ("patch", GROUP, f"{SCHEDULE_PLURAL}/status"),
-    ("create", "", "serviceaccounts"), ("create", "rbac.authorization.k8s.io", "roles"),
-    ("create", "rbac.authorization.k8s.io", "rolebindings"), ("create", "", "events"),
+    # get: whose is the pod (or runner RBAC) of that name, after a create met one (reconcile._ensure_runner).
+    *((verb, "", "pods") for verb in ("get", "list", "watch", "create", "delete")),
+    ("get", "", "serviceaccounts"), ("create", "", "serviceaccounts"),
+    ("get", RBAC, "roles"), ("create", RBAC, "roles"),
+    ("get", RBAC, "rolebindings"), ("create", RBAC, "rolebindings"),
+    # Ours (reconcile, notices) and kopf's (handler errors).
+    ("create", "", "events"),
 )
+# With --runner-egress: one NetworkPolicy per runner, beside its ServiceAccount.
+NETWORK_POLICIES: tuple[Right, ...] = (("get", "networking.k8s.io", "networkpolicies"),
+                                       ("create", "networking.k8s.io", "networkpolicies"))
+# Cluster-wide. Label mode's namespace watch (handlers.watch_namespaces); kopf's CRD and namespace
+# observers (in listed mode kopf does without them, with a warning, so they are not checked then).
+LABEL_MODE: tuple[Right, ...] = (("list", "", "namespaces"), ("watch", "", "namespaces"))
+KOPF_OBSERVERS: tuple[Right, ...] = (("list", "apiextensions.k8s.io", "customresourcedefinitions"),
+                                     ("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
+                                     *LABEL_MODE)
+# In the Lease's namespace (leader.py).
+LEADER_ELECTION: tuple[Right, ...] = tuple((verb, "coordination.k8s.io", "leases") for verb in ("get", "create", "update"))
+# Cluster-wide, for /metrics (metrics_auth.py): not checked here; a scrape that cannot be reviewed says why.
+METRICS_AUTH: tuple[Right, ...] = (("create", "authentication.k8s.io", "tokenreviews"),
+                                   ("create", "authorization.k8s.io", "subjectaccessreviews"))
 
 
 def api_served(api: KubeApi) -> bool:
@@ -30,11 +62,15 @@ def api_served(api: KubeApi) -> bool:
     return api.served(f"/apis/{GROUP}/{VERSION}")
 
 
-def missing_permissions(api: KubeApi, namespaces: list[str], lease_namespace: str | None) -> list[str]:
+def missing_permissions(api: KubeApi, namespaces: list[str], lease_namespace: str | None,
+                        network_policies: bool = False) -> list[str]:
     """What this identity may not do, as 'verb resource in namespace' lines (SelfSubjectAccessReview)."""
-    checks = [(verb, group, resource, ns) for ns in (namespaces or [""]) for verb, group, resource in REQUIRED]
+    needed = NAMESPACED + (NETWORK_POLICIES if network_policies else ())
+    checks = [(verb, group, resource, ns) for ns in (namespaces or [""]) for verb, group, resource in needed]
+    if not namespaces:
+        checks += [(verb, group, resource, "") for verb, group, resource in LABEL_MODE]
     if lease_namespace:
-        checks += [(verb, "coordination.k8s.io", "leases", lease_namespace) for verb in ("get", "create", "update")]
+        checks += [(verb, group, resource, lease_namespace) for verb, group, resource in LEADER_ELECTION]
     missing = []
     for verb, group, resource, ns in checks:
         name, _, sub = resource.partition("/")

@@ -87,7 +87,8 @@ def test_helm_lint_strict_passes(helm):
 
 
 @pytest.mark.parametrize("values,kinds", [
-    ([], {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"}),
+    ([], {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
+          "NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}),
     (["--set", "watchNamespaces={a,b}"], {"Role", "RoleBinding"}),
     (["--set", "logFormat=json"], {"Deployment"}),
     (["--set", "watchNamespaces={a,b}", "--set", "logFormat=json", "--set", "metrics.port=0"], {"Role"}),
@@ -105,8 +106,7 @@ def test_watch_namespaces_render_roles_in_exactly_those_namespaces(helm):
     rendered = documents(render(helm, "--set", "watchNamespaces={a,b}", "--set", "logFormat=json"))
     roles = sorted((d["metadata"]["namespace"], d["metadata"]["name"]) for d in rendered if d["kind"] == "Role")
     # ...and the leader-election Role, on leases only, in the release namespace.
-    assert roles == [("a", "t-flux-operator-application"), ("a", "t-flux-operator-framework"),
-                     ("b", "t-flux-operator-application"), ("b", "t-flux-operator-framework"),
+    assert roles == [("a", "t-flux-operator-application"), ("b", "t-flux-operator-application"),
                      ("default", "t-flux-operator-leader-election")]
     election = next(d for d in rendered if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election"))
     assert election["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
@@ -197,3 +197,141 @@ def test_runner_defaults_reach_the_operator_as_flags_it_accepts(helm):
     plain = next(d for d in documents(render(helm)) if d["kind"] == "Deployment")
     defaults = parse_args(plain["spec"]["template"]["spec"]["containers"][0]["args"])
     assert defaults.runner_pod_template is None and defaults.default_ttl_seconds_after_finished is None
+
+
+# --- least privilege, opt-in namespaces and the network (the chart's own block of values) ---------------
+
+RBAC_KINDS = ("ClusterRole", "Role")
+
+
+def rights(docs: list[dict], kind: str, name_suffix: str, namespace: str | None = None) -> set[tuple[str, str, str]]:
+    """(verb, group, resource) of every rule in the matching Roles/ClusterRoles."""
+    found = set()
+    for d in docs:
+        if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix) and \
+                (namespace is None or d["metadata"].get("namespace") == namespace):
+            for rule in d["rules"]:
+                found |= {(v, g, r) for v in rule["verbs"] for g in rule.get("apiGroups", [""])
+                          for r in rule.get("resources", [])}
+    return found
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={a,b}"], ["--set", "metrics.secure=false"],
+                                    ["--set", "runnerNetworkPolicy.enabled=false", "--set", "metrics.port=0"]],
+                         ids=["cluster-mode", "listed", "metrics-insecure", "no-runner-policy-no-metrics"])
+def test_no_wildcard_anywhere_in_the_rbac(helm, values):
+    for doc in documents(render(helm, *values)):
+        if doc["kind"] in RBAC_KINDS or doc["kind"].startswith("Cluster") and "rules" in doc:
+            for rule in doc["rules"]:
+                for key in ("verbs", "resources", "apiGroups", "nonResourceURLs"):
+                    assert not any("*" in item for item in rule.get(key, [])), (doc["metadata"]["name"], rule)
+
+
+def test_cluster_mode_grants_exactly_the_operators_table(helm):
+    """Every right the chart grants is one the operator's code names (flux_operator.startup), and no more."""
+    from flux_operator import startup
+
+    docs = documents(render(helm))
+    assert rights(docs, "ClusterRole", "-application") == set(startup.NAMESPACED + startup.NETWORK_POLICIES)
+    assert rights(docs, "ClusterRole", "-framework") == set(startup.KOPF_OBSERVERS + startup.METRICS_AUTH)
+    assert rights(docs, "Role", "-leader-election", "default") == set(startup.LEADER_ELECTION)
+    assert {d["kind"] for d in docs if d["kind"] == "Role"} == {"Role"}, "only the Lease's Role is namespaced"
+    reader = next(d for d in docs if d["metadata"]["name"].endswith("-metrics-reader"))
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    bound = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
+    assert reader["metadata"]["name"] not in bound, "for your Prometheus to bind: the operator does not hold it"
+
+
+def test_listed_namespaces_get_the_table_there_and_nothing_namespaced_cluster_wide(helm):
+    from flux_operator import startup
+
+    docs = documents(render(helm, "--set", "watchNamespaces={a,b}", "--set", "runnerNetworkPolicy.enabled=false",
+                            "--set", "metrics.secure=false"))
+    for ns in ("a", "b"):
+        assert rights(docs, "Role", "-application", ns) == set(startup.NAMESPACED)
+    assert rights(docs, "ClusterRole", "") == set(startup.KOPF_OBSERVERS), \
+        "cluster-wide only what is cluster-scoped: CRDs and namespaces, list and watch"
+    assert not [d for d in docs if d["metadata"]["name"].endswith("-enabled-namespaces")], \
+        "no policy needed: the Roles already hold it to its namespaces"
+
+
+def test_kube_namespaces_cannot_be_listed(helm):
+    result = helm("template", "t", str(CHART), "--set", "watchNamespaces={team-a,kube-system}")
+    assert result.returncode != 0 and "watchNamespaces" in result.stderr, result.stderr
+
+
+def test_the_namespace_policy_is_the_one_the_api_package_generates(helm):
+    from flux_api.namespace_policy import policy
+
+    docs = documents(render(helm, "--namespace", "flux-system"))
+    rendered = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"
+                    and d["metadata"]["name"].endswith("-enabled-namespaces"))
+    name = rendered["metadata"]["name"]
+    assert name == "t-flux-operator-enabled-namespaces"
+    assert rendered["spec"] == policy("system:serviceaccount:flux-system:t-flux-operator", name)["spec"]
+    binding = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding" and d["metadata"]["name"] == name)
+    assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+    off = documents(render(helm, "--set", "namespacePolicy.enabled=false"))
+    assert not [d for d in off if d["metadata"]["name"].endswith("-enabled-namespaces")]
+
+
+def test_the_operators_network_policy_admits_its_probe_and_scrapes_and_lets_it_reach_only_the_api(helm):
+    docs = documents(render(helm, "--set", "metrics.port=9443", "--set", "health.port=8082",
+                            "--set-json", 'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":'
+                                          '{"kubernetes.io/metadata.name":"monitoring"}}}]',
+                            "--set-json", 'networkPolicy.apiServer.cidrs=["10.0.0.1/32"]',
+                            "--set-json", "networkPolicy.apiServer.ports=[6443]"))
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    health, metrics = policy["spec"]["ingress"]
+    assert health == {"ports": [{"protocol": "TCP", "port": ports["health"]}]}, "the kubelet's probe, from anywhere"
+    assert metrics["ports"] == [{"protocol": "TCP", "port": ports["metrics"]}]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert policy["spec"]["egress"] == [{"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+                                         "ports": [{"protocol": "TCP", "port": 6443}]}], "the API server, nothing else"
+    assert not [d for d in documents(render(helm, "--set", "networkPolicy.enabled=false"))
+                if d["kind"] == "NetworkPolicy"]
+
+
+def test_runner_egress_reaches_the_operator_as_the_api_server_and_dns_or_not_at_all(helm):
+    from flux_operator.main import parse_args
+
+    def args(*values: str):
+        deployment = next(d for d in documents(render(helm, *values)) if d["kind"] == "Deployment")
+        return parse_args(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    egress = args().runner_egress
+    api, dns = egress
+    assert {p["port"] for p in api["ports"]} == {443, 6443} and all(p["protocol"] == "TCP" for p in api["ports"])
+    assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert sorted((p["protocol"], p["port"]) for p in dns["ports"]) == [("TCP", 53), ("UDP", 53)]
+    assert args("--set", "runnerNetworkPolicy.enabled=false").runner_egress is None
+
+
+def test_metrics_are_served_securely_by_default_and_from_a_mounted_certificate_when_given(helm):
+    from flux_operator.main import parse_args
+
+    def deployment(*values: str) -> dict:
+        return next(d for d in documents(render(helm, *values)) if d["kind"] == "Deployment")
+
+    plain = deployment()
+    args = parse_args(plain["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert args.metrics_secure and not args.metrics_cert_file
+    mounted = deployment("--set", "metrics.tls.secretName=flux-metrics-tls")
+    container, volumes = mounted["spec"]["template"]["spec"]["containers"][0], mounted["spec"]["template"]["spec"]["volumes"]
+    args = parse_args(container["args"])
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "metrics-tls")
+    assert args.metrics_cert_file == f"{mount['mountPath']}/tls.crt" and mount["readOnly"] is True
+    assert {"name": "metrics-tls", "secret": {"secretName": "flux-metrics-tls"}} in volumes
+    insecure = deployment("--set", "metrics.secure=false")
+    assert parse_args(insecure["spec"]["template"]["spec"]["containers"][0]["args"]).metrics_secure is False
+
+
+def test_the_chart_declares_the_kubernetes_it_needs(helm):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.30.0-0", "ValidatingAdmissionPolicy v1"
+    result = helm("template", "t", str(CHART), "--kube-version", "1.29.9")
+    assert result.returncode != 0 and "kubeVersion" in result.stderr

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from fluxtest import Executions, longrun, wait_for
+from fluxtest.identity import OPERATOR_NAMESPACE
 from fluxtest.plugin import OperatorProcess
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -43,7 +44,8 @@ def log_tail(op: OperatorProcess, chars: int = 4000) -> str:
 
 # --- the operators ---------------------------------------------------------------------------------
 
-DEFAULT_LEASE = (os.environ.get("POD_NAMESPACE", "default"), os.environ.get("FLUX_LEADER_ELECTION_ID", "flux-operator"))
+# The test operators run as the chart's ServiceAccount, whose Leases live in the release namespace.
+DEFAULT_LEASE = (OPERATOR_NAMESPACE, os.environ.get("FLUX_LEADER_ELECTION_ID", "flux-operator"))
 
 
 def default_lease(coordination: client.CoordinationV1Api) -> client.V1LeaseSpec | None:
@@ -104,19 +106,19 @@ def fx(custom, core, namespace, isolated) -> Executions:
 
 @pytest.fixture
 def lease_args(namespace) -> list[str]:
-    """One Lease of this test's own, in its namespace, and only that namespace watched: the replicas of
-    this test elect among themselves and touch nothing of any other test."""
-    return ["--namespace", namespace, "--leader-election-namespace", namespace,
+    """One Lease of this test's own (in the release namespace: the chart's RBAC allows Leases only there), and
+    only this test's namespace watched: the replicas elect among themselves and touch nothing of any other test."""
+    return ["--namespace", namespace, "--leader-election-namespace", OPERATOR_NAMESPACE,
             "--leader-election-id", f"failover-{uuid.uuid4().hex[:8]}"]
 
 
 @pytest.fixture
-def replicas(kube_env, cluster, lease_args):
+def replicas(operator_env, cluster, lease_args):
     """Starts operators sharing `lease_args`' Lease, each with a log of its own; kills them at the end."""
     started: list[OperatorProcess] = []
 
     def start(cls=OperatorProcess, **attrs) -> OperatorProcess:
-        op = cls(kube_env, cluster.logs)
+        op = cls(operator_env, cluster.logs)
         for key, value in attrs.items():
             setattr(op, key, value)
         op.log_path = cluster.logs / f"failover-{lease_args[-1]}-{len(started)}.log"

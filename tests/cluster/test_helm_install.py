@@ -24,7 +24,8 @@ import pytest
 import yaml
 from flux_api import GROUP
 from fluxtest import REPO, Executions, manifest, wait_for
-from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE
+from fluxtest.identity import mint_token
+from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE, insecure_tls
 from fluxtest.podlogs import LogFollower, pod_log, wait_log
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -43,9 +44,10 @@ OPERATOR_IMAGE = "localhost/flux-operator:dev"  # hack/build-images.sh, imported
 @dataclass
 class Install:
     release_ns: str  # where the operator runs
-    ns: str  # the one namespace it watches
+    ns: str  # the one namespace it watches (listed: it needs no label)
     metrics_port: int
     health_port: int
+    scrape_token: str = ""  # a ServiceAccount bound to the chart's metrics-reader ClusterRole
     uninstalled: bool = False
 
     @property
@@ -79,7 +81,7 @@ def helm(cluster, kube_env):
 
 
 @pytest.fixture(scope="module")
-def install(cluster, core, operator, helm):
+def install(cluster, api, core, operator, helm):
     operator.stop()  # only the chart's operator may reconcile from here on
     release_ns, ns = create_namespace(core), create_namespace(core)
     chart = Install(release_ns, ns, free_port(), free_port())
@@ -97,10 +99,23 @@ def install(cluster, core, operator, helm):
              # node it cannot bind. Hence one replica, on ports free on this host; the chart's default of
              # two is right where pods have their own network.
              "--set", "replicaCount=1")
+        # A non-resource URL is granted only by a ClusterRoleBinding.
+        core.create_namespaced_service_account(release_ns, {"metadata": {"name": "prometheus"}})
+        client.RbacAuthorizationV1Api(api).create_cluster_role_binding({
+            "metadata": {"name": f"prometheus-{release_ns}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": f"{FULLNAME}-metrics-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": release_ns}]})
+        chart.scrape_token = mint_token(core, release_ns, "prometheus")
         yield chart
     finally:
         if not chart.uninstalled:
             helm("uninstall", RELEASE, "-n", release_ns, "--wait", check=False)
+        try:
+            client.RbacAuthorizationV1Api(api).delete_cluster_role_binding(f"prometheus-{release_ns}")
+        except ApiException as err:
+            if err.status != 404:
+                raise
         delete_namespace(core, ns)
         delete_namespace(core, release_ns)
         operator.start()
@@ -196,8 +211,12 @@ def samples(metrics: str, name: str) -> dict[frozenset, float]:
     return out
 
 
-def scrape(host: str, port: int) -> str:
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
+def scrape(install: Install, port: int | None = None) -> str:
+    """/metrics as Prometheus scrapes it: HTTPS (the operator's self-signed certificate), a bearer token the
+    API server vouches for and allows to get /metrics through the chart's metrics-reader ClusterRole."""
+    request = urllib.request.Request(f"https://127.0.0.1:{port or install.metrics_port}/metrics",
+                                     headers={"Authorization": f"Bearer {install.scrape_token}"})
+    with urllib.request.urlopen(request, context=insecure_tls(), timeout=10) as r:
         return r.read().decode()
 
 
@@ -284,7 +303,19 @@ def test_the_kubelet_runs_the_operator_image_read_only_and_probes_its_liveness(c
     ("watch", f"schedules.{GROUP}", "watched", "yes"),
     ("patch", f"schedules.{GROUP}", "watched", "yes"),
     ("patch", f"schedules.{GROUP}/status", "watched", "yes"),
-    # nothing more
+    ("create", "networkpolicies.networking.k8s.io", "watched", "yes"),  # one per runner pod
+    ("create", "tokenreviews.authentication.k8s.io", "cluster", "yes"),  # who scrapes /metrics
+    ("create", "subjectaccessreviews.authorization.k8s.io", "cluster", "yes"),
+    # nothing more: no list or delete on runner RBAC (the garbage collector deletes it), no update anywhere
+    ("list", "serviceaccounts", "watched", "no"),
+    ("delete", "serviceaccounts", "watched", "no"),
+    ("patch", "roles", "watched", "no"),
+    ("delete", "rolebindings", "watched", "no"),
+    ("update", f"executions.{GROUP}", "watched", "no"),
+    ("update", f"executions.{GROUP}/status", "watched", "no"),
+    ("patch", "events", "watched", "no"),
+    ("create", "pods", "other", "no"),
+    ("create", "networkpolicies.networking.k8s.io", "release", "no"),
     ("create", f"schedules.{GROUP}", "watched", "no"),
     ("delete", f"schedules.{GROUP}", "watched", "no"),
     ("get", "secrets", "watched", "no"),
@@ -298,7 +329,8 @@ def test_the_kubelet_runs_the_operator_image_read_only_and_probes_its_liveness(c
     ("delete", "namespaces", "cluster", "no"),
 ])
 def test_service_account_holds_exactly_what_the_operator_needs(kubectl, install, verb, resource, where, allowed):
-    scope = {"watched": ["-n", install.ns], "release": ["-n", install.release_ns], "cluster": ["--all-namespaces"]}
+    scope = {"watched": ["-n", install.ns], "release": ["-n", install.release_ns], "cluster": ["--all-namespaces"],
+             "other": ["-n", "default"]}
     base, _, sub = resource.partition("/")
     args = ["auth", "can-i", verb, base, *scope[where], f"--as={install.subject}"]
     if sub:
@@ -323,7 +355,7 @@ def test_demo_scenario_cancels_gracefully_and_is_counted(core, kubectl, install,
     assert status["checkpoint"]["data"]["cleanedUp"] is True
     assert fx.pod("longrun") is None
     assert "received SIGTERM" in log.finish(), "the kubelet's SIGTERM reached the runner"
-    counted = samples(scrape("127.0.0.1", install.metrics_port), "flux_cancellations_total")
+    counted = samples(scrape(install), "flux_cancellations_total")
     assert counted[frozenset({("outcome", "Graceful"), ("source", "spec")})] == 1.0
 
 
@@ -339,7 +371,10 @@ def test_metrics_service_selects_the_operator_on_the_metrics_port(core, install)
     assert container_ports["metrics"] == install.metrics_port
     # Scraped on loopback: every pod here is on the host network, and the network rule keeps traffic off
     # the host's other addresses (on the real node the pod IP is the node's InternalIP).
-    assert "flux_cancellations_total" in scrape("127.0.0.1", container_ports[ports["metrics"].target_port])
+    assert "flux_cancellations_total" in scrape(install, container_ports[ports["metrics"].target_port])
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"https://127.0.0.1:{install.metrics_port}/metrics", context=insecure_tls(), timeout=10)
+    assert refused.value.code == 401, "no token, no metrics"
 
 
 def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, install, fx):

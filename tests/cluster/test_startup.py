@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from flux_api import GROUP, PLURAL
 from fluxtest import wait_for
 from fluxtest.plugin import OperatorProcess
 from kubernetes import client
@@ -24,15 +23,11 @@ def token_kubeconfig(cluster, core, namespace: str, account: str, path) -> None:
 
 
 def grant(rbac: client.RbacAuthorizationV1Api, namespace: str, account: str) -> None:
-    rules = [
-        {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["list", "watch", "patch", "create", "delete"]},
-        {"apiGroups": [GROUP], "resources": ["schedules"], "verbs": ["list", "watch", "patch"]},
-        {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status", "schedules/status"], "verbs": ["patch"]},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "create", "delete"]},
-        {"apiGroups": [""], "resources": ["serviceaccounts", "events"], "verbs": ["create"]},
-        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
-    ]
+    """What the operator needs in one namespace (its own table of rights) and its Lease there."""
+    from flux_operator.startup import LEADER_ELECTION, NAMESPACED
+
+    rules = [{"apiGroups": [group], "resources": [resource], "verbs": [verb]}
+             for verb, group, resource in (*NAMESPACED, *LEADER_ELECTION)]
     rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": rules})
     rbac.create_namespaced_role_binding(namespace, {
         "metadata": {"name": account},

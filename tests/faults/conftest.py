@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from fluxtest import Executions
 from fluxtest.faults import Operators
+from fluxtest.identity import OPERATOR_NAMESPACE
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.faults import ClusterFaults
@@ -139,7 +140,7 @@ def alone(api, crd_installed) -> None:
     """Fails if an operator watching every namespace (another session's) is active on this cluster: it would
     act on our namespaces too and no fault here would mean anything."""
     try:
-        spec = client.CoordinationV1Api(api).read_namespaced_lease("flux-operator", "default").spec
+        spec = client.CoordinationV1Api(api).read_namespaced_lease("flux-operator", OPERATOR_NAMESPACE).spec
     except ApiException as err:
         if err.status == 404:
             return
@@ -152,8 +153,8 @@ def alone(api, crd_installed) -> None:
 
 
 @pytest.fixture
-def operators(kube_env, cluster, namespace, alone, faults) -> Operators:
-    ops = Operators(kube_env, cluster, namespace)
+def operators(operator_env, cluster, namespace, alone, faults) -> Operators:
+    ops = Operators(operator_env, cluster, namespace)
     yield ops
     ops.stop_all()
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from fluxtest import TERMINAL, longrun, manifest, wait_for
 from fluxtest.faults import LEASE_SECONDS, counted, health, log_tail, statuses, wait_all
-from localcluster.faults import BlackholeProxy, proxy_kubeconfig
+from localcluster.faults import BlackholeProxy
 
 pytestmark = pytest.mark.faults
 
@@ -79,14 +79,15 @@ STALE_AFTER = 30  # max(30 s, 2 × lease): when /healthz must be red
 
 @pytest.mark.row("api-unreachable")
 @pytest.mark.timeout(400)
-def test_api_unreachable_to_the_operator_for_a_minute(fx, operators, cluster, kube_env, tmp_path, result):
+def test_api_unreachable_to_the_operator_for_a_minute(fx, operators, cluster, operator_identity, operator_env,
+                                                     tmp_path, result):
     """The operator reaches the API server only through a proxy that black-holes every byte for 60 s
     (connections stay open, nothing is refused or reset). Runners still reach the API server. Cancels
     made during the outage must all conclude within grace + 30 s of the network healing, and /healthz
     must be red while the API server is silent."""
     proxy = BlackholeProxy(cluster.ports.apiserver)
-    kubeconfig = proxy_kubeconfig(cluster, proxy.port, tmp_path / "through-proxy.kubeconfig")
-    op = operators.start(env={**kube_env, "KUBECONFIG": str(kubeconfig)})
+    kubeconfig = operator_identity.kubeconfig_via(f"https://127.0.0.1:{proxy.port}", tmp_path / "via-proxy.kubeconfig")
+    op = operators.start(env={**operator_env, "KUBECONFIG": str(kubeconfig)})
     try:
         longruns = [f"cut-{i}" for i in range(3)]
         stubborn = "cut-stubborn"  # ignores SIGTERM and has no step boundary: only the operator can end it

@@ -131,8 +131,9 @@ def fx(custom, core, tenant) -> Executions:
 
 
 @pytest.fixture
-def operators(kube_env, cluster, tenant, bystander) -> Operators:
-    """Operators serving the tenant's and the bystander's namespaces (a Lease of their own)."""
-    ops = Operators(kube_env, cluster, tenant.namespace, also=(bystander.ns,))
+def operators(operator_env, cluster, tenant, bystander) -> Operators:
+    """Operators serving the tenant's and the bystander's namespaces (a Lease of their own), as the chart's
+    ServiceAccount with the chart's RBAC (fluxtest.identity.OPERATOR_USER)."""
+    ops = Operators(operator_env, cluster, tenant.namespace, also=(bystander.ns,))
     yield ops
     ops.stop_all()

@@ -54,78 +54,111 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-RBAC rules, shared by the ClusterRoles (all namespaces) and the per-namespace Roles.
-Every verb is listed: no wildcards.
+RBAC rules, shared by the ClusterRoles (cluster mode) and the per-namespace Roles (watchNamespaces).
+Every verb is listed, no wildcards, each for a reason in the operator's code: these are the tables of
+operator/flux_operator/startup.py, and tests/cluster/test_chart.py keeps the two identical.
 */}}
 
-{{/* kopf, cluster-scoped objects: always granted cluster-wide. */}}
-{{- define "flux-operator.rules.frameworkCluster" -}}
-# kopf scans CRDs to resolve the Execution resource.
+{{/* Cluster-scoped objects: always granted cluster-wide. */}}
+{{- define "flux-operator.rules.cluster" -}}
+# kopf's CRD observer: it notices the Execution CRD being installed or changed.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-# kopf follows namespaces to start and stop its per-namespace watches.
+# The opt-in watch (which namespaces carry workflows.flux.dev/enabled=true) and kopf's namespace observer.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-# Peering objects are optional (the operator runs standalone); kopf uses them if they exist.
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+{{- if and (gt (int .Values.metrics.port) 0) .Values.metrics.secure }}
+# /metrics asks the API server who a scraper is and whether it may get /metrics (kube-rbac-proxy's way).
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end }}
 {{- end }}
 
-{{/* kopf, namespaced objects. */}}
-{{- define "flux-operator.rules.frameworkNamespaced" -}}
-# kopf posts handler progress and errors as events on the Executions.
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
-
-{{/* What the operator itself does. */}}
+{{/* What the operator does in a namespace it serves. */}}
 {{- define "flux-operator.rules.application" -}}
-# create: child Executions requested by runners and runs of Schedules; delete: ttlSecondsAfterFinished
-# and Schedule history limits.
+# get: the one read after a status Conflict; list, watch: kopf; create: children and Schedule runs;
+# patch: a cancel on a child or a replaced run; delete: ttlSecondsAfterFinished and history limits.
 - apiGroups: ["workflows.flux.dev"]
   resources: ["executions"]
-  verbs: ["get", "list", "watch", "patch", "update", "create", "delete"]
-# patch: suspend on ctx.unschedule; the status is the operator's alone.
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The operator owns every status key except the runner's; holding patch here also lets it grant that to
+# runners (RBAC escalation prevention).
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["executions/status"]
+  verbs: ["patch"]
+# get: after a status Conflict; list, watch: kopf; patch: suspend on ctx.unschedule.
 - apiGroups: ["workflows.flux.dev"]
   resources: ["schedules"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["workflows.flux.dev"]
   resources: ["schedules/status"]
-  verbs: ["get", "patch"]
-# Executions carry a blockOwnerDeletion ownerReference to their Schedule.
+  verbs: ["patch"]
+# Owner references with blockOwnerDeletion (pods, runner RBAC, children, Schedule runs) need these where
+# the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters).
 - apiGroups: ["workflows.flux.dev"]
-  resources: ["schedules/finalizers"]
+  resources: ["executions/finalizers", "schedules/finalizers"]
   verbs: ["update"]
-# The operator owns every status key except checkpoint and spawnRequests; holding get and
-# patch here also lets it grant them to runners (RBAC escalation prevention).
-- apiGroups: ["workflows.flux.dev"]
-  resources: ["executions/status"]
-  verbs: ["get", "patch", "update"]
-# Owner references with blockOwnerDeletion (pods, runner RBAC, children) need this where the
-# OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters).
-- apiGroups: ["workflows.flux.dev"]
-  resources: ["executions/finalizers"]
-  verbs: ["update"]
+# get: whose is the object of that name, after a create met one (ownership goes by UID, never by name).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# One ServiceAccount, Role and RoleBinding per execution, for its runner.
+# One ServiceAccount, Role and RoleBinding per execution, for its runner; the garbage collector deletes them.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["get", "create"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["get", "create"]
+{{- if .Values.runnerNetworkPolicy.enabled }}
+# One NetworkPolicy per runner pod (--runner-egress), beside its RBAC.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create"]
+{{- end }}
+# The operator's Events (and its notices where it does not act) and kopf's.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* The operator's user name, as the API server sees its ServiceAccount. */}}
+{{- define "flux-operator.operatorUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "flux-operator.serviceAccountName" .) }}
+{{- end }}
+
+{{/* NetworkPolicy egress to the API server (TCP, networkPolicy.apiServer), as JSON. */}}
+{{- define "flux-operator.egress.apiServer" -}}
+{{- $to := list }}
+{{- range .Values.networkPolicy.apiServer.cidrs }}
+{{- $to = append $to (dict "ipBlock" (dict "cidr" .)) }}
+{{- end }}
+{{- $ports := list }}
+{{- range .Values.networkPolicy.apiServer.ports }}
+{{- $ports = append $ports (dict "protocol" "TCP" "port" (int .)) }}
+{{- end }}
+{{- toJson (dict "to" $to "ports" $ports) }}
+{{- end }}
+
+{{/* NetworkPolicy egress to the cluster DNS (UDP and TCP, networkPolicy.dns), as JSON. */}}
+{{- define "flux-operator.egress.dns" -}}
+{{- $dns := .Values.networkPolicy.dns }}
+{{- $ports := list }}
+{{- range $dns.ports }}
+{{- $ports = append $ports (dict "protocol" "UDP" "port" (int .)) }}
+{{- $ports = append $ports (dict "protocol" "TCP" "port" (int .)) }}
+{{- end }}
+{{- toJson (dict "to" (list (dict "namespaceSelector" $dns.namespaceSelector "podSelector" $dns.podSelector)) "ports" $ports) }}
+{{- end }}
+
+{{/* What a runner pod may connect to: the API server and DNS (--runner-egress). */}}
+{{- define "flux-operator.runnerEgress" -}}
+{{- toJson (list (fromJson (include "flux-operator.egress.apiServer" .)) (fromJson (include "flux-operator.egress.dns" .))) }}
 {{- end }}
 
 {{/* The subject every binding grants to. */}}
