@@ -54,7 +54,7 @@ def resource_rules(resources: list[tuple[str, str]], operations: list[str]) -> l
     groups: dict[str, list[str]] = {}
     for group, plural in resources:
         groups.setdefault(group, []).append(plural)
-    return [{"apiGroups": [group], "apiVersions": ["*"], "operations": operations, "resources": plurals}
+    return [{"apiGroups": [group], "apiVersions": ["*"], "operations": list(operations), "resources": plurals}
             for group, plurals in groups.items()]
 
 

@@ -35,6 +35,7 @@ CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / CRD_FILE
 # Admission policies are templates in the chart, so `helm upgrade` upgrades them (Helm never upgrades crds/).
 POLICY = REPO / "crds" / "admission-policies.yaml"
 CHART_POLICY = REPO / "charts" / "flux-operator" / "templates" / "admission-policies.yaml"
+CHART_CHECK_RULES = REPO / "charts" / "flux-operator" / "templates" / "_admission-check-rules.tpl"
 TENANCY_CRD_FILE = f"{tenancy.PLURAL}.{GROUP}.yaml"
 TENANCY_CANONICAL = REPO / "crds" / TENANCY_CRD_FILE
 TENANCY_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / TENANCY_CRD_FILE
@@ -158,6 +159,9 @@ def schedule_schema() -> dict[str, Any]:
     template_spec = props["executionTemplate"]["properties"]["spec"]
     crd_rules.add_spec_rules(template_spec)
     template_spec["x-kubernetes-validations"] = [crd_rules.TEMPLATE_NO_CANCEL]
+    template_meta = props["executionTemplate"]["properties"]["metadata"]["properties"]
+    template_meta["labels"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_LABELS_RULE]
+    template_meta["annotations"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_ANNOTATIONS_RULE]
     status = _schema_of(ScheduleStatus)
     conditions = status["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
@@ -276,6 +280,15 @@ def render_policy() -> str:
     return text
 
 
+def render_check_rules() -> str:
+    """The chart's RBAC for the operator's start-up check of the policies, as a Helm named template."""
+    import yaml
+
+    rules = yaml.safe_dump(policy.reader_rules(), sort_keys=False, width=120)
+    return ("{{/* Generated from api/flux_api/policy.py by `make crds`. Do not edit by hand. */}}\n"
+            '{{- define "flux-operator.rules.admissionCheck" -}}\n' + rules + "{{- end }}\n")
+
+
 def outputs() -> dict[Path, str]:
     """Every generated file and its text: the CRDs in crds/ and the chart's crds/, the admission policies in
     crds/ and the chart's templates/."""
@@ -283,7 +296,7 @@ def outputs() -> dict[Path, str]:
     tenancy_text = render(tenancy_crd(), "api/flux_api/tenancy.py")
     return {CANONICAL: execution, CHART_COPY: execution, SCHEDULE_CANONICAL: schedule, SCHEDULE_CHART_COPY: schedule,
             TENANCY_CANONICAL: tenancy_text, TENANCY_CHART_COPY: tenancy_text,
-            POLICY: policy_text, CHART_POLICY: policy_text}
+            POLICY: policy_text, CHART_POLICY: policy_text, CHART_CHECK_RULES: render_check_rules()}
 
 
 def main(argv: list[str] | None = None) -> int:

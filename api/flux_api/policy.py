@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flux_api import policy_owned, policy_tenant
+from flux_api import policy_owned, policy_tenant, tenancy
 from flux_api.admission import binding, resource_rules, strings, validation, variable
 from flux_api.admission import policy as make_policy
 from flux_api.names import GROUP, PLURAL
@@ -65,3 +65,17 @@ def documents() -> list[dict[str, Any]]:
 def names() -> list[tuple[str, str]]:
     """(kind, name) of every document: what the operator's start-up check looks for."""
     return [(d["kind"], d["metadata"]["name"]) for d in documents()]
+
+
+def reader_rules() -> list[dict[str, Any]]:
+    """The RBAC rules of that check (the chart's `<release>-admission-check` ClusterRole): `get` on exactly
+    these objects. Its user name comes from a SelfSubjectReview, which every user may make."""
+    def named(kind: str) -> list[str]:
+        return [name for k, name in names() if k == kind]
+    return [
+        {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingadmissionpolicies"],
+         "resourceNames": named("ValidatingAdmissionPolicy"), "verbs": ["get"]},
+        {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingadmissionpolicybindings"],
+         "resourceNames": named("ValidatingAdmissionPolicyBinding"), "verbs": ["get"]},
+        {"apiGroups": [GROUP], "resources": [tenancy.PLURAL], "resourceNames": [tenancy.NAME], "verbs": ["get"]},
+    ]

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from flux_api.names import GROUP
+from flux_api.quantity import is_quantity
 from flux_api.types import _Model
 
 KIND = "TenancyPolicy"
@@ -80,6 +81,14 @@ class TenancyLimits(_Model):
         None, ge=0, le=31536000,
         description="The operator's default TTL of finished top-level executions, so that lowering a TTL "
                     "below it is seen as deleting sooner.")
+
+    @field_validator("maxResources")
+    @classmethod
+    def _quantities(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        bad = [k for k, v in value.items() if not is_quantity(v)]
+        if bad:
+            raise ValueError(f"maxResources.{bad[0]}: {value[bad[0]]!r} is not a quantity (such as 2, 500m or 4Gi)")
+        return value
 
 
 class TenancyPolicySpec(TenancyLimits):

@@ -21,7 +21,7 @@ from localcluster.kube import api_client
 from localcluster.layout import Layout, cluster_dir
 from localcluster.procs import free_port, stop
 
-from fluxtest.paths import CRD
+from fluxtest import policies
 from fluxtest.waiting import wait_for
 
 REAL_NODE_RUNNER_IMAGE = "localhost/flux-examples:dev"
@@ -127,11 +127,9 @@ def namespace(core: client.CoreV1Api) -> str:
 
 
 @pytest.fixture(scope="session")
-def crd_installed(kubectl) -> None:
-    # Both CRDs and the admission policy that keeps runners to their own part of status.
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD.parent))
-    kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev",
-            "crd/schedules.workflows.flux.dev", "--timeout=60s")
+def crd_installed(kubectl, kubeconfig) -> None:
+    # The CRDs, the admission policies, and the TenancyPolicy naming the suite's operator (fluxtest.identity).
+    policies.install(kubectl, kubeconfig)
 
 
 def operator_command() -> list[str]:

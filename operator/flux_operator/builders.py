@@ -15,6 +15,7 @@ from flux_api.names import (
     runner_pod_name_for,
     tree_depth,
 )
+from flux_api.tenancy import TenancyLimits
 from flux_api.types import MAX_DEPTH, PodTemplate
 
 # Environment the operator sets: a template cannot replace it (the CRD refuses it; this is the backstop).
@@ -38,6 +39,8 @@ class RunnerSettings:
     default_ttl: int | None = None
     # The chart's runner.podTemplate: defaults under every execution's spec.podTemplate.
     pod_template: PodTemplate | None = field(default=None, hash=False)
+    # The platform's limits (--tenancy-policy): no pod is built past them (guard.py).
+    limits: TenancyLimits | None = field(default=None, hash=False)
 
     def default_resources(self) -> dict[str, Any]:
         if self.resources is not None:

@@ -17,7 +17,7 @@ from flux_api import EXECUTION_LABEL, Phase
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
-from flux_operator import builders, timing
+from flux_operator import builders, guard, timing
 from flux_operator import decide as machine
 from flux_operator.cancelling import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
@@ -71,6 +71,11 @@ class Reconciler:
         ex = builders.with_defaults(snapshot.execution, self.runner)
         now = self.clock()
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now)
+        if any(isinstance(a, machine.EnsureRunner) for a in actions):
+            # The backstop: what passes the platform's limits gets no pod, whoever admitted it.
+            problems = guard.limit_problems(ex, self.runner.limits)
+            if problems:
+                actions = guard.refusal(ex, problems, now)
         failed_signal: ApiFailure | None = None
         for action in actions:
             if isinstance(action, machine.EmitEvent) and action.reason == "Signalled" and failed_signal:

@@ -6,6 +6,7 @@ import pytest
 import yaml
 from flux_api import GROUP, PLURAL
 from fluxtest import wait_for
+from fluxtest.policies import also_operators
 from fluxtest.plugin import OperatorProcess
 from kubernetes import client
 
@@ -40,7 +41,7 @@ def grant(rbac: client.RbacAuthorizationV1Api, namespace: str, account: str) -> 
         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
 
 
-def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, core, namespace, kube_env,
+def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, core, kubectl, namespace, kube_env,
                                                                 crd_installed, tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     token_kubeconfig(cluster, core, namespace, "weak", kubeconfig)
@@ -57,6 +58,8 @@ def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, co
         lines = [line for line in op.log_path.read_text().splitlines() if "missing permissions:" in line]
         assert len(lines) == 1, "said once, not every retry"
         grant(client.RbacAuthorizationV1Api(api), namespace, "weak")
-        wait_for(lambda: op.health()[0] == 200, timeout=60, what="the probe to turn green once granted")
+        # ...and, as the chart does for its operator, reading the admission policies and being named in them.
+        with also_operators(kubectl, f"system:serviceaccount:{namespace}:weak"):
+            wait_for(lambda: op.health()[0] == 200, timeout=60, what="the probe to turn green once granted")
     finally:
         op.stop()
