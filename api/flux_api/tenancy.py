@@ -101,8 +101,9 @@ class TenancyPolicySpec(TenancyLimits):
 def tenancy_policy(operators: list[str], limits: TenancyLimits | None = None) -> dict[str, Any]:
     """The TenancyPolicy object for these operator identities and limits (what the chart renders)."""
     spec = TenancyPolicySpec(operators=operators, **(limits or TenancyLimits()).model_dump(exclude_none=True))
+    # Defaults left out: an empty map in a server-side apply would remove the field's keys as null.
     return {"apiVersion": f"{GROUP}/v1alpha1", "kind": KIND, "metadata": {"name": NAME},
-            "spec": spec.model_dump(mode="json", exclude_none=True)}
+            "spec": spec.model_dump(mode="json", exclude_none=True, exclude_defaults=True) | {"operators": operators}}
 
 
 def limits_of(spec: dict[str, Any]) -> TenancyLimits:
