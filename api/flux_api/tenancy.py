@@ -113,3 +113,20 @@ def limits_of(spec: dict[str, Any]) -> TenancyLimits:
 
 def service_account_annotation(template: str, namespace: str) -> str:
     return template.replace(NAMESPACE_PLACEHOLDER, namespace)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m flux_api.tenancy --operator USER [--limits JSON]`: the TenancyPolicy as JSON, for kubectl apply."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m flux_api.tenancy", description=main.__doc__)
+    parser.add_argument("--operator", action="append", required=True, help="the operator's user name (repeatable)")
+    parser.add_argument("--limits", default="{}", help="the platform's limits, as --tenancy-policy takes them")
+    args = parser.parse_args(argv)
+    print(json.dumps(tenancy_policy(args.operator, TenancyLimits.model_validate_json(args.limits)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

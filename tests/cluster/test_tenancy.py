@@ -11,6 +11,7 @@ without creating anything; the issue's own reproduction and a few others run for
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 import yaml
@@ -291,3 +292,46 @@ def test_names_are_checked_once_each_within_the_api_servers_cost_budget(api, kub
     assert refused and f"21 secrets are named; past 20, you need get on all secrets in {team}" in refused, refused
     named.close()
 
+
+
+def test_the_cost_budget_the_policies_are_designed_for(api, kubectl, namespace):
+    """The measurement behind flux_api.admission's design, on the pinned API server: two authorizer checks fit
+    in one expression and three do not; 28 fit in one policy and 29 do not."""
+    name = f"flux-test-budget-{namespace}"
+    checks = "authorizer.group('').resource('secrets').namespace(request.namespace).name(variables.names[{i}])" \
+             ".check('get').allowed()"
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": name},
+              "spec": {"failurePolicy": "Fail", "matchConstraints": {
+                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                  "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                     "resources": ["configmaps"]}]},
+                  "variables": [{"name": "names", "expression": "object.data.map(k, string(object.data[k]))"}],
+                  "validations": [
+                      {"expression": "!('one-expression' in object.metadata.labels) || "
+                                     "object.data.all(k, authorizer.group('').resource('secrets')"
+                                     ".namespace(request.namespace).name(k).check('get').allowed())"},
+                      *[{"expression": f"('one-expression' in object.metadata.labels) || size(variables.names) <= {i}"
+                                       f" || {checks.format(i=i)}"} for i in range(32)]]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
+    core = client.CoreV1Api(api)
+
+    def answer(count: int, one_expression: bool = False) -> str | None:
+        labels = {"one-expression": "yes", "probe": "1"} if one_expression else {"probe": "1"}
+        body = {"metadata": {"name": "probe", "labels": labels}, "data": {f"k{i}": f"s{i}" for i in range(count)}}
+        try:
+            core.create_namespaced_config_map(namespace, body, dry_run="All")
+        except ApiException as err:
+            return json.loads(err.body)["message"]
+        return None
+
+    try:
+        wait_for(lambda: answer(29) is not None, timeout=30, what="the budget policy to be in effect")
+        assert answer(2, one_expression=True) is None
+        assert "cost limit exceeded" in (answer(3, one_expression=True) or "")
+        assert answer(28) is None
+        assert "running out of cost budget" in (answer(29) or "")
+    finally:
+        kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, "--ignore-not-found")
