@@ -179,10 +179,9 @@ def _pod_variables() -> list[dict[str, str]]:
             f"k.startsWith({string(p)})" for p in CONFINEMENT_ANNOTATION_PREFIXES) + ")"),
         variable("accountAnnotations", "variables.template.?serviceAccountAnnotations.orValue({})"),
         variable("badAccountAnnotations", "has(params.spec.serviceAccountAnnotations) ? "
-                                          "variables.accountAnnotations.filter(k, !(k in "
-                                          "params.spec.serviceAccountAnnotations && variables.accountAnnotations[k] == "
-                                          f"params.spec.serviceAccountAnnotations[k].replace({string(NAMESPACE_PLACEHOLDER)}"
-                                          f", {_NS}))) : []"),
+                 "variables.accountAnnotations.filter(k, !(k in params.spec.serviceAccountAnnotations && "
+                 "variables.accountAnnotations[k] == params.spec.serviceAccountAnnotations[k].replace("
+                 f"{string(NAMESPACE_PLACEHOLDER)}, {_NS}))) : []"),
     ]
 
 

@@ -236,8 +236,8 @@ def test_tenancy_values_reach_the_tenancy_policy_and_the_operator_alike(helm):
     assert operator.runner.limits == limits_of(policy_object["spec"]), "the start-up check would be red"
     assert operator.runner.limits.allowedImages == ["registry.example.com/wf/"]
     assert operator.runner.limits.defaultTtlSecondsAfterFinished == 600
-    check = next(d for d in rendered if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-admission-check"))
     from flux_api.policy import reader_rules
+    check = next(d for d in rendered if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-check"))
     assert check["rules"] == reader_rules()
 
 
