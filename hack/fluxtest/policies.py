@@ -123,7 +123,7 @@ def also_operators(kubectl: Kubectl, *users: str) -> Iterator[None]:
         yield
     finally:
         _apply(kubectl, tenancy_object())
-        kubectl("delete", "clusterrolebinding", name, "--ignore-not-found")
+        kubectl("delete", "clusterrolebinding,clusterrole", name, "--ignore-not-found")
 
 
 def eventually_refused(api: client.ApiClient, body: dict[str, Any], namespace: str, plural: str = PLURAL,
