@@ -48,8 +48,16 @@ def install_crd(layout: Layout) -> None:
     env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
     kubectl = str(layout.bin / "kubectl")
     for args in (["apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
-                 ["wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s"]):
+                 ["wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", f"crd/tenancypolicies.{GROUP}",
+                  "--timeout=60s"]):
         subprocess.run([kubectl, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    # The admission policies exempt the operator, which runs here as the kubeconfig's user.
+    me = subprocess.run([kubectl, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], env=env,
+                        check=True, capture_output=True, text=True).stdout
+    policy = subprocess.run([sys.executable, "-m", "flux_api.tenancy", "--operator", me], check=True,
+                            capture_output=True, text=True).stdout
+    subprocess.run([kubectl, "apply", "--server-side", "--force-conflicts", "-f", "-"], env=env, input=policy,
+                   check=True, stdout=subprocess.DEVNULL, text=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -123,7 +123,11 @@ section "Starting a local cluster (control plane + $node_desc) in ${FLUX_CLUSTER
 "$PY" -m localcluster down >/dev/null # a leftover from an interrupted run: start clean
 "$PY" -m localcluster up | sed 's/^/    /'
 kubectl apply --server-side --force-conflicts -f crds/ | sed 's/^/    /'
-kubectl wait --for=condition=Established crd/executions.workflows.flux.dev --timeout=60s | sed 's/^/    /'
+kubectl wait --for=condition=Established crd/executions.workflows.flux.dev crd/tenancypolicies.workflows.flux.dev \
+  --timeout=60s | sed 's/^/    /'
+# The admission policies exempt the operator: here it runs as the cluster admin, the kubeconfig's user.
+"$PY" -m flux_api.tenancy --operator "$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')" \
+  | kubectl apply --server-side --force-conflicts -f - | sed 's/^/    /'
 
 section "Starting the operator (log: ${FLUX_CLUSTER_DIR#"$repo"/}/logs/operator.log)"
 read -r metrics_port health_port < <("$PY" -c \

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flux_api import crd_rules, policy
+from flux_api import crd_rules, policy, tenancy
 from flux_api.names import (
     GROUP,
     KIND,
@@ -32,8 +32,13 @@ REPO = Path(__file__).resolve().parents[2]  # a development tool: run from the c
 CRD_FILE = f"{PLURAL}.{GROUP}.yaml"
 CANONICAL = REPO / "crds" / CRD_FILE
 CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / CRD_FILE
-POLICY = REPO / "crds" / "runner-status-policy.yaml"
-CHART_POLICY = REPO / "charts" / "flux-operator" / "crds" / "runner-status-policy.yaml"
+# Admission policies are templates in the chart, so `helm upgrade` upgrades them (Helm never upgrades crds/).
+POLICY = REPO / "crds" / "admission-policies.yaml"
+CHART_POLICY = REPO / "charts" / "flux-operator" / "templates" / "admission-policies.yaml"
+CHART_CHECK_RULES = REPO / "charts" / "flux-operator" / "templates" / "_admission-check-rules.tpl"
+TENANCY_CRD_FILE = f"{tenancy.PLURAL}.{GROUP}.yaml"
+TENANCY_CANONICAL = REPO / "crds" / TENANCY_CRD_FILE
+TENANCY_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / TENANCY_CRD_FILE
 SCHEDULE_CRD_FILE = f"{SCHEDULE_PLURAL}.{GROUP}.yaml"
 SCHEDULE_CANONICAL = REPO / "crds" / SCHEDULE_CRD_FILE
 SCHEDULE_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / SCHEDULE_CRD_FILE
@@ -154,6 +159,9 @@ def schedule_schema() -> dict[str, Any]:
     template_spec = props["executionTemplate"]["properties"]["spec"]
     crd_rules.add_spec_rules(template_spec)
     template_spec["x-kubernetes-validations"] = [crd_rules.TEMPLATE_NO_CANCEL]
+    template_meta = props["executionTemplate"]["properties"]["metadata"]["properties"]
+    template_meta["labels"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_LABELS_RULE]
+    template_meta["annotations"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_ANNOTATIONS_RULE]
     status = _schema_of(ScheduleStatus)
     conditions = status["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
@@ -226,6 +234,34 @@ def crd() -> dict[str, Any]:
     }
 
 
+def tenancy_crd() -> dict[str, Any]:
+    """The TenancyPolicy: cluster-scoped, one object (`flux-tenancy`) that every binding reads."""
+    spec = _schema_of(tenancy.TenancyPolicySpec)
+    props = spec["properties"]
+    props["allowedNodeSelectors"] = {**props["allowedNodeSelectors"], "type": "object",
+                                     "additionalProperties": {"type": "array", "items": {"type": "string"}}}
+    props["allowedNodeSelectors"].pop("x-kubernetes-preserve-unknown-fields", None)
+    schema = _strip_titles({
+        "type": "object", "required": ["spec"],
+        "description": "What any Execution may ask of its runner pod, and who the operator is: the parameter of "
+                       "the Flux admission policies.",
+        "x-kubernetes-validations": [{"rule": f"self.metadata.name == '{tenancy.NAME}'",
+                                      "message": f"the TenancyPolicy is named {tenancy.NAME}: the admission "
+                                                 "policies read that one"}],
+        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                       "metadata": {"type": "object"}, "spec": spec},
+    })
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{tenancy.PLURAL}.{GROUP}"},
+        "spec": {"group": GROUP, "scope": "Cluster",
+                 "names": {"kind": tenancy.KIND, "listKind": f"{tenancy.KIND}List", "plural": tenancy.PLURAL,
+                           "singular": tenancy.SINGULAR, "categories": ["flux"]},
+                 "versions": [{"name": VERSION, "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": schema}}]},
+    }
+
+
 def render(document: dict[str, Any] | None = None, source: str = "api/flux_api/types.py") -> str:
     import yaml  # the `crd` extra: only development needs the YAML form
 
@@ -236,15 +272,31 @@ def render(document: dict[str, Any] | None = None, source: str = "api/flux_api/t
 def render_policy() -> str:
     import yaml
 
-    header = "# Generated from api/flux_api/policy.py by `make crds`. Do not edit by hand.\n"
-    return header + yaml.safe_dump_all([policy.policy(), policy.binding()], sort_keys=False, width=120)
+    header = ("# Generated from api/flux_api/policy.py by `make crds`. Do not edit by hand.\n"
+              "# Needs the TenancyPolicy flux-tenancy (the operator's identity and the platform's limits).\n")
+    text = header + yaml.safe_dump_all(policy.documents(), sort_keys=False, width=120)
+    # The chart's copy is a Helm template: it must hold no template action.
+    assert "{{" not in text, "a policy contains '{{', which Helm would read as a template action"
+    return text
+
+
+def render_check_rules() -> str:
+    """The chart's RBAC for the operator's start-up check of the policies, as a Helm named template."""
+    import yaml
+
+    rules = yaml.safe_dump(policy.reader_rules(), sort_keys=False, width=120)
+    return ("{{/* Generated from api/flux_api/policy.py by `make crds`. Do not edit by hand. */}}\n"
+            '{{- define "flux-operator.rules.admissionCheck" -}}\n' + rules + "{{- end }}\n")
 
 
 def outputs() -> dict[Path, str]:
-    """Every generated file and its text: both CRDs and the runner policy, in crds/ and in the chart."""
+    """Every generated file and its text: the CRDs in crds/ and the chart's crds/, the admission policies in
+    crds/ and the chart's templates/."""
     execution, schedule, policy_text = render(), render(schedule_crd(), "api/flux_api/schedule.py"), render_policy()
+    tenancy_text = render(tenancy_crd(), "api/flux_api/tenancy.py")
     return {CANONICAL: execution, CHART_COPY: execution, SCHEDULE_CANONICAL: schedule, SCHEDULE_CHART_COPY: schedule,
-            POLICY: policy_text, CHART_POLICY: policy_text}
+            TENANCY_CANONICAL: tenancy_text, TENANCY_CHART_COPY: tenancy_text,
+            POLICY: policy_text, CHART_POLICY: policy_text, CHART_CHECK_RULES: render_check_rules()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from flux_api.names import GROUP, MAX_SCHEDULE_NAME
+from flux_api.names import (
+    CANCELLED_BY_ANNOTATION,
+    GROUP,
+    MAX_SCHEDULE_NAME,
+    REPLACED_BY_ANNOTATION,
+    SCHEDULED_AT_ANNOTATION,
+)
 from flux_api.timefmt import FIRST_YEAR, LAST_YEAR, STAMP_PATTERN
 
 # --- cron ---------------------------------------------------------------------------------------
@@ -121,6 +127,22 @@ TEMPLATE_NO_CANCEL = {
     "rule": "!has(self.cancel) && !has(self.startAt)",
     "message": "spec.executionTemplate.spec cannot set cancel or startAt: the Schedule decides when runs start, "
                "cancel the executions themselves",
+    "reason": "FieldValueForbidden",
+}
+# The operator creates a Schedule's runs with the template's labels and annotations: its own marks in the
+# template would let anyone forge them through the operator (children, depth, runs of another Schedule).
+TEMPLATE_LABELS_RULE = {
+    "rule": f"self.all(k, !k.startsWith('{GROUP}/') && !(k == 'app.kubernetes.io/managed-by' && "
+            "self[k] == 'flux-operator'))",
+    "message": f"spec.executionTemplate.metadata.labels cannot set {GROUP}/* or app.kubernetes.io/managed-by="
+               "flux-operator: the operator sets them on the runs it creates",
+    "reason": "FieldValueForbidden",
+}
+_OWNED_ANNOTATIONS = f"['{CANCELLED_BY_ANNOTATION}', '{REPLACED_BY_ANNOTATION}', '{SCHEDULED_AT_ANNOTATION}']"
+TEMPLATE_ANNOTATIONS_RULE = {
+    "rule": f"self.all(k, !(k in {_OWNED_ANNOTATIONS}))",
+    "message": f"spec.executionTemplate.metadata.annotations cannot set {CANCELLED_BY_ANNOTATION}, "
+               f"{REPLACED_BY_ANNOTATION} or {SCHEDULED_AT_ANNOTATION}: the operator sets them",
     "reason": "FieldValueForbidden",
 }
 SCHEDULE_NAME_FITS = {

@@ -7,3 +7,4 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "executions.workflows.flux.dev.yaml"
 SCHEDULE_CRD = REPO / "crds" / "schedules.workflows.flux.dev.yaml"
+TENANCY_CRD = REPO / "crds" / "tenancypolicies.workflows.flux.dev.yaml"

@@ -24,7 +24,7 @@ from localcluster.procs import free_port, stop
 
 from flux_api.names import ENABLED_NAMESPACE_LABEL
 
-from fluxtest import identity
+from fluxtest import identity, policies
 from fluxtest.paths import CRD
 from fluxtest.waiting import wait_for
 
@@ -133,11 +133,9 @@ def namespace(core: client.CoreV1Api) -> str:
 
 
 @pytest.fixture(scope="session")
-def crd_installed(kubectl) -> None:
-    # Both CRDs and the admission policy that keeps runners to their own part of status.
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD.parent))
-    kubectl("wait", "--for=condition=Established", "crd/executions.workflows.flux.dev",
-            "crd/schedules.workflows.flux.dev", "--timeout=60s")
+def crd_installed(kubectl, kubeconfig) -> None:
+    # The CRDs, the admission policies, and the TenancyPolicy naming the suite's operator (fluxtest.identity).
+    policies.install(kubectl, kubeconfig)
 
 
 @pytest.fixture(scope="session")

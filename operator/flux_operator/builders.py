@@ -16,6 +16,7 @@ from flux_api.names import (
     runner_pod_name_for,
     tree_depth,
 )
+from flux_api.tenancy import TenancyLimits
 from flux_api.types import MAX_DEPTH, PodTemplate
 
 # Environment the operator sets: a template cannot replace it (the CRD refuses it; this is the backstop).
@@ -42,6 +43,8 @@ class RunnerSettings:
     # The chart's runnerNetworkPolicy (--runner-egress): where a runner may connect to (NetworkPolicy egress
     # rules: the API server and DNS). None: the operator makes no NetworkPolicy for runners.
     egress: tuple[dict[str, Any], ...] | None = field(default=None, hash=False)
+    # The platform's limits (--tenancy-policy): no pod is built past them (guard.py).
+    limits: TenancyLimits | None = field(default=None, hash=False)
 
     def default_resources(self) -> dict[str, Any]:
         if self.resources is not None:

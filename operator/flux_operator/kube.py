@@ -280,6 +280,19 @@ class KubeApi:
             self.request("GET", path)
         return out["failure"] is None
 
+    def get_object(self, path: str) -> dict[str, Any] | None:
+        """Any object by its path (the admission policies, the TenancyPolicy); None if it does not exist."""
+        with self.call(f"get {path}", tolerate=(Failure.NOT_FOUND,)):
+            return self.request("GET", path)
+        return None
+
+    def whoami(self) -> str:
+        """The user name the API server knows this operator by (a SelfSubjectReview)."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        with self.call("who am I (selfsubjectreview)"):
+            review = self.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body)
+        return str(((review.get("status") or {}).get("userInfo") or {}).get("username") or "")
+
     def allowed(self, attributes: dict[str, Any]) -> bool:
         """A SelfSubjectAccessReview: may this identity do what `attributes` describe?"""
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",

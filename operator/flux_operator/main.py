@@ -11,6 +11,7 @@ import socket
 
 import kopf
 import pydantic
+from flux_api.tenancy import TenancyLimits
 from flux_api.types import PodTemplate
 
 from flux_api.namespace_policy import reserved
@@ -81,6 +82,16 @@ def _namespace(name: str) -> str:
     return name
 
 
+def _tenancy_limits(text: str) -> TenancyLimits | None:
+    if not text.strip():
+        return None
+    try:
+        return TenancyLimits.model_validate_json(text)
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        raise argparse.ArgumentTypeError(f"{'.'.join(map(str, first['loc'])) or 'limits'}: {first['msg']}") from None
+
+
 def _optional_int(text: str) -> int | None:
     if not str(text).strip():
         return None
@@ -109,6 +120,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runner-pod-template", type=_pod_template, default=_env("FLUX_RUNNER_POD_TEMPLATE", ""),
                    help="defaults for every runner pod as JSON, in the shape of spec.podTemplate; an "
                         "Execution's own podTemplate wins [FLUX_RUNNER_POD_TEMPLATE]")
+    p.add_argument("--tenancy-policy", type=_tenancy_limits, default=_env("FLUX_TENANCY_POLICY", ""),
+                   help="the platform's limits as JSON, in the shape of the TenancyPolicy's spec without operators "
+                        "(allowedImages, allowedVolumeTypes, maxResources, ...): no runner pod is built past them, "
+                        "and the TenancyPolicy flux-tenancy must hold the same [FLUX_TENANCY_POLICY]")
     p.add_argument("--default-ttl-seconds-after-finished", type=_optional_int,
                    default=_env("FLUX_DEFAULT_TTL_SECONDS_AFTER_FINISHED", ""),
                    help="delete finished top-level executions that leave spec.ttlSecondsAfterFinished unset "
@@ -176,10 +191,16 @@ def identity() -> str:
 
 def options(args: argparse.Namespace) -> Options:
     lease = args.lease_seconds
+    limits = args.tenancy_policy
+    if args.default_ttl_seconds_after_finished is not None:
+        # The API server needs the default TTL too (lowering a TTL below it is deleting sooner): the
+        # TenancyPolicy carries it, and the start-up check compares it with this flag's value.
+        limits = (limits or TenancyLimits()).model_copy(
+            update={"defaultTtlSecondsAfterFinished": args.default_ttl_seconds_after_finished})
     runner = RunnerSettings(image=args.runner_image, command=tuple(args.runner_command.split()),
                             default_grace_period=args.default_grace_period, resources=args.runner_resources,
                             default_ttl=args.default_ttl_seconds_after_finished,
-                            pod_template=args.runner_pod_template, egress=args.runner_egress)
+                            pod_template=args.runner_pod_template, egress=args.runner_egress, limits=limits)
     # Renew a little past half the lease (about 7 requests a minute at 15 s), retry a failed renewal
     # every 2 s, and step down at 4/5 of the lease: the leader stops acting before anyone may take
     # over. A standby polls every 2 s, so it takes over within lease + 2 s of the last renewal.

@@ -18,7 +18,7 @@ from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase
 from flux_api.errors import Failure
 from flux_api.timefmt import utcnow
 
-from flux_operator import builders, payloads, timing
+from flux_operator import builders, guard, payloads, timing
 from flux_operator import decide as machine
 from flux_operator.cancelling import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
@@ -80,13 +80,20 @@ class Reconciler:
         now = self.clock()
         memory = self.memories.of(ex)
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory)
+        stored = ex
+        if any(isinstance(a, machine.EnsureRunner) for a in actions):
+            stored = self._stored(ex, *PASSED_ON)  # the pod template itself, when the World keeps a stub
+            # The backstop: what passes the platform's limits gets no pod, whoever admitted it.
+            problems = guard.limit_problems(stored, self.runner.limits)
+            if problems:
+                actions = guard.refusal(ex, problems, now)
         failed_signal: ApiFailure | None = None
         refused = False
         for action in actions:
             if isinstance(action, machine.EmitEvent) and action.reason == "Signalled" and failed_signal:
                 continue  # it was not delivered: say that instead
             if isinstance(action, machine.EnsureRunner):
-                refused |= not self.maker.runner(self._stored(ex, *PASSED_ON), action, memory, now)
+                refused |= not self.maker.runner(stored, action, memory, now)
                 continue
             if isinstance(action, machine.CreateChild):
                 refused |= not self.maker.child(*self._with_input(ex, action), memory, now)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from flux_api import GROUP, VERSION
 
 from flux_operator import memory
+from flux_operator.admission_check import policy_problems
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
 from flux_operator.health import Health
@@ -143,7 +144,8 @@ class Runtime:
         log.warning("%s stopped acting: another replica leads", self.options.identity)
 
     def _startup_checks(self) -> None:
-        """One clear line and a red probe while the CRD is missing or a permission is; re-checked until fixed."""
+        """One clear line and a red probe while the CRD is missing, a permission is, or the admission policies
+        are not in force as this version generates them; re-checked until fixed."""
         said: dict[str, str] = {}
         while not self._stopped.is_set():
             try:
@@ -151,6 +153,7 @@ class Runtime:
                 missing = missing_permissions(self.api, self.options.namespaces,
                                               self.options.lease_namespace if self.options.leader_election else None,
                                               network_policies=self.options.runner.egress is not None)
+                policies = policy_problems(self.api, self.options.runner.limits)
             except ApiFailure as err:
                 log.warning("start-up checks could not run: %s", err)
                 self._stopped.wait(5)
@@ -159,6 +162,7 @@ class Runtime:
                 "crd": None if served else f"the Execution API ({GROUP}/{VERSION}) is not served: "
                                            "install the CRD (kubectl apply -f crds/)",
                 "permissions": None if not missing else "missing permissions: " + "; ".join(missing),
+                "policies": policies,
             }
             for name, problem in problems.items():
                 if problem and said.get(name) != problem:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fluxtest import CRD, REPO
-from fluxtest.paths import SCHEDULE_CRD
+from fluxtest.paths import SCHEDULE_CRD, TENANCY_CRD
 
 pytestmark = pytest.mark.cluster
 
@@ -34,7 +34,7 @@ def run(*argv: str, input: str | None = None) -> subprocess.CompletedProcess:
 def schemas(cluster, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("schemas")
     result = run(sys.executable, "-m", "localcluster.openapi_schemas", "--kubeconfig", str(cluster.kubeconfig),
-                 "--out", str(out), "--crd", str(CRD), "--crd", str(SCHEDULE_CRD))
+                 "--out", str(out), "--crd", str(CRD), "--crd", str(SCHEDULE_CRD), "--crd", str(TENANCY_CRD))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -88,7 +88,7 @@ def test_helm_lint_strict_passes(helm):
 
 @pytest.mark.parametrize("values,kinds", [
     ([], {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
-          "NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}),
+          "NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "TenancyPolicy"}),
     (["--set", "watchNamespaces={a,b}"], {"Role", "RoleBinding"}),
     (["--set", "logFormat=json"], {"Deployment"}),
     (["--set", "watchNamespaces={a,b}", "--set", "logFormat=json", "--set", "metrics.port=0"], {"Role"}),
@@ -330,8 +330,55 @@ def test_metrics_are_served_securely_by_default_and_from_a_mounted_certificate_w
     assert parse_args(insecure["spec"]["template"]["spec"]["containers"][0]["args"]).metrics_secure is False
 
 
-def test_the_chart_declares_the_kubernetes_it_needs(helm):
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["kubeVersion"] == ">=1.30.0-0", "ValidatingAdmissionPolicy v1"
-    result = helm("template", "t", str(CHART), "--kube-version", "1.29.9")
-    assert result.returncode != 0 and "kubeVersion" in result.stderr
+# --- multi-tenancy: the policies, the TenancyPolicy and the operator's flag from one set of values ---------
+
+def test_the_chart_installs_the_generated_policies_as_templates_so_upgrades_upgrade_them(helm):
+    from flux_api import policy
+
+    rendered = documents(render(helm))
+    kinds = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    def key(d):
+        return d["kind"], d["metadata"]["name"]
+    ours = [d for d in rendered if d["kind"] in kinds and not d["metadata"]["name"].endswith("-enabled-namespaces")]
+    assert sorted(ours, key=key) == sorted(policy.documents(), key=key), "the namespace policy is tested below"
+    crds_only = documents(helm("show", "crds", str(CHART)).stdout)
+    assert {d["kind"] for d in crds_only} == {"CustomResourceDefinition"}, "Helm never upgrades crds/"
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"] == ">=1.33.0-0"
+    too_old = helm("template", "t", str(CHART), "--kube-version", "1.32.9")
+    assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr
+
+
+def test_tenancy_values_reach_the_tenancy_policy_and_the_operator_alike(helm):
+    from flux_api.tenancy import limits_of
+    from flux_operator.main import options, parse_args
+
+    manifests = render(helm, "-n", "platform", "--set", "serviceAccount.name=runner-boss",
+                       "--set-json", 'tenancy.allowedImages=["registry.example.com/wf/"]',
+                       "--set-json", 'tenancy.allowedNodeSelectors={"pool":["batch"]}',
+                       "--set-json", 'tenancy.serviceAccountAnnotations={"iam.gke.io/gcp-service-account":'
+                                     '"flux-{namespace}@p.iam.gserviceaccount.com"}',
+                       "--set", "tenancy.maxResources.memory=4Gi", "--set", "runner.ttlSecondsAfterFinished=600")
+    rendered = documents(manifests)
+    policy_object = next(d for d in rendered if d["kind"] == "TenancyPolicy")
+    assert policy_object["metadata"]["name"] == "flux-tenancy"
+    assert policy_object["spec"]["operators"] == ["system:serviceaccount:platform:runner-boss"]
+    deployment = next(d for d in rendered if d["kind"] == "Deployment")
+    operator = options(parse_args(deployment["spec"]["template"]["spec"]["containers"][0]["args"]))
+    assert operator.runner.limits == limits_of(policy_object["spec"]), "the start-up check would be red"
+    assert operator.runner.limits.allowedImages == ["registry.example.com/wf/"]
+    assert operator.runner.limits.defaultTtlSecondsAfterFinished == 600
+    from flux_api.policy import reader_rules
+    check = next(d for d in rendered if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-check"))
+    assert check["rules"] == reader_rules()
+
+
+def test_by_default_the_platform_allows_nothing_beyond_kubernetes_permissions(helm):
+    from flux_api.tenancy import TenancyLimits, limits_of
+
+    spec = next(d for d in documents(render(helm)) if d["kind"] == "TenancyPolicy")["spec"]
+    assert limits_of(spec) == TenancyLimits(), "every allowed* list unset: the fields need create pods"
+
+
+def test_values_schema_rejects_a_maximum_that_is_no_quantity(helm):
+    result = helm("template", "t", str(CHART), "--set", "tenancy.maxResources.memory=lots")
+    assert result.returncode != 0 and "maxResources" in result.stderr, result.stderr

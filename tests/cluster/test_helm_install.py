@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 import yaml
 from flux_api import GROUP
-from fluxtest import REPO, Executions, manifest, wait_for
+from fluxtest import REPO, Executions, manifest, policies, wait_for
 from fluxtest.identity import mint_token
 from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE, insecure_tls
 from fluxtest.podlogs import LogFollower, pod_log, wait_log
+from fluxtest.tenancy import make_tenant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster import layout, realnode
@@ -81,8 +82,9 @@ def helm(cluster, kube_env):
 
 
 @pytest.fixture(scope="module")
-def install(cluster, api, core, operator, helm):
+def install(cluster, api, core, kubectl, kubeconfig, operator, helm):
     operator.stop()  # only the chart's operator may reconcile from here on
+    policies.remove(kubectl)  # the chart brings its own admission policies, naming its own operator
     release_ns, ns = create_namespace(core), create_namespace(core)
     chart = Install(release_ns, ns, free_port(), free_port())
     repository, tag = OPERATOR_IMAGE.rsplit(":", 1)
@@ -118,6 +120,7 @@ def install(cluster, api, core, operator, helm):
                 raise
         delete_namespace(core, ns)
         delete_namespace(core, release_ns)
+        policies.install(kubectl, kubeconfig)
         operator.start()
 
 
@@ -359,6 +362,22 @@ def test_demo_scenario_cancels_gracefully_and_is_counted(core, kubectl, install,
     assert counted[frozenset({("outcome", "Graceful"), ("source", "spec")})] == 1.0
 
 
+def test_the_charts_policies_refuse_a_tenant_and_name_its_operator(api, custom, kubeconfig, kube_env, install, fx):
+    tenant = make_tenant(api, kubeconfig, kube_env, install.ns)
+    steal = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Execution", "metadata": {"name": "steal"},
+             "spec": {"workflow": "flux_examples.environment:main", "input": {"names": ["PASSWORD"]},
+                      "podTemplate": {"env": [{"name": "PASSWORD", "valueFrom": {
+                          "secretKeyRef": {"name": "db-admin", "key": "password"}}}]}}}
+    try:
+        applied = tenant.kubectl("apply", "-f", "-", input=yaml.safe_dump(steal))
+    finally:
+        tenant.close()
+    assert applied.returncode != 0
+    assert f"spec.podTemplate.env[0]: you may not get secret db-admin in {install.ns}" in applied.stderr
+    found = custom.get_cluster_custom_object(GROUP, "v1alpha1", "tenancypolicies", "flux-tenancy")
+    assert found["spec"]["operators"] == [install.subject], "exempt: the chart's operator, no one else"
+
+
 def test_metrics_service_selects_the_operator_on_the_metrics_port(core, install):
     pod = running_operator_pod(core, install)
     service = core.read_namespaced_service(f"{FULLNAME}-metrics", install.release_ns)
@@ -445,3 +464,6 @@ def test_uninstall_leaves_no_operator_running(core, helm, install):
     with pytest.raises(ApiException) as gone:
         core.read_namespaced_service_account(FULLNAME, install.release_ns)
     assert gone.value.status == 404
+    with pytest.raises(ApiException) as policy_gone:  # templates, not crds/: they go (and upgrade) with the release
+        client.AdmissionregistrationV1Api(core.api_client).read_validating_admission_policy("flux-tenant-secrets")
+    assert policy_gone.value.status == 404

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 from fluxtest import wait_for
+from fluxtest import policies
+from fluxtest.policies import also_operators
 from fluxtest.plugin import OperatorProcess
 from kubernetes import client
 
@@ -35,7 +37,7 @@ def grant(rbac: client.RbacAuthorizationV1Api, namespace: str, account: str) -> 
         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
 
 
-def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, core, namespace, kube_env,
+def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, core, kubectl, namespace, kube_env,
                                                                 crd_installed, tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     token_kubeconfig(cluster, core, namespace, "weak", kubeconfig)
@@ -52,6 +54,41 @@ def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, co
         lines = [line for line in op.log_path.read_text().splitlines() if "missing permissions:" in line]
         assert len(lines) == 1, "said once, not every retry"
         grant(client.RbacAuthorizationV1Api(api), namespace, "weak")
-        wait_for(lambda: op.health()[0] == 200, timeout=60, what="the probe to turn green once granted")
+        # ...and, as the chart does for its operator, reading the admission policies and being named in them.
+        with also_operators(kubectl, f"system:serviceaccount:{namespace}:weak"):
+            wait_for(lambda: op.health()[0] == 200, timeout=60, what="the probe to turn green once granted")
     finally:
         op.stop()
+
+
+def test_admission_policies_not_in_force_are_one_clear_line_and_a_red_probe(kubectl, kubeconfig, namespace, kube_env,
+                                                                            crd_installed, tmp_path):
+    args = ("--namespace", namespace, "--leader-election-namespace", namespace)
+    kubectl("delete", "validatingadmissionpolicybinding", "flux-ttl-needs-delete")
+    kubectl("patch", "validatingadmissionpolicy", "flux-tenant-secrets", "--type=json", "-p",
+            '[{"op": "replace", "path": "/spec/validations/0/message", "message": "x", "value": "edited by hand"}]')
+    op = OperatorProcess(kube_env, tmp_path)
+    try:
+        op.start(*args, "--leader-election-id", "unchecked", wait_healthy=False)
+
+        def red(what: str):
+            code, body = op.health()
+            problem = body.get("problems", {}).get("policies", "") if code == 500 else ""
+            return problem if what in problem else None
+
+        problem = wait_for(lambda: red("not in force"), timeout=60, what="a red probe naming the policies")
+        assert "missing ValidatingAdmissionPolicyBinding flux-ttl-needs-delete" in problem
+        assert "not current: ValidatingAdmissionPolicy flux-tenant-secrets" in problem
+        lines = [line for line in op.log_path.read_text().splitlines() if "admission policies not in force" in line]
+        assert len(lines) == 1, "said once, not every retry"
+        policies.install(kubectl, kubeconfig)
+        wait_for(lambda: op.health()[0] == 200, timeout=60, what="the probe to turn green once they are back")
+        op.stop()
+        # Limits the cluster's TenancyPolicy does not hold: the API server and the operator would disagree.
+        op.start(*args, "--leader-election-id", "disagrees", "--tenancy-policy", '{"allowedImages": []}',
+                 wait_healthy=False)
+        assert "holds other limits than --tenancy-policy" in wait_for(
+            lambda: red("other limits"), timeout=60, what="a red probe naming the limits")
+    finally:
+        op.stop()
+        policies.install(kubectl, kubeconfig)

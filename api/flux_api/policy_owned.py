@@ -1,0 +1,94 @@
+"""The operator's marks on objects can be made only by the operator: enforced by the API server.
+
+The operator finds children by `workflows.flux.dev/parent` and an ownerReference, Schedule runs by
+`workflows.flux.dev/schedule`, tree depth by `workflows.flux.dev/depth`, runner pods by
+`workflows.flux.dev/execution`; it marks what it makes with `app.kubernetes.io/managed-by=flux-operator`
+and `app.kubernetes.io/name=flux-runner`, and makes Executions and Schedules the owners of what it creates.
+No one else may add, change or remove those labels, its annotations on Executions, or add an
+ownerReference to an Execution or a Schedule. Removing such a reference stays open: the garbage collector
+does that when it orphans an object. Nothing here applies to the operator's own identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flux_api.admission import NOT_THE_OPERATOR, binding, policy, resource_rules, string, strings, validation, variable
+from flux_api.names import (
+    CANCELLED_BY_ANNOTATION,
+    GROUP,
+    MANAGED_BY,
+    PLURAL,
+    REPLACED_BY_ANNOTATION,
+    SCHEDULED_AT_ANNOTATION,
+)
+
+NAME = "flux-operator-owned-metadata"
+RUNNER_OBJECTS_NAME = "flux-operator-owned-runner-objects"
+RUNNER_OBJECTS = [("", "pods"), ("", "serviceaccounts"), ("rbac.authorization.k8s.io", "roles"),
+                  ("rbac.authorization.k8s.io", "rolebindings")]
+# Labels whose value alone marks them as the operator's (other values are anyone's).
+OWNED_LABEL_VALUES = {**MANAGED_BY, "app.kubernetes.io/name": "flux-runner"}
+OWNED_ANNOTATIONS = (CANCELLED_BY_ANNOTATION, REPLACED_BY_ANNOTATION, SCHEDULED_AT_ANNOTATION)
+
+
+def _owned_label(key: str, labels: str) -> str:
+    by_value = " || ".join(f"({key} == {string(k)} && {labels}[{key}] == {string(v)})"
+                           for k, v in OWNED_LABEL_VALUES.items())
+    return f"({key}.startsWith('{GROUP}/') || {by_value})"
+
+
+def _changed(new: str, old: str, owned) -> str:
+    """Keys of `owned` that were added, changed or removed between the maps `old` and `new`."""
+    return (f"{new}.filter(k, {owned('k', new)} && !(k in {old} && {old}[k] == {new}[k])) + "
+            f"{old}.filter(k, {owned('k', old)} && !(k in {new}))")
+
+
+def _marked(obj: str) -> str:
+    """Whether an object carries anything of the operator's: only those are looked at (cheap for all pods)."""
+    labels, annotations = f"{obj}.metadata.?labels.orValue({{}})", f"{obj}.metadata.?annotations.orValue({{}})"
+    return (f"{labels}.exists(k, {_owned_label('k', labels)}) || "
+            f"{obj}.metadata.?ownerReferences.orValue([]).exists(r, r.apiVersion.startsWith('{GROUP}/')) || "
+            f"{annotations}.exists(k, k in {strings(OWNED_ANNOTATIONS)})")
+
+
+def owned_policy(name: str, resources: list[tuple[str, str]], failure_policy: str) -> dict[str, Any]:
+    variables = [
+        variable("labels", "object.metadata.?labels.orValue({})"),
+        variable("oldLabels", "request.operation == 'CREATE' ? {} : oldObject.metadata.?labels.orValue({})"),
+        variable("changedLabels", _changed("variables.labels", "variables.oldLabels", _owned_label)),
+        variable("annotations", f"request.resource.resource == '{PLURAL}' ? object.metadata.?annotations.orValue({{}})"
+                                " : {}"),
+        variable("oldAnnotations", f"request.operation == 'CREATE' || request.resource.resource != '{PLURAL}' ? {{}} "
+                                   ": oldObject.metadata.?annotations.orValue({})"),
+        variable("changedAnnotations", _changed("variables.annotations", "variables.oldAnnotations",
+                                                lambda k, _: f"{k} in {strings(OWNED_ANNOTATIONS)}")),
+        variable("owners", f"object.metadata.?ownerReferences.orValue([]).filter(r, "
+                           f"r.apiVersion.startsWith('{GROUP}/'))"),
+        variable("oldOwners", "request.operation == 'CREATE' ? [] : oldObject.metadata.?ownerReferences.orValue([])"),
+        variable("newOwners", "variables.owners.filter(r, !(r in variables.oldOwners))"),
+    ]
+    validations = [
+        validation("size(variables.changedLabels) == 0", "only the flux operator sets its labels",
+                   "'metadata.labels.' + variables.changedLabels[0] + ': only the flux operator sets this label "
+                   "(it finds and counts its objects by it)'"),
+        validation("size(variables.changedAnnotations) == 0", "only the flux operator sets its annotations",
+                   "'metadata.annotations.' + variables.changedAnnotations[0] + ': only the flux operator sets this "
+                   "annotation'"),
+        validation("size(variables.newOwners) == 0", "only the flux operator makes Executions and Schedules owners",
+                   "'metadata.ownerReferences: only the flux operator may make ' + variables.newOwners[0].kind + ' ' + "
+                   "variables.newOwners[0].name + ' an owner'"),
+    ]
+    touches = {"name": "touches-the-operators-marks",
+               "expression": f"{_marked('object')} || (request.operation == 'UPDATE' && ({_marked('oldObject')}))"}
+    return policy(name, resource_rules(resources, ["CREATE", "UPDATE"]), validations, variables,
+                  [NOT_THE_OPERATOR, touches], failure_policy=failure_policy)
+
+
+def documents() -> list[dict[str, Any]]:
+    """Executions fail closed: without the TenancyPolicy (or if it cannot be read) no one can be told apart
+    from the operator, so every write is refused. Pods and runner RBAC fail open: a policy over objects
+    every workload of the cluster makes must never stop them; the operator's start-up check reports it."""
+    executions = owned_policy(NAME, [(GROUP, PLURAL)], "Fail")
+    runner_objects = owned_policy(RUNNER_OBJECTS_NAME, RUNNER_OBJECTS, "Ignore")
+    return [executions, binding(NAME), runner_objects, binding(RUNNER_OBJECTS_NAME, deny_without_params=False)]

@@ -1,0 +1,39 @@
+{{/* Generated from api/flux_api/policy.py by `make crds`. Do not edit by hand. */}}
+{{- define "flux-operator.rules.admissionCheck" -}}
+- apiGroups:
+  - admissionregistration.k8s.io
+  resources:
+  - validatingadmissionpolicies
+  resourceNames:
+  - flux-runner-writes-only-its-own-status
+  - flux-operator-owned-metadata
+  - flux-operator-owned-runner-objects
+  - flux-tenant-secrets
+  - flux-tenant-configmaps
+  - flux-tenant-pod-settings
+  - flux-ttl-needs-delete
+  verbs:
+  - get
+- apiGroups:
+  - admissionregistration.k8s.io
+  resources:
+  - validatingadmissionpolicybindings
+  resourceNames:
+  - flux-runner-writes-only-its-own-status
+  - flux-operator-owned-metadata
+  - flux-operator-owned-runner-objects
+  - flux-tenant-secrets
+  - flux-tenant-configmaps
+  - flux-tenant-pod-settings
+  - flux-ttl-needs-delete
+  verbs:
+  - get
+- apiGroups:
+  - workflows.flux.dev
+  resources:
+  - tenancypolicies
+  resourceNames:
+  - flux-tenancy
+  verbs:
+  - get
+{{- end }}

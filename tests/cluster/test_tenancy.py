@@ -1,0 +1,337 @@
+"""Multi-tenancy: an Execution grants its creator nothing they could not do themselves (issue 17).
+
+Every request here is made through impersonation, as the API server would see it from a real user: a
+*tenant* who may only create, get, list, watch and patch Executions and Schedules in the namespace (and
+cannot read its Secrets), and a *privileged* user who may do anything in the namespace. Each escalation is
+refused for the tenant, by the API server, with a message naming the missing permission, and the privileged
+user still succeeds; what no one but the operator may do is refused for both. Dry runs ask the API server
+without creating anything; the issue's own reproduction and a few others run for real through the operator.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import yaml
+from flux_api import GROUP, PARENT_LABEL, PLURAL, VERSION
+from fluxtest import Executions, longrun, manifest, wait_for
+from fluxtest.faults import as_runner
+from fluxtest.policies import eventually_admitted, refusal
+from fluxtest.tenancy import Tenant, grant, make_tenant
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+pytestmark = pytest.mark.cluster
+
+PASSWORD = "correct horse battery staple"
+EVERYTHING = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+
+
+@pytest.fixture
+def team(core, namespace, operator) -> str:
+    """A team's namespace with a Secret the tenant must not read, a ConfigMap, and a running operator."""
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "db-admin"},
+                                              "data": {"password": base64.b64encode(PASSWORD.encode()).decode()}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"}, "data": {"mode": "fast"}})
+    return namespace
+
+
+@pytest.fixture
+def tenant(api, kubeconfig, kube_env, team) -> Tenant:
+    who = make_tenant(api, kubeconfig, kube_env, team, schedules=True)
+    yield who
+    who.close()
+
+
+@pytest.fixture
+def privileged(api, kubeconfig, kube_env, team) -> Tenant:
+    """A user who may do everything in the namespace (not the operator: the policies apply to them too)."""
+    grant(api, team, f"admin-{team}", EVERYTHING)
+    who = Tenant(team, f"admin-{team}", kubeconfig, kube_env)
+    yield who
+    who.close()
+
+
+def execution(name: str = "x", template: dict | None = None, **spec) -> dict:
+    body = manifest(name, "flux_examples.quick:main", **spec)
+    if template is not None:
+        body["spec"]["podTemplate"] = template
+    return body
+
+
+def secret_env(name: str = "db-admin") -> dict:
+    return {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": name, "key": "password"}}}
+
+
+# --- the issue's reproduction ----------------------------------------------------------------------------
+
+ISSUE_MANIFEST = {
+    "apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution", "metadata": {"name": "steal"},
+    "spec": {"workflow": "flux_examples.environment:main", "input": {"names": ["PASSWORD"]},
+             "podTemplate": {"env": [secret_env()]}},
+}
+
+
+def test_the_secret_read_of_the_issue_is_refused_at_kubectl_apply(tenant, team, fx_admin):
+    applied = tenant.kubectl("apply", "-f", "-", input=yaml.safe_dump(ISSUE_MANIFEST))
+    assert applied.returncode != 0, f"the tenant's Execution was admitted: {applied.stdout}"
+    assert f"spec.podTemplate.env[0]: you may not get secret db-admin in {team}" in applied.stderr
+    assert not fx_admin.exists("steal"), "nothing was created: no pod, no checkpoint with the value"
+
+
+def test_the_privileged_user_still_runs_it_and_reads_the_secret(privileged, fx_admin):
+    privileged.kubectl("apply", "-f", "-", input=yaml.safe_dump(ISSUE_MANIFEST), check=True)
+    status = fx_admin.wait_phase("steal", "Succeeded", "Failed", timeout=90)
+    assert status["phase"] == "Succeeded", status
+    assert status["checkpoint"]["result"]["env"]["PASSWORD"] == PASSWORD
+
+
+@pytest.fixture
+def fx_admin(custom, core, team) -> Executions:
+    """The team's namespace as the test (the cluster admin) sees it: to observe, never to act."""
+    return Executions(custom, core, team)
+
+
+# --- each escalation: refused for the tenant, admitted for the privileged user ---------------------------
+
+PROJECTED_TOKEN = {"serviceAccountToken": {"audience": "sts.amazonaws.com", "path": "token"}}
+ESCALATIONS = {
+    "env-secret": ({"env": [secret_env()]}, "spec.podTemplate.env[0]: you may not get secret db-admin in {ns}"),
+    "envFrom-secret": ({"envFrom": [{"secretRef": {"name": "db-admin"}}]},
+                       "spec.podTemplate.envFrom[0]: you may not get secret db-admin in {ns}"),
+    "secret-volume": ({"volumes": [{"name": "s", "secret": {"secretName": "db-admin"}}]},
+                      "spec.podTemplate.volumes[0]: you may not get secret db-admin in {ns}"),
+    "projected-secret": ({"volumes": [{"name": "p", "projected": {"sources": [
+        {"configMap": {"name": "settings"}}, {"secret": {"name": "db-admin"}}]}}]},
+        "spec.podTemplate.volumes[0].projected.sources[1]: you may not get secret db-admin in {ns}"),
+    "image-pull-secret": ({"imagePullSecrets": [{"name": "registry"}]},
+                          "spec.podTemplate.imagePullSecrets[0]: you may not get secret registry in {ns}"),
+    "env-configmap": ({"env": [{"name": "M", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}}]},
+                      "spec.podTemplate.env[0]: you may not get configmap settings in {ns}"),
+    "configmap-volume": ({"volumes": [{"name": "c", "configMap": {"name": "settings"}}]},
+                         "spec.podTemplate.volumes[0]: you may not get configmap settings in {ns}"),
+    "pvc-volume": ({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "other-teams-data"}}]},
+                   "spec.podTemplate.volumes[0]: you may not create pods in {ns} (a persistentVolumeClaim volume "
+                   "needs it)"),
+    "projected-token": ({"volumes": [{"name": "t", "projected": {"sources": [PROJECTED_TOKEN]}}]},
+                        "spec.podTemplate.volumes[0]: you may not create pods in {ns} (a projected volume needs it)"),
+    "priority-class": ({"priorityClassName": "system-cluster-critical"},
+                       "spec.podTemplate.priorityClassName: you may not create pods in {ns}"),
+    "node-selector": ({"nodeSelector": {"node-role.kubernetes.io/control-plane": ""}},
+                      "spec.podTemplate.nodeSelector: you may not create pods in {ns}"),
+    "tolerations": ({"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]},
+                    "spec.podTemplate.tolerations: you may not create pods in {ns}"),
+    "affinity": ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "Exists"}]}]}}}},
+        "spec.podTemplate.affinity: you may not create pods in {ns}"),
+    "pod-labels": ({"metadata": {"labels": {"app": "payments-db"}}},
+                   "spec.podTemplate.metadata.labels: you may not create pods in {ns}"),
+    "pod-annotations": ({"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}},
+                        "spec.podTemplate.metadata.annotations: you may not create pods in {ns}"),
+    "cloud-role": ({"serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/admin"}},
+                   "spec.podTemplate.serviceAccountAnnotations: you may not create pods in {ns}"),
+}
+
+
+@pytest.mark.parametrize("key", list(ESCALATIONS))
+def test_an_escalation_through_the_pod_template_is_refused_for_the_tenant_alone(tenant, privileged, team, key):
+    template, message = ESCALATIONS[key]
+    refused = refusal(tenant.api, execution(template=template), team)
+    assert refused is not None and message.format(ns=team) in refused, refused
+    eventually_admitted(privileged.api, execution(template=template), team)
+
+
+def test_an_image_of_ones_own_needs_create_pods(tenant, privileged, team):
+    refused = refusal(tenant.api, execution(image="attacker.example/steal:1"), team)
+    assert refused and f"spec.image: you may not create pods in {team} (an image of your own needs it)" in refused
+    eventually_admitted(privileged.api, execution(image="attacker.example/steal:1"), team)
+
+
+def test_service_account_annotations_also_need_create_serviceaccounts(api, kubeconfig, kube_env, team):
+    grant(api, team, f"podmaker-{team}", [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["create"]},
+                                          {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}])
+    podmaker = Tenant(team, f"podmaker-{team}", kubeconfig, kube_env)
+    template, _ = ESCALATIONS["cloud-role"]
+    refused = refusal(podmaker.api, execution(template=template), team)
+    assert refused and (f"spec.podTemplate.serviceAccountAnnotations: you may not create serviceaccounts in {team}"
+                        in refused), refused
+    podmaker.close()
+
+
+def test_a_schedule_is_checked_against_who_writes_it(tenant, privileged, team):
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Schedule", "metadata": {"name": "nightly"},
+            "spec": {"schedule": "0 2 * * *", "executionTemplate": {"spec": {
+                "workflow": "flux_examples.quick:main", "podTemplate": {"env": [secret_env()]}}}}}
+    refused = refusal(tenant.api, body, team, "schedules")
+    assert refused and (f"spec.executionTemplate.spec.podTemplate.env[0]: you may not get secret db-admin in {team}"
+                        in refused), refused
+    eventually_admitted(privileged.api, body, team, "schedules")
+
+
+# --- what no one but the operator may do ------------------------------------------------------------------
+
+@pytest.mark.parametrize("who", ["tenant", "privileged"])
+def test_only_the_operator_labels_children_and_makes_executions_owners(request, team, fx_admin, who):
+    user: Tenant = request.getfixturevalue(who)
+    fx_admin.create(longrun("victim", startAt="2099-01-01T00:00:00Z"))
+    victim = fx_admin.get("victim")
+    forged_child = execution("forged")
+    forged_child["metadata"]["labels"] = {PARENT_LABEL: "victim"}
+    refused = refusal(user.api, forged_child, team)
+    assert refused and f"metadata.labels.{PARENT_LABEL}: only the flux operator sets this label" in refused, refused
+    owned = execution("owned")
+    owned["metadata"]["ownerReferences"] = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution",
+                                             "name": "victim", "uid": victim["metadata"]["uid"]}]
+    refused = refusal(user.api, owned, team)
+    assert refused and "metadata.ownerReferences: only the flux operator may make Execution victim an owner" in refused
+    with pytest.raises(ApiException) as relabel:
+        user.fx.patch("victim", {"metadata": {"labels": {"workflows.flux.dev/depth": "0"}}})
+    assert "only the flux operator sets this label" in relabel.value.body
+
+
+def test_a_schedule_template_cannot_carry_the_operators_labels(privileged, team):
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Schedule", "metadata": {"name": "forger"},
+            "spec": {"schedule": "* * * * *", "executionTemplate": {
+                "metadata": {"labels": {PARENT_LABEL: "victim"}},
+                "spec": {"workflow": "flux_examples.quick:main"}}}}
+    refused = refusal(privileged.api, body, team, "schedules")
+    assert refused and f"cannot set {GROUP}/*" in refused, refused
+
+
+def test_runner_objects_with_the_operators_marks_are_refused_and_the_garbage_collector_still_orphans(
+        privileged, core, team, fx_admin):
+    forged_pod = {"metadata": {"name": "fake-runner", "labels": {"workflows.flux.dev/execution": "victim"}},
+                  "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "1"]}]}}
+    with pytest.raises(ApiException) as pod:
+        privileged.core.create_namespaced_pod(team, forged_pod, dry_run="All")
+    assert "metadata.labels.workflows.flux.dev/execution: only the flux operator sets this label" in pod.value.body
+    fx_admin.create(longrun("orphaned"))
+    fx_admin.wait_step("orphaned")
+    account = {"metadata": {"name": "flux-runner-squat", "ownerReferences": [
+        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution", "name": "orphaned",
+         "uid": fx_admin.get("orphaned")["metadata"]["uid"]}]}}
+    with pytest.raises(ApiException) as squat:
+        privileged.core.create_namespaced_service_account(team, account, dry_run="All")
+    assert "only the flux operator may make Execution orphaned an owner" in squat.value.body
+    # The garbage collector (not the operator) removes an ownerReference when it orphans: that stays open.
+    privileged.custom.delete_namespaced_custom_object(GROUP, VERSION, team, PLURAL, "orphaned",
+                                                      propagation_policy="Orphan")
+    wait_for(lambda: not core.read_namespaced_pod("orphaned-runner", team).metadata.owner_references,
+             timeout=60, what="the garbage collector to orphan the runner pod")
+    core.delete_namespaced_pod("orphaned-runner", team, grace_period_seconds=0)
+
+
+# --- updates: checked like a create only when what runs changes -------------------------------------------
+
+def test_changing_what_runs_is_checked_against_the_one_who_changes_it(tenant, privileged, team, fx_admin):
+    privileged.fx.create(execution("theirs", template={"env": [secret_env()]}, startAt="2099-01-01T00:00:00Z"))
+    with pytest.raises(ApiException) as swap:  # the tenant's own workflow, with the admin's secrets
+        tenant.fx.patch("theirs", {"spec": {"workflow": "flux_examples.environment:main"}})
+    assert f"spec.podTemplate.env[0]: you may not get secret db-admin in {team}" in swap.value.body
+    tenant.fx.cancel("theirs", "a colleague may still cancel it")
+    fx_admin.wait_phase("theirs", "Cancelled")
+    tenant.fx.create(execution("mine", startAt="2099-01-01T00:00:00Z"))
+    with pytest.raises(ApiException) as widen:
+        tenant.fx.patch("mine", {"spec": {"podTemplate": {"env": [secret_env()]}}})
+    assert f"you may not get secret db-admin in {team}" in widen.value.body
+
+
+def test_deleting_sooner_through_the_ttl_needs_delete(tenant, privileged, team):
+    tenant.fx.create(execution("kept", ttlSecondsAfterFinished=3600, startAt="2099-01-01T00:00:00Z"))
+    with pytest.raises(ApiException) as sooner:
+        tenant.fx.patch("kept", {"spec": {"ttlSecondsAfterFinished": 0}})
+    assert (f"spec.ttlSecondsAfterFinished: you may not delete executions in {team} (kept): 0s deletes it sooner "
+            "than 3600s") in sooner.value.body
+    tenant.fx.patch("kept", {"spec": {"ttlSecondsAfterFinished": 7200}})  # later is no deletion
+    privileged.fx.patch("kept", {"spec": {"ttlSecondsAfterFinished": 0}})  # who may delete may delete sooner
+
+
+# --- children inherit, runners keep to their status ---------------------------------------------------------
+
+def test_children_inherit_the_checked_template(privileged, fx_admin):
+    template = {"env": [secret_env()]}
+    privileged.fx.create(manifest("family", "flux_examples.tree:main", {"steps": 1, "stepSeconds": 0.1},
+                                  podTemplate=template))
+    assert fx_admin.wait_phase("family", "Succeeded", "Failed", timeout=120)["phase"] == "Succeeded"
+    for child in ("family-left", "family-right", "family-left-leaf"):
+        inherited = {k: v for k, v in fx_admin.get(child)["spec"]["podTemplate"].items() if v}
+        assert inherited == template, child
+
+
+def test_a_runner_writes_nothing_once_its_execution_has_finished(kubeconfig, team, fx_admin):
+    fx_admin.create(execution("done"))
+    fx_admin.wait_phase("done", "Succeeded", timeout=60)
+    runner = client.CustomObjectsApi(as_runner(kubeconfig, team, "done"))
+    with pytest.raises(ApiException) as late:
+        runner.patch_namespaced_custom_object_status(GROUP, VERSION, team, PLURAL, "done",
+                                                     {"status": {"checkpoint": {"state": "Failed", "sequence": 99}}})
+    assert "the execution has finished (Succeeded): its runner may no longer write its status" in late.value.body
+    assert fx_admin.status("done")["checkpoint"]["state"] == "Succeeded"
+
+
+# --- the cost budget: 256 env entries, each a Secret ---------------------------------------------------------
+
+def _many_secrets(count: int, distinct: int) -> dict:
+    return {"env": [secret_env(f"s{i % distinct}") | {"name": f"E{i}"} for i in range(count)]}
+
+
+def test_names_are_checked_once_each_within_the_api_servers_cost_budget(api, kubeconfig, kube_env, tenant,
+                                                                         privileged, team):
+    refused = refusal(tenant.api, execution(template=_many_secrets(256, 256)), team)
+    assert refused and f"spec.podTemplate.env[0]: you may not get secret s0 in {team}" in refused, refused
+    eventually_admitted(privileged.api, execution(template=_many_secrets(256, 256)), team)
+    names = [f"s{i}" for i in range(20)]
+    grant(api, team, f"named-{team}", [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["create"]},
+                                       {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                                        "resourceNames": names}])
+    named = Tenant(team, f"named-{team}", kubeconfig, kube_env)
+    eventually_admitted(named.api, execution(template=_many_secrets(256, 20)), team)
+    refused = refusal(named.api, execution(template=_many_secrets(256, 21)), team)
+    assert refused and f"21 secrets are named; past 20, you need get on all secrets in {team}" in refused, refused
+    named.close()
+
+
+
+def test_the_cost_budget_the_policies_are_designed_for(api, kubectl, namespace):
+    """The measurement behind flux_api.admission's design, on the pinned API server: two authorizer checks fit
+    in one expression and three do not; 28 fit in one policy and 29 do not."""
+    name = f"flux-test-budget-{namespace}"
+    checks = "authorizer.group('').resource('secrets').namespace(request.namespace).name(variables.names[{i}])" \
+             ".check('get').allowed()"
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": name},
+              "spec": {"failurePolicy": "Fail", "matchConstraints": {
+                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                  "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                     "resources": ["configmaps"]}]},
+                  "variables": [{"name": "names", "expression": "object.data.map(k, string(object.data[k]))"}],
+                  "validations": [
+                      {"expression": "!('one-expression' in object.metadata.labels) || "
+                                     "object.data.all(k, authorizer.group('').resource('secrets')"
+                                     ".namespace(request.namespace).name(k).check('get').allowed())"},
+                      *[{"expression": f"('one-expression' in object.metadata.labels) || size(variables.names) <= {i}"
+                                       f" || {checks.format(i=i)}"} for i in range(32)]]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
+    core = client.CoreV1Api(api)
+
+    def answer(count: int, one_expression: bool = False) -> str | None:
+        labels = {"one-expression": "yes", "probe": "1"} if one_expression else {"probe": "1"}
+        body = {"metadata": {"name": "probe", "labels": labels}, "data": {f"k{i}": f"s{i}" for i in range(count)}}
+        try:
+            core.create_namespaced_config_map(namespace, body, dry_run="All")
+        except ApiException as err:
+            return json.loads(err.body)["message"]
+        return None
+
+    try:
+        wait_for(lambda: answer(29) is not None, timeout=30, what="the budget policy to be in effect")
+        assert answer(2, one_expression=True) is None
+        assert "cost limit exceeded" in (answer(3, one_expression=True) or "")
+        assert answer(28) is None
+        assert "running out of cost budget" in (answer(29) or "")
+    finally:
+        kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, "--ignore-not-found")

@@ -1,0 +1,77 @@
+"""Escalation through an Execution: a tenant with Execution rights only tries to get what they lack through the
+operator (issue 17). The API server refuses it at the door; what an old object slips past, the operator refuses."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+from flux_api import GROUP, PARENT_LABEL, VERSION
+from fluxtest import TERMINAL, longrun, manifest
+from fluxtest.policies import platform_limits
+
+SECRET = "hunter2-but-longer"
+
+
+@pytest.mark.threat("secret-read", "a tenant runs flux_examples.environment with env PASSWORD from the Secret "
+                    "db-admin they may not read (the issue's reproduction)",
+                    "refused at kubectl apply, naming the permission; no pod, no value anywhere")
+@pytest.mark.timeout(120)
+def test_a_tenant_cannot_read_a_secret_through_an_execution(tenant, fx, core, operators, result):
+    core.create_namespaced_secret(tenant.namespace, {"metadata": {"name": "db-admin"},
+                                                     "data": {"password": base64.b64encode(SECRET.encode()).decode()}})
+    operators.start()
+    steal = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution", "metadata": {"name": "steal"},
+             "spec": {"workflow": "flux_examples.environment:main", "input": {"names": ["PASSWORD"]},
+                      "podTemplate": {"env": [{"name": "PASSWORD", "valueFrom": {
+                          "secretKeyRef": {"name": "db-admin", "key": "password"}}}]}}}
+    applied = tenant.kubectl("apply", "-f", "-", input=yaml.safe_dump(steal))
+    message = applied.stderr.strip().splitlines()[-1] if applied.stderr else ""
+    result.figure(f"kubectl apply exit {applied.returncode}: {message[-140:]!r}")
+    assert applied.returncode != 0, "admitted: the operator would run it and write the value to the checkpoint"
+    assert f"spec.podTemplate.env[0]: you may not get secret db-admin in {tenant.namespace}" in applied.stderr
+    assert not fx.exists("steal") and fx.pod("steal") is None
+
+
+@pytest.mark.threat("forged-children", "a tenant creates 51 Executions labelled workflows.flux.dev/parent=<victim> "
+                    "with an ownerReference to the victim's UID",
+                    "every one refused by the API server; the victim's cancel completes")
+@pytest.mark.timeout(180)
+def test_a_tenant_cannot_forge_children_of_another_execution(tenant, fx, operators, result):
+    operators.start()
+    fx.create(longrun("victim"))
+    fx.wait_step("victim")
+    uid = fx.get("victim")["metadata"]["uid"]
+    refused = 0
+    for i in range(51):
+        forged = manifest(f"forged-{i}", "flux_examples.quick:main")
+        forged["metadata"].update(labels={PARENT_LABEL: "victim"}, ownerReferences=[
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution", "name": "victim", "uid": uid}])
+        created = tenant.kubectl("create", "-f", "-", input=yaml.safe_dump(forged))
+        refused += created.returncode != 0 and "only the flux operator" in created.stderr
+    fx.cancel("victim", "the owner stops it")
+    status = fx.wait_phase("victim", *TERMINAL, timeout=60)
+    result.figure(f"{refused}/51 forged children refused; victim {status['phase']}")
+    assert refused == 51
+    assert status["phase"] == "Cancelled"
+
+
+@pytest.mark.threat("limits-backstop", "an Execution asking for 64Gi, admitted before the platform set a 1Gi "
+                    "maximum, meets an operator started with that maximum",
+                    "it ends Failed (LimitExceeded) with no pod; the bystander's execution runs")
+@pytest.mark.timeout(180)
+def test_an_execution_admitted_before_the_limits_gets_no_pod(tenant, fx, bystander, kubectl, operators, result):
+    big = manifest("big", "flux_examples.quick:main",
+                   podTemplate={"resources": {"limits": {"memory": "64Gi"}}})
+    tenant.fx.create(big)  # no maximum yet: admitted
+    with platform_limits(kubectl, maxResources={"memory": "1Gi"}):
+        operators.start(None, True, "--tenancy-policy", '{"maxResources": {"memory": "1Gi"}}')
+        bystander.create(manifest("ordinary", "flux_examples.quick:main"))
+        status = fx.wait_phase("big", *TERMINAL, timeout=60)
+        ordinary = bystander.wait_phase("ordinary", *TERMINAL, timeout=90)
+    result.figure(f"big {status['phase']}: {status.get('message', '')[:110]!r}; bystander {ordinary['phase']}")
+    assert status["phase"] == "Failed"
+    assert status["message"].startswith("LimitExceeded: spec.podTemplate.resources.limits.memory: 64Gi is more than")
+    assert fx.pod("big") is None and "LimitExceeded" in fx.events("big")
+    assert ordinary["phase"] == "Succeeded"
