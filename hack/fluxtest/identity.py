@@ -121,7 +121,10 @@ def install(layout: Layout, api: client.ApiClient, kube_env: dict[str, str], *va
     core = client.CoreV1Api(api)
     ensure_namespace(core, namespace)
     docs = render(layout, release, namespace, "--set", f"serviceAccount.name={account}", *values)
-    objects = [d for d in docs if d["kind"] in APPLIED_KINDS]
+    # Of the admission policies only the release's own (its namespace policy): fluxtest.policies installs
+    # the shared ones (fixed names), and `remove` must not take those away from the rest of the session.
+    objects = [d for d in docs if d["kind"] in APPLIED_KINDS
+               and (not d["kind"].startswith("ValidatingAdmission") or d["metadata"]["name"].startswith(release))]
     apply(kube_env, objects)
     user = f"system:serviceaccount:{namespace}:{account}"
     if any(d["kind"] == "ValidatingAdmissionPolicyBinding" for d in objects):

@@ -143,3 +143,33 @@ def eventually_admitted(api: client.ApiClient, body: dict[str, Any], namespace: 
         wait_for(admitted, timeout=timeout, what="admission")
     except Exception as err:
         raise AssertionError(f"still refused: {last[0]}") from err
+
+
+# A forgery each owned-marks policy refuses (the admin is not the operator, so it is refused too).
+_FORGERIES = {
+    "flux-operator-owned-metadata": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution",
+                                     "metadata": {"name": "forgery-probe", "namespace": PROBE_NAMESPACE,
+                                                  "labels": {f"{GROUP}/parent": "probe"}},
+                                     "spec": {"workflow": "probe.probe:main"}},
+    "flux-operator-owned-runner-objects": {"apiVersion": "v1", "kind": "ServiceAccount",
+                                           "metadata": {"name": "forgery-probe", "namespace": PROBE_NAMESPACE,
+                                                        "labels": {f"{GROUP}/execution": "probe"}}},
+}
+
+
+@contextlib.contextmanager
+def unenforced(kubectl: Kubectl, kubeconfig, *names: str) -> Iterator[None]:
+    """The owned-marks policies `names` unbound for the length of the block, then installed again: a tenant's
+    forgery then reaches the operator, as on a cluster without Flux's policies, so its own checks are tested."""
+    for name in names:
+        kubectl("delete", "validatingadmissionpolicybinding", name, "--ignore-not-found", "--wait=true")
+
+    def admitted(name: str) -> bool:
+        return kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(_FORGERIES[name]),
+                       check=False).returncode == 0
+    try:
+        for name in names:
+            wait_for(lambda: admitted(name), timeout=30, what=f"{name} to be out of force")
+        yield
+    finally:
+        install(kubectl, kubeconfig)

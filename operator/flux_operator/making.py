@@ -6,6 +6,7 @@ whose it is, and a refusal is kept for the next decision (which fails the execut
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from flux_api import Execution
@@ -20,8 +21,10 @@ from flux_operator.world import World
 
 
 class Maker:
-    def __init__(self, api: KubeApi, world: World, settings: builders.RunnerSettings) -> None:
+    def __init__(self, api: KubeApi, world: World, settings: builders.RunnerSettings,
+                 refused: Callable[[Failure], None] = lambda failure: None) -> None:
         self.api, self.world, self.settings = api, world, settings
+        self.refused = refused  # counts each refusal (flux_reconcile_errors_total{kind})
 
     def _body(self, ex: Execution, key: str) -> dict[str, Any]:
         match key:
@@ -36,7 +39,7 @@ class Maker:
     def runner(self, ex: Execution, action: EnsureRunner, memory: Memory, now: datetime) -> bool:
         """Creates each object in order; False at the first that was refused (the rest need it)."""
         for make in action.makes:
-            if make.key == "pod" and not self._network_policy(ex):
+            if make.key == "pod" and "networkPolicy" not in memory.made and not self._network_policy(ex, memory):
                 return False
             body = builders.with_token(self._body(ex, make.key), make.token)
             kind, name = body["kind"], body["metadata"]["name"]
@@ -48,6 +51,7 @@ class Maker:
                     if made is None:
                         return False
             except ApiFailure as err:
+                self.refused(err.kind)
                 memory.refusals[make.key] = refusal(what, err.kind, err.detail or str(err), now,
                                                     memory.refusals.get(make.key))
                 return False
@@ -57,16 +61,20 @@ class Maker:
                 self.world.pod_seen(made)  # what the write returned: no second create while the watch lags
         return True
 
-    def _network_policy(self, ex: Execution) -> bool:
-        """The runner's NetworkPolicy (--runner-egress), before its pod so the network plugin has it first.
-        False (retried) while a deleted predecessor's is still there."""
+    def _network_policy(self, ex: Execution, memory: Memory) -> bool:
+        """The runner's NetworkPolicy (--runner-egress), before its pod so the network plugin has it first;
+        once per execution (a retried pod create sends only the pod)."""
         policy = builders.network_policy(ex, self.settings)
-        if policy is None or self.api.create(policy) is not None:
+        if policy is None:
+            return True
+        if (made := self.api.create(policy)) is not None:
+            memory.made["networkPolicy"] = made["metadata"].get("uid", "")
             return True
         owner = controller_uid(self.api.read_metadata("NetworkPolicy", ex.namespace, policy["metadata"]["name"]) or {})
         if owner not in (None, ex.metadata.get("uid")):
             raise ApiFailure(f"create NetworkPolicy {ex.namespace}/{policy['metadata']['name']}", Failure.CONFLICT,
                              "still owned by a deleted execution of the same name")
+        memory.made["networkPolicy"] = ""
         return True
 
     def _whose(self, ex: Execution, make: Make, kind: str, name: str, memory: Memory,
@@ -103,6 +111,7 @@ class Maker:
             if made is None:
                 made = self.api.get_execution(ex.namespace, action.name)
         except ApiFailure as err:
+            self.refused(err.kind)
             memory.refusals[key] = refusal(f"child {action.name}", err.kind, err.detail or str(err), now,
                                            memory.refusals.get(key))
             return False

@@ -62,7 +62,8 @@ class Reconciler:
         self._conflicted: dict[Key, str] = {}  # key -> the resourceVersion a status write met a Conflict on
         self._lock = threading.Lock()
         self.memories = Memories()  # per execution: creation tokens, what was made, refused creates
-        self.maker = Maker(api, world, runner)
+        self.maker = Maker(api, world, runner,
+                           lambda failure: metrics.reconcile_errors.labels(failure.value).inc())
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 from flux_api.names import ENABLED_NAMESPACE_LABEL
-from fluxtest import REPO, Executions, manifest, wait_for
+from fluxtest import REPO, Executions, manifest, policies, wait_for
 from fluxtest.identity import mint_token
 from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE, fresh_namespace, insecure_tls
 from kubernetes import client
@@ -63,8 +63,9 @@ def healthy(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def chart(cluster, core, operator, helm):
+def chart(cluster, core, kubectl, kubeconfig, operator, helm):
     operator.stop()  # only the chart's operator acts from here on
+    policies.remove(kubectl)  # the chart brings its own admission policies, naming its own operator
     with fresh_namespace(core, enabled=False) as release_ns:
         release = Release(release_ns, free_port(), free_port())
         repository, tag = OPERATOR_IMAGE.rsplit(":", 1)
@@ -81,6 +82,7 @@ def chart(cluster, core, operator, helm):
         finally:
             if not release.uninstalled:
                 helm("uninstall", RELEASE, "-n", release_ns, "--wait", check=False)
+            policies.install(kubectl, kubeconfig)
             operator.start()
 
 

@@ -61,13 +61,13 @@ def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, co
         op.stop()
 
 
-def test_admission_policies_not_in_force_are_one_clear_line_and_a_red_probe(kubectl, kubeconfig, namespace, kube_env,
+def test_admission_policies_not_in_force_are_one_clear_line_and_a_red_probe(kubectl, kubeconfig, namespace, operator_env,
                                                                             crd_installed, tmp_path):
-    args = ("--namespace", namespace, "--leader-election-namespace", namespace)
+    args = ("--namespace", namespace)  # as the chart's operator: the one the TenancyPolicy names
     kubectl("delete", "validatingadmissionpolicybinding", "flux-ttl-needs-delete")
     kubectl("patch", "validatingadmissionpolicy", "flux-tenant-secrets", "--type=json", "-p",
             '[{"op": "replace", "path": "/spec/validations/0/message", "message": "x", "value": "edited by hand"}]')
-    op = OperatorProcess(kube_env, tmp_path)
+    op = OperatorProcess(operator_env, tmp_path)
     try:
         op.start(*args, "--leader-election-id", "unchecked", wait_healthy=False)
 

@@ -50,7 +50,7 @@ def first_seen(fx, wanted: dict[str, tuple[str, ...]], timeout: float) -> dict[s
 
 
 def refusals(op) -> float:
-    return metric(op, "flux_reconcile_errors_total", 'kind="Forbidden"')
+    return metric(op, "flux_reconcile_errors_total", 'kind="QuotaExceeded"')
 
 
 @pytest.mark.threat("fairness", f"{STORM} executions whose runner pods the API server keeps refusing (quota used up), "

@@ -13,11 +13,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from flux_api import GROUP, VERSION
-from fluxtest import TERMINAL, manifest
+from fluxtest import TERMINAL, manifest, policies
 from fluxtest.faults import log_tail
 from fluxtest.tenancy import execution_rules, grant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+RUNNER_OBJECTS = "flux-operator-owned-runner-objects"  # the admission policy that refuses forged runner objects
 
 DEVELOPER_RULES = [{"apiGroups": [""], "resources": ["serviceaccounts", "pods"], "verbs": ["create", "get"]},
                    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["create", "get"]}]
@@ -52,15 +54,20 @@ def forge(tenant, kind: str, victim: dict) -> None:
                     "never adopted or bound: the execution fails, naming the object; no RoleBinding to a forged "
                     "Role")
 @pytest.mark.timeout(150)
-def test_forged_runner_objects_are_never_adopted(tenant, api, kubectl, operators, fx, result):
+def test_forged_runner_objects_are_never_adopted(tenant, api, kubectl, kubeconfig, operators, fx, result):
     grant(api, tenant.namespace, tenant.user, DEVELOPER_RULES + execution_rules())
     op = operators.start()
-    start = (datetime.now(timezone.utc) + timedelta(seconds=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = (datetime.now(timezone.utc) + timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
     kinds = {"ServiceAccount": "v-sa", "Role": "v-role", "Pod": "v-pod"}
     victims = {kind: tenant.fx.create(manifest(name, "flux_examples.quick:main", startAt=start))
                for kind, name in kinds.items()}
-    for kind, victim in victims.items():
-        forge(tenant, kind, victim)
+    with pytest.raises(ApiException) as refused:  # the first line: the API server
+        forge(tenant, "ServiceAccount", victims["ServiceAccount"])
+    assert refused.value.status == 403 and RUNNER_OBJECTS in refused.value.body, refused.value.body
+    # The second line: the operator's own check, as on a cluster without Flux's policies.
+    with policies.unenforced(kubectl, kubeconfig, RUNNER_OBJECTS):
+        for kind, victim in victims.items():
+            forge(tenant, kind, victim)
     figures = []
     for kind, name in kinds.items():
         try:

@@ -8,6 +8,7 @@ import time
 import pytest
 from fluxtest import TERMINAL, longrun, manifest, wait_for
 from fluxtest.faults import log_tail, metric
+from fluxtest.tenancy import grant
 
 REFUSED_TEMPLATES = {
     "toleration": ({"tolerations": [{"key": "x", "operator": "Bogus"}]}, "Bogus"),
@@ -19,7 +20,10 @@ REFUSED_TEMPLATES = {
                     "Bogus; an env name with '=')", "Failed within seconds with the API server's message and a "
                     "Warning Event; no retry loop")
 @pytest.mark.timeout(120)
-def test_a_refused_runner_pod_fails_the_execution_clearly(tenant, operators, fx, result):
+def test_a_refused_runner_pod_fails_the_execution_clearly(tenant, api, operators, fx, result):
+    # Tolerations need create pods (flux-tenant-pod-settings): this tenant may create pods, and asks for one
+    # that the API server's pod validation refuses.
+    grant(api, tenant.namespace, tenant.user, [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}])
     op = operators.start()
     figures = []
     for name, (template, quoted) in REFUSED_TEMPLATES.items():

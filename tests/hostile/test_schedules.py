@@ -13,11 +13,12 @@ from datetime import datetime
 
 import pytest
 from flux_api import API_VERSION
-from fluxtest import Schedules, longrun, manifest, schedule, wait_for
+from fluxtest import Schedules, longrun, manifest, policies, schedule, wait_for
 from fluxtest.faults import log_tail, metric
 from kubernetes.client.rest import ApiException
 
 LABEL = "workflows.flux.dev/schedule"
+OWNED = "flux-operator-owned-metadata"  # the admission policy that refuses forged labels and ownerReferences
 SCHEDULED_AT = "workflows.flux.dev/scheduled-at"
 ONE_FIRING = 75  # the next minute boundary, plus the time to start a run on 2 busy cores
 
@@ -29,6 +30,19 @@ def forged(name: str, body: dict, sched: dict) -> dict:
                         "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Schedule", "name": meta["name"],
                                              "uid": meta["uid"], "controller": True}]}
     return body
+
+
+@pytest.fixture
+def forgeries(tenant, kubectl, kubeconfig):
+    """A forged run is refused by the API server (the first line, checked here once); the test then forges
+    with the owned-marks policy unbound, as on a cluster without Flux's policies: the operator's own check."""
+    probe = forged("forged-probe", manifest("x", "flux_examples.quick:main"),
+                   {"metadata": {"name": "any", "uid": "00000000-0000-0000-0000-000000000000"}})
+    with pytest.raises(ApiException) as refused:
+        tenant.fx.create(probe)
+    assert refused.value.status == 403 and OWNED in refused.value.body, refused.value.body
+    with policies.unenforced(kubectl, kubeconfig, OWNED):
+        yield
 
 
 def real_runs(tenant, name: str, uid: str, not_these: set[str]) -> list[dict]:
@@ -46,7 +60,7 @@ def schedule_events(core, namespace: str, name: str) -> list:
 @pytest.mark.threat("forged-run-forbid", "a tenant's Execution labelled as a run of a Forbid Schedule, owned by it, "
                     "running for ever", "the forged run does not hold the Schedule back: the next cron time starts a run")
 @pytest.mark.timeout(240)
-def test_a_forged_active_run_does_not_block_a_forbid_schedule(tenant, operators, fx, result):
+def test_a_forged_active_run_does_not_block_a_forbid_schedule(forgeries, tenant, operators, fx, result):
     sched = tenant.schedules.create(schedule("guarded", "flux_examples.quick:main", concurrencyPolicy="Forbid"))
     tenant.fx.create(forged("guarded-forged", longrun("x", steps=600, seconds=0.5), sched))
     operators.start()
@@ -63,7 +77,7 @@ def test_a_forged_active_run_does_not_block_a_forbid_schedule(tenant, operators,
                     "successfulExecutionsHistoryLimit 1, finishing after its real run",
                     "the real run is kept: forged runs neither count against the history limit nor get deleted")
 @pytest.mark.timeout(240)
-def test_forged_finished_runs_do_not_push_the_real_run_out_of_history(tenant, operators, fx, result):
+def test_forged_finished_runs_do_not_push_the_real_run_out_of_history(forgeries, tenant, operators, fx, result):
     sched = tenant.schedules.create(schedule("kept", "flux_examples.quick:main", successfulExecutionsHistoryLimit=1))
     operators.start()
     uid = sched["metadata"]["uid"]
@@ -90,7 +104,7 @@ def test_forged_finished_runs_do_not_push_the_real_run_out_of_history(tenant, op
 @pytest.mark.threat("squatted-run-name", "a tenant pre-creates the next runs' names (<schedule>-<minute>), one plain, "
                     "one dressed as a run", "the run still happens under another name, with a Warning Event on the Schedule")
 @pytest.mark.timeout(240)
-def test_a_squatted_run_name_gets_an_event_and_the_run_still_happens(tenant, operators, core, fx, result):
+def test_a_squatted_run_name_gets_an_event_and_the_run_still_happens(forgeries, tenant, operators, core, fx, result):
     sched = tenant.schedules.create(schedule("squat", "flux_examples.quick:main"))
     created = datetime.fromisoformat(sched["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
     minute = int(created.timestamp()) // 60
@@ -113,7 +127,7 @@ def test_a_squatted_run_name_gets_an_event_and_the_run_still_happens(tenant, ope
 @pytest.mark.threat("forged-run-unschedule", "a tenant's Execution dressed as a run of a Schedule the platform team "
                     "made calls ctx.unschedule()", "the Schedule stays active: only its own runs may suspend it")
 @pytest.mark.timeout(180)
-def test_a_forged_run_cannot_suspend_the_schedule(tenant, operators, custom, fx, result):
+def test_a_forged_run_cannot_suspend_the_schedule(forgeries, tenant, operators, custom, fx, result):
     platform = Schedules(custom, tenant.namespace)  # made by the admin: the tenant has no say over it
     sched = platform.create(schedule("platform", "flux_examples.quick:main", cron="0 0 1 1 *"))
     tenant.fx.create(forged("platform-stop", manifest("x", "flux_examples.unschedule:main", {"reason": "mine now"}),
