@@ -8,7 +8,6 @@ controlling ownerReference to it. The operator must never take them for its own.
 
 from __future__ import annotations
 
-import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -83,9 +82,8 @@ def test_forged_runner_objects_are_never_adopted(tenant, api, kubectl, kubeconfi
         bound = f"RoleBinding {binding.metadata.name} -> {binding.role_ref.name}"
     except ApiException as err:
         bound = None if err.status == 404 else f"unreadable: {err.status}"
-    can = subprocess.run(["kubectl", "auth", "can-i", "patch", "executions", "-n", tenant.namespace,
-                          f"--as=system:serviceaccount:{tenant.namespace}:flux-runner-v-role"],
-                         env=operators.env, capture_output=True, text=True).stdout.strip()
+    can = kubectl("auth", "can-i", "patch", "executions", "-n", tenant.namespace,
+                  f"--as=system:serviceaccount:{tenant.namespace}:flux-runner-v-role", check=False).stdout.strip()
     result.figure("; ".join(figures) + f"; forged Role bound: {bound or 'no'}; its would-be runner may patch "
                                         f"executions: {can}")
     assert bound is None, bound
