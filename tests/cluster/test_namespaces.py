@@ -154,10 +154,8 @@ def test_a_listed_namespace_is_served_without_a_label_by_an_operator_with_rights
         try:
             fx = Executions(custom, core, unlabelled)
             fx.create(manifest("listed", "flux_examples.quick:main", {"name": "listed"}))
-            # Served: its status written and its runner made there, by an operator with rights only there.
-            # (Its runner's own run is the process node's: tests/cluster/test_executions.py covers it.)
-            fx.wait_phase("listed", "Running", "Succeeded", "Failed", timeout=60)
-            assert fx.get("listed")["status"]["runnerObjects"]["pod"].get("uid")
+            status = fx.wait_phase("listed", "Succeeded", timeout=60)
+            assert status["checkpoint"]["result"]["greeting"] == "hello, listed"
             assert fx.pod("listed").spec.service_account_name == "flux-runner-listed"
         finally:
             op.stop()
