@@ -103,9 +103,10 @@ ESCALATIONS = {
                        "spec.podTemplate.envFrom[0]: you may not get secret db-admin in {ns}"),
     "secret-volume": ({"volumes": [{"name": "s", "secret": {"secretName": "db-admin"}}]},
                       "spec.podTemplate.volumes[0]: you may not get secret db-admin in {ns}"),
-    "projected-secret": ({"volumes": [{"name": "p", "projected": {"sources": [
-        {"configMap": {"name": "settings"}}, {"secret": {"name": "db-admin"}}]}}]},
-        "spec.podTemplate.volumes[0].projected.sources[1]: you may not get secret db-admin in {ns}"),
+    # One source: with a ConfigMap the tenant may not read beside it, which policy's refusal is reported
+    # first is the API server's choice.
+    "projected-secret": ({"volumes": [{"name": "p", "projected": {"sources": [{"secret": {"name": "db-admin"}}]}}]},
+                         "spec.podTemplate.volumes[0].projected.sources[0]: you may not get secret db-admin in {ns}"),
     "image-pull-secret": ({"imagePullSecrets": [{"name": "registry"}]},
                           "spec.podTemplate.imagePullSecrets[0]: you may not get secret registry in {ns}"),
     "env-configmap": ({"env": [{"name": "M", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}}]},
