@@ -216,9 +216,12 @@ def test_finished_execution_gets_already_finished_answer(fx):
     fx.wait_phase("done", "Succeeded")
     fx.cancel("done", "too late")
     wait_for(lambda: "CancelIgnored" in fx.events("done"), timeout=20, what="CancelIgnored event")
+    # The Event is posted before the status write that records the condition: wait for both.
+    condition = wait_for(lambda: next((c for c in fx.status("done").get("conditions") or []
+                                       if c["type"] == "CancelRequested"), None), timeout=20,
+                         what="the CancelRequested condition")
     status = fx.status("done")
     assert status["phase"] == "Succeeded", "a finished execution keeps its phase"
-    condition = next(c for c in status["conditions"] if c["type"] == "CancelRequested")
     assert condition["reason"] == "AlreadyFinished" and "already finished (Succeeded)" in condition["message"]
 
 
