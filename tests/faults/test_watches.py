@@ -12,6 +12,7 @@ import signal
 import time
 
 import pytest
+from fluxtest import policies
 from fluxtest import TERMINAL, manifest, wait_for
 from fluxtest.faults import OPERATOR_RULES, health, log_tail, operator_account
 from kubernetes import client
@@ -24,12 +25,13 @@ INACTIVITY = 70  # flux_operator.watches.INACTIVITY_SECONDS: kopf re-opens a str
 
 @pytest.mark.row("watch-silent")
 @pytest.mark.timeout(300)
-def test_a_silently_dead_watch_is_reopened(fx, operators, cluster, kube_env, tmp_path, result):
+def test_a_silently_dead_watch_is_reopened(fx, operators, cluster, kube_env, operator_identity, tmp_path, result):
     """Every connection the operator has open dies without a FIN or RST; new ones work. The watches are
     re-opened within the inactivity timeout, and an execution created meanwhile is run."""
     proxy = BlackholeProxy(cluster.ports.apiserver)
-    kubeconfig = proxy_kubeconfig(cluster, proxy.port, tmp_path / "through-proxy.kubeconfig")
-    op = operators.start(env={**kube_env, "KUBECONFIG": str(kubeconfig)})
+    # As the chart's operator (the one the TenancyPolicy names), through the proxy.
+    kubeconfig = operator_identity.kubeconfig_via(f"https://127.0.0.1:{proxy.port}", tmp_path / "through-proxy.kubeconfig")
+    op = operators.start(env={**operators.env, "KUBECONFIG": str(kubeconfig)})
     try:
         fx.create(manifest("before", "flux_examples.quick:main"))
         fx.wait_phase("before", *TERMINAL, timeout=90)
@@ -54,11 +56,14 @@ def test_a_silently_dead_watch_is_reopened(fx, operators, cluster, kube_env, tmp
 @pytest.mark.row("watch-refused")
 @pytest.mark.timeout(420)
 def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operators, namespace, cluster, api, faults,
-                                                                     kube_env, tmp_path, result):
+                                                                     kube_env, kubectl, request, tmp_path, result):
     """The operator runs as a ServiceAccount; `watch` on Executions is taken from it and the API server
     restarts, so the stream must be opened again and is refused (403). Before, kopf's watcher task died and
     took the whole operator down; now the operator lives, restarts the watch with backoff, turns /healthz
     red naming it, and once `watch` is granted again is green and runs what is created."""
+    named = policies.also_operators(kubectl, f"system:serviceaccount:{namespace}:weak-watcher")  # TenancyPolicy
+    named.__enter__()
+    request.addfinalizer(lambda: named.__exit__(None, None, None))
     rbac = client.RbacAuthorizationV1Api(api)
     kubeconfig = operator_account(api, cluster, namespace, "weak-watcher", tmp_path / "operator.kubeconfig")
     op = operators.start(env={**kube_env, "KUBECONFIG": str(kubeconfig)})
