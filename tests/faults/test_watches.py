@@ -16,7 +16,7 @@ from fluxtest import policies
 from fluxtest import TERMINAL, manifest, wait_for
 from fluxtest.faults import OPERATOR_RULES, health, log_tail, operator_account
 from kubernetes import client
-from localcluster.faults import BlackholeProxy, proxy_kubeconfig
+from localcluster.faults import BlackholeProxy
 
 pytestmark = pytest.mark.faults
 
