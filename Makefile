@@ -73,7 +73,7 @@ REAL_PRODUCT_TESTS := tests/cluster/test_ways_to_cancel.py tests/cluster/test_lo
 	tests/cluster/test_helm_install.py tests/cluster/test_executions.py
 
 test: venv binaries
-	$(PY) -m pytest --ignore=tests/faults --ignore=tests/hostile $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only'
+	$(PY) -m pytest --ignore=tests/faults --ignore=tests/hostile $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only' --durations=15
 	$(MAKE) --no-print-directory test-real-node
 
 # The real node (containerd, runc, a kubelet at the pinned version, our images) on a cluster of its own:
@@ -124,10 +124,7 @@ clean: cluster-down
 FAULTS_CLUSTER ?= $(CURDIR)/.cluster-faults
 
 faults: venv binaries
-	# Deselected until fixed (closing note of 2026-12-03): the weak-watcher operator does not lead since the
-	# admission policies name one operator; it fails, it is not skipped silently.
-	FLUX_CLUSTER_DIR=$(FAULTS_CLUSTER) $(PY) -m pytest tests/faults -p no:cacheprovider -q \
-		--deselect tests/faults/test_watches.py::test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals
+	FLUX_CLUSTER_DIR=$(FAULTS_CLUSTER) $(PY) -m pytest tests/faults -p no:cacheprovider -q
 
 
 # The hostile-tenant suite (tests/hostile): attacks by a namespace user with only Execution rights, or by a

@@ -61,13 +61,22 @@ def release_free_memory() -> bool:
         return False
 
 
+# What was decoded is often freed later than the trimmer's next run (kopf's workers hold an object's last event
+# until they idle out): so it runs a few more times after the bytes that woke it, even if none arrive.
+TRAILING_RUNS = 3
+
+
 def start_trimmer(stopped: threading.Event, every: float = TRIM_EVERY_SECONDS,
-                  after: int = TRIM_AFTER_BYTES) -> threading.Thread:
+                  after: int = TRIM_AFTER_BYTES, trailing: int = TRAILING_RUNS) -> threading.Thread:
     def run() -> None:
         global _decoded
+        owed = 0
         while not stopped.wait(every):
             if _decoded >= after:
                 _decoded = 0
+                owed = trailing + 1
+            if owed:
+                owed -= 1
                 gc.collect()
                 release_free_memory()
 

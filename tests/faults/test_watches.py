@@ -14,7 +14,7 @@ import time
 import pytest
 from fluxtest import policies
 from fluxtest import TERMINAL, manifest, wait_for
-from fluxtest.faults import OPERATOR_RULES, health, log_tail, operator_account
+from fluxtest.faults import OPERATOR_NAMESPACE, OPERATOR_RULES, health, log_tail, operator_account
 from kubernetes import client
 from localcluster.faults import BlackholeProxy
 
@@ -66,6 +66,7 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     request.addfinalizer(lambda: named.__exit__(None, None, None))
     rbac = client.RbacAuthorizationV1Api(api)
     kubeconfig = operator_account(api, cluster, namespace, "weak-watcher", tmp_path / "operator.kubeconfig")
+    lease_rights(rbac, namespace, "weak-watcher", request)
     op = operators.start(env={**kube_env, "KUBECONFIG": str(kubeconfig)})
     fx.create(manifest("before", "flux_examples.quick:main"))
     assert fx.wait_phase("before", *TERMINAL, timeout=90)["phase"] == "Succeeded"
@@ -76,7 +77,7 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     rbac.patch_namespaced_role("weak-watcher", namespace, {"rules": no_watch})
     faults.restart("kube-apiserver", sig=signal.SIGTERM, kill_after=5)
     back = time.monotonic()
-    fx.create(manifest("meanwhile", "flux_examples.quick:main"))
+    created_once_admitted(fx, manifest("meanwhile", "flux_examples.quick:main"))
 
     def red():
         assert op.proc.poll() is None, f"the operator died: {log_tail(op)}"
@@ -103,3 +104,33 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
                 f"and listing was still allowed)")
     assert after["phase"] == "Succeeded", after
     assert op.proc.poll() is None
+
+
+def lease_rights(rbac: client.RbacAuthorizationV1Api, namespace: str, account: str, request) -> None:
+    """The Lease the Operators elect with lives in the release namespace: the chart's leader-election Role,
+    given to this account there for the test's length."""
+    name = f"{account}-{namespace}"
+    rbac.create_namespaced_role(OPERATOR_NAMESPACE, {"metadata": {"name": name}, "rules": [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]})
+    rbac.create_namespaced_role_binding(OPERATOR_NAMESPACE, {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+
+    def revoke() -> None:
+        rbac.delete_namespaced_role_binding(name, OPERATOR_NAMESPACE)
+        rbac.delete_namespaced_role(name, OPERATOR_NAMESPACE)
+    request.addfinalizer(revoke)
+
+
+def created_once_admitted(fx, body: dict) -> None:
+    """Just after its restart the API server refuses what the admission policies check until it serves the
+    TenancyPolicy kind their params name again (422, "failed to find resource referenced by paramKind")."""
+    def create():
+        try:
+            return fx.create(body) or True
+        except client.ApiException as err:
+            if err.status == 422 and "paramKind" in str(err.body):
+                return None
+            raise
+    wait_for(create, timeout=60, interval=1, what="the API server to admit an Execution again")

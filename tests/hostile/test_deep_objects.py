@@ -16,7 +16,7 @@ import pytest
 from flux_api import GROUP, PLURAL, VERSION
 from fluxtest import TERMINAL, manifest, wait_for
 from fluxtest.executions import longrun
-from fluxtest.faults import as_runner, health, log_tail
+from fluxtest.faults import as_runner, health, log_tail, metric
 
 DEPTH = 9_990  # the API server refuses JSON nested deeper than 10,000 levels; each payload sits at most 5 below the root
 
@@ -201,12 +201,14 @@ def padded_execution(name: str) -> dict:
 
 
 def rss_mb(op) -> float:
-    status = open(f"/proc/{op.proc.pid}/status").read()
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+    """Resident memory as the operator reports it on /metrics (scraped as Prometheus would)."""
+    rss = metric(op, "process_resident_memory_bytes")
+    assert rss > 0, "the operator reports process_resident_memory_bytes"
+    return rss / 2**20
 
 
 def settled_rss(op, seconds: float = 12) -> float:
-    """VmRSS once settled: the operator collects and returns freed memory every 5 s (memory.py)."""
+    """RSS once settled: after large decodes the operator collects and returns freed memory (memory.py)."""
     time.sleep(seconds)
     reads = []
     for _ in range(3):

@@ -55,6 +55,24 @@ def test_the_trimmer_collects_and_returns_free_pages_after_large_decodes(monkeyp
         thread.join(1)
 
 
+def test_the_trimmer_runs_a_few_more_times_after_the_bytes_that_woke_it_then_rests(monkeypatch) -> None:
+    """What was decoded is freed later (kopf's idle workers): the runs after the wake-up return it."""
+    import threading
+    runs: list[str] = []
+    monkeypatch.setattr(memory.gc, "collect", lambda *a: 0)
+    monkeypatch.setattr(memory, "release_free_memory", lambda: runs.append("trim") or True)
+    monkeypatch.setattr(memory, "_decoded", 0)
+    stopped = threading.Event()
+    memory.decoded(1000)
+    thread = memory.start_trimmer(stopped, every=0.01, after=1000, trailing=2)
+    try:
+        threading.Event().wait(0.3)
+        assert runs == ["trim"] * 3, "the wake-up run and two trailing runs, then none while nothing is decoded"
+    finally:
+        stopped.set()
+        thread.join(1)
+
+
 def test_free_pages_go_back_to_the_system_through_glibc() -> None:
     garbage = [bytearray(64 * 1024) for _ in range(200)]  # 12.5 MB from the heap (under the mmap threshold)
     del garbage
