@@ -71,9 +71,13 @@ class Layout:
             data = json.loads((root / "state.json").read_text())
         except FileNotFoundError:
             return None
+        extra = data.get("extra", {})
+        # A cluster brought up before the node interface kept its node in `extra`, its server implied.
+        node = data.get("node") or extra.get("node", "process")
+        server = data.get("server") or (f"https://127.0.{extra['slot']}.1:443" if "slot" in extra
+                                        else f"https://127.0.0.1:{data['ports']['apiserver']}")
         return cls(root=Path(data["root"]), bin=Path(data["bin"]), ports=Ports(**data["ports"]),
-                   supervisor_pid=data["supervisor_pid"], node=data.get("node", "process"),
-                   server=data.get("server", ""), extra=data.get("extra", {}))
+                   supervisor_pid=data["supervisor_pid"], node=node, server=server, extra=extra)
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:

@@ -72,3 +72,19 @@ def test_every_node_has_the_whole_interface() -> None:
     for cls in choice.KINDS.values():
         missing = {n for n in wanted if not hasattr(cls, n)}
         assert not missing, f"{cls.__name__} lacks {missing}"
+
+
+def test_a_cluster_brought_up_before_the_node_interface_still_loads(tmp_path) -> None:
+    import json
+
+    state = {"root": str(tmp_path), "bin": "/cache/bin", "supervisor_pid": 7,
+             "ports": {"etcd_client": 1, "etcd_peer": 2, "apiserver": 6443, "controller_manager": 4, "scheduler": 5}}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    old = Layout.load(tmp_path)
+    assert (old.node, old.server) == ("process", "https://127.0.0.1:6443")
+    state["extra"] = {"node": "real", "slot": 117}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    old = Layout.load(tmp_path)
+    assert (old.node, old.server) == ("real", "https://127.0.117.1:443")
+    old.save()
+    assert Layout.load(tmp_path) == old
