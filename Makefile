@@ -100,18 +100,18 @@ crds: venv
 # its own floor (a cluster of its own: one real kubelet per machine).
 bench: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
-	$(PY) bench/run.py
-	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) bench/run.py --parts cancel
+	$(PY) -m bench.run
+	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) -m bench.run --parts cancel
 
 bench-scale: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
-	$(PY) bench/run.py --scale-only
+	$(PY) -m bench.run --scale-only
 
 # Fairness between namespaces (bench/fairness.py, KWOK): FAIRNESS_BEFORE=<commit> also measures that
 # commit's operator, interleaved, in the same conditions.
 bench-fairness: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
-	$(PY) bench/run.py --parts fairness $(if $(FAIRNESS_BEFORE),--fairness-before $(FAIRNESS_BEFORE))
+	$(PY) -m bench.run --parts fairness $(if $(FAIRNESS_BEFORE),--fairness-before $(FAIRNESS_BEFORE))
 
 e2e-kind:
 	hack/e2e-kind.sh

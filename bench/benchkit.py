@@ -6,35 +6,30 @@ Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+
+from flux_api import GROUP, PLURAL, VERSION
+from fluxtest.namespaces import fresh_namespace
+from fluxtest.operators import OperatorProcess
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+from localcluster.layout import Layout
+from localcluster.nodes import choice
+from localcluster.probes import wait_for
+from urllib3.exceptions import HTTPError
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-
-from flux_api import GROUP, PLURAL, VERSION  # noqa: E402
-from kubernetes import client, watch  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
-from localcluster.layout import Layout  # noqa: E402
-from localcluster.procs import free_port, stop  # noqa: E402
-from urllib3.exceptions import HTTPError  # noqa: E402
 
 RUNNER_UID = 65532
 # `make operator-venv`: the api and operator distributions alone, as the operator image has them. The
@@ -47,17 +42,12 @@ TERMINAL = ("Cancelled", "Succeeded", "Failed")
 OPERATOR_EXTRA: list[str] = []
 
 
+BENCH_LABELS = {"flux.dev/bench": "true"}
+
+
 class BenchError(RuntimeError):
     pass
 
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return value
 
 
 def log(message: str) -> None:
@@ -100,30 +90,27 @@ def proc_status_mb(pid: int) -> dict[str, float]:
 
 # --- namespaces -----------------------------------------------------------------------------------
 
-@contextmanager
-def bench_namespace(core: client.CoreV1Api, prefix: str = "bench", keep: bool = False) -> Iterator[str]:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"flux.dev/bench": "true"}}})
+def bench_namespace(core: client.CoreV1Api, prefix: str = "bench", keep: bool = False):
+    """A namespace of the benchmark's own (fluxtest.namespaces), watched by its operators by name."""
+    return fresh_namespace(core, enabled=False, prefix=prefix, labels=BENCH_LABELS, keep=keep, timeout=60,
+                           error=BenchError)
 
-    def default_account_exists() -> bool:
-        try:
-            core.read_namespaced_service_account("default", name)
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            raise
-        return True
 
-    try:
-        wait_until(default_account_exists, 60, f"the default ServiceAccount in {name}")
-        yield name
-    finally:
-        if not keep:
-            try:
-                core.delete_namespace(name, propagation_policy="Background")
-            except ApiException as err:
-                if err.status != 404:
-                    raise
+def install_crd(layout: Layout) -> None:
+    """The CRDs, and the TenancyPolicy that names the kubeconfig's user as the operator."""
+    kubectl = str(layout.bin / "kubectl")
+    env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
+    for args in (["apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
+                 ["wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", f"crd/tenancypolicies.{GROUP}",
+                  "--timeout=60s"]):
+        subprocess.run([kubectl, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    # The admission policies exempt the operator, which runs here as the kubeconfig's user.
+    me = subprocess.run([kubectl, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], env=env,
+                        check=True, capture_output=True, text=True).stdout
+    policy = subprocess.run([sys.executable, "-m", "flux_api.tenancy", "--operator", me], check=True,
+                            capture_output=True, text=True).stdout
+    subprocess.run([kubectl, "apply", "--server-side", "--force-conflicts", "-f", "-"], env=env, input=policy,
+                   check=True, stdout=subprocess.DEVNULL, text=True)
 
 
 # --- the operator as a process ----------------------------------------------------------------------
@@ -142,86 +129,42 @@ def ensure_operator_venv() -> list[str]:
     return operator_command()
 
 
-@dataclass
-class Operator:
-    """One replica of this checkout's operator, watching only the given namespaces."""
+class Operator(OperatorProcess):
+    """One replica of this checkout's operator (fluxtest.operators), watching only the given namespaces, with
+    a Lease of its own unless it means to share one (failover)."""
 
-    layout: Layout
-    namespaces: list[str]
-    label: str
-    extra: tuple[str, ...] = ()
-    kubeconfig: Path | None = None  # default: the cluster's; the counting proxy passes its own
-    lease_id: str = ""
-    command: tuple[str, ...] = ()  # default: this checkout's operator (operator_command())
-    proc: subprocess.Popen | None = None
-    metrics_port: int = 0
-    health_port: int = 0
-    log_path: Path = field(default=Path("/dev/null"))
+    def __init__(self, layout: Layout, namespaces: list[str], label: str, extra: tuple[str, ...] = (),
+                 kubeconfig: Path | None = None, lease_id: str = "", command: tuple[str, ...] = ()) -> None:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig or layout.kubeconfig)}  # the counting proxy has its own
+        image = choice.of(layout).runner_image
+        if image:  # a node that runs images: runner pods from the example workflow image (hack/build-images.sh)
+            env.setdefault("FLUX_RUNNER_IMAGE", image)
+        super().__init__(env, layout.logs, list(command) or None, base_args=(),
+                         log_path=layout.logs / f"operator-{label}.log")
+        self.layout, self.namespaces, self.label, self.extra = layout, namespaces, label, extra
+        self.lease_id = lease_id or f"flux-bench-{label}"
 
     def start(self) -> "Operator":
-        self.metrics_port, self.health_port = free_port(), free_port()
-        self.log_path = self.layout.logs / f"operator-{self.label}.log"
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig or self.layout.kubeconfig)}
-        if self.layout.real_node:  # runner pods from the example workflow image (hack/build-images.sh)
-            env.setdefault("FLUX_RUNNER_IMAGE", "localhost/flux-examples:dev")
-        # Each part has a Lease of its own unless it means to share one (failover).
-        lease_id = self.lease_id or f"flux-bench-{self.label}"
+        # Resolved only now: padded_memory --operator swaps operator_command() for another checkout's.
+        self.command = self.command or operator_command()
         # Plain /metrics on loopback: HTTPS would need a token, and its TokenReviews would add to the
         # requests the counting proxy counts.
-        argv = [*(self.command or operator_command()), "--metrics-port", str(self.metrics_port), "--no-metrics-secure",
-                "--health-port", str(self.health_port), "--leader-election-id", lease_id,
-                *(arg for ns in self.namespaces for arg in ("--namespace", ns)), *OPERATOR_EXTRA, *self.extra]
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        wait_until(self._healthy_or_dead, 90, f"operator {self.label} to answer /healthz", interval=0.2)
+        super().start("--no-metrics-secure", "--leader-election-id", self.lease_id,
+                      *(arg for ns in self.namespaces for arg in ("--namespace", ns)), *OPERATOR_EXTRA, *self.extra,
+                      timeout=90, interval=0.2, error=BenchError)
         return self
-
-    def _healthy_or_dead(self) -> bool:
-        if self.proc.poll() is not None:
-            raise BenchError(f"operator {self.label} exited with {self.proc.returncode}; see {self.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def metrics(self) -> dict[str, float]:
-        """The unlabelled samples of /metrics (flux_leader, flux_api_requests, ...)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
-        return out
 
     def leading(self) -> bool:
         try:
-            return self.metrics().get("flux_leader") == 1.0
+            return self.samples().get("flux_leader") == 1.0
         except (urllib.error.URLError, OSError):
             return False
 
     def api_requests(self) -> float:
-        return self.metrics().get("flux_api_requests", float("nan"))
+        return self.samples().get("flux_api_requests", float("nan"))
 
     def memory(self) -> dict[str, float]:
         return proc_status_mb(self.pid)
-
-    def kill9(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc, timeout=15)
 
 
 @contextmanager
@@ -232,149 +175,6 @@ def running_operator(layout: Layout, namespaces: list[str], label: str, extra: I
         yield op.start()
     finally:
         op.stop()
-
-
-# --- a counting proxy: every request the operator makes, by verb and resource --------------------
-
-@dataclass
-class Request:
-    at: float  # time.monotonic() when it arrived
-    method: str
-    resource: str  # e.g. pods, executions/status, leases, events
-    kind: str  # write, read (get or list), watch
-    status: int = 0
-
-
-def classify(method: str, path_qs: str) -> tuple[str, str]:
-    """(resource[/subresource], write|read|watch) of one API request."""
-    parts = urlsplit(path_qs)
-    segments = [s for s in parts.path.split("/") if s]
-    query = parse_qs(parts.query)
-    if segments[:1] == ["api"]:
-        rest = segments[2:]  # /api/v1/...
-    elif segments[:1] == ["apis"]:
-        rest = segments[3:]  # /apis/group/version/...
-    else:
-        rest = []
-    if rest[:1] == ["namespaces"] and len(rest) >= 3:
-        rest = rest[2:]
-    resource = "/".join([rest[0]] + rest[2:3]) if rest else (parts.path or "/")
-    if method in ("POST", "PUT", "PATCH", "DELETE"):
-        return resource, "write"
-    watching = query.get("watch", ["false"])[0].lower() in ("true", "1")
-    return resource, "watch" if watching else "read"
-
-
-_HOP_HEADERS = {"host", "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-                "upgrade", "content-length"}
-
-
-class CountingProxy:
-    """Plain HTTP on 127.0.0.1 in, the cluster's TLS apiserver (as admin) out; notes every request.
-
-    The operator is given a kubeconfig pointing here. Watches stream through unchanged.
-    """
-
-    def __init__(self, layout: Layout) -> None:
-        self.layout = layout
-        self.port = free_port()
-        self.requests: list[Request] = []
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="counting-proxy", daemon=True)
-        self.kubeconfig = layout.root / f"proxy-{self.port}.kubeconfig"
-
-    def start(self) -> "CountingProxy":
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "proxy",
-            "clusters": [{"name": "proxy", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
-            "users": [{"name": "proxy", "user": {}}],
-            "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "proxy", "namespace": "default"}}],
-        }))
-        self._thread.start()
-        if not self._ready.wait(20):
-            raise BenchError("the counting proxy did not start")
-        return self
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-        self._loop.run_forever()
-
-    async def _serve(self) -> None:
-        import aiohttp
-        from aiohttp import web
-
-        ctx = ssl.create_default_context(cafile=str(self.layout.pki / "ca.crt"))
-        ctx.load_cert_chain(str(self.layout.pki / "admin.crt"), str(self.layout.pki / "admin.key"))
-        self._session = aiohttp.ClientSession(
-            auto_decompress=False, connector=aiohttp.TCPConnector(ssl=ctx, limit=0),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
-        upstream = self.layout.server
-
-        async def handle(request: web.Request) -> web.StreamResponse:
-            resource, kind = classify(request.method, request.path_qs)
-            entry = Request(time.monotonic(), request.method, resource, kind)
-            with self._lock:
-                self.requests.append(entry)
-            body = await request.read()
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-            async with self._session.request(request.method, upstream + request.path_qs, data=body or None,
-                                             headers=headers, allow_redirects=False) as up:
-                entry.status = up.status
-                response = web.StreamResponse(status=up.status, reason=up.reason, headers={
-                    k: v for k, v in up.headers.items() if k.lower() not in _HOP_HEADERS})
-                await response.prepare(request)
-                try:
-                    async for chunk in up.content.iter_any():
-                        await response.write(chunk)
-                    await response.write_eof()
-                except (ConnectionResetError, aiohttp.ClientError, asyncio.CancelledError):
-                    pass  # the operator hung up (a watch it restarts): nothing to forward any more
-                return response
-
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", handle)
-        # A watch the operator drops must drop its upstream stream too, not wait for the server's timeout.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        self._ready.set()
-
-    def mark(self) -> int:
-        with self._lock:
-            return len(self.requests)
-
-    def since(self, mark: int, until: int | None = None) -> list[Request]:
-        with self._lock:
-            return list(self.requests[mark:until])
-
-    def between(self, start: float, end: float) -> list[Request]:
-        with self._lock:
-            return [r for r in self.requests if start <= r.at < end]
-
-    def stop(self) -> None:
-        async def close() -> None:
-            await self._session.close()  # ends every upstream stream, so no handler waits on one
-            await asyncio.wait_for(self._runner.cleanup(), 10)
-
-        if self._loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=15)
-            except (TimeoutError, asyncio.TimeoutError):
-                pass  # a daemon thread: it goes with the process
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self.kubeconfig.unlink(missing_ok=True)
-
-
-def tally(requests: Iterable[Request]) -> dict[str, int]:
-    """Counts by 'kind verb resource', e.g. 'write PATCH executions/status'."""
-    out: dict[str, int] = {}
-    for r in requests:
-        key = f"{r.kind} {r.method} {r.resource}"
-        out[key] = out.get(key, 0) + 1
-    return dict(sorted(out.items()))
 
 
 # --- watches that note when each object reached each phase -----------------------------------------
@@ -457,8 +257,8 @@ class PhaseBook:
 
     def wait_gone(self, names: Iterable[str], timeout: float) -> None:
         names = set(names)
-        wait_until(lambda: names <= self.gone or not (names & set(self.phase)), timeout, "executions to be deleted",
-                   interval=0.2)
+        wait_for(lambda: names <= self.gone or not (names & set(self.phase)),
+                 timeout, 0.2, "executions to be deleted", BenchError)
 
     def histogram(self) -> dict[str, int]:
         out: dict[str, int] = {}

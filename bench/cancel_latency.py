@@ -25,13 +25,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,14 +36,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 from flux_api import GROUP, PLURAL, VERSION
+from fluxtest.operators import OperatorProcess
+from fluxtest.podlogs import LogFollower
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster import cluster as localcluster
 from localcluster.kube import api_client
 from localcluster.layout import Layout
-from localcluster.procs import free_port, stop
+from localcluster.nodes import choice
+from localcluster.nodes.protocol import Node
+from localcluster.probes import wait_for
 
-from observe import BenchError, LogTail, PhaseWatch  # noqa: F401 - BenchError is part of this module's API
+from bench.benchkit import bench_namespace, install_crd
+from bench.observe import BenchError, PhaseWatch  # noqa: F401 - BenchError is part of this module's API
 
 SIGTERM_MARK = "received SIGTERM"
 # Logged once the runner's SIGTERM handler is in place, right before the workflow's first step.
@@ -55,14 +56,6 @@ SIGTERM_MARK = "received SIGTERM"
 FIRST_STEP_MARK = "flux.runner: running flux_examples.longrun:main"
 FLOOR_READY_MARK = "floor: ready"
 RUNNER_UID = 65532  # the user the operator gives runner pods
-# On the real node: runner pods run the example workflow image, the floor the bare runner image.
-REAL_NODE_RUNNER_IMAGE = "localhost/flux-examples:dev"
-REAL_NODE_FLOOR_IMAGE = "localhost/flux-runner:dev"
-# A kubelet's pod worker, right after it started a container, waits for its next PLEG relist (every 1 s)
-# before it acts on the pod again: a delete in that second waits for it (about 1 s on every sample). On
-# the real node each t0 therefore comes this long after the mark, when the pod is settled as any pod that
-# has been running a while; the process node has no such wait.
-REAL_NODE_SETTLE_SECONDS = 2.0
 TERMINAL = ("Cancelled", "Succeeded", "Failed")
 METRICS = ("floor", "patch_to_sigterm", "patch_to_cancelled")
 LABELS = {"floor": "floor: delete pod -> SIGTERM", "patch_to_sigterm": "patch -> SIGTERM",
@@ -81,22 +74,14 @@ while True:
 """
 
 
-def python_container(real_node: bool, program: str, **fields) -> dict:
-    """A container running `program` in Python: on the real node from our runner image (its python3); on
-    the process node, which ignores images, with this interpreter."""
-    if real_node:
-        return {"image": REAL_NODE_FLOOR_IMAGE, "imagePullPolicy": "Never", "command": ["python3", "-c", program],
+def python_container(node: Node, program: str, **fields) -> dict:
+    """A container running `program` in Python: on a node that runs images from our runner image (its
+    python3); on the process node, which ignores images, with this interpreter."""
+    if node.python_image:
+        return {"image": node.python_image, "imagePullPolicy": "Never", "command": ["python3", "-c", program],
                 **fields}
     return {"image": "flux-bench-floor", "command": [sys.executable, "-c", program], **fields}
 
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return value
 
 
 # --- the cluster, the namespace, the operator ----------------------------------------------------
@@ -121,74 +106,20 @@ def bench_cluster() -> Iterator[Layout]:
             localcluster.down(root)
 
 
-def install_crd(layout: Layout) -> None:
-    kubectl = str(layout.bin / "kubectl")
-    env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
-    for args in (["apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
-                 ["wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", f"crd/tenancypolicies.{GROUP}",
-                  "--timeout=60s"]):
-        subprocess.run([kubectl, *args], env=env, check=True, stdout=subprocess.DEVNULL)
-    # The admission policies exempt the operator, which runs here as the kubeconfig's user.
-    me = subprocess.run([kubectl, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], env=env,
-                        check=True, capture_output=True, text=True).stdout
-    policy = subprocess.run([sys.executable, "-m", "flux_api.tenancy", "--operator", me], check=True,
-                            capture_output=True, text=True).stdout
-    subprocess.run([kubectl, "apply", "--server-side", "--force-conflicts", "-f", "-"], env=env, input=policy,
-                   check=True, stdout=subprocess.DEVNULL, text=True)
-
-
-@contextmanager
-def bench_namespace(core: client.CoreV1Api, keep: bool) -> Iterator[str]:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"flux.dev/bench": "true"}}})
-
-    def default_account_exists() -> bool:
-        try:
-            core.read_namespaced_service_account("default", name)
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            raise
-        return True
-
-    try:
-        # Pods are refused until the controller-manager has made the default ServiceAccount.
-        wait_until(default_account_exists, 30, f"the default ServiceAccount in {name}")
-        yield name
-    finally:
-        if keep:
-            print(f"keeping namespace {name}")
-        else:
-            core.delete_namespace(name, propagation_policy="Background")
-
-
 @contextmanager
 def running_operator(layout: Layout, namespace: str) -> Iterator[Path]:
-    """The operator of this checkout, watching only the bench namespace."""
-    health_port = free_port()
-    log_path = layout.logs / f"operator-bench-{namespace}.log"
+    """The operator of this checkout (this interpreter's), watching only the bench namespace, no /metrics."""
     env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
-    if layout.real_node:
-        env.setdefault("FLUX_RUNNER_IMAGE", REAL_NODE_RUNNER_IMAGE)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "flux_operator", "--namespace", namespace,
-                                 "--metrics-port", "0", "--health-port", str(health_port)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise BenchError(f"the operator exited with {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=1) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
+    image = choice.of(layout).runner_image
+    if image:
+        env.setdefault("FLUX_RUNNER_IMAGE", image)
+    op = OperatorProcess(env, layout.logs, [sys.executable, "-m", "flux_operator"], base_args=(),
+                         log_path=layout.logs / f"operator-bench-{namespace}.log", serve_metrics=False)
     try:
-        wait_until(healthy, 60, "the operator's liveness endpoint", interval=0.2)
-        yield log_path
+        op.start("--namespace", namespace, timeout=60, interval=0.2, error=BenchError)
+        yield op.log_path
     finally:
-        stop(proc, timeout=15)
+        op.stop()
 
 
 # --- one round: a cancel and a floor --------------------------------------------------------------
@@ -198,15 +129,17 @@ class Bench:
     core: client.CoreV1Api
     custom: client.CustomObjectsApi
     namespace: str
-    real_node: bool
+    node: Node
     grace: int
 
-    def log_of(self, pod_name: str, container: str) -> LogTail:
-        return LogTail(self.core, self.namespace, pod_name, container)
+    def log_of(self, pod_name: str, container: str) -> LogFollower:
+        """The container's log through the API server, as it arrives (followed from its first 400 on)."""
+        return LogFollower(self.core, self.namespace, pod_name, container, wait_start=False)
 
     def settle(self) -> None:
-        if self.real_node:
-            time.sleep(REAL_NODE_SETTLE_SECONDS)
+        """A kubelet's pod worker, right after it started a container, waits for its next PLEG relist before
+        it acts on the pod again: each t0 comes once the pod is settled as any pod running a while."""
+        time.sleep(self.node.settle_seconds)
 
     def measure_cancel(self, index: int) -> dict:
         name = f"cancel-{index}"
@@ -217,15 +150,12 @@ class Bench:
                      "gracePeriodSeconds": self.grace}})
         phases.wait_for("Running", 60)
         log = self.log_of(phases.latest["status"]["podName"], "runner")
-        try:
-            log.wait_for(FIRST_STEP_MARK, 60)  # the SIGTERM handler is in place by now
-            self.settle()
-            t0 = time.perf_counter()
-            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
-                                                       {"spec": {"cancel": {"reason": "bench"}}})
-            sigterm = log.wait_for(SIGTERM_MARK, self.grace + 30)
-        finally:
-            log.close()
+        log.arrival(FIRST_STEP_MARK, 60, BenchError)  # the SIGTERM handler is in place by now
+        self.settle()
+        t0 = time.perf_counter()
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
+                                                   {"spec": {"cancel": {"reason": "bench"}}})
+        sigterm = log.arrival(SIGTERM_MARK, self.grace + 30, BenchError)
         cancelled = phases.wait_for("Cancelled", self.grace + 30)
         outcome = (phases.latest["status"].get("cancellation") or {}).get("outcome")
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
@@ -233,7 +163,7 @@ class Bench:
 
     def measure_floor(self, index: int) -> float:
         name = f"floor-{index}"
-        container = python_container(self.real_node, FLOOR_PROGRAM, name="runner",
+        container = python_container(self.node, FLOOR_PROGRAM, name="runner",
                                      env=[{"name": "PYTHONUNBUFFERED", "value": "1"}])
         self.core.create_namespaced_pod(self.namespace, {
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
@@ -241,17 +171,14 @@ class Bench:
                      "enableServiceLinks": False, "automountServiceAccountToken": False,
                      "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID},
                      "containers": [container]}})
-        wait_until(lambda: self.pod_phase(name) == "Running", 60, f"pod {name} to run")
+        wait_for(lambda: self.pod_phase(name) == "Running", 60, 0.05, f"pod {name} to run", BenchError)
         log = self.log_of(name, "runner")
-        try:
-            log.wait_for(FLOOR_READY_MARK, 60)
-            self.settle()
-            t0 = time.perf_counter()
-            self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=self.grace)
-            sigterm = log.wait_for(SIGTERM_MARK, self.grace + 30)
-        finally:
-            log.close()
-        wait_until(lambda: self.pod_phase(name) is None, self.grace + 30, f"pod {name} to be gone")
+        log.arrival(FLOOR_READY_MARK, 60, BenchError)
+        self.settle()
+        t0 = time.perf_counter()
+        self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=self.grace)
+        sigterm = log.arrival(SIGTERM_MARK, self.grace + 30, BenchError)
+        wait_for(lambda: self.pod_phase(name) is None, self.grace + 30, 0.05, f"pod {name} to be gone", BenchError)
         return sigterm - t0
 
     def pod_phase(self, name: str) -> str | None:
@@ -347,16 +274,16 @@ def main(argv: list[str] | None = None) -> int:
             install_crd(layout)
             with api_client(layout.kubeconfig) as api:
                 core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-                with bench_namespace(core, args.keep) as namespace, running_operator(layout, namespace) as op_log:
+                with bench_namespace(core, keep=args.keep) as namespace, running_operator(layout, namespace) as op_log:
                     print(f"cluster {layout.root}, namespace {namespace}, operator log {op_log}")
-                    bench = Bench(core, custom, namespace, layout.real_node, args.grace)
+                    bench = Bench(core, custom, namespace, choice.of(layout), args.grace)
                     samples = run_rounds(bench, args.n)
     except BenchError as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 1
     summary = {metric: summarize(samples[metric]) for metric in METRICS}
     ratios = ratios_to_floor(summary)
-    node = "real" if layout.real_node else "process"
+    node = layout.node
     print_table(summary, ratios, args.n, args.grace, node)
     not_graceful = [o for o in samples["outcome"] if o != "Graceful"]
     if not_graceful:

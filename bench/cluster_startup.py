@@ -4,7 +4,7 @@ Each round brings a throwaway cluster up in its own directory, records when the 
 answered /readyz (the floor: nothing useful happens before it) and when the whole cluster was
 ready (node Ready, default ServiceAccount made), then the RSS of every process, then takes it down.
 
-    .venv/bin/python bench/cluster_startup.py --rounds 3
+    .venv/bin/python -m bench.cluster_startup --rounds 3
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from localcluster import cluster
 from localcluster.layout import Layout
+from localcluster.nodes import choice
 from localcluster.procs import session_members
 
 
@@ -69,7 +70,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    cluster.binaries_dir()  # build once up front: this measures a warm cache
+    choice.chosen().binaries()  # build once up front: this measures a warm cache
     rounds = []
     for i in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="flux-bench-") as tmp:

@@ -21,7 +21,7 @@ measures from a watch:
 The bystander's runner pods run on the KWOK node (Running at once, no process); the process node is
 cordoned meanwhile. The baseline is the same code with no storm, in the same run.
 
-    .venv/bin/python bench/run.py --parts fairness --fairness-before 24552cf     (make bench-fairness)
+    .venv/bin/python -m bench.run --parts fairness --fairness-before 24552cf     (make bench-fairness)
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.layout import Layout
 
-from benchkit import (OPERATOR_EXTRA, OPERATOR_VENV, REPO, RESULTS, BenchError, Operator, PhaseBook, bench_namespace,
-                      create_executions, execution, kubectl, log, operator_command, patch_cancel, summary, wait_until)
-from kwoknode import kwok_node
+from bench.benchkit import (OPERATOR_EXTRA, OPERATOR_VENV, REPO, RESULTS, BenchError, Operator, PhaseBook,
+                            bench_namespace, create_executions, execution, kubectl, log, operator_command,
+                            patch_cancel, summary)
+from localcluster.nodes import kwok
+from localcluster.probes import wait_for
 
 LEAF = "flux_examples.longrun:main"
 LEAF_INPUT = {"steps": 1, "stepSeconds": 3600}
@@ -93,8 +95,8 @@ def _make_storm(core: client.CoreV1Api, custom: client.CustomObjectsApi, kind: s
     """Creates the storm; '' when done, else why it could not be made."""
     if kind == "quota":
         core.create_namespaced_resource_quota(ns, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
-        wait_until(lambda: (core.read_namespaced_resource_quota("no-pods", ns).status.hard or {}).get("pods"), 60,
-                   "the quota's status")
+        wait_for(lambda: (core.read_namespaced_resource_quota("no-pods", ns).status.hard or {}).get("pods"),
+                 60, 0.05, "the quota's status", BenchError)
     try:
         create_executions(custom, ns, _storm_bodies(kind, n), workers=8)
     except ApiException as err:
@@ -105,7 +107,7 @@ def _make_storm(core: client.CoreV1Api, custom: client.CustomObjectsApi, kind: s
 def _refusals(op: Operator, storm: str) -> float:
     if storm == "none":
         return 0.0
-    text = op.metrics()
+    text = op.samples()
     return sum(v for k, v in text.items() if k == f'flux_reconcile_errors_total{{kind="{REFUSAL_KIND[storm]}"}}')
 
 
@@ -118,13 +120,13 @@ def _round(layout: Layout, api: client.ApiClient, book: PhaseBook, bystander: st
     out: dict = {"round": index, "code": code_name, "storm": storm, "operatorPid": op.pid,
                  "load": [Path("/proc/loadavg").read_text().split()[0]]}
     try:
-        wait_until(op.leading, 90, "the round's operator to lead", interval=0.2)
+        wait_for(op.leading, 90, 0.2, "the round's operator to lead", BenchError)
         began = time.monotonic()
         if storm != "none":
             # The storm is on once every storm execution has been refused at least once.
             try:
-                wait_until(lambda: _refusals(op, storm) >= cfg["storm"], cfg["settleMax"],
-                           f"{cfg['storm']} refusals", interval=1)
+                wait_for(lambda: _refusals(op, storm) >= cfg["storm"],
+                         cfg["settleMax"], 1, f"{cfg['storm']} refusals", BenchError)
             except BenchError:
                 pass  # recorded: a storm that never got going (e.g. ended Failed earlier) shows in the counts
         out["settleSeconds"] = round(time.monotonic() - began, 1)
@@ -210,7 +212,7 @@ def run_fairness(layout: Layout, api: client.ApiClient, args) -> dict:
                                   + (f" + {' '.join(OPERATOR_EXTRA)}" if OPERATOR_EXTRA else ""),
                  "rounds": [], "storms": {}}
     began = time.monotonic()
-    with kwok_node(layout, api), bench_namespace(core, "fair-bystander") as bystander, \
+    with kwok.beside(layout, api), bench_namespace(core, "fair-bystander") as bystander, \
             bench_namespace(core, "fair-quota") as ns_quota, bench_namespace(core, "fair-invalid") as ns_invalid:
         storm_ns = {"quota": ns_quota, "invalid": ns_invalid}
         storms = ["none"]

@@ -1,8 +1,8 @@
 """Memory independent of object size (issue 16, item 7): the operator's RSS with `--count` executions padded to
 the API server's object size limit, against the same count unpadded, in the same run.
 
-    .venv/bin/python bench/padded_memory.py --rounds 20 --count 30
-    .venv/bin/python bench/padded_memory.py --rounds 5 --operator /path/to/other/.venv-operator/bin/flux-operator
+    .venv/bin/python -m bench.padded_memory --rounds 20 --count 30
+    .venv/bin/python -m bench.padded_memory --rounds 5 --operator /path/to/other/.venv-operator/bin/flux-operator
 
 Each round measures both kinds, in alternating order (plain first in even rounds, padded first in odd
 ones), each in a fresh namespace with an operator of its own (`.venv-operator`, as the image has it):
@@ -35,24 +35,24 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-from benchkit import (  # noqa: E402
+from bench.benchkit import (
     OPERATOR_EXTRA,
     BenchError,
     Operator,
     PhaseBook,
     bench_namespace,
     ensure_operator_venv,
+    install_crd,
     log,
-    wait_until,
 )
-from cancel_latency import bench_cluster, install_crd  # noqa: E402
-from flux_api import GROUP, PLURAL, VERSION  # noqa: E402
-from kubernetes import client  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
-from localcluster.kube import api_client  # noqa: E402
+from bench.cancel_latency import bench_cluster
+from flux_api import GROUP, PLURAL, VERSION
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from localcluster.kube import api_client
+from localcluster.probes import wait_for
+
+REPO = Path(__file__).resolve().parents[1]
 
 DATA = REPO / "bench" / "data"
 START_AT = "2099-01-01T00:00:00Z"  # never due: no runner pod, only the operator's own memory
@@ -79,7 +79,7 @@ def probe_padding(custom: client.CustomObjectsApi, namespace: str) -> int:
                 return False
             raise
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "probe", grace_period_seconds=0)
-        wait_until(lambda: not exists(custom, namespace, "probe"), 30, "the probe to be deleted")
+        wait_for(lambda: not exists(custom, namespace, "probe"), 30, 0.05, "the probe to be deleted", BenchError)
         return True
 
     low, high = 100_000, 3_000_000
@@ -115,7 +115,7 @@ def settled_memory(op: Operator, settle: float) -> dict[str, float]:
 
 def world_holds(op: Operator, count: int) -> bool:
     try:
-        return op.metrics().get('flux_executions{phase="Pending"}') == count
+        return op.samples().get('flux_executions{phase="Pending"}') == count
     except OSError:
         return False
 
@@ -126,7 +126,7 @@ def one_sample(layout, api, kind: str, count: int, padding: int, settle: float, 
         book = PhaseBook(api, namespace)
         op = Operator(layout, [namespace], f"{label}-watch").start()
         try:
-            wait_until(op.leading, 60, "the operator to lead")
+            wait_for(op.leading, 60, 0.05, "the operator to lead", BenchError)
             started = time.monotonic()
             for i in range(count):
                 custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
@@ -138,7 +138,8 @@ def one_sample(layout, api, kind: str, count: int, padding: int, settle: float, 
             op.stop()
         op = Operator(layout, [namespace], f"{label}-cold").start()
         try:
-            wait_until(lambda: world_holds(op, count), 300, f"the restarted operator to hold {count} executions")
+            wait_for(lambda: world_holds(op, count),
+                     300, 0.05, f"the restarted operator to hold {count} executions", BenchError)
             cold = settled_memory(op, settle)
         finally:
             op.stop()
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--operator", default="", help="another operator command (e.g. an older checkout's)")
     p.add_argument("--operator-args", default="", help="extra flags for every operator")
     args = p.parse_args(argv)
-    import benchkit
+    from bench import benchkit
     command = args.operator.split() or ensure_operator_venv()
     if args.operator:
         benchkit.operator_command = lambda: command
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                     samples.append(sample)
                     log(f"round {i} {kind}: watch RSS {sample['watch']['VmRSS']:.1f} HWM {sample['watch']['VmHWM']:.1f}"
                         f"; cold RSS {sample['cold']['VmRSS']:.1f} HWM {sample['cold']['VmHWM']:.1f} MB")
-        node = "real" if layout.real_node else "process"
+        node = layout.node
     result = {
         "startedAt": stamp, "duration_s": time.monotonic() - began,
         "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),

@@ -11,15 +11,19 @@ import threading
 import time
 from pathlib import Path
 
-import cancel_latency as cl
+from bench import cancel_latency as cl
 from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.layout import Layout
+from localcluster.nodes import choice
+from localcluster.nodes.protocol import Node
+from localcluster.probes import wait_for
 
-from benchkit import (REPO, RUNNER_UID, BenchError, CountingProxy, Operator, PhaseBook, PodBook, bench_namespace,
-                      create_executions, execution, kubectl, log, parallel, patch_cancel, running_operator,
-                      summary, tally, wait_until)
+from bench.benchkit import (REPO, RUNNER_UID, BenchError, Operator, PhaseBook, PodBook,
+                            bench_namespace, create_executions, execution, kubectl, log, parallel, patch_cancel,
+                            running_operator, summary)
+from bench.proxy import CountingProxy, tally
 
 LONGRUN = "flux_examples.longrun:main"
 ONE_LONG_STEP = {"steps": 1, "stepSeconds": 3600}
@@ -34,19 +38,19 @@ COMPARABLE_PROGRAM = "import flux_runner.main\n" + cl.FLOOR_PROGRAM
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _pod_spec(grace: int, program: str, restart: str, real_node: bool = False) -> dict:
+def _pod_spec(grace: int, program: str, restart: str, node: Node) -> dict:
     env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
     return {"restartPolicy": restart, "terminationGracePeriodSeconds": grace,
             "enableServiceLinks": False, "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID},
-            "containers": [cl.python_container(real_node, program, name="runner", env=env)]}
+            "containers": [cl.python_container(node, program, name="runner", env=env)]}
 
 
-def _job(name: str, grace: int, program: str, labels: dict, real_node: bool = False) -> dict:
+def _job(name: str, grace: int, program: str, labels: dict, node: Node) -> dict:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": labels},
             "spec": {"backoffLimit": 0, "completions": 1, "parallelism": 1,
                      "template": {"metadata": {"labels": labels},
-                                  "spec": _pod_spec(grace, program, "Never", real_node)}}}
+                                  "spec": _pod_spec(grace, program, "Never", node)}}}
 
 
 def _logs_with(layout: Layout, namespace: str, mark: str, pod_prefix: str = "") -> int:
@@ -62,8 +66,8 @@ def _logs_with(layout: Layout, namespace: str, mark: str, pod_prefix: str = "") 
 
 
 def _wait_logs(layout: Layout, namespace: str, mark: str, n: int, timeout: float, pod_prefix: str = "") -> None:
-    wait_until(lambda: _logs_with(layout, namespace, mark, pod_prefix) >= n, timeout,
-               f"{n} runner logs in {namespace} with {mark!r}", interval=0.25)
+    wait_for(lambda: _logs_with(layout, namespace, mark, pod_prefix) >= n,
+             timeout, 0.25, f"{n} runner logs in {namespace} with {mark!r}", BenchError)
 
 
 def _outcomes(book: PhaseBook, names) -> dict[str, int]:
@@ -77,12 +81,12 @@ def _outcomes(book: PhaseBook, names) -> dict[str, int]:
 
 def _delete_all_executions(layout: Layout, namespace: str, book: PhaseBook, timeout: float = 300) -> None:
     kubectl(layout, "delete", f"{PLURAL}.{GROUP}", "--all", "-n", namespace, "--wait=false")
-    wait_until(lambda: not book.phase, timeout, f"every execution in {namespace} to be deleted", interval=0.5)
+    wait_for(lambda: not book.phase, timeout, 0.5, f"every execution in {namespace} to be deleted", BenchError)
 
 
 def _wait_no_pods(core: client.CoreV1Api, namespace: str, timeout: float = 300) -> None:
-    wait_until(lambda: not core.list_namespaced_pod(namespace).items, timeout, f"no pods left in {namespace}",
-               interval=0.5)
+    wait_for(lambda: not core.list_namespaced_pod(namespace).items,
+             timeout, 0.5, f"no pods left in {namespace}", BenchError)
 
 
 # --- 1. cancel latency: patch->SIGTERM and patch->Cancelled against their baselines --------------------
@@ -91,16 +95,12 @@ def measure_job_delete(bench: cl.Bench, batch: client.BatchV1Api, index: int) ->
     """A Job whose pod runs the floor program: DELETE (foreground propagation) -> its pod gone."""
     name = f"job-{index}"
     batch.create_namespaced_job(bench.namespace, _job(name, bench.grace, cl.FLOOR_PROGRAM, {"bench-job": name},
-                                                      bench.real_node))
+                                                      bench.node))
     pods = PodBook(bench.core.api_client, bench.namespace, f"bench-job={name}")
     try:
         pods.wait(lambda b: b.running() == 1, 60, f"the pod of job {name} to run")
         pod_name = next(iter(pods.phase))
-        tail = bench.log_of(pod_name, "runner")
-        try:
-            tail.wait_for(cl.FLOOR_READY_MARK, 60)
-        finally:
-            tail.close()
+        bench.log_of(pod_name, "runner").arrival(cl.FLOOR_READY_MARK, 60, BenchError)
         bench.settle()
         t0 = time.monotonic()
         batch.delete_namespaced_job(name, bench.namespace, propagation_policy="Foreground")
@@ -108,7 +108,8 @@ def measure_job_delete(bench: cl.Bench, batch: client.BatchV1Api, index: int) ->
         gone = pods.gone_at[pod_name]
     finally:
         pods.stop()
-    wait_until(lambda: _absent(lambda: batch.read_namespaced_job(name, bench.namespace)), 60, f"job {name} gone")
+    wait_for(lambda: _absent(lambda: batch.read_namespaced_job(name, bench.namespace)),
+             60, 0.05, f"job {name} gone", BenchError)
     return gone - t0
 
 
@@ -128,7 +129,7 @@ def run_cancel(layout: Layout, api: client.ApiClient, args) -> dict:
                                 "outcome": []}
     with bench_namespace(core, "cancel") as ns, running_operator(layout, [ns], f"cancel-{ns}") as op:
         log(f"cancel: namespace {ns}, operator log {op.log_path}")
-        bench = cl.Bench(core, custom, ns, layout.real_node, args.grace)
+        bench = cl.Bench(core, custom, ns, choice.of(layout), args.grace)
         for i in range(1, args.rounds + 1):
             c = bench.measure_cancel(i)
             f = bench.measure_floor(i)
@@ -142,7 +143,7 @@ def run_cancel(layout: Layout, api: client.ApiClient, args) -> dict:
                 f"pod delete->SIGTERM {f * 1e3:6.1f} ms  patch->Cancelled {c['patch_to_cancelled'] * 1e3:7.1f} ms  "
                 f"job delete->pod gone {j * 1e3:7.1f} ms  {c['outcome']}")
     ms = {k: [round(x * 1e3, 3) for x in v] for k, v in samples.items() if k != "outcome"}
-    source = "real node" if layout.real_node else "process node"
+    source = f"{layout.node} node"
     return {"source": source, "samplesMs": ms, "summaryMs": {k: summary(v) for k, v in ms.items()},
             "outcomes": samples["outcome"], "grace": args.grace}
 
@@ -186,7 +187,8 @@ def run_throughput(layout: Layout, api: client.ApiClient, args) -> dict:
             pods = PodBook(api, ns, "bench=jobs")
             labels = {"bench": "jobs"}
             t0 = time.monotonic()
-            parallel(lambda i: batch.create_namespaced_job(ns, _job(f"job-{i:03d}", grace, COMPARABLE_PROGRAM, labels)),
+            parallel(lambda i: batch.create_namespaced_job(ns, _job(f"job-{i:03d}", grace, COMPARABLE_PROGRAM, labels,
+                                                                            choice.of(layout))),
                      range(n))
             done = pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running")
             out["jobs_all_running_s"] = done - t0
@@ -199,7 +201,7 @@ def run_throughput(layout: Layout, api: client.ApiClient, args) -> dict:
             pods = PodBook(api, ns, "bench=bare")
             parallel(lambda i: core.create_namespaced_pod(ns, {
                 "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"bare-{i:03d}", "labels": {"bench": "bare"}},
-                "spec": _pod_spec(grace, COMPARABLE_PROGRAM, "OnFailure")}), range(n))
+                "spec": _pod_spec(grace, COMPARABLE_PROGRAM, "OnFailure", choice.of(layout))}), range(n))
             pods.wait(lambda b: b.running() >= n, 900, f"{n} bare pods Running")
             _wait_logs(layout, ns, cl.FLOOR_READY_MARK, n, 600, "bare-")
             time.sleep(2)
@@ -377,7 +379,7 @@ def run_failover(layout: Layout, api: client.ApiClient, args) -> dict:
         leases = None
         try:
             a.start()
-            wait_until(a.leading, 60, "replica a to lead", interval=0.1)
+            wait_for(a.leading, 60, 0.1, "replica a to lead", BenchError)
             b.start()
             leases = LeaseLog(api, ns, lease_id)
             log(f"failover: namespace {ns}, leader a pid {a.pid}, standby b pid {b.pid}, lease {lease}s")
@@ -395,8 +397,8 @@ def run_failover(layout: Layout, api: client.ApiClient, args) -> dict:
                     kill_at = time.monotonic()
                     leader.kill9()
                 time.sleep(0.1)
-            taken = wait_until(lambda: standby.leading() and time.monotonic(), lease * 3 + 30,
-                               "the standby to lead", interval=0.05)
+            taken = wait_for(lambda: standby.leading() and time.monotonic(),
+                             lease * 3 + 30, 0.05, "the standby to lead", BenchError)
             done = book.wait_count(["Cancelled"], n, args.grace + lease + 300, f"{n} executions Cancelled")
             out.update(takeover_after_kill_s=taken - kill_at, all_cancelled_after_first_patch_s=done - t0,
                        cancelled=book.count(["Cancelled"], names), outcomes=_outcomes(book, names))

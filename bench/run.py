@@ -1,8 +1,8 @@
 """The benchmark suite of issue 9: every figure next to a baseline measured in the same run.
 
-    .venv/bin/python bench/run.py                 # everything (make bench)
-    .venv/bin/python bench/run.py --scale-only    # the KWOK figures only (make bench-scale)
-    .venv/bin/python bench/run.py --parts cancel,failover --rounds 10
+    .venv/bin/python -m bench.run                 # everything (make bench)
+    .venv/bin/python -m bench.run --scale-only    # the KWOK figures only (make bench-scale)
+    .venv/bin/python -m bench.run --parts cancel,failover --rounds 10
 
 Brings up its own throwaway local cluster in .cluster-bench/ (or $FLUX_BENCH_DIR) and takes it down
 at the end, unless it was already up there. Runs its own operators, each limited to fresh namespaces
@@ -19,22 +19,19 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from localcluster import cluster as localcluster
+from localcluster.kube import api_client
+from localcluster.layout import Layout
+
+from bench.benchkit import RESULTS, BenchError, install_crd, log
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-from flux_api import GROUP, PLURAL  # noqa: E402
-from localcluster import cluster as localcluster  # noqa: E402
-from localcluster.kube import api_client  # noqa: E402
-from localcluster.layout import Layout  # noqa: E402
-
-from benchkit import RESULTS, BenchError, log  # noqa: E402
 
 PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover")
 ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
@@ -42,22 +39,6 @@ ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
 
 def cluster_root() -> Path:
     return Path(os.environ.get("FLUX_BENCH_DIR", REPO / ".cluster-bench")).resolve()
-
-
-def install_crd(layout: Layout) -> None:
-    env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
-    kubectl = str(layout.bin / "kubectl")
-    for args in (["apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
-                 ["wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", f"crd/tenancypolicies.{GROUP}",
-                  "--timeout=60s"]):
-        subprocess.run([kubectl, *args], env=env, check=True, stdout=subprocess.DEVNULL)
-    # The admission policies exempt the operator, which runs here as the kubeconfig's user.
-    me = subprocess.run([kubectl, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], env=env,
-                        check=True, capture_output=True, text=True).stdout
-    policy = subprocess.run([sys.executable, "-m", "flux_api.tenancy", "--operator", me], check=True,
-                            capture_output=True, text=True).stdout
-    subprocess.run([kubectl, "apply", "--server-side", "--force-conflicts", "-f", "-"], env=env, input=policy,
-                   check=True, stdout=subprocess.DEVNULL, text=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -97,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Runner pods find `flux-runner` on the PATH of whoever started the process node.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    import benchkit
+    from bench import benchkit
     benchkit.OPERATOR_EXTRA[:] = shlex.split(args.operator_args)
     operator = benchkit.ensure_operator_venv()
     root = cluster_root()
@@ -132,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if not was_up:
             localcluster.down(root, quiet=True)
     results["duration_s"] = time.monotonic() - began
-    from report import figures, markdown
+    from bench.report import figures, markdown
     results["figures"] = figures(results)
     json_path, md_path = write(results, stamp)
     print()
@@ -144,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_goes_down: bool = False) -> dict:
     if part == "fairness":
-        from fairness import run_fairness
+        from bench.fairness import run_fairness
         return run_fairness(layout, api, args)
     if part == "scale":
-        from scale import run_scale
+        from bench.scale import run_scale
         return run_scale(layout, api, n_first=args.scale_first, n_deadline=args.scale_deadline,
                          n_total=args.scale_total, idle_window=args.idle_window,
                          wait_clean_up=not cluster_goes_down)
-    import process_parts
+    from bench import process_parts
     return getattr(process_parts, f"run_{part}")(layout, api, args)
 
 
@@ -162,7 +143,7 @@ def machine() -> dict:
 
 
 def write(results: dict, stamp: str) -> tuple[Path, Path]:
-    from report import markdown
+    from bench.report import markdown
     RESULTS.mkdir(parents=True, exist_ok=True)
     json_path = RESULTS / f"{stamp}.json"
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -11,7 +11,7 @@ One operator (default flags, its own Lease) watches two namespaces through the c
      (Cancelling or Cancelled) minus startedAt + activeDeadlineSeconds (the operator's own rule).
   3. 3,000 more (5,000 in all, every one of them in the operator's memory): VmHWM at 5,000.
 
-    .venv/bin/python bench/run.py --scale-only          (make bench-scale)
+    .venv/bin/python -m bench.run --scale-only          (make bench-scale)
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from flux_api.timefmt import parse_time
 from kubernetes import client
 from localcluster.layout import Layout
 
-from benchkit import (BenchError, CountingProxy, Operator, PhaseBook, bench_namespace, create_executions, execution, log,
-                      percentile, summary, tally, wait_until)
-from kwoknode import kwok_node
+from bench.benchkit import (BenchError, Operator, PhaseBook, bench_namespace, create_executions,
+                            execution, log, percentile, summary)
+from bench.proxy import CountingProxy, tally
+from localcluster.nodes import kwok
+from localcluster.probes import wait_for
 
 LEAF = "flux_examples.longrun:main"
 LEAF_INPUT = {"steps": 1, "stepSeconds": 3600}
@@ -132,13 +134,13 @@ def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_dead
                             "deadlineSpreadSeconds": spread, "operatorFlags": "defaults (qps 50, burst 100, "
                             "4 workers, leader election on, lease 15s)"}}
     began = time.monotonic()
-    with kwok_node(layout, api), \
+    with kwok.beside(layout, api), \
             bench_namespace(core, "scale") as ns_idle, bench_namespace(core, "deadline") as ns_dl:
         proxy = CountingProxy(layout).start()
         op = Operator(layout, [ns_idle, ns_dl], f"scale-{ns_idle}", kubeconfig=proxy.kubeconfig).start()
         idle, dl = PhaseBook(api, ns_idle), PhaseBook(api, ns_dl)
         try:
-            wait_until(op.leading, 60, "the scale operator to lead", interval=0.2)
+            wait_for(op.leading, 60, 0.2, "the scale operator to lead", BenchError)
             log(f"scale: operator pid {op.pid} (log {op.log_path}), namespaces {ns_idle} {ns_dl}")
             stuck = out["stuckPending"] = {}
             # The baseline: the same process leading, watching, with nothing to hold yet.
@@ -197,9 +199,9 @@ def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_dead
                 core.delete_namespace(ns, propagation_policy="Background")
             if wait_clean_up:  # when the cluster goes down next, ten minutes of deletions buy nothing
                 try:
-                    wait_until(lambda: not [n for n in core.list_namespace().items
+                    wait_for(lambda: not [n for n in core.list_namespace().items
                                             if n.metadata.name in (ns_idle, ns_dl)],
-                               600, "the scale namespaces to be deleted", interval=2)
+                             600, 2, "the scale namespaces to be deleted", BenchError)
                 except Exception as err:  # noqa: BLE001 - a slow clean-up must not lose the figures
                     log(f"  clean-up: {err}")
     out["duration_s"] = time.monotonic() - began

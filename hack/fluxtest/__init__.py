@@ -2,6 +2,6 @@
 
 from fluxtest.executions import TERMINAL, Executions, Schedules, longrun, manifest, schedule
 from fluxtest.paths import CRD, REPO
-from fluxtest.waiting import wait_for
+from localcluster.probes import wait_for
 
 __all__ = ["CRD", "REPO", "TERMINAL", "Executions", "Schedules", "longrun", "manifest", "schedule", "wait_for"]

@@ -8,7 +8,7 @@ from flux_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, nesting
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from fluxtest.waiting import wait_for
+from localcluster.probes import wait_for
 
 TERMINAL = ("Cancelled", "Succeeded", "Failed")
 

@@ -4,12 +4,9 @@ runs counted from the runner logs, read through the API (fluxtest.podlogs.Runner
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -19,34 +16,19 @@ from kubernetes import client, watch
 from localcluster.layout import Layout
 
 from fluxtest.identity import OPERATOR_NAMESPACE
-from fluxtest.plugin import OperatorProcess
+from fluxtest.operators import OperatorProcess
 from fluxtest.podlogs import RunnerLogs
-from fluxtest.waiting import wait_for
+from localcluster.probes import wait_for
 
 LEASE_SECONDS = 5  # what OperatorProcess passes as --lease-seconds
 
 
-def health(op: OperatorProcess) -> tuple[int, dict]:
-    """(HTTP status, JSON) of the replica's /healthz; (0, {}) if it does not answer at all."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/healthz", timeout=2) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-    except OSError:
-        return 0, {}
+health = OperatorProcess.health  # (HTTP status, JSON) of a replica's /healthz; (0, {}) if it does not answer
 
 
 def metric(op: OperatorProcess, name: str, labels: str = "") -> float:
     """One sample of the operator's /metrics (0 if absent); `labels` as printed, e.g. 'phase="Running"'."""
-    wanted = f"{name}{{{labels}}}" if labels else name
-    for line in op.metrics().splitlines():
-        if line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        if key == wanted:
-            return float(value)
-    return 0.0
+    return op.samples().get(f"{name}{{{labels}}}" if labels else name, 0.0)
 
 
 def log_tail(op: OperatorProcess, chars: int = 3000) -> str:

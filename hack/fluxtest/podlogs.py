@@ -8,12 +8,15 @@ lines), follow it with LogFollower while it lives.
 from __future__ import annotations
 
 import threading
+import time
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from fluxtest.waiting import wait_for
+from localcluster.probes import wait_for
+
+STARTING_TRIES = 200  # 400s while a container is only starting: tried again every 50 ms, for 10 s
 
 
 def _read(core: client.CoreV1Api, namespace: str, pod: str, container: str | None, previous: bool) -> str | None:
@@ -45,17 +48,24 @@ def wait_log(core: client.CoreV1Api, namespace: str, pod: str, text: str, contai
 
 
 class LogFollower:
-    """Follows one pod's container log in a thread (`kubectl logs -f`), from its start until the container
-    exits or the pod goes; the text stays readable afterwards."""
+    """Follows one container's log in a thread (`kubectl logs -f`), the same way on every node, from its
+    start until the container exits or the pod goes; the text stays readable afterwards, with when each
+    part of it arrived (perf_counter(), for benchmarks). With `wait_start` the constructor waits until the
+    container runs; without, a 400 (the container is only starting) is tried again for a while."""
 
-    def __init__(self, core: client.CoreV1Api, namespace: str, pod: str, container: str | None = None) -> None:
+    def __init__(self, core: client.CoreV1Api, namespace: str, pod: str, container: str | None = None,
+                 wait_start: bool = True) -> None:
         self.core, self.namespace, self.pod, self.container = core, namespace, pod, container
+        self.where = f"{namespace}/{pod}" + (f" ({container})" if container else "")
         self._chunks: list[bytes] = []
-        self._lock = threading.Lock()
+        self._arrivals: list[tuple[float, int]] = []  # (perf_counter(), bytes so far) after each chunk
+        self._changed = threading.Condition()
         self.error: str | None = None
-        # Before its container starts a pod has no log to follow (before it is scheduled, the API server
-        # even answers with an empty log): wait for the start.
-        wait_for(self._started, timeout=60, interval=0.1, what=f"a container of {namespace}/{pod} to start")
+        self.ended = False
+        if wait_start:
+            # Before its container starts a pod has no log to follow (before it is scheduled, the API server
+            # even answers with an empty log): wait for the start.
+            wait_for(self._started, timeout=60, interval=0.1, what=f"a container of {namespace}/{pod} to start")
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"follow-{pod}")
         self._thread.start()
 
@@ -64,24 +74,54 @@ class LogFollower:
         return any((s.state.running or s.state.terminated) and s.name == (self.container or s.name)
                    for s in statuses)
 
+    def _open(self):
+        for _ in range(STARTING_TRIES):
+            try:
+                return self.core.read_namespaced_pod_log(self.pod, self.namespace, container=self.container,
+                                                         follow=True, _preload_content=False)
+            except ApiException as err:
+                if err.status != 400:
+                    raise
+            time.sleep(0.05)
+        raise OSError(f"the container of {self.where} did not start")
+
     def _run(self) -> None:
         try:
-            response = self.core.read_namespaced_pod_log(self.pod, self.namespace, container=self.container,
-                                                         follow=True, _preload_content=False)
-            for chunk in response.stream(amt=None, decode_content=False):
-                with self._lock:
+            for chunk in self._open().stream(amt=None, decode_content=False):
+                arrived = time.perf_counter()
+                with self._changed:
                     self._chunks.append(chunk)
+                    self._arrivals.append((arrived, self._arrivals[-1][1] + len(chunk) if self._arrivals
+                                           else len(chunk)))
+                    self._changed.notify_all()
         except (ApiException, HTTPError, OSError) as err:
             self.error = str(err)  # the pod went mid-stream: what came so far is kept
+        finally:
+            with self._changed:
+                self.ended = True
+                self._changed.notify_all()
 
     @property
     def text(self) -> str:
-        with self._lock:
+        with self._changed:
             return b"".join(self._chunks).decode(errors="replace")
 
     def wait_for(self, text: str, timeout: float = 60) -> str:
         return wait_for(lambda: self.text if text in self.text else None, timeout=timeout, interval=0.1,
                         what=f"{text!r} in the followed log of {self.namespace}/{self.pod}")
+
+    def arrival(self, mark: str, timeout: float, error: type[Exception] = AssertionError) -> float:
+        """perf_counter() of the arrival of the chunk that completed the first `mark`."""
+        wanted = mark.encode()
+        with self._changed:
+            self._changed.wait_for(lambda: wanted in b"".join(self._chunks) or self.ended, timeout)
+            at = b"".join(self._chunks).find(wanted)
+            if at < 0:
+                why = f"the stream failed: {self.error}" if self.error else \
+                    "the stream ended" if self.ended else f"not within {timeout:.0f}s"
+                last = b"".join(self._chunks).decode(errors="replace").splitlines()[-5:]
+                raise error(f"{mark!r} not in the log of {self.where}: {why}; last lines:\n" + "\n".join(last))
+            return next(arrived for arrived, length in self._arrivals if length >= at + len(wanted))
 
     def finish(self, timeout: float = 60) -> str:
         """Waits for the stream to end (the container exited or the pod was deleted); the whole log."""
@@ -101,7 +141,7 @@ class RunnerLogs:
         self.core, self.namespace, self.container = core, namespace, container
         self.selector = f"{EXECUTION_LABEL}={execution}"
         self.poll_seconds = poll_seconds
-        self.runs: dict[tuple[str, int], _RunStream] = {}
+        self.runs: dict[tuple[str, int], LogFollower] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._discover, daemon=True, name=f"runner-logs-{execution}")
         self._thread.start()
@@ -120,7 +160,8 @@ class RunnerLogs:
                                (status.last_state and status.last_state.terminated))
                 key = (pod.metadata.uid, status.restart_count or 0)
                 if started and key not in self.runs:
-                    self.runs[key] = _RunStream(self.core, self.namespace, pod.metadata.name, self.container)
+                    self.runs[key] = LogFollower(self.core, self.namespace, pod.metadata.name, self.container,
+                                                 wait_start=False)
 
     @property
     def texts(self) -> list[str]:
@@ -133,31 +174,3 @@ class RunnerLogs:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
-
-
-class _RunStream:
-    """One run of a container, followed until it exits (a 400 while it is only starting is tried again)."""
-
-    def __init__(self, core: client.CoreV1Api, namespace: str, pod: str, container: str) -> None:
-        self.core, self.namespace, self.pod, self.container = core, namespace, pod, container
-        self._chunks: list[bytes] = []
-        threading.Thread(target=self._run, daemon=True, name=f"run-{pod}").start()
-
-    def _run(self) -> None:
-        for _ in range(50):
-            try:
-                response = self.core.read_namespaced_pod_log(self.pod, self.namespace, container=self.container,
-                                                             follow=True, _preload_content=False)
-                for chunk in response.stream(amt=None, decode_content=False):
-                    self._chunks.append(chunk)
-                return
-            except ApiException as err:
-                if err.status != 400:
-                    return  # 404: the pod is gone; what came so far is kept
-            except (HTTPError, OSError):
-                return
-            threading.Event().wait(0.1)
-
-    @property
-    def text(self) -> str:
-        return b"".join(list(self._chunks)).decode(errors="replace")

@@ -20,7 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from fluxtest.identity import OPERATOR_USER
 from fluxtest.paths import REPO
-from fluxtest.waiting import wait_for
+from localcluster.probes import wait_for
 
 CRDS = REPO / "crds"
 PROBE_USER = "flux-policy-probe"  # may create Executions in `default`, and nothing else

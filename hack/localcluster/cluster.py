@@ -5,18 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from localcluster import procs, realnode
+from localcluster import procs
 from localcluster.faults import Components
-from localcluster.layout import NODE_NAME, Layout, Ports, binaries_dir, component_commands, write_kubeconfigs
-from localcluster.pki import make_pki
+from localcluster.layout import Layout, Ports, control_plane_commands, write_kubeconfigs
+from localcluster.nodes import choice
+from localcluster.nodes.protocol import Node
+from localcluster.probes import apiserver_ok, http_ok
 
 READY_TIMEOUT = 120
 
@@ -25,27 +24,18 @@ class ClusterError(RuntimeError):
     pass
 
 
-def _https_ok(layout: Layout, path: str) -> bool:
-    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
-    ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
-    try:
-        with urllib.request.urlopen(f"{layout.server}{path}", context=ctx, timeout=2) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+def _ready(layout: Layout) -> bool:
+    return apiserver_ok(layout.server, layout.pki, "/readyz")
 
 
 def is_up(layout: Layout | None) -> bool:
-    return bool(layout and layout.supervisor_pid and procs.alive(layout.supervisor_pid)
-                and _https_ok(layout, "/readyz"))
+    return bool(layout and layout.supervisor_pid and procs.alive(layout.supervisor_pid) and _ready(layout))
+
+
+def component_commands(layout: Layout, node: Node) -> dict[str, list[str]]:
+    """Every process the supervisor starts, in order: the node's runtime, the control plane, the node."""
+    before, after = node.commands(layout)
+    return {**before, **control_plane_commands(layout, node.apiserver_flags(layout)), **after}
 
 
 # --- the supervisor: a session leader whose children die with it -------------------------------
@@ -62,20 +52,17 @@ def supervise(root: Path) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    node = choice.of(layout)
+    hooks = node.hooks(layout)
     health = {
-        "etcd": lambda: _http_ok(f"http://127.0.0.1:{layout.ports.etcd_client}/health"),
-        "kube-apiserver": lambda: _https_ok(layout, "/readyz"),
+        "etcd": lambda: http_ok(f"http://127.0.0.1:{layout.ports.etcd_client}/health"),
+        "kube-apiserver": lambda: _ready(layout),
+        **hooks.health,
     }
-    after_start: dict = {}  # name -> what to do once it is healthy
-    before_start: dict = {}  # name -> what must be done before it starts
-    before_stop: dict = {}  # name -> what to do just before it is stopped
-    if layout.real_node:
-        from localcluster import realcluster
-
-        realcluster.supervisor_hooks(layout, health, after_start, before_start, before_stop)
+    after_start, before_start, before_stop = hooks.after_start, hooks.before_start, hooks.before_stop
     began = time.monotonic()
     components = Components(root)  # fault tests read pids here and may hold a component down
-    commands = component_commands(layout)
+    commands = component_commands(layout, node)
 
     def start(name: str) -> subprocess.Popen:
         log = open(layout.logs / f"{name}.log", "ab")
@@ -140,22 +127,17 @@ def up(root: Path) -> Layout:
     if existing:
         down(root, quiet=True)
     started = time.monotonic()
-    real = realnode.node_mode() == "real"
-    bin_dir = binaries_dir(with_node=real)
+    node = choice.chosen()
+    bin_dir = node.binaries()
     if root.exists():
         shutil.rmtree(root)
     ports = Ports(*(procs.free_port() for _ in range(5)))
-    layout = Layout(root=root, bin=bin_dir, ports=ports)
+    layout = Layout(root=root, bin=bin_dir, ports=ports, node=node.kind)
     layout.logs.mkdir(parents=True)
-    if real:
-        from localcluster import realcluster
-
-        realcluster.plan(layout)
-        make_pki(layout.pki, NODE_NAME, **realcluster.pki_args(layout))
-        realcluster.write_configs(layout)
-    else:
-        make_pki(layout.pki, NODE_NAME)
+    node.plan(layout)
+    node.make_pki(layout)
     write_kubeconfigs(layout)
+    node.write_configs(layout)
     layout.save()
     log = open(layout.logs / "supervisor.log", "ab")
     supervisor = subprocess.Popen([sys.executable, "-m", "localcluster", "supervise", f"--dir={root}"],
@@ -165,11 +147,7 @@ def up(root: Path) -> Layout:
     layout.save()
     try:
         _wait_ready(layout, supervisor)
-        if real:
-            ready = time.monotonic()
-            realcluster.install_host_network_policy(layout)
-            print(f"ready at {ready - started:.1f}s, host-network policy in effect "
-                  f"{time.monotonic() - ready:.1f}s later", file=sys.stderr)
+        node.after_ready(layout)
     except (ClusterError, RuntimeError) as err:
         down(root, quiet=True)
         raise ClusterError(str(err)) from err
@@ -184,7 +162,7 @@ def _wait_ready(layout: Layout, supervisor: subprocess.Popen) -> None:
     while time.monotonic() < deadline:
         if supervisor.poll() is not None:
             raise ClusterError(f"the supervisor exited ({supervisor.returncode}); see {layout.logs}")
-        if _https_ok(layout, "/readyz") and kube.cluster_ready(layout.kubeconfig):
+        if _ready(layout) and kube.cluster_ready(layout.kubeconfig):
             return
         time.sleep(0.2)
     raise ClusterError(f"cluster not ready after {READY_TIMEOUT}s; see {layout.logs}")
@@ -198,10 +176,9 @@ def down(root: Path, quiet: bool = False) -> list[int]:
             print("cluster is not up")
         return []
     sid = layout.supervisor_pid
-    if layout.real_node and procs.alive(sid) and _https_ok(layout, "/readyz"):
-        from localcluster import realcluster
-
-        realcluster.drain(layout)
+    node = choice.of(layout)
+    if procs.alive(sid) and _ready(layout):
+        node.before_down(layout)
     if procs.alive(sid):
         try:
             os.kill(sid, signal.SIGTERM)
@@ -216,10 +193,7 @@ def down(root: Path, quiet: bool = False) -> list[int]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    if layout.real_node:
-        from localcluster import realcluster
-
-        realcluster.restore_host(root)
+    node.after_down(root)
     (root / "state.json").unlink(missing_ok=True)
     if not quiet:
         print("cluster down" + (f" (killed {len(leftovers)} stragglers)" if leftovers else ""))

@@ -21,15 +21,13 @@ import os
 import select
 import signal
 import socket
-import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from localcluster.layout import Layout, write_kubeconfig
+from localcluster.probes import apiserver_ok, http_ok, wait_for
 
 COMPONENTS_FILE = "components.json"
 FAULTS_DIR = "faults"
@@ -74,35 +72,6 @@ class Components:
 
 # --- the test's side ------------------------------------------------------------------------------
 
-def _https_ok(layout: Layout, path: str) -> bool:
-    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
-    ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
-    try:
-        with urllib.request.urlopen(f"{layout.server}{path}", context=ctx, timeout=2) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 class ClusterFaults:
     """Stops, continues, kills and restarts the components of a cluster whose supervisor has the hooks."""
 
@@ -126,9 +95,9 @@ class ClusterFaults:
 
     def healthy(self, name: str) -> bool:
         if name == "etcd":
-            return _http_ok(f"http://127.0.0.1:{self.layout.ports.etcd_client}/health")
+            return http_ok(f"http://127.0.0.1:{self.layout.ports.etcd_client}/health")
         if name == "kube-apiserver":
-            return _https_ok(self.layout, "/readyz")
+            return apiserver_ok(self.layout.server, self.layout.pki, "/readyz")
         return self.components().get(name, {}).get("state") == "running"
 
     # --- SIGSTOP / SIGCONT: a hung process, its sockets open --------------------------------------
@@ -157,21 +126,21 @@ class ClusterFaults:
         held = lambda: self.components()[name].get("state") == "held"  # noqa: E731
         if kill_after is not None:
             try:
-                _wait(held, kill_after, f"{name} to exit")
+                wait_for(held, kill_after, what=f"{name} to exit", error=TimeoutError)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        _wait(held, timeout, f"the supervisor to hold {name}")
+        wait_for(held, timeout, what=f"the supervisor to hold {name}", error=TimeoutError)
         return killed_at
 
     def start(self, name: str, timeout: float = 90, healthy: bool = True) -> int:
         """Lets the supervisor start `name` again; waits for its new process (and health); returns its pid."""
         starts = self.components()[name]["starts"]
         hold_file(self.root, name).unlink(missing_ok=True)
-        _wait(lambda: self.components()[name]["starts"] > starts and self.components()[name]["state"] == "running",
-              timeout, f"the supervisor to start {name} again")
+        wait_for(lambda: self.components()[name]["starts"] > starts and self.components()[name]["state"] == "running",
+                 timeout, what=f"the supervisor to start {name} again", error=TimeoutError)
         if healthy:
-            _wait(lambda: self.healthy(name), timeout, f"{name} to be healthy again", interval=0.2)
+            wait_for(lambda: self.healthy(name), timeout, 0.2, f"{name} to be healthy again", TimeoutError)
         return self.pid(name)
 
     def restart(self, name: str, sig: int = signal.SIGTERM, down_seconds: float = 0, timeout: float = 90,
@@ -207,9 +176,9 @@ class ClusterFaults:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             return not left
-        _wait(swept, timeout, "every process of the node to die", interval=0.2)
-        _wait(lambda: self.components()["process-node"].get("state") == "held", timeout,
-              "the supervisor to hold process-node")
+        wait_for(swept, timeout, 0.2, "every process of the node to die", TimeoutError)
+        wait_for(lambda: self.components()["process-node"].get("state") == "held", timeout,
+                 what="the supervisor to hold process-node", error=TimeoutError)
         return doomed
 
     def release_all(self) -> None:

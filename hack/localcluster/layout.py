@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-NODE_NAME = "flux-node"
-SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -19,11 +16,13 @@ def cluster_dir() -> Path:
     return Path(os.environ.get("FLUX_CLUSTER_DIR", REPO / ".cluster")).resolve()
 
 
-def binaries_dir(with_node: bool = False) -> Path:
-    """Builds the pinned binaries on first use; afterwards this is a cache hit in milliseconds."""
+def binaries_dir(with_node: bool = False, with_kwok: bool = False) -> Path:
+    """Builds the pinned binaries on first use; afterwards this is a cache hit in milliseconds (kwok:
+    a few minutes the first time)."""
     if with_node:
         subprocess.run([str(REPO / "hack" / "node-deps.sh")], check=True)
-    args = [str(REPO / "hack" / "build-binaries.sh"), *(["--with-node"] if with_node else [])]
+    args = [str(REPO / "hack" / "build-binaries.sh"), *(["--with-node"] if with_node else []),
+            *(["--with-kwok"] if with_kwok else [])]
     out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
@@ -43,7 +42,9 @@ class Layout:
     bin: Path
     ports: Ports
     supervisor_pid: int = 0
-    extra: dict = field(default_factory=dict)
+    node: str = "process"  # the node's kind (localcluster.nodes.choice)
+    server: str = ""  # the API server's URL: where it listens is the node's choice
+    extra: dict = field(default_factory=dict)  # what the node keeps between up, the supervisor and down
 
     @property
     def pki(self) -> Path:
@@ -56,16 +57,6 @@ class Layout:
     @property
     def kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
-
-    @property
-    def real_node(self) -> bool:
-        return self.extra.get("node") == "real"
-
-    @property
-    def server(self) -> str:
-        if self.real_node:  # the API server sits on the loopback Service address, see realnode
-            return f"https://127.0.{self.extra['slot']}.1:443"
-        return f"https://127.0.0.1:{self.ports.apiserver}"
 
     def save(self) -> None:
         data = asdict(self)
@@ -80,8 +71,13 @@ class Layout:
             data = json.loads((root / "state.json").read_text())
         except FileNotFoundError:
             return None
+        extra = data.get("extra", {})
+        # A cluster brought up before the node interface kept its node in `extra`, its server implied.
+        node = data.get("node") or extra.get("node", "process")
+        server = data.get("server") or (f"https://127.0.{extra['slot']}.1:443" if "slot" in extra
+                                        else f"https://127.0.0.1:{data['ports']['apiserver']}")
         return cls(root=Path(data["root"]), bin=Path(data["bin"]), ports=Ports(**data["ports"]),
-                   supervisor_pid=data["supervisor_pid"], extra=data.get("extra", {}))
+                   supervisor_pid=data["supervisor_pid"], node=node, server=server, extra=extra)
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
@@ -104,8 +100,9 @@ def write_kubeconfigs(layout: Layout) -> None:
                          pki / f"{who}.crt", pki / f"{who}.key", who)
 
 
-def component_commands(layout: Layout) -> dict[str, list[str]]:
-    """Ordered: each component only starts once the one before it is healthy."""
+def control_plane_commands(layout: Layout, apiserver_flags: list[str]) -> dict[str, list[str]]:
+    """Ordered: each component only starts once the one before it is healthy. `apiserver_flags` are the
+    node's: where the API server listens and how it reaches the kubelet."""
     b, p, pki, root = layout.bin, layout.ports, layout.pki, layout.root
     peer = f"http://127.0.0.1:{p.etcd_peer}"
     client = f"http://127.0.0.1:{p.etcd_client}"
@@ -114,7 +111,7 @@ def component_commands(layout: Layout) -> dict[str, list[str]]:
         f"--authentication-kubeconfig={root / f'{who}.kubeconfig'}",
         f"--authorization-kubeconfig={root / f'{who}.kubeconfig'}",
     ]
-    commands = {
+    return {
         "etcd": [
             str(b / "etcd"), "--name=default", f"--data-dir={root / 'etcd'}",
             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
@@ -123,19 +120,13 @@ def component_commands(layout: Layout) -> dict[str, list[str]]:
         ],
         "kube-apiserver": [
             str(b / "kube-apiserver"), f"--etcd-servers={client}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={p.apiserver}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}", "--authorization-mode=Node,RBAC",
             f"--service-account-issuer={ISSUER}", f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
             # No kube-proxy here, so the `kubernetes` Service endpoints would point nowhere useful.
             "--endpoint-reconciler-type=none", "--allow-privileged=true", "--profiling=false",
-            # `kubectl logs`: the API server reaches the node's kubelet endpoint on loopback, by the
-            # Hostname address `localhost` (InternalIP 127.0.0.1 as the fallback), over verified TLS.
-            "--kubelet-preferred-address-types=Hostname,InternalIP",
-            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
-            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
-            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            *apiserver_flags,
         ],
         "kube-controller-manager": [
             str(b / "kube-controller-manager"), *secure_kubeconfig("controller-manager"),
@@ -148,30 +139,4 @@ def component_commands(layout: Layout) -> dict[str, list[str]]:
             str(b / "kube-scheduler"), *secure_kubeconfig("scheduler"),
             "--bind-address=127.0.0.1", f"--secure-port={p.scheduler}", "--leader-elect=false",
         ],
-        "process-node": [
-            sys.executable, "-m", "localcluster", "node", f"--kubeconfig={layout.kubeconfig}",
-            f"--name={NODE_NAME}", f"--dir={root / 'node'}", f"--apiserver-port={p.apiserver}",
-            f"--ca={pki / 'ca.crt'}", f"--serving-cert={pki / 'kubelet.crt'}",
-            f"--serving-key={pki / 'kubelet.key'}",
-        ],
     }
-    if layout.real_node:
-        _real_node_commands(layout, commands)
-    return commands
-
-
-def _real_node_commands(layout: Layout, commands: dict[str, list[str]]) -> None:
-    """The API server moves to the loopback Service address; containerd and a kubelet replace the process node."""
-    from localcluster import realnode
-
-    apiserver = [f for f in commands["kube-apiserver"]
-                 if not f.startswith(("--bind-address=", "--advertise-address=", "--secure-port=",
-                                      "--service-cluster-ip-range=", "--kubelet-"))]
-    commands["kube-apiserver"] = apiserver + realnode.apiserver_flags(layout.extra["slot"], layout.pki)
-    del commands["process-node"]
-    paths = realnode.Paths(layout.root)
-    # containerd first: our images import into it while the control plane starts.
-    ordered = {"containerd": realnode.containerd_command(layout.bin, paths), **commands,
-               "kubelet": realnode.kubelet_command(layout.bin, paths)}
-    commands.clear()
-    commands.update(ordered)

@@ -41,9 +41,9 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.Certific
 
 
 def make_pki(directory: Path, node_name: str = "flux-node", extra_ips: tuple[str, ...] = (),
-             real_node: str | None = None) -> None:
+             kubelet_name: str | None = None) -> None:
     """Writes ca, apiserver, admin, controller-manager, scheduler certs, the sa key pair, the process
-    node's serving cert and the API server's kubelet client cert; with `real_node` (its name) also the
+    node's serving cert and the API server's kubelet client cert; with `kubelet_name` also a
     real kubelet's client and serving certs. `extra_ips` are more SANs on the API server's cert (its
     loopback Service address)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -82,11 +82,11 @@ def make_pki(directory: Path, node_name: str = "flux-node", extra_ips: tuple[str
     issue("kubelet", f"system:node:{node_name}", "system:nodes", ExtendedKeyUsageOID.SERVER_AUTH, loopback)
     issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters",
           ExtendedKeyUsageOID.CLIENT_AUTH)
-    if real_node:
+    if kubelet_name:
         # The Node authorizer knows a kubelet by this name and group.
-        issue("kubelet-client", f"system:node:{real_node}", "system:nodes", ExtendedKeyUsageOID.CLIENT_AUTH)
-        issue("kubelet-serving", real_node, None, ExtendedKeyUsageOID.SERVER_AUTH,
-              [x509.DNSName(real_node), *ips(["127.0.0.1"])])
+        issue("kubelet-client", f"system:node:{kubelet_name}", "system:nodes", ExtendedKeyUsageOID.CLIENT_AUTH)
+        issue("kubelet-serving", kubelet_name, None, ExtendedKeyUsageOID.SERVER_AUTH,
+              [x509.DNSName(kubelet_name), *ips(["127.0.0.1"])])
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(directory / "sa.key", sa_key)

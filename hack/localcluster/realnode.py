@@ -1,4 +1,4 @@
-"""The real node (FLUX_NODE=real): containerd, runc and a kubelet at the pinned version.
+"""The real node's parts (FLUX_NODE=real, nodes.real): containerd, runc and a kubelet at the pinned version.
 
 Pure renderers for their configuration (unit-tested), the commands the supervisor runs, and the steps
 around them: importing our images into containerd and the admission policy that puts every pod on
@@ -19,17 +19,12 @@ import socket
 import subprocess
 from pathlib import Path
 
+from localcluster.layout import REPO, write_kubeconfig
+
 NODE_NAME = "localhost"  # the API server dials the kubelet by this name (--kubelet-preferred-address-types=Hostname)
 SANDBOX_IMAGE = "localhost/pause:flux"
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
 SLOTS = range(100, 200)  # 127.<slot>.0.0/24 candidates for the Service range
-
-
-def node_mode() -> str:
-    mode = os.environ.get("FLUX_NODE", "process")
-    if mode not in ("process", "real"):
-        raise ValueError(f"FLUX_NODE must be 'process' or 'real', not {mode!r}")
-    return mode
 
 
 def service_slot() -> int:
@@ -222,8 +217,6 @@ def host_network_policy() -> list[dict]:
 
 def prepare(paths: Paths, bin_dir: Path, pki: Path, server: str, port: int, healthz_port: int) -> None:
     """Writes every config before anything starts: containerd reads the CNI dir only at start."""
-    from localcluster.layout import write_kubeconfig
-
     for d in (paths.run_dir, paths.containerd_root, paths.containerd_state, paths.cni_conf_dir, paths.kubelet_root,
               paths.kubelet_certs, paths.pod_logs):
         d.mkdir(parents=True, exist_ok=True)
@@ -245,8 +238,6 @@ def containerd_ready(bin_dir: Path, paths: Paths) -> bool:
 
 def image_archives(bin_dir: Path) -> list[Path]:
     """Builds (or finds in the cache) the images the node runs; see hack/build-images.sh."""
-    from localcluster.layout import REPO
-
     env = {**os.environ, "FLUX_NODE_BIN_DIR": str(bin_dir)}  # already checked: skip the second check
     out = subprocess.run([str(REPO / "hack" / "build-images.sh")], check=True, stdout=subprocess.PIPE, text=True,
                          env=env)

@@ -21,7 +21,7 @@ from tests.cluster.test_failover import (  # noqa: F401 (fixtures)
     replicas,
 )
 
-from fluxtest.plugin import OperatorProcess
+from fluxtest.operators import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 

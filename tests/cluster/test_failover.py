@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fluxtest import Executions, longrun, wait_for
 from fluxtest.identity import OPERATOR_NAMESPACE
-from fluxtest.plugin import OperatorProcess
+from fluxtest.operators import OperatorProcess
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.procs import free_port

@@ -25,12 +25,13 @@ import yaml
 from flux_api import GROUP
 from fluxtest import REPO, Executions, manifest, policies, wait_for
 from fluxtest.identity import mint_token
-from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE, insecure_tls
+from fluxtest.operators import insecure_tls
+from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE
 from fluxtest.podlogs import LogFollower, pod_log, wait_log
 from fluxtest.tenancy import make_tenant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from localcluster import layout, realnode
+from localcluster.nodes import choice
 from localcluster.procs import free_port
 
 pytestmark = pytest.mark.cluster
@@ -169,7 +170,7 @@ def operator_process(cluster, kubectl, install: Install, pod: client.V1Pod) -> d
     """PROCESS_FACTS of the operator pod's process: on the real node read inside the container through
     `kubectl exec` (the kubelet's view: its mounts, its PID 1); the process node serves no exec, and its
     container ID is the host PID, so the same script runs on the host."""
-    if cluster.real_node:
+    if choice.of(cluster).serves_exec:
         out = kubectl("exec", "-n", install.release_ns, pod.metadata.name, "-c", "operator", "--",
                       "python3", "-c", PROCESS_FACTS.format(pid=1))
     else:
@@ -241,7 +242,7 @@ def cancel_with_kubectl(kubectl, install: Install, name: str) -> None:
 def test_operator_runs_as_a_pod_under_the_charts_service_account(cluster, core, kubectl, install):
     pod = running_operator_pod(core, install)
     assert pod.spec.service_account_name == FULLNAME
-    assert pod.spec.node_name == (realnode.NODE_NAME if cluster.real_node else layout.NODE_NAME)
+    assert pod.spec.node_name == choice.of(cluster).name
     assert pod.metadata.owner_references[0].kind == "ReplicaSet"
     assert pod.status.container_statuses[0].restart_count == 0
     container = pod.spec.containers[0]

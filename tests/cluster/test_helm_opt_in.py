@@ -18,7 +18,9 @@ import pytest
 from flux_api.names import ENABLED_NAMESPACE_LABEL
 from fluxtest import REPO, Executions, manifest, policies, wait_for
 from fluxtest.identity import mint_token
-from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE, fresh_namespace, insecure_tls
+from fluxtest.namespaces import fresh_namespace
+from fluxtest.operators import insecure_tls
+from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.procs import free_port

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fluxtest.identity import SCRAPER_TOKEN_ENV, mint_token
-from fluxtest.plugin import insecure_tls
+from fluxtest.operators import insecure_tls
 
 pytestmark = pytest.mark.cluster
 

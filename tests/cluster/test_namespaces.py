@@ -15,7 +15,8 @@ from flux_api.names import ENABLED_NAMESPACE_LABEL
 from fluxtest import Executions, longrun, manifest, policies, wait_for
 from fluxtest import identity as ids
 from fluxtest.identity import OPERATOR_USER
-from fluxtest.plugin import OperatorProcess, fresh_namespace
+from fluxtest.namespaces import fresh_namespace
+from fluxtest.operators import OperatorProcess
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from flux_api import CANCEL_ANNOTATION, GROUP
 from fluxtest import Executions, longrun, manifest, wait_for
-from fluxtest.plugin import fresh_namespace
+from fluxtest.namespaces import fresh_namespace
 from localcluster.procs import free_port
 
 pytestmark = pytest.mark.cluster

@@ -7,7 +7,7 @@ import yaml
 from fluxtest import wait_for
 from fluxtest import policies
 from fluxtest.policies import also_operators
-from fluxtest.plugin import OperatorProcess
+from fluxtest.operators import OperatorProcess
 from kubernetes import client
 
 pytestmark = pytest.mark.cluster

@@ -17,6 +17,7 @@ import pytest
 from fluxtest import Executions
 from fluxtest.faults import Operators
 from fluxtest.identity import OPERATOR_NAMESPACE
+from fluxtest.results import Result, cell, record_outcome
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.faults import ClusterFaults
@@ -54,27 +55,15 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "row(key): the row of tests/faults/RESULTS.md this test fills")
 
 
-class Result:
-    """What a test reports for its row: the figure, and notes (what it used, what it saw)."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.entry = _results.setdefault(key, {"figure": "", "notes": [], "outcome": "not run"})
-
-    def figure(self, text: str) -> None:
-        self.entry["figure"] = text
-        print(f"\n[{self.key}] figure: {text}")
-
-    def note(self, text: str) -> None:
-        self.entry["notes"].append(text)
-        print(f"\n[{self.key}] {text}")
+def _entry(key: str) -> dict:
+    return _results.setdefault(key, {"figure": "", "notes": [], "outcome": "not run"})
 
 
 @pytest.fixture
 def result(request) -> Result:
     marker = request.node.get_closest_marker("row")
     assert marker and marker.args[0] in _KEYS, f"{request.node.nodeid} needs @pytest.mark.row(<one of {_KEYS}>)"
-    return Result(marker.args[0])
+    return Result(marker.args[0], _entry(marker.args[0]))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -84,19 +73,7 @@ def pytest_runtest_makereport(item, call):
     marker = item.get_closest_marker("row")
     if marker is None:
         return
-    entry = _results.setdefault(marker.args[0], {"figure": "", "notes": [], "outcome": "not run"})
-    if report.failed:
-        message = str(report.longrepr.reprcrash.message) if hasattr(report.longrepr, "reprcrash") else str(
-            report.longrepr)
-        entry["outcome"] = f"FAILED ({report.when}): {message.splitlines()[0][:300]}" if message else "FAILED"
-    elif report.skipped:
-        entry["outcome"] = "skipped"
-    elif report.when == "call" and not entry["outcome"].startswith("FAILED"):
-        entry["outcome"] = "held"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    record_outcome(_entry(marker.args[0]), report)
 
 
 def table() -> str:
@@ -104,7 +81,7 @@ def table() -> str:
     for key, fault, must, what in ROWS:
         entry = _results.get(key, {"figure": "", "outcome": "not run"})
         figure = entry["figure"] or ("–" if what == "–" else "")
-        lines.append(f"| {_cell(fault)} | {_cell(must)} | {_cell(entry['outcome'])} | {_cell(figure)} |")
+        lines.append(f"| {cell(fault)} | {cell(must)} | {cell(entry['outcome'])} | {cell(figure)} |")
     return "\n".join(lines)
 
 

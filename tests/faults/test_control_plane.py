@@ -12,7 +12,7 @@ from flux_operator.cancelling import ESCALATION_MARGIN_SECONDS
 from fluxtest import TERMINAL, longrun, manifest, wait_for
 from fluxtest.faults import counted, finished_steps, log_tail, metric, runner_starts, statuses, step_runs, wait_all
 from fluxtest.podlogs import RunnerLogs
-from localcluster.layout import NODE_NAME
+from localcluster.nodes.process import NODE_NAME
 
 pytestmark = pytest.mark.faults
 

@@ -12,7 +12,7 @@ import pytest
 from flux_api import CANCEL_ANNOTATION
 from fluxtest import TERMINAL, longrun, wait_for
 from fluxtest.faults import PhaseWatch, log_tail, statuses, wait_all
-from localcluster.layout import NODE_NAME
+from localcluster.nodes.process import NODE_NAME
 
 pytestmark = pytest.mark.faults
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from localcluster import realnode
+from localcluster.nodes import choice
 from localcluster.hoststate import differences
 
 pytestmark = pytest.mark.unit
@@ -78,14 +79,14 @@ def test_host_network_policy_matches_pod_creates_only() -> None:
     assert "hostNetwork: true" in policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
 
 
-def test_node_mode_defaults_to_the_process_node(monkeypatch) -> None:
+def test_node_kind_defaults_to_the_process_node(monkeypatch) -> None:
     monkeypatch.delenv("FLUX_NODE", raising=False)
-    assert realnode.node_mode() == "process"
+    assert choice.node_kind() == "process"
     monkeypatch.setenv("FLUX_NODE", "real")
-    assert realnode.node_mode() == "real"
+    assert choice.node_kind() == "real"
     monkeypatch.setenv("FLUX_NODE", "kind")
     with pytest.raises(ValueError):
-        realnode.node_mode()
+        choice.node_kind()
 
 
 def test_snapshot_differences_name_the_section() -> None:
@@ -95,12 +96,12 @@ def test_snapshot_differences_name_the_section() -> None:
     assert [d.split(":")[0] for d in differences(before, after)] == ["sysctls"]
 
 
-def test_pki_for_the_real_node(tmp_path) -> None:
+def test_pki_for_a_real_kubelet(tmp_path) -> None:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
     from localcluster.pki import make_pki
 
-    make_pki(tmp_path, extra_ips=("127.0.117.1",), real_node="localhost")
+    make_pki(tmp_path, extra_ips=("127.0.117.1",), kubelet_name="localhost")
 
     def cert(stem: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate((tmp_path / f"{stem}.crt").read_bytes())
@@ -121,7 +122,7 @@ def test_pki_for_the_real_node(tmp_path) -> None:
     assert names(cert("apiserver-kubelet-client"), NameOID.ORGANIZATION_NAME) == ["system:masters"]
 
 
-def test_pki_without_the_real_node_is_unchanged(tmp_path) -> None:
+def test_pki_without_a_kubelet_name_is_unchanged(tmp_path) -> None:
     from localcluster.pki import make_pki
 
     make_pki(tmp_path)

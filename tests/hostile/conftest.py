@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from fluxtest import Executions
 from fluxtest.faults import Operators
-from fluxtest.plugin import fresh_namespace
+from fluxtest.namespaces import fresh_namespace
+from fluxtest.results import Result, cell, record_outcome
 from fluxtest.tenancy import Tenant, make_tenant
 
 HERE = Path(__file__).parent
@@ -37,26 +38,11 @@ def pytest_collection_modifyitems(items) -> None:
             _rows.setdefault(key, {"attack": attack, "must": must, "figure": "", "notes": [], "outcome": "not run"})
 
 
-class Result:
-    """What a test reports for its row: the figure, and notes (what it used, what it saw)."""
-
-    def __init__(self, key: str) -> None:
-        self.key, self.entry = key, _rows[key]
-
-    def figure(self, text: str) -> None:
-        self.entry["figure"] = text
-        print(f"\n[{self.key}] figure: {text}")
-
-    def note(self, text: str) -> None:
-        self.entry["notes"].append(text)
-        print(f"\n[{self.key}] {text}")
-
-
 @pytest.fixture
 def result(request) -> Result:
     marker = request.node.get_closest_marker("threat")
     assert marker, f"{request.node.nodeid} needs @pytest.mark.threat(key, attack, must_hold)"
-    return Result(marker.args[0])
+    return Result(marker.args[0], _rows[marker.args[0]])
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -66,26 +52,14 @@ def pytest_runtest_makereport(item, call):
     marker = item.get_closest_marker("threat")
     if marker is None:
         return
-    entry = _rows[marker.args[0]]
-    if report.failed:
-        crash = getattr(report.longrepr, "reprcrash", None)
-        message = str(crash.message if crash else report.longrepr).splitlines()
-        entry["outcome"] = f"FAILED ({report.when}): {message[0][:300]}" if message else "FAILED"
-    elif report.skipped:
-        entry["outcome"] = "skipped"
-    elif report.when == "call" and not entry["outcome"].startswith("FAILED"):
-        entry["outcome"] = "held"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    record_outcome(_rows[marker.args[0]], report)
 
 
 def table() -> str:
     lines = ["| attack | must hold | result | figure |", "|---|---|---|---|"]
     for entry in _rows.values():
-        lines.append(f"| {_cell(entry['attack'])} | {_cell(entry['must'])} | {_cell(entry['outcome'])} "
-                     f"| {_cell(entry['figure'] or '–')} |")
+        lines.append(f"| {cell(entry['attack'])} | {cell(entry['must'])} | {cell(entry['outcome'])} "
+                     f"| {cell(entry['figure'] or '–')} |")
     return "\n".join(lines)
 
 

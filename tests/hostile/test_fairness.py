@@ -18,7 +18,7 @@ import pytest
 from flux_api.timefmt import parse_time
 from fluxtest import longrun
 from fluxtest.faults import log_tail, metric
-from fluxtest.waiting import wait_for
+from localcluster.probes import wait_for
 
 STORM = 100
 BUDGET = ("--qps", "10", "--burst", "10")

@@ -16,7 +16,7 @@ from flux_api.names import ENABLED_NAMESPACE_LABEL
 from fluxtest import manifest
 from fluxtest.faults import Operators, log_tail
 from fluxtest.identity import OPERATOR_NAMESPACE
-from fluxtest.plugin import fresh_namespace
+from fluxtest.namespaces import fresh_namespace
 from fluxtest.tenancy import Tenant, execution_rules, grant, make_tenant
 from kubernetes import client
 from kubernetes.client.rest import ApiException

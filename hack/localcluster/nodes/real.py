@@ -1,4 +1,5 @@
-"""The real node's part of `up`, the supervisor and `down` (FLUX_NODE=real); see realnode for the node itself.
+"""The real node (FLUX_NODE=real): containerd, runc and a kubelet at the pinned version; realnode holds
+their configuration and commands, this their part in `up`, the supervisor and `down`.
 
 Order matters on both ends. Up: record the host, build images, write every config, then the
 supervisor starts containerd, imports the images, starts the kubelet; once the cluster is ready the
@@ -14,66 +15,97 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from localcluster import hoststate, procs, realnode
-from localcluster.layout import Layout
+from localcluster.layout import Layout, binaries_dir
+from localcluster.nodes.protocol import Hooks
+from localcluster.pki import make_pki
+from localcluster.probes import http_ok
 
 HOST_BEFORE = "host-before.json"
 DRAIN_TIMEOUT = 60
 
 
-def plan(layout: Layout) -> None:
-    """Before any process starts: the host snapshot, the Service slot, ports and images."""
-    hoststate.save(layout.root, layout.root / HOST_BEFORE)
-    started = time.monotonic()
-    archives = realnode.image_archives(layout.bin)
-    print(f"images ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    layout.extra.update(node="real", slot=realnode.service_slot(), kubelet_port=procs.free_port(),
-                        kubelet_healthz_port=procs.free_port(), images=[str(a) for a in archives])
+class RealNode:
+    kind = "real"
+    name = realnode.NODE_NAME
+    runner_image: str | None = "localhost/flux-examples:dev"  # hack/build-images.sh
+    python_image: str | None = "localhost/flux-runner:dev"  # the bare runner image has python3
+    # A kubelet's pod worker, right after it started a container, waits for its next PLEG relist (every
+    # 1 s) before it acts on the pod again: a delete in that second waits for it.
+    settle_seconds = 2.0
+    serves_exec = True
 
+    def binaries(self) -> Path:
+        return binaries_dir(with_node=True)
 
-def pki_args(layout: Layout) -> dict:
-    return {"extra_ips": (realnode.apiserver_ip(layout.extra["slot"]),), "real_node": realnode.NODE_NAME}
-
-
-def write_configs(layout: Layout) -> None:
-    realnode.prepare(realnode.Paths(layout.root), layout.bin, layout.pki, layout.server,
-                     layout.extra["kubelet_port"], layout.extra["kubelet_healthz_port"])
-
-
-# --- the supervisor's hooks ----------------------------------------------------------------------
-
-def supervisor_hooks(layout: Layout, health: dict[str, Callable[[], bool]], after_start: dict[str, Callable[[], None]],
-                     before_start: dict[str, Callable[[], None]], before_stop: dict[str, Callable[[], None]]) -> None:
-    from localcluster.cluster import _http_ok
-
-    paths = realnode.Paths(layout.root)
-    health["containerd"] = lambda: realnode.containerd_ready(layout.bin, paths)
-    health["kubelet"] = lambda: _http_ok(f"http://127.0.0.1:{layout.extra['kubelet_healthz_port']}/healthz")
-
-    failures: list[Exception] = []
-
-    def import_images() -> None:
+    def plan(self, layout: Layout) -> None:
+        """Before any process starts: the host snapshot, the Service slot, ports and images."""
+        hoststate.save(layout.root, layout.root / HOST_BEFORE)
         started = time.monotonic()
-        try:
-            realnode.import_images(layout.bin, paths, [Path(a) for a in layout.extra["images"]])
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
-            failures.append(err)
-            return
-        print(f"supervisor: images imported in {time.monotonic() - started:.1f}s", flush=True)
+        archives = realnode.image_archives(layout.bin)
+        print(f"images ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        slot = realnode.service_slot()
+        layout.extra.update(slot=slot, kubelet_port=procs.free_port(), kubelet_healthz_port=procs.free_port(),
+                            images=[str(a) for a in archives])
+        # The API server sits on the loopback Service address (the network rule in realnode).
+        layout.server = f"https://{realnode.apiserver_ip(slot)}:443"
 
-    importer = threading.Thread(target=import_images, daemon=True)
+    def make_pki(self, layout: Layout) -> None:
+        make_pki(layout.pki, extra_ips=(realnode.apiserver_ip(layout.extra["slot"]),), kubelet_name=self.name)
 
-    def images_imported() -> None:  # the kubelet starts only once its images are there
-        importer.join()
-        if failures:
-            raise RuntimeError(str(failures[0]))
+    def write_configs(self, layout: Layout) -> None:
+        realnode.prepare(realnode.Paths(layout.root), layout.bin, layout.pki, layout.server,
+                         layout.extra["kubelet_port"], layout.extra["kubelet_healthz_port"])
 
-    after_start["containerd"] = importer.start
-    before_start["kubelet"] = images_imported
-    before_stop["containerd"] = lambda: remove_containers(layout.bin, paths)
+    def apiserver_flags(self, layout: Layout) -> list[str]:
+        return realnode.apiserver_flags(layout.extra["slot"], layout.pki)
+
+    def commands(self, layout: Layout) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        paths = realnode.Paths(layout.root)
+        # containerd first: our images import into it while the control plane starts.
+        return ({"containerd": realnode.containerd_command(layout.bin, paths)},
+                {"kubelet": realnode.kubelet_command(layout.bin, paths)})
+
+    def hooks(self, layout: Layout) -> Hooks:
+        paths = realnode.Paths(layout.root)
+        hooks = Hooks()
+        hooks.health["containerd"] = lambda: realnode.containerd_ready(layout.bin, paths)
+        hooks.health["kubelet"] = lambda: http_ok(f"http://127.0.0.1:{layout.extra['kubelet_healthz_port']}/healthz")
+        failures: list[Exception] = []
+
+        def import_images() -> None:
+            started = time.monotonic()
+            try:
+                realnode.import_images(layout.bin, paths, [Path(a) for a in layout.extra["images"]])
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+                failures.append(err)
+                return
+            print(f"supervisor: images imported in {time.monotonic() - started:.1f}s", flush=True)
+
+        importer = threading.Thread(target=import_images, daemon=True)
+
+        def images_imported() -> None:  # the kubelet starts only once its images are there
+            importer.join()
+            if failures:
+                raise RuntimeError(str(failures[0]))
+
+        hooks.after_start["containerd"] = importer.start
+        hooks.before_start["kubelet"] = images_imported
+        hooks.before_stop["containerd"] = lambda: remove_containers(layout.bin, paths)
+        return hooks
+
+    def after_ready(self, layout: Layout) -> None:
+        ready = time.monotonic()
+        install_host_network_policy(layout)
+        print(f"host-network policy in effect {time.monotonic() - ready:.1f}s after ready", file=sys.stderr)
+
+    def before_down(self, layout: Layout) -> None:
+        drain(layout)
+
+    def after_down(self, root: Path) -> None:
+        restore_host(root)
 
 
 def remove_containers(bin_dir: Path, paths: realnode.Paths) -> None:
@@ -85,8 +117,6 @@ def remove_containers(bin_dir: Path, paths: realnode.Paths) -> None:
         realnode.ctr(bin_dir, paths, "tasks", "delete", "--force", cid, timeout=30)
         realnode.ctr(bin_dir, paths, "containers", "delete", cid, timeout=30)
 
-
-# --- after up --------------------------------------------------------------------------------------
 
 def kubectl(layout: Layout, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(layout.bin / "kubectl"), f"--kubeconfig={layout.kubeconfig}", *args],
@@ -111,11 +141,9 @@ def install_host_network_policy(layout: Layout) -> None:
     raise RuntimeError("the host-network admission policy did not take effect within 30s")
 
 
-# --- down ------------------------------------------------------------------------------------------
-
 def drain(layout: Layout) -> None:
     """Cordon, then delete every pod on the node and wait until the kubelet has confirmed each."""
-    from kubernetes import client
+    from kubernetes import client  # the Python client is slow to import; only down needs it here
     from kubernetes.client.rest import ApiException
 
     from localcluster.kube import api_client
