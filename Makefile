@@ -11,13 +11,14 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node unit demo crds chart-check e2e-kind bench bench-scale bench-fairness faults hostile clean
+.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node test-cron unit demo crds chart-check e2e-kind bench bench-scale bench-fairness faults hostile clean
 
 help:
 	@echo "make demo          bring up a local cluster (a real kubelet; FLUX_NODE=process: the process node),"
 	@echo "                   run the operator, run and cancel an example"
 	@echo "make test          unit and cluster tests (the local cluster is built on first use)"
 	@echo "make test-real-node the real node's tests and a product subset on a real kubelet (.cluster-real)"
+	@echo "make test-cron     the Schedule tests that wait through several cron minutes (not in make test)"
 	@echo "make cluster-up    start the local control plane and process node (.cluster/kubeconfig)"
 	@echo "make cluster-down  stop everything cluster-up started"
 	@echo "make e2e-kind      the demo scenario on kind (needs Docker)"
@@ -73,8 +74,14 @@ REAL_PRODUCT_TESTS := tests/cluster/test_ways_to_cancel.py tests/cluster/test_lo
 	tests/cluster/test_helm_install.py tests/cluster/test_executions.py
 
 test: venv binaries
-	$(PY) -m pytest --ignore=tests/faults --ignore=tests/hostile $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only' --durations=15
+	$(PY) -m pytest --ignore=tests/faults --ignore=tests/hostile $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only and not cron_minutes' --durations=15
 	$(MAKE) --no-print-directory test-real-node
+
+# The Schedule tests that wait through several cron minutes (Forbid, Replace, missed runs, history): about
+# 8 minutes, so `make test` (and CI) leaves them to this target; the rest of tests/cluster/test_schedules.py
+# runs in `make test`.
+test-cron: venv binaries
+	$(PY) -m pytest -p no:cacheprovider -m cron_minutes tests/cluster/test_schedules.py
 
 # The real node (containerd, runc, a kubelet at the pinned version, our images) on a cluster of its own:
 # its own tests and the product's cancel, logs, chart and execution tests on it, minus the tests about

@@ -36,6 +36,7 @@ def flux(kube_env, namespace):
     return run
 
 
+@pytest.mark.cron_minutes
 def test_runs_start_on_cron_times_owned_by_the_schedule_with_history_kept(sched, fx, kubectl, namespace):
     body = schedule("quick", "flux_examples.quick:main", {"name": "cron"}, successfulExecutionsHistoryLimit=1)
     created = sched.create(body)
@@ -62,6 +63,7 @@ def test_runs_start_on_cron_times_owned_by_the_schedule_with_history_kept(sched,
     wait_for(lambda: not fx.exists(second), timeout=60, what="the runs to go with their Schedule")
 
 
+@pytest.mark.cron_minutes
 def test_forbid_waits_for_the_active_run_then_starts(sched, fx, core, namespace):
     sched.create(schedule("single", "flux_examples.longrun:main", {"steps": 600, "stepSeconds": 0.5},
                           concurrencyPolicy="Forbid"))
@@ -80,6 +82,7 @@ def test_forbid_waits_for_the_active_run_then_starts(sched, fx, core, namespace)
     sched.patch("single", {"spec": {"suspend": True}})
 
 
+@pytest.mark.cron_minutes
 def test_replace_cancels_the_running_run_saying_it_was_replaced(sched, fx):
     sched.create(schedule("long", "flux_examples.longrun:main", {"steps": 600, "stepSeconds": 0.5},
                           concurrencyPolicy="Replace"))
@@ -184,6 +187,7 @@ def test_the_example_schedules_run_end_to_end(kubectl, namespace, sched, fx):
     wait_for(lambda: sched.get("self-stopping")["spec"].get("suspend") is True, timeout=30, what="suspended")
 
 
+@pytest.mark.cron_minutes
 def test_after_operator_downtime_one_missed_run_starts_never_a_burst(sched, fx, operator, core, namespace):
     """Down over two cron times: the schedule within its deadline starts exactly the latest missed run;
     one whose deadline passed starts none and says so."""
