@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flux_api.names import CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION, REPLACED_BY_ANNOTATION
-from flux_api.types import CancelSource
+from flux_api.types import MAX_REASON, CancelSource
 
-MAX_REASON = 1024
+__all__ = ["MAX_REASON", "CancelIntent", "recorded_or_requested", "requested_cancel"]
 
 
 @dataclass(frozen=True)

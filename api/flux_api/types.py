@@ -24,6 +24,8 @@ MAX_DEPTH = 5
 # the checkpoint takes up to 256 KiB). A result past it stays on its child, and ctx.spawn says so.
 MIRRORED_RESULTS_BUDGET = 256 * 1024
 MIRRORED_ERROR_CHARS = 2048
+# Every reason a person or a workflow gives (a cancel's, an unschedule's) and a condition's (as metav1 has it).
+MAX_REASON = 1024
 WORKFLOW_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -72,7 +74,7 @@ class _Model(BaseModel):
 class CancelRequest(_Model):
     """spec.cancel: set once, never changed or removed (a CEL rule on the CRD enforces it)."""
 
-    reason: str = Field(min_length=1, max_length=1024, description="Why the execution is cancelled.")
+    reason: str = Field(min_length=1, max_length=MAX_REASON, description="Why the execution is cancelled.")
     cascade: bool = Field(True, description="Cancel child executions too.")
     force: bool = Field(False, description="Skip the grace period: SIGKILL at once.")
 
@@ -172,7 +174,7 @@ class Condition(_Model):
     status: Literal["True", "False", "Unknown"]
     observedGeneration: int | None = Field(None, ge=0)
     lastTransitionTime: Stamp
-    reason: str = Field(max_length=1024)
+    reason: str = Field(max_length=MAX_REASON)
     message: str = Field("", max_length=32768)
 
 
@@ -225,7 +227,7 @@ class ChildRef(_Model):
 
 
 class Cancellation(_Model):
-    reason: str = Field(max_length=1024)
+    reason: str = Field(max_length=MAX_REASON)
     source: CancelSource
     requestedAt: Stamp | None = None
     signalledAt: Stamp | None = None
@@ -294,7 +296,7 @@ class RunnerObjects(_Model):
 class UnscheduleRequest(_Model):
     """Written by the runner (ctx.unschedule): the operator suspends the Schedule and cancels this run."""
 
-    reason: str = Field(min_length=1, max_length=1024)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
     requestedAt: Stamp | None = None
 
 

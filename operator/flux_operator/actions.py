@@ -8,6 +8,7 @@ from typing import Any
 
 from flux_api import Execution
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
+from flux_api.events import EventReason
 from flux_api.timefmt import format_time
 
 MAX_CONDITIONS = 16  # ExecutionStatus.conditions' bound
@@ -69,7 +70,7 @@ class CreateChild:
 
 @dataclass(frozen=True)
 class EmitEvent:
-    reason: str
+    reason: EventReason
     message: str
     type: str = "Normal"
     key: str = ""  # posted once per (execution, reason, key): a repeat after a crash is a no-op
@@ -118,7 +119,7 @@ class Plan:
     status: dict[str, Any] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list)
 
-    def event(self, reason: str, message: str, type_: str = "Normal", key: str = "") -> None:
+    def event(self, reason: EventReason, message: str, type_: str = "Normal", key: str = "") -> None:
         self.actions.append(EmitEvent(reason, message, type_, key))
 
     def condition(self, ex: Execution, now: datetime, type_: str, ok: bool, reason: str, message: str) -> None:

@@ -6,8 +6,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, Cancellation, CancelSource, Execution, Outcome, Phase
-from flux_api.cancel import CancelIntent
+from flux_api.cancel import MAX_REASON, CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED
+from flux_api.events import EventReason
 from flux_api.timefmt import format_time, parse_time
 
 from flux_operator import timing
@@ -30,7 +31,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
     cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source.value, "requestedAt": stamp,
                                     **children_view(children)}
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
-    plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
+    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source.value}): {intent.reason}")
     backoff = pod is None and timing.in_backoff(ex)
     if pod is None and not [c for c in children if c.phase not in TERMINAL_PHASES] and (not _ran(ex) or backoff):
         # Nothing runs (never started, or a retry waits for its backoff): straight to Cancelled.
@@ -41,7 +42,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         if backoff:
             plan.status["nextRetryAt"] = None
         plan.condition(ex, now, FINISHED, True, Phase.CANCELLED.value, f"cancelled {when}")
-        plan.event("Cancelled", f"cancelled {when} (NotStarted)")
+        plan.event(EventReason.CANCELLED, f"cancelled {when} (NotStarted)")
         plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
         return
     cancellation["signalledAt"] = stamp
@@ -50,7 +51,8 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         _signalled_event(ex, intent, pod, plan)
     elif _ran(ex):
         # It ran and its pod is gone: an operator that died after the delete, before saying so.
-        plan.event("Signalled", f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
+        plan.event(EventReason.SIGNALLED,
+                   f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
     waited = (now - requested_at(ex, intent, now)).total_seconds()
     plan.actions.append(Observe("signal_seconds", intent.source.value, max(waited, 0.0)))
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
@@ -64,7 +66,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
 def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan) -> None:
     """Idempotent: cascade to live children, then SIGTERM the runner through a graceful pod delete."""
     if intent.cascade:
-        reason = f"parent {ex.name} cancelled: {intent.reason}"[:1024]
+        reason = f"parent {ex.name} cancelled: {intent.reason}"[:MAX_REASON]
         for child in children:
             if child.phase not in TERMINAL_PHASES and child.spec.cancel is None:
                 plan.actions.append(CancelChild(child.name, reason, intent.force))
@@ -80,8 +82,9 @@ def _grace(ex: Execution, intent: CancelIntent) -> int:
 
 
 def _signalled_event(ex: Execution, intent: CancelIntent, pod: PodView, plan: Plan) -> None:
-    if not any(isinstance(a, EmitEvent) and a.reason == "Signalled" for a in plan.actions):
-        plan.event("Signalled", f"runner pod {pod.name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
+    if not any(isinstance(a, EmitEvent) and a.reason == EventReason.SIGNALLED for a in plan.actions):
+        plan.event(EventReason.SIGNALLED,
+                   f"runner pod {pod.name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
 
 
 # Past the pod's own deadline (deletionTimestamp = delete + grace), how long to wait for the kubelet
@@ -115,7 +118,8 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     if pod is not None and due is not None and now >= due:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))
         cancellation.setdefault("forcedAt", format_time(now))
-        plan.event("ForceDeleted", f"runner pod {pod.name} was still terminating {ESCALATION_MARGIN_SECONDS}s past "
+        plan.event(EventReason.FORCE_DELETED,
+                   f"runner pod {pod.name} was still terminating {ESCALATION_MARGIN_SECONDS}s past "
                    f"its grace period (is its node down?): force-deleted", "Warning")
     # Without cascade the children are not ours to stop, so they are not waited for either.
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
@@ -137,7 +141,7 @@ def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any],
     elif ex.status.checkpoint and ex.status.checkpoint.error:
         plan.status["message"] = ex.status.checkpoint.error
     plan.condition(ex, now, FINISHED, True, phase.value, f"{phase.value} (cancel outcome {outcome.value})")
-    plan.event("Cancelled" if phase == Phase.CANCELLED else "CancelIgnored",
+    plan.event(EventReason.CANCELLED if phase == Phase.CANCELLED else EventReason.CANCEL_IGNORED,
                f"{phase.value}: outcome {outcome.value}")
     plan.actions.append(Observe("outcome", intent.source.value, outcome.value))
     waited = (now - requested_at(ex, intent, now)).total_seconds()

@@ -15,6 +15,7 @@ from datetime import datetime
 from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED
+from flux_api.events import EventReason
 from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
 from flux_api.types import status_patch
@@ -106,7 +107,7 @@ def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datet
         return
     message = f"already finished ({ex.phase.value}): cancel ignored"
     plan.condition(ex, now, CANCEL_REQUESTED, False, "AlreadyFinished", message)
-    plan.event("CancelIgnored", message, "Warning")
+    plan.event(EventReason.CANCEL_IGNORED, message, "Warning")
 
 
 def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, found: list[Execution],
@@ -171,8 +172,8 @@ def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> No
     if (ex.status.message or "").startswith(WAITING):
         plan.status["message"] = None  # it waited (a start time, a full quota): no longer
     plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod_name} started")
-    plan.event("Started" if not ex.status.retries else "RetryStarted", f"runner pod {pod_name} started",
-               key=str(ex.status.retries or ""))
+    plan.event(EventReason.STARTED if not ex.status.retries else EventReason.RETRY_STARTED,
+               f"runner pod {pod_name} started", key=str(ex.status.retries or ""))
 
 
 def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) -> None:
@@ -213,7 +214,7 @@ def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView
     if pod is not None and not pod.terminating:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # it has finished: nothing to wait for
     plan.condition(ex, now, STARTED, False, "RetryBackoff", message)
-    plan.event("RetryScheduled", message, "Warning", key=str(retries))
+    plan.event(EventReason.RETRY_SCHEDULED, message, "Warning", key=str(retries))
 
 
 def _start_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now: datetime) -> None:
@@ -221,7 +222,7 @@ def _start_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now:
     refused = ensure_runner(ex, pod_name, memory, plan, now)
     if refused:
         _complete(ex, Phase.FAILED, refused, None, plan, now)
-        plan.event("RunnerRefused", refused, "Warning")
+        plan.event(EventReason.RUNNER_REFUSED, refused, "Warning")
 
 
 REASON_PREFIX = re.compile(r"^[A-Z][A-Za-z]{2,63}:")
@@ -247,7 +248,7 @@ def _resume_or_fail(ex: Execution, why: str, memory: Memory, plan: Plan, now: da
     if checkpoint_state(ex) == Phase.CANCELLED.value:
         # It wrote its cleanup checkpoint on the way out; that was no verdict: the steps stay, the run goes on.
         plan.status["checkpoint"] = {"state": Phase.RUNNING.value, "error": None, "result": None}
-    plan.event("Resumed", f"{why}: resuming from the last checkpoint in a new pod "
+    plan.event(EventReason.RESUMED, f"{why}: resuming from the last checkpoint in a new pod "
                f"({ex.status.resumes + 1} of at most {MAX_RESUMES})", key=str(ex.status.resumes + 1))
 
 
@@ -264,7 +265,7 @@ def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelInte
                                        "requestedAt": format_time(now), "completedAt": format_time(now),
                                        "outcome": Outcome.TOO_LATE.value, "children": []}
         plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
-        plan.event("CancelIgnored", f"workflow finished ({phase.value}) before the cancel took effect")
+        plan.event(EventReason.CANCEL_IGNORED, f"workflow finished ({phase.value}) before the cancel took effect")
         plan.actions.append(Observe("outcome", intent.source.value, Outcome.TOO_LATE.value))
     # A runner's error may name its reason ("CheckpointTooLarge: ..."): the condition carries it.
     reason = error.split(":", 1)[0] if error and REASON_PREFIX.match(error) else phase.value

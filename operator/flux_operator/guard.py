@@ -14,6 +14,7 @@ from typing import Any
 
 from flux_api import Execution, Phase
 from flux_api.conditions import FINISHED
+from flux_api.events import EventReason
 from flux_api.quantity import parse_quantity
 from flux_api.tenancy import (
     CONFINEMENT_ANNOTATION_PREFIXES,
@@ -28,7 +29,7 @@ from flux_api.types import PodTemplate, status_patch
 
 from flux_operator.actions import Action, PatchStatus, Plan
 
-REASON = "LimitExceeded"
+REASON = EventReason.LIMIT_EXCEEDED  # also the Finished condition's reason
 _ESCALATING = tuple(t for t in RESTRICTED_VOLUME_TYPES if t not in FREE_VOLUME_TYPES)
 
 

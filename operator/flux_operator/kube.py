@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from flux_api import GROUP, PLURAL, VERSION, nesting
 from flux_api.errors import Failure, classify, is_transient
+from flux_api.events import MAX_MESSAGE
 from flux_api.names import SCHEDULE_PLURAL
 from flux_api.timefmt import now_text
 
@@ -243,7 +244,7 @@ class KubeApi:
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": involved["namespace"]},
             "involvedObject": involved,
-            "reason": reason, "message": message[:1024], "type": type_,
+            "reason": reason, "message": message[:MAX_MESSAGE], "type": type_,
             "source": {"component": "flux-operator"}, "reportingComponent": "flux-operator",
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flux_api import TERMINAL_PHASES
+from flux_api.events import EventReason
 from flux_api.names import ENABLED_NAMESPACE_LABEL
 from flux_api.namespace_policy import ENABLED_VALUE, labelled, reserved
 
@@ -27,7 +28,7 @@ from flux_operator.kube import KubeApi
 from flux_operator.reconcile import Result, event_name
 from flux_operator.world import Key, World
 
-NOTICE_REASON = "NamespaceNotEnabled"
+NOTICE_REASON = EventReason.NAMESPACE_NOT_ENABLED
 # Notices this replica already posted; beyond this, a repeat is only a harmless 409 on the Event's fixed name.
 NOTICES_KEPT = 50_000
 

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase
 from flux_api.errors import Failure
+from flux_api.events import EventReason
 from flux_api.timefmt import utcnow
 
 from flux_operator import builders, guard, payloads, timing
@@ -91,7 +92,7 @@ class Reconciler:
         failed_signal: ApiFailure | None = None
         refused = False
         for action in actions:
-            if isinstance(action, machine.EmitEvent) and action.reason == "Signalled" and failed_signal:
+            if isinstance(action, machine.EmitEvent) and action.reason == EventReason.SIGNALLED and failed_signal:
                 continue  # it was not delivered: say that instead
             if isinstance(action, machine.EnsureRunner):
                 refused |= not self.maker.runner(stored, action, memory, now)
@@ -108,8 +109,8 @@ class Reconciler:
                     raise
                 # The cancel is still recorded (Cancelling) so users see it; the signal is retried.
                 failed_signal = failed_signal or err
-                self.api.emit_event(_involved(snapshot), event_name(snapshot, "SignalFailed"), "Warning",
-                                    "SignalFailed", f"could not signal: {err}; retrying")
+                self.api.emit_event(_involved(snapshot), event_name(snapshot, EventReason.SIGNAL_FAILED),
+                                    "Warning", EventReason.SIGNAL_FAILED, f"could not signal: {err}; retrying")
         if failed_signal is not None:
             raise failed_signal
         if any(isinstance(a, machine.DeleteExecution) for a in actions):
@@ -224,8 +225,8 @@ class Reconciler:
         """A Warning Event on the execution: a failure that keeps coming back is seen where users look."""
         snapshot = self.world.snapshot(key)
         if snapshot is not None:
-            self.api.emit_event(_involved(snapshot), event_name(snapshot, "ReconcileFailed"), "Warning",
-                                "ReconcileFailed", f"{message}; retrying with backoff")
+            self.api.emit_event(_involved(snapshot), event_name(snapshot, EventReason.RECONCILE_FAILED),
+                                "Warning", EventReason.RECONCILE_FAILED, f"{message}; retrying with backoff")
 
 
 def _field(raw: dict, path: str):

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from flux_api import PARENT_LABEL, TERMINAL_PHASES, ChildStatus, Execution, Phase, nesting
+from flux_api.events import EventReason
 from flux_api.names import tree_depth
 from flux_api.types import MAX_CHILDREN, MAX_DEPTH, MIRRORED_ERROR_CHARS, MIRRORED_RESULTS_BUDGET, ChildRefused
 
@@ -75,10 +76,10 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
                 continue
             if too_deep:
                 _refuse(entries, plan, name, TOO_DEEP, f"refused: a tree of executions is at most {MAX_DEPTH} "
-                                                       "levels deep", "SpawnRefused")
+                                                       "levels deep", EventReason.SPAWN_REFUSED)
                 continue
             if (nested := payloads.value_problem(request.input, "its input")) is not None:
-                _refuse(entries, plan, name, REFUSED, f"refused: {nested}", "SpawnRefused")
+                _refuse(entries, plan, name, REFUSED, f"refused: {nested}", EventReason.SPAWN_REFUSED)
                 continue
             entry = entries[name] = {"name": name, "phase": Phase.PENDING.value}
         elif entry.get("uid") or entry.get("reason") or not entry.get("tokens"):
@@ -90,7 +91,7 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
             if not found.metadata.get("deletionTimestamp"):  # else: a predecessor on its way out; wait
                 _refuse(entries, plan, name, NAME_TAKEN,
                         f"the name {name} is taken by an Execution this one did not spawn: pass another name= to "
-                        "ctx.spawn", "SpawnConflict")
+                        "ctx.spawn", EventReason.SPAWN_CONFLICT)
             continue
         _create(entries[name], request, memory, plan, now, entries)
     _mirror(entries, mine)
@@ -100,7 +101,7 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
     if over_cap != (ex.status.childrenRefused or 0):
         plan.status["childrenRefused"] = over_cap
     if over_cap:
-        plan.event("SpawnRefused", f"{over_cap} spawn request(s) refused: an execution may have at most "
+        plan.event(EventReason.SPAWN_REFUSED, f"{over_cap} spawn request(s) refused: an execution may have at most "
                    f"{MAX_CHILDREN} children, and this one has {MAX_CHILDREN}", "Warning", key="limit")
 
 
@@ -112,7 +113,7 @@ def _create(entry: dict[str, Any], request, memory: Memory, plan: Plan, now: dat
     refused = memory.refusals.get(key)
     if refused is not None and refused.permanent:
         _refuse(entries, plan, name, REFUSED, f"the API server refused child {name}: {refused.message}"[:8192],
-                "SpawnRefused")
+                EventReason.SPAWN_REFUSED)
         return
     if refused is not None and now < refused.retry_at:
         return
@@ -121,7 +122,8 @@ def _create(entry: dict[str, Any], request, memory: Memory, plan: Plan, now: dat
     plan.actions.append(CreateChild(name, request.workflow, request.input, token))
 
 
-def _refuse(entries: dict[str, dict[str, Any]], plan: Plan, name: str, reason: str, error: str, event: str) -> None:
+def _refuse(entries: dict[str, dict[str, Any]], plan: Plan, name: str, reason: str, error: str,
+            event: EventReason) -> None:
     entries[name] = {"name": name, "phase": Phase.FAILED.value, "reason": reason, "error": error}
     plan.event(event, f"child {name}: {error}", "Warning", key=name)
 

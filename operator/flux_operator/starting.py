@@ -20,6 +20,7 @@ from typing import Any
 from flux_api import Execution
 from flux_api.conditions import STARTED
 from flux_api.errors import Failure
+from flux_api.events import EventReason
 from flux_api.types import RunnerObjects
 
 from flux_operator.actions import EnsureRunner, Make, Plan, PodView
@@ -123,7 +124,7 @@ def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None
     if ex.status.message != message:
         plan.status["message"] = message
         plan.condition(ex, now, STARTED, False, reason, message)
-        plan.event("RunnerDelayed", message, "Warning", key=reason.lower())
+        plan.event(EventReason.RUNNER_DELAYED, message, "Warning", key=reason.lower())
 
 
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
