@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from flux_api.bounds import fit, model_in
 from flux_api.timefmt import STAMP_PATTERN
@@ -39,6 +39,20 @@ class Phase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({Phase.CANCELLED, Phase.SUCCEEDED, Phase.FAILED})
+
+
+def _known_phase(value: Any) -> Any:
+    # A runner writes its own status (its checkpoint, and could write its children's mirror): a value this
+    # version does not know reads as None, never as an error that would leave the whole execution unread.
+    return None if isinstance(value, str) and value not in Phase._value2member_map_ else value
+
+
+# A Phase as read from what a runner may write. The schema stays the bounded string it always was: the
+# API server admits any value, and the reading above is what keeps an unknown one harmless.
+CheckpointPhase = Annotated[Phase | None, BeforeValidator(_known_phase),
+                            WithJsonSchema({"type": "string", "maxLength": 32})]
+MirroredPhase = Annotated[Phase | None, BeforeValidator(_known_phase),
+                          WithJsonSchema({"type": "string", "maxLength": 253})]
 
 
 class Outcome(StrEnum):
@@ -208,7 +222,9 @@ RECENT_STEPS = 20
 class Checkpoint(_Model):
     """Written by the runner after every step and once more when it stops."""
 
-    state: str = Field(max_length=32, description="Running, Succeeded, Failed or Cancelled.")
+    # None: a state this version does not know. It is no verdict: once the runner exits the execution fails
+    # ("runner exited without a final checkpoint").
+    state: CheckpointPhase = Field(description="Running, Succeeded, Failed or Cancelled.")
     sequence: int = Field(0, ge=0)
     steps: list[StepRecord] = Field(
         default_factory=list, description=f"The latest steps (at most {RECENT_STEPS}), for people to read.")
@@ -223,7 +239,7 @@ class Checkpoint(_Model):
 
 class ChildRef(_Model):
     name: Name
-    phase: Name | None = None
+    phase: MirroredPhase = None
 
 
 class Cancellation(_Model):
@@ -269,7 +285,7 @@ class ChildStatus(_Model):
     uid: Name | None = Field(None, description="The child the operator made; no other Execution counts.")
     tokens: list[TokenHash] = Field(default_factory=list, max_length=MAX_TOKENS,
                                     description="Hashes of the creation tokens it put on the child (until made).")
-    phase: Name | None = None
+    phase: MirroredPhase = None
     reason: Name | None = Field(None, description="Why it was not made: TooDeep, NameTaken or Refused.")
     result: Any = None
     resultOmitted: int | None = Field(

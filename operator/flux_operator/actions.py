@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flux_api import Execution
+from flux_api import CancelSource, Execution, Outcome
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
 from flux_api.events import EventReason
 from flux_api.timefmt import format_time
@@ -89,8 +89,8 @@ class Observe:
     """A metric to record: `name` is signal_seconds, complete_seconds or outcome."""
 
     name: str
-    source: str
-    value: float | str
+    source: CancelSource
+    value: float | Outcome
 
 
 Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | DeleteExecution | Observe

@@ -18,7 +18,7 @@ from flux_operator.spawning import children_view
 
 
 def source_reason(intent: CancelIntent) -> str:
-    return f"By{intent.source.value.capitalize()}"
+    return f"By{intent.source.capitalize()}"
 
 
 def _ran(ex: Execution) -> bool:
@@ -28,22 +28,22 @@ def _ran(ex: Execution) -> bool:
 def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
                     plan: Plan, now: datetime) -> None:
     stamp = format_time(now)
-    cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source.value, "requestedAt": stamp,
+    cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source, "requestedAt": stamp,
                                     **children_view(children)}
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
-    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source.value}): {intent.reason}")
+    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
     backoff = pod is None and timing.in_backoff(ex)
     if pod is None and not [c for c in children if c.phase not in TERMINAL_PHASES] and (not _ran(ex) or backoff):
         # Nothing runs (never started, or a retry waits for its backoff): straight to Cancelled.
         when = "during the retry backoff" if backoff else "before it started"
-        cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED.value)
-        plan.status.update(phase=Phase.CANCELLED.value, finishedAt=stamp, cancellation=cancellation,
+        cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED)
+        plan.status.update(phase=Phase.CANCELLED, finishedAt=stamp, cancellation=cancellation,
                            message=f"cancelled {when}: {intent.reason}")
         if backoff:
             plan.status["nextRetryAt"] = None
-        plan.condition(ex, now, FINISHED, True, Phase.CANCELLED.value, f"cancelled {when}")
+        plan.condition(ex, now, FINISHED, True, Phase.CANCELLED, f"cancelled {when}")
         plan.event(EventReason.CANCELLED, f"cancelled {when} (NotStarted)")
-        plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
+        plan.actions.append(Observe("outcome", intent.source, Outcome.NOT_STARTED))
         return
     cancellation["signalledAt"] = stamp
     _signal(ex, intent, pod, children, plan)
@@ -54,13 +54,13 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         plan.event(EventReason.SIGNALLED,
                    f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
     waited = (now - requested_at(ex, intent, now)).total_seconds()
-    plan.actions.append(Observe("signal_seconds", intent.source.value, max(waited, 0.0)))
+    plan.actions.append(Observe("signal_seconds", intent.source, max(waited, 0.0)))
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
     if pod is None and not live_children:
         # The runner is already gone (an operator restart after the signal, or it just ended): conclude now.
         _conclude(ex, intent, cancellation, plan, now)
         return
-    plan.status.update(phase=Phase.CANCELLING.value, cancellation=cancellation)
+    plan.status.update(phase=Phase.CANCELLING, cancellation=cancellation)
 
 
 def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan) -> None:
@@ -110,7 +110,7 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     _signal(ex, intent, pod, children, plan)
     cancellation = recorded.model_dump(exclude_none=True, mode="json")
     checkpoint = ex.status.checkpoint
-    if checkpoint is not None and checkpoint.state == Phase.CANCELLED.value and not recorded.acknowledgedAt:
+    if checkpoint is not None and checkpoint.state == Phase.CANCELLED and not recorded.acknowledgedAt:
         cancellation["acknowledgedAt"] = _acknowledged(checkpoint.updatedAt, recorded, now)
     cancellation.pop("childrenOmitted", None)
     cancellation.update(children_view(children))
@@ -134,18 +134,18 @@ def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any],
     """The pod is gone and every child has stopped: record how it ended."""
     stamp = format_time(now)
     phase, outcome = _ending(ex, cancellation)
-    cancellation.update(completedAt=stamp, outcome=outcome.value)
-    plan.status.update(phase=phase.value, finishedAt=stamp, cancellation=cancellation)
+    cancellation.update(completedAt=stamp, outcome=outcome)
+    plan.status.update(phase=phase, finishedAt=stamp, cancellation=cancellation)
     if phase == Phase.CANCELLED:
-        plan.status["message"] = f"cancelled ({outcome.value}): {intent.reason}{_MESSAGES[outcome](ex)}"[:8192]
+        plan.status["message"] = f"cancelled ({outcome}): {intent.reason}{_MESSAGES[outcome](ex)}"[:8192]
     elif ex.status.checkpoint and ex.status.checkpoint.error:
         plan.status["message"] = ex.status.checkpoint.error
-    plan.condition(ex, now, FINISHED, True, phase.value, f"{phase.value} (cancel outcome {outcome.value})")
+    plan.condition(ex, now, FINISHED, True, phase, f"{phase} (cancel outcome {outcome})")
     plan.event(EventReason.CANCELLED if phase == Phase.CANCELLED else EventReason.CANCEL_IGNORED,
-               f"{phase.value}: outcome {outcome.value}")
-    plan.actions.append(Observe("outcome", intent.source.value, outcome.value))
+               f"{phase}: outcome {outcome}")
+    plan.actions.append(Observe("outcome", intent.source, outcome))
     waited = (now - requested_at(ex, intent, now)).total_seconds()
-    plan.actions.append(Observe("complete_seconds", intent.source.value, max(waited, 0.0)))
+    plan.actions.append(Observe("complete_seconds", intent.source, max(waited, 0.0)))
 
 
 
@@ -163,9 +163,9 @@ def _ending(ex: Execution, cancellation: dict[str, Any]) -> tuple[Phase, Outcome
     """Tells apart a clean stop, a cleanup that raised, one cut by the grace period, and a forced one."""
     checkpoint = ex.status.checkpoint
     state = checkpoint.state if checkpoint else None
-    if state in (Phase.SUCCEEDED.value, Phase.FAILED.value):
-        return Phase(state), Outcome.TOO_LATE
-    if state == Phase.CANCELLED.value:
+    if state in (Phase.SUCCEEDED, Phase.FAILED):
+        return state, Outcome.TOO_LATE
+    if state == Phase.CANCELLED:
         return Phase.CANCELLED, Outcome.CLEANUP_FAILED if checkpoint.error else Outcome.GRACEFUL
     if ex.status.startedAt is None and state is None:
         return Phase.CANCELLED, Outcome.NOT_STARTED

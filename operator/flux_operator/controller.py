@@ -107,7 +107,7 @@ class Controller:
         try:
             result = self.reconciler.reconcile(key)
         except ApiFailure as err:
-            self.metrics.reconcile_errors.labels(err.kind.value).inc()
+            self.metrics.reconcile_errors.labels(err.kind).inc()
             if err.kind is Failure.NOT_FOUND:
                 log.info("%s %s/%s: %s (gone meanwhile)", self.kind, *key, err)
                 return

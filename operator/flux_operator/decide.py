@@ -105,7 +105,7 @@ def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datet
         return
     if any(c.type == CANCEL_REQUESTED for c in ex.status.conditions):
         return
-    message = f"already finished ({ex.phase.value}): cancel ignored"
+    message = f"already finished ({ex.phase}): cancel ignored"
     plan.condition(ex, now, CANCEL_REQUESTED, False, "AlreadyFinished", message)
     plan.event(EventReason.CANCEL_IGNORED, message, "Warning")
 
@@ -114,20 +114,20 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
             children: list[Execution], memory: Memory, plan: Plan, now: datetime) -> None:
     """Pending or Running. `children` are the owned ones among the `found`."""
     checkpoint = checkpoint_state(ex)
-    if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+    if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED, Phase.FAILED):
         # A verdict can only come from this run's runner (a retry takes the last one back), even when
         # the kubelet has not yet reported its container running: it started, and the status says so.
         _mark_started(ex, pod.name if pod else ex.status.podName or "", plan, now)
-    if checkpoint == Phase.SUCCEEDED.value:
+    if checkpoint == Phase.SUCCEEDED:
         _complete(ex, Phase.SUCCEEDED, None, intent, plan, now)
         return
-    if checkpoint == Phase.FAILED.value:
+    if checkpoint == Phase.FAILED:
         _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
         return
     if intent is not None:
         request_cancel(ex, intent, pod, children, plan, now)
         return
-    if checkpoint == Phase.CANCELLED.value:
+    if checkpoint == Phase.CANCELLED:
         # The runner stopped for a SIGTERM that was no cancel (an eviction, a drain, a node shutdown):
         # once its pod is gone, a new one resumes from the checkpoint.
         if pod is not None:
@@ -145,7 +145,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         _start_when_due(ex, memory, plan, now)
         return
     if ex.status.phase is None:  # the pod was made, but the write that said so did not land
-        plan.status.update(phase=Phase.PENDING.value, podName=pod.name)
+        plan.status.update(phase=Phase.PENDING, podName=pod.name)
     if pod.phase == "Failed" and pod.reason in DISRUPTIONS:
         # Evicted (node pressure, API eviction, taint manager): not the workflow's fault. Free the name;
         # once the pod is gone a new one resumes from the checkpoint.
@@ -155,7 +155,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
     if pod.phase == "Failed":
         _failed(ex, pod.exit_message or "runner pod failed", None, pod, plan, now)
         return
-    if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+    if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED, Phase.FAILED):
         _failed(ex, "runner exited without a final checkpoint", None, pod, plan, now)
         return
     if pod.started and ex.phase == Phase.PENDING:
@@ -165,7 +165,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
 
 
 def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:
-    plan.status.update(phase=Phase.RUNNING.value, startedAt=ex.status.startedAt or format_time(now),
+    plan.status.update(phase=Phase.RUNNING, startedAt=ex.status.startedAt or format_time(now),
                        podName=pod_name)
     if ex.status.nextRetryAt is not None:
         plan.status["nextRetryAt"] = None
@@ -181,7 +181,7 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
     pod_name = ex.status.podName or runner_pod_name_for(ex.name, ex.status.retries)
     if ex.status.phase is None:
         # runnerObjects (empty until something is asked for) marks an execution whose objects are recorded.
-        plan.status.update(phase=Phase.PENDING.value, podName=pod_name, runnerObjects={})
+        plan.status.update(phase=Phase.PENDING, podName=pod_name, runnerObjects={})
     wait = timing.waiting_until(ex, now)
     if wait is None:
         if (unusable := payloads.depth_problem(ex.metadata, "spec.podTemplate")) is not None:
@@ -206,11 +206,11 @@ def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView
     retries = (ex.status.retries or 0) + 1
     at = now + timing.backoff(ex)
     message = f"run {retries} of {ex.spec.retry.limit + 1} failed: {error}; retry at {format_time(at)}"[:4000]
-    plan.status.update(phase=Phase.PENDING.value, retries=retries, nextRetryAt=format_time(at),
+    plan.status.update(phase=Phase.PENDING, retries=retries, nextRetryAt=format_time(at),
                        podName=runner_pod_name_for(ex.name, retries), message=message)
     if ex.status.checkpoint is not None:
         # The steps stay: the new runner skips every recorded one. Only the verdict is taken back.
-        plan.status["checkpoint"] = {"state": Phase.RUNNING.value, "error": None, "result": None}
+        plan.status["checkpoint"] = {"state": Phase.RUNNING, "error": None, "result": None}
     if pod is not None and not pod.terminating:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # it has finished: nothing to wait for
     plan.condition(ex, now, STARTED, False, "RetryBackoff", message)
@@ -245,9 +245,9 @@ def _resume_or_fail(ex: Execution, why: str, memory: Memory, plan: Plan, now: da
     if not any(isinstance(a, EnsureRunner) for a in plan.actions):
         return  # refused for good (Failed), or waiting to retry a create: no new pod yet
     plan.status["resumes"] = ex.status.resumes + 1
-    if checkpoint_state(ex) == Phase.CANCELLED.value:
+    if checkpoint_state(ex) == Phase.CANCELLED:
         # It wrote its cleanup checkpoint on the way out; that was no verdict: the steps stay, the run goes on.
-        plan.status["checkpoint"] = {"state": Phase.RUNNING.value, "error": None, "result": None}
+        plan.status["checkpoint"] = {"state": Phase.RUNNING, "error": None, "result": None}
     plan.event(EventReason.RESUMED, f"{why}: resuming from the last checkpoint in a new pod "
                f"({ex.status.resumes + 1} of at most {MAX_RESUMES})", key=str(ex.status.resumes + 1))
 
@@ -255,20 +255,20 @@ def _resume_or_fail(ex: Execution, why: str, memory: Memory, plan: Plan, now: da
 def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelIntent | None, plan: Plan,
               now: datetime) -> None:
     """The workflow finished on its own. A cancel that arrived meanwhile came too late."""
-    plan.status.update(phase=phase.value, finishedAt=format_time(now))
+    plan.status.update(phase=phase, finishedAt=format_time(now))
     if error:
         plan.status["message"] = error
     elif ex.status.checkpoint and ex.status.checkpoint.result is not None:
         plan.status["message"] = "workflow succeeded"
     if intent is not None:
-        plan.status["cancellation"] = {"reason": intent.reason, "source": intent.source.value,
+        plan.status["cancellation"] = {"reason": intent.reason, "source": intent.source,
                                        "requestedAt": format_time(now), "completedAt": format_time(now),
-                                       "outcome": Outcome.TOO_LATE.value, "children": []}
+                                       "outcome": Outcome.TOO_LATE, "children": []}
         plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
-        plan.event(EventReason.CANCEL_IGNORED, f"workflow finished ({phase.value}) before the cancel took effect")
-        plan.actions.append(Observe("outcome", intent.source.value, Outcome.TOO_LATE.value))
+        plan.event(EventReason.CANCEL_IGNORED, f"workflow finished ({phase}) before the cancel took effect")
+        plan.actions.append(Observe("outcome", intent.source, Outcome.TOO_LATE))
     # A runner's error may name its reason ("CheckpointTooLarge: ..."): the condition carries it.
-    reason = error.split(":", 1)[0] if error and REASON_PREFIX.match(error) else phase.value
-    plan.condition(ex, now, FINISHED, True, reason, error or f"execution {phase.value.lower()}")
+    reason = error.split(":", 1)[0] if error and REASON_PREFIX.match(error) else phase
+    plan.condition(ex, now, FINISHED, True, reason, error or f"execution {phase.lower()}")
 
 

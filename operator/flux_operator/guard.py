@@ -122,7 +122,7 @@ def refusal(ex: Execution, problems: list[str], now: datetime) -> list[Action]:
     message = f"{REASON}: " + "; ".join(problems)
     message = message if len(message) <= 4000 else message[:3997] + "..."
     plan = Plan()
-    plan.status.update(phase=Phase.FAILED.value, finishedAt=format_time(now), message=message,
+    plan.status.update(phase=Phase.FAILED, finishedAt=format_time(now), message=message,
                        observedGeneration=ex.metadata.get("generation"))
     plan.condition(ex, now, FINISHED, True, REASON, message)
     plan.event(REASON, message, "Warning")

@@ -30,7 +30,7 @@ DEFAULT_TIMEOUT = (5.0, 15.0)
 class ApiFailure(Exception):
     def __init__(self, what: str, kind: Failure, detail: str = "", status: int | None = None) -> None:
         code = f"{status} " if status else ""
-        super().__init__(f"{what}: {code}{kind.value}{': ' + detail if detail else ''}")
+        super().__init__(f"{what}: {code}{kind}{': ' + detail if detail else ''}")
         self.kind, self.status, self.detail = kind, status, detail
 
     @property

@@ -63,7 +63,7 @@ class _PhaseCollector(Collector):
         family = GaugeMetricFamily("flux_executions", "Executions the operator watches, by phase.", labels=["phase"])
         counts = self.counts()
         for phase in Phase:
-            family.add_metric([phase.value], counts.get(phase.value, 0))
+            family.add_metric([str(phase)], counts.get(phase, 0))
         yield family
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flux_api import CANCEL_ANNOTATION, CancelSource, Execution
+from flux_api import CANCEL_ANNOTATION, CancelSource, Execution, Phase
 from flux_api.cancel import CancelIntent, recorded_or_requested
 from flux_api.names import DEADLINE_REASON
 from flux_api.timefmt import parse_time
@@ -66,5 +66,6 @@ def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime
         or now
 
 
-def checkpoint_state(ex: Execution) -> str | None:
+def checkpoint_state(ex: Execution) -> Phase | None:
+    """The runner's own word on how its run stands; None also for a state this version does not know."""
     return ex.status.checkpoint.state if ex.status.checkpoint else None

@@ -64,7 +64,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self.memories = Memories()  # per execution: creation tokens, what was made, refused creates
         self.maker = Maker(api, world, runner,
-                           lambda failure: metrics.reconcile_errors.labels(failure.value).inc())
+                           lambda failure: metrics.reconcile_errors.labels(failure).inc())
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)
@@ -140,7 +140,7 @@ class Reconciler:
                     return False
                 self.world.execution_seen(written)
                 if "phase" in patch:
-                    log.info("execution %s/%s: %s -> %s", ns, name, ex.phase.value, patch["phase"])
+                    log.info("execution %s/%s: %s -> %s", ns, name, ex.phase, patch["phase"])
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
                 if not self.api.delete_pod(ns, pod, grace, uid or None):
                     # Already gone: a watch that broke (an API server restart) can miss a deletion,

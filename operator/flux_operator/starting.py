@@ -119,7 +119,7 @@ def pod_pending(ex: Execution, memory: Memory) -> bool:
 def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None:
     """Pending, saying why and that it is retried: once per message."""
     reason = "QuotaExceeded" if refused.failure is Failure.QUOTA else "RunnerDelayed"
-    message = (f"{WAITING}could not create the runner's {refused.what} ({refused.failure.value}: "
+    message = (f"{WAITING}could not create the runner's {refused.what} ({refused.failure}: "
                f"{refused.message[:400]}); retrying with backoff")
     if ex.status.message != message:
         plan.status["message"] = message

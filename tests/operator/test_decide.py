@@ -551,3 +551,14 @@ def test_acknowledged_at_cannot_be_moved_by_the_runners_clock():
     assert status_patch(decide(future, None, [], NOW))["cancellation"]["acknowledgedAt"] == ack
     honest = cancelling({"state": "Cancelled", "updatedAt": "2026-11-21T11:59:59.500Z"})
     assert status_patch(decide(honest, None, [], NOW))["cancellation"]["acknowledgedAt"] == "2026-11-21T11:59:59.500Z"
+
+
+def test_a_checkpoint_state_this_version_does_not_know_is_no_verdict() -> None:
+    # A runner owns its checkpoint: an unknown state must neither crash nor end the run; a pod that then
+    # exits without a known final state fails the execution.
+    ex = execution("Running", checkpoint={"state": "Paused"})
+    running = decide(ex, PodView(POD, phase="Running", started=True), [], NOW)
+    assert "phase" not in next((a.patch for a in running if isinstance(a, PatchStatus)), {})
+    actions = decide(ex, PodView(POD, phase="Succeeded", started=True), [], NOW)
+    patch = next(a.patch for a in actions if isinstance(a, PatchStatus))
+    assert patch["phase"] == "Failed" and "without a final checkpoint" in patch["message"]
