@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api import CANCEL_ANNOTATION, CancelSource, Execution, Phase
-from flux_api.cancel import CancelIntent, recorded_or_requested
+from flux_api.cancel import CancelIntent, cancel_of
 from flux_api.names import DEADLINE_REASON
 from flux_api.timefmt import parse_time
 
@@ -15,12 +15,7 @@ from flux_api.timefmt import parse_time
 
 def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
     """The cancel asked for, from whichever way in came first; None when nobody asked."""
-    recorded = ex.status.cancellation
-    found = recorded_or_requested({
-        "metadata": ex.metadata,
-        "spec": {"cancel": ex.spec.cancel.model_dump() if ex.spec.cancel else None},
-        "status": {"cancellation": recorded.model_dump(mode="json") if recorded else None},
-    })
+    found = cancel_of(ex)
     if found is not None:
         return found
     if ex.status.unscheduleRequest is not None:  # the workflow asked: ctx.unschedule(reason)
