@@ -26,7 +26,7 @@ def _ran(ex: Execution) -> bool:
 
 
 def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
-                    plan: Plan, now: datetime) -> None:
+                   plan: Plan, now: datetime, asked: datetime | None = None) -> None:
     stamp = format_time(now)
     cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source, "requestedAt": stamp,
                                     **children_view(children)}
@@ -53,12 +53,12 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         # It ran and its pod is gone: an operator that died after the delete, before saying so.
         plan.event(EventReason.SIGNALLED,
                    f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
-    waited = (now - requested_at(ex, intent, now)).total_seconds()
+    waited = (now - requested_at(ex, intent, now, asked)).total_seconds()
     plan.actions.append(Observe("signal_seconds", intent.source, max(waited, 0.0)))
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
     if pod is None and not live_children:
         # The runner is already gone (an operator restart after the signal, or it just ended): conclude now.
-        _conclude(ex, intent, cancellation, plan, now)
+        _conclude(ex, intent, cancellation, plan, now, asked)
         return
     plan.status.update(phase=Phase.CANCELLING, cancellation=cancellation)
 
@@ -99,7 +99,7 @@ def escalation_due(pod: PodView | None) -> datetime | None:
 
 
 def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
-               plan: Plan, now: datetime) -> None:
+               plan: Plan, now: datetime, asked: datetime | None = None) -> None:
     recorded = ex.status.cancellation
     if intent is None or recorded is None:
         # A Cancelling status without its block (the schema forbids it; an old object may have it):
@@ -124,13 +124,14 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     # Without cascade the children are not ours to stop, so they are not waited for either.
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
     if pod is None and not live_children:
-        _conclude(ex, intent, cancellation, plan, now)
+        _conclude(ex, intent, cancellation, plan, now, asked)
         return
     if cancellation != recorded.model_dump(exclude_none=True, mode="json"):
         plan.status["cancellation"] = cancellation
 
 
-def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: Plan, now: datetime) -> None:
+def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: Plan, now: datetime,
+              asked: datetime | None) -> None:
     """The pod is gone and every child has stopped: record how it ended."""
     stamp = format_time(now)
     phase, outcome = _ending(ex, cancellation)
@@ -144,7 +145,7 @@ def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any],
     plan.event(EventReason.CANCELLED if phase == Phase.CANCELLED else EventReason.CANCEL_IGNORED,
                f"{phase}: outcome {outcome}")
     plan.actions.append(Observe("outcome", intent.source, outcome))
-    waited = (now - requested_at(ex, intent, now)).total_seconds()
+    waited = (now - requested_at(ex, intent, now, asked)).total_seconds()
     plan.actions.append(Observe("complete_seconds", intent.source, max(waited, 0.0)))
 
 

@@ -36,7 +36,6 @@ from flux_operator.actions import (
 )
 from flux_operator.cancelling import cancelling, request_cancel, source_reason
 from flux_operator.observing import (
-    CANCEL_REQUESTED_AT,
     cancel_intent,
     checkpoint_state,
     deadline_at,
@@ -48,16 +47,17 @@ from flux_operator.spawning import owned_children, spawn
 from flux_operator.starting import WAITING, ensure_runner, own_pod, pod_pending, record_made
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Observe",
-           "PatchStatus", "PodView", "CANCEL_REQUESTED_AT", "cancel_intent", "deadline_at", "decide",
+           "PatchStatus", "PodView", "cancel_intent", "deadline_at", "decide",
            "first_cancel_time", "requested_at"]
 
 
 # --- deciding -----------------------------------------------------------------------------------
 
 def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime,
-           memory: Memory | None = None) -> list[Action]:
+           memory: Memory | None = None, cancel_asked: datetime | None = None) -> list[Action]:
     """`pod` is the pod the World found for the execution, `children` the Executions found under the names it
-    asked for (or claiming it as parent): only what the operator provably made of them is used."""
+    asked for (or claiming it as parent): only what the operator provably made of them is used.
+    `cancel_asked`: when a cancel request reached the API, if the World knows (for the latency metrics)."""
     memory = memory if memory is not None else Memory()
     plan = Plan()
     phase = ex.phase
@@ -70,9 +70,9 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
             return [DeleteExecution(ex.name, ex.metadata.get("uid", ""))]
         _terminal(ex, intent, plan, now)
     elif phase == Phase.CANCELLING:
-        cancelling(ex, intent, pod, owned, plan, now)
+        cancelling(ex, intent, pod, owned, plan, now, cancel_asked)
     else:
-        _active(ex, intent, pod, children, owned, memory, plan, now)
+        _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked)
     return _finish(ex, pod, memory, plan)
 
 
@@ -111,7 +111,8 @@ def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datet
 
 
 def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, found: list[Execution],
-            children: list[Execution], memory: Memory, plan: Plan, now: datetime) -> None:
+            children: list[Execution], memory: Memory, plan: Plan, now: datetime,
+            cancel_asked: datetime | None = None) -> None:
     """Pending or Running. `children` are the owned ones among the `found`."""
     checkpoint = checkpoint_state(ex)
     if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED, Phase.FAILED):
@@ -125,7 +126,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
         return
     if intent is not None:
-        request_cancel(ex, intent, pod, children, plan, now)
+        request_cancel(ex, intent, pod, children, plan, now, cancel_asked)
         return
     if checkpoint == Phase.CANCELLED:
         # The runner stopped for a SIGTERM that was no cancel (an eviction, a drain, a node shutdown):

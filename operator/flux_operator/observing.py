@@ -33,9 +33,8 @@ def deadline_at(ex: Execution) -> datetime | None:
     return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
 
 
-# Where a cancel request lands in managedFields, and where the watch cache keeps its time.
+# Where a cancel request lands in managedFields.
 _CANCEL_FIELD_PATHS = (("f:spec", "f:cancel"), ("f:metadata", "f:annotations", f"f:{CANCEL_ANNOTATION}"))
-CANCEL_REQUESTED_AT = "flux.internal/cancelRequestedAt"
 
 
 def first_cancel_time(managed_fields: list[dict[str, Any]] | None) -> datetime | None:
@@ -52,13 +51,14 @@ def first_cancel_time(managed_fields: list[dict[str, Any]] | None) -> datetime |
     return min(times, default=None)
 
 
-def requested_at(ex: Execution, intent: CancelIntent, now: datetime) -> datetime:
+def requested_at(ex: Execution, intent: CancelIntent, now: datetime, asked: datetime | None = None) -> datetime:
+    """When the cancel was asked for. `asked` is what the watch cache read off managedFields (which its trimmed
+    copy does not keep); an object that still has them is read directly."""
     if intent.source == CancelSource.DEADLINE:
         return deadline_at(ex) or now
     if intent.source == CancelSource.UNSCHEDULE:
         return parse_time(ex.status.unscheduleRequest.requestedAt) or now
-    return parse_time(ex.metadata.get(CANCEL_REQUESTED_AT)) or first_cancel_time(ex.metadata.get("managedFields")) \
-        or now
+    return asked or first_cancel_time(ex.metadata.get("managedFields")) or now
 
 
 def checkpoint_state(ex: Execution) -> Phase | None:

@@ -81,7 +81,7 @@ class Reconciler:
         ex = builders.with_defaults(snapshot.execution, self.runner)
         now = self.clock()
         memory = self.memories.of(ex)
-        actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory)
+        actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at)
         stored = ex
         if any(isinstance(a, machine.EnsureRunner) for a in actions):
             stored = self._stored(ex, *PASSED_ON)  # the pod template itself, when the World keeps a stub
