@@ -7,13 +7,14 @@ Field names are the wire names (camelCase), as in every Kubernetes API.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from flux_api.bounds import fit, model_in
-from flux_api.timefmt import STAMP_PATTERN
+from flux_api.timefmt import STAMP_PATTERN, format_time, parse_time
 
 MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600  # bounded so no admitted value can overflow a datetime
 # Caps on what one workflow may ask for: children per execution (over every spawnRequests it ever wrote),
@@ -75,8 +76,24 @@ class CancelSource(StrEnum):
 
 # Every string in status is bounded, so nothing admitted can bloat the object or a decision.
 Name = Annotated[str, Field(max_length=253)]
-# Every timestamp: RFC 3339 within the years flux_api.timefmt admits, so no arithmetic on one can overflow.
-Stamp = Annotated[str, Field(max_length=64, json_schema_extra={"pattern": STAMP_PATTERN})]
+
+
+def _moment(value: Any) -> datetime | None:
+    # Text as the API holds it (a runner may have written it) becomes an aware UTC datetime; text that does
+    # not parse, or lies out of range, reads as None and never raises (flux_api.timefmt.parse_time).
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return parse_time(value)
+
+
+def _text(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
+
+
+# Every timestamp: an aware datetime in the models, written in the one format of flux_api.timefmt (by every
+# dump, in any mode). In the schema: RFC 3339 within the years timefmt admits, so no arithmetic overflows.
+Stamp = Annotated[datetime | None, BeforeValidator(_moment), PlainSerializer(_text),
+                  WithJsonSchema({"type": "string", "maxLength": 64, "pattern": STAMP_PATTERN})]
 Text = Annotated[str, Field(max_length=8192)]
 
 

@@ -107,7 +107,7 @@ class PodView:
     exit_message: str = ""  # termination message or reason of the last terminated container
     uid: str = ""
     owner_uid: str = ""  # the controlling owner: the Execution this pod belongs to
-    deletion_at: str | None = None  # metadata.deletionTimestamp: when the kubelet must be done
+    deletion_at: datetime | None = None  # metadata.deletionTimestamp: when the kubelet must be done
     token: str = ""  # the creation token annotation: proves the operator made it (ownership.py)
     node: str = ""
     reason: str = ""  # status.reason, e.g. Evicted

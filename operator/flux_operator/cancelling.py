@@ -9,7 +9,7 @@ from flux_api import TERMINAL_PHASES, Cancellation, CancelSource, Execution, Out
 from flux_api.cancel import MAX_REASON, CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED
 from flux_api.events import EventReason
-from flux_api.timefmt import format_time, parse_time
+from flux_api.timefmt import format_time
 
 from flux_operator import timing
 from flux_operator.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
@@ -94,7 +94,7 @@ ESCALATION_MARGIN_SECONDS = 15
 
 def escalation_due(pod: PodView | None) -> datetime | None:
     """When a terminating pod becomes overdue; None if it is not terminating."""
-    deadline = parse_time(pod.deletion_at) if pod is not None and pod.terminating else None
+    deadline = pod.deletion_at if pod is not None and pod.terminating else None
     return deadline + timedelta(seconds=ESCALATION_MARGIN_SECONDS) if deadline else None
 
 
@@ -150,11 +150,10 @@ def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any],
 
 
 
-def _acknowledged(written: str | None, recorded: Cancellation, now: datetime) -> str:
+def _acknowledged(moment: datetime | None, recorded: Cancellation, now: datetime) -> str:
     """The runner's own timestamp when it is plausible (after the signal, not in the future); else now.
     A runner owns its checkpoint, so it must not be able to move an operator-owned time."""
-    moment = parse_time(written)
-    floor = parse_time(recorded.signalledAt) or parse_time(recorded.requestedAt)
+    floor = recorded.signalledAt or recorded.requestedAt
     if moment is None or moment > now or (floor is not None and moment < floor):
         return format_time(now)
     return format_time(moment)

@@ -29,7 +29,7 @@ def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
 def deadline_at(ex: Execution) -> datetime | None:
     if ex.spec.activeDeadlineSeconds is None:
         return None
-    start = parse_time(ex.status.startedAt) or parse_time(ex.metadata.get("creationTimestamp"))
+    start = ex.status.startedAt or parse_time(ex.metadata.get("creationTimestamp"))
     return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
 
 
@@ -57,7 +57,7 @@ def requested_at(ex: Execution, intent: CancelIntent, now: datetime, asked: date
     if intent.source == CancelSource.DEADLINE:
         return deadline_at(ex) or now
     if intent.source == CancelSource.UNSCHEDULE:
-        return parse_time(ex.status.unscheduleRequest.requestedAt) or now
+        return ex.status.unscheduleRequest.requestedAt or now
     return asked or first_cancel_time(ex.metadata.get("managedFields")) or now
 
 

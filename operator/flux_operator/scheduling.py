@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from collections.abc import Collection, Container
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flux_api import API_VERSION, KIND, TERMINAL_PHASES, Execution, Phase
@@ -38,6 +38,7 @@ from flux_operator.crontimes import InvalidSchedule, check_cron, latest_due, nex
 READY = "Ready"
 # A run being created is matched to its proof within this long (a watch lagging after a failover included).
 STARTING_TTL = timedelta(minutes=10)
+_NEVER = datetime.min.replace(tzinfo=timezone.utc)  # sorts a run that has not finished first
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 __all__ = ["InvalidSchedule", "decide_schedule", "latest_due", "next_due", "run_name", "zone"]
@@ -181,7 +182,7 @@ def _history(schedule: Schedule, runs: list[Execution]) -> list[DeleteRun]:
               Phase.CANCELLED: schedule.spec.cancelledExecutionsHistoryLimit}
     doomed = []
     for phase, limit in limits.items():
-        done = sorted((r for r in runs if r.phase == phase), key=lambda r: (r.status.finishedAt or "", r.name),
+        done = sorted((r for r in runs if r.phase == phase), key=lambda r: (r.status.finishedAt or _NEVER, r.name),
                       reverse=True)
         doomed += [DeleteRun(r.name, r.metadata.get("uid", "")) for r in done[limit:]]
     return doomed
@@ -210,7 +211,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
                     else present, now)
     runs = own.runs
     status.update(runs=own.record, starting=own.starting)
-    last = parse_time(schedule.status.lastScheduleTime)
+    last = schedule.status.lastScheduleTime
     for run, moment in own.adopted:
         decision.actions.append(ScheduleEvent(EventReason.RUN_STARTED, f"started {run.name} for {format_time(moment)}",
                                               key=run.name))
@@ -254,7 +255,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
 
     if any(c.type == READY and c.reason == "Suspended" for c in schedule.status.conditions):
         status["resumedAt"] = format_time(now)  # the times missed while suspended are not made up
-    moments = [parse_time(status.get("resumedAt") or schedule.status.resumedAt), last,
+    moments = [parse_time(status.get("resumedAt")) or schedule.status.resumedAt, last,
                parse_time(schedule.metadata.get("creationTimestamp"))]
     since = max((m for m in moments if m is not None), default=now)
     message = None

@@ -25,7 +25,7 @@ def retry_at(ex: Execution) -> datetime | None:
     """When the pending retry starts; None unless a retry is waiting for its pod."""
     if ex.phase != Phase.PENDING:
         return None
-    return parse_time(ex.status.nextRetryAt)
+    return ex.status.nextRetryAt
 
 
 def waiting_until(ex: Execution, now: datetime) -> datetime | None:
@@ -54,7 +54,7 @@ def expires_at(ex: Execution) -> datetime | None:
     """When a finished execution is deleted (ttlSecondsAfterFinished); None: kept."""
     if ex.phase not in TERMINAL_PHASES or ex.spec.ttlSecondsAfterFinished is None:
         return None
-    finished = parse_time(ex.status.finishedAt)
+    finished = ex.status.finishedAt
     return finished + timedelta(seconds=ex.spec.ttlSecondsAfterFinished) if finished else None
 
 

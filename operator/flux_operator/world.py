@@ -1,9 +1,10 @@
 """What the watches delivered, kept small: the operator decides from this, never from fresh reads.
 
 Each Execution is kept as a trimmed copy (no input, no step records or data, no managed fields:
-decide() needs none of them; large or deep payloads as stubs, payloads.py), each runner pod as a
-PodView, and children by their parent. Writes the
-operator makes feed their answers back in, so its own next decision never sees its past.
+decide() needs none of them; large or deep payloads as stubs, payloads.py), with the one thing read off
+its managed fields beside it (when a cancel reached the API: Snapshot.cancel_requested_at); each runner
+pod as a PodView, and children by their parent. Writes the operator makes feed their answers back in,
+so its own next decision never sees its past.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
 from flux_api.names import CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
+from flux_api.timefmt import parse_time
 
 from flux_operator import payloads
 from flux_operator.actions import PodView
@@ -63,7 +65,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
     return PodView(name=meta.get("name", ""), phase=status.get("phase", "Pending"),
                    terminating=bool(meta.get("deletionTimestamp")), started=started, exit_message=message,
                    uid=meta.get("uid", ""), owner_uid=owners[0] if owners else "",
-                   deletion_at=meta.get("deletionTimestamp"), node=(pod.get("spec") or {}).get("nodeName") or "",
+                   deletion_at=parse_time(meta.get("deletionTimestamp")), node=(pod.get("spec") or {}).get("nodeName") or "",
                    reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "",
                    token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""))
 

@@ -18,8 +18,19 @@ def test_none_is_kept_so_merge_patch_removes_the_field() -> None:
 
 
 def test_nested_blocks_keep_only_what_was_set() -> None:
-    patch = status_patch({"cancellation": {"reason": "r", "source": "spec", "requestedAt": "t"}})
-    assert patch == {"cancellation": {"reason": "r", "source": "spec", "requestedAt": "t"}}
+    at = "2026-11-21T12:00:00.000Z"
+    patch = status_patch({"cancellation": {"reason": "r", "source": "spec", "requestedAt": at}})
+    assert patch == {"cancellation": {"reason": "r", "source": "spec", "requestedAt": at}}
+
+
+def test_a_timestamp_is_an_aware_datetime_written_in_the_one_format() -> None:
+    from datetime import datetime, timezone
+
+    from flux_api import ExecutionStatus
+
+    status = ExecutionStatus.model_validate({"startedAt": "2026-11-21T12:00:00Z", "finishedAt": "not a time"})
+    assert status.startedAt == datetime(2026, 11, 21, 12, tzinfo=timezone.utc) and status.finishedAt is None
+    assert status_patch({"startedAt": status.startedAt}) == {"startedAt": "2026-11-21T12:00:00.000Z"}
 
 
 @pytest.mark.parametrize("fields, where", [

@@ -470,7 +470,7 @@ def test_clean_stop_cut_cleanup_and_failed_cleanup_read_differently():
 
 def overdue_pod(seconds_past_grace: float) -> PodView:
     deadline = NOW - timedelta(seconds=seconds_past_grace)
-    return running_pod(terminating=True, deletion_at=deadline.isoformat().replace("+00:00", "Z"), uid="p1")
+    return running_pod(terminating=True, deletion_at=deadline, uid="p1")
 
 
 def test_a_pod_that_will_not_go_is_force_deleted_after_the_margin():

@@ -112,7 +112,7 @@ def test_the_retry_pod_starting_makes_it_running_again_keeping_the_first_start()
     later = NOW + timedelta(seconds=12)
     patch = status_patch(decide(ex, PodView(name="job-runner-1", phase="Running", started=True), [], later))
     assert patch["phase"] == "Running"
-    assert patch["startedAt"] == ex.status.startedAt
+    assert patch["startedAt"] == format_time(ex.status.startedAt)
     assert patch["nextRetryAt"] is None
 
 
