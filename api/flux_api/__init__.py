@@ -28,6 +28,7 @@ from flux_api.types import (
     Outcome,
     Phase,
     SpawnRequest,
+    StatusWrite,
     StepLedger,
     StepRecord,
     StepRun,
@@ -37,5 +38,5 @@ __all__ = [
     "EventReason", "API_VERSION", "CANCEL_ANNOTATION", "EXECUTION_LABEL", "GROUP", "KIND", "PARENT_LABEL",
     "PLURAL", "SHORT_NAMES", "SINGULAR", "VERSION", "TERMINAL_PHASES", "CancelRequest",
     "CancelSource", "Cancellation", "Checkpoint", "ChildRef", "ChildStatus", "Condition", "Execution",
-    "ExecutionSpec", "ExecutionStatus", "Outcome", "Phase", "SpawnRequest", "StepLedger", "StepRecord", "StepRun",
+    "ExecutionSpec", "ExecutionStatus", "Outcome", "Phase", "SpawnRequest", "StatusWrite", "StepLedger", "StepRecord", "StepRun",
 ]

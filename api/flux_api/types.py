@@ -384,6 +384,25 @@ class Execution(_Model):
 
 # --- typed writes ---------------------------------------------------------------------------------
 
+class StatusWrite(ExecutionStatus):
+    """An execution's status as a decision writes it: a merge patch of only the fields assigned (`patch`).
+
+    Each field is checked against the schema as it is set, so a misspelt or ill-typed one raises where it is
+    written; a None removes the field, as merge patch says.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    def set(self, **fields: Any) -> None:
+        # The backstop first: a value copied from the object read is cut to the schema's bounds (bounds.fit),
+        # so no length can make a status write raise or be refused.
+        for name, value in fit(ExecutionStatus, fields).items():
+            setattr(self, name, value)
+
+    def patch(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
 def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
     # Reading ignores unknown fields (newer servers); writing must not: the schema would drop them silently.
     if not isinstance(data, dict):
@@ -400,7 +419,9 @@ def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
 
 
 def status_patch(fields: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
-    """A merge patch of status, checked against the models: a misspelt or ill-typed field raises.
+    """A merge patch of status from a dict of changed fields (a Schedule's status is decided as a diff of
+    two dicts), checked against the models: a misspelt or ill-typed field raises. An execution's status
+    is built as a `StatusWrite` instead.
 
     Only the fields given are written (a None removes the field, as merge patch says); strings and lists
     longer than the schema allows are cut to its bounds. `model` is the status model (ExecutionStatus

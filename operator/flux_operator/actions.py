@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flux_api import CancelSource, Execution, Outcome
+from flux_api import CancelSource, Execution, Outcome, StatusWrite
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
 from flux_api.events import EventReason
 from flux_api.timefmt import format_time
@@ -46,7 +46,7 @@ class DeletePod:
 
 @dataclass(frozen=True)
 class PatchStatus:
-    """A merge patch of status, built by `status_patch` so every field is checked against the models."""
+    """A merge patch of status: a decision's StatusWrite, every field checked against the models."""
 
     patch: dict[str, Any]
 
@@ -116,7 +116,7 @@ class PodView:
 
 @dataclass
 class Plan:
-    status: dict[str, Any] = field(default_factory=dict)
+    status: StatusWrite = field(default_factory=StatusWrite)  # only what is set is written
     actions: list[Action] = field(default_factory=list)
 
     def event(self, reason: EventReason, message: str, type_: str = "Normal", key: str = "") -> None:
@@ -125,9 +125,9 @@ class Plan:
     def condition(self, ex: Execution, now: datetime, type_: str, ok: bool, reason: str, message: str) -> None:
         """metav1.Condition bookkeeping on the status this plan will write. The list stays within its bound:
         others' conditions make room for the operator's own."""
-        if "conditions" not in self.status:
-            self.status["conditions"] = [c.model_dump(exclude_none=True) for c in ex.status.conditions]
-        conditions = self.status["conditions"]
+        held = self.status.conditions if "conditions" in self.status.model_fields_set else ex.status.conditions
+        conditions = [c.model_dump(exclude_none=True) for c in held]
         set_condition(conditions, type_, ok, reason, message, ex.metadata.get("generation"), format_time(now))
         while len(conditions) > MAX_CONDITIONS:
             conditions.remove(next(c for c in conditions if c["type"] not in OWN_CONDITIONS))
+        self.status.set(conditions=conditions)

@@ -37,10 +37,10 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         # Nothing runs (never started, or a retry waits for its backoff): straight to Cancelled.
         when = "during the retry backoff" if backoff else "before it started"
         cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED)
-        plan.status.update(phase=Phase.CANCELLED, finishedAt=stamp, cancellation=cancellation,
+        plan.status.set(phase=Phase.CANCELLED, finishedAt=stamp, cancellation=cancellation,
                            message=f"cancelled {when}: {intent.reason}")
         if backoff:
-            plan.status["nextRetryAt"] = None
+            plan.status.set(nextRetryAt=None)
         plan.condition(ex, now, FINISHED, True, Phase.CANCELLED, f"cancelled {when}")
         plan.event(EventReason.CANCELLED, f"cancelled {when} (NotStarted)")
         plan.actions.append(Observe("outcome", intent.source, Outcome.NOT_STARTED))
@@ -60,7 +60,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         # The runner is already gone (an operator restart after the signal, or it just ended): conclude now.
         _conclude(ex, intent, cancellation, plan, now, asked)
         return
-    plan.status.update(phase=Phase.CANCELLING, cancellation=cancellation)
+    plan.status.set(phase=Phase.CANCELLING, cancellation=cancellation)
 
 
 def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan) -> None:
@@ -106,7 +106,7 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
         # finish the cancel anyway rather than stop on it.
         intent = intent or CancelIntent("unknown: status.cancellation was missing", CancelSource.SPEC)
         recorded = Cancellation(reason=intent.reason, source=intent.source)
-        plan.status["cancellation"] = recorded.model_dump(exclude_none=True, mode="json")
+        plan.status.set(cancellation=recorded.model_dump(exclude_none=True, mode="json"))
     _signal(ex, intent, pod, children, plan)
     cancellation = recorded.model_dump(exclude_none=True, mode="json")
     checkpoint = ex.status.checkpoint
@@ -127,7 +127,7 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
         _conclude(ex, intent, cancellation, plan, now, asked)
         return
     if cancellation != recorded.model_dump(exclude_none=True, mode="json"):
-        plan.status["cancellation"] = cancellation
+        plan.status.set(cancellation=cancellation)
 
 
 def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: Plan, now: datetime,
@@ -136,11 +136,11 @@ def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any],
     stamp = format_time(now)
     phase, outcome = _ending(ex, cancellation)
     cancellation.update(completedAt=stamp, outcome=outcome)
-    plan.status.update(phase=phase, finishedAt=stamp, cancellation=cancellation)
+    plan.status.set(phase=phase, finishedAt=stamp, cancellation=cancellation)
     if phase == Phase.CANCELLED:
-        plan.status["message"] = f"cancelled ({outcome}): {intent.reason}{_MESSAGES[outcome](ex)}"[:8192]
+        plan.status.set(message=f"cancelled ({outcome}): {intent.reason}{_MESSAGES[outcome](ex)}"[:8192])
     elif ex.status.checkpoint and ex.status.checkpoint.error:
-        plan.status["message"] = ex.status.checkpoint.error
+        plan.status.set(message=ex.status.checkpoint.error)
     plan.condition(ex, now, FINISHED, True, phase, f"{phase} (cancel outcome {outcome})")
     plan.event(EventReason.CANCELLED if phase == Phase.CANCELLED else EventReason.CANCEL_IGNORED,
                f"{phase}: outcome {outcome}")

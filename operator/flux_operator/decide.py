@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase
+from flux_api import TERMINAL_PHASES, Cancellation, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED
 from flux_api.events import EventReason
 from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
-from flux_api.types import status_patch
 
 from flux_operator import payloads, timing
 from flux_operator.actions import (
@@ -79,10 +78,10 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
 def _finish(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> list[Action]:
     record_made(ex, pod, memory, plan)
     generation = ex.metadata.get("generation")
-    if not plan.status and ex.status.observedGeneration == generation:
+    if not plan.status.model_fields_set and ex.status.observedGeneration == generation:
         return _ordered(plan.actions, None)
-    plan.status["observedGeneration"] = generation
-    return _ordered(plan.actions, PatchStatus(status_patch(plan.status)))
+    plan.status.set(observedGeneration=generation)
+    return _ordered(plan.actions, PatchStatus(plan.status.patch()))
 
 
 def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
@@ -146,7 +145,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         _start_when_due(ex, memory, plan, now)
         return
     if ex.status.phase is None:  # the pod was made, but the write that said so did not land
-        plan.status.update(phase=Phase.PENDING, podName=pod.name)
+        plan.status.set(phase=Phase.PENDING, podName=pod.name)
     if pod.phase == "Failed" and pod.reason in DISRUPTIONS:
         # Evicted (node pressure, API eviction, taint manager): not the workflow's fault. Free the name;
         # once the pod is gone a new one resumes from the checkpoint.
@@ -166,12 +165,12 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
 
 
 def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:
-    plan.status.update(phase=Phase.RUNNING, startedAt=ex.status.startedAt or format_time(now),
+    plan.status.set(phase=Phase.RUNNING, startedAt=ex.status.startedAt or now,
                        podName=pod_name)
     if ex.status.nextRetryAt is not None:
-        plan.status["nextRetryAt"] = None
+        plan.status.set(nextRetryAt=None)
     if (ex.status.message or "").startswith(WAITING):
-        plan.status["message"] = None  # it waited (a start time, a full quota): no longer
+        plan.status.set(message=None)  # it waited (a start time, a full quota): no longer
     plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod_name} started")
     plan.event(EventReason.STARTED if not ex.status.retries else EventReason.RETRY_STARTED,
                f"runner pod {pod_name} started", key=str(ex.status.retries or ""))
@@ -182,7 +181,7 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
     pod_name = ex.status.podName or runner_pod_name_for(ex.name, ex.status.retries)
     if ex.status.phase is None:
         # runnerObjects (empty until something is asked for) marks an execution whose objects are recorded.
-        plan.status.update(phase=Phase.PENDING, podName=pod_name, runnerObjects={})
+        plan.status.set(phase=Phase.PENDING, podName=pod_name, runnerObjects={})
     wait = timing.waiting_until(ex, now)
     if wait is None:
         if (unusable := payloads.depth_problem(ex.metadata, "spec.podTemplate")) is not None:
@@ -193,7 +192,7 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
     reason = "RetryBackoff" if timing.in_backoff(ex) else "StartAtNotReached"
     message = f"waiting: starts at {format_time(wait)}"
     if reason == "StartAtNotReached" and ex.status.message != message:
-        plan.status["message"] = message
+        plan.status.set(message=message)
         plan.condition(ex, now, STARTED, False, reason, message)
 
 
@@ -207,11 +206,11 @@ def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView
     retries = (ex.status.retries or 0) + 1
     at = now + timing.backoff(ex)
     message = f"run {retries} of {ex.spec.retry.limit + 1} failed: {error}; retry at {format_time(at)}"[:4000]
-    plan.status.update(phase=Phase.PENDING, retries=retries, nextRetryAt=format_time(at),
+    plan.status.set(phase=Phase.PENDING, retries=retries, nextRetryAt=at,
                        podName=runner_pod_name_for(ex.name, retries), message=message)
     if ex.status.checkpoint is not None:
         # The steps stay: the new runner skips every recorded one. Only the verdict is taken back.
-        plan.status["checkpoint"] = {"state": Phase.RUNNING, "error": None, "result": None}
+        plan.status.set(checkpoint={"state": Phase.RUNNING, "error": None, "result": None})
     if pod is not None and not pod.terminating:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # it has finished: nothing to wait for
     plan.condition(ex, now, STARTED, False, "RetryBackoff", message)
@@ -245,10 +244,10 @@ def _resume_or_fail(ex: Execution, why: str, memory: Memory, plan: Plan, now: da
     _start_runner(ex, ex.status.podName or "", memory, plan, now)
     if not any(isinstance(a, EnsureRunner) for a in plan.actions):
         return  # refused for good (Failed), or waiting to retry a create: no new pod yet
-    plan.status["resumes"] = ex.status.resumes + 1
+    plan.status.set(resumes=ex.status.resumes + 1)
     if checkpoint_state(ex) == Phase.CANCELLED:
         # It wrote its cleanup checkpoint on the way out; that was no verdict: the steps stay, the run goes on.
-        plan.status["checkpoint"] = {"state": Phase.RUNNING, "error": None, "result": None}
+        plan.status.set(checkpoint={"state": Phase.RUNNING, "error": None, "result": None})
     plan.event(EventReason.RESUMED, f"{why}: resuming from the last checkpoint in a new pod "
                f"({ex.status.resumes + 1} of at most {MAX_RESUMES})", key=str(ex.status.resumes + 1))
 
@@ -256,15 +255,14 @@ def _resume_or_fail(ex: Execution, why: str, memory: Memory, plan: Plan, now: da
 def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelIntent | None, plan: Plan,
               now: datetime) -> None:
     """The workflow finished on its own. A cancel that arrived meanwhile came too late."""
-    plan.status.update(phase=phase, finishedAt=format_time(now))
+    plan.status.set(phase=phase, finishedAt=now)
     if error:
-        plan.status["message"] = error
+        plan.status.set(message=error)
     elif ex.status.checkpoint and ex.status.checkpoint.result is not None:
-        plan.status["message"] = "workflow succeeded"
+        plan.status.set(message="workflow succeeded")
     if intent is not None:
-        plan.status["cancellation"] = {"reason": intent.reason, "source": intent.source,
-                                       "requestedAt": format_time(now), "completedAt": format_time(now),
-                                       "outcome": Outcome.TOO_LATE, "children": []}
+        plan.status.set(cancellation=Cancellation(reason=intent.reason, source=intent.source, requestedAt=now,
+                                                  completedAt=now, outcome=Outcome.TOO_LATE, children=[]))
         plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
         plan.event(EventReason.CANCEL_IGNORED, f"workflow finished ({phase}) before the cancel took effect")
         plan.actions.append(Observe("outcome", intent.source, Outcome.TOO_LATE))

@@ -24,8 +24,7 @@ from flux_api.tenancy import (
     TenancyLimits,
     service_account_annotation,
 )
-from flux_api.timefmt import format_time
-from flux_api.types import PodTemplate, status_patch
+from flux_api.types import PodTemplate
 
 from flux_operator.actions import Action, PatchStatus, Plan
 
@@ -122,8 +121,8 @@ def refusal(ex: Execution, problems: list[str], now: datetime) -> list[Action]:
     message = f"{REASON}: " + "; ".join(problems)
     message = message if len(message) <= 4000 else message[:3997] + "..."
     plan = Plan()
-    plan.status.update(phase=Phase.FAILED, finishedAt=format_time(now), message=message,
+    plan.status.set(phase=Phase.FAILED, finishedAt=now, message=message,
                        observedGeneration=ex.metadata.get("generation"))
     plan.condition(ex, now, FINISHED, True, REASON, message)
     plan.event(REASON, message, "Warning")
-    return [*plan.actions, PatchStatus(status_patch(plan.status))]
+    return [*plan.actions, PatchStatus(plan.status.patch())]

@@ -96,9 +96,9 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
     _mirror(entries, mine)
     children = [entries[n] for n in sorted(entries)]
     if children != sorted((_entry(e) for e in ex.status.children), key=lambda e: e["name"]):
-        plan.status["children"] = children
+        plan.status.set(children=children)
     if over_cap != (ex.status.childrenRefused or 0):
-        plan.status["childrenRefused"] = over_cap
+        plan.status.set(childrenRefused=over_cap)
     if over_cap:
         plan.event(EventReason.SPAWN_REFUSED, f"{over_cap} spawn request(s) refused: an execution may have at most "
                    f"{MAX_CHILDREN} children, and this one has {MAX_CHILDREN}", "Warning", key="limit")

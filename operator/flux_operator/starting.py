@@ -103,7 +103,7 @@ def ensure_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now:
     record["pod"] = made
     makes.append(Make("pod", token, tuple(made["tokens"]), known, legacy(ex)))
     if record != _record(ex) or ex.status.runnerObjects is None:
-        plan.status["runnerObjects"] = record
+        plan.status.set(runnerObjects=record)
     plan.actions.append(EnsureRunner(tuple(makes)))
     return None
 
@@ -122,7 +122,7 @@ def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None
     message = (f"{WAITING}could not create the runner's {refused.what} ({refused.failure}: "
                f"{refused.message[:400]}); retrying with backoff")
     if ex.status.message != message:
-        plan.status["message"] = message
+        plan.status.set(message=message)
         plan.condition(ex, now, STARTED, False, reason, message)
         plan.event(EventReason.RUNNER_DELAYED, message, "Warning", key=reason.lower())
 
@@ -130,7 +130,8 @@ def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
     """Adds the UIDs of what was made to a status this decision writes anyway (no write of its own: until
     then the tokens prove the objects, and this replica's Memory skips them)."""
-    if not plan.status or "runnerObjects" in plan.status or ex.status.runnerObjects is None:
+    written = plan.status.model_fields_set
+    if not written or "runnerObjects" in written or ex.status.runnerObjects is None:
         return  # nothing written anyway, already written, or an older operator's execution (no records)
     record = _record(ex)
     for key in ACCOUNT_KINDS:
@@ -140,4 +141,4 @@ def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) 
     if pod is not None and pod.uid and made is not None and made.get("name") == pod.name and not made.get("uid"):
         record["pod"] = {"name": pod.name, "uid": pod.uid}
     if record != _record(ex):
-        plan.status["runnerObjects"] = record
+        plan.status.set(runnerObjects=record)

@@ -66,3 +66,15 @@ def test_no_length_makes_a_status_write_raise_it_is_cut_to_the_schema() -> None:
     assert patch["children"][0]["tokens"] == ["t" * 64] * 4
     assert len(patch["cancellation"]["children"]) == 50 and len(patch["cancellation"]["reason"]) == 1024
     assert len(patch["conditions"]) == 16 and len(patch["conditions"][0]["reason"]) == 1024
+
+
+def test_a_status_write_holds_only_what_was_set_and_refuses_a_misspelt_field() -> None:
+    from flux_api import Phase, StatusWrite
+
+    write = StatusWrite()
+    write.set(phase=Phase.RUNNING, message=None, checkpoint={"state": "Running", "error": None})
+    assert write.patch() == {"phase": "Running", "message": None, "checkpoint": {"state": "Running", "error": None}}
+    with pytest.raises(ValueError):
+        write.set(phse="Running")
+    write.set(message="m" * 10_000)  # cut to the schema's bound, never refused
+    assert len(write.patch()["message"]) == 8192
