@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flux_api.names import CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION, REPLACED_BY_ANNOTATION
+from flux_api.timefmt import parse_time
 from flux_api.types import MAX_REASON, CancelRequest, CancelSource, Execution
 
-__all__ = ["MAX_REASON", "CancelIntent", "cancel_of", "recorded_or_requested", "requested_cancel"]
+__all__ = ["MAX_REASON", "CancelIntent", "cancel_of", "first_cancel_time", "recorded_or_requested", "requested_cancel"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +79,21 @@ def cancel_of(ex: Execution) -> CancelIntent | None:
     if recorded is not None and recorded.reason:
         return _or_recorded(requested, recorded.reason, recorded.source)
     return requested
+
+
+# Where a cancel request lands in managedFields.
+_CANCEL_FIELD_PATHS = (("f:spec", "f:cancel"), ("f:metadata", "f:annotations", f"f:{CANCEL_ANNOTATION}"))
+
+
+def first_cancel_time(managed_fields: list[dict[str, Any]] | None) -> datetime | None:
+    """When a cancel request first reached the API: the managedFields entry that set it (second precision)."""
+    times = []
+    for entry in managed_fields or []:
+        for path in _CANCEL_FIELD_PATHS:
+            node: Any = entry.get("fieldsV1") or {}
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            moment = parse_time(entry.get("time")) if node is not None else None
+            if moment is not None:
+                times.append(moment)
+    return min(times, default=None)

@@ -1,4 +1,5 @@
-"""Deciding a cancel: record it, signal the runner and the children, escalate, conclude."""
+"""Deciding a cancel: which one was asked for and when, record it, signal the runner and the children,
+escalate, conclude."""
 
 from __future__ import annotations
 
@@ -6,15 +7,38 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, Cancellation, CancelSource, Execution, Outcome, Phase
-from flux_api.cancel import MAX_REASON, CancelIntent
+from flux_api.cancel import MAX_REASON, CancelIntent, cancel_of, first_cancel_time
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED
 from flux_api.events import EventReason
+from flux_api.names import DEADLINE_REASON
 from flux_api.timefmt import format_time
 
 from flux_operator import timing
 from flux_operator.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
-from flux_operator.observing import requested_at
 from flux_operator.spawning import children_view
+
+
+def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
+    """The cancel asked for, from whichever way in came first; None when nobody asked."""
+    found = cancel_of(ex)
+    if found is not None:
+        return found
+    if ex.status.unscheduleRequest is not None:  # the workflow asked: ctx.unschedule(reason)
+        return CancelIntent(ex.status.unscheduleRequest.reason, CancelSource.UNSCHEDULE)
+    deadline = timing.deadline_at(ex)
+    if deadline is not None and now >= deadline:
+        return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE)
+    return None
+
+
+def requested_at(ex: Execution, intent: CancelIntent, now: datetime, asked: datetime | None = None) -> datetime:
+    """When the cancel was asked for. `asked` is what the watch cache read off managedFields (which its trimmed
+    copy does not keep); an object that still has them is read directly."""
+    if intent.source == CancelSource.DEADLINE:
+        return timing.deadline_at(ex) or now
+    if intent.source == CancelSource.UNSCHEDULE:
+        return ex.status.unscheduleRequest.requestedAt or now
+    return asked or first_cancel_time(ex.metadata.get("managedFields")) or now
 
 
 def source_reason(intent: CancelIntent) -> str:

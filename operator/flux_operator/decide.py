@@ -33,21 +33,20 @@ from flux_operator.actions import (
     Plan,
     PodView,
 )
-from flux_operator.cancelling import cancelling, request_cancel, source_reason
-from flux_operator.observing import (
-    cancel_intent,
-    checkpoint_state,
-    deadline_at,
-    first_cancel_time,
-    requested_at,
-)
+from flux_operator.cancelling import cancel_intent, cancelling, request_cancel, requested_at, source_reason
 from flux_operator.ownership import Memory
 from flux_operator.spawning import owned_children, spawn
 from flux_operator.starting import WAITING, ensure_runner, own_pod, pod_pending, record_made
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Observe",
-           "PatchStatus", "PodView", "cancel_intent", "deadline_at", "decide",
-           "first_cancel_time", "requested_at"]
+           "PatchStatus", "PodView", "cancel_intent", "deadline_at", "decide", "requested_at"]
+
+deadline_at = timing.deadline_at
+
+
+def checkpoint_state(ex: Execution) -> Phase | None:
+    """The runner's own word on how its run stands; None also for a state this version does not know."""
+    return ex.status.checkpoint.state if ex.status.checkpoint else None
 
 
 # --- deciding -----------------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def _involved(snapshot: Snapshot) -> dict[str, str]:
 def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
     """Seconds until something changes with no event to announce it: a deadline, a start time, the end of a
     backoff or of the TTL (timing.py), a terminating pod becoming overdue, or a refused create's retry."""
-    due = timing.next_wakeup(ex, now, machine.deadline_at(ex))
+    due = timing.next_wakeup(ex, now, timing.deadline_at(ex))
     retries = [(r.retry_at - now).total_seconds() for r in memory.refusals.values() if r.retry_at is not None]
     if retries and ex.phase not in TERMINAL_PHASES:
         due = min([max(0.0, min(retries)), *([due] if due is not None else [])])

@@ -1,4 +1,5 @@
-"""The times an execution waits for: its start time, a retry's backoff, its TTL. Pure, like decide().
+"""The times an execution waits for: its start time, a retry's backoff, its deadline, its TTL. Pure, like
+decide().
 
 Nothing announces these moments with an event, so the reconciler asks `next_wakeup` and puts the key
 back on the queue for then; after an operator restart the same times are read from the object again.
@@ -12,6 +13,14 @@ from flux_api import TERMINAL_PHASES, Execution, Phase
 from flux_api.timefmt import parse_time
 
 MAX_BACKOFF_SECONDS = 3600
+
+
+def deadline_at(ex: Execution) -> datetime | None:
+    """When spec.activeDeadlineSeconds runs out: counted from the start, or from creation if it never started."""
+    if ex.spec.activeDeadlineSeconds is None:
+        return None
+    start = ex.status.startedAt or parse_time(ex.metadata.get("creationTimestamp"))
+    return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
 
 
 def start_at(ex: Execution) -> datetime | None:

@@ -17,12 +17,12 @@ from typing import Any
 
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
+from flux_api.cancel import first_cancel_time
 from flux_api.names import CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
 from flux_api.timefmt import parse_time
 
 from flux_operator import payloads
 from flux_operator.actions import PodView
-from flux_operator.observing import first_cancel_time
 
 Key = tuple[str, str]  # (namespace, execution name)
 
