@@ -26,16 +26,10 @@ from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
 from flux_operator.metrics import Metrics
 from flux_operator.ownership import Memories, Memory
+from flux_operator.workqueue import Result
 from flux_operator.world import Key, Snapshot, World
 
 log = logging.getLogger("flux_operator")
-
-
-@dataclass(frozen=True)
-class Result:
-    """What the worker does next with the key: nothing, or look again after `requeue_after` seconds."""
-
-    requeue_after: float | None = None
 
 
 def event_name(snapshot: Snapshot, reason: str, key: str = "") -> str:

@@ -71,16 +71,17 @@ class Runtime:
         self.namespaces = Namespaces(options.namespaces)
         notices = Notices(api, self.namespaces)
         self.controller = Controller(self.world,
-                                     NamespaceGate(self.namespaces, self.reconciler, notices.execution(self.world)),
+                                     NamespaceGate(self.namespaces, self.reconciler.reconcile,
+                                                   notices.execution(self.world)).reconcile,
                                      self.queue, self.metrics, options.workers, leading,
                                      on_failure=self.reconciler.report_failure)
         # Schedules get their own queue and one worker: a burst of executions never delays a cron time.
         self.schedules = ScheduleStore()
         self.schedule_queue = WorkQueue()
+        schedule_reconciler = ScheduleReconciler(self.schedules, self.world, api)
         self.schedule_controller = Controller(self.world,
-                                              NamespaceGate(self.namespaces,
-                                                            ScheduleReconciler(self.schedules, self.world, api),
-                                                            notices.schedule(self.schedules)),
+                                              NamespaceGate(self.namespaces, schedule_reconciler.reconcile,
+                                                            notices.schedule(self.schedules)).reconcile,
                                               self.schedule_queue, self.metrics, 1, leading, kind="schedule",
                                               live=self.schedules.keys)
         self.watches = WatchMonitor()

@@ -29,7 +29,7 @@ from flux_api.types import MAX_REASON
 from flux_operator import payloads
 from flux_operator import scheduling as plan
 from flux_operator.kube import ApiFailure, KubeApi
-from flux_operator.reconcile import Result
+from flux_operator.workqueue import Result
 from flux_operator.world import Key, World
 
 log = logging.getLogger("flux_operator")
