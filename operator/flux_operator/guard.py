@@ -26,7 +26,7 @@ from flux_api.tenancy import (
 )
 from flux_api.types import PodTemplate
 
-from flux_operator.actions import Action, PatchStatus, Plan
+from flux_operator.execution.actions import Action, PatchStatus, Plan
 
 REASON = EventReason.LIMIT_EXCEEDED  # also the Finished condition's reason
 _ESCALATING = tuple(t for t in RESTRICTED_VOLUME_TYPES if t not in FREE_VOLUME_TYPES)

@@ -11,7 +11,7 @@ from flux_api import EXECUTION_LABEL, GROUP, PLURAL, VERSION
 from flux_api.names import SCHEDULE_PLURAL
 
 from flux_operator.kubeconfig import ClientConfig
-from flux_operator.schedules import schedule_of
+from flux_operator.schedule_shell import schedule_of
 from flux_operator.watches import INACTIVITY_SECONDS
 
 LIST_CHUNK = 10

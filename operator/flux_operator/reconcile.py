@@ -1,4 +1,5 @@
-"""One reconcile: the watched state of an execution in, `decide()`, its actions out to the API.
+"""The execution machine's shell: the watched state of an execution in, `execution.machine.decide()`, its
+actions out to the API.
 
 No reads here: the state comes from the World. The one exception is a Conflict on the status
 write, which means our copy is stale; the fresh object goes into the World and the key is
@@ -19,9 +20,9 @@ from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.timefmt import utcnow
 
-from flux_operator import builders, guard, payloads, timing
-from flux_operator import decide as machine
-from flux_operator.cancelling import escalation_due
+from flux_operator import builders, guard, payloads
+from flux_operator.execution import machine, timing
+from flux_operator.execution.cancel import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
 from flux_operator.metrics import Metrics
@@ -239,7 +240,7 @@ def _involved(snapshot: Snapshot) -> dict[str, str]:
 
 def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
     """Seconds until something changes with no event to announce it: a deadline, a start time, the end of a
-    backoff or of the TTL (timing.py), a terminating pod becoming overdue, or a refused create's retry."""
+    backoff or of the TTL (execution/timing.py), a terminating pod becoming overdue, or a refused create's retry."""
     due = timing.next_wakeup(ex, now, timing.deadline_at(ex))
     retries = [(r.retry_at - now).total_seconds() for r in memory.refusals.values() if r.retry_at is not None]
     if retries and ex.phase not in TERMINAL_PHASES:

@@ -20,7 +20,7 @@ from flux_operator.metrics import Metrics
 from flux_operator.metrics_auth import MetricsAccess, api_reviews
 from flux_operator.namespaces import NamespaceGate, Namespaces, Notices
 from flux_operator.reconcile import Reconciler
-from flux_operator.schedules import ScheduleReconciler, ScheduleStore
+from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.startup import api_served, missing_permissions
 from flux_operator.watches import WatchMonitor
 from flux_operator.workqueue import WorkQueue

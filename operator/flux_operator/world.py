@@ -22,7 +22,7 @@ from flux_api.names import CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
 from flux_api.timefmt import parse_time
 
 from flux_operator import payloads
-from flux_operator.actions import PodView
+from flux_operator.execution.actions import PodView
 
 Key = tuple[str, str]  # (namespace, execution name)
 
@@ -153,7 +153,7 @@ class World:
     def snapshot(self, key: Key) -> Snapshot | None:
         """The execution, its runner pod (matched by owner UID), and the executions that may be its children:
         those under the names it asked for or recorded, and those labelled with it. Which of them the
-        operator really made for it, decide() works out (spawning.owned_children); None if unknown."""
+        operator really made for it, decide() works out (execution.children.owned_children); None if unknown."""
         with self._lock:
             raw = self._executions.get(key)
             if raw is None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flux_api import CANCEL_ANNOTATION, PARENT_LABEL, Execution
 from flux_api.names import CANCELLED_BY_ANNOTATION
-from flux_operator.decide import (
+from flux_operator.execution.machine import (
     CancelChild,
     CreateChild,
     DeletePod,
@@ -423,7 +423,7 @@ def test_request_time_comes_from_managed_fields():
         {"manager": "kubectl-create", "time": "2026-11-21T11:00:00Z", "fieldsV1": {"f:spec": {"f:workflow": {}}}},
         {"manager": "kubectl-patch", "time": "2026-11-21T11:59:58Z", "fieldsV1": {"f:spec": {"f:cancel": {}}}},
     ]
-    from flux_operator.decide import cancel_intent
+    from flux_operator.execution.machine import cancel_intent
     assert requested_at(ex, cancel_intent(ex, NOW), NOW) == datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc)
     signal = [o for o in of(decide(ex, running_pod(), [], NOW), Observe) if o.name == "signal_seconds"]
     assert signal[0].value == pytest.approx(2.0)

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from flux_api import Execution
 from flux_api.timefmt import format_time
-from flux_operator import timing
-from flux_operator.decide import DeleteExecution, DeletePod, EnsureRunner, PodView, decide
+from flux_operator.execution import timing
+from flux_operator.execution.machine import DeleteExecution, DeletePod, EnsureRunner, PodView, decide
 
 from tests.operator.test_decide import NOW, apply, events, execution, of, running_pod, status_patch
 

@@ -14,7 +14,7 @@ from flux_operator import handlers
 from flux_operator.main import parse_args
 from flux_operator.namespaces import NOTICE_REASON, NamespaceGate, Namespaces, Notices
 from flux_operator.workqueue import Result
-from flux_operator.schedules import ScheduleStore
+from flux_operator.schedule_shell import ScheduleStore
 from flux_operator.world import World
 from fluxtest.fakeapi import FakeKubeApi
 

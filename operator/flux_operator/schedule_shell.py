@@ -1,7 +1,7 @@
-"""Schedules: what the watch delivered (ScheduleStore) and one reconcile of a Schedule.
+"""The Schedule machine's shell: what the watch delivered (ScheduleStore) and one reconcile of a Schedule.
 
 Like the execution side, the state comes from the watches (the Schedule here, its runs from the
-World) and the decision is pure (scheduling.decide_schedule); this only carries out the actions.
+World) and the decision is pure (schedule_machine.decide_schedule); this only carries out the actions.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from flux_api.timefmt import parse_time, utcnow
 from flux_api.types import MAX_REASON
 
 from flux_operator import payloads
-from flux_operator import scheduling as plan
+from flux_operator import schedule_machine as plan
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.workqueue import Result
 from flux_operator.world import Key, World

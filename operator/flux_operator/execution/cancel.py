@@ -13,9 +13,9 @@ from flux_api.events import EventReason
 from flux_api.names import DEADLINE_REASON
 from flux_api.timefmt import format_time
 
-from flux_operator import timing
-from flux_operator.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
-from flux_operator.spawning import children_view
+from flux_operator.execution import timing
+from flux_operator.execution.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
+from flux_operator.execution.children import children_view
 
 
 def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:

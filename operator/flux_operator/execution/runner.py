@@ -23,7 +23,7 @@ from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.types import RunnerObjects
 
-from flux_operator.actions import EnsureRunner, Make, Plan, PodView
+from flux_operator.execution.actions import EnsureRunner, Make, Plan, PodView
 from flux_operator.ownership import Memory, Refusal, token_hash, with_token
 
 ACCOUNT_KINDS = ("serviceAccount", "role", "roleBinding")  # made once per execution

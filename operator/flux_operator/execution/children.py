@@ -24,7 +24,7 @@ from flux_api.names import tree_depth
 from flux_api.types import MAX_CHILDREN, MAX_DEPTH, MIRRORED_ERROR_CHARS, MIRRORED_RESULTS_BUDGET, ChildRefused
 
 from flux_operator import payloads
-from flux_operator.actions import CreateChild, Plan
+from flux_operator.execution.actions import CreateChild, Plan
 from flux_operator.ownership import Memory, controller_uid, proves, with_token
 
 
@@ -74,8 +74,8 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
                 over_cap += 1
                 continue
             if too_deep:
-                _refuse(entries, plan, name, ChildRefused.TOO_DEEP, f"refused: a tree of executions is at most {MAX_DEPTH} "
-                                                       "levels deep", EventReason.SPAWN_REFUSED)
+                _refuse(entries, plan, name, ChildRefused.TOO_DEEP,
+                        f"refused: a tree of executions is at most {MAX_DEPTH} levels deep", EventReason.SPAWN_REFUSED)
                 continue
             if (nested := payloads.value_problem(request.input, "its input")) is not None:
                 _refuse(entries, plan, name, ChildRefused.REFUSED, f"refused: {nested}", EventReason.SPAWN_REFUSED)
@@ -111,8 +111,8 @@ def _create(entry: dict[str, Any], request, memory: Memory, plan: Plan, now: dat
     name, key = request.name, child_key(request.name)
     refused = memory.refusals.get(key)
     if refused is not None and refused.permanent:
-        _refuse(entries, plan, name, ChildRefused.REFUSED, f"the API server refused child {name}: {refused.message}"[:8192],
-                EventReason.SPAWN_REFUSED)
+        _refuse(entries, plan, name, ChildRefused.REFUSED,
+                f"the API server refused child {name}: {refused.message}"[:8192], EventReason.SPAWN_REFUSED)
         return
     if refused is not None and now < refused.retry_at:
         return

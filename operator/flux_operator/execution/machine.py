@@ -3,8 +3,9 @@
 The operator calls `decide()` on every change of an execution, its runner pod or its children.
 Every decision depends only on what is observed now (and on the reconciler's Memory of what it made and
 what the API server refused), so running it twice, or after an operator restart in any phase, does
-nothing twice (level-triggered). Cancels are decided in cancelling.py, children in spawning.py, the
-runner's objects in starting.py. Only the pod and children the operator made count (ownership.py).
+nothing twice (level-triggered). Cancels are decided in cancel.py, children in children.py, the
+runner's objects in runner.py, the times waited for in timing.py. Only the pod and children the operator
+made count (ownership.py). The shell that feeds it and carries its actions out is reconcile.py.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from flux_api.events import EventReason
 from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
 
-from flux_operator import payloads, timing
-from flux_operator.actions import (
+from flux_operator import payloads
+from flux_operator.execution import timing
+from flux_operator.execution.actions import (
     Action,
     CancelChild,
     CreateChild,
@@ -33,13 +35,13 @@ from flux_operator.actions import (
     Plan,
     PodView,
 )
-from flux_operator.cancelling import cancel_intent, cancelling, request_cancel, requested_at, source_reason
+from flux_operator.execution.cancel import cancel_intent, cancelling, request_cancel, requested_at, source_reason
+from flux_operator.execution.children import owned_children, spawn
+from flux_operator.execution.runner import WAITING, ensure_runner, own_pod, pod_pending, record_made
 from flux_operator.ownership import Memory
-from flux_operator.spawning import owned_children, spawn
-from flux_operator.starting import WAITING, ensure_runner, own_pod, pod_pending, record_made
 
-__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Observe",
-           "PatchStatus", "PodView", "cancel_intent", "deadline_at", "decide", "requested_at"]
+__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner",
+           "Observe", "PatchStatus", "PodView", "cancel_intent", "deadline_at", "decide", "requested_at"]
 
 deadline_at = timing.deadline_at
 
