@@ -28,11 +28,11 @@ from flux_api.types import (
     Outcome,
     Phase,
     SpawnRequest,
-    StatusWrite,
     StepLedger,
     StepRecord,
     StepRun,
 )
+from flux_api.writes import StatusWrite
 
 __all__ = [
     "EventReason", "API_VERSION", "CANCEL_ANNOTATION", "EXECUTION_LABEL", "GROUP", "KIND", "PARENT_LABEL",

@@ -31,7 +31,7 @@ from flux_api.events import EventReason
 from flux_api.names import RUN_TOKEN_ANNOTATION, SCHEDULE_KIND, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
 from flux_api.schedule import MAX_RECORDED_RUNS, MAX_STARTING, ConcurrencyPolicy, Schedule, ScheduleStatus
 from flux_api.timefmt import format_time, parse_time
-from flux_api.types import status_patch
+from flux_api.writes import status_patch
 
 from flux_operator.crontimes import InvalidSchedule, check_cron, latest_due, next_due, zone
 

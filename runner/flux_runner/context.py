@@ -10,7 +10,8 @@ from typing import Any
 
 from flux_api.names import SCHEDULE_LABEL
 from flux_api.timefmt import utcnow
-from flux_api.types import MAX_REASON, StatusWrite, UnscheduleRequest
+from flux_api.types import MAX_REASON, UnscheduleRequest
+from flux_api.writes import StatusWrite
 
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient

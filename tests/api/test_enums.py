@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flux_api import Checkpoint, ChildRef, ChildStatus, EventReason, ExecutionStatus, Phase
-from flux_api.types import status_patch
+from flux_api.writes import status_patch
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from flux_api.types import status_patch
+from flux_api.writes import status_patch
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
