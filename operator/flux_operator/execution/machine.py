@@ -41,9 +41,7 @@ from flux_operator.execution.runner import WAITING, ensure_runner, own_pod, pod_
 from flux_operator.ownership import Memory
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner",
-           "Observe", "PatchStatus", "PodView", "cancel_intent", "deadline_at", "decide", "requested_at"]
-
-deadline_at = timing.deadline_at
+           "Observe", "PatchStatus", "PodView", "cancel_intent", "decide", "requested_at"]
 
 
 def checkpoint_state(ex: Execution) -> Phase | None:
