@@ -1,5 +1,6 @@
 """The Execution API: the one definition that the operator, the runner and the plugin share."""
 
+from flux_api.events import EventReason
 from flux_api.names import (
     API_VERSION,
     CANCEL_ANNOTATION,
@@ -31,10 +32,11 @@ from flux_api.types import (
     StepRecord,
     StepRun,
 )
+from flux_api.writes import StatusWrite
 
 __all__ = [
-    "API_VERSION", "CANCEL_ANNOTATION", "EXECUTION_LABEL", "GROUP", "KIND", "PARENT_LABEL",
+    "EventReason", "API_VERSION", "CANCEL_ANNOTATION", "EXECUTION_LABEL", "GROUP", "KIND", "PARENT_LABEL",
     "PLURAL", "SHORT_NAMES", "SINGULAR", "VERSION", "TERMINAL_PHASES", "CancelRequest",
     "CancelSource", "Cancellation", "Checkpoint", "ChildRef", "ChildStatus", "Condition", "Execution",
-    "ExecutionSpec", "ExecutionStatus", "Outcome", "Phase", "SpawnRequest", "StepLedger", "StepRecord", "StepRun",
+    "ExecutionSpec", "ExecutionStatus", "Outcome", "Phase", "SpawnRequest", "StatusWrite", "StepLedger", "StepRecord", "StepRun",
 ]

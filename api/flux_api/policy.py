@@ -23,7 +23,7 @@ from flux_api.types import TERMINAL_PHASES, ExecutionStatus
 NAME = "flux-runner-writes-only-its-own-status"
 # What a runner may write. Every other status field is the operator's.
 RUNNER_OWNED = ("checkpoint", "spawnRequests", "unscheduleRequest")
-_TERMINAL = strings(sorted(p.value for p in TERMINAL_PHASES))
+_TERMINAL = strings(sorted(TERMINAL_PHASES))
 
 
 def operator_owned() -> list[str]:

@@ -1,4 +1,4 @@
-"""Pydantic models of the Execution resource, for reading and (through `status_patch`) writing.
+"""Pydantic models of the Execution resource, for reading and (through flux_api.writes) writing.
 
 These models are the single source of truth: the CRD in crds/ is generated from them
 (`make crds`), and the operator, runner and plugin parse with them.
@@ -7,13 +7,13 @@ Field names are the wire names (camelCase), as in every Kubernetes API.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from flux_api.bounds import fit, model_in
-from flux_api.timefmt import STAMP_PATTERN
+from flux_api.timefmt import STAMP_PATTERN, format_time, parse_time
 
 MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600  # bounded so no admitted value can overflow a datetime
 # Caps on what one workflow may ask for: children per execution (over every spawnRequests it ever wrote),
@@ -24,6 +24,8 @@ MAX_DEPTH = 5
 # the checkpoint takes up to 256 KiB). A result past it stays on its child, and ctx.spawn says so.
 MIRRORED_RESULTS_BUDGET = 256 * 1024
 MIRRORED_ERROR_CHARS = 2048
+# Every reason a person or a workflow gives (a cancel's, an unschedule's) and a condition's (as metav1 has it).
+MAX_REASON = 1024
 WORKFLOW_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -37,6 +39,20 @@ class Phase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({Phase.CANCELLED, Phase.SUCCEEDED, Phase.FAILED})
+
+
+def _known_phase(value: Any) -> Any:
+    # A runner writes its own status (its checkpoint, and could write its children's mirror): a value this
+    # version does not know reads as None, never as an error that would leave the whole execution unread.
+    return None if isinstance(value, str) and value not in Phase._value2member_map_ else value
+
+
+# A Phase as read from what a runner may write. The schema stays the bounded string it always was: the
+# API server admits any value, and the reading above is what keeps an unknown one harmless.
+CheckpointPhase = Annotated[Phase | None, BeforeValidator(_known_phase),
+                            WithJsonSchema({"type": "string", "maxLength": 32})]
+MirroredPhase = Annotated[Phase | None, BeforeValidator(_known_phase),
+                          WithJsonSchema({"type": "string", "maxLength": 253})]
 
 
 class Outcome(StrEnum):
@@ -59,8 +75,24 @@ class CancelSource(StrEnum):
 
 # Every string in status is bounded, so nothing admitted can bloat the object or a decision.
 Name = Annotated[str, Field(max_length=253)]
-# Every timestamp: RFC 3339 within the years flux_api.timefmt admits, so no arithmetic on one can overflow.
-Stamp = Annotated[str, Field(max_length=64, json_schema_extra={"pattern": STAMP_PATTERN})]
+
+
+def _moment(value: Any) -> datetime | None:
+    # Text as the API holds it (a runner may have written it) becomes an aware UTC datetime; text that does
+    # not parse, or lies out of range, reads as None and never raises (flux_api.timefmt.parse_time).
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return parse_time(value)
+
+
+def _text(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
+
+
+# Every timestamp: an aware datetime in the models, written in the one format of flux_api.timefmt (by every
+# dump, in any mode). In the schema: RFC 3339 within the years timefmt admits, so no arithmetic overflows.
+Stamp = Annotated[datetime | None, BeforeValidator(_moment), PlainSerializer(_text),
+                  WithJsonSchema({"type": "string", "maxLength": 64, "pattern": STAMP_PATTERN})]
 Text = Annotated[str, Field(max_length=8192)]
 
 
@@ -72,7 +104,7 @@ class _Model(BaseModel):
 class CancelRequest(_Model):
     """spec.cancel: set once, never changed or removed (a CEL rule on the CRD enforces it)."""
 
-    reason: str = Field(min_length=1, max_length=1024, description="Why the execution is cancelled.")
+    reason: str = Field(min_length=1, max_length=MAX_REASON, description="Why the execution is cancelled.")
     cascade: bool = Field(True, description="Cancel child executions too.")
     force: bool = Field(False, description="Skip the grace period: SIGKILL at once.")
 
@@ -172,7 +204,7 @@ class Condition(_Model):
     status: Literal["True", "False", "Unknown"]
     observedGeneration: int | None = Field(None, ge=0)
     lastTransitionTime: Stamp
-    reason: str = Field(max_length=1024)
+    reason: str = Field(max_length=MAX_REASON)
     message: str = Field("", max_length=32768)
 
 
@@ -206,7 +238,9 @@ RECENT_STEPS = 20
 class Checkpoint(_Model):
     """Written by the runner after every step and once more when it stops."""
 
-    state: str = Field(max_length=32, description="Running, Succeeded, Failed or Cancelled.")
+    # None: a state this version does not know. It is no verdict: once the runner exits the execution fails
+    # ("runner exited without a final checkpoint").
+    state: CheckpointPhase = Field(description="Running, Succeeded, Failed or Cancelled.")
     sequence: int = Field(0, ge=0)
     steps: list[StepRecord] = Field(
         default_factory=list, description=f"The latest steps (at most {RECENT_STEPS}), for people to read.")
@@ -221,11 +255,11 @@ class Checkpoint(_Model):
 
 class ChildRef(_Model):
     name: Name
-    phase: Name | None = None
+    phase: MirroredPhase = None
 
 
 class Cancellation(_Model):
-    reason: str = Field(max_length=1024)
+    reason: str = Field(max_length=MAX_REASON)
     source: CancelSource
     requestedAt: Stamp | None = None
     signalledAt: Stamp | None = None
@@ -267,7 +301,7 @@ class ChildStatus(_Model):
     uid: Name | None = Field(None, description="The child the operator made; no other Execution counts.")
     tokens: list[TokenHash] = Field(default_factory=list, max_length=MAX_TOKENS,
                                     description="Hashes of the creation tokens it put on the child (until made).")
-    phase: Name | None = None
+    phase: MirroredPhase = None
     reason: Name | None = Field(None, description="Why it was not made: TooDeep, NameTaken or Refused.")
     result: Any = None
     resultOmitted: int | None = Field(
@@ -294,7 +328,7 @@ class RunnerObjects(_Model):
 class UnscheduleRequest(_Model):
     """Written by the runner (ctx.unschedule): the operator suspends the Schedule and cancels this run."""
 
-    reason: str = Field(min_length=1, max_length=1024)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
     requestedAt: Stamp | None = None
 
 
@@ -345,34 +379,3 @@ class Execution(_Model):
     @property
     def phase(self) -> Phase:
         return self.status.phase or Phase.PENDING
-
-
-# --- typed writes ---------------------------------------------------------------------------------
-
-def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
-    # Reading ignores unknown fields (newer servers); writing must not: the schema would drop them silently.
-    if not isinstance(data, dict):
-        return
-    for key, value in data.items():
-        field = model.model_fields.get(key)
-        if field is None:
-            raise ValueError(f"{path}{key}: {model.__name__} has no such field")
-        inner = model_in(field.annotation)
-        if inner is None:
-            continue
-        for i, item in enumerate(value if isinstance(value, list) else [value]):
-            _reject_unknown(inner, item, f"{path}{key}[{i}]." if isinstance(value, list) else f"{path}{key}.")
-
-
-def status_patch(fields: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
-    """A merge patch of status, checked against the models: a misspelt or ill-typed field raises.
-
-    Only the fields given are written (a None removes the field, as merge patch says); strings and lists
-    longer than the schema allows are cut to its bounds. `model` is the status model (ExecutionStatus
-    unless given).
-    """
-    model = model or ExecutionStatus
-    _reject_unknown(model, fields, "status.")
-    # Decisions bound their lists and texts first (with counts); this is the backstop that keeps any value
-    # within the schema's bounds, so no length can make a status write raise or be refused.
-    return model.model_validate(fit(model, fields)).model_dump(mode="json", exclude_unset=True)

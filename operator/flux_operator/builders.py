@@ -25,9 +25,12 @@ _OWNED_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
 _OWNED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/managed-by")
 
 
+DEFAULT_RUNNER_IMAGE = "ghcr.io/flux-dev/flux-runner:0.1.0"
+
+
 @dataclass(frozen=True)
 class RunnerSettings:
-    image: str = "ghcr.io/flux-dev/flux-runner:0.1.0"
+    image: str = DEFAULT_RUNNER_IMAGE
     command: tuple[str, ...] = ("flux-runner",)
     cpu_request: str = "50m"
     memory_request: str = "64Mi"

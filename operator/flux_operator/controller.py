@@ -19,8 +19,7 @@ from flux_api.errors import Failure
 from flux_operator.budget import lane
 from flux_operator.kube import ApiFailure
 from flux_operator.metrics import Metrics
-from flux_operator.reconcile import Reconciler
-from flux_operator.workqueue import WorkQueue, namespace_of
+from flux_operator.workqueue import Reconcile, WorkQueue, namespace_of
 from flux_operator.world import Key, World
 
 log = logging.getLogger("flux_operator")
@@ -33,11 +32,11 @@ POISON = (ValueError, TypeError, KeyError, AttributeError, OverflowError, Recurs
 
 
 class Controller:
-    def __init__(self, world: World, reconciler: Reconciler, queue: WorkQueue, metrics: Metrics,
+    def __init__(self, world: World, reconcile: Reconcile, queue: WorkQueue, metrics: Metrics,
                  workers: int = 4, leading: Callable[[], bool] = lambda: True, kind: str = "execution",
                  live: Callable[[], list[Key]] | None = None,
                  on_failure: Callable[[Key, str], None] | None = None) -> None:
-        self.world, self.reconciler, self.queue, self.metrics = world, reconciler, queue, metrics
+        self.world, self.reconcile, self.queue, self.metrics = world, reconcile, queue, metrics
         self.workers, self.leading, self.kind, self.live = workers, leading, kind, live
         self.on_failure = on_failure  # makes a persistent failure visible on the object itself
         self._threads: list[threading.Thread] = []
@@ -105,9 +104,9 @@ class Controller:
 
     def _process(self, key: Key) -> None:
         try:
-            result = self.reconciler.reconcile(key)
+            result = self.reconcile(key)
         except ApiFailure as err:
-            self.metrics.reconcile_errors.labels(err.kind.value).inc()
+            self.metrics.reconcile_errors.labels(err.kind).inc()
             if err.kind is Failure.NOT_FOUND:
                 log.info("%s %s/%s: %s (gone meanwhile)", self.kind, *key, err)
                 return

@@ -14,6 +14,7 @@ from typing import Any
 
 from flux_api import Execution, Phase
 from flux_api.conditions import FINISHED
+from flux_api.events import EventReason
 from flux_api.quantity import parse_quantity
 from flux_api.tenancy import (
     CONFINEMENT_ANNOTATION_PREFIXES,
@@ -23,12 +24,11 @@ from flux_api.tenancy import (
     TenancyLimits,
     service_account_annotation,
 )
-from flux_api.timefmt import format_time
-from flux_api.types import PodTemplate, status_patch
+from flux_api.types import PodTemplate
 
-from flux_operator.actions import Action, PatchStatus, Plan
+from flux_operator.execution.actions import Action, PatchStatus, Plan
 
-REASON = "LimitExceeded"
+REASON = EventReason.LIMIT_EXCEEDED  # also the Finished condition's reason
 _ESCALATING = tuple(t for t in RESTRICTED_VOLUME_TYPES if t not in FREE_VOLUME_TYPES)
 
 
@@ -121,8 +121,8 @@ def refusal(ex: Execution, problems: list[str], now: datetime) -> list[Action]:
     message = f"{REASON}: " + "; ".join(problems)
     message = message if len(message) <= 4000 else message[:3997] + "..."
     plan = Plan()
-    plan.status.update(phase=Phase.FAILED.value, finishedAt=format_time(now), message=message,
+    plan.status.set(phase=Phase.FAILED, finishedAt=now, message=message,
                        observedGeneration=ex.metadata.get("generation"))
     plan.condition(ex, now, FINISHED, True, REASON, message)
     plan.event(REASON, message, "Warning")
-    return [*plan.actions, PatchStatus(status_patch(plan.status))]
+    return [*plan.actions, PatchStatus(plan.status.patch())]

@@ -11,7 +11,7 @@ from flux_api import EXECUTION_LABEL, GROUP, PLURAL, VERSION
 from flux_api.names import SCHEDULE_PLURAL
 
 from flux_operator.kubeconfig import ClientConfig
-from flux_operator.schedules import schedule_of
+from flux_operator.schedule_shell import schedule_of
 from flux_operator.watches import INACTIVITY_SECONDS
 
 LIST_CHUNK = 10
@@ -50,7 +50,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # The initial listing in pages: a cold start holds at most this many objects' text at once, not every
     # object of the cluster (each up to the API server's ~1.5 MB limit).
     settings.watching.chunk_size = LIST_CHUNK
-    settings.persistence.finalizer = f"{GROUP}/operator"
     # kopf keeps a worker task (and its queue) per object until it has been idle this long: 5 s by
     # default, so a burst of thousands of objects holds thousands of them. Our handlers only store and
     # enqueue, so a short wait loses nothing.

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from flux_api import GROUP, PLURAL, VERSION, nesting
 from flux_api.errors import Failure, classify, is_transient
+from flux_api.events import MAX_MESSAGE
 from flux_api.names import SCHEDULE_PLURAL
 from flux_api.timefmt import now_text
 
@@ -29,7 +30,7 @@ DEFAULT_TIMEOUT = (5.0, 15.0)
 class ApiFailure(Exception):
     def __init__(self, what: str, kind: Failure, detail: str = "", status: int | None = None) -> None:
         code = f"{status} " if status else ""
-        super().__init__(f"{what}: {code}{kind.value}{': ' + detail if detail else ''}")
+        super().__init__(f"{what}: {code}{kind}{': ' + detail if detail else ''}")
         self.kind, self.status, self.detail = kind, status, detail
 
     @property
@@ -243,7 +244,7 @@ class KubeApi:
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": involved["namespace"]},
             "involvedObject": involved,
-            "reason": reason, "message": message[:1024], "type": type_,
+            "reason": reason, "message": message[:MAX_MESSAGE], "type": type_,
             "source": {"component": "flux-operator"}, "reportingComponent": "flux-operator",
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }

@@ -18,13 +18,11 @@ from flux_api.namespace_policy import reserved
 
 from flux_operator import boundary, watches
 from flux_operator import handlers  # noqa: F401 - registers the handlers with kopf
-from flux_operator.builders import RunnerSettings, owned_field_problems
+from flux_operator.builders import DEFAULT_RUNNER_IMAGE, RunnerSettings, owned_field_problems
 from flux_operator.kube import KubeApi, RateLimiter
 from flux_operator.kubeconfig import ConfigError, load_client_config
 from flux_operator.memory import limit_malloc_arenas
 from flux_operator.runtime import Options, Runtime
-
-DEFAULT_RUNNER_IMAGE = "ghcr.io/flux-dev/flux-runner:0.1.0"
 
 
 def _env_list(name: str) -> list[str]:

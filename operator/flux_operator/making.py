@@ -13,10 +13,10 @@ from flux_api import Execution
 from flux_api.errors import Failure
 
 from flux_operator import builders
-from flux_operator.actions import CreateChild, EnsureRunner, Make
+from flux_operator.execution.actions import CreateChild, EnsureRunner, Make
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.ownership import PREDECESSOR_GRACE, Memory, controller_uid, proves, refusal
-from flux_operator.spawning import child_key
+from flux_operator.execution.children import child_key
 from flux_operator.world import World
 
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from flux_operator.actions import Observe
+from flux_operator.execution.actions import Observe
 
 # Cancels are meant to take seconds; the top buckets catch long grace periods.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
@@ -65,7 +65,7 @@ class _PhaseCollector(Collector):
         family = GaugeMetricFamily("flux_executions", "Executions the operator watches, by phase.", labels=["phase"])
         counts = self.counts()
         for phase in Phase:
-            family.add_metric([phase.value], counts.get(phase.value, 0))
+            family.add_metric([str(phase)], counts.get(phase, 0))
         yield family
 
 

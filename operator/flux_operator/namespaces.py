@@ -20,14 +20,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flux_api import TERMINAL_PHASES
+from flux_api.events import EventReason
 from flux_api.names import ENABLED_NAMESPACE_LABEL
 from flux_api.namespace_policy import ENABLED_VALUE, labelled, reserved
 
 from flux_operator.kube import KubeApi
-from flux_operator.reconcile import Result, event_name
+from flux_operator.reconcile import event_name
+from flux_operator.workqueue import Reconcile, Result
 from flux_operator.world import Key, World
 
-NOTICE_REASON = "NamespaceNotEnabled"
+NOTICE_REASON = EventReason.NAMESPACE_NOT_ENABLED
 # Notices this replica already posted; beyond this, a repeat is only a harmless 409 on the Event's fixed name.
 NOTICES_KEPT = 50_000
 
@@ -104,14 +106,14 @@ class Namespaces:
 
 
 class NamespaceGate:
-    """A reconciler that passes a key on only where the operator serves; elsewhere it posts a notice."""
+    """A reconcile that passes a key on only where the operator serves; elsewhere it posts a notice."""
 
-    def __init__(self, namespaces: Namespaces, inner: Any, notice: Callable[[Key, str], None]) -> None:
+    def __init__(self, namespaces: Namespaces, inner: Reconcile, notice: Callable[[Key, str], None]) -> None:
         self.namespaces, self.inner, self.notice = namespaces, inner, notice
 
     def reconcile(self, key: Key) -> Result:
         if self.namespaces.served(key[0]):
-            return self.inner.reconcile(key)
+            return self.inner(key)
         self.notice(key, self.namespaces.refusal(key[0]))
         return Result()
 

@@ -1,4 +1,5 @@
-"""One reconcile: the watched state of an execution in, `decide()`, its actions out to the API.
+"""The execution machine's shell: the watched state of an execution in, `execution.machine.decide()`, its
+actions out to the API.
 
 No reads here: the state comes from the World. The one exception is a Conflict on the status
 write, which means our copy is stale; the fresh object goes into the World and the key is
@@ -16,25 +17,20 @@ from datetime import datetime
 
 from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase
 from flux_api.errors import Failure
+from flux_api.events import EventReason
 from flux_api.timefmt import utcnow
 
-from flux_operator import builders, guard, payloads, timing
-from flux_operator import decide as machine
-from flux_operator.cancelling import escalation_due
+from flux_operator import builders, guard, payloads
+from flux_operator.execution import machine, timing
+from flux_operator.execution.cancel import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
 from flux_operator.metrics import Metrics
 from flux_operator.ownership import Memories, Memory
+from flux_operator.workqueue import Result
 from flux_operator.world import Key, Snapshot, World
 
 log = logging.getLogger("flux_operator")
-
-
-@dataclass(frozen=True)
-class Result:
-    """What the worker does next with the key: nothing, or look again after `requeue_after` seconds."""
-
-    requeue_after: float | None = None
 
 
 def event_name(snapshot: Snapshot, reason: str, key: str = "") -> str:
@@ -63,7 +59,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self.memories = Memories()  # per execution: creation tokens, what was made, refused creates
         self.maker = Maker(api, world, runner,
-                           lambda failure: metrics.reconcile_errors.labels(failure.value).inc())
+                           lambda failure: metrics.reconcile_errors.labels(failure).inc())
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)
@@ -80,7 +76,7 @@ class Reconciler:
         ex = builders.with_defaults(snapshot.execution, self.runner)
         now = self.clock()
         memory = self.memories.of(ex)
-        actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory)
+        actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at)
         stored = ex
         if any(isinstance(a, machine.EnsureRunner) for a in actions):
             stored = self._stored(ex, *PASSED_ON)  # the pod template itself, when the World keeps a stub
@@ -91,7 +87,7 @@ class Reconciler:
         failed_signal: ApiFailure | None = None
         refused = False
         for action in actions:
-            if isinstance(action, machine.EmitEvent) and action.reason == "Signalled" and failed_signal:
+            if isinstance(action, machine.EmitEvent) and action.reason == EventReason.SIGNALLED and failed_signal:
                 continue  # it was not delivered: say that instead
             if isinstance(action, machine.EnsureRunner):
                 refused |= not self.maker.runner(stored, action, memory, now)
@@ -108,8 +104,8 @@ class Reconciler:
                     raise
                 # The cancel is still recorded (Cancelling) so users see it; the signal is retried.
                 failed_signal = failed_signal or err
-                self.api.emit_event(_involved(snapshot), event_name(snapshot, "SignalFailed"), "Warning",
-                                    "SignalFailed", f"could not signal: {err}; retrying")
+                self.api.emit_event(_involved(snapshot), event_name(snapshot, EventReason.SIGNAL_FAILED),
+                                    "Warning", EventReason.SIGNAL_FAILED, f"could not signal: {err}; retrying")
         if failed_signal is not None:
             raise failed_signal
         if any(isinstance(a, machine.DeleteExecution) for a in actions):
@@ -139,7 +135,7 @@ class Reconciler:
                     return False
                 self.world.execution_seen(written)
                 if "phase" in patch:
-                    log.info("execution %s/%s: %s -> %s", ns, name, ex.phase.value, patch["phase"])
+                    log.info("execution %s/%s: %s -> %s", ns, name, ex.phase, patch["phase"])
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
                 if not self.api.delete_pod(ns, pod, grace, uid or None):
                     # Already gone: a watch that broke (an API server restart) can miss a deletion,
@@ -224,8 +220,8 @@ class Reconciler:
         """A Warning Event on the execution: a failure that keeps coming back is seen where users look."""
         snapshot = self.world.snapshot(key)
         if snapshot is not None:
-            self.api.emit_event(_involved(snapshot), event_name(snapshot, "ReconcileFailed"), "Warning",
-                                "ReconcileFailed", f"{message}; retrying with backoff")
+            self.api.emit_event(_involved(snapshot), event_name(snapshot, EventReason.RECONCILE_FAILED),
+                                "Warning", EventReason.RECONCILE_FAILED, f"{message}; retrying with backoff")
 
 
 def _field(raw: dict, path: str):
@@ -244,8 +240,8 @@ def _involved(snapshot: Snapshot) -> dict[str, str]:
 
 def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
     """Seconds until something changes with no event to announce it: a deadline, a start time, the end of a
-    backoff or of the TTL (timing.py), a terminating pod becoming overdue, or a refused create's retry."""
-    due = timing.next_wakeup(ex, now, machine.deadline_at(ex))
+    backoff or of the TTL (execution/timing.py), a terminating pod becoming overdue, or a refused create's retry."""
+    due = timing.next_wakeup(ex, now, timing.deadline_at(ex))
     retries = [(r.retry_at - now).total_seconds() for r in memory.refusals.values() if r.retry_at is not None]
     if retries and ex.phase not in TERMINAL_PHASES:
         due = min([max(0.0, min(retries)), *([due] if due is not None else [])])

@@ -20,7 +20,7 @@ from flux_operator.metrics import Metrics
 from flux_operator.metrics_auth import MetricsAccess, api_reviews
 from flux_operator.namespaces import NamespaceGate, Namespaces, Notices
 from flux_operator.reconcile import Reconciler
-from flux_operator.schedules import ScheduleReconciler, ScheduleStore
+from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.startup import api_served, missing_permissions
 from flux_operator.watches import WatchMonitor
 from flux_operator.workqueue import WorkQueue
@@ -71,16 +71,17 @@ class Runtime:
         self.namespaces = Namespaces(options.namespaces)
         notices = Notices(api, self.namespaces)
         self.controller = Controller(self.world,
-                                     NamespaceGate(self.namespaces, self.reconciler, notices.execution(self.world)),
+                                     NamespaceGate(self.namespaces, self.reconciler.reconcile,
+                                                   notices.execution(self.world)).reconcile,
                                      self.queue, self.metrics, options.workers, leading,
                                      on_failure=self.reconciler.report_failure)
         # Schedules get their own queue and one worker: a burst of executions never delays a cron time.
         self.schedules = ScheduleStore()
         self.schedule_queue = WorkQueue()
+        schedule_reconciler = ScheduleReconciler(self.schedules, self.world, api)
         self.schedule_controller = Controller(self.world,
-                                              NamespaceGate(self.namespaces,
-                                                            ScheduleReconciler(self.schedules, self.world, api),
-                                                            notices.schedule(self.schedules)),
+                                              NamespaceGate(self.namespaces, schedule_reconciler.reconcile,
+                                                            notices.schedule(self.schedules)).reconcile,
                                               self.schedule_queue, self.metrics, 1, leading, kind="schedule",
                                               live=self.schedules.keys)
         self.watches = WatchMonitor()

@@ -15,9 +15,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 Key = Hashable
 Shard = Hashable
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the worker does next with the key: nothing, or look again after `requeue_after` seconds."""
+
+    requeue_after: float | None = None
+
+
+# One reconcile of a key, whatever kind it is (an execution, a Schedule): the queue's workers call it.
+Reconcile = Callable[[Key], Result]
 
 
 def namespace_of(key: Key) -> Shard:

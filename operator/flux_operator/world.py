@@ -1,9 +1,10 @@
 """What the watches delivered, kept small: the operator decides from this, never from fresh reads.
 
 Each Execution is kept as a trimmed copy (no input, no step records or data, no managed fields:
-decide() needs none of them; large or deep payloads as stubs, payloads.py), each runner pod as a
-PodView, and children by their parent. Writes the
-operator makes feed their answers back in, so its own next decision never sees its past.
+decide() needs none of them; large or deep payloads as stubs, payloads.py), with the one thing read off
+its managed fields beside it (when a cancel reached the API: Snapshot.cancel_requested_at); each runner
+pod as a PodView, and children by their parent. Writes the operator makes feed their answers back in,
+so its own next decision never sees its past.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Container
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
+from flux_api.cancel import first_cancel_time
 from flux_api.names import CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
-from flux_api.timefmt import format_time
+from flux_api.timefmt import parse_time
 
 from flux_operator import payloads
-from flux_operator.actions import PodView
-from flux_operator.observing import CANCEL_REQUESTED_AT, first_cancel_time
+from flux_operator.execution.actions import PodView
 
 Key = tuple[str, str]  # (namespace, execution name)
 
@@ -32,9 +34,6 @@ def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
     """The part of an Execution that decisions read, bounded in size. The rest stays on the server."""
     meta = raw.get("metadata") or {}
     kept_meta = payloads.metadata(meta)
-    requested = first_cancel_time(meta.get("managedFields"))
-    if requested:
-        kept_meta[CANCEL_REQUESTED_AT] = format_time(requested)
     spec = {k: v for k, v in (raw.get("spec") or {}).items() if k != "input"}
     for field in KEPT_OUT_SPEC:
         payloads.keep_out(spec, field, f"spec.{field}", kept_meta)
@@ -66,7 +65,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
     return PodView(name=meta.get("name", ""), phase=status.get("phase", "Pending"),
                    terminating=bool(meta.get("deletionTimestamp")), started=started, exit_message=message,
                    uid=meta.get("uid", ""), owner_uid=owners[0] if owners else "",
-                   deletion_at=meta.get("deletionTimestamp"), node=(pod.get("spec") or {}).get("nodeName") or "",
+                   deletion_at=parse_time(meta.get("deletionTimestamp")), node=(pod.get("spec") or {}).get("nodeName") or "",
                    reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "",
                    token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""))
 
@@ -77,6 +76,7 @@ class Snapshot:
     raw: dict[str, Any]  # the trimmed object, for Events' involvedObject
     pod: PodView | None
     children: list[Execution]
+    cancel_requested_at: datetime | None = None  # from managedFields, which the trimmed copy drops
 
 
 class World:
@@ -87,6 +87,7 @@ class World:
         self._executions: dict[Key, dict[str, Any]] = {}
         self._pods: dict[Key, dict[str, PodView]] = {}  # by execution, then pod name
         self._children: dict[Key, set[str]] = {}
+        self._cancel_asked: dict[Key, datetime] = {}  # when a cancel reached the API, for the latency metrics
 
     # --- fed by the watches and by the operator's own writes ----------------------------------
 
@@ -103,6 +104,10 @@ class World:
                                                old_meta.get("uid"), old_meta.get("resourceVersion")):
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
+            if (asked := first_cancel_time((raw.get("metadata") or {}).get("managedFields"))) is not None:
+                self._cancel_asked[key] = asked
+            else:
+                self._cancel_asked.pop(key, None)
             if parent:
                 self._children.setdefault((key[0], parent), set()).add(key[1])
         return [key, (key[0], parent)] if parent else [key]
@@ -116,6 +121,7 @@ class World:
             if current is not None and current["metadata"].get("uid") != meta.get("uid"):
                 return []  # a successor of the same name already took its place
             self._executions.pop(key, None)
+            self._cancel_asked.pop(key, None)
             if parent:
                 self._children.get((key[0], parent), set()).discard(key[1])
         return [(key[0], parent)] if parent else []
@@ -147,7 +153,7 @@ class World:
     def snapshot(self, key: Key) -> Snapshot | None:
         """The execution, its runner pod (matched by owner UID), and the executions that may be its children:
         those under the names it asked for or recorded, and those labelled with it. Which of them the
-        operator really made for it, decide() works out (spawning.owned_children); None if unknown."""
+        operator really made for it, decide() works out (execution.children.owned_children); None if unknown."""
         with self._lock:
             raw = self._executions.get(key)
             if raw is None:
@@ -163,7 +169,7 @@ class World:
             names = set(self._children.get(key, ())) | _named_children(raw.get("status") or {})
             children = [c for c in (self._model((key[0], n)) for n in sorted(names) if (key[0], n) in self._executions)
                         if c is not None]
-        return Snapshot(execution, raw, pods[0] if pods else None, children)
+        return Snapshot(execution, raw, pods[0] if pods else None, children, self._cancel_asked.get(key))
 
     def unparseable(self, key: Key) -> str | None:
         """Why the stored object does not parse, or None."""

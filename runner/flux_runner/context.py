@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flux_api.names import SCHEDULE_LABEL
-from flux_api.timefmt import now_text
-from flux_api.types import status_patch
+from flux_api.timefmt import utcnow
+from flux_api.types import MAX_REASON, UnscheduleRequest
+from flux_api.writes import StatusWrite
 
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
@@ -106,11 +107,11 @@ class WorkflowContext:
         The runner may only write its own status, so it asks (status.unscheduleRequest) and the operator
         suspends the Schedule. The cancel lands here: cleanup in `except CancelledError`/`finally` runs.
         """
-        if not isinstance(reason, str) or not reason.strip() or len(reason) > 1024:
-            raise ValueError("ctx.unschedule needs a reason of 1 to 1024 characters")
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+            raise ValueError(f"ctx.unschedule needs a reason of 1 to {MAX_REASON} characters")
         if self._schedule is None:
             raise NotScheduled("ctx.unschedule(): this execution was not started by a Schedule")
-        request = status_patch({"unscheduleRequest": {"reason": reason, "requestedAt": now_text()}})
+        request = StatusWrite(unscheduleRequest=UnscheduleRequest(reason=reason, requestedAt=utcnow())).patch()
         await self._api.patch_status(request)
         self.log.info("asked to unschedule %s: %s", self._schedule, reason)
         self._switch.request(reason)

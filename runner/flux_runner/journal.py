@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from flux_api import TERMINAL_PHASES, Checkpoint, Phase, StepRecord, nesting
+from flux_api import Checkpoint, Phase, StepRecord, nesting
 from flux_api.ledger import Ledger
 from flux_api.timefmt import now_text
 from flux_api.types import CHECKPOINT_BUDGET, RECENT_STEPS
@@ -14,8 +14,6 @@ from pydantic import ValidationError
 
 from flux_runner.client import ExecutionClient
 from flux_runner.errors import CheckpointRejected, CheckpointTooLarge, Invalid, InvalidSpec, TooLarge
-
-FINAL_STATES = frozenset(phase.value for phase in TERMINAL_PHASES)
 
 
 def recorded_checkpoint(execution: dict[str, Any]) -> Checkpoint | None:

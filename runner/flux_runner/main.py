@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flux_api import Phase
+from flux_api import TERMINAL_PHASES
 
 from flux_runner import __version__
 from flux_runner.cancel import CancelSwitch
@@ -27,7 +27,7 @@ from flux_runner.client import ExecutionClient
 from flux_runner.context import WorkflowContext, create_context
 from flux_runner.ending import Ending, describe, ending_of, infrastructure_error
 from flux_runner.errors import ApiError, ConfigError, InvalidSpec
-from flux_runner.journal import FINAL_STATES, Journal, recorded_checkpoint
+from flux_runner.journal import Journal, recorded_checkpoint
 from flux_runner.settings import Settings
 from flux_runner.spawner import POLL_INTERVAL
 from flux_runner.termination import TERMINATION_LOG, write_termination_message
@@ -108,10 +108,10 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
         previous = recorded_checkpoint(execution)
     except InvalidSpec as exc:
         return await finish(Journal(api), Ending.failed(str(exc)))
-    if previous is not None and previous.state in FINAL_STATES:
+    if previous is not None and previous.state in TERMINAL_PHASES:
         # Restarted after the final checkpoint was written: it stands.
         log.info("already finished as %s before this start; nothing to do", previous.state)
-        return Ending(Phase(previous.state), previous.result, previous.error)
+        return Ending(previous.state, previous.result, previous.error)
     journal = Journal(api, previous)
     switch.observe(execution)
     if switch.requested:

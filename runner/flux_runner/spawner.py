@@ -24,7 +24,6 @@ from flux_runner.jsonvalue import json_value
 POLL_INTERVAL = 0.5
 # A child is an Execution: its name must be a DNS-1123 subdomain.
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_TERMINAL = frozenset(phase.value for phase in TERMINAL_PHASES)
 
 log = logging.getLogger("flux.runner")
 
@@ -106,7 +105,7 @@ class Spawner:
             execution = await self._api.get()
             await self._switch.enforce(execution)
             child = child_statuses(execution).get(name)
-            if child is not None and child.phase in _TERMINAL:
+            if child is not None and child.phase in TERMINAL_PHASES:
                 return self._outcome(child)
             await asyncio.sleep(self._poll_interval)
 

@@ -70,3 +70,15 @@ def test_roles_agree_on_one_object() -> None:
         expected = requested_cancel(o)
         assert cancel_reason(o) == (expected.reason if expected else None)
         assert reason_of(o) == (expected.reason if expected else None)
+
+
+def test_the_model_reading_is_the_raw_one() -> None:
+    from flux_api import Execution
+    from flux_api.cancel import cancel_of
+
+    recorded = {"cancellation": {"reason": "first", "source": "annotation"}}
+    for o in (obj(cancel={"reason": "a", "force": True}), obj(annotations={CANCEL_ANNOTATION: "b"}), obj(),
+              obj(cancel={"reason": "p"}, annotations={CANCELLED_BY_ANNOTATION: "parent"}),
+              {**obj(cancel={"reason": "late", "cascade": False}), "status": recorded}):
+        ex = Execution.model_validate({**o, "spec": {"workflow": "m:f", **o.get("spec", {})}})
+        assert cancel_of(ex) == recorded_or_requested(o)

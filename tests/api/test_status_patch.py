@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from flux_api.types import status_patch
+from flux_api.writes import status_patch
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
@@ -18,8 +18,19 @@ def test_none_is_kept_so_merge_patch_removes_the_field() -> None:
 
 
 def test_nested_blocks_keep_only_what_was_set() -> None:
-    patch = status_patch({"cancellation": {"reason": "r", "source": "spec", "requestedAt": "t"}})
-    assert patch == {"cancellation": {"reason": "r", "source": "spec", "requestedAt": "t"}}
+    at = "2026-11-21T12:00:00.000Z"
+    patch = status_patch({"cancellation": {"reason": "r", "source": "spec", "requestedAt": at}})
+    assert patch == {"cancellation": {"reason": "r", "source": "spec", "requestedAt": at}}
+
+
+def test_a_timestamp_is_an_aware_datetime_written_in_the_one_format() -> None:
+    from datetime import datetime, timezone
+
+    from flux_api import ExecutionStatus
+
+    status = ExecutionStatus.model_validate({"startedAt": "2026-11-21T12:00:00Z", "finishedAt": "not a time"})
+    assert status.startedAt == datetime(2026, 11, 21, 12, tzinfo=timezone.utc) and status.finishedAt is None
+    assert status_patch({"startedAt": status.startedAt}) == {"startedAt": "2026-11-21T12:00:00.000Z"}
 
 
 @pytest.mark.parametrize("fields, where", [
@@ -55,3 +66,15 @@ def test_no_length_makes_a_status_write_raise_it_is_cut_to_the_schema() -> None:
     assert patch["children"][0]["tokens"] == ["t" * 64] * 4
     assert len(patch["cancellation"]["children"]) == 50 and len(patch["cancellation"]["reason"]) == 1024
     assert len(patch["conditions"]) == 16 and len(patch["conditions"][0]["reason"]) == 1024
+
+
+def test_a_status_write_holds_only_what_was_set_and_refuses_a_misspelt_field() -> None:
+    from flux_api import Phase, StatusWrite
+
+    write = StatusWrite()
+    write.set(phase=Phase.RUNNING, message=None, checkpoint={"state": "Running", "error": None})
+    assert write.patch() == {"phase": "Running", "message": None, "checkpoint": {"state": "Running", "error": None}}
+    with pytest.raises(ValueError):
+        write.set(phse="Running")
+    write.set(message="m" * 10_000)  # cut to the schema's bound, never refused
+    assert len(write.patch()["message"]) == 8192

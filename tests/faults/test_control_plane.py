@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from flux_operator.cancelling import ESCALATION_MARGIN_SECONDS
+from flux_operator.execution.cancel import ESCALATION_MARGIN_SECONDS
 from fluxtest import TERMINAL, longrun, manifest, wait_for
 from fluxtest.faults import counted, finished_steps, log_tail, metric, runner_starts, statuses, step_runs, wait_all
 from fluxtest.podlogs import RunnerLogs

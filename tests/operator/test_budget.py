@@ -9,7 +9,7 @@ import pytest
 from flux_operator.budget import LEASE_LANE, OPERATOR_LANE, FairBucket, RateLimiter, current_lane, lane
 from flux_operator.controller import Controller
 from flux_operator.metrics import Metrics
-from flux_operator.reconcile import Result
+from flux_operator.workqueue import Result
 from flux_operator.workqueue import WorkQueue
 from flux_operator.world import World
 
@@ -149,7 +149,7 @@ def test_the_controller_makes_a_keys_requests_in_its_namespaces_lane() -> None:
             seen.append((key, current_lane()))
             return Result()
 
-    controller = Controller(World(), Recording(), WorkQueue(), Metrics(), workers=1)
+    controller = Controller(World(), Recording().reconcile, WorkQueue(), Metrics(), workers=1)
     controller.process(("team-a", "job"))
     controller.process(("team-b", "job"))
     assert seen == [(("team-a", "job"), "team-a"), (("team-b", "job"), "team-b")]

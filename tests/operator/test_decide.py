@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flux_api import CANCEL_ANNOTATION, PARENT_LABEL, Execution
 from flux_api.names import CANCELLED_BY_ANNOTATION
-from flux_operator.decide import (
+from flux_operator.execution.machine import (
     CancelChild,
     CreateChild,
     DeletePod,
@@ -423,7 +423,7 @@ def test_request_time_comes_from_managed_fields():
         {"manager": "kubectl-create", "time": "2026-11-21T11:00:00Z", "fieldsV1": {"f:spec": {"f:workflow": {}}}},
         {"manager": "kubectl-patch", "time": "2026-11-21T11:59:58Z", "fieldsV1": {"f:spec": {"f:cancel": {}}}},
     ]
-    from flux_operator.decide import cancel_intent
+    from flux_operator.execution.machine import cancel_intent
     assert requested_at(ex, cancel_intent(ex, NOW), NOW) == datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc)
     signal = [o for o in of(decide(ex, running_pod(), [], NOW), Observe) if o.name == "signal_seconds"]
     assert signal[0].value == pytest.approx(2.0)
@@ -470,7 +470,7 @@ def test_clean_stop_cut_cleanup_and_failed_cleanup_read_differently():
 
 def overdue_pod(seconds_past_grace: float) -> PodView:
     deadline = NOW - timedelta(seconds=seconds_past_grace)
-    return running_pod(terminating=True, deletion_at=deadline.isoformat().replace("+00:00", "Z"), uid="p1")
+    return running_pod(terminating=True, deletion_at=deadline, uid="p1")
 
 
 def test_a_pod_that_will_not_go_is_force_deleted_after_the_margin():
@@ -551,3 +551,14 @@ def test_acknowledged_at_cannot_be_moved_by_the_runners_clock():
     assert status_patch(decide(future, None, [], NOW))["cancellation"]["acknowledgedAt"] == ack
     honest = cancelling({"state": "Cancelled", "updatedAt": "2026-11-21T11:59:59.500Z"})
     assert status_patch(decide(honest, None, [], NOW))["cancellation"]["acknowledgedAt"] == "2026-11-21T11:59:59.500Z"
+
+
+def test_a_checkpoint_state_this_version_does_not_know_is_no_verdict() -> None:
+    # A runner owns its checkpoint: an unknown state must neither crash nor end the run; a pod that then
+    # exits without a known final state fails the execution.
+    ex = execution("Running", checkpoint={"state": "Paused"})
+    running = decide(ex, PodView(POD, phase="Running", started=True), [], NOW)
+    assert "phase" not in next((a.patch for a in running if isinstance(a, PatchStatus)), {})
+    actions = decide(ex, PodView(POD, phase="Succeeded", started=True), [], NOW)
+    patch = next(a.patch for a in actions if isinstance(a, PatchStatus))
+    assert patch["phase"] == "Failed" and "without a final checkpoint" in patch["message"]

@@ -1,5 +1,5 @@
 """Children decided purely: only what the operator made counts, no list or value makes a decision raise,
-names already taken and results too big end clearly (spawning.py, ownership.py)."""
+names already taken and results too big end clearly (execution/children.py, ownership.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from flux_api import PARENT_LABEL, Execution
 from flux_api.errors import Failure
 from flux_api.names import CREATE_TOKEN_ANNOTATION
 from flux_api.types import MAX_CHILDREN, MIRRORED_RESULTS_BUDGET
-from flux_operator.decide import CancelChild, CreateChild, EmitEvent, PatchStatus, PodView, decide
+from flux_operator.execution.machine import CancelChild, CreateChild, EmitEvent, PatchStatus, PodView, decide
 from flux_operator.ownership import Memory, refusal, token_hash
-from flux_operator.spawning import _size, children_view
+from flux_operator.execution.children import _size, children_view
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,5 @@
 """Starting a runner, decided purely: the objects it made and only those, refused creates that end clearly
-or wait visibly, and retries that send only what is missing (starting.py, ownership.py)."""
+or wait visibly, and retries that send only what is missing (execution/runner.py, ownership.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flux_api import Execution
 from flux_api.errors import Failure
-from flux_operator.decide import EmitEvent, EnsureRunner, PatchStatus, PodView, decide
+from flux_operator.execution.machine import EmitEvent, EnsureRunner, PatchStatus, PodView, decide
 from flux_operator.ownership import Memory, refusal, token_hash
 
 pytestmark = pytest.mark.unit

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from flux_api import Execution
 from flux_api.timefmt import format_time
-from flux_operator import timing
-from flux_operator.decide import DeleteExecution, DeletePod, EnsureRunner, PodView, decide
+from flux_operator.execution import timing
+from flux_operator.execution.machine import DeleteExecution, DeletePod, EnsureRunner, PodView, decide
 
 from tests.operator.test_decide import NOW, apply, events, execution, of, running_pod, status_patch
 
@@ -112,7 +112,7 @@ def test_the_retry_pod_starting_makes_it_running_again_keeping_the_first_start()
     later = NOW + timedelta(seconds=12)
     patch = status_patch(decide(ex, PodView(name="job-runner-1", phase="Running", started=True), [], later))
     assert patch["phase"] == "Running"
-    assert patch["startedAt"] == ex.status.startedAt
+    assert patch["startedAt"] == format_time(ex.status.startedAt)
     assert patch["nextRetryAt"] is None
 
 

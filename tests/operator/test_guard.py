@@ -8,7 +8,7 @@ import pytest
 from flux_api import Execution
 from flux_api.tenancy import TenancyLimits
 from flux_operator import guard
-from flux_operator.actions import EmitEvent, PatchStatus
+from flux_operator.execution.actions import EmitEvent, PatchStatus
 from flux_operator.builders import RunnerSettings
 from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler

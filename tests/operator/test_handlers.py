@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import kopf
 import pytest
 from flux_operator import handlers
-from flux_operator.schedules import ScheduleStore
+from flux_operator.schedule_shell import ScheduleStore
 from flux_operator.world import World
 
 pytestmark = pytest.mark.unit

@@ -13,8 +13,8 @@ from flux_api.namespace_policy import CONFINED, binding, labelled, policy, reser
 from flux_operator import handlers
 from flux_operator.main import parse_args
 from flux_operator.namespaces import NOTICE_REASON, NamespaceGate, Namespaces, Notices
-from flux_operator.reconcile import Result
-from flux_operator.schedules import ScheduleStore
+from flux_operator.workqueue import Result
+from flux_operator.schedule_shell import ScheduleStore
 from flux_operator.world import World
 from fluxtest.fakeapi import FakeKubeApi
 
@@ -97,7 +97,7 @@ class Inner:
 
 def gated(spaces: Namespaces, world: World | None = None) -> tuple[NamespaceGate, Inner, FakeKubeApi, World]:
     api, world, inner = FakeKubeApi(), world or World(), Inner()
-    return NamespaceGate(spaces, inner, Notices(api, spaces).execution(world)), inner, api, world
+    return NamespaceGate(spaces, inner.reconcile, Notices(api, spaces).execution(world)), inner, api, world
 
 
 def test_the_gate_passes_served_keys_on_and_leaves_the_rest_alone_with_one_notice() -> None:
@@ -143,7 +143,7 @@ def test_a_schedule_in_a_namespace_not_served_gets_one_notice() -> None:
                 "metadata": {"name": "nightly", "namespace": "team-b", "uid": "s-1", "resourceVersion": "3"},
                 "spec": {"schedule": "@daily", "executionTemplate": {"spec": {"workflow": "a:b"}}}})
     inner = Inner()
-    gate = NamespaceGate(spaces, inner, Notices(api, spaces).schedule(store))
+    gate = NamespaceGate(spaces, inner.reconcile, Notices(api, spaces).schedule(store))
     gate.reconcile(("team-b", "nightly"))
     gate.reconcile(("team-b", "nightly"))
     assert inner.keys == [] and [c[1] for c in api.calls] == [NOTICE_REASON]

@@ -12,7 +12,7 @@ from flux_operator import payloads
 from flux_operator.builders import RunnerSettings
 from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
-from flux_operator.schedules import ScheduleReconciler, ScheduleStore, trim_schedule
+from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore, trim_schedule
 from flux_operator.world import World, trim_execution
 from fluxtest.fakeapi import FakeKubeApi
 

@@ -235,7 +235,7 @@ def test_child_event_names_its_parent_too(world):
 
 @pytest.fixture
 def controller(world, api, reconciler) -> Controller:
-    return Controller(world, reconciler, WorkQueue(base_delay=0.01), Metrics(), workers=1)
+    return Controller(world, reconciler.reconcile, WorkQueue(base_delay=0.01), Metrics(), workers=1)
 
 
 def drain(controller: Controller, limit: int = 20) -> list:
@@ -272,14 +272,14 @@ def test_transient_failure_is_retried_with_backoff_and_others_go_on(api, world, 
 def test_a_poison_object_is_retried_alone(api, world, controller, monkeypatch):
     seed(api, world, execution())
     seed(api, world, execution(name="other"))
-    real = controller.reconciler.reconcile
+    real = controller.reconcile
 
     def explode(key):
         if key == KEY:
             raise KeyError("boom")
         return real(key)
 
-    monkeypatch.setattr(controller.reconciler, "reconcile", explode)
+    monkeypatch.setattr(controller, "reconcile", explode)
     controller.enqueue([KEY, ("ns", "other")])
     drain(controller)
     assert api.objects[("ns", "other")]["status"]["phase"] == "Pending"
@@ -288,7 +288,7 @@ def test_a_poison_object_is_retried_alone(api, world, controller, monkeypatch):
 
 
 def test_nothing_acts_without_the_lease(api, world, reconciler):
-    controller = Controller(world, reconciler, WorkQueue(), Metrics(), workers=1, leading=lambda: False)
+    controller = Controller(world, reconciler.reconcile, WorkQueue(), Metrics(), workers=1, leading=lambda: False)
     seed(api, world, execution())
     controller.enqueue([KEY])
     controller.start(safety_seconds=3600)
@@ -311,7 +311,7 @@ def test_safety_pass_walks_the_world_not_the_api(api, world, controller):
 def test_deadline_fires_from_the_queue(api, world):
     clock = [NOW]
     reconciler = Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: clock[0])
-    controller = Controller(world, reconciler, WorkQueue(), Metrics(), workers=1)
+    controller = Controller(world, reconciler.reconcile, WorkQueue(), Metrics(), workers=1)
     seed(api, world, execution(phase="Running", deadline=61, started="2026-11-21T11:59:00.000Z"))
     world.pod_seen(pod())
     controller.process(KEY)
@@ -371,7 +371,7 @@ def test_an_overdue_pod_wakes_the_operator_on_time(api, world):
 
 
 def test_a_failure_that_is_not_transient_is_an_event_on_the_object(api, world, reconciler):
-    controller = Controller(world, reconciler, WorkQueue(base_delay=0.01), Metrics(), workers=1,
+    controller = Controller(world, reconciler.reconcile, WorkQueue(base_delay=0.01), Metrics(), workers=1,
                             on_failure=reconciler.report_failure)
     seed(api, world, execution())
     api.fail_next["patch_status"] = [Failure.FORBIDDEN]

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from flux_operator.schedules import ScheduleReconciler, ScheduleStore
+from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.world import World
 from fluxtest.fakeapi import FakeKubeApi
 

@@ -9,7 +9,7 @@ import pytest
 from flux_api import Execution
 from flux_api.schedule import MAX_RECORDED_RUNS, MAX_STARTING, Schedule
 from flux_api.timefmt import format_time
-from flux_operator.scheduling import (
+from flux_operator.schedule_machine import (
     CreateRun,
     DeleteRun,
     PatchScheduleStatus,

@@ -11,7 +11,7 @@ from flux_api.errors import Failure
 from flux_operator.builders import RunnerSettings
 from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
-from flux_operator.schedules import ScheduleReconciler, ScheduleStore
+from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.world import World
 from fluxtest.fakeapi import FakeKubeApi
 

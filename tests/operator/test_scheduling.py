@@ -8,7 +8,7 @@ import pytest
 from flux_api import Execution
 from flux_api.schedule import Schedule
 from flux_api.timefmt import format_time
-from flux_operator.scheduling import (
+from flux_operator.schedule_machine import (
     CreateRun,
     DeleteRun,
     PatchScheduleStatus,
@@ -191,7 +191,7 @@ def test_replace_cancels_the_active_run_saying_so_and_starts_the_new_one():
 
 def test_suspended_starts_nothing_and_has_no_next_time():
     decision = decide(schedule(suspend=True, status={"lastScheduleTime": "2026-11-21T11:00:00.000Z",
-                                                              "nextScheduleTime": "x"}), [], NOW)
+                                                              "nextScheduleTime": "2026-11-21T13:00:00.000Z"}), [], NOW)
     assert not of(decision, CreateRun)
     assert patch(decision)["nextScheduleTime"] is None
     assert decision.requeue_after is None

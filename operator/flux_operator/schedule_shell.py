@@ -1,7 +1,7 @@
-"""Schedules: what the watch delivered (ScheduleStore) and one reconcile of a Schedule.
+"""The Schedule machine's shell: what the watch delivered (ScheduleStore) and one reconcile of a Schedule.
 
 Like the execution side, the state comes from the watches (the Schedule here, its runs from the
-World) and the decision is pure (scheduling.decide_schedule); this only carries out the actions.
+World) and the decision is pure (schedule_machine.decide_schedule); this only carries out the actions.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import pydantic
 from flux_api import nesting
 from flux_api.errors import Failure
+from flux_api.events import EventReason
 from flux_api.names import (
     REPLACED_BY_ANNOTATION,
     RUN_TOKEN_ANNOTATION,
@@ -23,11 +24,12 @@ from flux_api.names import (
 )
 from flux_api.schedule import Schedule
 from flux_api.timefmt import parse_time, utcnow
+from flux_api.types import MAX_REASON
 
 from flux_operator import payloads
-from flux_operator import scheduling as plan
+from flux_operator import schedule_machine as plan
 from flux_operator.kube import ApiFailure, KubeApi
-from flux_operator.reconcile import Result
+from flux_operator.workqueue import Result
 from flux_operator.world import Key, World
 
 log = logging.getLogger("flux_operator")
@@ -146,7 +148,7 @@ class ScheduleReconciler:
                     self.api.delete_execution(ns, run, uid)
                 case plan.Suspend(reason=reason):
                     self.api.patch_schedule(ns, name, {"metadata": {"annotations": {UNSCHEDULE_REASON_ANNOTATION:
-                                                                                     reason[:1024]}},
+                                                                                     reason[:MAX_REASON]}},
                                                        "spec": {"suspend": True}})
                 case plan.ScheduleEvent(reason=reason, message=message, type=type_, key=event_key):
                     self._event(raw, key, reason, message, type_, event_key)
@@ -164,7 +166,8 @@ class ScheduleReconciler:
                     raw = written
         return Result(requeue_after=decision.requeue_after)
 
-    def _event(self, raw: dict[str, Any], key: Key, reason: str, message: str, type_: str, event_key: str) -> None:
+    def _event(self, raw: dict[str, Any], key: Key, reason: EventReason, message: str, type_: str,
+               event_key: str) -> None:
         ns, name = key
         meta = raw["metadata"]
         involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
@@ -182,7 +185,7 @@ class ScheduleReconciler:
         self._said.add(said)
         log.error("schedule %s/%s starts no run: %s", raw["metadata"].get("namespace"), raw["metadata"].get("name"),
                   problem)
-        self._event(raw, (meta.get("namespace", ""), meta.get("name", "")), "InvalidTemplate",
+        self._event(raw, (meta.get("namespace", ""), meta.get("name", "")), EventReason.INVALID_TEMPLATE,
                     f"no run is started: {problem}", "Warning", "")
 
     def _with_stored_template(self, raw: dict[str, Any], action: plan.CreateRun) -> plan.CreateRun | None:

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flux_api import Execution
+from flux_api import CancelSource, Execution, Outcome, StatusWrite
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
+from flux_api.events import EventReason
 from flux_api.timefmt import format_time
 
 MAX_CONDITIONS = 16  # ExecutionStatus.conditions' bound
@@ -45,7 +46,7 @@ class DeletePod:
 
 @dataclass(frozen=True)
 class PatchStatus:
-    """A merge patch of status, built by `status_patch` so every field is checked against the models."""
+    """A merge patch of status: a decision's StatusWrite, every field checked against the models."""
 
     patch: dict[str, Any]
 
@@ -69,7 +70,7 @@ class CreateChild:
 
 @dataclass(frozen=True)
 class EmitEvent:
-    reason: str
+    reason: EventReason
     message: str
     type: str = "Normal"
     key: str = ""  # posted once per (execution, reason, key): a repeat after a crash is a no-op
@@ -88,8 +89,8 @@ class Observe:
     """A metric to record: `name` is signal_seconds, complete_seconds or outcome."""
 
     name: str
-    source: str
-    value: float | str
+    source: CancelSource
+    value: float | Outcome
 
 
 Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | DeleteExecution | Observe
@@ -106,7 +107,7 @@ class PodView:
     exit_message: str = ""  # termination message or reason of the last terminated container
     uid: str = ""
     owner_uid: str = ""  # the controlling owner: the Execution this pod belongs to
-    deletion_at: str | None = None  # metadata.deletionTimestamp: when the kubelet must be done
+    deletion_at: datetime | None = None  # metadata.deletionTimestamp: when the kubelet must be done
     token: str = ""  # the creation token annotation: proves the operator made it (ownership.py)
     node: str = ""
     reason: str = ""  # status.reason, e.g. Evicted
@@ -115,18 +116,18 @@ class PodView:
 
 @dataclass
 class Plan:
-    status: dict[str, Any] = field(default_factory=dict)
+    status: StatusWrite = field(default_factory=StatusWrite)  # only what is set is written
     actions: list[Action] = field(default_factory=list)
 
-    def event(self, reason: str, message: str, type_: str = "Normal", key: str = "") -> None:
+    def event(self, reason: EventReason, message: str, type_: str = "Normal", key: str = "") -> None:
         self.actions.append(EmitEvent(reason, message, type_, key))
 
     def condition(self, ex: Execution, now: datetime, type_: str, ok: bool, reason: str, message: str) -> None:
         """metav1.Condition bookkeeping on the status this plan will write. The list stays within its bound:
         others' conditions make room for the operator's own."""
-        if "conditions" not in self.status:
-            self.status["conditions"] = [c.model_dump(exclude_none=True) for c in ex.status.conditions]
-        conditions = self.status["conditions"]
+        held = self.status.conditions if "conditions" in self.status.model_fields_set else ex.status.conditions
+        conditions = [c.model_dump(exclude_none=True) for c in held]
         set_condition(conditions, type_, ok, reason, message, ex.metadata.get("generation"), format_time(now))
         while len(conditions) > MAX_CONDITIONS:
             conditions.remove(next(c for c in conditions if c["type"] not in OWN_CONDITIONS))
+        self.status.set(conditions=conditions)

@@ -22,21 +22,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from collections.abc import Collection, Container
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flux_api import API_VERSION, KIND, TERMINAL_PHASES, Execution, Phase
 from flux_api.conditions import set_condition
+from flux_api.events import EventReason
 from flux_api.names import RUN_TOKEN_ANNOTATION, SCHEDULE_KIND, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
 from flux_api.schedule import MAX_RECORDED_RUNS, MAX_STARTING, ConcurrencyPolicy, Schedule, ScheduleStatus
 from flux_api.timefmt import format_time, parse_time
-from flux_api.types import status_patch
+from flux_api.writes import status_patch
 
 from flux_operator.crontimes import InvalidSchedule, check_cron, latest_due, next_due, zone
 
 READY = "Ready"
 # A run being created is matched to its proof within this long (a watch lagging after a failover included).
 STARTING_TTL = timedelta(minutes=10)
+_NEVER = datetime.min.replace(tzinfo=timezone.utc)  # sorts a run that has not finished first
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 __all__ = ["InvalidSchedule", "decide_schedule", "latest_due", "next_due", "run_name", "zone"]
@@ -76,7 +78,7 @@ class PatchScheduleStatus:
 
 @dataclass(frozen=True)
 class ScheduleEvent:
-    reason: str
+    reason: EventReason
     message: str
     type: str = "Normal"
     key: str = ""  # one Event per key (a run, a cron time); without one, one per Schedule and reason
@@ -180,7 +182,7 @@ def _history(schedule: Schedule, runs: list[Execution]) -> list[DeleteRun]:
               Phase.CANCELLED: schedule.spec.cancelledExecutionsHistoryLimit}
     doomed = []
     for phase, limit in limits.items():
-        done = sorted((r for r in runs if r.phase == phase), key=lambda r: (r.status.finishedAt or "", r.name),
+        done = sorted((r for r in runs if r.phase == phase), key=lambda r: (r.status.finishedAt or _NEVER, r.name),
                       reverse=True)
         doomed += [DeleteRun(r.name, r.metadata.get("uid", "")) for r in done[limit:]]
     return doomed
@@ -209,9 +211,9 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
                     else present, now)
     runs = own.runs
     status.update(runs=own.record, starting=own.starting)
-    last = parse_time(schedule.status.lastScheduleTime)
+    last = schedule.status.lastScheduleTime
     for run, moment in own.adopted:
-        decision.actions.append(ScheduleEvent("RunStarted", f"started {run.name} for {format_time(moment)}",
+        decision.actions.append(ScheduleEvent(EventReason.RUN_STARTED, f"started {run.name} for {format_time(moment)}",
                                               key=run.name))
         last = max(last or moment, moment)
     if last is not None:
@@ -224,7 +226,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
         reason = asking.status.unscheduleRequest.reason
         status["lastUnschedule"] = {"execution": asking.name, "reason": reason, "at": format_time(now)}
         decision.actions.append(Suspend(reason))
-        decision.actions.append(ScheduleEvent("Unscheduled", f"{asking.name} asked to unschedule: {reason}"))
+        decision.actions.append(ScheduleEvent(EventReason.UNSCHEDULED, f"{asking.name} asked to unschedule: {reason}"))
         suspended = True
 
     decision.actions += _history(schedule, runs)
@@ -242,7 +244,8 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
         set_condition(conditions, READY, False, "InvalidSchedule", message, generation, format_time(now))
         status.update(active=[{"name": n} for n in active], nextScheduleTime=None, message=message)
         if not said:  # once: looking again (the safety pass) finds nothing new to say
-            decision.actions.append(ScheduleEvent("InvalidSchedule", message, "Warning", key=str(generation or "")))
+            decision.actions.append(ScheduleEvent(EventReason.INVALID_SCHEDULE, message, "Warning",
+                                                  key=str(generation or "")))
         return _finish(decision, schedule, old, status, conditions)
 
     if suspended:
@@ -252,7 +255,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
 
     if any(c.type == READY and c.reason == "Suspended" for c in schedule.status.conditions):
         status["resumedAt"] = format_time(now)  # the times missed while suspended are not made up
-    moments = [parse_time(status.get("resumedAt") or schedule.status.resumedAt), last,
+    moments = [parse_time(status.get("resumedAt")) or schedule.status.resumedAt, last,
                parse_time(schedule.metadata.get("creationTimestamp"))]
     since = max((m for m in moments if m is not None), default=now)
     message = None
@@ -265,23 +268,23 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
             status["lastScheduleTime"] = format_time(due)
         elif deadline is not None and late > deadline:
             message = f"missed the run of {format_time(due)} by {late:.0f}s (startingDeadlineSeconds {deadline})"
-            decision.actions.append(ScheduleEvent("MissedSchedule", message, "Warning", key=minute))
+            decision.actions.append(ScheduleEvent(EventReason.MISSED_SCHEDULE, message, "Warning", key=minute))
             status["lastScheduleTime"] = format_time(due)  # skipped for good: never started late
         elif active and schedule.spec.concurrencyPolicy == ConcurrencyPolicy.FORBID:
             message = f"run of {format_time(due)} waits: {', '.join(active)} still active (concurrencyPolicy Forbid)"
-            decision.actions.append(ScheduleEvent("SkippedForbid", message, key=minute))
+            decision.actions.append(ScheduleEvent(EventReason.SKIPPED_FORBID, message, key=minute))
             if deadline is not None:  # look again when its deadline passes (a finished run also wakes us)
                 decision.requeue_after = max(1.0, deadline - late)
         elif len(own.record) >= MAX_RECORDED_RUNS:
             message = (f"run of {format_time(due)} waits: {len(own.record)} runs exist, at most {MAX_RECORDED_RUNS} "
                        "are kept (lower the history limits, or let active runs finish)")
-            decision.actions.append(ScheduleEvent("TooManyRuns", message, "Warning", key=minute))
+            decision.actions.append(ScheduleEvent(EventReason.TOO_MANY_RUNS, message, "Warning", key=minute))
         else:
             name = run_name(schedule.name, due)
             if name in taken:
                 spare = spare_name(schedule.name, token)
                 decision.actions.append(ScheduleEvent(
-                    "RunNameTaken", f"{name} already exists and is not a run of this Schedule: the run of "
+                    EventReason.RUN_NAME_TAKEN, f"{name} already exists and is not a run of this Schedule: the run of "
                     f"{format_time(due)} starts as {spare}", "Warning", key=name))
                 name = spare
             if schedule.spec.concurrencyPolicy == ConcurrencyPolicy.REPLACE:

@@ -3,8 +3,9 @@
 The operator calls `decide()` on every change of an execution, its runner pod or its children.
 Every decision depends only on what is observed now (and on the reconciler's Memory of what it made and
 what the API server refused), so running it twice, or after an operator restart in any phase, does
-nothing twice (level-triggered). Cancels are decided in cancelling.py, children in spawning.py, the
-runner's objects in starting.py. Only the pod and children the operator made count (ownership.py).
+nothing twice (level-triggered). Cancels are decided in cancel.py, children in children.py, the
+runner's objects in runner.py, the times waited for in timing.py. Only the pod and children the operator
+made count (ownership.py). The shell that feeds it and carries its actions out is reconcile.py.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase
+from flux_api import TERMINAL_PHASES, Cancellation, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED
+from flux_api.events import EventReason
 from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
-from flux_api.types import status_patch
 
-from flux_operator import payloads, timing
-from flux_operator.actions import (
+from flux_operator import payloads
+from flux_operator.execution import timing
+from flux_operator.execution.actions import (
     Action,
     CancelChild,
     CreateChild,
@@ -33,30 +35,27 @@ from flux_operator.actions import (
     Plan,
     PodView,
 )
-from flux_operator.cancelling import cancelling, request_cancel, source_reason
-from flux_operator.observing import (
-    CANCEL_REQUESTED_AT,
-    cancel_intent,
-    checkpoint_state,
-    deadline_at,
-    first_cancel_time,
-    requested_at,
-)
+from flux_operator.execution.cancel import cancel_intent, cancelling, request_cancel, requested_at, source_reason
+from flux_operator.execution.children import owned_children, spawn
+from flux_operator.execution.runner import WAITING, ensure_runner, own_pod, pod_pending, record_made
 from flux_operator.ownership import Memory
-from flux_operator.spawning import owned_children, spawn
-from flux_operator.starting import WAITING, ensure_runner, own_pod, pod_pending, record_made
 
-__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Observe",
-           "PatchStatus", "PodView", "CANCEL_REQUESTED_AT", "cancel_intent", "deadline_at", "decide",
-           "first_cancel_time", "requested_at"]
+__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner",
+           "Observe", "PatchStatus", "PodView", "cancel_intent", "decide", "requested_at"]
+
+
+def checkpoint_state(ex: Execution) -> Phase | None:
+    """The runner's own word on how its run stands; None also for a state this version does not know."""
+    return ex.status.checkpoint.state if ex.status.checkpoint else None
 
 
 # --- deciding -----------------------------------------------------------------------------------
 
 def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime,
-           memory: Memory | None = None) -> list[Action]:
+           memory: Memory | None = None, cancel_asked: datetime | None = None) -> list[Action]:
     """`pod` is the pod the World found for the execution, `children` the Executions found under the names it
-    asked for (or claiming it as parent): only what the operator provably made of them is used."""
+    asked for (or claiming it as parent): only what the operator provably made of them is used.
+    `cancel_asked`: when a cancel request reached the API, if the World knows (for the latency metrics)."""
     memory = memory if memory is not None else Memory()
     plan = Plan()
     phase = ex.phase
@@ -69,19 +68,19 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
             return [DeleteExecution(ex.name, ex.metadata.get("uid", ""))]
         _terminal(ex, intent, plan, now)
     elif phase == Phase.CANCELLING:
-        cancelling(ex, intent, pod, owned, plan, now)
+        cancelling(ex, intent, pod, owned, plan, now, cancel_asked)
     else:
-        _active(ex, intent, pod, children, owned, memory, plan, now)
+        _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked)
     return _finish(ex, pod, memory, plan)
 
 
 def _finish(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> list[Action]:
     record_made(ex, pod, memory, plan)
     generation = ex.metadata.get("generation")
-    if not plan.status and ex.status.observedGeneration == generation:
+    if not plan.status.model_fields_set and ex.status.observedGeneration == generation:
         return _ordered(plan.actions, None)
-    plan.status["observedGeneration"] = generation
-    return _ordered(plan.actions, PatchStatus(status_patch(plan.status)))
+    plan.status.set(observedGeneration=generation)
+    return _ordered(plan.actions, PatchStatus(plan.status.patch()))
 
 
 def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
@@ -104,29 +103,30 @@ def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datet
         return
     if any(c.type == CANCEL_REQUESTED for c in ex.status.conditions):
         return
-    message = f"already finished ({ex.phase.value}): cancel ignored"
+    message = f"already finished ({ex.phase}): cancel ignored"
     plan.condition(ex, now, CANCEL_REQUESTED, False, "AlreadyFinished", message)
-    plan.event("CancelIgnored", message, "Warning")
+    plan.event(EventReason.CANCEL_IGNORED, message, "Warning")
 
 
 def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, found: list[Execution],
-            children: list[Execution], memory: Memory, plan: Plan, now: datetime) -> None:
+            children: list[Execution], memory: Memory, plan: Plan, now: datetime,
+            cancel_asked: datetime | None = None) -> None:
     """Pending or Running. `children` are the owned ones among the `found`."""
     checkpoint = checkpoint_state(ex)
-    if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+    if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED, Phase.FAILED):
         # A verdict can only come from this run's runner (a retry takes the last one back), even when
         # the kubelet has not yet reported its container running: it started, and the status says so.
         _mark_started(ex, pod.name if pod else ex.status.podName or "", plan, now)
-    if checkpoint == Phase.SUCCEEDED.value:
+    if checkpoint == Phase.SUCCEEDED:
         _complete(ex, Phase.SUCCEEDED, None, intent, plan, now)
         return
-    if checkpoint == Phase.FAILED.value:
+    if checkpoint == Phase.FAILED:
         _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
         return
     if intent is not None:
-        request_cancel(ex, intent, pod, children, plan, now)
+        request_cancel(ex, intent, pod, children, plan, now, cancel_asked)
         return
-    if checkpoint == Phase.CANCELLED.value:
+    if checkpoint == Phase.CANCELLED:
         # The runner stopped for a SIGTERM that was no cancel (an eviction, a drain, a node shutdown):
         # once its pod is gone, a new one resumes from the checkpoint.
         if pod is not None:
@@ -144,7 +144,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         _start_when_due(ex, memory, plan, now)
         return
     if ex.status.phase is None:  # the pod was made, but the write that said so did not land
-        plan.status.update(phase=Phase.PENDING.value, podName=pod.name)
+        plan.status.set(phase=Phase.PENDING, podName=pod.name)
     if pod.phase == "Failed" and pod.reason in DISRUPTIONS:
         # Evicted (node pressure, API eviction, taint manager): not the workflow's fault. Free the name;
         # once the pod is gone a new one resumes from the checkpoint.
@@ -154,7 +154,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
     if pod.phase == "Failed":
         _failed(ex, pod.exit_message or "runner pod failed", None, pod, plan, now)
         return
-    if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+    if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED, Phase.FAILED):
         _failed(ex, "runner exited without a final checkpoint", None, pod, plan, now)
         return
     if pod.started and ex.phase == Phase.PENDING:
@@ -164,15 +164,15 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
 
 
 def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:
-    plan.status.update(phase=Phase.RUNNING.value, startedAt=ex.status.startedAt or format_time(now),
+    plan.status.set(phase=Phase.RUNNING, startedAt=ex.status.startedAt or now,
                        podName=pod_name)
     if ex.status.nextRetryAt is not None:
-        plan.status["nextRetryAt"] = None
+        plan.status.set(nextRetryAt=None)
     if (ex.status.message or "").startswith(WAITING):
-        plan.status["message"] = None  # it waited (a start time, a full quota): no longer
+        plan.status.set(message=None)  # it waited (a start time, a full quota): no longer
     plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod_name} started")
-    plan.event("Started" if not ex.status.retries else "RetryStarted", f"runner pod {pod_name} started",
-               key=str(ex.status.retries or ""))
+    plan.event(EventReason.STARTED if not ex.status.retries else EventReason.RETRY_STARTED,
+               f"runner pod {pod_name} started", key=str(ex.status.retries or ""))
 
 
 def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) -> None:
@@ -180,7 +180,7 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
     pod_name = ex.status.podName or runner_pod_name_for(ex.name, ex.status.retries)
     if ex.status.phase is None:
         # runnerObjects (empty until something is asked for) marks an execution whose objects are recorded.
-        plan.status.update(phase=Phase.PENDING.value, podName=pod_name, runnerObjects={})
+        plan.status.set(phase=Phase.PENDING, podName=pod_name, runnerObjects={})
     wait = timing.waiting_until(ex, now)
     if wait is None:
         if (unusable := payloads.depth_problem(ex.metadata, "spec.podTemplate")) is not None:
@@ -191,7 +191,7 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
     reason = "RetryBackoff" if timing.in_backoff(ex) else "StartAtNotReached"
     message = f"waiting: starts at {format_time(wait)}"
     if reason == "StartAtNotReached" and ex.status.message != message:
-        plan.status["message"] = message
+        plan.status.set(message=message)
         plan.condition(ex, now, STARTED, False, reason, message)
 
 
@@ -205,15 +205,15 @@ def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView
     retries = (ex.status.retries or 0) + 1
     at = now + timing.backoff(ex)
     message = f"run {retries} of {ex.spec.retry.limit + 1} failed: {error}; retry at {format_time(at)}"[:4000]
-    plan.status.update(phase=Phase.PENDING.value, retries=retries, nextRetryAt=format_time(at),
+    plan.status.set(phase=Phase.PENDING, retries=retries, nextRetryAt=at,
                        podName=runner_pod_name_for(ex.name, retries), message=message)
     if ex.status.checkpoint is not None:
         # The steps stay: the new runner skips every recorded one. Only the verdict is taken back.
-        plan.status["checkpoint"] = {"state": Phase.RUNNING.value, "error": None, "result": None}
+        plan.status.set(checkpoint={"state": Phase.RUNNING, "error": None, "result": None})
     if pod is not None and not pod.terminating:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # it has finished: nothing to wait for
     plan.condition(ex, now, STARTED, False, "RetryBackoff", message)
-    plan.event("RetryScheduled", message, "Warning", key=str(retries))
+    plan.event(EventReason.RETRY_SCHEDULED, message, "Warning", key=str(retries))
 
 
 def _start_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now: datetime) -> None:
@@ -221,7 +221,7 @@ def _start_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now:
     refused = ensure_runner(ex, pod_name, memory, plan, now)
     if refused:
         _complete(ex, Phase.FAILED, refused, None, plan, now)
-        plan.event("RunnerRefused", refused, "Warning")
+        plan.event(EventReason.RUNNER_REFUSED, refused, "Warning")
 
 
 REASON_PREFIX = re.compile(r"^[A-Z][A-Za-z]{2,63}:")
@@ -243,31 +243,30 @@ def _resume_or_fail(ex: Execution, why: str, memory: Memory, plan: Plan, now: da
     _start_runner(ex, ex.status.podName or "", memory, plan, now)
     if not any(isinstance(a, EnsureRunner) for a in plan.actions):
         return  # refused for good (Failed), or waiting to retry a create: no new pod yet
-    plan.status["resumes"] = ex.status.resumes + 1
-    if checkpoint_state(ex) == Phase.CANCELLED.value:
+    plan.status.set(resumes=ex.status.resumes + 1)
+    if checkpoint_state(ex) == Phase.CANCELLED:
         # It wrote its cleanup checkpoint on the way out; that was no verdict: the steps stay, the run goes on.
-        plan.status["checkpoint"] = {"state": Phase.RUNNING.value, "error": None, "result": None}
-    plan.event("Resumed", f"{why}: resuming from the last checkpoint in a new pod "
+        plan.status.set(checkpoint={"state": Phase.RUNNING, "error": None, "result": None})
+    plan.event(EventReason.RESUMED, f"{why}: resuming from the last checkpoint in a new pod "
                f"({ex.status.resumes + 1} of at most {MAX_RESUMES})", key=str(ex.status.resumes + 1))
 
 
 def _complete(ex: Execution, phase: Phase, error: str | None, intent: CancelIntent | None, plan: Plan,
               now: datetime) -> None:
     """The workflow finished on its own. A cancel that arrived meanwhile came too late."""
-    plan.status.update(phase=phase.value, finishedAt=format_time(now))
+    plan.status.set(phase=phase, finishedAt=now)
     if error:
-        plan.status["message"] = error
+        plan.status.set(message=error)
     elif ex.status.checkpoint and ex.status.checkpoint.result is not None:
-        plan.status["message"] = "workflow succeeded"
+        plan.status.set(message="workflow succeeded")
     if intent is not None:
-        plan.status["cancellation"] = {"reason": intent.reason, "source": intent.source.value,
-                                       "requestedAt": format_time(now), "completedAt": format_time(now),
-                                       "outcome": Outcome.TOO_LATE.value, "children": []}
+        plan.status.set(cancellation=Cancellation(reason=intent.reason, source=intent.source, requestedAt=now,
+                                                  completedAt=now, outcome=Outcome.TOO_LATE, children=[]))
         plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
-        plan.event("CancelIgnored", f"workflow finished ({phase.value}) before the cancel took effect")
-        plan.actions.append(Observe("outcome", intent.source.value, Outcome.TOO_LATE.value))
+        plan.event(EventReason.CANCEL_IGNORED, f"workflow finished ({phase}) before the cancel took effect")
+        plan.actions.append(Observe("outcome", intent.source, Outcome.TOO_LATE))
     # A runner's error may name its reason ("CheckpointTooLarge: ..."): the condition carries it.
-    reason = error.split(":", 1)[0] if error and REASON_PREFIX.match(error) else phase.value
-    plan.condition(ex, now, FINISHED, True, reason, error or f"execution {phase.value.lower()}")
+    reason = error.split(":", 1)[0] if error and REASON_PREFIX.match(error) else phase
+    plan.condition(ex, now, FINISHED, True, reason, error or f"execution {phase.lower()}")
 
 

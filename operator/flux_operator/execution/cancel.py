@@ -1,4 +1,5 @@
-"""Deciding a cancel: record it, signal the runner and the children, escalate, conclude."""
+"""Deciding a cancel: which one was asked for and when, record it, signal the runner and the children,
+escalate, conclude."""
 
 from __future__ import annotations
 
@@ -6,18 +7,42 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, Cancellation, CancelSource, Execution, Outcome, Phase
-from flux_api.cancel import CancelIntent
+from flux_api.cancel import MAX_REASON, CancelIntent, cancel_of, first_cancel_time
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED
-from flux_api.timefmt import format_time, parse_time
+from flux_api.events import EventReason
+from flux_api.names import DEADLINE_REASON
+from flux_api.timefmt import format_time
 
-from flux_operator import timing
-from flux_operator.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
-from flux_operator.observing import requested_at
-from flux_operator.spawning import children_view
+from flux_operator.execution import timing
+from flux_operator.execution.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
+from flux_operator.execution.children import children_view
+
+
+def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
+    """The cancel asked for, from whichever way in came first; None when nobody asked."""
+    found = cancel_of(ex)
+    if found is not None:
+        return found
+    if ex.status.unscheduleRequest is not None:  # the workflow asked: ctx.unschedule(reason)
+        return CancelIntent(ex.status.unscheduleRequest.reason, CancelSource.UNSCHEDULE)
+    deadline = timing.deadline_at(ex)
+    if deadline is not None and now >= deadline:
+        return CancelIntent(DEADLINE_REASON, CancelSource.DEADLINE)
+    return None
+
+
+def requested_at(ex: Execution, intent: CancelIntent, now: datetime, asked: datetime | None = None) -> datetime:
+    """When the cancel was asked for. `asked` is what the watch cache read off managedFields (which its trimmed
+    copy does not keep); an object that still has them is read directly."""
+    if intent.source == CancelSource.DEADLINE:
+        return timing.deadline_at(ex) or now
+    if intent.source == CancelSource.UNSCHEDULE:
+        return ex.status.unscheduleRequest.requestedAt or now
+    return asked or first_cancel_time(ex.metadata.get("managedFields")) or now
 
 
 def source_reason(intent: CancelIntent) -> str:
-    return f"By{intent.source.value.capitalize()}"
+    return f"By{intent.source.capitalize()}"
 
 
 def _ran(ex: Execution) -> bool:
@@ -25,24 +50,24 @@ def _ran(ex: Execution) -> bool:
 
 
 def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
-                    plan: Plan, now: datetime) -> None:
+                   plan: Plan, now: datetime, asked: datetime | None = None) -> None:
     stamp = format_time(now)
-    cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source.value, "requestedAt": stamp,
+    cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source, "requestedAt": stamp,
                                     **children_view(children)}
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
-    plan.event("CancelRequested", f"cancel requested ({intent.source.value}): {intent.reason}")
+    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
     backoff = pod is None and timing.in_backoff(ex)
     if pod is None and not [c for c in children if c.phase not in TERMINAL_PHASES] and (not _ran(ex) or backoff):
         # Nothing runs (never started, or a retry waits for its backoff): straight to Cancelled.
         when = "during the retry backoff" if backoff else "before it started"
-        cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED.value)
-        plan.status.update(phase=Phase.CANCELLED.value, finishedAt=stamp, cancellation=cancellation,
+        cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED)
+        plan.status.set(phase=Phase.CANCELLED, finishedAt=stamp, cancellation=cancellation,
                            message=f"cancelled {when}: {intent.reason}")
         if backoff:
-            plan.status["nextRetryAt"] = None
-        plan.condition(ex, now, FINISHED, True, Phase.CANCELLED.value, f"cancelled {when}")
-        plan.event("Cancelled", f"cancelled {when} (NotStarted)")
-        plan.actions.append(Observe("outcome", intent.source.value, Outcome.NOT_STARTED.value))
+            plan.status.set(nextRetryAt=None)
+        plan.condition(ex, now, FINISHED, True, Phase.CANCELLED, f"cancelled {when}")
+        plan.event(EventReason.CANCELLED, f"cancelled {when} (NotStarted)")
+        plan.actions.append(Observe("outcome", intent.source, Outcome.NOT_STARTED))
         return
     cancellation["signalledAt"] = stamp
     _signal(ex, intent, pod, children, plan)
@@ -50,21 +75,22 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         _signalled_event(ex, intent, pod, plan)
     elif _ran(ex):
         # It ran and its pod is gone: an operator that died after the delete, before saying so.
-        plan.event("Signalled", f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
-    waited = (now - requested_at(ex, intent, now)).total_seconds()
-    plan.actions.append(Observe("signal_seconds", intent.source.value, max(waited, 0.0)))
+        plan.event(EventReason.SIGNALLED,
+                   f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
+    waited = (now - requested_at(ex, intent, now, asked)).total_seconds()
+    plan.actions.append(Observe("signal_seconds", intent.source, max(waited, 0.0)))
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
     if pod is None and not live_children:
         # The runner is already gone (an operator restart after the signal, or it just ended): conclude now.
-        _conclude(ex, intent, cancellation, plan, now)
+        _conclude(ex, intent, cancellation, plan, now, asked)
         return
-    plan.status.update(phase=Phase.CANCELLING.value, cancellation=cancellation)
+    plan.status.set(phase=Phase.CANCELLING, cancellation=cancellation)
 
 
 def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan) -> None:
     """Idempotent: cascade to live children, then SIGTERM the runner through a graceful pod delete."""
     if intent.cascade:
-        reason = f"parent {ex.name} cancelled: {intent.reason}"[:1024]
+        reason = f"parent {ex.name} cancelled: {intent.reason}"[:MAX_REASON]
         for child in children:
             if child.phase not in TERMINAL_PHASES and child.spec.cancel is None:
                 plan.actions.append(CancelChild(child.name, reason, intent.force))
@@ -80,8 +106,9 @@ def _grace(ex: Execution, intent: CancelIntent) -> int:
 
 
 def _signalled_event(ex: Execution, intent: CancelIntent, pod: PodView, plan: Plan) -> None:
-    if not any(isinstance(a, EmitEvent) and a.reason == "Signalled" for a in plan.actions):
-        plan.event("Signalled", f"runner pod {pod.name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
+    if not any(isinstance(a, EmitEvent) and a.reason == EventReason.SIGNALLED for a in plan.actions):
+        plan.event(EventReason.SIGNALLED,
+                   f"runner pod {pod.name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
 
 
 # Past the pod's own deadline (deletionTimestamp = delete + grace), how long to wait for the kubelet
@@ -91,23 +118,23 @@ ESCALATION_MARGIN_SECONDS = 15
 
 def escalation_due(pod: PodView | None) -> datetime | None:
     """When a terminating pod becomes overdue; None if it is not terminating."""
-    deadline = parse_time(pod.deletion_at) if pod is not None and pod.terminating else None
+    deadline = pod.deletion_at if pod is not None and pod.terminating else None
     return deadline + timedelta(seconds=ESCALATION_MARGIN_SECONDS) if deadline else None
 
 
 def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
-               plan: Plan, now: datetime) -> None:
+               plan: Plan, now: datetime, asked: datetime | None = None) -> None:
     recorded = ex.status.cancellation
     if intent is None or recorded is None:
         # A Cancelling status without its block (the schema forbids it; an old object may have it):
         # finish the cancel anyway rather than stop on it.
         intent = intent or CancelIntent("unknown: status.cancellation was missing", CancelSource.SPEC)
         recorded = Cancellation(reason=intent.reason, source=intent.source)
-        plan.status["cancellation"] = recorded.model_dump(exclude_none=True, mode="json")
+        plan.status.set(cancellation=recorded.model_dump(exclude_none=True, mode="json"))
     _signal(ex, intent, pod, children, plan)
     cancellation = recorded.model_dump(exclude_none=True, mode="json")
     checkpoint = ex.status.checkpoint
-    if checkpoint is not None and checkpoint.state == Phase.CANCELLED.value and not recorded.acknowledgedAt:
+    if checkpoint is not None and checkpoint.state == Phase.CANCELLED and not recorded.acknowledgedAt:
         cancellation["acknowledgedAt"] = _acknowledged(checkpoint.updatedAt, recorded, now)
     cancellation.pop("childrenOmitted", None)
     cancellation.update(children_view(children))
@@ -115,41 +142,42 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     if pod is not None and due is not None and now >= due:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))
         cancellation.setdefault("forcedAt", format_time(now))
-        plan.event("ForceDeleted", f"runner pod {pod.name} was still terminating {ESCALATION_MARGIN_SECONDS}s past "
+        plan.event(EventReason.FORCE_DELETED,
+                   f"runner pod {pod.name} was still terminating {ESCALATION_MARGIN_SECONDS}s past "
                    f"its grace period (is its node down?): force-deleted", "Warning")
     # Without cascade the children are not ours to stop, so they are not waited for either.
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
     if pod is None and not live_children:
-        _conclude(ex, intent, cancellation, plan, now)
+        _conclude(ex, intent, cancellation, plan, now, asked)
         return
     if cancellation != recorded.model_dump(exclude_none=True, mode="json"):
-        plan.status["cancellation"] = cancellation
+        plan.status.set(cancellation=cancellation)
 
 
-def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: Plan, now: datetime) -> None:
+def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: Plan, now: datetime,
+              asked: datetime | None) -> None:
     """The pod is gone and every child has stopped: record how it ended."""
     stamp = format_time(now)
     phase, outcome = _ending(ex, cancellation)
-    cancellation.update(completedAt=stamp, outcome=outcome.value)
-    plan.status.update(phase=phase.value, finishedAt=stamp, cancellation=cancellation)
+    cancellation.update(completedAt=stamp, outcome=outcome)
+    plan.status.set(phase=phase, finishedAt=stamp, cancellation=cancellation)
     if phase == Phase.CANCELLED:
-        plan.status["message"] = f"cancelled ({outcome.value}): {intent.reason}{_MESSAGES[outcome](ex)}"[:8192]
+        plan.status.set(message=f"cancelled ({outcome}): {intent.reason}{_MESSAGES[outcome](ex)}"[:8192])
     elif ex.status.checkpoint and ex.status.checkpoint.error:
-        plan.status["message"] = ex.status.checkpoint.error
-    plan.condition(ex, now, FINISHED, True, phase.value, f"{phase.value} (cancel outcome {outcome.value})")
-    plan.event("Cancelled" if phase == Phase.CANCELLED else "CancelIgnored",
-               f"{phase.value}: outcome {outcome.value}")
-    plan.actions.append(Observe("outcome", intent.source.value, outcome.value))
-    waited = (now - requested_at(ex, intent, now)).total_seconds()
-    plan.actions.append(Observe("complete_seconds", intent.source.value, max(waited, 0.0)))
+        plan.status.set(message=ex.status.checkpoint.error)
+    plan.condition(ex, now, FINISHED, True, phase, f"{phase} (cancel outcome {outcome})")
+    plan.event(EventReason.CANCELLED if phase == Phase.CANCELLED else EventReason.CANCEL_IGNORED,
+               f"{phase}: outcome {outcome}")
+    plan.actions.append(Observe("outcome", intent.source, outcome))
+    waited = (now - requested_at(ex, intent, now, asked)).total_seconds()
+    plan.actions.append(Observe("complete_seconds", intent.source, max(waited, 0.0)))
 
 
 
-def _acknowledged(written: str | None, recorded: Cancellation, now: datetime) -> str:
+def _acknowledged(moment: datetime | None, recorded: Cancellation, now: datetime) -> str:
     """The runner's own timestamp when it is plausible (after the signal, not in the future); else now.
     A runner owns its checkpoint, so it must not be able to move an operator-owned time."""
-    moment = parse_time(written)
-    floor = parse_time(recorded.signalledAt) or parse_time(recorded.requestedAt)
+    floor = recorded.signalledAt or recorded.requestedAt
     if moment is None or moment > now or (floor is not None and moment < floor):
         return format_time(now)
     return format_time(moment)
@@ -159,9 +187,9 @@ def _ending(ex: Execution, cancellation: dict[str, Any]) -> tuple[Phase, Outcome
     """Tells apart a clean stop, a cleanup that raised, one cut by the grace period, and a forced one."""
     checkpoint = ex.status.checkpoint
     state = checkpoint.state if checkpoint else None
-    if state in (Phase.SUCCEEDED.value, Phase.FAILED.value):
-        return Phase(state), Outcome.TOO_LATE
-    if state == Phase.CANCELLED.value:
+    if state in (Phase.SUCCEEDED, Phase.FAILED):
+        return state, Outcome.TOO_LATE
+    if state == Phase.CANCELLED:
         return Phase.CANCELLED, Outcome.CLEANUP_FAILED if checkpoint.error else Outcome.GRACEFUL
     if ex.status.startedAt is None and state is None:
         return Phase.CANCELLED, Outcome.NOT_STARTED

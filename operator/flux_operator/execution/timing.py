@@ -1,4 +1,5 @@
-"""The times an execution waits for: its start time, a retry's backoff, its TTL. Pure, like decide().
+"""The times an execution waits for: its start time, a retry's backoff, its deadline, its TTL. Pure, like
+decide().
 
 Nothing announces these moments with an event, so the reconciler asks `next_wakeup` and puts the key
 back on the queue for then; after an operator restart the same times are read from the object again.
@@ -14,6 +15,14 @@ from flux_api.timefmt import parse_time
 MAX_BACKOFF_SECONDS = 3600
 
 
+def deadline_at(ex: Execution) -> datetime | None:
+    """When spec.activeDeadlineSeconds runs out: counted from the start, or from creation if it never started."""
+    if ex.spec.activeDeadlineSeconds is None:
+        return None
+    start = ex.status.startedAt or parse_time(ex.metadata.get("creationTimestamp"))
+    return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
+
+
 def start_at(ex: Execution) -> datetime | None:
     """When the first run may start: spec.startAt, for an execution that has never run."""
     if ex.status.startedAt is not None or ex.status.checkpoint is not None:
@@ -25,7 +34,7 @@ def retry_at(ex: Execution) -> datetime | None:
     """When the pending retry starts; None unless a retry is waiting for its pod."""
     if ex.phase != Phase.PENDING:
         return None
-    return parse_time(ex.status.nextRetryAt)
+    return ex.status.nextRetryAt
 
 
 def waiting_until(ex: Execution, now: datetime) -> datetime | None:
@@ -54,7 +63,7 @@ def expires_at(ex: Execution) -> datetime | None:
     """When a finished execution is deleted (ttlSecondsAfterFinished); None: kept."""
     if ex.phase not in TERMINAL_PHASES or ex.spec.ttlSecondsAfterFinished is None:
         return None
-    finished = parse_time(ex.status.finishedAt)
+    finished = ex.status.finishedAt
     return finished + timedelta(seconds=ex.spec.ttlSecondsAfterFinished) if finished else None
 
 

@@ -20,9 +20,10 @@ from typing import Any
 from flux_api import Execution
 from flux_api.conditions import STARTED
 from flux_api.errors import Failure
+from flux_api.events import EventReason
 from flux_api.types import RunnerObjects
 
-from flux_operator.actions import EnsureRunner, Make, Plan, PodView
+from flux_operator.execution.actions import EnsureRunner, Make, Plan, PodView
 from flux_operator.ownership import Memory, Refusal, token_hash, with_token
 
 ACCOUNT_KINDS = ("serviceAccount", "role", "roleBinding")  # made once per execution
@@ -102,7 +103,7 @@ def ensure_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now:
     record["pod"] = made
     makes.append(Make("pod", token, tuple(made["tokens"]), known, legacy(ex)))
     if record != _record(ex) or ex.status.runnerObjects is None:
-        plan.status["runnerObjects"] = record
+        plan.status.set(runnerObjects=record)
     plan.actions.append(EnsureRunner(tuple(makes)))
     return None
 
@@ -118,18 +119,19 @@ def pod_pending(ex: Execution, memory: Memory) -> bool:
 def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None:
     """Pending, saying why and that it is retried: once per message."""
     reason = "QuotaExceeded" if refused.failure is Failure.QUOTA else "RunnerDelayed"
-    message = (f"{WAITING}could not create the runner's {refused.what} ({refused.failure.value}: "
+    message = (f"{WAITING}could not create the runner's {refused.what} ({refused.failure}: "
                f"{refused.message[:400]}); retrying with backoff")
     if ex.status.message != message:
-        plan.status["message"] = message
+        plan.status.set(message=message)
         plan.condition(ex, now, STARTED, False, reason, message)
-        plan.event("RunnerDelayed", message, "Warning", key=reason.lower())
+        plan.event(EventReason.RUNNER_DELAYED, message, "Warning", key=reason.lower())
 
 
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
     """Adds the UIDs of what was made to a status this decision writes anyway (no write of its own: until
     then the tokens prove the objects, and this replica's Memory skips them)."""
-    if not plan.status or "runnerObjects" in plan.status or ex.status.runnerObjects is None:
+    written = plan.status.model_fields_set
+    if not written or "runnerObjects" in written or ex.status.runnerObjects is None:
         return  # nothing written anyway, already written, or an older operator's execution (no records)
     record = _record(ex)
     for key in ACCOUNT_KINDS:
@@ -139,4 +141,4 @@ def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) 
     if pod is not None and pod.uid and made is not None and made.get("name") == pod.name and not made.get("uid"):
         record["pod"] = {"name": pod.name, "uid": pod.uid}
     if record != _record(ex):
-        plan.status["runnerObjects"] = record
+        plan.status.set(runnerObjects=record)

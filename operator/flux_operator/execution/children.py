@@ -19,14 +19,14 @@ from datetime import datetime
 from typing import Any
 
 from flux_api import PARENT_LABEL, TERMINAL_PHASES, ChildStatus, Execution, Phase, nesting
+from flux_api.events import EventReason
 from flux_api.names import tree_depth
 from flux_api.types import MAX_CHILDREN, MAX_DEPTH, MIRRORED_ERROR_CHARS, MIRRORED_RESULTS_BUDGET, ChildRefused
 
 from flux_operator import payloads
-from flux_operator.actions import CreateChild, Plan
+from flux_operator.execution.actions import CreateChild, Plan
 from flux_operator.ownership import Memory, controller_uid, proves, with_token
 
-TOO_DEEP, NAME_TAKEN, REFUSED = ChildRefused.TOO_DEEP.value, ChildRefused.NAME_TAKEN.value, ChildRefused.REFUSED.value
 
 
 def child_key(name: str) -> str:
@@ -74,13 +74,13 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
                 over_cap += 1
                 continue
             if too_deep:
-                _refuse(entries, plan, name, TOO_DEEP, f"refused: a tree of executions is at most {MAX_DEPTH} "
-                                                       "levels deep", "SpawnRefused")
+                _refuse(entries, plan, name, ChildRefused.TOO_DEEP,
+                        f"refused: a tree of executions is at most {MAX_DEPTH} levels deep", EventReason.SPAWN_REFUSED)
                 continue
             if (nested := payloads.value_problem(request.input, "its input")) is not None:
-                _refuse(entries, plan, name, REFUSED, f"refused: {nested}", "SpawnRefused")
+                _refuse(entries, plan, name, ChildRefused.REFUSED, f"refused: {nested}", EventReason.SPAWN_REFUSED)
                 continue
-            entry = entries[name] = {"name": name, "phase": Phase.PENDING.value}
+            entry = entries[name] = {"name": name, "phase": Phase.PENDING}
         elif entry.get("uid") or entry.get("reason") or not entry.get("tokens"):
             continue  # made, refused, or an older operator's record
         if name in mine:
@@ -88,19 +88,19 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
         found = by_name.get(name)
         if found is not None:
             if not found.metadata.get("deletionTimestamp"):  # else: a predecessor on its way out; wait
-                _refuse(entries, plan, name, NAME_TAKEN,
+                _refuse(entries, plan, name, ChildRefused.NAME_TAKEN,
                         f"the name {name} is taken by an Execution this one did not spawn: pass another name= to "
-                        "ctx.spawn", "SpawnConflict")
+                        "ctx.spawn", EventReason.SPAWN_CONFLICT)
             continue
         _create(entries[name], request, memory, plan, now, entries)
     _mirror(entries, mine)
     children = [entries[n] for n in sorted(entries)]
     if children != sorted((_entry(e) for e in ex.status.children), key=lambda e: e["name"]):
-        plan.status["children"] = children
+        plan.status.set(children=children)
     if over_cap != (ex.status.childrenRefused or 0):
-        plan.status["childrenRefused"] = over_cap
+        plan.status.set(childrenRefused=over_cap)
     if over_cap:
-        plan.event("SpawnRefused", f"{over_cap} spawn request(s) refused: an execution may have at most "
+        plan.event(EventReason.SPAWN_REFUSED, f"{over_cap} spawn request(s) refused: an execution may have at most "
                    f"{MAX_CHILDREN} children, and this one has {MAX_CHILDREN}", "Warning", key="limit")
 
 
@@ -111,8 +111,8 @@ def _create(entry: dict[str, Any], request, memory: Memory, plan: Plan, now: dat
     name, key = request.name, child_key(request.name)
     refused = memory.refusals.get(key)
     if refused is not None and refused.permanent:
-        _refuse(entries, plan, name, REFUSED, f"the API server refused child {name}: {refused.message}"[:8192],
-                "SpawnRefused")
+        _refuse(entries, plan, name, ChildRefused.REFUSED,
+                f"the API server refused child {name}: {refused.message}"[:8192], EventReason.SPAWN_REFUSED)
         return
     if refused is not None and now < refused.retry_at:
         return
@@ -121,8 +121,9 @@ def _create(entry: dict[str, Any], request, memory: Memory, plan: Plan, now: dat
     plan.actions.append(CreateChild(name, request.workflow, request.input, token))
 
 
-def _refuse(entries: dict[str, dict[str, Any]], plan: Plan, name: str, reason: str, error: str, event: str) -> None:
-    entries[name] = {"name": name, "phase": Phase.FAILED.value, "reason": reason, "error": error}
+def _refuse(entries: dict[str, dict[str, Any]], plan: Plan, name: str, reason: ChildRefused, error: str,
+            event: EventReason) -> None:
+    entries[name] = {"name": name, "phase": Phase.FAILED, "reason": reason, "error": error}
     plan.event(event, f"child {name}: {error}", "Warning", key=name)
 
 
@@ -145,10 +146,10 @@ def _mirror(entries: dict[str, dict[str, Any]], mine: dict[str, Execution]) -> N
         if child is None:
             continue
         entry.pop("tokens", None)
-        entry.update(uid=child.metadata.get("uid"), phase=child.phase.value)
+        entry.update(uid=child.metadata.get("uid"), phase=child.phase)
         result = child.status.checkpoint.result if child.status.checkpoint else None
         if (unusable := payloads.value_problem(result, "its result")) is not None and "result" not in entry:
-            entry.update(phase=Phase.FAILED.value, error=unusable)  # the parent's workflow must not get a stub
+            entry.update(phase=Phase.FAILED, error=unusable)  # the parent's workflow must not get a stub
             continue
         if child.phase in TERMINAL_PHASES and result is not None and "result" not in entry \
                 and "resultOmitted" not in entry:
@@ -164,7 +165,7 @@ def _mirror(entries: dict[str, dict[str, Any]], mine: dict[str, Execution]) -> N
 def children_view(children: list[Execution]) -> dict[str, Any]:
     """status.cancellation's list of children (names and phases), bounded, with a count of the rest."""
     ordered = sorted(children, key=lambda c: c.name)
-    view: dict[str, Any] = {"children": [{"name": c.name, "phase": c.phase.value} for c in ordered[:MAX_CHILDREN]]}
+    view: dict[str, Any] = {"children": [{"name": c.name, "phase": c.phase} for c in ordered[:MAX_CHILDREN]]}
     if len(ordered) > MAX_CHILDREN:
         view["childrenOmitted"] = len(ordered) - MAX_CHILDREN
     return view
