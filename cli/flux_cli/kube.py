@@ -27,7 +27,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from flux_cli import facts
+from flux_cli import objects
 from flux_cli.errors import FluxCliError
 
 # (connect, read) seconds: an unreachable server fails fast instead of hanging the terminal.
@@ -198,7 +198,7 @@ class Kube:
             children = self.list_children(namespace, generation)
             generation = []
             for child in children:
-                name = facts.name_of(child)
+                name = objects.name_of(child)
                 found[name] = child
                 if name not in seen:
                     seen.add(name)
