@@ -114,6 +114,11 @@ def print_note(message: str) -> None:
     make_console(stderr=True).print(Guarded(Text.assemble(("note: ", "yellow"), printable(message))))
 
 
+def note_none_found(what: str, namespace: str | None) -> None:
+    """An empty list is a note on stderr, as kubectl says "No resources found"; None is every namespace."""
+    print_note(f"no {what} found " + ("in any namespace" if namespace is None else f'in namespace "{namespace}"'))
+
+
 def emit(output: OutputFormat, text: RenderableType, json_data: Any) -> None:
     if output is OutputFormat.JSON:
         sys.stdout.write(json_text(json_data) + "\n")

@@ -172,7 +172,7 @@ class Kube:
                                                                                **kwargs))
                 else:
                     page = _decoded(self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs))
-                items.extend(page.get("items") or [])
+                items.extend(_items(page))
                 token = (page.get("metadata") or {}).get("continue")
                 if not token:
                     break
@@ -238,7 +238,7 @@ class Kube:
             else:
                 page = _decoded(self._custom.list_cluster_custom_object(
                     GROUP, VERSION, SCHEDULE_PLURAL, _request_timeout=self.request_timeout, _preload_content=False))
-        return list(page.get("items") or [])
+        return _items(page)
 
     def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch on the Schedule (suspend, the unschedule annotation)."""
@@ -263,7 +263,7 @@ class Kube:
                     _preload_content=False,
                     _request_timeout=self.request_timeout,
                 )
-                pods.extend(_decoded(response).get("items") or [])
+                pods.extend(_items(_decoded(response)))
         return pods
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -316,6 +316,13 @@ def _decoded(response: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise KubeError("the API server answered with JSON that is not an object")
     return body
+
+
+def _items(page: dict[str, Any]) -> list[dict[str, Any]]:
+    items = page.get("items") or []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise KubeError("the API server answered with a list whose items are not all objects")
+    return items
 
 
 def _label_value_chunks(names: Sequence[str]) -> Iterator[list[str]]:

@@ -19,7 +19,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from flux_cli.durations import human_age
+from flux_cli.durations import age
 from flux_cli.objects import GONE
 from flux_cli.terminal import Guarded, printable
 
@@ -41,6 +41,11 @@ def kubectl_table(*columns: str, wrap: Sequence[str] = ()) -> Table:
     for column in columns:
         table.add_column(column, no_wrap=column not in wrap)
     return table
+
+
+def listing(all_namespaces: bool, *columns: str, wrap: Sequence[str] = ()) -> Table:
+    """kubectl get's table: with -A, a NAMESPACE column first."""
+    return kubectl_table(*(["NAMESPACE"] if all_namespaces else []), *columns, wrap=wrap)
 
 
 def cell(value: Any, style: str = "") -> Text:
@@ -94,11 +99,6 @@ class Indented:
             yield Segment(" " * self.spaces)
             yield from line
             yield Segment.line()
-
-
-def age(moment: datetime | None, now: datetime) -> str | None:
-    """How long ago, kubectl's way (5m, 3h); None when unknown."""
-    return None if moment is None else human_age((now - moment).total_seconds())
 
 
 def when(value: Any, now: datetime) -> str | None:

@@ -17,6 +17,7 @@ from flux_cli.app import (
     command,
     emit,
     name_argument,
+    note_none_found,
     now,
     print_error,
     print_note,
@@ -141,7 +142,7 @@ def list_(
         found = actions.list_executions(kube, where, selector, phase)
     moment = now()
     if not found and output is OutputFormat.TEXT:
-        print_note("no executions found " + ("in any namespace" if where is None else f'in namespace "{where}"'))
+        note_none_found("executions", where)
         return ExitCode.OK
     emit(output, render.list_table(found, moment, cluster.all_namespaces), render.list_json(found, moment))
     return ExitCode.OK

@@ -21,7 +21,8 @@ from flux_cli import objects
 from flux_cli.executions.actions import StatusView
 from flux_cli.executions.cancelling import CancelResult
 from flux_cli.executions.family import Node
-from flux_cli.rendering import NONE, Field, Indented, age, cell, fields, kubectl_table, phase_text, when
+from flux_cli.durations import age
+from flux_cli.rendering import NONE, Field, Indented, cell, fields, kubectl_table, listing, phase_text, when
 from flux_cli.terminal import printable
 
 _DATA_CHARS = 400
@@ -129,8 +130,7 @@ def list_json(executions: Sequence[dict[str, Any]], now: datetime) -> list[dict[
 
 
 def list_table(executions: Sequence[dict[str, Any]], now: datetime, all_namespaces: bool) -> Table:
-    columns = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "PHASE", "REASON", "AGE"]
-    table = kubectl_table(*columns, wrap=["REASON"])
+    table = listing(all_namespaces, "NAME", "PHASE", "REASON", "AGE", wrap=["REASON"])
     for row in list_rows(executions, now):
         cells: list[Text] = [cell(row["namespace"])] if all_namespaces else []
         cells += [cell(row["name"]), phase_text(row["phase"]), cell(row["reason"]), cell(row["age"])]

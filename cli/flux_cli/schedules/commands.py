@@ -17,7 +17,7 @@ from flux_cli.app import (
     emit,
     name_argument,
     now,
-    print_note,
+    note_none_found,
     reporting,
 )
 from flux_cli.errors import ExitCode
@@ -41,11 +41,7 @@ def unschedule(
     cluster: Cluster,
 ) -> int:
     """Suspend a Schedule (no new runs) and, with --cancel-running, cancel the runs still active."""
-    with reporting():
-        kube = cluster.connect()
-        result = actions.unschedule(kube, cluster.namespace_in(kube), name, reason, cancel_running)
-    emit(output, render.unschedule_text(result), render.unschedule_json(result))
-    return ExitCode.OK
+    return _suspend(name, reason, cancel_running, output, cluster)
 
 
 @command(schedule_app, Reach.NAMESPACES, name="list")
@@ -56,7 +52,7 @@ def schedule_list(output: Output = OutputFormat.TEXT, *, cluster: Cluster) -> in
         where = cluster.scope_in(kube)
         rows = actions.rows(kube.list_schedules(where), now())
     if not rows and output is OutputFormat.TEXT:
-        print_note("no schedules found " + ("in any namespace" if where is None else f'in namespace "{where}"'))
+        note_none_found("schedules", where)
         return ExitCode.OK
     emit(output, render.schedule_table(rows, cluster.all_namespaces), rows)
     return ExitCode.OK
@@ -66,9 +62,13 @@ def schedule_list(output: Output = OutputFormat.TEXT, *, cluster: Cluster) -> in
 def schedule_suspend(name: ScheduleName, reason: Reason = None, output: Output = OutputFormat.TEXT, *,
                      cluster: Cluster) -> int:
     """Suspend a Schedule: no new runs; running ones carry on (`unschedule --cancel-running` stops them)."""
+    return _suspend(name, reason, False, output, cluster)
+
+
+def _suspend(name: str, reason: str | None, cancel_running: bool, output: OutputFormat, cluster: Cluster) -> int:
     with reporting():
         kube = cluster.connect()
-        result = actions.unschedule(kube, cluster.namespace_in(kube), name, reason, False)
+        result = actions.unschedule(kube, cluster.namespace_in(kube), name, reason, cancel_running)
     emit(output, render.unschedule_text(result), render.unschedule_json(result))
     return ExitCode.OK
 

@@ -7,15 +7,14 @@ from typing import Any
 from rich.console import RenderableType
 from rich.text import Text
 
-from flux_cli.rendering import cell, kubectl_table
+from flux_cli.rendering import cell, listing
 from flux_cli.schedules.actions import UnscheduleResult
 from flux_cli.terminal import printable
 
 
 def schedule_table(rows: list[dict[str, Any]], all_namespaces: bool) -> RenderableType:
-    columns = (["NAMESPACE"] if all_namespaces else []) + [
-        "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE", "REASON"]
-    table = kubectl_table(*columns, wrap=["REASON"])
+    table = listing(all_namespaces, "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE",
+                    "REASON", wrap=["REASON"])
     for row in rows:
         cells = [cell(row["namespace"])] if all_namespaces else []
         cells += [cell(row["name"]), cell(row["schedule"]), cell(row["timeZone"]),
