@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
-from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Condition, ExecutionSpec, ExecutionStatus, Phase
+from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Condition, ExecutionStatus, Phase
 from flux_api.cancel import recorded_or_requested
 from flux_api.conditions import FINISHED, STARTED, WAITING_REASONS
 from flux_api.names import SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
@@ -86,10 +86,6 @@ def _section(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
         raise BadObjectError(f"the API server returned {type(obj).__name__} where an object was expected")
     value = obj.get(key)
     return value if isinstance(value, dict) else {}
-
-
-def spec_model(obj: Mapping[str, Any]) -> ExecutionSpec:
-    return lenient(ExecutionSpec, _section(obj, "spec"))
 
 
 def status_model(obj: Mapping[str, Any]) -> ExecutionStatus:
