@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 STARTED = "Started"
 CANCEL_REQUESTED = "CancelRequested"
 FINISHED = "Finished"
+
+
+class StartedReason(StrEnum):
+    """Reasons of the Started condition, as the operator writes them (readers need not parse messages)."""
+
+    RUNNER_STARTED = "RunnerStarted"
+    START_AT_NOT_REACHED = "StartAtNotReached"
+    RETRY_BACKOFF = "RetryBackoff"
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    RUNNER_DELAYED = "RunnerDelayed"
+
+
+# Started=False with one of these: Pending, and the runner is not made yet on purpose (a start time, a full
+# quota, a refused create that is retried). A retry's backoff says so in status.nextRetryAt instead.
+WAITING_REASONS = frozenset({StartedReason.START_AT_NOT_REACHED, StartedReason.QUOTA_EXCEEDED,
+                             StartedReason.RUNNER_DELAYED})
 
 
 def set_condition(conditions: list[dict[str, Any]], type_: str, ok: bool, reason: str, message: str,

@@ -1,6 +1,7 @@
 """`kubectl flux`: inspect and cancel Flux executions from the command line.
 
-Layout: pure logic (durations, facts, family, selection, cancelling, render) is free of I/O
-and unit tested; kube.py is the only module that talks to the API server; actions.py joins the
-two; main.py holds the thin typer commands.
+Layout, one way down: main.py (entry point) -> one package per feature (executions, schedules, logs), each
+with its commands, actions and renderers -> the shared base: app.py (the typer app, the cluster flags,
+output), rendering.py (the renderers' base), objects.py (objects read through the flux_api models),
+kube.py (the only module that talks to the API server), terminal.py, durations.py, errors.py.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 
 from flux_cli.errors import ArgumentError
 
@@ -68,3 +69,8 @@ def human_age(seconds: float) -> str:
     if days < 365 * 2:
         return f"{days}d"
     return f"{days // 365}y"
+
+
+def age(moment: datetime | None, now: datetime) -> str | None:
+    """How long ago, kubectl's way (5m, 3h); None when unknown."""
+    return None if moment is None else human_age((now - moment).total_seconds())

@@ -1,4 +1,4 @@
-"""Everything that talks to the API server, and the translation of its failures into one line.
+"""Everything that talks to the API server (its failures are phrased in kube_errors.py).
 
 Cluster tests can use this module directly:
 
@@ -8,9 +8,7 @@ Cluster tests can use this module directly:
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,15 +18,27 @@ from typing import Any
 import urllib3
 import yaml
 from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION, nesting
-from flux_api.errors import Failure, classify
 from flux_api.names import SCHEDULE_PLURAL
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from flux_cli import facts
-from flux_cli.errors import FluxCliError
+from flux_cli import objects
+# Re-exported: callers catch them from here, next to the calls that raise them.
+from flux_cli.kube_errors import (  # noqa: F401
+    ApiNotInstalledError,
+    ForbiddenError,
+    KubeconfigError,
+    KubeError,
+    NotFoundError,
+    RejectedError,
+    UnauthorizedError,
+    UnreachableError,
+    concerns_one_object,
+    describe_connection_error,
+    translate_api_error,
+)
 
 # (connect, read) seconds: an unreachable server fails fast instead of hanging the terminal.
 DEFAULT_REQUEST_TIMEOUT = (10.0, 60.0)
@@ -38,83 +48,6 @@ _MAX_LABEL_VALUE = 63
 # Keeps label selectors (and so URLs) short however many executions are asked about.
 _SELECTOR_CHUNK = 50
 _PAGE_SIZE = 500
-_CONNECTION_REPR = re.compile(r"^\w*Connection\w*\(.*?\):\s*")
-
-
-class KubeError(FluxCliError):
-    """An API or configuration failure, already phrased for the user."""
-
-
-class KubeconfigError(KubeError):
-    pass
-
-
-class UnreachableError(KubeError):
-    pass
-
-
-class UnauthorizedError(KubeError):
-    pass
-
-
-class ForbiddenError(KubeError):
-    pass
-
-
-class NotFoundError(KubeError):
-    pass
-
-
-class ApiNotInstalledError(KubeError):
-    pass
-
-
-class RejectedError(KubeError):
-    """409/422: the server refused the change (validation, CEL rule, conflict)."""
-
-
-# Failures that concern the whole command, not one execution: stop at once.
-_WHOLE_COMMAND_ERRORS = (KubeconfigError, UnreachableError, UnauthorizedError, ApiNotInstalledError)
-
-
-def concerns_one_object(error: KubeError) -> bool:
-    """True for errors about one execution (not found, forbidden, rejected, a 5xx on that call)."""
-    return not isinstance(error, _WHOLE_COMMAND_ERRORS)
-
-
-def _status_body(error: ApiException) -> dict[str, Any]:
-    try:
-        body = json.loads(error.body or "")
-    except (TypeError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def translate_api_error(error: ApiException, *, what: str, host: str = "") -> KubeError:
-    """One line for an ApiException; `what` names the object or list, e.g. 'execution "x" in namespace "y"'."""
-    body = _status_body(error)
-    message = str(body.get("message") or error.reason or "").strip()
-    kind = classify(error.status, message)
-    if kind is Failure.UNAUTHORIZED:
-        return UnauthorizedError(f"unauthorized: the API server{' ' + host if host else ''} rejected the credentials")
-    if kind is Failure.FORBIDDEN:
-        return ForbiddenError(f"forbidden: {message}" if message and "forbidden" not in message else message or f"forbidden: {what}")
-    if kind is Failure.NOT_FOUND:
-        details = body.get("details") if isinstance(body.get("details"), dict) else {}
-        if details.get("name"):
-            return NotFoundError(f"{what} not found")
-        return ApiNotInstalledError(
-            f"the Execution API ({GROUP}/{VERSION}) is not served by this cluster: is the Flux CRD installed?"
-        )
-    if kind in (Failure.CONFLICT, Failure.INVALID):
-        return RejectedError(f"rejected by the API server: {message}")
-    return KubeError(f"API server error {error.status} {error.reason or ''}".rstrip() + (f": {message}" if message else ""))
-
-
-def describe_connection_error(error: urllib3.exceptions.HTTPError, host: str) -> UnreachableError:
-    reason = getattr(error, "reason", None) or error
-    text = _CONNECTION_REPR.sub("", str(reason)).strip() or type(reason).__name__
-    return UnreachableError(f"cannot reach the API server {host}: {text}")
 
 
 @dataclass
@@ -172,7 +105,7 @@ class Kube:
                                                                                **kwargs))
                 else:
                     page = _decoded(self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs))
-                items.extend(page.get("items") or [])
+                items.extend(_items(page))
                 token = (page.get("metadata") or {}).get("continue")
                 if not token:
                     break
@@ -198,7 +131,7 @@ class Kube:
             children = self.list_children(namespace, generation)
             generation = []
             for child in children:
-                name = facts.name_of(child)
+                name = objects.name_of(child)
                 found[name] = child
                 if name not in seen:
                     seen.add(name)
@@ -238,7 +171,7 @@ class Kube:
             else:
                 page = _decoded(self._custom.list_cluster_custom_object(
                     GROUP, VERSION, SCHEDULE_PLURAL, _request_timeout=self.request_timeout, _preload_content=False))
-        return list(page.get("items") or [])
+        return _items(page)
 
     def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch on the Schedule (suspend, the unschedule annotation)."""
@@ -263,7 +196,7 @@ class Kube:
                     _preload_content=False,
                     _request_timeout=self.request_timeout,
                 )
-                pods.extend(_decoded(response).get("items") or [])
+                pods.extend(_items(_decoded(response)))
         return pods
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -316,6 +249,13 @@ def _decoded(response: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise KubeError("the API server answered with JSON that is not an object")
     return body
+
+
+def _items(page: dict[str, Any]) -> list[dict[str, Any]]:
+    items = page.get("items") or []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise KubeError("the API server answered with a list whose items are not all objects")
+    return items
 
 
 def _label_value_chunks(names: Sequence[str]) -> Iterator[list[str]]:

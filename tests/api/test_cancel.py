@@ -63,7 +63,7 @@ def test_malformed_objects_read_as_no_request() -> None:
 
 def test_roles_agree_on_one_object() -> None:
     """The runner's and the plugin's readings are this reader's, so all three give one reason."""
-    from flux_cli.facts import reason_of
+    from flux_cli.objects import reason_of
     from flux_runner.cancel import cancel_reason
 
     for o in (obj(cancel={"reason": "a"}), obj(annotations={CANCEL_ANNOTATION: "b"}), obj()):

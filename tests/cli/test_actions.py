@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Phase
-from flux_cli import actions
-from flux_cli.actions import CancelOptions
-from flux_cli.cancelling import ExitCode
+from flux_cli.executions import actions
+from flux_cli.executions.actions import CancelOptions
+from flux_cli.executions.cancelling import ExitCode
 from flux_cli.errors import ArgumentError
 from flux_cli.kube import ForbiddenError, KubeError, NotFoundError, RejectedError, UnreachableError
-from flux_cli.selection import Selection
+from flux_cli.executions.selection import Selection
 
 pytestmark = pytest.mark.unit
 

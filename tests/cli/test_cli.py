@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from flux_cli import kube
-from flux_cli import main as plugin_main
+from flux_cli import app as shared
+from flux_cli.executions import commands as execution_commands
 from flux_cli.main import app
 from typer.testing import CliRunner
 
@@ -19,7 +20,7 @@ def _no_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("no connection expected for bad arguments")
 
-    monkeypatch.setattr(plugin_main, "connect", refuse)
+    monkeypatch.setattr(shared, "connect", refuse)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBECONFIG", raising=False)
 
@@ -80,8 +81,8 @@ def test_phase_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
     class Kube:
         default_namespace = "ns"
 
-    monkeypatch.setattr(plugin_main, "connect", lambda **kwargs: Kube())
-    monkeypatch.setattr(plugin_main.actions, "list_executions", fake_list)
+    monkeypatch.setattr(shared, "connect", lambda **kwargs: Kube())
+    monkeypatch.setattr(execution_commands.actions, "list_executions", fake_list)
     result = invoke("list", "--phase", "running", "-o", "json")
     assert result.exit_code == 0 and seen["phase"] == "Running" and result.stdout.strip() == "[]"
 
@@ -114,15 +115,15 @@ def test_version_client_only() -> None:
 
 
 def test_missing_kubeconfig_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(plugin_main, "connect", kube.connect)
+    monkeypatch.setattr(shared, "connect", kube.connect)
     result = invoke("list", "--kubeconfig", str(tmp_path / "absent"))
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: kubeconfig {tmp_path / 'absent'} does not exist"
 
 
 def test_cancel_failures_are_error_lines_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flux_cli.actions import CancelRun
-    from flux_cli.cancelling import CancelResult
+    from flux_cli.executions.actions import CancelRun
+    from flux_cli.executions.cancelling import CancelResult
 
     missing = CancelResult("gone", "ns", error=True, message='execution "gone" in namespace "ns" not found')
     done = CancelResult("etl", "ns", phase="Running", accepted=True, cancelled_count=1, reason="r",
@@ -131,8 +132,8 @@ def test_cancel_failures_are_error_lines_on_stderr(monkeypatch: pytest.MonkeyPat
     class Kube:
         default_namespace = "ns"
 
-    monkeypatch.setattr(plugin_main, "connect", lambda **kwargs: Kube())
-    monkeypatch.setattr(plugin_main.actions, "cancel", lambda *args, **kwargs: CancelRun([done, missing]))
+    monkeypatch.setattr(shared, "connect", lambda **kwargs: Kube())
+    monkeypatch.setattr(execution_commands.actions, "cancel", lambda *args, **kwargs: CancelRun([done, missing]))
     text = invoke("cancel", "etl", "gone")
     assert text.exit_code == 1
     assert text.stderr == 'error: execution "gone" in namespace "ns" not found\n'
@@ -141,6 +142,6 @@ def test_cancel_failures_are_error_lines_on_stderr(monkeypatch: pytest.MonkeyPat
     assert as_json.exit_code == 1 and '"name": "gone"' in as_json.stdout
     assert as_json.stderr == text.stderr
 
-    monkeypatch.setattr(plugin_main.actions, "cancel", lambda *args, **kwargs: CancelRun([missing]))
+    monkeypatch.setattr(execution_commands.actions, "cancel", lambda *args, **kwargs: CancelRun([missing]))
     only = invoke("cancel", "gone")
     assert only.exit_code == 1 and only.stdout == "" and len(only.stderr.splitlines()) == 1

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, PARENT_LABEL, Phase
-from flux_cli import facts
-from flux_cli.cancelling import (
+from flux_cli import objects
+from flux_cli.executions.cancelling import (
     GONE,
     SEVERITY,
     CancelResult,
@@ -25,8 +25,8 @@ from flux_cli.cancelling import (
     worst,
 )
 from flux_cli.errors import ArgumentError
-from flux_cli.family import Node, attach_pods, build_tree, children_index, covered_by, prune
-from flux_cli.selection import Selection, check_name, is_stale, make_selection, split_finished, split_stale
+from flux_cli.executions.family import Node, attach_pods, build_tree, children_index, covered_by, prune
+from flux_cli.executions.selection import Selection, check_name, is_stale, make_selection, split_finished, split_stale
 
 pytestmark = pytest.mark.unit
 
@@ -72,30 +72,30 @@ def ex(
 
 
 def test_phase_defaults_to_pending_and_keeps_unknown_values() -> None:
-    assert facts.phase_of(ex("a", phase=None)) == Phase.PENDING
-    assert facts.phase_of({}) == Phase.PENDING
-    assert facts.phase_of(ex("a", "Succeeded")) is Phase.SUCCEEDED
-    assert facts.phase_of(ex("a", "Paused")) == "Paused"
+    assert objects.phase_of(ex("a", phase=None)) == Phase.PENDING
+    assert objects.phase_of({}) == Phase.PENDING
+    assert objects.phase_of(ex("a", "Succeeded")) is Phase.SUCCEEDED
+    assert objects.phase_of(ex("a", "Paused")) == "Paused"
 
 
 @pytest.mark.parametrize(("phase", "terminal"), [(p.value, p in {Phase.CANCELLED, Phase.SUCCEEDED, Phase.FAILED}) for p in Phase])
 def test_terminal_phases_follow_the_api(phase: str, terminal: bool) -> None:
-    assert facts.is_terminal(ex("a", phase)) is terminal
+    assert objects.is_terminal(ex("a", phase)) is terminal
 
 
 def test_reason_prefers_the_cancellation_then_the_request_then_the_annotation() -> None:
     both = ex("a", "Cancelling", cancel={"reason": "from spec"}, status={"cancellation": {"reason": "recorded", "source": "spec"}})
-    assert facts.reason_of(both) == "recorded"
-    assert facts.reason_of(ex("a", cancel={"reason": "from spec"})) == "from spec"
-    assert facts.reason_of(ex("a", annotations={CANCEL_ANNOTATION: "annotated"})) == "annotated"
-    assert facts.reason_of(ex("a")) is None
+    assert objects.reason_of(both) == "recorded"
+    assert objects.reason_of(ex("a", cancel={"reason": "from spec"})) == "from spec"
+    assert objects.reason_of(ex("a", annotations={CANCEL_ANNOTATION: "annotated"})) == "annotated"
+    assert objects.reason_of(ex("a")) is None
 
 
 def test_reason_of_a_finished_execution_is_its_finished_condition() -> None:
     condition = {"type": "Finished", "status": "True", "reason": "WorkflowFailed", "lastTransitionTime": "2024-01-01T00:00:00Z"}
-    assert facts.reason_of(ex("a", "Failed", status={"conditions": [condition]})) == "WorkflowFailed"
+    assert objects.reason_of(ex("a", "Failed", status={"conditions": [condition]})) == "WorkflowFailed"
     # A running execution has no reason even if an old condition says something.
-    assert facts.reason_of(ex("a", "Running", status={"conditions": [condition]})) is None
+    assert objects.reason_of(ex("a", "Running", status={"conditions": [condition]})) is None
 
 
 @pytest.mark.parametrize(
@@ -112,15 +112,15 @@ def test_reason_of_a_finished_execution_is_its_finished_condition() -> None:
     ],
 )
 def test_parse_time(value: Any, expected: datetime | None) -> None:
-    assert facts.parse_time(value) == expected
+    assert objects.parse_time(value) == expected
 
 
 def test_lenient_on_odd_objects() -> None:
     odd = {"metadata": {"labels": None, "name": "x"}, "status": {"conditions": "nope", "checkpoint": []}, "spec": None}
-    assert facts.parent_of(odd) is None
-    assert facts.conditions(odd) == []
-    assert facts.checkpoint(odd) is None
-    assert facts.spec_cancel(odd) is None
+    assert objects.parent_of(odd) is None
+    assert objects.conditions(odd) == []
+    assert objects.checkpoint(odd) is None
+    assert objects.spec_cancel(odd) is None
 
 
 # selection
@@ -235,8 +235,8 @@ def test_tree_survives_a_label_loop() -> None:
 
 def test_children_index_keys_by_namespace_and_parent() -> None:
     index = children_index(family())
-    assert [facts.name_of(o) for o in index[("team-a", "root")]] == ["root-a", "root-b"]
-    assert [facts.name_of(o) for o in index[("elsewhere", "root")]] == ["root-x"]
+    assert [objects.name_of(o) for o in index[("team-a", "root")]] == ["root-a", "root-b"]
+    assert [objects.name_of(o) for o in index[("elsewhere", "root")]] == ["root-x"]
 
 
 def test_prune_keeps_paths_to_kept_nodes() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flux_cli import logs
-from flux_cli.logs import Fail, Read, Run, Stop, Wait, next_step, reading_note, run_of, runner_pod_of
+from flux_cli.logs import steps as logs
+from flux_cli.logs.steps import Fail, Read, Run, Stop, Wait, next_step, reading_note, run_of, runner_pod_of
 
 pytestmark = pytest.mark.unit
 

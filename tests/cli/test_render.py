@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 from flux_api import CANCEL_ANNOTATION, PARENT_LABEL
-from flux_cli import render
-from flux_cli.actions import StatusView
-from flux_cli.cancelling import CancelResult
-from flux_cli.family import Node, PodRef
+from flux_cli import main
+from flux_cli.executions import render
+from flux_cli.rendering import to_text
+from flux_cli.terminal import json_text
+from flux_cli.executions.actions import StatusView
+from flux_cli.executions.cancelling import CancelResult
+from flux_cli.executions.family import Node, PodRef
 
 pytestmark = pytest.mark.unit
 
@@ -48,7 +51,7 @@ def accepted() -> CancelResult:
 
 
 def test_cancel_text_shows_every_fact() -> None:
-    text = render.to_text(render.cancel_text([accepted()]))
+    text = to_text(render.cancel_text([accepted()]))
     assert lines(text) == [
         "etl  cancel requested",
         "  namespace:  team-a",
@@ -63,7 +66,7 @@ def test_cancel_text_shows_every_fact() -> None:
 def test_cancel_text_blocks_are_separated_and_ordered() -> None:
     finished = CancelResult("old", "team-a", phase="Succeeded", already_finished=True, message="already finished (Succeeded)")
     missing = CancelResult("gone", "team-a", error=True, message='execution "gone" in namespace "team-a" not found')
-    out = lines(render.to_text(render.cancel_text([accepted(), finished, missing])))
+    out = lines(to_text(render.cancel_text([accepted(), finished, missing])))
     assert out[0] == "etl  cancel requested"
     assert "" in out
     assert "old  already finished (Succeeded)" in out and "  cancelled:  0" in out and "  children:   <none>" in out
@@ -72,9 +75,9 @@ def test_cancel_text_blocks_are_separated_and_ordered() -> None:
 
 def test_cancel_text_singular_forms() -> None:
     one = CancelResult("a", "ns", phase="Running", accepted=True, cancelled_count=1, reason="r", message="cancel requested")
-    assert "  cancelled:  1 execution (itself)" in lines(render.to_text(render.cancel_text([one])))
+    assert "  cancelled:  1 execution (itself)" in lines(to_text(render.cancel_text([one])))
     two = CancelResult("a", "ns", phase="Running", accepted=True, cancelled_count=2, children=["a-1"], reason="r")
-    assert "  cancelled:  2 executions (itself and 1 child)" in lines(render.to_text(render.cancel_text([two])))
+    assert "  cancelled:  2 executions (itself and 1 child)" in lines(to_text(render.cancel_text([two])))
 
 
 def test_dry_run_text_shows_the_tree_with_pods() -> None:
@@ -82,7 +85,7 @@ def test_dry_run_text_shows_the_tree_with_pods() -> None:
                           message="would cancel (dry run)", dry_run=True)
     result.tree = Node("etl", "team-a", "Running", pods=[PodRef("etl-pod", "Running")],
                        children=[Node("etl-1", "team-a", "Pending", pods=[PodRef("etl-1-pod", None)])])
-    out = lines(render.to_text(render.cancel_text([result])))
+    out = lines(to_text(render.cancel_text([result])))
     assert out[0] == "etl  would cancel (dry run)"
     assert "  would cancel:  2 executions (itself and 1 child)" in out
     assert out[out.index("  would touch:") + 1 :] == [
@@ -94,7 +97,7 @@ def test_dry_run_text_shows_the_tree_with_pods() -> None:
 
 
 def test_cancel_json_is_a_list_of_result_objects() -> None:
-    data = json.loads(render.to_json_text(render.cancel_json([accepted()])))
+    data = json.loads(json_text(render.cancel_json([accepted()])))
     assert isinstance(data, list) and len(data) == 1
     assert {"name", "namespace", "phase", "accepted", "alreadyFinished", "cancelledCount", "reason", "children", "message"} <= set(data[0])
     assert data[0]["children"] == ["etl-child-1", "etl-child-2"] and data[0]["cancelledCount"] == 3
@@ -102,11 +105,11 @@ def test_cancel_json_is_a_list_of_result_objects() -> None:
 
 def test_user_text_is_never_parsed_as_markup() -> None:
     result = CancelResult("a", "ns", phase="Running", accepted=True, cancelled_count=1, reason="[red]boom[/red] :smile:", message="ok")
-    assert "  reason:     [red]boom[/red] :smile:" in lines(render.to_text(render.cancel_text([result])))
+    assert "  reason:     [red]boom[/red] :smile:" in lines(to_text(render.cancel_text([result])))
 
 
 def test_to_text_has_no_ansi_codes() -> None:
-    assert "\x1b" not in render.to_text(render.cancel_text([accepted()]))
+    assert "\x1b" not in to_text(render.cancel_text([accepted()]))
 
 
 # list
@@ -114,14 +117,14 @@ def test_to_text_has_no_ansi_codes() -> None:
 
 def test_list_table_columns() -> None:
     objs = [ex("b", "Failed"), ex("a", "Cancelled", status={"cancellation": {"reason": "too slow", "source": "spec"}})]
-    out = lines(render.to_text(render.list_table(objs, NOW, all_namespaces=False)))
+    out = lines(to_text(render.list_table(objs, NOW, all_namespaces=False)))
     assert out[0].split() == ["NAME", "PHASE", "REASON", "AGE"]
     assert out[1].split() == ["b", "Failed", "<none>", "5m"]
     assert out[2].split() == ["a", "Cancelled", "too", "slow", "5m"]
 
 
 def test_list_table_with_all_namespaces_starts_with_the_namespace() -> None:
-    out = lines(render.to_text(render.list_table([ex("a", namespace="prod")], NOW, all_namespaces=True)))
+    out = lines(to_text(render.list_table([ex("a", namespace="prod")], NOW, all_namespaces=True)))
     assert out[0].split() == ["NAMESPACE", "NAME", "PHASE", "REASON", "AGE"]
     assert out[1].split()[:2] == ["prod", "a"]
 
@@ -137,7 +140,7 @@ def test_list_json() -> None:
 
 def test_tree_text_and_json() -> None:
     root = Node("p", "ns", "Cancelling", reason="stop", children=[Node("p-a", "ns", "Cancelled"), Node("p-b", "ns", "Running", children=[Node("p-b-1", "ns", "Pending")])])
-    assert lines(render.to_text(render.execution_tree(root))) == [
+    assert lines(to_text(render.execution_tree(root))) == [
         "p  Cancelling  stop",
         "├── p-a  Cancelled",
         "└── p-b  Running",
@@ -184,7 +187,7 @@ def full_execution() -> dict[str, Any]:
 
 def test_status_text_has_every_section() -> None:
     child = ex("etl-1", "Cancelling", metadata={"labels": {PARENT_LABEL: "etl"}})
-    out = lines(render.to_text(render.status_text(StatusView(full_execution(), [child]), NOW)))
+    out = lines(to_text(render.status_text(StatusView(full_execution(), [child]), NOW)))
     assert "Name:       etl" in out and "Phase:      Cancelling" in out and "Pod:        etl-pod" in out
     assert "Started:    2024-06-01T11:56:00Z (4m ago)" in out
     assert any(line.split()[:3] == ["CancelRequested", "True", "Spec"] for line in out)
@@ -199,7 +202,7 @@ def test_status_text_has_every_section() -> None:
 
 
 def test_status_text_when_nothing_happened_yet() -> None:
-    out = lines(render.to_text(render.status_text(StatusView(ex("new", None), []), NOW)))
+    out = lines(to_text(render.status_text(StatusView(ex("new", None), []), NOW)))
     assert "Phase:      Pending" in out
     assert out[out.index("Conditions:") + 1] == "  <none>"
     assert out[out.index("Cancellation:") + 1] == "  not requested"
@@ -209,15 +212,15 @@ def test_status_text_when_nothing_happened_yet() -> None:
 
 def test_status_text_shows_a_request_the_operator_has_not_handled() -> None:
     requested = ex("a", spec={"cancel": {"reason": "now"}})
-    assert "  requested (reason: now), not yet handled by the operator" in lines(render.to_text(render.status_text(StatusView(requested, []), NOW)))
+    assert "  requested (reason: now), not yet handled by the operator" in lines(to_text(render.status_text(StatusView(requested, []), NOW)))
     annotated = ex("a", metadata={"annotations": {CANCEL_ANNOTATION: "via kubectl"}})
-    out = lines(render.to_text(render.status_text(StatusView(annotated, []), NOW)))
+    out = lines(to_text(render.status_text(StatusView(annotated, []), NOW)))
     assert "  requested by annotation (reason: via kubectl), not yet handled by the operator" in out
 
 
 def test_status_text_truncates_huge_data() -> None:
     obj = ex("a", status={"checkpoint": {"state": "Running", "data": {"blob": "x" * 5000}}})
-    text = render.to_text(render.status_text(StatusView(obj, []), NOW))
+    text = to_text(render.status_text(StatusView(obj, []), NOW))
     assert "-o json shows all" in text and len(text) < 3000
 
 
@@ -250,5 +253,5 @@ def test_merge_children_adds_children_found_only_by_label() -> None:
 
 
 def test_version_text() -> None:
-    out = lines(render.to_text(render.version_text("0.1.0", "workflows.flux.dev/v1alpha1", "v1.31.0", False)))
+    out = lines(to_text(main.version_text("0.1.0", "workflows.flux.dev/v1alpha1", "v1.31.0", False)))
     assert out == ["Plugin:         0.1.0", "Execution API:  workflows.flux.dev/v1alpha1", "Server:         v1.31.0", "API installed:  no: install the Flux CRD"]

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from flux_cli import facts, render, render_schedules, schedules
-from flux_cli.actions import StatusView
+from flux_cli import objects
+from flux_cli.executions import render
+from flux_cli.rendering import to_text
+from flux_cli.schedules import actions as schedules
+from flux_cli.schedules import render as render_schedules
+from flux_cli.executions.actions import StatusView
 from flux_cli.errors import ArgumentError
 
 pytestmark = pytest.mark.unit
@@ -40,7 +44,7 @@ def test_rows_show_cron_zone_active_last_next_and_why_suspended():
     assert row["active"] == ["nightly-1"] and row["lastAgo"] == "60m"
     [running] = schedules.rows([sched(nextScheduleTime="2026-11-22T01:00:00.000Z")], NOW)
     assert running["reason"] is None and running["nextScheduleTime"] == "2026-11-22T01:00:00.000Z"
-    table = render.to_text(render_schedules.schedule_table(schedules.rows([sched()], NOW), False))
+    table = to_text(render_schedules.schedule_table(schedules.rows([sched()], NOW), False))
     assert "NAME" in table and "nightly" in table and "Europe/Berlin" in table
 
 
@@ -55,12 +59,33 @@ def execution(phase: str = "Pending", spec: dict | None = None, **status) -> dic
             "spec": {"workflow": "a.b:c", **(spec or {})}, "status": {"phase": phase, **status}}
 
 
+def started(reason: str, message: str, status: str = "False") -> dict:
+    """The Started condition as the operator writes it next to status.message."""
+    return {"type": "Started", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-11-21T12:00:00.000Z"}
+
+
+def waiting(reason: str, message: str, phase: str = "Pending") -> dict:
+    return execution(phase, message=message, conditions=[started(reason, message)])
+
+
 def test_list_and_tree_say_when_a_pending_execution_starts_or_retries():
-    assert facts.reason_of(execution(message="waiting: starts at 2026-11-21T13:00:00.000Z")) == \
+    assert objects.reason_of(waiting("StartAtNotReached", "waiting: starts at 2026-11-21T13:00:00.000Z")) == \
         "starts at 2026-11-21T13:00:00.000Z"
-    assert facts.reason_of(execution(retries=2, nextRetryAt="2026-11-21T12:01:00.000Z")) == \
+    assert objects.reason_of(execution(retries=2, nextRetryAt="2026-11-21T12:01:00.000Z")) == \
         "retry 2 at 2026-11-21T12:01:00.000Z"
-    assert facts.reason_of(execution("Running", message="waiting: x")) is None
+    assert objects.reason_of(waiting("StartAtNotReached", "waiting: x", phase="Running")) is None
+
+
+def test_waiting_is_read_from_the_started_condition_not_from_the_message_wording():
+    quota = "waiting: could not create the runner's pod (Quota: exceeded quota); retrying with backoff"
+    assert objects.reason_of(waiting("QuotaExceeded", quota)).startswith("could not create the runner's pod")
+    # Other wording, same condition: still waiting; the message alone, or a started runner: not waiting.
+    assert objects.reason_of(waiting("RunnerDelayed", "the create was refused")) == "the create was refused"
+    assert objects.reason_of(execution(message="waiting: starts at 2026-11-21T13:00:00.000Z")) is None
+    assert objects.reason_of(execution(conditions=[started("RunnerStarted", "waiting: no", "True")])) is None
+    # A condition the model refuses is ignored, not a crash.
+    assert objects.reason_of(execution(conditions=[{"type": "Started", "status": "Maybe"}, "junk"])) is None
 
 
 def test_status_shows_schedule_start_retry_ttl_and_unschedule():
@@ -70,11 +95,11 @@ def test_status_shows_schedule_start_retry_ttl_and_unschedule():
     data = render.status_json(StatusView(obj, []))
     assert data["scheduling"]["schedule"] == "nightly"
     assert data["scheduling"]["retries"] == 1
-    text = render.to_text(render.status_text(StatusView(obj, []), NOW))
+    text = to_text(render.status_text(StatusView(obj, []), NOW))
     assert "Scheduling:" in text
     for shown in ("nightly", "limit 3, backoff 5s", "600s after finishing", "quota reached"):
         assert shown in text
-    plain = render.to_text(render.status_text(StatusView({"metadata": {"name": "x"}, "spec": {}}, []), NOW))
+    plain = to_text(render.status_text(StatusView({"metadata": {"name": "x"}, "spec": {}}, []), NOW))
     assert "Scheduling:" in plain
 
 

@@ -11,10 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from flux_cli import main, render, render_schedules
-from flux_cli.actions import StatusView
-from flux_cli.family import Node, PodRef
-from flux_cli.schedules import UnscheduleResult, rows
+from flux_cli import app as shared
+from flux_cli import main
+from flux_cli.executions import render
+from flux_cli.logs.commands import log_sink
+from flux_cli.rendering import to_text
+from flux_cli.schedules import render as render_schedules
+from flux_cli.executions.actions import StatusView
+from flux_cli.executions.family import Node, PodRef
+from flux_cli.schedules.actions import UnscheduleResult, rows
 from flux_cli.terminal import Guarded, LogWriter, json_text, printable, printable_lines
 from rich.console import Console
 from rich.text import Text
@@ -70,7 +75,7 @@ def test_json_output_is_valid_exact_and_safe():
 
 
 def test_the_net_catches_what_a_renderer_did_not_escape():
-    shown = render.to_text(Text(f"raw {CSI}{C1}{BIDI}"))
+    shown = to_text(Text(f"raw {CSI}{C1}{BIDI}"))
     assert not unsafe(shown) and "\\x1b[2J" in shown and "\\u202e" in shown
 
 
@@ -109,7 +114,7 @@ def evil_execution(name: str = "victim", phase: str = "Cancelled") -> dict:
 
 def test_status_shows_every_field_escaped():
     view = StatusView(evil_execution(), [evil_execution("child", EVIL)])
-    shown = render.to_text(render.status_text(view, NOW), width=400)
+    shown = to_text(render.status_text(view, NOW), width=400)
     assert not unsafe(shown)
     assert shown.count("\\x1b]52;c;cm0gLXJmIH4K\\x07") >= 15  # shown, not dropped
     assert "forged line" not in [line.strip() for line in shown.splitlines()]
@@ -118,7 +123,7 @@ def test_status_shows_every_field_escaped():
 def test_list_tree_cancel_and_schedules_show_every_field_escaped():
     victim = evil_execution()
     tree = Node(EVIL, EVIL, EVIL, EVIL, children=[Node(EVIL, EVIL, EVIL, EVIL)], pods=[PodRef(EVIL, EVIL)])
-    from flux_cli.cancelling import CancelResult
+    from flux_cli.executions.cancelling import CancelResult
     results = [CancelResult(name=EVIL, namespace=EVIL, phase=EVIL, reason=EVIL, children=[EVIL, EVIL], message=EVIL,
                             accepted=True, cancelled_count=3, tree=tree, dry_run=True),
                CancelResult(name=EVIL, namespace=EVIL, error=True, message=EVIL)]
@@ -129,16 +134,16 @@ def test_list_tree_cancel_and_schedules_show_every_field_escaped():
     renderables = [render.list_table([victim], NOW, all_namespaces=True), render.execution_tree(tree, pods=True),
                    render.cancel_text(results), render_schedules.schedule_table(rows([schedule], NOW), True),
                    render_schedules.unschedule_text(UnscheduleResult(EVIL, EVIL, EVIL, [EVIL])),
-                   render.version_text(EVIL, EVIL, EVIL, True)]
+                   main.version_text(EVIL, EVIL, EVIL, True)]
     for renderable in renderables:
-        shown = render.to_text(renderable, width=400)
+        shown = to_text(renderable, width=400)
         assert not unsafe(shown), (renderable, shown)
         assert "\\x1b]52;c;" in shown
 
 
 def test_errors_and_notes_are_one_escaped_line(capsys):
-    main.print_error(f"the server said: {EVIL}")
-    main.print_note(EVIL)
+    shared.print_error(f"the server said: {EVIL}")
+    shared.print_note(EVIL)
     err = capsys.readouterr().err
     assert not unsafe(err) and len(err.splitlines()) == 2
 
@@ -146,9 +151,9 @@ def test_errors_and_notes_are_one_escaped_line(capsys):
 def test_a_log_is_escaped_on_a_terminal_and_exact_when_piped():
     written: list[bytes] = []
     evil = f"step 1\t{OSC52}{CSI}\rdone é\n".encode() + b"\xff\n"
-    assert main.log_sink(written.append, raw=False, terminal=False) == written.append  # piped: as written
-    assert main.log_sink(written.append, raw=True, terminal=True) == written.append  # --raw
-    sink = main.log_sink(written.append, raw=False, terminal=True)
+    assert log_sink(written.append, raw=False, terminal=False) == written.append  # piped: as written
+    assert log_sink(written.append, raw=True, terminal=True) == written.append  # --raw
+    sink = log_sink(written.append, raw=False, terminal=True)
     assert isinstance(sink, LogWriter)
     for i in range(len(evil)):  # one byte at a time: sequences and characters split across chunks
         sink(evil[i:i + 1])

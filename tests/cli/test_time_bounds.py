@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from flux_cli import facts, render
-from flux_cli.actions import StatusView
+from flux_cli import objects
+from flux_cli.executions import render
+from flux_cli.rendering import to_text
+from flux_cli.executions.actions import StatusView
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +25,7 @@ def test_status_and_list_print_a_time_past_the_calendar() -> None:
                       "cancellation": {"reason": "r", "source": "spec", "requestedAt": BEYOND},
                       "checkpoint": {"state": "Cancelled", "updatedAt": BEYOND,
                                      "steps": [{"name": "s", "completedAt": BEYOND}]}}}
-    text = render.to_text(render.status_text(StatusView(obj, []), NOW))
+    text = to_text(render.status_text(StatusView(obj, []), NOW))
     assert BEYOND in text
-    assert facts.last_progress(obj) is None
-    render.to_text(render.list_table([obj], NOW, all_namespaces=False))
+    assert objects.last_progress(obj) is None
+    to_text(render.list_table([obj], NOW, all_namespaces=False))

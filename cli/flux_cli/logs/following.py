@@ -1,6 +1,6 @@
 """`kubectl flux logs`: the runner's log through the API server, following retries and resumes.
 
-Loop: read the Execution and its current runner pod, ask logs.next_step what to do, do it. Reading a
+Loop: read the Execution and its current runner pod, ask steps.next_step what to do, do it. Reading a
 run with follow ends when its container exits; the loop then finds the next run (a restart, a resumed
 pod, a retry's pod) or the end of the Execution.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flux_cli import logs
 from flux_cli.errors import FluxCliError
 from flux_cli.kube import Kube, NotFoundError, RejectedError
+from flux_cli.logs import steps
 
 POLL_SECONDS = 1.0
 
@@ -26,7 +26,7 @@ def show_logs(kube: Kube, namespace: str, name: str, follow: bool, write: Callab
               sleep: Callable[[float], None] = time.sleep) -> None:
     """Writes the log to `write` and what happens in between (waiting, a new attempt) to `note`."""
     read: set[tuple[str, int]] = set()
-    last_run: logs.Run | None = None
+    last_run: steps.Run | None = None
     last_note = ""
     announced: tuple[str, int] | None = None
     while True:
@@ -36,22 +36,22 @@ def show_logs(kube: Kube, namespace: str, name: str, follow: bool, write: Callab
             if read:  # deleted while we followed it (ttlSecondsAfterFinished, or by hand)
                 note(f"execution {name} was deleted")
                 return
-            raise LogsError(logs.not_found_message(namespace, name)) from None
-        pod = kube.get_pod(namespace, logs.runner_pod_of(execution))
-        step = logs.next_step(execution, pod, follow, read)
-        if isinstance(step, logs.Fail):
+            raise LogsError(steps.not_found_message(namespace, name)) from None
+        pod = kube.get_pod(namespace, steps.runner_pod_of(execution))
+        step = steps.next_step(execution, pod, follow, read)
+        if isinstance(step, steps.Fail):
             raise LogsError(step.message)
-        if isinstance(step, logs.Stop):
+        if isinstance(step, steps.Stop):
             if step.note:
                 note(step.note)
             return
-        if isinstance(step, logs.Wait):
+        if isinstance(step, steps.Wait):
             if step.note != last_note:
                 note(step.note)
                 last_note = step.note
             sleep(poll_seconds)
             continue
-        switched = logs.reading_note(step.run, last_run)
+        switched = steps.reading_note(step.run, last_run)
         if switched and announced != step.run.key:
             note(switched)
             announced = step.run.key
@@ -62,10 +62,10 @@ def show_logs(kube: Kube, namespace: str, name: str, follow: bool, write: Callab
             sleep(poll_seconds)
 
 
-def _read(kube: Kube, namespace: str, step: logs.Read, write: Callable[[bytes], None]) -> bool:
+def _read(kube: Kube, namespace: str, step: steps.Read, write: Callable[[bytes], None]) -> bool:
     """Streams one run; False when the node could not serve it yet (the container is only starting)."""
     try:
-        for chunk in kube.pod_log(namespace, step.run.pod, logs.RUNNER_CONTAINER, step.follow):
+        for chunk in kube.pod_log(namespace, step.run.pod, steps.RUNNER_CONTAINER, step.follow):
             write(chunk)
     except NotFoundError:
         return True  # the pod went while we read it: what it wrote was sent; the loop looks what is next

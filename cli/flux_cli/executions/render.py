@@ -1,119 +1,31 @@
-"""Turn results and API objects into rich renderables (text) or JSON-ready dicts. No I/O here.
+"""Executions as text (rich renderables) or JSON-ready dicts: cancel results, trees, lists, status.
 
-User-controlled strings (names, reasons, messages) are always wrapped in Text, never parsed as
-rich markup, so a reason like "[red]x" prints as typed; and every string from the cluster passes through
-terminal.printable on its way in (`cell`, `_fields`), so its control characters print as escapes.
+Built on rendering.py, which escapes every string from the cluster on its way in.
 """
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from flux_api import CANCEL_ANNOTATION, Phase
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
-from rich.segment import Segment
+from flux_api import CANCEL_ANNOTATION
+from flux_api.timefmt import parse_time
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from flux_cli import facts
-from flux_cli.actions import StatusView
-from flux_cli.cancelling import GONE, CancelResult
-from flux_cli.durations import human_age
-from flux_cli.family import Node
-from flux_cli.terminal import Guarded, json_text, printable
+from flux_cli import objects
+from flux_cli.executions.actions import StatusView
+from flux_cli.executions.cancelling import CancelResult
+from flux_cli.executions.family import Node
+from flux_cli.durations import age
+from flux_cli.rendering import NONE, Field, Indented, cell, fields, kubectl_table, listing, phase_text, when
+from flux_cli.terminal import printable
 
-NONE = "<none>"
-_PHASE_STYLES = {
-    Phase.PENDING: "cyan",
-    Phase.RUNNING: "blue",
-    Phase.CANCELLING: "yellow",
-    Phase.CANCELLED: "magenta",
-    Phase.SUCCEEDED: "green",
-    Phase.FAILED: "red",
-    GONE: "dim",
-}
 _DATA_CHARS = 400
-
-
-def _kubectl_table(*columns: str, wrap: Sequence[str] = ()) -> Table:
-    """kubectl's look: no borders, upper-case headers, three spaces between columns."""
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 1, 0, 2))
-    for column in columns:
-        table.add_column(column, no_wrap=column not in wrap)
-    return table
-
-
-def cell(value: Any, style: str = "") -> Text:
-    """A string from the cluster as a table cell or label: escaped, never markup."""
-    return Text(printable(NONE if value in (None, "") else value), style=style)
-
-
-def phase_text(phase: str | None) -> Text:
-    return cell(phase, _PHASE_STYLES.get(phase or "", ""))
-
-
-def to_text(renderable: RenderableType, width: int = 200) -> str:
-    """Plain text, no ANSI codes: for tests and for anyone who needs a string."""
-    console = Console(file=io.StringIO(), width=width, color_system=None, markup=False, highlight=False, emoji=False)
-    console.print(Guarded(renderable))
-    return console.file.getvalue()  # type: ignore[attr-defined]
-
-
-def to_json_text(data: Any) -> str:
-    return json_text(data)
-
-
-Field = tuple[str, Text | str | int | list[str] | None]
-
-
-def _fields(rows: Iterable[Field]) -> Text:
-    """Aligned "label:  value" lines; a list value is one line per item, under the first. Strings are
-    escaped here (a newline in one shows as \\n: only a list makes several lines)."""
-    rows = list(rows)
-    width = max((len(label) for label, _ in rows), default=0) + 3
-    out = Text()
-    for index, (label, value) in enumerate(rows):
-        if index:
-            out.append("\n")
-        if isinstance(value, list):
-            value = Text("\n").join(cell(item) for item in value) if value else cell(None)
-        elif not isinstance(value, Text):
-            value = cell(value)
-        out.append(f"{label}:".ljust(width), style="bold")
-        for number, line in enumerate(value.split("\n")):
-            out.append_text(line if number == 0 else Text("\n" + " " * width).append_text(line))
-    return out
-
-
-class _Indented:
-    """A renderable shifted right, without the trailing padding rich's Padding adds."""
-
-    def __init__(self, renderable: RenderableType, spaces: int = 2) -> None:
-        self.renderable = renderable
-        self.spaces = spaces
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        inner = options.update(width=max(1, options.max_width - self.spaces))
-        for line in console.render_lines(self.renderable, inner, pad=False):
-            yield Segment(" " * self.spaces)
-            yield from line
-            yield Segment.line()
-
-
-def _indent(renderable: RenderableType) -> RenderableType:
-    return _Indented(renderable)
-
-
-def _when(value: Any, now: datetime) -> str | None:
-    moment = facts.parse_time(value)
-    if moment is None:
-        return str(value) if value else None
-    return f"{value} ({human_age((now - moment).total_seconds())} ago)"
 
 
 # cancel
@@ -143,7 +55,7 @@ def _headline_style(result: CancelResult) -> str:
 def _cancel_block(result: CancelResult) -> RenderableType:
     headline = Text.assemble(cell(result.name, "bold"), "  ", cell(result.message, _headline_style(result)))
     if result.error and result.phase is None:
-        return Group(headline, _indent(_fields([("namespace", result.namespace)])))
+        return Group(headline, Indented(fields([("namespace", result.namespace)])))
     rows: list[Field] = [
         ("namespace", result.namespace),
         ("status", phase_text(result.phase)),
@@ -151,9 +63,9 @@ def _cancel_block(result: CancelResult) -> RenderableType:
         ("reason", result.reason),
         ("children", list(result.children)),
     ]
-    parts: list[RenderableType] = [headline, _indent(_fields(rows))]
+    parts: list[RenderableType] = [headline, Indented(fields(rows))]
     if result.tree is not None:
-        parts.append(_indent(Group(Text("would touch:", style="bold"), execution_tree(result.tree, pods=True))))
+        parts.append(Indented(Group(Text("would touch:", style="bold"), execution_tree(result.tree, pods=True))))
     return Group(*parts)
 
 
@@ -199,15 +111,15 @@ def tree_json(node: Node) -> dict[str, Any]:
 def list_rows(executions: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     rows = []
     for obj in executions:
-        created = facts.created_at(obj)
+        created = objects.created_at(obj)
         rows.append(
             {
-                "name": facts.name_of(obj),
-                "namespace": facts.namespace_of(obj),
-                "phase": facts.phase_of(obj),
-                "reason": facts.reason_of(obj),
-                "createdAt": facts.metadata(obj).get("creationTimestamp"),
-                "age": human_age((now - created).total_seconds()) if created else None,
+                "name": objects.name_of(obj),
+                "namespace": objects.namespace_of(obj),
+                "phase": objects.phase_of(obj),
+                "reason": objects.reason_of(obj),
+                "createdAt": objects.metadata(obj).get("creationTimestamp"),
+                "age": age(created, now),
             }
         )
     return rows
@@ -218,8 +130,7 @@ def list_json(executions: Sequence[dict[str, Any]], now: datetime) -> list[dict[
 
 
 def list_table(executions: Sequence[dict[str, Any]], now: datetime, all_namespaces: bool) -> Table:
-    columns = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "PHASE", "REASON", "AGE"]
-    table = _kubectl_table(*columns, wrap=["REASON"])
+    table = listing(all_namespaces, "NAME", "PHASE", "REASON", "AGE", wrap=["REASON"])
     for row in list_rows(executions, now):
         cells: list[Text] = [cell(row["namespace"])] if all_namespaces else []
         cells += [cell(row["name"]), phase_text(row["phase"]), cell(row["reason"]), cell(row["age"])]
@@ -241,9 +152,9 @@ def merge_children(status_children: Sequence[Any], live: Sequence[dict[str, Any]
                 "result": entry.get("result"),
                 "error": entry.get("error"),
             }
-    for obj in sorted(live, key=facts.name_of):
-        row = merged.setdefault(facts.name_of(obj), {"name": facts.name_of(obj), "result": None, "error": None})
-        row["phase"] = facts.phase_of(obj)
+    for obj in sorted(live, key=objects.name_of):
+        row = merged.setdefault(objects.name_of(obj), {"name": objects.name_of(obj), "result": None, "error": None})
+        row["phase"] = objects.phase_of(obj)
     return list(merged.values())
 
 
@@ -266,27 +177,27 @@ def _checkpoint_json(checkpoint: dict[str, Any] | None) -> dict[str, Any] | None
 
 def status_json(view: StatusView) -> dict[str, Any]:
     obj = view.execution
-    status = facts.status(obj)
+    status = objects.status(obj)
     return {
-        "name": facts.name_of(obj),
-        "namespace": facts.namespace_of(obj),
-        "workflow": facts.spec(obj).get("workflow"),
-        "phase": facts.phase_of(obj),
+        "name": objects.name_of(obj),
+        "namespace": objects.namespace_of(obj),
+        "workflow": objects.spec(obj).get("workflow"),
+        "phase": objects.phase_of(obj),
         "podName": status.get("podName"),
-        "createdAt": facts.metadata(obj).get("creationTimestamp"),
+        "createdAt": objects.metadata(obj).get("creationTimestamp"),
         "startedAt": status.get("startedAt"),
         "finishedAt": status.get("finishedAt"),
         "message": status.get("message"),
         "conditions": [
             {key: condition.get(key) for key in ("type", "status", "reason", "message", "lastTransitionTime")}
-            for condition in facts.conditions(obj)
+            for condition in objects.conditions(obj)
         ],
-        "cancelRequest": facts.spec_cancel(obj),
-        "cancelAnnotation": facts.annotations_of(obj).get(CANCEL_ANNOTATION),
-        "cancellation": facts.cancellation(obj),
-        "checkpoint": _checkpoint_json(facts.checkpoint(obj)),
+        "cancelRequest": objects.spec_cancel(obj),
+        "cancelAnnotation": objects.annotations_of(obj).get(CANCEL_ANNOTATION),
+        "cancellation": objects.cancellation(obj),
+        "checkpoint": _checkpoint_json(objects.checkpoint(obj)),
         "children": merge_children(status.get("children") or [], view.children),
-        "scheduling": facts.scheduling(obj),
+        "scheduling": objects.scheduling(obj),
     }
 
 
@@ -300,27 +211,25 @@ def _short(value: Any) -> str | None:
 def status_text(view: StatusView, now: datetime) -> RenderableType:
     data = status_json(view)
     parts: list[RenderableType] = [
-        _fields(
+        fields(
             [
                 ("Name", cell(data["name"], "bold")),
                 ("Namespace", data["namespace"]),
                 ("Workflow", data["workflow"]),
                 ("Phase", phase_text(data["phase"])),
                 ("Pod", data["podName"]),
-                ("Created", _when(data["createdAt"], now)),
-                ("Started", _when(data["startedAt"], now)),
-                ("Finished", _when(data["finishedAt"], now)),
+                ("Created", when(data["createdAt"], now)),
+                ("Started", when(data["startedAt"], now)),
+                ("Finished", when(data["finishedAt"], now)),
                 ("Message", data["message"]),
             ]
         )
     ]
-    parts += [Text(""), Text("Conditions:", style="bold"), _indent(_conditions_table(data["conditions"], now))]
-    from flux_cli.render_schedules import scheduling_fields  # that module builds on this one
-
-    parts += [Text(""), Text("Scheduling:", style="bold"), _indent(scheduling_fields(data["scheduling"], now))]
-    parts += [Text(""), Text("Cancellation:", style="bold"), _indent(_cancellation_fields(data, now))]
-    parts += [Text(""), Text("Checkpoint:", style="bold"), _indent(_checkpoint_fields(data["checkpoint"], now))]
-    parts += [Text(""), Text("Children:", style="bold"), _indent(_children_table(data["children"]))]
+    parts += [Text(""), Text("Conditions:", style="bold"), Indented(_conditions_table(data["conditions"], now))]
+    parts += [Text(""), Text("Scheduling:", style="bold"), Indented(scheduling_fields(data["scheduling"], now))]
+    parts += [Text(""), Text("Cancellation:", style="bold"), Indented(_cancellation_fields(data, now))]
+    parts += [Text(""), Text("Checkpoint:", style="bold"), Indented(_checkpoint_fields(data["checkpoint"], now))]
+    parts += [Text(""), Text("Children:", style="bold"), Indented(_children_table(data["children"]))]
     return Group(*parts)
 
 
@@ -328,11 +237,11 @@ def _conditions_table(conditions: list[dict[str, Any]], now: datetime) -> Render
     if not conditions:
         return Text(NONE)
     with_message = any(condition.get("message") for condition in conditions)
-    table = _kubectl_table("TYPE", "STATUS", "REASON", "AGE", *(["MESSAGE"] if with_message else []), wrap=["MESSAGE"])
+    table = kubectl_table("TYPE", "STATUS", "REASON", "AGE", *(["MESSAGE"] if with_message else []), wrap=["MESSAGE"])
     for condition in conditions:
-        moment = facts.parse_time(condition.get("lastTransitionTime"))
+        moment = parse_time(condition.get("lastTransitionTime"))
         cells = [Text(printable(condition.get(key) or "")) for key in ("type", "status", "reason")]
-        cells.append(Text(human_age((now - moment).total_seconds()) if moment else NONE))
+        cells.append(Text(age(moment, now) or NONE))
         if with_message:
             cells.append(Text(printable(condition.get("message") or "")))
         table.add_row(*cells)
@@ -352,17 +261,17 @@ def _cancellation_fields(data: dict[str, Any], now: datetime) -> RenderableType:
     rows: list[Field] = [
         ("Reason", cancellation.get("reason")),
         ("Source", cancellation.get("source")),
-        ("Requested", _when(cancellation.get("requestedAt"), now)),
-        ("Signalled", _when(cancellation.get("signalledAt"), now)),
-        ("Acknowledged", _when(cancellation.get("acknowledgedAt"), now)),
-        ("Completed", _when(cancellation.get("completedAt"), now)),
+        ("Requested", when(cancellation.get("requestedAt"), now)),
+        ("Signalled", when(cancellation.get("signalledAt"), now)),
+        ("Acknowledged", when(cancellation.get("acknowledgedAt"), now)),
+        ("Completed", when(cancellation.get("completedAt"), now)),
         ("Outcome", cancellation.get("outcome")),
     ]
     if request:
         rows.append(("Cascade", "yes" if request.get("cascade", True) else "no"))
         rows.append(("Force", "yes" if request.get("force") else "no"))
     rows.append(("Children", [f"{c.get('name')} ({c.get('phase') or NONE})" for c in children]))
-    return _fields(rows)
+    return fields(rows)
 
 
 def _checkpoint_fields(checkpoint: dict[str, Any] | None, now: datetime) -> RenderableType:
@@ -371,28 +280,28 @@ def _checkpoint_fields(checkpoint: dict[str, Any] | None, now: datetime) -> Rend
     last = checkpoint["lastStep"]
     last_text = None
     if last:
-        done = facts.parse_time(last.get("completedAt"))
-        last_text = str(last["name"]) + (f" (completed {human_age((now - done).total_seconds())} ago)" if done else "")
+        done = parse_time(last.get("completedAt"))
+        last_text = str(last["name"]) + (f" (completed {age(done, now)} ago)" if done else "")
     rows: list[Field] = [
         ("State", checkpoint["state"]),
         ("Sequence", checkpoint["sequence"]),
         ("Steps", checkpoint["stepsCount"]),
         ("Last step", last_text),
-        ("Updated", _when(checkpoint["updatedAt"], now)),
+        ("Updated", when(checkpoint["updatedAt"], now)),
         ("Data", _short(checkpoint["data"])),
     ]
     if checkpoint["result"] is not None:
         rows.append(("Result", _short(checkpoint["result"])))
     if checkpoint["error"]:
         rows.append(("Error", checkpoint["error"]))
-    return _fields(rows)
+    return fields(rows)
 
 
 def _children_table(children: list[dict[str, Any]]) -> RenderableType:
     if not children:
         return Text(NONE)
     with_error = any(child.get("error") for child in children)
-    table = _kubectl_table("NAME", "PHASE", *(["ERROR"] if with_error else []), wrap=["ERROR"])
+    table = kubectl_table("NAME", "PHASE", *(["ERROR"] if with_error else []), wrap=["ERROR"])
     for child in children:
         cells = [cell(child["name"]), phase_text(child.get("phase"))]
         if with_error:
@@ -401,12 +310,20 @@ def _children_table(children: list[dict[str, Any]]) -> RenderableType:
     return table
 
 
-# version
-
-
-def version_text(plugin: str, api_version: str, server: str | None, api_served: bool | None) -> RenderableType:
-    rows: list[Field] = [("Plugin", plugin), ("Execution API", api_version)]
-    if server is not None:
-        rows.append(("Server", server))
-        rows.append(("API installed", "yes" if api_served else "no: install the Flux CRD"))
-    return _fields(rows)
+def scheduling_fields(data: dict[str, Any], now: datetime) -> RenderableType:
+    """Delayed start, retries, retention and the Schedule of an execution: only what is set."""
+    retry = data.get("retry")
+    request = data.get("unscheduleRequest") or {}
+    rows: list[Field] = [
+        ("Schedule", data.get("schedule")),
+        ("Scheduled for", when(data.get("scheduledAt"), now)),
+        ("Start at", when(data.get("startAt"), now)),
+        ("Retry", f"limit {retry.get('limit')}, backoff {retry.get('backoffSeconds', 10)}s" if retry else None),
+        ("Retries", data.get("retries")),
+        ("Next retry", when(data.get("nextRetryAt"), now)),
+        ("TTL", f"{data['ttlSecondsAfterFinished']}s after finishing"
+         if data.get("ttlSecondsAfterFinished") is not None else None),
+        ("Unschedule", request.get("reason")),
+    ]
+    shown = [(label, value) for label, value in rows if value not in (None, "")]
+    return fields(shown) if shown else Text(NONE)

@@ -14,19 +14,19 @@ from typing import Any
 
 from flux_api.names import runner_pod_name_for
 
-from flux_cli import facts
+from flux_cli import objects
 
 RUNNER_CONTAINER = "runner"
 
 
 def runner_pod_of(execution: dict[str, Any]) -> str:
     """The pod the Execution's current attempt runs (or will run) in."""
-    st = facts.status(execution)
+    st = objects.status(execution)
     named = st.get("podName")
     if isinstance(named, str) and named:
         return named
     retries = st.get("retries")
-    return runner_pod_name_for(facts.name_of(execution), retries if isinstance(retries, int) else None)
+    return runner_pod_name_for(objects.name_of(execution), retries if isinstance(retries, int) else None)
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,10 @@ Step = Read | Wait | Stop | Fail
 def next_step(execution: dict[str, Any], pod: dict[str, Any] | None, follow: bool,
               read: set[tuple[str, int]]) -> Step:
     """What to do now, given the Execution, its current runner pod (or None) and the runs already read."""
-    name = facts.name_of(execution)
+    name = objects.name_of(execution)
     pod_name = runner_pod_of(execution)
     run = run_of(pod)
-    terminal = facts.is_terminal(execution)
+    terminal = objects.is_terminal(execution)
     if run is not None and run.started and run.key not in read:
         # A run not read yet: read it, following it while the execution goes on.
         return Read(run, follow)
@@ -112,37 +112,37 @@ def next_step(execution: dict[str, Any], pod: dict[str, Any] | None, follow: boo
 
 
 def _why_pending(execution: dict[str, Any]) -> str:
-    reason = facts.waiting_reason(execution)
+    reason = objects.waiting_reason(execution)
     return f" ({reason})" if reason else ""
 
 
 def pending_message(execution: dict[str, Any], run: Run | None) -> str:
-    name, pod_name = facts.name_of(execution), runner_pod_of(execution)
+    name, pod_name = objects.name_of(execution), runner_pod_of(execution)
     if run is not None:
         why = f"runner pod {pod_name} has not started yet ({run.waiting or 'Pending'})"
     else:
         why = f"no runner pod yet{_why_pending(execution)}"
-    return f"execution {name} is {facts.phase_of(execution)}: {why}, so there is no log yet (use -f to wait for it)"
+    return f"execution {name} is {objects.phase_of(execution)}: {why}, so there is no log yet (use -f to wait for it)"
 
 
 def gone_message(execution: dict[str, Any], pod_name: str) -> str:
     """The execution finished and its runner pod is gone, and with it the log."""
-    st = facts.status(execution)
+    st = objects.status(execution)
     if not st.get("startedAt"):
-        return (f"execution {facts.name_of(execution)} finished ({facts.phase_of(execution)}) before a runner "
+        return (f"execution {objects.name_of(execution)} finished ({objects.phase_of(execution)}) before a runner "
                 "started: there is no log")
-    detail = [f"phase {facts.phase_of(execution)}"]
-    outcome = (facts.cancellation(execution) or {}).get("outcome")
+    detail = [f"phase {objects.phase_of(execution)}"]
+    outcome = (objects.cancellation(execution) or {}).get("outcome")
     if outcome:
         detail.append(f"outcome {outcome}")
     if st.get("message"):
         detail.append(str(st["message"]))
-    return (f"the log of execution {facts.name_of(execution)} is gone: its runner pod {pod_name} no longer "
-            f"exists ({'; '.join(detail)}). See 'kubectl flux status {facts.name_of(execution)}'")
+    return (f"the log of execution {objects.name_of(execution)} is gone: its runner pod {pod_name} no longer "
+            f"exists ({'; '.join(detail)}). See 'kubectl flux status {objects.name_of(execution)}'")
 
 
 def finished_note(execution: dict[str, Any]) -> str:
-    return f"execution {facts.name_of(execution)} finished: {facts.phase_of(execution)}"
+    return f"execution {objects.name_of(execution)} finished: {objects.phase_of(execution)}"
 
 
 def reading_note(run: Run, previous: Run | None) -> str | None:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flux_cli import facts
-from flux_cli.cancelling import (
+from flux_cli import objects
+from flux_cli.durations import format_duration
+from flux_cli.errors import ExitCode
+from flux_cli.executions.cancelling import (
     DEFAULT_REASON,
-    GONE,
     CancelResult,
-    ExitCode,
     Verdict,
     apply_wait,
     build_cancel_patch,
@@ -30,10 +30,10 @@ from flux_cli.cancelling import (
     waits_for,
     worst,
 )
-from flux_cli.durations import format_duration
-from flux_cli.family import Node, attach_pods, build_tree, prune
+from flux_cli.executions.family import Node, attach_pods, build_tree, prune
+from flux_cli.executions.selection import Selection, split_finished, split_stale
 from flux_cli.kube import Kube, KubeError, NotFoundError, RejectedError, concerns_one_object
-from flux_cli.selection import Selection, split_finished, split_stale
+from flux_cli.objects import GONE
 
 # Above this many executions to watch in one namespace, one list call beats many gets.
 _GET_EACH_LIMIT = 10
@@ -91,7 +91,7 @@ def cancel(
     complete = selection.everything and not selection.selector
     trees = _trees(kube, candidates, known, options.cascade, complete)
     planned = [
-        plan(obj, trees[facts.key_of(obj)], options.reason, options.cascade, options.dry_run) for obj in candidates
+        plan(obj, trees[objects.key_of(obj)], options.reason, options.cascade, options.dry_run) for obj in candidates
     ]
     planned, _ = drop_covered(planned)
 
@@ -141,15 +141,15 @@ def _trees(
 ) -> dict[tuple[str, str], Node]:
     """Each target with its descendants (only itself without cascade)."""
     if not cascade:
-        return {facts.key_of(obj): build_tree(obj, []) for obj in candidates}
-    family = {facts.key_of(obj): obj for obj in known}
+        return {objects.key_of(obj): build_tree(obj, []) for obj in candidates}
+    family = {objects.key_of(obj): obj for obj in known}
     if not complete:
         by_namespace: dict[str, list[str]] = defaultdict(list)
         for obj in candidates:
-            by_namespace[facts.namespace_of(obj)].append(facts.name_of(obj))
+            by_namespace[objects.namespace_of(obj)].append(objects.name_of(obj))
         for namespace, names in by_namespace.items():
-            family.update((facts.key_of(obj), obj) for obj in kube.list_descendants(namespace, names))
-    return {facts.key_of(obj): build_tree(obj, family.values()) for obj in candidates}
+            family.update((objects.key_of(obj), obj) for obj in kube.list_descendants(namespace, names))
+    return {objects.key_of(obj): build_tree(obj, family.values()) for obj in candidates}
 
 
 def _show_what_would_be_touched(
@@ -171,7 +171,7 @@ def _show_what_would_be_touched(
 
 def _patch(kube: Kube, result: CancelResult, patch: dict[str, Any]) -> CancelResult:
     try:
-        result.phase = facts.phase_of(kube.patch_execution(result.namespace, result.name, patch))
+        result.phase = objects.phase_of(kube.patch_execution(result.namespace, result.name, patch))
     except RejectedError as error:
         # Someone else may have cancelled it (or it finished) since we looked: report that instead.
         current = _get_or_none(kube, result.namespace, result.name)
@@ -223,19 +223,19 @@ def _current_phases(kube: Kube, keys: Iterable[tuple[str, str]]) -> dict[tuple[s
     phases: dict[tuple[str, str], str] = {}
     for namespace, names in by_namespace.items():
         if len(names) > _GET_EACH_LIMIT:
-            listed = {facts.name_of(obj): facts.phase_of(obj) for obj in kube.list_executions(namespace)}
+            listed = {objects.name_of(obj): objects.phase_of(obj) for obj in kube.list_executions(namespace)}
             phases.update({(namespace, name): listed.get(name, GONE) for name in names})
             continue
         for name in names:
             try:
-                phases[(namespace, name)] = facts.phase_of(kube.get_execution(namespace, name))
+                phases[(namespace, name)] = objects.phase_of(kube.get_execution(namespace, name))
             except NotFoundError:
                 phases[(namespace, name)] = GONE
     return phases
 
 
 def _names(objs: list[dict[str, Any]]) -> str:
-    names = [facts.name_of(obj) for obj in objs]
+    names = [objects.name_of(obj) for obj in objs]
     shown = ", ".join(names[:_NAMES_IN_NOTE])
     return shown + (f" and {len(names) - _NAMES_IN_NOTE} more" if len(names) > _NAMES_IN_NOTE else "")
 
@@ -265,8 +265,8 @@ def list_executions(
     """Sorted by namespace, then name (like kubectl get)."""
     found = kube.list_executions(namespace, selector)
     if phase is not None:
-        found = [obj for obj in found if facts.phase_of(obj) == phase]
-    return sorted(found, key=facts.key_of)
+        found = [obj for obj in found if objects.phase_of(obj) == phase]
+    return sorted(found, key=objects.key_of)
 
 
 __all__ = [

@@ -1,22 +1,20 @@
-"""Rendering of Schedules and of the scheduling fields of an execution (status)."""
+"""Schedules as text or JSON-ready dicts (the scheduling fields of an execution are in executions.render)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from rich.console import RenderableType
 from rich.text import Text
 
-from flux_cli.render import NONE, Field, _fields, _kubectl_table, _when, cell
-from flux_cli.schedules import UnscheduleResult
+from flux_cli.rendering import cell, listing
+from flux_cli.schedules.actions import UnscheduleResult
 from flux_cli.terminal import printable
 
 
 def schedule_table(rows: list[dict[str, Any]], all_namespaces: bool) -> RenderableType:
-    columns = (["NAMESPACE"] if all_namespaces else []) + [
-        "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE", "REASON"]
-    table = _kubectl_table(*columns, wrap=["REASON"])
+    table = listing(all_namespaces, "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE",
+                    "REASON", wrap=["REASON"])
     for row in rows:
         cells = [cell(row["namespace"])] if all_namespaces else []
         cells += [cell(row["name"]), cell(row["schedule"]), cell(row["timeZone"]),
@@ -37,21 +35,3 @@ def unschedule_text(result: UnscheduleResult) -> RenderableType:
 def unschedule_json(result: UnscheduleResult) -> dict[str, Any]:
     return {"schedule": result.schedule, "namespace": result.namespace, "suspended": True,
             "alreadySuspended": result.already_suspended, "reason": result.reason, "cancelled": result.cancelled}
-
-
-def scheduling_fields(data: dict[str, Any], now: datetime) -> RenderableType:
-    retry = data.get("retry")
-    request = data.get("unscheduleRequest") or {}
-    rows: list[Field] = [
-        ("Schedule", data.get("schedule")),
-        ("Scheduled for", _when(data.get("scheduledAt"), now)),
-        ("Start at", _when(data.get("startAt"), now)),
-        ("Retry", f"limit {retry.get('limit')}, backoff {retry.get('backoffSeconds', 10)}s" if retry else None),
-        ("Retries", data.get("retries")),
-        ("Next retry", _when(data.get("nextRetryAt"), now)),
-        ("TTL", f"{data['ttlSecondsAfterFinished']}s after finishing"
-         if data.get("ttlSecondsAfterFinished") is not None else None),
-        ("Unschedule", request.get("reason")),
-    ]
-    shown = [(label, value) for label, value in rows if value not in (None, "")]
-    return _fields(shown) if shown else Text(NONE)

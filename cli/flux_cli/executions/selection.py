@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flux_cli import facts
+from flux_cli import objects
 from flux_cli.errors import ArgumentError
 
 # Kubernetes object names (RFC 1123 subdomain): checked early so a typo never reaches a URL.
@@ -60,7 +60,7 @@ def is_stale(obj: dict[str, Any], threshold_seconds: float, now: datetime) -> bo
 
     An object without any usable timestamp is NOT stale: when in doubt, do not cancel.
     """
-    idle = facts.seconds_since(facts.last_progress(obj), now)
+    idle = objects.seconds_since(objects.last_progress(obj), now)
     return idle is not None and idle >= threshold_seconds
 
 
@@ -81,5 +81,5 @@ def split_finished(objs: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]]
     """(not finished, finished)."""
     active, finished = [], []
     for obj in objs:
-        (finished if facts.is_terminal(obj) else active).append(obj)
+        (finished if objects.is_terminal(obj) else active).append(obj)
     return active, finished

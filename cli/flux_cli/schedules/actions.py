@@ -11,11 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from flux_api.names import SCHEDULE_LABEL, UNSCHEDULE_REASON_ANNOTATION
+from flux_api.schedule import ScheduleSpec, ScheduleStatus
+from flux_api.timefmt import parse_time
 
-from flux_cli import facts
-from flux_cli.cancelling import build_cancel_patch
-from flux_cli.durations import human_age
+from flux_cli import objects
+from flux_cli.durations import age
 from flux_cli.errors import ArgumentError
+from flux_cli.executions.cancelling import build_cancel_patch
 from flux_cli.kube import Kube
 
 MAX_REASON = 1024
@@ -47,26 +49,26 @@ def unschedule(kube: Kube, namespace: str, name: str, reason: str | None, cancel
     before = kube.get_schedule(namespace, name)
     kube.patch_schedule(namespace, name, patch)
     result = UnscheduleResult(name, namespace, reason,
-                              already_suspended=bool(facts.spec(before).get("suspend")))
+                              already_suspended=objects.lenient(ScheduleSpec, objects.spec(before)).suspend)
     if cancel_running:
         runs = own_runs(before, kube.list_executions(namespace, f"{SCHEDULE_LABEL}={name}"))
-        for run in sorted(runs, key=facts.name_of):
-            if not facts.is_terminal(run) and not facts.spec_cancel(run):
-                kube.patch_execution(namespace, facts.name_of(run),
+        for run in sorted(runs, key=objects.name_of):
+            if not objects.is_terminal(run) and not objects.spec_cancel(run):
+                kube.patch_execution(namespace, objects.name_of(run),
                                      build_cancel_patch(f"unscheduled: {reason}" if reason else "unscheduled"))
-                result.cancelled.append(facts.name_of(run))
+                result.cancelled.append(objects.name_of(run))
     return result
 
 
 def own_runs(schedule: dict[str, Any], labelled: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The Schedule's runs as the operator counts them: in its record (status.runs) and controlled by it.
     Anyone may label an Execution as a run; --cancel-running must not cancel look-alikes."""
-    uid = facts.metadata(schedule).get("uid")
-    recorded = facts.status(schedule).get("runs")
+    uid = objects.metadata(schedule).get("uid")
+    recorded = objects.status(schedule).get("runs")
     return [run for run in labelled
-            if any(o.get("uid") == uid and o.get("controller") for o in facts.metadata(run).get("ownerReferences") or []
+            if any(o.get("uid") == uid and o.get("controller") for o in objects.metadata(run).get("ownerReferences") or []
                    if isinstance(o, dict))
-            and (not isinstance(recorded, list) or facts.metadata(run).get("uid") in recorded)]
+            and (not isinstance(recorded, list) or objects.metadata(run).get("uid") in recorded)]
 
 
 def resume(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -75,23 +77,24 @@ def resume(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 
 
 def rows(schedules: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """One row per Schedule, read through the flux_api models (leniently), sorted like kubectl get."""
     out = []
-    for obj in sorted(schedules, key=facts.key_of):
-        spec, status = facts.spec(obj), facts.status(obj)
-        last = facts.parse_time(status.get("lastScheduleTime"))
-        created = facts.created_at(obj)
+    for obj in sorted(schedules, key=objects.key_of):
+        spec = objects.lenient(ScheduleSpec, objects.spec(obj))
+        status = objects.lenient(ScheduleStatus, objects.status(obj))
+        why = objects.annotations_of(obj).get(UNSCHEDULE_REASON_ANNOTATION) or (
+            status.lastUnschedule.reason if status.lastUnschedule else None)
         out.append({
-            "name": facts.name_of(obj),
-            "namespace": facts.namespace_of(obj),
-            "schedule": spec.get("schedule"),
-            "timeZone": spec.get("timeZone") or "UTC",
-            "suspend": bool(spec.get("suspend")),
-            "reason": facts.annotations_of(obj).get(UNSCHEDULE_REASON_ANNOTATION)
-            or (status.get("lastUnschedule") or {}).get("reason") if spec.get("suspend") else None,
-            "active": [a.get("name") for a in status.get("active") or [] if isinstance(a, dict)],
-            "lastScheduleTime": status.get("lastScheduleTime"),
-            "lastAgo": human_age((now - last).total_seconds()) if last else None,
-            "nextScheduleTime": status.get("nextScheduleTime"),
-            "age": human_age((now - created).total_seconds()) if created else None,
+            "name": objects.name_of(obj),
+            "namespace": objects.namespace_of(obj),
+            "schedule": spec.schedule,
+            "timeZone": spec.timeZone or "UTC",
+            "suspend": spec.suspend,
+            "reason": why if spec.suspend else None,
+            "active": [active.name for active in status.active],
+            "lastScheduleTime": status.lastScheduleTime,
+            "lastAgo": age(parse_time(status.lastScheduleTime), now),
+            "nextScheduleTime": status.nextScheduleTime,
+            "age": age(objects.created_at(obj), now),
         })
     return out

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from flux_api import CancelRequest, Phase
 from pydantic import ValidationError
 
-from flux_cli import facts
+from flux_cli import objects
 from flux_cli.durations import format_duration
-from flux_cli.errors import ArgumentError
-from flux_cli.family import Node
+from flux_cli.errors import ArgumentError, ExitCode
+from flux_cli.executions.family import Node
+from flux_cli.objects import GONE
 
 DEFAULT_REASON = "Cancelled by user"
-# Seen while waiting: the execution was deleted, so it is certainly no longer running.
-GONE = "Deleted"
-
-
-class ExitCode(IntEnum):
-    OK = 0
-    ERROR = 1
-    ALREADY_FINISHED = 3
-    TIMEOUT = 4
-
-
 # Worst first: with several targets the command exits with the worst of their codes.
 SEVERITY = (ExitCode.ERROR, ExitCode.TIMEOUT, ExitCode.ALREADY_FINISHED, ExitCode.OK)
 
@@ -65,9 +55,9 @@ def verdict(obj: dict[str, Any]) -> Verdict:
 
     spec.cancel is immutable once set, so it is never patched a second time.
     """
-    if facts.is_terminal(obj):
+    if objects.is_terminal(obj):
         return Verdict.ALREADY_FINISHED
-    if facts.spec_cancel(obj) is not None:
+    if objects.spec_cancel(obj) is not None:
         return Verdict.ALREADY_CANCELLING
     return Verdict.CANCEL
 
@@ -128,16 +118,16 @@ class CancelResult:
 
 def plan(obj: dict[str, Any], tree: Node | None, reason: str, cascade: bool, dry_run: bool = False) -> CancelResult:
     """The result as if the patch (if any) succeeds; `tree` is the execution with its descendants."""
-    result = CancelResult(name=facts.name_of(obj), namespace=facts.namespace_of(obj), phase=facts.phase_of(obj))
+    result = CancelResult(name=objects.name_of(obj), namespace=objects.namespace_of(obj), phase=objects.phase_of(obj))
     result.dry_run = dry_run
     action = verdict(obj)
     if action is Verdict.ALREADY_FINISHED:
         result.already_finished = True
-        result.reason = facts.reason_of(obj)
+        result.reason = objects.reason_of(obj)
         result.message = f"already finished ({result.phase})"
     elif action is Verdict.ALREADY_CANCELLING:
         result.already_cancelling = True
-        result.reason = (facts.spec_cancel(obj) or {}).get("reason")
+        result.reason = (objects.spec_cancel(obj) or {}).get("reason")
         result.message = "already cancelling (a cancel cannot be changed once requested)"
     else:
         result.accepted = True
@@ -203,4 +193,4 @@ def apply_wait(result: CancelResult, phases: Mapping[tuple[str, str], str | None
 
 def is_over(phase: str | None) -> bool:
     """Terminal, or deleted."""
-    return phase == GONE or facts.is_terminal_phase(phase)
+    return phase == GONE or objects.is_terminal_phase(phase)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flux_cli import facts
+from flux_cli import objects
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Node:
 
     @property
     def terminal(self) -> bool:
-        return facts.is_terminal_phase(self.phase)
+        return objects.is_terminal_phase(self.phase)
 
     def walk(self) -> Iterator[Node]:
         """This node, then every descendant, depth first."""
@@ -53,10 +53,10 @@ def children_index(executions: Iterable[dict[str, Any]]) -> ChildrenIndex:
     """(namespace, parent name) -> child objects, sorted by name for stable output."""
     index: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for obj in executions:
-        parent = facts.parent_of(obj)
+        parent = objects.parent_of(obj)
         if parent:
-            index[(facts.namespace_of(obj), parent)].append(obj)
-    return {key: sorted(children, key=facts.name_of) for key, children in index.items()}
+            index[(objects.namespace_of(obj), parent)].append(obj)
+    return {key: sorted(children, key=objects.name_of) for key, children in index.items()}
 
 
 def build_tree(root: dict[str, Any], executions: Iterable[dict[str, Any]]) -> Node:
@@ -65,12 +65,12 @@ def build_tree(root: dict[str, Any], executions: Iterable[dict[str, Any]]) -> No
 
 
 def _build(obj: dict[str, Any], index: ChildrenIndex, seen: set[tuple[str, str]]) -> Node:
-    key = facts.key_of(obj)
+    key = objects.key_of(obj)
     # A hand-edited label could form a loop; each execution appears once.
     seen.add(key)
-    node = Node(name=key[1], namespace=key[0], phase=facts.phase_of(obj), reason=facts.reason_of(obj))
+    node = Node(name=key[1], namespace=key[0], phase=objects.phase_of(obj), reason=objects.reason_of(obj))
     for child in index.get(key, []):
-        if facts.key_of(child) not in seen:
+        if objects.key_of(child) not in seen:
             node.children.append(_build(child, index, seen))
     return node
 
@@ -90,10 +90,10 @@ def attach_pods(root: Node, pods: Iterable[dict[str, Any]]) -> None:
     """Hang each pod under the execution named by its execution label."""
     by_execution: dict[tuple[str, str], list[PodRef]] = defaultdict(list)
     for pod in pods:
-        owner = facts.execution_label_of(pod)
+        owner = objects.execution_label_of(pod)
         if owner:
-            phase = facts.status(pod).get("phase")
-            by_execution[(facts.namespace_of(pod), owner)].append(PodRef(facts.name_of(pod), phase))
+            phase = objects.status(pod).get("phase")
+            by_execution[(objects.namespace_of(pod), owner)].append(PodRef(objects.name_of(pod), phase))
     for node in root.walk():
         node.pods = sorted(by_execution.get((node.namespace, node.name), []), key=lambda pod: pod.name)
 
