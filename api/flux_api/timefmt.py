@@ -24,9 +24,12 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def parse_time(text: str | None) -> datetime | None:
+def parse_time(text: str | datetime | None) -> datetime | None:
     """Parses what the API server and our roles write; None for absent, malformed or out-of-range text.
-    Never raises, whatever the text."""
+    Never raises, whatever the text. A datetime (a model's Stamp, parsed already) is taken as it is."""
+    if isinstance(text, datetime):
+        moment = text if text.tzinfo else text.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc) if FIRST_YEAR <= moment.year <= LAST_YEAR else None
     if not text or not isinstance(text, str) or len(text) > _LONGEST:
         return None
     try:

@@ -213,8 +213,8 @@ def waiting_reason(obj: Mapping[str, Any]) -> str | None:
     if phase_of(obj) != Phase.PENDING:
         return None
     st = status_model(obj)
-    if st.nextRetryAt:
-        return f"retry {st.retries} at {st.nextRetryAt}"
+    if st.nextRetryAt:  # shown as the operator wrote it
+        return f"retry {st.retries} at {status(obj).get('nextRetryAt')}"
     started = condition(obj, STARTED)
     if started is None or started.status != "False" or started.reason not in WAITING_REASONS:
         return None

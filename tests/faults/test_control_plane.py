@@ -55,7 +55,9 @@ def test_apiserver_restarted_mid_cancel(fx, operators, faults, result):
                 + ", ".join(f"{n}={(final[n].get('cancellation') or {}).get('outcome')}" for n in names))
     outcomes = {n: (final[n].get("phase"), (final[n].get("cancellation") or {}).get("outcome")) for n in names}
     assert all(phase == "Cancelled" for phase, _ in outcomes.values()), f"lost cancels: {outcomes}"
-    assert all(outcomes[n][1] == "Killed" for n in stubborn), outcomes
+    # The stubborn ones' grace ends while the API server is down: the node reports the kill once it is back,
+    # and if that report comes after the escalation margin the operator force-deletes (both are honest).
+    assert all(outcomes[n][1] in ("Killed", "ForceDeleted") for n in stubborn), outcomes
     for name in names:
         events = fx.events(name)
         counts = {r: events.count(r) for r in ("CancelRequested", "Signalled", "Cancelled")}

@@ -12,7 +12,6 @@ from typing import Any
 
 from flux_api.names import SCHEDULE_LABEL, UNSCHEDULE_REASON_ANNOTATION
 from flux_api.schedule import ScheduleSpec, ScheduleStatus
-from flux_api.timefmt import parse_time
 
 from flux_cli import objects
 from flux_cli.durations import age
@@ -92,9 +91,9 @@ def rows(schedules: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]
             "suspend": spec.suspend,
             "reason": why if spec.suspend else None,
             "active": [active.name for active in status.active],
-            "lastScheduleTime": status.lastScheduleTime,
-            "lastAgo": age(parse_time(status.lastScheduleTime), now),
-            "nextScheduleTime": status.nextScheduleTime,
+            "lastScheduleTime": objects.status(obj).get("lastScheduleTime") if status.lastScheduleTime else None,
+            "lastAgo": age(status.lastScheduleTime, now),
+            "nextScheduleTime": objects.status(obj).get("nextScheduleTime") if status.nextScheduleTime else None,
             "age": age(objects.created_at(obj), now),
         })
     return out

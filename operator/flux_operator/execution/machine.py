@@ -15,7 +15,7 @@ from datetime import datetime
 
 from flux_api import TERMINAL_PHASES, Cancellation, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
-from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED
+from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, StartedReason
 from flux_api.events import EventReason
 from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
@@ -170,7 +170,7 @@ def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> No
         plan.status.set(nextRetryAt=None)
     if (ex.status.message or "").startswith(WAITING):
         plan.status.set(message=None)  # it waited (a start time, a full quota): no longer
-    plan.condition(ex, now, STARTED, True, "RunnerStarted", f"runner pod {pod_name} started")
+    plan.condition(ex, now, STARTED, True, StartedReason.RUNNER_STARTED, f"runner pod {pod_name} started")
     plan.event(EventReason.STARTED if not ex.status.retries else EventReason.RETRY_STARTED,
                f"runner pod {pod_name} started", key=str(ex.status.retries or ""))
 
@@ -188,9 +188,9 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
             return
         _start_runner(ex, pod_name, memory, plan, now)
         return
-    reason = "RetryBackoff" if timing.in_backoff(ex) else "StartAtNotReached"
+    reason = StartedReason.RETRY_BACKOFF if timing.in_backoff(ex) else StartedReason.START_AT_NOT_REACHED
     message = f"waiting: starts at {format_time(wait)}"
-    if reason == "StartAtNotReached" and ex.status.message != message:
+    if reason is StartedReason.START_AT_NOT_REACHED and ex.status.message != message:
         plan.status.set(message=message)
         plan.condition(ex, now, STARTED, False, reason, message)
 
@@ -212,7 +212,7 @@ def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView
         plan.status.set(checkpoint={"state": Phase.RUNNING, "error": None, "result": None})
     if pod is not None and not pod.terminating:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # it has finished: nothing to wait for
-    plan.condition(ex, now, STARTED, False, "RetryBackoff", message)
+    plan.condition(ex, now, STARTED, False, StartedReason.RETRY_BACKOFF, message)
     plan.event(EventReason.RETRY_SCHEDULED, message, "Warning", key=str(retries))
 
 

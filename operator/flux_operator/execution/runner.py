@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from flux_api import Execution
-from flux_api.conditions import STARTED
+from flux_api.conditions import STARTED, StartedReason
 from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.types import RunnerObjects
@@ -118,7 +118,7 @@ def pod_pending(ex: Execution, memory: Memory) -> bool:
 
 def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None:
     """Pending, saying why and that it is retried: once per message."""
-    reason = "QuotaExceeded" if refused.failure is Failure.QUOTA else "RunnerDelayed"
+    reason = StartedReason.QUOTA_EXCEEDED if refused.failure is Failure.QUOTA else StartedReason.RUNNER_DELAYED
     message = (f"{WAITING}could not create the runner's {refused.what} ({refused.failure}: "
                f"{refused.message[:400]}); retrying with backoff")
     if ex.status.message != message:
