@@ -78,7 +78,7 @@ class OperatorProcess:
             wait_for(lambda: self._healthy(error), timeout=timeout, interval=interval, what="operator liveness",
                      error=error)
 
-    def _healthy(self, error: type[Exception]) -> bool:
+    def _healthy(self, error: type[Exception] = AssertionError) -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
                 return r.status == 200
