@@ -127,15 +127,20 @@ def _strip_titles(node: Any) -> Any:
     return node
 
 
+def _conditions_by_type(status: dict[str, Any]) -> None:
+    """Conditions are a map keyed by type: a server-side apply merges them one by one."""
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+
+
 def open_api_schema() -> dict[str, Any]:
     spec = _schema_of(ExecutionSpec)
     spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE]
     crd_rules.add_spec_rules(spec)
     status = _schema_of(ExecutionStatus)
     status["x-kubernetes-validations"] = [TERMINAL_IS_FINAL, CANCELLING_HAS_CANCELLATION]
-    conditions = status["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    _conditions_by_type(status)
     return _strip_titles({
         "type": "object",
         "description": "A workflow execution run by the flux operator. Cancel it by setting spec.cancel.",
@@ -163,9 +168,7 @@ def schedule_schema() -> dict[str, Any]:
     template_meta["labels"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_LABELS_RULE]
     template_meta["annotations"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_ANNOTATIONS_RULE]
     status = _schema_of(ScheduleStatus)
-    conditions = status["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    _conditions_by_type(status)
     return _strip_titles({
         "type": "object",
         "description": "Starts an Execution from its template at every time its cron expression names.",
