@@ -17,8 +17,9 @@ import pytest
 from aiohttp import web
 from flux_api import nesting
 from flux_operator import boundary
-from kopf._cogs.clients import auth, fetching, watching
-from kopf._cogs.structs import credentials, references
+from kopf._cogs.clients import fetching, watching
+from kopf._cogs.structs import references
+from tests.operator.builders import use_server
 
 pytestmark = pytest.mark.unit
 
@@ -70,9 +71,7 @@ async def api_server(unused_port_host: str = "127.0.0.1"):
 
 async def list_then_watch(events: int) -> list:
     runner, server = await api_server()
-    vault = credentials.Vault()
-    await vault.populate({"test": credentials.ConnectionInfo(server=server)})
-    auth.vault_var.set(vault)
+    vault = await use_server(server)
     settings = kopf.OperatorSettings()
     settings.watching.chunk_size = 1
     seen: list = []
