@@ -4,21 +4,18 @@ or deep ones; an action that needs a large value reads the object once; a deep o
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import pytest
 from flux_api import nesting
 from flux_operator import payloads
-from flux_operator.builders import RunnerSettings
-from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore, trim_schedule
 from flux_operator.world import World, trim_execution
 from fluxtest.fakeapi import FakeKubeApi
+from tests.operator.builders import NOW, api, reconciler, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 PADDING = 1_400_000  # the issue's ~1.4 MB podTemplate
 
 
@@ -48,27 +45,6 @@ def running_pod(name="job") -> dict:
                          "labels": {"workflows.flux.dev/execution": name},
                          "ownerReferences": [{"uid": f"uid-{name}", "controller": True, "kind": "Execution"}]},
             "status": {"phase": "Running", "containerStatuses": [{"state": {"running": {}}, "restartCount": 0}]}}
-
-
-@pytest.fixture
-def api() -> FakeKubeApi:
-    return FakeKubeApi()
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture
-def reconciler(world, api) -> Reconciler:
-    return Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: NOW)
-
-
-def seed(api, world, obj) -> dict:
-    stored = api.put(obj)
-    world.execution_seen(stored)
-    return stored
 
 
 # --- what is kept ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from flux_api.errors import Failure
@@ -14,12 +14,10 @@ from flux_operator.ownership import token_hash
 from flux_operator.reconcile import Reconciler
 from flux_operator.workqueue import WorkQueue
 from flux_operator.world import World
-from fluxtest.fakeapi import FakeKubeApi
+from tests.operator.builders import KEY, NOW, Clock, api, reconciler, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
-KEY = ("ns", "job")
 
 
 def execution(name="job", phase=None, cancel=None, deadline=None, started=None, uid=None, labels=None,
@@ -44,19 +42,6 @@ def execution(name="job", phase=None, cancel=None, deadline=None, started=None, 
             "status": status}
 
 
-class Clock:
-    """The reconciler's clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def pod(name="job", uid="pod-uid", owner="uid-job", terminating=False, running=True) -> dict:
     meta = {"name": f"{name}-runner", "namespace": "ns", "uid": uid,
             "labels": {"workflows.flux.dev/execution": name},
@@ -68,25 +53,6 @@ def pod(name="job", uid="pod-uid", owner="uid-job", terminating=False, running=T
                                          "containerStatuses": statuses}}
 
 
-@pytest.fixture
-def api() -> FakeKubeApi:
-    return FakeKubeApi()
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture
-def reconciler(world, api) -> Reconciler:
-    return Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: NOW)
-
-
-def seed(api: FakeKubeApi, world: World, obj: dict) -> dict:
-    stored = api.put(obj)
-    world.execution_seen(stored)
-    return stored
 
 
 def test_new_execution_records_its_creation_tokens_then_creates_its_runner(api, world, reconciler):
