@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import kopf
 import pytest
 from flux_operator import handlers
 from flux_operator.schedule_shell import ScheduleStore
-from flux_operator.world import World
+from tests.operator.builders import memo
 
 pytestmark = pytest.mark.unit
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.keys: list = []
-
-    def enqueue(self, keys) -> None:
-        self.keys.extend(k for k in keys if k is not None)
-
-
-def memo() -> kopf.Memo:
-    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder(), schedules=ScheduleStore(),
-                                             schedule_controller=Recorder()))
 
 
 def execution(name: str, parent: str | None = None) -> dict:

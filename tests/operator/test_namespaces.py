@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from types import SimpleNamespace
 
 import kopf
 import pytest
@@ -17,6 +16,7 @@ from flux_operator.workqueue import Result
 from flux_operator.schedule_shell import ScheduleStore
 from flux_operator.world import World
 from fluxtest.fakeapi import FakeKubeApi
+from tests.operator import builders
 
 pytestmark = pytest.mark.unit
 
@@ -152,17 +152,8 @@ def test_a_schedule_in_a_namespace_not_served_gets_one_notice() -> None:
 
 # --- the namespace watch -----------------------------------------------------------------------------
 
-class Recorder:
-    def __init__(self) -> None:
-        self.keys: list = []
-
-    def enqueue(self, keys) -> None:
-        self.keys.extend(k for k in keys if k is not None)
-
-
 def memo() -> kopf.Memo:
-    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder(), schedules=ScheduleStore(),
-                                             schedule_controller=Recorder(), namespaces=Namespaces()))
+    return builders.memo(namespaces=Namespaces())
 
 
 def test_labelling_a_namespace_names_every_execution_in_it_and_nothing_elsewhere() -> None:
