@@ -6,6 +6,7 @@ fixtures imports them by name, as tests/cluster does for its own (`# noqa: F401 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -107,6 +108,11 @@ def memo(**more: Any) -> kopf.Memo:
     """kopf's memo as the operator fills it, with recorders for controllers (plus `more` on the runtime)."""
     return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder(), schedules=ScheduleStore(),
                                              schedule_controller=Recorder(), **more))
+
+
+def deliver(handler, kind: str | None, obj: dict, memo: kopf.Memo) -> None:
+    """What kopf does with a watch event of this `kind` ("ADDED", "MODIFIED", "DELETED"; None: a listing)."""
+    asyncio.run(handler(event={"type": kind, "object": obj}, memo=memo))
 
 
 async def use_server(server: str) -> credentials.Vault:

@@ -54,6 +54,12 @@ def requests(*names: str) -> list[dict]:
     return [{"name": n, "workflow": "a.b:c"} for n in names]
 
 
+def asked(name: str, memory: Memory) -> Execution:
+    """`job` after its first decision on a request for the child `name`: the token's hash recorded."""
+    ex = job(spawnRequests=requests(name))
+    return apply(ex, decide(ex, POD, [], NOW, memory))
+
+
 FORGED = [kid(f"job-forged-{i}", phase="Pending") for i in range(MAX_CHILDREN + 1)]
 
 
@@ -117,8 +123,7 @@ def test_a_create_not_seen_yet_is_sent_again_with_the_same_token():
 
 def test_a_restart_between_the_create_and_the_record_still_recognises_the_child():
     """The operator recorded t1's hash, created the child with t1, and died before recording its UID."""
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              tokens()))
+    ex = asked("job-a", tokens())
     restarted = Memory(new_token=lambda: "fresh")  # the successor never knew t1
     actions = decide(ex, POD, [kid("job-a", token="t1")], NOW, restarted)
     assert status_patch(actions)["children"][0]["uid"] == "uid-job-a"
@@ -126,8 +131,7 @@ def test_a_restart_between_the_create_and_the_record_still_recognises_the_child(
 
 
 def test_a_restart_before_the_create_adds_a_token_and_keeps_the_old_one():
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              tokens()))
+    ex = asked("job-a", tokens())
     actions = decide(ex, POD, [], NOW, Memory(new_token=lambda: "fresh"))
     assert status_patch(actions)["children"][0]["tokens"] == [token_hash("t1"), token_hash("fresh")]
     assert of(actions, CreateChild)[0].token == "fresh"
@@ -157,8 +161,7 @@ def test_a_name_taken_by_an_execution_the_operator_did_not_make_is_refused_clear
 
 def test_a_name_taken_after_the_intent_by_someone_else_is_refused_too():
     memory = tokens()
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              memory))
+    ex = asked("job-a", memory)
     actions = decide(ex, POD, [kid("job-a", token="not-t1")], NOW, memory)
     assert status_patch(actions)["children"][0]["reason"] == "NameTaken"
 
@@ -196,8 +199,7 @@ def test_the_cap_counts_refused_names_too():
 
 def test_a_child_the_api_server_refuses_for_good_is_failed_with_its_message():
     memory = tokens()
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              memory))
+    ex = asked("job-a", memory)
     memory.refusals["child/job-a"] = refusal("child job-a", Failure.FORBIDDEN, "denied by policy x", NOW, None)
     actions = decide(ex, POD, [], NOW, memory)
     entry = status_patch(actions)["children"][0]
@@ -207,8 +209,7 @@ def test_a_child_the_api_server_refuses_for_good_is_failed_with_its_message():
 
 def test_a_child_refused_for_now_is_retried_after_its_backoff():
     memory = tokens()
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              memory))
+    ex = asked("job-a", memory)
     memory.refusals["child/job-a"] = refusal("child job-a", Failure.QUOTA, "exceeded quota", NOW, None)
     assert not of(decide(ex, POD, [], NOW, memory), CreateChild)
     assert of(decide(ex, POD, [], NOW + timedelta(seconds=2), memory), CreateChild)
