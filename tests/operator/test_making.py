@@ -13,8 +13,7 @@ from flux_operator.metrics import Metrics
 from flux_operator.ownership import token_hash
 from flux_operator.reconcile import Reconciler
 from fluxtest.fakeapi import FakeKubeApi
-from tests.operator.builders import KEY, Clock, api, seed, world  # noqa: F401 (fixtures)
-from tests.operator.test_reconcile import execution, pod
+from tests.operator.builders import KEY, Clock, api, execution, pod, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit
 
