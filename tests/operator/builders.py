@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 import pytest
+from aiohttp import web
 from flux_api import Execution
 from flux_operator.builders import RunnerSettings
 from flux_operator.execution.machine import PatchStatus
@@ -152,6 +153,18 @@ def memo(**more: Any) -> kopf.Memo:
 def deliver(handler, kind: str | None, obj: dict, memo: kopf.Memo) -> None:
     """What kopf does with a watch event of this `kind` ("ADDED", "MODIFIED", "DELETED"; None: a listing)."""
     asyncio.run(handler(event={"type": kind, "object": obj}, memo=memo))
+
+
+async def serve(executions, host: str = "127.0.0.1") -> tuple[web.AppRunner, str]:
+    """An API server whose only route is the Executions of namespace ns, answered by `executions`; the caller
+    cleans the runner up."""
+    app = web.Application()
+    app.router.add_get("/apis/workflows.flux.dev/v1alpha1/namespaces/ns/executions", executions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    return runner, f"http://{host}:{site._server.sockets[0].getsockname()[1]}"
 
 
 async def use_server(server: str) -> credentials.Vault:

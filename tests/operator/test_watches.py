@@ -20,7 +20,7 @@ from kopf._cogs.clients.errors import APIForbiddenError
 from kopf._cogs.clients import watching as kopf_watching
 from kopf._core.reactor import queueing
 from kopf._cogs.structs import references
-from tests.operator.builders import Clock, use_server
+from tests.operator.builders import Clock, serve, use_server
 
 pytestmark = pytest.mark.unit
 
@@ -162,13 +162,7 @@ async def api_server(watches_served: list[str], over: asyncio.Event | None = Non
             await over.wait()
         return response
 
-    app = web.Application()
-    app.router.add_get("/apis/workflows.flux.dev/v1alpha1/namespaces/ns/executions", executions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    return await serve(executions)
 
 
 def test_kopfs_own_watcher_dies_on_an_error_event_and_is_restarted() -> None:
