@@ -127,15 +127,20 @@ def _strip_titles(node: Any) -> Any:
     return node
 
 
+def _conditions_by_type(status: dict[str, Any]) -> None:
+    """Conditions are a map keyed by type: a server-side apply merges them one by one."""
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+
+
 def open_api_schema() -> dict[str, Any]:
     spec = _schema_of(ExecutionSpec)
     spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE]
     crd_rules.add_spec_rules(spec)
     status = _schema_of(ExecutionStatus)
     status["x-kubernetes-validations"] = [TERMINAL_IS_FINAL, CANCELLING_HAS_CANCELLATION]
-    conditions = status["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    _conditions_by_type(status)
     return _strip_titles({
         "type": "object",
         "description": "A workflow execution run by the flux operator. Cancel it by setting spec.cancel.",
@@ -163,9 +168,7 @@ def schedule_schema() -> dict[str, Any]:
     template_meta["labels"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_LABELS_RULE]
     template_meta["annotations"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_ANNOTATIONS_RULE]
     status = _schema_of(ScheduleStatus)
-    conditions = status["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    _conditions_by_type(status)
     return _strip_titles({
         "type": "object",
         "description": "Starts an Execution from its template at every time its cron expression names.",
@@ -176,62 +179,52 @@ def schedule_schema() -> dict[str, Any]:
     })
 
 
-def schedule_crd() -> dict[str, Any]:
+def _namespaced_crd(kind: str, plural: str, singular: str, short_names: list[str], schema: dict[str, Any],
+                    columns: list[dict[str, Any]], **version: Any) -> dict[str, Any]:
+    """A namespaced CRD of one version, with a status subresource; `version` adds to that version's fields."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{SCHEDULE_PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"kind": SCHEDULE_KIND, "listKind": f"{SCHEDULE_KIND}List", "plural": SCHEDULE_PLURAL,
-                      "singular": SCHEDULE_SINGULAR, "shortNames": SCHEDULE_SHORT_NAMES, "categories": ["flux"]},
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": singular,
+                      "shortNames": short_names, "categories": ["flux"]},
             "versions": [{
                 "name": VERSION,
                 "served": True,
                 "storage": True,
                 "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": schedule_schema()},
-                "additionalPrinterColumns": [
-                    {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
-                    {"name": "TimeZone", "type": "string", "jsonPath": ".spec.timeZone"},
-                    {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
-                    {"name": "Active", "type": "integer", "jsonPath": ".status.active.length()", "priority": 1},
-                    {"name": "Last", "type": "date", "jsonPath": ".status.lastScheduleTime"},
-                    {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
+                "schema": {"openAPIV3Schema": schema},
+                **version,
+                "additionalPrinterColumns": columns,
             }],
         },
     }
+
+
+def schedule_crd() -> dict[str, Any]:
+    return _namespaced_crd(SCHEDULE_KIND, SCHEDULE_PLURAL, SCHEDULE_SINGULAR, SCHEDULE_SHORT_NAMES,
+                           schedule_schema(), [
+                               {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+                               {"name": "TimeZone", "type": "string", "jsonPath": ".spec.timeZone"},
+                               {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+                               {"name": "Active", "type": "integer", "jsonPath": ".status.active.length()",
+                                "priority": 1},
+                               {"name": "Last", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+                               {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime"},
+                               {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                           ])
 
 
 def crd() -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": SINGULAR,
-                      "shortNames": SHORT_NAMES, "categories": ["flux"]},
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": open_api_schema()},
-                "selectableFields": [{"jsonPath": ".status.phase"}, {"jsonPath": ".spec.workflow"}],
-                "additionalPrinterColumns": [
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Reason", "type": "string", "jsonPath": ".status.cancellation.reason"},
-                    {"name": "Workflow", "type": "string", "jsonPath": ".spec.workflow", "priority": 1},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-            }],
-        },
-    }
+    return _namespaced_crd(KIND, PLURAL, SINGULAR, SHORT_NAMES, open_api_schema(), [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.cancellation.reason"},
+        {"name": "Workflow", "type": "string", "jsonPath": ".spec.workflow", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ], selectableFields=[{"jsonPath": ".status.phase"}, {"jsonPath": ".spec.workflow"}])
 
 
 def tenancy_crd() -> dict[str, Any]:

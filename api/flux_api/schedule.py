@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from flux_api.types import Condition, ExecutionSpec, PodMetadata, Stamp, _Model
+from flux_api.types import Condition, ExecutionSpec, PodMetadata, Stamp, _Model, _Object
 
 
 class ConcurrencyPolicy(StrEnum):
@@ -82,17 +82,6 @@ class ScheduleStatus(_Model):
                                         description="Runs being created (the operator's crash-safe intent).")
 
 
-class Schedule(_Model):
-    apiVersion: str | None = None
-    kind: str | None = None
-    metadata: dict = Field(default_factory=dict)
+class Schedule(_Object):
     spec: ScheduleSpec
     status: ScheduleStatus = Field(default_factory=ScheduleStatus)
-
-    @property
-    def name(self) -> str:
-        return self.metadata.get("name", "")
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.get("namespace", "")

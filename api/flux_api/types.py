@@ -359,14 +359,12 @@ class ExecutionStatus(_Model):
     unscheduleRequest: UnscheduleRequest | None = None
 
 
-class Execution(_Model):
-    """A whole object as read from the API: metadata stays a plain dict."""
+class _Object(_Model):
+    """A whole object as read from the API: metadata stays a plain dict (its subclass adds spec and status)."""
 
     apiVersion: str | None = None
     kind: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    spec: ExecutionSpec
-    status: ExecutionStatus = Field(default_factory=ExecutionStatus)
 
     @property
     def name(self) -> str:
@@ -375,6 +373,13 @@ class Execution(_Model):
     @property
     def namespace(self) -> str:
         return self.metadata.get("namespace", "")
+
+
+class Execution(_Object):
+    """A whole Execution as read from the API."""
+
+    spec: ExecutionSpec
+    status: ExecutionStatus = Field(default_factory=ExecutionStatus)
 
     @property
     def phase(self) -> Phase:

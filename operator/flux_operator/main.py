@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import socket
+from typing import Any
 
 import kopf
 import pydantic
@@ -33,13 +34,18 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _json(text: str) -> Any:
+    """A flag's text read as JSON: text that is not JSON is a usage error."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+
+
 def _resources(text: str) -> dict | None:
     if not text.strip():
         return None
-    try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    value = _json(text)
     if not isinstance(value, dict) or set(value) - {"requests", "limits"} or \
             not all(isinstance(v, dict) for v in value.values()):
         raise argparse.ArgumentTypeError('expected {"requests": {...}, "limits": {...}}')
@@ -63,10 +69,7 @@ def _pod_template(text: str) -> PodTemplate | None:
 def _egress(text: str) -> tuple[dict, ...] | None:
     if not text.strip():
         return None
-    try:
-        rules = json.loads(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    rules = _json(text)
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
         raise argparse.ArgumentTypeError("expected a JSON list of NetworkPolicy egress rules")
     if not rules:

@@ -113,32 +113,36 @@ class MetricsAccess:
         if scheme.lower() != "bearer" or not token.strip():
             return Verdict.UNAUTHENTICATED, "a bearer token is required"
         digest = hashlib.sha256(token.strip().encode()).hexdigest()  # tokens are never kept as they are
-        cached = self._callers.get(digest)
-        if cached is None:
-            if not self._budget.take():
-                return Verdict.UNAVAILABLE, "too many token reviews: try again shortly"
-            try:
-                self.on_review("token")
-                cached = self.token_review(token.strip()) or False
-            except ApiFailure as err:
-                return self._unavailable(f"cannot review the token: {err}")
-            self._callers.put(digest, cached, ALLOWED_TTL if cached else DENIED_TTL)
+        cached, unanswered = self._answer(self._callers, digest, "token", "the token",
+                                          lambda: self.token_review(token.strip()) or False)
+        if unanswered:
+            return unanswered
         if cached is False:
             return Verdict.UNAUTHENTICATED, "the token is not valid"
         caller: Caller = cached
-        allowed = self._decisions.get(caller)
-        if allowed is None:
-            if not self._budget.take():
-                return Verdict.UNAVAILABLE, "too many access reviews: try again shortly"
-            try:
-                self.on_review("access")
-                allowed = self.access_review(caller)
-            except ApiFailure as err:
-                return self._unavailable(f"cannot review access: {err}")
-            self._decisions.put(caller, allowed, ALLOWED_TTL if allowed else DENIED_TTL)
+        allowed, unanswered = self._answer(self._decisions, caller, "access", "access",
+                                           lambda: self.access_review(caller))
+        if unanswered:
+            return unanswered
         if not allowed:
             return Verdict.FORBIDDEN, f"{caller.user} may not get /metrics"
         return Verdict.ALLOWED, ""
+
+    def _answer(self, cache: TtlCache, key: Any, kind: str, subject: str,
+                review: Callable[[], Any]) -> tuple[Any, tuple[Verdict, str] | None]:
+        """A review's answer for `key`: cached, or asked within the budget and cached (a yes for ALLOWED_TTL, a no
+        for DENIED_TTL). (None, the verdict) when no answer can be had now."""
+        answer = cache.get(key)
+        if answer is None:
+            if not self._budget.take():
+                return None, (Verdict.UNAVAILABLE, f"too many {kind} reviews: try again shortly")
+            try:
+                self.on_review(kind)
+                answer = review()
+            except ApiFailure as err:
+                return None, self._unavailable(f"cannot review {subject}: {err}")
+            cache.put(key, answer, ALLOWED_TTL if answer else DENIED_TTL)
+        return answer, None
 
     def _unavailable(self, message: str) -> tuple[Verdict, str]:
         if message not in self._said:  # e.g. the operator may not create TokenReviews: say it once, loudly

@@ -17,8 +17,9 @@ import pytest
 from aiohttp import web
 from flux_api import nesting
 from flux_operator import boundary
-from kopf._cogs.clients import auth, fetching, watching
-from kopf._cogs.structs import credentials, references
+from kopf._cogs.clients import fetching, watching
+from kopf._cogs.structs import references
+from tests.operator.builders import serve, use_server
 
 pytestmark = pytest.mark.unit
 
@@ -58,21 +59,12 @@ async def api_server(unused_port_host: str = "127.0.0.1"):
                    '"items": [%s]}' % plain_object("plain", "9")
         return web.Response(text=body, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/apis/workflows.flux.dev/v1alpha1/namespaces/ns/executions", executions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, unused_port_host, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://{unused_port_host}:{port}"
+    return await serve(executions, unused_port_host)
 
 
 async def list_then_watch(events: int) -> list:
     runner, server = await api_server()
-    vault = credentials.Vault()
-    await vault.populate({"test": credentials.ConnectionInfo(server=server)})
-    auth.vault_var.set(vault)
+    vault = await use_server(server)
     settings = kopf.OperatorSettings()
     settings.watching.chunk_size = 1
     seen: list = []

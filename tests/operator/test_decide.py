@@ -20,11 +20,11 @@ from flux_operator.execution.machine import (
     decide,
     requested_at,
 )
-from flux_operator.ownership import Memory, token_hash
+from flux_operator.ownership import token_hash
+from tests.operator.builders import NOW, apply, of, status_patch, tokens
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 POD = "job-runner"
 
 
@@ -66,35 +66,12 @@ def parent(ex: Execution, *kids: Execution) -> Execution:
                                      "status": {**ex.status.model_dump(mode="json"), "children": entries}})
 
 
-def tokens() -> Memory:
-    """A Memory whose creation tokens are predictable: t1, t2, ..."""
-    count = iter(range(1, 1_000_000))
-    return Memory(new_token=lambda: f"t{next(count)}")
-
-
 def running_pod(**kw) -> PodView:
     return PodView(name=POD, phase="Running", started=True, **kw)
 
 
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
-
-
-def status_patch(actions) -> dict:
-    patches = of(actions, PatchStatus)
-    assert len(patches) <= 1
-    return patches[0].patch if patches else {}
-
-
 def events(actions) -> list[str]:
     return [a.reason for a in of(actions, EmitEvent)]
-
-
-def apply(ex: Execution, actions) -> Execution:
-    """What the API server would hold after the operator's status patch (merge semantics)."""
-    patch = status_patch(actions)
-    merged = {**ex.status.model_dump(exclude_none=True, mode="json"), **patch}
-    return Execution.model_validate({**ex.model_dump(mode="json"), "status": merged})
 
 
 # --- starting and running ---------------------------------------------------------------------------

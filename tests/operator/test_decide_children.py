@@ -3,7 +3,7 @@ names already taken and results too big end clearly (execution/children.py, owne
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,17 +14,12 @@ from flux_api.types import MAX_CHILDREN, MIRRORED_RESULTS_BUDGET
 from flux_operator.execution.machine import CancelChild, CreateChild, EmitEvent, PatchStatus, PodView, decide
 from flux_operator.ownership import Memory, refusal, token_hash
 from flux_operator.execution.children import _size, children_view
+from tests.operator.builders import NOW, apply, of, status_patch, tokens
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 POD = PodView("job-runner", phase="Running", started=True)
 BEYOND = "9999-12-31T23:59:59-23:59"
-
-
-def tokens() -> Memory:
-    count = iter(range(1, 1_000_000))
-    return Memory(new_token=lambda: f"t{next(count)}")
 
 
 def job(phase: str = "Running", **status: Any) -> Execution:
@@ -59,18 +54,10 @@ def requests(*names: str) -> list[dict]:
     return [{"name": n, "workflow": "a.b:c"} for n in names]
 
 
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
-
-
-def patch(actions) -> dict:
-    found = of(actions, PatchStatus)
-    return found[0].patch if found else {}
-
-
-def apply(ex: Execution, actions) -> Execution:
-    return Execution.model_validate({**ex.model_dump(mode="json"),
-                                     "status": {**ex.status.model_dump(mode="json"), **patch(actions)}})
+def asked(name: str, memory: Memory) -> Execution:
+    """`job` after its first decision on a request for the child `name`: the token's hash recorded."""
+    ex = job(spawnRequests=requests(name))
+    return apply(ex, decide(ex, POD, [], NOW, memory))
 
 
 FORGED = [kid(f"job-forged-{i}", phase="Pending") for i in range(MAX_CHILDREN + 1)]
@@ -84,31 +71,31 @@ def test_forged_children_are_not_children_on_any_path(case):
     actions = decide(ex, POD, FORGED, NOW, tokens())  # 51 of them: more than any status list holds
     assert not of(actions, CancelChild), "not the execution's to cancel"
     if case == "running":
-        assert "children" not in patch(actions)
+        assert "children" not in status_patch(actions)
         return
-    assert patch(actions)["phase"] == "Cancelling"
-    assert patch(actions)["cancellation"]["children"] == []
+    assert status_patch(actions)["phase"] == "Cancelling"
+    assert status_patch(actions)["cancellation"]["children"] == []
     done = decide(apply(ex, actions), None, FORGED, NOW, tokens())
-    assert patch(done)["phase"] == "Cancelled", "not waited for either"
+    assert status_patch(done)["phase"] == "Cancelled", "not waited for either"
 
 
 def test_a_recorded_child_under_another_uid_is_not_the_child():
     ex = job(children=[{"name": "job-a", "uid": "uid-job-a", "phase": "Running"}], cancel="stop")
     impostor = kid("job-a", uid="someone-else")
-    assert patch(decide(ex, POD, [impostor], NOW))["cancellation"]["children"] == []
+    assert status_patch(decide(ex, POD, [impostor], NOW))["cancellation"]["children"] == []
 
 
 def test_children_recorded_by_an_operator_before_tokens_are_still_recognised():
     ex = job(children=[{"name": "job-a", "phase": "Running"}], spawnRequests=requests("job-a"))
     actions = decide(ex, POD, [kid("job-a", phase="Succeeded", result=7)], NOW, tokens())
-    assert patch(actions)["children"] == [{"name": "job-a", "uid": "uid-job-a", "phase": "Succeeded", "result": 7}]
+    assert status_patch(actions)["children"] == [{"name": "job-a", "uid": "uid-job-a", "phase": "Succeeded", "result": 7}]
 
 
 # --- making children: the token's hash first, then the create, then the UID ------------------------------
 
 def test_a_new_request_records_its_token_then_creates_the_child_carrying_it():
     actions = decide(job(spawnRequests=requests("job-a")), POD, [], NOW, tokens())
-    assert patch(actions)["children"] == [{"name": "job-a", "phase": "Pending", "tokens": [token_hash("t1")]}]
+    assert status_patch(actions)["children"] == [{"name": "job-a", "phase": "Pending", "tokens": [token_hash("t1")]}]
     assert of(actions, CreateChild) == [CreateChild("job-a", "a.b:c", {}, "t1")]
     assert actions.index(of(actions, PatchStatus)[0]) < actions.index(of(actions, CreateChild)[0])
 
@@ -119,7 +106,7 @@ def test_the_made_child_is_recognised_by_its_token_and_its_uid_recorded():
     ex = apply(ex, decide(ex, POD, [], NOW, memory))
     made = kid("job-a", phase="Pending", token="t1")
     actions = decide(ex, POD, [made], NOW, memory)
-    assert patch(actions)["children"] == [{"name": "job-a", "uid": "uid-job-a", "phase": "Pending"}]
+    assert status_patch(actions)["children"] == [{"name": "job-a", "uid": "uid-job-a", "phase": "Pending"}]
     assert not of(actions, CreateChild)
     ex = apply(ex, actions)
     assert decide(ex, POD, [made], NOW, memory) == [], "level-triggered: nothing more to do"
@@ -131,24 +118,22 @@ def test_a_create_not_seen_yet_is_sent_again_with_the_same_token():
     ex = apply(ex, decide(ex, POD, [], NOW, memory))
     again = decide(ex, POD, [], NOW, memory)
     assert of(again, CreateChild) == [CreateChild("job-a", "a.b:c", {}, "t1")]
-    assert not patch(again), "the same token: nothing new to record"
+    assert not status_patch(again), "the same token: nothing new to record"
 
 
 def test_a_restart_between_the_create_and_the_record_still_recognises_the_child():
     """The operator recorded t1's hash, created the child with t1, and died before recording its UID."""
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              tokens()))
+    ex = asked("job-a", tokens())
     restarted = Memory(new_token=lambda: "fresh")  # the successor never knew t1
     actions = decide(ex, POD, [kid("job-a", token="t1")], NOW, restarted)
-    assert patch(actions)["children"][0]["uid"] == "uid-job-a"
+    assert status_patch(actions)["children"][0]["uid"] == "uid-job-a"
     assert not of(actions, CreateChild)
 
 
 def test_a_restart_before_the_create_adds_a_token_and_keeps_the_old_one():
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              tokens()))
+    ex = asked("job-a", tokens())
     actions = decide(ex, POD, [], NOW, Memory(new_token=lambda: "fresh"))
-    assert patch(actions)["children"][0]["tokens"] == [token_hash("t1"), token_hash("fresh")]
+    assert status_patch(actions)["children"][0]["tokens"] == [token_hash("t1"), token_hash("fresh")]
     assert of(actions, CreateChild)[0].token == "fresh"
 
 
@@ -164,7 +149,7 @@ def test_a_name_taken_by_an_execution_the_operator_did_not_make_is_refused_clear
     ex = job(spawnRequests=requests("job-a"))
     actions = decide(ex, POD, [squatter], NOW, memory)
     assert not of(actions, CreateChild)
-    entry = patch(actions)["children"][0]
+    entry = status_patch(actions)["children"][0]
     assert (entry["phase"], entry["reason"]) == ("Failed", "NameTaken")
     assert "job-a is taken" in entry["error"] and "name=" in entry["error"]
     assert [(e.reason, e.type, e.key) for e in of(actions, EmitEvent)] == [("SpawnConflict", "Warning", "job-a")]
@@ -176,17 +161,16 @@ def test_a_name_taken_by_an_execution_the_operator_did_not_make_is_refused_clear
 
 def test_a_name_taken_after_the_intent_by_someone_else_is_refused_too():
     memory = tokens()
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              memory))
+    ex = asked("job-a", memory)
     actions = decide(ex, POD, [kid("job-a", token="not-t1")], NOW, memory)
-    assert patch(actions)["children"][0]["reason"] == "NameTaken"
+    assert status_patch(actions)["children"][0]["reason"] == "NameTaken"
 
 
 def test_a_name_held_by_an_execution_being_deleted_is_waited_for():
     going = kid("job-a", owner=None, labels={}, deletionTimestamp="2026-11-21T11:59:59Z")
     actions = decide(job(spawnRequests=requests("job-a")), POD, [going], NOW, tokens())
     assert not of(actions, CreateChild) and not of(actions, EmitEvent)
-    assert patch(actions)["children"] == [{"name": "job-a", "phase": "Pending"}]
+    assert status_patch(actions)["children"] == [{"name": "job-a", "phase": "Pending"}]
 
 
 # --- the cap counts every name ever asked for -------------------------------------------------------------
@@ -199,35 +183,33 @@ def test_rewriting_spawn_requests_cannot_pass_the_cap():
     ex = job(children=full_house(), spawnRequests=requests(*(f"job-b{i}" for i in range(MAX_CHILDREN))))
     actions = decide(ex, POD, [], NOW, tokens())
     assert not of(actions, CreateChild)
-    assert "children" not in patch(actions) and patch(actions)["childrenRefused"] == MAX_CHILDREN
+    assert "children" not in status_patch(actions) and status_patch(actions)["childrenRefused"] == MAX_CHILDREN
     assert [(e.reason, e.key) for e in of(actions, EmitEvent)] == [("SpawnRefused", "limit")]
     assert "at most 50 children" in of(actions, EmitEvent)[0].message
-    assert patch(decide(apply(ex, actions), POD, [], NOW, tokens())) == {}
+    assert status_patch(decide(apply(ex, actions), POD, [], NOW, tokens())) == {}
 
 
 def test_the_cap_counts_refused_names_too():
     taken = [{"name": f"job-a{i}", "phase": "Failed", "reason": "NameTaken", "error": "x"} for i in range(MAX_CHILDREN)]
     actions = decide(job(children=taken, spawnRequests=requests("job-new")), POD, [], NOW, tokens())
-    assert patch(actions)["childrenRefused"] == 1 and not of(actions, CreateChild)
+    assert status_patch(actions)["childrenRefused"] == 1 and not of(actions, CreateChild)
 
 
 # --- children the API server refuses ----------------------------------------------------------------------
 
 def test_a_child_the_api_server_refuses_for_good_is_failed_with_its_message():
     memory = tokens()
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              memory))
+    ex = asked("job-a", memory)
     memory.refusals["child/job-a"] = refusal("child job-a", Failure.FORBIDDEN, "denied by policy x", NOW, None)
     actions = decide(ex, POD, [], NOW, memory)
-    entry = patch(actions)["children"][0]
+    entry = status_patch(actions)["children"][0]
     assert (entry["phase"], entry["reason"]) == ("Failed", "Refused") and "denied by policy x" in entry["error"]
     assert ("SpawnRefused", "Warning") in [(e.reason, e.type) for e in of(actions, EmitEvent)]
 
 
 def test_a_child_refused_for_now_is_retried_after_its_backoff():
     memory = tokens()
-    ex = apply(job(spawnRequests=requests("job-a")), decide(job(spawnRequests=requests("job-a")), POD, [], NOW,
-                                                              memory))
+    ex = asked("job-a", memory)
     memory.refusals["child/job-a"] = refusal("child job-a", Failure.QUOTA, "exceeded quota", NOW, None)
     assert not of(decide(ex, POD, [], NOW, memory), CreateChild)
     assert of(decide(ex, POD, [], NOW + timedelta(seconds=2), memory), CreateChild)
@@ -247,7 +229,7 @@ def test_results_past_the_budget_are_left_on_their_children():
     names = ("job-a", "job-b", "job-c")
     kids = [kid(n, phase="Succeeded", result=big(100)) for n in names]
     actions = decide(job(children=recorded(*names)), POD, kids, NOW, tokens())
-    children = patch(actions)["children"]
+    children = status_patch(actions)["children"]
     assert [("result" in c, c.get("resultOmitted")) for c in children] == [
         (True, None), (True, None), (False, _size(big(100)))]
     assert sum(_size(c["result"]) for c in children if "result" in c) <= MIRRORED_RESULTS_BUDGET
@@ -258,7 +240,7 @@ def test_a_mirrored_result_stays_when_a_later_one_would_not_fit():
     ex = job(children=[{"name": "job-b", "uid": "uid-job-b", "phase": "Succeeded", "result": big(200)},
                        *recorded("job-a")])
     kids = [kid("job-a", phase="Succeeded", result=big(100)), kid("job-b", phase="Succeeded", result=big(200))]
-    children = patch(decide(ex, POD, kids, NOW, tokens()))["children"]
+    children = status_patch(decide(ex, POD, kids, NOW, tokens()))["children"]
     assert children[0]["resultOmitted"] and "result" not in children[0]
     assert children[1]["result"] == big(200)
 
@@ -273,7 +255,7 @@ def test_a_result_that_cannot_be_encoded_counts_as_too_large():
 def test_a_childs_long_error_is_mirrored_shortened():
     failed = kid("job-a", phase="Failed")
     failed.status.message = "boom " * 2000
-    entry = patch(decide(job(children=recorded("job-a")), POD, [failed], NOW, tokens()))["children"][0]
+    entry = status_patch(decide(job(children=recorded("job-a")), POD, [failed], NOW, tokens()))["children"][0]
     assert entry["phase"] == "Failed" and len(entry["error"]) == 2048
 
 
@@ -289,7 +271,7 @@ def test_an_overflowing_runner_timestamp_does_not_stop_the_cancel():
     ex = apply(ex, decide(ex, POD, [], NOW - timedelta(seconds=2)))
     ex = Execution.model_validate({**ex.model_dump(mode="json"), "status": {
         **ex.status.model_dump(mode="json"), "checkpoint": {"state": "Cancelled", "updatedAt": BEYOND}}})
-    done = patch(decide(ex, None, [], NOW))
+    done = status_patch(decide(ex, None, [], NOW))
     assert done["phase"] == "Cancelled"
     assert done["cancellation"]["acknowledgedAt"] == "2026-11-21T12:00:00.000Z", "the operator's own time instead"
 
@@ -297,5 +279,5 @@ def test_an_overflowing_runner_timestamp_does_not_stop_the_cancel():
 def test_sixteen_foreign_conditions_leave_room_for_the_operators_own():
     foreign = [{"type": f"Other{i}", "status": "True", "reason": "R", "message": "",
                 "lastTransitionTime": "2026-11-21T11:00:00Z"} for i in range(16)]
-    conditions = patch(decide(job(cancel="stop", conditions=foreign), POD, [], NOW))["conditions"]
+    conditions = status_patch(decide(job(cancel="stop", conditions=foreign), POD, [], NOW))["conditions"]
     assert len(conditions) == 16 and conditions[-1]["type"] == "CancelRequested"

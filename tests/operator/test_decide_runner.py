@@ -3,25 +3,20 @@ or wait visibly, and retries that send only what is missing (execution/runner.py
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flux_api import Execution
 from flux_api.errors import Failure
-from flux_operator.execution.machine import EmitEvent, EnsureRunner, PatchStatus, PodView, decide
+from flux_operator.execution.machine import EmitEvent, EnsureRunner, PodView, decide
 from flux_operator.ownership import Memory, refusal, token_hash
+from tests.operator.builders import NOW, apply, of, status_patch, tokens
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 POD = "job-runner"
 ACCOUNT = ("serviceAccount", "role", "roleBinding")
-
-
-def tokens() -> Memory:
-    count = iter(range(1, 1_000_000))
-    return Memory(new_token=lambda: f"t{next(count)}")
 
 
 def job(**status: Any) -> Execution:
@@ -29,20 +24,6 @@ def job(**status: Any) -> Execution:
         "metadata": {"name": "job", "namespace": "ns", "uid": "uid-job", "generation": 1,
                      "creationTimestamp": "2026-11-21T11:58:00Z"},
         "spec": {"workflow": "pkg.mod:main", "gracePeriodSeconds": 30}, "status": status})
-
-
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
-
-
-def patch(actions) -> dict:
-    found = of(actions, PatchStatus)
-    return found[0].patch if found else {}
-
-
-def apply(ex: Execution, actions) -> Execution:
-    return Execution.model_validate({**ex.model_dump(mode="json"),
-                                     "status": {**ex.status.model_dump(mode="json"), **patch(actions)}})
 
 
 def started(memory: Memory) -> Execution:
@@ -59,7 +40,7 @@ def made_everything(memory: Memory) -> None:
 
 def test_a_new_execution_records_a_token_hash_for_each_object_then_asks_for_them():
     actions = decide(job(), None, [], NOW, tokens())
-    record = patch(actions)["runnerObjects"]
+    record = status_patch(actions)["runnerObjects"]
     ensure = of(actions, EnsureRunner)[0]
     assert [m.key for m in ensure.makes] == [*ACCOUNT, "pod"]
     for make in ensure.makes:
@@ -73,7 +54,7 @@ def test_waiting_for_a_start_time_records_nothing_to_make_but_marks_the_record()
                                    "spec": {"workflow": "pkg.mod:main", "startAt": "2026-11-21T13:00:00Z"}})
     actions = decide(ex, None, [], NOW, tokens())
     assert not of(actions, EnsureRunner)
-    assert patch(actions)["runnerObjects"] == {}
+    assert status_patch(actions)["runnerObjects"] == {}
 
 
 def test_objects_already_made_are_never_asked_for_again():
@@ -95,8 +76,8 @@ def test_the_pod_made_is_recognised_by_its_token_even_after_a_restart():
     assert pod_token == "t4"
     ours = PodView(POD, phase="Running", started=True, uid="p1", token="t4")
     actions = decide(ex, ours, [], NOW, Memory(new_token=lambda: "fresh"))
-    assert patch(actions)["phase"] == "Running"
-    assert patch(actions)["runnerObjects"]["pod"] == {"name": POD, "uid": "p1"}, "its UID recorded on the way"
+    assert status_patch(actions)["phase"] == "Running"
+    assert status_patch(actions)["runnerObjects"]["pod"] == {"name": POD, "uid": "p1"}, "its UID recorded on the way"
 
 
 @pytest.mark.parametrize("forged", [
@@ -106,7 +87,7 @@ def test_the_pod_made_is_recognised_by_its_token_even_after_a_restart():
 def test_a_pod_the_operator_did_not_make_is_never_taken_for_the_runner(forged):
     ex = started(tokens())
     actions = decide(ex, forged, [], NOW, tokens())
-    assert "phase" not in patch(actions), "not Running: it is not the runner"
+    assert "phase" not in status_patch(actions), "not Running: it is not the runner"
     assert of(actions, EnsureRunner), "the operator makes its own (and meets the forged one's name)"
 
 
@@ -115,7 +96,7 @@ def test_a_recorded_pod_uid_is_the_only_pod_of_that_record():
              runnerObjects={"pod": {"name": POD, "uid": "p1"}})
     assert decide(ex, PodView(POD, phase="Running", started=True, uid="p1"), [], NOW, tokens()) == []
     other = decide(ex, PodView(POD, phase="Running", started=True, uid="p2", token="t"), [], NOW, tokens())
-    assert patch(other)["resumes"] == 1, "the recorded pod is gone: the other one is no runner"
+    assert status_patch(other)["resumes"] == 1, "the recorded pod is gone: the other one is no runner"
 
 
 def test_an_execution_an_older_operator_started_keeps_its_pod():
@@ -131,7 +112,7 @@ def test_a_refusal_that_cannot_heal_fails_the_execution_with_the_api_servers_wor
     said = 'Pod "job-runner" is invalid: spec.tolerations[0].operator: Unsupported value: "Bogus"'
     memory.refusals["pod"] = refusal(f"Pod {POD}", Failure.INVALID, said, NOW, None)
     actions = decide(ex, None, [], NOW, memory)
-    status = patch(actions)
+    status = status_patch(actions)
     assert status["phase"] == "Failed" and said in status["message"]
     assert status["message"].startswith("RunnerRefused: the API server refused the runner's Pod job-runner")
     finished = next(c for c in status["conditions"] if c["type"] == "Finished")
@@ -147,7 +128,7 @@ def test_an_object_that_is_not_the_operators_fails_the_execution_naming_it():
         "ServiceAccount flux-runner-job", Failure.CONFLICT,
         "ServiceAccount flux-runner-job exists and was not made by the operator for this execution", NOW, None,
         permanent=True)
-    status = patch(decide(ex, None, [], NOW, memory))
+    status = status_patch(decide(ex, None, [], NOW, memory))
     assert status["phase"] == "Failed"
     assert status["message"] == ("RunnerRefused: ServiceAccount flux-runner-job exists and was not made by the "
                                  "operator for this execution")
@@ -159,13 +140,13 @@ def test_a_full_quota_waits_visibly_and_retries_only_the_pod_after_its_backoff()
     memory.made.update({k: f"uid-{k}" for k in ACCOUNT})
     memory.refusals["pod"] = refusal(f"Pod {POD}", Failure.QUOTA, "exceeded quota: pods, limited: pods=1", NOW, None)
     actions = decide(ex, None, [], NOW, memory)
-    status = patch(actions)
+    status = status_patch(actions)
     assert "phase" not in status and not of(actions, EnsureRunner)
     assert status["message"].startswith("waiting: could not create the runner's Pod job-runner (QuotaExceeded")
     assert next(c for c in status["conditions"] if c["type"] == "Started")["reason"] == "QuotaExceeded"
     assert status["runnerObjects"]["serviceAccount"]["uid"] == "uid-serviceAccount", "what was made is recorded"
     ex = apply(ex, actions)
-    assert patch(decide(ex, None, [], NOW, memory)) == {}, "said once"
+    assert status_patch(decide(ex, None, [], NOW, memory)) == {}, "said once"
     later = decide(ex, None, [], NOW + timedelta(seconds=1), memory)
     assert [m.key for m in of(later, EnsureRunner)[0].makes] == ["pod"]
 
@@ -186,7 +167,7 @@ def test_the_waiting_message_goes_once_the_runner_starts():
     ex = apply(ex, decide(ex, None, [], NOW, memory))
     del memory.refusals["pod"]
     memory.made["pod"] = "p1"
-    status = patch(decide(ex, PodView(POD, phase="Running", started=True, uid="p1"), [], NOW, memory))
+    status = status_patch(decide(ex, PodView(POD, phase="Running", started=True, uid="p1"), [], NOW, memory))
     assert status["phase"] == "Running" and status["message"] is None
 
 
@@ -198,7 +179,7 @@ def test_a_pod_not_made_yet_is_no_lost_pod_and_no_resume():
     ex = Execution.model_validate({**ex.model_dump(mode="json"),
                                    "status": {**ex.status.model_dump(mode="json"), "phase": "Running"}})
     actions = decide(ex, None, [], NOW, Memory(new_token=lambda: "fresh"))
-    assert "resumes" not in patch(actions)
+    assert "resumes" not in status_patch(actions)
     assert of(actions, EnsureRunner)
 
 
@@ -207,6 +188,6 @@ def test_a_lost_pod_is_replaced_under_a_new_token():
     ex = job(phase="Running", podName=POD, startedAt="2026-11-21T11:59:00Z",
              runnerObjects={**{k: {"uid": f"u-{k}"} for k in ACCOUNT}, "pod": {"name": POD, "uid": "p1"}})
     actions = decide(ex, None, [], NOW, memory)
-    assert patch(actions)["resumes"] == 1
-    assert patch(actions)["runnerObjects"]["pod"] == {"name": POD, "tokens": [token_hash("t1")]}
+    assert status_patch(actions)["resumes"] == 1
+    assert status_patch(actions)["runnerObjects"]["pod"] == {"name": POD, "tokens": [token_hash("t1")]}
     assert [(m.key, m.uids) for m in of(actions, EnsureRunner)[0].makes] == [("pod", ("p1",))]

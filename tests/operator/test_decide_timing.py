@@ -10,7 +10,8 @@ from flux_api.timefmt import format_time
 from flux_operator.execution import timing
 from flux_operator.execution.machine import DeleteExecution, DeletePod, EnsureRunner, PodView, decide
 
-from tests.operator.test_decide import NOW, apply, events, execution, of, running_pod, status_patch
+from tests.operator.builders import NOW, apply, of, status_patch
+from tests.operator.test_decide import events, execution, running_pod
 
 pytestmark = pytest.mark.unit
 

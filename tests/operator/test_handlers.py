@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import kopf
 import pytest
 from flux_operator import handlers
 from flux_operator.schedule_shell import ScheduleStore
-from flux_operator.world import World
+from tests.operator.builders import deliver, memo
 
 pytestmark = pytest.mark.unit
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.keys: list = []
-
-    def enqueue(self, keys) -> None:
-        self.keys.extend(k for k in keys if k is not None)
-
-
-def memo() -> kopf.Memo:
-    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder(), schedules=ScheduleStore(),
-                                             schedule_controller=Recorder()))
 
 
 def execution(name: str, parent: str | None = None) -> dict:
@@ -36,15 +22,15 @@ def execution(name: str, parent: str | None = None) -> dict:
 
 def test_an_execution_event_stores_it_and_names_it_and_its_parent() -> None:
     m = memo()
-    asyncio.run(handlers.execution_event(event={"type": "ADDED", "object": execution("kid", parent="job")}, memo=m))
+    deliver(handlers.execution_event, "ADDED", execution("kid", parent="job"), m)
     assert m.runtime.controller.keys == [("ns", "kid"), ("ns", "job")]
     assert m.runtime.world.keys() == [("ns", "kid")]
 
 
 def test_a_deleted_execution_leaves_the_world() -> None:
     m = memo()
-    asyncio.run(handlers.execution_event(event={"type": None, "object": execution("job")}, memo=m))
-    asyncio.run(handlers.execution_event(event={"type": "DELETED", "object": execution("job")}, memo=m))
+    deliver(handlers.execution_event, None, execution("job"), m)
+    deliver(handlers.execution_event, "DELETED", execution("job"), m)
     assert m.runtime.world.keys() == []
 
 
@@ -52,8 +38,8 @@ def test_a_pod_event_names_its_execution() -> None:
     m = memo()
     pod = {"metadata": {"name": "job-runner", "namespace": "ns", "uid": "p",
                         "labels": {"workflows.flux.dev/execution": "job"}}, "status": {"phase": "Running"}}
-    asyncio.run(handlers.runner_pod_event(event={"type": "MODIFIED", "object": pod}, memo=m))
-    asyncio.run(handlers.runner_pod_event(event={"type": "DELETED", "object": pod}, memo=m))
+    deliver(handlers.runner_pod_event, "MODIFIED", pod, m)
+    deliver(handlers.runner_pod_event, "DELETED", pod, m)
     assert m.runtime.controller.keys == [("ns", "job"), ("ns", "job")]
 
 
@@ -72,8 +58,8 @@ def test_a_run_of_a_schedule_names_the_schedule_too() -> None:
     m = memo()
     run = execution("nightly-29000000")
     run["metadata"]["labels"] = {"workflows.flux.dev/schedule": "nightly"}
-    asyncio.run(handlers.execution_event(event={"type": "MODIFIED", "object": run}, memo=m))
-    asyncio.run(handlers.execution_event(event={"type": "DELETED", "object": run}, memo=m))
+    deliver(handlers.execution_event, "MODIFIED", run, m)
+    deliver(handlers.execution_event, "DELETED", run, m)
     assert m.runtime.schedule_controller.keys == [("ns", "nightly"), ("ns", "nightly")]
 
 
@@ -81,9 +67,9 @@ def test_a_schedule_event_stores_it_and_names_it() -> None:
     m = memo()
     schedule = {"metadata": {"name": "nightly", "namespace": "ns", "uid": "s", "resourceVersion": "3"},
                 "spec": {"schedule": "@daily", "executionTemplate": {"spec": {"workflow": "a:b"}}}}
-    asyncio.run(handlers.schedule_event(event={"type": "ADDED", "object": schedule}, memo=m))
+    deliver(handlers.schedule_event, "ADDED", schedule, m)
     assert m.runtime.schedules.keys() == [("ns", "nightly")]
-    asyncio.run(handlers.schedule_event(event={"type": "DELETED", "object": schedule}, memo=m))
+    deliver(handlers.schedule_event, "DELETED", schedule, m)
     assert m.runtime.schedules.keys() == []
     assert m.runtime.schedule_controller.keys == [("ns", "nightly"), ("ns", "nightly")]
 

@@ -12,21 +12,10 @@ from flux_operator.kube import ApiFailure
 from flux_operator.metrics import Metrics
 from flux_operator.ownership import token_hash
 from flux_operator.reconcile import Reconciler
-from flux_operator.world import World
 from fluxtest.fakeapi import FakeKubeApi
-from tests.operator.test_reconcile import KEY, Clock, execution, pod, seed
+from tests.operator.builders import KEY, Clock, api, execution, pod, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def api() -> FakeKubeApi:
-    return FakeKubeApi()
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
 
 
 @pytest.fixture

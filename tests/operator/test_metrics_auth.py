@@ -18,18 +18,11 @@ from flux_operator.kube import ApiFailure
 from flux_operator.metrics import Metrics
 from flux_operator.metrics_auth import ALLOWED_TTL, DENIED_TTL, REVIEW_BURST, Caller, MetricsAccess, Verdict
 from localcluster.procs import free_port
+from tests.operator.builders import Clock
 
 pytestmark = pytest.mark.unit
 
 PROMETHEUS = Caller("system:serviceaccount:monitoring:prometheus", "u-1", ("system:serviceaccounts",))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Reviews:
@@ -52,7 +45,7 @@ class Reviews:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from types import SimpleNamespace
 
 import kopf
 import pytest
@@ -17,6 +16,8 @@ from flux_operator.workqueue import Result
 from flux_operator.schedule_shell import ScheduleStore
 from flux_operator.world import World
 from fluxtest.fakeapi import FakeKubeApi
+from tests.operator import builders
+from tests.operator.builders import deliver
 
 pytestmark = pytest.mark.unit
 
@@ -152,17 +153,8 @@ def test_a_schedule_in_a_namespace_not_served_gets_one_notice() -> None:
 
 # --- the namespace watch -----------------------------------------------------------------------------
 
-class Recorder:
-    def __init__(self) -> None:
-        self.keys: list = []
-
-    def enqueue(self, keys) -> None:
-        self.keys.extend(k for k in keys if k is not None)
-
-
 def memo() -> kopf.Memo:
-    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder(), schedules=ScheduleStore(),
-                                             schedule_controller=Recorder(), namespaces=Namespaces()))
+    return builders.memo(namespaces=Namespaces())
 
 
 def test_labelling_a_namespace_names_every_execution_in_it_and_nothing_elsewhere() -> None:
@@ -170,13 +162,13 @@ def test_labelling_a_namespace_names_every_execution_in_it_and_nothing_elsewhere
     m.runtime.world.execution_seen(execution("one", ns="team-a"))
     m.runtime.world.execution_seen(execution("two", ns="team-a"))
     m.runtime.world.execution_seen(execution("other", ns="team-b"))
-    asyncio.run(handlers.namespace_event(event={"type": "MODIFIED", "object": namespace("team-b", None)}, memo=m))
+    deliver(handlers.namespace_event, "MODIFIED", namespace("team-b", None), m)
     assert m.runtime.controller.keys == [], "no change, nothing to look at"
-    asyncio.run(handlers.namespace_event(event={"type": "MODIFIED", "object": namespace("team-a")}, memo=m))
+    deliver(handlers.namespace_event, "MODIFIED", namespace("team-a"), m)
     assert sorted(m.runtime.controller.keys) == [("team-a", "one"), ("team-a", "two")]
     assert m.runtime.namespaces.served("team-a")
     m.runtime.controller.keys.clear()
-    asyncio.run(handlers.namespace_event(event={"type": "DELETED", "object": namespace("team-a")}, memo=m))
+    deliver(handlers.namespace_event, "DELETED", namespace("team-a"), m)
     assert sorted(m.runtime.controller.keys) == [("team-a", "one"), ("team-a", "two")]
     assert not m.runtime.namespaces.served("team-a")
 
@@ -186,7 +178,7 @@ def test_the_namespace_index_stores_labels_but_names_nothing() -> None:
     m.runtime.world.execution_seen(execution("one", ns="team-a"))
     asyncio.run(handlers.namespaces_watched(body=kopf.Body(namespace("team-a")), memo=m))
     assert m.runtime.namespaces.served("team-a") and m.runtime.controller.keys == []
-    asyncio.run(handlers.namespace_event(event={"type": None, "object": namespace("team-a")}, memo=m))
+    deliver(handlers.namespace_event, None, namespace("team-a"), m)
     assert m.runtime.controller.keys == [("team-a", "one")], "the event handler still announces the switch"
 
 

@@ -4,21 +4,18 @@ or deep ones; an action that needs a large value reads the object once; a deep o
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import pytest
 from flux_api import nesting
 from flux_operator import payloads
-from flux_operator.builders import RunnerSettings
-from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore, trim_schedule
 from flux_operator.world import World, trim_execution
 from fluxtest.fakeapi import FakeKubeApi
+from tests.operator.builders import NOW, api, pod, reconciler, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 PADDING = 1_400_000  # the issue's ~1.4 MB podTemplate
 
 
@@ -41,34 +38,6 @@ def execution(name="job", status=None, labels=None, owner=None, **spec) -> dict:
                                     "name": owner, "uid": f"uid-{owner}", "controller": True}]
     return {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution", "metadata": meta,
             "spec": {"workflow": "pkg.mod:main", "gracePeriodSeconds": 30, **spec}, "status": status or {}}
-
-
-def running_pod(name="job") -> dict:
-    return {"metadata": {"name": f"{name}-runner", "namespace": "ns", "uid": f"pod-{name}",
-                         "labels": {"workflows.flux.dev/execution": name},
-                         "ownerReferences": [{"uid": f"uid-{name}", "controller": True, "kind": "Execution"}]},
-            "status": {"phase": "Running", "containerStatuses": [{"state": {"running": {}}, "restartCount": 0}]}}
-
-
-@pytest.fixture
-def api() -> FakeKubeApi:
-    return FakeKubeApi()
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture
-def reconciler(world, api) -> Reconciler:
-    return Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: NOW)
-
-
-def seed(api, world, obj) -> dict:
-    stored = api.put(obj)
-    world.execution_seen(stored)
-    return stored
 
 
 # --- what is kept ---------------------------------------------------------------------------------
@@ -165,7 +134,7 @@ def spawning(api, world, input_) -> None:
     seed(api, world, execution(status={"phase": "Running", "podName": "job-runner", "observedGeneration": 1,
                                        "startedAt": "2026-11-21T11:59:00Z",
                                        "spawnRequests": [{"name": "job-kid", "workflow": "a.b:c", "input": input_}]}))
-    world.pod_seen(running_pod())
+    world.pod_seen(pod())
 
 
 def test_a_large_spawn_input_is_read_from_the_server_when_the_child_is_made(api, world, reconciler):
@@ -191,7 +160,7 @@ def parent_with_child(api, world, result) -> None:
                                        "spawnRequests": [{"name": "job-kid", "workflow": "a.b:c"}],
                                        # made by the operator: its UID recorded (spawning.owned_children)
                                        "children": [{"name": "job-kid", "phase": "Running", "uid": "uid-job-kid"}]}))
-    world.pod_seen(running_pod())
+    world.pod_seen(pod())
     seed(api, world, execution("job-kid", labels={"workflows.flux.dev/parent": "job"}, owner="job",
                                status={"phase": "Succeeded", "observedGeneration": 1,
                                        "checkpoint": {"state": "Succeeded", "result": result}}))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from flux_api.errors import Failure
@@ -14,79 +14,10 @@ from flux_operator.ownership import token_hash
 from flux_operator.reconcile import Reconciler
 from flux_operator.workqueue import WorkQueue
 from flux_operator.world import World
-from fluxtest.fakeapi import FakeKubeApi
+from tests.operator.builders import KEY, NOW, Clock, api, execution, pod, reconciler, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
-KEY = ("ns", "job")
-
-
-def execution(name="job", phase=None, cancel=None, deadline=None, started=None, uid=None, labels=None,
-              owner_uid=None, checkpoint=None) -> dict:
-    spec = {"workflow": "pkg.mod:main", "input": {"big": "x" * 100}, "gracePeriodSeconds": 30}
-    if cancel:
-        spec["cancel"] = {"reason": cancel, "cascade": True, "force": False}
-    if deadline:
-        spec["activeDeadlineSeconds"] = deadline
-    status = {}
-    if phase:
-        status.update(phase=phase, podName=f"{name}-runner", observedGeneration=1)
-    if started:
-        status["startedAt"] = started
-    if checkpoint:
-        status["checkpoint"] = checkpoint
-    meta = {"name": name, "namespace": "ns", "uid": uid or f"uid-{name}", "generation": 1,
-            "creationTimestamp": "2026-11-21T11:58:00Z", "labels": labels or {}}
-    if owner_uid:
-        meta["ownerReferences"] = [{"uid": owner_uid, "controller": True, "kind": "Execution", "name": "p"}]
-    return {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution", "metadata": meta, "spec": spec,
-            "status": status}
-
-
-class Clock:
-    """The reconciler's clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def pod(name="job", uid="pod-uid", owner="uid-job", terminating=False, running=True) -> dict:
-    meta = {"name": f"{name}-runner", "namespace": "ns", "uid": uid,
-            "labels": {"workflows.flux.dev/execution": name},
-            "ownerReferences": [{"uid": owner, "controller": True, "kind": "Execution", "name": name}]}
-    if terminating:
-        meta["deletionTimestamp"] = "2026-11-21T12:00:00Z"
-    statuses = [{"name": "runner", "state": {"running": {}}, "restartCount": 0}] if running else []
-    return {"metadata": meta, "status": {"phase": "Running" if running else "Pending",
-                                         "containerStatuses": statuses}}
-
-
-@pytest.fixture
-def api() -> FakeKubeApi:
-    return FakeKubeApi()
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture
-def reconciler(world, api) -> Reconciler:
-    return Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: NOW)
-
-
-def seed(api: FakeKubeApi, world: World, obj: dict) -> dict:
-    stored = api.put(obj)
-    world.execution_seen(stored)
-    return stored
 
 
 def test_new_execution_records_its_creation_tokens_then_creates_its_runner(api, world, reconciler):

@@ -20,6 +20,7 @@ from flux_operator.schedule_machine import (
     run_name,
     spare_name,
 )
+from tests.operator.builders import of, status_patch
 
 pytestmark = pytest.mark.unit
 
@@ -56,13 +57,8 @@ def decide(sched: Schedule, runs: list[Execution], now: datetime = NOW, **kw):
     return decide_schedule(sched, runs, now, kw.pop("token", TOKEN), **kw)
 
 
-def of(decision, kind):
-    return [a for a in decision.actions if isinstance(a, kind)]
-
-
 def patch(decision) -> dict:
-    found = of(decision, PatchScheduleStatus)
-    return found[0].patch if found else {}
+    return status_patch(decision, PatchScheduleStatus)
 
 
 def events(decision) -> dict[str, ScheduleEvent]:

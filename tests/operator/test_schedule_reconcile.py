@@ -14,6 +14,7 @@ from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.world import World
 from fluxtest.fakeapi import FakeKubeApi
+from tests.operator.builders import Clock, api, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit
 
@@ -28,14 +29,6 @@ def schedule(**spec) -> dict:
             "spec": {"schedule": "*/5 * * * *", "executionTemplate": {"spec": {"workflow": "pkg.mod:main"}}, **spec}}
 
 
-class Clock:
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def tokens():
     counter = itertools.count()
     return lambda: f"{next(counter):032x}"
@@ -44,7 +37,7 @@ def tokens():
 def setup(clock: Clock | None = None, **spec):
     api, store, world = FakeKubeApi(), ScheduleStore(), World()
     store.seen(api.put_schedule(schedule(**spec)))
-    return api, store, world, ScheduleReconciler(store, world, api, clock=clock or Clock(), new_token=tokens())
+    return api, store, world, ScheduleReconciler(store, world, api, clock=clock or Clock(NOW), new_token=tokens())
 
 
 def settle(reconciler: ScheduleReconciler, key=KEY) -> float | None:
@@ -63,7 +56,7 @@ def restarted(api: FakeKubeApi, clock: Clock | None = None) -> tuple[World, Sche
         store.seen(copy.deepcopy(obj))
     for obj in api.objects.values():
         world.execution_seen(copy.deepcopy(obj))
-    return world, ScheduleReconciler(store, world, api, clock=clock or Clock(), new_token=tokens())
+    return world, ScheduleReconciler(store, world, api, clock=clock or Clock(NOW), new_token=tokens())
 
 
 def forged(name: str, phase: str = "Running", **status) -> dict:
@@ -203,26 +196,23 @@ def test_a_cron_that_never_fires_is_reported_once_and_never_retried():
     assert api.calls == []
 
 
-def test_ttl_deletes_the_execution_by_uid():
-    api, world = FakeKubeApi(), World()
-    finished = {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
-                "metadata": {"name": "job", "namespace": "ns", "uid": "uid-job", "generation": 1},
-                "spec": {"workflow": "pkg.mod:main", "ttlSecondsAfterFinished": 10},
-                "status": {"phase": "Succeeded", "finishedAt": "2026-11-21T12:00:00.000Z", "observedGeneration": 1}}
-    world.execution_seen(api.put(finished))
-    reconciler = Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: NOW)
+def finished(api: FakeKubeApi, world: World, phase: str, ttl: int) -> Reconciler:
+    """An Execution that finished at 12:00:00 with ttlSecondsAfterFinished `ttl`, and a reconciler at NOW."""
+    seed(api, world, {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
+                      "metadata": {"name": "job", "namespace": "ns", "uid": "uid-job", "generation": 1},
+                      "spec": {"workflow": "pkg.mod:main", "ttlSecondsAfterFinished": ttl},
+                      "status": {"phase": phase, "finishedAt": "2026-11-21T12:00:00.000Z", "observedGeneration": 1}})
+    return Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: NOW)
+
+
+def test_ttl_deletes_the_execution_by_uid(api, world):
+    reconciler = finished(api, world, "Succeeded", ttl=10)
     assert reconciler.reconcile(("ns", "job")).requeue_after is None
     assert ("delete_execution", "job", "uid-job") in api.calls and ("ns", "job") not in api.objects
 
 
-def test_a_failed_delete_is_retried_like_any_api_failure():
-    api, world = FakeKubeApi(), World()
+def test_a_failed_delete_is_retried_like_any_api_failure(api, world):
     api.fail_next["delete_execution"] = [Failure.UNREACHABLE]
-    finished = {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
-                "metadata": {"name": "job", "namespace": "ns", "uid": "uid-job", "generation": 1},
-                "spec": {"workflow": "pkg.mod:main", "ttlSecondsAfterFinished": 0},
-                "status": {"phase": "Failed", "finishedAt": "2026-11-21T12:00:00.000Z", "observedGeneration": 1}}
-    world.execution_seen(api.put(finished))
-    reconciler = Reconciler(world, api, RunnerSettings(), Metrics(), clock=lambda: NOW)
+    reconciler = finished(api, world, "Failed", ttl=0)
     with pytest.raises(Exception, match="injected"):
         reconciler.reconcile(("ns", "job"))

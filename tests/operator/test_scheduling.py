@@ -22,6 +22,7 @@ from flux_operator.schedule_machine import (
     run_name,
     zone,
 )
+from tests.operator.builders import of, status_patch
 
 pytestmark = pytest.mark.unit
 
@@ -74,13 +75,8 @@ def decide(sched: Schedule, runs: list[Execution], now: datetime, **kw):
     return decide_schedule(sched, runs, now, kw.pop("token", TOKEN), **kw)
 
 
-def of(decision, kind):
-    return [a for a in decision.actions if isinstance(a, kind)]
-
-
 def patch(decision) -> dict:
-    found = of(decision, PatchScheduleStatus)
-    return found[0].patch if found else {}
+    return status_patch(decision, PatchScheduleStatus)
 
 
 DUE = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)

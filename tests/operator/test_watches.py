@@ -16,11 +16,11 @@ import pytest
 from aiohttp import web
 from flux_operator import boundary, watches
 from flux_operator.health import Health
-from kopf._cogs.clients import auth
 from kopf._cogs.clients.errors import APIForbiddenError
 from kopf._cogs.clients import watching as kopf_watching
 from kopf._core.reactor import queueing
-from kopf._cogs.structs import credentials, references
+from kopf._cogs.structs import references
+from tests.operator.builders import Clock, serve, use_server
 
 pytestmark = pytest.mark.unit
 
@@ -28,16 +28,8 @@ RESOURCE = references.Resource("workflows.flux.dev", "v1alpha1", "executions", n
 KEY = "executions@ns"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_stream_silent_too_long_is_a_problem_until_it_hears_something() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     monitor = watches.WatchMonitor(clock, silent_after=200)
     monitor.started(KEY)
     clock.now += 199
@@ -52,7 +44,7 @@ def test_a_stream_silent_too_long_is_a_problem_until_it_hears_something() -> Non
 
 
 def test_one_failure_a_restart_mends_is_no_problem() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     monitor = watches.WatchMonitor(clock, failing_after=30, recovered_after=60)
     monitor.started(KEY)
     monitor.failed(KEY, "WatchingError: Error in the watch-stream")
@@ -66,7 +58,7 @@ def test_one_failure_a_restart_mends_is_no_problem() -> None:
 def test_failing_again_and_again_is_a_problem_though_each_listing_succeeds() -> None:
     """A 403 on the watch only: every restart lists (a sign of life), then fails. Red once the series of
     failures is older than failing_after; green again once recovered_after passes without one."""
-    clock = Clock()
+    clock = Clock(1000.0)
     monitor = watches.WatchMonitor(clock, failing_after=30, recovered_after=60)
     monitor.started(KEY)
     for _ in range(3):
@@ -84,7 +76,7 @@ def test_failing_again_and_again_is_a_problem_though_each_listing_succeeds() -> 
 
 
 def test_health_is_red_with_the_streams_problem() -> None:
-    monitor = watches.WatchMonitor(Clock(), silent_after=0)
+    monitor = watches.WatchMonitor(Clock(1000.0), silent_after=0)
     monitor.started(KEY)
     monitor._streams[KEY].life -= 1
     health = Health("me", lambda: float("inf"), lambda: True, lambda: "me", lambda: 0, watches=monitor.problems)
@@ -170,13 +162,7 @@ async def api_server(watches_served: list[str], over: asyncio.Event | None = Non
             await over.wait()
         return response
 
-    app = web.Application()
-    app.router.add_get("/apis/workflows.flux.dev/v1alpha1/namespaces/ns/executions", executions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    return await serve(executions)
 
 
 def test_kopfs_own_watcher_dies_on_an_error_event_and_is_restarted() -> None:
@@ -184,9 +170,7 @@ def test_kopfs_own_watcher_dies_on_an_error_event_and_is_restarted() -> None:
         served: list[str] = []
         over = asyncio.Event()
         runner, server = await api_server(served, over)
-        vault = credentials.Vault()
-        await vault.populate({"test": credentials.ConnectionInfo(server=server)})
-        auth.vault_var.set(vault)
+        vault = await use_server(server)
         settings = kopf.OperatorSettings()
         settings.watching.reconnect_backoff = 0.01
         processed: list = []
@@ -222,9 +206,7 @@ def test_without_supervision_kopfs_watcher_task_dies_on_that_event() -> None:
     async def scenario() -> BaseException | None:
         served: list[str] = []
         runner, server = await api_server(served)
-        vault = credentials.Vault()
-        await vault.populate({"test": credentials.ConnectionInfo(server=server)})
-        auth.vault_var.set(vault)
+        vault = await use_server(server)
 
         async def processor(**_) -> None:
             pass

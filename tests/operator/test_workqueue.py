@@ -12,16 +12,9 @@ from flux_operator.workqueue import WorkQueue, namespace_of
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from tests.operator.builders import Clock
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_key_is_queued_once() -> None:
@@ -41,7 +34,7 @@ def test_a_key_being_worked_on_is_not_handed_out_again_but_comes_back_after() ->
 
 
 def test_delayed_adds_wait_their_turn_and_the_earliest_wins() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     q = WorkQueue(clock=clock)
     q.add_after("late", 10)
     q.add_after("soon", 1)
@@ -89,7 +82,7 @@ def test_namespaces_take_turns_whatever_their_backlog() -> None:
 
 
 def test_a_deadline_behind_a_storm_is_handed_out_next() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     q = WorkQueue(clock=clock)
     q.add_after(("quiet", "deadline"), 30)
     for i in range(300):
@@ -212,7 +205,7 @@ class QueueModel(RuleBasedStateMachine):
 
     @initialize(limit=st.sampled_from([None, 1, 2]))
     def start(self, limit) -> None:
-        self.clock = Clock()
+        self.clock = Clock(0.0)
         self.limit = limit
         self.q = WorkQueue(base_delay=0.5, max_delay=4.0, clock=self.clock, shard_limit=limit)
         self.queued: set = set()  # owed now, not being worked on
