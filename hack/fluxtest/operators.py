@@ -126,3 +126,50 @@ class OperatorProcess:
                 except ValueError:
                     pass
         return found
+
+
+# The head of a crash wrapper: the operator with KubeApi's writes wrapped, each one logged ("flux-test: wrote
+# <what>"), and the process dying (as a SIGKILL leaves it: no cleanup, no Lease release) right after the one
+# named by FLUX_TEST_CRASH_AFTER reached the API server. crash_wrapper() appends the writes to wrap.
+_CRASH_HEAD = r'''
+import os
+import sys
+
+from flux_operator import kube, main
+
+POINT = os.environ["FLUX_TEST_CRASH_AFTER"]
+
+
+def wrap(write, describe):
+    def wrapped(self, *args, **kwargs):
+        result = write(self, *args, **kwargs)
+        what = describe(*args, **kwargs)
+        print(f"flux-test: wrote {what}", file=sys.stderr, flush=True)
+        if what == POINT and %s:
+            print(f"flux-test: crashing after {what}", file=sys.stderr, flush=True)
+            os._exit(137)
+        return result
+    return wrapped
+
+
+api = kube.KubeApi
+'''
+
+
+def crash_wrapper(wraps: str, only_if_made: bool = False) -> str:
+    """A `python -c` script: _CRASH_HEAD, `wraps` (lines `api.<write> = wrap(api.<write>, <describe>)`), then
+    the operator's main. `only_if_made`: no crash after a write that returned None (made nothing)."""
+    return _CRASH_HEAD % ("result is not None" if only_if_made else "True") + wraps.strip() + \
+        "\nmain.main(sys.argv[1:])\n"
+
+
+class CrashingOperator(OperatorProcess):
+    """OperatorProcess's flags, run through `wrapper` (crash_wrapper()), dying after the write `crash_after`."""
+
+    wrapper = ""
+    crash_after = ""
+
+    def start(self, *extra: str, **kwargs) -> None:
+        self.command = [sys.executable, "-c", self.wrapper]
+        self.env = {**self.env, "FLUX_TEST_CRASH_AFTER": self.crash_after}
+        super().start(*extra, **kwargs)
