@@ -19,6 +19,7 @@ from localcluster.nodes.real import RealNode
 from fluxtest import identity, policies
 from fluxtest.namespaces import fresh_namespace
 from fluxtest.operators import OperatorProcess
+from fluxtest.tenancy import privileged, tenant, tenant_namespace  # noqa: F401 (fixtures for every suite)
 
 REAL_NODE_RUNNER_IMAGE = RealNode.runner_image  # what the chart tests give runner pods on either node
 
