@@ -9,6 +9,16 @@ from flux_api.errors import Failure
 from flux_operator.kube import ApiFailure
 
 
+def merge_status(obj: dict[str, Any], status: dict[str, Any]) -> None:
+    """A merge patch of `obj`'s status, as the API server applies one: None removes a key."""
+    current = obj.setdefault("status", {})
+    for key, value in status.items():
+        if value is None:
+            current.pop(key, None)
+        else:
+            current[key] = value
+
+
 class FakeKubeApi:
     """Holds Executions by (namespace, name) and applies merge patches with resourceVersion checks."""
 
@@ -51,12 +61,7 @@ class FakeKubeApi:
         if resource_version and obj["metadata"]["resourceVersion"] != resource_version:
             raise ApiFailure(name, Failure.CONFLICT, "the object has been modified")
         merged = copy.deepcopy(obj)
-        current = merged.setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = value
+        merge_status(merged, status)
         return self.put(merged)
 
     def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
@@ -171,12 +176,7 @@ class FakeKubeApi:
         obj = copy.deepcopy(self.schedules[(namespace, name)])
         if resource_version and obj["metadata"]["resourceVersion"] != resource_version:
             raise ApiFailure(name, Failure.CONFLICT, "the object has been modified")
-        current = obj.setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = value
+        merge_status(obj, status)
         return self.put_schedule(obj)
 
     def names(self) -> list[str]:
