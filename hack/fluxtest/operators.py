@@ -36,6 +36,15 @@ def insecure_tls() -> ssl.SSLContext:
     return context
 
 
+def healthy(port: int) -> bool:
+    """Whether an operator's /healthz on loopback `port` answers 200 now (a chart's pod or a local process)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class OperatorProcess:
     """The operator as a local process against the cluster; its own metrics and health ports on loopback.
     `command` defaults to operator_command(), `base_args` (given on every start) to TEST_ARGS."""
@@ -79,14 +88,12 @@ class OperatorProcess:
                      error=error)
 
     def _healthy(self, error: type[Exception]) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            if self.proc.poll() is not None:
-                raise error(f"operator exited with {self.proc.returncode}; {self.log_path}: "
-                            f"{self.log_path.read_text()[-3000:]}") from None
-            return False
+        if healthy(self.health_port):
+            return True
+        if self.proc.poll() is not None:
+            raise error(f"operator exited with {self.proc.returncode}; {self.log_path}: "
+                        f"{self.log_path.read_text()[-3000:]}")
+        return False
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is None:
