@@ -42,6 +42,14 @@ def execution_rules(verbs: tuple[str, ...] = TENANT_VERBS, schedules: bool = Fal
     return [{"apiGroups": [GROUP], "resources": resources, "verbs": list(verbs)}]
 
 
+def can_i(kubectl, user: str, verb: str, resource: str, *where: str, subresource: str = "") -> str:
+    """`kubectl auth can-i` as `user`: "yes" or "no" (`where`: "-n", ns or "--all-namespaces")."""
+    args = ["auth", "can-i", verb, resource, *where, f"--as={user}"]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    return kubectl(*args, check=False).stdout.strip()
+
+
 def impersonating(kubeconfig: Path, user: str, groups: tuple[str, ...] = ()) -> client.ApiClient:
     """An API client whose every request is made as `user` (the API server adds system:authenticated)."""
     api = api_client(kubeconfig)

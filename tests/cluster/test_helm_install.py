@@ -28,7 +28,7 @@ from fluxtest.identity import mint_token
 from fluxtest.operators import healthy, insecure_tls
 from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE
 from fluxtest.podlogs import LogFollower, pod_log, wait_log
-from fluxtest.tenancy import make_tenant
+from fluxtest.tenancy import can_i, make_tenant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.nodes import choice
@@ -310,10 +310,7 @@ def test_service_account_holds_exactly_what_the_operator_needs(kubectl, install,
     scope = {"watched": ["-n", install.ns], "release": ["-n", install.release_ns], "cluster": ["--all-namespaces"],
              "other": ["-n", "default"]}
     base, _, sub = resource.partition("/")
-    args = ["auth", "can-i", verb, base, *scope[where], f"--as={install.subject}"]
-    if sub:
-        args.append(f"--subresource={sub}")
-    assert kubectl(*args, check=False).stdout.strip() == allowed
+    assert can_i(kubectl, install.subject, verb, base, *scope[where], subresource=sub) == allowed
 
 
 def test_demo_scenario_cancels_gracefully_and_is_counted(core, kubectl, install, fx):
