@@ -22,6 +22,16 @@ def longrun(name: str, steps: int = 600, seconds: float = 0.5, **spec: Any) -> d
     return manifest(name, "flux_examples.longrun:main", {"steps": steps, "stepSeconds": seconds}, **spec)
 
 
+def gone(read, *args) -> bool:
+    """Whether `read(*args)` answers 404 now: what a test waits for after a delete or a garbage collection.
+    Any other error is not an answer yet (the wait goes on)."""
+    try:
+        read(*args)
+    except ApiException as err:
+        return err.status == 404
+    return False
+
+
 class Executions:
     def __init__(self, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str) -> None:
         self.custom, self.core, self.ns = custom, core, namespace

@@ -9,6 +9,16 @@ from flux_api.errors import Failure
 from flux_operator.kube import ApiFailure
 
 
+def merge_status(obj: dict[str, Any], status: dict[str, Any]) -> None:
+    """A merge patch of `obj`'s status, as the API server applies one: None removes a key."""
+    current = obj.setdefault("status", {})
+    for key, value in status.items():
+        if value is None:
+            current.pop(key, None)
+        else:
+            current[key] = value
+
+
 class FakeKubeApi:
     """Holds Executions by (namespace, name) and applies merge patches with resourceVersion checks."""
 
@@ -51,12 +61,7 @@ class FakeKubeApi:
         if resource_version and obj["metadata"]["resourceVersion"] != resource_version:
             raise ApiFailure(name, Failure.CONFLICT, "the object has been modified")
         merged = copy.deepcopy(obj)
-        current = merged.setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = value
+        merge_status(merged, status)
         return self.put(merged)
 
     def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
@@ -70,25 +75,24 @@ class FakeKubeApi:
             obj["spec"].update(patch.get("spec", {}))
             self.put(obj)
 
-    def create_execution(self, namespace: str, body: dict[str, Any]) -> bool:
-        self.calls.append(("create_execution", body["metadata"]["name"]))
-        self._maybe_fail("create_execution", body["metadata"]["name"])
-        if (namespace, body["metadata"]["name"]) in self.objects:
-            return False
-        body = copy.deepcopy(body)
-        body["metadata"].setdefault("uid", f"uid-{body['metadata']['name']}")
-        self.put(body)
-        return True
-
-    def make_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        self.calls.append(("make_execution", body["metadata"]["name"]))
-        self._maybe_fail("make_execution", body["metadata"]["name"])
-        if (namespace, body["metadata"]["name"]) in self.objects:
+    def _add(self, call: str, namespace: str, body: dict[str, Any], with_namespace: bool) -> dict[str, Any] | None:
+        """Records `call` (which may fail as told); None if the name is taken, else the stored copy, with a uid."""
+        name = body["metadata"]["name"]
+        self.calls.append((call, name))
+        self._maybe_fail(call, name)
+        if (namespace, name) in self.objects:
             return None
         body = copy.deepcopy(body)
-        body["metadata"].setdefault("uid", f"uid-{body['metadata']['name']}")
-        body["metadata"].setdefault("namespace", namespace)
+        body["metadata"].setdefault("uid", f"uid-{name}")
+        if with_namespace:  # create_execution stores the body as given (its namespace included)
+            body["metadata"].setdefault("namespace", namespace)
         return self.put(body)
+
+    def create_execution(self, namespace: str, body: dict[str, Any]) -> bool:
+        return self._add("create_execution", namespace, body, with_namespace=False) is not None
+
+    def make_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        return self._add("make_execution", namespace, body, with_namespace=True)
 
     def create_run(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """A Schedule's run: the created object, or None when the name is taken."""
@@ -171,12 +175,7 @@ class FakeKubeApi:
         obj = copy.deepcopy(self.schedules[(namespace, name)])
         if resource_version and obj["metadata"]["resourceVersion"] != resource_version:
             raise ApiFailure(name, Failure.CONFLICT, "the object has been modified")
-        current = obj.setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = value
+        merge_status(obj, status)
         return self.put_schedule(obj)
 
     def names(self) -> list[str]:

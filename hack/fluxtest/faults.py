@@ -15,7 +15,7 @@ from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client, watch
 from localcluster.layout import Layout
 
-from fluxtest.identity import OPERATOR_NAMESPACE
+from fluxtest.identity import OPERATOR_NAMESPACE, account_kubeconfig, bind_account
 from fluxtest.operators import OperatorProcess
 from fluxtest.podlogs import RunnerLogs
 from localcluster.probes import wait_for
@@ -230,19 +230,6 @@ def operator_account(api: client.ApiClient, layout: Layout, namespace: str, acco
                      rules: list[dict] | None = None) -> Path:
     """A ServiceAccount in `namespace` bound to a Role of `rules` (OPERATOR_RULES), and a kubeconfig that
     authenticates as it with a token: an operator whose rights a test can take away."""
-    import yaml
-    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": rules or OPERATOR_RULES})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": account},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
-    token = core.create_namespaced_service_account_token(
-        account, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
-    config = yaml.safe_load(layout.kubeconfig.read_text())
-    config["users"] = [{"name": account, "user": {"token": token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = account
-    path.write_text(yaml.safe_dump(config))
+    account_kubeconfig(api, layout, namespace, account, path)
+    bind_account(api, namespace, account, rules or OPERATOR_RULES)
     return path

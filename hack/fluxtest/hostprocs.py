@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -12,12 +13,17 @@ def container_pids(container_id: str) -> list[int]:
     kind, _, ident = container_id.partition("://")
     if kind == "process":
         return [int(ident)]
+    return pids_where("cgroup", lambda raw: ident.encode() in raw)
+
+
+def pids_where(file: str, holds: Callable[[bytes], bool]) -> list[int]:
+    """Host PIDs of the live processes whose /proc/<pid>/<file> `holds`; one that exits meanwhile is passed over."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if ident in (entry / "cgroup").read_text():
+            if holds((entry / file).read_bytes()):
                 found.append(int(entry.name))
         except OSError:
             continue  # it exited meanwhile

@@ -115,6 +115,31 @@ def mint_token(core: client.CoreV1Api, namespace: str, account: str) -> str:
         account, namespace, {"spec": {"expirationSeconds": TOKEN_SECONDS}}).status.token
 
 
+def account_kubeconfig(api: client.ApiClient, layout: Layout, namespace: str, account: str, path: Path) -> Path:
+    """ServiceAccount `account` in `namespace`, and a kubeconfig at `path` that authenticates as it with a token
+    (an hour's): the admin's kubeconfig with its user replaced."""
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+    token = core.create_namespaced_service_account_token(
+        account, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    config = yaml.safe_load(layout.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def bind_account(api: client.ApiClient, namespace: str, account: str, rules: list[dict]) -> None:
+    """A Role `account` of `rules` in `namespace`, bound to the ServiceAccount `account` there."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+
+
 def install(layout: Layout, api: client.ApiClient, kube_env: dict[str, str], *values: str,
             release: str = RELEASE, namespace: str = OPERATOR_NAMESPACE, account: str = OPERATOR_ACCOUNT) -> Identity:
     """Renders the chart with `values`, applies its identity objects, and mints a token for its ServiceAccount."""

@@ -36,6 +36,15 @@ def insecure_tls() -> ssl.SSLContext:
     return context
 
 
+def healthy(port: int) -> bool:
+    """Whether an operator's /healthz on loopback `port` answers 200 now (a chart's pod or a local process)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class OperatorProcess:
     """The operator as a local process against the cluster; its own metrics and health ports on loopback.
     `command` defaults to operator_command(), `base_args` (given on every start) to TEST_ARGS."""
@@ -79,14 +88,12 @@ class OperatorProcess:
                      error=error)
 
     def _healthy(self, error: type[Exception] = AssertionError) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            if self.proc.poll() is not None:
-                raise error(f"operator exited with {self.proc.returncode}; {self.log_path}: "
-                            f"{self.log_path.read_text()[-3000:]}") from None
-            return False
+        if healthy(self.health_port):
+            return True
+        if self.proc.poll() is not None:
+            raise error(f"operator exited with {self.proc.returncode}; {self.log_path}: "
+                        f"{self.log_path.read_text()[-3000:]}")
+        return False
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is None:
@@ -126,3 +133,50 @@ class OperatorProcess:
                 except ValueError:
                     pass
         return found
+
+
+# The head of a crash wrapper: the operator with KubeApi's writes wrapped, each one logged ("flux-test: wrote
+# <what>"), and the process dying (as a SIGKILL leaves it: no cleanup, no Lease release) right after the one
+# named by FLUX_TEST_CRASH_AFTER reached the API server. crash_wrapper() appends the writes to wrap.
+_CRASH_HEAD = r'''
+import os
+import sys
+
+from flux_operator import kube, main
+
+POINT = os.environ["FLUX_TEST_CRASH_AFTER"]
+
+
+def wrap(write, describe):
+    def wrapped(self, *args, **kwargs):
+        result = write(self, *args, **kwargs)
+        what = describe(*args, **kwargs)
+        print(f"flux-test: wrote {what}", file=sys.stderr, flush=True)
+        if what == POINT and %s:
+            print(f"flux-test: crashing after {what}", file=sys.stderr, flush=True)
+            os._exit(137)
+        return result
+    return wrapped
+
+
+api = kube.KubeApi
+'''
+
+
+def crash_wrapper(wraps: str, only_if_made: bool = False) -> str:
+    """A `python -c` script: _CRASH_HEAD, `wraps` (lines `api.<write> = wrap(api.<write>, <describe>)`), then
+    the operator's main. `only_if_made`: no crash after a write that returned None (made nothing)."""
+    return _CRASH_HEAD % ("result is not None" if only_if_made else "True") + wraps.strip() + \
+        "\nmain.main(sys.argv[1:])\n"
+
+
+class CrashingOperator(OperatorProcess):
+    """OperatorProcess's flags, run through `wrapper` (crash_wrapper()), dying after the write `crash_after`."""
+
+    wrapper = ""
+    crash_after = ""
+
+    def start(self, *extra: str, **kwargs) -> None:
+        self.command = [sys.executable, "-c", self.wrapper]
+        self.env = {**self.env, "FLUX_TEST_CRASH_AFTER": self.crash_after}
+        super().start(*extra, **kwargs)

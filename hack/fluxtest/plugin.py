@@ -19,6 +19,7 @@ from localcluster.nodes.real import RealNode
 from fluxtest import identity, policies
 from fluxtest.namespaces import fresh_namespace
 from fluxtest.operators import OperatorProcess
+from fluxtest.tenancy import privileged, tenant, tenant_namespace  # noqa: F401 (fixtures for every suite)
 
 REAL_NODE_RUNNER_IMAGE = RealNode.runner_image  # what the chart tests give runner pods on either node
 
@@ -65,15 +66,28 @@ def kube_env(cluster: Layout) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def kubectl(kube_env: dict[str, str]):
+def command_runner(program: str, env: dict[str, str], timeout: float, name: str, show_stdout: bool = False):
+    """`program` as a function of its arguments, in `env`: the CompletedProcess, or (check=True) an
+    AssertionError naming what failed (with stdout for helm, which reports there)."""
     def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run(["kubectl", *args], env=kube_env, capture_output=True, text=True, input=input,
-                                timeout=120)
+        result = subprocess.run([program, *args], env=env, capture_output=True, text=True, input=input,
+                                timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+            output = result.stdout + result.stderr if show_stdout else result.stderr
+            raise AssertionError(f"{name} {' '.join(args)} failed: {output}")
         return result
     return run
+
+
+@pytest.fixture(scope="session")
+def kubectl(kube_env: dict[str, str]):
+    return command_runner("kubectl", kube_env, 120, "kubectl")
+
+
+@pytest.fixture(scope="session")
+def helm(cluster: Layout, kube_env: dict[str, str]):
+    """The cluster's helm binary (the chart tests install with it)."""
+    return command_runner(str(cluster.bin / "helm"), kube_env, 180, "helm", show_stdout=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
+
 import pytest
 
 
@@ -35,3 +37,26 @@ def record_outcome(entry: dict, report: pytest.TestReport) -> None:
 def cell(text: str) -> str:
     """Text for one cell of a Markdown table."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def row_hooks(marker_name: str, entry_of: Callable[[str], dict], usage: str, known: Container[str] | None = None):
+    """The `result` fixture and the report hook of a suite whose tests name their row with
+    @pytest.mark.<marker_name>(key, ...): both suites' conftests assign them (one place for the wiring)."""
+
+    @pytest.fixture
+    def result(request) -> Result:
+        marker = request.node.get_closest_marker(marker_name)
+        assert marker and (known is None or marker.args[0] in known), \
+            f"{request.node.nodeid} needs @pytest.mark.{marker_name}({usage})"
+        return Result(marker.args[0], entry_of(marker.args[0]))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item, call):
+        outcome = yield
+        report = outcome.get_result()
+        marker = item.get_closest_marker(marker_name)
+        if marker is None:
+            return
+        record_outcome(entry_of(marker.args[0]), report)
+
+    return result, pytest_runtest_makereport

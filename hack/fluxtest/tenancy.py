@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from flux_api import GROUP, PLURAL
 from flux_api.names import SCHEDULE_PLURAL
 from kubernetes import client
@@ -21,6 +23,7 @@ from fluxtest.executions import Executions, Schedules
 
 # What a platform team typically grants a team on Executions: no delete, no status, no pods or secrets.
 TENANT_VERBS = ("create", "get", "list", "watch", "patch")
+EVERYTHING = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
 
 
 def grant(api: client.ApiClient, namespace: str, user: str, rules: list[dict], name: str | None = None) -> None:
@@ -37,6 +40,14 @@ def grant(api: client.ApiClient, namespace: str, user: str, rules: list[dict], n
 def execution_rules(verbs: tuple[str, ...] = TENANT_VERBS, schedules: bool = False) -> list[dict]:
     resources = [PLURAL, *([SCHEDULE_PLURAL] if schedules else [])]
     return [{"apiGroups": [GROUP], "resources": resources, "verbs": list(verbs)}]
+
+
+def can_i(kubectl, user: str, verb: str, resource: str, *where: str, subresource: str = "") -> str:
+    """`kubectl auth can-i` as `user`: "yes" or "no" (`where`: "-n", ns or "--all-namespaces")."""
+    args = ["auth", "can-i", verb, resource, *where, f"--as={user}"]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    return kubectl(*args, check=False).stdout.strip()
 
 
 def impersonating(kubeconfig: Path, user: str, groups: tuple[str, ...] = ()) -> client.ApiClient:
@@ -95,3 +106,28 @@ def make_tenant(admin: client.ApiClient, kubeconfig: Path, env: dict[str, str], 
     user = f"tenant-{namespace}"
     grant(admin, namespace, user, execution_rules(verbs, schedules))
     return Tenant(namespace, user, kubeconfig, env)
+
+
+# --- fixtures (registered by fluxtest.plugin) ---------------------------------------------------------------
+
+@pytest.fixture
+def tenant_namespace(namespace: str) -> str:
+    """Where `tenant` and `privileged` act: the test's namespace, unless a module overrides this fixture."""
+    return namespace
+
+
+@pytest.fixture
+def tenant(api, kubeconfig, kube_env, tenant_namespace) -> Iterator[Tenant]:
+    """A user who may only create, get, list, watch and patch Executions and Schedules in tenant_namespace."""
+    who = make_tenant(api, kubeconfig, kube_env, tenant_namespace, schedules=True)
+    yield who
+    who.close()
+
+
+@pytest.fixture
+def privileged(api, kubeconfig, kube_env, tenant_namespace) -> Iterator[Tenant]:
+    """A user who may do everything in tenant_namespace (not the operator: the policies apply to them too)."""
+    grant(api, tenant_namespace, f"admin-{tenant_namespace}", EVERYTHING)
+    who = Tenant(tenant_namespace, f"admin-{tenant_namespace}", kubeconfig, kube_env)
+    yield who
+    who.close()

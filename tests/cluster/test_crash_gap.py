@@ -5,13 +5,11 @@ forged object under the same name would not carry that token (tests/hostile/test
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 from fluxtest import manifest, wait_for
-from localcluster.procs import free_port
+from fluxtest.operators import CrashingOperator, crash_wrapper
 from tests.cluster.test_failover import (  # noqa: F401 (fixtures)
-    LEASE_SECONDS,
     alone,
     fx,
     health,
@@ -21,51 +19,14 @@ from tests.cluster.test_failover import (  # noqa: F401 (fixtures)
     replicas,
 )
 
-from fluxtest.operators import OperatorProcess
-
 pytestmark = pytest.mark.cluster
 
-# The operator with its creates wrapped: each is logged, and the process dies (as a SIGKILL leaves it) right
-# after the one named by FLUX_TEST_CRASH_AFTER reached the API server, before anything records it.
-WRAPPER = r'''
-import os
-import sys
-
-from flux_operator import kube, main
-
-POINT = os.environ["FLUX_TEST_CRASH_AFTER"]
-
-
-def wrap(write, describe):
-    def wrapped(self, *args, **kwargs):
-        result = write(self, *args, **kwargs)
-        what = describe(*args, **kwargs)
-        print(f"flux-test: wrote {what}", file=sys.stderr, flush=True)
-        if what == POINT and result is not None:
-            print(f"flux-test: crashing after {what}", file=sys.stderr, flush=True)
-            os._exit(137)
-        return result
-    return wrapped
-
-
-api = kube.KubeApi
+# The operator with its creates wrapped (fluxtest.operators.crash_wrapper): it dies right after the create
+# named by FLUX_TEST_CRASH_AFTER reached the API server (one that made something), before anything records it.
+WRAPPER = crash_wrapper("""
 api.create = wrap(api.create, lambda body: f"create:{body['kind']}")
 api.make_execution = wrap(api.make_execution, lambda namespace, body: "create:Execution")
-main.main(sys.argv[1:])
-'''
-
-
-class CrashingOperator(OperatorProcess):
-    crash_after = ""
-
-    def start(self, *extra: str) -> None:
-        self.metrics_port, self.health_port = free_port(), free_port()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", WRAPPER, "--metrics-port", str(self.metrics_port),
-                 "--health-port", str(self.health_port), "--lease-seconds", str(LEASE_SECONDS), *extra],
-                env={**self.env, "FLUX_TEST_CRASH_AFTER": self.crash_after}, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout=60, what="the crashing operator's liveness")
+""", only_if_made=True)
 
 
 CASES = {
@@ -78,7 +39,7 @@ CASES = {
 @pytest.mark.parametrize("point", list(CASES), ids=[p.replace(":", "-") for p in CASES])
 @pytest.mark.timeout(240)
 def test_a_successor_recognises_what_was_made_before_the_crash(fx, replicas, point):
-    crashing = replicas(CrashingOperator, crash_after=point)
+    crashing = replicas(CrashingOperator, wrapper=WRAPPER, crash_after=point)
     wait_for(lambda: health(crashing)["leader"], timeout=30, what="the crashing operator to lead")
     fx.create(CASES[point])
     try:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from flux_api.timefmt import format_time
-from fluxtest import REPO, Executions, manifest, wait_for
+from fluxtest import REPO, Executions, gone, manifest, wait_for
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
@@ -146,13 +146,8 @@ def test_ttl_deletes_the_execution_and_what_it_owns(fx, core, namespace):
     fx.wait_phase("short", "Succeeded")
     wait_for(lambda: not fx.exists("short"), timeout=30, what="short to be deleted after its TTL")
     wait_for(lambda: fx.pod("short") is None, timeout=60, what="the runner pod to be garbage collected")
-    def account_gone():
-        try:
-            core.read_namespaced_service_account("flux-runner-short", namespace)
-        except ApiException as err:
-            return err.status == 404
-        return False
-    wait_for(account_gone, timeout=60, what="the runner ServiceAccount to be garbage collected")
+    wait_for(lambda: gone(core.read_namespaced_service_account, "flux-runner-short", namespace), timeout=60,
+             what="the runner ServiceAccount to be garbage collected")
 
 
 def test_without_ttl_a_finished_execution_stays(fx):

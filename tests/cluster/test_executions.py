@@ -13,6 +13,7 @@ from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
 from fluxtest import TERMINAL, Executions, longrun, manifest, wait_for
 from fluxtest.hostprocs import container_pids
 from fluxtest.podlogs import LogFollower
+from fluxtest.tenancy import can_i
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -101,10 +102,8 @@ def test_runner_may_touch_only_its_own_execution(fx, kubectl, verb, resource, na
     wait_for(lambda: fx.pod("locked"), what="runner pod")
     base = resource.split("/")[0]
     target = (f"{base}.{GROUP}" if base == "executions" else base) + (f"/{name}" if name else "")
-    args = ["auth", "can-i", verb, target, "-n", fx.ns, f"--as=system:serviceaccount:{fx.ns}:flux-runner-locked"]
-    if "/" in resource:
-        args.append(f"--subresource={resource.split('/')[1]}")
-    assert kubectl(*args, check=False).stdout.strip() == allowed
+    assert can_i(kubectl, f"system:serviceaccount:{fx.ns}:flux-runner-locked", verb, target, "-n", fx.ns,
+                 subresource=resource.partition("/")[2]) == allowed
 
 
 def _as_runner(api, fx, name: str, target: str, status: dict) -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,10 +17,9 @@ from pathlib import Path
 import pytest
 from fluxtest import Executions, longrun, wait_for
 from fluxtest.identity import OPERATOR_NAMESPACE
-from fluxtest.operators import OperatorProcess
+from fluxtest.operators import CrashingOperator, OperatorProcess, crash_wrapper
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from localcluster.procs import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -153,18 +151,24 @@ def assert_once(fx: Executions, name: str, *reasons: str) -> list[str]:
     return events
 
 
-# --- only the holder of the Lease acts -------------------------------------------------------------
-
-def test_only_the_leader_acts_and_each_event_appears_once(fx, replicas):
+def cancelling_under_a_leader(fx: Executions, replicas, prefix: str, count: int):
+    """Where both failover tests start: two replicas, one leading, and `count` executions running, then cancelled."""
     first, second = replicas(), replicas()
     leader, (standby,) = one_leader(first, second)
-    names = [f"solo-{i}" for i in range(3)]
+    names = [f"{prefix}-{i}" for i in range(count)]
     for name in names:
         fx.create(longrun(name, seconds=0.5, gracePeriodSeconds=10))
     for name in names:
         fx.wait_step(name, timeout=90)
     for name in names:
         fx.cancel(name, "failover test")
+    return leader, standby, names
+
+
+# --- only the holder of the Lease acts -------------------------------------------------------------
+
+def test_only_the_leader_acts_and_each_event_appears_once(fx, replicas):
+    leader, standby, names = cancelling_under_a_leader(fx, replicas, "solo", 3)
     for name in names:
         status = fx.wait_phase(name, "Cancelled", timeout=90)
         assert status["cancellation"]["outcome"] == "Graceful", status["cancellation"]
@@ -180,15 +184,7 @@ def test_only_the_leader_acts_and_each_event_appears_once(fx, replicas):
 # --- the leader dies mid-cancel --------------------------------------------------------------------
 
 def test_leader_killed_mid_cancel_loses_nothing(fx, replicas):
-    first, second = replicas(), replicas()
-    leader, (standby,) = one_leader(first, second)
-    names = [f"kill-{i}" for i in range(5)]
-    for name in names:
-        fx.create(longrun(name, seconds=0.5, gracePeriodSeconds=10))
-    for name in names:
-        fx.wait_step(name, timeout=90)
-    for name in names:
-        fx.cancel(name, "failover test")
+    leader, standby, names = cancelling_under_a_leader(fx, replicas, "kill", 5)
     killed_at = time.monotonic()
     leader.stop(kill=True)
     at_kill = {name: (fx.phase(name), fx.events(name)) for name in names}
@@ -211,54 +207,15 @@ def test_leader_killed_mid_cancel_loses_nothing(fx, replicas):
 
 # --- the operator dies between any two writes of a cancel ------------------------------------------
 
-# Runs the operator with KubeApi's writes wrapped: each one is logged, and the process dies (as a
-# SIGKILL would leave it: no cleanup, no Lease release) right after the one named by
-# FLUX_TEST_CRASH_AFTER has reached the API server.
-WRAPPER = r'''
-import os
-import sys
-
-from flux_operator import kube, main
-
-POINT = os.environ["FLUX_TEST_CRASH_AFTER"]
-
-
-def wrap(write, describe):
-    def wrapped(self, *args, **kwargs):
-        result = write(self, *args, **kwargs)
-        what = describe(*args, **kwargs)
-        print(f"flux-test: wrote {what}", file=sys.stderr, flush=True)
-        if what == POINT:
-            print(f"flux-test: crashing after {what}", file=sys.stderr, flush=True)
-            os._exit(137)
-        return result
-    return wrapped
-
-
-api = kube.KubeApi
+# The operator dying right after any one of its writes (fluxtest.operators.crash_wrapper).
+WRAPPER = crash_wrapper("""
 api.delete_pod = wrap(api.delete_pod, lambda namespace, name, *a, **k: "delete-pod")
 api.emit_event = wrap(api.emit_event, lambda involved, name, type_, reason, message: f"event:{reason}")
 api.patch_status = wrap(api.patch_status,
                         lambda namespace, name, status, resource_version: f"status:{status.get('phase')}")
 api.create = wrap(api.create, lambda body: f"create:{body['kind']}")
 api.patch_execution = wrap(api.patch_execution, lambda namespace, name, patch: "patch-execution")
-main.main(sys.argv[1:])
-'''
-
-
-class CrashingOperator(OperatorProcess):
-    """OperatorProcess's command and flags, run through WRAPPER."""
-
-    crash_after = ""
-
-    def start(self, *extra: str) -> None:
-        self.metrics_port, self.health_port = free_port(), free_port()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", WRAPPER, "--metrics-port", str(self.metrics_port),
-                 "--health-port", str(self.health_port), "--lease-seconds", str(LEASE_SECONDS), *extra],
-                env={**self.env, "FLUX_TEST_CRASH_AFTER": self.crash_after}, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout=60, what="the crashing operator's liveness")
+""")
 
 
 # The writes of cancelling a running leaf, in the order the operator makes them.
@@ -274,7 +231,7 @@ def written(log: Path) -> list[str]:
 @pytest.mark.parametrize("point", CRASH_POINTS, ids=[f"{i}-{p.replace(':', '-')}" for i, p in
                                                      enumerate(CRASH_POINTS, 1)])
 def test_operator_killed_between_each_pair_of_writes(fx, replicas, point):
-    crashing = replicas(CrashingOperator, crash_after=point)
+    crashing = replicas(CrashingOperator, wrapper=WRAPPER, crash_after=point)
     wait_for(lambda: health(crashing)["leader"], timeout=30, what="the crashing operator to lead")
     # Long steps: the runner reaches no step boundary (where it would see spec.cancel by itself and
     # stop before any delete) in the second the operator needs to signal it.

@@ -18,17 +18,17 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import yaml
 from flux_api import GROUP
 from fluxtest import REPO, Executions, manifest, policies, wait_for
+from fluxtest.hostprocs import pids_where
 from fluxtest.identity import mint_token
-from fluxtest.operators import insecure_tls
+from fluxtest.operators import healthy, insecure_tls
 from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE
 from fluxtest.podlogs import LogFollower, pod_log, wait_log
-from fluxtest.tenancy import make_tenant
+from fluxtest.tenancy import can_i, make_tenant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.nodes import choice
@@ -69,17 +69,6 @@ def delete_namespace(core: client.CoreV1Api, name: str) -> None:
     except ApiException as err:
         if err.status != 404:
             raise
-
-
-@pytest.fixture(scope="module")
-def helm(cluster, kube_env):
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(cluster.bin / "helm"), *args], env=kube_env, capture_output=True, text=True,
-                                timeout=180)
-        if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed: {result.stdout}{result.stderr}")
-        return result
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -132,14 +121,6 @@ def fx(custom, core, install) -> Executions:
 
 # --- helpers --------------------------------------------------------------------------------------
 
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def operator_pods(core, install: Install) -> list[client.V1Pod]:
     return core.list_namespaced_pod(install.release_ns, label_selector=f"app.kubernetes.io/instance={RELEASE}").items
 
@@ -189,18 +170,11 @@ def operator_log(core, install: Install, pod: client.V1Pod) -> str:
 
 def operator_processes(install: Install) -> list[int]:
     """Live processes that are this release's operator, found by their unique metrics port."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"flux-operator") for a in argv) and \
-                f"--metrics-port={install.metrics_port}".encode() in argv:
-            found.append(int(entry.name))
-    return found
+    def ours(cmdline: bytes) -> bool:
+        argv = cmdline.split(b"\0")
+        return any(a.endswith(b"flux-operator") for a in argv) and \
+            f"--metrics-port={install.metrics_port}".encode() in argv
+    return pids_where("cmdline", ours)
 
 
 def samples(metrics: str, name: str) -> dict[frozenset, float]:
@@ -336,10 +310,7 @@ def test_service_account_holds_exactly_what_the_operator_needs(kubectl, install,
     scope = {"watched": ["-n", install.ns], "release": ["-n", install.release_ns], "cluster": ["--all-namespaces"],
              "other": ["-n", "default"]}
     base, _, sub = resource.partition("/")
-    args = ["auth", "can-i", verb, base, *scope[where], f"--as={install.subject}"]
-    if sub:
-        args.append(f"--subresource={sub}")
-    assert kubectl(*args, check=False).stdout.strip() == allowed
+    assert can_i(kubectl, install.subject, verb, base, *scope[where], subresource=sub) == allowed
 
 
 def test_demo_scenario_cancels_gracefully_and_is_counted(core, kubectl, install, fx):

@@ -19,7 +19,7 @@ from flux_api.names import ENABLED_NAMESPACE_LABEL
 from fluxtest import REPO, Executions, manifest, policies, wait_for
 from fluxtest.identity import mint_token
 from fluxtest.namespaces import fresh_namespace
-from fluxtest.operators import insecure_tls
+from fluxtest.operators import healthy, insecure_tls
 from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -43,25 +43,6 @@ class Release:
     @property
     def user(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{FULLNAME}"
-
-
-@pytest.fixture(scope="module")
-def helm(cluster, kube_env):
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(cluster.bin / "helm"), *args], env=kube_env, capture_output=True, text=True,
-                                timeout=180)
-        if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed: {result.stdout}{result.stderr}")
-        return result
-    return run
-
-
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")

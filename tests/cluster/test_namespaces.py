@@ -17,6 +17,7 @@ from fluxtest import identity as ids
 from fluxtest.identity import OPERATOR_USER
 from fluxtest.namespaces import fresh_namespace
 from fluxtest.operators import OperatorProcess
+from fluxtest.tenancy import can_i
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -161,10 +162,8 @@ def test_a_listed_namespace_is_served_without_a_label_by_an_operator_with_rights
         finally:
             op.stop()
 
-    def can_i(verb: str, resource: str, *where: str) -> str:
-        return kubectl("auth", "can-i", verb, resource, *where, f"--as={listed.user}", check=False).stdout.strip()
-
-    assert can_i("create", "pods", "-n", unlabelled) == "yes"
-    assert can_i("create", "pods", "-n", namespace) == "no", "nothing in a namespace it does not serve"
-    assert can_i("list", "executions.workflows.flux.dev", "--all-namespaces") == "no"
-    assert can_i("create", "pods", "-n", "kube-system") == "no"
+    assert can_i(kubectl, listed.user, "create", "pods", "-n", unlabelled) == "yes"
+    assert can_i(kubectl, listed.user, "create", "pods", "-n", namespace) == "no", \
+        "nothing in a namespace it does not serve"
+    assert can_i(kubectl, listed.user, "list", "executions.workflows.flux.dev", "--all-namespaces") == "no"
+    assert can_i(kubectl, listed.user, "create", "pods", "-n", "kube-system") == "no"

@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from fluxtest import Executions, longrun, wait_for
+from fluxtest import Executions, gone, longrun, wait_for
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
 
@@ -46,12 +45,6 @@ def test_each_runner_gets_a_policy_that_fences_exactly_its_pod(api, custom, core
     fx.cancel("fenced", "done")
     fx.wait_phase("fenced", "Cancelled", timeout=60)
     custom.delete_namespaced_custom_object("workflows.flux.dev", "v1alpha1", namespace, "executions", "fenced")
-
-    def collected() -> bool:
-        try:
-            net.read_namespaced_network_policy("flux-runner-fenced", namespace)
-        except ApiException as err:
-            return err.status == 404
-        return False
-    wait_for(collected, timeout=60, what="the garbage collector to take the policy with its execution")
+    wait_for(lambda: gone(net.read_namespaced_network_policy, "flux-runner-fenced", namespace), timeout=60,
+             what="the garbage collector to take the policy with its execution")
     assert net.read_namespaced_network_policy("flux-runner-neighbour", namespace)

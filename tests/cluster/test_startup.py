@@ -3,44 +3,27 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 from fluxtest import wait_for
 from fluxtest import policies
 from fluxtest.policies import also_operators
+from fluxtest.identity import account_kubeconfig, bind_account
 from fluxtest.operators import OperatorProcess
-from kubernetes import client
 
 pytestmark = pytest.mark.cluster
 
 
-def token_kubeconfig(cluster, core, namespace: str, account: str, path) -> None:
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
-    token = core.create_namespaced_service_account_token(
-        account, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    config["users"] = [{"name": account, "user": {"token": token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = account
-    path.write_text(yaml.safe_dump(config))
-
-
-def grant(rbac: client.RbacAuthorizationV1Api, namespace: str, account: str) -> None:
+def operator_rules() -> list[dict]:
     """What the operator needs in one namespace (its own table of rights) and its Lease there."""
     from flux_operator.startup import LEADER_ELECTION, NAMESPACED
 
-    rules = [{"apiGroups": [group], "resources": [resource], "verbs": [verb]}
-             for verb, group, resource in (*NAMESPACED, *LEADER_ELECTION)]
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": rules})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": account},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+    return [{"apiGroups": [group], "resources": [resource], "verbs": [verb]}
+            for verb, group, resource in (*NAMESPACED, *LEADER_ELECTION)]
 
 
 def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, core, kubectl, namespace, kube_env,
                                                                 crd_installed, tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
-    token_kubeconfig(cluster, core, namespace, "weak", kubeconfig)
+    account_kubeconfig(api, cluster, namespace, "weak", kubeconfig)
     op = OperatorProcess({**kube_env, "KUBECONFIG": str(kubeconfig)}, tmp_path)
     op.start("--namespace", namespace, "--leader-election-namespace", namespace,
              "--leader-election-id", "weak", wait_healthy=False)
@@ -53,7 +36,7 @@ def test_missing_permissions_are_one_clear_line_and_a_red_probe(cluster, api, co
         assert "delete pods in " + namespace in body["problems"]["permissions"]
         lines = [line for line in op.log_path.read_text().splitlines() if "missing permissions:" in line]
         assert len(lines) == 1, "said once, not every retry"
-        grant(client.RbacAuthorizationV1Api(api), namespace, "weak")
+        bind_account(api, namespace, "weak", operator_rules())
         # ...and, as the chart does for its operator, reading the admission policies and being named in them.
         with also_operators(kubectl, f"system:serviceaccount:{namespace}:weak"):
             wait_for(lambda: op.health()[0] == 200, timeout=60, what="the probe to turn green once granted")

@@ -19,14 +19,13 @@ from flux_api import GROUP, PARENT_LABEL, PLURAL, VERSION
 from fluxtest import Executions, longrun, manifest, wait_for
 from fluxtest.faults import as_runner
 from fluxtest.policies import eventually_admitted, refusal
-from fluxtest.tenancy import Tenant, grant, make_tenant
+from fluxtest.tenancy import Tenant, grant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
 
 PASSWORD = "correct horse battery staple"
-EVERYTHING = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
 
 
 @pytest.fixture
@@ -39,19 +38,9 @@ def team(core, namespace, operator) -> str:
 
 
 @pytest.fixture
-def tenant(api, kubeconfig, kube_env, team) -> Tenant:
-    who = make_tenant(api, kubeconfig, kube_env, team, schedules=True)
-    yield who
-    who.close()
-
-
-@pytest.fixture
-def privileged(api, kubeconfig, kube_env, team) -> Tenant:
-    """A user who may do everything in the namespace (not the operator: the policies apply to them too)."""
-    grant(api, team, f"admin-{team}", EVERYTHING)
-    who = Tenant(team, f"admin-{team}", kubeconfig, kube_env)
-    yield who
-    who.close()
+def tenant_namespace(team) -> str:
+    """fluxtest's `tenant` and `privileged` fixtures act in the team's namespace."""
+    return team
 
 
 def execution(name: str = "x", template: dict | None = None, **spec) -> dict:

@@ -14,27 +14,9 @@ import pytest
 from flux_api import GROUP, VERSION
 from fluxtest import Executions, manifest
 from fluxtest.policies import eventually_admitted, eventually_refused, platform_limits
-from fluxtest.tenancy import Tenant, grant, make_tenant
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
-
-EVERYTHING = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
-
-
-@pytest.fixture
-def tenant(api, kubeconfig, kube_env, namespace) -> Tenant:
-    who = make_tenant(api, kubeconfig, kube_env, namespace, schedules=True)
-    yield who
-    who.close()
-
-
-@pytest.fixture
-def privileged(api, kubeconfig, kube_env, namespace) -> Tenant:
-    grant(api, namespace, f"admin-{namespace}", EVERYTHING)
-    who = Tenant(namespace, f"admin-{namespace}", kubeconfig, kube_env)
-    yield who
-    who.close()
 
 
 def execution(template: dict | None = None, **spec) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from fluxtest import Executions
 from fluxtest.faults import Operators
 from fluxtest.identity import OPERATOR_NAMESPACE
-from fluxtest.results import Result, cell, record_outcome
+from fluxtest.results import cell, row_hooks
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.faults import ClusterFaults
@@ -59,21 +59,7 @@ def _entry(key: str) -> dict:
     return _results.setdefault(key, {"figure": "", "notes": [], "outcome": "not run"})
 
 
-@pytest.fixture
-def result(request) -> Result:
-    marker = request.node.get_closest_marker("row")
-    assert marker and marker.args[0] in _KEYS, f"{request.node.nodeid} needs @pytest.mark.row(<one of {_KEYS}>)"
-    return Result(marker.args[0], _entry(marker.args[0]))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    marker = item.get_closest_marker("row")
-    if marker is None:
-        return
-    record_outcome(_entry(marker.args[0]), report)
+result, pytest_runtest_makereport = row_hooks("row", _entry, f"<one of {_KEYS}>", known=_KEYS)
 
 
 def table() -> str:

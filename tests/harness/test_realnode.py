@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from fluxtest import wait_for
+from fluxtest import gone, wait_for
 from kubernetes.client.rest import ApiException
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_node_only]
@@ -69,15 +69,8 @@ def test_pod_runs_our_image_on_the_host_network_and_pid1_gets_sigterm(core, name
     wait_for(lambda: "started" in log(core, namespace, "sleeper"), timeout=30, what="sleeper log")
     core.delete_namespaced_pod("sleeper", namespace, grace_period_seconds=20)
     wait_for(lambda: "got SIGTERM as pid 1" in log(core, namespace, "sleeper"), timeout=15, what="SIGTERM in the log")
-
-    def gone() -> bool:
-        try:
-            core.read_namespaced_pod("sleeper", namespace)
-        except ApiException as err:
-            return err.status == 404
-        return False
-
-    wait_for(gone, timeout=30, what="pod removed after a graceful exit")
+    wait_for(lambda: gone(core.read_namespaced_pod, "sleeper", namespace), timeout=30,
+             what="pod removed after a graceful exit")
 
 
 def test_kubectl_logs_and_exec(core, kubectl, namespace) -> None:

@@ -17,7 +17,7 @@ import pytest
 from fluxtest import Executions
 from fluxtest.faults import Operators
 from fluxtest.namespaces import fresh_namespace
-from fluxtest.results import Result, cell, record_outcome
+from fluxtest.results import cell, row_hooks
 from fluxtest.tenancy import Tenant, make_tenant
 
 HERE = Path(__file__).parent
@@ -38,21 +38,7 @@ def pytest_collection_modifyitems(items) -> None:
             _rows.setdefault(key, {"attack": attack, "must": must, "figure": "", "notes": [], "outcome": "not run"})
 
 
-@pytest.fixture
-def result(request) -> Result:
-    marker = request.node.get_closest_marker("threat")
-    assert marker, f"{request.node.nodeid} needs @pytest.mark.threat(key, attack, must_hold)"
-    return Result(marker.args[0], _rows[marker.args[0]])
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    marker = item.get_closest_marker("threat")
-    if marker is None:
-        return
-    record_outcome(_rows[marker.args[0]], report)
+result, pytest_runtest_makereport = row_hooks("threat", _rows.__getitem__, "key, attack, must_hold")
 
 
 def table() -> str:

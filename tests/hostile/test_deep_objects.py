@@ -58,6 +58,29 @@ def quiet_runner(name: str) -> dict:
     return longrun(name, steps=10, seconds=600)
 
 
+def start_with_a_quiet_runner(operators, tenant, fx, name: str):
+    """The operators started, and the tenant's quiet_runner `name` Running: the runner attacks start from here."""
+    op = operators.start()
+    tenant.fx.create(quiet_runner(name))
+    fx.wait_phase(name, "Running", timeout=90)
+    return op
+
+
+def runner_writes(kubeconfig, namespace: str, name: str, status: str) -> None:
+    """Execution `name`'s runner, with its own token, merge-patches its status with the JSON text `status`."""
+    runner = as_runner(kubeconfig, namespace, name)
+    try:
+        raw_request(runner, "PATCH", status_path(namespace, name), '{"status": %s}' % status)
+    finally:
+        runner.close()
+
+
+def deep_spawn(child: str) -> str:
+    """status JSON text: a request for a child `child` whose input is nested DEPTH levels deep."""
+    return ('{"spawnRequests": [{"name": "%s", "workflow": "flux_examples.quick:main", "input": {"deep": %s}}]}'
+            % (child, nested_list()))
+
+
 def operator_lives(op, bystander, name: str) -> tuple[dict, int, dict]:
     """An ordinary execution in another namespace runs to its end, and the operator is alive and green."""
     bystander.create(manifest(name, "flux_examples.quick:main"))
@@ -69,6 +92,15 @@ def operator_lives(op, bystander, name: str) -> tuple[dict, int, dict]:
     return ordinary, code, report
 
 
+def created_then_operator_lives(tenant, operators, bystander, text: str) -> tuple[dict, int]:
+    """The tenant creates the deep object `text`, then the operators start and must live on (operator_lives):
+    the bystander's ordinary execution and the healthz code."""
+    created = tenant.kubectl("create", "-f", "-", input=text)
+    assert created.returncode == 0, f"the API server refused it (then there is nothing to survive): {created.stderr}"
+    ordinary, code, _ = operator_lives(operators.start(), bystander, "ordinary")
+    return ordinary, code
+
+
 def plugin(kube_env, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["kubectl-flux", *args], env=kube_env, capture_output=True, text=True, timeout=60)
 
@@ -77,10 +109,7 @@ def plugin(kube_env, *args: str) -> subprocess.CompletedProcess:
                     "the operator lives on; the bystander's execution runs; the deep one ends with a clear answer")
 @pytest.mark.timeout(240)
 def test_a_deeply_nested_input_does_not_stop_the_operator(tenant, bystander, operators, fx, result, kube_env):
-    created = tenant.kubectl("create", "-f", "-", input=deep_execution("deep"))
-    assert created.returncode == 0, f"the API server refused it (then there is nothing to survive): {created.stderr}"
-    op = operators.start()
-    ordinary, code, _ = operator_lives(op, bystander, "ordinary")
+    ordinary, code = created_then_operator_lives(tenant, operators, bystander, deep_execution("deep"))
     deep = fx.wait_phase("deep", *TERMINAL, timeout=90)
     result.figure(f"bystander {ordinary.get('phase')}; deep one {deep.get('phase')}: "
                   f"{(deep.get('message') or '')[:120]!r}; operator healthz {code}")
@@ -96,15 +125,9 @@ def test_a_deeply_nested_input_does_not_stop_the_operator(tenant, bystander, ope
                     "the operator lives on; the bystander's execution runs; the attacked one can still be cancelled")
 @pytest.mark.timeout(240)
 def test_a_runners_deep_checkpoint_does_not_stop_the_operator(tenant, bystander, operators, fx, kubeconfig, result):
-    op = operators.start()
-    tenant.fx.create(quiet_runner("victim"))
-    fx.wait_phase("victim", "Running", timeout=90)
-    runner = as_runner(kubeconfig, tenant.namespace, "victim")
-    try:
-        raw_request(runner, "PATCH", status_path(tenant.namespace, "victim"),
-                    '{"status": {"checkpoint": {"state": "Running", "data": %s}}}' % nested_list())
-    finally:
-        runner.close()
+    op = start_with_a_quiet_runner(operators, tenant, fx, "victim")
+    runner_writes(kubeconfig, tenant.namespace, "victim", '{"checkpoint": {"state": "Running", "data": %s}}'
+                  % nested_list())
     ordinary, code, _ = operator_lives(op, bystander, "ordinary")
     tenant.fx.cancel("victim", reason="after the deep checkpoint")
     victim = fx.wait_phase("victim", *TERMINAL, timeout=90)
@@ -117,16 +140,8 @@ def test_a_runners_deep_checkpoint_does_not_stop_the_operator(tenant, bystander,
                     "the operator lives on; the bystander's execution runs; the child is refused with a clear error")
 @pytest.mark.timeout(240)
 def test_a_deep_spawn_request_is_refused_and_stops_nothing(tenant, bystander, operators, fx, kubeconfig, result):
-    op = operators.start()
-    tenant.fx.create(quiet_runner("parent"))
-    fx.wait_phase("parent", "Running", timeout=90)
-    runner = as_runner(kubeconfig, tenant.namespace, "parent")
-    try:
-        raw_request(runner, "PATCH", status_path(tenant.namespace, "parent"),
-                    '{"status": {"spawnRequests": [{"name": "parent-kid", "workflow": "flux_examples.quick:main", '
-                    '"input": {"deep": %s}}]}}' % nested_list())
-    finally:
-        runner.close()
+    op = start_with_a_quiet_runner(operators, tenant, fx, "parent")
+    runner_writes(kubeconfig, tenant.namespace, "parent", deep_spawn("parent-kid"))
     ordinary, code, _ = operator_lives(op, bystander, "ordinary")
 
     def refused():
@@ -146,10 +161,7 @@ def test_a_deep_spawn_request_is_refused_and_stops_nothing(tenant, bystander, op
                     "the operator lives on; the bystander's execution runs; the Schedule says why it starts no run")
 @pytest.mark.timeout(240)
 def test_a_deep_schedule_template_does_not_stop_the_operator(tenant, bystander, operators, fx, core, result):
-    created = tenant.kubectl("create", "-f", "-", input=deep_schedule("deep-cron"))
-    assert created.returncode == 0, f"the API server refused it: {created.stderr}"
-    op = operators.start()
-    ordinary, code, _ = operator_lives(op, bystander, "ordinary")
+    ordinary, code = created_then_operator_lives(tenant, operators, bystander, deep_schedule("deep-cron"))
 
     def told():
         events = core.list_namespaced_event(tenant.namespace, field_selector="involvedObject.name=deep-cron").items
@@ -166,18 +178,10 @@ def test_a_deep_schedule_template_does_not_stop_the_operator(tenant, bystander, 
                     "the restarted operator lists them and reconciles the bystander's new execution")
 @pytest.mark.timeout(300)
 def test_an_operator_restarted_among_deep_objects_carries_on(tenant, bystander, operators, fx, kubeconfig, result):
-    op = operators.start()
-    tenant.fx.create(quiet_runner("victim"))
-    fx.wait_phase("victim", "Running", timeout=90)
+    op = start_with_a_quiet_runner(operators, tenant, fx, "victim")
     for text in (deep_execution("deep"), deep_schedule("deep-cron")):
         assert tenant.kubectl("create", "-f", "-", input=text).returncode == 0
-    runner = as_runner(kubeconfig, tenant.namespace, "victim")
-    try:
-        raw_request(runner, "PATCH", status_path(tenant.namespace, "victim"),
-                    '{"status": {"spawnRequests": [{"name": "victim-kid", "workflow": "flux_examples.quick:main", '
-                    '"input": {"deep": %s}}]}}' % nested_list())
-    finally:
-        runner.close()
+    runner_writes(kubeconfig, tenant.namespace, "victim", deep_spawn("victim-kid"))
     fx.wait_phase("deep", *TERMINAL, timeout=90)
     op.stop(kill=True)
     started = time.monotonic()

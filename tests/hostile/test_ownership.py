@@ -14,7 +14,7 @@ import pytest
 from flux_api import GROUP, VERSION
 from fluxtest import TERMINAL, manifest, policies
 from fluxtest.faults import log_tail
-from fluxtest.tenancy import execution_rules, grant
+from fluxtest.tenancy import can_i, execution_rules, grant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -82,8 +82,8 @@ def test_forged_runner_objects_are_never_adopted(tenant, api, kubectl, kubeconfi
         bound = f"RoleBinding {binding.metadata.name} -> {binding.role_ref.name}"
     except ApiException as err:
         bound = None if err.status == 404 else f"unreadable: {err.status}"
-    can = kubectl("auth", "can-i", "patch", "executions", "-n", tenant.namespace,
-                  f"--as=system:serviceaccount:{tenant.namespace}:flux-runner-v-role", check=False).stdout.strip()
+    can = can_i(kubectl, f"system:serviceaccount:{tenant.namespace}:flux-runner-v-role", "patch", "executions",
+                "-n", tenant.namespace)
     result.figure("; ".join(figures) + f"; forged Role bound: {bound or 'no'}; its would-be runner may patch "
                                         f"executions: {can}")
     assert bound is None, bound
