@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,7 +180,45 @@ def running_operator(layout: Layout, namespaces: list[str], label: str, extra: I
 
 # --- watches that note when each object reached each phase -----------------------------------------
 
-class PhaseBook:
+class _Book:
+    """A watch in a thread of its own that notes each event under a lock; it survives the watch's expiry by
+    resuming from the last resourceVersion, and lists again after an ERROR event."""
+
+    _watch: watch.Watch | None
+
+    def _start(self, thread_name: str) -> None:
+        self._changed = threading.Condition()
+        self._stopped = threading.Event()
+        self._watch = None
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self._thread.start()
+
+    def _events(self, **kwargs: Any) -> Iterator[dict]:
+        raise NotImplementedError
+
+    def _note(self, kind: str, obj: Any, now: float) -> str | None:
+        """Records one event (under the lock); returns the object's resourceVersion."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        version = None
+        while not self._stopped.is_set():
+            self._watch = watch.Watch()
+            try:
+                for event in self._events(**({"resource_version": version} if version else {})):
+                    now = time.monotonic()
+                    if event["type"] == "ERROR":
+                        version = None
+                        break
+                    with self._changed:
+                        version = self._note(event["type"], event["object"], now) or version
+                        self._changed.notify_all()
+            except (ApiException, HTTPError, OSError, ValueError):
+                time.sleep(0.5)
+            finally:
+                self._watch.stop()
+
+class PhaseBook(_Book):
     """Watches every Execution of a namespace; notes, per name, when (monotonic and wall clock) each
     phase was first delivered. Survives watch expiry by resuming from the last resourceVersion."""
 
@@ -191,44 +230,26 @@ class PhaseBook:
         self.first: dict[str, dict[str, tuple[float, float]]] = {}  # name -> phase -> (monotonic, wall)
         self.objects: dict[str, dict] = {}
         self.gone: set[str] = set()
-        self._changed = threading.Condition()
-        self._stopped = threading.Event()
-        self._watch: watch.Watch | None = None
-        self._thread = threading.Thread(target=self._run, name=f"phases-{namespace}", daemon=True)
-        self._thread.start()
+        self._start(f"phases-{namespace}")
 
-    def _run(self) -> None:
-        version = None
-        while not self._stopped.is_set():
-            self._watch = watch.Watch()
-            try:
-                kwargs = {"resource_version": version} if version else {}
-                for event in self._watch.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION,
-                                                self.namespace, PLURAL, timeout_seconds=1800, **kwargs):
-                    now, wall = time.monotonic(), time.time()
-                    obj = event["object"]
-                    if event["type"] == "ERROR":
-                        version = None
-                        break
-                    meta = obj.get("metadata") or {}
-                    name = meta.get("name")
-                    version = meta.get("resourceVersion") or version
-                    with self._changed:
-                        if event["type"] == "DELETED":
-                            self.gone.add(name)
-                            self.phase.pop(name, None)
-                            self.objects.pop(name, None)
-                        else:
-                            phase = (obj.get("status") or {}).get("phase")
-                            self.phase[name] = phase
-                            self.first.setdefault(name, {}).setdefault(phase, (now, wall))
-                            if self.keep_objects or phase in TERMINAL:
-                                self.objects[name] = obj
-                        self._changed.notify_all()
-            except (ApiException, HTTPError, OSError, ValueError):
-                time.sleep(0.5)
-            finally:
-                self._watch.stop()
+    def _events(self, **kwargs: Any) -> Iterator[dict]:
+        return self._watch.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
+                                  timeout_seconds=1800, **kwargs)
+
+    def _note(self, kind: str, obj: dict, now: float) -> str | None:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if kind == "DELETED":
+            self.gone.add(name)
+            self.phase.pop(name, None)
+            self.objects.pop(name, None)
+        else:
+            phase = (obj.get("status") or {}).get("phase")
+            self.phase[name] = phase
+            self.first.setdefault(name, {}).setdefault(phase, (now, time.time()))
+            if self.keep_objects or phase in TERMINAL:
+                self.objects[name] = obj
+        return meta.get("resourceVersion")
 
     def count(self, phases: Iterable[str], names: Iterable[str] | None = None) -> int:
         wanted = set(phases)
@@ -276,7 +297,7 @@ class PhaseBook:
             self._watch.stop()
 
 
-class PodBook:
+class PodBook(_Book):
     """Watches the pods of a namespace (optionally by label): phase, and when each was seen gone."""
 
     def __init__(self, api: client.ApiClient, namespace: str, selector: str = "") -> None:
@@ -285,41 +306,23 @@ class PodBook:
         self.phase: dict[str, str] = {}
         self.running_at: dict[str, float] = {}
         self.gone_at: dict[str, float] = {}
-        self._changed = threading.Condition()
-        self._stopped = threading.Event()
-        self._watch: watch.Watch | None = None
-        self._thread = threading.Thread(target=self._run, name=f"pods-{namespace}", daemon=True)
-        self._thread.start()
+        self._start(f"pods-{namespace}")
 
-    def _run(self) -> None:
-        version = None
-        while not self._stopped.is_set():
-            self._watch = watch.Watch()
-            try:
-                kwargs = {"resource_version": version} if version else {}
-                for event in self._watch.stream(self.core.list_namespaced_pod, self.namespace,
-                                                label_selector=self.selector, timeout_seconds=1800, **kwargs):
-                    now = time.monotonic()
-                    if event["type"] == "ERROR":
-                        version = None
-                        break
-                    pod = event["object"]
-                    name = pod.metadata.name
-                    version = pod.metadata.resource_version or version
-                    with self._changed:
-                        if event["type"] == "DELETED":
-                            self.phase.pop(name, None)
-                            self.gone_at.setdefault(name, now)
-                        else:
-                            self.phase[name] = pod.status.phase
-                            self.gone_at.pop(name, None)
-                            if pod.status.phase == "Running":
-                                self.running_at.setdefault(name, now)
-                        self._changed.notify_all()
-            except (ApiException, HTTPError, OSError, ValueError):
-                time.sleep(0.5)
-            finally:
-                self._watch.stop()
+    def _events(self, **kwargs: Any) -> Iterator[dict]:
+        return self._watch.stream(self.core.list_namespaced_pod, self.namespace, label_selector=self.selector,
+                                  timeout_seconds=1800, **kwargs)
+
+    def _note(self, kind: str, pod: Any, now: float) -> str | None:
+        name = pod.metadata.name
+        if kind == "DELETED":
+            self.phase.pop(name, None)
+            self.gone_at.setdefault(name, now)
+        else:
+            self.phase[name] = pod.status.phase
+            self.gone_at.pop(name, None)
+            if pod.status.phase == "Running":
+                self.running_at.setdefault(name, now)
+        return pod.metadata.resource_version
 
     def wait(self, predicate: Callable[["PodBook"], bool], timeout: float, what: str) -> float:
         deadline = time.monotonic() + timeout
