@@ -8,6 +8,7 @@ from typing import Any
 STARTED = "Started"
 CANCEL_REQUESTED = "CancelRequested"
 FINISHED = "Finished"
+READY = "Ready"  # a Schedule's
 
 
 class StartedReason(StrEnum):
@@ -18,6 +19,14 @@ class StartedReason(StrEnum):
     RETRY_BACKOFF = "RetryBackoff"
     QUOTA_EXCEEDED = "QuotaExceeded"
     RUNNER_DELAYED = "RunnerDelayed"
+
+
+class ReadyReason(StrEnum):
+    """Reasons of a Schedule's Ready condition."""
+
+    SCHEDULED = "Scheduled"
+    SUSPENDED = "Suspended"
+    INVALID_SCHEDULE = "InvalidSchedule"
 
 
 # Started=False with one of these: Pending, and the runner is not made yet on purpose (a start time, a full

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flux_api import API_VERSION, KIND, TERMINAL_PHASES, Execution, Phase
-from flux_api.conditions import set_condition
+from flux_api.conditions import READY, ReadyReason, set_condition
 from flux_api.events import EventReason
 from flux_api.names import RUN_TOKEN_ANNOTATION, SCHEDULE_KIND, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
 from flux_api.schedule import MAX_RECORDED_RUNS, MAX_STARTING, ConcurrencyPolicy, Schedule, ScheduleStatus
@@ -35,7 +35,6 @@ from flux_api.writes import status_patch
 
 from flux_operator.crontimes import InvalidSchedule, check_cron, latest_due, next_due, zone
 
-READY = "Ready"
 # A run being created is matched to its proof within this long (a watch lagging after a failover included).
 STARTING_TTL = timedelta(minutes=10)
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)  # sorts a run that has not finished first
@@ -239,9 +238,9 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
         due, upcoming = latest_due(expression, tz, now), next_due(expression, tz, now)
     except InvalidSchedule as err:
         message = str(err)
-        said = any(c.type == READY and c.status == "False" and c.reason == "InvalidSchedule" and c.message == message
-                   for c in schedule.status.conditions)
-        set_condition(conditions, READY, False, "InvalidSchedule", message, generation, format_time(now))
+        said = any(c.type == READY and c.status == "False" and c.reason == ReadyReason.INVALID_SCHEDULE
+                   and c.message == message for c in schedule.status.conditions)
+        set_condition(conditions, READY, False, ReadyReason.INVALID_SCHEDULE, message, generation, format_time(now))
         status.update(active=[{"name": n} for n in active], nextScheduleTime=None, message=message)
         if not said:  # once: looking again (the safety pass) finds nothing new to say
             decision.actions.append(ScheduleEvent(EventReason.INVALID_SCHEDULE, message, "Warning",
@@ -249,11 +248,12 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
         return _finish(decision, schedule, old, status, conditions)
 
     if suspended:
-        set_condition(conditions, READY, True, "Suspended", "suspended: no new runs", generation, format_time(now))
+        set_condition(conditions, READY, True, ReadyReason.SUSPENDED, "suspended: no new runs", generation,
+                      format_time(now))
         status.update(active=[{"name": n} for n in active], nextScheduleTime=None, message="suspended")
         return _finish(decision, schedule, old, status, conditions)
 
-    if any(c.type == READY and c.reason == "Suspended" for c in schedule.status.conditions):
+    if any(c.type == READY and c.reason == ReadyReason.SUSPENDED for c in schedule.status.conditions):
         status["resumedAt"] = format_time(now)  # the times missed while suspended are not made up
     moments = [parse_time(status.get("resumedAt")) or schedule.status.resumedAt, last,
                parse_time(schedule.metadata.get("creationTimestamp"))]
@@ -294,7 +294,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
             intent = {"scheduledAt": format_time(due), "proof": proof(name, token), "since": format_time(now)}
             status["starting"] = [*own.starting, intent][-MAX_STARTING:]
             create = CreateRun(name, run_body(schedule, name, due, token))
-    set_condition(conditions, READY, True, "Scheduled", f"next run at {format_time(upcoming)}", generation,
+    set_condition(conditions, READY, True, ReadyReason.SCHEDULED, f"next run at {format_time(upcoming)}", generation,
                   format_time(now))
     status.update(active=[{"name": n} for n in active], nextScheduleTime=format_time(upcoming), message=message)
     wait = (upcoming - now).total_seconds()
