@@ -22,7 +22,7 @@ from flux_operator.ownership import Memory
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleStore
 from flux_operator.world import World
-from fluxtest.fakeapi import FakeKubeApi
+from flux_operator.testing import FakeKubeApi
 from kopf._cogs.clients import auth
 from kopf._cogs.structs import credentials
 

@@ -12,7 +12,7 @@ from flux_operator.kube import ApiFailure
 from flux_operator.metrics import Metrics
 from flux_operator.ownership import token_hash
 from flux_operator.reconcile import Reconciler
-from fluxtest.fakeapi import FakeKubeApi
+from flux_operator.testing import FakeKubeApi
 from tests.operator.builders import KEY, Clock, api, execution, pod, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit

@@ -15,7 +15,7 @@ from flux_operator.namespaces import NOTICE_REASON, NamespaceGate, Namespaces, N
 from flux_operator.workqueue import Result
 from flux_operator.schedule_shell import ScheduleStore
 from flux_operator.world import World
-from fluxtest.fakeapi import FakeKubeApi
+from flux_operator.testing import FakeKubeApi
 from tests.operator import builders
 from tests.operator.builders import deliver
 

@@ -11,7 +11,7 @@ from flux_operator import payloads
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore, trim_schedule
 from flux_operator.world import World, trim_execution
-from fluxtest.fakeapi import FakeKubeApi
+from flux_operator.testing import FakeKubeApi
 from tests.operator.builders import NOW, api, pod, reconciler, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ from flux_operator.builders import RunnerSettings
 from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
 from flux_operator.world import World
-from fluxtest.fakeapi import FakeKubeApi
+from flux_operator.testing import FakeKubeApi
 
 pytestmark = pytest.mark.unit
 

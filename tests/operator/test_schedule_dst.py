@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.world import World
-from fluxtest.fakeapi import FakeKubeApi
+from flux_operator.testing import FakeKubeApi
 
 pytestmark = pytest.mark.unit
 

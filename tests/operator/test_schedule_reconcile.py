@@ -13,7 +13,7 @@ from flux_operator.metrics import Metrics
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.world import World
-from fluxtest.fakeapi import FakeKubeApi
+from flux_operator.testing import FakeKubeApi
 from tests.operator.builders import Clock, api, seed, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit

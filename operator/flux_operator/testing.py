@@ -1,4 +1,9 @@
-"""An in-memory stand-in for the operator's API client (unit tests of the operator shell), recording every call."""
+"""An in-memory stand-in for the operator's API client (unit tests of the operator shell), recording every call.
+
+It applies writes as the API server does where the tests rely on it: merge patches merge deeply (RFC 7386;
+null removes a key), metadata.generation moves with the spec, spec.cancel cannot be changed or removed once set
+and a finished phase is final (the CRD's CEL rules), and a stale resourceVersion is a Conflict. Schema checks
+stay with the real API server (tests/cluster)."""
 
 from __future__ import annotations
 
@@ -9,14 +14,35 @@ from flux_api.errors import Failure
 from flux_operator.kube import ApiFailure
 
 
-def merge_status(obj: dict[str, Any], status: dict[str, Any]) -> None:
-    """A merge patch of `obj`'s status, as the API server applies one: None removes a key."""
-    current = obj.setdefault("status", {})
-    for key, value in status.items():
+TERMINAL = ("Cancelled", "Succeeded", "Failed")
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 in place: objects merge key by key, null removes, anything else (lists too) replaces."""
+    for key, value in patch.items():
         if value is None:
-            current.pop(key, None)
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge_patch(target[key], value)
         else:
-            current[key] = value
+            target[key] = copy.deepcopy(value)
+    return target
+
+
+def merge_status(obj: dict[str, Any], status: dict[str, Any]) -> None:
+    """A merge patch of `obj`'s status, as the API server applies one."""
+    merge_patch(obj.setdefault("status", {}), status)
+
+
+def _refused(before: dict[str, Any], after: dict[str, Any]) -> str | None:
+    """What the Execution CRD's CEL rules would say of this update (CANCEL_IMMUTABLE, TERMINAL_IS_FINAL)."""
+    old_cancel, new_cancel = (before.get("spec") or {}).get("cancel"), (after.get("spec") or {}).get("cancel")
+    if old_cancel is not None and new_cancel != old_cancel:
+        return "spec.cancel cannot be removed or changed once set: cancellation cannot be undone"
+    old_phase, new_phase = (before.get("status") or {}).get("phase"), (after.get("status") or {}).get("phase")
+    if old_phase in TERMINAL and new_phase != old_phase:
+        return "status.phase cannot change once the execution has finished (Cancelled, Succeeded or Failed)"
+    return None
 
 
 class FakeKubeApi:
@@ -34,12 +60,23 @@ class FakeKubeApi:
         self._rv = 100
 
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Stores `obj` as the next version: generation 1 when new, one more when its spec changed."""
         obj = copy.deepcopy(obj)
         self._rv += 1
-        obj["metadata"]["resourceVersion"] = str(self._rv)
         meta = obj["metadata"]
+        meta["resourceVersion"] = str(self._rv)
+        before = self.objects.get((meta["namespace"], meta["name"]))
+        if before is None:
+            meta.setdefault("generation", 1)
+        elif before.get("spec") != obj.get("spec"):
+            meta["generation"] = (before["metadata"].get("generation") or 1) + 1
         self.objects[(meta["namespace"], meta["name"])] = obj
         return copy.deepcopy(obj)
+
+    def _update(self, name: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        if (refusal := _refused(before, after)) is not None:
+            raise ApiFailure(name, Failure.INVALID, refusal)
+        return self.put(after)
 
     def _maybe_fail(self, method: str, what: str) -> None:
         pending = self.fail_next.get(method)
@@ -62,18 +99,14 @@ class FakeKubeApi:
             raise ApiFailure(name, Failure.CONFLICT, "the object has been modified")
         merged = copy.deepcopy(obj)
         merge_status(merged, status)
-        return self.put(merged)
+        return self._update(name, obj, merged)
 
     def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.calls.append(("patch_execution", name))
         self._maybe_fail("patch_execution", name)
         obj = self.objects.get((namespace, name))
         if obj is not None:
-            obj = copy.deepcopy(obj)
-            obj.setdefault("metadata", {}).setdefault("annotations", {}).update(
-                patch.get("metadata", {}).get("annotations", {}))
-            obj["spec"].update(patch.get("spec", {}))
-            self.put(obj)
+            self._update(name, obj, merge_patch(copy.deepcopy(obj), patch))
 
     def _add(self, call: str, namespace: str, body: dict[str, Any], with_namespace: bool) -> dict[str, Any] | None:
         """Records `call` (which may fail as told); None if the name is taken, else the stored copy, with a uid."""
@@ -163,10 +196,7 @@ class FakeKubeApi:
 
     def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.calls.append(("patch_schedule", name))
-        obj = copy.deepcopy(self.schedules[(namespace, name)])
-        obj["metadata"].setdefault("annotations", {}).update(patch.get("metadata", {}).get("annotations", {}))
-        obj["spec"].update(patch.get("spec", {}))
-        self.put_schedule(obj)
+        self.put_schedule(merge_patch(copy.deepcopy(self.schedules[(namespace, name)]), patch))
 
     def patch_schedule_status(self, namespace: str, name: str, status: dict[str, Any],
                               resource_version: str | None) -> dict[str, Any]:
