@@ -11,27 +11,16 @@ import copy
 from typing import Any
 
 from flux_api.errors import Failure
+from flux_api.mergepatch import merge_patch
 from flux_operator.kube import ApiFailure
 
 
 TERMINAL = ("Cancelled", "Succeeded", "Failed")
 
 
-def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386 in place: objects merge key by key, null removes, anything else (lists too) replaces."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            merge_patch(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-    return target
-
-
 def merge_status(obj: dict[str, Any], status: dict[str, Any]) -> None:
     """A merge patch of `obj`'s status, as the API server applies one."""
-    merge_patch(obj.setdefault("status", {}), status)
+    obj["status"] = merge_patch(obj.get("status") or {}, status)
 
 
 def _refused(before: dict[str, Any], after: dict[str, Any]) -> str | None:
@@ -106,7 +95,7 @@ class FakeKubeApi:
         self._maybe_fail("patch_execution", name)
         obj = self.objects.get((namespace, name))
         if obj is not None:
-            self._update(name, obj, merge_patch(copy.deepcopy(obj), patch))
+            self._update(name, obj, merge_patch(obj, patch))
 
     def _add(self, call: str, namespace: str, body: dict[str, Any], with_namespace: bool) -> dict[str, Any] | None:
         """Records `call` (which may fail as told); None if the name is taken, else the stored copy, with a uid."""
@@ -196,7 +185,7 @@ class FakeKubeApi:
 
     def patch_schedule(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.calls.append(("patch_schedule", name))
-        self.put_schedule(merge_patch(copy.deepcopy(self.schedules[(namespace, name)]), patch))
+        self.put_schedule(merge_patch(self.schedules[(namespace, name)], patch))
 
     def patch_schedule_status(self, namespace: str, name: str, status: dict[str, Any],
                               resource_version: str | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from flux_api import API_VERSION, KIND
+from flux_api.mergepatch import merge_patch
 
 from flux_runner.client import MERGE_PATCH, ExecutionClient, RetryPolicy, TokenFile, execution_path
 
@@ -45,19 +46,6 @@ def new_execution(name: str, workflow: str, input: Any = None, namespace: str = 
         "spec": {"workflow": workflow, "input": {} if input is None else input, **spec},
         "status": {},
     }
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge, None removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = merge_patch(merged.get(key), value)
-    return merged
 
 
 class FakeExecutionApi:

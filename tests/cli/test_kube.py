@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
+from flux_api.mergepatch import merge_patch
 from flux_cli import kube as kube_module
 from flux_cli.kube import (
     ApiNotInstalledError,
@@ -59,19 +60,6 @@ def _matches(labels: dict[str, str], selector: str | None) -> bool:
         elif requirement not in labels:
             return False
     return True
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
 
 
 class FakeApi:
@@ -189,7 +177,7 @@ def _handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
             if method == "GET":
                 return 200, copy.deepcopy(obj)
             old_cancel = obj["spec"].get("cancel")
-            updated = _merge(obj, body)
+            updated = merge_patch(obj, body)
             if old_cancel is not None and updated["spec"].get("cancel") != old_cancel:
                 return 422, _status(422, "Invalid", f'Execution.{GROUP} "{name}" is invalid: spec.cancel: Invalid value: "object": cancel cannot be changed once set', name)
             fake.executions[(namespace, name)] = updated

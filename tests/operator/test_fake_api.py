@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from flux_api.errors import Failure
 from flux_operator.kube import ApiFailure
-from flux_operator.testing import FakeKubeApi, merge_patch
+from flux_api.mergepatch import merge_patch
+from flux_operator.testing import FakeKubeApi
 
 pytestmark = pytest.mark.unit
 
@@ -17,8 +18,9 @@ def stored(api: FakeKubeApi, **status) -> dict:
 
 def test_a_merge_patch_merges_objects_deeply_replaces_lists_and_null_removes() -> None:
     target = {"a": {"b": 1, "c": 2}, "l": [1, 2], "gone": 1}
-    merge_patch(target, {"a": {"c": 3, "d": 4}, "l": [3], "gone": None})
-    assert target == {"a": {"b": 1, "c": 3, "d": 4}, "l": [3]}
+    merged = merge_patch(target, {"a": {"c": 3, "d": 4}, "l": [3], "gone": None})
+    assert merged == {"a": {"b": 1, "c": 3, "d": 4}, "l": [3]}
+    assert target == {"a": {"b": 1, "c": 2}, "l": [1, 2], "gone": 1}, "a new value: the target is not changed"
 
 
 def test_a_status_patch_keeps_the_sibling_fields_of_a_nested_object() -> None:
