@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -22,3 +24,12 @@ def cluster_ready(kubeconfig: Path) -> bool:
         except ApiException:
             return False
     return any(c.type == "Ready" and c.status == "True" for n in nodes for c in (n.status.conditions or []))
+
+
+def create_unless_there(create: Callable[..., Any], *args: Any) -> None:
+    """Creates an object that may exist already (a re-run, a second cluster user): a 409 is success."""
+    try:
+        create(*args)
+    except ApiException as err:
+        if err.status != 409:
+            raise

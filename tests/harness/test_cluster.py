@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fluxtest import wait_for
+from localcluster.kube import create_unless_there
 from fluxtest.podlogs import LogFollower, pod_log, wait_log
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -227,12 +228,7 @@ CEL_CRD = {
 
 
 def test_crd_cel_rule_rejects_a_bad_object_with_its_message(api, kubectl, namespace):
-    ext = client.ApiextensionsV1Api(api)
-    try:
-        ext.create_custom_resource_definition(CEL_CRD)
-    except ApiException as err:
-        if err.status != 409:
-            raise
+    create_unless_there(client.ApiextensionsV1Api(api).create_custom_resource_definition, CEL_CRD)
     kubectl("wait", "--for=condition=Established", "crd/widgets.harness.flux.dev", "--timeout=30s")
     custom = client.CustomObjectsApi(api)
 

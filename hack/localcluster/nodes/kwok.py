@@ -72,12 +72,10 @@ def register(api, alive) -> None:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
+    from localcluster.kube import create_unless_there
+
     core = client.CoreV1Api(api)
-    try:
-        core.create_node(NODE_OBJECT)
-    except ApiException as err:
-        if err.status != 409:
-            raise
+    create_unless_there(core.create_node, NODE_OBJECT)
 
     def ready() -> bool:
         alive()
