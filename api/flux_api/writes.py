@@ -3,31 +3,45 @@ raises where it is written and no value is longer than the schema admits (bounds
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from flux_api.bounds import fit, model_in
+from flux_api.schedule import ScheduleStatus
 from flux_api.types import ExecutionStatus
 
 
-class StatusWrite(ExecutionStatus):
-    """An execution's status as a decision writes it: a merge patch of only the fields assigned (`patch`).
+# A status as a decision writes it: only the fields assigned are written (a merge patch); a None removes the
+# field. Every field is checked as it is set, nested keys too, so a misspelt or ill-typed one raises where it is
+# written, and each value is first cut to the schema's bounds (bounds.fit): no length makes a write refused.
+_WRITE = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
-    Each field is checked against the schema as it is set, so a misspelt or ill-typed one raises where it is
-    written; a None removes the field, as merge patch says.
-    """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+class _Writes:
+    read_model: ClassVar[type[BaseModel]]  # the status model the object is read with
 
     def set(self, **fields: Any) -> None:
-        # The backstop first: a value copied from the object read is cut to the schema's bounds (bounds.fit),
-        # so no length can make a status write raise or be refused.
-        for name, value in fit(ExecutionStatus, fields).items():
+        _reject_unknown(self.read_model, fields, "status.")
+        for name, value in fit(self.read_model, fields).items():
             setattr(self, name, value)
 
     def patch(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True)
+        return self.model_dump(mode="json", exclude_unset=True)  # type: ignore[attr-defined]
+
+
+class StatusWrite(_Writes, ExecutionStatus):
+    """An execution's status as a decision writes it."""
+
+    model_config = _WRITE
+    read_model: ClassVar[type[BaseModel]] = ExecutionStatus
+
+
+class ScheduleStatusWrite(_Writes, ScheduleStatus):
+    """A Schedule's status as a decision writes it."""
+
+    model_config = _WRITE
+    read_model: ClassVar[type[BaseModel]] = ScheduleStatus
 
 
 def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
@@ -46,16 +60,8 @@ def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:
 
 
 def status_patch(fields: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
-    """A merge patch of status from a dict of changed fields (a Schedule's status is decided as a diff of
-    two dicts), checked against the models: a misspelt or ill-typed field raises. An execution's status
-    is built as a `StatusWrite` instead.
-
-    Only the fields given are written (a None removes the field, as merge patch says); strings and lists
-    longer than the schema allows are cut to its bounds. `model` is the status model (ExecutionStatus
-    unless given).
-    """
-    model = model or ExecutionStatus
-    _reject_unknown(model, fields, "status.")
-    # Decisions bound their lists and texts first (with counts); this is the backstop that keeps any value
-    # within the schema's bounds, so no length can make a status write raise or be refused.
-    return model.model_validate(fit(model, fields)).model_dump(mode="json", exclude_unset=True)
+    """A merge patch of status from a dict of fields, through the write model of `model` (ExecutionStatus
+    unless given): only the fields given, checked and cut to the schema's bounds."""
+    write = ScheduleStatusWrite() if model is ScheduleStatus else StatusWrite()
+    write.set(**fields)
+    return write.patch()

@@ -29,9 +29,10 @@ from flux_api import API_VERSION, KIND, TERMINAL_PHASES, Execution, Phase
 from flux_api.conditions import READY, ReadyReason, set_condition
 from flux_api.events import EventReason
 from flux_api.names import RUN_TOKEN_ANNOTATION, SCHEDULE_KIND, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
-from flux_api.schedule import MAX_RECORDED_RUNS, MAX_STARTING, ConcurrencyPolicy, Schedule, ScheduleStatus
+from flux_api.schedule import (MAX_RECORDED_RUNS, MAX_STARTING, ActiveRef, ConcurrencyPolicy, LastUnschedule,
+                               Schedule)
 from flux_api.timefmt import format_time, parse_time
-from flux_api.writes import status_patch
+from flux_api.writes import ScheduleStatusWrite
 
 from flux_operator.crontimes import InvalidSchedule, check_cron, latest_due, next_due, zone
 
@@ -202,28 +203,28 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
     if len(token) < 16:
         raise ValueError("a run token needs at least 16 characters of randomness")
     decision = Decision()
-    status: dict[str, Any] = {}
+    status = ScheduleStatusWrite()
     old = schedule.status.model_dump(mode="json", exclude_none=True)
     conditions = [c.model_dump(exclude_none=True) for c in schedule.status.conditions]
     generation = schedule.metadata.get("generation")
     own = _sort_out(schedule, candidates, {r.metadata.get("uid") for r in candidates} if present is None
                     else present, now)
     runs = own.runs
-    status.update(runs=own.record, starting=own.starting)
+    status.set(runs=own.record, starting=own.starting)
     last = schedule.status.lastScheduleTime
     for run, moment in own.adopted:
         decision.actions.append(ScheduleEvent(EventReason.RUN_STARTED, f"started {run.name} for {format_time(moment)}",
                                               key=run.name))
         last = max(last or moment, moment)
     if last is not None:
-        status["lastScheduleTime"] = format_time(last)
+        status.set(lastScheduleTime=last)
     active = sorted(r.name for r in runs if r.phase not in TERMINAL_PHASES)
     suspended = schedule.spec.suspend
 
     asking = _unschedule_request(schedule, runs)
     if asking is not None and asking.status.unscheduleRequest is not None:
         reason = asking.status.unscheduleRequest.reason
-        status["lastUnschedule"] = {"execution": asking.name, "reason": reason, "at": format_time(now)}
+        status.set(lastUnschedule=LastUnschedule(execution=asking.name, reason=reason, at=now))
         decision.actions.append(Suspend(reason))
         decision.actions.append(ScheduleEvent(EventReason.UNSCHEDULED, f"{asking.name} asked to unschedule: {reason}"))
         suspended = True
@@ -231,7 +232,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
     decision.actions += _history(schedule, runs)
     succeeded = [s for s in (_scheduled_at(r) for r in runs if r.phase == Phase.SUCCEEDED) if s]
     if succeeded:
-        status["lastSuccessfulTime"] = format_time(max(succeeded))
+        status.set(lastSuccessfulTime=max(succeeded))
 
     try:
         expression, tz = check_cron(schedule.spec.schedule), zone(schedule.spec.timeZone)
@@ -241,7 +242,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
         said = any(c.type == READY and c.status == "False" and c.reason == ReadyReason.INVALID_SCHEDULE
                    and c.message == message for c in schedule.status.conditions)
         set_condition(conditions, READY, False, ReadyReason.INVALID_SCHEDULE, message, generation, format_time(now))
-        status.update(active=[{"name": n} for n in active], nextScheduleTime=None, message=message)
+        status.set(active=[ActiveRef(name=n) for n in active], nextScheduleTime=None, message=message)
         if not said:  # once: looking again (the safety pass) finds nothing new to say
             decision.actions.append(ScheduleEvent(EventReason.INVALID_SCHEDULE, message, "Warning",
                                                   key=str(generation or "")))
@@ -250,12 +251,12 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
     if suspended:
         set_condition(conditions, READY, True, ReadyReason.SUSPENDED, "suspended: no new runs", generation,
                       format_time(now))
-        status.update(active=[{"name": n} for n in active], nextScheduleTime=None, message="suspended")
+        status.set(active=[ActiveRef(name=n) for n in active], nextScheduleTime=None, message="suspended")
         return _finish(decision, schedule, old, status, conditions)
 
     if any(c.type == READY and c.reason == ReadyReason.SUSPENDED for c in schedule.status.conditions):
-        status["resumedAt"] = format_time(now)  # the times missed while suspended are not made up
-    moments = [parse_time(status.get("resumedAt")) or schedule.status.resumedAt, last,
+        status.set(resumedAt=now)  # the times missed while suspended are not made up
+    moments = [status.resumedAt or schedule.status.resumedAt, last,
                parse_time(schedule.metadata.get("creationTimestamp"))]
     since = max((m for m in moments if m is not None), default=now)
     message = None
@@ -265,11 +266,11 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
         late = (now - due).total_seconds()
         deadline = schedule.spec.startingDeadlineSeconds
         if any(_scheduled_at(r) == due for r in runs):
-            status["lastScheduleTime"] = format_time(due)
+            status.set(lastScheduleTime=due)
         elif deadline is not None and late > deadline:
             message = f"missed the run of {format_time(due)} by {late:.0f}s (startingDeadlineSeconds {deadline})"
             decision.actions.append(ScheduleEvent(EventReason.MISSED_SCHEDULE, message, "Warning", key=minute))
-            status["lastScheduleTime"] = format_time(due)  # skipped for good: never started late
+            status.set(lastScheduleTime=due)  # skipped for good: never started late
         elif active and schedule.spec.concurrencyPolicy == ConcurrencyPolicy.FORBID:
             message = f"run of {format_time(due)} waits: {', '.join(active)} still active (concurrencyPolicy Forbid)"
             decision.actions.append(ScheduleEvent(EventReason.SKIPPED_FORBID, message, key=minute))
@@ -292,28 +293,28 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
                     decision.actions.append(ReplaceRun(
                         run.name, f"replaced by {name}: schedule {schedule.name} has concurrencyPolicy Replace"))
             intent = {"scheduledAt": format_time(due), "proof": proof(name, token), "since": format_time(now)}
-            status["starting"] = [*own.starting, intent][-MAX_STARTING:]
+            status.set(starting=[*own.starting, intent][-MAX_STARTING:])
             create = CreateRun(name, run_body(schedule, name, due, token))
     set_condition(conditions, READY, True, ReadyReason.SCHEDULED, f"next run at {format_time(upcoming)}", generation,
                   format_time(now))
-    status.update(active=[{"name": n} for n in active], nextScheduleTime=format_time(upcoming), message=message)
+    status.set(active=[ActiveRef(name=n) for n in active], nextScheduleTime=upcoming, message=message)
     wait = (upcoming - now).total_seconds()
     decision.requeue_after = min(decision.requeue_after or wait, wait)
     return _finish(decision, schedule, old, status, conditions, create)
 
 
-def _finish(decision: Decision, schedule: Schedule, old: dict[str, Any], status: dict[str, Any],
+def _finish(decision: Decision, schedule: Schedule, old: dict[str, Any], status: ScheduleStatusWrite,
             conditions: list[dict[str, Any]], create: CreateRun | None = None) -> Decision:
     """The status patch goes after the other actions and before the create: the create happens only once
-    its proof is written (a conflict on the patch stops the shell before it)."""
-    status["conditions"] = conditions
-    status["observedGeneration"] = schedule.metadata.get("generation")
-    empty = ([], None)
-    changed = {k: v for k, v in status.items() if old.get(k) != v and not (v in empty and old.get(k) in empty)}
+    its proof is written (a conflict on the patch stops the shell before it). Only what differs from the
+    status read is written."""
+    status.set(conditions=conditions, observedGeneration=schedule.metadata.get("generation"))
+    decided, empty = status.patch(), ([], None)
+    changed = {k: v for k, v in decided.items() if old.get(k) != v and not (v in empty and old.get(k) in empty)}
     if "runs" not in schedule.status.model_fields_set:
-        changed["runs"] = status["runs"]  # the record exists from now on, even empty
+        changed["runs"] = decided["runs"]  # the record exists from now on, even empty
     if changed:
-        decision.actions.append(PatchScheduleStatus(status_patch(changed, ScheduleStatus)))
+        decision.actions.append(PatchScheduleStatus(changed))
     if create is not None:
         decision.actions.append(create)
     return decision
