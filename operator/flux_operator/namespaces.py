@@ -25,7 +25,6 @@ from flux_api.names import ENABLED_NAMESPACE_LABEL
 from flux_api.namespace_policy import ENABLED_VALUE, labelled, reserved
 
 from flux_operator.kube import KubeApi
-from flux_operator.reconcile import event_name
 from flux_operator.workqueue import Reconcile, Result
 from flux_operator.world import Key, World
 
@@ -137,7 +136,7 @@ class Notices:
                        f"still stops at its next step if cancelled; enable the namespace again to carry on")
             else:
                 why = f"{why}. The operator leaves this execution alone"
-            self._post(event_name(snapshot, NOTICE_REASON, str(flips) if flips else ""),
+            self._post(snapshot.event_name(NOTICE_REASON, str(flips) if flips else ""),
                        _involved(snapshot.raw), why)
         return notice
 

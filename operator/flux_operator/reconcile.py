@@ -33,12 +33,6 @@ from flux_operator.world import Key, Snapshot, World
 log = logging.getLogger("flux_operator")
 
 
-def event_name(snapshot: Snapshot, reason: str, key: str = "") -> str:
-    """One Event per execution, reason (and key): a second post after a crash is a harmless Conflict."""
-    meta = snapshot.raw["metadata"]
-    return f"{meta['name']}.{meta['uid'][:8]}.{reason.lower()}" + (f".{key}" if key else "")
-
-
 # After a Conflict the watch normally delivers the newer object within milliseconds: wait this long
 # for it before reading the object ourselves.
 CONFLICT_SETTLE_SECONDS = 0.1
@@ -104,7 +98,7 @@ class Reconciler:
                     raise
                 # The cancel is still recorded (Cancelling) so users see it; the signal is retried.
                 failed_signal = failed_signal or err
-                self.api.emit_event(_involved(snapshot), event_name(snapshot, EventReason.SIGNAL_FAILED),
+                self.api.emit_event(_involved(snapshot), snapshot.event_name(EventReason.SIGNAL_FAILED),
                                     "Warning", EventReason.SIGNAL_FAILED, f"could not signal: {err}; retrying")
         if failed_signal is not None:
             raise failed_signal
@@ -148,7 +142,7 @@ class Reconciler:
                 self.api.delete_execution(ns, name_, uid)
                 log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_)
             case machine.EmitEvent(reason=reason, message=message, type=type_, key=event_key):
-                self._emit_once(snapshot, event_name(snapshot, reason, event_key), type_, reason, message)
+                self._emit_once(snapshot, snapshot.event_name(reason, event_key), type_, reason, message)
             case machine.Observe():
                 self.metrics.observe(action)
         return True
@@ -220,7 +214,7 @@ class Reconciler:
         """A Warning Event on the execution: a failure that keeps coming back is seen where users look."""
         snapshot = self.world.snapshot(key)
         if snapshot is not None:
-            self.api.emit_event(_involved(snapshot), event_name(snapshot, EventReason.RECONCILE_FAILED),
+            self.api.emit_event(_involved(snapshot), snapshot.event_name(EventReason.RECONCILE_FAILED),
                                 "Warning", EventReason.RECONCILE_FAILED, f"{message}; retrying with backoff")
 
 

@@ -78,6 +78,11 @@ class Snapshot:
     children: list[Execution]
     cancel_requested_at: datetime | None = None  # from managedFields, which the trimmed copy drops
 
+    def event_name(self, reason: str, key: str = "") -> str:
+        """One Event per execution, reason (and key): a second post after a crash is a harmless Conflict."""
+        meta = self.raw["metadata"]
+        return f"{meta['name']}.{meta['uid'][:8]}.{reason.lower()}" + (f".{key}" if key else "")
+
 
 class World:
     """Thread-safe: kopf's watch handlers write, the workers read."""
