@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import queue
 import signal
 import threading
@@ -135,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serving-key", required=True, type=Path)
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
-    # What kubelet injects into every container; PATH stands in for the image's.
-    node_env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    # What kubelet injects into every container; PATH stands in for the image's: this interpreter's bin first
+    # (where flux-runner is), whatever PATH the node was started with.
+    image_path = [str(Path(sys.executable).parent), *os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":")]
+    node_env = {"PATH": ":".join(dict.fromkeys(image_path)),
                 "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(args.apiserver_port),
                 "KUBERNETES_SERVICE_PORT_HTTPS": str(args.apiserver_port),
                 "KUBERNETES_PORT": f"tcp://127.0.0.1:{args.apiserver_port}"}
