@@ -93,6 +93,9 @@ def _text(moment: datetime | None) -> str | None:
 # dump, in any mode). In the schema: RFC 3339 within the years timefmt admits, so no arithmetic overflows.
 Stamp = Annotated[datetime | None, BeforeValidator(_moment), PlainSerializer(_text),
                   WithJsonSchema({"type": "string", "maxLength": 64, "pattern": STAMP_PATTERN})]
+# spec.startAt: the same, but the schema checks it with a CEL rule (crd_rules.START_AT_RULE) that says why.
+StartStamp = Annotated[datetime | None, BeforeValidator(_moment), PlainSerializer(_text),
+                       WithJsonSchema({"type": "string", "maxLength": 64})]
 Text = Annotated[str, Field(max_length=8192)]
 
 
@@ -187,8 +190,8 @@ class ExecutionSpec(_Model):
     )
     cancel: CancelRequest | None = Field(None, description="Set to cancel. Cannot be undone.")
     podTemplate: PodTemplate | None = Field(None, description="Settings of the runner pod.")
-    startAt: str | None = Field(
-        None, max_length=64,
+    startAt: StartStamp = Field(
+        None,
         description="RFC 3339 time: the execution stays Pending until then (cancelling before ends NotStarted).")
     retry: RetryPolicy | None = Field(None, description="Retry failed runs from the last checkpoint.")
     ttlSecondsAfterFinished: int | None = Field(

@@ -27,7 +27,7 @@ def start_at(ex: Execution) -> datetime | None:
     """When the first run may start: spec.startAt, for an execution that has never run."""
     if ex.status.startedAt is not None or ex.status.checkpoint is not None:
         return None
-    return parse_time(ex.spec.startAt)
+    return ex.spec.startAt
 
 
 def retry_at(ex: Execution) -> datetime | None:
