@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from localcluster.kube import create_unless_there
 from localcluster.layout import Layout
 
 from fluxtest.paths import REPO
@@ -85,11 +85,7 @@ def apply(kube_env: dict[str, str], docs: list[dict]) -> None:
 
 
 def ensure_namespace(core: client.CoreV1Api, name: str) -> None:
-    try:
-        core.create_namespace({"metadata": {"name": name}})
-    except ApiException as err:
-        if err.status != 409:
-            raise
+    create_unless_there(core.create_namespace, {"metadata": {"name": name}})
 
 
 def token_kubeconfig(layout: Layout, token: str, directory: Path, name: str) -> Path:

@@ -10,6 +10,8 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from localcluster.kube import create_unless_there
+
 LEASE_SECONDS = 40
 CAPACITY = {"cpu": "32", "memory": "64Gi", "pods": "250", "ephemeral-storage": "100Gi"}
 
@@ -77,11 +79,7 @@ class NodeApi:
     def register(self, apiserver_port: int) -> None:
         labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
                   "kubernetes.io/arch": "amd64", "flux.dev/process-node": "true"}
-        try:
-            self.core.create_node({"metadata": {"name": self.node_name, "labels": labels}})
-        except ApiException as err:
-            if err.status != 409:
-                raise
+        create_unless_there(self.core.create_node, {"metadata": {"name": self.node_name, "labels": labels}})
         self.heartbeat()
 
     def heartbeat(self) -> None:

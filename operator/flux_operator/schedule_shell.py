@@ -30,7 +30,7 @@ from flux_operator import payloads
 from flux_operator import schedule_machine as plan
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.workqueue import Result
-from flux_operator.world import Key, World
+from flux_operator.world import Key, World, event_name
 
 log = logging.getLogger("flux_operator")
 
@@ -173,9 +173,7 @@ class ScheduleReconciler:
         involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
                     "name": name, "namespace": ns, "uid": meta.get("uid", ""),
                     "resourceVersion": meta.get("resourceVersion", "")}
-        # A fixed name per (Schedule, reason, key): posting it again after a crash is a harmless conflict.
-        event_name = f"{name}.{meta.get('uid', '')[:8]}.{reason.lower()}" + (f".{event_key}" if event_key else "")
-        self.api.emit_event(involved, event_name, type_, reason, message)
+        self.api.emit_event(involved, event_name(meta, reason, event_key), type_, reason, message)
 
     def _invalid_template(self, raw: dict[str, Any], problem: str) -> None:
         meta = raw["metadata"]

@@ -10,12 +10,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from flux_api import TERMINAL_PHASES
 from flux_api.errors import Failure
 from flux_api.mergepatch import merge_patch
 from flux_operator.kube import ApiFailure
-
-
-TERMINAL = ("Cancelled", "Succeeded", "Failed")
 
 
 def merge_status(obj: dict[str, Any], status: dict[str, Any]) -> None:
@@ -29,7 +27,7 @@ def _refused(before: dict[str, Any], after: dict[str, Any]) -> str | None:
     if old_cancel is not None and new_cancel != old_cancel:
         return "spec.cancel cannot be removed or changed once set: cancellation cannot be undone"
     old_phase, new_phase = (before.get("status") or {}).get("phase"), (after.get("status") or {}).get("phase")
-    if old_phase in TERMINAL and new_phase != old_phase:
+    if old_phase in TERMINAL_PHASES and new_phase != old_phase:
         return "status.phase cannot change once the execution has finished (Cancelled, Succeeded or Failed)"
     return None
 

@@ -79,9 +79,13 @@ class Snapshot:
     cancel_requested_at: datetime | None = None  # from managedFields, which the trimmed copy drops
 
     def event_name(self, reason: str, key: str = "") -> str:
-        """One Event per execution, reason (and key): a second post after a crash is a harmless Conflict."""
-        meta = self.raw["metadata"]
-        return f"{meta['name']}.{meta['uid'][:8]}.{reason.lower()}" + (f".{key}" if key else "")
+        return event_name(self.raw["metadata"], reason, key)
+
+
+def event_name(metadata: dict[str, Any], reason: str, key: str = "") -> str:
+    """A fixed name per (object, reason, key): posting it again after a crash is a harmless Conflict."""
+    uid = str(metadata.get("uid") or "")
+    return f"{metadata.get('name', '')}.{uid[:8]}.{reason.lower()}" + (f".{key}" if key else "")
 
 
 class World:

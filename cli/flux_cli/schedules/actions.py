@@ -80,7 +80,8 @@ def rows(schedules: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]
     out = []
     for obj in sorted(schedules, key=objects.key_of):
         spec = objects.lenient(ScheduleSpec, objects.spec(obj))
-        status = objects.lenient(ScheduleStatus, objects.status(obj))
+        written = objects.status(obj)
+        status = objects.lenient(ScheduleStatus, written)
         why = objects.annotations_of(obj).get(UNSCHEDULE_REASON_ANNOTATION) or (
             status.lastUnschedule.reason if status.lastUnschedule else None)
         out.append({
@@ -91,9 +92,9 @@ def rows(schedules: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]
             "suspend": spec.suspend,
             "reason": why if spec.suspend else None,
             "active": [active.name for active in status.active],
-            "lastScheduleTime": objects.status(obj).get("lastScheduleTime") if status.lastScheduleTime else None,
+            "lastScheduleTime": written.get("lastScheduleTime") if status.lastScheduleTime else None,  # as written
             "lastAgo": age(status.lastScheduleTime, now),
-            "nextScheduleTime": objects.status(obj).get("nextScheduleTime") if status.nextScheduleTime else None,
+            "nextScheduleTime": written.get("nextScheduleTime") if status.nextScheduleTime else None,
             "age": age(objects.created_at(obj), now),
         })
     return out
