@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -116,10 +117,43 @@ def install_crd(layout: Layout) -> None:
 
 # --- the operator as a process ----------------------------------------------------------------------
 
+# The operator every part starts when run.py --operator-from REV says so (another commit's code); empty: this checkout's.
+OPERATOR_FROM: list[str] = []
+
+
 def operator_command() -> list[str]:
     """The operator-only venv's entry point; this interpreter's module (dev packages and all) without it."""
+    if OPERATOR_FROM:
+        return list(OPERATOR_FROM)
     exe = OPERATOR_VENV / "bin" / "flux-operator"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "flux_operator"]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def this_code() -> dict[str, Any]:
+    """Which code a result measured: the commit, and whether the checkout had uncommitted changes."""
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", ".", ":!bench/data"))}
+
+
+def operator_at(rev: str, keep: list) -> dict[str, Any]:
+    """The operator of commit `rev`, run from a git archive of its api and operator with the operator venv's
+    interpreter (same dependencies); `keep` holds the temporary tree alive for as long as it is needed."""
+    python = OPERATOR_VENV / "bin" / "python"
+    python = python if python.exists() else Path(sys.executable)
+    tree = tempfile.TemporaryDirectory(prefix="flux-before-")
+    keep.append(tree)
+    archive = subprocess.run(["git", "archive", rev, "api", "operator"], cwd=REPO, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", tree.name], input=archive, check=True)
+    path = f"PYTHONPATH={tree.name}/operator:{tree.name}/api"
+    where = subprocess.run(["env", path, str(python), "-c", "import flux_operator; print(flux_operator.__file__)"],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    if not where.startswith(tree.name):
+        raise BenchError(f"the operator of {rev} would import {where}, not the archive of {rev}")
+    return {"commit": git("rev-parse", rev), "dirty": False, "command": ["env", path, str(python), "-m", "flux_operator"]}
 
 
 def ensure_operator_venv() -> list[str]:

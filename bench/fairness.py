@@ -27,9 +27,6 @@ cordoned meanwhile. The baseline is the same code with no storm, in the same run
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,9 +36,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.layout import Layout
 
-from bench.benchkit import (OPERATOR_EXTRA, OPERATOR_VENV, REPO, RESULTS, BenchError, Operator, PhaseBook,
-                            bench_namespace, create_executions, execution, kubectl, log, operator_command,
-                            patch_cancel, summary)
+from bench.benchkit import (OPERATOR_EXTRA, REPO, RESULTS, BenchError, Operator, PhaseBook, bench_namespace,
+                            create_executions, execution, kubectl, log, operator_at, operator_command, patch_cancel,
+                            summary, this_code)
 from localcluster.nodes import kwok
 from localcluster.probes import wait_for
 
@@ -55,29 +52,11 @@ FIRST_DEADLINE = 20  # seconds after start: every bystander execution of the rou
 PHASE_TIMEOUT = 420  # without fairness a bystander waits behind the whole storm: minutes, not seconds
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
-
-
 def _codes(before: str | None, keep: list) -> dict[str, dict]:
     """The operator codes to compare: this checkout ('after'), and `before` from a git archive of it."""
-    python = OPERATOR_VENV / "bin" / "python"
-    python = python if python.exists() else Path(sys.executable)
-    codes = {"after": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain")),
-                       "command": operator_command()}}
+    codes = {"after": {**this_code(), "command": operator_command()}}
     if before:
-        tree = tempfile.TemporaryDirectory(prefix="flux-before-")
-        keep.append(tree)
-        archive = subprocess.run(["git", "archive", before, "api", "operator"], cwd=REPO, check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tree.name], input=archive, check=True)
-        path = f"PYTHONPATH={tree.name}/operator:{tree.name}/api"
-        where = subprocess.run(["env", path, str(python), "-c", "import flux_operator; print(flux_operator.__file__)"],
-                               check=True, capture_output=True, text=True).stdout.strip()
-        if not where.startswith(tree.name):
-            raise BenchError(f"the 'before' operator would import {where}, not the archive of {before}")
-        codes["before"] = {"commit": _git("rev-parse", before), "dirty": False,
-                           "command": ["env", path, str(python), "-m", "flux_operator"]}
+        codes["before"] = operator_at(before, keep)
     return codes
 
 

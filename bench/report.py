@@ -140,12 +140,19 @@ def _fairness_rows(fa: dict) -> list[dict]:
     return rows
 
 
+def _code_line(code: dict, node: str) -> str:
+    dirty = " (with uncommitted changes)" if code.get("dirty") else ""
+    operator = f"; every operator ran the code of {code['operator'][:12]}" if code.get("operator") else ""
+    return f"Checkout {code['commit'][:12]}{dirty}, node kind {node}{operator}."
+
+
 def markdown(results: dict) -> str:
     rows = results.get("figures") or figures(results)
     m = results.get("machine", {})
     lines = [f"Benchmark run {results.get('startedAt', '?')}: {m.get('cpus', '?')} CPUs, {m.get('memTotal', '?')}, "
              f"load average at start {' '.join(m.get('loadavgAtStart', []))}"
              + (f", took {results['duration_s'] / 60:.1f} min" if "duration_s" in results else ""), "",
+             *([_code_line(results["code"], results.get("node", "process")), ""] if results.get("code") else []),
              *([f"Every operator ran with extra flags `{results['config']['operator_args']}`: a diagnosis, not "
                 "the figures (the targets are about the defaults).", ""]
                if (results.get("config") or {}).get("operator_args") else []),

@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fairness-cancels", type=int, default=5, help="bystander cancels per round (5)")
     p.add_argument("--fairness-before", default=None, metavar="REV",
                    help="also measure the operator of this commit, interleaved (e.g. the commit before a change)")
+    p.add_argument("--operator-from", default=None, metavar="REV",
+                   help="run every part with the operator of this commit (a git archive of it), e.g. to compare a change")
     p.add_argument("--operator-args", default="",
                    help="extra flags for every operator started, e.g. '--qps 0' (a diagnosis, not the figures)")
     args = p.parse_args(argv)
@@ -81,13 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     from bench import benchkit
     benchkit.OPERATOR_EXTRA[:] = shlex.split(args.operator_args)
     operator = benchkit.ensure_operator_venv()
+    keep: list = []  # the archived operator's tree lives as long as the run
+    code = benchkit.this_code()
+    if args.operator_from:
+        archived = benchkit.operator_at(args.operator_from, keep)
+        benchkit.OPERATOR_FROM[:] = operator = archived["command"]
+        code["operator"] = archived["commit"]
     root = cluster_root()
     os.environ["FLUX_CLUSTER_DIR"] = str(root)
     os.environ.pop("KUBECONFIG", None)
     began = time.monotonic()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     results: dict = {"startedAt": stamp, "parts": {}, "errors": {}, "config": vars(args).copy(),
-                     "machine": machine()}
+                     "machine": machine(), "code": code, "node": os.environ.get("FLUX_NODE", "process")}
     results["config"]["operatorCommand"] = operator
     was_up = localcluster.is_up(Layout.load(root))
     layout = localcluster.up(root)
