@@ -62,7 +62,7 @@ class StartingRun(_Model):
     scheduledAt: Stamp = Field(description="The cron time of the run.")
     proof: str = Field(min_length=64, max_length=64,
                        description="sha256 of the run's name and of the secret token it carries as an annotation.")
-    since: str = Field(max_length=40, description="When the operator wrote this.")
+    since: Stamp = Field(description="When the operator wrote this.")
 
 
 class ScheduleStatus(_Model):

@@ -22,6 +22,7 @@ class _Writes:
     read_model: ClassVar[type[BaseModel]]  # the status model the object is read with
 
     def set(self, **fields: Any) -> None:
+        fields = {name: _plain(value) for name, value in fields.items()}
         _reject_unknown(self.read_model, fields, "status.")
         for name, value in fit(self.read_model, fields).items():
             setattr(self, name, value)
@@ -42,6 +43,15 @@ class ScheduleStatusWrite(_Writes, ScheduleStatus):
 
     model_config = _WRITE
     read_model: ClassVar[type[BaseModel]] = ScheduleStatus
+
+
+def _plain(value: Any) -> Any:
+    # A nested part built as a model is written as what was set on it, then checked and cut like any other.
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_unset=True)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _reject_unknown(model: type[BaseModel], data: Any, path: str) -> None:

@@ -30,7 +30,7 @@ from flux_api.conditions import READY, ReadyReason, set_condition
 from flux_api.events import EventReason
 from flux_api.names import RUN_TOKEN_ANNOTATION, SCHEDULE_KIND, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
 from flux_api.schedule import (MAX_RECORDED_RUNS, MAX_STARTING, ActiveRef, ConcurrencyPolicy, LastUnschedule,
-                               Schedule)
+                               Schedule, StartingRun)
 from flux_api.timefmt import format_time, parse_time
 from flux_api.writes import ScheduleStatusWrite
 
@@ -145,7 +145,7 @@ class _Runs:
 
     runs: list[Execution]
     record: list[str]
-    starting: list[dict[str, Any]]
+    starting: list[StartingRun]
     adopted: list[tuple[Execution, datetime]]
 
 
@@ -158,18 +158,17 @@ def _sort_out(schedule: Schedule, candidates: list[Execution], present: Collecti
         record += [r.metadata["uid"] for r in candidates if controlled_by(r, uid) and _scheduled_at(r)
                    and r.name == run_name(schedule.name, _scheduled_at(r))  # type: ignore[arg-type]
                    and RUN_TOKEN_ANNOTATION not in (r.metadata.get("annotations") or {})]
-    starting = [s.model_dump(mode="json") for s in schedule.status.starting
-                if (parse_time(s.since) or now) > now - STARTING_TTL]
+    starting = [s for s in schedule.status.starting if (s.since or now) > now - STARTING_TTL]
     adopted: list[tuple[Execution, datetime]] = []
     for run in sorted(candidates, key=lambda r: r.name):
         token = (run.metadata.get("annotations") or {}).get(RUN_TOKEN_ANNOTATION)
         if run.metadata.get("uid") in record or not token or not controlled_by(run, uid):
             continue
-        match = next((s for s in starting if s["proof"] == proof(run.name, token)), None)
+        match = next((s for s in starting if s.proof == proof(run.name, token)), None)
         if match is not None:
             starting.remove(match)
             record.append(run.metadata["uid"])
-            adopted.append((run, parse_time(match["scheduledAt"]) or now))
+            adopted.append((run, match.scheduledAt or now))
     recorded = set(record)
     runs = [r for r in candidates if r.metadata.get("uid") in recorded and controlled_by(r, uid)]
     return _Runs(runs, record, starting, adopted)
@@ -292,7 +291,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
                 for run in (r for r in runs if r.name in active and r.spec.cancel is None):
                     decision.actions.append(ReplaceRun(
                         run.name, f"replaced by {name}: schedule {schedule.name} has concurrencyPolicy Replace"))
-            intent = {"scheduledAt": format_time(due), "proof": proof(name, token), "since": format_time(now)}
+            intent = StartingRun(scheduledAt=due, proof=proof(name, token), since=now)
             status.set(starting=[*own.starting, intent][-MAX_STARTING:])
             create = CreateRun(name, run_body(schedule, name, due, token))
     set_condition(conditions, READY, True, ReadyReason.SCHEDULED, f"next run at {format_time(upcoming)}", generation,

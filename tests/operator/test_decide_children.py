@@ -266,6 +266,18 @@ def test_the_cancellation_list_is_bounded_with_a_count():
     assert len(view["children"]) == MAX_CHILDREN and view["childrenOmitted"] == 10
 
 
+def test_a_count_of_children_left_out_goes_once_they_all_fit():
+    listed = [{"name": f"job-{i:02}", "phase": "Running"} for i in range(MAX_CHILDREN)]
+    ex = job("Cancelling", cancel="stop", cancellation={
+        "reason": "stop", "source": "spec", "requestedAt": "2026-11-21T11:59:30Z", "children": listed,
+        "childrenOmitted": 10}, children=recorded("job-00", "job-01", "job-02"))
+    left = [kid(f"job-{i:02}") for i in range(3)]
+    cancellation = status_patch(decide(ex, POD, left, NOW))["cancellation"]
+    assert cancellation["childrenOmitted"] is None  # null: the merge patch removes the old count
+    assert [c["name"] for c in cancellation["children"]] == ["job-00", "job-01", "job-02"]
+    assert cancellation["reason"] == "stop" and cancellation["requestedAt"] == "2026-11-21T11:59:30.000Z"
+
+
 def test_an_overflowing_runner_timestamp_does_not_stop_the_cancel():
     ex = job(cancel="stop")
     ex = apply(ex, decide(ex, POD, [], NOW - timedelta(seconds=2)))

@@ -4,14 +4,12 @@ escalate, conclude."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from flux_api import TERMINAL_PHASES, Cancellation, CancelSource, Execution, Outcome, Phase
 from flux_api.cancel import MAX_REASON, CancelIntent, cancel_of, first_cancel_time
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED
 from flux_api.events import EventReason
 from flux_api.names import DEADLINE_REASON
-from flux_api.timefmt import format_time
 
 from flux_operator.execution import timing
 from flux_operator.execution.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
@@ -51,17 +49,16 @@ def _ran(ex: Execution) -> bool:
 
 def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
                    plan: Plan, now: datetime, asked: datetime | None = None) -> None:
-    stamp = format_time(now)
-    cancellation: dict[str, Any] = {"reason": intent.reason, "source": intent.source, "requestedAt": stamp,
-                                    **children_view(children)}
+    cancellation = Cancellation(reason=intent.reason, source=intent.source, requestedAt=now).model_copy(
+        update=children_view(children))
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
     plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
     backoff = pod is None and timing.in_backoff(ex)
     if pod is None and not [c for c in children if c.phase not in TERMINAL_PHASES] and (not _ran(ex) or backoff):
         # Nothing runs (never started, or a retry waits for its backoff): straight to Cancelled.
         when = "during the retry backoff" if backoff else "before it started"
-        cancellation.update(completedAt=stamp, outcome=Outcome.NOT_STARTED)
-        plan.status.set(phase=Phase.CANCELLED, finishedAt=stamp, cancellation=cancellation,
+        cancellation = cancellation.model_copy(update={"completedAt": now, "outcome": Outcome.NOT_STARTED})
+        plan.status.set(phase=Phase.CANCELLED, finishedAt=now, cancellation=cancellation,
                            message=f"cancelled {when}: {intent.reason}")
         if backoff:
             plan.status.set(nextRetryAt=None)
@@ -69,7 +66,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         plan.event(EventReason.CANCELLED, f"cancelled {when} (NotStarted)")
         plan.actions.append(Observe("outcome", intent.source, Outcome.NOT_STARTED))
         return
-    cancellation["signalledAt"] = stamp
+    cancellation = cancellation.model_copy(update={"signalledAt": now})
     _signal(ex, intent, pod, children, plan)
     if pod is not None:  # also when already terminating: a restarted operator deleted it but did not say so
         _signalled_event(ex, intent, pod, plan)
@@ -130,18 +127,17 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
         # finish the cancel anyway rather than stop on it.
         intent = intent or CancelIntent("unknown: status.cancellation was missing", CancelSource.SPEC)
         recorded = Cancellation(reason=intent.reason, source=intent.source)
-        plan.status.set(cancellation=recorded.model_dump(exclude_none=True, mode="json"))
+        plan.status.set(cancellation=recorded)
     _signal(ex, intent, pod, children, plan)
-    cancellation = recorded.model_dump(exclude_none=True, mode="json")
+    cancellation = recorded.model_copy(update=children_view(children))
     checkpoint = ex.status.checkpoint
     if checkpoint is not None and checkpoint.state == Phase.CANCELLED and not recorded.acknowledgedAt:
-        cancellation["acknowledgedAt"] = _acknowledged(checkpoint.updatedAt, recorded, now)
-    cancellation.pop("childrenOmitted", None)
-    cancellation.update(children_view(children))
+        cancellation.acknowledgedAt = _acknowledged(checkpoint.updatedAt, recorded, now)
     due = escalation_due(pod)
     if pod is not None and due is not None and now >= due:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))
-        cancellation.setdefault("forcedAt", format_time(now))
+        if cancellation.forcedAt is None:
+            cancellation.forcedAt = now
         plan.event(EventReason.FORCE_DELETED,
                    f"runner pod {pod.name} was still terminating {ESCALATION_MARGIN_SECONDS}s past "
                    f"its grace period (is its node down?): force-deleted", "Warning")
@@ -150,17 +146,16 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     if pod is None and not live_children:
         _conclude(ex, intent, cancellation, plan, now, asked)
         return
-    if cancellation != recorded.model_dump(exclude_none=True, mode="json"):
+    if cancellation != recorded:
         plan.status.set(cancellation=cancellation)
 
 
-def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any], plan: Plan, now: datetime,
+def _conclude(ex: Execution, intent: CancelIntent, cancellation: Cancellation, plan: Plan, now: datetime,
               asked: datetime | None) -> None:
     """The pod is gone and every child has stopped: record how it ended."""
-    stamp = format_time(now)
     phase, outcome = _ending(ex, cancellation)
-    cancellation.update(completedAt=stamp, outcome=outcome)
-    plan.status.set(phase=phase, finishedAt=stamp, cancellation=cancellation)
+    cancellation = cancellation.model_copy(update={"completedAt": now, "outcome": outcome})
+    plan.status.set(phase=phase, finishedAt=now, cancellation=cancellation)
     if phase == Phase.CANCELLED:
         plan.status.set(message=f"cancelled ({outcome}): {intent.reason}{_MESSAGES[outcome](ex)}"[:8192])
     elif ex.status.checkpoint and ex.status.checkpoint.error:
@@ -174,16 +169,16 @@ def _conclude(ex: Execution, intent: CancelIntent, cancellation: dict[str, Any],
 
 
 
-def _acknowledged(moment: datetime | None, recorded: Cancellation, now: datetime) -> str:
+def _acknowledged(moment: datetime | None, recorded: Cancellation, now: datetime) -> datetime:
     """The runner's own timestamp when it is plausible (after the signal, not in the future); else now.
     A runner owns its checkpoint, so it must not be able to move an operator-owned time."""
     floor = recorded.signalledAt or recorded.requestedAt
     if moment is None or moment > now or (floor is not None and moment < floor):
-        return format_time(now)
-    return format_time(moment)
+        return now
+    return moment
 
 
-def _ending(ex: Execution, cancellation: dict[str, Any]) -> tuple[Phase, Outcome]:
+def _ending(ex: Execution, cancellation: Cancellation) -> tuple[Phase, Outcome]:
     """Tells apart a clean stop, a cleanup that raised, one cut by the grace period, and a forced one."""
     checkpoint = ex.status.checkpoint
     state = checkpoint.state if checkpoint else None
@@ -193,7 +188,7 @@ def _ending(ex: Execution, cancellation: dict[str, Any]) -> tuple[Phase, Outcome
         return Phase.CANCELLED, Outcome.CLEANUP_FAILED if checkpoint.error else Outcome.GRACEFUL
     if ex.status.startedAt is None and state is None:
         return Phase.CANCELLED, Outcome.NOT_STARTED
-    if cancellation.get("forcedAt"):
+    if cancellation.forcedAt is not None:
         return Phase.CANCELLED, Outcome.FORCE_DELETED
     return Phase.CANCELLED, Outcome.KILLED
 

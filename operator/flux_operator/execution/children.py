@@ -18,7 +18,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from flux_api import PARENT_LABEL, TERMINAL_PHASES, ChildStatus, Execution, Phase, nesting
+from flux_api import PARENT_LABEL, TERMINAL_PHASES, ChildRef, ChildStatus, Execution, Phase, nesting
 from flux_api.events import EventReason
 from flux_api.names import tree_depth
 from flux_api.types import MAX_CHILDREN, MAX_DEPTH, MIRRORED_ERROR_CHARS, MIRRORED_RESULTS_BUDGET, ChildRefused
@@ -163,9 +163,8 @@ def _mirror(entries: dict[str, dict[str, Any]], mine: dict[str, Execution]) -> N
 
 
 def children_view(children: list[Execution]) -> dict[str, Any]:
-    """status.cancellation's list of children (names and phases), bounded, with a count of the rest."""
+    """status.cancellation's list of children (names and phases), bounded, with a count of the rest (None, so
+    an earlier count is removed, when none is left out): an update of a Cancellation."""
     ordered = sorted(children, key=lambda c: c.name)
-    view: dict[str, Any] = {"children": [{"name": c.name, "phase": c.phase} for c in ordered[:MAX_CHILDREN]]}
-    if len(ordered) > MAX_CHILDREN:
-        view["childrenOmitted"] = len(ordered) - MAX_CHILDREN
-    return view
+    return {"children": [ChildRef(name=c.name, phase=c.phase) for c in ordered[:MAX_CHILDREN]],
+            "childrenOmitted": len(ordered) - MAX_CHILDREN if len(ordered) > MAX_CHILDREN else None}

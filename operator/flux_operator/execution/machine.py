@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flux_api import TERMINAL_PHASES, Cancellation, Execution, Outcome, Phase
+from flux_api import TERMINAL_PHASES, Cancellation, Checkpoint, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, StartedReason
 from flux_api.events import EventReason
@@ -209,7 +209,7 @@ def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView
                        podName=runner_pod_name_for(ex.name, retries), message=message)
     if ex.status.checkpoint is not None:
         # The steps stay: the new runner skips every recorded one. Only the verdict is taken back.
-        plan.status.set(checkpoint={"state": Phase.RUNNING, "error": None, "result": None})
+        plan.status.set(checkpoint=VERDICT_TAKEN_BACK)
     if pod is not None and not pod.terminating:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # it has finished: nothing to wait for
     plan.condition(ex, now, STARTED, False, StartedReason.RETRY_BACKOFF, message)
@@ -223,6 +223,9 @@ def _start_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now:
         _complete(ex, Phase.FAILED, refused, None, plan, now)
         plan.event(EventReason.RUNNER_REFUSED, refused, "Warning")
 
+
+# A merge patch of the checkpoint that keeps its steps and removes only its verdict (error, result).
+VERDICT_TAKEN_BACK = Checkpoint(state=Phase.RUNNING, error=None, result=None)
 
 REASON_PREFIX = re.compile(r"^[A-Z][A-Za-z]{2,63}:")
 # Pod failures that say nothing about the workflow: it resumes from its checkpoint in a new pod.
@@ -246,7 +249,7 @@ def _resume_or_fail(ex: Execution, why: str, memory: Memory, plan: Plan, now: da
     plan.status.set(resumes=ex.status.resumes + 1)
     if checkpoint_state(ex) == Phase.CANCELLED:
         # It wrote its cleanup checkpoint on the way out; that was no verdict: the steps stay, the run goes on.
-        plan.status.set(checkpoint={"state": Phase.RUNNING, "error": None, "result": None})
+        plan.status.set(checkpoint=VERDICT_TAKEN_BACK)
     plan.event(EventReason.RESUMED, f"{why}: resuming from the last checkpoint in a new pod "
                f"({ex.status.resumes + 1} of at most {MAX_RESUMES})", key=str(ex.status.resumes + 1))
 
