@@ -36,6 +36,8 @@ class RunnerSettings:
     memory_request: str = "64Mi"
     memory_limit: str = "512Mi"
     default_grace_period: int = 30
+    # Seconds between two checkpoint writes of a runner (--checkpoint-interval; the runner's FLUX_CHECKPOINT_INTERVAL).
+    checkpoint_interval: float = 1.0
     # The chart's runner.resources: replaces the three values above when given.
     resources: dict[str, Any] | None = field(default=None, hash=False)
     # The chart's runner.ttlSecondsAfterFinished, for executions that leave it unset (not children:
@@ -174,6 +176,7 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
         {"name": "FLUX_EXECUTION_NAME", "value": ex.name},
         {"name": "FLUX_EXECUTION_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "FLUX_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "FLUX_CHECKPOINT_INTERVAL", "value": f"{settings.checkpoint_interval:g}"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},  # the root filesystem is read-only
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]

@@ -93,6 +93,16 @@ def _tenancy_limits(text: str) -> TenancyLimits | None:
         raise argparse.ArgumentTypeError(f"{'.'.join(map(str, first['loc'])) or 'limits'}: {first['msg']}") from None
 
 
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError("must be from 0 to 3600 seconds")
+    return value
+
+
 def _optional_int(text: str) -> int | None:
     if not str(text).strip():
         return None
@@ -115,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the runner container's command [FLUX_RUNNER_COMMAND]")
     p.add_argument("--default-grace-period", type=int, default=_env("FLUX_DEFAULT_GRACE_PERIOD", "30"),
                    help="grace period for executions that leave spec.gracePeriodSeconds unset [FLUX_DEFAULT_GRACE_PERIOD]")
+    p.add_argument("--checkpoint-interval", type=_interval, default=_env("FLUX_CHECKPOINT_INTERVAL", "1"),
+                   help="seconds between two checkpoint writes of one runner, whatever its step rate; the final "
+                        "checkpoint and ctx.flush() write at once (0: a write per step) [FLUX_CHECKPOINT_INTERVAL]")
     p.add_argument("--runner-resources", type=_resources, default=_env("FLUX_RUNNER_RESOURCES", ""),
                    help='resources of every runner container as JSON ({"requests": {...}, "limits": {...}}); '
                         "an Execution's spec.podTemplate.resources replaces them [FLUX_RUNNER_RESOURCES]")
@@ -200,6 +213,7 @@ def options(args: argparse.Namespace) -> Options:
             update={"defaultTtlSecondsAfterFinished": args.default_ttl_seconds_after_finished})
     runner = RunnerSettings(image=args.runner_image, command=tuple(args.runner_command.split()),
                             default_grace_period=args.default_grace_period, resources=args.runner_resources,
+                            checkpoint_interval=args.checkpoint_interval,
                             default_ttl=args.default_ttl_seconds_after_finished,
                             pod_template=args.runner_pod_template, egress=args.runner_egress, limits=limits)
     # Renew a little past half the lease (about 7 requests a minute at 15 s), retry a failed renewal

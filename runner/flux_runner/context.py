@@ -43,6 +43,7 @@ class WorkflowContext:
         self._switch = switch
         self._spawner = spawner
         self._started: set[str] = set()
+        self._seen = float("-inf")  # when the Execution was last read or written (the journal's clock)
         self.log = log or logging.getLogger("flux.workflow")
 
     @property
@@ -79,14 +80,19 @@ class WorkflowContext:
         if inspect.isawaitable(value):
             value = await value
         result = json_value(value, f"the result of step {name!r}")
-        await self._switch.enforce(await self._journal.record_step(name, result))
+        await self._enforce(await self._journal.record_step(name, result))
         self.log.debug("step %s: done", name)
         return result
 
     async def checkpoint(self, data: Any) -> None:
-        """Stores `data` (JSON) in status.checkpoint.data; it is kept until replaced."""
+        """Stores `data` (JSON) in status.checkpoint.data; it is kept until replaced. Written with the steps
+        (at most once an interval); `await ctx.flush()` writes it at once."""
         payload = json_value(data, "checkpoint data")
-        await self._switch.enforce(await self._journal.save_data(payload))
+        await self._enforce(await self._journal.save_data(payload))
+
+    async def flush(self) -> None:
+        """Writes the steps and data not written yet at once, rather than within the checkpoint interval."""
+        await self._enforce(await self._journal.flush())
 
     async def spawn(self, workflow: str, input: Mapping[str, Any] | None = None, name: str | None = None) -> Any:
         """Runs a child Execution `<this name>-<name>` and returns its result.
@@ -94,6 +100,7 @@ class WorkflowContext:
         `name` defaults to `child-<n>` (n counts spawn calls, stable across restarts).
         Raises ChildFailed if the child ends Failed or Cancelled.
         """
+        await self._enforce(await self._journal.flush())  # a child never starts ahead of the steps before it
         return await self._spawner.spawn(workflow, input, name)
 
     @property
@@ -125,10 +132,20 @@ class WorkflowContext:
             raise DuplicateStep(f"step {name!r} already ran in this execution; step names must be unique")
         self._started.add(name)
 
+    async def _enforce(self, execution: dict[str, Any] | None) -> None:
+        if execution is not None:
+            self._seen = self._journal.written_at
+            await self._switch.enforce(execution)
+
     async def _check_cancel(self) -> None:
-        # A step boundary: a lost SIGTERM must not let the work go on, so ask the API server too.
-        if not self._switch.requested:
-            await self._switch.enforce(await self._api.get())
+        # A step boundary: a lost SIGTERM must not let the work go on, so the API server is asked too, at most
+        # once a checkpoint interval (a write's answer counts as asking).
+        clock = self._journal.clock
+        if not self._switch.requested and clock() - max(self._seen, self._journal.written_at) >= \
+                self._journal.interval:
+            execution = await self._api.get()
+            self._seen = clock()
+            await self._switch.enforce(execution)
 
 
 def create_context(
@@ -139,5 +156,6 @@ def create_context(
     poll_interval: float = POLL_INTERVAL,
 ) -> WorkflowContext:
     spawner = Spawner(api, switch, requested_children(execution), poll_interval)
+    journal.on_written = switch.observe  # a background checkpoint write's answer may carry a cancel
     labels = (execution.get("metadata") or {}).get("labels") or {}
     return WorkflowContext(api, journal, switch, spawner, schedule=labels.get(SCHEDULE_LABEL))

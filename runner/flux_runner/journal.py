@@ -1,9 +1,19 @@
-"""The checkpoint: kept in memory, written whole (and bounded) to status.checkpoint on every change."""
+"""The checkpoint: kept in memory, written whole (and bounded) to status.checkpoint, at most once an interval.
+
+Finished steps are written together: the first change after a quiet interval at once, later ones when the
+interval since the last write has passed (a background flush, so a long step does not hold them back). The
+final checkpoint (end, cancel, failure) and `flush()` (before a spawn, or when the workflow asks) write at
+once. What a crash can cost: the steps finished since the last write, at most one interval of them, run
+again in the next pod; a cancel or a clean end costs nothing, its final checkpoint holds every step."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flux_api import Checkpoint, Phase, StepRecord, nesting
@@ -13,7 +23,10 @@ from flux_api.types import CHECKPOINT_BUDGET, RECENT_STEPS
 from pydantic import ValidationError
 
 from flux_runner.client import ExecutionClient
-from flux_runner.errors import CheckpointRejected, CheckpointTooLarge, Invalid, InvalidSpec, TooLarge
+from flux_runner.settings import DEFAULT_CHECKPOINT_INTERVAL
+from flux_runner.errors import ApiError, CheckpointRejected, CheckpointTooLarge, Invalid, InvalidSpec, TooLarge
+
+log = logging.getLogger("flux.runner")
 
 
 def recorded_checkpoint(execution: dict[str, Any]) -> Checkpoint | None:
@@ -40,8 +53,17 @@ class Journal:
     """
 
     def __init__(self, api: ExecutionClient, previous: Checkpoint | None = None,
-                 budget: int = CHECKPOINT_BUDGET) -> None:
+                 budget: int = CHECKPOINT_BUDGET, interval: float = DEFAULT_CHECKPOINT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._api = api
+        self.interval, self.clock = interval, clock
+        self.written_at = float("-inf")  # when the API server last answered a write (monotonic)
+        self.writes = 0
+        self._dirty = False
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None  # a background write that failed: raised by the next call
+        # Each answer of a background write (the Execution as it is now): the cancel switch reads it.
+        self.on_written: Callable[[dict[str, Any]], Any] = lambda _: None
         previous = previous or Checkpoint(state=Phase.RUNNING)
         self.budget = budget
         self.sequence = previous.sequence  # continues across restarts: strictly increasing
@@ -68,14 +90,17 @@ class Journal:
     def step_names(self) -> list[str]:
         return list(self.ledger)
 
-    async def record_step(self, name: str, result: Any) -> dict[str, Any]:
+    async def record_step(self, name: str, result: Any) -> dict[str, Any] | None:
+        """Records a finished step; the Execution as the API server answered if it was written now, else None
+        (it is written within the interval)."""
+        self._raise_failure()
         self.ledger.add(name)
         if result is not None:
             self.results[name] = result
         self.recent = [*self.recent, StepRecord(name=name, completedAt=now_text())][-RECENT_STEPS:]
         self.count += 1
         try:
-            return await self._write(Phase.RUNNING)
+            return await self._soon()
         except (Invalid, CheckpointTooLarge) as exc:
             # Without the offending step the final Failed checkpoint can still be written.
             self.ledger.discard_last(name)
@@ -86,17 +111,25 @@ class Journal:
                 raise CheckpointTooLarge(f"the result of step {name!r} does not fit: {exc.args[0]}") from None
             raise CheckpointRejected(f"the API server rejected the checkpoint of step {name!r}: {exc}") from exc
 
-    async def save_data(self, data: Any) -> dict[str, Any]:
+    async def save_data(self, data: Any) -> dict[str, Any] | None:
+        self._raise_failure()
         previous, self.data = self.data, data
         try:
-            return await self._write(Phase.RUNNING)
+            return await self._soon()
         except (Invalid, CheckpointTooLarge) as exc:
             self.data = previous
             if isinstance(exc, CheckpointTooLarge):
                 raise CheckpointTooLarge(f"the checkpoint data does not fit: {exc.args[0]}") from None
             raise CheckpointRejected(f"the API server rejected the checkpoint data: {exc}") from exc
 
+    async def flush(self) -> dict[str, Any] | None:
+        """Writes what is pending at once; None when nothing was."""
+        self._raise_failure()
+        await self._stop_flusher()
+        return await self._write(Phase.RUNNING) if self._dirty else None
+
     async def finish(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
+        await self._stop_flusher()  # the final word is the last write
         try:
             return await self._write(state, result, error)
         except CheckpointTooLarge as exc:
@@ -111,16 +144,63 @@ class Journal:
             updatedAt=now_text(),
         ).model_dump(mode="json")
 
+    async def _soon(self) -> dict[str, Any] | None:
+        """Checks the size at once (the step that does not fit is the one refused); writes now if the interval
+        has passed since the last write, else leaves it to the background flush."""
+        self._dirty = True
+        if self.clock() - self.written_at >= self.interval:
+            return await self._write(Phase.RUNNING)
+        self._measure(self.checkpoint(Phase.RUNNING))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later(), name="checkpoint flush")
+        return None
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(max(0.0, self.written_at + self.interval - self.clock()))
+            if self._dirty:
+                self.on_written(await self._write(Phase.RUNNING))
+        except (ApiError, CheckpointTooLarge) as exc:
+            log.error("a checkpoint write failed: %s", exc)
+            self._failure = exc
+        finally:
+            self._flusher = None
+
+    async def _stop_flusher(self) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and not flusher.done():
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if isinstance(failure, (Invalid, CheckpointTooLarge)):
+            raise CheckpointRejected(f"the API server rejected a checkpoint: {failure}") from failure
+        if failure is not None:
+            raise failure
+
+    def _measure(self, checkpoint: dict[str, Any]) -> int:
+        size = len(json.dumps(checkpoint, separators=(",", ":")))
+        if size > self.budget:
+            raise CheckpointTooLarge(f"{size} bytes of checkpoint, the budget is {self.budget}")
+        return size
+
     async def _write(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
         async with self._lock:
             checkpoint = self.checkpoint(state, result, error)
-            size = len(json.dumps(checkpoint, separators=(",", ":")))
-            if size > self.budget:
-                raise CheckpointTooLarge(f"{size} bytes of checkpoint, the budget is {self.budget}")
+            size = self._measure(checkpoint)
+            self._dirty = False  # what changes from here on is written by a later write
             self.sequence += 1
             checkpoint["sequence"] = self.sequence
             # Every key is sent, None included: in a merge patch None deletes a stale value.
             try:
-                return await self._api.patch_status({"checkpoint": checkpoint})
+                answer = await self._api.patch_status({"checkpoint": checkpoint})
             except TooLarge as exc:
+                self._dirty = True
                 raise CheckpointTooLarge(f"the API server refused {size} bytes: {exc}") from exc
+            except BaseException:
+                self._dirty = True
+                raise
+            self.written_at, self.writes = self.clock(), self.writes + 1
+            return answer

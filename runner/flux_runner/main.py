@@ -27,7 +27,7 @@ from flux_runner.client import ExecutionClient
 from flux_runner.context import WorkflowContext, create_context
 from flux_runner.ending import Ending, describe, ending_of, infrastructure_error
 from flux_runner.errors import ApiError, ConfigError, InvalidSpec
-from flux_runner.journal import Journal, recorded_checkpoint
+from flux_runner.journal import DEFAULT_CHECKPOINT_INTERVAL, Journal, recorded_checkpoint
 from flux_runner.settings import Settings
 from flux_runner.spawner import POLL_INTERVAL
 from flux_runner.termination import TERMINATION_LOG, write_termination_message
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG_ERROR
     log.info("flux-runner %s: execution %s/%s, pod %s", __version__, settings.namespace, settings.name,
              settings.pod_name or "-")
-    return asyncio.run(run(api))
+    return asyncio.run(run(api, checkpoint_interval=settings.checkpoint_interval))
 
 
 def configure_logging() -> None:
@@ -71,13 +71,14 @@ async def run(
     api: ExecutionClient,
     termination_log: Path = TERMINATION_LOG,
     poll_interval: float = POLL_INTERVAL,
+    checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
 ) -> int:
     """Runs the Execution behind `api` to a recorded end; returns the exit code."""
     switch = CancelSwitch()
     with signals_cancel(switch):
         async with api:
             try:
-                ending = await run_execution(api, switch, poll_interval)
+                ending = await run_execution(api, switch, poll_interval, checkpoint_interval)
             except ApiError as exc:
                 log.error("the API server failed us, exiting for a restart: %s", exc)
                 write_termination_message(f"Error: {exc}", termination_log)
@@ -102,7 +103,8 @@ def signals_cancel(switch: CancelSwitch) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
-async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interval: float) -> Ending:
+async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interval: float,
+                        checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL) -> Ending:
     execution = await api.get()
     try:
         previous = recorded_checkpoint(execution)
@@ -112,7 +114,7 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
         # Restarted after the final checkpoint was written: it stands.
         log.info("already finished as %s before this start; nothing to do", previous.state)
         return Ending(previous.state, previous.result, previous.error)
-    journal = Journal(api, previous)
+    journal = Journal(api, previous, interval=checkpoint_interval)
     switch.observe(execution)
     if switch.requested:
         log.info("cancelled before the workflow started: %s", switch.reason)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from flux_runner.errors import ConfigError
 
+# Seconds between two checkpoint writes of one execution, whatever the step rate (FLUX_CHECKPOINT_INTERVAL).
+DEFAULT_CHECKPOINT_INTERVAL = 1.0
 DEFAULT_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -20,6 +22,7 @@ class Settings:
     api_host: str
     api_port: str
     sa_dir: Path
+    checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL  # FLUX_CHECKPOINT_INTERVAL, seconds
 
     @property
     def api_url(self) -> str:
@@ -54,7 +57,20 @@ class Settings:
             api_host=values["KUBERNETES_SERVICE_HOST"],
             api_port=values["KUBERNETES_SERVICE_PORT"],
             sa_dir=sa_dir,
+            checkpoint_interval=_interval(env.get("FLUX_CHECKPOINT_INTERVAL")),
         )
+
+
+def _interval(text: str | None) -> float:
+    if not text:
+        return DEFAULT_CHECKPOINT_INTERVAL
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"FLUX_CHECKPOINT_INTERVAL must be seconds from 0 to 3600, not {text!r}")
+    return value
 
 
 def _namespace_file(sa_dir: Path) -> str | None:

@@ -106,8 +106,18 @@ def test_operator_flags_and_env_fallbacks(monkeypatch):
     assert args.namespaces == ["x"] and args.log_format == "text" and args.metrics_port == 0
 
 
+def test_the_checkpoint_interval_reaches_the_runner_pod(monkeypatch):
+    assert parse_args([]).checkpoint_interval == 1.0
+    monkeypatch.setenv("FLUX_CHECKPOINT_INTERVAL", "0.25")
+    assert parse_args([]).checkpoint_interval == 0.25
+    pod = builders.runner_pod(execution(), builders.RunnerSettings(checkpoint_interval=0.25))
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["FLUX_CHECKPOINT_INTERVAL"] == "0.25"
+
+
 @pytest.mark.parametrize("argv", [["--log-format", "xml"], ["--default-grace-period", "4000"],
-                                  ["--metrics-port", "many"]])
+                                  ["--metrics-port", "many"], ["--checkpoint-interval", "-1"],
+                                  ["--checkpoint-interval", "soon"]])
 def test_operator_rejects_bad_flags(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)

@@ -22,13 +22,15 @@ def api() -> FakeExecutionApi:
     return FakeExecutionApi(new_execution("parent", "tests:unused"))
 
 
-def run_workflow(api, token, workflow, input=None):
-    """Runs `workflow(ctx, input)` as the runner does: one task the cancel switch can cancel."""
+def run_workflow(api, token, workflow, input=None, interval=0.0):
+    """Runs `workflow(ctx, input)` as the runner does: one task the cancel switch can cancel. The checkpoint
+    interval is 0 (a write per step) unless given: these tests are about what each write holds."""
     async def go():
         async with api.client(token) as client:
             execution = await client.get()
             switch = CancelSwitch()
-            ctx = create_context(client, execution, Journal(client, recorded_checkpoint(execution)), switch, 0.001)
+            journal = Journal(client, recorded_checkpoint(execution), interval=interval)
+            ctx = create_context(client, execution, journal, switch, 0.001)
             task = asyncio.create_task(workflow(ctx, input or {}))
             switch.attach(task)
             await asyncio.wait([task])

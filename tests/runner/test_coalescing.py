@@ -1,0 +1,103 @@
+"""Checkpoint writes coalesced: at most one an interval whatever the step rate, at once when it matters."""
+
+import asyncio
+import time
+
+import pytest
+from flux_runner.testing import FakeExecutionApi, new_execution, operator_finishes_children
+
+from tests.runner.test_context import run_workflow
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def api() -> FakeExecutionApi:
+    return FakeExecutionApi(new_execution("parent", "tests:unused"))
+
+
+def patches(api: FakeExecutionApi) -> list[dict]:
+    return [r.body["status"] for r in api.requests if r.method == "PATCH"]
+
+
+def test_writes_and_reads_are_bounded_by_the_interval_whatever_the_step_rate(api, token):
+    interval = 0.05
+
+    async def workflow(ctx, input):
+        began = time.monotonic()
+        for i in range(3000):
+            await ctx.step(f"step-{i}", lambda: None)
+        await ctx.flush()
+        return time.monotonic() - began
+
+    task, _ = run_workflow(api, token, workflow, interval=interval)
+    took = task.result()
+    bound = took / interval + 2  # the first step at once, one an interval, the flush
+    assert len(patches(api)) <= bound, f"{len(patches(api))} writes in {took:.2f}s"
+    assert len([r for r in api.requests if r.method == "GET"]) <= bound + 1  # + the runner's own first GET
+    assert api.checkpoint["stepCount"] == 3000, "the last write holds every step"
+    assert api.checkpoint["done"]["runs"] == [{"prefix": "step-", "first": 0, "last": 2999}]
+
+
+def test_a_long_step_does_not_hold_back_the_steps_finished_before_it(api, token):
+    order = []
+
+    def written(fake, record):
+        if record.method == "PATCH":
+            order.append(("written", record.body["status"]["checkpoint"]["stepCount"]))
+
+    api.hooks.append(written)
+
+    async def workflow(ctx, input):
+        await ctx.step("a", lambda: 1)  # written at once
+        await ctx.step("b", lambda: 2)  # within the interval: left to the background flush
+        await ctx.step("c", asyncio.sleep, 0.5)
+        order.append(("c done", None))
+
+    run_workflow(api, token, workflow, interval=0.1)
+    assert order == [("written", 1), ("written", 2), ("written", 3), ("c done", None)]
+
+
+def test_flush_writes_at_once(api, token):
+    async def workflow(ctx, input):
+        await ctx.step("a", lambda: 1)
+        await ctx.step("b", lambda: 2)
+        await ctx.checkpoint({"at": "b"})
+        before = len(patches(api))
+        await ctx.flush()
+        return before, len(patches(api))
+
+    task, _ = run_workflow(api, token, workflow, interval=3600)
+    assert task.result() == (1, 2)
+    assert api.checkpoint["stepCount"] == 2 and api.checkpoint["data"] == {"at": "b"}
+
+
+def test_a_spawn_is_asked_for_only_after_the_steps_before_it_are_written(api, token):
+    api.hooks.append(operator_finishes_children(result=lambda request: "child done"))
+
+    async def workflow(ctx, input):
+        await ctx.step("a", lambda: 1)
+        await ctx.step("b", lambda: 2)
+        return await ctx.spawn("flux_examples.quick:main", {"n": 1})
+
+    task, _ = run_workflow(api, token, workflow, interval=3600)
+    assert task.result() == "child done"
+    kinds = [("checkpoint", s["checkpoint"]["stepCount"]) if "checkpoint" in s else ("spawn",) for s in patches(api)]
+    assert kinds[:3] == [("checkpoint", 1), ("checkpoint", 2), ("spawn",)]
+
+
+def test_a_cancel_answered_to_a_background_write_cancels_the_workflow(api, token):
+    def user_cancels(fake, record):
+        if record.method == "PATCH":
+            fake.execution["spec"]["cancel"] = {"reason": "stop"}
+
+    async def workflow(ctx, input):
+        await ctx.step("a", lambda: 1)  # written at once, before the cancel exists
+        api.hooks.append(user_cancels)
+        await ctx.step("b", lambda: 2)  # left to the background flush, whose answer carries the cancel
+        await asyncio.sleep(30)
+
+    began = time.monotonic()
+    task, ctx = run_workflow(api, token, workflow, interval=0.1)
+    assert task.cancelled() and ctx.cancelled
+    assert time.monotonic() - began < 5
