@@ -1,8 +1,10 @@
-"""Generates the Execution and Schedule CRDs from the pydantic models, so they cannot drift.
+"""Generates the Execution, Schedule and TenancyPolicy CRDs from the pydantic models, so they cannot drift,
+and writes the admission policies (flux_api.policy) beside them.
 
 `python -m flux_api.crd --write` (`make crds`) rewrites crds/ and the chart's copies;
-`--check` exits 1 when either differs from what the models generate. Writing needs the
-`crd` extra (PyYAML); building the schema itself needs nothing beyond the models.
+`--check` exits 1 when either differs from what the models generate. Rendering YAML (`--write`,
+`--check`, the default print) needs the `crd` extra (PyYAML); building the schema itself needs nothing
+beyond the models.
 """
 
 from __future__ import annotations

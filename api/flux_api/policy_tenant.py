@@ -12,9 +12,10 @@ whoever wrote the Schedule), so the API server checks that requester at the door
   resources past the platform's maximum, are refused for everyone.
 - `flux-ttl-needs-delete`: lowering ttlSecondsAfterFinished (deleting sooner) needs `delete` on it.
 
-They apply on create, and on update only when what runs, or with what, changes (workflow, input, image,
-podTemplate): a cancel or a label by someone else is never refused for what the creator was allowed. The
-operator's own writes (children, Schedule runs) are exempt: children copy a template that was checked.
+The first three apply on create, and on update only when what runs, or with what, changes (workflow, input,
+image, podTemplate): a cancel or a label by someone else is never refused for what the creator was allowed.
+The TTL rule looks at every update of an Execution (not of a Schedule). The operator's own writes (children,
+Schedule runs) are exempt: children copy a template that was checked.
 """
 
 from __future__ import annotations

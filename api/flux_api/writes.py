@@ -1,5 +1,5 @@
-"""Writing status: a merge patch checked against the models (flux_api.types), so a misspelt or ill-typed field
-raises where it is written and no value is longer than the schema admits (bounds.fit)."""
+"""Writing status: a merge patch checked against the models (flux_api.types, flux_api.schedule), so a misspelt
+or ill-typed field raises where it is written and no value is longer than the schema admits (bounds.fit)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Flux: Kubernetes-native workflow executions you can cancel (operator and kubectl plugin)."""
+"""Flux: Kubernetes-native workflow executions you can cancel: the operator (the plugin is flux_cli)."""

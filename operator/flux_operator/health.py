@@ -1,7 +1,8 @@
 """/healthz: red when this replica cannot make progress, and it says who leads.
 
 Red when: the Execution API is not served (CRD missing), a permission the operator needs is
-missing, the API server has not answered for `stale_after` seconds (a dropped or hung
+missing, the admission policies are not in force as this version generates them (admission_check.py),
+the API server has not answered for `stale_after` seconds (a dropped or hung
 connection), or a watch stream has failed or stayed silent too long although restarted
 (watches.py). Served on its own small HTTP server so a stuck event loop cannot fake health.
 """

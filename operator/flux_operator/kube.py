@@ -1,4 +1,6 @@
-"""The operator's writes to the API server (and the one read it allows itself: after a conflict).
+"""The operator's writes to the API server, and the few reads it allows itself: an object after a conflict,
+a value the World keeps only as a stub, the object a create found under its name, the Lease, and the
+start-up checks (the API served, its permissions, the admission policies).
 
 Every call has a timeout and passes the client-side budget (budget.py: fair between namespaces); every
 failure becomes one `ApiFailure` whose kind (flux_api.errors) tells the work queue whether to retry.

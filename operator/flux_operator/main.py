@@ -1,4 +1,4 @@
-"""`flux-operator`: runs the kopf operator. Every flag has an environment fallback for the chart."""
+"""`flux-operator`: runs the kopf operator. Every flag but --verbose has an environment fallback for the chart."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The execution machine's shell: the watched state of an execution in, `execution.machine.decide()`, its
 actions out to the API.
 
-No reads here: the state comes from the World. The one exception is a Conflict on the status
-write, which means our copy is stale; the fresh object goes into the World and the key is
-retried. Failures are classified once (kube.ApiFailure) and answered by the work queue.
+The state comes from the World. Reads are the exceptions: a Conflict on the status write means our
+copy is stale, so the fresh object goes into the World and the key is retried; and an action that needs
+a value the World keeps only as a stub (a pod template, a spawn input, a child's result: payloads.py)
+reads it once. Failures are classified once (kube.ApiFailure) and answered by the work queue.
 """
 
 from __future__ import annotations

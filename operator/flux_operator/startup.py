@@ -1,9 +1,10 @@
 """Start-up checks: is the Execution API served, and may this operator do its job? Each problem is
 one clear log line and a red /healthz until it is fixed; the checks repeat until then.
 
-The tables below are the operator's whole list of rights, each for a reason in the code. The chart grants
-exactly these (tests/cluster/test_chart.py compares its rules with them), and the cluster tests run the
-operator as an identity bound to the chart's rules and nothing else.
+The tables below are the operator's whole list of rights but one, each for a reason in the code; the one
+is `get` on the admission policies and the TenancyPolicy, listed by flux_api.policy.reader_rules for the
+policy check. The chart grants exactly these (tests/cluster/test_chart.py compares its rules with them), and
+the cluster tests run the operator as an identity bound to the chart's rules and nothing else.
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ Right = tuple[str, str, str]  # (verb, API group, resource[/subresource])
 
 # In every namespace the operator serves.
 NAMESPACED: tuple[Right, ...] = (
-    # get: the one read after a status Conflict (reconcile). list, watch: kopf. create: children and Schedule
-    # runs. patch: a cancel on a child or a replaced run. delete: ttlSecondsAfterFinished, history limits.
+    # get: after a status Conflict, for a value the World keeps as a stub (reconcile), for the object a
+    # create found under its name (making, schedule_shell). list, watch: kopf. create: children and Schedule runs. patch: a
+    # cancel on a child or a replaced run. delete: ttlSecondsAfterFinished, history limits.
     *((verb, GROUP, PLURAL) for verb in ("get", "list", "watch", "create", "patch", "delete")),
     ("patch", GROUP, f"{PLURAL}/status"),
     # Owner references with blockOwnerDeletion (pods, runner RBAC, children, Schedule runs) need these where
     # the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters).
     ("update", GROUP, f"{PLURAL}/finalizers"),
     ("update", GROUP, f"{SCHEDULE_PLURAL}/finalizers"),
-    # get: after a status Conflict. list, watch: kopf. patch: suspend on ctx.unschedule.
+    # get: after a status Conflict, for a template kept as a stub. list, watch: kopf. patch: suspend on
+    # ctx.unschedule.
     *((verb, GROUP, SCHEDULE_PLURAL) for verb in ("get", "list", "watch", "patch")),
     ("patch", GROUP, f"{SCHEDULE_PLURAL}/status"),
-    # get: whose is the pod (or runner RBAC) of that name, after a create met one (reconcile._ensure_runner).
+    # get: whose is the pod (or runner RBAC) of that name, after a create met one (making.Maker).
     *((verb, "", "pods") for verb in ("get", "list", "watch", "create", "delete")),
     ("get", "", "serviceaccounts"), ("create", "", "serviceaccounts"),
     ("get", RBAC, "roles"), ("create", RBAC, "roles"),

@@ -1,6 +1,6 @@
-"""A work queue of execution keys, as client-go has it: each key at most once in the queue, never
-handed to two workers at once, re-queued when it changed while being worked on, delayed adds
-for deadlines and per-key exponential backoff for failures.
+"""A work queue of keys (executions' and, in a queue of their own, Schedules'), as client-go has it: each
+key at most once in the queue, never handed to two workers at once, re-queued when it changed while being
+worked on, delayed adds for deadlines and per-key exponential backoff for failures.
 
 Fair between namespaces: ready keys wait in one line per shard (the key's namespace), and the lines
 take turns, one key each. A namespace with thousands of keys ready gets no more turns than one with

@@ -1,4 +1,5 @@
-"""Every error the runner raises, so workflows and tests can catch them by type."""
+"""The runner's own errors, so workflows and tests can catch them by type. A misused `ctx` (a bad step or
+child name, a non-dict input, a bad unschedule reason) raises plain ValueError or TypeError instead."""
 
 from __future__ import annotations
 

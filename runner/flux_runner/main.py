@@ -2,8 +2,8 @@
 
 Reads its Execution, runs the workflow as an asyncio task, turns SIGTERM into task
 cancellation, and writes the final checkpoint. Exit 0 whenever the outcome is recorded
-(even Failed: retrying cannot fix a bad workflow); non-zero only when the API server could
-not be reached, so the pod restarts and completed steps are reused.
+(even Failed: retrying cannot fix a bad workflow); 1 when the API server failed us, so the pod
+restarts and completed steps are reused; 2 when the pod's environment is incomplete.
 """
 
 from __future__ import annotations

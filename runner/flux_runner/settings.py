@@ -1,4 +1,4 @@
-"""The pod environment the operator gives the runner (see the runner contract)."""
+"""The pod environment the operator gives the runner (flux_operator.builders.runner_pod sets it)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """What each command does, joining API calls (kube.Kube) with the pure logic.
 
 The functions take the Kube object and return plain data; nothing here prints, so cluster
-tests can call them directly, e.g. `cancel(connect(kubeconfig=p), Selection(names=("x",)), "default")`.
+tests can call them directly, e.g.
+`cancel(connect(kubeconfig=p), Selection(names=("x",)), "default", CancelOptions())`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Schedules in the plugin: pure logic (patches, rows) and the actions that call Kube.
 
 `unschedule` and `schedule suspend` set spec.suspend, exactly what `kubectl patch` of suspend does;
-the reason goes into an annotation so `schedule list` and `status` can say why.
+the reason goes into an annotation so `schedule list` can say why.
 """
 
 from __future__ import annotations
