@@ -19,6 +19,17 @@ def _row(figure: str, source: str, measured: str, baseline: str, ratio: str, tar
             "target": target, "met": met, "note": note}
 
 
+def _steps_row(st: dict) -> dict:
+    run, patch = statistics.median(st["run_s"]), statistics.median(st["patch_ms"])
+    per_step_ms = run * 1000 / st["steps"]
+    writes = statistics.median(w for w in st["writes"] if w is not None)
+    return _row(f"{st['steps']:,} no-op steps of one execution, Running -> Succeeded, median of {len(st['run_s'])}",
+                st["source"], f"{_s(run)} (max {_s(max(st['run_s']))}); {per_step_ms:.3f} ms a step; "
+                f"{writes:.0f} checkpoint writes ({writes / run:.2f}/s)",
+                f"one status PATCH round trip p50 {_ms(patch)} (N={len(st['patch_ms'])})",
+                f"a step costs {per_step_ms / patch:.3f}x one PATCH", "<= 100 s", run <= 100.0)
+
+
 def figures(results: dict) -> list[dict]:
     parts, rows = results.get("parts", {}), []
     c = parts.get("cancel")
@@ -54,6 +65,9 @@ def figures(results: dict) -> list[dict]:
         rows.append(_row(f"cascade: tree of {k.get('size')} (depth {k['depth']}, fanout {k['fanout']}) all Cancelled, "
                          f"median of {len(k['tree_s'])}", k["source"], _s(tree),
                          f"one execution patch -> Cancelled: {_s(single)}", f"{r:.2f}x", "<= 3x", r <= 3.0))
+    st = parts.get("steps")
+    if st and st.get("run_s"):
+        rows.append(_steps_row(st))
     w = parts.get("writes")
     if w:
         writes, reads = w["writes"], w["reads"]

@@ -33,7 +33,7 @@ from bench.benchkit import RESULTS, BenchError, install_crd, log
 
 REPO = Path(__file__).resolve().parents[1]
 
-PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover")
+PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover", "steps")
 ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
 
 
@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tree-depth", type=int, default=4)
     p.add_argument("--tree-fanout", type=int, default=2)
     p.add_argument("--writes-rounds", type=int, default=10, help="leaf cancels counted (default 10)")
+    p.add_argument("--steps", type=int, default=100_000, help="no-op steps of the steps part's execution (100000)")
+    p.add_argument("--steps-rounds", type=int, default=5, help="steps rounds (5: each is a whole run of --steps)")
+    p.add_argument("--patch-samples", type=int, default=20, help="status PATCHes timed per steps round (20)")
     p.add_argument("--failover-n", type=int, default=20)
     p.add_argument("--failover-lease", type=float, default=5.0, help="--lease-seconds of both replicas (5)")
     p.add_argument("--scale-first", type=int, default=1000)
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_goes_down: bool = False) -> dict:
+    if part == "steps":
+        from bench.steps import run_steps
+        return run_steps(layout, api, args)
     if part == "fairness":
         from bench.fairness import run_fairness
         return run_fairness(layout, api, args)

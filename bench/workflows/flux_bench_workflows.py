@@ -1,6 +1,8 @@
 """Workflows of the benchmark suite only. The cascade part's operator runs its runners with
 `env PYTHONPATH=<repo>/bench/workflows flux-runner`, so no package needs installing.
 
+`steps`: `steps` no-op steps one after another (the steps part).
+
 `tree`: a full tree of Executions, `fanout` children per node down to `depth`; every leaf works one
 long step (only a cancel ends it). depth 4, fanout 2: 1 + 2 + 4 + 8 + 16 = 31 Executions.
 Input: {"depth": 4, "fanout": 2, "stepSeconds": 3600}
@@ -23,3 +25,15 @@ async def tree(ctx, input):
     below = {**input, "depth": depth - 1}
     results = await asyncio.gather(*(ctx.spawn(TREE, below, name=f"c{i}") for i in range(fanout)))
     return {"children": len(results)}
+
+
+def _nothing() -> None:
+    return None
+
+
+async def steps(ctx, input):
+    """`steps` no-op steps, one after another: what a step costs the runner and the API server."""
+    count = int(input.get("steps", 100_000))
+    for i in range(count):
+        await ctx.step(f"step-{i}", _nothing)
+    return {"steps": count}
