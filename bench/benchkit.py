@@ -397,14 +397,16 @@ def execution(name: str, workflow: str, input_: dict, grace: int, labels: dict |
 
 def create_executions(custom: client.CustomObjectsApi, namespace: str, bodies: list[dict], workers: int = 16) -> None:
     def create(body: dict) -> None:
-        for attempt in range(5):
+        for attempt in range(10):
             try:
                 custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
                 return
             except ApiException as err:
                 if err.status == 409:
                     return
-                if err.status and err.status < 500 and err.status != 429:
+                # Just after the CRDs are installed, the admission policies may not see the TenancyPolicy kind yet.
+                settling = err.status == 422 and "paramKind" in str(err.body)
+                if err.status and err.status < 500 and err.status != 429 and not settling:
                     raise
                 time.sleep(0.5 * (attempt + 1))
         raise BenchError(f"could not create {body['metadata']['name']}")

@@ -146,6 +146,10 @@ class WorkflowContext:
             execution = await self._api.get()
             self._seen = clock()
             await self._switch.enforce(execution)
+        else:
+            # Every boundary yields, I/O or not: SIGTERM's handler and the background flush get their turn
+            # even in a loop of steps that never awaits anything else.
+            await asyncio.sleep(0)
 
 
 def create_context(

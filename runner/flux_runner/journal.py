@@ -57,7 +57,7 @@ class Journal:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._api = api
         self.interval, self.clock = interval, clock
-        self.written_at = float("-inf")  # when the API server last answered a write (monotonic)
+        self.written_at = float("-inf")  # when the last write was sent (monotonic)
         self.writes = 0
         self._dirty = False
         self._flusher: asyncio.Task[None] | None = None
@@ -148,7 +148,7 @@ class Journal:
         """Checks the size at once (the step that does not fit is the one refused); writes now if the interval
         has passed since the last write, else leaves it to the background flush."""
         self._dirty = True
-        if self.clock() - self.written_at >= self.interval:
+        if self._flusher is None and self.clock() - self.written_at >= self.interval:
             return await self._write(Phase.RUNNING)
         self._measure(self.checkpoint(Phase.RUNNING))
         if self._flusher is None:
@@ -157,9 +157,10 @@ class Journal:
 
     async def _flush_later(self) -> None:
         try:
-            await asyncio.sleep(max(0.0, self.written_at + self.interval - self.clock()))
-            if self._dirty:
-                self.on_written(await self._write(Phase.RUNNING))
+            while self._dirty:  # steps that finished while a write was on its way go with the next one
+                await asyncio.sleep(max(0.0, self.written_at + self.interval - self.clock()))
+                if self._dirty:
+                    self.on_written(await self._write(Phase.RUNNING))
         except (ApiError, CheckpointTooLarge) as exc:
             log.error("a checkpoint write failed: %s", exc)
             self._failure = exc
@@ -191,6 +192,7 @@ class Journal:
             checkpoint = self.checkpoint(state, result, error)
             size = self._measure(checkpoint)
             self._dirty = False  # what changes from here on is written by a later write
+            self.written_at = self.clock()  # when it was sent: concurrent steps wait an interval from here
             self.sequence += 1
             checkpoint["sequence"] = self.sequence
             # Every key is sent, None included: in a merge patch None deletes a stale value.
@@ -202,5 +204,5 @@ class Journal:
             except BaseException:
                 self._dirty = True
                 raise
-            self.written_at, self.writes = self.clock(), self.writes + 1
+            self.writes += 1
             return answer

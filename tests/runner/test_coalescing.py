@@ -1,9 +1,12 @@
 """Checkpoint writes coalesced: at most one an interval whatever the step rate, at once when it matters."""
 
 import asyncio
+import os
+import signal
 import time
 
 import pytest
+from flux_runner.main import EXIT_OK, run
 from flux_runner.testing import FakeExecutionApi, new_execution, operator_finishes_children
 
 from tests.runner.test_context import run_workflow
@@ -101,3 +104,29 @@ def test_a_cancel_answered_to_a_background_write_cancels_the_workflow(api, token
     task, ctx = run_workflow(api, token, workflow, interval=0.1)
     assert task.cancelled() and ctx.cancelled
     assert time.monotonic() - began < 5
+
+
+def test_sigterm_lands_in_a_loop_of_steps_that_never_awaits_anything_else(token, tmp_path, monkeypatch):
+    # No step writes or reads within the interval, so only the step boundary's own yield lets the handler run.
+    (tmp_path / "busy_workflow.py").write_text(
+        "async def main(ctx, input):\n"
+        "    for i in range(10_000_000):\n"
+        "        await ctx.step(f'step-{i}', lambda: None)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    api = FakeExecutionApi(new_execution("busy", "busy_workflow:main"))
+    unhandled = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: unhandled.append("SIGTERM reached Python, not the loop"))
+
+    async def terminate_soon():
+        asyncio.get_running_loop().call_later(0.5, os.kill, os.getpid(), signal.SIGTERM)
+        return await run(api.client(token), termination_log=tmp_path / "termination-log", checkpoint_interval=3600)
+
+    began = time.monotonic()
+    try:
+        assert asyncio.run(terminate_soon()) == EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert unhandled == [] and time.monotonic() - began < 5
+    final = api.checkpoint
+    assert final["state"] == "Cancelled" and final["stepCount"] > 0
+    assert len(patches(api)) == 2, "the first step, then the final checkpoint holding every other one"
