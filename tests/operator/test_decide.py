@@ -304,11 +304,18 @@ def test_graceful_outcome_when_the_runner_acknowledged():
     assert [o.name for o in of(actions, Observe)] == ["outcome", "complete_seconds"]
 
 
-def test_acknowledgement_is_recorded_while_the_pod_is_still_stopping():
+def test_acknowledgement_costs_no_write_of_its_own_while_the_pod_is_still_stopping():
     ex = cancelling(checkpoint={"state": "Cancelled", "updatedAt": "2026-11-21T11:59:59.900Z"})
-    patch = status_patch(decide(ex, running_pod(terminating=True), [], NOW))
+    assert not of(decide(ex, running_pod(terminating=True), [], NOW), PatchStatus), "it goes with the final write"
+
+
+def test_acknowledgement_goes_with_a_write_made_anyway():
+    ex = cancelling(checkpoint={"state": "Cancelled", "updatedAt": "2026-11-21T11:59:59.900Z"})
+    overdue = running_pod(terminating=True)
+    overdue.deletion_at = NOW - timedelta(seconds=60)  # past its grace period: escalated, a write anyway
+    patch = status_patch(decide(ex, overdue, [], NOW))
     assert patch["cancellation"]["acknowledgedAt"] == "2026-11-21T11:59:59.900Z"
-    assert "phase" not in patch
+    assert patch["cancellation"]["forcedAt"] == "2026-11-21T12:00:00.000Z" and "phase" not in patch
 
 
 def test_killed_outcome_without_a_final_checkpoint():

@@ -131,8 +131,10 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     _signal(ex, intent, pod, children, plan)
     cancellation = recorded.model_copy(update=children_view(children))
     checkpoint = ex.status.checkpoint
+    # The runner's acknowledgement goes with the next write (usually the final one), not in a write of its own.
+    acknowledged = None
     if checkpoint is not None and checkpoint.state == Phase.CANCELLED and not recorded.acknowledgedAt:
-        cancellation.acknowledgedAt = _acknowledged(checkpoint.updatedAt, recorded, now)
+        acknowledged = _acknowledged(checkpoint.updatedAt, recorded, now)
     due = escalation_due(pod)
     if pod is not None and due is not None and now >= due:
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))
@@ -143,7 +145,10 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
                    f"its grace period (is its node down?): force-deleted", "Warning")
     # Without cascade the children are not ours to stop, so they are not waited for either.
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
-    if pod is None and not live_children:
+    concluding = pod is None and not live_children
+    if acknowledged is not None and (concluding or cancellation != recorded or plan.status.model_fields_set):
+        cancellation.acknowledgedAt = acknowledged
+    if concluding:
         _conclude(ex, intent, cancellation, plan, now, asked)
         return
     if cancellation != recorded:
