@@ -80,9 +80,10 @@ async def runner_pods_watched(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def execution_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     world, raw = memo.runtime.world, event["object"]
-    keys = world.execution_gone(raw) if event["type"] == "DELETED" else world.execution_seen(raw)
-    memo.runtime.controller.enqueue(keys)
-    memo.runtime.schedule_controller.enqueue([schedule_of(raw)])  # a run started, ended or went away
+    keys = world.execution_gone(raw) if event["type"] == "DELETED" else world.execution_changed(raw)
+    if keys or event["type"] == "DELETED":  # a checkpoint's progress alone: nothing to decide
+        memo.runtime.controller.enqueue(keys)
+        memo.runtime.schedule_controller.enqueue([schedule_of(raw)])  # a run started, ended or went away
 
 
 @kopf.on.event(GROUP, VERSION, SCHEDULE_PLURAL)

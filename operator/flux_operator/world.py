@@ -40,14 +40,33 @@ def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
     status = dict(raw.get("status") or {})
     checkpoint = status.get("checkpoint")
     if isinstance(checkpoint, dict):
-        status["checkpoint"] = {k: payloads.shrink(v) if k == "result" else v for k, v in checkpoint.items()
-                                if k not in ("steps", "data", "results")}
+        status["checkpoint"] = _verdict(checkpoint)
     for field, value in (("spawnRequests", "input"), ("children", "result")):
         if isinstance(status.get(field), list):
             status[field] = [{**item, value: payloads.shrink(item[value])}
                              if isinstance(item, dict) and value in item else item for item in status[field]]
     return {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"), "metadata": kept_meta,
             "spec": spec, "status": status}
+
+
+# Of a checkpoint, decisions read only the runner's verdict: its state, error and result, and when it wrote a
+# final one (a cancel's acknowledgement). Its progress (steps, ledger, data, sequence, the time of a Running
+# write) is left out, so a checkpoint that only progressed changes nothing the operator keeps or decides on.
+_VERDICT = ("state", "error", "result")
+
+
+def _verdict(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: payloads.shrink(checkpoint[k]) if k == "result" else checkpoint[k] for k in _VERDICT
+            if k in checkpoint}
+    if checkpoint.get("state") != "Running" and "updatedAt" in checkpoint:
+        kept["updatedAt"] = checkpoint["updatedAt"]
+    return kept
+
+
+def _decided_on(trimmed: dict[str, Any]) -> dict[str, Any]:
+    """What a decision reads of a trimmed object: all of it but its resourceVersion."""
+    meta = {k: v for k, v in trimmed["metadata"].items() if k != "resourceVersion"}
+    return {**trimmed, "metadata": meta}
 
 
 def pod_view(pod: dict[str, Any]) -> PodView:
@@ -97,6 +116,7 @@ class World:
         self._pods: dict[Key, dict[str, PodView]] = {}  # by execution, then pod name
         self._children: dict[Key, set[str]] = {}
         self._cancel_asked: dict[Key, datetime] = {}  # when a cancel reached the API, for the latency metrics
+        self._handed_on: dict[Key, dict[str, Any]] = {}  # what the last reconcile the watch asked for was given
 
     # --- fed by the watches and by the operator's own writes ----------------------------------
 
@@ -121,6 +141,23 @@ class World:
                 self._children.setdefault((key[0], parent), set()).add(key[1])
         return [key, (key[0], parent)] if parent else [key]
 
+    def execution_changed(self, raw: dict[str, Any]) -> list[Key]:
+        """A watch event: stored as execution_seen does; the keys to reconcile only when something a decision
+        reads has changed since the last event that asked for one. A runner's checkpoint that only progressed
+        (its steps, its data) asks for nothing: checkpoint traffic costs a decode and a comparison."""
+        keys = self.execution_seen(raw)
+        if not keys:
+            return []
+        with self._lock:
+            current = self._executions.get(keys[0])
+            if current is None:
+                return keys
+            decided_on = _decided_on(current)
+            if self._handed_on.get(keys[0]) == decided_on:
+                return []
+            self._handed_on[keys[0]] = decided_on
+        return keys
+
     def execution_gone(self, raw: dict[str, Any]) -> list[Key]:
         meta = raw.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
@@ -130,6 +167,7 @@ class World:
             if current is not None and current["metadata"].get("uid") != meta.get("uid"):
                 return []  # a successor of the same name already took its place
             self._executions.pop(key, None)
+            self._handed_on.pop(key, None)
             self._cancel_asked.pop(key, None)
             if parent:
                 self._children.get((key[0], parent), set()).discard(key[1])

@@ -128,3 +128,45 @@ def test_phase_counts() -> None:
     world.execution_seen(execution(phase="Running"))
     world.execution_seen(execution(name="b"))
     assert world.phase_counts() == {"Running": 1, "Pending": 1}
+
+
+def progressed(obj: dict, rv: str, step: int, **checkpoint) -> dict:
+    """What a runner's checkpoint write leaves: new steps, data, sequence and time, a new resourceVersion."""
+    status = dict(obj["status"], checkpoint={
+        "state": "Running", "sequence": step, "stepCount": step, "steps": [{"name": f"s{step}"}],
+        "done": {"runs": [{"prefix": "s", "first": 0, "last": step}], "names": []}, "data": {"at": step},
+        "updatedAt": f"2026-11-21T12:00:{step:02}.000Z", **checkpoint})
+    return dict(obj, metadata=dict(obj["metadata"], resourceVersion=rv), status=status)
+
+
+def test_a_checkpoint_that_only_progressed_asks_for_no_reconcile_but_is_stored() -> None:
+    world, key = World(), ("ns", "job")
+    first = execution(phase="Running")
+    assert world.execution_changed(first) == [key]
+    for step in range(1, 50):
+        assert world.execution_changed(progressed(first, str(10 + step), step)) == [], step
+    assert world.snapshot(key).raw["metadata"]["resourceVersion"] == "59", "the next write carries the newest"
+
+
+@pytest.mark.parametrize("change", [
+    lambda o: progressed(o, "12", 2, state="Cancelled"),  # the runner's verdict
+    lambda o: progressed(o, "12", 2, error="boom"),
+    lambda o: progressed(o, "12", 2, result={"r": 1}),
+    lambda o: dict(progressed(o, "12", 2), spec=dict(o["spec"], cancel={"reason": "stop"})),
+    lambda o: dict(progressed(o, "12", 2), status=dict(progressed(o, "12", 2)["status"], phase="Cancelling")),
+])
+def test_anything_a_decision_reads_still_asks_for_a_reconcile(change) -> None:
+    world, key = World(), ("ns", "job")
+    first = progressed(execution(phase="Running"), "11", 1)
+    world.execution_changed(first)
+    assert world.execution_changed(change(first)) == [key]
+
+
+def test_the_index_storing_first_does_not_hide_a_change_from_the_event() -> None:
+    world, key = World(), ("ns", "job")
+    first = execution(phase="Running")
+    world.execution_changed(first)
+    cancelled = dict(first, metadata=dict(first["metadata"], resourceVersion="11"),
+                     spec=dict(first["spec"], cancel={"reason": "stop"}))
+    world.execution_seen(cancelled)  # kopf's index handler runs before the event handler
+    assert world.execution_changed(cancelled) == [key]
