@@ -19,6 +19,19 @@ def _row(figure: str, source: str, measured: str, baseline: str, ratio: str, tar
             "target": target, "met": met, "note": note}
 
 
+def _traffic_row(tr: dict) -> dict:
+    after, before = tr["median"]["after"], tr["median"].get("before")
+    n = len(tr["cpu_ms_per_1000"]["after"])
+    figure = (f"operator CPU per 1,000 checkpoint writes ({tr['executions']} executions, {tr['rate']:.0f}/s), "
+              f"median of {n}")
+    if before is None:
+        return _row(figure, tr["source"], f"{after:.0f} ms", "-", "-", "<= 5% of before", None)
+    commit = tr["codes"]["before"]["commit"][:7]
+    ratio = after / before if before > 0 else float("inf")
+    return _row(figure, tr["source"], f"{after:.0f} ms", f"the operator of {commit}: {before:.0f} ms",
+                f"{ratio * 100:.1f}%", "<= 5%", ratio <= 0.05)
+
+
 def _steps_row(st: dict) -> dict:
     run, patch = statistics.median(st["run_s"]), statistics.median(st["patch_ms"])
     per_step_ms = run * 1000 / st["steps"]
@@ -65,6 +78,9 @@ def figures(results: dict) -> list[dict]:
         rows.append(_row(f"cascade: tree of {k.get('size')} (depth {k['depth']}, fanout {k['fanout']}) all Cancelled, "
                          f"median of {len(k['tree_s'])}", k["source"], _s(tree),
                          f"one execution patch -> Cancelled: {_s(single)}", f"{r:.2f}x", "<= 3x", r <= 3.0))
+    tr = parts.get("traffic")
+    if tr and tr.get("median"):
+        rows.append(_traffic_row(tr))
     st = parts.get("steps")
     if st and st.get("run_s"):
         rows.append(_steps_row(st))

@@ -33,7 +33,7 @@ from bench.benchkit import RESULTS, BenchError, install_crd, log
 
 REPO = Path(__file__).resolve().parents[1]
 
-PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover", "steps")
+PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover", "steps", "traffic")
 ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
 
 
@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=100_000, help="no-op steps of the steps part's execution (100000)")
     p.add_argument("--steps-rounds", type=int, default=5, help="steps rounds (5: each is a whole run of --steps)")
     p.add_argument("--patch-samples", type=int, default=20, help="status PATCHes timed per steps round (20)")
+    p.add_argument("--traffic-executions", type=int, default=20, help="running executions written to (20)")
+    p.add_argument("--traffic-writes", type=int, default=1000, help="checkpoint writes per round (1000)")
+    p.add_argument("--traffic-rate", type=float, default=100, help="checkpoint writes a second (100)")
+    p.add_argument("--traffic-rounds", type=int, default=5, help="traffic rounds of each operator (5)")
+    p.add_argument("--traffic-before", default=None, metavar="REV",
+                   help="also measure the operator of this commit in the traffic part, rounds interleaved")
     p.add_argument("--failover-n", type=int, default=20)
     p.add_argument("--failover-lease", type=float, default=5.0, help="--lease-seconds of both replicas (5)")
     p.add_argument("--scale-first", type=int, default=1000)
@@ -135,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_goes_down: bool = False) -> dict:
+    if part == "traffic":
+        from bench.traffic import run_traffic
+        return run_traffic(layout, api, args)
     if part == "steps":
         from bench.steps import run_steps
         return run_steps(layout, api, args)

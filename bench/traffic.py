@@ -1,0 +1,102 @@
+"""Checkpoint traffic (process node): what 1,000 runner checkpoint writes cost the operator, in CPU.
+
+`--traffic-executions` executions run one long step each (real runners, idle). A load generator then
+writes their status.checkpoint as runners do (a growing ledger, the recent steps, data, a new sequence
+and time), `--traffic-writes` writes in all at `--traffic-rate` a second, and the operator's CPU time
+(utime + stime of its process, /proc/<pid>/stat) over the writes and 2 s after is compared with its CPU
+time over an idle window of the same length just before (the baseline). The figure is the difference
+per 1,000 writes.
+
+With `--traffic-before REV` the same is measured for the operator of commit REV, rounds interleaved
+(before, this checkout, before, ...), each round with a fresh operator over the same executions.
+
+    .venv/bin/python -m bench.run --parts traffic --traffic-before 2b586b2
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from flux_api import GROUP, PLURAL, VERSION
+from kubernetes import client
+from localcluster.layout import Layout
+
+from bench.benchkit import (Operator, PhaseBook, bench_namespace, create_executions, execution, log, operator_at,
+                            operator_command, this_code)
+
+LONGRUN = "flux_examples.longrun:main"
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _checkpoint(step: int) -> dict:
+    """What a runner writes after `step` steps: the shape and growth of the real thing."""
+    recent = [{"name": f"step-{i}", "completedAt": "2026-12-03T12:00:00.000Z"} for i in range(max(0, step - 20), step)]
+    return {"state": "Running", "sequence": step, "stepCount": step, "steps": recent,
+            "done": {"runs": [{"prefix": "step-", "first": 0, "last": step - 1}], "names": []},
+            "results": {}, "data": {"progress": step, "note": "x" * 200},
+            "updatedAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+
+
+def _write(custom: client.CustomObjectsApi, ns: str, names: list[str], writes: int, rate: float, first: int) -> None:
+    began = time.monotonic()
+    for i in range(writes):
+        name = names[i % len(names)]
+        step = first + i // len(names) + 1
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, name,
+                                                     {"status": {"checkpoint": _checkpoint(step)}})
+        wait = began + (i + 1) / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+
+def run_traffic(layout: Layout, api: client.ApiClient, args) -> dict:
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    keep: list = []
+    codes = {"after": {**this_code(), "command": operator_command()}}
+    if args.traffic_before:
+        codes = {"before": operator_at(args.traffic_before, keep), **codes}
+    out: dict = {"source": "process node", "writes": args.traffic_writes, "rate": args.traffic_rate,
+                 "executions": args.traffic_executions,
+                 "codes": {k: {"commit": v["commit"], "dirty": v["dirty"]} for k, v in codes.items()},
+                 "cpu_ms_per_1000": {k: [] for k in codes}, "idle_cpu_ms": {k: [] for k in codes}}
+    with bench_namespace(core, "traffic") as ns:
+        names = [f"busy-{i:02}" for i in range(args.traffic_executions)]
+        book = PhaseBook(api, ns)
+        step = 0
+        try:
+            for r in range(1, args.traffic_rounds + 1):
+                for label, code in codes.items():
+                    op = Operator(layout, [ns], f"traffic-{label}-{r}", command=tuple(code["command"])).start()
+                    try:
+                        if r == 1 and label == next(iter(codes)):
+                            create_executions(custom, ns, [execution(n, LONGRUN, {"steps": 1, "stepSeconds": 36000}, 5)
+                                                           for n in names])
+                        book.wait_count(["Running"], len(names), 300, "the busy executions Running", names=names)
+                        time.sleep(3)  # its start-up listing and first decisions are done
+                        window = args.traffic_writes / args.traffic_rate + 2
+                        idle0 = cpu_seconds(op.pid)
+                        time.sleep(window)
+                        idle = cpu_seconds(op.pid) - idle0
+                        busy0 = cpu_seconds(op.pid)
+                        _write(custom, ns, names, args.traffic_writes, args.traffic_rate, step)
+                        time.sleep(2)
+                        busy = cpu_seconds(op.pid) - busy0
+                        step += args.traffic_writes // len(names) + 1
+                    finally:
+                        op.stop()
+                    per_1000 = (busy - idle) * 1000 * 1000 / args.traffic_writes
+                    out["cpu_ms_per_1000"][label].append(per_1000)
+                    out["idle_cpu_ms"][label].append(idle * 1000)
+                    log(f"  [{r}/{args.traffic_rounds}] {label}: {per_1000:.0f} ms CPU per 1,000 checkpoint writes "
+                        f"(idle {idle * 1000:.0f} ms over the same {window:.0f} s)")
+        finally:
+            book.stop()
+    out["median"] = {k: statistics.median(v) for k, v in out["cpu_ms_per_1000"].items()}
+    return out
