@@ -41,38 +41,45 @@ def cluster_root() -> Path:
     return Path(os.environ.get("FLUX_BENCH_DIR", REPO / ".cluster-bench")).resolve()
 
 
+# The numeric flags: flag, type, default, help.
+_NUMBERS = (
+    ("--rounds", int, 20, "cancel-latency rounds (default 20)"),
+    ("--grace", int, 30, "grace period of executions and baseline pods (30)"),
+    ("--bulk", int, 200, "executions/Jobs/pods in the throughput+bulk part (200)"),
+    ("--tree-rounds", int, 3, "cascade rounds (default 3)"),
+    ("--tree-depth", int, 4, ""),
+    ("--tree-fanout", int, 2, ""),
+    ("--writes-rounds", int, 10, "leaf cancels counted (default 10)"),
+    ("--steps", int, 100_000, "no-op steps of the steps part's execution (100000)"),
+    ("--steps-rounds", int, 5, "steps rounds (5: each is a whole run of --steps)"),
+    ("--patch-samples", int, 20, "status PATCHes timed per steps round (20)"),
+    ("--traffic-executions", int, 20, "running executions written to (20)"),
+    ("--traffic-writes", int, 1000, "checkpoint writes per round (1000)"),
+    ("--traffic-rate", float, 100, "checkpoint writes a second (100)"),
+    ("--traffic-rounds", int, 5, "traffic rounds of each operator (5)"),
+    ("--failover-n", int, 20, ""),
+    ("--failover-lease", float, 5.0, "--lease-seconds of both replicas (5)"),
+    ("--scale-first", int, 1000, ""),
+    ("--scale-deadline", int, 1000, ""),
+    ("--scale-total", int, 5000, ""),
+    ("--idle-window", float, 240, "seconds of counting idle requests (240)"),
+    ("--fairness-storm", int, 300, "refused executions in a storm namespace (300)"),
+    ("--fairness-rounds", int, 4, "rounds of every fairness condition (4)"),
+    ("--fairness-deadlines", int, 10, "bystander deadlines per round (10)"),
+    ("--fairness-cancels", int, 5, "bystander cancels per round (5)"),
+)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", default=",".join(ALL_PARTS), help=f"comma-separated, of {', '.join(ALL_PARTS)}")
     p.add_argument("--scale-only", action="store_true", help="only the KWOK part (make bench-scale)")
-    p.add_argument("--rounds", type=int, default=20, help="cancel-latency rounds (default 20)")
-    p.add_argument("--grace", type=int, default=30, help="grace period of executions and baseline pods (30)")
-    p.add_argument("--bulk", type=int, default=200, help="executions/Jobs/pods in the throughput+bulk part (200)")
-    p.add_argument("--tree-rounds", type=int, default=3, help="cascade rounds (default 3)")
-    p.add_argument("--tree-depth", type=int, default=4)
-    p.add_argument("--tree-fanout", type=int, default=2)
-    p.add_argument("--writes-rounds", type=int, default=10, help="leaf cancels counted (default 10)")
-    p.add_argument("--steps", type=int, default=100_000, help="no-op steps of the steps part's execution (100000)")
-    p.add_argument("--steps-rounds", type=int, default=5, help="steps rounds (5: each is a whole run of --steps)")
-    p.add_argument("--patch-samples", type=int, default=20, help="status PATCHes timed per steps round (20)")
-    p.add_argument("--traffic-executions", type=int, default=20, help="running executions written to (20)")
-    p.add_argument("--traffic-writes", type=int, default=1000, help="checkpoint writes per round (1000)")
-    p.add_argument("--traffic-rate", type=float, default=100, help="checkpoint writes a second (100)")
-    p.add_argument("--traffic-rounds", type=int, default=5, help="traffic rounds of each operator (5)")
-    p.add_argument("--traffic-before", default=None, metavar="REV",
-                   help="also measure the operator of this commit in the traffic part, rounds interleaved")
-    p.add_argument("--failover-n", type=int, default=20)
-    p.add_argument("--failover-lease", type=float, default=5.0, help="--lease-seconds of both replicas (5)")
-    p.add_argument("--scale-first", type=int, default=1000)
-    p.add_argument("--scale-deadline", type=int, default=1000)
-    p.add_argument("--scale-total", type=int, default=5000)
-    p.add_argument("--idle-window", type=float, default=240, help="seconds of counting idle requests (240)")
-    p.add_argument("--fairness-storm", type=int, default=300, help="refused executions in a storm namespace (300)")
-    p.add_argument("--fairness-rounds", type=int, default=4, help="rounds of every fairness condition (4)")
-    p.add_argument("--fairness-deadlines", type=int, default=10, help="bystander deadlines per round (10)")
-    p.add_argument("--fairness-cancels", type=int, default=5, help="bystander cancels per round (5)")
+    for flag, kind, default, text in _NUMBERS:
+        p.add_argument(flag, type=kind, default=default, help=text or None)
     p.add_argument("--fairness-before", default=None, metavar="REV",
                    help="also measure the operator of this commit, interleaved (e.g. the commit before a change)")
+    p.add_argument("--traffic-before", default=None, metavar="REV",
+                   help="also measure the operator of this commit in the traffic part, rounds interleaved")
     p.add_argument("--operator-from", default=None, metavar="REV",
                    help="run every part with the operator of this commit (a git archive of it), e.g. to compare a change")
     p.add_argument("--operator-args", default="",

@@ -34,9 +34,24 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
+class NoEssence(kopf.DiffBaseStorage):
+    """kopf deep-copies every object on every event to find what changed, for change handlers; the operator
+    has none (the World compares what decisions read), so checkpoint traffic is not copied for nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # our Events are deliberate; handler chatter stays in logs
+    settings.persistence.diffbase_storage = NoEssence()
     # Every request has a timeout; a watch that hears nothing is restarted, which also re-lists.
     settings.networking.connect_timeout = 5
     settings.networking.request_timeout = 60

@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("flux_operator").setLevel(logging.INFO)
     # httpx logs every request at INFO: thousands of lines a minute at scale. Failures reach our own logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not args.verbose:  # "Handler ... succeeded" for every watch event; failures are warnings and errors
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         config = load_client_config()
         # kopf logs in through handlers.login, from this same config: one server, one identity.
