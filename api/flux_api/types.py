@@ -239,7 +239,7 @@ RECENT_STEPS = 20
 
 
 class Checkpoint(_Model):
-    """Written by the runner after every step and once more when it stops."""
+    """Written by the runner at most once a checkpoint interval while it runs, and once more when it stops."""
 
     # None: a state this version does not know. It is no verdict: once the runner exits the execution fails
     # ("runner exited without a final checkpoint").
