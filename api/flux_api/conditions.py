@@ -33,6 +33,8 @@ class ReadyReason(StrEnum):
 # quota, a refused create that is retried). A retry's backoff says so in status.nextRetryAt instead.
 WAITING_REASONS = frozenset({StartedReason.START_AT_NOT_REACHED, StartedReason.QUOTA_EXCEEDED,
                              StartedReason.RUNNER_DELAYED})
+# How the operator's message starts when it waits on purpose (a reason in WAITING_REASONS); readers show the rest.
+WAITING_PREFIX = "waiting: "
 
 
 def set_condition(conditions: list[dict[str, Any]], type_: str, ok: bool, reason: str, message: str,

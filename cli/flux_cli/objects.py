@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Condition, ExecutionStatus, Phase
 from flux_api.cancel import recorded_or_requested
-from flux_api.conditions import FINISHED, STARTED, WAITING_REASONS
+from flux_api.conditions import FINISHED, STARTED, WAITING_PREFIX, WAITING_REASONS
 from flux_api.names import SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
 from flux_api.timefmt import parse_time
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -25,8 +25,6 @@ from flux_cli.errors import BadObjectError
 
 # Seen while waiting: the execution was deleted, so it is certainly no longer running.
 GONE = "Deleted"
-# The operator's messages start so when it waits on purpose; shown without it, as it says nothing more.
-_WAITING_PREFIX = "waiting: "
 
 Model = TypeVar("Model", bound=BaseModel)
 _INVALID = object()
@@ -218,7 +216,7 @@ def waiting_reason(obj: Mapping[str, Any]) -> str | None:
     started = condition(obj, STARTED)
     if started is None or started.status != "False" or started.reason not in WAITING_REASONS:
         return None
-    return started.message.removeprefix(_WAITING_PREFIX) or started.reason
+    return started.message.removeprefix(WAITING_PREFIX) or started.reason
 
 
 def last_progress(obj: Mapping[str, Any]) -> datetime | None:

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from flux_api import TERMINAL_PHASES, Cancellation, Checkpoint, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
-from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, StartedReason
+from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, WAITING_PREFIX, StartedReason
 from flux_api.events import EventReason
 from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
@@ -37,7 +37,7 @@ from flux_operator.execution.actions import (
 )
 from flux_operator.execution.cancel import cancel_intent, cancelling, request_cancel, requested_at, source_reason
 from flux_operator.execution.children import owned_children, spawn
-from flux_operator.execution.runner import WAITING, ensure_runner, own_pod, pod_pending, record_made
+from flux_operator.execution.runner import ensure_runner, own_pod, pod_pending, record_made
 from flux_operator.ownership import Memory
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner",
@@ -168,7 +168,7 @@ def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> No
                        podName=pod_name)
     if ex.status.nextRetryAt is not None:
         plan.status.set(nextRetryAt=None)
-    if (ex.status.message or "").startswith(WAITING):
+    if (ex.status.message or "").startswith(WAITING_PREFIX):
         plan.status.set(message=None)  # it waited (a start time, a full quota): no longer
     plan.condition(ex, now, STARTED, True, StartedReason.RUNNER_STARTED, f"runner pod {pod_name} started")
     plan.event(EventReason.STARTED if not ex.status.retries else EventReason.RETRY_STARTED,
@@ -189,7 +189,7 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
         _start_runner(ex, pod_name, memory, plan, now)
         return
     reason = StartedReason.RETRY_BACKOFF if timing.in_backoff(ex) else StartedReason.START_AT_NOT_REACHED
-    message = f"waiting: starts at {format_time(wait)}"
+    message = f"{WAITING_PREFIX}starts at {format_time(wait)}"
     if reason is StartedReason.START_AT_NOT_REACHED and ex.status.message != message:
         plan.status.set(message=message)
         plan.condition(ex, now, STARTED, False, reason, message)

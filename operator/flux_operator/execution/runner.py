@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from flux_api import Execution
-from flux_api.conditions import STARTED, StartedReason
+from flux_api.conditions import STARTED, WAITING_PREFIX, StartedReason
 from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.types import RunnerObjects
@@ -28,7 +28,6 @@ from flux_operator.ownership import Memory, Refusal, token_hash, with_token
 
 ACCOUNT_KINDS = ("serviceAccount", "role", "roleBinding")  # made once per execution
 RUNNER_KEYS = (*ACCOUNT_KINDS, "pod")  # the pod is made again for each run, retry and resume
-WAITING = "waiting: "
 
 
 def legacy(ex: Execution) -> bool:
@@ -119,7 +118,7 @@ def pod_pending(ex: Execution, memory: Memory) -> bool:
 def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None:
     """Pending, saying why and that it is retried: once per message."""
     reason = StartedReason.QUOTA_EXCEEDED if refused.failure is Failure.QUOTA else StartedReason.RUNNER_DELAYED
-    message = (f"{WAITING}could not create the runner's {refused.what} ({refused.failure}: "
+    message = (f"{WAITING_PREFIX}could not create the runner's {refused.what} ({refused.failure}: "
                f"{refused.message[:400]}); retrying with backoff")
     if ex.status.message != message:
         plan.status.set(message=message)
