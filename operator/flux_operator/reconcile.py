@@ -130,7 +130,7 @@ class Reconciler:
                     return False
                 self.world.execution_seen(written)
                 if "phase" in patch:
-                    log.info("execution %s/%s: %s -> %s", ns, name, ex.phase, patch["phase"])
+                    log.info("execution %s/%s: %s -> %s", ns, name, ex.phase, patch["phase"], extra=_about(snapshot))
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
                 if not self.api.delete_pod(ns, pod, grace, uid or None):
                     # Already gone: a watch that broke (an API server restart) can miss a deletion,
@@ -141,7 +141,7 @@ class Reconciler:
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(name, reason, force))
             case machine.DeleteExecution(name=name_, uid=uid):
                 self.api.delete_execution(ns, name_, uid)
-                log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_)
+                log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_, extra=_about(snapshot))
             case machine.EmitEvent(reason=reason, message=message, type=type_, key=event_key):
                 self._emit_once(snapshot, snapshot.event_name(reason, event_key), type_, reason, message)
             case machine.Observe():
@@ -231,6 +231,13 @@ def _involved(snapshot: Snapshot) -> dict[str, str]:
     meta = raw["metadata"]
     return {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "", "name": meta["name"],
             "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")}
+
+
+def _about(snapshot: Snapshot) -> dict[str, object]:
+    """The object a log line is about, as kopf's JSON format shows it ("object"); kopf's own per-object lines
+    ("Handler ... succeeded", every watch event) are off unless --verbose. Never posted as an Event."""
+    ref = _involved(snapshot)
+    return {"k8s_skip": True, "k8s_ref": {k: ref[k] for k in ("apiVersion", "kind", "name", "uid", "namespace")}}
 
 
 def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -327,3 +328,14 @@ def test_a_pod_the_watch_missed_going_is_learned_from_the_delete(api, world, rec
     assert world.snapshot(KEY).pod is None
     reconciler.reconcile(KEY)
     assert api.objects[KEY]["status"]["phase"] == "Cancelled"
+
+
+def test_a_phase_change_is_logged_about_its_object(api, world, reconciler, caplog):
+    from kopf._core.actions.loggers import ObjectJsonFormatter
+    seed(api, world, execution())
+    with caplog.at_level("INFO", logger="flux_operator"):
+        reconciler.reconcile(KEY)
+    record = next(r for r in caplog.records if "-> Pending" in r.getMessage())
+    line = json.loads(ObjectJsonFormatter().format(record))  # as --log-format=json writes it
+    assert line["object"]["name"] == "job" and line["object"]["kind"] == "Execution"
+    assert record.k8s_skip is True, "a log line, never an Event"
