@@ -164,6 +164,15 @@ def ensure_operator_venv() -> list[str]:
     return operator_command()
 
 
+def operator_codes(before: str | None, keep: list, before_first: bool = False) -> dict[str, dict[str, Any]]:
+    """The operator codes a part compares: this checkout ('after'), and with `before` that commit's too."""
+    codes = {"after": {**this_code(), "command": operator_command()}}
+    if before:
+        earlier = {"before": operator_at(before, keep)}
+        codes = {**earlier, **codes} if before_first else {**codes, **earlier}
+    return codes
+
+
 class Operator(OperatorProcess):
     """One replica of this checkout's operator (fluxtest.operators), watching only the given namespaces, with
     a Lease of its own unless it means to share one (failover)."""

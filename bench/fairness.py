@@ -37,8 +37,7 @@ from kubernetes.client.rest import ApiException
 from localcluster.layout import Layout
 
 from bench.benchkit import (OPERATOR_EXTRA, REPO, RESULTS, BenchError, Operator, PhaseBook, bench_namespace,
-                            create_executions, execution, kubectl, log, operator_at, operator_command, patch_cancel,
-                            summary, this_code)
+                            create_executions, execution, kubectl, log, operator_codes, patch_cancel, summary)
 from localcluster.nodes import kwok
 from localcluster.probes import wait_for
 
@@ -50,14 +49,6 @@ STARTED = ("Running", "Cancelling", "Cancelled")
 CANCELLING = ("Cancelling", "Cancelled")
 FIRST_DEADLINE = 20  # seconds after start: every bystander execution of the round is Running by then (with fairness)
 PHASE_TIMEOUT = 420  # without fairness a bystander waits behind the whole storm: minutes, not seconds
-
-
-def _codes(before: str | None, keep: list) -> dict[str, dict]:
-    """The operator codes to compare: this checkout ('after'), and `before` from a git archive of it."""
-    codes = {"after": {**this_code(), "command": operator_command()}}
-    if before:
-        codes["before"] = operator_at(before, keep)
-    return codes
 
 
 def _storm_bodies(kind: str, n: int) -> list[dict]:
@@ -180,7 +171,7 @@ def _pool(rounds: list[dict], code: str, storm: str, what: str) -> list[float]:
 def run_fairness(layout: Layout, api: client.ApiClient, args) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     keep: list = []
-    codes = _codes(getattr(args, "fairness_before", None), keep)
+    codes = operator_codes(getattr(args, "fairness_before", None), keep)
     cfg = {"storm": args.fairness_storm, "rounds": args.fairness_rounds, "deadlines": args.fairness_deadlines,
            "cancels": args.fairness_cancels, "settleMax": 150, "firstDeadlineSeconds": FIRST_DEADLINE}
     out: dict = {"source": "KWOK node (bystander runner pods report Running without a process; the storm's pods are "

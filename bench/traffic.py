@@ -18,20 +18,21 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from pathlib import Path
 
 from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client
 from localcluster.layout import Layout
 
-from bench.benchkit import (Operator, PhaseBook, bench_namespace, create_executions, execution, log, operator_at,
-                            operator_command, this_code)
+from bench.benchkit import (Operator, PhaseBook, bench_namespace, create_executions, execution, log,
+                            operator_codes)
 
 LONGRUN = "flux_examples.longrun:main"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
 
 
@@ -59,9 +60,7 @@ def _write(custom: client.CustomObjectsApi, ns: str, names: list[str], writes: i
 def run_traffic(layout: Layout, api: client.ApiClient, args) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     keep: list = []
-    codes = {"after": {**this_code(), "command": operator_command()}}
-    if args.traffic_before:
-        codes = {"before": operator_at(args.traffic_before, keep), **codes}
+    codes = operator_codes(args.traffic_before, keep, before_first=True)
     out: dict = {"source": "process node", "writes": args.traffic_writes, "rate": args.traffic_rate,
                  "executions": args.traffic_executions,
                  "codes": {k: {"commit": v["commit"], "dirty": v["dirty"]} for k, v in codes.items()},

@@ -43,7 +43,7 @@ class WorkflowContext:
         self._switch = switch
         self._spawner = spawner
         self._started: set[str] = set()
-        self._seen = float("-inf")  # when the Execution was last read or written (the journal's clock)
+        self._polled_at = float("-inf")  # when the Execution was last read (the journal's clock)
         self.log = log or logging.getLogger("flux.workflow")
 
     @property
@@ -134,17 +134,16 @@ class WorkflowContext:
 
     async def _enforce(self, execution: dict[str, Any] | None) -> None:
         if execution is not None:
-            self._seen = self._journal.written_at
             await self._switch.enforce(execution)
 
     async def _check_cancel(self) -> None:
         # A step boundary: a lost SIGTERM must not let the work go on, so the API server is asked too, at most
         # once a checkpoint interval (a write's answer counts as asking).
         clock = self._journal.clock
-        if not self._switch.requested and clock() - max(self._seen, self._journal.written_at) >= \
+        if not self._switch.requested and clock() - max(self._polled_at, self._journal.written_at) >= \
                 self._journal.interval:
             execution = await self._api.get()
-            self._seen = clock()
+            self._polled_at = clock()
             await self._switch.enforce(execution)
         else:
             # Every boundary yields, I/O or not: SIGTERM's handler and the background flush get their turn

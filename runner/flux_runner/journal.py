@@ -58,7 +58,6 @@ class Journal:
         self._api = api
         self.interval, self.clock = interval, clock
         self.written_at = float("-inf")  # when the last write was sent (monotonic)
-        self.writes = 0
         self._dirty = False
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None  # a background write that failed: raised by the next call
@@ -197,12 +196,9 @@ class Journal:
             checkpoint["sequence"] = self.sequence
             # Every key is sent, None included: in a merge patch None deletes a stale value.
             try:
-                answer = await self._api.patch_status({"checkpoint": checkpoint})
-            except TooLarge as exc:
-                self._dirty = True
-                raise CheckpointTooLarge(f"the API server refused {size} bytes: {exc}") from exc
-            except BaseException:
-                self._dirty = True
+                return await self._api.patch_status({"checkpoint": checkpoint})
+            except BaseException as exc:
+                self._dirty = True  # not written: the next write carries it
+                if isinstance(exc, TooLarge):
+                    raise CheckpointTooLarge(f"the API server refused {size} bytes: {exc}") from exc
                 raise
-            self.writes += 1
-            return answer
