@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import pydantic
-from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
+from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution, Phase
 from flux_api.cancel import first_cancel_time
 from flux_api.names import CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
 from flux_api.timefmt import parse_time
@@ -58,7 +58,7 @@ _VERDICT = ("state", "error", "result")
 def _verdict(checkpoint: dict[str, Any]) -> dict[str, Any]:
     kept = {k: payloads.shrink(checkpoint[k]) if k == "result" else checkpoint[k] for k in _VERDICT
             if k in checkpoint}
-    if checkpoint.get("state") != "Running" and "updatedAt" in checkpoint:
+    if checkpoint.get("state") != Phase.RUNNING and "updatedAt" in checkpoint:
         kept["updatedAt"] = checkpoint["updatedAt"]
     return kept
 
