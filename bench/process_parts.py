@@ -332,6 +332,7 @@ def _operator_requests(requests) -> dict:
     """Requests of one window, leaving out the leader Lease (renewed on a timer, not per cancel)."""
     mine = [r for r in requests if r.resource != "leases"]
     return {"writes": sum(1 for r in mine if r.kind == "write"), "reads": sum(1 for r in mine if r.kind == "read"),
+            "refusedWrites": sum(1 for r in mine if r.kind == "write" and r.status >= 400),  # e.g. a Conflict
             "watches": sum(1 for r in mine if r.kind == "watch"),
             "leaseRequests": sum(1 for r in requests if r.resource == "leases"), "byKind": tally(mine)}
 

@@ -92,7 +92,8 @@ def figures(results: dict) -> list[dict]:
         writes, reads = w["writes"], w["reads"]
         rows.append(_row(f"API requests by the operator per leaf cancel (N={len(w['perCancel'])})", w["source"],
                          f"writes median {writes['median']:g} (max {writes['max']}), "
-                         f"reads median {reads['median']:g} (max {reads['max']})", "-", "-",
+                         f"reads median {reads['median']:g} (max {reads['max']}), refused writes (Conflicts) "
+                         f"{sum(c.get('refusedWrites', 0) for c in w['perCancel'])} in all", "-", "-",
                          "<= 4 writes, 0 reads", writes["max"] <= 4 and reads["max"] == 0,
                          note=str(w["perCancel"][0]["byKind"]) if w["perCancel"] else ""))
     sc = parts.get("scale")

@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("flux_operator").info("API server %s, credentials from %s", config.server, config.source)
     runtime = Runtime(api, options(args))
     boundary.install()  # no object's nesting stops a watch
+    boundary.quiet_when(runtime.world.progress_only)  # checkpoint progress never reaches kopf's handling
     watches.install(runtime.watches)  # a watch that stops is restarted, or /healthz says so
     if not args.namespaces:
         handlers.watch_namespaces()  # label mode: which namespaces opted in

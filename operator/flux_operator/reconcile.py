@@ -82,8 +82,10 @@ class Reconciler:
         failed_signal: ApiFailure | None = None
         refused = False
         for action in actions:
-            if isinstance(action, machine.EmitEvent) and action.reason == EventReason.SIGNALLED and failed_signal:
-                continue  # it was not delivered: say that instead
+            if isinstance(action, machine.EmitEvent) and failed_signal:
+                if action.reason == EventReason.SIGNALLED:
+                    continue  # it was not delivered: say that instead
+                action = dataclasses.replace(action, signalled="")
             if isinstance(action, machine.EnsureRunner):
                 refused |= not self.maker.runner(stored, action, memory, now)
                 continue
@@ -117,9 +119,9 @@ class Reconciler:
         """False when the status write met a newer object (a Conflict): nothing after it may run."""
         ns, name = ex.namespace, ex.name
         match action:
-            case machine.PatchStatus(patch=patch):
+            case machine.PatchStatus(patch=patch, fenced=fenced):
                 patch = self._stored_values(ns, patch)
-                rv = snapshot.raw["metadata"].get("resourceVersion")
+                rv = snapshot.raw["metadata"].get("resourceVersion") if fenced else None
                 try:
                     written = self.api.patch_status(ns, name, patch, rv)
                 except ApiFailure as err:
@@ -142,7 +144,8 @@ class Reconciler:
             case machine.DeleteExecution(name=name_, uid=uid):
                 self.api.delete_execution(ns, name_, uid)
                 log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_, extra=_about(snapshot))
-            case machine.EmitEvent(reason=reason, message=message, type=type_, key=event_key):
+            case machine.EmitEvent(reason=reason, message=message, type=type_, key=event_key, signalled=signalled):
+                message = f"{message}; {signalled}" if signalled else message
                 self._emit_once(snapshot, snapshot.event_name(reason, event_key), type_, reason, message)
             case machine.Observe():
                 self.metrics.observe(action)

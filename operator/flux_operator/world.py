@@ -141,11 +141,41 @@ class World:
                 self._children.setdefault((key[0], parent), set()).add(key[1])
         return [key, (key[0], parent)] if parent else [key]
 
+    def progress_only(self, raw: dict[str, Any]) -> bool:
+        """Whether a watch event brings nothing a decision reads that the World does not already hold (a
+        runner's checkpoint that only progressed): then only its resourceVersion is taken, and the event goes
+        no further (boundary.py hands it to kopf as a bookmark). False sends it the usual way."""
+        meta = raw.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            held = self._executions.get(key)
+        if held is None or held["metadata"].get("uid") != meta.get("uid") or \
+                _stale(meta.get("uid"), meta.get("resourceVersion"), meta.get("uid"),
+                       held["metadata"].get("resourceVersion")):
+            return False
+        trimmed = trim_execution(raw)
+        if _decided_on(trimmed) != _decided_on(held) or \
+                first_cancel_time(meta.get("managedFields")) != self._cancel_asked.get(key):
+            return False
+        with self._lock:
+            if self._executions.get(key) is not held:
+                return False  # replaced meanwhile: let the usual path sort it out
+            self._executions[key] = trimmed
+        return True
+
     def execution_changed(self, raw: dict[str, Any]) -> list[Key]:
         """A watch event: stored as execution_seen does; the keys to reconcile only when something a decision
         reads has changed since the last event that asked for one. A runner's checkpoint that only progressed
-        (its steps, its data) asks for nothing: checkpoint traffic costs a decode and a comparison."""
-        keys = self.execution_seen(raw)
+        (its steps, its data) asks for nothing (and usually never gets here: progress_only)."""
+        meta = raw.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            held = (self._executions.get(key) or {}).get("metadata") or {}
+        if (held.get("uid"), held.get("resourceVersion")) == (meta.get("uid"), meta.get("resourceVersion")):
+            parent = (meta.get("labels") or {}).get(PARENT_LABEL)  # the index handler stored this very version
+            keys = [key, (key[0], parent)] if parent else [key]
+        else:
+            keys = self.execution_seen(raw)
         if not keys:
             return []
         with self._lock:

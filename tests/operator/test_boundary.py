@@ -104,7 +104,59 @@ def test_install_is_idempotent_and_keeps_kopfs_request() -> None:
     get, request = api.get, api.request
     boundary.install()
     assert api.get is get and api.request is request
-    assert api.json.loads is boundary._loads
+    assert api.json.loads is boundary._watch_line
 
 
 logging.getLogger("kopf").setLevel(logging.WARNING)
+
+
+def running_object(rv: str, step: int, **spec) -> dict:
+    return {"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
+            "metadata": {"name": "busy", "namespace": "ns", "uid": "u-busy", "resourceVersion": rv},
+            "spec": {"workflow": "a:b", **spec},
+            "status": {"phase": "Running", "checkpoint": {"state": "Running", "sequence": step,
+                                                          "steps": [{"name": f"s{step}"}]}}}
+
+
+def test_checkpoint_progress_reaches_kopf_as_a_bookmark_and_anything_else_as_itself() -> None:
+    from flux_operator.world import World
+    world = World()
+    world.execution_changed(running_object("9", 1))
+
+    async def executions(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") == "true":
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for obj in (running_object("14", 2), running_object("15", 3, cancel={"reason": "stop"})):
+                await response.write(json.dumps({"type": "MODIFIED", "object": obj}).encode() + b"\n")
+            return response
+        return web.json_response({"kind": "ExecutionList", "metadata": {"resourceVersion": "9"},
+                                  "items": [running_object("9", 1)]})
+
+    async def watch() -> list:
+        runner, server = await serve(executions)
+        vault = await use_server(server)
+        seen: list = []
+        try:
+            stream = watching.continuous_watch(settings=kopf.OperatorSettings(), resource=RESOURCE, namespace="ns",
+                                               operator_pause_waiter=asyncio.Future())
+            async for item in stream:
+                seen.append(item)
+                if len(seen) == 4:
+                    break
+            await stream.aclose()
+        finally:
+            await vault.close()
+            await runner.cleanup()
+        return seen
+
+    boundary.install()
+    boundary.quiet_when(world.progress_only)
+    try:
+        seen = asyncio.run(watch())
+    finally:
+        boundary.quiet_when(None)
+    assert seen[1] is watching.Bookmark.LISTED
+    assert [(e["type"], e["object"]["metadata"]["resourceVersion"]) for e in seen[2:]] == \
+        [("BOOKMARK", "14"), ("MODIFIED", "15")], "progress is a bookmark; a cancel is an event"
+    assert world.snapshot(("ns", "busy")).raw["metadata"]["resourceVersion"] == "14", "its version was taken"

@@ -197,7 +197,9 @@ def test_cancel_running_moves_to_cancelling_and_signals_with_grace():
     assert c["reason"] == "stop" and c["source"] == "spec"
     assert c["requestedAt"] == c["signalledAt"] == "2026-11-21T12:00:00.000Z"
     assert of(actions, DeletePod) == [DeletePod(POD, 12)]
-    assert events(actions) == ["CancelRequested", "Signalled"]
+    assert events(actions) == ["CancelRequested"], "one reconcile, one Event: the signal is folded in"
+    assert "deleted with grace period 12s (SIGTERM)" in of(actions, EmitEvent)[0].signalled
+    assert not of(actions, PatchStatus)[0].fenced, "a runner's final checkpoint cannot make this record stale"
     assert any(co["type"] == "CancelRequested" and co["status"] == "True" for co in patch["conditions"])
 
 
@@ -498,8 +500,11 @@ def test_the_signal_is_reported_once_even_if_the_operator_died_right_after_the_d
     """Restarted: a cancel requested, the runner ran, its pod is already gone, nothing recorded yet."""
     ex = execution("Running", cancel={"reason": "r"}, checkpoint={"state": "Cancelled"})
     actions = decide(ex, None, [], NOW)
-    assert [e.reason for e in of(actions, EmitEvent)] == ["CancelRequested", "Signalled", "Cancelled"]
+    emitted = of(actions, EmitEvent)
+    assert [e.reason for e in emitted] == ["CancelRequested", "Cancelled"]
+    assert "already gone" in emitted[0].signalled
     assert status_patch(actions)["cancellation"]["outcome"] == "Graceful"
+    assert of(actions, PatchStatus)[0].fenced, "a conclusion reads the runner's checkpoint: it is fenced"
 
 
 def test_a_named_runner_error_becomes_the_finished_reason():

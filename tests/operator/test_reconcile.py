@@ -64,8 +64,42 @@ def test_cancel_signals_before_any_other_write(api, world, reconciler):
     assert names[0] == "delete_pod", "the SIGTERM waits behind no other write"
     assert api.calls[0] == ("delete_pod", "job-runner", 30, "pod-uid"), "deleted only if still our pod"
     assert names[-1] == "patch_status"
-    assert {e["reason"] for e in api.events.values()} == {"CancelRequested", "Signalled"}
+    assert [e["reason"] for e in api.events.values()] == ["CancelRequested"], "the signal is folded in"
+    message = next(iter(api.events.values()))["message"]
+    assert message == "cancel requested (spec): stop; runner pod job-runner deleted with grace period 30s (SIGTERM)"
     assert api.objects[KEY]["status"]["phase"] == "Cancelling"
+
+
+def test_the_record_of_a_cancel_is_not_lost_to_the_runners_final_checkpoint(api, world, reconciler):
+    """The SIGTERM's answer (the runner's final checkpoint) lands before the operator records the cancel:
+    the record goes in anyway, with no Conflict, no second write, and the checkpoint kept."""
+    stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    original = api.delete_pod
+
+    def delete_then_runner_writes(*args, **kwargs):
+        answer = original(*args, **kwargs)
+        api.put(dict(api.objects[KEY], status={**api.objects[KEY]["status"],
+                                               "checkpoint": {"state": "Cancelled", "sequence": 9}}))
+        return answer
+
+    api.delete_pod = delete_then_runner_writes
+    reconciler.reconcile(KEY)
+    writes = [c for c in api.calls if c[0] == "patch_status"]
+    assert writes == [("patch_status", "job", None)], "one write, without a precondition"
+    status = api.objects[KEY]["status"]
+    assert status["phase"] == "Cancelling" and status["checkpoint"]["sequence"] == 9
+    assert stored["metadata"]["resourceVersion"] != api.objects[KEY]["metadata"]["resourceVersion"]
+
+
+def test_a_signal_that_failed_is_not_claimed_in_the_folded_event(api, world, reconciler):
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    api.fail_next["delete_pod"] = [Failure.UNREACHABLE]
+    with pytest.raises(Exception):
+        reconciler.reconcile(KEY)
+    requested = [e for e in api.events.values() if e["reason"] == "CancelRequested"]
+    assert [e["message"] for e in requested] == ["cancel requested (spec): stop"]
 
 
 def test_a_crash_before_the_status_write_ends_the_same_with_each_event_once(api, world, reconciler):
@@ -87,7 +121,7 @@ def test_a_crash_before_the_status_write_ends_the_same_with_each_event_once(api,
     status = api.objects[KEY]["status"]
     assert (status["phase"], status["cancellation"]["outcome"]) == ("Cancelled", "Graceful")
     reasons = [e["reason"] for e in api.events.values()]
-    assert sorted(reasons) == ["CancelRequested", "Cancelled", "Signalled"], "each Event exactly once"
+    assert sorted(reasons) == ["CancelRequested", "Cancelled"], "each Event exactly once"
     assert len([c for c in api.calls if c[0] == "delete_pod"]) == 1
 
 
@@ -123,15 +157,16 @@ def test_conflict_then_the_watch_delivers_means_no_read_at_all(api, world, recon
 
 
 def test_events_are_not_posted_again_when_a_conflict_repeats_the_decision(api, world, reconciler):
-    stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
-    world.pod_seen(pod())
-    newer = api.put(dict(stored, status={**stored["status"], "checkpoint": {"state": "Running", "sequence": 2}}))
-    reconciler.reconcile(KEY)  # delete, events, then a Conflict on the status
+    stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
+                                        checkpoint={"state": "Succeeded", "sequence": 3}))
+    world.pod_seen(pod(running=False))
+    newer = api.put(dict(stored, status={**stored["status"], "checkpoint": {"state": "Succeeded", "sequence": 4}}))
+    reconciler.reconcile(KEY)  # the Event, then a Conflict on the (fenced) final status
+    assert api.objects[KEY]["status"]["phase"] == "Running"
     world.execution_seen(newer)
-    world.pod_seen(pod(terminating=True))
     reconciler.reconcile(KEY)
-    assert [c[1] for c in api.calls if c[0] == "emit_event"] == ["CancelRequested", "Signalled"]
-    assert api.objects[KEY]["status"]["phase"] == "Cancelling"
+    assert [c[1] for c in api.calls if c[0] == "emit_event"] == ["CancelIgnored"], "posted once"
+    assert api.objects[KEY]["status"]["phase"] == "Succeeded"
 
 
 def test_a_pod_of_a_predecessor_with_the_same_name_is_not_ours(api, world, reconciler):

@@ -170,3 +170,41 @@ def test_the_index_storing_first_does_not_hide_a_change_from_the_event() -> None
                      spec=dict(first["spec"], cancel={"reason": "stop"}))
     world.execution_seen(cancelled)  # kopf's index handler runs before the event handler
     assert world.execution_changed(cancelled) == [key]
+
+
+# --- progress_only: what the watch boundary turns into a bookmark -------------------------------------------
+
+def test_progress_only_takes_just_the_resource_version() -> None:
+    world, key = World(), ("ns", "job")
+    first = execution(phase="Running")
+    world.execution_changed(first)
+    for step in range(1, 20):
+        assert world.progress_only(progressed(first, str(10 + step), step)), step
+    assert world.snapshot(key).raw["metadata"]["resourceVersion"] == "29", "the next write is fenced on it"
+    assert world.execution_changed(progressed(first, "30", 20)) == [], "and nothing was hidden from decisions"
+
+
+@pytest.mark.parametrize("change", [
+    lambda o: progressed(o, "12", 2, state="Cancelled"),  # the runner's verdict
+    lambda o: progressed(o, "12", 2, error="boom"),
+    lambda o: progressed(o, "12", 2, result={"r": 1}),
+    lambda o: dict(progressed(o, "12", 2), spec=dict(o["spec"], cancel={"reason": "stop"})),
+    lambda o: dict(progressed(o, "12", 2), status=dict(progressed(o, "12", 2)["status"], phase="Cancelling")),
+    lambda o: dict(progressed(o, "12", 2), metadata=dict(progressed(o, "12", 2)["metadata"],
+                                                     labels={"workflows.flux.dev/parent": "p"})),
+    lambda o: dict(progressed(o, "12", 2), metadata=dict(progressed(o, "12", 2)["metadata"], managedFields=[
+        {"manager": "kubectl", "time": "2026-11-21T12:30:00Z", "fieldsV1": {"f:spec": {"f:cancel": {}}}}])),
+    lambda o: dict(progressed(o, "12", 2), metadata=dict(progressed(o, "12", 2)["metadata"], uid="u2")),
+    lambda o: progressed(o, "9", 2),  # older than what is held
+])
+def test_anything_a_decision_reads_is_not_progress(change) -> None:
+    world, key = World(), ("ns", "job")
+    first = progressed(execution(phase="Running"), "11", 1)
+    world.execution_changed(first)
+    changed = change(first)
+    assert not world.progress_only(changed)
+    assert world.snapshot(key).raw["metadata"]["resourceVersion"] == "11", "left for the usual path"
+
+
+def test_an_execution_not_held_yet_is_not_progress() -> None:
+    assert not World().progress_only(execution(phase="Running"))

@@ -46,9 +46,13 @@ class DeletePod:
 
 @dataclass(frozen=True)
 class PatchStatus:
-    """A merge patch of status: a decision's StatusWrite, every field checked against the models."""
+    """A merge patch of status: a decision's StatusWrite, every field checked against the models.
+    `fenced`: sent with the resourceVersion it was decided on (a Conflict if the object moved on). Only a
+    write that no runner write can make stale goes without: the record of a cancel just signalled, which
+    would otherwise meet the runner's final checkpoint (the SIGTERM's answer) nearly every time."""
 
     patch: dict[str, Any]
+    fenced: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class EmitEvent:
     message: str
     type: str = "Normal"
     key: str = ""  # posted once per (execution, reason, key): a repeat after a crash is a no-op
+    signalled: str = ""  # a Signalled Event folded into this one; the shell leaves it out if the signal failed
 
 
 @dataclass(frozen=True)
@@ -114,10 +119,15 @@ class PodView:
     resource_version: str = ""  # orders two views of one pod: an older one never replaces a newer
 
 
+# What a cancel's record writes: none of it read from what the runner writes (see PatchStatus.fenced).
+CANCEL_RECORD_FIELDS = frozenset({"phase", "cancellation", "conditions", "observedGeneration"})
+
+
 @dataclass
 class Plan:
     status: StatusWrite = field(default_factory=StatusWrite)  # only what is set is written
     actions: list[Action] = field(default_factory=list)
+    cancel_record: bool = False  # the status write records a cancel just signalled (PatchStatus.fenced)
 
     def event(self, reason: EventReason, message: str, type_: str = "Normal", key: str = "") -> None:
         self.actions.append(EmitEvent(reason, message, type_, key))

@@ -82,6 +82,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         _conclude(ex, intent, cancellation, plan, now, asked)
         return
     plan.status.set(phase=Phase.CANCELLING, cancellation=cancellation)
+    plan.cancel_record = True
 
 
 def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan) -> None:

@@ -10,6 +10,7 @@ made count (ownership.py). The shell that feeds it and carries its actions out i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from flux_api.timefmt import format_time
 from flux_operator import payloads
 from flux_operator.execution import timing
 from flux_operator.execution.actions import (
+    CANCEL_RECORD_FIELDS,
     Action,
     CancelChild,
     CreateChild,
@@ -80,7 +82,8 @@ def _finish(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> l
     if not plan.status.model_fields_set and ex.status.observedGeneration == generation:
         return _ordered(plan.actions, None)
     plan.status.set(observedGeneration=generation)
-    return _ordered(plan.actions, PatchStatus(plan.status.patch()))
+    fenced = not (plan.cancel_record and plan.status.model_fields_set <= CANCEL_RECORD_FIELDS)
+    return _ordered(plan.actions, PatchStatus(plan.status.patch(), fenced))
 
 
 def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
@@ -91,10 +94,21 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     from what is left, and finishes."""
     signals = [a for a in actions if isinstance(a, (DeletePod, CancelChild))]
     effects = [a for a in actions if isinstance(a, DeleteExecution)]
-    events = [a for a in actions if isinstance(a, EmitEvent)]
+    events = _folded([a for a in actions if isinstance(a, EmitEvent)])
     creates = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild))]
     after = [a for a in actions if isinstance(a, Observe)]  # metrics count once: only after the write
     return [*signals, *effects, *events, *([status] if status else []), *creates, *after]
+
+
+def _folded(events: list[EmitEvent]) -> list[EmitEvent]:
+    """One Event where one reconcile has two to say about one cancel: the signal goes into the request's.
+    A Signalled Event of its own is left for a signal sent later than the request (after a restart, a retry)."""
+    request = next((e for e in events if e.reason == EventReason.CANCEL_REQUESTED), None)
+    signal = next((e for e in events if e.reason == EventReason.SIGNALLED), None)
+    if request is None or signal is None:
+        return events
+    merged = dataclasses.replace(request, signalled=signal.message)
+    return [merged if e is request else e for e in events if e is not signal]
 
 
 def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datetime) -> None:
