@@ -22,6 +22,9 @@ ELIDED = "flux.dev/elided"  # the one key of a stub: {ELIDED: {"reason": ..., ..
 
 # A string (escapes included) or a bracket; numbers, literals, commas and colons need no attention.
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r'[^\[\]{}]+')
+_INNERMOST = re.compile(r'\[\]|\{\}')  # one pass: the pairs innermost now, not those they uncover
 
 
 def loads(data: bytes | bytearray | str, max_depth: int = DECODE_DEPTH) -> Any:
@@ -29,9 +32,23 @@ def loads(data: bytes | bytearray | str, max_depth: int = DECODE_DEPTH) -> Any:
     `deep_stub(...)` (their text is neither decoded nor checked). Raises ValueError for text that is not
     JSON, never RecursionError."""
     text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    if text.count("{") + text.count("[") > max_depth:  # only then can anything nest deeper: scan
+    # Only with that many brackets can anything nest deeper; only then is a scan worth its cost.
+    if text.count("{") + text.count("[") > max_depth and _nests_deeper(text, max_depth):
         text = _elide(text, max_depth)
     return json.loads(text)
+
+
+def _nests_deeper(text: str, max_depth: int) -> bool:
+    """Whether any bracket nests more than `max_depth` levels, at the C speed of regex: the
+    brackets outside strings, their innermost pairs peeled one level at a time. Text that is not JSON may
+    answer either way; the decoder refuses it after."""
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    for _ in range(max_depth):
+        peeled = _INNERMOST.sub("", brackets)
+        if not peeled or peeled == brackets:
+            return False
+        brackets = peeled
+    return True
 
 
 def _elide(text: str, max_depth: int) -> str:

@@ -30,6 +30,18 @@ def _loads(data: bytes | str) -> Any:
     return nesting.loads(data)
 
 
+def _quieted(event: Any) -> dict[str, Any] | None:
+    """The bookmark that stands for `event`, if it is a checkpoint's progress (see quiet_when)."""
+    if not (_quiet and isinstance(event, dict) and event.get("type") == "MODIFIED"):
+        return None
+    obj = event.get("object")
+    if not (isinstance(obj, dict) and obj.get("kind") == KIND and isinstance(obj.get("metadata"), dict)
+            and _quiet[0](obj)):
+        return None
+    return {"type": "BOOKMARK", "object": {"apiVersion": obj.get("apiVersion"), "kind": KIND,
+                                           "metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")}}}
+
+
 def quiet_when(test: Callable[[dict[str, Any]], bool] | None) -> None:
     """An Execution's MODIFIED watch event for which `test` is true (the World's progress_only) reaches kopf
     as a BOOKMARK of its resourceVersion, which kopf's multiplexer drops after noting where the stream is:
@@ -39,14 +51,10 @@ def quiet_when(test: Callable[[dict[str, Any]], bool] | None) -> None:
 
 
 def _watch_line(data: bytes | str) -> Any:
-    event = _loads(data)
-    if _quiet and isinstance(event, dict) and event.get("type") == "MODIFIED":
-        obj = event.get("object")
-        if isinstance(obj, dict) and obj.get("kind") == KIND and isinstance(obj.get("metadata"), dict) \
-                and _quiet[0](obj):
-            return {"type": "BOOKMARK", "object": {"apiVersion": obj.get("apiVersion"), "kind": KIND,
-                                                   "metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")}}}
-    return event
+    event = nesting.loads(data)
+    bookmark = _quieted(event)
+    memory.decoded(len(data), cyclic=bookmark is None)  # kopf never saw a quieted one: nothing to collect
+    return bookmark or event
 
 
 def _answer(method: str):

@@ -54,16 +54,24 @@ class FairBucket:
         self._lanes: dict[str, deque[int]] = {}  # lane -> its waiting tickets, oldest first
         self._turns: deque[str] = deque()  # lanes with waiting tickets, in turn order (not `first` lanes)
         self._lane_of: dict[int, str] = {}
+        self._urgent: set[int] = set()
         self._seq = 0
 
-    def join(self, lane: str) -> int:
+    def join(self, lane: str, urgent: bool = False) -> int:
+        """An urgent ticket (a signal) goes behind the lane's other urgent ones, ahead of the rest: a cancel
+        storm's SIGTERMs do not wait behind its Events and status writes. Lanes still take turns."""
         self._seq += 1
         ticket = self._seq
         if lane not in self._lanes:
             self._lanes[lane] = deque()
             if lane not in self.first:
                 self._turns.append(lane)
-        self._lanes[lane].append(ticket)
+        tickets = self._lanes[lane]
+        if urgent:
+            tickets.insert(sum(1 for t in tickets if t in self._urgent), ticket)
+            self._urgent.add(ticket)
+        else:
+            tickets.append(ticket)
         self._lane_of[ticket] = lane
         return ticket
 
@@ -90,6 +98,7 @@ class FairBucket:
     def leave(self, ticket: int) -> None:
         """The ticket is done (it got its token, or gave up): its lane moves to the back if it waits on."""
         lane = self._lane_of.pop(ticket, None)
+        self._urgent.discard(ticket)
         if lane is None:
             return
         tickets = self._lanes[lane]
@@ -116,13 +125,14 @@ class RateLimiter:
         self._bucket = FairBucket(qps, burst, clock(), first) if qps > 0 else None
         self._cond = threading.Condition()
 
-    def acquire(self, lane_name: str | None = None) -> float:
-        """Waits for a token in the current lane (or `lane_name`); returns the seconds waited."""
+    def acquire(self, lane_name: str | None = None, urgent: bool = False) -> float:
+        """Waits for a token in the current lane (or `lane_name`), an urgent request ahead of the lane's
+        others; returns the seconds waited."""
         if self._bucket is None:
             return 0.0
         started = self._clock()
         with self._cond:
-            ticket = self._bucket.join(lane_name or current_lane())
+            ticket = self._bucket.join(lane_name or current_lane(), urgent)
             try:
                 while (wait := self._bucket.poll(ticket, self._clock())) != 0:
                     self._cond.wait(wait)  # None: until the head moves on

@@ -102,9 +102,10 @@ class KubeApi:
         self.last_success = 0.0  # monotonic; health reads it
 
     @contextlib.contextmanager
-    def call(self, what: str, tolerate: tuple[Failure, ...] = ()) -> Iterator[dict[str, Any]]:
-        """Runs one request; failures in `tolerate` are not raised (the block sees `outcome['failure']`)."""
-        self.limiter.acquire()
+    def call(self, what: str, tolerate: tuple[Failure, ...] = (), urgent: bool = False) -> Iterator[dict[str, Any]]:
+        """Runs one request; failures in `tolerate` are not raised (the block sees `outcome['failure']`).
+        `urgent`: a signal (a pod's delete, a child's cancel), which goes before its lane's other requests."""
+        self.limiter.acquire(urgent=urgent)
         self.calls += 1
         outcome: dict[str, Any] = {"failure": None}
         try:
@@ -169,8 +170,8 @@ class KubeApi:
             return self.request("PATCH", custom_path(namespace, PLURAL, name, "status"),
                                 _status_patch(status, resource_version), MERGE_PATCH)
 
-    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        with self.call(f"patch execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
+    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any], urgent: bool = False) -> None:
+        with self.call(f"patch execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND,), urgent=urgent):
             self.request("PATCH", custom_path(namespace, PLURAL, name), patch, MERGE_PATCH)
 
     def make_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -235,7 +236,8 @@ class KubeApi:
     def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
         """Deletes the pod if it is still the one we mean (`uid`); False if it was already gone."""
         options = delete_options(uid, grace_seconds=grace_seconds)
-        with self.call(f"delete pod {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT)) as out:
+        with self.call(f"delete pod {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT),
+                       urgent=True) as out:
             self.request("DELETE", kind_path("Pod", namespace, name), options)
         return out["failure"] is None
 

@@ -40,12 +40,18 @@ TRIM_EVERY_SECONDS = 5.0
 COLLECT_AFTER_BYTES = 16 * 1024 * 1024
 _decoded = 0  # bytes of JSON decoded since the trimmer's last run; plain ints: a lost update only delays it
 _uncollected = 0
+_cyclic = False  # some of them went on to kopf (its Body cycles): the trimmer collects, not only trims
 
 
-def decoded(size: int) -> None:
-    """Called by the decoders with the size of each answer or watch line they decoded."""
-    global _decoded, _uncollected
+def decoded(size: int, cyclic: bool = True) -> None:
+    """Called by the decoders with the size of each answer or watch line they decoded. `cyclic` False: what was
+    decoded never reached kopf (a checkpoint's progress, boundary.py), so refcounting freed it already and
+    only the free pages are to be handed back: a full collection (tens of ms) would be paid for nothing."""
+    global _decoded, _uncollected, _cyclic
     _decoded += size
+    if not cyclic:
+        return
+    _cyclic = True
     _uncollected += size
     if _uncollected >= COLLECT_AFTER_BYTES:
         _uncollected = 0
@@ -69,15 +75,17 @@ TRAILING_RUNS = 3
 def start_trimmer(stopped: threading.Event, every: float = TRIM_EVERY_SECONDS,
                   after: int = TRIM_AFTER_BYTES, trailing: int = TRAILING_RUNS) -> threading.Thread:
     def run() -> None:
-        global _decoded
-        owed = 0
+        global _decoded, _cyclic
+        owed, collecting = 0, False
         while not stopped.wait(every):
             if _decoded >= after:
                 _decoded = 0
                 owed = trailing + 1
+                collecting, _cyclic = _cyclic, False
             if owed:
                 owed -= 1
-                gc.collect()
+                if collecting:
+                    gc.collect()
                 release_free_memory()
 
     thread = threading.Thread(target=run, name="memory-trimmer", daemon=True)

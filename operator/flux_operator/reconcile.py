@@ -71,7 +71,10 @@ class Reconciler:
         ex = builders.with_defaults(snapshot.execution, self.runner)
         now = self.clock()
         memory = self.memories.of(ex)
-        actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at)
+        intent = machine.cancel_intent(ex, now)
+        family = self.world.family(key) if intent is not None and intent.cascade and snapshot.children else None
+        actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at,
+                                 family)
         stored = ex
         if any(isinstance(a, machine.EnsureRunner) for a in actions):
             stored = self._stored(ex, *PASSED_ON)  # the pod template itself, when the World keeps a stub
@@ -139,8 +142,9 @@ class Reconciler:
                     # and a re-list never reports one. The delete's answer is news: take it.
                     self.world.pod_gone({"metadata": {"name": pod, "namespace": ns,
                                                       "labels": {EXECUTION_LABEL: name}}})
-            case machine.CancelChild(name=child, reason=reason, force=force):
-                self.api.patch_execution(ns, child, builders.child_cancel_patch(name, reason, force))
+            case machine.CancelChild(name=child, reason=reason, force=force, parent=parent):
+                self.api.patch_execution(ns, child, builders.child_cancel_patch(parent or name, reason, force),
+                                         urgent=True)
             case machine.DeleteExecution(name=name_, uid=uid):
                 self.api.delete_execution(ns, name_, uid)
                 log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_, extra=_about(snapshot))

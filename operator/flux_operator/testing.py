@@ -88,7 +88,7 @@ class FakeKubeApi:
         merge_status(merged, status)
         return self._update(name, obj, merged)
 
-    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any], urgent: bool = False) -> None:
         self.calls.append(("patch_execution", name))
         self._maybe_fail("patch_execution", name)
         obj = self.objects.get((namespace, name))

@@ -28,6 +28,7 @@ Key = tuple[str, str]  # (namespace, execution name)
 
 # The typed spec fields passed on to the runner pod and children, kept only when small (payloads.py).
 KEPT_OUT_SPEC = ("podTemplate", "image")
+FAMILY_LIMIT = 2_000  # descendants a cascade reaches in one pass; each cancelled parent reaches further itself
 
 
 def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
@@ -243,10 +244,31 @@ class World:
             current = (raw.get("status") or {}).get("podName")
             if current:  # after a retry the finished pod of an earlier run is not the runner
                 pods = [p for p in pods if p.name == current]
-            names = set(self._children.get(key, ())) | _named_children(raw.get("status") or {})
+            names = self._candidates(key)
             children = [c for c in (self._model((key[0], n)) for n in sorted(names) if (key[0], n) in self._executions)
                         if c is not None]
         return Snapshot(execution, raw, pods[0] if pods else None, children, self._cancel_asked.get(key))
+
+    def family(self, key: Key, limit: int = FAMILY_LIMIT) -> dict[str, list[Execution]]:
+        """For a cancel that cascades in one pass: each descendant's name -> the executions found as its
+        children (as `snapshot` finds them; which are owned, decide() works out). At most `limit` of them."""
+        family: dict[str, list[Execution]] = {}
+        with self._lock:
+            queue = sorted(self._candidates(key))
+            while queue and len(family) < limit:
+                name = queue.pop(0)
+                if name in family or (key[0], name) not in self._executions:
+                    continue
+                names = sorted(self._candidates((key[0], name)))
+                family[name] = [c for c in (self._model((key[0], n)) for n in names
+                                            if (key[0], n) in self._executions) if c is not None]
+                queue += names
+        return family
+
+    def _candidates(self, key: Key) -> set[str]:
+        raw = self._executions.get(key)
+        named = _named_children(raw.get("status") or {}) if raw is not None else set()
+        return set(self._children.get(key, ())) | named
 
     def unparseable(self, key: Key) -> str | None:
         """Why the stored object does not parse, or None."""

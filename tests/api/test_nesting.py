@@ -113,3 +113,17 @@ def test_the_recursion_limit_is_untouched() -> None:
     before = sys.getrecursionlimit()
     nesting.loads(nested_text(DEPTH))
     assert sys.getrecursionlimit() == before
+
+
+def test_many_brackets_that_nest_shallowly_are_not_scanned(monkeypatch) -> None:
+    """An object with hundreds of small dicts (a checkpoint's steps, managed fields) is the common case:
+    it goes straight to the C decoder; the token scan is only for what really nests too deep."""
+    wide = json.dumps({"steps": [{"name": f"s{i}", "at": {"t": i}} for i in range(500)], "s": "[[[[{{{{" * 100})
+    monkeypatch.setattr(nesting, "_elide", lambda *a: (_ for _ in ()).throw(AssertionError("scanned")))
+    assert nesting.loads(wide) == json.loads(wide)
+
+
+@pytest.mark.parametrize("depth, deeper", [(nesting.DECODE_DEPTH, False), (nesting.DECODE_DEPTH + 1, True)])
+def test_the_depth_check_counts_levels_exactly_and_ignores_brackets_in_strings(depth, deeper) -> None:
+    text = json.dumps({"s": "]]]}}}" * 50, "v": nested_value(depth - 1)})  # the dict is one level
+    assert nesting._nests_deeper(text, nesting.DECODE_DEPTH) is deeper

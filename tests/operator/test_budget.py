@@ -52,6 +52,19 @@ def test_only_the_head_may_take_a_token_and_the_others_are_told_to_wait() -> Non
     assert bucket.poll(second, 5.0) == 0, "the bucket had filled up to its burst meanwhile"
 
 
+def test_a_signal_goes_before_its_lanes_other_requests_but_lanes_still_take_turns() -> None:
+    bucket = FairBucket(qps=1, burst=1, now=0.0)
+    bucket.tokens = 0
+    writes = [bucket.join("tree") for _ in range(3)]
+    other = bucket.join("other")
+    signals = [bucket.join("tree", urgent=True) for _ in range(2)]
+    order = []
+    for second in range(1, 7):
+        order += grants(bucket, [*writes, other, *signals], float(second))
+    assert order == [signals[0], other, signals[1], writes[0], writes[1], writes[2]]
+    assert not bucket._urgent, "no ticket is left marked"
+
+
 def test_the_lease_goes_before_every_namespace() -> None:
     bucket = FairBucket(qps=1, burst=1, now=0.0, first=(LEASE_LANE,))
     bucket.tokens = 0

@@ -246,8 +246,8 @@ def test_cascade_cancels_live_children_only():
     kids = [child("job-a", "Running"), child("job-b", "Succeeded"), child("job-c", "Running", cancel={"reason": "x"}),
             child("job-d", "Pending")]
     actions = decide(parent(execution("Running", cancel={"reason": "stop"}), *kids), running_pod(), kids, NOW)
-    assert of(actions, CancelChild) == [CancelChild("job-a", "parent job cancelled: stop", False),
-                                        CancelChild("job-d", "parent job cancelled: stop", False)]
+    assert of(actions, CancelChild) == [CancelChild("job-a", "parent job cancelled: stop", False, "job"),
+                                        CancelChild("job-d", "parent job cancelled: stop", False, "job")]
     assert status_patch(actions)["cancellation"]["children"] == [
         {"name": n, "phase": p} for n, p in [("job-a", "Running"), ("job-b", "Succeeded"), ("job-c", "Running"),
                                              ("job-d", "Pending")]]

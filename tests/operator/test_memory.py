@@ -77,3 +77,33 @@ def test_free_pages_go_back_to_the_system_through_glibc() -> None:
     garbage = [bytearray(64 * 1024) for _ in range(200)]  # 12.5 MB from the heap (under the mmap threshold)
     del garbage
     assert memory.release_free_memory() is True, "glibc says it returned memory"
+
+
+def test_bytes_kopf_never_saw_are_trimmed_but_never_collected(monkeypatch) -> None:
+    """A checkpoint's progress is quieted at the boundary: refcounting freed it, a full collection is waste."""
+    import threading
+    calls: list[str] = []
+    monkeypatch.setattr(memory.gc, "collect", lambda *a: calls.append("collect") or 0)
+    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append("trim") or True)
+    monkeypatch.setattr(memory, "_decoded", 0)
+    monkeypatch.setattr(memory, "_uncollected", 0)
+    monkeypatch.setattr(memory, "_cyclic", False)
+    memory.decoded(memory.COLLECT_AFTER_BYTES * 2, cyclic=False)
+    assert calls == [], "no collection in the decoding thread"
+    stopped = threading.Event()
+    thread = memory.start_trimmer(stopped, every=0.01, after=1000, trailing=0)
+    try:
+        for _ in range(100):
+            if calls:
+                break
+            threading.Event().wait(0.01)
+        assert calls == ["trim"], "free pages handed back, no collection"
+        memory.decoded(1000)  # and one that reached kopf: collected again
+        for _ in range(100):
+            if "collect" in calls:
+                break
+            threading.Event().wait(0.01)
+        assert calls[1:3] == ["collect", "trim"]
+    finally:
+        stopped.set()
+        thread.join(1)

@@ -208,3 +208,16 @@ def test_anything_a_decision_reads_is_not_progress(change) -> None:
 
 def test_an_execution_not_held_yet_is_not_progress() -> None:
     assert not World().progress_only(execution(phase="Running"))
+
+
+def test_family_holds_each_descendants_candidates_and_is_bounded() -> None:
+    world = World()
+    names = ["root", "root-a", "root-b", "root-a-1", "root-a-1-x"]
+    for name in names:
+        parent = name.rsplit("-", 1)[0] if "-" in name else None
+        world.execution_seen(execution(name=name, uid=f"u-{name}", phase="Running",
+                                       labels={"workflows.flux.dev/parent": parent} if parent else None))
+    family = world.family(("ns", "root"))
+    assert {k: [c.name for c in v] for k, v in family.items()} == {
+        "root-a": ["root-a-1"], "root-b": [], "root-a-1": ["root-a-1-x"], "root-a-1-x": []}
+    assert len(world.family(("ns", "root"), limit=2)) == 2

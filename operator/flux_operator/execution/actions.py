@@ -60,6 +60,7 @@ class CancelChild:
     name: str
     reason: str
     force: bool
+    parent: str = ""  # the child's own parent, when a cancel reaches a grandchild or deeper in one pass
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ escalate, conclude."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from flux_api import TERMINAL_PHASES, Cancellation, CancelSource, Execution, Outcome, Phase
@@ -13,7 +14,7 @@ from flux_api.names import DEADLINE_REASON
 
 from flux_operator.execution import timing
 from flux_operator.execution.actions import CancelChild, DeletePod, EmitEvent, Observe, Plan, PodView
-from flux_operator.execution.children import children_view
+from flux_operator.execution.children import children_view, owned_children
 
 
 def cancel_intent(ex: Execution, now: datetime) -> CancelIntent | None:
@@ -48,7 +49,7 @@ def _ran(ex: Execution) -> bool:
 
 
 def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
-                   plan: Plan, now: datetime, asked: datetime | None = None) -> None:
+                   plan: Plan, now: datetime, asked: datetime | None = None, family: Family | None = None) -> None:
     cancellation = Cancellation(reason=intent.reason, source=intent.source, requestedAt=now).model_copy(
         update=children_view(children))
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
@@ -67,7 +68,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         plan.actions.append(Observe("outcome", intent.source, Outcome.NOT_STARTED))
         return
     cancellation = cancellation.model_copy(update={"signalledAt": now})
-    _signal(ex, intent, pod, children, plan)
+    _signal(ex, intent, pod, children, plan, family or {})
     if pod is not None:  # also when already terminating: a restarted operator deleted it but did not say so
         _signalled_event(ex, intent, pod, plan)
     elif _ran(ex):
@@ -85,18 +86,46 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
     plan.cancel_record = True
 
 
-def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan) -> None:
-    """Idempotent: cascade to live children, then SIGTERM the runner through a graceful pod delete."""
+def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan,
+            family: Family) -> None:
+    """Idempotent: cascade to live descendants, then SIGTERM the runner through a graceful pod delete."""
     if intent.cascade:
-        reason = f"parent {ex.name} cancelled: {intent.reason}"[:MAX_REASON]
-        for child in children:
-            if child.phase not in TERMINAL_PHASES and child.spec.cancel is None:
-                plan.actions.append(CancelChild(child.name, reason, intent.force))
+        plan.actions.extend(cascade(ex.name, intent.reason, intent.force, children, family))
     if pod is None:
         return
     if not pod.terminating:
         plan.actions.append(DeletePod(pod.name, _grace(ex, intent), pod.uid))
         _signalled_event(ex, intent, pod, plan)
+
+
+Family = Mapping[str, list[Execution]]  # per descendant's name: the executions found as its children
+
+
+def cascade(name: str, reason: str, force: bool, children: list[Execution], family: Family) -> list[CancelChild]:
+    """Every live descendant that has no cancel yet, in one pass, level by level: what each parent would ask of
+    its own children when its cancel reaches it, word for word (reason, force, who asked), so the two never
+    disagree (spec.cancel is immutable). Beyond the descendants the World knows, each cancelled parent
+    cascades itself. Only owned children count, at every level (owned_children)."""
+    cancels: list[CancelChild] = []
+    level = [(name, reason, force, children)]
+    while level:
+        below = []
+        for parent, parent_reason, parent_force, kids in level:
+            asked = f"parent {parent} cancelled: {parent_reason}"[:MAX_REASON]
+            for child in kids:
+                if child.phase in TERMINAL_PHASES:
+                    continue
+                own = cancel_of(child)  # a cancel it already has: its own reason and force go on down
+                if own is None:
+                    cancels.append(CancelChild(child.name, asked, parent_force, parent))
+                elif not own.cascade:
+                    continue  # it was cancelled without its children, before this: they are not ours to stop
+                grandchildren = owned_children(child, family.get(child.name, []))
+                if grandchildren:
+                    below.append((child.name, own.reason if own else asked,
+                                  own.force if own else parent_force, grandchildren))
+        level = below
+    return cancels
 
 
 def _grace(ex: Execution, intent: CancelIntent) -> int:
@@ -121,7 +150,7 @@ def escalation_due(pod: PodView | None) -> datetime | None:
 
 
 def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
-               plan: Plan, now: datetime, asked: datetime | None = None) -> None:
+               plan: Plan, now: datetime, asked: datetime | None = None, family: Family | None = None) -> None:
     recorded = ex.status.cancellation
     if intent is None or recorded is None:
         # A Cancelling status without its block (the schema forbids it; an old object may have it):
@@ -129,7 +158,7 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
         intent = intent or CancelIntent("unknown: status.cancellation was missing", CancelSource.SPEC)
         recorded = Cancellation(reason=intent.reason, source=intent.source)
         plan.status.set(cancellation=recorded)
-    _signal(ex, intent, pod, children, plan)
+    _signal(ex, intent, pod, children, plan, family or {})
     cancellation = recorded.model_copy(update=children_view(children))
     checkpoint = ex.status.checkpoint
     # The runner's acknowledgement goes with the next write (usually the final one), not in a write of its own.

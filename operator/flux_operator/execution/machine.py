@@ -37,12 +37,19 @@ from flux_operator.execution.actions import (
     Plan,
     PodView,
 )
-from flux_operator.execution.cancel import cancel_intent, cancelling, request_cancel, requested_at, source_reason
+from flux_operator.execution.cancel import (
+    Family,
+    cancel_intent,
+    cancelling,
+    request_cancel,
+    requested_at,
+    source_reason,
+)
 from flux_operator.execution.children import owned_children, spawn
 from flux_operator.execution.runner import ensure_runner, own_pod, pod_pending, record_made
 from flux_operator.ownership import Memory
 
-__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner",
+__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Family",
            "Observe", "PatchStatus", "PodView", "cancel_intent", "decide", "requested_at"]
 
 
@@ -54,10 +61,13 @@ def checkpoint_state(ex: Execution) -> Phase | None:
 # --- deciding -----------------------------------------------------------------------------------
 
 def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime,
-           memory: Memory | None = None, cancel_asked: datetime | None = None) -> list[Action]:
+           memory: Memory | None = None, cancel_asked: datetime | None = None,
+           family: Family | None = None) -> list[Action]:
     """`pod` is the pod the World found for the execution, `children` the Executions found under the names it
     asked for (or claiming it as parent): only what the operator provably made of them is used.
-    `cancel_asked`: when a cancel request reached the API, if the World knows (for the latency metrics)."""
+    `cancel_asked`: when a cancel request reached the API, if the World knows (for the latency metrics).
+    `family`: the same for each descendant, by name, for a cancel that cascades (cancel.cascade)."""
+    family = family or {}
     memory = memory if memory is not None else Memory()
     plan = Plan()
     phase = ex.phase
@@ -70,9 +80,9 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
             return [DeleteExecution(ex.name, ex.metadata.get("uid", ""))]
         _terminal(ex, intent, plan, now)
     elif phase == Phase.CANCELLING:
-        cancelling(ex, intent, pod, owned, plan, now, cancel_asked)
+        cancelling(ex, intent, pod, owned, plan, now, cancel_asked, family)
     else:
-        _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked)
+        _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked, family)
     return _finish(ex, pod, memory, plan)
 
 
@@ -124,7 +134,7 @@ def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datet
 
 def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, found: list[Execution],
             children: list[Execution], memory: Memory, plan: Plan, now: datetime,
-            cancel_asked: datetime | None = None) -> None:
+            cancel_asked: datetime | None, family: Family) -> None:
     """Pending or Running. `children` are the owned ones among the `found`."""
     checkpoint = checkpoint_state(ex)
     if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED, Phase.FAILED):
@@ -138,7 +148,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
         return
     if intent is not None:
-        request_cancel(ex, intent, pod, children, plan, now, cancel_asked)
+        request_cancel(ex, intent, pod, children, plan, now, cancel_asked, family)
         return
     if checkpoint == Phase.CANCELLED:
         # The runner stopped for a SIGTERM that was no cancel (an eviction, a drain, a node shutdown):
