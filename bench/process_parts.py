@@ -246,7 +246,7 @@ def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     grace, depth, fanout = args.grace, args.tree_depth, args.tree_fanout
     runner = f"env PYTHONPATH={WORKFLOWS_DIR} flux-runner"
-    out: dict = {"source": "process node", "depth": depth, "fanout": fanout, "tree_s": [], "single_s": [],
+    out: dict = {"source": "process node", "depth": depth, "fanout": fanout, "tree_s": [], "bare_s": [],
                  "outcomes": []}
     with bench_namespace(core, "cascade") as ns, \
             running_operator(layout, [ns], f"cascade-{ns}", extra=("--runner-command", runner)) as op:
@@ -271,22 +271,38 @@ def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
                 out["outcomes"].append(_outcomes(book, names))
                 out.setdefault("levels", []).append(_levels(book, names, t0))
 
-                single = f"single-{r}"
-                create_executions(custom, ns, [execution(single, LONGRUN, ONE_LONG_STEP, grace)])
-                book.wait_count(["Running"], 1, 120, f"{single} Running", names=[single])
-                _wait_logs(layout, ns, FIRST_STEP, 1, 120, f"{single}-")
-                time.sleep(1)
-                t0 = time.monotonic()
-                patch_cancel(custom, ns, single)
-                done = book.wait_count(["Cancelled"], 1, grace + 120, f"{single} Cancelled", names=[single])
-                out["single_s"].append(done - t0)
-                log(f"  [{r}/{args.tree_rounds}] tree of {len(names)} all Cancelled {out['tree_s'][-1]:.2f}s, "
-                    f"one execution {out['single_s'][-1]:.2f}s  {out['outcomes'][-1]}")
+                log(f"  [{r}/{args.tree_rounds}] tree of {len(names)} all Cancelled {out['tree_s'][-1]:.2f}s "
+                    f"{out['outcomes'][-1]}")
                 _delete_all_executions(layout, ns, book)
+                _wait_no_pods(core, ns)
+                out["bare_s"].append(_bare_pods_deleted_at_once(layout, api, ns, len(names), grace, r))
+                log(f"  [{r}/{args.tree_rounds}] {len(names)} bare pods deleted at once, all gone "
+                    f"{out['bare_s'][-1]:.2f}s")
                 _wait_no_pods(core, ns)
         finally:
             book.stop()
     return out
+
+
+def _bare_pods_deleted_at_once(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int) -> float:
+    """The cascade's floor: as many bare pods as the tree has executions, the same grace, each running the
+    comparable program, deleted at once (one DELETE each, in parallel); seconds until the last is gone."""
+    core = client.CoreV1Api(api)
+    label = f"bare-{r}"
+    pods = PodBook(api, ns, f"bench={label}")
+    try:
+        parallel(lambda i: core.create_namespaced_pod(ns, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{label}-{i:02d}", "labels": {"bench": label}},
+            "spec": _pod_spec(grace, COMPARABLE_PROGRAM, "OnFailure", choice.of(layout))}), range(n))
+        pods.wait(lambda b: b.running() >= n, 600, f"{n} bare pods Running")
+        _wait_logs(layout, ns, cl.FLOOR_READY_MARK, n, 300, f"{label}-")
+        time.sleep(2)
+        t0 = time.monotonic()
+        parallel(lambda i: core.delete_namespaced_pod(f"{label}-{i:02d}", ns), range(n))
+        done = pods.wait(lambda b: len(b.gone_at) >= n and not b.phase, grace + 300, f"{n} bare pods gone")
+        return done - t0
+    finally:
+        pods.stop()
 
 
 # --- 4. the operator's API requests per leaf cancel ----------------------------------------------------------
