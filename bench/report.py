@@ -101,6 +101,16 @@ def figures(results: dict) -> list[dict]:
     tr = parts.get("traffic")
     if tr and tr.get("median"):
         rows.append(_traffic_row(tr))
+    bz = parts.get("busy")
+    if bz and bz.get("p95"):
+        busy, idle = bz["p95"]["busy"], bz["p95"]["idle"]
+        rows.append(_row(f"start p95 among {bz['busyExecutions']} executions stepping every {bz['stepSeconds']:g} s "
+                         f"(N={len(bz['start_s']['busy'])})", bz["source"],
+                         f"{_s(busy)} (p50 {_s(bz['p50']['busy'])})",
+                         f"the same starts on the idle cluster: p95 {_s(idle)} (p50 {_s(bz['p50']['idle'])})",
+                         f"{busy / idle:.2f}x", "<= 1.5x", busy / idle <= 1.5,
+                         note=f"operator CPU per block, idle {bz['operator_cpu_s']['idle']} s, "
+                              f"busy {bz['operator_cpu_s']['busy']} s"))
     st = parts.get("steps")
     if st and st.get("run_s"):
         rows.append(_steps_row(st))

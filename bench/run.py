@@ -33,7 +33,7 @@ from bench.benchkit import RESULTS, BenchError, install_crd, log
 
 REPO = Path(__file__).resolve().parents[1]
 
-PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover", "steps", "traffic")
+PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover", "steps", "traffic", "busy")
 ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
 
 
@@ -57,6 +57,10 @@ _NUMBERS = (
     ("--traffic-writes", int, 1000, "checkpoint writes per round (1000)"),
     ("--traffic-rate", float, 100, "checkpoint writes a second (100)"),
     ("--traffic-rounds", int, 5, "traffic rounds of each operator (5)"),
+    ("--busy-executions", int, 50, "executions stepping while the busy starts are timed (50)"),
+    ("--busy-step", float, 0.1, "their step, seconds (0.1)"),
+    ("--busy-blocks", int, 4, "idle and busy blocks, alternating (4 of each)"),
+    ("--busy-starts", int, 5, "starts timed per block (5)"),
     ("--failover-n", int, 20, ""),
     ("--failover-lease", float, 5.0, "--lease-seconds of both replicas (5)"),
     ("--scale-first", int, 1000, ""),
@@ -151,6 +155,9 @@ def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_g
     if part == "traffic":
         from bench.traffic import run_traffic
         return run_traffic(layout, api, args)
+    if part == "busy":
+        from bench.busy import run_busy
+        return run_busy(layout, api, args)
     if part == "steps":
         from bench.steps import run_steps
         return run_steps(layout, api, args)

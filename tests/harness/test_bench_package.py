@@ -15,8 +15,8 @@ from localcluster.layout import Layout, Ports
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = ["benchkit", "cancel_latency", "cluster_startup", "fairness", "observe", "padded_memory", "process_parts",
-           "proxy", "report", "run", "scale"]
+MODULES = ["benchkit", "busy", "cancel_latency", "cluster_startup", "fairness", "observe", "padded_memory",
+           "process_parts", "proxy", "report", "run", "scale", "steps", "traffic"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -49,3 +49,25 @@ def test_a_bench_operator_is_the_suites_operator_process(monkeypatch) -> None:
     assert args == ("--no-metrics-secure", "--leader-election-id", "flux-bench-x", "--namespace", "ns-a",
                     "--namespace", "ns-b", *benchkit.OPERATOR_EXTRA, "--qps", "0")
     assert kw["error"] is benchkit.BenchError and op.log_path == Path("/clusters/c1/logs/operator-x.log")
+
+
+def test_the_cascade_row_compares_with_bare_pods_and_an_old_result_still_reads() -> None:
+    from bench.report import _cascade_row
+    new = _cascade_row({"source": "process node", "size": 31, "depth": 4, "fanout": 2,
+                        "tree_s": [6.0, 5.0, 7.0], "bare_s": [4.0, 5.0, 4.5]})
+    assert (new["ratio"], new["target"], new["met"]) == ("1.33x", "<= 1.5x", True)
+    assert "31 bare pods deleted at once" in new["baseline"]
+    old = _cascade_row({"source": "process node", "size": 31, "depth": 4, "fanout": 2,
+                        "tree_s": [4.0], "single_s": [0.5]})
+    assert (old["ratio"], old["met"]) == ("8.00x", False)
+
+
+def test_the_busy_row_is_the_p95_ratio() -> None:
+    from bench.report import figures
+    busy = {"source": "process node", "busyExecutions": 50, "stepSeconds": 0.1,
+            "start_s": {"idle": [1.0] * 20, "busy": [1.2] * 19 + [2.0]},
+            "p50": {"idle": 1.0, "busy": 1.2}, "p95": {"idle": 1.0, "busy": 1.96},
+            "operator_cpu_s": {"idle": [0.1], "busy": [0.5]}}
+    [row] = figures({"parts": {"busy": busy}})
+    assert (row["ratio"], row["met"]) == ("1.96x", False)
+    assert "N=20" in row["figure"]

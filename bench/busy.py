@@ -1,0 +1,80 @@
+"""Starts on a busy cluster (process node): create -> Running of a new execution while `--busy-executions`
+(50) others step every `--busy-step` seconds (0.1), against the same starts on an idle cluster.
+
+Blocks alternate, idle first: `--busy-starts` (5) starts one after another on the idle cluster; then the busy
+executions come up (each runner in its steps), the same number of starts among them, and they are cancelled
+and deleted. `--busy-blocks` (4) of each: N = blocks x starts per condition. One operator for the whole part,
+its CPU over each block recorded beside the latencies.
+
+    .venv/bin/python -m bench.run --parts busy
+    .venv/bin/python -m bench.run --parts busy --busy-blocks 2 --busy-starts 10
+"""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+from localcluster.layout import Layout
+
+from bench.benchkit import (PhaseBook, bench_namespace, create_executions, execution, kubectl, log, percentile,
+                            running_operator)
+from bench.process_parts import FIRST_STEP, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _wait_logs, _wait_no_pods
+from bench.traffic import cpu_seconds
+
+
+def _starts(custom: client.CustomObjectsApi, book: PhaseBook, ns: str, prefix: str, n: int) -> list[float]:
+    """n executions created one after another, each timed from its create to the watch seeing it Running."""
+    took = []
+    for i in range(n):
+        name = f"{prefix}-{i}"
+        t0 = time.monotonic()
+        create_executions(custom, ns, [execution(name, LONGRUN, ONE_LONG_STEP, 5, labels={"bench": "start"})])
+        took.append(book.wait_count(["Running"], 1, 300, f"{name} Running", names=[name]) - t0)
+    return took
+
+
+def run_busy(layout: Layout, api: client.ApiClient, args) -> dict:
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    n_busy, step = args.busy_executions, args.busy_step
+    out: dict = {"source": "process node", "busyExecutions": n_busy, "stepSeconds": step,
+                 "start_s": {"idle": [], "busy": []}, "operator_cpu_s": {"idle": [], "busy": []},
+                 "busyWrites": []}
+    with bench_namespace(core, "busy") as ns, running_operator(layout, [ns], f"busy-{ns}") as op:
+        log(f"busy: namespace {ns}, operator log {op.log_path}")
+        book = PhaseBook(api, ns, keep_objects=True)
+        try:
+            for b in range(1, args.busy_blocks + 1):
+                cpu0 = cpu_seconds(op.pid)
+                out["start_s"]["idle"] += _starts(custom, book, ns, f"idle-{b}", args.busy_starts)
+                out["operator_cpu_s"]["idle"].append(cpu_seconds(op.pid) - cpu0)
+                _delete_all_executions(layout, ns, book)
+                _wait_no_pods(core, ns)
+
+                names = [f"busy-{b}-{i:02}" for i in range(n_busy)]
+                create_executions(custom, ns, [execution(x, LONGRUN, {"steps": 10_000_000, "stepSeconds": step}, 5,
+                                                         labels={"bench": "busy"}) for x in names])
+                book.wait_count(["Running"], n_busy, 600, f"the {n_busy} busy executions Running", names=names)
+                _wait_logs(layout, ns, FIRST_STEP, n_busy, 300, f"busy-{b}-")
+                time.sleep(5)  # every runner past its first checkpoint writes
+                cpu0 = cpu_seconds(op.pid)
+                out["start_s"]["busy"] += _starts(custom, book, ns, f"among-{b}", args.busy_starts)
+                out["operator_cpu_s"]["busy"].append(cpu_seconds(op.pid) - cpu0)
+                kubectl(layout, "flux", "cancel", "-l", "bench=busy", "-n", ns, "--reason", "bench busy",
+                        timeout=300, check=False)
+                book.wait_count(["Cancelled", "Succeeded"], n_busy, 300, "the busy executions stopped", names=names)
+                out["busyWrites"].append(sorted(
+                    ((book.objects[x].get("status") or {}).get("checkpoint") or {}).get("sequence", 0) for x in names))
+                log(f"  [{b}/{args.busy_blocks}] starts idle {_fmt(out['start_s']['idle'][-args.busy_starts:])}, "
+                    f"among {n_busy} stepping {_fmt(out['start_s']['busy'][-args.busy_starts:])}")
+                _delete_all_executions(layout, ns, book)
+                _wait_no_pods(core, ns)
+        finally:
+            book.stop()
+    out["p50"] = {k: percentile(v, 50) for k, v in out["start_s"].items()}
+    out["p95"] = {k: percentile(v, 95) for k, v in out["start_s"].items()}
+    return out
+
+
+def _fmt(xs: list[float]) -> str:
+    return "[" + ", ".join(f"{x:.2f}" for x in xs) + "] s"
