@@ -218,93 +218,6 @@ def run_throughput(layout: Layout, api: client.ApiClient, args) -> dict:
     return out
 
 
-# --- 3. cascade: a tree of 31 against one execution -------------------------------------------------------
-
-def tree_names(root: str, depth: int, fanout: int) -> list[str]:
-    names, level = [root], [root]
-    for _ in range(depth):
-        level = [f"{parent}-c{i}" for parent in level for i in range(fanout)]
-        names += level
-    return names
-
-
-def _levels(book: PhaseBook, names: list[str], t0: float) -> dict[int, dict[str, float]]:
-    """Per depth of the tree: when (s after the root's PATCH) its executions went Cancelling and Cancelled."""
-    levels: dict[int, dict[str, list[float]]] = {}
-    for name in names:
-        depth = name.count("-c")
-        for phase in ("Cancelling", "Cancelled"):
-            seen = book.reached(name, phase)
-            if seen is not None:
-                levels.setdefault(depth, {}).setdefault(phase, []).append(seen[0] - t0)
-    return {depth: {f"{phase}{edge}": round(fn(times), 3) for phase, times in by_phase.items()
-                    for edge, fn in (("First", min), ("Last", max))}
-            for depth, by_phase in sorted(levels.items())}
-
-
-def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    grace, depth, fanout = args.grace, args.tree_depth, args.tree_fanout
-    runner = f"env PYTHONPATH={WORKFLOWS_DIR} flux-runner"
-    out: dict = {"source": "process node", "depth": depth, "fanout": fanout, "tree_s": [], "bare_s": [],
-                 "outcomes": []}
-    with bench_namespace(core, "cascade") as ns, \
-            running_operator(layout, [ns], f"cascade-{ns}", extra=("--runner-command", runner)) as op:
-        log(f"cascade: namespace {ns}, operator log {op.log_path}")
-        book = PhaseBook(api, ns)
-        try:
-            for r in range(1, args.tree_rounds + 1):
-                root = f"tree-{r}"
-                names = tree_names(root, depth, fanout)
-                out["size"] = len(names)
-                create_executions(custom, ns, [execution(root, "flux_bench_workflows:tree",
-                                                         {"depth": depth, "fanout": fanout, "stepSeconds": 3600},
-                                                         grace)])
-                book.wait_count(["Running"], len(names), 900, f"the {len(names)} executions of {root} Running",
-                                names=names)
-                _wait_logs(layout, ns, RUNNING_MARK, len(names), 300, f"{root}-")
-                time.sleep(2)
-                t0 = time.monotonic()
-                patch_cancel(custom, ns, root)
-                done = book.wait_count(["Cancelled"], len(names), grace + 600, f"{root} all Cancelled", names=names)
-                out["tree_s"].append(done - t0)
-                out["outcomes"].append(_outcomes(book, names))
-                out.setdefault("levels", []).append(_levels(book, names, t0))
-
-                log(f"  [{r}/{args.tree_rounds}] tree of {len(names)} all Cancelled {out['tree_s'][-1]:.2f}s "
-                    f"{out['outcomes'][-1]}")
-                _delete_all_executions(layout, ns, book)
-                _wait_no_pods(core, ns)
-                out["bare_s"].append(_bare_pods_deleted_at_once(layout, api, ns, len(names), grace, r))
-                log(f"  [{r}/{args.tree_rounds}] {len(names)} bare pods deleted at once, all gone "
-                    f"{out['bare_s'][-1]:.2f}s")
-                _wait_no_pods(core, ns)
-        finally:
-            book.stop()
-    return out
-
-
-def _bare_pods_deleted_at_once(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int) -> float:
-    """The cascade's floor: as many bare pods as the tree has executions, the same grace, each running the
-    comparable program, deleted at once (one DELETE each, in parallel); seconds until the last is gone."""
-    core = client.CoreV1Api(api)
-    label = f"bare-{r}"
-    pods = PodBook(api, ns, f"bench={label}")
-    try:
-        parallel(lambda i: core.create_namespaced_pod(ns, {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{label}-{i:02d}", "labels": {"bench": label}},
-            "spec": _pod_spec(grace, COMPARABLE_PROGRAM, "OnFailure", choice.of(layout))}), range(n))
-        pods.wait(lambda b: b.running() >= n, 600, f"{n} bare pods Running")
-        _wait_logs(layout, ns, cl.FLOOR_READY_MARK, n, 300, f"{label}-")
-        time.sleep(2)
-        t0 = time.monotonic()
-        parallel(lambda i: core.delete_namespaced_pod(f"{label}-{i:02d}", ns), range(n))
-        done = pods.wait(lambda b: len(b.gone_at) >= n and not b.phase, grace + 300, f"{n} bare pods gone")
-        return done - t0
-    finally:
-        pods.stop()
-
-
 # --- 4. the operator's API requests per leaf cancel ----------------------------------------------------------
 
 def run_writes(layout: Layout, api: client.ApiClient, args) -> dict:
@@ -438,4 +351,4 @@ def run_failover(layout: Layout, api: client.ApiClient, args) -> dict:
     return out
 
 
-__all__ = ["run_cancel", "run_throughput", "run_cascade", "run_writes", "run_failover", "Path"]
+__all__ = ["run_cancel", "run_throughput", "run_writes", "run_failover", "Path"]

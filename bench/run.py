@@ -155,6 +155,9 @@ def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_g
     if part == "traffic":
         from bench.traffic import run_traffic
         return run_traffic(layout, api, args)
+    if part == "cascade":
+        from bench.cascade import run_cascade
+        return run_cascade(layout, api, args)
     if part == "busy":
         from bench.busy import run_busy
         return run_busy(layout, api, args)
