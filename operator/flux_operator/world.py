@@ -143,9 +143,9 @@ class World:
         return [key, (key[0], parent)] if parent else [key]
 
     def progress_only(self, raw: dict[str, Any]) -> bool:
-        """Whether a watch event brings nothing a decision reads that the World does not already hold (a
-        runner's checkpoint that only progressed): then only its resourceVersion is taken, and the event goes
-        no further (boundary.py hands it to kopf as a bookmark). False sends it the usual way."""
+        """Whether a watch event brings nothing a decision reads since the last event that asked for a reconcile
+        (a runner's checkpoint that only progressed): then only its resourceVersion is taken, and the event
+        goes no further (boundary.py hands it to kopf as a bookmark). False sends it the usual way."""
         meta = raw.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         with self._lock:
@@ -155,7 +155,9 @@ class World:
                        held["metadata"].get("resourceVersion")):
             return False
         trimmed = trim_execution(raw)
-        if _decided_on(trimmed) != _decided_on(held) or \
+        # Compared with what the last event handed on, not with the World's copy: the echo of the operator's
+        # own write matches its copy but must still go on (it wakes the parent, as any child's change does).
+        if _decided_on(trimmed) != self._handed_on.get(key) or \
                 first_cancel_time(meta.get("managedFields")) != self._cancel_asked.get(key):
             return False
         with self._lock:

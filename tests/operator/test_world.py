@@ -221,3 +221,17 @@ def test_family_holds_each_descendants_candidates_and_is_bounded() -> None:
     assert {k: [c.name for c in v] for k, v in family.items()} == {
         "root-a": ["root-a-1"], "root-b": [], "root-a-1": ["root-a-1-x"], "root-a-1-x": []}
     assert len(world.family(("ns", "root"), limit=2)) == 2
+
+
+def test_the_echo_of_the_operators_own_write_is_not_quieted_and_wakes_the_parent() -> None:
+    """A child's Cancelled, written by the operator, is in the World before its watch event comes back:
+    that event must still reach the handlers, which wake the parent waiting for its children."""
+    world, key = World(), ("ns", "kid")
+    first = progressed(execution(name="kid", phase="Running", labels={"workflows.flux.dev/parent": "p"}), "11", 1)
+    world.execution_changed(first)
+    written = dict(first, metadata=dict(first["metadata"], resourceVersion="12"),
+                   status=dict(first["status"], phase="Cancelled"))
+    world.execution_seen(written)  # the answer to the operator's own status write
+    assert not world.progress_only(written), "the echo goes on to kopf"
+    assert world.execution_changed(written) == [key, ("ns", "p")]
+    assert world.progress_only(progressed(written, "13", 2)), "and progress after it is quiet again"
