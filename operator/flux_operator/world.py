@@ -10,6 +10,7 @@ so its own next decision never sees its past.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
@@ -246,9 +247,7 @@ class World:
             current = (raw.get("status") or {}).get("podName")
             if current:  # after a retry the finished pod of an earlier run is not the runner
                 pods = [p for p in pods if p.name == current]
-            names = self._candidates(key)
-            children = [c for c in (self._model((key[0], n)) for n in sorted(names) if (key[0], n) in self._executions)
-                        if c is not None]
+            children = self._models(key[0], self._candidates(key))
         return Snapshot(execution, raw, pods[0] if pods else None, children, self._cancel_asked.get(key))
 
     def family(self, key: Key, limit: int = FAMILY_LIMIT) -> dict[str, list[Execution]]:
@@ -256,16 +255,20 @@ class World:
         children (as `snapshot` finds them; which are owned, decide() works out). At most `limit` of them."""
         family: dict[str, list[Execution]] = {}
         with self._lock:
-            queue = sorted(self._candidates(key))
+            queue = deque(sorted(self._candidates(key)))
             while queue and len(family) < limit:
-                name = queue.pop(0)
+                name = queue.popleft()
                 if name in family or (key[0], name) not in self._executions:
                     continue
-                names = sorted(self._candidates((key[0], name)))
-                family[name] = [c for c in (self._model((key[0], n)) for n in names
-                                            if (key[0], n) in self._executions) if c is not None]
-                queue += names
+                names = self._candidates((key[0], name))
+                family[name] = self._models(key[0], names)
+                queue.extend(sorted(names))
         return family
+
+    def _models(self, namespace: str, names: set[str]) -> list[Execution]:
+        """The parsed executions of these names that the World holds, by name; call with the lock held."""
+        return [c for c in (self._model((namespace, n)) for n in sorted(names) if (namespace, n) in self._executions)
+                if c is not None]
 
     def _candidates(self, key: Key) -> set[str]:
         raw = self._executions.get(key)

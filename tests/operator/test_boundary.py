@@ -62,8 +62,9 @@ async def api_server(unused_port_host: str = "127.0.0.1"):
     return await serve(executions, unused_port_host)
 
 
-async def list_then_watch(events: int) -> list:
-    runner, server = await api_server()
+async def list_then_watch(events: int, handler=None) -> list:
+    """The first `events` items kopf's continuous_watch yields, from `handler`'s answers (api_server's if None)."""
+    runner, server = await (serve(handler) if handler else api_server())
     vault = await use_server(server)
     settings = kopf.OperatorSettings()
     settings.watching.chunk_size = 1
@@ -133,27 +134,10 @@ def test_checkpoint_progress_reaches_kopf_as_a_bookmark_and_anything_else_as_its
         return web.json_response({"kind": "ExecutionList", "metadata": {"resourceVersion": "9"},
                                   "items": [running_object("9", 1)]})
 
-    async def watch() -> list:
-        runner, server = await serve(executions)
-        vault = await use_server(server)
-        seen: list = []
-        try:
-            stream = watching.continuous_watch(settings=kopf.OperatorSettings(), resource=RESOURCE, namespace="ns",
-                                               operator_pause_waiter=asyncio.Future())
-            async for item in stream:
-                seen.append(item)
-                if len(seen) == 4:
-                    break
-            await stream.aclose()
-        finally:
-            await vault.close()
-            await runner.cleanup()
-        return seen
-
     boundary.install()
     boundary.quiet_when(world.progress_only)
     try:
-        seen = asyncio.run(watch())
+        seen = asyncio.run(list_then_watch(4, executions))
     finally:
         boundary.quiet_when(None)
     assert seen[1] is watching.Bookmark.LISTED

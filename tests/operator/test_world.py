@@ -148,13 +148,17 @@ def test_a_checkpoint_that_only_progressed_asks_for_no_reconcile_but_is_stored()
     assert world.snapshot(key).raw["metadata"]["resourceVersion"] == "59", "the next write carries the newest"
 
 
-@pytest.mark.parametrize("change", [
+# Changes a decision reads, each with the checkpoint's progress beside it.
+DECIDED_ON = [
     lambda o: progressed(o, "12", 2, state="Cancelled"),  # the runner's verdict
     lambda o: progressed(o, "12", 2, error="boom"),
     lambda o: progressed(o, "12", 2, result={"r": 1}),
     lambda o: dict(progressed(o, "12", 2), spec=dict(o["spec"], cancel={"reason": "stop"})),
     lambda o: dict(progressed(o, "12", 2), status=dict(progressed(o, "12", 2)["status"], phase="Cancelling")),
-])
+]
+
+
+@pytest.mark.parametrize("change", DECIDED_ON)
 def test_anything_a_decision_reads_still_asks_for_a_reconcile(change) -> None:
     world, key = World(), ("ns", "job")
     first = progressed(execution(phase="Running"), "11", 1)
@@ -185,11 +189,7 @@ def test_progress_only_takes_just_the_resource_version() -> None:
 
 
 @pytest.mark.parametrize("change", [
-    lambda o: progressed(o, "12", 2, state="Cancelled"),  # the runner's verdict
-    lambda o: progressed(o, "12", 2, error="boom"),
-    lambda o: progressed(o, "12", 2, result={"r": 1}),
-    lambda o: dict(progressed(o, "12", 2), spec=dict(o["spec"], cancel={"reason": "stop"})),
-    lambda o: dict(progressed(o, "12", 2), status=dict(progressed(o, "12", 2)["status"], phase="Cancelling")),
+    *DECIDED_ON,
     lambda o: dict(progressed(o, "12", 2), metadata=dict(progressed(o, "12", 2)["metadata"],
                                                      labels={"workflows.flux.dev/parent": "p"})),
     lambda o: dict(progressed(o, "12", 2), metadata=dict(progressed(o, "12", 2)["metadata"], managedFields=[
