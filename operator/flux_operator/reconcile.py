@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,8 @@ POSTED_EVENTS_KEPT = 50_000
 
 
 PASSED_ON = ("spec.podTemplate", "spec.image")  # what a runner pod and a child take from the execution
+# Children's cancels in flight at once: a cascade's signals go out together, not one round trip after another.
+CANCEL_SENDERS = 8
 
 
 class Reconciler:
@@ -55,6 +58,7 @@ class Reconciler:
         self.memories = Memories()  # per execution: creation tokens, what was made, refused creates
         self.maker = Maker(api, world, runner,
                            lambda failure: metrics.reconcile_errors.labels(failure).inc())
+        self._senders = ThreadPoolExecutor(CANCEL_SENDERS, thread_name_prefix="cancel-child")
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)
@@ -82,9 +86,12 @@ class Reconciler:
             problems = guard.limit_problems(stored, self.runner.limits)
             if problems:
                 actions = guard.refusal(ex, problems, now)
-        failed_signal: ApiFailure | None = None
+        cancels = [a for a in actions if isinstance(a, machine.CancelChild)]
+        failed_signal = self._cancel_children(snapshot, ex, cancels)
         refused = False
         for action in actions:
+            if isinstance(action, machine.CancelChild):
+                continue  # sent above, all at once
             if isinstance(action, machine.EmitEvent) and failed_signal:
                 if action.reason == EventReason.SIGNALLED:
                     continue  # it was not delivered: say that instead
@@ -100,12 +107,12 @@ class Reconciler:
                     # The status moved on: decide again once the watch has brought the newer copy.
                     return Result(requeue_after=CONFLICT_SETTLE_SECONDS)
             except ApiFailure as err:
-                if not isinstance(action, (machine.DeletePod, machine.CancelChild)):
+                if not isinstance(action, machine.DeletePod):
                     raise
                 # The cancel is still recorded (Cancelling) so users see it; the signal is retried.
+                if failed_signal is None:
+                    self._signal_failed(snapshot, err)
                 failed_signal = failed_signal or err
-                self.api.emit_event(_involved(snapshot), snapshot.event_name(EventReason.SIGNAL_FAILED),
-                                    "Warning", EventReason.SIGNAL_FAILED, f"could not signal: {err}; retrying")
         if failed_signal is not None:
             raise failed_signal
         if any(isinstance(a, machine.DeleteExecution) for a in actions):
@@ -117,6 +124,23 @@ class Reconciler:
         if written.get("phase") in TERMINAL_PHASES:
             self.memories.forget(ex)
         return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now, memory))
+
+    def _cancel_children(self, snapshot: Snapshot, ex, cancels: list[machine.CancelChild]) -> ApiFailure | None:
+        """Every child's cancel sent at once (they are independent merge patches); the first failure, after
+        saying so in an Event: the cancel is still recorded, and the reconcile retries the signals."""
+        failed: ApiFailure | None = None
+        for sent in [self._senders.submit(self._apply, snapshot, ex, cancel) for cancel in cancels]:
+            try:
+                sent.result()
+            except ApiFailure as err:
+                failed = failed or err
+        if failed is not None:
+            self._signal_failed(snapshot, failed)
+        return failed
+
+    def _signal_failed(self, snapshot: Snapshot, err: ApiFailure) -> None:
+        self.api.emit_event(_involved(snapshot), snapshot.event_name(EventReason.SIGNAL_FAILED),
+                            "Warning", EventReason.SIGNAL_FAILED, f"could not signal: {err}; retrying")
 
     def _apply(self, snapshot: Snapshot, ex, action: machine.Action) -> bool:
         """False when the status write met a newer object (a Conflict): nothing after it may run."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -374,3 +375,28 @@ def test_a_phase_change_is_logged_about_its_object(api, world, reconciler, caplo
     line = json.loads(ObjectJsonFormatter().format(record))  # as --log-format=json writes it
     assert line["object"]["name"] == "job" and line["object"]["kind"] == "Execution"
     assert record.k8s_skip is True, "a log line, never an Event"
+
+
+def test_a_cascades_cancels_go_out_together_not_one_round_trip_after_another(api, world, reconciler):
+    """Six children's cancels are all in flight at once: each waits here until the other five have been sent."""
+    from flux_api import PARENT_LABEL
+    kids = [f"c{i}" for i in range(6)]
+    parent = execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z")
+    parent["status"]["children"] = [{"name": k, "uid": f"uid-{k}", "phase": "Running"} for k in kids]
+    seed(api, world, parent)
+    for kid in kids:
+        seed(api, world, execution(kid, phase="Running", started="2026-11-21T11:59:00.000Z",
+                                   labels={PARENT_LABEL: "job"}, owner_uid="uid-job"))
+    world.pod_seen(pod())
+    all_sent = threading.Barrier(len(kids), timeout=5)
+    original = api.patch_execution
+
+    def in_flight_together(*args, **kwargs):
+        all_sent.wait()  # broken (and the reconcile fails) if the cancels went one after another
+        return original(*args, **kwargs)
+
+    api.patch_execution = in_flight_together
+    reconciler.reconcile(KEY)
+    assert sorted(c[1] for c in api.calls if c[0] == "patch_execution") == kids
+    assert api.objects[KEY]["status"]["phase"] == "Cancelling"
+    assert not [e for e in api.events.values() if e["reason"] == "SignalFailed"]
