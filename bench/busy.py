@@ -6,21 +6,66 @@ executions come up (each runner in its steps), the same number of starts among t
 and deleted. `--busy-blocks` (4) of each: N = blocks x starts per condition. One operator for the whole part,
 its CPU over each block recorded beside the latencies.
 
+`--busy-load` says where the busy executions' traffic comes from. `runners` (default): their own runners
+stepping. `generator`: their runners sit in one idle step and a load generator in this process sends what
+coalesced runners stepping that fast send the API server, one checkpoint write a second per execution
+(`--checkpoint-interval`'s default; `bench.traffic` builds the checkpoint) and the step-boundary cancel
+check, a GET, as often. The operator sees the same traffic; the machine is spared the runners' own step
+loops, which on 2 cores starve the control plane before the operator is measured at all.
+
     .venv/bin/python -m bench.run --parts busy
     .venv/bin/python -m bench.run --parts busy --busy-blocks 2 --busy-starts 10
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
+from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client
 from localcluster.layout import Layout
 
 from bench.benchkit import (PhaseBook, bench_namespace, create_executions, execution, kubectl, log, percentile,
                             running_operator)
 from bench.process_parts import FIRST_STEP, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _wait_logs, _wait_no_pods
-from bench.traffic import cpu_seconds
+from bench.traffic import _checkpoint, cpu_seconds
+
+WRITE_INTERVAL_S = 1.0  # a runner's coalesced checkpoint writes: at most one a second (the default)
+
+
+class LoadGenerator:
+    """What `names`' runners would send while stepping: a checkpoint write and a cancel check per execution a
+    WRITE_INTERVAL_S, spread evenly, from one thread, until stopped. `sent` counts the requests."""
+
+    def __init__(self, custom: client.CustomObjectsApi, ns: str, names: list[str]) -> None:
+        self.custom, self.ns, self.names = custom, ns, names
+        self.sent, self.failed = 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="busy-load", daemon=True)
+
+    def __enter__(self) -> "LoadGenerator":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        began, i, gap = time.monotonic(), 0, WRITE_INTERVAL_S / len(self.names)
+        while not self._stop.is_set():
+            name, step = self.names[i % len(self.names)], i // len(self.names) + 2
+            try:
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+                self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.ns, PLURAL, name,
+                                                                  {"status": {"checkpoint": _checkpoint(step)}})
+                self.sent += 2
+            except client.ApiException:
+                self.failed += 1
+            i += 1
+            self._stop.wait(max(0.0, began + i * gap - time.monotonic()))
 
 
 def _starts(custom: client.CustomObjectsApi, book: PhaseBook, ns: str, prefix: str, n: int) -> list[float]:
@@ -36,8 +81,9 @@ def _starts(custom: client.CustomObjectsApi, book: PhaseBook, ns: str, prefix: s
 
 def run_busy(layout: Layout, api: client.ApiClient, args) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    n_busy, step = args.busy_executions, args.busy_step
-    out: dict = {"source": "process node", "busyExecutions": n_busy, "stepSeconds": step,
+    n_busy, step, runners = args.busy_executions, args.busy_step, args.busy_load == "runners"
+    out: dict = {"source": "process node", "busyExecutions": n_busy, "stepSeconds": step, "load": args.busy_load,
+                 "generated": [],
                  "start_s": {"idle": [], "busy": []}, "operator_cpu_s": {"idle": [], "busy": []},
                  "busyWrites": []}
     with bench_namespace(core, "busy") as ns, running_operator(layout, [ns], f"busy-{ns}") as op:
@@ -52,14 +98,19 @@ def run_busy(layout: Layout, api: client.ApiClient, args) -> dict:
                 _wait_no_pods(core, ns)
 
                 names = [f"busy-{b}-{i:02}" for i in range(n_busy)]
-                create_executions(custom, ns, [execution(x, LONGRUN, {"steps": 10_000_000, "stepSeconds": step}, 5,
-                                                         labels={"bench": "busy"}) for x in names])
+                stepping = {"steps": 10_000_000, "stepSeconds": step} if runners else ONE_LONG_STEP
+                create_executions(custom, ns, [execution(x, LONGRUN, stepping, 5, labels={"bench": "busy"})
+                                               for x in names])
                 book.wait_count(["Running"], n_busy, 600, f"the {n_busy} busy executions Running", names=names)
                 _wait_logs(layout, ns, FIRST_STEP, n_busy, 300, f"busy-{b}-")
-                time.sleep(5)  # every runner past its first checkpoint writes
-                cpu0 = cpu_seconds(op.pid)
-                out["start_s"]["busy"] += _starts(custom, book, ns, f"among-{b}", args.busy_starts)
-                out["operator_cpu_s"]["busy"].append(cpu_seconds(op.pid) - cpu0)
+                with contextlib.nullcontext() if runners else LoadGenerator(custom, ns, names) as load:
+                    time.sleep(5)  # every runner past its first checkpoint writes
+                    cpu0, t0 = cpu_seconds(op.pid), time.monotonic()
+                    out["start_s"]["busy"] += _starts(custom, book, ns, f"among-{b}", args.busy_starts)
+                    out["operator_cpu_s"]["busy"].append(cpu_seconds(op.pid) - cpu0)
+                    if load is not None:
+                        out["generated"].append({"requests": load.sent, "failed": load.failed,
+                                                 "seconds": round(time.monotonic() - t0 + 5, 1)})
                 kubectl(layout, "flux", "cancel", "-l", "bench=busy", "-n", ns, "--reason", "bench busy",
                         timeout=300, check=False)
                 book.wait_count(["Cancelled", "Succeeded"], n_busy, 300, "the busy executions stopped", names=names)

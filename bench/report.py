@@ -104,8 +104,9 @@ def figures(results: dict) -> list[dict]:
     bz = parts.get("busy")
     if bz and bz.get("p95"):
         busy, idle = bz["p95"]["busy"], bz["p95"]["idle"]
-        rows.append(_row(f"start p95 among {bz['busyExecutions']} executions stepping every {bz['stepSeconds']:g} s "
-                         f"(N={len(bz['start_s']['busy'])})", bz["source"],
+        load = " (their traffic from the load generator)" if bz.get("load") == "generator" else ""
+        rows.append(_row(f"start p95 among {bz['busyExecutions']} executions stepping every {bz['stepSeconds']:g} s"
+                         f"{load} (N={len(bz['start_s']['busy'])})", bz["source"],
                          f"{_s(busy)} (p50 {_s(bz['p50']['busy'])})",
                          f"the same starts on the idle cluster: p95 {_s(idle)} (p50 {_s(bz['p50']['idle'])})",
                          f"{busy / idle:.2f}x", "<= 1.5x", busy / idle <= 1.5,

@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-only", action="store_true", help="only the KWOK part (make bench-scale)")
     for flag, kind, default, text in _NUMBERS:
         p.add_argument(flag, type=kind, default=default, help=text or None)
+    p.add_argument("--busy-load", choices=("runners", "generator"), default="runners",
+                   help="runners: the busy executions step; generator: their traffic from a load generator (busy.py)")
     p.add_argument("--fairness-before", default=None, metavar="REV",
                    help="also measure the operator of this commit, interleaved (e.g. the commit before a change)")
     p.add_argument("--traffic-before", default=None, metavar="REV",

@@ -71,3 +71,6 @@ def test_the_busy_row_is_the_p95_ratio() -> None:
     [row] = figures({"parts": {"busy": busy}})
     assert (row["ratio"], row["met"]) == ("1.96x", False)
     assert "N=20" in row["figure"]
+    assert "load generator" not in row["figure"], "the runners' own traffic, unless said otherwise"
+    [generated] = figures({"parts": {"busy": {**busy, "load": "generator"}}})
+    assert "their traffic from the load generator" in generated["figure"]
