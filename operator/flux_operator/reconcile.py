@@ -9,6 +9,7 @@ reads it once. Failures are classified once (kube.ApiFailure) and answered by th
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections import OrderedDict
@@ -129,7 +130,10 @@ class Reconciler:
         """Every child's cancel sent at once (they are independent merge patches); the first failure, after
         saying so in an Event: the cancel is still recorded, and the reconcile retries the signals."""
         failed: ApiFailure | None = None
-        for sent in [self._senders.submit(self._apply, snapshot, ex, cancel) for cancel in cancels]:
+        # Each in this reconcile's context: its requests wait in the namespace's lane of the client budget.
+        sent_all = [self._senders.submit(contextvars.copy_context().run, self._apply, snapshot, ex, cancel)
+                    for cancel in cancels]
+        for sent in sent_all:
             try:
                 sent.result()
             except ApiFailure as err:

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from flux_api.errors import Failure
 from flux_api.names import CREATE_TOKEN_ANNOTATION
+from flux_operator import budget
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
 from flux_operator.metrics import Metrics
@@ -391,12 +392,17 @@ def test_a_cascades_cancels_go_out_together_not_one_round_trip_after_another(api
     all_sent = threading.Barrier(len(kids), timeout=5)
     original = api.patch_execution
 
+    lanes = []
+
     def in_flight_together(*args, **kwargs):
+        lanes.append(budget.current_lane())
         all_sent.wait()  # broken (and the reconcile fails) if the cancels went one after another
         return original(*args, **kwargs)
 
     api.patch_execution = in_flight_together
-    reconciler.reconcile(KEY)
+    with budget.lane("ns"):
+        reconciler.reconcile(KEY)
     assert sorted(c[1] for c in api.calls if c[0] == "patch_execution") == kids
+    assert lanes == ["ns"] * len(kids), "each waits in its namespace's lane of the client budget"
     assert api.objects[KEY]["status"]["phase"] == "Cancelling"
     assert not [e for e in api.events.values() if e["reason"] == "SignalFailed"]
