@@ -20,52 +20,17 @@ loops, which on 2 cores starve the control plane before the operator is measured
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 
-from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client
 from localcluster.layout import Layout
 
 from bench.benchkit import (PhaseBook, bench_namespace, create_executions, execution, kubectl, log, percentile,
                             running_operator)
 from bench.process_parts import FIRST_STEP, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _wait_logs, _wait_no_pods
-from bench.traffic import _checkpoint, cpu_seconds
+from bench.traffic import LoadGenerator, cpu_seconds
 
 WRITE_INTERVAL_S = 1.0  # a runner's coalesced checkpoint writes: at most one a second (the default)
-
-
-class LoadGenerator:
-    """What `names`' runners would send while stepping: a checkpoint write and a cancel check per execution a
-    WRITE_INTERVAL_S, spread evenly, from one thread, until stopped. `sent` counts the requests."""
-
-    def __init__(self, custom: client.CustomObjectsApi, ns: str, names: list[str]) -> None:
-        self.custom, self.ns, self.names = custom, ns, names
-        self.sent, self.failed = 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="busy-load", daemon=True)
-
-    def __enter__(self) -> "LoadGenerator":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        began, i, gap = time.monotonic(), 0, WRITE_INTERVAL_S / len(self.names)
-        while not self._stop.is_set():
-            name, step = self.names[i % len(self.names)], i // len(self.names) + 2
-            try:
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
-                self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.ns, PLURAL, name,
-                                                                  {"status": {"checkpoint": _checkpoint(step)}})
-                self.sent += 2
-            except client.ApiException:
-                self.failed += 1
-            i += 1
-            self._stop.wait(max(0.0, began + i * gap - time.monotonic()))
 
 
 def _starts(custom: client.CustomObjectsApi, book: PhaseBook, ns: str, prefix: str, n: int) -> list[float]:
@@ -103,7 +68,7 @@ def run_busy(layout: Layout, api: client.ApiClient, args) -> dict:
                                                for x in names])
                 book.wait_count(["Running"], n_busy, 600, f"the {n_busy} busy executions Running", names=names)
                 _wait_logs(layout, ns, FIRST_STEP, n_busy, 300, f"busy-{b}-")
-                with contextlib.nullcontext() if runners else LoadGenerator(custom, ns, names) as load:
+                with contextlib.nullcontext() if runners else LoadGenerator(custom, ns, names, n_busy / WRITE_INTERVAL_S) as load:
                     time.sleep(5)  # every runner past its first checkpoint writes
                     cpu0, t0 = cpu_seconds(op.pid), time.monotonic()
                     out["start_s"]["busy"] += _starts(custom, book, ns, f"among-{b}", args.busy_starts)

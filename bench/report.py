@@ -138,7 +138,9 @@ def figures(results: dict) -> list[dict]:
         d = sc.get("deadline")
         if d:
             obs = d["observed"]
-            rows.append(_row(f"deadline lateness p99, {obs['n']} executions with deadlines", src,
+            tr = sc.get("traffic")
+            load = f" while {tr['executions']} others checkpoint ({tr['rate']:g} writes/s)" if tr else ""
+            rows.append(_row(f"deadline lateness p99, {obs['n']} executions with deadlines{load}", src,
                              f"p99 {_s(obs['p99'])} (p50 {_s(obs['p50'])}, max {_s(obs['max'])})", "-", "-",
                              "<= 1 s", obs["p99"] <= 1.0 and d.get("missing", 0) == 0,
                              note=f"outcomes {d['outcomes']}"))

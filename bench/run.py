@@ -67,6 +67,7 @@ _NUMBERS = (
     ("--scale-deadline", int, 1000, ""),
     ("--scale-total", int, 5000, ""),
     ("--idle-window", float, 240, "seconds of counting idle requests (240)"),
+    ("--scale-traffic", float, 50, "checkpoint writes a second to the first executions while deadlines fall (50)"),
     ("--fairness-storm", int, 300, "refused executions in a storm namespace (300)"),
     ("--fairness-rounds", int, 4, "rounds of every fairness condition (4)"),
     ("--fairness-deadlines", int, 10, "bystander deadlines per round (10)"),
@@ -173,7 +174,7 @@ def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_g
         from bench.scale import run_scale
         return run_scale(layout, api, n_first=args.scale_first, n_deadline=args.scale_deadline,
                          n_total=args.scale_total, idle_window=args.idle_window,
-                         wait_clean_up=not cluster_goes_down)
+                         wait_clean_up=not cluster_goes_down, traffic_rate=args.scale_traffic)
     from bench import process_parts
     return getattr(process_parts, f"run_{part}")(layout, api, args)
 

@@ -9,6 +9,9 @@ One operator (default flags, its own Lease) watches two namespaces through the c
      spread over 5 minutes (the operator starts them all within the last ~40 s of their start-up, so
      the deadlines fall over ~5.5 min: ~3/s, within its default write budget of 50 requests/s). Lateness = when a watch saw the execution leave Running
      (Cancelling or Cancelled) minus startedAt + activeDeadlineSeconds (the operator's own rule).
+     Meanwhile a load generator (bench/traffic.py) sends the first 1,000's runner traffic, a cancel
+     check and a checkpoint write `--scale-traffic` (50) times a second in all (0: none): the deadlines
+     fall on an operator that receives checkpoints.
   3. 3,000 more (5,000 in all, every one of them in the operator's memory): VmHWM at 5,000.
 
     .venv/bin/python -m bench.run --scale-only          (make bench-scale)
@@ -16,6 +19,7 @@ One operator (default flags, its own Lease) watches two namespaces through the c
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from datetime import datetime
@@ -27,6 +31,7 @@ from localcluster.layout import Layout
 from bench.benchkit import (BenchError, Operator, PhaseBook, bench_namespace, create_executions,
                             execution, log, percentile, summary)
 from bench.proxy import CountingProxy, tally
+from bench.traffic import LoadGenerator
 from localcluster.nodes import kwok
 from localcluster.probes import wait_for
 
@@ -126,11 +131,14 @@ def _lateness(book: PhaseBook, deadlines: dict[str, int]) -> dict:
 
 def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_deadline: int = 1000,
               n_total: int = 5000, idle_window: float = 240, settle: float = 30, spread: int = 300,
-              wait_clean_up: bool = True) -> dict:
+              wait_clean_up: bool = True, traffic_rate: float = 50) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    out: dict = {"source": "KWOK node (pods report Running without a process; no runner ever checkpoints)",
+    source = "KWOK node (pods report Running without a process" + (
+        f"; checkpoints of the first {n_first} from a load generator, {traffic_rate:g}/s in all, while the "
+        "deadlines fall)" if traffic_rate > 0 else "; no runner ever checkpoints)")
+    out: dict = {"source": source,
                  "config": {"first": n_first, "deadline": n_deadline, "total": n_total,
-                            "idleWindowSeconds": idle_window, "settleSeconds": settle,
+                            "idleWindowSeconds": idle_window, "settleSeconds": settle, "trafficRate": traffic_rate,
                             "deadlineSpreadSeconds": spread, "operatorFlags": "defaults (qps 50, burst 100, "
                             "4 workers, leader election on, lease 15s)"}}
     began = time.monotonic()
@@ -169,7 +177,15 @@ def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_dead
             bodies = [execution(name, LEAF, LEAF_INPUT, 30, deadline=s) for name, s in deadlines.items()]
             out["start_deadline_s"] = _start(custom, dl, ns_dl, bodies, n_deadline, max(600, n_deadline),
                                              stuck, proxy)
-            dl.wait_count(["Cancelled"], n_deadline, base + spread + 600, f"{n_deadline} deadline cancels")
+            loaded = sorted(n for n in idle.phase if n.startswith("idle-"))
+            with LoadGenerator(custom, ns_idle, loaded, traffic_rate) if traffic_rate > 0 and loaded \
+                    else contextlib.nullcontext() as load:
+                dl.wait_count(["Cancelled"], n_deadline, base + spread + 600, f"{n_deadline} deadline cancels")
+            if load is not None:
+                out["traffic"] = {"rate": traffic_rate, "executions": len(loaded), "requests": load.sent,
+                                  "failed": load.failed}
+                log(f"  runner traffic meanwhile: {load.sent} requests to {len(loaded)} executions, "
+                    f"{load.failed} failed")
             late = _lateness(dl, deadlines)
             out["deadline"] = {"activeDeadlineSeconds": [base, base + spread - 1], **late}
             log(f"  lateness observed p50 {late['observed']['p50']:.3f}s p99 {late['observed']['p99']:.3f}s "

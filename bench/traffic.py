@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +56,39 @@ def _write(custom: client.CustomObjectsApi, ns: str, names: list[str], writes: i
         wait = began + (i + 1) / rate - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+
+
+class LoadGenerator:
+    """Runner traffic without runners: for `names` in turn, `rate` times a second in all, the step-boundary
+    cancel check (a GET) and a checkpoint write, from one thread, until the block ends. Counts what it sent."""
+
+    def __init__(self, custom: client.CustomObjectsApi, ns: str, names: list[str], rate: float) -> None:
+        self.custom, self.ns, self.names, self.rate = custom, ns, names, rate
+        self.sent, self.failed = 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="runner-load", daemon=True)
+
+    def __enter__(self) -> "LoadGenerator":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        began, i = time.monotonic(), 0
+        while not self._stop.is_set():
+            name, step = self.names[i % len(self.names)], i // len(self.names) + 2
+            try:
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+                self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.ns, PLURAL, name,
+                                                                  {"status": {"checkpoint": _checkpoint(step)}})
+                self.sent += 2
+            except client.ApiException:
+                self.failed += 1
+            i += 1
+            self._stop.wait(max(0.0, began + i / self.rate - time.monotonic()))
 
 
 def run_traffic(layout: Layout, api: client.ApiClient, args) -> dict:

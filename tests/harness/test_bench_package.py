@@ -74,3 +74,13 @@ def test_the_busy_row_is_the_p95_ratio() -> None:
     assert "load generator" not in row["figure"], "the runners' own traffic, unless said otherwise"
     [generated] = figures({"parts": {"busy": {**busy, "load": "generator"}}})
     assert "their traffic from the load generator" in generated["figure"]
+
+
+def test_the_deadline_row_says_when_runner_traffic_ran_beside_it() -> None:
+    from bench.report import figures
+    deadline = {"observed": {"n": 1000, "p50": 0.1, "p99": 0.5, "max": 0.9}, "outcomes": {}, "missing": 0}
+    [quiet] = figures({"parts": {"scale": {"deadline": deadline}}})
+    assert "checkpoint" not in quiet["figure"] and quiet["met"]
+    loaded = {"deadline": deadline, "traffic": {"rate": 50, "executions": 1000, "requests": 30000, "failed": 0}}
+    [row] = figures({"parts": {"scale": loaded}})
+    assert "while 1000 others checkpoint (50 writes/s)" in row["figure"]
