@@ -25,8 +25,8 @@ import time
 from kubernetes import client
 from localcluster.layout import Layout
 
-from bench.benchkit import (PhaseBook, bench_namespace, create_executions, execution, kubectl, log, percentile,
-                            running_operator)
+from bench.benchkit import bench_namespace, create_executions, execution, kubectl, log, percentile, running_operator
+from bench.books import PhaseBook
 from bench.process_parts import FIRST_STEP, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _wait_logs, _wait_no_pods
 from bench.traffic import LoadGenerator, cpu_seconds
 

@@ -10,8 +10,8 @@ from localcluster.layout import Layout
 from localcluster.nodes import choice
 
 from bench import cancel_latency as cl
-from bench.benchkit import PhaseBook, PodBook, bench_namespace, create_executions, execution, log, parallel, \
-    patch_cancel, running_operator
+from bench.benchkit import bench_namespace, create_executions, execution, log, parallel, patch_cancel, running_operator
+from bench.books import PhaseBook, PodBook
 from bench.process_parts import (COMPARABLE_PROGRAM, RUNNING_MARK, WORKFLOWS_DIR, _delete_all_executions, _outcomes,
                                  _pod_spec, _wait_logs, _wait_no_pods)
 

@@ -36,8 +36,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster.layout import Layout
 
-from bench.benchkit import (OPERATOR_EXTRA, REPO, RESULTS, BenchError, Operator, PhaseBook, bench_namespace,
-                            create_executions, execution, kubectl, log, operator_codes, patch_cancel, summary)
+from bench.benchkit import (OPERATOR_EXTRA, REPO, RESULTS, BenchError, Operator, bench_namespace, create_executions,
+                            execution, kubectl, log, operator_codes, patch_cancel, summary)
+from bench.books import PhaseBook
 from localcluster.nodes import kwok
 from localcluster.probes import wait_for
 

@@ -35,16 +35,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.benchkit import (
-    OPERATOR_EXTRA,
-    BenchError,
-    Operator,
-    PhaseBook,
-    bench_namespace,
-    ensure_operator_venv,
-    install_crd,
-    log,
-)
+from bench.benchkit import OPERATOR_EXTRA, BenchError, Operator, bench_namespace, ensure_operator_venv, install_crd, log
+from bench.books import PhaseBook
 from bench.cancel_latency import bench_cluster
 from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client

@@ -20,9 +20,9 @@ from localcluster.nodes import choice
 from localcluster.nodes.protocol import Node
 from localcluster.probes import wait_for
 
-from bench.benchkit import (REPO, RUNNER_UID, BenchError, Operator, PhaseBook, PodBook,
-                            bench_namespace, create_executions, execution, kubectl, log, parallel, patch_cancel,
-                            running_operator, summary)
+from bench.benchkit import (REPO, RUNNER_UID, BenchError, Operator, bench_namespace, create_executions, execution,
+                            kubectl, log, parallel, patch_cancel, running_operator, summary)
+from bench.books import PhaseBook, PodBook
 from bench.proxy import CountingProxy, tally
 
 LONGRUN = "flux_examples.longrun:main"

@@ -28,8 +28,8 @@ from flux_api.timefmt import parse_time
 from kubernetes import client
 from localcluster.layout import Layout
 
-from bench.benchkit import (BenchError, Operator, PhaseBook, bench_namespace, create_executions,
-                            execution, log, percentile, summary)
+from bench.benchkit import BenchError, Operator, bench_namespace, create_executions, execution, log, percentile, summary
+from bench.books import PhaseBook
 from bench.proxy import CountingProxy, tally
 from bench.traffic import LoadGenerator
 from localcluster.nodes import kwok

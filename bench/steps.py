@@ -17,8 +17,8 @@ from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client
 from localcluster.layout import Layout
 
-from bench.benchkit import (REPO, PhaseBook, bench_namespace, create_executions, execution, log, percentile,
-                            running_operator)
+from bench.benchkit import REPO, bench_namespace, create_executions, execution, log, percentile, running_operator
+from bench.books import PhaseBook
 
 WORKFLOWS_DIR = REPO / "bench" / "workflows"
 

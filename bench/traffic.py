@@ -25,8 +25,8 @@ from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client
 from localcluster.layout import Layout
 
-from bench.benchkit import (Operator, PhaseBook, bench_namespace, create_executions, execution, log,
-                            operator_codes)
+from bench.benchkit import Operator, bench_namespace, create_executions, execution, log, operator_codes
+from bench.books import PhaseBook
 
 LONGRUN = "flux_examples.longrun:main"
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -15,7 +15,7 @@ from localcluster.layout import Layout, Ports
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = ["benchkit", "busy", "cancel_latency", "cascade", "cluster_startup", "fairness", "observe", "padded_memory",
+MODULES = ["benchkit", "books", "busy", "cancel_latency", "cascade", "cluster_startup", "fairness", "observe", "padded_memory",
            "process_parts", "proxy", "report", "run", "scale", "steps", "traffic"]
 
 
