@@ -6,8 +6,8 @@ executions come up (each runner in its steps), the same number of starts among t
 and deleted. `--busy-blocks` (4) of each: N = blocks x starts per condition. One operator for the whole part,
 its CPU over each block recorded beside the latencies.
 
-`--busy-load` says where the busy executions' traffic comes from. `runners` (default): their own runners
-stepping. `generator`: their runners sit in one idle step and a load generator in this process sends what
+`--busy-load` says where the busy executions' traffic comes from. `runners`: their own runners
+stepping. `generator` (the default): their runners sit in one idle step and a load generator in this process sends what
 coalesced runners stepping that fast send the API server, one checkpoint write a second per execution
 (`--checkpoint-interval`'s default; `bench.traffic` builds the checkpoint) and the step-boundary cancel
 check, a GET, as often. The operator sees the same traffic; the machine is spared the runners' own step

@@ -95,6 +95,13 @@ def figures(results: dict) -> list[dict]:
                              _s(t["bulk_cancel_all_cancelled_s"]),
                              f"{t['n']} bare pods, kubectl delete pods -l, all gone: {_s(t['bare_delete_all_gone_s'])}",
                              f"{r:.2f}x", "<= 2x", r <= 2.0, note=str(t.get("bulk_cancel_outcomes", ""))))
+    st = parts.get("starts")
+    if st and st.get("executions_s"):
+        r = st["executions_p50"] / st["jobs_p50"]
+        rows.append(_row(f"start: {st['n']} executions at once, all Running, median of {len(st['executions_s'])}",
+                         st["source"], f"{_s(st['executions_p50'])} (p95 {_s(st['executions_p95'])})",
+                         f"{st['n']} Jobs at once, all pods Running: {_s(st['jobs_p50'])} (p95 {_s(st['jobs_p95'])})",
+                         f"{r:.2f}x", "<= 1.1x", r <= 1.1))
     k = parts.get("cascade")
     if k and k.get("tree_s"):
         rows.append(_cascade_row(k))

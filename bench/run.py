@@ -33,7 +33,7 @@ from bench.benchkit import RESULTS, BenchError, install_crd, log
 
 REPO = Path(__file__).resolve().parents[1]
 
-PROCESS_PARTS = ("cancel", "throughput", "cascade", "writes", "failover", "steps", "traffic", "busy")
+PROCESS_PARTS = ("cancel", "throughput", "starts", "cascade", "writes", "failover", "steps", "traffic", "busy")
 ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
 
 
@@ -46,6 +46,8 @@ _NUMBERS = (
     ("--rounds", int, 20, "cancel-latency rounds (default 20)"),
     ("--grace", int, 30, "grace period of executions and baseline pods (30)"),
     ("--bulk", int, 200, "executions/Jobs/pods in the throughput+bulk part (200)"),
+    ("--starts-n", int, 50, "executions and Jobs started at once per round of the starts part (50)"),
+    ("--starts-rounds", int, 10, "starts rounds, executions and Jobs interleaved (10)"),
     ("--tree-rounds", int, 3, "cascade rounds (default 3)"),
     ("--tree-depth", int, 4, ""),
     ("--tree-fanout", int, 2, ""),
@@ -81,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-only", action="store_true", help="only the KWOK part (make bench-scale)")
     for flag, kind, default, text in _NUMBERS:
         p.add_argument(flag, type=kind, default=default, help=text or None)
-    p.add_argument("--busy-load", choices=("runners", "generator"), default="runners",
+    p.add_argument("--busy-load", choices=("runners", "generator"), default="generator",
                    help="runners: the busy executions step; generator: their traffic from a load generator (busy.py)")
     p.add_argument("--fairness-before", default=None, metavar="REV",
                    help="also measure the operator of this commit, interleaved (e.g. the commit before a change)")
@@ -161,6 +163,9 @@ def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_g
     if part == "cascade":
         from bench.cascade import run_cascade
         return run_cascade(layout, api, args)
+    if part == "starts":
+        from bench.starts import run_starts
+        return run_starts(layout, api, args)
     if part == "busy":
         from bench.busy import run_busy
         return run_busy(layout, api, args)

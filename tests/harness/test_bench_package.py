@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ["benchkit", "books", "busy", "cancel_latency", "cascade", "cluster_startup", "fairness", "observe", "padded_memory",
-           "process_parts", "proxy", "report", "run", "scale", "steps", "traffic"]
+           "process_parts", "proxy", "report", "run", "scale", "starts", "steps", "traffic"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -84,3 +84,13 @@ def test_the_deadline_row_says_when_runner_traffic_ran_beside_it() -> None:
     loaded = {"deadline": deadline, "traffic": {"rate": 50, "executions": 1000, "requests": 30000, "failed": 0}}
     [row] = figures({"parts": {"scale": loaded}})
     assert "while 1000 others checkpoint (50 writes/s)" in row["figure"]
+
+
+def test_the_starts_row_is_the_ratio_of_medians_against_jobs() -> None:
+    from bench.report import figures
+    starts = {"source": "real node", "n": 50, "executions_s": [11.0] * 10, "jobs_s": [10.0] * 10,
+              "executions_p50": 11.0, "executions_p95": 12.0, "jobs_p50": 10.0, "jobs_p95": 10.5}
+    [row] = figures({"parts": {"starts": starts}})
+    assert (row["ratio"], row["target"], row["met"]) == ("1.10x", "<= 1.1x", True)
+    [slow] = figures({"parts": {"starts": {**starts, "executions_p50": 11.5}}})
+    assert slow["met"] is False

@@ -1,0 +1,71 @@
+"""Start throughput against Jobs (issue 19, item 5), on the node the run uses.
+
+Each round creates `--starts-n` (50) executions at once and times create -> all Running (a watch on their
+phase); then, once they and their pods are gone, the same number of Jobs, each one pod running the
+comparable program, create -> all pods Running. `--starts-rounds` (10) rounds, interleaved, executions
+first in odd rounds and Jobs first in even ones, so neither always meets a cluster just cleaned up. One
+operator for the whole part.
+
+    .venv/bin/python -m bench.run --parts starts
+    FLUX_NODE=real FLUX_BENCH_DIR=.cluster-bench-real .venv/bin/python -m bench.run --parts starts
+"""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+from localcluster.layout import Layout
+from localcluster.nodes import choice
+
+from bench.benchkit import bench_namespace, create_executions, execution, kubectl, log, parallel, percentile, \
+    running_operator
+from bench.books import PhaseBook, PodBook
+from bench.process_parts import (COMPARABLE_PROGRAM, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _job,
+                                 _wait_no_pods)
+
+
+def _executions(custom: client.CustomObjectsApi, book: PhaseBook, ns: str, n: int, grace: int, r: int) -> float:
+    names = [f"start-{r}-{i:03d}" for i in range(n)]
+    t0 = time.monotonic()
+    create_executions(custom, ns, [execution(x, LONGRUN, ONE_LONG_STEP, grace) for x in names])
+    return book.wait_count(["Running"], n, 900, f"{n} executions Running", names=names) - t0
+
+
+def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int) -> float:
+    batch, label = client.BatchV1Api(api), f"jobs-{r}"
+    pods = PodBook(api, ns, f"bench={label}")
+    try:
+        t0 = time.monotonic()
+        parallel(lambda i: batch.create_namespaced_job(ns, _job(f"{label}-{i:03d}", grace, COMPARABLE_PROGRAM,
+                                                                 {"bench": label}, choice.of(layout))), range(n))
+        return pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
+    finally:
+        pods.stop()
+
+
+def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    n, grace = args.starts_n, args.grace
+    out: dict = {"source": f"{choice.of(layout).kind} node", "n": n, "executions_s": [], "jobs_s": []}
+    with bench_namespace(core, "starts") as ns, running_operator(layout, [ns], f"starts-{ns}") as op:
+        log(f"starts: namespace {ns}, operator log {op.log_path}")
+        book = PhaseBook(api, ns)
+        try:
+            for r in range(1, args.starts_rounds + 1):
+                order = ("executions", "jobs") if r % 2 else ("jobs", "executions")
+                for kind in order:
+                    if kind == "executions":
+                        out["executions_s"].append(_executions(custom, book, ns, n, grace, r))
+                        _delete_all_executions(layout, ns, book)
+                    else:
+                        out["jobs_s"].append(_jobs(layout, api, ns, n, grace, r))
+                        kubectl(layout, "delete", "jobs", "--all", "-n", ns, "--wait=false", "--cascade=background")
+                    _wait_no_pods(core, ns, grace + 300)
+                log(f"  [{r}/{args.starts_rounds}] {n} executions all Running {out['executions_s'][-1]:.2f}s, "
+                    f"{n} Jobs' pods all Running {out['jobs_s'][-1]:.2f}s")
+        finally:
+            book.stop()
+    for kind in ("executions", "jobs"):
+        out[f"{kind}_p50"], out[f"{kind}_p95"] = percentile(out[f"{kind}_s"], 50), percentile(out[f"{kind}_s"], 95)
+    return out
