@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-only", action="store_true", help="only the KWOK part (make bench-scale)")
     for flag, kind, default, text in _NUMBERS:
         p.add_argument(flag, type=kind, default=default, help=text or None)
+    p.add_argument("--starts-kwok", action="store_true",
+                   help="the starts part on a KWOK node beside the process node (pods Running without a process)")
     p.add_argument("--busy-load", choices=("runners", "generator"), default="generator",
                    help="runners: the busy executions step; generator: their traffic from a load generator (busy.py)")
     p.add_argument("--fairness-before", default=None, metavar="REV",
