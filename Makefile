@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node test-cron unit demo crds chart-check e2e-kind bench bench-scale bench-fairness faults hostile clean
+.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node test-cron unit demo crds chart-check e2e-kind bench bench-scale bench-fairness faults faults-real hostile clean
 
 help:
 	@echo "make demo          bring up a local cluster (a real kubelet; FLUX_NODE=process: the process node),"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-fairness only its fairness part (KWOK): a storm next door vs deadlines, cancels, starts"
 	@echo "make operator-venv .venv-operator: the operator alone, as its image has it (the benchmark runs it)"
 	@echo "make faults        the fault suite on a cluster of its own (tests/faults/RESULTS.md)"
+	@echo "make faults-real   its faults where a real kubelet matters, on the real node (tests/faults/RESULTS-real.md)"
 	@echo "make hostile       the hostile-tenant suite on a cluster of its own (tests/hostile/RESULTS.md)"
 
 ROLE_PROJECTS := $(wildcard */pyproject.toml)
@@ -132,6 +133,16 @@ FAULTS_CLUSTER ?= $(CURDIR)/.cluster-faults
 
 faults: venv binaries
 	FLUX_CLUSTER_DIR=$(FAULTS_CLUSTER) $(PY) -m pytest tests/faults -p no:cacheprovider -q
+
+# The faults where a real kubelet matters (marker `kubelet`: SIGTERM and graceful cancels, SIGKILL at the
+# grace's end, eviction, node loss) on the real node, a cluster of its own (one real kubelet per machine);
+# writes tests/faults/RESULTS-real.md. Not in .ci/run.
+FAULTS_REAL_CLUSTER ?= $(CURDIR)/.cluster-faults-real
+
+faults-real: venv binaries
+	@FLUX_CLUSTER_DIR=$(FAULTS_REAL_CLUSTER) $(CLUSTER) down >/dev/null # what an interrupted run left up
+	FLUX_NODE=real FLUX_CLUSTER_DIR=$(FAULTS_REAL_CLUSTER) $(PY) -m pytest tests/faults -p no:cacheprovider -q \
+		-m kubelet
 
 
 # The hostile-tenant suite (tests/hostile): attacks by a namespace user with only Execution rights, or by a

@@ -16,11 +16,13 @@ Everything stays on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,9 +30,13 @@ from pathlib import Path
 
 from localcluster.layout import Layout, write_kubeconfig
 from localcluster.probes import apiserver_ok, http_ok, wait_for
+from localcluster.procs import in_cgroup, session_members
 
 COMPONENTS_FILE = "components.json"
 FAULTS_DIR = "faults"
+# Each node kind's components, in the order they start: what kill_node takes down, start_node brings back.
+NODE_COMPONENTS = {"process": ("process-node",), "real": ("containerd", "kubelet")}
+KUBEPODS = ":/kubepods/"  # a pod's cgroup under the real kubelet's (cgroupfs driver), in /proc/<pid>/cgroup
 
 
 def hold_file(root: Path, name: str) -> Path:
@@ -93,12 +99,27 @@ class ClusterFaults:
             raise RuntimeError(f"{name} is not running: {entry}")
         return int(entry["pid"])
 
+    @property
+    def node_components(self) -> tuple[str, ...]:
+        return NODE_COMPONENTS[self.layout.node]
+
     def healthy(self, name: str) -> bool:
         if name == "etcd":
             return http_ok(f"http://127.0.0.1:{self.layout.ports.etcd_client}/health")
         if name == "kube-apiserver":
             return apiserver_ok(self.layout.server, self.layout.pki, "/readyz")
-        return self.components().get(name, {}).get("state") == "running"
+        if self.components().get(name, {}).get("state") != "running":
+            return False
+        check = self._node_health.get(name)  # the supervisor's own check (a real node's kubelet, containerd)
+        try:
+            return check() if check else True
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+    @functools.cached_property
+    def _node_health(self) -> dict:
+        from localcluster.nodes import choice
+        return choice.of(self.layout).hooks(self.layout).health
 
     # --- SIGSTOP / SIGCONT: a hung process, its sockets open --------------------------------------
 
@@ -152,34 +173,49 @@ class ClusterFaults:
         self.start(name, timeout)
         return time.monotonic() - killed_at
 
-    def kill_node(self, timeout: float = 30) -> list[int]:
-        """The process node dies as a machine does: the node process and every container it ran, at once
-        (SIGKILL). Returns the container pids killed. The supervisor holds the node down until `start`.
+    def kill_node(self, timeout: float = 30) -> dict[int, str]:
+        """The node dies as a machine does: its components (the process node; a real node's kubelet and
+        containerd) and every process they ran, at once (SIGKILL). Returns the other processes killed, pid
+        to command name (its containers; a real node's shims too). The supervisor holds the node down until `start_node`.
 
         Killing the node process alone is not enough: a container that changed its user (runAsUser)
-        lost the parent-death signal with it (prctl(2)), so it would outlive its node and keep working."""
+        lost the parent-death signal with it (prctl(2)), so it would outlive its node and keep working.
+        A real node's containers are in sessions of their own (runc makes one): found by their cgroup."""
+        names = self.node_components
         supervisor = json.loads((self.root / COMPONENTS_FILE).read_text())["supervisor"]
-        keep = {supervisor, *(int(e["pid"]) for n, e in self.components().items()
-                              if n != "process-node" and e.get("state") == "running")}
-        node = self.pid("process-node")
-        doomed = [pid for pid in _session_members(supervisor) if pid not in keep and pid != node]
-        hold = hold_file(self.root, "process-node")
-        hold.parent.mkdir(exist_ok=True)
-        hold.touch()
-        for pid in [node, *doomed]:
+        keep = {supervisor, os.getpid(), *(int(e["pid"]) for n, e in self.components().items()
+                              if n not in names and e.get("state") == "running")}
+        nodes = [self.pid(name) for name in names]
+
+        def members() -> list[int]:
+            found = session_members(supervisor) + (in_cgroup(KUBEPODS) if self.layout.node == "real" else [])
+            return [pid for pid in dict.fromkeys(found) if pid not in keep]
+
+        doomed = {pid: _command(pid) for pid in members() if pid not in nodes}
+        for name in names:
+            hold = hold_file(self.root, name)
+            hold.parent.mkdir(exist_ok=True)
+            hold.touch()
+        for pid in [*nodes, *doomed]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        # Anything a container forked meanwhile is in the same session: sweep until none is left.
+        # Anything a container forked meanwhile is in the same session (or cgroup): sweep until none is left.
         def swept() -> bool:
-            left = [p for p in _session_members(supervisor) if p not in keep]
+            left = members()
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             return not left
         wait_for(swept, timeout, 0.2, "every process of the node to die", TimeoutError)
-        wait_for(lambda: self.components()["process-node"].get("state") == "held", timeout,
-                 what="the supervisor to hold process-node", error=TimeoutError)
+        for name in names:
+            wait_for(lambda: self.components()[name].get("state") == "held", timeout,
+                     what=f"the supervisor to hold {name}", error=TimeoutError)
         return doomed
+
+    def start_node(self, timeout: float = 90) -> None:
+        """The node back after `kill_node`: its components in their order, each healthy before the next."""
+        for name in self.node_components:
+            self.start(name, timeout)
 
     def release_all(self) -> None:
         """Lifts every hold (for a test's cleanup): the supervisor starts what it held."""
@@ -301,6 +337,13 @@ class BlackholeProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"  # it exited meanwhile
+
+
 def proxy_kubeconfig(layout: Layout, port: int, path: Path) -> Path:
     """The admin kubeconfig, pointing at `port` on 127.0.0.1 instead of the API server."""
     pki = layout.pki
@@ -308,7 +351,3 @@ def proxy_kubeconfig(layout: Layout, port: int, path: Path) -> Path:
                      "admin")
     return path
 
-
-def _session_members(sid: int) -> list[int]:
-    from localcluster.procs import session_members
-    return session_members(sid)

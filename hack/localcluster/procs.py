@@ -54,6 +54,21 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+def in_cgroup(fragment: str) -> list[int]:
+    """Every live process whose cgroup path (any hierarchy) contains `fragment`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat, cgroups = (entry / "stat").read_text(), (entry / "cgroup").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        if stat[stat.rindex(")") + 2:].split()[0] != "Z" and fragment in cgroups:
+            members.append(int(entry.name))
+    return members
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

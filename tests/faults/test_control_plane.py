@@ -12,7 +12,7 @@ from flux_operator.execution.cancel import ESCALATION_MARGIN_SECONDS
 from fluxtest import TERMINAL, longrun, manifest, wait_for
 from fluxtest.faults import counted, finished_steps, log_tail, metric, runner_starts, statuses, step_runs, wait_all
 from fluxtest.podlogs import RunnerLogs
-from localcluster.nodes.process import NODE_NAME
+from localcluster.nodes import choice
 
 pytestmark = pytest.mark.faults
 
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.faults
 # --- the API server restarted mid-cancel ----------------------------------------------------------------
 
 @pytest.mark.row("apiserver-restart")
+@pytest.mark.kubelet
 @pytest.mark.timeout(400)
 def test_apiserver_restarted_mid_cancel(fx, operators, faults, result):
     """Cancels in flight when the API server goes down (SIGTERM, then SIGKILL after 5 s) must all conclude
@@ -102,16 +103,18 @@ def test_etcd_paused_during_runs(fx, operators, faults, cluster, result):
     assert all(n <= 1 for n in reruns.values()), f"more than one step re-run by a runner: {reruns}"
 
 
-# --- the process node killed, then a cancel ------------------------------------------------------------------
+# --- the node killed, then a cancel ---------------------------------------------------------------------------
 
 NODE_GRACE = 5
 
 
 @pytest.mark.row("node-killed")
+@pytest.mark.kubelet
 @pytest.mark.timeout(300)
-def test_process_node_killed_then_cancel(fx, operators, faults, core, result):
+def test_node_killed_then_cancel(fx, operators, faults, cluster, core, result):
     """With its node dead, a runner pod can never confirm its end: the operator must force-delete it
-    ESCALATION_MARGIN_SECONDS past its grace period and conclude ForceDeleted."""
+    ESCALATION_MARGIN_SECONDS past its grace period and conclude ForceDeleted. The node dies whole: the
+    process node with its containers; a real node's kubelet and containerd with their shims and containers."""
     operators.start()
     fx.create(longrun("orphan", seconds=0.5, gracePeriodSeconds=NODE_GRACE))
     fx.wait_step("orphan", timeout=120)
@@ -127,7 +130,11 @@ def test_process_node_killed_then_cancel(fx, operators, faults, core, result):
         bound = NODE_GRACE + ESCALATION_MARGIN_SECONDS
         result.figure(f"{took:.1f} s from cancel to {status['phase']}/{status['cancellation'].get('outcome')} "
                       f"(grace {NODE_GRACE} s + margin {ESCALATION_MARGIN_SECONDS} s = {bound} s)")
-        result.note(f"killed the node process and its {len(containers)} container process(es) with it")
+        if cluster.node == "process":
+            result.note(f"killed the node process and its {len(containers)} container process(es) with it")
+        else:
+            result.note(f"killed the kubelet and containerd, and with them the {len(containers)} process(es) of "
+                        f"its pods: {', '.join(sorted(containers.values()))}")
         assert status["phase"] == "Cancelled"
         assert status["cancellation"]["outcome"] == "ForceDeleted", status["cancellation"]
         assert status["cancellation"].get("forcedAt")
@@ -135,9 +142,9 @@ def test_process_node_killed_then_cancel(fx, operators, faults, core, result):
         assert fx.pod("orphan") is None
         assert fx.events("orphan").count("ForceDeleted") == 1, fx.events("orphan")
     finally:
-        faults.start("process-node")
+        faults.start_node()
 
     def node_ready():
-        node = core.read_node(NODE_NAME)
+        node = core.read_node(choice.of(cluster).name)
         return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-    wait_for(node_ready, timeout=60, what="the process node to be Ready again")
+    wait_for(node_ready, timeout=60, what="the node to be Ready again")

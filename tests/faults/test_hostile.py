@@ -282,6 +282,7 @@ def test_spawn_bomb_is_capped_with_a_clear_error(fx, operators, result):
 # --- status growth to the checkpoint budget ----------------------------------------------------------------
 
 @pytest.mark.row("status-growth")
+@pytest.mark.kubelet
 @pytest.mark.timeout(300)
 def test_status_growth_to_the_budget_fails_once(fx, operators, cluster, result):
     """Every step returns ~200 KB: the checkpoint outgrows its budget (256 KiB) at the second step. The

@@ -46,6 +46,7 @@ class PodWatch:
 
 
 @pytest.mark.row("recreate")
+@pytest.mark.kubelet
 @pytest.mark.timeout(300)
 def test_recreate_under_the_same_name_uses_its_own_pod(fx, operators, core, cluster, result):
     """An Execution with a running pod is deleted and made again at once under the same name (other
@@ -84,6 +85,7 @@ def test_recreate_under_the_same_name_uses_its_own_pod(fx, operators, core, clus
 # --- the runner pod evicted mid-run ------------------------------------------------------------------------
 
 @pytest.mark.row("eviction")
+@pytest.mark.kubelet
 @pytest.mark.timeout(300)
 def test_evicted_runner_resumes_without_rerunning_finished_steps(fx, operators, core, cluster, result):
     """The Eviction API takes the runner pod mid-run (SIGTERM through a graceful delete, no cancel asked).

@@ -31,6 +31,7 @@ JITTER = [0.15 * (i % 12) for i in range(RACES)]
 
 
 @pytest.mark.row("cancel-race")
+@pytest.mark.kubelet
 @pytest.mark.timeout(900)
 def test_cancel_racing_completion(fx, operators, custom, result):
     """Each of 100 short executions is cancelled just around the moment its workflow returns. A watch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from fluxtest import TERMINAL, longrun, manifest, wait_for
@@ -23,6 +24,7 @@ def event_counts(fx, name: str, reasons=("Started", *CANCEL_EVENTS)) -> dict[str
 # --- killed -9 mid-cancel, ten times -------------------------------------------------------------------
 
 @pytest.mark.row("operator-kill")
+@pytest.mark.kubelet
 @pytest.mark.timeout(600)
 def test_operator_killed_mid_cancel_ten_times(fx, operators, result):
     """Two replicas; ten times: cancel one execution (its cleanup takes 2 s), SIGKILL the leader a little
@@ -79,6 +81,7 @@ STALE_AFTER = 30  # max(30 s, 2 × lease): when /healthz must be red
 
 
 @pytest.mark.row("api-unreachable")
+@pytest.mark.kubelet
 @pytest.mark.timeout(400)
 def test_api_unreachable_to_the_operator_for_a_minute(fx, operators, cluster, operator_identity, operator_env,
                                                      tmp_path, result):
@@ -86,7 +89,8 @@ def test_api_unreachable_to_the_operator_for_a_minute(fx, operators, cluster, op
     (connections stay open, nothing is refused or reset). Runners still reach the API server. Cancels
     made during the outage must all conclude within grace + 30 s of the network healing, and /healthz
     must be red while the API server is silent."""
-    proxy = BlackholeProxy(cluster.ports.apiserver)
+    upstream = urlsplit(cluster.server)  # the real node's API server is on a loopback Service address
+    proxy = BlackholeProxy(upstream.port, upstream.hostname)
     kubeconfig = operator_identity.kubeconfig_via(f"https://127.0.0.1:{proxy.port}", tmp_path / "via-proxy.kubeconfig")
     op = operators.start(env={**operator_env, "KUBECONFIG": str(kubeconfig)})
     try:

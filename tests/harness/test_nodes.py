@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from localcluster.cluster import component_commands
+from localcluster.faults import NODE_COMPONENTS
 from localcluster.layout import Layout, Ports
 from localcluster.nodes import choice
 from localcluster.nodes.kwok import KWOK_NODE, STAGES, KwokNode
 from localcluster.nodes.process import NODE_NAME, ProcessNode
 from localcluster.nodes.protocol import Node
 from localcluster.nodes.real import RealNode
+from localcluster.procs import in_cgroup
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +91,15 @@ def test_a_cluster_brought_up_before_the_node_interface_still_loads(tmp_path) ->
     assert (old.node, old.server) == ("real", "https://127.0.117.1:443")
     old.save()
     assert Layout.load(tmp_path) == old
+
+
+@pytest.mark.parametrize("cls", [ProcessNode, RealNode])
+def test_the_fault_hooks_kill_and_start_the_nodes_own_components_in_order(cls) -> None:
+    node = cls()
+    commands = component_commands(layout(node, slot=117), node)
+    assert [n for n in commands if n not in CONTROL_PLANE] == list(NODE_COMPONENTS[node.kind])
+
+
+def test_a_cgroup_search_finds_this_process_and_no_pod_of_a_kubelet_not_running_here() -> None:
+    assert os.getpid() in in_cgroup(":/")
+    assert os.getpid() not in in_cgroup(":/no-such-cgroup-of-flux/")
