@@ -104,12 +104,14 @@ crds: venv
 	$(PY) -m flux_api.crd --write
 
 # Both build kwok (hack/kwok/go.mod) into the binary cache on first use, for the KWOK node of the scale part.
-# Every figure on the process node and KWOK, then the cancel-latency table on the real node against
-# its own floor (a cluster of its own: one real kubelet per machine).
+# Every figure on the process node and KWOK, then the cancel-latency table and the start throughput on the
+# real node against their floors (a cluster of its own: one real kubelet per machine), and the start
+# throughput of 1,000 on KWOK.
 bench: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
 	$(PY) -m bench.run
-	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) -m bench.run --parts cancel
+	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) -m bench.run --parts cancel,starts
+	$(PY) -m bench.run --parts starts --starts-kwok --starts-n 1000 --starts-rounds 3
 
 bench-scale: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
