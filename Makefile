@@ -110,7 +110,7 @@ crds: venv
 bench: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
 	$(PY) -m bench.run
-	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) -m bench.run --parts cancel,starts
+	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) -m bench.run --parts cancel,starts --starts-n 40
 	$(PY) -m bench.run --parts starts --starts-kwok --starts-n 1000 --starts-rounds 3
 
 bench-scale: venv operator-venv binaries

@@ -2,9 +2,9 @@
 
 Each round creates `--starts-n` (50) executions at once and times create -> all Running (a watch on their
 phase); then, once they and their pods are gone, the same number of Jobs, each one pod running the
-comparable program, create -> all pods Running. `--starts-rounds` (10) rounds, interleaved, executions
+comparable program and asking for a runner pod's resources, create -> all pods Running. `--starts-rounds` (10) rounds, interleaved, executions
 first in odd rounds and Jobs first in even ones, so neither always meets a cluster just cleaned up. One
-operator for the whole part.
+operator for the whole part. A runner pod asks for 50m of CPU: a 2-core real node fits 40 (`--starts-n 40`).
 
     .venv/bin/python -m bench.run --parts starts
     FLUX_NODE=real FLUX_BENCH_DIR=.cluster-bench-real .venv/bin/python -m bench.run --parts starts
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+from flux_operator.builders import RunnerSettings
 from kubernetes import client
 from localcluster.layout import Layout
 from localcluster.nodes import choice, kwok
@@ -37,13 +38,21 @@ def _executions(custom: client.CustomObjectsApi, book: PhaseBook, ns: str, n: in
     return book.wait_count(["Running"], n, 900, f"{n} executions Running", names=names) - t0
 
 
+def _comparable_job(layout: Layout, name: str, grace: int, label: str) -> dict:
+    """A Job whose one pod asks the node for what a runner pod asks (the operator's default resources), so
+    the node fits as many of them as of runner pods."""
+    job = _job(name, grace, COMPARABLE_PROGRAM, {"bench": label}, choice.of(layout))
+    job["spec"]["template"]["spec"]["containers"][0]["resources"] = RunnerSettings().default_resources()
+    return job
+
+
 def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int) -> float:
     batch, label = client.BatchV1Api(api), f"jobs-{r}"
     pods = PodBook(api, ns, f"bench={label}")
     try:
         t0 = time.monotonic()
-        parallel(lambda i: batch.create_namespaced_job(ns, _job(f"{label}-{i:03d}", grace, COMPARABLE_PROGRAM,
-                                                                 {"bench": label}, choice.of(layout))), range(n))
+        parallel(lambda i: batch.create_namespaced_job(ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label)),
+                 range(n))
         return pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
     finally:
         pods.stop()
