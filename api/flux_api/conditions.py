@@ -19,6 +19,7 @@ class StartedReason(StrEnum):
     RETRY_BACKOFF = "RetryBackoff"
     QUOTA_EXCEEDED = "QuotaExceeded"
     RUNNER_DELAYED = "RunnerDelayed"
+    RUNNER_UNSCHEDULABLE = "RunnerUnschedulable"
 
 
 class ReadyReason(StrEnum):
@@ -29,10 +30,11 @@ class ReadyReason(StrEnum):
     INVALID_SCHEDULE = "InvalidSchedule"
 
 
-# Started=False with one of these: Pending, and the runner is not made yet on purpose (a start time, a full
-# quota, a refused create that is retried). A retry's backoff says so in status.nextRetryAt instead.
+# Started=False with one of these: Pending, and the runner is not running yet for a known reason (a start time,
+# a full quota, a refused create that is retried, no node that fits its pod). A retry's backoff says so in
+# status.nextRetryAt instead.
 WAITING_REASONS = frozenset({StartedReason.START_AT_NOT_REACHED, StartedReason.QUOTA_EXCEEDED,
-                             StartedReason.RUNNER_DELAYED})
+                             StartedReason.RUNNER_DELAYED, StartedReason.RUNNER_UNSCHEDULABLE})
 # How the operator's message starts when it waits on purpose (a reason in WAITING_REASONS); readers show the rest.
 WAITING_PREFIX = "waiting: "
 

@@ -26,6 +26,7 @@ class EventReason(StrEnum):
     RETRY_SCHEDULED = "RetryScheduled"
     RESUMED = "Resumed"
     RUNNER_DELAYED = "RunnerDelayed"
+    RUNNER_UNSCHEDULABLE = "RunnerUnschedulable"
     RUNNER_REFUSED = "RunnerRefused"
     LIMIT_EXCEEDED = "LimitExceeded"
     RECONCILE_FAILED = "ReconcileFailed"

@@ -83,11 +83,14 @@ def pod_view(pod: dict[str, Any]) -> PodView:
             message = (terminated.get("message") or "").strip() or \
                 f"runner exited with code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
     owners = [o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")]
+    unscheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
+                        and c.get("status") == "False" and c.get("reason") == "Unschedulable"), None)
     return PodView(name=meta.get("name", ""), phase=status.get("phase", "Pending"),
                    terminating=bool(meta.get("deletionTimestamp")), started=started, exit_message=message,
                    uid=meta.get("uid", ""), owner_uid=owners[0] if owners else "",
                    deletion_at=parse_time(meta.get("deletionTimestamp")), node=(pod.get("spec") or {}).get("nodeName") or "",
                    reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "",
+                   unschedulable=((unscheduled.get("message") or "no node fits it") if unscheduled else ""),
                    token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""))
 
 

@@ -82,6 +82,8 @@ def test_waiting_is_read_from_the_started_condition_not_from_the_message_wording
     assert objects.reason_of(waiting("QuotaExceeded", quota)).startswith("could not create the runner's pod")
     # Other wording, same condition: still waiting; the message alone, or a started runner: not waiting.
     assert objects.reason_of(waiting("RunnerDelayed", "the create was refused")) == "the create was refused"
+    assert objects.reason_of(waiting("RunnerUnschedulable", "waiting: runner pod x-runner is not scheduled: 0/1 "
+                                     "nodes are available")) == "runner pod x-runner is not scheduled: 0/1 nodes are available"
     assert objects.reason_of(execution(message="waiting: starts at 2026-11-21T13:00:00.000Z")) is None
     assert objects.reason_of(execution(conditions=[started("RunnerStarted", "waiting: no", "True")])) is None
     # A condition the model refuses is ignored, not a crash.

@@ -64,6 +64,21 @@ def test_owned_fields_are_refused_by_the_api_server(fx, template, message):
     assert message in rejected(fx, manifest("bad", "flux_examples.quick:main", podTemplate=template))
 
 
+def test_a_runner_pod_no_node_fits_says_so_in_the_schedulers_words_and_can_be_cancelled(fx):
+    fx.create(manifest("huge", "flux_examples.quick:main",
+                       podTemplate={"resources": {"requests": {"cpu": "500", "memory": "32Mi"}}}))
+    status = wait_for(lambda: "not scheduled" in (s := fx.status("huge")).get("message", "") and s,
+                      timeout=60, what="huge to say its pod is not scheduled")
+    assert status["phase"] == "Pending"
+    assert status["message"].startswith("waiting: runner pod huge-runner is not scheduled: 0/1 nodes are available")
+    assert "Insufficient cpu" in status["message"]
+    started = next(c for c in status["conditions"] if c["type"] == "Started")
+    assert (started["status"], started["reason"]) == ("False", "RunnerUnschedulable")
+    assert "RunnerUnschedulable" in fx.events("huge")
+    fx.cancel("huge", "never fits")
+    assert fx.wait_phase("huge", "Cancelled")["cancellation"]["reason"] == "never fits"
+
+
 def test_unknown_pod_fields_are_refused_by_kubectl(kubectl, namespace, operator):
     body = ('{"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution", "metadata": {"name": "bad"},'
             ' "spec": {"workflow": "a.b:c", "podTemplate": {"command": ["sh"]}}}')

@@ -191,3 +191,31 @@ def test_a_lost_pod_is_replaced_under_a_new_token():
     assert status_patch(actions)["resumes"] == 1
     assert status_patch(actions)["runnerObjects"]["pod"] == {"name": POD, "tokens": [token_hash("t1")]}
     assert [(m.key, m.uids) for m in of(actions, EnsureRunner)[0].makes] == [("pod", ("p1",))]
+
+
+# --- a runner pod no node fits -------------------------------------------------------------------------------
+
+def test_a_pod_no_node_fits_leaves_it_pending_saying_why_once_and_starting_clears_it() -> None:
+    memory = tokens()
+    ex = started(memory)
+    made_everything(memory)
+    waiting = PodView(POD, uid="uid-pod", unschedulable="0/1 nodes are available: 1 Insufficient cpu.")
+    actions = decide(ex, waiting, [], NOW, memory)
+    patch = status_patch(actions)
+    assert patch["message"] == (f"waiting: runner pod {POD} is not scheduled: "
+                                "0/1 nodes are available: 1 Insufficient cpu.")
+    [condition] = [c for c in patch["conditions"] if c["type"] == "Started"]
+    assert (condition["status"], condition["reason"]) == ("False", "RunnerUnschedulable")
+    assert [(e.reason, e.type) for e in of(actions, EmitEvent)] == [("RunnerUnschedulable", "Warning")]
+    ex = apply(ex, actions)
+    assert decide(ex, waiting, [], NOW + timedelta(seconds=5), memory) == [], "said once, not per pod event"
+    running = PodView(POD, uid="uid-pod", phase="Running", started=True)
+    patch = status_patch(decide(ex, running, [], NOW + timedelta(seconds=9), memory))
+    assert patch["phase"] == "Running" and patch["message"] is None
+
+
+def test_a_pod_the_scheduler_has_not_looked_at_yet_says_nothing() -> None:
+    memory = tokens()
+    ex = started(memory)
+    made_everything(memory)
+    assert status_patch(decide(ex, PodView(POD, uid="uid-pod"), [], NOW, memory)).get("message") is None

@@ -235,3 +235,15 @@ def test_the_echo_of_the_operators_own_write_is_not_quieted_and_wakes_the_parent
     assert not world.progress_only(written), "the echo goes on to kopf"
     assert world.execution_changed(written) == [key, ("ns", "p")]
     assert world.progress_only(progressed(written, "13", 2)), "and progress after it is quiet again"
+
+
+def test_a_pod_the_scheduler_cannot_place_is_seen_with_its_message() -> None:
+    from flux_operator.world import pod_view
+    raw = {"metadata": {"name": "job-runner"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes are available: 1 Insufficient cpu."}]}}
+    assert pod_view(raw).unschedulable == "0/1 nodes are available: 1 Insufficient cpu."
+    raw["status"]["conditions"][0]["reason"] = "SchedulingGated"  # held back on purpose: not a problem to report
+    assert pod_view(raw).unschedulable == ""
+    raw["status"]["conditions"][0].update(status="True", reason="")
+    assert pod_view(raw).unschedulable == ""

@@ -117,6 +117,7 @@ class PodView:
     token: str = ""  # the creation token annotation: proves the operator made it (ownership.py)
     node: str = ""
     reason: str = ""  # status.reason, e.g. Evicted
+    unschedulable: str = ""  # the scheduler's message while it finds no node for the pod (PodScheduled=False)
     resource_version: str = ""  # orders two views of one pod: an older one never replaces a newer
 
 

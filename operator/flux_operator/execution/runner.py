@@ -126,6 +126,16 @@ def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None
         plan.event(EventReason.RUNNER_DELAYED, message, "Warning", key=reason.lower())
 
 
+def unschedulable(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
+    """Pending while no node fits the runner pod (too little CPU or memory, a taint, a selector), saying
+    so in the scheduler's words: once per message. Starting clears it (machine._mark_started)."""
+    message = f"{WAITING_PREFIX}runner pod {pod.name} is not scheduled: {pod.unschedulable[:400]}"
+    if ex.status.message != message:
+        plan.status.set(message=message)
+        plan.condition(ex, now, STARTED, False, StartedReason.RUNNER_UNSCHEDULABLE, message)
+        plan.event(EventReason.RUNNER_UNSCHEDULABLE, message, "Warning")
+
+
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
     """Adds the UIDs of what was made to a status this decision writes anyway (no write of its own: until
     then the tokens prove the objects, and this replica's Memory skips them)."""
