@@ -7,8 +7,8 @@ and deleted. `--busy-blocks` (4) of each: N = blocks x starts per condition. One
 its CPU over each block recorded beside the latencies.
 
 `--busy-load` says where the busy executions' traffic comes from. `runners`: their own runners
-stepping. `generator` (the default): their runners sit in one idle step and a load generator in this process sends what
-coalesced runners stepping that fast send the API server, one checkpoint write a second per execution
+stepping. `generator` (the default): their runners sit in one idle step and a load generator in this
+process sends what coalesced runners stepping that fast send the API server, one checkpoint write a second per execution
 (`--checkpoint-interval`'s default; `bench.traffic` builds the checkpoint) and the step-boundary cancel
 check, a GET, as often. The operator sees the same traffic; the machine is spared the runners' own step
 loops, which on 2 cores starve the control plane before the operator is measured at all.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+from flux_operator.builders import RunnerSettings
 from kubernetes import client
 from localcluster.layout import Layout
 
@@ -30,7 +31,8 @@ from bench.books import PhaseBook
 from bench.process_parts import FIRST_STEP, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _wait_logs, _wait_no_pods
 from bench.traffic import LoadGenerator, cpu_seconds
 
-WRITE_INTERVAL_S = 1.0  # a runner's coalesced checkpoint writes: at most one a second (the default)
+# A runner's coalesced checkpoint writes: at most one per interval (the operator's default).
+WRITE_INTERVAL_S = RunnerSettings().checkpoint_interval
 
 
 def _starts(custom: client.CustomObjectsApi, book: PhaseBook, ns: str, prefix: str, n: int) -> list[float]:
@@ -68,7 +70,8 @@ def run_busy(layout: Layout, api: client.ApiClient, args) -> dict:
                                                for x in names])
                 book.wait_count(["Running"], n_busy, 600, f"the {n_busy} busy executions Running", names=names)
                 _wait_logs(layout, ns, FIRST_STEP, n_busy, 300, f"busy-{b}-")
-                with contextlib.nullcontext() if runners else LoadGenerator(custom, ns, names, n_busy / WRITE_INTERVAL_S) as load:
+                load = None if runners else LoadGenerator(custom, ns, names, n_busy / WRITE_INTERVAL_S)
+                with load or contextlib.nullcontext():
                     time.sleep(5)  # every runner past its first checkpoint writes
                     cpu0, t0 = cpu_seconds(op.pid), time.monotonic()
                     out["start_s"]["busy"] += _starts(custom, book, ns, f"among-{b}", args.busy_starts)

@@ -2,8 +2,8 @@
 
 Each round creates `--starts-n` (50) executions at once and times create -> all Running (a watch on their
 phase); then, once they and their pods are gone, the same number of Jobs, each one pod running the
-comparable program and asking for a runner pod's resources, create -> all pods Running. `--starts-rounds` (10) rounds, interleaved, executions
-first in odd rounds and Jobs first in even ones, so neither always meets a cluster just cleaned up. One
+comparable program and asking for a runner pod's resources, create -> all pods Running. `--starts-rounds`
+(10) rounds, interleaved, executions first in odd rounds and Jobs first in even ones, so neither always meets a cluster just cleaned up. One
 operator for the whole part. A runner pod asks for 50m of CPU: a 2-core real node fits 40 (`--starts-n 40`).
 
     .venv/bin/python -m bench.run --parts starts

@@ -176,7 +176,8 @@ class ClusterFaults:
     def kill_node(self, timeout: float = 30) -> dict[int, str]:
         """The node dies as a machine does: its components (the process node; a real node's kubelet and
         containerd) and every process they ran, at once (SIGKILL). Returns the other processes killed, pid
-        to command name (its containers; a real node's shims too). The supervisor holds the node down until `start_node`.
+        to command name (its containers; a real node's shims too). The supervisor holds the node down until
+        `start_node`.
 
         Killing the node process alone is not enough: a container that changed its user (runAsUser)
         lost the parent-death signal with it (prctl(2)), so it would outlive its node and keep working.

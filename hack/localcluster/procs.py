@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -37,36 +38,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def session_members(sid: int) -> list[int]:
-    """Every live process whose session id is `sid` (the supervisor makes its own session)."""
-    members = []
+def _live_processes(also: str = "") -> Iterator[tuple[int, list[str], str]]:
+    """Every process that is not a zombie: its pid, the fields of /proc/<pid>/stat after the parenthesised
+    command (state ppid pgrp session ...) and the text of /proc/<pid>/`also` ("" when not asked for)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            stat, extra = (entry / "stat").read_text(), (entry / also).read_text() if also else ""
         except OSError:
-            continue
-        # Fields after the parenthesised command: state ppid pgrp session ...
+            continue  # it exited meanwhile
         fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            yield int(entry.name), fields, extra
+
+
+def session_members(sid: int) -> list[int]:
+    """Every live process whose session id is `sid` (the supervisor makes its own session)."""
+    return [pid for pid, fields, _ in _live_processes() if int(fields[3]) == sid]
 
 
 def in_cgroup(fragment: str) -> list[int]:
     """Every live process whose cgroup path (any hierarchy) contains `fragment`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat, cgroups = (entry / "stat").read_text(), (entry / "cgroup").read_text()
-        except OSError:
-            continue  # it exited meanwhile
-        if stat[stat.rindex(")") + 2:].split()[0] != "Z" and fragment in cgroups:
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, _, cgroups in _live_processes("cgroup") if fragment in cgroups]
 
 
 def alive(pid: int) -> bool:

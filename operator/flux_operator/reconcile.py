@@ -113,7 +113,7 @@ class Reconciler:
                 # The cancel is still recorded (Cancelling) so users see it; the signal is retried.
                 if failed_signal is None:
                     self._signal_failed(snapshot, err)
-                failed_signal = failed_signal or err
+                    failed_signal = err
         if failed_signal is not None:
             raise failed_signal
         if any(isinstance(a, machine.DeleteExecution) for a in actions):
