@@ -76,9 +76,22 @@ class Executions:
         return wait_for(progressed, timeout=timeout, what=f"{name} to checkpoint {steps} step(s)")
 
     def events(self, name: str) -> list[str]:
+        return [reason for reason, _ in self.event_records(name)]
+
+    def event_records(self, name: str) -> list[tuple[str, str]]:
+        """(reason, message) of the execution's Events, oldest first."""
         items = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
-        return [e.reason for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)
+        return [(e.reason, e.message or "") for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)
                 if e.involved_object.kind == KIND]
+
+    def cancel_told(self, name: str) -> dict[str, int]:
+        """How often the Events told each part of a cancel: the request (an Event of its own, or folded into
+        the conclusion's when one reconcile asked and concluded) and the conclusion."""
+        records = self.event_records(name)
+        concluded = [m for r, m in records if r in ("Cancelled", "CancelIgnored")]
+        folded = sum(1 for m in concluded if m.startswith("cancel requested"))
+        return {"CancelRequested": sum(1 for r, _ in records if r == "CancelRequested") + folded,
+                "Cancelled": len(concluded)}
 
     def pod(self, name: str) -> client.V1Pod | None:
         try:

@@ -172,7 +172,9 @@ def test_cancel_before_any_pod_never_runs():
     assert patch["cancellation"]["outcome"] == "NotStarted"
     assert patch["cancellation"]["source"] == "spec"
     assert not of(actions, EnsureRunner), "a pending execution never runs"
-    assert events(actions) == ["CancelRequested", "Cancelled"]
+    (told,) = of(actions, EmitEvent)
+    assert told.reason == "Cancelled", "requested and concluded in one reconcile: one Event tells both"
+    assert told.message == "cancel requested (spec): no; cancelled before it started (NotStarted)"
     assert ("outcome", "NotStarted") in [(o.name, o.value) for o in of(actions, Observe)]
 
 
@@ -500,9 +502,10 @@ def test_the_signal_is_reported_once_even_if_the_operator_died_right_after_the_d
     """Restarted: a cancel requested, the runner ran, its pod is already gone, nothing recorded yet."""
     ex = execution("Running", cancel={"reason": "r"}, checkpoint={"state": "Cancelled"})
     actions = decide(ex, None, [], NOW)
-    emitted = of(actions, EmitEvent)
-    assert [e.reason for e in emitted] == ["CancelRequested", "Cancelled"]
-    assert "already gone" in emitted[0].signalled
+    (told,) = of(actions, EmitEvent)
+    assert told.reason == "Cancelled" and not told.signalled
+    assert told.message.startswith("cancel requested (spec): r; runner pod job-runner was already gone"), told.message
+    assert told.message.endswith("Cancelled: outcome Graceful"), told.message
     assert status_patch(actions)["cancellation"]["outcome"] == "Graceful"
     assert of(actions, PatchStatus)[0].fenced, "a conclusion reads the runner's checkpoint: it is fenced"
 

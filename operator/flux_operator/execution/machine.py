@@ -111,14 +111,24 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
 
 
 def _folded(events: list[EmitEvent]) -> list[EmitEvent]:
-    """One Event where one reconcile has two to say about one cancel: the signal goes into the request's.
-    A Signalled Event of its own is left for a signal sent later than the request (after a restart, a retry)."""
+    """One Event where one reconcile has several to say about one cancel: the signal goes into the request's,
+    and a request that concludes in the same reconcile (nothing ran, or its runner was already gone) goes
+    into the conclusion's, which then tells all of it. A Signalled Event of its own is left for a signal sent
+    later than the request (after a restart, a retry)."""
     request = next((e for e in events if e.reason == EventReason.CANCEL_REQUESTED), None)
     signal = next((e for e in events if e.reason == EventReason.SIGNALLED), None)
-    if request is None or signal is None:
+    if request is None:
         return events
-    merged = dataclasses.replace(request, signalled=signal.message)
-    return [merged if e is request else e for e in events if e is not signal]
+    told = dataclasses.replace(request, signalled=signal.message) if signal is not None else request
+    conclusion = next((e for e in events if e.reason in CONCLUSIONS), None)
+    if conclusion is not None:
+        # Concluding means no pod and no live child: no signal was sent here, so none can fail to arrive.
+        whole = "; ".join(part for part in (told.message, told.signalled, conclusion.message) if part)
+        told, events = dataclasses.replace(conclusion, message=whole), [e for e in events if e is not conclusion]
+    return [told if e is request else e for e in events if e is not signal]
+
+
+CONCLUSIONS = (EventReason.CANCELLED, EventReason.CANCEL_IGNORED)
 
 
 def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datetime) -> None:
