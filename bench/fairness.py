@@ -179,7 +179,7 @@ def run_fairness(layout: Layout, api: client.ApiClient, args) -> dict:
                            "never admitted)",
                  "node": "kwok", "config": cfg, "codes": {k: {x: v[x] for x in ("commit", "dirty", "command")}
                                                           for k, v in codes.items()},
-                 "operatorFlags": "defaults (qps 50, burst 100, 4 workers, leader election on, lease 15s)"
+                 "operatorFlags": "defaults (qps 50, burst 300, 4 workers, leader election on, lease 15s)"
                                   + (f" + {' '.join(OPERATOR_EXTRA)}" if OPERATOR_EXTRA else ""),
                  "rounds": [], "storms": {}}
     began = time.monotonic()

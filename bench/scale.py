@@ -139,7 +139,7 @@ def run_scale(layout: Layout, api: client.ApiClient, n_first: int = 1000, n_dead
     out: dict = {"source": source,
                  "config": {"first": n_first, "deadline": n_deadline, "total": n_total,
                             "idleWindowSeconds": idle_window, "settleSeconds": settle, "trafficRate": traffic_rate,
-                            "deadlineSpreadSeconds": spread, "operatorFlags": "defaults (qps 50, burst 100, "
+                            "deadlineSpreadSeconds": spread, "operatorFlags": "defaults (qps 50, burst 300, "
                             "4 workers, leader election on, lease 15s)"}}
     began = time.monotonic()
     with kwok.beside(layout, api), \

@@ -166,7 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=_env("FLUX_WORKERS", "4"), help="reconcile workers [FLUX_WORKERS]")
     p.add_argument("--qps", type=float, default=_env("FLUX_API_QPS", "50"),
                    help="sustained API requests per second of the workers; 0: unlimited [FLUX_API_QPS]")
-    p.add_argument("--burst", type=int, default=_env("FLUX_API_BURST", "100"),
+    p.add_argument("--burst", type=int, default=_env("FLUX_API_BURST", "300"),
                    help="API requests the workers may make at once [FLUX_API_BURST]")
     p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction,
                    default=_env("FLUX_LEADER_ELECT", "true").lower() == "true",
