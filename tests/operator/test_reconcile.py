@@ -72,6 +72,17 @@ def test_cancel_signals_before_any_other_write(api, world, reconciler):
     assert api.objects[KEY]["status"]["phase"] == "Cancelling"
 
 
+def test_a_pending_cancel_is_one_status_write_and_one_event(api, world, reconciler):
+    seed(api, world, execution(cancel="not needed"))
+    api.calls.clear()
+    reconciler.reconcile(KEY)
+    assert api.names() == ["emit_event", "patch_status"], "nothing created, nothing deleted, one Event"
+    (told,) = api.events.values()
+    assert (told["reason"], told["message"]) == (
+        "Cancelled", "cancel requested (spec): not needed; cancelled before it started (NotStarted)")
+    assert api.objects[KEY]["status"]["phase"] == "Cancelled"
+
+
 def test_the_record_of_a_cancel_is_not_lost_to_the_runners_final_checkpoint(api, world, reconciler):
     """The SIGTERM's answer (the runner's final checkpoint) lands before the operator records the cancel:
     the record goes in anyway, with no Conflict, no second write, and the checkpoint kept."""
