@@ -19,7 +19,7 @@ from typing import Any
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution, Phase
 from flux_api.cancel import first_cancel_time
-from flux_api.names import CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
+from flux_api.names import CANCEL_ANNOTATION, CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
 from flux_api.timefmt import parse_time
 
 from flux_operator import payloads
@@ -69,6 +69,15 @@ def _decided_on(trimmed: dict[str, Any]) -> dict[str, Any]:
     """What a decision reads of a trimmed object: all of it but its resourceVersion."""
     meta = {k: v for k, v in trimmed["metadata"].items() if k != "resourceVersion"}
     return {**trimmed, "metadata": meta}
+
+
+def cancel_asked_at(raw: dict[str, Any]) -> datetime | None:
+    """When the object's cancel request reached the API (first_cancel_time); None at once when it has none, so
+    a checkpoint write of an execution nobody cancelled is not paid with a walk through its managedFields."""
+    meta = raw.get("metadata") or {}
+    if (raw.get("spec") or {}).get("cancel") is None and CANCEL_ANNOTATION not in (meta.get("annotations") or {}):
+        return None
+    return first_cancel_time(meta.get("managedFields"))
 
 
 def pod_view(pod: dict[str, Any]) -> PodView:
@@ -138,7 +147,7 @@ class World:
                                                old_meta.get("uid"), old_meta.get("resourceVersion")):
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
-            if (asked := first_cancel_time((raw.get("metadata") or {}).get("managedFields"))) is not None:
+            if (asked := cancel_asked_at(raw)) is not None:
                 self._cancel_asked[key] = asked
             else:
                 self._cancel_asked.pop(key, None)
@@ -162,7 +171,7 @@ class World:
         # Compared with what the last event handed on, not with the World's copy: the echo of the operator's
         # own write matches its copy but must still go on (it wakes the parent, as any child's change does).
         if _decided_on(trimmed) != self._handed_on.get(key) or \
-                first_cancel_time(meta.get("managedFields")) != self._cancel_asked.get(key):
+                cancel_asked_at(raw) != self._cancel_asked.get(key):
             return False
         with self._lock:
             if self._executions.get(key) is not held:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from flux_operator.world import World, trim_execution
+from flux_operator.world import World, cancel_asked_at, trim_execution
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +33,7 @@ def test_trim_keeps_what_decisions_read_and_drops_the_rest() -> None:
 
 def test_the_time_a_cancel_reached_the_api_is_kept_beside_the_copy() -> None:
     world = World()
-    world.execution_seen(execution(phase="Running"))
+    world.execution_seen(execution(phase="Running", spec={"workflow": "a:b", "cancel": {"reason": "stop"}}))
     snapshot = world.snapshot(("ns", "job"))
     assert snapshot is not None
     assert snapshot.cancel_requested_at == datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc)
@@ -192,8 +192,6 @@ def test_progress_only_takes_just_the_resource_version() -> None:
     *DECIDED_ON,
     lambda o: dict(progressed(o, "12", 2), metadata=dict(progressed(o, "12", 2)["metadata"],
                                                      labels={"workflows.flux.dev/parent": "p"})),
-    lambda o: dict(progressed(o, "12", 2), metadata=dict(progressed(o, "12", 2)["metadata"], managedFields=[
-        {"manager": "kubectl", "time": "2026-11-21T12:30:00Z", "fieldsV1": {"f:spec": {"f:cancel": {}}}}])),
     lambda o: dict(progressed(o, "12", 2), metadata=dict(progressed(o, "12", 2)["metadata"], uid="u2")),
     lambda o: progressed(o, "9", 2),  # older than what is held
 ])
@@ -204,6 +202,29 @@ def test_anything_a_decision_reads_is_not_progress(change) -> None:
     changed = change(first)
     assert not world.progress_only(changed)
     assert world.snapshot(key).raw["metadata"]["resourceVersion"] == "11", "left for the usual path"
+
+
+def test_a_new_time_of_the_cancel_request_is_not_progress() -> None:
+    """The cancel itself unchanged, but managedFields say it reached the API at another time (re-applied)."""
+    world = World()
+    cancelled = dict(execution(phase="Running"), spec={"workflow": "a:b", "cancel": {"reason": "stop"}})
+    first = progressed(cancelled, "11", 1)
+    world.execution_changed(first)
+    later = progressed(cancelled, "12", 2)
+    later["metadata"]["managedFields"] = [
+        {"manager": "kubectl", "time": "2026-11-21T12:30:00Z", "fieldsV1": {"f:spec": {"f:cancel": {}}}}]
+    assert not world.progress_only(later)
+
+
+def test_an_execution_nobody_cancelled_has_no_cancel_time_whatever_its_managed_fields() -> None:
+    """No spec.cancel and no cancel annotation: no walk through managedFields (they cannot name a cancel)."""
+    raw = execution()  # its managedFields name a cancel (made up: the spec has none), which is not looked at
+    assert raw["metadata"]["managedFields"] and cancel_asked_at(raw) is None
+    annotated = execution()
+    annotated["metadata"]["annotations"] = {"workflows.flux.dev/cancel": "stop"}
+    annotated["metadata"]["managedFields"] = [{"manager": "kubectl", "time": "2026-11-21T12:30:00Z", "fieldsV1": {
+        "f:metadata": {"f:annotations": {"f:workflows.flux.dev/cancel": {}}}}}]
+    assert cancel_asked_at(annotated) == datetime(2026, 11, 21, 12, 30, tzinfo=timezone.utc)
 
 
 def test_an_execution_not_held_yet_is_not_progress() -> None:
