@@ -27,14 +27,34 @@ def test_new_execution_records_its_creation_tokens_then_creates_its_runner(api, 
     seed(api, world, execution())
     reconciler.reconcile(KEY)
     kinds = [c[1] for c in api.calls if c[0] == "create"]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Pod"]
+    assert sorted(kinds[:2]) == ["Role", "ServiceAccount"] and kinds[2:] == ["RoleBinding", "Pod"]
     assert api.names()[0] == "patch_status", "the tokens' hashes are on record before anything is created"
     status = api.objects[KEY]["status"]
     assert status["phase"] == "Pending"
     recorded = status["runnerObjects"]
-    for body, key in zip(api.created, ("serviceAccount", "role", "roleBinding", "pod")):
+    keys = {"ServiceAccount": "serviceAccount", "Role": "role", "RoleBinding": "roleBinding", "Pod": "pod"}
+    for body, key in ((body, keys[body["kind"]]) for body in api.created):
         token = body["metadata"]["annotations"][CREATE_TOKEN_ANNOTATION]
         assert recorded[key]["tokens"] == [token_hash(token)], key
+
+
+def test_a_start_sends_the_account_and_the_role_together(api, world, reconciler):
+    """Each of the two creates waits here until the other has been sent: one round trip, not two."""
+    seed(api, world, execution())
+    both_sent = threading.Barrier(2, timeout=5)
+    original, lanes = api.create, []
+
+    def in_flight_together(body):
+        if body["kind"] in ("ServiceAccount", "Role"):
+            lanes.append(budget.current_lane())
+            both_sent.wait()  # broken (and the reconcile fails) if they went one after the other
+        return original(body)
+
+    api.create = in_flight_together
+    with budget.lane("ns"):
+        reconciler.reconcile(KEY)
+    assert lanes == ["ns", "ns"], "each waits in its namespace's lane of the client budget"
+    assert [c[1] for c in api.calls if c[0] == "create"][2:] == ["RoleBinding", "Pod"]
 
 
 def test_no_reads_in_steady_state(api, world, reconciler):
