@@ -85,13 +85,15 @@ class Executions:
                 if e.involved_object.kind == KIND]
 
     def cancel_told(self, name: str) -> dict[str, int]:
-        """How often the Events told each part of a cancel: the request (an Event of its own, or folded into
-        the conclusion's when one reconcile asked and concluded) and the conclusion."""
+        """How many of each of a cancel's Events there are: `CancelRequested`, or when there is none the request
+        folded into the conclusion's Event (one reconcile asked and concluded), and the conclusion. An operator
+        that died after posting `CancelRequested` and before recording the cancel leaves both: its successor
+        concludes in one reconcile and tells the request again, in the conclusion's Event, not in a second one."""
         records = self.event_records(name)
         concluded = [m for r, m in records if r in ("Cancelled", "CancelIgnored")]
+        requested = sum(1 for r, _ in records if r == "CancelRequested")
         folded = sum(1 for m in concluded if m.startswith("cancel requested"))
-        return {"CancelRequested": sum(1 for r, _ in records if r == "CancelRequested") + folded,
-                "Cancelled": len(concluded)}
+        return {"CancelRequested": requested or folded, "Cancelled": len(concluded)}
 
     def pod(self, name: str) -> client.V1Pod | None:
         try:
