@@ -14,11 +14,12 @@ checks) share the budget as one more lane.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 
 # Namespace names cannot contain ':', so these never meet a namespace's lane.
 LEASE_LANE = ":lease"
@@ -39,6 +40,12 @@ def lane(name: str) -> Iterator[None]:
 
 def current_lane() -> str:
     return _current.get()
+
+
+def carried(fn, *args):
+    """`fn(*args)` for another thread (a pool's) that still waits in this thread's lane: a thread pool does not
+    carry context variables, and without this the request would wait in the `:operator` lane instead."""
+    return functools.partial(copy_context().run, fn, *args)
 
 
 class FairBucket:

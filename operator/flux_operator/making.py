@@ -5,7 +5,6 @@ whose it is, and a refusal is kept for the next decision (which fails the execut
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any
 from flux_api import Execution
 from flux_api.errors import Failure
 
-from flux_operator import builders
+from flux_operator import budget, builders
 from flux_operator.execution.actions import CreateChild, EnsureRunner, Make
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.ownership import PREDECESSOR_GRACE, Memory, controller_uid, proves, refusal
@@ -69,9 +68,7 @@ class Maker:
         return True
 
     def _together(self, ex: Execution, makes: list[Make]) -> list[Sent]:
-        # Each in this reconcile's context: its request waits in the namespace's lane of the client budget.
-        return [f.result() for f in [self._senders.submit(contextvars.copy_context().run, self._send, ex, make)
-                                     for make in makes]]
+        return [f.result() for f in [self._senders.submit(budget.carried(self._send, ex, make)) for make in makes]]
 
     def _send(self, ex: Execution, make: Make) -> Sent:
         body = builders.with_token(self._body(ex, make.key), make.token)

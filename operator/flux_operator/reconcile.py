@@ -9,7 +9,6 @@ reads it once. Failures are classified once (kube.ApiFailure) and answered by th
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.timefmt import utcnow
 
-from flux_operator import builders, guard, payloads
+from flux_operator import budget, builders, guard, payloads
 from flux_operator.execution import machine, timing
 from flux_operator.execution.cancel import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
@@ -130,9 +129,7 @@ class Reconciler:
         """Every child's cancel sent at once (they are independent merge patches); the first failure, after
         saying so in an Event: the cancel is still recorded, and the reconcile retries the signals."""
         failed: ApiFailure | None = None
-        # Each in this reconcile's context: its requests wait in the namespace's lane of the client budget.
-        sent_all = [self._senders.submit(contextvars.copy_context().run, self._apply, snapshot, ex, cancel)
-                    for cancel in cancels]
+        sent_all = [self._senders.submit(budget.carried(self._apply, snapshot, ex, cancel)) for cancel in cancels]
         for sent in sent_all:
             try:
                 sent.result()
