@@ -31,6 +31,7 @@ from flux_api.types import (
     StepLedger,
     StepRecord,
     StepRun,
+    Suspension,
 )
 from flux_api.writes import StatusWrite
 
@@ -39,4 +40,5 @@ __all__ = [
     "PLURAL", "SHORT_NAMES", "SINGULAR", "VERSION", "TERMINAL_PHASES", "CancelRequest",
     "CancelSource", "Cancellation", "Checkpoint", "ChildRef", "ChildStatus", "Condition", "Execution",
     "ExecutionSpec", "ExecutionStatus", "Outcome", "Phase", "SpawnRequest", "StatusWrite", "StepLedger", "StepRecord", "StepRun",
+    "Suspension",
 ]

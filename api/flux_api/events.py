@@ -24,7 +24,9 @@ class EventReason(StrEnum):
     STARTED = "Started"
     RETRY_STARTED = "RetryStarted"
     RETRY_SCHEDULED = "RetryScheduled"
-    RESUMED = "Resumed"
+    RESUMED = "Resumed"  # a new pod after an eviction or a drain, or spec.suspend set back to false
+    SUSPEND_REQUESTED = "SuspendRequested"
+    SUSPENDED = "Suspended"
     RUNNER_DELAYED = "RunnerDelayed"
     RUNNER_UNSCHEDULABLE = "RunnerUnschedulable"
     RUNNER_REFUSED = "RunnerRefused"

@@ -22,6 +22,10 @@ CREATE_TOKEN_ANNOTATION = f"{GROUP}/create-token"
 CANCEL_ANNOTATION = f"{GROUP}/cancel"
 # Set by the operator on a child it cancels, so the child reports source `parent`.
 CANCELLED_BY_ANNOTATION = f"{GROUP}/cancelled-by"
+# Why spec.suspend was set (`kubectl flux suspend --reason`); optional.
+SUSPEND_REASON_ANNOTATION = f"{GROUP}/suspend-reason"
+# Set by the operator on a child it suspends with its parent: resuming the parent resumes only these.
+SUSPENDED_BY_ANNOTATION = f"{GROUP}/suspended-by"
 # The reason recorded when activeDeadlineSeconds runs out.
 DEADLINE_REASON = "DeadlineExceeded"
 

@@ -33,6 +33,8 @@ class Phase(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     CANCELLING = "Cancelling"
+    SUSPENDING = "Suspending"  # spec.suspend: the runner is being stopped gracefully, as for a cancel
+    SUSPENDED = "Suspended"  # no pod; resumes from its checkpoint once spec.suspend is false again
     CANCELLED = "Cancelled"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -62,6 +64,7 @@ class Outcome(StrEnum):
     FORCE_DELETED = "ForceDeleted"  # the pod outlived its grace period + margin (a dead node?): force-deleted
     NOT_STARTED = "NotStarted"  # cancelled while Pending: the workflow never ran
     TOO_LATE = "TooLate"  # the workflow finished before the cancel took effect
+    WHILE_SUSPENDED = "WhileSuspended"  # cancelled while Suspended: no pod was left to stop
 
 
 class CancelSource(StrEnum):
@@ -189,6 +192,8 @@ class ExecutionSpec(_Model):
         description="Once exceeded, the execution is cancelled with reason DeadlineExceeded (at most 10 years).",
     )
     cancel: CancelRequest | None = Field(None, description="Set to cancel. Cannot be undone.")
+    suspend: bool = Field(False, description="True: stop the runner gracefully and keep the checkpoint (Suspended); "
+                                             "false again: resume in a new pod, skipping every finished step.")
     podTemplate: PodTemplate | None = Field(None, description="Settings of the runner pod.")
     startAt: StartStamp = Field(
         None,
@@ -274,6 +279,20 @@ class Cancellation(_Model):
     childrenOmitted: int | None = Field(None, ge=0, description="Children not listed: the list is bounded.")
 
 
+class Suspension(_Model):
+    """The latest suspend (spec.suspend), written by the operator; `count` and `suspendedSeconds` add up."""
+
+    reason: str = Field("", max_length=MAX_REASON)
+    requestedAt: Stamp | None = None
+    suspendedAt: Stamp | None = Field(None, description="When the runner pod and every child had stopped.")
+    forcedAt: Stamp | None = Field(None, description="When the operator force-deleted a pod that would not go.")
+    outcome: Outcome | None = Field(None, description="Graceful, CleanupFailed, Killed, ForceDeleted or NotStarted.")
+    resumedAt: Stamp | None = None
+    count: int = Field(0, ge=0, description="Suspends so far.")
+    suspendedSeconds: int = Field(0, ge=0, description="Time spent suspended, in all: not counted toward "
+                                                       "activeDeadlineSeconds.")
+
+
 class SpawnRequest(_Model):
     """The runner asks the operator for a child; runners cannot create Executions themselves."""
 
@@ -345,6 +364,7 @@ class ExecutionStatus(_Model):
     message: Text | None = None
     checkpoint: Checkpoint | None = None
     cancellation: Cancellation | None = None
+    suspension: Suspension | None = None
     spawnRequests: list[SpawnRequest] = Field(
         default_factory=list, max_length=MAX_CHILDREN,
         description=f"Children the runner asks for; at most {MAX_CHILDREN} per execution.")

@@ -191,10 +191,15 @@ def condition(obj: Mapping[str, Any], type_: str) -> Condition | None:
 
 
 def reason_of(obj: Mapping[str, Any]) -> str | None:
-    """Why it is (being) stopped: the cancel reason first, else why it waits, else why it finished."""
+    """Why it is (being) stopped: the cancel reason first, else the suspend's, else why it waits, else why it
+    finished."""
     intent = recorded_or_requested(obj)
     if intent is not None:
         return intent.reason
+    if phase_of(obj) in (Phase.SUSPENDING, Phase.SUSPENDED):
+        suspension = status_model(obj).suspension
+        return f"{suspension.reason} ({suspension.outcome})" if suspension and suspension.outcome else \
+            (suspension.reason if suspension else None)
     waiting = waiting_reason(obj)
     if waiting:
         return waiting

@@ -28,6 +28,8 @@ _PHASE_STYLES = {
     Phase.PENDING: "cyan",
     Phase.RUNNING: "blue",
     Phase.CANCELLING: "yellow",
+    Phase.SUSPENDING: "yellow",
+    Phase.SUSPENDED: "dim cyan",
     Phase.CANCELLED: "magenta",
     Phase.SUCCEEDED: "green",
     Phase.FAILED: "red",

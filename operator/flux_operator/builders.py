@@ -12,6 +12,8 @@ from flux_api.names import (
     DEPTH_LABEL,
     MANAGED_BY,
     RUNNER_UID,
+    SUSPEND_REASON_ANNOTATION,
+    SUSPENDED_BY_ANNOTATION,
     runner_account_name,
     runner_pod_name_for,
     tree_depth,
@@ -254,6 +256,15 @@ def child_execution(parent: Execution, name: str, workflow: str, input_: dict[st
                  **({"podTemplate": parent.spec.podTemplate.model_dump(mode="json", exclude_none=True)}
                     if parent.spec.podTemplate else {})},
     }
+
+
+def child_suspend_patch(parent_name: str, reason: str, suspend: bool) -> dict[str, Any]:
+    """Suspends a child with its parent's reason, or resumes it (and forgets who suspended it)."""
+    if not suspend:
+        return {"metadata": {"annotations": {SUSPENDED_BY_ANNOTATION: None, SUSPEND_REASON_ANNOTATION: None}},
+                "spec": {"suspend": False}}
+    return {"metadata": {"annotations": {SUSPENDED_BY_ANNOTATION: parent_name, SUSPEND_REASON_ANNOTATION: reason}},
+            "spec": {"suspend": True}}
 
 
 def child_cancel_patch(parent_name: str, reason: str, force: bool) -> dict[str, Any]:

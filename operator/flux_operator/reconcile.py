@@ -170,6 +170,8 @@ class Reconciler:
             case machine.CancelChild(name=child, reason=reason, force=force, parent=parent):
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(parent or name, reason, force),
                                          urgent=True)
+            case machine.SuspendChild(name=child, suspend=suspend, reason=reason, parent=parent):
+                self.api.patch_execution(ns, child, builders.child_suspend_patch(parent, reason, suspend), urgent=True)
             case machine.DeleteExecution(name=name_, uid=uid):
                 self.api.delete_execution(ns, name_, uid)
                 log.info("execution %s/%s: ttlSecondsAfterFinished passed, deleted", ns, name_, extra=_about(snapshot))
@@ -279,7 +281,7 @@ def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
     retries = [(r.retry_at - now).total_seconds() for r in memory.refusals.values() if r.retry_at is not None]
     if retries and ex.phase not in TERMINAL_PHASES:
         due = min([max(0.0, min(retries)), *([due] if due is not None else [])])
-    if ex.phase == Phase.CANCELLING and (overdue := escalation_due(pod)) is not None:
+    if ex.phase in (Phase.CANCELLING, Phase.SUSPENDING) and (overdue := escalation_due(pod)) is not None:
         # Already overdue (the force delete went out): look again in a moment, not in a tight loop.
         escalate = (overdue - now).total_seconds() if overdue > now else 2.0
         due = escalate if due is None else min(due, escalate)

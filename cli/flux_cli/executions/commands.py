@@ -1,4 +1,5 @@
-"""`kubectl flux cancel|status|list|tree`: parse flags, call the actions, print what the renderers make."""
+"""`kubectl flux cancel|suspend|resume|status|list|tree`: parse flags, call the actions, print what the renderers
+make."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated
 
 import typer
 from flux_api import Phase
+from rich.text import Text
 
 from flux_cli.app import (
     Cluster,
@@ -25,7 +27,7 @@ from flux_cli.app import (
 )
 from flux_cli.durations import DURATION_HELP, DurationError, parse_duration
 from flux_cli.errors import ArgumentError, ExitCode
-from flux_cli.executions import actions, render
+from flux_cli.executions import actions, render, suspending
 from flux_cli.executions.cancelling import DEFAULT_REASON, build_cancel_patch
 from flux_cli.executions.selection import check_name, make_selection
 
@@ -102,6 +104,44 @@ def cancel(
     elif shown:
         emit(output, render.cancel_text(shown), None)
     return run.exit_code
+
+
+SUSPEND_EPILOG = """Exit codes:
+  0  suspend (resume) requested, or already so
+  1  error: not found, forbidden, cluster unreachable, bad arguments
+  3  nothing to do: the execution has finished or is being cancelled"""
+
+
+@command(app, Reach.NAMESPACE, epilog=SUSPEND_EPILOG)
+def suspend(
+    name: ExecutionName,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; recorded on the execution.",
+                                              show_default=False)] = None,
+    output: Output = OutputFormat.TEXT,
+    *,
+    cluster: Cluster,
+) -> int:
+    """Suspend an execution: its runner stops gracefully (as for a cancel), its checkpoint and children are kept
+    (suspended too) and no pod runs until `resume`."""
+    with reporting():
+        suspending.suspend_patch(reason)  # checks --reason before any API call
+        kube = cluster.connect()
+        result = suspending.suspend(kube, cluster.namespace_in(kube), name, reason)
+    return _toggled(result, output)
+
+
+@command(app, Reach.NAMESPACE, epilog=SUSPEND_EPILOG)
+def resume(name: ExecutionName, output: Output = OutputFormat.TEXT, *, cluster: Cluster) -> int:
+    """Resume a suspended execution: a new runner pod continues from the checkpoint; no finished step runs again."""
+    with reporting():
+        kube = cluster.connect()
+        result = suspending.resume(kube, cluster.namespace_in(kube), name)
+    return _toggled(result, output)
+
+
+def _toggled(result: suspending.Toggled, output: OutputFormat) -> int:
+    emit(output, Text(f'execution "{result.name}": {result.message}'), result.to_json())
+    return result.exit_code
 
 
 def _duration_arg(flag: str, text: str | None) -> float | None:

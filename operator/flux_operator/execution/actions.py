@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flux_api import CancelSource, Execution, Outcome, StatusWrite
+from flux_api import CancelSource, Checkpoint, Execution, Outcome, Phase, StatusWrite
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, set_condition
 from flux_api.events import EventReason
 from flux_api.timefmt import format_time
@@ -64,6 +64,17 @@ class CancelChild:
 
 
 @dataclass(frozen=True)
+class SuspendChild:
+    """spec.suspend of a child this execution made: true with its parent's reason, false on its resume (only
+    for a child whose suspended-by annotation names this parent)."""
+
+    name: str
+    suspend: bool
+    reason: str = ""
+    parent: str = ""
+
+
+@dataclass(frozen=True)
 class CreateChild:
     """After the status write that recorded the hash of `token`, which the child carries."""
 
@@ -99,7 +110,8 @@ class Observe:
     value: float | Outcome
 
 
-Action = EnsureRunner | DeletePod | PatchStatus | CancelChild | CreateChild | EmitEvent | DeleteExecution | Observe
+Action = (EnsureRunner | DeletePod | PatchStatus | CancelChild | SuspendChild | CreateChild | EmitEvent | DeleteExecution
+          | Observe)
 
 
 @dataclass(slots=True)  # one per runner pod in the World: thousands of them
@@ -122,7 +134,9 @@ class PodView:
 
 
 # What a cancel's record writes: none of it read from what the runner writes (see PatchStatus.fenced).
-CANCEL_RECORD_FIELDS = frozenset({"phase", "cancellation", "conditions", "observedGeneration"})
+CANCEL_RECORD_FIELDS = frozenset({"phase", "cancellation", "suspension", "conditions", "observedGeneration"})
+# A merge patch of the checkpoint that keeps its steps and removes only its verdict (error, result).
+VERDICT_TAKEN_BACK = Checkpoint(state=Phase.RUNNING, error=None, result=None)
 
 
 @dataclass

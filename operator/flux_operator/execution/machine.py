@@ -14,7 +14,7 @@ import dataclasses
 import re
 from datetime import datetime
 
-from flux_api import TERMINAL_PHASES, Cancellation, Checkpoint, Execution, Outcome, Phase
+from flux_api import TERMINAL_PHASES, Cancellation, Execution, Outcome, Phase
 from flux_api.cancel import CancelIntent
 from flux_api.conditions import CANCEL_REQUESTED, FINISHED, STARTED, WAITING_PREFIX, StartedReason
 from flux_api.events import EventReason
@@ -22,9 +22,10 @@ from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
 
 from flux_operator import payloads
-from flux_operator.execution import timing
+from flux_operator.execution import suspend, timing
 from flux_operator.execution.actions import (
     CANCEL_RECORD_FIELDS,
+    VERDICT_TAKEN_BACK,
     Action,
     CancelChild,
     CreateChild,
@@ -36,6 +37,7 @@ from flux_operator.execution.actions import (
     PatchStatus,
     Plan,
     PodView,
+    SuspendChild,
 )
 from flux_operator.execution.cancel import (
     Family,
@@ -50,7 +52,9 @@ from flux_operator.execution.runner import ensure_runner, own_pod, pod_pending, 
 from flux_operator.ownership import Memory
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Family",
-           "Observe", "PatchStatus", "PodView", "cancel_intent", "decide", "requested_at"]
+           "Observe", "PatchStatus", "PodView", "SuspendChild", "cancel_intent", "decide", "requested_at"]
+
+VERDICTS = (Phase.SUCCEEDED, Phase.FAILED)
 
 
 def checkpoint_state(ex: Execution) -> Phase | None:
@@ -81,7 +85,13 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
         _terminal(ex, intent, plan, now)
     elif phase == Phase.CANCELLING:
         cancelling(ex, intent, pod, owned, plan, now, cancel_asked, family)
-    else:
+    elif phase == Phase.SUSPENDING and intent is None and checkpoint_state(ex) not in VERDICTS:
+        suspend.suspending(ex, pod, owned, plan, now)
+    elif phase == Phase.SUSPENDED and suspend.suspended(ex, intent, owned, plan, now, family):
+        pass
+    elif phase == Phase.SUSPENDED and intent is None:  # resumed: its runner starts now
+        _start_when_due(ex, memory, plan, now)
+    else:  # Pending, Running; a Suspending one cancelled or finished; a Suspended one cancelled with live children
         _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked, family)
     return _finish(ex, pod, memory, plan)
 
@@ -102,7 +112,7 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     come after it: it records the hashes of their creation tokens, and nothing may be created before its
     token is on record (ownership.py). An operator that dies anywhere in between decides the same again
     from what is left, and finishes."""
-    signals = [a for a in actions if isinstance(a, (DeletePod, CancelChild))]
+    signals = [a for a in actions if isinstance(a, (DeletePod, CancelChild, SuspendChild))]
     effects = [a for a in actions if isinstance(a, DeleteExecution)]
     events = _folded([a for a in actions if isinstance(a, EmitEvent)])
     creates = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild))]
@@ -159,6 +169,9 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         return
     if intent is not None:
         request_cancel(ex, intent, pod, children, plan, now, cancel_asked, family)
+        return
+    if ex.spec.suspend:
+        suspend.request_suspend(ex, pod, children, plan, now)
         return
     if checkpoint == Phase.CANCELLED:
         # The runner stopped for a SIGTERM that was no cancel (an eviction, a drain, a node shutdown):
@@ -259,9 +272,6 @@ def _start_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now:
         _complete(ex, Phase.FAILED, refused, None, plan, now)
         plan.event(EventReason.RUNNER_REFUSED, refused, "Warning")
 
-
-# A merge patch of the checkpoint that keeps its steps and removes only its verdict (error, result).
-VERDICT_TAKEN_BACK = Checkpoint(state=Phase.RUNNING, error=None, result=None)
 
 REASON_PREFIX = re.compile(r"^[A-Z][A-Za-z]{2,63}:")
 # Pod failures that say nothing about the workflow: it resumes from its checkpoint in a new pod.

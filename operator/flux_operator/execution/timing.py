@@ -16,11 +16,13 @@ MAX_BACKOFF_SECONDS = 3600
 
 
 def deadline_at(ex: Execution) -> datetime | None:
-    """When spec.activeDeadlineSeconds runs out: counted from the start, or from creation if it never started."""
-    if ex.spec.activeDeadlineSeconds is None:
+    """When spec.activeDeadlineSeconds runs out: counted from the start, or from creation if it never started,
+    leaving out the time spent Suspended (none while it is)."""
+    if ex.spec.activeDeadlineSeconds is None or ex.phase == Phase.SUSPENDED:
         return None
     start = ex.status.startedAt or parse_time(ex.metadata.get("creationTimestamp"))
-    return start + timedelta(seconds=ex.spec.activeDeadlineSeconds) if start else None
+    paused = ex.status.suspension.suspendedSeconds if ex.status.suspension else 0
+    return start + timedelta(seconds=ex.spec.activeDeadlineSeconds + paused) if start else None
 
 
 def start_at(ex: Execution) -> datetime | None:

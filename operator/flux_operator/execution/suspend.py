@@ -1,0 +1,159 @@
+"""Deciding a suspend (spec.suspend): the cancel's graceful path, except that it can be undone. Pure.
+
+Suspending deletes the runner pod with the grace period (SIGTERM: the runner cancels the current step at
+its await and writes a final checkpoint), suspends the live children the operator made, and concludes
+Suspended once the pod is gone and every child is Suspended or finished. spec.suspend false again resumes:
+phase Pending, a new pod that skips every finished step, and the children this parent suspended resume too.
+A cancel wins over a suspend at every point; a Suspended execution has no pod, so its cancel ends at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flux_api import TERMINAL_PHASES, Cancellation, Execution, Outcome, Phase, Suspension
+from flux_api.cancel import MAX_REASON, CancelIntent
+from flux_api.conditions import CANCEL_REQUESTED, FINISHED
+from flux_api.events import EventReason
+from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, runner_pod_name_for
+
+from flux_operator.execution import timing
+from flux_operator.execution.actions import VERDICT_TAKEN_BACK, DeletePod, Observe, Plan, PodView, SuspendChild
+from flux_operator.execution.cancel import Family, cascade, escalation_due, source_reason
+from flux_operator.execution.children import children_view
+
+DEFAULT_REASON = "suspended"
+
+
+def suspend_reason(ex: Execution) -> str:
+    """The annotation's reason (`kubectl flux suspend --reason`), or a plain default."""
+    text = str((ex.metadata.get("annotations") or {}).get(SUSPEND_REASON_ANNOTATION) or "").strip()
+    return text[:MAX_REASON] or DEFAULT_REASON
+
+
+def settled(children: list[Execution]) -> bool:
+    """Every child has stopped: Suspended or finished."""
+    return all(c.phase in TERMINAL_PHASES or c.phase == Phase.SUSPENDED for c in children)
+
+
+def request_suspend(ex: Execution, pod: PodView | None, children: list[Execution], plan: Plan,
+                    now: datetime) -> None:
+    """Pending or Running with spec.suspend: signal the runner and the children; Suspended at once when
+    nothing runs. `children` are the owned ones."""
+    previous = ex.status.suspension or Suspension()
+    record = Suspension(reason=suspend_reason(ex), requestedAt=now, count=previous.count + 1,
+                        suspendedSeconds=previous.suspendedSeconds)
+    if ex.status.phase is None:  # never decided on before: what _start_when_due would have recorded
+        plan.status.set(podName=runner_pod_name_for(ex.name, ex.status.retries), runnerObjects={})
+    _suspend_children(ex, children, record.reason, plan)
+    told = f"suspend requested: {record.reason}"
+    if pod is not None and not pod.terminating:
+        plan.actions.append(DeletePod(pod.name, ex.spec.gracePeriodSeconds, pod.uid))
+        told += f"; runner pod {pod.name} deleted with grace period {ex.spec.gracePeriodSeconds}s (SIGTERM)"
+    if pod is None and settled(children):
+        _conclude(ex, record, Outcome.NOT_STARTED if timing.in_backoff(ex) else _outcome(ex, record), told, plan, now)
+        return
+    plan.status.set(phase=Phase.SUSPENDING, suspension=record)
+    plan.cancel_record = True  # read from nothing the runner writes: not fenced (PatchStatus.fenced)
+    plan.event(EventReason.SUSPEND_REQUESTED, told, key=str(record.count))
+
+
+def suspending(ex: Execution, pod: PodView | None, children: list[Execution], plan: Plan, now: datetime) -> None:
+    """Waits for the pod to go and the children to stop; force-deletes a pod overdue past its grace period."""
+    recorded = ex.status.suspension or Suspension(reason=suspend_reason(ex), requestedAt=now, count=1)
+    record = recorded.model_copy()
+    _suspend_children(ex, children, record.reason, plan)  # spawned meanwhile, or a patch to try again
+    if pod is not None and not pod.terminating:
+        plan.actions.append(DeletePod(pod.name, ex.spec.gracePeriodSeconds, pod.uid))  # a restart before it went
+    due = escalation_due(pod)
+    if pod is not None and due is not None and now >= due:
+        plan.actions.append(DeletePod(pod.name, 0, pod.uid))
+        record.forcedAt = record.forcedAt or now
+        plan.event(EventReason.FORCE_DELETED, f"runner pod {pod.name} was still terminating past its grace "
+                   "period (is its node down?): force-deleted", "Warning", key=f"suspend-{record.count}")
+    if pod is None and settled(children):
+        _conclude(ex, record, _outcome(ex, record), "", plan, now)
+        return
+    if record != recorded or ex.status.suspension is None:
+        plan.status.set(suspension=record)
+
+
+def suspended(ex: Execution, intent: CancelIntent | None, children: list[Execution], plan: Plan, now: datetime,
+              family: Family) -> bool:
+    """A Suspended execution: cancelled at once, or resumed. False: the decision is not made here (a cancel
+    with children still stopping goes the cancel's usual way; a resume starts its runner in machine.py)."""
+    if intent is not None:
+        live = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
+        if any(c.phase != Phase.SUSPENDED for c in live):
+            return False
+        _cancel_at_once(ex, intent, children, plan, now, family)
+        return True
+    if ex.spec.suspend:
+        return True  # stays as it is
+    _resume(ex, children, plan, now)
+    return False
+
+
+def _cancel_at_once(ex: Execution, intent: CancelIntent, children: list[Execution], plan: Plan, now: datetime,
+                    family: Family) -> None:
+    if intent.cascade:
+        plan.actions.extend(cascade(ex.name, intent.reason, intent.force, children, family))
+    cancellation = Cancellation(reason=intent.reason, source=intent.source, requestedAt=now, completedAt=now,
+                                outcome=Outcome.WHILE_SUSPENDED).model_copy(update=children_view(children))
+    plan.status.set(phase=Phase.CANCELLED, finishedAt=now, cancellation=cancellation,
+                    message=f"cancelled while suspended: {intent.reason}"[:8192])
+    plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
+    plan.condition(ex, now, FINISHED, True, Phase.CANCELLED, "cancelled while suspended")
+    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
+    plan.event(EventReason.CANCELLED, f"cancelled while suspended ({Outcome.WHILE_SUSPENDED}): no pod to stop")
+    plan.actions.append(Observe("outcome", intent.source, Outcome.WHILE_SUSPENDED))
+
+
+def _resume(ex: Execution, children: list[Execution], plan: Plan, now: datetime) -> None:
+    """Pending again, the time suspended added up; the children this parent suspended resume with it."""
+    record = (ex.status.suspension or Suspension()).model_copy()
+    since = record.suspendedAt or record.requestedAt or now
+    record.suspendedSeconds += max(0, int((now - since).total_seconds()))
+    record.resumedAt = now
+    for child in children:
+        annotations = child.metadata.get("annotations") or {}
+        if child.spec.suspend and child.phase not in TERMINAL_PHASES and annotations.get(SUSPENDED_BY_ANNOTATION) == ex.name:
+            plan.actions.append(SuspendChild(child.name, False))
+    plan.status.set(phase=Phase.PENDING, suspension=record, message=None)
+    if ex.status.checkpoint is not None and ex.status.checkpoint.state == Phase.CANCELLED:
+        # Its last checkpoint was the answer to the suspend's SIGTERM: no verdict. The steps stay.
+        plan.status.set(checkpoint=VERDICT_TAKEN_BACK)
+    plan.event(EventReason.RESUMED, f"resumed after {record.suspendedSeconds}s suspended in all: a new pod "
+               "continues from the last checkpoint", key=f"suspend-{record.count}")
+
+
+def _suspend_children(ex: Execution, children: list[Execution], reason: str, plan: Plan) -> None:
+    asked = f"parent {ex.name} suspended: {reason}"[:MAX_REASON]
+    for child in children:
+        if child.phase not in TERMINAL_PHASES and not child.spec.suspend and child.spec.cancel is None:
+            plan.actions.append(SuspendChild(child.name, True, asked, ex.name))
+
+
+def _conclude(ex: Execution, record: Suspension, outcome: Outcome, told: str, plan: Plan, now: datetime) -> None:
+    record = record.model_copy(update={"suspendedAt": now, "outcome": outcome, "resumedAt": None})
+    plan.status.set(phase=Phase.SUSPENDED, suspension=record, message=f"suspended ({outcome}): {record.reason}"[:8192])
+    said = f"suspended ({outcome}){_MESSAGES.get(outcome, '')}"
+    plan.event(EventReason.SUSPENDED, f"{told}; {said}" if told else said, key=str(record.count))
+
+
+def _outcome(ex: Execution, record: Suspension) -> Outcome:
+    """How the runner stopped, with a cancel's meanings."""
+    checkpoint = ex.status.checkpoint
+    if checkpoint is not None and checkpoint.state == Phase.CANCELLED:
+        return Outcome.CLEANUP_FAILED if checkpoint.error else Outcome.GRACEFUL
+    if ex.status.startedAt is None and checkpoint is None:
+        return Outcome.NOT_STARTED
+    return Outcome.FORCE_DELETED if record.forcedAt is not None else Outcome.KILLED
+
+
+_MESSAGES = {
+    Outcome.CLEANUP_FAILED: ": the workflow stopped but its cleanup raised",
+    Outcome.KILLED: ": the grace period ran out before the workflow finished cleaning up (SIGKILL); steps not "
+                    "in the last checkpoint run again on resume",
+    Outcome.FORCE_DELETED: ": its pod outlived the grace period and was force-deleted",
+}
