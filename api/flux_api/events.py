@@ -27,6 +27,8 @@ class EventReason(StrEnum):
     RESUMED = "Resumed"  # a new pod after an eviction or a drain, or spec.suspend set back to false
     SUSPEND_REQUESTED = "SuspendRequested"
     SUSPENDED = "Suspended"
+    WAITING = "Waiting"  # the runner ended its pod for a durable sleep
+    WOKEN = "Woken"  # its wake time came: a new pod continues after the sleep
     RUNNER_DELAYED = "RunnerDelayed"
     RUNNER_UNSCHEDULABLE = "RunnerUnschedulable"
     RUNNER_REFUSED = "RunnerRefused"

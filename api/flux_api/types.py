@@ -35,6 +35,7 @@ class Phase(StrEnum):
     CANCELLING = "Cancelling"
     SUSPENDING = "Suspending"  # spec.suspend: the runner is being stopped gracefully, as for a cancel
     SUSPENDED = "Suspended"  # no pod; resumes from its checkpoint once spec.suspend is false again
+    WAITING = "Waiting"  # a durable sleep: no pod until its wake time (status.checkpoint.wakeAt)
     CANCELLED = "Cancelled"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -65,6 +66,7 @@ class Outcome(StrEnum):
     NOT_STARTED = "NotStarted"  # cancelled while Pending: the workflow never ran
     TOO_LATE = "TooLate"  # the workflow finished before the cancel took effect
     WHILE_SUSPENDED = "WhileSuspended"  # cancelled while Suspended: no pod was left to stop
+    WHILE_WAITING = "WhileWaiting"  # cancelled while Waiting (a durable sleep): no pod was left to stop
 
 
 class CancelSource(StrEnum):
@@ -248,7 +250,7 @@ class Checkpoint(_Model):
 
     # None: a state this version does not know. It is no verdict: once the runner exits the execution fails
     # ("runner exited without a final checkpoint").
-    state: CheckpointPhase = Field(description="Running, Succeeded, Failed or Cancelled.")
+    state: CheckpointPhase = Field(description="Running, Waiting, Succeeded, Failed or Cancelled.")
     sequence: int = Field(0, ge=0)
     steps: list[StepRecord] = Field(
         default_factory=list, description=f"The latest steps (at most {RECENT_STEPS}), for people to read.")
@@ -258,6 +260,8 @@ class Checkpoint(_Model):
     data: Any = None
     result: Any = None
     error: Text | None = None
+    wakeAt: Stamp | None = Field(None, description="State Waiting: when the operator starts the next pod.")
+    waiting: str | None = Field(None, max_length=MAX_REASON, description="State Waiting: what it waits for.")
     updatedAt: Stamp | None = None
 
 

@@ -196,6 +196,8 @@ def reason_of(obj: Mapping[str, Any]) -> str | None:
     intent = recorded_or_requested(obj)
     if intent is not None:
         return intent.reason
+    if phase_of(obj) == Phase.WAITING:
+        return status_model(obj).message  # what it waits for: "sleeping until <time>"
     if phase_of(obj) in (Phase.SUSPENDING, Phase.SUSPENDED):
         suspension = status_model(obj).suspension
         return f"{suspension.reason} ({suspension.outcome})" if suspension and suspension.outcome else \

@@ -30,6 +30,7 @@ _PHASE_STYLES = {
     Phase.CANCELLING: "yellow",
     Phase.SUSPENDING: "yellow",
     Phase.SUSPENDED: "dim cyan",
+    Phase.WAITING: "cyan",
     Phase.CANCELLED: "magenta",
     Phase.SUCCEEDED: "green",
     Phase.FAILED: "red",

@@ -40,6 +40,9 @@ class RunnerSettings:
     default_grace_period: int = 30
     # Seconds between two checkpoint writes of a runner (--checkpoint-interval; the runner's FLUX_CHECKPOINT_INTERVAL).
     checkpoint_interval: float = 1.0
+    # Sleeps longer than this end the runner's pod until their wake time (--durable-wait-after;
+    # the runner's FLUX_DURABLE_WAIT_AFTER).
+    durable_wait_after: float = 60.0
     # The chart's runner.resources: replaces the three values above when given.
     resources: dict[str, Any] | None = field(default=None, hash=False)
     # The chart's runner.ttlSecondsAfterFinished, for executions that leave it unset (not children:
@@ -179,6 +182,7 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
         {"name": "FLUX_EXECUTION_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "FLUX_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "FLUX_CHECKPOINT_INTERVAL", "value": f"{settings.checkpoint_interval:g}"},
+        {"name": "FLUX_DURABLE_WAIT_AFTER", "value": f"{settings.durable_wait_after:g}"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},  # the root filesystem is read-only
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]

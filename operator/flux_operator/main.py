@@ -103,6 +103,16 @@ def _interval(text: str) -> float:
     return value
 
 
+def _wait_threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError("must be from 0 to 86400 seconds")
+    return value
+
+
 def _optional_int(text: str) -> int | None:
     if not str(text).strip():
         return None
@@ -128,6 +138,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-interval", type=_interval, default=_env("FLUX_CHECKPOINT_INTERVAL", "1"),
                    help="seconds between two checkpoint writes of one runner, whatever its step rate; the final "
                         "checkpoint and ctx.flush() write at once (0: a write per step) [FLUX_CHECKPOINT_INTERVAL]")
+    p.add_argument("--durable-wait-after", type=_wait_threshold, default=_env("FLUX_DURABLE_WAIT_AFTER", "60"),
+                   help="seconds: a ctx.sleep longer than this ends the runner's pod (phase Waiting) and a new pod "
+                        "goes on at its wake time; shorter ones sleep in the pod [FLUX_DURABLE_WAIT_AFTER]")
     p.add_argument("--runner-resources", type=_resources, default=_env("FLUX_RUNNER_RESOURCES", ""),
                    help='resources of every runner container as JSON ({"requests": {...}, "limits": {...}}); '
                         "an Execution's spec.podTemplate.resources replaces them [FLUX_RUNNER_RESOURCES]")
@@ -213,7 +226,7 @@ def options(args: argparse.Namespace) -> Options:
             update={"defaultTtlSecondsAfterFinished": args.default_ttl_seconds_after_finished})
     runner = RunnerSettings(image=args.runner_image, command=tuple(args.runner_command.split()),
                             default_grace_period=args.default_grace_period, resources=args.runner_resources,
-                            checkpoint_interval=args.checkpoint_interval,
+                            checkpoint_interval=args.checkpoint_interval, durable_wait_after=args.durable_wait_after,
                             default_ttl=args.default_ttl_seconds_after_finished,
                             pod_template=args.runner_pod_template, egress=args.runner_egress, limits=limits)
     # Renew a little past half the lease (about 7 requests a minute at 15 s), retry a failed renewal

@@ -54,7 +54,7 @@ def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
 # Of a checkpoint, decisions read only the runner's verdict: its state, error and result, and when it wrote a
 # final one (a cancel's acknowledgement). Its progress (steps, ledger, data, sequence, the time of a Running
 # write) is left out, so a checkpoint that only progressed changes nothing the operator keeps or decides on.
-_VERDICT = ("state", "error", "result")
+_VERDICT = ("state", "error", "result", "wakeAt", "waiting")
 
 
 def _verdict(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,11 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api.names import SCHEDULE_LABEL
-from flux_api.timefmt import utcnow
+from flux_api.timefmt import format_time, utcnow
 from flux_api.types import MAX_REASON, UnscheduleRequest
 from flux_api.writes import StatusWrite
 
@@ -19,6 +20,7 @@ from flux_runner.errors import DuplicateStep, NotScheduled
 from flux_runner.journal import Journal
 from flux_runner.jsonvalue import json_value
 from flux_runner.spawner import POLL_INTERVAL, Spawner, requested_children
+from flux_runner.waits import DEFAULT_DURABLE_AFTER, DurableWait, aware, recorded, recorded_wake, seconds_of
 
 
 class WorkflowContext:
@@ -36,8 +38,11 @@ class WorkflowContext:
         spawner: Spawner,
         log: logging.Logger | None = None,
         schedule: str | None = None,
+        durable_after: float = DEFAULT_DURABLE_AFTER,
     ) -> None:
         self._api = api
+        self._durable_after = durable_after
+        self._sleeps = 0
         self._schedule = schedule
         self._journal = journal
         self._switch = switch
@@ -103,6 +108,35 @@ class WorkflowContext:
         await self._enforce(await self._journal.flush())  # a child never starts ahead of the steps before it
         return await self._spawner.spawn(workflow, input, name)
 
+    async def sleep(self, delay: float | timedelta, name: str | None = None) -> None:
+        """Sleeps `delay` (seconds or a timedelta). Longer than the operator's --durable-wait-after (60 s by
+        default), the sleep holds no pod: its wake time is checkpointed, the pod ends (phase Waiting), and at
+        the wake time a new pod goes on from here, every earlier step skipped. `name` defaults to `sleep-<n>`
+        (n counts sleeps, stable across restarts). A cancel ends either kind at once."""
+        seconds = seconds_of(delay)
+        await self._sleep(name, lambda: utcnow() + timedelta(seconds=seconds))
+
+    async def sleep_until(self, moment: datetime, name: str | None = None) -> None:
+        """Sleeps until `moment` (a timezone-aware datetime), as `sleep` does."""
+        moment = aware(moment)
+        await self._sleep(name, lambda: moment)
+
+    async def _sleep(self, name: str | None, wake: Callable[[], datetime]) -> None:
+        self._sleeps += 1
+        name = name if name is not None else f"sleep-{self._sleeps}"
+        self._claim(name)
+        wake_at = recorded_wake(self._journal.result(name)) if self._journal.done(name) else None
+        if not self._journal.done(name):
+            await self._check_cancel()
+            wake_at = wake()
+            await self._enforce(await self._journal.record_step(name, recorded(wake_at)))
+        remaining = (wake_at - utcnow()).total_seconds() if wake_at is not None else 0.0
+        if remaining <= self._durable_after:
+            await asyncio.sleep(max(0.0, remaining))
+            return
+        self.log.info("sleep %s: until %s, without a pod", name, format_time(wake_at))
+        raise DurableWait(wake_at, f"sleeping until {format_time(wake_at)}")
+
     @property
     def schedule(self) -> str | None:
         """The Schedule that started this execution, or None."""
@@ -157,8 +191,10 @@ def create_context(
     journal: Journal,
     switch: CancelSwitch,
     poll_interval: float = POLL_INTERVAL,
+    durable_after: float = DEFAULT_DURABLE_AFTER,
 ) -> WorkflowContext:
     spawner = Spawner(api, switch, requested_children(execution), poll_interval)
     journal.on_written = switch.observe  # a background checkpoint write's answer may carry a cancel
     labels = (execution.get("metadata") or {}).get("labels") or {}
-    return WorkflowContext(api, journal, switch, spawner, schedule=labels.get(SCHEDULE_LABEL))
+    return WorkflowContext(api, journal, switch, spawner, schedule=labels.get(SCHEDULE_LABEL),
+                           durable_after=durable_after)

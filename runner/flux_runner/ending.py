@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flux_api import Phase
@@ -11,6 +12,7 @@ from flux_api import Phase
 from flux_runner.cancel import CancelSwitch
 from flux_runner.errors import ApiError, NotJsonSerialisable
 from flux_runner.jsonvalue import json_value
+from flux_runner.waits import DurableWait
 
 MAX_ERROR = 4000  # status is not a log: keep a runaway message from bloating the object
 
@@ -20,7 +22,8 @@ class Ending:
     state: Phase
     result: Any = None
     error: str | None = None
-    reason: str | None = None  # why it was cancelled; for the summary only
+    reason: str | None = None  # why it was cancelled, or what it waits for (state Waiting)
+    wake_at: datetime | None = None  # state Waiting: when the operator starts the next pod
 
     @classmethod
     def failed(cls, error: str) -> Ending:
@@ -55,6 +58,8 @@ def ending_of(task: asyncio.Task[Any], switch: CancelSwitch) -> Ending:
     if task.cancelled():
         return Ending.cancelled(switch.reason or "the workflow raised CancelledError")
     error = task.exception()
+    if isinstance(error, DurableWait) and not switch.requested:
+        return Ending(Phase.WAITING, reason=error.waiting, wake_at=error.wake_at)
     if error is not None:
         if switch.requested:
             # Cancelled, and then the cleanup itself failed: still a cancel, with the cleanup error.

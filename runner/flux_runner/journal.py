@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from flux_api import Checkpoint, Phase, StepRecord, nesting
@@ -127,20 +128,22 @@ class Journal:
         await self._stop_flusher()
         return await self._write(Phase.RUNNING) if self._dirty else None
 
-    async def finish(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
+    async def finish(self, state: Phase, result: Any = None, error: str | None = None,
+                     wake_at: datetime | None = None, waiting: str | None = None) -> dict[str, Any]:
         await self._stop_flusher()  # the final word is the last write
         try:
-            return await self._write(state, result, error)
+            return await self._write(state, result, error, wake_at, waiting)
         except CheckpointTooLarge as exc:
             # The final word must land: the result goes, the reason stays.
             return await self._write(Phase.FAILED, None,
                                      f"CheckpointTooLarge: the workflow result does not fit: {exc.args[0]}")
 
-    def checkpoint(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
+    def checkpoint(self, state: Phase, result: Any = None, error: str | None = None,
+                   wake_at: datetime | None = None, waiting: str | None = None) -> dict[str, Any]:
         return Checkpoint(
             state=state, sequence=self.sequence, steps=self.recent, stepCount=self.count,
             done=self.ledger.stored(), results=self.results, data=self.data, result=result, error=error,
-            updatedAt=now_text(),
+            wakeAt=wake_at, waiting=waiting, updatedAt=now_text(),
         ).model_dump(mode="json")
 
     async def _soon(self) -> dict[str, Any] | None:
@@ -186,9 +189,10 @@ class Journal:
             raise CheckpointTooLarge(f"{size} bytes of checkpoint, the budget is {self.budget}")
         return size
 
-    async def _write(self, state: Phase, result: Any = None, error: str | None = None) -> dict[str, Any]:
+    async def _write(self, state: Phase, result: Any = None, error: str | None = None,
+                     wake_at: datetime | None = None, waiting: str | None = None) -> dict[str, Any]:
         async with self._lock:
-            checkpoint = self.checkpoint(state, result, error)
+            checkpoint = self.checkpoint(state, result, error, wake_at, waiting)
             size = self._measure(checkpoint)
             self._dirty = False  # what changes from here on is written by a later write
             self.written_at = self.clock()  # when it was sent: concurrent steps wait an interval from here

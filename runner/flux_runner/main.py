@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flux_api import TERMINAL_PHASES
+from flux_api import TERMINAL_PHASES, Phase
 
 from flux_runner import __version__
 from flux_runner.cancel import CancelSwitch
@@ -31,6 +31,7 @@ from flux_runner.journal import DEFAULT_CHECKPOINT_INTERVAL, Journal, recorded_c
 from flux_runner.settings import Settings
 from flux_runner.spawner import POLL_INTERVAL
 from flux_runner.termination import TERMINATION_LOG, write_termination_message
+from flux_runner.waits import DEFAULT_DURABLE_AFTER, DurableWait
 from flux_runner.workflow import load_workflow, parse_spec
 
 EXIT_OK = 0
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG_ERROR
     log.info("flux-runner %s: execution %s/%s, pod %s", __version__, settings.namespace, settings.name,
              settings.pod_name or "-")
-    return asyncio.run(run(api, checkpoint_interval=settings.checkpoint_interval))
+    return asyncio.run(run(api, checkpoint_interval=settings.checkpoint_interval,
+                           durable_after=settings.durable_wait_after))
 
 
 def configure_logging() -> None:
@@ -72,13 +74,14 @@ async def run(
     termination_log: Path = TERMINATION_LOG,
     poll_interval: float = POLL_INTERVAL,
     checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
+    durable_after: float = DEFAULT_DURABLE_AFTER,
 ) -> int:
     """Runs the Execution behind `api` to a recorded end; returns the exit code."""
     switch = CancelSwitch()
     with signals_cancel(switch):
         async with api:
             try:
-                ending = await run_execution(api, switch, poll_interval, checkpoint_interval)
+                ending = await run_execution(api, switch, poll_interval, checkpoint_interval, durable_after)
             except ApiError as exc:
                 log.error("the API server failed us, exiting for a restart: %s", exc)
                 write_termination_message(f"Error: {exc}", termination_log)
@@ -104,7 +107,8 @@ def signals_cancel(switch: CancelSwitch) -> Iterator[None]:
 
 
 async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interval: float,
-                        checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL) -> Ending:
+                        checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
+                        durable_after: float = DEFAULT_DURABLE_AFTER) -> Ending:
     execution = await api.get()
     try:
         previous = recorded_checkpoint(execution)
@@ -123,7 +127,7 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
         spec = parse_spec(execution)
     except InvalidSpec as exc:
         return await finish(journal, Ending.failed(str(exc)))
-    ctx = create_context(api, execution, journal, switch, poll_interval)
+    ctx = create_context(api, execution, journal, switch, poll_interval, durable_after)
     return await finish(journal, await run_workflow(spec.workflow, ctx, spec.input, switch))
 
 
@@ -134,7 +138,7 @@ async def run_workflow(ref: str, ctx: WorkflowContext, input: dict[str, Any], sw
     broken = infrastructure_error(task)
     if broken is not None:
         raise broken
-    if not task.cancelled() and task.exception() is not None:
+    if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), DurableWait):
         log.error("workflow raised %s", describe(task.exception()), exc_info=task.exception())
     return ending_of(task, switch)
 
@@ -147,7 +151,8 @@ async def execute(ref: str, ctx: WorkflowContext, input: dict[str, Any]) -> Any:
 
 
 async def finish(journal: Journal, ending: Ending) -> Ending:
-    await journal.finish(ending.state, ending.result, ending.error)
+    waiting = ending.reason if ending.state == Phase.WAITING else None
+    await journal.finish(ending.state, ending.result, ending.error, ending.wake_at, waiting)
     return ending
 
 

@@ -23,6 +23,7 @@ class Settings:
     api_port: str
     sa_dir: Path
     checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL  # FLUX_CHECKPOINT_INTERVAL, seconds
+    durable_wait_after: float = 60.0  # FLUX_DURABLE_WAIT_AFTER: longer sleeps end the pod (waits.py)
 
     @property
     def api_url(self) -> str:
@@ -58,18 +59,23 @@ class Settings:
             api_port=values["KUBERNETES_SERVICE_PORT"],
             sa_dir=sa_dir,
             checkpoint_interval=_interval(env.get("FLUX_CHECKPOINT_INTERVAL")),
+            durable_wait_after=_seconds("FLUX_DURABLE_WAIT_AFTER", env.get("FLUX_DURABLE_WAIT_AFTER"), 60.0, 86400),
         )
 
 
 def _interval(text: str | None) -> float:
+    return _seconds("FLUX_CHECKPOINT_INTERVAL", text, DEFAULT_CHECKPOINT_INTERVAL, 3600)
+
+
+def _seconds(variable: str, text: str | None, default: float, most: float) -> float:
     if not text:
-        return DEFAULT_CHECKPOINT_INTERVAL
+        return default
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 <= value <= 3600:
-        raise ConfigError(f"FLUX_CHECKPOINT_INTERVAL must be seconds from 0 to 3600, not {text!r}")
+    if not 0 <= value <= most:
+        raise ConfigError(f"{variable} must be seconds from 0 to {most:g}, not {text!r}")
     return value
 
 

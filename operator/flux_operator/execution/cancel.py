@@ -128,6 +128,22 @@ def cascade(name: str, reason: str, force: bool, children: list[Execution], fami
     return cancels
 
 
+def cancel_at_once(ex: Execution, intent: CancelIntent, children: list[Execution], plan: Plan, now: datetime,
+                   family: Family, outcome: Outcome, while_: str) -> None:
+    """Cancelled in this decision: no pod runs (`while_` it was suspended, or waiting) and no child does."""
+    if intent.cascade:
+        plan.actions.extend(cascade(ex.name, intent.reason, intent.force, children, family))
+    cancellation = Cancellation(reason=intent.reason, source=intent.source, requestedAt=now, completedAt=now,
+                                outcome=outcome).model_copy(update=children_view(children))
+    plan.status.set(phase=Phase.CANCELLED, finishedAt=now, cancellation=cancellation,
+                    message=f"cancelled while {while_}: {intent.reason}"[:8192])
+    plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
+    plan.condition(ex, now, FINISHED, True, Phase.CANCELLED, f"cancelled while {while_}")
+    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
+    plan.event(EventReason.CANCELLED, f"cancelled while {while_} ({outcome}): no pod to stop")
+    plan.actions.append(Observe("outcome", intent.source, outcome))
+
+
 def _grace(ex: Execution, intent: CancelIntent) -> int:
     return 0 if intent.force else ex.spec.gracePeriodSeconds
 
@@ -221,6 +237,8 @@ def _ending(ex: Execution, cancellation: Cancellation) -> tuple[Phase, Outcome]:
         return state, Outcome.TOO_LATE
     if state == Phase.CANCELLED:
         return Phase.CANCELLED, Outcome.CLEANUP_FAILED if checkpoint.error else Outcome.GRACEFUL
+    if state == Phase.WAITING:
+        return Phase.CANCELLED, Outcome.GRACEFUL  # it had ended its pod to wait: nothing was cut
     if ex.status.startedAt is None and state is None:
         return Phase.CANCELLED, Outcome.NOT_STARTED
     if cancellation.forcedAt is not None:

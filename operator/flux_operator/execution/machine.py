@@ -22,7 +22,7 @@ from flux_api.names import runner_pod_name_for
 from flux_api.timefmt import format_time
 
 from flux_operator import payloads
-from flux_operator.execution import suspend, timing
+from flux_operator.execution import suspend, timing, waiting
 from flux_operator.execution.actions import (
     CANCEL_RECORD_FIELDS,
     VERDICT_TAKEN_BACK,
@@ -41,6 +41,7 @@ from flux_operator.execution.actions import (
 )
 from flux_operator.execution.cancel import (
     Family,
+    cancel_at_once,
     cancel_intent,
     cancelling,
     request_cancel,
@@ -91,6 +92,8 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
         pass
     elif phase == Phase.SUSPENDED and intent is None:  # resumed: its runner starts now
         _start_when_due(ex, memory, plan, now)
+    elif phase == Phase.WAITING and _waited(ex, intent, pod, owned, memory, plan, now, family):
+        pass
     else:  # Pending, Running; a Suspending one cancelled or finished; a Suspended one cancelled with live children
         _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked, family)
     return _finish(ex, pod, memory, plan)
@@ -173,6 +176,9 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
     if ex.spec.suspend:
         suspend.request_suspend(ex, pod, children, plan, now)
         return
+    if checkpoint == Phase.WAITING:
+        waiting.runner_waits(ex, pod, plan, now)
+        return
     if checkpoint == Phase.CANCELLED:
         # The runner stopped for a SIGTERM that was no cancel (an eviction, a drain, a node shutdown):
         # once its pod is gone, a new one resumes from the checkpoint.
@@ -210,6 +216,23 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         _mark_started(ex, pod.name, plan, now)
     if ex.phase == Phase.RUNNING or pod.started:
         spawn(ex, found, children, memory, plan, now)
+
+
+def _waited(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
+            memory: Memory, plan: Plan, now: datetime, family: Family) -> bool:
+    """A durable wait (waiting.py); False leaves a cancel with a pod or live children, and a suspend, to _active."""
+    if intent is not None:
+        live = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
+        if pod is not None or live:
+            return False
+        cancel_at_once(ex, intent, children, plan, now, family, Outcome.WHILE_WAITING, "waiting")
+        return True
+    if ex.spec.suspend:
+        return False
+    if waiting.due(ex, pod, now):
+        waiting.wake(ex, plan, now)
+        _start_runner(ex, ex.status.podName or runner_pod_name_for(ex.name, ex.status.retries), memory, plan, now)
+    return True
 
 
 def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:

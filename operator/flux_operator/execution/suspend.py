@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flux_api import TERMINAL_PHASES, Cancellation, Execution, Outcome, Phase, Suspension
+from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase, Suspension
 from flux_api.cancel import MAX_REASON, CancelIntent
-from flux_api.conditions import CANCEL_REQUESTED, FINISHED
 from flux_api.events import EventReason
 from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, runner_pod_name_for
 
 from flux_operator.execution import timing
-from flux_operator.execution.actions import VERDICT_TAKEN_BACK, DeletePod, Observe, Plan, PodView, SuspendChild
-from flux_operator.execution.cancel import Family, cascade, escalation_due, source_reason
-from flux_operator.execution.children import children_view
+from flux_operator.execution.actions import RUN_AGAIN, VERDICT_TAKEN_BACK, DeletePod, Plan, PodView, SuspendChild
+from flux_operator.execution.cancel import Family, cancel_at_once, escalation_due
 
 DEFAULT_REASON = "suspended"
 
@@ -86,27 +84,12 @@ def suspended(ex: Execution, intent: CancelIntent | None, children: list[Executi
         live = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
         if any(c.phase != Phase.SUSPENDED for c in live):
             return False
-        _cancel_at_once(ex, intent, children, plan, now, family)
+        cancel_at_once(ex, intent, children, plan, now, family, Outcome.WHILE_SUSPENDED, "suspended")
         return True
     if ex.spec.suspend:
         return True  # stays as it is
     _resume(ex, children, plan, now)
     return False
-
-
-def _cancel_at_once(ex: Execution, intent: CancelIntent, children: list[Execution], plan: Plan, now: datetime,
-                    family: Family) -> None:
-    if intent.cascade:
-        plan.actions.extend(cascade(ex.name, intent.reason, intent.force, children, family))
-    cancellation = Cancellation(reason=intent.reason, source=intent.source, requestedAt=now, completedAt=now,
-                                outcome=Outcome.WHILE_SUSPENDED).model_copy(update=children_view(children))
-    plan.status.set(phase=Phase.CANCELLED, finishedAt=now, cancellation=cancellation,
-                    message=f"cancelled while suspended: {intent.reason}"[:8192])
-    plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
-    plan.condition(ex, now, FINISHED, True, Phase.CANCELLED, "cancelled while suspended")
-    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
-    plan.event(EventReason.CANCELLED, f"cancelled while suspended ({Outcome.WHILE_SUSPENDED}): no pod to stop")
-    plan.actions.append(Observe("outcome", intent.source, Outcome.WHILE_SUSPENDED))
 
 
 def _resume(ex: Execution, children: list[Execution], plan: Plan, now: datetime) -> None:
@@ -120,9 +103,11 @@ def _resume(ex: Execution, children: list[Execution], plan: Plan, now: datetime)
         if child.spec.suspend and child.phase not in TERMINAL_PHASES and annotations.get(SUSPENDED_BY_ANNOTATION) == ex.name:
             plan.actions.append(SuspendChild(child.name, False))
     plan.status.set(phase=Phase.PENDING, suspension=record, message=None)
-    if ex.status.checkpoint is not None and ex.status.checkpoint.state == Phase.CANCELLED:
-        # Its last checkpoint was the answer to the suspend's SIGTERM: no verdict. The steps stay.
-        plan.status.set(checkpoint=VERDICT_TAKEN_BACK)
+    state = ex.status.checkpoint.state if ex.status.checkpoint is not None else None
+    if state in (Phase.CANCELLED, Phase.WAITING):
+        # Its last checkpoint answered the suspend's SIGTERM, or a durable sleep's: no verdict. The steps stay,
+        # and a sleep whose time has not come sleeps on in the new pod.
+        plan.status.set(checkpoint=VERDICT_TAKEN_BACK if state == Phase.CANCELLED else RUN_AGAIN)
     plan.event(EventReason.RESUMED, f"resumed after {record.suspendedSeconds}s suspended in all: a new pod "
                "continues from the last checkpoint", key=f"suspend-{record.count}")
 
@@ -144,6 +129,8 @@ def _conclude(ex: Execution, record: Suspension, outcome: Outcome, told: str, pl
 def _outcome(ex: Execution, record: Suspension) -> Outcome:
     """How the runner stopped, with a cancel's meanings."""
     checkpoint = ex.status.checkpoint
+    if checkpoint is not None and checkpoint.state == Phase.WAITING:
+        return Outcome.GRACEFUL  # it had ended its pod to wait
     if checkpoint is not None and checkpoint.state == Phase.CANCELLED:
         return Outcome.CLEANUP_FAILED if checkpoint.error else Outcome.GRACEFUL
     if ex.status.startedAt is None and checkpoint is None:

@@ -61,6 +61,12 @@ def backoff(ex: Execution) -> timedelta:
     return timedelta(seconds=min(seconds, max(MAX_BACKOFF_SECONDS, ex.spec.retry.backoffSeconds)))
 
 
+def _wakes(ex: Execution) -> datetime | None:
+    """A durable wait's wake time (the runner's checkpoint; waiting.py reads it the same way)."""
+    checkpoint = ex.status.checkpoint
+    return checkpoint.wakeAt if ex.phase == Phase.WAITING and checkpoint and checkpoint.state == Phase.WAITING else None
+
+
 def expires_at(ex: Execution) -> datetime | None:
     """When a finished execution is deleted (ttlSecondsAfterFinished); None: kept."""
     if ex.phase not in TERMINAL_PHASES or ex.spec.ttlSecondsAfterFinished is None:
@@ -76,6 +82,6 @@ def next_wakeup(ex: Execution, now: datetime, deadline: datetime | None) -> floa
     elif ex.phase == Phase.CANCELLING or ex.spec.cancel is not None:
         return None  # a deadline already fired, or a cancel is on its way: nothing to wait for here
     else:
-        moments = [deadline, waiting_until(ex, now)]
+        moments = [deadline, waiting_until(ex, now), _wakes(ex)]
     found = [m for m in moments if m is not None]
     return max(0.0, (min(found) - now).total_seconds()) if found else None

@@ -1,0 +1,66 @@
+"""Durable waits: the runner checkpointed state Waiting (a long ctx.sleep) and ended its pod. Pure.
+
+The execution shows phase Waiting with what it waits for, holds no pod, and at the checkpoint's wakeAt a
+new pod goes on from the checkpoint (every finished step, the sleep included, is skipped). A cancel while
+Waiting ends it at once; a suspend makes it Suspended at once (its resume sleeps on if the time has not come).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flux_api import Execution, Phase
+from flux_api.events import EventReason
+from flux_api.timefmt import format_time
+
+from flux_operator.execution.actions import RUN_AGAIN, DeletePod, Plan, PodView
+
+
+def wake_at(ex: Execution) -> datetime | None:
+    """When a Waiting execution's next pod starts; None when it is not waiting."""
+    checkpoint = ex.status.checkpoint
+    if checkpoint is None or checkpoint.state != Phase.WAITING:
+        return None
+    return checkpoint.wakeAt
+
+
+def waits_for(ex: Execution) -> str:
+    checkpoint = ex.status.checkpoint
+    when = wake_at(ex)
+    return (checkpoint.waiting if checkpoint and checkpoint.waiting else None) or \
+        (f"sleeping until {format_time(when)}" if when else "waiting")
+
+
+def runner_waits(ex: Execution, pod: PodView | None, plan: Plan, now: datetime) -> None:
+    """Pending or Running, and the runner's last word is Waiting: phase Waiting; its pod is done, deleted."""
+    if pod is not None and not pod.terminating:
+        # The runner exits by itself after that checkpoint; a pod that stays (a runner lying about waiting)
+        # is stopped like any other, with its grace period.
+        done = pod.phase in ("Succeeded", "Failed")
+        plan.actions.append(DeletePod(pod.name, 0 if done else ex.spec.gracePeriodSeconds, pod.uid))
+    message = waits_for(ex)
+    plan.status.set(phase=Phase.WAITING, message=message)
+    if ex.status.startedAt is None:
+        plan.status.set(startedAt=now)  # it ran: it checkpointed
+    plan.event(EventReason.WAITING, f"{message}: the runner pod ended, none runs until then", key=_key(ex))
+
+
+def due(ex: Execution, pod: PodView | None, now: datetime) -> bool:
+    """The wake time has come and the last pod is gone: the next one may start."""
+    when = wake_at(ex)
+    return pod is None and (when is None or now >= when)
+
+
+def wake(ex: Execution, plan: Plan, now: datetime) -> None:
+    """Pending again; the new runner (asked for by the caller) goes on after the sleep."""
+    when = wake_at(ex)
+    plan.status.set(phase=Phase.PENDING, checkpoint=RUN_AGAIN, message=None)
+    late = f", {(now - when).total_seconds():.1f}s after its wake time" if when else ""
+    plan.event(EventReason.WOKEN, f"woke from '{waits_for(ex)}'{late}: a new pod goes on from the checkpoint",
+               key=_key(ex))
+
+
+def _key(ex: Execution) -> str:
+    """One Event per wait: its wake time, as digits (the World keeps no checkpoint sequence)."""
+    when = wake_at(ex)
+    return "".join(c for c in format_time(when) if c.isdigit()) if when else ""

@@ -1,0 +1,103 @@
+"""Durable waits in the state machine: the runner's checkpoint state Waiting, with no cluster."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from flux_api import Execution
+from flux_operator.execution import timing
+from flux_operator.execution.machine import CancelChild, DeletePod, EnsureRunner, PodView, decide
+from tests.operator.builders import NOW, apply, of, status_patch
+from tests.operator.test_decide import POD, child, events, execution, parent, running_pod
+from tests.operator.test_suspend import with_spec
+
+pytestmark = pytest.mark.unit
+
+WAKE = "2026-11-21T12:05:00.000Z"  # NOW + 5 minutes
+
+
+def waited(**kw) -> Execution:
+    """Running; its runner checkpointed Waiting (a durable sleep) and exited."""
+    return execution("Running", checkpoint={"state": "Waiting", "wakeAt": WAKE, "waiting": f"sleeping until {WAKE}"},
+                     **kw)
+
+
+def waiting(**kw) -> Execution:
+    ex = waited(**kw)
+    return apply(ex, decide(ex, PodView(POD, phase="Succeeded", started=True, uid="p1"), [], NOW))
+
+
+def test_a_runner_that_ended_to_wait_makes_the_execution_waiting_and_its_pod_goes():
+    ex = waited()
+    actions = decide(ex, PodView(POD, phase="Succeeded", started=True, uid="p1"), [], NOW)
+    assert of(actions, DeletePod) == [DeletePod(POD, 0, "p1")]
+    patch = status_patch(actions)
+    assert patch["phase"] == "Waiting" and patch["message"] == f"sleeping until {WAKE}"
+    assert "finishedAt" not in patch
+    assert events(actions) == ["Waiting"]
+
+
+def test_a_pod_that_says_it_waits_but_runs_on_is_stopped_with_its_grace():
+    actions = decide(waited(), running_pod(uid="p1"), [], NOW)
+    assert of(actions, DeletePod) == [DeletePod(POD, 30, "p1")]
+
+
+def test_nothing_runs_before_the_wake_time_and_the_timer_is_set_for_it():
+    ex = waiting()
+    assert decide(ex, None, [], NOW + timedelta(minutes=4)) == []
+    assert timing.next_wakeup(ex, NOW, None) == 300
+
+
+def test_at_the_wake_time_a_new_pod_goes_on_from_the_checkpoint():
+    ex = waiting()
+    later = NOW + timedelta(minutes=5, seconds=1)
+    actions = decide(ex, None, [], later)
+    patch = status_patch(actions)
+    assert patch["phase"] == "Pending" and patch["message"] is None
+    assert patch["checkpoint"] == {"state": "Running", "error": None, "result": None, "wakeAt": None, "waiting": None}
+    assert of(actions, EnsureRunner)
+    assert events(actions) == ["Woken"]
+    assert "1.0s after its wake time" in [a for a in actions if getattr(a, "reason", "") == "Woken"][0].message
+
+
+def test_the_old_pod_must_be_gone_before_the_next_starts():
+    assert not of(decide(waiting(), PodView(POD, phase="Succeeded", terminating=True), [],
+                         NOW + timedelta(minutes=6)), EnsureRunner)
+
+
+def test_a_cancel_while_waiting_ends_it_at_once():
+    ex = with_spec(waiting(), cancel={"reason": "no need", "cascade": True, "force": False})
+    actions = decide(ex, None, [], NOW)
+    patch = status_patch(actions)
+    assert patch["phase"] == "Cancelled" and patch["cancellation"]["outcome"] == "WhileWaiting"
+    assert patch["message"] == "cancelled while waiting: no need"
+    assert not of(actions, EnsureRunner)
+
+
+def test_a_cancel_while_waiting_with_a_live_child_waits_for_it():
+    kid = child("job-a", "Running")
+    ex = with_spec(parent(waiting(), kid), cancel={"reason": "stop", "cascade": True, "force": False})
+    actions = decide(ex, None, [kid], NOW)
+    assert of(actions, CancelChild) and status_patch(actions)["phase"] == "Cancelling"
+    done = apply(ex, actions)
+    assert status_patch(decide(done, None, [child("job-a", "Cancelled")], NOW))["cancellation"]["outcome"] == \
+        "Graceful", "it had ended its pod to wait: nothing was cut"
+
+
+def test_a_suspend_while_waiting_is_suspended_at_once_and_its_resume_sleeps_on():
+    ex = with_spec(waiting(), suspend=True)
+    actions = decide(ex, None, [], NOW)
+    assert status_patch(actions)["phase"] == "Suspended"
+    assert status_patch(actions)["suspension"]["outcome"] == "Graceful"
+    resumed = with_spec(apply(ex, actions), suspend=False)
+    patch = status_patch(decide(resumed, None, [], NOW + timedelta(seconds=5)))
+    assert patch["phase"] == "Pending" and patch["checkpoint"]["wakeAt"] is None, "the new pod's replay sleeps on"
+
+
+def test_a_deadline_falls_while_waiting():
+    ex = waiting(deadline=120)
+    assert ex.phase == "Waiting"
+    actions = decide(ex, None, [], NOW + timedelta(minutes=2))
+    assert status_patch(actions)["cancellation"]["source"] == "deadline"
+    assert status_patch(actions)["cancellation"]["outcome"] == "WhileWaiting"
