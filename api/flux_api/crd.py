@@ -28,6 +28,7 @@ from flux_api.names import (
     VERSION,
 )
 from flux_api.schedule import ScheduleSpec, ScheduleStatus
+from flux_api.signals import APPEND_ONLY
 from flux_api.types import ExecutionSpec, ExecutionStatus
 
 REPO = Path(__file__).resolve().parents[2]  # a development tool: run from the checkout
@@ -138,7 +139,7 @@ def _conditions_by_type(status: dict[str, Any]) -> None:
 
 def open_api_schema() -> dict[str, Any]:
     spec = _schema_of(ExecutionSpec)
-    spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE]
+    spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE, APPEND_ONLY]
     crd_rules.add_spec_rules(spec)
     status = _schema_of(ExecutionStatus)
     status["x-kubernetes-validations"] = [TERMINAL_IS_FINAL, CANCELLING_HAS_CANCELLATION]

@@ -28,7 +28,8 @@ class EventReason(StrEnum):
     SUSPEND_REQUESTED = "SuspendRequested"
     SUSPENDED = "Suspended"
     WAITING = "Waiting"  # the runner ended its pod for a durable sleep
-    WOKEN = "Woken"  # its wake time came: a new pod continues after the sleep
+    WOKEN = "Woken"  # its wake time came, or the signal it waited for: a new pod goes on
+    SIGNAL_RECEIVED = "SignalReceived"
     RUNNER_DELAYED = "RunnerDelayed"
     RUNNER_UNSCHEDULABLE = "RunnerUnschedulable"
     RUNNER_REFUSED = "RunnerRefused"

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from flux_api.signals import MAX_SIGNALS, Signal, SignalWait
 from flux_api.timefmt import STAMP_PATTERN, format_time, parse_time
 
 MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600  # bounded so no admitted value can overflow a datetime
@@ -194,6 +195,8 @@ class ExecutionSpec(_Model):
         description="Once exceeded, the execution is cancelled with reason DeadlineExceeded (at most 10 years).",
     )
     cancel: CancelRequest | None = Field(None, description="Set to cancel. Cannot be undone.")
+    signals: list[Signal] = Field(default_factory=list, max_length=MAX_SIGNALS,
+                                  description="Signals sent to the workflow (ctx.wait_for_signal); append-only.")
     suspend: bool = Field(False, description="True: stop the runner gracefully and keep the checkpoint (Suspended); "
                                              "false again: resume in a new pod, skipping every finished step.")
     podTemplate: PodTemplate | None = Field(None, description="Settings of the runner pod.")
@@ -262,6 +265,7 @@ class Checkpoint(_Model):
     error: Text | None = None
     wakeAt: Stamp | None = Field(None, description="State Waiting: when the operator starts the next pod.")
     waiting: str | None = Field(None, max_length=MAX_REASON, description="State Waiting: what it waits for.")
+    signal: SignalWait | None = Field(None, description="State Waiting: the signal that ends the wait.")
     updatedAt: Stamp | None = None
 
 
@@ -358,6 +362,15 @@ class UnscheduleRequest(_Model):
     requestedAt: Stamp | None = None
 
 
+class SignalReceived(_Model):
+    """The operator's record of a signal in spec.signals (by its place in the list)."""
+
+    name: Name
+    index: int = Field(ge=0, le=MAX_SIGNALS)
+    receivedAt: Stamp | None = None
+    sentBy: Name | None = Field(None, description="The field manager that wrote it to spec.signals.")
+
+
 class ExecutionStatus(_Model):
     phase: Phase | None = None
     observedGeneration: int | None = None
@@ -369,6 +382,8 @@ class ExecutionStatus(_Model):
     checkpoint: Checkpoint | None = None
     cancellation: Cancellation | None = None
     suspension: Suspension | None = None
+    signals: list[SignalReceived] = Field(default_factory=list, max_length=MAX_SIGNALS,
+                                          description="Every signal received, in the order sent.")
     spawnRequests: list[SpawnRequest] = Field(
         default_factory=list, max_length=MAX_CHILDREN,
         description=f"Children the runner asks for; at most {MAX_CHILDREN} per execution.")

@@ -28,6 +28,7 @@ from flux_cli import objects
 # Re-exported: callers catch them from here, next to the calls that raise them.
 from flux_cli.kube_errors import (  # noqa: F401
     ApiNotInstalledError,
+    ConflictError,
     ForbiddenError,
     KubeconfigError,
     KubeError,
@@ -42,6 +43,7 @@ from flux_cli.kube_errors import (  # noqa: F401
 
 # (connect, read) seconds: an unreachable server fails fast instead of hanging the terminal.
 DEFAULT_REQUEST_TIMEOUT = (10.0, 60.0)
+FIELD_MANAGER = "kubectl-flux"
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 # Label values are at most 63 characters; longer names can never appear in a selector.
 _MAX_LABEL_VALUE = 63
@@ -148,6 +150,7 @@ class Kube:
                 PLURAL,
                 name,
                 patch,
+                field_manager=FIELD_MANAGER,  # who sent a signal or a cancel, as status.signals and Events say
                 _content_type="application/merge-patch+json",
                 _request_timeout=self.request_timeout,
                 _preload_content=False,

@@ -48,6 +48,10 @@ class RejectedError(KubeError):
     """409/422: the server refused the change (validation, CEL rule, conflict)."""
 
 
+class ConflictError(RejectedError):
+    """409 Conflict: the object changed since it was read (a patch that carried its resourceVersion)."""
+
+
 # Failures that concern the whole command, not one execution: stop at once.
 _WHOLE_COMMAND_ERRORS = (KubeconfigError, UnreachableError, UnauthorizedError, ApiNotInstalledError)
 
@@ -81,7 +85,9 @@ def translate_api_error(error: ApiException, *, what: str, host: str = "") -> Ku
         return ApiNotInstalledError(
             f"the Execution API ({GROUP}/{VERSION}) is not served by this cluster: is the Flux CRD installed?"
         )
-    if kind in (Failure.CONFLICT, Failure.INVALID):
+    if kind is Failure.CONFLICT:
+        return ConflictError(f"rejected by the API server: {message}")
+    if kind is Failure.INVALID:
         return RejectedError(f"rejected by the API server: {message}")
     return KubeError(f"API server error {error.status} {error.reason or ''}".rstrip() + (f": {message}" if message else ""))
 

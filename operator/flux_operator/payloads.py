@@ -21,6 +21,8 @@ KEEP_BYTES = 2048  # a payload larger than this (as compact JSON) is kept on the
 # In a trimmed object's metadata: the typed fields kept on the server only ({"spec.podTemplate": stub}).
 # A typed field cannot hold a stub (the models ignore unknown keys: it would read as an empty template).
 KEPT_OUT = "flux.internal/keptOut"
+# In the trimmed metadata: the field manager that last wrote spec.signals (managedFields are not kept).
+SIGNALS_SENT_BY = "flux.internal/signalsSentBy"
 _KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
                   "deletionTimestamp")
 _OURS = f"{GROUP}/"

@@ -20,6 +20,7 @@ import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution, Phase
 from flux_api.cancel import first_cancel_time
 from flux_api.names import CANCEL_ANNOTATION, CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
+from flux_api.signals import sent_by
 from flux_api.timefmt import parse_time
 
 from flux_operator import payloads
@@ -39,6 +40,10 @@ def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
     spec = {k: v for k, v in (raw.get("spec") or {}).items() if k != "input"}
     for field in KEPT_OUT_SPEC:
         payloads.keep_out(spec, field, f"spec.{field}", kept_meta)
+    if isinstance(spec.get("signals"), list):  # their names and reasons; the data is the runner's to read
+        spec["signals"] = [{k: s[k] for k in ("name", "reason") if k in s} for s in spec["signals"] if isinstance(s, dict)]
+        if (sender := sent_by(meta.get("managedFields"))) is not None:
+            kept_meta[payloads.SIGNALS_SENT_BY] = sender
     status = dict(raw.get("status") or {})
     checkpoint = status.get("checkpoint")
     if isinstance(checkpoint, dict):
@@ -54,7 +59,7 @@ def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
 # Of a checkpoint, decisions read only the runner's verdict: its state, error and result, and when it wrote a
 # final one (a cancel's acknowledgement). Its progress (steps, ledger, data, sequence, the time of a Running
 # write) is left out, so a checkpoint that only progressed changes nothing the operator keeps or decides on.
-_VERDICT = ("state", "error", "result", "wakeAt", "waiting")
+_VERDICT = ("state", "error", "result", "wakeAt", "waiting", "signal")
 
 
 def _verdict(checkpoint: dict[str, Any]) -> dict[str, Any]:

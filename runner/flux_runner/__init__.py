@@ -10,6 +10,7 @@ from flux_runner.errors import (
     ChildResultNotMirrored,
     DuplicateStep,
     NotJsonSerialisable,
+    SignalTimeout,
     SpawnConflict,
     SpawnLimit,
     WorkflowLoadError,
@@ -22,5 +23,5 @@ except PackageNotFoundError:
 
 __all__ = [
     "ApiError", "ApiUnavailable", "ChildFailed", "ChildResultNotMirrored", "DuplicateStep", "NotJsonSerialisable",
-    "SpawnConflict", "SpawnLimit", "WorkflowContext", "WorkflowLoadError", "__version__",
+    "SignalTimeout", "SpawnConflict", "SpawnLimit", "WorkflowContext", "WorkflowLoadError", "__version__",
 ]

@@ -19,6 +19,7 @@ from flux_runner.client import ExecutionClient
 from flux_runner.errors import DuplicateStep, NotScheduled
 from flux_runner.journal import Journal
 from flux_runner.jsonvalue import json_value
+from flux_runner.signalling import SignalWaits
 from flux_runner.spawner import POLL_INTERVAL, Spawner, requested_children
 from flux_runner.waits import DEFAULT_DURABLE_AFTER, DurableWait, aware, recorded, recorded_wake, seconds_of
 
@@ -43,6 +44,8 @@ class WorkflowContext:
         self._api = api
         self._durable_after = durable_after
         self._sleeps = 0
+        self._signals = SignalWaits(api, journal, switch, self._claim, self._enforce, durable_after,
+                                    spawner.poll_interval)
         self._schedule = schedule
         self._journal = journal
         self._switch = switch
@@ -136,6 +139,13 @@ class WorkflowContext:
             return
         self.log.info("sleep %s: until %s, without a pod", name, format_time(wake_at))
         raise DurableWait(wake_at, f"sleeping until {format_time(wake_at)}")
+
+    async def wait_for_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
+        """Waits for a signal `name` (`kubectl flux signal EXECUTION NAME --data JSON`) and returns its data.
+        The k-th wait for a name takes the k-th signal of that name. Raises SignalTimeout after `timeout`
+        (seconds or a timedelta; None waits for ever). A wait longer than the durable threshold holds no pod,
+        as a long ctx.sleep does: a new pod takes the signal when it arrives."""
+        return await self._signals.wait(name, timeout)
 
     @property
     def schedule(self) -> str | None:

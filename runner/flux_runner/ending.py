@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from flux_api import Phase
@@ -23,7 +22,7 @@ class Ending:
     result: Any = None
     error: str | None = None
     reason: str | None = None  # why it was cancelled, or what it waits for (state Waiting)
-    wake_at: datetime | None = None  # state Waiting: when the operator starts the next pod
+    wait: DurableWait | None = None  # state Waiting: until when, or for which signal
 
     @classmethod
     def failed(cls, error: str) -> Ending:
@@ -59,7 +58,7 @@ def ending_of(task: asyncio.Task[Any], switch: CancelSwitch) -> Ending:
         return Ending.cancelled(switch.reason or "the workflow raised CancelledError")
     error = task.exception()
     if isinstance(error, DurableWait) and not switch.requested:
-        return Ending(Phase.WAITING, reason=error.waiting, wake_at=error.wake_at)
+        return Ending(Phase.WAITING, reason=error.waiting, wait=error)
     if error is not None:
         if switch.requested:
             # Cancelled, and then the cleanup itself failed: still a cancel, with the cleanup error.

@@ -113,3 +113,7 @@ class ChildFailed(WorkflowError):
 
 class NotScheduled(WorkflowError, RuntimeError):
     """ctx.unschedule() in an execution no Schedule started: there is nothing to unschedule."""
+
+
+class SignalTimeout(WorkflowError, TimeoutError):
+    """ctx.wait_for_signal: no such signal arrived before the timeout."""

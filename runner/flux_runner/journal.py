@@ -14,7 +14,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from flux_api import Checkpoint, Phase, StepRecord, nesting
@@ -26,6 +25,7 @@ from pydantic import ValidationError
 from flux_runner.client import ExecutionClient
 from flux_runner.settings import DEFAULT_CHECKPOINT_INTERVAL
 from flux_runner.errors import ApiError, CheckpointRejected, CheckpointTooLarge, Invalid, InvalidSpec, TooLarge
+from flux_runner.waits import DurableWait
 
 log = logging.getLogger("flux.runner")
 
@@ -129,21 +129,22 @@ class Journal:
         return await self._write(Phase.RUNNING) if self._dirty else None
 
     async def finish(self, state: Phase, result: Any = None, error: str | None = None,
-                     wake_at: datetime | None = None, waiting: str | None = None) -> dict[str, Any]:
+                     wait: DurableWait | None = None) -> dict[str, Any]:
         await self._stop_flusher()  # the final word is the last write
         try:
-            return await self._write(state, result, error, wake_at, waiting)
+            return await self._write(state, result, error, wait)
         except CheckpointTooLarge as exc:
             # The final word must land: the result goes, the reason stays.
             return await self._write(Phase.FAILED, None,
                                      f"CheckpointTooLarge: the workflow result does not fit: {exc.args[0]}")
 
     def checkpoint(self, state: Phase, result: Any = None, error: str | None = None,
-                   wake_at: datetime | None = None, waiting: str | None = None) -> dict[str, Any]:
+                   wait: DurableWait | None = None) -> dict[str, Any]:
         return Checkpoint(
             state=state, sequence=self.sequence, steps=self.recent, stepCount=self.count,
             done=self.ledger.stored(), results=self.results, data=self.data, result=result, error=error,
-            wakeAt=wake_at, waiting=waiting, updatedAt=now_text(),
+            wakeAt=wait.wake_at if wait else None, waiting=wait.waiting if wait else None,
+            signal=wait.signal if wait else None, updatedAt=now_text(),
         ).model_dump(mode="json")
 
     async def _soon(self) -> dict[str, Any] | None:
@@ -190,9 +191,9 @@ class Journal:
         return size
 
     async def _write(self, state: Phase, result: Any = None, error: str | None = None,
-                     wake_at: datetime | None = None, waiting: str | None = None) -> dict[str, Any]:
+                     wait: DurableWait | None = None) -> dict[str, Any]:
         async with self._lock:
-            checkpoint = self.checkpoint(state, result, error, wake_at, waiting)
+            checkpoint = self.checkpoint(state, result, error, wait)
             size = self._measure(checkpoint)
             self._dirty = False  # what changes from here on is written by a later write
             self.written_at = self.clock()  # when it was sent: concurrent steps wait an interval from here

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flux_api import TERMINAL_PHASES, Phase
+from flux_api import TERMINAL_PHASES
 
 from flux_runner import __version__
 from flux_runner.cancel import CancelSwitch
@@ -151,8 +151,7 @@ async def execute(ref: str, ctx: WorkflowContext, input: dict[str, Any]) -> Any:
 
 
 async def finish(journal: Journal, ending: Ending) -> Ending:
-    waiting = ending.reason if ending.state == Phase.WAITING else None
-    await journal.finish(ending.state, ending.result, ending.error, ending.wake_at, waiting)
+    await journal.finish(ending.state, ending.result, ending.error, ending.wait)
     return ending
 
 

@@ -54,6 +54,10 @@ class Spawner:
         self._count = 0
         self._lock = asyncio.Lock()
 
+    @property
+    def poll_interval(self) -> float:
+        return self._poll_interval
+
     async def spawn(self, workflow: str, input: Mapping[str, Any] | None, name: str | None) -> Any:
         # Counting every call keeps default names deterministic across restarts.
         self._count += 1

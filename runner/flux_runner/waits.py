@@ -12,6 +12,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
+from flux_api.signals import SignalWait
 from flux_api.timefmt import format_time, parse_time
 
 # Sleeps longer than this (seconds) end the pod (the operator's --durable-wait-after; FLUX_DURABLE_WAIT_AFTER).
@@ -23,9 +24,9 @@ class DurableWait(BaseException):
     """Ends the run to wait without a pod. A BaseException, like CancelledError: a workflow's
     `except Exception` must not swallow it; its `finally` blocks run, as on any stop."""
 
-    def __init__(self, wake_at: datetime, waiting: str) -> None:
+    def __init__(self, wake_at: datetime | None, waiting: str, signal: SignalWait | None = None) -> None:
         super().__init__(waiting)
-        self.wake_at, self.waiting = wake_at, waiting
+        self.wake_at, self.waiting, self.signal = wake_at, waiting, signal
 
 
 def seconds_of(delay: Any) -> float:

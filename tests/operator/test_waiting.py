@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from flux_api import Execution
 from flux_operator.execution import timing
-from flux_operator.execution.machine import CancelChild, DeletePod, EnsureRunner, PodView, decide
+from flux_operator.execution.machine import CancelChild, DeletePod, EnsureRunner, PatchStatus, PodView, decide
 from tests.operator.builders import NOW, apply, of, status_patch
 from tests.operator.test_decide import POD, child, events, execution, parent, running_pod
 from tests.operator.test_suspend import with_spec
@@ -55,7 +55,8 @@ def test_at_the_wake_time_a_new_pod_goes_on_from_the_checkpoint():
     actions = decide(ex, None, [], later)
     patch = status_patch(actions)
     assert patch["phase"] == "Pending" and patch["message"] is None
-    assert patch["checkpoint"] == {"state": "Running", "error": None, "result": None, "wakeAt": None, "waiting": None}
+    assert patch["checkpoint"] == {"state": "Running", "error": None, "result": None, "wakeAt": None, "waiting": None,
+                                   "signal": None}
     assert of(actions, EnsureRunner)
     assert events(actions) == ["Woken"]
     assert "1.0s after its wake time" in [a for a in actions if getattr(a, "reason", "") == "Woken"][0].message
@@ -101,3 +102,52 @@ def test_a_deadline_falls_while_waiting():
     actions = decide(ex, None, [], NOW + timedelta(minutes=2))
     assert status_patch(actions)["cancellation"]["source"] == "deadline"
     assert status_patch(actions)["cancellation"]["outcome"] == "WhileWaiting"
+
+
+# --- signals ---------------------------------------------------------------------------------------------
+
+def waiting_for_signal(signals: list | None = None, sender: str | None = None, received: list | None = None):
+    ex = execution("Running", checkpoint={"state": "Waiting", "waiting": "waiting for signal approve",
+                                          "signal": {"name": "approve", "occurrence": 1}})
+    ex = apply(ex, decide(ex, None, [], NOW))
+    data = ex.model_dump(mode="json")
+    data["spec"]["signals"] = signals or []
+    data["status"]["signals"] = received or []
+    if sender:
+        data["metadata"]["flux.internal/signalsSentBy"] = sender
+    return Execution.model_validate(data)
+
+
+def test_a_wait_for_a_signal_without_a_timeout_waits_for_ever():
+    ex = waiting_for_signal()
+    assert ex.phase == "Waiting" and ex.status.message == "waiting for signal approve"
+    assert decide(ex, None, [], NOW + timedelta(days=30)) == []
+    assert timing.next_wakeup(ex, NOW, None) is None
+
+
+def test_the_signal_arriving_wakes_it_and_is_recorded_with_its_sender():
+    ex = waiting_for_signal(signals=[{"name": "other"}, {"name": "approve", "reason": "looks good"}],
+                            sender="kubectl-flux", received=[{"name": "other", "index": 0}])
+    actions = decide(ex, None, [], NOW)
+    patch = status_patch(actions)
+    assert patch["phase"] == "Pending" and of(actions, EnsureRunner)
+    assert patch["signals"][1] == {"name": "approve", "index": 1, "receivedAt": patch["signals"][1]["receivedAt"],
+                                   "sentBy": "kubectl-flux"}
+    messages = {a.reason: a.message for a in actions if hasattr(a, "reason") and hasattr(a, "message")}
+    assert messages["SignalReceived"] == "signal approve received from kubectl-flux: looks good"
+    assert "after its wake time" not in messages["Woken"]
+
+
+def test_another_signal_does_not_wake_it_but_is_recorded():
+    ex = waiting_for_signal(signals=[{"name": "other"}], sender="gitops")
+    actions = decide(ex, None, [], NOW)
+    assert not of(actions, EnsureRunner)
+    assert status_patch(actions)["signals"][0]["sentBy"] == "gitops"
+    assert events(actions) == ["SignalReceived"]
+
+
+def test_a_signal_to_a_finished_execution_is_not_recorded():
+    ex = execution("Succeeded", status={"finishedAt": "2026-11-21T11:59:30Z", "observedGeneration": 1})
+    data = ex.model_dump(mode="json")
+    data["spec"]["signals"] = [{"name": "approve"}]
+    assert not of(decide(Execution.model_validate(data), None, [], NOW), PatchStatus)

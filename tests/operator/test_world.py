@@ -268,3 +268,12 @@ def test_a_pod_the_scheduler_cannot_place_is_seen_with_its_message() -> None:
     assert pod_view(raw).unschedulable == ""
     raw["status"]["conditions"][0].update(status="True", reason="")
     assert pod_view(raw).unschedulable == ""
+
+
+def test_signals_are_kept_without_their_data_and_with_who_sent_them():
+    raw = {"metadata": {"name": "x", "namespace": "ns", "uid": "u", "resourceVersion": "1", "managedFields": [
+        {"manager": "kubectl-flux", "time": "2026-12-01T10:02:00Z", "fieldsV1": {"f:spec": {"f:signals": {}}}}]},
+        "spec": {"workflow": "a:b", "signals": [{"name": "approve", "data": "x" * 4000, "reason": "ok"}]}}
+    trimmed = trim_execution(raw)
+    assert trimmed["spec"]["signals"] == [{"name": "approve", "reason": "ok"}]
+    assert trimmed["metadata"]["flux.internal/signalsSentBy"] == "kubectl-flux"

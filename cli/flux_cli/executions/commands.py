@@ -27,7 +27,7 @@ from flux_cli.app import (
 )
 from flux_cli.durations import DURATION_HELP, DurationError, parse_duration
 from flux_cli.errors import ArgumentError, ExitCode
-from flux_cli.executions import actions, render, suspending
+from flux_cli.executions import actions, render, signalling, suspending
 from flux_cli.executions.cancelling import DEFAULT_REASON, build_cancel_patch
 from flux_cli.executions.selection import check_name, make_selection
 
@@ -137,6 +137,27 @@ def resume(name: ExecutionName, output: Output = OutputFormat.TEXT, *, cluster: 
         kube = cluster.connect()
         result = suspending.resume(kube, cluster.namespace_in(kube), name)
     return _toggled(result, output)
+
+
+@command(app, Reach.NAMESPACE)
+def signal(
+    name: ExecutionName,
+    signal_name: Annotated[str, typer.Argument(metavar="SIGNAL", help="The signal the workflow waits for.")],
+    data: Annotated[str | None, typer.Option("--data", help="JSON handed to the workflow.", show_default=False)] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; recorded with the signal.",
+                                              show_default=False)] = None,
+    output: Output = OutputFormat.TEXT,
+    *,
+    cluster: Cluster,
+) -> int:
+    """Send a signal to an execution (ctx.wait_for_signal): appended to spec.signals; exit code 3 if it has
+    finished."""
+    with reporting():
+        entry = signalling.signal_entry(signal_name, data, reason)  # checked before any API call
+        kube = cluster.connect()
+        sent = signalling.send(kube, cluster.namespace_in(kube), name, entry)
+    emit(output, Text(f'execution "{sent.name}": {sent.message}'), sent.to_json())
+    return sent.exit_code
 
 
 def _toggled(result: suspending.Toggled, output: OutputFormat) -> int:

@@ -138,7 +138,7 @@ CANCEL_RECORD_FIELDS = frozenset({"phase", "cancellation", "suspension", "condit
 # A merge patch of the checkpoint that keeps its steps and removes only its verdict (error, result).
 VERDICT_TAKEN_BACK = Checkpoint(state=Phase.RUNNING, error=None, result=None)
 # The same for a checkpoint that waited (a durable sleep): its wake time goes too.
-RUN_AGAIN = Checkpoint(state=Phase.RUNNING, error=None, result=None, wakeAt=None, waiting=None)
+RUN_AGAIN = Checkpoint(state=Phase.RUNNING, error=None, result=None, wakeAt=None, waiting=None, signal=None)
 
 
 @dataclass

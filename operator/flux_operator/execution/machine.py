@@ -79,6 +79,8 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
     intent = cancel_intent(ex, now)
     pod = own_pod(ex, pod, memory)
     owned = owned_children(ex, children)
+    if phase not in TERMINAL_PHASES:
+        waiting.record_signals(ex, plan, now)
     if phase in TERMINAL_PHASES:
         expires = timing.expires_at(ex)
         if expires is not None and now >= expires:

@@ -11,9 +11,12 @@ from datetime import datetime
 
 from flux_api import Execution, Phase
 from flux_api.events import EventReason
+from flux_api.signals import nth
 from flux_api.timefmt import format_time
+from flux_api.types import SignalReceived
 
 from flux_operator.execution.actions import RUN_AGAIN, DeletePod, Plan, PodView
+from flux_operator.payloads import SIGNALS_SENT_BY
 
 
 def wake_at(ex: Execution) -> datetime | None:
@@ -46,21 +49,52 @@ def runner_waits(ex: Execution, pod: PodView | None, plan: Plan, now: datetime) 
 
 
 def due(ex: Execution, pod: PodView | None, now: datetime) -> bool:
-    """The wake time has come and the last pod is gone: the next one may start."""
+    """The wake time has come, or the signal waited for has arrived, and the last pod is gone: the next one
+    may start (and takes the signal, or times out)."""
+    if pod is None and signal_arrived(ex):
+        return True
     when = wake_at(ex)
-    return pod is None and (when is None or now >= when)
+    checkpoint = ex.status.checkpoint
+    if when is None:  # a wait for a signal without a timeout; or no wait this version knows: go on
+        return pod is None and not (checkpoint and checkpoint.signal)
+    return pod is None and now >= when
+
+
+def signal_arrived(ex: Execution) -> bool:
+    wait = ex.status.checkpoint.signal if ex.status.checkpoint else None
+    return wait is not None and nth(ex.spec.signals, wait.name, wait.occurrence) is not None
 
 
 def wake(ex: Execution, plan: Plan, now: datetime) -> None:
     """Pending again; the new runner (asked for by the caller) goes on after the sleep."""
     when = wake_at(ex)
     plan.status.set(phase=Phase.PENDING, checkpoint=RUN_AGAIN, message=None)
-    late = f", {(now - when).total_seconds():.1f}s after its wake time" if when else ""
+    late = f", {(now - when).total_seconds():.1f}s after its wake time" if when and not signal_arrived(ex) else ""
     plan.event(EventReason.WOKEN, f"woke from '{waits_for(ex)}'{late}: a new pod goes on from the checkpoint",
                key=_key(ex))
 
 
 def _key(ex: Execution) -> str:
-    """One Event per wait: its wake time, as digits (the World keeps no checkpoint sequence)."""
+    """One Event per wait: its signal and occurrence, or its wake time as digits (the World keeps no
+    checkpoint sequence)."""
+    wait = ex.status.checkpoint.signal if ex.status.checkpoint else None
+    if wait is not None:
+        return f"{wait.name}-{wait.occurrence}".lower()
     when = wake_at(ex)
     return "".join(c for c in format_time(when) if c.isdigit()) if when else ""
+
+
+def record_signals(ex: Execution, plan: Plan, now: datetime) -> None:
+    """Each signal appended to spec.signals since the last decision: in status.signals, with who sent it
+    (the field manager that wrote the list), and an Event."""
+    seen = len(ex.status.signals)
+    if len(ex.spec.signals) <= seen:
+        return
+    sender = ex.metadata.get(SIGNALS_SENT_BY)
+    received = [*ex.status.signals]
+    for index, signal in enumerate(ex.spec.signals[seen:], start=seen):
+        received.append(SignalReceived(name=signal.name, index=index, receivedAt=now, sentBy=sender))
+        why = f": {signal.reason}" if signal.reason else ""
+        plan.event(EventReason.SIGNAL_RECEIVED, f"signal {signal.name} received from {sender or 'an unknown sender'}"
+                   f"{why}", key=str(index))
+    plan.status.set(signals=received)

@@ -1,0 +1,59 @@
+"""Signals: `spec.signals`, appended by whoever may patch the Execution (a person, the plugin, a GitOps commit),
+read by the runner (`ctx.wait_for_signal`) and recorded by the operator (`status.signals`).
+
+A workflow's k-th wait for a name takes the k-th signal of that name, in list order, so a replay after a
+restart takes the same one. The list is append-only (a CEL rule), bounded in count and in size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SIGNALS = 32
+MAX_SIGNAL_DATA = 4096  # characters of JSON text
+MAX_SIGNAL_REASON = 256
+SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+
+APPEND_ONLY = {
+    "rule": "!has(oldSelf.signals) || (has(self.signals) && self.signals.size() >= oldSelf.signals.size()"
+            " && oldSelf.signals.all(o, o in self.signals))",
+    "message": "spec.signals is append-only: a signal sent cannot be removed or changed",
+    "reason": "FieldValueForbidden",
+    "fieldPath": ".signals",
+}
+
+
+class Signal(BaseModel):
+    """One signal: a name the workflow waits for, optional JSON data (as text) and why it was sent."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=SIGNAL_NAME_PATTERN, max_length=63, description="What the workflow waits for.")
+    data: str | None = Field(None, max_length=MAX_SIGNAL_DATA,
+                             description="JSON text, handed to the workflow decoded (ctx.wait_for_signal's value).")
+    reason: str = Field("", max_length=MAX_SIGNAL_REASON, description="Why it was sent.")
+
+
+class SignalWait(BaseModel):
+    """In a Waiting checkpoint: the signal the workflow waits for (the `occurrence`-th of `name`, from 1)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(max_length=63)
+    occurrence: int = Field(1, ge=1, le=MAX_SIGNALS)
+
+
+def nth(signals: list[Any], name: str, occurrence: int) -> Any | None:
+    """The `occurrence`-th signal called `name` (from 1), or None yet."""
+    found = [s for s in signals if (s.get("name") if isinstance(s, dict) else getattr(s, "name", None)) == name]
+    return found[occurrence - 1] if len(found) >= occurrence else None
+
+
+def sent_by(managed_fields: list[dict[str, Any]] | None) -> str | None:
+    """The field manager that last wrote spec.signals (the list is atomic: its last writer owns it)."""
+    owners = [(str(entry.get("time") or ""), str(entry.get("manager") or ""))
+              for entry in managed_fields or [] if isinstance(entry, dict)
+              and "f:signals" in (((entry.get("fieldsV1") or {}).get("f:spec")) or {})]
+    return max(owners)[1] if owners else None

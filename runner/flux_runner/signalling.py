@@ -1,0 +1,87 @@
+"""`ctx.wait_for_signal`: the k-th wait for a name takes the k-th signal of that name in spec.signals.
+
+Two steps record a wait, so a replay after a restart does what the first run did: `signal-<name>-<k>-wait`
+(its deadline, set once) and `signal-<name>-<k>` (the data received, or that it timed out). A wait that would
+last longer than the durable threshold ends the pod (state Waiting with the signal it waits for); the
+operator starts a new pod when the signal arrives or the timeout comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from flux_api import nesting
+from flux_api.signals import SignalWait, nth
+from flux_api.timefmt import format_time, parse_time, utcnow
+
+from flux_runner.cancel import CancelSwitch
+from flux_runner.client import ExecutionClient
+from flux_runner.errors import SignalTimeout
+from flux_runner.journal import Journal
+from flux_runner.waits import DurableWait, seconds_of
+
+
+def decoded(text: str | None) -> Any:
+    """A signal's data: its JSON decoded; text that is not JSON is handed over as it is (nothing is lost)."""
+    if text is None:
+        return None
+    try:
+        return nesting.loads(text)
+    except ValueError:
+        return text
+
+
+class SignalWaits:
+    def __init__(self, api: ExecutionClient, journal: Journal, switch: CancelSwitch, claim: Callable[[str], None],
+                 enforce: Callable[[dict[str, Any] | None], Awaitable[None]], durable_after: float,
+                 poll_interval: float) -> None:
+        self._api, self._journal, self._switch = api, journal, switch
+        self._claim, self._enforce = claim, enforce
+        self._durable_after, self._poll = durable_after, poll_interval
+        self._counts: Counter[str] = Counter()
+
+    async def wait(self, name: str, timeout: float | timedelta | None) -> Any:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"ctx.wait_for_signal needs a signal name, got {name!r}")
+        seconds = seconds_of(timeout) if timeout is not None else None
+        self._counts[name] += 1
+        occurrence = self._counts[name]
+        step, wait_step = f"signal-{name}-{occurrence}", f"signal-{name}-{occurrence}-wait"
+        self._claim(wait_step)
+        self._claim(step)
+        if self._journal.done(step):
+            return _outcome(self._journal.result(step), name)
+        until = self._deadline(wait_step)
+        if not self._journal.done(wait_step):
+            until = utcnow() + timedelta(seconds=seconds) if seconds is not None else None
+            await self._enforce(await self._journal.record_step(wait_step, {"until": format_time(until) if until else None}))
+        while True:
+            execution = await self._api.get()
+            await self._switch.enforce(execution)
+            signal = nth(((execution.get("spec") or {}).get("signals") or []), name, occurrence)
+            if isinstance(signal, dict):
+                data = decoded(signal.get("data"))
+                await self._enforce(await self._journal.record_step(step, {"data": data}))
+                return data
+            left = (until - utcnow()).total_seconds() if until is not None else math.inf
+            if left <= 0:
+                await self._enforce(await self._journal.record_step(step, {"timedOut": True}))
+                return _outcome({"timedOut": True}, name)
+            if left > self._durable_after:
+                raise DurableWait(until, f"waiting for signal {name}", SignalWait(name=name, occurrence=occurrence))
+            await asyncio.sleep(min(self._poll, left))
+
+    def _deadline(self, wait_step: str) -> datetime | None:
+        recorded = self._journal.result(wait_step)
+        return parse_time(recorded.get("until")) if isinstance(recorded, dict) and recorded.get("until") else None
+
+
+def _outcome(result: Any, name: str) -> Any:
+    if isinstance(result, dict) and result.get("timedOut"):
+        raise SignalTimeout(f"no signal {name!r} arrived before the timeout")
+    return result.get("data") if isinstance(result, dict) else None

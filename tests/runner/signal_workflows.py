@@ -1,0 +1,5 @@
+"""Workflows the runner's signal tests run (importable as tests.runner.signal_workflows)."""
+
+
+async def twice(ctx, input):
+    return [await ctx.wait_for_signal("go"), await ctx.wait_for_signal("go")]

@@ -1,0 +1,103 @@
+"""ctx.wait_for_signal in the runner: a signal there is taken at once, one sent meanwhile is taken by the
+poll, a long wait holds no pod, a replay takes the same signal, a timeout raises."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from flux_runner.main import EXIT_OK, run
+from flux_runner.signalling import decoded
+from flux_runner.testing import FakeExecutionApi, new_execution
+
+pytestmark = pytest.mark.unit
+
+APPROVE = {"name": "approve", "data": '{"approved":true,"by":"ada"}'}
+
+
+@pytest.fixture
+def termination_log(tmp_path: Path) -> Path:
+    path = tmp_path / "termination-log"
+    path.touch()
+    return path
+
+
+def approval(timeout=None, signals=None) -> FakeExecutionApi:
+    return FakeExecutionApi(new_execution("approval", "flux_examples.approval:main",
+                                          {"timeoutSeconds": timeout} if timeout is not None else {},
+                                          signals=signals or []))
+
+
+def run_runner(api, token, log, durable_after=60.0) -> int:
+    return asyncio.run(run(api.client(token), termination_log=log, poll_interval=0.001, checkpoint_interval=0.0,
+                           durable_after=durable_after))
+
+
+def test_a_signal_already_sent_is_taken_at_once(token, termination_log):
+    api = approval(signals=[APPROVE])
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    final = api.checkpoint
+    assert final["state"] == "Succeeded"
+    assert final["result"] == {"applied": True, "rows": 42, "decision": {"approved": True, "by": "ada"}}
+    assert final["results"]["signal-approve-1"] == {"data": {"approved": True, "by": "ada"}}
+
+
+def test_without_a_timeout_the_wait_holds_no_pod(token, termination_log):
+    api = approval()
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    final = api.checkpoint
+    assert final["state"] == "Waiting" and final.get("wakeAt") is None
+    assert final["signal"] == {"name": "approve", "occurrence": 1}
+    assert final["waiting"] == "waiting for signal approve"
+    assert "signal-approve-1" not in final["results"], "nothing received yet"
+
+
+def test_the_pod_after_the_signal_takes_it_and_skips_what_ran(token, termination_log):
+    api = approval()
+    run_runner(api, token, termination_log)
+    waited = api.checkpoint
+    api.status["checkpoint"] = {**waited, "state": "Running", "signal": None, "waiting": None}
+    api.execution["spec"]["signals"] = [APPROVE]
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    final = api.checkpoint
+    assert final["state"] == "Succeeded" and final["result"]["applied"] is True
+    assert final["steps"][: len(waited["steps"])] == waited["steps"], "prepare did not run again"
+
+
+def test_a_signal_sent_during_a_short_wait_is_seen_by_the_poll(token, termination_log):
+    api = approval(timeout=30)  # within the threshold: the wait stays in the pod and polls
+    polls = []
+
+    def operator_delivers(api_, record):
+        if record.method == "GET":
+            polls.append(record)
+            if len(polls) == 3:
+                api_.execution["spec"]["signals"] = [APPROVE]
+    api.hooks.append(operator_delivers)
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["state"] == "Succeeded" and api.checkpoint["result"]["applied"] is True
+
+
+def test_a_timeout_raises_in_the_workflow(token, termination_log):
+    api = approval(timeout=0.05)
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["result"] == {"applied": False, "why": "nobody decided in time"}
+    assert api.checkpoint["results"]["signal-approve-1"] == {"timedOut": True}
+
+
+def test_a_long_timeout_waits_without_a_pod_until_it(token, termination_log):
+    api = approval(timeout=3600)
+    run_runner(api, token, termination_log)
+    final = api.checkpoint
+    assert final["state"] == "Waiting" and final["wakeAt"] and final["signal"]["name"] == "approve"
+
+
+def test_the_kth_wait_takes_the_kth_signal_of_its_name(token, termination_log):
+    api = FakeExecutionApi(new_execution("two", "tests.runner.signal_workflows:twice", signals=[
+        {"name": "go", "data": "1"}, {"name": "other", "data": "9"}, {"name": "go", "data": "2"}]))
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["result"] == [1, 2]
+
+
+@pytest.mark.parametrize(("text", "value"), [('{"a":1}', {"a": 1}), ("not json", "not json"), (None, None)])
+def test_signal_data_is_json_and_other_text_is_kept_as_it_is(text, value):
+    assert decoded(text) == value
