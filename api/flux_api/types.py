@@ -382,6 +382,7 @@ class ExecutionStatus(_Model):
     checkpoint: Checkpoint | None = None
     cancellation: Cancellation | None = None
     suspension: Suspension | None = None
+    waitingSince: Stamp | None = Field(None, description="When the current durable wait began (phase Waiting).")
     signals: list[SignalReceived] = Field(default_factory=list, max_length=MAX_SIGNALS,
                                           description="Every signal received, in the order sent.")
     spawnRequests: list[SpawnRequest] = Field(

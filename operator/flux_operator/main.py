@@ -108,8 +108,8 @@ def _wait_threshold(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError("must be from 0 to 86400 seconds")
+    if not 10 <= value <= 86400:  # a durable wait lasts at least 10 s (execution/waiting.py: MIN_WAIT)
+        raise argparse.ArgumentTypeError("must be from 10 to 86400 seconds")
     return value
 
 

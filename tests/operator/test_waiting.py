@@ -151,3 +151,13 @@ def test_a_signal_to_a_finished_execution_is_not_recorded():
     data = ex.model_dump(mode="json")
     data["spec"]["signals"] = [{"name": "approve"}]
     assert not of(decide(Execution.model_validate(data), None, [], NOW), PatchStatus)
+
+
+def test_a_wake_time_in_the_past_still_waits_the_floor():
+    """A runner lying about its wake time cannot make the operator start its pods back to back."""
+    ex = execution("Running", checkpoint={"state": "Waiting", "wakeAt": "2026-11-21T11:00:00.000Z"})
+    ex = apply(ex, decide(ex, None, [], NOW))
+    assert ex.phase == "Waiting" and ex.status.waitingSince == NOW
+    assert decide(ex, None, [], NOW + timedelta(seconds=9)) == []
+    assert timing.next_wakeup(ex, NOW, None) == 10
+    assert of(decide(ex, None, [], NOW + timedelta(seconds=10)), EnsureRunner)

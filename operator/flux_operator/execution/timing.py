@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from flux_api import TERMINAL_PHASES, Execution, Phase
 from flux_api.timefmt import parse_time
 
+from flux_operator.execution import waiting
+
 MAX_BACKOFF_SECONDS = 3600
 
 
@@ -62,9 +64,8 @@ def backoff(ex: Execution) -> timedelta:
 
 
 def _wakes(ex: Execution) -> datetime | None:
-    """A durable wait's wake time (the runner's checkpoint; waiting.py reads it the same way)."""
-    checkpoint = ex.status.checkpoint
-    return checkpoint.wakeAt if ex.phase == Phase.WAITING and checkpoint and checkpoint.state == Phase.WAITING else None
+    """A durable wait's wake time (waiting.wakes)."""
+    return waiting.wakes(ex) if ex.phase == Phase.WAITING else None
 
 
 def expires_at(ex: Execution) -> datetime | None:

@@ -7,7 +7,7 @@ Waiting ends it at once; a suspend makes it Suspended at once (its resume sleeps
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flux_api import Execution, Phase
 from flux_api.events import EventReason
@@ -17,6 +17,11 @@ from flux_api.types import SignalReceived
 
 from flux_operator.execution.actions import RUN_AGAIN, DeletePod, Plan, PodView
 from flux_operator.payloads import SIGNALS_SENT_BY
+
+
+# A durable wait lasts at least this long, whatever wakeAt the runner wrote: a runner lying about its wake time
+# cannot make the operator start its pods back to back. Honest waits are longer (--durable-wait-after >= 10 s).
+MIN_WAIT = timedelta(seconds=10)
 
 
 def wake_at(ex: Execution) -> datetime | None:
@@ -42,7 +47,7 @@ def runner_waits(ex: Execution, pod: PodView | None, plan: Plan, now: datetime) 
         done = pod.phase in ("Succeeded", "Failed")
         plan.actions.append(DeletePod(pod.name, 0 if done else ex.spec.gracePeriodSeconds, pod.uid))
     message = waits_for(ex)
-    plan.status.set(phase=Phase.WAITING, message=message)
+    plan.status.set(phase=Phase.WAITING, message=message, waitingSince=now)
     if ex.status.startedAt is None:
         plan.status.set(startedAt=now)  # it ran: it checkpointed
     plan.event(EventReason.WAITING, f"{message}: the runner pod ended, none runs until then", key=_key(ex))
@@ -53,11 +58,19 @@ def due(ex: Execution, pod: PodView | None, now: datetime) -> bool:
     may start (and takes the signal, or times out)."""
     if pod is None and signal_arrived(ex):
         return True
-    when = wake_at(ex)
+    when = wakes(ex)
+    return pod is None and when is not None and now >= when
+
+
+def wakes(ex: Execution) -> datetime | None:
+    """When a Waiting execution's next pod may start without a signal: its wake time, but never sooner than
+    MIN_WAIT after the wait began; None for a wait for a signal without a timeout."""
     checkpoint = ex.status.checkpoint
-    if when is None:  # a wait for a signal without a timeout; or no wait this version knows: go on
-        return pod is None and not (checkpoint and checkpoint.signal)
-    return pod is None and now >= when
+    when = wake_at(ex)
+    if when is None and checkpoint is not None and checkpoint.signal is not None:
+        return None
+    floor = ex.status.waitingSince + MIN_WAIT if ex.status.waitingSince else None
+    return max((m for m in (when, floor) if m is not None), default=None)
 
 
 def signal_arrived(ex: Execution) -> bool:

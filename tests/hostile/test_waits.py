@@ -1,0 +1,84 @@
+"""Durable waits and signals against a runner that lies and a tenant that floods: neither starts pods back to
+back, grows the object or reaches another namespace (issue 20)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+from flux_api import GROUP, PLURAL, VERSION
+from flux_api.signals import MAX_SIGNALS
+from fluxtest import longrun, manifest, wait_for
+from fluxtest.faults import as_runner
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+PAST = "2000-01-01T00:00:00Z"
+
+
+def at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+@pytest.mark.threat("forged-wake", f"a runner writes a Waiting checkpoint whose wake time is long past ({PAST}), "
+                    "again in each new pod", "its pods start no sooner than 10 s after each wait began; "
+                    "another namespace's execution still starts at once")
+@pytest.mark.timeout(240)
+def test_a_forged_wake_time_cannot_start_pods_back_to_back(tenant, operators, fx, bystander, kubeconfig, result):
+    operators.start()
+    tenant.fx.create(longrun("liar", steps=600, seconds=0.5))
+    fx.wait_step("liar")
+    runner = as_runner(kubeconfig, tenant.namespace, "liar")
+    gaps = []
+    try:
+        def forge() -> dict | None:
+            # The honest runner's next checkpoint overwrites a forgery within a second: write it until seen.
+            client.CustomObjectsApi(runner).patch_namespaced_custom_object_status(
+                GROUP, VERSION, tenant.namespace, PLURAL, "liar",
+                {"status": {"checkpoint": {"state": "Waiting", "wakeAt": PAST, "waiting": "forged"}}})
+            status = fx.status("liar")
+            return status if status.get("phase") == "Waiting" else None
+
+        for _ in range(3):
+            since = at(wait_for(forge, timeout=30, interval=0.3, what="the forged wait to be taken")["waitingSince"])
+            fx.wait_phase("liar", "Running", timeout=60)  # woken: a new pod runs again
+            gaps.append((fx.pod("liar").metadata.creation_timestamp - since).total_seconds())
+            fx.wait_step("liar", timeout=60)
+    finally:
+        runner.close()
+    bystander.create(manifest("innocent", "flux_examples.quick:main"))
+    bystander.wait_phase("innocent", "Succeeded", timeout=60)
+    result.figure(f"new pod created {', '.join(f'{g:.1f}' for g in gaps)} s after each forged wait began")
+    assert all(g >= 9 for g in gaps), gaps  # creationTimestamp has second precision
+
+
+@pytest.mark.threat("signal-flood", f"a tenant appends signals past the bound ({MAX_SIGNALS}), with data past 4096 "
+                    "characters, and removes one already sent", "each refused by the API server with the field "
+                    "named; the execution's status stays bounded")
+@pytest.mark.timeout(120)
+def test_signals_stay_bounded_and_append_only(tenant, operators, fx, result):
+    operators.start()
+    tenant.fx.create(manifest("flooded", "flux_examples.approval:main", {"timeoutSeconds": 3600}))
+    fx.wait_phase("flooded", "Waiting", timeout=60)
+    refused = {}
+    attempts = {
+        "too many": [{"name": f"s{i}"} for i in range(MAX_SIGNALS + 1)],
+        "too big": [{"name": "big", "data": json.dumps("x" * 5000)}],
+    }
+    for what, signals in attempts.items():
+        with pytest.raises(ApiException) as err:
+            tenant.fx.patch("flooded", {"spec": {"signals": signals}})
+        refused[what] = json.loads(err.value.body)["message"]
+    tenant.fx.patch("flooded", {"spec": {"signals": [{"name": f"s{i}"} for i in range(MAX_SIGNALS)]}})
+    with pytest.raises(ApiException) as err:
+        tenant.fx.patch("flooded", {"spec": {"signals": [{"name": "s0"}]}})
+    refused["removed"] = json.loads(err.value.body)["message"]
+    def recorded():
+        status = fx.status("flooded")
+        return status if len(status.get("signals") or []) == MAX_SIGNALS else None
+    status = wait_for(recorded, timeout=30, what="every signal recorded")
+    result.figure("; ".join(f"{k}: {v[:90]}" for k, v in refused.items()))
+    assert "spec.signals" in refused["too many"] and "spec.signals[0].data" in refused["too big"]
+    assert "append-only" in refused["removed"]
+    assert len(status["signals"]) == MAX_SIGNALS and status["phase"] == "Waiting"
