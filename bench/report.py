@@ -38,6 +38,22 @@ def _cascade_row(k: dict) -> dict:
                 f"{tree / single:.2f}x", "<= 3x", tree / single <= 3.0)
 
 
+def _pause_rows(pa: dict) -> list[dict]:
+    sus, can = statistics.median(pa["suspend_s"]), statistics.median(pa["cancel_s"])
+    rows = [_row(f"suspend: tree of {pa.get('size')} (depth {pa['depth']}) all Suspended, median of "
+                 f"{len(pa['suspend_s'])}", pa["source"], f"{_s(sus)} (p95 {_s(_p95(pa['suspend_s']))})",
+                 f"cancel of the same tree, all Cancelled: {_s(can)} (p95 {_s(_p95(pa['cancel_s']))})",
+                 f"{sus / can:.2f}x", "report", None)]
+    if pa.get("wake_late_s"):
+        late, floor = _p95(pa["wake_late_s"]), _p95(pa["start_floor_s"])
+        rows.append(_row(f"durable sleep of {pa['sleepSeconds']:g} s: wake time -> the step after it done, p95 "
+                         f"(N={len(pa['wake_late_s'])})", pa["source"],
+                         f"{_s(late)} (p50 {_s(statistics.median(pa['wake_late_s']))})",
+                         f"create -> first step done (the pod start floor): p95 {_s(floor)}",
+                         f"+{late - floor:.2f} s", "<= +1 s", late - floor <= 1.0))
+    return rows
+
+
 def _p95(xs: list[float]) -> float:
     ordered = sorted(xs)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -119,6 +135,9 @@ def figures(results: dict) -> list[dict]:
                          f"{busy / idle:.2f}x", "<= 1.5x", busy / idle <= 1.5,
                          note=f"operator CPU per block, idle {bz['operator_cpu_s']['idle']} s, "
                               f"busy {bz['operator_cpu_s']['busy']} s"))
+    pa = parts.get("pause")
+    if pa and pa.get("suspend_s"):
+        rows.extend(_pause_rows(pa))
     st = parts.get("steps")
     if st and st.get("run_s"):
         rows.append(_steps_row(st))

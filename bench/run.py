@@ -33,7 +33,7 @@ from bench.benchkit import RESULTS, BenchError, install_crd, log
 
 REPO = Path(__file__).resolve().parents[1]
 
-PROCESS_PARTS = ("cancel", "throughput", "starts", "cascade", "writes", "failover", "steps", "traffic", "busy")
+PROCESS_PARTS = ("cancel", "throughput", "starts", "cascade", "writes", "failover", "steps", "traffic", "busy", "pause")
 ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
 
 
@@ -64,6 +64,10 @@ _NUMBERS = (
     ("--busy-blocks", int, 4, "idle and busy blocks, alternating (4 of each)"),
     ("--busy-starts", int, 5, "starts timed per block (5)"),
     ("--failover-n", int, 20, ""),
+    ("--pause-rounds", int, 5, "suspend/cancel rounds of the pause part (5)"),
+    ("--pause-depth", int, 3, "depth of the pause part's tree (3: 15 executions)"),
+    ("--pause-naps", int, 20, "durable sleeps timed by the pause part (20)"),
+    ("--pause-sleep", float, 15, "their length, seconds (15; past --durable-wait-after 10)"),
     ("--failover-lease", float, 5.0, "--lease-seconds of both replicas (5)"),
     ("--scale-first", int, 1000, ""),
     ("--scale-deadline", int, 1000, ""),
@@ -168,6 +172,9 @@ def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_g
     if part == "starts":
         from bench.starts import run_starts
         return run_starts(layout, api, args)
+    if part == "pause":
+        from bench.pause import run_pause
+        return run_pause(layout, api, args)
     if part == "busy":
         from bench.busy import run_busy
         return run_busy(layout, api, args)

@@ -6,6 +6,8 @@
 `tree`: a full tree of Executions, `fanout` children per node down to `depth`; every leaf works one
 long step (only a cancel ends it). depth 4, fanout 2: 1 + 2 + 4 + 8 + 16 = 31 Executions.
 Input: {"depth": 4, "fanout": 2, "stepSeconds": 3600}
+
+`nap`: a step, a durable sleep of `sleepSeconds`, a step (the pause part's wake lateness).
 """
 
 import asyncio
@@ -37,3 +39,9 @@ async def steps(ctx, input):
     for i in range(count):
         await ctx.step(f"step-{i}", _nothing)
     return {"steps": count}
+
+
+async def nap(ctx, input):
+    await ctx.step("before", _work, 0)
+    await ctx.sleep(float(input.get("sleepSeconds", 15)))
+    return await ctx.step("after", _work, 0)
