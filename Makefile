@@ -72,7 +72,7 @@ unit: venv
 # product's cancel, logs, chart and execution tests on the real node (test-real-node), where pods are
 # containers run by a kubelet from our own images. Those four files run only there.
 REAL_PRODUCT_TESTS := tests/cluster/test_ways_to_cancel.py tests/cluster/test_logs.py tests/cluster/test_suspend.py tests/cluster/test_waits.py \
-	tests/cluster/test_signals.py \
+	tests/cluster/test_signals.py tests/cluster/test_retry.py \
 	tests/cluster/test_helm_install.py tests/cluster/test_executions.py
 
 test: venv binaries

@@ -197,6 +197,9 @@ class ExecutionSpec(_Model):
     cancel: CancelRequest | None = Field(None, description="Set to cancel. Cannot be undone.")
     signals: list[Signal] = Field(default_factory=list, max_length=MAX_SIGNALS,
                                   description="Signals sent to the workflow (ctx.wait_for_signal); append-only.")
+    retryOf: Name | None = Field(None, description="The execution this one retries (kubectl flux retry).")
+    seed: Seed | None = Field(None, description="Finished steps to start from when nothing ran yet (kubectl flux "
+                                                "retry): they are skipped, their results reused.")
     suspend: bool = Field(False, description="True: stop the runner gracefully and keep the checkpoint (Suspended); "
                                              "false again: resume in a new pod, skipping every finished step.")
     podTemplate: PodTemplate | None = Field(None, description="Settings of the runner pod.")
@@ -267,6 +270,17 @@ class Checkpoint(_Model):
     waiting: str | None = Field(None, max_length=MAX_REASON, description="State Waiting: what it waits for.")
     signal: SignalWait | None = Field(None, description="State Waiting: the signal that ends the wait.")
     updatedAt: Stamp | None = None
+
+
+class Seed(_Model):
+    """spec.seed: a retry's head start, the finished steps of the execution it retries up to the step to run
+    again. The runner starts its checkpoint from it when its execution has none; the same trust as spec.input."""
+
+    done: StepLedger | None = None
+    results: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list, max_length=RECENT_STEPS)
+    stepCount: int = Field(0, ge=0)
+    data: Any = None
 
 
 class ChildRef(_Model):
@@ -427,3 +441,6 @@ class Execution(_Object):
     @property
     def phase(self) -> Phase:
         return self.status.phase or Phase.PENDING
+
+
+ExecutionSpec.model_rebuild()  # spec.seed names models defined after it

@@ -89,6 +89,13 @@ class Kube:
                 GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.request_timeout, _preload_content=False
             ))
 
+    def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"].get("name") or f'{body["metadata"].get("generateName", "")}*'
+        with self._calling(f'execution "{name}" in namespace "{namespace}"'):
+            return _decoded(self._custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, body, field_manager=FIELD_MANAGER,
+                _request_timeout=self.request_timeout, _preload_content=False))
+
     def list_executions(self, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
         """Executions in one namespace, or in all of them when `namespace` is None."""
         where = f'in namespace "{namespace}"' if namespace else "in all namespaces"

@@ -37,7 +37,7 @@ def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
     """The part of an Execution that decisions read, bounded in size. The rest stays on the server."""
     meta = raw.get("metadata") or {}
     kept_meta = payloads.metadata(meta)
-    spec = {k: v for k, v in (raw.get("spec") or {}).items() if k != "input"}
+    spec = {k: v for k, v in (raw.get("spec") or {}).items() if k not in ("input", "seed")}  # the runner's to read
     for field in KEPT_OUT_SPEC:
         payloads.keep_out(spec, field, f"spec.{field}", kept_meta)
     if isinstance(spec.get("signals"), list):  # their names and reasons; the data is the runner's to read

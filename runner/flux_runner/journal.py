@@ -31,19 +31,23 @@ log = logging.getLogger("flux.runner")
 
 
 def recorded_checkpoint(execution: dict[str, Any]) -> Checkpoint | None:
+    """The checkpoint to go on from: status.checkpoint, or when nothing ran yet a retry's spec.seed."""
     raw = (execution.get("status") or {}).get("checkpoint")
+    where = "status.checkpoint"
     if raw is None:
-        return None
+        raw, where = (execution.get("spec") or {}).get("seed"), "spec.seed"
+        if raw is None:
+            return None
+        raw = {**raw, "state": Phase.RUNNING} if isinstance(raw, dict) else raw
     # What a restarted runner reads back and writes again (a forger may have put anything there), each
     # with the levels above its values: results {name: value}, steps [{"result": value}].
     for field, above in (("data", 0), ("result", 0), ("results", 1), ("steps", 2)):
-        if isinstance(raw, dict) and (problem := nesting.nesting_problem(raw.get(field), f"status.checkpoint.{field}",
-                                                                          above)):
+        if isinstance(raw, dict) and (problem := nesting.nesting_problem(raw.get(field), f"{where}.{field}", above)):
             raise InvalidSpec(problem)
     try:
         return Checkpoint.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidSpec(f"status.checkpoint is not a valid checkpoint: {exc}") from exc
+        raise InvalidSpec(f"{where} is not a valid checkpoint: {exc}") from exc
 
 
 class Journal:

@@ -97,3 +97,22 @@ def test_a_sleep_of_something_else_than_seconds_is_refused(delay, error):
 
 def test_a_timedelta_is_seconds_too():
     assert seconds_of(timedelta(minutes=2)) == 120.0
+
+
+def test_a_retry_starts_from_its_seed_and_runs_only_the_rest(token, termination_log):
+    """spec.seed (kubectl flux retry): the seeded steps are skipped and their results reused."""
+    api = nap(0.01)
+    api.execution["spec"]["seed"] = {"done": {"names": ["before-1"]}, "results": {"before-1": 1},
+                                     "steps": [{"name": "before-1", "result": 1}], "stepCount": 1}
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    final = api.checkpoint
+    assert final["state"] == "Succeeded"
+    assert [s["name"] for s in final["steps"]] == ["before-1", "before-2", "sleep-1", "after-1", "after-2"]
+    assert final["steps"][0] == {"name": "before-1", "result": 1, "completedAt": None}, "not run again"
+
+
+def test_a_seed_that_is_no_checkpoint_fails_clearly(token, termination_log):
+    api = nap(0.01)
+    api.execution["spec"]["seed"] = {"stepCount": -1}
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["state"] == "Failed" and "spec.seed is not a valid checkpoint" in api.checkpoint["error"]

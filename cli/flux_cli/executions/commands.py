@@ -27,7 +27,7 @@ from flux_cli.app import (
 )
 from flux_cli.durations import DURATION_HELP, DurationError, parse_duration
 from flux_cli.errors import ArgumentError, ExitCode
-from flux_cli.executions import actions, render, signalling, suspending
+from flux_cli.executions import actions, render, retrying, signalling, suspending
 from flux_cli.executions.cancelling import DEFAULT_REASON, build_cancel_patch
 from flux_cli.executions.selection import check_name, make_selection
 
@@ -158,6 +158,52 @@ def signal(
         sent = signalling.send(kube, cluster.namespace_in(kube), name, entry)
     emit(output, Text(f'execution "{sent.name}": {sent.message}'), sent.to_json())
     return sent.exit_code
+
+
+Wait = Annotated[bool, typer.Option("--wait", help="Return once the new execution has finished.")]
+Timeout = Annotated[str | None, typer.Option("--timeout", help=f"How long --wait waits (default 60s); {DURATION_HELP}.",
+                                             show_default=False)]
+
+
+@command(app, Reach.NAMESPACE)
+def retry(
+    name: ExecutionName,
+    from_step: Annotated[str | None, typer.Option("--from-step", help="Run this step and every later one again "
+                                                                      "(default: only what did not finish).",
+                                                  show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the Execution it would create; create nothing.")] = False,
+    wait: Wait = False,
+    timeout: Timeout = None,
+    output: Output = OutputFormat.TEXT,
+    *,
+    cluster: Cluster,
+) -> int:
+    """Retry a finished execution as a new one (spec.retryOf): its finished steps before --from-step are skipped
+    and their results reused; the original is never changed."""
+    return _made("retry", name, from_step, dry_run, wait, timeout, output, cluster)
+
+
+@command(app, Reach.NAMESPACE)
+def resubmit(name: ExecutionName, wait: Wait = False, timeout: Timeout = None, output: Output = OutputFormat.TEXT,
+             *, cluster: Cluster) -> int:
+    """Run an execution's spec again as a new execution, from the start (no checkpoint)."""
+    return _made("resubmit", name, None, False, wait, timeout, output, cluster)
+
+
+def _made(kind: str, name: str, from_step: str | None, dry_run: bool, wait: bool, timeout: str | None,
+          output: OutputFormat, cluster: Cluster) -> int:
+    with reporting():
+        if timeout is not None and not wait:
+            raise ArgumentError("--timeout only applies with --wait")
+        if wait and dry_run:
+            raise ArgumentError("--wait and --dry-run do not go together: a dry run creates nothing to wait for")
+        seconds = _duration_arg("--timeout", timeout) if timeout is not None else 60.0
+        kube = cluster.connect()
+        made = retrying.make(kube, cluster.namespace_in(kube), name, kind, from_step, dry_run)
+        if wait:
+            made = retrying.wait_finished(kube, made, seconds)
+    emit(output, Text(made.message), made.to_json())
+    return made.exit_code
 
 
 def _toggled(result: suspending.Toggled, output: OutputFormat) -> int:
