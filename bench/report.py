@@ -50,7 +50,7 @@ def _pause_rows(pa: dict) -> list[dict]:
                          f"(N={len(pa['wake_late_s'])})", pa["source"],
                          f"{_s(late)} (p50 {_s(statistics.median(pa['wake_late_s']))})",
                          f"create -> first step done (the pod start floor): p95 {_s(floor)}",
-                         f"+{late - floor:.2f} s", "<= +1 s", late - floor <= 1.0))
+                         f"{late - floor:+.2f} s", "<= +1 s", late - floor <= 1.0))
     return rows
 
 
