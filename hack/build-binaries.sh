@@ -9,16 +9,20 @@
 #   hack/build-binaries.sh --with-node  also the real node: kubelet (hack/kubelet), containerd with its
 #                                       shim and ctr (hack/containerd), runc (hack/runc); run
 #                                       hack/node-deps.sh first (runc needs cgo and libseccomp)
+#   hack/build-binaries.sh --with-prometheus  also promtool and prometheus (hack/prometheus), without
+#                                       service discovery: the alert rules' tests and the alert test
 # The node set has a stamp of its own (.complete-node), so it never invalidates the control plane's.
 set -euo pipefail
 
 with_kwok=false
 with_node=false
+with_prometheus=false
 for arg in "$@"; do
   case $arg in
     --with-kwok) with_kwok=true ;;
     --with-node) with_node=true ;;
-    *) echo "usage: $0 [--with-kwok] [--with-node]" >&2; exit 2 ;;
+    --with-prometheus) with_prometheus=true ;;
+    *) echo "usage: $0 [--with-kwok] [--with-node] [--with-prometheus]" >&2; exit 2 ;;
   esac
 done
 
@@ -29,6 +33,7 @@ cache_root=${FLUX_CACHE_DIR:-$HOME/.cache/flux-operator}
 bin_dir="$cache_root/$k8s_version/bin"
 stamp="$bin_dir/.complete"
 node_stamp="$bin_dir/.complete-node"
+prometheus_stamp="$bin_dir/.complete-prometheus"
 
 # name|module dir|package|cgo|build tags
 targets=(
@@ -51,6 +56,11 @@ node_targets=(
   "containerd-shim-runc-v2|containerd|github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2|0|no_btrfs,no_devmapper,no_zfs"
   "ctr|containerd|github.com/containerd/containerd/v2/cmd/ctr|0|no_btrfs,no_devmapper,no_zfs"
   "runc|runc|github.com/opencontainers/runc|1|seccomp"
+)
+# remove_all_sd: no cloud service discovery (its SDKs are most of the build); static and file targets remain.
+prometheus_targets=(
+  "promtool|prometheus|github.com/prometheus/prometheus/cmd/promtool|0|remove_all_sd"
+  "prometheus|prometheus|github.com/prometheus/prometheus/cmd/prometheus|0|remove_all_sd"
 )
 
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
@@ -87,7 +97,14 @@ node_stamp_is_valid() {
   for t in "${node_targets[@]}"; do grep -q "  ${t%%|*}\$" "$node_stamp" || return 1; done
 }
 
-if stamp_is_valid && { ! $with_node || node_stamp_is_valid; }; then
+prometheus_stamp_is_valid() {
+  [ -f "$prometheus_stamp" ] && [ "$(head -n1 "$prometheus_stamp")" = "pins $(own_pins_digest prometheus)" ] || return 1
+  (cd "$bin_dir" && tail -n +2 "$prometheus_stamp" | sha256sum --check --status) || return 1
+  local t
+  for t in "${prometheus_targets[@]}"; do grep -q "  ${t%%|*}\$" "$prometheus_stamp" || return 1; done
+}
+
+if stamp_is_valid && { ! $with_node || node_stamp_is_valid; } && { ! $with_prometheus || prometheus_stamp_is_valid; }; then
   echo "$bin_dir"
   exit 0
 fi
@@ -98,6 +115,7 @@ mkdir -p "$bin_dir"
 main_ok=false
 if stamp_is_valid; then main_ok=true; else rm -f "$stamp"; fi
 $with_node && rm -f "$node_stamp"
+$with_prometheus && rm -f "$prometheus_stamp"
 minor=${k8s_version#v1.}; minor=${minor%%.*}
 version_flags=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -111,6 +129,7 @@ pinned() { awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2}' "$here/$1/go.mod"; }
 export GOFLAGS=-mod=mod
 all_targets=("${targets[@]}")
 $with_node && all_targets+=("${node_targets[@]}")
+$with_prometheus && all_targets+=("${prometheus_targets[@]}")
 total=${#all_targets[@]}
 i=0
 start_all=$SECONDS
@@ -161,6 +180,13 @@ if $with_node; then
     (cd "$bin_dir" && for t in "${node_targets[@]}"; do sha256sum "${t%%|*}"; done)
   } >"$node_stamp.tmp"
   mv -f "$node_stamp.tmp" "$node_stamp"
+fi
+if $with_prometheus; then
+  {
+    echo "pins $(own_pins_digest prometheus)"
+    (cd "$bin_dir" && for t in "${prometheus_targets[@]}"; do sha256sum "${t%%|*}"; done)
+  } >"$prometheus_stamp.tmp"
+  mv -f "$prometheus_stamp.tmp" "$prometheus_stamp"
 fi
 log "all binaries ready in $bin_dir ($((SECONDS - start_all))s)"
 echo "$bin_dir"

@@ -16,15 +16,27 @@ def cluster_dir() -> Path:
     return Path(os.environ.get("FLUX_CLUSTER_DIR", REPO / ".cluster")).resolve()
 
 
-def binaries_dir(with_node: bool = False, with_kwok: bool = False) -> Path:
-    """Builds the pinned binaries on first use; afterwards this is a cache hit in milliseconds (kwok:
-    a few minutes the first time)."""
+def binaries_dir(with_node: bool = False, with_kwok: bool = False, with_prometheus: bool = False) -> Path:
+    """Builds the pinned binaries on first use; afterwards this is a cache hit in milliseconds (kwok,
+    prometheus: a few minutes the first time)."""
     if with_node:
         subprocess.run([str(REPO / "hack" / "node-deps.sh")], check=True)
     args = [str(REPO / "hack" / "build-binaries.sh"), *(["--with-node"] if with_node else []),
-            *(["--with-kwok"] if with_kwok else [])]
+            *(["--with-kwok"] if with_kwok else []), *(["--with-prometheus"] if with_prometheus else [])]
     out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def monitoring_crds() -> list[Path]:
+    """The prometheus-operator CRDs the chart's ServiceMonitor, PodMonitor and PrometheusRule are validated
+    against, from the module pinned in hack/monitoring-crds (the Go module proxy; cached after the first)."""
+    module = REPO / "hack" / "monitoring-crds"
+    out = subprocess.run(["go", "mod", "download", "-json", "github.com/prometheus-operator/prometheus-operator"],
+                         cwd=module, check=True, stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "GOFLAGS": "-mod=mod"})
+    crds = Path(json.loads(out.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    return [crds / f"monitoring.coreos.com_{plural}.yaml" for plural in ("servicemonitors", "podmonitors",
+                                                                         "prometheusrules")]
 
 
 @dataclass

@@ -23,6 +23,7 @@ from flux_operator import memory
 
 _INSTALLED = "_flux_bounded_decoding"
 _quiet: list[Callable[[dict[str, Any]], bool]] = []  # the World's progress_only, once the operator has one
+_sized: list[Callable[[int], None]] = []  # told each Execution watch event's size (flux_checkpoint_bytes)
 
 
 def _loads(data: bytes | str) -> Any:
@@ -50,8 +51,15 @@ def quiet_when(test: Callable[[dict[str, Any]], bool] | None) -> None:
     _quiet[:] = [test] if test is not None else []
 
 
+def on_execution_line(record: Callable[[int], None] | None) -> None:
+    """`record` is told the size in bytes of every Execution the watch brings (its checkpoint is most of it)."""
+    _sized[:] = [record] if record is not None else []
+
+
 def _watch_line(data: bytes | str) -> Any:
     event = nesting.loads(data)
+    if _sized and isinstance(event, dict) and isinstance(obj := event.get("object"), dict) and obj.get("kind") == KIND:
+        _sized[0](len(data))
     bookmark = _quieted(event)
     memory.decoded(len(data), cyclic=bookmark is None)  # kopf never saw a quieted one: nothing to collect
     return bookmark or event

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 import pydantic
@@ -99,8 +100,12 @@ class Controller:
     def process(self, key: Key) -> None:
         """One reconcile of `key`, with every failure answered by a retry of that key alone; its requests
         (the failure's Event too) wait in the key's namespace's lane of the client budget."""
-        with lane(str(namespace_of(key))):
-            self._process(key)
+        began = time.monotonic()
+        try:
+            with lane(str(namespace_of(key))):
+                self._process(key)
+        finally:
+            self.metrics.reconcile_seconds.labels(self.kind).observe(time.monotonic() - began)
 
     def _process(self, key: Key) -> None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -100,12 +100,18 @@ class KubeApi:
         self.timeout = timeout
         self.calls = 0
         self.last_success = 0.0  # monotonic; health reads it
+        # The metrics' hooks (runtime.py): each request's verb, path, HTTP code (0: no answer) and seconds;
+        # the seconds a request waited for the rate limit.
+        self.on_request: Callable[[str, str, int, float], None] | None = None
+        self.on_throttled: Callable[[float], None] | None = None
 
     @contextlib.contextmanager
     def call(self, what: str, tolerate: tuple[Failure, ...] = (), urgent: bool = False) -> Iterator[dict[str, Any]]:
         """Runs one request; failures in `tolerate` are not raised (the block sees `outcome['failure']`).
         `urgent`: a signal (a pod's delete, a child's cancel), which goes before its lane's other requests."""
-        self.limiter.acquire(urgent=urgent)
+        waited = self.limiter.acquire(urgent=urgent)
+        if waited and self.on_throttled is not None:
+            self.on_throttled(waited)
         self.calls += 1
         outcome: dict[str, Any] = {"failure": None}
         try:
@@ -138,8 +144,14 @@ class KubeApi:
         if body is not None:
             content, headers["Content-Type"] = json.dumps(body).encode(), content_type
         connect, read = self.timeout
-        response = self.http.request(method, path, content=content, headers=headers, params=params,
-                                     timeout=httpx.Timeout(read, connect=connect))
+        began, code = time.monotonic(), 0
+        try:
+            response = self.http.request(method, path, content=content, headers=headers, params=params,
+                                         timeout=httpx.Timeout(read, connect=connect))
+            code = response.status_code
+        finally:
+            if self.on_request is not None:
+                self.on_request(method, path, code, time.monotonic() - began)
         if not response.is_success:
             raise status_error(response.status_code, response.text, response.reason_phrase)
         try:

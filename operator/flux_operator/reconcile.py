@@ -27,6 +27,7 @@ from flux_operator.execution import machine, timing
 from flux_operator.execution.cancel import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
+from flux_operator.metric_values import transition
 from flux_operator.metrics import Metrics
 from flux_operator.ownership import Memories, Memory
 from flux_operator.workqueue import Result
@@ -159,6 +160,8 @@ class Reconciler:
                         self._conflicted[(ns, name)] = rv or ""
                     return False
                 self.world.execution_seen(written)
+                if "phase" in patch or "startedAt" in patch:
+                    self.metrics.transition(transition(ex.phase, ex.status.startedAt, written))
                 if "phase" in patch:
                     log.info("execution %s/%s: %s -> %s", ns, name, ex.phase, patch["phase"], extra=_about(snapshot))
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):

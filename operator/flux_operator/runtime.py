@@ -7,8 +7,9 @@ import threading
 from dataclasses import dataclass, field
 
 from flux_api import GROUP, VERSION
+from flux_api.timefmt import utcnow
 
-from flux_operator import memory
+from flux_operator import boundary, memory
 from flux_operator.admission_check import policy_problems
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
@@ -16,6 +17,7 @@ from flux_operator.health import Health
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.leader import LeaderElector
 from flux_operator import metrics_server
+from flux_operator.metric_values import oldest_age, resource_of
 from flux_operator.metrics import Metrics
 from flux_operator.metrics_auth import MetricsAccess, api_reviews
 from flux_operator.namespaces import NamespaceGate, Namespaces, Notices
@@ -78,7 +80,7 @@ class Runtime:
         # Schedules get their own queue and one worker: a burst of executions never delays a cron time.
         self.schedules = ScheduleStore()
         self.schedule_queue = WorkQueue()
-        schedule_reconciler = ScheduleReconciler(self.schedules, self.world, api)
+        schedule_reconciler = ScheduleReconciler(self.schedules, self.world, api, metrics=self.metrics)
         self.schedule_controller = Controller(self.world,
                                               NamespaceGate(self.namespaces, schedule_reconciler.reconcile,
                                                             notices.schedule(self.schedules)).reconcile,
@@ -100,6 +102,16 @@ class Runtime:
         self.metrics.leader.set_function(lambda: 1 if self.health.leading() else 0)
         self.metrics.watch_phases(self.world.phase_counts)
         self.metrics.watch_restarts(self.watches.restarts)
+        self.metrics.watch_queue("execution", self.queue.stats)
+        self.metrics.watch_queue("schedule", self.schedule_queue.stats)
+        self.metrics.watch_oldest(lambda: oldest_age(self.world.cancelling_since(), utcnow()),
+                                  lambda: oldest_age(self.world.pending_since(), utcnow()))
+        self.queue.on_wait = self.metrics.queue_wait.labels("execution").observe
+        self.schedule_queue.on_wait = self.metrics.queue_wait.labels("schedule").observe
+        self.api.on_request = lambda verb, path, code, seconds: self.metrics.api_request(
+            verb, resource_of(path), code, seconds)
+        self.api.on_throttled = self.metrics.api_throttled.inc
+        boundary.on_execution_line(self.metrics.checkpoint_bytes.observe)
 
     def _serve_metrics(self) -> None:
         port = self.options.metrics_port

@@ -29,6 +29,7 @@ from flux_api.types import MAX_REASON
 from flux_operator import payloads
 from flux_operator import schedule_machine as plan
 from flux_operator.kube import ApiFailure, KubeApi
+from flux_operator.metrics import Metrics
 from flux_operator.workqueue import Result
 from flux_operator.world import Key, World, event_name
 
@@ -104,8 +105,9 @@ def schedule_of(raw_execution: dict[str, Any]) -> Key | None:
 
 class ScheduleReconciler:
     def __init__(self, store: ScheduleStore, world: World, api: KubeApi, clock=utcnow,
-                 new_token=lambda: secrets.token_hex(16)) -> None:
+                 new_token=lambda: secrets.token_hex(16), metrics: Metrics | None = None) -> None:
         self.store, self.world, self.api, self.clock, self.new_token = store, world, api, clock, new_token
+        self.metrics = metrics
         self._said: set[tuple[str | None, str | None]] = set()  # (uid, resourceVersion) told InvalidTemplate
 
     def reconcile(self, key: Key) -> Result:
@@ -143,6 +145,7 @@ class ScheduleReconciler:
                     else:
                         log.info("schedule %s/%s: started %s", ns, name, run)
                         self.world.execution_seen(created)  # so the next decision records it at once
+                        self._created_late(body)
                     return Result(requeue_after=0)
                 case plan.DeleteRun(name=run, uid=uid):
                     self.api.delete_execution(ns, run, uid)
@@ -173,7 +176,14 @@ class ScheduleReconciler:
         involved = {"apiVersion": raw.get("apiVersion") or "", "kind": raw.get("kind") or "Schedule",
                     "name": name, "namespace": ns, "uid": meta.get("uid", ""),
                     "resourceVersion": meta.get("resourceVersion", "")}
-        self.api.emit_event(involved, event_name(meta, reason, event_key), type_, reason, message)
+        posted = self.api.emit_event(involved, event_name(meta, reason, event_key), type_, reason, message)
+        if posted and reason == EventReason.MISSED_SCHEDULE and self.metrics is not None:
+            self.metrics.schedule_missed.inc()  # once: the Event's name is the missed minute's
+
+    def _created_late(self, body: dict[str, Any]) -> None:
+        due = parse_time(((body.get("metadata") or {}).get("annotations") or {}).get(SCHEDULED_AT_ANNOTATION))
+        if due is not None and self.metrics is not None:
+            self.metrics.schedule_lateness.observe(max((self.clock() - due).total_seconds(), 0.0))
 
     def _invalid_template(self, raw: dict[str, Any], problem: str) -> None:
         meta = raw["metadata"]

@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+from flux_operator.metric_values import QueueStats
+
 Key = Hashable
 Shard = Hashable
 
@@ -39,8 +41,11 @@ def namespace_of(key: Key) -> Shard:
 
 class WorkQueue:
     def __init__(self, base_delay: float = 0.05, max_delay: float = 10.0, clock=time.monotonic,
-                 shard_of: Callable[[Key], Shard] = namespace_of, shard_limit: int | None = None) -> None:
+                 shard_of: Callable[[Key], Shard] = namespace_of, shard_limit: int | None = None,
+                 on_wait: Callable[[float], None] | None = None) -> None:
         self.base_delay, self.max_delay, self._clock = base_delay, max_delay, clock
+        self.on_wait = on_wait  # seconds from a key being ready to a worker taking it (a metric)
+        self._ready_since: dict[Key, float] = {}
         self._shard_of, self.shard_limit = shard_of, shard_limit
         self._ready: dict[Shard, deque[Key]] = {}  # per shard, only while it has keys
         self._turns: deque[Shard] = deque()  # the shards in _ready, in the order they take turns
@@ -59,6 +64,10 @@ class WorkQueue:
         with self._cond:
             return len(self._queued) + len(self._due)
 
+    def stats(self) -> QueueStats:
+        with self._cond:
+            return QueueStats(ready=len(self._queued), delayed=len(self._due), busy=len(self._processing))
+
     def add(self, key: Key) -> None:
         with self._cond:
             self._add(key)
@@ -70,6 +79,7 @@ class WorkQueue:
             self._dirty.add(key)
             return
         self._queued.add(key)
+        self._ready_since[key] = self._clock()
         shard = self._shard_of(key)
         line = self._ready.get(shard)
         if line is None:
@@ -139,6 +149,9 @@ class WorkQueue:
             else:
                 del self._ready[shard]
             self._queued.discard(key)
+            ready_since = self._ready_since.pop(key, None)
+            if self.on_wait is not None and ready_since is not None:
+                self.on_wait(self._clock() - ready_since)
             self._processing.add(key)
             self._in_flight[shard] = self._in_flight.get(shard, 0) + 1
             return key

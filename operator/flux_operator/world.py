@@ -332,6 +332,32 @@ class World:
                 counts[phase] = counts.get(phase, 0) + 1
         return counts
 
+    def cancelling_since(self) -> list[datetime]:
+        """When the cancel of each execution still Cancelling reached the API, or else was recorded (a deadline's):
+        for flux_oldest_cancelling_seconds."""
+        with self._lock:
+            held = [(key, raw.get("status") or {}) for key, raw in self._executions.items()]
+            asked = dict(self._cancel_asked)
+        times = (asked.get(key) or parse_time((status.get("cancellation") or {}).get("requestedAt"))
+                 for key, status in held if status.get("phase") == Phase.CANCELLING)
+        return [t for t in times if t is not None]
+
+    def pending_since(self) -> list[datetime]:
+        """Since when each execution still Pending (not suspended) could have started: its creation, or its
+        spec.startAt when later. For flux_oldest_pending_seconds."""
+        with self._lock:
+            held = [(raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {})
+                    for raw in self._executions.values()]
+        times = []
+        for meta, spec, status in held:
+            if (status.get("phase") or Phase.PENDING) != Phase.PENDING or spec.get("suspend") is True:
+                continue
+            moments = [t for t in (parse_time(meta.get("creationTimestamp")), parse_time(spec.get("startAt")))
+                       if t is not None]
+            if moments:
+                times.append(max(moments))
+        return times
+
     def keys(self) -> list[Key]:
         with self._lock:
             return list(self._executions)

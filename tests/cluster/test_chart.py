@@ -17,6 +17,7 @@ import pytest
 import yaml
 from fluxtest import CRD, REPO
 from fluxtest.paths import SCHEDULE_CRD, TENANCY_CRD
+from localcluster.layout import monitoring_crds
 
 pytestmark = pytest.mark.cluster
 
@@ -33,8 +34,10 @@ def run(*argv: str, input: str | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def schemas(cluster, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("schemas")
+    monitoring = [arg for crd in monitoring_crds() for arg in ("--crd", str(crd))]
     result = run(sys.executable, "-m", "localcluster.openapi_schemas", "--kubeconfig", str(cluster.kubeconfig),
-                 "--out", str(out), "--crd", str(CRD), "--crd", str(SCHEDULE_CRD), "--crd", str(TENANCY_CRD))
+                 "--out", str(out), "--crd", str(CRD), "--crd", str(SCHEDULE_CRD), "--crd", str(TENANCY_CRD),
+                 *monitoring)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -92,7 +95,11 @@ def test_helm_lint_strict_passes(helm):
     (["--set", "watchNamespaces={a,b}"], {"Role", "RoleBinding"}),
     (["--set", "logFormat=json"], {"Deployment"}),
     (["--set", "watchNamespaces={a,b}", "--set", "logFormat=json", "--set", "metrics.port=0"], {"Role"}),
-], ids=["defaults", "watch-a-b", "json-logs", "watch-json-no-metrics"])
+    (["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
+      "--set", "metrics.prometheusRule.enabled=true"],
+     {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Secret"}),
+    (["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.secure=false"], {"ServiceMonitor"}),
+], ids=["defaults", "watch-a-b", "json-logs", "watch-json-no-metrics", "observability", "plain-metrics-monitor"])
 def test_every_rendered_object_is_strictly_valid_and_none_is_skipped(helm, kubeconform, values, kinds):
     manifests = render(helm, *values)
     rendered = documents(manifests)
@@ -382,3 +389,22 @@ def test_by_default_the_platform_allows_nothing_beyond_kubernetes_permissions(he
 def test_values_schema_rejects_a_maximum_that_is_no_quantity(helm):
     result = helm("template", "t", str(CHART), "--set", "tenancy.maxResources.memory=lots")
     assert result.returncode != 0 and "maxResources" in result.stderr, result.stderr
+
+
+def test_the_monitors_scrape_with_a_token_that_may_only_get_metrics(helm):
+    rendered = documents(render(helm, "--set", "metrics.serviceMonitor.enabled=true",
+                                "--set", "metrics.podMonitor.enabled=true"))
+    scraper = "t-flux-operator-metrics-scraper"
+    binding = next(d for d in rendered if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == scraper)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": scraper, "namespace": "default"}]
+    role = next(d for d in rendered if d["kind"] == "ClusterRole" and d["metadata"]["name"] == binding["roleRef"]["name"])
+    assert role["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert not [d for d in rendered if d["kind"] in ("RoleBinding", "ClusterRoleBinding") and d is not binding
+                and any(s.get("name") == scraper for s in d.get("subjects", []))]
+    for kind, field in (("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints")):
+        endpoint = next(d for d in rendered if d["kind"] == kind)["spec"][field][0]
+        assert endpoint["scheme"] == "https"
+        assert endpoint["authorization"]["credentials"] == {"name": scraper, "key": "token"}
+    service = next(d for d in rendered if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics"))
+    selector = next(d for d in rendered if d["kind"] == "ServiceMonitor")["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()

@@ -235,7 +235,7 @@ def test_child_event_names_its_parent_too(world):
 
 @pytest.fixture
 def controller(world, api, reconciler) -> Controller:
-    return Controller(world, reconciler.reconcile, WorkQueue(base_delay=0.01), Metrics(), workers=1)
+    return Controller(world, reconciler.reconcile, WorkQueue(base_delay=0.2), Metrics(), workers=1)
 
 
 def drain(controller: Controller, limit: int = 20) -> list:

@@ -1,0 +1,77 @@
+"""What the metrics are made of, worked out without Prometheus: pure, so each is unit-tested with its edges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flux_api import TERMINAL_PHASES, Phase
+from flux_api.timefmt import parse_time
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    ready: int
+    delayed: int
+    busy: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A status write that started an execution (seconds since its creation) or ended it (its phase and seconds
+    since it started, or since its creation if it never started)."""
+
+    started_after: float | None = None
+    ended: Phase | None = None
+    ran_for: float | None = None
+
+
+def transition(before_phase: Phase | None, before_started: datetime | None, written: dict[str, Any]) -> Transition:
+    """From the phase and start time before a status write and the object the write returned."""
+    status = written.get("status") or {}
+    created = parse_time((written.get("metadata") or {}).get("creationTimestamp"))
+    started = _time(status.get("startedAt"))
+    phase = _phase(status.get("phase"))
+    started_after = None
+    if before_started is None and started is not None and created is not None:
+        started_after = (started - created).total_seconds()
+    if phase not in TERMINAL_PHASES or before_phase in TERMINAL_PHASES:
+        return Transition(started_after=started_after)
+    ended_at = _time(status.get("finishedAt")) or _time((status.get("cancellation") or {}).get("completedAt"))
+    begun = started or created
+    ran_for = (ended_at - begun).total_seconds() if ended_at is not None and begun is not None else None
+    return Transition(started_after=started_after, ended=phase, ran_for=ran_for)
+
+
+def resource_of(path: str) -> str:
+    """The resource (and subresource) a request's path names, for a label of bounded cardinality:
+    /api/v1/namespaces/a/pods/b -> pods; /apis/g/v/namespaces/a/executions/b/status -> executions/status."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if parts[:1] == ["api"]:
+        parts = parts[2:]
+    elif parts[:1] == ["apis"]:
+        parts = parts[3:]
+    else:
+        return "other"
+    if len(parts) >= 2 and parts[0] == "namespaces":
+        parts = parts[2:] if len(parts) > 2 else ["namespaces"]
+    if not parts:
+        return "other"
+    return parts[0] if len(parts) < 3 else f"{parts[0]}/{parts[2]}"
+
+
+def oldest_age(times: list[datetime], now: datetime) -> float:
+    """Seconds since the earliest of `times`; 0 when there are none."""
+    return max((now - min(times)).total_seconds(), 0.0) if times else 0.0
+
+
+def _time(value: Any) -> datetime | None:
+    return parse_time(value) if isinstance(value, (str, datetime)) else None
+
+
+def _phase(value: Any) -> Phase | None:
+    try:
+        return Phase(value)
+    except ValueError:
+        return None
