@@ -296,3 +296,37 @@ def test_tls_from_inline_certificate_data_and_insecure() -> None:
     broken = parse_kubeconfig(kubeconfig({}, {"server": "https://x", "certificate-authority-data": b64(PEM)}), Path("/"))
     with pytest.raises(ConfigError, match="cannot set up TLS"):
         broken.ssl_context()
+
+
+def test_each_request_is_told_to_the_metrics_with_its_code_and_a_failed_connection_as_zero() -> None:
+    seen: list[tuple[str, str, int]] = []
+    api = api_with(Recorder(httpx.Response(404, json={"message": "nope"})))
+    api.on_request = lambda verb, path, code, seconds: seen.append((verb, path, code)) if seconds >= 0 else None
+    assert api.get_execution("ns", "a") is None
+    assert seen == [("GET", f"{FX}/a", 404)]
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    down = KubeApi(ClientConfig(server="https://api.test:6443", token="t"), transport=httpx.MockTransport(refuse))
+    down.on_request = lambda verb, path, code, seconds: seen.append((verb, path, code))
+    with pytest.raises(ApiFailure):
+        down.get_execution("ns", "b")
+    assert seen[-1] == ("GET", f"{FX}/b", 0)
+
+
+def test_time_waited_for_the_rate_limit_is_told_and_none_when_there_was_no_wait() -> None:
+    class Waits:
+        def __init__(self, waits):
+            self.waits = list(waits)
+
+        def acquire(self, lane_name=None, urgent=False):
+            return self.waits.pop(0)
+
+    api = KubeApi(ClientConfig(server="https://api.test:6443", token="t"), limiter=Waits([0.0, 0.25]),
+                  transport=httpx.MockTransport(Recorder()))
+    throttled: list[float] = []
+    api.on_throttled = throttled.append
+    api.get_execution("ns", "a")
+    api.get_execution("ns", "a")
+    assert throttled == [0.25]

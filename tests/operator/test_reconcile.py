@@ -437,3 +437,20 @@ def test_a_cascades_cancels_go_out_together_not_one_round_trip_after_another(api
     assert lanes == ["ns"] * len(kids), "each waits in its namespace's lane of the client budget"
     assert api.objects[KEY]["status"]["phase"] == "Cancelling"
     assert not [e for e in api.events.values() if e["reason"] == "SignalFailed"]
+
+
+def test_an_end_written_is_measured_once_and_not_when_the_write_conflicts(api, world, reconciler):
+    stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
+                                        checkpoint={"state": "Succeeded", "sequence": 3}))
+    world.pod_seen(pod(running=False))
+    newer = api.put(dict(stored, status={**stored["status"], "checkpoint": {"state": "Succeeded", "sequence": 4}}))
+    durations = reconciler.metrics.duration.labels("Succeeded")
+    reconciler.reconcile(KEY)  # a Conflict: nothing was written, nothing is measured
+    assert durations._sum.get() == 0
+    world.execution_seen(newer)
+    reconciler.reconcile(KEY)
+    reconciler.reconcile(KEY)
+    assert api.objects[KEY]["status"]["phase"] == "Succeeded"
+    count = next(s.value for m in reconciler.metrics.duration.collect() for s in m.samples
+                 if s.name.endswith("_count") and s.labels == {"phase": "Succeeded"})
+    assert count == 1 and durations._sum.get() > 0

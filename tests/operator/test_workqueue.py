@@ -303,3 +303,19 @@ class QueueModel(RuleBasedStateMachine):
 QueueModel.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None,
                                         suppress_health_check=[HealthCheck.too_slow])
 test_queue_invariants_hold_for_any_sequence = QueueModel.TestCase
+
+
+def test_stats_count_ready_delayed_and_busy_keys_and_the_wait_is_measured_from_ready() -> None:
+    clock = Clock(100.0)
+    waits: list[float] = []
+    queue = WorkQueue(clock=clock, on_wait=waits.append)
+    queue.add(("a", "1"))
+    queue.add(("a", "2"))
+    queue.add_after(("b", "3"), 30)
+    assert (queue.stats().ready, queue.stats().delayed, queue.stats().busy) == (2, 1, 0)
+    clock.advance(1.5)
+    key = queue.get(timeout=0)
+    assert key == ("a", "1") and waits == [1.5]
+    assert (queue.stats().ready, queue.stats().busy) == (1, 1)
+    queue.done(key)
+    assert queue.stats().busy == 0

@@ -277,3 +277,23 @@ def test_signals_are_kept_without_their_data_and_with_who_sent_them():
     trimmed = trim_execution(raw)
     assert trimmed["spec"]["signals"] == [{"name": "approve", "reason": "ok"}]
     assert trimmed["metadata"]["flux.internal/signalsSentBy"] == "kubectl-flux"
+
+
+def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects() -> None:
+    world = World()
+    cancelling = execution("c", phase="Cancelling", spec={"workflow": "a:b", "cancel": {"reason": "r"}})
+    world.execution_seen(cancelling)
+    deadline = execution("d", phase="Cancelling")
+    deadline["status"]["cancellation"] = {"reason": "deadline", "source": "deadline",
+                                          "requestedAt": "2026-11-21T12:00:05Z"}
+    world.execution_seen(deadline)
+    world.execution_seen(execution("r", phase="Running"))
+    for name, extra in (("p", {}), ("later", {"startAt": "2026-11-21T13:00:00Z"}), ("held", {"suspend": True})):
+        pending = execution(name)
+        pending["metadata"]["creationTimestamp"] = "2026-11-21T12:00:00Z"
+        pending["spec"].update(extra)
+        world.execution_seen(pending)
+    assert sorted(world.cancelling_since()) == [datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc),
+                                                datetime(2026, 11, 21, 12, 0, 5, tzinfo=timezone.utc)]
+    assert sorted(world.pending_since()) == [datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
+                                             datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)]
