@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node test-cron unit demo crds chart-check e2e-kind bench bench-scale bench-fairness faults faults-real hostile clean
+.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node test-cron unit demo crds dashboards chart-check e2e-kind bench bench-scale bench-fairness faults faults-real hostile clean
 
 help:
 	@echo "make demo          bring up a local cluster (a real kubelet; FLUX_NODE=process: the process node),"
@@ -103,6 +103,10 @@ demo: venv binaries
 
 crds: venv
 	$(PY) -m flux_api.crd --write
+
+# The chart's Grafana dashboards (charts/flux-operator/dashboards/), from flux_operator/dashboards.py.
+dashboards: venv
+	$(PY) -m flux_operator.dashboards --write
 
 # Both build kwok (hack/kwok/go.mod) into the binary cache on first use, for the KWOK node of the scale part.
 # Every figure on the process node and KWOK, then the cancel-latency table and the start throughput on the

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flux_api import Phase
 from fluxtest import REPO
 from localcluster.layout import binaries_dir
-from prometheus_client import generate_latest
 
-from flux_operator.metric_values import QueueStats, Transition
-from flux_operator.metrics import Metrics
+from tests.alerts.served import served
 
 CHART = REPO / "charts" / "flux-operator"
 CASES = Path(__file__).with_name("cases.yaml")
@@ -99,30 +96,8 @@ def test_every_runbook_link_is_a_section_of_the_runbook(rules):
         assert "#" + name.lower() in sections, f"{name}: no section in docs/runbooks.md"
 
 
-def served_names() -> set[str]:
-    """Every series name the operator serves, with each watcher and label set once."""
-    metrics = Metrics()
-    metrics.watch_phases(lambda: {})
-    metrics.watch_restarts(lambda: {"executions@a": 1})
-    metrics.watch_queue("execution", lambda: QueueStats(1, 1, 1))
-    metrics.watch_oldest(lambda: 1.0, lambda: 1.0)
-    metrics.leader.set(1)
-    metrics.transition(Transition(started_after=1.0, ended=Phase.CANCELLED, ran_for=1.0))
-    metrics.api_request("GET", "pods", 200, 0.1)
-    metrics.reconcile_errors.labels("Forbidden").inc()
-    metrics.cancellations.labels("spec", "Graceful").inc()
-    metrics.complete_seconds.labels("spec").observe(1)
-    metrics.queue_wait.labels("execution").observe(0.1)
-    metrics.reconcile_seconds.labels("execution").observe(0.1)
-    for name in ("api_throttled", "schedule_missed"):
-        getattr(metrics, name).inc()
-    metrics.checkpoint_bytes.observe(1)
-    text = generate_latest(metrics.registry).decode()
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
-
-
 def test_every_metric_an_alert_names_is_served(rules):
-    served = served_names()
+    names = served()
     for name, rule in alerts(rules).items():
         for metric in re.findall(r"\b(flux_[a-z_]+)", rule["expr"]):
-            assert metric in served, f"{name} names {metric}, which the operator does not serve"
+            assert metric in names, f"{name} names {metric}, which the operator does not serve"

@@ -96,8 +96,8 @@ def test_helm_lint_strict_passes(helm):
     (["--set", "logFormat=json"], {"Deployment"}),
     (["--set", "watchNamespaces={a,b}", "--set", "logFormat=json", "--set", "metrics.port=0"], {"Role"}),
     (["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
-      "--set", "metrics.prometheusRule.enabled=true"],
-     {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Secret"}),
+      "--set", "metrics.prometheusRule.enabled=true", "--set", "dashboards.enabled=true"],
+     {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Secret", "ConfigMap"}),
     (["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.secure=false"], {"ServiceMonitor"}),
 ], ids=["defaults", "watch-a-b", "json-logs", "watch-json-no-metrics", "observability", "plain-metrics-monitor"])
 def test_every_rendered_object_is_strictly_valid_and_none_is_skipped(helm, kubeconform, values, kinds):
