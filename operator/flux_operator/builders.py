@@ -43,6 +43,8 @@ class RunnerSettings:
     # Sleeps longer than this end the runner's pod until their wake time (--durable-wait-after;
     # the runner's FLUX_DURABLE_WAIT_AFTER).
     durable_wait_after: float = 60.0
+    # The operator's --log-format, passed on to its runners (text or json).
+    log_format: str = "text"
     # The chart's runner.resources: replaces the three values above when given.
     resources: dict[str, Any] | None = field(default=None, hash=False)
     # The chart's runner.ttlSecondsAfterFinished, for executions that leave it unset (not children:
@@ -179,6 +181,8 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
     template = _template(ex, settings)
     owned_env = [
         {"name": "FLUX_EXECUTION_NAME", "value": ex.name},
+        {"name": "FLUX_EXECUTION_UID", "value": str(ex.metadata.get("uid") or "")},
+        {"name": "FLUX_LOG_FORMAT", "value": settings.log_format},
         {"name": "FLUX_EXECUTION_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "FLUX_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "FLUX_CHECKPOINT_INTERVAL", "value": f"{settings.checkpoint_interval:g}"},

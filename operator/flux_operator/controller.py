@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import pydantic
-from flux_api import TERMINAL_PHASES
+from flux_api import TERMINAL_PHASES, logfields
 from flux_api.errors import Failure
 
 from flux_operator.budget import lane
@@ -101,8 +101,11 @@ class Controller:
         """One reconcile of `key`, with every failure answered by a retry of that key alone; its requests
         (the failure's Event too) wait in the key's namespace's lane of the client budget."""
         began = time.monotonic()
+        ns, name = key if isinstance(key, tuple) and len(key) == 2 else (None, str(key))
         try:
-            with lane(str(namespace_of(key))):
+            uid = self.world.uid_of(key) if self.kind == "execution" else None
+            with lane(str(namespace_of(key))), logfields.about(namespace=ns, uid=uid,
+                                                               **{self.kind: name}):
                 self._process(key)
         finally:
             self.metrics.reconcile_seconds.labels(self.kind).observe(time.monotonic() - began)

@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 import pydantic
+from flux_api import logfields
 from flux_api.tenancy import TenancyLimits
 from flux_api.types import PodTemplate
 
@@ -228,7 +229,8 @@ def options(args: argparse.Namespace) -> Options:
                             default_grace_period=args.default_grace_period, resources=args.runner_resources,
                             checkpoint_interval=args.checkpoint_interval, durable_wait_after=args.durable_wait_after,
                             default_ttl=args.default_ttl_seconds_after_finished,
-                            pod_template=args.runner_pod_template, egress=args.runner_egress, limits=limits)
+                            pod_template=args.runner_pod_template, egress=args.runner_egress, limits=limits,
+                            log_format=args.log_format)
     # Renew a little past half the lease (about 7 requests a minute at 15 s), retry a failed renewal
     # every 2 s, and step down at 4/5 of the lease: the leader stops acting before anyone may take
     # over. A standby polls every 2 s, so it takes over within lease + 2 s of the last renewal.
@@ -247,6 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
     logging.getLogger("flux_operator").setLevel(logging.INFO)
+    if args.log_format == "json":  # each line names the execution (or Schedule) being reconciled
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(logfields.FieldsFilter())
     # httpx logs every request at INFO: thousands of lines a minute at scale. Failures reach our own logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not args.verbose:  # "Handler ... succeeded" for every watch event; failures are warnings and errors

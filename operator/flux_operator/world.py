@@ -358,6 +358,11 @@ class World:
                 times.append(max(moments))
         return times
 
+    def uid_of(self, key: Key) -> str | None:
+        with self._lock:
+            held = self._executions.get(key)
+        return (held or {}).get("metadata", {}).get("uid")
+
     def keys(self) -> list[Key]:
         with self._lock:
             return list(self._executions)

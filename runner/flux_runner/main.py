@@ -11,15 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flux_api import TERMINAL_PHASES
+from flux_api import TERMINAL_PHASES, logfields
 
 from flux_runner import __version__
 from flux_runner.cancel import CancelSwitch
@@ -59,14 +60,24 @@ def main(argv: list[str] | None = None) -> int:
                            durable_after=settings.durable_wait_after))
 
 
-def configure_logging() -> None:
+def configure_logging(env: Mapping[str, str] = os.environ) -> logging.Handler:
+    """Text, or with FLUX_LOG_FORMAT=json (the operator passes on its --log-format) one JSON object a line,
+    each naming the execution, its uid and the pod (flux_api.logfields)."""
     handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
-    formatter.converter = time.gmtime  # the Z above must be true
-    handler.setFormatter(formatter)
+    if env.get("FLUX_LOG_FORMAT") == "json":
+        logfields.set_process_fields(namespace=env.get("FLUX_EXECUTION_NAMESPACE"),
+                                     execution=env.get("FLUX_EXECUTION_NAME"), uid=env.get("FLUX_EXECUTION_UID"),
+                                     pod=env.get("FLUX_POD_NAME"))
+        handler.setFormatter(logfields.JsonLines())
+        handler.addFilter(logfields.FieldsFilter())
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+        formatter.converter = time.gmtime  # the Z above must be true
+        handler.setFormatter(formatter)
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     # One line per poll request would drown the workflow's own log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    return handler
 
 
 async def run(

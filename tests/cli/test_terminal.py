@@ -151,15 +151,36 @@ def test_errors_and_notes_are_one_escaped_line(capsys):
 def test_a_log_is_escaped_on_a_terminal_and_exact_when_piped():
     written: list[bytes] = []
     evil = f"step 1\t{OSC52}{CSI}\rdone é\n".encode() + b"\xff\n"
-    assert log_sink(written.append, raw=False, terminal=False) == written.append  # piped: as written
     assert log_sink(written.append, raw=True, terminal=True) == written.append  # --raw
+    piped = log_sink(written.append, raw=False, terminal=False)
+    for i in range(len(evil)):
+        piped(evil[i:i + 1])
+    piped.close()
+    assert b"".join(written) == evil, "piped: every line that is not a runner's JSON line exactly as written"
+    written.clear()
     sink = log_sink(written.append, raw=False, terminal=True)
-    assert isinstance(sink, LogWriter)
     for i in range(len(evil)):  # one byte at a time: sequences and characters split across chunks
         sink(evil[i:i + 1])
     sink.close()
     shown = b"".join(written).decode()
     assert shown == "step 1\t\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\x1b[1A\\rdone é\n\\xff\n"
+
+
+def test_a_runners_json_lines_are_shown_plain_and_still_escaped_on_a_terminal():
+    line = json.dumps({"time": "2026-12-04T09:00:00.000Z", "severity": "info", "logger": "flux.workflow",
+                       "message": f"step {CSI}done", "namespace": "a", "execution": "e", "uid": "u"})
+    log = f"{line}\nplain line\n{{\"not\": \"ours\"}}\n".encode()
+    written: list[bytes] = []
+    sink = log_sink(written.append, raw=False, terminal=True)
+    sink(log[:17])
+    sink(log[17:])
+    sink.close()
+    assert b"".join(written).decode() == ("2026-12-04T09:00:00.000Z INFO flux.workflow: step \\x1b[2J\\x1b[1Adone\n"
+                                          'plain line\n{"not": "ours"}\n')
+    written.clear()
+    raw = log_sink(written.append, raw=True, terminal=False)
+    raw(log)
+    assert b"".join(written) == log
 
 
 # --- every verb, end to end against a fake API server -------------------------------------------

@@ -263,3 +263,13 @@ def test_a_pod_template_flag_with_owned_fields_is_refused():
                 '{"volumeMounts": [{"name": "t", "mountPath": "/tmp"}]}', '{"env": [{}]}', "not json"):
         with pytest.raises(SystemExit):
             parse_args(["--runner-pod-template", bad])
+
+
+def test_the_runner_logs_in_the_operators_format_and_knows_its_executions_uid():
+    import dataclasses
+    ex = execution()
+    ex.metadata["uid"] = "uid-1"
+    pod = builders.runner_pod(ex, dataclasses.replace(SETTINGS, log_format="json"))
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["FLUX_LOG_FORMAT"] == "json" and env["FLUX_EXECUTION_UID"] == "uid-1"
+    assert parse_args(["--log-format", "json"]).log_format == "json"

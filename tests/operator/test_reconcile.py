@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import json
 import threading
 from datetime import timedelta
@@ -454,3 +456,29 @@ def test_an_end_written_is_measured_once_and_not_when_the_write_conflicts(api, w
     count = next(s.value for m in reconciler.metrics.duration.collect() for s in m.samples
                  if s.name.endswith("_count") and s.labels == {"phase": "Succeeded"})
     assert count == 1 and durations._sum.get() > 0
+
+
+def test_a_reconciles_log_lines_name_the_execution_and_its_uid(api, world, controller, monkeypatch):
+    from flux_api import logfields
+    seed(api, world, execution())
+    seen: list[logging.LogRecord] = []
+
+    def explode(key):
+        logging.getLogger("flux_operator").info("looking at it")
+        raise KeyError("boom")
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    handler = Keep()
+    handler.addFilter(logfields.FieldsFilter())
+    logging.getLogger().addHandler(handler)
+    monkeypatch.setattr(controller, "reconcile", explode)
+    try:
+        controller.process(KEY)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert len(seen) >= 2, "its own line and the failure's"
+    uid = api.objects[KEY]["metadata"]["uid"]
+    assert all((r.namespace, r.execution, r.uid) == (KEY[0], KEY[1], uid) for r in seen)

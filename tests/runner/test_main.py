@@ -212,3 +212,23 @@ def test_a_blank_cancel_annotation_is_not_a_cancel(token, termination_log):
     api.execution["metadata"].setdefault("annotations", {})["workflows.flux.dev/cancel"] = "  "
     assert run_runner(api, token, termination_log) == EXIT_OK
     assert api.checkpoint["state"] == "Succeeded"
+
+
+def test_json_logging_names_the_execution_its_uid_and_pod_on_every_line(capsys):
+    from flux_api import logfields
+    from flux_runner.main import configure_logging
+    import json as json_
+    import logging as logging_
+    root = logging_.getLogger()
+    kept = root.handlers[:]
+    try:
+        root.handlers.clear()
+        configure_logging({"FLUX_LOG_FORMAT": "json", "FLUX_EXECUTION_NAMESPACE": "team-a",
+                           "FLUX_EXECUTION_NAME": "etl", "FLUX_EXECUTION_UID": "u-1", "FLUX_POD_NAME": "etl-runner"})
+        logging_.getLogger("flux.workflow").info("step %d done", 3)
+    finally:
+        root.handlers[:] = kept
+        logfields.set_process_fields()
+    line = json_.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["message"] == "step 3 done" and line["logger"] == "flux.workflow"
+    assert (line["namespace"], line["execution"], line["uid"], line["pod"]) == ("team-a", "etl", "u-1", "etl-runner")
