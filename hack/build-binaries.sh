@@ -11,18 +11,21 @@
 #                                       hack/node-deps.sh first (runc needs cgo and libseccomp)
 #   hack/build-binaries.sh --with-prometheus  also promtool and prometheus (hack/prometheus), without
 #                                       service discovery: the alert rules' tests and the alert test
+#   hack/build-binaries.sh --with-jaeger  also jaeger (hack/jaeger): the tracing test's collector and query API
 # The node set has a stamp of its own (.complete-node), so it never invalidates the control plane's.
 set -euo pipefail
 
 with_kwok=false
 with_node=false
 with_prometheus=false
+with_jaeger=false
 for arg in "$@"; do
   case $arg in
     --with-kwok) with_kwok=true ;;
     --with-node) with_node=true ;;
     --with-prometheus) with_prometheus=true ;;
-    *) echo "usage: $0 [--with-kwok] [--with-node] [--with-prometheus]" >&2; exit 2 ;;
+    --with-jaeger) with_jaeger=true ;;
+    *) echo "usage: $0 [--with-kwok] [--with-node] [--with-prometheus] [--with-jaeger]" >&2; exit 2 ;;
   esac
 done
 
@@ -34,6 +37,7 @@ bin_dir="$cache_root/$k8s_version/bin"
 stamp="$bin_dir/.complete"
 node_stamp="$bin_dir/.complete-node"
 prometheus_stamp="$bin_dir/.complete-prometheus"
+jaeger_stamp="$bin_dir/.complete-jaeger"
 
 # name|module dir|package|cgo|build tags
 targets=(
@@ -62,6 +66,7 @@ prometheus_targets=(
   "promtool|prometheus|github.com/prometheus/prometheus/cmd/promtool|0|remove_all_sd"
   "prometheus|prometheus|github.com/prometheus/prometheus/cmd/prometheus|0|remove_all_sd"
 )
+jaeger_targets=("jaeger|jaeger|github.com/jaegertracing/jaeger/cmd/jaeger|0|")
 
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
 
@@ -97,14 +102,29 @@ node_stamp_is_valid() {
   for t in "${node_targets[@]}"; do grep -q "  ${t%%|*}\$" "$node_stamp" || return 1; done
 }
 
-prometheus_stamp_is_valid() {
-  [ -f "$prometheus_stamp" ] && [ "$(head -n1 "$prometheus_stamp")" = "pins $(own_pins_digest prometheus)" ] || return 1
-  (cd "$bin_dir" && tail -n +2 "$prometheus_stamp" | sha256sum --check --status) || return 1
-  local t
-  for t in "${prometheus_targets[@]}"; do grep -q "  ${t%%|*}\$" "$prometheus_stamp" || return 1; done
+# An extra set (prometheus, jaeger): its own module's pins, its own stamp.
+extra_stamp_is_valid() {  # module stamp targets...
+  local module=$1 stamp=$2 t
+  shift 2
+  [ -f "$stamp" ] && [ "$(head -n1 "$stamp")" = "pins $(own_pins_digest "$module")" ] || return 1
+  (cd "$bin_dir" && tail -n +2 "$stamp" | sha256sum --check --status) || return 1
+  for t in "$@"; do grep -q "  ${t%%|*}\$" "$stamp" || return 1; done
+}
+prometheus_stamp_is_valid() { extra_stamp_is_valid prometheus "$prometheus_stamp" "${prometheus_targets[@]}"; }
+jaeger_stamp_is_valid() { extra_stamp_is_valid jaeger "$jaeger_stamp" "${jaeger_targets[@]}"; }
+
+write_extra_stamp() {  # module stamp targets...
+  local module=$1 stamp=$2
+  shift 2
+  {
+    echo "pins $(own_pins_digest "$module")"
+    (cd "$bin_dir" && for t in "$@"; do sha256sum "${t%%|*}"; done)
+  } >"$stamp.tmp"
+  mv -f "$stamp.tmp" "$stamp"
 }
 
-if stamp_is_valid && { ! $with_node || node_stamp_is_valid; } && { ! $with_prometheus || prometheus_stamp_is_valid; }; then
+if stamp_is_valid && { ! $with_node || node_stamp_is_valid; } && { ! $with_prometheus || prometheus_stamp_is_valid; } \
+    && { ! $with_jaeger || jaeger_stamp_is_valid; }; then
   echo "$bin_dir"
   exit 0
 fi
@@ -116,6 +136,7 @@ main_ok=false
 if stamp_is_valid; then main_ok=true; else rm -f "$stamp"; fi
 $with_node && rm -f "$node_stamp"
 $with_prometheus && rm -f "$prometheus_stamp"
+$with_jaeger && rm -f "$jaeger_stamp"
 minor=${k8s_version#v1.}; minor=${minor%%.*}
 version_flags=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -130,6 +151,7 @@ export GOFLAGS=-mod=mod
 all_targets=("${targets[@]}")
 $with_node && all_targets+=("${node_targets[@]}")
 $with_prometheus && all_targets+=("${prometheus_targets[@]}")
+$with_jaeger && all_targets+=("${jaeger_targets[@]}")
 total=${#all_targets[@]}
 i=0
 start_all=$SECONDS
@@ -181,12 +203,7 @@ if $with_node; then
   } >"$node_stamp.tmp"
   mv -f "$node_stamp.tmp" "$node_stamp"
 fi
-if $with_prometheus; then
-  {
-    echo "pins $(own_pins_digest prometheus)"
-    (cd "$bin_dir" && for t in "${prometheus_targets[@]}"; do sha256sum "${t%%|*}"; done)
-  } >"$prometheus_stamp.tmp"
-  mv -f "$prometheus_stamp.tmp" "$prometheus_stamp"
-fi
+$with_prometheus && write_extra_stamp prometheus "$prometheus_stamp" "${prometheus_targets[@]}"
+$with_jaeger && write_extra_stamp jaeger "$jaeger_stamp" "${jaeger_targets[@]}"
 log "all binaries ready in $bin_dir ($((SECONDS - start_all))s)"
 echo "$bin_dir"

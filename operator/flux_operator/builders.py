@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution
+from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution, tracecontext
 from flux_api.names import (
     CANCELLED_BY_ANNOTATION,
     CREATE_TOKEN_ANNOTATION,
@@ -19,6 +19,7 @@ from flux_api.names import (
     tree_depth,
 )
 from flux_api.tenancy import TenancyLimits
+from flux_api.tracecontext import TRACEPARENT_ANNOTATION
 from flux_api.types import MAX_DEPTH, PodTemplate
 
 # Environment the operator sets: a template cannot replace it (the CRD refuses it; this is the backstop).
@@ -45,6 +46,9 @@ class RunnerSettings:
     durable_wait_after: float = 60.0
     # The operator's --log-format, passed on to its runners (text or json).
     log_format: str = "text"
+    # --tracing-endpoint and --tracing-sampling-ratio: the runners export their step spans there too.
+    tracing_endpoint: str | None = None
+    tracing_ratio: float = 1.0
     # The chart's runner.resources: replaces the three values above when given.
     resources: dict[str, Any] | None = field(default=None, hash=False)
     # The chart's runner.ttlSecondsAfterFinished, for executions that leave it unset (not children:
@@ -190,6 +194,9 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},  # the root filesystem is read-only
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    if settings.tracing_endpoint:
+        owned_env += [{"name": "FLUX_TRACING_ENDPOINT", "value": settings.tracing_endpoint},
+                      {"name": "TRACEPARENT", "value": execution_traceparent(ex, settings)}]
     owned_names = {e["name"] for e in owned_env}
     user_env = [e for e in _dump(template.env)
                 if e["name"] not in owned_names and not e["name"].startswith(OWNED_ENV_PREFIX)]
@@ -246,15 +253,23 @@ def with_token(body: dict[str, Any], token: str) -> dict[str, Any]:
     return body
 
 
+def execution_traceparent(ex: Execution, settings: RunnerSettings) -> str:
+    """The trace context its runner and children get: its own span as their parent (flux_api.tracecontext)."""
+    return tracecontext.of_execution(ex.metadata.get("annotations"), str(ex.metadata.get("uid") or ""),
+                                     settings.tracing_ratio)[0].traceparent
+
+
 def child_execution(parent: Execution, name: str, workflow: str, input_: dict[str, Any],
-                    token: str = "") -> dict[str, Any]:
+                    token: str = "", traceparent: str | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name, "namespace": parent.namespace,
         "labels": {PARENT_LABEL: parent.name,
                    DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
         "ownerReferences": [owner_reference(parent)]}
-    if token:
-        meta["annotations"] = {CREATE_TOKEN_ANNOTATION: token}
+    annotations = {**({CREATE_TOKEN_ANNOTATION: token} if token else {}),
+                   **({TRACEPARENT_ANNOTATION: traceparent} if traceparent else {})}
+    if annotations:
+        meta["annotations"] = annotations
     return {
         "apiVersion": API_VERSION, "kind": KIND,
         "metadata": meta,

@@ -114,6 +114,16 @@ def _wait_threshold(text: str) -> float:
     return value
 
 
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be from 0 to 1")
+    return value
+
+
 def _optional_int(text: str) -> int | None:
     if not str(text).strip():
         return None
@@ -173,6 +183,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="its private key [FLUX_METRICS_KEY_FILE]")
     p.add_argument("--health-port", type=int, default=_env("FLUX_HEALTH_PORT", "8081"),
                    help="/healthz port (red when this replica cannot make progress); 0 disables [FLUX_HEALTH_PORT]")
+    p.add_argument("--tracing-endpoint", default=_env("FLUX_TRACING_ENDPOINT", ""),
+                   help="OpenTelemetry collector (OTLP over HTTP, e.g. http://collector:4318) for the operator's and "
+                        "its runners' spans; empty: no tracing [FLUX_TRACING_ENDPOINT]")
+    p.add_argument("--tracing-sampling-ratio", type=_ratio, default=_env("FLUX_TRACING_SAMPLING_RATIO", "1"),
+                   help="share of trees traced, decided at each root (0 to 1) [FLUX_TRACING_SAMPLING_RATIO]")
     # String defaults go through `type`, so a bad environment value gets the same clear error as a flag.
     p.add_argument("--log-format", default=_env("FLUX_LOG_FORMAT", "text"), help="text or json")
     p.add_argument("--resync-seconds", type=float, default=_env("FLUX_RESYNC_SECONDS", "60"),
@@ -230,7 +245,8 @@ def options(args: argparse.Namespace) -> Options:
                             checkpoint_interval=args.checkpoint_interval, durable_wait_after=args.durable_wait_after,
                             default_ttl=args.default_ttl_seconds_after_finished,
                             pod_template=args.runner_pod_template, egress=args.runner_egress, limits=limits,
-                            log_format=args.log_format)
+                            log_format=args.log_format, tracing_endpoint=args.tracing_endpoint or None,
+                            tracing_ratio=args.tracing_sampling_ratio)
     # Renew a little past half the lease (about 7 requests a minute at 15 s), retry a failed renewal
     # every 2 s, and step down at 4/5 of the lease: the leader stops acting before anyone may take
     # over. A standby polls every 2 s, so it takes over within lease + 2 s of the last renewal.

@@ -141,7 +141,8 @@ class Maker:
         """Creates the child; False if the API server refused it. A name taken already is looked at once, so
         the next decision sees whose it is."""
         key = child_key(action.name)
-        body = builders.child_execution(ex, action.name, action.workflow, action.input, action.token)
+        traceparent = builders.execution_traceparent(ex, self.settings) if self.settings.tracing_endpoint else None
+        body = builders.child_execution(ex, action.name, action.workflow, action.input, action.token, traceparent)
         try:
             made = self.api.make_execution(ex.namespace, body)
             if made is None:

@@ -30,6 +30,7 @@ from flux_operator.making import Maker
 from flux_operator.metric_values import transition
 from flux_operator.metrics import Metrics
 from flux_operator.ownership import Memories, Memory
+from flux_operator.tracing import Tracing
 from flux_operator.workqueue import Result
 from flux_operator.world import Key, Snapshot, World
 
@@ -60,6 +61,7 @@ class Reconciler:
         self.maker = Maker(api, world, runner,
                            lambda failure: metrics.reconcile_errors.labels(failure).inc())
         self._senders = ThreadPoolExecutor(CANCEL_SENDERS, thread_name_prefix="cancel-child")
+        self.tracing: Tracing | None = None  # runtime.py sets it with --tracing-endpoint
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)
@@ -162,6 +164,9 @@ class Reconciler:
                 self.world.execution_seen(written)
                 if "phase" in patch or "startedAt" in patch:
                     self.metrics.transition(transition(ex.phase, ex.status.startedAt, written))
+                if self.tracing is not None and patch.get("phase") in TERMINAL_PHASES \
+                        and ex.phase not in TERMINAL_PHASES:
+                    self.tracing.concluded(written)
                 if "phase" in patch:
                     log.info("execution %s/%s: %s -> %s", ns, name, ex.phase, patch["phase"], extra=_about(snapshot))
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):

@@ -69,6 +69,9 @@ class Runtime:
                                      on_started=self._started_leading, on_stopped=self._stopped_leading)
         leading = (lambda: self.elector.leading) if options.leader_election else (lambda: True)
         self.reconciler = Reconciler(self.world, api, options.runner, self.metrics)
+        if options.runner.tracing_endpoint:
+            from flux_operator.tracing import Tracing  # OpenTelemetry only when tracing is on
+            self.reconciler.tracing = Tracing(options.runner.tracing_endpoint, options.runner.tracing_ratio)
         # Only where the operator serves (opt-in namespaces); elsewhere a notice, once.
         self.namespaces = Namespaces(options.namespaces)
         notices = Notices(api, self.namespaces)
@@ -145,6 +148,8 @@ class Runtime:
         self.elector.stop()
         self.controller.stop()
         self.schedule_controller.stop()
+        if self.reconciler.tracing is not None:
+            self.reconciler.tracing.shutdown()
         if self.elector.leading:
             self.elector.release()  # hand over now: the standby need not wait the lease out
 

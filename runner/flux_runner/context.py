@@ -19,6 +19,7 @@ from flux_runner.client import ExecutionClient
 from flux_runner.errors import DuplicateStep, NotScheduled
 from flux_runner.journal import Journal
 from flux_runner.jsonvalue import json_value
+from flux_runner import tracing
 from flux_runner.signalling import SignalWaits
 from flux_runner.spawner import POLL_INTERVAL, Spawner, requested_children
 from flux_runner.waits import DEFAULT_DURABLE_AFTER, DurableWait, aware, recorded, recorded_wake, seconds_of
@@ -84,9 +85,10 @@ class WorkflowContext:
             return self._journal.result(name)
         await self._check_cancel()
         self.log.debug("step %s: started", name)
-        value = fn(*args)
-        if inspect.isawaitable(value):
-            value = await value
+        with tracing.step(name):
+            value = fn(*args)
+            if inspect.isawaitable(value):
+                value = await value
         result = json_value(value, f"the result of step {name!r}")
         await self._enforce(await self._journal.record_step(name, result))
         self.log.debug("step %s: done", name)

@@ -22,7 +22,7 @@ from typing import Any
 
 from flux_api import TERMINAL_PHASES, logfields
 
-from flux_runner import __version__
+from flux_runner import __version__, tracing
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
 from flux_runner.context import WorkflowContext, create_context
@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG_ERROR
     log.info("flux-runner %s: execution %s/%s, pod %s", __version__, settings.namespace, settings.name,
              settings.pod_name or "-")
-    return asyncio.run(run(api, checkpoint_interval=settings.checkpoint_interval,
-                           durable_after=settings.durable_wait_after))
+    tracing.configure()
+    try:
+        return asyncio.run(run(api, checkpoint_interval=settings.checkpoint_interval,
+                               durable_after=settings.durable_wait_after))
+    finally:
+        tracing.shutdown()
 
 
 def configure_logging(env: Mapping[str, str] = os.environ) -> logging.Handler:

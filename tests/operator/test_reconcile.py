@@ -464,7 +464,7 @@ def test_a_reconciles_log_lines_name_the_execution_and_its_uid(api, world, contr
     seen: list[logging.LogRecord] = []
 
     def explode(key):
-        logging.getLogger("flux_operator").info("looking at it")
+        logging.getLogger("flux_operator").warning("looking at it")
         raise KeyError("boom")
 
     class Keep(logging.Handler):

@@ -232,3 +232,24 @@ def test_json_logging_names_the_execution_its_uid_and_pod_on_every_line(capsys):
     line = json_.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["message"] == "step 3 done" and line["logger"] == "flux.workflow"
     assert (line["namespace"], line["execution"], line["uid"], line["pod"]) == ("team-a", "etl", "u-1", "etl-runner")
+
+
+def test_each_step_run_is_a_span_under_the_executions_and_a_skipped_one_is_not(token, termination_log):
+    from flux_api import tracecontext
+    from flux_runner import tracing
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    parent = tracecontext.of_execution({}, "uid-1", 1.0)[0]
+    exporter = InMemorySpanExporter()
+    env = {"FLUX_TRACING_ENDPOINT": "http://unused:4318", "TRACEPARENT": parent.traceparent}
+    assert tracing.configure(env, exporter=exporter)
+    try:
+        api = fake("flux_examples.quick:main", {"name": "ada"})
+        api.execution["status"] = {"checkpoint": {"state": "Running", "steps": [{"name": "greet", "result": "hello, ada"}]}}
+        assert run_runner(api, token, termination_log) == EXIT_OK
+    finally:
+        tracing.shutdown()
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["step shout", "step measure"], "greet was done before: no span"
+    assert all(s.context.trace_id == parent.trace_id and s.parent.span_id == parent.span_id for s in spans)
+    assert not tracing.configure({"FLUX_TRACING_ENDPOINT": "http://x", "TRACEPARENT": parent.traceparent[:-2] + "00"})
+    assert not tracing.configure({"TRACEPARENT": parent.traceparent})
