@@ -57,7 +57,7 @@ $(OPERATOR_VENV)/.installed: api/pyproject.toml operator/pyproject.toml
 operator-venv: $(OPERATOR_VENV)/.installed
 
 binaries:
-	@hack/build-binaries.sh --with-prometheus >/dev/null
+	@hack/build-binaries.sh --with-prometheus --with-jaeger >/dev/null
 
 cluster-up: venv binaries
 	$(CLUSTER) up
@@ -98,8 +98,9 @@ test-real-node: venv binaries
 		-m 'not process_node_only' $(REAL_NODE_TESTS)
 	FLUX_NODE=real $(PY) -m pytest -p no:cacheprovider tests/harness/test_host_clean.py
 
+# TRACING=1: also Jaeger on loopback, the operator and runner tracing to it; prints the run's trace id.
 demo: venv binaries
-	hack/demo.sh
+	TRACING=$(TRACING) hack/demo.sh
 
 crds: venv
 	$(PY) -m flux_api.crd --write

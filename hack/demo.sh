@@ -49,6 +49,7 @@ exec 3>&1 # the terminal, for the cleanup
 operator_pid=""
 watcher_pid=""
 logs_pid=""
+jaeger_pid=""
 phase=""
 started=$SECONDS
 
@@ -81,6 +82,13 @@ cleanup() {
   stop_process "$logs_pid"
   stop_process "$operator_pid"
   [[ -n $operator_pid ]] && info "operator stopped"
+  if [[ -n $jaeger_pid ]]; then
+    if ((rc == 0)) && [[ -t 0 ]]; then # keep Jaeger up until Enter, so the trace can be looked at
+      read -r -p "    Jaeger keeps the trace until you press Enter ... " _ || true
+    fi
+    stop_process "$jaeger_pid"
+    info "Jaeger stopped"
+  fi
   "$PY" -m localcluster down | sed 's/^/    /'
   info "logs kept in ${FLUX_CLUSTER_DIR#"$repo"/}/logs"
   local verdict="demo passed"
@@ -129,10 +137,27 @@ kubectl wait --for=condition=Established crd/executions.workflows.flux.dev crd/t
 "$PY" -m flux_api.tenancy --operator "$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')" \
   | kubectl apply --server-side --force-conflicts -f - | sed 's/^/    /'
 
+tracing_args=()
+if [[ ${TRACING:-0} == 1 ]]; then
+  section "Starting Jaeger (TRACING=1; log: ${FLUX_CLUSTER_DIR#"$repo"/}/logs/jaeger.log)"
+  read -r otlp_port query_port grpc_port < <("$PY" -c \
+    'from localcluster.procs import free_port; print(free_port(), free_port(), free_port())')
+  jaeger_bin="$(hack/build-binaries.sh --with-jaeger)/jaeger"
+  "$PY" -m localcluster.jaeger "$otlp_port" "$query_port" "$grpc_port" >"$FLUX_CLUSTER_DIR/jaeger.yaml"
+  "$jaeger_bin" --config "file:$FLUX_CLUSTER_DIR/jaeger.yaml" >"$FLUX_CLUSTER_DIR/logs/jaeger.log" 2>&1 &
+  jaeger_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    curl -sf "http://127.0.0.1:$query_port/api/services" >/dev/null && break
+    sleep 0.2
+  done
+  tracing_args=(--tracing-endpoint "http://127.0.0.1:$otlp_port")
+  info "Jaeger on loopback: OTLP :$otlp_port, query :$query_port"
+fi
+
 section "Starting the operator (log: ${FLUX_CLUSTER_DIR#"$repo"/}/logs/operator.log)"
 read -r metrics_port health_port < <("$PY" -c \
   'from localcluster.procs import free_port; print(free_port(), free_port())')
-"$PY" -m flux_operator --metrics-port "$metrics_port" --health-port "$health_port" \
+"$PY" -m flux_operator --metrics-port "$metrics_port" --health-port "$health_port" "${tracing_args[@]}" \
   >"$FLUX_CLUSTER_DIR/logs/operator.log" 2>&1 &
 operator_pid=$!
 "$PY" - "$health_port" "$operator_pid" <<'EOF' || die "the operator did not become healthy"
@@ -206,3 +231,11 @@ section "Result"
 [[ $phase == Cancelled ]] || die "phase is $phase, expected Cancelled"
 [[ $outcome == Graceful ]] || die "cancellation outcome is $outcome, expected Graceful"
 printf '    %sphase Cancelled, outcome Graceful: the workflow cleaned up and stopped%s\n' "$green" "$reset"
+if [[ -n $jaeger_pid ]]; then
+  uid=$(kubectl get fx "$EXECUTION" -n "$NAMESPACE" -o jsonpath='{.metadata.uid}')
+  trace_id=$("$PY" -c 'import sys; from flux_api import tracecontext
+print(tracecontext.of_execution({}, sys.argv[1], 1.0)[0].trace_hex)' "$uid")
+  section "Trace"
+  info "trace id $bold$trace_id$reset (the execution's span, its cancel, its runner's steps)"
+  info "open it: curl -s http://127.0.0.1:$query_port/api/traces/$trace_id | python3 -m json.tool"
+fi

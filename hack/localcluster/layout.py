@@ -16,13 +16,15 @@ def cluster_dir() -> Path:
     return Path(os.environ.get("FLUX_CLUSTER_DIR", REPO / ".cluster")).resolve()
 
 
-def binaries_dir(with_node: bool = False, with_kwok: bool = False, with_prometheus: bool = False) -> Path:
+def binaries_dir(with_node: bool = False, with_kwok: bool = False, with_prometheus: bool = False,
+                 with_jaeger: bool = False) -> Path:
     """Builds the pinned binaries on first use; afterwards this is a cache hit in milliseconds (kwok,
     prometheus: a few minutes the first time)."""
     if with_node:
         subprocess.run([str(REPO / "hack" / "node-deps.sh")], check=True)
     args = [str(REPO / "hack" / "build-binaries.sh"), *(["--with-node"] if with_node else []),
-            *(["--with-kwok"] if with_kwok else []), *(["--with-prometheus"] if with_prometheus else [])]
+            *(["--with-kwok"] if with_kwok else []), *(["--with-prometheus"] if with_prometheus else []),
+            *(["--with-jaeger"] if with_jaeger else [])]
     out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 

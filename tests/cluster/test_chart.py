@@ -96,7 +96,10 @@ def test_helm_lint_strict_passes(helm):
     (["--set", "logFormat=json"], {"Deployment"}),
     (["--set", "watchNamespaces={a,b}", "--set", "logFormat=json", "--set", "metrics.port=0"], {"Role"}),
     (["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
-      "--set", "metrics.prometheusRule.enabled=true", "--set", "dashboards.enabled=true"],
+      "--set", "metrics.prometheusRule.enabled=true", "--set", "dashboards.enabled=true",
+      "--set", "tracing.enabled=true", "--set", "tracing.endpoint=http://jaeger-collector.observability:4318",
+      "--set-json", "tracing.samplingRatio=0.5", "--set-json", 'tracing.egress=[{"ports": [{"port": 4318}]}]',
+      "--set", "logFormat=json"],
      {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Secret", "ConfigMap"}),
     (["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.secure=false"], {"ServiceMonitor"}),
 ], ids=["defaults", "watch-a-b", "json-logs", "watch-json-no-metrics", "observability", "plain-metrics-monitor"])
@@ -408,3 +411,19 @@ def test_the_monitors_scrape_with_a_token_that_may_only_get_metrics(helm):
     service = next(d for d in rendered if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics"))
     selector = next(d for d in rendered if d["kind"] == "ServiceMonitor")["spec"]["selector"]["matchLabels"]
     assert selector.items() <= service["metadata"]["labels"].items()
+
+
+def test_tracing_values_reach_the_operator_as_flags_it_accepts_and_open_the_way_to_the_collector(helm):
+    from flux_operator.main import parse_args
+    rendered = documents(render(helm, "--set", "tracing.enabled=true", "--set", "tracing.endpoint=http://c.o:4318",
+                                "--set-json", "tracing.samplingRatio=0.25",
+                                "--set-json", 'tracing.egress=[{"ports": [{"port": 4318, "protocol": "TCP"}]}]'))
+    deployment = next(d for d in rendered if d["kind"] == "Deployment")
+    args = parse_args(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert (args.tracing_endpoint, args.tracing_sampling_ratio) == ("http://c.o:4318", 0.25)
+    collector = {"ports": [{"port": 4318, "protocol": "TCP"}]}
+    assert collector in args.runner_egress, "runners export their step spans to the collector"
+    policy = next(d for d in rendered if d["kind"] == "NetworkPolicy")
+    assert collector in policy["spec"]["egress"]
+    assert helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                "--set", "tracing.enabled=true").returncode != 0, "no endpoint: refused"

@@ -156,9 +156,13 @@ operator/flux_operator/startup.py, and tests/cluster/test_chart.py keeps the two
 {{- toJson (dict "to" (list (dict "namespaceSelector" $dns.namespaceSelector "podSelector" $dns.podSelector)) "ports" $ports) }}
 {{- end }}
 
-{{/* What a runner pod may connect to: the API server and DNS (--runner-egress). */}}
+{{/* What a runner pod may connect to: the API server and DNS, and with tracing the collector (--runner-egress). */}}
 {{- define "flux-operator.runnerEgress" -}}
-{{- toJson (list (fromJson (include "flux-operator.egress.apiServer" .)) (fromJson (include "flux-operator.egress.dns" .))) }}
+{{- $rules := list (fromJson (include "flux-operator.egress.apiServer" .)) (fromJson (include "flux-operator.egress.dns" .)) }}
+{{- if .Values.tracing.enabled }}
+{{- $rules = concat $rules .Values.tracing.egress }}
+{{- end }}
+{{- toJson $rules }}
 {{- end }}
 
 {{/* The subject every binding grants to. */}}
