@@ -74,13 +74,15 @@ class Metrics:
                                 registry=self.registry)
         self.build_info.labels(_version()).set(1)
 
-    def observe(self, event: Observe) -> None:
+    def observe(self, event: Observe, trace_id: str | None = None) -> None:
+        """`trace_id`: the execution's trace, as the latency's exemplar (served in the OpenMetrics format)."""
+        exemplar = {"trace_id": trace_id} if trace_id else None
         if event.name == "outcome":
             self.cancellations.labels(event.source, str(event.value)).inc()
         elif event.name == "signal_seconds":
-            self.signal_seconds.labels(event.source).observe(float(event.value))
+            self.signal_seconds.labels(event.source).observe(float(event.value), exemplar)
         elif event.name == "complete_seconds":
-            self.complete_seconds.labels(event.source).observe(float(event.value))
+            self.complete_seconds.labels(event.source).observe(float(event.value), exemplar)
 
     def transition(self, change: Transition) -> None:
         """A status write that started or ended an execution."""

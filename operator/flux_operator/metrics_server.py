@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from flux_operator.metrics_auth import MetricsAccess, Verdict
 
@@ -136,7 +137,9 @@ def serve(port: int, registry: CollectorRegistry, access: MetricsAccess, tls: Ca
                     if verdict is Verdict.UNAUTHENTICATED else {}
                 self._answer(verdict.value, f"{why}\n".encode(), extra)
                 return
-            self._answer(200, generate_latest(registry), {"Content-Type": CONTENT_TYPE_LATEST})
+            # OpenMetrics when the scraper asks for it: that format carries the exemplars (trace ids).
+            encode, content_type = choose_encoder(self.headers.get("Accept") or "")
+            self._answer(200, encode(registry), {"Content-Type": content_type})
 
         def _answer(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(code)

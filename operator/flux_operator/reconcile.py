@@ -187,7 +187,7 @@ class Reconciler:
                 message = f"{message}; {signalled}" if signalled else message
                 self._emit_once(snapshot, snapshot.event_name(reason, event_key), type_, reason, message)
             case machine.Observe():
-                self.metrics.observe(action)
+                self.metrics.observe(action, self.tracing.trace_id(snapshot.raw) if self.tracing else None)
         return True
 
     # --- values the World keeps only as stubs (payloads.py): read once when an action needs them ---

@@ -45,6 +45,12 @@ class Tracing:
         meta = raw.get("metadata") or {}
         return tracecontext.of_execution(meta.get("annotations"), str(meta.get("uid") or ""), self.ratio)[0].traceparent
 
+    def trace_id(self, raw: dict[str, Any]) -> str | None:
+        """The execution's trace id if its trace is sampled (an exemplar of its latencies), else None."""
+        meta = raw.get("metadata") or {}
+        own, _ = tracecontext.of_execution(meta.get("annotations"), str(meta.get("uid") or ""), self.ratio)
+        return own.trace_hex if own.sampled else None
+
     def concluded(self, raw: dict[str, Any]) -> None:
         """`raw` (as the status write that ended it returned it) as spans, if its trace is sampled."""
         meta, status = raw.get("metadata") or {}, raw.get("status") or {}

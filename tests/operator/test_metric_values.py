@@ -95,3 +95,15 @@ def test_metrics_serves_every_name_the_chart_and_dashboards_use():
                  'flux_api_request_duration_seconds_count{code="200",resource="executions/status",verb="PATCH"} 1.0',
                  "flux_build_info{version="):
         assert line in text, line
+
+
+def test_a_cancels_latency_carries_its_trace_as_an_exemplar_in_openmetrics():
+    from flux_api import CancelSource
+    from flux_operator.execution.actions import Observe
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+    metrics = Metrics()
+    metrics.observe(Observe("complete_seconds", CancelSource.SPEC, 0.7), trace_id="0af7651916cd43dd8448eb211c80319c")
+    metrics.observe(Observe("signal_seconds", CancelSource.SPEC, 0.1))
+    text = openmetrics(metrics.registry).decode()
+    assert '# {trace_id="0af7651916cd43dd8448eb211c80319c"} 0.7' in text
+    assert "trace_id" not in text.split("flux_cancel_signal_seconds")[1].split("flux_cancel_complete")[0]
