@@ -236,6 +236,21 @@ if [[ -n $jaeger_pid ]]; then
   trace_id=$("$PY" -c 'import sys; from flux_api import tracecontext
 print(tracecontext.of_execution({}, sys.argv[1], 1.0)[0].trace_hex)' "$uid")
   section "Trace"
+  "$PY" - "http://127.0.0.1:$query_port/api/traces/$trace_id" <<'PY' || die "the run's trace is not in Jaeger"
+import json, sys, time, urllib.request
+for _ in range(50):  # the operator and the runner batch their spans: a few seconds at most
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+            spans = json.loads(r.read())["data"][0]["spans"]
+    except Exception:
+        spans = []
+    names = sorted({s["operationName"].split(" ")[0] for s in spans})
+    if {"execution", "cancel", "step"} <= set(names):
+        print(f"    {len(spans)} spans in Jaeger: {', '.join(names)}")
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit(1)
+PY
   info "trace id $bold$trace_id$reset (the execution's span, its cancel, its runner's steps)"
   info "open it: curl -s http://127.0.0.1:$query_port/api/traces/$trace_id | python3 -m json.tool"
 fi
