@@ -182,7 +182,17 @@ section "Running examples/manifests/$EXECUTION.yaml in namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" | sed 's/^/    /'
 # The operator serves only namespaces that opted in (label mode: it runs without --namespace).
 kubectl label namespace "$NAMESPACE" workflows.flux.dev/enabled=true | sed 's/^/    /'
-kubectl apply -n "$NAMESPACE" -f "examples/manifests/$EXECUTION.yaml" | sed 's/^/    /'
+# The admission policies name the TenancyPolicy kind as their parameter; for a few seconds after its CRD is
+# established the API server's policy plugin may not know the kind yet ("failed to find resource referenced
+# by paramKind") and refuses every write the policies check: try again for up to 30 s.
+for ((i = 0; ; i++)); do
+  if out=$(kubectl apply -n "$NAMESPACE" -f "examples/manifests/$EXECUTION.yaml" 2>&1); then
+    sed 's/^/    /' <<<"$out"
+    break
+  fi
+  [[ $out == *"failed to find resource referenced by paramKind"* && $i -lt 60 ]] || die "$out"
+  sleep 0.5
+done
 # The runner's log through the API server, kept in a file: the pod (and with it its log) goes at the end.
 runner_log=$FLUX_CLUSTER_DIR/logs/runner.log
 kubectl flux logs "$EXECUTION" -n "$NAMESPACE" -f >"$runner_log" 2>"$runner_log.notes" &

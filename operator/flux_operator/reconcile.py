@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
-from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase
+from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase, logfields
 from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.timefmt import utcnow
@@ -74,6 +74,12 @@ class Reconciler:
             return Result()
         if snapshot.raw["metadata"].get("deletionTimestamp"):
             return Result()  # being deleted: the garbage collector takes the pod and children with it
+        if self.tracing is not None:  # its log lines name its trace and span too
+            with logfields.about(**self.tracing.log_ids(snapshot.raw)):
+                return self._reconcile(key, snapshot)
+        return self._reconcile(key, snapshot)
+
+    def _reconcile(self, key: Key, snapshot: Snapshot) -> Result:
         snapshot = self._after_conflict(key, snapshot)
         ex = builders.with_defaults(snapshot.execution, self.runner)
         now = self.clock()

@@ -51,6 +51,12 @@ class Tracing:
         own, _ = tracecontext.of_execution(meta.get("annotations"), str(meta.get("uid") or ""), self.ratio)
         return own.trace_hex if own.sampled else None
 
+    def log_ids(self, raw: dict[str, Any]) -> dict[str, str]:
+        """trace_id and span_id (its own span's) for the execution's log lines."""
+        meta = raw.get("metadata") or {}
+        own, _ = tracecontext.of_execution(meta.get("annotations"), str(meta.get("uid") or ""), self.ratio)
+        return {"trace_id": own.trace_hex, "span_id": f"{own.span_id:016x}"}
+
     def concluded(self, raw: dict[str, Any]) -> None:
         """`raw` (as the status write that ended it returned it) as spans, if its trace is sampled."""
         meta, status = raw.get("metadata") or {}, raw.get("status") or {}

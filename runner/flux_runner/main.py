@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flux_api import TERMINAL_PHASES, logfields
+from flux_api import TERMINAL_PHASES, logfields, tracecontext
 
 from flux_runner import __version__, tracing
 from flux_runner.cancel import CancelSwitch
@@ -69,9 +69,11 @@ def configure_logging(env: Mapping[str, str] = os.environ) -> logging.Handler:
     each naming the execution, its uid and the pod (flux_api.logfields)."""
     handler = logging.StreamHandler(sys.stderr)
     if env.get("FLUX_LOG_FORMAT") == "json":
+        traced = tracecontext.parse(env.get("TRACEPARENT"))  # with tracing on: its execution's trace and span
         logfields.set_process_fields(namespace=env.get("FLUX_EXECUTION_NAMESPACE"),
                                      execution=env.get("FLUX_EXECUTION_NAME"), uid=env.get("FLUX_EXECUTION_UID"),
-                                     pod=env.get("FLUX_POD_NAME"))
+                                     pod=env.get("FLUX_POD_NAME"), trace_id=traced.trace_hex if traced else None,
+                                     span_id=f"{traced.span_id:016x}" if traced else None)
         handler.setFormatter(logfields.JsonLines())
         handler.addFilter(logfields.FieldsFilter())
     else:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from flux_api import tracecontext
+from flux_api import logfields, tracecontext
 
 log = logging.getLogger("flux.runner")
 FLUSH_MILLIS = 3000
@@ -51,7 +51,8 @@ def configure(env: Mapping[str, str] = os.environ, exporter: Any = None) -> bool
 
 @contextmanager
 def _span(name: str) -> Iterator[None]:
-    with _tracer.start_as_current_span(f"step {name}", context=_parent, attributes={"flux.step": name}) as span:
+    with _tracer.start_as_current_span(f"step {name}", context=_parent, attributes={"flux.step": name}) as span, \
+            logfields.about(span_id=f"{span.get_span_context().span_id:016x}"):  # the step's lines name its span
         try:
             yield
         except BaseException as err:  # a cancel (CancelledError) too: the span says how the step ended

@@ -77,3 +77,15 @@ def test_runners_and_children_are_told_the_executions_own_span():
 def test_the_traces_path_is_added_once():
     assert traces_url("http://c:4318/") == "http://c:4318/v1/traces"
     assert traces_url("http://c:4318/v1/traces") == "http://c:4318/v1/traces"
+
+
+def test_an_executions_log_lines_name_its_trace_and_span_and_its_latency_exemplar_its_trace():
+    tracing = Tracing("http://unused:4318", 1.0, exporter=InMemorySpanExporter())
+    try:
+        own = tracecontext.of_execution({}, "uid-1", 1.0)[0]
+        assert tracing.log_ids(ended()) == {"trace_id": own.trace_hex, "span_id": f"{own.span_id:016x}"}
+        assert tracing.trace_id(ended()) == own.trace_hex
+        unsampled = ended(annotations={TRACEPARENT_ANNOTATION: own.traceparent[:-2] + "00"})
+        assert tracing.trace_id(unsampled) is None, "no exemplar points at a trace nobody kept"
+    finally:
+        tracing.shutdown()

@@ -253,3 +253,35 @@ def test_each_step_run_is_a_span_under_the_executions_and_a_skipped_one_is_not(t
     assert all(s.context.trace_id == parent.trace_id and s.parent.span_id == parent.span_id for s in spans)
     assert not tracing.configure({"FLUX_TRACING_ENDPOINT": "http://x", "TRACEPARENT": parent.traceparent[:-2] + "00"})
     assert not tracing.configure({"TRACEPARENT": parent.traceparent})
+
+
+def test_with_tracing_each_line_names_the_trace_and_a_steps_lines_name_the_steps_span(capsys):
+    import json as json_
+    import logging as logging_
+
+    from flux_api import logfields, tracecontext
+    from flux_runner import tracing
+    from flux_runner.main import configure_logging
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    parent = tracecontext.of_execution({}, "uid-1", 1.0)[0]
+    env = {"FLUX_LOG_FORMAT": "json", "FLUX_EXECUTION_NAME": "etl", "TRACEPARENT": parent.traceparent,
+           "FLUX_TRACING_ENDPOINT": "http://unused:4318"}
+    root = logging_.getLogger()
+    kept = root.handlers[:]
+    exporter = InMemorySpanExporter()
+    try:
+        root.handlers.clear()
+        configure_logging(env)
+        assert tracing.configure(env, exporter=exporter)
+        logging_.getLogger("flux.runner").warning("before")
+        with tracing.step("load"):
+            logging_.getLogger("flux.workflow").warning("inside")
+    finally:
+        root.handlers[:] = kept
+        tracing.shutdown()
+        logfields.set_process_fields()
+    before, inside = (json_.loads(line) for line in capsys.readouterr().err.strip().splitlines()[-2:])
+    assert before["trace_id"] == inside["trace_id"] == parent.trace_hex
+    assert before["span_id"] == f"{parent.span_id:016x}"
+    step = exporter.get_finished_spans()[0]
+    assert inside["span_id"] == f"{step.context.span_id:016x}" != before["span_id"]
