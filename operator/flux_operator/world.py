@@ -19,12 +19,13 @@ from typing import Any
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution, Phase
 from flux_api.cancel import first_cancel_time
-from flux_api.names import CANCEL_ANNOTATION, CREATE_TOKEN_ANNOTATION, SCHEDULE_LABEL
+from flux_api.names import CANCEL_ANNOTATION, SCHEDULE_LABEL
 from flux_api.signals import sent_by
 from flux_api.timefmt import parse_time
 
 from flux_operator import payloads
 from flux_operator.execution.actions import PodView
+from flux_operator.podview import pod_view
 
 Key = tuple[str, str]  # (namespace, execution name)
 
@@ -83,29 +84,6 @@ def cancel_asked_at(raw: dict[str, Any]) -> datetime | None:
     if (raw.get("spec") or {}).get("cancel") is None and CANCEL_ANNOTATION not in (meta.get("annotations") or {}):
         return None
     return first_cancel_time(meta.get("managedFields"))
-
-
-def pod_view(pod: dict[str, Any]) -> PodView:
-    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    statuses = status.get("containerStatuses") or []
-    started = any("running" in (s.get("state") or {}) or "terminated" in (s.get("state") or {})
-                  or s.get("restartCount", 0) > 0 for s in statuses)
-    message = ""
-    for s in statuses:
-        terminated = (s.get("state") or {}).get("terminated") or (s.get("lastState") or {}).get("terminated")
-        if terminated:
-            message = (terminated.get("message") or "").strip() or \
-                f"runner exited with code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
-    owners = [o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")]
-    unscheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
-                        and c.get("status") == "False" and c.get("reason") == "Unschedulable"), None)
-    return PodView(name=meta.get("name", ""), phase=status.get("phase", "Pending"),
-                   terminating=bool(meta.get("deletionTimestamp")), started=started, exit_message=message,
-                   uid=meta.get("uid", ""), owner_uid=owners[0] if owners else "",
-                   deletion_at=parse_time(meta.get("deletionTimestamp")), node=(pod.get("spec") or {}).get("nodeName") or "",
-                   reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "",
-                   unschedulable=((unscheduled.get("message") or "no node fits it") if unscheduled else ""),
-                   token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""))
 
 
 @dataclass

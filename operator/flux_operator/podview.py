@@ -1,0 +1,34 @@
+"""A runner pod as decisions see it (PodView): its phase, whether its container ever started, why it ended,
+whose it is, and what the scheduler said of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flux_api.names import CREATE_TOKEN_ANNOTATION
+from flux_api.timefmt import parse_time
+
+from flux_operator.execution.actions import PodView
+
+
+def pod_view(pod: dict[str, Any]) -> PodView:
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    started = any("running" in (s.get("state") or {}) or "terminated" in (s.get("state") or {})
+                  or s.get("restartCount", 0) > 0 for s in statuses)
+    message = ""
+    for s in statuses:
+        terminated = (s.get("state") or {}).get("terminated") or (s.get("lastState") or {}).get("terminated")
+        if terminated:
+            message = (terminated.get("message") or "").strip() or \
+                f"runner exited with code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
+    owners = [o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")]
+    unscheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
+                        and c.get("status") == "False" and c.get("reason") == "Unschedulable"), None)
+    return PodView(name=meta.get("name", ""), phase=status.get("phase", "Pending"),
+                   terminating=bool(meta.get("deletionTimestamp")), started=started, exit_message=message,
+                   uid=meta.get("uid", ""), owner_uid=owners[0] if owners else "",
+                   deletion_at=parse_time(meta.get("deletionTimestamp")), node=(pod.get("spec") or {}).get("nodeName") or "",
+                   reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "",
+                   unschedulable=((unscheduled.get("message") or "no node fits it") if unscheduled else ""),
+                   token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""))
