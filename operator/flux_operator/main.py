@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -94,34 +95,25 @@ def _tenancy_limits(text: str) -> TenancyLimits | None:
         raise argparse.ArgumentTypeError(f"{'.'.join(map(str, first['loc'])) or 'limits'}: {first['msg']}") from None
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError("must be from 0 to 3600 seconds")
-    return value
+def _number_between(low: float, high: float, unit: str = "") -> Callable[[str], float]:
+    """An argparse type: a number from `low` to `high` (of `unit`), or a clear error naming the range."""
+    of_unit, in_unit = (f" of {unit}", f" {unit}") if unit else ("", "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number{of_unit}: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}{in_unit}")
+        return value
+    return parse
 
 
-def _wait_threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 10 <= value <= 86400:  # a durable wait lasts at least 10 s (execution/waiting.py: MIN_WAIT)
-        raise argparse.ArgumentTypeError("must be from 10 to 86400 seconds")
-    return value
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("must be from 0 to 1")
-    return value
+_interval = _number_between(0, 3600, "seconds")
+# A durable wait lasts at least 10 s (execution/waiting.py: MIN_WAIT).
+_wait_threshold = _number_between(10, 86400, "seconds")
+_ratio = _number_between(0, 1)
 
 
 def _optional_int(text: str) -> int | None:
