@@ -64,6 +64,12 @@ def sampled_by_ratio(trace_id: int, ratio: float) -> bool:
     return (trace_id & _LOW_64) < ratio * (1 << 64)
 
 
+def traces_url(endpoint: str) -> str:
+    """OTLP/HTTP's traces path under a collector's base URL (an endpoint given with the path is kept)."""
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
+
+
 def of_execution(annotations: dict[str, Any] | None, uid: str, ratio: float) -> tuple[SpanContext, SpanContext | None]:
     """(the execution's own span context, the parent it joins or None)."""
     incoming = parse((annotations or {}).get(TRACEPARENT_ANNOTATION))

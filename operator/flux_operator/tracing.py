@@ -37,31 +37,29 @@ class Tracing:
         self.ratio = ratio
         self._ids = _ChosenIds()
         self.provider = TracerProvider(resource=Resource.create({"service.name": service}), id_generator=self._ids)
-        self.provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=traces_url(endpoint))))
+        self.provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=tracecontext.traces_url(endpoint))))
         self._tracer = self.provider.get_tracer("flux_operator")
 
-    def traceparent(self, raw: dict[str, Any]) -> str:
-        """The TRACEPARENT an execution's runner and children get: its own span as their parent."""
+    def _context(self, raw: dict[str, Any]) -> tuple[tracecontext.SpanContext, tracecontext.SpanContext | None]:
+        """An execution's own span context and the parent it joins (flux_api.tracecontext)."""
         meta = raw.get("metadata") or {}
-        return tracecontext.of_execution(meta.get("annotations"), str(meta.get("uid") or ""), self.ratio)[0].traceparent
+        return tracecontext.of_execution(meta.get("annotations"), str(meta.get("uid") or ""), self.ratio)
 
     def trace_id(self, raw: dict[str, Any]) -> str | None:
         """The execution's trace id if its trace is sampled (an exemplar of its latencies), else None."""
-        meta = raw.get("metadata") or {}
-        own, _ = tracecontext.of_execution(meta.get("annotations"), str(meta.get("uid") or ""), self.ratio)
+        own, _ = self._context(raw)
         return own.trace_hex if own.sampled else None
 
     def log_ids(self, raw: dict[str, Any]) -> dict[str, str]:
         """trace_id and span_id (its own span's) for the execution's log lines."""
-        meta = raw.get("metadata") or {}
-        own, _ = tracecontext.of_execution(meta.get("annotations"), str(meta.get("uid") or ""), self.ratio)
+        own, _ = self._context(raw)
         return {"trace_id": own.trace_hex, "span_id": f"{own.span_id:016x}"}
 
     def concluded(self, raw: dict[str, Any]) -> None:
         """`raw` (as the status write that ended it returned it) as spans, if its trace is sampled."""
         meta, status = raw.get("metadata") or {}, raw.get("status") or {}
         uid = str(meta.get("uid") or "")
-        own, parent = tracecontext.of_execution(meta.get("annotations"), uid, self.ratio)
+        own, parent = self._context(raw)
         if not own.sampled or not uid:
             return
         created = parse_time(meta.get("creationTimestamp")) or utcnow()
@@ -117,12 +115,6 @@ class Tracing:
             self.provider.shutdown()
         except Exception as err:  # noqa: BLE001 - a collector that is down must not stop a shutdown
             log.warning("tracing: could not flush the last spans: %s", err)
-
-
-def traces_url(endpoint: str) -> str:
-    """OTLP/HTTP's traces path under a collector's base URL (an endpoint given with the path is kept)."""
-    endpoint = endpoint.rstrip("/")
-    return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
 
 
 class _ChosenIds:

@@ -37,12 +37,11 @@ def configure(env: Mapping[str, str] = os.environ, exporter: Any = None) -> bool
     except ImportError:
         log.warning("tracing is on but this image lacks OpenTelemetry (install flux-runner[tracing]): no step spans")
         return False
-    endpoint = endpoint.rstrip("/")
     _provider = TracerProvider(resource=Resource.create({
         "service.name": "flux-runner", "flux.namespace": env.get("FLUX_EXECUTION_NAMESPACE", ""),
         "flux.execution": env.get("FLUX_EXECUTION_NAME", ""), "flux.uid": env.get("FLUX_EXECUTION_UID", "")}))
-    _provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(
-        endpoint=endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces")))
+    _provider.add_span_processor(BatchSpanProcessor(
+        exporter or OTLPSpanExporter(endpoint=tracecontext.traces_url(endpoint))))
     _tracer = _provider.get_tracer("flux_runner")
     _parent = trace.set_span_in_context(NonRecordingSpan(SpanContext(
         parent.trace_id, parent.span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))))

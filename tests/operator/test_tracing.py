@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from flux_api import tracecontext
-from flux_api.tracecontext import TRACEPARENT_ANNOTATION
+from flux_api.tracecontext import TRACEPARENT_ANNOTATION, traces_url
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from flux_operator import builders
-from flux_operator.tracing import Tracing, traces_url
+from flux_operator.tracing import Tracing
 
 pytestmark = pytest.mark.unit
 
