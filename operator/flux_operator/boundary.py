@@ -31,12 +31,16 @@ def _loads(data: bytes | str) -> Any:
     return nesting.loads(data)
 
 
-def _quieted(event: Any) -> dict[str, Any] | None:
-    """The bookmark that stands for `event`, if it is a checkpoint's progress (see quiet_when)."""
-    if not (_quiet and isinstance(event, dict) and event.get("type") == "MODIFIED"):
-        return None
-    obj = event.get("object")
-    if not (isinstance(obj, dict) and obj.get("kind") == KIND and isinstance(obj.get("metadata"), dict)
+def _execution_of(event: Any) -> dict[str, Any] | None:
+    """The Execution a watch event carries, if it carries one."""
+    obj = event.get("object") if isinstance(event, dict) else None
+    return obj if isinstance(obj, dict) and obj.get("kind") == KIND else None
+
+
+def _quieted(event: Any, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The bookmark that stands for `event` (carrying the Execution `obj`), if it is a checkpoint's progress
+    (see quiet_when)."""
+    if not (_quiet and obj is not None and event.get("type") == "MODIFIED" and isinstance(obj.get("metadata"), dict)
             and _quiet[0](obj)):
         return None
     return {"type": "BOOKMARK", "object": {"apiVersion": obj.get("apiVersion"), "kind": KIND,
@@ -58,9 +62,10 @@ def on_execution_line(record: Callable[[int], None] | None) -> None:
 
 def _watch_line(data: bytes | str) -> Any:
     event = nesting.loads(data)
-    if _sized and isinstance(event, dict) and isinstance(obj := event.get("object"), dict) and obj.get("kind") == KIND:
+    obj = _execution_of(event)
+    if _sized and obj is not None:
         _sized[0](len(data))
-    bookmark = _quieted(event)
+    bookmark = _quieted(event, obj)
     memory.decoded(len(data), cyclic=bookmark is None)  # kopf never saw a quieted one: nothing to collect
     return bookmark or event
 

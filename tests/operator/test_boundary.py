@@ -144,3 +144,19 @@ def test_checkpoint_progress_reaches_kopf_as_a_bookmark_and_anything_else_as_its
     assert [(e["type"], e["object"]["metadata"]["resourceVersion"]) for e in seen[2:]] == \
         [("BOOKMARK", "14"), ("MODIFIED", "15")], "progress is a bookmark; a cancel is an event"
     assert world.snapshot(("ns", "busy")).raw["metadata"]["resourceVersion"] == "14", "its version was taken"
+
+
+def test_the_size_of_each_execution_the_watch_brings_is_told_and_nothing_else() -> None:
+    sizes: list[int] = []
+    execution = json.dumps({"type": "MODIFIED", "object": {"kind": "Execution", "metadata": {"name": "a"},
+                                                           "status": {"checkpoint": {"data": "x" * 500}}}})
+    pod = json.dumps({"type": "MODIFIED", "object": {"kind": "Pod", "metadata": {"name": "p"}}})
+    boundary.on_execution_line(sizes.append)
+    try:
+        for line in (execution, pod, json.dumps({"type": "BOOKMARK"}), "[1]"):
+            boundary._watch_line(line)
+    finally:
+        boundary.on_execution_line(None)
+    assert sizes == [len(execution)]
+    boundary._watch_line(execution)
+    assert sizes == [len(execution)], "no hook: nothing told"
