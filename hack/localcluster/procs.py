@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +33,27 @@ def stop(proc: subprocess.Popen, timeout: float) -> None:
         proc.wait()
 
 
+# Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default): a port the kernel picked
+# for bind(0) is ephemeral, so any client socket could take it before the server that was promised it binds.
+_SERVER_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nobody listens on, never handed out before by this process and outside the ephemeral
+    range, so outgoing connections cannot take it between this call and the server's bind."""
+    for _ in range(200):
+        port = random.choice(_SERVER_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free loopback port in {_SERVER_PORTS.start}-{_SERVER_PORTS.stop - 1}")
 
 
 def _live_processes(also: str = "") -> Iterator[tuple[int, list[str], str]]:
