@@ -20,6 +20,7 @@ class StartedReason(StrEnum):
     QUOTA_EXCEEDED = "QuotaExceeded"
     RUNNER_DELAYED = "RunnerDelayed"
     RUNNER_UNSCHEDULABLE = "RunnerUnschedulable"
+    QUEUED = "Queued"  # a ConcurrencyLimit it matches is full
 
 
 class ReadyReason(StrEnum):
@@ -34,7 +35,8 @@ class ReadyReason(StrEnum):
 # a full quota, a refused create that is retried, no node that fits its pod). A retry's backoff says so in
 # status.nextRetryAt instead.
 WAITING_REASONS = frozenset({StartedReason.START_AT_NOT_REACHED, StartedReason.QUOTA_EXCEEDED,
-                             StartedReason.RUNNER_DELAYED, StartedReason.RUNNER_UNSCHEDULABLE})
+                             StartedReason.RUNNER_DELAYED, StartedReason.RUNNER_UNSCHEDULABLE,
+                             StartedReason.QUEUED})
 # How the operator's message starts when it waits on purpose (a reason in WAITING_REASONS); readers show the rest.
 WAITING_PREFIX = "waiting: "
 

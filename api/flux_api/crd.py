@@ -1,4 +1,4 @@
-"""Generates the Execution, Schedule and TenancyPolicy CRDs from the pydantic models, so they cannot drift,
+"""Generates the Execution, Schedule, ConcurrencyLimit and TenancyPolicy CRDs from the pydantic models, so they cannot drift,
 and writes the admission policies (flux_api.policy) beside them.
 
 `python -m flux_api.crd --write` (`make crds`) rewrites crds/ and the chart's copies;
@@ -18,6 +18,10 @@ from flux_api import crd_rules, policy, tenancy
 from flux_api.names import (
     GROUP,
     KIND,
+    LIMIT_KIND,
+    LIMIT_PLURAL,
+    LIMIT_SHORT_NAMES,
+    LIMIT_SINGULAR,
     PLURAL,
     SCHEDULE_KIND,
     SCHEDULE_PLURAL,
@@ -27,6 +31,7 @@ from flux_api.names import (
     SINGULAR,
     VERSION,
 )
+from flux_api.limits import ConcurrencyLimitSpec, ConcurrencyLimitStatus
 from flux_api.schedule import ScheduleSpec, ScheduleStatus
 from flux_api.signals import APPEND_ONLY
 from flux_api.types import ExecutionSpec, ExecutionStatus
@@ -45,6 +50,9 @@ TENANCY_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / TENANCY_CRD_FI
 SCHEDULE_CRD_FILE = f"{SCHEDULE_PLURAL}.{GROUP}.yaml"
 SCHEDULE_CANONICAL = REPO / "crds" / SCHEDULE_CRD_FILE
 SCHEDULE_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / SCHEDULE_CRD_FILE
+LIMIT_CRD_FILE = f"{LIMIT_PLURAL}.{GROUP}.yaml"
+LIMIT_CANONICAL = REPO / "crds" / LIMIT_CRD_FILE
+LIMIT_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / LIMIT_CRD_FILE
 
 CANCEL_IMMUTABLE = {
     "rule": "!has(oldSelf.cancel) || (has(self.cancel) && self.cancel == oldSelf.cancel)",
@@ -221,6 +229,30 @@ def schedule_crd() -> dict[str, Any]:
                            ])
 
 
+def limit_crd() -> dict[str, Any]:
+    spec = _schema_of(ConcurrencyLimitSpec)
+    expressions = spec["properties"]["selector"]["properties"]["matchExpressions"]["items"]
+    expressions["x-kubernetes-validations"] = [{
+        "rule": "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0"
+                " : !has(self.values) || size(self.values) == 0",
+        "message": "In and NotIn need values; Exists and DoesNotExist take none",
+        "fieldPath": ".values",
+    }]
+    schema = _strip_titles({
+        "type": "object", "required": ["spec"],
+        "description": "At most spec.max of the Executions its selector matches in its namespace run at once; "
+                       "the others wait Pending (Started=False, reason Queued) and start in creation order.",
+        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                       "metadata": {"type": "object"}, "spec": spec, "status": _schema_of(ConcurrencyLimitStatus)},
+    })
+    return _namespaced_crd(LIMIT_KIND, LIMIT_PLURAL, LIMIT_SINGULAR, LIMIT_SHORT_NAMES, schema, [
+        {"name": "Max", "type": "integer", "jsonPath": ".spec.max"},
+        {"name": "Active", "type": "integer", "jsonPath": ".status.active"},
+        {"name": "Queued", "type": "integer", "jsonPath": ".status.queued"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ])
+
+
 def crd() -> dict[str, Any]:
     return _namespaced_crd(KIND, PLURAL, SINGULAR, SHORT_NAMES, open_api_schema(), [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -290,8 +322,10 @@ def outputs() -> dict[Path, str]:
     crds/ and the chart's templates/."""
     execution, schedule, policy_text = render(), render(schedule_crd(), "api/flux_api/schedule.py"), render_policy()
     tenancy_text = render(tenancy_crd(), "api/flux_api/tenancy.py")
+    limit = render(limit_crd(), "api/flux_api/limits.py")
     return {CANONICAL: execution, CHART_COPY: execution, SCHEDULE_CANONICAL: schedule, SCHEDULE_CHART_COPY: schedule,
             TENANCY_CANONICAL: tenancy_text, TENANCY_CHART_COPY: tenancy_text,
+            LIMIT_CANONICAL: limit, LIMIT_CHART_COPY: limit,
             POLICY: policy_text, CHART_POLICY: policy_text, CHART_CHECK_RULES: render_check_rules()}
 
 

@@ -80,3 +80,9 @@ def runner_pod_name_for(execution: str, retries: int | None) -> str:
 # --namespace), and never in a namespace whose name starts with `kube-` (Kubernetes reserves them).
 ENABLED_NAMESPACE_LABEL = f"{GROUP}/enabled"
 RESERVED_NAMESPACE_PREFIX = "kube-"
+
+# --- Concurrency limits ----------------------------------------------------------------------------
+LIMIT_KIND = "ConcurrencyLimit"
+LIMIT_PLURAL = "concurrencylimits"
+LIMIT_SINGULAR = "concurrencylimit"
+LIMIT_SHORT_NAMES = ["fxcl"]

@@ -18,7 +18,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from flux_api.names import ENABLED_NAMESPACE_LABEL, GROUP, PLURAL, RESERVED_NAMESPACE_PREFIX, SCHEDULE_PLURAL
+from flux_api.names import (
+    ENABLED_NAMESPACE_LABEL,
+    GROUP,
+    LIMIT_PLURAL,
+    PLURAL,
+    RESERVED_NAMESPACE_PREFIX,
+    SCHEDULE_PLURAL,
+)
 
 ENABLED_VALUE = "true"
 DEFAULT_NAME = "flux-operator-enabled-namespaces"
@@ -30,7 +37,8 @@ CONFINED: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("", ("serviceaccounts",), ("CREATE",)),
     ("rbac.authorization.k8s.io", ("roles", "rolebindings"), ("CREATE",)),
     ("networking.k8s.io", ("networkpolicies",), ("CREATE",)),
-    (GROUP, (PLURAL, f"{PLURAL}/status", SCHEDULE_PLURAL, f"{SCHEDULE_PLURAL}/status"), ("CREATE", "UPDATE", "DELETE")),
+    (GROUP, (PLURAL, f"{PLURAL}/status", SCHEDULE_PLURAL, f"{SCHEDULE_PLURAL}/status", f"{LIMIT_PLURAL}/status"),
+     ("CREATE", "UPDATE", "DELETE")),
 )
 
 

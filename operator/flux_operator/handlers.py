@@ -8,7 +8,8 @@ from typing import Any
 
 import kopf
 from flux_api import EXECUTION_LABEL, GROUP, PLURAL, VERSION
-from flux_api.names import SCHEDULE_PLURAL
+from flux_api.names import LIMIT_PLURAL, SCHEDULE_PLURAL
+from flux_api.timefmt import utcnow
 
 from flux_operator.kubeconfig import ClientConfig
 from flux_operator.schedule_shell import schedule_of
@@ -99,6 +100,29 @@ async def execution_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
     if keys or event["type"] == "DELETED":  # a checkpoint's progress alone: nothing to decide
         memo.runtime.controller.enqueue(keys)
         memo.runtime.schedule_controller.enqueue([schedule_of(raw)])  # a run started, ended or went away
+        _limits_changed(memo.runtime, (raw.get("metadata") or {}).get("namespace", ""))
+
+
+def _limits_changed(runtime: Any, namespace: str) -> None:
+    """Where concurrency limits are: a slot may have freed (wake who is next in line) and usage moved."""
+    limits = runtime.queues.limit_keys(namespace)
+    if limits:
+        runtime.controller.enqueue(runtime.queues.to_wake(namespace, utcnow()))
+        runtime.limit_controller.enqueue(limits)
+
+
+@kopf.index(GROUP, VERSION, LIMIT_PLURAL)
+async def limits_watched(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.limits.seen(dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, LIMIT_PLURAL)
+async def limit_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    runtime, raw = memo.runtime, event["object"]
+    key = runtime.limits.gone(raw) if event["type"] == "DELETED" else runtime.limits.seen(raw)
+    runtime.limit_controller.enqueue([key])
+    # Its executions get a look: a raised max starts some, a lowered one changes what the queued ones say.
+    runtime.controller.enqueue([k for k in runtime.world.keys() if k[0] == key[0]])
 
 
 @kopf.on.event(GROUP, VERSION, SCHEDULE_PLURAL)

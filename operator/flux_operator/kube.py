@@ -18,7 +18,7 @@ import httpx
 from flux_api import GROUP, PLURAL, VERSION, nesting
 from flux_api.errors import Failure, classify, is_transient
 from flux_api.events import MAX_MESSAGE
-from flux_api.names import SCHEDULE_PLURAL
+from flux_api.names import LIMIT_PLURAL, SCHEDULE_PLURAL
 from flux_api.timefmt import now_text
 
 from flux_operator import memory
@@ -221,6 +221,12 @@ class KubeApi:
         with self.call(f"patch status of schedule {namespace}/{name}"):
             return self.request("PATCH", custom_path(namespace, SCHEDULE_PLURAL, name, "status"),
                                 _status_patch(status, resource_version), MERGE_PATCH)
+
+    def patch_limit_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """The usage a ConcurrencyLimit shows; gone meanwhile is fine (nothing to show it on)."""
+        with self.call(f"patch status of concurrencylimit {namespace}/{name}", tolerate=(Failure.NOT_FOUND,)):
+            self.request("PATCH", custom_path(namespace, LIMIT_PLURAL, name, "status"), {"status": status},
+                         MERGE_PATCH)
 
     def delete_execution(self, namespace: str, name: str, uid: str) -> bool:
         """Deletes this execution (not a successor of the same name); its pods, RBAC and children go with it

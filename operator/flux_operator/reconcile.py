@@ -30,6 +30,7 @@ from flux_operator.making import Maker
 from flux_operator.metric_values import transition
 from flux_operator.metrics import Metrics
 from flux_operator.ownership import Memories, Memory
+from flux_operator.queues import Queues
 from flux_operator.tracing import Tracing
 from flux_operator.workqueue import Result
 from flux_operator.world import Key, Snapshot, World
@@ -45,6 +46,8 @@ CONFLICT_SETTLE_SECONDS = 0.1
 POSTED_EVENTS_KEPT = 50_000
 
 
+# The phases in which a runner may be about to start, so a concurrency limit may hold it back.
+QUEUEABLE = (Phase.PENDING, Phase.SUSPENDED, Phase.WAITING)
 PASSED_ON = ("spec.podTemplate", "spec.image")  # what a runner pod and a child take from the execution
 # Children's cancels in flight at once: a cascade's signals go out together, not one round trip after another.
 CANCEL_SENDERS = 8
@@ -62,6 +65,7 @@ class Reconciler:
                            lambda failure: metrics.reconcile_errors.labels(failure).inc())
         self._senders = ThreadPoolExecutor(CANCEL_SENDERS, thread_name_prefix="cancel-child")
         self.tracing: Tracing | None = None  # runtime.py sets it with --tracing-endpoint
+        self.queues: Queues | None = None  # runtime.py sets it: the concurrency limits' verdicts
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)
@@ -86,8 +90,9 @@ class Reconciler:
         memory = self.memories.of(ex)
         intent = machine.cancel_intent(ex, now)
         family = self.world.family(key) if intent is not None and intent.cascade and snapshot.children else None
+        queued = self.queues.verdict(key, now) if self.queues is not None and ex.phase in QUEUEABLE else None
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at,
-                                 family)
+                                 family, queued)
         stored = ex
         if any(isinstance(a, machine.EnsureRunner) for a in actions):
             stored = self._stored(ex, *PASSED_ON)  # the pod template itself, when the World keeps a stub

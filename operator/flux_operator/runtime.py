@@ -21,6 +21,7 @@ from flux_operator.metric_values import oldest_age, resource_of
 from flux_operator.metrics import Metrics
 from flux_operator.metrics_auth import MetricsAccess, api_reviews
 from flux_operator.namespaces import NamespaceGate, Namespaces, Notices
+from flux_operator.queues import LimitReconciler, LimitStore, Queues
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.startup import api_served, missing_permissions
@@ -89,6 +90,16 @@ class Runtime:
                                                             notices.schedule(self.schedules)).reconcile,
                                               self.schedule_queue, self.metrics, 1, leading, kind="schedule",
                                               live=self.schedules.keys)
+        # Concurrency limits: their store, the verdicts the reconcile asks for, and a worker for their status.
+        self.limits = LimitStore()
+        self.queues = Queues(self.world, self.limits)
+        self.reconciler.queues = self.queues
+        self.limit_queue = WorkQueue()
+        self.limit_controller = Controller(self.world,
+                                           NamespaceGate(self.namespaces, LimitReconciler(self.queues, api, utcnow).reconcile,
+                                                         lambda key, why: None).reconcile,
+                                           self.limit_queue, self.metrics, 1, leading, kind="limit",
+                                           live=self.limits.keys)
         self.watches = WatchMonitor()
         self.health = Health(options.identity, lambda: api.last_success, leading,
                              lambda: self.elector.holder if options.leader_election else options.identity,
@@ -107,6 +118,7 @@ class Runtime:
         self.metrics.watch_restarts(self.watches.restarts)
         self.metrics.watch_queue("execution", self.queue.stats)
         self.metrics.watch_queue("schedule", self.schedule_queue.stats)
+        self.metrics.watch_queue("limit", self.limit_queue.stats)
         self.metrics.watch_oldest(lambda: oldest_age(self.world.cancelling_since(), utcnow()),
                                   lambda: oldest_age(self.world.pending_since(), utcnow()))
         self.queue.on_wait = self.metrics.queue_wait.labels("execution").observe
@@ -139,6 +151,7 @@ class Runtime:
         memory.start_trimmer(self._stopped)
         self.controller.start(self.options.safety_seconds)
         self.schedule_controller.start(self.options.safety_seconds)
+        self.limit_controller.start(self.options.safety_seconds)
         if self.options.leader_election:
             threading.Thread(target=self.elector.run, name="leader-election", daemon=True).start()
         threading.Thread(target=self._startup_checks, name="startup-checks", daemon=True).start()
@@ -148,6 +161,7 @@ class Runtime:
         self.elector.stop()
         self.controller.stop()
         self.schedule_controller.stop()
+        self.limit_controller.stop()
         if self.reconciler.tracing is not None:
             self.reconciler.tracing.shutdown()
         if self.elector.leading:
@@ -157,6 +171,7 @@ class Runtime:
         # What the standby watched meanwhile is in the World: act on all of it now.
         self.controller.enqueue(self.world.keys())
         self.schedule_controller.enqueue(self.schedules.keys())
+        self.limit_controller.enqueue(self.limits.keys())
 
     def _stopped_leading(self) -> None:
         log.warning("%s stopped acting: another replica leads", self.options.identity)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from flux_api import GROUP, PLURAL, VERSION
-from flux_api.names import SCHEDULE_PLURAL
+from flux_api.names import LIMIT_PLURAL, SCHEDULE_PLURAL
 
 from flux_operator.kube import KubeApi
 
@@ -36,6 +36,8 @@ NAMESPACED: tuple[Right, ...] = (
     # ctx.unschedule.
     *((verb, GROUP, SCHEDULE_PLURAL) for verb in ("get", "list", "watch", "patch")),
     ("patch", GROUP, f"{SCHEDULE_PLURAL}/status"),
+    # list, watch: kopf. patch: the usage a ConcurrencyLimit shows (limit_shell).
+    ("list", GROUP, LIMIT_PLURAL), ("watch", GROUP, LIMIT_PLURAL), ("patch", GROUP, f"{LIMIT_PLURAL}/status"),
     # get: whose is the pod (or runner RBAC) of that name, after a create met one (making.Maker).
     *((verb, "", "pods") for verb in ("get", "list", "watch", "create", "delete")),
     ("get", "", "serviceaccounts"), ("create", "", "serviceaccounts"),

@@ -294,6 +294,17 @@ class World:
             runs = [self._model(k) for k in keys]
         return [r for r in runs if r is not None], uids
 
+    def namespace_view(self, namespace: str) -> tuple[list[dict[str, Any]], set[str], dict[str, set[str]]]:
+        """For concurrency limits (queues.py): the namespace's trimmed executions, the names of those with a
+        pod not yet finished, and each execution's UID -> the children it asked for or recorded."""
+        with self._lock:
+            raws = [raw for (ns, _), raw in self._executions.items() if ns == namespace]
+            live = {name for (ns, name), pods in self._pods.items() if ns == namespace
+                    and any(p.phase not in ("Succeeded", "Failed") for p in pods.values())}
+        parents = {raw["metadata"].get("uid", ""): named for raw in raws
+                   if (named := _named_children(raw.get("status") or {}))}
+        return raws, live, parents
+
     def names_in(self, namespace: str) -> Container[str]:
         """The names of the executions in a namespace, looked up live (`name in world.names_in(ns)`)."""
         return _Names(self, namespace)

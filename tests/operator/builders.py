@@ -15,6 +15,7 @@ import kopf
 import pytest
 from aiohttp import web
 from flux_api import Execution
+from flux_operator.queues import LimitStore, Queues
 from flux_operator.builders import RunnerSettings
 from flux_operator.execution.machine import PatchStatus
 from flux_operator.metrics import Metrics
@@ -146,8 +147,10 @@ class Recorder:
 
 def memo(**more: Any) -> kopf.Memo:
     """kopf's memo as the operator fills it, with recorders for controllers (plus `more` on the runtime)."""
-    return kopf.Memo(runtime=SimpleNamespace(world=World(), controller=Recorder(), schedules=ScheduleStore(),
-                                             schedule_controller=Recorder(), **more))
+    world, limits = World(), LimitStore()
+    return kopf.Memo(runtime=SimpleNamespace(world=world, controller=Recorder(), schedules=ScheduleStore(),
+                                             schedule_controller=Recorder(), limits=limits,
+                                             queues=Queues(world, limits), limit_controller=Recorder(), **more))
 
 
 def deliver(handler, kind: str | None, obj: dict, memo: kopf.Memo) -> None:

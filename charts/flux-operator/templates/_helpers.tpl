@@ -99,6 +99,13 @@ operator/flux_operator/startup.py, and tests/cluster/test_chart.py keeps the two
 - apiGroups: ["workflows.flux.dev"]
   resources: ["schedules/status"]
   verbs: ["patch"]
+# list, watch: kopf; the usage each ConcurrencyLimit shows (active, queued) is the operator's to write.
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["concurrencylimits"]
+  verbs: ["list", "watch"]
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["concurrencylimits/status"]
+  verbs: ["patch"]
 # Owner references with blockOwnerDeletion (pods, runner RBAC, children, Schedule runs) need these where
 # the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters).
 - apiGroups: ["workflows.flux.dev"]

@@ -49,6 +49,7 @@ from flux_operator.execution.cancel import (
     source_reason,
 )
 from flux_operator.execution.children import owned_children, spawn
+from flux_operator.execution.queueing import Queued
 from flux_operator.execution.runner import ensure_runner, own_pod, pod_pending, record_made, unschedulable
 from flux_operator.ownership import Memory
 
@@ -67,11 +68,12 @@ def checkpoint_state(ex: Execution) -> Phase | None:
 
 def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime,
            memory: Memory | None = None, cancel_asked: datetime | None = None,
-           family: Family | None = None) -> list[Action]:
+           family: Family | None = None, queued: Queued | None = None) -> list[Action]:
     """`pod` is the pod the World found for the execution, `children` the Executions found under the names it
     asked for (or claiming it as parent): only what the operator provably made of them is used.
     `cancel_asked`: when a cancel request reached the API, if the World knows (for the latency metrics).
-    `family`: the same for each descendant, by name, for a cancel that cascades (cancel.cascade)."""
+    `family`: the same for each descendant, by name, for a cancel that cascades (cancel.cascade).
+    `queued`: the full concurrency limit it would wait on if it started now (queueing.verdict), or None."""
     family = family or {}
     memory = memory if memory is not None else Memory()
     plan = Plan()
@@ -93,11 +95,11 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
     elif phase == Phase.SUSPENDED and suspend.suspended(ex, intent, owned, plan, now, family):
         pass
     elif phase == Phase.SUSPENDED and intent is None:  # resumed: its runner starts now
-        _start_when_due(ex, memory, plan, now)
-    elif phase == Phase.WAITING and _waited(ex, intent, pod, owned, memory, plan, now, family):
+        _start_when_due(ex, memory, plan, now, queued)
+    elif phase == Phase.WAITING and _waited(ex, intent, pod, owned, memory, plan, now, family, queued):
         pass
     else:  # Pending, Running; a Suspending one cancelled or finished; a Suspended one cancelled with live children
-        _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked, family)
+        _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked, family, queued)
     return _finish(ex, pod, memory, plan)
 
 
@@ -159,7 +161,7 @@ def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datet
 
 def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, found: list[Execution],
             children: list[Execution], memory: Memory, plan: Plan, now: datetime,
-            cancel_asked: datetime | None, family: Family) -> None:
+            cancel_asked: datetime | None, family: Family, queued: Queued | None = None) -> None:
     """Pending or Running. `children` are the owned ones among the `found`."""
     checkpoint = checkpoint_state(ex)
     if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED, Phase.FAILED):
@@ -196,7 +198,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
             _resume_or_fail(ex, f"runner pod {ex.status.podName} disappeared before the workflow finished",
                             memory, plan, now)
             return
-        _start_when_due(ex, memory, plan, now)
+        _start_when_due(ex, memory, plan, now, queued)
         return
     if ex.status.phase is None:  # the pod was made, but the write that said so did not land
         plan.status.set(phase=Phase.PENDING, podName=pod.name)
@@ -221,7 +223,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
 
 
 def _waited(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
-            memory: Memory, plan: Plan, now: datetime, family: Family) -> bool:
+            memory: Memory, plan: Plan, now: datetime, family: Family, queued: Queued | None = None) -> bool:
     """A durable wait (waiting.py); False leaves a cancel with a pod or live children, and a suspend, to _active."""
     if intent is not None:
         live = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
@@ -231,7 +233,9 @@ def _waited(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
         return True
     if ex.spec.suspend:
         return False
-    if waiting.due(ex, pod, now):
+    if waiting.due(ex, pod, now) and queued is not None:
+        _queue(ex, queued, plan, now)  # it stays Waiting, its wake come, until a slot frees
+    elif waiting.due(ex, pod, now):
         waiting.wake(ex, plan, now)
         _start_runner(ex, ex.status.podName or runner_pod_name_for(ex.name, ex.status.retries), memory, plan, now)
     return True
@@ -249,8 +253,9 @@ def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> No
                f"runner pod {pod_name} started", key=str(ex.status.retries or ""))
 
 
-def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) -> None:
-    """Creates the runner, unless spec.startAt or a retry's backoff says not yet: then Pending, saying when."""
+def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime, queued: Queued | None = None) -> None:
+    """Creates the runner, unless spec.startAt or a retry's backoff says not yet, or a full concurrency limit:
+    then Pending, saying why."""
     pod_name = ex.status.podName or runner_pod_name_for(ex.name, ex.status.retries)
     if ex.status.phase is None:
         # runnerObjects (empty until something is asked for) marks an execution whose objects are recorded.
@@ -260,6 +265,9 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
         if (unusable := payloads.depth_problem(ex.metadata, "spec.podTemplate")) is not None:
             _complete(ex, Phase.FAILED, unusable, None, plan, now)
             return
+        if queued is not None:
+            _queue(ex, queued, plan, now)
+            return
         _start_runner(ex, pod_name, memory, plan, now)
         return
     reason = StartedReason.RETRY_BACKOFF if timing.in_backoff(ex) else StartedReason.START_AT_NOT_REACHED
@@ -267,6 +275,13 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime) ->
     if reason is StartedReason.START_AT_NOT_REACHED and ex.status.message != message:
         plan.status.set(message=message)
         plan.condition(ex, now, STARTED, False, reason, message)
+
+
+def _queue(ex: Execution, queued: Queued, plan: Plan, now: datetime) -> None:
+    """Waits for a slot: said once, and again only when what it says changes (no write per hand-over)."""
+    if ex.status.message != queued.message:
+        plan.status.set(message=queued.message)
+        plan.condition(ex, now, STARTED, False, StartedReason.QUEUED, queued.message)
 
 
 def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView | None, plan: Plan,

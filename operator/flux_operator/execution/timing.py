@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flux_api import TERMINAL_PHASES, Execution, Phase
+from flux_api.conditions import STARTED, StartedReason
 from flux_api.timefmt import parse_time
 
 from flux_operator.execution import waiting
@@ -22,6 +23,9 @@ def deadline_at(ex: Execution) -> datetime | None:
     leaving out the time spent Suspended (none while it is)."""
     if ex.spec.activeDeadlineSeconds is None or ex.phase == Phase.SUSPENDED:
         return None
+    if ex.status.startedAt is None and any(c.type == STARTED and c.reason == StartedReason.QUEUED
+                                           for c in ex.status.conditions):
+        return None  # waiting for a slot of a concurrency limit: not its fault, not counted
     start = ex.status.startedAt or parse_time(ex.metadata.get("creationTimestamp"))
     paused = ex.status.suspension.suspendedSeconds if ex.status.suspension else 0
     return start + timedelta(seconds=ex.spec.activeDeadlineSeconds + paused) if start else None

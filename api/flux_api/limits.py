@@ -1,0 +1,73 @@
+"""The ConcurrencyLimit resource: at most `max` of the Executions its selector matches run at once.
+
+Like types.py these models are the single source of truth for the CRD (`make crds`). `selects` is the
+label selector's meaning (metav1.LabelSelector), read the same way by the operator and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from pydantic import Field
+
+from flux_api.types import _Model, _Object
+
+MAX_SELECTOR_TERMS = 32
+
+
+class SelectorOperator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+class SelectorRequirement(_Model):
+    key: str = Field(min_length=1, max_length=317)
+    operator: SelectorOperator
+    values: list[str] = Field(default_factory=list, max_length=64)
+
+
+class LabelSelector(_Model):
+    """metav1.LabelSelector. Empty matches every Execution in the namespace."""
+
+    matchLabels: dict[str, str] = Field(default_factory=dict, max_length=MAX_SELECTOR_TERMS)
+    matchExpressions: list[SelectorRequirement] = Field(default_factory=list, max_length=MAX_SELECTOR_TERMS)
+
+
+class ConcurrencyLimitSpec(_Model):
+    max: int = Field(ge=1, le=100_000, description="At most this many matched Executions hold a slot at once.")
+    selector: LabelSelector = Field(default_factory=LabelSelector,
+                                    description="Which Executions of this namespace the limit counts; empty: all.")
+    includeChildren: bool = Field(False, description="Count child executions too. Off by default: a child "
+                                  "never waits for a slot its own ancestor holds.")
+
+
+class ConcurrencyLimitStatus(_Model):
+    active: int | None = Field(None, ge=0, description="Matched executions holding a slot now.")
+    queued: int | None = Field(None, ge=0, description="Matched executions waiting for a slot.")
+    observedGeneration: int | None = None
+
+
+class ConcurrencyLimit(_Object):
+    spec: ConcurrencyLimitSpec
+    status: ConcurrencyLimitStatus = Field(default_factory=ConcurrencyLimitStatus)
+
+
+def selects(selector: LabelSelector, labels: Mapping[str, str] | None) -> bool:
+    """Whether `labels` satisfy every term of the selector (all of matchLabels and matchExpressions)."""
+    labels = labels or {}
+    if any(labels.get(key) != value for key, value in selector.matchLabels.items()):
+        return False
+    for term in selector.matchExpressions:
+        present = term.key in labels
+        if term.operator is SelectorOperator.IN and not (present and labels[term.key] in term.values):
+            return False
+        if term.operator is SelectorOperator.NOT_IN and present and labels[term.key] in term.values:
+            return False
+        if term.operator is SelectorOperator.EXISTS and not present:
+            return False
+        if term.operator is SelectorOperator.DOES_NOT_EXIST and present:
+            return False
+    return True

@@ -1,0 +1,133 @@
+"""Concurrency limits: which executions may start now, and how full each limit is. Pure: the namespace's
+watched executions and limits and a clock in, verdicts out.
+
+A limit's slots are held by the executions it counts that have a runner: Running, Cancelling, Suspending,
+or Pending with a live pod. Suspended, Waiting and finished ones hold none. The rest that could start now
+line up in creation order (then name); the first `max - holding` of the line may start. An execution
+starts only when it is within the admitted part of the line of every limit that counts it. Nothing is
+remembered: after a restart or a failover the same cluster gives the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from flux_api import PARENT_LABEL, TERMINAL_PHASES, Phase
+from flux_api.conditions import WAITING_PREFIX
+from flux_api.limits import ConcurrencyLimit, selects
+from flux_api.names import CANCEL_ANNOTATION
+from flux_api.timefmt import parse_time
+
+HOLDING_PHASES = frozenset({Phase.RUNNING, Phase.CANCELLING, Phase.SUSPENDING})
+_EPOCH = datetime.fromtimestamp(0).astimezone()
+
+
+@dataclass(frozen=True)
+class Member:
+    """What a limit needs to know of one execution."""
+
+    name: str
+    labels: Mapping[str, str]
+    created: datetime
+    child: bool  # made by the operator for a parent it can see (not merely labelled as one)
+    holds: bool  # has a runner, so holds a slot
+    ready: bool  # holds none, but would start now were there room
+
+    @property
+    def line(self) -> tuple[datetime, str]:
+        return self.created, self.name
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The first full limit an execution waits on, and how full it is."""
+
+    limit: str
+    active: int
+    max: int
+
+    @property
+    def message(self) -> str:
+        return f"{WAITING_PREFIX}{self.active} of {self.max} running under limit {self.limit}"
+
+
+def counts(limit: ConcurrencyLimit, member: Member) -> bool:
+    return (limit.spec.includeChildren or not member.child) and selects(limit.spec.selector, member.labels)
+
+
+def _admitted(limit: ConcurrencyLimit, members: Iterable[Member]) -> tuple[set[str], int, int]:
+    """Names in the admitted part of this limit's line, how many hold a slot, how many wait in line."""
+    counted = [m for m in members if counts(limit, m)]
+    holding = sum(1 for m in counted if m.holds)
+    line = sorted((m for m in counted if m.ready and not m.holds), key=lambda m: m.line)
+    room = max(0, limit.spec.max - holding)
+    return {m.name for m in line[:room]}, holding, max(0, len(line) - room)
+
+
+def verdict(subject: Member, limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> Queued | None:
+    """None when `subject` (about to start: it is put in line as ready) may start now; else the first full
+    limit, by name, among those that count it."""
+    others = [m for m in members if m.name != subject.name]
+    subject = replace(subject, ready=True, holds=False)
+    for limit in sorted(limits, key=lambda lim: lim.name):
+        if not counts(limit, subject):
+            continue
+        admitted, holding, _ = _admitted(limit, [*others, subject])
+        if subject.name not in admitted:
+            return Queued(limit.name, max(holding, limit.spec.max), limit.spec.max)
+    return None
+
+
+def admissible(limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> list[str]:
+    """Executions waiting in line that every limit counting them now admits: the ones to wake when a slot
+    frees or a limit changes. Those no limit counts start on their own and are not listed."""
+    members, limits = list(members), list(limits)
+    waiting = [m for m in members if m.ready and not m.holds]
+    admitted = {lim.name: (_admitted(lim, members)[0]) for lim in limits}
+    return [m.name for m in waiting
+            if (mine := [lim for lim in limits if counts(lim, m)]) and all(m.name in admitted[lim.name] for lim in mine)]
+
+
+def usage(limit: ConcurrencyLimit, members: Iterable[Member]) -> tuple[int, int]:
+    """(active, queued) as the limit's status shows them."""
+    _, holding, queued = _admitted(limit, members)
+    return holding, queued
+
+
+def member(raw: Mapping[str, Any], has_pod: bool, parents: Mapping[str, set[str]], now: datetime) -> Member | None:
+    """A watched (trimmed) execution as a limit sees it; None when finished. `parents`: the UID of each
+    execution of the namespace -> the names it asked for or recorded as children."""
+    meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
+    phase = status.get("phase") or Phase.PENDING
+    if phase in TERMINAL_PHASES:
+        return None
+    name = meta.get("name", "")
+    labels = meta.get("labels") or {}
+    holds = phase in HOLDING_PHASES or (phase == Phase.PENDING and has_pod)
+    return Member(name=name, labels=labels, created=parse_time(meta.get("creationTimestamp")) or _EPOCH,
+                  child=_child(meta, labels, parents), holds=holds,
+                  ready=not holds and _could_start(phase, meta, spec, status, now))
+
+
+def _child(meta: Mapping[str, Any], labels: Mapping[str, str], parents: Mapping[str, set[str]]) -> bool:
+    """Labelled with a parent that owns it and asked for it by name: a tenant's label alone is not enough."""
+    if not labels.get(PARENT_LABEL):
+        return False
+    return any(ref.get("kind") == "Execution" and meta.get("name") in parents.get(ref.get("uid", ""), ())
+               for ref in meta.get("ownerReferences") or [] if isinstance(ref, dict))
+
+
+def _could_start(phase: str, meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any],
+                 now: datetime) -> bool:
+    """Pending (or resumed) and nothing but a limit holds it back: no suspend, no cancel, no start time or
+    retry backoff to come. A Waiting execution lines up only when its own reconcile finds it due."""
+    if phase not in (Phase.PENDING, Phase.SUSPENDED) or spec.get("suspend") is True:
+        return False
+    if spec.get("cancel") is not None or CANCEL_ANNOTATION in (meta.get("annotations") or {}):
+        return False
+    later = [t for t in (parse_time(spec.get("startAt")) if not status.get("startedAt") else None,
+                         parse_time(status.get("nextRetryAt"))) if t is not None]
+    return all(t <= now for t in later)

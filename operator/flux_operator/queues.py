@@ -1,0 +1,114 @@
+"""Concurrency limits' shell: the watched ConcurrencyLimits (LimitStore), the verdicts the execution
+reconcile passes to decide() and the keys to wake (Queues), and the usage each limit shows (LimitReconciler).
+The decisions are pure (execution/queueing.py); state comes from the watches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Any
+
+import pydantic
+from flux_api.limits import ConcurrencyLimit
+
+from flux_operator.execution.queueing import Member, Queued, admissible, member, usage, verdict
+from flux_operator.kube import KubeApi
+from flux_operator.workqueue import Result
+from flux_operator.world import Key, World
+
+log = logging.getLogger("flux_operator")
+
+
+class LimitStore:
+    """Thread-safe: kopf's watch handler writes, the workers read. Unparseable limits are left out (and
+    logged once): the API server's schema admits none, so only a newer version could write one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._limits: dict[Key, ConcurrencyLimit] = {}
+
+    def seen(self, raw: dict[str, Any]) -> Key:
+        meta = raw.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        try:
+            limit = ConcurrencyLimit.model_validate({**raw, "metadata": {k: meta.get(k) for k in (
+                "name", "namespace", "uid", "generation", "resourceVersion")}})
+        except pydantic.ValidationError as err:
+            log.error("concurrencylimit %s/%s does not parse, left out: %s", *key, err.errors()[0]["msg"])
+            with self._lock:
+                self._limits.pop(key, None)
+            return key
+        with self._lock:
+            self._limits[key] = limit
+        return key
+
+    def gone(self, raw: dict[str, Any]) -> Key:
+        meta = raw.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            if key in self._limits and self._limits[key].metadata.get("uid") == meta.get("uid"):
+                del self._limits[key]
+        return key
+
+    def in_namespace(self, namespace: str) -> list[ConcurrencyLimit]:
+        with self._lock:
+            return [limit for (ns, _), limit in self._limits.items() if ns == namespace]
+
+    def get(self, key: Key) -> ConcurrencyLimit | None:
+        with self._lock:
+            return self._limits.get(key)
+
+    def keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._limits)
+
+
+class Queues:
+    """Reads the World and the LimitStore; answers in Members and names, never calls the API."""
+
+    def __init__(self, world: World, limits: LimitStore) -> None:
+        self.world, self.limits = world, limits
+
+    def members(self, namespace: str, now: datetime) -> list[Member]:
+        raws, live, parents = self.world.namespace_view(namespace)
+        found = (member(raw, raw["metadata"].get("name") in live, parents, now) for raw in raws)
+        return [m for m in found if m is not None]
+
+    def verdict(self, key: Key, now: datetime) -> Queued | None:
+        """Whether the execution may start now (None) or waits for a slot; None where no limit is."""
+        limits = self.limits.in_namespace(key[0])
+        if not limits:
+            return None
+        members = self.members(key[0], now)
+        subject = next((m for m in members if m.name == key[1]), None)
+        return verdict(subject, limits, members) if subject is not None else None
+
+    def to_wake(self, namespace: str, now: datetime) -> list[Key]:
+        """The executions waiting in line that a limit now admits (a slot freed, a limit was raised)."""
+        limits = self.limits.in_namespace(namespace)
+        if not limits:
+            return []
+        return [(namespace, name) for name in admissible(limits, self.members(namespace, now))]
+
+    def limit_keys(self, namespace: str) -> list[Key]:
+        return [(namespace, limit.name) for limit in self.limits.in_namespace(namespace)]
+
+
+class LimitReconciler:
+    """Keeps each ConcurrencyLimit's status (active, queued) as the cluster has it; writes only a change."""
+
+    def __init__(self, queues: Queues, api: KubeApi, clock) -> None:
+        self.queues, self.api, self.clock = queues, api, clock
+
+    def reconcile(self, key: Key) -> Result:
+        limit = self.queues.limits.get(key)
+        if limit is None:
+            return Result()
+        active, queued = usage(limit, self.queues.members(key[0], self.clock()))
+        shown = limit.status
+        generation = limit.metadata.get("generation")
+        if (shown.active, shown.queued, shown.observedGeneration) != (active, queued, generation):
+            self.api.patch_limit_status(*key, {"active": active, "queued": queued, "observedGeneration": generation})
+        return Result()

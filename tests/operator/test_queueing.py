@@ -1,0 +1,208 @@
+"""Concurrency limits as pure decisions: who holds a slot, who is next in line, what a queued one says, and
+what the machine does with a verdict. No cluster; the clock is injected."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from flux_api import PARENT_LABEL, Execution
+from flux_api.conditions import StartedReason
+from flux_api.limits import ConcurrencyLimit, LabelSelector, SelectorOperator, SelectorRequirement, selects
+from flux_operator.execution import timing
+from flux_operator.execution.machine import EnsureRunner, PatchStatus, decide
+from flux_operator.execution.queueing import Member, Queued, admissible, member, usage, verdict
+from tests.operator.builders import NOW
+
+pytestmark = pytest.mark.unit
+
+
+def limit(name: str = "etl", max_: int = 2, labels: dict | None = None, children: bool = False) -> ConcurrencyLimit:
+    return ConcurrencyLimit.model_validate({"metadata": {"name": name, "namespace": "ns"},
+                                            "spec": {"max": max_, "selector": {"matchLabels": labels or {}},
+                                                     "includeChildren": children}})
+
+
+def raw(name: str, minute: int, phase: str | None = None, labels: dict | None = None, spec: dict | None = None,
+        status: dict | None = None, owner: str | None = None) -> dict:
+    meta = {"name": name, "namespace": "ns", "uid": f"uid-{name}", "labels": labels or {},
+            "creationTimestamp": f"2026-11-21T11:{minute:02d}:00Z"}
+    if owner:
+        meta["ownerReferences"] = [{"kind": "Execution", "uid": f"uid-{owner}", "name": owner, "controller": True}]
+    return {"metadata": meta, "spec": {"workflow": "m:f", **(spec or {})},
+            "status": {**({"phase": phase} if phase else {}), **(status or {})}}
+
+
+def members(*raws: dict, pods: tuple[str, ...] = (), parents: dict | None = None) -> list[Member]:
+    found = (member(r, r["metadata"]["name"] in pods, parents or {}, NOW) for r in raws)
+    return [m for m in found if m is not None]
+
+
+# --- selectors ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("selector", "labels", "matched"), [
+    ({}, {}, True),
+    ({"matchLabels": {"team": "a"}}, {"team": "a", "x": "y"}, True),
+    ({"matchLabels": {"team": "a"}}, {"team": "b"}, False),
+    ({"matchLabels": {"team": "a"}}, {}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold", "silver"]}]}, {"tier": "gold"}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold"]}]}, {}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gold"]}]}, {}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gold"]}]}, {"tier": "gold"}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {"tier": ""}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {"tier": "x"}, False),
+    ({"matchLabels": {"team": "a"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {"team": "a"}, False),
+])
+def test_a_selector_means_what_kubernetes_means(selector, labels, matched):
+    assert selects(LabelSelector.model_validate(selector), labels) is matched
+
+
+def test_a_selector_requirement_takes_its_operator_as_an_enum():
+    term = SelectorRequirement(key="k", operator="NotIn", values=["v"])
+    assert term.operator is SelectorOperator.NOT_IN
+
+
+# --- who holds a slot, who waits -----------------------------------------------------------------
+
+def test_running_cancelling_suspending_and_a_pending_one_with_a_pod_hold_slots_the_rest_do_not():
+    found = {m.name: m for m in members(
+        raw("run", 1, "Running"), raw("cancelling", 2, "Cancelling"), raw("suspending", 3, "Suspending"),
+        raw("made", 4, "Pending"), raw("new", 5), raw("suspended", 6, "Suspended", spec={"suspend": True}),
+        raw("waiting", 7, "Waiting"), raw("done", 8, "Succeeded"), pods=("made",))}
+    assert {n for n, m in found.items() if m.holds} == {"run", "cancelling", "suspending", "made"}
+    assert {n for n, m in found.items() if m.ready} == {"new"}
+    assert "done" not in found
+
+
+@pytest.mark.parametrize(("spec", "status"), [
+    ({"suspend": True}, {}),
+    ({"cancel": {"reason": "no"}}, {}),
+    ({"startAt": "2026-11-21T13:00:00Z"}, {}),
+    ({}, {"nextRetryAt": "2026-11-21T13:00:00Z"}),
+])
+def test_one_that_could_not_start_anyway_does_not_stand_in_line(spec, status):
+    (found,) = members(raw("x", 1, "Pending", spec=spec, status=status))
+    assert not found.ready and not found.holds
+
+
+def test_a_start_time_that_has_come_and_a_resumed_one_stand_in_line():
+    found = members(raw("due", 1, "Pending", spec={"startAt": "2026-11-21T11:00:00Z"}),
+                    raw("resumed", 2, "Suspended", spec={"suspend": False}))
+    assert all(m.ready for m in found)
+
+
+def test_a_child_is_one_its_parent_owns_and_asked_for_not_one_merely_labelled():
+    parents = {"uid-root": {"kid"}}
+    found = {m.name: m for m in members(
+        raw("kid", 1, labels={PARENT_LABEL: "root"}, owner="root"),
+        raw("forged", 2, labels={PARENT_LABEL: "root"}, owner="root"),
+        raw("label-only", 3, labels={PARENT_LABEL: "root"}), parents=parents)}
+    assert found["kid"].child and not found["forged"].child and not found["label-only"].child
+
+
+# --- verdicts ------------------------------------------------------------------------------------
+
+def test_a_full_limit_queues_in_creation_order_and_says_how_full_it_is():
+    crowd = members(raw("a", 1, "Running"), raw("b", 2, "Running"), raw("c", 3), raw("d", 4))
+    assert verdict(crowd[2], [limit()], crowd) == Queued("etl", 2, 2)
+    assert Queued("etl", 2, 2).message == "waiting: 2 of 2 running under limit etl"
+    assert admissible([limit()], crowd) == []
+    assert usage(limit(), crowd) == (2, 2)
+
+
+def test_a_freed_slot_goes_to_the_oldest_in_line_not_to_whoever_asks_first():
+    crowd = members(raw("a", 1, "Succeeded"), raw("b", 2, "Running"), raw("late", 4), raw("early", 3))
+    assert verdict(next(m for m in crowd if m.name == "late"), [limit()], crowd) is not None
+    assert verdict(next(m for m in crowd if m.name == "early"), [limit()], crowd) is None
+    assert admissible([limit()], crowd) == ["early"]
+
+
+def test_same_creation_second_is_ordered_by_name():
+    crowd = members(raw("b", 1), raw("a", 1))
+    assert admissible([limit(max_=1)], crowd) == ["a"]
+
+
+def test_a_lowered_limit_stops_nothing_running_and_says_it_is_over():
+    crowd = members(*(raw(f"r{i}", i, "Running") for i in range(4)), raw("next", 9))
+    assert verdict(crowd[-1], [limit(max_=2)], crowd) == Queued("etl", 4, 2)
+    assert usage(limit(max_=2), crowd) == (4, 1)
+
+
+def test_every_limit_that_counts_it_must_have_room():
+    roomy, full = limit("roomy", 5), limit("full", 1, labels={"team": "a"})
+    crowd = members(raw("a", 1, "Running", labels={"team": "a"}), raw("b", 2, labels={"team": "a"}),
+                    raw("c", 3, labels={"team": "b"}))
+    assert verdict(crowd[1], [roomy, full], crowd) == Queued("full", 1, 1)
+    assert verdict(crowd[2], [roomy, full], crowd) is None
+    assert admissible([roomy, full], crowd) == ["c"]
+
+
+def test_an_execution_no_limit_counts_is_never_queued_nor_woken():
+    crowd = members(raw("a", 1, "Running", labels={"team": "a"}), raw("b", 2))
+    assert verdict(crowd[1], [limit(max_=1, labels={"team": "a"})], crowd) is None
+    assert admissible([limit(max_=1, labels={"team": "a"})], crowd) == []
+
+
+def test_children_never_wait_for_their_ancestors_slot_unless_the_limit_counts_children():
+    parents = {"uid-root": {"kid"}}
+    crowd = members(raw("root", 1, "Running"), raw("kid", 2, labels={PARENT_LABEL: "root"}, owner="root"),
+                    parents=parents)
+    assert verdict(crowd[1], [limit(max_=1)], crowd) is None
+    assert verdict(crowd[1], [limit(max_=1, children=True)], crowd) == Queued("etl", 1, 1)
+
+
+def test_a_waiting_one_whose_time_has_come_lines_up_by_creation_when_it_asks():
+    crowd = members(raw("old", 1, "Waiting"), raw("a", 2, "Running"), raw("b", 3))
+    assert verdict(crowd[0], [limit(max_=2)], crowd) is None  # ahead of b: its creation is older
+    assert verdict(crowd[0], [limit(max_=1)], crowd) == Queued("etl", 1, 1)
+
+
+# --- the machine with a verdict --------------------------------------------------------------------
+
+def execution(phase: str | None = None, deadline: int | None = None, conditions: list | None = None) -> Execution:
+    return Execution.model_validate({
+        "metadata": {"name": "job", "namespace": "ns", "uid": "uid-job", "generation": 1,
+                     "creationTimestamp": "2026-11-21T11:00:00Z"},
+        "spec": {"workflow": "m:f", **({"activeDeadlineSeconds": deadline} if deadline else {})},
+        "status": {**({"phase": phase} if phase else {}), "conditions": conditions or [], "observedGeneration": 1}})
+
+
+def test_a_queued_execution_is_pending_with_reason_queued_and_no_runner():
+    actions = decide(execution(), None, [], NOW, queued=Queued("etl", 5, 5))
+    assert not any(isinstance(a, EnsureRunner) for a in actions)
+    (write,) = [a for a in actions if isinstance(a, PatchStatus)]
+    status = write.patch
+    assert status["phase"] == "Pending" and status["message"] == "waiting: 5 of 5 running under limit etl"
+    (started,) = [c for c in status["conditions"] if c["type"] == "Started"]
+    assert (started["status"], started["reason"]) == ("False", StartedReason.QUEUED)
+
+
+def test_a_queued_execution_that_still_waits_writes_nothing_again():
+    queued = Queued("etl", 5, 5)
+    ex = execution("Pending")
+    ex.status.message = queued.message
+    assert not [a for a in decide(ex, None, [], NOW, queued=queued) if isinstance(a, PatchStatus)]
+
+
+def test_admitted_it_starts_its_runner():
+    assert any(isinstance(a, EnsureRunner) for a in decide(execution("Pending"), None, [], NOW, queued=None))
+
+
+def test_a_cancel_of_a_queued_execution_ends_it_not_started_at_once():
+    ex = Execution.model_validate({**execution("Pending").model_dump(mode="json"),
+                                   "spec": {"workflow": "m:f", "cancel": {"reason": "not now"}}})
+    (write,) = [a for a in decide(ex, None, [], NOW, queued=Queued("etl", 5, 5)) if isinstance(a, PatchStatus)]
+    assert write.patch["phase"] == "Cancelled"
+    assert write.patch["cancellation"]["outcome"] == "NotStarted"
+
+
+def test_time_spent_queued_is_not_counted_toward_the_deadline():
+    queued = [{"type": "Started", "status": "False", "reason": "Queued", "message": "m",
+               "lastTransitionTime": "2026-11-21T11:00:00Z"}]
+    assert timing.deadline_at(execution("Pending", deadline=60, conditions=queued)) is None
+    assert timing.deadline_at(execution("Pending", deadline=60)) is not None
+    started = execution("Running", deadline=60, conditions=queued)
+    started.status.startedAt = NOW
+    assert timing.deadline_at(started) == NOW + timedelta(seconds=60)
