@@ -27,6 +27,11 @@ _KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "
                   "deletionTimestamp")
 _OURS = f"{GROUP}/"
 _OUR_KINDS = (KIND, SCHEDULE_KIND)
+# A tenant's labels are kept while they are this small (as key=value text), for the selectors of concurrency
+# limits; past it only ours are, with LABELS_CUT set, and every limit of the namespace counts the execution
+# (so no pile of labels lets an execution slip out from under a limit).
+MAX_LABEL_BYTES = 4096
+LABELS_CUT = "flux.internal/labelsCut"
 MAX_OWNERS = 16  # ownerReferences kept (the controller's and our kinds'), the controller's first
 MAX_ANNOTATION = 8192  # characters of one of our annotations kept (a cancel reason reads at most 1024)
 
@@ -98,10 +103,14 @@ def value_problem(value: Any, what: str) -> str | None:
 
 
 def metadata(meta: dict[str, Any]) -> dict[str, Any]:
-    """What decisions read of an object's metadata: identity, versions, and our own labels, annotations and
-    ownerReferences (a tenant may add thousands of others; they are not ours to read)."""
+    """What decisions read of an object's metadata: identity, versions, its labels while small (all of ours
+    always), and our own annotations and ownerReferences (a tenant may add thousands of others; they are not
+    ours to read)."""
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k.startswith(_OURS)}
+    labels = meta.get("labels") or {}
+    if sum(len(k) + len(str(v)) + 2 for k, v in labels.items()) > MAX_LABEL_BYTES:
+        labels = {k: v for k, v in labels.items() if k.startswith(_OURS)}
+        kept[LABELS_CUT] = True
     if labels:
         kept["labels"] = labels
     annotations = {k: str(v)[:MAX_ANNOTATION] for k, v in (meta.get("annotations") or {}).items()

@@ -106,7 +106,8 @@ class LimitReconciler:
         limit = self.queues.limits.get(key)
         if limit is None:
             return Result()
-        active, queued = usage(limit, self.queues.members(key[0], self.clock()))
+        active, queued = usage(limit, self.queues.limits.in_namespace(key[0]),
+                               self.queues.members(key[0], self.clock()))
         shown = limit.status
         generation = limit.metadata.get("generation")
         if (shown.active, shown.queued, shown.observedGeneration) != (active, queued, generation):

@@ -109,7 +109,7 @@ def test_a_full_limit_queues_in_creation_order_and_says_how_full_it_is():
     assert verdict(crowd[2], [limit()], crowd) == Queued("etl", 2, 2)
     assert Queued("etl", 2, 2).message == "waiting: 2 of 2 running under limit etl"
     assert admissible([limit()], crowd) == []
-    assert usage(limit(), crowd) == (2, 2)
+    assert usage(limit(), [limit()], crowd) == (2, 2)
 
 
 def test_a_freed_slot_goes_to_the_oldest_in_line_not_to_whoever_asks_first():
@@ -127,7 +127,7 @@ def test_same_creation_second_is_ordered_by_name():
 def test_a_lowered_limit_stops_nothing_running_and_says_it_is_over():
     crowd = members(*(raw(f"r{i}", i, "Running") for i in range(4)), raw("next", 9))
     assert verdict(crowd[-1], [limit(max_=2)], crowd) == Queued("etl", 4, 2)
-    assert usage(limit(max_=2), crowd) == (4, 1)
+    assert usage(limit(max_=2), [limit(max_=2)], crowd) == (4, 1)
 
 
 def test_every_limit_that_counts_it_must_have_room():
@@ -137,6 +137,16 @@ def test_every_limit_that_counts_it_must_have_room():
     assert verdict(crowd[1], [roomy, full], crowd) == Queued("full", 1, 1)
     assert verdict(crowd[2], [roomy, full], crowd) is None
     assert admissible([roomy, full], crowd) == ["c"]
+    assert usage(roomy, [roomy, full], crowd) == (1, 1)  # b waits, on the other limit
+
+
+def test_one_held_back_by_a_full_limit_blocks_no_one_behind_it_in_another():
+    everyone, gpu = limit("everyone", 3), limit("gpu", 1, labels={"gpu": "yes"})
+    crowd = members(raw("g0", 1, "Running", labels={"gpu": "yes"}), raw("c0", 2, "Running"),
+                    raw("g1", 3, labels={"gpu": "yes"}), raw("c1", 4), raw("c2", 5))
+    assert admissible([everyone, gpu], crowd) == ["c1"]
+    assert verdict(crowd[2], [everyone, gpu], crowd) == Queued("gpu", 1, 1)
+    assert verdict(crowd[4], [everyone, gpu], crowd) == Queued("everyone", 3, 3)
 
 
 def test_an_execution_no_limit_counts_is_never_queued_nor_woken():
@@ -206,3 +216,15 @@ def test_time_spent_queued_is_not_counted_toward_the_deadline():
     started = execution("Running", deadline=60, conditions=queued)
     started.status.startedAt = NOW
     assert timing.deadline_at(started) == NOW + timedelta(seconds=60)
+
+
+def test_a_tenant_cannot_pile_on_labels_to_slip_out_from_under_a_limit():
+    from flux_operator.payloads import LABELS_CUT, metadata
+
+    few = metadata({"name": "x", "labels": {"team": "etl"}})
+    assert few["labels"] == {"team": "etl"} and LABELS_CUT not in few
+    many = metadata({"name": "x", "labels": {f"pad-{i}": "v" * 60 for i in range(200)}})
+    assert many[LABELS_CUT] is True and "labels" not in many
+    crowd = members(raw("a", 1, "Running", labels={"team": "etl"}),
+                    {**raw("b", 2), "metadata": {**raw("b", 2)["metadata"], LABELS_CUT: True}})
+    assert verdict(crowd[1], [limit(max_=1, labels={"team": "etl"})], crowd) == Queued("etl", 1, 1)

@@ -3,9 +3,8 @@ watched executions and limits and a clock in, verdicts out.
 
 A limit's slots are held by the executions it counts that have a runner: Running, Cancelling, Suspending,
 or Pending with a live pod. Suspended, Waiting and finished ones hold none. The rest that could start now
-line up in creation order (then name); the first `max - holding` of the line may start. An execution
-starts only when it is within the admitted part of the line of every limit that counts it. Nothing is
-remembered: after a restart or a failover the same cluster gives the same answer.
+line up in creation order (then name); going down the line, each one starts when every limit that counts
+it still has a slot left (_plan). Nothing is remembered: after a restart or a failover the same cluster gives the same answer.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ from flux_api.limits import ConcurrencyLimit, selects
 from flux_api.names import CANCEL_ANNOTATION
 from flux_api.timefmt import parse_time
 
+from flux_operator.payloads import LABELS_CUT
+
 HOLDING_PHASES = frozenset({Phase.RUNNING, Phase.CANCELLING, Phase.SUSPENDING})
 _EPOCH = datetime.fromtimestamp(0).astimezone()
 
@@ -33,6 +34,7 @@ class Member:
     labels: Mapping[str, str]
     created: datetime
     child: bool  # made by the operator for a parent it can see (not merely labelled as one)
+    labels_cut: bool  # too many labels to keep (payloads.LABELS_CUT): every limit counts it
     holds: bool  # has a runner, so holds a slot
     ready: bool  # holds none, but would start now were there room
 
@@ -55,46 +57,59 @@ class Queued:
 
 
 def counts(limit: ConcurrencyLimit, member: Member) -> bool:
-    return (limit.spec.includeChildren or not member.child) and selects(limit.spec.selector, member.labels)
+    return (limit.spec.includeChildren or not member.child) and (member.labels_cut or
+                                                                   selects(limit.spec.selector, member.labels))
 
 
-def _admitted(limit: ConcurrencyLimit, members: Iterable[Member]) -> tuple[set[str], int, int]:
-    """Names in the admitted part of this limit's line, how many hold a slot, how many wait in line."""
-    counted = [m for m in members if counts(limit, m)]
-    holding = sum(1 for m in counted if m.holds)
-    line = sorted((m for m in counted if m.ready and not m.holds), key=lambda m: m.line)
-    room = max(0, limit.spec.max - holding)
-    return {m.name for m in line[:room]}, holding, max(0, len(line) - room)
+def _holding(limit: ConcurrencyLimit, members: Iterable[Member]) -> int:
+    return sum(1 for m in members if m.holds and counts(limit, m))
+
+
+def _plan(limits: list[ConcurrencyLimit], members: list[Member]) -> tuple[list[str], dict[str, ConcurrencyLimit]]:
+    """Goes down the line once, in creation order: an execution is admitted when every limit counting it has a
+    free slot left, and takes one in each. One held back by a full limit blocks no one behind it in another
+    limit (no head-of-line blocking), and no one behind it in its own (that one is full for them too).
+    Returns the admitted names in line order and, for each one held back, the first full limit by name."""
+    limits = sorted(limits, key=lambda lim: lim.name)
+    free = {lim.name: lim.spec.max - _holding(lim, members) for lim in limits}
+    admitted: list[str] = []
+    held_back: dict[str, ConcurrencyLimit] = {}
+    for m in sorted((m for m in members if m.ready and not m.holds), key=lambda m: m.line):
+        mine = [lim for lim in limits if counts(lim, m)]
+        full = next((lim for lim in mine if free[lim.name] <= 0), None)
+        if full is not None:
+            held_back[m.name] = full
+        elif mine:
+            admitted.append(m.name)
+            for lim in mine:
+                free[lim.name] -= 1
+    return admitted, held_back
 
 
 def verdict(subject: Member, limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> Queued | None:
     """None when `subject` (about to start: it is put in line as ready) may start now; else the first full
     limit, by name, among those that count it."""
-    others = [m for m in members if m.name != subject.name]
-    subject = replace(subject, ready=True, holds=False)
-    for limit in sorted(limits, key=lambda lim: lim.name):
-        if not counts(limit, subject):
-            continue
-        admitted, holding, _ = _admitted(limit, [*others, subject])
-        if subject.name not in admitted:
-            return Queued(limit.name, max(holding, limit.spec.max), limit.spec.max)
-    return None
+    everyone = [*(m for m in members if m.name != subject.name), replace(subject, ready=True, holds=False)]
+    _, held_back = _plan(list(limits), everyone)
+    full = held_back.get(subject.name)
+    if full is None:
+        return None
+    return Queued(full.name, max(_holding(full, everyone), full.spec.max), full.spec.max)
 
 
 def admissible(limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> list[str]:
     """Executions waiting in line that every limit counting them now admits: the ones to wake when a slot
     frees or a limit changes. Those no limit counts start on their own and are not listed."""
-    members, limits = list(members), list(limits)
-    waiting = [m for m in members if m.ready and not m.holds]
-    admitted = {lim.name: (_admitted(lim, members)[0]) for lim in limits}
-    return [m.name for m in waiting
-            if (mine := [lim for lim in limits if counts(lim, m)]) and all(m.name in admitted[lim.name] for lim in mine)]
+    return _plan(list(limits), list(members))[0]
 
 
-def usage(limit: ConcurrencyLimit, members: Iterable[Member]) -> tuple[int, int]:
-    """(active, queued) as the limit's status shows them."""
-    _, holding, queued = _admitted(limit, members)
-    return holding, queued
+def usage(limit: ConcurrencyLimit, limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> tuple[int, int]:
+    """(active, queued) as the limit's status shows them: those holding a slot, and those it counts that wait
+    (for it or for another of their `limits`, the namespace's)."""
+    members = list(members)
+    admitted = set(_plan(list(limits), members)[0])
+    waiting = sum(1 for m in members if m.ready and not m.holds and counts(limit, m) and m.name not in admitted)
+    return _holding(limit, members), waiting
 
 
 def member(raw: Mapping[str, Any], has_pod: bool, parents: Mapping[str, set[str]], now: datetime) -> Member | None:
@@ -108,7 +123,7 @@ def member(raw: Mapping[str, Any], has_pod: bool, parents: Mapping[str, set[str]
     labels = meta.get("labels") or {}
     holds = phase in HOLDING_PHASES or (phase == Phase.PENDING and has_pod)
     return Member(name=name, labels=labels, created=parse_time(meta.get("creationTimestamp")) or _EPOCH,
-                  child=_child(meta, labels, parents), holds=holds,
+                  child=_child(meta, labels, parents), labels_cut=meta.get(LABELS_CUT) is True, holds=holds,
                   ready=not holds and _could_start(phase, meta, spec, status, now))
 
 

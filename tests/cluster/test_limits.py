@@ -1,0 +1,158 @@
+"""ConcurrencyLimits on a real cluster: a full limit queues in creation order, a freed slot goes to the next
+in line, max changes at once (lowering it stops nothing), several limits must all have room, children never
+wait on their ancestor's slot, a queued execution cancelled ends NotStarted, and an operator restarted while
+executions are queued derives the same queue from the cluster."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from flux_api import GROUP, VERSION
+from flux_api.names import LIMIT_PLURAL
+from fluxtest import Executions, longrun, wait_for
+
+pytestmark = pytest.mark.cluster
+
+STEP_SECONDS = 0.5
+
+
+@pytest.fixture
+def fx(custom, core, namespace, operator) -> Executions:
+    return Executions(custom, core, namespace)
+
+
+class Limits:
+    def __init__(self, custom, namespace: str) -> None:
+        self.custom, self.ns = custom, namespace
+
+    def create(self, name: str, max_: int, labels: dict | None = None, children: bool = False) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, LIMIT_PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "ConcurrencyLimit", "metadata": {"name": name},
+            "spec": {"max": max_, "selector": {"matchLabels": labels or {}}, "includeChildren": children}})
+
+    def set_max(self, name: str, max_: int) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, LIMIT_PLURAL, name, {"spec": {"max": max_}})
+
+    def status(self, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, LIMIT_PLURAL, name).get("status") or {}
+
+    def wait_usage(self, name: str, active: int, queued: int) -> None:
+        wait_for(lambda: (self.status(name).get("active"), self.status(name).get("queued")) == (active, queued),
+                 timeout=30, what=f"limit {name} to show {active} active, {queued} queued "
+                                  f"(shows {self.status(name)})")
+
+
+@pytest.fixture
+def limits(custom, namespace) -> Limits:
+    return Limits(custom, namespace)
+
+
+def run(fx: Executions, name: str, labels: dict | None = None) -> None:
+    body = longrun(name, steps=600, seconds=STEP_SECONDS)
+    body["metadata"]["labels"] = labels or {}
+    fx.create(body)
+
+
+def started(fx: Executions, name: str) -> dict:
+    return next((c for c in fx.status(name).get("conditions", []) if c["type"] == "Started"), {})
+
+
+def assert_queued(fx: Executions, name: str, message: str) -> None:
+    wait_for(lambda: started(fx, name).get("reason") == "Queued", timeout=30, what=f"{name} to be queued")
+    status = fx.status(name)
+    assert status["phase"] == "Pending" and status["message"] == message, status
+    assert fx.pod(name) is None, f"{name} is queued but has a runner pod"
+
+
+def test_a_full_limit_queues_and_each_freed_slot_goes_to_the_next_in_creation_order(fx, limits, kubectl,
+                                                                                   kube_env):
+    limits.create("etl", 2, {"team": "etl"})
+    for i in range(5):
+        run(fx, f"etl-{i}", {"team": "etl"})
+    run(fx, "other")  # no limit counts it: it starts at once
+    for name in ("etl-0", "etl-1", "other"):
+        fx.wait_phase(name, "Running")
+    for name in ("etl-2", "etl-3", "etl-4"):
+        assert_queued(fx, name, "waiting: 2 of 2 running under limit etl")
+    limits.wait_usage("etl", 2, 3)
+    table = kubectl("get", "fxcl", "-n", fx.ns, check=True).stdout.split()
+    assert table[:5] == ["NAME", "MAX", "ACTIVE", "QUEUED", "AGE"] and table[5:9] == ["etl", "2", "2", "3"], table
+    listing = subprocess.run(["kubectl-flux", "list", "-n", fx.ns], env=kube_env, capture_output=True, text=True,
+                             timeout=60)
+    assert "2 of 2 running under limit etl" in listing.stdout, listing.stdout + listing.stderr
+
+    fx.cancel("etl-0", "make room")
+    fx.wait_phase("etl-2", "Running")
+    assert_queued(fx, "etl-3", "waiting: 2 of 2 running under limit etl")
+    # A suspended execution holds no slot either.
+    fx.patch("etl-1", {"spec": {"suspend": True}})
+    fx.wait_phase("etl-1", "Suspended")
+    fx.wait_phase("etl-3", "Running")
+    assert fx.phase("etl-4") == "Pending"
+    limits.wait_usage("etl", 2, 1)
+
+    # Cancelled while queued: ends at once, never admitted.
+    fx.cancel("etl-4", "not needed")
+    status = fx.wait_phase("etl-4", "Cancelled", timeout=30)
+    assert status["cancellation"]["outcome"] == "NotStarted", status["cancellation"]
+    assert "startedAt" not in status
+    limits.wait_usage("etl", 2, 0)
+
+
+def test_raising_max_starts_the_next_at_once_and_lowering_it_stops_nothing(fx, limits):
+    limits.create("cap", 1)
+    for i in range(3):
+        run(fx, f"cap-{i}")
+    fx.wait_phase("cap-0", "Running")
+    assert_queued(fx, "cap-2", "waiting: 1 of 1 running under limit cap")
+    limits.set_max("cap", 3)
+    for name in ("cap-1", "cap-2"):
+        fx.wait_phase(name, "Running")
+    limits.set_max("cap", 1)
+    run(fx, "cap-3")
+    assert_queued(fx, "cap-3", "waiting: 3 of 1 running under limit cap")
+    limits.wait_usage("cap", 3, 1)
+    assert [fx.phase(f"cap-{i}") for i in range(3)] == ["Running"] * 3, "lowering max stopped running work"
+
+
+def test_every_limit_that_counts_an_execution_must_have_room(fx, limits):
+    limits.create("everyone", 3)
+    limits.create("gpu", 1, {"gpu": "yes"})
+    run(fx, "gpu-0", {"gpu": "yes"})
+    fx.wait_phase("gpu-0", "Running")
+    run(fx, "gpu-1", {"gpu": "yes"})
+    assert_queued(fx, "gpu-1", "waiting: 1 of 1 running under limit gpu")
+    # gpu-1, older, waits for the gpu limit: it keeps no one behind it out of a free slot of the other limit.
+    run(fx, "cpu-0")
+    fx.wait_phase("cpu-0", "Running")
+    run(fx, "cpu-1")
+    fx.wait_phase("cpu-1", "Running")
+    run(fx, "cpu-2")
+    assert_queued(fx, "cpu-2", "waiting: 3 of 3 running under limit everyone")
+    limits.wait_usage("everyone", 3, 2)
+
+
+def test_children_never_wait_for_the_slot_their_ancestor_holds(fx, limits):
+    limits.create("one", 1)
+    fx.spawn_tree()  # the root holds the only slot; its four descendants run all the same
+    for name in ("tree-left", "tree-right", "tree-left-leaf", "tree-right-leaf"):
+        assert fx.phase(name) == "Running", name
+    run(fx, "second")
+    assert_queued(fx, "second", "waiting: 1 of 1 running under limit one")
+
+
+def test_an_operator_restarted_while_executions_queue_derives_the_same_queue(fx, limits, operator):
+    limits.create("solo", 1)
+    run(fx, "solo-0")
+    fx.wait_phase("solo-0", "Running")
+    run(fx, "solo-1")
+    assert_queued(fx, "solo-1", "waiting: 1 of 1 running under limit solo")
+    operator.stop()
+    run(fx, "solo-2")  # created while no operator runs
+    operator.start()
+    assert_queued(fx, "solo-2", "waiting: 1 of 1 running under limit solo")
+    assert fx.phase("solo-1") == "Pending" and fx.pod("solo-1") is None, "a restart forgot the queue"
+    fx.cancel("solo-0", "hand over")
+    fx.wait_phase("solo-1", "Running")
+    assert fx.phase("solo-2") == "Pending", "the slot went to the later one"
