@@ -295,8 +295,7 @@ class World:
         return [r for r in runs if r is not None], uids
 
     def namespace_view(self, namespace: str) -> tuple[list[dict[str, Any]], set[str], dict[str, set[str]]]:
-        """For concurrency limits (queues.py): the namespace's trimmed executions, the names of those with a
-        pod not yet finished, and each execution's UID -> the children it asked for or recorded."""
+        """For queues.py: the namespace's executions, the names of those with a live pod, UID -> children named."""
         with self._lock:
             raws = [raw for (ns, _), raw in self._executions.items() if ns == namespace]
             live = {name for (ns, name), pods in self._pods.items() if ns == namespace
@@ -387,10 +386,6 @@ class _Names:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.world.has((self.namespace, name))
-
-
-def _owned_by(child: Execution, uid: str | None) -> bool:
-    return any(o.get("uid") == uid for o in child.metadata.get("ownerReferences") or [])
 
 
 def _stale(uid: str | None, rv: str | None, held_uid: str | None, held_rv: str | None) -> bool:

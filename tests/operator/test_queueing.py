@@ -228,3 +228,11 @@ def test_a_tenant_cannot_pile_on_labels_to_slip_out_from_under_a_limit():
     crowd = members(raw("a", 1, "Running", labels={"team": "etl"}),
                     {**raw("b", 2), "metadata": {**raw("b", 2)["metadata"], LABELS_CUT: True}})
     assert verdict(crowd[1], [limit(max_=1, labels={"team": "etl"})], crowd) == Queued("etl", 1, 1)
+
+
+def test_a_suspend_of_a_queued_execution_makes_it_suspended_at_once():
+    ex = Execution.model_validate({**execution("Pending").model_dump(mode="json"),
+                                   "spec": {"workflow": "m:f", "suspend": True}})
+    (write,) = [a for a in decide(ex, None, [], NOW, queued=Queued("etl", 5, 5)) if isinstance(a, PatchStatus)]
+    assert write.patch["phase"] == "Suspended"
+    assert not any(isinstance(a, EnsureRunner) for a in decide(ex, None, [], NOW, queued=None))
