@@ -57,7 +57,7 @@ $(OPERATOR_VENV)/.installed: api/pyproject.toml operator/pyproject.toml
 operator-venv: $(OPERATOR_VENV)/.installed
 
 binaries:
-	@hack/build-binaries.sh --with-prometheus --with-jaeger >/dev/null
+	@hack/build-binaries.sh --with-prometheus --with-jaeger --with-kueue >/dev/null
 
 cluster-up: venv binaries
 	$(CLUSTER) up

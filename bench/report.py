@@ -54,6 +54,26 @@ def _pause_rows(pa: dict) -> list[dict]:
     return rows
 
 
+def _queues_rows(qu: dict) -> list[dict]:
+    hand, start = qu["handover_p95"], qu["start_p95"]
+    idle_before, idle_queued = qu["idle_requests_before"], qu["idle_requests_queued"]
+    queued = qu["n"] - qu["max"]
+    per_queued = max(0.0, idle_queued - idle_before) / queued
+    steps = qu.get("drain") or []
+    return [
+        _row(f"queue of {qu['n']} under a limit of {qu['max']}: one finishes -> the next Running, p95 "
+             f"(N={len(qu['handover_s'])})", qu["source"], f"{_s(hand)} (p50 {_s(qu['handover_p50'])})",
+             f"create -> Running where no limit is: p95 {_s(start)} (p50 {_s(qu['start_p50'])})",
+             f"{hand / start:.2f}x", "<= 1.5x", hand / start <= 1.5),
+        _row(f"operator requests while idle, {qu['idle_window_s']:g} s with {queued} queued", qu["source"],
+             f"{idle_queued:.0f} requests", f"the same window before the queue: {idle_before:.0f}",
+             f"{per_queued:.3f} per queued execution", "0", per_queued == 0),
+        _row(f"drain of the queue, {len(steps)} hand-overs of {qu['max']}", qu["source"],
+             f"{sum(1 for s in steps if not s['inOrder'])} out of creation order", "", "", "0",
+             bool(steps) and all(s["inOrder"] for s in steps)),
+    ]
+
+
 def _p95(xs: list[float]) -> float:
     ordered = sorted(xs)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -135,6 +155,9 @@ def figures(results: dict) -> list[dict]:
                          f"{busy / idle:.2f}x", "<= 1.5x", busy / idle <= 1.5,
                          note=f"operator CPU per block, idle {bz['operator_cpu_s']['idle']} s, "
                               f"busy {bz['operator_cpu_s']['busy']} s"))
+    qu = parts.get("queues")
+    if qu and qu.get("handover_s"):
+        rows.extend(_queues_rows(qu))
     pa = parts.get("pause")
     if pa and pa.get("suspend_s"):
         rows.extend(_pause_rows(pa))

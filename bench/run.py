@@ -34,7 +34,7 @@ from bench.benchkit import RESULTS, BenchError, install_crd, log
 REPO = Path(__file__).resolve().parents[1]
 
 PROCESS_PARTS = ("cancel", "throughput", "starts", "cascade", "writes", "failover", "steps", "traffic", "busy", "pause")
-ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness")
+ALL_PARTS = (*PROCESS_PARTS, "scale", "fairness", "queues")
 
 
 def cluster_root() -> Path:
@@ -78,6 +78,10 @@ _NUMBERS = (
     ("--fairness-rounds", int, 4, "rounds of every fairness condition (4)"),
     ("--fairness-deadlines", int, 10, "bystander deadlines per round (10)"),
     ("--fairness-cancels", int, 5, "bystander cancels per round (5)"),
+    ("--queues-n", int, 1000, "executions created at once under the queues part's limit (1000)"),
+    ("--queues-max", int, 10, "its ConcurrencyLimit's max (10)"),
+    ("--queues-rounds", int, 20, "hand-overs timed, interleaved with as many unlimited starts (20)"),
+    ("--queues-idle", float, 75, "seconds of counting idle requests, before and with the queue (75)"),
 )
 
 
@@ -181,6 +185,9 @@ def run_part(part: str, layout: Layout, api, args: argparse.Namespace, cluster_g
     if part == "steps":
         from bench.steps import run_steps
         return run_steps(layout, api, args)
+    if part == "queues":
+        from bench.queues import run_queues
+        return run_queues(layout, api, args)
     if part == "fairness":
         from bench.fairness import run_fairness
         return run_fairness(layout, api, args)

@@ -12,6 +12,7 @@
 #   hack/build-binaries.sh --with-prometheus  also promtool and prometheus (hack/prometheus), without
 #                                       service discovery: the alert rules' tests and the alert test
 #   hack/build-binaries.sh --with-jaeger  also jaeger (hack/jaeger): the tracing test's collector and query API
+#   hack/build-binaries.sh --with-kueue   also kueue (hack/kueue): the queueing tests' admission of runner pods
 # The node set has a stamp of its own (.complete-node), so it never invalidates the control plane's.
 set -euo pipefail
 
@@ -19,13 +20,15 @@ with_kwok=false
 with_node=false
 with_prometheus=false
 with_jaeger=false
+with_kueue=false
 for arg in "$@"; do
   case $arg in
     --with-kwok) with_kwok=true ;;
     --with-node) with_node=true ;;
     --with-prometheus) with_prometheus=true ;;
     --with-jaeger) with_jaeger=true ;;
-    *) echo "usage: $0 [--with-kwok] [--with-node] [--with-prometheus] [--with-jaeger]" >&2; exit 2 ;;
+    --with-kueue) with_kueue=true ;;
+    *) echo "usage: $0 [--with-kwok] [--with-node] [--with-prometheus] [--with-jaeger] [--with-kueue]" >&2; exit 2 ;;
   esac
 done
 
@@ -38,6 +41,7 @@ stamp="$bin_dir/.complete"
 node_stamp="$bin_dir/.complete-node"
 prometheus_stamp="$bin_dir/.complete-prometheus"
 jaeger_stamp="$bin_dir/.complete-jaeger"
+kueue_stamp="$bin_dir/.complete-kueue"
 
 # name|module dir|package|cgo|build tags
 targets=(
@@ -67,6 +71,7 @@ prometheus_targets=(
   "prometheus|prometheus|github.com/prometheus/prometheus/cmd/prometheus|0|remove_all_sd"
 )
 jaeger_targets=("jaeger|jaeger|github.com/jaegertracing/jaeger/cmd/jaeger|0|")
+kueue_targets=("kueue|kueue|sigs.k8s.io/kueue/cmd/kueue|0|")
 
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
 
@@ -102,7 +107,7 @@ node_stamp_is_valid() {
   for t in "${node_targets[@]}"; do grep -q "  ${t%%|*}\$" "$node_stamp" || return 1; done
 }
 
-# An extra set (prometheus, jaeger): its own module's pins, its own stamp.
+# An extra set (prometheus, jaeger, kueue): its own module's pins, its own stamp.
 extra_stamp_is_valid() {  # module stamp targets...
   local module=$1 stamp=$2 t
   shift 2
@@ -112,6 +117,7 @@ extra_stamp_is_valid() {  # module stamp targets...
 }
 prometheus_stamp_is_valid() { extra_stamp_is_valid prometheus "$prometheus_stamp" "${prometheus_targets[@]}"; }
 jaeger_stamp_is_valid() { extra_stamp_is_valid jaeger "$jaeger_stamp" "${jaeger_targets[@]}"; }
+kueue_stamp_is_valid() { extra_stamp_is_valid kueue "$kueue_stamp" "${kueue_targets[@]}"; }
 
 write_extra_stamp() {  # module stamp targets...
   local module=$1 stamp=$2
@@ -124,7 +130,7 @@ write_extra_stamp() {  # module stamp targets...
 }
 
 if stamp_is_valid && { ! $with_node || node_stamp_is_valid; } && { ! $with_prometheus || prometheus_stamp_is_valid; } \
-    && { ! $with_jaeger || jaeger_stamp_is_valid; }; then
+    && { ! $with_jaeger || jaeger_stamp_is_valid; } && { ! $with_kueue || kueue_stamp_is_valid; }; then
   echo "$bin_dir"
   exit 0
 fi
@@ -137,6 +143,7 @@ if stamp_is_valid; then main_ok=true; else rm -f "$stamp"; fi
 $with_node && rm -f "$node_stamp"
 $with_prometheus && rm -f "$prometheus_stamp"
 $with_jaeger && rm -f "$jaeger_stamp"
+$with_kueue && rm -f "$kueue_stamp"
 minor=${k8s_version#v1.}; minor=${minor%%.*}
 version_flags=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -152,6 +159,7 @@ all_targets=("${targets[@]}")
 $with_node && all_targets+=("${node_targets[@]}")
 $with_prometheus && all_targets+=("${prometheus_targets[@]}")
 $with_jaeger && all_targets+=("${jaeger_targets[@]}")
+$with_kueue && all_targets+=("${kueue_targets[@]}")
 total=${#all_targets[@]}
 i=0
 start_all=$SECONDS
@@ -205,5 +213,6 @@ if $with_node; then
 fi
 $with_prometheus && write_extra_stamp prometheus "$prometheus_stamp" "${prometheus_targets[@]}"
 $with_jaeger && write_extra_stamp jaeger "$jaeger_stamp" "${jaeger_targets[@]}"
+$with_kueue && write_extra_stamp kueue "$kueue_stamp" "${kueue_targets[@]}"
 log "all binaries ready in $bin_dir ($((SECONDS - start_all))s)"
 echo "$bin_dir"

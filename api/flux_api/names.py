@@ -86,3 +86,7 @@ LIMIT_KIND = "ConcurrencyLimit"
 LIMIT_PLURAL = "concurrencylimits"
 LIMIT_SINGULAR = "concurrencylimit"
 LIMIT_SHORT_NAMES = ["fxcl"]
+
+# --- Kueue (its plain-Pod integration admits runner pods) ---------------------------------------------
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"

@@ -17,16 +17,23 @@ def cluster_dir() -> Path:
 
 
 def binaries_dir(with_node: bool = False, with_kwok: bool = False, with_prometheus: bool = False,
-                 with_jaeger: bool = False) -> Path:
+                 with_jaeger: bool = False, with_kueue: bool = False) -> Path:
     """Builds the pinned binaries on first use; afterwards this is a cache hit in milliseconds (kwok,
     prometheus: a few minutes the first time)."""
     if with_node:
         subprocess.run([str(REPO / "hack" / "node-deps.sh")], check=True)
     args = [str(REPO / "hack" / "build-binaries.sh"), *(["--with-node"] if with_node else []),
             *(["--with-kwok"] if with_kwok else []), *(["--with-prometheus"] if with_prometheus else []),
-            *(["--with-jaeger"] if with_jaeger else [])]
+            *(["--with-jaeger"] if with_jaeger else []), *(["--with-kueue"] if with_kueue else [])]
     out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def kueue_crds() -> list[Path]:
+    """Kueue's CRDs, from the module pinned in hack/kueue (the one its binary is built from)."""
+    out = subprocess.run(["go", "mod", "download", "-json", "sigs.k8s.io/kueue"], cwd=REPO / "hack" / "kueue",
+                         check=True, stdout=subprocess.PIPE, text=True, env={**os.environ, "GOFLAGS": "-mod=mod"})
+    return sorted((Path(json.loads(out.stdout)["Dir"]) / "config" / "components" / "crd" / "bases").glob("*.yaml"))
 
 
 def monitoring_crds() -> list[Path]:

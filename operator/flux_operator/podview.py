@@ -1,11 +1,11 @@
 """A runner pod as decisions see it (PodView): its phase, whether its container ever started, why it ended,
-whose it is, and what the scheduler said of it."""
+whose it is, what the scheduler said of it, and what gate (Kueue's admission) holds it back."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flux_api.names import CREATE_TOKEN_ANNOTATION
+from flux_api.names import CREATE_TOKEN_ANNOTATION, KUEUE_QUEUE_LABEL
 from flux_api.timefmt import parse_time
 
 from flux_operator.execution.actions import PodView
@@ -23,6 +23,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
             message = (terminated.get("message") or "").strip() or \
                 f"runner exited with code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
     owners = [o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")]
+    gates = [g.get("name") for g in (pod.get("spec") or {}).get("schedulingGates") or [] if isinstance(g, dict)]
     unscheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
                         and c.get("status") == "False" and c.get("reason") == "Unschedulable"), None)
     return PodView(name=meta.get("name", ""), phase=status.get("phase", "Pending"),
@@ -31,4 +32,6 @@ def pod_view(pod: dict[str, Any]) -> PodView:
                    deletion_at=parse_time(meta.get("deletionTimestamp")), node=(pod.get("spec") or {}).get("nodeName") or "",
                    reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "",
                    unschedulable=((unscheduled.get("message") or "no node fits it") if unscheduled else ""),
-                   token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""))
+                   token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""),
+                   gate=str(gates[0] or "") if gates else "",
+                   queue=str((meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) or ""))

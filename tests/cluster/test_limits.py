@@ -11,6 +11,7 @@ import pytest
 from flux_api import GROUP, VERSION
 from flux_api.names import LIMIT_PLURAL
 from fluxtest import Executions, longrun, wait_for
+from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
 
@@ -156,3 +157,21 @@ def test_an_operator_restarted_while_executions_queue_derives_the_same_queue(fx,
     fx.cancel("solo-0", "hand over")
     fx.wait_phase("solo-1", "Running")
     assert fx.phase("solo-2") == "Pending", "the slot went to the later one"
+
+
+def test_a_tenant_cannot_slip_out_from_under_a_limit_by_dressing_as_a_child(fx, limits, tenant):
+    limits.create("team", 1)
+    run(fx, "holder")
+    fx.wait_phase("holder", "Running")
+    holder = fx.get("holder")
+    body = longrun("dressed", steps=600, seconds=STEP_SECONDS)
+    # The parent label and an ownerReference to a running execution: what the operator's own children carry.
+    body["metadata"]["labels"] = {"workflows.flux.dev/parent": "holder"}
+    body["metadata"]["ownerReferences"] = [{"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
+                                            "name": "holder", "uid": holder["metadata"]["uid"]}]
+    tenant.fx.create(body)
+    assert_queued(fx, "dressed", "waiting: 1 of 1 running under limit team")
+    # Nor by asking for no limit at all: a tenant may not touch the limits.
+    with pytest.raises(ApiException) as refused:
+        Limits(tenant.custom, fx.ns).set_max("team", 100)
+    assert refused.value.status == 403, refused.value

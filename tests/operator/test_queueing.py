@@ -236,3 +236,39 @@ def test_a_suspend_of_a_queued_execution_makes_it_suspended_at_once():
     (write,) = [a for a in decide(ex, None, [], NOW, queued=Queued("etl", 5, 5)) if isinstance(a, PatchStatus)]
     assert write.patch["phase"] == "Suspended"
     assert not any(isinstance(a, EnsureRunner) for a in decide(ex, None, [], NOW, queued=None))
+
+
+# --- Kueue: a runner pod its admission gate holds back ---------------------------------------------
+
+def gated_pod(started: bool = False) -> dict:
+    return {"metadata": {"name": "job-runner", "uid": "pod-uid", "labels": {"kueue.x-k8s.io/queue-name": "lq"},
+                         "ownerReferences": [{"uid": "uid-job", "controller": True}]},
+            "spec": {"schedulingGates": [{"name": "kueue.x-k8s.io/admission"}]},
+            "status": {"phase": "Pending"}}
+
+
+def test_a_pod_held_by_kueues_gate_shows_as_queued_naming_the_local_queue():
+    from flux_operator.podview import pod_view
+
+    view = pod_view(gated_pod())
+    assert (view.gate, view.queue) == ("kueue.x-k8s.io/admission", "lq")
+    ex = execution("Pending")
+    ex.status.podName = "job-runner"
+    writes = [a for a in decide(ex, view, [], NOW) if isinstance(a, PatchStatus)]
+    (write,) = writes
+    assert write.patch["message"] == "waiting: admission by Kueue (LocalQueue lq)"
+    (started,) = [c for c in write.patch["conditions"] if c["type"] == "Started"]
+    assert started["reason"] == StartedReason.QUEUED
+
+
+def test_a_cancel_while_the_gate_holds_ends_not_started_at_once_and_removes_the_pod():
+    from flux_operator.execution.machine import DeletePod
+    from flux_operator.podview import pod_view
+
+    ex = Execution.model_validate({**execution("Pending").model_dump(mode="json"),
+                                   "spec": {"workflow": "m:f", "cancel": {"reason": "not now"}}})
+    ex.status.podName = "job-runner"
+    actions = decide(ex, pod_view(gated_pod()), [], NOW)
+    (write,) = [a for a in actions if isinstance(a, PatchStatus)]
+    assert write.patch["phase"] == "Cancelled" and write.patch["cancellation"]["outcome"] == "NotStarted"
+    assert [(a.name, a.grace_seconds) for a in actions if isinstance(a, DeletePod)] == [("job-runner", 0)]

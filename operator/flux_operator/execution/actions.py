@@ -131,6 +131,8 @@ class PodView:
     reason: str = ""  # status.reason, e.g. Evicted
     unschedulable: str = ""  # the scheduler's message while it finds no node for the pod (PodScheduled=False)
     resource_version: str = ""  # orders two views of one pod: an older one never replaces a newer
+    gate: str = ""  # the first scheduling gate holding it back (Kueue's admission gate, say): it cannot start
+    queue: str = ""  # its kueue.x-k8s.io/queue-name label: the LocalQueue that admits it
 
 
 # What a cancel's record writes: none of it read from what the runner writes (see PatchStatus.fenced).

@@ -55,9 +55,14 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
     plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
     backoff = pod is None and timing.in_backoff(ex)
-    if pod is None and not [c for c in children if c.phase not in TERMINAL_PHASES] and (not _ran(ex) or backoff):
-        # Nothing runs (never started, or a retry waits for its backoff): straight to Cancelled.
-        when = "during the retry backoff" if backoff else "before it started"
+    held = pod is not None and bool(pod.gate) and not pod.started  # a scheduling gate (Kueue) never let it start
+    if (pod is None or held) and not [c for c in children if c.phase not in TERMINAL_PHASES] and \
+            (not _ran(ex) or backoff or held):
+        # Nothing runs (never started, held back by a gate, or a retry waits for its backoff): straight to Cancelled.
+        when = "during the retry backoff" if backoff else "while its pod was held by a scheduling gate" if held \
+            else "before it started"
+        if held and not pod.terminating:
+            plan.actions.append(DeletePod(pod.name, 0, pod.uid))  # never ran: nothing to wait for
         cancellation = cancellation.model_copy(update={"completedAt": now, "outcome": Outcome.NOT_STARTED})
         plan.status.set(phase=Phase.CANCELLED, finishedAt=now, cancellation=cancellation,
                            message=f"cancelled {when}: {intent.reason}")

@@ -50,7 +50,14 @@ from flux_operator.execution.cancel import (
 )
 from flux_operator.execution.children import owned_children, spawn
 from flux_operator.execution.queueing import Queued
-from flux_operator.execution.runner import ensure_runner, own_pod, pod_pending, record_made, unschedulable
+from flux_operator.execution.runner import (
+    ensure_runner,
+    gated,
+    own_pod,
+    pod_pending,
+    record_made,
+    unschedulable,
+)
 from flux_operator.ownership import Memory
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Family",
@@ -214,7 +221,9 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
     if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED, Phase.FAILED):
         _failed(ex, "runner exited without a final checkpoint", None, pod, plan, now)
         return
-    if not pod.started and ex.phase == Phase.PENDING and pod.unschedulable and not pod.terminating:
+    if not pod.started and ex.phase == Phase.PENDING and pod.gate and not pod.terminating:
+        gated(ex, pod, plan, now)
+    elif not pod.started and ex.phase == Phase.PENDING and pod.unschedulable and not pod.terminating:
         unschedulable(ex, pod, plan, now)
     if pod.started and ex.phase == Phase.PENDING:
         _mark_started(ex, pod.name, plan, now)

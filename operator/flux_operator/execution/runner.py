@@ -19,6 +19,7 @@ from typing import Any
 
 from flux_api import Execution
 from flux_api.conditions import STARTED, WAITING_PREFIX, StartedReason
+from flux_api.names import KUEUE_ADMISSION_GATE
 from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.types import RunnerObjects
@@ -134,6 +135,18 @@ def unschedulable(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> Non
         plan.status.set(message=message)
         plan.condition(ex, now, STARTED, False, StartedReason.RUNNER_UNSCHEDULABLE, message)
         plan.event(EventReason.RUNNER_UNSCHEDULABLE, message, "Warning")
+
+
+def gated(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
+    """Pending while a scheduling gate holds the pod back (Kueue has not admitted it): Queued, naming the
+    LocalQueue; once per message. Starting clears it (machine._mark_started)."""
+    if pod.gate == KUEUE_ADMISSION_GATE:
+        message = f"{WAITING_PREFIX}admission by Kueue (LocalQueue {pod.queue or 'unnamed'})"
+    else:
+        message = f"{WAITING_PREFIX}runner pod {pod.name} is held by the scheduling gate {pod.gate}"
+    if ex.status.message != message:
+        plan.status.set(message=message)
+        plan.condition(ex, now, STARTED, False, StartedReason.QUEUED, message)
 
 
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
