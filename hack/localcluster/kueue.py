@@ -6,6 +6,10 @@ webhook configurations here name Kueue's loopback port by URL, with a certificat
 CA in the configuration. Only namespaces labelled NAMESPACE_LABEL=true are managed (the webhooks' own
 namespaceSelector and Kueue's managedJobsNamespaceSelector), so nothing else on the cluster meets them.
 Everything listens on loopback: the webhook, the health probe; metrics and the visibility server are off.
+
+Without its internal certificate management Kueue reads a metrics certificate from a fixed path,
+/etc/kueue/metrics/certs, even with metrics off. The host's /etc is not the tests' to write: Kueue runs in a
+mount namespace of its own where /etc is an overlay (its writes land in a tmpfs) holding that certificate.
 """
 
 from __future__ import annotations
@@ -93,6 +97,20 @@ def webhook_configurations(manifests: Path, port: int, ca: bytes) -> list[dict]:
     return out
 
 
+# In Kueue's own mount namespace: /etc as an overlay whose writes go to a tmpfs, with the metrics certificate
+# where Kueue looks for it; then Kueue itself, as the same process.
+_OWN_ETC = """set -e
+overlay=$1 certs=$2
+shift 2
+mount -t tmpfs flux-test-kueue "$overlay"
+mkdir "$overlay/upper" "$overlay/work"
+mount -t overlay flux-test-kueue -o "lowerdir=/etc,upperdir=$overlay/upper,workdir=$overlay/work" /etc
+mkdir -p /etc/kueue/metrics/certs
+cp "$certs/tls.crt" "$certs/tls.key" /etc/kueue/metrics/certs/
+exec "$@"
+"""
+
+
 def _kubectl(layout: Layout, *args: str, stdin: str | None = None) -> None:
     subprocess.run([str(layout.bin / "kubectl"), "--kubeconfig", str(layout.kubeconfig), *args], input=stdin,
                    check=True, capture_output=True, text=True, timeout=120)
@@ -112,7 +130,10 @@ def running(layout: Layout, work: Path) -> Iterator[subprocess.Popen]:
     (work / "config.yaml").write_text(yaml.safe_dump(configuration(webhook_port, health_port, work / "certs")))
     log = open(layout.logs / "kueue.log", "ab")
     binary = binaries_dir(with_kueue=True) / "kueue"
-    proc = subprocess.Popen([str(binary), f"--config={work / 'config.yaml'}", f"--kubeconfig={layout.kubeconfig}",
+    (work / "overlay").mkdir(exist_ok=True)
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _OWN_ETC,
+                             "kueue", str(work / "overlay"), str(work / "certs"),
+                             str(binary), f"--config={work / 'config.yaml'}", f"--kubeconfig={layout.kubeconfig}",
                              "--feature-gates=VisibilityOnDemand=false"], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     manifests = crds[0].parents[2] / "webhook" / "manifests.yaml"

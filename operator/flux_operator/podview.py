@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flux_api.names import CREATE_TOKEN_ANNOTATION, KUEUE_QUEUE_LABEL
+from flux_api.names import CREATE_TOKEN_ANNOTATION, KUEUE_ADMISSION_GATE, KUEUE_QUEUE_LABEL
 from flux_api.timefmt import parse_time
 
 from flux_operator.execution.actions import PodView
@@ -33,5 +33,5 @@ def pod_view(pod: dict[str, Any]) -> PodView:
                    reason=status.get("reason") or "", resource_version=meta.get("resourceVersion") or "",
                    unschedulable=((unscheduled.get("message") or "no node fits it") if unscheduled else ""),
                    token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""),
-                   gate=str(gates[0] or "") if gates else "",
+                   gate=KUEUE_ADMISSION_GATE if KUEUE_ADMISSION_GATE in gates else str(gates[0] or "") if gates else "",
                    queue=str((meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) or ""))

@@ -252,6 +252,9 @@ def test_a_pod_held_by_kueues_gate_shows_as_queued_naming_the_local_queue():
 
     view = pod_view(gated_pod())
     assert (view.gate, view.queue) == ("kueue.x-k8s.io/admission", "lq")
+    both = gated_pod()
+    both["spec"]["schedulingGates"].insert(0, {"name": "kueue.x-k8s.io/topology"})
+    assert pod_view(both).gate == "kueue.x-k8s.io/admission", "Kueue's admission gate is the one to name"
     ex = execution("Pending")
     ex.status.podName = "job-runner"
     writes = [a for a in decide(ex, view, [], NOW) if isinstance(a, PatchStatus)]
