@@ -163,15 +163,24 @@ def test_a_tenant_cannot_slip_out_from_under_a_limit_by_dressing_as_a_child(fx, 
     limits.create("team", 1)
     run(fx, "holder")
     fx.wait_phase("holder", "Running")
-    holder = fx.get("holder")
-    body = longrun("dressed", steps=600, seconds=STEP_SECONDS)
-    # The parent label and an ownerReference to a running execution: what the operator's own children carry.
-    body["metadata"]["labels"] = {"workflows.flux.dev/parent": "holder"}
-    body["metadata"]["ownerReferences"] = [{"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
-                                            "name": "holder", "uid": holder["metadata"]["uid"]}]
-    tenant.fx.create(body)
-    assert_queued(fx, "dressed", "waiting: 1 of 1 running under limit team")
-    # Nor by asking for no limit at all: a tenant may not touch the limits.
+    owner = [{"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution", "name": "holder",
+              "uid": fx.get("holder")["metadata"]["uid"]}]
+    # What the operator's own children carry, the parent label and an ownerReference: the API server refuses
+    # the label to anyone but the operator.
+    dressed = longrun("dressed", steps=600, seconds=STEP_SECONDS)
+    dressed["metadata"].update(labels={"workflows.flux.dev/parent": "holder"}, ownerReferences=owner)
     with pytest.raises(ApiException) as refused:
+        tenant.fx.create(dressed)
+    assert refused.value.status == 403 and "workflows.flux.dev/parent" in refused.value.body, refused.value.body
+    # Nor the ownerReference alone (the operator's own check, queueing._child, is the second wall).
+    owned = longrun("owned", steps=600, seconds=STEP_SECONDS)
+    owned["metadata"]["ownerReferences"] = owner
+    with pytest.raises(ApiException) as refused:
+        tenant.fx.create(owned)
+    assert refused.value.status == 403 and "ownerReferences" in refused.value.body, refused.value.body
+    tenant.fx.create(longrun("plain", steps=600, seconds=STEP_SECONDS))
+    assert_queued(fx, "plain", "waiting: 1 of 1 running under limit team")
+    # Nor may a tenant raise the limit.
+    with pytest.raises(ApiException) as forbidden:
         Limits(tenant.custom, fx.ns).set_max("team", 100)
-    assert refused.value.status == 403, refused.value
+    assert forbidden.value.status == 403, forbidden.value
