@@ -79,9 +79,9 @@ test: venv binaries
 	$(PY) -m pytest --ignore=tests/faults --ignore=tests/hostile $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only and not cron_minutes' --durations=15
 	$(MAKE) --no-print-directory test-real-node
 
-# The Schedule tests that wait through several cron minutes (Forbid, Replace, missed runs, history): about
-# 8 minutes, so `make test` (and CI) leaves them to this target; the rest of tests/cluster/test_schedules.py
-# runs in `make test`.
+# The Schedule tests that wait through cron minutes (Forbid, Replace, missed runs, history, the examples end
+# to end, the plugin's unschedule): about 10 minutes, so `make test` (and CI) leaves them to this target;
+# the rest of tests/cluster/test_schedules.py runs in `make test`.
 test-cron: venv binaries
 	$(PY) -m pytest -p no:cacheprovider -m cron_minutes tests/cluster/test_schedules.py
 

@@ -113,6 +113,7 @@ def test_kubectl_patch_suspend_and_plugin_resume(sched, kubectl, namespace, flux
     wait_for(lambda: sched.status("paused").get("nextScheduleTime"), timeout=30, what="a next time again")
 
 
+@pytest.mark.cron_minutes  # about a minute of cron time: `make test-cron`, not CI
 def test_plugin_unschedule_cancels_running_runs_with_the_reason(sched, fx, flux):
     sched.create(schedule("busy", "flux_examples.longrun:main", {"steps": 600, "stepSeconds": 0.5}))
     run = sched.wait_runs("busy", 1)[0]["metadata"]["name"]
@@ -175,6 +176,7 @@ def test_rare_dates_and_what_a_rule_cannot_judge_are_accepted(custom, namespace,
                                            dry_run="All")
 
 
+@pytest.mark.cron_minutes  # about a minute of cron time: `make test-cron`, not CI
 def test_the_example_schedules_run_end_to_end(kubectl, namespace, sched, fx):
     kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "manifests" / "schedule.yaml"))
     kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "manifests" / "unschedule.yaml"))
