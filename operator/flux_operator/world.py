@@ -19,6 +19,7 @@ from typing import Any
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution, Phase
 from flux_api.cancel import first_cancel_time
+from flux_api.conditions import StartedReason
 from flux_api.names import CANCEL_ANNOTATION, SCHEDULE_LABEL
 from flux_api.signals import sent_by
 from flux_api.timefmt import parse_time
@@ -331,25 +332,23 @@ class World:
         return [t for t in times if t is not None]
 
     def pending_since(self) -> list[datetime]:
-        """Since when each execution still Pending (not suspended) could have started: its creation, or its
-        spec.startAt when later. For flux_oldest_pending_seconds."""
+        """Since when each execution still Pending (not suspended, not queued on purpose by a ConcurrencyLimit or
+        Kueue) could have started: its creation, or its spec.startAt when later. For flux_oldest_pending_seconds."""
         with self._lock:
             held = [(raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {})
                     for raw in self._executions.values()]
         times = []
         for meta, spec, status in held:
-            if (status.get("phase") or Phase.PENDING) != Phase.PENDING or spec.get("suspend") is True:
+            if (status.get("phase") or Phase.PENDING) != Phase.PENDING or spec.get("suspend") is True or \
+                    any(c.get("reason") == StartedReason.QUEUED for c in status.get("conditions") or []):
                 continue
-            moments = [t for t in (parse_time(meta.get("creationTimestamp")), parse_time(spec.get("startAt")))
-                       if t is not None]
-            if moments:
-                times.append(max(moments))
+            moments = [t for t in (parse_time(meta.get("creationTimestamp")), parse_time(spec.get("startAt"))) if t]
+            times.extend([max(moments)] if moments else [])
         return times
 
     def uid_of(self, key: Key) -> str | None:
         with self._lock:
-            held = self._executions.get(key)
-        return (held or {}).get("metadata", {}).get("uid")
+            return (self._executions.get(key) or {}).get("metadata", {}).get("uid")
 
     def keys(self) -> list[Key]:
         with self._lock:

@@ -293,6 +293,10 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
         pending["metadata"]["creationTimestamp"] = "2026-11-21T12:00:00Z"
         pending["spec"].update(extra)
         world.execution_seen(pending)
+    queued = execution("queued")  # waits on purpose, for a ConcurrencyLimit or Kueue: no alert
+    queued["status"] = {"phase": "Pending", "conditions": [{"type": "Started", "status": "False", "reason": "Queued",
+                                                            "message": "waiting", "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
+    world.execution_seen(queued)
     assert sorted(world.cancelling_since()) == [datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc),
                                                 datetime(2026, 11, 21, 12, 0, 5, tzinfo=timezone.utc)]
     assert sorted(world.pending_since()) == [datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
