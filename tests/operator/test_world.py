@@ -294,6 +294,7 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
         pending["spec"].update(extra)
         world.execution_seen(pending)
     queued = execution("queued")  # waits on purpose, for a ConcurrencyLimit or Kueue: no alert
+    queued["metadata"]["creationTimestamp"] = "2026-11-21T11:00:00Z"
     queued["status"] = {"phase": "Pending", "conditions": [{"type": "Started", "status": "False", "reason": "Queued",
                                                             "message": "waiting", "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
     world.execution_seen(queued)
