@@ -14,6 +14,9 @@ from pydantic import Field
 from flux_api.types import _Model, _Object
 
 MAX_SELECTOR_TERMS = 32
+# Limits of one namespace the operator applies, the first by name: each one costs every decision in its
+# namespace, so a namespace cannot make the operator slow for all. The rest say so in their status.
+MAX_LIMITS_PER_NAMESPACE = 16
 
 
 class SelectorOperator(StrEnum):
@@ -47,6 +50,7 @@ class ConcurrencyLimitSpec(_Model):
 class ConcurrencyLimitStatus(_Model):
     active: int | None = Field(None, ge=0, description="Matched executions holding a slot now.")
     queued: int | None = Field(None, ge=0, description="Matched executions waiting for a slot.")
+    message: str | None = Field(None, max_length=1024, description="Why the limit is not applied, when it is not.")
     observedGeneration: int | None = None
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pydantic
-from flux_api.limits import ConcurrencyLimit
+from flux_api.limits import MAX_LIMITS_PER_NAMESPACE, ConcurrencyLimit
 
 from flux_operator.execution.queueing import Member, Queued, admissible, member, usage, verdict
 from flux_operator.kube import KubeApi
@@ -53,8 +53,10 @@ class LimitStore:
         return key
 
     def in_namespace(self, namespace: str) -> list[ConcurrencyLimit]:
+        """The limits applied in a namespace: the first MAX_LIMITS_PER_NAMESPACE by name."""
         with self._lock:
-            return [limit for (ns, _), limit in self._limits.items() if ns == namespace]
+            found = [limit for (ns, _), limit in self._limits.items() if ns == namespace]
+        return sorted(found, key=lambda limit: limit.name)[:MAX_LIMITS_PER_NAMESPACE]
 
     def get(self, key: Key) -> ConcurrencyLimit | None:
         with self._lock:
@@ -106,10 +108,16 @@ class LimitReconciler:
         limit = self.queues.limits.get(key)
         if limit is None:
             return Result()
-        active, queued = usage(limit, self.queues.limits.in_namespace(key[0]),
-                               self.queues.members(key[0], self.clock()))
-        shown = limit.status
-        generation = limit.metadata.get("generation")
-        if (shown.active, shown.queued, shown.observedGeneration) != (active, queued, generation):
-            self.api.patch_limit_status(*key, {"active": active, "queued": queued, "observedGeneration": generation})
+        applied = self.queues.limits.in_namespace(key[0])
+        if any(a.name == limit.name for a in applied):
+            active, queued = usage(limit, applied, self.queues.members(key[0], self.clock()))
+            message = None
+        else:
+            active = queued = None
+            message = (f"not applied: a namespace has at most {MAX_LIMITS_PER_NAMESPACE} ConcurrencyLimits, the "
+                       f"first by name ({', '.join(a.name for a in applied)})")[:1024]
+        shown, generation = limit.status, limit.metadata.get("generation")
+        wanted = {"active": active, "queued": queued, "message": message, "observedGeneration": generation}
+        if shown.model_dump(include=set(wanted)) != wanted:
+            self.api.patch_limit_status(*key, wanted)
         return Result()

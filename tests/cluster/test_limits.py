@@ -184,3 +184,14 @@ def test_a_tenant_cannot_slip_out_from_under_a_limit_by_dressing_as_a_child(fx, 
     with pytest.raises(ApiException) as forbidden:
         Limits(tenant.custom, fx.ns).set_max("team", 100)
     assert forbidden.value.status == 403, forbidden.value
+
+
+def test_a_namespace_cannot_make_the_operator_weigh_more_than_sixteen_limits(fx, limits, custom):
+    for i in range(17):
+        limits.create(f"l-{i:02d}", 100)
+    run(fx, "counted")
+    fx.wait_phase("counted", "Running")
+    limits.wait_usage("l-15", 1, 0)
+    wait_for(lambda: "not applied" in (limits.status("l-16").get("message") or ""), timeout=30,
+             what="the seventeenth limit to say it is not applied")
+    assert limits.status("l-16").get("active") is None
