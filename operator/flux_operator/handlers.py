@@ -119,10 +119,14 @@ async def limits_watched(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, LIMIT_PLURAL)
 async def limit_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime, raw = memo.runtime, event["object"]
-    key = runtime.limits.gone(raw) if event["type"] == "DELETED" else runtime.limits.seen(raw)
+    if event["type"] == "DELETED":
+        key, changed = runtime.limits.gone(raw), True
+    else:
+        key, changed = runtime.limits.changed(raw)
     runtime.limit_controller.enqueue([key])
-    # Its executions get a look: a raised max starts some, a lowered one changes what the queued ones say.
-    runtime.controller.enqueue([k for k in runtime.world.keys() if k[0] == key[0]])
+    if changed:  # not for the usage the operator writes into its status: that changes no verdict
+        # Its executions get a look: a raised max starts some, a lowered one changes what the queued ones say.
+        runtime.controller.enqueue([k for k in runtime.world.keys() if k[0] == key[0]])
 
 
 @kopf.on.event(GROUP, VERSION, SCHEDULE_PLURAL)

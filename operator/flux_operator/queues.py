@@ -30,6 +30,11 @@ class LimitStore:
         self._limits: dict[Key, ConcurrencyLimit] = {}
 
     def seen(self, raw: dict[str, Any]) -> Key:
+        return self.changed(raw)[0]
+
+    def changed(self, raw: dict[str, Any]) -> tuple[Key, bool]:
+        """Stores the limit; whether what it limits changed (new, replaced, or a new generation of its spec),
+        not only its status (which the operator itself writes)."""
         meta = raw.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         try:
@@ -39,10 +44,13 @@ class LimitStore:
             log.error("concurrencylimit %s/%s does not parse, left out: %s", *key, err.errors()[0]["msg"])
             with self._lock:
                 self._limits.pop(key, None)
-            return key
+            return key, True
         with self._lock:
+            old = self._limits.get(key)
             self._limits[key] = limit
-        return key
+        same = old is not None and (old.metadata.get("uid"), old.metadata.get("generation")) == \
+            (limit.metadata.get("uid"), limit.metadata.get("generation"))
+        return key, not same
 
     def gone(self, raw: dict[str, Any]) -> Key:
         meta = raw.get("metadata") or {}

@@ -82,3 +82,20 @@ def test_a_new_schedule_without_status_is_stored_parseable() -> None:
                       "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
                       "spec": {"schedule": "@daily", "executionTemplate": {"spec": {"workflow": "a:b"}}}})
     assert Schedule.model_validate(store.get(key)).status.active == []
+
+
+def test_a_limit_change_wakes_its_namespace_but_its_own_status_write_does_not() -> None:
+    m = memo()
+    deliver(handlers.execution_event, "ADDED", execution("queued"), m)
+    m.runtime.controller.keys.clear()
+    limit = {"metadata": {"name": "etl", "namespace": "ns", "uid": "l", "generation": 1, "resourceVersion": "5"},
+             "spec": {"max": 1}}
+    deliver(handlers.limit_event, "ADDED", limit, m)
+    assert m.runtime.controller.keys == [("ns", "queued")] and m.runtime.limit_controller.keys == [("ns", "etl")]
+    m.runtime.controller.keys.clear()
+    usage = {**limit, "metadata": {**limit["metadata"], "resourceVersion": "6"}, "status": {"active": 1, "queued": 0}}
+    deliver(handlers.limit_event, "MODIFIED", usage, m)
+    assert m.runtime.controller.keys == [], "the operator's own status write woke every execution of the namespace"
+    raised = {**usage, "metadata": {**usage["metadata"], "generation": 2, "resourceVersion": "7"}, "spec": {"max": 2}}
+    deliver(handlers.limit_event, "MODIFIED", raised, m)
+    assert m.runtime.controller.keys == [("ns", "queued")]
