@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ POSTED_EVENTS_KEPT = 50_000
 
 # The phases in which a runner may be about to start, so a concurrency limit may hold it back.
 QUEUEABLE = (Phase.PENDING, Phase.SUSPENDED, Phase.WAITING)
+SLOT_FREED = (*TERMINAL_PHASES, Phase.SUSPENDED, Phase.WAITING)
 PASSED_ON = ("spec.podTemplate", "spec.image")  # what a runner pod and a child take from the execution
 # Children's cancels in flight at once: a cascade's signals go out together, not one round trip after another.
 CANCEL_SENDERS = 8
@@ -66,6 +68,7 @@ class Reconciler:
         self._senders = ThreadPoolExecutor(CANCEL_SENDERS, thread_name_prefix="cancel-child")
         self.tracing: Tracing | None = None  # runtime.py sets it with --tracing-endpoint
         self.queues: Queues | None = None  # runtime.py sets it: the concurrency limits' verdicts
+        self.on_wake: Callable[[list[Key]], None] | None = None  # and this: the controller's enqueue
 
     def reconcile(self, key: Key) -> Result:
         snapshot = self.world.snapshot(key)
@@ -137,6 +140,9 @@ class Reconciler:
         written = next((a.patch for a in actions if isinstance(a, machine.PatchStatus)), {})
         if written.get("phase") in TERMINAL_PHASES:
             self.memories.forget(ex)
+        if written.get("phase") in SLOT_FREED and self.queues is not None and self.on_wake is not None:
+            # A slot of a concurrency limit may have freed: the next in line starts now, not after the echo.
+            self.on_wake(self.queues.to_wake(key[0], now))
         return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now, memory))
 
     def _cancel_children(self, snapshot: Snapshot, ex, cancels: list[machine.CancelChild]) -> ApiFailure | None:

@@ -94,6 +94,7 @@ class Runtime:
         self.limits = LimitStore()
         self.queues = Queues(self.world, self.limits)
         self.reconciler.queues = self.queues
+        self.reconciler.on_wake = self.controller.enqueue
         self.limit_queue = WorkQueue()
         self.limit_controller = Controller(self.world,
                                            NamespaceGate(self.namespaces, LimitReconciler(self.queues, api, utcnow).reconcile,

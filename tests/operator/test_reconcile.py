@@ -482,3 +482,21 @@ def test_a_reconciles_log_lines_name_the_execution_and_its_uid(api, world, contr
     assert len(seen) >= 2, "its own line and the failure's"
     uid = api.objects[KEY]["metadata"]["uid"]
     assert all((r.namespace, r.execution, r.uid) == (KEY[0], KEY[1], uid) for r in seen)
+
+
+def test_a_limited_execution_that_finishes_hands_its_slot_on_at_once(api, world, reconciler):
+    from flux_operator.queues import LimitStore, Queues
+
+    limits = LimitStore()
+    limits.seen({"metadata": {"name": "one", "namespace": "ns", "uid": "l", "generation": 1}, "spec": {"max": 1}})
+    reconciler.queues, woken = Queues(world, limits), []
+    reconciler.on_wake = woken.extend
+    seed(api, world, execution(phase="Running", started="2026-11-21T11:59:00Z",
+                               checkpoint={"state": "Succeeded", "sequence": 2}))
+    world.pod_seen(pod())
+    waiting = execution("next")
+    waiting["metadata"]["creationTimestamp"] = "2026-11-21T11:59:30Z"
+    seed(api, world, waiting)
+    reconciler.reconcile(KEY)
+    assert api.objects[KEY]["status"]["phase"] == "Succeeded"
+    assert woken == [("ns", "next")], "the next in line waits for the watch to say the slot is free"
