@@ -12,6 +12,7 @@ from flux_api.names import LIMIT_PLURAL, SCHEDULE_PLURAL
 from flux_api.timefmt import utcnow
 
 from flux_operator.kubeconfig import ClientConfig
+from flux_operator.execution.queueing import SLOT_FREED
 from flux_operator.schedule_shell import schedule_of
 from flux_operator.watches import INACTIVITY_SECONDS
 
@@ -100,14 +101,19 @@ async def execution_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
     if keys or event["type"] == "DELETED":  # a checkpoint's progress alone: nothing to decide
         memo.runtime.controller.enqueue(keys)
         memo.runtime.schedule_controller.enqueue([schedule_of(raw)])  # a run started, ended or went away
-        _limits_changed(memo.runtime, (raw.get("metadata") or {}).get("namespace", ""))
+        phase = (raw.get("status") or {}).get("phase")
+        _limits_changed(memo.runtime, (raw.get("metadata") or {}).get("namespace", ""),
+                        event["type"] == "DELETED" or phase in SLOT_FREED)
 
 
-def _limits_changed(runtime: Any, namespace: str) -> None:
-    """Where concurrency limits are: a slot may have freed (wake who is next in line) and usage moved."""
+def _limits_changed(runtime: Any, namespace: str, freed: bool) -> None:
+    """Where concurrency limits are: their usage may have moved, and when an execution left its slot (finished,
+    suspended, waiting, deleted) the next in line is woken. Working out who is next costs a pass over the
+    namespace, so only then (the safety pass catches any other way a slot frees)."""
     limits = runtime.queues.limit_keys(namespace)
     if limits:
-        runtime.controller.enqueue(runtime.queues.to_wake(namespace, utcnow()))
+        if freed:
+            runtime.controller.enqueue(runtime.queues.to_wake(namespace, utcnow()))
         runtime.limit_controller.enqueue(limits)
 
 

@@ -25,6 +25,7 @@ from flux_api.timefmt import utcnow
 
 from flux_operator import budget, builders, guard, payloads
 from flux_operator.execution import machine, timing
+from flux_operator.execution.queueing import SLOT_FREED
 from flux_operator.execution.cancel import escalation_due
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
@@ -49,7 +50,6 @@ POSTED_EVENTS_KEPT = 50_000
 
 # The phases in which a runner may be about to start, so a concurrency limit may hold it back.
 QUEUEABLE = (Phase.PENDING, Phase.SUSPENDED, Phase.WAITING)
-SLOT_FREED = (*TERMINAL_PHASES, Phase.SUSPENDED, Phase.WAITING)
 PASSED_ON = ("spec.podTemplate", "spec.image")  # what a runner pod and a child take from the execution
 # Children's cancels in flight at once: a cascade's signals go out together, not one round trip after another.
 CANCEL_SENDERS = 8
@@ -93,7 +93,8 @@ class Reconciler:
         memory = self.memories.of(ex)
         intent = machine.cancel_intent(ex, now)
         family = self.world.family(key) if intent is not None and intent.cascade and snapshot.children else None
-        queued = self.queues.verdict(key, now) if self.queues is not None and ex.phase in QUEUEABLE else None
+        queueable = self.queues is not None and ex.phase in QUEUEABLE and snapshot.pod is None  # about to start
+        queued = self.queues.verdict(key, now) if queueable else None
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at,
                                  family, queued)
         stored = ex

@@ -1,7 +1,7 @@
 """What the watches delivered, kept small: the operator decides from this, never from fresh reads.
 
 Each Execution is kept as a trimmed copy (no input, no step records or data, no managed fields:
-decide() needs none of them; large or deep payloads as stubs, payloads.py), with the one thing read off
+decide() needs none of them; trimmed.py), with the one thing read off
 its managed fields beside it (when a cancel reached the API: Snapshot.cancel_requested_at); each runner
 pod as a PodView, and children by their parent. Writes the operator makes feed their answers back in,
 so its own next decision never sees its past.
@@ -18,73 +18,19 @@ from typing import Any
 
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution, Phase
-from flux_api.cancel import first_cancel_time
 from flux_api.conditions import StartedReason
-from flux_api.names import CANCEL_ANNOTATION, SCHEDULE_LABEL
-from flux_api.signals import sent_by
+from flux_api.names import SCHEDULE_LABEL
 from flux_api.timefmt import parse_time
 
-from flux_operator import payloads
 from flux_operator.execution.actions import PodView
 from flux_operator.podview import pod_view
+from flux_operator.trimmed import cancel_asked_at, decided_on, trim_execution
+
+__all__ = ["FAMILY_LIMIT", "Key", "Snapshot", "World", "cancel_asked_at", "event_name", "trim_execution"]
 
 Key = tuple[str, str]  # (namespace, execution name)
 
-# The typed spec fields passed on to the runner pod and children, kept only when small (payloads.py).
-KEPT_OUT_SPEC = ("podTemplate", "image")
 FAMILY_LIMIT = 2_000  # descendants a cascade reaches in one pass; each cancelled parent reaches further itself
-
-
-def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
-    """The part of an Execution that decisions read, bounded in size. The rest stays on the server."""
-    meta = raw.get("metadata") or {}
-    kept_meta = payloads.metadata(meta)
-    spec = {k: v for k, v in (raw.get("spec") or {}).items() if k not in ("input", "seed")}  # the runner's to read
-    for field in KEPT_OUT_SPEC:
-        payloads.keep_out(spec, field, f"spec.{field}", kept_meta)
-    if isinstance(spec.get("signals"), list):  # their names and reasons; the data is the runner's to read
-        spec["signals"] = [{k: s[k] for k in ("name", "reason") if k in s} for s in spec["signals"] if isinstance(s, dict)]
-        if (sender := sent_by(meta.get("managedFields"))) is not None:
-            kept_meta[payloads.SIGNALS_SENT_BY] = sender
-    status = dict(raw.get("status") or {})
-    checkpoint = status.get("checkpoint")
-    if isinstance(checkpoint, dict):
-        status["checkpoint"] = _verdict(checkpoint)
-    for field, value in (("spawnRequests", "input"), ("children", "result")):
-        if isinstance(status.get(field), list):
-            status[field] = [{**item, value: payloads.shrink(item[value])}
-                             if isinstance(item, dict) and value in item else item for item in status[field]]
-    return {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"), "metadata": kept_meta,
-            "spec": spec, "status": status}
-
-
-# Of a checkpoint, decisions read only the runner's verdict: its state, error and result, and when it wrote a
-# final one (a cancel's acknowledgement). Its progress (steps, ledger, data, sequence, the time of a Running
-# write) is left out, so a checkpoint that only progressed changes nothing the operator keeps or decides on.
-_VERDICT = ("state", "error", "result", "wakeAt", "waiting", "signal")
-
-
-def _verdict(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    kept = {k: payloads.shrink(checkpoint[k]) if k == "result" else checkpoint[k] for k in _VERDICT
-            if k in checkpoint}
-    if checkpoint.get("state") != Phase.RUNNING and "updatedAt" in checkpoint:
-        kept["updatedAt"] = checkpoint["updatedAt"]
-    return kept
-
-
-def _decided_on(trimmed: dict[str, Any]) -> dict[str, Any]:
-    """What a decision reads of a trimmed object: all of it but its resourceVersion."""
-    meta = {k: v for k, v in trimmed["metadata"].items() if k != "resourceVersion"}
-    return {**trimmed, "metadata": meta}
-
-
-def cancel_asked_at(raw: dict[str, Any]) -> datetime | None:
-    """When the object's cancel request reached the API (first_cancel_time); None at once when it has none, so
-    a checkpoint write of an execution nobody cancelled is not paid with a walk through its managedFields."""
-    meta = raw.get("metadata") or {}
-    if (raw.get("spec") or {}).get("cancel") is None and CANCEL_ANNOTATION not in (meta.get("annotations") or {}):
-        return None
-    return first_cancel_time(meta.get("managedFields"))
 
 
 @dataclass
@@ -115,6 +61,7 @@ class World:
         self._children: dict[Key, set[str]] = {}
         self._cancel_asked: dict[Key, datetime] = {}  # when a cancel reached the API, for the latency metrics
         self._handed_on: dict[Key, dict[str, Any]] = {}  # what the last reconcile the watch asked for was given
+        self._changes: dict[str, int] = {}  # per namespace: bumped by every change a concurrency limit may read
 
     # --- fed by the watches and by the operator's own writes ----------------------------------
 
@@ -131,6 +78,7 @@ class World:
                                                old_meta.get("uid"), old_meta.get("resourceVersion")):
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
+            self._changes[key[0]] = self._changes.get(key[0], 0) + 1
             if (asked := cancel_asked_at(raw)) is not None:
                 self._cancel_asked[key] = asked
             else:
@@ -154,7 +102,7 @@ class World:
         trimmed = trim_execution(raw)
         # Compared with what the last event handed on, not with the World's copy: the echo of the operator's
         # own write matches its copy but must still go on (it wakes the parent, as any child's change does).
-        if _decided_on(trimmed) != self._handed_on.get(key) or \
+        if decided_on(trimmed) != self._handed_on.get(key) or \
                 cancel_asked_at(raw) != self._cancel_asked.get(key):
             return False
         with self._lock:
@@ -182,10 +130,10 @@ class World:
             current = self._executions.get(keys[0])
             if current is None:
                 return keys
-            decided_on = _decided_on(current)
-            if self._handed_on.get(keys[0]) == decided_on:
+            reads = decided_on(current)
+            if self._handed_on.get(keys[0]) == reads:
                 return []
-            self._handed_on[keys[0]] = decided_on
+            self._handed_on[keys[0]] = reads
         return keys
 
     def execution_gone(self, raw: dict[str, Any]) -> list[Key]:
@@ -197,6 +145,7 @@ class World:
             if current is not None and current["metadata"].get("uid") != meta.get("uid"):
                 return []  # a successor of the same name already took its place
             self._executions.pop(key, None)
+            self._changes[key[0]] = self._changes.get(key[0], 0) + 1
             self._handed_on.pop(key, None)
             self._cancel_asked.pop(key, None)
             if parent:
@@ -213,6 +162,7 @@ class World:
                 if old is not None and _stale(view.uid, view.resource_version, old.uid, old.resource_version):
                     return None  # e.g. a create's answer arriving after the watch reported the pod Running
                 pods[view.name] = view
+                self._changes[key[0]] = self._changes.get(key[0], 0) + 1
         return key
 
     def pod_gone(self, raw: dict[str, Any]) -> Key | None:
@@ -221,6 +171,7 @@ class World:
             with self._lock:
                 pods = self._pods.get(key, {})
                 pods.pop((raw.get("metadata") or {}).get("name", ""), None)
+                self._changes[key[0]] = self._changes.get(key[0], 0) + 1
                 if not pods:
                     self._pods.pop(key, None)
         return key
@@ -294,6 +245,10 @@ class World:
             uids = {self._executions[k]["metadata"].get("uid", "") for k in keys}
             runs = [self._model(k) for k in keys]
         return [r for r in runs if r is not None], uids
+
+    def changes(self, namespace: str) -> int:
+        """A count that moves whenever an execution or runner pod of the namespace does (queues.py caches by it)."""
+        return self._changes.get(namespace, 0)
 
     def namespace_view(self, namespace: str) -> tuple[list[dict[str, Any]], set[str], dict[str, set[str]]]:
         """For queues.py: the namespace's executions, the names of those with a live pod, UID -> children named."""

@@ -4,7 +4,7 @@ watched executions and limits and a clock in, verdicts out.
 A limit's slots are held by the executions it counts that have a runner: Running, Cancelling, Suspending,
 or Pending with a live pod. Suspended, Waiting and finished ones hold none. The rest that could start now
 line up in creation order (then name); going down the line, each one starts when every limit that counts
-it still has a slot left (_plan). Nothing is remembered: after a restart or a failover the same cluster gives the same answer.
+it still has a slot left (lineup). Nothing is remembered: after a restart or a failover the same cluster gives the same answer.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from flux_api.timefmt import parse_time
 from flux_operator.payloads import LABELS_CUT
 
 HOLDING_PHASES = frozenset({Phase.RUNNING, Phase.CANCELLING, Phase.SUSPENDING})
+# An execution that reaches one of these has left its slot: the next in line may start.
+SLOT_FREED = frozenset({*TERMINAL_PHASES, Phase.SUSPENDED, Phase.WAITING})
 _EPOCH = datetime.fromtimestamp(0).astimezone()
 
 
@@ -65,13 +67,28 @@ def _holding(limit: ConcurrencyLimit, members: Iterable[Member]) -> int:
     return sum(1 for m in members if m.holds and counts(limit, m))
 
 
-def _plan(limits: list[ConcurrencyLimit], members: list[Member]) -> tuple[list[str], dict[str, ConcurrencyLimit]]:
+@dataclass(frozen=True)
+class Lineup:
+    """One pass down a namespace's line (lineup()): who is admitted, who is held back and by which limit."""
+
+    admitted: list[str]  # in line order
+    held_back: dict[str, ConcurrencyLimit]  # name -> the first full limit, by name, of those counting it
+    holding: dict[str, int]  # limit name -> executions holding one of its slots
+
+    def queued(self, name: str) -> Queued | None:
+        full = self.held_back.get(name)
+        if full is None:
+            return None
+        return Queued(full.name, max(self.holding[full.name], full.spec.max), full.spec.max)
+
+
+def lineup(limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> Lineup:
     """Goes down the line once, in creation order: an execution is admitted when every limit counting it has a
     free slot left, and takes one in each. One held back by a full limit blocks no one behind it in another
-    limit (no head-of-line blocking), and no one behind it in its own (that one is full for them too).
-    Returns the admitted names in line order and, for each one held back, the first full limit by name."""
-    limits = sorted(limits, key=lambda lim: lim.name)
-    free = {lim.name: lim.spec.max - _holding(lim, members) for lim in limits}
+    limit (no head-of-line blocking), and no one behind it in its own (that one is full for them too)."""
+    limits, members = sorted(limits, key=lambda lim: lim.name), list(members)
+    holding = {lim.name: _holding(lim, members) for lim in limits}
+    free = {lim.name: lim.spec.max - holding[lim.name] for lim in limits}
     admitted: list[str] = []
     held_back: dict[str, ConcurrencyLimit] = {}
     for m in sorted((m for m in members if m.ready and not m.holds), key=lambda m: m.line):
@@ -83,31 +100,27 @@ def _plan(limits: list[ConcurrencyLimit], members: list[Member]) -> tuple[list[s
             admitted.append(m.name)
             for lim in mine:
                 free[lim.name] -= 1
-    return admitted, held_back
+    return Lineup(admitted, held_back, holding)
 
 
 def verdict(subject: Member, limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> Queued | None:
     """None when `subject` (about to start: it is put in line as ready) may start now; else the first full
     limit, by name, among those that count it."""
     everyone = [*(m for m in members if m.name != subject.name), replace(subject, ready=True, holds=False)]
-    _, held_back = _plan(list(limits), everyone)
-    full = held_back.get(subject.name)
-    if full is None:
-        return None
-    return Queued(full.name, max(_holding(full, everyone), full.spec.max), full.spec.max)
+    return lineup(limits, everyone).queued(subject.name)
 
 
 def admissible(limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> list[str]:
     """Executions waiting in line that every limit counting them now admits: the ones to wake when a slot
     frees or a limit changes. Those no limit counts start on their own and are not listed."""
-    return _plan(list(limits), list(members))[0]
+    return lineup(limits, members).admitted
 
 
 def usage(limit: ConcurrencyLimit, limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> tuple[int, int]:
     """(active, queued) as the limit's status shows them: those holding a slot, and those it counts that wait
     (for it or for another of their `limits`, the namespace's)."""
     members = list(members)
-    admitted = set(_plan(list(limits), members)[0])
+    admitted = set(lineup(limits, members).admitted)
     waiting = sum(1 for m in members if m.ready and not m.holds and counts(limit, m) and m.name not in admitted)
     return _holding(limit, members), waiting
 
