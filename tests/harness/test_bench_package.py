@@ -94,3 +94,17 @@ def test_the_starts_row_is_the_ratio_of_medians_against_jobs() -> None:
     assert (row["ratio"], row["target"], row["met"]) == ("1.10x", "<= 1.1x", True)
     [slow] = figures({"parts": {"starts": {**starts, "executions_p50": 11.5}}})
     assert slow["met"] is False
+
+
+def test_the_queues_rows_are_the_hand_over_ratio_idle_requests_per_queued_one_and_the_drain_order() -> None:
+    from bench.report import figures
+    queues = {"source": "KWOK node", "n": 1000, "max": 10, "handover_s": [0.2] * 20, "start_s": [0.1] * 20,
+              "handover_p50": 0.2, "handover_p95": 0.3, "start_p50": 0.1, "start_p95": 0.25,
+              "idle_requests_before": 30.0, "idle_requests_queued": 129.0, "idle_window_s": 75,
+              "drain": [{"inOrder": True}, {"inOrder": False}]}
+    hand, idle, drain = figures({"parts": {"queues": queues}})
+    assert (hand["ratio"], hand["met"]) == ("1.20x", True) and "N=20" in hand["figure"]
+    assert (idle["ratio"], idle["met"]) == ("0.100 per queued execution", False)
+    assert (drain["measured"], drain["met"]) == ("1 out of creation order", False)
+    [_, quiet, _] = figures({"parts": {"queues": {**queues, "idle_requests_queued": 25.0}}})
+    assert quiet["met"] is True, "fewer requests than before the queue is none per queued execution"
