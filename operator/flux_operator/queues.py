@@ -30,13 +30,23 @@ class LimitStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._limits: dict[Key, ConcurrencyLimit] = {}
+        self._announced: dict[Key, tuple[Any, Any]] = {}  # (uid, generation) last told to the executions
 
     def seen(self, raw: dict[str, Any]) -> Key:
-        return self.changed(raw)[0]
+        return self._store(raw)[0]
 
     def changed(self, raw: dict[str, Any]) -> tuple[Key, bool]:
-        """Stores the limit; whether what it limits changed (new, replaced, or a new generation of its spec),
-        not only its status (which the operator itself writes)."""
+        """Stores the limit; whether what it limits changed (new, replaced, or a new generation of its spec)
+        since this was last asked, not only its status (which the operator itself writes). kopf runs the index
+        handler (seen) before the event handler: the answer must not depend on which stored it first."""
+        key, limit = self._store(raw)
+        version = (limit.metadata.get("uid"), limit.metadata.get("generation")) if limit is not None else None
+        with self._lock:
+            told = self._announced.get(key)
+            self._announced[key] = version
+        return key, version is None or told != version
+
+    def _store(self, raw: dict[str, Any]) -> tuple[Key, ConcurrencyLimit | None]:
         meta = raw.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         try:
@@ -46,13 +56,10 @@ class LimitStore:
             log.error("concurrencylimit %s/%s does not parse, left out: %s", *key, err.errors()[0]["msg"])
             with self._lock:
                 self._limits.pop(key, None)
-            return key, True
+            return key, None
         with self._lock:
-            old = self._limits.get(key)
             self._limits[key] = limit
-        same = old is not None and (old.metadata.get("uid"), old.metadata.get("generation")) == \
-            (limit.metadata.get("uid"), limit.metadata.get("generation"))
-        return key, not same
+        return key, limit
 
     def gone(self, raw: dict[str, Any]) -> Key:
         meta = raw.get("metadata") or {}
@@ -60,6 +67,7 @@ class LimitStore:
         with self._lock:
             if key in self._limits and self._limits[key].metadata.get("uid") == meta.get("uid"):
                 del self._limits[key]
+                self._announced.pop(key, None)
         return key
 
     def in_namespace(self, namespace: str) -> list[ConcurrencyLimit]:

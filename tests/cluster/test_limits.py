@@ -16,6 +16,9 @@ from kubernetes.client.rest import ApiException
 pytestmark = pytest.mark.cluster
 
 STEP_SECONDS = 0.5
+# A freed slot or a raised max starts the next at once: well within this, and well before the operator's
+# safety pass (every 60 s) would find it anyway.
+SOON = 20
 
 
 @pytest.fixture
@@ -84,12 +87,12 @@ def test_a_full_limit_queues_and_each_freed_slot_goes_to_the_next_in_creation_or
     assert "2 of 2 running under limit etl" in listing.stdout, listing.stdout + listing.stderr
 
     fx.cancel("etl-0", "make room")
-    fx.wait_phase("etl-2", "Running")
+    fx.wait_phase("etl-2", "Running", timeout=SOON)
     assert_queued(fx, "etl-3", "waiting: 2 of 2 running under limit etl")
     # A suspended execution holds no slot either.
     fx.patch("etl-1", {"spec": {"suspend": True}})
     fx.wait_phase("etl-1", "Suspended")
-    fx.wait_phase("etl-3", "Running")
+    fx.wait_phase("etl-3", "Running", timeout=SOON)
     assert fx.phase("etl-4") == "Pending"
     limits.wait_usage("etl", 2, 1)
 
@@ -108,8 +111,8 @@ def test_raising_max_starts_the_next_at_once_and_lowering_it_stops_nothing(fx, l
     fx.wait_phase("cap-0", "Running")
     assert_queued(fx, "cap-2", "waiting: 1 of 1 running under limit cap")
     limits.set_max("cap", 3)
-    for name in ("cap-1", "cap-2"):
-        fx.wait_phase(name, "Running")
+    for name in ("cap-1", "cap-2"):  # at once: well before a safety pass (60 s) would find them
+        fx.wait_phase(name, "Running", timeout=SOON)
     limits.set_max("cap", 1)
     run(fx, "cap-3")
     assert_queued(fx, "cap-3", "waiting: 3 of 1 running under limit cap")
@@ -155,7 +158,7 @@ def test_an_operator_restarted_while_executions_queue_derives_the_same_queue(fx,
     assert_queued(fx, "solo-2", "waiting: 1 of 1 running under limit solo")
     assert fx.phase("solo-1") == "Pending" and fx.pod("solo-1") is None, "a restart forgot the queue"
     fx.cancel("solo-0", "hand over")
-    fx.wait_phase("solo-1", "Running")
+    fx.wait_phase("solo-1", "Running", timeout=SOON)
     assert fx.phase("solo-2") == "Pending", "the slot went to the later one"
 
 
