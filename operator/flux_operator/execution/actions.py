@@ -152,6 +152,15 @@ class Plan:
     def event(self, reason: EventReason, message: str, type_: str = "Normal", key: str = "") -> None:
         self.actions.append(EmitEvent(reason, message, type_, key))
 
+    def waiting(self, ex: Execution, now: datetime, reason: str, message: str) -> bool:
+        """Pending on purpose: Started=False with `reason`, and `message` as the status message; said once, and
+        again only when the message changes (no write while nothing new is said). True when said now."""
+        if ex.status.message == message:
+            return False
+        self.status.set(message=message)
+        self.condition(ex, now, STARTED, False, reason, message)
+        return True
+
     def condition(self, ex: Execution, now: datetime, type_: str, ok: bool, reason: str, message: str) -> None:
         """metav1.Condition bookkeeping on the status this plan will write. The list stays within its bound:
         others' conditions make room for the operator's own."""

@@ -281,16 +281,13 @@ def _start_when_due(ex: Execution, memory: Memory, plan: Plan, now: datetime, qu
         return
     reason = StartedReason.RETRY_BACKOFF if timing.in_backoff(ex) else StartedReason.START_AT_NOT_REACHED
     message = f"{WAITING_PREFIX}starts at {format_time(wait)}"
-    if reason is StartedReason.START_AT_NOT_REACHED and ex.status.message != message:
-        plan.status.set(message=message)
-        plan.condition(ex, now, STARTED, False, reason, message)
+    if reason is StartedReason.START_AT_NOT_REACHED:
+        plan.waiting(ex, now, reason, message)
 
 
 def _queue(ex: Execution, queued: Queued, plan: Plan, now: datetime) -> None:
     """Waits for a slot: said once, and again only when what it says changes (no write per hand-over)."""
-    if ex.status.message != queued.message:
-        plan.status.set(message=queued.message)
-        plan.condition(ex, now, STARTED, False, StartedReason.QUEUED, queued.message)
+    plan.waiting(ex, now, StartedReason.QUEUED, queued.message)
 
 
 def _failed(ex: Execution, error: str, intent: CancelIntent | None, pod: PodView | None, plan: Plan,

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from flux_api import Execution
-from flux_api.conditions import STARTED, WAITING_PREFIX, StartedReason
+from flux_api.conditions import WAITING_PREFIX, StartedReason
 from flux_api.names import KUEUE_ADMISSION_GATE
 from flux_api.errors import Failure
 from flux_api.events import EventReason
@@ -121,9 +121,7 @@ def _waiting(ex: Execution, refused: Refusal, plan: Plan, now: datetime) -> None
     reason = StartedReason.QUOTA_EXCEEDED if refused.failure is Failure.QUOTA else StartedReason.RUNNER_DELAYED
     message = (f"{WAITING_PREFIX}could not create the runner's {refused.what} ({refused.failure}: "
                f"{refused.message[:400]}); retrying with backoff")
-    if ex.status.message != message:
-        plan.status.set(message=message)
-        plan.condition(ex, now, STARTED, False, reason, message)
+    if plan.waiting(ex, now, reason, message):
         plan.event(EventReason.RUNNER_DELAYED, message, "Warning", key=reason.lower())
 
 
@@ -131,9 +129,7 @@ def unschedulable(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> Non
     """Pending while no node fits the runner pod (too little CPU or memory, a taint, a selector), saying
     so in the scheduler's words: once per message. Starting clears it (machine._mark_started)."""
     message = f"{WAITING_PREFIX}runner pod {pod.name} is not scheduled: {pod.unschedulable[:400]}"
-    if ex.status.message != message:
-        plan.status.set(message=message)
-        plan.condition(ex, now, STARTED, False, StartedReason.RUNNER_UNSCHEDULABLE, message)
+    if plan.waiting(ex, now, StartedReason.RUNNER_UNSCHEDULABLE, message):
         plan.event(EventReason.RUNNER_UNSCHEDULABLE, message, "Warning")
 
 
@@ -144,9 +140,7 @@ def gated(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
         message = f"{WAITING_PREFIX}admission by Kueue (LocalQueue {pod.queue or 'unnamed'})"
     else:
         message = f"{WAITING_PREFIX}runner pod {pod.name} is held by the scheduling gate {pod.gate}"
-    if ex.status.message != message:
-        plan.status.set(message=message)
-        plan.condition(ex, now, STARTED, False, StartedReason.QUEUED, message)
+    plan.waiting(ex, now, StartedReason.QUEUED, message)
 
 
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
