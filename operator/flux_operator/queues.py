@@ -13,7 +13,7 @@ from typing import Any
 import pydantic
 from flux_api.limits import MAX_LIMITS_PER_NAMESPACE, ConcurrencyLimit
 
-from flux_operator.execution.queueing import Lineup, Member, Queued, lineup, member, usage, verdict
+from flux_operator.execution.queueing import Lineup, Member, Queued, lineup, member, verdict
 from flux_operator.kube import KubeApi
 from flux_operator.workqueue import Result
 from flux_operator.world import Key, World
@@ -135,6 +135,11 @@ class Queues:
             return []
         return [(namespace, name) for name in self._lineup(namespace, limits, now)[1].admitted]
 
+    def usage(self, limit: ConcurrencyLimit, applied: list[ConcurrencyLimit], now: datetime) -> tuple[int, int]:
+        """(active, queued) for a limit's status, from the same pass down the line the verdicts use."""
+        by_name, line = self._lineup(limit.namespace, applied, now)
+        return line.usage(limit, by_name)
+
     def limit_keys(self, namespace: str) -> list[Key]:
         return [(namespace, limit.name) for limit in self.limits.in_namespace(namespace)]
 
@@ -151,7 +156,7 @@ class LimitReconciler:
             return Result()
         applied = self.queues.limits.in_namespace(key[0])
         if any(a.name == limit.name for a in applied):
-            active, queued = usage(limit, applied, self.queues.members(key[0], self.clock()))
+            active, queued = self.queues.usage(limit, applied, self.clock())
             message = None
         else:
             active = queued = None

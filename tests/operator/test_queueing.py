@@ -11,10 +11,14 @@ from flux_api.conditions import StartedReason
 from flux_api.limits import ConcurrencyLimit, LabelSelector, SelectorOperator, SelectorRequirement, selects
 from flux_operator.execution import timing
 from flux_operator.execution.machine import EnsureRunner, PatchStatus, decide
-from flux_operator.execution.queueing import Member, Queued, admissible, member, usage, verdict
+from flux_operator.execution.queueing import Member, Queued, lineup, member, verdict
 from tests.operator.builders import NOW
 
 pytestmark = pytest.mark.unit
+
+
+def usage(lim: ConcurrencyLimit, limits: list[ConcurrencyLimit], crowd: list[Member]) -> tuple[int, int]:
+    return lineup(limits, crowd).usage(lim, {m.name: m for m in crowd})
 
 
 def limit(name: str = "etl", max_: int = 2, labels: dict | None = None, children: bool = False) -> ConcurrencyLimit:
@@ -108,7 +112,7 @@ def test_a_full_limit_queues_in_creation_order_and_says_how_full_it_is():
     crowd = members(raw("a", 1, "Running"), raw("b", 2, "Running"), raw("c", 3), raw("d", 4))
     assert verdict(crowd[2], [limit()], crowd) == Queued("etl", 2, 2)
     assert Queued("etl", 2, 2).message == "waiting: 2 of 2 running under limit etl"
-    assert admissible([limit()], crowd) == []
+    assert lineup([limit()], crowd).admitted == []
     assert usage(limit(), [limit()], crowd) == (2, 2)
 
 
@@ -116,12 +120,12 @@ def test_a_freed_slot_goes_to_the_oldest_in_line_not_to_whoever_asks_first():
     crowd = members(raw("a", 1, "Succeeded"), raw("b", 2, "Running"), raw("late", 4), raw("early", 3))
     assert verdict(next(m for m in crowd if m.name == "late"), [limit()], crowd) is not None
     assert verdict(next(m for m in crowd if m.name == "early"), [limit()], crowd) is None
-    assert admissible([limit()], crowd) == ["early"]
+    assert lineup([limit()], crowd).admitted == ["early"]
 
 
 def test_same_creation_second_is_ordered_by_name():
     crowd = members(raw("b", 1), raw("a", 1))
-    assert admissible([limit(max_=1)], crowd) == ["a"]
+    assert lineup([limit(max_=1)], crowd).admitted == ["a"]
 
 
 def test_a_lowered_limit_stops_nothing_running_and_says_it_is_over():
@@ -136,7 +140,7 @@ def test_every_limit_that_counts_it_must_have_room():
                     raw("c", 3, labels={"team": "b"}))
     assert verdict(crowd[1], [roomy, full], crowd) == Queued("full", 1, 1)
     assert verdict(crowd[2], [roomy, full], crowd) is None
-    assert admissible([roomy, full], crowd) == ["c"]
+    assert lineup([roomy, full], crowd).admitted == ["c"]
     assert usage(roomy, [roomy, full], crowd) == (1, 1)  # b waits, on the other limit
 
 
@@ -144,7 +148,7 @@ def test_one_held_back_by_a_full_limit_blocks_no_one_behind_it_in_another():
     everyone, gpu = limit("everyone", 3), limit("gpu", 1, labels={"gpu": "yes"})
     crowd = members(raw("g0", 1, "Running", labels={"gpu": "yes"}), raw("c0", 2, "Running"),
                     raw("g1", 3, labels={"gpu": "yes"}), raw("c1", 4), raw("c2", 5))
-    assert admissible([everyone, gpu], crowd) == ["c1"]
+    assert lineup([everyone, gpu], crowd).admitted == ["c1"]
     assert verdict(crowd[2], [everyone, gpu], crowd) == Queued("gpu", 1, 1)
     assert verdict(crowd[4], [everyone, gpu], crowd) == Queued("everyone", 3, 3)
 
@@ -152,7 +156,7 @@ def test_one_held_back_by_a_full_limit_blocks_no_one_behind_it_in_another():
 def test_an_execution_no_limit_counts_is_never_queued_nor_woken():
     crowd = members(raw("a", 1, "Running", labels={"team": "a"}), raw("b", 2))
     assert verdict(crowd[1], [limit(max_=1, labels={"team": "a"})], crowd) is None
-    assert admissible([limit(max_=1, labels={"team": "a"})], crowd) == []
+    assert lineup([limit(max_=1, labels={"team": "a"})], crowd).admitted == []
 
 
 def test_children_never_wait_for_their_ancestors_slot_unless_the_limit_counts_children():

@@ -71,7 +71,7 @@ def _holding(limit: ConcurrencyLimit, members: Iterable[Member]) -> int:
 class Lineup:
     """One pass down a namespace's line (lineup()): who is admitted, who is held back and by which limit."""
 
-    admitted: list[str]  # in line order
+    admitted: list[str]  # in line order: the ones to wake when a slot frees (none that no limit counts)
     held_back: dict[str, ConcurrencyLimit]  # name -> the first full limit, by name, of those counting it
     holding: dict[str, int]  # limit name -> executions holding one of its slots
 
@@ -80,6 +80,12 @@ class Lineup:
         if full is None:
             return None
         return Queued(full.name, max(self.holding[full.name], full.spec.max), full.spec.max)
+
+    def usage(self, limit: ConcurrencyLimit, by_name: Mapping[str, Member]) -> tuple[int, int]:
+        """(active, queued) as the limit's status shows them: those holding one of its slots, and those it
+        counts that are held back (by it or by another of their limits). Every one in line that a limit counts
+        is either admitted or held back, so the held back are all that wait."""
+        return self.holding[limit.name], sum(1 for n in self.held_back if counts(limit, by_name[n]))
 
 
 def lineup(limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> Lineup:
@@ -108,21 +114,6 @@ def verdict(subject: Member, limits: Iterable[ConcurrencyLimit], members: Iterab
     limit, by name, among those that count it."""
     everyone = [*(m for m in members if m.name != subject.name), replace(subject, ready=True, holds=False)]
     return lineup(limits, everyone).queued(subject.name)
-
-
-def admissible(limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> list[str]:
-    """Executions waiting in line that every limit counting them now admits: the ones to wake when a slot
-    frees or a limit changes. Those no limit counts start on their own and are not listed."""
-    return lineup(limits, members).admitted
-
-
-def usage(limit: ConcurrencyLimit, limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> tuple[int, int]:
-    """(active, queued) as the limit's status shows them: those holding a slot, and those it counts that wait
-    (for it or for another of their `limits`, the namespace's)."""
-    members = list(members)
-    admitted = set(lineup(limits, members).admitted)
-    waiting = sum(1 for m in members if m.ready and not m.holds and counts(limit, m) and m.name not in admitted)
-    return _holding(limit, members), waiting
 
 
 def member(raw: Mapping[str, Any], has_pod: bool, parents: Mapping[str, set[str]], now: datetime) -> Member | None:
