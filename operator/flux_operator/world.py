@@ -78,7 +78,7 @@ class World:
                                                old_meta.get("uid"), old_meta.get("resourceVersion")):
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
-            self._changes[key[0]] = self._changes.get(key[0], 0) + 1
+            self._bump(key[0])
             if (asked := cancel_asked_at(raw)) is not None:
                 self._cancel_asked[key] = asked
             else:
@@ -145,7 +145,7 @@ class World:
             if current is not None and current["metadata"].get("uid") != meta.get("uid"):
                 return []  # a successor of the same name already took its place
             self._executions.pop(key, None)
-            self._changes[key[0]] = self._changes.get(key[0], 0) + 1
+            self._bump(key[0])
             self._handed_on.pop(key, None)
             self._cancel_asked.pop(key, None)
             if parent:
@@ -162,7 +162,7 @@ class World:
                 if old is not None and _stale(view.uid, view.resource_version, old.uid, old.resource_version):
                     return None  # e.g. a create's answer arriving after the watch reported the pod Running
                 pods[view.name] = view
-                self._changes[key[0]] = self._changes.get(key[0], 0) + 1
+                self._bump(key[0])
         return key
 
     def pod_gone(self, raw: dict[str, Any]) -> Key | None:
@@ -171,7 +171,7 @@ class World:
             with self._lock:
                 pods = self._pods.get(key, {})
                 pods.pop((raw.get("metadata") or {}).get("name", ""), None)
-                self._changes[key[0]] = self._changes.get(key[0], 0) + 1
+                self._bump(key[0])
                 if not pods:
                     self._pods.pop(key, None)
         return key
@@ -245,6 +245,10 @@ class World:
             uids = {self._executions[k]["metadata"].get("uid", "") for k in keys}
             runs = [self._model(k) for k in keys]
         return [r for r in runs if r is not None], uids
+
+    def _bump(self, namespace: str) -> None:
+        """Call with the lock held: something a concurrency limit reads changed in `namespace`."""
+        self._changes[namespace] = self._changes.get(namespace, 0) + 1
 
     def changes(self, namespace: str) -> int:
         """A count that moves whenever an execution or runner pod of the namespace does (queues.py caches by it)."""
