@@ -23,6 +23,7 @@ from flux_api.names import LIMIT_PLURAL
 from kubernetes import client
 from localcluster.layout import Layout
 from localcluster.nodes import kwok
+from localcluster.probes import wait_for
 
 from bench.benchkit import (
     BenchError,
@@ -50,30 +51,26 @@ def _limit_status(custom: client.CustomObjectsApi, ns: str) -> dict:
     return custom.get_namespaced_custom_object(GROUP, VERSION, ns, LIMIT_PLURAL, LIMIT).get("status") or {}
 
 
-def _wait_settled(custom: client.CustomObjectsApi, ns: str, active: int, queued: int, timeout: float) -> float:
-    deadline = time.monotonic() + timeout
-    while True:
+def _wait_settled(custom: client.CustomObjectsApi, ns: str, active: int, queued: int, timeout: float) -> None:
+    def shows() -> bool:
         status = _limit_status(custom, ns)
-        if (status.get("active"), status.get("queued")) == (active, queued):
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            raise BenchError(f"limit shows {status} after {timeout:.0f}s, not {active} active, {queued} queued")
-        time.sleep(0.5)
+        return (status.get("active"), status.get("queued")) == (active, queued)
+
+    wait_for(shows, timeout, 0.5, f"the limit to show {active} active, {queued} queued", BenchError)
+
+
+def _said_queued(custom: client.CustomObjectsApi, ns: str) -> int:
+    items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "executions")["items"]
+    return sum(1 for o in items if any(c.get("type") == "Started" and c.get("reason") == "Queued"
+                                       for c in (o.get("status") or {}).get("conditions") or []))
 
 
 def _wait_all_queued(custom: client.CustomObjectsApi, ns: str, queued: int, timeout: float) -> float:
     """Until every waiting execution's own status says Queued (the limit's usage is computed before those
     writes land): only then is the operator idle."""
-    deadline = time.monotonic() + timeout
-    while True:
-        items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "executions")["items"]
-        said = sum(1 for o in items if any(c.get("type") == "Started" and c.get("reason") == "Queued"
-                                           for c in (o.get("status") or {}).get("conditions") or []))
-        if said >= queued:
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            raise BenchError(f"{said} of {queued} executions say Queued after {timeout:.0f}s")
-        time.sleep(1.0)
+    wait_for(lambda: _said_queued(custom, ns) >= queued, timeout, 1.0, f"{queued} executions to say Queued",
+             BenchError)
+    return time.monotonic()
 
 
 def _requests_over(op, seconds: float) -> float:
