@@ -48,6 +48,12 @@ class Controller:
             if key is not None:
                 self.queue.add(key)
 
+    def enqueue_after(self, keys: Iterable[Key | None], delay: float) -> None:
+        """Each key in `delay` seconds, or sooner if it is already due: a burst of changes makes one pass."""
+        for key in keys:
+            if key is not None:
+                self.queue.add_after(key, delay)
+
     def enqueue_live(self) -> int:
         """Every execution not yet finished, from the World (never the API): the safety pass."""
         if self.live is not None:

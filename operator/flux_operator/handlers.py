@@ -13,6 +13,7 @@ from flux_api.timefmt import utcnow
 
 from flux_operator.kubeconfig import ClientConfig
 from flux_operator.execution.queueing import SLOT_FREED
+from flux_operator.queues import USAGE_SETTLES_SECONDS
 from flux_operator.schedule_shell import schedule_of
 from flux_operator.watches import INACTIVITY_SECONDS
 
@@ -114,7 +115,7 @@ def _limits_changed(runtime: Any, namespace: str, freed: bool) -> None:
     if limits:
         if freed:
             runtime.controller.enqueue(runtime.queues.to_wake(namespace, utcnow()))
-        runtime.limit_controller.enqueue(limits)
+        runtime.limit_controller.enqueue_after(limits, USAGE_SETTLES_SECONDS)
 
 
 @kopf.index(GROUP, VERSION, LIMIT_PLURAL)

@@ -13,7 +13,7 @@ from typing import Any
 import pydantic
 from flux_api.limits import MAX_LIMITS_PER_NAMESPACE, ConcurrencyLimit
 
-from flux_operator.execution.queueing import Lineup, Member, Queued, lineup, member, verdict
+from flux_operator.execution.queueing import Lineup, Member, Queued, lineup, member, timeless, verdict
 from flux_operator.kube import KubeApi
 from flux_operator.workqueue import Result
 from flux_operator.world import Key, World
@@ -21,6 +21,10 @@ from flux_operator.world import Key, World
 log = logging.getLogger("flux_operator")
 
 CACHED_FOR = timedelta(seconds=1)  # a line is worked out again at least this often (start times come due)
+# A limit's status follows its executions' changes this much later: a hand-over's dozen events (a finish, its
+# pod gone, the next one's start, its pod, its Running) make one pass and one write, not one each, while the
+# pass the next in line waits for gets the CPU.
+USAGE_SETTLES_SECONDS = 0.5
 
 
 class LimitStore:
@@ -95,11 +99,29 @@ class Queues:
         self.world, self.limits = world, limits
         self._lock = threading.Lock()
         self._cached: dict[str, tuple[Any, datetime, dict[str, Member], Lineup]] = {}
+        self._kept: dict[str, dict[str, tuple[dict[str, Any], bool, Member | None]]] = {}  # name -> (raw, pod, Member)
 
     def members(self, namespace: str, now: datetime) -> list[Member]:
         raws, live, parents = self.world.namespace_view(namespace)
-        found = (member(raw, raw["metadata"].get("name") in live, parents, now) for raw in raws)
-        return [m for m in found if m is not None]
+        with self._lock:
+            kept = self._kept.get(namespace, {})
+        keep: dict[str, tuple[dict[str, Any], bool, Member | None]] = {}
+        found: list[Member] = []
+        for raw in raws:
+            name, has_pod = raw["metadata"].get("name", ""), raw["metadata"].get("name") in live
+            held = kept.get(name)
+            if held is not None and held[0] is raw and held[1] == has_pod:
+                one = held[2]  # the World replaces an object it stores anew: the same object, the same Member
+                keep[name] = held
+            else:
+                one = member(raw, has_pod, parents, now)
+                if timeless(raw):
+                    keep[name] = (raw, has_pod, one)
+            if one is not None:
+                found.append(one)
+        with self._lock:
+            self._kept[namespace] = keep
+        return found
 
     def _lineup(self, namespace: str, limits: list[ConcurrencyLimit], now: datetime) -> tuple[dict[str, Member], Lineup]:
         stamp = (self.world.changes(namespace),

@@ -140,9 +140,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.keys: list = []
+        self.later: list = []  # (key, delay)
 
     def enqueue(self, keys) -> None:
         self.keys.extend(k for k in keys if k is not None)
+
+    def enqueue_after(self, keys, delay: float) -> None:
+        self.later.extend((k, delay) for k in keys if k is not None)
 
 
 def memo(**more: Any) -> kopf.Memo:

@@ -101,3 +101,25 @@ def test_a_limit_change_wakes_its_namespace_but_its_own_status_write_does_not() 
     asyncio.run(handlers.limits_watched(body=raised, memo=m))
     deliver(handlers.limit_event, "MODIFIED", raised, m)
     assert m.runtime.controller.keys == [("ns", "queued")]
+
+
+def test_a_burst_of_execution_changes_makes_one_later_pass_over_a_limit_and_a_freed_slot_wakes_at_once() -> None:
+    from flux_operator.queues import USAGE_SETTLES_SECONDS
+
+    m = memo()
+    limit = {"metadata": {"name": "etl", "namespace": "ns", "uid": "l", "generation": 1, "resourceVersion": "5"},
+             "spec": {"max": 1}}
+    asyncio.run(handlers.limits_watched(body=limit, memo=m))
+    deliver(handlers.limit_event, "ADDED", limit, m)
+    running, waiting = execution("first"), execution("second")
+    running["status"] = {"phase": "Running"}
+    waiting["metadata"]["creationTimestamp"] = "2026-11-21T12:00:01Z"
+    for raw in (running, waiting):
+        deliver(handlers.execution_event, "ADDED", raw, m)
+    m.runtime.controller.keys.clear()
+    m.runtime.limit_controller.keys.clear()
+    finished = {**running, "metadata": {**running["metadata"], "resourceVersion": "9"}, "status": {"phase": "Succeeded"}}
+    deliver(handlers.execution_event, "MODIFIED", finished, m)
+    assert m.runtime.limit_controller.keys == [], "each execution event made a pass over the namespace at once"
+    assert m.runtime.limit_controller.later == [(("ns", "etl"), USAGE_SETTLES_SECONDS)] * 3
+    assert ("ns", "second") in m.runtime.controller.keys, "the next in line waited for the safety pass"

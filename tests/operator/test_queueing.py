@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from flux_api import PARENT_LABEL, Execution
 from flux_api.conditions import StartedReason
+from flux_api.timefmt import format_time
 from flux_api.limits import ConcurrencyLimit, LabelSelector, SelectorOperator, SelectorRequirement, selects
 from flux_operator.execution import timing
 from flux_operator.execution.machine import EnsureRunner, PatchStatus, decide
@@ -279,3 +280,30 @@ def test_a_cancel_while_the_gate_holds_ends_not_started_at_once_and_removes_the_
     (write,) = [a for a in actions if isinstance(a, PatchStatus)]
     assert write.patch["phase"] == "Cancelled" and write.patch["cancellation"]["outcome"] == "NotStarted"
     assert [(a.name, a.grace_seconds) for a in actions if isinstance(a, DeletePod)] == [("job-runner", 0)]
+
+
+# --- the shell's kept Members (queues.py) --------------------------------------------------------
+
+def test_kept_members_follow_every_change_of_object_pod_and_clock() -> None:
+    from flux_operator.queues import LimitStore, Queues
+    from flux_operator.world import World
+
+    world, limits = World(), LimitStore()
+    limits.seen({"metadata": {"name": "etl", "namespace": "ns", "uid": "l", "generation": 1}, "spec": {"max": 1}})
+    queues = Queues(world, limits)
+    later = raw("later", 1, spec={"startAt": format_time(NOW + timedelta(seconds=30))})
+    for one in (raw("a", 2, "Running"), raw("b", 3), later):
+        one["metadata"]["resourceVersion"] = "1"
+        world.execution_seen(one)
+    first = {m.name: m for m in queues.members("ns", NOW)}
+    again = {m.name: m for m in queues.members("ns", NOW)}
+    assert again["b"] is first["b"], "an unchanged execution was parsed again on every pass"
+    assert queues.to_wake("ns", NOW) == []
+    world.execution_seen({**raw("a", 2, "Succeeded"), "metadata": {**raw("a", 2)["metadata"], "resourceVersion": "2"}})
+    assert "a" not in {m.name for m in queues.members("ns", NOW)}, "a finished one still held its slot"
+    assert queues.to_wake("ns", NOW) == [("ns", "b")], "the start time to come was admitted, or b was not"
+    assert {m.name: m.ready for m in queues.members("ns", NOW + timedelta(seconds=31))}["later"], \
+        "a start time that came due was not seen: its Member was kept"
+    world.pod_seen({"metadata": {"name": "b-runner", "namespace": "ns", "uid": "p", "resourceVersion": "1",
+                                 "labels": {"workflows.flux.dev/execution": "b"}}, "status": {"phase": "Pending"}})
+    assert {m.name: m.holds for m in queues.members("ns", NOW)}["b"], "a pod made for it was not seen"
