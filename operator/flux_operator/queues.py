@@ -13,7 +13,7 @@ from typing import Any
 import pydantic
 from flux_api.limits import MAX_LIMITS_PER_NAMESPACE, ConcurrencyLimit
 
-from flux_operator.execution.queueing import Lineup, Member, Queued, lineup, member, timeless, verdict
+from flux_operator.execution.queueing import Lineup, Member, Queued, keepable, lineup, member, verdict
 from flux_operator.kube import KubeApi
 from flux_operator.workqueue import Result
 from flux_operator.world import Key, World
@@ -111,11 +111,12 @@ class Queues:
             name, has_pod = raw["metadata"].get("name", ""), raw["metadata"].get("name") in live
             held = kept.get(name)
             if held is not None and held[0] is raw and held[1] == has_pod:
-                one = held[2]  # the World replaces an object it stores anew: the same object, the same Member
+                # The World replaces an object it stores anew: the same object, the same Member (as of now).
+                one = held[2].at(now) if held[2] is not None else None
                 keep[name] = held
             else:
                 one = member(raw, has_pod, parents, now)
-                if timeless(raw):
+                if keepable(raw):
                     keep[name] = (raw, has_pod, one)
             if one is not None:
                 found.append(one)

@@ -1,6 +1,6 @@
 """Failover on a real cluster: two replicas share one Lease and only its holder acts; a leader killed
-mid-cancel loses nothing; an operator that dies between any two writes of a cancel leaves nothing
-undone and nothing done twice."""
+mid-cancel loses nothing, nor one killed while executions queue under a limit; an operator that dies between
+any two writes of a cancel leaves nothing undone and nothing done twice."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from fluxtest import Executions, longrun, wait_for
 from fluxtest.identity import OPERATOR_NAMESPACE
+from fluxtest.limits import Limits, assert_queued
 from fluxtest.operators import CrashingOperator, OperatorProcess, crash_wrapper
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -205,6 +206,34 @@ def test_leader_killed_mid_cancel_loses_nothing(fx, replicas):
         assert all(n == 1 for n in counts.values()) and events.count("Signalled") <= 1, (
             f"{name}: each event once, got {counts} (all: {events}; right after the kill: {at_kill[name]}; "
             f"takeover {takeover:.1f}s)")
+
+
+# --- the leader dies while executions wait under a ConcurrencyLimit --------------------------------
+
+def test_leader_killed_while_executions_queue_the_standby_keeps_the_same_queue(fx, replicas, custom):
+    """The count is derived from the cluster, not remembered: the standby admits no more than `max`, keeps
+    the line's order, and takes in one created while no replica led."""
+    leader, (standby,) = one_leader(replicas(), replicas())
+    limits = Limits(custom, fx.ns)
+    limits.create("solo", 1)
+    fx.create(longrun("q-0", seconds=0.5))
+    fx.wait_phase("q-0", "Running", timeout=90)
+    for name in ("q-1", "q-2"):
+        fx.create(longrun(name, seconds=0.5))
+        assert_queued(fx, name, "waiting: 1 of 1 running under limit solo")
+    leader.stop(kill=True)
+    fx.create(longrun("q-3", seconds=0.5))  # while the Lease is still the dead leader's
+    wait_for(lambda: health(standby)["leader"], timeout=LEASE_SECONDS + 2 + 15,
+             what=f"the standby to take over (log: {standby.log_path})")
+    assert_queued(fx, "q-3", "waiting: 1 of 1 running under limit solo")
+    limits.wait_usage("solo", 1, 3)
+    assert [fx.pod(n) for n in ("q-1", "q-2")] == [None, None], "the new leader admitted more than max"
+    fx.cancel("q-0", "hand over")
+    fx.wait_phase("q-1", "Running", timeout=30)
+    limits.wait_usage("solo", 1, 2)
+    for name in ("q-2", "q-3"):
+        assert fx.phase(name) == "Pending" and fx.pod(name) is None, f"{name} started beside q-1"
+    assert fx.events("q-1").count("Started") == 1, fx.events("q-1")
 
 
 # --- the operator dies between any two writes of a cancel ------------------------------------------

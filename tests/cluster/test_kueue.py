@@ -124,10 +124,17 @@ def test_a_preempted_execution_resumes_from_its_checkpoint_never_failed(fx):
                          timeout=60, what="a low-priority execution resumed after its preemption")
     done_before = len(fx.status(preempted)["checkpoint"]["steps"])
     assert fx.status(preempted)["resumes"] == 1
+    # Its new pod waits for Kueue while the urgent one runs: still Running, Started=False Queued, deadline paused.
+    wait_for(lambda: started(fx, preempted).get("reason") == "Queued", timeout=30,
+             what=f"{preempted} to say its new pod waits for Kueue")
+    assert fx.status(preempted)["phase"] == "Running"
+    time.sleep(2)  # a wait long enough to be counted in whole seconds
     fx.cancel("urgent", "done with it")
     wait_for(lambda: len(fx.status(preempted)["checkpoint"]["steps"]) > done_before + 2, timeout=90,
              what=f"{preempted} going on in its new pod")
     status = fx.status(preempted)
     assert status["phase"] == "Running" and status["resumes"] == 1, status
+    assert started(fx, preempted).get("status") == "True" and status.get("queuedSeconds", 0) >= 2, \
+        "the wait for re-admission was not left out of the deadline"
     steps = [s["name"] for s in status["checkpoint"]["steps"]]
     assert len(steps) == len(set(steps)), "a finished step ran again after the preemption"

@@ -1,16 +1,15 @@
 """ConcurrencyLimits on a real cluster: a full limit queues in creation order, a freed slot goes to the next
 in line, max changes at once (lowering it stops nothing), several limits must all have room, children never
 wait on their ancestor's slot, a queued execution cancelled ends NotStarted, and an operator restarted while
-executions are queued derives the same queue from the cluster."""
+executions are queued derives the same queue from the cluster (a failover while queued: test_failover.py)."""
 
 from __future__ import annotations
 
 import subprocess
 
 import pytest
-from flux_api import GROUP, VERSION
-from flux_api.names import LIMIT_PLURAL
 from fluxtest import Executions, longrun, wait_for
+from fluxtest.limits import Limits, assert_queued, started
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
@@ -26,27 +25,6 @@ def fx(custom, core, namespace, operator) -> Executions:
     return Executions(custom, core, namespace)
 
 
-class Limits:
-    def __init__(self, custom, namespace: str) -> None:
-        self.custom, self.ns = custom, namespace
-
-    def create(self, name: str, max_: int, labels: dict | None = None, children: bool = False) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, LIMIT_PLURAL, {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "ConcurrencyLimit", "metadata": {"name": name},
-            "spec": {"max": max_, "selector": {"matchLabels": labels or {}}, "includeChildren": children}})
-
-    def set_max(self, name: str, max_: int) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, LIMIT_PLURAL, name, {"spec": {"max": max_}})
-
-    def status(self, name: str) -> dict:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, LIMIT_PLURAL, name).get("status") or {}
-
-    def wait_usage(self, name: str, active: int, queued: int) -> None:
-        wait_for(lambda: (self.status(name).get("active"), self.status(name).get("queued")) == (active, queued),
-                 timeout=30, what=f"limit {name} to show {active} active, {queued} queued "
-                                  f"(shows {self.status(name)})")
-
-
 @pytest.fixture
 def limits(custom, namespace) -> Limits:
     return Limits(custom, namespace)
@@ -56,17 +34,6 @@ def run(fx: Executions, name: str, labels: dict | None = None) -> None:
     body = longrun(name, steps=600, seconds=STEP_SECONDS)
     body["metadata"]["labels"] = labels or {}
     fx.create(body)
-
-
-def started(fx: Executions, name: str) -> dict:
-    return next((c for c in fx.status(name).get("conditions", []) if c["type"] == "Started"), {})
-
-
-def assert_queued(fx: Executions, name: str, message: str) -> None:
-    wait_for(lambda: started(fx, name).get("reason") == "Queued", timeout=30, what=f"{name} to be queued")
-    status = fx.status(name)
-    assert status["phase"] == "Pending" and status["message"] == message, status
-    assert fx.pod(name) is None, f"{name} is queued but has a runner pod"
 
 
 def test_a_full_limit_queues_and_each_freed_slot_goes_to_the_next_in_creation_order(fx, limits, kubectl,

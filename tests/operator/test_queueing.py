@@ -174,6 +174,30 @@ def test_a_waiting_one_whose_time_has_come_lines_up_by_creation_when_it_asks():
     assert verdict(crowd[0], [limit(max_=1)], crowd) == Queued("etl", 1, 1)
 
 
+def waiting_raw(name: str, minute: int, wake: timedelta | None = None, signal: str | None = None,
+                sent: bool = False) -> dict:
+    checkpoint = {"state": "Waiting", "sequence": 3, "steps": []}
+    if wake is not None:
+        checkpoint["wakeAt"] = format_time(NOW + wake)
+    if signal:
+        checkpoint["signal"] = {"name": signal, "occurrence": 1}
+    spec = {"signals": [{"name": signal, "reason": "go"}]} if sent else {}
+    return raw(name, minute, "Waiting", spec=spec,
+               status={"checkpoint": checkpoint, "waitingSince": format_time(NOW - timedelta(minutes=5))})
+
+
+def test_a_due_wait_stands_in_line_by_creation_and_is_the_one_a_freed_slot_wakes():
+    due, later = waiting_raw("due", 1, wake=-timedelta(seconds=1)), waiting_raw("later", 2, wake=timedelta(minutes=1))
+    signalled = waiting_raw("signalled", 3, signal="go", sent=True)
+    unsignalled = waiting_raw("unsignalled", 4, signal="go")
+    crowd = members(due, later, signalled, unsignalled, raw("young", 5))
+    assert [m.name for m in crowd if m.ready] == ["due", "signalled", "young"]
+    assert lineup([limit(max_=2)], crowd).admitted == ["due", "signalled"], "a due wait was passed over"
+    assert not members(due, pods=("due",))[0].ready, "its last pod is not gone yet"
+    (woken,) = members(later)
+    assert woken.at(NOW + timedelta(minutes=1)).ready, "the wake time came and went unseen"
+
+
 # --- the machine with a verdict --------------------------------------------------------------------
 
 def execution(phase: str | None = None, deadline: int | None = None, conditions: list | None = None) -> Execution:
@@ -218,9 +242,9 @@ def test_time_spent_queued_is_not_counted_toward_the_deadline():
                "lastTransitionTime": "2026-11-21T11:00:00Z"}]
     assert timing.deadline_at(execution("Pending", deadline=60, conditions=queued)) is None
     assert timing.deadline_at(execution("Pending", deadline=60)) is not None
-    started = execution("Running", deadline=60, conditions=queued)
-    started.status.startedAt = NOW
-    assert timing.deadline_at(started) == NOW + timedelta(seconds=60)
+    started = execution("Running", deadline=60)
+    started.status.startedAt, started.status.queuedSeconds = NOW, 30
+    assert timing.deadline_at(started) == NOW + timedelta(seconds=90), "a resumed run's wait for admission counted"
 
 
 def test_a_tenant_cannot_pile_on_labels_to_slip_out_from_under_a_limit():
@@ -280,6 +304,30 @@ def test_a_cancel_while_the_gate_holds_ends_not_started_at_once_and_removes_the_
     (write,) = [a for a in actions if isinstance(a, PatchStatus)]
     assert write.patch["phase"] == "Cancelled" and write.patch["cancellation"]["outcome"] == "NotStarted"
     assert [(a.name, a.grace_seconds) for a in actions if isinstance(a, DeletePod)] == [("job-runner", 0)]
+
+
+def test_a_resumed_run_waiting_for_kueue_again_stays_running_says_queued_and_its_deadline_pauses():
+    from flux_operator.podview import pod_view
+    from tests.operator.builders import pod
+
+    began = NOW - timedelta(minutes=10)
+    ex = execution("Running", deadline=3600, conditions=[
+        {"type": "Started", "status": "True", "reason": "RunnerStarted", "message": "m",
+         "lastTransitionTime": format_time(began)}])
+    ex.status.startedAt, ex.status.podName, ex.status.resumes = began, "job-runner", 1
+    (write,) = [a for a in decide(ex, pod_view(gated_pod()), [], NOW) if isinstance(a, PatchStatus)]
+    assert "phase" not in write.patch and write.patch["message"] == "waiting: admission by Kueue (LocalQueue lq)"
+    regated = Execution.model_validate({**ex.model_dump(mode="json"),
+                                        "status": {**ex.status.model_dump(mode="json"), **write.patch}})
+    assert timing.deadline_at(regated) is None, "the deadline ran on while Kueue held the resumed run back"
+    admitted_at = NOW + timedelta(minutes=5)
+    (write,) = [a for a in decide(regated, pod_view(pod()), [], admitted_at) if isinstance(a, PatchStatus)]
+    assert write.patch["queuedSeconds"] == 300 and write.patch["message"] is None
+    (started,) = [c for c in write.patch["conditions"] if c["type"] == "Started"]
+    assert (started["status"], started["reason"]) == ("True", StartedReason.RUNNER_STARTED)
+    running = Execution.model_validate({**regated.model_dump(mode="json"),
+                                        "status": {**regated.status.model_dump(mode="json"), **write.patch}})
+    assert timing.deadline_at(running) == began + timedelta(seconds=3600 + 300)
 
 
 # --- the shell's kept Members (queues.py) --------------------------------------------------------

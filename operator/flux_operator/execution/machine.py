@@ -53,6 +53,7 @@ from flux_operator.execution.queueing import Queued
 from flux_operator.execution.runner import (
     ensure_runner,
     gated,
+    readmitted,
     own_pod,
     pod_pending,
     record_made,
@@ -221,12 +222,14 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
     if pod.phase == "Succeeded" and checkpoint not in (Phase.SUCCEEDED, Phase.FAILED):
         _failed(ex, "runner exited without a final checkpoint", None, pod, plan, now)
         return
-    if not pod.started and ex.phase == Phase.PENDING and pod.gate and not pod.terminating:
-        gated(ex, pod, plan, now)
+    if not pod.started and pod.gate and not pod.terminating:
+        gated(ex, pod, plan, now)  # Pending, or Running and resumed: its new pod waits for admission again
     elif not pod.started and ex.phase == Phase.PENDING and pod.unschedulable and not pod.terminating:
         unschedulable(ex, pod, plan, now)
     if pod.started and ex.phase == Phase.PENDING:
         _mark_started(ex, pod.name, plan, now)
+    elif pod.started and (since := timing.queued_since(ex)) is not None:
+        readmitted(ex, pod, since, plan, now)
     if ex.phase == Phase.RUNNING or pod.started:
         spawn(ex, found, children, memory, plan, now)
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from flux_api import PARENT_LABEL, TERMINAL_PHASES, Phase
+import pydantic
+from flux_api import PARENT_LABEL, TERMINAL_PHASES, Execution, Phase
 from flux_api.conditions import WAITING_PREFIX
 from flux_api.limits import ConcurrencyLimit, selects
 from flux_api.names import CANCEL_ANNOTATION
 from flux_api.timefmt import parse_time
 
+from flux_operator.execution import waiting
 from flux_operator.payloads import LABELS_CUT
 
 HOLDING_PHASES = frozenset({Phase.RUNNING, Phase.CANCELLING, Phase.SUSPENDING})
@@ -39,10 +41,16 @@ class Member:
     labels_cut: bool  # too many labels to keep (payloads.LABELS_CUT): every limit counts it
     holds: bool  # has a runner, so holds a slot
     ready: bool  # holds none, but would start now were there room
+    ready_at: datetime | None = None  # from when it would (None: not while the object stays as it is)
 
     @property
     def line(self) -> tuple[datetime, str]:
         return self.created, self.name
+
+    def at(self, now: datetime) -> Member:
+        """The same execution as the clock now has it: a start time, a backoff or a wait may have come due."""
+        ready = not self.holds and self.ready_at is not None and self.ready_at <= now
+        return self if ready == self.ready else replace(self, ready=ready)
 
 
 @dataclass(frozen=True)
@@ -128,16 +136,14 @@ def member(raw: Mapping[str, Any], has_pod: bool, parents: Mapping[str, set[str]
     holds = phase in HOLDING_PHASES or (phase == Phase.PENDING and has_pod)
     return Member(name=name, labels=labels, created=parse_time(meta.get("creationTimestamp")) or _EPOCH,
                   child=_child(meta, labels, parents), labels_cut=meta.get(LABELS_CUT) is True, holds=holds,
-                  ready=not holds and _could_start(phase, meta, spec, status, now))
+                  ready=False, ready_at=None if holds else _ready_at(phase, raw, has_pod)).at(now)
 
 
-def timeless(raw: Mapping[str, Any]) -> bool:
-    """Whether member() of this very object (with the same pod) gives the same Member whatever the clock and the
-    other executions say: no parent label to check, no start time or backoff to come due. Such a Member may be
-    kept until the object changes (queues.py), which spares a thousand queued executions a parse on every pass."""
-    meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
-    return not (meta.get("labels") or {}).get(PARENT_LABEL) and spec.get("startAt") is None \
-        and status.get("nextRetryAt") is None
+def keepable(raw: Mapping[str, Any]) -> bool:
+    """Whether member() of this very object (with the same pod) depends on nothing else but the clock (which
+    Member.at applies): no parent label to check against the other executions. Such a Member may be kept until
+    the object changes (queues.py), which spares a thousand queued executions a parse on every pass."""
+    return not ((raw.get("metadata") or {}).get("labels") or {}).get(PARENT_LABEL)
 
 
 def _child(meta: Mapping[str, Any], labels: Mapping[str, str], parents: Mapping[str, set[str]]) -> bool:
@@ -148,14 +154,27 @@ def _child(meta: Mapping[str, Any], labels: Mapping[str, str], parents: Mapping[
                for ref in meta.get("ownerReferences") or [] if isinstance(ref, dict))
 
 
-def _could_start(phase: str, meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any],
-                 now: datetime) -> bool:
-    """Pending (or resumed) and nothing but a limit holds it back: no suspend, no cancel, no start time or
-    retry backoff to come. A Waiting execution lines up only when its own reconcile finds it due."""
-    if phase not in (Phase.PENDING, Phase.SUSPENDED) or spec.get("suspend") is True:
-        return False
-    if spec.get("cancel") is not None or CANCEL_ANNOTATION in (meta.get("annotations") or {}):
-        return False
+def _ready_at(phase: str, raw: Mapping[str, Any], has_pod: bool) -> datetime | None:
+    """From when nothing but a limit holds it back: Pending (or resumed) once its start time or retry backoff
+    has come, or Waiting once its wake time has come or its signal arrived (and its last pod is gone). None for
+    a suspend, a cancel, or any other phase."""
+    meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
+    if spec.get("suspend") is True or spec.get("cancel") is not None \
+            or CANCEL_ANNOTATION in (meta.get("annotations") or {}):
+        return None
+    if phase == Phase.WAITING:
+        return None if has_pod else _wait_ends(raw)
+    if phase not in (Phase.PENDING, Phase.SUSPENDED):
+        return None
     later = [t for t in (parse_time(spec.get("startAt")) if not status.get("startedAt") else None,
                          parse_time(status.get("nextRetryAt"))) if t is not None]
-    return all(t <= now for t in later)
+    return max(later, default=_EPOCH)
+
+
+def _wait_ends(raw: Mapping[str, Any]) -> datetime | None:
+    """When a durable wait ends as waiting.py decides it (parsed only for the few that wait)."""
+    try:
+        ex = Execution.model_validate(raw)
+    except pydantic.ValidationError:
+        return None
+    return _EPOCH if waiting.signal_arrived(ex) else waiting.wakes(ex)

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from flux_api import Execution
-from flux_api.conditions import WAITING_PREFIX, StartedReason
+from flux_api.conditions import STARTED, WAITING_PREFIX, StartedReason
 from flux_api.names import KUEUE_ADMISSION_GATE
 from flux_api.errors import Failure
 from flux_api.events import EventReason
@@ -134,13 +134,23 @@ def unschedulable(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> Non
 
 
 def gated(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
-    """Pending while a scheduling gate holds the pod back (Kueue has not admitted it): Queued, naming the
-    LocalQueue; once per message. Starting clears it (machine._mark_started)."""
+    """While a scheduling gate holds the pod back (Kueue has not admitted it): Queued, naming the LocalQueue;
+    once per message. Pending before the first start; a resumed run stays Running, its deadline paused.
+    Starting clears it (machine._mark_started, readmitted)."""
     if pod.gate == KUEUE_ADMISSION_GATE:
         message = f"{WAITING_PREFIX}admission by Kueue (LocalQueue {pod.queue or 'unnamed'})"
     else:
         message = f"{WAITING_PREFIX}runner pod {pod.name} is held by the scheduling gate {pod.gate}"
     plan.waiting(ex, now, StartedReason.QUEUED, message)
+
+
+def readmitted(ex: Execution, pod: PodView, since: datetime, plan: Plan, now: datetime) -> None:
+    """A resumed run's pod admitted and started: the wait is added to queuedSeconds (the deadline leaves it
+    out), and Started is True again."""
+    plan.status.set(queuedSeconds=ex.status.queuedSeconds + max(0, int((now - since).total_seconds())))
+    if (ex.status.message or "").startswith(WAITING_PREFIX):
+        plan.status.set(message=None)
+    plan.condition(ex, now, STARTED, True, StartedReason.RUNNER_STARTED, f"runner pod {pod.name} started")
 
 
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:

@@ -20,15 +20,21 @@ MAX_BACKOFF_SECONDS = 3600
 
 def deadline_at(ex: Execution) -> datetime | None:
     """When spec.activeDeadlineSeconds runs out: counted from the start, or from creation if it never started,
-    leaving out the time spent Suspended (none while it is)."""
+    leaving out the time spent Suspended and the time a resumed run waited for admission (none while either
+    lasts)."""
     if ex.spec.activeDeadlineSeconds is None or ex.phase == Phase.SUSPENDED:
         return None
-    if ex.status.startedAt is None and any(c.type == STARTED and c.reason == StartedReason.QUEUED
-                                           for c in ex.status.conditions):
-        return None  # waiting for a slot of a concurrency limit: not its fault, not counted
+    if queued_since(ex) is not None:
+        return None  # waiting for a slot or for Kueue: not its fault, not counted
     start = ex.status.startedAt or parse_time(ex.metadata.get("creationTimestamp"))
-    paused = ex.status.suspension.suspendedSeconds if ex.status.suspension else 0
+    paused = (ex.status.suspension.suspendedSeconds if ex.status.suspension else 0) + ex.status.queuedSeconds
     return start + timedelta(seconds=ex.spec.activeDeadlineSeconds + paused) if start else None
+
+
+def queued_since(ex: Execution) -> datetime | None:
+    """Since when it waits for a concurrency limit's slot or an admission (Started=False, reason Queued)."""
+    return next((c.lastTransitionTime for c in ex.status.conditions
+                 if c.type == STARTED and c.status == "False" and c.reason == StartedReason.QUEUED), None)
 
 
 def start_at(ex: Execution) -> datetime | None:
