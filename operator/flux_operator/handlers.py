@@ -180,3 +180,6 @@ async def runner_pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
     world, raw = memo.runtime.world, event["object"]
     key = world.pod_gone(raw) if event["type"] == "DELETED" else world.pod_seen(raw)
     memo.runtime.controller.enqueue([key])
+    if key is not None:  # a Cancelling or Suspending execution leaves its slot with its runner, not its write
+        ended = event["type"] == "DELETED" or (raw.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        _limits_changed(memo.runtime, key[0], ended)

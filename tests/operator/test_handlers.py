@@ -123,3 +123,25 @@ def test_a_burst_of_execution_changes_makes_one_later_pass_over_a_limit_and_a_fr
     assert m.runtime.limit_controller.keys == [], "each execution event made a pass over the namespace at once"
     assert m.runtime.limit_controller.later == [(("ns", "etl"), USAGE_SETTLES_SECONDS)] * 3
     assert ("ns", "second") in m.runtime.controller.keys, "the next in line waited for the safety pass"
+
+
+def test_a_cancelling_executions_runner_gone_hands_its_slot_on_before_its_final_write() -> None:
+    m = memo()
+    limit = {"metadata": {"name": "etl", "namespace": "ns", "uid": "l", "generation": 1, "resourceVersion": "5"},
+             "spec": {"max": 1}}
+    asyncio.run(handlers.limits_watched(body=limit, memo=m))
+    deliver(handlers.limit_event, "ADDED", limit, m)
+    stopping, waiting = execution("first"), execution("second")
+    stopping["status"] = {"phase": "Cancelling"}
+    stopping["metadata"]["creationTimestamp"] = "2026-11-21T12:00:00Z"
+    waiting["metadata"]["creationTimestamp"] = "2026-11-21T12:00:01Z"
+    pod = {"metadata": {"name": "first-runner", "namespace": "ns", "uid": "p", "resourceVersion": "3",
+                        "labels": {"workflows.flux.dev/execution": "first"}}, "status": {"phase": "Running"}}
+    deliver(handlers.runner_pod_event, "ADDED", pod, m)
+    for raw in (stopping, waiting):
+        deliver(handlers.execution_event, "ADDED", raw, m)
+    m.runtime.controller.keys.clear()
+    deliver(handlers.runner_pod_event, "MODIFIED", pod, m)  # its cleanup still runs: it keeps the slot
+    assert ("ns", "second") not in m.runtime.controller.keys
+    deliver(handlers.runner_pod_event, "DELETED", pod, m)
+    assert ("ns", "second") in m.runtime.controller.keys, "the next in line waited for the Cancelled write"

@@ -71,12 +71,16 @@ def test_a_selector_requirement_takes_its_operator_as_an_enum():
 
 # --- who holds a slot, who waits -----------------------------------------------------------------
 
-def test_running_cancelling_suspending_and_a_pending_one_with_a_pod_hold_slots_the_rest_do_not():
+def test_running_and_a_pending_cancelling_or_suspending_one_with_a_pod_hold_slots_the_rest_do_not():
     found = {m.name: m for m in members(
         raw("run", 1, "Running"), raw("cancelling", 2, "Cancelling"), raw("suspending", 3, "Suspending"),
         raw("made", 4, "Pending"), raw("new", 5), raw("suspended", 6, "Suspended", spec={"suspend": True}),
-        raw("waiting", 7, "Waiting"), raw("done", 8, "Succeeded"), pods=("made",))}
-    assert {n for n, m in found.items() if m.holds} == {"run", "cancelling", "suspending", "made"}
+        raw("waiting", 7, "Waiting"), raw("done", 8, "Succeeded"), raw("stopped", 9, "Cancelling"),
+        raw("paused", 10, "Suspending"), raw("lost", 11, "Running"),
+        pods=("run", "cancelling", "suspending", "made"))}
+    # A Running one whose pod is lost gets a new one: it keeps its slot. A stopping one whose runner is gone
+    # (its final write, or its children, still to come) has left it: the next in line need not wait for that.
+    assert {n for n, m in found.items() if m.holds} == {"run", "cancelling", "suspending", "made", "lost"}
     assert {n for n, m in found.items() if m.ready} == {"new"}
     assert "done" not in found
 

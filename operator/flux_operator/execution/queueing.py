@@ -1,8 +1,9 @@
 """Concurrency limits: which executions may start now, and how full each limit is. Pure: the namespace's
 watched executions and limits and a clock in, verdicts out.
 
-A limit's slots are held by the executions it counts that have a runner: Running, Cancelling, Suspending,
-or Pending with a live pod. Suspended, Waiting and finished ones hold none. The rest that could start now
+A limit's slots are held by the executions it counts that have a runner: Running (a lost pod is made again),
+or Pending, Cancelling or Suspending with a live pod. Suspended, Waiting and finished ones hold none, nor a
+Cancelling one whose runner is gone and which only waits for its children or its final write. The rest that could start now
 line up in creation order (then name); going down the line, each one starts when every limit that counts
 it still has a slot left (lineup). Nothing is remembered: after a restart or a failover the same cluster gives the same answer.
 """
@@ -24,7 +25,8 @@ from flux_api.timefmt import parse_time
 from flux_operator.execution import waiting
 from flux_operator.payloads import LABELS_CUT
 
-HOLDING_PHASES = frozenset({Phase.RUNNING, Phase.CANCELLING, Phase.SUSPENDING})
+# Stopping: a slot held only while the runner is still there (its cleanup uses what the slot stands for).
+STOPPING_PHASES = frozenset({Phase.CANCELLING, Phase.SUSPENDING})
 # An execution that reaches one of these has left its slot: the next in line may start.
 SLOT_FREED = frozenset({*TERMINAL_PHASES, Phase.SUSPENDED, Phase.WAITING})
 _EPOCH = datetime.fromtimestamp(0).astimezone()
@@ -133,7 +135,7 @@ def member(raw: Mapping[str, Any], has_pod: bool, parents: Mapping[str, set[str]
         return None
     name = meta.get("name", "")
     labels = meta.get("labels") or {}
-    holds = phase in HOLDING_PHASES or (phase == Phase.PENDING and has_pod)
+    holds = phase == Phase.RUNNING or (phase in (Phase.PENDING, *STOPPING_PHASES) and has_pod)
     return Member(name=name, labels=labels, created=parse_time(meta.get("creationTimestamp")) or _EPOCH,
                   child=_child(meta, labels, parents), labels_cut=meta.get(LABELS_CUT) is True, holds=holds,
                   ready=False, ready_at=None if holds else _ready_at(phase, raw, has_pod)).at(now)
