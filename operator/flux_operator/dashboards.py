@@ -74,6 +74,8 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
               unit="s"),
         panel("Oldest Pending execution that could start", (f"max({m('flux_oldest_pending_seconds')})", "age"),
               unit="s"),
+        panel("Queued under ConcurrencyLimits, by limit",
+              (f"max by (limit) ({m('flux_limit_queued')})", "{{limit}}")),
         panel("Ended per second by phase",
               (f"sum by (phase) (rate({m('flux_execution_duration_seconds_count')}[5m]))", "{{phase}}"), unit="ops"),
         panel("Duration p95 by phase", (p(0.95, "flux_execution_duration_seconds", "phase", "1h"), "{{phase}}"),

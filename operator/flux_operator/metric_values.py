@@ -18,6 +18,17 @@ class QueueStats:
 
 
 @dataclass(frozen=True)
+class LimitShown:
+    """A ConcurrencyLimit as its status shows it (active and queued are None while it is not applied)."""
+
+    namespace: str
+    name: str
+    max: int
+    active: int | None
+    queued: int | None
+
+
+@dataclass(frozen=True)
 class Transition:
     """A status write that started an execution (seconds since its creation) or ended it (its phase and seconds
     since it started, or since its creation if it never started)."""

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from flux_operator.execution.actions import Observe
-from flux_operator.metric_values import QueueStats, Transition
+from flux_operator.metric_values import LimitShown, QueueStats, Transition
 
 # Cancels are meant to take seconds; the top buckets catch long grace periods.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
@@ -114,6 +114,12 @@ class Metrics:
         """flux_watch_restarts{stream}: kopf watchers restarted after they failed, ended or fell silent."""
         self.registry.register(_WatchRestartCollector(restarts))
 
+    def watch_limits(self, shown: Callable[[], list[LimitShown]]) -> None:
+        """flux_limit_max, flux_limit_active, flux_limit_queued {limit="namespace/name"}: each ConcurrencyLimit as
+        its status shows it (a limit not applied shows its max only). One label, not `namespace`: that one the
+        scrape adds (the operator's own), and Prometheus would rename ours."""
+        self.registry.register(_LimitCollector(shown))
+
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
 
@@ -143,6 +149,23 @@ class _QueueCollector(Collector):
                 ("flux_workqueue_busy_workers", "Workers reconciling a key now, by queue.", stats.busy)):
             family = GaugeMetricFamily(metric, help_, labels=["queue"])
             family.add_metric([self.name], value)
+            yield family
+
+
+class _LimitCollector(Collector):
+    def __init__(self, shown: Callable[[], list[LimitShown]]) -> None:
+        self.shown = shown
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        limits = self.shown()
+        for metric, help_, field in (
+                ("flux_limit_max", "A ConcurrencyLimit's spec.max.", "max"),
+                ("flux_limit_active", "Executions holding one of a ConcurrencyLimit's slots.", "active"),
+                ("flux_limit_queued", "Executions a ConcurrencyLimit counts that wait for a slot.", "queued")):
+            family = GaugeMetricFamily(metric, help_, labels=["limit"])
+            for limit in limits:
+                if (value := getattr(limit, field)) is not None:
+                    family.add_metric([f"{limit.namespace}/{limit.name}"], value)
             yield family
 
 

@@ -15,6 +15,7 @@ from flux_api.limits import MAX_LIMITS_PER_NAMESPACE, ConcurrencyLimit
 
 from flux_operator.execution.queueing import Lineup, Member, Queued, keepable, lineup, member, verdict
 from flux_operator.kube import KubeApi
+from flux_operator.metric_values import LimitShown
 from flux_operator.workqueue import Result
 from flux_operator.world import Key, World
 
@@ -87,6 +88,13 @@ class LimitStore:
     def keys(self) -> list[Key]:
         with self._lock:
             return list(self._limits)
+
+    def shown(self) -> list[LimitShown]:
+        """Every limit as its status shows it, for the metrics (read at each scrape; nothing is worked out)."""
+        with self._lock:
+            limits = list(self._limits.values())
+        return [LimitShown(limit.namespace, limit.name, limit.spec.max, limit.status.active, limit.status.queued)
+                for limit in limits]
 
 
 class Queues:

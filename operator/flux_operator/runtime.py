@@ -117,6 +117,7 @@ class Runtime:
         self.metrics.leader.set_function(lambda: 1 if self.health.leading() else 0)
         self.metrics.watch_phases(self.world.phase_counts)
         self.metrics.watch_restarts(self.watches.restarts)
+        self.metrics.watch_limits(self.limits.shown)
         self.metrics.watch_queue("execution", self.queue.stats)
         self.metrics.watch_queue("schedule", self.schedule_queue.stats)
         self.metrics.watch_queue("limit", self.limit_queue.stats)

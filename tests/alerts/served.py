@@ -8,7 +8,7 @@ import re
 from flux_api import Phase
 from prometheus_client import generate_latest
 
-from flux_operator.metric_values import QueueStats, Transition
+from flux_operator.metric_values import LimitShown, QueueStats, Transition
 from flux_operator.metrics import Metrics
 
 # Added by the scrape (the target's namespace and pod, the job, the instance), not by the operator.
@@ -21,6 +21,7 @@ def served() -> dict[str, set[str]]:
     metrics.watch_restarts(lambda: {"executions@a": 1})
     metrics.watch_queue("execution", lambda: QueueStats(1, 1, 1))
     metrics.watch_oldest(lambda: 1.0, lambda: 1.0)
+    metrics.watch_limits(lambda: [LimitShown("ns", "etl", 2, 1, 1)])
     metrics.leader.set(1)
     metrics.transition(Transition(started_after=1.0, ended=Phase.CANCELLED, ran_for=1.0))
     metrics.api_request("GET", "pods", 200, 0.1)

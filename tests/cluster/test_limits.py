@@ -37,7 +37,7 @@ def run(fx: Executions, name: str, labels: dict | None = None) -> None:
 
 
 def test_a_full_limit_queues_and_each_freed_slot_goes_to_the_next_in_creation_order(fx, limits, kubectl,
-                                                                                   kube_env):
+                                                                                   kube_env, operator):
     limits.create("etl", 2, {"team": "etl"})
     for i in range(5):
         run(fx, f"etl-{i}", {"team": "etl"})
@@ -47,6 +47,8 @@ def test_a_full_limit_queues_and_each_freed_slot_goes_to_the_next_in_creation_or
     for name in ("etl-2", "etl-3", "etl-4"):
         assert_queued(fx, name, "waiting: 2 of 2 running under limit etl")
     limits.wait_usage("etl", 2, 3)
+    wait_for(lambda: f'flux_limit_queued{{limit="{fx.ns}/etl"}} 3.0' in operator.metrics(), timeout=10,
+             what="the operator's metrics to show the limit's queue")
     table = kubectl("get", "fxcl", "-n", fx.ns, check=True).stdout.split()
     assert table[:5] == ["NAME", "MAX", "ACTIVE", "QUEUED", "AGE"] and table[5:9] == ["etl", "2", "2", "3"], table
     listing = subprocess.run(["kubectl-flux", "list", "-n", fx.ns], env=kube_env, capture_output=True, text=True,

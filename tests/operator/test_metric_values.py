@@ -107,3 +107,22 @@ def test_a_cancels_latency_carries_its_trace_as_an_exemplar_in_openmetrics():
     text = openmetrics(metrics.registry).decode()
     assert '# {trace_id="0af7651916cd43dd8448eb211c80319c"} 0.7' in text
     assert "trace_id" not in text.split("flux_cancel_signal_seconds")[1].split("flux_cancel_complete")[0]
+
+
+def test_each_limit_shows_its_max_and_usage_as_its_status_has_them():
+    from flux_operator.queues import LimitStore
+
+    store = LimitStore()
+    store.seen({"metadata": {"name": "etl", "namespace": "team-a", "uid": "l", "generation": 1},
+                "spec": {"max": 5}, "status": {"active": 5, "queued": 12}})
+    store.seen({"metadata": {"name": "extra", "namespace": "team-b", "uid": "m", "generation": 1},
+                "spec": {"max": 2}, "status": {"message": "not applied: ..."}})
+    metrics = Metrics()
+    metrics.watch_limits(store.shown)
+    text = generate_latest(metrics.registry).decode()
+    for line in ('flux_limit_max{limit="team-a/etl"} 5.0', 'flux_limit_active{limit="team-a/etl"} 5.0',
+                 'flux_limit_queued{limit="team-a/etl"} 12.0', 'flux_limit_max{limit="team-b/extra"} 2.0'):
+        assert line in text, line
+    assert 'flux_limit_active{limit="team-b/extra"' not in text, "a limit not applied showed a usage"
+    store.gone({"metadata": {"name": "etl", "namespace": "team-a", "uid": "l"}})
+    assert "team-a" not in generate_latest(metrics.registry).decode(), "a deleted limit's series stayed"
