@@ -11,10 +11,17 @@ class Limits:
     def __init__(self, custom, namespace: str) -> None:
         self.custom, self.ns = custom, namespace
 
-    def create(self, name: str, max_: int, labels: dict | None = None, children: bool = False) -> None:
+    def create(self, name: str, max_: int, labels: dict | None = None, children: bool = False,
+               seen: bool = True) -> None:
+        """`seen`: waits until the operator has written the limit's status (observedGeneration), so what is made
+        next is decided under it. The limit's watch and the executions' are separate streams: an execution
+        created a moment after the limit may reach the operator first, and start as if there were none."""
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, LIMIT_PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "ConcurrencyLimit", "metadata": {"name": name},
             "spec": {"max": max_, "selector": {"matchLabels": labels or {}}, "includeChildren": children}})
+        if seen:
+            wait_for(lambda: self.status(name).get("observedGeneration") == 1, timeout=30,
+                     what=f"the operator to take in limit {name}")
 
     def set_max(self, name: str, max_: int) -> None:
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, LIMIT_PLURAL, name, {"spec": {"max": max_}})

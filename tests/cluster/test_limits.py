@@ -160,7 +160,7 @@ def test_a_tenant_cannot_slip_out_from_under_a_limit_by_dressing_as_a_child(fx, 
 
 def test_a_namespace_cannot_make_the_operator_weigh_more_than_sixteen_limits(fx, limits, custom):
     for i in range(17):
-        limits.create(f"l-{i:02d}", 100)
+        limits.create(f"l-{i:02d}", 100, seen=False)
     run(fx, "counted")
     fx.wait_phase("counted", "Running")
     limits.wait_usage("l-15", 1, 0)
