@@ -22,7 +22,7 @@ from flux_api.limits import ConcurrencyLimit, selects
 from flux_api.names import CANCEL_ANNOTATION
 from flux_api.timefmt import parse_time
 
-from flux_operator.execution import waiting
+from flux_operator.execution import timing, waiting
 from flux_operator.payloads import LABELS_CUT
 
 # Stopping: a slot held only while the runner is still there (its cleanup uses what the slot stands for).
@@ -157,26 +157,19 @@ def _child(meta: Mapping[str, Any], labels: Mapping[str, str], parents: Mapping[
 
 
 def _ready_at(phase: str, raw: Mapping[str, Any], has_pod: bool) -> datetime | None:
-    """From when nothing but a limit holds it back: Pending (or resumed) once its start time or retry backoff
-    has come, or Waiting once its wake time has come or its signal arrived (and its last pod is gone). None for
-    a suspend, a cancel, or any other phase."""
-    meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
-    if spec.get("suspend") is True or spec.get("cancel") is not None \
-            or CANCEL_ANNOTATION in (meta.get("annotations") or {}):
+    """From when nothing but a limit holds it back, as the machine decides it (timing.py, waiting.py): Pending
+    (or resumed) once its start time or retry backoff has come, or Waiting once its wake time has come or its
+    signal arrived and its last pod is gone. None for a suspend, a cancel, or any other phase."""
+    meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
+    if phase not in (Phase.PENDING, Phase.SUSPENDED, Phase.WAITING) or spec.get("suspend") is True \
+            or spec.get("cancel") is not None or CANCEL_ANNOTATION in (meta.get("annotations") or {}):
         return None
-    if phase == Phase.WAITING:
-        return None if has_pod else _wait_ends(raw)
-    if phase not in (Phase.PENDING, Phase.SUSPENDED):
+    if phase == Phase.WAITING and has_pod:
         return None
-    later = [t for t in (parse_time(spec.get("startAt")) if not status.get("startedAt") else None,
-                         parse_time(status.get("nextRetryAt"))) if t is not None]
-    return max(later, default=_EPOCH)
-
-
-def _wait_ends(raw: Mapping[str, Any]) -> datetime | None:
-    """When a durable wait ends as waiting.py decides it (parsed only for the few that wait)."""
-    try:
+    try:  # parsed once per change of the object: queues.py keeps the Member until it changes
         ex = Execution.model_validate(raw)
     except pydantic.ValidationError:
         return None
-    return _EPOCH if waiting.signal_arrived(ex) else waiting.wakes(ex)
+    if phase == Phase.WAITING:
+        return _EPOCH if waiting.signal_arrived(ex) else waiting.wakes(ex)
+    return timing.may_start_at(ex) or _EPOCH

@@ -51,9 +51,14 @@ def retry_at(ex: Execution) -> datetime | None:
     return ex.status.nextRetryAt
 
 
+def may_start_at(ex: Execution) -> datetime | None:
+    """The moment the runner pod may be created (a retry's backoff, or spec.startAt); None: no such wait."""
+    return retry_at(ex) or start_at(ex)
+
+
 def waiting_until(ex: Execution, now: datetime) -> datetime | None:
     """The moment the runner pod may be created, if that is still in the future."""
-    moment = retry_at(ex) or start_at(ex)
+    moment = may_start_at(ex)
     return moment if moment is not None and moment > now else None
 
 
