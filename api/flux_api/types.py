@@ -411,9 +411,9 @@ class ExecutionStatus(_Model):
     runnerObjects: RunnerObjects | None = Field(
         None, description="What the operator made for the runner: nothing else under those names is used.")
     resumes: int = Field(0, ge=0, description="Runner pods started again after an eviction or a drain.")
-    queuedSeconds: int = Field(0, ge=0, description="Time a resumed run's pod waited for admission (a scheduling "
-                                                    "gate, Kueue's), in all: not counted toward "
-                                                    "activeDeadlineSeconds.")
+    queuedSeconds: int = Field(0, ge=0, description="Time a retried or resumed run waited again for a slot of a "
+                                                    "ConcurrencyLimit or an admission (Kueue's), in all: not "
+                                                    "counted toward activeDeadlineSeconds.")
     retries: int | None = Field(None, ge=0, description="Retries started so far.")
     nextRetryAt: Stamp | None = Field(None, description="When the pending retry starts.")
     unscheduleRequest: UnscheduleRequest | None = None

@@ -334,6 +334,25 @@ def test_a_resumed_run_waiting_for_kueue_again_stays_running_says_queued_and_its
     assert timing.deadline_at(running) == began + timedelta(seconds=3600 + 300)
 
 
+def test_a_retry_that_waited_for_a_slot_does_not_have_the_wait_counted_once_it_starts():
+    from flux_operator.podview import pod_view
+    from tests.operator.builders import pod
+
+    began = NOW - timedelta(minutes=10)
+    queued_since = NOW - timedelta(minutes=4)
+    ex = execution("Pending", deadline=3600, conditions=[
+        {"type": "Started", "status": "False", "reason": "Queued", "message": "waiting: 1 of 1 running under limit etl",
+         "lastTransitionTime": format_time(queued_since)}])
+    ex.status.startedAt, ex.status.podName, ex.status.retries = began, "job-runner", 1
+    assert timing.deadline_at(ex) is None
+    (write,) = [a for a in decide(ex, pod_view(pod()), [], NOW) if isinstance(a, PatchStatus)]
+    assert write.patch["phase"] == "Running" and write.patch["queuedSeconds"] == 240
+    first = execution("Pending", deadline=3600, conditions=ex.model_dump(mode="json")["status"]["conditions"])
+    first.status.podName = "job-runner"
+    (write,) = [a for a in decide(first, pod_view(pod()), [], NOW) if isinstance(a, PatchStatus)]
+    assert "queuedSeconds" not in write.patch, "a first start counts from startedAt: nothing to add"
+
+
 # --- the shell's kept Members (queues.py) --------------------------------------------------------
 
 def test_kept_members_follow_every_change_of_object_pod_and_clock() -> None:

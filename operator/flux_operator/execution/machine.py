@@ -53,6 +53,7 @@ from flux_operator.execution.queueing import Queued
 from flux_operator.execution.runner import (
     ensure_runner,
     gated,
+    queued_for,
     readmitted,
     own_pod,
     pod_pending,
@@ -254,6 +255,7 @@ def _waited(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
 
 
 def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:
+    queued_for(ex, timing.queued_since(ex), plan, now)  # a retry that waited for a slot
     plan.status.set(phase=Phase.RUNNING, startedAt=ex.status.startedAt or now,
                        podName=pod_name)
     if ex.status.nextRetryAt is not None:

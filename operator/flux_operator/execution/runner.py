@@ -145,12 +145,19 @@ def gated(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
 
 
 def readmitted(ex: Execution, pod: PodView, since: datetime, plan: Plan, now: datetime) -> None:
-    """A resumed run's pod admitted and started: the wait is added to queuedSeconds (the deadline leaves it
-    out), and Started is True again."""
-    plan.status.set(queuedSeconds=ex.status.queuedSeconds + max(0, int((now - since).total_seconds())))
+    """A resumed run's pod admitted and started: the wait is counted (queued_for), and Started is True again."""
+    queued_for(ex, since, plan, now)
     if (ex.status.message or "").startswith(WAITING_PREFIX):
         plan.status.set(message=None)
     plan.condition(ex, now, STARTED, True, StartedReason.RUNNER_STARTED, f"runner pod {pod.name} started")
+
+
+def queued_for(ex: Execution, since: datetime | None, plan: Plan, now: datetime) -> None:
+    """A run that had started before (a retry, a resume) and then waited for a slot or an admission since
+    `since`: the wait goes to queuedSeconds, which the deadline leaves out. Before the first start there is
+    nothing to add: the deadline counts from startedAt."""
+    if since is not None and ex.status.startedAt is not None:
+        plan.status.set(queuedSeconds=ex.status.queuedSeconds + max(0, int((now - since).total_seconds())))
 
 
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
