@@ -177,7 +177,8 @@ class PodRunner:
         c.proc = subprocess.Popen([sys.executable, "-m", "localcluster.pid1", str(spec_file)],
                                   stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=procs.die_with_parent,
                                   cwd=self.workdir)
-        c.host_pid = int(c.proc.stdout.readline() or 0)
+        said = c.proc.stdout.readline().strip()
+        c.host_pid = int(said) if said.isdigit() else 0  # 0: it died first; _reap records how
         c.started_at, c.terminated, c.term_sent = now_iso(), None, False
 
     # --- watching -------------------------------------------------------------------------------
@@ -301,6 +302,10 @@ class PodRunner:
 
 
 def _signal(pid: int, sig: int) -> None:
+    """A container's own process only: pid 0 (a pid1 shim that died before it said its pid) would be os.kill's
+    "every process of my group", the whole local cluster with this node."""
+    if pid <= 0:
+        return
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
