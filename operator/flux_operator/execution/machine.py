@@ -53,11 +53,10 @@ from flux_operator.execution.queueing import Queued
 from flux_operator.execution.runner import (
     ensure_runner,
     gated,
-    queued_for,
-    readmitted,
     own_pod,
     pod_pending,
     record_made,
+    runner_started,
     unschedulable,
 )
 from flux_operator.ownership import Memory
@@ -229,8 +228,8 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         unschedulable(ex, pod, plan, now)
     if pod.started and ex.phase == Phase.PENDING:
         _mark_started(ex, pod.name, plan, now)
-    elif pod.started and (since := timing.queued_since(ex)) is not None:
-        readmitted(ex, pod, since, plan, now)
+    elif pod.started and timing.queued_since(ex) is not None:
+        runner_started(ex, pod.name, plan, now)  # a resumed run re-admitted by Kueue
     if ex.phase == Phase.RUNNING or pod.started:
         spawn(ex, found, children, memory, plan, now)
 
@@ -255,14 +254,11 @@ def _waited(ex: Execution, intent: CancelIntent | None, pod: PodView | None, chi
 
 
 def _mark_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:
-    queued_for(ex, timing.queued_since(ex), plan, now)  # a retry that waited for a slot
+    runner_started(ex, pod_name, plan, now)
     plan.status.set(phase=Phase.RUNNING, startedAt=ex.status.startedAt or now,
                        podName=pod_name)
     if ex.status.nextRetryAt is not None:
         plan.status.set(nextRetryAt=None)
-    if (ex.status.message or "").startswith(WAITING_PREFIX):
-        plan.status.set(message=None)  # it waited (a start time, a full quota): no longer
-    plan.condition(ex, now, STARTED, True, StartedReason.RUNNER_STARTED, f"runner pod {pod_name} started")
     plan.event(EventReason.STARTED if not ex.status.retries else EventReason.RETRY_STARTED,
                f"runner pod {pod_name} started", key=str(ex.status.retries or ""))
 

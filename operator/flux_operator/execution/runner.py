@@ -24,6 +24,7 @@ from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.types import RunnerObjects
 
+from flux_operator.execution import timing
 from flux_operator.execution.actions import EnsureRunner, Make, Plan, PodView
 from flux_operator.ownership import Memory, Refusal, token_hash, with_token
 
@@ -136,7 +137,7 @@ def unschedulable(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> Non
 def gated(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
     """While a scheduling gate holds the pod back (Kueue has not admitted it): Queued, naming the LocalQueue;
     once per message. Pending before the first start; a resumed run stays Running, its deadline paused.
-    Starting clears it (machine._mark_started, readmitted)."""
+    Starting clears it (runner_started)."""
     if pod.gate == KUEUE_ADMISSION_GATE:
         message = f"{WAITING_PREFIX}admission by Kueue (LocalQueue {pod.queue or 'unnamed'})"
     else:
@@ -144,20 +145,17 @@ def gated(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
     plan.waiting(ex, now, StartedReason.QUEUED, message)
 
 
-def readmitted(ex: Execution, pod: PodView, since: datetime, plan: Plan, now: datetime) -> None:
-    """A resumed run's pod admitted and started: the wait is counted (queued_for), and Started is True again."""
-    queued_for(ex, since, plan, now)
-    if (ex.status.message or "").startswith(WAITING_PREFIX):
-        plan.status.set(message=None)
-    plan.condition(ex, now, STARTED, True, StartedReason.RUNNER_STARTED, f"runner pod {pod.name} started")
-
-
-def queued_for(ex: Execution, since: datetime | None, plan: Plan, now: datetime) -> None:
-    """A run that had started before (a retry, a resume) and then waited for a slot or an admission since
-    `since`: the wait goes to queuedSeconds, which the deadline leaves out. Before the first start there is
-    nothing to add: the deadline counts from startedAt."""
+def runner_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> None:
+    """Started=True for the runner pod now running, whether the first, a retry's or a resumed run's (re-admitted
+    by Kueue). A waiting message goes. A run that had started before and then waited for a slot or an admission
+    has the wait added to queuedSeconds, which the deadline leaves out; before the first start there is
+    nothing to add (the deadline counts from startedAt)."""
+    since = timing.queued_since(ex)
     if since is not None and ex.status.startedAt is not None:
         plan.status.set(queuedSeconds=ex.status.queuedSeconds + max(0, int((now - since).total_seconds())))
+    if (ex.status.message or "").startswith(WAITING_PREFIX):
+        plan.status.set(message=None)  # it waited (a start time, a full quota, Kueue): no longer
+    plan.condition(ex, now, STARTED, True, StartedReason.RUNNER_STARTED, f"runner pod {pod_name} started")
 
 
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
