@@ -339,14 +339,17 @@ def test_a_retry_that_waited_for_a_slot_does_not_have_the_wait_counted_once_it_s
     from tests.operator.builders import pod
 
     began = NOW - timedelta(minutes=10)
-    queued_since = NOW - timedelta(minutes=4)
+    failed = NOW - timedelta(minutes=6)  # Started went False then (RetryBackoff), and stays False while queued
+    queued_since = NOW - timedelta(minutes=4)  # the backoff ended: from here on only the limit held it back
     ex = execution("Pending", deadline=3600, conditions=[
         {"type": "Started", "status": "False", "reason": "Queued", "message": "waiting: 1 of 1 running under limit etl",
-         "lastTransitionTime": format_time(queued_since)}])
+         "lastTransitionTime": format_time(failed)}])
     ex.status.startedAt, ex.status.podName, ex.status.retries = began, "job-runner", 1
+    ex.status.nextRetryAt = queued_since
     assert timing.deadline_at(ex) is None
     (write,) = [a for a in decide(ex, pod_view(pod()), [], NOW) if isinstance(a, PatchStatus)]
-    assert write.patch["phase"] == "Running" and write.patch["queuedSeconds"] == 240
+    assert write.patch["phase"] == "Running" and write.patch["queuedSeconds"] == 240, \
+        "the retry's backoff was counted as time queued (and so left out of the deadline)"
     first = execution("Pending", deadline=3600, conditions=ex.model_dump(mode="json")["status"]["conditions"])
     first.status.podName = "job-runner"
     (write,) = [a for a in decide(first, pod_view(pod()), [], NOW) if isinstance(a, PatchStatus)]

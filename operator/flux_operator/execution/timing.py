@@ -32,9 +32,15 @@ def deadline_at(ex: Execution) -> datetime | None:
 
 
 def queued_since(ex: Execution) -> datetime | None:
-    """Since when it waits for a concurrency limit's slot or an admission (Started=False, reason Queued)."""
-    return next((c.lastTransitionTime for c in ex.status.conditions
-                 if c.type == STARTED and c.status == "False" and c.reason == StartedReason.QUEUED), None)
+    """Since when it waits for a concurrency limit's slot or an admission (Started=False, reason Queued). The
+    condition's transition time is when Started went False, which for a retry is its failure, not its queueing:
+    the wait began no sooner than its backoff (or start time) ended."""
+    went_false = next((c.lastTransitionTime for c in ex.status.conditions
+                       if c.type == STARTED and c.status == "False" and c.reason == StartedReason.QUEUED), None)
+    if went_false is None:
+        return None
+    could_start = may_start_at(ex)
+    return max(went_false, could_start) if could_start is not None else went_false
 
 
 def start_at(ex: Execution) -> datetime | None:
