@@ -84,14 +84,31 @@ def test_a_new_schedule_without_status_is_stored_parseable() -> None:
     assert Schedule.model_validate(store.get(key)).status.active == []
 
 
+def etl_limit(m: kopf.Memo) -> dict:
+    """Limit etl, max 1, delivered as kopf delivers it: the index handler first, then the event handler."""
+    limit = {"metadata": {"name": "etl", "namespace": "ns", "uid": "l", "generation": 1, "resourceVersion": "5"},
+             "spec": {"max": 1}}
+    asyncio.run(handlers.limits_watched(body=limit, memo=m))
+    deliver(handlers.limit_event, "ADDED", limit, m)
+    return limit
+
+
+def first_then_second(m: kopf.Memo, phase: str) -> dict:
+    """Execution `first` in `phase`, and `second`, a second younger and Pending, delivered; first's object."""
+    first, second = execution("first"), execution("second")
+    first["status"] = {"phase": phase}
+    first["metadata"]["creationTimestamp"] = "2026-11-21T12:00:00Z"
+    second["metadata"]["creationTimestamp"] = "2026-11-21T12:00:01Z"
+    for raw in (first, second):
+        deliver(handlers.execution_event, "ADDED", raw, m)
+    return first
+
+
 def test_a_limit_change_wakes_its_namespace_but_its_own_status_write_does_not() -> None:
     m = memo()
     deliver(handlers.execution_event, "ADDED", execution("queued"), m)
     m.runtime.controller.keys.clear()
-    limit = {"metadata": {"name": "etl", "namespace": "ns", "uid": "l", "generation": 1, "resourceVersion": "5"},
-             "spec": {"max": 1}}
-    asyncio.run(handlers.limits_watched(body=limit, memo=m))  # kopf runs the index handler first
-    deliver(handlers.limit_event, "ADDED", limit, m)
+    limit = etl_limit(m)
     assert m.runtime.controller.keys == [("ns", "queued")] and m.runtime.limit_controller.keys == [("ns", "etl")]
     m.runtime.controller.keys.clear()
     usage = {**limit, "metadata": {**limit["metadata"], "resourceVersion": "6"}, "status": {"active": 1, "queued": 0}}
@@ -107,15 +124,8 @@ def test_a_burst_of_execution_changes_makes_one_later_pass_over_a_limit_and_a_fr
     from flux_operator.queues import USAGE_SETTLES_SECONDS
 
     m = memo()
-    limit = {"metadata": {"name": "etl", "namespace": "ns", "uid": "l", "generation": 1, "resourceVersion": "5"},
-             "spec": {"max": 1}}
-    asyncio.run(handlers.limits_watched(body=limit, memo=m))
-    deliver(handlers.limit_event, "ADDED", limit, m)
-    running, waiting = execution("first"), execution("second")
-    running["status"] = {"phase": "Running"}
-    waiting["metadata"]["creationTimestamp"] = "2026-11-21T12:00:01Z"
-    for raw in (running, waiting):
-        deliver(handlers.execution_event, "ADDED", raw, m)
+    etl_limit(m)
+    running = first_then_second(m, "Running")
     m.runtime.controller.keys.clear()
     m.runtime.limit_controller.keys.clear()
     finished = {**running, "metadata": {**running["metadata"], "resourceVersion": "9"}, "status": {"phase": "Succeeded"}}
@@ -127,19 +137,11 @@ def test_a_burst_of_execution_changes_makes_one_later_pass_over_a_limit_and_a_fr
 
 def test_a_cancelling_executions_runner_gone_hands_its_slot_on_before_its_final_write() -> None:
     m = memo()
-    limit = {"metadata": {"name": "etl", "namespace": "ns", "uid": "l", "generation": 1, "resourceVersion": "5"},
-             "spec": {"max": 1}}
-    asyncio.run(handlers.limits_watched(body=limit, memo=m))
-    deliver(handlers.limit_event, "ADDED", limit, m)
-    stopping, waiting = execution("first"), execution("second")
-    stopping["status"] = {"phase": "Cancelling"}
-    stopping["metadata"]["creationTimestamp"] = "2026-11-21T12:00:00Z"
-    waiting["metadata"]["creationTimestamp"] = "2026-11-21T12:00:01Z"
+    etl_limit(m)
     pod = {"metadata": {"name": "first-runner", "namespace": "ns", "uid": "p", "resourceVersion": "3",
                         "labels": {"workflows.flux.dev/execution": "first"}}, "status": {"phase": "Running"}}
     deliver(handlers.runner_pod_event, "ADDED", pod, m)
-    for raw in (stopping, waiting):
-        deliver(handlers.execution_event, "ADDED", raw, m)
+    first_then_second(m, "Cancelling")
     m.runtime.controller.keys.clear()
     deliver(handlers.runner_pod_event, "MODIFIED", pod, m)  # its cleanup still runs: it keeps the slot
     assert ("ns", "second") not in m.runtime.controller.keys
