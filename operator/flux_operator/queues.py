@@ -132,7 +132,8 @@ class Queues:
             self._kept[namespace] = keep
         return found
 
-    def _lineup(self, namespace: str, limits: list[ConcurrencyLimit], now: datetime) -> tuple[dict[str, Member], Lineup]:
+    def _lineup(self, namespace: str, limits: list[ConcurrencyLimit],
+                now: datetime) -> tuple[dict[str, Member], Lineup]:
         stamp = (self.world.changes(namespace),
                  tuple((lim.metadata.get("uid"), lim.metadata.get("generation")) for lim in limits))
         with self._lock:
@@ -157,7 +158,8 @@ class Queues:
             return None
         if subject.ready and not subject.holds:
             return line.queued(subject.name)
-        return verdict(subject, limits, by_name.values())  # not in line yet (a wait come due): placed by its age
+        # Not ready in the cached pass (a start time or wake come due since): placed in line by its age.
+        return verdict(subject, limits, by_name.values())
 
     def to_wake(self, namespace: str, now: datetime) -> list[Key]:
         """The executions waiting in line that a limit now admits (a slot freed, a limit was raised)."""

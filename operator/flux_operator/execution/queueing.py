@@ -3,9 +3,10 @@ watched executions and limits and a clock in, verdicts out.
 
 A limit's slots are held by the executions it counts that have a runner: Running (a lost pod is made again),
 or Pending, Cancelling or Suspending with a live pod. Suspended, Waiting and finished ones hold none, nor a
-Cancelling one whose runner is gone and which only waits for its children or its final write. The rest that could start now
-line up in creation order (then name); going down the line, each one starts when every limit that counts
-it still has a slot left (lineup). Nothing is remembered: after a restart or a failover the same cluster gives the same answer.
+Cancelling one whose runner is gone and which only waits for its children or its final write. The rest that
+could start now line up in creation order (then name); going down the line, each one starts when every limit
+that counts it still has a slot left (lineup). Nothing is remembered: after a restart or a failover the same
+cluster gives the same answer.
 """
 
 from __future__ import annotations
