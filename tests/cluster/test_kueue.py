@@ -11,6 +11,7 @@ import uuid
 import pytest
 from flux_api.names import KUEUE_QUEUE_LABEL
 from fluxtest import Executions, manifest, wait_for
+from fluxtest.limits import started
 from fluxtest.namespaces import TEST_LABELS, fresh_namespace
 from kubernetes.client.rest import ApiException
 from localcluster.kueue import NAMESPACE_LABEL, running
@@ -67,10 +68,6 @@ def queued_run(name: str, steps: int, seconds: float, priority: str | None = Non
     labels = {KUEUE_QUEUE_LABEL: "lq", **({PRIORITY_LABEL: f"flux-test-{priority}"} if priority else {})}
     return manifest(name, "flux_examples.longrun:main", {"steps": steps, "stepSeconds": seconds},
                     podTemplate={"metadata": {"labels": labels}})
-
-
-def started(fx: Executions, name: str) -> dict:
-    return next((c for c in fx.status(name).get("conditions", []) if c["type"] == "Started"), {})
 
 
 def assert_gated(fx: Executions, name: str) -> None:
