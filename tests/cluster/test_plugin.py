@@ -154,6 +154,16 @@ def test_cancel_one_reports_the_facts_and_requests_the_cancel(fx, flux):
     assert (c["reason"], c["source"], c["outcome"]) == ("bad input", "spec", "Graceful")
 
 
+def end_now(fx: Executions, name: str) -> None:
+    """Leaves nothing Cancelling behind for the tests after this one (test_prometheus_alerts counts the oldest
+    cancel of every namespace the operator serves): the runner that ignores its SIGTERM is killed with no
+    grace, and the execution concludes."""
+    pod = fx.pod(name)
+    if pod is not None:
+        fx.core.delete_namespaced_pod(pod.metadata.name, fx.ns, grace_period_seconds=0)
+    fx.wait_phase(name, "Cancelled", timeout=60)
+
+
 def test_cancel_twice_keeps_the_first_request(fx, flux):
     # Ignores the cancel for its whole grace period: it stays Cancelling while we ask again.
     fx.create(manifest("twice", "flux_examples.stubborn:main", {"onCancel": "ignore"}, gracePeriodSeconds=60))
@@ -165,6 +175,7 @@ def test_cancel_twice_keeps_the_first_request(fx, flux):
     assert block["message"].startswith("already cancelling")
     assert block["reason"] == "first" and block["cancelled"] == "0"
     assert spec_cancel(fx, "twice")["reason"] == "first"
+    end_now(fx, "twice")
 
 
 def test_cancel_several_names_in_the_given_order_and_worst_exit_code(fx, flux):
@@ -307,6 +318,7 @@ def test_wait_timeout_exits_4_while_a_stubborn_workflow_uses_its_grace(fx, flux)
     assert block["message"] == "timed out after 1s: still running: stubborn"
     assert fx.phase("stubborn") == "Cancelling"
     assert spec_cancel(fx, "stubborn") is not None, "the request stands; only the wait gave up"
+    end_now(fx, "stubborn")
 
 
 # --- cancel: --stale ----------------------------------------------------------------------------------
