@@ -18,6 +18,7 @@ class Failure(StrEnum):
     GONE = "Gone"  # 410: a watch's resourceVersion is too old
     UNAUTHORIZED = "Unauthorized"  # 401: the credentials are rejected
     FORBIDDEN = "Forbidden"  # 403: RBAC or an admission policy says no
+    TERMINATING = "NamespaceTerminating"  # 403: the namespace is being deleted, nothing new may be made in it
     QUOTA = "QuotaExceeded"  # 403 from a ResourceQuota: there is room again once other objects go
     INVALID = "Invalid"  # 400/422: the request itself is wrong (schema, CEL rule)
     TOO_LARGE = "TooLarge"  # 413, or etcd's object limit
@@ -32,7 +33,7 @@ _BY_STATUS = {429: Failure.THROTTLED, 409: Failure.CONFLICT, 404: Failure.NOT_FO
 # fits once other objects are gone).
 TRANSIENT = frozenset({Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER, Failure.QUOTA})
 # The API server will not take the request as it is: sending it again cannot help.
-REFUSED = frozenset({Failure.FORBIDDEN, Failure.INVALID, Failure.TOO_LARGE})
+REFUSED = frozenset({Failure.FORBIDDEN, Failure.TERMINATING, Failure.INVALID, Failure.TOO_LARGE})
 
 
 def classify(status: int | None, message: str = "") -> Failure:
@@ -45,6 +46,8 @@ def classify(status: int | None, message: str = "") -> Failure:
         return Failure.SERVER
     if status == 403 and "exceeded quota" in message.lower():
         return Failure.QUOTA  # the ResourceQuota admission plugin's answer
+    if status == 403 and "because it is being terminated" in message:
+        return Failure.TERMINATING  # the NamespaceLifecycle admission plugin's answer
     return _BY_STATUS.get(status, Failure.OTHER)
 
 

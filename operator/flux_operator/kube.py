@@ -260,7 +260,8 @@ class KubeApi:
         return out["failure"] is None
 
     def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str) -> bool:
-        """Posts an Event under a fixed name: posting it again (after a crash) is a harmless Conflict."""
+        """Posts an Event under a fixed name: posting it again (after a crash) is a harmless Conflict. An Event
+        is only news: a namespace being deleted refuses it, and that must not hold up the status write after it."""
         now = now_text()
         body = {
             "apiVersion": "v1", "kind": "Event",
@@ -271,7 +272,7 @@ class KubeApi:
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
         with self.call(f"post event {reason} for {involved['namespace']}/{involved['name']}",
-                       tolerate=(Failure.CONFLICT,)) as out:
+                       tolerate=(Failure.CONFLICT, Failure.TERMINATING)) as out:
             self.request("POST", kind_path("Event", involved["namespace"]), body)
         return out["failure"] is None
 

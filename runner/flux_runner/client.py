@@ -35,7 +35,8 @@ log = logging.getLogger("flux.runner.client")
 
 MERGE_PATCH = "application/merge-patch+json"
 _ERRORS_BY_KIND: dict[Failure, type[ApiError]] = {
-    Failure.UNAUTHORIZED: Unauthorized, Failure.FORBIDDEN: Forbidden, Failure.NOT_FOUND: NotFound,
+    Failure.UNAUTHORIZED: Unauthorized, Failure.FORBIDDEN: Forbidden, Failure.TERMINATING: Forbidden,
+    Failure.NOT_FOUND: NotFound,
     Failure.INVALID: Invalid,
 }
 

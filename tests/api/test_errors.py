@@ -34,4 +34,13 @@ def test_a_full_quota_heals_but_other_refusals_do_not() -> None:
     assert quota is Failure.QUOTA and is_transient(quota) and not is_refusal(quota)
     assert is_refusal(classify(403, 'pods "x" is forbidden: violates PodSecurity "restricted:latest"'))
     assert is_refusal(classify(422, 'Pod "x" is invalid: spec.tolerations[0].operator: Unsupported value'))
-    assert {k for k in Failure if is_refusal(k)} == {Failure.FORBIDDEN, Failure.INVALID, Failure.TOO_LARGE}
+    assert {k for k in Failure if is_refusal(k)} == {Failure.FORBIDDEN, Failure.TERMINATING, Failure.INVALID,
+                                                     Failure.TOO_LARGE}
+
+
+def test_a_namespace_being_deleted_is_told_apart_from_a_policy_saying_no() -> None:
+    """The NamespaceLifecycle plugin's 403: nothing new may be made there, and it never heals."""
+    terminating = classify(403, 'events "a.cancelled" is forbidden: unable to create new content in namespace t-1 '
+                                'because it is being terminated')
+    assert terminating is Failure.TERMINATING and is_refusal(terminating) and not is_transient(terminating)
+    assert classify(403, 'pods "x" is forbidden: User "u" cannot create resource "pods"') is Failure.FORBIDDEN

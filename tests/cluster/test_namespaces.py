@@ -9,8 +9,10 @@ import json
 import subprocess
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from flux_api import GROUP, PLURAL, VERSION
 from flux_api.names import ENABLED_NAMESPACE_LABEL
 from fluxtest import Executions, longrun, manifest, policies, wait_for
 from fluxtest import identity as ids
@@ -167,3 +169,60 @@ def test_a_listed_namespace_is_served_without_a_label_by_an_operator_with_rights
         "nothing in a namespace it does not serve"
     assert can_i(kubectl, listed.user, "list", "executions.workflows.flux.dev", "--all-namespaces") == "no"
     assert can_i(kubectl, listed.user, "create", "pods", "-n", "kube-system") == "no"
+
+
+
+def keep_executions(kubectl, namespace: str) -> str:
+    """An admission policy refusing every delete of an Execution in `namespace`: a namespace deleted now stays
+    Terminating with its executions not yet deleted, the window the namespace controller opens on a busy cluster."""
+    name = f"flux-test-keep-{namespace}"
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": name},
+              "spec": {"failurePolicy": "Fail", "matchConstraints": {
+                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                  "resourceRules": [{"apiGroups": [GROUP], "apiVersions": [VERSION], "operations": ["DELETE"],
+                                     "resources": [PLURAL]}]},
+                  "validations": [{"expression": "false", "message": "kept by the test"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
+    return name
+
+
+def test_a_namespace_being_deleted_refuses_events_but_a_cancel_there_still_concludes(operator, custom, core,
+                                                                                     kubectl):
+    """The API server refuses every new Event in a namespace being deleted (403 "being terminated"). An Event is
+    only news: the operator must still write the phase that follows it, or the execution stays as it was."""
+    with fresh_namespace(core) as ns:
+        fx = Executions(custom, core, ns)
+        later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fx.create(manifest("held", "flux_examples.quick:main", startAt=later))
+        wait_for(lambda: fx.status("held").get("message", "").startswith("waiting"), timeout=30, what="waiting")
+        policy = keep_executions(kubectl, ns)
+        try:
+            def delete_refused() -> bool:
+                try:
+                    custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "held", dry_run="All")
+                except ApiException as err:
+                    return "kept by the test" in err.body
+                return False
+            wait_for(delete_refused, timeout=30, what="the keeping policy to be in effect")
+            core.delete_namespace(ns)
+
+            def events_refused() -> bool:
+                try:
+                    core.create_namespaced_event(ns, {"metadata": {"name": f"probe-{uuid.uuid4().hex[:6]}"},
+                                                      "involvedObject": {"name": "held"}, "reason": "Probe",
+                                                      "message": "probe"})
+                except ApiException as err:
+                    return err.status == 403 and "being terminated" in err.body
+                return False
+            wait_for(events_refused, timeout=30, what="the namespace to refuse new Events")
+            assert not fx.get("held")["metadata"].get("deletionTimestamp"), "the execution is not being deleted"
+            fx.cancel("held", "the team is leaving")
+            status = fx.wait_phase("held", "Cancelled", timeout=30)
+            assert status["cancellation"]["outcome"] == "NotStarted"
+            assert fx.pod("held") is None
+        finally:
+            kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy,
+                    "--ignore-not-found")

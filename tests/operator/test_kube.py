@@ -236,6 +236,17 @@ def test_error_answers_are_classified_once(answer: httpx.Response, kind: Failure
     assert (api.last_success > 0) == (answer.status_code < 500 and answer.status_code >= 300)
 
 
+def test_an_event_refused_because_its_namespace_is_going_is_not_a_failure() -> None:
+    """The status write after an Event must still happen in a namespace being deleted."""
+    going = status(403, 'events "a.cancelled" is forbidden: unable to create new content in namespace ns because it '
+                        'is being terminated')
+    assert api_with(Recorder(going)).emit_event({"namespace": "ns", "name": "a"}, "a.c", "Normal", "C", "m") is False
+    with pytest.raises(ApiFailure) as raised:
+        api_with(Recorder(status(403, "forbidden"))).emit_event({"namespace": "ns", "name": "a"}, "a.c", "Normal",
+                                                                 "C", "m")
+    assert raised.value.kind is Failure.FORBIDDEN, "a policy refusing Events is still an error worth seeing"
+
+
 def test_tolerated_failures_come_back_as_values() -> None:
     assert api_with(Recorder(status(404, "gone"))).get_execution("ns", "a") is None
     assert api_with(Recorder(status(409, "exists"))).create_execution("ns", {"metadata": {"name": "a"}}) is False
