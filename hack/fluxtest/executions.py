@@ -86,9 +86,8 @@ class Executions:
 
     def cancel_told(self, name: str) -> dict[str, int]:
         """How many of each of a cancel's Events there are: `CancelRequested`, or when there is none the request
-        folded into the conclusion's Event (one reconcile asked and concluded), and the conclusion. An operator
-        that died after posting `CancelRequested` and before recording the cancel leaves both: its successor
-        concludes in one reconcile and tells the request again, in the conclusion's Event, not in a second one."""
+        folded into the conclusion's Event (a cancel that concluded within TOLD_AFTER_SECONDS of its request),
+        and the conclusion. A slower cancel has both, and its conclusion's Event tells the request again."""
         records = self.event_records(name)
         concluded = [m for r, m in records if r in ("Cancelled", "CancelIgnored")]
         requested = sum(1 for r, _ in records if r == "CancelRequested")

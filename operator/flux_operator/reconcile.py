@@ -26,7 +26,7 @@ from flux_api.timefmt import utcnow
 from flux_operator import budget, builders, guard, payloads
 from flux_operator.execution import machine, timing
 from flux_operator.execution.queueing import SLOT_FREED
-from flux_operator.execution.cancel import escalation_due
+from flux_operator.execution.cancel import escalation_due, request_told_at
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
 from flux_operator.metric_values import transition
@@ -311,4 +311,6 @@ def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
         # Already overdue (the force delete went out): look again in a moment, not in a tight loop.
         escalate = (overdue - now).total_seconds() if overdue > now else 2.0
         due = escalate if due is None else min(due, escalate)
+    if ex.phase == Phase.CANCELLING and (told := request_told_at(ex)) is not None and told > now:
+        due = min([(told - now).total_seconds(), *([due] if due is not None else [])])  # a slow cancel's Event
     return due

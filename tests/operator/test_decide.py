@@ -20,6 +20,7 @@ from flux_operator.execution.machine import (
     decide,
     requested_at,
 )
+from flux_operator.execution.cancel import TOLD_AFTER_SECONDS
 from flux_operator.ownership import token_hash
 from tests.operator.builders import NOW, apply, of, status_patch, tokens
 
@@ -199,8 +200,7 @@ def test_cancel_running_moves_to_cancelling_and_signals_with_grace():
     assert c["reason"] == "stop" and c["source"] == "spec"
     assert c["requestedAt"] == c["signalledAt"] == "2026-11-21T12:00:00.000Z"
     assert of(actions, DeletePod) == [DeletePod(POD, 12)]
-    assert events(actions) == ["CancelRequested"], "one reconcile, one Event: the signal is folded in"
-    assert "deleted with grace period 12s (SIGTERM)" in of(actions, EmitEvent)[0].signalled
+    assert events(actions) == [], "told when it concludes, or TOLD_AFTER_SECONDS on if it has not by then"
     assert not of(actions, PatchStatus)[0].fenced, "a runner's final checkpoint cannot make this record stale"
     assert any(co["type"] == "CancelRequested" and co["status"] == "True" for co in patch["conditions"])
 
@@ -281,6 +281,26 @@ def cancelling(checkpoint: dict | None = None) -> Execution:
         ex = Execution.model_validate({**ex.model_dump(mode="json"),
                                        "status": {**ex.status.model_dump(mode="json"), "checkpoint": cp}})
     return ex
+
+
+def test_a_cancel_that_concludes_soon_is_told_by_one_event_with_the_request_and_the_signal():
+    ex = cancelling(checkpoint={"state": "Cancelled", "updatedAt": "2026-11-21T11:59:59.900Z"})
+    (told,) = of(decide(ex, None, [], NOW), EmitEvent)
+    assert told.reason == "Cancelled"
+    assert told.message == ("cancel requested (spec): stop; runner pod job-runner deleted with grace period 30s "
+                            "(SIGTERM); Cancelled: outcome Graceful")
+
+
+def test_a_slow_cancel_has_its_request_told_once_told_after_seconds_passed():
+    ex = cancelling()  # requested 2 s before NOW
+    stopping = running_pod(terminating=True)
+    stopping.deletion_at = NOW + timedelta(seconds=28)
+    assert decide(ex, stopping, [], NOW + timedelta(seconds=TOLD_AFTER_SECONDS - 2.1)) == []
+    (told,) = of(decide(ex, stopping, [], NOW + timedelta(seconds=TOLD_AFTER_SECONDS - 2)), EmitEvent)
+    assert (told.reason, told.message, told.signalled) == (
+        "CancelRequested", "cancel requested (spec): stop", "runner pod job-runner deleted with grace period 30s "
+                                                             "(SIGTERM)")
+    assert not of(decide(ex, stopping, [], NOW + timedelta(seconds=9)), PatchStatus), "an Event, not a write"
 
 
 def test_cancelling_waits_for_the_pod_without_signalling_twice():

@@ -48,12 +48,37 @@ def _ran(ex: Execution) -> bool:
     return ex.status.startedAt is not None or ex.status.checkpoint is not None
 
 
+# A cancel that concludes within this long of its request is told by one Event, its conclusion's, which carries
+# the request and the signal: a write fewer per cancel. A slower cancel has its CancelRequested Event then.
+TOLD_AFTER_SECONDS = 5
+_TOLD_LATER = (EventReason.CANCEL_REQUESTED, EventReason.SIGNALLED)
+
+
+def request_told_at(ex: Execution) -> datetime | None:
+    """When a Cancelling execution's CancelRequested Event is due if it has not concluded by then."""
+    recorded = ex.status.cancellation
+    return recorded.requestedAt + timedelta(seconds=TOLD_AFTER_SECONDS) if recorded and recorded.requestedAt else None
+
+
+def _requested(intent: CancelIntent) -> str:
+    return f"cancel requested ({intent.source}): {intent.reason}"
+
+
+def _tell_request(ex: Execution, intent: CancelIntent, recorded: Cancellation, plan: Plan) -> None:
+    """The request's Event (with the signal sent when it was recorded), held back since the request."""
+    plan.event(EventReason.CANCEL_REQUESTED, _requested(intent))
+    if recorded.signalledAt is not None and ex.status.podName and \
+            not any(isinstance(a, EmitEvent) and a.reason == EventReason.SIGNALLED for a in plan.actions):
+        plan.event(EventReason.SIGNALLED,
+                   f"runner pod {ex.status.podName} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
+
+
 def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
                    plan: Plan, now: datetime, asked: datetime | None = None, family: Family | None = None) -> None:
     cancellation = Cancellation(reason=intent.reason, source=intent.source, requestedAt=now).model_copy(
         update=children_view(children))
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
-    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
+    plan.event(EventReason.CANCEL_REQUESTED, _requested(intent))
     backoff = pod is None and timing.in_backoff(ex)
     held = pod is not None and bool(pod.gate) and not pod.started  # a scheduling gate (Kueue) never let it start
     if (pod is None or held) and not [c for c in children if c.phase not in TERMINAL_PHASES] and \
@@ -89,6 +114,8 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
         return
     plan.status.set(phase=Phase.CANCELLING, cancellation=cancellation)
     plan.cancel_record = True
+    # Told when it concludes, or at request_told_at (cancelling() below): not now.
+    plan.actions = [a for a in plan.actions if not (isinstance(a, EmitEvent) and a.reason in _TOLD_LATER)]
 
 
 def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution], plan: Plan,
@@ -144,7 +171,7 @@ def cancel_at_once(ex: Execution, intent: CancelIntent, children: list[Execution
                     message=f"cancelled while {while_}: {intent.reason}"[:8192])
     plan.condition(ex, now, CANCEL_REQUESTED, True, source_reason(intent), intent.reason)
     plan.condition(ex, now, FINISHED, True, Phase.CANCELLED, f"cancelled while {while_}")
-    plan.event(EventReason.CANCEL_REQUESTED, f"cancel requested ({intent.source}): {intent.reason}")
+    plan.event(EventReason.CANCEL_REQUESTED, _requested(intent))
     plan.event(EventReason.CANCELLED, f"cancelled while {while_} ({outcome}): no pod to stop")
     plan.actions.append(Observe("outcome", intent.source, outcome))
 
@@ -197,6 +224,9 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     # Without cascade the children are not ours to stop, so they are not waited for either.
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
     concluding = pod is None and not live_children
+    told_at = request_told_at(ex)
+    if concluding or told_at is None or now >= told_at:
+        _tell_request(ex, intent, recorded, plan)  # folded into the conclusion's Event if it concludes now
     if acknowledged is not None and (concluding or cancellation != recorded or plan.status.model_fields_set):
         cancellation.acknowledgedAt = acknowledged
     if concluding:
