@@ -306,11 +306,14 @@ def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
     due = timing.next_wakeup(ex, now, timing.deadline_at(ex))
     retries = [(r.retry_at - now).total_seconds() for r in memory.refusals.values() if r.retry_at is not None]
     if retries and ex.phase not in TERMINAL_PHASES:
-        due = min([max(0.0, min(retries)), *([due] if due is not None else [])])
+        due = _sooner(due, max(0.0, min(retries)))
     if ex.phase in (Phase.CANCELLING, Phase.SUSPENDING) and (overdue := escalation_due(pod)) is not None:
         # Already overdue (the force delete went out): look again in a moment, not in a tight loop.
-        escalate = (overdue - now).total_seconds() if overdue > now else 2.0
-        due = escalate if due is None else min(due, escalate)
+        due = _sooner(due, (overdue - now).total_seconds() if overdue > now else 2.0)
     if ex.phase == Phase.CANCELLING and (told := request_told_at(ex)) is not None and told > now:
-        due = min([(told - now).total_seconds(), *([due] if due is not None else [])])  # a slow cancel's Event
+        due = _sooner(due, (told - now).total_seconds())  # a slow cancel's CancelRequested Event
     return due
+
+
+def _sooner(due: float | None, seconds: float) -> float:
+    return seconds if due is None else min(due, seconds)

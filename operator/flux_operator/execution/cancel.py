@@ -67,10 +67,8 @@ def _requested(intent: CancelIntent) -> str:
 def _tell_request(ex: Execution, intent: CancelIntent, recorded: Cancellation, plan: Plan) -> None:
     """The request's Event (with the signal sent when it was recorded), held back since the request."""
     plan.event(EventReason.CANCEL_REQUESTED, _requested(intent))
-    if recorded.signalledAt is not None and ex.status.podName and \
-            not any(isinstance(a, EmitEvent) and a.reason == EventReason.SIGNALLED for a in plan.actions):
-        plan.event(EventReason.SIGNALLED,
-                   f"runner pod {ex.status.podName} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
+    if recorded.signalledAt is not None and ex.status.podName:
+        _signalled_event(ex, intent, ex.status.podName, plan)
 
 
 def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, children: list[Execution],
@@ -100,7 +98,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
     cancellation = cancellation.model_copy(update={"signalledAt": now})
     _signal(ex, intent, pod, children, plan, family or {})
     if pod is not None:  # also when already terminating: a restarted operator deleted it but did not say so
-        _signalled_event(ex, intent, pod, plan)
+        _signalled_event(ex, intent, pod.name, plan)
     elif _ran(ex):
         # It ran and its pod is gone: an operator that died after the delete, before saying so.
         plan.event(EventReason.SIGNALLED,
@@ -127,7 +125,7 @@ def _signal(ex: Execution, intent: CancelIntent, pod: PodView | None, children: 
         return
     if not pod.terminating:
         plan.actions.append(DeletePod(pod.name, _grace(ex, intent), pod.uid))
-        _signalled_event(ex, intent, pod, plan)
+        _signalled_event(ex, intent, pod.name, plan)
 
 
 Family = Mapping[str, list[Execution]]  # per descendant's name: the executions found as its children
@@ -180,10 +178,10 @@ def _grace(ex: Execution, intent: CancelIntent) -> int:
     return 0 if intent.force else ex.spec.gracePeriodSeconds
 
 
-def _signalled_event(ex: Execution, intent: CancelIntent, pod: PodView, plan: Plan) -> None:
+def _signalled_event(ex: Execution, intent: CancelIntent, pod_name: str, plan: Plan) -> None:
     if not any(isinstance(a, EmitEvent) and a.reason == EventReason.SIGNALLED for a in plan.actions):
         plan.event(EventReason.SIGNALLED,
-                   f"runner pod {pod.name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
+                   f"runner pod {pod_name} deleted with grace period {_grace(ex, intent)}s (SIGTERM)")
 
 
 # Past the pod's own deadline (deletionTimestamp = delete + grace), how long to wait for the kubelet
