@@ -107,6 +107,21 @@ def platform_limits(kubectl: Kubectl, **limits: Any) -> Iterator[dict[str, Any]]
 
 
 @contextlib.contextmanager
+def own_policy(kubectl: Kubectl, name: str, spec: dict[str, Any]) -> Iterator[str]:
+    """A ValidatingAdmissionPolicy of a test's own (`spec`), bound to deny, for the length of the block. The API
+    server takes it in through an informer: wait for its effect before relying on it."""
+    policy_ = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+               "metadata": {"name": name}, "spec": spec}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy_, binding]}))
+    try:
+        yield name
+    finally:
+        kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, "--ignore-not-found")
+
+
+@contextlib.contextmanager
 def also_operators(kubectl: Kubectl, *users: str) -> Iterator[None]:
     """These users count as the operator too (TenancyPolicy spec.operators) for the length of the block, and
     may read what the operator's start-up check reads."""

@@ -171,22 +171,14 @@ def test_a_listed_namespace_is_served_without_a_label_by_an_operator_with_rights
     assert can_i(kubectl, listed.user, "create", "pods", "-n", "kube-system") == "no"
 
 
-
-def keep_executions(kubectl, namespace: str) -> str:
+def keep_executions(namespace: str) -> dict:
     """An admission policy refusing every delete of an Execution in `namespace`: a namespace deleted now stays
     Terminating with its executions not yet deleted, the window the namespace controller opens on a busy cluster."""
-    name = f"flux-test-keep-{namespace}"
-    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-              "metadata": {"name": name},
-              "spec": {"failurePolicy": "Fail", "matchConstraints": {
-                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                  "resourceRules": [{"apiGroups": [GROUP], "apiVersions": [VERSION], "operations": ["DELETE"],
-                                     "resources": [PLURAL]}]},
-                  "validations": [{"expression": "false", "message": "kept by the test"}]}}
-    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-               "metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
-    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
-    return name
+    return {"failurePolicy": "Fail", "matchConstraints": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "resourceRules": [{"apiGroups": [GROUP], "apiVersions": [VERSION], "operations": ["DELETE"],
+                                   "resources": [PLURAL]}]},
+            "validations": [{"expression": "false", "message": "kept by the test"}]}
 
 
 def test_a_namespace_being_deleted_refuses_events_but_a_cancel_there_still_concludes(operator, custom, core,
@@ -198,8 +190,7 @@ def test_a_namespace_being_deleted_refuses_events_but_a_cancel_there_still_concl
         later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         fx.create(manifest("held", "flux_examples.quick:main", startAt=later))
         wait_for(lambda: fx.status("held").get("message", "").startswith("waiting"), timeout=30, what="waiting")
-        policy = keep_executions(kubectl, ns)
-        try:
+        with policies.own_policy(kubectl, f"flux-test-keep-{ns}", keep_executions(ns)):
             def delete_refused() -> bool:
                 try:
                     custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "held", dry_run="All")
@@ -223,6 +214,3 @@ def test_a_namespace_being_deleted_refuses_events_but_a_cancel_there_still_concl
             status = fx.wait_phase("held", "Cancelled", timeout=30)
             assert status["cancellation"]["outcome"] == "NotStarted"
             assert fx.pod("held") is None
-        finally:
-            kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy,
-                    "--ignore-not-found")

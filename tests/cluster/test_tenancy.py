@@ -18,7 +18,7 @@ import yaml
 from flux_api import GROUP, PARENT_LABEL, PLURAL, VERSION
 from fluxtest import Executions, longrun, manifest, wait_for
 from fluxtest.faults import as_runner
-from fluxtest.policies import eventually_admitted, refusal
+from fluxtest.policies import eventually_admitted, own_policy, refusal
 from fluxtest.tenancy import Tenant, grant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -297,22 +297,17 @@ def test_the_cost_budget_the_policies_are_designed_for(api, kubectl, namespace):
     name = f"flux-test-budget-{namespace}"
     checks = "authorizer.group('').resource('secrets').namespace(request.namespace).name(variables.names[{i}])" \
              ".check('get').allowed()"
-    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-              "metadata": {"name": name},
-              "spec": {"failurePolicy": "Fail", "matchConstraints": {
-                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                  "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                                     "resources": ["configmaps"]}]},
-                  "variables": [{"name": "names", "expression": "object.data.map(k, string(object.data[k]))"}],
-                  "validations": [
-                      {"expression": "!('one-expression' in object.metadata.labels) || "
-                                     "object.data.all(k, authorizer.group('').resource('secrets')"
-                                     ".namespace(request.namespace).name(k).check('get').allowed())"},
-                      *[{"expression": f"('one-expression' in object.metadata.labels) || size(variables.names) <= {i}"
-                                       f" || {checks.format(i=i)}"} for i in range(32)]]}}
-    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-               "metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
-    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
+    spec = {"failurePolicy": "Fail", "matchConstraints": {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                           "resources": ["configmaps"]}]},
+        "variables": [{"name": "names", "expression": "object.data.map(k, string(object.data[k]))"}],
+        "validations": [
+            {"expression": "!('one-expression' in object.metadata.labels) || "
+                           "object.data.all(k, authorizer.group('').resource('secrets')"
+                           ".namespace(request.namespace).name(k).check('get').allowed())"},
+            *[{"expression": f"('one-expression' in object.metadata.labels) || size(variables.names) <= {i}"
+                             f" || {checks.format(i=i)}"} for i in range(32)]]}
     core = client.CoreV1Api(api)
 
     def answer(count: int, one_expression: bool = False) -> str | None:
@@ -324,11 +319,9 @@ def test_the_cost_budget_the_policies_are_designed_for(api, kubectl, namespace):
             return json.loads(err.body)["message"]
         return None
 
-    try:
+    with own_policy(kubectl, name, spec):
         wait_for(lambda: answer(29) is not None, timeout=30, what="the budget policy to be in effect")
         assert answer(2, one_expression=True) is None
         assert "cost limit exceeded" in (answer(3, one_expression=True) or "")
         assert answer(28) is None
         assert "running out of cost budget" in (answer(29) or "")
-    finally:
-        kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, "--ignore-not-found")
