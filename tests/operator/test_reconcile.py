@@ -417,27 +417,17 @@ def test_a_phase_change_is_logged_about_its_object(api, world, reconciler, caplo
     assert record.k8s_skip is True, "a log line, never an Event"
 
 
-RUNNING_SINCE = "2026-11-21T11:59:00.000Z"
-
-
-def running_family(api, world, tree: dict[str, list[str]]) -> None:
-    """`job`, cancelled and running with its pod, and its descendants, running: `tree` maps a parent to its
-    children. The children's pods are each test's own."""
-    from flux_api import PARENT_LABEL
-    parents = {kid: name for name, kids in tree.items() for kid in kids}
-    for name in ["job", *parents]:
-        parent = parents.get(name)
-        obj = execution(name, phase="Running", cancel=None if parent else "stop", started=RUNNING_SINCE,
-                        labels={PARENT_LABEL: parent} if parent else None, owner_uid=parent and f"uid-{parent}")
-        obj["status"]["children"] = [{"name": k, "uid": f"uid-{k}", "phase": "Running"} for k in tree.get(name, [])]
-        seed(api, world, obj)
-    world.pod_seen(pod())
-
-
 def test_a_cascades_cancels_go_out_together_not_one_round_trip_after_another(api, world, reconciler):
     """Six children's cancels are all in flight at once: each waits here until the other five have been sent."""
+    from flux_api import PARENT_LABEL
     kids = [f"c{i}" for i in range(6)]
-    running_family(api, world, {"job": kids})
+    parent = execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z")
+    parent["status"]["children"] = [{"name": k, "uid": f"uid-{k}", "phase": "Running"} for k in kids]
+    seed(api, world, parent)
+    for kid in kids:
+        seed(api, world, execution(kid, phase="Running", started="2026-11-21T11:59:00.000Z",
+                                   labels={PARENT_LABEL: "job"}, owner_uid="uid-job"))
+    world.pod_seen(pod())
     all_sent = threading.Barrier(len(kids), timeout=5)
     original = api.patch_execution
 
@@ -460,20 +450,27 @@ def test_a_cascades_cancels_go_out_together_not_one_round_trip_after_another(api
 def test_a_cascade_signals_each_descendants_runner_right_after_recording_its_cancel(api, world, reconciler):
     """The parent's pass deletes its children's and grandchild's runner pods itself, each after that one's cancel
     is on record; never a pod the operator did not make, nor one already going."""
-    running_family(api, world, {"job": ["a", "b", "c"], "a": ["a1"]})
+    from flux_api import PARENT_LABEL
+    parent = execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z")
+    parent["status"]["children"] = [{"name": k, "uid": f"uid-{k}", "phase": "Running"} for k in ("a", "b", "c")]
+    seed(api, world, parent)
+    for kid in ("a", "b", "c"):
+        child = execution(kid, phase="Running", started="2026-11-21T11:59:00.000Z", labels={PARENT_LABEL: "job"},
+                          owner_uid="uid-job")
+        if kid == "a":
+            child["status"]["children"] = [{"name": "a1", "uid": "uid-a1", "phase": "Running"}]
+        seed(api, world, child)
+    seed(api, world, execution("a1", phase="Running", started="2026-11-21T11:59:00.000Z",
+                               labels={PARENT_LABEL: "a"}, owner_uid="uid-a"))
+    world.pod_seen(pod())
     world.pod_seen(pod("a", uid="pod-a", owner="uid-a"))
     world.pod_seen(pod("a1", uid="pod-a1", owner="uid-a1"))
     world.pod_seen(pod("b", uid="pod-b", owner="uid-someone-else"))  # not b's: never deleted
     world.pod_seen(pod("c", uid="pod-c", owner="uid-c", terminating=True))  # already going
     order = []
-
-    def noted(verb, send):
-        def call(ns, name, *args, **kwargs):
-            order.append((verb, name))
-            return send(ns, name, *args, **kwargs)
-        return call
-
-    api.patch_execution, api.delete_pod = noted("cancel", api.patch_execution), noted("delete", api.delete_pod)
+    original_patch, original_delete = api.patch_execution, api.delete_pod
+    api.patch_execution = lambda ns, name, *a, **k: (order.append(("cancel", name)), original_patch(ns, name, *a, **k))[1]
+    api.delete_pod = lambda ns, name, *a, **k: (order.append(("delete", name)), original_delete(ns, name, *a, **k))[1]
     reconciler.reconcile(KEY)
     deleted = sorted(c[1:] for c in api.calls if c[0] == "delete_pod")
     assert deleted == [("a-runner", 30, "pod-a"), ("a1-runner", 30, "pod-a1"), ("job-runner", 30, "pod-uid")]
@@ -483,7 +480,13 @@ def test_a_cascade_signals_each_descendants_runner_right_after_recording_its_can
 
 
 def test_a_descendants_signal_that_fails_is_left_to_its_own_reconcile(api, world, reconciler):
-    running_family(api, world, {"job": ["a"]})
+    from flux_api import PARENT_LABEL
+    parent = execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z")
+    parent["status"]["children"] = [{"name": "a", "uid": "uid-a", "phase": "Running"}]
+    seed(api, world, parent)
+    seed(api, world, execution("a", phase="Running", started="2026-11-21T11:59:00.000Z",
+                               labels={PARENT_LABEL: "job"}, owner_uid="uid-job"))
+    world.pod_seen(pod())
     world.pod_seen(pod("a", uid="pod-a", owner="uid-a"))
     api.fail_next["delete_pod"] = [Failure.SERVER]  # the first delete is a's: signals before the parent's own
     reconciler.reconcile(KEY)
