@@ -26,8 +26,7 @@ from flux_api.timefmt import utcnow
 from flux_operator import budget, builders, guard, payloads
 from flux_operator.execution import machine, timing
 from flux_operator.execution.queueing import SLOT_FREED
-from flux_operator.execution.cancel import cascade_signal, escalation_due, request_told_at
-from flux_operator.execution.runner import own_pod
+from flux_operator.execution.cancel import escalation_due, request_told_at
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
 from flux_operator.metric_values import transition
@@ -151,8 +150,7 @@ class Reconciler:
         """Every child's cancel sent at once (they are independent merge patches); the first failure, after
         saying so in an Event: the cancel is still recorded, and the reconcile retries the signals."""
         failed: ApiFailure | None = None
-        sent_all = [self._senders.submit(budget.carried(self._cancel_child, snapshot, ex, cancel))
-                    for cancel in cancels]
+        sent_all = [self._senders.submit(budget.carried(self._apply, snapshot, ex, cancel)) for cancel in cancels]
         for sent in sent_all:
             try:
                 sent.result()
@@ -161,25 +159,6 @@ class Reconciler:
         if failed is not None:
             self._signal_failed(snapshot, failed)
         return failed
-
-    def _cancel_child(self, snapshot: Snapshot, ex, cancel: machine.CancelChild) -> None:
-        """The descendant's cancel, then its runner's SIGTERM at once (cascade_signal): a deep tree's leaves are
-        not signalled only after the watch has brought each its cancel and each has waited for a worker."""
-        self._apply(snapshot, ex, cancel)
-        found = self.world.runner((ex.namespace, cancel.name))
-        if found is None:
-            return
-        child = builders.with_defaults(found[0], self.runner)
-        delete = cascade_signal(child, own_pod(child, found[1], self.memories.of(child)), cancel.force)
-        if delete is None:
-            return
-        try:
-            if not self.api.delete_pod(child.namespace, delete.name, delete.grace_seconds, delete.uid or None):
-                self.world.pod_gone({"metadata": {"name": delete.name, "namespace": child.namespace,
-                                                  "labels": {EXECUTION_LABEL: child.name}}})
-        except ApiFailure as err:  # its cancel is recorded: its own reconcile signals it
-            log.info("execution %s/%s: its runner's signal is left to its own reconcile: %s", child.namespace,
-                     child.name, err, extra=_about(snapshot))
 
     def _signal_failed(self, snapshot: Snapshot, err: ApiFailure) -> None:
         self.api.emit_event(_involved(snapshot), snapshot.event_name(EventReason.SIGNAL_FAILED),

@@ -189,25 +189,13 @@ class World:
             execution = self._model(key)
             if execution is None:
                 return None
+            uid = raw["metadata"].get("uid")
+            pods = [p for p in self._pods.get(key, {}).values() if p.owner_uid == uid]
+            current = (raw.get("status") or {}).get("podName")
+            if current:  # after a retry the finished pod of an earlier run is not the runner
+                pods = [p for p in pods if p.name == current]
             children = self._models(key[0], self._candidates(key))
-            pod = self._runner_pod(key, raw)
-        return Snapshot(execution, raw, pod, children, self._cancel_asked.get(key))
-
-    def runner(self, key: Key) -> tuple[Execution, PodView | None] | None:
-        """The execution and its runner pod (as `snapshot` finds it), without its children; None if unknown."""
-        with self._lock:
-            raw = self._executions.get(key)
-            execution = self._model(key) if raw is not None else None
-            return (execution, self._runner_pod(key, raw)) if execution is not None else None
-
-    def _runner_pod(self, key: Key, raw: dict[str, Any]) -> PodView | None:
-        """Matched by owner UID; call with the lock held."""
-        uid = raw["metadata"].get("uid")
-        pods = [p for p in self._pods.get(key, {}).values() if p.owner_uid == uid]
-        current = (raw.get("status") or {}).get("podName")
-        if current:  # after a retry the finished pod of an earlier run is not the runner
-            pods = [p for p in pods if p.name == current]
-        return pods[0] if pods else None
+        return Snapshot(execution, raw, pods[0] if pods else None, children, self._cancel_asked.get(key))
 
     def family(self, key: Key, limit: int = FAMILY_LIMIT) -> dict[str, list[Execution]]:
         """For a cancel that cascades in one pass: each descendant's name -> the executions found as its

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from flux_api import PARENT_LABEL, Execution
-from flux_operator.execution.cancel import cascade, cascade_signal
-from flux_operator.execution.machine import CancelChild, DeletePod, PodView, decide
+from flux_operator.execution.cancel import cascade
+from flux_operator.execution.machine import CancelChild, PodView, decide
 from tests.operator.builders import NOW, of
 
 pytestmark = pytest.mark.unit
@@ -79,13 +79,3 @@ def test_only_owned_live_descendants_are_cancelled() -> None:
 def test_a_family_unknown_below_a_level_stops_there() -> None:
     root, children, _ = tree()
     assert [c.name for c in cascade("root", "stop", False, children, {})] == ["a", "b"]
-
-
-def test_a_descendants_runner_is_signalled_by_the_pass_as_its_own_reconcile_would() -> None:
-    child = node("a", "root")
-    running = PodView("a-runner", phase="Running", started=True, uid="pod-a")
-    assert cascade_signal(child, running, False) == DeletePod("a-runner", 30, "pod-a"), "its own grace, only its pod"
-    assert cascade_signal(child, running, True) == DeletePod("a-runner", 0, "pod-a"), "a forced cancel: at once"
-    terminating = PodView("a-runner", phase="Running", started=True, uid="pod-a", terminating=True)
-    assert cascade_signal(child, terminating, False) is None, "already signalled: no second delete"
-    assert cascade_signal(child, None, False) is None, "no pod of ours (none, or not made by the operator)"

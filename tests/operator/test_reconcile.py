@@ -447,57 +447,6 @@ def test_a_cascades_cancels_go_out_together_not_one_round_trip_after_another(api
     assert not [e for e in api.events.values() if e["reason"] == "SignalFailed"]
 
 
-def test_a_cascade_signals_each_descendants_runner_right_after_recording_its_cancel(api, world, reconciler):
-    """The parent's pass deletes its children's and grandchild's runner pods itself, each after that one's cancel
-    is on record; never a pod the operator did not make, nor one already going."""
-    from flux_api import PARENT_LABEL
-    parent = execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z")
-    parent["status"]["children"] = [{"name": k, "uid": f"uid-{k}", "phase": "Running"} for k in ("a", "b", "c")]
-    seed(api, world, parent)
-    for kid in ("a", "b", "c"):
-        child = execution(kid, phase="Running", started="2026-11-21T11:59:00.000Z", labels={PARENT_LABEL: "job"},
-                          owner_uid="uid-job")
-        if kid == "a":
-            child["status"]["children"] = [{"name": "a1", "uid": "uid-a1", "phase": "Running"}]
-        seed(api, world, child)
-    seed(api, world, execution("a1", phase="Running", started="2026-11-21T11:59:00.000Z",
-                               labels={PARENT_LABEL: "a"}, owner_uid="uid-a"))
-    world.pod_seen(pod())
-    world.pod_seen(pod("a", uid="pod-a", owner="uid-a"))
-    world.pod_seen(pod("a1", uid="pod-a1", owner="uid-a1"))
-    world.pod_seen(pod("b", uid="pod-b", owner="uid-someone-else"))  # not b's: never deleted
-    world.pod_seen(pod("c", uid="pod-c", owner="uid-c", terminating=True))  # already going
-    order = []
-    original_patch, original_delete = api.patch_execution, api.delete_pod
-    api.patch_execution = lambda ns, name, *a, **k: (order.append(("cancel", name)), original_patch(ns, name, *a, **k))[1]
-    api.delete_pod = lambda ns, name, *a, **k: (order.append(("delete", name)), original_delete(ns, name, *a, **k))[1]
-    reconciler.reconcile(KEY)
-    deleted = sorted(c[1:] for c in api.calls if c[0] == "delete_pod")
-    assert deleted == [("a-runner", 30, "pod-a"), ("a1-runner", 30, "pod-a1"), ("job-runner", 30, "pod-uid")]
-    for name in ("a", "a1"):
-        assert order.index(("cancel", name)) < order.index(("delete", f"{name}-runner")), "recorded, then signalled"
-    assert api.objects[KEY]["status"]["phase"] == "Cancelling"
-
-
-def test_a_descendants_signal_that_fails_is_left_to_its_own_reconcile(api, world, reconciler):
-    from flux_api import PARENT_LABEL
-    parent = execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z")
-    parent["status"]["children"] = [{"name": "a", "uid": "uid-a", "phase": "Running"}]
-    seed(api, world, parent)
-    seed(api, world, execution("a", phase="Running", started="2026-11-21T11:59:00.000Z",
-                               labels={PARENT_LABEL: "job"}, owner_uid="uid-job"))
-    world.pod_seen(pod())
-    world.pod_seen(pod("a", uid="pod-a", owner="uid-a"))
-    api.fail_next["delete_pod"] = [Failure.SERVER]  # the first delete is a's: signals before the parent's own
-    reconciler.reconcile(KEY)
-    assert api.objects[KEY]["status"]["phase"] == "Cancelling", "the parent's own cancel is not held up"
-    assert not [e for e in api.events.values() if e["reason"] == "SignalFailed"]
-    world.execution_seen(api.objects[("ns", "a")])  # the watch brings a its cancel
-    reconciler.reconcile(("ns", "a"))
-    assert api.objects[("ns", "a")]["status"]["phase"] == "Cancelling"
-    assert ("delete_pod", "a-runner", 30, "pod-a") in api.calls[-3:], "the child signals itself"
-
-
 def test_an_end_written_is_measured_once_and_not_when_the_write_conflicts(api, world, reconciler):
     stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
                                         checkpoint={"state": "Succeeded", "sequence": 3}))

@@ -302,18 +302,3 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
                                                 datetime(2026, 11, 21, 12, 0, 5, tzinfo=timezone.utc)]
     assert sorted(world.pending_since()) == [datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
                                              datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)]
-
-
-def test_an_executions_runner_is_found_as_its_snapshot_finds_it_without_its_children() -> None:
-    world = World()
-    assert world.runner(("ns", "job")) is None
-    world.execution_seen(execution(phase="Running"))
-    world.pod_seen(runner_pod("20", running=True))
-    found = world.runner(("ns", "job"))
-    assert found is not None and found[0].name == "job" and found[1] is not None and found[1].uid == "p1"
-    assert found[1] == world.snapshot(("ns", "job")).pod
-    world.pod_seen({**runner_pod("21", running=True, uid="p2"),
-                    "metadata": {**runner_pod("21", True)["metadata"], "uid": "p2", "name": "other",
-                                 "ownerReferences": [{"uid": "someone-else", "controller": True}]}})
-    world.pod_gone(runner_pod("22", running=True))
-    assert world.runner(("ns", "job"))[1] is None, "a pod owned by another UID is not its runner"

@@ -102,8 +102,7 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
     elif _ran(ex):
         # It ran and its pod is gone: an operator that died after the delete, before saying so.
         plan.event(EventReason.SIGNALLED,
-                   f"runner pod {ex.status.podName} was already gone (signalled by its ancestor's cascade, "
-                   "or before an operator restart)")
+                   f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
     waited = (now - requested_at(ex, intent, now, asked)).total_seconds()
     plan.actions.append(Observe("signal_seconds", intent.source, max(waited, 0.0)))
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
@@ -157,15 +156,6 @@ def cascade(name: str, reason: str, force: bool, children: list[Execution], fami
                                   own.force if own else parent_force, grandchildren))
         level = below
     return cancels
-
-
-def cascade_signal(child: Execution, pod: PodView | None, force: bool) -> DeletePod | None:
-    """The SIGTERM of a descendant whose cancel the cascade has just recorded, sent by the same pass rather
-    than after the descendant's own reconcile: what its `_signal` would send. `pod` is the one the operator
-    made for it (own_pod); `child` has its defaults filled in (its grace period)."""
-    if pod is None or pod.terminating:
-        return None
-    return DeletePod(pod.name, 0 if force else child.spec.gracePeriodSeconds, pod.uid)
 
 
 def cancel_at_once(ex: Execution, intent: CancelIntent, children: list[Execution], plan: Plan, now: datetime,
