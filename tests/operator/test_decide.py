@@ -347,13 +347,36 @@ def test_killed_outcome_without_a_final_checkpoint():
     assert (patch["phase"], patch["cancellation"]["outcome"]) == ("Cancelled", "Killed")
 
 
+def cancelling_parent(*names: str) -> Execution:
+    """A parent the operator moved to Cancelling while its children (`names`) were Running."""
+    kids = [child(name, "Running") for name in names]
+    ex = parent(execution("Running", cancel={"reason": "stop"}), *kids)
+    return apply(ex, decide(ex, running_pod(), kids, NOW - timedelta(seconds=2)))
+
+
 def test_cancelled_only_once_children_are_terminal():
-    ex = parent(cancelling(), child("job-a", "Running"))
+    ex = cancelling_parent("job-a")
     actions = decide(ex, None, [child("job-a", "Cancelling", cancel={"reason": "r"})], NOW)
-    assert status_patch(actions).get("phase") is None
-    assert status_patch(actions)["cancellation"]["children"] == [{"name": "job-a", "phase": "Cancelling"}]
+    assert "phase" not in status_patch(actions) and "cancellation" not in status_patch(actions), \
+        "a child still going, Running -> Cancelling: no write of its own"
     done = decide(ex, None, [child("job-a", "Cancelled", cancel={"reason": "r"})], NOW)
     assert status_patch(done)["phase"] == "Cancelled"
+    assert status_patch(done)["cancellation"]["children"] == [{"name": "job-a", "phase": "Cancelled"}]
+
+
+def test_a_cancelling_parent_writes_its_childrens_phases_when_one_ends_or_with_another_write():
+    ex = cancelling_parent("job-a", "job-b")
+    one_ended = [child("job-a", "Cancelled", cancel={"reason": "r"}),
+                 child("job-b", "Cancelling", cancel={"reason": "r"})]
+    patch = status_patch(decide(ex, None, one_ended, NOW))
+    assert "phase" not in patch
+    assert patch["cancellation"]["children"] == [{"name": "job-a", "phase": "Cancelled"},
+                                                 {"name": "job-b", "phase": "Cancelling"}], "b's step goes with it"
+    overdue = running_pod(terminating=True)
+    overdue.deletion_at = NOW - timedelta(seconds=60)  # past its grace period: escalated, a write anyway
+    still_going = [child("job-a", "Cancelling", cancel={"reason": "r"}), child("job-b", "Running")]
+    forced = status_patch(decide(ex, overdue, still_going, NOW))["cancellation"]
+    assert forced["forcedAt"] and forced["children"][0] == {"name": "job-a", "phase": "Cancelling"}
 
 
 def test_without_cascade_the_parent_does_not_wait_for_children():

@@ -225,13 +225,27 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     told_at = request_told_at(ex)
     if concluding or told_at is None or now >= told_at:
         _tell_request(ex, intent, recorded, plan)  # folded into the conclusion's Event if it concludes now
-    if acknowledged is not None and (concluding or cancellation != recorded or plan.status.model_fields_set):
+    worth = _worth_a_write(cancellation, recorded) or bool(plan.status.model_fields_set)
+    if acknowledged is not None and (concluding or worth):
         cancellation.acknowledgedAt = acknowledged
     if concluding:
         _conclude(ex, intent, cancellation, plan, now, asked)
         return
-    if cancellation != recorded:
+    if worth:
         plan.status.set(cancellation=cancellation)
+
+
+def _worth_a_write(new: Cancellation, old: Cancellation) -> bool:
+    """A child's step from one live phase to another (Running -> Cancelling) is not worth a status write of
+    its own: in a cascade every parent would pay one per child, beside the signals. It goes with the next
+    write; a child that ended (or came or went) is written at once."""
+    return _as_told(new) != _as_told(old)
+
+
+def _as_told(record: Cancellation) -> Cancellation:
+    return record.model_copy(update={"children": [
+        child if child.phase in TERMINAL_PHASES else child.model_copy(update={"phase": None})
+        for child in record.children]})
 
 
 def _conclude(ex: Execution, intent: CancelIntent, cancellation: Cancellation, plan: Plan, now: datetime,
