@@ -52,7 +52,7 @@ POSTED_EVENTS_KEPT = 50_000
 QUEUEABLE = (Phase.PENDING, Phase.SUSPENDED, Phase.WAITING)
 PASSED_ON = ("spec.podTemplate", "spec.image")  # what a runner pod and a child take from the execution
 # Children's cancels in flight at once: a cascade's signals go out together, not one round trip after another.
-CANCEL_SENDERS = 32
+CANCEL_SENDERS = 8
 
 
 class Reconciler:
