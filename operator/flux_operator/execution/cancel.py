@@ -231,7 +231,7 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     if concluding:
         _conclude(ex, intent, cancellation, plan, now, asked)
         return
-    if worth:
+    if worth and cancellation != recorded:
         plan.status.set(cancellation=cancellation)
 
 
