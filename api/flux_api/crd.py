@@ -1,4 +1,4 @@
-"""Generates the Execution, Schedule, ConcurrencyLimit and TenancyPolicy CRDs from the pydantic models, so they cannot drift,
+"""Generates the Execution, Schedule, ConcurrencyLimit, ExecutionProgress and TenancyPolicy CRDs from the pydantic models, so they cannot drift,
 and writes the admission policies (flux_api.policy) beside them.
 
 `python -m flux_api.crd --write` (`make crds`) rewrites crds/ and the chart's copies;
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flux_api import crd_rules, policy, tenancy
+from flux_api import crd_rules, policy, progress, tenancy
 from flux_api.names import (
     GROUP,
     KIND,
@@ -53,6 +53,9 @@ SCHEDULE_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / SCHEDULE_CRD_
 LIMIT_CRD_FILE = f"{LIMIT_PLURAL}.{GROUP}.yaml"
 LIMIT_CANONICAL = REPO / "crds" / LIMIT_CRD_FILE
 LIMIT_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / LIMIT_CRD_FILE
+PROGRESS_CRD_FILE = f"{progress.PLURAL}.{GROUP}.yaml"
+PROGRESS_CANONICAL = REPO / "crds" / PROGRESS_CRD_FILE
+PROGRESS_CHART_COPY = REPO / "charts" / "flux-operator" / "crds" / PROGRESS_CRD_FILE
 
 CANCEL_IMMUTABLE = {
     "rule": "!has(oldSelf.cancel) || (has(self.cancel) && self.cancel == oldSelf.cancel)",
@@ -253,6 +256,22 @@ def limit_crd() -> dict[str, Any]:
     ])
 
 
+def progress_crd() -> dict[str, Any]:
+    schema = _strip_titles({
+        "type": "object",
+        "description": "A running Execution's latest checkpoint (same name), written by its runner between the "
+                       "writes the operator decides on; the operator does not watch it. Made and owned by the "
+                       "operator, written only by that execution's runner (status), read by the CLI.",
+        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                       "metadata": {"type": "object"}, "status": _schema_of(progress.ExecutionProgressStatus)},
+    })
+    return _namespaced_crd(progress.KIND, progress.PLURAL, progress.SINGULAR, progress.SHORT_NAMES, schema, [
+        {"name": "State", "type": "string", "jsonPath": ".status.checkpoint.state"},
+        {"name": "Steps", "type": "integer", "jsonPath": ".status.checkpoint.stepCount"},
+        {"name": "Updated", "type": "date", "jsonPath": ".status.checkpoint.updatedAt"},
+    ])
+
+
 def crd() -> dict[str, Any]:
     return _namespaced_crd(KIND, PLURAL, SINGULAR, SHORT_NAMES, open_api_schema(), [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -323,9 +342,11 @@ def outputs() -> dict[Path, str]:
     execution, schedule, policy_text = render(), render(schedule_crd(), "api/flux_api/schedule.py"), render_policy()
     tenancy_text = render(tenancy_crd(), "api/flux_api/tenancy.py")
     limit = render(limit_crd(), "api/flux_api/limits.py")
+    progress_text = render(progress_crd(), "api/flux_api/progress.py")
     return {CANONICAL: execution, CHART_COPY: execution, SCHEDULE_CANONICAL: schedule, SCHEDULE_CHART_COPY: schedule,
             TENANCY_CANONICAL: tenancy_text, TENANCY_CHART_COPY: tenancy_text,
             LIMIT_CANONICAL: limit, LIMIT_CHART_COPY: limit,
+            PROGRESS_CANONICAL: progress_text, PROGRESS_CHART_COPY: progress_text,
             POLICY: policy_text, CHART_POLICY: policy_text, CHART_CHECK_RULES: render_check_rules()}
 
 

@@ -26,6 +26,7 @@ from flux_api.names import (
     RESERVED_NAMESPACE_PREFIX,
     SCHEDULE_PLURAL,
 )
+from flux_api.progress import PLURAL as PROGRESS_PLURAL
 
 ENABLED_VALUE = "true"
 DEFAULT_NAME = "flux-operator-enabled-namespaces"
@@ -39,6 +40,7 @@ CONFINED: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("networking.k8s.io", ("networkpolicies",), ("CREATE",)),
     (GROUP, (PLURAL, f"{PLURAL}/status", SCHEDULE_PLURAL, f"{SCHEDULE_PLURAL}/status", f"{LIMIT_PLURAL}/status"),
      ("CREATE", "UPDATE", "DELETE")),
+    (GROUP, (PROGRESS_PLURAL,), ("CREATE",)),
 )
 
 

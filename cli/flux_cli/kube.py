@@ -17,7 +17,7 @@ from typing import Any
 
 import urllib3
 import yaml
-from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION, nesting
+from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION, nesting, progress
 from flux_api.names import SCHEDULE_PLURAL
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -88,6 +88,21 @@ class Kube:
             return _decoded(self._custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.request_timeout, _preload_content=False
             ))
+
+    def get_with_progress(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Execution with the newest checkpoint: while it runs, its runner writes progress to its
+        ExecutionProgress (flux_api.progress), which this adds when the caller may read it."""
+        return objects.with_progress(self.get_execution(namespace, name), self.get_progress(namespace, name))
+
+    def get_progress(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ExecutionProgress of that name; None when there is none or it may not be read (a tenant without
+        `get executionprogresses` sees status.checkpoint, as of the last write the operator decides on)."""
+        try:
+            return _decoded(self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, progress.PLURAL, name, _request_timeout=self.request_timeout,
+                _preload_content=False))
+        except (ApiException, urllib3.exceptions.HTTPError):
+            return None
 
     def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body["metadata"].get("name") or f'{body["metadata"].get("generateName", "")}*'

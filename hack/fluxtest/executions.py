@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flux_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, nesting
+from flux_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, nesting, progress
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -57,6 +57,23 @@ class Executions:
     def status(self, name: str) -> dict:
         return self.get(name).get("status") or {}
 
+    def progress(self, name: str) -> dict | None:
+        """The execution's ExecutionProgress (where its runner writes checkpoints while it runs), or None."""
+        try:
+            response = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, progress.PLURAL, name,
+                                                                _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return nesting.loads(response.data)
+
+    def live_status(self, name: str) -> dict:
+        """The status with the newest checkpoint: its own, or its ExecutionProgress's while that one is newer."""
+        status = self.status(name)
+        newer = progress.newest(status.get("checkpoint"), progress.checkpoint_of(self.progress(name)))
+        return {**status, "checkpoint": newer} if newer is not None else status
+
     def phase(self, name: str) -> str | None:
         return self.status(name).get("phase")
 
@@ -67,7 +84,7 @@ class Executions:
     def wait_step(self, name: str, steps: int = 1, timeout: float = 60) -> dict:
         """Running with at least `steps` checkpointed steps: the runner's SIGTERM handler is in place."""
         def progressed():
-            status = self.status(name)
+            status = self.live_status(name)
             # A real kubelet may report the pod Running (so the operator says Running) a moment after the
             # runner's first checkpoint: wait for both.
             if status.get("phase") in (None, "Pending"):

@@ -11,7 +11,7 @@ import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from flux_api import GROUP, PLURAL, VERSION
+from flux_api import GROUP, PLURAL, VERSION, progress
 from kubernetes import client, watch
 from localcluster.layout import Layout
 
@@ -150,9 +150,15 @@ def runner_starts(logs: RunnerLogs) -> int:
 
 
 def statuses(fx, names=None) -> dict[str, dict]:
-    """Every Execution's status in the namespace (one LIST), or only `names`'."""
+    """Every Execution's status in the namespace (one LIST), or only `names`', each with its newest checkpoint
+    (a running one's is in its ExecutionProgress: one LIST more)."""
     items = fx.custom.list_namespaced_custom_object(GROUP, VERSION, fx.ns, PLURAL)["items"]
     found = {i["metadata"]["name"]: i.get("status") or {} for i in items}
+    for item in fx.custom.list_namespaced_custom_object(GROUP, VERSION, fx.ns, progress.PLURAL)["items"]:
+        status = found.get(item["metadata"]["name"])
+        newer = progress.newest((status or {}).get("checkpoint"), progress.checkpoint_of(item))
+        if status is not None and newer is not None:
+            status["checkpoint"] = newer
     return found if names is None else {n: found.get(n, {}) for n in names}
 
 
@@ -218,6 +224,8 @@ OPERATOR_RULES = [
     {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status", "schedules/status", "concurrencylimits/status"],
      "verbs": ["get", "patch", "update"]},
     {"apiGroups": [GROUP], "resources": [f"{PLURAL}/finalizers", "schedules/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [GROUP], "resources": ["executionprogresses"], "verbs": ["get", "create"]},
+    {"apiGroups": [GROUP], "resources": ["executionprogresses/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch", "create", "delete",
                                                                      "patch"]},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution, tracecontext
+from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution, progress, tracecontext
 from flux_api.names import (
     CANCELLED_BY_ANNOTATION,
     CREATE_TOKEN_ANNOTATION,
@@ -145,7 +145,7 @@ def service_account(ex: Execution, settings: RunnerSettings | None = None) -> di
 
 
 def role(ex: Execution) -> dict[str, Any]:
-    """Read its own Execution, patch its own status: nothing else, not even its siblings."""
+    """Read its own Execution and ExecutionProgress, patch their status: nothing else, not even its siblings'."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": _metadata(ex, runner_account_name(ex.name), "identity"),
@@ -153,8 +153,18 @@ def role(ex: Execution) -> dict[str, Any]:
             {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": [ex.name], "verbs": ["get"]},
             {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "resourceNames": [ex.name],
              "verbs": ["patch"]},
+            # Its progress between the checkpoints the operator decides on (flux_api.progress).
+            {"apiGroups": [GROUP], "resources": [progress.PLURAL], "resourceNames": [ex.name], "verbs": ["get"]},
+            {"apiGroups": [GROUP], "resources": [f"{progress.PLURAL}/status"], "resourceNames": [ex.name],
+             "verbs": ["patch"]},
         ],
     }
+
+
+def progress_object(ex: Execution) -> dict[str, Any]:
+    """The runner's ExecutionProgress: the same name as its Execution, empty until the runner writes its status."""
+    metadata = _metadata(ex, ex.name, "progress")
+    return {"apiVersion": API_VERSION, "kind": progress.KIND, "metadata": metadata}
 
 
 def role_binding(ex: Execution) -> dict[str, Any]:

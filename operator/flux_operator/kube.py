@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-from flux_api import GROUP, PLURAL, VERSION, nesting
+from flux_api import GROUP, PLURAL, VERSION, nesting, progress
 from flux_api.errors import Failure, classify, is_transient
 from flux_api.events import MAX_MESSAGE
 from flux_api.names import LIMIT_PLURAL, SCHEDULE_PLURAL
@@ -46,7 +46,8 @@ RBAC = "/apis/rbac.authorization.k8s.io/v1"
 PATHS_BY_KIND = {"ServiceAccount": (CORE, "serviceaccounts"), "Pod": (CORE, "pods"),
                  "Role": (RBAC, "roles"), "RoleBinding": (RBAC, "rolebindings"), "Event": (CORE, "events"),
                  "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
-                 "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies")}
+                 "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+                 progress.KIND: (f"/apis/{GROUP}/{VERSION}", progress.PLURAL)}
 
 
 def custom_path(namespace: str, plural: str, name: str = "", sub: str = "") -> str:
@@ -237,7 +238,8 @@ class KubeApi:
         return out["failure"] is None
 
     def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Creates a ServiceAccount, Role, RoleBinding, NetworkPolicy or Pod; None if one of that name already existed."""
+        """Creates a ServiceAccount, Role, RoleBinding, NetworkPolicy, ExecutionProgress or Pod; None if one of that
+        name already existed."""
         namespace, kind = body["metadata"]["namespace"], body["kind"]
         with self.call(f"create {kind} {namespace}/{body['metadata']['name']}", tolerate=(Failure.CONFLICT,)):
             return self.request("POST", kind_path(kind, namespace), body)

@@ -5,6 +5,7 @@ whose it is, and a refusal is kept for the next decision (which fails the execut
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from flux_operator.ownership import PREDECESSOR_GRACE, Memory, controller_uid, p
 from flux_operator.execution.children import child_key
 from flux_operator.world import World
 
+log = logging.getLogger("flux.operator")
 
 # The ServiceAccount and the Role need nothing else to exist; the RoleBinding grants that Role to that account,
 # so both must be proven ours first; the pod runs as the account with the binding's rights. Three round trips
 # a start, not four.
 STAGES = (("serviceAccount", "role"), ("roleBinding",), ("pod",))
+PROGRESS = "progress"  # the runner's ExecutionProgress: made beside the first stage, best effort
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Maker:
                  refused: Callable[[Failure], None] = lambda failure: None) -> None:
         self.api, self.world, self.settings = api, world, settings
         self.refused = refused  # counts each refusal (flux_reconcile_errors_total{kind})
-        self._senders = ThreadPoolExecutor(max(map(len, STAGES)), thread_name_prefix="runner-objects")
+        self._senders = ThreadPoolExecutor(max(map(len, STAGES)) + 1, thread_name_prefix="runner-objects")
 
     def _body(self, ex: Execution, key: str) -> dict[str, Any]:
         match key:
@@ -62,7 +65,12 @@ class Maker:
             makes = [make for make in action.makes if make.key in stage]
             if "pod" in stage and makes and "networkPolicy" not in memory.made and not self._network_policy(ex, memory):
                 return False
+            progress = None
+            if stage is STAGES[0] and PROGRESS not in memory.made:  # beside the first stage: no round trip more
+                progress = self._senders.submit(budget.carried(self._progress, ex, memory))
             sent = self._together(ex, makes) if len(makes) > 1 else [self._send(ex, make) for make in makes]
+            if progress is not None:
+                progress.result()
             if not all([self._learn(ex, make, answer, memory, now) for make, answer in zip(makes, sent)]):
                 return False
         return True
@@ -96,6 +104,19 @@ class Maker:
         if sent.kind == "Pod" and made.get("spec"):
             self.world.pod_seen(made)  # what the write returned: no second create while the watch lags
         return True
+
+    def _progress(self, ex: Execution, memory: Memory) -> None:
+        """The runner's ExecutionProgress, once per execution. Never a reason not to start: without it (a CRD not
+        installed yet, a refusal) the runner writes all its checkpoints to the Execution, as before it existed.
+        Only the operator may create these (tenants and runners hold no create), so one found under the name is
+        the one made before a restart."""
+        try:
+            self.api.create(builders.progress_object(ex))
+        except ApiFailure as err:
+            self.refused(err.kind)
+            log.warning("no ExecutionProgress for %s/%s, its runner writes progress to the Execution: %s",
+                        ex.namespace, ex.name, err)
+        memory.made[PROGRESS] = ""
 
     def _network_policy(self, ex: Execution, memory: Memory) -> bool:
         """The runner's NetworkPolicy (--runner-egress), before its pod so the network plugin has it first;

@@ -13,6 +13,7 @@ import logging
 
 from flux_api import GROUP, PLURAL, VERSION
 from flux_api.names import LIMIT_PLURAL, SCHEDULE_PLURAL
+from flux_api.progress import PLURAL as PROGRESS_PLURAL
 
 from flux_operator.kube import KubeApi
 
@@ -38,6 +39,8 @@ NAMESPACED: tuple[Right, ...] = (
     ("patch", GROUP, f"{SCHEDULE_PLURAL}/status"),
     # list, watch: kopf. patch: the usage a ConcurrencyLimit shows (limit_shell).
     ("list", GROUP, LIMIT_PLURAL), ("watch", GROUP, LIMIT_PLURAL), ("patch", GROUP, f"{LIMIT_PLURAL}/status"),
+    # create: each runner's ExecutionProgress (making.Maker); get, patch status: granted to that runner.
+    ("get", GROUP, PROGRESS_PLURAL), ("create", GROUP, PROGRESS_PLURAL), ("patch", GROUP, f"{PROGRESS_PLURAL}/status"),
     # get: whose is the pod (or runner RBAC) of that name, after a create met one (making.Maker).
     *((verb, "", "pods") for verb in ("get", "list", "watch", "create", "delete")),
     ("get", "", "serviceaccounts"), ("create", "", "serviceaccounts"),

@@ -122,7 +122,9 @@ class FakeKubeApi:
 
     def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
         self.calls.append(("create", body["kind"], body["metadata"]["name"]))
-        self._maybe_fail("create", body["metadata"]["name"])
+        # The ExecutionProgress goes beside the first stage's creates: its own failures, so that which of them
+        # meets a failure injected for the runner's objects is not a race.
+        self._maybe_fail("create_progress" if body["kind"] == "ExecutionProgress" else "create", body["metadata"]["name"])
         key = (body["kind"], body["metadata"]["name"])
         if key in self.owners or key in self.others:
             return None

@@ -1,6 +1,7 @@
-"""The runner's whole view of the API server: GET its Execution, merge-patch its status.
+"""The runner's whole view of the API server: GET its Execution and its ExecutionProgress, merge-patch their
+status.
 
-RBAC grants nothing else (get on the own Execution, patch on its status), so nothing else is here.
+RBAC grants nothing else (get on the own two objects, patch on their status), so nothing else is here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from flux_api import GROUP, PLURAL, VERSION, nesting
+from flux_api import GROUP, PLURAL, VERSION, nesting, progress
 from flux_api.errors import Failure, classify, is_transient
 
 from flux_runner.errors import (
@@ -80,8 +81,8 @@ def ssl_context(ca_path: Path) -> ssl.SSLContext:
         raise ConfigError(f"cannot load the cluster CA {ca_path}: {exc}") from exc
 
 
-def execution_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+def execution_path(namespace: str, name: str, plural: str = PLURAL) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}"
 
 
 class ExecutionClient:
@@ -101,6 +102,7 @@ class ExecutionClient:
         self.namespace = namespace
         self.name = name
         self.path = execution_path(namespace, name)
+        self.progress_path = execution_path(namespace, name, progress.PLURAL)
 
     @classmethod
     def in_cluster(cls, settings: Settings, retry: RetryPolicy = RetryPolicy()) -> ExecutionClient:
@@ -126,6 +128,19 @@ class ExecutionClient:
     async def patch_status(self, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patches `status` (keys set to None are removed); returns the whole object."""
         return await self._request("PATCH", f"{self.path}/status", {"status": status})
+
+    async def get_progress(self) -> dict[str, Any] | None:
+        """The ExecutionProgress the operator made for this runner; None without one (or without the right to it:
+        an operator older than it), and then every checkpoint goes to the Execution."""
+        try:
+            return await self._request("GET", self.progress_path)
+        except (NotFound, Forbidden) as exc:
+            log.info("no ExecutionProgress to write progress to, the Execution gets every checkpoint: %s", exc)
+            return None
+
+    async def patch_progress(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patches the ExecutionProgress's `status`; returns it."""
+        return await self._request("PATCH", f"{self.progress_path}/status", {"status": status})
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         content = None if body is None else json.dumps(body).encode()

@@ -186,7 +186,7 @@ class WorkflowContext:
         # A step boundary: a lost SIGTERM must not let the work go on, so the API server is asked too, at most
         # once a checkpoint interval (a write's answer counts as asking).
         clock = self._journal.clock
-        if not self._switch.requested and clock() - max(self._polled_at, self._journal.written_at) >= \
+        if not self._switch.requested and clock() - max(self._polled_at, self._journal.answered_at) >= \
                 self._journal.interval:
             execution = await self._api.get()
             self._polled_at = clock()

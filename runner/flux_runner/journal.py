@@ -1,9 +1,10 @@
-"""The checkpoint: kept in memory, written whole (and bounded) to status.checkpoint, at most once an interval.
+"""The checkpoint: kept in memory, written whole (and bounded), at most once an interval.
 
 Finished steps are written together: the first change after a quiet interval at once, later ones when the
-interval since the last write has passed (a background flush, so a long step does not hold them back). The
-final checkpoint (end, cancel, failure) and `flush()` (before a spawn, or when the workflow asks) write at
-once. What a crash can cost: the steps finished since the last write, at most one interval of them, run
+interval since the last write has passed (a background flush, so a long step does not hold them back). These
+periodic writes go to the runner's ExecutionProgress when the operator made one (flux_api.progress), so they
+cost the operator nothing; the final checkpoint (end, cancel, failure, a durable wait) and `flush()` (before a
+spawn, or when the workflow asks) go to the Execution's status.checkpoint, at once. What a crash can cost: the steps finished since the last write, at most one interval of them, run
 again in the next pod; a cancel or a clean end costs nothing, its final checkpoint holds every step."""
 
 from __future__ import annotations
@@ -18,22 +19,35 @@ from typing import Any
 
 from flux_api import Checkpoint, Phase, StepRecord, nesting
 from flux_api.ledger import Ledger
+from flux_api.progress import KIND as PROGRESS_KIND
+from flux_api.progress import checkpoint_of, newest
 from flux_api.timefmt import now_text
 from flux_api.types import CHECKPOINT_BUDGET, RECENT_STEPS
 from pydantic import ValidationError
 
 from flux_runner.client import ExecutionClient
 from flux_runner.settings import DEFAULT_CHECKPOINT_INTERVAL
-from flux_runner.errors import ApiError, CheckpointRejected, CheckpointTooLarge, Invalid, InvalidSpec, TooLarge
+from flux_runner.errors import (
+    ApiError,
+    CheckpointRejected,
+    CheckpointTooLarge,
+    Forbidden,
+    Invalid,
+    InvalidSpec,
+    NotFound,
+    TooLarge,
+)
 from flux_runner.waits import DurableWait
 
 log = logging.getLogger("flux.runner")
 
 
-def recorded_checkpoint(execution: dict[str, Any]) -> Checkpoint | None:
-    """The checkpoint to go on from: status.checkpoint, or when nothing ran yet a retry's spec.seed."""
-    raw = (execution.get("status") or {}).get("checkpoint")
-    where = "status.checkpoint"
+def recorded_checkpoint(execution: dict[str, Any], progress: dict[str, Any] | None = None) -> Checkpoint | None:
+    """The checkpoint to go on from: the newer of status.checkpoint and the ExecutionProgress's, or when nothing
+    ran yet a retry's spec.seed."""
+    recorded = (execution.get("status") or {}).get("checkpoint")
+    raw = newest(recorded, checkpoint_of(progress))
+    where = "status.checkpoint" if raw is recorded else f"{PROGRESS_KIND} status.checkpoint"
     if raw is None:
         raw, where = (execution.get("spec") or {}).get("seed"), "spec.seed"
         if raw is None:
@@ -59,10 +73,12 @@ class Journal:
 
     def __init__(self, api: ExecutionClient, previous: Checkpoint | None = None,
                  budget: int = CHECKPOINT_BUDGET, interval: float = DEFAULT_CHECKPOINT_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, progress: bool = False) -> None:
         self._api = api
         self.interval, self.clock = interval, clock
+        self.to_progress = progress  # periodic writes go to the ExecutionProgress (main.py found one)
         self.written_at = float("-inf")  # when the last write was sent (monotonic)
+        self.answered_at = float("-inf")  # when the last write to the Execution was sent: its answer was read
         self._dirty = False
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None  # a background write that failed: raised by the next call
@@ -130,17 +146,20 @@ class Journal:
         """Writes what is pending at once; None when nothing was."""
         self._raise_failure()
         await self._stop_flusher()
-        return await self._write(Phase.RUNNING) if self._dirty else None
+        return await self._write(Phase.RUNNING, to_execution=True) if self._dirty else None
 
     async def finish(self, state: Phase, result: Any = None, error: str | None = None,
                      wait: DurableWait | None = None) -> dict[str, Any]:
         await self._stop_flusher()  # the final word is the last write
         try:
-            return await self._write(state, result, error, wait)
+            written = await self._write(state, result, error, wait, to_execution=True)
         except CheckpointTooLarge as exc:
             # The final word must land: the result goes, the reason stays.
-            return await self._write(Phase.FAILED, None,
-                                     f"CheckpointTooLarge: the workflow result does not fit: {exc.args[0]}")
+            written = await self._write(Phase.FAILED, None,
+                                        f"CheckpointTooLarge: the workflow result does not fit: {exc.args[0]}",
+                                        to_execution=True)
+        assert written is not None, "a write to the Execution answers with it"
+        return written
 
     def checkpoint(self, state: Phase, result: Any = None, error: str | None = None,
                    wait: DurableWait | None = None) -> dict[str, Any]:
@@ -166,8 +185,8 @@ class Journal:
         try:
             while self._dirty:  # steps that finished while a write was on its way go with the next one
                 await asyncio.sleep(max(0.0, self.written_at + self.interval - self.clock()))
-                if self._dirty:
-                    self.on_written(await self._write(Phase.RUNNING))
+                if self._dirty and (written := await self._write(Phase.RUNNING)) is not None:
+                    self.on_written(written)
         except (ApiError, CheckpointTooLarge) as exc:
             log.error("a checkpoint write failed: %s", exc)
             self._failure = exc
@@ -195,7 +214,8 @@ class Journal:
         return size
 
     async def _write(self, state: Phase, result: Any = None, error: str | None = None,
-                     wait: DurableWait | None = None) -> dict[str, Any]:
+                     wait: DurableWait | None = None, to_execution: bool = False) -> dict[str, Any] | None:
+        """The Execution as the API server answered, or None when the write went to the ExecutionProgress."""
         async with self._lock:
             checkpoint = self.checkpoint(state, result, error, wait)
             size = self._measure(checkpoint)
@@ -205,9 +225,24 @@ class Journal:
             checkpoint["sequence"] = self.sequence
             # Every key is sent, None included: in a merge patch None deletes a stale value.
             try:
-                return await self._api.patch_status({"checkpoint": checkpoint})
+                if self.to_progress and not to_execution and await self._progressed(checkpoint):
+                    return None
+                answer = await self._api.patch_status({"checkpoint": checkpoint})
+                self.answered_at = self.written_at
+                return answer
             except BaseException as exc:
                 self._dirty = True  # not written: the next write carries it
                 if isinstance(exc, TooLarge):
                     raise CheckpointTooLarge(f"the API server refused {size} bytes: {exc}") from exc
                 raise
+
+    async def _progressed(self, checkpoint: dict[str, Any]) -> bool:
+        """Writes `checkpoint` to the ExecutionProgress; False if that object is gone or no longer ours to write,
+        and from then on every checkpoint goes to the Execution."""
+        try:
+            await self._api.patch_progress({"checkpoint": checkpoint})
+            return True
+        except (NotFound, Forbidden) as exc:
+            log.warning("the ExecutionProgress cannot be written, checkpoints go to the Execution: %s", exc)
+            self.to_progress = False
+            return False

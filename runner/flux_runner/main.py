@@ -127,15 +127,16 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
                         checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
                         durable_after: float = DEFAULT_DURABLE_AFTER) -> Ending:
     execution = await api.get()
+    progress = own_progress(execution, await api.get_progress())
     try:
-        previous = recorded_checkpoint(execution)
+        previous = recorded_checkpoint(execution, progress)
     except InvalidSpec as exc:
         return await finish(Journal(api), Ending.failed(str(exc)))
     if previous is not None and previous.state in TERMINAL_PHASES:
         # Restarted after the final checkpoint was written: it stands.
         log.info("already finished as %s before this start; nothing to do", previous.state)
         return Ending(previous.state, previous.result, previous.error)
-    journal = Journal(api, previous, interval=checkpoint_interval)
+    journal = Journal(api, previous, interval=checkpoint_interval, progress=progress is not None)
     switch.observe(execution)
     if switch.requested:
         log.info("cancelled before the workflow started: %s", switch.reason)
@@ -146,6 +147,18 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
         return await finish(journal, Ending.failed(str(exc)))
     ctx = create_context(api, execution, journal, switch, poll_interval, durable_after)
     return await finish(journal, await run_workflow(spec.workflow, ctx, spec.input, switch))
+
+
+def own_progress(execution: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ExecutionProgress if it belongs to this Execution (its controller is this UID); one left by a deleted
+    execution of the same name, not yet collected, is neither read nor written."""
+    uid = (execution.get("metadata") or {}).get("uid")
+    owners = ((progress or {}).get("metadata") or {}).get("ownerReferences") or []
+    if uid and any(isinstance(o, dict) and o.get("controller") and o.get("uid") == uid for o in owners):
+        return progress
+    if progress is not None:
+        log.warning("the ExecutionProgress of this name is not this execution's; checkpoints go to the Execution")
+    return None
 
 
 async def run_workflow(ref: str, ctx: WorkflowContext, input: dict[str, Any], switch: CancelSwitch) -> Ending:

@@ -4,8 +4,10 @@
     exit_code = await run(api.client(token_file))
     assert api.checkpoint["state"] == "Succeeded"
 
-It serves exactly what the runner's RBAC allows (get the Execution, merge-patch its status)
-and answers 403 to anything else, as the API server would.
+It serves exactly what the runner's RBAC allows (get the Execution, merge-patch its status; with
+`progress=True` the same for the ExecutionProgress the operator makes) and answers 403 to anything else, as
+the API server would. Without `progress` it is an operator that made none: the runner's one look for it is
+answered 403 and not recorded, so the requests a test counts are the Execution's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 import httpx
 from flux_api import API_VERSION, KIND
 from flux_api.mergepatch import merge_patch
+from flux_api.progress import KIND as PROGRESS_KIND
+from flux_api.progress import PLURAL as PROGRESS_PLURAL
 
 from flux_runner.client import MERGE_PATCH, ExecutionClient, RetryPolicy, TokenFile, execution_path
 
@@ -49,10 +53,18 @@ def new_execution(name: str, workflow: str, input: Any = None, namespace: str = 
 
 
 class FakeExecutionApi:
-    def __init__(self, execution: dict[str, Any]) -> None:
+    def __init__(self, execution: dict[str, Any], progress: bool = False) -> None:
         self.execution = copy.deepcopy(execution)
         meta = self.execution["metadata"]
         self.path = execution_path(meta["namespace"], meta["name"])
+        self.progress_path = execution_path(meta["namespace"], meta["name"], PROGRESS_PLURAL)
+        owner = {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"], "uid": meta.get("uid"),
+                 "controller": True}
+        self.progress: dict[str, Any] | None = {
+            "apiVersion": API_VERSION, "kind": PROGRESS_KIND, "status": {},
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "ownerReferences": [owner]},
+        } if progress else None
+        self.progress_deleted = False  # set: the ExecutionProgress is gone (404), as after a `kubectl delete`
         self.requests: list[Recorded] = []
         # Answered in order before normal service resumes: an HTTP status code, or an
         # exception to raise (e.g. httpx.ConnectError) from the MockTransport.
@@ -73,7 +85,13 @@ class FakeExecutionApi:
         return [r.body["status"]["checkpoint"] for r in self.requests
                 if r.method == "PATCH" and "checkpoint" in (r.body or {}).get("status", {})]
 
+    @property
+    def progress_checkpoint(self) -> dict[str, Any] | None:
+        return ((self.progress or {}).get("status") or {}).get("checkpoint")
+
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        if self.progress is None and path.startswith(self.progress_path):
+            return 403, _status_body(403, f"{method} {path} is forbidden")
         record = Recorded(method, path, {k.lower(): v for k, v in headers.items()}, json.loads(body) if body else None)
         self.requests.append(record)
         if self.failures:
@@ -83,6 +101,8 @@ class FakeExecutionApi:
             return failure, _status_body(failure, "injected failure")
         if method == "GET" and path == self.path:
             pass
+        elif self.progress is not None and path.startswith(self.progress_path):
+            return self._progress(method, path, record)
         elif method == "PATCH" and path == f"{self.path}/status":
             if record.headers.get("content-type") != MERGE_PATCH:
                 return 415, _status_body(415, f"unsupported media type {record.headers.get('content-type')}")
@@ -93,6 +113,21 @@ class FakeExecutionApi:
         for hook in list(self.hooks):
             hook(self, record)
         return 200, copy.deepcopy(self.execution)
+
+    def _progress(self, method: str, path: str, record: Recorded) -> tuple[int, dict[str, Any]]:
+        assert self.progress is not None
+        if self.progress_deleted:
+            return 404, _status_body(404, f"{PROGRESS_KIND} {self.execution['metadata']['name']} not found")
+        if method == "PATCH" and path == f"{self.progress_path}/status":
+            if record.headers.get("content-type") != MERGE_PATCH:
+                return 415, _status_body(415, f"unsupported media type {record.headers.get('content-type')}")
+            self.progress["status"] = merge_patch(self.progress.get("status") or {},
+                                                  (record.body or {}).get("status") or {})
+        elif not (method == "GET" and path == self.progress_path):
+            return 403, _status_body(403, f"{method} {path} is forbidden")
+        for hook in list(self.hooks):
+            hook(self, record)
+        return 200, copy.deepcopy(self.progress)
 
     def transport(self) -> httpx.MockTransport:
         def serve(request: httpx.Request) -> httpx.Response:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Phase
+from flux_cli import objects
 from flux_cli.executions import actions
 from flux_cli.executions.actions import CancelOptions
 from flux_cli.executions.cancelling import ExitCode
@@ -42,6 +43,7 @@ class FakeKube:
         self.errors: dict[tuple[str, str], KubeError] = {}
         self.calls: list[str] = []
         self.on_patch: Callable[[dict[str, Any]], None] | None = None
+        self.progress: dict[tuple[str, str], dict[str, Any]] = {}  # ExecutionProgress objects by (ns, name)
 
     def _fail(self, verb: str, name: str) -> None:
         if (verb, name) in self.errors:
@@ -53,6 +55,12 @@ class FakeKube:
         if (namespace, name) not in self.objs:
             raise NotFoundError(f'execution "{name}" in namespace "{namespace}" not found')
         return copy.deepcopy(self.objs[(namespace, name)])
+
+    def get_with_progress(self, namespace: str, name: str) -> dict[str, Any]:
+        return objects.with_progress(self.get_execution(namespace, name), self.progress.get((namespace, name)))
+
+    def get_progress(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.progress.get((namespace, name)))
 
     def list_executions(self, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
         self.calls.append(f"list {namespace} {selector}")
@@ -283,6 +291,19 @@ def test_stale_skips_executions_with_recent_progress() -> None:
     assert outcome.notes == ["skipped 1 execution(s) with progress in the last 1h: recent"]
 
 
+def test_stale_reads_the_progress_a_runner_writes_to_its_progress_object() -> None:
+    busy = ex("busy")  # its status.checkpoint is as of its start; its runner has written progress since
+    busy["metadata"]["uid"] = "uid-busy"
+    busy["status"]["checkpoint"] = {"state": "Running", "sequence": 1, "updatedAt": "2024-06-01T09:00:00Z"}
+    kube = FakeKube(busy)
+    kube.progress[(NS, "busy")] = {
+        "metadata": {"ownerReferences": [{"uid": "uid-busy", "controller": True}]},
+        "status": {"checkpoint": {"state": "Running", "sequence": 40, "updatedAt": "2024-06-01T11:59:00Z"}}}
+    outcome = run(kube, Selection(everything=True), stale_seconds=3600)
+    assert kube.patches == [], "it is busy, not stale"
+    assert outcome.notes == ["skipped 1 execution(s) with progress in the last 1h: busy"]
+
+
 def test_stale_with_names_is_a_guard() -> None:
     recent = ex("recent")
     recent["metadata"]["creationTimestamp"] = (NOW - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -380,6 +401,32 @@ def test_worst_exit_code_across_targets() -> None:
 
 
 # read-only views
+
+
+def _progress(uid: str, sequence: int, steps: int) -> dict[str, Any]:
+    return {"metadata": {"ownerReferences": [{"kind": "Execution", "uid": uid, "controller": True}]},
+            "status": {"checkpoint": {"state": "Running", "sequence": sequence, "stepCount": steps}}}
+
+
+@pytest.mark.parametrize(("owner", "sequence", "shown"), [
+    ("uid-etl", 9, 7),  # its own and newer: the running progress
+    ("uid-etl", 2, 1),  # older than status.checkpoint (the final word came after): the Execution's
+    ("uid-other", 9, 1),  # a deleted namesake's: never
+])
+def test_status_shows_the_newer_checkpoint_of_its_own_progress_object(owner, sequence, shown) -> None:
+    running = ex("etl")
+    running["metadata"]["uid"] = "uid-etl"
+    running["status"]["checkpoint"] = {"state": "Running", "sequence": 3, "stepCount": 1}
+    kube = FakeKube(running)
+    kube.progress[(NS, "etl")] = _progress(owner, sequence, 7)
+    view = actions.status(kube, NS, "etl")  # type: ignore[arg-type]
+    assert view.execution["status"]["checkpoint"]["stepCount"] == shown
+    assert view.execution["status"]["phase"] == "Running", "the rest of the status is the Execution's"
+
+
+def test_without_a_progress_object_the_execution_is_shown_as_it_is() -> None:
+    running = ex("etl")
+    assert objects.with_progress(running, None) is running
 
 
 def test_status_tree_and_list_views() -> None:

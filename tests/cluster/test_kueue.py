@@ -119,7 +119,7 @@ def test_a_preempted_execution_resumes_from_its_checkpoint_never_failed(fx):
     fx.wait_phase("urgent", "Running", timeout=90)
     preempted = wait_for(lambda: next((n for n in ("low-0", "low-1") if fx.status(n).get("resumes")), None),
                          timeout=60, what="a low-priority execution resumed after its preemption")
-    done_before = len(fx.status(preempted)["checkpoint"]["steps"])
+    done_before = len(fx.live_status(preempted)["checkpoint"]["steps"])
     assert fx.status(preempted)["resumes"] == 1
     # Its new pod waits for Kueue while the urgent one runs: still Running, Started=False Queued, deadline paused.
     wait_for(lambda: started(fx, preempted).get("reason") == "Queued", timeout=30,
@@ -127,7 +127,7 @@ def test_a_preempted_execution_resumes_from_its_checkpoint_never_failed(fx):
     assert fx.status(preempted)["phase"] == "Running"
     time.sleep(2)  # a wait long enough to be counted in whole seconds
     fx.cancel("urgent", "done with it")
-    wait_for(lambda: len(fx.status(preempted)["checkpoint"]["steps"]) > done_before + 2, timeout=90,
+    wait_for(lambda: len(fx.live_status(preempted)["checkpoint"]["steps"]) > done_before + 2, timeout=90,
              what=f"{preempted} going on in its new pod")
     status = fx.status(preempted)
     assert status["phase"] == "Running" and status["resumes"] == 1, status

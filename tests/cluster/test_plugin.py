@@ -277,7 +277,7 @@ def test_no_cascade_cancels_only_the_parent(fx, flux):
     # With a cascade the parent only ends after its children; here they are untouched and still working.
     for name in TREE[1:]:
         assert "cancel" not in fx.get(name)["spec"], name
-    done = len(fx.status("tree-left-leaf")["checkpoint"]["steps"])
+    done = len(fx.live_status("tree-left-leaf")["checkpoint"]["steps"])
     fx.wait_step("tree-left-leaf", steps=done + 2)
     assert fx.phase("tree-right-leaf") == "Running"
 
@@ -325,7 +325,7 @@ def test_wait_timeout_exits_4_while_a_stubborn_workflow_uses_its_grace(fx, flux)
 
 def idle_seconds(fx: Executions, name: str) -> float:
     """Seconds since the execution last showed progress (checkpoint, else start)."""
-    status = fx.status(name)
+    status = fx.live_status(name)
     stamp = (status.get("checkpoint") or {}).get("updatedAt") or status["startedAt"]
     return (datetime.now(UTC) - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
 

@@ -61,8 +61,19 @@ def test_role_grants_get_on_itself_and_patch_on_its_status_only():
          "verbs": ["get"]},
         {"apiGroups": ["workflows.flux.dev"], "resources": ["executions/status"], "resourceNames": ["job"],
          "verbs": ["patch"]},
+        {"apiGroups": ["workflows.flux.dev"], "resources": ["executionprogresses"], "resourceNames": ["job"],
+         "verbs": ["get"]},
+        {"apiGroups": ["workflows.flux.dev"], "resources": ["executionprogresses/status"], "resourceNames": ["job"],
+         "verbs": ["patch"]},
     ]
     assert all("*" not in rule["verbs"] for rule in rules)
+
+
+def test_the_progress_object_has_the_executions_name_and_is_owned_by_it():
+    body = builders.progress_object(execution())
+    assert body["kind"] == "ExecutionProgress" and body["metadata"]["name"] == "job"
+    assert body["metadata"]["ownerReferences"] == [builders.owner_reference(execution())]
+    assert "status" not in body, "the runner writes the status; a create could not set it anyway"
 
 
 def test_role_binding_binds_the_runner_account():

@@ -29,7 +29,8 @@ def operator(api, world, clock) -> Reconciler:
 
 
 def creates(api) -> list[str]:
-    return [c[1] for c in api.calls if c[0] == "create"]
+    """The runner's objects created, in order; its ExecutionProgress (best effort, no stage) aside."""
+    return [c[1] for c in api.calls if c[0] == "create" and c[1] != "ExecutionProgress"]
 
 
 def settle(reconciler, times: int = 3) -> None:
@@ -172,3 +173,25 @@ def test_a_taken_child_name_the_watch_has_not_brought_yet_is_found_and_refused(a
     assert (entry["phase"], entry["reason"]) == ("Failed", "NameTaken")
     assert api.names().count("make_execution") == 1 and api.names().count("get_execution") == 1
     assert ("SpawnConflict", "Warning") in [(e["reason"], e["type"]) for e in api.events.values()]
+
+
+def test_the_progress_object_is_made_once_beside_the_first_stage(api, world, clock):
+    seed(api, world, execution())
+    operator(api, world, clock).reconcile(KEY)
+    made = [c[1] for c in api.calls if c[0] == "create"]
+    assert sorted(made[:3]) == ["ExecutionProgress", "Role", "ServiceAccount"], made
+    assert made[3:] == ["RoleBinding", "Pod"] and made.count("ExecutionProgress") == 1
+    progress = next(b for b in api.created if b["kind"] == "ExecutionProgress")
+    assert progress["metadata"]["ownerReferences"][0]["uid"] == api.objects[KEY]["metadata"]["uid"]
+
+
+@pytest.mark.parametrize("failure", [Failure.NOT_FOUND, Failure.FORBIDDEN, Failure.SERVER])
+def test_a_refused_progress_object_does_not_stop_the_start(api, world, clock, failure):
+    """Without it (its CRD not installed yet, RBAC not upgraded) the runner writes every checkpoint to the
+    Execution, as before the object existed."""
+    seed(api, world, execution())
+    api.fail_next["create_progress"] = [failure]
+    settle(operator(api, world, clock))
+    assert sorted(creates(api)[:2]) == ["Role", "ServiceAccount"] and creates(api)[2:] == ["RoleBinding", "Pod"]
+    assert "message" not in api.objects[KEY]["status"], "no refusal is reported for it"
+    assert [c[1] for c in api.calls if c[0] == "create"].count("ExecutionProgress") == 1, "not asked again"

@@ -106,6 +106,14 @@ operator/flux_operator/startup.py, and tests/cluster/test_chart.py keeps the two
 - apiGroups: ["workflows.flux.dev"]
   resources: ["concurrencylimits/status"]
   verbs: ["patch"]
+# create: one ExecutionProgress per execution, for its runner's progress (never watched); get and patch
+# status: held so that it may grant them to that runner (RBAC escalation prevention).
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["executionprogresses"]
+  verbs: ["get", "create"]
+- apiGroups: ["workflows.flux.dev"]
+  resources: ["executionprogresses/status"]
+  verbs: ["patch"]
 # Owner references with blockOwnerDeletion (pods, runner RBAC, children, Schedule runs) need these where
 # the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters).
 - apiGroups: ["workflows.flux.dev"]

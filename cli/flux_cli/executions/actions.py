@@ -81,6 +81,8 @@ def cancel(
     run = CancelRun(results=[])
 
     candidates, known, lookup_errors = _resolve(kube, selection, namespace, run.notes)
+    if options.stale_seconds is not None:  # a running one's progress is in its ExecutionProgress
+        candidates = [objects.with_progress(obj, kube.get_progress(*objects.key_of(obj))) for obj in candidates]
     candidates, fresh = split_stale(candidates, options.stale_seconds, now)
     if fresh and options.stale_seconds is not None:
         run.notes.append(
@@ -251,7 +253,7 @@ class StatusView:
 
 
 def status(kube: Kube, namespace: str, name: str) -> StatusView:
-    execution = kube.get_execution(namespace, name)
+    execution = kube.get_with_progress(namespace, name)
     return StatusView(execution, kube.list_children(namespace, [name]))
 
 

@@ -94,7 +94,7 @@ class Made:
 
 def make(kube: Kube, namespace: str, name: str, kind: str, from_step: str | None = None,
          dry_run: bool = False) -> Made:
-    original = kube.get_execution(namespace, name)
+    original = kube.get_with_progress(namespace, name)  # a crashed run's progress is in its ExecutionProgress
     body = copy_of(original, kind)
     skipped: list[str] = []
     if kind == "retry":

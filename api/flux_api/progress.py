@@ -1,0 +1,53 @@
+"""The ExecutionProgress resource: where a running runner writes its checkpoint between decision points.
+
+A checkpoint write that only adds finished steps changes nothing the operator decides on, yet as a write of
+the Execution it would be a watch event of an object the operator watches, decoded and compared for nothing.
+So the runner's periodic writes go to this object (one per execution, same name, made by the operator with
+the runner's other objects and owned by the Execution); the operator never watches it. What the operator
+does decide on goes to the Execution's status.checkpoint as before: the first write, the final checkpoint,
+a durable wait, the write before a spawn, and `ctx.flush()`. Both carry the same `sequence`: the higher one is
+the newer checkpoint (`newest`), which is what a restarted runner, a retry and the CLI read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from flux_api.types import Checkpoint, _Model, _Object
+
+KIND = "ExecutionProgress"
+PLURAL = "executionprogresses"
+SINGULAR = "executionprogress"
+SHORT_NAMES = ["fxp"]
+
+
+class ExecutionProgressStatus(_Model):
+    checkpoint: Checkpoint | None = Field(None, description="The runner's latest checkpoint while it runs.")
+
+
+class ExecutionProgress(_Object):
+    status: ExecutionProgressStatus = Field(default_factory=ExecutionProgressStatus)
+
+
+def newest(recorded: dict[str, Any] | None, progress: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The newer of status.checkpoint and the ExecutionProgress's checkpoint, by sequence; a tie goes to the
+    Execution's own (the final word is written there)."""
+    if not isinstance(progress, dict):
+        return recorded
+    if not isinstance(recorded, dict):
+        return progress
+    return progress if _sequence(progress) > _sequence(recorded) else recorded
+
+
+def _sequence(checkpoint: dict[str, Any]) -> int:
+    sequence = checkpoint.get("sequence")
+    return sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else -1
+
+
+def checkpoint_of(progress: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The checkpoint an ExecutionProgress object (as read) holds, if any."""
+    status = (progress or {}).get("status")
+    checkpoint = status.get("checkpoint") if isinstance(status, dict) else None
+    return checkpoint if isinstance(checkpoint, dict) else None
