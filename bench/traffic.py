@@ -1,8 +1,10 @@
 """Checkpoint traffic (process node): what 1,000 runner checkpoint writes cost the operator, in CPU.
 
 `--traffic-executions` executions run one long step each (real runners, idle). A load generator then
-writes their status.checkpoint as runners do (a growing ledger, the recent steps, data, a new sequence
-and time), `--traffic-writes` writes in all at `--traffic-rate` a second, and the operator's CPU time
+writes their checkpoints as runners do (a growing ledger, the recent steps, data, a new sequence and time)
+and where that operator's runners write them: for an operator that makes ExecutionProgress objects (this
+checkout) to those, for an older one (`--traffic-before`) to the Execution's status.checkpoint.
+`--traffic-writes` writes in all at `--traffic-rate` a second, and the operator's CPU time
 (utime + stime of its process, /proc/<pid>/stat) over the writes and 2 s after is compared with its CPU
 time over an idle window of the same length just before (the baseline). The figure is the difference
 per 1,000 writes.
@@ -21,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from flux_api import GROUP, PLURAL, VERSION
+from flux_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, progress
 from kubernetes import client
 from localcluster.layout import Layout
 
@@ -46,25 +48,58 @@ def _checkpoint(step: int) -> dict:
             "updatedAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
 
 
-def _write(custom: client.CustomObjectsApi, ns: str, names: list[str], writes: int, rate: float, first: int) -> None:
-    began = time.monotonic()
+def write_checkpoint(custom: client.CustomObjectsApi, ns: str, name: str, step: int, to_progress: bool) -> bool:
+    """One runner checkpoint write: to the ExecutionProgress when asked and there is one, else (as a runner
+    does without one) to the Execution. Whether it went to the ExecutionProgress."""
+    body = {"status": {"checkpoint": _checkpoint(step)}}
+    if to_progress:
+        try:
+            custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, progress.PLURAL, name, body)
+            return True
+        except client.ApiException as err:
+            if err.status != 404:
+                raise
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, name, body)
+    return False
+
+
+def ensure_progress_objects(custom: client.CustomObjectsApi, ns: str, names: list[str]) -> None:
+    """The ExecutionProgress of each execution, as this checkout's operator makes them, where an older operator
+    started the runner and made none."""
+    for name in names:
+        uid = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)["metadata"]["uid"]
+        body = {"apiVersion": API_VERSION, "kind": progress.KIND, "metadata": {
+            "name": name, "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid,
+                                               "controller": True}]}}
+        try:
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns, progress.PLURAL, body)
+        except client.ApiException as err:
+            if err.status != 409:
+                raise
+
+
+def _write(custom: client.CustomObjectsApi, ns: str, names: list[str], writes: int, rate: float, first: int,
+           to_progress: bool) -> int:
+    """Sends the writes; how many went to an ExecutionProgress."""
+    began, elsewhere = time.monotonic(), 0
     for i in range(writes):
         name = names[i % len(names)]
         step = first + i // len(names) + 1
-        custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, name,
-                                                     {"status": {"checkpoint": _checkpoint(step)}})
+        elsewhere += write_checkpoint(custom, ns, name, step, to_progress)
         wait = began + (i + 1) / rate - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+    return elsewhere
 
 
 class LoadGenerator:
     """Runner traffic without runners: for `names` in turn, `rate` times a second in all, the step-boundary
-    cancel check (a GET) and a checkpoint write, from one thread, until the block ends. Counts what it sent."""
+    cancel check (a GET) and a checkpoint write (to the ExecutionProgress where there is one, as runners do),
+    from one thread, until the block ends. Counts what it sent."""
 
     def __init__(self, custom: client.CustomObjectsApi, ns: str, names: list[str], rate: float) -> None:
         self.custom, self.ns, self.names, self.rate = custom, ns, names, rate
-        self.sent, self.failed = 0, 0
+        self.sent, self.failed, self.to_progress = 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="runner-load", daemon=True)
 
@@ -82,8 +117,7 @@ class LoadGenerator:
             name, step = self.names[i % len(self.names)], i // len(self.names) + 2
             try:
                 self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
-                self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.ns, PLURAL, name,
-                                                                  {"status": {"checkpoint": _checkpoint(step)}})
+                self.to_progress += write_checkpoint(self.custom, self.ns, name, step, True)
                 self.sent += 2
             except client.ApiException:
                 self.failed += 1
@@ -98,7 +132,8 @@ def run_traffic(layout: Layout, api: client.ApiClient, args) -> dict:
     out: dict = {"source": "process node", "writes": args.traffic_writes, "rate": args.traffic_rate,
                  "executions": args.traffic_executions,
                  "codes": {k: {"commit": v["commit"], "dirty": v["dirty"]} for k, v in codes.items()},
-                 "cpu_ms_per_1000": {k: [] for k in codes}, "idle_cpu_ms": {k: [] for k in codes}}
+                 "cpu_ms_per_1000": {k: [] for k in codes}, "idle_cpu_ms": {k: [] for k in codes},
+                 "to_progress": {k: [] for k in codes}}
     with bench_namespace(core, "traffic") as ns:
         names = [f"busy-{i:02}" for i in range(args.traffic_executions)]
         book = PhaseBook(api, ns)
@@ -113,12 +148,16 @@ def run_traffic(layout: Layout, api: client.ApiClient, args) -> dict:
                                                            for n in names])
                         book.wait_count(["Running"], len(names), 300, "the busy executions Running", names=names)
                         time.sleep(3)  # its start-up listing and first decisions are done
+                        to_progress = label == "after"  # this checkout's runners write progress elsewhere
+                        if to_progress:
+                            ensure_progress_objects(custom, ns, names)
                         window = args.traffic_writes / args.traffic_rate + 2
                         idle0 = cpu_seconds(op.pid)
                         time.sleep(window)
                         idle = cpu_seconds(op.pid) - idle0
                         busy0 = cpu_seconds(op.pid)
-                        _write(custom, ns, names, args.traffic_writes, args.traffic_rate, step)
+                        out["to_progress"][label].append(
+                            _write(custom, ns, names, args.traffic_writes, args.traffic_rate, step, to_progress))
                         time.sleep(2)
                         busy = cpu_seconds(op.pid) - busy0
                         step += args.traffic_writes // len(names) + 1
