@@ -81,7 +81,8 @@ def install(kubectl: Kubectl, kubeconfig) -> None:
     from fluxtest.tenancy import impersonating
 
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", f"crd/schedules.{GROUP}", f"crd/concurrencylimits.{GROUP}", f"crd/executionprogresses.{GROUP}",
+    kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", f"crd/schedules.{GROUP}",
+            f"crd/concurrencylimits.{GROUP}", f"crd/executionprogresses.{GROUP}",
             f"crd/{tenancy.PLURAL}.{GROUP}", "--timeout=60s")
     _apply(kubectl, tenancy_object())
     _probe_rights(kubectl)

@@ -191,7 +191,7 @@ def test_progress_goes_to_the_progress_object_which_only_its_own_runner_may_writ
     assert status["phase"] == "Running"
     fx.cancel("honest", "enough")
     final = fx.wait_phase("honest", "Cancelled", timeout=60)["checkpoint"]
-    assert final["state"] == "Cancelled" and final["stepCount"] >= 3, "the final word, with every step, is on the Execution"
+    assert final["state"] == "Cancelled" and final["stepCount"] >= 3, "the final word, every step, on the Execution"
     assert final["sequence"] > made["status"]["checkpoint"]["sequence"]
 
 
