@@ -46,6 +46,13 @@ def _sequence(checkpoint: dict[str, Any]) -> int:
     return sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else -1
 
 
+def belongs_to(progress: dict[str, Any] | None, uid: str | None) -> bool:
+    """Whether the ExecutionProgress (as read) is the one of the Execution with this UID: its controller. Only
+    the operator may create these, so the reference is its word; a deleted namesake's object has another UID."""
+    owners = ((progress or {}).get("metadata") or {}).get("ownerReferences") or []
+    return bool(uid) and any(isinstance(o, dict) and o.get("controller") and o.get("uid") == uid for o in owners)
+
+
 def checkpoint_of(progress: dict[str, Any] | None) -> dict[str, Any] | None:
     """The checkpoint an ExecutionProgress object (as read) holds, if any."""
     status = (progress or {}).get("status")

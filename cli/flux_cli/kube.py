@@ -101,7 +101,7 @@ class Kube:
             return _decoded(self._custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, progress.PLURAL, name, _request_timeout=self.request_timeout,
                 _preload_content=False))
-        except (ApiException, urllib3.exceptions.HTTPError):
+        except (ApiException, urllib3.exceptions.HTTPError, KubeError):
             return None
 
     def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, logfields, tracecontext
+from flux_api.progress import belongs_to
 
 from flux_runner import __version__, tracing
 from flux_runner.cancel import CancelSwitch
@@ -152,9 +153,7 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
 def own_progress(execution: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any] | None:
     """The ExecutionProgress if it belongs to this Execution (its controller is this UID); one left by a deleted
     execution of the same name, not yet collected, is neither read nor written."""
-    uid = (execution.get("metadata") or {}).get("uid")
-    owners = ((progress or {}).get("metadata") or {}).get("ownerReferences") or []
-    if uid and any(isinstance(o, dict) and o.get("controller") and o.get("uid") == uid for o in owners):
+    if belongs_to(progress, (execution.get("metadata") or {}).get("uid")):
         return progress
     if progress is not None:
         log.warning("the ExecutionProgress of this name is not this execution's; checkpoints go to the Execution")

@@ -1,0 +1,53 @@
+"""Which checkpoint is the newer: the Execution's own or its ExecutionProgress's."""
+
+import pytest
+from flux_api.progress import belongs_to, checkpoint_of, newest
+
+pytestmark = pytest.mark.unit
+
+
+def cp(sequence, **more):
+    return {"state": "Running", "sequence": sequence, **more}
+
+
+@pytest.mark.parametrize(("recorded", "progress", "expected"), [
+    (None, None, None),
+    (cp(3), None, cp(3)),
+    (None, cp(3), cp(3)),
+    (cp(3), cp(4), cp(4)),
+    (cp(5), cp(4), cp(5)),
+    (cp(4, state="Succeeded"), cp(4), cp(4, state="Succeeded")),  # a tie: the Execution's, the final word's
+    (cp(4), {"state": "Running"}, cp(4)),  # no sequence is older than any
+    (cp(4), cp(True), cp(4)),  # a boolean is no sequence
+    (cp(4), cp("9"), cp(4)),  # nor a string
+    ({"state": "Running"}, cp(0), cp(0)),
+    ("garbage", cp(1), cp(1)),
+    (cp(1), ["garbage"], cp(1)),
+])
+def test_the_higher_sequence_is_the_newer_checkpoint(recorded, progress, expected):
+    assert newest(recorded, progress) == expected
+
+
+@pytest.mark.parametrize(("obj", "expected"), [
+    (None, None),
+    ({}, None),
+    ({"status": None}, None),
+    ({"status": "x"}, None),
+    ({"status": {"checkpoint": "x"}}, None),
+    ({"status": {"checkpoint": cp(2)}}, cp(2)),
+])
+def test_the_checkpoint_of_a_progress_object(obj, expected):
+    assert checkpoint_of(obj) == expected
+
+
+@pytest.mark.parametrize(("owners", "uid", "expected"), [
+    ([{"uid": "u1", "controller": True}], "u1", True),
+    ([{"uid": "u1", "controller": True}], "u2", False),  # a deleted namesake's
+    ([{"uid": "u1"}], "u1", False),  # a reference that is not the controller
+    ([], "u1", False),
+    ([{"uid": "u1", "controller": True}], None, False),
+    (["garbage", {"uid": "u1", "controller": True}], "u1", True),
+])
+def test_a_progress_object_belongs_to_its_controller_only(owners, uid, expected):
+    assert belongs_to({"metadata": {"ownerReferences": owners}}, uid) is expected
+    assert belongs_to(None, uid) is False
