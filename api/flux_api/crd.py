@@ -1,4 +1,5 @@
-"""Generates the Execution, Schedule, ConcurrencyLimit, ExecutionProgress and TenancyPolicy CRDs from the pydantic models, so they cannot drift,
+"""Generates the Execution, Schedule, ConcurrencyLimit, ExecutionProgress and TenancyPolicy CRDs from the
+pydantic models, so they cannot drift,
 and writes the admission policies (flux_api.policy) beside them.
 
 `python -m flux_api.crd --write` (`make crds`) rewrites crds/ and the chart's copies;

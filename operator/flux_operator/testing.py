@@ -124,7 +124,8 @@ class FakeKubeApi:
         self.calls.append(("create", body["kind"], body["metadata"]["name"]))
         # The ExecutionProgress goes beside the first stage's creates: its own failures, so that which of them
         # meets a failure injected for the runner's objects is not a race.
-        self._maybe_fail("create_progress" if body["kind"] == "ExecutionProgress" else "create", body["metadata"]["name"])
+        method = "create_progress" if body["kind"] == "ExecutionProgress" else "create"
+        self._maybe_fail(method, body["metadata"]["name"])
         key = (body["kind"], body["metadata"]["name"])
         if key in self.owners or key in self.others:
             return None

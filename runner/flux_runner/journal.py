@@ -4,8 +4,9 @@ Finished steps are written together: the first change after a quiet interval at 
 interval since the last write has passed (a background flush, so a long step does not hold them back). These
 periodic writes go to the runner's ExecutionProgress when the operator made one (flux_api.progress), so they
 cost the operator nothing; the final checkpoint (end, cancel, failure, a durable wait) and `flush()` (before a
-spawn, or when the workflow asks) go to the Execution's status.checkpoint, at once. What a crash can cost: the steps finished since the last write, at most one interval of them, run
-again in the next pod; a cancel or a clean end costs nothing, its final checkpoint holds every step."""
+spawn, or when the workflow asks) go to the Execution's status.checkpoint, at once. What a crash can cost: the
+steps finished since the last write, at most one interval of them, run again in the next pod; a cancel or a
+clean end costs nothing, its final checkpoint holds every step."""
 
 from __future__ import annotations
 
