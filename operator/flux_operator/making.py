@@ -18,7 +18,7 @@ from flux_api.errors import Failure
 from flux_operator import budget, builders
 from flux_operator.execution.actions import CreateChild, EnsureRunner, Make
 from flux_operator.kube import ApiFailure, KubeApi
-from flux_operator.ownership import PREDECESSOR_GRACE, Memory, controller_uid, proves, refusal
+from flux_operator.ownership import PREDECESSOR_GRACE, PROGRESS, Memory, controller_uid, proves, refusal
 from flux_operator.execution.children import child_key
 from flux_operator.world import World
 
@@ -28,7 +28,6 @@ log = logging.getLogger("flux.operator")
 # so both must be proven ours first; the pod runs as the account with the binding's rights. Three round trips
 # a start, not four.
 STAGES = (("serviceAccount", "role"), ("roleBinding",), ("pod",))
-PROGRESS = "progress"  # the runner's ExecutionProgress: made beside the first stage, best effort
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Maker:
                  refused: Callable[[Failure], None] = lambda failure: None) -> None:
         self.api, self.world, self.settings = api, world, settings
         self.refused = refused  # counts each refusal (flux_reconcile_errors_total{kind})
-        self._senders = ThreadPoolExecutor(max(map(len, STAGES)) + 1, thread_name_prefix="runner-objects")
+        self._senders = ThreadPoolExecutor(max(map(len, STAGES)), thread_name_prefix="runner-objects")
 
     def _body(self, ex: Execution, key: str) -> dict[str, Any]:
         match key:
@@ -65,12 +64,7 @@ class Maker:
             makes = [make for make in action.makes if make.key in stage]
             if "pod" in stage and makes and "networkPolicy" not in memory.made and not self._network_policy(ex, memory):
                 return False
-            progress = None
-            if stage is STAGES[0] and PROGRESS not in memory.made:  # beside the first stage: no round trip more
-                progress = self._senders.submit(budget.carried(self._progress, ex, memory))
             sent = self._together(ex, makes) if len(makes) > 1 else [self._send(ex, make) for make in makes]
-            if progress is not None:
-                progress.result()
             if not all([self._learn(ex, make, answer, memory, now) for make, answer in zip(makes, sent)]):
                 return False
         return True
@@ -105,11 +99,11 @@ class Maker:
             self.world.pod_seen(made)  # what the write returned: no second create while the watch lags
         return True
 
-    def _progress(self, ex: Execution, memory: Memory) -> None:
-        """The runner's ExecutionProgress, once per execution. Never a reason not to start: without it (a CRD not
-        installed yet, a refusal) the runner writes all its checkpoints to the Execution, as before it existed.
-        Only the operator may create these (tenants and runners hold no create), so one found under the name is
-        the one made before a restart."""
+    def progress(self, ex: Execution, memory: Memory) -> None:
+        """The runner's ExecutionProgress, asked for once per execution (MakeProgress). Never a failure: without
+        it (a CRD not installed yet, a refusal) the runner writes all its checkpoints to the Execution, as before
+        it existed. Only the operator may create these (tenants and runners hold no create); one found under the
+        name (made before a restart, or a deleted namesake's) is left as it is: the runner reads its owner."""
         try:
             self.api.create(builders.progress_object(ex))
         except ApiFailure as err:

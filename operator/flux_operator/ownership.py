@@ -97,6 +97,9 @@ def refusal(what: str, failure: Failure, message: str, now: datetime, before: Re
     return Refusal(what, failure, message, attempts, since, now + timedelta(seconds=delay))
 
 
+PROGRESS = "progress"  # Memory.made key of the runner's ExecutionProgress (asked for once, made or not)
+
+
 @dataclass
 class Memory:
     """One replica's knowledge of one execution beyond the watches. Lost on a restart, by design: the

@@ -120,6 +120,9 @@ class Reconciler:
             if isinstance(action, machine.CreateChild):
                 refused |= not self.maker.child(*self._with_input(ex, action), memory, now)
                 continue
+            if isinstance(action, machine.MakeProgress):
+                self.maker.progress(ex, memory)
+                continue
             try:
                 if not self._apply(snapshot, ex, action):
                     # The status moved on: decide again once the watch has brought the newer copy.

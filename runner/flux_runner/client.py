@@ -130,12 +130,11 @@ class ExecutionClient:
         return await self._request("PATCH", f"{self.path}/status", {"status": status})
 
     async def get_progress(self) -> dict[str, Any] | None:
-        """The ExecutionProgress the operator made for this runner; None without one (or without the right to it:
-        an operator older than it), and then every checkpoint goes to the Execution."""
+        """The ExecutionProgress the operator made for this runner; None while there is none. Forbidden: the
+        runner's Role has no right to one (an operator older than it), and never will."""
         try:
             return await self._request("GET", self.progress_path)
-        except (NotFound, Forbidden) as exc:
-            log.info("no ExecutionProgress to write progress to, the Execution gets every checkpoint: %s", exc)
+        except NotFound:
             return None
 
     async def patch_progress(self, status: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from flux_api import Checkpoint, Phase, StepRecord, nesting
 from flux_api.ledger import Ledger
 from flux_api.progress import KIND as PROGRESS_KIND
-from flux_api.progress import checkpoint_of, newest
+from flux_api.progress import belongs_to, checkpoint_of, newest
 from flux_api.timefmt import now_text
 from flux_api.types import CHECKPOINT_BUDGET, RECENT_STEPS
 from pydantic import ValidationError
@@ -41,6 +41,11 @@ from flux_runner.errors import (
 from flux_runner.waits import DurableWait
 
 log = logging.getLogger("flux.runner")
+
+# Looking for an ExecutionProgress not there yet: first after this long (or an interval), then twice as long
+# each time, up to a minute: a runner whose operator cannot make one costs a GET a minute.
+LOOK_FIRST_AFTER = 0.25
+LOOK_AT_MOST_EVERY = 60.0
 
 
 def recorded_checkpoint(execution: dict[str, Any], progress: dict[str, Any] | None = None) -> Checkpoint | None:
@@ -74,10 +79,16 @@ class Journal:
 
     def __init__(self, api: ExecutionClient, previous: Checkpoint | None = None,
                  budget: int = CHECKPOINT_BUDGET, interval: float = DEFAULT_CHECKPOINT_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic, progress: bool = False) -> None:
+                 clock: Callable[[], float] = time.monotonic, progress: bool = False,
+                 look_for: str | None = None) -> None:
         self._api = api
         self.interval, self.clock = interval, clock
         self.to_progress = progress  # periodic writes go to the ExecutionProgress (main.py found one)
+        # Without one yet: the UID whose ExecutionProgress the operator makes once this runner has written a
+        # checkpoint, looked for before a periodic write, first after an interval, then ever more rarely.
+        self._look_for = look_for
+        self._look_after = max(interval, LOOK_FIRST_AFTER)
+        self._look_at = clock() + self._look_after
         self.written_at = float("-inf")  # when the last write was sent (monotonic)
         self.answered_at = float("-inf")  # when the last write to the Execution was sent: its answer was read
         self._dirty = False
@@ -226,6 +237,8 @@ class Journal:
             checkpoint["sequence"] = self.sequence
             # Every key is sent, None included: in a merge patch None deletes a stale value.
             try:
+                if not to_execution and not self.to_progress and self._look_for and self.clock() >= self._look_at:
+                    await self._look()
                 if self.to_progress and not to_execution and await self._progressed(checkpoint):
                     return None
                 answer = await self._api.patch_status({"checkpoint": checkpoint})
@@ -247,3 +260,23 @@ class Journal:
             log.warning("the ExecutionProgress cannot be written, checkpoints go to the Execution: %s", exc)
             self.to_progress = False
             return False
+
+    async def _look(self) -> None:
+        """Looks for the ExecutionProgress the operator makes once this runner checkpoints: its own from now on;
+        one of a deleted namesake's, or none we may read, never; none yet, again later (backing off)."""
+        try:
+            found = await self._api.get_progress()
+        except Forbidden:
+            found = None
+            self._look_for = None
+        except ApiError as exc:  # the checkpoint is written to the Execution meanwhile: look again later
+            log.warning("could not look for the ExecutionProgress: %s", exc)
+            found = None
+        if found is not None:
+            self.to_progress = belongs_to(found, self._look_for)
+            self._look_for = None
+            log.info("checkpoints go to the ExecutionProgress" if self.to_progress else
+                     "the ExecutionProgress of this name is not this execution's; checkpoints go to the Execution")
+            return
+        self._look_after = min(LOOK_AT_MOST_EVERY, self._look_after * 2)
+        self._look_at = self.clock() + self._look_after

@@ -28,7 +28,7 @@ from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
 from flux_runner.context import WorkflowContext, create_context
 from flux_runner.ending import Ending, describe, ending_of, infrastructure_error
-from flux_runner.errors import ApiError, ConfigError, InvalidSpec
+from flux_runner.errors import ApiError, ConfigError, Forbidden, InvalidSpec
 from flux_runner.journal import DEFAULT_CHECKPOINT_INTERVAL, Journal, recorded_checkpoint
 from flux_runner.settings import Settings
 from flux_runner.spawner import POLL_INTERVAL
@@ -128,7 +128,14 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
                         checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
                         durable_after: float = DEFAULT_DURABLE_AFTER) -> Ending:
     execution = await api.get()
-    progress = own_progress(execution, await api.get_progress())
+    forbidden = False
+    try:
+        found = await api.get_progress()
+    except Forbidden:  # an operator older than ExecutionProgress: every checkpoint goes to the Execution
+        found, forbidden = None, True
+    progress = own_progress(execution, found)
+    # None yet: the operator makes one once this runner checkpoints, and the journal looks for it then.
+    look_for = (execution.get("metadata") or {}).get("uid") if found is None and not forbidden else None
     try:
         previous = recorded_checkpoint(execution, progress)
     except InvalidSpec as exc:
@@ -137,7 +144,7 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
         # Restarted after the final checkpoint was written: it stands.
         log.info("already finished as %s before this start; nothing to do", previous.state)
         return Ending(previous.state, previous.result, previous.error)
-    journal = Journal(api, previous, interval=checkpoint_interval, progress=progress is not None)
+    journal = Journal(api, previous, interval=checkpoint_interval, progress=progress is not None, look_for=look_for)
     switch.observe(execution)
     if switch.requested:
         log.info("cancelled before the workflow started: %s", switch.reason)

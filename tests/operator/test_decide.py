@@ -14,6 +14,7 @@ from flux_operator.execution.machine import (
     DeletePod,
     EmitEvent,
     EnsureRunner,
+    MakeProgress,
     Observe,
     PatchStatus,
     PodView,
@@ -21,7 +22,7 @@ from flux_operator.execution.machine import (
     requested_at,
 )
 from flux_operator.execution.cancel import TOLD_AFTER_SECONDS
-from flux_operator.ownership import token_hash
+from flux_operator.ownership import PROGRESS, Memory, token_hash
 from tests.operator.builders import NOW, apply, of, status_patch, tokens
 
 pytestmark = pytest.mark.unit
@@ -597,3 +598,29 @@ def test_a_checkpoint_state_this_version_does_not_know_is_no_verdict() -> None:
     actions = decide(ex, PodView(POD, phase="Succeeded", started=True), [], NOW)
     patch = next(a.patch for a in actions if isinstance(a, PatchStatus))
     assert patch["phase"] == "Failed" and "without a final checkpoint" in patch["message"]
+
+
+# --- the runner's ExecutionProgress ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("phase", "checkpoint", "pod", "made", "asked"), [
+    ("Running", {"state": "Running"}, True, False, True),  # its runner checkpoints: now
+    ("Running", {"state": "Running"}, True, True, False),  # asked for already (made or refused)
+    ("Running", None, True, False, False),  # nothing written yet: a run too short to checkpoint gets none
+    ("Pending", None, False, False, False),  # a start costs no request more
+    ("Running", {"state": "Succeeded"}, True, False, False),  # it has ended: nothing more to write
+    ("Running", {"state": "Waiting", "wakeAt": "2026-11-21T13:00:00.000Z"}, True, False, False),
+])
+def test_the_progress_object_is_asked_for_once_its_runner_checkpoints(phase, checkpoint, pod, made, asked):
+    memory = Memory()
+    if made:
+        memory.made[PROGRESS] = ""
+    actions = decide(execution(phase=phase, checkpoint=checkpoint), running_pod() if pod else None, [], NOW,
+                     memory)
+    assert bool(of(actions, MakeProgress)) is asked
+
+
+def test_a_cancelled_execution_asks_for_no_progress_object():
+    actions = decide(execution(phase="Running", checkpoint={"state": "Running"}, cancel={"reason": "stop"}),
+                     running_pod(), [], NOW)
+    assert of(actions, MakeProgress) == [], "its runner's next write is its last"

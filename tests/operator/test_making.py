@@ -175,23 +175,43 @@ def test_a_taken_child_name_the_watch_has_not_brought_yet_is_found_and_refused(a
     assert ("SpawnConflict", "Warning") in [(e["reason"], e["type"]) for e in api.events.values()]
 
 
-def test_the_progress_object_is_made_once_beside_the_first_stage(api, world, clock):
+RUNNING_CHECKPOINT = {"state": "Running", "sequence": 1, "stepCount": 1}
+
+
+def progress_creates(api) -> list:
+    return [c for c in api.calls if c[0] == "create" and c[1] == "ExecutionProgress"]
+
+
+def test_a_start_makes_no_progress_object(api, world, clock):
     seed(api, world, execution())
-    operator(api, world, clock).reconcile(KEY)
-    made = [c[1] for c in api.calls if c[0] == "create"]
-    assert sorted(made[:3]) == ["ExecutionProgress", "Role", "ServiceAccount"], made
-    assert made[3:] == ["RoleBinding", "Pod"] and made.count("ExecutionProgress") == 1
-    progress = next(b for b in api.created if b["kind"] == "ExecutionProgress")
-    assert progress["metadata"]["ownerReferences"][0]["uid"] == api.objects[KEY]["metadata"]["uid"]
+    settle(operator(api, world, clock))
+    assert progress_creates(api) == [], "a start costs no request more"
+
+
+def test_the_progress_object_is_made_once_its_runner_checkpoints(api, world, clock):
+    seed(api, world, execution(phase="Running", started="2026-11-21T11:59:00.000Z", checkpoint=RUNNING_CHECKPOINT))
+    world.pod_seen(pod())
+    settle(operator(api, world, clock))
+    assert progress_creates(api) == [("create", "ExecutionProgress", "job")], "once, however often it decides"
+    made = next(b for b in api.created if b["kind"] == "ExecutionProgress")
+    assert made["metadata"]["ownerReferences"][0]["uid"] == api.objects[KEY]["metadata"]["uid"]
+
+
+def test_no_progress_object_before_the_runner_checkpoints(api, world, clock):
+    seed(api, world, execution(phase="Running", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    settle(operator(api, world, clock))
+    assert progress_creates(api) == [], "a run too short to checkpoint never gets one"
 
 
 @pytest.mark.parametrize("failure", [Failure.NOT_FOUND, Failure.FORBIDDEN, Failure.SERVER])
-def test_a_refused_progress_object_does_not_stop_the_start(api, world, clock, failure):
+def test_a_refused_progress_object_changes_nothing_else(api, world, clock, failure):
     """Without it (its CRD not installed yet, RBAC not upgraded) the runner writes every checkpoint to the
-    Execution, as before the object existed."""
-    seed(api, world, execution())
+    Execution, as before the object existed: no message, no Event, not asked again by this replica."""
+    before = seed(api, world, execution(phase="Running", started="2026-11-21T11:59:00.000Z",
+                                        checkpoint=RUNNING_CHECKPOINT))
+    world.pod_seen(pod())
     api.fail_next["create_progress"] = [failure]
     settle(operator(api, world, clock))
-    assert sorted(creates(api)[:2]) == ["Role", "ServiceAccount"] and creates(api)[2:] == ["RoleBinding", "Pod"]
-    assert "message" not in api.objects[KEY]["status"], "no refusal is reported for it"
-    assert [c[1] for c in api.calls if c[0] == "create"].count("ExecutionProgress") == 1, "not asked again"
+    assert len(progress_creates(api)) == 1, "not asked again"
+    assert api.objects[KEY]["status"] == before["status"] and not api.events

@@ -121,3 +121,30 @@ def test_a_cancel_is_still_seen_at_a_step_boundary_when_progress_goes_elsewhere(
     assert api.checkpoint["state"] == "Cancelled" and api.checkpoint["stepCount"] < 200
     gets = [r for r in api.requests if r.method == "GET" and r.path == api.path]
     assert len(gets) >= 2, "the step boundaries asked the Execution, not only the start"
+
+
+def the_operator_makes_it_after_the_first_checkpoint(fake, record):
+    """A hook playing the operator: MakeProgress once the Execution shows a Running checkpoint."""
+    checkpoint = (record.body or {}).get("status", {}).get("checkpoint") or {}
+    if record.path == f"{fake.path}/status" and checkpoint.get("state") == "Running":
+        fake.progress_deleted = False
+
+
+def test_the_runner_finds_the_progress_object_made_after_its_first_checkpoint(workflow, token, tmp_path):
+    api = FakeExecutionApi(new_execution("p", workflow, {"steps": 40, "pause": 0.1}), progress=True)
+    api.progress_deleted = True  # not made at the start: the operator makes it once the runner checkpoints
+    api.hooks.append(the_operator_makes_it_after_the_first_checkpoint)
+    assert execute(api, token, tmp_path, interval=0.2) == EXIT_OK
+    execution, progress = writes(api, f"{api.path}/status"), writes(api, f"{api.progress_path}/status")
+    assert execution[0]["stepCount"] == 1, "the first step at once, to the Execution: nothing else yet"
+    assert len(progress) >= 10, "then the periodic writes went to the ExecutionProgress"
+    assert [c["state"] for c in execution[-1:]] == ["Succeeded"] and len(execution) <= 3, execution
+    looks = [r for r in api.requests if r.method == "GET" and r.path == api.progress_path]
+    assert len(looks) == 2, "the start's look, then one an interval later, which found it"
+
+
+def test_an_operator_that_grants_no_progress_object_is_not_asked_again(workflow, token, tmp_path):
+    api = FakeExecutionApi(new_execution("p", workflow, {"steps": 20, "pause": 0.1}))
+    assert execute(api, token, tmp_path, interval=0.2) == EXIT_OK
+    assert writes(api, f"{api.progress_path}/status") == []
+    assert api.checkpoint["stepCount"] == 20

@@ -38,6 +38,12 @@ class EnsureRunner:
 
 
 @dataclass(frozen=True)
+class MakeProgress:
+    """Create the runner's ExecutionProgress (flux_api.progress): its runner checkpoints, so from now on its
+    periodic writes can go where the operator does not watch. Best effort, once per execution and replica."""
+
+
+@dataclass(frozen=True)
 class DeletePod:
     name: str
     grace_seconds: int
@@ -111,7 +117,7 @@ class Observe:
 
 
 Action = (EnsureRunner | DeletePod | PatchStatus | CancelChild | SuspendChild | CreateChild | EmitEvent | DeleteExecution
-          | Observe)
+          | Observe | MakeProgress)
 
 
 @dataclass(slots=True)  # one per runner pod in the World: thousands of them

@@ -33,6 +33,7 @@ from flux_operator.execution.actions import (
     DeletePod,
     EmitEvent,
     EnsureRunner,
+    MakeProgress,
     Observe,
     PatchStatus,
     Plan,
@@ -59,10 +60,10 @@ from flux_operator.execution.runner import (
     runner_started,
     unschedulable,
 )
-from flux_operator.ownership import Memory
+from flux_operator.ownership import PROGRESS, Memory
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Family",
-           "Observe", "PatchStatus", "PodView", "SuspendChild", "cancel_intent", "decide", "requested_at"]
+           "MakeProgress", "Observe", "PatchStatus", "PodView", "SuspendChild", "cancel_intent", "decide", "requested_at"]
 
 VERDICTS = (Phase.SUCCEEDED, Phase.FAILED)
 
@@ -130,7 +131,7 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     signals = [a for a in actions if isinstance(a, (DeletePod, CancelChild, SuspendChild))]
     effects = [a for a in actions if isinstance(a, DeleteExecution)]
     events = _folded([a for a in actions if isinstance(a, EmitEvent)])
-    creates = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild))]
+    creates = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild, MakeProgress))]
     after = [a for a in actions if isinstance(a, Observe)]  # metrics count once: only after the write
     return [*signals, *effects, *events, *([status] if status else []), *creates, *after]
 
@@ -232,6 +233,10 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         runner_started(ex, pod.name, plan, now)  # a resumed run re-admitted by Kueue
     if ex.phase == Phase.RUNNING or pod.started:
         spawn(ex, found, children, memory, plan, now)
+    if ex.phase == Phase.RUNNING and checkpoint == Phase.RUNNING and PROGRESS not in memory.made:
+        # Its runner checkpoints (its first write goes to the Execution when it finds no ExecutionProgress):
+        # made now, not at the start, so a start costs no request more and a run too short to checkpoint none.
+        plan.actions.append(MakeProgress())
 
 
 def _waited(ex: Execution, intent: CancelIntent | None, pod: PodView | None, children: list[Execution],
