@@ -22,7 +22,7 @@ from flux_operator.ownership import PREDECESSOR_GRACE, PROGRESS, Memory, control
 from flux_operator.execution.children import child_key
 from flux_operator.world import World
 
-log = logging.getLogger("flux.operator")
+log = logging.getLogger("flux_operator")
 
 # The ServiceAccount and the Role need nothing else to exist; the RoleBinding grants that Role to that account,
 # so both must be proven ours first; the pod runs as the account with the binding's rights. Three round trips

@@ -63,7 +63,8 @@ from flux_operator.execution.runner import (
 from flux_operator.ownership import PROGRESS, Memory
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Family",
-           "MakeProgress", "Observe", "PatchStatus", "PodView", "SuspendChild", "cancel_intent", "decide", "requested_at"]
+           "MakeProgress", "Observe", "PatchStatus", "PodView", "SuspendChild", "cancel_intent", "decide",
+           "requested_at"]
 
 VERDICTS = (Phase.SUCCEEDED, Phase.FAILED)
 
