@@ -2,10 +2,10 @@
 
 A checkpoint write that only adds finished steps changes nothing the operator decides on, yet as a write of
 the Execution it would be a watch event of an object the operator watches, decoded and compared for nothing.
-So the runner's periodic writes go to this object (one per execution, same name, made by the operator with
-the runner's other objects and owned by the Execution); the operator never watches it. What the operator
-does decide on goes to the Execution's status.checkpoint as before: the first write, the final checkpoint,
-a durable wait, the write before a spawn, and `ctx.flush()`. Both carry the same `sequence`: the higher one is
+So the runner's periodic writes go to this object (one per execution that checkpoints, same name, owned by
+the Execution, made by the operator once it sees the runner's first checkpoint); the operator never watches
+it. What the operator does decide on goes to the Execution's status.checkpoint as before: the final
+checkpoint, a durable wait, the write before a spawn, `ctx.flush()`, and any write while there is no object. Both carry the same `sequence`: the higher one is
 the newer checkpoint (`newest`), which is what a restarted runner, a retry and the CLI read.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from flux_api.types import Checkpoint, _Model, _Object
+from flux_api.types import Checkpoint, _Model
 
 KIND = "ExecutionProgress"
 PLURAL = "executionprogresses"
@@ -23,12 +23,9 @@ SINGULAR = "executionprogress"
 SHORT_NAMES = ["fxp"]
 
 
+# The object's status: the CRD's schema is generated from it (crd.progress_crd).
 class ExecutionProgressStatus(_Model):
     checkpoint: Checkpoint | None = Field(None, description="The runner's latest checkpoint while it runs.")
-
-
-class ExecutionProgress(_Object):
-    status: ExecutionProgressStatus = Field(default_factory=ExecutionProgressStatus)
 
 
 def newest(recorded: dict[str, Any] | None, progress: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -262,21 +262,35 @@ class Journal:
             return False
 
     async def _look(self) -> None:
-        """Looks for the ExecutionProgress the operator makes once this runner checkpoints: its own from now on;
-        one of a deleted namesake's, or none we may read, never; none yet, again later (backing off)."""
+        """Looks again for the ExecutionProgress the operator makes once this runner checkpoints; none yet (or no
+        answer), again later, backing off."""
+        assert self._look_for is not None
         try:
-            found = await self._api.get_progress()
-        except Forbidden:
-            found = None
-            self._look_for = None
-        except ApiError as exc:  # the checkpoint is written to the Execution meanwhile: look again later
+            found, again = await look_for_progress(self._api, self._look_for)
+        except ApiError as exc:  # the checkpoint is written to the Execution meanwhile
             log.warning("could not look for the ExecutionProgress: %s", exc)
-            found = None
+            found, again = None, True
         if found is not None:
-            self.to_progress = belongs_to(found, self._look_for)
+            self.to_progress = True
+            log.info("checkpoints go to the ExecutionProgress")
+        if not again:
             self._look_for = None
-            log.info("checkpoints go to the ExecutionProgress" if self.to_progress else
-                     "the ExecutionProgress of this name is not this execution's; checkpoints go to the Execution")
             return
         self._look_after = min(LOOK_AT_MOST_EVERY, self._look_after * 2)
         self._look_at = self.clock() + self._look_after
+
+
+async def look_for_progress(api: ExecutionClient, uid: str | None) -> tuple[dict[str, Any] | None, bool]:
+    """The runner's own ExecutionProgress, if there is one; and whether to look again later: only when there is
+    none yet. One of a deleted namesake's (another controller UID) is neither read nor written, and with no
+    right to one (an operator older than it) there never will be: every checkpoint goes to the Execution."""
+    try:
+        found = await api.get_progress()
+    except Forbidden:
+        return None, False
+    if found is None:
+        return None, True
+    if belongs_to(found, uid):
+        return found, False
+    log.warning("the ExecutionProgress of this name is not this execution's; checkpoints go to the Execution")
+    return None, False

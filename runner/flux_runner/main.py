@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, logfields, tracecontext
-from flux_api.progress import belongs_to
 
 from flux_runner import __version__, tracing
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
 from flux_runner.context import WorkflowContext, create_context
 from flux_runner.ending import Ending, describe, ending_of, infrastructure_error
-from flux_runner.errors import ApiError, ConfigError, Forbidden, InvalidSpec
-from flux_runner.journal import DEFAULT_CHECKPOINT_INTERVAL, Journal, recorded_checkpoint
+from flux_runner.errors import ApiError, ConfigError, InvalidSpec
+from flux_runner.journal import DEFAULT_CHECKPOINT_INTERVAL, Journal, look_for_progress, recorded_checkpoint
 from flux_runner.settings import Settings
 from flux_runner.spawner import POLL_INTERVAL
 from flux_runner.termination import TERMINATION_LOG, write_termination_message
@@ -128,14 +127,10 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
                         checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
                         durable_after: float = DEFAULT_DURABLE_AFTER) -> Ending:
     execution = await api.get()
-    forbidden = False
-    try:
-        found = await api.get_progress()
-    except Forbidden:  # an operator older than ExecutionProgress: every checkpoint goes to the Execution
-        found, forbidden = None, True
-    progress = own_progress(execution, found)
+    uid = (execution.get("metadata") or {}).get("uid")
+    progress, again = await look_for_progress(api, uid)
     # None yet: the operator makes one once this runner checkpoints, and the journal looks for it then.
-    look_for = (execution.get("metadata") or {}).get("uid") if found is None and not forbidden else None
+    look_for = uid if again else None
     try:
         previous = recorded_checkpoint(execution, progress)
     except InvalidSpec as exc:
@@ -155,16 +150,6 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
         return await finish(journal, Ending.failed(str(exc)))
     ctx = create_context(api, execution, journal, switch, poll_interval, durable_after)
     return await finish(journal, await run_workflow(spec.workflow, ctx, spec.input, switch))
-
-
-def own_progress(execution: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The ExecutionProgress if it belongs to this Execution (its controller is this UID); one left by a deleted
-    execution of the same name, not yet collected, is neither read nor written."""
-    if belongs_to(progress, (execution.get("metadata") or {}).get("uid")):
-        return progress
-    if progress is not None:
-        log.warning("the ExecutionProgress of this name is not this execution's; checkpoints go to the Execution")
-    return None
 
 
 async def run_workflow(ref: str, ctx: WorkflowContext, input: dict[str, Any], switch: CancelSwitch) -> Ending:
