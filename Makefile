@@ -73,7 +73,7 @@ unit: venv
 # containers run by a kubelet from our own images. Those four files run only there.
 REAL_PRODUCT_TESTS := tests/cluster/test_ways_to_cancel.py tests/cluster/test_logs.py tests/cluster/test_suspend.py tests/cluster/test_waits.py \
 	tests/cluster/test_signals.py tests/cluster/test_retry.py \
-	tests/cluster/test_helm_install.py tests/cluster/test_executions.py
+	tests/cluster/test_helm_install.py tests/cluster/test_executions.py tests/cluster/test_progress.py
 
 test: venv binaries
 	$(PY) -m pytest --ignore=tests/faults --ignore=tests/hostile $(addprefix --ignore=,$(REAL_PRODUCT_TESTS)) -m 'not real_node_only and not cron_minutes' --durations=15

@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 
 import pytest
-from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL, progress
+from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
 from fluxtest import TERMINAL, Executions, longrun, manifest, wait_for
 from fluxtest.hostprocs import container_pids
 from fluxtest.podlogs import LogFollower
@@ -152,47 +152,6 @@ def test_a_runner_may_write_its_checkpoint_but_not_anothers_status(fx, api):
     assert _as_runner(api, fx, "honest", "honest", {"checkpoint": {**checkpoint, "sequence": 999}}) is None
     other = _as_runner(api, fx, "honest", "victim", {"checkpoint": {"state": "Succeeded", "sequence": 1}})
     assert other is not None and other.startswith("403")
-
-
-def _progress_as_runner(api, fx, name: str, target: str, body: dict, status: bool = True) -> str | None:
-    """Merge-patches `target`'s ExecutionProgress (its status, or with `status=False` the object itself) as
-    runner `name` (impersonated); the refusal, or None."""
-    user = f"system:serviceaccount:{fx.ns}:flux-runner-{name}"
-    runner = client.CustomObjectsApi(client.ApiClient(api.configuration, header_name="Impersonate-User",
-                                                      header_value=user))
-    patch = runner.patch_namespaced_custom_object_status if status else runner.patch_namespaced_custom_object
-    try:
-        patch(GROUP, "v1alpha1", fx.ns, progress.PLURAL, target, body)
-    except ApiException as err:
-        return f"{err.status} {err.body}"
-    return None
-
-
-def test_progress_goes_to_the_progress_object_which_only_its_own_runner_may_write(fx, api):
-    fx.create(longrun("honest", seconds=0.2))
-    fx.create(longrun("victim", seconds=0.2))
-    fx.wait_step("honest", steps=3)
-    fx.wait_step("victim")
-    uid = fx.get("honest")["metadata"]["uid"]
-    made = fx.progress("honest")
-    assert [(o["kind"], o["uid"], o.get("controller")) for o in made["metadata"]["ownerReferences"]] == \
-        [("Execution", uid, True)], "owned by its Execution: collected with it"
-    assert made["status"]["checkpoint"]["stepCount"] >= 3
-    recorded = fx.status("honest").get("checkpoint") or {}
-    assert recorded.get("stepCount", 0) < made["status"]["checkpoint"]["stepCount"], \
-        "the periodic writes did not go to the Execution the operator watches"
-    forged = {"status": {"checkpoint": {"state": "Running", "sequence": 1}}}
-    assert _progress_as_runner(api, fx, "honest", "honest", {"status": made["status"]}) is None
-    refused = _progress_as_runner(api, fx, "honest", "victim", forged)
-    assert refused is not None and refused.startswith("403"), "not another execution's"
-    stripped = _progress_as_runner(api, fx, "honest", "honest", {"metadata": {"ownerReferences": None}}, status=False)
-    assert stripped is not None and stripped.startswith("403"), "its owner (and so its collection) is not the runner's"
-    status = fx.wait_phase("victim", "Succeeded", "Running")
-    assert status["phase"] == "Running"
-    fx.cancel("honest", "enough")
-    final = fx.wait_phase("honest", "Cancelled", timeout=60)["checkpoint"]
-    assert final["state"] == "Cancelled" and final["stepCount"] >= 3, "the final word, every step, on the Execution"
-    assert final["sequence"] > made["status"]["checkpoint"]["sequence"]
 
 
 # --- cancelling ------------------------------------------------------------------------------------
