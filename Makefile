@@ -70,7 +70,7 @@ unit: venv
 
 # Everything but the fault suite: the unit tests and the cluster tests on the process node, then the
 # product's cancel, logs, chart and execution tests on the real node (test-real-node), where pods are
-# containers run by a kubelet from our own images. Those four files run only there.
+# containers run by a kubelet from our own images. Those files run only there.
 REAL_PRODUCT_TESTS := tests/cluster/test_ways_to_cancel.py tests/cluster/test_logs.py tests/cluster/test_suspend.py tests/cluster/test_waits.py \
 	tests/cluster/test_signals.py tests/cluster/test_retry.py \
 	tests/cluster/test_helm_install.py tests/cluster/test_executions.py tests/cluster/test_progress.py
