@@ -50,6 +50,8 @@ _MAX_LABEL_VALUE = 63
 # Keeps label selectors (and so URLs) short however many executions are asked about.
 _SELECTOR_CHUNK = 50
 _PAGE_SIZE = 500
+# More ExecutionProgress objects wanted in one namespace than this: one LIST there, not a GET each.
+_GETS_BEFORE_A_LIST = 8
 
 
 @dataclass
@@ -114,29 +116,51 @@ class Kube:
     def list_executions(self, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
         """Executions in one namespace, or in all of them when `namespace` is None."""
         where = f'in namespace "{namespace}"' if namespace else "in all namespaces"
+        with self._calling(f"executions {where}"):
+            return self._paged(PLURAL, "Execution", namespace, selector)
+
+    def progress_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The ExecutionProgress of each (namespace, name) that has one the caller may read: a GET each where a
+        namespace has a few, one paged LIST where it has many (`cancel --stale -A` over thousands). Never fails:
+        without one, an execution's status.checkpoint is what there is."""
+        wanted: dict[str, set[str]] = {}
+        for namespace, name in keys:
+            wanted.setdefault(namespace, set()).add(name)
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for namespace, names in wanted.items():
+            if len(names) <= _GETS_BEFORE_A_LIST:
+                objs = [self.get_progress(namespace, name) for name in sorted(names)]
+            else:
+                try:
+                    objs = self._paged(progress.PLURAL, progress.KIND, namespace, None)
+                except (ApiException, urllib3.exceptions.HTTPError, KubeError):
+                    objs = []
+            found.update({(namespace, objects.name_of(obj)): obj for obj in objs
+                          if obj is not None and objects.name_of(obj) in names})
+        return found
+
+    def _paged(self, plural: str, kind: str, namespace: str | None, selector: str | None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         token: str | None = None
-        with self._calling(f"executions {where}"):
-            while True:
-                kwargs: dict[str, Any] = {"limit": _PAGE_SIZE, "_request_timeout": self.request_timeout,
-                                          "_preload_content": False}
-                if selector:
-                    kwargs["label_selector"] = selector
-                if token:
-                    kwargs["_continue"] = token
-                if namespace:
-                    page = _decoded(self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                                               **kwargs))
-                else:
-                    page = _decoded(self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs))
-                items.extend(_items(page))
-                token = (page.get("metadata") or {}).get("continue")
-                if not token:
-                    break
+        while True:
+            kwargs: dict[str, Any] = {"limit": _PAGE_SIZE, "_request_timeout": self.request_timeout,
+                                      "_preload_content": False}
+            if selector:
+                kwargs["label_selector"] = selector
+            if token:
+                kwargs["_continue"] = token
+            if namespace:
+                page = _decoded(self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs))
+            else:
+                page = _decoded(self._custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs))
+            items.extend(_items(page))
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                break
         # List items carry no kind; set it so objects look the same whichever call made them.
         for item in items:
             item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
-            item.setdefault("kind", "Execution")
+            item.setdefault("kind", kind)
         return items
 
     def list_children(self, namespace: str, names: Sequence[str]) -> list[dict[str, Any]]:

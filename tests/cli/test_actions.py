@@ -62,6 +62,10 @@ class FakeKube:
     def get_progress(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.progress.get((namespace, name)))
 
+    def progress_of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        self.calls.append(f"progress of {len(keys)}")
+        return {key: copy.deepcopy(self.progress[key]) for key in keys if key in self.progress}
+
     def list_executions(self, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
         self.calls.append(f"list {namespace} {selector}")
         self._fail("list", namespace or "*")
@@ -295,13 +299,15 @@ def test_stale_reads_the_progress_a_runner_writes_to_its_progress_object() -> No
     busy = ex("busy")  # its status.checkpoint is as of its start; its runner has written progress since
     busy["metadata"]["uid"] = "uid-busy"
     busy["status"]["checkpoint"] = {"state": "Running", "sequence": 1, "updatedAt": "2024-06-01T09:00:00Z"}
-    kube = FakeKube(busy)
+    kube = FakeKube(busy, ex("done", "Succeeded"))
     kube.progress[(NS, "busy")] = {
         "metadata": {"ownerReferences": [{"uid": "uid-busy", "controller": True}]},
         "status": {"checkpoint": {"state": "Running", "sequence": 40, "updatedAt": "2024-06-01T11:59:00Z"}}}
     outcome = run(kube, Selection(everything=True), stale_seconds=3600)
     assert kube.patches == [], "it is busy, not stale"
-    assert outcome.notes == ["skipped 1 execution(s) with progress in the last 1h: busy"]
+    assert kube.calls.count("progress of 1") == 1, "asked once, for the one still running"
+    assert outcome.notes == ["skipped 1 matching execution(s) that already finished",
+                             "skipped 1 execution(s) with progress in the last 1h: busy"]
 
 
 def test_stale_with_names_is_a_guard() -> None:

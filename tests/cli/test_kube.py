@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
+from flux_api.progress import PLURAL as PROGRESS
 from flux_api.mergepatch import merge_patch
 from flux_cli import kube as kube_module
 from flux_cli.kube import (
@@ -73,6 +74,8 @@ class FakeApi:
         self.after_patch: Callable[[dict[str, Any]], None] | None = None
         self.lock = threading.Lock()
         self.splice: dict[str, str] = {}  # a string value in an object -> raw JSON text sent in its place
+        self.progress: dict[tuple[str, str], dict[str, Any]] = {}  # ExecutionProgress objects
+        self.progress_forbidden = False  # a tenant without get/list executionprogresses
 
     def add(self, name: str, namespace: str = "team-a", phase: str | None = "Running", parent: str | None = None, **extra: Any) -> dict[str, Any]:
         labels = {PARENT_LABEL: parent} if parent else {}
@@ -147,6 +150,8 @@ def _handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
                     "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{GROUP}/{VERSION}",
                     "resources": [{"name": PLURAL, "singularName": "execution", "namespaced": True, "kind": "Execution", "verbs": ["get", "list", "patch"]}],
                 }
+            if m := re.fullmatch(rf"{BASE}/namespaces/([^/]+)/{PROGRESS}(?:/([^/]+))?", path):
+                return self._progress(m[1], m[2], query)
             if m := re.fullmatch(rf"{BASE}(?:/namespaces/([^/]+))?/{PLURAL}", path):
                 return self._list(m[1], query)
             if m := re.fullmatch(rf"{BASE}/namespaces/([^/]+)/{PLURAL}/([^/]+)", path):
@@ -184,6 +189,19 @@ def _handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
             if fake.after_patch:
                 fake.after_patch(updated)
             return 200, copy.deepcopy(updated)
+
+        def _progress(self, namespace: str, name: str | None, query: dict[str, str]) -> tuple[int, Any]:
+            if fake.progress_forbidden:
+                return 403, _status(403, "Forbidden", f'{PROGRESS}.{GROUP} is forbidden: User "dev" cannot get it')
+            if name is not None:
+                obj = fake.progress.get((namespace, name))
+                return (200, copy.deepcopy(obj)) if obj else (404, _status(404, "NotFound", "not found", name))
+            items = [copy.deepcopy(o) for (ns, _), o in sorted(fake.progress.items()) if ns == namespace]
+            start = int(query.get("continue") or 0)
+            size = min(int(query.get("limit") or len(items) or 1), fake.page_size_cap or 10**9)
+            more = start + size < len(items)
+            return 200, {"kind": "ExecutionProgressList", "metadata": {"continue": str(start + size) if more else ""},
+                         "items": items[start : start + size]}
 
         def _pods(self, namespace: str, query: dict[str, str]) -> tuple[int, Any]:
             items = [p for p in fake.pods if p["metadata"]["namespace"] == namespace and _matches(p["metadata"]["labels"], query.get("labelSelector"))]
@@ -348,6 +366,37 @@ def test_list_follows_continue_tokens(fake: FakeApi, kubeconfig: Path) -> None:
     assert len(kube.list_executions("team-a")) == 7
     pages = [r for r in fake.requests if r["path"].endswith("/executions")]
     assert [r["query"].get("continue") for r in pages] == [None, "3", "6"]
+
+
+def _progress(fake: FakeApi, name: str, sequence: int, namespace: str = "team-a") -> None:
+    fake.progress[(namespace, name)] = {"metadata": {"name": name, "namespace": namespace},
+                                        "status": {"checkpoint": {"state": "Running", "sequence": sequence}}}
+
+
+def test_progress_of_a_few_is_a_get_each_and_of_many_one_paged_list(fake: FakeApi, kubeconfig: Path) -> None:
+    for i in range(12):
+        _progress(fake, f"run-{i}", i)
+    _progress(fake, "other", 1, namespace="prod")
+    fake.page_size_cap = 5
+    kube = connect(kubeconfig=str(kubeconfig))
+    few = kube.progress_of([("team-a", "run-1"), ("team-a", "missing"), ("prod", "other")])
+    assert sorted(few) == [("prod", "other"), ("team-a", "run-1")]
+    assert len([r for r in fake.requests if PROGRESS in r["path"]]) == 3, "one GET each"
+    fake.requests.clear()
+    many = kube.progress_of([("team-a", f"run-{i}") for i in range(10)] + [("team-a", "missing")])
+    assert sorted(many) == sorted(("team-a", f"run-{i}") for i in range(10)), "only those asked for"
+    assert many[("team-a", "run-7")]["status"]["checkpoint"]["sequence"] == 7
+    paths = [(r["path"], r["query"].get("continue")) for r in fake.requests]
+    assert paths == [(f"{BASE}/namespaces/team-a/{PROGRESS}", c) for c in (None, "5", "10")], "one list, paged"
+
+
+def test_progress_of_what_may_not_be_read_is_none_not_an_error(fake: FakeApi, kubeconfig: Path) -> None:
+    for i in range(12):
+        _progress(fake, f"run-{i}", i)
+    fake.progress_forbidden = True
+    kube = connect(kubeconfig=str(kubeconfig))
+    assert kube.progress_of([("team-a", f"run-{i}") for i in range(12)]) == {}
+    assert kube.progress_of([("team-a", "run-1")]) == {}
 
 
 def test_descendants_are_found_one_generation_per_call(fake: FakeApi, kubeconfig: Path) -> None:

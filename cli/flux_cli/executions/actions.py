@@ -82,7 +82,8 @@ def cancel(
 
     candidates, known, lookup_errors = _resolve(kube, selection, namespace, run.notes)
     if options.stale_seconds is not None:  # a running one's progress is in its ExecutionProgress
-        candidates = [objects.with_progress(obj, kube.get_progress(*objects.key_of(obj))) for obj in candidates]
+        found = kube.progress_of([objects.key_of(obj) for obj in candidates if not objects.is_terminal(obj)])
+        candidates = [objects.with_progress(obj, found.get(objects.key_of(obj))) for obj in candidates]
     candidates, fresh = split_stale(candidates, options.stale_seconds, now)
     if fresh and options.stale_seconds is not None:
         run.notes.append(
