@@ -55,3 +55,17 @@ def checkpoint_of(progress: dict[str, Any] | None) -> dict[str, Any] | None:
     status = (progress or {}).get("status")
     checkpoint = status.get("checkpoint") if isinstance(status, dict) else None
     return checkpoint if isinstance(checkpoint, dict) else None
+
+
+
+def with_progress(execution: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any]:
+    """`execution` (as read) with the newer of its status.checkpoint and the checkpoint of `progress`, if that is
+    its own ExecutionProgress (belongs_to); `execution` itself when its own checkpoint is the newer."""
+    status = execution.get("status") if isinstance(execution.get("status"), dict) else {}
+    if not belongs_to(progress, (execution.get("metadata") or {}).get("uid")):
+        return execution
+    recorded = status.get("checkpoint")
+    newer = newest(recorded, checkpoint_of(progress))
+    if newer is None or newer is recorded:
+        return execution
+    return {**execution, "status": {**status, "checkpoint": newer}}

@@ -183,12 +183,7 @@ def checkpoint(obj: Mapping[str, Any]) -> dict[str, Any] | None:
 def with_progress(execution: dict[str, Any], found: dict[str, Any] | None) -> dict[str, Any]:
     """`execution` with the newer of its status.checkpoint and the checkpoint of `found`, its ExecutionProgress,
     if that one is its own (its controller is this Execution's UID)."""
-    if not progress.belongs_to(found, (execution.get("metadata") or {}).get("uid")):
-        return execution
-    newer = progress.newest(checkpoint(execution), progress.checkpoint_of(found))
-    if newer is None or newer is checkpoint(execution):
-        return execution
-    return {**execution, "status": {**status(execution), "checkpoint": newer}}
+    return progress.with_progress(execution, found)
 
 
 def conditions(obj: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -70,9 +70,7 @@ class Executions:
 
     def live_status(self, name: str) -> dict:
         """The status with the newest checkpoint: its own, or its ExecutionProgress's while that one is newer."""
-        status = self.status(name)
-        newer = progress.newest(status.get("checkpoint"), progress.checkpoint_of(self.progress(name)))
-        return {**status, "checkpoint": newer} if newer is not None else status
+        return progress.with_progress(self.get(name), self.progress(name)).get("status") or {}
 
     def phase(self, name: str) -> str | None:
         return self.status(name).get("phase")

@@ -153,12 +153,10 @@ def statuses(fx, names=None) -> dict[str, dict]:
     """Every Execution's status in the namespace (one LIST), or only `names`', each with its newest checkpoint
     (a running one's is in its ExecutionProgress: one LIST more)."""
     items = fx.custom.list_namespaced_custom_object(GROUP, VERSION, fx.ns, PLURAL)["items"]
-    found = {i["metadata"]["name"]: i.get("status") or {} for i in items}
-    for item in fx.custom.list_namespaced_custom_object(GROUP, VERSION, fx.ns, progress.PLURAL)["items"]:
-        status = found.get(item["metadata"]["name"])
-        newer = progress.newest((status or {}).get("checkpoint"), progress.checkpoint_of(item))
-        if status is not None and newer is not None:
-            status["checkpoint"] = newer
+    made = {i["metadata"]["name"]: i for i in
+            fx.custom.list_namespaced_custom_object(GROUP, VERSION, fx.ns, progress.PLURAL)["items"]}
+    found = {i["metadata"]["name"]: progress.with_progress(i, made.get(i["metadata"]["name"])).get("status") or {}
+             for i in items}
     return found if names is None else {n: found.get(n, {}) for n in names}
 
 

@@ -1,7 +1,7 @@
 """Which checkpoint is the newer: the Execution's own or its ExecutionProgress's."""
 
 import pytest
-from flux_api.progress import belongs_to, checkpoint_of, newest
+from flux_api.progress import belongs_to, checkpoint_of, newest, with_progress
 
 pytestmark = pytest.mark.unit
 
@@ -51,3 +51,24 @@ def test_the_checkpoint_of_a_progress_object(obj, expected):
 def test_a_progress_object_belongs_to_its_controller_only(owners, uid, expected):
     assert belongs_to({"metadata": {"ownerReferences": owners}}, uid) is expected
     assert belongs_to(None, uid) is False
+
+
+def _execution(uid: str = "u1", checkpoint: dict | None = None) -> dict:
+    return {"metadata": {"name": "x", "uid": uid}, "status": {"phase": "Running", "checkpoint": checkpoint}}
+
+
+def _progress_object(owner: str, sequence: int) -> dict:
+    return {"metadata": {"ownerReferences": [{"uid": owner, "controller": True}]},
+            "status": {"checkpoint": {"state": "Running", "sequence": sequence}}}
+
+
+def test_an_execution_takes_the_newer_checkpoint_of_its_own_progress_object_only() -> None:
+    execution = _execution(checkpoint={"state": "Running", "sequence": 2})
+    merged = with_progress(execution, _progress_object("u1", 9))
+    assert merged["status"] == {"phase": "Running", "checkpoint": {"state": "Running", "sequence": 9}}
+    assert execution["status"]["checkpoint"]["sequence"] == 2, "the object read is not changed"
+    assert with_progress(execution, _progress_object("u1", 1)) is execution, "its own is newer"
+    assert with_progress(execution, _progress_object("other", 9)) is execution, "a deleted namesake's"
+    assert with_progress(execution, None) is execution
+    bare = {"metadata": {"uid": "u1"}}
+    assert with_progress(bare, _progress_object("u1", 3))["status"]["checkpoint"]["sequence"] == 3
