@@ -8,7 +8,8 @@ so one namespace's failure storm cannot hold back another namespace's cancel. A 
 The lane is set around each reconcile (`with lane(namespace):`) and read where a request is made, so no
 API method takes it as an argument. The leader Lease has a lane of its own that goes before all others
 (its renewals are a few a minute; a late one costs the leadership); requests outside any lane (start-up
-checks) share the budget as one more lane.
+checks) share the budget as one more lane. The background lane goes after all others: an execution's Event
+that finds no token to spare waits there (deferred.py), so news never holds up a start, a signal or a write.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from contextvars import ContextVar, copy_context
 # Namespace names cannot contain ':', so these never meet a namespace's lane.
 LEASE_LANE = ":lease"
 OPERATOR_LANE = ":operator"
+# Served only while no other lane waits: Events the budget had no token to spare for (deferred.py).
+BACKGROUND_LANE = ":background"
 
 _current: ContextVar[str] = ContextVar("flux_budget_lane", default=OPERATOR_LANE)
 
@@ -71,7 +74,7 @@ class FairBucket:
         ticket = self._seq
         if lane not in self._lanes:
             self._lanes[lane] = deque()
-            if lane not in self.first:
+            if lane not in self.first and lane != BACKGROUND_LANE:
                 self._turns.append(lane)
         tickets = self._lanes[lane]
         if urgent:
@@ -87,13 +90,26 @@ class FairBucket:
         for lane in self.first:
             if lane in self._lanes:
                 return self._lanes[lane][0]
-        return self._lanes[self._turns[0]][0] if self._turns else None
+        if self._turns:
+            return self._lanes[self._turns[0]][0]
+        return self._lanes[BACKGROUND_LANE][0] if BACKGROUND_LANE in self._lanes else None
 
-    def poll(self, ticket: int, now: float) -> float | None:
-        """0: the token is taken, go. Seconds: the head's wait for a token. None: not this ticket's turn."""
+    def spare(self, now: float) -> bool:
+        """Takes a token if one is there and no request waits for it: True. Never waits, never queues."""
+        self._refill(now)
+        if self._lane_of or self.tokens < 1 - 1e-9:
+            return False
+        self.tokens -= 1
+        return True
+
+    def _refill(self, now: float) -> None:
         if now > self._last:
             self.tokens = min(self.burst, self.tokens + (now - self._last) * self.qps)
             self._last = now
+
+    def poll(self, ticket: int, now: float) -> float | None:
+        """0: the token is taken, go. Seconds: the head's wait for a token. None: not this ticket's turn."""
+        self._refill(now)
         if ticket != self.head():
             return None
         if self.tokens < 1 - 1e-9:  # a whole token, give or take rounding: never a wait of 1e-17 s
@@ -110,7 +126,7 @@ class FairBucket:
             return
         tickets = self._lanes[lane]
         tickets.remove(ticket)
-        if lane in self.first:
+        if lane in self.first or lane == BACKGROUND_LANE:
             if not tickets:
                 del self._lanes[lane]
             return
@@ -149,6 +165,13 @@ class RateLimiter:
             finally:
                 self._cond.notify_all()  # the next head is someone else now
         return self._clock() - started
+
+    def try_acquire(self) -> bool:
+        """A token at once if the budget has one to spare (nobody waits for it); False rather than a wait."""
+        if self._bucket is None:
+            return True
+        with self._cond:
+            return self._bucket.spare(self._clock())
 
     def waiting(self) -> int:
         if self._bucket is None:

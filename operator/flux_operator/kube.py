@@ -105,12 +105,16 @@ class KubeApi:
         # the seconds a request waited for the rate limit.
         self.on_request: Callable[[str, str, int, float], None] | None = None
         self.on_throttled: Callable[[float], None] | None = None
+        # Takes an Event the budget has no token to spare for (deferred.DeferredEvents.add); None: none deferred.
+        self.defer_event: Callable[[dict[str, Any]], None] | None = None
 
     @contextlib.contextmanager
-    def call(self, what: str, tolerate: tuple[Failure, ...] = (), urgent: bool = False) -> Iterator[dict[str, Any]]:
+    def call(self, what: str, tolerate: tuple[Failure, ...] = (), urgent: bool = False,
+             paid: bool = False) -> Iterator[dict[str, Any]]:
         """Runs one request; failures in `tolerate` are not raised (the block sees `outcome['failure']`).
-        `urgent`: a signal (a pod's delete, a child's cancel), which goes before its lane's other requests."""
-        waited = self.limiter.acquire(urgent=urgent)
+        `urgent`: a signal (a pod's delete, a child's cancel), which goes before its lane's other requests.
+        `paid`: its token is already taken (RateLimiter.try_acquire)."""
+        waited = 0.0 if paid else self.limiter.acquire(urgent=urgent)
         if waited and self.on_throttled is not None:
             self.on_throttled(waited)
         self.calls += 1
@@ -261,9 +265,11 @@ class KubeApi:
             self.request("DELETE", kind_path("Pod", namespace, name), options)
         return out["failure"] is None
 
-    def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str) -> bool:
+    def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str,
+                   deferrable: bool = False) -> bool:
         """Posts an Event under a fixed name: posting it again (after a crash) is a harmless Conflict. An Event
-        is only news: a namespace being deleted refuses it, and that must not hold up the status write after it."""
+        is only news: a namespace being deleted refuses it, and that must not hold up the status write after it.
+        `deferrable`: when the budget has no token to spare, handed to `defer_event` (posted later) and True."""
         now = now_text()
         body = {
             "apiVersion": "v1", "kind": "Event",
@@ -273,8 +279,18 @@ class KubeApi:
             "source": {"component": "flux-operator"}, "reportingComponent": "flux-operator",
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
-        with self.call(f"post event {reason} for {involved['namespace']}/{involved['name']}",
-                       tolerate=(Failure.CONFLICT, Failure.TERMINATING)) as out:
+        if not deferrable or self.defer_event is None:
+            return self.post_event(body)
+        if self.limiter.try_acquire():
+            return self.post_event(body, paid=True)
+        self.defer_event(body)
+        return True
+
+    def post_event(self, body: dict[str, Any], paid: bool = False) -> bool:
+        """False: the name was taken (posted before) or the namespace is being deleted."""
+        involved = body["involvedObject"]
+        with self.call(f"post event {body['reason']} for {involved['namespace']}/{involved['name']}",
+                       tolerate=(Failure.CONFLICT, Failure.TERMINATING), paid=paid) as out:
             self.request("POST", kind_path("Event", involved["namespace"]), body)
         return out["failure"] is None
 

@@ -51,6 +51,11 @@ class Metrics:
         self.api_throttled = Counter("flux_api_throttled_seconds",
                                      "Seconds requests waited for the client-side rate limit (--qps, --burst).",
                                      registry=self.registry)
+        self.events_deferred = Gauge("flux_events_deferred",
+                                     "Events waiting for a token the client budget can spare (after every other "
+                                     "request).", registry=self.registry)
+        self.events_dropped = Counter("flux_events_dropped", "Deferred Events dropped: more than 10,000 waited.",
+                                      registry=self.registry)
         self.queue_wait = Histogram("flux_workqueue_wait_seconds", "From a key being ready to a worker taking it.",
                                     ["queue"], buckets=WORK_BUCKETS, registry=self.registry)
         self.reconcile_seconds = Histogram("flux_reconcile_duration_seconds", "One reconcile of one key.",

@@ -268,7 +268,7 @@ class Reconciler:
         with self._lock:
             if name in self._posted:
                 return
-        self.api.emit_event(_involved(snapshot), name, type_, reason, message)
+        self.api.emit_event(_involved(snapshot), name, type_, reason, message, deferrable=True)
         with self._lock:
             self._posted[name] = None
             while len(self._posted) > POSTED_EVENTS_KEPT:

@@ -13,6 +13,7 @@ from flux_operator import boundary, memory
 from flux_operator.admission_check import policy_problems
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
+from flux_operator.deferred import DeferredEvents
 from flux_operator.health import Health
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.leader import LeaderElector
@@ -70,6 +71,9 @@ class Runtime:
                                      on_started=self._started_leading, on_stopped=self._stopped_leading)
         leading = (lambda: self.elector.leading) if options.leader_election else (lambda: True)
         self.reconciler = Reconciler(self.world, api, options.runner, self.metrics)
+        # An execution's Event waits behind every other request when the budget is short (deferred.py).
+        self.deferred_events = DeferredEvents(api.post_event, on_drop=self.metrics.events_dropped.inc)
+        api.defer_event = self.deferred_events.add
         if options.runner.tracing_endpoint:
             from flux_operator.tracing import Tracing  # OpenTelemetry only when tracing is on
             self.reconciler.tracing = Tracing(options.runner.tracing_endpoint, options.runner.tracing_ratio)
@@ -128,6 +132,7 @@ class Runtime:
         self.api.on_request = lambda verb, path, code, seconds: self.metrics.api_request(
             verb, resource_of(path), code, seconds)
         self.api.on_throttled = self.metrics.api_throttled.inc
+        self.metrics.events_deferred.set_function(self.deferred_events.pending)
         boundary.on_execution_line(self.metrics.checkpoint_bytes.observe)
 
     def _serve_metrics(self) -> None:

@@ -153,7 +153,8 @@ class FakeKubeApi:
         self._maybe_fail("delete_pod", name)
         return True
 
-    def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str) -> bool:
+    def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str,
+                   deferrable: bool = False) -> bool:
         self.calls.append(("emit_event", reason, name))
         self._maybe_fail("emit_event", name)
         if name in self.events:

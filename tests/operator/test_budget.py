@@ -6,7 +6,8 @@ import threading
 import time
 
 import pytest
-from flux_operator.budget import LEASE_LANE, OPERATOR_LANE, FairBucket, RateLimiter, current_lane, lane
+from flux_operator.budget import (BACKGROUND_LANE, LEASE_LANE, OPERATOR_LANE, FairBucket, RateLimiter, current_lane,
+                                  lane)
 from flux_operator.controller import Controller
 from flux_operator.metrics import Metrics
 from flux_operator.workqueue import Result
@@ -73,6 +74,35 @@ def test_the_lease_goes_before_every_namespace() -> None:
     assert bucket.head() == renew
     assert grants(bucket, [*storm, renew], 1.0) == [renew]
     assert grants(bucket, [*storm], 2.0) == [storm[0]]
+
+
+def test_the_background_lane_gets_a_token_only_while_no_other_lane_waits() -> None:
+    bucket = FairBucket(qps=1, burst=1, now=0.0)
+    bucket.tokens = 0
+    news = [bucket.join(BACKGROUND_LANE) for _ in range(2)]
+    write = bucket.join("team")
+    order = []
+    for second in range(1, 3):
+        order += grants(bucket, [*news, write], float(second))
+    late = bucket.join("other")  # comes after the news, still goes first
+    for second in range(3, 6):
+        order += grants(bucket, [*news, write, late], float(second))
+    assert order == [write, news[0], late, news[1]]
+    assert bucket.waiting() == 0 and bucket.head() is None
+
+
+def test_a_spare_token_is_one_nobody_waits_for() -> None:
+    bucket = FairBucket(qps=1, burst=2, now=0.0)
+    assert bucket.spare(0.0) and bucket.spare(0.0), "the burst"
+    assert not bucket.spare(0.5), "no whole token yet"
+    assert bucket.spare(1.0)
+    waiting = bucket.join("team")
+    assert not bucket.spare(5.0), "a token is there, but a request waits for it"
+    assert bucket.poll(waiting, 5.0) == 0
+    assert bucket.spare(5.0)
+    limiter = RateLimiter(qps=1, burst=1, clock=lambda: 0.0)
+    assert limiter.try_acquire() and not limiter.try_acquire()
+    assert RateLimiter(qps=0, burst=1).try_acquire(), "no budget: always"
 
 
 def test_a_ticket_that_gives_up_hands_the_turn_on() -> None:

@@ -14,7 +14,7 @@ import kopf
 import pytest
 from flux_operator import handlers
 from flux_api.errors import Failure
-from flux_operator.kube import ApiFailure, KubeApi, status_error
+from flux_operator.kube import ApiFailure, KubeApi, RateLimiter, status_error
 from flux_operator.kubeconfig import ClientConfig, ConfigError, kubeconfig_path, load_client_config, parse_kubeconfig
 
 pytestmark = pytest.mark.unit
@@ -245,6 +245,21 @@ def test_an_event_refused_because_its_namespace_is_going_is_not_a_failure() -> N
         api_with(Recorder(status(403, "forbidden"))).emit_event({"namespace": "ns", "name": "a"}, "a.c", "Normal",
                                                                  "C", "m")
     assert raised.value.kind is Failure.FORBIDDEN, "a policy refusing Events is still an error worth seeing"
+
+
+def test_an_event_goes_at_once_with_a_spare_token_and_is_deferred_without_one() -> None:
+    rec, deferred = Recorder(), []
+    api = KubeApi(ClientConfig(server="https://api.test:6443", token="t"), RateLimiter(qps=0.001, burst=2),
+                  transport=httpx.MockTransport(rec))
+    api.defer_event = deferred.append
+    assert api.emit_event({"namespace": "ns", "name": "a"}, "a.s", "Normal", "Started", "m", deferrable=True)
+    assert [r.method for r in rec.requests] == ["POST"] and deferred == [], "a spare token: posted, in order"
+    api.get_execution("ns", "a")  # the second token
+    assert api.emit_event({"namespace": "ns", "name": "b"}, "b.s", "Normal", "Started", "m", deferrable=True)
+    assert len(rec.requests) == 2, "no token to spare: not sent now"
+    assert [(e["metadata"]["name"], e["reason"], e["involvedObject"]["name"]) for e in deferred] == \
+        [("b.s", "Started", "b")]
+    assert deferred[0]["firstTimestamp"], "the time of the decision, not of the post"
 
 
 def test_tolerated_failures_come_back_as_values() -> None:
