@@ -241,7 +241,7 @@ def test_leader_killed_while_executions_queue_the_standby_keeps_the_same_queue(f
 # The operator dying right after any one of its writes (fluxtest.operators.crash_wrapper).
 WRAPPER = crash_wrapper("""
 api.delete_pod = wrap(api.delete_pod, lambda namespace, name, *a, **k: "delete-pod")
-api.emit_event = wrap(api.emit_event, lambda involved, name, type_, reason, message: f"event:{reason}")
+api.emit_event = wrap(api.emit_event, lambda involved, name, type_, reason, message, **k: f"event:{reason}")
 api.patch_status = wrap(api.patch_status,
                         lambda namespace, name, status, resource_version: f"status:{status.get('phase')}")
 api.create = wrap(api.create, lambda body: f"create:{body['kind']}")
