@@ -58,11 +58,12 @@ class FairBucket:
     head ticket may take a token: the first of the lane whose turn it is (a lane in `first` before any
     other). Once it has its token, its lane goes to the back of the turns."""
 
-    def __init__(self, qps: float, burst: int, now: float, first: tuple[str, ...] = ()) -> None:
-        self.qps, self.burst, self.first = qps, max(1, burst), first
+    def __init__(self, qps: float, burst: int, now: float, first: tuple[str, ...] = (),
+                 last: tuple[str, ...] = ()) -> None:
+        self.qps, self.burst, self.first, self.last = qps, max(1, burst), first, last
         self.tokens, self._last = float(self.burst), now
         self._lanes: dict[str, deque[int]] = {}  # lane -> its waiting tickets, oldest first
-        self._turns: deque[str] = deque()  # lanes with waiting tickets, in turn order (not `first` lanes)
+        self._turns: deque[str] = deque()  # lanes with waiting tickets, in turn order (not `first` or `last`)
         self._lane_of: dict[int, str] = {}
         self._urgent: set[int] = set()
         self._seq = 0
@@ -74,7 +75,7 @@ class FairBucket:
         ticket = self._seq
         if lane not in self._lanes:
             self._lanes[lane] = deque()
-            if lane not in self.first and lane != BACKGROUND_LANE:
+            if lane not in self.first and lane not in self.last:
                 self._turns.append(lane)
         tickets = self._lanes[lane]
         if urgent:
@@ -92,7 +93,10 @@ class FairBucket:
                 return self._lanes[lane][0]
         if self._turns:
             return self._lanes[self._turns[0]][0]
-        return self._lanes[BACKGROUND_LANE][0] if BACKGROUND_LANE in self._lanes else None
+        for lane in self.last:  # only while no other lane waits
+            if lane in self._lanes:
+                return self._lanes[lane][0]
+        return None
 
     def spare(self, now: float) -> bool:
         """Takes a token if one is there and no request waits for it: True. Never waits, never queues."""
@@ -126,7 +130,7 @@ class FairBucket:
             return
         tickets = self._lanes[lane]
         tickets.remove(ticket)
-        if lane in self.first or lane == BACKGROUND_LANE:
+        if lane in self.first or lane in self.last:
             if not tickets:
                 del self._lanes[lane]
             return
@@ -143,9 +147,10 @@ class FairBucket:
 class RateLimiter:
     """The bucket shared by every worker thread; `acquire` blocks until its request may go."""
 
-    def __init__(self, qps: float, burst: int, clock=time.monotonic, first: tuple[str, ...] = (LEASE_LANE,)) -> None:
+    def __init__(self, qps: float, burst: int, clock=time.monotonic, first: tuple[str, ...] = (LEASE_LANE,),
+                 last: tuple[str, ...] = (BACKGROUND_LANE,)) -> None:
         self.qps, self._clock = qps, clock
-        self._bucket = FairBucket(qps, burst, clock(), first) if qps > 0 else None
+        self._bucket = FairBucket(qps, burst, clock(), first, last) if qps > 0 else None
         self._cond = threading.Condition()
 
     def acquire(self, lane_name: str | None = None, urgent: bool = False) -> float:

@@ -77,7 +77,7 @@ def test_the_lease_goes_before_every_namespace() -> None:
 
 
 def test_the_background_lane_gets_a_token_only_while_no_other_lane_waits() -> None:
-    bucket = FairBucket(qps=1, burst=1, now=0.0)
+    bucket = FairBucket(qps=1, burst=1, now=0.0, last=(BACKGROUND_LANE,))
     bucket.tokens = 0
     news = [bucket.join(BACKGROUND_LANE) for _ in range(2)]
     write = bucket.join("team")
