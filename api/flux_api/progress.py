@@ -5,8 +5,8 @@ the Execution it would be a watch event of an object the operator watches, decod
 So the runner's periodic writes go to this object (one per execution that checkpoints, same name, owned by
 the Execution, made by the operator once it sees the runner's first checkpoint); the operator never watches
 it. What the operator does decide on goes to the Execution's status.checkpoint as before: the final
-checkpoint, a durable wait, the write before a spawn, `ctx.flush()`, and any write while there is no object. Both carry the same `sequence`: the higher one is
-the newer checkpoint (`newest`), which is what a restarted runner, a retry and the CLI read.
+checkpoint, a durable wait, the write before a spawn, `ctx.flush()`, and any write while there is no object.
+Both carry the same `sequence`: the higher one is the newer checkpoint (`newest`), which is what a restarted runner, a retry and the CLI read.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ def checkpoint_of(progress: dict[str, Any] | None) -> dict[str, Any] | None:
     status = (progress or {}).get("status")
     checkpoint = status.get("checkpoint") if isinstance(status, dict) else None
     return checkpoint if isinstance(checkpoint, dict) else None
-
 
 
 def with_progress(execution: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any]:

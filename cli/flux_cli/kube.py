@@ -94,7 +94,7 @@ class Kube:
     def get_with_progress(self, namespace: str, name: str) -> dict[str, Any]:
         """The Execution with the newest checkpoint: while it runs, its runner writes progress to its
         ExecutionProgress (flux_api.progress), which this adds when the caller may read it."""
-        return objects.with_progress(self.get_execution(namespace, name), self.get_progress(namespace, name))
+        return progress.with_progress(self.get_execution(namespace, name), self.get_progress(namespace, name))
 
     def get_progress(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ExecutionProgress of that name; None when there is none or it may not be read (a tenant without

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
-from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Condition, ExecutionStatus, Phase, progress
+from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Condition, ExecutionStatus, Phase
 from flux_api.cancel import recorded_or_requested
 from flux_api.conditions import FINISHED, STARTED, WAITING_PREFIX, WAITING_REASONS
 from flux_api.names import SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
@@ -178,12 +178,6 @@ def cancellation(obj: Mapping[str, Any]) -> dict[str, Any] | None:
 def checkpoint(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     value = status(obj).get("checkpoint")
     return value if isinstance(value, dict) else None
-
-
-def with_progress(execution: dict[str, Any], found: dict[str, Any] | None) -> dict[str, Any]:
-    """`execution` with the newer of its status.checkpoint and the checkpoint of `found`, its ExecutionProgress,
-    if that one is its own (its controller is this Execution's UID)."""
-    return progress.with_progress(execution, found)
 
 
 def conditions(obj: Mapping[str, Any]) -> list[dict[str, Any]]:

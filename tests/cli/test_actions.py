@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from flux_api import EXECUTION_LABEL, PARENT_LABEL, Phase
-from flux_cli import objects
+from flux_api import EXECUTION_LABEL, PARENT_LABEL, Phase, progress
 from flux_cli.executions import actions
 from flux_cli.executions.actions import CancelOptions
 from flux_cli.executions.cancelling import ExitCode
@@ -57,7 +56,7 @@ class FakeKube:
         return copy.deepcopy(self.objs[(namespace, name)])
 
     def get_with_progress(self, namespace: str, name: str) -> dict[str, Any]:
-        return objects.with_progress(self.get_execution(namespace, name), self.progress.get((namespace, name)))
+        return progress.with_progress(self.get_execution(namespace, name), self.progress.get((namespace, name)))
 
     def get_progress(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.progress.get((namespace, name)))
@@ -432,7 +431,7 @@ def test_status_shows_the_newer_checkpoint_of_its_own_progress_object(owner, seq
 
 def test_without_a_progress_object_the_execution_is_shown_as_it_is() -> None:
     running = ex("etl")
-    assert objects.with_progress(running, None) is running
+    assert progress.with_progress(running, None) is running
 
 
 def test_status_tree_and_list_views() -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flux_api import progress
+
 from flux_cli import objects
 from flux_cli.durations import format_duration
 from flux_cli.errors import ExitCode
@@ -83,7 +85,7 @@ def cancel(
     candidates, known, lookup_errors = _resolve(kube, selection, namespace, run.notes)
     if options.stale_seconds is not None:  # a running one's progress is in its ExecutionProgress
         found = kube.progress_of([objects.key_of(obj) for obj in candidates if not objects.is_terminal(obj)])
-        candidates = [objects.with_progress(obj, found.get(objects.key_of(obj))) for obj in candidates]
+        candidates = [progress.with_progress(obj, found.get(objects.key_of(obj))) for obj in candidates]
     candidates, fresh = split_stale(candidates, options.stale_seconds, now)
     if fresh and options.stale_seconds is not None:
         run.notes.append(
