@@ -257,13 +257,16 @@ class KubeApi:
             return found.get("metadata") if isinstance(found.get("metadata"), dict) else {}
         return None
 
-    def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
-        """Deletes the pod if it is still the one we mean (`uid`); False if it was already gone."""
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int,
+                   uid: str | None = None) -> dict[str, Any] | None:
+        """Deletes the pod if it is still the one we mean (`uid`): the server's answer (the pod, now
+        terminating), or None if it was already gone."""
         options = delete_options(uid, grace_seconds=grace_seconds)
+        answer: dict[str, Any] = {}
         with self.call(f"delete pod {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT),
                        urgent=True) as out:
-            self.request("DELETE", kind_path("Pod", namespace, name), options)
-        return out["failure"] is None
+            answer = self.request("DELETE", kind_path("Pod", namespace, name), options)
+        return None if out["failure"] is not None else answer
 
     def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str,
                    deferrable: bool = False) -> bool:

@@ -191,11 +191,15 @@ class Reconciler:
                 if "phase" in patch:
                     log.info("execution %s/%s: %s -> %s", ns, name, ex.phase, patch["phase"], extra=_about(snapshot))
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
-                if not self.api.delete_pod(ns, pod, grace, uid or None):
+                answer = self.api.delete_pod(ns, pod, grace, uid or None)
+                if answer is None:
                     # Already gone: a watch that broke (an API server restart) can miss a deletion,
                     # and a re-list never reports one. The delete's answer is news: take it.
                     self.world.pod_gone({"metadata": {"name": pod, "namespace": ns,
                                                       "labels": {EXECUTION_LABEL: name}}})
+                elif answer.get("kind") == "Pod":
+                    # Terminating now: a decision made before the watch says so must not signal it again.
+                    self.world.pod_answered(answer)
             case machine.CancelChild(name=child, reason=reason, force=force, parent=parent):
                 self.api.patch_execution(ns, child, builders.child_cancel_patch(parent or name, reason, force),
                                          urgent=True)

@@ -44,6 +44,7 @@ class FakeKubeApi:
         self.owners: dict[tuple[str, str], str] = {}  # (kind, name) -> controlling owner UID
         self.others: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, name) -> what create() made
         self.schedules: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pod_answers: dict[str, dict[str, Any]] = {}  # pod name -> what its DELETE answers
         self._rv = 100
 
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -148,10 +149,11 @@ class FakeKubeApi:
             return {"name": name, "namespace": namespace, "uid": f"foreign-{name}", "ownerReferences": refs}
         return None
 
-    def delete_pod(self, namespace: str, name: str, grace_seconds: int, uid: str | None = None) -> bool:
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int,
+                   uid: str | None = None) -> dict[str, Any] | None:
         self.calls.append(("delete_pod", name, grace_seconds, uid))
         self._maybe_fail("delete_pod", name)
-        return True
+        return self.pod_answers.get(name, {"kind": "Status", "status": "Success"})
 
     def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str,
                    deferrable: bool = False) -> bool:

@@ -165,6 +165,22 @@ class World:
                 self._bump(key[0])
         return key
 
+    def pod_answered(self, raw: dict[str, Any]) -> Key | None:
+        """A write's answer about a pod the World still holds (the same uid): taken if newer. Never brings back
+        a pod whose DELETED event came first, as a delete's late answer would."""
+        key = _pod_key(raw)
+        if key is None:
+            return None
+        view = pod_view(raw)
+        with self._lock:
+            old = self._pods.get(key, {}).get(view.name)
+            if old is None or old.uid != view.uid or _stale(view.uid, view.resource_version, old.uid,
+                                                             old.resource_version):
+                return None
+            self._pods[key][view.name] = view
+            self._bump(key[0])
+        return key
+
     def pod_gone(self, raw: dict[str, Any]) -> Key | None:
         key = _pod_key(raw)
         if key is not None:

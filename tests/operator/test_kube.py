@@ -267,7 +267,9 @@ def test_tolerated_failures_come_back_as_values() -> None:
     assert api_with(Recorder(status(409, "exists"))).create_execution("ns", {"metadata": {"name": "a"}}) is False
     assert api_with(Recorder(status(409, "exists"))).make_execution("ns", {"metadata": {"name": "a"}}) is None
     assert api_with(Recorder(status(404, "gone"))).read_metadata("Pod", "ns", "p") is None
-    assert api_with(Recorder(status(409, "uid mismatch"))).delete_pod("ns", "p", 1, "u") is False
+    assert api_with(Recorder(status(409, "uid mismatch"))).delete_pod("ns", "p", 1, "u") is None
+    terminating = {"kind": "Pod", "metadata": {"name": "p", "deletionTimestamp": "2026-12-05T08:00:00Z"}}
+    assert api_with(Recorder(httpx.Response(200, json=terminating))).delete_pod("ns", "p", 1, "u") == terminating
     assert api_with(Recorder(status(404, "not served"))).served("/apis/x/v1") is False
 
 

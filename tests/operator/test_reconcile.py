@@ -91,6 +91,29 @@ def test_cancel_signals_before_any_other_write(api, world, reconciler):
     assert api.objects[KEY]["status"]["phase"] == "Cancelling"
 
 
+def test_the_deletes_answer_is_news_a_second_decision_does_not_signal_again(api, world, reconciler):
+    """The echo of the Cancelling write can come before the pod's MODIFIED event: the DELETE's answer (the pod,
+    terminating) already told the World, so the next decision neither deletes again nor says Signalled."""
+    seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z"))
+    world.pod_seen(pod())
+    api.pod_answers["job-runner"] = dict(pod(terminating=True), kind="Pod")
+    reconciler.reconcile(KEY)
+    assert world.snapshot(KEY).pod.terminating
+    api.calls.clear()
+    reconciler.reconcile(KEY)
+    assert api.names() == [], "nothing to do until the pod is gone or the request's Event is due"
+
+
+def test_a_deletes_late_answer_does_not_bring_back_a_pod_the_watch_saw_go(world):
+    world.pod_seen(pod())
+    world.pod_gone(pod())
+    assert world.pod_answered(dict(pod(terminating=True), kind="Pod")) is None
+    assert KEY not in world._pods
+    world.pod_seen(pod(uid="other"))
+    assert world.pod_answered(dict(pod(terminating=True), kind="Pod")) is None, "another pod under that name"
+    assert not world._pods[KEY]["job-runner"].terminating
+
+
 def test_a_pending_cancel_is_one_status_write_and_one_event(api, world, reconciler):
     seed(api, world, execution(cancel="not needed"))
     api.calls.clear()
@@ -399,7 +422,7 @@ def test_a_pod_the_watch_missed_going_is_learned_from_the_delete(api, world, rec
     stale = pod(terminating=True)
     stale["metadata"]["deletionTimestamp"] = "2026-11-21T11:59:00Z"  # long overdue
     world.pod_seen(stale)
-    api.delete_pod = lambda *a, **k: False  # the server: 404, it is gone already
+    api.delete_pod = lambda *a, **k: None  # the server: 404, it is gone already
     reconciler.reconcile(KEY)
     assert world.snapshot(KEY).pod is None
     reconciler.reconcile(KEY)
