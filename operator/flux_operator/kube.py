@@ -187,9 +187,12 @@ class KubeApi:
             return self.request("PATCH", custom_path(namespace, PLURAL, name, "status"),
                                 _status_patch(status, resource_version), MERGE_PATCH)
 
-    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any], urgent: bool = False) -> None:
+    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any],
+                        urgent: bool = False) -> dict[str, Any] | None:
+        """The object as patched; None if it was gone."""
         with self.call(f"patch execution {namespace}/{name}", tolerate=(Failure.NOT_FOUND,), urgent=urgent):
-            self.request("PATCH", custom_path(namespace, PLURAL, name), patch, MERGE_PATCH)
+            return self.request("PATCH", custom_path(namespace, PLURAL, name), patch, MERGE_PATCH)
+        return None
 
     def make_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Creates an Execution; the object as created, or None if one of that name already existed."""

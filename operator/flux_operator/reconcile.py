@@ -201,8 +201,14 @@ class Reconciler:
                     # Terminating now: a decision made before the watch says so must not signal it again.
                     self.world.pod_answered(answer)
             case machine.CancelChild(name=child, reason=reason, force=force, parent=parent):
-                self.api.patch_execution(ns, child, builders.child_cancel_patch(parent or name, reason, force),
-                                         urgent=True)
+                answer = self.api.patch_execution(ns, child, builders.child_cancel_patch(parent or name, reason, force),
+                                                  urgent=True)
+                if answer is not None:
+                    # News now, not after the watch's echo: the child signals its runner at once, and its own
+                    # parent, deciding meanwhile, finds it cancelled and does not send the cancel again.
+                    woken = self.world.execution_seen(answer)
+                    if woken and self.on_wake is not None:
+                        self.on_wake(woken[:1])
             case machine.SuspendChild(name=child, suspend=suspend, reason=reason, parent=parent):
                 self.api.patch_execution(ns, child, builders.child_suspend_patch(parent, reason, suspend), urgent=True)
             case machine.DeleteExecution(name=name_, uid=uid):

@@ -89,12 +89,12 @@ class FakeKubeApi:
         merge_status(merged, status)
         return self._update(name, obj, merged)
 
-    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any], urgent: bool = False) -> None:
+    def patch_execution(self, namespace: str, name: str, patch: dict[str, Any],
+                        urgent: bool = False) -> dict[str, Any] | None:
         self.calls.append(("patch_execution", name))
         self._maybe_fail("patch_execution", name)
         obj = self.objects.get((namespace, name))
-        if obj is not None:
-            self._update(name, obj, merge_patch(obj, patch))
+        return None if obj is None else copy.deepcopy(self._update(name, obj, merge_patch(obj, patch)))
 
     def _add(self, call: str, namespace: str, body: dict[str, Any], with_namespace: bool) -> dict[str, Any] | None:
         """Records `call` (which may fail as told); None if the name is taken, else the stored copy, with a uid."""

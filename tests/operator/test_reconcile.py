@@ -470,6 +470,31 @@ def test_a_cascades_cancels_go_out_together_not_one_round_trip_after_another(api
     assert not [e for e in api.events.values() if e["reason"] == "SignalFailed"]
 
 
+def test_a_cancelled_childs_answer_wakes_it_and_its_parent_sends_nothing_twice(api, world, reconciler):
+    """The root's pass reaches a grandchild; the child's own decision, before any watch echo, finds it cancelled
+    in the World and does not patch it again, and each child cancelled is woken at once."""
+    from flux_api import PARENT_LABEL
+    root = execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z")
+    root["status"]["children"] = [{"name": "c", "uid": "uid-c", "phase": "Running"}]
+    seed(api, world, root)
+    child = execution("c", phase="Running", started="2026-11-21T11:59:00.000Z", labels={PARENT_LABEL: "job"},
+                      owner_uid="uid-job")
+    child["status"]["children"] = [{"name": "g", "uid": "uid-g", "phase": "Running"}]
+    seed(api, world, child)
+    seed(api, world, execution("g", phase="Running", started="2026-11-21T11:59:00.000Z",
+                               labels={PARENT_LABEL: "c"}, owner_uid="uid-c"))
+    world.pod_seen(pod())
+    woken: list = []
+    reconciler.on_wake = woken.extend
+    reconciler.reconcile(KEY)
+    assert sorted(c[1] for c in api.calls if c[0] == "patch_execution") == ["c", "g"]
+    assert ("ns", "c") in woken and ("ns", "g") in woken
+    assert world.snapshot(("ns", "g")).execution.spec.cancel is not None, "the answer is in the World"
+    api.calls.clear()
+    reconciler.reconcile(("ns", "c"))
+    assert "patch_execution" not in api.names(), "g's cancel is not sent again"
+
+
 def test_an_end_written_is_measured_once_and_not_when_the_write_conflicts(api, world, reconciler):
     stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
                                         checkpoint={"state": "Succeeded", "sequence": 3}))
