@@ -66,6 +66,7 @@ class Reconciler:
         self.maker = Maker(api, world, runner,
                            lambda failure: metrics.reconcile_errors.labels(failure).inc())
         self._senders = ThreadPoolExecutor(CANCEL_SENDERS, thread_name_prefix="cancel-child")
+        self._sending: set[Key] = set()  # children whose cancel a pass is sending now: no other sends it too
         self.tracing: Tracing | None = None  # runtime.py sets it with --tracing-endpoint
         self.queues: Queues | None = None  # runtime.py sets it: the concurrency limits' verdicts
         self.on_wake: Callable[[list[Key]], None] | None = None  # and this: the controller's enqueue
@@ -153,7 +154,12 @@ class Reconciler:
         """Every child's cancel sent at once (they are independent merge patches); the first failure, after
         saying so in an Event: the cancel is still recorded, and the reconcile retries the signals."""
         failed: ApiFailure | None = None
-        sent_all = [self._senders.submit(budget.carried(self._apply, snapshot, ex, cancel)) for cancel in cancels]
+        with self._lock:
+            # A child woken by an ancestor's pass decides while that pass goes on: what it would send to its
+            # own descendants is already on the way.
+            cancels = [c for c in cancels if (ex.namespace, c.name) not in self._sending]
+            self._sending.update((ex.namespace, c.name) for c in cancels)
+        sent_all = [self._senders.submit(budget.carried(self._send_cancel, snapshot, ex, cancel)) for cancel in cancels]
         for sent in sent_all:
             try:
                 sent.result()
@@ -162,6 +168,13 @@ class Reconciler:
         if failed is not None:
             self._signal_failed(snapshot, failed)
         return failed
+
+    def _send_cancel(self, snapshot: Snapshot, ex, cancel: machine.CancelChild) -> None:
+        try:
+            self._apply(snapshot, ex, cancel)
+        finally:
+            with self._lock:
+                self._sending.discard((ex.namespace, cancel.name))
 
     def _signal_failed(self, snapshot: Snapshot, err: ApiFailure) -> None:
         self.api.emit_event(_involved(snapshot), snapshot.event_name(EventReason.SIGNAL_FAILED),

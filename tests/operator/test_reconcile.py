@@ -495,6 +495,37 @@ def test_a_cancelled_childs_answer_wakes_it_and_its_parent_sends_nothing_twice(a
     assert "patch_execution" not in api.names(), "g's cancel is not sent again"
 
 
+def test_a_child_deciding_during_its_ancestors_pass_does_not_send_what_the_pass_is_sending(api, world, reconciler):
+    from flux_api import PARENT_LABEL
+    root = execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z")
+    root["status"]["children"] = [{"name": "c", "uid": "uid-c", "phase": "Running"}]
+    seed(api, world, root)
+    child = execution("c", phase="Running", cancel="parent job cancelled: stop", started="2026-11-21T11:59:00.000Z",
+                      labels={PARENT_LABEL: "job"}, owner_uid="uid-job")
+    child["status"]["children"] = [{"name": "g", "uid": "uid-g", "phase": "Running"}]
+    seed(api, world, child)
+    seed(api, world, execution("g", phase="Running", started="2026-11-21T11:59:00.000Z",
+                               labels={PARENT_LABEL: "c"}, owner_uid="uid-c"))
+    original = api.patch_execution
+
+    entered = []
+
+    def while_sending(namespace, name, patch, urgent=False):
+        if name == "g" and not entered:
+            entered.append(name)
+            reconciler.reconcile(("ns", "c"))  # the child's own decision, as g's cancel is on its way
+        return original(namespace, name, patch, urgent)
+
+    api.patch_execution = while_sending
+    reconciler.reconcile(KEY)
+    assert [c[1] for c in api.calls if c[0] == "patch_execution"] == ["g"], "sent once, by the root's pass"
+    api.patch_execution = original
+    api.calls.clear()
+    world.execution_seen(dict(api.objects[("ns", "g")], spec={**api.objects[("ns", "g")]["spec"], "cancel": None}))
+    reconciler.reconcile(("ns", "c"))
+    assert [c[1] for c in api.calls if c[0] == "patch_execution"] == ["g"], "once the pass is done, no longer held"
+
+
 def test_an_end_written_is_measured_once_and_not_when_the_write_conflicts(api, world, reconciler):
     stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
                                         checkpoint={"state": "Succeeded", "sequence": 3}))
