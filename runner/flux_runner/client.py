@@ -125,6 +125,12 @@ class ExecutionClient:
     async def get(self) -> dict[str, Any]:
         return await self._request("GET", self.path)
 
+    async def poll(self) -> dict[str, Any]:
+        """The Execution from the API server's cache (resourceVersion=0): no etcd read, which a thousand waiting
+        runners would otherwise pay every poll. It may be a moment old; a poll looks only for what never goes
+        away once there (a cancel, a signal, a child's end), so it sees it at its next look."""
+        return await self._request("GET", self.path, params={"resourceVersion": "0"})
+
     async def patch_status(self, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patches `status` (keys set to None are removed); returns the whole object."""
         return await self._request("PATCH", f"{self.path}/status", {"status": status})
@@ -141,12 +147,13 @@ class ExecutionClient:
         """Merge-patches the ExecutionProgress's `status`; returns it."""
         return await self._request("PATCH", f"{self.progress_path}/status", {"status": status})
 
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                       params: dict[str, str] | None = None) -> dict[str, Any]:
         content = None if body is None else json.dumps(body).encode()
         for attempt in range(1, self._retry.attempts + 1):
             headers = self._headers(content_type=MERGE_PATCH if body is not None else None)
             try:
-                response = await self._http.request(method, path, content=content, headers=headers)
+                response = await self._http.request(method, path, content=content, headers=headers, params=params)
             except httpx.TransportError as exc:
                 problem, retry_after = f"{type(exc).__name__}: {exc}".rstrip(": "), None
             else:

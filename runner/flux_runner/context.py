@@ -188,7 +188,7 @@ class WorkflowContext:
         clock = self._journal.clock
         if not self._switch.requested and clock() - max(self._polled_at, self._journal.answered_at) >= \
                 self._journal.interval:
-            execution = await self._api.get()
+            execution = await self._api.poll()
             self._polled_at = clock()
             await self._switch.enforce(execution)
         else:

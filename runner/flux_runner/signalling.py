@@ -61,7 +61,7 @@ class SignalWaits:
             until = utcnow() + timedelta(seconds=seconds) if seconds is not None else None
             await self._enforce(await self._journal.record_step(wait_step, {"until": format_time(until) if until else None}))
         while True:
-            execution = await self._api.get()
+            execution = await self._api.poll()
             await self._switch.enforce(execution)
             signal = nth(((execution.get("spec") or {}).get("signals") or []), name, occurrence)
             if isinstance(signal, dict):

@@ -106,7 +106,7 @@ class Spawner:
 
     async def _wait(self, name: str) -> Any:
         while True:
-            execution = await self._api.get()
+            execution = await self._api.poll()
             await self._switch.enforce(execution)
             child = child_statuses(execution).get(name)
             if child is not None and child.phase in TERMINAL_PHASES:

@@ -36,6 +36,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    query: str = ""  # e.g. resourceVersion=0: a poll served from the API server's cache
 
 
 # Runs after each served request, before the answer: plays the operator or a user.
@@ -89,10 +90,12 @@ class FakeExecutionApi:
     def progress_checkpoint(self) -> dict[str, Any] | None:
         return ((self.progress or {}).get("status") or {}).get("checkpoint")
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
+               query: str = "") -> tuple[int, dict[str, Any]]:
         if self.progress is None and path.startswith(self.progress_path):
             return 403, _status_body(403, f"{method} {path} is forbidden")
-        record = Recorded(method, path, {k.lower(): v for k, v in headers.items()}, json.loads(body) if body else None)
+        record = Recorded(method, path, {k.lower(): v for k, v in headers.items()}, json.loads(body) if body else None,
+                          query)
         self.requests.append(record)
         if self.failures:
             failure = self.failures.pop(0)
@@ -131,7 +134,8 @@ class FakeExecutionApi:
 
     def transport(self) -> httpx.MockTransport:
         def serve(request: httpx.Request) -> httpx.Response:
-            code, body = self.handle(request.method, request.url.path, dict(request.headers), request.content)
+            code, body = self.handle(request.method, request.url.path, dict(request.headers), request.content,
+                                     request.url.query.decode())
             return httpx.Response(code, json=body)
 
         return httpx.MockTransport(serve)

@@ -35,6 +35,14 @@ def test_get_reads_the_own_execution_with_the_bearer_token(api, token):
     assert request.headers["authorization"] == "Bearer token-1"
 
 
+def test_a_poll_reads_the_own_execution_from_the_api_servers_cache(api, token):
+    assert call(api, token, "poll")["metadata"]["name"] == "demo"
+    request = api.requests[-1]
+    assert (request.method, request.path, request.query) == ("GET", PATH, "resourceVersion=0")
+    call(api, token, "get")
+    assert api.requests[-1].query == "", "the run's first read is a consistent one"
+
+
 def test_patch_status_sends_a_merge_patch_to_the_status_subresource(api, token):
     body = call(api, token, "patch_status", {"spawnRequests": []})
     request = api.requests[-1]

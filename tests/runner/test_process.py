@@ -52,7 +52,8 @@ class Served:
             def _serve(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:
-                    code, answer = api.handle(self.command, self.path, dict(self.headers), body)
+                    path, _, query = self.path.partition("?")
+                    code, answer = api.handle(self.command, path, dict(self.headers), body, query)
                 data = json.dumps(answer).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
