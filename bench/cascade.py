@@ -3,14 +3,17 @@ pods deleted at once, rounds interleaved (issue 19: the floor of a cascade is it
 
 from __future__ import annotations
 
+import re
 import time
+from collections import Counter
 
 from kubernetes import client
 from localcluster.layout import Layout
 from localcluster.nodes import choice
 
 from bench import cancel_latency as cl
-from bench.benchkit import bench_namespace, create_executions, execution, log, parallel, patch_cancel, running_operator
+from bench.benchkit import (bench_namespace, create_executions, execution, kubectl, log, parallel, patch_cancel,
+                            running_operator)
 from bench.books import PhaseBook, PodBook
 from bench.process_parts import (COMPARABLE_PROGRAM, RUNNING_MARK, WORKFLOWS_DIR, _delete_all_executions, _outcomes,
                                  _pod_spec, _wait_logs, _wait_no_pods)
@@ -38,6 +41,24 @@ def _levels(book: PhaseBook, names: list[str], t0: float) -> dict[int, dict[str,
             for depth, by_phase in sorted(levels.items())}
 
 
+_REQUESTS = re.compile(r'^apiserver_request_total\{(.*)\} (\S+)$', re.M)
+
+
+def api_requests(metrics: str) -> Counter[str]:
+    """The API server's own count of the requests it served (all clients), by verb and resource."""
+    counts: Counter[str] = Counter()
+    for labels, value in _REQUESTS.findall(metrics):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        what = "/".join(x for x in (found.get("resource"), found.get("subresource")) if x)
+        if what:
+            counts[f"{found.get('verb', '')} {what}"] += int(float(value))
+    return counts
+
+
+def _requests_now(layout: Layout) -> Counter[str]:
+    return api_requests(kubectl(layout, "get", "--raw", "/metrics").stdout)
+
+
 def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     grace, depth, fanout = args.grace, args.tree_depth, args.tree_fanout
@@ -60,15 +81,19 @@ def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
                                 names=names)
                 _wait_logs(layout, ns, RUNNING_MARK, len(names), 300, f"{root}-")
                 time.sleep(2)
+                before = _requests_now(layout)
                 t0 = time.monotonic()
                 patch_cancel(custom, ns, root)
                 done = book.wait_count(["Cancelled"], len(names), grace + 600, f"{root} all Cancelled", names=names)
                 out["tree_s"].append(done - t0)
+                served = +(_requests_now(layout) - before)  # every client's, from the PATCH to a moment after
+                out.setdefault("requests", []).append(dict(served.most_common()))
                 out["outcomes"].append(_outcomes(book, names))
                 out.setdefault("levels", []).append(_levels(book, names, t0))
 
                 log(f"  [{r}/{args.tree_rounds}] tree of {len(names)} all Cancelled {out['tree_s'][-1]:.2f}s "
-                    f"{out['outcomes'][-1]}")
+                    f"{out['outcomes'][-1]}; the API server served {sum(served.values())} requests "
+                    f"{dict(served.most_common(4))}")
                 _delete_all_executions(layout, ns, book)
                 _wait_no_pods(core, ns)
                 out["bare_s"].append(_bare_pods_deleted_at_once(layout, api, ns, len(names), grace, r))

@@ -62,6 +62,21 @@ def test_the_cascade_row_compares_with_bare_pods_and_an_old_result_still_reads()
     assert (old["ratio"], old["met"]) == ("8.00x", False)
 
 
+def test_the_cascade_counts_the_api_servers_requests_by_verb_and_resource() -> None:
+    from bench.cascade import api_requests
+    metrics = "\n".join([
+        "# TYPE apiserver_request_total counter",
+        'apiserver_request_total{code="200",group="workflows.flux.dev",resource="executions",'
+        'subresource="status",verb="PATCH",version="v1alpha1"} 100',
+        'apiserver_request_total{code="409",group="workflows.flux.dev",resource="executions",'
+        'subresource="status",verb="PATCH",version="v1alpha1"} 8',
+        'apiserver_request_total{code="201",group="",resource="events",subresource="",verb="POST",version="v1"} 31',
+        'apiserver_request_total{code="304",group="",resource="",subresource="apis",verb="GET",version=""} 1',
+        'apiserver_request_duration_seconds_sum{resource="events",verb="POST"} 0.5',
+    ])
+    assert api_requests(metrics) == {"PATCH executions/status": 108, "POST events": 31, "GET apis": 1}
+
+
 def test_the_busy_row_is_the_p95_ratio() -> None:
     from bench.report import figures
     busy = {"source": "process node", "busyExecutions": 50, "stepSeconds": 0.1,
