@@ -3,13 +3,13 @@ pods deleted at once, rounds interleaved (issue 19: the floor of a cascade is it
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 
 from kubernetes import client
 from localcluster.layout import Layout
 from localcluster.nodes import choice
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import cancel_latency as cl
 from bench.benchkit import (bench_namespace, create_executions, execution, kubectl, log, parallel, patch_cancel,
@@ -41,17 +41,15 @@ def _levels(book: PhaseBook, names: list[str], t0: float) -> dict[int, dict[str,
             for depth, by_phase in sorted(levels.items())}
 
 
-_REQUESTS = re.compile(r'^apiserver_request_total\{(.*)\} (\S+)$', re.M)
-
-
 def api_requests(metrics: str) -> Counter[str]:
     """The API server's own count of the requests it served (all clients), by verb and resource."""
     counts: Counter[str] = Counter()
-    for labels, value in _REQUESTS.findall(metrics):
-        found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        what = "/".join(x for x in (found.get("resource"), found.get("subresource")) if x)
-        if what:
-            counts[f"{found.get('verb', '')} {what}"] += int(float(value))
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            labels = sample.labels
+            what = "/".join(x for x in (labels.get("resource"), labels.get("subresource")) if x)
+            if sample.name == "apiserver_request_total" and what:
+                counts[f"{labels.get('verb', '')} {what}"] += int(sample.value)
     return counts
 
 

@@ -265,11 +265,10 @@ class KubeApi:
         """Deletes the pod if it is still the one we mean (`uid`): the server's answer (the pod, now
         terminating), or None if it was already gone."""
         options = delete_options(uid, grace_seconds=grace_seconds)
-        answer: dict[str, Any] = {}
         with self.call(f"delete pod {namespace}/{name}", tolerate=(Failure.NOT_FOUND, Failure.CONFLICT),
-                       urgent=True) as out:
-            answer = self.request("DELETE", kind_path("Pod", namespace, name), options)
-        return None if out["failure"] is not None else answer
+                       urgent=True):
+            return self.request("DELETE", kind_path("Pod", namespace, name), options)
+        return None
 
     def emit_event(self, involved: dict[str, Any], name: str, type_: str, reason: str, message: str,
                    deferrable: bool = False) -> bool:

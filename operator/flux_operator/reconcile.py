@@ -212,7 +212,7 @@ class Reconciler:
                                                       "labels": {EXECUTION_LABEL: name}}})
                 elif answer.get("kind") == "Pod":
                     # Terminating now: a decision made before the watch says so must not signal it again.
-                    self.world.pod_answered(answer)
+                    self.world.pod_seen(answer, held_only=True)
             case machine.CancelChild(name=child, reason=reason, force=force, parent=parent):
                 answer = self.api.patch_execution(ns, child, builders.child_cancel_patch(parent or name, reason, force),
                                                   urgent=True)

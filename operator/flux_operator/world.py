@@ -152,33 +152,20 @@ class World:
                 self._children.get((key[0], parent), set()).discard(key[1])
         return [(key[0], parent)] if parent else []
 
-    def pod_seen(self, raw: dict[str, Any]) -> Key | None:
+    def pod_seen(self, raw: dict[str, Any], held_only: bool = False) -> Key | None:
+        """Stores the pod unless the World holds a newer version of it. `held_only`: only a pod it still holds
+        under that uid (a delete's late answer must not bring back a pod whose DELETED event came first)."""
         key = _pod_key(raw)
         if key is not None:
             view = pod_view(raw)
             with self._lock:
-                pods = self._pods.setdefault(key, {})
-                old = pods.get(view.name)
+                old = self._pods.get(key, {}).get(view.name)
+                if held_only and (old is None or old.uid != view.uid):
+                    return None
                 if old is not None and _stale(view.uid, view.resource_version, old.uid, old.resource_version):
                     return None  # e.g. a create's answer arriving after the watch reported the pod Running
-                pods[view.name] = view
+                self._pods.setdefault(key, {})[view.name] = view
                 self._bump(key[0])
-        return key
-
-    def pod_answered(self, raw: dict[str, Any]) -> Key | None:
-        """A write's answer about a pod the World still holds (the same uid): taken if newer. Never brings back
-        a pod whose DELETED event came first, as a delete's late answer would."""
-        key = _pod_key(raw)
-        if key is None:
-            return None
-        view = pod_view(raw)
-        with self._lock:
-            old = self._pods.get(key, {}).get(view.name)
-            if old is None or old.uid != view.uid or _stale(view.uid, view.resource_version, old.uid,
-                                                             old.resource_version):
-                return None
-            self._pods[key][view.name] = view
-            self._bump(key[0])
         return key
 
     def pod_gone(self, raw: dict[str, Any]) -> Key | None:

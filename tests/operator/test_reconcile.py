@@ -107,10 +107,11 @@ def test_the_deletes_answer_is_news_a_second_decision_does_not_signal_again(api,
 def test_a_deletes_late_answer_does_not_bring_back_a_pod_the_watch_saw_go(world):
     world.pod_seen(pod())
     world.pod_gone(pod())
-    assert world.pod_answered(dict(pod(terminating=True), kind="Pod")) is None
+    assert world.pod_seen(dict(pod(terminating=True), kind="Pod"), held_only=True) is None
     assert KEY not in world._pods
     world.pod_seen(pod(uid="other"))
-    assert world.pod_answered(dict(pod(terminating=True), kind="Pod")) is None, "another pod under that name"
+    answer = dict(pod(terminating=True), kind="Pod")
+    assert world.pod_seen(answer, held_only=True) is None, "another pod under that name"
     assert not world._pods[KEY]["job-runner"].terminating
 
 
