@@ -1,22 +1,31 @@
-"""The cascade figure (process node): a real tree of 31 executions cancelled at its root, against as many bare
-pods deleted at once, rounds interleaved (issue 19: the floor of a cascade is its pods' own deletion)."""
+"""The cascade figure: a real tree of 31 executions cancelled at its root, against as many bare pods deleted at
+once, rounds interleaved (issue 19: the floor of a cascade is its pods' own deletion). On the node the run uses:
+the process node, or the real node (FLUX_NODE=real), where the goal is set.
+
+    .venv/bin/python -m bench.run --parts cascade --tree-rounds 20
+    FLUX_NODE=real FLUX_BENCH_DIR=.cluster-bench-real .venv/bin/python -m bench.run --parts cascade --tree-rounds 20
+"""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 
+from flux_api.names import runner_pod_name_for
 from kubernetes import client
 from localcluster.layout import Layout
 from localcluster.nodes import choice
+from localcluster.probes import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import cancel_latency as cl
-from bench.benchkit import (bench_namespace, create_executions, execution, kubectl, log, parallel, patch_cancel,
-                            running_operator)
+from bench.benchkit import (BenchError, bench_namespace, create_executions, execution, kubectl, log, parallel,
+                            patch_cancel, running_operator)
 from bench.books import PhaseBook, PodBook
-from bench.process_parts import (COMPARABLE_PROGRAM, RUNNING_MARK, WORKFLOWS_DIR, _delete_all_executions, _outcomes,
-                                 _pod_spec, _wait_logs, _wait_no_pods)
+from bench.process_parts import (COMPARABLE_PROGRAM, RUNNING_MARK, _delete_all_executions, _outcomes, _pod_spec,
+                                 _wait_no_pods)
+
+TREE = "flux_examples.tree:full"  # in the examples image the real node runs, and installed for the process node
 
 
 def tree_names(root: str, depth: int, fanout: int) -> list[str]:
@@ -60,11 +69,10 @@ def _requests_now(layout: Layout) -> Counter[str]:
 def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     grace, depth, fanout = args.grace, args.tree_depth, args.tree_fanout
-    runner = f"env PYTHONPATH={WORKFLOWS_DIR} flux-runner"
-    out: dict = {"source": "process node", "depth": depth, "fanout": fanout, "tree_s": [], "bare_s": [],
+    out: dict = {"source": f"{choice.of(layout).kind} node", "depth": depth, "fanout": fanout, "tree_s": [], "bare_s": [],
                  "outcomes": []}
     with bench_namespace(core, "cascade") as ns, \
-            running_operator(layout, [ns], f"cascade-{ns}", extra=("--runner-command", runner)) as op:
+            running_operator(layout, [ns], f"cascade-{ns}") as op:
         log(f"cascade: namespace {ns}, operator log {op.log_path}")
         book = PhaseBook(api, ns)
         try:
@@ -72,12 +80,12 @@ def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
                 root = f"tree-{r}"
                 names = tree_names(root, depth, fanout)
                 out["size"] = len(names)
-                create_executions(custom, ns, [execution(root, "flux_bench_workflows:tree",
+                create_executions(custom, ns, [execution(root, TREE,
                                                          {"depth": depth, "fanout": fanout, "stepSeconds": 3600},
                                                          grace)])
                 book.wait_count(["Running"], len(names), 900, f"the {len(names)} executions of {root} Running",
                                 names=names)
-                _wait_logs(layout, ns, RUNNING_MARK, len(names), 300, f"{root}-")
+                _wait_pod_logs(core, ns, [runner_pod_name_for(x, 0) for x in names], RUNNING_MARK, 300)
                 time.sleep(2)
                 before = _requests_now(layout)
                 t0 = time.monotonic()
@@ -114,7 +122,7 @@ def _bare_pods_deleted_at_once(layout: Layout, api: client.ApiClient, ns: str, n
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{label}-{i:02d}", "labels": {"bench": label}},
             "spec": _pod_spec(grace, COMPARABLE_PROGRAM, "OnFailure", choice.of(layout))}), range(n))
         pods.wait(lambda b: b.running() >= n, 600, f"{n} bare pods Running")
-        _wait_logs(layout, ns, cl.FLOOR_READY_MARK, n, 300, f"{label}-")
+        _wait_pod_logs(core, ns, [f"{label}-{i:02d}" for i in range(n)], cl.FLOOR_READY_MARK, 300)
         time.sleep(2)
         t0 = time.monotonic()
         parallel(lambda i: core.delete_namespaced_pod(f"{label}-{i:02d}", ns), range(n))
@@ -122,3 +130,20 @@ def _bare_pods_deleted_at_once(layout: Layout, api: client.ApiClient, ns: str, n
         return done - t0
     finally:
         pods.stop()
+
+
+def _wait_pod_logs(core: client.CoreV1Api, ns: str, pods: list[str], mark: str, timeout: float) -> None:
+    """Until every pod's runner container has logged `mark` (read through the API: any node kind)."""
+    waiting = set(pods)
+
+    def logged(pod: str) -> bool:
+        try:
+            return mark in core.read_namespaced_pod_log(pod, ns, container="runner")
+        except client.ApiException:
+            return False  # not started yet
+
+    def all_logged() -> bool:
+        waiting.difference_update([pod for pod, done in zip(list(waiting), parallel(logged, list(waiting))) if done])
+        return not waiting
+
+    wait_for(all_logged, timeout, 0.5, f"{len(pods)} pods in {ns} logging {mark!r}", BenchError)

@@ -20,7 +20,7 @@ from localcluster.layout import Layout
 
 from bench.benchkit import bench_namespace, create_executions, execution, log, patch_cancel, running_operator
 from bench.books import PhaseBook
-from bench.cascade import tree_names
+from bench.cascade import TREE, tree_names
 from bench.process_parts import WORKFLOWS_DIR, _delete_all_executions, _wait_no_pods
 
 DURABLE_AFTER = 10  # the operator's --durable-wait-after in this part: the least it takes
@@ -60,7 +60,7 @@ def _suspend_then_cancel(custom, book: PhaseBook, ns: str, r: int, args, out: di
     root = f"tree-{r}"
     names = tree_names(root, args.pause_depth, 2)
     out["size"] = len(names)
-    create_executions(custom, ns, [execution(root, "flux_bench_workflows:tree",
+    create_executions(custom, ns, [execution(root, TREE,
                                              {"depth": args.pause_depth, "fanout": 2, "stepSeconds": 3600}, args.grace)])
     book.wait_count(["Running"], len(names), 900, f"the {len(names)} executions of {root} Running", names=names)
     time.sleep(2)

@@ -1,32 +1,17 @@
-"""Workflows of the benchmark suite only. The cascade part's operator runs its runners with
+"""Workflows of the benchmark suite only. The steps and pause parts' operators run their runners with
 `env PYTHONPATH=<repo>/bench/workflows flux-runner`, so no package needs installing.
 
 `steps`: `steps` no-op steps one after another (the steps part).
-
-`tree`: a full tree of Executions, `fanout` children per node down to `depth`; every leaf works one
-long step (only a cancel ends it). depth 4, fanout 2: 1 + 2 + 4 + 8 + 16 = 31 Executions.
-Input: {"depth": 4, "fanout": 2, "stepSeconds": 3600}
 
 `nap`: a step, a durable sleep of `sleepSeconds`, a step (the pause part's wake lateness).
 """
 
 import asyncio
 
-TREE = "flux_bench_workflows:tree"
-
 
 async def _work(seconds: float) -> dict:
-    await asyncio.sleep(seconds)  # a cancel lands here
+    await asyncio.sleep(seconds)
     return {"seconds": seconds}
-
-
-async def tree(ctx, input):
-    depth, fanout = int(input.get("depth", 4)), int(input.get("fanout", 2))
-    if depth <= 0:
-        return await ctx.step("work", _work, float(input.get("stepSeconds", 3600)))
-    below = {**input, "depth": depth - 1}
-    results = await asyncio.gather(*(ctx.spawn(TREE, below, name=f"c{i}") for i in range(fanout)))
-    return {"children": len(results)}
 
 
 def _nothing() -> None:

@@ -56,3 +56,28 @@ def test_a_failed_branch_fails_the_tree(token):
     api = run_example(token, "tree", "flux_examples.tree:main", {}, operator)
     assert api.checkpoint["state"] == "Failed"
     assert api.checkpoint["error"] == "ChildFailed: child execution tree-left ended Failed: leaf broke"
+
+
+def test_a_full_tree_spawns_fanout_children_one_level_down(token):
+    operator = operator_finishes_children(result=lambda request: {"from": request["name"]})
+    api = run_example(token, "t", "flux_examples.tree:full", {"depth": 2, "fanout": 3, "stepSeconds": 0}, operator)
+    assert api.checkpoint["state"] == "Succeeded"
+    assert api.checkpoint["result"] == {"children": 3}
+    assert api.status["spawnRequests"] == [
+        {"name": f"t-c{i}", "workflow": "flux_examples.tree:full", "input": {"depth": 1, "fanout": 3, "stepSeconds": 0}}
+        for i in range(3)
+    ]
+
+
+def test_a_full_tree_leaf_works_one_step(token):
+    api = run_example(token, "leaf", "flux_examples.tree:full", {"depth": 0, "stepSeconds": 0})
+    assert api.checkpoint["result"] == {"seconds": 0.0}
+    assert [s["name"] for s in api.checkpoint["steps"]] == ["work"]
+    assert "spawnRequests" not in api.status or not api.status["spawnRequests"]
+
+
+@pytest.mark.parametrize("input", [{"depth": -1}, {"fanout": 0}, {"fanout": 9}])
+def test_a_full_tree_refuses_a_shape_out_of_range(token, input):
+    api = run_example(token, "t", "flux_examples.tree:full", input)
+    assert api.checkpoint["state"] == "Failed"
+    assert "fanout must be 1..8" in api.checkpoint["error"]
