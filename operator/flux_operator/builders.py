@@ -145,12 +145,14 @@ def service_account(ex: Execution, settings: RunnerSettings | None = None) -> di
 
 
 def role(ex: Execution) -> dict[str, Any]:
-    """Read its own Execution and ExecutionProgress, patch their status: nothing else, not even its siblings'."""
+    """Read its own Execution and ExecutionProgress, patch their status, watch the Execution (a waiting runner,
+    flux_runner.follow): nothing else, not even its siblings'. The watch is allowed by name, so only a watch
+    with the field selector metadata.name=<its name> is: the namespace's other Executions stay unseen."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": _metadata(ex, runner_account_name(ex.name), "identity"),
         "rules": [
-            {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": [ex.name], "verbs": ["get"]},
+            {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": [ex.name], "verbs": ["get", "watch"]},
             {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "resourceNames": [ex.name],
              "verbs": ["patch"]},
             # Its progress between the checkpoints the operator decides on (flux_api.progress).

@@ -1,7 +1,8 @@
-"""The runner's whole view of the API server: GET its Execution and its ExecutionProgress, merge-patch their
-status.
+"""The runner's whole view of the API server: GET and watch its Execution, GET its ExecutionProgress,
+merge-patch their status.
 
-RBAC grants nothing else (get on the own two objects, patch on their status), so nothing else is here.
+RBAC grants nothing else (get on the own two objects, watch on the Execution, patch on their status), so
+nothing else is here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import random
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +32,16 @@ from flux_runner.errors import (
     TooLarge,
     Unauthorized,
 )
+from flux_runner.follow import LIVE_WAIT_LIMIT, Follower
 from flux_runner.settings import Settings
 
 log = logging.getLogger("flux.runner.client")
 
 MERGE_PATCH = "application/merge-patch+json"
+# The API server ends each watch after this long; the Follower opens the next from where it stopped.
+WATCH_SECONDS = 240
+# A watch quiet for longer is taken for dead: bookmarks come about once a minute, and the end at WATCH_SECONDS.
+WATCH_QUIET_LIMIT = WATCH_SECONDS + 30.0
 _ERRORS_BY_KIND: dict[Failure, type[ApiError]] = {
     Failure.UNAUTHORIZED: Unauthorized, Failure.FORBIDDEN: Forbidden, Failure.TERMINATING: Forbidden,
     Failure.NOT_FOUND: NotFound,
@@ -102,7 +109,9 @@ class ExecutionClient:
         self.namespace = namespace
         self.name = name
         self.path = execution_path(namespace, name)
+        self.collection_path = self.path.rpartition("/")[0]
         self.progress_path = execution_path(namespace, name, progress.PLURAL)
+        self._follower = Follower(self._cached_get, self.events, lambda failures: self._retry.delay(failures))
 
     @classmethod
     def in_cluster(cls, settings: Settings, retry: RetryPolicy = RetryPolicy()) -> ExecutionClient:
@@ -120,16 +129,45 @@ class ExecutionClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self._follower.close()
         await self._http.aclose()
 
     async def get(self) -> dict[str, Any]:
         return await self._request("GET", self.path)
 
     async def poll(self) -> dict[str, Any]:
-        """The Execution from the API server's cache (resourceVersion=0): no etcd read, which a thousand waiting
-        runners would otherwise pay every poll. It may be a moment old; a poll looks only for what never goes
-        away once there (a cancel, a signal, a child's end), so it sees it at its next look."""
+        """The Execution as a waiter looks at it: the latest its watch sent while one is open (follow.py), else
+        from the API server's cache (resourceVersion=0), no etcd read. It may be a moment old; a waiter looks
+        only for what never goes away once there (a cancel, a signal, a child's end), so it sees it next time."""
+        return await self._follower.read()
+
+    async def changed(self, seen: dict[str, Any], poll: float, at_most: float = LIVE_WAIT_LIMIT) -> None:
+        """Waits until the Execution may have changed since `seen` (the watch, opened by the first wait, says so
+        as it happens), `poll` without a watch, never longer than `at_most`."""
+        await self._follower.changed(seen, poll, at_most)
+
+    async def _cached_get(self) -> dict[str, Any]:
         return await self._request("GET", self.path, params={"resourceVersion": "0"})
+
+    async def events(self, resource_version: str) -> AsyncIterator[dict[str, Any] | None]:
+        """Watches the Execution alone from `resource_version` (one try: the Follower retries): None once the
+        watch is open, then each event as the API server sends it."""
+        params = {"watch": "true", "fieldSelector": f"metadata.name={self.name}", "allowWatchBookmarks": "true",
+                  "resourceVersion": resource_version, "timeoutSeconds": str(WATCH_SECONDS)}
+        timeout = httpx.Timeout(15.0, connect=5.0, read=WATCH_QUIET_LIMIT)
+        try:
+            async with self._http.stream("GET", self.collection_path, params=params, headers=self._headers(None),
+                                         timeout=timeout) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise _error("WATCH", self.collection_path, response)
+                yield None
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        event = nesting.loads(line)  # never RecursionError, whatever the object's nesting
+                        yield event if isinstance(event, dict) else {}
+        except httpx.HTTPError as exc:
+            raise ApiUnavailable(f"WATCH {self.collection_path}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
     async def patch_status(self, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patches `status` (keys set to None are removed); returns the whole object."""

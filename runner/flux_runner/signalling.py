@@ -74,7 +74,7 @@ class SignalWaits:
                 return _outcome({"timedOut": True}, name)
             if left > self._durable_after:
                 raise DurableWait(until, f"waiting for signal {name}", SignalWait(name=name, occurrence=occurrence))
-            await asyncio.sleep(min(self._poll, left))
+            await self._api.changed(execution, self._poll, left)
 
     def _deadline(self, wait_step: str) -> datetime | None:
         recorded = self._journal.result(wait_step)

@@ -1,7 +1,8 @@
 """Children by request: the runner may not create Executions, so it asks the operator.
 
 The runner appends {name, workflow, input} to its own status.spawnRequests; the operator creates
-the child and mirrors its phase and result into status.children, which the runner polls.
+the child and mirrors its phase and result into status.children, which the waiting runner follows (a watch of
+its Execution, client.ExecutionClient.changed).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class Spawner:
             child = child_statuses(execution).get(name)
             if child is not None and child.phase in TERMINAL_PHASES:
                 return self._outcome(child)
-            await asyncio.sleep(self._poll_interval)
+            await self._api.changed(execution, self._poll_interval)
 
     @staticmethod
     def _outcome(child: ChildStatus) -> Any:

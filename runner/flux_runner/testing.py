@@ -5,19 +5,26 @@
     assert api.checkpoint["state"] == "Succeeded"
 
 It serves exactly what the runner's RBAC allows (get the Execution, merge-patch its status; with
-`progress=True` the same for the ExecutionProgress the operator makes) and answers 403 to anything else, as
-the API server would. Without `progress` it is an operator that made none: the runner's one look for it is
-answered 403 and not recorded, so the requests a test counts are the Execution's.
+`progress=True` the same for the ExecutionProgress the operator makes; with `watch=True` a watch of the
+Execution alone) and answers 403 to anything else, as the API server would. Without `progress` it is an
+operator that made none: the runner's one look for it is answered 403 and not recorded, so the requests a test
+counts are the Execution's. Without `watch` it is an operator whose Role has no watch: the runner's tries are
+answered 403 and not recorded either, and a waiting runner polls.
+
+A watch sends the Execution whenever a request (or a hook) changed it; a test that changes `execution`
+itself calls `touch()`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from flux_api import API_VERSION, KIND
@@ -54,10 +61,14 @@ def new_execution(name: str, workflow: str, input: Any = None, namespace: str = 
 
 
 class FakeExecutionApi:
-    def __init__(self, execution: dict[str, Any], progress: bool = False) -> None:
+    def __init__(self, execution: dict[str, Any], progress: bool = False, watch: bool = False) -> None:
         self.execution = copy.deepcopy(execution)
         meta = self.execution["metadata"]
+        meta.setdefault("resourceVersion", "1")
         self.path = execution_path(meta["namespace"], meta["name"])
+        self.collection_path = self.path.rpartition("/")[0]
+        self.watch = watch
+        self._watchers: list[asyncio.Queue] = []
         self.progress_path = execution_path(meta["namespace"], meta["name"], PROGRESS_PLURAL)
         owner = {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"], "uid": meta.get("uid"),
                  "controller": True}
@@ -90,10 +101,28 @@ class FakeExecutionApi:
     def progress_checkpoint(self) -> dict[str, Any] | None:
         return ((self.progress or {}).get("status") or {}).get("checkpoint")
 
+    def touch(self) -> None:
+        """A new resourceVersion, sent to every open watch: after a test changed `execution` itself."""
+        meta = self.execution["metadata"]
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
+        for queue in self._watchers:
+            queue.put_nowait({"type": "MODIFIED", "object": copy.deepcopy(self.execution)})
+
+    def end_watches(self, event: dict[str, Any] | None = None) -> None:
+        """Ends every open watch (after `event`, e.g. an ERROR), as the API server does at timeoutSeconds."""
+        for queue in self._watchers:
+            if event is not None:
+                queue.put_nowait(event)
+            queue.put_nowait(None)
+
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
                query: str = "") -> tuple[int, dict[str, Any]]:
         if self.progress is None and path.startswith(self.progress_path):
             return 403, _status_body(403, f"{method} {path} is forbidden")
+        if path == self.collection_path and not self.watch:
+            return 403, _status_body(403, f"{method} {path} is forbidden")
+        before = self.execution["metadata"]["resourceVersion"], json.dumps(self.execution, sort_keys=True) \
+            if self._watchers else None
         record = Recorded(method, path, {k.lower(): v for k, v in headers.items()}, json.loads(body) if body else None,
                           query)
         self.requests.append(record)
@@ -115,6 +144,10 @@ class FakeExecutionApi:
             return 403, _status_body(403, f"{method} {path} is forbidden")
         for hook in list(self.hooks):
             hook(self, record)
+        if before[1] is not None and json.dumps(self.execution, sort_keys=True) != before[1]:
+            self.touch()
+        elif method == "PATCH" and self.execution["metadata"]["resourceVersion"] == before[0]:
+            self.touch()  # a write always gives a new version, as etcd does
         return 200, copy.deepcopy(self.execution)
 
     def _progress(self, method: str, path: str, record: Recorded) -> tuple[int, dict[str, Any]]:
@@ -134,11 +167,33 @@ class FakeExecutionApi:
 
     def transport(self) -> httpx.MockTransport:
         def serve(request: httpx.Request) -> httpx.Response:
-            code, body = self.handle(request.method, request.url.path, dict(request.headers), request.content,
-                                     request.url.query.decode())
+            query = request.url.query.decode()
+            if request.url.path == self.collection_path and self.watch:
+                return self._open_watch(request, query)
+            code, body = self.handle(request.method, request.url.path, dict(request.headers), request.content, query)
             return httpx.Response(code, json=body)
 
         return httpx.MockTransport(serve)
+
+    def _open_watch(self, request: httpx.Request, query: str) -> httpx.Response:
+        record = Recorded(request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()}, None,
+                          query)
+        self.requests.append(record)
+        if self.failures:
+            failure = self.failures.pop(0)
+            if isinstance(failure, Exception):
+                raise failure
+            return httpx.Response(failure, json=_status_body(failure, "injected failure"))
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        name = self.execution["metadata"]["name"]
+        if params.get("watch") != "true" or params.get("fieldSelector") != f"metadata.name={name}":
+            return httpx.Response(403, json=_status_body(403, f"{request.method} {request.url.path} is forbidden"))
+        queue: asyncio.Queue = asyncio.Queue()
+        self._watchers.append(queue)
+        if int(params.get("resourceVersion") or 0) < int(self.execution["metadata"]["resourceVersion"]):
+            queue.put_nowait({"type": "MODIFIED", "object": copy.deepcopy(self.execution)})
+        return httpx.Response(200, stream=_WatchStream(queue, lambda: queue in self._watchers and
+                                                       self._watchers.remove(queue)))
 
     def client(self, token: Path | TokenFile, retry: RetryPolicy = FAST_RETRY) -> ExecutionClient:
         meta = self.execution["metadata"]
@@ -160,6 +215,18 @@ def operator_finishes_children(phase: str = "Succeeded", result: Callable[[dict]
                 children.append({"name": request["name"], "phase": phase, "result": value, "error": error})
 
     return finish
+
+
+class _WatchStream(httpx.AsyncByteStream):
+    def __init__(self, queue: asyncio.Queue, closed: Callable[[], None]) -> None:
+        self._queue, self._closed = queue, closed
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (event := await self._queue.get()) is not None:
+            yield json.dumps(event).encode() + b"\n"
+
+    async def aclose(self) -> None:
+        self._closed()
 
 
 def _status_body(code: int, message: str) -> dict[str, Any]:

@@ -88,8 +88,12 @@ def test_runner_pod_is_locked_down_and_owned(fx, api):
 
 @pytest.mark.parametrize("verb,resource,name,allowed", [
     ("get", "executions", "locked", "yes"),
+    ("watch", "executions", "locked", "yes"),
     ("patch", "executions/status", "locked", "yes"),
     ("get", "executions", "other", "no"),
+    ("watch", "executions", "other", "no"),
+    ("watch", "executions", "", "no"),
+    ("list", "executions", "locked", "no"),
     ("patch", "executions/status", "other", "no"),
     ("patch", "executions", "locked", "no"),
     ("list", "executions", "", "no"),
@@ -111,6 +115,33 @@ def test_runner_may_touch_only_its_own_execution(fx, kubectl, verb, resource, na
         (f"/{name}" if name else "")
     assert can_i(kubectl, f"system:serviceaccount:{fx.ns}:flux-runner-locked", verb, target, "-n", fx.ns,
                  subresource=resource.partition("/")[2]) == allowed
+
+
+def _watch_as_runner(api, fx, name: str, selector: str | None) -> list[str] | int:
+    """Watches Executions as runner `name` (impersonated) for a second: the names of the objects sent, or the
+    HTTP status of the refusal."""
+    user = f"system:serviceaccount:{fx.ns}:flux-runner-{name}"
+    runner = client.CustomObjectsApi(client.ApiClient(api.configuration, header_name="Impersonate-User",
+                                                      header_value=user))
+    try:
+        answer = runner.list_namespaced_custom_object(GROUP, "v1alpha1", fx.ns, "executions", watch=True,
+                                                      field_selector=selector, timeout_seconds=1,
+                                                      _preload_content=False)
+    except ApiException as err:
+        return err.status
+    return [json.loads(line)["object"]["metadata"]["name"] for line in answer.read().splitlines() if line.strip()]
+
+
+def test_a_runners_token_watches_its_own_execution_and_no_other(fx, api):
+    """What flux_runner.follow relies on, and all it gets: the watch is allowed by name, so the API server
+    refuses one that names no Execution (the whole namespace) or another's."""
+    fx.create(longrun("watcher"))
+    fx.create(longrun("neighbour"))
+    fx.wait_step("watcher")
+    assert _watch_as_runner(api, fx, "watcher", "metadata.name=watcher") == ["watcher"]
+    assert _watch_as_runner(api, fx, "watcher", None) == 403
+    assert _watch_as_runner(api, fx, "watcher", "metadata.name=neighbour") == 403
+    assert _watch_as_runner(api, fx, "watcher", "metadata.namespace=" + fx.ns) == 403
 
 
 def _as_runner(api, fx, name: str, target: str, status: dict) -> str | None:
@@ -292,9 +323,14 @@ def test_crd_printer_columns_short_name_and_phase_selector(fx, kubectl):
 
 # --- children -----------------------------------------------------------------------------------------
 
-def test_spawned_children_carry_owner_and_parent_label_and_return_results(fx):
+def test_spawned_children_carry_owner_and_parent_label_and_return_results(fx, core):
     fx.create(manifest("small", "flux_examples.tree:main", {"steps": 1, "stepSeconds": 0.1}))
+    wait_for(lambda: fx.pod("small"), what="the parent's runner pod")
+    log = LogFollower(core, fx.ns, "small-runner", "runner")
     status = fx.wait_phase("small", "Succeeded", timeout=90)
+    # It waited for its children on a watch of its Execution (flux_runner.follow), not by polling.
+    assert "following the execution with a watch" in log.finish()
+    assert "no watch of the execution allowed" not in log.text and "watch of the execution failed" not in log.text
     assert status["checkpoint"]["result"]["left"]["leaf"] == {"completedSteps": 1}
     parent_uid = fx.get("small")["metadata"]["uid"]
     for child in ("small-left", "small-right"):

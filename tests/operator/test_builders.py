@@ -54,11 +54,11 @@ def test_default_grace_period_comes_from_settings_when_unset():
     assert builders.with_defaults(execution(gracePeriodSeconds=0), SETTINGS).spec.gracePeriodSeconds == 0
 
 
-def test_role_grants_get_on_itself_and_patch_on_its_status_only():
+def test_role_grants_get_and_watch_on_itself_and_patch_on_its_status_only():
     rules = builders.role(execution())["rules"]
     assert rules == [
         {"apiGroups": ["workflows.flux.dev"], "resources": ["executions"], "resourceNames": ["job"],
-         "verbs": ["get"]},
+         "verbs": ["get", "watch"]},
         {"apiGroups": ["workflows.flux.dev"], "resources": ["executions/status"], "resourceNames": ["job"],
          "verbs": ["patch"]},
         {"apiGroups": ["workflows.flux.dev"], "resources": ["executionprogresses"], "resourceNames": ["job"],
