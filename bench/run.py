@@ -48,7 +48,7 @@ _NUMBERS = (
     ("--bulk", int, 200, "executions/Jobs/pods in the throughput+bulk part (200)"),
     ("--starts-n", int, 50, "executions and Jobs started at once per round of the starts part (50)"),
     ("--starts-rounds", int, 10, "starts rounds, executions and Jobs interleaved (10)"),
-    ("--tree-rounds", int, 3, "cascade rounds (default 3)"),
+    ("--tree-rounds", int, 20, "cascade rounds (default 20)"),
     ("--tree-depth", int, 4, ""),
     ("--tree-fanout", int, 2, ""),
     ("--writes-rounds", int, 10, "leaf cancels counted (default 10)"),

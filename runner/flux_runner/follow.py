@@ -26,6 +26,9 @@ log = logging.getLogger("flux.runner")
 # Waiting with a live watch: look again after this long anyway. A watch that stalls without an error is
 # closed by the client's read timeout (client.WATCH_QUIET_LIMIT); this only bounds what a bug could cost.
 LIVE_WAIT_LIMIT = 60.0
+# A watch that ended sooner than this (an expired version, a server that closes it at once) is opened again
+# only after a backoff, as after a failure.
+SHORT_WATCH_SECONDS = 5.0
 
 Poll = Callable[[], Awaitable[dict[str, Any]]]
 # Events of the Execution's watch from a resourceVersion: None once the watch is open, then each event.
@@ -98,23 +101,29 @@ class Follower:
             self._notify()
 
     async def _follow(self) -> None:
-        failures = 0
+        failures, loop = 0, asyncio.get_running_loop()
         while True:
+            opened = loop.time()
             try:
                 if self._from is None:  # nothing read yet, or the watch's version expired: start from now
                     self._keep(await self._poll())
                 await self._watch()
-                failures = 0
             except Forbidden as exc:
                 log.info("no watch of the execution allowed (%s): polling every wait instead", exc)
                 self._set_live(False)
                 return
             except (ApiError, OSError, ValueError) as exc:
-                failures += 1
-                self._set_live(False)
-                delay = self._delay(failures)
-                log.warning("watch of the execution failed (%s); polling meanwhile, again in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                problem = str(exc)
+            else:
+                if loop.time() - opened >= SHORT_WATCH_SECONDS:
+                    failures = 0
+                    continue
+                problem = "the watch ended at once"  # backed off too: never a loop of opens
+            failures = min(failures + 1, 30)  # the backoff is capped long before; 2**n must stay a float
+            self._set_live(False)
+            delay = self._delay(failures)
+            log.warning("watch of the execution: %s; polling meanwhile, again in %.1fs", problem, delay)
+            await asyncio.sleep(delay)
 
     async def _watch(self) -> None:
         """One watch, until the API server ends it; the caller opens the next from where this one stopped."""

@@ -123,13 +123,8 @@ class FakeExecutionApi:
             return 403, _status_body(403, f"{method} {path} is forbidden")
         before = self.execution["metadata"]["resourceVersion"], json.dumps(self.execution, sort_keys=True) \
             if self._watchers else None
-        record = Recorded(method, path, {k.lower(): v for k, v in headers.items()}, json.loads(body) if body else None,
-                          query)
-        self.requests.append(record)
-        if self.failures:
-            failure = self.failures.pop(0)
-            if isinstance(failure, Exception):
-                raise failure
+        record = self._record(method, path, headers, json.loads(body) if body else None, query)
+        if (failure := self._injected()) is not None:
             return failure, _status_body(failure, "injected failure")
         if method == "GET" and path == self.path:
             pass
@@ -149,6 +144,20 @@ class FakeExecutionApi:
         elif method == "PATCH" and self.execution["metadata"]["resourceVersion"] == before[0]:
             self.touch()  # a write always gives a new version, as etcd does
         return 200, copy.deepcopy(self.execution)
+
+    def _record(self, method: str, path: str, headers: dict[str, str], body: Any, query: str) -> Recorded:
+        record = Recorded(method, path, {k.lower(): v for k, v in headers.items()}, body, query)
+        self.requests.append(record)
+        return record
+
+    def _injected(self) -> int | None:
+        """The next injected failure's status code (an injected exception is raised), or None."""
+        if not self.failures:
+            return None
+        failure = self.failures.pop(0)
+        if isinstance(failure, Exception):
+            raise failure
+        return failure
 
     def _progress(self, method: str, path: str, record: Recorded) -> tuple[int, dict[str, Any]]:
         assert self.progress is not None
@@ -176,13 +185,8 @@ class FakeExecutionApi:
         return httpx.MockTransport(serve)
 
     def _open_watch(self, request: httpx.Request, query: str) -> httpx.Response:
-        record = Recorded(request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()}, None,
-                          query)
-        self.requests.append(record)
-        if self.failures:
-            failure = self.failures.pop(0)
-            if isinstance(failure, Exception):
-                raise failure
+        self._record(request.method, request.url.path, dict(request.headers), None, query)
+        if (failure := self._injected()) is not None:
             return httpx.Response(failure, json=_status_body(failure, "injected failure"))
         params = {k: v[-1] for k, v in parse_qs(query).items()}
         name = self.execution["metadata"]["name"]

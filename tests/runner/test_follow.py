@@ -43,8 +43,18 @@ class Scripted:
 
 
 async def settle() -> None:
-    for _ in range(5):
+    for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def opened(api: Scripted) -> tuple[Follower, dict]:
+    """A Follower whose watch is open, and what it read before."""
+    follower = Follower(api.poll, api.stream, lambda n: 0.0)
+    seen = await follower.read()
+    await follower.changed(seen, poll=0.001)
+    await settle()
+    assert follower.live
+    return follower, seen
 
 
 def test_a_waiter_wakes_when_the_watch_sends_a_change_and_reads_it_without_a_request():
@@ -70,10 +80,7 @@ def test_a_waiter_wakes_when_the_watch_sends_a_change_and_reads_it_without_a_req
 def test_a_change_the_watch_already_has_returns_at_once():
     async def go():
         api = Scripted(obj(1))
-        follower = Follower(api.poll, api.stream, lambda n: 0.0)
-        seen = await follower.read()
-        await follower.changed(seen, poll=0.001)
-        await settle()
+        follower, seen = await opened(api)
         api.queue.put_nowait({"type": "MODIFIED", "object": obj(2)})
         await settle()
         await asyncio.wait_for(follower.changed(seen, poll=30), 0.5)
@@ -84,10 +91,7 @@ def test_a_change_the_watch_already_has_returns_at_once():
 def test_a_live_wait_is_bounded_by_at_most():
     async def go():
         api = Scripted(obj(1))
-        follower = Follower(api.poll, api.stream, lambda n: 0.0)
-        seen = await follower.read()
-        await follower.changed(seen, poll=0.001)
-        await settle()
+        follower, seen = await opened(api)
         assert follower.live
         await asyncio.wait_for(follower.changed(seen, poll=30, at_most=0.01), 0.5)
         await follower.close()
@@ -132,10 +136,7 @@ def test_a_failed_watch_is_opened_again_after_its_backoff_and_reads_poll_meanwhi
 def test_a_watch_goes_on_from_its_last_bookmark_and_starts_afresh_after_an_expired_version():
     async def go():
         api = Scripted(obj(1))
-        follower = Follower(api.poll, api.stream, lambda n: 0.0)
-        seen = await follower.read()
-        await follower.changed(seen, poll=0.001)
-        await settle()
+        follower, seen = await opened(api)
         api.queue.put_nowait({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}})
         api.queue.put_nowait(None)  # the API server's timeoutSeconds
         await settle()
@@ -145,6 +146,22 @@ def test_a_watch_goes_on_from_its_last_bookmark_and_starts_afresh_after_an_expir
         await settle()
         assert api.opened_from == ["1", "7", "9"] and api.polls == 2
         assert (await follower.read())["metadata"]["resourceVersion"] == "9"
+        await follower.close()
+    asyncio.run(go())
+
+
+def test_a_watch_that_ends_at_once_every_time_is_opened_again_only_after_a_growing_backoff():
+    async def go():
+        api = Scripted(obj(1))
+        delays = []
+        follower = Follower(api.poll, api.stream, lambda n: delays.append(n) or 0.0)
+        seen = await follower.read()
+        await follower.changed(seen, poll=0.001)
+        for _ in range(3):
+            await settle()
+            api.queue.put_nowait(None)
+        await settle()
+        assert delays == [1, 2, 3] and len(api.opened_from) == 4
         await follower.close()
     asyncio.run(go())
 
