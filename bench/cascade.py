@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 from flux_api.names import runner_pod_name_for
+from fluxtest.podlogs import pod_log
 from kubernetes import client
 from localcluster.layout import Layout
 from localcluster.nodes import choice
@@ -69,8 +70,8 @@ def _requests_now(layout: Layout) -> Counter[str]:
 def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     grace, depth, fanout = args.grace, args.tree_depth, args.tree_fanout
-    out: dict = {"source": f"{choice.of(layout).kind} node", "depth": depth, "fanout": fanout, "tree_s": [], "bare_s": [],
-                 "outcomes": []}
+    out: dict = {"source": f"{choice.of(layout).kind} node", "depth": depth, "fanout": fanout, "tree_s": [],
+                 "bare_s": [], "outcomes": []}
     with bench_namespace(core, "cascade") as ns, \
             running_operator(layout, [ns], f"cascade-{ns}") as op:
         log(f"cascade: namespace {ns}, operator log {op.log_path}")
@@ -136,14 +137,10 @@ def _wait_pod_logs(core: client.CoreV1Api, ns: str, pods: list[str], mark: str, 
     """Until every pod's runner container has logged `mark` (read through the API: any node kind)."""
     waiting = set(pods)
 
-    def logged(pod: str) -> bool:
-        try:
-            return mark in core.read_namespaced_pod_log(pod, ns, container="runner")
-        except client.ApiException:
-            return False  # not started yet
-
     def all_logged() -> bool:
-        waiting.difference_update([pod for pod, done in zip(list(waiting), parallel(logged, list(waiting))) if done])
+        looked_at = sorted(waiting)
+        logs = parallel(lambda pod: pod_log(core, ns, pod, "runner"), looked_at)  # "" until it runs
+        waiting.difference_update(pod for pod, text in zip(looked_at, logs) if mark in text)
         return not waiting
 
     wait_for(all_logged, timeout, 0.5, f"{len(pods)} pods in {ns} logging {mark!r}", BenchError)

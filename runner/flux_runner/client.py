@@ -111,7 +111,7 @@ class ExecutionClient:
         self.path = execution_path(namespace, name)
         self.collection_path = self.path.rpartition("/")[0]
         self.progress_path = execution_path(namespace, name, progress.PLURAL)
-        self._follower = Follower(self._cached_get, self.events, lambda failures: self._retry.delay(failures))
+        self._follower = Follower(self._cached_get, self.events, self._retry.delay)
 
     @classmethod
     def in_cluster(cls, settings: Settings, retry: RetryPolicy = RetryPolicy()) -> ExecutionClient:

@@ -110,7 +110,6 @@ class Follower:
                 await self._watch()
             except Forbidden as exc:
                 log.info("no watch of the execution allowed (%s): polling every wait instead", exc)
-                self._set_live(False)
                 return
             except (ApiError, OSError, ValueError) as exc:
                 problem = str(exc)
@@ -120,13 +119,13 @@ class Follower:
                     continue
                 problem = "the watch ended at once"  # backed off too: never a loop of opens
             failures = min(failures + 1, 30)  # the backoff is capped long before; 2**n must stay a float
-            self._set_live(False)
             delay = self._delay(failures)
             log.warning("watch of the execution: %s; polling meanwhile, again in %.1fs", problem, delay)
             await asyncio.sleep(delay)
 
     async def _watch(self) -> None:
-        """One watch, until the API server ends it; the caller opens the next from where this one stopped."""
+        """One watch, until the API server ends it; the caller opens the next from where this one stopped. Not
+        live once it returns or raises."""
         try:
             async for event in self._stream(self._from or ""):
                 if event is None:
@@ -147,7 +146,6 @@ class Follower:
                     return
                 elif kind == "DELETED":  # its pod goes with it; reads say NotFound as a GET does
                     self._latest, self._from = None, None
-                    self._set_live(False)
                     return
         finally:
-            self._set_live(False)
+            self._set_live(False)  # however it ended (the caller's except clauses rely on this)

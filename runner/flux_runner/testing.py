@@ -108,21 +108,14 @@ class FakeExecutionApi:
         for queue in self._watchers:
             queue.put_nowait({"type": "MODIFIED", "object": copy.deepcopy(self.execution)})
 
-    def end_watches(self, event: dict[str, Any] | None = None) -> None:
-        """Ends every open watch (after `event`, e.g. an ERROR), as the API server does at timeoutSeconds."""
-        for queue in self._watchers:
-            if event is not None:
-                queue.put_nowait(event)
-            queue.put_nowait(None)
-
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
                query: str = "") -> tuple[int, dict[str, Any]]:
         if self.progress is None and path.startswith(self.progress_path):
             return 403, _status_body(403, f"{method} {path} is forbidden")
         if path == self.collection_path and not self.watch:
             return 403, _status_body(403, f"{method} {path} is forbidden")
-        before = self.execution["metadata"]["resourceVersion"], json.dumps(self.execution, sort_keys=True) \
-            if self._watchers else None
+        version = self.execution["metadata"]["resourceVersion"]
+        watched = json.dumps(self.execution, sort_keys=True) if self._watchers else None  # to tell a change
         record = self._record(method, path, headers, json.loads(body) if body else None, query)
         if (failure := self._injected()) is not None:
             return failure, _status_body(failure, "injected failure")
@@ -139,10 +132,10 @@ class FakeExecutionApi:
             return 403, _status_body(403, f"{method} {path} is forbidden")
         for hook in list(self.hooks):
             hook(self, record)
-        if before[1] is not None and json.dumps(self.execution, sort_keys=True) != before[1]:
+        changed = watched is not None and json.dumps(self.execution, sort_keys=True) != watched
+        # A write always gives a new version, as etcd does.
+        if changed or (method == "PATCH" and self.execution["metadata"]["resourceVersion"] == version):
             self.touch()
-        elif method == "PATCH" and self.execution["metadata"]["resourceVersion"] == before[0]:
-            self.touch()  # a write always gives a new version, as etcd does
         return 200, copy.deepcopy(self.execution)
 
     def _record(self, method: str, path: str, headers: dict[str, str], body: Any, query: str) -> Recorded:
