@@ -71,8 +71,11 @@ class Follower:
         wake = self._wake
         if self._live and version_of(self._latest) != version_of(seen):
             return
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel (SIGTERM) that lands in the same
+        # turn as the wake, and the runner would wait on until the SIGKILL.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), min(at_most, LIVE_WAIT_LIMIT if self._live else poll))
+            async with asyncio.timeout(min(at_most, LIVE_WAIT_LIMIT if self._live else poll)):
+                await wake.wait()
 
     async def close(self) -> None:
         if self._task is not None:

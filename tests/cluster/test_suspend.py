@@ -110,6 +110,9 @@ def test_a_tree_suspends_and_resumes_together(fx):
     for name in ("family-left", "family-right", *leaves):
         child = fx.get(name)
         assert child["status"]["phase"] == "Suspended", name
+        # Graceful: the runner wrote its last checkpoint on SIGTERM (a waiting parent once lost the cancel
+        # when the watch woke it in the same instant, and was killed at the end of its grace period).
+        assert child["status"]["suspension"]["outcome"] == "Graceful", (name, child["status"]["suspension"])
         assert child["metadata"]["annotations"][SUSPENDED_BY_ANNOTATION] in ("family", "family-left", "family-right")
         assert fx.pod(name) is None, name
         before[name] = child["status"]["checkpoint"]["steps"]

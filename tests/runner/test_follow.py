@@ -77,6 +77,22 @@ def test_a_waiter_wakes_when_the_watch_sends_a_change_and_reads_it_without_a_req
     asyncio.run(go())
 
 
+def test_a_cancel_that_lands_as_the_watch_wakes_the_waiter_is_not_lost():
+    """SIGTERM and the operator's suspend patch arrive together: the waiter is woken and cancelled in the same
+    turn of the loop. asyncio.wait_for (Python 3.11) returned the wake and dropped the cancel; the runner then
+    waited on until the SIGKILL, with no final checkpoint."""
+    async def go():
+        follower, seen = await opened(Scripted(obj(1)))
+        waiting = asyncio.create_task(follower.changed(seen, poll=30))
+        await settle()
+        follower._keep(obj(2))  # what the watch does with an event: the wake is set...
+        waiting.cancel("received SIGTERM")  # ...and the cancel lands before the waiter runs again
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 1)
+        await follower.close()
+    asyncio.run(go())
+
+
 def test_a_change_the_watch_already_has_returns_at_once():
     async def go():
         api = Scripted(obj(1))
