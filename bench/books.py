@@ -142,6 +142,7 @@ class PodBook(_Book):
         self.core = client.CoreV1Api(api)
         self.namespace, self.selector = namespace, selector
         self.phase: dict[str, str] = {}
+        self.seen_at: dict[str, float] = {}  # first seen: when it was created, as a watcher learns it
         self.running_at: dict[str, float] = {}
         self.gone_at: dict[str, float] = {}
         self._start(f"pods-{namespace}")
@@ -157,6 +158,7 @@ class PodBook(_Book):
             self.gone_at.setdefault(name, now)
         else:
             self.phase[name] = pod.status.phase
+            self.seen_at.setdefault(name, now)
             self.gone_at.pop(name, None)
             if pod.status.phase == "Running":
                 self.running_at.setdefault(name, now)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+from flux_api.names import EXECUTION_LABEL
 from flux_operator.builders import RunnerSettings
 from kubernetes import client
 from localcluster.layout import Layout
@@ -31,11 +32,24 @@ from bench.process_parts import (COMPARABLE_PROGRAM, LONGRUN, ONE_LONG_STEP, _de
                                  _wait_no_pods)
 
 
-def _executions(custom: client.CustomObjectsApi, book: PhaseBook, ns: str, n: int, grace: int, r: int) -> float:
-    names = [f"start-{r}-{i:03d}" for i in range(n)]
-    t0 = time.monotonic()
-    create_executions(custom, ns, [execution(x, LONGRUN, ONE_LONG_STEP, grace) for x in names])
-    return book.wait_count(["Running"], n, 900, f"{n} executions Running", names=names) - t0
+def _stages(pods: PodBook, t0: float) -> tuple[float, float]:
+    """create -> the last pod seen (made by the operator or the Job controller), -> the last pod Running."""
+    return max(pods.seen_at.values()) - t0, max(pods.running_at.values()) - t0
+
+
+def _executions(api: client.ApiClient, book: PhaseBook, ns: str, n: int, grace: int, r: int,
+                stages: list) -> float:
+    custom, names = client.CustomObjectsApi(api), [f"start-{r}-{i:03d}" for i in range(n)]
+    pods = PodBook(api, ns, EXECUTION_LABEL)
+    try:
+        t0 = time.monotonic()
+        create_executions(custom, ns, [execution(x, LONGRUN, ONE_LONG_STEP, grace) for x in names])
+        took = book.wait_count(["Running"], n, 900, f"{n} executions Running", names=names) - t0
+        pods.wait(lambda b: b.running() >= n, 60, f"{n} runner pods Running")  # seen before the phase, or just after
+        stages.append(_stages(pods, t0))
+        return took
+    finally:
+        pods.stop()
 
 
 def _comparable_job(layout: Layout, name: str, grace: int, label: str) -> dict:
@@ -46,23 +60,27 @@ def _comparable_job(layout: Layout, name: str, grace: int, label: str) -> dict:
     return job
 
 
-def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int) -> float:
+def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int, stages: list) -> float:
     batch, label = client.BatchV1Api(api), f"jobs-{r}"
     pods = PodBook(api, ns, f"bench={label}")
     try:
         t0 = time.monotonic()
         parallel(lambda i: batch.create_namespaced_job(ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label)),
                  range(n))
-        return pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
+        took = pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
+        stages.append(_stages(pods, t0))
+        return took
     finally:
         pods.stop()
 
 
 def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    core = client.CoreV1Api(api)
     n, grace = args.starts_n, args.grace
     source = "KWOK node" if args.starts_kwok else f"{choice.of(layout).kind} node"
-    out: dict = {"source": source, "n": n, "executions_s": [], "jobs_s": []}
+    # Where each side's time goes, per round: (create -> last pod made, create -> last pod Running).
+    out: dict = {"source": source, "n": n, "executions_s": [], "jobs_s": [], "executions_stages_s": [],
+                 "jobs_stages_s": []}
     with kwok.beside(layout, api) if args.starts_kwok else contextlib.nullcontext(), \
             bench_namespace(core, "starts") as ns, running_operator(layout, [ns], f"starts-{ns}") as op:
         log(f"starts: namespace {ns}, operator log {op.log_path}")
@@ -72,14 +90,16 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
                 order = ("executions", "jobs") if r % 2 else ("jobs", "executions")
                 for kind in order:
                     if kind == "executions":
-                        out["executions_s"].append(_executions(custom, book, ns, n, grace, r))
+                        out["executions_s"].append(_executions(api, book, ns, n, grace, r, out["executions_stages_s"]))
                         _delete_all_executions(layout, ns, book)
                     else:
-                        out["jobs_s"].append(_jobs(layout, api, ns, n, grace, r))
+                        out["jobs_s"].append(_jobs(layout, api, ns, n, grace, r, out["jobs_stages_s"]))
                         kubectl(layout, "delete", "jobs", "--all", "-n", ns, "--wait=false", "--cascade=background")
                     _wait_no_pods(core, ns, grace + 300)
-                log(f"  [{r}/{args.starts_rounds}] {n} executions all Running {out['executions_s'][-1]:.2f}s, "
-                    f"{n} Jobs' pods all Running {out['jobs_s'][-1]:.2f}s")
+                (ex_made, ex_pods), (job_made, _) = out["executions_stages_s"][-1], out["jobs_stages_s"][-1]
+                log(f"  [{r}/{args.starts_rounds}] {n} executions all Running {out['executions_s'][-1]:.2f}s "
+                    f"(pods made {ex_made:.2f}s, Running {ex_pods:.2f}s), {n} Jobs' pods all Running "
+                    f"{out['jobs_s'][-1]:.2f}s (made {job_made:.2f}s)")
         finally:
             book.stop()
     for kind in ("executions", "jobs"):
