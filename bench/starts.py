@@ -52,21 +52,25 @@ def _executions(api: client.ApiClient, book: PhaseBook, ns: str, n: int, grace: 
         pods.stop()
 
 
-def _comparable_job(layout: Layout, name: str, grace: int, label: str) -> dict:
+def _comparable_job(layout: Layout, name: str, grace: int, label: str, token: bool) -> dict:
     """A Job whose one pod asks the node for what a runner pod asks (the operator's default resources), so
-    the node fits as many of them as of runner pods."""
+    the node fits as many of them as of runner pods; with `token` its pod mounts the default ServiceAccount's
+    token as a Job's does unless told otherwise (the kubelet asks the API server for one per pod)."""
     job = _job(name, grace, COMPARABLE_PROGRAM, {"bench": label}, choice.of(layout))
-    job["spec"]["template"]["spec"]["containers"][0]["resources"] = RunnerSettings().default_resources()
+    spec = job["spec"]["template"]["spec"]
+    spec["containers"][0]["resources"] = RunnerSettings().default_resources()
+    spec["automountServiceAccountToken"] = token
     return job
 
 
-def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int, stages: list) -> float:
-    batch, label = client.BatchV1Api(api), f"jobs-{r}"
+def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int, stages: list,
+          token: bool = False) -> float:
+    batch, label = client.BatchV1Api(api), f"jobs{'-token' if token else ''}-{r}"
     pods = PodBook(api, ns, f"bench={label}")
     try:
         t0 = time.monotonic()
-        parallel(lambda i: batch.create_namespaced_job(ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label)),
-                 range(n))
+        parallel(lambda i: batch.create_namespaced_job(
+            ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, token)), range(n))
         took = pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
         stages.append(_stages(pods, t0))
         return took
@@ -87,21 +91,25 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
         book = PhaseBook(api, ns)
         try:
             for r in range(1, args.starts_rounds + 1):
-                order = ("executions", "jobs") if r % 2 else ("jobs", "executions")
+                kinds = ["executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else [])]
+                order = kinds if r % 2 else kinds[::-1]
                 for kind in order:
                     if kind == "executions":
                         out["executions_s"].append(_executions(api, book, ns, n, grace, r, out["executions_stages_s"]))
                         _delete_all_executions(layout, ns, book)
                     else:
-                        out["jobs_s"].append(_jobs(layout, api, ns, n, grace, r, out["jobs_stages_s"]))
+                        out.setdefault(f"{kind}_s", [])
+                        out[f"{kind}_s"].append(_jobs(layout, api, ns, n, grace, r,
+                                                      out.setdefault(f"{kind}_stages_s", []), kind == "jobs_token"))
                         kubectl(layout, "delete", "jobs", "--all", "-n", ns, "--wait=false", "--cascade=background")
                     _wait_no_pods(core, ns, grace + 300)
                 (ex_made, ex_pods), (job_made, _) = out["executions_stages_s"][-1], out["jobs_stages_s"][-1]
                 log(f"  [{r}/{args.starts_rounds}] {n} executions all Running {out['executions_s'][-1]:.2f}s "
                     f"(pods made {ex_made:.2f}s, Running {ex_pods:.2f}s), {n} Jobs' pods all Running "
-                    f"{out['jobs_s'][-1]:.2f}s (made {job_made:.2f}s)")
+                    f"{out['jobs_s'][-1]:.2f}s (made {job_made:.2f}s)"
+                    + (f", with a token {out['jobs_token_s'][-1]:.2f}s" if args.starts_jobs_token else ""))
         finally:
             book.stop()
-    for kind in ("executions", "jobs"):
+    for kind in ("executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else [])):
         out[f"{kind}_p50"], out[f"{kind}_p95"] = percentile(out[f"{kind}_s"], 50), percentile(out[f"{kind}_s"], 95)
     return out
