@@ -11,7 +11,6 @@ clean end costs nothing, its final checkpoint holds every step."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -209,8 +208,9 @@ class Journal:
         flusher, self._flusher = self._flusher, None
         if flusher is not None and not flusher.done():
             flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            # asyncio.wait, not `await flusher` under suppress(CancelledError): that also swallowed a cancel of
+            # the caller (the workflow's SIGTERM) landing while the background write stopped.
+            await asyncio.wait([flusher])
 
     def _raise_failure(self) -> None:
         failure, self._failure = self._failure, None

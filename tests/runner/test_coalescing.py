@@ -6,6 +6,7 @@ import signal
 import time
 
 import pytest
+from flux_runner.journal import Journal
 from flux_runner.main import EXIT_OK, run
 from flux_runner.testing import FakeExecutionApi, new_execution, operator_finishes_children
 
@@ -130,3 +131,32 @@ def test_sigterm_lands_in_a_loop_of_steps_that_never_awaits_anything_else(token,
     final = api.checkpoint
     assert final["state"] == "Cancelled" and final["stepCount"] > 0
     assert len(patches(api)) == 2, "the first step, then the final checkpoint holding every other one"
+
+
+def test_a_cancel_while_a_flush_stops_the_background_write_is_not_lost():
+    """The workflow's SIGTERM lands while flush() waits for the background write it cancelled to stop: the
+    flush must raise it, not swallow it and write on."""
+    class SlowToStop:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def patch_status(self, status):
+            self.calls += 1
+            if self.calls == 1:
+                return {}  # the first step is written at once
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.sleep(0.05)  # closing the connection takes a moment
+
+    async def go():
+        journal = Journal(SlowToStop(), interval=0.01)
+        await journal.record_step("a", None)
+        await journal.record_step("b", None)  # within the interval: the background flush writes it
+        await asyncio.sleep(0.03)  # that write is on its way, and hangs
+        flushing = asyncio.create_task(journal.flush())
+        await asyncio.sleep(0.01)  # the flush waits for the background write to stop
+        flushing.cancel("received SIGTERM")
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(flushing, 1)
+    asyncio.run(go())
