@@ -5,6 +5,9 @@ phase); then, once they and their pods are gone, the same number of Jobs, each o
 comparable program and asking for a runner pod's resources, create -> all pods Running. `--starts-rounds`
 (10) rounds, interleaved, executions first in odd rounds and Jobs first in even ones, so neither always meets a cluster just cleaned up. One
 operator for the whole part. A runner pod asks for 50m of CPU: a 2-core real node fits 40 (`--starts-n 40`).
+Each round also records, per side, create -> the last pod made and -> the last pod Running (`*_stages_s`):
+where a gap lies, in the making of pods or on the node. `--starts-jobs-token` adds Jobs whose pods mount a
+ServiceAccount token, as a Job's do by default and a runner's must.
 
     .venv/bin/python -m bench.run --parts starts
     FLUX_NODE=real FLUX_BENCH_DIR=.cluster-bench-real .venv/bin/python -m bench.run --parts starts
