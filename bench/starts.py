@@ -85,25 +85,22 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
     core = client.CoreV1Api(api)
     n, grace = args.starts_n, args.grace
     source = "KWOK node" if args.starts_kwok else f"{choice.of(layout).kind} node"
-    # Where each side's time goes, per round: (create -> last pod made, create -> last pod Running).
-    out: dict = {"source": source, "n": n, "executions_s": [], "jobs_s": [], "executions_stages_s": [],
-                 "jobs_stages_s": []}
+    kinds = ["executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else [])]
+    # Per side: each round's time, and where it went (create -> last pod made, create -> last pod Running).
+    out: dict = {"source": source, "n": n, **{f"{kind}{what}": [] for kind in kinds for what in ("_s", "_stages_s")}}
     with kwok.beside(layout, api) if args.starts_kwok else contextlib.nullcontext(), \
             bench_namespace(core, "starts") as ns, running_operator(layout, [ns], f"starts-{ns}") as op:
         log(f"starts: namespace {ns}, operator log {op.log_path}")
         book = PhaseBook(api, ns)
         try:
             for r in range(1, args.starts_rounds + 1):
-                kinds = ["executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else [])]
-                order = kinds if r % 2 else kinds[::-1]
-                for kind in order:
+                for kind in kinds if r % 2 else kinds[::-1]:
+                    times, stages = out[f"{kind}_s"], out[f"{kind}_stages_s"]
                     if kind == "executions":
-                        out["executions_s"].append(_executions(api, book, ns, n, grace, r, out["executions_stages_s"]))
+                        times.append(_executions(api, book, ns, n, grace, r, stages))
                         _delete_all_executions(layout, ns, book)
                     else:
-                        out.setdefault(f"{kind}_s", [])
-                        out[f"{kind}_s"].append(_jobs(layout, api, ns, n, grace, r,
-                                                      out.setdefault(f"{kind}_stages_s", []), kind == "jobs_token"))
+                        times.append(_jobs(layout, api, ns, n, grace, r, stages, token=kind == "jobs_token"))
                         kubectl(layout, "delete", "jobs", "--all", "-n", ns, "--wait=false", "--cascade=background")
                     _wait_no_pods(core, ns, grace + 300)
                 (ex_made, ex_pods), (job_made, _) = out["executions_stages_s"][-1], out["jobs_stages_s"][-1]
@@ -113,6 +110,6 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
                     + (f", with a token {out['jobs_token_s'][-1]:.2f}s" if args.starts_jobs_token else ""))
         finally:
             book.stop()
-    for kind in ("executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else [])):
+    for kind in kinds:
         out[f"{kind}_p50"], out[f"{kind}_p95"] = percentile(out[f"{kind}_s"], 50), percentile(out[f"{kind}_s"], 95)
     return out

@@ -211,6 +211,8 @@ class Journal:
             # asyncio.wait, not `await flusher` under suppress(CancelledError): that also swallowed a cancel of
             # the caller (the workflow's SIGTERM) landing while the background write stopped.
             await asyncio.wait([flusher])
+            if not flusher.cancelled() and flusher.exception() is not None:
+                raise flusher.exception()  # anything but its own cancel still reaches the caller
 
     def _raise_failure(self) -> None:
         failure, self._failure = self._failure, None

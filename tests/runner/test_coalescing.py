@@ -133,30 +133,52 @@ def test_sigterm_lands_in_a_loop_of_steps_that_never_awaits_anything_else(token,
     assert len(patches(api)) == 2, "the first step, then the final checkpoint holding every other one"
 
 
+class SlowToStop:
+    """The second write hangs, and takes a moment to stop once cancelled (closing the connection), then raises
+    `on_stop` if set; every other write is answered at once."""
+
+    def __init__(self, on_stop: Exception | None = None) -> None:
+        self.calls, self.on_stop = 0, on_stop
+
+    async def patch_status(self, status):
+        self.calls += 1
+        if self.calls != 2:
+            return {}
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.05)
+            if self.on_stop is not None:
+                raise self.on_stop
+
+
+async def hanging_background_write(api: SlowToStop) -> Journal:
+    """A journal whose background write of the second step is on its way, and hangs."""
+    journal = Journal(api, interval=0.01)
+    await journal.record_step("a", None)
+    await journal.record_step("b", None)  # within the interval: the background flush writes it
+    await asyncio.sleep(0.03)
+    return journal
+
+
 def test_a_cancel_while_a_flush_stops_the_background_write_is_not_lost():
     """The workflow's SIGTERM lands while flush() waits for the background write it cancelled to stop: the
     flush must raise it, not swallow it and write on."""
-    class SlowToStop:
-        def __init__(self) -> None:
-            self.calls = 0
-
-        async def patch_status(self, status):
-            self.calls += 1
-            if self.calls == 1:
-                return {}  # the first step is written at once
-            try:
-                await asyncio.Event().wait()
-            finally:
-                await asyncio.sleep(0.05)  # closing the connection takes a moment
-
     async def go():
-        journal = Journal(SlowToStop(), interval=0.01)
-        await journal.record_step("a", None)
-        await journal.record_step("b", None)  # within the interval: the background flush writes it
-        await asyncio.sleep(0.03)  # that write is on its way, and hangs
+        journal = await hanging_background_write(SlowToStop())
         flushing = asyncio.create_task(journal.flush())
         await asyncio.sleep(0.01)  # the flush waits for the background write to stop
         flushing.cancel("received SIGTERM")
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(flushing, 1)
+    asyncio.run(go())
+
+
+def test_an_error_of_the_background_write_as_a_flush_stops_it_reaches_the_flush():
+    """Only the background write's own cancel is expected when flush() stops it; anything else it raises is
+    the caller's to see."""
+    async def go():
+        journal = await hanging_background_write(SlowToStop(on_stop=RuntimeError("broken while stopping")))
+        with pytest.raises(RuntimeError, match="broken while stopping"):
+            await asyncio.wait_for(journal.flush(), 1)
     asyncio.run(go())
