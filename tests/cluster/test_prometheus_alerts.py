@@ -18,7 +18,7 @@ import yaml
 from fluxtest import REPO, Executions, longrun, manifest
 from fluxtest.identity import SCRAPER_TOKEN_ENV
 from localcluster.layout import binaries_dir
-from localcluster.procs import free_port
+from localcluster.procs import free_port, stop
 
 pytestmark = pytest.mark.cluster
 
@@ -85,8 +85,7 @@ def prometheus(cluster, operator, operator_env, tmp_path_factory) -> Prometheus:
         wait_for(lambda: not prom.alerts(), 30, "no alert (FluxOperatorAbsent is pending until the first scrape)")
         yield prom
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc, timeout=30)  # SIGKILL if it outlives the SIGTERM: a slow shutdown is no test's failure
         log.close()
 
 

@@ -19,7 +19,7 @@ from fluxtest.namespaces import fresh_namespace
 from fluxtest.operators import OperatorProcess
 from localcluster.jaeger import jaeger_config
 from localcluster.layout import binaries_dir
-from localcluster.procs import free_port
+from localcluster.procs import free_port, stop
 
 pytestmark = pytest.mark.cluster
 
@@ -37,8 +37,7 @@ def jaeger(cluster, tmp_path_factory):
         wait_for(lambda: _get(f"{base}/api/services") is not None, timeout=60, what="Jaeger's query API")
         yield {"otlp": f"http://127.0.0.1:{otlp}", "query": base}
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc, timeout=30)  # SIGKILL if it outlives the SIGTERM: a slow shutdown is no test's failure
         log.close()
 
 
