@@ -138,6 +138,14 @@ def figures(results: dict) -> list[dict]:
                          st["source"], f"{_s(st['executions_p50'])} (p95 {_s(st['executions_p95'])})",
                          f"{st['n']} Jobs at once, all pods Running: {_s(st['jobs_p50'])} (p95 {_s(st['jobs_p95'])})",
                          f"{r:.2f}x", "<= 1.1x", r <= 1.1))
+        for kind, what in (("jobs_token", "Jobs whose pods mount a token"),
+                           ("jobs_hardened", "Jobs whose pod is the runner pod (token, seccomp, read-only root)")):
+            if st.get(f"{kind}_s"):
+                r = st["executions_p50"] / st[f"{kind}_p50"]
+                rows.append(_row(f"start: {st['n']} executions at once against {what}, median of "
+                                 f"{len(st[f'{kind}_s'])} (a diagnosis)", st["source"], _s(st["executions_p50"]),
+                                 f"{st['n']} such Jobs, all pods Running: {_s(st[f'{kind}_p50'])} "
+                                 f"(p95 {_s(st[f'{kind}_p95'])})", f"{r:.2f}x", "-", None))
     k = parts.get("cascade")
     if k and k.get("tree_s"):
         rows.append(_cascade_row(k))

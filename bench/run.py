@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--starts-jobs-token", action="store_true",
                    help="the starts part also times Jobs whose pods mount a ServiceAccount token, as a Job does by "
                         "default and as a runner must (the comparable Job mounts none)")
+    p.add_argument("--starts-jobs-hardened", action="store_true",
+                   help="the starts part also times Jobs whose pod is the operator's runner pod (token, seccomp, "
+                        "read-only root, /tmp emptyDir) running the comparable program")
     p.add_argument("--starts-kwok", action="store_true",
                    help="the starts part on a KWOK node beside the process node (pods Running without a process)")
     p.add_argument("--busy-load", choices=("runners", "generator"), default="generator",

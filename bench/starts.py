@@ -7,7 +7,9 @@ comparable program and asking for a runner pod's resources, create -> all pods R
 operator for the whole part. A runner pod asks for 50m of CPU: a 2-core real node fits 40 (`--starts-n 40`).
 Each round also records, per side, create -> the last pod made and -> the last pod Running (`*_stages_s`):
 where a gap lies, in the making of pods or on the node. `--starts-jobs-token` adds Jobs whose pods mount a
-ServiceAccount token, as a Job's do by default and a runner's must.
+ServiceAccount token, as a Job's do by default and a runner's must; `--starts-jobs-hardened` adds Jobs whose pod
+is the operator's own runner pod (its token, seccomp profile, read-only root, dropped capabilities, `/tmp`
+emptyDir and downward-API env) running the comparable program: what the node pays for the runner pod's shape.
 
     .venv/bin/python -m bench.run --parts starts
     FLUX_NODE=real FLUX_BENCH_DIR=.cluster-bench-real .venv/bin/python -m bench.run --parts starts
@@ -22,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import time
 
+from flux_api import API_VERSION, KIND, Execution
 from flux_api.names import EXECUTION_LABEL
-from flux_operator.builders import RunnerSettings
+from flux_operator.builders import RunnerSettings, runner_pod
 from kubernetes import client
 from localcluster.layout import Layout
 from localcluster.nodes import choice, kwok
@@ -31,6 +34,7 @@ from localcluster.nodes import choice, kwok
 from bench.benchkit import bench_namespace, create_executions, execution, kubectl, log, parallel, percentile, \
     running_operator
 from bench.books import PhaseBook, PodBook
+from bench.cancel_latency import python_container
 from bench.process_parts import (COMPARABLE_PROGRAM, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _job,
                                  _wait_no_pods)
 
@@ -55,25 +59,50 @@ def _executions(api: client.ApiClient, book: PhaseBook, ns: str, n: int, grace: 
         pods.stop()
 
 
-def _comparable_job(layout: Layout, name: str, grace: int, label: str, token: bool) -> dict:
+# The Jobs' sides: what their pods carry beside the comparable program.
+JOB_STYLES = {"jobs": "bare", "jobs_token": "token", "jobs_hardened": "hardened"}
+
+
+def _comparable_job(layout: Layout, name: str, grace: int, label: str, style: str) -> dict:
     """A Job whose one pod asks the node for what a runner pod asks (the operator's default resources), so
-    the node fits as many of them as of runner pods; with `token` its pod mounts the default ServiceAccount's
-    token as a Job's does unless told otherwise (the kubelet asks the API server for one per pod)."""
+    the node fits as many of them as of runner pods. Its pod mounts no token ("bare"); the default
+    ServiceAccount's token as a Job's does unless told otherwise ("token": the kubelet asks the API server for one
+    per pod); or is the runner pod the operator makes, with the comparable program in it ("hardened")."""
     job = _job(name, grace, COMPARABLE_PROGRAM, {"bench": label}, choice.of(layout))
-    spec = job["spec"]["template"]["spec"]
-    spec["containers"][0]["resources"] = RunnerSettings().default_resources()
-    spec["automountServiceAccountToken"] = token
+    template = job["spec"]["template"]
+    if style == "hardened":
+        template["spec"] = _hardened_pod_spec(layout, grace)
+        return job
+    template["spec"]["containers"][0]["resources"] = RunnerSettings().default_resources()
+    template["spec"]["automountServiceAccountToken"] = style == "token"
     return job
 
 
+def _hardened_pod_spec(layout: Layout, grace: int) -> dict:
+    """The operator's runner pod for a stand-in execution, with the comparable program for the runner and the
+    namespace's default ServiceAccount for the runner's own (a Job's pod has no execution to name)."""
+    stand_in = Execution.model_validate({
+        "apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "stand-in", "namespace": "bench", "uid": "0"},
+        "spec": {"workflow": LONGRUN, "gracePeriodSeconds": grace}})
+    spec = runner_pod(stand_in, RunnerSettings())["spec"]
+    del spec["serviceAccountName"]
+    spec["restartPolicy"] = "Never"
+    container = spec["containers"][0]
+    comparable = python_container(choice.of(layout), COMPARABLE_PROGRAM)
+    container["command"], container["image"] = comparable["command"], comparable["image"]
+    if "imagePullPolicy" in comparable:
+        container["imagePullPolicy"] = comparable["imagePullPolicy"]
+    return spec
+
+
 def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int, stages: list,
-          token: bool = False) -> float:
-    batch, label = client.BatchV1Api(api), f"jobs{'-token' if token else ''}-{r}"
+          kind: str = "jobs") -> float:
+    batch, label = client.BatchV1Api(api), f"{kind.replace('_', '-')}-{r}"
     pods = PodBook(api, ns, f"bench={label}")
     try:
         t0 = time.monotonic()
         parallel(lambda i: batch.create_namespaced_job(
-            ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, token)), range(n))
+            ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, JOB_STYLES[kind])), range(n))
         took = pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
         stages.append(_stages(pods, t0))
         return took
@@ -85,7 +114,8 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
     core = client.CoreV1Api(api)
     n, grace = args.starts_n, args.grace
     source = "KWOK node" if args.starts_kwok else f"{choice.of(layout).kind} node"
-    kinds = ["executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else [])]
+    kinds = ["executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else []),
+             *(["jobs_hardened"] if args.starts_jobs_hardened else [])]
     # Per side: each round's time, and where it went (create -> last pod made, create -> last pod Running).
     out: dict = {"source": source, "n": n, **{f"{kind}{what}": [] for kind in kinds for what in ("_s", "_stages_s")}}
     with kwok.beside(layout, api) if args.starts_kwok else contextlib.nullcontext(), \
@@ -100,14 +130,14 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
                         times.append(_executions(api, book, ns, n, grace, r, stages))
                         _delete_all_executions(layout, ns, book)
                     else:
-                        times.append(_jobs(layout, api, ns, n, grace, r, stages, token=kind == "jobs_token"))
+                        times.append(_jobs(layout, api, ns, n, grace, r, stages, kind))
                         kubectl(layout, "delete", "jobs", "--all", "-n", ns, "--wait=false", "--cascade=background")
                     _wait_no_pods(core, ns, grace + 300)
                 (ex_made, ex_pods), (job_made, _) = out["executions_stages_s"][-1], out["jobs_stages_s"][-1]
                 log(f"  [{r}/{args.starts_rounds}] {n} executions all Running {out['executions_s'][-1]:.2f}s "
                     f"(pods made {ex_made:.2f}s, Running {ex_pods:.2f}s), {n} Jobs' pods all Running "
                     f"{out['jobs_s'][-1]:.2f}s (made {job_made:.2f}s)"
-                    + (f", with a token {out['jobs_token_s'][-1]:.2f}s" if args.starts_jobs_token else ""))
+                    + "".join(f", {kind} {out[f'{kind}_s'][-1]:.2f}s" for kind in kinds[2:]))
         finally:
             book.stop()
     for kind in kinds:

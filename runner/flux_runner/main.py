@@ -128,8 +128,10 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
                         durable_after: float = DEFAULT_DURABLE_AFTER) -> Ending:
     execution = await api.get()
     uid = (execution.get("metadata") or {}).get("uid")
-    progress, again = await look_for_progress(api, uid)
-    # None yet: the operator makes one once this runner checkpoints, and the journal looks for it then.
+    # The operator makes the ExecutionProgress only once a checkpoint of this runner's reached the Execution:
+    # without one there, a first start asks for nothing more (the journal looks for it once it has written).
+    started = (execution.get("status") or {}).get("checkpoint") is not None
+    progress, again = await look_for_progress(api, uid) if started else (None, True)
     look_for = uid if again else None
     try:
         previous = recorded_checkpoint(execution, progress)

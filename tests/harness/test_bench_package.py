@@ -111,6 +111,41 @@ def test_the_starts_row_is_the_ratio_of_medians_against_jobs() -> None:
     assert slow["met"] is False
 
 
+def test_the_jobs_with_more_on_their_pods_are_diagnosis_rows_beside_the_starts_row() -> None:
+    from bench.report import figures
+    starts = {"source": "real node", "n": 40, "executions_s": [11.0] * 20, "jobs_s": [10.0] * 20,
+              "executions_p50": 11.0, "executions_p95": 12.0, "jobs_p50": 10.0, "jobs_p95": 10.5,
+              "jobs_hardened_s": [10.5] * 20, "jobs_hardened_p50": 10.5, "jobs_hardened_p95": 11.0}
+    [row, hardened] = figures({"parts": {"starts": starts}})
+    assert row["ratio"] == "1.10x" and "runner pod" in hardened["figure"]
+    assert (hardened["ratio"], hardened["target"], hardened["met"]) == ("1.05x", "-", None), "not a target's row"
+
+
+def test_the_hardened_jobs_pod_is_the_runner_pod_but_for_its_program_and_identity(monkeypatch) -> None:
+    from bench import starts
+    from flux_api import Execution
+    from flux_operator import builders
+    from localcluster.nodes import choice
+
+    class RealNode:
+        kind, python_image = "real", "localhost/flux-runner:dev"
+
+    monkeypatch.setattr(choice, "of", lambda layout: RealNode())
+    job = starts._comparable_job(None, "j", 30, "jobs-hardened-1", "hardened")
+    pod = job["spec"]["template"]["spec"]
+    ex = Execution.model_validate({"apiVersion": "workflows.flux.dev/v1alpha1", "kind": "Execution",
+                                   "metadata": {"name": "stand-in", "namespace": "bench", "uid": "0"},
+                                   "spec": {"workflow": starts.LONGRUN, "gracePeriodSeconds": 30}})
+    runner = builders.runner_pod(ex, builders.RunnerSettings())["spec"]
+    assert pod["containers"][0]["command"][:2] == ["python3", "-c"] and "serviceAccountName" not in pod
+    for key in ("securityContext", "volumes", "enableServiceLinks", "terminationGracePeriodSeconds"):
+        assert pod[key] == runner[key], key
+    for key in ("securityContext", "volumeMounts", "env", "resources"):
+        assert pod["containers"][0][key] == runner["containers"][0][key], key
+    bare = starts._comparable_job(None, "j", 30, "jobs-1", "bare")["spec"]["template"]["spec"]
+    assert bare["automountServiceAccountToken"] is False and "volumes" not in bare
+
+
 def test_the_queues_rows_are_the_hand_over_ratio_idle_requests_per_queued_one_and_the_drain_order() -> None:
     from bench.report import figures
     queues = {"source": "KWOK node", "n": 1000, "max": 10, "handover_s": [0.2] * 20, "start_s": [0.1] * 20,
