@@ -97,6 +97,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--starts-jobs-hardened", action="store_true",
                    help="the starts part also times Jobs whose pod is the operator's runner pod (token, seccomp, "
                         "read-only root, /tmp emptyDir) running the comparable program")
+    p.add_argument("--starts-cpu", action="store_true",
+                   help="the starts part also records each window's CPU seconds by kind of process "
+                        "(bench/cpuwindow.py)")
     p.add_argument("--starts-kwok", action="store_true",
                    help="the starts part on a KWOK node beside the process node (pods Running without a process)")
     p.add_argument("--busy-load", choices=("runners", "generator"), default="generator",
@@ -106,7 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--traffic-before", default=None, metavar="REV",
                    help="also measure the operator of this commit in the traffic part, rounds interleaved")
     p.add_argument("--operator-from", default=None, metavar="REV",
-                   help="run every part with the operator of this commit (a git archive of it), e.g. to compare a change")
+                   help="run every part with the operator of this commit (a git archive of it), e.g. to compare a "
+                        "change")
     p.add_argument("--operator-args", default="",
                    help="extra flags for every operator started, e.g. '--qps 0' (a diagnosis, not the figures)")
     args = p.parse_args(argv)

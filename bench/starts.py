@@ -3,13 +3,15 @@
 Each round creates `--starts-n` (50) executions at once and times create -> all Running (a watch on their
 phase); then, once they and their pods are gone, the same number of Jobs, each one pod running the
 comparable program and asking for a runner pod's resources, create -> all pods Running. `--starts-rounds`
-(10) rounds, interleaved, executions first in odd rounds and Jobs first in even ones, so neither always meets a cluster just cleaned up. One
-operator for the whole part. A runner pod asks for 50m of CPU: a 2-core real node fits 40 (`--starts-n 40`).
+(10) rounds, interleaved, executions first in odd rounds and Jobs first in even ones, so neither always meets
+a cluster just cleaned up. One operator for the whole part. A runner pod asks for 50m of CPU: a 2-core real
+node fits 40 (`--starts-n 40`).
 Each round also records, per side, create -> the last pod made and -> the last pod Running (`*_stages_s`):
 where a gap lies, in the making of pods or on the node. `--starts-jobs-token` adds Jobs whose pods mount a
 ServiceAccount token, as a Job's do by default and a runner's must; `--starts-jobs-hardened` adds Jobs whose pod
 is the operator's own runner pod (its token, seccomp profile, read-only root, dropped capabilities, `/tmp`
 emptyDir and downward-API env) running the comparable program: what the node pays for the runner pod's shape.
+`--starts-cpu` records, per round and side, the CPU each kind of process used from create to all Running.
 
     .venv/bin/python -m bench.run --parts starts
     FLUX_NODE=real FLUX_BENCH_DIR=.cluster-bench-real .venv/bin/python -m bench.run --parts starts
@@ -35,6 +37,7 @@ from bench.benchkit import bench_namespace, create_executions, execution, kubect
     running_operator
 from bench.books import PhaseBook, PodBook
 from bench.cancel_latency import python_container
+from bench.cpuwindow import Snapshot, used_between
 from bench.process_parts import (COMPARABLE_PROGRAM, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _job,
                                  _wait_no_pods)
 
@@ -45,13 +48,15 @@ def _stages(pods: PodBook, t0: float) -> tuple[float, float]:
 
 
 def _executions(api: client.ApiClient, book: PhaseBook, ns: str, n: int, grace: int, r: int,
-                stages: list) -> float:
+                stages: list, cpu: list | None) -> float:
     custom, names = client.CustomObjectsApi(api), [f"start-{r}-{i:03d}" for i in range(n)]
     pods = PodBook(api, ns, EXECUTION_LABEL)
     try:
-        t0 = time.monotonic()
+        before, t0 = Snapshot.take() if cpu is not None else None, time.monotonic()
         create_executions(custom, ns, [execution(x, LONGRUN, ONE_LONG_STEP, grace) for x in names])
         took = book.wait_count(["Running"], n, 900, f"{n} executions Running", names=names) - t0
+        if before is not None and cpu is not None:
+            cpu.append(used_between(before, Snapshot.take()))
         pods.wait(lambda b: b.running() >= n, 60, f"{n} runner pods Running")  # seen before the phase, or just after
         stages.append(_stages(pods, t0))
         return took
@@ -96,14 +101,16 @@ def _hardened_pod_spec(layout: Layout, grace: int) -> dict:
 
 
 def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int, stages: list,
-          kind: str = "jobs") -> float:
+          kind: str, cpu: list | None) -> float:
     batch, label = client.BatchV1Api(api), f"{kind.replace('_', '-')}-{r}"
     pods = PodBook(api, ns, f"bench={label}")
     try:
-        t0 = time.monotonic()
+        before, t0 = Snapshot.take() if cpu is not None else None, time.monotonic()
         parallel(lambda i: batch.create_namespaced_job(
             ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, JOB_STYLES[kind])), range(n))
         took = pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
+        if before is not None and cpu is not None:
+            cpu.append(used_between(before, Snapshot.take()))
         stages.append(_stages(pods, t0))
         return took
     finally:
@@ -117,7 +124,9 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
     kinds = ["executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else []),
              *(["jobs_hardened"] if args.starts_jobs_hardened else [])]
     # Per side: each round's time, and where it went (create -> last pod made, create -> last pod Running).
-    out: dict = {"source": source, "n": n, **{f"{kind}{what}": [] for kind in kinds for what in ("_s", "_stages_s")}}
+    # With --starts-cpu, also each window's CPU seconds by kind of process (cpuwindow.py).
+    what = ("_s", "_stages_s", *(["_cpu"] if args.starts_cpu else []))
+    out: dict = {"source": source, "n": n, **{f"{kind}{w}": [] for kind in kinds for w in what}}
     with kwok.beside(layout, api) if args.starts_kwok else contextlib.nullcontext(), \
             bench_namespace(core, "starts") as ns, running_operator(layout, [ns], f"starts-{ns}") as op:
         log(f"starts: namespace {ns}, operator log {op.log_path}")
@@ -125,12 +134,12 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
         try:
             for r in range(1, args.starts_rounds + 1):
                 for kind in kinds if r % 2 else kinds[::-1]:
-                    times, stages = out[f"{kind}_s"], out[f"{kind}_stages_s"]
+                    times, stages, cpu = out[f"{kind}_s"], out[f"{kind}_stages_s"], out.get(f"{kind}_cpu")
                     if kind == "executions":
-                        times.append(_executions(api, book, ns, n, grace, r, stages))
+                        times.append(_executions(api, book, ns, n, grace, r, stages, cpu))
                         _delete_all_executions(layout, ns, book)
                     else:
-                        times.append(_jobs(layout, api, ns, n, grace, r, stages, kind))
+                        times.append(_jobs(layout, api, ns, n, grace, r, stages, kind, cpu))
                         kubectl(layout, "delete", "jobs", "--all", "-n", ns, "--wait=false", "--cascade=background")
                     _wait_no_pods(core, ns, grace + 300)
                 (ex_made, ex_pods), (job_made, _) = out["executions_stages_s"][-1], out["jobs_stages_s"][-1]

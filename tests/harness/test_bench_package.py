@@ -15,8 +15,8 @@ from localcluster.layout import Layout, Ports
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = ["benchkit", "books", "busy", "cancel_latency", "cascade", "cluster_startup", "fairness", "observe", "padded_memory",
-           "process_parts", "proxy", "report", "run", "scale", "starts", "steps", "traffic"]
+MODULES = ["benchkit", "books", "busy", "cancel_latency", "cascade", "cluster_startup", "cpuwindow", "fairness",
+           "observe", "padded_memory", "process_parts", "proxy", "report", "run", "scale", "starts", "steps", "traffic"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -144,6 +144,23 @@ def test_the_hardened_jobs_pod_is_the_runner_pod_but_for_its_program_and_identit
         assert pod["containers"][0][key] == runner["containers"][0][key], key
     bare = starts._comparable_job(None, "j", 30, "jobs-1", "bare")["spec"]["template"]["spec"]
     assert bare["automountServiceAccountToken"] is False and "volumes" not in bare
+
+
+def test_a_windows_cpu_is_told_by_kind_of_process() -> None:
+    from bench.cpuwindow import CLOCK_TICKS, Snapshot, kind_of, used_between
+    assert kind_of("/usr/local/bin/python3 /usr/local/bin/flux-runner") == "runner"
+    assert kind_of("python3 -c import flux_runner.main\nimport signal") == "comparable"
+    assert kind_of(".venv-operator/bin/python .venv-operator/bin/flux-operator --runner-image x/flux-runner") == \
+        "operator"
+    assert kind_of("/c/bin/kube-apiserver --kubelet-client-key=k --etcd-servers=e") == "kube-apiserver"
+    assert kind_of("/c/bin/containerd-shim-runc-v2 -namespace k8s.io") == "containerd-shim"
+    assert kind_of("/usr/bin/sshd") == "other"
+    t = CLOCK_TICKS
+    before = Snapshot(used={("10", 1): 5 * t, ("11", 2): t, ("12", 3): t},
+                      kinds={("10", 1): "kubelet", ("11", 2): "runner", ("12", 3): "etcd"})
+    after = Snapshot(used={("10", 1): 7 * t, ("11", 9): 3 * t, ("13", 4): t},  # 11 is a new process of that pid
+                     kinds={("10", 1): "kubelet", ("11", 9): "runner", ("13", 4): "runner"})
+    assert used_between(before, after) == {"runner": 4.0, "kubelet": 2.0}, "a pid used again is a new process"
 
 
 def test_the_queues_rows_are_the_hand_over_ratio_idle_requests_per_queued_one_and_the_drain_order() -> None:
