@@ -27,6 +27,8 @@ _PYTHON_KINDS = (
 
 
 def kind_of(cmdline: str) -> str:
+    if not cmdline:
+        return "kernel"  # a kernel thread (kworker, ksoftirqd, ...): the kernel's own work, such as a pod's teardown
     program = Path(cmdline.split(" ", 1)[0]).name
     if program in BINARIES:
         return program
