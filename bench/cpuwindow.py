@@ -3,7 +3,8 @@
 Two snapshots of /proc, at the window's start and end. A process's share is its own CPU plus that of the
 children it reaped (`cutime`, `cstime`), so the short-lived ones (runc, its init) count towards whoever
 waited for them: containerd's shims. One alive at both ends counts its difference; one born in between
-counts all it used. One that ended in between is not seen, but its parent's reaped time holds it. Every
+counts all it used. One that ended in between is not seen, but its parent's reaped time holds it, unless that
+parent is PID 1, which reaps orphans whose CPU was mostly spent before the window (left out). Every
 process of the local cluster, its node's containers included, runs on this machine, so this sees them all.
 """
 
@@ -17,7 +18,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
 
 # The cluster's own binaries, by the name they were started as; then Python processes, by what they run.
-BINARIES = ("kube-apiserver", "etcd", "kubelet", "containerd", "kube-controller-manager", "kube-scheduler", "runc")
+BINARIES = ("kube-apiserver", "etcd", "kubelet", "containerd", "kube-controller-manager", "kube-scheduler", "runc",
+            "pause")
 _PYTHON_KINDS = (
     ("bench", "bench.run"),
     ("operator", "flux-operator"),
@@ -57,6 +59,8 @@ def _ticks(pid: str) -> tuple[int, int] | None:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # after the command's name, which may hold spaces
     utime, stime, cutime, cstime, start = (int(fields[i]) for i in (11, 12, 13, 14, 19))
+    if pid == "1":  # init reaps every orphan: their whole lives' CPU, mostly spent before the window
+        return start, utime + stime
     return start, utime + stime + cutime + cstime
 
 

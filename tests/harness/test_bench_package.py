@@ -154,7 +154,7 @@ def test_a_windows_cpu_is_told_by_kind_of_process() -> None:
         "operator"
     assert kind_of("/c/bin/kube-apiserver --kubelet-client-key=k --etcd-servers=e") == "kube-apiserver"
     assert kind_of("/c/bin/containerd-shim-runc-v2 -namespace k8s.io") == "containerd-shim"
-    assert kind_of("/usr/bin/sshd") == "other" and kind_of("") == "kernel"
+    assert kind_of("/usr/bin/sshd") == "other" and kind_of("") == "kernel" and kind_of("/pause") == "pause"
     t = CLOCK_TICKS
     before = Snapshot(used={("10", 1): 5 * t, ("11", 2): t, ("12", 3): t},
                       kinds={("10", 1): "kubelet", ("11", 2): "runner", ("12", 3): "etcd"})
