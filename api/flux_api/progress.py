@@ -51,7 +51,7 @@ def belongs_to(progress: dict[str, Any] | None, uid: str | None) -> bool:
 
 
 def checkpoint_of(progress: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The checkpoint an ExecutionProgress object (as read) holds, if any."""
+    """The checkpoint an ExecutionProgress or an Execution (as read) holds in its status, if any."""
     status = (progress or {}).get("status")
     checkpoint = status.get("checkpoint") if isinstance(status, dict) else None
     return checkpoint if isinstance(checkpoint, dict) else None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, logfields, tracecontext
+from flux_api.progress import checkpoint_of
 
 from flux_runner import __version__, tracing
 from flux_runner.cancel import CancelSwitch
@@ -130,7 +131,7 @@ async def run_execution(api: ExecutionClient, switch: CancelSwitch, poll_interva
     uid = (execution.get("metadata") or {}).get("uid")
     # The operator makes the ExecutionProgress only once a checkpoint of this runner's reached the Execution:
     # without one there, a first start asks for nothing more (the journal looks for it once it has written).
-    started = (execution.get("status") or {}).get("checkpoint") is not None
+    started = checkpoint_of(execution) is not None
     progress, again = await look_for_progress(api, uid) if started else (None, True)
     look_for = uid if again else None
     try:
