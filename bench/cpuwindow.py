@@ -11,6 +11,8 @@ process of the local cluster, its node's containers included, runs on this machi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,3 +95,12 @@ def used_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
             kind = after.kinds[key]
             out[kind] = out.get(kind, 0.0) + spent / CLOCK_TICKS
     return dict(sorted(((k, round(v, 2)) for k, v in out.items()), key=lambda kv: -kv[1]))
+
+
+@contextmanager
+def recorded(into: list[dict[str, float]] | None) -> Iterator[None]:
+    """Appends to `into` the CPU used while the block ran (used_between); with None, records nothing."""
+    before = Snapshot.take() if into is not None else None
+    yield
+    if into is not None and before is not None:
+        into.append(used_between(before, Snapshot.take()))

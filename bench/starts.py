@@ -37,7 +37,7 @@ from bench.benchkit import bench_namespace, create_executions, execution, kubect
     running_operator
 from bench.books import PhaseBook, PodBook
 from bench.cancel_latency import python_container
-from bench.cpuwindow import Snapshot, used_between
+from bench.cpuwindow import recorded
 from bench.process_parts import (COMPARABLE_PROGRAM, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _job,
                                  _wait_no_pods)
 
@@ -52,11 +52,10 @@ def _executions(api: client.ApiClient, book: PhaseBook, ns: str, n: int, grace: 
     custom, names = client.CustomObjectsApi(api), [f"start-{r}-{i:03d}" for i in range(n)]
     pods = PodBook(api, ns, EXECUTION_LABEL)
     try:
-        before, t0 = Snapshot.take() if cpu is not None else None, time.monotonic()
-        create_executions(custom, ns, [execution(x, LONGRUN, ONE_LONG_STEP, grace) for x in names])
-        took = book.wait_count(["Running"], n, 900, f"{n} executions Running", names=names) - t0
-        if before is not None and cpu is not None:
-            cpu.append(used_between(before, Snapshot.take()))
+        with recorded(cpu):
+            t0 = time.monotonic()
+            create_executions(custom, ns, [execution(x, LONGRUN, ONE_LONG_STEP, grace) for x in names])
+            took = book.wait_count(["Running"], n, 900, f"{n} executions Running", names=names) - t0
         pods.wait(lambda b: b.running() >= n, 60, f"{n} runner pods Running")  # seen before the phase, or just after
         stages.append(_stages(pods, t0))
         return took
@@ -105,12 +104,11 @@ def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r:
     batch, label = client.BatchV1Api(api), f"{kind.replace('_', '-')}-{r}"
     pods = PodBook(api, ns, f"bench={label}")
     try:
-        before, t0 = Snapshot.take() if cpu is not None else None, time.monotonic()
-        parallel(lambda i: batch.create_namespaced_job(
-            ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, JOB_STYLES[kind])), range(n))
-        took = pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
-        if before is not None and cpu is not None:
-            cpu.append(used_between(before, Snapshot.take()))
+        with recorded(cpu):
+            t0 = time.monotonic()
+            parallel(lambda i: batch.create_namespaced_job(
+                ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, JOB_STYLES[kind])), range(n))
+            took = pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
         stages.append(_stages(pods, t0))
         return took
     finally:

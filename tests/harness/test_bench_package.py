@@ -147,7 +147,7 @@ def test_the_hardened_jobs_pod_is_the_runner_pod_but_for_its_program_and_identit
 
 
 def test_a_windows_cpu_is_told_by_kind_of_process() -> None:
-    from bench.cpuwindow import CLOCK_TICKS, Snapshot, kind_of, used_between
+    from bench.cpuwindow import CLOCK_TICKS, Snapshot, kind_of, recorded, used_between
     assert kind_of("/usr/local/bin/python3 /usr/local/bin/flux-runner") == "runner"
     assert kind_of("python3 -c import flux_runner.main\nimport signal") == "comparable"
     assert kind_of(".venv-operator/bin/python .venv-operator/bin/flux-operator --runner-image x/flux-runner") == \
@@ -161,6 +161,12 @@ def test_a_windows_cpu_is_told_by_kind_of_process() -> None:
     after = Snapshot(used={("10", 1): 7 * t, ("11", 9): 3 * t, ("13", 4): t},  # 11 is a new process of that pid
                      kinds={("10", 1): "kubelet", ("11", 9): "runner", ("13", 4): "runner"})
     assert used_between(before, after) == {"runner": 4.0, "kubelet": 2.0}, "a pid used again is a new process"
+    windows: list = []
+    with recorded(windows):
+        sum(i * i for i in range(10))
+    with recorded(None):
+        pass
+    assert len(windows) == 1 and isinstance(windows[0], dict), "one window recorded, none without a list"
 
 
 def test_the_queues_rows_are_the_hand_over_ratio_idle_requests_per_queued_one_and_the_drain_order() -> None:
