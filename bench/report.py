@@ -7,6 +7,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from bench.report_starts import cpu_table, starts_rows
+
 
 def _ms(x: float) -> str:
     return f"{x:.0f} ms" if x >= 100 else f"{x:.1f} ms"
@@ -133,19 +135,7 @@ def figures(results: dict) -> list[dict]:
                              f"{r:.2f}x", "<= 2x", r <= 2.0, note=str(t.get("bulk_cancel_outcomes", ""))))
     st = parts.get("starts")
     if st and st.get("executions_s"):
-        r = st["executions_p50"] / st["jobs_p50"]
-        rows.append(_row(f"start: {st['n']} executions at once, all Running, median of {len(st['executions_s'])}",
-                         st["source"], f"{_s(st['executions_p50'])} (p95 {_s(st['executions_p95'])})",
-                         f"{st['n']} Jobs at once, all pods Running: {_s(st['jobs_p50'])} (p95 {_s(st['jobs_p95'])})",
-                         f"{r:.2f}x", "<= 1.1x", r <= 1.1))
-        for kind, what in (("jobs_token", "Jobs whose pods mount a token"),
-                           ("jobs_hardened", "Jobs whose pod is the runner pod (token, seccomp, read-only root)")):
-            if st.get(f"{kind}_s"):
-                r = st["executions_p50"] / st[f"{kind}_p50"]
-                rows.append(_row(f"start: {st['n']} executions at once against {what}, median of "
-                                 f"{len(st[f'{kind}_s'])} (a diagnosis)", st["source"], _s(st["executions_p50"]),
-                                 f"{st['n']} such Jobs, all pods Running: {_s(st[f'{kind}_p50'])} "
-                                 f"(p95 {_s(st[f'{kind}_p95'])})", f"{r:.2f}x", "-", None))
+        rows.extend(starts_rows(st))
     k = parts.get("cascade")
     if k and k.get("tree_s"):
         rows.append(_cascade_row(k))
@@ -324,6 +314,10 @@ def readme_table(paths: list[str]) -> str:
             met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
             lines.append(f"| {r['figure']} | {r['source'].split(' (')[0]} | {r['measured']} | {r['baseline']} | "
                          f"{r['ratio']} | {r['target']} | {met} | {where} |")
+    for path in paths:
+        table = cpu_table(json.loads(Path(path).read_text()).get("parts", {}).get("starts") or {})
+        if table:
+            lines += ["", f"CPU of a window (create -> all Running), medians, `{Path(path).stem}`:", "", table]
     return "\n".join(lines)
 
 

@@ -85,6 +85,16 @@ _NUMBERS = (
 )
 
 
+def _settings(text: str) -> list[str]:
+    from bench.starts import SHAPE_SETTINGS
+    named = [s for s in text.split(",") if s]
+    unknown = [s for s in named if s not in SHAPE_SETTINGS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"not a runner pod setting: {', '.join(unknown)} "
+                                         f"(one of {', '.join(SHAPE_SETTINGS)})")
+    return named
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", default=",".join(ALL_PARTS), help=f"comma-separated, of {', '.join(ALL_PARTS)}")
@@ -97,6 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--starts-jobs-hardened", action="store_true",
                    help="the starts part also times Jobs whose pod is the operator's runner pod (token, seccomp, "
                         "read-only root, /tmp emptyDir) running the comparable program")
+    p.add_argument("--starts-jobs-without", type=_settings, default=[], metavar="SETTING,...",
+                   help="the starts part also times, per setting named (token, seccomp, rootfs, tmp, caps), Jobs "
+                        "whose pod is the runner pod without that setting: what each costs the node")
     p.add_argument("--starts-cpu", action="store_true",
                    help="the starts part also records each window's CPU seconds by kind of process "
                         "(bench/cpuwindow.py)")

@@ -3,14 +3,16 @@
 Each round creates `--starts-n` (50) executions at once and times create -> all Running (a watch on their
 phase); then, once they and their pods are gone, the same number of Jobs, each one pod running the
 comparable program and asking for a runner pod's resources, create -> all pods Running. `--starts-rounds`
-(10) rounds, interleaved, executions first in odd rounds and Jobs first in even ones, so neither always meets
-a cluster just cleaned up. One operator for the whole part. A runner pod asks for 50m of CPU: a 2-core real
-node fits 40 (`--starts-n 40`).
+(10) rounds, interleaved: the sides' order rotates by one each round (`side_order`), so none always meets a
+cluster just cleaned up or always runs in the middle. One operator for the whole part. A runner pod asks for
+50m of CPU: a 2-core real node fits 40 (`--starts-n 40`).
 Each round also records, per side, create -> the last pod made and -> the last pod Running (`*_stages_s`):
 where a gap lies, in the making of pods or on the node. `--starts-jobs-token` adds Jobs whose pods mount a
 ServiceAccount token, as a Job's do by default and a runner's must; `--starts-jobs-hardened` adds Jobs whose pod
 is the operator's own runner pod (its token, seccomp profile, read-only root, dropped capabilities, `/tmp`
 emptyDir and downward-API env) running the comparable program: what the node pays for the runner pod's shape.
+`--starts-jobs-without token,seccomp,...` adds, per setting named, Jobs whose pod is that hardened pod without
+it: what each setting costs apart.
 `--starts-cpu` records, per round and side, the CPU each kind of process used from create to all Running.
 
     .venv/bin/python -m bench.run --parts starts
@@ -65,6 +67,8 @@ def _executions(api: client.ApiClient, book: PhaseBook, ns: str, n: int, grace: 
 
 # The Jobs' sides: what their pods carry beside the comparable program.
 JOB_STYLES = {"jobs": "bare", "jobs_token": "token", "jobs_hardened": "hardened"}
+# The runner pod's settings that `--starts-jobs-without` can leave out of the hardened pod, one per side.
+SHAPE_SETTINGS = ("token", "seccomp", "rootfs", "tmp", "caps")
 
 
 def _comparable_job(layout: Layout, name: str, grace: int, label: str, style: str) -> dict:
@@ -74,8 +78,10 @@ def _comparable_job(layout: Layout, name: str, grace: int, label: str, style: st
     per pod); or is the runner pod the operator makes, with the comparable program in it ("hardened")."""
     job = _job(name, grace, COMPARABLE_PROGRAM, {"bench": label}, choice.of(layout))
     template = job["spec"]["template"]
-    if style == "hardened":
+    if style == "hardened" or style.startswith("without-"):
         template["spec"] = _hardened_pod_spec(layout, grace)
+        if style != "hardened":
+            _leave_out(template["spec"], style.removeprefix("without-"))
         return job
     template["spec"]["containers"][0]["resources"] = RunnerSettings().default_resources()
     template["spec"]["automountServiceAccountToken"] = style == "token"
@@ -99,6 +105,32 @@ def _hardened_pod_spec(layout: Layout, grace: int) -> dict:
     return spec
 
 
+def _leave_out(spec: dict, setting: str) -> None:
+    """The hardened pod without one of its settings: what that one setting costs the node."""
+    container = spec["containers"][0]
+    if setting == "token":
+        spec["automountServiceAccountToken"] = False
+    elif setting == "seccomp":
+        del spec["securityContext"]["seccompProfile"]
+    elif setting == "rootfs":
+        container["securityContext"]["readOnlyRootFilesystem"] = False
+    elif setting == "tmp":
+        spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "tmp"]
+        container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "tmp"]
+    elif setting == "caps":
+        for field in ("capabilities", "allowPrivilegeEscalation"):
+            del container["securityContext"][field]
+    else:
+        raise ValueError(f"not a runner pod setting: {setting!r} (one of {', '.join(SHAPE_SETTINGS)})")
+
+
+def side_order(kinds: list[str], r: int) -> list[str]:
+    """Round r's order: the sides rotated by one a round, so over len(kinds) rounds each side takes each place
+    once and none always follows the same one or always meets a cluster just cleaned up."""
+    shift = (r - 1) % len(kinds)
+    return kinds[shift:] + kinds[:shift]
+
+
 def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int, stages: list,
           kind: str, cpu: list | None) -> float:
     batch, label = client.BatchV1Api(api), f"{kind.replace('_', '-')}-{r}"
@@ -107,7 +139,7 @@ def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r:
         with recorded(cpu):
             t0 = time.monotonic()
             parallel(lambda i: batch.create_namespaced_job(
-                ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, JOB_STYLES[kind])), range(n))
+                ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, _style(kind))), range(n))
             took = pods.wait(lambda b: b.running() >= n, 900, f"{n} job pods Running") - t0
         stages.append(_stages(pods, t0))
         return took
@@ -115,12 +147,17 @@ def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r:
         pods.stop()
 
 
+def _style(kind: str) -> str:
+    return JOB_STYLES.get(kind) or kind.replace("jobs_without_", "without-")
+
+
 def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
     core = client.CoreV1Api(api)
     n, grace = args.starts_n, args.grace
     source = "KWOK node" if args.starts_kwok else f"{choice.of(layout).kind} node"
     kinds = ["executions", "jobs", *(["jobs_token"] if args.starts_jobs_token else []),
-             *(["jobs_hardened"] if args.starts_jobs_hardened else [])]
+             *(["jobs_hardened"] if args.starts_jobs_hardened else []),
+             *(f"jobs_without_{setting}" for setting in args.starts_jobs_without)]
     # Per side: each round's time, and where it went (create -> last pod made, create -> last pod Running).
     # With --starts-cpu, also each window's CPU seconds by kind of process (cpuwindow.py).
     what = ("_s", "_stages_s", *(["_cpu"] if args.starts_cpu else []))
@@ -131,7 +168,7 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
         book = PhaseBook(api, ns)
         try:
             for r in range(1, args.starts_rounds + 1):
-                for kind in kinds if r % 2 else kinds[::-1]:
+                for kind in side_order(kinds, r):
                     times, stages, cpu = out[f"{kind}_s"], out[f"{kind}_stages_s"], out.get(f"{kind}_cpu")
                     if kind == "executions":
                         times.append(_executions(api, book, ns, n, grace, r, stages, cpu))
