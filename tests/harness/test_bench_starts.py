@@ -84,3 +84,21 @@ def test_the_cpu_table_puts_the_runner_and_the_comparable_program_in_one_row_and
     assert lines[3] == "| kubelet | 2.00 s | 0.00 s |"
     assert lines[-1] == "| every kind but other | 9.00 s | 5.00 s |"
     assert cpu_table({"executions_s": [1.0]}) == ""
+
+
+def test_the_kubelets_pod_starts_are_told_by_side_from_its_log_lines() -> None:
+    from bench.kubelet_starts import pod_starts, side_of, summary
+    line = ('I1205 22:11:18.076981 24065 pod_startup_latency_tracker.go:108] "Observed pod startup duration" '
+            'pod="{ns}/{pod}" podStartSLOduration={s} podStartE2EDuration="{s}s"')
+    lines = [line.format(ns="starts-1", pod="start-1-016-runner", s="5.5"),
+             line.format(ns="starts-1", pod="jobs-without-seccomp-3-001-x7k2q", s="4.25"),
+             line.format(ns="starts-1", pod="jobs-2-039-abcde", s="4.0"),
+             line.format(ns="starts-1", pod="jobs-2-038-abcdf", s="6.0"),
+             line.format(ns="other", pod="jobs-2-001-zzzzz", s="99"),
+             line.format(ns="starts-1", pod="coredns-5d8f", s="1.0"),
+             "I1205 22:11:18 something else"]
+    pods = pod_starts(lines, "starts-1")
+    assert [(p["side"], p["podStartSLOduration_s"]) for p in pods] == [
+        ("executions", 5.5), ("jobs_without_seccomp", 4.25), ("jobs", 4.0), ("jobs", 6.0)]
+    assert summary(pods)["jobs"] == {"n": 2, "p50": 5.0, "p95": 6.0}
+    assert side_of("jobs-hardened-12-000-q9w8e") == "jobs_hardened" and side_of("kube-proxy") is None
