@@ -116,7 +116,7 @@ dashboards: venv
 bench: venv operator-venv binaries
 	@hack/build-binaries.sh --with-kwok >/dev/null
 	$(PY) -m bench.run
-	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) -m bench.run --parts cancel,starts,cascade --starts-n 40 --starts-rounds 20 --starts-jobs-hardened --starts-cpu
+	FLUX_NODE=real FLUX_BENCH_DIR=$(CURDIR)/.cluster-bench-real $(PY) -m bench.run --parts cancel,starts,cascade --starts-n 40 --starts-rounds 20 --starts-jobs-hardened --starts-cpu --starts-requests
 	$(PY) -m bench.run --parts starts --starts-kwok --starts-n 1000 --starts-rounds 3
 
 bench-scale: venv operator-venv binaries

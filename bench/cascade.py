@@ -63,7 +63,8 @@ def api_requests(metrics: str) -> Counter[str]:
     return counts
 
 
-def _requests_now(layout: Layout) -> Counter[str]:
+def requests_served(layout: Layout) -> Counter[str]:
+    """What the API server has served since it started, by verb and resource (its /metrics)."""
     return api_requests(kubectl(layout, "get", "--raw", "/metrics").stdout)
 
 
@@ -88,12 +89,12 @@ def run_cascade(layout: Layout, api: client.ApiClient, args) -> dict:
                                 names=names)
                 _wait_pod_logs(core, ns, [runner_pod_name_for(x, 0) for x in names], RUNNING_MARK, 300)
                 time.sleep(2)
-                before = _requests_now(layout)
+                before = requests_served(layout)
                 t0 = time.monotonic()
                 patch_cancel(custom, ns, root)
                 done = book.wait_count(["Cancelled"], len(names), grace + 600, f"{root} all Cancelled", names=names)
                 out["tree_s"].append(done - t0)
-                served = +(_requests_now(layout) - before)  # every client's, from the PATCH to a moment after
+                served = +(requests_served(layout) - before)  # every client's, from the PATCH to a moment after
                 out.setdefault("requests", []).append(dict(served.most_common()))
                 out["outcomes"].append(_outcomes(book, names))
                 out.setdefault("levels", []).append(_levels(book, names, t0))

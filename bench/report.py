@@ -7,7 +7,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench.report_starts import cpu_table, starts_rows
+from bench.report_starts import cpu_table, requests_table, starts_rows
 
 
 def _ms(x: float) -> str:
@@ -315,9 +315,11 @@ def readme_table(paths: list[str]) -> str:
             lines.append(f"| {r['figure']} | {r['source'].split(' (')[0]} | {r['measured']} | {r['baseline']} | "
                          f"{r['ratio']} | {r['target']} | {met} | {where} |")
     for path in paths:
-        table = cpu_table(json.loads(Path(path).read_text()).get("parts", {}).get("starts") or {})
-        if table:
-            lines += ["", f"CPU of a window (create -> all Running), medians, `{Path(path).stem}`:", "", table]
+        st = json.loads(Path(path).read_text()).get("parts", {}).get("starts") or {}
+        for table, what in ((cpu_table(st), "CPU of a window (create -> all Running), medians"),
+                            (requests_table(st), "requests the API server served per start in a window, medians")):
+            if table:
+                lines += ["", f"{what}, `{Path(path).stem}`:", "", table]
     return "\n".join(lines)
 
 

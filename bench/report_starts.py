@@ -84,3 +84,23 @@ def cpu_table(st: dict) -> str:
     lines.append("| every kind but other | " + " | ".join(
         f"{median(k, lambda w: sum(w.values())):.2f} s" for k in sides) + " |")
     return "\n".join(lines)
+
+
+def requests_table(st: dict, least: float = 0.1) -> str:
+    """Median requests per start the API server served in a window, by verb and resource and side: every client's
+    (the bench's creates, operator, runners, kubelet, controllers). Rows under `least` on every side are left out."""
+    sides = [k for k in kinds(st) if st.get(f"{k}_requests")]
+    if not sides:
+        return ""
+    n = st["n"]
+
+    def per_start(kind: str, what: str | None) -> float:
+        return statistics.median((w.get(what, 0) if what else sum(w.values())) for w in st[f"{kind}_requests"]) / n
+
+    whats = sorted({what for k in sides for w in st[f"{k}_requests"] for what in w},
+                   key=lambda what: (-per_start(sides[0], what), what))
+    lines = ["| request (verb resource) | " + " | ".join(sides) + " |", "|---|" + "---|" * len(sides)]
+    lines += [f"| {what} | " + " | ".join(f"{per_start(k, what):.2f}" for k in sides) + " |"
+              for what in whats if max(per_start(k, what) for k in sides) >= least]
+    lines.append("| every request | " + " | ".join(f"{per_start(k, None):.2f}" for k in sides) + " |")
+    return "\n".join(lines)

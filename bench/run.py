@@ -113,6 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--starts-cpu", action="store_true",
                    help="the starts part also records each window's CPU seconds by kind of process "
                         "(bench/cpuwindow.py)")
+    p.add_argument("--starts-requests", action="store_true",
+                   help="the starts part also records the requests the API server served in each window, by verb "
+                        "and resource (its /metrics)")
     p.add_argument("--starts-kwok", action="store_true",
                    help="the starts part on a KWOK node beside the process node (pods Running without a process)")
     p.add_argument("--busy-load", choices=("runners", "generator"), default="generator",

@@ -13,7 +13,8 @@ is the operator's own runner pod (its token, seccomp profile, read-only root, dr
 emptyDir and downward-API env) running the comparable program: what the node pays for the runner pod's shape.
 `--starts-jobs-without token,seccomp,...` adds, per setting named, Jobs whose pod is that hardened pod without
 it: what each setting costs apart.
-`--starts-cpu` records, per round and side, the CPU each kind of process used from create to all Running.
+`--starts-cpu` records, per round and side, the CPU each kind of process used from create to all Running;
+`--starts-requests` the requests the API server served meanwhile, by verb and resource.
 
     .venv/bin/python -m bench.run --parts starts
     FLUX_NODE=real FLUX_BENCH_DIR=.cluster-bench-real .venv/bin/python -m bench.run --parts starts
@@ -39,6 +40,7 @@ from bench.benchkit import bench_namespace, create_executions, execution, kubect
     running_operator
 from bench.books import PhaseBook, PodBook
 from bench.cancel_latency import python_container
+from bench.cascade import requests_served
 from bench.cpuwindow import recorded
 from bench.process_parts import (COMPARABLE_PROGRAM, LONGRUN, ONE_LONG_STEP, _delete_all_executions, _job,
                                  _wait_no_pods)
@@ -49,12 +51,25 @@ def _stages(pods: PodBook, t0: float) -> tuple[float, float]:
     return max(pods.seen_at.values()) - t0, max(pods.running_at.values()) - t0
 
 
-def _executions(api: client.ApiClient, book: PhaseBook, ns: str, n: int, grace: int, r: int,
-                stages: list, cpu: list | None) -> float:
+@contextlib.contextmanager
+def counted(layout: Layout, windows: list | None):
+    """Appends to `windows` (when given) the requests the API server served meanwhile, by verb and resource (every
+    client: the bench's creates, the operator, the runners, the kubelet, the controllers). The two reads of its
+    /metrics fall outside a CPU window recorded inside this one."""
+    if windows is None:
+        yield
+        return
+    before = requests_served(layout)
+    yield
+    windows.append(dict(sorted((requests_served(layout) - before).items())))
+
+
+def _executions(layout: Layout, api: client.ApiClient, book: PhaseBook, ns: str, n: int, grace: int, r: int,
+                stages: list, cpu: list | None, requests: list | None) -> float:
     custom, names = client.CustomObjectsApi(api), [f"start-{r}-{i:03d}" for i in range(n)]
     pods = PodBook(api, ns, EXECUTION_LABEL)
     try:
-        with recorded(cpu):
+        with counted(layout, requests), recorded(cpu):
             t0 = time.monotonic()
             create_executions(custom, ns, [execution(x, LONGRUN, ONE_LONG_STEP, grace) for x in names])
             took = book.wait_count(["Running"], n, 900, f"{n} executions Running", names=names) - t0
@@ -132,11 +147,11 @@ def side_order(kinds: list[str], r: int) -> list[str]:
 
 
 def _jobs(layout: Layout, api: client.ApiClient, ns: str, n: int, grace: int, r: int, stages: list,
-          kind: str, cpu: list | None) -> float:
+          kind: str, cpu: list | None, requests: list | None) -> float:
     batch, label = client.BatchV1Api(api), f"{kind.replace('_', '-')}-{r}"
     pods = PodBook(api, ns, f"bench={label}")
     try:
-        with recorded(cpu):
+        with counted(layout, requests), recorded(cpu):
             t0 = time.monotonic()
             parallel(lambda i: batch.create_namespaced_job(
                 ns, _comparable_job(layout, f"{label}-{i:03d}", grace, label, _style(kind))), range(n))
@@ -160,7 +175,7 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
              *(f"jobs_without_{setting}" for setting in args.starts_jobs_without)]
     # Per side: each round's time, and where it went (create -> last pod made, create -> last pod Running).
     # With --starts-cpu, also each window's CPU seconds by kind of process (cpuwindow.py).
-    what = ("_s", "_stages_s", *(["_cpu"] if args.starts_cpu else []))
+    what = ("_s", "_stages_s", *(["_cpu"] if args.starts_cpu else []), *(["_requests"] if args.starts_requests else []))
     out: dict = {"source": source, "n": n, **{f"{kind}{w}": [] for kind in kinds for w in what}}
     with kwok.beside(layout, api) if args.starts_kwok else contextlib.nullcontext(), \
             bench_namespace(core, "starts") as ns, running_operator(layout, [ns], f"starts-{ns}") as op:
@@ -169,12 +184,13 @@ def run_starts(layout: Layout, api: client.ApiClient, args) -> dict:
         try:
             for r in range(1, args.starts_rounds + 1):
                 for kind in side_order(kinds, r):
-                    times, stages, cpu = out[f"{kind}_s"], out[f"{kind}_stages_s"], out.get(f"{kind}_cpu")
+                    times, stages = out[f"{kind}_s"], out[f"{kind}_stages_s"]
+                    cpu, requests = out.get(f"{kind}_cpu"), out.get(f"{kind}_requests")
                     if kind == "executions":
-                        times.append(_executions(api, book, ns, n, grace, r, stages, cpu))
+                        times.append(_executions(layout, api, book, ns, n, grace, r, stages, cpu, requests))
                         _delete_all_executions(layout, ns, book)
                     else:
-                        times.append(_jobs(layout, api, ns, n, grace, r, stages, kind, cpu))
+                        times.append(_jobs(layout, api, ns, n, grace, r, stages, kind, cpu, requests))
                         kubectl(layout, "delete", "jobs", "--all", "-n", ns, "--wait=false", "--cascade=background")
                     _wait_no_pods(core, ns, grace + 300)
                 (ex_made, ex_pods), (job_made, _) = out["executions_stages_s"][-1], out["jobs_stages_s"][-1]

@@ -102,3 +102,16 @@ def test_the_kubelets_pod_starts_are_told_by_side_from_its_log_lines() -> None:
         ("executions", 5.5), ("jobs_without_seccomp", 4.25), ("jobs", 4.0), ("jobs", 6.0)]
     assert summary(pods)["jobs"] == {"n": 2, "p50": 5.0, "p95": 6.0}
     assert side_of("jobs-hardened-12-000-q9w8e") == "jobs_hardened" and side_of("kube-proxy") is None
+
+
+def test_the_requests_table_is_per_start_by_verb_and_resource_and_leaves_out_the_rare_ones() -> None:
+    from bench.report_starts import requests_table
+    st = {"n": 10, "executions_s": [1.0, 1.0], "jobs_s": [1.0, 1.0],
+          "executions_requests": [{"POST pods": 10, "POST serviceaccounts": 10, "GET nodes": 1},
+                                  {"POST pods": 12, "POST serviceaccounts": 10}],
+          "jobs_requests": [{"POST pods": 10, "POST jobs": 10}, {"POST pods": 10, "POST jobs": 10}]}
+    lines = requests_table(st).splitlines()
+    assert lines[0] == "| request (verb resource) | executions | jobs |"
+    assert lines[2:] == ["| POST pods | 1.10 | 1.00 |", "| POST serviceaccounts | 1.00 | 0.00 |",
+                         "| POST jobs | 0.00 | 1.00 |", "| every request | 2.15 | 2.00 |"]
+    assert requests_table({"n": 1, "executions_s": [1.0]}) == ""
