@@ -100,7 +100,9 @@ def used_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
 @contextmanager
 def recorded(into: list[dict[str, float]] | None) -> Iterator[None]:
     """Appends to `into` the CPU used while the block ran (used_between); with None, records nothing."""
-    before = Snapshot.take() if into is not None else None
+    if into is None:
+        yield
+        return
+    before = Snapshot.take()
     yield
-    if into is not None and before is not None:
-        into.append(used_between(before, Snapshot.take()))
+    into.append(used_between(before, Snapshot.take()))

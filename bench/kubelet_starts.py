@@ -33,8 +33,8 @@ def pod_starts(lines, namespace: str) -> list[dict]:
     out = []
     for line in lines:
         m = _LINE.search(line)
-        if m and m["ns"] == namespace and side_of(m["pod"]):
-            out.append({"pod": m["pod"], "side": side_of(m["pod"]), "podStartSLOduration_s": float(m["seconds"])})
+        if m and m["ns"] == namespace and (side := side_of(m["pod"])):
+            out.append({"pod": m["pod"], "side": side, "podStartSLOduration_s": float(m["seconds"])})
     return out
 
 

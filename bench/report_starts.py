@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import statistics
 
+from bench.rows import row as _row
+from bench.rows import seconds as _s
+
 # The Jobs' sides other than the bare one, as the rows name them.
 _SIDES = {"jobs_token": "Jobs whose pods mount a token",
           "jobs_hardened": "Jobs whose pod is the runner pod (token, seccomp, read-only root)"}
 _WITHOUT = {"token": "its token", "seccomp": "its seccomp profile", "rootfs": "its read-only root",
             "tmp": "its /tmp emptyDir", "caps": "its dropped capabilities and no_new_privs"}
-
-
-def _s(x: float) -> str:
-    return f"{x:.2f} s" if x < 10 else f"{x:.1f} s"
-
-
-def _row(figure: str, source: str, measured: str, baseline: str, ratio: str, target: str, met: bool | None) -> dict:
-    return {"figure": figure, "source": source, "measured": measured, "baseline": baseline, "ratio": ratio,
-            "target": target, "met": met, "note": ""}
 
 
 def kinds(st: dict) -> list[str]:
