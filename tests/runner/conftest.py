@@ -13,3 +13,12 @@ def token(tmp_path: Path) -> Path:
     path = tmp_path / "token"
     path.write_text("token-1\n")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _asyncio_wait_for_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` makes asyncio.wait_for cancel-safe for the process (flux_runner.waitfor); each test gets it back."""
+    import asyncio.tasks
+
+    monkeypatch.setattr(asyncio, "wait_for", asyncio.wait_for)
+    monkeypatch.setattr(asyncio.tasks, "wait_for", asyncio.tasks.wait_for)
