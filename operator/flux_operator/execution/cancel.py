@@ -100,9 +100,10 @@ def request_cancel(ex: Execution, intent: CancelIntent, pod: PodView | None, chi
     if pod is not None:  # also when already terminating: a restarted operator deleted it but did not say so
         _signalled_event(ex, intent, pod.name, plan)
     elif _ran(ex):
-        # It ran and its pod is gone: an operator that died after the delete, before saying so.
+        # It ran and its pod is gone: an operator that died after the delete, before saying so, or a pod that
+        # ended or was deleted by someone else. The Event says what is known, not which.
         plan.event(EventReason.SIGNALLED,
-                   f"runner pod {ex.status.podName} was already gone (signalled before a restart)")
+                   f"runner pod {ex.status.podName} was already gone: nothing left to signal")
     waited = (now - requested_at(ex, intent, now, asked)).total_seconds()
     plan.actions.append(Observe("signal_seconds", intent.source, max(waited, 0.0)))
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
