@@ -47,8 +47,9 @@ CONFIGMAPS = "flux-tenant-configmaps"
 POD_SETTINGS = "flux-tenant-pod-settings"
 TTL = "flux-ttl-needs-delete"
 
-# What decides what runs and with which powers: a change to any of these is checked like a create.
-RUN_FIELDS = ("workflow", "input", "image", "podTemplate")
+# What decides what runs and with which powers: a change to any of these is checked like a create. `seed` too:
+# its results are what the runner returns for steps it then skips.
+RUN_FIELDS = ("workflow", "input", "image", "podTemplate", "seed")
 # Volume types `restricted` admits that still give more than a plain tenant has: they need `create pods`
 # unless the platform lists them.
 ESCALATING_VOLUME_TYPES = tuple(t for t in RESTRICTED_VOLUME_TYPES if t not in FREE_VOLUME_TYPES)
@@ -163,7 +164,12 @@ def _pod_variables() -> list[dict[str, str]]:
             *[f"variables.resources.?{part}.orValue({{}}).transformList(k, q, k in variables.max && "
               "!(isQuantity(string(q)) && quantity(string(q)).compareTo(quantity(string(variables.max[k]))) <= 0), "
               f"variables.path + '.resources.{part}.' + k + ': ' + string(q) + ' is more than ' + "
-              "string(variables.max[k]) + ', the platform maximum')" for part in ("requests", "limits")]])),
+              "string(variables.max[k]) + ', the platform maximum')" for part in ("requests", "limits")],
+            # A limit of 0 is no limit at all (the kubelet sets no cgroup limit for it): never under a maximum.
+            "variables.resources.?limits.orValue({}).transformList(k, q, k in variables.max && "
+            "isQuantity(string(q)) && quantity(string(q)).compareTo(quantity('0')) <= 0, variables.path + "
+            "'.resources.limits.' + k + ': ' + string(q) + ' is no limit at all; at most ' + "
+            "string(variables.max[k]) + ', the platform maximum')"])),
         variable("selector", "variables.template.?nodeSelector.orValue({})"),
         variable("badSelectors", "has(params.spec.allowedNodeSelectors) ? variables.selector.filter(k, !(k in "
                                  "params.spec.allowedNodeSelectors && variables.selector[k] in "

@@ -8,6 +8,9 @@ from decimal import Decimal
 _BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
 _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1), "k": Decimal("1e3"),
             "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18")}
+# Far past any real resource (10^18 is an exa): a larger exponent overflows Decimal, which raises
+# decimal.Overflow, not ValueError.
+MAX_EXPONENT = 100
 _QUANTITY = re.compile(r"^(?P<number>[+-]?(\d+\.?\d*|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 
@@ -21,7 +24,12 @@ def parse_quantity(value: str | int | float) -> Decimal:
         return number * _BINARY[suffix]
     if suffix in _DECIMAL:
         return number * _DECIMAL[suffix]
-    return number * (Decimal(10) ** int(suffix[1:]))
+    exponent = int(suffix[1:])
+    if number == 0:
+        return Decimal(0)
+    if abs(exponent) > MAX_EXPONENT:
+        raise ValueError(f"{value!r}: its exponent is out of range (at most {MAX_EXPONENT} either way)")
+    return number * (Decimal(10) ** exponent)
 
 
 def is_quantity(value: object) -> bool:

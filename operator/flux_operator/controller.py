@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-import pydantic
 from flux_api import TERMINAL_PHASES, logfields
 from flux_api.errors import Failure
 
@@ -27,9 +26,10 @@ log = logging.getLogger("flux_operator")
 
 # Transient failures this many times in a row are worth an Event on the object, not only a log line.
 PERSISTENT_FAILURES = 5
-# What a malformed object can make decide() or a builder raise. A bug must not stop the other keys (nor kill
-# the worker thread: RecursionError too, although flux_api.nesting bounds every object's depth).
-POISON = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError, pydantic.ValidationError)
+# Whatever one object makes decide() or a builder raise (decimal.Overflow from a quantity was one such
+# surprise): that key alone is retried, with backoff and an Event. The list is not closed on purpose: an
+# exception missing from it ended the worker thread, and a few such objects every worker.
+POISON = Exception
 
 
 class Controller:
@@ -92,8 +92,17 @@ class Controller:
             try:
                 if self.leading():
                     self.process(key)
+            except Exception:  # outside a reconcile (its logging context, its lane): still not the worker's end
+                self.queue.retry(key)
+                log.exception("%s %s: failed outside its reconcile; retried", self.kind, key)
             finally:
                 self.queue.done(key)
+
+    def stopped_workers(self) -> list[str]:
+        """Threads of this controller that ended while it runs (/healthz red): each is work nobody does."""
+        if self._stopped.is_set():
+            return []
+        return [t.name for t in self._threads if not t.is_alive()]
 
     def _report(self, key: Key, message: str) -> None:
         if self.on_failure is None:

@@ -59,7 +59,18 @@ def _resources(template: PodTemplate, limits: TenancyLimits, at: str) -> list[st
             if k in limits.maxResources and _quantity_over(value, limits.maxResources[k]):
                 problems.append(f"{at}.resources.{part}.{k}: {value} is more than {limits.maxResources[k]}, "
                                 "the platform maximum")
+            elif part == "limits" and k in limits.maxResources and _no_limit(value):
+                # The kubelet sets no cgroup limit for 0: it would be more than any maximum.
+                problems.append(f"{at}.resources.limits.{k}: {value} is no limit at all; at most "
+                                f"{limits.maxResources[k]}, the platform maximum")
     return problems
+
+
+def _no_limit(value: Any) -> bool:
+    try:
+        return parse_quantity(value) <= 0
+    except ValueError:
+        return False  # not a quantity: _quantity_over said so
 
 
 def _toleration_key(t: dict[str, Any]) -> tuple:

@@ -4,7 +4,8 @@ Red when: the Execution API is not served (CRD missing), a permission the operat
 missing, the admission policies are not in force as this version generates them (admission_check.py),
 the API server has not answered for `stale_after` seconds (a dropped or hung
 connection), or a watch stream has failed or stayed silent too long although restarted
-(watches.py). Served on its own small HTTP server so a stuck event loop cannot fake health.
+(watches.py), or a worker thread has ended. Served on its own small HTTP server so a stuck event loop
+cannot fake health.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 class Health:
     def __init__(self, identity: str, last_contact: Callable[[], float], leading: Callable[[], bool],
                  holder: Callable[[], str | None], queue_depth: Callable[[], int], stale_after: float = 30.0,
-                 watches: Callable[[], dict[str, str]] = dict) -> None:
+                 watches: Callable[[], dict[str, str]] = dict, stopped: Callable[[], list[str]] = list) -> None:
         self.identity, self.last_contact, self.leading, self.holder = identity, last_contact, leading, holder
-        self.queue_depth, self.stale_after, self.watches = queue_depth, stale_after, watches
+        self.queue_depth, self.stale_after, self.watches, self.stopped = queue_depth, stale_after, watches, stopped
         self.problems: dict[str, str] = {}  # set by start-up checks, e.g. {"crd": "..."}
         self._lock = threading.Lock()
 
@@ -41,6 +42,8 @@ class Health:
             problems["api"] = f"no answer from the API server for {silent:.0f}s"
         if dead := self.watches():
             problems["watches"] = "; ".join(f"watch {key}: {why}" for key, why in sorted(dead.items()))
+        if ended := self.stopped():
+            problems["workers"] = f"worker threads ended: {', '.join(sorted(ended))}"
         return not problems, {"identity": self.identity, "leader": self.leading(), "holder": self.holder(),
                               "queue": self.queue_depth(), "lastApiContactSeconds": round(silent, 1),
                               "problems": problems}

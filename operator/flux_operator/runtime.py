@@ -108,7 +108,9 @@ class Runtime:
         self.watches = WatchMonitor()
         self.health = Health(options.identity, lambda: api.last_success, leading,
                              lambda: self.elector.holder if options.leader_election else options.identity,
-                             lambda: len(self.queue), options.stale_after, self.watches.problems)
+                             lambda: len(self.queue), options.stale_after, self.watches.problems,
+                             lambda: [*self.controller.stopped_workers(), *self.schedule_controller.stopped_workers(),
+                                      *self.limit_controller.stopped_workers()])
         self._stopped = threading.Event()
 
     def serve_endpoints(self) -> None:

@@ -20,6 +20,16 @@ def test_what_is_no_quantity_is_refused(text):
     assert not is_quantity(text)
 
 
+@pytest.mark.parametrize("text", ["1e1000000", "1e4294967296", "5e-101", "1e101"])
+def test_an_exponent_past_any_resource_is_refused_as_no_quantity_not_an_overflow(text):
+    with pytest.raises(ValueError, match="exponent is out of range"):
+        parse_quantity(text)
+
+
+def test_zero_is_zero_whatever_its_exponent():
+    assert parse_quantity("0e1000000") == 0 and parse_quantity("1e100") == Decimal(10) ** 100
+
+
 def test_limits_refuse_a_maximum_that_is_no_quantity():
     with pytest.raises(ValueError, match="maxResources.memory"):
         TenancyLimits(maxResources={"memory": "lots"})

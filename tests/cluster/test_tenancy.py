@@ -54,6 +54,10 @@ def secret_env(name: str = "db-admin") -> dict:
     return {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": name, "key": "password"}}}
 
 
+# Results for the steps, which the runner returns without running them: whoever sets it steers the workflow.
+FORGED_SEED = {"done": {"names": ["greet"]}, "results": {"greet": "https://attacker.example/collect"}}
+
+
 # --- the issue's reproduction ----------------------------------------------------------------------------
 
 ISSUE_MANIFEST = {
@@ -162,9 +166,19 @@ def test_a_schedule_is_checked_against_who_writes_it(tenant, privileged, team):
             "spec": {"schedule": "0 2 * * *", "executionTemplate": {"spec": {
                 "workflow": "flux_examples.quick:main", "podTemplate": {"env": [secret_env()]}}}}}
     refused = refusal(tenant.api, body, team, "schedules")
-    assert refused and (f"spec.executionTemplate.spec.podTemplate.env[0]: you may not get secret db-admin in {team}"
-                        in refused), refused
+    message = f"spec.executionTemplate.spec.podTemplate.env[0]: you may not get secret db-admin in {team}"
+    assert refused and message in refused, refused
     eventually_admitted(privileged.api, body, team, "schedules")
+    schedules = client.CustomObjectsApi(privileged.api)
+    schedules.create_namespaced_custom_object(GROUP, VERSION, team, "schedules", body | {"spec": body["spec"] | {
+        "suspend": True}})
+    with pytest.raises(ApiException) as forged:  # every later run would start from the tenant's results
+        client.CustomObjectsApi(tenant.api).patch_namespaced_custom_object(
+            GROUP, VERSION, team, "schedules", "nightly",
+            {"spec": {"executionTemplate": {"spec": {"seed": FORGED_SEED}}}})
+    assert message in forged.value.body
+    stored = schedules.get_namespaced_custom_object(GROUP, VERSION, team, "schedules", "nightly")
+    assert "seed" not in stored["spec"]["executionTemplate"]["spec"]
 
 
 # --- what no one but the operator may do ------------------------------------------------------------------
@@ -227,6 +241,10 @@ def test_changing_what_runs_is_checked_against_the_one_who_changes_it(tenant, pr
     with pytest.raises(ApiException) as swap:  # the tenant's own workflow, with the admin's secrets
         tenant.fx.patch("theirs", {"spec": {"workflow": "flux_examples.environment:main"}})
     assert f"spec.podTemplate.env[0]: you may not get secret db-admin in {team}" in swap.value.body
+    with pytest.raises(ApiException) as forged:  # the steps' results chosen by the tenant, run with those secrets
+        tenant.fx.patch("theirs", {"spec": {"seed": FORGED_SEED}})
+    assert f"spec.podTemplate.env[0]: you may not get secret db-admin in {team}" in forged.value.body
+    assert "seed" not in privileged.fx.get("theirs")["spec"]
     tenant.fx.cancel("theirs", "a colleague may still cancel it")
     fx_admin.wait_phase("theirs", "Cancelled")
     tenant.fx.create(execution("mine", startAt="2099-01-01T00:00:00Z"))

@@ -69,6 +69,12 @@ LIMITS = {
                                                  "limits": {"memory": "1Gi", "cpu": "1500m"}}}},
                   {"podTemplate": {"resources": {"limits": {"memory": "64Gi", "cpu": "2"}}}},
                   "spec.podTemplate.resources.limits.memory: 64Gi is more than 1Gi, the platform maximum"),
+    # The kubelet sets no cgroup limit for 0, so 0 (however written) would be more than any maximum.
+    "zero-limit": ({"maxResources": {"memory": "1Gi", "cpu": "2"}},
+                   {"podTemplate": {"resources": {"requests": {"cpu": "0"}, "limits": {"memory": "1Gi", "cpu": "1"}}}},
+                   {"podTemplate": {"resources": {"limits": {"memory": "0", "cpu": "1"}}}},
+                   "spec.podTemplate.resources.limits.memory: 0 is no limit at all; at most 1Gi, the platform "
+                   "maximum"),
 }
 
 

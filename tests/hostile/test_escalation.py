@@ -52,3 +52,32 @@ def test_an_execution_admitted_before_the_limits_gets_no_pod(tenant, fx, bystand
     assert status["message"].startswith("LimitExceeded: spec.podTemplate.resources.limits.memory: 64Gi is more than")
     assert fx.pod("big") is None and "LimitExceeded" in fx.events("big")
     assert ordinary["phase"] == "Succeeded"
+
+
+# Quantities the CRD takes as strings and a parser can choke on: Decimal overflows on 10**1000000.
+POISON_LIMITS = ["0e1000000", "7e1000000", "1e4294967296", "0e1000000", "7e1000000"]
+
+
+@pytest.mark.threat("limits-poison", f"{len(POISON_LIMITS)} Executions (more than the operator's 4 workers) with "
+                    "memory limits such as 0e1000000 and 1e4294967296, admitted before the platform set a 1Gi "
+                    "maximum, meet an operator started with that maximum",
+                    "each ends Failed (LimitExceeded) with no pod; no worker dies; the bystander's execution runs")
+@pytest.mark.timeout(180)
+def test_limits_that_choke_a_parser_stop_no_worker(tenant, fx, bystander, kubectl, operators, result):
+    names = [f"poison-{i}" for i in range(len(POISON_LIMITS))]
+    for name, memory in zip(names, POISON_LIMITS):
+        tenant.fx.create(manifest(name, "flux_examples.quick:main",
+                                  podTemplate={"resources": {"limits": {"memory": memory}}}))
+    with platform_limits(kubectl, maxResources={"memory": "1Gi"}):
+        operators.start(None, True, "--tenancy-policy", '{"maxResources": {"memory": "1Gi"}}')
+        ends = {name: fx.wait_phase(name, *TERMINAL, timeout=60) for name in names}
+        bystander.create(manifest("ordinary", "flux_examples.quick:main"))
+        ordinary = bystander.wait_phase("ordinary", *TERMINAL, timeout=90)
+    result.figure(f"{sum(s['phase'] == 'Failed' for s in ends.values())}/{len(names)} Failed (LimitExceeded), "
+                  f"e.g. {ends[names[0]].get('message', '')[:90]!r}; bystander {ordinary['phase']}")
+    for (name, status), memory in zip(ends.items(), POISON_LIMITS):
+        assert status["phase"] == "Failed", (name, status)
+        assert status["message"].startswith(f"LimitExceeded: spec.podTemplate.resources.limits.memory: {memory} is "), \
+            status["message"]
+        assert fx.pod(name) is None
+    assert ordinary["phase"] == "Succeeded"

@@ -6,6 +6,7 @@ import logging
 
 import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from flux_api.names import CREATE_TOKEN_ANNOTATION
 from flux_operator import budget
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
+from flux_operator.health import Health
 from flux_operator.metrics import Metrics
 from flux_operator.ownership import token_hash
 from flux_operator.reconcile import Reconciler
@@ -266,6 +268,13 @@ def controller(world, api, reconciler) -> Controller:
     return Controller(world, reconciler.reconcile, WorkQueue(base_delay=0.2), Metrics(), workers=1)
 
 
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.01)
+
+
 def drain(controller: Controller, limit: int = 20) -> list:
     seen = []
     for _ in range(limit):
@@ -315,13 +324,54 @@ def test_a_poison_object_is_retried_alone(api, world, controller, monkeypatch):
     assert controller.metrics.reconcile_errors.labels("Poison")._value.get() == 1
 
 
+@pytest.mark.parametrize("error", [ArithmeticError("decimal.Overflow"), RuntimeError("a bug"), MemoryError()])
+def test_whatever_one_object_raises_the_workers_live_on_and_serve_the_others(api, world, reconciler, error):
+    seed(api, world, execution())
+    seed(api, world, execution(name="other"))
+    real = reconciler.reconcile
+
+    def explode(key):
+        if key == KEY:
+            raise error
+        return real(key)
+
+    controller = Controller(world, explode, WorkQueue(base_delay=5), Metrics(), workers=1)
+    controller.enqueue([KEY, KEY, ("ns", "other")])
+    controller.start(safety_seconds=3600)
+    try:
+        wait_until(lambda: api.objects[("ns", "other")]["status"].get("phase") == "Pending")
+        assert controller.stopped_workers() == [], "the worker that met the poison still works"
+    finally:
+        controller.stop()
+    assert controller.queue.failures(KEY) >= 1
+    assert controller.metrics.reconcile_errors.labels("Poison")._value.get() >= 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_that_ended_is_named_and_turns_health_red(world):
+    def leave(key):
+        raise SystemExit  # not an Exception: nothing in the worker catches it
+
+    controller = Controller(world, leave, WorkQueue(), Metrics(), workers=1)
+    controller.start(safety_seconds=3600)
+    try:
+        controller.enqueue([KEY])
+        wait_until(lambda: controller.stopped_workers() == ["execution-worker-0"])
+        health = Health("me", lambda: time.monotonic(), lambda: True, lambda: "me", lambda: 0,
+                        stopped=controller.stopped_workers)
+        ok, report = health.report()
+        assert not ok and report["problems"]["workers"] == "worker threads ended: execution-worker-0"
+    finally:
+        controller.stop()
+    assert controller.stopped_workers() == [], "a controller told to stop has nothing missing"
+
+
 def test_nothing_acts_without_the_lease(api, world, reconciler):
     controller = Controller(world, reconciler.reconcile, WorkQueue(), Metrics(), workers=1, leading=lambda: False)
     seed(api, world, execution())
     controller.enqueue([KEY])
     controller.start(safety_seconds=3600)
     try:
-        import time
         time.sleep(0.3)
     finally:
         controller.stop()
