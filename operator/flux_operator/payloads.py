@@ -14,8 +14,24 @@ import hashlib
 import json
 from typing import Any
 
-from flux_api import GROUP, KIND, nesting
-from flux_api.names import SCHEDULE_KIND
+from flux_api import KIND, nesting
+from flux_api.names import (
+    CANCEL_ANNOTATION,
+    CANCELLED_BY_ANNOTATION,
+    CREATE_TOKEN_ANNOTATION,
+    DEPTH_LABEL,
+    EXECUTION_LABEL,
+    PARENT_LABEL,
+    REPLACED_BY_ANNOTATION,
+    RUN_TOKEN_ANNOTATION,
+    SCHEDULE_KIND,
+    SCHEDULE_LABEL,
+    SCHEDULED_AT_ANNOTATION,
+    SUSPEND_REASON_ANNOTATION,
+    SUSPENDED_BY_ANNOTATION,
+    UNSCHEDULE_REASON_ANNOTATION,
+)
+from flux_api.tracecontext import TRACEPARENT_ANNOTATION
 
 KEEP_BYTES = 2048  # a payload larger than this (as compact JSON) is kept on the server only
 # In a trimmed object's metadata: the typed fields kept on the server only ({"spec.podTemplate": stub}).
@@ -25,7 +41,12 @@ KEPT_OUT = "flux.internal/keptOut"
 SIGNALS_SENT_BY = "flux.internal/signalsSentBy"
 _KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
                   "deletionTimestamp")
-_OURS = f"{GROUP}/"
+# Of our prefix, only the names decisions read: anyone who may write the object may add any number of others.
+READ_ANNOTATIONS = frozenset({CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION, CREATE_TOKEN_ANNOTATION,
+                              REPLACED_BY_ANNOTATION, RUN_TOKEN_ANNOTATION, SCHEDULED_AT_ANNOTATION,
+                              SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, UNSCHEDULE_REASON_ANNOTATION,
+                              TRACEPARENT_ANNOTATION})
+READ_LABELS = frozenset({PARENT_LABEL, DEPTH_LABEL, SCHEDULE_LABEL, EXECUTION_LABEL})
 _OUR_KINDS = (KIND, SCHEDULE_KIND)
 # A tenant's labels are kept while they are this small (as key=value text), for the selectors of concurrency
 # limits; past it only ours are, with LABELS_CUT set, and every limit of the namespace counts the execution
@@ -103,18 +124,18 @@ def value_problem(value: Any, what: str) -> str | None:
 
 
 def metadata(meta: dict[str, Any]) -> dict[str, Any]:
-    """What decisions read of an object's metadata: identity, versions, its labels while small (all of ours
-    always), and our own annotations and ownerReferences (a tenant may add thousands of others; they are not
-    ours to read)."""
+    """What decisions read of an object's metadata: identity, versions, its labels while small (those we read
+    always), the annotations we read and ownerReferences (a tenant may add thousands of others, under our
+    prefix too; they are not ours to read)."""
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
     labels = meta.get("labels") or {}
     if sum(len(k) + len(str(v)) + 2 for k, v in labels.items()) > MAX_LABEL_BYTES:
-        labels = {k: v for k, v in labels.items() if k.startswith(_OURS)}
+        labels = {k: v for k, v in labels.items() if k in READ_LABELS}
         kept[LABELS_CUT] = True
     if labels:
         kept["labels"] = labels
     annotations = {k: str(v)[:MAX_ANNOTATION] for k, v in (meta.get("annotations") or {}).items()
-                   if k.startswith(_OURS)}
+                   if k in READ_ANNOTATIONS}
     if annotations:
         kept["annotations"] = annotations
     owners = [o for o in meta.get("ownerReferences") or [] if isinstance(o, dict)

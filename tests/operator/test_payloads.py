@@ -80,6 +80,26 @@ def test_of_the_metadata_only_what_decisions_read_is_kept_each_part_bounded() ->
     assert len(json.dumps(kept)) < 12_000
 
 
+def test_annotations_and_labels_under_our_prefix_that_we_do_not_read_are_not_kept() -> None:
+    # 31 x 8 KiB under our prefix fits the API server's 256 KiB of annotations: 250 KiB an object in the World.
+    meta = {"name": "job", "namespace": "ns", "uid": "u",
+            "annotations": {**{f"workflows.flux.dev/pad-{i:02d}": "x" * 8192 for i in range(31)},
+                            "workflows.flux.dev/cancel": "stop", "workflows.flux.dev/traceparent": "00-ab-cd-01"},
+            "labels": {**{f"workflows.flux.dev/pad-{i}": "v" * 63 for i in range(1000)},
+                       "workflows.flux.dev/parent": "p", "workflows.flux.dev/depth": "1"}}
+    kept = payloads.metadata(meta)
+    assert kept["annotations"] == {"workflows.flux.dev/cancel": "stop",
+                                   "workflows.flux.dev/traceparent": "00-ab-cd-01"}
+    assert kept["labels"] == {"workflows.flux.dev/parent": "p", "workflows.flux.dev/depth": "1"}
+    assert kept[payloads.LABELS_CUT] is True
+    assert len(json.dumps(kept)) < 1000
+
+
+def test_every_annotation_a_decision_reads_is_kept() -> None:
+    meta = {"annotations": {name: "v" for name in payloads.READ_ANNOTATIONS}}
+    assert payloads.metadata(meta)["annotations"] == meta["annotations"]
+
+
 def test_an_execution_padded_to_the_request_limit_is_kept_in_a_few_kilobytes() -> None:
     big = {"blob": "y" * 200_000}
     raw = execution(podTemplate=padded_template(), input=big, image="registry.example/runner:1",
