@@ -245,3 +245,33 @@ def test_padded_executions_do_not_grow_the_operators_memory(tenant, bystander, o
     # pages a few live objects hold after megabytes passed through (bench/padded_memory.py measures it).
     assert arrived < 0.5 * padding_mb, f"RSS grew {arrived:.1f} MB with {padding_mb:.0f} MB of padding"
     assert cold < 0.5 * padding_mb, f"RSS {cold:.1f} MB above, restarted among {padding_mb:.0f} MB of padding"
+
+
+ANNOTATED = 60
+ANNOTATION_PADS = 31  # of 8 KiB: just under the API server's 256 KiB of annotations on one object
+
+
+def annotated_execution(name: str) -> dict:
+    body = manifest(name, "flux_examples.quick:main", startAt="2099-01-01T00:00:00Z")
+    body["metadata"]["annotations"] = {f"workflows.flux.dev/pad-{i:02d}": "x" * 8192 for i in range(ANNOTATION_PADS)}
+    return body
+
+
+@pytest.mark.threat("padded-annotations", f"{ANNOTATED} Executions each with {ANNOTATION_PADS} annotations of 8 KiB "
+                    "under the operator's own prefix (workflows.flux.dev/pad-NN)",
+                    "the operator's memory does not grow with them: it keeps only the annotations it reads")
+@pytest.mark.timeout(300)
+def test_annotations_under_our_prefix_do_not_grow_the_operators_memory(tenant, bystander, operators, fx, result):
+    op = operators.start()
+    bystander.create(manifest("warm-up", "flux_examples.quick:main"))
+    bystander.wait_phase("warm-up", *TERMINAL, timeout=90)
+    before = settled_rss(op)
+    for i in range(ANNOTATED):
+        tenant.fx.create(annotated_execution(f"annotated-{i}"))
+    for i in range(ANNOTATED):
+        fx.wait_phase(f"annotated-{i}", "Pending", timeout=120)
+    grown = settled_rss(op) - before
+    padding_mb = ANNOTATED * ANNOTATION_PADS * 8192 / 2**20
+    result.figure(f"{padding_mb:.1f} MB of annotations: RSS +{grown:.1f} MB")
+    assert grown < 0.3 * padding_mb, f"RSS grew {grown:.1f} MB with {padding_mb:.1f} MB of annotations"
+    operator_lives(op, bystander, "after-annotations")
