@@ -46,6 +46,9 @@ SECRETS = "flux-tenant-secrets"
 CONFIGMAPS = "flux-tenant-configmaps"
 POD_SETTINGS = "flux-tenant-pod-settings"
 TTL = "flux-ttl-needs-delete"
+DELETES = "flux-deletes-need-delete"
+HISTORY_LIMITS = (("successfulExecutionsHistoryLimit", 3), ("failedExecutionsHistoryLimit", 1),
+                  ("cancelledExecutionsHistoryLimit", 1))
 
 # What decides what runs and with which powers: a change to any of these is checked like a create. `seed` too:
 # its results are what the runner returns for steps it then skips.
@@ -307,7 +310,43 @@ def ttl_policy() -> dict[str, Any]:
     return policy(TTL, resource_rules([(GROUP, PLURAL)], ["UPDATE"]), [rule], variables, [NOT_THE_OPERATOR])
 
 
+def deletes_policy() -> dict[str, Any]:
+    """Other ways to have the cluster delete what one may not delete. An ownerReference added to an Execution or a
+    Schedule lets the garbage collector delete it (and what it owns) once that owner is gone, or at once if it
+    never existed. On a Schedule, lower history limits delete its finished runs, and a sooner TTL in its template
+    deletes the runs it makes."""
+    owners = ("object.metadata.?ownerReferences.orValue([]).filter(r, !(r in "
+              "oldObject.metadata.?ownerReferences.orValue([])))")
+    template_ttl = "spec.executionTemplate.spec.?ttlSecondsAfterFinished.orValue(variables.defaultTtl)"
+    lowered = [f"object.spec.?{f}.orValue({d}) < oldObject.spec.?{f}.orValue({d})" for f, d in HISTORY_LIMITS]
+    variables = [
+        variable("isSchedule", f"request.resource.resource == '{SCHEDULE_PLURAL}'"),
+        variable("addedOwners", owners),
+        variable("defaultTtl", "params.spec.?defaultTtlSecondsAfterFinished.orValue(-1)"),
+        variable("ttlBefore", f"oldObject.{template_ttl}"),
+        variable("ttlAfter", f"object.{template_ttl}"),
+        variable("deletesRuns", "variables.isSchedule && (" + " || ".join(lowered) + " || (variables.ttlAfter != -1 && "
+                                "(variables.ttlBefore == -1 || variables.ttlAfter < variables.ttlBefore)))"),
+    ]
+    resource = "request.resource.resource"
+    may_delete_it = (f"authorizer.group('{GROUP}').resource({resource}).namespace({_NS}).name(object.metadata.name)"
+                     ".check('delete').allowed()")
+    rules = [
+        validation(f"size(variables.addedOwners) == 0 || {may_delete_it}",
+                   "metadata.ownerReferences: adding an owner needs delete on the object",
+                   f"'metadata.ownerReferences: you may not delete ' + {resource} + ' in ' + {_NS} + ' (' + "
+                   "object.metadata.name + '): an owner lets the garbage collector delete it (' + "
+                   "variables.addedOwners[0].kind + ' ' + variables.addedOwners[0].name + ')'"),
+        validation(f"!variables.deletesRuns || {_authorize(PLURAL, 'delete', None, GROUP)}",
+                   "a Schedule's lower history limits or sooner TTL need delete on executions",
+                   f"'spec: you may not delete executions in ' + {_NS} + ': lower history limits or a sooner "
+                   "ttlSecondsAfterFinished in the template delete runs of the Schedule'"),
+    ]
+    return policy(DELETES, resource_rules([(GROUP, PLURAL), (GROUP, SCHEDULE_PLURAL)], ["UPDATE"]), rules, variables,
+                  [NOT_THE_OPERATOR])
+
+
 def documents() -> list[dict[str, Any]]:
     policies = [reference_policy(SECRETS, "secret", "secrets"), reference_policy(CONFIGMAPS, "configmap", "configmaps"),
-                pod_settings_policy(), ttl_policy()]
+                pod_settings_policy(), ttl_policy(), deletes_policy()]
     return [doc for p in policies for doc in (p, binding(p["metadata"]["name"]))]

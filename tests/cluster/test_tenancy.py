@@ -263,6 +263,39 @@ def test_deleting_sooner_through_the_ttl_needs_delete(tenant, privileged, team):
     privileged.fx.patch("kept", {"spec": {"ttlSecondsAfterFinished": 0}})  # who may delete may delete sooner
 
 
+DANGLING_OWNER = {"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "never-made",
+                                                     "uid": "00000000-0000-0000-0000-000000000001"}]}}
+
+
+def test_deleting_through_an_owner_or_a_schedules_history_needs_delete(tenant, privileged, team):
+    tenant.fx.create(execution("kept-too", startAt="2099-01-01T00:00:00Z"))
+    with pytest.raises(ApiException) as owned:  # the garbage collector deletes what a missing owner owned
+        tenant.fx.patch("kept-too", DANGLING_OWNER)
+    assert (f"metadata.ownerReferences: you may not delete executions in {team} (kept-too): an owner lets the "
+            "garbage collector delete it (ConfigMap never-made)") in owned.value.body
+    schedules = client.CustomObjectsApi(tenant.api)
+
+    def patch_schedule(body: dict) -> None:
+        schedules.patch_namespaced_custom_object(GROUP, VERSION, team, "schedules", "history", body)
+
+    schedules.create_namespaced_custom_object(GROUP, VERSION, team, "schedules", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Schedule", "metadata": {"name": "history"},
+        "spec": {"schedule": "0 2 * * *", "suspend": True,
+                 "executionTemplate": {"spec": {"workflow": "flux_examples.quick:main"}}}})
+    with pytest.raises(ApiException) as owned:
+        patch_schedule(DANGLING_OWNER)
+    assert f"metadata.ownerReferences: you may not delete schedules in {team} (history)" in owned.value.body
+    for fewer in ({"successfulExecutionsHistoryLimit": 0}, {"cancelledExecutionsHistoryLimit": 0},
+                  {"executionTemplate": {"spec": {"ttlSecondsAfterFinished": 0}}}):
+        with pytest.raises(ApiException) as runs:
+            patch_schedule({"spec": fewer})
+        assert (f"spec: you may not delete executions in {team}: lower history limits or a sooner "
+                "ttlSecondsAfterFinished in the template delete runs of the Schedule") in runs.value.body, fewer
+    patch_schedule({"spec": {"successfulExecutionsHistoryLimit": 10}})  # keeping more deletes nothing
+    client.CustomObjectsApi(privileged.api).patch_namespaced_custom_object(  # who may delete may
+        GROUP, VERSION, team, "schedules", "history", {"spec": {"successfulExecutionsHistoryLimit": 0}})
+
+
 # --- children inherit, runners keep to their status ---------------------------------------------------------
 
 def test_children_inherit_the_checked_template(privileged, fx_admin):

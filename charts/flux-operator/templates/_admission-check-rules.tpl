@@ -12,6 +12,7 @@
   - flux-tenant-configmaps
   - flux-tenant-pod-settings
   - flux-ttl-needs-delete
+  - flux-deletes-need-delete
   verbs:
   - get
 - apiGroups:
@@ -26,6 +27,7 @@
   - flux-tenant-configmaps
   - flux-tenant-pod-settings
   - flux-ttl-needs-delete
+  - flux-deletes-need-delete
   verbs:
   - get
 - apiGroups:
