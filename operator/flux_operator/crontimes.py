@@ -33,16 +33,32 @@ def zone(name: str | None) -> ZoneInfo:
         raise InvalidSchedule(f"unknown time zone {name!r}") from err
 
 
+def _single(item: str) -> str:
+    """`a-a` and `a-a/s` mean `a`, as in Vixie cron and Kubernetes CronJobs; croniter reads them as `*`."""
+    span = item.partition("/")[0]
+    low, dash, high = span.partition("-")
+    same = low.lower() == high.lower() or (low.isdigit() and high.isdigit() and int(low) == int(high))
+    return low if dash and low and same else item
+
+
+def normal(expression: str) -> str:
+    """The expression croniter is given: every one-value range written as that value."""
+    expression = expression.strip()
+    if expression.startswith("@"):
+        return expression
+    return " ".join(",".join(_single(item) for item in field.split(",")) for field in expression.split())
+
+
 def check_cron(expression: str) -> str:
     expression = expression.strip()
-    if not (expression.startswith("@") or len(expression.split()) == 5) or not croniter.is_valid(expression):
+    if not (expression.startswith("@") or len(expression.split()) == 5) or not croniter.is_valid(normal(expression)):
         raise InvalidSchedule(f"invalid cron expression {expression!r}")
     return expression
 
 
 def every_hour(expression: str) -> bool:
     """Whether the hour field names all 24 hours."""
-    hours = croniter(expression).expanded[1]
+    hours = croniter(normal(expression)).expanded[1]
     return hours == ["*"] or set(hours) == set(range(24))
 
 
@@ -54,7 +70,7 @@ def _repeat(moment: datetime, tz: ZoneInfo) -> bool:
 
 def _walk(expression: str, tz: ZoneInfo, start: datetime, forward: bool) -> datetime:
     try:
-        times = croniter(expression, start.astimezone(tz))
+        times = croniter(normal(expression), start.astimezone(tz))
         keep_repeats = every_hour(expression)
         for _ in range(_MAX_SKIPPED):
             moment = (times.get_next if forward else times.get_prev)(datetime).astimezone(timezone.utc)

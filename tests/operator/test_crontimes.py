@@ -49,3 +49,29 @@ def test_a_cron_that_no_date_matches_is_invalid_not_an_error(cron):
 @pytest.mark.parametrize("cron", ["0 0 29 2 *", "0 0 31 2 1", "0 0 31 */2 *", "0 0 31 2/2 *"])
 def test_rare_but_possible_dates_are_fine(cron):
     assert next_due(cron, NEW_YORK, FALL_BACK) > FALL_BACK
+
+
+UTC = zone("UTC")
+NEW_YEAR = datetime(2026, 1, 1, tzinfo=timezone.utc)  # a Thursday
+
+
+@pytest.mark.parametrize("cron, due", [
+    ("5-5 * * * *", [datetime(2026, 1, 1, h, 5, tzinfo=timezone.utc) for h in range(3)]),  # hourly, not every minute
+    ("5-5/2 * * * *", [datetime(2026, 1, 1, h, 5, tzinfo=timezone.utc) for h in range(3)]),
+    ("1-1,3 0 * * *", [datetime(2026, 1, 1, 0, m, tzinfo=timezone.utc) for m in (1, 3)] +
+     [datetime(2026, 1, 2, 0, 1, tzinfo=timezone.utc)]),
+    ("0 9 * * 1-1", [datetime(2026, 1, d, 9, tzinfo=timezone.utc) for d in (5, 12, 19)]),  # Mondays, not daily
+    ("0 9 * * mon-MON", [datetime(2026, 1, d, 9, tzinfo=timezone.utc) for d in (5, 12, 19)]),
+    ("0 0 1 03-3 *", [datetime(y, 3, 1, tzinfo=timezone.utc) for y in (2026, 2027, 2028)]),
+])
+def test_a_range_of_one_value_is_that_value_as_in_cron_and_kubernetes(cron, due):
+    moments, moment = [], NEW_YEAR
+    for _ in due:
+        moment = next_due(cron, UTC, moment)
+        moments.append(moment)
+    assert moments == due
+
+
+def test_a_one_value_range_that_no_date_matches_is_invalid():
+    with pytest.raises(InvalidSchedule, match="never fires"):
+        next_due("0 0 31 2-2 *", UTC, NEW_YEAR)
