@@ -8,6 +8,7 @@ import pytest
 from flux_api import Execution
 from flux_api.timefmt import format_time
 from flux_operator.execution import timing
+from flux_operator.execution.actions import Observe
 from flux_operator.execution.machine import DeleteExecution, DeletePod, EnsureRunner, PodView, decide
 
 from tests.operator.builders import NOW, apply, of, status_patch
@@ -202,3 +203,25 @@ def test_an_unschedule_request_cancels_the_run_with_its_reason():
     assert patch["cancellation"]["reason"] == "quota reached"
     assert patch["cancellation"]["source"] == "unschedule"
     assert of(actions, DeletePod)
+
+
+def test_a_runner_that_takes_its_unschedule_request_back_mid_cancel_still_ends_cancelled():
+    ex = execution("Running", status={"unscheduleRequest": {"reason": "quota reached",
+                                                            "requestedAt": format_time(NOW)}})
+    cancelling = apply(ex, decide(ex, running_pod(uid="p"), [], NOW))
+    assert cancelling.phase == "Cancelling"
+    taken_back = Execution.model_validate({**cancelling.model_dump(mode="json"), "status": {
+        **cancelling.status.model_dump(mode="json", exclude_none=True), "unscheduleRequest": None}})
+    later = NOW + timedelta(seconds=5)
+    patch = status_patch(decide(taken_back, None, [], later))  # its pod gone
+    assert patch["phase"] == "Cancelled" and patch["cancellation"]["source"] == "unschedule"
+    assert patch["cancellation"]["requestedAt"] == cancelling.status.cancellation.requestedAt.isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize("said", ["1000-01-01T00:00:00.000Z", "2999-01-01T00:00:00.000Z"])
+def test_an_unschedule_dated_before_the_run_or_in_the_future_counts_from_now(said):
+    """The runner dates its request: a date out of its run must not reach every tenant's latency metrics."""
+    ex = execution("Running", status={"unscheduleRequest": {"reason": "quota reached", "requestedAt": said}})
+    observed = {o.name: o.value for o in of(decide(ex, running_pod(uid="p"), [], NOW), Observe)}
+    assert observed["signal_seconds"] == 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from flux_operator.world import World, cancel_asked_at, trim_execution
+from flux_operator.world import World, cancel_asked_at, event_name, trim_execution
 
 pytestmark = pytest.mark.unit
 
@@ -302,3 +302,17 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
                                                 datetime(2026, 11, 21, 12, 0, 5, tzinfo=timezone.utc)]
     assert sorted(world.pending_since()) == [datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
                                              datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)]
+
+
+@pytest.mark.parametrize("key", ["a/b", "100%", "..", "x" * 64, "with space"])
+def test_an_event_key_the_api_server_would_refuse_is_hashed_the_same_each_time(key) -> None:
+    meta = {"name": "job", "uid": "0123456789"}
+    name = event_name(meta, "Waiting", key)
+    assert name.startswith("job.01234567.waiting.k") and name == event_name(meta, "Waiting", key)
+    assert "/" not in name and "%" not in name and " " not in name and len(name) <= 253
+    assert event_name(meta, "Waiting", key + "!") != name
+
+
+@pytest.mark.parametrize("key", ["approve", "job-kid", "step_2", "Approve.v2"])
+def test_an_event_key_that_is_a_safe_name_part_is_kept(key) -> None:
+    assert event_name({"name": "job", "uid": "0123456789"}, "Waiting", key) == f"job.01234567.waiting.{key}"

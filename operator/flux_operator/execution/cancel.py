@@ -36,8 +36,20 @@ def requested_at(ex: Execution, intent: CancelIntent, now: datetime, asked: date
     if intent.source == CancelSource.DEADLINE:
         return timing.deadline_at(ex) or now
     if intent.source == CancelSource.UNSCHEDULE:
-        return ex.status.unscheduleRequest.requestedAt or now
+        return _unschedule_asked(ex, now)
     return asked or first_cancel_time(ex.metadata.get("managedFields")) or now
+
+
+def _unschedule_asked(ex: Execution, now: datetime) -> datetime:
+    """The runner writes the request and may take it back, or date it anywhere: the operator's own record
+    first, else the runner's time only between the run's start and now."""
+    if ex.status.cancellation is not None and ex.status.cancellation.requestedAt is not None:
+        return ex.status.cancellation.requestedAt
+    said = ex.status.unscheduleRequest.requestedAt if ex.status.unscheduleRequest is not None else None
+    floor = ex.status.startedAt
+    if said is None or said > now or (floor is not None and said < floor):
+        return now
+    return said
 
 
 def source_reason(intent: CancelIntent) -> str:
