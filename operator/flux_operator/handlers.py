@@ -9,7 +9,6 @@ from typing import Any
 import kopf
 from flux_api import EXECUTION_LABEL, GROUP, PLURAL, VERSION
 from flux_api.names import LIMIT_PLURAL, SCHEDULE_PLURAL
-from flux_api.timefmt import utcnow
 
 from flux_operator.kubeconfig import ClientConfig
 from flux_operator.execution.queueing import SLOT_FREED
@@ -110,11 +109,14 @@ async def execution_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 def _limits_changed(runtime: Any, namespace: str, freed: bool) -> None:
     """Where concurrency limits are: their usage may have moved, and when an execution left its slot (finished,
     suspended, waiting, deleted) the next in line is woken. Working out who is next costs a pass over the
-    namespace, so only then (the safety pass catches any other way a slot frees)."""
+    namespace, so only then, on a thread of its own and once a burst (wakes.py); never for a namespace not served
+    (the safety pass catches any other way a slot frees)."""
+    if not runtime.namespaces.served(namespace):
+        return
     limits = runtime.queues.limit_keys(namespace)
     if limits:
         if freed:
-            runtime.controller.enqueue(runtime.queues.to_wake(namespace, utcnow()))
+            runtime.wakes.ask(namespace)
         runtime.limit_controller.enqueue_after(limits, USAGE_SETTLES_SECONDS)
 
 
@@ -131,7 +133,7 @@ async def limit_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     else:
         key, changed = runtime.limits.changed(raw)
     runtime.limit_controller.enqueue([key])
-    if changed:  # not for the usage the operator writes into its status: that changes no verdict
+    if changed and runtime.namespaces.served(key[0]):  # not for the usage the operator writes: no verdict moves
         # Its executions get a look: a raised max starts some, a lowered one changes what the queued ones say.
         runtime.controller.enqueue([k for k in runtime.world.keys() if k[0] == key[0]])
 

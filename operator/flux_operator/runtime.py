@@ -28,6 +28,7 @@ from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore
 from flux_operator.startup import api_served, missing_permissions
 from flux_operator.watches import WatchMonitor
 from flux_operator.workqueue import WorkQueue
+from flux_operator.wakes import Wakes
 from flux_operator.world import World
 
 log = logging.getLogger("flux_operator")
@@ -99,6 +100,7 @@ class Runtime:
         self.queues = Queues(self.world, self.limits)
         self.reconciler.queues = self.queues
         self.reconciler.on_wake = self.controller.enqueue
+        self.wakes = Wakes(self.queues.to_wake, self.controller.enqueue, utcnow)
         self.limit_queue = WorkQueue()
         self.limit_controller = Controller(self.world,
                                            NamespaceGate(self.namespaces, LimitReconciler(self.queues, api, utcnow).reconcile,
@@ -161,6 +163,7 @@ class Runtime:
         self.controller.start(self.options.safety_seconds)
         self.schedule_controller.start(self.options.safety_seconds)
         self.limit_controller.start(self.options.safety_seconds)
+        self.wakes.start()
         if self.options.leader_election:
             threading.Thread(target=self.elector.run, name="leader-election", daemon=True).start()
         threading.Thread(target=self._startup_checks, name="startup-checks", daemon=True).start()
@@ -171,6 +174,7 @@ class Runtime:
         self.controller.stop()
         self.schedule_controller.stop()
         self.limit_controller.stop()
+        self.wakes.stop()
         if self.reconciler.tracing is not None:
             self.reconciler.tracing.shutdown()
         if self.elector.leading:

@@ -15,6 +15,8 @@ import kopf
 import pytest
 from aiohttp import web
 from flux_api import Execution
+from flux_api.timefmt import utcnow
+from flux_operator.namespaces import Namespaces
 from flux_operator.queues import LimitStore, Queues
 from flux_operator.builders import RunnerSettings
 from flux_operator.execution.machine import PatchStatus
@@ -22,6 +24,7 @@ from flux_operator.metrics import Metrics
 from flux_operator.ownership import Memory
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleStore
+from flux_operator.wakes import Wakes
 from flux_operator.world import World
 from flux_operator.testing import FakeKubeApi
 from kopf._cogs.clients import auth
@@ -151,10 +154,12 @@ class Recorder:
 
 def memo(**more: Any) -> kopf.Memo:
     """kopf's memo as the operator fills it, with recorders for controllers (plus `more` on the runtime)."""
-    world, limits = World(), LimitStore()
-    return kopf.Memo(runtime=SimpleNamespace(world=world, controller=Recorder(), schedules=ScheduleStore(),
+    world, limits, controller = World(), LimitStore(), Recorder()
+    queues = Queues(world, limits)
+    parts = {"namespaces": Namespaces(["ns"]), "wakes": Wakes(queues.to_wake, controller.enqueue, utcnow), **more}
+    return kopf.Memo(runtime=SimpleNamespace(world=world, controller=controller, schedules=ScheduleStore(),
                                              schedule_controller=Recorder(), limits=limits,
-                                             queues=Queues(world, limits), limit_controller=Recorder(), **more))
+                                             queues=queues, limit_controller=Recorder(), **parts))
 
 
 def deliver(handler, kind: str | None, obj: dict, memo: kopf.Memo) -> None:

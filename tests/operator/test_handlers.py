@@ -7,6 +7,7 @@ import asyncio
 import kopf
 import pytest
 from flux_operator import handlers
+from flux_operator.namespaces import Namespaces
 from flux_operator.schedule_shell import ScheduleStore
 from tests.operator.builders import deliver, memo
 
@@ -132,6 +133,8 @@ def test_a_burst_of_execution_changes_makes_one_later_pass_over_a_limit_and_a_fr
     deliver(handlers.execution_event, "MODIFIED", finished, m)
     assert m.runtime.limit_controller.keys == [], "each execution event made a pass over the namespace at once"
     assert m.runtime.limit_controller.later == [(("ns", "etl"), USAGE_SETTLES_SECONDS)] * 3
+    assert m.runtime.controller.keys == [("ns", "first")], "the line was looked at on the event loop"
+    assert m.runtime.wakes.run_once() == 1
     assert ("ns", "second") in m.runtime.controller.keys, "the next in line waited for the safety pass"
 
 
@@ -144,6 +147,37 @@ def test_a_cancelling_executions_runner_gone_hands_its_slot_on_before_its_final_
     first_then_second(m, "Cancelling")
     m.runtime.controller.keys.clear()
     deliver(handlers.runner_pod_event, "MODIFIED", pod, m)  # its cleanup still runs: it keeps the slot
+    m.runtime.wakes.run_once()
     assert ("ns", "second") not in m.runtime.controller.keys
     deliver(handlers.runner_pod_event, "DELETED", pod, m)
+    m.runtime.wakes.run_once()
     assert ("ns", "second") in m.runtime.controller.keys, "the next in line waited for the Cancelled write"
+
+
+def test_a_namespace_not_served_costs_no_pass_down_a_line_however_it_churns() -> None:
+    m = memo(namespaces=Namespaces(["other"]))
+    limit = etl_limit(m)
+    running = first_then_second(m, "Running")
+    for version in range(10, 60):
+        gone = {**running, "metadata": {**running["metadata"], "resourceVersion": str(version)}}
+        deliver(handlers.execution_event, "DELETED", gone, m)
+    assert m.runtime.wakes.run_once() == 0 and m.runtime.limit_controller.later == []
+    m.runtime.controller.keys.clear()
+    raised = {**limit, "metadata": {**limit["metadata"], "generation": 2, "resourceVersion": "70"}, "spec": {"max": 2}}
+    asyncio.run(handlers.limits_watched(body=raised, memo=m))
+    deliver(handlers.limit_event, "MODIFIED", raised, m)
+    assert m.runtime.controller.keys == [], "a limit's change there walked the World for its executions"
+
+
+def test_a_burst_of_freed_slots_is_one_pass_down_the_line() -> None:
+    m = memo()
+    etl_limit(m)
+    running = first_then_second(m, "Running")
+    for version in range(10, 110):
+        finished = {**running, "metadata": {**running["metadata"], "resourceVersion": str(version)},
+                    "status": {"phase": "Succeeded"}}
+        deliver(handlers.execution_event, "MODIFIED", finished, m)
+    passes = []
+    m.runtime.wakes.to_wake = lambda namespace, now: passes.append(namespace) or []
+    m.runtime.wakes.run_once()
+    assert passes == ["ns"], "a pass a freeing event"
