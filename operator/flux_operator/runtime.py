@@ -86,26 +86,27 @@ class Runtime:
                                                    notices.execution(self.world)).reconcile,
                                      self.queue, self.metrics, options.workers, leading,
                                      on_failure=self.reconciler.report_failure)
-        # Schedules get their own queue and one worker: a burst of executions never delays a cron time.
+        # Schedules get their own queue: a burst of executions never delays a cron time.
         self.schedules = ScheduleStore()
-        self.schedule_queue = WorkQueue()
+        # Two workers, one a namespace: one tenant's long pass never holds every other namespace's cron times.
+        self.schedule_queue = WorkQueue(shard_limit=1)
         schedule_reconciler = ScheduleReconciler(self.schedules, self.world, api, metrics=self.metrics)
         self.schedule_controller = Controller(self.world,
                                               NamespaceGate(self.namespaces, schedule_reconciler.reconcile,
                                                             notices.schedule(self.schedules)).reconcile,
-                                              self.schedule_queue, self.metrics, 1, leading, kind="schedule",
+                                              self.schedule_queue, self.metrics, 2, leading, kind="schedule",
                                               live=self.schedules.keys)
-        # Concurrency limits: their store, the verdicts the reconcile asks for, and a worker for their status.
+        # Concurrency limits: their store, the verdicts the reconcile asks for, and workers for their status.
         self.limits = LimitStore()
         self.queues = Queues(self.world, self.limits)
         self.reconciler.queues = self.queues
         self.reconciler.on_wake = self.controller.enqueue
         self.wakes = Wakes(self.queues.to_wake, self.controller.enqueue, utcnow)
-        self.limit_queue = WorkQueue()
+        self.limit_queue = WorkQueue(shard_limit=1)
         self.limit_controller = Controller(self.world,
                                            NamespaceGate(self.namespaces, LimitReconciler(self.queues, api, utcnow).reconcile,
                                                          lambda key, why: None).reconcile,
-                                           self.limit_queue, self.metrics, 1, leading, kind="limit",
+                                           self.limit_queue, self.metrics, 2, leading, kind="limit",
                                            live=self.limits.keys)
         self.watches = WatchMonitor()
         self.health = Health(options.identity, lambda: api.last_success, leading,

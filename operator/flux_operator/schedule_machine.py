@@ -174,6 +174,12 @@ def _sort_out(schedule: Schedule, candidates: list[Execution], present: Collecti
     return _Runs(runs, record, starting, adopted)
 
 
+# One pass deletes at most this many finished runs (a lowered history limit can doom thousands): the worker
+# it holds serves every namespace's Schedules, and a run due elsewhere must not wait behind the rest.
+MAX_DELETES_A_PASS = 20
+MORE_SOON = 0.1
+
+
 def _history(schedule: Schedule, runs: list[Execution]) -> list[DeleteRun]:
     """The oldest finished runs beyond each history limit."""
     limits = {Phase.SUCCEEDED: schedule.spec.successfulExecutionsHistoryLimit,
@@ -228,7 +234,10 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
         decision.actions.append(ScheduleEvent(EventReason.UNSCHEDULED, f"{asking.name} asked to unschedule: {reason}"))
         suspended = True
 
-    decision.actions += _history(schedule, runs)
+    doomed = _history(schedule, runs)
+    decision.actions += doomed[:MAX_DELETES_A_PASS]
+    if len(doomed) > MAX_DELETES_A_PASS:
+        decision.requeue_after = MORE_SOON  # the rest next pass: other Schedules take their turns between
     succeeded = [s for s in (_scheduled_at(r) for r in runs if r.phase == Phase.SUCCEEDED) if s]
     if succeeded:
         status.set(lastSuccessfulTime=max(succeeded))
@@ -274,7 +283,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
             message = f"run of {format_time(due)} waits: {', '.join(active)} still active (concurrencyPolicy Forbid)"
             decision.actions.append(ScheduleEvent(EventReason.SKIPPED_FORBID, message, key=minute))
             if deadline is not None:  # look again when its deadline passes (a finished run also wakes us)
-                decision.requeue_after = max(1.0, deadline - late)
+                decision.requeue_after = min(max(1.0, deadline - late), decision.requeue_after or float("inf"))
         elif len(own.record) >= MAX_RECORDED_RUNS:
             message = (f"run of {format_time(due)} waits: {len(own.record)} runs exist, at most {MAX_RECORDED_RUNS} "
                        "are kept (lower the history limits, or let active runs finish)")

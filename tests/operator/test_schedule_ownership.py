@@ -210,3 +210,17 @@ def test_a_cron_that_never_fires_is_invalid_and_said_once(cron, zone):
                     timeZone=zone)
     again = decide(said, [], NOW + timedelta(minutes=5))
     assert again.actions == [] and again.requeue_after is None
+
+
+def test_a_lowered_history_limit_deletes_a_bounded_batch_a_pass_and_comes_back_soon():
+    from flux_operator.schedule_machine import MAX_DELETES_A_PASS, MORE_SOON
+    done = [execution(f"nightly-{i}", "Succeeded", finishedAt=format_time(DUE - timedelta(minutes=i + 1)))
+            for i in range(100)]
+    sched = schedule({"runs": [r.metadata["uid"] for r in done]}, successfulExecutionsHistoryLimit=0)
+    decision = decide(sched, done)
+    deleted = of(decision, DeleteRun)
+    assert len(deleted) == MAX_DELETES_A_PASS
+    assert decision.requeue_after == MORE_SOON
+    assert [c.name for c in of(decision, CreateRun)] == [NAME], "the run due now is not held back"
+    fits = decide(schedule({"runs": ["u-nightly-0"]}, successfulExecutionsHistoryLimit=0), done[:1])
+    assert len(of(fits, DeleteRun)) == 1 and fits.requeue_after != MORE_SOON
