@@ -194,9 +194,19 @@ def _history(schedule: Schedule, runs: list[Execution]) -> list[DeleteRun]:
 
 
 def _unschedule_request(schedule: Schedule, runs: list[Execution]) -> Execution | None:
-    """A run whose workflow called ctx.unschedule and that this Schedule has not answered yet."""
-    answered = schedule.status.lastUnschedule.execution if schedule.status.lastUnschedule else None
-    asking = [r for r in runs if r.status.unscheduleRequest is not None and r.name != answered]
+    """A run whose workflow called ctx.unschedule and that this Schedule has not answered yet. A suspend answers
+    every request made before it: two asking runs must not take turns undoing each resume."""
+    last = schedule.status.lastUnschedule
+
+    def unanswered(run: Execution) -> bool:
+        if last is None:
+            return True
+        if run.name == last.execution:
+            return False
+        request = run.status.unscheduleRequest
+        asked = (request.requestedAt if request else None) or parse_time(run.metadata.get("creationTimestamp"))
+        return last.at is None or (asked is not None and asked > last.at)
+    asking = [r for r in runs if r.status.unscheduleRequest is not None and unanswered(r)]
     return min(asking, key=lambda r: r.name) if asking else None
 
 

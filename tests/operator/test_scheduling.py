@@ -218,6 +218,20 @@ def test_an_unschedule_request_suspends_the_schedule_once():
     assert not of(decide(answered, [asking], NOW), Suspend)
 
 
+def test_a_resume_is_not_undone_by_requests_made_before_the_suspend():
+    early = run("nightly-a", "Running", unscheduleRequest={"reason": "quota", "requestedAt": "2026-11-21T11:56:00Z"})
+    also = run("nightly-b", "Running", unscheduleRequest={"reason": "quota too", "requestedAt": "2026-11-21T11:57:00Z"})
+    status = {"lastScheduleTime": "2026-11-21T11:55:00.000Z"}
+    first = decide(schedule(status=status, runs=[early, also]), [early, also], NOW)
+    assert of(first, Suspend) == [Suspend("quota")]
+    answered = schedule(status={**status, "lastUnschedule": patch(first)["lastUnschedule"]}, runs=[early, also])
+    assert not of(decide(answered, [early, also], NOW + timedelta(minutes=5)), Suspend), "b's older ask undid a resume"
+    later = run("nightly-c", "Running", unscheduleRequest={"reason": "again", "requestedAt": format_time(
+        NOW + timedelta(minutes=1))})
+    recorded = schedule(status={**status, "lastUnschedule": patch(first)["lastUnschedule"]}, runs=[early, also, later])
+    assert of(decide(recorded, [early, also, later], NOW + timedelta(minutes=5)), Suspend) == [Suspend("again")]
+
+
 def test_an_invalid_cron_or_zone_is_reported_not_raised():
     decision = decide(schedule(cron="* * * *"), [], NOW)
     assert not of(decision, CreateRun)
