@@ -78,15 +78,16 @@ def execution(name="job", phase=None, cancel=None, deadline=None, started=None, 
             "status": status}
 
 
-def pod(name="job", uid="pod-uid", owner="uid-job", terminating=False, running=True) -> dict:
-    """The runner pod of execution `name`, its container running unless `running` is False."""
+def pod(name="job", uid="pod-uid", owner="uid-job", terminating=False, running=True, phase=None) -> dict:
+    """The runner pod of execution `name`, its container running unless `running` is False (`phase`: the pod's
+    phase, when not Running or Pending by `running`)."""
     meta = {"name": f"{name}-runner", "namespace": "ns", "uid": uid,
             "labels": {"workflows.flux.dev/execution": name},
             "ownerReferences": [{"uid": owner, "controller": True, "kind": "Execution", "name": name}]}
     if terminating:
         meta["deletionTimestamp"] = "2026-11-21T12:00:00Z"
     statuses = [{"name": "runner", "state": {"running": {}}, "restartCount": 0}] if running else []
-    return {"metadata": meta, "status": {"phase": "Running" if running else "Pending",
+    return {"metadata": meta, "status": {"phase": phase or ("Running" if running else "Pending"),
                                          "containerStatuses": statuses}}
 
 

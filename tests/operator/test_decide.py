@@ -72,6 +72,11 @@ def running_pod(**kw) -> PodView:
     return PodView(name=POD, phase="Running", started=True, **kw)
 
 
+def exited_pod(**kw) -> PodView:
+    """The runner's pod once its runner exited 0 (it does right after its final checkpoint)."""
+    return PodView(name=POD, phase="Succeeded", started=True, **kw)
+
+
 def events(actions) -> list[str]:
     return [a.reason for a in of(actions, EmitEvent)]
 
@@ -105,9 +110,10 @@ def test_started_pod_moves_to_running_once():
 def test_final_checkpoint_finishes_the_execution(state, phase):
     ex = execution("Running", checkpoint={"state": state, "error": "boom" if state == "Failed" else None,
                                           "result": {"n": 1} if state == "Succeeded" else None})
-    patch = status_patch(decide(ex, running_pod(), [], NOW))
+    patch = status_patch(decide(ex, exited_pod(), [], NOW))
     assert patch["phase"] == phase and "finishedAt" in patch
     assert any(c["type"] == "Finished" and c["reason"] == phase for c in patch["conditions"])
+    assert status_patch(decide(ex, None, [], NOW))["phase"] == phase, "its pod gone: the same"
     if state == "Failed":
         assert patch["message"] == "boom"
 
@@ -118,7 +124,7 @@ def test_a_verdict_before_the_kubelet_reports_the_start_still_records_the_start(
     # end with no startedAt and no Started condition, as if it had never run.
     ex = execution("Pending", status={"podName": POD},
                    checkpoint={"state": state, "error": "boom" if state == "Failed" else None})
-    actions = decide(ex, PodView(name=POD, phase="Pending", started=False), [], NOW)
+    actions = decide(ex, PodView(name=POD, phase=phase, started=False), [], NOW)
     patch = status_patch(actions)
     assert patch["phase"] == phase and patch["startedAt"] and patch["finishedAt"]
     assert {c["type"]: c["status"] for c in patch["conditions"]} == {"Started": "True", "Finished": "True"}
@@ -394,11 +400,25 @@ def test_workflow_finishing_during_grace_is_too_late():
 
 def test_cancel_racing_completion_gives_exactly_one_terminal_phase():
     ex = execution("Running", cancel={"reason": "late"}, checkpoint={"state": "Succeeded", "result": 3})
-    actions = decide(ex, running_pod(), [], NOW)
+    actions = decide(ex, exited_pod(), [], NOW)
     patch = status_patch(actions)
     assert (patch["phase"], patch["cancellation"]["outcome"]) == ("Succeeded", "TooLate")
     assert not of(actions, DeletePod)
-    assert decide(apply(ex, actions), running_pod(), [], NOW) == []
+    assert decide(apply(ex, actions), exited_pod(), [], NOW) == []
+
+
+def test_a_verdict_stands_only_once_its_pod_has_ended():
+    """A runner that writes Succeeded and runs on keeps its deadline, its slot and its cancel until its pod ends."""
+    lying = execution("Running", checkpoint={"state": "Succeeded", "result": 3})
+    waiting = decide(lying, running_pod(), [], NOW)
+    assert "phase" not in status_patch(waiting) and not of(waiting, DeletePod), "still running: not decided yet"
+    cancelled = execution("Running", cancel={"reason": "stop"}, checkpoint={"state": "Succeeded", "result": 3})
+    actions = decide(cancelled, running_pod(uid="p"), [], NOW)
+    assert status_patch(actions)["phase"] == "Cancelling" and of(actions, DeletePod)
+    ended = decide(apply(cancelled, actions), None, [], NOW)
+    assert (status_patch(ended)["phase"], status_patch(ended)["cancellation"]["outcome"]) == ("Succeeded", "TooLate")
+    overdue = execution("Running", deadline=30, checkpoint={"state": "Succeeded", "result": 3})
+    assert status_patch(decide(overdue, running_pod(uid="p"), [], NOW))["phase"] == "Cancelling"
 
 
 # --- already finished -------------------------------------------------------------------------------
@@ -556,11 +576,11 @@ def test_the_signal_is_reported_once_even_if_the_operator_died_right_after_the_d
 
 def test_a_named_runner_error_becomes_the_finished_reason():
     ex = execution("Running", checkpoint={"state": "Failed", "error": "CheckpointTooLarge: 300000 bytes"})
-    patch = status_patch(decide(ex, running_pod(), [], NOW))
+    patch = status_patch(decide(ex, exited_pod(), [], NOW))
     finished = next(c for c in patch["conditions"] if c["type"] == "Finished")
     assert (patch["phase"], finished["reason"]) == ("Failed", "CheckpointTooLarge")
     plain = execution("Running", checkpoint={"state": "Failed", "error": "ValueError: bad"})
-    finished = next(c for c in status_patch(decide(plain, running_pod(), [], NOW))["conditions"]
+    finished = next(c for c in status_patch(decide(plain, exited_pod(), [], NOW))["conditions"]
                     if c["type"] == "Finished")
     assert finished["reason"] == "ValueError"
 

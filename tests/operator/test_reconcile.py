@@ -222,7 +222,7 @@ def test_conflict_then_the_watch_delivers_means_no_read_at_all(api, world, recon
 def test_events_are_not_posted_again_when_a_conflict_repeats_the_decision(api, world, reconciler):
     stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
                                         checkpoint={"state": "Succeeded", "sequence": 3}))
-    world.pod_seen(pod(running=False))
+    world.pod_seen(pod(running=False, phase="Succeeded"))
     newer = api.put(dict(stored, status={**stored["status"], "checkpoint": {"state": "Succeeded", "sequence": 4}}))
     reconciler.reconcile(KEY)  # the Event, then a Conflict on the (fenced) final status
     assert api.objects[KEY]["status"]["phase"] == "Running"
@@ -580,7 +580,7 @@ def test_a_child_deciding_during_its_ancestors_pass_does_not_send_what_the_pass_
 def test_an_end_written_is_measured_once_and_not_when_the_write_conflicts(api, world, reconciler):
     stored = seed(api, world, execution(phase="Running", cancel="stop", started="2026-11-21T11:59:00.000Z",
                                         checkpoint={"state": "Succeeded", "sequence": 3}))
-    world.pod_seen(pod(running=False))
+    world.pod_seen(pod(running=False, phase="Succeeded"))
     newer = api.put(dict(stored, status={**stored["status"], "checkpoint": {"state": "Succeeded", "sequence": 4}}))
     durations = reconciler.metrics.duration.labels("Succeeded")
     reconciler.reconcile(KEY)  # a Conflict: nothing was written, nothing is measured
@@ -629,7 +629,7 @@ def test_a_limited_execution_that_finishes_hands_its_slot_on_at_once(api, world,
     reconciler.on_wake = woken.extend
     seed(api, world, execution(phase="Running", started="2026-11-21T11:59:00Z",
                                checkpoint={"state": "Succeeded", "sequence": 2}))
-    world.pod_seen(pod())
+    world.pod_seen(pod(phase="Succeeded"))
     waiting = execution("next")
     waiting["metadata"]["creationTimestamp"] = "2026-11-21T11:59:30Z"
     seed(api, world, waiting)

@@ -174,19 +174,24 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
             cancel_asked: datetime | None, family: Family, queued: Queued | None = None) -> None:
     """Pending or Running. `children` are the owned ones among the `found`."""
     checkpoint = checkpoint_state(ex)
-    if ex.phase == Phase.PENDING and checkpoint in (Phase.SUCCEEDED, Phase.FAILED):
+    verdict = checkpoint in (Phase.SUCCEEDED, Phase.FAILED)
+    if ex.phase == Phase.PENDING and verdict:
         # A verdict can only come from this run's runner (a retry takes the last one back), even when
         # the kubelet has not yet reported its container running: it started, and the status says so.
         _mark_started(ex, pod.name if pod else ex.status.podName or "", plan, now)
-    if checkpoint == Phase.SUCCEEDED:
-        _complete(ex, Phase.SUCCEEDED, None, intent, plan, now)
-        return
-    if checkpoint == Phase.FAILED:
-        _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
+    # A verdict stands once its pod has ended (an honest runner exits right after writing it). A runner that
+    # writes one and runs on keeps its queue slot, its deadline and its cancel until then.
+    if verdict and (pod is None or pod.phase in ("Succeeded", "Failed")):
+        if checkpoint == Phase.SUCCEEDED:
+            _complete(ex, Phase.SUCCEEDED, None, intent, plan, now)
+        else:
+            _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
         return
     if intent is not None:
         request_cancel(ex, intent, pod, children, plan, now, cancel_asked, family)
         return
+    if verdict:
+        return  # decided when its pod ends
     if ex.spec.suspend:
         suspend.request_suspend(ex, pod, children, plan, now)
         return
