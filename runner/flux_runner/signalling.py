@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api import nesting
-from flux_api.signals import SignalWait, nth
+from flux_api.signals import SIGNAL_NAME_PATTERN, SignalWait, nth
 from flux_api.timefmt import format_time, parse_time, utcnow
 
 from flux_runner.cancel import CancelSwitch
@@ -48,6 +49,10 @@ class SignalWaits:
     async def wait(self, name: str, timeout: float | timedelta | None) -> Any:
         if not isinstance(name, str) or not name:
             raise ValueError(f"ctx.wait_for_signal needs a signal name, got {name!r}")
+        if not re.fullmatch(SIGNAL_NAME_PATTERN, name):
+            # spec.signals takes no other name, so such a wait could only end by its timeout
+            raise ValueError(f"ctx.wait_for_signal: {name!r} is no signal name (letters, digits, '-', '_' and '.', "
+                             "starting and ending with a letter or digit, at most 63)")
         seconds = seconds_of(timeout) if timeout is not None else None
         self._counts[name] += 1
         occurrence = self._counts[name]

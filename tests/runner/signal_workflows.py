@@ -3,3 +3,7 @@
 
 async def twice(ctx, input):
     return [await ctx.wait_for_signal("go"), await ctx.wait_for_signal("go")]
+
+
+async def named(ctx, input):
+    return await ctx.wait_for_signal(input["name"])

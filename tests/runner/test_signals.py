@@ -101,3 +101,12 @@ def test_the_kth_wait_takes_the_kth_signal_of_its_name(token, termination_log):
 @pytest.mark.parametrize(("text", "value"), [('{"a":1}', {"a": 1}), ("not json", "not json"), (None, None)])
 def test_signal_data_is_json_and_other_text_is_kept_as_it_is(text, value):
     assert decoded(text) == value
+
+
+@pytest.mark.parametrize("name", ["a/b", "100%", "-dash-first", "x" * 64, "with space"])
+def test_a_name_no_signal_can_have_fails_the_workflow_with_a_clear_error(token, termination_log, name):
+    api = FakeExecutionApi(new_execution("odd", "tests.runner.signal_workflows:named", {"name": name}))
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["state"] == "Failed"
+    assert f"ctx.wait_for_signal: {name!r} is no signal name" in api.checkpoint["error"]
+    assert "signal" not in api.checkpoint, "no wait was written for it"
