@@ -135,7 +135,7 @@ async def limit_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime.limit_controller.enqueue([key])
     if changed and runtime.namespaces.served(key[0]):  # not for the usage the operator writes: no verdict moves
         # Its executions get a look: a raised max starts some, a lowered one changes what the queued ones say.
-        runtime.controller.enqueue([k for k in runtime.world.keys() if k[0] == key[0]])
+        runtime.controller.enqueue(runtime.world.keys_in(key[0]))
 
 
 @kopf.on.event(GROUP, VERSION, SCHEDULE_PLURAL)
@@ -173,7 +173,7 @@ async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
         runtime.namespaces.seen(raw)
     if runtime.namespaces.take_change(name):
         # Switched on or off: every execution and schedule there gets a look (a start, or a notice).
-        runtime.controller.enqueue([k for k in runtime.world.keys() if k[0] == name])
+        runtime.controller.enqueue(runtime.world.keys_in(name))
         runtime.schedule_controller.enqueue([k for k in runtime.schedules.keys() if k[0] == name])
 
 

@@ -35,6 +35,7 @@ class LimitStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._limits: dict[Key, ConcurrencyLimit] = {}
+        self._by_namespace: dict[str, dict[str, ConcurrencyLimit]] = {}  # the same, for one namespace's events
         self._announced: dict[Key, tuple[Any, Any]] = {}  # (uid, generation) last told to the executions
 
     def seen(self, raw: dict[str, Any]) -> Key:
@@ -60,10 +61,11 @@ class LimitStore:
         except pydantic.ValidationError as err:
             log.error("concurrencylimit %s/%s does not parse, left out: %s", *key, err.errors()[0]["msg"])
             with self._lock:
-                self._limits.pop(key, None)
+                self._drop(key)
             return key, None
         with self._lock:
             self._limits[key] = limit
+            self._by_namespace.setdefault(key[0], {})[key[1]] = limit
         return key, limit
 
     def gone(self, raw: dict[str, Any]) -> Key:
@@ -71,15 +73,23 @@ class LimitStore:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         with self._lock:
             if key in self._limits and self._limits[key].metadata.get("uid") == meta.get("uid"):
-                del self._limits[key]
+                self._drop(key)
                 self._announced.pop(key, None)
         return key
 
     def in_namespace(self, namespace: str) -> list[ConcurrencyLimit]:
         """The limits applied in a namespace: the first MAX_LIMITS_PER_NAMESPACE by name."""
         with self._lock:
-            found = [limit for (ns, _), limit in self._limits.items() if ns == namespace]
+            found = list(self._by_namespace.get(namespace, {}).values())
         return sorted(found, key=lambda limit: limit.name)[:MAX_LIMITS_PER_NAMESPACE]
+
+    def _drop(self, key: Key) -> None:
+        """Call with the lock held."""
+        self._limits.pop(key, None)
+        limits = self._by_namespace.get(key[0], {})
+        limits.pop(key[1], None)
+        if not limits:
+            self._by_namespace.pop(key[0], None)
 
     def get(self, key: Key) -> ConcurrencyLimit | None:
         with self._lock:

@@ -71,6 +71,8 @@ class World:
         self._cancel_asked: dict[Key, datetime] = {}  # when a cancel reached the API, for the latency metrics
         self._handed_on: dict[Key, dict[str, Any]] = {}  # what the last reconcile the watch asked for was given
         self._changes: dict[str, int] = {}  # per namespace: bumped by every change a concurrency limit may read
+        # Names by namespace: what one namespace asks for costs its own size, not the cluster's.
+        self._names: dict[str, set[str]] = {}
 
     # --- fed by the watches and by the operator's own writes ----------------------------------
 
@@ -87,6 +89,7 @@ class World:
                                                old_meta.get("uid"), old_meta.get("resourceVersion")):
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
+            self._names.setdefault(key[0], set()).add(key[1])
             self._bump(key[0])
             if (asked := cancel_asked_at(raw)) is not None:
                 self._cancel_asked[key] = asked
@@ -154,6 +157,10 @@ class World:
             if current is not None and current["metadata"].get("uid") != meta.get("uid"):
                 return []  # a successor of the same name already took its place
             self._executions.pop(key, None)
+            if (names := self._names.get(key[0])) is not None:
+                names.discard(key[1])
+                if not names:
+                    del self._names[key[0]]
             self._bump(key[0])
             self._handed_on.pop(key, None)
             self._cancel_asked.pop(key, None)
@@ -252,8 +259,8 @@ class World:
         """The executions labelled as a Schedule's runs, whoever made them (the Schedule's decision tells its
         own from forged ones), and the UIDs of all of them, parsed or not."""
         with self._lock:
-            keys = [k for k, raw in self._executions.items() if k[0] == schedule[0]
-                    and (raw["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule[1]]
+            keys = [k for k in self._keys_in(schedule[0])
+                    if (self._executions[k]["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule[1]]
             uids = {self._executions[k]["metadata"].get("uid", "") for k in keys}
             runs = [self._model(k) for k in keys]
         return [r for r in runs if r is not None], uids
@@ -269,9 +276,10 @@ class World:
     def namespace_view(self, namespace: str) -> tuple[list[dict[str, Any]], set[str], dict[str, set[str]]]:
         """For queues.py: the namespace's executions, the names of those with a live pod, UID -> children named."""
         with self._lock:
-            raws = [raw for (ns, _), raw in self._executions.items() if ns == namespace]
-            live = {name for (ns, name), pods in self._pods.items() if ns == namespace
-                    and any(p.phase not in ("Succeeded", "Failed") for p in pods.values())}
+            keys = self._keys_in(namespace)
+            raws = [self._executions[k] for k in keys]
+            live = {k[1] for k in keys if any(p.phase not in ("Succeeded", "Failed")
+                                              for p in self._pods.get(k, {}).values())}
         parents = {raw["metadata"].get("uid", ""): named for raw in raws
                    if (named := _named_children(raw.get("status") or {}))}
         return raws, live, parents
@@ -324,6 +332,14 @@ class World:
     def keys(self) -> list[Key]:
         with self._lock:
             return list(self._executions)
+
+    def keys_in(self, namespace: str) -> list[Key]:
+        with self._lock:
+            return self._keys_in(namespace)
+
+    def _keys_in(self, namespace: str) -> list[Key]:
+        """Call with the lock held."""
+        return [(namespace, name) for name in self._names.get(namespace, ())]
 
     def __len__(self) -> int:
         with self._lock:

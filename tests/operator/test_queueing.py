@@ -381,3 +381,22 @@ def test_kept_members_follow_every_change_of_object_pod_and_clock() -> None:
     world.pod_seen({"metadata": {"name": "b-runner", "namespace": "ns", "uid": "p", "resourceVersion": "1",
                                  "labels": {"workflows.flux.dev/execution": "b"}}, "status": {"phase": "Pending"}})
     assert {m.name: m.holds for m in queues.members("ns", NOW)}["b"], "a pod made for it was not seen"
+
+
+def test_the_limits_of_a_namespace_are_found_without_walking_every_namespaces() -> None:
+    from flux_operator.queues import LimitStore
+
+    limits = LimitStore()
+
+    def body(name: str, ns: str, uid: str) -> dict:
+        return {"metadata": {"name": name, "namespace": ns, "uid": uid, "generation": 1}, "spec": {"max": 1}}
+    for i in range(100):
+        limits.seen(body(f"l{i}", "crowded", f"c{i}"))
+    limits.seen(body("etl", "ns", "e"))
+    assert [limit.name for limit in limits.in_namespace("ns")] == ["etl"] and len(limits.in_namespace("crowded")) > 1
+    limits.gone(body("etl", "ns", "not-e"))  # a predecessor's deletion
+    assert [limit.name for limit in limits.in_namespace("ns")] == ["etl"]
+    limits.gone(body("etl", "ns", "e"))
+    assert limits.in_namespace("ns") == [] and limits.get(("ns", "etl")) is None
+    limits.seen({"metadata": {"name": "bad", "namespace": "ns", "uid": "b"}, "spec": {"max": "lots"}})
+    assert limits.in_namespace("ns") == [], "a limit that does not parse is left out"

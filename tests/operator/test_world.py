@@ -316,3 +316,21 @@ def test_an_event_key_the_api_server_would_refuse_is_hashed_the_same_each_time(k
 @pytest.mark.parametrize("key", ["approve", "job-kid", "step_2", "Approve.v2"])
 def test_an_event_key_that_is_a_safe_name_part_is_kept(key) -> None:
     assert event_name({"name": "job", "uid": "0123456789"}, "Waiting", key) == f"job.01234567.waiting.{key}"
+
+
+def test_a_namespace_is_looked_at_by_its_own_executions_only() -> None:
+    world = World()
+    for i in range(200):
+        other = execution(f"other-{i}", uid=f"o{i}")
+        other["metadata"]["namespace"] = "elsewhere"
+        world.execution_seen(other)
+    world.execution_seen(execution("a", uid="a"))
+    world.execution_seen(execution("b", uid="b"))
+    assert sorted(world.keys_in("ns")) == [("ns", "a"), ("ns", "b")] and len(world.keys_in("elsewhere")) == 200
+    world.execution_gone(execution("a", uid="a"))
+    world.execution_gone(execution("b", uid="not-b"))  # a predecessor's deletion: b stays
+    assert world.keys_in("ns") == [("ns", "b")]
+    raws, _, _ = world.namespace_view("ns")
+    assert [r["metadata"]["name"] for r in raws] == ["b"]
+    world.execution_gone(execution("b", uid="b"))
+    assert world.keys_in("ns") == [] and world.namespace_view("ns")[0] == []
