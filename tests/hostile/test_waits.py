@@ -4,6 +4,7 @@ back, grows the object or reaches another namespace (issue 20)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 
 import pytest
@@ -82,3 +83,32 @@ def test_signals_stay_bounded_and_append_only(tenant, operators, fx, result):
     assert "spec.signals" in refused["too many"] and "spec.signals[0].data" in refused["too big"]
     assert "append-only" in refused["removed"]
     assert len(status["signals"]) == MAX_SIGNALS and status["phase"] == "Waiting"
+
+
+@pytest.mark.threat("forged-verdict", "a runner writes a Succeeded checkpoint with its own token and works on",
+                    "the execution stays Running while its pod runs (its deadline, its slot and its cancel hold); "
+                    "the cancel then stops the pod")
+@pytest.mark.timeout(180)
+def test_a_verdict_the_runner_works_on_after_does_not_end_the_execution(tenant, operators, fx, kubeconfig, result):
+    operators.start()
+    tenant.fx.create(longrun("claims", steps=600, seconds=0.5))
+    fx.wait_step("claims")
+    runner = as_runner(kubeconfig, tenant.namespace, "claims")
+    try:
+        client.CustomObjectsApi(runner).patch_namespaced_custom_object_status(
+            GROUP, VERSION, tenant.namespace, PLURAL, "claims",
+            {"status": {"checkpoint": {"state": "Succeeded", "result": "forged"}}})
+    finally:
+        runner.close()
+    seen = []
+    for _ in range(10):  # 5 s of looking: the operator has long acted on the forged verdict by then
+        seen.append(fx.status("claims").get("phase"))
+        time.sleep(0.5)
+    pod = fx.pod("claims")
+    tenant.fx.cancel("claims", "it claimed to be done but is not")
+    final = fx.wait_phase("claims", "Cancelled", "Succeeded", "Failed", timeout=90)
+    outcome = (final.get("cancellation") or {}).get("outcome")
+    result.figure(f"phases while the pod ran: {sorted(set(seen))}; after the cancel: {final['phase']}/{outcome}")
+    assert set(seen) == {"Running"}, seen
+    assert pod is not None and pod.metadata.deletion_timestamp is None, "its pod ran on"
+    assert fx.pod("claims") is None and (final.get("cancellation") or {}).get("completedAt")
