@@ -221,19 +221,26 @@ def settled_rss(op, seconds: float = 12) -> float:
     return min(reads)
 
 
-@pytest.mark.threat("padded-objects", f"{PADDED} Executions padded to ~1.4 MB each in spec.podTemplate",
-                    "the operator's memory does not grow with their size, as they arrive or after a restart")
-@pytest.mark.timeout(300)
-def test_padded_executions_do_not_grow_the_operators_memory(tenant, bystander, operators, fx, result):
+def rss_growth(operators, bystander, tenant, fx, bodies: list[dict]) -> tuple[object, float, float]:
+    """A warmed-up operator, its settled RSS, and how much it grew once the tenant's `bodies` (started later,
+    so the operator alone holds them) were all taken in: (operator, RSS before, growth), in MB."""
     op = operators.start()
     bystander.create(manifest("warm-up", "flux_examples.quick:main"))
     bystander.wait_phase("warm-up", *TERMINAL, timeout=90)
     before = settled_rss(op)
-    for i in range(PADDED):
-        tenant.fx.create(padded_execution(f"padded-{i}"))
-    for i in range(PADDED):
-        fx.wait_phase(f"padded-{i}", "Pending", timeout=120)
-    arrived = settled_rss(op) - before
+    for body in bodies:
+        tenant.fx.create(body)
+    for body in bodies:
+        fx.wait_phase(body["metadata"]["name"], "Pending", timeout=120)
+    return op, before, settled_rss(op) - before
+
+
+@pytest.mark.threat("padded-objects", f"{PADDED} Executions padded to ~1.4 MB each in spec.podTemplate",
+                    "the operator's memory does not grow with their size, as they arrive or after a restart")
+@pytest.mark.timeout(300)
+def test_padded_executions_do_not_grow_the_operators_memory(tenant, bystander, operators, fx, result):
+    op, before, arrived = rss_growth(operators, bystander, tenant, fx, [padded_execution(f"padded-{i}")
+                                                                        for i in range(PADDED)])
     op.stop()
     restarted = operators.start()
     operator_lives(restarted, bystander, "after-restart")
@@ -262,15 +269,8 @@ def annotated_execution(name: str) -> dict:
                     "the operator's memory does not grow with them: it keeps only the annotations it reads")
 @pytest.mark.timeout(300)
 def test_annotations_under_our_prefix_do_not_grow_the_operators_memory(tenant, bystander, operators, fx, result):
-    op = operators.start()
-    bystander.create(manifest("warm-up", "flux_examples.quick:main"))
-    bystander.wait_phase("warm-up", *TERMINAL, timeout=90)
-    before = settled_rss(op)
-    for i in range(ANNOTATED):
-        tenant.fx.create(annotated_execution(f"annotated-{i}"))
-    for i in range(ANNOTATED):
-        fx.wait_phase(f"annotated-{i}", "Pending", timeout=120)
-    grown = settled_rss(op) - before
+    op, _, grown = rss_growth(operators, bystander, tenant, fx, [annotated_execution(f"annotated-{i}")
+                                                                 for i in range(ANNOTATED)])
     padding_mb = ANNOTATED * ANNOTATION_PADS * 8192 / 2**20
     result.figure(f"{padding_mb:.1f} MB of annotations: RSS +{grown:.1f} MB")
     assert grown < 0.3 * padding_mb, f"RSS grew {grown:.1f} MB with {padding_mb:.1f} MB of annotations"

@@ -306,17 +306,19 @@ def test_transient_failure_is_retried_with_backoff_and_others_go_on(api, world, 
     assert controller.queue.failures(KEY) == 0, "success resets the backoff"
 
 
+def exploding_at(bad, error: BaseException, reconcile):
+    """`reconcile`, except that the key `bad` raises `error`."""
+    def explode(key):
+        if key == bad:
+            raise error
+        return reconcile(key)
+    return explode
+
+
 def test_a_poison_object_is_retried_alone(api, world, controller, monkeypatch):
     seed(api, world, execution())
     seed(api, world, execution(name="other"))
-    real = controller.reconcile
-
-    def explode(key):
-        if key == KEY:
-            raise KeyError("boom")
-        return real(key)
-
-    monkeypatch.setattr(controller, "reconcile", explode)
+    monkeypatch.setattr(controller, "reconcile", exploding_at(KEY, KeyError("boom"), controller.reconcile))
     controller.enqueue([KEY, ("ns", "other")])
     drain(controller)
     assert api.objects[("ns", "other")]["status"]["phase"] == "Pending"
@@ -328,14 +330,8 @@ def test_a_poison_object_is_retried_alone(api, world, controller, monkeypatch):
 def test_whatever_one_object_raises_the_workers_live_on_and_serve_the_others(api, world, reconciler, error):
     seed(api, world, execution())
     seed(api, world, execution(name="other"))
-    real = reconciler.reconcile
-
-    def explode(key):
-        if key == KEY:
-            raise error
-        return real(key)
-
-    controller = Controller(world, explode, WorkQueue(base_delay=5), Metrics(), workers=1)
+    controller = Controller(world, exploding_at(KEY, error, reconciler.reconcile), WorkQueue(base_delay=5), Metrics(),
+                            workers=1)
     controller.enqueue([KEY, KEY, ("ns", "other")])
     controller.start(safety_seconds=3600)
     try:
