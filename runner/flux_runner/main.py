@@ -180,5 +180,16 @@ async def finish(journal: Journal, ending: Ending) -> Ending:
     return ending
 
 
+def entry() -> None:
+    """The `flux-runner` command: the process ends the moment its run is recorded. A thread the workflow left
+    running (not a daemon, or an executor's busy worker) would otherwise hold it open at interpreter exit, and
+    with it the pod, whose end is what the operator waits for before it takes the verdict."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

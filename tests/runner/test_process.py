@@ -95,14 +95,18 @@ def sa_dir(tmp_path: Path, pki: Path) -> Path:
     return directory
 
 
-def start_runner(served: Served, sa_dir: Path) -> subprocess.Popen:
-    env = {
+def start_env(served: Served, sa_dir: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "FLUX_EXECUTION_NAME": "demo", "FLUX_EXECUTION_NAMESPACE": "default", "FLUX_POD_NAME": "demo-pod",
         "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(served.port),
         "FLUX_SA_DIR": str(sa_dir),
     }
-    return subprocess.Popen([str(RUNNER)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_runner(served: Served, sa_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(RUNNER)], env=start_env(served, sa_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:
@@ -161,3 +165,17 @@ def test_an_api_error_makes_the_process_exit_non_zero_for_a_restart(served, sa_d
     assert runner.returncode == 1
     assert "exiting for a restart" in stderr and "HTTP 403" in stderr
     assert served.api.checkpoint is None
+
+
+def test_a_thread_the_workflow_left_running_does_not_hold_the_process_open(served, sa_dir, tmp_path):
+    (tmp_path / "lingering.py").write_text(
+        "import threading, time\n"
+        "async def main(ctx, input):\n"
+        "    threading.Thread(target=time.sleep, args=(600,)).start()  # not a daemon: joined at exit\n"
+        "    return 'done'\n")
+    served.api.execution["spec"].update(workflow="lingering:main", input={})
+    runner = subprocess.Popen([str(RUNNER)], env={**start_env(served, sa_dir), "PYTHONPATH": str(tmp_path)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr = finish(runner, timeout=30)
+    assert runner.returncode == 0, stderr
+    assert served.api.checkpoint["state"] == "Succeeded" and served.api.checkpoint["result"] == "done"
