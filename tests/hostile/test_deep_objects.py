@@ -273,5 +273,7 @@ def test_annotations_under_our_prefix_do_not_grow_the_operators_memory(tenant, b
                                                                  for i in range(ANNOTATED)])
     padding_mb = ANNOTATED * ANNOTATION_PADS * 8192 / 2**20
     result.figure(f"{padding_mb:.1f} MB of annotations: RSS +{grown:.1f} MB")
-    assert grown < 0.3 * padding_mb, f"RSS grew {grown:.1f} MB with {padding_mb:.1f} MB of annotations"
+    # Kept, they were all of it and more (+18.7 MB for 14.5 MB); what remains is kopf's and the allocator's
+    # per-object memory (+3.0 MB in the run of 2026-12-06), which half the padding leaves room for.
+    assert grown < 0.5 * padding_mb, f"RSS grew {grown:.1f} MB with {padding_mb:.1f} MB of annotations"
     operator_lives(op, bystander, "after-annotations")
