@@ -32,7 +32,7 @@ from flux_api.names import (
     SINGULAR,
     VERSION,
 )
-from flux_api.limits import ConcurrencyLimitSpec, ConcurrencyLimitStatus
+from flux_api.limits import MAX_LABEL_KEY, MAX_SELECTOR_VALUES, ConcurrencyLimitSpec, ConcurrencyLimitStatus
 from flux_api.schedule import ScheduleSpec, ScheduleStatus
 from flux_api.signals import APPEND_ONLY
 from flux_api.types import ExecutionSpec, ExecutionStatus
@@ -242,6 +242,15 @@ def limit_crd() -> dict[str, Any]:
         "message": "In and NotIn need values; Exists and DoesNotExist take none",
         "fieldPath": ".values",
     }]
+    selector = spec["properties"]["selector"]
+    selector["properties"]["matchLabels"]["x-kubernetes-validations"] = [{
+        "rule": f"self.all(k, size(k) <= {MAX_LABEL_KEY})",
+        "message": f"a label key is at most {MAX_LABEL_KEY} characters"}]
+    selector["x-kubernetes-validations"] = [{
+        "rule": "!has(self.matchExpressions) || "
+                f"self.matchExpressions.map(e, has(e.values) ? size(e.values) : 0).sum() <= {MAX_SELECTOR_VALUES}",
+        "message": f"matchExpressions may hold at most {MAX_SELECTOR_VALUES} values in all",
+        "fieldPath": ".matchExpressions"}]
     schema = _strip_titles({
         "type": "object", "required": ["spec"],
         "description": "At most spec.max of the Executions its selector matches in its namespace run at once; "

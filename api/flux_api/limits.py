@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flux_api.types import _Model, _Object
 
 MAX_SELECTOR_TERMS = 32
+# A label's key (prefix/name) and value at their Kubernetes maxima; a longer one could never match. With the
+# values of all a selector's expressions bounded too, a limit stays a few KB: the operator holds every one.
+MAX_LABEL_KEY = 317
+MAX_LABEL_VALUE = 63
+MAX_SELECTOR_VALUES = 128
 # Limits of one namespace the operator applies, the first by name: each one costs every decision in its
 # namespace, so a namespace cannot make the operator slow for all. The rest say so in their status.
 MAX_LIMITS_PER_NAMESPACE = 16
@@ -26,17 +32,28 @@ class SelectorOperator(StrEnum):
     DOES_NOT_EXIST = "DoesNotExist"
 
 
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE)]
+
+
 class SelectorRequirement(_Model):
-    key: str = Field(min_length=1, max_length=317)
+    key: str = Field(min_length=1, max_length=MAX_LABEL_KEY)
     operator: SelectorOperator
-    values: list[str] = Field(default_factory=list, max_length=64)
+    values: list[LabelValue] = Field(default_factory=list, max_length=64)
 
 
 class LabelSelector(_Model):
     """metav1.LabelSelector. Empty matches every Execution in the namespace."""
 
-    matchLabels: dict[str, str] = Field(default_factory=dict, max_length=MAX_SELECTOR_TERMS)
+    matchLabels: dict[str, LabelValue] = Field(default_factory=dict, max_length=MAX_SELECTOR_TERMS)
     matchExpressions: list[SelectorRequirement] = Field(default_factory=list, max_length=MAX_SELECTOR_TERMS)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LabelSelector:
+        if any(len(key) > MAX_LABEL_KEY for key in self.matchLabels):
+            raise ValueError(f"a matchLabels key is longer than {MAX_LABEL_KEY} characters")
+        if sum(len(term.values) for term in self.matchExpressions) > MAX_SELECTOR_VALUES:
+            raise ValueError(f"matchExpressions hold more than {MAX_SELECTOR_VALUES} values in all")
+        return self
 
 
 class ConcurrencyLimitSpec(_Model):

@@ -13,12 +13,13 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase, logfields
+from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase, logfields, nesting
 from flux_api.errors import Failure
 from flux_api.events import EventReason
 from flux_api.timefmt import utcnow
@@ -46,12 +47,16 @@ CONFLICT_SETTLE_SECONDS = 0.1
 # Events this replica already posted, so a decision repeated after a Conflict does not post them again.
 # Bounded: after a restart (or when full) a repeat is only a harmless 409 on the Event's fixed name.
 POSTED_EVENTS_KEPT = 50_000
+# Child results the World holds as stubs, once read: a finished child's result never changes, but its parent
+# writes its whole children list at each child's change, and would read every large one again each time.
+RESULTS_KEPT_BYTES = 16 * 2**20
 
 
 # The phases in which a runner may be about to start, so a concurrency limit may hold it back.
 QUEUEABLE = (Phase.PENDING, Phase.SUSPENDED, Phase.WAITING)
 PASSED_ON = ("spec.podTemplate", "spec.image")  # what a runner pod and a child take from the execution
-# Children's cancels in flight at once: a cascade's signals go out together, not one round trip after another.
+# Children's cancels in flight at once, per reconcile: a cascade's signals go out together, not one round trip
+# after another, and a tenant's big tree never queues more than this ahead of other namespaces' in the pool.
 CANCEL_SENDERS = 8
 
 
@@ -61,6 +66,8 @@ class Reconciler:
         self.world, self.api, self.runner, self.metrics, self.clock = world, api, runner, metrics, clock
         self._posted: OrderedDict[str, None] = OrderedDict()
         self._conflicted: dict[Key, str] = {}  # key -> the resourceVersion a status write met a Conflict on
+        self._results: OrderedDict[tuple[str, str, str], tuple[dict[str, Any], int]] = OrderedDict()
+        self._results_bytes = 0
         self._lock = threading.Lock()
         self.memories = Memories()  # per execution: creation tokens, what was made, refused creates
         self.maker = Maker(api, world, runner,
@@ -93,7 +100,8 @@ class Reconciler:
         now = self.clock()
         memory = self.memories.of(ex)
         intent = machine.cancel_intent(ex, now)
-        family = self.world.family(key) if intent is not None and intent.cascade and snapshot.children else None
+        cascades = intent is not None and intent.cascade and snapshot.children and ex.phase not in TERMINAL_PHASES
+        family = self.world.family(key) if cascades else None
         queueable = self.queues is not None and ex.phase in QUEUEABLE and snapshot.pod is None  # about to start
         queued = self.queues.verdict(key, now) if queueable else None
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at,
@@ -151,20 +159,24 @@ class Reconciler:
         return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now, memory))
 
     def _cancel_children(self, snapshot: Snapshot, ex, cancels: list[machine.CancelChild]) -> ApiFailure | None:
-        """Every child's cancel sent at once (they are independent merge patches); the first failure, after
+        """Every child's cancel sent, CANCEL_SENDERS at a time (independent merge patches); the first failure, after
         saying so in an Event: the cancel is still recorded, and the reconcile retries the signals."""
-        failed: ApiFailure | None = None
         with self._lock:
             # A child woken by an ancestor's pass decides while that pass goes on: what it would send to its
             # own descendants is already on the way.
             cancels = [c for c in cancels if (ex.namespace, c.name) not in self._sending]
             self._sending.update((ex.namespace, c.name) for c in cancels)
-        sent_all = [self._senders.submit(budget.carried(self._send_cancel, snapshot, ex, cancel)) for cancel in cancels]
-        for sent in sent_all:
-            try:
-                sent.result()
-            except ApiFailure as err:
-                failed = failed or err
+        in_flight: set[Future] = set()
+        errors: list[BaseException] = []
+        for cancel in cancels:
+            if len(in_flight) >= CANCEL_SENDERS:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                errors += _errors(done)
+            in_flight.add(self._senders.submit(budget.carried(self._send_cancel, snapshot, ex, cancel)))
+        errors += _errors(wait(in_flight).done)
+        if unexpected := [e for e in errors if not isinstance(e, ApiFailure)]:
+            raise unexpected[0]
+        failed = errors[0] if errors else None
         if failed is not None:
             self._signal_failed(snapshot, failed)
         return failed
@@ -261,20 +273,40 @@ class Reconciler:
         return parent, dataclasses.replace(action, input=input_)
 
     def _stored_values(self, ns: str, patch: dict) -> dict:
-        """The status patch with each mirrored child result that the World holds as a stub read from the child."""
+        """The status patch with each mirrored child result that the World holds as a stub read from the child,
+        once per child and result (RESULTS_KEPT_BYTES)."""
         children = patch.get("children")
         if not children or not any(payloads.is_size_stub(c.get("result")) for c in children):
             return patch
         resolved = []
         for entry in children:
-            if payloads.is_size_stub(entry.get("result")):
-                raw = self.api.get_execution(ns, entry["name"]) or {}
-                result = ((raw.get("status") or {}).get("checkpoint") or {}).get("result")
-                problem = payloads.value_problem(payloads.shrink(result), "its result")  # grown deep since
-                entry = {**{k: v for k, v in entry.items() if k != "result"}, "phase": "Failed", "error": problem} \
-                    if problem else {**entry, "result": result}
+            stub = entry.get("result")
+            if payloads.is_size_stub(stub):
+                kept = {k: v for k, v in entry.items() if k != "result"}
+                entry = {**kept, **self._child_result(ns, entry["name"], stub)}
             resolved.append(entry)
         return {**patch, "children": resolved}
+
+    def _child_result(self, ns: str, name: str, stub: dict) -> dict[str, Any]:
+        """{"result": value}, or {"phase": Failed, "error": why} for a value grown too deep since."""
+        details = nesting.elided(stub) or {}
+        key = (ns, name, str(details.get("digest")))
+        with self._lock:
+            if (kept := self._results.get(key)) is not None:
+                self._results.move_to_end(key)
+                return kept[0]
+        raw = self.api.get_execution(ns, name) or {}
+        result = ((raw.get("status") or {}).get("checkpoint") or {}).get("result")
+        problem = payloads.value_problem(payloads.shrink(result), "its result")
+        fields = {"phase": "Failed", "error": problem} if problem else {"result": result}
+        size = int(details.get("bytes") or 0)
+        with self._lock:
+            if key not in self._results:
+                self._results[key] = (fields, size)
+                self._results_bytes += size
+            while self._results_bytes > RESULTS_KEPT_BYTES and len(self._results) > 1:
+                self._results_bytes -= self._results.popitem(last=False)[1][1]
+        return fields
 
     def _after_conflict(self, key: Key, snapshot: Snapshot) -> Snapshot:
         """If the watch has not brought anything newer since a Conflict, read the object once ourselves."""
@@ -343,3 +375,7 @@ def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
 
 def _sooner(due: float | None, seconds: float) -> float:
     return seconds if due is None else min(due, seconds)
+
+
+def _errors(done: set[Future]) -> list[BaseException]:
+    return [err for future in done if (err := future.exception()) is not None]

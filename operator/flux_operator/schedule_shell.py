@@ -108,11 +108,14 @@ class ScheduleReconciler:
                  new_token=lambda: secrets.token_hex(16), metrics: Metrics | None = None) -> None:
         self.store, self.world, self.api, self.clock, self.new_token = store, world, api, clock, new_token
         self.metrics = metrics
-        self._said: set[tuple[str | None, str | None]] = set()  # (uid, resourceVersion) told InvalidTemplate
+        # Per Schedule: the (uid, generation) last told InvalidTemplate. One entry per Schedule, gone with it: a
+        # tenant touching labels in a loop makes no new versions of the spec, and no log line or Event.
+        self._said: dict[Key, tuple[str | None, int | None]] = {}
 
     def reconcile(self, key: Key) -> Result:
         raw = self.store.get(key)
         if raw is None or raw["metadata"].get("deletionTimestamp"):
+            self._said.pop(key, None)
             return Result()
         try:
             schedule = Schedule.model_validate(raw)
@@ -187,13 +190,13 @@ class ScheduleReconciler:
 
     def _invalid_template(self, raw: dict[str, Any], problem: str) -> None:
         meta = raw["metadata"]
-        said = (meta.get("uid"), meta.get("resourceVersion"))
-        if said in self._said:
-            return  # once per version of the Schedule, not at every safety pass
-        self._said.add(said)
+        key, said = (meta.get("namespace", ""), meta.get("name", "")), (meta.get("uid"), meta.get("generation"))
+        if self._said.get(key) == said:
+            return  # once per version of the Schedule's spec, not at every safety pass or label change
+        self._said[key] = said
         log.error("schedule %s/%s starts no run: %s", raw["metadata"].get("namespace"), raw["metadata"].get("name"),
                   problem)
-        self._event(raw, (meta.get("namespace", ""), meta.get("name", "")), EventReason.INVALID_TEMPLATE,
+        self._event(raw, key, EventReason.INVALID_TEMPLATE,
                     f"no run is started: {problem}", "Warning", "")
 
     def _with_stored_template(self, raw: dict[str, Any], action: plan.CreateRun) -> plan.CreateRun | None:

@@ -12,19 +12,19 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections import deque
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pydantic
-from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution, Phase
+from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Execution, Phase
 from flux_api.conditions import StartedReason
 from flux_api.names import SCHEDULE_LABEL
 from flux_api.timefmt import parse_time
 
 from flux_operator.execution.actions import PodView
+from flux_operator.execution.children import owned_children
 from flux_operator.podview import pod_view
 from flux_operator.trimmed import cancel_asked_at, decided_on, trim_execution
 
@@ -67,7 +67,6 @@ class World:
         self._lock = threading.Lock()
         self._executions: dict[Key, dict[str, Any]] = {}
         self._pods: dict[Key, dict[str, PodView]] = {}  # by execution, then pod name
-        self._children: dict[Key, set[str]] = {}
         self._cancel_asked: dict[Key, datetime] = {}  # when a cancel reached the API, for the latency metrics
         self._handed_on: dict[Key, dict[str, Any]] = {}  # what the last reconcile the watch asked for was given
         self._changes: dict[str, int] = {}  # per namespace: bumped by every change a concurrency limit may read
@@ -95,8 +94,6 @@ class World:
                 self._cancel_asked[key] = asked
             else:
                 self._cancel_asked.pop(key, None)
-            if parent:
-                self._children.setdefault((key[0], parent), set()).add(key[1])
         return [key, (key[0], parent)] if parent else [key]
 
     def progress_only(self, raw: dict[str, Any]) -> bool:
@@ -164,8 +161,6 @@ class World:
             self._bump(key[0])
             self._handed_on.pop(key, None)
             self._cancel_asked.pop(key, None)
-            if parent:
-                self._children.get((key[0], parent), set()).discard(key[1])
         return [(key[0], parent)] if parent else []
 
     def pod_seen(self, raw: dict[str, Any], held_only: bool = False) -> Key | None:
@@ -199,47 +194,64 @@ class World:
 
     def snapshot(self, key: Key) -> Snapshot | None:
         """The execution, its runner pod (matched by owner UID), and the executions that may be its children:
-        those under the names it asked for or recorded, and those labelled with it. Which of them the
-        operator really made for it, decide() works out (execution.children.owned_children); None if unknown."""
+        those under the names it asked for or recorded (a label claiming it as parent proves nothing and is not
+        looked at). Which of them the operator really made for it, decide() works out
+        (execution.children.owned_children); None if unknown. Parsed outside the lock."""
         with self._lock:
             raw = self._executions.get(key)
             if raw is None:
-                return None
-            execution = self._model(key)
-            if execution is None:
                 return None
             uid = raw["metadata"].get("uid")
             pods = [p for p in self._pods.get(key, {}).values() if p.owner_uid == uid]
             current = (raw.get("status") or {}).get("podName")
             if current:  # after a retry the finished pod of an earlier run is not the runner
                 pods = [p for p in pods if p.name == current]
-            children = self._models(key[0], self._candidates(key))
-        return Snapshot(execution, raw, pods[0] if pods else None, children, self._cancel_asked.get(key))
+            candidates = self._raws(key[0], self._candidates(key))
+            asked = self._cancel_asked.get(key)
+        execution = _parse(raw)
+        if execution is None:
+            return None
+        children = [c for c in map(_parse, candidates.values()) if c is not None]
+        return Snapshot(execution, raw, pods[0] if pods else None, children, asked)
 
     def family(self, key: Key, limit: int = FAMILY_LIMIT) -> dict[str, list[Execution]]:
         """For a cancel that cascades in one pass: each descendant's name -> the executions found as its
-        children (as `snapshot` finds them; which are owned, decide() works out). At most `limit` of them."""
+        children (as `snapshot` finds them). Walks only where cancel.cascade goes: into the live children each
+        parent owns. At most `limit` descendants, each object parsed once and outside the lock: a tenant's
+        tree, or names its runners wrote, must not hold up other namespaces' watch events and workers."""
+        namespace, root = key
+        parsed: dict[str, Execution | None] = {}
         family: dict[str, list[Execution]] = {}
-        with self._lock:
-            queue = deque(sorted(self._candidates(key)))
-            while queue and len(family) < limit:
-                name = queue.popleft()
-                if name in family or (key[0], name) not in self._executions:
+        frontier = [root]
+        while frontier:
+            with self._lock:
+                named = {name: sorted(self._candidates((namespace, name))) for name in frontier}
+                wanted = {n for names in named.values() for n in names} | set(frontier)
+                fresh = self._raws(namespace, wanted - parsed.keys())
+            parsed.update((name, _parse(raw)) for name, raw in fresh.items())
+            below: list[str] = []
+            for name in frontier:
+                parent = parsed.get(name)
+                if parent is None:
                     continue
-                names = self._candidates((key[0], name))
-                family[name] = self._models(key[0], names)
-                queue.extend(sorted(names))
+                kids = [k for k in (parsed.get(n) for n in named[name]) if k is not None]
+                if name != root:
+                    family[name] = kids
+                    if len(family) >= limit:
+                        return family
+                below += [k.name for k in owned_children(parent, kids)
+                          if k.phase not in TERMINAL_PHASES and k.name not in family and k.name != root]
+            frontier = list(dict.fromkeys(below))
         return family
 
-    def _models(self, namespace: str, names: set[str]) -> list[Execution]:
-        """The parsed executions of these names that the World holds, by name; call with the lock held."""
-        return [c for c in (self._model((namespace, n)) for n in sorted(names) if (namespace, n) in self._executions)
-                if c is not None]
+    def _raws(self, namespace: str, names: set[str]) -> dict[str, dict[str, Any]]:
+        """The stored objects of these names that the World holds; call with the lock held. They are replaced,
+        never changed in place, so they may be parsed after the lock is let go."""
+        return {n: self._executions[(namespace, n)] for n in sorted(names) if (namespace, n) in self._executions}
 
     def _candidates(self, key: Key) -> set[str]:
         raw = self._executions.get(key)
-        named = _named_children(raw.get("status") or {}) if raw is not None else set()
-        return set(self._children.get(key, ())) | named
+        return _named_children(raw.get("status") or {}) if raw is not None else set()
 
     def unparseable(self, key: Key) -> str | None:
         """Why the stored object does not parse, or None."""
@@ -261,9 +273,9 @@ class World:
         with self._lock:
             keys = [k for k in self._keys_in(schedule[0])
                     if (self._executions[k]["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule[1]]
-            uids = {self._executions[k]["metadata"].get("uid", "") for k in keys}
-            runs = [self._model(k) for k in keys]
-        return [r for r in runs if r is not None], uids
+            raws = [self._executions[k] for k in keys]
+        runs = [r for r in map(_parse, raws) if r is not None]  # outside the lock: forged runs are many
+        return runs, {raw["metadata"].get("uid", "") for raw in raws}
 
     def _bump(self, namespace: str) -> None:
         """Call with the lock held: something a concurrency limit reads changed in `namespace`."""
@@ -345,13 +357,13 @@ class World:
         with self._lock:
             return len(self._executions)
 
-    def _model(self, key: Key) -> Execution | None:
-        # Parsed on each use (about 30 us), not kept: a parsed model costs about 4.5 KB, which at
-        # 5,000 executions is twice what the trimmed objects themselves take.
-        try:
-            return Execution.model_validate(self._executions[key])
-        except pydantic.ValidationError:
-            return None
+def _parse(raw: dict[str, Any]) -> Execution | None:
+    # Parsed on each use (about 30 us), not kept: a parsed model costs about 4.5 KB, which at
+    # 5,000 executions is twice what the trimmed objects themselves take.
+    try:
+        return Execution.model_validate(raw)
+    except pydantic.ValidationError:
+        return None
 
 
 def _pod_key(raw: dict[str, Any]) -> Key | None:

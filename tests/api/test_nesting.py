@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 import threading
 
@@ -127,3 +128,39 @@ def test_many_brackets_that_nest_shallowly_are_not_scanned(monkeypatch) -> None:
 def test_the_depth_check_counts_levels_exactly_and_ignores_brackets_in_strings(depth, deeper) -> None:
     text = json.dumps({"s": "]]]}}}" * 50, "v": nested_value(depth - 1)})  # the dict is one level
     assert nesting._nests_deeper(text, nesting.DECODE_DEPTH) is deeper
+
+
+def random_value(rng: random.Random, height: int) -> object:
+    """A JSON value at most `height` levels deep: wide and narrow, lists and dicts, brackets in strings."""
+    if height == 0 or rng.random() < 0.15:
+        return rng.choice([1, "x", "[{", "]}\"", None])
+    children = [random_value(rng, height - 1) for _ in range(rng.choice([0, 1, 1, 2, 3]))]
+    return children if rng.random() < 0.5 else {f"k{i}": c for i, c in enumerate(children)}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_depth_check_agrees_with_counting_the_decoded_value(seed) -> None:
+    """Peeling then counting runs answers as the slow, exact count does, for limits below, at and above
+    the levels peeled first."""
+    rng = random.Random(seed)
+    value = [random_value(rng, rng.randint(1, 30)) for _ in range(rng.randint(1, 6))]
+    text = json.dumps(value)
+    for limit in (1, 2, nesting.PEELED_FIRST - 1, nesting.PEELED_FIRST, nesting.PEELED_FIRST + 1, 12, 20, 30):
+        assert nesting._nests_deeper(text, limit) is (nesting.depth(value) > limit), (limit, text)
+
+
+def test_a_wide_body_nested_just_below_the_limit_is_scanned_in_few_passes(monkeypatch) -> None:
+    """What a tenant can send on every watch event, 1 MB of brackets nested 100 levels: a fixed number of
+    passes over the text, not one per level."""
+    body = json.dumps([nested_value(nesting.PAYLOAD_DEPTH - 1) for _ in range(2_500)])
+    passes = []
+    real = nesting._INNERMOST
+
+    class Counting:
+        def sub(self, repl, text):
+            passes.append(len(text))
+            return real.sub(repl, text)
+
+    monkeypatch.setattr(nesting, "_INNERMOST", Counting())
+    assert nesting._nests_deeper(body, nesting.DECODE_DEPTH) is False
+    assert len(passes) <= nesting.PEELED_FIRST, len(passes)

@@ -206,6 +206,32 @@ def test_a_child_result_nested_too_deep_is_not_passed_on(api, world, reconciler)
     assert child["error"].startswith("its result nests deeper than 100 levels")
 
 
+def test_a_large_child_result_is_read_once_however_often_the_parent_rewrites_its_children(api, world, reconciler):
+    """Each change of any child rewrites the parent's whole children list: a stubbed result already read is
+    not read again (else a tree of 50 children with large results costs about 1,250 reads of them)."""
+    big = {"rows": ["r" * 1000] * 200}
+    children = [{"name": "job-kid", "phase": "Running", "uid": "uid-job-kid"},
+                {"name": "job-kid2", "phase": "Running", "uid": "uid-job-kid2"}]
+    seed(api, world, execution(status={"phase": "Running", "podName": "job-runner", "observedGeneration": 1,
+                                       "startedAt": "2026-11-21T11:59:00Z", "children": children,
+                                       "spawnRequests": [{"name": c["name"], "workflow": "a.b:c"} for c in children]}))
+    world.pod_seen(pod())
+    for name, phase in (("job-kid", "Succeeded"), ("job-kid2", "Running")):
+        seed(api, world, execution(name, labels={"workflows.flux.dev/parent": "job"}, owner="job",
+                                   status={"phase": phase, "observedGeneration": 1,
+                                           "checkpoint": {"state": phase, "result": big if phase == "Succeeded"
+                                                          else None}}))
+    reconciler.reconcile(("ns", "job"))
+    world.execution_seen(api.objects[("ns", "job")])
+    seed(api, world, execution("job-kid2", labels={"workflows.flux.dev/parent": "job"}, owner="job",
+                               status={"phase": "Failed", "observedGeneration": 1,
+                                       "checkpoint": {"state": "Failed", "error": "no"}}))
+    reconciler.reconcile(("ns", "job"))
+    mirrored = {c["name"]: c for c in api.objects[("ns", "job")]["status"]["children"]}
+    assert mirrored["job-kid"]["result"] == big and mirrored["job-kid2"]["phase"] == "Failed"
+    assert api.calls.count(("get_execution", "job-kid")) == 1, api.calls
+
+
 # --- Schedules ------------------------------------------------------------------------------------
 
 def schedule(input_) -> dict:
@@ -239,6 +265,21 @@ def test_a_schedule_template_nested_too_deep_starts_no_run_and_says_why_once():
     events = [c for c in api.calls if c[0] == "emit_event"]
     assert len(events) == 1 and events[0][1] == "InvalidTemplate"
     assert "spec.executionTemplate nests deeper than 100 levels" in api.events[events[0][2]]["message"]
+
+
+def test_label_changes_to_a_schedule_that_starts_no_run_say_nothing_new_and_nothing_is_kept_after_it():
+    """A tenant touching a label in a loop makes new resourceVersions, not new specs: one Event, and the
+    operator keeps one entry per Schedule, dropped when the Schedule goes."""
+    api, store, reconciler = schedule_setup({"x": nested(nesting.PAYLOAD_DEPTH)})
+    for version in range(50):
+        raw = schedule({"x": nested(nesting.PAYLOAD_DEPTH)})
+        raw["metadata"].update(resourceVersion=str(100 + version), labels={"touched": str(version)})
+        store.seen(api.put_schedule(raw))
+        reconciler.reconcile(("ns", "nightly"))
+    assert len([c for c in api.calls if c[0] == "emit_event"]) == 1
+    store.gone(store.get(("ns", "nightly")))
+    reconciler.reconcile(("ns", "nightly"))
+    assert not reconciler._said
 
 
 def test_a_trimmed_schedule_still_parses():

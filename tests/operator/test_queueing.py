@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pydantic
 import pytest
 from flux_api import PARENT_LABEL, Execution
 from flux_api.conditions import StartedReason
@@ -400,3 +401,19 @@ def test_the_limits_of_a_namespace_are_found_without_walking_every_namespaces() 
     assert limits.in_namespace("ns") == [] and limits.get(("ns", "etl")) is None
     limits.seen({"metadata": {"name": "bad", "namespace": "ns", "uid": "b"}, "spec": {"max": "lots"}})
     assert limits.in_namespace("ns") == [], "a limit that does not parse is left out"
+
+
+@pytest.mark.parametrize("selector", [
+    {"matchLabels": {"team": "v" * 64}},
+    {"matchLabels": {"k" * 318: "v"}},
+    {"matchExpressions": [{"key": "team", "operator": "In", "values": ["v" * 64]}]},
+    {"matchExpressions": [{"key": f"k{i}", "operator": "In", "values": [str(n) for n in range(64)]} for i in range(3)]},
+])
+def test_a_selector_past_its_bounds_does_not_parse_as_the_api_server_refuses_it(selector) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        LabelSelector.model_validate(selector)
+
+
+def test_a_selector_at_its_bounds_parses() -> None:
+    LabelSelector.model_validate({"matchLabels": {"k" * 317: "v" * 63}, "matchExpressions": [
+        {"key": f"k{i}", "operator": "In", "values": [str(n) for n in range(64)]} for i in range(2)]})

@@ -161,3 +161,20 @@ def test_a_wake_time_in_the_past_still_waits_the_floor():
     assert decide(ex, None, [], NOW + timedelta(seconds=9)) == []
     assert timing.next_wakeup(ex, NOW, None) == 10
     assert of(decide(ex, None, [], NOW + timedelta(seconds=10)), EnsureRunner)
+
+
+def test_a_wait_for_a_signal_recorded_before_it_began_still_waits_the_floor():
+    """A runner waiting, pod after pod, for a signal it already has cannot start its pods back to back either;
+    a signal that arrives while it waits, or in the same pass as the wait, wakes it at once."""
+    before = (NOW - timedelta(seconds=1)).isoformat()
+    ex = waiting_for_signal(signals=[{"name": "approve"}], received=[{"name": "approve", "index": 0,
+                                                                     "receivedAt": before}])
+    assert ex.phase == "Waiting" and ex.status.waitingSince == NOW
+    assert decide(ex, None, [], NOW + timedelta(seconds=9)) == []
+    assert timing.next_wakeup(ex, NOW, None) == 10
+    assert of(decide(ex, None, [], NOW + timedelta(seconds=10)), EnsureRunner)
+    for arrived in (NOW, NOW + timedelta(seconds=1)):
+        ex = waiting_for_signal(signals=[{"name": "approve"}], received=[{"name": "approve", "index": 0,
+                                                                         "receivedAt": arrived.isoformat()}])
+        assert of(decide(ex, None, [], NOW + timedelta(seconds=1)), EnsureRunner)
+        assert timing.next_wakeup(ex, NOW, None) is None  # the signal's own event wakes it, no timer

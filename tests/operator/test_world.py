@@ -60,19 +60,19 @@ def test_deleting_a_predecessor_keeps_its_successor() -> None:
     assert world.snapshot(("ns", "job")) is not None
 
 
-def test_candidate_children_are_the_labelled_and_the_named_ones() -> None:
-    """Which of them the operator really made, decide() works out (spawning.owned_children)."""
+def test_candidate_children_are_the_named_ones_never_those_a_label_claims() -> None:
+    """Which of them the operator really made, decide() works out (spawning.owned_children); a label claiming
+    the parent proves nothing, and a tenant may put it on as many executions as they like."""
     world = World()
     world.execution_seen(execution(status={"spawnRequests": [{"name": "asked", "workflow": "a:b"}],
                                            "children": [{"name": "recorded"}]}))
     world.execution_seen(execution(name="kid", labels={"workflows.flux.dev/parent": "job"}, owner="u1"))
-    world.execution_seen(execution(name="stray", labels={"workflows.flux.dev/parent": "job"}, owner="other"))
     world.execution_seen(execution(name="asked", uid="u2"))
     world.execution_seen(execution(name="recorded", uid="u3"))
     world.execution_seen(execution(name="unrelated", uid="u4"))
-    assert [c.name for c in world.snapshot(("ns", "job")).children] == ["asked", "kid", "recorded", "stray"]
-    world.execution_gone(execution(name="kid", labels={"workflows.flux.dev/parent": "job"}))
-    assert "kid" not in [c.name for c in world.snapshot(("ns", "job")).children]
+    assert [c.name for c in world.snapshot(("ns", "job")).children] == ["asked", "recorded"]
+    world.execution_gone(execution(name="recorded", uid="u3"))
+    assert [c.name for c in world.snapshot(("ns", "job")).children] == ["asked"]
 
 
 def test_pods_come_and_go() -> None:
@@ -231,17 +231,38 @@ def test_an_execution_not_held_yet_is_not_progress() -> None:
     assert not World().progress_only(execution(phase="Running"))
 
 
-def test_family_holds_each_descendants_candidates_and_is_bounded() -> None:
+def owned_tree(world: World, tree: dict[str, list[str]], phases: dict[str, str] | None = None) -> None:
+    """Executions made as the operator makes children: recorded by name and UID, controlled by their parent."""
+    parents = {kid: parent for parent, kids in tree.items() for kid in kids}
+    for name in {*tree, *parents}:
+        status = {"phase": (phases or {}).get(name, "Running"),
+                  "children": [{"name": kid, "uid": f"u-{kid}"} for kid in tree.get(name, [])]}
+        world.execution_seen(execution(name=name, uid=f"u-{name}", owner=f"u-{parents[name]}" if name in parents
+                                       else None, status=status))
+
+
+def test_family_walks_the_live_children_each_parent_owns_and_is_bounded() -> None:
     world = World()
-    names = ["root", "root-a", "root-b", "root-a-1", "root-a-1-x"]
-    for name in names:
-        parent = name.rsplit("-", 1)[0] if "-" in name else None
-        world.execution_seen(execution(name=name, uid=f"u-{name}", phase="Running",
-                                       labels={"workflows.flux.dev/parent": parent} if parent else None))
+    owned_tree(world, {"root": ["root-a", "root-b", "root-done"], "root-a": ["root-a-1"], "root-a-1": ["root-a-1-x"],
+                       "root-done": ["root-done-1"]}, {"root-done": "Succeeded"})
     family = world.family(("ns", "root"))
     assert {k: [c.name for c in v] for k, v in family.items()} == {
         "root-a": ["root-a-1"], "root-b": [], "root-a-1": ["root-a-1-x"], "root-a-1-x": []}
     assert len(world.family(("ns", "root"), limit=2)) == 2
+
+
+def test_family_does_not_walk_into_names_a_runner_wrote_or_a_label_claims() -> None:
+    """A runner may list any name in spawnRequests, a tenant may label anything as a child: neither is walked
+    into, so a cascade reads its own tree, not the namespace."""
+    world = World()
+    owned_tree(world, {"root": ["root-a"], "other": ["other-1", "other-2"]})
+    forged = {"phase": "Running", "children": [{"name": "root-a", "uid": "u-root-a"}],
+              "spawnRequests": [{"name": "other", "workflow": "a:b"}]}
+    world.execution_seen(execution(name="root", uid="u-root", status=forged))
+    world.execution_seen(execution(name="claimer", uid="u-c", labels={"workflows.flux.dev/parent": "root-a"},
+                                   owner="u-root-a", status={"phase": "Running"}))
+    family = world.family(("ns", "root"))
+    assert {k: [c.name for c in v] for k, v in family.items()} == {"root-a": []}
 
 
 def test_the_echo_of_the_operators_own_write_is_not_quieted_and_wakes_the_parent() -> None:

@@ -38,8 +38,7 @@ def _entry(child: ChildStatus) -> dict[str, Any]:
 
 
 def owned_children(ex: Execution, candidates: list[Execution]) -> list[Execution]:
-    """Of the Executions found under the names this execution asked for (and those claiming it as their
-    parent), the ones it owns."""
+    """Of the Executions found under the names this execution asked for or recorded, the ones it owns."""
     uid = ex.metadata.get("uid", "")
     by_name = {c.name: c for c in candidates}
     owned = []

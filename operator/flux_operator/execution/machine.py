@@ -80,7 +80,7 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
            memory: Memory | None = None, cancel_asked: datetime | None = None,
            family: Family | None = None, queued: Queued | None = None) -> list[Action]:
     """`pod` is the pod the World found for the execution, `children` the Executions found under the names it
-    asked for (or claiming it as parent): only what the operator provably made of them is used.
+    asked for or recorded: only what the operator provably made of them is used.
     `cancel_asked`: when a cancel request reached the API, if the World knows (for the latency metrics).
     `family`: the same for each descendant, by name, for a cancel that cascades (cancel.cascade).
     `queued`: the full concurrency limit it would wait on if it started now (queueing.verdict), or None."""

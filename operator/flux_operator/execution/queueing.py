@@ -172,5 +172,5 @@ def _ready_at(phase: str, raw: Mapping[str, Any], has_pod: bool) -> datetime | N
     except pydantic.ValidationError:
         return None
     if phase == Phase.WAITING:
-        return _EPOCH if waiting.signal_arrived(ex) else waiting.wakes(ex)
+        return waiting.ends_at(ex)
     return timing.may_start_at(ex) or _EPOCH

@@ -85,8 +85,9 @@ def backoff(ex: Execution) -> timedelta:
 
 
 def _wakes(ex: Execution) -> datetime | None:
-    """A durable wait's wake time (waiting.wakes)."""
-    return waiting.wakes(ex) if ex.phase == Phase.WAITING else None
+    """When a durable wait ends (waiting.ends_at); None when that is an event's to say (a signal, the pod gone)."""
+    at = waiting.ends_at(ex) if ex.phase == Phase.WAITING else None
+    return None if at == waiting.AT_ONCE else at
 
 
 def expires_at(ex: Execution) -> datetime | None:

@@ -7,7 +7,7 @@ Waiting ends it at once; a suspend makes it Suspended at once (its resume sleeps
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from flux_api import Execution, Phase
 from flux_api.events import EventReason
@@ -22,6 +22,7 @@ from flux_operator.payloads import SIGNALS_SENT_BY
 # A durable wait lasts at least this long, whatever wakeAt the runner wrote: a runner lying about its wake time
 # cannot make the operator start its pods back to back. Honest waits are longer (--durable-wait-after >= 10 s).
 MIN_WAIT = timedelta(seconds=10)
+AT_ONCE = datetime.fromtimestamp(0, timezone.utc)
 
 
 def wake_at(ex: Execution) -> datetime | None:
@@ -56,10 +57,15 @@ def runner_waits(ex: Execution, pod: PodView | None, plan: Plan, now: datetime) 
 def due(ex: Execution, pod: PodView | None, now: datetime) -> bool:
     """The wake time has come, or the signal waited for has arrived, and the last pod is gone: the next one
     may start (and takes the signal, or times out)."""
-    if pod is None and signal_arrived(ex):
-        return True
-    when = wakes(ex)
+    when = ends_at(ex)
     return pod is None and when is not None and now >= when
+
+
+def ends_at(ex: Execution) -> datetime | None:
+    """When a Waiting execution's next pod may start once its last pod is gone (signal_at, else wakes); None
+    for a wait for a signal that has not arrived and has no timeout."""
+    at = signal_at(ex)
+    return at if at is not None else wakes(ex)
 
 
 def wakes(ex: Execution) -> datetime | None:
@@ -73,9 +79,23 @@ def wakes(ex: Execution) -> datetime | None:
     return max((m for m in (when, floor) if m is not None), default=None)
 
 
-def signal_arrived(ex: Execution) -> bool:
+def signal_at(ex: Execution) -> datetime | None:
+    """When a wait whose signal has arrived may go on; None if it has not arrived. At once (the epoch), unless
+    the signal was recorded before the wait began: a runner waiting, pod after pod, for what it already has
+    waits MIN_WAIT each time, as one lying about its wake time does."""
     wait = ex.status.checkpoint.signal if ex.status.checkpoint else None
-    return wait is not None and nth(ex.spec.signals, wait.name, wait.occurrence) is not None
+    if wait is None or nth(ex.spec.signals, wait.name, wait.occurrence) is None:
+        return None
+    index = [i for i, s in enumerate(ex.spec.signals) if s.name == wait.name][wait.occurrence - 1]
+    received = next((r.receivedAt for r in ex.status.signals if r.index == index), None)
+    began = ex.status.waitingSince
+    if received is not None and began is not None and received < began:
+        return began + MIN_WAIT
+    return AT_ONCE
+
+
+def signal_arrived(ex: Execution) -> bool:
+    return signal_at(ex) is not None
 
 
 def wake(ex: Execution, plan: Plan, now: datetime) -> None:
