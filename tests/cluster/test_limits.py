@@ -5,11 +5,16 @@ executions are queued derives the same queue from the cluster (a failover while 
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
+from flux_api import GROUP, VERSION
+from flux_api.names import LIMIT_PLURAL
 from fluxtest import Executions, longrun, wait_for
 from fluxtest.limits import Limits, assert_queued, started
+from fluxtest.tenancy import grant, impersonating
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
@@ -167,3 +172,45 @@ def test_a_namespace_cannot_make_the_operator_weigh_more_than_sixteen_limits(fx,
     wait_for(lambda: "not applied" in (limits.status("l-16").get("message") or ""), timeout=30,
              what="the seventeenth limit to say it is not applied")
     assert limits.status("l-16").get("active") is None
+
+
+def test_a_user_who_may_make_limits_cannot_make_one_the_operator_must_hold_megabytes_of(api, kubeconfig, namespace):
+    """The operator holds every limit of every namespace: a selector's keys, values and number of values are
+    bounded by the API server, so one limit is a few KB, not the 1.4 MB an object may otherwise be."""
+    user = f"limit-maker-{namespace}"
+    grant(api, namespace, user, [{"apiGroups": [GROUP], "resources": [LIMIT_PLURAL], "verbs": ["create"]}])
+    maker = impersonating(kubeconfig, user)
+
+    def create(name: str, selector: dict) -> ApiException | None:
+        try:
+            client.CustomObjectsApi(maker).create_namespaced_custom_object(GROUP, VERSION, namespace, LIMIT_PLURAL, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ConcurrencyLimit", "metadata": {"name": name},
+                "spec": {"max": 1, "selector": selector}})
+        except ApiException as err:
+            return err
+        return None
+
+    def values(n: int, width: int = 63) -> list[str]:
+        return [f"{i:0{width}d}" for i in range(n)]
+
+    try:
+        refused = {
+            "value": create("long-value", {"matchLabels": {"team": "v" * 700}}),
+            "key": create("long-key", {"matchLabels": {"k" * 400: "v"}}),
+            "expression value": create("long-in", {"matchExpressions": [
+                {"key": "team", "operator": "In", "values": values(1, 64)}]}),
+            "values in all": create("many-in", {"matchExpressions": [
+                {"key": f"k{i}", "operator": "In", "values": values(64)} for i in range(3)]}),
+        }
+        at_bounds = create("at-bounds", {"matchLabels": {"k" * 317: "v" * 63}, "matchExpressions": [
+            {"key": f"k{i}", "operator": "In", "values": values(64)} for i in range(2)]})
+    finally:
+        maker.close()
+    for what, err in refused.items():
+        assert err is not None and err.status == 422, (what, err)
+    messages = {what: json.loads(err.body)["message"] for what, err in refused.items()}
+    assert "spec.selector.matchLabels.team" in messages["value"], messages
+    assert "at most 317 characters" in messages["key"], messages
+    assert "spec.selector.matchExpressions[0].values[0]" in messages["expression value"], messages
+    assert "at most 128 values in all" in messages["values in all"], messages
+    assert at_bounds is None, at_bounds

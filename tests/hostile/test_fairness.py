@@ -15,8 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from flux_api import GROUP, PLURAL, VERSION
 from flux_api.timefmt import parse_time
-from fluxtest import longrun
+from fluxtest import longrun, manifest
 from fluxtest.faults import log_tail, metric
 from localcluster.probes import wait_for
 
@@ -99,3 +100,44 @@ def test_a_failure_storm_in_one_namespace_does_not_delay_another(tenant, bystand
     assert late is not None and late <= LATE_AT_MOST, f"the deadline was acted on {late} s late"
     assert bystander.wait_phase("victim-cancel", "Cancelled", timeout=60)["cancellation"]["source"] == "spec"
     assert bystander.wait_phase("victim-deadline", "Cancelled", timeout=60)["cancellation"]["source"] == "deadline"
+
+
+TREE = {"depth": 2, "fanout": 5, "stepSeconds": 3600}  # 1 + 5 + 25 = 31 executions
+SLOW_BUDGET = ("--qps", "2", "--burst", "2")
+# At two requests a second, taking turns with the Lease, the start-up checks and the tenant's lane: the
+# bystander's first child cancel goes out within a few seconds; behind the tenant's cascade, after the
+# 20-odd patches queued ahead of it, in about a minute.
+REACHED_WITHIN = 15.0
+
+
+@pytest.mark.threat("cascade-fairness", "a tenant cancels a tree of 31 running executions while the operator's "
+                    "client budget is two requests a second", "another namespace's cancel reaches its own "
+                    "children within seconds, not behind the tenant's whole cascade")
+@pytest.mark.timeout(420)
+def test_a_big_cascade_in_one_namespace_does_not_hold_up_anothers(tenant, bystander, operators, fx, custom, result):
+    op = operators.start()
+    tenant.fx.create(manifest("big", "flux_examples.tree:full", TREE))
+    bystander.spawn_tree()
+
+    def tenants(wanted) -> list[dict]:
+        items = custom.list_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL)["items"]
+        return [i for i in items if wanted(i)]
+
+    wait_for(lambda: len(tenants(lambda i: (i.get("status") or {}).get("phase") == "Running")) == 31, timeout=180,
+             interval=1, what="the tenant's 31 executions to run")
+    op.stop()
+    operators.start(None, True, *SLOW_BUDGET)
+    tenant.fx.cancel("big", "a big cascade")
+    wait_for(lambda: tenants(lambda i: i["spec"].get("cancel") and i["metadata"]["name"] != "big"), timeout=60,
+             what="the tenant's cascade to be under way")
+    asked = time.monotonic()
+    bystander.cancel("tree", "the bystander's own cancel")
+    below = ("tree-left", "tree-right", "tree-left-leaf", "tree-right-leaf")
+    wait_for(lambda: any(bystander.get(n)["spec"].get("cancel") for n in below), timeout=120, interval=0.2,
+             what="the bystander's cancel to reach its tree")
+    took = time.monotonic() - asked
+    left = len(tenants(lambda i: not i["spec"].get("cancel")))
+    result.figure(f"--qps 2: the bystander's cancel reached its children {took:.1f} s after it was asked, "
+                  f"{left} of the tenant's 30 descendants still to be cancelled then")
+    assert took <= REACHED_WITHIN, took
+    assert left >= 5, f"the tenant's cascade was over ({left} left): nothing was measured"

@@ -16,42 +16,86 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 PAST = "2000-01-01T00:00:00Z"
+UNSAFE = "forged/%wait"  # no Event may be named with it: the operator hashes it into the Event's name
 
 
 def at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def forged_waits(fx, runner, namespace: str, name: str, checkpoint: dict, times: int) -> list[float]:
+    """Writes a Waiting checkpoint with the runner's own rights, `times` over, each once its pod runs again:
+    how long after each wait began its next pod was created."""
+    gaps = []
+
+    def forge() -> dict | None:
+        # The honest runner's next checkpoint overwrites a forgery within a second: write it until seen.
+        client.CustomObjectsApi(runner).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": {"checkpoint": checkpoint}})
+        status = fx.status(name)
+        return status if status.get("phase") == "Waiting" else None
+
+    for _ in range(times):
+        since = at(wait_for(forge, timeout=30, interval=0.3, what="the forged wait to be taken")["waitingSince"])
+        fx.wait_phase(name, "Running", timeout=60)  # woken: a new pod runs again
+        gaps.append((fx.pod(name).metadata.creation_timestamp - since).total_seconds())
+        fx.wait_step(name, timeout=60)
+    return gaps
+
+
 @pytest.mark.threat("forged-wake", f"a runner writes a Waiting checkpoint whose wake time is long past ({PAST}), "
-                    "again in each new pod", "its pods start no sooner than 10 s after each wait began; "
-                    "another namespace's execution still starts at once")
+                    f"for a signal named {UNSAFE!r}, again in each new pod", "its pods start no sooner than 10 s "
+                    "after each wait began; the wait has its Event; another namespace's execution still starts")
 @pytest.mark.timeout(240)
 def test_a_forged_wake_time_cannot_start_pods_back_to_back(tenant, operators, fx, bystander, kubeconfig, result):
     operators.start()
-    tenant.fx.create(longrun("liar", steps=600, seconds=0.5))
+    # A grace of 1 s: the pod the operator stops for the forged wait is gone at once, as the pod of a workflow
+    # that writes the wait itself and exits would be; only the floor keeps its pods apart.
+    tenant.fx.create(longrun("liar", steps=600, seconds=0.5, gracePeriodSeconds=1))
     fx.wait_step("liar")
     runner = as_runner(kubeconfig, tenant.namespace, "liar")
-    gaps = []
     try:
-        def forge() -> dict | None:
-            # The honest runner's next checkpoint overwrites a forgery within a second: write it until seen.
-            client.CustomObjectsApi(runner).patch_namespaced_custom_object_status(
-                GROUP, VERSION, tenant.namespace, PLURAL, "liar",
-                {"status": {"checkpoint": {"state": "Waiting", "wakeAt": PAST, "waiting": "forged"}}})
-            status = fx.status("liar")
-            return status if status.get("phase") == "Waiting" else None
-
-        for _ in range(3):
-            since = at(wait_for(forge, timeout=30, interval=0.3, what="the forged wait to be taken")["waitingSince"])
-            fx.wait_phase("liar", "Running", timeout=60)  # woken: a new pod runs again
-            gaps.append((fx.pod("liar").metadata.creation_timestamp - since).total_seconds())
-            fx.wait_step("liar", timeout=60)
+        gaps = forged_waits(fx, runner, tenant.namespace, "liar", {"state": "Waiting", "wakeAt": PAST,
+                                                                   "waiting": "forged", "signal": {"name": UNSAFE}}, 2)
     finally:
         runner.close()
     bystander.create(manifest("innocent", "flux_examples.quick:main"))
     bystander.wait_phase("innocent", "Succeeded", timeout=60)
-    result.figure(f"new pod created {', '.join(f'{g:.1f}' for g in gaps)} s after each forged wait began")
+    waits = fx.events("liar").count("Waiting")
+    result.figure(f"new pod created {', '.join(f'{g:.1f}' for g in gaps)} s after each forged wait began; "
+                  f"{waits} Waiting Events")
     assert all(g >= 9 for g in gaps), gaps  # creationTimestamp has second precision
+    assert waits >= 1, fx.events("liar")
+
+
+@pytest.mark.threat("forged-signal-wait", "a tenant sends signal go; then a runner writes a Waiting checkpoint for "
+                    "that signal, again in each new pod", "its pods start no sooner than 10 s after each wait "
+                    "began; a signal that arrives while an honest runner waits still wakes it at once")
+@pytest.mark.timeout(240)
+def test_waiting_for_a_signal_already_had_cannot_start_pods_back_to_back(tenant, operators, fx, kubeconfig, result):
+    operators.start()
+    tenant.fx.create(manifest("hoarder", "flux_examples.approval:main", {"timeoutSeconds": 3600}))
+    fx.wait_phase("hoarder", "Waiting", timeout=60)
+    sent = time.monotonic()
+    tenant.fx.patch("hoarder", {"spec": {"signals": [{"name": "approve"}, {"name": "go"}]}})
+    fx.wait_phase("hoarder", "Succeeded", timeout=60)  # honest: woken by approve at once, and done
+    honest = time.monotonic() - sent
+    # A grace of 1 s: the pod the operator stops for the forged wait is gone at once, as the pod of a workflow
+    # that writes the wait itself and exits would be; only the floor keeps its pods apart.
+    tenant.fx.create(longrun("liar", steps=600, seconds=0.5, gracePeriodSeconds=1))
+    fx.wait_step("liar")
+    tenant.fx.patch("liar", {"spec": {"signals": [{"name": "go"}]}})
+    wait_for(lambda: fx.status("liar").get("signals"), timeout=30, what="the signal recorded")
+    runner = as_runner(kubeconfig, tenant.namespace, "liar")
+    try:
+        gaps = forged_waits(fx, runner, tenant.namespace, "liar",
+                            {"state": "Waiting", "waiting": "for go", "signal": {"name": "go"}}, 2)
+    finally:
+        runner.close()
+    result.figure(f"honest wait: signal -> Succeeded {honest:.1f} s; new pod created "
+                  f"{', '.join(f'{g:.1f}' for g in gaps)} s after each forged wait began")
+    assert honest < 9, honest
+    assert all(g >= 9 for g in gaps), gaps
 
 
 @pytest.mark.threat("signal-flood", f"a tenant appends signals past the bound ({MAX_SIGNALS}), with data past 4096 "
