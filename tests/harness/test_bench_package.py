@@ -182,3 +182,16 @@ def test_the_queues_rows_are_the_hand_over_ratio_idle_requests_per_queued_one_an
     assert (drain["measured"], drain["met"]) == ("1 out of creation order", False)
     [_, quiet, _] = figures({"parts": {"queues": {**queues, "idle_requests_queued": 25.0}}})
     assert quiet["met"] is True, "fewer requests than before the queue is none per queued execution"
+
+
+def test_the_readme_table_takes_only_the_parts_named_after_a_run() -> None:
+    """`run.json:busy,steps`: a run's newer figures for some parts, an older run's for the others."""
+    from bench.report import readme_table
+
+    run = REPO / "bench" / "results" / "20261206T051242Z.json"
+    whole = readme_table([str(run)])
+    some = readme_table([f"{run}:busy,writes"])
+    assert "patch -> SIGTERM" in whole and "patch -> SIGTERM" not in some
+    rows = [line for line in some.splitlines()[2:] if line.startswith("| ")]
+    assert len(rows) == 2 and all("`20261206T051242Z`" in row for row in rows), rows
+    assert any(row.startswith("| start p95 among 50") for row in rows), rows
