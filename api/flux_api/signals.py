@@ -47,7 +47,14 @@ class SignalWait(BaseModel):
 
 def nth(signals: list[Any], name: str, occurrence: int) -> Any | None:
     """The `occurrence`-th signal called `name` (from 1), or None yet."""
-    found = [s for s in signals if (s.get("name") if isinstance(s, dict) else getattr(s, "name", None)) == name]
+    index = nth_index(signals, name, occurrence)
+    return signals[index] if index is not None else None
+
+
+def nth_index(signals: list[Any], name: str, occurrence: int) -> int | None:
+    """Where in the list the `occurrence`-th signal called `name` is (status.signals records it by that place)."""
+    found = [i for i, s in enumerate(signals)
+             if (s.get("name") if isinstance(s, dict) else getattr(s, "name", None)) == name]
     return found[occurrence - 1] if len(found) >= occurrence else None
 
 

@@ -1,7 +1,7 @@
 """Signals: which one a wait takes, and who sent the list (from managedFields)."""
 
 import pytest
-from flux_api.signals import Signal, nth, sent_by
+from flux_api.signals import Signal, nth, nth_index, sent_by
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
@@ -12,6 +12,9 @@ SIGNALS = [{"name": "go", "data": "1"}, {"name": "stop"}, {"name": "go", "data":
 def test_the_kth_wait_takes_the_kth_signal_of_its_name():
     assert nth(SIGNALS, "go", 1)["data"] == "1" and nth(SIGNALS, "go", 2)["data"] == "2"
     assert nth(SIGNALS, "go", 3) is None and nth(SIGNALS, "absent", 1) is None
+    # the place in the list, which status.signals records
+    assert nth_index(SIGNALS, "go", 2) == 2 and nth_index(SIGNALS, "stop", 1) == 1
+    assert nth_index(SIGNALS, "go", 3) is None
 
 
 def test_the_sender_is_the_last_manager_that_wrote_the_list():

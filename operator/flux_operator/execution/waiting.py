@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from flux_api import Execution, Phase
 from flux_api.events import EventReason
-from flux_api.signals import nth
+from flux_api.signals import nth_index
 from flux_api.timefmt import format_time
 from flux_api.types import SignalReceived
 
@@ -84,9 +84,9 @@ def signal_at(ex: Execution) -> datetime | None:
     the signal was recorded before the wait began: a runner waiting, pod after pod, for what it already has
     waits MIN_WAIT each time, as one lying about its wake time does."""
     wait = ex.status.checkpoint.signal if ex.status.checkpoint else None
-    if wait is None or nth(ex.spec.signals, wait.name, wait.occurrence) is None:
+    index = nth_index(ex.spec.signals, wait.name, wait.occurrence) if wait is not None else None
+    if index is None:
         return None
-    index = [i for i, s in enumerate(ex.spec.signals) if s.name == wait.name][wait.occurrence - 1]
     received = next((r.receivedAt for r in ex.status.signals if r.index == index), None)
     began = ex.status.waitingSince
     if received is not None and began is not None and received < began:
