@@ -323,5 +323,33 @@ def _read(path: str) -> tuple[str, dict]:
     return Path(name).stem, results
 
 
+def missed(paths: list[str]) -> str:
+    """The figures of the given runs that miss their target, each with its measure, baseline and ratio: what
+    `make bench` says plainly at its end (the why is in bench/README.md)."""
+    rows = [(stem, r) for stem, results in map(_read, paths) for r in results.get("figures") or figures(results)]
+    failed = [f"- {r['figure']} ({r['source'].split(' (')[0]}, `{stem}`): {r['measured']} against {r['baseline']}: "
+              f"{r['ratio']}, target {r['target']}" for stem, r in rows if r["met"] is False]
+    judged = sum(1 for _, r in rows if r["met"] is not None)
+    head = f"{judged - len(failed)} of {judged} figures with a target meet it"
+    return head + ("." if not failed else f"; {len(failed)} miss:\n" + "\n".join(failed))
+
+
+def since(stamp: str, results_dir: Path = Path(__file__).parent / "results") -> list[str]:
+    """The result files of the runs started at or after `stamp` (20261206T090000Z), oldest first."""
+    return [str(p) for p in sorted(results_dir.glob("*.json")) if "-" not in p.stem and p.stem >= stamp]
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--since"]:
+        paths = since(argv[1])
+        if not paths:
+            sys.exit(f"no benchmark run started at or after {argv[1]} in bench/results/")
+        print(readme_table(paths))
+        print()
+        print(missed(paths))
+        return
+    print(readme_table(argv))
+
+
 if __name__ == "__main__":
-    print(readme_table(sys.argv[1:]))
+    main(sys.argv[1:])

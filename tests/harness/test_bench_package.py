@@ -195,3 +195,24 @@ def test_the_readme_table_takes_only_the_parts_named_after_a_run() -> None:
     rows = [line for line in some.splitlines()[2:] if line.startswith("| ")]
     assert len(rows) == 2 and all("`20261206T051242Z`" in row for row in rows), rows
     assert any(row.startswith("| start p95 among 50") for row in rows), rows
+
+
+def test_make_bench_ends_by_naming_each_figure_that_misses_with_its_ratio_and_target(tmp_path) -> None:
+    """`python -m bench.report --since <stamp>`: the runs made since, and what misses, said plainly."""
+    import json
+
+    from bench.report import missed, since
+
+    run = json.loads((REPO / "bench" / "results" / "20261206T060344Z.json").read_text())
+    for stamp in ("20261206T000000Z", "20261206T060344Z", "20261206T070000Z"):
+        (tmp_path / f"{stamp}.json").write_text(json.dumps(run))
+    (tmp_path / "20261206T060344Z-kubelet-pod-starts.json").write_text("{}")
+    found = since("20261206T060344Z", tmp_path)
+    assert [p.rsplit("/", 1)[1] for p in found] == ["20261206T060344Z.json", "20261206T070000Z.json"]
+    said = missed(found[:1]).splitlines()
+    assert said[0] == "2 of 3 figures with a target meet it; 1 miss:", said
+    assert said[1].startswith("- patch -> SIGTERM p50, p99 (N=20) (real node, `20261206T060344Z`): 34.8 ms"), said
+    assert said[1].endswith("1.53x, 1.45x, target <= 1.5x"), said
+    met = {**run, "figures": [r for r in run["figures"] if r["met"] is not False]}
+    (tmp_path / "met.json").write_text(json.dumps(met))
+    assert missed([str(tmp_path / "met.json")]) == "2 of 2 figures with a target meet it."
