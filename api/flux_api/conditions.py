@@ -29,6 +29,7 @@ class ReadyReason(StrEnum):
     SCHEDULED = "Scheduled"
     SUSPENDED = "Suspended"
     INVALID_SCHEDULE = "InvalidSchedule"
+    RUN_REFUSED = "RunRefused"  # the API server refused the last run's create for good
 
 
 # Started=False with one of these: Pending, and the runner is not running yet for a known reason (a start time,

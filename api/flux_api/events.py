@@ -48,3 +48,4 @@ class EventReason(StrEnum):
     MISSED_SCHEDULE = "MissedSchedule"
     SKIPPED_FORBID = "SkippedForbid"
     TOO_MANY_RUNS = "TooManyRuns"
+    RUN_REFUSED = "RunRefused"

@@ -141,8 +141,9 @@ async def limit_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, SCHEDULE_PLURAL)
 async def schedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     store, raw = memo.runtime.schedules, event["object"]
-    key = store.gone(raw) if event["type"] == "DELETED" else store.seen(raw)
-    memo.runtime.schedule_controller.enqueue([key])
+    key, news = (store.gone(raw), True) if event["type"] == "DELETED" else store.changed(raw)
+    if news:  # not the echo of the operator's own status write
+        memo.runtime.schedule_controller.enqueue([key])
 
 
 # --- label mode only (main.py registers these when no --namespace is given) --------------------------

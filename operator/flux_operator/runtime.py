@@ -95,7 +95,7 @@ class Runtime:
                                               NamespaceGate(self.namespaces, schedule_reconciler.reconcile,
                                                             notices.schedule(self.schedules)).reconcile,
                                               self.schedule_queue, self.metrics, 2, leading, kind="schedule",
-                                              live=self.schedules.keys)
+                                              live=self.schedules.keys, on_failure=schedule_reconciler.report_failure)
         # Concurrency limits: their store, the verdicts the reconcile asks for, and workers for their status.
         self.limits = LimitStore()
         self.queues = Queues(self.world, self.limits)

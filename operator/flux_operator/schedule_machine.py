@@ -41,7 +41,7 @@ STARTING_TTL = timedelta(minutes=10)
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)  # sorts a run that has not finished first
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
-__all__ = ["InvalidSchedule", "decide_schedule", "latest_due", "next_due", "run_name", "zone"]
+__all__ = ["InvalidSchedule", "decide_refused", "decide_schedule", "latest_due", "next_due", "run_name", "zone"]
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,9 @@ def _sort_out(schedule: Schedule, candidates: list[Execution], present: Collecti
 # One pass deletes at most this many finished runs (a lowered history limit can doom thousands): the worker
 # it holds serves every namespace's Schedules, and a run due elsewhere must not wait behind the rest.
 MAX_DELETES_A_PASS = 20
+MAX_REPLACES_A_PASS = 20  # likewise for the cancels of concurrencyPolicy Replace
 MORE_SOON = 0.1
+MAX_REFUSAL_SAID = 1024  # of the API server's answer, in the Schedule's status and Event
 
 
 def _history(schedule: Schedule, runs: list[Execution]) -> list[DeleteRun]:
@@ -306,19 +308,53 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
                     EventReason.RUN_NAME_TAKEN, f"{name} already exists and is not a run of this Schedule: the run of "
                     f"{format_time(due)} starts as {spare}", "Warning", key=name))
                 name = spare
-            if schedule.spec.concurrencyPolicy == ConcurrencyPolicy.REPLACE:
-                for run in (r for r in runs if r.name in active and r.spec.cancel is None):
-                    decision.actions.append(ReplaceRun(
-                        run.name, f"replaced by {name}: schedule {schedule.name} has concurrencyPolicy Replace"))
-            intent = StartingRun(scheduledAt=due, proof=proof(name, token), since=now)
-            status.set(starting=[*own.starting, intent][-MAX_STARTING:])
-            create = CreateRun(name, run_body(schedule, name, due, token))
-    set_condition(conditions, READY, True, ReadyReason.SCHEDULED, f"next run at {format_time(upcoming)}", generation,
-                  format_time(now))
+            replaced = [r.name for r in runs if r.name in active and r.spec.cancel is None] \
+                if schedule.spec.concurrencyPolicy == ConcurrencyPolicy.REPLACE else []
+            decision.actions += [ReplaceRun(run, f"replaced by {name}: schedule {schedule.name} has concurrencyPolicy "
+                                                 "Replace") for run in replaced[:MAX_REPLACES_A_PASS]]
+            if len(replaced) > MAX_REPLACES_A_PASS:
+                # The rest next pass, and the new run once every old one is told: other Schedules go between.
+                message = f"run of {format_time(due)} waits: replacing {len(replaced)} active runs"
+                decision.requeue_after = MORE_SOON
+            else:
+                intent = StartingRun(scheduledAt=due, proof=proof(name, token), since=now)
+                if all(s.proof != intent.proof for s in own.starting):  # a retry with the same token: it stands
+                    status.set(starting=[*own.starting, intent][-MAX_STARTING:])
+                create = CreateRun(name, run_body(schedule, name, due, token))
+    if create is None and _refused_as_is(schedule, generation):
+        message = message or schedule.status.message  # said until a run starts or the spec changes
+    else:
+        set_condition(conditions, READY, True, ReadyReason.SCHEDULED, f"next run at {format_time(upcoming)}",
+                      generation, format_time(now))
     status.set(active=[ActiveRef(name=n) for n in active], nextScheduleTime=upcoming, message=message)
     wait = (upcoming - now).total_seconds()
     decision.requeue_after = min(decision.requeue_after or wait, wait)
     return _finish(decision, schedule, old, status, conditions, create)
+
+
+def _refused_as_is(schedule: Schedule, generation: int | None) -> bool:
+    return any(c.type == READY and c.reason == ReadyReason.RUN_REFUSED and c.observedGeneration == generation
+               for c in schedule.status.conditions)
+
+
+def decide_refused(schedule: Schedule, due: datetime, why: str, now: datetime) -> Decision:
+    """The API server refused the run of `due` for good (its template, a policy, its size): that cron time is
+    skipped, as a missed one is, and said on the Schedule (Ready False, RunRefused) and in one Warning Event;
+    the next cron time tries again, and so does a new version of the spec. Trying the same request again could
+    only be refused again, each time with a status write and a log line."""
+    decision = Decision()
+    status = ScheduleStatusWrite()
+    old = schedule.status.model_dump(mode="json", exclude_none=True)
+    conditions = [c.model_dump(exclude_none=True) for c in schedule.status.conditions]
+    generation = schedule.metadata.get("generation")
+    message = f"the run of {format_time(due)} was refused: {why[:MAX_REFUSAL_SAID]}"
+    set_condition(conditions, READY, False, ReadyReason.RUN_REFUSED, message, generation, format_time(now))
+    status.set(lastScheduleTime=due, message=message,
+               starting=[s for s in schedule.status.starting if s.scheduledAt != due])
+    decision.actions.append(ScheduleEvent(EventReason.RUN_REFUSED, message, "Warning",
+                                          key=str(int(due.timestamp()) // 60)))
+    decision.requeue_after = 0  # decide again now: the next cron time, and what the status says meanwhile
+    return _finish(decision, schedule, old, status, conditions)
 
 
 def _finish(decision: Decision, schedule: Schedule, old: dict[str, Any], status: ScheduleStatusWrite,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pydantic
 from flux_api import nesting
-from flux_api.errors import Failure
+from flux_api.errors import REFUSED, Failure, is_refusal
 from flux_api.events import EventReason
 from flux_api.names import (
     REPLACED_BY_ANNOTATION,
@@ -23,7 +23,7 @@ from flux_api.names import (
     UNSCHEDULE_REASON_ANNOTATION,
 )
 from flux_api.schedule import Schedule
-from flux_api.timefmt import parse_time, utcnow
+from flux_api.timefmt import format_time, parse_time, utcnow
 from flux_api.types import MAX_REASON
 
 from flux_operator import payloads
@@ -35,6 +35,9 @@ from flux_operator.world import Key, World, event_name
 
 log = logging.getLogger("flux_operator")
 
+# A create answered with one of these stored nothing: the run's token is still secret, and a retry may reuse it.
+NOTHING_STORED = frozenset({*REFUSED, Failure.QUOTA, Failure.THROTTLED})
+
 
 class ScheduleStore:
     """Thread-safe: kopf's watch handler writes, the schedule worker reads."""
@@ -44,13 +47,21 @@ class ScheduleStore:
         self._raw: dict[Key, dict[str, Any]] = {}
 
     def seen(self, raw: dict[str, Any]) -> Key:
+        return self.changed(raw)[0]
+
+    def changed(self, raw: dict[str, Any]) -> tuple[Key, bool]:
+        """Stores the Schedule; whether it is news: a version not held yet. The echo of the operator's own status
+        write is not (the shell stored the write's answer): it must not start another pass at once, which would
+        write again and be echoed again, past every backoff."""
         meta = raw.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         with self._lock:
             old = self._raw.get(key)
+            news = old is None or (old["metadata"].get("uid"), old["metadata"].get("resourceVersion")) != (
+                meta.get("uid"), meta.get("resourceVersion"))
             if old is None or _not_older(raw, old):
                 self._raw[key] = trim_schedule(raw)
-        return key
+        return key, news
 
     def gone(self, raw: dict[str, Any]) -> Key:
         meta = raw.get("metadata") or {}
@@ -111,11 +122,15 @@ class ScheduleReconciler:
         # Per Schedule: the (uid, generation) last told InvalidTemplate. One entry per Schedule, gone with it: a
         # tenant touching labels in a loop makes no new versions of the spec, and no log line or Event.
         self._said: dict[Key, tuple[str | None, int | None]] = {}
+        # Per Schedule: (uid, the token of a run whose create was answered "no", so nothing was stored and the
+        # token is still secret). A retry reuses it: the intent already written stands, and no status is written.
+        self._tokens: dict[Key, tuple[str | None, str]] = {}
 
     def reconcile(self, key: Key) -> Result:
         raw = self.store.get(key)
         if raw is None or raw["metadata"].get("deletionTimestamp"):
             self._said.pop(key, None)
+            self._tokens.pop(key, None)
             return Result()
         try:
             schedule = Schedule.model_validate(raw)
@@ -127,7 +142,10 @@ class ScheduleReconciler:
             self._invalid_template(raw, problem)
             return Result()
         candidates, present = self.world.labelled_runs(key)
-        decision = plan.decide_schedule(schedule, candidates, self.clock(), token=self.new_token(),
+        uid = raw["metadata"].get("uid")
+        kept = self._tokens.get(key)
+        token = kept[1] if kept is not None and kept[0] == uid else self.new_token()
+        decision = plan.decide_schedule(schedule, candidates, self.clock(), token=token,
                                         taken=self.world.names_in(ns), present=present)
         for action in decision.actions:
             if isinstance(action, plan.CreateRun) and payloads.kept_out(schedule.metadata, TEMPLATE):
@@ -136,10 +154,23 @@ class ScheduleReconciler:
                     return Result()
             match action:
                 case plan.ReplaceRun(name=run, reason=reason):
-                    self.api.patch_execution(ns, run, {"metadata": {"annotations": {REPLACED_BY_ANNOTATION: name}},
-                                                       "spec": {"cancel": {"reason": reason}}})
+                    answer = self.api.patch_execution(ns, run, {"metadata": {"annotations": {REPLACED_BY_ANNOTATION:
+                                                                                              name}},
+                                                                "spec": {"cancel": {"reason": reason}}})
+                    if answer is not None:  # told: the next pass (more of them, or the new run) skips it
+                        self.world.execution_seen(answer)
                 case plan.CreateRun(name=run, body=body):
-                    created = self.api.create_run(ns, body)
+                    try:
+                        created = self.api.create_run(ns, body)
+                    except ApiFailure as err:
+                        if err.kind in NOTHING_STORED:
+                            self._tokens[key] = (uid, token)
+                        else:  # it may have been stored, token and all: the next run's token is a new one
+                            self._tokens.pop(key, None)
+                        if is_refusal(err.kind) and err.kind is not Failure.TERMINATING:
+                            return self._refused(raw, key, body, err)
+                        raise
+                    self._tokens.pop(key, None)  # the run, and its token, exist now: never used again
                     if created is None:  # the name was taken meanwhile: learn by whom, and decide again
                         log.info("schedule %s/%s: %s already exists", ns, name, run)
                         found = self.api.get_execution(ns, run)
@@ -171,6 +202,27 @@ class ScheduleReconciler:
                     self.store.seen(written)
                     raw = written
         return Result(requeue_after=decision.requeue_after)
+
+    def _refused(self, raw: dict[str, Any], key: Key, body: dict[str, Any], err: ApiFailure) -> Result:
+        """The run's create was refused for good: its cron time is skipped and the Schedule says why."""
+        due = parse_time(body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION])
+        log.warning("schedule %s/%s: the run of %s was refused: %s", *key, format_time(due), err)
+        decision = plan.decide_refused(Schedule.model_validate(raw), due, err.detail or str(err), self.clock())
+        for action in decision.actions:
+            match action:
+                case plan.ScheduleEvent(reason=reason, message=message, type=type_, key=event_key):
+                    self._event(raw, key, reason, message, type_, event_key)
+                case plan.PatchScheduleStatus(patch=patch):
+                    written = self.api.patch_schedule_status(*key, patch, raw["metadata"].get("resourceVersion"))
+                    self.store.seen(written)
+        return Result(requeue_after=decision.requeue_after)
+
+    def report_failure(self, key: Key, message: str) -> None:
+        """A Warning Event on the Schedule: a failure that keeps coming back (a quota that stays full) is seen
+        where users look, not only in the operator's log."""
+        raw = self.store.get(key)
+        if raw is not None:
+            self._event(raw, key, EventReason.RECONCILE_FAILED, f"{message}; retrying with backoff", "Warning", "")
 
     def _event(self, raw: dict[str, Any], key: Key, reason: EventReason, message: str, type_: str,
                event_key: str) -> None:

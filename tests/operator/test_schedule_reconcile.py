@@ -29,8 +29,8 @@ def schedule(**spec) -> dict:
             "spec": {"schedule": "*/5 * * * *", "executionTemplate": {"spec": {"workflow": "pkg.mod:main"}}, **spec}}
 
 
-def tokens():
-    counter = itertools.count()
+def tokens(start: int = 0):
+    counter = itertools.count(start)
     return lambda: f"{next(counter):032x}"
 
 
@@ -56,7 +56,7 @@ def restarted(api: FakeKubeApi, clock: Clock | None = None) -> tuple[World, Sche
         store.seen(copy.deepcopy(obj))
     for obj in api.objects.values():
         world.execution_seen(copy.deepcopy(obj))
-    return world, ScheduleReconciler(store, world, api, clock=clock or Clock(NOW), new_token=tokens())
+    return world, ScheduleReconciler(store, world, api, clock=clock or Clock(NOW), new_token=tokens(start=2**40))
 
 
 def forged(name: str, phase: str = "Running", **status) -> dict:
