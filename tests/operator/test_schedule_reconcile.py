@@ -216,3 +216,101 @@ def test_a_failed_delete_is_retried_like_any_api_failure(api, world):
     reconciler = finished(api, world, "Failed", ttl=0)
     with pytest.raises(Exception, match="injected"):
         reconciler.reconcile(("ns", "job"))
+
+
+# --- a run the API server will not take (audit round 3) ---------------------------------------------------
+
+def status_writes(api: FakeKubeApi) -> int:
+    return sum(1 for c in api.calls if c[0] == "patch_schedule_status")
+
+
+def test_a_run_refused_for_good_skips_its_cron_time_and_says_so_once():
+    """A template the API server refuses (a label value with a space, 413, a policy): not retried pass after
+    pass, each with a status write whose echo started the next pass at once."""
+    clock = Clock(NOW)
+    api, store, world, reconciler = setup(clock)
+    api.fail_next["create_execution"] = [Failure.INVALID]
+    assert settle(reconciler) == pytest.approx(270)
+    assert creates(api) == ["nightly-29921040"]  # tried once
+    status = api.schedules[KEY]["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RunRefused")
+    assert ready["message"].startswith("the run of 2026-11-21T12:00:00.000Z was refused: injected")
+    assert status["lastScheduleTime"] == "2026-11-21T12:00:00.000Z" and status["message"] == ready["message"]
+    assert status.get("starting", []) == []
+    warnings = [e for e in api.events.values() if e["reason"] == "RunRefused"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
+    writes = status_writes(api)
+    for _ in range(5):  # the safety pass, a label change: nothing more to try or to write
+        assert reconciler.reconcile(KEY).requeue_after == pytest.approx(270)
+    assert creates(api) == ["nightly-29921040"] and status_writes(api) == writes
+    assert next(c for c in api.schedules[KEY]["status"]["conditions"] if c["type"] == "Ready")["reason"] == "RunRefused"
+    clock.advance(300)  # the next cron time tries again, and a run that starts clears the refusal
+    settle(reconciler)
+    assert creates(api) == ["nightly-29921040", "nightly-29921045"]
+    ready = next(c for c in api.schedules[KEY]["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Scheduled") and not api.schedules[KEY]["status"].get("message")
+
+
+def test_a_new_spec_after_a_refusal_says_scheduled_again():
+    api, store, world, reconciler = setup()
+    api.fail_next["create_execution"] = [Failure.FORBIDDEN]
+    settle(reconciler)
+    fixed = copy.deepcopy(api.schedules[KEY])
+    fixed["metadata"]["generation"] = 2
+    store.seen(api.put_schedule(fixed))
+    settle(reconciler)
+    ready = next(c for c in api.schedules[KEY]["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("True", "Scheduled", 2)
+    assert creates(api) == ["nightly-29921040"]  # the refused cron time stays skipped: the next one starts
+
+
+def test_a_create_retried_after_a_full_quota_reuses_its_token_and_writes_no_status():
+    api, store, world, reconciler = setup()
+    api.fail_next["create_execution"] = [Failure.QUOTA] * 4
+    for _ in range(4):
+        with pytest.raises(Exception, match="injected"):
+            reconciler.reconcile(KEY)
+    assert status_writes(api) == 1  # the intent, once: a retry is no status write, so no echo
+    assert len(api.schedules[KEY]["status"]["starting"]) == 1
+    settle(reconciler)  # room again: created under the intent written first, and adopted by it
+    assert creates(api) == ["nightly-29921040"] * 5
+    status = api.schedules[KEY]["status"]
+    assert status["runs"] == ["uid-nightly-29921040"] and status.get("starting", []) == []
+
+
+def test_a_token_is_never_used_again_once_a_create_may_have_stored_it():
+    """A run's token is in its annotation, which the namespace can read: the next run's must be new, or a
+    tenant could make an object that matches its proof. A create that got no answer may have landed."""
+    seen: list[str] = []
+    api, store, world, _ = setup()
+    new = tokens()
+    reconciler = ScheduleReconciler(store, world, api, clock=Clock(NOW), new_token=lambda: seen.append(t := new()) or t)
+    api.fail_next["create_execution"] = [Failure.UNREACHABLE]
+    with pytest.raises(Exception, match="injected"):
+        reconciler.reconcile(KEY)
+    settle(reconciler)
+    assert len(seen) >= 2 and len(set(seen)) == len(seen)
+    made = api.objects[("ns", "nightly-29921040")]["metadata"]["annotations"]["workflows.flux.dev/run-token"]
+    assert made == seen[1]
+
+
+def test_the_echo_of_the_operators_own_status_write_is_not_news():
+    api, store, world, reconciler = setup()
+    reconciler.reconcile(KEY)  # writes the intent, and stores the write's answer
+    echo = copy.deepcopy(api.schedules[KEY])
+    assert store.changed(echo) == (KEY, False)
+    touched = copy.deepcopy(echo)
+    touched["metadata"]["resourceVersion"] = str(int(echo["metadata"]["resourceVersion"]) + 1)
+    assert store.changed(touched) == (KEY, True)
+    recreated = copy.deepcopy(touched)
+    recreated["metadata"]["uid"] = "uid-other"
+    assert store.changed(recreated) == (KEY, True)
+
+
+def test_a_failure_that_keeps_coming_back_is_a_warning_event_on_the_schedule():
+    api, store, world, reconciler = setup()
+    reconciler.report_failure(KEY, "create execution ns/nightly-29921040: 403 QuotaExceeded: exceeded quota")
+    event = next(e for e in api.events.values() if e["reason"] == "ReconcileFailed")
+    assert event["type"] == "Warning" and event["involved"]["kind"] == "Schedule"
+    assert event["message"].endswith("exceeded quota; retrying with backoff")

@@ -185,6 +185,26 @@ def test_replace_cancels_the_active_run_saying_so_and_starts_the_new_one():
     assert [c.name for c in of(decision, CreateRun)] == [NAME]
 
 
+def test_replace_of_many_active_runs_cancels_a_pass_at_a_time_and_starts_the_new_one_after_the_last():
+    """A queue of thousands of Pending runs (held by a ConcurrencyLimit) switched to Replace: one pass sending
+    every cancel would hold one of the two schedule workers, every namespace's, for minutes."""
+    from flux_operator.schedule_machine import MAX_REPLACES_A_PASS, MORE_SOON
+
+    active = [run(f"nightly-{29395000 + i}", "Pending") for i in range(3 * MAX_REPLACES_A_PASS + 5)]
+    sched = schedule(concurrencyPolicy="Replace", status={"lastScheduleTime": "2026-11-21T11:55:00.000Z"}, runs=active)
+    told: list[str] = []
+    for _ in range(3):
+        decision = decide(sched, active, NOW)
+        sent = [r.name for r in of(decision, ReplaceRun)]
+        assert len(sent) == MAX_REPLACES_A_PASS and not set(sent) & set(told)
+        assert not of(decision, CreateRun) and decision.requeue_after == MORE_SOON
+        told += sent
+        active = [r.model_copy(update={"spec": r.spec.model_copy(update={"cancel": {"reason": "x"}})})
+                  if r.name in sent else r for r in active]
+    decision = decide(sched, active, NOW)
+    assert len(of(decision, ReplaceRun)) == 5 and [c.name for c in of(decision, CreateRun)] == [NAME]
+
+
 def test_suspended_starts_nothing_and_has_no_next_time():
     decision = decide(schedule(suspend=True, status={"lastScheduleTime": "2026-11-21T11:00:00.000Z",
                                                               "nextScheduleTime": "2026-11-21T13:00:00.000Z"}), [], NOW)
