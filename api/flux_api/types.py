@@ -141,8 +141,15 @@ class LocalObjectReference(_Model):
     name: str = Field(min_length=1, max_length=253)
 
 
+# A label value the API server takes (empty, or alphanumerics with -_. inside): refused by the CRD at the create
+# of an Execution or a Schedule, not only later at the create of the pod or the run that carries it. The schema
+# only: an object stored before this still parses, so its pod's or run's refusal is still said on it.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelValue = Annotated[str, Field(json_schema_extra={"maxLength": 63, "pattern": LABEL_VALUE_PATTERN})]
+
+
 class PodMetadata(_Model):
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
     annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
 
 

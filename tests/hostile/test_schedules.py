@@ -166,3 +166,38 @@ def test_a_cron_that_never_fires_is_refused_or_reported_once(tenant, operators, 
     assert tenant.schedules.get("aprsep31")["metadata"]["resourceVersion"] == version  # nothing rewritten
     assert metric(op, "flux_reconcile_errors_total", 'kind="Poison"') == errors_before == 0
     assert "Traceback" not in log_tail(op, 200_000)
+
+
+@pytest.mark.threat("refused-run-loop", "a tenant's Schedule whose runs the API server refuses for good (an invalid "
+                    "label key in its template), every minute",
+                    "one try per cron time: the Schedule says RunRefused with the server's answer, and no status write, "
+                    "create or log line repeats in between")
+@pytest.mark.timeout(240)
+def test_a_schedule_whose_runs_are_refused_tries_once_a_cron_time_and_says_why(tenant, operators, core, result):
+    bad_value = schedule("refusal", "flux_examples.quick:main")
+    bad_value["spec"]["executionTemplate"]["metadata"] = {"labels": {"team": "a b"}}
+    with pytest.raises(ApiException) as refused:  # a bad value is the CRD's to refuse, at once
+        tenant.schedules.create(bad_value)
+    assert refused.value.status == 422 and "executionTemplate.metadata.labels.team" in refused.value.body
+    sched = schedule("refusal", "flux_examples.quick:main")
+    sched["spec"]["executionTemplate"]["metadata"] = {"labels": {"bad key": "x"}}  # only the run's create refuses it
+    tenant.schedules.create(sched)
+    op = operators.start()
+
+    def refused_said() -> dict | None:
+        ready = [c for c in tenant.schedules.status("refusal").get("conditions") or [] if c["type"] == "Ready"]
+        return ready[0] if ready and ready[0]["reason"] == "RunRefused" else None
+    ready = wait_for(refused_said, timeout=ONE_FIRING, interval=0.5, what="Ready False RunRefused on the Schedule")
+    assert ready["status"] == "False" and "bad key" in ready["message"], ready
+    warned = [e for e in schedule_events(core, tenant.namespace, "refusal") if e.reason == "RunRefused"]
+    assert len(warned) == 1 and warned[0].type == "Warning" and "bad key" in warned[0].message
+    version, invalid = tenant.schedules.get("refusal")["metadata"]["resourceVersion"], metric(
+        op, "flux_reconcile_errors_total", 'kind="Invalid"')
+    time.sleep(10)  # before the fix: a create, a status write and an ERROR line per pass, as fast as the budget allowed
+    after = tenant.schedules.get("refusal")
+    refusals = log_tail(op, 200_000).count("was refused")
+    result.figure(f"RunRefused said; 10 s later: resourceVersion {'unchanged' if after['metadata']['resourceVersion'] == version else 'moved'}, "
+                  f"{refusals} refusal line(s) in the log")
+    assert after["metadata"]["resourceVersion"] == version
+    assert metric(op, "flux_reconcile_errors_total", 'kind="Invalid"') == invalid == 0
+    assert refusals == 1
