@@ -196,7 +196,8 @@ def test_a_schedule_whose_runs_are_refused_tries_once_a_cron_time_and_says_why(t
     time.sleep(10)  # before the fix: a create, a status write and an ERROR line per pass, as fast as the budget allowed
     after = tenant.schedules.get("refusal")
     refusals = log_tail(op, 200_000).count("was refused")
-    result.figure(f"RunRefused said; 10 s later: resourceVersion {'unchanged' if after['metadata']['resourceVersion'] == version else 'moved'}, "
+    moved = after["metadata"]["resourceVersion"] != version
+    result.figure(f"RunRefused said; 10 s later: resourceVersion {'moved' if moved else 'unchanged'}, "
                   f"{refusals} refusal line(s) in the log")
     assert after["metadata"]["resourceVersion"] == version
     assert metric(op, "flux_reconcile_errors_total", 'kind="Invalid"') == invalid == 0
