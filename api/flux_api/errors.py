@@ -29,6 +29,10 @@ _BY_STATUS = {429: Failure.THROTTLED, 409: Failure.CONFLICT, 404: Failure.NOT_FO
               401: Failure.UNAUTHORIZED, 403: Failure.FORBIDDEN, 400: Failure.INVALID, 422: Failure.INVALID,
               413: Failure.TOO_LARGE}
 
+# What the API server (flux-runner-writes-only-its-own-status) answers a runner that writes before the operator has
+# recorded its pod: the runner waits and tries again on these words, so they are part of the contract.
+NOT_RECORDED_YET = "the operator has not recorded this execution's runner pod yet: try again shortly"
+
 # Worth the same request again after a backoff: nothing about the request was wrong (or, for a quota, it
 # fits once other objects are gone).
 TRANSIENT = frozenset({Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER, Failure.QUOTA})

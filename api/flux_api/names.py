@@ -38,9 +38,12 @@ def runner_pod_name(execution: str) -> str:
     return f"{execution}-runner"
 
 
+RUNNER_ACCOUNT_PREFIX = "flux-runner-"
+
+
 def runner_account_name(execution: str) -> str:
     """The runner's ServiceAccount, Role and RoleBinding share this name."""
-    return f"flux-runner-{execution}"
+    return f"{RUNNER_ACCOUNT_PREFIX}{execution}"
 
 
 def tree_depth(labels: dict[str, str] | None, deepest: int) -> int:

@@ -3,7 +3,10 @@
 A runner's ServiceAccount (`flux-runner-<execution>`) may already patch only its own Execution's status
 (its Role). `flux-runner-writes-only-its-own-status` narrows that to an allow-list: a runner changes only
 its checkpoint and its requests (spawnRequests, unscheduleRequest); every other key of status, known today
-or added later, is the operator's. Once the phase is terminal a runner writes nothing at all.
+or added later, is the operator's. Once the phase is terminal a runner writes nothing at all. And the request
+must come from the pod the operator made and recorded (`status.runnerObjects.pod.uid`, against the pod a
+token is bound to): a name says nothing, since a namesake deleted with `--cascade=orphan` leaves its pod, token
+and Role behind for the next Execution of that name.
 
 `documents()` lists all policies with their bindings, in the order they are written to
 crds/admission-policies.yaml (and the chart's templates/, so `helm upgrade` upgrades them); the operator
@@ -19,10 +22,13 @@ from typing import Any
 from flux_api import policy_owned, policy_tenant, tenancy
 from flux_api.admission import binding, resource_rules, strings, validation, variable
 from flux_api.admission import policy as make_policy
+from flux_api.errors import NOT_RECORDED_YET
 from flux_api.names import GROUP, PLURAL
 from flux_api.types import TERMINAL_PHASES, ExecutionStatus
 
 NAME = "flux-runner-writes-only-its-own-status"
+# Set by the API server on a request made with a ServiceAccount token bound to a pod: that pod's UID.
+POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
 # What a runner may write. Every other status field is the operator's.
 RUNNER_OWNED = ("checkpoint", "spawnRequests", "unscheduleRequest")
 _TERMINAL = strings(sorted(TERMINAL_PHASES))
@@ -36,6 +42,11 @@ def policy() -> dict[str, Any]:
     variables = [
         variable("old", "oldObject.?status.orValue({})"),
         variable("new", "object.?status.orValue({})"),
+        # The pod's UID the operator recorded once it made the pod: a token bound to any other pod (a namesake's
+        # left behind, a tenant's pod run as this ServiceAccount) is not this execution's runner.
+        variable("recorded", "variables.old.?runnerObjects.?pod.?uid.orValue('')"),
+        # Started by an operator that kept no record of what it made (status written, runnerObjects never).
+        variable("legacy", "has(variables.old.phase) && !has(variables.old.runnerObjects)"),
         # Every key outside the allow-list that was added, changed or removed.
         variable("changed", f"variables.new.filter(k, !(k in {strings(RUNNER_OWNED)}) && !(k in variables.old && "
                             f"variables.old[k] == variables.new[k])) + variables.old.filter(k, !(k in "
@@ -50,6 +61,11 @@ def policy() -> dict[str, Any]:
                    "a runner may write only status.checkpoint, status.spawnRequests and status.unscheduleRequest",
                    "'a runner may write only status.checkpoint, status.spawnRequests and status.unscheduleRequest, "
                    "not status.' + variables.changed[0]"),
+        # Last: a write that no runner may make is told why, whoever sends it.
+        validation("variables.legacy || variables.recorded != ''", NOT_RECORDED_YET),
+        validation(f"variables.legacy || request.userInfo.extra[?{POD_UID_EXTRA!r}].orValue([]) == [variables.recorded]",
+                   "only the runner pod the operator made for this execution may write its status: this request does "
+                   "not come from it"),
     ]
     # Runner identities only: the operator, users and controllers are not touched.
     runner = {"name": "runner-identity",

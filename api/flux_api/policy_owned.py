@@ -20,11 +20,13 @@ from flux_api.names import (
     MANAGED_BY,
     PLURAL,
     REPLACED_BY_ANNOTATION,
+    RUNNER_ACCOUNT_PREFIX,
     SCHEDULED_AT_ANNOTATION,
 )
 
 NAME = "flux-operator-owned-metadata"
 RUNNER_OBJECTS_NAME = "flux-operator-owned-runner-objects"
+RUNNER_IDENTITY_NAME = "flux-runner-accounts-only-for-runners"
 RUNNER_OBJECTS = [("", "pods"), ("", "serviceaccounts"), ("rbac.authorization.k8s.io", "roles"),
                   ("rbac.authorization.k8s.io", "rolebindings")]
 # Labels whose value alone marks them as the operator's (other values are anyone's).
@@ -85,10 +87,31 @@ def owned_policy(name: str, resources: list[tuple[str, str]], failure_policy: st
                   [NOT_THE_OPERATOR, touches], failure_policy=failure_policy)
 
 
+def runner_identity_policy() -> dict[str, Any]:
+    """A runner's ServiceAccount (`flux-runner-<execution>`) holds its execution's runner rights, so only the
+    operator runs a pod as it, and only a node (for the pods bound to it) or a cluster admin asks for a token of
+    it. Else anyone who may create pods, or a workload whose controller does, or anyone who may ask for tokens,
+    would hold them: a token bound to the execution's own runner pod passes every other check."""
+    exempt = {"name": "not-a-node-or-a-cluster-admin",
+              "expression": "!('system:nodes' in request.userInfo.groups) && "
+                            "!('system:masters' in request.userInfo.groups)"}
+    runner_account = {"name": "a-runners-account",
+                      "expression": f"request.resource.resource == 'pods' ? object.spec.?serviceAccountName.orValue('')"
+                                    f".startsWith({string(RUNNER_ACCOUNT_PREFIX)}) : "
+                                    f"request.name.startsWith({string(RUNNER_ACCOUNT_PREFIX)})"}
+    refused = validation("false", "only the flux operator runs pods as a runner's ServiceAccount (flux-runner-*), "
+                                  "and only nodes ask for its tokens: it holds an execution's runner rights")
+    rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+              "resources": ["pods", "serviceaccounts/token"]}]
+    return policy(RUNNER_IDENTITY_NAME, rules, [refused], [], [NOT_THE_OPERATOR, exempt, runner_account],
+                  failure_policy="Ignore")
+
+
 def documents() -> list[dict[str, Any]]:
     """Executions fail closed: without the TenancyPolicy (or if it cannot be read) no one can be told apart
     from the operator, so every write is refused. Pods and runner RBAC fail open: a policy over objects
     every workload of the cluster makes must never stop them; the operator's start-up check reports it."""
     executions = owned_policy(NAME, [(GROUP, PLURAL)], "Fail")
     runner_objects = owned_policy(RUNNER_OBJECTS_NAME, RUNNER_OBJECTS, "Ignore")
-    return [executions, binding(NAME), runner_objects, binding(RUNNER_OBJECTS_NAME, deny_without_params=False)]
+    return [executions, binding(NAME), runner_objects, binding(RUNNER_OBJECTS_NAME, deny_without_params=False),
+            runner_identity_policy(), binding(RUNNER_IDENTITY_NAME, deny_without_params=False)]

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from flux_api import GROUP, PLURAL, VERSION, nesting, progress
-from flux_api.errors import Failure, classify, is_transient
+from flux_api.errors import NOT_RECORDED_YET, Failure, classify, is_transient
 
 from flux_runner.errors import (
     ApiError,
@@ -56,6 +56,13 @@ class RetryPolicy:
     attempts: int = 7
     first_delay: float = 0.25
     max_delay: float = 8.0
+    # Writes refused as too early (before the operator has recorded the runner's pod): waited out this many times,
+    # from 0.1 s apart doubling to 2 s, about two minutes in all (an operator's failover fits).
+    early_waits: int = 70
+    early_max_delay: float = 2.0
+
+    def early_delay(self, wait: int) -> float:
+        return min(self.early_max_delay, 0.1 * 2 ** (wait - 1))
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         backoff = min(self.max_delay, self.first_delay * 2 ** (attempt - 1))
@@ -188,7 +195,10 @@ class ExecutionClient:
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
                        params: dict[str, str] | None = None) -> dict[str, Any]:
         content = None if body is None else json.dumps(body).encode()
-        for attempt in range(1, self._retry.attempts + 1):
+        early = 0  # answers "not recorded yet": waited out apart from the attempts (the operator is on its way)
+        attempt = 0
+        while attempt < self._retry.attempts:
+            attempt += 1
             headers = self._headers(content_type=MERGE_PATCH if body is not None else None)
             try:
                 response = await self._http.request(method, path, content=content, headers=headers, params=params)
@@ -197,6 +207,13 @@ class ExecutionClient:
             else:
                 if response.is_success:
                     return _json_object(response)
+                if _too_early(response) and early < self._retry.early_waits:
+                    early += 1
+                    attempt -= 1
+                    if early == 1:
+                        log.info("%s %s: the operator has not recorded this runner's pod yet; waiting", method, path)
+                    await asyncio.sleep(self._retry.early_delay(early))
+                    continue
                 if classify(response.status_code, response.text) is Failure.TOO_LARGE:
                     raise _error(method, path, response, TooLarge)  # retrying cannot make it smaller
                 if not _retryable(response.status_code):
@@ -214,6 +231,12 @@ class ExecutionClient:
         if content_type:
             headers["Content-Type"] = content_type
         return headers
+
+
+def _too_early(response: httpx.Response) -> bool:
+    """A write refused only because the operator has not yet recorded the pod it made for this runner (it does
+    with the status write that says Running, which follows the pod's start within moments)."""
+    return response.status_code == 403 and NOT_RECORDED_YET in response.text
 
 
 def _retryable(status: int) -> bool:

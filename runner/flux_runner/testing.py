@@ -80,7 +80,7 @@ class FakeExecutionApi:
         self.requests: list[Recorded] = []
         # Answered in order before normal service resumes: an HTTP status code, or an
         # exception to raise (e.g. httpx.ConnectError) from the MockTransport.
-        self.failures: list[int | Exception] = []
+        self.failures: list[int | tuple[int, str] | Exception] = []
         self.hooks: list[Hook] = []
 
     @property
@@ -118,7 +118,8 @@ class FakeExecutionApi:
         watched = json.dumps(self.execution, sort_keys=True) if self._watchers else None  # to tell a change
         record = self._record(method, path, headers, json.loads(body) if body else None, query)
         if (failure := self._injected()) is not None:
-            return failure, _status_body(failure, "injected failure")
+            code, message = failure if isinstance(failure, tuple) else (failure, "injected failure")
+            return code, _status_body(code, message)
         if method == "GET" and path == self.path:
             pass
         elif self.progress is not None and path.startswith(self.progress_path):
@@ -143,8 +144,8 @@ class FakeExecutionApi:
         self.requests.append(record)
         return record
 
-    def _injected(self) -> int | None:
-        """The next injected failure's status code (an injected exception is raised), or None."""
+    def _injected(self) -> int | tuple[int, str] | None:
+        """The next injected failure's status code, or (code, message) (an injected exception is raised), or None."""
         if not self.failures:
             return None
         failure = self.failures.pop(0)

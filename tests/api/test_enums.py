@@ -14,7 +14,8 @@ def test_event_reasons_keep_their_strings() -> None:
         "CancelRequested", "Signalled", "SignalFailed", "ForceDeleted", "Cancelled", "CancelIgnored", "Started",
         "RetryStarted", "RetryScheduled", "Resumed", "SuspendRequested", "Suspended", "Waiting", "Woken", "SignalReceived", "RunnerDelayed", "RunnerUnschedulable", "RunnerRefused", "LimitExceeded",
         "ReconcileFailed", "NamespaceNotEnabled", "SpawnRefused", "SpawnConflict", "RunStarted", "RunNameTaken",
-        "Unscheduled", "InvalidSchedule", "InvalidTemplate", "MissedSchedule", "SkippedForbid", "TooManyRuns"}
+        "Unscheduled", "InvalidSchedule", "InvalidTemplate", "MissedSchedule", "SkippedForbid", "TooManyRuns",
+        "RunRefused"}
     assert EventReason.SIGNALLED == "Signalled" and f"{EventReason.SIGNALLED}" == "Signalled"
 
 

@@ -85,6 +85,34 @@ def test_forbidden_and_not_found_fail_at_once_with_their_own_type(api, token, co
     assert len(api.requests) == 1
 
 
+def test_a_write_before_the_operator_recorded_the_pod_waits_for_it_apart_from_the_retries(api, token, monkeypatch):
+    """The API server refuses a runner's write until the operator has recorded the pod it made (the runner's
+    token is bound to it): the words say so, and the write is sent again until it lands."""
+    from flux_api.errors import NOT_RECORDED_YET
+    slept: list[float] = []
+
+    async def no_sleep(seconds):
+        slept.append(seconds)
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    api.failures = [(403, f"admission denied: {NOT_RECORDED_YET}")] * 6 + [503] * 3
+    body = call(api, token, "patch_status", {"spawnRequests": []})
+    assert body["status"]["spawnRequests"] == [] and len(api.requests) == 10  # 6 waits + 3 of the 4 attempts
+    assert slept[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+
+
+def test_waiting_for_the_pod_to_be_recorded_is_bounded(api, token, monkeypatch):
+    from flux_api.errors import NOT_RECORDED_YET
+    from flux_runner.testing import FAST_RETRY
+
+    async def no_sleep(seconds):
+        return None
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    api.failures = [(403, NOT_RECORDED_YET)] * (FAST_RETRY.early_waits + 1)
+    with pytest.raises(Forbidden, match="not recorded this execution's runner pod yet"):
+        call(api, token, "patch_status", {"spawnRequests": []})
+    assert len(api.requests) == FAST_RETRY.early_waits + 1
+
+
 def test_a_missing_token_is_a_credentials_error(api, tmp_path):
     with pytest.raises(CredentialsError, match="cannot read service account token"):
         call(api, tmp_path / "absent", "get")

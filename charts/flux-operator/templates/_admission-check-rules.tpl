@@ -8,6 +8,7 @@
   - flux-runner-writes-only-its-own-status
   - flux-operator-owned-metadata
   - flux-operator-owned-runner-objects
+  - flux-runner-accounts-only-for-runners
   - flux-tenant-secrets
   - flux-tenant-configmaps
   - flux-tenant-pod-settings
@@ -23,6 +24,7 @@
   - flux-runner-writes-only-its-own-status
   - flux-operator-owned-metadata
   - flux-operator-owned-runner-objects
+  - flux-runner-accounts-only-for-runners
   - flux-tenant-secrets
   - flux-tenant-configmaps
   - flux-tenant-pod-settings
