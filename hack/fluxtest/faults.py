@@ -203,13 +203,56 @@ def step_results(checkpoint: dict | None) -> dict:
     return found
 
 
-def as_runner(kubeconfig: Path, namespace: str, execution: str) -> client.ApiClient:
-    """An API client that impersonates the runner of `execution` (its ServiceAccount), as `kubectl --as`
-    does, but sends each request as it is: kubectl's patch first GETs the object, which a runner may not."""
-    from localcluster.kube import api_client
-    api = api_client(kubeconfig)
-    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:flux-runner-{execution}")
-    return api
+# The user extra a token bound to a pod carries (its UID), as an impersonation header (the key lower-case, its `/`
+# percent-encoded).
+POD_UID_HEADER = "Impersonate-Extra-authentication.kubernetes.io%2fpod-uid"
+
+
+class RunnerImpersonation(client.ApiClient):
+    """Requests as the runner of an execution with its own token: its ServiceAccount, and the UID of the pod the
+    operator recorded for it at the time of each request (a token is bound to its pod), or of `pod_uid`."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, execution: str, pod_uid: str | None = None) -> None:
+        from localcluster.kube import api_client
+        self._admin = api_client(kubeconfig)
+        self._where, self._pod_uid = (namespace, execution), pod_uid
+        super().__init__(self._admin.configuration)
+        self._headers["Impersonate-User"] = f"system:serviceaccount:{namespace}:flux-runner-{execution}"
+
+    @property
+    def default_headers(self) -> dict[str, str]:
+        headers = dict(self._headers)
+        uid = self._pod_uid if self._pod_uid is not None else self.recorded_pod_uid()
+        if uid:
+            headers[POD_UID_HEADER] = uid
+        return headers
+
+    @default_headers.setter
+    def default_headers(self, value: dict[str, str]) -> None:
+        self._headers = dict(value)
+
+    def set_default_header(self, header_name: str, header_value: str) -> None:
+        self._headers[header_name] = header_value
+
+    def recorded_pod_uid(self) -> str:
+        namespace, name = self._where
+        try:
+            ex = client.CustomObjectsApi(self._admin).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                                                   name)
+        except client.ApiException:
+            return ""
+        return (((ex.get("status") or {}).get("runnerObjects") or {}).get("pod") or {}).get("uid") or ""
+
+    def close(self) -> None:
+        self._admin.close()
+        super().close()
+
+
+def as_runner(kubeconfig: Path, namespace: str, execution: str, pod_uid: str | None = None) -> client.ApiClient:
+    """An API client that acts as the runner of `execution` with its own token (its ServiceAccount, bound to its
+    current runner pod, or to `pod_uid`), as `kubectl --as` does, but sends each request as it is: kubectl's
+    patch first GETs the object, which a runner may not."""
+    return RunnerImpersonation(kubeconfig, namespace, execution, pod_uid)
 
 
 # What the operator may do in one namespace: the chart's application rules (charts/flux-operator/templates/

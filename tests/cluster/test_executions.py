@@ -6,11 +6,13 @@ import json
 import os
 import signal
 import time
+import uuid
 from datetime import datetime
 
 import pytest
 from flux_api import CANCEL_ANNOTATION, EXECUTION_LABEL, GROUP, PARENT_LABEL
 from fluxtest import TERMINAL, Executions, longrun, manifest, wait_for
+from fluxtest.faults import POD_UID_HEADER
 from fluxtest.hostprocs import container_pids
 from fluxtest.podlogs import LogFollower
 from fluxtest.tenancy import can_i
@@ -144,11 +146,16 @@ def test_a_runners_token_watches_its_own_execution_and_no_other(fx, api):
     assert _watch_as_runner(api, fx, "watcher", "metadata.namespace=" + fx.ns) == 403
 
 
-def _as_runner(api, fx, name: str, target: str, status: dict) -> str | None:
-    """Merge-patches `target`'s status as runner `name` would (impersonated); the refusal, or None."""
+def _as_runner(api, fx, name: str, target: str, status: dict, pod_uid: str | None = None) -> str | None:
+    """Merge-patches `target`'s status as runner `name` would with its own token (impersonated: its ServiceAccount
+    and the pod its token is bound to, by default its recorded runner pod); the refusal, or None."""
     user = f"system:serviceaccount:{fx.ns}:flux-runner-{name}"
-    runner = client.CustomObjectsApi(client.ApiClient(api.configuration, header_name="Impersonate-User",
-                                                      header_value=user))
+    runner_api = client.ApiClient(api.configuration, header_name="Impersonate-User", header_value=user)
+    if pod_uid is None:
+        pod_uid = fx.status(name)["runnerObjects"]["pod"]["uid"]
+    if pod_uid:
+        runner_api.set_default_header(POD_UID_HEADER, pod_uid)
+    runner = client.CustomObjectsApi(runner_api)
     try:
         runner.patch_namespaced_custom_object_status(GROUP, "v1alpha1", fx.ns, "executions", target,
                                                      {"status": status})
@@ -186,6 +193,21 @@ def test_a_runner_may_write_its_checkpoint_but_not_anothers_status(fx, api):
 
 
 # --- cancelling ------------------------------------------------------------------------------------
+
+def test_only_the_runner_pod_the_operator_recorded_may_write_as_the_runner(fx, api):
+    """The runner's name is not enough: a token of its ServiceAccount bound to any other pod (a namesake's left
+    behind by `--cascade=orphan`, a pod a tenant ran as it) is refused by the API server, and so is one bound to
+    no pod at all."""
+    fx.create(longrun("bound"))
+    fx.wait_step("bound")
+    recorded = fx.status("bound")["runnerObjects"]["pod"]["uid"]
+    assert recorded == fx.pod("bound").metadata.uid
+    checkpoint = {"checkpoint": {**fx.live_status("bound")["checkpoint"], "sequence": 999}}
+    for other in (str(uuid.uuid4()), ""):
+        refused = _as_runner(api, fx, "bound", "bound", checkpoint, pod_uid=other)
+        assert refused is not None and refused.startswith("403") and "does not come from it" in refused, refused
+    assert _as_runner(api, fx, "bound", "bound", checkpoint, pod_uid=recorded) is None
+
 
 def test_cancel_running_is_graceful_and_recorded(fx, core):
     # Steps of 5 s: the runner also reads spec.cancel at every step boundary, and the cancel below lands
