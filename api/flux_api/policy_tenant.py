@@ -38,6 +38,7 @@ from flux_api.tenancy import (
     CONFINEMENT_ANNOTATION_PREFIXES,
     FREE_PROJECTED_SOURCES,
     FREE_VOLUME_TYPES,
+    IMAGE_BOUNDARIES,
     NAMESPACE_PLACEHOLDER,
     RESTRICTED_VOLUME_TYPES,
 )
@@ -216,11 +217,18 @@ def _field_rules(field: str, present: str, allowed_list: str, refused: str, refu
     return rules
 
 
+def image_allowed_cel(image: str, prefix: str) -> str:
+    """tenancy.image_allowed in CEL: the prefix, then the end of the image or one of IMAGE_BOUNDARIES."""
+    ends = " || ".join(f"{prefix}.endsWith({string(c)})" for c in IMAGE_BOUNDARIES)
+    return (f"{image} == {prefix} || ({image}.startsWith({prefix}) && ({ends} || "
+            f"{image}.charAt(size({prefix})) in {strings(list(IMAGE_BOUNDARIES))}))")
+
+
 def pod_settings_policy() -> dict[str, Any]:
     image = "variables.spec.image"
     validations = [
         validation(f"!has({image}) || !has(params.spec.allowedImages) || "
-                   f"params.spec.allowedImages.exists(p, {image}.startsWith(p))",
+                   f"params.spec.allowedImages.exists(p, {image_allowed_cel(image, 'p')})",
                    "spec.image: not an image the platform allows",
                    f"variables.at + '.image: ' + {image} + ' is not an image the platform allows (images "
                    f"starting with: ' + {_allowed('allowedImages')} + ')'"),

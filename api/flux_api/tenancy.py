@@ -130,3 +130,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# Where an allowed image prefix may end: `registry.example.com` admits `registry.example.com/team/x:1`, never
+# `registry.example.com.evil.io/x`; `registry/team-a` admits `registry/team-a/x` and `registry/team-a:1`, never
+# `registry/team-ab/x`. The admission policy says the same in CEL (policy_tenant.image_allowed_cel).
+IMAGE_BOUNDARIES = "/:@"
+
+
+def image_allowed(image: str, prefixes: list[str]) -> bool:
+    return any(image == p or (image.startswith(p) and (p[-1] in IMAGE_BOUNDARIES or image[len(p)] in IMAGE_BOUNDARIES))
+               for p in prefixes if p)
+

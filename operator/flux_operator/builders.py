@@ -99,12 +99,14 @@ def owned_field_problems(template: PodTemplate) -> list[str]:
 
 def merged_template(defaults: PodTemplate | None, own: PodTemplate | None) -> PodTemplate:
     """The execution's template over the operator's defaults: maps merge key by key (the execution's
-    keys win), env merges by name, any other field the execution sets replaces the default."""
+    keys win), env merges by name, any other field the execution sets (not empty) replaces the default."""
     if defaults is None:
         return own or PodTemplate()
     if own is None:
         return defaults
     base, top = defaults.model_dump(exclude_defaults=True), own.model_dump(exclude_defaults=True)
+    # An empty value sets nothing: `affinity: {}` must not take away the platform's placement of runners.
+    top = {k: v for k, v in top.items() if v not in ({}, [], "", None)}
     merged = {**base, **top}
     for key in ("nodeSelector", "serviceAccountAnnotations"):
         merged[key] = {**base.get(key, {}), **top.get(key, {})}

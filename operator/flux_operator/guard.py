@@ -22,6 +22,7 @@ from flux_api.tenancy import (
     FREE_VOLUME_TYPES,
     RESTRICTED_VOLUME_TYPES,
     TenancyLimits,
+    image_allowed,
     service_account_annotation,
 )
 from flux_api.types import PodTemplate
@@ -120,7 +121,7 @@ def limit_problems(ex: Execution, limits: TenancyLimits | None) -> list[str]:
         return []
     problems = []
     image = ex.spec.image
-    if image is not None and limits.allowedImages is not None and not image.startswith(tuple(limits.allowedImages)):
+    if image is not None and limits.allowedImages is not None and not image_allowed(image, limits.allowedImages):
         problems.append(f"spec.image: {image} is not an image the platform allows")
     if ex.spec.podTemplate is not None:
         problems += template_problems(ex.spec.podTemplate, limits, ex.namespace, "spec.podTemplate")

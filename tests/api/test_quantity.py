@@ -43,3 +43,15 @@ def test_the_tenancy_policy_object_leaves_defaults_out_and_reads_back():
                            "operators": ["system:serviceaccount:flux:flux"]}
     assert limits_of(obj["spec"]) == limits
     assert tenancy_policy(["me"])["spec"] == {"operators": ["me"]}
+
+
+@pytest.mark.parametrize(("image", "allowed"), [
+    ("registry.example.com/team/x:1", True), ("registry.example.com", True), ("registry.example.com:5000/x", True),
+    ("registry.example.com.evil.io/x", False), ("registry.example.comx/y", False),
+    ("reg/team-a/x", True), ("reg/team-a:1", True), ("reg/team-a@sha256:ab", True), ("reg/team-ab/x", False),
+    ("r2/ok/y", True), ("r2/okz", False), ("", False)])
+def test_an_allowed_image_prefix_ends_at_a_host_or_a_path_segment(image, allowed):
+    """A platform listing `registry.example.com` allows its images, not those of `registry.example.com.evil.io`."""
+    from flux_api.tenancy import image_allowed
+
+    assert image_allowed(image, ["registry.example.com", "reg/team-a", "r2/ok/", ""]) is allowed

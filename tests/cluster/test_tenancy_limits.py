@@ -32,6 +32,11 @@ LIMITS = {
                {"image": "registry.example.com/workflows/etl:1"}, {"image": "evil.example.com/miner:1"},
                "spec.image: evil.example.com/miner:1 is not an image the platform allows (images starting with: "
                "registry.example.com/workflows/)"),
+    # A prefix ends where a registry host or a path segment does: not a longer host, not a longer name.
+    "image-boundary": ({"allowedImages": ["registry.example.com"]},
+                       {"image": "registry.example.com/workflows/etl:1"}, {"image": "registry.example.com.evil.io/m:1"},
+                       "spec.image: registry.example.com.evil.io/m:1 is not an image the platform allows (images "
+                       "starting with: registry.example.com)"),
     "priority": ({"allowedPriorityClasses": ["batch-low"]},
                  {"podTemplate": {"priorityClassName": "batch-low"}},
                  {"podTemplate": {"priorityClassName": "system-cluster-critical"}},

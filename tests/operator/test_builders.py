@@ -266,6 +266,22 @@ def test_chart_pod_template_defaults_sit_under_the_executions_own():
     assert builders.runner_pod(execution(), settings)["spec"]["nodeSelector"] == {"pool": "batch"}
 
 
+def test_an_empty_value_in_the_executions_template_takes_nothing_from_the_platforms():
+    """`affinity: {}` passes every check of a value (there is none), so it must not mean "no affinity": the
+    platform's placement of runners (a sandboxed pool) would be a tenant's to drop (audit round 3)."""
+    from flux_api.types import PodTemplate
+
+    pinned = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["sandboxed-runners"]}]}]}}}
+    settings = builders.RunnerSettings(pod_template=PodTemplate.model_validate(
+        {"affinity": pinned, "tolerations": [{"key": "sandbox", "operator": "Exists"}]}))
+    for emptied in ({"affinity": {}}, {"affinity": {}, "tolerations": []}):
+        spec = builders.runner_pod(execution(podTemplate=emptied), settings)["spec"]
+        assert spec["affinity"] == pinned and spec["tolerations"] == [{"key": "sandbox", "operator": "Exists"}]
+    own = {"podAffinity": {}}
+    assert builders.runner_pod(execution(podTemplate={"affinity": own}), settings)["spec"]["affinity"] == own
+
+
 def test_a_pod_template_flag_with_owned_fields_is_refused():
     args = parse_args(["--runner-pod-template", '{"nodeSelector": {"pool": "batch"}}'])
     assert args.runner_pod_template.nodeSelector == {"pool": "batch"}

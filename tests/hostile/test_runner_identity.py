@@ -1,0 +1,111 @@
+"""A runner's identity held by someone else: its ServiceAccount's rights are its execution's runner rights, so only the
+runner pod the operator made and recorded may use them (audit round 3).
+
+- A namesake left behind: a tenant deletes their own Execution with `--cascade=orphan`; its pod, ServiceAccount,
+  Role and RoleBinding stay, and the pod's token with them. The next Execution of that name (a colleague's, or a
+  Schedule's run, whose names are known in advance) is written to with that token.
+- A pod run as a runner's ServiceAccount by a tenant who may create pods, or a token asked for it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flux_api import GROUP, PLURAL, VERSION
+from fluxtest import longrun, manifest, wait_for
+from fluxtest.identity import token_kubeconfig
+from fluxtest.tenancy import grant
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from localcluster.kube import api_client
+
+IDENTITY_POLICY = "flux-runner-accounts-only-for-runners"
+FORGED = {"checkpoint": {"state": "Succeeded", "sequence": 10_000, "result": {"forged": True}},
+          "spawnRequests": [{"name": "heir-planted", "workflow": "flux_examples.quick:main", "input": {}}]}
+
+
+def recorded_pod_uid(fx, name: str) -> str:
+    return ((fx.status(name).get("runnerObjects") or {}).get("pod") or {}).get("uid") or ""
+
+
+@pytest.mark.threat("orphaned-runner-token", "a tenant deletes its own running Execution with --cascade=orphan, keeps "
+                    "the runner pod's token, and writes a verdict and a spawn request into the next Execution of "
+                    "that name, made by someone else",
+                    "the API server refuses every such write (the pod is not the one recorded for the new "
+                    "Execution); the namesake never ends Succeeded and spawns nothing")
+@pytest.mark.timeout(240)
+def test_a_token_left_by_an_orphaned_namesake_cannot_write_the_next_execution(tenant, operators, fx, api, core,
+                                                                               cluster, tmp_path, result):
+    grant(api, tenant.namespace, tenant.user, [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["delete"]}])
+    operators.start()
+    tenant.fx.create(longrun("heir", steps=600, seconds=0.5))
+    fx.wait_step("heir")
+    pod = fx.pod("heir")
+    assert recorded_pod_uid(fx, "heir") == pod.metadata.uid
+    tenant.custom.delete_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL, "heir",
+                                                  propagation_policy="Orphan")
+    wait_for(lambda: not fx.exists("heir"), timeout=30, what="the Execution gone, its runner left behind")
+    left = core.read_namespaced_pod(pod.metadata.name, tenant.namespace)
+    assert left.metadata.uid == pod.metadata.uid and not left.metadata.deletion_timestamp
+    # What a process in that pod holds: a token of flux-runner-heir bound to it.
+    token = core.create_namespaced_service_account_token(
+        "flux-runner-heir", tenant.namespace,
+        {"spec": {"expirationSeconds": 3600,
+                  "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": left.metadata.name,
+                                     "uid": left.metadata.uid}}}).status.token
+    leftover = api_client(token_kubeconfig(cluster, token, tmp_path, "leftover"))
+    try:
+        fx.create(manifest("heir", "flux_examples.quick:main"))  # a colleague's, under the same name
+        writes, refusals = 0, []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                client.CustomObjectsApi(leftover).patch_namespaced_custom_object_status(
+                    GROUP, VERSION, tenant.namespace, PLURAL, "heir", {"status": FORGED})
+                writes += 1
+            except ApiException as err:
+                refusals.append(err)
+            time.sleep(0.2)
+    finally:
+        leftover.close()
+    ended = fx.wait_phase("heir", "Failed", "Succeeded", "Cancelled", timeout=90)
+    reasons = {e.status: e.body for e in refusals}
+    result.figure(f"{writes} of {writes + len(refusals)} writes with the leftover token accepted; refusals "
+                  f"{sorted(reasons)}; the namesake ended {ended['phase']}: {str(ended.get('message'))[:80]!r}")
+    assert writes == 0, "a leftover token wrote the namesake's status"
+    assert set(reasons) == {403}, reasons
+    assert ended["phase"] != "Succeeded" and not fx.exists("heir-planted")
+
+
+@pytest.mark.threat("runner-account-pod", "a tenant who may create pods and ask for ServiceAccount tokens runs a pod "
+                    "as another execution's runner ServiceAccount, and asks for a token of it",
+                    "both refused by the API server, naming the policy")
+@pytest.mark.timeout(120)
+def test_a_tenant_cannot_run_a_pod_as_a_runners_account_or_get_its_token(tenant, operators, fx, api, result):
+    grant(api, tenant.namespace, tenant.user, [{"apiGroups": [""], "resources": ["pods", "serviceaccounts/token"],
+                                                "verbs": ["create"]}])
+    operators.start()
+    fx.create(longrun("victim", steps=600, seconds=0.5))
+    fx.wait_step("victim")
+    impostor = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "impostor"},
+                "spec": {"serviceAccountName": "flux-runner-victim", "restartPolicy": "Never",
+                         "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                             "seccompProfile": {"type": "RuntimeDefault"}},
+                         "containers": [{"name": "c", "image": "localhost/flux-runner:dev", "command": ["sleep", "1"],
+                                         "securityContext": {"allowPrivilegeEscalation": False,
+                                                             "capabilities": {"drop": ["ALL"]}}}]}}
+    with pytest.raises(ApiException) as pod_refused:
+        tenant.core.create_namespaced_pod(tenant.namespace, impostor)
+    with pytest.raises(ApiException) as token_refused:
+        tenant.core.create_namespaced_service_account_token("flux-runner-victim", tenant.namespace,
+                                                            {"spec": {"expirationSeconds": 600}})
+    result.figure(f"pod: HTTP {pod_refused.value.status}; token: HTTP {token_refused.value.status}")
+    for refused in (pod_refused.value, token_refused.value):
+        assert refused.status == 403 and IDENTITY_POLICY in refused.body, refused.body
+    # The same rights over an account that is not a runner's are untouched: the policy is that narrow.
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(tenant.namespace, {"metadata": {"name": "tools"}})
+    assert tenant.core.create_namespaced_service_account_token("tools", tenant.namespace,
+                                                               {"spec": {"expirationSeconds": 600}}).status.token
+    assert fx.phase("victim") == "Running"
