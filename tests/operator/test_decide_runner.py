@@ -80,6 +80,33 @@ def test_the_pod_made_is_recognised_by_its_token_even_after_a_restart():
     assert status_patch(actions)["runnerObjects"]["pod"] == {"name": POD, "uid": "p1"}, "its UID recorded on the way"
 
 
+def test_the_pods_uid_is_written_once_its_container_runs_even_with_nothing_else_to_write():
+    """The API server takes the runner's writes only from the pod recorded (flux_api.policy): a pod that runs
+    while nothing else is written (a resumed run already Running, say) must not leave its runner refused."""
+    memory = tokens()
+    made_everything(memory)
+    ex = job(phase="Running", podName=POD, startedAt="2026-11-21T11:59:00Z", observedGeneration=1,
+             conditions=[{"type": "Started", "status": "True", "reason": "RunnerStarted",
+                          "message": f"runner pod {POD} started", "lastTransitionTime": "2026-11-21T11:59:00Z",
+                          "observedGeneration": 1}],
+             runnerObjects={**{k: {"uid": f"uid-{k}"} for k in ACCOUNT}, "pod": {"name": POD, "tokens": []}})
+    waiting = PodView(POD, uid="uid-pod")  # made, not running: the runner cannot write yet, nor is it asked to
+    assert "runnerObjects" not in status_patch(decide(ex, waiting, [], NOW, memory))
+    running = PodView(POD, phase="Running", started=True, uid="uid-pod")
+    assert status_patch(decide(ex, running, [], NOW, memory)) == {
+        "runnerObjects": {**{k: {"uid": f"uid-{k}"} for k in ACCOUNT}, "pod": {"name": POD, "uid": "uid-pod"}},
+        "observedGeneration": 1}
+
+
+def test_a_pod_that_is_not_proven_the_operators_is_never_recorded_whatever_else_is_written():
+    """A namesake's pod left by --cascade=orphan has the runner pod's name: recording its UID would hand its token
+    the runner's writes (flux_api.policy)."""
+    ex = started(tokens())
+    squatter = PodView(POD, phase="Running", started=True, uid="orphan", token="an-older-executions-token")
+    patch = status_patch(decide(ex, squatter, [], NOW, tokens()))
+    assert (patch.get("runnerObjects") or {}).get("pod", {}).get("uid") is None
+
+
 @pytest.mark.parametrize("forged", [
     PodView(POD, phase="Running", started=True, uid="p9"),  # a controlling ownerReference and nothing else
     PodView(POD, phase="Running", started=True, uid="p9", token="guessed"),

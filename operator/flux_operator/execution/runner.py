@@ -14,6 +14,7 @@ throttling, a 5xx, no answer) leaves it Pending with a message saying so, retrie
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -159,17 +160,28 @@ def runner_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> N
 
 
 def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) -> None:
-    """Adds the UIDs of what was made to a status this decision writes anyway (no write of its own: until
-    then the tokens prove the objects, and this replica's Memory skips them)."""
+    """Adds the UIDs of what was made to the status this decision writes. The ServiceAccount's, Role's and
+    RoleBinding's ride on a write made anyway (until then their tokens prove them, and this replica's Memory
+    skips them). The pod's (`pod` is the proven one, own_pod) is written once its container runs, with another
+    write or alone: the API server takes the runner's writes only from the pod recorded (flux_api.policy), so
+    a runner must never wait on a write that might not come. Its first start's is the write that says Running."""
+    if ex.status.runnerObjects is None:
+        return  # an older operator's execution: no records
     written = plan.status.model_fields_set
-    if not written or "runnerObjects" in written or ex.status.runnerObjects is None:
-        return  # nothing written anyway, already written, or an older operator's execution (no records)
-    record = _record(ex)
-    for key in ACCOUNT_KINDS:
-        if key in record and not record[key].get("uid") and memory.made.get(key):
-            record[key]["uid"] = memory.made[key]
+    planned = plan.status.runnerObjects if "runnerObjects" in written else None
+    record = _dumped(planned) if planned is not None else _record(ex)
+    before = copy.deepcopy(record)
+    if written:
+        for key in ACCOUNT_KINDS:
+            if key in record and not record[key].get("uid") and memory.made.get(key):
+                record[key]["uid"] = memory.made[key]
     made = record.get("pod")
-    if pod is not None and pod.uid and made is not None and made.get("name") == pod.name and not made.get("uid"):
+    if pod is not None and pod.uid and made is not None and made.get("name") == pod.name and not made.get("uid") \
+            and (written or pod.started or pod.phase != "Pending"):
         record["pod"] = {"name": pod.name, "uid": pod.uid}
-    if record != _record(ex):
+    if record != before:
         plan.status.set(runnerObjects=record)
+
+
+def _dumped(objects: RunnerObjects) -> dict[str, Any]:
+    return objects.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
