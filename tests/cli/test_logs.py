@@ -139,3 +139,17 @@ def test_not_found_mentions_the_ttl():
 def test_an_execution_that_never_started_says_there_was_never_a_log():
     step = next_step(execution("Cancelled"), None, follow=False, read=set())
     assert step == Fail("execution etl finished (Cancelled) before a runner started: there is no log")
+
+
+def test_a_namesakes_pod_left_behind_is_not_read_as_this_executions():
+    """`kubectl delete --cascade=orphan` leaves a runner pod under the name the next Execution's runner takes."""
+    ours = execution()
+    ours["metadata"]["uid"] = "ex-2"
+    orphan = pod()
+    assert next_step(ours, orphan, follow=False, read=set()) == Fail(logs.pending_message(ours, None))
+    orphan["metadata"]["ownerReferences"] = [{"uid": "ex-1", "controller": True}]
+    assert isinstance(next_step(ours, orphan, follow=True, read=set()), Wait)
+    own = pod()
+    own["metadata"]["ownerReferences"] = [{"uid": "ex-2", "controller": True, "kind": "Execution"}]
+    assert next_step(ours, own, follow=True, read=set()) == Read(run_of(own), True)
+

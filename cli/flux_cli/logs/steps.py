@@ -62,6 +62,16 @@ def run_of(pod: dict[str, Any] | None) -> Run | None:
     return Run(str(meta.get("name", "")), str(meta.get("uid", "")), restarts, started, waiting)
 
 
+def belongs_to(pod: dict[str, Any], execution: dict[str, Any]) -> bool:
+    """Whether the pod under the runner's name is this Execution's: controlled by it (by UID). A namesake's pod
+    left behind by `kubectl delete --cascade=orphan` has the same name, and its log is not this run's."""
+    uid = (execution.get("metadata") or {}).get("uid")
+    if not uid:
+        return True  # nothing to tell them apart by
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return any(isinstance(o, dict) and o.get("controller") and o.get("uid") == uid for o in owners)
+
+
 @dataclass(frozen=True)
 class Read:
     run: Run
@@ -91,7 +101,7 @@ def next_step(execution: dict[str, Any], pod: dict[str, Any] | None, follow: boo
     """What to do now, given the Execution, its current runner pod (or None) and the runs already read."""
     name = objects.name_of(execution)
     pod_name = runner_pod_of(execution)
-    run = run_of(pod)
+    run = run_of(pod if pod is None or belongs_to(pod, execution) else None)
     terminal = objects.is_terminal(execution)
     if run is not None and run.started and run.key not in read:
         # A run not read yet: read it, following it while the execution goes on.
