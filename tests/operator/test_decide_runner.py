@@ -216,7 +216,11 @@ def test_a_lost_pod_is_replaced_under_a_new_token():
              runnerObjects={**{k: {"uid": f"u-{k}"} for k in ACCOUNT}, "pod": {"name": POD, "uid": "p1"}})
     actions = decide(ex, None, [], NOW, memory)
     assert status_patch(actions)["resumes"] == 1
-    assert status_patch(actions)["runnerObjects"]["pod"] == {"name": POD, "tokens": [token_hash("t1")]}
+    # uid None: the merge patch removes the lost pod's, whose token the API server would otherwise take
+    assert status_patch(actions)["runnerObjects"]["pod"] == {"name": POD, "tokens": [token_hash("t1")], "uid": None}
+    from flux_api.mergepatch import merge_patch
+    stored = merge_patch(ex.status.model_dump(mode="json", exclude_none=True), status_patch(actions))
+    assert "uid" not in stored["runnerObjects"]["pod"] and stored["runnerObjects"]["pod"]["name"] == POD
     assert [(m.key, m.uids) for m in of(actions, EnsureRunner)[0].makes] == [("pod", ("p1",))]
 
 

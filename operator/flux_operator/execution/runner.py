@@ -98,7 +98,9 @@ def ensure_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now:
         # on that pod) can vouch for an object someone else puts under this name.
         token = memory.token("pod", renew=True)
         memory.made.pop("pod", None)
-        made = {"name": pod_name, "tokens": with_token([], token)}
+        # "uid": None removes the earlier pod's from the record (a merge patch keeps what it does not name): the
+        # API server would take the runner's writes from that pod's token, and never from the new one's.
+        made = {"name": pod_name, "tokens": with_token([], token), "uid": None}
     else:
         token = memory.token("pod")
         made["tokens"] = with_token(made.get("tokens", []), token)
@@ -184,4 +186,5 @@ def record_made(ex: Execution, pod: PodView | None, memory: Memory, plan: Plan) 
 
 
 def _dumped(objects: RunnerObjects) -> dict[str, Any]:
-    return objects.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    """As this decision set it: a uid set to None (removed by the write) stays in it."""
+    return objects.model_dump(mode="json", exclude_unset=True)
