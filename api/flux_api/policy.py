@@ -63,7 +63,8 @@ def policy() -> dict[str, Any]:
                    "not status.' + variables.changed[0]"),
         # Last: a write that no runner may make is told why, whoever sends it.
         validation("variables.legacy || variables.recorded != ''", NOT_RECORDED_YET),
-        validation(f"variables.legacy || request.userInfo.?extra.orValue({{}})[?{POD_UID_EXTRA!r}].orValue([]) == [variables.recorded]",
+        validation(f"variables.legacy || "
+                   f"request.userInfo.?extra.orValue({{}})[?{POD_UID_EXTRA!r}].orValue([]) == [variables.recorded]",
                    "only the runner pod the operator made for this execution may write its status: this request does "
                    "not come from it"),
     ]

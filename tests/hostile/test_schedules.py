@@ -170,8 +170,8 @@ def test_a_cron_that_never_fires_is_refused_or_reported_once(tenant, operators, 
 
 @pytest.mark.threat("refused-run-loop", "a tenant's Schedule whose runs the API server refuses for good (an invalid "
                     "label key in its template), every minute",
-                    "one try per cron time: the Schedule says RunRefused with the server's answer, and no status write, "
-                    "create or log line repeats in between")
+                    "one try per cron time: the Schedule says RunRefused with the server's answer, and no status "
+                    "write, create or log line repeats in between")
 @pytest.mark.timeout(240)
 def test_a_schedule_whose_runs_are_refused_tries_once_a_cron_time_and_says_why(tenant, operators, core, result):
     bad_value = schedule("refusal", "flux_examples.quick:main")

@@ -249,7 +249,8 @@ def test_a_run_refused_for_good_skips_its_cron_time_and_says_so_once():
     settle(reconciler)
     assert creates(api) == ["nightly-29921040", "nightly-29921045"]
     ready = next(c for c in api.schedules[KEY]["status"]["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("True", "Scheduled") and not api.schedules[KEY]["status"].get("message")
+    assert (ready["status"], ready["reason"]) == ("True", "Scheduled")
+    assert not api.schedules[KEY]["status"].get("message")
 
 
 def test_a_new_spec_after_a_refusal_says_scheduled_again():
