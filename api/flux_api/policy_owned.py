@@ -89,20 +89,27 @@ def owned_policy(name: str, resources: list[tuple[str, str]], failure_policy: st
 
 def runner_identity_policy() -> dict[str, Any]:
     """A runner's ServiceAccount (`flux-runner-<execution>`) holds its execution's runner rights, so only the
-    operator runs a pod as it, and only a node (for the pods bound to it) or a cluster admin asks for a token of
-    it. Else anyone who may create pods, or a workload whose controller does, or anyone who may ask for tokens,
-    would hold them: a token bound to the execution's own runner pod passes every other check."""
+    operator runs a pod as it, and only a node (for the pods bound to it) or a cluster admin gets a token of it,
+    asked for or as a token Secret. Else anyone who may create pods, or a workload whose controller does, or
+    anyone who may ask for tokens or create Secrets, would hold them: a token bound to the execution's own
+    runner pod passes every other check, and any token may write the execution's ExecutionProgress."""
     exempt = {"name": "not-a-node-or-a-cluster-admin",
               "expression": "!('system:nodes' in request.userInfo.groups) && "
                             "!('system:masters' in request.userInfo.groups)"}
+    prefix = string(RUNNER_ACCOUNT_PREFIX)
+    named = "{}.metadata.?annotations[?'kubernetes.io/service-account.name'].orValue('')"
+    token_secret = (f"object.?type.orValue('') == 'kubernetes.io/service-account-token' && "
+                    f"{named.format('object')}.startsWith({prefix}) && (request.operation == 'CREATE' || "
+                    f"{named.format('oldObject')} != {named.format('object')})")
     runner_account = {"name": "a-runners-account",
                       "expression": f"request.resource.resource == 'pods' ? object.spec.?serviceAccountName.orValue('')"
-                                    f".startsWith({string(RUNNER_ACCOUNT_PREFIX)}) : "
-                                    f"request.name.startsWith({string(RUNNER_ACCOUNT_PREFIX)})"}
+                                    f".startsWith({prefix}) : request.resource.resource == 'secrets' ? "
+                                    f"({token_secret}) : request.name.startsWith({prefix})"}
     refused = validation("false", "only the flux operator runs pods as a runner's ServiceAccount (flux-runner-*), "
-                                  "and only nodes ask for its tokens: it holds an execution's runner rights")
+                                  "and only nodes get its tokens: it holds an execution's runner rights")
     rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-              "resources": ["pods", "serviceaccounts/token"]}]
+              "resources": ["pods", "serviceaccounts/token"]},
+             {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["secrets"]}]
     return policy(RUNNER_IDENTITY_NAME, rules, [refused], [], [NOT_THE_OPERATOR, exempt, runner_account],
                   failure_policy="Ignore")
 

@@ -366,7 +366,7 @@ def _finish(decision: Decision, schedule: Schedule, old: dict[str, Any], status:
     decided, empty = status.patch(), ([], None)
     changed = {k: v for k, v in decided.items() if old.get(k) != v and not (v in empty and old.get(k) in empty)}
     if "runs" not in schedule.status.model_fields_set:
-        changed["runs"] = decided["runs"]  # the record exists from now on, even empty
+        changed["runs"] = decided.get("runs", [])  # the record exists from now on, even empty
     if changed:
         decision.actions.append(PatchScheduleStatus(changed))
     if create is not None:

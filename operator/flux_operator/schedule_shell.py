@@ -13,7 +13,7 @@ from typing import Any
 
 import pydantic
 from flux_api import nesting
-from flux_api.errors import REFUSED, Failure, is_refusal
+from flux_api.errors import REFUSED, Failure
 from flux_api.events import EventReason
 from flux_api.names import (
     REPLACED_BY_ANNOTATION,
@@ -114,6 +114,20 @@ def schedule_of(raw_execution: dict[str, Any]) -> Key | None:
     return (meta.get("namespace", ""), name) if name else None
 
 
+def refused_for_good(err: ApiFailure) -> bool:
+    """The create can only be refused again: the schema, a size, or an admission policy said no. A 403 of RBAC
+    (a role being upgraded) or of a policy whose TenancyPolicy is missing for a moment is retried with backoff."""
+    if err.kind in (Failure.INVALID, Failure.TOO_LARGE):
+        return True
+    return err.kind is Failure.FORBIDDEN and "denied" in err.detail and "no params found" not in err.detail
+
+
+def _due_of(decision: plan.Decision) -> str | None:
+    """The cron time of the run the decision creates, as its annotation says, if it creates one."""
+    create = next((a for a in decision.actions if isinstance(a, plan.CreateRun)), None)
+    return create.body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION] if create is not None else None
+
+
 class ScheduleReconciler:
     def __init__(self, store: ScheduleStore, world: World, api: KubeApi, clock=utcnow,
                  new_token=lambda: secrets.token_hex(16), metrics: Metrics | None = None) -> None:
@@ -122,9 +136,10 @@ class ScheduleReconciler:
         # Per Schedule: the (uid, generation) last told InvalidTemplate. One entry per Schedule, gone with it: a
         # tenant touching labels in a loop makes no new versions of the spec, and no log line or Event.
         self._said: dict[Key, tuple[str | None, int | None]] = {}
-        # Per Schedule: (uid, the token of a run whose create was answered "no", so nothing was stored and the
-        # token is still secret). A retry reuses it: the intent already written stands, and no status is written.
-        self._tokens: dict[Key, tuple[str | None, str]] = {}
+        # Per Schedule: (uid, cron time, the token of that run's create answered "no": nothing was stored and the
+        # token is still secret). A retry of that run reuses it: the intent already written stands, and no status
+        # is written. Another cron time's run gets a new token: each token proves one name.
+        self._tokens: dict[Key, tuple[str | None, str, str]] = {}
 
     def reconcile(self, key: Key) -> Result:
         raw = self.store.get(key)
@@ -143,10 +158,14 @@ class ScheduleReconciler:
             return Result()
         candidates, present = self.world.labelled_runs(key)
         uid = raw["metadata"].get("uid")
-        kept = self._tokens.get(key)
-        token = kept[1] if kept is not None and kept[0] == uid else self.new_token()
+        kept = self._tokens.pop(key, None)
+        token = kept[2] if kept is not None and kept[0] == uid else self.new_token()
         decision = plan.decide_schedule(schedule, candidates, self.clock(), token=token,
                                         taken=self.world.names_in(ns), present=present)
+        if kept is not None and token == kept[2] and _due_of(decision) not in (None, kept[1]):
+            token = self.new_token()  # another cron time's run: never under the token of an earlier one
+            decision = plan.decide_schedule(schedule, candidates, self.clock(), token=token,
+                                            taken=self.world.names_in(ns), present=present)
         for action in decision.actions:
             if isinstance(action, plan.CreateRun) and payloads.kept_out(schedule.metadata, TEMPLATE):
                 action = self._with_stored_template(raw, action)
@@ -163,14 +182,12 @@ class ScheduleReconciler:
                     try:
                         created = self.api.create_run(ns, body)
                     except ApiFailure as err:
-                        if err.kind in NOTHING_STORED:
-                            self._tokens[key] = (uid, token)
-                        else:  # it may have been stored, token and all: the next run's token is a new one
-                            self._tokens.pop(key, None)
-                        if is_refusal(err.kind) and err.kind is not Failure.TERMINATING:
+                        if err.kind in NOTHING_STORED:  # else it may have been stored, token and all
+                            self._tokens[key] = (uid, body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION],
+                                                 token)
+                        if refused_for_good(err):
                             return self._refused(raw, key, body, err)
                         raise
-                    self._tokens.pop(key, None)  # the run, and its token, exist now: never used again
                     if created is None:  # the name was taken meanwhile: learn by whom, and decide again
                         log.info("schedule %s/%s: %s already exists", ns, name, run)
                         found = self.api.get_execution(ns, run)

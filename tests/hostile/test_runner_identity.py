@@ -78,12 +78,13 @@ def test_a_token_left_by_an_orphaned_namesake_cannot_write_the_next_execution(te
     assert ended["phase"] != "Succeeded" and not fx.exists("heir-planted")
 
 
-@pytest.mark.threat("runner-account-pod", "a tenant who may create pods and ask for ServiceAccount tokens runs a pod "
-                    "as another execution's runner ServiceAccount, and asks for a token of it",
-                    "both refused by the API server, naming the policy")
+@pytest.mark.threat("runner-account-pod", "a tenant who may create pods, Secrets and ServiceAccount tokens runs a "
+                    "pod as another execution's runner ServiceAccount, asks for a token of it, and makes a token "
+                    "Secret of it", "all three refused by the API server, naming the policy")
 @pytest.mark.timeout(120)
 def test_a_tenant_cannot_run_a_pod_as_a_runners_account_or_get_its_token(tenant, operators, fx, api, result):
-    grant(api, tenant.namespace, tenant.user, [{"apiGroups": [""], "resources": ["pods", "serviceaccounts/token"],
+    grant(api, tenant.namespace, tenant.user, [{"apiGroups": [""],
+                                                "resources": ["pods", "serviceaccounts/token", "secrets"],
                                                 "verbs": ["create"]}])
     operators.start()
     fx.create(longrun("victim", steps=600, seconds=0.5))
@@ -100,12 +101,20 @@ def test_a_tenant_cannot_run_a_pod_as_a_runners_account_or_get_its_token(tenant,
     with pytest.raises(ApiException) as token_refused:
         tenant.core.create_namespaced_service_account_token("flux-runner-victim", tenant.namespace,
                                                             {"spec": {"expirationSeconds": 600}})
-    result.figure(f"pod: HTTP {pod_refused.value.status}; token: HTTP {token_refused.value.status}")
-    for refused in (pod_refused.value, token_refused.value):
+    def token_secret(account: str) -> dict:  # the token controller fills it with a token that never expires
+        return {"metadata": {"name": f"{account}-token",
+                             "annotations": {"kubernetes.io/service-account.name": account}},
+                "type": "kubernetes.io/service-account-token"}
+    with pytest.raises(ApiException) as secret_refused:
+        tenant.core.create_namespaced_secret(tenant.namespace, token_secret("flux-runner-victim"))
+    result.figure(f"pod: HTTP {pod_refused.value.status}; token: HTTP {token_refused.value.status}; "
+                  f"token Secret: HTTP {secret_refused.value.status}")
+    for refused in (pod_refused.value, token_refused.value, secret_refused.value):
         assert refused.status == 403 and IDENTITY_POLICY in refused.body, refused.body
     # The same rights over an account that is not a runner's are untouched: the policy is that narrow.
     core = client.CoreV1Api(api)
     core.create_namespaced_service_account(tenant.namespace, {"metadata": {"name": "tools"}})
     assert tenant.core.create_namespaced_service_account_token("tools", tenant.namespace,
                                                                {"spec": {"expirationSeconds": 600}}).status.token
+    tenant.core.create_namespaced_secret(tenant.namespace, token_secret("tools"))
     assert fx.phase("victim") == "Running"

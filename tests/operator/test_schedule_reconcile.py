@@ -255,7 +255,7 @@ def test_a_run_refused_for_good_skips_its_cron_time_and_says_so_once():
 
 def test_a_new_spec_after_a_refusal_says_scheduled_again():
     api, store, world, reconciler = setup()
-    api.fail_next["create_execution"] = [Failure.FORBIDDEN]
+    api.fail_next["create_execution"] = [Failure.TOO_LARGE]
     settle(reconciler)
     fixed = copy.deepcopy(api.schedules[KEY])
     fixed["metadata"]["generation"] = 2
@@ -315,3 +315,43 @@ def test_a_failure_that_keeps_coming_back_is_a_warning_event_on_the_schedule():
     event = next(e for e in api.events.values() if e["reason"] == "ReconcileFailed")
     assert event["type"] == "Warning" and event["involved"]["kind"] == "Schedule"
     assert event["message"].endswith("exceeded quota; retrying with backoff")
+
+
+def test_only_the_schema_a_size_or_an_admission_policy_refuse_a_run_for_good():
+    """An RBAC 403 (the operator's role mid-upgrade) or a policy whose TenancyPolicy is missing for a moment is
+    retried with backoff: skipping the cron time for it would lose a run."""
+    from flux_operator.kube import ApiFailure
+    from flux_operator.schedule_shell import refused_for_good
+
+    def failure(kind: Failure, detail: str) -> ApiFailure:
+        return ApiFailure("create execution ns/nightly-1", kind, detail)
+    assert refused_for_good(failure(Failure.INVALID, "metadata.labels: Invalid value: \"bad key\""))
+    assert refused_for_good(failure(Failure.TOO_LARGE, "Request entity too large"))
+    assert refused_for_good(failure(Failure.FORBIDDEN, "ValidatingAdmissionPolicy 'flux-tenant-secrets' with binding "
+                                                       "'flux-tenant-secrets' denied request: spec.podTemplate..."))
+    assert not refused_for_good(failure(Failure.FORBIDDEN, 'User "system:serviceaccount:flux:flux-operator" cannot '
+                                                           "create resource \"executions\" in API group"))
+    assert not refused_for_good(failure(Failure.FORBIDDEN, "ValidatingAdmissionPolicy 'x' with binding 'x' denied "
+                                                           "request: failed to configure binding: no params found"))
+    assert not refused_for_good(failure(Failure.QUOTA, "exceeded quota: count/executions"))
+    assert not refused_for_good(failure(Failure.TERMINATING, "because it is being terminated"))
+
+
+def test_a_token_kept_for_a_retry_is_never_used_for_another_cron_times_run():
+    """Each token proves one name: the run of a later cron time, created once the earlier one's intent is still
+    in status, gets a token of its own."""
+    seen: list[str] = []
+    clock = Clock(NOW)
+    api, store, world, _ = setup(clock)
+    new = tokens()
+    reconciler = ScheduleReconciler(store, world, api, clock=clock, new_token=lambda: seen.append(t := new()) or t)
+    api.fail_next["create_execution"] = [Failure.QUOTA] * 2
+    for _ in range(2):
+        with pytest.raises(Exception, match="injected"):
+            reconciler.reconcile(KEY)
+    assert len(set(seen)) == 1  # the same run: the same token
+    clock.advance(300)  # the next cron time: room again
+    settle(reconciler)
+    made = {n: o["metadata"]["annotations"]["workflows.flux.dev/run-token"] for (_, n), o in api.objects.items()}
+    assert set(made) == {"nightly-29921045"} and made["nightly-29921045"] != seen[0]
+
