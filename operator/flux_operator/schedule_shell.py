@@ -122,10 +122,15 @@ def refused_for_good(err: ApiFailure) -> bool:
     return err.kind is Failure.FORBIDDEN and "denied" in err.detail and "no params found" not in err.detail
 
 
+def _scheduled_at(body: dict[str, Any]) -> str:
+    """The cron time a run's body carries in its annotation (schedule_machine.run_body writes it)."""
+    return body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION]
+
+
 def _due_of(decision: plan.Decision) -> str | None:
-    """The cron time of the run the decision creates, as its annotation says, if it creates one."""
+    """The cron time of the run the decision creates, if it creates one."""
     create = next((a for a in decision.actions if isinstance(a, plan.CreateRun)), None)
-    return create.body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION] if create is not None else None
+    return _scheduled_at(create.body) if create is not None else None
 
 
 class ScheduleReconciler:
@@ -183,8 +188,7 @@ class ScheduleReconciler:
                         created = self.api.create_run(ns, body)
                     except ApiFailure as err:
                         if err.kind in NOTHING_STORED:  # else it may have been stored, token and all
-                            self._tokens[key] = (uid, body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION],
-                                                 token)
+                            self._tokens[key] = (uid, _scheduled_at(body), token)
                         if refused_for_good(err):
                             return self._refused(raw, key, body, err)
                         raise
@@ -222,7 +226,7 @@ class ScheduleReconciler:
 
     def _refused(self, raw: dict[str, Any], key: Key, body: dict[str, Any], err: ApiFailure) -> Result:
         """The run's create was refused for good: its cron time is skipped and the Schedule says why."""
-        due = parse_time(body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION])
+        due = parse_time(_scheduled_at(body))
         log.warning("schedule %s/%s: the run of %s was refused: %s", *key, format_time(due), err)
         decision = plan.decide_refused(Schedule.model_validate(raw), due, err.detail or str(err), self.clock())
         for action in decision.actions:
@@ -279,6 +283,6 @@ class ScheduleReconciler:
             self._invalid_template(raw, f"{TEMPLATE} nests deeper than {nesting.PAYLOAD_DEPTH} levels")
             return None
         schedule = Schedule.model_validate(stored)
-        moment = parse_time(action.body["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION])
+        moment = parse_time(_scheduled_at(action.body))
         token = action.body["metadata"]["annotations"].get(RUN_TOKEN_ANNOTATION, "")
         return plan.CreateRun(action.name, plan.run_body(schedule, action.name, moment, token))
