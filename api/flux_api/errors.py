@@ -6,6 +6,7 @@ the kind alone whether to retry, to re-read, to give up on one object, or to sto
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -17,7 +18,9 @@ class Failure(StrEnum):
     NOT_FOUND = "NotFound"  # 404: the object (or the whole API, if the CRD is missing) is not there
     GONE = "Gone"  # 410: a watch's resourceVersion is too old
     UNAUTHORIZED = "Unauthorized"  # 401: the credentials are rejected
-    FORBIDDEN = "Forbidden"  # 403: RBAC or an admission policy says no
+    FORBIDDEN = "Forbidden"  # 403 of RBAC: this identity lacks the right (for good, or while a role is upgraded)
+    DENIED = "Denied"  # 403 of admission (a policy, a webhook, Pod Security, a LimitRange): never as it is
+    NOT_YET = "NotYet"  # 403 of a policy missing something for a moment: its params, the runner pod's record
     TERMINATING = "NamespaceTerminating"  # 403: the namespace is being deleted, nothing new may be made in it
     QUOTA = "QuotaExceeded"  # 403 from a ResourceQuota: there is room again once other objects go
     INVALID = "Invalid"  # 400/422: the request itself is wrong (schema, CEL rule)
@@ -26,18 +29,26 @@ class Failure(StrEnum):
 
 
 _BY_STATUS = {429: Failure.THROTTLED, 409: Failure.CONFLICT, 404: Failure.NOT_FOUND, 410: Failure.GONE,
-              401: Failure.UNAUTHORIZED, 403: Failure.FORBIDDEN, 400: Failure.INVALID, 422: Failure.INVALID,
+              401: Failure.UNAUTHORIZED, 400: Failure.INVALID, 422: Failure.INVALID,
               413: Failure.TOO_LARGE}
 
 # What the API server (flux-runner-writes-only-its-own-status) answers a runner that writes before the operator has
 # recorded its pod: the runner waits and tries again on these words, so they are part of the contract.
 NOT_RECORDED_YET = "the operator has not recorded this execution's runner pod yet: try again shortly"
 
+# A policy whose paramKind object is missing (a TenancyPolicy being replaced) answers with these words.
+NO_PARAMS = "no params found"
+# The authorizer's 403: 'User "<name>" cannot <verb> resource "<resource>" ...' (or path "<url>").
+_RBAC = re.compile(r'User "[^"]*" cannot \S+ (resource|path) "')
+
 # Worth the same request again after a backoff: nothing about the request was wrong (or, for a quota, it
 # fits once other objects are gone).
-TRANSIENT = frozenset({Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER, Failure.QUOTA})
-# The API server will not take the request as it is: sending it again cannot help.
-REFUSED = frozenset({Failure.FORBIDDEN, Failure.TERMINATING, Failure.INVALID, Failure.TOO_LARGE})
+TRANSIENT = frozenset({Failure.UNREACHABLE, Failure.THROTTLED, Failure.SERVER, Failure.QUOTA, Failure.NOT_YET})
+# The API server will not take the request as it is: sending it again cannot help. An RBAC 403 is not among
+# them: whether to wait for a role (the operator's own, being upgraded) or to give up is each caller's choice.
+REFUSED = frozenset({Failure.DENIED, Failure.TERMINATING, Failure.INVALID, Failure.TOO_LARGE})
+# 403s of every kind: what a plugin user is told is "forbidden", whichever part of the server said it.
+FORBIDDEN_KINDS = frozenset({Failure.FORBIDDEN, Failure.DENIED, Failure.NOT_YET, Failure.TERMINATING})
 
 
 def classify(status: int | None, message: str = "") -> Failure:
@@ -48,11 +59,22 @@ def classify(status: int | None, message: str = "") -> Failure:
         return Failure.TOO_LARGE  # etcd refuses objects over its limit with a 500
     if status >= 500:
         return Failure.SERVER
-    if status == 403 and "exceeded quota" in message.lower():
-        return Failure.QUOTA  # the ResourceQuota admission plugin's answer
-    if status == 403 and "because it is being terminated" in message:
-        return Failure.TERMINATING  # the NamespaceLifecycle admission plugin's answer
+    if status == 403:
+        return _forbidden(message)
     return _BY_STATUS.get(status, Failure.OTHER)
+
+
+def _forbidden(message: str) -> Failure:
+    """Which part of the API server said 403; one it cannot tell is taken for admission (the lasting kind)."""
+    if "exceeded quota" in message.lower():
+        return Failure.QUOTA  # the ResourceQuota admission plugin's answer
+    if "because it is being terminated" in message:
+        return Failure.TERMINATING  # the NamespaceLifecycle admission plugin's answer
+    if NOT_RECORDED_YET in message or NO_PARAMS in message:
+        return Failure.NOT_YET
+    if _RBAC.search(message):
+        return Failure.FORBIDDEN
+    return Failure.DENIED
 
 
 def is_transient(kind: Failure) -> bool:

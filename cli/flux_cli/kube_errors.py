@@ -8,7 +8,7 @@ from typing import Any
 
 import urllib3
 from flux_api import GROUP, VERSION
-from flux_api.errors import Failure, classify
+from flux_api.errors import FORBIDDEN_KINDS, Failure, classify
 from kubernetes.client.exceptions import ApiException
 
 from flux_cli.errors import FluxCliError
@@ -76,7 +76,7 @@ def translate_api_error(error: ApiException, *, what: str, host: str = "") -> Ku
     kind = classify(error.status, message)
     if kind is Failure.UNAUTHORIZED:
         return UnauthorizedError(f"unauthorized: the API server{' ' + host if host else ''} rejected the credentials")
-    if kind in (Failure.FORBIDDEN, Failure.TERMINATING):
+    if kind in FORBIDDEN_KINDS:
         return ForbiddenError(f"forbidden: {message}" if message and "forbidden" not in message else message or f"forbidden: {what}")
     if kind is Failure.NOT_FOUND:
         details = body.get("details") if isinstance(body.get("details"), dict) else {}

@@ -84,9 +84,9 @@ class Refusal:
 
 def refusal(what: str, failure: Failure, message: str, now: datetime, before: Refusal | None,
             permanent: bool | None = None) -> Refusal:
-    """The refusal after one more failed attempt: a refusal by the API server is final; anything else is
-    retried with backoff (1 s doubling to 30 s), and a name held by a predecessor for longer than
-    PREDECESSOR_GRACE is final too."""
+    """The refusal after one more failed attempt: a refusal by the API server (admission, the schema, a size) is
+    final; anything else, the operator's own role lacking a right included, is retried with backoff (1 s doubling
+    to 30 s), and a name held by a predecessor for longer than PREDECESSOR_GRACE is final too."""
     attempts = (before.attempts if before else 0) + 1
     since = before.since if before else now
     if permanent is None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pydantic
 from flux_api import nesting
-from flux_api.errors import REFUSED, Failure
+from flux_api.errors import REFUSED, Failure, is_refusal
 from flux_api.events import EventReason
 from flux_api.names import (
     REPLACED_BY_ANNOTATION,
@@ -36,7 +36,7 @@ from flux_operator.world import Key, World, event_name
 log = logging.getLogger("flux_operator")
 
 # A create answered with one of these stored nothing: the run's token is still secret, and a retry may reuse it.
-NOTHING_STORED = frozenset({*REFUSED, Failure.QUOTA, Failure.THROTTLED})
+NOTHING_STORED = frozenset({*REFUSED, Failure.FORBIDDEN, Failure.NOT_YET, Failure.QUOTA, Failure.THROTTLED})
 
 
 class ScheduleStore:
@@ -115,11 +115,10 @@ def schedule_of(raw_execution: dict[str, Any]) -> Key | None:
 
 
 def refused_for_good(err: ApiFailure) -> bool:
-    """The create can only be refused again: the schema, a size, or an admission policy said no. A 403 of RBAC
-    (a role being upgraded) or of a policy whose TenancyPolicy is missing for a moment is retried with backoff."""
-    if err.kind in (Failure.INVALID, Failure.TOO_LARGE):
-        return True
-    return err.kind is Failure.FORBIDDEN and "denied" in err.detail and "no params found" not in err.detail
+    """The create can only be refused again: the schema, a size, or admission said no (flux_api.errors). A 403 of
+    RBAC (the operator's role being upgraded) or of a policy whose TenancyPolicy is missing for a moment is
+    retried with backoff, and so is a terminating namespace's (the Schedule goes with it)."""
+    return is_refusal(err.kind) and err.kind is not Failure.TERMINATING
 
 
 def _scheduled_at(body: dict[str, Any]) -> str:

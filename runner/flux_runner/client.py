@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from flux_api import GROUP, PLURAL, VERSION, nesting, progress
-from flux_api.errors import NOT_RECORDED_YET, Failure, classify, is_transient
+from flux_api.errors import FORBIDDEN_KINDS, Failure, classify, is_transient
 
 from flux_runner.errors import (
     ApiError,
@@ -43,7 +43,7 @@ WATCH_SECONDS = 240
 # A watch quiet for longer is taken for dead: bookmarks come about once a minute, and the end at WATCH_SECONDS.
 WATCH_QUIET_LIMIT = WATCH_SECONDS + 30.0
 _ERRORS_BY_KIND: dict[Failure, type[ApiError]] = {
-    Failure.UNAUTHORIZED: Unauthorized, Failure.FORBIDDEN: Forbidden, Failure.TERMINATING: Forbidden,
+    Failure.UNAUTHORIZED: Unauthorized, **{kind: Forbidden for kind in FORBIDDEN_KINDS},
     Failure.NOT_FOUND: NotFound,
     Failure.INVALID: Invalid,
 }
@@ -207,16 +207,21 @@ class ExecutionClient:
             else:
                 if response.is_success:
                     return _json_object(response)
-                if _too_early(response) and early < self._retry.early_waits:
+                kind = classify(response.status_code, response.text)
+                if kind is Failure.NOT_YET:
+                    # The operator records the pod it made moments after the pod starts: waited out apart
+                    # from the attempts, as it is on its way; for a bounded time, as it may never come.
+                    if early == self._retry.early_waits:
+                        raise _error(method, path, response)
                     early += 1
                     attempt -= 1
                     if early == 1:
-                        log.info("%s %s: the operator has not recorded this runner's pod yet; waiting", method, path)
+                        log.info("%s %s: %s; waiting", method, path, _message(response))
                     await asyncio.sleep(self._retry.early_delay(early))
                     continue
-                if classify(response.status_code, response.text) is Failure.TOO_LARGE:
+                if kind is Failure.TOO_LARGE:
                     raise _error(method, path, response, TooLarge)  # retrying cannot make it smaller
-                if not _retryable(response.status_code):
+                if not is_transient(kind):
                     raise _error(method, path, response)
                 problem, retry_after = f"HTTP {response.status_code}", _retry_after(response)
             if attempt == self._retry.attempts:
@@ -232,15 +237,6 @@ class ExecutionClient:
             headers["Content-Type"] = content_type
         return headers
 
-
-def _too_early(response: httpx.Response) -> bool:
-    """A write refused only because the operator has not yet recorded the pod it made for this runner (it does
-    with the status write that says Running, which follows the pod's start within moments)."""
-    return response.status_code == 403 and NOT_RECORDED_YET in response.text
-
-
-def _retryable(status: int) -> bool:
-    return is_transient(classify(status))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -260,11 +256,15 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _error(method: str, path: str, response: httpx.Response, error_type: type[ApiError] | None = None) -> ApiError:
-    # The API server explains itself in a metav1.Status; fall back to the raw text.
+def _message(response: httpx.Response) -> str:
+    """The API server explains itself in a metav1.Status; else the raw text."""
     try:
-        reason = nesting.loads(response.content).get("message") or response.text
+        return str(nesting.loads(response.content).get("message") or response.text)
     except (ValueError, AttributeError):
-        reason = response.text
+        return response.text
+
+
+def _error(method: str, path: str, response: httpx.Response, error_type: type[ApiError] | None = None) -> ApiError:
+    reason = _message(response)
     error_type = error_type or _ERRORS_BY_KIND.get(classify(response.status_code, str(reason)), ApiError)
     return error_type(f"{method} {path}: HTTP {response.status_code}: {reason}".strip(), response.status_code)

@@ -403,6 +403,36 @@ def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, insta
     assert fx.wait_phase("stuck", "Cancelled", timeout=30)["cancellation"]["outcome"] == "Graceful"
 
 
+def test_without_create_on_pods_an_execution_waits_and_starts_once_the_role_is_back(api, kubectl, install, fx):
+    """The operator's own role lacking a right (a chart upgrade mid-way, a verb left out) is not the tenant's
+    doing: the execution waits, saying why, instead of failing; with the rule back it runs."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    role_name = f"{FULLNAME}-application"
+    original = api.sanitize_for_serialization(rbac.read_namespaced_role(role_name, install.ns))
+    broken = json.loads(json.dumps(original))
+    pod_rules = [r for r in broken["rules"] if r["resources"] == ["pods"]]
+    assert len(pod_rules) == 1 and "create" in pod_rules[0]["verbs"]
+    pod_rules[0]["verbs"].remove("create")
+    kubectl("replace", "-f", "-", input=json.dumps(broken))
+    try:
+        wait_for(lambda: kubectl("auth", "can-i", "create", "pods", "-n", install.ns, f"--as={install.subject}",
+                                 check=False).stdout.strip() == "no", timeout=10, what="the rule to be gone")
+        fx.create(manifest("norole", "flux_examples.quick:main", {"name": "role"}))
+        wait_for(lambda: "(Forbidden: " in (fx.status("norole").get("message") or ""), timeout=30,
+                 what="the execution to say it waits for the operator's role")
+        for _ in range(10):  # 5 s: waiting, never failed
+            status = fx.status("norole")
+            assert status.get("phase") in (None, "Pending"), status
+            assert "cannot create resource" in status["message"], status["message"]
+            time.sleep(0.5)
+    finally:
+        for key in ("resourceVersion", "managedFields"):
+            original["metadata"].pop(key, None)
+        kubectl("replace", "-f", "-", input=json.dumps(original))
+    status = fx.wait_phase("norole", "Succeeded", timeout=60)
+    assert status["checkpoint"]["result"]["greeting"] == "hello, role"
+
+
 def test_upgrade_to_json_logs_restarts_the_operator_logging_json(core, helm, install, fx):
     before = running_operator_pod(core, install)
     # The chart's rolling update starts the new pod before the old one goes (maxUnavailable 0): on the host

@@ -200,7 +200,7 @@ def test_the_cap_counts_refused_names_too():
 def test_a_child_the_api_server_refuses_for_good_is_failed_with_its_message():
     memory = tokens()
     ex = asked("job-a", memory)
-    memory.refusals["child/job-a"] = refusal("child job-a", Failure.FORBIDDEN, "denied by policy x", NOW, None)
+    memory.refusals["child/job-a"] = refusal("child job-a", Failure.DENIED, "denied by policy x", NOW, None)
     actions = decide(ex, POD, [], NOW, memory)
     entry = status_patch(actions)["children"][0]
     assert (entry["phase"], entry["reason"]) == ("Failed", "Refused") and "denied by policy x" in entry["error"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flux_api import Execution
-from flux_api.errors import Failure
+from flux_api.errors import Failure, classify
 from flux_operator.execution.machine import EmitEvent, EnsureRunner, PodView, decide
 from flux_operator.ownership import Memory, refusal, token_hash
 from tests.operator.builders import NOW, apply, of, status_patch, tokens
@@ -176,6 +176,27 @@ def test_a_full_quota_waits_visibly_and_retries_only_the_pod_after_its_backoff()
     assert status_patch(decide(ex, None, [], NOW, memory)) == {}, "said once"
     later = decide(ex, None, [], NOW + timedelta(seconds=1), memory)
     assert [m.key for m in of(later, EnsureRunner)[0].makes] == ["pod"]
+
+
+def test_the_operators_own_role_lacking_a_right_waits_instead_of_failing_the_execution():
+    """An RBAC 403 is the operator's role (mid-upgrade, or a chart value missing a verb), not the tenant's doing:
+    the execution waits, saying so, and starts once the role is right. Admission's 403 ends it."""
+    memory = tokens()
+    ex = started(memory)
+    memory.made.update({k: f"uid-{k}" for k in ACCOUNT})
+    said = ('pods "job-runner" is forbidden: User "system:serviceaccount:flux:flux-operator" cannot create '
+            'resource "pods" in API group "" in the namespace "ns"')
+    memory.refusals["pod"] = refusal(f"Pod {POD}", classify(403, said), said, NOW, None)
+    actions = decide(ex, None, [], NOW, memory)
+    status = status_patch(actions)
+    assert "phase" not in status and not of(actions, EnsureRunner)
+    assert status["message"].startswith("waiting: could not create the runner's Pod job-runner (Forbidden: ")
+    assert next(c for c in status["conditions"] if c["type"] == "Started")["reason"] == "RunnerDelayed"
+    later = decide(apply(ex, actions), None, [], NOW + timedelta(seconds=1), memory)
+    assert [m.key for m in of(later, EnsureRunner)[0].makes] == ["pod"]
+    denied = "ValidatingAdmissionPolicy 'flux-tenant-images' with binding 'x' denied request: image not allowed"
+    memory.refusals["pod"] = refusal(f"Pod {POD}", classify(403, denied), denied, NOW, None)
+    assert status_patch(decide(ex, None, [], NOW, memory))["phase"] == "Failed"
 
 
 def test_the_backoff_of_a_refusal_for_now_is_bounded():

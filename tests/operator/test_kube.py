@@ -220,7 +220,8 @@ def test_a_status_body_gives_the_message_and_other_bodies_the_reason() -> None:
     (status(409, "Operation cannot be fulfilled: the object has been modified"), Failure.CONFLICT),
     (status(404, 'executions "a" not found'), Failure.NOT_FOUND),
     (status(422, "spec.workflow: Required value"), Failure.INVALID),
-    (status(403, "forbidden"), Failure.FORBIDDEN),
+    (status(403, "forbidden"), Failure.DENIED),
+    (status(403, 'executions "a" is forbidden: User "u" cannot patch resource "executions/status"'), Failure.FORBIDDEN),
     (status(429, "too many requests"), Failure.THROTTLED),
     (status(500, "etcdserver: request is too large"), Failure.TOO_LARGE),
     (httpx.Response(503, text="upstream down"), Failure.SERVER),
@@ -244,7 +245,7 @@ def test_an_event_refused_because_its_namespace_is_going_is_not_a_failure() -> N
     with pytest.raises(ApiFailure) as raised:
         api_with(Recorder(status(403, "forbidden"))).emit_event({"namespace": "ns", "name": "a"}, "a.c", "Normal",
                                                                  "C", "m")
-    assert raised.value.kind is Failure.FORBIDDEN, "a policy refusing Events is still an error worth seeing"
+    assert raised.value.kind is Failure.DENIED, "a policy refusing Events is still an error worth seeing"
 
 
 def test_an_event_goes_at_once_with_a_spare_token_and_is_deferred_without_one() -> None:

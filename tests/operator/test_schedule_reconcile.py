@@ -320,21 +320,24 @@ def test_a_failure_that_keeps_coming_back_is_a_warning_event_on_the_schedule():
 def test_only_the_schema_a_size_or_an_admission_policy_refuse_a_run_for_good():
     """An RBAC 403 (the operator's role mid-upgrade) or a policy whose TenancyPolicy is missing for a moment is
     retried with backoff: skipping the cron time for it would lose a run."""
+    from flux_api.errors import classify
     from flux_operator.kube import ApiFailure
     from flux_operator.schedule_shell import refused_for_good
 
-    def failure(kind: Failure, detail: str) -> ApiFailure:
-        return ApiFailure("create execution ns/nightly-1", kind, detail)
-    assert refused_for_good(failure(Failure.INVALID, "metadata.labels: Invalid value: \"bad key\""))
-    assert refused_for_good(failure(Failure.TOO_LARGE, "Request entity too large"))
-    assert refused_for_good(failure(Failure.FORBIDDEN, "ValidatingAdmissionPolicy 'flux-tenant-secrets' with binding "
-                                                       "'flux-tenant-secrets' denied request: spec.podTemplate..."))
-    assert not refused_for_good(failure(Failure.FORBIDDEN, 'User "system:serviceaccount:flux:flux-operator" cannot '
-                                                           "create resource \"executions\" in API group"))
-    assert not refused_for_good(failure(Failure.FORBIDDEN, "ValidatingAdmissionPolicy 'x' with binding 'x' denied "
-                                                           "request: failed to configure binding: no params found"))
-    assert not refused_for_good(failure(Failure.QUOTA, "exceeded quota: count/executions"))
-    assert not refused_for_good(failure(Failure.TERMINATING, "because it is being terminated"))
+    def failure(status: int, detail: str) -> ApiFailure:
+        return ApiFailure("create execution ns/nightly-1", classify(status, detail), detail, status)
+    assert refused_for_good(failure(422, "metadata.labels: Invalid value: \"bad key\""))
+    assert refused_for_good(failure(413, "Request entity too large"))
+    assert refused_for_good(failure(403, "ValidatingAdmissionPolicy 'flux-tenant-secrets' with binding "
+                                         "'flux-tenant-secrets' denied request: spec.podTemplate..."))
+    assert not refused_for_good(failure(403, 'executions.workflows.flux.dev "nightly-1" is forbidden: User '
+                                             '"system:serviceaccount:flux:flux-operator" cannot create resource '
+                                             '"executions" in API group "workflows.flux.dev" in the namespace "ns"'))
+    assert not refused_for_good(failure(403, "ValidatingAdmissionPolicy 'x' with binding 'x' denied "
+                                             "request: failed to configure binding: no params found"))
+    assert not refused_for_good(failure(403, "exceeded quota: count/executions"))
+    assert not refused_for_good(failure(403, "unable to create new content in namespace ns because it is being "
+                                             "terminated"))
 
 
 def test_a_token_kept_for_a_retry_is_never_used_for_another_cron_times_run():

@@ -100,6 +100,23 @@ def test_a_write_before_the_operator_recorded_the_pod_waits_for_it_apart_from_th
     assert slept[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
 
 
+def test_a_policy_missing_its_params_is_waited_out_but_the_runners_role_is_final(api, token, monkeypatch):
+    """One classification (flux_api.errors): a policy whose TenancyPolicy is being replaced says yes moments
+    later; the runner's Role grants what its operator made it for, and RBAC's no stays no."""
+    async def no_sleep(seconds):
+        return None
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    api.failures = [(403, "ValidatingAdmissionPolicy 'x' with binding 'x' denied request: failed to configure "
+                          "binding: no params found for policy binding")] * 3
+    call(api, token, "patch_status", {"spawnRequests": []})
+    assert len(api.requests) == 4
+    api.requests.clear()
+    api.failures = [(403, 'User "system:serviceaccount:ns:flux-runner-x" cannot get resource "executionprogresses"')]
+    with pytest.raises(Forbidden, match="cannot get resource"):
+        call(api, token, "get")
+    assert len(api.requests) == 1
+
+
 def test_waiting_for_the_pod_to_be_recorded_is_bounded(api, token, monkeypatch):
     from flux_api.errors import NOT_RECORDED_YET
     from flux_runner.testing import FAST_RETRY

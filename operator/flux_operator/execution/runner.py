@@ -7,9 +7,10 @@ A ServiceAccount, Role or RoleBinding already made is never asked for again, so 
 what is missing (usually the pod). An object found under the runner's names that is not provably the
 operator's is never used: the create it blocked is refused, and the execution fails naming it.
 
-A refusal that cannot heal (403, 400/422, 413: an admission policy, the schema or a size limit said no) ends the
-execution Failed with the API server's message and a Warning Event. One that can (a full ResourceQuota,
-throttling, a 5xx, no answer) leaves it Pending with a message saying so, retried with bounded backoff.
+A refusal that cannot heal (admission's 403, 400/422, 413: a policy, Pod Security, the schema or a size limit said
+no) ends the execution Failed with the API server's message and a Warning Event. One that can (a full ResourceQuota,
+throttling, a 5xx, no answer, an RBAC 403 while the operator's role is upgraded) leaves it Pending with a message
+saying so, retried with bounded backoff.
 """
 
 from __future__ import annotations
