@@ -5,8 +5,9 @@ One trace per tree. An Execution created with the annotation `workflows.flux.dev
 trace as a child of the span it names (a CI job's, a parent execution's); one created without it starts a
 trace whose id is derived from its UID. Its own span's id is derived from its UID too, so its runner and its
 children can name it as their parent before the operator has exported it, and any replica, after any
-restart, names the same span. Sampling is decided once at the root (by the trace id, as OpenTelemetry's
-TraceIdRatioBased does) and carried in the flags."""
+restart, names the same span. Sampling is decided by the trace id (as OpenTelemetry's TraceIdRatioBased does),
+so every execution of a tree decides alike, and carried in the flags; an incoming context's flag can only narrow
+it (a tenant's annotation cannot make the operator export more than its ratio)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def of_execution(annotations: dict[str, Any] | None, uid: str, ratio: float) -> 
     """(the execution's own span context, the parent it joins or None)."""
     incoming = parse((annotations or {}).get(TRACEPARENT_ANNOTATION))
     if incoming is not None:
-        return SpanContext(incoming.trace_id, span_id_for(uid), incoming.sampled), incoming
+        sampled = incoming.sampled and sampled_by_ratio(incoming.trace_id, ratio)
+        return SpanContext(incoming.trace_id, span_id_for(uid), sampled), incoming
     trace_id = _derived("trace", uid, 16)
     return SpanContext(trace_id, span_id_for(uid), sampled_by_ratio(trace_id, ratio)), None

@@ -103,10 +103,14 @@ class Metrics:
         """flux_workqueue_depth{queue}, flux_workqueue_delayed{queue}, flux_workqueue_busy_workers{queue}."""
         self.registry.register(_QueueCollector(name, stats))
 
-    def watch_oldest(self, cancelling: Callable[[], float], pending: Callable[[], float]) -> None:
-        """The age of the oldest cancel not yet concluded, and of the oldest execution waiting to start (0: none)."""
+    def watch_oldest(self, cancelling: Callable[[], float], pending: Callable[[], float],
+                     overdue: Callable[[], float] = lambda: 0.0) -> None:
+        """The age of the oldest cancel not yet concluded, of the oldest past its grace period, and of the oldest
+        execution waiting to start (0: none)."""
         Gauge("flux_oldest_cancelling_seconds", "Seconds since the oldest cancel request of an Execution still "
               "Cancelling reached the API (0 when none is).", registry=self.registry).set_function(cancelling)
+        Gauge("flux_oldest_cancel_overdue_seconds", "Seconds the oldest Execution still Cancelling has gone on past "
+              "its grace period (0 when none has).", registry=self.registry).set_function(overdue)
         Gauge("flux_oldest_pending_seconds", "Seconds the oldest Pending Execution (not suspended) has been able "
               "to start: since its creation or its startAt (0 when none is).",
               registry=self.registry).set_function(pending)

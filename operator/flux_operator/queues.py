@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,10 +100,13 @@ class LimitStore:
         with self._lock:
             return list(self._limits)
 
-    def shown(self) -> list[LimitShown]:
-        """Every limit as its status shows it, for the metrics (read at each scrape; nothing is worked out)."""
+    def shown(self, served: Callable[[str], bool]) -> list[LimitShown]:
+        """Each limit applied in a namespace the operator serves, as its status shows it, for the metrics (read at
+        each scrape; nothing is worked out). Not the others: whoever may make limits anywhere would grow the
+        series with ones nothing applies."""
         with self._lock:
-            limits = list(self._limits.values())
+            namespaces = [ns for ns in self._by_namespace if served(ns)]
+        limits = [limit for ns in namespaces for limit in self.in_namespace(ns)]
         return [LimitShown(limit.namespace, limit.name, limit.spec.max, limit.status.active, limit.status.queued)
                 for limit in limits]
 

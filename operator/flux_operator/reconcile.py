@@ -26,7 +26,7 @@ from flux_api.timefmt import utcnow
 
 from flux_operator import budget, builders, guard, payloads
 from flux_operator.execution import machine, timing
-from flux_operator.execution.queueing import SLOT_FREED
+from flux_operator.execution.queueing import SLOT_FREED, could_start_now
 from flux_operator.execution.cancel import escalation_due, request_told_at
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
@@ -102,7 +102,8 @@ class Reconciler:
         intent = machine.cancel_intent(ex, now)
         cascades = intent is not None and intent.cascade and snapshot.children and ex.phase not in TERMINAL_PHASES
         family = self.world.family(key) if cascades else None
-        queueable = self.queues is not None and ex.phase in QUEUEABLE and snapshot.pod is None  # about to start
+        queueable = (self.queues is not None and ex.phase in QUEUEABLE and snapshot.pod is None  # about to start
+                     and could_start_now(ex, intent is not None, now))
         queued = self.queues.verdict(key, now) if queueable else None
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at,
                                  family, queued)

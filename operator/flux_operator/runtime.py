@@ -126,12 +126,14 @@ class Runtime:
         self.metrics.leader.set_function(lambda: 1 if self.health.leading() else 0)
         self.metrics.watch_phases(self.world.phase_counts)
         self.metrics.watch_restarts(self.watches.restarts)
-        self.metrics.watch_limits(self.limits.shown)
+        self.metrics.watch_limits(lambda: self.limits.shown(self.namespaces.served))
         self.metrics.watch_queue("execution", self.queue.stats)
         self.metrics.watch_queue("schedule", self.schedule_queue.stats)
         self.metrics.watch_queue("limit", self.limit_queue.stats)
-        self.metrics.watch_oldest(lambda: oldest_age(self.world.cancelling_since(), utcnow()),
-                                  lambda: oldest_age(self.world.pending_since(), utcnow()))
+        self.metrics.watch_oldest(
+            lambda: oldest_age(self.world.cancelling_since(), utcnow()),
+            lambda: oldest_age(self.world.pending_since(), utcnow()),
+            lambda: oldest_age(self.world.cancelling_since(self.options.runner.default_grace_period), utcnow()))
         self.queue.on_wait = self.metrics.queue_wait.labels("execution").observe
         self.schedule_queue.on_wait = self.metrics.queue_wait.labels("schedule").observe
         self.api.on_request = lambda verb, path, code, seconds: self.metrics.api_request(

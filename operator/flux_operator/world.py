@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Container
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic
@@ -312,15 +312,23 @@ class World:
                 counts[phase] = counts.get(phase, 0) + 1
         return counts
 
-    def cancelling_since(self) -> list[datetime]:
+    def cancelling_since(self, default_grace: float | None = None) -> list[datetime]:
         """When the cancel of each execution still Cancelling reached the API, or else was recorded (a deadline's):
-        for flux_oldest_cancelling_seconds."""
+        for flux_oldest_cancelling_seconds. With `default_grace`, when each ran out of its grace period instead
+        (its spec.gracePeriodSeconds, else that): for flux_oldest_cancel_overdue_seconds, which a tenant's long
+        grace period cannot raise."""
         with self._lock:
-            held = [(key, raw.get("status") or {}) for key, raw in self._executions.items()]
+            held = [(key, raw.get("spec") or {}, raw.get("status") or {}) for key, raw in self._executions.items()]
             asked = dict(self._cancel_asked)
-        times = (asked.get(key) or parse_time((status.get("cancellation") or {}).get("requestedAt"))
-                 for key, status in held if status.get("phase") == Phase.CANCELLING)
-        return [t for t in times if t is not None]
+        times = []
+        for key, spec, status in held:
+            at = asked.get(key) or parse_time((status.get("cancellation") or {}).get("requestedAt"))
+            if status.get("phase") != Phase.CANCELLING or at is None:
+                continue
+            grace = spec.get("gracePeriodSeconds")
+            grace = grace if isinstance(grace, int) and not isinstance(grace, bool) else default_grace
+            times.append(at if default_grace is None else at + timedelta(seconds=grace or 0))
+        return times
 
     def pending_since(self) -> list[datetime]:
         """Since when each execution still Pending (not suspended, not queued on purpose by a ConcurrencyLimit or

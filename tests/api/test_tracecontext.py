@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from flux_api import tracecontext
 from flux_api.tracecontext import TRACEPARENT_ANNOTATION, SpanContext
@@ -26,10 +28,19 @@ def test_anything_else_is_no_context(text):
 
 
 def test_an_execution_created_with_a_context_joins_it_under_the_span_it_names():
-    own, parent = tracecontext.of_execution({TRACEPARENT_ANNOTATION: INCOMING}, "uid-1", ratio=0.0)
+    own, parent = tracecontext.of_execution({TRACEPARENT_ANNOTATION: INCOMING}, "uid-1", ratio=1.0)
     assert parent == tracecontext.parse(INCOMING)
     assert own.trace_id == parent.trace_id and own.span_id == tracecontext.span_id_for("uid-1")
-    assert own.sampled, "the root's sampling decision is carried, not taken again"
+    assert own.sampled, "the incoming decision is carried"
+
+
+def test_an_incoming_sampled_flag_cannot_make_the_operator_export_past_its_ratio():
+    """A tenant's annotation is not the platform's sampling budget: the flag narrows, the ratio bounds."""
+    assert not tracecontext.of_execution({TRACEPARENT_ANNOTATION: INCOMING}, "uid-1", ratio=0.0)[0].sampled
+    ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(4000)]
+    flagged = sum(tracecontext.of_execution({TRACEPARENT_ANNOTATION: f"00-{trace}-b7ad6b7169203331-01"}, "u",
+                                            ratio=0.25)[0].sampled for trace in ids)
+    assert 800 < flagged < 1200, flagged
 
 
 def test_a_root_gets_a_trace_of_its_own_the_same_on_every_replica_and_restart():

@@ -12,6 +12,7 @@ from flux_api import GROUP, PLURAL, VERSION
 from flux_api.signals import MAX_SIGNALS
 from fluxtest import longrun, manifest, wait_for
 from fluxtest.faults import as_runner
+from fluxtest.limits import Limits, assert_queued
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -98,9 +99,46 @@ def test_waiting_for_a_signal_already_had_cannot_start_pods_back_to_back(tenant,
     assert all(g >= 9 for g in gaps), gaps
 
 
+@pytest.mark.threat("wait-escapes-limit", "under a ConcurrencyLimit of 1, a runner writes a Waiting checkpoint with "
+                    "its own token and, its grace period long, runs on through the SIGTERM", "it keeps its slot "
+                    "while its pod runs: the next in line stays queued, and starts once that pod is gone")
+@pytest.mark.timeout(240)
+def test_a_forged_wait_frees_no_slot_while_its_runner_runs_on(tenant, operators, fx, custom, core, kubeconfig, result):
+    operators.start()
+    Limits(custom, tenant.namespace).create("one", 1)
+    tenant.fx.create(manifest("hog", "flux_examples.stubborn:main", {"onCancel": "ignore"}, gracePeriodSeconds=300))
+    fx.wait_step("hog")
+    tenant.fx.create(manifest("next", "flux_examples.quick:main", {"name": "in line"}))
+    assert_queued(fx, "next", "waiting: 1 of 1 running under limit one")
+    runner = as_runner(kubeconfig, tenant.namespace, "hog")
+    try:
+        def forge() -> dict | None:
+            client.CustomObjectsApi(runner).patch_namespaced_custom_object_status(
+                GROUP, VERSION, tenant.namespace, PLURAL, "hog",
+                {"status": {"checkpoint": {"state": "Waiting", "wakeAt": "2999-01-01T00:00:00Z", "waiting": "forged"}}})
+            return fx.status("hog") if fx.phase("hog") == "Waiting" else None
+        wait_for(forge, timeout=30, interval=0.3, what="the forged wait to be taken")
+    finally:
+        runner.close()
+    pod = wait_for(lambda: (p := fx.pod("hog")) is not None and p.metadata.deletion_timestamp and p, timeout=30,
+                   what="the operator to stop hog's pod for its wait")
+    phases = set()
+    for _ in range(30):  # 15 s of the hog's pod running on through its grace period
+        phases.add(fx.phase("next"))
+        assert fx.pod("hog") is not None, "the pod went early: the workflow was to ignore its SIGTERM"
+        time.sleep(0.5)
+    core.delete_namespaced_pod(pod.metadata.name, tenant.namespace, grace_period_seconds=0)
+    gone = time.monotonic()
+    fx.wait_phase("next", "Running", "Succeeded", timeout=60)
+    started = time.monotonic() - gone
+    result.figure(f"next's phases while hog's pod ran on for 15 s: {sorted(phases)}; started {started:.1f} s after "
+                  "that pod was gone")
+    assert phases == {"Pending"}, f"next started while hog's runner still ran: {phases}"
+
+
 @pytest.mark.threat("signal-flood", f"a tenant appends signals past the bound ({MAX_SIGNALS}), with data past 4096 "
-                    "characters, and removes one already sent", "each refused by the API server with the field "
-                    "named; the execution's status stays bounded")
+                    "characters, removes one already sent, puts one in front of those sent and reorders them",
+                    "each refused by the API server with the field named; the execution's status stays bounded")
 @pytest.mark.timeout(120)
 def test_signals_stay_bounded_and_append_only(tenant, operators, fx, result):
     operators.start()
@@ -115,6 +153,13 @@ def test_signals_stay_bounded_and_append_only(tenant, operators, fx, result):
         with pytest.raises(ApiException) as err:
             tenant.fx.patch("flooded", {"spec": {"signals": signals}})
         refused[what] = json.loads(err.value.body)["message"]
+    tenant.fx.patch("flooded", {"spec": {"signals": [{"name": "s0"}, {"name": "s1"}]}})
+    # Each old signal is still in these lists: only their places say that a sent one was overtaken.
+    for what, signals in {"put in front": [{"name": "s9", "data": "1"}, {"name": "s0"}, {"name": "s1"}],
+                          "reordered": [{"name": "s1"}, {"name": "s0"}, {"name": "s2"}]}.items():
+        with pytest.raises(ApiException) as err:
+            tenant.fx.patch("flooded", {"spec": {"signals": signals}})
+        refused[what] = json.loads(err.value.body)["message"]
     tenant.fx.patch("flooded", {"spec": {"signals": [{"name": f"s{i}"} for i in range(MAX_SIGNALS)]}})
     with pytest.raises(ApiException) as err:
         tenant.fx.patch("flooded", {"spec": {"signals": [{"name": "s0"}]}})
@@ -125,7 +170,7 @@ def test_signals_stay_bounded_and_append_only(tenant, operators, fx, result):
     status = wait_for(recorded, timeout=30, what="every signal recorded")
     result.figure("; ".join(f"{k}: {v[:90]}" for k, v in refused.items()))
     assert "spec.signals" in refused["too many"] and "spec.signals[0].data" in refused["too big"]
-    assert "append-only" in refused["removed"]
+    assert all("append-only" in refused[what] for what in ("removed", "put in front", "reordered")), refused
     assert len(status["signals"]) == MAX_SIGNALS and status["phase"] == "Waiting"
 
 

@@ -84,12 +84,13 @@ def test_the_oldest_age_is_of_the_earliest_time_and_zero_for_none():
 def test_metrics_serves_every_name_the_chart_and_dashboards_use():
     metrics = Metrics()
     metrics.watch_queue("execution", lambda: QueueStats(ready=3, delayed=2, busy=1))
-    metrics.watch_oldest(lambda: 42.0, lambda: 7.0)
+    metrics.watch_oldest(lambda: 42.0, lambda: 7.0, lambda: 12.0)
     metrics.transition(Transition(started_after=1.5, ended=Phase.CANCELLED, ran_for=30.0))
     metrics.api_request("PATCH", "executions/status", 200, 0.01)
     text = generate_latest(metrics.registry).decode()
     for line in ('flux_workqueue_depth{queue="execution"} 3.0', 'flux_workqueue_delayed{queue="execution"} 2.0',
                  'flux_workqueue_busy_workers{queue="execution"} 1.0', "flux_oldest_cancelling_seconds 42.0", "flux_oldest_pending_seconds 7.0",
+                 "flux_oldest_cancel_overdue_seconds 12.0",
                  "flux_schedule_to_start_seconds_count 1.0",
                  'flux_execution_duration_seconds_count{phase="Cancelled"} 1.0',
                  'flux_api_request_duration_seconds_count{code="200",resource="executions/status",verb="PATCH"} 1.0',
@@ -110,6 +111,7 @@ def test_a_cancels_latency_carries_its_trace_as_an_exemplar_in_openmetrics():
 
 
 def test_each_limit_shows_its_max_and_usage_as_its_status_has_them():
+    from flux_api.limits import MAX_LIMITS_PER_NAMESPACE
     from flux_operator.queues import LimitStore
 
     store = LimitStore()
@@ -117,9 +119,16 @@ def test_each_limit_shows_its_max_and_usage_as_its_status_has_them():
                 "spec": {"max": 5}, "status": {"active": 5, "queued": 12}})
     store.seen({"metadata": {"name": "extra", "namespace": "team-b", "uid": "m", "generation": 1},
                 "spec": {"max": 2}, "status": {"message": "not applied: ..."}})
+    for i in range(MAX_LIMITS_PER_NAMESPACE + 1):  # the one past the bound is applied nowhere
+        store.seen({"metadata": {"name": f"l{i:02d}", "namespace": "team-c", "uid": f"c{i}", "generation": 1},
+                    "spec": {"max": 1}})
+    store.seen({"metadata": {"name": "anywhere", "namespace": "not-served", "uid": "n", "generation": 1},
+                "spec": {"max": 1}})
     metrics = Metrics()
-    metrics.watch_limits(store.shown)
+    metrics.watch_limits(lambda: store.shown(lambda namespace: namespace != "not-served"))
     text = generate_latest(metrics.registry).decode()
+    assert text.count('flux_limit_max{limit="team-c/') == MAX_LIMITS_PER_NAMESPACE, "a limit applied nowhere shown"
+    assert "not-served" not in text, "a limit of a namespace the operator does not serve grew the series"
     for line in ('flux_limit_max{limit="team-a/etl"} 5.0', 'flux_limit_active{limit="team-a/etl"} 5.0',
                  'flux_limit_queued{limit="team-a/etl"} 12.0', 'flux_limit_max{limit="team-b/extra"} 2.0'):
         assert line in text, line

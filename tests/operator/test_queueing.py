@@ -13,7 +13,7 @@ from flux_api.timefmt import format_time
 from flux_api.limits import ConcurrencyLimit, LabelSelector, SelectorOperator, SelectorRequirement, selects
 from flux_operator.execution import timing
 from flux_operator.execution.machine import EnsureRunner, PatchStatus, decide
-from flux_operator.execution.queueing import Member, Queued, lineup, member, verdict
+from flux_operator.execution.queueing import Member, Queued, could_start_now, lineup, member, verdict
 from tests.operator.builders import NOW
 
 pytestmark = pytest.mark.unit
@@ -77,11 +77,13 @@ def test_running_and_a_pending_cancelling_or_suspending_one_with_a_pod_hold_slot
         raw("run", 1, "Running"), raw("cancelling", 2, "Cancelling"), raw("suspending", 3, "Suspending"),
         raw("made", 4, "Pending"), raw("new", 5), raw("suspended", 6, "Suspended", spec={"suspend": True}),
         raw("waiting", 7, "Waiting"), raw("done", 8, "Succeeded"), raw("stopped", 9, "Cancelling"),
-        raw("paused", 10, "Suspending"), raw("lost", 11, "Running"),
-        pods=("run", "cancelling", "suspending", "made"))}
+        raw("paused", 10, "Suspending"), raw("lost", 11, "Running"), raw("lingering", 12, "Waiting"),
+        pods=("run", "cancelling", "suspending", "made", "lingering"))}
     # A Running one whose pod is lost gets a new one: it keeps its slot. A stopping one whose runner is gone
     # (its final write, or its children, still to come) has left it: the next in line need not wait for that.
-    assert {n for n, m in found.items() if m.holds} == {"run", "cancelling", "suspending", "made", "lost"}
+    # A Waiting one whose runner runs on (a lying workflow, a long grace period) holds its slot until it goes.
+    assert {n for n, m in found.items() if m.holds} == {"run", "cancelling", "suspending", "made", "lost",
+                                                        "lingering"}
     assert {n for n, m in found.items() if m.ready} == {"new"}
     assert "done" not in found
 
@@ -417,3 +419,34 @@ def test_a_selector_past_its_bounds_does_not_parse_as_the_api_server_refuses_it(
 def test_a_selector_at_its_bounds_parses() -> None:
     LabelSelector.model_validate({"matchLabels": {"k" * 317: "v" * 63}, "matchExpressions": [
         {"key": f"k{i}", "operator": "In", "values": [str(n) for n in range(64)]} for i in range(2)]})
+
+
+# --- whose verdict is worth a pass down the line ---------------------------------------------------
+
+def _ex(phase: str | None, spec: dict | None = None, status: dict | None = None) -> Execution:
+    return Execution.model_validate(raw("x", 1, phase, spec=spec, status=status))
+
+
+@pytest.mark.parametrize(("ex", "cancelling"), [
+    (_ex("Pending", {"suspend": True}), False),
+    (_ex("Suspended", {"suspend": True}), False),
+    (_ex(None, {"startAt": "8999-01-01T00:00:00Z"}), False),
+    (_ex("Pending", {}, {"nextRetryAt": "2026-11-21T13:00:00Z", "retries": 1}), False),
+    (_ex("Waiting", {}, {"checkpoint": {"state": "Waiting", "wakeAt": "2026-11-21T13:00:00Z"}}), False),
+    (_ex("Pending", {"cancel": {"reason": "no"}}), True),
+])
+def test_one_that_cannot_start_now_is_not_worth_a_verdict_and_the_machine_agrees(ex, cancelling):
+    """A tenant's thousand suspended or far-scheduled executions must not cost a pass down the line each on every
+    reconcile; and what could_start_now rules out, the machine never starts, whatever the verdict."""
+    assert not could_start_now(ex, cancelling, NOW)
+    assert not [a for a in decide(ex, None, [], NOW, queued=None) if isinstance(a, EnsureRunner)]
+
+
+@pytest.mark.parametrize("ex", [
+    _ex(None), _ex("Pending"), _ex("Suspended", {"suspend": False}),
+    _ex(None, {"startAt": "2026-11-21T11:00:00Z"}),
+    _ex("Waiting", {}, {"checkpoint": {"state": "Waiting", "wakeAt": "2026-11-21T11:00:00Z"}}),
+])
+def test_one_that_may_start_now_gets_its_verdict(ex):
+    assert could_start_now(ex, False, NOW)
+    assert [a for a in decide(ex, None, [], NOW, queued=None) if isinstance(a, EnsureRunner)]

@@ -321,6 +321,11 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
     world.execution_seen(queued)
     assert sorted(world.cancelling_since()) == [datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc),
                                                 datetime(2026, 11, 21, 12, 0, 5, tzinfo=timezone.utc)]
+    # Past its grace period: the spec's (an hour, a tenant's choice), else the operator's default.
+    cancelling["spec"]["gracePeriodSeconds"] = 3600
+    world.execution_seen(cancelling)
+    assert sorted(world.cancelling_since(default_grace=30)) == [
+        datetime(2026, 11, 21, 12, 0, 35, tzinfo=timezone.utc), datetime(2026, 11, 21, 12, 59, 58, tzinfo=timezone.utc)]
     assert sorted(world.pending_since()) == [datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
                                              datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)]
 

@@ -28,7 +28,8 @@ from flux_operator.payloads import LABELS_CUT
 
 # Stopping: a slot held only while the runner is still there (its cleanup uses what the slot stands for).
 STOPPING_PHASES = frozenset({Phase.CANCELLING, Phase.SUSPENDING})
-# An execution that reaches one of these has left its slot: the next in line may start.
+# An execution that reaches one of these has left its slot (Waiting once its pod is gone): the next in line may
+# start.
 SLOT_FREED = frozenset({*TERMINAL_PHASES, Phase.SUSPENDED, Phase.WAITING})
 _EPOCH = datetime.fromtimestamp(0).astimezone()
 
@@ -136,10 +137,23 @@ def member(raw: Mapping[str, Any], has_pod: bool, parents: Mapping[str, set[str]
         return None
     name = meta.get("name", "")
     labels = meta.get("labels") or {}
-    holds = phase == Phase.RUNNING or (phase in (Phase.PENDING, *STOPPING_PHASES) and has_pod)
+    # Waiting holds too while its pod is there: a workflow may write a Waiting checkpoint and run on through the
+    # tenant's grace period (up to an hour), and the limit counts runners, not phases.
+    holds = phase == Phase.RUNNING or (phase in (Phase.PENDING, Phase.WAITING, *STOPPING_PHASES) and has_pod)
     return Member(name=name, labels=labels, created=parse_time(meta.get("creationTimestamp")) or _EPOCH,
                   child=_child(meta, labels, parents), labels_cut=meta.get(LABELS_CUT) is True, holds=holds,
                   ready=False, ready_at=None if holds else _ready_at(phase, raw, has_pod)).at(now)
+
+
+def could_start_now(ex: Execution, cancelling: bool, now: datetime) -> bool:
+    """Whether a decision now might create a runner (machine.py), so that a limit's verdict, a pass down the
+    namespace's line, is worked out only then: a thousand suspended or scheduled executions cost a line each,
+    not a pass each. Errs towards True: anything it rules out the machine never starts now."""
+    if cancelling or ex.spec.suspend:
+        return False
+    if ex.phase == Phase.WAITING:
+        return waiting.due(ex, None, now)
+    return timing.waiting_until(ex, now) is None
 
 
 def keepable(raw: Mapping[str, Any]) -> bool:
