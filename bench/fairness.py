@@ -45,7 +45,7 @@ from localcluster.probes import wait_for
 LEAF = "flux_examples.longrun:main"
 LEAF_INPUT = {"steps": 1, "stepSeconds": 3600}
 STORMS = ("none", "quota", "invalid")
-REFUSAL_KIND = {"quota": "Forbidden", "invalid": "Invalid"}
+REFUSAL_KIND = {"quota": "QuotaExceeded", "invalid": "Invalid"}  # flux_reconcile_errors_total's kinds
 STARTED = ("Running", "Cancelling", "Cancelled")
 CANCELLING = ("Cancelling", "Cancelled")
 FIRST_DEADLINE = 20  # seconds after start: every bystander execution of the round is Running by then (with fairness)

@@ -36,10 +36,13 @@ _BY_STATUS = {429: Failure.THROTTLED, 409: Failure.CONFLICT, 404: Failure.NOT_FO
 # recorded its pod: the runner waits and tries again on these words, so they are part of the contract.
 NOT_RECORDED_YET = "the operator has not recorded this execution's runner pod yet: try again shortly"
 
-# A policy whose paramKind object is missing (a TenancyPolicy being replaced) answers with these words.
-NO_PARAMS = "no params found"
-# The authorizer's 403: 'User "<name>" cannot <verb> resource "<resource>" ...' (or path "<url>").
-_RBAC = re.compile(r'User "[^"]*" cannot \S+ (resource|path) "')
+# A policy whose params are missing for a moment (a TenancyPolicy being replaced, its CRD being installed).
+_NOT_YET = ("no params found", "failed to find resource referenced by paramKind")
+# The authorizer's 403: 'User "<name>" cannot <verb> resource "<resource>" ...' (or path "<url>"); and RBAC's
+# escalation check, when a Role granted (the runner's) holds a right the granter's own role lacks.
+_RBAC = re.compile(r'User "[^"]*" cannot \S+ (resource|path) "|is attempting to grant RBAC permissions not currently held')
+# A ResourceQuota's: full, or new and not yet counted by its controller.
+_QUOTA = ("exceeded quota", "status unknown for quota")
 
 # Worth the same request again after a backoff: nothing about the request was wrong (or, for a quota, it
 # fits once other objects are gone).
@@ -66,11 +69,11 @@ def classify(status: int | None, message: str = "") -> Failure:
 
 def _forbidden(message: str) -> Failure:
     """Which part of the API server said 403; one it cannot tell is taken for admission (the lasting kind)."""
-    if "exceeded quota" in message.lower():
+    if any(words in message.lower() for words in _QUOTA):
         return Failure.QUOTA  # the ResourceQuota admission plugin's answer
     if "because it is being terminated" in message:
         return Failure.TERMINATING  # the NamespaceLifecycle admission plugin's answer
-    if NOT_RECORDED_YET in message or NO_PARAMS in message:
+    if NOT_RECORDED_YET in message or any(words in message for words in _NOT_YET):
         return Failure.NOT_YET
     if _RBAC.search(message):
         return Failure.FORBIDDEN

@@ -7,7 +7,8 @@ trace whose id is derived from its UID. Its own span's id is derived from its UI
 children can name it as their parent before the operator has exported it, and any replica, after any
 restart, names the same span. Sampling is decided by the trace id (as OpenTelemetry's TraceIdRatioBased does),
 so every execution of a tree decides alike, and carried in the flags; an incoming context's flag can only narrow
-it (a tenant's annotation cannot make the operator export more than its ratio)."""
+it. That bounds what honest callers cost, not a tenant who picks trace ids the ratio keeps: the collector's own
+limits are the bound for those."""
 
 from __future__ import annotations
 

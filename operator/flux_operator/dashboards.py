@@ -85,7 +85,9 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
     ]),
     "flux-cancellation": ("Flux / Cancellation", [
         panel("Cancelling now", (f"max({m('flux_executions', CANCELLING)})", "Cancelling"), kind="stat"),
-        panel("Oldest Cancelling", (f"max({m('flux_oldest_cancelling_seconds')})", "age"), unit="s"),
+        panel("Oldest Cancelling, and past its grace period",
+              (f"max({m('flux_oldest_cancelling_seconds')})", "age"),
+              (f"max({m('flux_oldest_cancel_overdue_seconds')})", "past its grace"), unit="s"),
         panel("Cancels concluded by source",
               (f"sum by (source) (rate({m('flux_cancellations_total')}[5m]))", "{{source}}"), unit="ops"),
         panel("Outcomes (1h)", (f"sum by (outcome) (increase({m('flux_cancellations_total')}[1h]))", "{{outcome}}")),

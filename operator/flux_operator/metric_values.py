@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api import TERMINAL_PHASES, Phase
+from flux_api.conditions import StartedReason
 from flux_api.timefmt import parse_time
+
+# World.watched(): (key, raw execution) pairs, and when each cancel was seen reaching the API.
+Watched = tuple[list[tuple[tuple[str, str], dict[str, Any]]], dict[tuple[str, str], datetime]]
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,35 @@ def _phase(value: Any) -> Phase | None:
         return Phase(value)
     except ValueError:
         return None
+
+
+def cancelling_since(watched: Watched, default_grace: float | None = None) -> list[datetime]:
+    """When the cancel of each execution still Cancelling reached the API, or else was recorded (a deadline's):
+    for flux_oldest_cancelling_seconds. With `default_grace`, when each ran out of its grace period instead
+    (its spec.gracePeriodSeconds, else that): for flux_oldest_cancel_overdue_seconds, which a tenant's long
+    grace period cannot raise."""
+    held, asked = watched
+    times = []
+    for key, raw in held:
+        spec, status = raw.get("spec") or {}, raw.get("status") or {}
+        at = asked.get(key) or parse_time((status.get("cancellation") or {}).get("requestedAt"))
+        if status.get("phase") != Phase.CANCELLING or at is None:
+            continue
+        grace = spec.get("gracePeriodSeconds")
+        grace = grace if isinstance(grace, int) and not isinstance(grace, bool) else default_grace
+        times.append(at if default_grace is None else at + timedelta(seconds=grace or 0))
+    return times
+
+
+def pending_since(watched: Watched) -> list[datetime]:
+    """Since when each execution still Pending (not suspended, not queued on purpose by a ConcurrencyLimit or
+    Kueue) could have started: its creation, or its spec.startAt when later. For flux_oldest_pending_seconds."""
+    times = []
+    for _, raw in watched[0]:
+        meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
+        if (status.get("phase") or Phase.PENDING) != Phase.PENDING or spec.get("suspend") is True or \
+                any(c.get("reason") == StartedReason.QUEUED for c in status.get("conditions") or []):
+            continue
+        moments = [t for t in (parse_time(meta.get("creationTimestamp")), parse_time(spec.get("startAt"))) if t]
+        times.extend([max(moments)] if moments else [])
+    return times

@@ -104,7 +104,7 @@ class Metrics:
         self.registry.register(_QueueCollector(name, stats))
 
     def watch_oldest(self, cancelling: Callable[[], float], pending: Callable[[], float],
-                     overdue: Callable[[], float] = lambda: 0.0) -> None:
+                     overdue: Callable[[], float]) -> None:
         """The age of the oldest cancel not yet concluded, of the oldest past its grace period, and of the oldest
         execution waiting to start (0: none)."""
         Gauge("flux_oldest_cancelling_seconds", "Seconds since the oldest cancel request of an Execution still "

@@ -105,8 +105,8 @@ class LimitStore:
         each scrape; nothing is worked out). Not the others: whoever may make limits anywhere would grow the
         series with ones nothing applies."""
         with self._lock:
-            namespaces = [ns for ns in self._by_namespace if served(ns)]
-        limits = [limit for ns in namespaces for limit in self.in_namespace(ns)]
+            namespaces = list(self._by_namespace)
+        limits = [limit for ns in namespaces if served(ns) for limit in self.in_namespace(ns)]
         return [LimitShown(limit.namespace, limit.name, limit.spec.max, limit.status.active, limit.status.queued)
                 for limit in limits]
 

@@ -18,7 +18,7 @@ from flux_operator.health import Health
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.leader import LeaderElector
 from flux_operator import metrics_server
-from flux_operator.metric_values import oldest_age, resource_of
+from flux_operator.metric_values import cancelling_since, oldest_age, pending_since, resource_of
 from flux_operator.metrics import Metrics
 from flux_operator.metrics_auth import MetricsAccess, api_reviews
 from flux_operator.namespaces import NamespaceGate, Namespaces, Notices
@@ -131,9 +131,10 @@ class Runtime:
         self.metrics.watch_queue("schedule", self.schedule_queue.stats)
         self.metrics.watch_queue("limit", self.limit_queue.stats)
         self.metrics.watch_oldest(
-            lambda: oldest_age(self.world.cancelling_since(), utcnow()),
-            lambda: oldest_age(self.world.pending_since(), utcnow()),
-            lambda: oldest_age(self.world.cancelling_since(self.options.runner.default_grace_period), utcnow()))
+            lambda: oldest_age(cancelling_since(self.world.watched()), utcnow()),
+            lambda: oldest_age(pending_since(self.world.watched()), utcnow()),
+            lambda: oldest_age(cancelling_since(self.world.watched(), self.options.runner.default_grace_period),
+                               utcnow()))
         self.queue.on_wait = self.metrics.queue_wait.labels("execution").observe
         self.schedule_queue.on_wait = self.metrics.queue_wait.labels("schedule").observe
         self.api.on_request = lambda verb, path, code, seconds: self.metrics.api_request(

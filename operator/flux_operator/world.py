@@ -14,14 +14,12 @@ import re
 import threading
 from collections.abc import Container
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pydantic
-from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Execution, Phase
-from flux_api.conditions import StartedReason
+from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Execution
 from flux_api.names import SCHEDULE_LABEL
-from flux_api.timefmt import parse_time
 
 from flux_operator.execution.actions import PodView
 from flux_operator.execution.children import owned_children
@@ -58,6 +56,7 @@ def event_name(metadata: dict[str, Any], reason: str, key: str = "") -> str:
 
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}")
+
 
 
 class World:
@@ -312,38 +311,11 @@ class World:
                 counts[phase] = counts.get(phase, 0) + 1
         return counts
 
-    def cancelling_since(self, default_grace: float | None = None) -> list[datetime]:
-        """When the cancel of each execution still Cancelling reached the API, or else was recorded (a deadline's):
-        for flux_oldest_cancelling_seconds. With `default_grace`, when each ran out of its grace period instead
-        (its spec.gracePeriodSeconds, else that): for flux_oldest_cancel_overdue_seconds, which a tenant's long
-        grace period cannot raise."""
+    def watched(self) -> tuple[list[tuple[Key, dict[str, Any]]], dict[Key, datetime]]:
+        """Every watched execution (as stored: not to be changed) and when each cancel was seen reaching the API:
+        what the oldest-cancel and oldest-pending metrics are worked out from (metric_values.py)."""
         with self._lock:
-            held = [(key, raw.get("spec") or {}, raw.get("status") or {}) for key, raw in self._executions.items()]
-            asked = dict(self._cancel_asked)
-        times = []
-        for key, spec, status in held:
-            at = asked.get(key) or parse_time((status.get("cancellation") or {}).get("requestedAt"))
-            if status.get("phase") != Phase.CANCELLING or at is None:
-                continue
-            grace = spec.get("gracePeriodSeconds")
-            grace = grace if isinstance(grace, int) and not isinstance(grace, bool) else default_grace
-            times.append(at if default_grace is None else at + timedelta(seconds=grace or 0))
-        return times
-
-    def pending_since(self) -> list[datetime]:
-        """Since when each execution still Pending (not suspended, not queued on purpose by a ConcurrencyLimit or
-        Kueue) could have started: its creation, or its spec.startAt when later. For flux_oldest_pending_seconds."""
-        with self._lock:
-            held = [(raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {})
-                    for raw in self._executions.values()]
-        times = []
-        for meta, spec, status in held:
-            if (status.get("phase") or Phase.PENDING) != Phase.PENDING or spec.get("suspend") is True or \
-                    any(c.get("reason") == StartedReason.QUEUED for c in status.get("conditions") or []):
-                continue
-            moments = [t for t in (parse_time(meta.get("creationTimestamp")), parse_time(spec.get("startAt"))) if t]
-            times.extend([max(moments)] if moments else [])
-        return times
+            return list(self._executions.items()), dict(self._cancel_asked)
 
     def uid_of(self, key: Key) -> str | None:
         with self._lock:

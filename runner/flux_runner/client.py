@@ -207,7 +207,7 @@ class ExecutionClient:
             else:
                 if response.is_success:
                     return _json_object(response)
-                kind = classify(response.status_code, response.text)
+                kind = classify(response.status_code, _message(response))
                 if kind is Failure.NOT_YET:
                     # The operator records the pod it made moments after the pod starts: waited out apart
                     # from the attempts, as it is on its way; for a bounded time, as it may never come.

@@ -35,7 +35,7 @@ def test_an_execution_created_with_a_context_joins_it_under_the_span_it_names():
 
 
 def test_an_incoming_sampled_flag_cannot_make_the_operator_export_past_its_ratio():
-    """A tenant's annotation is not the platform's sampling budget: the flag narrows, the ratio bounds."""
+    """A tenant's flag is not the platform's sampling budget: the flag narrows, the ratio (over trace ids) bounds."""
     assert not tracecontext.of_execution({TRACEPARENT_ANNOTATION: INCOMING}, "uid-1", ratio=0.0)[0].sampled
     ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(4000)]
     flagged = sum(tracecontext.of_execution({TRACEPARENT_ANNOTATION: f"00-{trace}-b7ad6b7169203331-01"}, "u",

@@ -12,7 +12,7 @@ from flux_api.conditions import StartedReason
 from flux_api.timefmt import format_time
 from flux_api.limits import ConcurrencyLimit, LabelSelector, SelectorOperator, SelectorRequirement, selects
 from flux_operator.execution import timing
-from flux_operator.execution.machine import EnsureRunner, PatchStatus, decide
+from flux_operator.execution.machine import EnsureRunner, PatchStatus, cancel_intent, decide
 from flux_operator.execution.queueing import Member, Queued, could_start_now, lineup, member, verdict
 from tests.operator.builders import NOW
 
@@ -438,7 +438,8 @@ def _ex(phase: str | None, spec: dict | None = None, status: dict | None = None)
 def test_one_that_cannot_start_now_is_not_worth_a_verdict_and_the_machine_agrees(ex, cancelling):
     """A tenant's thousand suspended or far-scheduled executions must not cost a pass down the line each on every
     reconcile; and what could_start_now rules out, the machine never starts, whatever the verdict."""
-    assert not could_start_now(ex, cancelling, NOW)
+    assert (cancel_intent(ex, NOW) is not None) is cancelling, "as reconcile.py asks it"
+    assert not could_start_now(ex, cancel_intent(ex, NOW) is not None, NOW)
     assert not [a for a in decide(ex, None, [], NOW, queued=None) if isinstance(a, EnsureRunner)]
 
 
@@ -450,3 +451,15 @@ def test_one_that_cannot_start_now_is_not_worth_a_verdict_and_the_machine_agrees
 def test_one_that_may_start_now_gets_its_verdict(ex):
     assert could_start_now(ex, False, NOW)
     assert [a for a in decide(ex, None, [], NOW, queued=None) if isinstance(a, EnsureRunner)]
+
+
+def test_a_pending_one_whose_runner_was_evicted_after_its_cleanup_checkpoint_takes_its_turn_in_line():
+    """Still Pending (its Running write not yet made), it held no slot: its new runner must wait like any start."""
+    ex = Execution.model_validate({**execution("Pending").model_dump(mode="json", exclude_none=True),
+                                   "status": {"phase": "Pending", "podName": "job-runner",
+                                              "checkpoint": {"state": "Cancelled", "steps": []}}})
+    actions = decide(ex, None, [], NOW, queued=Queued("etl", 5, 5))
+    assert not [a for a in actions if isinstance(a, EnsureRunner)]
+    (write,) = [a for a in actions if isinstance(a, PatchStatus)]
+    assert write.patch["message"] == "waiting: 5 of 5 running under limit etl"
+    assert [a for a in decide(ex, None, [], NOW, queued=None) if isinstance(a, EnsureRunner)], "admitted, it runs"

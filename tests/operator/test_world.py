@@ -301,6 +301,8 @@ def test_signals_are_kept_without_their_data_and_with_who_sent_them():
 
 
 def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects() -> None:
+    from flux_operator.metric_values import cancelling_since, pending_since
+
     world = World()
     cancelling = execution("c", phase="Cancelling", spec={"workflow": "a:b", "cancel": {"reason": "r"}})
     world.execution_seen(cancelling)
@@ -319,14 +321,14 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
     queued["status"] = {"phase": "Pending", "conditions": [{"type": "Started", "status": "False", "reason": "Queued",
                                                             "message": "waiting", "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
     world.execution_seen(queued)
-    assert sorted(world.cancelling_since()) == [datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc),
+    assert sorted(cancelling_since(world.watched())) == [datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc),
                                                 datetime(2026, 11, 21, 12, 0, 5, tzinfo=timezone.utc)]
     # Past its grace period: the spec's (an hour, a tenant's choice), else the operator's default.
     cancelling["spec"]["gracePeriodSeconds"] = 3600
     world.execution_seen(cancelling)
-    assert sorted(world.cancelling_since(default_grace=30)) == [
+    assert sorted(cancelling_since(world.watched(), default_grace=30)) == [
         datetime(2026, 11, 21, 12, 0, 35, tzinfo=timezone.utc), datetime(2026, 11, 21, 12, 59, 58, tzinfo=timezone.utc)]
-    assert sorted(world.pending_since()) == [datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
+    assert sorted(pending_since(world.watched())) == [datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
                                              datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)]
 
 

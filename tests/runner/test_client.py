@@ -5,7 +5,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flux_runner.client import MERGE_PATCH, RetryPolicy, TokenFile, ssl_context
+from flux_api.errors import Failure, classify
+from flux_runner.client import MERGE_PATCH, RetryPolicy, TokenFile, _message, ssl_context
 from flux_runner.errors import ApiUnavailable, ConfigError, CredentialsError, Forbidden, NotFound
 from flux_runner.settings import Settings
 from flux_runner.testing import FakeExecutionApi, new_execution
@@ -115,6 +116,8 @@ def test_a_policy_missing_its_params_is_waited_out_but_the_runners_role_is_final
     with pytest.raises(Forbidden, match="cannot get resource"):
         call(api, token, "get")
     assert len(api.requests) == 1
+    assert classify(403, _message(httpx.Response(403, json={"message": 'User "u" cannot get resource "x"'}))) is \
+        Failure.FORBIDDEN, "the runner classifies the API server's message, not the JSON text that quotes it"
 
 
 def test_waiting_for_the_pod_to_be_recorded_is_bounded(api, token, monkeypatch):

@@ -205,6 +205,9 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
             if not pod.terminating and pod.phase in ("Succeeded", "Failed"):
                 plan.actions.append(DeletePod(pod.name, 0, pod.uid))
             return
+        if ex.phase == Phase.PENDING and queued is not None:
+            _queue(ex, queued, plan, now)  # still Pending it holds no slot: it takes one in line like any start
+            return
         _resume_or_fail(ex, "the runner was stopped without a cancel (evicted, drained or its node shut down)",
                         memory, plan, now)
         return
