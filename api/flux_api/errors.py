@@ -40,7 +40,8 @@ NOT_RECORDED_YET = "the operator has not recorded this execution's runner pod ye
 _NOT_YET = ("no params found", "failed to find resource referenced by paramKind")
 # The authorizer's 403: 'User "<name>" cannot <verb> resource "<resource>" ...' (or path "<url>"); and RBAC's
 # escalation check, when a Role granted (the runner's) holds a right the granter's own role lacks.
-_RBAC = re.compile(r'User "[^"]*" cannot \S+ (resource|path) "|is attempting to grant RBAC permissions not currently held')
+_RBAC = re.compile(r'User "[^"]*" cannot \S+ (resource|path) "'
+                   r'|is attempting to grant RBAC permissions not currently held')
 # A ResourceQuota's: full, or new and not yet counted by its controller.
 _QUOTA = ("exceeded quota", "status unknown for quota")
 
