@@ -13,7 +13,7 @@ from typing import Any
 
 import pydantic
 from flux_api import nesting
-from flux_api.errors import REFUSED, Failure, is_refusal
+from flux_api.errors import FORBIDDEN_KINDS, REFUSED, Failure, is_refusal
 from flux_api.events import EventReason
 from flux_api.names import (
     REPLACED_BY_ANNOTATION,
@@ -36,7 +36,7 @@ from flux_operator.world import Key, World, event_name
 log = logging.getLogger("flux_operator")
 
 # A create answered with one of these stored nothing: the run's token is still secret, and a retry may reuse it.
-NOTHING_STORED = frozenset({*REFUSED, Failure.FORBIDDEN, Failure.NOT_YET, Failure.QUOTA, Failure.THROTTLED})
+NOTHING_STORED = frozenset({*REFUSED, *FORBIDDEN_KINDS, Failure.QUOTA, Failure.THROTTLED})
 
 
 class ScheduleStore:

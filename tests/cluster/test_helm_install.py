@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -368,18 +369,29 @@ def test_metrics_service_selects_the_operator_on_the_metrics_port(core, install)
     assert refused.value.code == 401, "no token, no metrics"
 
 
-def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, install, fx):
+@contextmanager
+def without_pod_verb(api, kubectl, install, verb: str):
+    """The chart's application Role without `verb` on pods while the block runs; replaced as the chart wrote it
+    afterwards, whatever happened."""
     rbac = client.RbacAuthorizationV1Api(api)
-    role_name = f"{FULLNAME}-application"
-    original = api.sanitize_for_serialization(rbac.read_namespaced_role(role_name, install.ns))
+    original = api.sanitize_for_serialization(rbac.read_namespaced_role(f"{FULLNAME}-application", install.ns))
     broken = json.loads(json.dumps(original))
     pod_rules = [r for r in broken["rules"] if r["resources"] == ["pods"]]
-    assert len(pod_rules) == 1 and "delete" in pod_rules[0]["verbs"]
-    pod_rules[0]["verbs"].remove("delete")
+    assert len(pod_rules) == 1 and verb in pod_rules[0]["verbs"]
+    pod_rules[0]["verbs"].remove(verb)
     kubectl("replace", "-f", "-", input=json.dumps(broken))
     try:
-        wait_for(lambda: kubectl("auth", "can-i", "delete", "pods", "-n", install.ns, f"--as={install.subject}",
+        wait_for(lambda: kubectl("auth", "can-i", verb, "pods", "-n", install.ns, f"--as={install.subject}",
                                  check=False).stdout.strip() == "no", timeout=10, what="the rule to be gone")
+        yield
+    finally:
+        for key in ("resourceVersion", "managedFields"):  # replace unconditionally, as the chart wrote it
+            original["metadata"].pop(key, None)
+        kubectl("replace", "-f", "-", input=json.dumps(original))
+
+
+def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, install, fx):
+    with without_pod_verb(api, kubectl, install, "delete"):
         kubectl("apply", "-n", install.ns, "-f", "-", input=longrun_example("stuck"))
         fx.wait_step("stuck")
         cancel_with_kubectl(kubectl, install, "stuck")
@@ -395,10 +407,6 @@ def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, insta
         assert "403" in log and "Forbidden" in log
         assert install.subject in log and "cannot delete resource" in log, \
             "the operator calls the API as the chart's ServiceAccount"
-    finally:
-        for key in ("resourceVersion", "managedFields"):  # replace unconditionally, as the chart wrote it
-            original["metadata"].pop(key, None)
-        kubectl("replace", "-f", "-", input=json.dumps(original))
     # The one rule was the cause: with it back, the stuck cancel completes.
     assert fx.wait_phase("stuck", "Cancelled", timeout=30)["cancellation"]["outcome"] == "Graceful"
 
@@ -406,17 +414,7 @@ def test_without_delete_on_pods_a_cancel_cannot_finish(core, api, kubectl, insta
 def test_without_create_on_pods_an_execution_waits_and_starts_once_the_role_is_back(api, kubectl, install, fx):
     """The operator's own role lacking a right (a chart upgrade mid-way, a verb left out) is not the tenant's
     doing: the execution waits, saying why, instead of failing; with the rule back it runs."""
-    rbac = client.RbacAuthorizationV1Api(api)
-    role_name = f"{FULLNAME}-application"
-    original = api.sanitize_for_serialization(rbac.read_namespaced_role(role_name, install.ns))
-    broken = json.loads(json.dumps(original))
-    pod_rules = [r for r in broken["rules"] if r["resources"] == ["pods"]]
-    assert len(pod_rules) == 1 and "create" in pod_rules[0]["verbs"]
-    pod_rules[0]["verbs"].remove("create")
-    kubectl("replace", "-f", "-", input=json.dumps(broken))
-    try:
-        wait_for(lambda: kubectl("auth", "can-i", "create", "pods", "-n", install.ns, f"--as={install.subject}",
-                                 check=False).stdout.strip() == "no", timeout=10, what="the rule to be gone")
+    with without_pod_verb(api, kubectl, install, "create"):
         fx.create(manifest("norole", "flux_examples.quick:main", {"name": "role"}))
         wait_for(lambda: "(Forbidden: " in (fx.status("norole").get("message") or ""), timeout=30,
                  what="the execution to say it waits for the operator's role")
@@ -425,10 +423,6 @@ def test_without_create_on_pods_an_execution_waits_and_starts_once_the_role_is_b
             assert status.get("phase") in (None, "Pending"), status
             assert "cannot create resource" in status["message"], status["message"]
             time.sleep(0.5)
-    finally:
-        for key in ("resourceVersion", "managedFields"):
-            original["metadata"].pop(key, None)
-        kubectl("replace", "-f", "-", input=json.dumps(original))
     status = fx.wait_phase("norole", "Succeeded", timeout=60)
     assert status["checkpoint"]["result"]["greeting"] == "hello, role"
 
