@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_SIGNALS = 32
 MAX_SIGNAL_DATA = 4096  # characters of JSON text
 MAX_SIGNAL_REASON = 256
+MAX_USER_NAME = 512  # an OIDC user name carries its issuer
 SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 
 # Each place the list may have (it holds at most MAX_SIGNALS): the rule compares old and new place by place, as
@@ -39,6 +40,9 @@ class Signal(BaseModel):
     data: str | None = Field(None, max_length=MAX_SIGNAL_DATA,
                              description="JSON text, handed to the workflow decoded (ctx.wait_for_signal's value).")
     reason: str = Field("", max_length=MAX_SIGNAL_REASON, description="Why it was sent.")
+    sentBy: str | None = Field(None, min_length=1, max_length=MAX_USER_NAME,
+                               description="Who sent it: the sender's own user name, as the API server knows them "
+                                           "(a policy refuses any other). Left out, the sender is not verified.")
 
 
 class SignalWait(BaseModel):
@@ -63,8 +67,9 @@ def nth_index(signals: list[Any], name: str, occurrence: int) -> int | None:
     return found[occurrence - 1] if len(found) >= occurrence else None
 
 
-def sent_by(managed_fields: list[dict[str, Any]] | None) -> str | None:
-    """The field manager that last wrote spec.signals (the list is atomic: its last writer owns it)."""
+def field_manager_of(managed_fields: list[dict[str, Any]] | None) -> str | None:
+    """The field manager that last wrote spec.signals (the list is atomic: its last writer owns it). The client
+    names it, so it says which tool wrote the list, not who sent a signal (that is a signal's own sentBy)."""
     owners = [(str(entry.get("time") or ""), str(entry.get("manager") or ""))
               for entry in managed_fields or [] if isinstance(entry, dict)
               and "f:signals" in (((entry.get("fieldsV1") or {}).get("f:spec")) or {})]

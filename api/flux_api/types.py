@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from flux_api.signals import MAX_SIGNALS, Signal, SignalWait
+from flux_api.signals import MAX_SIGNALS, MAX_USER_NAME, Signal, SignalWait
 from flux_api.timefmt import STAMP_PATTERN, format_time, parse_time
 
 MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600  # bounded so no admitted value can overflow a datetime
@@ -389,7 +389,11 @@ class SignalReceived(_Model):
     name: Name
     index: int = Field(ge=0, le=MAX_SIGNALS)
     receivedAt: Stamp | None = None
-    sentBy: Name | None = Field(None, description="The field manager that wrote it to spec.signals.")
+    sentBy: str | None = Field(None, max_length=MAX_USER_NAME,
+                               description="Who sent it: the signal's own sentBy, which the API server checked was the "
+                                           "sender's user name. Absent when the signal named no one.")
+    fieldManager: Name | None = Field(None, description="The field manager that wrote spec.signals: named by the "
+                                                        "client, so it says which tool, not who.")
 
 
 class ExecutionStatus(_Model):

@@ -202,6 +202,18 @@ class Kube:
                 _preload_content=False,
             ))
 
+    def whoami(self) -> str | None:
+        """This user's name as the API server knows it (a SelfSubjectReview, which every user may make); None
+        where the API server offers none (before Kubernetes 1.28) or refuses it."""
+        body = k8s.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+        try:
+            with self._calling("who am I (selfsubjectreview)"):
+                review = k8s.AuthenticationV1Api(self.api_client).create_self_subject_review(
+                    body, _request_timeout=self.request_timeout)
+        except (NotFoundError, ApiNotInstalledError, ForbiddenError):
+            return None
+        return (review.status.user_info.username or None) if review.status and review.status.user_info else None
+
     # Schedules
 
     def get_schedule(self, namespace: str, name: str) -> dict[str, Any]:

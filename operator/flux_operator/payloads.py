@@ -38,7 +38,7 @@ KEEP_BYTES = 2048  # a payload larger than this (as compact JSON) is kept on the
 # A typed field cannot hold a stub (the models ignore unknown keys: it would read as an empty template).
 KEPT_OUT = "flux.internal/keptOut"
 # In the trimmed metadata: the field manager that last wrote spec.signals (managedFields are not kept).
-SIGNALS_SENT_BY = "flux.internal/signalsSentBy"
+SIGNALS_FIELD_MANAGER = "flux.internal/signalsFieldManager"
 _KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
                   "deletionTimestamp")
 # Of our prefix, only the names decisions read: anyone who may write the object may add any number of others.

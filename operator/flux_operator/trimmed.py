@@ -12,7 +12,7 @@ from typing import Any
 from flux_api import Phase
 from flux_api.cancel import first_cancel_time
 from flux_api.names import CANCEL_ANNOTATION
-from flux_api.signals import sent_by
+from flux_api.signals import field_manager_of
 
 from flux_operator import payloads
 
@@ -27,10 +27,11 @@ def trim_execution(raw: dict[str, Any]) -> dict[str, Any]:
     spec = {k: v for k, v in (raw.get("spec") or {}).items() if k not in ("input", "seed")}  # the runner's to read
     for field in KEPT_OUT_SPEC:
         payloads.keep_out(spec, field, f"spec.{field}", kept_meta)
-    if isinstance(spec.get("signals"), list):  # their names and reasons; the data is the runner's to read
-        spec["signals"] = [{k: s[k] for k in ("name", "reason") if k in s} for s in spec["signals"] if isinstance(s, dict)]
-        if (sender := sent_by(meta.get("managedFields"))) is not None:
-            kept_meta[payloads.SIGNALS_SENT_BY] = sender
+    if isinstance(spec.get("signals"), list):  # who sent them and why; the data is the runner's to read
+        spec["signals"] = [{k: s[k] for k in ("name", "reason", "sentBy") if k in s}
+                           for s in spec["signals"] if isinstance(s, dict)]
+        if (manager := field_manager_of(meta.get("managedFields"))) is not None:
+            kept_meta[payloads.SIGNALS_FIELD_MANAGER] = manager
     status = dict(raw.get("status") or {})
     checkpoint = status.get("checkpoint")
     if isinstance(checkpoint, dict):

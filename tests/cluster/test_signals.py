@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import yaml
 from fluxtest import Executions, manifest, wait_for
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
@@ -34,9 +35,15 @@ def gitops(kubectl, fx: Executions, body: dict) -> None:
             check=True)
 
 
+def whoami(api) -> str:
+    review = client.AuthenticationV1Api(api).create_self_subject_review(
+        client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
+    return review.status.user_info.username
+
+
 @pytest.mark.parametrize(("way", "manager"), [("tenant-patch", "kubectl-patch"), ("plugin", "kubectl-flux"),
                                               ("gitops", "gitops")])
-def test_an_approval_waits_without_a_pod_and_goes_on_with_the_signals_data(fx, tenant, plugin, kubectl, way,
+def test_an_approval_waits_without_a_pod_and_goes_on_with_the_signals_data(fx, api, tenant, plugin, kubectl, way,
                                                                            manager):
     body = manifest("approval", "flux_examples.approval:main")
     if way == "gitops":
@@ -48,7 +55,7 @@ def test_an_approval_waits_without_a_pod_and_goes_on_with_the_signals_data(fx, t
     before = status["checkpoint"]["steps"]
     wait_for(lambda: fx.pod("approval") is None, timeout=30, what="the runner pod to be gone while it waits")
     if way == "tenant-patch":  # a tenant may patch Executions, nothing more: that is all a signal takes
-        entry = {"name": "approve", "data": json.dumps(DECISION), "reason": "looks good"}
+        entry = {"name": "approve", "data": json.dumps(DECISION), "reason": "looks good", "sentBy": tenant.user}
         tenant.kubectl("patch", "fx", "approval", "--type", "merge", "-p", json.dumps({"spec": {"signals": [entry]}}),
                        check=True)
     elif way == "plugin":
@@ -61,10 +68,15 @@ def test_an_approval_waits_without_a_pod_and_goes_on_with_the_signals_data(fx, t
     status = fx.wait_phase("approval", "Succeeded", timeout=90)
     assert status["checkpoint"]["result"] == {"applied": True, "rows": 42, "decision": DECISION}
     assert status["checkpoint"]["steps"][: len(before)] == before, "prepare did not run again"
+    # Who sent it, as the API server knows them: the tenant named itself, the plugin asked; a GitOps commit names
+    # no one, so only its (client-named) field manager is there.
+    sender = {"tenant-patch": tenant.user, "plugin": whoami(api), "gitops": None}[way]
     received = status["signals"]
-    assert [(r["name"], r["index"], r["sentBy"]) for r in received] == [("approve", 0, manager)]
+    assert [(r["name"], r["index"], r.get("sentBy"), r["fieldManager"]) for r in received] == [
+        ("approve", 0, sender, manager)]
     told = [m for r, m in fx.event_records("approval") if r == "SignalReceived"]
-    assert told == [f"signal approve received from {manager}: looks good"]
+    source = f"from {sender}" if sender else f"from a sender not verified (field manager {manager})"
+    assert told == [f"signal approve received {source}: looks good"]
 
 
 def test_a_wait_that_times_out_raises_in_the_workflow(fx):

@@ -174,6 +174,38 @@ def test_signals_stay_bounded_and_append_only(tenant, operators, fx, result):
     assert len(status["signals"]) == MAX_SIGNALS and status["phase"] == "Waiting"
 
 
+@pytest.mark.threat("forged-signal-sender", "a tenant sends an approval signed as someone else (sentBy), on create and "
+                    "on a patch", "refused by the API server, which names the tenant's own user; a signal it signs "
+                    "as itself is recorded so, and anyone may still append after it")
+@pytest.mark.timeout(120)
+def test_a_tenant_cannot_sign_a_signal_as_someone_else(tenant, operators, fx, api, result):
+    operators.start()
+    forged = {"name": "approve", "data": json.dumps({"approved": True}), "sentBy": "platform-admin"}
+    body = manifest("signed", "flux_examples.approval:main", {"timeoutSeconds": 3600})
+    with pytest.raises(ApiException) as on_create:
+        tenant.fx.create({**body, "spec": {**body["spec"], "signals": [forged]}})
+    tenant.fx.create(body)
+    fx.wait_phase("signed", "Waiting", timeout=60)
+    with pytest.raises(ApiException) as on_patch:
+        tenant.fx.patch("signed", {"spec": {"signals": [{"name": "note", "sentBy": tenant.user}, forged]}})
+    refused = [json.loads(e.value.body)["message"] for e in (on_create, on_patch)]
+    for message in refused:
+        assert "sentBy must be your own user name" in message and tenant.user in message, message
+    assert "spec.signals[1].sentBy" in refused[1], refused[1]
+    assert not fx.get("signed")["spec"].get("signals"), "nothing of the refused patch was kept"
+    # Signed as itself it goes through; the admin may append after it without being the tenant.
+    tenant.fx.patch("signed", {"spec": {"signals": [{"name": "note", "sentBy": tenant.user}]}})
+    admin = client.AuthenticationV1Api(api).create_self_subject_review(
+        client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
+    me = admin.status.user_info.username
+    fx.patch("signed", {"spec": {"signals": [{"name": "note", "sentBy": tenant.user},
+                                             {"name": "approve", "data": json.dumps({"approved": True}), "sentBy": me}]}})
+    status = fx.wait_phase("signed", "Succeeded", timeout=90)
+    senders = [(r["name"], r.get("sentBy")) for r in status["signals"]]
+    result.figure(f"refused: {refused[1][:110]}; recorded: {senders}")
+    assert senders == [("note", tenant.user), ("approve", me)]
+
+
 @pytest.mark.threat("forged-verdict", "a runner writes a Succeeded checkpoint with its own token and works on",
                     "the execution stays Running while its pod runs (its deadline, its slot and its cancel hold); "
                     "the cancel then stops the pod")

@@ -106,15 +106,15 @@ def test_a_deadline_falls_while_waiting():
 
 # --- signals ---------------------------------------------------------------------------------------------
 
-def waiting_for_signal(signals: list | None = None, sender: str | None = None, received: list | None = None):
+def waiting_for_signal(signals: list | None = None, manager: str | None = None, received: list | None = None):
     ex = execution("Running", checkpoint={"state": "Waiting", "waiting": "waiting for signal approve",
                                           "signal": {"name": "approve", "occurrence": 1}})
     ex = apply(ex, decide(ex, None, [], NOW))
     data = ex.model_dump(mode="json")
     data["spec"]["signals"] = signals or []
     data["status"]["signals"] = received or []
-    if sender:
-        data["metadata"]["flux.internal/signalsSentBy"] = sender
+    if manager:
+        data["metadata"]["flux.internal/signalsFieldManager"] = manager
     return Execution.model_validate(data)
 
 
@@ -126,24 +126,27 @@ def test_a_wait_for_a_signal_without_a_timeout_waits_for_ever():
 
 
 def test_the_signal_arriving_wakes_it_and_is_recorded_with_its_sender():
-    ex = waiting_for_signal(signals=[{"name": "other"}, {"name": "approve", "reason": "looks good"}],
-                            sender="kubectl-flux", received=[{"name": "other", "index": 0}])
+    ex = waiting_for_signal(signals=[{"name": "other"}, {"name": "approve", "reason": "looks good", "sentBy": "alice"}],
+                            manager="kubectl-flux", received=[{"name": "other", "index": 0}])
     actions = decide(ex, None, [], NOW)
     patch = status_patch(actions)
     assert patch["phase"] == "Pending" and of(actions, EnsureRunner)
     assert patch["signals"][1] == {"name": "approve", "index": 1, "receivedAt": patch["signals"][1]["receivedAt"],
-                                   "sentBy": "kubectl-flux"}
+                                   "sentBy": "alice", "fieldManager": "kubectl-flux"}
     messages = {a.reason: a.message for a in actions if hasattr(a, "reason") and hasattr(a, "message")}
-    assert messages["SignalReceived"] == "signal approve received from kubectl-flux: looks good"
+    assert messages["SignalReceived"] == "signal approve received from alice: looks good"
     assert "after its wake time" not in messages["Woken"]
 
 
 def test_another_signal_does_not_wake_it_but_is_recorded():
-    ex = waiting_for_signal(signals=[{"name": "other"}], sender="gitops")
+    ex = waiting_for_signal(signals=[{"name": "other"}], manager="gitops")
     actions = decide(ex, None, [], NOW)
     assert not of(actions, EnsureRunner)
-    assert status_patch(actions)["signals"][0]["sentBy"] == "gitops"
+    recorded = status_patch(actions)["signals"][0]
+    assert recorded["fieldManager"] == "gitops" and recorded.get("sentBy") is None, "a field manager is not a sender"
     assert events(actions) == ["SignalReceived"]
+    messages = [a.message for a in actions if getattr(a, "reason", None) == "SignalReceived"]
+    assert messages == ["signal other received from a sender not verified (field manager gitops)"]
 
 
 def test_a_signal_to_a_finished_execution_is_not_recorded():

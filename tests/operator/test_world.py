@@ -294,10 +294,10 @@ def test_a_pod_the_scheduler_cannot_place_is_seen_with_its_message() -> None:
 def test_signals_are_kept_without_their_data_and_with_who_sent_them():
     raw = {"metadata": {"name": "x", "namespace": "ns", "uid": "u", "resourceVersion": "1", "managedFields": [
         {"manager": "kubectl-flux", "time": "2026-12-01T10:02:00Z", "fieldsV1": {"f:spec": {"f:signals": {}}}}]},
-        "spec": {"workflow": "a:b", "signals": [{"name": "approve", "data": "x" * 4000, "reason": "ok"}]}}
+        "spec": {"workflow": "a:b", "signals": [{"name": "approve", "data": "x" * 4000, "reason": "ok", "sentBy": "al"}]}}
     trimmed = trim_execution(raw)
-    assert trimmed["spec"]["signals"] == [{"name": "approve", "reason": "ok"}]
-    assert trimmed["metadata"]["flux.internal/signalsSentBy"] == "kubectl-flux"
+    assert trimmed["spec"]["signals"] == [{"name": "approve", "reason": "ok", "sentBy": "al"}]
+    assert trimmed["metadata"]["flux.internal/signalsFieldManager"] == "kubectl-flux"
 
 
 def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects() -> None:

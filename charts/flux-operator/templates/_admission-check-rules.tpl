@@ -14,6 +14,7 @@
   - flux-tenant-pod-settings
   - flux-ttl-needs-delete
   - flux-deletes-need-delete
+  - flux-signal-sender-is-the-requester
   verbs:
   - get
 - apiGroups:
@@ -30,6 +31,7 @@
   - flux-tenant-pod-settings
   - flux-ttl-needs-delete
   - flux-deletes-need-delete
+  - flux-signal-sender-is-the-requester
   verbs:
   - get
 - apiGroups:

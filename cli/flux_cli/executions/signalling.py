@@ -1,7 +1,8 @@
 """`kubectl flux signal EXECUTION SIGNAL`: append one signal to spec.signals, as a GitOps commit would.
 
 The list is append-only and replaced whole by a merge patch, so the patch carries the resourceVersion it
-was built on: a signal sent by someone else meanwhile makes it conflict, and it is built again.
+was built on: a signal sent by someone else meanwhile makes it conflict, and it is built again. The signal
+names its sender (`sentBy`) as the API server knows them, which an admission policy checks.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Sent:
 
 
 def send(kube: Kube, namespace: str, name: str, entry: dict[str, Any]) -> Sent:
+    if (me := kube.whoami()) is not None:
+        entry = {**entry, "sentBy": me}
     for _ in range(ATTEMPTS):
         obj = kube.get_execution(namespace, name)
         phase = str(objects.phase_of(obj))

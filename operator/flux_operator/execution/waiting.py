@@ -16,7 +16,7 @@ from flux_api.timefmt import format_time
 from flux_api.types import SignalReceived
 
 from flux_operator.execution.actions import RUN_AGAIN, DeletePod, Plan, PodView
-from flux_operator.payloads import SIGNALS_SENT_BY
+from flux_operator.payloads import SIGNALS_FIELD_MANAGER
 
 
 # A durable wait lasts at least this long, whatever wakeAt the runner wrote: a runner lying about its wake time
@@ -118,16 +118,23 @@ def _key(ex: Execution) -> str:
 
 
 def record_signals(ex: Execution, plan: Plan, now: datetime) -> None:
-    """Each signal appended to spec.signals since the last decision: in status.signals, with who sent it
-    (the field manager that wrote the list), and an Event."""
+    """Each signal appended to spec.signals since the last decision: in status.signals, with who sent it (its
+    sentBy, which admission checked) and the field manager that wrote the list (which the client named), and
+    an Event."""
     seen = len(ex.status.signals)
     if len(ex.spec.signals) <= seen:
         return
-    sender = ex.metadata.get(SIGNALS_SENT_BY)
+    manager = ex.metadata.get(SIGNALS_FIELD_MANAGER)
     received = [*ex.status.signals]
     for index, signal in enumerate(ex.spec.signals[seen:], start=seen):
-        received.append(SignalReceived(name=signal.name, index=index, receivedAt=now, sentBy=sender))
-        why = f": {signal.reason}" if signal.reason else ""
-        plan.event(EventReason.SIGNAL_RECEIVED, f"signal {signal.name} received from {sender or 'an unknown sender'}"
-                   f"{why}", key=str(index))
+        received.append(SignalReceived(name=signal.name, index=index, receivedAt=now, sentBy=signal.sentBy,
+                                       fieldManager=manager))
+        plan.event(EventReason.SIGNAL_RECEIVED, f"signal {signal.name} received {_from(signal.sentBy, manager)}"
+                   f"{f': {signal.reason}' if signal.reason else ''}", key=str(index))
     plan.status.set(signals=received)
+
+
+def _from(sender: str | None, manager: str | None) -> str:
+    if sender:
+        return f"from {sender}"
+    return f"from a sender not verified (field manager {manager})" if manager else "from a sender not verified"
