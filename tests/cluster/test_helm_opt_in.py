@@ -7,6 +7,7 @@ chart's operator pod is the only one acting. Tests run in file order on one rele
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -135,14 +136,58 @@ def test_metrics_answer_only_tokens_the_metrics_reader_role_allows(chart, api, c
         rbac.delete_cluster_role_binding(binding)
 
 
+def queued_in(api, token: str, method: str, path: str, body: dict | None = None) -> tuple[str, str]:
+    """The FlowSchema and the priority level the API server put a request with this token in: its response
+    headers name them by UID, whatever it answered (a 403 or a 404 is classified too)."""
+    tls = ssl.create_default_context(cafile=api.configuration.ssl_ca_cert)
+    request = urllib.request.Request(api.configuration.host + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/merge-patch+json"})
+    try:
+        with urllib.request.urlopen(request, context=tls, timeout=10) as response:
+            headers = response.headers
+    except urllib.error.HTTPError as err:
+        headers = err.headers
+    flow = client.FlowcontrolApiserverV1Api(api)
+    schemas = {s.metadata.uid: s.metadata.name for s in flow.list_flow_schema().items}
+    levels = {p.metadata.uid: p.metadata.name for p in flow.list_priority_level_configuration().items}
+    return (schemas.get(headers.get("X-Kubernetes-PF-FlowSchema-UID"), "none"),
+            levels.get(headers.get("X-Kubernetes-PF-PriorityLevel-UID"), "none"))
+
+
+def test_the_api_server_serves_the_operator_apart_and_queues_runners_by_namespace(chart, api, core):
+    """A flood of Execution writes from any ServiceAccount (a runner's, a tenant's bot) waits in the runners'
+    own queues, a namespace a flow; the operator's requests never queue behind them."""
+    ns = chart.namespace
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "bot"}})
+    operator, bot = mint_token(core, ns, FULLNAME), mint_token(core, ns, "bot")
+    executions = f"/apis/workflows.flux.dev/v1alpha1/namespaces/{ns}/executions"
+    seen = {
+        "operator lists": queued_in(api, operator, "GET", executions),
+        "operator patches a status": queued_in(api, operator, "PATCH", f"{executions}/x/status", {"status": {}}),
+        "bot patches a status": queued_in(api, bot, "PATCH", f"{executions}/x/status", {"status": {}}),
+        "bot gets one": queued_in(api, bot, "GET", f"{executions}/x"),
+        "bot lists": queued_in(api, bot, "GET", executions),
+    }
+    runners = (f"{FULLNAME}-runners", f"{FULLNAME}-runners")
+    assert seen == {"operator lists": (f"{FULLNAME}-operator", "workload-high"),
+                    "operator patches a status": (f"{FULLNAME}-operator", "workload-high"),
+                    "bot patches a status": runners, "bot gets one": runners,
+                    "bot lists": ("service-accounts", "workload-low")}, seen
+
+
 def test_uninstall_takes_the_policy_and_the_cluster_roles_with_it(chart, api, helm):
     helm("uninstall", RELEASE, "-n", chart.namespace, "--wait", "--timeout", "120s")
     chart.uninstalled = True
     admission = client.AdmissionregistrationV1Api(api)
     rbac = client.RbacAuthorizationV1Api(api)
+    flow = client.FlowcontrolApiserverV1Api(api)
     for read in (lambda: admission.read_validating_admission_policy(f"{FULLNAME}-enabled-namespaces"),
                  lambda: rbac.read_cluster_role(f"{FULLNAME}-application"),
-                 lambda: rbac.read_cluster_role(f"{FULLNAME}-framework")):
+                 lambda: rbac.read_cluster_role(f"{FULLNAME}-framework"),
+                 lambda: flow.read_flow_schema(f"{FULLNAME}-operator"),
+                 lambda: flow.read_priority_level_configuration(f"{FULLNAME}-runners")):
         with pytest.raises(ApiException) as gone:
             read()
         assert gone.value.status == 404
