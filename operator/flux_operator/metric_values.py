@@ -110,14 +110,19 @@ def cancelling_since(watched: Watched, default_grace: float | None = None) -> li
     return times
 
 
+# Pending on the namespace's own account: a queue it asked for (a ConcurrencyLimit, Kueue), or its own
+# ResourceQuota used up. A tenant who fills its quota must not hold the platform's alert up for everyone.
+NAMESPACE_OWN_WAITS = frozenset({StartedReason.QUEUED, StartedReason.QUOTA_EXCEEDED})
+
+
 def pending_since(watched: Watched) -> list[datetime]:
-    """Since when each execution still Pending (not suspended, not queued on purpose by a ConcurrencyLimit or
-    Kueue) could have started: its creation, or its spec.startAt when later. For flux_oldest_pending_seconds."""
+    """Since when each execution still Pending (not suspended, not waiting on its namespace's own queue or
+    quota) could have started: its creation, or its spec.startAt when later. For flux_oldest_pending_seconds."""
     times = []
     for _, raw in watched[0]:
         meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
         if (status.get("phase") or Phase.PENDING) != Phase.PENDING or spec.get("suspend") is True or \
-                any(c.get("reason") == StartedReason.QUEUED for c in status.get("conditions") or []):
+                any(c.get("reason") in NAMESPACE_OWN_WAITS for c in status.get("conditions") or []):
             continue
         moments = [t for t in (parse_time(meta.get("creationTimestamp")), parse_time(spec.get("startAt"))) if t]
         times.extend([max(moments)] if moments else [])

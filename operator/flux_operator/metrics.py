@@ -111,8 +111,9 @@ class Metrics:
               "Cancelling reached the API (0 when none is).", registry=self.registry).set_function(cancelling)
         Gauge("flux_oldest_cancel_overdue_seconds", "Seconds the oldest Execution still Cancelling has gone on past "
               "its grace period (0 when none has).", registry=self.registry).set_function(overdue)
-        Gauge("flux_oldest_pending_seconds", "Seconds the oldest Pending Execution (not suspended) has been able "
-              "to start: since its creation or its startAt (0 when none is).",
+        Gauge("flux_oldest_pending_seconds", "Seconds the oldest Pending Execution (not suspended, not waiting on "
+              "its namespace's own queue or quota) has been able to start: since its creation or its startAt "
+              "(0 when none is).",
               registry=self.registry).set_function(pending)
 
     def watch_phases(self, counts: Callable[[], dict[str, int]]) -> None:

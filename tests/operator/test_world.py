@@ -321,6 +321,18 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
     queued["status"] = {"phase": "Pending", "conditions": [{"type": "Started", "status": "False", "reason": "Queued",
                                                             "message": "waiting", "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
     world.execution_seen(queued)
+    quota = execution("quota")  # its namespace's own ResourceQuota is full: the tenant's, not the platform's
+    quota["metadata"]["creationTimestamp"] = "2026-11-21T10:00:00Z"
+    quota["status"] = {"phase": "Pending", "conditions": [{
+        "type": "Started", "status": "False", "reason": "QuotaExceeded", "message": "exceeded quota",
+        "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
+    world.execution_seen(quota)
+    unschedulable = execution("unschedulable")  # no node fits: the platform's to see
+    unschedulable["metadata"]["creationTimestamp"] = "2026-11-21T09:00:00Z"
+    unschedulable["status"] = {"phase": "Pending", "conditions": [{
+        "type": "Started", "status": "False", "reason": "RunnerUnschedulable", "message": "0/1 nodes",
+        "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
+    world.execution_seen(unschedulable)
     assert sorted(cancelling_since(world.watched())) == [datetime(2026, 11, 21, 11, 59, 58, tzinfo=timezone.utc),
                                                 datetime(2026, 11, 21, 12, 0, 5, tzinfo=timezone.utc)]
     # Past its grace period: the spec's (an hour, a tenant's choice), else the operator's default.
@@ -328,8 +340,9 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
     world.execution_seen(cancelling)
     assert sorted(cancelling_since(world.watched(), default_grace=30)) == [
         datetime(2026, 11, 21, 12, 0, 35, tzinfo=timezone.utc), datetime(2026, 11, 21, 12, 59, 58, tzinfo=timezone.utc)]
-    assert sorted(pending_since(world.watched())) == [datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
-                                             datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)]
+    assert sorted(pending_since(world.watched())) == [datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc),
+                                                      datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
+                                                      datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)]
 
 
 @pytest.mark.parametrize("key", ["a/b", "100%", "..", "x" * 64, "with space"])
