@@ -7,14 +7,25 @@ Field names are the wire names (camelCase), as in every Kubernetes API.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
+# Re-exported: every role reads them from here, beside the models they make up.
+from flux_api.fields import Name, StartStamp, Stamp, Text, _Model  # noqa: F401
+from flux_api.pod_template import (  # noqa: F401
+    LABEL_VALUE_PATTERN,
+    EnvVar,
+    LabelValue,
+    LocalObjectReference,
+    PodMetadata,
+    PodTemplate,
+    ResourceRequirements,
+    Volume,
+    VolumeMount,
+)
 from flux_api.signals import MAX_SIGNALS, MAX_USER_NAME, Signal, SignalWait
-from flux_api.timefmt import STAMP_PATTERN, format_time, parse_time
 
 MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600  # bounded so no admitted value can overflow a datetime
 # Caps on what one workflow may ask for: children per execution (over every spawnRequests it ever wrote),
@@ -79,104 +90,12 @@ class CancelSource(StrEnum):
     UNSCHEDULE = "unschedule"  # the workflow called ctx.unschedule(reason)
 
 
-# Every string in status is bounded, so nothing admitted can bloat the object or a decision.
-Name = Annotated[str, Field(max_length=253)]
-
-
-def _moment(value: Any) -> datetime | None:
-    # Text as the API holds it (a runner may have written it) becomes an aware UTC datetime; text that does
-    # not parse, or lies out of range, reads as None and never raises (flux_api.timefmt.parse_time).
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return parse_time(value)
-
-
-def _text(moment: datetime | None) -> str | None:
-    return format_time(moment) if moment is not None else None
-
-
-# Every timestamp: an aware datetime in the models, written in the one format of flux_api.timefmt (by every
-# dump, in any mode). In the schema: RFC 3339 within the years timefmt admits, so no arithmetic overflows.
-Stamp = Annotated[datetime | None, BeforeValidator(_moment), PlainSerializer(_text),
-                  WithJsonSchema({"type": "string", "maxLength": 64, "pattern": STAMP_PATTERN})]
-# spec.startAt: the same, but the schema checks it with a CEL rule (crd_rules.START_AT_RULE) that says why.
-StartStamp = Annotated[datetime | None, BeforeValidator(_moment), PlainSerializer(_text),
-                       WithJsonSchema({"type": "string", "maxLength": 64})]
-Text = Annotated[str, Field(max_length=8192)]
-
-
-class _Model(BaseModel):
-    # Objects from the API server may carry fields from a newer version: ignore, never fail.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
 class CancelRequest(_Model):
     """spec.cancel: set once, never changed or removed (a CEL rule on the CRD enforces it)."""
 
     reason: str = Field(min_length=1, max_length=MAX_REASON, description="Why the execution is cancelled.")
     cascade: bool = Field(True, description="Cancel child executions too.")
     force: bool = Field(False, description="Skip the grace period: SIGKILL at once.")
-
-
-class _Open(BaseModel):
-    """Kubernetes objects passed through to the runner pod as they are: unknown keys are kept."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class EnvVar(_Open):
-    name: str = Field(min_length=1, max_length=253)
-
-
-class Volume(_Open):
-    name: str = Field(min_length=1, max_length=63)
-
-
-class VolumeMount(_Open):
-    name: str = Field(min_length=1, max_length=63)
-    mountPath: str = Field(min_length=1, max_length=4096)
-
-
-class LocalObjectReference(_Model):
-    name: str = Field(min_length=1, max_length=253)
-
-
-# A label value the API server takes (empty, or alphanumerics with -_. inside): refused by the CRD at the create
-# of an Execution or a Schedule, not only later at the create of the pod or the run that carries it. The schema
-# only: an object stored before this still parses, so its pod's or run's refusal is still said on it.
-LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-LabelValue = Annotated[str, Field(json_schema_extra={"maxLength": 63, "pattern": LABEL_VALUE_PATTERN})]
-
-
-class PodMetadata(_Model):
-    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
-    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
-
-
-class ResourceRequirements(_Model):
-    requests: dict[str, str | int] = Field(default_factory=dict)
-    limits: dict[str, str | int] = Field(default_factory=dict)
-
-
-class PodTemplate(_Model):
-    """What a user may set on the runner pod. The command, the token, the grace period, the labels the
-    operator selects by and the security context are the operator's: CEL rules on the CRD refuse them."""
-
-    metadata: PodMetadata | None = Field(None, description="Extra labels and annotations of the runner pod.")
-    env: list[EnvVar] = Field(default_factory=list, max_length=256, description="Extra environment variables (not FLUX_*).")
-    envFrom: list[dict[str, Any]] = Field(default_factory=list, max_length=64, description="Secrets and ConfigMaps as env.")
-    resources: ResourceRequirements | None = Field(None, description="Replaces the operator's default resources.")
-    volumes: list[Volume] = Field(default_factory=list, max_length=64)
-    volumeMounts: list[VolumeMount] = Field(default_factory=list, max_length=64, description="Mounts in the runner container.")
-    nodeSelector: dict[str, str] = Field(default_factory=dict, max_length=64)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
-    affinity: dict[str, Any] | None = None
-    priorityClassName: str | None = Field(None, max_length=253)
-    imagePullSecrets: list[LocalObjectReference] = Field(default_factory=list, max_length=16)
-    serviceAccountAnnotations: dict[str, str] = Field(
-        default_factory=dict, max_length=64,
-        description="Annotations of the runner's ServiceAccount (cloud workload identity); "
-                    "its Kubernetes RBAC stays the same.")
 
 
 class RetryPolicy(_Model):
