@@ -178,7 +178,7 @@ def schedule_schema() -> dict[str, Any]:
     props["timeZone"]["x-kubernetes-validations"] = [crd_rules.time_zone_rule()]
     template_spec = props["executionTemplate"]["properties"]["spec"]
     crd_rules.add_spec_rules(template_spec)
-    template_spec["x-kubernetes-validations"] = [crd_rules.TEMPLATE_NO_CANCEL]
+    template_spec["x-kubernetes-validations"] = [crd_rules.TEMPLATE_NO_CANCEL, crd_rules.TEMPLATE_UNSIGNED_SIGNALS]
     template_meta = props["executionTemplate"]["properties"]["metadata"]["properties"]
     template_meta["labels"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_LABELS_RULE]
     template_meta["annotations"]["x-kubernetes-validations"] = [crd_rules.TEMPLATE_ANNOTATIONS_RULE]

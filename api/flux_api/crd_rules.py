@@ -129,6 +129,14 @@ TEMPLATE_NO_CANCEL = {
                "cancel the executions themselves",
     "reason": "FieldValueForbidden",
 }
+# The operator creates the runs, so a signal in the template would be signed by the operator (or refused for
+# every run): the Schedule's writer is who must sign (flux_api.policy_signals).
+TEMPLATE_UNSIGNED_SIGNALS = {
+    "rule": "!has(self.signals) || self.signals.all(s, !has(s.sentBy))",
+    "message": "spec.executionTemplate.spec.signals cannot set sentBy: the operator makes the runs, so it cannot "
+               "vouch for who sent them; send a signal to the run itself",
+    "reason": "FieldValueForbidden",
+}
 # The operator creates a Schedule's runs with the template's labels and annotations: its own marks in the
 # template would let anyone forge them through the operator (children, depth, runs of another Schedule).
 TEMPLATE_LABELS_RULE = {

@@ -20,7 +20,7 @@ class Failure(StrEnum):
     UNAUTHORIZED = "Unauthorized"  # 401: the credentials are rejected
     FORBIDDEN = "Forbidden"  # 403 of RBAC: this identity lacks the right (for good, or while a role is upgraded)
     DENIED = "Denied"  # 403 of admission (a policy, a webhook, Pod Security, a LimitRange): never as it is
-    NOT_YET = "NotYet"  # 403 of a policy missing something for a moment: its params, the runner pod's record
+    NOT_YET = "NotYet"  # 403 missing something for a moment: a policy's params, the runner pod's record, a quota's count
     TERMINATING = "NamespaceTerminating"  # 403: the namespace is being deleted, nothing new may be made in it
     QUOTA = "QuotaExceeded"  # 403 from a ResourceQuota: there is room again once other objects go
     INVALID = "Invalid"  # 400/422: the request itself is wrong (schema, CEL rule)
@@ -36,14 +36,15 @@ _BY_STATUS = {429: Failure.THROTTLED, 409: Failure.CONFLICT, 404: Failure.NOT_FO
 # recorded its pod: the runner waits and tries again on these words, so they are part of the contract.
 NOT_RECORDED_YET = "the operator has not recorded this execution's runner pod yet: try again shortly"
 
-# A policy whose params are missing for a moment (a TenancyPolicy being replaced, its CRD being installed).
-_NOT_YET = ("no params found", "failed to find resource referenced by paramKind")
+# A policy whose params are missing for a moment (a TenancyPolicy being replaced, its CRD being installed); a
+# ResourceQuota its controller has not counted yet (new, or the controller down: the platform's, not the tenant's).
+_NOT_YET = ("no params found", "failed to find resource referenced by paramKind", "status unknown for quota")
 # The authorizer's 403: 'User "<name>" cannot <verb> resource "<resource>" ...' (or path "<url>"); and RBAC's
 # escalation check, when a Role granted (the runner's) holds a right the granter's own role lacks.
 _RBAC = re.compile(r'User "[^"]*" cannot \S+ (resource|path) "'
                    r'|is attempting to grant RBAC permissions not currently held')
-# A ResourceQuota's: full, or new and not yet counted by its controller.
-_QUOTA = ("exceeded quota", "status unknown for quota")
+# A ResourceQuota's: full.
+_QUOTA = ("exceeded quota",)
 
 # Worth the same request again after a backoff: nothing about the request was wrong (or, for a quota, it
 # fits once other objects are gone).

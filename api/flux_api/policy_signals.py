@@ -1,10 +1,11 @@
 """`flux-signal-sender-is-the-requester`: a signal that names its sender names the user who sent it.
 
-A workflow may act on who approved it (`status.signals[].sentBy`), so that name must be the API server's word,
-not the client's: a field manager is whatever the client puts in its request. A new signal may carry `sentBy`,
-and then it must be the requester's own user name; left out, the signal is recorded as from an unverified
-sender. Only signals appended by this request are checked (the CRD keeps the old ones as they were), so
-anyone may append to a list that holds other people's signals. No one is exempt, the operator included.
+A workflow may act on who approved it (`ctx.wait_for_signal(..., with_sender=True)`, `status.signals[].sentBy`),
+so that name must be the API server's word, not the client's: a field manager is whatever the client puts in its
+request. A new signal may carry `sentBy`, and then it must be the requester's own user name; left out, the
+signal is recorded as from an unverified sender. Only signals appended by this request are checked (the CRD
+keeps the old ones as they were), so anyone may append to a list that holds other people's signals. No one is
+exempt, the operator included (a Schedule's template may carry no sentBy: crd_rules).
 """
 
 from __future__ import annotations

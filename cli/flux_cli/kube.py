@@ -196,7 +196,7 @@ class Kube:
                 PLURAL,
                 name,
                 patch,
-                field_manager=FIELD_MANAGER,  # who sent a signal or a cancel, as status.signals and Events say
+                field_manager=FIELD_MANAGER,  # which tool wrote a signal or a cancel (status.signals' fieldManager)
                 _content_type="application/merge-patch+json",
                 _request_timeout=self.request_timeout,
                 _preload_content=False,

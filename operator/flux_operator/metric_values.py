@@ -110,9 +110,13 @@ def cancelling_since(watched: Watched, default_grace: float | None = None) -> li
     return times
 
 
-# Pending on the namespace's own account: a queue it asked for (a ConcurrencyLimit, Kueue), or its own
-# ResourceQuota used up. A tenant who fills its quota must not hold the platform's alert up for everyone.
-NAMESPACE_OWN_WAITS = frozenset({StartedReason.QUEUED, StartedReason.QUOTA_EXCEEDED})
+def _namespace_own_wait(status: dict) -> bool:
+    """Pending on the namespace's own account: a queue it asked for (a ConcurrencyLimit, Kueue), or its own
+    ResourceQuota full (until a pod is made: one made that then sticks is the platform's to see). A tenant who
+    fills its quota must not hold the platform's alert up for everyone."""
+    reasons = {c.get("reason") for c in status.get("conditions") or [] if isinstance(c, dict)}
+    pod_made = bool((((status.get("runnerObjects") or {}).get("pod")) or {}).get("uid"))
+    return StartedReason.QUEUED in reasons or (StartedReason.QUOTA_EXCEEDED in reasons and not pod_made)
 
 
 def pending_since(watched: Watched) -> list[datetime]:
@@ -122,7 +126,7 @@ def pending_since(watched: Watched) -> list[datetime]:
     for _, raw in watched[0]:
         meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
         if (status.get("phase") or Phase.PENDING) != Phase.PENDING or spec.get("suspend") is True or \
-                any(c.get("reason") in NAMESPACE_OWN_WAITS for c in status.get("conditions") or []):
+                _namespace_own_wait(status):
             continue
         moments = [t for t in (parse_time(meta.get("creationTimestamp")), parse_time(spec.get("startAt"))) if t]
         times.extend([max(moments)] if moments else [])

@@ -142,12 +142,15 @@ class WorkflowContext:
         self.log.info("sleep %s: until %s, without a pod", name, format_time(wake_at))
         raise DurableWait(wake_at, f"sleeping until {format_time(wake_at)}")
 
-    async def wait_for_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
-        """Waits for a signal `name` (`kubectl flux signal EXECUTION NAME --data JSON`) and returns its data.
-        The k-th wait for a name takes the k-th signal of that name. Raises SignalTimeout after `timeout`
-        (seconds or a timedelta; None waits for ever). A wait longer than the durable threshold holds no pod,
-        as a long ctx.sleep does: a new pod takes the signal when it arrives."""
-        return await self._signals.wait(name, timeout)
+    async def wait_for_signal(self, name: str, timeout: float | timedelta | None = None, *,
+                              with_sender: bool = False) -> Any:
+        """Waits for a signal `name` (`kubectl flux signal EXECUTION NAME --data JSON`) and returns its data, or
+        with `with_sender` (data, sender): the user who signed it, which the API server checked (None when the
+        signal names no one). The k-th wait for a name takes the k-th signal of that name. Raises SignalTimeout
+        after `timeout` (seconds or a timedelta; None waits for ever). A wait longer than the durable threshold
+        holds no pod, as a long ctx.sleep does: a new pod takes the signal when it arrives."""
+        data, sender = await self._signals.wait(name, timeout)
+        return (data, sender) if with_sender else data
 
     @property
     def schedule(self) -> str | None:

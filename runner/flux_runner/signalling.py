@@ -1,7 +1,8 @@
 """`ctx.wait_for_signal`: the k-th wait for a name takes the k-th signal of that name in spec.signals.
 
 Two steps record a wait, so a replay after a restart does what the first run did: `signal-<name>-<k>-wait`
-(its deadline, set once) and `signal-<name>-<k>` (the data received, or that it timed out). A wait that would
+(its deadline, set once) and `signal-<name>-<k>` (the data received and the signal's checked sender, or that
+it timed out). A wait that would
 last longer than the durable threshold ends the pod (state Waiting with the signal it waits for); the
 operator starts a new pod when the signal arrives or the timeout comes.
 """
@@ -46,7 +47,8 @@ class SignalWaits:
         self._durable_after, self._poll = durable_after, poll_interval
         self._counts: Counter[str] = Counter()
 
-    async def wait(self, name: str, timeout: float | timedelta | None) -> Any:
+    async def wait(self, name: str, timeout: float | timedelta | None) -> tuple[Any, str | None]:
+        """The signal's data and its sentBy (which admission checked is its writer's user name; None if unsigned)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"ctx.wait_for_signal needs a signal name, got {name!r}")
         if not re.fullmatch(SIGNAL_NAME_PATTERN, name):
@@ -70,9 +72,10 @@ class SignalWaits:
             await self._switch.enforce(execution)
             signal = nth(((execution.get("spec") or {}).get("signals") or []), name, occurrence)
             if isinstance(signal, dict):
-                data = decoded(signal.get("data"))
-                await self._enforce(await self._journal.record_step(step, {"data": data}))
-                return data
+                data, sender = decoded(signal.get("data")), signal.get("sentBy")
+                received = {"data": data, **({"sentBy": sender} if isinstance(sender, str) else {})}
+                await self._enforce(await self._journal.record_step(step, received))
+                return _outcome(received, name)
             left = (until - utcnow()).total_seconds() if until is not None else math.inf
             if left <= 0:
                 await self._enforce(await self._journal.record_step(step, {"timedOut": True}))
@@ -86,7 +89,10 @@ class SignalWaits:
         return parse_time(recorded.get("until")) if isinstance(recorded, dict) and recorded.get("until") else None
 
 
-def _outcome(result: Any, name: str) -> Any:
+def _outcome(result: Any, name: str) -> tuple[Any, str | None]:
     if isinstance(result, dict) and result.get("timedOut"):
         raise SignalTimeout(f"no signal {name!r} arrived before the timeout")
-    return result.get("data") if isinstance(result, dict) else None
+    if not isinstance(result, dict):
+        return None, None
+    sender = result.get("sentBy")
+    return result.get("data"), sender if isinstance(sender, str) else None

@@ -64,7 +64,7 @@ NOT_RECORDED_403 = ("executions.workflows.flux.dev \"x\" is forbidden: Validatin
     ('roles.rbac.authorization.k8s.io "flux-runner-x" is forbidden: user "system:serviceaccount:flux:flux-operator" '
      '(groups=["system:serviceaccounts"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:'
      '["workflows.flux.dev"], Resources:["executions/status"], Verbs:["patch"]}', Failure.FORBIDDEN),
-    ('pods "x-runner" is forbidden: status unknown for quota: pods, resources: pods', Failure.QUOTA),
+    ('pods "x-runner" is forbidden: status unknown for quota: pods, resources: pods', Failure.NOT_YET),
     ("ValidatingAdmissionPolicy 'flux-tenant-limits' with binding 'x' denied request: failed to configure binding: "
      "failed to find resource referenced by paramKind: 'workflows.flux.dev/v1alpha1, Kind=TenancyPolicy'",
      Failure.NOT_YET),

@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from flux_api import GROUP, PLURAL, VERSION
 from flux_api.signals import MAX_SIGNALS
-from fluxtest import longrun, manifest, wait_for
+from fluxtest import longrun, manifest, schedule, wait_for
 from fluxtest.faults import as_runner
 from fluxtest.limits import Limits, assert_queued
 from kubernetes import client
@@ -174,8 +174,9 @@ def test_signals_stay_bounded_and_append_only(tenant, operators, fx, result):
     assert len(status["signals"]) == MAX_SIGNALS and status["phase"] == "Waiting"
 
 
-@pytest.mark.threat("forged-signal-sender", "a tenant sends an approval signed as someone else (sentBy), on create and "
-                    "on a patch", "refused by the API server, which names the tenant's own user; a signal it signs "
+@pytest.mark.threat("forged-signal-sender", "a tenant sends an approval signed as someone else (sentBy), on create, on a "
+                    "patch and in a Schedule's template (whose runs the operator makes)", "refused by the API "
+                    "server, which names the tenant's own user (the template: no sentBy at all); a signal it signs "
                     "as itself is recorded so, and anyone may still append after it")
 @pytest.mark.timeout(120)
 def test_a_tenant_cannot_sign_a_signal_as_someone_else(tenant, operators, fx, api, result):
@@ -188,10 +189,15 @@ def test_a_tenant_cannot_sign_a_signal_as_someone_else(tenant, operators, fx, ap
     fx.wait_phase("signed", "Waiting", timeout=60)
     with pytest.raises(ApiException) as on_patch:
         tenant.fx.patch("signed", {"spec": {"signals": [{"name": "note", "sentBy": tenant.user}, forged]}})
+    in_template = schedule("signing", "flux_examples.approval:main")
+    in_template["spec"]["executionTemplate"]["spec"]["signals"] = [{**forged, "sentBy": tenant.user}]
+    with pytest.raises(ApiException) as on_schedule:
+        tenant.schedules.create(in_template)
     refused = [json.loads(e.value.body)["message"] for e in (on_create, on_patch)]
     for message in refused:
         assert "sentBy must be your own user name" in message and tenant.user in message, message
     assert "spec.signals[1].sentBy" in refused[1], refused[1]
+    assert on_schedule.value.status == 422 and "cannot set sentBy" in on_schedule.value.body, on_schedule.value.body
     assert not fx.get("signed")["spec"].get("signals"), "nothing of the refused patch was kept"
     # Signed as itself it goes through; the admin may append after it without being the tenant.
     tenant.fx.patch("signed", {"spec": {"signals": [{"name": "note", "sentBy": tenant.user}]}})

@@ -149,6 +149,19 @@ def test_another_signal_does_not_wake_it_but_is_recorded():
     assert messages == ["signal other received from a sender not verified (field manager gitops)"]
 
 
+def test_a_record_of_an_older_operator_names_its_field_manager_as_such_not_as_the_sender():
+    # Before 143354c, sentBy held the field manager: a client's choice, which must not read as a checked sender.
+    ex = waiting_for_signal(signals=[{"name": "other"}], received=[{"name": "other", "index": 0,
+                                                                   "sentBy": "platform-admin"}])
+    actions = decide(ex, None, [], NOW)
+    recorded = status_patch(actions)["signals"]
+    assert [(r["sentBy"], r["fieldManager"]) for r in recorded] == [(None, "platform-admin")]
+    assert not events(actions), "no signal is new: no Event"
+    again = apply(ex, actions)
+    assert again.status.signals[0].fieldManager == "platform-admin"
+    assert "signals" not in status_patch(decide(again, None, [], NOW)), "once fixed, never written again"
+
+
 def test_a_signal_to_a_finished_execution_is_not_recorded():
     ex = execution("Succeeded", status={"finishedAt": "2026-11-21T11:59:30Z", "observedGeneration": 1})
     data = ex.model_dump(mode="json")

@@ -327,6 +327,10 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
         "type": "Started", "status": "False", "reason": "QuotaExceeded", "message": "exceeded quota",
         "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
     world.execution_seen(quota)
+    stuck = execution("stuck")  # refused for quota once, then its pod was made and sticks: the platform's to see
+    stuck["metadata"]["creationTimestamp"] = "2026-11-21T08:00:00Z"
+    stuck["status"] = {**quota["status"], "runnerObjects": {"pod": {"name": "stuck-runner", "uid": "p1"}}}
+    world.execution_seen(stuck)
     unschedulable = execution("unschedulable")  # no node fits: the platform's to see
     unschedulable["metadata"]["creationTimestamp"] = "2026-11-21T09:00:00Z"
     unschedulable["status"] = {"phase": "Pending", "conditions": [{
@@ -340,7 +344,8 @@ def test_the_oldest_cancelling_and_pending_times_come_from_the_watched_objects()
     world.execution_seen(cancelling)
     assert sorted(cancelling_since(world.watched(), default_grace=30)) == [
         datetime(2026, 11, 21, 12, 0, 35, tzinfo=timezone.utc), datetime(2026, 11, 21, 12, 59, 58, tzinfo=timezone.utc)]
-    assert sorted(pending_since(world.watched())) == [datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc),
+    assert sorted(pending_since(world.watched())) == [datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc),
+                                                      datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc),
                                                       datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
                                                       datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)]
 

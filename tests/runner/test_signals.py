@@ -11,7 +11,7 @@ from flux_runner.testing import FakeExecutionApi, new_execution
 
 pytestmark = pytest.mark.unit
 
-APPROVE = {"name": "approve", "data": '{"approved":true,"by":"ada"}'}
+APPROVE = {"name": "approve", "data": '{"approved":true,"by":"ada"}', "sentBy": "grace"}
 
 
 @pytest.fixture
@@ -37,8 +37,10 @@ def test_a_signal_already_sent_is_taken_at_once(token, termination_log):
     assert run_runner(api, token, termination_log) == EXIT_OK
     final = api.checkpoint
     assert final["state"] == "Succeeded"
-    assert final["result"] == {"applied": True, "rows": 42, "decision": {"approved": True, "by": "ada"}}
-    assert final["results"]["signal-approve-1"] == {"data": {"approved": True, "by": "ada"}}
+    # The approver is the checked sender, not the name the data claims.
+    assert final["result"] == {"applied": True, "rows": 42, "decision": {"approved": True, "by": "ada"},
+                               "approvedBy": "grace"}
+    assert final["results"]["signal-approve-1"] == {"data": {"approved": True, "by": "ada"}, "sentBy": "grace"}
 
 
 def test_without_a_timeout_the_wait_holds_no_pod(token, termination_log):

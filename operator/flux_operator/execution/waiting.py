@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from flux_api import Execution, Phase
 from flux_api.events import EventReason
-from flux_api.signals import nth_index
+from flux_api.signals import Signal, nth_index
 from flux_api.timefmt import format_time
 from flux_api.types import SignalReceived
 
@@ -122,16 +122,25 @@ def record_signals(ex: Execution, plan: Plan, now: datetime) -> None:
     sentBy, which admission checked) and the field manager that wrote the list (which the client named), and
     an Event."""
     seen = len(ex.status.signals)
-    if len(ex.spec.signals) <= seen:
+    received = [_as_checked(record, ex.spec.signals) for record in ex.status.signals]
+    if len(ex.spec.signals) <= seen and received == ex.status.signals:
         return
     manager = ex.metadata.get(SIGNALS_FIELD_MANAGER)
-    received = [*ex.status.signals]
     for index, signal in enumerate(ex.spec.signals[seen:], start=seen):
         received.append(SignalReceived(name=signal.name, index=index, receivedAt=now, sentBy=signal.sentBy,
                                        fieldManager=manager))
         plan.event(EventReason.SIGNAL_RECEIVED, f"signal {signal.name} received {_from(signal.sentBy, manager)}"
                    f"{f': {signal.reason}' if signal.reason else ''}", key=str(index))
     plan.status.set(signals=received)
+
+
+def _as_checked(record: SignalReceived, signals: list[Signal]) -> SignalReceived:
+    """A record's sentBy is its signal's, which admission checked. An operator before 143354c wrote the field
+    manager there: that name moves to fieldManager, so no client-named sender reads as a checked one."""
+    signed = signals[record.index].sentBy if record.index < len(signals) else None
+    if record.sentBy == signed:
+        return record
+    return record.model_copy(update={"sentBy": signed, "fieldManager": record.fieldManager or record.sentBy})
 
 
 def _from(sender: str | None, manager: str | None) -> str:
