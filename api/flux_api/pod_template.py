@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flux_api.fields import _Model
 
+
 class _Open(BaseModel):
     """Kubernetes objects passed through to the runner pod as they are: unknown keys are kept."""
 

@@ -14,12 +14,9 @@ from typing import Any
 
 from flux_api.admission import binding, policy, resource_rules, validation, variable
 from flux_api.names import GROUP, PLURAL
-from flux_api.signals import MAX_SIGNALS
+from flux_api.signals import PLACES
 
 NAME = "flux-signal-sender-is-the-requester"
-
-# Each place the list may have: CEL has no slice in every Kubernetes release we serve.
-_PLACES = "[" + ", ".join(str(i) for i in range(MAX_SIGNALS)) + "]"
 
 
 def sender_policy() -> dict[str, Any]:
@@ -27,7 +24,7 @@ def sender_policy() -> dict[str, Any]:
         variable("signals", "object.spec.?signals.orValue([])"),
         # On create there is no old list: every signal is new.
         variable("before", "oldObject == null ? 0 : oldObject.spec.?signals.orValue([]).size()"),
-        variable("forged", f"{_PLACES}.filter(i, i >= variables.before && i < variables.signals.size() && "
+        variable("forged", f"{PLACES}.filter(i, i >= variables.before && i < variables.signals.size() && "
                            "has(variables.signals[i].sentBy) && variables.signals[i].sentBy != request.userInfo.username)"),
     ]
     refused = validation(

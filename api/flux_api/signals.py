@@ -17,13 +17,14 @@ MAX_SIGNAL_REASON = 256
 MAX_USER_NAME = 512  # an OIDC user name carries its issuer
 SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 
-# Each place the list may have (it holds at most MAX_SIGNALS): the rule compares old and new place by place, as
-# CEL has no slice in every Kubernetes release we serve. "Each old signal is still there" was not enough: one put
-# in front of a signal not yet taken would have been taken in its stead.
-_PLACES = "[" + ", ".join(str(i) for i in range(MAX_SIGNALS)) + "]"
+# Each place the list may have (it holds at most MAX_SIGNALS), as a CEL list: rules go over spec.signals place by
+# place, as CEL has no slice in every Kubernetes release we serve (this rule, and flux_api.policy_signals).
+PLACES = "[" + ", ".join(str(i) for i in range(MAX_SIGNALS)) + "]"
+# Old and new compared place by place: "each old signal is still there" was not enough, since one put in front of
+# a signal not yet taken would have been taken in its stead.
 APPEND_ONLY = {
     "rule": "!has(oldSelf.signals) || (has(self.signals) && self.signals.size() >= oldSelf.signals.size()"
-            f" && {_PLACES}.all(i, i >= oldSelf.signals.size() || self.signals[i] == oldSelf.signals[i]))",
+            f" && {PLACES}.all(i, i >= oldSelf.signals.size() || self.signals[i] == oldSelf.signals[i]))",
     "message": "spec.signals is append-only: a signal sent cannot be removed, changed or moved, and a new one "
                "goes at the end",
     "reason": "FieldValueForbidden",

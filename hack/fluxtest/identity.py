@@ -106,6 +106,13 @@ def token_kubeconfig(layout: Layout, token: str, directory: Path, name: str) -> 
     return path
 
 
+def whoami(api: client.ApiClient) -> str:
+    """The user name the API server knows `api`'s credentials by (a SelfSubjectReview)."""
+    review = client.AuthenticationV1Api(api).create_self_subject_review(
+        client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
+    return review.status.user_info.username
+
+
 def mint_token(core: client.CoreV1Api, namespace: str, account: str) -> str:
     return core.create_namespaced_service_account_token(
         account, namespace, {"spec": {"expirationSeconds": TOKEN_SECONDS}}).status.token

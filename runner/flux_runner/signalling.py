@@ -2,9 +2,8 @@
 
 Two steps record a wait, so a replay after a restart does what the first run did: `signal-<name>-<k>-wait`
 (its deadline, set once) and `signal-<name>-<k>` (the data received and the signal's checked sender, or that
-it timed out). A wait that would
-last longer than the durable threshold ends the pod (state Waiting with the signal it waits for); the
-operator starts a new pod when the signal arrives or the timeout comes.
+it timed out). A wait that would last longer than the durable threshold ends the pod (state Waiting with the
+signal it waits for); the operator starts a new pod when the signal arrives or the timeout comes.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 from fluxtest import Executions, manifest, wait_for
-from kubernetes import client
+from fluxtest.identity import whoami
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
@@ -33,12 +33,6 @@ def plugin(kube_env):
 def gitops(kubectl, fx: Executions, body: dict) -> None:
     kubectl("apply", "--server-side", "--field-manager=gitops", "-n", fx.ns, "-f", "-", input=yaml.safe_dump(body),
             check=True)
-
-
-def whoami(api) -> str:
-    review = client.AuthenticationV1Api(api).create_self_subject_review(
-        client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
-    return review.status.user_info.username
 
 
 @pytest.mark.parametrize(("way", "manager"), [("tenant-patch", "kubectl-patch"), ("plugin", "kubectl-flux"),
