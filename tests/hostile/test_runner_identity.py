@@ -118,3 +118,59 @@ def test_a_tenant_cannot_run_a_pod_as_a_runners_account_or_get_its_token(tenant,
                                                                {"spec": {"expirationSeconds": 600}}).status.token
     tenant.core.create_namespaced_secret(tenant.namespace, token_secret("tools"))
     assert fx.phase("victim") == "Running"
+
+
+ACCESS_POLICY = "flux-runner-pod-access-needs-its-rights"
+# What the `edit` ClusterRole grants on a pod: enough to exec into it, attach to it and debug it.
+POD_ACCESS = [{"apiGroups": [""], "resources": ["pods/exec", "pods/attach"], "verbs": ["get", "create"]},
+              {"apiGroups": [""], "resources": ["pods/ephemeralcontainers"], "verbs": ["patch", "update"]},
+              {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+DEBUGGER = {"spec": {"ephemeralContainers": [{
+    "name": "debugger", "image": "localhost/flux-runner:dev", "command": ["cat", "/var/run/secrets/kubernetes.io/"
+                                                                           "serviceaccount/token"],
+    "targetContainerName": "runner",
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}]}}
+
+
+def _exec_refusal(tenant, pod: str) -> str:
+    """What the API server says to the tenant's `kubectl exec` into `pod` (reading the token the pod holds)."""
+    done = tenant.kubectl("exec", pod, "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token")
+    return done.stderr if done.returncode else ""
+
+
+@pytest.mark.threat("exec-into-runner", "a tenant with the pod rights of the `edit` role (exec, attach, ephemeral "
+                    "containers) but no right to write an Execution's status execs into its runner pod, or adds a "
+                    "debug container to it, to read the runner's token and forge the Execution's verdict",
+                    "both refused by the API server, naming the policy; the same requests are not refused once "
+                    "the tenant may write that status, nor into a pod that is no runner")
+@pytest.mark.timeout(120)
+def test_a_tenant_cannot_exec_into_a_runner_pod_for_its_token(tenant, operators, fx, api, core, result):
+    grant(api, tenant.namespace, tenant.user, POD_ACCESS)
+    operators.start()
+    tenant.fx.create(longrun("victim", steps=600, seconds=0.5))
+    fx.wait_step("victim")
+    pod = fx.pod("victim").metadata.name
+    exec_refused = _exec_refusal(tenant, pod)
+    with pytest.raises(ApiException) as debug_refused:
+        tenant.core.patch_namespaced_pod_ephemeralcontainers(pod, tenant.namespace, DEBUGGER)
+    said = exec_refused.strip().rpartition("denied request: ")[2]
+    result.figure(f"kubectl exec: Forbidden, {said[:150]!r}; ephemeral container: HTTP {debug_refused.value.status}")
+    assert ACCESS_POLICY in exec_refused and "Forbidden" in exec_refused, exec_refused
+    assert debug_refused.value.status == 403 and ACCESS_POLICY in debug_refused.value.body, debug_refused.value.body
+    assert not core.read_namespaced_pod(pod, tenant.namespace).spec.ephemeral_containers
+    # A pod that is no runner takes the same requests (the node may still not serve them: the process node does
+    # not run containers), and so does the runner once the tenant holds the right its token carries.
+    for name in ("tools", "victim-runner-3"):
+        core.create_namespaced_pod(tenant.namespace, {
+            "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "localhost/flux-runner:dev",
+                                                                "command": ["sleep", "600"]}]}})
+    assert ACCESS_POLICY not in _exec_refusal(tenant, "tools")
+    # Exec carries only the pod's name: one named as a retry's runner is held to the same rule.
+    assert ACCESS_POLICY in _exec_refusal(tenant, "victim-runner-3")
+    grant(api, tenant.namespace, tenant.user, [{"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"],
+                                                "resourceNames": ["victim"], "verbs": ["patch"]}])
+    wait_for(lambda: ACCESS_POLICY not in _exec_refusal(tenant, pod) + _exec_refusal(tenant, "victim-runner-3"),
+             timeout=30, what="exec not refused once the tenant may write the status")
+    assert fx.phase("victim") == "Running"

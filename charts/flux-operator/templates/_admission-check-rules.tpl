@@ -15,6 +15,7 @@
   - flux-ttl-needs-delete
   - flux-deletes-need-delete
   - flux-signal-sender-is-the-requester
+  - flux-runner-pod-access-needs-its-rights
   verbs:
   - get
 - apiGroups:
@@ -32,6 +33,7 @@
   - flux-ttl-needs-delete
   - flux-deletes-need-delete
   - flux-signal-sender-is-the-requester
+  - flux-runner-pod-access-needs-its-rights
   verbs:
   - get
 - apiGroups:
