@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from flux_api import policy, policy_exec, policy_owned, policy_signals, policy_tenant
+from flux_api import policy, policy_owned, policy_runner_pod, policy_signals, policy_tenant
 from flux_api.admission import MAX_NAMED_CHECKS, NOT_THE_OPERATOR
 from flux_api.types import ExecutionStatus
 
@@ -64,8 +64,9 @@ def test_everyone_but_the_operator_is_checked_and_only_pods_fail_open():
             assert "paramKind" not in doc["spec"] and doc["spec"]["failurePolicy"] == "Fail"
             assert [c["name"] for c in doc["spec"]["matchConditions"]] == ["signals-changed"]
             continue
-        if name == policy_exec.NAME:  # a way into a runner pod: checked for everyone, closed if it cannot be
-            assert "paramKind" not in doc["spec"] and doc["spec"]["failurePolicy"] == "Fail"
+        if name in (policy_runner_pod.NAME, policy_runner_pod.IMAGES_NAME):  # ways into a runner pod: everyone's
+            assert "paramKind" not in doc["spec"]
+            assert doc["spec"]["failurePolicy"] == ("Fail" if name == policy_runner_pod.NAME else "Ignore")
             continue
         assert doc["spec"]["matchConditions"][0] == NOT_THE_OPERATOR
         assert doc["spec"]["failurePolicy"] == ("Ignore" if name in POD_POLICIES else "Fail")

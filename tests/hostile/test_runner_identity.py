@@ -121,6 +121,7 @@ def test_a_tenant_cannot_run_a_pod_as_a_runners_account_or_get_its_token(tenant,
 
 
 ACCESS_POLICY = "flux-runner-pod-access-needs-its-rights"
+IMAGES_POLICY = "flux-runner-pod-images-are-fixed"
 # What the `edit` ClusterRole grants on a pod: enough to exec into it, attach to it and debug it.
 POD_ACCESS = [{"apiGroups": [""], "resources": ["pods/exec", "pods/attach"], "verbs": ["get", "create"]},
               {"apiGroups": [""], "resources": ["pods/ephemeralcontainers"], "verbs": ["patch", "update"]},
@@ -173,4 +174,32 @@ def test_a_tenant_cannot_exec_into_a_runner_pod_for_its_token(tenant, operators,
                                                 "resourceNames": ["victim"], "verbs": ["patch"]}])
     wait_for(lambda: ACCESS_POLICY not in _exec_refusal(tenant, pod) + _exec_refusal(tenant, "victim-runner-3"),
              timeout=30, what="exec not refused once the tenant may write the status")
+    assert fx.phase("victim") == "Running"
+
+
+@pytest.mark.threat("runner-image-swap", "a tenant who may patch pods (as `edit` grants) but not write an Execution's "
+                    "status sets another image on its runner pod, which the kubelet would restart with the runner's "
+                    "token mounted (an image tenancy.allowedImages does not list, too)",
+                    "refused by the API server, naming the policy; a pod that is no runner takes the same patch")
+@pytest.mark.timeout(120)
+def test_a_tenant_cannot_swap_a_runner_pods_image(tenant, operators, fx, api, core, result):
+    grant(api, tenant.namespace, tenant.user, [{"apiGroups": [""], "resources": ["pods"],
+                                                "verbs": ["get", "list", "patch", "update"]}])
+    operators.start()
+    tenant.fx.create(longrun("victim", steps=600, seconds=0.5))
+    fx.wait_step("victim")
+    pod = fx.pod("victim")
+    swap = {"spec": {"containers": [{"name": "runner", "image": "registry.invalid/evil:1"}]}}
+    with pytest.raises(ApiException) as refused:
+        tenant.core.patch_namespaced_pod(pod.metadata.name, tenant.namespace, swap)
+    said = str(refused.value.body).rpartition("denied request: ")[2]
+    result.figure(f"HTTP {refused.value.status}: {said[:150]!r}")
+    assert refused.value.status == 403 and IMAGES_POLICY in refused.value.body, refused.value.body
+    images = [c.image for c in core.read_namespaced_pod(pod.metadata.name, tenant.namespace).spec.containers]
+    assert images == [c.image for c in pod.spec.containers]
+    core.create_namespaced_pod(tenant.namespace, {
+        "metadata": {"name": "tools"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "runner", "image": "localhost/flux-runner:dev",
+                                                            "command": ["sleep", "600"]}]}})
+    tenant.core.patch_namespaced_pod("tools", tenant.namespace, swap)
     assert fx.phase("victim") == "Running"

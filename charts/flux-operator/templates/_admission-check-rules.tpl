@@ -16,6 +16,7 @@
   - flux-deletes-need-delete
   - flux-signal-sender-is-the-requester
   - flux-runner-pod-access-needs-its-rights
+  - flux-runner-pod-images-are-fixed
   verbs:
   - get
 - apiGroups:
@@ -34,6 +35,7 @@
   - flux-deletes-need-delete
   - flux-signal-sender-is-the-requester
   - flux-runner-pod-access-needs-its-rights
+  - flux-runner-pod-images-are-fixed
   verbs:
   - get
 - apiGroups:

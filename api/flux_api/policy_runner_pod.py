@@ -1,4 +1,6 @@
-"""`flux-runner-pod-access-needs-its-rights`: a way into a runner pod needs the rights of the token inside it.
+"""Ways into a runner pod: each would run someone's code beside the runner's token, so the API server guards them.
+
+`flux-runner-pod-access-needs-its-rights`: a way into a runner pod needs the rights of the token inside it.
 
 A runner pod holds its ServiceAccount's token, bound to that pod, and the token may write its Execution's
 status: the verdict, the result, spawn requests. Anyone who may exec or attach into the pod, or add an ephemeral
@@ -12,6 +14,11 @@ namespace takes them only from those who may write that Execution's status (the 
 ephemeral container's request carries the pod: there the operator's label names the Execution (only the
 operator may set it). Namespaces that opted in by label are covered; the chart's listed mode is not unless
 those namespaces carry the label too.
+
+`flux-runner-pod-images-are-fixed`: no one changes the image of a runner pod's container (a pod's one mutable
+field that says what runs), the operator included. `patch pods`, which `edit` grants, would otherwise run any image
+with the token, past `tenancy.allowedImages` too. It looks only at pods the operator's labels mark, which no one
+else may set or remove (flux_api.policy_owned), and fails open like the other pod policies.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from flux_api.admission import binding, policy, validation, variable
 from flux_api.names import ENABLED_NAMESPACE_LABEL, EXECUTION_LABEL, GROUP, MANAGED_BY, PLURAL, runner_pod_name
 
 NAME = "flux-runner-pod-access-needs-its-rights"
+IMAGES_NAME = "flux-runner-pod-images-are-fixed"
 RUNNER_SUFFIX = runner_pod_name("")  # "-runner"; a retry's pod adds "-<retries>"
 CONNECTS = ("exec", "attach")
 
@@ -67,5 +75,30 @@ def access_policy() -> dict[str, Any]:
     return spec_policy
 
 
+def _runner_pod(obj: str) -> str:
+    labels = f"{obj}.metadata.?labels.orValue({{}})"
+    return (f"{labels}[?'{_MANAGED_KEY}'].orValue('') == '{_MANAGED_VALUE}' && "
+            f"{labels}[?'{EXECUTION_LABEL}'].orValue('') != ''")
+
+
+def images_policy() -> dict[str, Any]:
+    variables = [variable(name, f"{obj}.spec.?{kind}.orValue([]).map(c, c.name + '=' + c.?image.orValue(''))")
+                 for name, obj, kind in (("images", "object", "containers"), ("oldImages", "oldObject", "containers"),
+                                         ("initImages", "object", "initContainers"),
+                                         ("oldInitImages", "oldObject", "initContainers"))]
+    refused = validation(
+        "variables.images == variables.oldImages && variables.initImages == variables.oldInitImages",
+        "the images of a runner pod's containers are fixed: its token may write its Execution's status",
+        "'pod ' + request.name + ' is the runner of Execution ' + oldObject.metadata.labels['" + EXECUTION_LABEL +
+        "'] + ', whose token may write that Execution\\'s status: the images of its containers are fixed (to run "
+        "another, create an Execution with spec.image)'")
+    runner = {"name": "a-runner-pod", "expression": _runner_pod("oldObject")}
+    rules = [{"apiGroups": [""], "apiVersions": ["*"], "operations": ["UPDATE"], "resources": ["pods"]}]
+    made = policy(IMAGES_NAME, rules, [refused], variables, [runner], with_params=False, failure_policy="Ignore")
+    made["spec"]["matchConstraints"]["namespaceSelector"] = {"matchLabels": {ENABLED_NAMESPACE_LABEL: "true"}}
+    return made
+
+
 def documents() -> list[dict[str, Any]]:
-    return [access_policy(), binding(NAME, with_params=False)]
+    return [access_policy(), binding(NAME, with_params=False), images_policy(),
+            binding(IMAGES_NAME, with_params=False)]
