@@ -122,7 +122,7 @@ def test_a_tenant_cannot_run_a_pod_as_a_runners_account_or_get_its_token(tenant,
 
 ACCESS_POLICY = "flux-runner-pod-access-needs-its-rights"
 IMAGES_POLICY = "flux-runner-pod-images-are-fixed"
-# What the `edit` ClusterRole grants on a pod: enough to exec into it, attach to it and debug it.
+# Exec and attach as the `edit` ClusterRole grants them, and ephemeral (debug) containers, which it does not.
 POD_ACCESS = [{"apiGroups": [""], "resources": ["pods/exec", "pods/attach"], "verbs": ["get", "create"]},
               {"apiGroups": [""], "resources": ["pods/ephemeralcontainers"], "verbs": ["patch", "update"]},
               {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
@@ -140,8 +140,8 @@ def _exec_refusal(tenant, pod: str) -> str:
     return done.stderr if done.returncode else ""
 
 
-@pytest.mark.threat("exec-into-runner", "a tenant with the pod rights of the `edit` role (exec, attach, ephemeral "
-                    "containers) but no right to write an Execution's status execs into its runner pod, or adds a "
+@pytest.mark.threat("exec-into-runner", "a tenant who may exec and attach into pods (as the `edit` role grants) and "
+                    "add debug containers, but not write an Execution's status, execs into its runner pod, or adds a "
                     "debug container to it, to read the runner's token and forge the Execution's verdict",
                     "both refused by the API server, naming the policy; the same requests are not refused once "
                     "the tenant may write that status, nor into a pod that is no runner")
