@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from flux_api import policy_runner_pod
 from fluxtest import CRD, REPO
 from fluxtest.paths import SCHEDULE_CRD, TENANCY_CRD
 from localcluster.layout import monitoring_crds
@@ -427,3 +428,18 @@ def test_tracing_values_reach_the_operator_as_flags_it_accepts_and_open_the_way_
     assert collector in policy["spec"]["egress"]
     assert helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION,
                 "--set", "tracing.enabled=true").returncode != 0, "no endpoint: refused"
+
+
+def test_listed_mode_holds_runner_pod_access_to_the_listed_namespaces_too(helm):
+    """Listed namespaces need not carry the opt-in label: a second binding names them (policy_runner_pod)."""
+    listed = [d for d in documents(render(helm, "--set", "watchNamespaces={a,b}"))
+              if d["kind"] == "ValidatingAdmissionPolicyBinding" and d["spec"]["policyName"] == policy_runner_pod.NAME]
+    expected = policy_runner_pod.access_binding(
+        {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]},
+        f"{policy_runner_pod.NAME}-listed")
+    by_name = {d["metadata"]["name"]: d for d in listed}
+    assert set(by_name) == {policy_runner_pod.NAME, expected["metadata"]["name"]}
+    assert by_name[expected["metadata"]["name"]]["spec"] == expected["spec"]
+    labelled = [d for d in documents(render(helm)) if d["kind"] == "ValidatingAdmissionPolicyBinding"
+                and d["spec"]["policyName"] == policy_runner_pod.NAME]
+    assert [d["metadata"]["name"] for d in labelled] == [policy_runner_pod.NAME]
