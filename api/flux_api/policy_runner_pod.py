@@ -32,7 +32,6 @@ NAME = "flux-runner-pod-access-needs-its-rights"
 IMAGES_NAME = "flux-runner-pod-images-are-fixed"
 RUNNER_SUFFIX = runner_pod_name("")  # "-runner"; a retry's pod adds "-<retries>"
 CONNECTS = ("exec", "attach", "portforward", "proxy")
-_OPTED_IN = {"matchLabels": {ENABLED_NAMESPACE_LABEL: "true"}}
 
 _RULES = [
     {"apiGroups": [""], "apiVersions": ["*"], "operations": ["CONNECT"],
@@ -95,11 +94,13 @@ def images_policy() -> dict[str, Any]:
     return policy(IMAGES_NAME, rules, [refused], variables, [runner], with_params=False, failure_policy="Ignore")
 
 
-def access_binding(namespaces: dict[str, Any] = _OPTED_IN, name: str = NAME) -> dict[str, Any]:
-    """Held to namespaces by the binding, not the policy, so the chart's listed mode adds one for its list."""
+def access_binding(namespaces: dict[str, Any] | None = None, name: str = NAME) -> dict[str, Any]:
+    """Held to namespaces by the binding, not the policy, so the chart's listed mode adds one for its list; by
+    default, the namespaces opted in by label."""
     made = binding(NAME, with_params=False)
     made["metadata"]["name"] = name
-    made["spec"]["matchResources"] = {"namespaceSelector": namespaces}
+    made["spec"]["matchResources"] = {
+        "namespaceSelector": namespaces or {"matchLabels": {ENABLED_NAMESPACE_LABEL: "true"}}}
     return made
 
 

@@ -142,6 +142,14 @@ def _exec_refusal(tenant, pod: str, how: str = "exec") -> str:
     return done.stderr if done.returncode else ""
 
 
+def _plain_pod(core, namespace: str, name: str) -> None:
+    """A pod that is no runner (the default ServiceAccount), its one container named as a runner's is."""
+    core.create_namespaced_pod(namespace, {
+        "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "runner", "image": "localhost/flux-runner:dev",
+                                                            "command": ["sleep", "600"]}]}})
+
+
 def _not_refused_by_a_policy(said: str) -> bool:
     """Not refused at admission (the node may still not serve it: the process node runs no containers)."""
     return ACCESS_POLICY not in said and "denied request" not in said and "ValidatingAdmissionPolicy" not in said
@@ -172,10 +180,7 @@ def test_a_tenant_cannot_exec_into_a_runner_pod_for_its_token(tenant, operators,
     # A pod that is no runner takes the same requests (the node may still not serve them: the process node does
     # not run containers), and so does the runner once the tenant holds the right its token carries.
     for name in ("tools", "victim-runner-3"):
-        core.create_namespaced_pod(tenant.namespace, {
-            "metadata": {"name": name},
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "localhost/flux-runner:dev",
-                                                                "command": ["sleep", "600"]}]}})
+        _plain_pod(core, tenant.namespace, name)
     assert _not_refused_by_a_policy(_exec_refusal(tenant, "tools"))
     # Exec carries only the pod's name: one named as a retry's runner is held to the same rule.
     assert ACCESS_POLICY in _exec_refusal(tenant, "victim-runner-3")
@@ -207,9 +212,6 @@ def test_a_tenant_cannot_swap_a_runner_pods_image(tenant, operators, fx, api, co
     assert refused.value.status == 403 and IMAGES_POLICY in refused.value.body, refused.value.body
     images = [c.image for c in core.read_namespaced_pod(pod.metadata.name, tenant.namespace).spec.containers]
     assert images == [c.image for c in pod.spec.containers]
-    core.create_namespaced_pod(tenant.namespace, {
-        "metadata": {"name": "tools"},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "runner", "image": "localhost/flux-runner:dev",
-                                                            "command": ["sleep", "600"]}]}})
+    _plain_pod(core, tenant.namespace, "tools")
     tenant.core.patch_namespaced_pod("tools", tenant.namespace, swap)
     assert fx.phase("victim") == "Running"
