@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -21,6 +22,9 @@ import httpx
 READ_SIZE = 64 * 1024
 # Idle connections kept per server: the runner's requests come one or two at a time.
 MAX_IDLE = 4
+# An idle connection older than this is closed rather than used: a path that dropped it silently (a NAT's or
+# a load balancer's idle timeout) would otherwise cost a read timeout. Go's own client keeps them 90 s.
+KEEP_IDLE = 60.0
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 T = TypeVar("T")
@@ -30,9 +34,11 @@ Key = tuple[str, str, int]
 class H11Transport(httpx.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 connections, one request at a time on each; TLS with the given context."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None, max_idle: int = MAX_IDLE) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, max_idle: int = MAX_IDLE,
+                 keep_idle: float = KEEP_IDLE) -> None:
         self._tls = tls
         self._max_idle = max_idle
+        self._keep_idle = keep_idle
         self._idle: dict[Key, list[_Connection]] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -47,7 +53,8 @@ class H11Transport(httpx.AsyncBaseTransport):
             if reused is None or connection.received:
                 raise
             # The server closed the kept connection as the request went out and answered nothing on it: once more
-            # on a new one (what a browser or Go's client does), not a failure of the API server.
+            # on a new one, as Go's client does. The runner sends GETs and merge PATCHes of its status, which
+            # come out the same if the first did arrive.
             connection = await self._connect(key, timeouts.get("connect"))
             head = await self._exchange(connection, request, timeouts)
         return httpx.Response(head.status_code, headers=head.headers,
@@ -75,6 +82,7 @@ class H11Transport(httpx.AsyncBaseTransport):
             state.start_next_cycle()
             idle = self._idle.setdefault(connection.key, [])
             if len(idle) < self._max_idle:
+                connection.idle_since = time.monotonic()
                 idle.append(connection)
                 return
         connection.close()
@@ -83,9 +91,9 @@ class H11Transport(httpx.AsyncBaseTransport):
         idle = self._idle.get(key) or []
         while idle:
             connection = idle.pop()
-            if connection.open():
+            if connection.open() and time.monotonic() - connection.idle_since <= self._keep_idle:
                 return connection
-            connection.close()  # the server closed it while idle
+            connection.close()  # closed by the server while idle, or idle too long to trust
         return None
 
     async def _connect(self, key: Key, timeout: float | None) -> _Connection:
@@ -108,6 +116,7 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
         self.received = 0  # bytes of the current answer: a request nothing came back for may go again elsewhere
 
     def open(self) -> bool:

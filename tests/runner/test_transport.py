@@ -67,8 +67,8 @@ async def ok(reader, writer, request) -> bool:
     return True
 
 
-def client(server: Server, **timeouts: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=server.url, transport=H11Transport(),
+def client(server: Server, keep_idle: float = 60.0, **timeouts: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=server.url, transport=H11Transport(keep_idle=keep_idle),
                              timeout=httpx.Timeout(timeouts.pop("default", 5.0), **timeouts))
 
 
@@ -176,6 +176,18 @@ def test_a_connection_the_server_closed_while_idle_is_replaced():
             await http.get("/one")
             await asyncio.sleep(0.1)  # the close reaches the client's idle connection
             assert (await http.get("/two")).status_code == 200
+            assert server.connections == 2
+    run(scenario)
+
+
+def test_a_connection_idle_too_long_is_not_trusted():
+    async def scenario():
+        async with Server(ok) as server, client(server, keep_idle=0.2) as http:
+            await http.get("/one")
+            await http.get("/two")
+            assert server.connections == 1
+            await asyncio.sleep(0.3)
+            await http.get("/three")
             assert server.connections == 2
     run(scenario)
 
