@@ -34,7 +34,6 @@ from flux_runner.errors import (
 )
 from flux_runner.follow import LIVE_WAIT_LIMIT, Follower
 from flux_runner.settings import Settings
-from flux_runner.transport import H11Transport
 
 log = logging.getLogger("flux.runner.client")
 
@@ -123,11 +122,9 @@ class ExecutionClient:
 
     @classmethod
     def in_cluster(cls, settings: Settings, retry: RetryPolicy = RetryPolicy()) -> ExecutionClient:
-        tls = ssl_context(settings.ca_path)
         http = httpx.AsyncClient(
             base_url=settings.api_url,
-            verify=tls,  # for a proxy's transport, if the pod's environment names one
-            transport=H11Transport(tls),
+            verify=ssl_context(settings.ca_path),
             timeout=httpx.Timeout(15.0, connect=5.0),
         )
         return cls(http, TokenFile(settings.token_path), settings.namespace, settings.name, retry)

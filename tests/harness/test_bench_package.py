@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ["benchkit", "books", "busy", "cancel_latency", "cascade", "cluster_startup", "cpuwindow", "fairness",
            "kubelet_starts", "observe", "padded_memory", "process_parts", "proxy", "report", "report_starts", "rows",
-           "run", "runner_client", "scale", "starts", "steps", "traffic", "verdicts"]
+           "run", "scale", "starts", "steps", "traffic", "verdicts"]
 
 
 @pytest.mark.parametrize("name", MODULES)
