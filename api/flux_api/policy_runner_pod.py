@@ -99,8 +99,9 @@ def access_binding(namespaces: dict[str, Any] | None = None, name: str = NAME) -
     default, the namespaces opted in by label."""
     made = binding(NAME, with_params=False)
     made["metadata"]["name"] = name
-    made["spec"]["matchResources"] = {
-        "namespaceSelector": namespaces or {"matchLabels": {ENABLED_NAMESPACE_LABEL: "true"}}}
+    if namespaces is None:  # an empty selector is a choice too: every namespace
+        namespaces = {"matchLabels": {ENABLED_NAMESPACE_LABEL: "true"}}
+    made["spec"]["matchResources"] = {"namespaceSelector": namespaces}
     return made
 
 
