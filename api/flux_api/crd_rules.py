@@ -97,11 +97,11 @@ START_AT_RULE = {
                "2026-12-01T09:00:00Z",
     "reason": "FieldValueInvalid",
 }
-_OWNED_ENV = "['PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED']"
+_OWNED_ENV = "['PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED', 'PYTHONNOUSERSITE']"
 ENV_RULE = {
     "rule": f"self.all(e, !e.name.startsWith('FLUX_') && !(e.name in {_OWNED_ENV}))",
-    "message": "spec.podTemplate.env cannot set FLUX_* variables, PYTHONDONTWRITEBYTECODE or PYTHONUNBUFFERED: "
-               "the operator sets them",
+    "message": "spec.podTemplate.env cannot set FLUX_* variables, PYTHONDONTWRITEBYTECODE, PYTHONUNBUFFERED or "
+               "PYTHONNOUSERSITE: the operator sets them",
     "reason": "FieldValueForbidden",
 }
 VOLUMES_RULE = {
@@ -115,6 +115,15 @@ MOUNTS_RULE = {
     "message": "spec.podTemplate.volumeMounts cannot cover /tmp or the service account token "
                "(/var/run/secrets/kubernetes.io): the operator owns them",
     "reason": "FieldValueForbidden",
+}
+# Clean absolute paths only, so that the policy on mounts over code (flux_api.steering) sees the path the
+# runtime mounts at: no '//', '.' or '..' parts.
+MOUNT_PATHS_RULE = {
+    "rule": "self.all(m, m.mountPath.startsWith('/') && !m.mountPath.contains('//') && "
+            "!m.mountPath.contains('/./') && !m.mountPath.contains('/../') && !m.mountPath.endsWith('/.') && "
+            "!m.mountPath.endsWith('/..'))",
+    "message": "spec.podTemplate.volumeMounts: a mountPath must be a clean absolute path (no //, . or .. parts)",
+    "reason": "FieldValueInvalid",
 }
 _OWNED_LABELS = "['app.kubernetes.io/name', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by']"
 LABELS_RULE = {
@@ -167,5 +176,5 @@ def add_spec_rules(spec: dict[str, Any]) -> None:
     template = props["podTemplate"]["properties"]
     template["env"]["x-kubernetes-validations"] = [ENV_RULE]
     template["volumes"]["x-kubernetes-validations"] = [VOLUMES_RULE]
-    template["volumeMounts"]["x-kubernetes-validations"] = [MOUNTS_RULE]
+    template["volumeMounts"]["x-kubernetes-validations"] = [MOUNTS_RULE, MOUNT_PATHS_RULE]
     template["metadata"]["properties"]["labels"]["x-kubernetes-validations"] = [LABELS_RULE]

@@ -42,6 +42,7 @@ from flux_api.tenancy import (
     NAMESPACE_PLACEHOLDER,
     RESTRICTED_VOLUME_TYPES,
 )
+from flux_api.steering import CODE_ENV_NAMES, CODE_ENV_PREFIXES, CODE_PATHS
 
 SECRETS = "flux-tenant-secrets"
 CONFIGMAPS = "flux-tenant-configmaps"
@@ -188,12 +189,34 @@ def _pod_variables() -> list[dict[str, str]]:
         variable("annotations", "variables.template.?metadata.?annotations.orValue({})"),
         variable("confining", "variables.annotations.filter(k, " + " || ".join(
             f"k.startsWith({string(p)})" for p in CONFINEMENT_ANNOTATION_PREFIXES) + ")"),
+        variable("codeSteering", _code_steering()),
         variable("accountAnnotations", "variables.template.?serviceAccountAnnotations.orValue({})"),
         variable("badAccountAnnotations", "has(params.spec.serviceAccountAnnotations) ? "
                  "variables.accountAnnotations.filter(k, !(k in params.spec.serviceAccountAnnotations && "
                  "variables.accountAnnotations[k] == params.spec.serviceAccountAnnotations[k].replace("
                  f"{string(NAMESPACE_PLACEHOLDER)}, {_NS}))) : []"),
     ]
+
+
+def _code_steering() -> str:
+    """{path, why} of each env entry, envFrom and mount that decides which code runs (flux_api.steering)."""
+    prefixes = strings(CODE_ENV_PREFIXES)
+    steers = f"(e.name in {strings(CODE_ENV_NAMES)} || {prefixes}.exists(p, e.name.startsWith(p)))"
+    prefix = "string(e.?prefix.orValue(''))"
+    opens = (f"({prefix} == '' || {strings((*CODE_ENV_NAMES, *CODE_ENV_PREFIXES))}.exists(n, n.startsWith({prefix}))"
+             f" || {prefixes}.exists(p, {prefix}.startsWith(p)))")
+    # The CRD admits only clean absolute mount paths: at most one '/' to take off the end ('/' becomes '').
+    path = "(m.mountPath.endsWith('/') ? m.mountPath.substring(0, size(m.mountPath) - 1) : m.mountPath)"
+    covers = f"{strings(CODE_PATHS)}.exists(c, {path} == c || {path}.startsWith(c + '/') || c.startsWith({path} + '/'))"
+    return " + ".join([
+        f"variables.template.?env.orValue([]).transformList(i, e, {steers}, "
+        f"{{'path': {_at('i', 'env')}, 'why': e.name + ' decides which code runs'}})",
+        f"variables.template.?envFrom.orValue([]).transformList(i, e, {opens}, {{'path': {_at('i', 'envFrom')}, "
+        "'why': 'its keys could set PATH, PYTHON* or LD_* variables, which decide which code runs: give it a "
+        "prefix of your own'})",
+        f"variables.template.?volumeMounts.orValue([]).transformList(i, m, {covers}, "
+        f"{{'path': {_at('i', 'volumeMounts')}, 'why': 'a mount at ' + m.mountPath + ' covers code of the image'}})",
+    ])
 
 
 def _allowed(list_field: str) -> str:
@@ -243,6 +266,13 @@ def pod_settings_policy() -> dict[str, Any]:
         validation("size(variables.escalatingVolumes) == 0 || variables.mayCreatePods",
                    "a volume needs create pods", "variables.escalatingVolumes[0].path + " + _may_not(
                        "create pods", "'a ' + variables.escalatingVolumes[0].type + ' volume needs it'")),
+        # The operator makes a Schedule's runs: its writer must be one who could make them.
+        validation(f"!variables.isSchedule || {_authorize(PLURAL, 'create', group=GROUP)}",
+                   "a Schedule needs create executions",
+                   "'spec.executionTemplate' + " + _may_not(f"create {PLURAL}", "'its runs are Executions'")),
+        validation("size(variables.codeSteering) == 0 || variables.mayCreatePods",
+                   "a setting that decides which code runs needs create pods",
+                   "variables.codeSteering[0].path + " + _may_not("create pods", "variables.codeSteering[0].why")),
         validation("size(variables.overMax) == 0", "resources past the platform maximum", "variables.overMax[0]"),
         *_field_rules(
             "priorityClassName", "has(variables.template.priorityClassName)", "allowedPriorityClasses",

@@ -52,7 +52,9 @@ _PROBES = {
     "flux-operator-owned-metadata": {"metadata": {"labels": {f"{GROUP}/parent": "probe"}}},
     "flux-tenant-secrets": {"spec": {"podTemplate": {"env": [
         {"name": "P", "valueFrom": {"secretKeyRef": {"name": "probe", "key": "k"}}}]}}},
-    "flux-tenant-configmaps": {"spec": {"podTemplate": {"envFrom": [{"configMapRef": {"name": "probe"}}]}}},
+    # With a prefix: an envFrom without one also needs create pods (flux_api.steering), another policy's refusal.
+    "flux-tenant-configmaps": {"spec": {"podTemplate": {"envFrom": [{"prefix": "P_",
+                                                                     "configMapRef": {"name": "probe"}}]}}},
     "flux-tenant-pod-settings": {"spec": {"podTemplate": {"priorityClassName": "probe"}}},
 }
 

@@ -24,7 +24,7 @@ from flux_api.types import MAX_DEPTH, PodTemplate
 
 # Environment the operator sets: a template cannot replace it (the CRD refuses it; this is the backstop).
 OWNED_ENV_PREFIX = "FLUX_"
-_OWNED_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
+_OWNED_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONNOUSERSITE")
 _OWNED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/managed-by")
 
 
@@ -86,7 +86,8 @@ def owned_field_problems(template: PodTemplate) -> list[str]:
     """What the CRD's CEL rules refuse, for templates that do not pass the API server (operator flags)."""
     problems = []
     if any(e.name.startswith(OWNED_ENV_PREFIX) or e.name in _OWNED_ENV for e in template.env):
-        problems.append("env cannot set FLUX_* variables, PYTHONDONTWRITEBYTECODE or PYTHONUNBUFFERED")
+        problems.append("env cannot set FLUX_* variables, PYTHONDONTWRITEBYTECODE, PYTHONUNBUFFERED or "
+                        "PYTHONNOUSERSITE")
     labels = template.metadata.labels if template.metadata else {}
     if any(k.startswith(f"{GROUP}/") or k in _OWNED_LABELS for k in labels):
         problems.append(f"labels cannot set {GROUP}/* or app.kubernetes.io/name, component or managed-by")
@@ -94,7 +95,15 @@ def owned_field_problems(template: PodTemplate) -> list[str]:
             m.name == "tmp" or m.mountPath == "/tmp" or m.mountPath.startswith(("/tmp/", "/var/run/secrets/kubernetes.io"))
             for m in template.volumeMounts):
         problems.append("volumes cannot use the name tmp or cover /tmp or the service account token")
+    if not all(clean_mount_path(m.mountPath) for m in template.volumeMounts):
+        problems.append("a mountPath must be a clean absolute path (no //, . or .. parts)")
     return problems
+
+
+def clean_mount_path(path: str) -> bool:
+    """crd_rules.MOUNT_PATHS_RULE."""
+    return (path.startswith("/") and not any(part in path for part in ("//", "/./", "/../"))
+            and not path.endswith(("/.", "/..")))
 
 
 def merged_template(defaults: PodTemplate | None, own: PodTemplate | None) -> PodTemplate:
@@ -207,6 +216,8 @@ def runner_pod(ex: Execution, settings: RunnerSettings) -> dict[str, Any]:
         {"name": "FLUX_DURABLE_WAIT_AFTER", "value": f"{settings.durable_wait_after:g}"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},  # the root filesystem is read-only
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # No user site: a HOME of the template's choosing would otherwise load its .pth files (flux_api.steering).
+        {"name": "PYTHONNOUSERSITE", "value": "1"},
     ]
     if settings.tracing_endpoint:
         owned_env += [{"name": "FLUX_TRACING_ENDPOINT", "value": settings.tracing_endpoint},

@@ -59,6 +59,10 @@ def test_pod_template_reaches_the_runner(fx, core, namespace):
     ({"volumeMounts": [{"name": "t", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]},
      "cannot cover /tmp or the service account token"),
     ({"volumes": [{"name": "tmp", "emptyDir": {}}]}, "cannot use the name tmp"),
+    ({"env": [{"name": "PYTHONNOUSERSITE", "value": ""}]}, "PYTHONNOUSERSITE: the operator sets them"),
+    ({"volumeMounts": [{"name": "t", "mountPath": "/data/../usr/lib"}]}, "must be a clean absolute path"),
+    ({"volumeMounts": [{"name": "t", "mountPath": "//usr"}]}, "must be a clean absolute path"),
+    ({"volumeMounts": [{"name": "t", "mountPath": "usr/lib"}]}, "must be a clean absolute path"),
 ])
 def test_owned_fields_are_refused_by_the_api_server(fx, template, message):
     assert message in rejected(fx, manifest("bad", "flux_examples.quick:main", podTemplate=template))

@@ -124,6 +124,18 @@ ESCALATIONS = {
                    "spec.podTemplate.metadata.labels: you may not create pods in {ns}"),
     "pod-annotations": ({"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}},
                         "spec.podTemplate.metadata.annotations: you may not create pods in {ns}"),
+    # What decides which code runs (flux_api.steering): code of one's own, as an image of one's own.
+    "env-pythonpath": ({"env": [{"name": "PYTHONPATH", "value": "/scratch"}]},
+                       "spec.podTemplate.env[0]: you may not create pods in {ns} (PYTHONPATH decides which code runs)"),
+    "env-path": ({"env": [{"name": "GREETING", "value": "hi"}, {"name": "PATH", "value": "/scratch:/usr/bin"}]},
+                 "spec.podTemplate.env[1]: you may not create pods in {ns} (PATH decides which code runs)"),
+    "mount-over-code": ({"volumes": [{"name": "s", "emptyDir": {}}], "volumeMounts": [
+        {"name": "s", "mountPath": "/data"}, {"name": "s", "mountPath": "/usr/local/lib/python3.11/site-packages/"}]},
+        "spec.podTemplate.volumeMounts[1]: you may not create pods in {ns} (a mount at "
+        "/usr/local/lib/python3.11/site-packages/ covers code of the image)"),
+    "mount-above-code": ({"volumes": [{"name": "s", "emptyDir": {}}], "volumeMounts": [
+        {"name": "s", "mountPath": "/etc"}]},
+        "spec.podTemplate.volumeMounts[0]: you may not create pods in {ns} (a mount at /etc covers code"),
     "cloud-role": ({"serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/admin"}},
                    "spec.podTemplate.serviceAccountAnnotations: you may not create pods in {ns}"),
 }
@@ -179,6 +191,24 @@ def test_a_schedule_is_checked_against_who_writes_it(tenant, privileged, team):
     assert message in forged.value.body
     stored = schedules.get_namespaced_custom_object(GROUP, VERSION, team, "schedules", "nightly")
     assert "seed" not in stored["spec"]["executionTemplate"]["spec"]
+
+
+def test_a_schedule_needs_the_right_to_create_its_runs(api, kubeconfig, kube_env, team):
+    """Its runs are Executions the operator makes: a writer of Schedules alone would get what they may not make."""
+    grant(api, team, f"scheduler-{team}", [{"apiGroups": [GROUP], "resources": ["schedules"], "verbs": ["create"]}])
+    scheduler = Tenant(team, f"scheduler-{team}", kubeconfig, kube_env)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Schedule", "metadata": {"name": "hourly"},
+            "spec": {"schedule": "0 * * * *", "executionTemplate": {"spec": {"workflow": "flux_examples.quick:main"}}}}
+    expected, last = f"spec.executionTemplate: you may not create executions in {team} (its runs are Executions)", [None]
+
+    def refused_so() -> bool:  # the authorizer's RBAC cache may lag the grant by a moment
+        last[0] = refusal(scheduler.api, body, team, "schedules")
+        return last[0] is not None and expected in last[0]
+    try:
+        wait_for(refused_so, timeout=15, what=expected)
+    except AssertionError:
+        raise AssertionError(f"expected {expected!r}, got {last[0]!r}") from None
+    scheduler.close()
 
 
 # --- what no one but the operator may do ------------------------------------------------------------------

@@ -41,6 +41,8 @@ def test_pod_is_owned_labelled_and_locked_down():
     assert env["FLUX_EXECUTION_NAME"]["value"] == "job"
     assert env["FLUX_EXECUTION_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    # No user site: a HOME of the template's choosing must not load .pth files of its own.
+    assert {"name": "PYTHONNOUSERSITE", "value": "1"} in container["env"]
 
 
 def test_spec_image_overrides_the_default():
@@ -287,7 +289,10 @@ def test_a_pod_template_flag_with_owned_fields_is_refused():
     assert args.runner_pod_template.nodeSelector == {"pool": "batch"}
     for bad in ('{"env": [{"name": "FLUX_POD_NAME", "value": "x"}]}',
                 '{"metadata": {"labels": {"workflows.flux.dev/execution": "x"}}}',
-                '{"volumeMounts": [{"name": "t", "mountPath": "/tmp"}]}', '{"env": [{}]}', "not json"):
+                '{"volumeMounts": [{"name": "t", "mountPath": "/tmp"}]}', '{"env": [{}]}', "not json",
+                '{"env": [{"name": "PYTHONNOUSERSITE", "value": ""}]}',
+                '{"volumeMounts": [{"name": "t", "mountPath": "/data/../usr"}]}',
+                '{"volumeMounts": [{"name": "t", "mountPath": "data"}]}'):
         with pytest.raises(SystemExit):
             parse_args(["--runner-pod-template", bad])
 
