@@ -271,3 +271,14 @@ def test_a_pod_the_scheduler_has_not_looked_at_yet_says_nothing() -> None:
     ex = started(memory)
     made_everything(memory)
     assert status_patch(decide(ex, PodView(POD, uid="uid-pod"), [], NOW, memory)).get("message") is None
+
+
+def test_a_pod_whose_pending_write_did_not_land_is_recorded_as_no_legacy_execution():
+    """Phase None with a pod the operator made (its Memory says so): the write marks the record, so the next
+    decision never reads the execution as one from before records (runner.legacy: objects trusted by owner)."""
+    memory = tokens()
+    made_everything(memory)
+    pod = PodView(name=POD, uid="uid-pod", phase="Pending")
+    patch = status_patch(decide(job(), pod, [], NOW, memory))
+    assert patch["phase"] == "Pending" and patch["podName"] == POD
+    assert patch["runnerObjects"] == {}

@@ -219,7 +219,9 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         _start_when_due(ex, memory, plan, now, queued)
         return
     if ex.status.phase is None:  # the pod was made, but the write that said so did not land
-        plan.status.set(phase=Phase.PENDING, podName=pod.name)
+        # With runnerObjects (empty merges into nothing): a phase without them would read as legacy (runner.legacy),
+        # whose objects are trusted by owner alone.
+        plan.status.set(phase=Phase.PENDING, podName=pod.name, runnerObjects={})
     if pod.phase == "Failed" and pod.reason in DISRUPTIONS:
         # Evicted (node pressure, API eviction, taint manager): not the workflow's fault. Free the name;
         # once the pod is gone a new one resumes from the checkpoint.
