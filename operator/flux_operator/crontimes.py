@@ -13,10 +13,12 @@ Cron times come from `croniter`; a cron expression that no date matches raises I
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
+from flux_api.crd_rules import CRON_PATTERN
 
 # Enough to step over the repeated hour of a fall-back minute by minute, with room to spare.
 _MAX_SKIPPED = 4 * 60
@@ -50,8 +52,10 @@ def normal(expression: str) -> str:
 
 
 def check_cron(expression: str) -> str:
+    """The CRD's own grammar first (an object stored before its rule, or past it, meets the same one): croniter
+    also reads `R` (a new random time at each reading), `L` and `#`, which Flux does not promise."""
     expression = expression.strip()
-    if not (expression.startswith("@") or len(expression.split()) == 5) or not croniter.is_valid(normal(expression)):
+    if not re.fullmatch(CRON_PATTERN, expression) or not croniter.is_valid(normal(expression)):
         raise InvalidSchedule(f"invalid cron expression {expression!r}")
     return expression
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from flux_operator.crontimes import InvalidSchedule, every_hour, latest_due, next_due, zone
+from flux_operator.crontimes import InvalidSchedule, check_cron, every_hour, latest_due, next_due, zone
 
 pytestmark = pytest.mark.unit
 
@@ -75,3 +75,17 @@ def test_a_range_of_one_value_is_that_value_as_in_cron_and_kubernetes(cron, due)
 def test_a_one_value_range_that_no_date_matches_is_invalid():
     with pytest.raises(InvalidSchedule, match="never fires"):
         next_due("0 0 31 2-2 *", UTC, NEW_YEAR)
+
+
+@pytest.mark.parametrize("expression", ["R R * * *", "0 0 L * *", "0 0 * * 1#2", "H 0 * * *", "0 0 * * * *",
+                                        "@every 5m", "0 24 * * *"])
+def test_the_operator_reads_only_the_crds_grammar(expression):
+    """croniter would read R as a new random time at each reading: an object stored past the CRD's rule meets
+    the same grammar in the operator, and gets InvalidSchedule, not runs at random times."""
+    with pytest.raises(InvalidSchedule, match="invalid cron expression"):
+        check_cron(expression)
+
+
+@pytest.mark.parametrize("expression", ["*/5 * * * *", " 0 2 * * mon-fri ", "@daily", "0 0 1-1 JAN-MAR ?"])
+def test_what_the_crd_admits_the_operator_reads(expression):
+    assert check_cron(expression) == expression.strip()
