@@ -23,6 +23,10 @@ MAX_SELECTOR_VALUES = 128
 # Limits of one namespace the operator applies, the first by name: each one costs every decision in its
 # namespace, so a namespace cannot make the operator slow for all. The rest say so in their status.
 MAX_LIMITS_PER_NAMESPACE = 16
+# And their selectors' terms in all (selector_terms), as the first by name: every decision in the namespace weighs
+# each term against an execution's labels, so this bounds that work, not the count alone. 16 limits of 16 terms
+# (a team label or two is the common selector) fit; so does any one limit (at most 32 + 32 + 128 = 192 terms).
+MAX_SELECTOR_TERMS_PER_NAMESPACE = 256
 
 
 class SelectorOperator(StrEnum):
@@ -74,6 +78,11 @@ class ConcurrencyLimitStatus(_Model):
 class ConcurrencyLimit(_Object):
     spec: ConcurrencyLimitSpec
     status: ConcurrencyLimitStatus = Field(default_factory=ConcurrencyLimitStatus)
+
+
+def selector_terms(selector: LabelSelector) -> int:
+    """What a selector weighs: its matchLabels entries, matchExpressions, and their values."""
+    return len(selector.matchLabels) + sum(1 + len(term.values) for term in selector.matchExpressions)
 
 
 def selects(selector: LabelSelector, labels: Mapping[str, str] | None) -> bool:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic
-from flux_api.limits import MAX_LIMITS_PER_NAMESPACE, ConcurrencyLimit
+from flux_api.limits import MAX_LIMITS_PER_NAMESPACE, MAX_SELECTOR_TERMS_PER_NAMESPACE, ConcurrencyLimit, selector_terms
 
-from flux_operator.execution.queueing import Lineup, Member, Queued, keepable, lineup, member, verdict
+from flux_operator.execution.queueing import Lineup, Member, Queued, counted_by, keepable, lineup, member, verdict
 from flux_operator.kube import KubeApi
 from flux_operator.metric_values import LimitShown
 from flux_operator.workqueue import Result
@@ -79,10 +79,10 @@ class LimitStore:
         return key
 
     def in_namespace(self, namespace: str) -> list[ConcurrencyLimit]:
-        """The limits applied in a namespace: the first MAX_LIMITS_PER_NAMESPACE by name."""
+        """The limits applied in a namespace (applied())."""
         with self._lock:
             found = list(self._by_namespace.get(namespace, {}).values())
-        return sorted(found, key=lambda limit: limit.name)[:MAX_LIMITS_PER_NAMESPACE]
+        return applied(found)
 
     def _drop(self, key: Key) -> None:
         """Call with the lock held."""
@@ -111,6 +111,71 @@ class LimitStore:
                 for limit in limits]
 
 
+def applied(limits: list[ConcurrencyLimit]) -> list[ConcurrencyLimit]:
+    """The first by name, up to MAX_LIMITS_PER_NAMESPACE of them and MAX_SELECTOR_TERMS_PER_NAMESPACE terms in
+    all: the first one past either bound and every one after it are left out (not_applied says why)."""
+    chosen: list[ConcurrencyLimit] = []
+    terms = 0
+    for limit in sorted(limits, key=lambda limit: limit.name)[:MAX_LIMITS_PER_NAMESPACE]:
+        terms += selector_terms(limit.spec.selector)
+        if terms > MAX_SELECTOR_TERMS_PER_NAMESPACE:
+            break
+        chosen.append(limit)
+    return chosen
+
+
+def not_applied(applied: list[ConcurrencyLimit]) -> str:
+    """The status message of a limit applied() leaves out, given the ones it applies."""
+    names = ", ".join(limit.name for limit in applied)
+    if len(applied) >= MAX_LIMITS_PER_NAMESPACE:
+        message = f"a namespace has at most {MAX_LIMITS_PER_NAMESPACE} ConcurrencyLimits, the first by name ({names})"
+    else:
+        terms = sum(selector_terms(limit.spec.selector) for limit in applied)
+        message = (f"the ConcurrencyLimits of a namespace have at most {MAX_SELECTOR_TERMS_PER_NAMESPACE} selector "
+                   f"terms in all (matchLabels entries, matchExpressions and their values), the first by name within "
+                   f"it applied ({names}: {terms} terms)")
+    return f"not applied: {message}"[:1024]
+
+
+Content = frozenset[tuple[str, str]]  # an execution's labels by content: a status write brings them in a new dict
+
+
+class _Memo:
+    """A Counted for one pass down a namespace's line that works out each distinct (labels, child, labels_cut) once
+    per stamp of the limits (their uids and generations): a selector's answer changes with neither the pass nor the
+    clock. It starts from what the last pass asked, and keeps only what this pass asks, so it never outgrows the
+    namespace's executions. Once done it is only read (by the next pass)."""
+
+    def __init__(self, stamp: tuple[Any, ...], limits: list[ConcurrencyLimit], last: _Memo | None) -> None:
+        self.stamp, self._evaluate = stamp, counted_by(limits)
+        self._known = last.used if last is not None and last.stamp == stamp else {}
+        self._known_labels = last.labels if last is not None else {}
+        self._known_contents = last.contents if last is not None else {}
+        self.used: dict[tuple[Content, bool, bool], frozenset[str]] = {}
+        self.labels: dict[int, tuple[Mapping[str, str], Content]] = {}  # id -> (the labels, held so the id stays)
+        # One object for equal contents: a key found is then the same object, not 32 labels compared.
+        self.contents: dict[Content, Content] = {}
+
+    def __call__(self, m: Member) -> frozenset[str]:
+        key = (self._content(m.labels), m.child, m.labels_cut)
+        names = self.used.get(key)
+        if names is None:
+            names = self._known.get(key)
+            self.used[key] = names = names if names is not None else self._evaluate(m)
+        return names
+
+    def _content(self, labels: Mapping[str, str]) -> Content:
+        """Once per labels object: the World keeps an unchanged execution's object, so its labels, pass to pass (and
+        never changes one in place: queues.members keeps a Member by the same rule)."""
+        held = self.labels.get(id(labels)) or self._known_labels.get(id(labels))
+        if held is None or held[0] is not labels:
+            content = frozenset(labels.items())
+            held = (labels, self.contents.get(content, self._known_contents.get(content, content)))
+        self.labels[id(labels)] = held
+        self.contents[held[1]] = held[1]
+        return held[1]
+
+
 class Queues:
     """Reads the World and the LimitStore; answers in Members and names, never calls the API. One pass down a
     namespace's line serves every verdict until the namespace or its limits change (or a second passes: start
@@ -122,6 +187,7 @@ class Queues:
         self._lock = threading.Lock()
         self._cached: dict[str, tuple[Any, datetime, dict[str, Member], Lineup]] = {}
         self._kept: dict[str, dict[str, tuple[dict[str, Any], bool, Member | None]]] = {}  # name -> (raw, pod, Member)
+        self._memos: dict[str, _Memo] = {}  # the last pass's, for the next
 
     def members(self, namespace: str, now: datetime) -> list[Member]:
         raws, live, parents = self.world.namespace_view(namespace)
@@ -148,14 +214,15 @@ class Queues:
 
     def _lineup(self, namespace: str, limits: list[ConcurrencyLimit],
                 now: datetime) -> tuple[dict[str, Member], Lineup]:
-        stamp = (self.world.changes(namespace),
-                 tuple((lim.metadata.get("uid"), lim.metadata.get("generation")) for lim in limits))
+        stamp = (self.world.changes(namespace), _stamp(limits))
         with self._lock:
             cached = self._cached.get(namespace)
         if cached is not None and cached[0] == stamp and now < cached[1]:
             return cached[2], cached[3]
         members = self.members(namespace, now)
-        line = lineup(limits, members)
+        memo = self._memo(namespace, limits)
+        line = lineup(limits, members, memo)
+        self._keep(namespace, memo)
         by_name = {m.name: m for m in members}
         with self._lock:
             self._cached[namespace] = (stamp, now + CACHED_FOR, by_name, line)
@@ -173,7 +240,20 @@ class Queues:
         if subject.ready and not subject.holds:
             return line.queued(subject.name)
         # Not ready in the cached pass (a start time or wake come due since): placed in line by its age.
-        return verdict(subject, limits, by_name.values())
+        memo = self._memo(key[0], limits)
+        found = verdict(subject, limits, by_name.values(), memo)
+        self._keep(key[0], memo)
+        return found
+
+    def _memo(self, namespace: str, limits: list[ConcurrencyLimit]) -> _Memo:
+        with self._lock:
+            last = self._memos.get(namespace)
+        return _Memo(_stamp(limits), limits, last)
+
+    def _keep(self, namespace: str, memo: _Memo) -> None:
+        with self._lock:
+            last, self._memos[namespace] = self._memos.get(namespace), memo
+        del last  # freed out of the lock: a thousand entries
 
     def to_wake(self, namespace: str, now: datetime) -> list[Key]:
         """The executions waiting in line that a limit now admits (a slot freed, a limit was raised)."""
@@ -184,11 +264,15 @@ class Queues:
 
     def usage(self, limit: ConcurrencyLimit, applied: list[ConcurrencyLimit], now: datetime) -> tuple[int, int]:
         """(active, queued) for a limit's status, from the same pass down the line the verdicts use."""
-        by_name, line = self._lineup(limit.namespace, applied, now)
-        return line.usage(limit, by_name)
+        return self._lineup(limit.namespace, applied, now)[1].usage(limit)
 
     def limit_keys(self, namespace: str) -> list[Key]:
         return [(namespace, limit.name) for limit in self.limits.in_namespace(namespace)]
+
+
+def _stamp(limits: list[ConcurrencyLimit]) -> tuple[tuple[Any, Any], ...]:
+    """What the applied limits decide by: a new uid or generation is a new selector, max or includeChildren."""
+    return tuple((lim.metadata.get("uid"), lim.metadata.get("generation")) for lim in limits)
 
 
 class LimitReconciler:
@@ -207,8 +291,7 @@ class LimitReconciler:
             message = None
         else:
             active = queued = None
-            message = (f"not applied: a namespace has at most {MAX_LIMITS_PER_NAMESPACE} ConcurrencyLimits, the "
-                       f"first by name ({', '.join(a.name for a in applied)})")[:1024]
+            message = not_applied(applied)
         shown, generation = limit.status, limit.metadata.get("generation")
         wanted = {"active": active, "queued": queued, "message": message, "observedGeneration": generation}
         if shown.model_dump(include=set(wanted)) != wanted:

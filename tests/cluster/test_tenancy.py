@@ -199,7 +199,8 @@ def test_a_schedule_needs_the_right_to_create_its_runs(api, kubeconfig, kube_env
     scheduler = Tenant(team, f"scheduler-{team}", kubeconfig, kube_env)
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Schedule", "metadata": {"name": "hourly"},
             "spec": {"schedule": "0 * * * *", "executionTemplate": {"spec": {"workflow": "flux_examples.quick:main"}}}}
-    expected, last = f"spec.executionTemplate: you may not create executions in {team} (its runs are Executions)", [None]
+    expected = f"spec.executionTemplate: you may not create executions in {team} (its runs are Executions)"
+    last: list[str | None] = [None]
 
     def refused_so() -> bool:  # the authorizer's RBAC cache may lag the grant by a moment
         last[0] = refusal(scheduler.api, body, team, "schedules")

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 
 
 def usage(lim: ConcurrencyLimit, limits: list[ConcurrencyLimit], crowd: list[Member]) -> tuple[int, int]:
-    return lineup(limits, crowd).usage(lim, {m.name: m for m in crowd})
+    return lineup(limits, crowd).usage(lim)
 
 
 def limit(name: str = "etl", max_: int = 2, labels: dict | None = None, children: bool = False) -> ConcurrencyLimit:

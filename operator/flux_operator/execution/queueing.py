@@ -11,7 +11,8 @@ cluster gives the same answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -70,13 +71,20 @@ class Queued:
         return f"{WAITING_PREFIX}{self.active} of {self.max} running under limit {self.limit}"
 
 
+# The names of the limits that count a member. Injected so that the shell (queues.py) may work it out once per
+# distinct labels and set of limits rather than once per pass: each answer weighs every term of every selector.
+Counted = Callable[[Member], frozenset[str]]
+
+
 def counts(limit: ConcurrencyLimit, member: Member) -> bool:
     return (limit.spec.includeChildren or not member.child) and (member.labels_cut or
                                                                    selects(limit.spec.selector, member.labels))
 
 
-def _holding(limit: ConcurrencyLimit, members: Iterable[Member]) -> int:
-    return sum(1 for m in members if m.holds and counts(limit, m))
+def counted_by(limits: Iterable[ConcurrencyLimit]) -> Counted:
+    """Counted worked out afresh on every call: each of `limits`' selectors against the member's labels."""
+    limits = list(limits)
+    return lambda m: frozenset(lim.name for lim in limits if counts(lim, m))
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class Lineup:
     admitted: list[str]  # in line order: the ones to wake when a slot frees (none that no limit counts)
     held_back: dict[str, ConcurrencyLimit]  # name -> the first full limit, by name, of those counting it
     holding: dict[str, int]  # limit name -> executions holding one of its slots
+    counted: dict[str, frozenset[str]]  # name of each one in line -> the limits that count it
 
     def queued(self, name: str) -> Queued | None:
         full = self.held_back.get(name)
@@ -93,24 +102,32 @@ class Lineup:
             return None
         return Queued(full.name, max(self.holding[full.name], full.spec.max), full.spec.max)
 
-    def usage(self, limit: ConcurrencyLimit, by_name: Mapping[str, Member]) -> tuple[int, int]:
+    def usage(self, limit: ConcurrencyLimit) -> tuple[int, int]:
         """(active, queued) as the limit's status shows them: those holding one of its slots, and those it
         counts that are held back (by it or by another of their limits). Every one in line that a limit counts
         is either admitted or held back, so the held back are all that wait."""
-        return self.holding[limit.name], sum(1 for n in self.held_back if counts(limit, by_name[n]))
+        return self.holding[limit.name], sum(1 for n in self.held_back if limit.name in self.counted[n])
 
 
-def lineup(limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> Lineup:
+def lineup(limits: Iterable[ConcurrencyLimit], members: Iterable[Member], counted: Counted | None = None) -> Lineup:
     """Goes down the line once, in creation order: an execution is admitted when every limit counting it has a
     free slot left, and takes one in each. One held back by a full limit blocks no one behind it in another
-    limit (no head-of-line blocking), and no one behind it in its own (that one is full for them too)."""
+    limit (no head-of-line blocking), and no one behind it in its own (that one is full for them too).
+    `counted`: which limits count a member (counted_by(limits) unless given), asked once per member."""
     limits, members = sorted(limits, key=lambda lim: lim.name), list(members)
-    holding = {lim.name: _holding(lim, members) for lim in limits}
+    counted = counted if counted is not None else counted_by(limits)
+    held = Counter(name for m in members if m.holds for name in counted(m))
+    holding = {lim.name: held[lim.name] for lim in limits}
     free = {lim.name: lim.spec.max - holding[lim.name] for lim in limits}
     admitted: list[str] = []
     held_back: dict[str, ConcurrencyLimit] = {}
-    for m in sorted((m for m in members if m.ready and not m.holds), key=lambda m: m.line):
-        mine = [lim for lim in limits if counts(lim, m)]
+    line = sorted((m for m in members if m.ready and not m.holds), key=lambda m: m.line)
+    sets = {m.name: counted(m) for m in line}
+    limits_of: dict[frozenset[str], list[ConcurrencyLimit]] = {}  # a few distinct sets, each listed once
+    for m in line:
+        mine = limits_of.get(sets[m.name])
+        if mine is None:
+            mine = limits_of[sets[m.name]] = [lim for lim in limits if lim.name in sets[m.name]]
         full = next((lim for lim in mine if free[lim.name] <= 0), None)
         if full is not None:
             held_back[m.name] = full
@@ -118,14 +135,15 @@ def lineup(limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> Lin
             admitted.append(m.name)
             for lim in mine:
                 free[lim.name] -= 1
-    return Lineup(admitted, held_back, holding)
+    return Lineup(admitted, held_back, holding, sets)
 
 
-def verdict(subject: Member, limits: Iterable[ConcurrencyLimit], members: Iterable[Member]) -> Queued | None:
+def verdict(subject: Member, limits: Iterable[ConcurrencyLimit], members: Iterable[Member],
+            counted: Counted | None = None) -> Queued | None:
     """None when `subject` (about to start: it is put in line as ready) may start now; else the first full
     limit, by name, among those that count it."""
     everyone = [*(m for m in members if m.name != subject.name), replace(subject, ready=True, holds=False)]
-    return lineup(limits, everyone).queued(subject.name)
+    return lineup(limits, everyone, counted).queued(subject.name)
 
 
 def member(raw: Mapping[str, Any], has_pod: bool, parents: Mapping[str, set[str]], now: datetime) -> Member | None:
