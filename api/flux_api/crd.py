@@ -33,6 +33,7 @@ from flux_api.names import (
     VERSION,
 )
 from flux_api.limits import MAX_LABEL_KEY, MAX_SELECTOR_VALUES, ConcurrencyLimitSpec, ConcurrencyLimitStatus
+from flux_api.policy_tenant import RUN_FIELDS
 from flux_api.schedule import ScheduleSpec, ScheduleStatus
 from flux_api.signals import APPEND_ONLY
 from flux_api.types import ExecutionSpec, ExecutionStatus
@@ -63,6 +64,15 @@ CANCEL_IMMUTABLE = {
     "message": "spec.cancel cannot be removed or changed once set: cancellation cannot be undone",
     "reason": "FieldValueForbidden",
     "fieldPath": ".cancel",
+}
+# What runs, and with what, is fixed at create (a Job's template is too): each new runner pod reads it again, so a
+# change would run one workflow's steps after another's, under the creator's name, by whoever may patch it.
+RUNS_WHAT_IT_WAS_MADE_WITH = {
+    "rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})"
+                        for f in RUN_FIELDS),
+    "message": "spec." + ", ".join(RUN_FIELDS[:-1]) + f" and {RUN_FIELDS[-1]} cannot change once the Execution "
+               "exists (each new runner pod reads them again): create another (kubectl flux retry or resubmit)",
+    "reason": "FieldValueForbidden",
 }
 # A finished execution stays finished, whoever writes: a stale or forged write cannot revive it.
 TERMINAL_IS_FINAL = {
@@ -151,7 +161,7 @@ def _conditions_by_type(status: dict[str, Any]) -> None:
 
 def open_api_schema() -> dict[str, Any]:
     spec = _schema_of(ExecutionSpec)
-    spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE, APPEND_ONLY]
+    spec["x-kubernetes-validations"] = [CANCEL_IMMUTABLE, APPEND_ONLY, RUNS_WHAT_IT_WAS_MADE_WITH]
     crd_rules.add_spec_rules(spec)
     status = _schema_of(ExecutionStatus)
     status["x-kubernetes-validations"] = [TERMINAL_IS_FINAL, CANCELLING_HAS_CANCELLATION]

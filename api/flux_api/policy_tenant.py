@@ -52,8 +52,9 @@ DELETES = "flux-deletes-need-delete"
 HISTORY_LIMITS = (("successfulExecutionsHistoryLimit", 3), ("failedExecutionsHistoryLimit", 1),
                   ("cancelledExecutionsHistoryLimit", 1))
 
-# What decides what runs and with which powers: a change to any of these is checked like a create. `seed` too:
-# its results are what the runner returns for steps it then skips.
+# What decides what runs and with which powers: a change to any of these in a Schedule's template is checked like
+# a create (an Execution's cannot change at all: crd.RUNS_WHAT_IT_WAS_MADE_WITH). `seed` too: its results are what
+# the runner returns for steps it then skips.
 RUN_FIELDS = ("workflow", "input", "image", "podTemplate", "seed")
 # Volume types `restricted` admits that still give more than a plain tenant has: they need `create pods`
 # unless the platform lists them.
