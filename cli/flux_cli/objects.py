@@ -135,6 +135,17 @@ def parent_of(obj: Mapping[str, Any]) -> str | None:
     return labels_of(obj).get(PARENT_LABEL) or None
 
 
+def is_child_of(child: Mapping[str, Any], parent: Mapping[str, Any]) -> bool:
+    """The operator's own test: labelled with the parent's name and controlled by it, by UID. Anyone may set the
+    label, and a child orphaned from a deleted namesake keeps it (`--cascade=orphan` only drops the reference)."""
+    if parent_of(child) != name_of(parent) or namespace_of(child) != namespace_of(parent):
+        return False
+    uid = metadata(parent).get("uid")
+    owners = metadata(child).get("ownerReferences")
+    return not uid or any(isinstance(o, dict) and o.get("controller") is True and o.get("uid") == uid
+                          for o in (owners if isinstance(owners, list) else []))
+
+
 def execution_label_of(obj: Mapping[str, Any]) -> str | None:
     """For pods: the execution that owns them."""
     return labels_of(obj).get(EXECUTION_LABEL) or None

@@ -261,6 +261,25 @@ def test_all_skips_finished_executions_and_covered_children() -> None:
     assert outcome.exit_code is ExitCode.OK
 
 
+def _owned(obj: dict[str, Any], uid: str, owner_uid: str | None = None) -> dict[str, Any]:
+    obj["metadata"]["uid"] = uid
+    if owner_uid:
+        obj["metadata"]["ownerReferences"] = [{"kind": "Execution", "name": "p", "uid": owner_uid, "controller": True}]
+    return obj
+
+
+def test_a_label_alone_does_not_make_a_child_so_an_orphaned_runaway_is_cancelled_too() -> None:
+    """`kubectl delete fx p --cascade=orphan` leaves `runaway` labelled parent=p; a new `p` is not its parent (the
+    operator's cascade from it never reaches runaway), so --all must not count runaway as covered by p's cancel."""
+    kube = FakeKube(_owned(ex("p"), "uid-p2"), _owned(ex("runaway", parent="p"), "uid-r"),
+                    _owned(ex("p-left", parent="p"), "uid-l", owner_uid="uid-p2"))
+    outcome = run(kube, Selection(everything=True))
+    assert sorted(patch[1] for patch in kube.patches) == ["p", "runaway"]
+    [p] = [r for r in outcome.results if r.name == "p"]
+    assert p.children == ["p-left"]
+    assert [c["metadata"]["name"] for c in actions.status(kube, NS, "p").children] == ["p-left"]
+
+
 def test_selector_uses_the_namespace_or_all_namespaces() -> None:
     kube = family()
     kube.objs[("prod", "elsewhere")] = ex("elsewhere", namespace="prod")

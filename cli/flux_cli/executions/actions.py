@@ -252,12 +252,13 @@ def _names(objs: list[dict[str, Any]]) -> str:
 @dataclass
 class StatusView:
     execution: dict[str, Any]
-    children: list[dict[str, Any]]  # direct children found by the parent label
+    children: list[dict[str, Any]]  # direct children: the parent label and its controlling reference
 
 
 def status(kube: Kube, namespace: str, name: str) -> StatusView:
     execution = kube.get_with_progress(namespace, name)
-    return StatusView(execution, kube.list_children(namespace, [name]))
+    children = [c for c in kube.list_children(namespace, [name]) if objects.is_child_of(c, execution)]
+    return StatusView(execution, children)
 
 
 def tree(kube: Kube, namespace: str, name: str) -> Node:

@@ -70,7 +70,7 @@ def _build(obj: dict[str, Any], index: ChildrenIndex, seen: set[tuple[str, str]]
     seen.add(key)
     node = Node(name=key[1], namespace=key[0], phase=objects.phase_of(obj), reason=objects.reason_of(obj))
     for child in index.get(key, []):
-        if objects.key_of(child) not in seen:
+        if objects.key_of(child) not in seen and objects.is_child_of(child, obj):
             node.children.append(_build(child, index, seen))
     return node
 
