@@ -31,6 +31,11 @@ CACHE_ENTRIES = 1024
 # Reviews this endpoint may ask for: sustained per second, and at once.
 REVIEWS_PER_SECOND = 5.0
 REVIEW_BURST = 20
+# Renewals of a token that was allowed within KNOWN_TTL have a budget of their own: any pod may spend the one
+# above on made-up tokens, and Prometheus's scrape must not go blind once its answer expires.
+KNOWN_TTL = 3600.0
+RENEWALS_PER_SECOND = 1.0
+RENEWAL_BURST = 5
 
 
 class Verdict(Enum):
@@ -105,6 +110,8 @@ class MetricsAccess:
         self._callers = TtlCache(clock)
         self._decisions = TtlCache(clock)
         self._budget = Budget(REVIEWS_PER_SECOND, REVIEW_BURST, clock)
+        self._known = TtlCache(clock)  # digests of tokens allowed lately: their renewals use _renewals
+        self._renewals = Budget(RENEWALS_PER_SECOND, RENEWAL_BURST, clock)
         self._said: set[str] = set()
 
     def check(self, authorization: str | None) -> tuple[Verdict, str]:
@@ -113,28 +120,31 @@ class MetricsAccess:
         if scheme.lower() != "bearer" or not token.strip():
             return Verdict.UNAUTHENTICATED, "a bearer token is required"
         digest = hashlib.sha256(token.strip().encode()).hexdigest()  # tokens are never kept as they are
+        known = self._known.get(digest) is not None
         cached, unanswered = self._answer(self._callers, digest, "token", "the token",
-                                          lambda: self.token_review(token.strip()) or False)
+                                          lambda: self.token_review(token.strip()) or False, known)
         if unanswered:
             return unanswered
         if cached is False:
             return Verdict.UNAUTHENTICATED, "the token is not valid"
         caller: Caller = cached
         allowed, unanswered = self._answer(self._decisions, caller, "access", "access",
-                                           lambda: self.access_review(caller))
+                                           lambda: self.access_review(caller), known)
         if unanswered:
             return unanswered
         if not allowed:
             return Verdict.FORBIDDEN, f"{caller.user} may not get /metrics"
+        self._known.put(digest, True, KNOWN_TTL)
         return Verdict.ALLOWED, ""
 
-    def _answer(self, cache: TtlCache, key: Any, kind: str, subject: str,
-                review: Callable[[], Any]) -> tuple[Any, tuple[Verdict, str] | None]:
-        """A review's answer for `key`: cached, or asked within the budget and cached (a yes for ALLOWED_TTL, a no
-        for DENIED_TTL). (None, the verdict) when no answer can be had now."""
+    def _answer(self, cache: TtlCache, key: Any, kind: str, subject: str, review: Callable[[], Any],
+                known: bool = False) -> tuple[Any, tuple[Verdict, str] | None]:
+        """A review's answer for `key`: cached, or asked within the budget (a `known` token's also within the
+        renewals') and cached (a yes for ALLOWED_TTL, a no for DENIED_TTL). (None, the verdict) when no answer can
+        be had now."""
         answer = cache.get(key)
         if answer is None:
-            if not self._budget.take():
+            if not self._budget.take() and not (known and self._renewals.take()):
                 return None, (Verdict.UNAVAILABLE, f"too many {kind} reviews: try again shortly")
             try:
                 self.on_review(kind)

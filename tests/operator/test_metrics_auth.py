@@ -95,6 +95,20 @@ def test_a_flood_of_new_tokens_is_refused_from_the_budget_not_passed_on(access, 
     assert reviews.asked["token"] <= REVIEW_BURST + 5, "the budget refills at a few reviews a second"
 
 
+def test_prometheus_renews_its_answer_while_a_flood_of_made_up_tokens_spends_the_budget(access, reviews,
+                                                                                       clock) -> None:
+    """Any pod may send made-up tokens; a token allowed lately renews from a budget of its own."""
+    assert access.check("Bearer good")[0] is Verdict.ALLOWED
+    clock.now += ALLOWED_TTL + 1  # its answer expired
+    for second in range(30):  # 30 made-up tokens a second, every second: the shared budget stays spent
+        clock.now += 1.0
+        for i in range(30):
+            access.check(f"Bearer made-up-{second}-{i}")
+        if second % 15 == 14:  # a scrape every 15 s
+            assert access.check("Bearer good")[0] is Verdict.ALLOWED, f"blind after {second} s of flood"
+    assert access.check("Bearer made-up-again")[0] is Verdict.UNAVAILABLE, "the flood still gets no reviews"
+
+
 def test_an_api_server_that_cannot_answer_makes_it_unavailable_and_nothing_is_cached(access, reviews) -> None:
     reviews.down = True
     assert access.check("Bearer good")[0] is Verdict.UNAVAILABLE
