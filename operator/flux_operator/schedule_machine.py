@@ -160,16 +160,17 @@ def _sort_out(schedule: Schedule, candidates: list[Execution], present: Collecti
                    and RUN_TOKEN_ANNOTATION not in (r.metadata.get("annotations") or {})]
     starting = [s for s in schedule.status.starting if (s.since or now) > now - STARTING_TTL]
     adopted: list[tuple[Execution, datetime]] = []
+    recorded = set(record)  # looked up once per labelled Execution: a record holds thousands, anyone may label
     for run in sorted(candidates, key=lambda r: r.name):
         token = (run.metadata.get("annotations") or {}).get(RUN_TOKEN_ANNOTATION)
-        if run.metadata.get("uid") in record or not token or not controlled_by(run, uid):
+        if run.metadata.get("uid") in recorded or not token or not controlled_by(run, uid):
             continue
         match = next((s for s in starting if s.proof == proof(run.name, token)), None)
         if match is not None:
             starting.remove(match)
             record.append(run.metadata["uid"])
+            recorded.add(run.metadata["uid"])
             adopted.append((run, match.scheduledAt or now))
-    recorded = set(record)
     runs = [r for r in candidates if r.metadata.get("uid") in recorded and controlled_by(r, uid)]
     return _Runs(runs, record, starting, adopted)
 
@@ -195,9 +196,11 @@ def _history(schedule: Schedule, runs: list[Execution]) -> list[DeleteRun]:
     return doomed
 
 
-def _unschedule_request(schedule: Schedule, runs: list[Execution]) -> Execution | None:
+def _unschedule_request(schedule: Schedule, runs: list[Execution], now: datetime) -> Execution | None:
     """A run whose workflow called ctx.unschedule and that this Schedule has not answered yet. A suspend answers
-    every request made before it: two asking runs must not take turns undoing each resume."""
+    every request made before it: two asking runs must not take turns undoing each resume. The runner writes
+    requestedAt itself: one later than now, or than the run's end, is not believed (the run's creation stands in),
+    or two runs asking "in 2099" would take turns for ever."""
     last = schedule.status.lastUnschedule
 
     def unanswered(run: Execution) -> bool:
@@ -206,7 +209,9 @@ def _unschedule_request(schedule: Schedule, runs: list[Execution]) -> Execution 
         if run.name == last.execution:
             return False
         request = run.status.unscheduleRequest
-        asked = (request.requestedAt if request else None) or parse_time(run.metadata.get("creationTimestamp"))
+        said = request.requestedAt if request else None
+        bound = min(now, run.status.finishedAt or now)
+        asked = said if said is not None and said <= bound else parse_time(run.metadata.get("creationTimestamp"))
         return last.at is None or (asked is not None and asked > last.at)
     asking = [r for r in runs if r.status.unscheduleRequest is not None and unanswered(r)]
     return min(asking, key=lambda r: r.name) if asking else None
@@ -238,7 +243,7 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
     active = sorted(r.name for r in runs if r.phase not in TERMINAL_PHASES)
     suspended = schedule.spec.suspend
 
-    asking = _unschedule_request(schedule, runs)
+    asking = _unschedule_request(schedule, runs, now)
     if asking is not None and asking.status.unscheduleRequest is not None:
         reason = asking.status.unscheduleRequest.reason
         status.set(lastUnschedule=LastUnschedule(execution=asking.name, reason=reason, at=now))

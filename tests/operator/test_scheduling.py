@@ -252,6 +252,22 @@ def test_a_resume_is_not_undone_by_requests_made_before_the_suspend():
     assert of(decide(recorded, [early, also, later], NOW + timedelta(minutes=5)), Suspend) == [Suspend("again")]
 
 
+@pytest.mark.parametrize("phase, finished", [("Succeeded", "2026-11-21T11:59:00Z"), ("Running", None)])
+def test_two_runs_asking_in_the_future_do_not_take_turns_undoing_each_resume(phase, finished):
+    """The runner writes requestedAt: "2099" is not believed (not after now, nor after the run ended), so one
+    suspend answers both, and each resume of the Schedule holds."""
+    ends = {"finished": finished} if finished else {}
+    a = run("nightly-a", phase, unscheduleRequest={"reason": "A", "requestedAt": "2099-01-01T00:00:00Z"}, **ends)
+    b = run("nightly-b", phase, unscheduleRequest={"reason": "B", "requestedAt": "2099-01-01T00:00:00Z"}, **ends)
+    sched, now, suspends = schedule(runs=[a, b], successfulExecutionsHistoryLimit=2), NOW, []
+    for _ in range(4):  # an admin resumes it every ten minutes
+        decision = decide(sched, [a, b], now)
+        suspends += [s.reason for s in of(decision, Suspend)]
+        sched = schedule_from(sched, patch(decision))
+        now += timedelta(minutes=10)
+    assert suspends == ["A"], suspends
+
+
 def test_an_invalid_cron_or_zone_is_reported_not_raised():
     decision = decide(schedule(cron="* * * *"), [], NOW)
     assert not of(decision, CreateRun)
