@@ -341,6 +341,14 @@ def test_metrics_are_served_securely_by_default_and_from_a_mounted_certificate_w
     assert parse_args(insecure["spec"]["template"]["spec"]["containers"][0]["args"]).metrics_secure is False
 
 
+def test_the_operator_pods_priority_class_is_a_value(helm):
+    def pod(*values: str) -> dict:
+        return next(d for d in documents(render(helm, *values)) if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+
+    assert "priorityClassName" not in pod()
+    assert pod("--set", "priorityClassName=system-cluster-critical")["priorityClassName"] == "system-cluster-critical"
+
+
 # --- multi-tenancy: the policies, the TenancyPolicy and the operator's flag from one set of values ---------
 
 def test_the_chart_installs_the_generated_policies_as_templates_so_upgrades_upgrade_them(helm):
