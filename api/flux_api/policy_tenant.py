@@ -9,11 +9,14 @@ whoever wrote the Schedule), so the API server checks that requester at the door
   gets is either within what the platform allows (the TenancyPolicy's `allowed*` lists, for everyone) or,
   where the platform set no list, needs `create pods` (service account annotations also `create
   serviceaccounts`); volume types outside the Pod Security Standard `restricted` and any platform list, and
-  resources past the platform's maximum, are refused for everyone.
+  resources past the platform's maximum, are refused for everyone. What decides which code runs (env, envFrom
+  and mounts: flux_api.steering) needs `create pods`, as an image of one's own does; a Schedule needs `create
+  executions` (its runs are Executions).
 - `flux-ttl-needs-delete`: lowering ttlSecondsAfterFinished (deleting sooner) needs `delete` on it.
 
 The first three apply on create, and on update only when what runs, or with what, changes (workflow, input,
-image, podTemplate): a cancel or a label by someone else is never refused for what the creator was allowed.
+image, podTemplate, seed; on an Execution the CRD refuses such a change outright): a cancel or a label by
+someone else is never refused for what the creator was allowed.
 The TTL rule looks at every update of an Execution (not of a Schedule). The operator's own writes (children,
 Schedule runs) are exempt: children copy a template that was checked.
 """
@@ -34,6 +37,7 @@ from flux_api.admission import (
     variable,
 )
 from flux_api.names import GROUP, PARENT_LABEL, PLURAL, SCHEDULE_PLURAL
+from flux_api.steering import CODE_ENV_NAMES, CODE_ENV_PREFIXES, CODE_PATHS
 from flux_api.tenancy import (
     CONFINEMENT_ANNOTATION_PREFIXES,
     FREE_PROJECTED_SOURCES,
@@ -42,7 +46,6 @@ from flux_api.tenancy import (
     NAMESPACE_PLACEHOLDER,
     RESTRICTED_VOLUME_TYPES,
 )
-from flux_api.steering import CODE_ENV_NAMES, CODE_ENV_PREFIXES, CODE_PATHS
 
 SECRETS = "flux-tenant-secrets"
 CONFIGMAPS = "flux-tenant-configmaps"
