@@ -80,7 +80,7 @@ test: venv binaries
 	$(MAKE) --no-print-directory test-real-node
 
 # The Schedule tests that wait through cron minutes (Forbid, Replace, missed runs, history, the examples end
-# to end, the plugin's unschedule): about 10 minutes, so `make test` (and CI) leaves them to this target;
+# to end, the plugin's unschedule, a workflow's own unschedule): about 11 minutes, so `make test` (and CI) leaves them to this target;
 # the rest of tests/cluster/test_schedules.py runs in `make test`.
 test-cron: venv binaries
 	$(PY) -m pytest -p no:cacheprovider -m cron_minutes tests/cluster/test_schedules.py

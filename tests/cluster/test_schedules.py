@@ -132,6 +132,7 @@ def test_plugin_unschedule_cancels_running_runs_with_the_reason(sched, fx, flux)
     assert flux("unschedule", "nope").returncode == 1
 
 
+@pytest.mark.cron_minutes  # waits for its Schedule's first cron minute: `make test-cron`, not CI
 def test_the_workflow_unschedules_itself(sched, fx, flux):
     sched.create(schedule("selfstop", "flux_examples.unschedule:main", {"reason": "quota reached"}))
     run = sched.wait_runs("selfstop", 1)[0]["metadata"]["name"]
