@@ -92,7 +92,9 @@ def fx_admin(custom, core, team) -> Executions:
 PROJECTED_TOKEN = {"serviceAccountToken": {"audience": "sts.amazonaws.com", "path": "token"}}
 ESCALATIONS = {
     "env-secret": ({"env": [secret_env()]}, "spec.podTemplate.env[0]: you may not get secret db-admin in {ns}"),
-    "envFrom-secret": ({"envFrom": [{"secretRef": {"name": "db-admin"}}]},
+    # With a prefix of its own: without one it also needs create pods (flux_api.steering), another policy's
+    # refusal, and which of two the API server reports is its choice.
+    "envFrom-secret": ({"envFrom": [{"prefix": "DB_", "secretRef": {"name": "db-admin"}}]},
                        "spec.podTemplate.envFrom[0]: you may not get secret db-admin in {ns}"),
     "secret-volume": ({"volumes": [{"name": "s", "secret": {"secretName": "db-admin"}}]},
                       "spec.podTemplate.volumes[0]: you may not get secret db-admin in {ns}"),
