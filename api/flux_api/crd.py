@@ -107,7 +107,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf" and not (k == "default" and v is None)}
         if sorted(o.get("type", "") for o in options) == ["integer", "string"]:  # a resource quantity
-            return {"x-kubernetes-int-or-string": True, **{k: v for k, v in rest.items() if k in _KEEP}}
+            bounds = {k: v for o in options for k, v in o.items() if k == "maxLength"}
+            return {"x-kubernetes-int-or-string": True, **bounds, **{k: v for k, v in rest.items() if k in _KEEP}}
         return _structural({**options[0], **rest}, defs) if len(options) == 1 else {
             "x-kubernetes-preserve-unknown-fields": True}
     out = {k: v for k, v in node.items() if k in _KEEP}

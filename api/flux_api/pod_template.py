@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flux_api.fields import _Model
+from flux_api.quantity import MAX_LENGTH as QUANTITY_MAX_LENGTH
 
 
 class _Open(BaseModel):
@@ -45,9 +46,13 @@ class PodMetadata(_Model):
     annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
 
 
+# A quantity (flux_api.quantity), bounded so that no one's value costs the operator more than a glance.
+Quantity = Annotated[str, Field(max_length=QUANTITY_MAX_LENGTH)] | int
+
+
 class ResourceRequirements(_Model):
-    requests: dict[str, str | int] = Field(default_factory=dict)
-    limits: dict[str, str | int] = Field(default_factory=dict)
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
 class PodTemplate(_Model):

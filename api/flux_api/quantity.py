@@ -11,12 +11,18 @@ _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), ""
 # Far past any real resource (10^18 is an exa): a larger exponent overflows Decimal, which raises
 # decimal.Overflow, not ValueError.
 MAX_EXPONENT = 100
-_QUANTITY = re.compile(r"^(?P<number>[+-]?(\d+\.?\d*|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
+# No real quantity is longer; a longer one is refused before the pattern runs. The pattern itself takes a digit run
+# one way only (`\d+\.?\d*` would split it every way before failing: hours for a megabyte of digits).
+MAX_LENGTH = 64
+_QUANTITY = re.compile(r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 
 def parse_quantity(value: str | int | float) -> Decimal:
     """The quantity's value; ValueError for anything the API server would not accept as one."""
-    match = _QUANTITY.match(str(value).strip())
+    text = str(value).strip()
+    if len(text) > MAX_LENGTH:
+        raise ValueError(f"{text[:16]!r}... ({len(text)} characters) is not a quantity: at most {MAX_LENGTH}")
+    match = _QUANTITY.match(text)
     if not match:
         raise ValueError(f"{value!r} is not a quantity (such as 2, 500m or 4Gi)")
     number, suffix = Decimal(match["number"]), match["suffix"] or ""

@@ -64,9 +64,32 @@ def recorded_checkpoint(execution: dict[str, Any], progress: dict[str, Any] | No
         if isinstance(raw, dict) and (problem := nesting.nesting_problem(raw.get(field), f"{where}.{field}", above)):
             raise InvalidSpec(problem)
     try:
-        return Checkpoint.model_validate(raw)
+        checkpoint = Checkpoint.model_validate(raw)
     except ValidationError as exc:
         raise InvalidSpec(f"{where} is not a valid checkpoint: {exc}") from exc
+    return without_signed_signals(checkpoint) if where == "spec.seed" else checkpoint
+
+
+def without_signed_signals(seed: Checkpoint) -> Checkpoint:
+    """A seed says what its Execution's creator wrote; a signal's sentBy is the API server's word only in
+    spec.signals. So a signed signal in a seed, and its wait, are waited for again: never taken on trust."""
+    signed = {name for name, value in seed.results.items()
+              if name.startswith("signal-") and isinstance(value, dict) and "sentBy" in value}
+    if not signed:
+        return seed
+    dropped = signed | {f"{name}-wait" for name in signed}
+    legacy = [] if seed.done is not None else [step.name for step in seed.steps]
+    done, kept = Ledger(seed.done, legacy), Ledger()
+    for name in done:
+        if name not in dropped:
+            kept.add(name)
+    log.warning("spec.seed: %d signed signal(s) not taken on trust; the workflow waits for them again",
+                len(signed))
+    return seed.model_copy(update={
+        "done": kept.stored(),
+        "results": {name: value for name, value in seed.results.items() if name not in dropped},
+        "steps": [step for step in seed.steps if step.name not in dropped],
+        "stepCount": max(0, seed.stepCount - (len(done) - len(kept)))})
 
 
 class Journal:

@@ -26,6 +26,27 @@ def test_an_exponent_past_any_resource_is_refused_as_no_quantity_not_an_overflow
         parse_quantity(text)
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("digits", [20_000, 1_000_000])
+def test_a_long_run_of_digits_is_refused_without_backtracking(digits):
+    """A tenant's `1111...1x` once cost the operator's pattern hours (it split the run every way before failing),
+    holding its interpreter; now a value past MAX_LENGTH is refused unread, and the pattern is linear."""
+    from flux_api.quantity import _QUANTITY
+
+    with pytest.raises(ValueError, match="at most 64"):
+        parse_quantity("1" * digits + "x")
+    assert _QUANTITY.match("1" * digits + "x") is None
+
+
+def test_a_quantity_is_at_most_64_characters_here_and_in_the_schema():
+    from flux_api.crd import crd
+
+    assert is_quantity("1" * 64) and not is_quantity("1" * 65)
+    spec = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    resources = spec["properties"]["podTemplate"]["properties"]["resources"]["properties"]
+    assert resources["limits"]["additionalProperties"] == {"x-kubernetes-int-or-string": True, "maxLength": 64}
+
+
 def test_zero_is_zero_whatever_its_exponent():
     assert parse_quantity("0e1000000") == 0 and parse_quantity("1e100") == Decimal(10) ** 100
 

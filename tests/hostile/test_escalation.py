@@ -4,12 +4,14 @@ operator (issue 17). The API server refuses it at the door; what an old object s
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 import yaml
 from flux_api import GROUP, VERSION
-from fluxtest import TERMINAL, manifest
+from fluxtest import TERMINAL, manifest, schedule
 from fluxtest.policies import platform_limits
+from kubernetes.client.rest import ApiException
 
 SECRET = "hunter2-but-longer"
 
@@ -81,3 +83,25 @@ def test_limits_that_choke_a_parser_stop_no_worker(tenant, fx, bystander, kubect
             status["message"]
         assert fx.pod(name) is None
     assert ordinary["phase"] == "Succeeded"
+
+
+@pytest.mark.threat("limits-backtrack", "an Execution and a Schedule whose memory limit is 100,000 digits and an x "
+                    "(a pattern that splits a digit run every way before failing took hours on a megabyte)",
+                    "both refused by the API server at create, naming the 64-character bound; nothing is stored")
+@pytest.mark.timeout(120)
+def test_a_quantity_past_64_characters_is_refused_at_create(tenant, fx, result):
+    memory = "1" * 100_000 + "x"
+    template = {"resources": {"limits": {"memory": memory}}}
+    refused = []
+    with pytest.raises(ApiException) as on_execution:
+        tenant.fx.create(manifest("slow", "flux_examples.quick:main", podTemplate=template))
+    every_minute = schedule("slow", "flux_examples.quick:main")
+    every_minute["spec"]["executionTemplate"]["spec"]["podTemplate"] = template
+    with pytest.raises(ApiException) as on_schedule:
+        tenant.schedules.create(every_minute)
+    for caught in (on_execution, on_schedule):
+        assert caught.value.status == 422, caught.value.body[:300]
+        refused.append(json.loads(caught.value.body)["message"])
+        assert "limits.memory: Too long: may not be more than 64" in refused[-1], refused[-1][-300:]
+    result.figure(f"Execution: {refused[0][:150]!r}")
+    assert not fx.exists("slow")

@@ -211,6 +211,31 @@ def test_a_tenant_cannot_sign_a_signal_as_someone_else(tenant, operators, fx, ap
     assert senders == [("note", tenant.user), ("approve", me)]
 
 
+@pytest.mark.threat("forged-seed-sender", "a tenant makes an Execution of the approval workflow whose spec.seed says "
+                    "the approval already came, signed by platform-admin (as kubectl flux retry would carry it over)",
+                    "the workflow waits for the approval again (Waiting); the forged sender is nowhere in the "
+                    "checkpoint; the tenant's own signal then ends it, approved by the tenant")
+@pytest.mark.timeout(120)
+def test_a_seed_cannot_sign_an_approval(tenant, operators, fx, result):
+    operators.start()
+    names = ["prepare", "signal-approve-1-wait", "signal-approve-1"]
+    seed = {"done": {"names": names}, "stepCount": 3, "steps": [{"name": n} for n in names],
+            "results": {"prepare": {"rows": 42}, "signal-approve-1-wait": {"until": None},
+                        "signal-approve-1": {"data": {"approved": True}, "sentBy": "platform-admin"}}}
+    body = manifest("seeded", "flux_examples.approval:main", {})
+    tenant.fx.create({**body, "spec": {**body["spec"], "seed": seed}})
+    status = fx.wait_phase("seeded", "Waiting", timeout=60)
+    checkpoint = status["checkpoint"]
+    assert checkpoint["signal"]["name"] == "approve", checkpoint
+    assert "platform-admin" not in json.dumps(checkpoint), checkpoint
+    tenant.fx.patch("seeded", {"spec": {"signals": [{"name": "approve", "data": json.dumps({"approved": True}),
+                                                     "sentBy": tenant.user}]}})
+    done = fx.wait_phase("seeded", "Succeeded", timeout=90)
+    approver = done["checkpoint"]["result"]["approvedBy"]
+    result.figure(f"Waiting ({checkpoint['waiting']}); then approvedBy {approver}")
+    assert approver == tenant.user
+
+
 @pytest.mark.threat("forged-verdict", "a runner writes a Succeeded checkpoint with its own token and works on",
                     "the execution stays Running while its pod runs (its deadline, its slot and its cancel hold); "
                     "the cancel then stops the pod")

@@ -112,3 +112,34 @@ def test_a_name_no_signal_can_have_fails_the_workflow_with_a_clear_error(token, 
     assert api.checkpoint["state"] == "Failed"
     assert f"ctx.wait_for_signal: {name!r} is no signal name" in api.checkpoint["error"]
     assert "signal" not in api.checkpoint, "no wait was written for it"
+
+
+def _seed(result: dict) -> dict:
+    names = ["prepare", "signal-approve-1-wait", "signal-approve-1"]
+    return {"done": {"names": names}, "stepCount": 3,
+            "results": {"prepare": {"rows": 42}, "signal-approve-1-wait": {"until": None}, "signal-approve-1": result},
+            "steps": [{"name": n, "result": None} for n in names]}
+
+
+def test_a_seed_cannot_sign_an_approval(token, termination_log):
+    """spec.seed is its creator's word: a sentBy there is no sender the API server checked. The wait happens
+    again and takes the signal of this execution (here none: Waiting), never the forged approver."""
+    api = approval()
+    api.execution["spec"]["seed"] = _seed({"data": {"approved": True}, "sentBy": "alice@corp.example"})
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    final = api.checkpoint
+    assert final["state"] == "Waiting" and final["signal"] == {"name": "approve", "occurrence": 1}
+    assert "signal-approve-1" not in final["results"] and final["results"]["prepare"] == {"rows": 42}
+    assert final["stepCount"] == 2, "prepare, seeded; then the wait again"
+    api.status["checkpoint"] = {**final, "state": "Running", "signal": None, "waiting": None}
+    api.execution["spec"]["signals"] = [APPROVE]
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["result"]["approvedBy"] == "grace", "the sender of this execution's own signal"
+
+
+def test_a_seeded_unsigned_signal_is_reused_as_input_is(token, termination_log):
+    api = approval()
+    api.execution["spec"]["seed"] = _seed({"data": {"approved": False}})
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["state"] == "Succeeded"
+    assert api.checkpoint["result"] == {"applied": False, "why": "rejected", "decision": {"approved": False}}
