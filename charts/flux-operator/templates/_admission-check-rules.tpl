@@ -15,6 +15,7 @@
   - flux-ttl-needs-delete
   - flux-deletes-need-delete
   - flux-signal-sender-is-the-requester
+  - flux-cancel-cannot-be-undone
   - flux-runner-pod-access-needs-its-rights
   - flux-runner-pod-images-are-fixed
   verbs:
@@ -34,6 +35,7 @@
   - flux-ttl-needs-delete
   - flux-deletes-need-delete
   - flux-signal-sender-is-the-requester
+  - flux-cancel-cannot-be-undone
   - flux-runner-pod-access-needs-its-rights
   - flux-runner-pod-images-are-fixed
   verbs:
