@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from flux_api import policy, policy_owned, policy_runner_pod, policy_signals, policy_tenant
+from flux_api import policy, policy_cancel, policy_owned, policy_runner_pod, policy_signals, policy_tenant
 from flux_api.admission import MAX_NAMED_CHECKS, NOT_THE_OPERATOR
 from flux_api.types import ExecutionStatus
 
@@ -63,6 +63,10 @@ def test_everyone_but_the_operator_is_checked_and_only_pods_fail_open():
         if name == policy_signals.NAME:  # a forged sender is refused whoever sends it, the operator too
             assert "paramKind" not in doc["spec"] and doc["spec"]["failurePolicy"] == "Fail"
             assert [c["name"] for c in doc["spec"]["matchConditions"]] == ["signals-changed"]
+            continue
+        if name == policy_cancel.NAME:  # a cancel cannot be undone, by anyone
+            assert "paramKind" not in doc["spec"] and doc["spec"]["failurePolicy"] == "Fail"
+            assert [c["name"] for c in doc["spec"]["matchConditions"]] == ["was-annotated"]
             continue
         if name in (policy_runner_pod.NAME, policy_runner_pod.IMAGES_NAME):  # ways into a runner pod: everyone's
             assert "paramKind" not in doc["spec"]
