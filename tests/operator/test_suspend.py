@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from flux_api import Execution
-from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION
+from flux_api.names import PARENT_LABEL, SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION
 from flux_operator.execution import timing
 from flux_operator.execution.machine import (
     CancelChild,
@@ -204,6 +204,22 @@ def test_a_cancel_of_a_suspended_parent_cancels_its_suspended_children_too():
     actions = decide(ex, None, [kid], NOW)
     assert of(actions, CancelChild) == [CancelChild("job-a", "parent job cancelled: stop", False, "job")]
     assert status_patch(actions)["phase"] == "Cancelled"
+
+
+def test_a_grandchild_resumed_by_hand_keeps_its_suspended_ancestors_from_ending_at_once():
+    """P and its child C are Suspended, but G (C's child) was resumed and runs: P goes Cancelling (its cancel
+    reaches G) and is not Cancelled while G runs; once every descendant is Suspended it ends at once again."""
+    grandchild = execution("Running", name="job-a-x", labels={PARENT_LABEL: "job-a"})
+    grandchild.metadata["ownerReferences"] = [{"uid": "uid-job-a", "controller": True, "kind": "Execution",
+                                               "name": "job-a"}]
+    kid = parent(with_spec(child("job-a", "Suspended"), suspend=True), grandchild)
+    ex = with_spec(parent(suspended(), kid), cancel={"reason": "stop", "cascade": True, "force": False})
+    actions = decide(ex, None, [kid], NOW, family={"job-a": [grandchild]})
+    assert status_patch(actions)["phase"] == "Cancelling"
+    assert [c.name for c in of(actions, CancelChild)] == ["job-a", "job-a-x"]
+    still = with_spec(grandchild, suspend=True)
+    still = Execution.model_validate({**still.model_dump(mode="json"), "status": {"phase": "Suspended"}})
+    assert status_patch(decide(ex, None, [kid], NOW, family={"job-a": [still]}))["phase"] == "Cancelled"
 
 
 def test_a_cancel_while_suspending_takes_over_without_a_second_signal():

@@ -19,6 +19,7 @@ from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, r
 from flux_operator.execution import timing
 from flux_operator.execution.actions import RUN_AGAIN, VERDICT_TAKEN_BACK, DeletePod, Plan, PodView, SuspendChild
 from flux_operator.execution.cancel import Family, cancel_at_once, escalation_due
+from flux_operator.execution.children import owned_children
 
 DEFAULT_REASON = "suspended"
 
@@ -81,8 +82,7 @@ def suspended(ex: Execution, intent: CancelIntent | None, children: list[Executi
     """A Suspended execution: cancelled at once, or resumed. False: the decision is not made here (a cancel
     with children still stopping goes the cancel's usual way; a resume starts its runner in machine.py)."""
     if intent is not None:
-        live = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
-        if any(c.phase != Phase.SUSPENDED for c in live):
+        if intent.cascade and not _all_suspended(children, family):
             return False
         cancel_at_once(ex, intent, children, plan, now, family, Outcome.WHILE_SUSPENDED, "suspended")
         return True
@@ -90,6 +90,18 @@ def suspended(ex: Execution, intent: CancelIntent | None, children: list[Executi
         return True  # stays as it is
     _resume(ex, children, plan, now)
     return False
+
+
+def _all_suspended(children: list[Execution], family: Family) -> bool:
+    """Every live descendant Suspended, at every level: a grandchild resumed by hand under a Suspended child
+    runs, and its ancestors may not be Cancelled at once while it does."""
+    level = children
+    while level:
+        live = [c for c in level if c.phase not in TERMINAL_PHASES]
+        if any(c.phase != Phase.SUSPENDED for c in live):
+            return False
+        level = [g for c in live for g in owned_children(c, family.get(c.name, []))]
+    return True
 
 
 def _resume(ex: Execution, children: list[Execution], plan: Plan, now: datetime) -> None:
