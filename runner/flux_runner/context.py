@@ -123,7 +123,7 @@ class WorkflowContext:
 
     async def sleep_until(self, moment: datetime, name: str | None = None) -> None:
         """Sleeps until `moment` (a timezone-aware datetime), as `sleep` does."""
-        moment = aware(moment)
+        moment = aware(moment, utcnow())
         await self._sleep(name, lambda: moment)
 
     async def _sleep(self, name: str | None, wake: Callable[[], datetime]) -> None:

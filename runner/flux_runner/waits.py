@@ -42,9 +42,13 @@ def seconds_of(delay: Any) -> float:
     return seconds
 
 
-def aware(moment: Any) -> datetime:
+def aware(moment: Any, now: datetime) -> datetime:
+    """A wake time within ctx.sleep's bound: one past it would make a checkpoint the API server refuses."""
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise ValueError(f"ctx.sleep_until takes a timezone-aware datetime, not {moment!r}")
+    if (moment - now).total_seconds() > MAX_SLEEP_SECONDS:
+        raise ValueError(f"ctx.sleep_until takes a time at most {MAX_SLEEP_SECONDS} seconds (10 years) ahead, "
+                         f"not {moment.isoformat()}")
     return moment
 
 

@@ -7,3 +7,10 @@ async def twice(ctx, input):
 
 async def named(ctx, input):
     return await ctx.wait_for_signal(input["name"])
+
+
+async def sleep_until(ctx, input):
+    from datetime import datetime
+
+    await ctx.sleep_until(datetime.fromisoformat(input["until"]))
+    return "woke"

@@ -95,6 +95,22 @@ def test_a_sleep_of_something_else_than_seconds_is_refused(delay, error):
         seconds_of(delay)
 
 
+@pytest.mark.parametrize("until", ["9500-01-01T00:00:00+00:00", "2026-01-01T00:00:00"])
+def test_a_wake_time_past_the_bound_or_without_a_zone_fails_the_workflow_clearly(token, termination_log, until):
+    """Past ten years the Waiting checkpoint would be refused by the schema, again in every new pod."""
+    api = FakeExecutionApi(new_execution("late", "tests.runner.signal_workflows:sleep_until", {"until": until}))
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["state"] == "Failed", api.checkpoint
+    assert "ctx.sleep_until takes a" in api.checkpoint["error"]
+
+
+def test_a_wake_time_within_the_bound_sleeps_without_a_pod(token, termination_log):
+    until = (datetime.now(UTC) + timedelta(days=9 * 365)).isoformat()
+    api = FakeExecutionApi(new_execution("late", "tests.runner.signal_workflows:sleep_until", {"until": until}))
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["state"] == "Waiting" and parse_time(api.checkpoint["wakeAt"]).year >= 2035
+
+
 def test_a_timedelta_is_seconds_too():
     assert seconds_of(timedelta(minutes=2)) == 120.0
 
