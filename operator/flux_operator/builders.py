@@ -18,6 +18,7 @@ from flux_api.names import (
     runner_pod_name_for,
     tree_depth,
 )
+from flux_api.policy_owned import OWNED_LABEL_VALUES
 from flux_api.tenancy import TenancyLimits
 from flux_api.tracecontext import TRACEPARENT_ANNOTATION
 from flux_api.types import MAX_DEPTH, PodTemplate
@@ -284,11 +285,18 @@ def execution_traceparent(ex: Execution, settings: RunnerSettings) -> str:
                                      settings.tracing_ratio)[0].traceparent
 
 
+def inherited_labels(parent: Execution) -> dict[str, str]:
+    """The parent's own labels, so that a selector that picks the parent picks its children too (a limit with
+    includeChildren, `kubectl get -l`); never the operator's (a child is no run of its parent's Schedule)."""
+    return {k: v for k, v in (parent.metadata.get("labels") or {}).items()
+            if not k.startswith(f"{GROUP}/") and OWNED_LABEL_VALUES.get(k) != v}
+
+
 def child_execution(parent: Execution, name: str, workflow: str, input_: dict[str, Any],
                     token: str = "", traceparent: str | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name, "namespace": parent.namespace,
-        "labels": {PARENT_LABEL: parent.name,
+        "labels": {**inherited_labels(parent), PARENT_LABEL: parent.name,
                    DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
         "ownerReferences": [owner_reference(parent)]}
     annotations = {**({CREATE_TOKEN_ANNOTATION: token} if token else {}),

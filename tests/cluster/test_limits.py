@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from flux_api import GROUP, VERSION
 from flux_api.names import LIMIT_PLURAL
-from fluxtest import Executions, longrun, wait_for
+from fluxtest import Executions, longrun, manifest, wait_for
 from fluxtest.limits import Limits, assert_queued, started
 from fluxtest.tenancy import grant, impersonating
 from kubernetes import client
@@ -68,7 +68,7 @@ def test_a_full_limit_queues_and_each_freed_slot_goes_to_the_next_in_creation_or
     fx.wait_phase("etl-1", "Suspended")
     fx.wait_phase("etl-3", "Running", timeout=SOON)
     assert fx.phase("etl-4") == "Pending"
-    limits.wait_usage("etl", 2, 1)
+    limits.wait_usage("etl", 2, 2)  # the other branch, and the leaf the running branch spawned
 
     # Cancelled while queued: ends at once, never admitted.
     fx.cancel("etl-4", "not needed")
@@ -118,6 +118,22 @@ def test_children_never_wait_for_the_slot_their_ancestor_holds(fx, limits):
         assert fx.phase(name) == "Running", name
     run(fx, "second")
     assert_queued(fx, "second", "waiting: 1 of 1 running under limit one")
+
+
+def test_with_include_children_a_label_selector_counts_the_children_too(fx, limits):
+    """A child carries its parent's own labels, so a limit that picks the parent by label and includes children
+    counts them (they once carried only the operator's labels and started past it)."""
+    limits.create("etl", 2, {"pipeline": "etl"}, children=True)
+    body = manifest("tree", "flux_examples.tree:main", {"steps": 600, "stepSeconds": 0.5})
+    body["metadata"]["labels"] = {"pipeline": "etl"}
+    fx.create(body)
+    branches = ("tree-left", "tree-right")
+    wait_for(lambda: all(fx.exists(b) for b in branches), timeout=60, what="both branches to be spawned")
+    assert {k["metadata"]["labels"].get("pipeline") for k in fx.children("tree")} == {"etl"}
+    queued = wait_for(lambda: next((b for b in branches if started(fx, b).get("reason") == "Queued"), None),
+                      timeout=SOON, what="a branch to wait for a slot")
+    assert_queued(fx, queued, "waiting: 2 of 2 running under limit etl")
+    limits.wait_usage("etl", 2, 2)  # the other branch, and the leaf the running branch spawned
 
 
 def test_an_operator_restarted_while_executions_queue_derives_the_same_queue(fx, limits, operator):

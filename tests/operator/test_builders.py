@@ -94,6 +94,17 @@ def test_child_execution_is_owned_labelled_and_inherits_grace_and_image():
                              "image": "mine:2"}
 
 
+def test_a_child_carries_its_parents_own_labels_but_never_the_operators():
+    """So a limit that counts the parent by its labels counts its children too (with includeChildren)."""
+    parent = execution()
+    parent.metadata["labels"] = {"pipeline": "etl", "app.kubernetes.io/managed-by": "helm", DEPTH_LABEL: "2",
+                                 PARENT_LABEL: "grandparent", "workflows.flux.dev/schedule": "nightly",
+                                 "app.kubernetes.io/name": "flux-runner"}
+    child = builders.child_execution(parent, "job-left", "pkg.mod:branch", {})
+    assert child["metadata"]["labels"] == {"pipeline": "etl", "app.kubernetes.io/managed-by": "helm",
+                                           PARENT_LABEL: "job", DEPTH_LABEL: "3"}
+
+
 def test_child_cancel_patch_marks_the_parent_as_source():
     patch = builders.child_cancel_patch("job", "parent job cancelled: x", force=True)
     assert patch == {"metadata": {"annotations": {CANCELLED_BY_ANNOTATION: "job"}},
