@@ -58,6 +58,10 @@ PASSED_ON = ("spec.podTemplate", "spec.image")  # what a runner pod and a child 
 # Children's cancels in flight at once, per reconcile: a cascade's signals go out together, not one round trip
 # after another, and a tenant's big tree never queues more than this ahead of other namespaces' in the pool.
 CANCEL_SENDERS = 8
+# Children's cancels sent in one reconcile; the rest in the next, queued again at once behind other namespaces'
+# work: a tree of thousands must not hold a worker for minutes. Above MAX_CHILDREN, so every direct child is
+# reached in the first pass (and cascades to its own), whatever becomes of this execution.
+CANCELS_PER_PASS = 64
 
 
 class Reconciler:
@@ -115,7 +119,8 @@ class Reconciler:
             if problems:
                 actions = guard.refusal(ex, problems, now)
         cancels = [a for a in actions if isinstance(a, machine.CancelChild)]
-        failed_signal = self._cancel_children(snapshot, ex, cancels)
+        more_cancels = len(cancels) > CANCELS_PER_PASS
+        failed_signal = self._cancel_children(snapshot, ex, cancels[:CANCELS_PER_PASS])
         refused = False
         for action in actions:
             if isinstance(action, machine.CancelChild):
@@ -157,6 +162,8 @@ class Reconciler:
         if written.get("phase") in SLOT_FREED and self.queues is not None and self.on_wake is not None:
             # A slot of a concurrency limit may have freed: the next in line starts now, not after the echo.
             self.on_wake(self.queues.to_wake(key[0], now))
+        if more_cancels:
+            return Result(requeue_after=0.0)  # the rest of the cascade, after other namespaces' turn
         return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now, memory))
 
     def _cancel_children(self, snapshot: Snapshot, ex, cancels: list[machine.CancelChild]) -> ApiFailure | None:

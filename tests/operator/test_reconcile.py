@@ -517,6 +517,39 @@ def test_a_cascades_cancels_go_out_together_not_one_round_trip_after_another(api
     assert not [e for e in api.events.values() if e["reason"] == "SignalFailed"]
 
 
+def test_a_big_cascade_goes_out_a_pass_at_a_time_and_sends_each_cancel_once(api, world, reconciler):
+    """50 children with two children each: 64 cancels a pass, queued again at once, so one tree never holds a
+    worker for the whole of it; the answers in the World keep any cancel from going out twice."""
+    from flux_api import PARENT_LABEL
+    from flux_operator.reconcile import CANCELS_PER_PASS
+    started = "2026-11-21T11:59:00.000Z"
+    kids = [f"c{i:02d}" for i in range(50)]
+    parent = execution(phase="Running", cancel="stop", started=started)
+    parent["status"]["children"] = [{"name": k, "uid": f"uid-{k}", "phase": "Running"} for k in kids]
+    seed(api, world, parent)
+    for kid in kids:
+        child = execution(kid, phase="Running", started=started, labels={PARENT_LABEL: "job"}, owner_uid="uid-job")
+        child["status"]["children"] = [{"name": f"{kid}-{g}", "uid": f"uid-{kid}-{g}", "phase": "Running"}
+                                       for g in "ab"]
+        seed(api, world, child)
+        for g in "ab":
+            seed(api, world, execution(f"{kid}-{g}", phase="Running", started=started,
+                                       labels={PARENT_LABEL: kid}, owner_uid=f"uid-{kid}"))
+    world.pod_seen(pod())
+    per_pass, results = [], []
+    while len(per_pass) < 5:
+        before = len([c for c in api.calls if c[0] == "patch_execution"])
+        results.append(reconciler.reconcile(KEY))
+        per_pass.append(len([c for c in api.calls if c[0] == "patch_execution"]) - before)
+        if not per_pass[-1]:
+            break
+    sent = [c[1] for c in api.calls if c[0] == "patch_execution"]
+    assert per_pass[:3] == [CANCELS_PER_PASS, CANCELS_PER_PASS, 150 - 2 * CANCELS_PER_PASS], per_pass
+    assert set(kids) <= set(sent[:CANCELS_PER_PASS]), "every child in the first pass"
+    assert len(sent) == len(set(sent)) == 150
+    assert [r.requeue_after for r in results[:2]] == [0.0, 0.0] and results[2].requeue_after != 0.0
+
+
 def test_a_cancelled_childs_answer_wakes_it_and_its_parent_sends_nothing_twice(api, world, reconciler):
     """The root's pass reaches a grandchild; the child's own decision, before any watch echo, finds it cancelled
     in the World and does not patch it again, and each child cancelled is woken at once."""
