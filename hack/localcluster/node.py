@@ -54,6 +54,9 @@ class ProcessNode:
     def __init__(self, api: NodeApi, workdir: Path, node_env: dict[str, str]) -> None:
         self.api, self.workdir, self.node_env = api, workdir, node_env
         self.pods: dict[str, PodRunner] = {}
+        # Pods this node ran to the end and asked to remove, which finalizers keep: never started again (a
+        # kubelet leaves such a pod as it ended).
+        self.finished: set[str] = set()
         self.events: queue.Queue[tuple[str, dict]] = queue.Queue()
         self.stopping = threading.Event()
 
@@ -92,6 +95,7 @@ class ProcessNode:
                     print(f"process-node: {runner.key}: {err}", flush=True)
                 if runner.removed:
                     del self.pods[uid]
+                    self.finished.add(uid)
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + HEARTBEAT_SECONDS
                 try:
@@ -103,6 +107,7 @@ class ProcessNode:
     def _apply(self, kind: str, pod: dict) -> None:
         if kind == "RESYNC":
             seen = {p["metadata"]["uid"] for p in pod["items"]}
+            self.finished &= seen
             for uid in [u for u in self.pods if u not in seen]:
                 self.pods.pop(uid).kill_now()
             for p in pod["items"]:
@@ -110,12 +115,15 @@ class ProcessNode:
             return
         uid = pod["metadata"]["uid"]
         if kind == "DELETED":
+            self.finished.discard(uid)
             runner = self.pods.pop(uid, None)
             if runner:
                 runner.kill_now()
             return
         if uid in self.pods:
             self.pods[uid].pod = pod
+        elif uid in self.finished:
+            return
         elif (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") or pod["metadata"].get(
                 "deletionTimestamp"):
             self.pods[uid] = PodRunner(pod, self.workdir / "pods" / uid, self.node_env, self.api)

@@ -62,6 +62,8 @@ CANCEL_SENDERS = 8
 # work: a tree of thousands must not hold a worker for minutes. Above MAX_CHILDREN, so every direct child is
 # reached in the first pass (and cascades to its own), whatever becomes of this execution.
 CANCELS_PER_PASS = 64
+# A pod still there after its force delete: how often to look at it again (its watch says when it goes).
+FORCED_LOOK_SECONDS = 30.0
 
 
 class Reconciler:
@@ -374,8 +376,12 @@ def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
     if retries and ex.phase not in TERMINAL_PHASES:
         due = _sooner(due, max(0.0, min(retries)))
     if ex.phase in (Phase.CANCELLING, Phase.SUSPENDING) and (overdue := escalation_due(pod)) is not None:
-        # Already overdue (the force delete went out): look again in a moment, not in a tight loop.
-        due = _sooner(due, (overdue - now).total_seconds() if overdue > now else 2.0)
+        # Overdue: look again in a moment for the force delete; once it went out, only finalizers keep the pod
+        # and its watch says when they go: a rare look, not a loop.
+        record = ex.status.cancellation if ex.phase == Phase.CANCELLING else ex.status.suspension
+        forced = record is not None and record.forcedAt is not None
+        due = _sooner(due, (overdue - now).total_seconds() if overdue > now else FORCED_LOOK_SECONDS if forced
+                      else 2.0)
     if ex.phase == Phase.CANCELLING and (told := request_told_at(ex)) is not None and told > now:
         due = _sooner(due, (told - now).total_seconds())  # a slow cancel's CancelRequested Event
     return due

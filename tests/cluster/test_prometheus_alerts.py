@@ -17,6 +17,7 @@ import pytest
 import yaml
 from fluxtest import REPO, Executions, longrun, manifest
 from fluxtest.identity import SCRAPER_TOKEN_ENV
+from localcluster.faults import ClusterFaults
 from localcluster.layout import binaries_dir
 from localcluster.procs import free_port, stop
 
@@ -115,24 +116,20 @@ def test_a_normal_cancel_raises_no_alert(prometheus, fx):
     assert prometheus.query('flux_cancellations_total{namespace="flux-system",outcome="Graceful"} > 0')
 
 
-def test_an_execution_stuck_past_its_grace_period_fires_the_alert_and_it_clears_once_it_ends(prometheus, fx, core):
+def test_an_execution_stuck_past_its_grace_period_fires_the_alert_and_it_clears_once_it_ends(prometheus, fx, core,
+                                                                                             cluster):
     """The alert counts from the end of the execution's own grace period: a tenant's long grace is no stall. A
-    finalizer on the runner pod (as a stalled node or a controller would leave it) keeps the cancel from ending."""
+    stalled node (its process paused) keeps the cancel from ending: no kubelet says the runner stopped, and a
+    finalizer keeps the pod object through the force delete (a pod held by finalizers alone, its containers
+    ended, ends the cancel: test_decide)."""
     grace = 12
     fx.create(manifest("stuck", "flux_examples.stubborn:main", {"onCancel": "ignore"}, gracePeriodSeconds=grace))
     fx.wait_step("stuck")
     pod = fx.pod("stuck").metadata.name
     core.patch_namespaced_pod(pod, fx.ns, {"metadata": {"finalizers": ["test.flux.dev/hold"]}})
     try:
-        fx.cancel("stuck")
-        asked = time.monotonic()
-        firing = wait_for(lambda: [a for a in prometheus.alerts() if a["labels"]["alertname"] == STUCK
-                                   and a["state"] == "firing"], grace + STUCK_AFTER + 30, f"{STUCK} firing")
-        fired_after = time.monotonic() - asked
-        assert grace + STUCK_AFTER <= fired_after, f"fired {fired_after:.1f}s after the cancel: within its grace"
-        assert firing[0]["labels"]["severity"] == "warning"
-        assert firing[0]["annotations"]["runbook_url"].endswith("docs/runbooks.md#fluxexecutionstuckcancelling")
-        assert fx.phase("stuck") == "Cancelling"
+        with ClusterFaults(cluster).paused("process-node"):
+            _fires_while_stuck(prometheus, fx, grace)
     finally:
         core.patch_namespaced_pod(pod, fx.ns, {"metadata": {"finalizers": None}})
     outcome = fx.wait_phase("stuck", "Cancelled", timeout=60)["cancellation"]["outcome"]
@@ -141,3 +138,15 @@ def test_an_execution_stuck_past_its_grace_period_fires_the_alert_and_it_clears_
              f"{STUCK} to clear")
     others = [a["labels"]["alertname"] for a in prometheus.alerts()]
     assert others == [], f"only the stuck cancel was to raise an alert: {others}"
+
+
+def _fires_while_stuck(prometheus, fx, grace: int) -> None:
+    fx.cancel("stuck")
+    asked = time.monotonic()
+    firing = wait_for(lambda: [a for a in prometheus.alerts() if a["labels"]["alertname"] == STUCK
+                               and a["state"] == "firing"], grace + STUCK_AFTER + 30, f"{STUCK} firing")
+    fired_after = time.monotonic() - asked
+    assert grace + STUCK_AFTER <= fired_after, f"fired {fired_after:.1f}s after the cancel: within its grace"
+    assert firing[0]["labels"]["severity"] == "warning"
+    assert firing[0]["annotations"]["runbook_url"].endswith("docs/runbooks.md#fluxexecutionstuckcancelling")
+    assert fx.phase("stuck") == "Cancelling"

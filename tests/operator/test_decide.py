@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -583,6 +584,19 @@ def test_a_named_runner_error_becomes_the_finished_reason():
     finished = next(c for c in status_patch(decide(plain, exited_pod(), [], NOW))["conditions"]
                     if c["type"] == "Finished")
     assert finished["reason"] == "ValueError"
+
+
+def test_a_pod_held_by_finalizers_is_force_deleted_once_and_concludes_once_its_containers_ended():
+    """A tenant's finalizer on its runner pod: the force delete goes out once (no delete removes a finalizer),
+    and the cancel concludes when the kubelet says every container ended, though the object stays."""
+    ex = cancelling({"state": "Running"})
+    forced = apply(ex, decide(ex, overdue_pod(16), [], NOW))
+    assert forced.status.cancellation.forcedAt
+    again = decide(forced, overdue_pod(60), [], NOW)
+    assert not of(again, DeletePod) and "phase" not in (status_patch(again) or {}), "still running: wait"
+    ended = dataclasses.replace(overdue_pod(60), phase="Failed")
+    patch = status_patch(decide(forced, ended, [], NOW))
+    assert patch["phase"] == "Cancelled"
 
 
 def test_a_runner_stopped_without_a_cancel_resumes_instead_of_failing():

@@ -202,6 +202,19 @@ def _signalled_event(ex: Execution, intent: CancelIntent, pod_name: str, plan: P
 ESCALATION_MARGIN_SECONDS = 15
 
 
+def stopped(pod: PodView | None) -> bool:
+    """The runner really stopped: its pod gone, or going with every container ended (only finalizers, a
+    tenant's or a controller's, keep the object)."""
+    return pod is None or (pod.terminating and pod.phase in ("Succeeded", "Failed"))
+
+
+def force_due(pod: PodView | None, forced: datetime | None, now: datetime) -> bool:
+    """A force delete is due once the pod is overdue, and once only: a pod still there after it is held by
+    finalizers, which no further delete removes."""
+    due = escalation_due(pod)
+    return forced is None and not stopped(pod) and due is not None and now >= due
+
+
 def escalation_due(pod: PodView | None) -> datetime | None:
     """When a terminating pod becomes overdue; None if it is not terminating."""
     deadline = pod.deletion_at if pod is not None and pod.terminating else None
@@ -224,17 +237,15 @@ def cancelling(ex: Execution, intent: CancelIntent | None, pod: PodView | None, 
     acknowledged = None
     if checkpoint is not None and checkpoint.state == Phase.CANCELLED and not recorded.acknowledgedAt:
         acknowledged = _acknowledged(checkpoint.updatedAt, recorded, now)
-    due = escalation_due(pod)
-    if pod is not None and due is not None and now >= due:
+    if pod is not None and force_due(pod, cancellation.forcedAt, now):
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))
-        if cancellation.forcedAt is None:
-            cancellation.forcedAt = now
+        cancellation.forcedAt = now
         plan.event(EventReason.FORCE_DELETED,
                    f"runner pod {pod.name} was still terminating {ESCALATION_MARGIN_SECONDS}s past "
                    f"its grace period (is its node down?): force-deleted", "Warning")
     # Without cascade the children are not ours to stop, so they are not waited for either.
     live_children = [c for c in children if c.phase not in TERMINAL_PHASES] if intent.cascade else []
-    concluding = pod is None and not live_children
+    concluding = stopped(pod) and not live_children
     told_at = request_told_at(ex)
     if concluding or told_at is None or now >= told_at:
         _tell_request(ex, intent, recorded, plan)  # folded into the conclusion's Event if it concludes now

@@ -18,7 +18,7 @@ from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, r
 
 from flux_operator.execution import timing
 from flux_operator.execution.actions import RUN_AGAIN, VERDICT_TAKEN_BACK, DeletePod, Plan, PodView, SuspendChild
-from flux_operator.execution.cancel import Family, cancel_at_once, escalation_due
+from flux_operator.execution.cancel import Family, cancel_at_once, force_due, stopped
 from flux_operator.execution.children import owned_children
 
 DEFAULT_REASON = "suspended"
@@ -64,13 +64,12 @@ def suspending(ex: Execution, pod: PodView | None, children: list[Execution], pl
     _suspend_children(ex, children, record.reason, plan)  # spawned meanwhile, or a patch to try again
     if pod is not None and not pod.terminating:
         plan.actions.append(DeletePod(pod.name, ex.spec.gracePeriodSeconds, pod.uid))  # a restart before it went
-    due = escalation_due(pod)
-    if pod is not None and due is not None and now >= due:
+    if pod is not None and force_due(pod, record.forcedAt, now):
         plan.actions.append(DeletePod(pod.name, 0, pod.uid))
-        record.forcedAt = record.forcedAt or now
+        record.forcedAt = now
         plan.event(EventReason.FORCE_DELETED, f"runner pod {pod.name} was still terminating past its grace "
                    "period (is its node down?): force-deleted", "Warning", key=f"suspend-{record.count}")
-    if pod is None and settled(children):
+    if stopped(pod) and settled(children):
         _conclude(ex, record, _outcome(ex, record), "", plan, now)
         return
     if record != recorded or ex.status.suspension is None:
