@@ -23,6 +23,7 @@ from flux_api.names import (
     RUNNER_ACCOUNT_PREFIX,
     SCHEDULED_AT_ANNOTATION,
 )
+from flux_api.progress import PLURAL as PROGRESS_PLURAL
 
 NAME = "flux-operator-owned-metadata"
 RUNNER_OBJECTS_NAME = "flux-operator-owned-runner-objects"
@@ -118,7 +119,8 @@ def documents() -> list[dict[str, Any]]:
     """Executions fail closed: without the TenancyPolicy (or if it cannot be read) no one can be told apart
     from the operator, so every write is refused. Pods and runner RBAC fail open: a policy over objects
     every workload of the cluster makes must never stop them; the operator's start-up check reports it."""
-    executions = owned_policy(NAME, [(GROUP, PLURAL)], "Fail")
+    # An ExecutionProgress too: a runner, a retry and the CLI take its checkpoint as its owner's (progress.py).
+    executions = owned_policy(NAME, [(GROUP, PLURAL), (GROUP, PROGRESS_PLURAL)], "Fail")
     runner_objects = owned_policy(RUNNER_OBJECTS_NAME, RUNNER_OBJECTS, "Ignore")
     return [executions, binding(NAME), runner_objects, binding(RUNNER_OBJECTS_NAME, deny_without_params=False),
             runner_identity_policy(), binding(RUNNER_IDENTITY_NAME, deny_without_params=False)]

@@ -11,10 +11,12 @@ Both carry the same `sequence`: the higher one is the newer checkpoint (`newest`
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import Field
 
+from flux_api.timefmt import parse_time
 from flux_api.types import Checkpoint, _Model
 
 KIND = "ExecutionProgress"
@@ -57,11 +59,30 @@ def checkpoint_of(progress: dict[str, Any] | None) -> dict[str, Any] | None:
     return checkpoint if isinstance(checkpoint, dict) else None
 
 
+# The API server stamps writes to the second; the operator's finishedAt is its own clock's.
+FINISH_TOLERANCE = timedelta(seconds=1)
+
+
+def written_after_finish(execution: dict[str, Any], progress: dict[str, Any] | None) -> bool:
+    """Whether the ExecutionProgress's status was last written after its execution finished, by the API server's
+    own stamp (managedFields): no runner of it writes then, only someone holding its token, so it is not news."""
+    finished = parse_time(((execution.get("status") or {}) if isinstance(execution.get("status"), dict)
+                           else {}).get("finishedAt"))
+    if finished is None:
+        return False
+    entries = ((progress or {}).get("metadata") or {}).get("managedFields") or []
+    stamps = [parse_time(e.get("time")) for e in entries if isinstance(e, dict) and e.get("subresource") == "status"]
+    return any(t is not None and t > finished + FINISH_TOLERANCE for t in stamps)
+
+
 def with_progress(execution: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any]:
     """`execution` (as read) with the newer of its status.checkpoint and the checkpoint of `progress`, if that is
-    its own ExecutionProgress (belongs_to); `execution` itself when its own checkpoint is the newer."""
+    its own ExecutionProgress (belongs_to) and was not written after the execution finished; `execution` itself
+    when its own checkpoint is the newer."""
     status = execution.get("status") if isinstance(execution.get("status"), dict) else {}
     if not belongs_to(progress, (execution.get("metadata") or {}).get("uid")):
+        return execution
+    if written_after_finish(execution, progress):
         return execution
     recorded = status.get("checkpoint")
     newer = newest(recorded, checkpoint_of(progress))

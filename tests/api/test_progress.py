@@ -72,3 +72,25 @@ def test_an_execution_takes_the_newer_checkpoint_of_its_own_progress_object_only
     assert with_progress(execution, None) is execution
     bare = {"metadata": {"uid": "u1"}}
     assert with_progress(bare, _progress_object("u1", 3))["status"]["checkpoint"]["sequence"] == 3
+
+
+def _written(progress: dict, at: str) -> dict:
+    progress["metadata"]["managedFields"] = [
+        {"manager": "flux-runner", "operation": "Update", "subresource": "status", "time": at},
+        {"manager": "flux-operator", "operation": "Update", "time": "2026-11-21T13:00:00Z"}]  # no status: not it
+    return progress
+
+
+def test_progress_written_after_its_execution_finished_is_not_taken() -> None:
+    """Only a leaked runner token writes then (the runner's own writes end with its pod, before the finish): a
+    forged later checkpoint must not reach `kubectl flux status` or a retry's seed."""
+    failed = {"metadata": {"uid": "u1"}, "status": {"phase": "Failed", "finishedAt": "2026-11-21T12:00:00.400Z",
+                                                    "checkpoint": {"state": "Running", "sequence": 2}}}
+    before = _written(_progress_object("u1", 7), "2026-11-21T11:59:58Z")  # a crashed run's last progress
+    assert with_progress(failed, before)["status"]["checkpoint"]["sequence"] == 7
+    same_second = _written(_progress_object("u1", 7), "2026-11-21T12:00:01Z")
+    assert with_progress(failed, same_second)["status"]["checkpoint"]["sequence"] == 7, "within the tolerance"
+    forged = _written(_progress_object("u1", 2 ** 62), "2026-11-21T12:05:00Z")
+    assert with_progress(failed, forged) is failed
+    running = {"metadata": {"uid": "u1"}, "status": {"phase": "Running", "checkpoint": {"sequence": 2}}}
+    assert with_progress(running, forged)["status"]["checkpoint"]["sequence"] == 2 ** 62, "no finish: no cutoff"

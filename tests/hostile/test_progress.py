@@ -1,0 +1,73 @@
+"""An ExecutionProgress is where a runner writes its checkpoint while it runs, and what a retry and the CLI take as
+the execution's newest: no one but the operator makes one for an Execution, and what a leaked runner token writes
+there after its execution finished is not taken."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from flux_api import GROUP, VERSION
+from flux_api.progress import KIND, PLURAL
+from fluxtest import manifest, wait_for
+from fluxtest.faults import as_runner
+from fluxtest.tenancy import grant
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+FORGED_SEQUENCE = 2 ** 40
+
+
+@pytest.mark.threat("forged-progress", "a user who may create ExecutionProgresses makes one named as a colleague's "
+                    "Execution, controlled by it; and a finished execution's leaked runner token writes its "
+                    f"ExecutionProgress a Succeeded checkpoint of sequence {FORGED_SEQUENCE}",
+                    "the first refused by the API server (only the operator makes an Execution an owner); the "
+                    "second not shown by kubectl flux status, which keeps the execution's own final checkpoint")
+@pytest.mark.timeout(180)
+def test_no_one_but_a_running_runner_writes_what_counts_as_progress(api, tenant, operators, fx, kubeconfig,
+                                                                   kube_env, result):
+    ns = tenant.namespace
+    operators.start()
+    tenant.fx.create(manifest("victim", "flux_examples.longrun:main", {"steps": 8, "stepSeconds": 0.5}))
+    done = fx.wait_phase("victim", "Succeeded", timeout=90)
+    uid = fx.get("victim")["metadata"]["uid"]
+    custom = client.CustomObjectsApi(api)
+    wait_for(lambda: _exists(custom, ns, "victim"), timeout=10, what="the operator's ExecutionProgress")
+
+    grant(api, ns, tenant.user, [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["create"]}])
+    owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution", "name": "victim", "uid": uid,
+             "controller": True}
+    with pytest.raises(ApiException) as refused:
+        client.CustomObjectsApi(tenant.api).create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+            "metadata": {"name": "victim-copy", "ownerReferences": [owner]}})
+    assert refused.value.status == 403, refused.value.body
+    assert "only the flux operator may make Execution victim an owner" in refused.value.body
+
+    time.sleep(2)  # past the API server's one-second stamps: a write after the finish
+    runner = as_runner(kubeconfig, ns, "victim")
+    try:
+        client.CustomObjectsApi(runner).patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "victim", {
+            "status": {"checkpoint": {"state": "Succeeded", "sequence": FORGED_SEQUENCE, "stepCount": 99,
+                                      "result": "forged"}}})
+    finally:
+        runner.close()
+    shown = subprocess.run(["kubectl-flux", "status", "victim", "-n", ns, "-o", "json"], env=kube_env,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    checkpoint = json.loads(shown.stdout)["checkpoint"]
+    result.figure(f"create: HTTP {refused.value.status}; after the forged write, status shows sequence "
+                  f"{checkpoint['sequence']} (its own: {done['checkpoint']['sequence']})")
+    assert checkpoint["sequence"] == done["checkpoint"]["sequence"] and checkpoint["result"] != "forged"
+
+
+def _exists(custom: client.CustomObjectsApi, ns: str, name: str) -> bool:
+    try:
+        custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
