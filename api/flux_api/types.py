@@ -31,6 +31,9 @@ MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600  # bounded so no admitted value can 
 # Caps on what one workflow may ask for: children per execution (over every spawnRequests it ever wrote),
 # and depth of the tree.
 MAX_CHILDREN = 50
+# Time suspended or queued that a deadline leaves out, at most: a century (the schema's bound; the operator clamps
+# an older object's larger value, so no deadline overflows a datetime).
+MAX_PAUSED_SECONDS = 100 * 365 * 24 * 3600
 MAX_DEPTH = 5
 # Children's results mirrored into the parent's status.children, in all (etcd keeps an object within ~1.5 MB;
 # the checkpoint takes up to 256 KiB). A result past it stays on its child, and ctx.spawn says so.
@@ -237,8 +240,9 @@ class Suspension(_Model):
     outcome: Outcome | None = Field(None, description="Graceful, CleanupFailed, Killed, ForceDeleted or NotStarted.")
     resumedAt: Stamp | None = None
     count: int = Field(0, ge=0, description="Suspends so far.")
-    suspendedSeconds: int = Field(0, ge=0, description="Time spent suspended, in all: not counted toward "
-                                                       "activeDeadlineSeconds.")
+    suspendedSeconds: int = Field(0, ge=0, json_schema_extra={"maximum": MAX_PAUSED_SECONDS},
+                                  description="Time spent suspended, in all: not counted toward "
+                                              "activeDeadlineSeconds.")
 
 
 class SpawnRequest(_Model):
@@ -341,7 +345,8 @@ class ExecutionStatus(_Model):
     runnerObjects: RunnerObjects | None = Field(
         None, description="What the operator made for the runner: nothing else under those names is used.")
     resumes: int = Field(0, ge=0, description="Runner pods started again after an eviction or a drain.")
-    queuedSeconds: int = Field(0, ge=0, description="Time a retried or resumed run waited again for a slot of a "
+    queuedSeconds: int = Field(0, ge=0, json_schema_extra={"maximum": MAX_PAUSED_SECONDS},
+                               description="Time a retried or resumed run waited again for a slot of a "
                                                     "ConcurrencyLimit or an admission (Kueue's), in all: not "
                                                     "counted toward activeDeadlineSeconds.")
     retries: int | None = Field(None, ge=0, description="Retries started so far.")

@@ -132,6 +132,7 @@ class Controller:
             self.metrics.reconcile_errors.labels(err.kind).inc()
             if err.kind is Failure.NOT_FOUND:
                 log.info("%s %s/%s: %s (gone meanwhile)", self.kind, *key, err)
+                self.queue.forget(key)  # its failures: a namesake made later starts with none
                 return
             delay = self.queue.retry(key)
             level = logging.INFO if err.transient or err.kind is Failure.CONFLICT else logging.ERROR

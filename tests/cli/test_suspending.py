@@ -34,6 +34,11 @@ def test_resume_clears_the_flag_and_who_suspended():
     ({"status": {"phase": "Succeeded"}}, "already finished (Succeeded): nothing to suspend"),
     ({"spec": {"cancel": {"reason": "x"}}, "status": {"phase": "Cancelling"}},
      "being cancelled (Cancelling): a cancel cannot be undone, nothing to suspend"),
+    ({"metadata": {"annotations": {"workflows.flux.dev/cancel": "stop"}}, "status": {"phase": "Suspended"}},
+     "being cancelled (Suspended): a cancel cannot be undone, nothing to suspend"),
+    ({"status": {"phase": "Cancelling", "cancellation": {"reason": "DeadlineExceeded", "source": "deadline"}}},
+     "being cancelled (Cancelling): a cancel cannot be undone, nothing to suspend"),
+    ({"metadata": {"annotations": {"workflows.flux.dev/cancel": "  "}}, "status": {"phase": "Running"}}, None),
     ({"status": {"phase": "Running"}}, None),
     ({"status": {"phase": "Suspended"}}, None),
 ])

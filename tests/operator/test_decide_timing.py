@@ -225,3 +225,17 @@ def test_an_unschedule_dated_before_the_run_or_in_the_future_counts_from_now(sai
     ex = execution("Running", status={"unscheduleRequest": {"reason": "quota reached", "requestedAt": said}})
     observed = {o.name: o.value for o in of(decide(ex, running_pod(uid="p"), [], NOW), Observe)}
     assert observed["signal_seconds"] == 0.0
+
+
+def test_a_forged_time_paused_past_a_century_counts_as_a_century_and_overflows_nothing():
+    """Anyone who may write executions/status (not a runner) could set queuedSeconds to 2**62: the deadline
+    counts at most a century of pauses, and decisions go on (they once raised OverflowError on every pass)."""
+    from flux_api.types import MAX_PAUSED_SECONDS
+    from flux_operator.execution import timing
+
+    ex = execution("Running", deadline=60)
+    data = ex.model_dump(mode="json")
+    data["status"]["queuedSeconds"] = 2 ** 62
+    forged = Execution.model_validate(data)
+    assert timing.deadline_at(forged) == ex.status.startedAt + timedelta(seconds=60 + MAX_PAUSED_SECONDS)
+    decide(forged, running_pod(), [], NOW)

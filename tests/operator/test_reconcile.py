@@ -306,6 +306,22 @@ def test_transient_failure_is_retried_with_backoff_and_others_go_on(api, world, 
     assert controller.queue.failures(KEY) == 0, "success resets the backoff"
 
 
+def test_a_key_gone_meanwhile_forgets_its_failures(api, world, controller, monkeypatch):
+    """So a namesake made later does not start in the deleted one's backoff."""
+    from flux_operator.kube import ApiFailure
+    seed(api, world, execution())
+    api.fail_next["patch_status"] = [Failure.SERVER]
+    controller.enqueue([KEY])
+    drain(controller)
+    assert controller.queue.failures(KEY) == 1
+    monkeypatch.setattr(controller, "reconcile", exploding_at(KEY, ApiFailure("x", Failure.NOT_FOUND),
+                                                              controller.reconcile))
+    key = controller.queue.get(timeout=1)
+    controller.process(key)
+    controller.queue.done(key)
+    assert controller.queue.failures(KEY) == 0
+
+
 def exploding_at(bad, error: BaseException, reconcile):
     """`reconcile`, except that the key `bad` raises `error`."""
     def explode(key):

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from flux_api import Phase
+from flux_api.cancel import requested_cancel
 from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION
 from flux_api.types import MAX_REASON
 
@@ -48,7 +49,8 @@ def refusal(obj: dict[str, Any], verb: str) -> str | None:
     phase = objects.phase_of(obj)
     if objects.is_terminal(obj):
         return f"already finished ({phase}): nothing to {verb}"
-    if objects.spec_cancel(obj) is not None:
+    # Asked for in the spec or the annotation, or recorded by the operator (a deadline's cancel is in status only).
+    if requested_cancel(obj) is not None or objects.cancellation(obj) or phase == "Cancelling":
         return f"being cancelled ({phase}): a cancel cannot be undone, nothing to {verb}"
     return None
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from flux_api import TERMINAL_PHASES, Execution, Phase
 from flux_api.conditions import STARTED, StartedReason
 from flux_api.timefmt import parse_time
+from flux_api.types import MAX_PAUSED_SECONDS
 
 from flux_operator.execution import waiting
 
@@ -27,7 +28,8 @@ def deadline_at(ex: Execution) -> datetime | None:
     if queued_since(ex) is not None:
         return None  # waiting for a slot or for Kueue: not its fault, not counted
     start = ex.status.startedAt or parse_time(ex.metadata.get("creationTimestamp"))
-    paused = (ex.status.suspension.suspendedSeconds if ex.status.suspension else 0) + ex.status.queuedSeconds
+    paused = min((ex.status.suspension.suspendedSeconds if ex.status.suspension else 0) + ex.status.queuedSeconds,
+                 MAX_PAUSED_SECONDS)
     return start + timedelta(seconds=ex.spec.activeDeadlineSeconds + paused) if start else None
 
 
