@@ -109,6 +109,16 @@ def test_during_the_backoff_no_pod_then_a_new_one():
     assert of(decide(ex, None, [], NOW + timedelta(seconds=10)), EnsureRunner)
 
 
+def test_a_suspend_and_resume_during_the_backoff_does_not_cut_it_short():
+    waiting = apply(failed_run(), decide(failed_run(), finished_pod(), [], NOW))
+    suspended = apply(spec_of(waiting, suspend=True), decide(spec_of(waiting, suspend=True), None, [], NOW))
+    assert suspended.phase == "Suspended"
+    resumed = spec_of(suspended, suspend=False)
+    actions = decide(resumed, None, [], NOW + timedelta(seconds=2))
+    assert not of(actions, EnsureRunner) and status_patch(actions)["phase"] == "Pending"
+    assert of(decide(apply(resumed, actions), None, [], NOW + timedelta(seconds=10)), EnsureRunner)
+
+
 def test_the_retry_pod_starting_makes_it_running_again_keeping_the_first_start():
     ex = apply(failed_run(), decide(failed_run(), finished_pod(), [], NOW))
     later = NOW + timedelta(seconds=12)

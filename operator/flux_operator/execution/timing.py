@@ -53,8 +53,9 @@ def start_at(ex: Execution) -> datetime | None:
 
 
 def retry_at(ex: Execution) -> datetime | None:
-    """When the pending retry starts; None unless a retry is waiting for its pod."""
-    if ex.phase != Phase.PENDING:
+    """When the pending retry starts; None unless a retry is waiting for its pod (Pending, or Suspended in its
+    backoff: a resume does not cut the backoff short)."""
+    if ex.phase not in (Phase.PENDING, Phase.SUSPENDED):
         return None
     return ex.status.nextRetryAt
 
