@@ -586,6 +586,16 @@ def test_a_named_runner_error_becomes_the_finished_reason():
     assert finished["reason"] == "ValueError"
 
 
+@pytest.mark.parametrize("error", ["LimitExceeded: spec.podTemplate.resources.limits.memory: 9Gi is more than 1Gi",
+                                   "RunnerRefused: quota", "Cancelled: by the platform"])
+def test_a_runner_error_cannot_pass_for_the_operators_reason(error):
+    """A workflow may raise an exception of any name: one named as the platform's refusal reads as its own."""
+    ex = execution("Running", checkpoint={"state": "Failed", "error": error})
+    patch = status_patch(decide(ex, exited_pod(), [], NOW))
+    finished = next(c for c in patch["conditions"] if c["type"] == "Finished")
+    assert finished["reason"] == "Failed" and patch["message"] == f"workflow error {error}"
+
+
 def test_a_pod_held_by_finalizers_is_force_deleted_once_and_concludes_once_its_containers_ended():
     """A tenant's finalizer on its runner pod: the force delete goes out once (no delete removes a finalizer),
     and the cancel concludes when the kubelet says every container ended, though the object stays."""

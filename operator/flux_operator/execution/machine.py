@@ -185,7 +185,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         if checkpoint == Phase.SUCCEEDED:
             _complete(ex, Phase.SUCCEEDED, None, intent, plan, now)
         else:
-            _failed(ex, ex.status.checkpoint.error or "workflow failed", intent, pod, plan, now)
+            _failed(ex, runners_word(ex.status.checkpoint.error or "workflow failed"), intent, pod, plan, now)
         return
     if intent is not None:
         request_cancel(ex, intent, pod, children, plan, now, cancel_asked, family)
@@ -337,6 +337,17 @@ def _start_runner(ex: Execution, pod_name: str, memory: Memory, plan: Plan, now:
 
 
 REASON_PREFIX = re.compile(r"^[A-Z][A-Za-z]{2,63}:")
+# Reasons only the operator gives (a platform refusal, a phase): a workflow's error that starts with one would
+# pass for the platform's word on a dashboard. SpawnConflict is the runner's own error name too.
+OPERATORS_REASONS = frozenset({*(r.value for r in EventReason), *(p.value for p in Phase)}) - {"SpawnConflict"}
+
+
+def runners_word(error: str) -> str:
+    """A runner's error as it wrote it, unless its reason is one of the operator's: then it reads as the
+    workflow's, and the condition's reason is the phase."""
+    if REASON_PREFIX.match(error) and error.split(":", 1)[0] in OPERATORS_REASONS:
+        return f"workflow error {error}"
+    return error
 # Pod failures that say nothing about the workflow: it resumes from its checkpoint in a new pod.
 DISRUPTIONS = frozenset({"Evicted", "Preempting", "Terminated", "DeletionByTaintManager", "NodeShutdown",
                          "NodeLost"})
