@@ -14,7 +14,8 @@ MAX_EXPONENT = 100
 # No real quantity is longer; a longer one is refused before the pattern runs. The pattern itself takes a digit run
 # one way only (`\d+\.?\d*` would split it every way before failing: hours for a megabyte of digits).
 MAX_LENGTH = 64
-_QUANTITY = re.compile(r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
+_QUANTITY = re.compile(r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
+                       r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 
 def parse_quantity(value: str | int | float) -> Decimal:

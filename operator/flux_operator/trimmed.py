@@ -51,6 +51,10 @@ _VERDICT = ("state", "error", "result", "wakeAt", "waiting", "signal")
 
 
 def _verdict(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    if checkpoint.get("state") == Phase.RUNNING:
+        # No verdict yet, and no wait: nothing else in it is read, so a runner that changes its error, result
+        # or wait fields on every write while Running is as quiet as one that only progresses.
+        return {"state": checkpoint["state"]}
     kept = {k: payloads.shrink(checkpoint[k]) if k == "result" else checkpoint[k] for k in _VERDICT
             if k in checkpoint}
     if checkpoint.get("state") != Phase.RUNNING and "updatedAt" in checkpoint:
