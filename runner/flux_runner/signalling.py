@@ -44,7 +44,9 @@ class SignalWaits:
         self._api, self._journal, self._switch = api, journal, switch
         self._claim, self._enforce = claim, enforce
         self._durable_after, self._poll = durable_after, poll_interval
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()  # waits per name: they name the steps, signal-<name>-<k>
+        # Signals taken per name: a wait that timed out takes none, so the next wait takes the one it missed.
+        self._taken: Counter[str] = Counter()
 
     async def wait(self, name: str, timeout: float | timedelta | None) -> tuple[Any, str | None]:
         """The signal's data and its sentBy (which admission checked is its writer's user name; None if unsigned)."""
@@ -56,12 +58,15 @@ class SignalWaits:
                              "starting and ending with a letter or digit, at most 63)")
         seconds = seconds_of(timeout) if timeout is not None else None
         self._counts[name] += 1
-        occurrence = self._counts[name]
-        step, wait_step = f"signal-{name}-{occurrence}", f"signal-{name}-{occurrence}-wait"
+        waits, occurrence = self._counts[name], self._taken[name] + 1
+        step, wait_step = f"signal-{name}-{waits}", f"signal-{name}-{waits}-wait"
         self._claim(wait_step)
         self._claim(step)
         if self._journal.done(step):
-            return _outcome(self._journal.result(step), name)
+            recorded = self._journal.result(step)
+            if not (isinstance(recorded, dict) and recorded.get("timedOut")):
+                self._taken[name] += 1
+            return _outcome(recorded, name)
         until = self._deadline(wait_step)
         if not self._journal.done(wait_step):
             until = utcnow() + timedelta(seconds=seconds) if seconds is not None else None
@@ -73,6 +78,7 @@ class SignalWaits:
             if isinstance(signal, dict):
                 data, sender = decoded(signal.get("data")), signal.get("sentBy")
                 received = {"data": data, **({"sentBy": sender} if isinstance(sender, str) else {})}
+                self._taken[name] += 1
                 await self._enforce(await self._journal.record_step(step, received))
                 return _outcome(received, name)
             left = (until - utcnow()).total_seconds() if until is not None else math.inf

@@ -14,3 +14,13 @@ async def sleep_until(ctx, input):
 
     await ctx.sleep_until(datetime.fromisoformat(input["until"]))
     return "woke"
+
+
+async def missed_then_taken(ctx, input):
+    from flux_runner import SignalTimeout
+
+    try:
+        first = await ctx.wait_for_signal("go", timeout=0.05)
+    except SignalTimeout:
+        first = "timed out"
+    return [first, await ctx.wait_for_signal("go")]

@@ -100,6 +100,19 @@ def test_the_kth_wait_takes_the_kth_signal_of_its_name(token, termination_log):
     assert api.checkpoint["result"] == [1, 2]
 
 
+def test_a_wait_that_timed_out_takes_no_signal_so_the_next_wait_takes_the_late_one(token, termination_log):
+    """Signals queue: the first go, sent after the first wait gave up, goes to the next wait (it once waited for
+    a second go that might never come), in this pod and in the replay after it."""
+    api = FakeExecutionApi(new_execution("late", "tests.runner.signal_workflows:missed_then_taken"))
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    waited = api.checkpoint
+    assert waited["state"] == "Waiting" and waited["signal"] == {"name": "go", "occurrence": 1}
+    api.status["checkpoint"] = {**waited, "state": "Running", "signal": None, "waiting": None}
+    api.execution["spec"]["signals"] = [{"name": "go", "data": "7"}]
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["result"] == ["timed out", 7]
+
+
 @pytest.mark.parametrize(("text", "value"), [('{"a":1}', {"a": 1}), ("not json", "not json"), (None, None)])
 def test_signal_data_is_json_and_other_text_is_kept_as_it_is(text, value):
     assert decoded(text) == value
