@@ -8,8 +8,9 @@ so one namespace's failure storm cannot hold back another namespace's cancel. A 
 The lane is set around each reconcile (`with lane(namespace):`) and read where a request is made, so no
 API method takes it as an argument. The leader Lease has a lane of its own that goes before all others
 (its renewals are a few a minute; a late one costs the leadership); requests outside any lane (start-up
-checks) share the budget as one more lane. The background lane goes after all others: an execution's Event
-that finds no token to spare waits there (deferred.py), so news never holds up a start, a signal or a write.
+checks) share the budget as one more lane. The background lane goes after all others but for one token in
+LAST_LANES_SHARE: an execution's Event that finds no token to spare waits there (deferred.py), so news seldom
+holds up a start, a signal or a write, and a busy namespace cannot hold back everyone's news for ever.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from contextvars import ContextVar, copy_context
 # Namespace names cannot contain ':', so these never meet a namespace's lane.
 LEASE_LANE = ":lease"
 OPERATOR_LANE = ":operator"
-# Served only while no other lane waits: Events the budget had no token to spare for (deferred.py).
+# Served while no other lane waits, and at least one token in LAST_LANES_SHARE while others do: Events the budget
+# had no token to spare for (deferred.py), which a namespace keeping its lane full must not hold back for ever.
 BACKGROUND_LANE = ":background"
+LAST_LANES_SHARE = 10
 
 _current: ContextVar[str] = ContextVar("flux_budget_lane", default=OPERATOR_LANE)
 
@@ -67,6 +70,7 @@ class FairBucket:
         self._lane_of: dict[int, str] = {}
         self._urgent: set[int] = set()
         self._seq = 0
+        self._passed_over = 0  # tokens other lanes took while a `last` lane waited
 
     def join(self, lane: str, urgent: bool = False) -> int:
         """An urgent ticket (a signal) goes behind the lane's other urgent ones, ahead of the rest: a cancel
@@ -91,12 +95,10 @@ class FairBucket:
         for lane in self.first:
             if lane in self._lanes:
                 return self._lanes[lane][0]
-        if self._turns:
+        last = next((lane for lane in self.last if lane in self._lanes), None)
+        if self._turns and (last is None or self._passed_over < LAST_LANES_SHARE - 1):
             return self._lanes[self._turns[0]][0]
-        for lane in self.last:  # only while no other lane waits
-            if lane in self._lanes:
-                return self._lanes[lane][0]
-        return None
+        return self._lanes[last][0] if last is not None else None
 
     def spare(self, now: float) -> bool:
         """Takes a token if one is there and no request waits for it: True. Never waits, never queues."""
@@ -119,6 +121,10 @@ class FairBucket:
         if self.tokens < 1 - 1e-9:  # a whole token, give or take rounding: never a wait of 1e-17 s
             return (1 - self.tokens) / self.qps
         self.tokens = max(0.0, self.tokens - 1)
+        if self._lane_of.get(ticket) in self.last:
+            self._passed_over = 0
+        elif any(lane in self._lanes for lane in self.last):
+            self._passed_over += 1
         self.leave(ticket)
         return 0.0
 

@@ -91,6 +91,19 @@ def test_the_background_lane_gets_a_token_only_while_no_other_lane_waits() -> No
     assert bucket.waiting() == 0 and bucket.head() is None
 
 
+def test_the_background_lane_gets_one_token_in_ten_while_others_keep_their_lanes_full() -> None:
+    """A namespace that never lets its lane empty must not hold back every namespace's deferred Events."""
+    bucket = FairBucket(qps=1, burst=1, now=0.0, last=(BACKGROUND_LANE,))
+    bucket.tokens = 0
+    news = [bucket.join(BACKGROUND_LANE) for _ in range(3)]
+    busy = [bucket.join("busy") for _ in range(40)]
+    order = []
+    for second in range(1, 31):
+        order += grants(bucket, [*news, *busy], float(second))
+    assert [order.index(n) for n in news] == [9, 19, 29]
+    assert len(order) == 30
+
+
 def test_a_spare_token_is_one_nobody_waits_for() -> None:
     bucket = FairBucket(qps=1, burst=2, now=0.0)
     assert bucket.spare(0.0) and bucket.spare(0.0), "the burst"
