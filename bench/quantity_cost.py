@@ -34,8 +34,9 @@ def refused(text: str) -> None:
 def main() -> None:
     for digits in (4_000, 8_000, 16_000):
         text = "1" * digits + "x"
-        print(f"{digits} digits: old pattern {cpu(lambda: OLD.match(text)):.2f} s CPU; today's pattern "
-              f"{cpu(lambda: _QUANTITY.match(text)) * 1e3:.2f} ms; parse_quantity {cpu(lambda: refused(text)) * 1e6:.0f} us")
+        old, new, parsed = cpu(lambda: OLD.match(text)), cpu(lambda: _QUANTITY.match(text)), cpu(lambda: refused(text))
+        print(f"{digits} digits: old pattern {old:.2f} s CPU; today's pattern {new * 1e3:.2f} ms; "
+              f"parse_quantity {parsed * 1e6:.0f} us")
 
 
 if __name__ == "__main__":
