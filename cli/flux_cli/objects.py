@@ -237,13 +237,14 @@ def waiting_reason(obj: Mapping[str, Any]) -> str | None:
     return started.message.removeprefix(WAITING_PREFIX) or started.reason
 
 
-def last_progress(obj: Mapping[str, Any]) -> datetime | None:
-    """When the execution last showed life: checkpoint, else start, else creation."""
+def last_progress(obj: Mapping[str, Any], now: datetime | None = None) -> datetime | None:
+    """When the execution last showed life: checkpoint, else start, else creation. A checkpoint time after
+    `now` is the runner's word against the clock (it writes it): not taken."""
     st = status_model(obj)
     for value in (st.checkpoint.updatedAt if st.checkpoint else None, st.startedAt,
                   metadata(obj).get("creationTimestamp")):
         moment = parse_time(value)
-        if moment is not None:
+        if moment is not None and (now is None or moment <= now):
             return moment
     return None
 

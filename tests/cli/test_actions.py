@@ -328,6 +328,35 @@ def test_stale_reads_the_progress_a_runner_writes_to_its_progress_object() -> No
                              "skipped 1 execution(s) with progress in the last 1h: busy"]
 
 
+def _child_of(child: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
+    parent["metadata"]["uid"] = f"uid-{parent['metadata']['name']}"
+    child["metadata"]["ownerReferences"] = [{"kind": "Execution", "name": parent["metadata"]["name"],
+                                             "uid": parent["metadata"]["uid"], "controller": True}]
+    return child
+
+
+def test_stale_spares_a_quiet_parent_whose_cascade_would_stop_a_busy_child() -> None:
+    """The parent waits on its child and writes nothing meanwhile; cancelling it would kill the child."""
+    parent, child = ex("p"), ex("p-1", parent="p")
+    parent["status"]["checkpoint"] = {"state": "Running", "updatedAt": "2024-06-01T09:00:00Z"}
+    child["status"]["checkpoint"] = {"state": "Running", "updatedAt": "2024-06-01T11:59:00Z"}
+    kube = FakeKube(parent, _child_of(child, parent))
+    outcome = run(kube, Selection(everything=True), stale_seconds=3600)
+    assert kube.patches == []
+    assert "skipped 1 execution(s) whose cancel would stop a descendant with progress in the last 1h: p" \
+        in outcome.notes
+
+
+def test_stale_never_takes_a_wait_or_a_suspend_nor_a_checkpoint_time_from_the_future() -> None:
+    waiting, suspended, liar = ex("waiting", "Waiting"), ex("suspended", "Suspended"), ex("liar")
+    for obj in (waiting, suspended):
+        obj["status"]["checkpoint"] = {"state": "Waiting", "updatedAt": "2024-06-01T09:00:00Z"}
+    liar["status"]["checkpoint"] = {"state": "Running", "updatedAt": "8999-01-01T00:00:00Z"}  # its own word
+    kube = FakeKube(waiting, suspended, liar)
+    run(kube, Selection(everything=True), stale_seconds=3600)
+    assert [p[1] for p in kube.patches] == ["liar"], "idle since its creation, whatever it wrote"
+
+
 def test_stale_with_names_is_a_guard() -> None:
     recent = ex("recent")
     recent["metadata"]["creationTimestamp"] = (NOW - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")

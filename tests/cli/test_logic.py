@@ -311,8 +311,10 @@ def test_plan_counts_itself_and_unfinished_descendants() -> None:
     objs = family()
     result = plan(objs[0], build_tree(objs[0], objs), "nightly", cascade=True)
     assert result.accepted and not result.already_finished and not result.already_cancelling
-    assert result.children == ["root-a", "root-a-1", "root-b-1"]
-    assert result.cancelled_count == 4
+    # root-b finished: its cancel reaches nothing below it (the operator's cascade stops there), so root-b-1
+    # runs on and is not counted.
+    assert result.children == ["root-a", "root-a-1"]
+    assert result.cancelled_count == 3
     assert result.reason == "nightly" and result.message == "cancel requested" and result.exit_code is ExitCode.OK
 
 
@@ -355,6 +357,18 @@ def test_drop_covered_reports_a_cascaded_child_inside_its_parent() -> None:
     other = plan(objs[5], build_tree(objs[5], objs), "r", cascade=True)
     kept, dropped = drop_covered([child, parent, other])
     assert kept == [parent, other] and dropped == [child]
+
+
+def test_a_target_below_a_child_cancelled_without_its_children_is_cancelled_itself() -> None:
+    """A -> B -> C, and B cancelled on its own with --no-cascade: cancelling A does not reach C (the operator's
+    cascade stops at B), so C, named too, must get its own patch, not be reported inside A's block."""
+    objs = [ex("a"), ex("b", "Cancelling", parent="a", cancel={"reason": "mine", "cascade": False}),
+            ex("c", parent="b")]
+    a = plan(objs[0], build_tree(objs[0], objs), "r", cascade=True)
+    c = plan(objs[2], build_tree(objs[2], objs), "r", cascade=True)
+    assert a.children == [] and a.cancelled_count == 1
+    kept, dropped = drop_covered([a, c])
+    assert kept == [a, c] and dropped == []
 
 
 def test_drop_covered_ignores_parents_that_are_not_cancelled_now() -> None:
@@ -417,7 +431,7 @@ def test_result_json_has_stable_keys() -> None:
 def test_waits_for_the_target_and_its_cascade() -> None:
     objs = family()
     result = plan(objs[0], build_tree(objs[0], objs), "r", cascade=True)
-    assert waits_for(result) == [("team-a", "root"), ("team-a", "root-a"), ("team-a", "root-a-1"), ("team-a", "root-b-1")]
+    assert waits_for(result) == [("team-a", "root"), ("team-a", "root-a"), ("team-a", "root-a-1")]
     assert waits_for(plan(ex("a", "Failed"), None, "r", True)) == []
     assert waits_for(plan(ex("a", cancel={"reason": "r"}), None, "r", True)) == [("team-a", "a")]
     assert waits_for(CancelResult("x", "ns", error=True)) == []

@@ -34,7 +34,7 @@ from flux_cli.executions.cancelling import (
     worst,
 )
 from flux_cli.executions.family import Node, attach_pods, build_tree, prune
-from flux_cli.executions.selection import Selection, split_finished, split_stale
+from flux_cli.executions.selection import Selection, is_stale, split_finished, split_stale
 from flux_cli.kube import Kube, KubeError, NotFoundError, RejectedError, concerns_one_object
 from flux_cli.objects import GONE
 
@@ -95,10 +95,12 @@ def cancel(
 
     # --all already listed every execution (of the namespace, or of all): no need to ask again.
     complete = selection.everything and not selection.selector
-    trees = _trees(kube, candidates, known, options.cascade, complete)
+    trees, family = _trees(kube, candidates, known, options.cascade, complete)
     planned = [
         plan(obj, trees[objects.key_of(obj)], options.reason, options.cascade, options.dry_run) for obj in candidates
     ]
+    if options.stale_seconds is not None:
+        planned = _spare_the_living(kube, planned, family, options.stale_seconds, now, run.notes)
     planned, _ = drop_covered(planned)
 
     if options.dry_run:
@@ -144,10 +146,10 @@ def _resolve(
 
 def _trees(
     kube: Kube, candidates: list[dict[str, Any]], known: list[dict[str, Any]], cascade: bool, complete: bool
-) -> dict[tuple[str, str], Node]:
-    """Each target with its descendants (only itself without cascade)."""
+) -> tuple[dict[tuple[str, str], Node], dict[tuple[str, str], dict[str, Any]]]:
+    """Each target with its descendants (only itself without cascade), and every execution they were built from."""
     if not cascade:
-        return {objects.key_of(obj): build_tree(obj, []) for obj in candidates}
+        return {objects.key_of(obj): build_tree(obj, []) for obj in candidates}, {}
     family = {objects.key_of(obj): obj for obj in known}
     if not complete:
         by_namespace: dict[str, list[str]] = defaultdict(list)
@@ -155,7 +157,23 @@ def _trees(
             by_namespace[objects.namespace_of(obj)].append(objects.name_of(obj))
         for namespace, names in by_namespace.items():
             family.update((objects.key_of(obj), obj) for obj in kube.list_descendants(namespace, names))
-    return {objects.key_of(obj): build_tree(obj, family.values()) for obj in candidates}
+    return {objects.key_of(obj): build_tree(obj, family.values()) for obj in candidates}, family
+
+
+def _spare_the_living(kube: Kube, planned: list[CancelResult], family: dict[tuple[str, str], dict[str, Any]],
+                      threshold: float, now: datetime, notes: list[str]) -> list[CancelResult]:
+    """--stale cancels what went quiet: a stale target whose cascade would stop a descendant with recent
+    progress (a parent waiting on a busy child) is left alone, and said so."""
+    reached = {r.key: [(r.namespace, child) for child in r.children] for r in planned if r.accepted}
+    below = sorted({key for keys in reached.values() for key in keys if key in family})
+    found = kube.progress_of(below) if below else {}
+    alive = {key for key in below
+             if not is_stale(progress.with_progress(family[key], found.get(key)), threshold, now)}
+    spared = [r for r in planned if any(key in alive for key in reached.get(r.key, []))]
+    if spared:
+        notes.append(f"skipped {len(spared)} execution(s) whose cancel would stop a descendant with progress in "
+                     f"the last {format_duration(threshold)}: {', '.join(r.name for r in spared)}")
+    return [r for r in planned if r not in spared]
 
 
 def _show_what_would_be_touched(

@@ -133,7 +133,7 @@ def plan(obj: dict[str, Any], tree: Node | None, reason: str, cascade: bool, dry
         result.accepted = True
         result.reason = reason
         if cascade and tree is not None:
-            result.children = [node.name for node in tree.descendants() if not node.terminal]
+            result.children = [node.name for node in tree.cascade_reach()]
         result.cancelled_count = 1 + len(result.children)
         result.message = "would cancel (dry run)" if dry_run else "cancel requested"
     return result

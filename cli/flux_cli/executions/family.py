@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from flux_api.cancel import requested_cancel
+
 from flux_cli import objects
 
 
@@ -24,6 +26,7 @@ class Node:
     reason: str | None = None
     children: list[Node] = field(default_factory=list)
     pods: list[PodRef] = field(default_factory=list)
+    passes_cancel_on: bool = True  # False: cancelled on its own without its children, which it keeps running
 
     @property
     def terminal(self) -> bool:
@@ -37,6 +40,15 @@ class Node:
 
     def descendants(self) -> list[Node]:
         return list(self.walk())[1:]
+
+    def cascade_reach(self) -> list[Node]:
+        """The descendants a cascading cancel of this node stops, as the operator's cascade reaches them: not
+        a finished child or what is below it, nor one cancelled without its children or what is below that."""
+        reached, level = [], [self]
+        while level:
+            level = [c for parent in level for c in parent.children if not c.terminal and c.passes_cancel_on]
+            reached += level
+        return reached
 
     def to_json(self, with_pods: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "phase": self.phase, "reason": self.reason}
@@ -68,7 +80,9 @@ def _build(obj: dict[str, Any], index: ChildrenIndex, seen: set[tuple[str, str]]
     key = objects.key_of(obj)
     # A hand-edited label could form a loop; each execution appears once.
     seen.add(key)
-    node = Node(name=key[1], namespace=key[0], phase=objects.phase_of(obj), reason=objects.reason_of(obj))
+    own = requested_cancel(obj)
+    node = Node(name=key[1], namespace=key[0], phase=objects.phase_of(obj), reason=objects.reason_of(obj),
+                passes_cancel_on=own is None or own.cascade)
     for child in index.get(key, []):
         if objects.key_of(child) not in seen and objects.is_child_of(child, obj):
             node.children.append(_build(child, index, seen))
@@ -78,7 +92,7 @@ def _build(obj: dict[str, Any], index: ChildrenIndex, seen: set[tuple[str, str]]
 def prune(node: Node, keep: Callable[[Node], bool]) -> Node:
     """A copy with only the descendants that `keep` accepts, plus the ancestors that lead to them."""
     kept = [pruned for child in node.children if (pruned := _prune(child, keep)) is not None]
-    return Node(node.name, node.namespace, node.phase, node.reason, kept, list(node.pods))
+    return Node(node.name, node.namespace, node.phase, node.reason, kept, list(node.pods), node.passes_cancel_on)
 
 
 def _prune(node: Node, keep: Callable[[Node], bool]) -> Node | None:

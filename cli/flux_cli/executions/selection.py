@@ -55,12 +55,18 @@ def make_selection(
     return Selection(unique, selector.strip() if selector else None, everything, all_namespaces)
 
 
+# Waiting by design (a durable sleep or signal wait, a suspend): no runner to have gone quiet.
+NEVER_STALE = ("Suspended", "Waiting")
+
+
 def is_stale(obj: dict[str, Any], threshold_seconds: float, now: datetime) -> bool:
     """No checkpoint or progress for at least the threshold.
 
     An object without any usable timestamp is NOT stale: when in doubt, do not cancel.
     """
-    idle = objects.seconds_since(objects.last_progress(obj), now)
+    if objects.phase_of(obj) in NEVER_STALE:
+        return False
+    idle = objects.seconds_since(objects.last_progress(obj, now), now)
     return idle is not None and idle >= threshold_seconds
 
 
