@@ -14,6 +14,7 @@ from flux_api.names import (
     CANCELLED_BY_ANNOTATION,
     GROUP,
     MAX_SCHEDULE_NAME,
+    OWNED_LABEL_VALUES,
     REPLACED_BY_ANNOTATION,
     SCHEDULED_AT_ANNOTATION,
 )
@@ -148,11 +149,11 @@ TEMPLATE_UNSIGNED_SIGNALS = {
 }
 # The operator creates a Schedule's runs with the template's labels and annotations: its own marks in the
 # template would let anyone forge them through the operator (children, depth, runs of another Schedule).
+_OWNED_PAIRS = " || ".join(f"(k == '{k}' && self[k] == '{v}')" for k, v in OWNED_LABEL_VALUES.items())
 TEMPLATE_LABELS_RULE = {
-    "rule": f"self.all(k, !k.startsWith('{GROUP}/') && !(k == 'app.kubernetes.io/managed-by' && "
-            "self[k] == 'flux-operator'))",
-    "message": f"spec.executionTemplate.metadata.labels cannot set {GROUP}/* or app.kubernetes.io/managed-by="
-               "flux-operator: the operator sets them on the runs it creates",
+    "rule": f"self.all(k, !k.startsWith('{GROUP}/') && !({_OWNED_PAIRS}))",
+    "message": f"spec.executionTemplate.metadata.labels cannot set {GROUP}/* or "
+               f"{', '.join(f'{k}={v}' for k, v in OWNED_LABEL_VALUES.items())}: the operator's own marks",
     "reason": "FieldValueForbidden",
 }
 _OWNED_ANNOTATIONS = f"['{CANCELLED_BY_ANNOTATION}', '{REPLACED_BY_ANNOTATION}', '{SCHEDULED_AT_ANNOTATION}']"

@@ -30,6 +30,8 @@ SUSPENDED_BY_ANNOTATION = f"{GROUP}/suspended-by"
 DEADLINE_REASON = "DeadlineExceeded"
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flux-operator"}
+# Labels whose value alone marks an object as the operator's (other values are anyone's): policy_owned.
+OWNED_LABEL_VALUES = {**MANAGED_BY, "app.kubernetes.io/name": "flux-runner"}
 # The distroless "nonroot" user; the runner image runs as it too.
 RUNNER_UID = 65532
 

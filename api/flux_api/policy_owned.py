@@ -17,7 +17,7 @@ from flux_api.admission import NOT_THE_OPERATOR, binding, policy, resource_rules
 from flux_api.names import (
     CANCELLED_BY_ANNOTATION,
     GROUP,
-    MANAGED_BY,
+    OWNED_LABEL_VALUES,
     PLURAL,
     REPLACED_BY_ANNOTATION,
     RUNNER_ACCOUNT_PREFIX,
@@ -30,8 +30,6 @@ RUNNER_OBJECTS_NAME = "flux-operator-owned-runner-objects"
 RUNNER_IDENTITY_NAME = "flux-runner-accounts-only-for-runners"
 RUNNER_OBJECTS = [("", "pods"), ("", "serviceaccounts"), ("rbac.authorization.k8s.io", "roles"),
                   ("rbac.authorization.k8s.io", "rolebindings")]
-# Labels whose value alone marks them as the operator's (other values are anyone's).
-OWNED_LABEL_VALUES = {**MANAGED_BY, "app.kubernetes.io/name": "flux-runner"}
 OWNED_ANNOTATIONS = (CANCELLED_BY_ANNOTATION, REPLACED_BY_ANNOTATION, SCHEDULED_AT_ANNOTATION)
 
 

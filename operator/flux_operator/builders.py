@@ -11,6 +11,7 @@ from flux_api.names import (
     CREATE_TOKEN_ANNOTATION,
     DEPTH_LABEL,
     MANAGED_BY,
+    OWNED_LABEL_VALUES,
     RUNNER_UID,
     SUSPEND_REASON_ANNOTATION,
     SUSPENDED_BY_ANNOTATION,
@@ -18,7 +19,6 @@ from flux_api.names import (
     runner_pod_name_for,
     tree_depth,
 )
-from flux_api.policy_owned import OWNED_LABEL_VALUES
 from flux_api.tenancy import TenancyLimits
 from flux_api.tracecontext import TRACEPARENT_ANNOTATION
 from flux_api.types import MAX_DEPTH, PodTemplate

@@ -29,3 +29,13 @@ def test_check_fails_on_a_stale_crd(tmp_path, monkeypatch):
     stale.write_text(crd.render() + "# edited by hand\n")
     monkeypatch.setattr(crd, "CHART_COPY", stale)
     assert crd.main(["--check"]) == 1
+
+
+def test_a_schedule_template_sets_none_of_the_operators_label_marks():
+    """Its runs would carry them (the operator's create is exempt from the owned-metadata policy), and no one
+    could then remove them, nor retry such a run."""
+    from flux_api import crd_rules
+    from flux_api.names import OWNED_LABEL_VALUES
+
+    for key, value in OWNED_LABEL_VALUES.items():
+        assert f"(k == '{key}' && self[k] == '{value}')" in crd_rules.TEMPLATE_LABELS_RULE["rule"]

@@ -17,7 +17,8 @@ def checkpoint(runs=(), names=(), recent=()) -> Checkpoint:
 
 
 def test_a_copy_keeps_the_spec_and_own_marks_but_not_the_operators_or_what_it_was_told():
-    original = {"metadata": {"name": "etl", "labels": {"team": "data", f"{GROUP}/parent": "x"},
+    original = {"metadata": {"name": "etl", "labels": {"team": "data", f"{GROUP}/parent": "x",
+                                                      "app.kubernetes.io/name": "flux-runner"},
                              "annotations": {"note": "n", f"{GROUP}/cancel": "stop",
                                              "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
                 "spec": {"workflow": "a:b", "input": {"k": 1}, "cancel": {"reason": "r"}, "suspend": True,

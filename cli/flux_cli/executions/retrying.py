@@ -15,6 +15,7 @@ from typing import Any
 
 from flux_api import API_VERSION, GROUP, KIND, Checkpoint
 from flux_api.ledger import Ledger
+from flux_api.names import OWNED_LABEL_VALUES
 from flux_api.types import RECENT_STEPS, Seed
 from pydantic import ValidationError
 
@@ -31,7 +32,8 @@ SUFFIX = 5  # the characters the API server adds to a generateName
 def copy_of(original: dict[str, Any], kind: str) -> dict[str, Any]:
     meta = objects.metadata(original)
     own = {f"{GROUP}/", "kubectl.kubernetes.io/"}
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if not k.startswith(tuple(own))}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items()
+              if not k.startswith(tuple(own)) and OWNED_LABEL_VALUES.get(k) != v}  # the operator's marks
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(tuple(own))}
     prefix = f"{meta.get('name', '')[: MAX_NAME - len(kind) - 2 - SUFFIX]}-{kind}-"
     spec = {k: v for k, v in objects.spec(original).items() if k not in NOT_COPIED}
