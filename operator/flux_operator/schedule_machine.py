@@ -56,6 +56,7 @@ class ReplaceRun:
 
     name: str
     reason: str
+    uid: str = ""  # the run's own: a namesake made meanwhile is not cancelled in its place
 
 
 @dataclass(frozen=True)
@@ -313,10 +314,11 @@ def decide_schedule(schedule: Schedule, candidates: list[Execution], now: dateti
                     EventReason.RUN_NAME_TAKEN, f"{name} already exists and is not a run of this Schedule: the run of "
                     f"{format_time(due)} starts as {spare}", "Warning", key=name))
                 name = spare
-            replaced = [r.name for r in runs if r.name in active and r.spec.cancel is None] \
+            replaced = [r for r in runs if r.name in active and r.spec.cancel is None] \
                 if schedule.spec.concurrencyPolicy == ConcurrencyPolicy.REPLACE else []
-            decision.actions += [ReplaceRun(run, f"replaced by {name}: schedule {schedule.name} has concurrencyPolicy "
-                                                 "Replace") for run in replaced[:MAX_REPLACES_A_PASS]]
+            decision.actions += [ReplaceRun(run.name, f"replaced by {name}: schedule {schedule.name} has "
+                                                      "concurrencyPolicy Replace", run.metadata.get("uid", ""))
+                                 for run in replaced[:MAX_REPLACES_A_PASS]]
             if len(replaced) > MAX_REPLACES_A_PASS:
                 # The rest next pass, and the new run once every old one is told: other Schedules go between.
                 message = f"run of {format_time(due)} waits: replacing {len(replaced)} active runs"

@@ -176,10 +176,12 @@ class ScheduleReconciler:
                 if action is None:
                     return Result()
             match action:
-                case plan.ReplaceRun(name=run, reason=reason):
-                    answer = self.api.patch_execution(ns, run, {"metadata": {"annotations": {REPLACED_BY_ANNOTATION:
-                                                                                              name}},
-                                                                "spec": {"cancel": {"reason": reason}}})
+                case plan.ReplaceRun(name=run, reason=reason, uid=run_uid):
+                    # The UID as a precondition: a namesake made since the decision answers Conflict.
+                    answer = self.api.patch_execution(ns, run, {
+                        "metadata": {"annotations": {REPLACED_BY_ANNOTATION: name}, **({"uid": run_uid} if run_uid
+                                                                                         else {})},
+                        "spec": {"cancel": {"reason": reason}}})
                     if answer is not None:  # told: the next pass (more of them, or the new run) skips it
                         self.world.execution_seen(answer)
                 case plan.CreateRun(name=run, body=body):

@@ -65,3 +65,17 @@ def test_an_old_step_whose_order_is_unknown_is_refused_plainly():
 def test_a_step_that_never_finished_is_refused():
     with pytest.raises(ArgumentError, match="'nope' is not among the 3 finished steps of etl"):
         steps_before(checkpoint(runs=[("s-", 1, 3)]), "nope", "etl")
+
+
+def test_a_wait_on_a_copy_deleted_meanwhile_says_so_instead_of_failing():
+    """A copy keeps ttlSecondsAfterFinished: 0, so the operator may delete it between two looks."""
+    from flux_cli.executions.retrying import Made, wait_finished
+    from flux_cli.kube import NotFoundError
+
+    class Gone:
+        def get_execution(self, namespace, name):
+            raise NotFoundError(f'execution "{name}" not found')
+
+    made = wait_finished(Gone(), Made("etl-retry-x", "ns", "etl", "retry"), timeout=5, sleep=lambda _: None)
+    assert made.phase == "Deleted" and made.exit_code == 0
+    assert made.message.endswith("ended Deleted")

@@ -182,6 +182,7 @@ def test_replace_cancels_the_active_run_saying_so_and_starts_the_new_one():
     [replace] = of(decision, ReplaceRun)
     assert replace.name == "nightly-29395435"
     assert replace.reason == f"replaced by {NAME}: schedule nightly has concurrencyPolicy Replace"
+    assert replace.uid == prev_active()[0].metadata["uid"], "the patch's precondition: this run, no namesake"
     assert [c.name for c in of(decision, CreateRun)] == [NAME]
 
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from flux_cli import objects
 from flux_cli.errors import ArgumentError, ExitCode
-from flux_cli.kube import Kube
+from flux_cli.kube import Kube, NotFoundError
 
 # What a copy leaves behind: what the original was told to do, and the retry's own link and seed.
 NOT_COPIED = ("cancel", "suspend", "signals", "seed", "retryOf", "startAt")
@@ -125,7 +125,11 @@ def wait_finished(kube: Kube, made: Made, timeout: float, clock: Callable[[], fl
                   sleep: Callable[[float], None] = time.sleep) -> Made:
     deadline = clock() + timeout
     while True:
-        obj = kube.get_execution(made.namespace, made.name)
+        try:
+            obj = kube.get_execution(made.namespace, made.name)
+        except NotFoundError:  # finished and deleted between two looks (ttlSecondsAfterFinished: 0), or by hand
+            made.phase = objects.GONE
+            return made
         if objects.is_terminal(obj):
             made.phase = str(objects.phase_of(obj))
             return made
