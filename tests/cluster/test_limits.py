@@ -68,7 +68,7 @@ def test_a_full_limit_queues_and_each_freed_slot_goes_to_the_next_in_creation_or
     fx.wait_phase("etl-1", "Suspended")
     fx.wait_phase("etl-3", "Running", timeout=SOON)
     assert fx.phase("etl-4") == "Pending"
-    limits.wait_usage("etl", 2, 2)  # the other branch, and the leaf the running branch spawned
+    limits.wait_usage("etl", 2, 1)
 
     # Cancelled while queued: ends at once, never admitted.
     fx.cancel("etl-4", "not needed")
