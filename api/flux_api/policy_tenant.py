@@ -356,7 +356,8 @@ def deletes_policy() -> dict[str, Any]:
     """Other ways to have the cluster delete what one may not delete. An ownerReference added to an Execution or a
     Schedule lets the garbage collector delete it (and what it owns) once that owner is gone, or at once if it
     never existed. On a Schedule, lower history limits delete its finished runs, and a sooner TTL in its template
-    deletes the runs it makes."""
+    deletes the runs it makes. And to have the operator patch them: a switch to Replace cancels the active run,
+    and signals in the template are sent to every run; both need `patch` on executions."""
     owners = ("object.metadata.?ownerReferences.orValue([]).filter(r, !(r in "
               "oldObject.metadata.?ownerReferences.orValue([])))")
     template_ttl = "spec.executionTemplate.spec.?ttlSecondsAfterFinished.orValue(variables.defaultTtl)"
@@ -369,6 +370,10 @@ def deletes_policy() -> dict[str, Any]:
         variable("ttlAfter", f"object.{template_ttl}"),
         variable("deletesRuns", "variables.isSchedule && (" + " || ".join(lowered) + " || (variables.ttlAfter != -1 && "
                                 "(variables.ttlBefore == -1 || variables.ttlAfter < variables.ttlBefore)))"),
+        variable("patchesRuns", "variables.isSchedule && ((object.spec.?concurrencyPolicy.orValue('Allow') == "
+                                "'Replace' && oldObject.spec.?concurrencyPolicy.orValue('Allow') != 'Replace') || "
+                                "object.spec.executionTemplate.spec.?signals.orValue([]) != "
+                                "oldObject.spec.executionTemplate.spec.?signals.orValue([]))"),
     ]
     resource = "request.resource.resource"
     may_delete_it = (f"authorizer.group('{GROUP}').resource({resource}).namespace({_NS}).name(object.metadata.name)"
@@ -383,6 +388,10 @@ def deletes_policy() -> dict[str, Any]:
                    "a Schedule's lower history limits or sooner TTL need delete on executions",
                    f"'spec: you may not delete executions in ' + {_NS} + ': lower history limits or a sooner "
                    "ttlSecondsAfterFinished in the template delete runs of the Schedule'"),
+        validation(f"!variables.patchesRuns || {_authorize(PLURAL, 'patch', None, GROUP)}",
+                   "a switch to concurrencyPolicy Replace, or signals in the template, need patch on executions",
+                   f"'spec: you may not patch executions in ' + {_NS} + ': concurrencyPolicy Replace cancels the "
+                   "Schedule\\'s active run, and signals in its template are sent to every run'"),
     ]
     return policy(DELETES, resource_rules([(GROUP, PLURAL), (GROUP, SCHEDULE_PLURAL)], ["UPDATE"]), rules, variables,
                   [NOT_THE_OPERATOR])

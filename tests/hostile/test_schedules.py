@@ -8,13 +8,16 @@ are slow, so each test needs at most one firing of an every-minute schedule.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 
 import pytest
-from flux_api import API_VERSION
+from flux_api import API_VERSION, GROUP
 from fluxtest import Schedules, longrun, manifest, policies, schedule, wait_for
 from fluxtest.faults import log_tail, metric
+from fluxtest.tenancy import grant, impersonating
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 LABEL = "workflows.flux.dev/schedule"
@@ -202,3 +205,30 @@ def test_a_schedule_whose_runs_are_refused_tries_once_a_cron_time_and_says_why(t
     assert after["metadata"]["resourceVersion"] == version
     assert metric(op, "flux_reconcile_errors_total", 'kind="Invalid"') == invalid == 0
     assert refusals == 1
+
+
+@pytest.mark.threat("schedule-patches-runs", "a user who may write Schedules and create Executions, but not patch "
+                    "them, switches a Schedule to concurrencyPolicy Replace (the operator cancels its active run) "
+                    "and puts an approval signal in its template (sent to every run)",
+                    "both refused by the API server, naming patch on executions; a tenant who may patch them is "
+                    "let through")
+@pytest.mark.timeout(120)
+def test_a_schedule_writer_cannot_have_the_operator_patch_runs_for_them(api, kubeconfig, tenant, result):
+    ns, user = tenant.namespace, f"scheduler-{tenant.namespace}"
+    grant(api, ns, user, [{"apiGroups": [GROUP], "resources": ["schedules"],
+                           "verbs": ["create", "get", "list", "watch", "patch"]},
+                          {"apiGroups": [GROUP], "resources": ["executions"], "verbs": ["create", "get"]}])
+    writer = Schedules(client.CustomObjectsApi(impersonating(kubeconfig, user)), ns)
+    writer.create(schedule("nightly", "flux_examples.approval:main", suspend=True))
+    refused = []
+    for change in ({"spec": {"concurrencyPolicy": "Replace"}},
+                   {"spec": {"executionTemplate": {"spec": {"signals": [{"name": "approve",
+                                                                         "data": '{"approved": true}'}]}}}}):
+        with pytest.raises(ApiException) as caught:
+            writer.patch("nightly", change)
+        assert caught.value.status == 403, caught.value.body
+        refused.append(json.loads(caught.value.body)["message"])
+        assert "you may not patch executions in" in refused[-1], refused[-1]
+    tenant.schedules.patch("nightly", {"spec": {"concurrencyPolicy": "Replace"}})
+    result.figure(f"refused: {refused[0][-150:]!r}; the tenant who may patch executions: let through")
+    assert tenant.schedules.get("nightly")["spec"]["concurrencyPolicy"] == "Replace"
