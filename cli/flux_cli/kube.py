@@ -49,7 +49,7 @@ IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 _MAX_LABEL_VALUE = 63
 # Keeps label selectors (and so URLs) short however many executions are asked about.
 _SELECTOR_CHUNK = 50
-_PAGE_SIZE = 500
+_PAGE_SIZE = 100  # objects may be ~1.5 MB each: a page is decoded whole before objects.listed trims it
 # More ExecutionProgress objects wanted in one namespace than this: one LIST there, not a GET each.
 _GETS_BEFORE_A_LIST = 8
 
@@ -153,7 +153,7 @@ class Kube:
                 page = _decoded(self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs))
             else:
                 page = _decoded(self._custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs))
-            items.extend(_items(page))
+            items.extend(map(objects.listed, _items(page)))
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 break

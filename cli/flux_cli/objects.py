@@ -268,3 +268,22 @@ def scheduling(obj: Mapping[str, Any]) -> dict[str, Any]:
         "unscheduleRequest": st.get("unscheduleRequest"),
     }
 
+
+
+# What no listing reads, and what makes an object big: a tenant's padded input or template, a checkpoint's data.
+_UNLISTED_SPEC = ("input", "seed", "podTemplate")
+_UNLISTED_CHECKPOINT = ("data", "results")
+
+
+def listed(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object of a LIST as the commands that list keep it: without what none of them reads (a command that
+    needs the whole object GETs it), so a namespace of padded objects costs the caller little memory."""
+    spec, status = obj.get("spec"), obj.get("status")
+    if isinstance(spec, dict):
+        for key in _UNLISTED_SPEC:
+            spec.pop(key, None)
+    checkpoint = status.get("checkpoint") if isinstance(status, dict) else None
+    if isinstance(checkpoint, dict):
+        for key in _UNLISTED_CHECKPOINT:
+            checkpoint.pop(key, None)
+    return obj

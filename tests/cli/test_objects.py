@@ -56,3 +56,18 @@ def test_the_operator_gives_the_started_condition_only_reasons_of_the_api_enum()
     assert all(arg.startswith("StartedReason.") or arg == "reason" for arg in calls), calls
     assert "StartedReason.START_AT_NOT_REACHED" in source and WAITING_REASONS <= set(StartedReason)
 
+
+
+def test_a_listed_object_keeps_what_listings_read_and_drops_the_bulk():
+    from flux_cli.objects import listed
+
+    big = "x" * 100_000
+    obj = {"metadata": {"name": "a"},
+           "spec": {"workflow": "m:f", "input": big, "seed": {"data": big}, "podTemplate": {"env": [big]},
+                    "cancel": {"reason": "r"}},
+           "status": {"phase": "Running", "checkpoint": {"state": "Running", "updatedAt": "t", "data": big,
+                                                          "results": {"s": big}, "stepCount": 3}}}
+    kept = listed(obj)
+    assert kept["spec"] == {"workflow": "m:f", "cancel": {"reason": "r"}}
+    assert kept["status"]["checkpoint"] == {"state": "Running", "updatedAt": "t", "stepCount": 3}
+    assert listed({"metadata": {}}) == {"metadata": {}}
