@@ -461,3 +461,8 @@ def test_apply_wait_leaves_finished_and_failed_results_alone() -> None:
     finished = plan(ex("a", "Failed"), None, "r", cascade=True)
     apply_wait(finished, {}, 60)
     assert finished.message == "already finished (Failed)" and not finished.timed_out
+
+
+def test_a_cascade_is_reported_depth_first_as_the_tree_is_drawn() -> None:
+    objs = [ex("t"), ex("t-l", parent="t"), ex("t-r", parent="t"), ex("t-l-x", parent="t-l"), ex("t-r-x", parent="t-r")]
+    assert plan(objs[0], build_tree(objs[0], objs), "r", cascade=True).children == ["t-l", "t-l-x", "t-r", "t-r-x"]

@@ -44,10 +44,10 @@ class Node:
     def cascade_reach(self) -> list[Node]:
         """The descendants a cascading cancel of this node stops, as the operator's cascade reaches them: not
         a finished child or what is below it, nor one cancelled without its children or what is below that."""
-        reached, level = [], [self]
-        while level:
-            level = [c for parent in level for c in parent.children if not c.terminal and c.passes_cancel_on]
-            reached += level
+        reached = []
+        for child in self.children:  # depth first, as `walk`: the order the report lists them in
+            if not child.terminal and child.passes_cancel_on:
+                reached += [child, *child.cascade_reach()]
         return reached
 
     def to_json(self, with_pods: bool = False) -> dict[str, Any]:
