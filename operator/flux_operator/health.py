@@ -10,12 +10,15 @@ cannot fake health.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from flux_operator.httpserve import CLIENT_TIMEOUT, BoundedServer
 
 
 class Health:
@@ -48,15 +51,21 @@ class Health:
                               "queue": self.queue_depth(), "lastApiContactSeconds": round(silent, 1),
                               "problems": problems}
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    def serve(self, port: int, host: str = "0.0.0.0") -> BoundedServer:
         health = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CLIENT_TIMEOUT
+
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 if self.path.split("?")[0] not in ("/healthz", "/livez", "/"):
                     self.send_error(404)
                     return
                 ok, body = health.report()
+                if not _local(self.client_address[0]):
+                    # The kubelet reads the status code; who leads, the queue and the problems are for
+                    # `kubectl port-forward` (loopback in the pod), not for every pod that can connect.
+                    body = {"ok": ok}
                 data = json.dumps(body).encode()
                 self.send_response(200 if ok else 500)
                 self.send_header("Content-Type", "application/json")
@@ -67,6 +76,13 @@ class Health:
             def log_message(self, *_: Any) -> None:
                 pass  # probes every few seconds would drown the log
 
-        server = ThreadingHTTPServer((host, port), Handler)
+        server = BoundedServer((host, port), Handler)
         threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
         return server
+
+
+def _local(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

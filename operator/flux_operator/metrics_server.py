@@ -17,19 +17,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from flux_operator.httpserve import CLIENT_TIMEOUT, BoundedServer
 from flux_operator.metrics_auth import MetricsAccess, Verdict
 
 log = logging.getLogger("flux_operator")
 
-# A slow or silent client holds one thread for at most this long (the TLS handshake included).
-CLIENT_TIMEOUT = 10.0
+# A slow or silent client holds one thread (of at most MAX_CONNECTIONS) for at most CLIENT_TIMEOUT, the TLS
+# handshake included.
 CERT_CHECK_SECONDS = 60.0
 
 _SELF_SIGNED = """
@@ -102,9 +103,7 @@ class CertificateFiles:
             log.warning("/metrics: cannot reload the certificate: %s", err)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(BoundedServer):
     def __init__(self, address: tuple[str, int], handler: Any, tls: Callable[[], ssl.SSLContext]) -> None:
         self.tls = tls
         super().__init__(address, handler)
@@ -123,7 +122,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def serve(port: int, registry: CollectorRegistry, access: MetricsAccess, tls: Callable[[], ssl.SSLContext],
-          host: str = "0.0.0.0") -> ThreadingHTTPServer:
+          host: str = "0.0.0.0") -> BoundedServer:
     class Handler(BaseHTTPRequestHandler):
         timeout = CLIENT_TIMEOUT
 

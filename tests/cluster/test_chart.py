@@ -304,6 +304,9 @@ def test_the_operators_network_policy_admits_its_probe_and_scrapes_and_lets_it_r
                                          "ports": [{"protocol": "TCP", "port": 6443}]}], "the API server, nothing else"
     assert not [d for d in documents(render(helm, "--set", "networkPolicy.enabled=false"))
                 if d["kind"] == "NetworkPolicy"]
+    nodes = documents(render(helm, "--set-json", 'networkPolicy.healthFrom=[{"ipBlock":{"cidr":"192.0.2.0/24"}}]'))
+    health = next(d for d in nodes if d["kind"] == "NetworkPolicy")["spec"]["ingress"][0]
+    assert health["from"] == [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "the probe from the nodes only"
 
 
 def test_runner_egress_reaches_the_operator_as_the_api_server_and_dns_or_not_at_all(helm):
