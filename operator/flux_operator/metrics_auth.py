@@ -36,6 +36,10 @@ REVIEW_BURST = 20
 KNOWN_TTL = 3600.0
 RENEWALS_PER_SECOND = 1.0
 RENEWAL_BURST = 5
+# And each source address may spend at most this much of the shared budget: one pod's flood of made-up tokens
+# leaves the rest to others (Prometheus's token is new after each rotation, so it is no renewal then).
+SOURCE_REVIEWS_PER_SECOND = 1.0
+SOURCE_REVIEW_BURST = 5
 
 
 class Verdict(Enum):
@@ -112,24 +116,35 @@ class MetricsAccess:
         self._budget = Budget(REVIEWS_PER_SECOND, REVIEW_BURST, clock)
         self._known = TtlCache(clock)  # digests of tokens allowed lately: their renewals use _renewals
         self._renewals = Budget(RENEWALS_PER_SECOND, RENEWAL_BURST, clock)
+        self._sources = TtlCache(clock)  # source address -> its Budget, while it asks
+        self._clock = clock
         self._said: set[str] = set()
 
-    def check(self, authorization: str | None) -> tuple[Verdict, str]:
-        """The verdict on a request with this Authorization header, and a line for the answer's body."""
+    def _source_budget(self, source: str) -> Budget:
+        budget = self._sources.get(source)
+        if budget is None:
+            budget = Budget(SOURCE_REVIEWS_PER_SECOND, SOURCE_REVIEW_BURST, self._clock)
+        self._sources.put(source, budget, KNOWN_TTL)
+        return budget
+
+    def check(self, authorization: str | None, source: str = "") -> tuple[Verdict, str]:
+        """The verdict on a request with this Authorization header from this address, and a line for the
+        answer's body."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return Verdict.UNAUTHENTICATED, "a bearer token is required"
         digest = hashlib.sha256(token.strip().encode()).hexdigest()  # tokens are never kept as they are
         known = self._known.get(digest) is not None
+        spend = self._source_budget(source)
         cached, unanswered = self._answer(self._callers, digest, "token", "the token",
-                                          lambda: self.token_review(token.strip()) or False, known)
+                                          lambda: self.token_review(token.strip()) or False, known, spend)
         if unanswered:
             return unanswered
         if cached is False:
             return Verdict.UNAUTHENTICATED, "the token is not valid"
         caller: Caller = cached
         allowed, unanswered = self._answer(self._decisions, caller, "access", "access",
-                                           lambda: self.access_review(caller), known)
+                                           lambda: self.access_review(caller), known, spend)
         if unanswered:
             return unanswered
         if not allowed:
@@ -138,13 +153,14 @@ class MetricsAccess:
         return Verdict.ALLOWED, ""
 
     def _answer(self, cache: TtlCache, key: Any, kind: str, subject: str, review: Callable[[], Any],
-                known: bool = False) -> tuple[Any, tuple[Verdict, str] | None]:
-        """A review's answer for `key`: cached, or asked within the budget (a `known` token's also within the
-        renewals') and cached (a yes for ALLOWED_TTL, a no for DENIED_TTL). (None, the verdict) when no answer can
-        be had now."""
+                known: bool = False, source: Budget | None = None) -> tuple[Any, tuple[Verdict, str] | None]:
+        """A review's answer for `key`: cached, or asked within the budget (the source's share of it first; a
+        `known` token's also within the renewals') and cached (a yes for ALLOWED_TTL, a no for DENIED_TTL).
+        (None, the verdict) when no answer can be had now."""
         answer = cache.get(key)
         if answer is None:
-            if not self._budget.take() and not (known and self._renewals.take()):
+            shared = (source is None or source.take()) and self._budget.take()
+            if not shared and not (known and self._renewals.take()):
                 return None, (Verdict.UNAVAILABLE, f"too many {kind} reviews: try again shortly")
             try:
                 self.on_review(kind)

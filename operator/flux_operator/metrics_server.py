@@ -130,7 +130,7 @@ def serve(port: int, registry: CollectorRegistry, access: MetricsAccess, tls: Ca
             if self.path.split("?")[0] != "/metrics":
                 self._answer(404, b"not found\n")
                 return
-            verdict, why = access.check(self.headers.get("Authorization"))
+            verdict, why = access.check(self.headers.get("Authorization"), str(self.client_address[0]))
             if verdict is not Verdict.ALLOWED:
                 extra = {"WWW-Authenticate": 'Bearer realm="flux-operator"'} \
                     if verdict is Verdict.UNAUTHENTICATED else {}

@@ -87,12 +87,25 @@ def test_a_refusal_is_remembered_briefly(access, reviews, clock) -> None:
 
 
 def test_a_flood_of_new_tokens_is_refused_from_the_budget_not_passed_on(access, reviews, clock) -> None:
-    verdicts = [access.check(f"Bearer random-{i}")[0] for i in range(200)]
+    # From many pods at once (one pod's share is smaller still: below).
+    verdicts = [access.check(f"Bearer random-{i}", f"10.1.{i // 200}.{i % 200}")[0] for i in range(200)]
     assert reviews.asked["token"] == REVIEW_BURST
     assert verdicts.count(Verdict.UNAVAILABLE) == 200 - REVIEW_BURST
     clock.now += 1.0
     assert access.check("Bearer good")[0] in (Verdict.ALLOWED, Verdict.UNAVAILABLE)
     assert reviews.asked["token"] <= REVIEW_BURST + 5, "the budget refills at a few reviews a second"
+
+
+def test_one_pods_flood_leaves_the_shared_budget_to_others(access, reviews, clock) -> None:
+    """A brand-new token (Prometheus's after a rotation is no renewal) from another address is still reviewed
+    while one pod sends made-up tokens as fast as it can."""
+    from flux_operator.metrics_auth import SOURCE_REVIEW_BURST
+    for second in range(10):
+        clock.now += 1.0
+        flood = [access.check(f"Bearer made-up-{second}-{i}", "10.1.0.9")[0] for i in range(50)]
+        assert flood.count(Verdict.UNAVAILABLE) >= 50 - SOURCE_REVIEW_BURST
+        assert access.check(f"Bearer good-{second}" if second else "Bearer good", "10.1.0.2")[0] \
+            in (Verdict.ALLOWED, Verdict.UNAUTHENTICATED), f"refused after {second} s of one pod's flood"
 
 
 def test_prometheus_renews_its_answer_while_a_flood_of_made_up_tokens_spends_the_budget(access, reviews,
