@@ -39,7 +39,7 @@ RENEWAL_BURST = 5
 # And each source address may spend at most this much of the shared budget: one pod's flood of made-up tokens
 # leaves the rest to others (Prometheus's token is new after each rotation, so it is no renewal then).
 SOURCE_REVIEWS_PER_SECOND = 1.0
-SOURCE_REVIEW_BURST = 5
+SOURCE_REVIEW_BURST = 10
 
 
 class Verdict(Enum):
