@@ -34,4 +34,5 @@ def pod_view(pod: dict[str, Any]) -> PodView:
                    unschedulable=((unscheduled.get("message") or "no node fits it") if unscheduled else ""),
                    token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""),
                    gate=KUEUE_ADMISSION_GATE if KUEUE_ADMISSION_GATE in gates else str(gates[0] or "") if gates else "",
-                   queue=str((meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) or ""))
+                   queue=str((meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) or ""),
+                   held=bool(meta.get("finalizers")))

@@ -605,7 +605,8 @@ def test_a_pod_held_by_finalizers_is_force_deleted_once_and_concludes_once_its_c
     again = decide(forced, overdue_pod(60), [], NOW)
     assert not of(again, DeletePod) and "phase" not in (status_patch(again) or {}), "still running: wait"
     ended = dataclasses.replace(overdue_pod(60), phase="Failed")
-    patch = status_patch(decide(forced, ended, [], NOW))
+    assert "phase" not in (status_patch(decide(forced, ended, [], NOW)) or {}), "no finalizer: the kubelet removes it"
+    patch = status_patch(decide(forced, dataclasses.replace(ended, held=True), [], NOW))
     assert patch["phase"] == "Cancelled"
 
 

@@ -139,6 +139,7 @@ class PodView:
     resource_version: str = ""  # orders two views of one pod: an older one never replaces a newer
     gate: str = ""  # the first scheduling gate holding it back (Kueue's admission gate, say): it cannot start
     queue: str = ""  # its kueue.x-k8s.io/queue-name label: the LocalQueue that admits it
+    held: bool = False  # finalizers keep the object once the kubelet is done with it
 
 
 # What a cancel's record writes: none of it read from what the runner writes (see PatchStatus.fenced).

@@ -203,9 +203,10 @@ ESCALATION_MARGIN_SECONDS = 15
 
 
 def stopped(pod: PodView | None) -> bool:
-    """The runner really stopped: its pod gone, or going with every container ended (only finalizers, a
-    tenant's or a controller's, keep the object)."""
-    return pod is None or (pod.terminating and pod.phase in ("Succeeded", "Failed"))
+    """The runner really stopped: its pod gone, or going with every container ended and only finalizers (a
+    tenant's or a controller's) keeping the object. Without finalizers the kubelet removes it next, and that
+    is waited for (the pod's name is then free for what comes after)."""
+    return pod is None or (pod.terminating and pod.held and pod.phase in ("Succeeded", "Failed"))
 
 
 def force_due(pod: PodView | None, forced: datetime | None, now: datetime) -> bool:

@@ -19,7 +19,7 @@ from flux_api.types import MAX_PAUSED_SECONDS
 
 from flux_operator.execution import timing
 from flux_operator.execution.actions import RUN_AGAIN, VERDICT_TAKEN_BACK, DeletePod, Plan, PodView, SuspendChild
-from flux_operator.execution.cancel import Family, cancel_at_once, force_due, stopped
+from flux_operator.execution.cancel import Family, cancel_at_once, force_due
 from flux_operator.execution.children import owned_children
 
 DEFAULT_REASON = "suspended"
@@ -70,7 +70,8 @@ def suspending(ex: Execution, pod: PodView | None, children: list[Execution], pl
         record.forcedAt = now
         plan.event(EventReason.FORCE_DELETED, f"runner pod {pod.name} was still terminating past its grace "
                    "period (is its node down?): force-deleted", "Warning", key=f"suspend-{record.count}")
-    if stopped(pod) and settled(children):
+    # Gone, not only stopped: a resume makes a pod of the same name.
+    if pod is None and settled(children):
         _conclude(ex, record, _outcome(ex, record), "", plan, now)
         return
     if record != recorded or ex.status.suspension is None:
