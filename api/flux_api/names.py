@@ -32,6 +32,11 @@ DEADLINE_REASON = "DeadlineExceeded"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flux-operator"}
 # Labels whose value alone marks an object as the operator's (other values are anyone's): policy_owned.
 OWNED_LABEL_VALUES = {**MANAGED_BY, "app.kubernetes.io/name": "flux-runner"}
+
+
+def operators_label(key: str, value: str) -> bool:
+    """A label only the operator sets: under its prefix, or one of OWNED_LABEL_VALUES (copies never carry them)."""
+    return key.startswith(f"{GROUP}/") or OWNED_LABEL_VALUES.get(key) == value
 # The distroless "nonroot" user; the runner image runs as it too.
 RUNNER_UID = 65532
 

@@ -63,11 +63,11 @@ def checkpoint_of(progress: dict[str, Any] | None) -> dict[str, Any] | None:
 FINISH_TOLERANCE = timedelta(seconds=1)
 
 
-def written_after_finish(execution: dict[str, Any], progress: dict[str, Any] | None) -> bool:
-    """Whether the ExecutionProgress's status was last written after its execution finished, by the API server's
-    own stamp (managedFields): no runner of it writes then, only someone holding its token, so it is not news."""
-    finished = parse_time(((execution.get("status") or {}) if isinstance(execution.get("status"), dict)
-                           else {}).get("finishedAt"))
+def written_after_finish(status: dict[str, Any], progress: dict[str, Any] | None) -> bool:
+    """Whether the ExecutionProgress's status was last written after its execution (of this `status`) finished,
+    by the API server's own stamp (managedFields): no runner of it writes then, only someone holding its token,
+    so it is not news."""
+    finished = parse_time(status.get("finishedAt"))
     if finished is None:
         return False
     entries = ((progress or {}).get("metadata") or {}).get("managedFields") or []
@@ -82,7 +82,7 @@ def with_progress(execution: dict[str, Any], progress: dict[str, Any] | None) ->
     status = execution.get("status") if isinstance(execution.get("status"), dict) else {}
     if not belongs_to(progress, (execution.get("metadata") or {}).get("uid")):
         return execution
-    if written_after_finish(execution, progress):
+    if written_after_finish(status, progress):
         return execution
     recorded = status.get("checkpoint")
     newer = newest(recorded, checkpoint_of(progress))

@@ -11,10 +11,10 @@ from flux_api.names import (
     CREATE_TOKEN_ANNOTATION,
     DEPTH_LABEL,
     MANAGED_BY,
-    OWNED_LABEL_VALUES,
     RUNNER_UID,
     SUSPEND_REASON_ANNOTATION,
     SUSPENDED_BY_ANNOTATION,
+    operators_label,
     runner_account_name,
     runner_pod_name_for,
     tree_depth,
@@ -288,8 +288,7 @@ def execution_traceparent(ex: Execution, settings: RunnerSettings) -> str:
 def inherited_labels(parent: Execution) -> dict[str, str]:
     """The parent's own labels, so that a selector that picks the parent picks its children too (a limit with
     includeChildren, `kubectl get -l`); never the operator's (a child is no run of its parent's Schedule)."""
-    return {k: v for k, v in (parent.metadata.get("labels") or {}).items()
-            if not k.startswith(f"{GROUP}/") and OWNED_LABEL_VALUES.get(k) != v}
+    return {k: v for k, v in (parent.metadata.get("labels") or {}).items() if not operators_label(k, v)}
 
 
 def child_execution(parent: Execution, name: str, workflow: str, input_: dict[str, Any],

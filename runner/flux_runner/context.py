@@ -147,8 +147,9 @@ class WorkflowContext:
         """Waits for a signal `name` (`kubectl flux signal EXECUTION NAME --data JSON`) and returns its data, or
         with `with_sender` (data, sender): the user who signed it, which the API server checked (None when the
         signal names no one). Each wait takes the next signal of that name not yet taken (one that timed out
-        takes none). Raises SignalTimeout after `timeout` (seconds or a timedelta; None waits for ever). A wait longer than the durable threshold
-        holds no pod, as a long ctx.sleep does: a new pod takes the signal when it arrives."""
+        takes none). Raises SignalTimeout after `timeout` (seconds or a timedelta; None waits for ever). A wait
+        longer than the durable threshold holds no pod, as a long ctx.sleep does: a new pod takes the signal when
+        it arrives."""
         data, sender = await self._signals.wait(name, timeout)
         return (data, sender) if with_sender else data
 

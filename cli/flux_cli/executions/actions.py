@@ -173,7 +173,8 @@ def _spare_the_living(kube: Kube, planned: list[CancelResult], family: dict[tupl
     if spared:
         notes.append(f"skipped {len(spared)} execution(s) whose cancel would stop a descendant with progress in "
                      f"the last {format_duration(threshold)}: {', '.join(r.name for r in spared)}")
-    return [r for r in planned if r not in spared]
+    left_out = {id(r) for r in spared}
+    return [r for r in planned if id(r) not in left_out]
 
 
 def _show_what_would_be_touched(

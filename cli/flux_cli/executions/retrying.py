@@ -15,7 +15,7 @@ from typing import Any
 
 from flux_api import API_VERSION, GROUP, KIND, Checkpoint
 from flux_api.ledger import Ledger
-from flux_api.names import OWNED_LABEL_VALUES
+from flux_api.names import operators_label
 from flux_api.types import RECENT_STEPS, Seed
 from pydantic import ValidationError
 
@@ -33,7 +33,7 @@ def copy_of(original: dict[str, Any], kind: str) -> dict[str, Any]:
     meta = objects.metadata(original)
     own = {f"{GROUP}/", "kubectl.kubernetes.io/"}
     labels = {k: v for k, v in (meta.get("labels") or {}).items()
-              if not k.startswith(tuple(own)) and OWNED_LABEL_VALUES.get(k) != v}  # the operator's marks
+              if not k.startswith(tuple(own)) and not operators_label(k, v)}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(tuple(own))}
     prefix = f"{meta.get('name', '')[: MAX_NAME - len(kind) - 2 - SUFFIX]}-{kind}-"
     spec = {k: v for k, v in objects.spec(original).items() if k not in NOT_COPIED}
