@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flux_api import policy_cancel, policy_owned, policy_runner_pod, policy_signals, policy_tenant, tenancy
+from flux_api import (
+    policy_cancel,
+    policy_operator,
+    policy_owned,
+    policy_runner_pod,
+    policy_signals,
+    policy_tenant,
+    tenancy,
+)
 from flux_api.admission import binding, resource_rules, strings, validation, variable
 from flux_api.admission import policy as make_policy
 from flux_api.errors import NOT_RECORDED_YET
@@ -79,7 +87,8 @@ def policy() -> dict[str, Any]:
 def documents() -> list[dict[str, Any]]:
     """Every policy and binding, in order."""
     return [policy(), binding(NAME, with_params=False), *policy_owned.documents(), *policy_tenant.documents(),
-            *policy_signals.documents(), *policy_cancel.documents(), *policy_runner_pod.documents()]
+            *policy_signals.documents(), *policy_cancel.documents(), *policy_runner_pod.documents(),
+            *policy_operator.documents()]
 
 
 def names() -> list[tuple[str, str]]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from flux_api import GROUP, VERSION
+from flux_api.progress import KIND as PROGRESS_KIND
 from kubernetes import client
 from localcluster.kube import create_unless_there
 from localcluster.layout import Layout
@@ -171,9 +173,10 @@ def install(layout: Layout, api: client.ApiClient, kube_env: dict[str, str], *va
 
 def _wait_policy_in_effect(kube_env: dict[str, str], user: str, timeout: float = 30) -> None:
     """A new admission policy takes a moment to reach the API server's admission chain: until the operator's
-    own pod in kube-public is refused (its ClusterRole alone would allow it), tests must not rely on it."""
-    probe = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "policy-probe", "namespace": "kube-public"},
-                        "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    own ExecutionProgress in kube-public is refused (its ClusterRole alone would allow it), tests must not rely on
+    it. Not a pod: flux-operator-makes-only-runners would refuse that one first, for its name."""
+    probe = json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": PROGRESS_KIND,
+                        "metadata": {"name": "policy-probe", "namespace": "kube-public"}})
     deadline = time.monotonic() + timeout
     while True:
         result = subprocess.run(["kubectl", "create", f"--as={user}", "--dry-run=server", "-f", "-"], env=kube_env,
@@ -211,3 +214,25 @@ def remove(kube_env: dict[str, str], identity: Identity) -> None:
 
 def unique_release(prefix: str = "fluxtest") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def runner_shaped(kind: str, namespace: str, execution: str = "probe") -> dict:
+    """A Pod or ServiceAccount shaped as the operator makes it for Execution `execution`: the operator's identity
+    may create it (flux-operator-makes-only-runners), so a probe of it meets only the namespace policy."""
+    owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Execution", "name": execution, "uid": str(uuid.uuid4()),
+             "controller": True}
+    account = f"flux-runner-{execution}"
+    if kind == "ServiceAccount":
+        return {"apiVersion": "v1", "kind": kind,
+                "metadata": {"name": account, "namespace": namespace, "ownerReferences": [owner]}}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{execution}-runner", "namespace": namespace, "ownerReferences": [owner]},
+            "spec": {"serviceAccountName": account, "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+                     "containers": [{"name": "runner", "image": "busybox",
+                                     "securityContext": {"allowPrivilegeEscalation": False}}]}}
+
+
+def runner_account(core: client.CoreV1Api, namespace: str, execution: str = "probe") -> None:
+    """The ServiceAccount a runner-shaped pod names: the API server looks it up before any policy is asked."""
+    create_unless_there(core.create_namespaced_service_account, namespace,
+                        {"metadata": {"name": f"flux-runner-{execution}"}})

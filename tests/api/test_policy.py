@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from flux_api import policy, policy_cancel, policy_owned, policy_runner_pod, policy_signals, policy_tenant
+from flux_api import (
+    policy,
+    policy_cancel,
+    policy_operator,
+    policy_owned,
+    policy_runner_pod,
+    policy_signals,
+    policy_tenant,
+)
 from flux_api.admission import MAX_NAMED_CHECKS, NOT_THE_OPERATOR
 from flux_api.types import ExecutionStatus
 
@@ -51,7 +59,7 @@ def test_secrets_are_checked_by_name_up_to_the_cap_then_only_namespace_wide():
     assert 1 + MAX_NAMED_CHECKS <= CHECKS_PER_POLICY
 
 
-POD_POLICIES = (policy_owned.RUNNER_OBJECTS_NAME, policy_owned.RUNNER_IDENTITY_NAME)
+POD_POLICIES = (policy_owned.RUNNER_OBJECTS_NAME, policy_owned.RUNNER_IDENTITY_NAME, policy_operator.NAME)
 
 
 def test_everyone_but_the_operator_is_checked_and_only_pods_fail_open():
@@ -71,6 +79,10 @@ def test_everyone_but_the_operator_is_checked_and_only_pods_fail_open():
         if name in (policy_runner_pod.NAME, policy_runner_pod.IMAGES_NAME):  # ways into a runner pod: everyone's
             assert "paramKind" not in doc["spec"]
             assert doc["spec"]["failurePolicy"] == ("Fail" if name == policy_runner_pod.NAME else "Ignore")
+            continue
+        if name == policy_operator.NAME:  # the operator's own identity, and only it
+            assert doc["spec"]["matchConditions"] == [policy_operator.THE_OPERATOR]
+            assert doc["spec"]["failurePolicy"] == "Ignore"
             continue
         assert doc["spec"]["matchConditions"][0] == NOT_THE_OPERATOR
         assert doc["spec"]["failurePolicy"] == ("Ignore" if name in POD_POLICIES else "Fail")

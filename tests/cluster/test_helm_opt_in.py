@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 from flux_api.names import ENABLED_NAMESPACE_LABEL
 from fluxtest import REPO, Executions, manifest, policies, wait_for
-from fluxtest.identity import mint_token
+from fluxtest.identity import mint_token, runner_account, runner_shaped
 from fluxtest.namespaces import fresh_namespace
 from fluxtest.operators import healthy, insecure_tls
 from fluxtest.plugin import REAL_NODE_RUNNER_IMAGE
@@ -100,8 +100,9 @@ def as_operator(kube_env, release: Release, body: dict) -> subprocess.CompletedP
 def test_the_charts_policy_holds_its_operator_to_labelled_namespaces(chart, core, kube_env):
     with fresh_namespace(core, enabled=False) as off, fresh_namespace(core) as on:
         def pod(ns: str) -> dict:
-            return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns},
-                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+            return runner_shaped("Pod", ns)
+        for ns in (on, off):
+            runner_account(core, ns)
         assert as_operator(kube_env, chart, pod(on)).returncode == 0
         refused = as_operator(kube_env, chart, pod(off))
         assert refused.returncode != 0 and f"{off} is not" in refused.stderr, refused.stderr

@@ -111,18 +111,19 @@ def dry_run_as_operator(kube_env, body: dict) -> subprocess.CompletedProcess:
 
 
 def pod(namespace: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": namespace},
-            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    return ids.runner_shaped("Pod", namespace)
 
 
 def test_the_api_server_refuses_the_operators_writes_outside_enabled_namespaces(kube_env, core, namespace,
                                                                                  unlabelled, operator_identity):
     """Cluster mode's ClusterRole may create pods anywhere; the chart's admission policy holds it to the opt-in."""
+    for ns in (namespace, unlabelled, "kube-system"):
+        ids.runner_account(core, ns)
     assert dry_run_as_operator(kube_env, pod(namespace)).returncode == 0, "an enabled namespace: allowed"
     refused = dry_run_as_operator(kube_env, pod(unlabelled))
     assert refused.returncode != 0
     assert f"acts only in namespaces labelled {ENABLED_NAMESPACE_LABEL}=true; {unlabelled} is not" in refused.stderr
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "probe", "namespace": unlabelled}}
+    account = ids.runner_shaped("ServiceAccount", unlabelled)
     assert "acts only in namespaces labelled" in dry_run_as_operator(kube_env, account).stderr
     event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "probe", "namespace": unlabelled},
              "involvedObject": {"kind": "Execution", "name": "x", "namespace": unlabelled}, "reason": NOTICE}
@@ -132,6 +133,7 @@ def test_the_api_server_refuses_the_operators_writes_outside_enabled_namespaces(
         in_system = dry_run_as_operator(kube_env, pod("kube-system"))
     finally:
         label(core, "kube-system", None)
+        core.delete_namespaced_service_account("flux-runner-probe", "kube-system")
     assert "never acts in kube-system" in in_system.stderr, in_system.stderr
     # RBAC alone would have allowed all of it: the policy is what refused.
     can = subprocess.run(["kubectl", "auth", "can-i", "create", "pods", "-n", unlabelled, f"--as={OPERATOR_USER}"],

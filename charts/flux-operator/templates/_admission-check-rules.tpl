@@ -18,6 +18,7 @@
   - flux-cancel-cannot-be-undone
   - flux-runner-pod-access-needs-its-rights
   - flux-runner-pod-images-are-fixed
+  - flux-operator-makes-only-runners
   verbs:
   - get
 - apiGroups:
@@ -38,6 +39,7 @@
   - flux-cancel-cannot-be-undone
   - flux-runner-pod-access-needs-its-rights
   - flux-runner-pod-images-are-fixed
+  - flux-operator-makes-only-runners
   verbs:
   - get
 - apiGroups:

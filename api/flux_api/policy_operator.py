@@ -1,0 +1,193 @@
+"""`flux-operator-makes-only-runners`: what the operator's own identity may create is a runner, tied to its Execution.
+
+The operator's RBAC lets it create pods, ServiceAccounts, Roles, RoleBindings and NetworkPolicies, and delete
+pods, in every namespace it serves. Its code only ever makes the runner objects flux_operator.builders builds.
+Without this policy a stolen operator token could start any pod there (as any ServiceAccount, with `hostPath`
+wherever Pod Security is not enforced), write a Role holding any of the operator's rights, bind it to anyone,
+and delete anyone's pods. Matched by the operator's user names (the TenancyPolicy's `spec.operators`); users,
+controllers and runners are not touched, and the tenant policies still bind everyone else.
+
+Each object must be named and owned as the operator makes it, for one Execution `E`:
+- a pod `E-runner` (a retry's `E-runner-N`), run as `flux-runner-E`, one container, no init or ephemeral
+  containers, no host namespaces, non-root, no privilege escalation or added capabilities, and only volume types
+  a runner pod may have (flux_api.tenancy: the free ones, and the platform's list or else the restricted ones);
+- a ServiceAccount `flux-runner-E`, annotated only as the platform's `serviceAccountAnnotations` say (if set);
+- a Role `flux-runner-E` that reads and patches Execution `E` and its ExecutionProgress, by name, nothing else;
+- a RoleBinding `flux-runner-E` of Role `flux-runner-E` to ServiceAccount `flux-runner-E` alone;
+- a NetworkPolicy `flux-runner-E` that selects `E`'s runner pods and lets nothing in;
+each controlled by Execution `E`. A pod it deletes runs as a runner's ServiceAccount.
+
+What stays open to such a token: the image, the Secrets and ConfigMaps a runner pod mounts, and where it is
+scheduled (the tenant policies check those at the Execution, which the operator's identity may also create).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flux_api.admission import binding, policy, string, strings, validation, variable
+from flux_api.names import EXECUTION_LABEL, GROUP, KIND, PLURAL, RUNNER_ACCOUNT_PREFIX, runner_pod_name
+from flux_api.progress import PLURAL as PROGRESS_PLURAL
+from flux_api.tenancy import FREE_VOLUME_TYPES, NAMESPACE_PLACEHOLDER, RESTRICTED_VOLUME_TYPES
+
+NAME = "flux-operator-makes-only-runners"
+RUNNER_SUFFIX = runner_pod_name("")
+# Every volume source of a core/v1 Pod (Kubernetes 1.35): a pod object's fields cannot be iterated in CEL.
+POD_VOLUME_TYPES = ("awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "configMap", "csi",
+                    "downwardAPI", "emptyDir", "ephemeral", "fc", "flexVolume", "flocker", "gcePersistentDisk",
+                    "gitRepo", "glusterfs", "hostPath", "image", "iscsi", "nfs", "persistentVolumeClaim",
+                    "photonPersistentDisk", "portworxVolume", "projected", "quobyte", "rbd", "scaleIO", "secret",
+                    "storageos", "vsphereVolume")
+ROLE_RESOURCES = (PLURAL, f"{PLURAL}/status", PROGRESS_PLURAL, f"{PROGRESS_PLURAL}/status")
+ROLE_VERBS = ("get", "watch", "patch")
+# Lists are bounded before they are walked: an error (CEL's cost budget) would skip the policy, which fails open.
+MOST_VOLUMES = 128  # a template has at most 64, and the operator adds one
+MOST = 16  # rules of a Role, ownerReferences
+RBAC = "rbac.authorization.k8s.io"
+
+_RULES = [
+    {"apiGroups": [""], "apiVersions": ["*"], "operations": ["CREATE", "DELETE"], "resources": ["pods"]},
+    {"apiGroups": [""], "apiVersions": ["*"], "operations": ["CREATE"], "resources": ["serviceaccounts"]},
+    {"apiGroups": [RBAC], "apiVersions": ["*"], "operations": ["CREATE"], "resources": ["roles", "rolebindings"]},
+    {"apiGroups": ["networking.k8s.io"], "apiVersions": ["*"], "operations": ["CREATE"],
+     "resources": ["networkpolicies"]},
+]
+THE_OPERATOR = {"name": "the-operator", "expression": "request.userInfo.username in params.spec.operators"}
+
+
+def _pod_execution(name: str) -> str:
+    """The Execution a runner pod's name names, or ''."""
+    return (f"({name}.endsWith('{RUNNER_SUFFIX}') ? {name}.substring(0, size({name}) - {len(RUNNER_SUFFIX)}) : "
+            f"({name}.matches('.{RUNNER_SUFFIX}-[1-9][0-9]*$') ? "
+            f"{name}.substring(0, {name}.lastIndexOf('{RUNNER_SUFFIX}-')) : ''))")
+
+
+def _refused_volume(v: str) -> str:
+    """Whether volume `v` has a type no runner pod may have."""
+    return " || ".join(f"(has({v}.{t}) && !({string(t)} in variables.volumeTypes))"
+                       for t in POD_VOLUME_TYPES if t not in FREE_VOLUME_TYPES)
+
+
+def _containers(field: str) -> str:
+    return f"object.spec.?{field}.orValue([])"
+
+
+def _confined(c: str) -> str:
+    sc = f"{c}.?securityContext"
+    return (f"{sc}.?allowPrivilegeEscalation.orValue(true) == false && !{sc}.?privileged.orValue(false) && "
+            f"size({sc}.?capabilities.?add.orValue([])) == 0")
+
+
+def _variables() -> list[dict[str, str]]:
+    restricted = [t for t in RESTRICTED_VOLUME_TYPES if t not in FREE_VOLUME_TYPES]
+    return [
+        variable("kind", "request.resource.resource"),
+        variable("name", "request.operation == 'DELETE' ? request.name : object.metadata.name"),
+        variable("execution", f"variables.kind == 'pods' ? {_pod_execution('variables.name')} : "
+                              f"(variables.name.startsWith({string(RUNNER_ACCOUNT_PREFIX)}) ? "
+                              f"variables.name.substring({len(RUNNER_ACCOUNT_PREFIX)}) : '')"),
+        variable("account", string(RUNNER_ACCOUNT_PREFIX) + " + variables.execution"),
+        variable("creates", "request.operation == 'CREATE'"),
+        variable("volumeTypes", f"{strings(FREE_VOLUME_TYPES)} + params.spec.?allowedVolumeTypes.orValue("
+                                f"{strings(restricted)})"),
+    ]
+
+
+def _pod_rules() -> list[dict[str, Any]]:
+    pod = "!variables.creates || variables.kind != 'pods' || "
+    spec = "object.spec"
+    return [
+        validation(pod + f"{spec}.?serviceAccountName.orValue('') == variables.account",
+                   "the flux operator runs a runner pod as its execution's runner ServiceAccount only",
+                   "'pod ' + variables.name + ' must run as ' + variables.account + ', the ServiceAccount of the "
+                   "runner of Execution ' + variables.execution"),
+        validation(pod + f"size({_containers('containers')}) == 1 && size({_containers('initContainers')}) == 0 && "
+                   f"size({_containers('ephemeralContainers')}) == 0 && "
+                   f"{_containers('containers')}.all(c, {_confined('c')}) && "
+                   f"{spec}.?securityContext.?runAsNonRoot.orValue(false) && "
+                   f"!{spec}.?hostNetwork.orValue(false) && !{spec}.?hostPID.orValue(false) && "
+                   f"!{spec}.?hostIPC.orValue(false)",
+                   "a runner pod is confined: one container, non-root, no privilege escalation, no added "
+                   "capabilities, no host namespaces",
+                   "'pod ' + variables.name + ' is not confined as a runner pod is: one container, no init or "
+                   "ephemeral containers, runAsNonRoot, allowPrivilegeEscalation false, no privileged container, "
+                   "no added capabilities, no hostNetwork, hostPID or hostIPC'"),
+        validation(pod + f"size({spec}.?volumes.orValue([])) <= {MOST_VOLUMES} && "
+                   f"!{spec}.?volumes.orValue([]).exists(v, {_refused_volume('v')})",
+                   "a volume type no runner pod may have",
+                   "'pod ' + variables.name + ': a runner pod may have volumes of the types ' + "
+                   "variables.volumeTypes.join(', ') + ' only'"),
+    ]
+
+
+def _rbac_rules() -> list[dict[str, Any]]:
+    rule = "r"
+    role_rule = (f"{rule}.?apiGroups.orValue([]) == [{string(GROUP)}] && "
+                 f"{rule}.?resourceNames.orValue([]) == [variables.execution] && "
+                 f"size({rule}.?nonResourceURLs.orValue([])) == 0 && "
+                 f"size({rule}.?resources.orValue([])) <= {MOST} && size({rule}.verbs) <= {MOST} && "
+                 f"{rule}.?resources.orValue([]).all(x, x in {strings(ROLE_RESOURCES)}) && "
+                 f"{rule}.verbs.all(v, v in {strings(ROLE_VERBS)})")
+    subject = "object.?subjects.orValue([])"
+    return [
+        validation(f"variables.kind != 'roles' || (size(object.?rules.orValue([])) <= {MOST} && "
+                   f"object.?rules.orValue([]).all(r, {role_rule}))",
+                   "a runner's Role reads and patches its own Execution and ExecutionProgress only",
+                   "'Role ' + variables.name + ' may only " + "/".join(ROLE_VERBS) + " " + ", ".join(ROLE_RESOURCES)
+                   + " named ' + variables.execution + ' (a runner\\'s rights)'"),
+        validation(f"variables.kind != 'rolebindings' || (object.roleRef.kind == 'Role' && "
+                   f"object.roleRef.name == variables.name && size({subject}) == 1 && "
+                   f"{subject}[0].kind == 'ServiceAccount' && {subject}[0].name == variables.name && "
+                   f"{subject}[0].?namespace.orValue(request.namespace) == request.namespace)",
+                   "a runner's RoleBinding binds its Role to its ServiceAccount only",
+                   "'RoleBinding ' + variables.name + ' may bind only Role ' + variables.name + ' to ServiceAccount "
+                   "' + variables.name + ' of its namespace'"),
+        validation("variables.kind != 'serviceaccounts' || !has(params.spec.serviceAccountAnnotations) || "
+                   "(size(object.metadata.?annotations.orValue({})) <= 64 && "
+                   "object.metadata.?annotations.orValue({}).all(k, k in params.spec.serviceAccountAnnotations && "
+                   "object.metadata.annotations[k] == params.spec.serviceAccountAnnotations[k].replace("
+                   f"{string(NAMESPACE_PLACEHOLDER)}, request.namespace)))",
+                   "a runner's ServiceAccount carries only the annotations the platform allows",
+                   "'ServiceAccount ' + variables.name + ' carries only the annotations the platform allows "
+                   "(TenancyPolicy serviceAccountAnnotations)'"),
+        validation("variables.kind != 'networkpolicies' || (object.spec.?podSelector.?matchLabels.orValue({})[?"
+                   f"{string(EXECUTION_LABEL)}].orValue('') == variables.execution && "
+                   "size(object.spec.?ingress.orValue([])) == 0)",
+                   "a runner's NetworkPolicy selects its runner pods and lets nothing in",
+                   "'NetworkPolicy ' + variables.name + ' must select the runner pods of Execution ' + "
+                   "variables.execution + ' and let nothing in'"),
+    ]
+
+
+def make_policy() -> dict[str, Any]:
+    owners = "object.metadata.?ownerReferences.orValue([])"
+    owner = (f"size({owners}) <= {MOST} && {owners}.exists(r, r.kind == {string(KIND)} && "
+             f"r.apiVersion.startsWith({string(GROUP + '/')}) && r.name == variables.execution && "
+             "r.?controller.orValue(false))")
+    validations = [
+        validation("variables.execution != ''",
+                   "the flux operator's identity creates only runner objects (pods <execution>-runner, "
+                   "ServiceAccounts, Roles, RoleBindings and NetworkPolicies flux-runner-<execution>)",
+                   "'the flux operator\\'s identity makes only runner objects: ' + variables.kind + ' ' + "
+                   "variables.name + ' is not named as one (pods <execution>-runner, others flux-runner-<execution>)'"),
+        validation(f"variables.creates || oldObject.spec.?serviceAccountName.orValue('')"
+                   f".startsWith({string(RUNNER_ACCOUNT_PREFIX)})",
+                   "the flux operator's identity deletes only runner pods",
+                   "'the flux operator\\'s identity deletes only runner pods: pod ' + variables.name + ' does not "
+                   f"run as a {RUNNER_ACCOUNT_PREFIX}* ServiceAccount'"),
+        validation(f"!variables.creates || {owner}",
+                   "a runner object is controlled by its Execution",
+                   "variables.kind + ' ' + variables.name + ' must be controlled by Execution ' + "
+                   "variables.execution + ', as every runner object is'"),
+        *_pod_rules(),
+        *_rbac_rules(),
+    ]
+    # Fails open as the other policies over pods and RBAC do: a policy that cannot be evaluated (its
+    # TenancyPolicy CRD not yet there) must not stop every pod of the cluster.
+    return policy(NAME, _RULES, validations, _variables(), [THE_OPERATOR], failure_policy="Ignore")
+
+
+def documents() -> list[dict[str, Any]]:
+    """Without the TenancyPolicy no one is known as the operator, so the policy is skipped (the operator's
+    start-up check reports the missing object)."""
+    return [make_policy(), binding(NAME, deny_without_params=False)]
