@@ -9,8 +9,10 @@ controllers and runners are not touched, and the tenant policies still bind ever
 
 Each object must be named and owned as the operator makes it, for one Execution `E`:
 - a pod `E-runner` (a retry's `E-runner-N`), run as `flux-runner-E`, one container, no init or ephemeral
-  containers, no host namespaces, non-root, no privilege escalation or added capabilities, and only volume types
-  a runner pod may have (flux_api.tenancy: the free ones, and the platform's list or else the restricted ones);
+  containers, no host PID or IPC namespace, non-root, no privilege escalation or added capabilities, and only
+  volume types a runner pod may have (flux_api.tenancy: the free ones, and the platform's list or else the
+  restricted ones). The host network is left to Pod Security: a cluster without a pod network puts every pod
+  on it (the local cluster's real node does, by a mutating policy that runs before this one);
 - a ServiceAccount `flux-runner-E`, annotated only as the platform's `serviceAccountAnnotations` say (if set);
 - a Role `flux-runner-E` that reads and patches Execution `E` and its ExecutionProgress, by name, nothing else;
 - a RoleBinding `flux-runner-E` of Role `flux-runner-E` to ServiceAccount `flux-runner-E` alone;
@@ -105,13 +107,12 @@ def _pod_rules() -> list[dict[str, Any]]:
                    f"size({_containers('ephemeralContainers')}) == 0 && "
                    f"{_containers('containers')}.all(c, {_confined('c')}) && "
                    f"{spec}.?securityContext.?runAsNonRoot.orValue(false) && "
-                   f"!{spec}.?hostNetwork.orValue(false) && !{spec}.?hostPID.orValue(false) && "
-                   f"!{spec}.?hostIPC.orValue(false)",
+                   f"!{spec}.?hostPID.orValue(false) && !{spec}.?hostIPC.orValue(false)",
                    "a runner pod is confined: one container, non-root, no privilege escalation, no added "
-                   "capabilities, no host namespaces",
+                   "capabilities, no host PID or IPC namespace",
                    "'pod ' + variables.name + ' is not confined as a runner pod is: one container, no init or "
                    "ephemeral containers, runAsNonRoot, allowPrivilegeEscalation false, no privileged container, "
-                   "no added capabilities, no hostNetwork, hostPID or hostIPC'"),
+                   "no added capabilities, no hostPID or hostIPC'"),
         validation(pod + f"size({spec}.?volumes.orValue([])) <= {MOST_VOLUMES} && "
                    f"!{spec}.?volumes.orValue([]).exists(v, {_refused_volume('v')})",
                    "a volume type no runner pod may have",

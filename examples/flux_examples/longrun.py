@@ -20,9 +20,11 @@ async def main(ctx, input):
         for index in range(1, steps + 1):
             await ctx.step(f"step-{index}", work, index, seconds)
     except asyncio.CancelledError:
-        # Cleanup runs inside the grace period; record it so the cancel is visibly graceful.
+        # Cleanup runs inside the grace period; record it so the cancel is visibly graceful. Why it stops tells
+        # what to undo: after a suspend or an eviction the execution goes on from its checkpoint.
         done = len(ctx.completed_steps)
-        ctx.log.info("cancelled after %d of %d steps: cleaning up", done, steps)
-        await ctx.checkpoint({"cleanedUp": True, "completedSteps": done})
+        reason = await ctx.stop_reason()
+        ctx.log.info("stopped (%s) after %d of %d steps: cleaning up", reason.value, done, steps)
+        await ctx.checkpoint({"cleanedUp": True, "completedSteps": done, "stoppedFor": reason.value})
         raise  # re-raise: the runner then records the execution as Cancelled
     return {"completedSteps": len(ctx.completed_steps)}

@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from flux_runner.cancel import StopReason
 from flux_runner.context import WorkflowContext
 from flux_runner.errors import (
     ApiError,
@@ -23,5 +24,6 @@ except PackageNotFoundError:
 
 __all__ = [
     "ApiError", "ApiUnavailable", "ChildFailed", "ChildResultNotMirrored", "DuplicateStep", "NotJsonSerialisable",
-    "SignalTimeout", "SpawnConflict", "SpawnLimit", "WorkflowContext", "WorkflowLoadError", "__version__",
+    "SignalTimeout", "SpawnConflict", "SpawnLimit", "StopReason", "WorkflowContext", "WorkflowLoadError",
+    "__version__",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from enum import Enum
 from typing import Any
 
 from flux_api.cancel import requested_cancel
@@ -17,11 +18,32 @@ def cancel_reason(execution: dict[str, Any]) -> str | None:
     return intent.reason if intent else None
 
 
+class StopReason(str, Enum):
+    """Why the workflow is being stopped (`await ctx.stop_reason()`): what its cleanup should undo."""
+
+    CANCEL = "Cancel"  # for good: the execution ends Cancelled
+    SUSPEND = "Suspend"  # spec.suspend: it resumes from its checkpoint, and the step that was cut runs again
+    # The pod stopped with no cancel or suspend asked for (an eviction, a drain, a delete of the pod): a new pod
+    # goes on from the checkpoint, as after a suspend.
+    INTERRUPTED = "Interrupted"
+
+
+def stop_reason_of(execution: dict[str, Any]) -> StopReason:
+    """The reason the Execution gives for a stop: a cancel wins (it takes over a suspend), then a suspend."""
+    if requested_cancel(execution) is not None:
+        return StopReason.CANCEL
+    if ((execution.get("spec") or {}).get("suspend")) is True:
+        return StopReason.SUSPEND
+    return StopReason.INTERRUPTED
+
+
 class CancelSwitch:
     """Flipped once; flipping cancels the workflow task, whichever way the cancel came in."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        # Known at the flip when the Execution (or the workflow) asked for the cancel; a SIGTERM says nothing.
+        self.cause: StopReason | None = None
         self._task: asyncio.Task[Any] | None = None
 
     @property
@@ -33,12 +55,12 @@ class CancelSwitch:
         if self.requested:
             task.cancel(self.reason)
 
-    def request(self, reason: str) -> None:
+    def request(self, reason: str, cause: StopReason | None = None) -> None:
         # Only the first request cancels: cleanup code must be free to await without being cut again.
         if self.requested:
             log.info("cancel already in progress; ignoring: %s", reason)
             return
-        self.reason = reason
+        self.reason, self.cause = reason, cause
         if self._task is not None and self._task.done():
             log.info("%s after the workflow ended; finishing up", reason)
             return
@@ -53,7 +75,7 @@ class CancelSwitch:
         reason = cancel_reason(execution)
         if reason is None:
             return False
-        self.request(reason)
+        self.request(reason, StopReason.CANCEL)
         return True
 
     async def enforce(self, execution: dict[str, Any]) -> None:

@@ -14,9 +14,9 @@ from flux_api.timefmt import format_time, utcnow
 from flux_api.types import MAX_REASON, UnscheduleRequest
 from flux_api.writes import StatusWrite
 
-from flux_runner.cancel import CancelSwitch
+from flux_runner.cancel import CancelSwitch, StopReason, stop_reason_of
 from flux_runner.client import ExecutionClient
-from flux_runner.errors import DuplicateStep, NotScheduled
+from flux_runner.errors import ApiError, DuplicateStep, NotScheduled
 from flux_runner.journal import Journal
 from flux_runner.jsonvalue import json_value
 from flux_runner import tracing
@@ -59,6 +59,28 @@ class WorkflowContext:
     def cancelled(self) -> bool:
         """True once a cancel arrived (signal, spec.cancel or annotation), also during cleanup."""
         return self._switch.requested
+
+    async def stop_reason(self) -> StopReason | None:
+        """Why the workflow is being stopped, or None while it is not; for cleanup code, which may await it.
+
+        CANCEL is for good; after SUSPEND or INTERRUPTED (an eviction, a drain) the execution goes on from its
+        checkpoint, so compensating there would undo work that is kept. A SIGTERM does not say which: the
+        Execution is read then, and read again on the next call until it says CANCEL. If it cannot be read,
+        the answer is CANCEL, as every stop was before this could be asked.
+        """
+        if not self._switch.requested:
+            return None
+        if self._switch.cause is None:
+            try:
+                reason = stop_reason_of(await self._api.get())
+            except ApiError as exc:  # cleanup must get an answer
+                self.log.warning("could not read the Execution to tell why it stops (%s): taking it as a cancel",
+                                 exc)
+                return StopReason.CANCEL
+            if reason is not StopReason.CANCEL:
+                return reason
+            self._switch.cause = reason
+        return self._switch.cause
 
     @property
     def completed_steps(self) -> list[str]:
@@ -171,7 +193,7 @@ class WorkflowContext:
         request = StatusWrite(unscheduleRequest=UnscheduleRequest(reason=reason, requestedAt=utcnow())).patch()
         await self._api.patch_status(request)
         self.log.info("asked to unschedule %s: %s", self._schedule, reason)
-        self._switch.request(reason)
+        self._switch.request(reason, StopReason.CANCEL)
         await asyncio.sleep(0)  # the task.cancel() just made raises CancelledError here
         raise asyncio.CancelledError(reason)  # reached only in a task the workflow made itself
 

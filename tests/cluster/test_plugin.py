@@ -495,7 +495,8 @@ def test_status_of_a_cancelled_execution(fx, flux):
     as_json = json.loads(flux("status", "shown", "-n", fx.ns, "-o", "json").stdout)
     assert as_json["phase"] == "Cancelled" and as_json["cancelRequest"]["reason"] == "to be shown"
     assert as_json["cancellation"]["outcome"] == "Graceful" and as_json["checkpoint"]["state"] == "Cancelled"
-    assert as_json["checkpoint"]["data"] == {"cleanedUp": True, "completedSteps": as_json["checkpoint"]["stepsCount"]}
+    assert as_json["checkpoint"]["data"] == {"cleanedUp": True, "completedSteps": as_json["checkpoint"]["stepsCount"],
+                                             "stoppedFor": "Cancel"}
 
 
 def test_status_before_the_operator_handles_a_cancel_and_children(fx, flux):

@@ -77,6 +77,8 @@ def test_a_running_execution_suspends_and_resumes_without_running_a_step_twice(f
         gitops(kubectl, fx, body)
     status = assert_suspended_without_a_pod(fx, "pause")
     assert status["suspension"]["reason"] == REASON and status["suspension"]["count"] == 1
+    # The workflow's cleanup was told it is a suspend (ctx.stop_reason), not a cancel: nothing to undo.
+    assert status["checkpoint"]["data"]["stoppedFor"] == "Suspend", status["checkpoint"].get("data")
     before = status["checkpoint"]["steps"]
     assert 2 <= len(before) < len(STEPS)
     time.sleep(2)

@@ -93,6 +93,7 @@ def test_every_way_ends_the_same(fx, apply, tools, way, source):
     assert (c["reason"], c["source"], c["outcome"]) == (REASON, source, "Graceful")
     assert status["checkpoint"]["state"] == "Cancelled"
     assert status["checkpoint"]["data"]["cleanedUp"] is True
+    assert status["checkpoint"]["data"]["stoppedFor"] == "Cancel", "the workflow was told it is for good"
     assert {x["type"]: x["reason"] for x in status["conditions"]}["Finished"] == "Cancelled"
     assert fx.pod("job") is None
 

@@ -36,7 +36,7 @@ def confined_pod(name: str, account: str, owners: list[dict], **spec) -> dict:
 
 
 @pytest.mark.threat("stolen-operator-token", "with the operator's own token, in a namespace it serves: a pod as "
-                    "another ServiceAccount with the host's root mounted, a runner-named pod on the host's network, "
+                    "another ServiceAccount with the host's root mounted, a runner-named pod in the host's PID namespace, "
                     "one with a hostPath volume, a runner Role holding the operator's right to create pods, a "
                     "runner RoleBinding to the tenant's user, a RoleBinding of another name, and the delete of a "
                     "pod that is not a runner",
@@ -59,8 +59,8 @@ def test_a_stolen_operator_token_makes_only_runner_objects(tenant, operators, fx
     attacks = {
         "pod as default, host root": lambda: as_operator.create_namespaced_pod(
             ns, confined_pod("miner", "default", [], volumes=root)),
-        "runner-named pod, host network": lambda: as_operator.create_namespaced_pod(
-            ns, confined_pod("victim-runner-7", "flux-runner-victim", owners, hostNetwork=True)),
+        "runner-named pod, host PID": lambda: as_operator.create_namespaced_pod(
+            ns, confined_pod("victim-runner-7", "flux-runner-victim", owners, hostPID=True)),
         "runner-named pod, hostPath": lambda: as_operator.create_namespaced_pod(
             ns, confined_pod("victim-runner-8", "flux-runner-victim", owners, volumes=root)),
         "runner Role creating pods": lambda: rbac.create_namespaced_role(ns, {

@@ -1,0 +1,102 @@
+"""`await ctx.stop_reason()`: a workflow's cleanup tells a cancel (for good) from a suspend or an interruption (the
+execution goes on from its checkpoint). A SIGTERM says none of it; the Execution does."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from flux_api.names import CANCEL_ANNOTATION
+from flux_runner import StopReason
+from flux_runner.cancel import stop_reason_of
+from flux_runner.main import EXIT_OK, run
+from flux_runner.testing import FakeExecutionApi, new_execution
+
+pytestmark = pytest.mark.unit
+
+LONGRUN = "flux_examples.longrun:main"
+
+
+@pytest.fixture
+def termination_log(tmp_path: Path) -> Path:
+    path = tmp_path / "termination-log"
+    path.touch()  # the kubelet provides it
+    return path
+
+
+def execution(**spec) -> dict:
+    return new_execution("demo", LONGRUN, {"steps": 400, "stepSeconds": 0.02}, **spec)
+
+
+@pytest.mark.parametrize(("spec", "annotations", "expected"), [
+    ({}, {}, StopReason.INTERRUPTED),
+    ({"suspend": True}, {}, StopReason.SUSPEND),
+    ({"suspend": False}, {}, StopReason.INTERRUPTED),
+    ({"cancel": {"reason": "stop it"}}, {}, StopReason.CANCEL),
+    ({}, {CANCEL_ANNOTATION: "stop it"}, StopReason.CANCEL),
+    ({"suspend": True, "cancel": {"reason": "stop it"}}, {}, StopReason.CANCEL),  # a cancel takes a suspend over
+])
+def test_the_execution_says_why_a_stop_came(spec, annotations, expected):
+    body = execution(**spec)
+    body["metadata"]["annotations"] = annotations
+    assert stop_reason_of(body) is expected
+
+
+def sigterm_while(api: FakeExecutionApi, token: Path, termination_log: Path, before=lambda: None) -> dict:
+    """Runs the runner, lets `before` change the Execution, then sends SIGTERM as the kubelet does."""
+    async def terminate_soon():
+        def stop():
+            before()
+            os.kill(os.getpid(), signal.SIGTERM)
+        asyncio.get_running_loop().call_later(0.3, stop)
+        return await run(api.client(token), termination_log=termination_log, poll_interval=0.001)
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        assert asyncio.run(terminate_soon()) == EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return api.checkpoint["data"]
+
+
+def test_a_sigterm_for_a_suspend_is_told_as_a_suspend(token, termination_log):
+    api = FakeExecutionApi(execution())
+    data = sigterm_while(api, token, termination_log, before=lambda: api.execution["spec"].update(suspend=True))
+    assert data["stoppedFor"] == "Suspend" and data["cleanedUp"] is True
+
+
+def test_a_sigterm_for_a_cancel_is_told_as_a_cancel(token, termination_log):
+    api = FakeExecutionApi(execution())
+    cancel = {"reason": "stop it"}
+    data = sigterm_while(api, token, termination_log, before=lambda: api.execution["spec"].update(cancel=cancel))
+    assert data["stoppedFor"] == "Cancel"
+
+
+def test_a_cancel_the_runner_saw_itself_needs_no_read(token, termination_log):
+    """spec.cancel read at a step boundary: the switch knows the cause, so the cleanup reads nothing more."""
+    api = FakeExecutionApi(execution())
+
+    async def cancel_soon():
+        asyncio.get_running_loop().call_later(0.3, api.execution["spec"].update, {"cancel": {"reason": "stop it"}})
+        return await run(api.client(token), termination_log=termination_log, poll_interval=0.001)
+
+    assert asyncio.run(cancel_soon()) == EXIT_OK
+    assert api.checkpoint["state"] == "Cancelled" and api.checkpoint["data"]["stoppedFor"] == "Cancel"
+    reads = [r for r in api.requests if r.method == "GET" and r.path == api.path and not r.query]
+    assert len(reads) == 1, "the start's read only (a poll reads the cache, resourceVersion=0)"
+
+
+def test_an_execution_that_cannot_be_read_is_taken_as_a_cancel(token, termination_log):
+    """Compensating after a suspend redoes work; not compensating after a cancel loses it: in doubt, a cancel."""
+    api = FakeExecutionApi(execution())
+
+    def unreachable():
+        api.execution["spec"]["suspend"] = True
+        api.failures.extend([httpx.ConnectError("the API server is gone")] * 4)  # every try of the read
+
+    data = sigterm_while(api, token, termination_log, before=unreachable)
+    assert data["stoppedFor"] == "Cancel"
