@@ -153,6 +153,22 @@ def test_resuming_resumes_only_the_children_this_parent_suspended():
     assert of(actions, SuspendChild) == [SuspendChild("job-a", False)]
 
 
+def test_a_child_made_as_the_suspend_came_is_suspended_once_seen_and_an_older_one_resumed_by_hand_is_not():
+    """The last Running pass spawned it; the watch showed it only after the parent concluded Suspended."""
+    ex = suspended()
+    asked = ex.status.suspension.requestedAt
+    late, older = child("job-late", "Pending"), child("job-older", "Running")
+    late.metadata["creationTimestamp"] = (asked + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    older.metadata["creationTimestamp"] = (asked - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    older.metadata["annotations"] = {SUSPENDED_BY_ANNOTATION: "job"}  # suspended with it, then resumed by hand
+    ex = parent(ex, late, older)
+    actions = decide(ex, None, [late, older], NOW)
+    assert of(actions, SuspendChild) == [SuspendChild("job-late", True, "parent job suspended: maintenance", "job")]
+    assert "phase" not in (status_patch(actions) or {}), "the parent stays Suspended"
+    late.metadata["annotations"] = {SUSPENDED_BY_ANNOTATION: "job"}  # suspended so, then resumed by hand
+    assert of(decide(parent(suspended(), late, older), None, [late, older], NOW), SuspendChild) == []
+
+
 # --- suspended, resumed, cancelled -------------------------------------------------------------------
 
 def test_suspended_stays_without_a_pod_until_resumed():

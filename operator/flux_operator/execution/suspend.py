@@ -15,6 +15,7 @@ from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase, Suspension
 from flux_api.cancel import MAX_REASON, CancelIntent
 from flux_api.events import EventReason
 from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, runner_pod_name_for
+from flux_api.timefmt import parse_time
 from flux_api.types import MAX_PAUSED_SECONDS
 
 from flux_operator.execution import timing
@@ -88,9 +89,24 @@ def suspended(ex: Execution, intent: CancelIntent | None, children: list[Executi
         cancel_at_once(ex, intent, children, plan, now, family, Outcome.WHILE_SUSPENDED, "suspended")
         return True
     if ex.spec.suspend:
+        _suspend_late_children(ex, children, plan)
         return True  # stays as it is
     _resume(ex, children, plan, now)
     return False
+
+
+def _suspend_late_children(ex: Execution, children: list[Execution], plan: Plan) -> None:
+    """A child whose create raced the suspend (a spawn the last Running pass made, seen only once the parent
+    concluded) is suspended as its siblings were, once. Older children stay as they are, and so does a late one
+    resumed by hand."""
+    record = ex.status.suspension
+    if record is None or record.requestedAt is None:
+        return
+    asked = record.requestedAt.replace(microsecond=0)  # a creationTimestamp has whole seconds
+    created = {c.name: parse_time(c.metadata.get("creationTimestamp")) for c in children}
+    late = [c for c in children if created[c.name] is not None and created[c.name] >= asked
+            and SUSPENDED_BY_ANNOTATION not in (c.metadata.get("annotations") or {})]  # once: not after a resume
+    _suspend_children(ex, late, record.reason or suspend_reason(ex), plan)
 
 
 def _all_suspended(children: list[Execution], family: Family) -> bool:
@@ -113,8 +129,8 @@ def _resume(ex: Execution, children: list[Execution], plan: Plan, now: datetime)
                                   MAX_PAUSED_SECONDS)
     record.resumedAt = now
     for child in children:
-        annotations = child.metadata.get("annotations") or {}
-        if child.spec.suspend and child.phase not in TERMINAL_PHASES and annotations.get(SUSPENDED_BY_ANNOTATION) == ex.name:
+        by = (child.metadata.get("annotations") or {}).get(SUSPENDED_BY_ANNOTATION)
+        if child.spec.suspend and child.phase not in TERMINAL_PHASES and by == ex.name:
             plan.actions.append(SuspendChild(child.name, False))
     plan.status.set(phase=Phase.PENDING, suspension=record, message=None)
     state = ex.status.checkpoint.state if ex.status.checkpoint is not None else None
