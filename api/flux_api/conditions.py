@@ -21,6 +21,8 @@ class StartedReason(StrEnum):
     RUNNER_DELAYED = "RunnerDelayed"
     RUNNER_UNSCHEDULABLE = "RunnerUnschedulable"
     QUEUED = "Queued"  # a ConcurrencyLimit it matches is full
+    RUNNER_IMAGE_NOT_PULLED = "RunnerImageNotPulled"  # the kubelet cannot pull the runner's image
+    RUNNER_CONFIG_MISSING = "RunnerConfigMissing"  # a Secret or ConfigMap the pod names is not there
 
 
 class ReadyReason(StrEnum):

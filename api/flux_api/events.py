@@ -32,6 +32,7 @@ class EventReason(StrEnum):
     SIGNAL_RECEIVED = "SignalReceived"
     RUNNER_DELAYED = "RunnerDelayed"
     RUNNER_UNSCHEDULABLE = "RunnerUnschedulable"
+    RUNNER_NOT_CREATED = "RunnerNotCreated"  # its container cannot be made: the image, or a Secret/ConfigMap
     RUNNER_REFUSED = "RunnerRefused"
     LIMIT_EXCEEDED = "LimitExceeded"
     RECONCILE_FAILED = "ReconcileFailed"

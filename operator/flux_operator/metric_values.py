@@ -110,13 +110,17 @@ def cancelling_since(watched: Watched, default_grace: float | None = None) -> li
     return times
 
 
-def _namespace_own_wait(status: dict) -> bool:
-    """Pending on the namespace's own account: a queue it asked for (a ConcurrencyLimit, Kueue), or its own
-    ResourceQuota full (until a pod is made: one made that then sticks is the platform's to see). A tenant who
-    fills its quota must not hold the platform's alert up for everyone."""
-    reasons = {c.get("reason") for c in status.get("conditions") or [] if isinstance(c, dict)}
+def _namespace_own_wait(spec: dict, status: dict) -> bool:
+    """Pending on the namespace's own account: a queue it asked for (a ConcurrencyLimit, Kueue), its own
+    ResourceQuota full (until a pod is made: one made that then sticks is the platform's to see), an image of
+    its own (spec.image) that cannot be pulled, or a Secret or ConfigMap its template names that is missing. A
+    tenant's own mistake must not hold the platform's alert up for everyone; the runner image not pulled does."""
+    reasons = {c.get("reason") for c in status.get("conditions") or []
+               if isinstance(c, dict) and c.get("status") == "False"}
     pod_made = bool((((status.get("runnerObjects") or {}).get("pod")) or {}).get("uid"))
-    return StartedReason.QUEUED in reasons or (StartedReason.QUOTA_EXCEEDED in reasons and not pod_made)
+    own_image = bool(spec.get("image")) and StartedReason.RUNNER_IMAGE_NOT_PULLED in reasons
+    return StartedReason.QUEUED in reasons or (StartedReason.QUOTA_EXCEEDED in reasons and not pod_made) or \
+        own_image or StartedReason.RUNNER_CONFIG_MISSING in reasons
 
 
 def pending_since(watched: Watched) -> list[datetime]:
@@ -126,7 +130,7 @@ def pending_since(watched: Watched) -> list[datetime]:
     for _, raw in watched[0]:
         meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
         if (status.get("phase") or Phase.PENDING) != Phase.PENDING or spec.get("suspend") is True or \
-                _namespace_own_wait(status):
+                _namespace_own_wait(spec, status):
             continue
         moments = [t for t in (parse_time(meta.get("creationTimestamp")), parse_time(spec.get("startAt"))) if t]
         times.extend([max(moments)] if moments else [])

@@ -24,6 +24,8 @@ def pod_view(pod: dict[str, Any]) -> PodView:
                 f"runner exited with code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
     owners = [o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")]
     gates = [g.get("name") for g in (pod.get("spec") or {}).get("schedulingGates") or [] if isinstance(g, dict)]
+    waiting = next(((s.get("state") or {}).get("waiting") or {} for s in statuses
+                    if isinstance((s.get("state") or {}).get("waiting"), dict)), {})
     unscheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
                         and c.get("status") == "False" and c.get("reason") == "Unschedulable"), None)
     return PodView(name=meta.get("name", ""), phase=status.get("phase", "Pending"),
@@ -35,4 +37,5 @@ def pod_view(pod: dict[str, Any]) -> PodView:
                    token=str((meta.get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION) or ""),
                    gate=KUEUE_ADMISSION_GATE if KUEUE_ADMISSION_GATE in gates else str(gates[0] or "") if gates else "",
                    queue=str((meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) or ""),
-                   held=bool(meta.get("finalizers")))
+                   held=bool(meta.get("finalizers")),
+                   waiting=str(waiting.get("reason") or ""), waiting_message=str(waiting.get("message") or ""))

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.unit
 def test_event_reasons_keep_their_strings() -> None:
     assert {r.value for r in EventReason} == {
         "CancelRequested", "Signalled", "SignalFailed", "ForceDeleted", "Cancelled", "CancelIgnored", "Started",
-        "RetryStarted", "RetryScheduled", "Resumed", "SuspendRequested", "Suspended", "Waiting", "Woken", "SignalReceived", "RunnerDelayed", "RunnerUnschedulable", "RunnerRefused", "LimitExceeded",
+        "RetryStarted", "RetryScheduled", "Resumed", "SuspendRequested", "Suspended", "Waiting", "Woken", "SignalReceived", "RunnerDelayed", "RunnerUnschedulable", "RunnerRefused",
+        "RunnerNotCreated", "LimitExceeded",
         "ReconcileFailed", "NamespaceNotEnabled", "SpawnRefused", "SpawnConflict", "RunStarted", "RunNameTaken",
         "Unscheduled", "InvalidSchedule", "InvalidTemplate", "MissedSchedule", "SkippedForbid", "TooManyRuns",
         "RunRefused"}

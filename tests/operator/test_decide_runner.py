@@ -266,6 +266,36 @@ def test_a_pod_no_node_fits_leaves_it_pending_saying_why_once_and_starting_clear
     assert patch["phase"] == "Running" and patch["message"] is None
 
 
+def test_an_image_the_kubelet_cannot_pull_is_said_once_though_its_reason_flips() -> None:
+    """ErrImagePull and ImagePullBackOff alternate with the kubelet's back-off: one write, one Event."""
+    memory = tokens()
+    ex = started(memory)
+    made_everything(memory)
+    pulling = PodView(POD, uid="uid-pod", waiting="ErrImagePull", waiting_message="pull access denied for mine")
+    actions = decide(ex, pulling, [], NOW, memory)
+    patch = status_patch(actions)
+    assert patch["message"] == f"waiting: runner pod {POD}: its image cannot be pulled (see the pod's events)"
+    [condition] = [c for c in patch["conditions"] if c["type"] == "Started"]
+    assert (condition["status"], condition["reason"]) == ("False", "RunnerImageNotPulled")
+    assert [(e.reason, e.type) for e in of(actions, EmitEvent)] == [("RunnerNotCreated", "Warning")]
+    ex = apply(ex, actions)
+    backoff = PodView(POD, uid="uid-pod", waiting="ImagePullBackOff", waiting_message="Back-off pulling image mine")
+    assert decide(ex, backoff, [], NOW + timedelta(seconds=20), memory) == [], "said once, not per back-off"
+    running = PodView(POD, uid="uid-pod", phase="Running", started=True)
+    assert status_patch(decide(ex, running, [], NOW + timedelta(seconds=60), memory))["phase"] == "Running"
+
+
+def test_a_missing_secret_the_template_names_is_said_in_the_kubelets_words() -> None:
+    memory = tokens()
+    ex = started(memory)
+    made_everything(memory)
+    missing = PodView(POD, uid="uid-pod", waiting="CreateContainerConfigError",
+                      waiting_message='secret "db-password" not found')
+    patch = status_patch(decide(ex, missing, [], NOW, memory))
+    assert patch["message"] == f'waiting: runner pod {POD}: secret "db-password" not found'
+    assert [c["reason"] for c in patch["conditions"] if c["type"] == "Started"] == ["RunnerConfigMissing"]
+
+
 def test_a_pod_the_scheduler_has_not_looked_at_yet_says_nothing() -> None:
     memory = tokens()
     ex = started(memory)

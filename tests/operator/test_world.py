@@ -302,6 +302,10 @@ def test_a_pod_the_scheduler_cannot_place_is_seen_with_its_message() -> None:
     assert pod_view(raw).unschedulable == ""
     raw["status"]["conditions"][0].update(status="True", reason="")
     assert pod_view(raw).unschedulable == ""
+    raw["status"]["containerStatuses"] = [{"name": "runner", "state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": "Back-off pulling image \"mine:1\""}}}]
+    view = pod_view(raw)
+    assert (view.waiting, view.waiting_message) == ("ImagePullBackOff", 'Back-off pulling image "mine:1"')
 
 
 def test_signals_are_kept_without_their_data_and_with_who_sent_them():
@@ -393,3 +397,23 @@ def test_a_namespace_is_looked_at_by_its_own_executions_only() -> None:
     assert [r["metadata"]["name"] for r in raws] == ["b"]
     world.execution_gone(execution("b", uid="b"))
     assert world.keys_in("ns") == [] and world.namespace_view("ns")[0] == []
+
+
+def test_a_container_the_kubelet_cannot_make_for_the_tenants_own_reasons_holds_no_platform_alert() -> None:
+    """An image of its own (spec.image) not pulled, or a Secret its template names missing: the tenant's to fix.
+    The runner image itself not pulled is the platform's, and the oldest-pending alert sees it."""
+    from flux_operator.metric_values import pending_since
+
+    world = World()
+    for name, reason, image, hour in (("own-image", "RunnerImageNotPulled", "mine:1", 8),
+                                      ("runner-image", "RunnerImageNotPulled", None, 9),
+                                      ("no-secret", "RunnerConfigMissing", None, 10)):
+        pending = execution(name)
+        pending["metadata"]["creationTimestamp"] = f"2026-11-21T{hour:02d}:00:00Z"
+        if image:
+            pending["spec"]["image"] = image
+        pending["status"] = {"phase": "Pending", "conditions": [{
+            "type": "Started", "status": "False", "reason": reason, "message": "waiting",
+            "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
+        world.execution_seen(pending)
+    assert pending_since(world.watched()) == [datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)]

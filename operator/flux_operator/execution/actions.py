@@ -140,6 +140,8 @@ class PodView:
     gate: str = ""  # the first scheduling gate holding it back (Kueue's admission gate, say): it cannot start
     queue: str = ""  # its kueue.x-k8s.io/queue-name label: the LocalQueue that admits it
     held: bool = False  # finalizers keep the object once the kubelet is done with it
+    waiting: str = ""  # why the kubelet has not made its container yet (ImagePullBackOff, ...), with its message
+    waiting_message: str = ""
 
 
 # What a cancel's record writes: none of it read from what the runner writes (see PatchStatus.fenced).

@@ -52,8 +52,10 @@ from flux_operator.execution.cancel import (
 from flux_operator.execution.children import owned_children, spawn
 from flux_operator.execution.queueing import Queued
 from flux_operator.execution.runner import (
+    container_not_created,
     ensure_runner,
     gated,
+    not_created,
     own_pod,
     pod_pending,
     record_made,
@@ -238,6 +240,8 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
         gated(ex, pod, plan, now)  # Pending, or Running and resumed: its new pod waits for admission again
     elif not pod.started and ex.phase == Phase.PENDING and pod.unschedulable and not pod.terminating:
         unschedulable(ex, pod, plan, now)
+    elif not pod.started and ex.phase == Phase.PENDING and not_created(pod) and not pod.terminating:
+        container_not_created(ex, pod, plan, now)
     if pod.started and ex.phase == Phase.PENDING:
         _mark_started(ex, pod.name, plan, now)
     elif pod.started and timing.queued_since(ex) is not None:

@@ -138,6 +138,29 @@ def unschedulable(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> Non
         plan.event(EventReason.RUNNER_UNSCHEDULABLE, message, "Warning")
 
 
+# The kubelet's reasons for a container it cannot make: they alternate (ErrImagePull, then ImagePullBackOff), so
+# the message names the kind, not the reason, and is written once.
+IMAGE_WAITS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+CONFIG_WAITS = frozenset({"CreateContainerConfigError"})
+
+
+def not_created(pod: PodView) -> bool:
+    return pod.waiting in IMAGE_WAITS or pod.waiting in CONFIG_WAITS
+
+
+def container_not_created(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
+    """Pending while the kubelet cannot make the runner's container: its image cannot be pulled, or a Secret or
+    ConfigMap it names is missing. Said once per message; starting clears it (machine._mark_started)."""
+    if pod.waiting in IMAGE_WAITS:
+        reason = StartedReason.RUNNER_IMAGE_NOT_PULLED
+        message = f"{WAITING_PREFIX}runner pod {pod.name}: its image cannot be pulled (see the pod's events)"
+    else:
+        reason = StartedReason.RUNNER_CONFIG_MISSING
+        message = f"{WAITING_PREFIX}runner pod {pod.name}: {pod.waiting_message[:400] or pod.waiting}"
+    if plan.waiting(ex, now, reason, message):
+        plan.event(EventReason.RUNNER_NOT_CREATED, message, "Warning")
+
+
 def gated(ex: Execution, pod: PodView, plan: Plan, now: datetime) -> None:
     """While a scheduling gate holds the pod back (Kueue has not admitted it): Queued, naming the LocalQueue;
     once per message. Pending before the first start; a resumed run stays Running, its deadline paused.
