@@ -2,25 +2,29 @@
 
 The operator's RBAC lets it create pods, ServiceAccounts, Roles, RoleBindings and NetworkPolicies, and delete
 pods, in every namespace it serves. Its code only ever makes the runner objects flux_operator.builders builds.
-Without this policy a stolen operator token could start any pod there (as any ServiceAccount, with `hostPath`
-wherever Pod Security is not enforced), write a Role holding any of the operator's rights, bind it to anyone,
-and delete anyone's pods. Matched by the operator's user names (the TenancyPolicy's `spec.operators`); users,
-controllers and runners are not touched, and the tenant policies still bind everyone else.
+Without this policy a stolen operator token could start any pod there (as any ServiceAccount, as root, with
+`hostPath` wherever Pod Security is not enforced), write a Role holding any of the operator's rights, bind it
+to anyone, and delete anyone's pods. Matched by the operator's user names (the TenancyPolicy's
+`spec.operators`); users, controllers and runners are not touched, and the tenant policies still bind everyone
+else.
 
 Each object must be named and owned as the operator makes it, for one Execution `E`:
-- a pod `E-runner` (a retry's `E-runner-N`), run as `flux-runner-E`, one container, no init or ephemeral
-  containers, no host PID or IPC namespace, non-root, no privilege escalation or added capabilities, and only
-  volume types a runner pod may have (flux_api.tenancy: the free ones, and the platform's list or else the
-  restricted ones). The host network is left to Pod Security: a cluster without a pod network puts every pod
-  on it (the local cluster's real node does, by a mutating policy that runs before this one);
-- a ServiceAccount `flux-runner-E`, annotated only as the platform's `serviceAccountAnnotations` say (if set);
-- a Role `flux-runner-E` that reads and patches Execution `E` and its ExecutionProgress, by name, nothing else;
+- a pod `E-runner` (a retry's `E-runner-N`), run as `flux-runner-E`, labelled with `E`, confined as every runner
+  pod is (policy_operator_pod: one container, non-root, capabilities dropped, a seccomp profile, no host PID or
+  IPC, no nodeName, only the volume types a runner pod may have). The host network is left to Pod Security: a
+  cluster without a pod network puts every pod on it (the local cluster's real node does, by a mutating policy
+  that runs before this one);
+- a ServiceAccount `flux-runner-E` with no Secrets of its own, annotated only as the platform's
+  `serviceAccountAnnotations` say (if set);
+- a Role `flux-runner-E` with exactly the runner's rules (RUNNER_ROLE) on Execution `E`;
 - a RoleBinding `flux-runner-E` of Role `flux-runner-E` to ServiceAccount `flux-runner-E` alone;
-- a NetworkPolicy `flux-runner-E` that selects `E`'s runner pods and lets nothing in;
+- a NetworkPolicy `flux-runner-E` that selects `E`'s runner pods, for ingress and egress, and lets nothing in;
 each controlled by Execution `E`. A pod it deletes runs as a runner's ServiceAccount.
 
-What stays open to such a token: the image, the Secrets and ConfigMaps a runner pod mounts, and where it is
-scheduled (the tenant policies check those at the Execution, which the operator's identity may also create).
+What stays open to such a token: the image, the Secrets and ConfigMaps a runner pod mounts or pulls with, the
+pod's labels and where it is scheduled (mutating admission sets those too, so the final pod's are not the
+operator's alone), and the egress a runner NetworkPolicy allows (the operator's --runner-egress is not in the
+TenancyPolicy).
 """
 
 from __future__ import annotations
@@ -29,22 +33,16 @@ from typing import Any
 
 from flux_api.admission import binding, policy, string, strings, validation, variable
 from flux_api.names import EXECUTION_LABEL, GROUP, KIND, PLURAL, RUNNER_ACCOUNT_PREFIX, runner_pod_name
+from flux_api.policy_operator_pod import pod_rules
 from flux_api.progress import PLURAL as PROGRESS_PLURAL
 from flux_api.tenancy import FREE_VOLUME_TYPES, NAMESPACE_PLACEHOLDER, RESTRICTED_VOLUME_TYPES
 
 NAME = "flux-operator-makes-only-runners"
 RUNNER_SUFFIX = runner_pod_name("")
-# Every volume source of a core/v1 Pod (Kubernetes 1.35): a pod object's fields cannot be iterated in CEL.
-POD_VOLUME_TYPES = ("awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "configMap", "csi",
-                    "downwardAPI", "emptyDir", "ephemeral", "fc", "flexVolume", "flocker", "gcePersistentDisk",
-                    "gitRepo", "glusterfs", "hostPath", "image", "iscsi", "nfs", "persistentVolumeClaim",
-                    "photonPersistentDisk", "portworxVolume", "projected", "quobyte", "rbd", "scaleIO", "secret",
-                    "storageos", "vsphereVolume")
-ROLE_RESOURCES = (PLURAL, f"{PLURAL}/status", PROGRESS_PLURAL, f"{PROGRESS_PLURAL}/status")
-ROLE_VERBS = ("get", "watch", "patch")
-# Lists are bounded before they are walked: an error (CEL's cost budget) would skip the policy, which fails open.
-MOST_VOLUMES = 128  # a template has at most 64, and the operator adds one
-MOST = 16  # rules of a Role, ownerReferences
+# The runner's Role on its own Execution `E` (flux_operator.builders.role makes it from this): resource, verbs.
+RUNNER_ROLE = ((PLURAL, ("get", "watch")), (f"{PLURAL}/status", ("patch",)), (PROGRESS_PLURAL, ("get",)),
+               (f"{PROGRESS_PLURAL}/status", ("patch",)))
+MOST = 16  # ownerReferences walked at most; a Role's rules
 RBAC = "rbac.authorization.k8s.io"
 
 _RULES = [
@@ -64,22 +62,6 @@ def _pod_execution(name: str) -> str:
             f"{name}.substring(0, {name}.lastIndexOf('{RUNNER_SUFFIX}-')) : ''))")
 
 
-def _refused_volume(v: str) -> str:
-    """Whether volume `v` has a type no runner pod may have."""
-    return " || ".join(f"(has({v}.{t}) && !({string(t)} in variables.volumeTypes))"
-                       for t in POD_VOLUME_TYPES if t not in FREE_VOLUME_TYPES)
-
-
-def _containers(field: str) -> str:
-    return f"object.spec.?{field}.orValue([])"
-
-
-def _confined(c: str) -> str:
-    sc = f"{c}.?securityContext"
-    return (f"{sc}.?allowPrivilegeEscalation.orValue(true) == false && !{sc}.?privileged.orValue(false) && "
-            f"size({sc}.?capabilities.?add.orValue([])) == 0")
-
-
 def _variables() -> list[dict[str, str]]:
     restricted = [t for t in RESTRICTED_VOLUME_TYPES if t not in FREE_VOLUME_TYPES]
     return [
@@ -95,47 +77,25 @@ def _variables() -> list[dict[str, str]]:
     ]
 
 
-def _pod_rules() -> list[dict[str, Any]]:
-    pod = "!variables.creates || variables.kind != 'pods' || "
-    spec = "object.spec"
-    return [
-        validation(pod + f"{spec}.?serviceAccountName.orValue('') == variables.account",
-                   "the flux operator runs a runner pod as its execution's runner ServiceAccount only",
-                   "'pod ' + variables.name + ' must run as ' + variables.account + ', the ServiceAccount of the "
-                   "runner of Execution ' + variables.execution"),
-        validation(pod + f"size({_containers('containers')}) == 1 && size({_containers('initContainers')}) == 0 && "
-                   f"size({_containers('ephemeralContainers')}) == 0 && "
-                   f"{_containers('containers')}.all(c, {_confined('c')}) && "
-                   f"{spec}.?securityContext.?runAsNonRoot.orValue(false) && "
-                   f"!{spec}.?hostPID.orValue(false) && !{spec}.?hostIPC.orValue(false)",
-                   "a runner pod is confined: one container, non-root, no privilege escalation, no added "
-                   "capabilities, no host PID or IPC namespace",
-                   "'pod ' + variables.name + ' is not confined as a runner pod is: one container, no init or "
-                   "ephemeral containers, runAsNonRoot, allowPrivilegeEscalation false, no privileged container, "
-                   "no added capabilities, no hostPID or hostIPC'"),
-        validation(pod + f"size({spec}.?volumes.orValue([])) <= {MOST_VOLUMES} && "
-                   f"!{spec}.?volumes.orValue([]).exists(v, {_refused_volume('v')})",
-                   "a volume type no runner pod may have",
-                   "'pod ' + variables.name + ': a runner pod may have volumes of the types ' + "
-                   "variables.volumeTypes.join(', ') + ' only'"),
-    ]
+def runner_role_rules(execution: str) -> list[dict[str, Any]]:
+    return [{"apiGroups": [GROUP], "resources": [resource], "resourceNames": [execution], "verbs": list(verbs)}
+            for resource, verbs in RUNNER_ROLE]
 
 
 def _rbac_rules() -> list[dict[str, Any]]:
-    rule = "r"
-    role_rule = (f"{rule}.?apiGroups.orValue([]) == [{string(GROUP)}] && "
-                 f"{rule}.?resourceNames.orValue([]) == [variables.execution] && "
-                 f"size({rule}.?nonResourceURLs.orValue([])) == 0 && "
-                 f"size({rule}.?resources.orValue([])) <= {MOST} && size({rule}.verbs) <= {MOST} && "
-                 f"{rule}.?resources.orValue([]).all(x, x in {strings(ROLE_RESOURCES)}) && "
-                 f"{rule}.verbs.all(v, v in {strings(ROLE_VERBS)})")
+    shapes = " || ".join(f"(r.?resources.orValue([]) == [{string(resource)}] && r.verbs == {strings(verbs)})"
+                         for resource, verbs in RUNNER_ROLE)
+    role_rule = (f"r.?apiGroups.orValue([]) == [{string(GROUP)}] && "
+                 f"r.?resourceNames.orValue([]) == [variables.execution] && "
+                 f"size(r.?nonResourceURLs.orValue([])) == 0 && ({shapes})")
+    rights = "; ".join(f"{'/'.join(verbs)} {resource}" for resource, verbs in RUNNER_ROLE)
     subject = "object.?subjects.orValue([])"
     return [
         validation(f"variables.kind != 'roles' || (size(object.?rules.orValue([])) <= {MOST} && "
                    f"object.?rules.orValue([]).all(r, {role_rule}))",
                    "a runner's Role reads and patches its own Execution and ExecutionProgress only",
-                   "'Role ' + variables.name + ' may only " + "/".join(ROLE_VERBS) + " " + ", ".join(ROLE_RESOURCES)
-                   + " named ' + variables.execution + ' (a runner\\'s rights)'"),
+                   f"'Role ' + variables.name + ' may hold only a runner\\'s rules on ' + variables.execution + "
+                   f"': {rights}'"),
         validation(f"variables.kind != 'rolebindings' || (object.roleRef.kind == 'Role' && "
                    f"object.roleRef.name == variables.name && size({subject}) == 1 && "
                    f"{subject}[0].kind == 'ServiceAccount' && {subject}[0].name == variables.name && "
@@ -143,6 +103,10 @@ def _rbac_rules() -> list[dict[str, Any]]:
                    "a runner's RoleBinding binds its Role to its ServiceAccount only",
                    "'RoleBinding ' + variables.name + ' may bind only Role ' + variables.name + ' to ServiceAccount "
                    "' + variables.name + ' of its namespace'"),
+        validation("variables.kind != 'serviceaccounts' || (!has(object.secrets) && !has(object.imagePullSecrets))",
+                   "a runner's ServiceAccount names no Secrets",
+                   "'ServiceAccount ' + variables.name + ' may name no secrets or imagePullSecrets (a runner\\'s "
+                   "has none)'"),
         validation("variables.kind != 'serviceaccounts' || !has(params.spec.serviceAccountAnnotations) || "
                    "(size(object.metadata.?annotations.orValue({})) <= 64 && "
                    "object.metadata.?annotations.orValue({}).all(k, k in params.spec.serviceAccountAnnotations && "
@@ -180,7 +144,7 @@ def make_policy() -> dict[str, Any]:
                    "a runner object is controlled by its Execution",
                    "variables.kind + ' ' + variables.name + ' must be controlled by Execution ' + "
                    "variables.execution + ', as every runner object is'"),
-        *_pod_rules(),
+        *pod_rules(),
         *_rbac_rules(),
     ]
     # Fails open as the other policies over pods and RBAC do: a policy that cannot be evaluated (its

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, PLURAL, Execution, progress, tracecontext
+from flux_api import API_VERSION, EXECUTION_LABEL, GROUP, KIND, PARENT_LABEL, Execution, progress, tracecontext
 from flux_api.names import (
     CANCELLED_BY_ANNOTATION,
     CREATE_TOKEN_ANNOTATION,
@@ -19,6 +19,7 @@ from flux_api.names import (
     runner_pod_name_for,
     tree_depth,
 )
+from flux_api.policy_operator import runner_role_rules
 from flux_api.tenancy import TenancyLimits
 from flux_api.tracecontext import TRACEPARENT_ANNOTATION
 from flux_api.types import MAX_DEPTH, PodTemplate
@@ -163,15 +164,9 @@ def role(ex: Execution) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": _metadata(ex, runner_account_name(ex.name), "identity"),
-        "rules": [
-            {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": [ex.name], "verbs": ["get", "watch"]},
-            {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "resourceNames": [ex.name],
-             "verbs": ["patch"]},
-            # Its progress between the checkpoints the operator decides on (flux_api.progress).
-            {"apiGroups": [GROUP], "resources": [progress.PLURAL], "resourceNames": [ex.name], "verbs": ["get"]},
-            {"apiGroups": [GROUP], "resources": [f"{progress.PLURAL}/status"], "resourceNames": [ex.name],
-             "verbs": ["patch"]},
-        ],
+        # Its progress between the checkpoints the operator decides on (flux_api.progress) too; the shape is the
+        # one flux-operator-makes-only-runners lets the operator's identity create.
+        "rules": runner_role_rules(ex.name),
     }
 
 

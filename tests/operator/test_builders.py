@@ -321,6 +321,7 @@ def test_the_runner_logs_in_the_operators_format_and_knows_its_executions_uid():
 def test_what_the_builders_make_fits_what_the_operators_identity_may_create():
     """flux-operator-makes-only-runners, restated for the builders: names, one owner, the Role's reach, the
     bounds its lists are checked within. The cluster suites prove the rest (every runner they start passes it)."""
+    from flux_api import policy_operator_pod as policy_pod
     from flux_api import policy_operator
     from flux_api.pod_template import PodTemplate
 
@@ -328,12 +329,12 @@ def test_what_the_builders_make_fits_what_the_operators_identity_may_create():
     template = {"volumes": [{"name": f"v{i}", "emptyDir": {}} for i in range(most)]}
     ex = execution(podTemplate=template)
     pod = builders.runner_pod(ex, SETTINGS)
-    assert len(pod["spec"]["volumes"]) <= policy_operator.MOST_VOLUMES
+    assert len(pod["spec"]["volumes"]) <= policy_pod.MOST_VOLUMES
     assert pod["metadata"]["name"].removesuffix(policy_operator.RUNNER_SUFFIX) == "job"
-    for rule in builders.role(ex)["rules"]:
-        assert rule["apiGroups"] == ["workflows.flux.dev"] and rule["resourceNames"] == ["job"]
-        assert set(rule["resources"]) <= set(policy_operator.ROLE_RESOURCES)
-        assert set(rule["verbs"]) <= set(policy_operator.ROLE_VERBS)
+    assert len(pod["spec"]["containers"]) == 1 and "ALL" in pod["spec"]["containers"][0]["securityContext"][
+        "capabilities"]["drop"]
+    assert pod["spec"]["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["metadata"]["labels"][EXECUTION_LABEL] == "job"
     binding = builders.role_binding(ex)
     assert binding["roleRef"]["name"] == binding["metadata"]["name"] == "flux-runner-job"
     assert [s["name"] for s in binding["subjects"]] == ["flux-runner-job"]

@@ -24,7 +24,7 @@ from flux_api.conditions import STARTED, WAITING_PREFIX, StartedReason
 from flux_api.names import KUEUE_ADMISSION_GATE
 from flux_api.errors import Failure
 from flux_api.events import EventReason
-from flux_api.types import MAX_PAUSED_SECONDS, RunnerObjects
+from flux_api.types import RunnerObjects
 
 from flux_operator.execution import timing
 from flux_operator.execution.actions import EnsureRunner, Make, Plan, PodView
@@ -179,8 +179,7 @@ def runner_started(ex: Execution, pod_name: str, plan: Plan, now: datetime) -> N
     nothing to add (the deadline counts from startedAt)."""
     since = timing.queued_since(ex)
     if since is not None and ex.status.startedAt is not None:
-        waited = max(0, int((now - since).total_seconds()))
-        plan.status.set(queuedSeconds=min(ex.status.queuedSeconds + waited, MAX_PAUSED_SECONDS))
+        plan.status.set(queuedSeconds=timing.paused_seconds(ex.status.queuedSeconds, since, now))
     if (ex.status.message or "").startswith(WAITING_PREFIX):
         plan.status.set(message=None)  # it waited (a start time, a full quota, Kueue): no longer
     plan.condition(ex, now, STARTED, True, StartedReason.RUNNER_STARTED, f"runner pod {pod_name} started")

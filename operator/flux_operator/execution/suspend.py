@@ -16,7 +16,6 @@ from flux_api.cancel import MAX_REASON, CancelIntent
 from flux_api.events import EventReason
 from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, runner_pod_name_for
 from flux_api.timefmt import parse_time
-from flux_api.types import MAX_PAUSED_SECONDS
 
 from flux_operator.execution import timing
 from flux_operator.execution.actions import RUN_AGAIN, VERDICT_TAKEN_BACK, DeletePod, Plan, PodView, SuspendChild
@@ -125,8 +124,7 @@ def _resume(ex: Execution, children: list[Execution], plan: Plan, now: datetime)
     """Pending again, the time suspended added up; the children this parent suspended resume with it."""
     record = (ex.status.suspension or Suspension()).model_copy()
     since = record.suspendedAt or record.requestedAt or now
-    record.suspendedSeconds = min(record.suspendedSeconds + max(0, int((now - since).total_seconds())),
-                                  MAX_PAUSED_SECONDS)
+    record.suspendedSeconds = timing.paused_seconds(record.suspendedSeconds, since, now)
     record.resumedAt = now
     for child in children:
         by = (child.metadata.get("annotations") or {}).get(SUSPENDED_BY_ANNOTATION)

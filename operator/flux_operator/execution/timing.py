@@ -33,6 +33,12 @@ def deadline_at(ex: Execution) -> datetime | None:
     return start + timedelta(seconds=ex.spec.activeDeadlineSeconds + paused) if start else None
 
 
+def paused_seconds(so_far: int, since: datetime, now: datetime) -> int:
+    """Seconds paused (suspended, or queued after a start) with the time since `since` added: whole seconds,
+    never less than before, at most the schema's bound."""
+    return min(so_far + max(0, int((now - since).total_seconds())), MAX_PAUSED_SECONDS)
+
+
 def queued_since(ex: Execution) -> datetime | None:
     """Since when it waits for a concurrency limit's slot or an admission (Started=False, reason Queued). The
     condition's transition time is when Started went False, which for a retry is its failure, not its queueing:
