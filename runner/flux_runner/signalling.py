@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api import nesting
-from flux_api.signals import SIGNAL_NAME_PATTERN, SignalWait, nth
+from flux_api.signals import MAX_SIGNALS, SIGNAL_NAME_PATTERN, SignalWait, nth
 from flux_api.timefmt import format_time, parse_time, utcnow
 
 from flux_runner.cancel import CancelSwitch
@@ -67,6 +67,9 @@ class SignalWaits:
             if not (isinstance(recorded, dict) and recorded.get("timedOut")):
                 self._taken[name] += 1
             return _outcome(recorded, name)
+        if occurrence > MAX_SIGNALS:
+            raise ValueError(f"ctx.wait_for_signal({name!r}) would take signal {name} number {occurrence}, which can "
+                             f"never come: an execution takes at most {MAX_SIGNALS} signals (spec.signals)")
         until = self._deadline(wait_step)
         if not self._journal.done(wait_step):
             until = utcnow() + timedelta(seconds=seconds) if seconds is not None else None

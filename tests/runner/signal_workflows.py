@@ -24,3 +24,7 @@ async def missed_then_taken(ctx, input):
     except SignalTimeout:
         first = "timed out"
     return [first, await ctx.wait_for_signal("go")]
+
+
+async def more_than_can_come(ctx, input):
+    return [await ctx.wait_for_signal("go") for _ in range(input["waits"])]

@@ -156,3 +156,14 @@ def test_a_seeded_unsigned_signal_is_reused_as_input_is(token, termination_log):
     assert run_runner(api, token, termination_log) == EXIT_OK
     assert api.checkpoint["state"] == "Succeeded"
     assert api.checkpoint["result"] == {"applied": False, "why": "rejected", "decision": {"approved": False}}
+
+
+def test_a_wait_for_a_signal_past_the_most_an_execution_takes_fails_clearly(token, termination_log):
+    """spec.signals holds at most 32: the 33rd go can never come, and its durable wait could not be checkpointed."""
+    signals = [{"name": "go", "data": str(i)} for i in range(32)]
+    api = FakeExecutionApi(new_execution("many", "tests.runner.signal_workflows:more_than_can_come", {"waits": 33},
+                                         signals=signals))
+    assert run_runner(api, token, termination_log) == EXIT_OK
+    assert api.checkpoint["state"] == "Failed"
+    assert "would take signal go number 33, which can never come" in api.checkpoint["error"]
+    assert api.checkpoint["stepCount"] == 64, "the 32 that came were taken (a wait step and a signal step each)"
