@@ -194,3 +194,18 @@ def test_a_wait_for_a_signal_recorded_before_it_began_still_waits_the_floor():
                                                                          "receivedAt": arrived.isoformat()}])
         assert of(decide(ex, None, [], NOW + timedelta(seconds=1)), EnsureRunner)
         assert timing.next_wakeup(ex, NOW, None) is None  # the signal's own event wakes it, no timer
+
+
+def test_a_wait_after_one_that_timed_out_has_an_event_of_its_own():
+    """The first wait for approve gave up (it had a timeout, so a wake time); the next waits for the same first
+    approve, without one: two Waiting Events, not one folded into the other."""
+    from flux_operator.execution.machine import EmitEvent
+
+    def keys(checkpoint: dict) -> list[str]:
+        ex = execution("Running", checkpoint={"state": "Waiting", "waiting": "waiting for signal approve",
+                                              "signal": {"name": "approve", "occurrence": 1}, **checkpoint})
+        return [e.key for e in of(decide(ex, None, [], NOW), EmitEvent)]
+
+    timed, untimed = keys({"wakeAt": WAKE}), keys({})
+    assert len(timed) == len(untimed) == 1 and timed != untimed
+    assert untimed == ["approve-1"]

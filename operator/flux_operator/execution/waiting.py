@@ -108,13 +108,15 @@ def wake(ex: Execution, plan: Plan, now: datetime) -> None:
 
 
 def _key(ex: Execution) -> str:
-    """One Event per wait: its signal and occurrence, or its wake time as digits (the World keeps no
-    checkpoint sequence)."""
+    """One Event per wait: its signal and occurrence, and its wake time as digits (the World keeps no checkpoint
+    sequence). A wait that timed out took no signal, so the next one waits for the same occurrence: its own
+    wake time, or none, tells the two apart."""
     wait = ex.status.checkpoint.signal if ex.status.checkpoint else None
-    if wait is not None:
-        return f"{wait.name}-{wait.occurrence}".lower()
     when = wake_at(ex)
-    return "".join(c for c in format_time(when) if c.isdigit()) if when else ""
+    digits = "".join(c for c in format_time(when) if c.isdigit()) if when else ""
+    if wait is not None:
+        return "-".join(part for part in (wait.name, str(wait.occurrence), digits) if part).lower()
+    return digits
 
 
 def record_signals(ex: Execution, plan: Plan, now: datetime) -> None:
