@@ -55,6 +55,20 @@ class SignalWait(BaseModel):
     occurrence: int = Field(1, ge=1, le=MAX_SIGNALS)
 
 
+# A runner records its k-th wait for signal `name` as two steps (flux_runner.signalling): the signal step
+# `signal-<name>-<k>` (what it took) and its wait step `signal-<name>-<k>-wait` (its deadline).
+SIGNAL_STEP_PREFIX = "signal-"
+WAIT_STEP_SUFFIX = "-wait"
+
+
+def signal_step(name: str, wait: int) -> str:
+    return f"{SIGNAL_STEP_PREFIX}{name}-{wait}"
+
+
+def wait_step(step: str) -> str:
+    return f"{step}{WAIT_STEP_SUFFIX}"
+
+
 def nth(signals: list[Any], name: str, occurrence: int) -> Any | None:
     """The `occurrence`-th signal called `name` (from 1), or None yet."""
     index = nth_index(signals, name, occurrence)

@@ -21,6 +21,7 @@ from flux_api import Checkpoint, Phase, StepRecord, nesting
 from flux_api.ledger import Ledger
 from flux_api.progress import KIND as PROGRESS_KIND
 from flux_api.progress import belongs_to, checkpoint_of, newest
+from flux_api.signals import SIGNAL_STEP_PREFIX, wait_step
 from flux_api.timefmt import now_text
 from flux_api.types import CHECKPOINT_BUDGET, RECENT_STEPS
 from pydantic import ValidationError
@@ -74,10 +75,10 @@ def without_signed_signals(seed: Checkpoint) -> Checkpoint:
     """A seed says what its Execution's creator wrote; a signal's sentBy is the API server's word only in
     spec.signals. So a signed signal in a seed, and its wait, are waited for again: never taken on trust."""
     signed = {name for name, value in seed.results.items()
-              if name.startswith("signal-") and isinstance(value, dict) and "sentBy" in value}
+              if name.startswith(SIGNAL_STEP_PREFIX) and isinstance(value, dict) and "sentBy" in value}
     if not signed:
         return seed
-    dropped = signed | {f"{name}-wait" for name in signed}
+    dropped = signed | {wait_step(name) for name in signed}
     legacy = [] if seed.done is not None else [step.name for step in seed.steps]
     done, kept = Ledger(seed.done, legacy), Ledger()
     for name in done:

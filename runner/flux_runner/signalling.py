@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flux_api import nesting
-from flux_api.signals import MAX_SIGNALS, SIGNAL_NAME_PATTERN, SignalWait, nth
+from flux_api.signals import MAX_SIGNALS, SIGNAL_NAME_PATTERN, SignalWait, nth, signal_step, wait_step
 from flux_api.timefmt import format_time, parse_time, utcnow
 
 from flux_runner.cancel import CancelSwitch
@@ -59,8 +59,9 @@ class SignalWaits:
         seconds = seconds_of(timeout) if timeout is not None else None
         self._counts[name] += 1
         waits, occurrence = self._counts[name], self._taken[name] + 1
-        step, wait_step = f"signal-{name}-{waits}", f"signal-{name}-{waits}-wait"
-        self._claim(wait_step)
+        step = signal_step(name, waits)
+        deadline_step = wait_step(step)
+        self._claim(deadline_step)
         self._claim(step)
         if self._journal.done(step):
             recorded = self._journal.result(step)
@@ -70,10 +71,11 @@ class SignalWaits:
         if occurrence > MAX_SIGNALS:
             raise ValueError(f"ctx.wait_for_signal({name!r}) would take signal {name} number {occurrence}, which can "
                              f"never come: an execution takes at most {MAX_SIGNALS} signals (spec.signals)")
-        until = self._deadline(wait_step)
-        if not self._journal.done(wait_step):
+        until = self._deadline(deadline_step)
+        if not self._journal.done(deadline_step):
             until = utcnow() + timedelta(seconds=seconds) if seconds is not None else None
-            await self._enforce(await self._journal.record_step(wait_step, {"until": format_time(until) if until else None}))
+            recorded = {"until": format_time(until) if until else None}
+            await self._enforce(await self._journal.record_step(deadline_step, recorded))
         while True:
             execution = await self._api.poll()
             await self._switch.enforce(execution)
@@ -92,8 +94,8 @@ class SignalWaits:
                 raise DurableWait(until, f"waiting for signal {name}", SignalWait(name=name, occurrence=occurrence))
             await self._api.changed(execution, self._poll, left)
 
-    def _deadline(self, wait_step: str) -> datetime | None:
-        recorded = self._journal.result(wait_step)
+    def _deadline(self, step: str) -> datetime | None:
+        recorded = self._journal.result(step)
         return parse_time(recorded.get("until")) if isinstance(recorded, dict) and recorded.get("until") else None
 
 
