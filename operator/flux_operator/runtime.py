@@ -202,7 +202,8 @@ class Runtime:
                 served = api_served(self.api)
                 missing = missing_permissions(self.api, self.options.namespaces,
                                               self.options.lease_namespace if self.options.leader_election else None,
-                                              network_policies=self.options.runner.egress is not None)
+                                              network_policies=self.options.runner.egress is not None,
+                                              lease_name=self.options.lease_name)
                 policies = policy_problems(self.api, self.options.runner.limits)
             except ApiFailure as err:
                 log.warning("start-up checks could not run: %s", err)

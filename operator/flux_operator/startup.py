@@ -71,22 +71,27 @@ def api_served(api: KubeApi) -> bool:
 
 
 def missing_permissions(api: KubeApi, namespaces: list[str], lease_namespace: str | None,
-                        network_policies: bool = False) -> list[str]:
-    """What this identity may not do, as 'verb resource in namespace' lines (SelfSubjectAccessReview)."""
+                        network_policies: bool = False, lease_name: str = "") -> list[str]:
+    """What this identity may not do, as 'verb resource in namespace' lines (SelfSubjectAccessReview). The
+    Lease's get and update are asked for its own name: the chart grants them on that one only."""
     needed = NAMESPACED + (NETWORK_POLICIES if network_policies else ())
-    checks = [(verb, group, resource, ns) for ns in (namespaces or [""]) for verb, group, resource in needed]
+    checks = [(verb, group, resource, ns, "") for ns in (namespaces or [""]) for verb, group, resource in needed]
     if not namespaces:
-        checks += [(verb, group, resource, "") for verb, group, resource in LABEL_MODE]
+        checks += [(verb, group, resource, "", "") for verb, group, resource in LABEL_MODE]
     if lease_namespace:
-        checks += [(verb, group, resource, lease_namespace) for verb, group, resource in LEADER_ELECTION]
+        checks += [(verb, group, resource, lease_namespace, "" if verb == "create" else lease_name)
+                   for verb, group, resource in LEADER_ELECTION]
     missing = []
-    for verb, group, resource, ns in checks:
+    for verb, group, resource, ns, object_name in checks:
         name, _, sub = resource.partition("/")
         attributes = {"verb": verb, "group": group, "resource": name}
         if sub:
             attributes["subresource"] = sub
         if ns:
             attributes["namespace"] = ns
+        if object_name:
+            attributes["name"] = object_name
         if not api.allowed(attributes):
-            missing.append(f"{verb} {resource}{'.' + group if group else ''} in {ns or 'all namespaces'}")
+            missing.append(f"{verb} {resource}{'.' + group if group else ''}{' ' + object_name if object_name else ''}"
+                           f" in {ns or 'all namespaces'}")
     return missing

@@ -121,10 +121,12 @@ def test_watch_namespaces_render_roles_in_exactly_those_namespaces(helm):
                      ("default", "t-flux-operator-leader-election")]
     election = next(d for d in rendered if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election"))
     assert election["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                                  "verbs": ["get", "create", "update"]}]
+                                  "resourceNames": ["flux-operator"], "verbs": ["get", "update"]},
+                                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                  "verbs": ["create"]}], "its own Lease: the namespace may hold others'"
     deployment = next(d for d in rendered if d["kind"] == "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert {"--namespace=a", "--namespace=b", "--log-format=json"} <= set(args)
+    assert {"--namespace=a", "--namespace=b", "--log-format=json", "--leader-election-id=flux-operator"} <= set(args)
     cluster_application = [d for d in rendered if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith(
         "-application")]
     assert cluster_application == [], "watching some namespaces grants nothing cluster-wide on executions or pods"

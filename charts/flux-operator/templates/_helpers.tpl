@@ -186,3 +186,11 @@ operator/flux_operator/startup.py, and tests/cluster/test_chart.py keeps the two
   name: {{ include "flux-operator.serviceAccountName" . }}
   namespace: {{ .Release.Namespace }}
 {{- end }}
+
+{{/*
+The Lease the replicas elect their leader with: the operator's default name, so an upgrade from a chart that did
+not pass it keeps one Lease (two names would elect two leaders while old and new pods overlap).
+*/}}
+{{- define "flux-operator.leaseName" -}}
+flux-operator
+{{- end }}
