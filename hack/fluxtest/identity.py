@@ -145,6 +145,20 @@ def bind_account(api: client.ApiClient, namespace: str, account: str, rules: lis
         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
 
 
+def test_leases(namespace: str, account: str, release: str) -> list[dict]:
+    """The tests' one addition to the chart's RBAC: each test elects its operators' leader under a Lease name of
+    its own (--leader-election-id), and the chart's Role names only its own Lease. A chart install
+    (tests/cluster/test_helm_install.py) runs without it."""
+    name = f"{release}-{account}-test-leases"
+    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": name, "namespace": namespace},
+             "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": name, "namespace": namespace},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}]
+
+
 def install(layout: Layout, api: client.ApiClient, kube_env: dict[str, str], *values: str,
             release: str = RELEASE, namespace: str = OPERATOR_NAMESPACE, account: str = OPERATOR_ACCOUNT) -> Identity:
     """Renders the chart with `values`, applies its identity objects, and mints a token for its ServiceAccount."""
@@ -155,6 +169,7 @@ def install(layout: Layout, api: client.ApiClient, kube_env: dict[str, str], *va
     # the shared ones (fixed names), and `remove` must not take those away from the rest of the session.
     objects = [d for d in docs if d["kind"] in APPLIED_KINDS
                and (not d["kind"].startswith("ValidatingAdmission") or d["metadata"]["name"].startswith(release))]
+    objects += test_leases(namespace, account, release)
     apply(kube_env, objects)
     user = f"system:serviceaccount:{namespace}:{account}"
     if any(d["kind"] == "ValidatingAdmissionPolicyBinding" for d in objects):
