@@ -10,8 +10,8 @@ else.
 
 Each object must be named and owned as the operator makes it, for one Execution `E`:
 - a pod `E-runner` (a retry's `E-runner-N`), run as `flux-runner-E`, labelled with `E`, confined as every runner
-  pod is (policy_operator_pod: one container, non-root, capabilities dropped, a seccomp profile, no host PID or
-  IPC, no nodeName, only the volume types a runner pod may have). The host network is left to Pod Security: a
+  pod is (policy_operator_pod: confined containers, non-root, capabilities dropped, a seccomp profile, no host
+  PID or IPC, no nodeName, only the volume types a runner pod may have). The host network is left to Pod Security: a
   cluster without a pod network puts every pod on it (the local cluster's real node does, by a mutating policy
   that runs before this one);
 - a ServiceAccount `flux-runner-E` with no Secrets of its own, annotated only as the platform's
@@ -109,9 +109,10 @@ def _rbac_rules() -> list[dict[str, Any]]:
                    "has none)'"),
         validation("variables.kind != 'serviceaccounts' || !has(params.spec.serviceAccountAnnotations) || "
                    "(size(object.metadata.?annotations.orValue({})) <= 64 && "
-                   "object.metadata.?annotations.orValue({}).all(k, k in params.spec.serviceAccountAnnotations && "
+                   f"object.metadata.?annotations.orValue({{}}).all(k, k.startsWith({string(GROUP + '/')}) || "
+                   "(k in params.spec.serviceAccountAnnotations && "
                    "object.metadata.annotations[k] == params.spec.serviceAccountAnnotations[k].replace("
-                   f"{string(NAMESPACE_PLACEHOLDER)}, request.namespace)))",
+                   f"{string(NAMESPACE_PLACEHOLDER)}, request.namespace))))",
                    "a runner's ServiceAccount carries only the annotations the platform allows",
                    "'ServiceAccount ' + variables.name + ' carries only the annotations the platform allows "
                    "(TenancyPolicy serviceAccountAnnotations)'"),

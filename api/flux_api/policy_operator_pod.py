@@ -20,13 +20,15 @@ POD_VOLUME_TYPES = ("awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", 
                     "gitRepo", "glusterfs", "hostPath", "image", "iscsi", "nfs", "persistentVolumeClaim",
                     "photonPersistentDisk", "portworxVolume", "projected", "quobyte", "rbd", "scaleIO", "secret",
                     "storageos", "vsphereVolume")
-# Sources of a projected volume (1.35) beyond the free ones: a token for any audience, a trust bundle, a certificate.
-PROJECTED_SOURCES = ("clusterTrustBundle", "configMap", "downwardAPI", "podCertificate", "secret",
-                     "serviceAccountToken")
+# Sources of a projected volume (1.35) beyond the free ones: a trust bundle, a certificate, and a token for an
+# audience of its own (one for the API server is the pod's own token: the ServiceAccount admission plugin adds
+# that volume, kube-api-access-*, to every pod before this policy sees it).
+OTHER_PROJECTED_SOURCES = ("clusterTrustBundle", "podCertificate")
 # Lists are bounded before they are walked: an error (CEL's cost budget) would skip the policy, which fails open.
 MOST_VOLUMES = 128  # a template has at most 64, and the operator adds one
 MOST_ANNOTATIONS = 256
 MOST_PORTS = 64
+MOST_CONTAINERS = 16  # a runner pod has one; a mesh may inject more (each confined, as Pod Security restricted asks)
 
 POD = "!variables.creates || variables.kind != 'pods' || "
 SPEC = "object.spec"
@@ -55,8 +57,8 @@ def _container_confined(c: str) -> str:
 
 def _refused_volume(v: str) -> str:
     """Whether volume `v` has a type no runner pod may have; a projected volume of free sources is free."""
-    free_projection = f"{_list(f'{v}.projected.?sources')}.all(s, " + " && ".join(
-        f"!has(s.{t})" for t in PROJECTED_SOURCES if t not in FREE_PROJECTED_SOURCES) + ")"
+    free_projection = (f"{_list(f'{v}.projected.?sources')}.all(s, " + " && ".join(
+        f"!has(s.{t})" for t in OTHER_PROJECTED_SOURCES) + " && s.?serviceAccountToken.?audience.orValue('') == '')")
     checks = [f"(has({v}.{t}) && !({string(t)} in variables.volumeTypes))"
               for t in POD_VOLUME_TYPES if t not in FREE_VOLUME_TYPES and t != "projected"]
     checks.append(f"(has({v}.projected) && !({string('projected')} in variables.volumeTypes) && "
@@ -65,7 +67,7 @@ def _refused_volume(v: str) -> str:
 
 
 def pod_rules() -> list[dict[str, Any]]:
-    containers = _list(f"{SPEC}.?containers")
+    containers, inits = _list(f"{SPEC}.?containers"), _list(f"{SPEC}.?initContainers")
     annotations = "object.metadata.?annotations.orValue({})"
     confinement = " || ".join(f"k.startsWith({string(p)})" for p in CONFINEMENT_ANNOTATION_PREFIXES)
     return [
@@ -73,12 +75,12 @@ def pod_rules() -> list[dict[str, Any]]:
                    "the flux operator runs a runner pod as its execution's runner ServiceAccount only",
                    "'pod ' + variables.name + ' must run as ' + variables.account + ', the ServiceAccount of the "
                    "runner of Execution ' + variables.execution"),
-        validation(POD + f"size({containers}) == 1 && size({_list(f'{SPEC}.?initContainers')}) == 0 && "
+        validation(POD + f"size({containers}) <= {MOST_CONTAINERS} && size({inits}) <= {MOST_CONTAINERS} && "
                    f"size({_list(f'{SPEC}.?ephemeralContainers')}) == 0 && "
-                   f"{containers}.all(c, {_container_confined('c')})",
-                   "a runner pod has one confined container",
-                   "'pod ' + variables.name + ' is not confined as a runner pod is: one container and no init or "
-                   "ephemeral one, allowPrivilegeEscalation false, capabilities drop ALL and add none, not "
+                   f"{containers}.all(c, {_container_confined('c')}) && {inits}.all(c, {_container_confined('c')})",
+                   "a runner pod's containers are confined",
+                   "'pod ' + variables.name + ' is not confined as a runner pod is: every container (an injected "
+                   "one too) with allowPrivilegeEscalation false, capabilities drop ALL and add none, not "
                    "privileged, not root, no Unconfined seccomp or AppArmor, no SELinux type, no hostProcess, "
                    "the default procMount, no hostPort'"),
         validation(POD + f"{SPEC}.?securityContext.?runAsNonRoot.orValue(false) && "
@@ -105,6 +107,6 @@ def pod_rules() -> list[dict[str, Any]]:
                    "a volume type no runner pod may have",
                    "'pod ' + variables.name + ': a runner pod may have volumes of the types ' + "
                    "variables.volumeTypes.join(', ') + ' only (a projected volume of ' + "
-                   f"{string(', '.join(FREE_PROJECTED_SOURCES))} + ' sources is free)'"),
+                   f"{string(', '.join(FREE_PROJECTED_SOURCES))} + ' sources and the pod\\'s own token is free)'"),
     ]
 

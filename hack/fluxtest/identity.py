@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from flux_api import GROUP, VERSION
+from flux_api import EXECUTION_LABEL, GROUP, VERSION
 from flux_api.progress import KIND as PROGRESS_KIND
 from kubernetes import client
 from localcluster.kube import create_unless_there
@@ -241,10 +241,14 @@ def runner_shaped(kind: str, namespace: str, execution: str = "probe") -> dict:
         return {"apiVersion": "v1", "kind": kind,
                 "metadata": {"name": account, "namespace": namespace, "ownerReferences": [owner]}}
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{execution}-runner", "namespace": namespace, "ownerReferences": [owner]},
-            "spec": {"serviceAccountName": account, "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+            "metadata": {"name": f"{execution}-runner", "namespace": namespace, "ownerReferences": [owner],
+                         "labels": {EXECUTION_LABEL: execution}},
+            "spec": {"serviceAccountName": account,
+                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                         "seccompProfile": {"type": "RuntimeDefault"}},
                      "containers": [{"name": "runner", "image": "busybox",
-                                     "securityContext": {"allowPrivilegeEscalation": False}}]}}
+                                     "securityContext": {"allowPrivilegeEscalation": False,
+                                                         "capabilities": {"drop": ["ALL"]}}}]}}
 
 
 def runner_account(core: client.CoreV1Api, namespace: str, execution: str = "probe") -> None:

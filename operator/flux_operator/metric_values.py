@@ -119,8 +119,11 @@ def _namespace_own_wait(spec: dict, status: dict) -> bool:
                if isinstance(c, dict) and c.get("status") == "False"}
     pod_made = bool((((status.get("runnerObjects") or {}).get("pod")) or {}).get("uid"))
     own_image = bool(spec.get("image")) and StartedReason.RUNNER_IMAGE_NOT_PULLED in reasons
+    # Its own template names Secrets or ConfigMaps; a platform's --runner-pod-template naming a missing one is
+    # the platform's (without a template of its own, the tenant named none).
+    own_config = bool(spec.get("podTemplate")) and StartedReason.RUNNER_CONFIG_MISSING in reasons
     return StartedReason.QUEUED in reasons or (StartedReason.QUOTA_EXCEEDED in reasons and not pod_made) or \
-        own_image or StartedReason.RUNNER_CONFIG_MISSING in reasons
+        own_image or own_config
 
 
 def pending_since(watched: Watched) -> list[datetime]:

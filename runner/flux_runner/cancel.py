@@ -7,7 +7,7 @@ import logging
 from enum import Enum
 from typing import Any
 
-from flux_api.cancel import requested_cancel
+from flux_api.cancel import recorded_or_requested, requested_cancel
 
 log = logging.getLogger("flux.runner")
 
@@ -29,8 +29,9 @@ class StopReason(str, Enum):
 
 
 def stop_reason_of(execution: dict[str, Any]) -> StopReason:
-    """The reason the Execution gives for a stop: a cancel wins (it takes over a suspend), then a suspend."""
-    if requested_cancel(execution) is not None:
+    """The reason the Execution gives for a stop: a cancel wins (it takes over a suspend), then a suspend. A
+    cancel the operator recorded counts too: a deadline's is nowhere else."""
+    if recorded_or_requested(execution) is not None:
         return StopReason.CANCEL
     if ((execution.get("spec") or {}).get("suspend")) is True:
         return StopReason.SUSPEND

@@ -25,6 +25,10 @@ from flux_runner.spawner import POLL_INTERVAL, Spawner, requested_children
 from flux_runner.waits import DEFAULT_DURABLE_AFTER, DurableWait, aware, recorded, recorded_wake, seconds_of
 
 
+# How long ctx.stop_reason() waits for the Execution: a small part of the 30 s a grace period gives by default.
+STOP_REASON_READ_SECONDS = 5.0
+
+
 class WorkflowContext:
     """Passed to `async def main(ctx, input)`.
 
@@ -66,16 +70,18 @@ class WorkflowContext:
         CANCEL is for good; after SUSPEND or INTERRUPTED (an eviction, a drain) the execution goes on from its
         checkpoint, so compensating there would undo work that is kept. A SIGTERM does not say which: the
         Execution is read then, and read again on the next call until it says CANCEL. If it cannot be read,
-        the answer is CANCEL, as every stop was before this could be asked.
+        the answer is CANCEL, as every stop was before this could be asked; the read waits at most
+        STOP_REASON_READ_SECONDS.
         """
         if not self._switch.requested:
             return None
         if self._switch.cause is None:
             try:
-                reason = stop_reason_of(await self._api.get())
-            except ApiError as exc:  # cleanup must get an answer
+                async with asyncio.timeout(STOP_REASON_READ_SECONDS):  # the grace period runs meanwhile
+                    reason = stop_reason_of(await self._api.get())
+            except (ApiError, TimeoutError) as exc:  # cleanup must get an answer, and soon
                 self.log.warning("could not read the Execution to tell why it stops (%s): taking it as a cancel",
-                                 exc)
+                                 exc or "no answer in time")
                 return StopReason.CANCEL
             if reason is not StopReason.CANCEL:
                 return reason

@@ -153,20 +153,23 @@ def test_resuming_resumes_only_the_children_this_parent_suspended():
     assert of(actions, SuspendChild) == [SuspendChild("job-a", False)]
 
 
-def test_a_child_made_as_the_suspend_came_is_suspended_once_seen_and_an_older_one_resumed_by_hand_is_not():
+def resumed_by_hand(kid: Execution) -> Execution:
+    """Suspended once (its own status says so), then resumed with `kubectl flux resume`, which drops the
+    suspended-by annotation."""
+    data = kid.model_dump(mode="json")
+    data["status"]["suspension"] = {"reason": "parent job suspended", "count": 1, "resumedAt": "2026-11-21T11:59:00Z"}
+    return Execution.model_validate(data)
+
+
+def test_a_child_made_as_the_suspend_came_is_suspended_once_seen_and_one_resumed_by_hand_is_not():
     """The last Running pass spawned it; the watch showed it only after the parent concluded Suspended."""
-    ex = suspended()
-    asked = ex.status.suspension.requestedAt
-    late, older = child("job-late", "Pending"), child("job-older", "Running")
-    late.metadata["creationTimestamp"] = (asked + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    older.metadata["creationTimestamp"] = (asked - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    older.metadata["annotations"] = {SUSPENDED_BY_ANNOTATION: "job"}  # suspended with it, then resumed by hand
-    ex = parent(ex, late, older)
+    late, older = child("job-late", "Pending"), resumed_by_hand(child("job-older", "Running"))
+    ex = parent(suspended(), late, older)
     actions = decide(ex, None, [late, older], NOW)
     assert of(actions, SuspendChild) == [SuspendChild("job-late", True, "parent job suspended: maintenance", "job")]
     assert "phase" not in (status_patch(actions) or {}), "the parent stays Suspended"
-    late.metadata["annotations"] = {SUSPENDED_BY_ANNOTATION: "job"}  # suspended so, then resumed by hand
-    assert of(decide(parent(suspended(), late, older), None, [late, older], NOW), SuspendChild) == []
+    late = resumed_by_hand(late)
+    assert of(decide(parent(suspended(), late, older), None, [late, older], NOW), SuspendChild) == [], "once"
 
 
 # --- suspended, resumed, cancelled -------------------------------------------------------------------

@@ -405,15 +405,17 @@ def test_a_container_the_kubelet_cannot_make_for_the_tenants_own_reasons_holds_n
     from flux_operator.metric_values import pending_since
 
     world = World()
-    for name, reason, image, hour in (("own-image", "RunnerImageNotPulled", "mine:1", 8),
-                                      ("runner-image", "RunnerImageNotPulled", None, 9),
-                                      ("no-secret", "RunnerConfigMissing", None, 10)):
+    own_template = {"env": [{"name": "DB", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}
+    for name, reason, spec, hour in (("own-image", "RunnerImageNotPulled", {"image": "mine:1"}, 8),
+                                     ("runner-image", "RunnerImageNotPulled", {}, 9),
+                                     ("no-secret", "RunnerConfigMissing", {"podTemplate": own_template}, 10),
+                                     ("platforms-secret", "RunnerConfigMissing", {}, 11)):
         pending = execution(name)
         pending["metadata"]["creationTimestamp"] = f"2026-11-21T{hour:02d}:00:00Z"
-        if image:
-            pending["spec"]["image"] = image
+        pending["spec"].update(spec)
         pending["status"] = {"phase": "Pending", "conditions": [{
             "type": "Started", "status": "False", "reason": reason, "message": "waiting",
             "lastTransitionTime": "2026-11-21T12:00:00Z"}]}
         world.execution_seen(pending)
-    assert pending_since(world.watched()) == [datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)]
+    assert sorted(pending_since(world.watched())) == [datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc),
+                                                      datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)]

@@ -46,6 +46,13 @@ def test_the_execution_says_why_a_stop_came(spec, annotations, expected):
     assert stop_reason_of(body) is expected
 
 
+def test_a_deadline_the_operator_recorded_is_a_cancel():
+    """activeDeadlineSeconds ran out: the operator's record in status.cancellation is the only word of it."""
+    body = execution(suspend=False)
+    body["status"] = {"phase": "Cancelling", "cancellation": {"reason": "deadline exceeded", "source": "deadline"}}
+    assert stop_reason_of(body) is StopReason.CANCEL
+
+
 def sigterm_while(api: FakeExecutionApi, token: Path, termination_log: Path, before=lambda: None) -> dict:
     """Runs the runner, lets `before` change the Execution, then sends SIGTERM as the kubelet does."""
     async def terminate_soon():

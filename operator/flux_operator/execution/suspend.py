@@ -15,7 +15,6 @@ from flux_api import TERMINAL_PHASES, Execution, Outcome, Phase, Suspension
 from flux_api.cancel import MAX_REASON, CancelIntent
 from flux_api.events import EventReason
 from flux_api.names import SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, runner_pod_name_for
-from flux_api.timefmt import parse_time
 
 from flux_operator.execution import timing
 from flux_operator.execution.actions import RUN_AGAIN, VERDICT_TAKEN_BACK, DeletePod, Plan, PodView, SuspendChild
@@ -96,15 +95,10 @@ def suspended(ex: Execution, intent: CancelIntent | None, children: list[Executi
 
 def _suspend_late_children(ex: Execution, children: list[Execution], plan: Plan) -> None:
     """A child whose create raced the suspend (a spawn the last Running pass made, seen only once the parent
-    concluded) is suspended as its siblings were, once. Older children stay as they are, and so does a late one
-    resumed by hand."""
-    record = ex.status.suspension
-    if record is None or record.requestedAt is None:
-        return
-    asked = record.requestedAt.replace(microsecond=0)  # a creationTimestamp has whole seconds
-    created = {c.name: parse_time(c.metadata.get("creationTimestamp")) for c in children}
-    late = [c for c in children if created[c.name] is not None and created[c.name] >= asked
-            and SUSPENDED_BY_ANNOTATION not in (c.metadata.get("annotations") or {})]  # once: not after a resume
+    concluded) is suspended as its siblings were: a live child never suspended is one. Once: a child suspended
+    before (its status.suspension), and resumed by hand since, runs on."""
+    record = ex.status.suspension or Suspension()
+    late = [c for c in children if c.status.suspension is None]
     _suspend_children(ex, late, record.reason or suspend_reason(ex), plan)
 
 
