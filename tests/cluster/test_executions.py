@@ -470,3 +470,23 @@ def test_a_finished_phase_is_final_whoever_writes(fx):
     assert refused.value.status == 422
     assert "cannot change once the execution has finished" in refused.value.body
     assert fx.phase("final") == "Succeeded"
+
+
+@pytest.mark.real_node_only
+@pytest.mark.timeout(180)
+def test_an_image_the_kubelet_cannot_pull_is_said_once_and_a_cancel_still_ends_it(fx):
+    """A real kubelet: ErrImagePull and ImagePullBackOff alternate as its back-off grows. The execution says so
+    once (a Started=False condition, one Warning Event) and stays Pending; a cancel ends it at once."""
+    fx.create(manifest("unpulled", "flux_examples.quick:main", {"name": "x"}, image="localhost/flux-absent:1"))
+
+    def said() -> list[dict]:
+        return [c for c in fx.status("unpulled").get("conditions") or []
+                if c.get("type") == "Started" and c.get("reason") == "RunnerImageNotPulled"]
+
+    wait_for(said, timeout=120, what="the Started condition saying the image cannot be pulled")
+    assert fx.phase("unpulled") == "Pending"
+    assert "its image cannot be pulled" in fx.status("unpulled")["message"]
+    time.sleep(20)  # the kubelet flips between its two reasons meanwhile
+    assert fx.events("unpulled").count("RunnerNotCreated") == 1, fx.events("unpulled")
+    fx.cancel("unpulled", "no such image")
+    assert fx.wait_phase("unpulled", "Cancelled", timeout=90)["cancellation"]["reason"] == "no such image"
