@@ -60,7 +60,8 @@ def test_a_stolen_operator_token_makes_only_runner_objects(tenant, operators, fx
     fx.wait_step("victim")
     victim = fx.get("victim")
     ns = tenant.namespace
-    core.create_namespaced_pod(ns, confined_pod("colleague", "default", []))  # someone else's pod
+    # Someone else's pod, named as a runner would be: only its ServiceAccount tells it is none.
+    core.create_namespaced_pod(ns, confined_pod("colleague-runner", "default", []))
 
     stolen = api_client(operator_identity.kubeconfig)
     as_operator, rbac = client.CoreV1Api(stolen), client.RbacAuthorizationV1Api(stolen)
@@ -90,7 +91,7 @@ def test_a_stolen_operator_token_makes_only_runner_objects(tenant, operators, fx
             "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "flux-runner-victim"},
             "subjects": [{"apiGroup": RBAC, "kind": "User", "name": tenant.user}]})),
         "delete a colleague's pod": ("deletes only runner pods",
-                                     lambda: as_operator.delete_namespaced_pod("colleague", ns)),
+                                     lambda: as_operator.delete_namespaced_pod("colleague-runner", ns)),
         "runner-named pod, root container": ("not root", lambda: as_operator.create_namespaced_pod(
             ns, as_root(confined_pod("victim-runner-9", "flux-runner-victim", owners)))),
         "runner-named pod, nodeName": ("no nodeName", lambda: as_operator.create_namespaced_pod(
@@ -119,4 +120,4 @@ def test_a_stolen_operator_token_makes_only_runner_objects(tenant, operators, fx
                   f"{allowed or 'none'}; the operator's own execution ended {ended['phase']}")
     assert not allowed, f"the stolen token could: {allowed}"
     assert set(refused.values()) == {403}
-    assert core.read_namespaced_pod("colleague", ns).metadata.deletion_timestamp is None
+    assert core.read_namespaced_pod("colleague-runner", ns).metadata.deletion_timestamp is None
