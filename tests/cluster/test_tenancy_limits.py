@@ -114,6 +114,29 @@ def test_volume_types_outside_restricted_are_refused_even_for_the_privileged(pri
     assert "not allowed: runner pods meet the Pod Security Standard restricted" in message
 
 
+def test_the_operator_still_makes_its_runner_under_the_platforms_lists(kubectl, core, custom, operator, privileged,
+                                                                       namespace):
+    """flux-operator-makes-only-runners reads the lists the tenant policies read. Under a list of ServiceAccount
+    annotations and one of volume types without `projected`, the operator's own runner ServiceAccount (its
+    create-token annotation besides the platform's) and pod (the pod's own token volume, which the API server
+    adds) still pass it."""
+    value = "runner@{namespace}.iam.gserviceaccount.com"
+    with platform_limits(kubectl, serviceAccountAnnotations={"iam.gke.io/gcp-service-account": value},
+                         allowedVolumeTypes=["persistentVolumeClaim"]):
+        eventually_refused(privileged.api, execution({"volumes": [{"name": "d", "csi": {"driver": "x"}}]}),
+                           namespace)  # the lists are in effect
+        template = {"serviceAccountAnnotations": {"iam.gke.io/gcp-service-account": value.format(namespace=namespace)}}
+        privileged.fx.create(manifest("listed", "flux_examples.quick:main", {"name": "x"}, podTemplate=template))
+        fx = Executions(custom, core, namespace)
+        status = fx.wait_phase("listed", "Succeeded", "Failed", timeout=90)
+    assert status["phase"] == "Succeeded", status.get("message")
+    token = [v for v in fx.pod("listed").spec.volumes or [] if v.projected and any(
+        s.service_account_token for s in v.projected.sources or [])]
+    assert token, "the API server added the pod's own token volume: the case the policy must let through"
+    account = core.read_namespaced_service_account("flux-runner-listed", namespace)
+    assert set(account.metadata.annotations) >= {"iam.gke.io/gcp-service-account", "workflows.flux.dev/create-token"}
+
+
 # The local real node puts every pod on the host network (an admission policy of the local cluster), which
 # `restricted` refuses: this runs where pods keep the spec they were given.
 @pytest.mark.process_node_only
