@@ -32,13 +32,13 @@ from __future__ import annotations
 from typing import Any
 
 from flux_api.admission import binding, policy, string, strings, validation, variable
-from flux_api.names import EXECUTION_LABEL, GROUP, KIND, PLURAL, RUNNER_ACCOUNT_PREFIX, runner_pod_name
+from flux_api.names import EXECUTION_LABEL, GROUP, KIND, PLURAL, RUNNER_ACCOUNT_PREFIX
 from flux_api.policy_operator_pod import pod_rules
+from flux_api.policy_runner_pod import RUNNER_SUFFIX, execution_by_name
 from flux_api.progress import PLURAL as PROGRESS_PLURAL
 from flux_api.tenancy import FREE_VOLUME_TYPES, NAMESPACE_PLACEHOLDER, RESTRICTED_VOLUME_TYPES
 
 NAME = "flux-operator-makes-only-runners"
-RUNNER_SUFFIX = runner_pod_name("")
 # The runner's Role on its own Execution `E` (flux_operator.builders.role makes it from this): resource, verbs.
 RUNNER_ROLE = ((PLURAL, ("get", "watch")), (f"{PLURAL}/status", ("patch",)), (PROGRESS_PLURAL, ("get",)),
                (f"{PROGRESS_PLURAL}/status", ("patch",)))
@@ -55,19 +55,12 @@ _RULES = [
 THE_OPERATOR = {"name": "the-operator", "expression": "request.userInfo.username in params.spec.operators"}
 
 
-def _pod_execution(name: str) -> str:
-    """The Execution a runner pod's name names, or ''."""
-    return (f"({name}.endsWith('{RUNNER_SUFFIX}') ? {name}.substring(0, size({name}) - {len(RUNNER_SUFFIX)}) : "
-            f"({name}.matches('.{RUNNER_SUFFIX}-[1-9][0-9]*$') ? "
-            f"{name}.substring(0, {name}.lastIndexOf('{RUNNER_SUFFIX}-')) : ''))")
-
-
 def _variables() -> list[dict[str, str]]:
     restricted = [t for t in RESTRICTED_VOLUME_TYPES if t not in FREE_VOLUME_TYPES]
     return [
         variable("kind", "request.resource.resource"),
         variable("name", "request.operation == 'DELETE' ? request.name : object.metadata.name"),
-        variable("execution", f"variables.kind == 'pods' ? {_pod_execution('variables.name')} : "
+        variable("execution", f"variables.kind == 'pods' ? {execution_by_name('variables.name')} : "
                               f"(variables.name.startsWith({string(RUNNER_ACCOUNT_PREFIX)}) ? "
                               f"variables.name.substring({len(RUNNER_ACCOUNT_PREFIX)}) : '')"),
         variable("account", string(RUNNER_ACCOUNT_PREFIX) + " + variables.execution"),

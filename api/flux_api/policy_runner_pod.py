@@ -40,9 +40,8 @@ _RULES = [
 ]
 
 
-def _execution_by_name() -> str:
-    """The Execution a runner pod's name names, or '' for a name no runner pod has."""
-    name = "request.name"
+def execution_by_name(name: str = "request.name") -> str:
+    """The Execution a runner pod's name (the CEL expression `name`) names, or '' for a name no runner pod has."""
     return (f"({name}.endsWith('{RUNNER_SUFFIX}') ? {name}.substring(0, size({name}) - {len(RUNNER_SUFFIX)}) : "
             f"({name}.matches('.{RUNNER_SUFFIX}-[1-9][0-9]*$') ? "
             f"{name}.substring(0, {name}.lastIndexOf('{RUNNER_SUFFIX}-')) : ''))")
@@ -65,7 +64,7 @@ def _execution_by_account() -> str:
 def access_policy() -> dict[str, Any]:
     variables = [
         variable("execution", f"request.subResource == 'ephemeralcontainers' ? {_execution_by_account()} : "
-                              f"{_execution_by_name()}"),
+                              f"{execution_by_name()}"),
     ]
     status = (f"authorizer.group('{GROUP}').resource('{PLURAL}').subresource('status')"
               f".namespace(request.namespace).name(variables.execution)")
