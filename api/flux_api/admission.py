@@ -89,3 +89,14 @@ def binding(policy_name: str, with_params: bool = True, deny_without_params: boo
                             "parameterNotFoundAction": "Deny" if deny_without_params else "Allow"}
     return {"apiVersion": ADMISSION_API, "kind": "ValidatingAdmissionPolicyBinding",
             "metadata": {"name": policy_name}, "spec": spec}
+
+
+# The request's namespace, in CEL.
+NAMESPACE = "request.namespace"
+
+
+def authorize(resource: str, verb: str, name: str | None = None, group: str = "") -> str:
+    """CEL: whether the requester may `verb` the `resource` (named by the CEL expression `name`, if given) in the
+    request's namespace."""
+    named = f".name({name})" if name else ""
+    return f"authorizer.group('{group}').resource('{resource}').namespace({NAMESPACE}){named}.check('{verb}').allowed()"

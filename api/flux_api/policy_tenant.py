@@ -12,7 +12,8 @@ whoever wrote the Schedule), so the API server checks that requester at the door
   resources past the platform's maximum, are refused for everyone. What decides which code runs (env, envFrom
   and mounts: flux_api.steering) needs `create pods`, as an image of one's own does; a Schedule needs `create
   executions` (its runs are Executions).
-- `flux-ttl-needs-delete`: lowering ttlSecondsAfterFinished (deleting sooner) needs `delete` on it.
+- `flux-ttl-needs-delete` and `flux-deletes-need-delete` (flux_api.policy_tenant_deletes): other ways to have
+  the cluster delete or patch what one may not.
 
 The first three apply on create, and on update only when what runs, or with what, changes (workflow, input,
 image, podTemplate, seed; on an Execution the CRD refuses such a change outright): a cancel or a label by
@@ -27,7 +28,9 @@ from typing import Any
 
 from flux_api.admission import (
     MAX_NAMED_CHECKS,
+    NAMESPACE,
     NOT_THE_OPERATOR,
+    authorize,
     binding,
     policy,
     resource_rules,
@@ -36,6 +39,7 @@ from flux_api.admission import (
     validation,
     variable,
 )
+from flux_api import policy_tenant_deletes
 from flux_api.names import GROUP, PARENT_LABEL, PLURAL, SCHEDULE_PLURAL
 from flux_api.steering import CODE_ENV_NAMES, CODE_ENV_PREFIXES, CODE_PATHS
 from flux_api.tenancy import (
@@ -50,10 +54,6 @@ from flux_api.tenancy import (
 SECRETS = "flux-tenant-secrets"
 CONFIGMAPS = "flux-tenant-configmaps"
 POD_SETTINGS = "flux-tenant-pod-settings"
-TTL = "flux-ttl-needs-delete"
-DELETES = "flux-deletes-need-delete"
-HISTORY_LIMITS = (("successfulExecutionsHistoryLimit", 3), ("failedExecutionsHistoryLimit", 1),
-                  ("cancelledExecutionsHistoryLimit", 1))
 
 # What decides what runs and with which powers: a change to any of these in a Schedule's template is checked like
 # a create (an Execution's cannot change at all: crd.RUNS_WHAT_IT_WAS_MADE_WITH). `seed` too: its results are what
@@ -80,7 +80,7 @@ _TEMPLATE_VARIABLES = [
     variable("template", "variables.spec.?podTemplate.orValue({})"),
     variable("volumes", "variables.template.?volumes.orValue([])"),
 ]
-_NS = "request.namespace"
+_NS = NAMESPACE
 
 
 def _at(index: str, field: str) -> str:
@@ -118,20 +118,15 @@ def _reference_variables(kind: str) -> list[dict[str, str]]:
     ]
 
 
-def _authorize(resource: str, verb: str, name: str | None = None, group: str = "") -> str:
-    named = f".name({name})" if name else ""
-    return f"authorizer.group('{group}').resource('{resource}').namespace({_NS}){named}.check('{verb}').allowed()"
-
-
 def reference_policy(name: str, kind: str, resource: str) -> dict[str, Any]:
     """`get` on each named Secret (or ConfigMap): one namespace-wide check first, then one per name."""
     variables = [*_TEMPLATE_VARIABLES, *_reference_variables(kind),
-                 variable("readsAll", _authorize(resource, "get"))]
+                 variable("readsAll", authorize(resource, "get"))]
     validations = []
     for i in range(MAX_NAMED_CHECKS):
         name_i = f"variables.names[{i}]"
         validations.append(validation(
-            f"size(variables.names) <= {i} || variables.readsAll || {_authorize(resource, 'get', name_i)}",
+            f"size(variables.names) <= {i} || variables.readsAll || {authorize(resource, 'get', name_i)}",
             f"you may not get a {kind} this template names",
             f"size(variables.names) <= {i} ? '' : variables.refs.filter(r, r.name == {name_i})[0].path + "
             f"': you may not get {kind} ' + {name_i} + ' in ' + {_NS}"))
@@ -154,8 +149,8 @@ def _pod_variables() -> list[dict[str, str]]:
     free_projected = f"v.projected.?sources.orValue([]).all(s, s.all(x, x in {strings(FREE_PROJECTED_SOURCES)}))"
     not_free = f"k != 'name' && !(k in {strings(FREE_VOLUME_TYPES)}) && !(k == 'projected' && {free_projected})"
     return [
-        variable("mayCreatePods", _authorize("pods", "create")),
-        variable("mayCreateServiceAccounts", _authorize("serviceaccounts", "create")),
+        variable("mayCreatePods", authorize("pods", "create")),
+        variable("mayCreateServiceAccounts", authorize("serviceaccounts", "create")),
         # Volumes whose type gives more than a plain tenant has: {path, type}.
         variable("nonFreeVolumes", f"variables.volumes.transformList(i, v, v.exists(k, {not_free}), "
                                    f"{{'path': {_at('i', 'volumes')}, 'type': string(v.filter(k, {not_free})[0])}})"),
@@ -271,7 +266,7 @@ def pod_settings_policy() -> dict[str, Any]:
                    "a volume needs create pods", "variables.escalatingVolumes[0].path + " + _may_not(
                        "create pods", "'a ' + variables.escalatingVolumes[0].type + ' volume needs it'")),
         # The operator makes a Schedule's runs: its writer must be one who could make them.
-        validation(f"!variables.isSchedule || {_authorize(PLURAL, 'create', group=GROUP)}",
+        validation(f"!variables.isSchedule || {authorize(PLURAL, 'create', group=GROUP)}",
                    "a Schedule needs create executions",
                    "'spec.executionTemplate' + " + _may_not(f"create {PLURAL}", "'its runs are Executions'")),
         validation("size(variables.codeSteering) == 0 || variables.mayCreatePods",
@@ -330,74 +325,7 @@ def pod_settings_policy() -> dict[str, Any]:
                   [NOT_THE_OPERATOR, _RUN_CHANGED])
 
 
-# --- TTL: deleting sooner is deleting --------------------------------------------------------------------------
-
-def ttl_policy() -> dict[str, Any]:
-    # -1 stands for "never": no TTL on the object and no default that applies (children go with their parent).
-    fallback = (f"object.metadata.?labels.orValue({{}}).exists(k, k == {string(PARENT_LABEL)}) ? -1 : "
-                "params.spec.?defaultTtlSecondsAfterFinished.orValue(-1)")
-    variables = [
-        variable("fallback", fallback),
-        variable("before", "oldObject.spec.?ttlSecondsAfterFinished.orValue(variables.fallback)"),
-        variable("after", "object.spec.?ttlSecondsAfterFinished.orValue(variables.fallback)"),
-        variable("sooner", "variables.after != -1 && (variables.before == -1 || variables.after < variables.before)"),
-    ]
-    never = "'never'"
-    rule = validation(
-        f"!variables.sooner || {_authorize(PLURAL, 'delete', 'object.metadata.name', GROUP)}",
-        "spec.ttlSecondsAfterFinished: deleting sooner needs delete on the execution",
-        f"'spec.ttlSecondsAfterFinished: you may not delete executions in ' + {_NS} + ' (' + object.metadata.name + "
-        f"'): ' + string(variables.after) + 's deletes it sooner than ' + (variables.before == -1 ? {never} : "
-        "string(variables.before) + 's')")
-    return policy(TTL, resource_rules([(GROUP, PLURAL)], ["UPDATE"]), [rule], variables, [NOT_THE_OPERATOR])
-
-
-def deletes_policy() -> dict[str, Any]:
-    """Other ways to have the cluster delete what one may not delete. An ownerReference added to an Execution or a
-    Schedule lets the garbage collector delete it (and what it owns) once that owner is gone, or at once if it
-    never existed. On a Schedule, lower history limits delete its finished runs, and a sooner TTL in its template
-    deletes the runs it makes. And to have the operator patch them: a switch to Replace cancels the active run,
-    and signals in the template are sent to every run; both need `patch` on executions."""
-    owners = ("object.metadata.?ownerReferences.orValue([]).filter(r, !(r in "
-              "oldObject.metadata.?ownerReferences.orValue([])))")
-    template_ttl = "spec.executionTemplate.spec.?ttlSecondsAfterFinished.orValue(variables.defaultTtl)"
-    lowered = [f"object.spec.?{f}.orValue({d}) < oldObject.spec.?{f}.orValue({d})" for f, d in HISTORY_LIMITS]
-    variables = [
-        variable("isSchedule", f"request.resource.resource == '{SCHEDULE_PLURAL}'"),
-        variable("addedOwners", owners),
-        variable("defaultTtl", "params.spec.?defaultTtlSecondsAfterFinished.orValue(-1)"),
-        variable("ttlBefore", f"oldObject.{template_ttl}"),
-        variable("ttlAfter", f"object.{template_ttl}"),
-        variable("deletesRuns", "variables.isSchedule && (" + " || ".join(lowered) + " || (variables.ttlAfter != -1 && "
-                                "(variables.ttlBefore == -1 || variables.ttlAfter < variables.ttlBefore)))"),
-        variable("patchesRuns", "variables.isSchedule && ((object.spec.?concurrencyPolicy.orValue('Allow') == "
-                                "'Replace' && oldObject.spec.?concurrencyPolicy.orValue('Allow') != 'Replace') || "
-                                "object.spec.executionTemplate.spec.?signals.orValue([]) != "
-                                "oldObject.spec.executionTemplate.spec.?signals.orValue([]))"),
-    ]
-    resource = "request.resource.resource"
-    may_delete_it = (f"authorizer.group('{GROUP}').resource({resource}).namespace({_NS}).name(object.metadata.name)"
-                     ".check('delete').allowed()")
-    rules = [
-        validation(f"size(variables.addedOwners) == 0 || {may_delete_it}",
-                   "metadata.ownerReferences: adding an owner needs delete on the object",
-                   f"'metadata.ownerReferences: you may not delete ' + {resource} + ' in ' + {_NS} + ' (' + "
-                   "object.metadata.name + '): an owner lets the garbage collector delete it (' + "
-                   "variables.addedOwners[0].kind + ' ' + variables.addedOwners[0].name + ')'"),
-        validation(f"!variables.deletesRuns || {_authorize(PLURAL, 'delete', None, GROUP)}",
-                   "a Schedule's lower history limits or sooner TTL need delete on executions",
-                   f"'spec: you may not delete executions in ' + {_NS} + ': lower history limits or a sooner "
-                   "ttlSecondsAfterFinished in the template delete runs of the Schedule'"),
-        validation(f"!variables.patchesRuns || {_authorize(PLURAL, 'patch', None, GROUP)}",
-                   "a switch to concurrencyPolicy Replace, or signals in the template, need patch on executions",
-                   f"'spec: you may not patch executions in ' + {_NS} + ': concurrencyPolicy Replace cancels the "
-                   "Schedule\\'s active run, and signals in its template are sent to every run'"),
-    ]
-    return policy(DELETES, resource_rules([(GROUP, PLURAL), (GROUP, SCHEDULE_PLURAL)], ["UPDATE"]), rules, variables,
-                  [NOT_THE_OPERATOR])
-
-
 def documents() -> list[dict[str, Any]]:
     policies = [reference_policy(SECRETS, "secret", "secrets"), reference_policy(CONFIGMAPS, "configmap", "configmaps"),
-                pod_settings_policy(), ttl_policy(), deletes_policy()]
+                pod_settings_policy(), policy_tenant_deletes.ttl_policy(), policy_tenant_deletes.deletes_policy()]
     return [doc for p in policies for doc in (p, binding(p["metadata"]["name"]))]
