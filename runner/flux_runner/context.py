@@ -19,7 +19,7 @@ from flux_runner.client import ExecutionClient
 from flux_runner.errors import ApiError, DuplicateStep, NotScheduled
 from flux_runner.journal import Journal
 from flux_runner.jsonvalue import json_value
-from flux_runner import tracing
+from flux_runner import deadline, tracing
 from flux_runner.signalling import SignalWaits
 from flux_runner.spawner import POLL_INTERVAL, Spawner, requested_children
 from flux_runner.waits import DEFAULT_DURABLE_AFTER, DurableWait, aware, recorded, recorded_wake, seconds_of
@@ -77,7 +77,7 @@ class WorkflowContext:
             return None
         if self._switch.cause is None:
             try:
-                async with asyncio.timeout(STOP_REASON_READ_SECONDS):  # the grace period runs meanwhile
+                async with deadline.timeout(STOP_REASON_READ_SECONDS):  # the grace period runs meanwhile
                     reason = stop_reason_of(await self._api.get())
             except (ApiError, TimeoutError) as exc:  # cleanup must get an answer, and soon
                 self.log.warning("could not read the Execution to tell why it stops (%s): taking it as a cancel",

@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from flux_runner import deadline
 from flux_runner.errors import ApiError, Forbidden
 
 log = logging.getLogger("flux.runner")
@@ -71,10 +72,10 @@ class Follower:
         wake = self._wake
         if self._live and version_of(self._latest) != version_of(seen):
             return
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel (SIGTERM) that lands in the same
-        # turn as the wake, and the runner would wait on until the SIGKILL.
+        # A timeout, not wait_for: on Python 3.11 wait_for drops a cancel (SIGTERM) that lands in the same turn as
+        # the wake, and the runner would wait on until the SIGKILL. deadline's, as this may run in cleanup code.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(at_most, LIVE_WAIT_LIMIT if self._live else poll)):
+            async with deadline.timeout(min(at_most, LIVE_WAIT_LIMIT if self._live else poll)):
                 await wake.wait()
 
     async def close(self) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from flux_api import TERMINAL_PHASES, logfields, tracecontext
 from flux_api.progress import checkpoint_of
 
-from flux_runner import __version__, tracing, waitfor
+from flux_runner import __version__, deadline, tracing, waitfor
 from flux_runner.cancel import CancelSwitch
 from flux_runner.client import ExecutionClient
 from flux_runner.context import WorkflowContext, create_context
@@ -96,6 +96,7 @@ async def run(
 ) -> int:
     """Runs the Execution behind `api` to a recorded end; returns the exit code."""
     waitfor.install()  # before the workflow's module is imported
+    deadline.install()
     switch = CancelSwitch()
     with signals_cancel(switch):
         async with api:

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from flux_runner import deadline
+
 T = TypeVar("T")
 
 _ORIGINAL = asyncio.tasks.wait_for
@@ -26,7 +28,7 @@ async def wait_for(aw: Awaitable[T], timeout: float | None) -> T:
     if timeout is not None and timeout <= 0:
         # No wait at all: 3.11's own path cancels the awaitable and loses no cancel of the caller.
         return await _ORIGINAL(aw, timeout)
-    async with asyncio.timeout(timeout):
+    async with deadline.timeout(timeout):
         return await aw
 
 

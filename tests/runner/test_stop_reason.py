@@ -107,3 +107,40 @@ def test_an_execution_that_cannot_be_read_is_taken_as_a_cancel(token, terminatio
 
     data = sigterm_while(api, token, termination_log, before=unreachable)
     assert data["stoppedFor"] == "Cancel"
+
+
+def test_an_api_server_that_never_answers_costs_the_cleanup_only_the_read_bound(token, termination_log, monkeypatch):
+    """A hung API server (it accepts the read and says nothing) must not hold the cleanup for the whole grace
+    period: past STOP_REASON_READ_SECONDS the answer is a cancel, and the final checkpoint is still written."""
+    monkeypatch.setattr("flux_runner.context.STOP_REASON_READ_SECONDS", 0.5)
+    api = FakeExecutionApi(execution())
+    serve = api.transport().handler
+    hung = asyncio.Event()  # set: reads of the Execution hang from now on; never answered
+
+    async def hang_reads(request: httpx.Request) -> httpx.Response:
+        if hung.is_set() and request.method == "GET" and request.url.path == api.path and not request.url.query:
+            await asyncio.Event().wait()
+        return serve(request)
+
+    client = api.client(token)
+    client._http = httpx.AsyncClient(base_url="https://fake-apiserver", transport=httpx.MockTransport(hang_reads))
+
+    async def terminate_soon() -> tuple[int, float]:
+        def stop():
+            api.execution["spec"]["suspend"] = True  # what the read would have said: not a cancel
+            hung.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, stop)
+        started = loop.time()
+        code = await run(client, termination_log=termination_log, poll_interval=0.001)
+        return code, loop.time() - started
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        code, seconds = asyncio.run(terminate_soon())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == EXIT_OK
+    assert api.checkpoint["data"]["stoppedFor"] == "Cancel"
+    assert seconds < 5, f"the cleanup waited {seconds:.1f} s for an answer that never came"
