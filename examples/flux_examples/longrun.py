@@ -1,6 +1,7 @@
 """A long, cancellable workflow: `steps` steps of `stepSeconds` seconds, with visible cleanup.
 
-Input: {"steps": 60, "stepSeconds": 1}
+Input: {"steps": 60, "stepSeconds": 1}; with "cleanupTimeout": s, the cleanup also waits up to s seconds for
+something that never comes (a release that hangs), under asyncio.timeout, and records how that wait ended.
 """
 
 import asyncio
@@ -9,6 +10,15 @@ import asyncio
 async def work(index: int, seconds: float) -> dict:
     await asyncio.sleep(seconds)  # stands in for real work; an await is where a cancel lands
     return {"step": index, "seconds": seconds}
+
+
+async def hung_release(seconds: float) -> str:
+    try:
+        async with asyncio.timeout(seconds):
+            await asyncio.Event().wait()
+    except TimeoutError:
+        return "TimeoutError"
+    return "answered"
 
 
 async def main(ctx, input):
@@ -25,6 +35,9 @@ async def main(ctx, input):
         done = len(ctx.completed_steps)
         reason = await ctx.stop_reason()
         ctx.log.info("stopped (%s) after %d of %d steps: cleaning up", reason.value, done, steps)
-        await ctx.checkpoint({"cleanedUp": True, "completedSteps": done, "stoppedFor": reason.value})
+        data = {"cleanedUp": True, "completedSteps": done, "stoppedFor": reason.value}
+        if "cleanupTimeout" in input:
+            data["cleanupWait"] = await hung_release(float(input["cleanupTimeout"]))
+        await ctx.checkpoint(data)
         raise  # re-raise: the runner then records the execution as Cancelled
     return {"completedSteps": len(ctx.completed_steps)}

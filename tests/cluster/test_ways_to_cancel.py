@@ -54,7 +54,9 @@ def tools(fx, kubectl, apply, plugin) -> Tools:
 
 
 def original(name: str) -> dict:
-    return longrun(name, gracePeriodSeconds=10)
+    body = longrun(name, gracePeriodSeconds=10)
+    # Its cleanup also waits on a release that hangs, under asyncio.timeout (flux_runner.deadline on 3.11.2).
+    return {**body, "spec": {**body["spec"], "input": {**body["spec"]["input"], "cleanupTimeout": 0.3}}}
 
 
 def with_cancel(body: dict, reason: str = REASON) -> dict:
@@ -94,6 +96,7 @@ def test_every_way_ends_the_same(fx, apply, tools, way, source):
     assert status["checkpoint"]["state"] == "Cancelled"
     assert status["checkpoint"]["data"]["cleanedUp"] is True
     assert status["checkpoint"]["data"]["stoppedFor"] == "Cancel", "the workflow was told it is for good"
+    assert status["checkpoint"]["data"]["cleanupWait"] == "TimeoutError", "a timeout in cleanup is a TimeoutError"
     assert {x["type"]: x["reason"] for x in status["conditions"]}["Finished"] == "Cancelled"
     assert fx.pod("job") is None
 

@@ -144,3 +144,11 @@ def test_an_api_server_that_never_answers_costs_the_cleanup_only_the_read_bound(
     assert code == EXIT_OK
     assert api.checkpoint["data"]["stoppedFor"] == "Cancel"
     assert seconds < 5, f"the cleanup waited {seconds:.1f} s for an answer that never came"
+
+
+def test_a_timeout_that_runs_out_in_the_workflows_cleanup_is_a_timeout_error(token, termination_log):
+    """The workflow's own `asyncio.timeout` in its cleanup (after the SIGTERM): on 3.11.2 the interpreter's raises
+    CancelledError and the cleanup would end there; the runner installs one that keeps its word."""
+    api = FakeExecutionApi(new_execution("demo", LONGRUN, {"steps": 400, "stepSeconds": 0.02, "cleanupTimeout": 0.2}))
+    data = sigterm_while(api, token, termination_log)
+    assert data["cleanupWait"] == "TimeoutError" and data["cleanedUp"] is True
