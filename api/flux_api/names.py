@@ -12,6 +12,8 @@ SHORT_NAMES = ["fx"]
 PARENT_LABEL = f"{GROUP}/parent"
 # How deep a child sits in its tree (the root is 0): caps runaway recursion.
 DEPTH_LABEL = f"{GROUP}/depth"
+# The name of the tree's root on every child below it (a root has none): how big a tree is, for its cap.
+ROOT_LABEL = f"{GROUP}/root"
 # Every object the operator makes for an execution (pod, ServiceAccount, Role, RoleBinding).
 EXECUTION_LABEL = f"{GROUP}/execution"
 # On every object the operator makes for an execution (its runner's objects, its children): a random token
@@ -59,6 +61,11 @@ def tree_depth(labels: dict[str, str] | None, deepest: int) -> int:
         return int((labels or {}).get(DEPTH_LABEL, "0"))
     except ValueError:
         return deepest
+
+
+def tree_root(name: str, labels: dict[str, str] | None) -> str:
+    """The name of the root of the tree this execution (named `name`) is in: itself for a root."""
+    return (labels or {}).get(ROOT_LABEL) or name
 
 
 # --- Schedules ---------------------------------------------------------------------------------

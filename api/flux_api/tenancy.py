@@ -38,6 +38,9 @@ FREE_VOLUME_TYPES = ("configMap", "downwardAPI", "emptyDir", "secret")
 # Sources of a `projected` volume that are free in the same way; any other source makes it a `projected`
 # volume that needs `create pods` (a ServiceAccount token for any audience, a trust bundle, a certificate).
 FREE_PROJECTED_SOURCES = ("configMap", "downwardAPI", "secret")
+# Executions in one tree at most, unless the platform says otherwise: 50 children a level and 5 levels allow
+# 6.4 million, and the operator makes them all with its own identity and client budget.
+DEFAULT_MAX_TREE = 1000
 # Pod annotations that loosen the container's confinement (PSS `restricted`): refused unless listed.
 CONFINEMENT_ANNOTATION_PREFIXES = ("container.apparmor.security.beta.kubernetes.io/",
                                    "seccomp.security.alpha.kubernetes.io/")
@@ -81,6 +84,10 @@ class TenancyLimits(_Model):
         None, ge=0, le=31536000,
         description="The operator's default TTL of finished top-level executions, so that lowering a TTL "
                     "below it is seen as deleting sooner.")
+    maxExecutionsPerTree: int = Field(
+        DEFAULT_MAX_TREE, ge=1, le=1_000_000,
+        description="Most executions one tree (a root and every child spawned below it) may hold at once; a spawn "
+                    "past it is refused (TreeFull). The caps per execution and on depth alone allow millions.")
 
     @field_validator("maxResources")
     @classmethod

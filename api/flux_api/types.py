@@ -257,6 +257,7 @@ class ChildRefused(StrEnum):
     """ChildStatus.reason: why no child was made under a name the runner asked for."""
 
     TOO_DEEP = "TooDeep"  # the tree would pass MAX_DEPTH
+    TREE_FULL = "TreeFull"  # the tree holds the most executions the platform allows (maxExecutionsPerTree)
     NAME_TAKEN = "NameTaken"  # an Execution the operator did not make for this parent has the name
     REFUSED = "Refused"  # the API server refused the child (an admission policy, a quota that never heals)
 

@@ -11,6 +11,7 @@ from flux_api.names import (
     CREATE_TOKEN_ANNOTATION,
     DEPTH_LABEL,
     MANAGED_BY,
+    ROOT_LABEL,
     RUNNER_UID,
     SUSPEND_REASON_ANNOTATION,
     SUSPENDED_BY_ANNOTATION,
@@ -18,6 +19,7 @@ from flux_api.names import (
     runner_account_name,
     runner_pod_name_for,
     tree_depth,
+    tree_root,
 )
 from flux_api.policy_operator import runner_role_rules
 from flux_api.tenancy import TenancyLimits
@@ -291,7 +293,8 @@ def child_execution(parent: Execution, name: str, workflow: str, input_: dict[st
     meta: dict[str, Any] = {
         "name": name, "namespace": parent.namespace,
         "labels": {**inherited_labels(parent), PARENT_LABEL: parent.name,
-                   DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1)},
+                   DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1),
+                   ROOT_LABEL: tree_root(parent.name, parent.metadata.get("labels"))},
         "ownerReferences": [owner_reference(parent)]}
     annotations = {**({CREATE_TOKEN_ANNOTATION: token} if token else {}),
                    **({TRACEPARENT_ANNOTATION: traceparent} if traceparent else {})}

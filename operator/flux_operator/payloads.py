@@ -23,6 +23,7 @@ from flux_api.names import (
     EXECUTION_LABEL,
     PARENT_LABEL,
     REPLACED_BY_ANNOTATION,
+    ROOT_LABEL,
     RUN_TOKEN_ANNOTATION,
     SCHEDULE_KIND,
     SCHEDULE_LABEL,
@@ -46,7 +47,7 @@ READ_ANNOTATIONS = frozenset({CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION, CREATE
                               REPLACED_BY_ANNOTATION, RUN_TOKEN_ANNOTATION, SCHEDULED_AT_ANNOTATION,
                               SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION, UNSCHEDULE_REASON_ANNOTATION,
                               TRACEPARENT_ANNOTATION})
-READ_LABELS = frozenset({PARENT_LABEL, DEPTH_LABEL, SCHEDULE_LABEL, EXECUTION_LABEL})
+READ_LABELS = frozenset({PARENT_LABEL, DEPTH_LABEL, ROOT_LABEL, SCHEDULE_LABEL, EXECUTION_LABEL})
 _OUR_KINDS = (KIND, SCHEDULE_KIND)
 # A tenant's labels are kept while they are this small (as key=value text), for the selectors of concurrency
 # limits; past it only ours are, with LABELS_CUT set, and every limit of the namespace counts the execution

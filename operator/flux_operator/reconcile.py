@@ -22,6 +22,8 @@ from typing import Any
 from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase, logfields, nesting
 from flux_api.errors import Failure
 from flux_api.events import EventReason
+from flux_api.names import tree_root
+from flux_api.tenancy import DEFAULT_MAX_TREE
 from flux_api.timefmt import utcnow
 
 from flux_operator import budget, builders, guard, payloads
@@ -111,8 +113,10 @@ class Reconciler:
         queueable = (self.queues is not None and ex.phase in QUEUEABLE and snapshot.pod is None  # about to start
                      and could_start_now(ex, intent is not None, now))
         queued = self.queues.verdict(key, now) if queueable else None
+        most = self.runner.limits.maxExecutionsPerTree if self.runner.limits else DEFAULT_MAX_TREE
+        tree = machine.TreeRoom(tree_root(ex.name, ex.metadata.get("labels")), snapshot.tree_size, most)
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at,
-                                 family, queued)
+                                 family, queued, tree)
         stored = ex
         if any(isinstance(a, machine.EnsureRunner) for a in actions):
             stored = self._stored(ex, *PASSED_ON)  # the pod template itself, when the World keeps a stub

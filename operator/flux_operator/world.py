@@ -19,11 +19,12 @@ from typing import Any
 
 import pydantic
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Execution
-from flux_api.names import SCHEDULE_LABEL
+from flux_api.names import SCHEDULE_LABEL, tree_root
 
 from flux_operator.execution.actions import PodView
 from flux_operator.execution.children import owned_children
 from flux_operator.podview import pod_view
+from flux_operator.trees import Trees
 from flux_operator.trimmed import cancel_asked_at, decided_on, trim_execution
 
 __all__ = ["FAMILY_LIMIT", "Key", "Snapshot", "World", "cancel_asked_at", "event_name", "trim_execution"]
@@ -40,6 +41,7 @@ class Snapshot:
     pod: PodView | None
     children: list[Execution]
     cancel_requested_at: datetime | None = None  # from managedFields, which the trimmed copy drops
+    tree_size: int = 1  # executions in its tree, the root's and every child's below it (trees.py)
 
     def event_name(self, reason: str, key: str = "") -> str:
         return event_name(self.raw["metadata"], reason, key)
@@ -71,6 +73,7 @@ class World:
         self._changes: dict[str, int] = {}  # per namespace: bumped by every change a concurrency limit may read
         # Names by namespace: what one namespace asks for costs its own size, not the cluster's.
         self._names: dict[str, set[str]] = {}
+        self._trees = Trees()
 
     # --- fed by the watches and by the operator's own writes ----------------------------------
 
@@ -88,6 +91,7 @@ class World:
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
             self._names.setdefault(key[0], set()).add(key[1])
+            self._trees.seen(key, meta.get("labels"))
             self._bump(key[0])
             if (asked := cancel_asked_at(raw)) is not None:
                 self._cancel_asked[key] = asked
@@ -153,6 +157,7 @@ class World:
             if current is not None and current["metadata"].get("uid") != meta.get("uid"):
                 return []  # a successor of the same name already took its place
             self._executions.pop(key, None)
+            self._trees.gone(key)
             if (names := self._names.get(key[0])) is not None:
                 names.discard(key[1])
                 if not names:
@@ -207,11 +212,12 @@ class World:
                 pods = [p for p in pods if p.name == current]
             candidates = self._raws(key[0], self._candidates(key))
             asked = self._cancel_asked.get(key)
+            tree = self._trees.size(key[0], tree_root(key[1], raw["metadata"].get("labels")))
         execution = _parse(raw)
         if execution is None:
             return None
         children = [c for c in map(_parse, candidates.values()) if c is not None]
-        return Snapshot(execution, raw, pods[0] if pods else None, children, asked)
+        return Snapshot(execution, raw, pods[0] if pods else None, children, asked, tree)
 
     def family(self, key: Key, limit: int = FAMILY_LIMIT) -> dict[str, list[Execution]]:
         """For a cancel that cascades in one pass: each descendant's name -> the executions found as its

@@ -8,7 +8,8 @@ import time
 
 import pytest
 from flux_api import GROUP, PARENT_LABEL, PLURAL, VERSION
-from flux_api.types import MAX_CHILDREN
+from flux_api.names import ROOT_LABEL
+from flux_api.types import MAX_CHILDREN, MAX_DEPTH
 from fluxtest import TERMINAL, longrun, manifest, policies, wait_for
 from fluxtest.faults import as_runner, log_tail
 from fluxtest.tenancy import grant
@@ -191,3 +192,47 @@ def test_a_timestamp_past_the_calendar_stops_nothing(tenant, api, operators, fx,
     result.figure(f"the write was {written}; late {status['phase']}; `kubectl flux status` exit {shown.returncode}")
     assert status["phase"] == "Cancelled", status
     assert shown.returncode == 0, shown.stderr[-800:]
+
+
+TREE_CAP, FANOUT = 10, 3
+UNCAPPED = sum(FANOUT ** depth for depth in range(MAX_DEPTH + 1))  # what the caps per execution and on depth allow
+
+
+@pytest.mark.threat("tree-bomb", f"a workflow spawns {FANOUT} copies of itself at every level ({UNCAPPED} executions "
+                    f"within the caps per execution and on depth), under a platform cap of {TREE_CAP} a tree",
+                    "the tree stops near the cap (within what the operator's workers admit at once); the spawns past "
+                    "it are refused as TreeFull with an Event; the bystander's execution runs")
+@pytest.mark.timeout(300)
+def test_a_spawn_bomb_stops_at_the_platforms_cap_on_a_tree(tenant, operators, fx, bystander, kubectl, result):
+    limits = {"maxExecutionsPerTree": TREE_CAP}
+    with policies.platform_limits(kubectl, **limits):
+        operators.start(None, True, "--tenancy-policy", json.dumps(limits))
+        tenant.fx.create(manifest("bomb", "flux_examples.spawnbomb:main", {"mode": "bomb", "fanout": FANOUT}))
+        bystander.create(manifest("ordinary", "flux_examples.quick:main"))
+
+        def tree() -> list[dict]:
+            return fx.custom.list_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL,
+                                                           label_selector=f"{ROOT_LABEL}=bomb")["items"]
+
+        def settled() -> list[dict] | None:
+            members = tree()
+            phases = [(m.get("status") or {}).get("phase") for m in members] + [fx.phase("bomb")]
+            return members if all(p in TERMINAL for p in phases) else None
+        members = wait_for(settled, timeout=240, interval=1, what="every execution of the tree to end")
+        time.sleep(3)
+        grown = len(tree())
+        ordinary = bystander.wait_phase("ordinary", *TERMINAL, timeout=60)
+    size = 1 + len(members)
+    refused = [c for m in [fx.get("bomb"), *members] for c in (m.get("status") or {}).get("children") or []
+               if c.get("reason") == "TreeFull"]
+    told = [e for e in fx.core.list_namespaced_event(tenant.namespace).items if e.reason == "SpawnRefused"]
+    # At once the operator reconciles at most workers - 1 executions of one namespace (3 by default), each of
+    # which may admit its FANOUT children against the same count.
+    most = TREE_CAP + 2 * FANOUT
+    result.figure(f"tree of {size} executions (cap {TREE_CAP}; {UNCAPPED} without it); {len(refused)} spawns "
+                  f"refused as TreeFull, {len(told)} SpawnRefused Events; bystander {ordinary['phase']}")
+    assert TREE_CAP <= size <= most, f"{size} executions in the tree"
+    assert grown == len(members), "the tree grew after every execution in it had ended"
+    assert refused and all(f"maxExecutionsPerTree {TREE_CAP}" in c["error"] for c in refused), refused[:2]
+    assert told and all("the most the platform allows" in e.message for e in told), [e.message for e in told]
+    assert ordinary["phase"] == "Succeeded", ordinary

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flux_api import EXECUTION_LABEL, PARENT_LABEL, Execution
-from flux_api.names import CANCELLED_BY_ANNOTATION, DEPTH_LABEL
+from flux_api.names import CANCELLED_BY_ANNOTATION, DEPTH_LABEL, ROOT_LABEL
 from flux_operator import builders
 from flux_operator.main import parse_args
 
@@ -88,7 +88,7 @@ def test_role_binding_binds_the_runner_account():
 def test_child_execution_is_owned_labelled_and_inherits_grace_and_image():
     parent = builders.with_defaults(execution(image="mine:2"), SETTINGS)
     child = builders.child_execution(parent, "job-left", "pkg.mod:branch", {"x": 1})
-    assert child["metadata"]["labels"] == {PARENT_LABEL: "job", DEPTH_LABEL: "1"}
+    assert child["metadata"]["labels"] == {PARENT_LABEL: "job", DEPTH_LABEL: "1", ROOT_LABEL: "job"}
     assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert child["spec"] == {"workflow": "pkg.mod:branch", "input": {"x": 1}, "gracePeriodSeconds": 30,
                              "image": "mine:2"}
@@ -99,10 +99,10 @@ def test_a_child_carries_its_parents_own_labels_but_never_the_operators():
     parent = execution()
     parent.metadata["labels"] = {"pipeline": "etl", "app.kubernetes.io/managed-by": "helm", DEPTH_LABEL: "2",
                                  PARENT_LABEL: "grandparent", "workflows.flux.dev/schedule": "nightly",
-                                 "app.kubernetes.io/name": "flux-runner"}
+                                 "app.kubernetes.io/name": "flux-runner", ROOT_LABEL: "origin"}
     child = builders.child_execution(parent, "job-left", "pkg.mod:branch", {})
     assert child["metadata"]["labels"] == {"pipeline": "etl", "app.kubernetes.io/managed-by": "helm",
-                                           PARENT_LABEL: "job", DEPTH_LABEL: "3"}
+                                           PARENT_LABEL: "job", DEPTH_LABEL: "3", ROOT_LABEL: "origin"}
 
 
 def test_child_cancel_patch_marks_the_parent_as_source():

@@ -15,6 +15,7 @@ mirrored a result stays; one that does not fit is left on its child (resultOmitt
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,13 +59,28 @@ def owned_children(ex: Execution, candidates: list[Execution]) -> list[Execution
     return sorted(owned, key=lambda c: c.name)
 
 
+@dataclass(frozen=True)
+class TreeRoom:
+    """The tree an execution is in: its root's name, how many executions it holds now (the World's count), and
+    the most it may hold (the platform's maxExecutionsPerTree)."""
+
+    root: str
+    size: int
+    most: int
+
+    @property
+    def left(self) -> int:
+        return max(self.most - self.size, 0)
+
+
 def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], memory: Memory, plan: Plan,
-          now: datetime) -> None:
-    """Records and makes the children asked for, refuses what may not be, and mirrors the owned ones."""
+          now: datetime, tree: TreeRoom | None = None) -> None:
+    """Records and makes the children asked for, refuses what may not be, and mirrors the owned ones. `tree`:
+    a name new to this pass is refused once the tree has no room left (None: no cap)."""
     entries = {e.name: _entry(e) for e in ex.status.children}
     by_name, mine = {c.name: c for c in candidates}, {c.name: c for c in owned}
     too_deep = tree_depth(ex.metadata.get("labels"), MAX_DEPTH) + 1 > MAX_DEPTH
-    over_cap = 0
+    over_cap = admitted = 0
     for request in ex.status.spawnRequests:
         name = request.name
         entry = entries.get(name)
@@ -76,9 +92,15 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
                 _refuse(entries, plan, name, ChildRefused.TOO_DEEP,
                         f"refused: a tree of executions is at most {MAX_DEPTH} levels deep", EventReason.SPAWN_REFUSED)
                 continue
+            if tree is not None and admitted >= tree.left:
+                _refuse(entries, plan, name, ChildRefused.TREE_FULL,
+                        f"refused: the tree of {tree.root} holds {tree.size + admitted} executions, the most the "
+                        f"platform allows (maxExecutionsPerTree {tree.most})", EventReason.SPAWN_REFUSED)
+                continue
             if (nested := payloads.value_problem(request.input, "its input")) is not None:
                 _refuse(entries, plan, name, ChildRefused.REFUSED, f"refused: {nested}", EventReason.SPAWN_REFUSED)
                 continue
+            admitted += 1
             entry = entries[name] = {"name": name, "phase": Phase.PENDING}
         elif entry.get("uid") or entry.get("reason") or not entry.get("tokens"):
             continue  # made, refused, or an older operator's record

@@ -49,7 +49,7 @@ from flux_operator.execution.cancel import (
     requested_at,
     source_reason,
 )
-from flux_operator.execution.children import owned_children, spawn
+from flux_operator.execution.children import TreeRoom, owned_children, spawn
 from flux_operator.execution.queueing import Queued
 from flux_operator.execution.runner import (
     container_not_created,
@@ -64,9 +64,9 @@ from flux_operator.execution.runner import (
 )
 from flux_operator.ownership import PROGRESS, Memory
 
-__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner", "Family",
-           "MakeProgress", "Observe", "PatchStatus", "PodView", "SuspendChild", "cancel_intent", "decide",
-           "requested_at"]
+__all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner",
+           "Family", "MakeProgress", "Observe", "PatchStatus", "PodView", "SuspendChild", "TreeRoom", "cancel_intent",
+           "decide", "requested_at"]
 
 VERDICTS = (Phase.SUCCEEDED, Phase.FAILED)
 
@@ -80,12 +80,13 @@ def checkpoint_state(ex: Execution) -> Phase | None:
 
 def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: datetime,
            memory: Memory | None = None, cancel_asked: datetime | None = None,
-           family: Family | None = None, queued: Queued | None = None) -> list[Action]:
+           family: Family | None = None, queued: Queued | None = None, tree: TreeRoom | None = None) -> list[Action]:
     """`pod` is the pod the World found for the execution, `children` the Executions found under the names it
     asked for or recorded: only what the operator provably made of them is used.
     `cancel_asked`: when a cancel request reached the API, if the World knows (for the latency metrics).
     `family`: the same for each descendant, by name, for a cancel that cascades (cancel.cascade).
-    `queued`: the full concurrency limit it would wait on if it started now (queueing.verdict), or None."""
+    `queued`: the full concurrency limit it would wait on if it started now (queueing.verdict), or None.
+    `tree`: its tree's room for children (children.TreeRoom), or None for no cap."""
     family = family or {}
     memory = memory if memory is not None else Memory()
     plan = Plan()
@@ -111,7 +112,7 @@ def decide(ex: Execution, pod: PodView | None, children: list[Execution], now: d
     elif phase == Phase.WAITING and _waited(ex, intent, pod, owned, memory, plan, now, family, queued):
         pass
     else:  # Pending, Running; a Suspending one cancelled or finished; a Suspended one cancelled with live children
-        _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked, family, queued)
+        _active(ex, intent, pod, children, owned, memory, plan, now, cancel_asked, family, queued, tree)
     return _finish(ex, pod, memory, plan)
 
 
@@ -173,7 +174,8 @@ def _terminal(ex: Execution, intent: CancelIntent | None, plan: Plan, now: datet
 
 def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, found: list[Execution],
             children: list[Execution], memory: Memory, plan: Plan, now: datetime,
-            cancel_asked: datetime | None, family: Family, queued: Queued | None = None) -> None:
+            cancel_asked: datetime | None, family: Family, queued: Queued | None = None,
+            tree: TreeRoom | None = None) -> None:
     """Pending or Running. `children` are the owned ones among the `found`."""
     checkpoint = checkpoint_state(ex)
     verdict = checkpoint in (Phase.SUCCEEDED, Phase.FAILED)
@@ -247,7 +249,7 @@ def _active(ex: Execution, intent: CancelIntent | None, pod: PodView | None, fou
     elif pod.started and timing.queued_since(ex) is not None:
         runner_started(ex, pod.name, plan, now)  # a resumed run re-admitted by Kueue
     if ex.phase == Phase.RUNNING or pod.started:
-        spawn(ex, found, children, memory, plan, now)
+        spawn(ex, found, children, memory, plan, now, tree)
     if ex.phase == Phase.RUNNING and checkpoint == Phase.RUNNING and PROGRESS not in memory.made:
         # Its runner checkpoints (its first write goes to the Execution when it finds no ExecutionProgress):
         # made now, not at the start, so a start costs no request more and a run too short to checkpoint none.

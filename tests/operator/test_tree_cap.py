@@ -1,0 +1,91 @@
+"""The platform's cap on a tree's size (maxExecutionsPerTree): children carry their root's name, the World counts
+each tree from the watches, and a spawn past the cap is refused as TreeFull with a clear error."""
+
+from __future__ import annotations
+
+import pytest
+from flux_api import PARENT_LABEL
+from flux_api.names import DEPTH_LABEL, ROOT_LABEL
+from flux_api.tenancy import DEFAULT_MAX_TREE, TenancyLimits
+from flux_operator.execution.machine import CreateChild, EmitEvent, TreeRoom, decide
+from flux_operator.trees import Trees
+from flux_operator.world import World
+from tests.operator.builders import NOW, apply, of, status_patch, tokens
+from tests.operator.test_decide import execution, running_pod
+from tests.operator.test_world import execution as watched
+
+pytestmark = pytest.mark.unit
+
+
+def asking(*names: str, labels: dict | None = None):
+    return execution("Running", labels=labels,
+                     status={"spawnRequests": [{"name": n, "workflow": "a.b:c"} for n in names]})
+
+
+def test_a_spawn_within_the_room_left_goes_ahead_and_the_one_past_it_is_tree_full():
+    actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tree=TreeRoom("job", 8, 10))
+    assert [a.name for a in of(actions, CreateChild)] == ["job-a", "job-b"]
+    refused = [c for c in status_patch(actions)["children"] if c.get("reason")]
+    assert refused == [{"name": "job-c", "phase": "Failed", "reason": "TreeFull",
+                        "error": "refused: the tree of job holds 10 executions, the most the platform allows "
+                                 "(maxExecutionsPerTree 10)"}]
+    assert [(e.reason, e.type, e.key) for e in of(actions, EmitEvent)] == [("SpawnRefused", "Warning", "job-c")]
+
+
+@pytest.mark.parametrize(("size", "most", "made"), [(10, 10, 0), (11, 10, 0), (1, 10, 3), (9, 10, 1)])
+def test_the_room_left_is_what_the_cap_allows_never_less_than_none(size, most, made):
+    actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tree=TreeRoom("job", size, most))
+    assert len(of(actions, CreateChild)) == made
+
+
+def test_without_a_cap_nothing_is_refused_for_the_tree():
+    assert len(of(decide(asking("job-a", "job-b"), running_pod(), [], NOW), CreateChild)) == 2
+
+
+def test_a_child_already_admitted_is_made_even_when_the_tree_is_full_now():
+    """A name admitted in an earlier pass (its entry recorded, its create not yet seen) has its room already: it
+    is not refused later because the count caught up with it."""
+    memory = tokens()
+    first = decide(asking("job-a"), running_pod(), [], NOW, memory, tree=TreeRoom("job", 9, 10))
+    assert [a.name for a in of(first, CreateChild)] == ["job-a"]
+    again = decide(apply(asking("job-a"), first), running_pod(), [], NOW, memory, tree=TreeRoom("job", 10, 10))
+    assert [a.name for a in of(again, CreateChild)] == ["job-a"]
+    assert not [c for c in status_patch(again).get("children", []) if c.get("reason")]
+
+
+def test_trees_count_a_root_and_every_child_that_names_it():
+    trees = Trees()
+    assert trees.size("ns", "root") == 1, "a root alone is a tree of one"
+    trees.seen(("ns", "a"), {ROOT_LABEL: "root"})
+    trees.seen(("ns", "b"), {ROOT_LABEL: "root"})
+    trees.seen(("ns", "b"), {ROOT_LABEL: "root"})  # seen again: counted once
+    trees.seen(("other", "c"), {ROOT_LABEL: "root"})  # another namespace's tree of the same name
+    trees.seen(("ns", "root"), {})
+    assert (trees.size("ns", "root"), trees.size("other", "root")) == (3, 2)
+    trees.gone(("ns", "a"))
+    trees.gone(("ns", "a"))
+    trees.gone(("ns", "never-seen"))
+    assert trees.size("ns", "root") == 2
+    trees.seen(("ns", "b"), {ROOT_LABEL: "elsewhere"})
+    assert (trees.size("ns", "root"), trees.size("ns", "elsewhere")) == (1, 2)
+
+
+def test_the_world_gives_each_snapshot_the_size_of_its_tree():
+    world = World()
+    world.execution_seen(watched("root", uid="r"))
+    for name in ("root-a", "root-b"):
+        world.execution_seen(watched(name, uid=name, owner="r", labels={PARENT_LABEL: "root", DEPTH_LABEL: "1",
+                                                                        ROOT_LABEL: "root"}))
+    world.execution_seen(watched("root-a-x", uid="x", owner="root-a",
+                                 labels={PARENT_LABEL: "root-a", DEPTH_LABEL: "2", ROOT_LABEL: "root"}))
+    sizes = {n: world.snapshot(("ns", n)).tree_size for n in ("root", "root-a", "root-a-x")}
+    assert sizes == {"root": 4, "root-a": 4, "root-a-x": 4}
+    world.execution_gone(watched("root-a-x", uid="x", labels={ROOT_LABEL: "root"}))
+    assert world.snapshot(("ns", "root")).tree_size == 3
+
+
+def test_the_platforms_cap_has_a_default_and_bounds():
+    assert TenancyLimits().maxExecutionsPerTree == DEFAULT_MAX_TREE == 1000
+    for bad in (0, -1, 1_000_001):
+        with pytest.raises(ValueError):
+            TenancyLimits(maxExecutionsPerTree=bad)
