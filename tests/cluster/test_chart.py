@@ -381,7 +381,8 @@ def test_tenancy_values_reach_the_tenancy_policy_and_the_operator_alike(helm):
                        "--set-json", 'tenancy.allowedNodeSelectors={"pool":["batch"]}',
                        "--set-json", 'tenancy.serviceAccountAnnotations={"iam.gke.io/gcp-service-account":'
                                      '"flux-{namespace}@p.iam.gserviceaccount.com"}',
-                       "--set", "tenancy.maxResources.memory=4Gi", "--set", "runner.ttlSecondsAfterFinished=600")
+                       "--set", "tenancy.maxResources.memory=4Gi", "--set", "runner.ttlSecondsAfterFinished=600",
+                       "--set", "tenancy.maxExecutionsPerTree=50")
     rendered = documents(manifests)
     policy_object = next(d for d in rendered if d["kind"] == "TenancyPolicy")
     assert policy_object["metadata"]["name"] == "flux-tenancy"
@@ -391,6 +392,7 @@ def test_tenancy_values_reach_the_tenancy_policy_and_the_operator_alike(helm):
     assert operator.runner.limits == limits_of(policy_object["spec"]), "the start-up check would be red"
     assert operator.runner.limits.allowedImages == ["registry.example.com/wf/"]
     assert operator.runner.limits.defaultTtlSecondsAfterFinished == 600
+    assert operator.runner.limits.maxExecutionsPerTree == policy_object["spec"]["maxExecutionsPerTree"] == 50
     from flux_api.policy import reader_rules
     check = next(d for d in rendered if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-check"))
     assert check["rules"] == reader_rules()
@@ -406,6 +408,8 @@ def test_by_default_the_platform_allows_nothing_beyond_kubernetes_permissions(he
 def test_values_schema_rejects_a_maximum_that_is_no_quantity(helm):
     result = helm("template", "t", str(CHART), "--set", "tenancy.maxResources.memory=lots")
     assert result.returncode != 0 and "maxResources" in result.stderr, result.stderr
+    no_tree = helm("template", "t", str(CHART), "--set", "tenancy.maxExecutionsPerTree=0")
+    assert no_tree.returncode != 0 and "maxExecutionsPerTree" in no_tree.stderr, no_tree.stderr
 
 
 def test_the_monitors_scrape_with_a_token_that_may_only_get_metrics(helm):
