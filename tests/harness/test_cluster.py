@@ -164,6 +164,9 @@ def test_garbage_collector_removes_a_pod_owned_by_a_configmap(core, namespace):
     manifest = pod_manifest("owned", "import time; time.sleep(600)")
     manifest["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
                                                 "uid": owner.metadata.uid}]
+    # What is tested is the collection, not a grace period: the sleeper has no SIGTERM handler (it would sit
+    # out the default 30 s as PID 1 does).
+    manifest["spec"]["terminationGracePeriodSeconds"] = 1
     core.create_namespaced_pod(namespace, manifest)
     wait_for(lambda: pod_phase(core, namespace, "owned") == "Running", what="Running")
     core.delete_namespaced_config_map("owner", namespace)
