@@ -12,7 +12,8 @@ SHORT_NAMES = ["fx"]
 PARENT_LABEL = f"{GROUP}/parent"
 # How deep a child sits in its tree (the root is 0): caps runaway recursion.
 DEPTH_LABEL = f"{GROUP}/depth"
-# The name of the tree's root on every child below it (a root has none): how big a tree is, for its cap.
+# The UID of the tree's root on every child below it (a root has none): how big a tree is, for its cap. A UID,
+# not a name: a new root under an old root's name (its children still about) starts a tree of its own.
 ROOT_LABEL = f"{GROUP}/root"
 # Every object the operator makes for an execution (pod, ServiceAccount, Role, RoleBinding).
 EXECUTION_LABEL = f"{GROUP}/execution"
@@ -63,9 +64,10 @@ def tree_depth(labels: dict[str, str] | None, deepest: int) -> int:
         return deepest
 
 
-def tree_root(name: str, labels: dict[str, str] | None) -> str:
-    """The name of the root of the tree this execution (named `name`) is in: itself for a root."""
-    return (labels or {}).get(ROOT_LABEL) or name
+def tree_root(uid: str | None, labels: dict[str, str] | None) -> str:
+    """The UID of the root of the tree this execution (of this `uid`) is in: its own for a root, and for a child
+    made before the operator set ROOT_LABEL (its own children count from it)."""
+    return (labels or {}).get(ROOT_LABEL) or uid or ""
 
 
 # --- Schedules ---------------------------------------------------------------------------------

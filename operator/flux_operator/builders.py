@@ -294,7 +294,7 @@ def child_execution(parent: Execution, name: str, workflow: str, input_: dict[st
         "name": name, "namespace": parent.namespace,
         "labels": {**inherited_labels(parent), PARENT_LABEL: parent.name,
                    DEPTH_LABEL: str(tree_depth(parent.metadata.get("labels"), MAX_DEPTH) + 1),
-                   ROOT_LABEL: tree_root(parent.name, parent.metadata.get("labels"))},
+                   ROOT_LABEL: tree_root(parent.metadata.get("uid"), parent.metadata.get("labels"))},
         "ownerReferences": [owner_reference(parent)]}
     annotations = {**({CREATE_TOKEN_ANNOTATION: token} if token else {}),
                    **({TRACEPARENT_ANNOTATION: traceparent} if traceparent else {})}

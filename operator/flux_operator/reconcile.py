@@ -22,7 +22,6 @@ from typing import Any
 from flux_api import EXECUTION_LABEL, TERMINAL_PHASES, Execution, Phase, logfields, nesting
 from flux_api.errors import Failure
 from flux_api.events import EventReason
-from flux_api.names import tree_root
 from flux_api.tenancy import DEFAULT_MAX_TREE
 from flux_api.timefmt import utcnow
 
@@ -114,7 +113,7 @@ class Reconciler:
                      and could_start_now(ex, intent is not None, now))
         queued = self.queues.verdict(key, now) if queueable else None
         most = self.runner.limits.maxExecutionsPerTree if self.runner.limits else DEFAULT_MAX_TREE
-        tree = machine.TreeRoom(tree_root(ex.name, ex.metadata.get("labels")), snapshot.tree_size, most)
+        tree = machine.TreeRoom(snapshot.tree_size, most)
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at,
                                  family, queued, tree)
         stored = ex

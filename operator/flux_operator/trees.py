@@ -1,43 +1,65 @@
 """How many executions each tree holds, from the watches: for the platform's cap on a tree's size.
 
-Every child carries its root's name (ROOT_LABEL, set by the operator when it makes the child; only the operator
-may set it: flux_api.policy_owned), so a tree is counted without walking it. Not thread-safe: the World holds
-its lock around every call.
+Every child carries its root's UID (ROOT_LABEL, set by the operator when it makes the child; only the operator
+may set it: flux_api.policy_owned), so a tree is counted without walking it, and a new root under an old
+root's name starts a tree of its own. A child a parent has admitted but whose object has not been seen yet
+(its status.children entry has neither a uid nor a refusal) counts already, so a create that failed and is
+retried is not admitted twice. Not thread-safe: the World holds its lock around every call.
 """
 
 from __future__ import annotations
 
-from flux_api.names import ROOT_LABEL
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from flux_api.names import ROOT_LABEL, tree_root
 
 Key = tuple[str, str]  # (namespace, execution name)
+Held = frozenset[tuple[str, str]]  # (root uid, child name): what one execution puts in a tree
+
+
+def admitted_unseen(status: dict[str, Any]) -> list[str]:
+    """The children a parent admitted that are neither made (no uid) nor refused."""
+    return [c["name"] for c in status.get("children") or []
+            if isinstance(c, dict) and isinstance(c.get("name"), str) and not c.get("uid") and not c.get("reason")]
 
 
 class Trees:
     def __init__(self) -> None:
-        self._members: dict[Key, set[str]] = {}  # (namespace, root) -> names of the children below it
-        self._root_of: dict[Key, str] = {}
+        self._counts: dict[Key, Counter[str]] = {}  # (namespace, root uid) -> names in it, by how many hold them
+        self._held: dict[Key, Held] = {}
 
-    def seen(self, key: Key, labels: dict[str, str] | None) -> None:
+    def seen(self, key: Key, labels: dict[str, str] | None, uid: str | None, admitted: Iterable[str]) -> None:
         root = (labels or {}).get(ROOT_LABEL)
-        held = self._root_of.get(key)
-        if held == root:
-            return
-        if held is not None:
-            self.gone(key)
-        if root:
-            self._members.setdefault((key[0], root), set()).add(key[1])
-            self._root_of[key] = root
+        held = {(root, key[1])} if root else set()
+        tree = tree_root(uid, labels)
+        if tree:
+            held.update((tree, name) for name in admitted)
+        self._replace(key, frozenset(held))
 
     def gone(self, key: Key) -> None:
-        root = self._root_of.pop(key, None)
-        if root is None:
-            return
-        members = self._members.get((key[0], root))
-        if members is not None:
-            members.discard(key[1])
-            if not members:
-                del self._members[(key[0], root)]
+        self._replace(key, frozenset())
 
     def size(self, namespace: str, root: str) -> int:
-        """Executions in the tree of this root: the root and every child that names it."""
-        return 1 + len(self._members.get((namespace, root), ()))
+        """Executions in the tree of the root with this UID: the root, every child that names it, and every
+        child admitted in it and not seen yet."""
+        return 1 + len(self._counts.get((namespace, root), ()))
+
+    def _replace(self, key: Key, held: Held) -> None:
+        old = self._held.get(key, frozenset())
+        if old == held:
+            return
+        for root, name in old - held:
+            counts = self._counts[(key[0], root)]
+            counts[name] -= 1
+            if counts[name] <= 0:
+                del counts[name]
+            if not counts:
+                del self._counts[(key[0], root)]
+        for root, name in held - old:
+            self._counts.setdefault((key[0], root), Counter())[name] += 1
+        if held:
+            self._held[key] = held
+        else:
+            self._held.pop(key, None)

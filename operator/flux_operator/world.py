@@ -24,7 +24,7 @@ from flux_api.names import SCHEDULE_LABEL, tree_root
 from flux_operator.execution.actions import PodView
 from flux_operator.execution.children import owned_children
 from flux_operator.podview import pod_view
-from flux_operator.trees import Trees
+from flux_operator.trees import Trees, admitted_unseen
 from flux_operator.trimmed import cancel_asked_at, decided_on, trim_execution
 
 __all__ = ["FAMILY_LIMIT", "Key", "Snapshot", "World", "cancel_asked_at", "event_name", "trim_execution"]
@@ -91,7 +91,7 @@ class World:
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
             self._names.setdefault(key[0], set()).add(key[1])
-            self._trees.seen(key, meta.get("labels"))
+            self._trees.seen(key, meta.get("labels"), meta.get("uid"), admitted_unseen(trimmed.get("status") or {}))
             self._bump(key[0])
             if (asked := cancel_asked_at(raw)) is not None:
                 self._cancel_asked[key] = asked
@@ -212,7 +212,7 @@ class World:
                 pods = [p for p in pods if p.name == current]
             candidates = self._raws(key[0], self._candidates(key))
             asked = self._cancel_asked.get(key)
-            tree = self._trees.size(key[0], tree_root(key[1], raw["metadata"].get("labels")))
+            tree = self._trees.size(key[0], tree_root(uid, raw["metadata"].get("labels")))
         execution = _parse(raw)
         if execution is None:
             return None

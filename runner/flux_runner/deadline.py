@@ -16,18 +16,18 @@ from typing import Any
 
 
 class Deadline:
-    """`async with Deadline(seconds)`: the block is cancelled after `seconds` (None: never) and TimeoutError is
-    raised in its place, unless the task was also cancelled from elsewhere meanwhile (that CancelledError goes on).
-    A cancel that was pending before the block, as in cleanup code, is not counted as one from elsewhere. Like
-    asyncio.Timeout, it has when(), reschedule() and expired(); `Deadline.at(when)` is asyncio.timeout_at."""
+    """`async with Deadline(delay)`: the block is cancelled after `delay` seconds (None: never) and TimeoutError
+    is raised in its place, unless the task was also cancelled from elsewhere meanwhile (that CancelledError goes
+    on). A cancel that was pending before the block, as in cleanup code, is not counted as one from elsewhere.
+    Like asyncio.Timeout: when(), reschedule() and expired(), one use only; `Deadline.at(when)` is timeout_at."""
 
-    def __init__(self, seconds: float | None) -> None:
-        self._seconds = seconds
+    def __init__(self, delay: float | None) -> None:
+        self._delay = delay
         self._when: float | None = None
         self._task: asyncio.Task[Any] | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._cancelling = 0
-        self._expired = False
+        self._state = "created"  # then entered, expiring (our cancel is on its way), expired or exited
 
     @classmethod
     def at(cls, when: float | None) -> Deadline:
@@ -39,32 +39,40 @@ class Deadline:
         return self._when
 
     def expired(self) -> bool:
-        return self._expired
+        return self._state in ("expiring", "expired")
 
     def reschedule(self, when: float | None) -> None:
         """Moves the deadline to the loop time `when` (None: never), as asyncio.Timeout.reschedule does."""
+        if self._state != "entered":
+            raise RuntimeError(f"cannot reschedule a deadline that is {self._state}")
+        self._when = when
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self._when = when
-        if when is not None and self._task is not None and not self._expired:
-            self._handle = asyncio.get_running_loop().call_at(when, self._expire)
+        if when is not None:
+            loop = asyncio.get_running_loop()
+            if when <= loop.time():
+                self._handle = loop.call_soon(self._expire)
+            else:
+                self._handle = loop.call_at(when, self._expire)
 
     async def __aenter__(self) -> Deadline:
+        if self._state != "created":
+            raise RuntimeError("a deadline is used once")
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("Deadline must be used inside a task")
-        self._task, self._cancelling = task, task.cancelling()
+        self._task, self._cancelling, self._state = task, task.cancelling(), "entered"
         when = self._when
-        if self._seconds is not None:
-            when = asyncio.get_running_loop().time() + max(self._seconds, 0)
+        if self._delay is not None:
+            when = asyncio.get_running_loop().time() + self._delay
         self.reschedule(when)
         return self
 
     def _expire(self) -> None:
         assert self._task is not None
-        self._expired = True
         self._handle = None
+        self._state = "expiring"
         self._task.cancel()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -73,18 +81,22 @@ class Deadline:
             self._handle.cancel()
             self._handle = None
         assert self._task is not None
-        # Only our own cancel is taken back: the count returns to what it was when the block began.
-        if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
-            raise TimeoutError from exc
+        if self._state == "expiring":
+            self._state = "expired"
+            # Only our own cancel is taken back: the count returns to what it was when the block began.
+            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
+        else:
+            self._state = "exited"
 
 
 def interpreter_is_right(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> bool:
     return version >= (3, 11, 3)
 
 
-def timeout(seconds: float | None) -> Any:
-    """`asyncio.timeout(seconds)` where the interpreter's is right, else a Deadline."""
-    return asyncio.timeout(seconds) if interpreter_is_right() else Deadline(seconds)
+def timeout(delay: float | None) -> Any:
+    """`asyncio.timeout(delay)` where the interpreter's is right, else a Deadline."""
+    return asyncio.timeout(delay) if interpreter_is_right() else Deadline(delay)
 
 
 def install() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -21,10 +22,14 @@ def build(cache: Path) -> subprocess.CompletedProcess:
 
 
 def link_binaries(source: str, target: str) -> None:
-    if os.path.basename(source).startswith("."):
-        shutil.copy2(source, target)
-    else:
-        os.link(source, target)
+    if not os.path.basename(source).startswith("."):
+        try:
+            os.link(source, target)
+            return
+        except OSError as err:
+            if err.errno != errno.EXDEV:  # another file system than the cache's: a copy it is
+                raise
+    shutil.copy2(source, target)
 
 
 def test_a_damaged_or_half_built_binary_is_rebuilt_and_the_rest_reused(cluster, tmp_path):

@@ -207,12 +207,13 @@ def test_a_spawn_bomb_stops_at_the_platforms_cap_on_a_tree(tenant, operators, fx
     limits = {"maxExecutionsPerTree": TREE_CAP}
     with policies.platform_limits(kubectl, **limits):
         operators.start(None, True, "--tenancy-policy", json.dumps(limits))
-        tenant.fx.create(manifest("bomb", "flux_examples.spawnbomb:main", {"mode": "bomb", "fanout": FANOUT}))
+        root = tenant.fx.create(manifest("bomb", "flux_examples.spawnbomb:main", {"mode": "bomb", "fanout": FANOUT}))
         bystander.create(manifest("ordinary", "flux_examples.quick:main"))
 
         def tree() -> list[dict]:
+            selector = f"{ROOT_LABEL}={root['metadata']['uid']}"
             return fx.custom.list_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL,
-                                                           label_selector=f"{ROOT_LABEL}=bomb")["items"]
+                                                           label_selector=selector)["items"]
 
         def settled() -> list[dict] | None:
             members = tree()
@@ -233,6 +234,7 @@ def test_a_spawn_bomb_stops_at_the_platforms_cap_on_a_tree(tenant, operators, fx
                   f"refused as TreeFull, {len(told)} SpawnRefused Events; bystander {ordinary['phase']}")
     assert TREE_CAP <= size <= most, f"{size} executions in the tree"
     assert grown == len(members), "the tree grew after every execution in it had ended"
-    assert refused and all(f"maxExecutionsPerTree {TREE_CAP}" in c["error"] for c in refused), refused[:2]
-    assert told and all("the most the platform allows" in e.message for e in told), [e.message for e in told]
+    assert refused and all(f"the platform allows at most {TREE_CAP} a tree" in c["error"] for c in refused), \
+        refused[:2]
+    assert told and all(f"at most {TREE_CAP} a tree" in e.message for e in told), [e.message for e in told]
     assert ordinary["phase"] == "Succeeded", ordinary

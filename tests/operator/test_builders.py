@@ -88,7 +88,7 @@ def test_role_binding_binds_the_runner_account():
 def test_child_execution_is_owned_labelled_and_inherits_grace_and_image():
     parent = builders.with_defaults(execution(image="mine:2"), SETTINGS)
     child = builders.child_execution(parent, "job-left", "pkg.mod:branch", {"x": 1})
-    assert child["metadata"]["labels"] == {PARENT_LABEL: "job", DEPTH_LABEL: "1", ROOT_LABEL: "job"}
+    assert child["metadata"]["labels"] == {PARENT_LABEL: "job", DEPTH_LABEL: "1", ROOT_LABEL: "uid-1"}, "its root's UID"
     assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert child["spec"] == {"workflow": "pkg.mod:branch", "input": {"x": 1}, "gracePeriodSeconds": 30,
                              "image": "mine:2"}

@@ -1,5 +1,6 @@
-"""The platform's cap on a tree's size (maxExecutionsPerTree): children carry their root's name, the World counts
-each tree from the watches, and a spawn past the cap is refused as TreeFull with a clear error."""
+"""The platform's cap on a tree's size (maxExecutionsPerTree): children carry their root's UID, the World counts
+each tree from the watches (children admitted and not yet seen included), and a spawn past the cap is refused
+as TreeFull with a clear error."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from flux_api import PARENT_LABEL
 from flux_api.names import DEPTH_LABEL, ROOT_LABEL
 from flux_api.tenancy import DEFAULT_MAX_TREE, TenancyLimits
 from flux_operator.execution.machine import CreateChild, EmitEvent, TreeRoom, decide
-from flux_operator.trees import Trees
+from flux_operator.trees import Trees, admitted_unseen
 from flux_operator.world import World
 from tests.operator.builders import NOW, apply, of, status_patch, tokens
 from tests.operator.test_decide import execution, running_pod
@@ -23,18 +24,18 @@ def asking(*names: str, labels: dict | None = None):
 
 
 def test_a_spawn_within_the_room_left_goes_ahead_and_the_one_past_it_is_tree_full():
-    actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tree=TreeRoom("job", 8, 10))
+    actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tree=TreeRoom(8, 10))
     assert [a.name for a in of(actions, CreateChild)] == ["job-a", "job-b"]
     refused = [c for c in status_patch(actions)["children"] if c.get("reason")]
     assert refused == [{"name": "job-c", "phase": "Failed", "reason": "TreeFull",
-                        "error": "refused: the tree of job holds 10 executions, the most the platform allows "
-                                 "(maxExecutionsPerTree 10)"}]
+                        "error": "refused: its tree already holds 10 executions; the platform allows at most 10 a "
+                                 "tree (maxExecutionsPerTree)"}]
     assert [(e.reason, e.type, e.key) for e in of(actions, EmitEvent)] == [("SpawnRefused", "Warning", "job-c")]
 
 
 @pytest.mark.parametrize(("size", "most", "made"), [(10, 10, 0), (11, 10, 0), (1, 10, 3), (9, 10, 1)])
 def test_the_room_left_is_what_the_cap_allows_never_less_than_none(size, most, made):
-    actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tree=TreeRoom("job", size, most))
+    actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tree=TreeRoom(size, most))
     assert len(of(actions, CreateChild)) == made
 
 
@@ -46,28 +47,51 @@ def test_a_child_already_admitted_is_made_even_when_the_tree_is_full_now():
     """A name admitted in an earlier pass (its entry recorded, its create not yet seen) has its room already: it
     is not refused later because the count caught up with it."""
     memory = tokens()
-    first = decide(asking("job-a"), running_pod(), [], NOW, memory, tree=TreeRoom("job", 9, 10))
+    first = decide(asking("job-a"), running_pod(), [], NOW, memory, tree=TreeRoom(9, 10))
     assert [a.name for a in of(first, CreateChild)] == ["job-a"]
-    again = decide(apply(asking("job-a"), first), running_pod(), [], NOW, memory, tree=TreeRoom("job", 10, 10))
+    again = decide(apply(asking("job-a"), first), running_pod(), [], NOW, memory, tree=TreeRoom(10, 10))
     assert [a.name for a in of(again, CreateChild)] == ["job-a"]
     assert not [c for c in status_patch(again).get("children", []) if c.get("reason")]
 
 
 def test_trees_count_a_root_and_every_child_that_names_it():
     trees = Trees()
-    assert trees.size("ns", "root") == 1, "a root alone is a tree of one"
-    trees.seen(("ns", "a"), {ROOT_LABEL: "root"})
-    trees.seen(("ns", "b"), {ROOT_LABEL: "root"})
-    trees.seen(("ns", "b"), {ROOT_LABEL: "root"})  # seen again: counted once
-    trees.seen(("other", "c"), {ROOT_LABEL: "root"})  # another namespace's tree of the same name
-    trees.seen(("ns", "root"), {})
-    assert (trees.size("ns", "root"), trees.size("other", "root")) == (3, 2)
+    assert trees.size("ns", "r") == 1, "a root alone is a tree of one"
+    trees.seen(("ns", "a"), {ROOT_LABEL: "r"}, "ua", [])
+    trees.seen(("ns", "b"), {ROOT_LABEL: "r"}, "ub", [])
+    trees.seen(("ns", "b"), {ROOT_LABEL: "r"}, "ub", [])  # seen again: counted once
+    trees.seen(("other", "c"), {ROOT_LABEL: "r"}, "uc", [])  # another namespace's tree of the same UID
+    trees.seen(("ns", "root"), {}, "r", [])
+    assert (trees.size("ns", "r"), trees.size("other", "r")) == (3, 2)
     trees.gone(("ns", "a"))
     trees.gone(("ns", "a"))
     trees.gone(("ns", "never-seen"))
-    assert trees.size("ns", "root") == 2
-    trees.seen(("ns", "b"), {ROOT_LABEL: "elsewhere"})
-    assert (trees.size("ns", "root"), trees.size("ns", "elsewhere")) == (1, 2)
+    assert trees.size("ns", "r") == 2
+    trees.seen(("ns", "b"), {ROOT_LABEL: "elsewhere"}, "ub", [])
+    assert (trees.size("ns", "r"), trees.size("ns", "elsewhere")) == (1, 2)
+
+
+def test_a_child_admitted_and_not_seen_yet_counts_once_and_only_until_it_is_made_or_refused():
+    trees = Trees()
+    trees.seen(("ns", "root"), {}, "r", ["k1", "k2"])  # the root admitted two; their creates failed so far
+    assert trees.size("ns", "r") == 3, "a failed create retried later must not be admitted against room it has"
+    trees.seen(("ns", "k1"), {ROOT_LABEL: "r"}, "u1", [])  # made, its entry not updated yet: one, not two
+    assert trees.size("ns", "r") == 3
+    trees.seen(("ns", "root"), {}, "r", ["k2"])  # k1's entry has its uid now
+    trees.seen(("ns", "k1"), {ROOT_LABEL: "r"}, "u1", ["k1-x"])  # a child's admissions count in its root's tree
+    assert trees.size("ns", "r") == 4
+    trees.seen(("ns", "root"), {}, "r", [])  # k2 refused (an entry with a reason)
+    assert trees.size("ns", "r") == 3
+    trees.gone(("ns", "k1"))
+    assert trees.size("ns", "r") == 1
+
+
+def test_what_a_parent_admitted_and_has_not_seen_is_read_off_its_children_entries():
+    status = {"children": [{"name": "made", "uid": "u", "phase": "Running"},
+                           {"name": "refused", "phase": "Failed", "reason": "TreeFull"},
+                           {"name": "pending", "phase": "Pending", "tokens": ["h"]}, "junk", {"phase": "Pending"}]}
+    assert admitted_unseen(status) == ["pending"]
+    assert admitted_unseen({}) == []
 
 
 def test_the_world_gives_each_snapshot_the_size_of_its_tree():
@@ -75,13 +99,17 @@ def test_the_world_gives_each_snapshot_the_size_of_its_tree():
     world.execution_seen(watched("root", uid="r"))
     for name in ("root-a", "root-b"):
         world.execution_seen(watched(name, uid=name, owner="r", labels={PARENT_LABEL: "root", DEPTH_LABEL: "1",
-                                                                        ROOT_LABEL: "root"}))
+                                                                        ROOT_LABEL: "r"}))
     world.execution_seen(watched("root-a-x", uid="x", owner="root-a",
-                                 labels={PARENT_LABEL: "root-a", DEPTH_LABEL: "2", ROOT_LABEL: "root"}))
+                                 labels={PARENT_LABEL: "root-a", DEPTH_LABEL: "2", ROOT_LABEL: "r"}))
     sizes = {n: world.snapshot(("ns", n)).tree_size for n in ("root", "root-a", "root-a-x")}
     assert sizes == {"root": 4, "root-a": 4, "root-a-x": 4}
-    world.execution_gone(watched("root-a-x", uid="x", labels={ROOT_LABEL: "root"}))
+    world.execution_gone(watched("root-a-x", uid="x", labels={ROOT_LABEL: "r"}))
     assert world.snapshot(("ns", "root")).tree_size == 3
+    # A new root under the old root's name, its children still about: a tree of its own.
+    world.execution_gone(watched("root", uid="r"))
+    world.execution_seen(watched("root", uid="r2"))
+    assert world.snapshot(("ns", "root")).tree_size == 1
 
 
 def test_the_platforms_cap_has_a_default_and_bounds():

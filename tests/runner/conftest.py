@@ -22,3 +22,14 @@ def _asyncio_wait_for_restored(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(asyncio, "wait_for", asyncio.wait_for)
     monkeypatch.setattr(asyncio.tasks, "wait_for", asyncio.tasks.wait_for)
+
+
+@pytest.fixture(autouse=True)
+def _asyncio_timeout_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` installs flux_runner.deadline as asyncio.timeout where the interpreter's is wrong; each test gets
+    the one it started with back."""
+    import asyncio.timeouts
+
+    for module in (asyncio, asyncio.timeouts):
+        monkeypatch.setattr(module, "timeout", module.timeout)
+        monkeypatch.setattr(module, "timeout_at", module.timeout_at)

@@ -150,3 +150,33 @@ def test_install_gives_workflows_the_right_timeout_where_the_interpreter_is_wron
             await asyncio.Event().wait()
 
     assert in_cleanup(hung_read) == "TimeoutError"
+
+
+def test_it_is_called_as_the_interpreters_is_and_used_once():
+    async def main():
+        async with deadline.timeout(delay=5):
+            pass
+        async with Deadline(delay=5) as d:
+            pass
+        with pytest.raises(RuntimeError):
+            d.reschedule(None)  # after the block: it would cancel the task outside any block
+        with pytest.raises(RuntimeError):
+            async with d:
+                pass
+        with pytest.raises(RuntimeError):
+            Deadline(5).reschedule(None)  # before the block
+
+    asyncio.run(main())
+
+
+def test_a_deadline_already_past_expires_at_once():
+    async def main():
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TimeoutError):
+            async with Deadline.at(loop.time() - 1):
+                await asyncio.sleep(5)
+        with pytest.raises(TimeoutError):
+            async with Deadline(0):
+                await asyncio.sleep(5)
+
+    asyncio.run(main())

@@ -61,10 +61,9 @@ def owned_children(ex: Execution, candidates: list[Execution]) -> list[Execution
 
 @dataclass(frozen=True)
 class TreeRoom:
-    """The tree an execution is in: its root's name, how many executions it holds now (the World's count), and
-    the most it may hold (the platform's maxExecutionsPerTree)."""
+    """The tree an execution is in: how many executions it holds now (the World's count, children admitted and
+    not yet seen included), and the most it may hold (the platform's maxExecutionsPerTree)."""
 
-    root: str
     size: int
     most: int
 
@@ -94,8 +93,8 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
                 continue
             if tree is not None and admitted >= tree.left:
                 _refuse(entries, plan, name, ChildRefused.TREE_FULL,
-                        f"refused: the tree of {tree.root} holds {tree.size + admitted} executions, the most the "
-                        f"platform allows (maxExecutionsPerTree {tree.most})", EventReason.SPAWN_REFUSED)
+                        f"refused: its tree already holds {tree.size + admitted} executions; the platform allows "
+                        f"at most {tree.most} a tree (maxExecutionsPerTree)", EventReason.SPAWN_REFUSED)
                 continue
             if (nested := payloads.value_problem(request.input, "its input")) is not None:
                 _refuse(entries, plan, name, ChildRefused.REFUSED, f"refused: {nested}", EventReason.SPAWN_REFUSED)
