@@ -23,7 +23,8 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from flux_cli.errors import ArgumentError, ExitCode, FluxCliError
-from flux_cli.kube import Kube, connect
+from flux_cli.connecting import connect
+from flux_cli.kube import Kube
 from flux_cli.terminal import Guarded, json_text, printable
 
 PROG = "kubectl flux"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flux_cli import kube
+from flux_cli import connecting
 from flux_cli import app as shared
 from flux_cli.executions import commands as execution_commands
 from flux_cli.main import app
@@ -115,7 +115,7 @@ def test_version_client_only() -> None:
 
 
 def test_missing_kubeconfig_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(shared, "connect", kube.connect)
+    monkeypatch.setattr(shared, "connect", connecting.connect)
     result = invoke("list", "--kubeconfig", str(tmp_path / "absent"))
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: kubeconfig {tmp_path / 'absent'} does not exist"

@@ -20,7 +20,9 @@ import pytest
 from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, VERSION
 from flux_api.progress import PLURAL as PROGRESS
 from flux_api.mergepatch import merge_patch
+from flux_cli import connecting
 from flux_cli import kube as kube_module
+from flux_cli.connecting import connect
 from flux_cli.kube import (
     ApiNotInstalledError,
     ForbiddenError,
@@ -29,7 +31,6 @@ from flux_cli.kube import (
     RejectedError,
     UnauthorizedError,
     UnreachableError,
-    connect,
 )
 from flux_cli.main import app
 from typer.testing import CliRunner
@@ -332,7 +333,7 @@ def test_bad_context_lists_the_known_ones(kubeconfig: Path) -> None:
 def test_in_cluster_without_service_account_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
-    monkeypatch.setattr(kube_module.k8s_config, "load_incluster_config", _raise_config_exception)
+    monkeypatch.setattr(connecting.k8s_config, "load_incluster_config", _raise_config_exception)
     with pytest.raises(KubeconfigError, match="in-cluster configuration: no token"):
         connect()
     with pytest.raises(KubeconfigError, match="needs a kubeconfig"):
@@ -340,7 +341,7 @@ def test_in_cluster_without_service_account_is_one_line(monkeypatch: pytest.Monk
 
 
 def _raise_config_exception(**kwargs: Any) -> None:
-    raise kube_module.ConfigException("no token")
+    raise connecting.ConfigException("no token")
 
 
 # Kube: the calls on the wire
