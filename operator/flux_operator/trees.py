@@ -20,9 +20,11 @@ Held = frozenset[tuple[str, str]]  # (root uid, child name): what one execution 
 
 
 def admitted_unseen(status: dict[str, Any]) -> list[str]:
-    """The children a parent admitted that are neither made (no uid) nor refused."""
+    """The children a parent admitted (an entry with creation tokens: children.spawn) that are neither made (no
+    uid) nor refused. An older operator's entry without tokens is not taken for one."""
     return [c["name"] for c in status.get("children") or []
-            if isinstance(c, dict) and isinstance(c.get("name"), str) and not c.get("uid") and not c.get("reason")]
+            if isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("tokens") and not c.get("uid")
+            and not c.get("reason")]
 
 
 class Trees:

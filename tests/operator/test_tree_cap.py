@@ -89,7 +89,8 @@ def test_a_child_admitted_and_not_seen_yet_counts_once_and_only_until_it_is_made
 def test_what_a_parent_admitted_and_has_not_seen_is_read_off_its_children_entries():
     status = {"children": [{"name": "made", "uid": "u", "phase": "Running"},
                            {"name": "refused", "phase": "Failed", "reason": "TreeFull"},
-                           {"name": "pending", "phase": "Pending", "tokens": ["h"]}, "junk", {"phase": "Pending"}]}
+                           {"name": "pending", "phase": "Pending", "tokens": ["h"]}, "junk", {"phase": "Pending"},
+                           {"name": "older-operators", "phase": "Pending"}]}
     assert admitted_unseen(status) == ["pending"]
     assert admitted_unseen({}) == []
 
