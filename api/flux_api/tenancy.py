@@ -39,7 +39,7 @@ FREE_VOLUME_TYPES = ("configMap", "downwardAPI", "emptyDir", "secret")
 # volume that needs `create pods` (a ServiceAccount token for any audience, a trust bundle, a certificate).
 FREE_PROJECTED_SOURCES = ("configMap", "downwardAPI", "secret")
 # Executions in one tree at most, unless the platform says otherwise: 50 children a level and 5 levels allow
-# 6.4 million, and the operator makes them all with its own identity and client budget.
+# over 300 million, and the operator makes them all with its own identity and client budget.
 DEFAULT_MAX_TREE = 1000
 # Pod annotations that loosen the container's confinement (PSS `restricted`): refused unless listed.
 CONFINEMENT_ANNOTATION_PREFIXES = ("container.apparmor.security.beta.kubernetes.io/",
