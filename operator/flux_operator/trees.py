@@ -15,16 +15,16 @@ from typing import Any
 
 from flux_api.names import ROOT_LABEL, tree_root
 
+from flux_operator.execution.children import awaiting_create
+
 Key = tuple[str, str]  # (namespace, execution name)
 Held = frozenset[tuple[str, str]]  # (root uid, child name): what one execution puts in a tree
 
 
 def admitted_unseen(status: dict[str, Any]) -> list[str]:
-    """The children a parent admitted (an entry with creation tokens: children.spawn) that are neither made (no
-    uid) nor refused. An older operator's entry without tokens is not taken for one."""
+    """The children a parent admitted whose objects are not made yet (children.awaiting_create)."""
     return [c["name"] for c in status.get("children") or []
-            if isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("tokens") and not c.get("uid")
-            and not c.get("reason")]
+            if isinstance(c, dict) and isinstance(c.get("name"), str) and awaiting_create(c)]
 
 
 class Trees:

@@ -59,6 +59,12 @@ def owned_children(ex: Execution, candidates: list[Execution]) -> list[Execution
     return sorted(owned, key=lambda c: c.name)
 
 
+def awaiting_create(entry: dict[str, Any]) -> bool:
+    """Whether a status.children entry is a child admitted (it has creation tokens) that is neither made (no uid)
+    nor refused; an older operator's record without tokens is not one."""
+    return bool(entry.get("tokens")) and not entry.get("uid") and not entry.get("reason")
+
+
 @dataclass(frozen=True)
 class TreeRoom:
     """The tree an execution is in: how many executions it holds now (the World's count, children admitted and
@@ -101,7 +107,7 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
                 continue
             admitted += 1
             entry = entries[name] = {"name": name, "phase": Phase.PENDING}
-        elif entry.get("uid") or entry.get("reason") or not entry.get("tokens"):
+        elif not awaiting_create(entry):
             continue  # made, refused, or an older operator's record
         if name in mine:
             continue  # made: the mirror records it
