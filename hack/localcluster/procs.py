@@ -76,6 +76,11 @@ def session_members(sid: int) -> list[int]:
     return [pid for pid, fields, _ in _live_processes() if int(fields[3]) == sid]
 
 
+def named(command: str) -> list[int]:
+    """Every live process whose command name (/proc/<pid>/comm, at most 15 characters) is `command`."""
+    return [pid for pid, _, comm in _live_processes("comm") if comm.strip() == command[:15]]
+
+
 def in_cgroup(fragment: str) -> list[int]:
     """Every live process whose cgroup path (any hierarchy) contains `fragment`."""
     return [pid for pid, _, cgroups in _live_processes("cgroup") if fragment in cgroups]

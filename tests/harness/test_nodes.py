@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from fluxtest import wait_for
 from localcluster.cluster import component_commands
 from localcluster.faults import NODE_COMPONENTS
 from localcluster.layout import Layout, Ports
@@ -14,7 +16,7 @@ from localcluster.nodes.kwok import KWOK_NODE, STAGES, KwokNode
 from localcluster.nodes.process import NODE_NAME, ProcessNode
 from localcluster.nodes.protocol import Node
 from localcluster.nodes.real import RealNode
-from localcluster.procs import in_cgroup
+from localcluster.procs import in_cgroup, named
 
 pytestmark = pytest.mark.unit
 
@@ -103,3 +105,17 @@ def test_the_fault_hooks_kill_and_start_the_nodes_own_components_in_order(cls) -
 def test_a_cgroup_search_finds_this_process_and_no_pod_of_a_kubelet_not_running_here() -> None:
     assert os.getpid() in in_cgroup(":/")
     assert os.getpid() not in in_cgroup(":/no-such-cgroup-of-flux/")
+
+
+def test_a_search_by_command_name_finds_a_child_by_its_name_and_not_by_a_prefix(tmp_path) -> None:
+    """What tells the host-clean test that another real node runs: a kubelet process, by its name."""
+    program = tmp_path / "fx-sleeper-with-a-long-name"
+    program.symlink_to("/bin/sleep")
+    child = subprocess.Popen([str(program), "30"])
+    try:
+        wait_for(lambda: child.pid in named("fx-sleeper-with-a-long-name"), timeout=5, what="the child by name")
+        assert child.pid not in named("fx-sleeper")
+        assert named("fx-no-such-command") == []
+    finally:
+        child.kill()
+        child.wait()
