@@ -129,14 +129,29 @@ write_extra_stamp() {  # module stamp targets...
   mv -f "$stamp.tmp" "$stamp"
 }
 
-if stamp_is_valid && { ! $with_node || node_stamp_is_valid; } && { ! $with_prometheus || prometheus_stamp_is_valid; } \
-    && { ! $with_jaeger || jaeger_stamp_is_valid; } && { ! $with_kueue || kueue_stamp_is_valid; }; then
+all_wanted_are_valid() {
+  stamp_is_valid && { ! $with_node || node_stamp_is_valid; } && { ! $with_prometheus || prometheus_stamp_is_valid; } \
+    && { ! $with_jaeger || jaeger_stamp_is_valid; } && { ! $with_kueue || kueue_stamp_is_valid; }
+}
+
+if all_wanted_are_valid; then
   echo "$bin_dir"
   exit 0
 fi
 
 command -v go >/dev/null || { log "go is required (the polyglot machine ships it)"; exit 1; }
 mkdir -p "$bin_dir"
+# One build at a time per cache (two builds into one bin directory break each other's files): a second
+# waits for the first, then finds its work done.
+exec 9>"$cache_root/.build-$k8s_version.lock"
+if ! flock -n 9; then
+  log "waiting for another build into $bin_dir"
+  flock 9
+  if all_wanted_are_valid; then
+    echo "$bin_dir"
+    exit 0
+  fi
+fi
 # A valid control-plane stamp is left exactly as it is (it may also vouch for kwok).
 main_ok=false
 if stamp_is_valid; then main_ok=true; else rm -f "$stamp"; fi

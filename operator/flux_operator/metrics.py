@@ -38,6 +38,8 @@ class Metrics:
                                           ["source"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.reconcile_errors = Counter("flux_reconcile_errors", "Reconciles that failed, by kind of failure.",
                                         ["kind"], registry=self.registry)
+        self.spawns_refused = Counter("flux_spawns_refused", "Spawn requests refused, by why (TooDeep, TreeFull, "
+                                      "TooManyChildren, NameTaken, Refused).", ["reason"], registry=self.registry)
         self.leader = Gauge("flux_leader", "1 while this replica holds the leader lease.", registry=self.registry)
         self.access_reviews = Counter("flux_metrics_access_reviews",
                                       "TokenReviews and SubjectAccessReviews /metrics asked the API server for.",

@@ -257,6 +257,8 @@ class Reconciler:
                 self._emit_once(snapshot, snapshot.event_name(reason, event_key), type_, reason, message)
             case machine.Observe():
                 self.metrics.observe(action, self.tracing.trace_id(snapshot.raw) if self.tracing else None)
+            case machine.ObserveRefusal(reason=reason, count=count):
+                self.metrics.spawns_refused.labels(reason).inc(count)
         return True
 
     # --- values the World keeps only as stubs (payloads.py): read once when an action needs them ---

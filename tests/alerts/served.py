@@ -26,6 +26,7 @@ def served() -> dict[str, set[str]]:
     metrics.transition(Transition(started_after=1.0, ended=Phase.CANCELLED, ran_for=1.0))
     metrics.api_request("GET", "pods", 200, 0.1)
     metrics.reconcile_errors.labels("Forbidden").inc()
+    metrics.spawns_refused.labels("TreeFull").inc()
     metrics.cancellations.labels("spec", "Graceful").inc()
     metrics.signal_seconds.labels("spec").observe(1)
     metrics.complete_seconds.labels("spec").observe(1)

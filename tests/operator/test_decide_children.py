@@ -11,7 +11,9 @@ from flux_api import PARENT_LABEL, Execution
 from flux_api.errors import Failure
 from flux_api.names import CREATE_TOKEN_ANNOTATION
 from flux_api.types import MAX_CHILDREN, MIRRORED_RESULTS_BUDGET
-from flux_operator.execution.machine import CancelChild, CreateChild, EmitEvent, PatchStatus, PodView, decide
+from flux_operator.execution.machine import (
+    CancelChild, CreateChild, EmitEvent, ObserveRefusal, PatchStatus, PodView, decide,
+)
 from flux_operator.ownership import Memory, refusal, token_hash
 from flux_operator.execution.children import _size, children_view
 from tests.operator.builders import NOW, apply, of, status_patch, tokens
@@ -186,7 +188,13 @@ def test_rewriting_spawn_requests_cannot_pass_the_cap():
     assert "children" not in status_patch(actions) and status_patch(actions)["childrenRefused"] == MAX_CHILDREN
     assert [(e.reason, e.key) for e in of(actions, EmitEvent)] == [("SpawnRefused", "limit")]
     assert "at most 50 children" in of(actions, EmitEvent)[0].message
+    assert of(actions, ObserveRefusal) == [ObserveRefusal("TooManyChildren", MAX_CHILDREN)]
     assert status_patch(decide(apply(ex, actions), POD, [], NOW, tokens())) == {}
+    fewer = job(children=full_house(), spawnRequests=requests(*(f"job-b{i}" for i in range(MAX_CHILDREN - 2))))
+    first = decide(fewer, POD, [], NOW, tokens())
+    assert of(first, ObserveRefusal) == [ObserveRefusal("TooManyChildren", MAX_CHILDREN - 2)]
+    grown = decide(apply(ex, first), POD, [], NOW, tokens())
+    assert of(grown, ObserveRefusal) == [ObserveRefusal("TooManyChildren", 2)], "only the requests new since"
 
 
 def test_the_cap_counts_refused_names_too():

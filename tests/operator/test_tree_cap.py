@@ -8,7 +8,7 @@ import pytest
 from flux_api import PARENT_LABEL
 from flux_api.names import DEPTH_LABEL, ROOT_LABEL
 from flux_api.tenancy import DEFAULT_MAX_TREE, TenancyLimits
-from flux_operator.execution.machine import CreateChild, EmitEvent, TreeRoom, decide
+from flux_operator.execution.machine import CreateChild, EmitEvent, ObserveRefusal, TreeRoom, decide
 from flux_operator.trees import Trees, admitted_unseen
 from flux_operator.world import World
 from tests.operator.builders import NOW, apply, of, status_patch, tokens
@@ -31,6 +31,16 @@ def test_a_spawn_within_the_room_left_goes_ahead_and_the_one_past_it_is_tree_ful
                         "error": "refused: its tree already holds 10 executions; the platform allows at most 10 a "
                                  "tree (maxExecutionsPerTree)"}]
     assert [(e.reason, e.type, e.key) for e in of(actions, EmitEvent)] == [("SpawnRefused", "Warning", "job-c")]
+
+
+def test_a_tree_full_refusal_is_counted_once_for_flux_spawns_refused():
+    """The metric platform teams alert on: one count per name refused, never again in later passes."""
+    actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tokens(), tree=TreeRoom(9, 10))
+    assert of(actions, ObserveRefusal) == [ObserveRefusal("TreeFull"), ObserveRefusal("TreeFull")]
+    assert actions[-2:] == of(actions, ObserveRefusal), "counted after the status write that records them"
+    again = decide(apply(asking("job-a", "job-b", "job-c"), actions), running_pod(), [], NOW, tokens(),
+                   tree=TreeRoom(10, 10))
+    assert not of(again, ObserveRefusal)
 
 
 @pytest.mark.parametrize(("size", "most", "made"), [(10, 10, 0), (11, 10, 0), (1, 10, 3), (9, 10, 1)])

@@ -116,8 +116,21 @@ class Observe:
     value: float | Outcome
 
 
+# The label of spawn requests refused past MAX_CHILDREN: they get no entry, so no ChildRefused of their own.
+TOO_MANY_CHILDREN = "TooManyChildren"
+
+
+@dataclass(frozen=True)
+class ObserveRefusal:
+    """Spawn requests refused, by why (a ChildRefused, or TOO_MANY_CHILDREN): counted once, after the status
+    write that records them, as Observe is."""
+
+    reason: str
+    count: int = 1
+
+
 Action = (EnsureRunner | DeletePod | PatchStatus | CancelChild | SuspendChild | CreateChild | EmitEvent | DeleteExecution
-          | Observe | MakeProgress)
+          | Observe | ObserveRefusal | MakeProgress)
 
 
 @dataclass(slots=True)  # one per runner pod in the World: thousands of them

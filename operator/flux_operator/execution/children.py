@@ -25,7 +25,7 @@ from flux_api.names import tree_depth
 from flux_api.types import MAX_CHILDREN, MAX_DEPTH, MIRRORED_ERROR_CHARS, MIRRORED_RESULTS_BUDGET, ChildRefused
 
 from flux_operator import payloads
-from flux_operator.execution.actions import CreateChild, Plan
+from flux_operator.execution.actions import TOO_MANY_CHILDREN, CreateChild, ObserveRefusal, Plan
 from flux_operator.ownership import Memory, controller_uid, proves, with_token
 
 
@@ -125,6 +125,8 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
         plan.status.set(children=children)
     if over_cap != (ex.status.childrenRefused or 0):
         plan.status.set(childrenRefused=over_cap)
+        if over_cap > (ex.status.childrenRefused or 0):
+            plan.actions.append(ObserveRefusal(TOO_MANY_CHILDREN, over_cap - (ex.status.childrenRefused or 0)))
     if over_cap:
         plan.event(EventReason.SPAWN_REFUSED, f"{over_cap} spawn request(s) refused: an execution may have at most "
                    f"{MAX_CHILDREN} children, and this one has {MAX_CHILDREN}", "Warning", key="limit")
@@ -151,6 +153,7 @@ def _refuse(entries: dict[str, dict[str, Any]], plan: Plan, name: str, reason: C
             event: EventReason) -> None:
     entries[name] = {"name": name, "phase": Phase.FAILED, "reason": reason, "error": error}
     plan.event(event, f"child {name}: {error}", "Warning", key=name)
+    plan.actions.append(ObserveRefusal(str(reason)))
 
 
 def _size(value: Any) -> int:

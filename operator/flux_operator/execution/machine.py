@@ -35,6 +35,7 @@ from flux_operator.execution.actions import (
     EnsureRunner,
     MakeProgress,
     Observe,
+    ObserveRefusal,
     PatchStatus,
     Plan,
     PodView,
@@ -65,8 +66,8 @@ from flux_operator.execution.runner import (
 from flux_operator.ownership import PROGRESS, Memory
 
 __all__ = ["Action", "CancelChild", "CreateChild", "DeleteExecution", "DeletePod", "EmitEvent", "EnsureRunner",
-           "Family", "MakeProgress", "Observe", "PatchStatus", "PodView", "SuspendChild", "TreeRoom", "cancel_intent",
-           "decide", "requested_at"]
+           "Family", "MakeProgress", "Observe", "ObserveRefusal", "PatchStatus", "PodView", "SuspendChild", "TreeRoom",
+           "cancel_intent", "decide", "requested_at"]
 
 VERDICTS = (Phase.SUCCEEDED, Phase.FAILED)
 
@@ -136,7 +137,7 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     effects = [a for a in actions if isinstance(a, DeleteExecution)]
     events = _folded([a for a in actions if isinstance(a, EmitEvent)])
     creates = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild, MakeProgress))]
-    after = [a for a in actions if isinstance(a, Observe)]  # metrics count once: only after the write
+    after = [a for a in actions if isinstance(a, (Observe, ObserveRefusal))]  # metrics count once: after the write
     return [*signals, *effects, *events, *([status] if status else []), *creates, *after]
 
 
