@@ -26,9 +26,10 @@ from flux_api.tenancy import DEFAULT_MAX_TREE
 from flux_api.timefmt import utcnow
 
 from flux_operator import budget, builders, guard, payloads
-from flux_operator.execution import machine, timing
+from flux_operator.execution import machine
 from flux_operator.execution.queueing import SLOT_FREED, could_start_now
-from flux_operator.execution.cancel import escalation_due, request_told_at
+from flux_operator.execution.wakeup import next_wakeup
+from flux_operator.execution.children import newly_admitted
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.making import Maker
 from flux_operator.metric_values import transition
@@ -63,8 +64,6 @@ CANCEL_SENDERS = 8
 # work: a tree of thousands must not hold a worker for minutes. Above MAX_CHILDREN, so every direct child is
 # reached in the first pass (and cascades to its own), whatever becomes of this execution.
 CANCELS_PER_PASS = 64
-# A pod still there after its force delete: how often to look at it again (its watch says when it goes).
-FORCED_LOOK_SECONDS = 30.0
 
 
 class Reconciler:
@@ -116,6 +115,13 @@ class Reconciler:
         tree = machine.TreeRoom(snapshot.tree_size, most)
         actions = machine.decide(ex, snapshot.pod, snapshot.children, now, memory, snapshot.cancel_requested_at,
                                  family, queued, tree)
+        with self.world.tree_claim(key, snapshot.tree_size, newly_admitted(ex, actions)) as claimed:
+            if not claimed:  # another parent in its tree admitted children meanwhile: decide again, counting them
+                return Result(requeue_after=0.0)
+            return self._carry_out(snapshot, ex, actions, memory, now)
+
+    def _carry_out(self, snapshot: Snapshot, ex, actions: list[machine.Action], memory: Memory,
+                   now: datetime) -> Result:
         stored = ex
         if any(isinstance(a, machine.EnsureRunner) for a in actions):
             stored = self._stored(ex, *PASSED_ON)  # the pod template itself, when the World keeps a stub
@@ -166,10 +172,10 @@ class Reconciler:
             self.memories.forget(ex)
         if written.get("phase") in SLOT_FREED and self.queues is not None and self.on_wake is not None:
             # A slot of a concurrency limit may have freed: the next in line starts now, not after the echo.
-            self.on_wake(self.queues.to_wake(key[0], now))
+            self.on_wake(self.queues.to_wake(ex.namespace, now))
         if more_cancels:
             return Result(requeue_after=0.0)  # the rest of the cascade, after other namespaces' turn
-        return Result(requeue_after=_next_wakeup(ex, snapshot.pod, now, memory))
+        return Result(requeue_after=next_wakeup(ex, snapshot.pod, now, memory))
 
     def _cancel_children(self, snapshot: Snapshot, ex, cancels: list[machine.CancelChild]) -> ApiFailure | None:
         """Every child's cancel sent, CANCEL_SENDERS at a time (independent merge patches); the first failure, after
@@ -371,29 +377,6 @@ def _about(snapshot: Snapshot) -> dict[str, object]:
     ("Handler ... succeeded", every watch event) are off unless --verbose. Never posted as an Event."""
     ref = _involved(snapshot)
     return {"k8s_skip": True, "k8s_ref": {k: ref[k] for k in ("apiVersion", "kind", "name", "uid", "namespace")}}
-
-
-def _next_wakeup(ex, pod, now: datetime, memory: Memory) -> float | None:
-    """Seconds until something changes with no event to announce it: a deadline, a start time, the end of a
-    backoff or of the TTL (execution/timing.py), a terminating pod becoming overdue, or a refused create's retry."""
-    due = timing.next_wakeup(ex, now, timing.deadline_at(ex))
-    retries = [(r.retry_at - now).total_seconds() for r in memory.refusals.values() if r.retry_at is not None]
-    if retries and ex.phase not in TERMINAL_PHASES:
-        due = _sooner(due, max(0.0, min(retries)))
-    if ex.phase in (Phase.CANCELLING, Phase.SUSPENDING) and (overdue := escalation_due(pod)) is not None:
-        # Overdue: look again in a moment for the force delete; once it went out, only finalizers keep the pod
-        # and its watch says when they go: a rare look, not a loop.
-        record = ex.status.cancellation if ex.phase == Phase.CANCELLING else ex.status.suspension
-        forced = record is not None and record.forcedAt is not None
-        due = _sooner(due, (overdue - now).total_seconds() if overdue > now else FORCED_LOOK_SECONDS if forced
-                      else 2.0)
-    if ex.phase == Phase.CANCELLING and (told := request_told_at(ex)) is not None and told > now:
-        due = _sooner(due, (told - now).total_seconds())  # a slow cancel's CancelRequested Event
-    return due
-
-
-def _sooner(due: float | None, seconds: float) -> float:
-    return seconds if due is None else min(due, seconds)
 
 
 def _errors(done: set[Future]) -> list[BaseException]:

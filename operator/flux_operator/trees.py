@@ -4,7 +4,9 @@ Every child carries its root's UID (ROOT_LABEL, set by the operator when it make
 may set it: flux_api.policy_owned), so a tree is counted without walking it, and a new root under an old
 root's name starts a tree of its own. A child a parent has admitted but whose object has not been seen yet
 (its status.children entry has neither a uid nor a refusal) counts already, so a create that failed and is
-retried is not admitted twice. Not thread-safe: the World holds its lock around every call.
+retried is not admitted twice. A parent's decision to admit children is claimed before it is written (claim,
+release): two parents of one tree deciding at once cannot both take its last room. Not thread-safe: the World
+holds its lock around every call.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ def admitted_unseen(status: dict[str, Any]) -> list[str]:
             if isinstance(c, dict) and isinstance(c.get("name"), str) and awaiting_create(c)]
 
 
+def _claim_key(key: Key) -> Key:
+    return key[0], "\0" + key[1]  # no execution's name has a NUL: never one of the watched keys
+
+
 class Trees:
     def __init__(self) -> None:
         self._counts: dict[Key, Counter[str]] = {}  # (namespace, root uid) -> names in it, by how many hold them
@@ -42,6 +48,14 @@ class Trees:
 
     def gone(self, key: Key) -> None:
         self._replace(key, frozenset())
+
+    def claim(self, key: Key, root: str, names: Iterable[str]) -> None:
+        """Counts the children `key`'s decision admits in the tree until release(): its status write, once
+        the World has it, counts them from then on (a name is counted once, however many hold it)."""
+        self._replace(_claim_key(key), frozenset((root, name) for name in names))
+
+    def release(self, key: Key) -> None:
+        self._replace(_claim_key(key), frozenset())
 
     def size(self, namespace: str, root: str) -> int:
         """Executions in the tree of the root with this UID: the root, every child that names it, and every

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Container
+from collections.abc import Container, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -218,6 +219,25 @@ class World:
             return None
         children = [c for c in map(_parse, candidates.values()) if c is not None]
         return Snapshot(execution, raw, pods[0] if pods else None, children, asked, tree)
+
+    @contextmanager
+    def tree_claim(self, key: Key, counted: int, names: list[str]) -> Iterator[bool]:
+        """Holds `names` in the tree of `key` while one reconcile writes and makes them, if the tree still holds the
+        `counted` executions its decision saw (else False: decide again), so two parents never take one room."""
+        granted = True
+        if names:
+            with self._lock:
+                raw = self._executions.get(key)
+                root = tree_root(raw["metadata"].get("uid"), raw["metadata"].get("labels")) if raw else ""
+                granted = bool(root) and self._trees.size(key[0], root) == counted
+                if granted:
+                    self._trees.claim(key, root, names)
+        try:
+            yield granted
+        finally:
+            if names and granted:
+                with self._lock:
+                    self._trees.release(key)
 
     def family(self, key: Key, limit: int = FAMILY_LIMIT) -> dict[str, list[Execution]]:
         """For a cancel that cascades in one pass: each descendant's name -> the executions found as its

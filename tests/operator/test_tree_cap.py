@@ -9,6 +9,7 @@ from flux_api import PARENT_LABEL
 from flux_api.names import DEPTH_LABEL, ROOT_LABEL
 from flux_api.tenancy import DEFAULT_MAX_TREE, TenancyLimits
 from flux_operator.execution.machine import CreateChild, EmitEvent, ObserveRefusal, TreeRoom, decide
+from flux_operator.execution.children import newly_admitted
 from flux_operator.trees import Trees, admitted_unseen
 from flux_operator.world import World
 from tests.operator.builders import NOW, apply, of, status_patch, tokens
@@ -121,6 +122,48 @@ def test_the_world_gives_each_snapshot_the_size_of_its_tree():
     world.execution_gone(watched("root", uid="r"))
     world.execution_seen(watched("root", uid="r2"))
     assert world.snapshot(("ns", "root")).tree_size == 1
+
+
+def test_what_a_decision_admits_is_the_entries_it_adds_that_are_neither_made_nor_refused():
+    ex = asking("job-a", "job-b", "job-c")
+    actions = decide(ex, running_pod(), [], NOW, tokens(), tree=TreeRoom(8, 10))
+    assert newly_admitted(ex, actions) == ["job-a", "job-b"], "job-c is refused as TreeFull"
+    assert newly_admitted(apply(ex, actions), decide(apply(ex, actions), running_pod(), [], NOW, tokens(),
+                                                     tree=TreeRoom(10, 10))) == []
+
+
+def test_two_parents_of_one_tree_deciding_at_once_cannot_both_take_its_last_room():
+    """Without the claim each would admit against the count both saw, and the tree would pass its cap."""
+    world = World()
+    world.execution_seen(watched("root", uid="r"))
+    world.execution_seen(watched("root-a", uid="a", owner="r", labels={PARENT_LABEL: "root", ROOT_LABEL: "r"}))
+    seen = {n: world.snapshot(("ns", n)).tree_size for n in ("root", "root-a")}
+    assert seen == {"root": 2, "root-a": 2}
+    with world.tree_claim(("ns", "root"), seen["root"], ["root-k"]) as first:
+        assert first
+        assert world.snapshot(("ns", "root-a")).tree_size == 3, "the claim counts while its write is made"
+        with world.tree_claim(("ns", "root-a"), seen["root-a"], ["root-a-k"]) as second:
+            assert not second, "decided on a count the first claim has changed: decide again"
+        refused = decide(asking("root-a-k"), running_pod(), [], NOW, tokens(), tree=TreeRoom(3, 3))
+        assert [c["reason"] for c in status_patch(refused)["children"]] == ["TreeFull"]
+    assert world.snapshot(("ns", "root")).tree_size == 2, "a claim whose write failed holds no room after it"
+    with world.tree_claim(("ns", "root"), 2, ["root-k"]) as again:
+        assert again
+        world.execution_seen(watched("root", uid="r", rv="11", status={"children": [
+            {"name": "root-k", "phase": "Pending", "tokens": ["h"]}]}))  # the status write's answer
+    assert world.snapshot(("ns", "root")).tree_size == 3, "once written, the status counts what the claim held"
+    with world.tree_claim(("ns", "root"), 1, []) as nothing_admitted:
+        assert nothing_admitted, "a decision that admits nothing needs no claim, whatever it counted"
+
+
+def test_a_claim_counts_each_name_once_and_release_leaves_what_else_holds_it():
+    trees = Trees()
+    trees.seen(("ns", "root"), {}, "r", ["k1"])
+    trees.claim(("ns", "root"), "r", ["k1", "k2"])
+    assert trees.size("ns", "r") == 3
+    trees.release(("ns", "root"))
+    trees.release(("ns", "root"))
+    assert trees.size("ns", "r") == 2
 
 
 def test_the_platforms_cap_has_a_default_and_bounds():

@@ -25,7 +25,7 @@ from flux_api.names import tree_depth
 from flux_api.types import MAX_CHILDREN, MAX_DEPTH, MIRRORED_ERROR_CHARS, MIRRORED_RESULTS_BUDGET, ChildRefused
 
 from flux_operator import payloads
-from flux_operator.execution.actions import TOO_MANY_CHILDREN, CreateChild, ObserveRefusal, Plan
+from flux_operator.execution.actions import TOO_MANY_CHILDREN, Action, CreateChild, ObserveRefusal, PatchStatus, Plan
 from flux_operator.ownership import Memory, controller_uid, proves, with_token
 
 
@@ -63,6 +63,15 @@ def awaiting_create(entry: dict[str, Any]) -> bool:
     """Whether a status.children entry is a child admitted (it has creation tokens) that is neither made (no uid)
     nor refused; an older operator's record without tokens is not one."""
     return bool(entry.get("tokens")) and not entry.get("uid") and not entry.get("reason")
+
+
+def newly_admitted(ex: Execution, actions: list[Action]) -> list[str]:
+    """The children a decision admits into the tree: entries its status write adds that are neither made nor
+    refused (what the tree's count must hold from before that write until the World has it)."""
+    before = {c.name for c in ex.status.children}
+    patch = next((a.patch for a in actions if isinstance(a, PatchStatus)), {})
+    return [c["name"] for c in patch.get("children") or []
+            if c["name"] not in before and not c.get("uid") and not c.get("reason")]
 
 
 @dataclass(frozen=True)
