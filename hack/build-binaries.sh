@@ -189,8 +189,9 @@ for t in "${all_targets[@]}"; do
   fi
   log "[$i/$total] building $name ($pkg); a cold build of the control plane takes ~10 min on 2 cores"
   started=$SECONDS
-  # A heartbeat, so a long compile is never a silent terminal.
-  ( while sleep 30; do log "      still building $name ($((SECONDS - started))s)"; done ) &
+  # A heartbeat, so a long compile is never a silent terminal. It ends with this script even when this one is
+  # killed, and never holds the build lock (fd 9).
+  ( exec 9>&-; while sleep 30 && kill -0 $$ 2>/dev/null; do log "      still building $name ($((SECONDS - started))s)"; done ) &
   ticker=$!
   # Build beside the cache and rename into place: a killed build never leaves a half binary.
   case $module in
