@@ -82,6 +82,8 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
               unit="s"),
         panel("Execution size p95 (checkpoint budget 256 KiB)",
               (p(0.95, "flux_checkpoint_bytes"), "p95"), unit="bytes"),
+        panel("Spawns refused by reason (1h)",
+              (f"sum by (reason) (increase({m('flux_spawns_refused_total')}[1h]))", "{{reason}}")),
     ]),
     "flux-cancellation": ("Flux / Cancellation", [
         panel("Cancelling now", (f"max({m('flux_executions', CANCELLING)})", "Cancelling"), kind="stat"),
