@@ -142,7 +142,8 @@ fi
 command -v go >/dev/null || { log "go is required (the polyglot machine ships it)"; exit 1; }
 mkdir -p "$bin_dir"
 # One build at a time per cache (two builds into one bin directory break each other's files): a second
-# waits for the first, then finds its work done.
+# waits for the first, then finds its work done. The go build of a script killed mid-compile keeps the lock
+# until it ends, on purpose: it still writes into the cache.
 exec 9>"$cache_root/.build-$k8s_version.lock"
 if ! flock -n 9; then
   log "waiting for another build into $bin_dir"
@@ -190,8 +191,8 @@ for t in "${all_targets[@]}"; do
   log "[$i/$total] building $name ($pkg); a cold build of the control plane takes ~10 min on 2 cores"
   started=$SECONDS
   # A heartbeat, so a long compile is never a silent terminal. It ends with this script even when this one is
-  # killed, and never holds the build lock (fd 9).
-  ( exec 9>&-; while sleep 30 && kill -0 $$ 2>/dev/null; do log "      still building $name ($((SECONDS - started))s)"; done ) &
+  # killed, never holds the build lock (fd 9), and never holds stdout (a caller's $(...) would wait for it).
+  ( exec 9>&-; while sleep 30 && kill -0 $$ 2>/dev/null; do log "      still building $name ($((SECONDS - started))s)"; done ) >&2 &
   ticker=$!
   # Build beside the cache and rename into place: a killed build never leaves a half binary.
   case $module in

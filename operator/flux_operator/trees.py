@@ -37,6 +37,7 @@ class Trees:
     def __init__(self) -> None:
         self._counts: dict[Key, Counter[str]] = {}  # (namespace, root uid) -> names in it, by how many hold them
         self._held: dict[Key, Held] = {}
+        self._lingering: set[Key] = set()  # claims kept until their execution is next seen (release(linger=True))
 
     def seen(self, key: Key, labels: dict[str, str] | None, uid: str | None, admitted: Iterable[str]) -> None:
         root = (labels or {}).get(ROOT_LABEL)
@@ -45,22 +46,42 @@ class Trees:
         if tree:
             held.update((tree, name) for name in admitted)
         self._replace(key, frozenset(held))
+        if key in self._lingering:
+            self.release(key)
 
     def gone(self, key: Key) -> None:
         self._replace(key, frozenset())
+        self.release(key)
 
     def claim(self, key: Key, root: str, names: Iterable[str]) -> None:
         """Counts the children `key`'s decision admits in the tree until release(): its status write, once
         the World has it, counts them from then on (a name is counted once, however many hold it)."""
+        self._lingering.discard(key)
         self._replace(_claim_key(key), frozenset((root, name) for name in names))
 
-    def release(self, key: Key) -> None:
+    def release(self, key: Key, linger: bool = False) -> None:
+        """`linger`: the reconcile failed, and its status write may have landed all the same (an answer lost):
+        keep counting the claim until the execution is next seen, whose status then says."""
+        if linger:
+            self._lingering.add(key)
+            return
+        self._lingering.discard(key)
         self._replace(_claim_key(key), frozenset())
 
-    def size(self, namespace: str, root: str) -> int:
+    def awaiting(self, key: Key) -> list[Key]:
+        """The executions that admitted a child under this key's name and have not seen it made. A child is named
+        `<parent>-<suffix>`, so each '-' in the name splits off one execution that may have."""
+        namespace, name = key
+        parents = [(namespace, name[:i]) for i, letter in enumerate(name) if letter == "-"]
+        return [p for p in parents if any(admitted == name for _, admitted in self._held.get(p, ()))]
+
+    def size(self, namespace: str, root: str, deciding: Key | None = None) -> int:
         """Executions in the tree of the root with this UID: the root, every child that names it, and every
-        child admitted in it and not seen yet."""
-        return 1 + len(self._counts.get((namespace, root), ()))
+        child admitted in it and not seen yet. `deciding`: less what only that execution's own lingering claim
+        holds (its decision counts those names itself, as new ones)."""
+        counts = self._counts.get((namespace, root), Counter())
+        own = self._held.get(_claim_key(deciding), frozenset()) if deciding else frozenset()
+        return 1 + len(counts) - sum(1 for tree, name in own if tree == root and counts[name] == 1)
 
     def _replace(self, key: Key, held: Held) -> None:
         old = self._held.get(key, frozenset())

@@ -75,3 +75,15 @@ def cancel_asked_at(raw: dict[str, Any]) -> datetime | None:
     if (raw.get("spec") or {}).get("cancel") is None and CANCEL_ANNOTATION not in (meta.get("annotations") or {}):
         return None
     return first_cancel_time(meta.get("managedFields"))
+
+
+def is_stale(uid: str | None, rv: str | None, held_uid: str | None, held_rv: str | None) -> bool:
+    """Whether a version of an object (uid, resourceVersion) is older than the one held, so must not
+    replace it. resourceVersions compare as integers on etcd; a new uid is a new object under the same
+    name, and an unreadable version is taken as news."""
+    if uid != held_uid:
+        return False
+    try:
+        return int(held_rv) > int(rv)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False

@@ -26,7 +26,7 @@ from flux_operator.execution.actions import PodView
 from flux_operator.execution.children import owned_children
 from flux_operator.podview import pod_view
 from flux_operator.trees import Trees, admitted_unseen
-from flux_operator.trimmed import cancel_asked_at, decided_on, trim_execution
+from flux_operator.trimmed import cancel_asked_at, decided_on, is_stale, trim_execution
 
 __all__ = ["FAMILY_LIMIT", "Key", "Snapshot", "World", "cancel_asked_at", "event_name", "trim_execution"]
 
@@ -87,7 +87,7 @@ class World:
         with self._lock:
             old = self._executions.get(key)
             old_meta = old["metadata"] if old is not None else None
-            if old_meta is not None and _stale(meta.get("uid"), meta.get("resourceVersion"),
+            if old_meta is not None and is_stale(meta.get("uid"), meta.get("resourceVersion"),
                                                old_meta.get("uid"), old_meta.get("resourceVersion")):
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
@@ -109,7 +109,7 @@ class World:
         with self._lock:
             held = self._executions.get(key)
         if held is None or held["metadata"].get("uid") != meta.get("uid") or \
-                _stale(meta.get("uid"), meta.get("resourceVersion"), meta.get("uid"),
+                is_stale(meta.get("uid"), meta.get("resourceVersion"), meta.get("uid"),
                        held["metadata"].get("resourceVersion")):
             return False
         trimmed = trim_execution(raw)
@@ -158,6 +158,7 @@ class World:
             if current is not None and current["metadata"].get("uid") != meta.get("uid"):
                 return []  # a successor of the same name already took its place
             self._executions.pop(key, None)
+            waiting = self._trees.awaiting(key)  # its name is free now: a parent may make its child under it
             self._trees.gone(key)
             if (names := self._names.get(key[0])) is not None:
                 names.discard(key[1])
@@ -166,7 +167,7 @@ class World:
             self._bump(key[0])
             self._handed_on.pop(key, None)
             self._cancel_asked.pop(key, None)
-        return [(key[0], parent)] if parent else []
+        return [*([(key[0], parent)] if parent else []), *waiting]
 
     def pod_seen(self, raw: dict[str, Any], held_only: bool = False) -> Key | None:
         """Stores the pod unless the World holds a newer version of it. `held_only`: only a pod it still holds
@@ -178,7 +179,7 @@ class World:
                 old = self._pods.get(key, {}).get(view.name)
                 if held_only and (old is None or old.uid != view.uid):
                     return None
-                if old is not None and _stale(view.uid, view.resource_version, old.uid, old.resource_version):
+                if old is not None and is_stale(view.uid, view.resource_version, old.uid, old.resource_version):
                     return None  # e.g. a create's answer arriving after the watch reported the pod Running
                 self._pods.setdefault(key, {})[view.name] = view
                 self._bump(key[0])
@@ -213,7 +214,7 @@ class World:
                 pods = [p for p in pods if p.name == current]
             candidates = self._raws(key[0], self._candidates(key))
             asked = self._cancel_asked.get(key)
-            tree = self._trees.size(key[0], tree_root(uid, raw["metadata"].get("labels")))
+            tree = self._trees.size(key[0], tree_root(uid, raw["metadata"].get("labels")), key)
         execution = _parse(raw)
         if execution is None:
             return None
@@ -229,15 +230,17 @@ class World:
             with self._lock:
                 raw = self._executions.get(key)
                 root = tree_root(raw["metadata"].get("uid"), raw["metadata"].get("labels")) if raw else ""
-                granted = bool(root) and self._trees.size(key[0], root) == counted
+                granted = bool(root) and self._trees.size(key[0], root, key) == counted
                 if granted:
                     self._trees.claim(key, root, names)
+        failed = True
         try:
             yield granted
+            failed = False
         finally:
             if names and granted:
                 with self._lock:
-                    self._trees.release(key)
+                    self._trees.release(key, linger=failed)
 
     def family(self, key: Key, limit: int = FAMILY_LIMIT) -> dict[str, list[Execution]]:
         """For a cancel that cascades in one pass: each descendant's name -> the executions found as its
@@ -391,14 +394,3 @@ class _Names:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.world.has((self.namespace, name))
 
-
-def _stale(uid: str | None, rv: str | None, held_uid: str | None, held_rv: str | None) -> bool:
-    """Whether a version of an object (uid, resourceVersion) is older than the one held, so must not
-    replace it. resourceVersions compare as integers on etcd; a new uid is a new object under the same
-    name, and an unreadable version is taken as news."""
-    if uid != held_uid:
-        return False
-    try:
-        return int(held_rv) > int(rv)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False

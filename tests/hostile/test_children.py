@@ -137,6 +137,39 @@ def test_a_taken_child_name_is_a_clear_error(tenant, operators, fx, result):
     assert fx.get("tree-left")["spec"].get("cancel") is None, "the squatter is not the parent's to touch"
 
 
+@pytest.mark.threat("spawn-name-held", "the name a workflow will spawn (<parent>-left) is held by an Execution "
+                    "being deleted, kept by a tenant's finalizer",
+                    "the spawn waits while the name is held (no conflict: it is on its way out), and the child is "
+                    "made once the name is free; the parent Succeeds")
+@pytest.mark.timeout(180)
+def test_a_child_name_held_by_an_execution_being_deleted_is_made_once_free(tenant, operators, fx, result):
+    operators.start()
+    held = manifest("held-left", "flux_examples.quick:main", startAt=NEVER)
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    tenant.fx.create(held)
+    # Deleted by whoever may (the tenant's own role has no delete), and held by the tenant's finalizer.
+    fx.custom.delete_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL, "held-left")
+    tenant.fx.create(manifest("held", "flux_examples.tree:main", {"steps": 1, "stepSeconds": 0.1}))
+
+    def waiting() -> bool:
+        entries = {c["name"]: c for c in fx.status("held").get("children") or []}
+        return entries.get("held-left", {}).get("phase") == "Pending" and "held-right" in entries
+    wait_for(waiting, timeout=60, what="the parent to admit held-left and wait for the name")
+    time.sleep(3)  # several passes of the parent meanwhile
+    assert fx.get("held-left")["metadata"].get("deletionTimestamp"), "the holder is still the one being deleted"
+    fx.patch("held-left", {"metadata": {"finalizers": None}})
+    freed = time.monotonic()
+    try:
+        status = fx.wait_phase("held", *TERMINAL, timeout=90)
+    except AssertionError:
+        entry = next((c for c in fx.status("held").get("children") or [] if c["name"] == "held-left"), None)
+        raise AssertionError(f"held still {fx.phase('held')} 90 s after the name was freed; its entry: {entry}") \
+            from None
+    result.figure(f"held {status['phase']} {time.monotonic() - freed:.0f}s after the name was freed")
+    assert status["phase"] == "Succeeded", status
+    assert fx.get("held-left")["metadata"].get("ownerReferences"), "held-left is now the parent's own child"
+
+
 @pytest.mark.threat("child-results", "14 children each returning ~120 KB: more than an Execution can hold (etcd "
                     "takes ~1.5 MB)", "results past the budget are not mirrored, and ctx.spawn says so; the parent "
                     "ends; each result stays on its child")

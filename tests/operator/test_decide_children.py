@@ -168,11 +168,19 @@ def test_a_name_taken_after_the_intent_by_someone_else_is_refused_too():
     assert status_patch(actions)["children"][0]["reason"] == "NameTaken"
 
 
-def test_a_name_held_by_an_execution_being_deleted_is_waited_for():
+def test_a_name_held_by_an_execution_being_deleted_is_waited_for_then_made():
+    memory = tokens()
     going = kid("job-a", owner=None, labels={}, deletionTimestamp="2026-11-21T11:59:59Z")
-    actions = decide(job(spawnRequests=requests("job-a")), POD, [going], NOW, tokens())
+    ex = job(spawnRequests=requests("job-a"))
+    actions = decide(ex, POD, [going], NOW, memory)
     assert not of(actions, CreateChild) and not of(actions, EmitEvent)
-    assert status_patch(actions)["children"] == [{"name": "job-a", "phase": "Pending"}]
+    assert status_patch(actions)["children"] == [{"name": "job-a", "phase": "Pending", "tokens": [token_hash("t1")]}]
+    still = decide(apply(ex, actions), POD, [going], NOW, memory)
+    assert not of(still, CreateChild) and status_patch(still) == {}
+    # Once the predecessor is gone the child is made, with the token on record (before, the entry had none
+    # and every later pass took it for an older operator's record: the child stayed Pending for good).
+    gone = decide(apply(ex, actions), POD, [], NOW, memory)
+    assert [(a.name, a.token) for a in of(gone, CreateChild)] == [("job-a", "t1")]
 
 
 # --- the cap counts every name ever asked for -------------------------------------------------------------

@@ -38,7 +38,9 @@ def test_a_tree_full_refusal_is_counted_once_for_flux_spawns_refused():
     """The metric platform teams alert on: one count per name refused, never again in later passes."""
     actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tokens(), tree=TreeRoom(9, 10))
     assert of(actions, ObserveRefusal) == [ObserveRefusal("TreeFull"), ObserveRefusal("TreeFull")]
-    assert actions[-2:] == of(actions, ObserveRefusal), "counted after the status write that records them"
+    kinds = [type(a).__name__ for a in actions]
+    assert kinds[kinds.index("PatchStatus") + 1:] == ["ObserveRefusal", "ObserveRefusal", "CreateChild"], \
+        "counted right after the status write that records them, before a create that may fail"
     again = decide(apply(asking("job-a", "job-b", "job-c"), actions), running_pod(), [], NOW, tokens(),
                    tree=TreeRoom(10, 10))
     assert not of(again, ObserveRefusal)
@@ -154,6 +156,37 @@ def test_two_parents_of_one_tree_deciding_at_once_cannot_both_take_its_last_room
     assert world.snapshot(("ns", "root")).tree_size == 3, "once written, the status counts what the claim held"
     with world.tree_claim(("ns", "root"), 1, []) as nothing_admitted:
         assert nothing_admitted, "a decision that admits nothing needs no claim, whatever it counted"
+
+
+def test_a_claim_whose_reconcile_failed_counts_until_its_execution_is_seen_again_but_not_for_itself():
+    """The status write may have landed though its answer was lost: other parents still see the room taken;
+    the parent itself, deciding again, counts those names as its own new ones, not twice."""
+    world = World()
+    world.execution_seen(watched("root", uid="r"))
+    world.execution_seen(watched("root-a", uid="a", owner="r", labels={PARENT_LABEL: "root", ROOT_LABEL: "r"}))
+    with pytest.raises(TimeoutError):
+        with world.tree_claim(("ns", "root"), 2, ["root-k"]):
+            raise TimeoutError("the status write's answer was lost")
+    assert world.snapshot(("ns", "root-a")).tree_size == 3
+    assert world.snapshot(("ns", "root")).tree_size == 2
+    with world.tree_claim(("ns", "root-a"), 2, ["root-a-k"]) as other:
+        assert not other, "another parent decided on a count without the lingering claim"
+    world.execution_seen(watched("root", uid="r", rv="11", status={"children": [
+        {"name": "root-k", "phase": "Pending", "tokens": ["h"]}]}))  # the write had landed: its echo
+    assert world.snapshot(("ns", "root-a")).tree_size == 3
+    world.execution_seen(watched("root", uid="r", rv="12"))  # no entry: as if it had not
+    assert world.snapshot(("ns", "root-a")).tree_size == 2, "released once the execution was seen again"
+
+
+def test_a_name_set_free_wakes_the_parent_that_admitted_a_child_under_it():
+    world = World()
+    world.execution_seen(watched("held-left", uid="squatter"))
+    world.execution_seen(watched("held", uid="p", status={"children": [
+        {"name": "held-left", "phase": "Pending", "tokens": ["h"]}, {"name": "held-right", "uid": "c"}]}))
+    world.execution_seen(watched("held-right", uid="c", owner="p", labels={PARENT_LABEL: "held", ROOT_LABEL: "p"}))
+    assert world.execution_gone(watched("held-left", uid="squatter")) == [("ns", "held")]
+    assert world.execution_gone(watched("held-right", uid="c", labels={PARENT_LABEL: "held"})) == [("ns", "held")]
+    assert world.execution_gone(watched("held-x-y", uid="nobody")) == []
 
 
 def test_a_claim_counts_each_name_once_and_release_leaves_what_else_holds_it():

@@ -122,7 +122,9 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
             continue  # made: the mirror records it
         found = by_name.get(name)
         if found is not None:
-            if not found.metadata.get("deletionTimestamp"):  # else: a predecessor on its way out; wait
+            if found.metadata.get("deletionTimestamp"):  # a predecessor on its way out: wait, the token on record
+                _record_token(entries[name], memory)  # (else a later pass takes the entry for an older operator's)
+            else:
                 _refuse(entries, plan, name, ChildRefused.NAME_TAKEN,
                         f"the name {name} is taken by an Execution this one did not spawn: pass another name= to "
                         "ctx.spawn", EventReason.SPAWN_CONFLICT)
@@ -151,11 +153,18 @@ def _create(entry: dict[str, Any], request, memory: Memory, plan: Plan, now: dat
         _refuse(entries, plan, name, ChildRefused.REFUSED,
                 f"the API server refused child {name}: {refused.message}"[:8192], EventReason.SPAWN_REFUSED)
         return
+    token = _record_token(entry, memory)
     if refused is not None and now < refused.retry_at:
         return
-    token = memory.token(key)
-    entry["tokens"] = with_token(entry.get("tokens", []), token)
     plan.actions.append(CreateChild(name, request.workflow, request.input, token))
+
+
+def _record_token(entry: dict[str, Any], memory: Memory) -> str:
+    """The child's creation token, its hash recorded in the entry: an entry with one is a child this operator
+    admitted and is to make (awaiting_create), whatever keeps its create waiting."""
+    token = memory.token(child_key(entry["name"]))
+    entry["tokens"] = with_token(entry.get("tokens", []), token)
+    return token
 
 
 def _refuse(entries: dict[str, dict[str, Any]], plan: Plan, name: str, reason: ChildRefused, error: str,

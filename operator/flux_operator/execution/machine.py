@@ -137,8 +137,9 @@ def _ordered(actions: list[Action], status: PatchStatus | None) -> list[Action]:
     effects = [a for a in actions if isinstance(a, DeleteExecution)]
     events = _folded([a for a in actions if isinstance(a, EmitEvent)])
     creates = [a for a in actions if isinstance(a, (EnsureRunner, CreateChild, MakeProgress))]
-    after = [a for a in actions if isinstance(a, (Observe, ObserveRefusal))]  # metrics count once: after the write
-    return [*signals, *effects, *events, *([status] if status else []), *creates, *after]
+    # Metrics count once: right after the write that records what they count (before creates, which may fail).
+    after = [a for a in actions if isinstance(a, (Observe, ObserveRefusal))]
+    return [*signals, *effects, *events, *([status] if status else []), *after, *creates]
 
 
 def _folded(events: list[EmitEvent]) -> list[EmitEvent]:
