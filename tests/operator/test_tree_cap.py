@@ -46,6 +46,14 @@ def test_a_tree_full_refusal_is_counted_once_for_flux_spawns_refused():
     assert not of(again, ObserveRefusal)
 
 
+def test_a_name_admitted_then_found_taken_leaves_its_room_to_the_next_name():
+    squatter = execution(name="job-a")  # not this parent's: NameTaken
+    actions = decide(asking("job-a", "job-b"), running_pod(), [squatter], NOW, tokens(), tree=TreeRoom(9, 10))
+    reasons = {c["name"]: c.get("reason") for c in status_patch(actions)["children"]}
+    assert reasons == {"job-a": "NameTaken", "job-b": None}
+    assert [a.name for a in of(actions, CreateChild)] == ["job-b"]
+
+
 @pytest.mark.parametrize(("size", "most", "made"), [(10, 10, 0), (11, 10, 0), (1, 10, 3), (9, 10, 1)])
 def test_the_room_left_is_what_the_cap_allows_never_less_than_none(size, most, made):
     actions = decide(asking("job-a", "job-b", "job-c"), running_pod(), [], NOW, tree=TreeRoom(size, most))

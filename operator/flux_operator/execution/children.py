@@ -94,8 +94,9 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
     entries = {e.name: _entry(e) for e in ex.status.children}
     by_name, mine = {c.name: c for c in candidates}, {c.name: c for c in owned}
     too_deep = tree_depth(ex.metadata.get("labels"), MAX_DEPTH) + 1 > MAX_DEPTH
-    over_cap = admitted = 0
+    over_cap, new = 0, []  # `new`: the names this pass admits; those refused after all take no room
     for request in ex.status.spawnRequests:
+        admitted = sum(1 for n in new if not entries[n].get("reason"))
         name = request.name
         entry = entries.get(name)
         if entry is None:
@@ -114,7 +115,7 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
             if (nested := payloads.value_problem(request.input, "its input")) is not None:
                 _refuse(entries, plan, name, ChildRefused.REFUSED, f"refused: {nested}", EventReason.SPAWN_REFUSED)
                 continue
-            admitted += 1
+            new.append(name)
             entry = entries[name] = {"name": name, "phase": Phase.PENDING}
         elif not awaiting_create(entry):
             continue  # made, refused, or an older operator's record
