@@ -33,30 +33,44 @@ def _claim_key(key: Key) -> Key:
     return key[0], "\0" + key[1]  # no execution's name has a NUL: never one of the watched keys
 
 
+def _newer(version: str | None, than: str | None) -> bool:
+    """Whether `version` is a later resourceVersion than `than` (integers on etcd; anything else is news)."""
+    try:
+        return int(version) > int(than)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+
+
 class Trees:
     def __init__(self) -> None:
         self._counts: dict[Key, Counter[str]] = {}  # (namespace, root uid) -> names in it, by how many hold them
         self._held: dict[Key, Held] = {}
-        self._lingering: set[Key] = set()  # claims kept until their execution is next seen (release(linger=True))
+        # Claims kept until a newer version of their execution is seen (release(linger=True)), by the version
+        # the World held when each was claimed.
+        self._lingering: set[Key] = set()
+        self._claimed_on: dict[Key, str | None] = {}
 
-    def seen(self, key: Key, labels: dict[str, str] | None, uid: str | None, admitted: Iterable[str]) -> None:
+    def seen(self, key: Key, labels: dict[str, str] | None, uid: str | None, admitted: Iterable[str],
+             version: str | None = None) -> None:
         root = (labels or {}).get(ROOT_LABEL)
         held = {(root, key[1])} if root else set()
         tree = tree_root(uid, labels)
         if tree:
             held.update((tree, name) for name in admitted)
         self._replace(key, frozenset(held))
-        if key in self._lingering:
+        if key in self._lingering and _newer(version, self._claimed_on.get(key)):
             self.release(key)
 
     def gone(self, key: Key) -> None:
         self._replace(key, frozenset())
         self.release(key)
 
-    def claim(self, key: Key, root: str, names: Iterable[str]) -> None:
+    def claim(self, key: Key, root: str, names: Iterable[str], version: str | None = None) -> None:
         """Counts the children `key`'s decision admits in the tree until release(): its status write, once
-        the World has it, counts them from then on (a name is counted once, however many hold it)."""
+        the World has it, counts them from then on (a name is counted once, however many hold it). `version`:
+        the execution's resourceVersion the decision was made on."""
         self._lingering.discard(key)
+        self._claimed_on[key] = version
         self._replace(_claim_key(key), frozenset((root, name) for name in names))
 
     def release(self, key: Key, linger: bool = False) -> None:
@@ -66,6 +80,7 @@ class Trees:
             self._lingering.add(key)
             return
         self._lingering.discard(key)
+        self._claimed_on.pop(key, None)
         self._replace(_claim_key(key), frozenset())
 
     def awaiting(self, key: Key) -> list[Key]:

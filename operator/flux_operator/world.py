@@ -92,7 +92,8 @@ class World:
                 return []  # a late event behind what our own write already told us
             self._executions[key] = trimmed
             self._names.setdefault(key[0], set()).add(key[1])
-            self._trees.seen(key, meta.get("labels"), meta.get("uid"), admitted_unseen(trimmed.get("status") or {}))
+            self._trees.seen(key, meta.get("labels"), meta.get("uid"), admitted_unseen(trimmed.get("status") or {}),
+                             meta.get("resourceVersion"))
             self._bump(key[0])
             if (asked := cancel_asked_at(raw)) is not None:
                 self._cancel_asked[key] = asked
@@ -232,7 +233,7 @@ class World:
                 root = tree_root(raw["metadata"].get("uid"), raw["metadata"].get("labels")) if raw else ""
                 granted = bool(root) and self._trees.size(key[0], root, key) == counted
                 if granted:
-                    self._trees.claim(key, root, names)
+                    self._trees.claim(key, root, names, raw["metadata"].get("resourceVersion"))
         failed = True
         try:
             yield granted

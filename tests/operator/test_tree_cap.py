@@ -179,6 +179,8 @@ def test_a_claim_whose_reconcile_failed_counts_until_its_execution_is_seen_again
     assert world.snapshot(("ns", "root")).tree_size == 2
     with world.tree_claim(("ns", "root-a"), 2, ["root-a-k"]) as other:
         assert not other, "another parent decided on a count without the lingering claim"
+    world.execution_seen(watched("root", uid="r"))  # a late echo of the version decided on (10): proves nothing
+    assert world.snapshot(("ns", "root-a")).tree_size == 3
     world.execution_seen(watched("root", uid="r", rv="11", status={"children": [
         {"name": "root-k", "phase": "Pending", "tokens": ["h"]}]}))  # the write had landed: its echo
     assert world.snapshot(("ns", "root-a")).tree_size == 3
