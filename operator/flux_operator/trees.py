@@ -75,7 +75,7 @@ class Trees:
 
     def release(self, key: Key, linger: bool = False) -> None:
         """`linger`: the reconcile failed, and its status write may have landed all the same (an answer lost):
-        keep counting the claim until the execution is next seen, whose status then says."""
+        keep counting the claim until a newer version of the execution is seen, whose status then says."""
         if linger:
             self._lingering.add(key)
             return

@@ -70,8 +70,7 @@ def newly_admitted(ex: Execution, actions: list[Action]) -> list[str]:
     refused (what the tree's count must hold from before that write until the World has it)."""
     before = {c.name for c in ex.status.children}
     patch = next((a.patch for a in actions if isinstance(a, PatchStatus)), {})
-    return [c["name"] for c in patch.get("children") or []
-            if c["name"] not in before and not c.get("uid") and not c.get("reason")]
+    return [c["name"] for c in patch.get("children") or [] if c["name"] not in before and awaiting_create(c)]
 
 
 @dataclass(frozen=True)
@@ -135,10 +134,11 @@ def spawn(ex: Execution, candidates: list[Execution], owned: list[Execution], me
     children = [entries[n] for n in sorted(entries)]
     if children != sorted((_entry(e) for e in ex.status.children), key=lambda e: e["name"]):
         plan.status.set(children=children)
-    if over_cap != (ex.status.childrenRefused or 0):
+    refused_before = ex.status.childrenRefused or 0
+    if over_cap != refused_before:
         plan.status.set(childrenRefused=over_cap)
-        if over_cap > (ex.status.childrenRefused or 0):
-            plan.actions.append(ObserveRefusal(TOO_MANY_CHILDREN, over_cap - (ex.status.childrenRefused or 0)))
+        if over_cap > refused_before:
+            plan.actions.append(ObserveRefusal(TOO_MANY_CHILDREN, over_cap - refused_before))
     if over_cap:
         plan.event(EventReason.SPAWN_REFUSED, f"{over_cap} spawn request(s) refused: an execution may have at most "
                    f"{MAX_CHILDREN} children, and this one has {MAX_CHILDREN}", "Warning", key="limit")
