@@ -143,7 +143,7 @@ clean: cluster-down
 FAULTS_CLUSTER ?= $(CURDIR)/.cluster-faults
 
 faults: venv binaries
-	FLUX_CLUSTER_DIR=$(FAULTS_CLUSTER) $(PY) -m pytest tests/faults -p no:cacheprovider -q
+	FLUX_CLUSTER_DIR=$(FAULTS_CLUSTER) $(PY) -m pytest tests/faults -p no:cacheprovider -q --durations=20
 
 # The faults where a real kubelet matters (marker `kubelet`: SIGTERM and graceful cancels, SIGKILL at the
 # grace's end, eviction, node loss) on the real node, a cluster of its own (one real kubelet per machine);
@@ -162,4 +162,4 @@ faults-real: venv binaries
 HOSTILE_CLUSTER ?= $(CURDIR)/.cluster-hostile
 
 hostile: venv binaries
-	FLUX_CLUSTER_DIR=$(HOSTILE_CLUSTER) $(PY) -m pytest tests/hostile -p no:cacheprovider -q
+	FLUX_CLUSTER_DIR=$(HOSTILE_CLUSTER) $(PY) -m pytest tests/hostile -p no:cacheprovider -q --durations=25

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -13,13 +14,14 @@ from typing import Any
 
 import kopf
 import pydantic
-from flux_api import logfields
+from flux_api import PLURAL, logfields
 from flux_api.tenancy import TenancyLimits
 from flux_api.types import PodTemplate
 
+from flux_api.names import LIMIT_PLURAL, SCHEDULE_PLURAL
 from flux_api.namespace_policy import reserved
 
-from flux_operator import boundary, watches
+from flux_operator import boundary, listings, watches
 from flux_operator import handlers  # noqa: F401 - registers the handlers with kopf
 from flux_operator.builders import DEFAULT_RUNNER_IMAGE, RunnerSettings, owned_field_problems
 from flux_operator.kube import KubeApi, RateLimiter
@@ -275,6 +277,11 @@ def main(argv: list[str] | None = None) -> None:
     boundary.install()  # no object's nesting stops a watch
     boundary.quiet_when(runtime.world.progress_only)  # checkpoint progress never reaches kopf's handling
     watches.install(runtime.watches)  # a watch that stops is restarted, or /healthz says so
+    listings.install()  # what a listing after a gap lacks is forgotten: a DELETE missed meanwhile
+    listings.track(PLURAL, functools.partial(runtime.world.held, PLURAL))
+    listings.track("pods", functools.partial(runtime.world.held, "pods"))
+    listings.track(SCHEDULE_PLURAL, runtime.schedules.held)
+    listings.track(LIMIT_PLURAL, runtime.limits.held)
     if not args.namespaces:
         handlers.watch_namespaces()  # label mode: which namespaces opted in
     logging.getLogger("flux_operator").info(

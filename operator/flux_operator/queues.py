@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic
+from flux_api.names import GROUP, LIMIT_KIND, VERSION
 from flux_api.limits import MAX_LIMITS_PER_NAMESPACE, MAX_SELECTOR_TERMS_PER_NAMESPACE, ConcurrencyLimit, selector_terms
 
 from flux_operator.execution.queueing import Lineup, Member, Queued, counted_by, keepable, lineup, member, verdict
@@ -68,6 +69,12 @@ class LimitStore:
             self._limits[key] = limit
             self._by_namespace.setdefault(key[0], {})[key[1]] = limit
         return key, limit
+
+    def held(self, namespace: str | None) -> list[dict[str, Any]]:
+        """The limits held in `namespace` (all for None): listings.py forgets those a listing lacks."""
+        with self._lock:
+            return [{"apiVersion": f"{GROUP}/{VERSION}", "kind": LIMIT_KIND, "metadata": dict(limit.metadata)}
+                    for key, limit in self._limits.items() if namespace in (None, key[0])]
 
     def gone(self, raw: dict[str, Any]) -> Key:
         meta = raw.get("metadata") or {}

@@ -79,6 +79,11 @@ class ScheduleStore:
         with self._lock:
             return list(self._raw)
 
+    def held(self, namespace: str | None) -> list[dict[str, Any]]:
+        """The Schedules held in `namespace` (all for None): listings.py forgets those a listing lacks."""
+        with self._lock:
+            return [raw for key, raw in self._raw.items() if namespace in (None, key[0])]
+
 
 TEMPLATE = "spec.executionTemplate"
 

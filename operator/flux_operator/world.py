@@ -9,8 +9,6 @@ so its own next decision never sees its past.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 from collections.abc import Container, Iterator
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Execution
 from flux_api.names import SCHEDULE_LABEL, tree_root
 
 from flux_operator.execution.actions import PodView
+from flux_operator.eventnames import event_name
 from flux_operator.execution.children import owned_children
 from flux_operator.podview import pod_view
 from flux_operator.trees import Trees, admitted_unseen
@@ -46,20 +45,6 @@ class Snapshot:
 
     def event_name(self, reason: str, key: str = "") -> str:
         return event_name(self.raw["metadata"], reason, key)
-
-
-def event_name(metadata: dict[str, Any], reason: str, key: str = "") -> str:
-    """A fixed name per (object, reason, key): posting it again after a crash is a harmless Conflict. A key a
-    runner chose (a signal's, a child's name) that is no safe name part is hashed: the API server refuses an
-    Event named with `/` or `%`, and the status write behind it would never land."""
-    uid = str(metadata.get("uid") or "")
-    if key and not _SAFE_KEY.fullmatch(key):
-        key = "k" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    return f"{metadata.get('name', '')}.{uid[:8]}.{reason.lower()}" + (f".{key}" if key else "")
-
-
-_SAFE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}")
-
 
 
 class World:
@@ -187,15 +172,28 @@ class World:
         return key
 
     def pod_gone(self, raw: dict[str, Any]) -> Key | None:
-        key = _pod_key(raw)
+        key, meta = _pod_key(raw), raw.get("metadata") or {}
         if key is not None:
             with self._lock:
                 pods = self._pods.get(key, {})
-                pods.pop((raw.get("metadata") or {}).get("name", ""), None)
+                held = pods.get(meta.get("name", ""))
+                if held is not None and meta.get("uid") in (None, held.uid):  # not a successor of the same name
+                    del pods[held.name]
                 self._bump(key[0])
                 if not pods:
                     self._pods.pop(key, None)
         return key
+
+    def held(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        """The executions or runner pods held, in `namespace` (all for None), as listings.py compares them with
+        a listing: an execution as stored, a pod as much of it as its DELETED event needs."""
+        with self._lock:
+            if kind == "executions":
+                return [raw for key, raw in self._executions.items() if namespace in (None, key[0])]
+            return [{"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": view.name, "namespace": key[0], "uid": view.uid, "resourceVersion": view.resource_version,
+                "labels": {EXECUTION_LABEL: key[1]}}}
+                for key, pods in self._pods.items() if namespace in (None, key[0]) for view in pods.values()]
 
     # --- read by the workers -----------------------------------------------------------------
 

@@ -51,8 +51,9 @@ ROWS = [
     ("eviction", "runner pod evicted mid-run", "resumes, no finished step re-run", "re-runs"),
     ("watch-silent", "every open connection of the operator dies silently (its watches with them)",
      "the watches are re-opened; an execution created meanwhile runs", "time to run it"),
-    ("watch-refused", "a watch cannot be re-opened (403 after an API server restart)",
-     "the operator lives; /healthz red naming it; heals once allowed", "time to red, to healed"),
+    ("watch-refused", "a watch cannot be re-opened (403 after an API server restart); meanwhile a runner pod is "
+     "deleted, and no DELETED event can tell", "the operator lives; /healthz red naming it; heals once allowed; "
+     "the next listing proves the pod gone: its execution resumes and succeeds", "time to red, to healed"),
 ]
 # On the real node the faults are its own: the kubelet and containerd die with their containers.
 REAL_FAULTS = {"node-killed": "the node killed (kubelet, containerd, shims and containers, -9), then cancel"}

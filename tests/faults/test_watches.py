@@ -14,7 +14,7 @@ import time
 import pytest
 from fluxtest import policies
 from fluxtest import TERMINAL, manifest, wait_for
-from fluxtest.faults import OPERATOR_NAMESPACE, OPERATOR_RULES, health, log_tail, operator_account
+from fluxtest.faults import OPERATOR_NAMESPACE, OPERATOR_RULES, counted, health, log_tail, operator_account
 from kubernetes import client
 from localcluster.faults import BlackholeProxy
 
@@ -60,7 +60,10 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     """The operator runs as a ServiceAccount; `watch` on Executions is taken from it and the API server
     restarts, so the stream must be opened again and is refused (403). Before, kopf's watcher task died and
     took the whole operator down; now the operator lives, restarts the watch with backoff, turns /healthz
-    red naming it, and once `watch` is granted again is green and runs what is created."""
+    red naming it, and once `watch` is granted again is green and runs what is created. `watch` on pods goes
+    too, and a running execution's runner pod is deleted meanwhile: no DELETED event can reach the operator,
+    only its next listing, which no longer holds the pod (listings.py). The execution must resume in a new pod
+    and succeed; a store that kept the pod would keep it Running for good."""
     named = policies.also_operators(kubectl, f"system:serviceaccount:{namespace}:weak-watcher")  # TenancyPolicy
     named.__enter__()
     request.addfinalizer(lambda: named.__exit__(None, None, None))
@@ -69,15 +72,21 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     lease_rights(rbac, namespace, "weak-watcher", request)
     op = operators.start(env={**kube_env, "KUBECONFIG": str(kubeconfig)})
     fx.create(manifest("before", "flux_examples.quick:main"))
+    fx.create(counted("orphaned", steps=40, seconds=1))
     assert fx.wait_phase("before", *TERMINAL, timeout=90)["phase"] == "Succeeded"
+    fx.wait_step("orphaned", steps=1, timeout=90)
+    runner_uid = fx.pod("orphaned").metadata.uid
 
     rules = OPERATOR_RULES
-    no_watch = [{**r, "verbs": [v for v in r["verbs"] if v != "watch"]} if r["resources"] == ["executions"] else r
-                for r in rules]
+    no_watch = [{**r, "verbs": [v for v in r["verbs"] if v != "watch"]} if r["resources"] in (["executions"], ["pods"])
+                else r for r in rules]
     rbac.patch_namespaced_role("weak-watcher", namespace, {"rules": no_watch})
     faults.restart("kube-apiserver", sig=signal.SIGTERM, kill_after=5)
     back = time.monotonic()
     created_once_admitted(fx, manifest("meanwhile", "flux_examples.quick:main"))
+    core = client.CoreV1Api(api)
+    core.delete_namespaced_pod("orphaned-runner", namespace, grace_period_seconds=0,
+                               body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=runner_uid)))
 
     def red():
         assert op.proc.poll() is None, f"the operator died: {log_tail(op)}"
@@ -96,13 +105,19 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     fx.create(manifest("after", "flux_examples.quick:main"))
     after = fx.wait_phase("after", *TERMINAL, timeout=60)
     meanwhile = fx.status("meanwhile").get("phase")
+    orphaned = fx.wait_phase("orphaned", *TERMINAL, timeout=120)
+    new_pod = fx.pod("orphaned")
     result.figure(f"operator alive; /healthz red {red_after:.0f} s after the API server came back refusing the "
                   f"watch, green {healed:.0f} s after `watch` was granted again; a new execution then "
                   f"{after['phase']}")
     result.note(f"/healthz said: {report['problems']['watches'][:200]}")
     result.note(f"an execution created while the watch was refused: {meanwhile} (each restart lists again, "
                 f"and listing was still allowed)")
+    result.note(f"a runner pod deleted while `watch` on pods was refused: its execution {orphaned.get('phase')}, "
+                f"resumes {orphaned.get('resumes')}, events {fx.events('orphaned')}")
     assert after["phase"] == "Succeeded", after
+    assert orphaned["phase"] == "Succeeded" and orphaned.get("resumes") == 1, (orphaned, log_tail(op, 1500))
+    assert new_pod is None or new_pod.metadata.uid != runner_uid
     assert op.proc.poll() is None
 
 
