@@ -9,13 +9,16 @@ runner, a deleted child would keep its parent waiting, a deleted Schedule would 
 `install()` wraps kopf's listing (fetching.fetch_objs) to note which objects a complete listing held and at
 which resourceVersion, and its stream (watching.infinite_watch) to hand kopf, just before the listing's end
 (Bookmark.LISTED), a DELETED event for every object a store holds for that stream that the listing did not
-have, carrying the store's copy, so the usual handlers forget it. Only objects no newer than the listing are
-forgotten: one the operator's own create stored after the listing's snapshot is kept. A listing cut short
-forgets nothing.
+have, carrying a copy of the store's, so the usual handlers forget it. Only objects no newer than the listing
+are forgotten: one the operator's own create stored after the listing's snapshot is kept. A listing cut short
+forgets nothing. For REFUTED_FOR after it, `refuted()` also tells the stores that a copy arriving late (a
+write's answer, an event kopf had queued) is of an object the listing proved gone. kopf's `initial_streaming`
+(a watch that lists) never calls fetch_objs: it must stay off (handlers.configure leaves kopf's default).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +31,11 @@ from flux_operator.watches import stream_key
 # What a store holds for a stream: its objects in that namespace (all, for None), each with at least
 # apiVersion, kind and metadata (name, namespace, uid, resourceVersion, and the labels kopf filters on).
 Held = Callable[[str | None], Iterable[dict[str, Any]]]
+Kind = tuple[str, str]  # (API group, plural): "" is the core group
 
-_stores: dict[str, Held] = {}  # by plural
+REFUTED_FOR = 120.0  # seconds a listing still refutes late copies: far longer than an answer or a queue lags
+
+_stores: dict[Kind, Held] = {}
 
 
 @dataclass
@@ -37,44 +43,57 @@ class Listing:
     version: str = ""
     uids: set[str] = field(default_factory=set)
 
+    def proves_gone(self, meta: dict[str, Any]) -> bool:
+        """Whether an object (its metadata) was gone when this listing was taken: not in it, and no newer than
+        it. An unreadable version proves nothing; a newer one was written after the listing's snapshot."""
+        uid, version, listed = meta.get("uid"), _number(meta.get("resourceVersion")), _number(self.version)
+        return bool(uid) and uid not in self.uids and version is not None and listed is not None and \
+            version <= listed  # etcd's versions compare as integers
+
 
 _complete: dict[str, Listing] = {}  # by stream key: the last complete listing, until its end is streamed
+_recent: dict[tuple[Kind, str | None], tuple[float, Listing]] = {}  # by kind and stream namespace
 
 
-def track(plural: str, held: Held) -> None:
-    """Forget what `held` returns for a stream of `plural` once a listing of it lacks it."""
-    _stores[plural] = held
+def track(group: str, plural: str, held: Held) -> None:
+    """Forget what `held` returns for a stream of that kind once a listing of it lacks it."""
+    _stores[(group, plural)] = held
 
 
 def untrack_all() -> None:
     _stores.clear()
     _complete.clear()
+    _recent.clear()
 
 
 def gone_from(held: Iterable[dict[str, Any]], listing: Listing) -> list[dict[str, Any]]:
-    """The objects held that the listing proves gone: not in it, and no newer than it. An unreadable version
-    proves nothing (kept); a newer one was stored after the listing's snapshot (kept)."""
-    gone = []
-    for raw in held:
-        meta = raw.get("metadata") or {}
-        uid, version = meta.get("uid"), meta.get("resourceVersion")
-        if not uid or uid in listing.uids:
-            continue
-        if _number(version) is not None and _number(listing.version) is not None and \
-                _number(version) <= _number(listing.version):  # etcd's versions compare as integers
-            gone.append(raw)
-    return gone
+    """Copies of the objects held that the listing proves gone."""
+    return [dict(raw) for raw in held if listing.proves_gone(raw.get("metadata") or {})]
+
+
+def refuted(group: str, plural: str, raw: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> bool:
+    """Whether a recent listing of that kind (of the object's namespace, or of all) proves this copy gone:
+    a store must not take it back. Read from any thread; a dict's get is atomic."""
+    meta = raw.get("metadata") or {}
+    for namespace in (meta.get("namespace"), None):
+        entry = _recent.get(((group, plural), namespace))
+        if entry is not None and clock() - entry[0] < REFUTED_FOR and entry[1].proves_gone(meta):
+            return True
+    return False
 
 
 def _number(version: Any) -> int | None:
     return int(version) if isinstance(version, str) and version.isdigit() else None
 
 
+def _kind(resource: Any) -> Kind:
+    return getattr(resource, "group", ""), getattr(resource, "plural", "")
+
+
 def _noting(fetch_objs: Callable[..., AsyncIterator[Any]]):
     async def fetch(**kwargs: Any) -> AsyncIterator[Any]:
         resource = kwargs.get("resource")
-        plural = getattr(resource, "plural", None)
-        if plural not in _stores:
+        if _kind(resource) not in _stores:
             async for page in fetch_objs(**kwargs):
                 yield page
             return
@@ -92,9 +111,11 @@ def _noting(fetch_objs: Callable[..., AsyncIterator[Any]]):
 def _forgetting(infinite_watch: Callable[..., AsyncIterator[Any]]):
     async def watch(**kwargs: Any) -> AsyncIterator[Any]:
         resource, namespace = kwargs.get("resource"), kwargs.get("namespace")
-        key, held = stream_key(resource, namespace), _stores.get(getattr(resource, "plural", ""))
+        key, kind = stream_key(resource, namespace), _kind(resource)
         async for item in infinite_watch(**kwargs):
+            held = _stores.get(kind)
             if item is kopf_watching.Bookmark.LISTED and held is not None and (listing := _complete.pop(key, None)):
+                _recent[(kind, namespace)] = (time.monotonic(), listing)
                 for raw in gone_from(held(namespace), listing):
                     yield {"type": "DELETED", "object": raw}
             yield item
@@ -106,9 +127,14 @@ _installed: list[bool] = []
 
 
 def install() -> None:
-    """Before kopf starts; once (again is a no-op)."""
+    """Before kopf starts; once (again is a no-op). kopf is pinned: tests/operator/test_listings.py runs kopf's
+    own watcher through this."""
     if _installed:
         return
-    kopf_fetching.fetch_objs = _noting(kopf_fetching.fetch_objs)
-    kopf_watching.infinite_watch = _forgetting(kopf_watching.infinite_watch)
+    fetch_objs, infinite_watch = getattr(kopf_fetching, "fetch_objs", None), getattr(kopf_watching, "infinite_watch", None)
+    if not callable(fetch_objs) or not callable(infinite_watch) or not hasattr(kopf_watching.Bookmark, "LISTED"):
+        raise RuntimeError("kopf changed: its fetch_objs, infinite_watch or Bookmark.LISTED is gone; see "
+                           "flux_operator/listings.py")
+    kopf_fetching.fetch_objs = _noting(fetch_objs)
+    kopf_watching.infinite_watch = _forgetting(infinite_watch)
     _installed.append(True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 import pydantic
-from flux_api import PLURAL, logfields
+from flux_api import GROUP, PLURAL, logfields
 from flux_api.tenancy import TenancyLimits
 from flux_api.types import PodTemplate
 
@@ -278,10 +278,11 @@ def main(argv: list[str] | None = None) -> None:
     boundary.quiet_when(runtime.world.progress_only)  # checkpoint progress never reaches kopf's handling
     watches.install(runtime.watches)  # a watch that stops is restarted, or /healthz says so
     listings.install()  # what a listing after a gap lacks is forgotten: a DELETE missed meanwhile
-    listings.track(PLURAL, functools.partial(runtime.world.held, PLURAL))
-    listings.track("pods", functools.partial(runtime.world.held, "pods"))
-    listings.track(SCHEDULE_PLURAL, runtime.schedules.held)
-    listings.track(LIMIT_PLURAL, runtime.limits.held)
+    listings.track(GROUP, PLURAL, functools.partial(runtime.world.held, PLURAL))
+    listings.track("", "pods", functools.partial(runtime.world.held, "pods"))
+    listings.track(GROUP, SCHEDULE_PLURAL, runtime.schedules.held)
+    listings.track(GROUP, LIMIT_PLURAL, runtime.limits.held)
+    runtime.world.refute_with(listings.refuted)  # nor does a late copy bring one back
     if not args.namespaces:
         handlers.watch_namespaces()  # label mode: which namespaces opted in
     logging.getLogger("flux_operator").info(

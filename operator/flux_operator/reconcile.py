@@ -237,9 +237,9 @@ class Reconciler:
             case machine.DeletePod(name=pod, grace_seconds=grace, uid=uid):
                 answer = self.api.delete_pod(ns, pod, grace, uid or None)
                 if answer is None:
-                    # Already gone: a watch that broke (an API server restart) can miss a deletion,
-                    # and a re-list never reports one. The delete's answer is news: take it.
-                    self.world.pod_gone({"metadata": {"name": pod, "namespace": ns,
+                    # Already gone: a watch that broke (an API server restart) can miss a deletion, which
+                    # only its next listing proves (listings.py). The delete's answer is news: take it now.
+                    self.world.pod_gone({"metadata": {"name": pod, "namespace": ns, "uid": uid or None,
                                                       "labels": {EXECUTION_LABEL: name}}})
                 elif answer.get("kind") == "Pod":
                     # Terminating now: a decision made before the watch says so must not signal it again.

@@ -82,7 +82,7 @@ class ScheduleStore:
     def held(self, namespace: str | None) -> list[dict[str, Any]]:
         """The Schedules held in `namespace` (all for None): listings.py forgets those a listing lacks."""
         with self._lock:
-            return [raw for key, raw in self._raw.items() if namespace in (None, key[0])]
+            return [dict(raw) for key, raw in self._raw.items() if namespace in (None, key[0])]
 
 
 TEMPLATE = "spec.executionTemplate"

@@ -10,14 +10,14 @@ so its own next decision never sees its past.
 from __future__ import annotations
 
 import threading
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pydantic
-from flux_api import EXECUTION_LABEL, PARENT_LABEL, TERMINAL_PHASES, Execution
+from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, TERMINAL_PHASES, Execution
 from flux_api.names import SCHEDULE_LABEL, tree_root
 
 from flux_operator.execution.actions import PodView
@@ -60,11 +60,18 @@ class World:
         # Names by namespace: what one namespace asks for costs its own size, not the cluster's.
         self._names: dict[str, set[str]] = {}
         self._trees = Trees()
+        self._refuted: Callable[[str, str, dict[str, Any]], bool] = lambda group, plural, raw: False
+
+    def refute_with(self, refuted: Callable[[str, str, dict[str, Any]], bool]) -> None:
+        """`refuted(group, plural, raw)`: a recent listing proves that copy gone (listings.refuted)."""
+        self._refuted = refuted
 
     # --- fed by the watches and by the operator's own writes ----------------------------------
 
     def execution_seen(self, raw: dict[str, Any]) -> list[Key]:
         """Stores the object; returns the keys to reconcile (it, and its parent if it has one)."""
+        if self._refuted(GROUP, PLURAL, raw):
+            return []  # a late copy (a write's answer, a queued event) of an execution since deleted
         trimmed = trim_execution(raw)
         meta = trimmed["metadata"]
         key = (meta.get("namespace", ""), meta.get("name", ""))
@@ -159,7 +166,7 @@ class World:
         """Stores the pod unless the World holds a newer version of it. `held_only`: only a pod it still holds
         under that uid (a delete's late answer must not bring back a pod whose DELETED event came first)."""
         key = _pod_key(raw)
-        if key is not None:
+        if key is not None and not self._refuted("", "pods", raw):
             view = pod_view(raw)
             with self._lock:
                 old = self._pods.get(key, {}).get(view.name)
@@ -189,7 +196,7 @@ class World:
         a listing: an execution as stored, a pod as much of it as its DELETED event needs."""
         with self._lock:
             if kind == "executions":
-                return [raw for key, raw in self._executions.items() if namespace in (None, key[0])]
+                return [dict(raw) for key, raw in self._executions.items() if namespace in (None, key[0])]
             return [{"apiVersion": "v1", "kind": "Pod", "metadata": {
                 "name": view.name, "namespace": key[0], "uid": view.uid, "resourceVersion": view.resource_version,
                 "labels": {EXECUTION_LABEL: key[1]}}}

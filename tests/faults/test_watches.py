@@ -72,7 +72,7 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     lease_rights(rbac, namespace, "weak-watcher", request)
     op = operators.start(env={**kube_env, "KUBECONFIG": str(kubeconfig)})
     fx.create(manifest("before", "flux_examples.quick:main"))
-    fx.create(counted("orphaned", steps=40, seconds=1))
+    fx.create(counted("orphaned", steps=90, seconds=1))  # still running well after the restart below
     assert fx.wait_phase("before", *TERMINAL, timeout=90)["phase"] == "Succeeded"
     fx.wait_step("orphaned", steps=1, timeout=90)
     runner_uid = fx.pod("orphaned").metadata.uid
@@ -85,6 +85,7 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     back = time.monotonic()
     created_once_admitted(fx, manifest("meanwhile", "flux_examples.quick:main"))
     core = client.CoreV1Api(api)
+    assert fx.phase("orphaned") == "Running" and fx.pod("orphaned").status.phase == "Running"
     core.delete_namespaced_pod("orphaned-runner", namespace, grace_period_seconds=0,
                                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=runner_uid)))
 
@@ -105,8 +106,7 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
     fx.create(manifest("after", "flux_examples.quick:main"))
     after = fx.wait_phase("after", *TERMINAL, timeout=60)
     meanwhile = fx.status("meanwhile").get("phase")
-    orphaned = fx.wait_phase("orphaned", *TERMINAL, timeout=120)
-    new_pod = fx.pod("orphaned")
+    orphaned = fx.wait_phase("orphaned", *TERMINAL, timeout=150)
     result.figure(f"operator alive; /healthz red {red_after:.0f} s after the API server came back refusing the "
                   f"watch, green {healed:.0f} s after `watch` was granted again; a new execution then "
                   f"{after['phase']}")
@@ -117,7 +117,6 @@ def test_a_watch_that_cannot_be_reopened_turns_health_red_and_heals(fx, operator
                 f"resumes {orphaned.get('resumes')}, events {fx.events('orphaned')}")
     assert after["phase"] == "Succeeded", after
     assert orphaned["phase"] == "Succeeded" and orphaned.get("resumes") == 1, (orphaned, log_tail(op, 1500))
-    assert new_pod is None or new_pod.metadata.uid != runner_uid
     assert op.proc.poll() is None
 
 
