@@ -18,6 +18,7 @@ from flux_api import GROUP, PLURAL
 from flux_api.names import SCHEDULE_PLURAL
 from kubernetes import client
 from localcluster.kube import api_client
+from localcluster.probes import wait_for
 
 from fluxtest.executions import Executions, Schedules
 
@@ -35,6 +36,24 @@ def grant(api: client.ApiClient, namespace: str, user: str, rules: list[dict], n
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+    # The API server's authorizer learns of a binding from its own watch, a moment later: an attack made at
+    # once could be refused by RBAC, not by what the test means to show refusing it.
+    wait_for(lambda: granted(api, namespace, user, rules), timeout=30, interval=0.1, what=f"{user}'s new rights")
+
+
+def granted(api: client.ApiClient, namespace: str, user: str, rules: list[dict]) -> bool:
+    """Whether the API server's authorizer already allows `user` the first verb of each rule's first resource."""
+    authz = client.AuthorizationV1Api(api)
+    for rule in rules:
+        resource, _, subresource = rule["resources"][0].partition("/")
+        names = rule.get("resourceNames") or [""]
+        attributes = client.V1ResourceAttributes(namespace=namespace, verb=rule["verbs"][0], group=rule["apiGroups"][0],
+                                                 resource=resource, subresource=subresource or None, name=names[0] or None)
+        review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(user=user,
+                                                                                    resource_attributes=attributes))
+        if not authz.create_subject_access_review(review).status.allowed:
+            return False
+    return True
 
 
 def execution_rules(verbs: tuple[str, ...] = TENANT_VERBS, schedules: bool = False) -> list[dict]:
