@@ -35,7 +35,8 @@ case $FLUX_NODE in
     # The example workflow image: the runner image plus flux_examples (hack/build-images.sh).
     export FLUX_RUNNER_IMAGE=localhost/flux-examples:dev
     # One real kubelet per machine (its device-plugin directory is fixed): say so rather than fail later.
-    ! pgrep -x kubelet >/dev/null || [[ -f $FLUX_CLUSTER_DIR/state.json ]] ||
+    # Read from /proc, as the host-clean guard does: no procps needed, and no silent pass without it.
+    ! grep -qxs kubelet /proc/[0-9]*/comm || [[ -f $FLUX_CLUSTER_DIR/state.json ]] ||
       die "another real node runs on this machine (a kubelet is running): take it down, or run 'make demo FLUX_NODE=process'"
     hack/node-deps.sh # the Debian packages the node and the image build need (when missing)
     ;;
