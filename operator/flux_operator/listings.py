@@ -52,6 +52,7 @@ class Listing:
 
 
 _complete: dict[str, Listing] = {}  # by stream key: the last complete listing, until its end is streamed
+_forgotten: dict[str, int] = {}  # by stream key: objects a listing proved deleted unseen (flux_watch_unseen_deletions)
 _recent: dict[tuple[Kind, str | None], tuple[float, Listing]] = {}  # by kind and stream namespace
 
 
@@ -60,8 +61,14 @@ def track(group: str, plural: str, held: Held) -> None:
     _stores[(group, plural)] = held
 
 
+def forgotten() -> dict[str, int]:
+    """Objects each stream's listings proved deleted unseen (a DELETED event the watch never brought)."""
+    return dict(_forgotten)
+
+
 def untrack_all() -> None:
     _stores.clear()
+    _forgotten.clear()
     _complete.clear()
     _recent.clear()
 
@@ -117,6 +124,7 @@ def _forgetting(infinite_watch: Callable[..., AsyncIterator[Any]]):
             if item is kopf_watching.Bookmark.LISTED and held is not None and (listing := _complete.pop(key, None)):
                 _recent[(kind, namespace)] = (time.monotonic(), listing)
                 for raw in gone_from(held(namespace), listing):
+                    _forgotten[key] = _forgotten.get(key, 0) + 1
                     yield {"type": "DELETED", "object": raw}
             yield item
 

@@ -124,7 +124,14 @@ class Metrics:
 
     def watch_restarts(self, restarts: Callable[[], dict[str, int]]) -> None:
         """flux_watch_restarts{stream}: kopf watchers restarted after they failed, ended or fell silent."""
-        self.registry.register(_WatchRestartCollector(restarts))
+        self.registry.register(_StreamCounter("flux_watch_restarts", "Watch streams restarted after they failed, "
+                                              "ended or fell silent, by stream (resource@namespace).", restarts))
+
+    def watch_unseen_deletions(self, forgotten: Callable[[], dict[str, int]]) -> None:
+        """flux_watch_unseen_deletions{stream}: objects a new listing proved deleted with no DELETED event."""
+        self.registry.register(_StreamCounter("flux_watch_unseen_deletions", "Objects a stream's new listing proved "
+                                              "deleted while no watch was open (no DELETED event came), by stream "
+                                              "(resource@namespace).", forgotten))
 
     def watch_limits(self, shown: Callable[[], list[LimitShown]]) -> None:
         """flux_limit_max, flux_limit_active, flux_limit_queued {limit="namespace/name"}: each ConcurrencyLimit as
@@ -188,13 +195,12 @@ def _version() -> str:
         return "unknown"
 
 
-class _WatchRestartCollector(Collector):
-    def __init__(self, restarts: Callable[[], dict[str, int]]) -> None:
-        self.restarts = restarts
+class _StreamCounter(Collector):
+    def __init__(self, name: str, documentation: str, counts: Callable[[], dict[str, int]]) -> None:
+        self.name, self.documentation, self.counts = name, documentation, counts
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("flux_watch_restarts", "Watch streams restarted after they failed, ended or "
-                                     "fell silent, by stream (resource@namespace).", labels=["stream"])
-        for stream, count in sorted(self.restarts().items()):
+        family = CounterMetricFamily(self.name, self.documentation, labels=["stream"])
+        for stream, count in sorted(self.counts().items()):
             family.add_metric([stream], count)
         yield family

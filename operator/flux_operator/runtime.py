@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from flux_api import GROUP, VERSION
 from flux_api.timefmt import utcnow
 
-from flux_operator import boundary, memory
+from flux_operator import boundary, listings, memory
 from flux_operator.admission_check import policy_problems
 from flux_operator.builders import RunnerSettings
 from flux_operator.controller import Controller
@@ -126,6 +126,7 @@ class Runtime:
         self.metrics.leader.set_function(lambda: 1 if self.health.leading() else 0)
         self.metrics.watch_phases(self.world.phase_counts)
         self.metrics.watch_restarts(self.watches.restarts)
+        self.metrics.watch_unseen_deletions(listings.forgotten)
         self.metrics.watch_limits(lambda: self.limits.shown(self.namespaces.served))
         self.metrics.watch_queue("execution", self.queue.stats)
         self.metrics.watch_queue("schedule", self.schedule_queue.stats)

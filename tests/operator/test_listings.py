@@ -129,6 +129,7 @@ def test_kopfs_watcher_hears_a_deleted_event_for_what_the_listing_after_a_410_la
         assert ("DELETED", "b") in processed, processed
         assert [event for event in processed if event[0] == "DELETED"] == [("DELETED", "b")], processed
         assert sorted(name for _, name in world.keys()) == ["a", "made-after"]
+        assert listings.forgotten() == {"executions@ns": 1}, "flux_watch_unseen_deletions{stream}"
         # A late copy of b (a write's answer, an event kopf had queued) does not bring it back; a copy of a
         # successor under the same name, or one newer than the listing, is news.
         assert world.execution_seen(execution("b", "15")) == [] and not world.has(("ns", "b"))
