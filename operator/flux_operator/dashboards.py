@@ -64,6 +64,8 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
               (f"sum(rate({m('flux_api_throttled_seconds_total')}[5m]))", "seconds waited per second")),
         panel("Watch restarts (1h)", (f"sum by (stream) (increase({m('flux_watch_restarts_total')}[1h]))",
                                       "{{stream}}")),
+        panel("Watch events received", (f"sum by (stream) (rate({m('flux_watch_events_total')}[5m]))", "{{stream}}"),
+              unit="ops"),
         panel("Deletions no watch event told of (1h)",
               (f"sum by (stream) (increase({m('flux_watch_unseen_deletions_total')}[1h]))", "{{stream}}")),
         panel("Memory", (f"max by (pod) ({m('process_resident_memory_bytes')})", "{{pod}}"), unit="bytes"),

@@ -67,11 +67,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # The initial listing in pages: a cold start holds at most this many objects' text at once, not every
     # object of the cluster (each up to the API server's ~1.5 MB limit).
     settings.watching.chunk_size = LIST_CHUNK
+    pods_served_only(settings)
     # kopf keeps a worker task (and its queue) per object until it has been idle this long: 5 s by
     # default, so a burst of thousands of objects holds thousands of them. Our handlers only store and
     # enqueue, so a short wait loses nothing.
     settings.batching.idle_timeout = 1.0
     memo.runtime.start()
+
+
+def pods_served_only(settings: kopf.OperatorSettings) -> None:
+    """Runner pods only, chosen by the API server: kopf filters a handler's `labels=` in the client, so every
+    other pod of the cluster (any tenant's churn) would reach the operator, to be decoded and dropped."""
+    settings.watching.label_selectors["v1", "pods"] = EXECUTION_LABEL
 
 
 @kopf.on.cleanup()

@@ -139,7 +139,8 @@ def install() -> None:
     own watcher through this."""
     if _installed:
         return
-    fetch_objs, infinite_watch = getattr(kopf_fetching, "fetch_objs", None), getattr(kopf_watching, "infinite_watch", None)
+    fetch_objs = getattr(kopf_fetching, "fetch_objs", None)
+    infinite_watch = getattr(kopf_watching, "infinite_watch", None)
     if not callable(fetch_objs) or not callable(infinite_watch) or not hasattr(kopf_watching.Bookmark, "LISTED"):
         raise RuntimeError("kopf changed: its fetch_objs, infinite_watch or Bookmark.LISTED is gone; see "
                            "flux_operator/listings.py")

@@ -127,6 +127,12 @@ class Metrics:
         self.registry.register(_StreamCounter("flux_watch_restarts", "Watch streams restarted after they failed, "
                                               "ended or fell silent, by stream (resource@namespace).", restarts))
 
+    def watch_events(self, heard: Callable[[], dict[str, int]]) -> None:
+        """flux_watch_events{stream}: what each watch brought the operator, every object it decodes."""
+        self.registry.register(_StreamCounter("flux_watch_events", "Watch events the operator received (a "
+                                              "listing's objects and bookmarks included), by stream "
+                                              "(resource@namespace).", heard))
+
     def watch_unseen_deletions(self, forgotten: Callable[[], dict[str, int]]) -> None:
         """flux_watch_unseen_deletions{stream}: objects a new listing proved deleted with no DELETED event."""
         self.registry.register(_StreamCounter("flux_watch_unseen_deletions", "Objects a stream's new listing proved "

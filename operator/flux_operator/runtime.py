@@ -127,6 +127,7 @@ class Runtime:
         self.metrics.watch_phases(self.world.phase_counts)
         self.metrics.watch_restarts(self.watches.restarts)
         self.metrics.watch_unseen_deletions(listings.forgotten)
+        self.metrics.watch_events(self.watches.heard)
         self.metrics.watch_limits(lambda: self.limits.shown(self.namespaces.served))
         self.metrics.watch_queue("execution", self.queue.stats)
         self.metrics.watch_queue("schedule", self.schedule_queue.stats)

@@ -57,17 +57,26 @@ class WatchMonitor:
         self.clock, self.silent_after, self.failing_after = clock, silent_after, failing_after
         self.recovered_after = recovered_after
         self._streams: dict[str, Stream] = {}
+        self._heard: dict[str, int] = {}  # by stream, never reset: flux_watch_events
         self._lock = threading.Lock()
 
     def started(self, key: str) -> None:
         with self._lock:
             self._streams.setdefault(key, Stream(life=self.clock()))
 
-    def alive(self, key: str) -> None:
+    def alive(self, key: str, heard: int = 0) -> None:
+        """A sign of life; `heard`: how many objects or bookmarks it brought (an end of a listing brings none)."""
         with self._lock:
             stream = self._streams.get(key)
             if stream is not None:
                 stream.life = self.clock()
+            if heard:
+                self._heard[key] = self._heard.get(key, 0) + heard
+
+    def heard(self) -> dict[str, int]:
+        """Watch events (a listing's objects and bookmarks included) each stream has brought so far."""
+        with self._lock:
+            return dict(self._heard)
 
     def failed(self, key: str, error: str) -> None:
         with self._lock:
@@ -163,7 +172,7 @@ def _recording(infinite_watch: Callable[..., AsyncIterator[Any]]):
     async def watch(**kwargs: Any) -> AsyncIterator[Any]:
         key = stream_key(kwargs.get("resource"), kwargs.get("namespace"))
         async for item in infinite_watch(**kwargs):
-            _monitor.alive(key)  # every event, bookmark and end of a listing is a sign of life
+            _monitor.alive(key, isinstance(item, dict))  # every event, bookmark and end of a listing is a sign of life
             yield item
 
     return watch

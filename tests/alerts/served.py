@@ -20,6 +20,7 @@ def served() -> dict[str, set[str]]:
     metrics.watch_phases(lambda: {})
     metrics.watch_restarts(lambda: {"executions@a": 1})
     metrics.watch_unseen_deletions(lambda: {"pods@a": 1})
+    metrics.watch_events(lambda: {"pods@a": 1})
     metrics.watch_queue("execution", lambda: QueueStats(1, 1, 1))
     metrics.watch_oldest(lambda: 1.0, lambda: 1.0, lambda: 1.0)
     metrics.watch_limits(lambda: [LimitShown("ns", "etl", 2, 1, 1)])

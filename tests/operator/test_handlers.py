@@ -9,6 +9,7 @@ import pytest
 from flux_operator import handlers
 from flux_operator.namespaces import Namespaces
 from flux_operator.schedule_shell import ScheduleStore
+from kopf._cogs.structs import references
 from tests.operator.builders import deliver, memo
 
 pytestmark = pytest.mark.unit
@@ -181,3 +182,13 @@ def test_a_burst_of_freed_slots_is_one_pass_down_the_line() -> None:
     m.runtime.wakes.to_wake = lambda namespace, now: passes.append(namespace) or []
     m.runtime.wakes.run_once()
     assert passes == ["ns"], "a pass a freeing event"
+
+
+def test_the_operator_asks_the_api_server_for_runner_pods_only() -> None:
+    settings = kopf.OperatorSettings()
+    handlers.pods_served_only(settings)
+    selectors = settings.watching.label_selectors
+    assert selectors.collect(references.Resource("", "v1", "pods")) == ["workflows.flux.dev/execution"]
+    for other in (references.Resource("workflows.flux.dev", "v1alpha1", "executions"),
+                  references.Resource("", "v1", "namespaces")):
+        assert selectors.collect(other) == []

@@ -87,7 +87,7 @@ async def api_server(listings_served: list[int], over: asyncio.Event):
 
 
 def test_kopfs_watcher_hears_a_deleted_event_for_what_the_listing_after_a_410_lacks() -> None:
-    world = World()
+    world, monitor = World(), watches.WatchMonitor()
     world.execution_seen(execution("made-after", "25"))  # a create's answer, newer than the second listing
 
     async def scenario() -> list[tuple[str, str]]:
@@ -104,7 +104,7 @@ def test_kopfs_watcher_hears_a_deleted_event_for_what_the_listing_after_a_410_la
             processed.append((raw_event["type"], raw["metadata"]["name"]))
             world.execution_gone(raw) if raw_event["type"] == "DELETED" else world.execution_seen(raw)
 
-        watches.install(watches.WatchMonitor())
+        watches.install(monitor)
         boundary.install()
         listings.install()
         listings.track("workflows.flux.dev", "executions", lambda namespace: world.held("executions", namespace))
@@ -130,6 +130,7 @@ def test_kopfs_watcher_hears_a_deleted_event_for_what_the_listing_after_a_410_la
         assert [event for event in processed if event[0] == "DELETED"] == [("DELETED", "b")], processed
         assert sorted(name for _, name in world.keys()) == ["a", "made-after"]
         assert listings.forgotten() == {"executions@ns": 1}, "flux_watch_unseen_deletions{stream}"
+        assert monitor.heard() == {"executions@ns": 3}, "flux_watch_events{stream}: three listed, none made up"
         # A late copy of b (a write's answer, an event kopf had queued) does not bring it back; a copy of a
         # successor under the same name, or one newer than the listing, is news.
         assert world.execution_seen(execution("b", "15")) == [] and not world.has(("ns", "b"))
@@ -153,3 +154,4 @@ def test_a_pod_held_is_forgotten_through_its_deleted_event_but_never_its_success
     assert [p["metadata"]["uid"] for p in world.held("pods", None)] == ["u2"]
     world.pod_gone(world.held("pods", "ns")[0])
     assert world.held("pods", None) == []
+
