@@ -22,6 +22,7 @@ from kopf._cogs.clients import api as kopf_api
 from flux_operator import memory
 
 _INSTALLED = "_flux_bounded_decoding"
+QUIETED = "fluxQuieted"  # marks the bookmark that stands for a quieted event: still an event the watch brought
 _quiet: list[Callable[[dict[str, Any]], bool]] = []  # the World's progress_only, once the operator has one
 _sized: list[Callable[[int], None]] = []  # told each Execution watch event's size (flux_checkpoint_bytes)
 
@@ -43,7 +44,7 @@ def _quieted(event: Any, obj: dict[str, Any] | None) -> dict[str, Any] | None:
     if not (_quiet and obj is not None and event.get("type") == "MODIFIED" and isinstance(obj.get("metadata"), dict)
             and _quiet[0](obj)):
         return None
-    return {"type": "BOOKMARK", "object": {"apiVersion": obj.get("apiVersion"), "kind": KIND,
+    return {"type": "BOOKMARK", QUIETED: True, "object": {"apiVersion": obj.get("apiVersion"), "kind": KIND,
                                            "metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")}}}
 
 

@@ -130,7 +130,7 @@ class Metrics:
     def watch_events(self, heard: Callable[[], dict[str, int]]) -> None:
         """flux_watch_events{stream}: what each watch brought the operator, every object it decodes."""
         self.registry.register(_StreamCounter("flux_watch_events", "Watch events the operator received (a "
-                                              "listing's objects and bookmarks included), by stream "
+                                              "listing's objects included, bookmarks not), by stream "
                                               "(resource@namespace).", heard))
 
     def watch_unseen_deletions(self, forgotten: Callable[[], dict[str, int]]) -> None:

@@ -26,6 +26,8 @@ from kopf._cogs.clients import watching as kopf_watching
 from kopf._cogs.structs import references
 from kopf._core.reactor import queueing as kopf_queueing
 
+from flux_operator import boundary
+
 log = logging.getLogger("flux_operator")
 
 INACTIVITY_SECONDS = 70.0  # kopf's default: reconnect after this long without an event or a bookmark
@@ -74,7 +76,7 @@ class WatchMonitor:
                 self._heard[key] = self._heard.get(key, 0) + heard
 
     def heard(self) -> dict[str, int]:
-        """Watch events (a listing's objects and bookmarks included) each stream has brought so far."""
+        """Watch events (a listing's objects included, the API server's bookmarks not) each stream brought so far."""
         with self._lock:
             return dict(self._heard)
 
@@ -172,10 +174,16 @@ def _recording(infinite_watch: Callable[..., AsyncIterator[Any]]):
     async def watch(**kwargs: Any) -> AsyncIterator[Any]:
         key = stream_key(kwargs.get("resource"), kwargs.get("namespace"))
         async for item in infinite_watch(**kwargs):
-            _monitor.alive(key, isinstance(item, dict))  # every event, bookmark and end of a listing is a sign of life
+            _monitor.alive(key, _news(item))  # every event, bookmark and end of a listing is a sign of life
             yield item
 
     return watch
+
+
+def _news(item: Any) -> bool:
+    """An object the watch brought (a listing's, or an event's, a quieted checkpoint's too), not the API server's
+    bookmark nor the end of a listing: what flux_watch_events counts."""
+    return isinstance(item, dict) and (item.get("type") != "BOOKMARK" or bool(item.get(boundary.QUIETED)))
 
 
 _monitor = WatchMonitor()

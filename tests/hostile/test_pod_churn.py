@@ -10,7 +10,7 @@ import time
 
 import pytest
 from fluxtest import longrun, wait_for
-from fluxtest.faults import log_tail, metric
+from fluxtest.faults import health, log_tail, metric
 from fluxtest.tenancy import grant
 from kubernetes import client
 
@@ -51,8 +51,11 @@ def test_a_tenants_pod_churn_never_reaches_the_operator(api, tenant, bystander, 
     heard = wait_for(lambda: metric(op, "flux_watch_events_total", runners) - before[1] or None, timeout=10,
                      what="the bystander's runner pod events counted")
     reached = metric(op, "flux_watch_events_total", theirs) - before[0]
+    code, report = health(op)  # and the tenant's pod watch was open all along: nothing kept events away
+    restarts = metric(op, "flux_watch_restarts_total", theirs)
     result.figure(f"{PODS} pods made, changed {CHANGES} times and deleted (at least {churned} pod events): "
                   f"{reached:.0f} reached the operator; the bystander's runner pod brought {heard:.0f}, and its "
                   f"execution {done['phase']}")
     assert reached == 0, f"{reached} of the tenant's pod events reached the operator: {log_tail(op, 800)}"
     assert done["phase"] == "Succeeded", done
+    assert code == 200 and restarts == 0, (code, report, restarts)

@@ -225,3 +225,18 @@ def test_without_supervision_kopfs_watcher_task_dies_on_that_event() -> None:
 
 
 logging.getLogger("kopf").setLevel(logging.CRITICAL)
+
+
+def test_what_a_watch_brought_counts_objects_and_quieted_checkpoints_not_the_servers_bookmarks() -> None:
+    from flux_operator import boundary
+    from kopf._cogs.clients.watching import Bookmark
+    boundary.quiet_when(lambda obj: True)  # every checkpoint only progressed
+    try:
+        quieted = boundary._quieted({"type": "MODIFIED"}, {"kind": "Execution", "metadata": {"resourceVersion": "7"}})
+    finally:
+        boundary.quiet_when(None)
+    assert quieted is not None and quieted["type"] == "BOOKMARK"
+    counted = [watches._news(item) for item in (
+        {"type": None, "object": {}}, {"type": "MODIFIED", "object": {}}, {"type": "DELETED", "object": {}},
+        quieted, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "8"}}}, Bookmark.LISTED)]
+    assert counted == [True, True, True, True, False, False]
