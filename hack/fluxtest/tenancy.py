@@ -47,8 +47,9 @@ def granted(api: client.ApiClient, namespace: str, user: str, rules: list[dict])
     for rule in rules:
         resource, _, subresource = rule["resources"][0].partition("/")
         names = rule.get("resourceNames") or [""]
-        attributes = client.V1ResourceAttributes(namespace=namespace, verb=rule["verbs"][0], group=rule["apiGroups"][0],
-                                                 resource=resource, subresource=subresource or None, name=names[0] or None)
+        attributes = client.V1ResourceAttributes(namespace=namespace, verb=rule["verbs"][0],
+                                                 group=rule["apiGroups"][0], resource=resource,
+                                                 subresource=subresource or None, name=names[0] or None)
         review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(user=user,
                                                                                     resource_attributes=attributes))
         if not authz.create_subject_access_review(review).status.allowed:
