@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -278,8 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     boundary.quiet_when(runtime.world.progress_only)  # checkpoint progress never reaches kopf's handling
     watches.install(runtime.watches)  # a watch that stops is restarted, or /healthz says so
     listings.install()  # what a listing after a gap lacks is forgotten: a DELETE missed meanwhile
-    listings.track(GROUP, PLURAL, functools.partial(runtime.world.held, PLURAL))
-    listings.track("", "pods", functools.partial(runtime.world.held, "pods"))
+    listings.track(GROUP, PLURAL, runtime.world.executions_held)
+    listings.track("", "pods", runtime.world.pods_held)
     listings.track(GROUP, SCHEDULE_PLURAL, runtime.schedules.held)
     listings.track(GROUP, LIMIT_PLURAL, runtime.limits.held)
     runtime.world.refute_with(listings.refuted)  # nor does a late copy bring one back

@@ -191,12 +191,14 @@ class World:
                     self._pods.pop(key, None)
         return key
 
-    def held(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        """The executions or runner pods held, in `namespace` (all for None), as listings.py compares them with
-        a listing: an execution as stored, a pod as much of it as its DELETED event needs."""
+    def executions_held(self, namespace: str | None) -> list[dict[str, Any]]:
+        """The executions held in `namespace` (all for None), as stored: listings.py compares them with a listing."""
         with self._lock:
-            if kind == "executions":
-                return [dict(raw) for key, raw in self._executions.items() if namespace in (None, key[0])]
+            return [dict(raw) for key, raw in self._executions.items() if namespace in (None, key[0])]
+
+    def pods_held(self, namespace: str | None) -> list[dict[str, Any]]:
+        """The runner pods held in `namespace` (all for None), as much of each as its DELETED event needs."""
+        with self._lock:
             return [{"apiVersion": "v1", "kind": "Pod", "metadata": {
                 "name": view.name, "namespace": key[0], "uid": view.uid, "resourceVersion": view.resource_version,
                 "labels": {EXECUTION_LABEL: key[1]}}}

@@ -107,7 +107,7 @@ def test_kopfs_watcher_hears_a_deleted_event_for_what_the_listing_after_a_410_la
         watches.install(monitor)
         boundary.install()
         listings.install()
-        listings.track("workflows.flux.dev", "executions", lambda namespace: world.held("executions", namespace))
+        listings.track("workflows.flux.dev", "executions", world.executions_held)
         world.refute_with(listings.refuted)
         task = asyncio.create_task(queueing.watcher(settings=settings, resource=RESOURCE, namespace="ns",
                                                     processor=processor))
@@ -146,12 +146,12 @@ def test_a_pod_held_is_forgotten_through_its_deleted_event_but_never_its_success
         "name": "p", "namespace": "ns", "uid": "u1", "resourceVersion": "3",
         "labels": {"workflows.flux.dev/execution": "x"}}, "status": {"phase": "Running"}}
     world.pod_seen(pod)
-    [ghost] = world.held("pods", "ns")
-    assert world.held("pods", "other") == []
+    [ghost] = world.pods_held("ns")
+    assert world.pods_held("other") == []
     successor = {**pod, "metadata": {**pod["metadata"], "uid": "u2", "resourceVersion": "9"}}
     world.pod_seen(successor)
     world.pod_gone(ghost)  # the old one's DELETED, handled after the listing's copy of its successor
-    assert [p["metadata"]["uid"] for p in world.held("pods", None)] == ["u2"]
-    world.pod_gone(world.held("pods", "ns")[0])
-    assert world.held("pods", None) == []
+    assert [p["metadata"]["uid"] for p in world.pods_held(None)] == ["u2"]
+    world.pod_gone(world.pods_held("ns")[0])
+    assert world.pods_held(None) == []
 
