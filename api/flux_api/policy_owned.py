@@ -28,7 +28,9 @@ from flux_api.progress import PLURAL as PROGRESS_PLURAL
 NAME = "flux-operator-owned-metadata"
 RUNNER_OBJECTS_NAME = "flux-operator-owned-runner-objects"
 RUNNER_IDENTITY_NAME = "flux-runner-accounts-only-for-runners"
-RUNNER_OBJECTS = [("", "pods"), ("", "serviceaccounts"), ("rbac.authorization.k8s.io", "roles"),
+# pods/status too: its writes may change a pod's labels and annotations (not its ownerReferences), and the
+# operator finds runner pods by label.
+RUNNER_OBJECTS = [("", "pods"), ("", "pods/status"), ("", "serviceaccounts"), ("rbac.authorization.k8s.io", "roles"),
                   ("rbac.authorization.k8s.io", "rolebindings")]
 OWNED_ANNOTATIONS = (CANCELLED_BY_ANNOTATION, REPLACED_BY_ANNOTATION, SCHEDULED_AT_ANNOTATION)
 

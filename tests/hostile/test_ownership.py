@@ -4,15 +4,19 @@ The attacker is a namespace developer: besides Executions they may make ServiceA
 not write an Execution's status. Knowing the names the operator will use (`flux-runner-<execution>`,
 `<execution>-runner`) and the UID of an execution that starts later, they make those objects first, with a
 controlling ownerReference to it. The operator must never take them for its own.
+
+Nor may anyone but the operator change the labels by which it finds a runner pod, the status subresource
+(which keeps a pod's spec and ownerReferences, not its labels) included.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from flux_api import GROUP, VERSION
-from fluxtest import TERMINAL, manifest, policies
+from fluxtest import TERMINAL, longrun, manifest, policies
 from fluxtest.faults import log_tail
 from fluxtest.tenancy import can_i, execution_rules, grant
 from kubernetes import client
@@ -88,3 +92,42 @@ def test_forged_runner_objects_are_never_adopted(tenant, api, kubectl, kubeconfi
                                         f"executions: {can}")
     assert bound is None, bound
     assert can == "no", "the runner's identity must not get the forged Role's rights"
+
+
+RUNNER_LABEL = "workflows.flux.dev/execution"
+STATUS_WRITER_RULES = [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]}]
+# Through pods/status the API server keeps a pod's spec and ownerReferences, not its labels or annotations.
+STATUS_LABEL_WRITES = {"removed": {RUNNER_LABEL: None}, "changed": {RUNNER_LABEL: "another"},
+                       "added": {"workflows.flux.dev/parent": "another"}}
+
+
+@pytest.mark.threat("runner-labels-through-status", "a tenant who may also write pods/status (some platforms grant it "
+                    "for readiness gates) removes, changes or adds the operator's labels on a running runner pod "
+                    "through the status subresource, which keeps a pod's spec and ownerReferences but not its labels",
+                    "each refused by the API server, naming the label; the pod keeps its labels, and the execution "
+                    "succeeds in that one pod (a runner pod that lost its label would look deleted to the operator, "
+                    "which would start another while the first ran on)")
+@pytest.mark.timeout(150)
+def test_the_status_subresource_cannot_change_a_runner_pods_labels(tenant, api, operators, fx, result):
+    grant(api, tenant.namespace, tenant.user, STATUS_WRITER_RULES + execution_rules())
+    op = operators.start()
+    tenant.fx.create(longrun("marked", steps=16, seconds=0.5))
+    fx.wait_step("marked", timeout=90)
+    before = fx.pod("marked")
+    answers = {}
+    for what, labels in STATUS_LABEL_WRITES.items():
+        try:
+            tenant.core.patch_namespaced_pod_status("marked-runner", tenant.namespace, {"metadata": {"labels": labels}})
+            answers[what] = "admitted"
+        except ApiException as err:
+            answers[what] = f"{err.status}: {json.loads(err.body or '{}').get('message', '')}"
+    after = fx.pod("marked")
+    status = fx.wait_phase("marked", *TERMINAL, timeout=90)
+    result.figure("; ".join(f"{what}: {answer.split('denied request: ')[-1][:110]}" for what, answer in answers.items())
+                  + f"; then {status['phase']}, resumes {status.get('resumes', 0)}")
+    for what, answer in answers.items():
+        assert answer.startswith("403") and RUNNER_OBJECTS in answer, (what, answer)
+    assert "only the flux operator sets this label" in answers["removed"], answers
+    assert after.metadata.uid == before.metadata.uid and after.metadata.labels == before.metadata.labels, \
+        (before.metadata.labels, after.metadata.labels)
+    assert status["phase"] == "Succeeded" and not status.get("resumes"), (status, log_tail(op, 1500))
