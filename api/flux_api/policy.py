@@ -6,7 +6,8 @@ its checkpoint and its requests (spawnRequests, unscheduleRequest); every other 
 or added later, is the operator's. Once the phase is terminal a runner writes nothing at all. And the request
 must come from the pod the operator made and recorded (`status.runnerObjects.pod.uid`, against the pod a
 token is bound to): a name says nothing, since a namesake deleted with `--cascade=orphan` leaves its pod, token
-and Role behind for the next Execution of that name.
+and Role behind for the next Execution of that name. `flux-runner-writes-progress-only-from-its-pod` asks
+the same of its ExecutionProgress writes, short of the recorded UID: a token bound to a pod.
 
 `documents()` lists all policies with their bindings, in the order they are written to
 crds/admission-policies.yaml (and the chart's templates/, so `helm upgrade` upgrades them); the operator
@@ -32,14 +33,20 @@ from flux_api.admission import binding, resource_rules, strings, validation, var
 from flux_api.admission import policy as make_policy
 from flux_api.errors import NOT_RECORDED_YET
 from flux_api.names import GROUP, PLURAL
+from flux_api.progress import PLURAL as PROGRESS_PLURAL
 from flux_api.types import TERMINAL_PHASES, ExecutionStatus
 
 NAME = "flux-runner-writes-only-its-own-status"
+PROGRESS_NAME = "flux-runner-writes-progress-only-from-its-pod"
 # Set by the API server on a request made with a ServiceAccount token bound to a pod: that pod's UID.
 POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
 # What a runner may write. Every other status field is the operator's.
 RUNNER_OWNED = ("checkpoint", "spawnRequests", "unscheduleRequest")
 _TERMINAL = strings(sorted(TERMINAL_PHASES))
+# Runner identities only: the operator, users and controllers are not touched.
+_RUNNER_IDENTITY = {"name": "runner-identity",
+                    "expression": "request.userInfo.username.startsWith("
+                                  "'system:serviceaccount:' + request.namespace + ':flux-runner-')"}
 
 
 def operator_owned() -> list[str]:
@@ -76,17 +83,27 @@ def policy() -> dict[str, Any]:
                    "only the runner pod the operator made for this execution may write its status: this request does "
                    "not come from it"),
     ]
-    # Runner identities only: the operator, users and controllers are not touched.
-    runner = {"name": "runner-identity",
-              "expression": "request.userInfo.username.startsWith("
-                            "'system:serviceaccount:' + request.namespace + ':flux-runner-')"}
     return make_policy(NAME, resource_rules([(GROUP, f"{PLURAL}/status")], ["UPDATE"]), validations, variables,
-                       [runner], with_params=False)
+                       [_RUNNER_IDENTITY], with_params=False)
+
+
+def progress_policy() -> dict[str, Any]:
+    """A runner's ExecutionProgress names no pod to compare with, but a runner always writes from one: its token
+    is bound to its pod, which only the operator may run as that account (policy_owned.runner_identity_policy).
+    A request without a pod comes from someone acting as the account: the `edit` role may impersonate every
+    ServiceAccount of its namespace, a runner's too, though it may not add the pod the API server would."""
+    pod = f"request.userInfo.?extra.orValue({{}})[?{POD_UID_EXTRA!r}].orValue([])"
+    validations = [validation(f"size({pod}) == 1", "a runner's account writes its ExecutionProgress only from its "
+                              "runner pod (a token bound to it); acting as the account from elsewhere, as "
+                              "impersonation would, is not the runner")]
+    return make_policy(PROGRESS_NAME, resource_rules([(GROUP, f"{PROGRESS_PLURAL}/status")], ["UPDATE"]),
+                       validations, [], [_RUNNER_IDENTITY], with_params=False)
 
 
 def documents() -> list[dict[str, Any]]:
     """Every policy and binding, in order."""
-    return [policy(), binding(NAME, with_params=False), *policy_owned.documents(), *policy_tenant.documents(),
+    return [policy(), binding(NAME, with_params=False), progress_policy(), binding(PROGRESS_NAME, with_params=False),
+            *policy_owned.documents(), *policy_tenant.documents(),
             *policy_signals.documents(), *policy_cancel.documents(), *policy_runner_pod.documents(),
             *policy_operator.documents()]
 

@@ -65,8 +65,9 @@ POD_POLICIES = (policy_owned.RUNNER_OBJECTS_NAME, policy_owned.RUNNER_IDENTITY_N
 def test_everyone_but_the_operator_is_checked_and_only_pods_fail_open():
     for doc in _policies():
         name = doc["metadata"]["name"]
-        if name == policy.NAME:
-            assert "paramKind" not in doc["spec"]  # the runner policy matches runners only
+        if name in (policy.NAME, policy.PROGRESS_NAME):  # the runner's policies match runners only
+            assert "paramKind" not in doc["spec"] and doc["spec"]["failurePolicy"] == "Fail"
+            assert [c["name"] for c in doc["spec"]["matchConditions"]] == ["runner-identity"]
             continue
         if name == policy_signals.NAME:  # a forged sender is refused whoever sends it, the operator too
             assert "paramKind" not in doc["spec"] and doc["spec"]["failurePolicy"] == "Fail"

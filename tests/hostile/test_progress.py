@@ -1,6 +1,7 @@
 """An ExecutionProgress is where a runner writes its checkpoint while it runs, and what a retry and the CLI take as
-the execution's newest: no one but the operator makes one for an Execution, and what a leaked runner token writes
-there after its execution finished is not taken."""
+the execution's newest: no one but the operator makes one for an Execution, what a leaked runner token writes
+there after its execution finished is not taken, and acting as a runner's account without its pod's token
+writes nothing there."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ import time
 
 import pytest
 from flux_api import GROUP, VERSION
+from flux_api import PLURAL as EXECUTIONS
+from flux_api.policy import NAME as RUNNER_STATUS_POLICY
+from flux_api.policy import PROGRESS_NAME as RUNNER_PROGRESS_POLICY
 from flux_api.progress import KIND, PLURAL
-from fluxtest import manifest, wait_for
-from fluxtest.faults import as_runner
-from fluxtest.tenancy import grant
+from fluxtest import TERMINAL, longrun, manifest, wait_for
+from fluxtest.faults import as_runner, log_tail
+from fluxtest.identity import account_kubeconfig
+from fluxtest.tenancy import execution_rules, grant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from localcluster.kube import api_client
 
 FORGED_SEQUENCE = 2 ** 40
 
@@ -71,3 +77,46 @@ def _exists(custom: client.CustomObjectsApi, ns: str, name: str) -> bool:
             return False
         raise
     return True
+
+
+# As the `edit` role has it: impersonate any ServiceAccount of the namespace (but not add what a pod's token says).
+IMPERSONATE_ACCOUNTS = [{"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}]
+
+
+@pytest.mark.threat("impersonated-runner", "a namespace developer who may impersonate the namespace's ServiceAccounts "
+                    "(as the `edit` role grants), but not write an Execution's status, acts as its running Execution's "
+                    "runner account and writes a forged Succeeded checkpoint into its ExecutionProgress and its status",
+                    "both refused by the API server, naming the policy (no token bound to the runner pod); the "
+                    "ExecutionProgress keeps the runner's own checkpoint and the execution succeeds on its own")
+@pytest.mark.timeout(180)
+def test_acting_as_a_runners_account_writes_no_progress(api, cluster, tenant, operators, fx, tmp_path, result):
+    ns = tenant.namespace
+    kubeconfig = account_kubeconfig(api, cluster, ns, "developer", tmp_path / "developer.kubeconfig")
+    grant(api, ns, f"system:serviceaccount:{ns}:developer", execution_rules() + IMPERSONATE_ACCOUNTS)
+    op = operators.start()
+    tenant.fx.create(longrun("victim", steps=30, seconds=0.5))
+    wait_for(lambda: fx.progress("victim"), timeout=90, what="the runner's ExecutionProgress")
+    developer = api_client(kubeconfig)
+    developer.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:flux-runner-victim")
+    forged = {"status": {"checkpoint": {"state": "Succeeded", "sequence": FORGED_SEQUENCE, "stepCount": 99,
+                                        "result": "forged"}}}
+    custom, answers = client.CustomObjectsApi(developer), {}
+    try:
+        for what, plural in (("ExecutionProgress", PLURAL), ("Execution", EXECUTIONS)):
+            try:
+                custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, plural, "victim", forged)
+                answers[what] = "admitted"
+            except ApiException as err:
+                answers[what] = f"{err.status}: {json.loads(err.body or '{}').get('message', '')}"
+    finally:
+        developer.close()
+    kept = (fx.progress("victim") or {}).get("status", {}).get("checkpoint") or {}
+    done = fx.wait_phase("victim", *TERMINAL, timeout=90)
+    result.figure("; ".join(f"{what}: {answer[:150]}" for what, answer in answers.items())
+                  + f"; ExecutionProgress at sequence {kept.get('sequence')}; then {done['phase']} "
+                    f"({done.get('checkpoint', {}).get('stepCount')} steps)")
+    assert answers["ExecutionProgress"].startswith("403") and RUNNER_PROGRESS_POLICY in answers["ExecutionProgress"], \
+        answers
+    assert answers["Execution"].startswith("403") and RUNNER_STATUS_POLICY in answers["Execution"], answers
+    assert kept.get("sequence") != FORGED_SEQUENCE and kept.get("result") != "forged", kept
+    assert done["phase"] == "Succeeded" and done["checkpoint"]["result"] != "forged", (done, log_tail(op, 1500))

@@ -6,6 +6,7 @@
   - validatingadmissionpolicies
   resourceNames:
   - flux-runner-writes-only-its-own-status
+  - flux-runner-writes-progress-only-from-its-pod
   - flux-operator-owned-metadata
   - flux-operator-owned-runner-objects
   - flux-runner-accounts-only-for-runners
@@ -27,6 +28,7 @@
   - validatingadmissionpolicybindings
   resourceNames:
   - flux-runner-writes-only-its-own-status
+  - flux-runner-writes-progress-only-from-its-pod
   - flux-operator-owned-metadata
   - flux-operator-owned-runner-objects
   - flux-runner-accounts-only-for-runners
