@@ -12,7 +12,6 @@ Nor may anyone but the operator change the labels by which it finds a runner pod
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from flux_api import GROUP, VERSION
@@ -60,9 +59,9 @@ def forge(tenant, kind: str, victim: dict) -> None:
 def test_forged_runner_objects_are_never_adopted(tenant, api, kubectl, kubeconfig, operators, fx, result):
     grant(api, tenant.namespace, tenant.user, DEVELOPER_RULES + execution_rules())
     op = operators.start()
-    start = (datetime.now(timezone.utc) + timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
     kinds = {"ServiceAccount": "v-sa", "Role": "v-role", "Pod": "v-pod"}
-    victims = {kind: tenant.fx.create(manifest(name, "flux_examples.quick:main", startAt=start))
+    # Made suspended: each starts once the tenant resumes it, after the forgeries (a start time would do too).
+    victims = {kind: tenant.fx.create(manifest(name, "flux_examples.quick:main", suspend=True))
                for kind, name in kinds.items()}
     with pytest.raises(ApiException) as refused:  # the first line: the API server
         forge(tenant, "ServiceAccount", victims["ServiceAccount"])
@@ -71,6 +70,9 @@ def test_forged_runner_objects_are_never_adopted(tenant, api, kubectl, kubeconfi
     with policies.unenforced(kubectl, kubeconfig, RUNNER_OBJECTS):
         for kind, victim in victims.items():
             forge(tenant, kind, victim)
+    for name in kinds.values():
+        assert not fx.status(name).get("runnerObjects"), f"{name} started before the forgeries: {fx.status(name)}"
+        tenant.fx.patch(name, {"spec": {"suspend": False}})
     figures = []
     for kind, name in kinds.items():
         try:
