@@ -23,6 +23,7 @@ from flux_api.timefmt import now_text
 
 from flux_operator import memory
 from flux_operator.budget import RateLimiter
+from flux_operator.eventnames import sealed
 from flux_operator.kubeconfig import ClientConfig, ConfigError
 
 # (connect, read) seconds: a hung connection fails the call instead of stalling a worker forever.
@@ -89,7 +90,8 @@ def status_error(status: int, text: str, reason: str = "") -> StatusError:
 
 class KubeApi:
     def __init__(self, config: ClientConfig, limiter: RateLimiter | None = None,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None) -> None:
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None,
+                 event_key: bytes | None = None) -> None:
         self.config = config
         # One pooled client for every worker thread (httpx's sync client is safe to share); tests pass a
         # MockTransport instead of the network.
@@ -107,6 +109,7 @@ class KubeApi:
         self.on_throttled: Callable[[float], None] | None = None
         # Takes an Event the budget has no token to spare for (deferred.DeferredEvents.add); None: none deferred.
         self.defer_event: Callable[[dict[str, Any]], None] | None = None
+        self._event_key = event_key  # eventnames.sealed's key; None: asked for at the first Event
 
     @contextlib.contextmanager
     def call(self, what: str, tolerate: tuple[Failure, ...] = (), urgent: bool = False,
@@ -278,7 +281,7 @@ class KubeApi:
         now = now_text()
         body = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": name, "namespace": involved["namespace"]},
+            "metadata": {"name": sealed(name, self.event_key()), "namespace": involved["namespace"]},
             "involvedObject": involved,
             "reason": reason, "message": message[:MAX_MESSAGE], "type": type_,
             "source": {"component": "flux-operator"}, "reportingComponent": "flux-operator",
@@ -335,10 +338,23 @@ class KubeApi:
 
     def whoami(self) -> str:
         """The user name the API server knows this operator by (a SelfSubjectReview)."""
+        return str(self._user_info().get("username") or "")
+
+    def event_key(self) -> bytes:
+        """The key of the operator's Event names (eventnames.sealed): its UID, a ServiceAccount's, which every
+        replica shares. Asked for once; while it cannot be, none (the names as they were)."""
+        if self._event_key is None:
+            try:
+                self._event_key = str(self._user_info().get("uid") or "").encode()
+            except ApiFailure:
+                return b""
+        return self._event_key
+
+    def _user_info(self) -> dict[str, Any]:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
         with self.call("who am I (selfsubjectreview)"):
             review = self.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body)
-        return str(((review.get("status") or {}).get("userInfo") or {}).get("username") or "")
+        return (review.get("status") or {}).get("userInfo") or {}
 
     def allowed(self, attributes: dict[str, Any]) -> bool:
         """A SelfSubjectAccessReview: may this identity do what `attributes` describe?"""

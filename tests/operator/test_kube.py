@@ -13,6 +13,7 @@ import httpx
 import kopf
 import pytest
 from flux_operator import handlers
+from flux_operator.eventnames import sealed
 from flux_api.errors import Failure
 from flux_operator.kube import ApiFailure, KubeApi, RateLimiter, status_error
 from flux_operator.kubeconfig import ClientConfig, ConfigError, kubeconfig_path, load_client_config, parse_kubeconfig
@@ -251,7 +252,7 @@ def test_an_event_refused_because_its_namespace_is_going_is_not_a_failure() -> N
 def test_an_event_goes_at_once_with_a_spare_token_and_is_deferred_without_one() -> None:
     rec, deferred = Recorder(), []
     api = KubeApi(ClientConfig(server="https://api.test:6443", token="t"), RateLimiter(qps=0.001, burst=2),
-                  transport=httpx.MockTransport(rec))
+                  transport=httpx.MockTransport(rec), event_key=b"")
     api.defer_event = deferred.append
     assert api.emit_event({"namespace": "ns", "name": "a"}, "a.s", "Normal", "Started", "m", deferrable=True)
     assert [r.method for r in rec.requests] == ["POST"] and deferred == [], "a spare token: posted, in order"
@@ -261,6 +262,27 @@ def test_an_event_goes_at_once_with_a_spare_token_and_is_deferred_without_one() 
     assert [(e["metadata"]["name"], e["reason"], e["involvedObject"]["name"]) for e in deferred] == \
         [("b.s", "Started", "b")]
     assert deferred[0]["firstTimestamp"], "the time of the decision, not of the post"
+
+
+def test_event_names_end_in_a_hash_keyed_by_the_operators_uid_asked_for_once() -> None:
+    """A namespace user can read an object's UID, so a name made of it alone could be taken first: the operator
+    would take the Conflict for its own post and post nothing (eventnames.py)."""
+    answers = iter([status(503, "not now"), httpx.Response(201, json={"status": {"userInfo": {"uid": "u-1"}}})])
+    requests: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.url.path.endswith("/selfsubjectreviews"):
+            return next(answers)
+        return httpx.Response(201, json={"metadata": {"name": "e"}})
+    api = KubeApi(ClientConfig(server="https://api.test:6443", token="t"), transport=httpx.MockTransport(answer))
+    names = []
+    for _ in range(3):
+        api.emit_event({"namespace": "ns", "name": "a"}, "a.0123abcd.started", "Normal", "Started", "m")
+        names.append(json.loads(requests[-1].content)["metadata"]["name"])
+    assert names[0] == "a.0123abcd.started", "the UID not known yet: the name as it was, and asked again"
+    assert names[1] == names[2] == sealed("a.0123abcd.started", b"u-1") != names[0]
+    assert sum(r.url.path.endswith("/selfsubjectreviews") for r in requests) == 2, "once known, kept"
 
 
 def test_tolerated_failures_come_back_as_values() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 import pytest
+from flux_operator.eventnames import sealed
 from flux_operator.world import World, cancel_asked_at, event_name, trim_execution
 
 pytestmark = pytest.mark.unit
@@ -419,3 +421,11 @@ def test_a_container_the_kubelet_cannot_make_for_the_tenants_own_reasons_holds_n
         world.execution_seen(pending)
     assert sorted(pending_since(world.watched())) == [datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc),
                                                       datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)]
+
+
+def test_a_sealed_name_depends_on_its_key_and_stays_a_valid_event_name():
+    longest = event_name({"name": "x" * 63, "uid": "0123456789"}, "RunnerUnschedulable", "k" * 63)
+    first, again, other = sealed(longest, b"uid-1"), sealed(longest, b"uid-1"), sealed(longest, b"uid-2")
+    assert first == again != other and first.startswith(longest + ".")
+    assert len(first) <= 253 and re.fullmatch(r"[a-z0-9A-Z_.-]+", first)
+    assert sealed(longest, b"") == longest, "no key (an identity without a UID): the name as it was"
