@@ -28,10 +28,11 @@ from flux_api.types import MAX_REASON
 
 from flux_operator import payloads
 from flux_operator import schedule_machine as plan
+from flux_operator.eventnames import event_name
 from flux_operator.kube import ApiFailure, KubeApi
 from flux_operator.metrics import Metrics
 from flux_operator.workqueue import Result
-from flux_operator.world import Key, World, event_name
+from flux_operator.world import Key, World
 
 log = logging.getLogger("flux_operator")
 

@@ -20,14 +20,12 @@ import pydantic
 from flux_api import EXECUTION_LABEL, GROUP, PARENT_LABEL, PLURAL, TERMINAL_PHASES, Execution
 from flux_api.names import SCHEDULE_LABEL, tree_root
 
-from flux_operator.execution.actions import PodView
 from flux_operator.eventnames import event_name
+from flux_operator.execution.actions import PodView
 from flux_operator.execution.children import owned_children
 from flux_operator.podview import pod_view
 from flux_operator.trees import Trees, admitted_unseen
 from flux_operator.trimmed import cancel_asked_at, decided_on, is_stale, trim_execution
-
-__all__ = ["FAMILY_LIMIT", "Key", "Snapshot", "World", "cancel_asked_at", "event_name", "trim_execution"]
 
 Key = tuple[str, str]  # (namespace, execution name)
 
@@ -373,6 +371,7 @@ class World:
     def __len__(self) -> int:
         with self._lock:
             return len(self._executions)
+
 
 def _parse(raw: dict[str, Any]) -> Execution | None:
     # Parsed on each use (about 30 us), not kept: a parsed model costs about 4.5 KB, which at

@@ -10,7 +10,8 @@ from flux_api import nesting
 from flux_operator import payloads
 from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore, trim_schedule
-from flux_operator.world import World, trim_execution
+from flux_operator.trimmed import trim_execution
+from flux_operator.world import World
 from flux_operator.testing import FakeKubeApi
 from tests.operator.builders import NOW, api, pod, reconciler, seed, world  # noqa: F401 (fixtures)
 

@@ -7,7 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 from flux_operator.eventnames import sealed
-from flux_operator.world import World, cancel_asked_at, event_name, trim_execution
+from flux_operator.eventnames import event_name
+from flux_operator.trimmed import cancel_asked_at, trim_execution
+from flux_operator.world import World
 
 pytestmark = pytest.mark.unit
 
