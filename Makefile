@@ -95,7 +95,7 @@ REAL_NODE_TESTS := tests/harness/test_realnode.py $(REAL_PRODUCT_TESTS)
 test-real-node: venv binaries
 	@FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(CLUSTER) down >/dev/null # what an interrupted run left up
 	FLUX_NODE=real FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(PY) -m pytest -p no:cacheprovider \
-		-m 'not process_node_only' $(REAL_NODE_TESTS)
+		-m 'not process_node_only' --durations=15 $(REAL_NODE_TESTS)
 	FLUX_NODE=real $(PY) -m pytest -p no:cacheprovider tests/harness/test_host_clean.py
 
 # TRACING=1: also Jaeger on loopback, the operator and runner tracing to it; prints the run's trace id.
