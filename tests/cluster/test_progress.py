@@ -14,6 +14,7 @@ import subprocess
 import pytest
 from flux_api import GROUP, VERSION, progress
 from fluxtest import Executions, longrun, wait_for
+from fluxtest.faults import POD_UID_HEADER
 from fluxtest.identity import account_kubeconfig, bind_account
 from fluxtest.podlogs import LogFollower
 from fluxtest.tenancy import execution_rules
@@ -41,10 +42,12 @@ def _refusal(call, *args) -> str | None:
 
 def _progress_as_runner(api, fx, name: str, target: str, body: dict, status: bool = True) -> str | None:
     """Merge-patches `target`'s ExecutionProgress (its status, or with `status=False` the object itself) as
-    runner `name` (impersonated); the refusal, or None."""
+    runner `name` with its pod's token (impersonated: its account, and the pod it is bound to); the refusal,
+    or None."""
     user = f"system:serviceaccount:{fx.ns}:flux-runner-{name}"
-    runner = client.CustomObjectsApi(client.ApiClient(api.configuration, header_name="Impersonate-User",
-                                                      header_value=user))
+    impersonating = client.ApiClient(api.configuration, header_name="Impersonate-User", header_value=user)
+    impersonating.set_default_header(POD_UID_HEADER, fx.status(name)["runnerObjects"]["pod"]["uid"])
+    runner = client.CustomObjectsApi(impersonating)
     patch = runner.patch_namespaced_custom_object_status if status else runner.patch_namespaced_custom_object
     try:
         patch(GROUP, "v1alpha1", fx.ns, progress.PLURAL, target, body)
