@@ -337,8 +337,12 @@ class KubeApi:
         return None
 
     def whoami(self) -> str:
-        """The user name the API server knows this operator by (a SelfSubjectReview)."""
-        return str(self._user_info().get("username") or "")
+        """The user name the API server knows this operator by (a SelfSubjectReview); the start-up check asks,
+        and the Event names' key comes with the answer."""
+        info = self._user_info()
+        if self._event_key is None:
+            self._event_key = str(info.get("uid") or "").encode()
+        return str(info.get("username") or "")
 
     def event_key(self) -> bytes:
         """The key of the operator's Event names (eventnames.sealed): its UID, a ServiceAccount's, which every

@@ -283,6 +283,10 @@ def test_event_names_end_in_a_hash_keyed_by_the_operators_uid_asked_for_once() -
     assert names[0] == "a.0123abcd.started", "the UID not known yet: the name as it was, and asked again"
     assert names[1] == names[2] == sealed("a.0123abcd.started", b"u-1") != names[0]
     assert sum(r.url.path.endswith("/selfsubjectreviews") for r in requests) == 2, "once known, kept"
+    primed = KubeApi(ClientConfig(server="https://api.test:6443", token="t"), transport=httpx.MockTransport(
+        lambda request: httpx.Response(201, json={"status": {"userInfo": {"username": "op", "uid": "u-1"}}})))
+    assert primed.whoami() == "op" and primed.event_key() == b"u-1" and primed.calls == 1, \
+        "the start-up check's answer serves: no second review"
 
 
 def test_tolerated_failures_come_back_as_values() -> None:
