@@ -56,6 +56,7 @@ class _Book:
             finally:
                 self._watch.stop()
 
+
 class PhaseBook(_Book):
     """Watches every Execution of a namespace; notes, per name, when (monotonic and wall clock) each
     phase was first delivered. Survives watch expiry by resuming from the last resourceVersion."""

@@ -45,6 +45,7 @@ DEFAULT_MAX_TREE = 1000
 CONFINEMENT_ANNOTATION_PREFIXES = ("container.apparmor.security.beta.kubernetes.io/",
                                    "seccomp.security.alpha.kubernetes.io/")
 
+
 class Toleration(_Model):
     """A toleration runner pods may carry: a template's must equal one (no operator is Equal, no field empty)."""
 
