@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from flux_api import GROUP, PLURAL, VERSION
 from kubernetes import client

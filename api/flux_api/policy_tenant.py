@@ -40,7 +40,7 @@ from flux_api.admission import (
     variable,
 )
 from flux_api import policy_tenant_deletes
-from flux_api.names import GROUP, PARENT_LABEL, PLURAL, SCHEDULE_PLURAL
+from flux_api.names import GROUP, PLURAL, SCHEDULE_PLURAL
 from flux_api.steering import CODE_ENV_NAMES, CODE_ENV_PREFIXES, CODE_PATHS
 from flux_api.tenancy import (
     CONFINEMENT_ANNOTATION_PREFIXES,

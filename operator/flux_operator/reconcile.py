@@ -9,13 +9,12 @@ reads it once. Failures are classified once (kube.ApiFailure) and answered by th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-import dataclasses
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 

@@ -8,7 +8,6 @@ signal it waits for); the operator starts a new pod when the signal arrives or t
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections import Counter

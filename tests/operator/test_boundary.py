@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from flux_api import nesting
 from flux_operator import boundary
-from kopf._cogs.clients import fetching, watching
+from kopf._cogs.clients import watching
 from kopf._cogs.structs import references
 from tests.operator.builders import serve, use_server
 

@@ -8,7 +8,6 @@ import json
 import pytest
 from flux_api import nesting
 from flux_operator import payloads
-from flux_operator.reconcile import Reconciler
 from flux_operator.schedule_shell import ScheduleReconciler, ScheduleStore, trim_schedule
 from flux_operator.trimmed import trim_execution
 from flux_operator.world import World
