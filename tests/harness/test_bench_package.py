@@ -16,8 +16,8 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ["benchkit", "books", "busy", "cancel_latency", "cascade", "cluster_startup", "cpuwindow", "fairness",
-           "kubelet_starts", "observe", "padded_memory", "process_parts", "proxy", "report", "report_starts", "rows",
-           "run", "scale", "starts", "steps", "traffic", "verdicts"]
+           "kubelet_starts", "observe", "padded_memory", "pod_status_policy", "process_parts", "proxy", "report",
+           "report_starts", "rows", "run", "scale", "starts", "steps", "traffic", "verdicts"]
 
 
 @pytest.mark.parametrize("name", MODULES)
