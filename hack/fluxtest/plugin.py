@@ -47,7 +47,11 @@ def cluster() -> Layout:
     try:
         yield layout
     finally:
-        localcluster.down(root)
+        # Only the cluster this session started: a session killed but slow to die (its teardown runs late)
+        # must not take down the cluster a newer run has since started in the same directory.
+        now = Layout.load(root)
+        if now is not None and (now.supervisor_pid, now.ports) == (layout.supervisor_pid, layout.ports):
+            localcluster.down(root)
 
 
 @pytest.fixture(scope="session")
