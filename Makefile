@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLUSTER := $(PY) -m localcluster
 
-.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node test-cron unit demo crds dashboards chart-check e2e-kind bench bench-scale bench-fairness faults faults-real hostile clean
+.PHONY: help venv operator-venv binaries cluster-up cluster-down test test-real-node test-cron test-minutes unit demo crds dashboards chart-check e2e-kind bench bench-scale bench-fairness faults faults-real hostile clean
 
 help:
 	@echo "make demo          bring up a local cluster (a real kubelet; FLUX_NODE=process: the process node),"
@@ -19,6 +19,7 @@ help:
 	@echo "make test          unit and cluster tests (the local cluster is built on first use)"
 	@echo "make test-real-node the real node's tests and a product subset on a real kubelet (.cluster-real)"
 	@echo "make test-cron     the Schedule tests that wait through several cron minutes (not in make test)"
+	@echo "make test-minutes  the tests that wait minutes at the product's defaults, on the real node (not in make test)"
 	@echo "make cluster-up    start the local control plane and process node (.cluster/kubeconfig)"
 	@echo "make cluster-down  stop everything cluster-up started"
 	@echo "make e2e-kind      the demo scenario on kind (needs Docker)"
@@ -85,6 +86,12 @@ test: venv binaries
 test-cron: venv binaries
 	$(PY) -m pytest -p no:cacheprovider -m cron_minutes tests/cluster/test_schedules.py
 
+# Tests that wait minutes at the product's defaults (a two-minute durable sleep at the default 60 s threshold);
+# `make test` runs the same paths at the least threshold. On the real node, as their files are.
+test-minutes: venv binaries
+	@FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(CLUSTER) down >/dev/null # what an interrupted run left up
+	FLUX_NODE=real FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(PY) -m pytest -p no:cacheprovider -m minutes $(REAL_NODE_TESTS)
+
 # The real node (containerd, runc, a kubelet at the pinned version, our images) on a cluster of its own:
 # its own tests and the product's cancel, logs, chart and execution tests on it, minus the tests about
 # the process node itself. Then, with that cluster down (one real kubelet per machine), the host-clean
@@ -95,7 +102,7 @@ REAL_NODE_TESTS := tests/harness/test_realnode.py $(REAL_PRODUCT_TESTS)
 test-real-node: venv binaries
 	@FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(CLUSTER) down >/dev/null # what an interrupted run left up
 	FLUX_NODE=real FLUX_CLUSTER_DIR=$(REAL_CLUSTER) $(PY) -m pytest -p no:cacheprovider \
-		-m 'not process_node_only' --durations=15 $(REAL_NODE_TESTS)
+		-m 'not process_node_only and not minutes' --durations=15 $(REAL_NODE_TESTS)
 	FLUX_NODE=real $(PY) -m pytest -p no:cacheprovider tests/harness/test_host_clean.py
 
 # TRACING=1: also Jaeger on loopback, the operator and runner tracing to it; prints the run's trace id.

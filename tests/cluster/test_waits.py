@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 from fluxtest import Executions, manifest, wait_for
+from fluxtest.operators import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -20,6 +21,41 @@ def at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+@pytest.fixture
+def quick_waits(operator, cluster, core, custom, namespace, operator_env) -> Executions:
+    """The session's operator stopped for the test, and in its stead one whose durable waits begin at 10 s (the
+    least the flag takes)."""
+    operator.stop()  # releases the Lease the new one takes
+    try:
+        op = OperatorProcess(operator_env, cluster.logs)
+        op.log_path = cluster.logs / f"quick-waits-{namespace}.log"
+        op.start("--durable-wait-after", "10")
+        try:
+            yield Executions(custom, core, namespace)
+        finally:
+            op.stop()
+    finally:
+        operator.start()
+
+
+def test_a_sleep_past_the_threshold_holds_no_pod_and_goes_on_after_it(quick_waits):
+    """The two-minute sleep below, at the operator's least threshold: what `make test` runs."""
+    fx = quick_waits
+    fx.create(manifest("nap", "flux_examples.nap:main", {"sleepSeconds": 25, "stepsBefore": 1, "stepsAfter": 1}))
+    status = fx.wait_phase("nap", "Waiting", timeout=60)
+    wake = at(status["checkpoint"]["wakeAt"])
+    wait_for(lambda: fx.pod("nap") is None, timeout=30, what="the runner pod to be gone while it sleeps")
+    while (datetime.now(timezone.utc) - wake).total_seconds() < -2:  # no pod comes back before the wake time
+        assert fx.phase("nap") == "Waiting" and fx.pod("nap") is None
+        time.sleep(1)
+    status = fx.wait_phase("nap", "Succeeded", timeout=90)
+    steps = status["checkpoint"]["steps"]
+    assert [s["name"] for s in steps] == ["before-1", "sleep-1", "after-1"]
+    assert at(steps[2]["completedAt"]) >= wake, "the step after it ran only after the wake time"
+    assert fx.events("nap").count("Woken") == 1
+
+
+@pytest.mark.minutes
 def test_a_two_minute_sleep_holds_no_pod_and_goes_on_after_it(fx):
     fx.create(manifest("nap", "flux_examples.nap:main", {"sleepSeconds": 120, "stepsBefore": 2, "stepsAfter": 2}))
     status = fx.wait_phase("nap", "Waiting", timeout=60)
