@@ -251,12 +251,13 @@ def patch_cancel(custom: client.CustomObjectsApi, namespace: str, name: str, rea
                                           {"spec": {"cancel": {"reason": reason}}})
 
 
-def kubectl(layout: Layout, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+def kubectl(layout: Layout, *args: str, timeout: float = 300, check: bool = True,
+            input: str | None = None) -> subprocess.CompletedProcess:
     # The kubectl of the cluster first on PATH; kubectl-flux (the plugin) from this virtualenv.
     env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig),
            "PATH": f"{layout.bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     result = subprocess.run([str(layout.bin / "kubectl"), *args], env=env, capture_output=True, text=True,
-                            timeout=timeout)
+                            timeout=timeout, input=input)
     if check and result.returncode != 0:
         raise BenchError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
     return result

@@ -29,17 +29,18 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from flux_api import policy_owned
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from localcluster.faults import ClusterFaults
 from localcluster.kube import api_client
 from localcluster.layout import Layout
 from localcluster.probes import wait_for
 
-from bench.benchkit import REPO, RESULTS, install_crd, log, summary, this_code
+from bench.benchkit import REPO, RESULTS, install_crd, kubectl, log, summary, this_code
 from bench.cancel_latency import bench_cluster
+from bench.traffic import cpu_seconds
 
 NO_ONE = "system:serviceaccount:flux-bench:no-one"  # the TenancyPolicy's operator: every request is checked
 NOWHERE = {"flux.dev/bench-node": "none"}  # no node has it: the pods stay Pending and nothing writes them
@@ -56,16 +57,12 @@ def versions() -> dict[str, dict]:
     return {"shipped": shipped, "without": without}
 
 
-def kubectl(layout: Layout, *args: str, document: dict | None = None) -> None:
-    env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
-    subprocess.run([str(layout.bin / "kubectl"), *args], env=env, check=True, stdout=subprocess.DEVNULL,
-                   input=json.dumps(document) if document else None, text=True)
+def apply(layout: Layout, document: dict) -> None:
+    kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(document))
 
 
 def apiserver_cpu(layout: Layout) -> float:
-    pid = json.loads((layout.root / "components.json").read_text())["components"]["kube-apiserver"]["pid"]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(ClusterFaults(layout).pid("kube-apiserver"))
 
 
 def in_force(core: client.CoreV1Api, ns: str, version: str, attempt: list[int]) -> bool:
@@ -96,7 +93,7 @@ def run(layout: Layout, rounds: int, patches: int, pod_count: int) -> dict:
     install_crd(layout)
     tenancy = subprocess.run([sys.executable, "-m", "flux_api.tenancy", "--operator", NO_ONE], check=True,
                              capture_output=True, text=True).stdout
-    kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", document=json.loads(tenancy))
+    apply(layout, json.loads(tenancy))
     api = api_client(layout.kubeconfig)
     core = client.CoreV1Api(api)
     ns = f"bench-pod-status-{int(time.time())}"
@@ -112,7 +109,7 @@ def run(layout: Layout, rounds: int, patches: int, pod_count: int) -> dict:
         for round_ in range(rounds):
             order = ["shipped", "without"] if round_ % 2 == 0 else ["without", "shipped"]
             for version in order:
-                kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", document=policies[version])
+                apply(layout, policies[version])
                 wait_for(lambda version=version: in_force(core, ns, version, attempt), timeout=60, interval=0.2,
                          what=f"the {version} policy in force")
                 batch(core, ns, pods, 10, round_)  # warm: the connection, the policy's compiled form

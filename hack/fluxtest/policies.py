@@ -65,8 +65,21 @@ def refusal(api: client.ApiClient, body: dict[str, Any], namespace: str, plural:
         client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body,
                                                                      dry_run="All")
     except ApiException as err:
-        return json.loads(err.body or "{}").get("message") or str(err)
+        return _message(err)
     return None
+
+
+def answer(write: Callable[[], Any]) -> str:
+    """How the API server took a write: "admitted", or its refusal as "<status>: <message>"."""
+    try:
+        write()
+    except ApiException as err:
+        return f"{err.status}: {_message(err)}"
+    return "admitted"
+
+
+def _message(err: ApiException) -> str:
+    return json.loads(err.body or "{}").get("message") or str(err)
 
 
 def _enforced(api: client.ApiClient) -> bool:

@@ -339,26 +339,26 @@ class KubeApi:
     def whoami(self) -> str:
         """The user name the API server knows this operator by (a SelfSubjectReview); the start-up check asks,
         and the Event names' key comes with the answer."""
-        info = self._user_info()
-        if self._event_key is None:
-            self._event_key = str(info.get("uid") or "").encode()
-        return str(info.get("username") or "")
+        return str(self._user_info().get("username") or "")
 
     def event_key(self) -> bytes:
         """The key of the operator's Event names (eventnames.sealed): its UID, a ServiceAccount's, which every
         replica shares. Asked for once; while it cannot be, none (the names as they were)."""
         if self._event_key is None:
             try:
-                self._event_key = str(self._user_info().get("uid") or "").encode()
+                self._user_info()
             except ApiFailure:
                 return b""
-        return self._event_key
+        return self._event_key or b""
 
     def _user_info(self) -> dict[str, Any]:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
         with self.call("who am I (selfsubjectreview)"):
             review = self.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body)
-        return (review.get("status") or {}).get("userInfo") or {}
+        info = (review.get("status") or {}).get("userInfo") or {}
+        if self._event_key is None:  # whoever asked first, the start-up check or the first Event
+            self._event_key = str(info.get("uid") or "").encode()
+        return info
 
     def allowed(self, attributes: dict[str, Any]) -> bool:
         """A SelfSubjectAccessReview: may this identity do what `attributes` describe?"""

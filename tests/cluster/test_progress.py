@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from flux_api import GROUP, VERSION, progress
 from fluxtest import Executions, longrun, wait_for
-from fluxtest.faults import POD_UID_HEADER
+from fluxtest.faults import as_runner
 from fluxtest.identity import account_kubeconfig, bind_account
 from fluxtest.podlogs import LogFollower
 from fluxtest.tenancy import execution_rules
@@ -40,14 +40,10 @@ def _refusal(call, *args) -> str | None:
     return None
 
 
-def _progress_as_runner(api, fx, name: str, target: str, body: dict, status: bool = True) -> str | None:
+def _progress_as_runner(kubeconfig, fx, name: str, target: str, body: dict, status: bool = True) -> str | None:
     """Merge-patches `target`'s ExecutionProgress (its status, or with `status=False` the object itself) as
-    runner `name` with its pod's token (impersonated: its account, and the pod it is bound to); the refusal,
-    or None."""
-    user = f"system:serviceaccount:{fx.ns}:flux-runner-{name}"
-    impersonating = client.ApiClient(api.configuration, header_name="Impersonate-User", header_value=user)
-    impersonating.set_default_header(POD_UID_HEADER, fx.status(name)["runnerObjects"]["pod"]["uid"])
-    runner = client.CustomObjectsApi(impersonating)
+    runner `name` with its pod's token (fluxtest.faults.as_runner); the refusal, or None."""
+    runner = client.CustomObjectsApi(as_runner(kubeconfig, fx.ns, name))
     patch = runner.patch_namespaced_custom_object_status if status else runner.patch_namespaced_custom_object
     try:
         patch(GROUP, "v1alpha1", fx.ns, progress.PLURAL, target, body)
@@ -56,7 +52,7 @@ def _progress_as_runner(api, fx, name: str, target: str, body: dict, status: boo
     return None
 
 
-def test_progress_goes_to_the_progress_object_which_only_its_own_runner_may_write(fx, api):
+def test_progress_goes_to_the_progress_object_which_only_its_own_runner_may_write(fx, kubeconfig):
     fx.create(longrun("honest", seconds=0.2))
     fx.create(longrun("victim", seconds=0.2))
     fx.wait_step("honest", steps=3)
@@ -70,10 +66,11 @@ def test_progress_goes_to_the_progress_object_which_only_its_own_runner_may_writ
     assert recorded.get("stepCount", 0) < made["status"]["checkpoint"]["stepCount"], \
         "the periodic writes did not go to the Execution the operator watches"
     forged = {"status": {"checkpoint": {"state": "Running", "sequence": 1}}}
-    assert _progress_as_runner(api, fx, "honest", "honest", {"status": made["status"]}) is None
-    refused = _progress_as_runner(api, fx, "honest", "victim", forged)
+    assert _progress_as_runner(kubeconfig, fx, "honest", "honest", {"status": made["status"]}) is None
+    refused = _progress_as_runner(kubeconfig, fx, "honest", "victim", forged)
     assert refused is not None and refused.startswith("403"), "not another execution's"
-    stripped = _progress_as_runner(api, fx, "honest", "honest", {"metadata": {"ownerReferences": None}}, status=False)
+    stripped = _progress_as_runner(kubeconfig, fx, "honest", "honest", {"metadata": {"ownerReferences": None}},
+                                   status=False)
     assert stripped is not None and stripped.startswith("403"), "its owner (and so its collection) is not the runner's"
     status = fx.wait_phase("victim", "Succeeded", "Running")
     assert status["phase"] == "Running"

@@ -18,6 +18,7 @@ from flux_api.progress import KIND, PLURAL
 from fluxtest import TERMINAL, longrun, manifest, wait_for
 from fluxtest.faults import as_runner, log_tail
 from fluxtest.identity import account_kubeconfig
+from fluxtest.policies import answer
 from fluxtest.tenancy import execution_rules, grant
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -100,14 +101,11 @@ def test_acting_as_a_runners_account_writes_no_progress(api, cluster, tenant, op
     developer.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:flux-runner-victim")
     forged = {"status": {"checkpoint": {"state": "Succeeded", "sequence": FORGED_SEQUENCE, "stepCount": 99,
                                         "result": "forged"}}}
-    custom, answers = client.CustomObjectsApi(developer), {}
+    custom = client.CustomObjectsApi(developer)
     try:
-        for what, plural in (("ExecutionProgress", PLURAL), ("Execution", EXECUTIONS)):
-            try:
-                custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, plural, "victim", forged)
-                answers[what] = "admitted"
-            except ApiException as err:
-                answers[what] = f"{err.status}: {json.loads(err.body or '{}').get('message', '')}"
+        answers = {what: answer(lambda plural=plural: custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, ns, plural, "victim", forged))
+            for what, plural in (("ExecutionProgress", PLURAL), ("Execution", EXECUTIONS))}
     finally:
         developer.close()
     kept = (fx.progress("victim") or {}).get("status", {}).get("checkpoint") or {}

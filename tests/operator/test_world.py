@@ -6,8 +6,7 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from flux_operator.eventnames import sealed
-from flux_operator.eventnames import event_name
+from flux_operator.eventnames import event_name, sealed
 from flux_operator.trimmed import cancel_asked_at, trim_execution
 from flux_operator.world import World
 
